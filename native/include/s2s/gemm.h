@@ -1,0 +1,45 @@
+// GEMM, ours: C = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
+//
+//   op(A) is (M, K): A is stored (M, K) with row stride lda, or (K, M) when trans_a.
+//   op(B) is (K, N): B is stored (K, N) with row stride ldb, or (N, K) when trans_b.
+//   C is (M, N) with row stride ldc. beta == 0 means C is write-only (NaNs in C are ignored).
+//
+// The four transpose combinations cover what training needs: y = x W^T (forward, trans_b),
+// dx = dy W (no transposes), dW += dy^T x (trans_a, beta = 1).
+// gemm_bf16 takes bf16 operands (raw uint16 bits) and accumulates and writes fp32.
+// Both are packed and cache-blocked, run on the thread pool, and pick the microkernel of the
+// active ISA (s2s/cpu_features.h). Results are bit-identical run to run at a fixed thread count:
+// each element of C is owned by one thread and its K loop runs in a fixed order.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc);
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
+               float* C, int64_t ldc);
+
+// Plain triple loops, the oracles for the tests (double accumulation, so they are the exact
+// answer to within fp32 output rounding).
+void gemm_f32_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                        float* C, int64_t ldc);
+void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const uint16_t* A, int64_t lda, const uint16_t* B,
+                         int64_t ldb, float beta, float* C, int64_t ldc);
+
+// Tensor entry with checks (the N-API layer calls this): a, b 2-D contiguous, both f32 or both
+// bf16; c (M, N) f32 contiguous.
+void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+            float alpha, float beta);
+
+// Which microkernel each dtype uses under the active ISA, e.g. "avx512 16x32 fma" (for doctor).
+const char* gemm_kernel_name(DType dtype);
+
+}  // namespace s2s
