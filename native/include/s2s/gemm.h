@@ -38,6 +38,8 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
 // bf16; c (M, N) f32 contiguous.
 void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
             float alpha, float beta);
+// The checks matmul runs, alone (to fail on the caller's thread before queueing async work).
+void matmul_check(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b);
 
 // Which microkernel each dtype uses under the active ISA, e.g. "avx512 16x32 fma" (for doctor).
 const char* gemm_kernel_name(DType dtype);

@@ -38,8 +38,8 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
                  [](uint16_t x) { return bf16_to_f32(x); });
 }
 
-void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
-            float alpha, float beta) {
+void matmul_check(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
+                  bool trans_b) {
   const char* op = "matmul";
   S2S_REQUIRE(a.ndim == 2, code::kShape, op, "expected a to be 2-D, got ", a.shape_string());
   S2S_REQUIRE(b.ndim == 2, code::kShape, op, "expected b to be 2-D, got ", b.shape_string());
@@ -56,6 +56,14 @@ void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, boo
   S2S_REQUIRE(K == Kb, code::kShape, op, "expected inner dimensions to agree, got op(a) (", M,
               ", ", K, ") and op(b) (", Kb, ", ", N, ")");
   expect_f32(c, {M, N}, op, "c");
+}
+
+void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+            float alpha, float beta) {
+  matmul_check(c, a, b, trans_a, trans_b);
+  const int64_t M = trans_a ? a.shape[1] : a.shape[0];
+  const int64_t K = trans_a ? a.shape[0] : a.shape[1];
+  const int64_t N = trans_b ? b.shape[0] : b.shape[1];
   if (a.dtype == DType::F32) {
     gemm_f32(trans_a, trans_b, M, N, K, alpha, a.f32(), a.shape[1], b.f32(), b.shape[1], beta,
              c.f32(), N);
