@@ -1,0 +1,135 @@
+// The typed surface of the native addon, and the only module that loads it. Everything in src/
+// goes through these types; nothing else touches the raw addon.
+import { createRequire } from "node:module";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const require = createRequire(import.meta.url);
+
+/** Element types a tensor can hold across the boundary. bf16/f16 travel as raw Uint16Array bits. */
+export type DTypeName = "float32" | "bfloat16" | "float16";
+
+/** Instruction-set paths of the CPU kernels, lowest first. */
+export type IsaName = "scalar" | "avx2" | "avx512" | "avx512_bf16" | "neon";
+
+/** A contiguous row-major tensor as the addon reads it: no copy is made. */
+export interface NativeTensor {
+  data: Float32Array | Uint16Array;
+  shape: readonly number[];
+  dtype: DTypeName;
+}
+
+export interface NativeInfo {
+  version: string;
+  compiler: string;
+  napiVersion: number;
+  backends: string[];
+  cpu: { vendor: string; brand: string; logicalCores: number; features: string[] };
+  supportedIsas: IsaName[];
+  bestIsa: IsaName;
+  activeIsa: IsaName;
+  kernels: { gemmF32: string; gemmBf16: string };
+  threads: number;
+}
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+}
+
+/** Every function the addon exports, with its exact JS signature. */
+export interface NativeAddon {
+  info(): NativeInfo;
+  setNumThreads(threads: number): void;
+  setIsa(isa: IsaName): void;
+  /** c = alpha * op(a) * op(b) + beta * c, in place, on the thread pool. */
+  matmul(c: NativeTensor, a: NativeTensor, b: NativeTensor, options?: MatmulOptions): Promise<void>;
+}
+
+/** An Error from the native core: `code` is one of the S2S_* codes. */
+export interface NativeError extends Error {
+  code: string;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === "string";
+}
+
+/** The package root: the nearest folder above this file whose package.json is s2s-train's. */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, "package.json");
+    if (existsSync(manifest)) {
+      const name = (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name;
+      if (name === "s2s-train") return dir;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error("s2s-train: cannot find the package root above " + dir);
+    dir = parent;
+  }
+}
+
+let cached: { addon: NativeAddon; path: string } | undefined;
+
+/**
+ * Loads the addon: a prebuilt binary from prebuilds/<platform>-<arch>/ first, then the one built
+ * from source in build/Release/. When neither loads, the error lists every path tried and the
+ * command that builds it.
+ */
+export function loadAddon(): { addon: NativeAddon; path: string } {
+  if (cached) return cached;
+  const root = packageRoot();
+  const nodeGypBuild = require("node-gyp-build") as { path(dir: string): string };
+  let addonPath: string;
+  try {
+    addonPath = nodeGypBuild.path(root);
+  } catch (e) {
+    const tried = [
+      path.join(root, "prebuilds", `${process.platform}-${process.arch}`, "*.node"),
+      path.join(root, "build", "Release", "s2s_train.node"),
+    ];
+    throw new Error(
+      `s2s-train: no native addon for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
+        `Tried:\n  ${tried.join("\n  ")}\n` +
+        `Build it from source (needs cmake >= 3.18 and a C++17 compiler):\n` +
+        `  npm rebuild s2s-train        (in a project that depends on it; npm 11 runs our install\n` +
+        `                               script only if allowScripts lists s2s-train)\n` +
+        `  npm run build:native         (in a checkout of s2s-train)\n` +
+        `(${(e as Error).message.split("\n")[0]})`,
+    );
+  }
+  try {
+    cached = { addon: require(addonPath) as NativeAddon, path: addonPath };
+  } catch (e) {
+    throw new Error(
+      `s2s-train: found the native addon at ${addonPath} but could not load it: ${(e as Error).message}\n` +
+        `Rebuild it with \`npm run build:native\` (checkout) or \`npm rebuild s2s-train\`.`,
+    );
+  }
+  return cached;
+}
+
+export function addon(): NativeAddon {
+  return loadAddon().addon;
+}
+
+/**
+ * Runs an async native call so that a rejection's stack points at the caller's own line rather
+ * than at the native worker (which has no JS stack).
+ */
+export async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
+  const site = new Error();
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof Error && site.stack) {
+      const frames = site.stack.split("\n").slice(1).join("\n");
+      e.stack = `${e.name}: ${e.message}\n${frames}`;
+    }
+    throw e;
+  }
+}

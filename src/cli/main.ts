@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+// The s2s-train command line. One command per file under commands/; handlers only call run*()
+// functions that tests call directly. The process exits here and nowhere else.
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { doctorCommand } from "./commands/doctor.js";
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  await yargs(argv)
+    .scriptName("s2s-train")
+    .command(doctorCommand)
+    .strict()
+    .strictCommands()
+    .demandCommand(1, "Name a command; see --help.")
+    .recommendCommands()
+    .help()
+    .fail((message, error, y) => {
+      exitCode = 1;
+      if (error) {
+        const code = (error as { code?: unknown }).code;
+        process.stderr.write(`s2s-train: ${error.message}${typeof code === "string" ? ` [${code}]` : ""}\n`);
+      } else {
+        process.stderr.write(`${y.help()}\n\n${message}\n`);
+      }
+    })
+    .parseAsync();
+  return exitCode;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`s2s-train: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,43 @@
+// `s2s-train doctor`: everything a bug report needs about this install, as data and as text.
+import os from "node:os";
+import { nativeInfo, type NativeInfo } from "./system.js";
+
+export interface DoctorReport {
+  package: string;
+  node: string;
+  platform: string;
+  addonPath: string;
+  native: NativeInfo;
+}
+
+export function runDoctor(): DoctorReport {
+  const { addonPath, ...native } = nativeInfo();
+  return {
+    package: `s2s-train ${native.version}`,
+    node: process.version,
+    platform: `${process.platform}-${process.arch} (${os.release()})`,
+    addonPath,
+    native,
+  };
+}
+
+export function formatDoctor(r: DoctorReport): string {
+  const n = r.native;
+  const rows: [string, string][] = [
+    ["package", r.package],
+    ["node", `${r.node} (N-API ${n.napiVersion})`],
+    ["platform", r.platform],
+    ["addon", r.addonPath],
+    ["compiler", n.compiler],
+    ["backends", n.backends.join(", ")],
+    ["cpu", `${n.cpu.brand || n.cpu.vendor} (${n.cpu.logicalCores} logical cores)`],
+    ["cpu features", n.cpu.features.join(" ") || "(none detected)"],
+    ["kernel paths", n.supportedIsas.join(", ")],
+    ["active path", n.activeIsa + (n.activeIsa === n.bestIsa ? " (best available)" : ` (best: ${n.bestIsa})`)],
+    ["gemm fp32", n.kernels.gemmF32],
+    ["gemm bf16", n.kernels.gemmBf16],
+    ["threads", String(n.threads)],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+}
