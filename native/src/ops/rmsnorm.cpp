@@ -33,6 +33,8 @@ int64_t check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& 
   const int64_t N = opu::expect_rows(inp, kOp, "inp", C);
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
   expect_f32(weight, {*C}, kOp, "weight");
+  S2S_REQUIRE(opu::present(rstd), code::kArgument, kOp,
+              "expected rstd saved by the forward, got a null tensor");
   opu::expect_f32_numel(rstd, N, kOp, "rstd");
   if (opu::present(dinp)) opu::expect_f32_like(dinp, inp, kOp, "dinp", "inp");
   if (opu::present(dweight)) expect_f32(dweight, {*C}, kOp, "dweight");
