@@ -1,0 +1,31 @@
+// dropout with a counter-based RNG (Philox4x32-10, native/src/core/philox.h): element i of a call
+// is kept or dropped by (seed, offset + i) alone, so the mask does not depend on the thread
+// count and the backward regenerates it instead of storing it. Forward, backward, references.
+// Shapes: any; shown as (N,C), N rows = B*T, C channels.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+// out (N,C) = inp * keep / (1 - p), keep_i = (uniform(seed, offset + i) >= p), where uniform is
+// the top 24 bits of Philox word (offset + i) of the stream keyed by seed, times 2^-24.
+// (Applied as x * (keep ? 1/(1-p) : 0), so a dropped NaN stays NaN, as in PyTorch.)
+// p in [0, 1), else S2S_ARGUMENT; p == 0 is the identity (a copy). out may be inp.
+// Callers advance offset by numel per call so no two calls share random words.
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                     uint64_t offset);
+
+// dinp (N,C) += dout * keep / (1 - p) with the same (p, seed, offset) as the forward.
+// ACCUMULATES; dinp.data == nullptr: nothing to do.
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+                      uint64_t offset);
+
+// One Philox block per element, no batching: the test oracles.
+void dropout_forward_reference(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                               uint64_t offset);
+void dropout_backward_reference(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+                                uint64_t offset);
+
+}  // namespace s2s

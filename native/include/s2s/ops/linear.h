@@ -1,0 +1,44 @@
+// linear: y = x W^T + b (torch nn.Linear), with W stored (out,in) as PyTorch does or (in,out)
+// as GPT-2's Conv1D does; W in f32 (trainable) or bf16 (a frozen base weight under LoRA).
+// Forward, backward (all through s2s::gemm_f32 / gemm_bf16) and reference loops.
+// Legend: N rows = B*T (x may be (N,IC) or (B,T,IC); y has the same leading dims),
+//         IC in_features, OC out_features.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+// How the weight is stored. OutIn: (OC, IC), torch.nn.Linear.weight. InOut: (IC, OC),
+// transformers' Conv1D (GPT-2 c_attn, c_proj, c_fc).
+enum class WeightLayout : uint8_t { OutIn = 0, InOut = 1 };
+
+// out (N,OC) = inp (N,IC) @ W^T + bias (OC,). out is overwritten (not accumulated).
+//   inp f32 contiguous; out f32 contiguous with inp's leading dims and last dim OC.
+//   weight f32 or bf16, contiguous, (OC,IC) or (IC,OC) per layout. With a bf16 weight, inp is
+//   rounded to bf16 in a scratch buffer and gemm_bf16 runs (fp32 accumulation).
+//   bias (OC,) f32, or data == nullptr for no bias.
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                    const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
+
+// ACCUMULATES (+=; the caller zeroes):
+//   dinp    (N,IC) += dout @ W             (bf16 weight: dout rounded to bf16, gemm_bf16)
+//   dweight (OC,IC) += dout^T @ inp        (InOut: (IC,OC) += inp^T @ dout)
+//   dbias   (OC,)  += sum over rows of dout (one thread per column block, rows in order)
+// Each gradient with data == nullptr is not needed and skipped. inp is read only for dweight
+// and may then be a null tensor. A bf16 weight is frozen: passing a dweight for it throws
+// S2S_ARGUMENT. dweight is f32 with the weight's shape.
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                     WeightLayout layout = WeightLayout::OutIn);
+
+// Plain triple loops in double (a bf16 weight path rounds inp / dout to bf16 first, exactly as
+// the fast path does): the test oracles.
+void linear_forward_reference(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                              const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
+void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                               const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                               WeightLayout layout = WeightLayout::OutIn);
+
+}  // namespace s2s

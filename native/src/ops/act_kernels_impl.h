@@ -1,0 +1,150 @@
+// Bodies of the ActKernels table (act_kernels.h). Included once per instruction set by
+// act_kernels.cpp / act_kernels_avx2.cpp / act_kernels_avx512.cpp, each defining
+// S2S_ACT_KERNELS_NAME (the accessor) and S2S_ACT_KERNELS_LABEL. Everything here has internal
+// linkage and uses no std:: templates, so no ISA-specific code can leak into other files.
+// Reductions use 16 fixed lanes: vectorisable without -ffast-math and the same summation order
+// on every ISA (results still differ in the last bits where the compiler contracts to FMA).
+// GCC keeps float compare-selects as branches (no vectorisation on SSE2/AVX2) unless it may
+// assume compares do not trap. -fno-trapping-math changes no result, only FP exception flags
+// (Clang assumes it by default), so it is no fast-math licence: NaN and Inf behave the same.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+#include "ops/act_kernels.h"
+#include "ops/vec_math.h"
+
+namespace s2s {
+namespace {
+
+constexpr int kLanes = 16;
+
+void k_gelu_forward(float* out, const float* inp, int64_t n, bool approx_tanh) {
+  if (approx_tanh) {
+    for (int64_t i = 0; i < n; ++i) out[i] = vm::gelu_tanh_f(inp[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = vm::gelu_erf_f(inp[i]);
+  }
+}
+
+void k_gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                     bool approx_tanh) {
+  if (approx_tanh) {
+    for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::gelu_tanh_grad_f(inp[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::gelu_erf_grad_f(inp[i]);
+  }
+}
+
+void k_silu_forward(float* out, const float* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = vm::silu_f(inp[i]);
+}
+
+void k_silu_backward(float* dinp, const float* dout, const float* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::silu_grad_f(inp[i]);
+}
+
+void k_swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = vm::silu_f(gate[i]) * up[i];
+}
+
+void k_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t n) {
+  if (dgate) {
+    for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::silu_grad_f(gate[i]);
+  }
+  if (dup) {
+    for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::silu_f(gate[i]);
+  }
+}
+
+void k_geglu_forward(float* out, const float* gate, const float* up, int64_t n,
+                     bool approx_tanh) {
+  if (approx_tanh) {
+    for (int64_t i = 0; i < n; ++i) out[i] = vm::gelu_tanh_f(gate[i]) * up[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = vm::gelu_erf_f(gate[i]) * up[i];
+  }
+}
+
+void k_geglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                      const float* up, int64_t n, bool approx_tanh) {
+  if (dgate) {
+    if (approx_tanh) {
+      for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::gelu_tanh_grad_f(gate[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::gelu_erf_grad_f(gate[i]);
+    }
+  }
+  if (dup) {
+    if (approx_tanh) {
+      for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::gelu_tanh_f(gate[i]);
+    } else {
+      for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::gelu_erf_f(gate[i]);
+    }
+  }
+}
+
+// Sum of v[0..n) in 16 fixed lanes, lanes added in order at the end.
+float lane_sum(const float* v, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += v[i + j];
+  }
+  for (int j = 0; i < n; ++i, ++j) acc[j] += v[i];
+  float s = 0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+// softmax: y = e^{x - max} / sum e^{x - max}. A NaN anywhere in the row makes the row NaN
+// (it reaches the sum through exp), as in PyTorch.
+void k_softmax_forward(float* out, const float* inp, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = inp + r * C;
+    float* y = out + r * C;
+    float mx[kLanes];
+    for (int j = 0; j < kLanes; ++j) mx[j] = -__builtin_inff();
+    int64_t i = 0;
+    for (; i + kLanes <= C; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+    }
+    for (int j = 0; i < C; ++i, ++j) mx[j] = x[i] > mx[j] ? x[i] : mx[j];
+    float m = mx[0];
+    for (int j = 1; j < kLanes; ++j) m = mx[j] > m ? mx[j] : m;
+    for (int64_t k = 0; k < C; ++k) y[k] = vm::exp_f(x[k] - m);
+    const float inv = 1.0f / lane_sum(y, C);
+    for (int64_t k = 0; k < C; ++k) y[k] *= inv;
+  }
+}
+
+// dx = y * (dy - sum(dy * y))
+void k_softmax_backward(float* dinp, const float* dout, const float* out, int64_t rows,
+                        int64_t C) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* dy = dout + r * C;
+    const float* y = out + r * C;
+    float* dx = dinp + r * C;
+    float acc[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= C; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += dy[i + j] * y[i + j];
+    }
+    for (int j = 0; i < C; ++i, ++j) acc[j] += dy[i] * y[i];
+    float dot = 0;
+    for (int j = 0; j < kLanes; ++j) dot += acc[j];
+    for (int64_t k = 0; k < C; ++k) dx[k] += y[k] * (dy[k] - dot);
+  }
+}
+
+}  // namespace
+
+const ActKernels& S2S_ACT_KERNELS_NAME() {
+  static const ActKernels k{S2S_ACT_KERNELS_LABEL, k_gelu_forward,    k_gelu_backward,
+                            k_silu_forward,        k_silu_backward,   k_swiglu_forward,
+                            k_swiglu_backward,     k_geglu_forward,   k_geglu_backward,
+                            k_softmax_forward,     k_softmax_backward};
+  return k;
+}
+
+}  // namespace s2s

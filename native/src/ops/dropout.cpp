@@ -1,0 +1,107 @@
+// dropout forward/backward with the Philox mask regenerated from (seed, offset), and reference
+// loops that run one Philox block per element. The fast path makes each block once per 4
+// elements. Thread split is by elements; masks depend on the element index only.
+#include "s2s/ops/dropout.h"
+
+#include <algorithm>
+
+#include "core/philox.h"
+#include "ops/op_util.h"
+#include "s2s/thread_pool.h"
+
+namespace s2s {
+
+namespace {
+constexpr const char* kOp = "dropout";
+
+void check_p(float p) {
+  if (!(p >= 0.0f && p < 1.0f)) fail(code::kArgument, kOp, "expected p in [0, 1), got ", p);
+}
+
+// dst[i] (= or +=) src[i] * (keep(offset + i) ? scale : 0) for i in [b, e).
+template <bool kAccumulate>
+void apply(float* dst, const float* src, int64_t b, int64_t e, float p, float scale,
+           uint64_t seed, uint64_t offset) {
+  int64_t i = b;
+  while (i < e) {
+    const uint64_t idx = offset + uint64_t(i);
+    const Philox4x32 blk = philox_block(seed, idx >> 2);
+    // The rest of this block of 4 words (or of the range, whichever ends first).
+    const int64_t n = std::min<int64_t>(e - i, int64_t(4 - (idx & 3)));
+    for (int64_t j = 0; j < n; ++j) {
+      const float m = philox_uniform(blk.v[(idx & 3) + j]) >= p ? scale : 0.0f;
+      if (kAccumulate) dst[i + j] += src[i + j] * m;
+      else dst[i + j] = src[i + j] * m;
+    }
+    i += n;
+  }
+}
+}  // namespace
+
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                     uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
+  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  float* y = out.f32();
+  const float* x = inp.f32();
+  if (p == 0.0f) {
+    if (y != x) {
+      parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) y[i] = x[i];
+      });
+    }
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  parallel_for(inp.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
+    apply<false>(y, x, b, e, p, scale, seed, offset);
+  });
+}
+
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+                      uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
+  if (!opu::present(dinp)) return;
+  opu::expect_f32_like(dinp, dout, kOp, "dinp", "dout");
+  float* dx = dinp.f32();
+  const float* dy = dout.f32();
+  if (p == 0.0f) {
+    parallel_for(dout.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) dx[i] += dy[i];
+    });
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  parallel_for(dout.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
+    apply<true>(dx, dy, b, e, p, scale, seed, offset);
+  });
+}
+
+void dropout_forward_reference(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                               uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
+  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  const float scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < inp.numel(); ++i) {
+    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    out.f32()[i] = inp.f32()[i] * (keep ? scale : 0.0f);
+  }
+}
+
+void dropout_backward_reference(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+                                uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
+  if (!opu::present(dinp)) return;
+  opu::expect_f32_like(dinp, dout, kOp, "dinp", "dout");
+  const float scale = 1.0f / (1.0f - p);
+  for (int64_t i = 0; i < dout.numel(); ++i) {
+    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    dinp.f32()[i] += dout.f32()[i] * (keep ? scale : 0.0f);
+  }
+}
+
+}  // namespace s2s

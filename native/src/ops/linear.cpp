@@ -1,0 +1,243 @@
+// linear forward/backward through the GEMMs (gemm.h), bias add and dbias column sums, and the
+// reference triple loops. Legend: N rows, IC in_features, OC out_features.
+// Napkin: 2*N*IC*OC flops forward, twice that backward; the GEMM does the work.
+#include "s2s/ops/linear.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "ops/op_util.h"
+#include "s2s/arena.h"
+#include "s2s/gemm.h"
+#include "s2s/ops/cast.h"
+#include "s2s/thread_pool.h"
+
+namespace s2s {
+
+namespace {
+constexpr const char* kOp = "linear";
+
+struct Dims { int64_t N, IC, OC; };
+
+void check_layout(WeightLayout layout) {
+  if (layout != WeightLayout::OutIn && layout != WeightLayout::InOut) {
+    fail(code::kArgument, kOp, "expected layout OutIn (0) or InOut (1), got ",
+         static_cast<int>(layout));
+  }
+}
+
+// weight: 2-D, contiguous, f32 or bf16; returns (IC, OC) from it.
+void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
+  check_layout(layout);
+  if (weight.dtype != DType::F32 && weight.dtype != DType::BF16) {
+    fail(code::kDType, kOp, "expected weight to be float32 or bfloat16, got ",
+         dtype_name(weight.dtype));
+  }
+  if (weight.ndim != 2) {
+    fail(code::kShape, kOp, "expected weight to be 2-D (", 
+         layout == WeightLayout::OutIn ? "out, in" : "in, out", "), got ", weight.shape_string());
+  }
+  expect_contiguous(weight, kOp, "weight");
+  *OC = layout == WeightLayout::OutIn ? weight.shape[0] : weight.shape[1];
+  *IC = layout == WeightLayout::OutIn ? weight.shape[1] : weight.shape[0];
+}
+
+// `t` is (..., last) with the leading dims of `rows_like` (whose last dim is ignored).
+void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, const char* name,
+                      const char* like_name) {
+  expect_dtype(t, DType::F32, kOp, name);
+  bool ok = t.ndim == rows_like.ndim && t.ndim >= 1 && t.shape[t.ndim - 1] == last;
+  for (int i = 0; ok && i + 1 < t.ndim; ++i) ok = t.shape[i] == rows_like.shape[i];
+  if (!ok) {
+    Tensor want = rows_like;
+    want.shape[want.ndim - 1] = last;
+    fail(code::kShape, kOp, "expected ", name, " of shape ", want.shape_string(), " (", like_name,
+         "'s rows), got ", t.shape_string());
+  }
+  expect_contiguous(t, kOp, name);
+}
+
+Dims check_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                   const Tensor& bias, WeightLayout layout) {
+  Dims d;
+  check_weight(weight, layout, &d.IC, &d.OC);
+  int64_t ic;
+  d.N = opu::expect_rows(inp, kOp, "inp", &ic);
+  if (ic != d.IC) {
+    fail(code::kShape, kOp, "expected inp with last dimension ", d.IC, " (weight ",
+         weight.shape_string(), "), got ", inp.shape_string());
+  }
+  expect_rows_like(out, inp, d.OC, "out", "inp");
+  if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
+  return d;
+}
+
+Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                    const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                    WeightLayout layout) {
+  Dims d;
+  check_weight(weight, layout, &d.IC, &d.OC);
+  int64_t oc;
+  d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+  if (oc != d.OC) {
+    fail(code::kShape, kOp, "expected dout with last dimension ", d.OC, " (weight ",
+         weight.shape_string(), "), got ", dout.shape_string());
+  }
+  if (opu::present(dinp)) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
+  if (opu::present(dweight)) {
+    if (weight.dtype != DType::F32) {
+      fail(code::kArgument, kOp, "expected no dweight for a ", dtype_name(weight.dtype),
+           " weight (frozen weights get no gradient), got a dweight tensor");
+    }
+    expect_f32(dweight, {weight.shape[0], weight.shape[1]}, kOp, "dweight");
+    expect_rows_like(inp, dout, d.IC, "inp", "dout");
+  }
+  if (opu::present(dbias)) expect_f32(dbias, {d.OC}, kOp, "dbias");
+  return d;
+}
+}  // namespace
+
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                    const Tensor& bias, WeightLayout layout) {
+  const Dims d = check_forward(out, inp, weight, bias, layout);
+  if (d.N == 0 || d.OC == 0) return;
+  float* y = out.f32();
+  float beta = 0.0f;
+  if (opu::present(bias)) {
+    // Start from the bias and let the GEMM add x W^T onto it (beta = 1).
+    const float* b = bias.f32();
+    parallel_for(d.N, opu::row_grain(d.OC), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        for (int64_t k = 0; k < d.OC; ++k) y[r * d.OC + k] = b[k];
+      }
+    });
+    beta = 1.0f;
+  }
+  const bool trans_b = layout == WeightLayout::OutIn;  // op(W) must be (IC, OC)
+  const int64_t ldw = weight.shape[1];
+  if (weight.dtype == DType::F32) {
+    gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
+             d.OC);
+  } else {
+    AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
+    cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
+    gemm_bf16(false, trans_b, d.N, d.OC, d.IC, 1.0f, xb.get(), d.IC, weight.u16(), ldw, beta, y,
+              d.OC);
+  }
+}
+
+void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                     WeightLayout layout) {
+  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
+  if (d.N == 0) return;
+  const float* dy = dout.f32();
+  const int64_t ldw = weight.shape[1];
+  if (opu::present(dinp) && d.IC > 0) {
+    // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
+    const bool trans_b = layout == WeightLayout::InOut;
+    if (weight.dtype == DType::F32) {
+      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, 1.0f,
+               dinp.f32(), d.IC);
+    } else {
+      AlignedPtr<uint16_t> dyb = make_aligned<uint16_t>(size_t(d.N * d.OC));
+      cast_f32_to_bf16(dyb.get(), dy, d.N * d.OC);
+      gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, 1.0f,
+                dinp.f32(), d.IC);
+    }
+  }
+  if (opu::present(dweight)) {
+    if (layout == WeightLayout::OutIn) {
+      // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
+      gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dy, d.OC, inp.f32(), d.IC, 1.0f,
+               dweight.f32(), d.IC);
+    } else {
+      // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
+      gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
+               dweight.f32(), d.OC);
+    }
+  }
+  if (opu::present(dbias)) {
+    // Column sums: each block of 64 columns belongs to one thread and adds the rows in order,
+    // so the result does not depend on the thread count at all.
+    constexpr int64_t kCols = 64;
+    const int64_t blocks = (d.OC + kCols - 1) / kCols;
+    const int64_t grain = std::max<int64_t>(1, opu::kElemGrain / std::max<int64_t>(1, d.N * kCols));
+    float* db = dbias.f32();
+    parallel_for(blocks, grain, [&](int64_t bb, int64_t be) {
+      for (int64_t blk = bb; blk < be; ++blk) {
+        const int64_t c0 = blk * kCols, c1 = std::min(d.OC, c0 + kCols);
+        float acc[kCols];
+        for (int64_t c = c0; c < c1; ++c) acc[c - c0] = 0.0f;
+        for (int64_t r = 0; r < d.N; ++r) {
+          const float* row = dy + r * d.OC;
+          for (int64_t c = c0; c < c1; ++c) acc[c - c0] += row[c];
+        }
+        for (int64_t c = c0; c < c1; ++c) db[c] += acc[c - c0];
+      }
+    });
+  }
+}
+
+namespace {
+// W as (OC, IC) element (o, i), in double, whatever the storage.
+double w_at(const Tensor& w, WeightLayout layout, int64_t o, int64_t i) {
+  const int64_t idx = layout == WeightLayout::OutIn ? o * w.shape[1] + i : i * w.shape[1] + o;
+  return w.dtype == DType::F32 ? double(w.f32()[idx]) : double(bf16_to_f32(w.u16()[idx]));
+}
+double round_like(const Tensor& w, float v) {
+  return w.dtype == DType::BF16 ? double(bf16_to_f32(f32_to_bf16(v))) : double(v);
+}
+}  // namespace
+
+void linear_forward_reference(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                              const Tensor& bias, WeightLayout layout) {
+  const Dims d = check_forward(out, inp, weight, bias, layout);
+  for (int64_t r = 0; r < d.N; ++r) {
+    for (int64_t o = 0; o < d.OC; ++o) {
+      double acc = opu::present(bias) ? double(bias.f32()[o]) : 0.0;
+      for (int64_t i = 0; i < d.IC; ++i) {
+        acc += round_like(weight, inp.f32()[r * d.IC + i]) * w_at(weight, layout, o, i);
+      }
+      out.f32()[r * d.OC + o] = static_cast<float>(acc);
+    }
+  }
+}
+
+void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                               const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                               WeightLayout layout) {
+  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
+  const float* dy = dout.f32();
+  if (opu::present(dinp)) {
+    for (int64_t r = 0; r < d.N; ++r) {
+      for (int64_t i = 0; i < d.IC; ++i) {
+        double acc = 0;
+        for (int64_t o = 0; o < d.OC; ++o) {
+          acc += round_like(weight, dy[r * d.OC + o]) * w_at(weight, layout, o, i);
+        }
+        float& dx = dinp.f32()[r * d.IC + i];
+        dx = static_cast<float>(dx + acc);
+      }
+    }
+  }
+  if (opu::present(dweight)) {
+    for (int64_t o = 0; o < d.OC; ++o) {
+      for (int64_t i = 0; i < d.IC; ++i) {
+        double acc = 0;
+        for (int64_t r = 0; r < d.N; ++r) acc += double(dy[r * d.OC + o]) * inp.f32()[r * d.IC + i];
+        const int64_t idx = layout == WeightLayout::OutIn ? o * d.IC + i : i * d.OC + o;
+        dweight.f32()[idx] = static_cast<float>(dweight.f32()[idx] + acc);
+      }
+    }
+  }
+  if (opu::present(dbias)) {
+    for (int64_t o = 0; o < d.OC; ++o) {
+      double acc = 0;
+      for (int64_t r = 0; r < d.N; ++r) acc += dy[r * d.OC + o];
+      dbias.f32()[o] = static_cast<float>(dbias.f32()[o] + acc);
+    }
+  }
+}
+
+}  // namespace s2s

@@ -1,0 +1,82 @@
+// Small helpers shared by the op files: argument checks on Tensor views beyond tensor.h's
+// expect_*, "is this optional tensor present", and the grains that keep tiny work on one thread.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+namespace opu {
+
+// ~16K elements per thread: below that, waking a second thread costs more than it saves.
+constexpr int64_t kElemGrain = 16384;
+// Grain in rows for row-wise ops over rows of C elements.
+inline int64_t row_grain(int64_t C) { return C >= kElemGrain ? 1 : kElemGrain / (C > 0 ? C : 1); }
+
+// An optional tensor (bias, a gradient that may not be needed) is absent when data == nullptr.
+inline bool present(const Tensor& t) { return t.data != nullptr; }
+
+// f32, contiguous, at least 1-D; returns the row count N = numel / C where C = last dim.
+inline int64_t expect_rows(const Tensor& t, const char* op, const char* name, int64_t* C) {
+  expect_dtype(t, DType::F32, op, name);
+  if (t.ndim < 1) fail(code::kShape, op, "expected ", name, " to be at least 1-D, got a scalar");
+  expect_contiguous(t, op, name);
+  *C = t.shape[t.ndim - 1];
+  return *C == 0 ? 0 : t.numel() / *C;
+}
+
+// f32, contiguous, and exactly the shape of `like`.
+inline void expect_f32_like(const Tensor& t, const Tensor& like, const char* op, const char* name,
+                            const char* like_name) {
+  expect_dtype(t, DType::F32, op, name);
+  bool same = t.ndim == like.ndim;
+  for (int i = 0; same && i < t.ndim; ++i) same = t.shape[i] == like.shape[i];
+  if (!same) {
+    fail(code::kShape, op, "expected ", name, " of shape ", like.shape_string(), " (as ",
+         like_name, "), got ", t.shape_string());
+  }
+  expect_contiguous(t, op, name);
+}
+
+// A finite scalar in [lo, hi] (inclusive); NaN fails.
+inline void expect_range(double v, double lo, double hi, const char* op, const char* name) {
+  if (!(v >= lo && v <= hi)) {
+    fail(code::kArgument, op, "expected ", name, " in [", lo, ", ", hi, "], got ", v);
+  }
+}
+
+// f32, contiguous, exactly `n` elements in any shape (e.g. saved row statistics (N,) or (B,T)).
+inline void expect_f32_numel(const Tensor& t, int64_t n, const char* op, const char* name) {
+  expect_dtype(t, DType::F32, op, name);
+  if (t.numel() != n) {
+    fail(code::kShape, op, "expected ", name, " with ", n, " elements (one per row), got ",
+         t.shape_string());
+  }
+  expect_contiguous(t, op, name);
+}
+
+// Rows [begin, end) of chunk t when n rows are split evenly into `chunks` (the first n % chunks
+// chunks get one extra row), for ops that keep per-chunk partial sums (parallel_run + this).
+inline void chunk_range(int64_t n, int chunks, int t, int64_t* begin, int64_t* end) {
+  const int64_t base = n / chunks, extra = n % chunks;
+  *begin = t * base + (t < extra ? t : extra);
+  *end = *begin + base + (t < extra ? 1 : 0);
+}
+
+// Sums in 16 fixed lanes, lanes added in order at the end: the compiler vectorises it without
+// reassociating, and the result does not depend on the vector width.
+constexpr int kLanes = 16;
+inline float lane_sum(const float* v, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += v[i + j];
+  }
+  for (int j = 0; i < n; ++i, ++j) acc[j] += v[i];
+  float s = 0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+}  // namespace opu
+}  // namespace s2s

@@ -1,0 +1,66 @@
+// relu forward/backward and reference loops. Plain loops the compiler vectorises (max and a
+// select); NaN is kept by writing the compare so that a NaN input is returned as is.
+#include "s2s/ops/relu.h"
+
+#include "ops/op_util.h"
+#include "s2s/thread_pool.h"
+
+// Lets GCC turn the compare-selects into vector blends (see act_kernels_impl.h); results unchanged.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+namespace s2s {
+
+namespace {
+constexpr const char* kOp = "relu";
+
+void check(const Tensor& out, const Tensor* dout, const Tensor& inp) {
+  opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
+  if (dout) opu::expect_f32_like(*dout, inp, kOp, "dout", "inp");
+  if (opu::present(out)) opu::expect_f32_like(out, inp, kOp, dout ? "dinp" : "out", "inp");
+}
+}  // namespace
+
+void relu_forward(const Tensor& out, const Tensor& inp) {
+  S2S_REQUIRE(opu::present(out) || inp.numel() == 0, code::kArgument, kOp,
+              "expected out to have data, got a null pointer");
+  check(out, nullptr, inp);
+  float* y = out.f32();
+  const float* x = inp.f32();
+  parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];  // NaN < 0 is false
+  });
+}
+
+void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  check(dinp, &dout, inp);
+  if (!opu::present(dinp)) return;
+  float* dx = dinp.f32();
+  const float* dy = dout.f32();
+  const float* x = inp.f32();
+  parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float g = dy[i];  // loaded unconditionally so the select vectorises
+      dx[i] += x[i] > 0.0f ? g : 0.0f;
+    }
+  });
+}
+
+void relu_forward_reference(const Tensor& out, const Tensor& inp) {
+  check(out, nullptr, inp);
+  for (int64_t i = 0; i < inp.numel(); ++i) {
+    const float x = inp.f32()[i];
+    out.f32()[i] = x != x ? x : (x > 0.0f ? x : 0.0f);
+  }
+}
+
+void relu_backward_reference(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  check(dinp, &dout, inp);
+  if (!opu::present(dinp)) return;
+  for (int64_t i = 0; i < inp.numel(); ++i) {
+    if (inp.f32()[i] > 0.0f) dinp.f32()[i] += dout.f32()[i];
+  }
+}
+
+}  // namespace s2s

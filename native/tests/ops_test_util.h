@@ -1,0 +1,65 @@
+// Helpers shared by the op tests (test_ops_*.cpp): tensor views over std::vector, the
+// sum(out * g) loss used for gradient checks, bit comparison, and guards that set and restore
+// the thread count and the instruction-set path.
+#pragma once
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <vector>
+
+#include "harness.h"
+#include "s2s/cpu_features.h"
+#include "s2s/tensor.h"
+#include "s2s/thread_pool.h"
+
+namespace opt {
+
+inline s2s::Tensor view(std::vector<float>& v, std::initializer_list<int64_t> shape) {
+  return s2s::Tensor::contiguous(v.data(), s2s::DType::F32, shape);
+}
+inline s2s::Tensor view16(std::vector<uint16_t>& v, s2s::DType dt,
+                          std::initializer_list<int64_t> shape) {
+  return s2s::Tensor::contiguous(v.data(), dt, shape);
+}
+// A tensor with data == nullptr: "not given" / "gradient not needed".
+inline s2s::Tensor none() { return s2s::Tensor{}; }
+
+// sum_i out[i] * g[i] in double.
+inline double dot(const std::vector<float>& out, const std::vector<float>& g) {
+  double s = 0;
+  for (size_t i = 0; i < out.size(); ++i) s += double(out[i]) * g[i];
+  return s;
+}
+
+inline bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+inline std::vector<float> scaled(const std::vector<float>& v, float s) {
+  std::vector<float> o(v);
+  for (auto& x : o) x *= s;
+  return o;
+}
+
+struct Threads {
+  explicit Threads(int n) { s2s::set_num_threads(n); }
+  ~Threads() { s2s::set_num_threads(2); }
+};
+
+// Runs fn once per instruction-set path this machine supports, then restores the best one.
+inline void for_each_isa(const std::function<void(s2s::Isa)>& fn) {
+  for (s2s::Isa isa : s2s::supported_isas()) {
+    s2s::set_isa(isa);
+    fn(isa);
+  }
+  s2s::set_isa(s2s::best_isa());
+}
+
+inline std::string where(s2s::Isa isa, const char* what, long a = -1, long b = -1) {
+  std::string s = std::string(what) + " [" + s2s::isa_name(isa) + "]";
+  if (a >= 0) s += " " + std::to_string(a);
+  if (b >= 0) s += "x" + std::to_string(b);
+  return s;
+}
+
+}  // namespace opt

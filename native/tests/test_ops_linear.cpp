@@ -1,0 +1,159 @@
+// linear: fast (GEMM) vs reference loops for both weight layouts, with and without bias, f32
+// and bf16 weights, on odd sizes; backward vs reference and vs central finite differences;
+// accumulation, null gradients, frozen bf16 weight, determinism, errors.
+#include <cmath>
+
+#include "ops_test_util.h"
+#include "s2s/ops/linear.h"
+
+using namespace s2s;
+using opt::none;
+using opt::view;
+using s2s_test::max_normalized_error;
+using s2s_test::random_vector;
+
+namespace {
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
+  return o;
+}
+Tensor weight_view(std::vector<float>& w, std::vector<uint16_t>& wb, bool bf16, WeightLayout l,
+                   int64_t IC, int64_t OC) {
+  const int64_t r = l == WeightLayout::OutIn ? OC : IC, c = l == WeightLayout::OutIn ? IC : OC;
+  return bf16 ? opt::view16(wb, DType::BF16, {r, c}) : view(w, {r, c});
+}
+}  // namespace
+
+TEST(linear_fast_matches_reference) {
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    for (bool bf16 : {false, true}) {
+      for (int64_t N : {1, 7, 33}) {
+        for (int64_t IC : {1, 5, 64}) {
+          for (int64_t OC : {1, 5, 257}) {
+            const std::string tag = std::string(layout == WeightLayout::OutIn ? "OutIn" : "InOut") +
+                                    (bf16 ? " bf16 " : " f32 ") + std::to_string(N) + "x" +
+                                    std::to_string(IC) + "x" + std::to_string(OC);
+            std::vector<float> x = random_vector(N * IC, N + IC), w = random_vector(IC * OC, OC);
+            std::vector<uint16_t> wb = to_bf16(w);
+            std::vector<float> b = random_vector(OC, 3), y(N * OC), y_ref(N * OC);
+            const Tensor W = weight_view(w, wb, bf16, layout, IC, OC);
+            const bool with_bias = (N + IC + OC) % 2 == 1;
+            const Tensor bias = with_bias ? view(b, {OC}) : none();
+            linear_forward(view(y, {N, OC}), view(x, {N, IC}), W, bias, layout);
+            linear_forward_reference(view(y_ref, {N, OC}), view(x, {N, IC}), W, bias, layout);
+            CHECK_ERR(max_normalized_error(y.data(), y_ref.data(), y.size()), 2e-5, tag + " out");
+            std::vector<float> dy = random_vector(N * OC, 4), dx = random_vector(N * IC, 5);
+            std::vector<float> dw = random_vector(IC * OC, 6), db = random_vector(OC, 7);
+            std::vector<float> dx_ref = dx, dw_ref = dw, db_ref = db;
+            const Tensor dW = bf16 ? none() : weight_view(dw, wb, false, layout, IC, OC);
+            const Tensor dW_ref = bf16 ? none() : weight_view(dw_ref, wb, false, layout, IC, OC);
+            linear_backward(view(dx, {N, IC}), dW, view(db, {OC}), view(dy, {N, OC}),
+                            view(x, {N, IC}), W, layout);
+            linear_backward_reference(view(dx_ref, {N, IC}), dW_ref, view(db_ref, {OC}),
+                                      view(dy, {N, OC}), view(x, {N, IC}), W, layout);
+            CHECK_ERR(max_normalized_error(dx.data(), dx_ref.data(), dx.size()), 2e-5, tag + " dinp");
+            CHECK_ERR(max_normalized_error(dw.data(), dw_ref.data(), dw.size()), 2e-5,
+                      tag + " dweight");
+            CHECK_ERR(max_normalized_error(db.data(), db_ref.data(), db.size()), 2e-5, tag + " dbias");
+          }
+        }
+      }
+    }
+  }
+  // (B, T, IC) input gives (B, T, OC).
+  std::vector<float> x = random_vector(2 * 3 * 4, 8), w = random_vector(5 * 4, 9);
+  std::vector<float> y(2 * 3 * 5), y_ref(2 * 3 * 5);
+  linear_forward(view(y, {2, 3, 5}), view(x, {2, 3, 4}), view(w, {5, 4}), none());
+  linear_forward_reference(view(y_ref, {2, 3, 5}), view(x, {2, 3, 4}), view(w, {5, 4}), none());
+  CHECK_ERR(max_normalized_error(y.data(), y_ref.data(), y.size()), 2e-5, "linear 3-D");
+}
+
+TEST(linear_bf16_weight_rounds_input_to_bf16) {
+  // With a bf16 weight the input is rounded to bf16: x = 1 + 2^-10 becomes 1.
+  std::vector<float> x = {1.0f + 1.0f / 1024.0f}, y(1);
+  std::vector<uint16_t> w = {f32_to_bf16(1.0f)};
+  linear_forward(view(y, {1, 1}), view(x, {1, 1}), opt::view16(w, DType::BF16, {1, 1}), none());
+  CHECK(y[0] == 1.0f);
+}
+
+TEST(linear_gradient_check) {
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    const int64_t N = 3, IC = 4, OC = 5;
+    const int64_t r = layout == WeightLayout::OutIn ? OC : IC, c = layout == WeightLayout::OutIn ? IC : OC;
+    std::vector<float> x = random_vector(N * IC, 11), w = random_vector(IC * OC, 12);
+    std::vector<float> b = random_vector(OC, 13), g = random_vector(N * OC, 14), y(N * OC);
+    auto forward = [&] {
+      linear_forward(view(y, {N, OC}), view(x, {N, IC}), view(w, {r, c}), view(b, {OC}), layout);
+      return opt::dot(y, g);
+    };
+    std::vector<float> dx(N * IC, 0.f), dw(IC * OC, 0.f), db(OC, 0.f);
+    linear_backward(view(dx, {N, IC}), view(dw, {r, c}), view(db, {OC}), view(g, {N, OC}),
+                    view(x, {N, IC}), view(w, {r, c}), layout);
+    CHECK_ERR(s2s_test::gradient_check(x, dx, forward), 1e-3, "linear dinp vs finite diff");
+    CHECK_ERR(s2s_test::gradient_check(w, dw, forward), 1e-3, "linear dweight vs finite diff");
+    CHECK_ERR(s2s_test::gradient_check(b, db, forward), 1e-3, "linear dbias vs finite diff");
+    // Accumulation doubles every gradient exactly.
+    std::vector<float> dx2 = dx, dw2 = dw, db2 = db;
+    linear_backward(view(dx2, {N, IC}), view(dw2, {r, c}), view(db2, {OC}), view(g, {N, OC}),
+                    view(x, {N, IC}), view(w, {r, c}), layout);
+    CHECK(opt::bit_equal(dx2, opt::scaled(dx, 2.f)) && opt::bit_equal(dw2, opt::scaled(dw, 2.f)) &&
+          opt::bit_equal(db2, opt::scaled(db, 2.f)));
+    // Skipping: dinp alone needs no inp; dweight alone; nothing at all.
+    std::vector<float> dx3(N * IC, 0.f), dw3(IC * OC, 0.f);
+    linear_backward(view(dx3, {N, IC}), none(), none(), view(g, {N, OC}), none(), view(w, {r, c}),
+                    layout);
+    linear_backward(none(), view(dw3, {r, c}), none(), view(g, {N, OC}), view(x, {N, IC}),
+                    view(w, {r, c}), layout);
+    CHECK(opt::bit_equal(dx3, dx) && opt::bit_equal(dw3, dw));
+    linear_backward(none(), none(), none(), view(g, {N, OC}), none(), view(w, {r, c}), layout);
+  }
+}
+
+TEST(linear_deterministic_at_1_and_2_threads) {
+  const int64_t N = 300, IC = 64, OC = 257;
+  std::vector<float> x = random_vector(N * IC, 21), w = random_vector(OC * IC, 22);
+  std::vector<float> b = random_vector(OC, 23), dy = random_vector(N * OC, 24);
+  for (int threads : {1, 2}) {
+    opt::Threads t(threads);
+    std::vector<std::vector<float>> runs;
+    for (int rep = 0; rep < 2; ++rep) {
+      std::vector<float> y(N * OC), dx(N * IC, 0.f), dw(OC * IC, 0.f), db(OC, 0.f);
+      linear_forward(view(y, {N, OC}), view(x, {N, IC}), view(w, {OC, IC}), view(b, {OC}));
+      linear_backward(view(dx, {N, IC}), view(dw, {OC, IC}), view(db, {OC}), view(dy, {N, OC}),
+                      view(x, {N, IC}), view(w, {OC, IC}));
+      for (auto* v : {&dx, &dw, &db}) y.insert(y.end(), v->begin(), v->end());
+      runs.push_back(y);
+    }
+    CHECK_MSG(opt::bit_equal(runs[0], runs[1]),
+              "linear not bit-identical at " + std::to_string(threads) + " threads");
+  }
+}
+
+TEST(linear_bad_arguments) {
+  std::vector<float> x(12), y(15), w(20), b(5), dw(20);
+  std::vector<uint16_t> wh(20);
+  // inp last dim 3 vs weight (5, 4).
+  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {4, 3}), view(w, {5, 4}), none()),
+                    code::kShape);
+  CHECK_THROWS_CODE(linear_forward(view(y, {5, 3}), view(x, {3, 4}), view(w, {5, 4}), none()),
+                    code::kShape);
+  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {5, 4}),
+                                   view(b, {4})),
+                    code::kShape);
+  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {20}), none()),
+                    code::kShape);
+  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}),
+                                   opt::view16(wh, DType::F16, {5, 4}), none()),
+                    code::kDType);
+  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {5, 4}), none(),
+                                   static_cast<WeightLayout>(3)),
+                    code::kArgument);
+  // A bf16 weight is frozen: asking for its gradient is an error.
+  CHECK_THROWS_CODE(linear_backward(none(), view(dw, {5, 4}), none(), view(y, {3, 5}),
+                                    view(x, {3, 4}), opt::view16(wh, DType::BF16, {5, 4})),
+                    code::kArgument);
+  CHECK_THROWS_CODE(linear_backward(none(), view(dw, {4, 5}), none(), view(y, {3, 5}),
+                                    view(x, {3, 4}), view(w, {5, 4})),
+                    code::kShape);
+}
