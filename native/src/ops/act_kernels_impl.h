@@ -4,12 +4,7 @@
 // linkage and uses no std:: templates, so no ISA-specific code can leak into other files.
 // Reductions use 16 fixed lanes: vectorisable without -ffast-math and the same summation order
 // on every ISA (results still differ in the last bits where the compiler contracts to FMA).
-// GCC keeps float compare-selects as branches (no vectorisation on SSE2/AVX2) unless it may
-// assume compares do not trap. -fno-trapping-math changes no result, only FP exception flags
-// (Clang assumes it by default), so it is no fast-math licence: NaN and Inf behave the same.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+// The compare-selects vectorise because CMake passes -fno-trapping-math (see CMakeLists.txt).
 #include "ops/act_kernels.h"
 #include "ops/vec_math.h"
 

@@ -7,12 +7,6 @@
 #include "s2s/dtype.h"
 #include "s2s/thread_pool.h"
 
-// Compare-selects vectorise only when GCC may assume compares do not trap; this changes no
-// result (see act_kernels_impl.h).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
 namespace s2s {
 
 namespace {

@@ -5,11 +5,6 @@
 #include "ops/op_util.h"
 #include "s2s/thread_pool.h"
 
-// Lets GCC turn the compare-selects into vector blends (see act_kernels_impl.h); results unchanged.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
 namespace s2s {
 
 namespace {
