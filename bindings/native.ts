@@ -47,6 +47,16 @@ export interface NativeAddon {
   setIsa(isa: IsaName): void;
   /** c = alpha * op(a) * op(b) + beta * c, in place, on the thread pool. */
   matmul(c: NativeTensor, a: NativeTensor, b: NativeTensor, options?: MatmulOptions): Promise<void>;
+
+  // Single ops (native/napi/ops.cpp). Outputs are written in place; null = not wanted/not given.
+  // Backward functions ACCUMULATE into the gradient tensors.
+  layerNormForward(out: NativeTensor, mean: NativeTensor | null, rstd: NativeTensor | null,
+                   inp: NativeTensor, weight: NativeTensor, bias: NativeTensor | null, eps: number): Promise<void>;
+  layerNormBackward(dinp: NativeTensor | null, dweight: NativeTensor | null, dbias: NativeTensor | null,
+                    dout: NativeTensor, inp: NativeTensor, weight: NativeTensor, mean: NativeTensor,
+                    rstd: NativeTensor): Promise<void>;
+  softmaxForward(out: NativeTensor, inp: NativeTensor): Promise<void>;
+  geluForward(out: NativeTensor, inp: NativeTensor, approximate: "tanh" | "none"): Promise<void>;
 }
 
 /** An Error from the native core: `code` is one of the S2S_* codes. */

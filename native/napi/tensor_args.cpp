@@ -80,6 +80,8 @@ Int32Span int32_arg(const Napi::Value& value, const char* fn, const char* name) 
 }
 
 void KeepAlive::hold(const Napi::Value& value) {
+  // N-API 8 references only objects; null/undefined own no memory anyway.
+  if (!value.IsObject()) return;
   refs_.push_back(Napi::Persistent(value));
 }
 
@@ -98,4 +100,11 @@ bool bool_option(const Napi::Object& options, const char* key, bool fallback, co
   return v.As<Napi::Boolean>().Value();
 }
 
+}  // namespace s2s_napi
+
+namespace s2s_napi {
+s2s::Tensor optional_tensor_arg(const Napi::Value& value, const char* fn, const char* name) {
+  if (value.IsNull() || value.IsUndefined()) return s2s::Tensor{};
+  return tensor_arg(value, fn, name);
+}
 }  // namespace s2s_napi

@@ -36,3 +36,8 @@ double number_option(const Napi::Object& options, const char* key, double fallba
 bool bool_option(const Napi::Object& options, const char* key, bool fallback, const char* fn);
 
 }  // namespace s2s_napi
+
+namespace s2s_napi {
+// Like tensor_arg, but null/undefined gives an empty view (data == nullptr): "not given".
+s2s::Tensor optional_tensor_arg(const Napi::Value& value, const char* fn, const char* name);
+}  // namespace s2s_napi
