@@ -15,7 +15,7 @@ function random(shape) {
 }
 
 const info = nativeInfo();
-console.log(`\naddon: ${info.cpu.brand}, ${info.activeIsa}, ${info.threads} threads, gemm ${info.kernels.gemmF32}`);
+console.log(`\naddon: ${info.cpu.brand}, ${info.activeIsa}, ${info.threads} threads, gemm ${info.kernels.gemm_f32}`);
 const suite = new Benchmark.Suite("matmul through N-API");
 const rows = [];
 for (const n of [16, 128, 512, 1024]) {

@@ -29,7 +29,8 @@ export interface NativeInfo {
   supportedIsas: IsaName[];
   bestIsa: IsaName;
   activeIsa: IsaName;
-  kernels: { gemmF32: string; gemmBf16: string };
+  /** Kernel family -> the implementation the active ISA runs, e.g. gemm_f32: "avx512 …". */
+  kernels: Record<string, string>;
   threads: number;
 }
 

@@ -34,8 +34,7 @@ export function formatDoctor(r: DoctorReport): string {
     ["cpu features", n.cpu.features.join(" ") || "(none detected)"],
     ["kernel paths", n.supportedIsas.join(", ")],
     ["active path", n.activeIsa + (n.activeIsa === n.bestIsa ? " (best available)" : ` (best: ${n.bestIsa})`)],
-    ["gemm fp32", n.kernels.gemmF32],
-    ["gemm bf16", n.kernels.gemmBf16],
+    ...Object.entries(n.kernels).map(([family, name]): [string, string] => [`kernel ${family}`, name]),
     ["threads", String(n.threads)],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -11,7 +11,8 @@ describe("native addon", () => {
     expect(info.supportedIsas[0]).toBe("scalar");
     expect(info.supportedIsas).toContain(info.activeIsa);
     expect(info.threads).toBeGreaterThanOrEqual(1);
-    expect(info.kernels.gemmF32.length).toBeGreaterThan(0);
+    expect(info.kernels.gemm_f32?.length).toBeGreaterThan(0);
+    expect(Object.keys(info.kernels)).toEqual(expect.arrayContaining(["gemm_f32", "gemm_bf16", "activations"]));
     expect(info.addonPath).toMatch(/\.node$/);
   });
 

@@ -14,7 +14,7 @@ describe.runIf(existsSync(cli))("s2s-train CLI", () => {
   it("doctor prints what a bug report needs", () => {
     const r = s2s("doctor");
     expect(r.status).toBe(0);
-    for (const field of ["package", "node", "compiler", "backends", "cpu features", "active path", "gemm fp32", "threads"]) {
+    for (const field of ["package", "node", "compiler", "backends", "cpu features", "active path", "kernel gemm_f32", "kernel activations", "threads"]) {
       expect(r.stdout).toContain(field);
     }
   });

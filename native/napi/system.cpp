@@ -5,7 +5,7 @@
 
 #include "errors.h"
 #include "s2s/cpu_features.h"
-#include "s2s/gemm.h"
+#include "s2s/kernels.h"
 #include "s2s/thread_pool.h"
 
 #ifndef S2S_COMPILER
@@ -41,8 +41,7 @@ static Napi::Value info(const Napi::CallbackInfo& cb) {
     out.Set("bestIsa", s2s::isa_name(s2s::best_isa()));
     out.Set("activeIsa", s2s::isa_name(s2s::active_isa()));
     Napi::Object kernels = Napi::Object::New(env);
-    kernels.Set("gemmF32", s2s::gemm_kernel_name(s2s::DType::F32));
-    kernels.Set("gemmBf16", s2s::gemm_kernel_name(s2s::DType::BF16));
+    for (const auto& [family, name] : s2s::kernel_choices()) kernels.Set(family, name);
     out.Set("kernels", kernels);
     out.Set("threads", s2s::num_threads());
     return out;
