@@ -52,6 +52,7 @@ struct Problem {
     return s.bias ? Tensor::contiguous(bias.data(), DType::F32, {s.Hq, s.Tq, s.Tk}) : Tensor{};
   }
   const uint8_t* mp() const { return s.mask ? mask.data() : nullptr; }
+  int64_t msize() const { return s.mask ? s.B * s.Tk : 0; }
   int64_t nout() const { return s.B * s.Tq * s.Hq * s.D; }
   int64_t nkv() const { return s.B * s.Tk * s.Hkv * s.D; }
 
@@ -60,7 +61,7 @@ struct Problem {
     lse.assign(s.B * s.Hq * s.Tq, -7.f);
     attention_forward(Tensor::contiguous(out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
                       Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), tq(), tk(),
-                      tv(), tbias(), mp(), opt);
+                      tv(), tbias(), mp(), msize(), opt);
   }
   struct Grads { std::vector<float> dq, dk, dv, dbias; };
   Grads zero_grads() {
@@ -82,12 +83,12 @@ struct Problem {
                        tq(), tk(), tv(),
                        Tensor::contiguous(out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
                        Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), tbias(),
-                       mp(), opt);
+                       mp(), msize(), opt);
   }
   Grads backward_reference() {
     Grads g = zero_grads();
     attention_backward_reference(gq(g), gk(g), gv(g), gb(g), tdout(), tq(), tk(), tv(), tbias(),
-                                 mp(), opt);
+                                 mp(), msize(), opt);
     return g;
   }
 };
@@ -115,7 +116,7 @@ void compare_with_reference(const Shape& s, uint64_t seed) {
   attention_forward_reference(
       Tensor::contiguous(ref_out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
       Tensor::contiguous(ref_lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), p.tq(), p.tk(), p.tv(),
-      p.tbias(), p.mp(), p.opt);
+      p.tbias(), p.mp(), p.msize(), p.opt);
   const std::string what = describe(s);
   // Tolerances: fp32 accumulation over <= 130 keys and exp within 2 ulp: ~1e-6 typical.
   CHECK_ERR(s2s_test::max_normalized_error(out.data(), ref_out.data(), out.size()), 2e-5,
@@ -248,7 +249,7 @@ TEST(attention_backward_accumulates_and_skips_null_gradients) {
                        p.tq(), p.tk(), p.tv(),
                        Tensor::contiguous(out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
                        Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), p.tbias(),
-                       p.mp(), p.opt);
+                       p.mp(), p.msize(), p.opt);
     const std::vector<float>* got[] = {&one.dq, &one.dk, &one.dv, &one.dbias};
     const std::vector<float>* want[] = {&once.dq, &once.dk, &once.dv, &once.dbias};
     for (int j = 0; j < 4; ++j) {
@@ -348,42 +349,44 @@ TEST(attention_rejects_bad_arguments) {
   Tensor tlse = Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq});
   // Hq not a multiple of Hkv.
   Tensor k3 = Tensor::contiguous(p.k.data(), DType::F32, {1, 5, 3, 8});
-  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), k3, k3, p.tbias(), nullptr, p.opt), code::kShape);
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), k3, k3, p.tbias(), nullptr, 0, p.opt), code::kShape);
   // Head dims disagree.
   Tensor k4 = Tensor::contiguous(p.k.data(), DType::F32, {1, 5, 4, 4});
-  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), k4, p.tv(), p.tbias(), nullptr, p.opt), code::kShape);
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), k4, p.tv(), p.tbias(), nullptr, 0, p.opt), code::kShape);
   // Bias of the wrong shape, out of the wrong shape, lse of the wrong shape.
   Tensor badb = Tensor::contiguous(p.bias.data(), DType::F32, {4, 5, 6});
-  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), badb, nullptr, p.opt), code::kShape);
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), badb, nullptr, 0, p.opt), code::kShape);
   Tensor lse2 = Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Tq, s.Hq});
-  CHECK_THROWS_CODE(attention_forward(tout, lse2, p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, p.opt), code::kShape);
+  CHECK_THROWS_CODE(attention_forward(tout, lse2, p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, 0, p.opt), code::kShape);
   // Wrong dtype.
   Tensor qbf = p.tq();
   qbf.dtype = DType::BF16;
-  CHECK_THROWS_CODE(attention_forward(tout, tlse, qbf, p.tk(), p.tv(), p.tbias(), nullptr, p.opt), code::kDType);
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, qbf, p.tk(), p.tv(), p.tbias(), nullptr, 0, p.opt), code::kDType);
   // Mask values other than 0/1, naming the element.
   std::vector<uint8_t> mask(5, 1);
   mask[3] = 2;
   try {
-    attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), mask.data(), p.opt);
+    attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), mask.data(), 5, p.opt);
     CHECK_MSG(false, "bad mask accepted");
   } catch (const Error& e) {
     CHECK(e.code() == code::kArgument);
     CHECK(std::string(e.what()).find("key_mask[0, 3]") != std::string::npos);
   }
+  mask[3] = 1;
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), mask.data(), 4, p.opt), code::kShape);
   // Non-finite scale; dbias without bias.
   AttentionOptions bad;
   bad.scale = NAN;
-  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, bad), code::kArgument);
+  CHECK_THROWS_CODE(attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, 0, bad), code::kArgument);
   std::vector<float> db(s.Hq * s.Tq * s.Tk);
   Tensor tdb = Tensor::contiguous(db.data(), DType::F32, {s.Hq, s.Tq, s.Tk});
   CHECK_THROWS_CODE(attention_backward(Tensor{}, Tensor{}, Tensor{}, tdb, p.tdout(), p.tq(), p.tk(),
-                                       p.tv(), tout, tlse, Tensor{}, nullptr, p.opt),
+                                       p.tv(), tout, tlse, Tensor{}, nullptr, 0, p.opt),
                     code::kArgument);
   // Gradient of the wrong shape.
   std::vector<float> dk(p.nkv());
   Tensor tdk = Tensor::contiguous(dk.data(), DType::F32, {1, 5, 4, 4});
   CHECK_THROWS_CODE(attention_backward(Tensor{}, tdk, Tensor{}, Tensor{}, p.tdout(), p.tq(), p.tk(),
-                                       p.tv(), tout, tlse, p.tbias(), nullptr, p.opt),
+                                       p.tv(), tout, tlse, p.tbias(), nullptr, 0, p.opt),
                     code::kShape);
 }

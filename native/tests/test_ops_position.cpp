@@ -142,7 +142,7 @@ TEST(rope_matches_transformers) {
   for (const RopeGolden& g : kRopeGolden) {
     rope_forward(Tensor::contiguous(out.data(), DType::F32, {1, T, 1, D}),
                  Tensor::contiguous(x.data(), DType::F32, {1, T, 1, D}), kRopeGoldenPositions,
-                 g.theta);
+                 T, g.theta);
     // torch's fp32 cos/sin are within an ulp or so of ours; the angle itself is the same fp32
     // number (angles computed in double instead would miss by ~1e-4 here).
     CHECK_ERR(s2s_test::max_abs_error(out.data(), g.out, T * D), 1e-6,
@@ -171,27 +171,28 @@ TEST(rope_matches_reference_in_and_out_of_place) {
     std::vector<float> x = random_vector(n, 7), out(n), ref(n);
     std::vector<int32_t> pos = left_padded_positions(c.B, c.T);
     const int32_t* pp = c.explicit_positions ? pos.data() : nullptr;
+    const int64_t np = c.explicit_positions ? c.B * c.T : 0;
     Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.B, c.T, c.H, c.D});
-    rope_forward(Tensor::contiguous(out.data(), DType::F32, {c.B, c.T, c.H, c.D}), tx, pp, c.theta);
-    rope_forward_reference(Tensor::contiguous(ref.data(), DType::F32, {c.B, c.T, c.H, c.D}), tx, pp, c.theta);
+    rope_forward(Tensor::contiguous(out.data(), DType::F32, {c.B, c.T, c.H, c.D}), tx, pp, np, c.theta);
+    rope_forward_reference(Tensor::contiguous(ref.data(), DType::F32, {c.B, c.T, c.H, c.D}), tx, pp, np, c.theta);
     CHECK_ERR(s2s_test::max_abs_error(out.data(), ref.data(), n), 1e-6, "rope forward vs reference");
     // In place gives the same bits as out of place.
     std::vector<float> inplace = x;
     Tensor ti = Tensor::contiguous(inplace.data(), DType::F32, {c.B, c.T, c.H, c.D});
-    rope_forward(ti, ti, pp, c.theta);
+    rope_forward(ti, ti, pp, np, c.theta);
     CHECK(std::memcmp(inplace.data(), out.data(), n * 4) == 0);
     // Backward vs reference, accumulating onto a nonzero start.
     std::vector<float> dy = random_vector(n, 8), dx(n, 0.5f), dref(n, 0.5f);
     Tensor tdy = Tensor::contiguous(dy.data(), DType::F32, {c.B, c.T, c.H, c.D});
-    rope_backward(Tensor::contiguous(dx.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp, c.theta);
-    rope_backward_reference(Tensor::contiguous(dref.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp, c.theta);
+    rope_backward(Tensor::contiguous(dx.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp, np, c.theta);
+    rope_backward_reference(Tensor::contiguous(dref.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp, np, c.theta);
     CHECK_ERR(s2s_test::max_abs_error(dx.data(), dref.data(), n), 1e-6, "rope backward vs reference");
     // The backward of the forward's output gives back the input (rotations are orthogonal).
     std::vector<float> back(n, 0.f);
     rope_backward(Tensor::contiguous(back.data(), DType::F32, {c.B, c.T, c.H, c.D}),
-                  Tensor::contiguous(out.data(), DType::F32, {c.B, c.T, c.H, c.D}), pp, c.theta);
+                  Tensor::contiguous(out.data(), DType::F32, {c.B, c.T, c.H, c.D}), pp, np, c.theta);
     CHECK_ERR(s2s_test::max_abs_error(back.data(), x.data(), n), 1e-6, "rope inverse");
-    rope_backward(Tensor{}, tdy, pp, c.theta);  // null gradient: skipped
+    rope_backward(Tensor{}, tdy, pp, np, c.theta);  // null gradient: skipped
   }
 }
 
@@ -201,11 +202,11 @@ TEST(rope_backward_matches_finite_differences) {
   std::vector<int32_t> pos = left_padded_positions(B, T);
   std::vector<float> dx(x.size(), 0.f);
   rope_backward(Tensor::contiguous(dx.data(), DType::F32, {B, T, H, D}),
-                Tensor::contiguous(g.data(), DType::F32, {B, T, H, D}), pos.data(), 10000.f);
+                Tensor::contiguous(g.data(), DType::F32, {B, T, H, D}), pos.data(), B * T, 10000.f);
   auto loss = [&]() {
     std::vector<float> y(x.size());
     rope_forward(Tensor::contiguous(y.data(), DType::F32, {B, T, H, D}),
-                 Tensor::contiguous(x.data(), DType::F32, {B, T, H, D}), pos.data(), 10000.f);
+                 Tensor::contiguous(x.data(), DType::F32, {B, T, H, D}), pos.data(), B * T, 10000.f);
     double acc = 0;
     for (size_t n = 0; n < y.size(); ++n) acc += double(y[n]) * g[n];
     return acc;
@@ -218,24 +219,25 @@ TEST(rope_is_deterministic_and_rejects_bad_arguments) {
   std::vector<float> x = random_vector(n, 3), a(n), b(n);
   Tensor tx = Tensor::contiguous(x.data(), DType::F32, {B, T, H, D});
   set_num_threads(1);
-  rope_forward(Tensor::contiguous(a.data(), DType::F32, {B, T, H, D}), tx, nullptr, 10000.f);
+  rope_forward(Tensor::contiguous(a.data(), DType::F32, {B, T, H, D}), tx, nullptr, 0, 10000.f);
   set_num_threads(2);
-  rope_forward(Tensor::contiguous(b.data(), DType::F32, {B, T, H, D}), tx, nullptr, 10000.f);
+  rope_forward(Tensor::contiguous(b.data(), DType::F32, {B, T, H, D}), tx, nullptr, 0, 10000.f);
   CHECK(std::memcmp(a.data(), b.data(), n * 4) == 0);
   Tensor ta = Tensor::contiguous(a.data(), DType::F32, {B, T, H, D});
   std::vector<int32_t> pos(B * T, 3);
   pos[T + 7] = -2;
   try {
-    rope_forward(ta, tx, pos.data(), 10000.f);
+    rope_forward(ta, tx, pos.data(), B * T, 10000.f);
     CHECK_MSG(false, "negative position accepted");
   } catch (const Error& e) {
     CHECK(e.code() == code::kArgument);
     CHECK(std::string(e.what()).find("positions[1, 7]") != std::string::npos);
   }
+  CHECK_THROWS_CODE(rope_forward(ta, tx, pos.data(), B * T - 1, 10000.f), code::kShape);
   Tensor odd = Tensor::contiguous(x.data(), DType::F32, {B, T, 8, 15});
-  CHECK_THROWS_CODE(rope_forward(odd, odd, nullptr, 10000.f), code::kShape);
-  CHECK_THROWS_CODE(rope_forward(ta, tx, nullptr, -1.f), code::kArgument);
+  CHECK_THROWS_CODE(rope_forward(odd, odd, nullptr, 0, 10000.f), code::kShape);
+  CHECK_THROWS_CODE(rope_forward(ta, tx, nullptr, 0, -1.f), code::kArgument);
   Tensor wrong = Tensor::contiguous(a.data(), DType::F32, {B, T, H * 2, D / 2});
-  CHECK_THROWS_CODE(rope_forward(wrong, tx, nullptr, 10000.f), code::kShape);
-  CHECK_THROWS_CODE(rope_backward(tx, tx, nullptr, 10000.f), code::kArgument);  // aliasing
+  CHECK_THROWS_CODE(rope_forward(wrong, tx, nullptr, 0, 10000.f), code::kShape);
+  CHECK_THROWS_CODE(rope_backward(tx, tx, nullptr, 0, 10000.f), code::kArgument);  // aliasing
 }

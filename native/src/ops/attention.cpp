@@ -35,7 +35,8 @@ struct Geometry {
 };
 
 Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
-                      const uint8_t* key_mask, const AttentionOptions& options) {
+                      const uint8_t* key_mask, int64_t key_mask_size,
+                      const AttentionOptions& options) {
   expect_f32(q, {-1, -1, -1, -1}, kOp, "q");
   Geometry g{};
   g.B = q.shape[0];
@@ -67,6 +68,10 @@ Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const T
     g.bias = bias.f32();
   }
   g.mask = key_mask;
+  S2S_REQUIRE(key_mask_size == (key_mask != nullptr ? g.B * g.Tk : 0), code::kShape, kOp,
+              "expected key_mask of ", key_mask != nullptr ? g.B * g.Tk : 0,
+              key_mask != nullptr ? " values (B*Tk)" : " values (no mask pointer)", ", got ",
+              key_mask_size);
   if (key_mask != nullptr) {
     for (int64_t b = 0; b < g.B; ++b) {
       for (int64_t j = 0; j < g.Tk; ++j) {
@@ -162,8 +167,8 @@ void probabilities_from_lse(const float* lse_rows, int64_t nq, int64_t nk, float
 // once per tile pass: k and v are re-read Tq/TQ times per head, from cache for Tk*D*8 < L2.
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& bias, const uint8_t* key_mask,
-                       const AttentionOptions& options) {
-  const Geometry g = check_inputs(q, k, v, bias, key_mask, options);
+                       int64_t key_mask_size, const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
   expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
   const float* qd = q.f32();
@@ -245,8 +250,9 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const Tensor& bias,
-                        const uint8_t* key_mask, const AttentionOptions& options) {
-  const Geometry g = check_inputs(q, k, v, bias, key_mask, options);
+                        const uint8_t* key_mask, int64_t key_mask_size,
+                        const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
   expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
   expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
@@ -433,8 +439,9 @@ void reference_probs(const Geometry& g, const float* q, const float* k, int64_t 
 
 void attention_forward_reference(const Tensor& out, const Tensor& lse, const Tensor& q,
                                  const Tensor& k, const Tensor& v, const Tensor& bias,
-                                 const uint8_t* key_mask, const AttentionOptions& options) {
-  const Geometry g = check_inputs(q, k, v, bias, key_mask, options);
+                                 const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
   expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
   if (lse.data != nullptr) expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
   std::vector<double> p, row_lse;
@@ -461,8 +468,9 @@ void attention_forward_reference(const Tensor& out, const Tensor& lse, const Ten
 void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                   const Tensor& dbias, const Tensor& dout, const Tensor& q,
                                   const Tensor& k, const Tensor& v, const Tensor& bias,
-                                  const uint8_t* key_mask, const AttentionOptions& options) {
-  const Geometry g = check_inputs(q, k, v, bias, key_mask, options);
+                                  const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
   expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
   if (dq.data) expect_f32(dq, {g.B, g.Tq, g.Hq, g.D}, kOp, "dq");
   if (dk.data) expect_f32(dk, {g.B, g.Tk, g.Hkv, g.D}, kOp, "dk");

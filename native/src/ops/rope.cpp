@@ -19,13 +19,18 @@ constexpr int32_t kMaxPosition = 1 << 24;  // positions are exact in fp32 below 
 
 struct Dims { int64_t B, T, H, D; };
 
-Dims check(const Tensor& x, const char* name, const int32_t* positions, float theta) {
+Dims check(const Tensor& x, const char* name, const int32_t* positions, int64_t num_positions,
+           float theta) {
   expect_f32(x, {-1, -1, -1, -1}, kOp, name);
   Dims d{x.shape[0], x.shape[1], x.shape[2], x.shape[3]};
   S2S_REQUIRE(d.D >= 2 && d.D % 2 == 0, code::kShape, kOp, "expected an even head dim, got ",
               name, " of shape ", x.shape_string());
   S2S_REQUIRE(std::isfinite(theta) && theta > 0.f, code::kArgument, kOp,
               "expected theta > 0 and finite, got ", theta);
+  const int64_t want = positions != nullptr ? d.B * d.T : 0;
+  S2S_REQUIRE(num_positions == want, code::kShape, kOp, "expected ", want,
+              positions != nullptr ? " positions (B*T)" : " positions (no positions pointer)",
+              ", got ", num_positions);
   if (positions != nullptr) {
     for (int64_t n = 0; n < d.B * d.T; ++n) {
       S2S_REQUIRE(positions[n] >= 0 && positions[n] < kMaxPosition, code::kArgument, kOp,
@@ -96,16 +101,18 @@ void rope_inv_freq(float* inv_freq, int64_t D, float theta) {
 
 // ---------------------------------------------------------------------------------------------
 // forward: y1 = x1 cos - x2 sin,  y2 = x2 cos + x1 sin   (pairs (i, i + D/2))
-void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions, float theta) {
-  const Dims d = check(inp, "inp", positions, theta);
+void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
+                  int64_t num_positions, float theta) {
+  const Dims d = check(inp, "inp", positions, num_positions, theta);
   expect_f32(out, {d.B, d.T, d.H, d.D}, kOp, "out");
   rotate(out.f32(), inp.f32(), d, positions, theta, 1.f, false);
 }
 
 // backward: the transpose of a rotation is the rotation by -angle:
 //   dx1 += dy1 cos + dy2 sin,  dx2 += dy2 cos - dy1 sin
-void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions, float theta) {
-  const Dims d = check(dout, "dout", positions, theta);
+void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
+                   int64_t num_positions, float theta) {
+  const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
   expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
@@ -147,15 +154,15 @@ void reference(const Tensor& dst, const Tensor& src, const Dims& d, const int32_
 }  // namespace
 
 void rope_forward_reference(const Tensor& out, const Tensor& inp, const int32_t* positions,
-                            float theta) {
-  const Dims d = check(inp, "inp", positions, theta);
+                            int64_t num_positions, float theta) {
+  const Dims d = check(inp, "inp", positions, num_positions, theta);
   expect_f32(out, {d.B, d.T, d.H, d.D}, kOp, "out");
   reference(out, inp, d, positions, theta, false, false);
 }
 
 void rope_backward_reference(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                             float theta) {
-  const Dims d = check(dout, "dout", positions, theta);
+                             int64_t num_positions, float theta) {
+  const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
   expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
   reference(dinp, dout, d, positions, theta, true, true);

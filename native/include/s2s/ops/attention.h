@@ -33,13 +33,14 @@ struct AttentionOptions {
 //   lse   (B,Hq,Tq)      written: log-sum-exp of each row's scores, saved for backward
 //   bias  (Hq,Tq,Tk)     optional additive bias (T5 relative positions), broadcast over batch;
 //                        a Tensor with data == nullptr means none
-//   key_mask             optional uint8 (B,Tk), 1 = attend, 0 = masked (padding); nullptr = none.
-//                        Values other than 0 and 1 are rejected.
+//   key_mask             optional uint8 (B,Tk), 1 = attend, 0 = masked (padding), with
+//                        key_mask_size == B*Tk; nullptr (and size 0) = none. Values other
+//                        than 0 and 1 are rejected, naming the element.
 // Hq must be a multiple of Hkv (grouped-query attention; Hq == Hkv is ordinary multi-head).
 // Throws s2s::Error (S2S_SHAPE / S2S_DTYPE / S2S_LAYOUT / S2S_ARGUMENT) on bad arguments.
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& bias, const uint8_t* key_mask,
-                       const AttentionOptions& options);
+                       int64_t key_mask_size, const AttentionOptions& options);
 
 // Backward from dout (B,Tq,Hq,D), given the forward's inputs, its out and lse. Probabilities are
 // recomputed tile by tile from lse (nothing quadratic is saved).
@@ -51,16 +52,19 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const Tensor& bias,
-                        const uint8_t* key_mask, const AttentionOptions& options);
+                        const uint8_t* key_mask, int64_t key_mask_size,
+                        const AttentionOptions& options);
 
 // Plain reference loops (tests only): the full (Tq,Tk) score matrix per head, softmax and
 // matmuls, all in double. Same arguments and conventions as above; lse may have data == nullptr.
 void attention_forward_reference(const Tensor& out, const Tensor& lse, const Tensor& q,
                                  const Tensor& k, const Tensor& v, const Tensor& bias,
-                                 const uint8_t* key_mask, const AttentionOptions& options);
+                                 const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options);
 void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                   const Tensor& dbias, const Tensor& dout, const Tensor& q,
                                   const Tensor& k, const Tensor& v, const Tensor& bias,
-                                  const uint8_t* key_mask, const AttentionOptions& options);
+                                  const uint8_t* key_mask, int64_t key_mask_size,
+                                  const AttentionOptions& options);
 
 }  // namespace s2s
