@@ -9,8 +9,6 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
-#elif defined(__clang__)
-#pragma clang fp contract(off)
 #endif
 
 namespace s2s {
@@ -33,6 +31,9 @@ struct AdamWScalars {
 //   p = p + (neg_step_size * m) / denom           param.addcdiv_(exp_avg, denom, -step_size)
 inline void adamw_elements(float* __restrict p, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t n, const AdamWScalars& s) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float pi = p[i] * s.decay;
