@@ -1,0 +1,70 @@
+// attention: scaled-dot-product attention, computed blockwise (flash-attention style) so memory
+// stays linear in sequence length; forward and backward, plus plain reference loops (tests only).
+// Legend: B batch, Tq query length, Tk key length, Hq query heads, Hkv key/value heads, D head dim.
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+// Options shared by forward and backward (pass the same ones to both).
+struct AttentionOptions {
+  // Causal: query i attends key j only when j <= i + (Tk - Tq), i.e. the two sequences are
+  // aligned at their ends, as with a KV cache holding Tk - Tq earlier positions. With Tq > Tk the
+  // first Tq - Tk query rows attend nothing (see "fully masked rows" below).
+  bool causal = false;
+  // Multiplies q.k before the bias is added. Unset means 1/sqrt(D); T5 uses 1.0.
+  std::optional<float> scale;
+};
+
+// Semantics (PyTorch / Hugging Face): for each batch b, query head h, query row i
+//   s[j]   = scale * <q[b,i,h,:], k[b,j,g,:]> + bias[h,i,j]   over allowed keys j,
+//   p      = softmax(s),   out[b,i,h,:] = sum_j p[j] v[b,j,g,:],   g = h / (Hq / Hkv),
+// where a key is allowed unless key_mask[b,j] == 0 or (causal) j > i + Tk - Tq. Keys whose bias
+// is -inf get probability 0 too.
+// Fully masked rows: a query row with no allowed key (or all its scores -inf) outputs zeros,
+// stores lse = -inf, and receives zero gradients (dq = 0, and it adds nothing to dk, dv, dbias).
+// NaN in q, k, v, bias or dout propagates to the outputs/gradients that depend on it.
+//
+// Arguments, all contiguous float32:
+//   q     (B,Tq,Hq,D)    k, v (B,Tk,Hkv,D)    out (B,Tq,Hq,D), written
+//   lse   (B,Hq,Tq)      written: log-sum-exp of each row's scores, saved for backward
+//   bias  (Hq,Tq,Tk)     optional additive bias (T5 relative positions), broadcast over batch;
+//                        a Tensor with data == nullptr means none
+//   key_mask             optional uint8 (B,Tk), 1 = attend, 0 = masked (padding), with
+//                        key_mask_size == B*Tk; nullptr (and size 0) = none. Values other
+//                        than 0 and 1 are rejected, naming the element.
+// Hq must be a multiple of Hkv (grouped-query attention; Hq == Hkv is ordinary multi-head).
+// Throws s2s::Error (S2S_SHAPE / S2S_DTYPE / S2S_LAYOUT / S2S_ARGUMENT) on bad arguments.
+void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                       const Tensor& v, const Tensor& bias, const uint8_t* key_mask,
+                       int64_t key_mask_size, const AttentionOptions& options);
+
+// Backward from dout (B,Tq,Hq,D), given the forward's inputs, its out and lse. Probabilities are
+// recomputed tile by tile from lse (nothing quadratic is saved).
+//   dq (B,Tq,Hq,D), dk (B,Tk,Hkv,D), dv (B,Tk,Hkv,D), dbias (Hq,Tq,Tk, summed over the batch).
+// Every gradient is ACCUMULATED into (+=; the caller zeroes it first), and a gradient Tensor
+// whose data is nullptr is not needed and skipped. dk/dv sum over the query heads sharing a kv
+// head. Deterministic: the same inputs and thread count give the same bits (each gradient element
+// is owned by one task that adds its terms in a fixed order).
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
+                        const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, const Tensor& bias,
+                        const uint8_t* key_mask, int64_t key_mask_size,
+                        const AttentionOptions& options);
+
+// Plain reference loops (tests only): the full (Tq,Tk) score matrix per head, softmax and
+// matmuls, all in double. Same arguments and conventions as above; lse may have data == nullptr.
+void attention_forward_reference(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& bias,
+                                 const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options);
+void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                  const Tensor& dbias, const Tensor& dout, const Tensor& q,
+                                  const Tensor& k, const Tensor& v, const Tensor& bias,
+                                  const uint8_t* key_mask, int64_t key_mask_size,
+                                  const AttentionOptions& options);
+
+}  // namespace s2s

@@ -1,0 +1,51 @@
+// cross_entropy: fused log-softmax + negative log-likelihood over vocabulary logits, as
+// torch.nn.functional.cross_entropy(logits, labels, ignore_index, reduction); forward, backward
+// and plain reference loops (tests only). Legend: N tokens (rows), V vocabulary size.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+enum class LossReduction { Mean, Sum };
+
+struct CrossEntropyOptions {
+  int32_t ignore_index = -100;  // rows with this label are not counted and get no gradient
+  // Mean: sum over counted rows / count (PyTorch's default; NaN when count == 0, as PyTorch).
+  // Sum: the plain sum; for gradient accumulation over micro-batches, use Sum on each and scale
+  // dloss by 1 / (total count over the micro-batches).
+  LossReduction reduction = LossReduction::Mean;
+};
+
+struct CrossEntropyResult {
+  double loss;    // as chosen by reduction (rows summed in double, in row order)
+  int64_t count;  // rows whose label != ignore_index
+};
+
+// logits (N,V) float32; labels int32 (N,), num_labels must equal N, each in [0, V) or equal to
+// ignore_index (the first offending row is named otherwise, S2S_ARGUMENT).
+// lse (N,) float32, written: logsumexp of each counted row (0 for ignored rows), for backward.
+// Streams each row twice (max, then sum of exp) without any (N,V) scratch.
+CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
+                                         const int32_t* labels, int64_t num_labels,
+                                         const CrossEntropyOptions& options = {});
+
+// dlogits (N,V) += (softmax(logits) - onehot(label)) * dloss / count   (Mean)
+//               += (softmax(logits) - onehot(label)) * dloss           (Sum)
+// for counted rows; ignored rows are left untouched (their gradient is zero). ACCUMULATES into
+// dlogits (the caller zeroes it); dlogits with data == nullptr is skipped. dlogits must not be
+// the logits buffer (checked). With Mean and count == 0 nothing is added.
+void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
+                            const int32_t* labels, int64_t num_labels, float dloss,
+                            const CrossEntropyOptions& options = {});
+
+// Plain double-precision loops (tests only); same conventions.
+CrossEntropyResult cross_entropy_forward_reference(const Tensor& lse, const Tensor& logits,
+                                                   const int32_t* labels, int64_t num_labels,
+                                                   const CrossEntropyOptions& options = {});
+void cross_entropy_backward_reference(const Tensor& dlogits, const Tensor& logits,
+                                      const int32_t* labels, int64_t num_labels, float dloss,
+                                      const CrossEntropyOptions& options = {});
+
+}  // namespace s2s

@@ -1,0 +1,54 @@
+// The AdamW element loop, shared by adamw.cpp (portable build) and adamw_avx2.cpp (compiled with
+// AVX2+FMA, where the same source vectorises). Internal to src/ops. Both give the same bits: the
+// only fused multiply-adds are the explicit std::fma calls, and contraction is switched off so
+// the compiler adds none of its own.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+namespace s2s {
+namespace detail {
+
+struct AdamWScalars {
+  float decay;          // 1 - lr * wd
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float bc2_sqrt;       // sqrt(1 - beta2^t)
+  float neg_step_size;  // -lr / (1 - beta1^t)
+  float eps;
+};
+
+// PyTorch's CPU kernels, operation for operation (torch 1.13 single-tensor AdamW on an FMA
+// machine; its add_/addcmul_ kernels use a fused multiply-add, addcdiv_ does not):
+//   p = p * decay
+//   m = fma(g, 1 - beta1, m * beta1)              exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)
+//   v = fma((1 - beta2) * g, g, v * beta2)        exp_avg_sq.mul_(beta2).addcmul_(g, g, 1-beta2)
+//   denom = sqrt(v) / bc2_sqrt + eps
+//   p = p + (neg_step_size * m) / denom           param.addcdiv_(exp_avg, denom, -step_size)
+inline void adamw_elements(float* __restrict p, const float* __restrict g, float* __restrict m,
+                           float* __restrict v, int64_t n, const AdamWScalars& s) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float pi = p[i] * s.decay;
+    const float mi = std::fma(gi, s.one_minus_beta1, m[i] * s.beta1);
+    const float vi = std::fma(s.one_minus_beta2 * gi, gi, v[i] * s.beta2);
+    const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi + (s.neg_step_size * mi) / denom;
+  }
+}
+
+}  // namespace detail
+}  // namespace s2s
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif

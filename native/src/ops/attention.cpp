@@ -1,0 +1,526 @@
+// attention: blockwise scaled-dot-product attention (flash-attention 2 style), forward and
+// backward side by side, then the materialised double-precision reference loops.
+// Legend: B batch, Tq/Tk query/key length, Hq query heads, Hkv kv heads, G = Hq/Hkv, D head dim,
+// TQ/TK query/key tile sizes. Only one (TQ,TK) score tile per task ever exists.
+#include "s2s/ops/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ops/fast_exp.h"
+#include "s2s/arena.h"
+#include "s2s/gemm.h"
+#include "s2s/thread_pool.h"
+
+namespace s2s {
+
+namespace {
+
+constexpr const char* kOp = "attention";
+constexpr int64_t TQ = 64;  // query rows per tile
+constexpr int64_t TK = 64;  // keys per tile (also the row stride of score tiles)
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Below this many flops a task is not worth a thread of its own.
+constexpr int64_t kMinFlopsPerChunk = int64_t(1) << 17;
+
+struct Geometry {
+  int64_t B, Tq, Tk, Hq, Hkv, D, G;
+  int64_t offset;  // Tk - Tq: query i sits at key position i + offset (causal alignment)
+  float scale;
+  bool causal;
+  const float* bias;      // (Hq,Tq,Tk) or nullptr
+  const uint8_t* mask;    // (B,Tk) or nullptr
+};
+
+Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
+                      const uint8_t* key_mask, int64_t key_mask_size,
+                      const AttentionOptions& options) {
+  expect_f32(q, {-1, -1, -1, -1}, kOp, "q");
+  Geometry g{};
+  g.B = q.shape[0];
+  g.Tq = q.shape[1];
+  g.Hq = q.shape[2];
+  g.D = q.shape[3];
+  S2S_REQUIRE(g.D >= 1, code::kShape, kOp, "expected q with head dim >= 1, got ",
+              q.shape_string());
+  expect_f32(k, {g.B, -1, -1, g.D}, kOp, "k");
+  g.Tk = k.shape[1];
+  g.Hkv = k.shape[2];
+  expect_f32(v, {g.B, g.Tk, g.Hkv, g.D}, kOp, "v");
+  S2S_REQUIRE(g.Hkv >= 1 && g.Hq % g.Hkv == 0, code::kShape, kOp,
+              "expected query heads to be a multiple of kv heads, got Hq = ", g.Hq,
+              " and Hkv = ", g.Hkv);
+  g.G = g.Hq / g.Hkv;
+  g.offset = g.Tk - g.Tq;
+  g.causal = options.causal;
+  if (options.scale.has_value()) {
+    S2S_REQUIRE(std::isfinite(*options.scale), code::kArgument, kOp,
+                "expected a finite scale, got ", *options.scale);
+    g.scale = *options.scale;
+  } else {
+    g.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(g.D)));
+  }
+  g.bias = nullptr;
+  if (bias.data != nullptr) {
+    expect_f32(bias, {g.Hq, g.Tq, g.Tk}, kOp, "bias");
+    g.bias = bias.f32();
+  }
+  g.mask = key_mask;
+  S2S_REQUIRE(key_mask_size == (key_mask != nullptr ? g.B * g.Tk : 0), code::kShape, kOp,
+              "expected key_mask of ", key_mask != nullptr ? g.B * g.Tk : 0,
+              key_mask != nullptr ? " values (B*Tk)" : " values (no mask pointer)", ", got ",
+              key_mask_size);
+  if (key_mask != nullptr) {
+    for (int64_t b = 0; b < g.B; ++b) {
+      for (int64_t j = 0; j < g.Tk; ++j) {
+        const uint8_t m = key_mask[b * g.Tk + j];
+        S2S_REQUIRE(m <= 1, code::kArgument, kOp, "expected key_mask[", b, ", ", j,
+                    "] to be 0 or 1, got ", int(m));
+      }
+    }
+  }
+  return g;
+}
+
+// Grain (in tasks) so that one chunk holds at least kMinFlopsPerChunk.
+int64_t grain_for(int64_t flops_per_task) {
+  if (flops_per_task <= 0) return 1 << 30;
+  const int64_t g = kMinFlopsPerChunk / flops_per_task;
+  return g < 1 ? 1 : g;
+}
+
+// Number of keys of tile [j0, j0+nk) that query row i may see under the causal rule.
+inline int64_t causal_cols(const Geometry& g, int64_t i, int64_t j0, int64_t nk) {
+  if (!g.causal) return nk;
+  const int64_t n = i + g.offset - j0 + 1;
+  return n < 0 ? 0 : (n > nk ? nk : n);
+}
+
+// S (nq,TK-strided) = scale * Q K^T + bias, with disallowed keys set to -inf, for query rows
+// [i0, i0+nq) of head h and keys [j0, j0+nk) of kv head h / G, batch b.
+void score_tile(const Geometry& g, const float* q, const float* k, int64_t b, int64_t h,
+                int64_t i0, int64_t nq, int64_t j0, int64_t nk, float* S) {
+  const int64_t hk = h / g.G;
+  const float* qp = q + ((b * g.Tq + i0) * g.Hq + h) * g.D;  // rows strided by Hq*D
+  const float* kp = k + ((b * g.Tk + j0) * g.Hkv + hk) * g.D;  // rows strided by Hkv*D
+  gemm_f32(false, true, nq, nk, g.D, g.scale, qp, g.Hq * g.D, kp, g.Hkv * g.D, 0.f, S, TK);
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * TK;
+    if (g.bias != nullptr) {
+      const float* br = g.bias + (h * g.Tq + i0 + r) * g.Tk + j0;
+      for (int64_t c = 0; c < nk; ++c) s[c] += br[c];
+    }
+    if (g.mask != nullptr) {
+      const uint8_t* mr = g.mask + b * g.Tk + j0;
+      for (int64_t c = 0; c < nk; ++c) s[c] = mr[c] ? s[c] : kNegInf;
+    }
+    for (int64_t c = causal_cols(g, i0 + r, j0, nk); c < nk; ++c) s[c] = kNegInf;
+  }
+}
+
+// Key tiles [0, end) that query rows [i0, i0+nq) may see at all.
+inline int64_t key_tile_end(const Geometry& g, int64_t i0, int64_t nq) {
+  int64_t last = g.Tk;  // exclusive key bound
+  if (g.causal) {
+    last = i0 + nq - 1 + g.offset + 1;
+    if (last < 0) last = 0;
+    if (last > g.Tk) last = g.Tk;
+  }
+  return (last + TK - 1) / TK;
+}
+
+// Sum of n floats in 8 interleaved lanes (vectorises; fixed order, so deterministic).
+inline float lane_sum(const float* x, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    for (int u = 0; u < 8; ++u) acc[u] += x[c + u];
+  }
+  for (; c < n; ++c) acc[c & 7] += x[c];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// P = exp(S - lse) per row, with rows whose lse is -inf (no allowed key) set to zero.
+void probabilities_from_lse(const float* lse_rows, int64_t nq, int64_t nk, float* S) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * TK;
+    const float l = lse_rows[r];
+    if (l == kNegInf) {
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+    } else {
+      for (int64_t c = 0; c < nk; ++c) s[c] = detail::exp_nonpos(s[c] - l);
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// forward
+//
+// Per task (b, h, query tile): for each key tile, S = scale QK^T + bias (masked -> -inf), then
+// the online softmax: m' = max(m, rowmax S), P = exp(S - m'), l = l e^(m-m') + rowsum P,
+// O = O e^(m-m') + P V. At the end out = O / l and lse = m + log l.
+// Napkin: 4 Tq Tk D flops per (b,h) (two GEMMs) + Tq Tk exps; memory traffic is q, k, v, out
+// once per tile pass: k and v are re-read Tq/TQ times per head, from cache for Tk*D*8 < L2.
+void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                       const Tensor& v, const Tensor& bias, const uint8_t* key_mask,
+                       int64_t key_mask_size, const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
+  expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
+  const float* qd = q.f32();
+  const float* kd = k.f32();
+  const float* vd = v.f32();
+  float* outd = out.f32();
+  float* lsed = lse.f32();
+
+  const int64_t nqt = (g.Tq + TQ - 1) / TQ;
+  const int64_t tasks = g.B * g.Hq * nqt;
+  const int64_t D = g.D;
+  parallel_for(tasks, grain_for(4 * TQ * g.Tk * D), [&](int64_t t0, int64_t t1) {
+    AlignedPtr<float> S = make_aligned<float>(TQ * TK);
+    AlignedPtr<float> O = make_aligned<float>(TQ * D);
+    float m[TQ], l[TQ];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t qt = t % nqt, h = (t / nqt) % g.Hq, b = t / (nqt * g.Hq);
+      const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0), hk = h / g.G;
+      for (int64_t r = 0; r < nq; ++r) { m[r] = kNegInf; l[r] = 0.f; }
+      for (int64_t x = 0; x < nq * D; ++x) O[x] = 0.f;
+      const int64_t nkt = key_tile_end(g, i0, nq);
+      for (int64_t kt = 0; kt < nkt; ++kt) {
+        const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+        float* Sp = S.get();
+        score_tile(g, qd, kd, b, h, i0, nq, j0, nk, Sp);
+        for (int64_t r = 0; r < nq; ++r) {
+          float* s = Sp + r * TK;
+          // NaN-propagating maxima: a NaN score must reach out and lse, not be skipped.
+          float mx = kNegInf;
+          for (int64_t c = 0; c < nk; ++c) mx = (s[c] > mx || s[c] != s[c]) ? s[c] : mx;
+          const float m_new = (mx > m[r] || mx != mx) ? mx : m[r];
+          if (m_new == kNegInf) {  // nothing allowed in this row so far
+            for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+            continue;
+          }
+          const float alpha = detail::exp_nonpos(m[r] - m_new);  // 0 when m was -inf
+          for (int64_t c = 0; c < nk; ++c) s[c] = detail::exp_nonpos(s[c] - m_new);
+          l[r] = l[r] * alpha + lane_sum(s, nk);
+          m[r] = m_new;
+          if (alpha != 1.f) {
+            float* o = O.get() + r * D;
+            for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
+          }
+        }
+        // O += P V   (nq,nk) x (nk,D)
+        const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+        gemm_f32(false, false, nq, D, nk, 1.f, Sp, TK, vp, g.Hkv * D, 1.f, O.get(), D);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        const int64_t i = i0 + r;
+        float* o = outd + ((b * g.Tq + i) * g.Hq + h) * D;
+        const float* acc = O.get() + r * D;
+        if (l[r] == 0.f) {  // fully masked row: zeros, lse = -inf
+          for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+          lsed[(b * g.Hq + h) * g.Tq + i] = kNegInf;
+        } else {
+          const float inv = 1.f / l[r];
+          for (int64_t d = 0; d < D; ++d) o[d] = acc[d] * inv;
+          lsed[(b * g.Hq + h) * g.Tq + i] = m[r] + std::log(l[r]);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// backward
+//
+// With P recomputed from lse and Di = <dout_i, out_i> (= sum_j P_ij dP_ij):
+//   dP = dO V^T,  dS = P o (dP - Di),  dV = P^T dO,  dK = scale dS^T Q,  dQ = scale dS K,
+//   dbias = dS (summed over the batch).
+// Two passes so that every gradient element is owned by one task (no atomics, deterministic):
+//   pass KV, tasks (b, kv head, key tile): dk, dv for those keys, over the G query heads and
+//           all query tiles in a fixed order;
+//   pass Q,  tasks (h, query tile) with the batch loop inside when dbias is wanted (dbias rows
+//           are then owned by the task and summed over b in order), else (b, h, query tile).
+// Napkin: pass KV 8 Tq Tk D flops per (b,h), pass Q 6; 7/5 of flash-attention 2's count, the
+// price of determinism without atomics.
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
+                        const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, const Tensor& bias,
+                        const uint8_t* key_mask, int64_t key_mask_size,
+                        const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
+  expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
+  expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
+  const bool want_dq = dq.data != nullptr, want_dk = dk.data != nullptr;
+  const bool want_dv = dv.data != nullptr, want_dbias = dbias.data != nullptr;
+  if (want_dq) expect_f32(dq, {g.B, g.Tq, g.Hq, g.D}, kOp, "dq");
+  if (want_dk) expect_f32(dk, {g.B, g.Tk, g.Hkv, g.D}, kOp, "dk");
+  if (want_dv) expect_f32(dv, {g.B, g.Tk, g.Hkv, g.D}, kOp, "dv");
+  if (want_dbias) {
+    S2S_REQUIRE(g.bias != nullptr, code::kArgument, kOp,
+                "expected a bias when dbias is requested, got none");
+    expect_f32(dbias, {g.Hq, g.Tq, g.Tk}, kOp, "dbias");
+  }
+  if (g.B * g.Tq * g.Tk * g.Hq == 0) return;
+  const int64_t D = g.D;
+  const float* qd = q.f32();
+  const float* kd = k.f32();
+  const float* vd = v.f32();
+  const float* dod = dout.f32();
+  const float* outd = out.f32();
+  const float* lsed = lse.f32();
+
+  // Di (B,Hq,Tq) = <dout, out> per row, accumulated in double.
+  AlignedPtr<float> Di = make_aligned<float>(g.B * g.Hq * g.Tq);
+  {
+    float* di = Di.get();
+    parallel_for(g.B * g.Tq * g.Hq, grain_for(2 * D), [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {  // row = (b*Tq + i)*Hq + h
+        const int64_t h = row % g.Hq, i = (row / g.Hq) % g.Tq, b = row / (g.Hq * g.Tq);
+        const float* a = dod + row * D;
+        const float* o = outd + row * D;
+        double acc = 0;
+        for (int64_t d = 0; d < D; ++d) acc += double(a[d]) * double(o[d]);
+        di[(b * g.Hq + h) * g.Tq + i] = static_cast<float>(acc);
+      }
+    });
+  }
+  const float* di = Di.get();
+  const int64_t nqt = (g.Tq + TQ - 1) / TQ;
+  const int64_t nkt = (g.Tk + TK - 1) / TK;
+
+  // dS = P o (dP - Di) in place in P, given dP; rows are query rows [i0, i0+nq) of (b,h).
+  auto ds_from_p = [&](float* P, const float* dP, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                       int64_t nk) {
+    const float* dir = di + (b * g.Hq + h) * g.Tq + i0;
+    for (int64_t r = 0; r < nq; ++r) {
+      float* p = P + r * TK;
+      const float* dp = dP + r * TK;
+      const float d = dir[r];
+      for (int64_t c = 0; c < nk; ++c) p[c] = p[c] * (dp[c] - d);
+    }
+  };
+
+  // ---- pass KV: dk, dv ----
+  if (want_dk || want_dv) {
+    const int64_t tasks = g.B * g.Hkv * nkt;
+    parallel_for(tasks, grain_for(8 * TK * g.Tq * D * g.G), [&](int64_t t0, int64_t t1) {
+      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t kt = t % nkt, hk = (t / nkt) % g.Hkv, b = t / (nkt * g.Hkv);
+        const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+        // First query row that may see key j0 under the causal rule.
+        int64_t first_row = g.causal ? j0 - g.offset : 0;
+        if (first_row < 0) first_row = 0;
+        if (first_row >= g.Tq) continue;
+        const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+        float* dkp = want_dk ? dk.f32() + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        float* dvp = want_dv ? dv.f32() + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
+          for (int64_t qt = first_row / TQ; qt < nqt; ++qt) {
+            const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0);
+            const float* qp = qd + ((b * g.Tq + i0) * g.Hq + h) * D;
+            const float* dop = dod + ((b * g.Tq + i0) * g.Hq + h) * D;
+            score_tile(g, qd, kd, b, h, i0, nq, j0, nk, P.get());
+            probabilities_from_lse(lsed + (b * g.Hq + h) * g.Tq + i0, nq, nk, P.get());
+            // dV += P^T dO   (nk,nq) x (nq,D)
+            if (want_dv) {
+              gemm_f32(true, false, nk, D, nq, 1.f, P.get(), TK, dop, g.Hq * D, 1.f, dvp,
+                       g.Hkv * D);
+            }
+            if (want_dk) {
+              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di);  dK += scale dS^T Q
+              gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
+                       TK);
+              ds_from_p(P.get(), dP.get(), b, h, i0, nq, nk);
+              gemm_f32(true, false, nk, D, nq, g.scale, P.get(), TK, qp, g.Hq * D, 1.f, dkp,
+                       g.Hkv * D);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  // ---- pass Q: dq, dbias ----
+  if (want_dq || want_dbias) {
+    float* dqd = want_dq ? dq.f32() : nullptr;
+    float* dbd = want_dbias ? dbias.f32() : nullptr;
+    // With dbias a task is (h, qt) and loops over b inside; otherwise (b, h, qt).
+    const int64_t inner_b = want_dbias ? g.B : 1;
+    const int64_t tasks = (want_dbias ? 1 : g.B) * g.Hq * nqt;
+    parallel_for(tasks, grain_for(6 * TQ * g.Tk * D * inner_b), [&](int64_t t0, int64_t t1) {
+      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t qt = t % nqt, h = (t / nqt) % g.Hq;
+        const int64_t b_first = want_dbias ? 0 : t / (nqt * g.Hq);
+        const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0), hk = h / g.G;
+        const int64_t kt_end = key_tile_end(g, i0, nq);
+        for (int64_t b = b_first; b < b_first + inner_b; ++b) {
+          const float* dop = dod + ((b * g.Tq + i0) * g.Hq + h) * D;
+          for (int64_t kt = 0; kt < kt_end; ++kt) {
+            const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+            const float* kp = kd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+            const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+            score_tile(g, qd, kd, b, h, i0, nq, j0, nk, P.get());
+            probabilities_from_lse(lsed + (b * g.Hq + h) * g.Tq + i0, nq, nk, P.get());
+            gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
+                     TK);
+            ds_from_p(P.get(), dP.get(), b, h, i0, nq, nk);
+            if (want_dbias) {
+              for (int64_t r = 0; r < nq; ++r) {
+                float* db = dbd + (h * g.Tq + i0 + r) * g.Tk + j0;
+                const float* s = P.get() + r * TK;
+                for (int64_t c = 0; c < nk; ++c) db[c] += s[c];
+              }
+            }
+            // dQ += scale dS K   (nq,nk) x (nk,D)
+            if (want_dq) {
+              float* dqp = dqd + ((b * g.Tq + i0) * g.Hq + h) * D;
+              gemm_f32(false, false, nq, D, nk, g.scale, P.get(), TK, kp, g.Hkv * D, 1.f, dqp,
+                       g.Hq * D);
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// reference: materialise each head's (Tq,Tk) probabilities in double.
+
+namespace {
+
+// p (Tq*Tk) for (b,h) in double; rows with no allowed key are all zero and flagged empty.
+// Returns the per-row lse (-inf for empty rows).
+void reference_probs(const Geometry& g, const float* q, const float* k, int64_t b, int64_t h,
+                     std::vector<double>& p, std::vector<double>& row_lse) {
+  const int64_t hk = h / g.G, D = g.D;
+  p.assign(g.Tq * g.Tk, 0.0);
+  row_lse.assign(g.Tq, -INFINITY);
+  std::vector<double> s(g.Tk);
+  for (int64_t i = 0; i < g.Tq; ++i) {
+    double mx = -INFINITY;
+    bool any_nan = false;
+    for (int64_t j = 0; j < g.Tk; ++j) {
+      const bool allowed = (g.mask == nullptr || g.mask[b * g.Tk + j] != 0) &&
+                           (!g.causal || j <= i + g.offset);
+      if (!allowed) { s[j] = -INFINITY; continue; }
+      double dot = 0;
+      const float* qi = q + ((b * g.Tq + i) * g.Hq + h) * D;
+      const float* kj = k + ((b * g.Tk + j) * g.Hkv + hk) * D;
+      for (int64_t d = 0; d < D; ++d) dot += double(qi[d]) * double(kj[d]);
+      s[j] = double(g.scale) * dot + (g.bias ? double(g.bias[(h * g.Tq + i) * g.Tk + j]) : 0.0);
+      if (std::isnan(s[j])) any_nan = true;
+      if (s[j] > mx) mx = s[j];
+    }
+    if (any_nan) {
+      for (int64_t j = 0; j < g.Tk; ++j) p[i * g.Tk + j] = NAN;
+      row_lse[i] = NAN;
+      continue;
+    }
+    if (mx == -INFINITY) continue;  // fully masked row
+    double sum = 0;
+    for (int64_t j = 0; j < g.Tk; ++j) sum += std::exp(s[j] - mx);
+    for (int64_t j = 0; j < g.Tk; ++j) p[i * g.Tk + j] = std::exp(s[j] - mx) / sum;
+    row_lse[i] = mx + std::log(sum);
+  }
+}
+
+}  // namespace
+
+void attention_forward_reference(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& bias,
+                                 const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
+  expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  if (lse.data != nullptr) expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
+  std::vector<double> p, row_lse;
+  for (int64_t b = 0; b < g.B; ++b) {
+    for (int64_t h = 0; h < g.Hq; ++h) {
+      reference_probs(g, q.f32(), k.f32(), b, h, p, row_lse);
+      const int64_t hk = h / g.G;
+      for (int64_t i = 0; i < g.Tq; ++i) {
+        for (int64_t d = 0; d < g.D; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < g.Tk; ++j) {
+            const double pij = p[i * g.Tk + j];
+            if (pij != 0.0 || std::isnan(pij))
+              acc += pij * double(v.f32()[((b * g.Tk + j) * g.Hkv + hk) * g.D + d]);
+          }
+          out.f32()[((b * g.Tq + i) * g.Hq + h) * g.D + d] = static_cast<float>(acc);
+        }
+        if (lse.data != nullptr) lse.f32()[(b * g.Hq + h) * g.Tq + i] = float(row_lse[i]);
+      }
+    }
+  }
+}
+
+void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                  const Tensor& dbias, const Tensor& dout, const Tensor& q,
+                                  const Tensor& k, const Tensor& v, const Tensor& bias,
+                                  const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options) {
+  const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
+  expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
+  if (dq.data) expect_f32(dq, {g.B, g.Tq, g.Hq, g.D}, kOp, "dq");
+  if (dk.data) expect_f32(dk, {g.B, g.Tk, g.Hkv, g.D}, kOp, "dk");
+  if (dv.data) expect_f32(dv, {g.B, g.Tk, g.Hkv, g.D}, kOp, "dv");
+  if (dbias.data) expect_f32(dbias, {g.Hq, g.Tq, g.Tk}, kOp, "dbias");
+  const int64_t D = g.D;
+  std::vector<double> gq(q.numel(), 0.0), gk(k.numel(), 0.0), gv(v.numel(), 0.0);
+  std::vector<double> gb(g.Hq * g.Tq * g.Tk, 0.0);
+  std::vector<double> p, row_lse, dp(g.Tk);
+  const float *qd = q.f32(), *kd = k.f32(), *vd = v.f32(), *dod = dout.f32();
+  for (int64_t b = 0; b < g.B; ++b) {
+    for (int64_t h = 0; h < g.Hq; ++h) {
+      reference_probs(g, qd, kd, b, h, p, row_lse);
+      const int64_t hk = h / g.G;
+      for (int64_t i = 0; i < g.Tq; ++i) {
+        if (row_lse[i] == -INFINITY) continue;  // fully masked row: no gradient
+        const float* doi = dod + ((b * g.Tq + i) * g.Hq + h) * D;
+        double dsum = 0;
+        for (int64_t j = 0; j < g.Tk; ++j) {
+          const float* vj = vd + ((b * g.Tk + j) * g.Hkv + hk) * D;
+          double acc = 0;
+          for (int64_t d = 0; d < D; ++d) acc += double(doi[d]) * double(vj[d]);
+          dp[j] = acc;
+          dsum += p[i * g.Tk + j] * acc;
+        }
+        for (int64_t j = 0; j < g.Tk; ++j) {
+          const double pij = p[i * g.Tk + j];
+          if (pij == 0.0) continue;
+          const double ds = pij * (dp[j] - dsum);
+          gb[(h * g.Tq + i) * g.Tk + j] += ds;
+          const int64_t qi = ((b * g.Tq + i) * g.Hq + h) * D;
+          const int64_t kj = ((b * g.Tk + j) * g.Hkv + hk) * D;
+          for (int64_t d = 0; d < D; ++d) {
+            gq[qi + d] += double(g.scale) * ds * double(kd[kj + d]);
+            gk[kj + d] += double(g.scale) * ds * double(qd[qi + d]);
+            gv[kj + d] += pij * double(doi[d]);
+          }
+        }
+      }
+    }
+  }
+  auto add = [](const Tensor& t, const std::vector<double>& src) {
+    if (t.data == nullptr) return;
+    float* x = t.f32();
+    for (size_t n = 0; n < src.size(); ++n) x[n] = static_cast<float>(double(x[n]) + src[n]);
+  };
+  add(dq, gq);
+  add(dk, gk);
+  add(dv, gv);
+  add(dbias, gb);
+}
+
+}  // namespace s2s

@@ -1,0 +1,106 @@
+// grad_norm / clip_grad_norm: global L2 norm over a gradient list in fixed blocks (thread-count
+// independent), clipping as torch.nn.utils.clip_grad_norm_; then the reference loops.
+// Napkin: 4 bytes read per element for the norm, 8 more when clipping: memory bound.
+#include "s2s/ops/grad_norm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "s2s/thread_pool.h"
+
+namespace s2s {
+
+namespace {
+
+constexpr const char* kOp = "grad_norm";
+constexpr int64_t kBlock = int64_t(1) << 16;
+
+struct Block { float* data; int64_t n; };
+
+std::vector<Block> blocks_of(const std::vector<Tensor>& grads) {
+  std::vector<Block> blocks;
+  for (size_t t = 0; t < grads.size(); ++t) {
+    const Tensor& g = grads[t];
+    if (g.data == nullptr) continue;
+    const std::string name = "grads[" + std::to_string(t) + "]";
+    expect_dtype(g, DType::F32, kOp, name.c_str());
+    expect_contiguous(g, kOp, name.c_str());
+    const int64_t n = g.numel();
+    for (int64_t off = 0; off < n; off += kBlock) {
+      blocks.push_back({g.f32() + off, std::min(kBlock, n - off)});
+    }
+  }
+  return blocks;
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double acc[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int u = 0; u < 4; ++u) acc[u] += double(x[i + u]) * double(x[i + u]);
+  }
+  for (; i < n; ++i) acc[i & 3] += double(x[i]) * double(x[i]);
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+void check_max_norm(double max_norm) {
+  S2S_REQUIRE(std::isfinite(max_norm) && max_norm > 0, code::kArgument, "clip_grad_norm",
+              "expected max_norm > 0 and finite, got ", max_norm);
+}
+
+}  // namespace
+
+double grad_norm(const std::vector<Tensor>& grads) {
+  const std::vector<Block> blocks = blocks_of(grads);
+  std::vector<double> partial(blocks.size(), 0.0);
+  parallel_for(static_cast<int64_t>(blocks.size()), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) partial[b] = sum_squares(blocks[b].data, blocks[b].n);
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
+  check_max_norm(max_norm);
+  const double total = grad_norm(grads);
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) {
+    const float c = static_cast<float>(coef);
+    const std::vector<Block> blocks = blocks_of(grads);
+    parallel_for(static_cast<int64_t>(blocks.size()), 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        float* x = blocks[b].data;
+        for (int64_t i = 0; i < blocks[b].n; ++i) x[i] *= c;
+      }
+    });
+  }
+  return total;
+}
+
+double grad_norm_reference(const std::vector<Tensor>& grads) {
+  double total = 0;
+  for (const Tensor& g : grads) {
+    if (g.data == nullptr) continue;
+    for (int64_t i = 0; i < g.numel(); ++i) total += double(g.f32()[i]) * double(g.f32()[i]);
+  }
+  return std::sqrt(total);
+}
+
+double clip_grad_norm_reference(const std::vector<Tensor>& grads, double max_norm) {
+  check_max_norm(max_norm);
+  const double total = grad_norm_reference(grads);
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0) {
+    for (const Tensor& g : grads) {
+      if (g.data == nullptr) continue;
+      for (int64_t i = 0; i < g.numel(); ++i) g.f32()[i] = float(double(g.f32()[i]) * coef);
+    }
+  }
+  return total;
+}
+
+}  // namespace s2s

@@ -1,0 +1,331 @@
+// Training ops: cross_entropy (vs reference, finite differences, ignore_index, mean/sum, NaN,
+// determinism, errors), adamw (vs torch golden steps and the double reference), grad_norm and
+// clip_grad_norm (vs reference, determinism, clipping rule, non-finite norms).
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "harness.h"
+#include "s2s/cpu_features.h"
+#include "s2s/ops/adamw.h"
+#include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/grad_norm.h"
+#include "s2s/thread_pool.h"
+
+using namespace s2s;
+using s2s_test::random_vector;
+
+namespace {
+#include "fixtures/adamw_golden.inc"
+
+std::vector<int32_t> make_labels(int64_t N, int64_t V, uint64_t seed, int32_t ignore, int every) {
+  s2s_test::Rng rng(seed);
+  std::vector<int32_t> y(N);
+  for (int64_t i = 0; i < N; ++i) {
+    y[i] = static_cast<int32_t>(rng.next() % uint64_t(V));
+    if (every > 0 && i % every == 1) y[i] = ignore;
+  }
+  return y;
+}
+
+double rel(double a, double b) { return std::fabs(a - b) / std::fmax(1.0, std::fabs(b)); }
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// cross_entropy
+
+TEST(cross_entropy_matches_reference) {
+  set_num_threads(2);
+  struct Case { int64_t N, V; int ignore_every; LossReduction r; int32_t ignore; };
+  const Case cases[] = {{1, 1, 0, LossReduction::Mean, -100},   {7, 5, 3, LossReduction::Mean, -100},
+                        {33, 1000, 4, LossReduction::Sum, -100}, {6, 50257, 2, LossReduction::Mean, -1},
+                        {3, 151936, 0, LossReduction::Sum, -100}};
+  for (const Case& c : cases) {
+    // Logits spread like a real LM head's (scale ~ +-8).
+    std::vector<float> x = random_vector(c.N * c.V, c.N * 31 + c.V, -8.f, 8.f);
+    std::vector<int32_t> y = make_labels(c.N, c.V, c.V, c.ignore, c.ignore_every);
+    CrossEntropyOptions o;
+    o.reduction = c.r;
+    o.ignore_index = c.ignore;
+    std::vector<float> lse(c.N, -1.f), lse_ref(c.N, -2.f);
+    Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.N, c.V});
+    const auto got = cross_entropy_forward(Tensor::contiguous(lse.data(), DType::F32, {c.N}), tx, y.data(), c.N, o);
+    const auto want = cross_entropy_forward_reference(Tensor::contiguous(lse_ref.data(), DType::F32, {c.N}), tx, y.data(), c.N, o);
+    const std::string what = "N" + std::to_string(c.N) + " V" + std::to_string(c.V);
+    CHECK(got.count == want.count);
+    CHECK_ERR(rel(got.loss, want.loss), 1e-6, "loss " + what);
+    CHECK_ERR(s2s_test::max_normalized_error(lse.data(), lse_ref.data(), c.N), 1e-6, "lse " + what);
+    std::vector<float> dx(c.N * c.V, 0.25f), dref(c.N * c.V, 0.25f);
+    cross_entropy_backward(Tensor::contiguous(dx.data(), DType::F32, {c.N, c.V}), tx,
+                           Tensor::contiguous(lse.data(), DType::F32, {c.N}), y.data(), c.N, 1.5f, o);
+    cross_entropy_backward_reference(Tensor::contiguous(dref.data(), DType::F32, {c.N, c.V}), tx, y.data(), c.N, 1.5f, o);
+    CHECK_ERR(s2s_test::max_abs_error(dx.data(), dref.data(), dx.size()), 1e-6, "dlogits " + what);
+    // Ignored rows are untouched.
+    bool untouched = true;
+    for (int64_t i = 0; i < c.N; ++i)
+      if (y[i] == c.ignore)
+        for (int64_t j = 0; j < c.V; ++j) untouched = untouched && dx[i * c.V + j] == 0.25f;
+    CHECK(untouched);
+  }
+}
+
+TEST(cross_entropy_backward_matches_finite_differences) {
+  const int64_t N = 5, V = 7;
+  std::vector<float> x = random_vector(N * V, 4, -3.f, 3.f);
+  std::vector<int32_t> y = {3, -100, 0, 6, 2};
+  for (LossReduction r : {LossReduction::Mean, LossReduction::Sum}) {
+    CrossEntropyOptions o;
+    o.reduction = r;
+    std::vector<float> lse(N), dx(N * V, 0.f);
+    cross_entropy_forward(Tensor::contiguous(lse.data(), DType::F32, {N}),
+                          Tensor::contiguous(x.data(), DType::F32, {N, V}), y.data(), N, o);
+    cross_entropy_backward(Tensor::contiguous(dx.data(), DType::F32, {N, V}),
+                           Tensor::contiguous(x.data(), DType::F32, {N, V}),
+                           Tensor::contiguous(lse.data(), DType::F32, {N}), y.data(), N, 1.f, o);
+    auto loss = [&]() {
+      std::vector<float> l(N);
+      return cross_entropy_forward(Tensor::contiguous(l.data(), DType::F32, {N}),
+                                   Tensor::contiguous(x.data(), DType::F32, {N, V}), y.data(), N, o)
+          .loss;
+    };
+    CHECK_ERR(s2s_test::gradient_check(x, dx, loss), 1e-4, "fd dlogits");
+  }
+}
+
+TEST(cross_entropy_mean_sum_count_and_accumulation) {
+  const int64_t N = 9, V = 31;
+  std::vector<float> x = random_vector(N * V, 5, -4.f, 4.f);
+  std::vector<int32_t> y = make_labels(N, V, 6, -100, 3);
+  Tensor tx = Tensor::contiguous(x.data(), DType::F32, {N, V});
+  std::vector<float> lse(N);
+  Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {N});
+  CrossEntropyOptions mean, sum;
+  sum.reduction = LossReduction::Sum;
+  const auto m = cross_entropy_forward(tl, tx, y.data(), N, mean);
+  const auto s = cross_entropy_forward(tl, tx, y.data(), N, sum);
+  CHECK(m.count == 6 && s.count == 6);
+  CHECK(rel(m.loss * m.count, s.loss) < 1e-12);
+  // Sum with dloss = 1/count gives Mean's gradient (gradient accumulation recipe).
+  std::vector<float> gm(N * V, 0.f), gs(N * V, 0.f);
+  cross_entropy_backward(Tensor::contiguous(gm.data(), DType::F32, {N, V}), tx, tl, y.data(), N, 1.f, mean);
+  cross_entropy_backward(Tensor::contiguous(gs.data(), DType::F32, {N, V}), tx, tl, y.data(), N, 1.f / 6, sum);
+  CHECK_ERR(s2s_test::max_abs_error(gm.data(), gs.data(), gm.size()), 1e-8, "sum/count vs mean");
+  // Accumulation: twice = 2x; null dlogits is skipped.
+  std::vector<float> twice(N * V, 0.f);
+  for (int k = 0; k < 2; ++k)
+    cross_entropy_backward(Tensor::contiguous(twice.data(), DType::F32, {N, V}), tx, tl, y.data(), N, 1.f, mean);
+  double worst = 0;
+  for (size_t n = 0; n < gm.size(); ++n) worst = std::fmax(worst, std::fabs(twice[n] - 2 * gm[n]));
+  CHECK_ERR(worst, 1e-7, "accumulate");
+  cross_entropy_backward(Tensor{}, tx, tl, y.data(), N, 1.f, mean);
+  // Every row ignored: Mean is NaN (as PyTorch), Sum is 0, no gradient either way.
+  std::vector<int32_t> none(N, -100);
+  const auto mn = cross_entropy_forward(tl, tx, none.data(), N, mean);
+  CHECK(mn.count == 0 && std::isnan(mn.loss));
+  CHECK(cross_entropy_forward(tl, tx, none.data(), N, sum).loss == 0.0);
+  std::vector<float> g0(N * V, 0.f);
+  cross_entropy_backward(Tensor::contiguous(g0.data(), DType::F32, {N, V}), tx, tl, none.data(), N, 1.f, mean);
+  bool zero = true;
+  for (float v : g0) zero = zero && v == 0.f;
+  CHECK(zero);
+}
+
+TEST(cross_entropy_is_stable_propagates_nan_and_is_deterministic) {
+  const int64_t N = 4, V = 1000;
+  std::vector<float> x = random_vector(N * V, 8, -1.f, 1.f);
+  x[0] = 3e4f;           // huge logit: no overflow
+  x[V + 5] = -3e4f;
+  x[2 * V + 17] = NAN;   // row 2 is NaN
+  std::vector<int32_t> y = {0, 5, 17, 999};
+  std::vector<float> lse(N);
+  Tensor tx = Tensor::contiguous(x.data(), DType::F32, {N, V});
+  Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {N});
+  CrossEntropyOptions sum;
+  sum.reduction = LossReduction::Sum;
+  cross_entropy_forward(tl, tx, y.data(), N, sum);
+  CHECK(lse[0] == 3e4f && std::isfinite(lse[1]) && std::isnan(lse[2]) && std::isfinite(lse[3]));
+  CHECK(std::isnan(cross_entropy_forward(tl, tx, y.data(), N, sum).loss));
+  std::vector<float> g(N * V, 0.f);
+  cross_entropy_backward(Tensor::contiguous(g.data(), DType::F32, {N, V}), tx, tl, y.data(), N, 1.f, sum);
+  CHECK(g[0] == 0.f && std::isnan(g[2 * V]) && !std::isnan(g[3 * V]));
+  // Bit-identical at 1 and 2 threads.
+  const int64_t N2 = 64, V2 = 4099;
+  std::vector<float> x2 = random_vector(N2 * V2, 9, -6.f, 6.f);
+  std::vector<int32_t> y2 = make_labels(N2, V2, 10, -100, 5);
+  Tensor tx2 = Tensor::contiguous(x2.data(), DType::F32, {N2, V2});
+  std::vector<float> l1(N2), l2(N2), g1(N2 * V2, 0.f), g2(N2 * V2, 0.f);
+  set_num_threads(1);
+  const double a = cross_entropy_forward(Tensor::contiguous(l1.data(), DType::F32, {N2}), tx2, y2.data(), N2).loss;
+  cross_entropy_backward(Tensor::contiguous(g1.data(), DType::F32, {N2, V2}), tx2,
+                         Tensor::contiguous(l1.data(), DType::F32, {N2}), y2.data(), N2, 1.f);
+  set_num_threads(2);
+  const double b = cross_entropy_forward(Tensor::contiguous(l2.data(), DType::F32, {N2}), tx2, y2.data(), N2).loss;
+  cross_entropy_backward(Tensor::contiguous(g2.data(), DType::F32, {N2, V2}), tx2,
+                         Tensor::contiguous(l2.data(), DType::F32, {N2}), y2.data(), N2, 1.f);
+  CHECK(a == b);
+  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0);
+}
+
+TEST(cross_entropy_rejects_bad_arguments) {
+  const int64_t N = 4, V = 10;
+  std::vector<float> x(N * V, 0.f), lse(N);
+  Tensor tx = Tensor::contiguous(x.data(), DType::F32, {N, V});
+  Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {N});
+  std::vector<int32_t> y = {1, 2, 3, 10};
+  try {
+    cross_entropy_forward(tl, tx, y.data(), N);
+    CHECK_MSG(false, "label == V accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == code::kArgument);
+    CHECK(std::string(e.what()).find("labels[3]") != std::string::npos);
+  }
+  y[3] = -1;  // not the ignore_index
+  CHECK_THROWS_CODE(cross_entropy_forward(tl, tx, y.data(), N), code::kArgument);
+  y[3] = -100;
+  CHECK_THROWS_CODE(cross_entropy_forward(tl, tx, y.data(), N - 1), code::kShape);
+  Tensor bad_lse = Tensor::contiguous(lse.data(), DType::F32, {N - 1});
+  CHECK_THROWS_CODE(cross_entropy_forward(bad_lse, tx, y.data(), N), code::kShape);
+  Tensor xbf = tx;
+  xbf.dtype = DType::BF16;
+  CHECK_THROWS_CODE(cross_entropy_forward(tl, xbf, y.data(), N), code::kDType);
+  CHECK_THROWS_CODE(cross_entropy_backward(tx, tx, tl, y.data(), N, 1.f), code::kArgument);  // aliasing
+}
+
+// ---------------------------------------------------------------------------------------------
+// adamw
+
+TEST(adamw_matches_torch_on_every_isa) {
+  // Tolerance 0: we do torch's fp32 operations, fused multiply-adds included, so the parameters
+  // and moments equal torch 1.13's bit for bit (plain mul+add would be ~2 ulp off). Every ISA
+  // path (portable, AVX2) is run and must agree.
+  const Isa saved = active_isa();
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    for (const AdamGolden& g : kAdamGolden) {
+      std::vector<float> p(kAdamP0, kAdamP0 + kAdamN), m(kAdamN, 0.f), v(kAdamN, 0.f);
+      AdamWOptions o;
+      o.lr = g.lr;
+      o.beta1 = g.beta1;
+      o.beta2 = g.beta2;
+      o.eps = g.eps;
+      o.weight_decay = g.weight_decay;
+      for (int step = 1; step <= kAdamSteps; ++step) {
+        std::vector<float> grad(kAdamGrads[step - 1], kAdamGrads[step - 1] + kAdamN);
+        adamw_update(Tensor::contiguous(p.data(), DType::F32, {kAdamN}),
+                     Tensor::contiguous(grad.data(), DType::F32, {kAdamN}),
+                     Tensor::contiguous(m.data(), DType::F32, {kAdamN}),
+                     Tensor::contiguous(v.data(), DType::F32, {kAdamN}), step, o);
+        double worst = 0;
+        for (int i = 0; i < kAdamN; ++i) {
+          const float* want[] = {g.p[step - 1], g.m[step - 1], g.v[step - 1]};
+          const float got[] = {p[i], m[i], v[i]};
+          for (int t = 0; t < 3; ++t)
+            worst = std::fmax(worst, std::fabs(double(got[t]) - want[t][i]) /
+                                         std::fmax(1e-30, std::fabs(double(want[t][i]))));
+        }
+        CHECK_ERR(worst, 0.0, std::string("adamw vs torch, isa ") + isa_name(isa) + ", lr " +
+                                  std::to_string(g.lr) + " step " + std::to_string(step));
+      }
+    }
+    // A long vector (vector body + tail) gives the same bits on every path.
+    const int64_t n = 1037;
+    std::vector<float> p = random_vector(n, 11), m(n, 0.f), v(n, 0.f), gr = random_vector(n, 12);
+    auto T = [&](std::vector<float>& x) { return Tensor::contiguous(x.data(), DType::F32, {n}); };
+    for (int step = 1; step <= 3; ++step) adamw_update(T(p), T(gr), T(m), T(v), step, AdamWOptions{});
+    static std::vector<float> first;
+    if (isa == supported_isas().front()) first = p;
+    else CHECK(std::memcmp(first.data(), p.data(), n * 4) == 0);
+  }
+  set_isa(saved);
+}
+
+TEST(adamw_matches_reference_is_deterministic_and_validates) {
+  const int64_t n = 100003;
+  std::vector<float> p = random_vector(n, 1), m(n, 0.f), v(n, 0.f);
+  std::vector<float> pr = p, mr = m, vr = v;
+  AdamWOptions o;
+  o.lr = 2e-3;
+  o.weight_decay = 0.05;
+  auto T = [&](std::vector<float>& x) { return Tensor::contiguous(x.data(), DType::F32, {n}); };
+  set_num_threads(2);
+  for (int step = 1; step <= 4; ++step) {
+    std::vector<float> g = random_vector(n, 100 + step, -0.5f, 0.5f);
+    adamw_update(T(p), T(g), T(m), T(v), step, o);
+    adamw_update_reference(T(pr), T(g), T(mr), T(vr), step, o);
+  }
+  // fp32 vs double per step, 4 steps: the update itself is ~lr, its relative error ~1e-6.
+  CHECK_ERR(s2s_test::max_normalized_error(p.data(), pr.data(), n), 5e-7, "param vs reference");
+  CHECK_ERR(s2s_test::max_normalized_error(m.data(), mr.data(), n), 1e-6, "exp_avg vs reference");
+  CHECK_ERR(s2s_test::max_normalized_error(v.data(), vr.data(), n), 1e-6, "exp_avg_sq vs reference");
+  // 1 vs 2 threads: bit-identical.
+  std::vector<float> p1 = random_vector(n, 2), m1(n, 0.f), v1(n, 0.f), g1 = random_vector(n, 3);
+  std::vector<float> p2 = p1, m2 = m1, v2 = v1;
+  set_num_threads(1);
+  adamw_update(T(p1), T(g1), T(m1), T(v1), 1, o);
+  set_num_threads(2);
+  adamw_update(T(p2), T(g1), T(m2), T(v2), 1, o);
+  CHECK(std::memcmp(p1.data(), p2.data(), n * 4) == 0 && std::memcmp(v1.data(), v2.data(), n * 4) == 0);
+  // Errors.
+  std::vector<float> small(5);
+  Tensor ts = Tensor::contiguous(small.data(), DType::F32, {5});
+  CHECK_THROWS_CODE(adamw_update(T(p), ts, T(m), T(v), 1, o), code::kShape);
+  CHECK_THROWS_CODE(adamw_update(T(p), T(g1), T(m), T(v), 0, o), code::kArgument);
+  AdamWOptions bad = o;
+  bad.beta2 = 1.0;
+  CHECK_THROWS_CODE(adamw_update(T(p), T(g1), T(m), T(v), 1, bad), code::kArgument);
+  bad = o;
+  bad.lr = -1;
+  CHECK_THROWS_CODE(adamw_update(T(p), T(g1), T(m), T(v), 1, bad), code::kArgument);
+  Tensor gbf = T(g1);
+  gbf.dtype = DType::BF16;
+  CHECK_THROWS_CODE(adamw_update(T(p), gbf, T(m), T(v), 1, o), code::kDType);
+}
+
+// ---------------------------------------------------------------------------------------------
+// grad_norm / clip_grad_norm
+
+TEST(grad_norm_matches_reference_and_is_deterministic) {
+  std::vector<float> a = random_vector(3, 1), b = random_vector(70000, 2), c = random_vector(200001, 3);
+  std::vector<Tensor> grads = {Tensor::contiguous(a.data(), DType::F32, {3}), Tensor{},
+                               Tensor::contiguous(b.data(), DType::F32, {700, 100}),
+                               Tensor::contiguous(c.data(), DType::F32, {200001})};
+  set_num_threads(1);
+  const double n1 = grad_norm(grads);
+  set_num_threads(2);
+  const double n2 = grad_norm(grads);
+  CHECK(n1 == n2);
+  CHECK_ERR(rel(n2, grad_norm_reference(grads)), 1e-12, "grad_norm vs reference");
+  CHECK(grad_norm({}) == 0.0);
+}
+
+TEST(clip_grad_norm_follows_torch_rule) {
+  std::vector<float> a = random_vector(1000, 4), b = random_vector(99999, 5);
+  std::vector<Tensor> grads = {Tensor::contiguous(a.data(), DType::F32, {1000}),
+                               Tensor::contiguous(b.data(), DType::F32, {99999})};
+  const double before = grad_norm(grads);
+  // Above the threshold: scaled by max_norm / (norm + 1e-6); returns the pre-clip norm.
+  std::vector<float> ra = a, rb = b;
+  std::vector<Tensor> ref = {Tensor::contiguous(ra.data(), DType::F32, {1000}),
+                             Tensor::contiguous(rb.data(), DType::F32, {99999})};
+  const double got = clip_grad_norm(grads, 1.0);
+  CHECK(got == before);
+  CHECK(rel(clip_grad_norm_reference(ref, 1.0), before) < 1e-12);
+  CHECK_ERR(s2s_test::max_abs_error(b.data(), rb.data(), b.size()), 1e-7, "clipped vs reference");
+  CHECK_ERR(std::fabs(grad_norm(grads) - 1.0), 1e-5, "norm after clipping");
+  // Below the threshold: untouched bits.
+  std::vector<float> keep = b;
+  clip_grad_norm({grads[1]}, 10.0);
+  CHECK(std::memcmp(keep.data(), b.data(), b.size() * 4) == 0);
+  // Non-finite: returned as is, gradients untouched.
+  b[7] = INFINITY;
+  keep = b;
+  CHECK(std::isinf(clip_grad_norm(grads, 1.0)));
+  b[7] = NAN;
+  CHECK(std::isnan(clip_grad_norm(grads, 1.0)));
+  CHECK(std::memcmp(keep.data() + 8, b.data() + 8, (b.size() - 8) * 4) == 0);
+  // Errors.
+  CHECK_THROWS_CODE(clip_grad_norm(grads, 0.0), code::kArgument);
+  Tensor bf = grads[0];
+  bf.dtype = DType::BF16;
+  CHECK_THROWS_CODE(grad_norm({bf}), code::kDType);
+}
