@@ -58,6 +58,32 @@ export interface NativeAddon {
                     rstd: NativeTensor): Promise<void>;
   softmaxForward(out: NativeTensor, inp: NativeTensor): Promise<void>;
   geluForward(out: NativeTensor, inp: NativeTensor, approximate: "tanh" | "none"): Promise<void>;
+  /** q/out (B,Tq,Hq,D), k/v (B,Tk,Hkv,D), lse (B,Hq,Tq), bias (Hq,Tq,Tk), keyMask (B,Tk) 1 = attend. */
+  attentionForward(out: NativeTensor, lse: NativeTensor, q: NativeTensor, k: NativeTensor, v: NativeTensor,
+                   bias: NativeTensor | null, keyMask: Uint8Array | null,
+                   options: { causal?: boolean; scale?: number }): Promise<void>;
+  crossEntropyForward(lse: NativeTensor, logits: NativeTensor, labels: Int32Array,
+                      options: CrossEntropyOptions): Promise<{ loss: number; count: number }>;
+  crossEntropyBackward(dlogits: NativeTensor, logits: NativeTensor, lse: NativeTensor, labels: Int32Array,
+                       dloss: number, options: CrossEntropyOptions): Promise<void>;
+  /** torch.optim.AdamW's update, in place on param, expAvg and expAvgSq; step counts from 1. */
+  adamwUpdate(param: NativeTensor, grad: NativeTensor, expAvg: NativeTensor, expAvgSq: NativeTensor,
+              step: number, options: AdamWOptions): Promise<void>;
+}
+
+export interface CrossEntropyOptions {
+  /** Labels equal to this are not counted (default -100). */
+  ignoreIndex?: number;
+  /** "mean" over counted tokens (default) or "sum" (for accumulating over micro-batches). */
+  reduction?: "mean" | "sum";
+}
+
+export interface AdamWOptions {
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
 }
 
 /** An Error from the native core: `code` is one of the S2S_* codes. */

@@ -108,3 +108,14 @@ s2s::Tensor optional_tensor_arg(const Napi::Value& value, const char* fn, const 
   return tensor_arg(value, fn, name);
 }
 }  // namespace s2s_napi
+
+namespace s2s_napi {
+Uint8Span optional_uint8_arg(const Napi::Value& value, const char* fn, const char* name) {
+  if (value.IsNull() || value.IsUndefined()) return Uint8Span{};
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    s2s::fail(s2s::code::kDType, fn, "expected ", name, " to be a Uint8Array or null");
+  }
+  Napi::Uint8Array a = value.As<Napi::Uint8Array>();
+  return Uint8Span{a.Data(), a.ElementLength()};
+}
+}  // namespace s2s_napi

@@ -41,3 +41,12 @@ namespace s2s_napi {
 // Like tensor_arg, but null/undefined gives an empty view (data == nullptr): "not given".
 s2s::Tensor optional_tensor_arg(const Napi::Value& value, const char* fn, const char* name);
 }  // namespace s2s_napi
+
+namespace s2s_napi {
+// Uint8Array argument (masks): pointer + length; null/undefined gives {nullptr, 0}.
+struct Uint8Span {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+Uint8Span optional_uint8_arg(const Napi::Value& value, const char* fn, const char* name);
+}  // namespace s2s_napi
