@@ -28,66 +28,61 @@ constexpr int MR = kAvx512MR;
 constexpr int NR = kAvx512NR;
 constexpr int kPrefetchB = 8;  // k pairs ahead in the B stream (128 B each), ~1 KiB
 
-// Pair layout packing (see gemm_internal.h): dst[p * R * kc2 + (k / 2) * 2R + 2r + (k & 1)].
+// Pair layout packing (see gemm_internal.h): dst[p * R * kc2 + (k / 2) * 2R + 2r + (k & 1)],
+// i.e. in 32-bit words, word (q, r) = (X(r, 2q), X(r, 2q + 1)) at dst32[q * R + r].
+template <int R>
+inline void store_pairs(uint32_t* d, __m512i v) {
+  if (R % 16 == 0) _mm512_store_si512(d, v);
+  else _mm512_mask_storeu_epi32(d, lanes16(R), v);
+}
+
 template <int R>
 void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                 int64_t k0, int64_t kc, void* dst_v) {
+  static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
+  constexpr int kGroups = (R + 15) / 16;
   const uint16_t* src = static_cast<const uint16_t*>(src_v);
-  uint16_t* dst = static_cast<uint16_t*>(dst_v);
-  const int64_t kp = (kc + 1) / 2;  // k pairs
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += 2 * R * kp) {
-    const int n = rows - p0 < R ? static_cast<int>(rows - p0) : R;
+  uint32_t* dst = static_cast<uint32_t*>(dst_v);
+  const int64_t kp = (kc + 1) / 2;  // k pairs; an odd tail pairs with 0
+  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kp) {
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
     if (k_contig) {
-      // Row r holds its k values contiguously, so each (k, k+1) pair is one 32-bit word:
-      // this is a 32-bit transpose of (n rows x kp pairs).
-      for (int r = 0; r < n; ++r) {
-        const uint16_t* s = src + (r0 + p0 + r) * ld + k0;
-        uint32_t* d = reinterpret_cast<uint32_t*>(dst) + r;
-        int64_t q = 0;
-        for (; q < kc / 2; ++q) {
-          uint32_t w;
-          __builtin_memcpy(&w, s + 2 * q, 4);
-          d[q * R] = w;
+      // Each (k, k+1) pair of a row is one 32-bit word: transpose 16 rows x 16 pairs of words.
+      // The masked 16-bit load zero-fills past kc, which is exactly the odd-tail zero.
+      for (int64_t qb = 0; qb < kp; qb += 16) {
+        const int64_t qn = kp - qb < 16 ? kp - qb : 16;
+        const __mmask32 em = lanes32(kc - 2 * qb);
+        for (int g = 0; g < kGroups; ++g) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) {
+            const int64_t row = g * 16 + i;
+            r[i] = (row < n && row < R)
+                       ? _mm512_castsi512_ps(
+                             _mm512_maskz_loadu_epi16(em, src + (r0 + p0 + row) * ld + k0 + 2 * qb))
+                       : _mm512_setzero_ps();
+          }
+          transpose16x16(r);
+          uint32_t* d = dst + qb * R + g * 16;
+          for (int64_t q = 0; q < qn; ++q) store_pairs<R>(d + q * R, _mm512_castps_si512(r[q]));
         }
-        if (kc & 1) d[q * R] = s[2 * q];  // odd tail: (k, 0)
       }
     } else {
-      // Rows k and k+1 of the source are interleaved element by element.
+      // Rows k and k+1 of the source hold the panel's values of the pair: zip them.
       for (int64_t q = 0; q < kp; ++q) {
         const uint16_t* s0 = src + (k0 + 2 * q) * ld + r0 + p0;
-        uint16_t* d = dst + q * 2 * R;
-        if (2 * q + 1 < kc) {
-          const uint16_t* s1 = s0 + ld;
-          int r = 0;
-          if (n == R && R % 32 == 0) {
-            for (; r < R; r += 32) {
-              const __m512i lo = _mm512_loadu_si512(s0 + r);  // 32 bf16 of row k
-              const __m512i hi = _mm512_loadu_si512(s1 + r);  // 32 bf16 of row k+1
-              // unpack works within 128-bit lanes: fix the lane order with a permute.
-              const __m512i a = _mm512_unpacklo_epi16(lo, hi);
-              const __m512i b = _mm512_unpackhi_epi16(lo, hi);
-              const __m512i i0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-              const __m512i i1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-              _mm512_storeu_si512(d + 2 * r, _mm512_permutex2var_epi64(a, i0, b));
-              _mm512_storeu_si512(d + 2 * r + 32, _mm512_permutex2var_epi64(a, i1, b));
-            }
+        const bool has_odd = 2 * q + 1 < kc;
+        for (int g = 0; g < kGroups; ++g) {
+          const __mmask16 m = lanes16(n - g * 16);
+          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + g * 16));
+          __m512i w = lo;
+          if (has_odd) {
+            const __m512i hi =
+                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + ld + g * 16));
+            w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
           }
-          for (; r < n; ++r) {
-            d[2 * r] = s0[r];
-            d[2 * r + 1] = s1[r];
-          }
-        } else {
-          for (int r = 0; r < n; ++r) {
-            d[2 * r] = s0[r];
-            d[2 * r + 1] = 0;
-          }
+          store_pairs<R>(dst + q * R + g * 16, w);
         }
       }
-    }
-    if (n < R) {
-      uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-      for (int64_t q = 0; q < kp; ++q)
-        for (int r = n; r < R; ++r) d[q * R + r] = 0;
     }
   }
 }

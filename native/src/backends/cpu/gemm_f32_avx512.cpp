@@ -34,6 +34,60 @@ constexpr int NR = kAvx512NR;
 // covers L2 latency at one k step per ~14 cycles.
 constexpr int kPrefetchB = 8;
 
+// ---- packing (fp32 layout; see gemm_internal.h) ---------------------------------------
+// 16 source values as fp32: a masked load (lanes off -> 0), widening bf16 exactly if needed.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const uint16_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Stores one packed k step of a 16-row group: R = 32 rows are two aligned halves; R = 14 is
+// one 14-lane masked store (the 2 padding lanes of the group are not part of the layout).
+template <int R>
+inline void store_group(float* d, __m512 v) {
+  if (R % 16 == 0) _mm512_store_ps(d, v);
+  else _mm512_mask_storeu_ps(d, lanes16(R), v);
+}
+
+template <int R, typename Src>
+void pack_avx512(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
+                 int64_t k0, int64_t kc, void* dst_v) {
+  static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
+  constexpr int kGroups = (R + 15) / 16;
+  const Src* src = static_cast<const Src*>(src_v);
+  float* dst = static_cast<float*>(dst_v);
+  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kc) {
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    const Src* base = src + r0 + p0;  // (r, k) or (k, r) origin of this panel, before k0
+    if (k_contig) {
+      // Rows are contiguous in k: transpose 16 rows x 16 k at a time.
+      for (int64_t kb = 0; kb < kc; kb += 16) {
+        const int64_t kn = kc - kb < 16 ? kc - kb : 16;
+        const __mmask16 km = lanes16(kn);
+        for (int g = 0; g < kGroups; ++g) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) {
+            const int64_t row = g * 16 + i;
+            r[i] = (row < n && row < R) ? load16(src + (r0 + p0 + row) * ld + k0 + kb, km)
+                                        : _mm512_setzero_ps();
+          }
+          transpose16x16(r);
+          float* d = dst + kb * R + g * 16;
+          for (int64_t kk = 0; kk < kn; ++kk) store_group<R>(d + kk * R, r[kk]);
+        }
+      }
+    } else {
+      // Row k of the source already holds this panel's R values of step k: a masked copy.
+      for (int64_t k = 0; k < kc; ++k) {
+        const Src* s = base + (k0 + k) * ld;
+        for (int g = 0; g < kGroups; ++g)
+          store_group<R>(dst + k * R + g * 16, load16(s + g * 16, lanes16(n - g * 16)));
+      }
+    }
+  }
+}
+
 // acc(M x 32) = sum_k A(:, k) B(k, :). Ap: MR floats per k (rows >= M ignored), Bp: 32 per k.
 template <int M>
 void kernel_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int nr,
@@ -93,10 +147,10 @@ void kernel_14x32(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t 
 
 const KernelDesc& avx512_desc(bool src_bf16) {
   static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 4,
-                              pack_generic<MR, float>, pack_generic<NR, float>, kernel_14x32};
+                              pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32};
   static const KernelDesc bf16{"avx512 14x32 fp32 fma (bf16 widened to fp32 in packing)",
                                MR, NR, 384, 1152, 768, 1, 4,
-                               pack_generic<MR, uint16_t>, pack_generic<NR, uint16_t>,
+                               pack_avx512<MR, uint16_t>, pack_avx512<NR, uint16_t>,
                                kernel_14x32};
   return src_bf16 ? bf16 : f32;
 }
