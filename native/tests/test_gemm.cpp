@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/gemm_internal.h"  // set_amx_enabled: reach vdpbf16ps on AMX CPUs
 #include "harness.h"
 #include "s2s/cpu_features.h"
 #include "s2s/dtype.h"
@@ -109,24 +110,40 @@ std::vector<float> run_ref(const Case& c, bool bf16, float alpha, float beta) {
 
 std::string describe(const Case& c, bool bf16, float alpha, float beta) {
   return std::string(bf16 ? "bf16" : "f32") + " isa=" + isa_name(active_isa()) +
+         " kernel='" + gemm_kernel_name(bf16 ? DType::BF16 : DType::F32) + "'" +
          " threads=" + std::to_string(num_threads()) + " ta=" + std::to_string(c.ta) +
          " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
          " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
          " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta);
 }
 
-// Runs `body` under every supported ISA and thread count {1, 2}, restoring both afterwards.
+// Every bf16 kernel this CPU runs under an ISA: on AMX machines Isa::Avx512Bf16 has two
+// (tdpbf16ps by default, vdpbf16ps with AMX switched off).
+std::vector<bool> amx_modes(Isa isa) {
+#if defined(S2S_HAVE_X86_KERNELS)
+  if (isa == Isa::Avx512Bf16 && gemm_detail::amx_bf16_desc() != nullptr) return {true, false};
+#endif
+  (void)isa;
+  return {true};
+}
+
+// Runs `body` under every supported ISA (and bf16 kernel) and thread count {1, 2}, restoring
+// the defaults afterwards.
 template <typename Fn>
 void for_each_config(Fn body) {
   const Isa saved_isa = active_isa();
   const int saved_threads = num_threads();
   for (Isa isa : supported_isas()) {
     set_isa(isa);
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      body();
+    for (bool amx : amx_modes(isa)) {
+      gemm_detail::set_amx_enabled(amx);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        body();
+      }
     }
   }
+  gemm_detail::set_amx_enabled(true);
   set_isa(saved_isa);
   set_num_threads(saved_threads);
 }
@@ -258,8 +275,10 @@ TEST(gemm_is_bit_deterministic) {
                           {96, 700, 450, true, false}};
   const Isa saved_isa = active_isa();
   const int saved_threads = num_threads();
-  for (Isa isa : supported_isas()) {
+  for (Isa isa : supported_isas())
+   for (bool amx : amx_modes(isa)) {
     set_isa(isa);
+    gemm_detail::set_amx_enabled(amx);
     for (const Shape& s : shapes) {
       const Case c = make_case(s.ta, s.tb, s.M, s.N, s.K, 0, 4242);
       for (bool bf16 : {false, true}) {
@@ -280,20 +299,26 @@ TEST(gemm_is_bit_deterministic) {
       }
     }
   }
+  gemm_detail::set_amx_enabled(true);
   set_isa(saved_isa);
   set_num_threads(saved_threads);
 }
 
 TEST(gemm_kernel_names_follow_isa) {
   const Isa saved = active_isa();
-  for (Isa isa : supported_isas()) {
-    set_isa(isa);
-    const std::string f = gemm_kernel_name(DType::F32), b = gemm_kernel_name(DType::BF16);
-    std::printf("    %-12s f32: %s | bf16: %s\n", isa_name(isa), f.c_str(), b.c_str());
-    CHECK(!f.empty() && !b.empty());
-    if (isa == Isa::Avx512Bf16) CHECK(b.find("vdpbf16ps") != std::string::npos);
-    if (isa == Isa::Scalar) CHECK(f.find("scalar") != std::string::npos);
-  }
+  for (Isa isa : supported_isas())
+    for (bool amx : amx_modes(isa)) {
+      set_isa(isa);
+      gemm_detail::set_amx_enabled(amx);
+      const std::string f = gemm_kernel_name(DType::F32), b = gemm_kernel_name(DType::BF16);
+      std::printf("    %-12s f32: %s | bf16: %s\n", isa_name(isa), f.c_str(), b.c_str());
+      CHECK(!f.empty() && !b.empty());
+      if (isa == Isa::Avx512Bf16)
+        CHECK(b.find(amx && amx_modes(isa).size() == 2 ? "tdpbf16ps" : "vdpbf16ps") !=
+              std::string::npos);
+      if (isa == Isa::Scalar) CHECK(f.find("scalar") != std::string::npos);
+    }
+  gemm_detail::set_amx_enabled(true);
   set_isa(saved);
 }
 

@@ -13,6 +13,8 @@
 // the thread count; every C tile is computed by exactly one thread with the same instruction
 // sequence, so results are bit-identical run to run (and in fact across thread counts).
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/cpu/gemm_internal.h"
@@ -70,15 +72,28 @@ void kernel_scalar(int64_t kc, const void* Ap_v, const void* Bp_v, float* C, int
 const KernelDesc& scalar_desc(bool src_bf16) {
   // Blocks sized like the AVX2 path; the scalar kernel is compute-bound long before caches.
   static const KernelDesc f32{"scalar 4x16 fp32",
-                              kScalarMR, kScalarNR, 256, 128, 1024, 1, 4,
+                              kScalarMR, kScalarNR, 256, 128, 1024, 1, 1, 4,
                               pack_generic<kScalarMR, float>, pack_generic<kScalarNR, float>,
                               kernel_scalar};
   static const KernelDesc bf16{"scalar 4x16 (bf16 widened to fp32 in packing)",
-                               kScalarMR, kScalarNR, 256, 128, 1024, 1, 4,
+                               kScalarMR, kScalarNR, 256, 128, 1024, 1, 1, 4,
                                pack_generic<kScalarMR, uint16_t>,
                                pack_generic<kScalarNR, uint16_t>, kernel_scalar};
   return src_bf16 ? bf16 : f32;
 }
+
+// AMX on/off switch for tests and benchmarks (the env var sets the starting value).
+namespace {
+std::atomic<bool>& amx_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("S2S_GEMM_AMX");
+    return !(env && env[0] == '0');
+  }()};
+  return on;
+}
+}  // namespace
+void set_amx_enabled(bool on) { amx_switch().store(on, std::memory_order_relaxed); }
+bool amx_enabled() { return amx_switch().load(std::memory_order_relaxed); }
 
 // ---- dispatch -----------------------------------------------------------------------------
 namespace {
@@ -86,7 +101,10 @@ namespace {
 const KernelDesc& pick(bool bf16) {
   switch (active_isa()) {
 #if defined(S2S_HAVE_X86_KERNELS)
-    case Isa::Avx512Bf16: return bf16 ? avx512bf16_desc() : avx512_desc(false);
+    case Isa::Avx512Bf16:
+      if (!bf16) return avx512_desc(false);
+      if (const KernelDesc* amx = amx_enabled() ? amx_bf16_desc() : nullptr) return *amx;
+      return avx512bf16_desc();
     case Isa::Avx512: return avx512_desc(bf16);
     case Isa::Avx2: return avx2_desc(bf16);
 #endif
@@ -144,10 +162,10 @@ void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int
   const int MR = d.mr, NR = d.nr;
   // Block sizes depend on (M, N, K) only, never on the rectangle: this is what keeps the K
   // order, and so the bits, independent of the thread split.
-  const int64_t kc_blk = even_block(p.K, d.kc, d.kpair == 2 ? 2 : 1);
+  const int64_t kc_blk = even_block(p.K, d.kc, d.kalign);
   const int64_t mc_blk = even_block(p.M, d.mc, MR);
   const int64_t nc_blk = even_block(p.N, d.nc, NR);
-  const int64_t kcs_max = round_up(kc_blk, d.kpair);
+  const int64_t kcs_max = round_up(kc_blk, d.kalign);
   uint8_t* Abuf = static_cast<uint8_t*>(
       t_buffers.get_a(size_t(round_up(std::min(mc_blk, m1 - m0), MR) * kcs_max) * d.packed_elem));
   uint8_t* Bbuf = static_cast<uint8_t*>(
@@ -157,9 +175,10 @@ void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int
     const int64_t mc = std::min(mc_blk, m1 - ic);
     for (int64_t pc = 0; pc < p.K; pc += kc_blk) {
       const int64_t kc = std::min(kc_blk, p.K - pc);
-      const int64_t ksteps = d.kpair == 2 ? (kc + 1) / 2 : kc;
-      const size_t a_panel = size_t(MR) * ksteps * d.kpair * d.packed_elem;  // bytes
-      const size_t b_panel = size_t(NR) * ksteps * d.kpair * d.packed_elem;
+      const int64_t kcs = round_up(kc, d.kalign);  // packed K length (zero padded)
+      const int64_t ksteps = kcs / d.kpair;
+      const size_t a_panel = size_t(MR) * kcs * d.packed_elem;  // bytes
+      const size_t b_panel = size_t(NR) * kcs * d.packed_elem;
       const Store store =
           pc > 0 ? Store::Accumulate : (p.beta == 0.f ? Store::Overwrite : Store::ScaleAdd);
       d.pack_a(p.A, p.lda, p.a_kcontig, ic, mc, pc, kc, Abuf);

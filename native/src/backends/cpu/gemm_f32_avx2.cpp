@@ -94,10 +94,10 @@ void kernel_6x16(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t l
 }  // namespace
 
 const KernelDesc& avx2_desc(bool src_bf16) {
-  static const KernelDesc f32{"avx2 6x16 fp32 fma", MR, NR, 256, 480, 1024, 1, 4,
+  static const KernelDesc f32{"avx2 6x16 fp32 fma", MR, NR, 256, 480, 1024, 1, 1, 4,
                               pack_generic<MR, float>, pack_generic<NR, float>, kernel_6x16};
   static const KernelDesc bf16{"avx2 6x16 fp32 fma (bf16 widened to fp32 in packing)",
-                               MR, NR, 256, 480, 1024, 1, 4,
+                               MR, NR, 256, 480, 1024, 1, 1, 4,
                                pack_generic<MR, uint16_t>, pack_generic<NR, uint16_t>,
                                kernel_6x16};
   return src_bf16 ? bf16 : f32;

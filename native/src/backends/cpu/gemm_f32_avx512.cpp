@@ -146,10 +146,10 @@ void kernel_14x32(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t 
 }  // namespace
 
 const KernelDesc& avx512_desc(bool src_bf16) {
-  static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 4,
+  static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 1, 4,
                               pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32};
   static const KernelDesc bf16{"avx512 14x32 fp32 fma (bf16 widened to fp32 in packing)",
-                               MR, NR, 384, 1152, 768, 1, 4,
+                               MR, NR, 384, 1152, 768, 1, 1, 4,
                                pack_avx512<MR, uint16_t>, pack_avx512<NR, uint16_t>,
                                kernel_14x32};
   return src_bf16 ? bf16 : f32;

@@ -58,10 +58,10 @@ void kernel_8x8(int64_t kc, const void* Ap_v, const void* Bp_v, float* C, int64_
 }  // namespace
 
 const KernelDesc& neon_desc(bool src_bf16) {
-  static const KernelDesc f32{"neon 8x8 fp32 fma", MR, NR, 256, 512, 1024, 1, 4,
+  static const KernelDesc f32{"neon 8x8 fp32 fma", MR, NR, 256, 512, 1024, 1, 1, 4,
                               pack_generic<MR, float>, pack_generic<NR, float>, kernel_8x8};
   static const KernelDesc bf16{"neon 8x8 fp32 fma (bf16 widened to fp32 in packing)",
-                               MR, NR, 256, 512, 1024, 1, 4,
+                               MR, NR, 256, 512, 1024, 1, 1, 4,
                                pack_generic<MR, uint16_t>, pack_generic<NR, uint16_t>,
                                kernel_8x8};
   return src_bf16 ? bf16 : f32;

@@ -29,8 +29,8 @@ using PackFn = void (*)(const void* src, int64_t ld, bool k_contig, int64_t r0, 
                         int64_t k0, int64_t kc, void* dst);
 
 // acc(mr x nr) = sum over the packed K steps of Ap(:, k) * Bp(k, :), then C per `store`.
-// Ap is one A panel (MR rows, padded), Bp one B panel (NR columns, padded); ksteps is kc for
-// fp32 and ceil(kc / 2) for the bf16 pair layout. mr <= MR, nr <= NR give the valid corner.
+// Ap is one A panel (MR rows, padded), Bp one B panel (NR columns, padded); ksteps is the
+// packed K length kcs (see KernelDesc::kalign) divided by kpair. mr <= MR, nr <= NR give the valid corner.
 using KernelFn = void (*)(int64_t ksteps, const void* Ap, const void* Bp, float* C, int64_t ldc,
                           int mr, int nr, float alpha, float beta, Store store);
 
@@ -40,7 +40,8 @@ struct KernelDesc {
   int64_t kc;             // K block: one A panel (MR x KC) stays in L1 across the B panels
   int64_t mc;             // M block: the packed A block (MC x KC) per thread
   int64_t nc;             // N block: the packed B block (KC x NC) stays in L2
-  int kpair;              // 1: fp32 layout; 2: bf16 pair layout (ksteps = ceil(kc / 2))
+  int kpair;              // 1: fp32 layout; 2: bf16 pair layout (ksteps = kcs / 2)
+  int kalign;             // packed K length kcs = kc rounded up to this (zeros beyond kc)
   size_t packed_elem;     // bytes per packed element (4 fp32, 2 bf16)
   PackFn pack_a, pack_b;  // pack_a uses R = mr, pack_b uses R = nr
   KernelFn kernel;
@@ -53,7 +54,14 @@ const KernelDesc& scalar_desc(bool src_bf16);
 const KernelDesc& avx2_desc(bool src_bf16);
 const KernelDesc& avx512_desc(bool src_bf16);
 const KernelDesc& avx512bf16_desc();  // bf16 operands, vdpbf16ps
+// AMX (tdpbf16ps) for bf16 operands: nullptr when the CPU lacks amx_bf16 or the OS refuses
+// the tile state (Linux needs arch_prctl(ARCH_REQ_XCOMP_PERM)). Used under Isa::Avx512Bf16 in
+// place of vdpbf16ps unless set_amx_enabled(false) / S2S_GEMM_AMX=0.
+const KernelDesc* amx_bf16_desc();
 #endif
+// Lets tests and benchmarks reach the vdpbf16ps path on AMX machines (default: enabled).
+void set_amx_enabled(bool on);
+bool amx_enabled();
 #if defined(S2S_HAVE_NEON_KERNELS)
 const KernelDesc& neon_desc(bool src_bf16);
 #endif
