@@ -1,14 +1,291 @@
-// PLACEHOLDER until the packed kernels land: forwards to the reference loops.
+// The CPU GEMM driver: argument checks, ISA dispatch, Goto/BLIS-style cache blocking over the
+// packed panels, the fixed thread split, and the portable scalar microkernel (Isa::Scalar and
+// any architecture without its own). The SIMD microkernels live in gemm_*_<isa>.cpp.
+//
+// Loop nest of one thread over its rectangle of C (shapes in elements):
+//   for ic in M step MC          A block  (MC x KC)  packed once per (ic, pc)
+//     for pc in K step KC        fixed K order: C gets beta on the first block, += after
+//       for jc in N step NC      B block  (KC x NC)  packed, stays in this core's L2
+//         for ir in MC step MR   A panel  (MR x KC)  stays in L1 across the jr loop
+//           for jr in NC step NR B panel  (KC x NR)  streams from L2
+//             microkernel: C(MR x NR) (+)= alpha * A panel * B panel
+// Determinism: the tile grid and the K blocking depend only on (M, N, K) and the ISA, never on
+// the thread count; every C tile is computed by exactly one thread with the same instruction
+// sequence, so results are bit-identical run to run (and in fact across thread counts).
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "backends/cpu/gemm_internal.h"
+#include "s2s/arena.h"
+#include "s2s/cpu_features.h"
+#include "s2s/error.h"
 #include "s2s/gemm.h"
+#include "s2s/thread_pool.h"
 
 namespace s2s {
-void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_f32_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+namespace gemm_detail {
+
+// ---- portable scalar microkernel --------------------------------------------------------
+// 4 x 16 tile: 64 fp32 accumulators. Written as plain loops with constant bounds so the
+// compiler keeps them in vector registers on whatever baseline it targets (4 x 4 xmm on
+// x86-64 SSE2). This is the correctness floor, not a fast path.
+namespace {
+constexpr int kScalarMR = 4, kScalarNR = 16;
+
+// Shared write-back from a row-major tile in memory (acc[i * NR + j]).
+void store_tile(const float* acc, int NR, float* C, int64_t ldc, int mr, int nr, float alpha,
+                float beta, Store store) {
+  for (int i = 0; i < mr; ++i) {
+    float* c = C + i * ldc;
+    const float* a = acc + i * NR;
+    switch (store) {
+      case Store::Overwrite:
+        for (int j = 0; j < nr; ++j) c[j] = alpha * a[j];
+        break;
+      case Store::ScaleAdd:
+        for (int j = 0; j < nr; ++j) c[j] = alpha * a[j] + beta * c[j];
+        break;
+      case Store::Accumulate:
+        for (int j = 0; j < nr; ++j) c[j] = alpha * a[j] + c[j];
+        break;
+    }
+  }
 }
-void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
-               int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_bf16_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+void kernel_scalar(int64_t kc, const void* Ap_v, const void* Bp_v, float* C, int64_t ldc, int mr,
+                   int nr, float alpha, float beta, Store store) {
+  const float* Ap = static_cast<const float*>(Ap_v);
+  const float* Bp = static_cast<const float*>(Bp_v);
+  float acc[kScalarMR * kScalarNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* a = Ap + k * kScalarMR;
+    const float* b = Bp + k * kScalarNR;
+    for (int i = 0; i < kScalarMR; ++i)
+      for (int j = 0; j < kScalarNR; ++j) acc[i * kScalarNR + j] += a[i] * b[j];
+  }
+  store_tile(acc, kScalarNR, C, ldc, mr, nr, alpha, beta, store);
 }
-const char* gemm_kernel_name(DType) { return "reference"; }
+}  // namespace
+
+const KernelDesc& scalar_desc(bool src_bf16) {
+  // Blocks sized like the AVX2 path; the scalar kernel is compute-bound long before caches.
+  static const KernelDesc f32{"scalar 4x16 fp32",
+                              kScalarMR, kScalarNR, 256, 128, 1024, 1, 1, 4,
+                              pack_generic<kScalarMR, float>, pack_generic<kScalarNR, float>,
+                              kernel_scalar};
+  static const KernelDesc bf16{"scalar 4x16 (bf16 widened to fp32 in packing)",
+                               kScalarMR, kScalarNR, 256, 128, 1024, 1, 1, 4,
+                               pack_generic<kScalarMR, uint16_t>,
+                               pack_generic<kScalarNR, uint16_t>, kernel_scalar};
+  return src_bf16 ? bf16 : f32;
+}
+
+// AMX on/off switch for tests and benchmarks (the env var sets the starting value).
+namespace {
+std::atomic<bool>& amx_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("S2S_GEMM_AMX");
+    return !(env && env[0] == '0');
+  }()};
+  return on;
+}
+}  // namespace
+void set_amx_enabled(bool on) { amx_switch().store(on, std::memory_order_relaxed); }
+bool amx_enabled() { return amx_switch().load(std::memory_order_relaxed); }
+
+// ---- dispatch -----------------------------------------------------------------------------
+namespace {
+
+const KernelDesc& pick(bool bf16) {
+  switch (active_isa()) {
+#if defined(S2S_HAVE_X86_KERNELS)
+    case Isa::Avx512Bf16:
+      if (!bf16) return avx512_desc(false);
+      if (const KernelDesc* amx = amx_enabled() ? amx_bf16_desc() : nullptr) return *amx;
+      return avx512bf16_desc();
+    case Isa::Avx512: return avx512_desc(bf16);
+    case Isa::Avx2: return avx2_desc(bf16);
+#endif
+#if defined(S2S_HAVE_NEON_KERNELS)
+    case Isa::Neon: return neon_desc(bf16);
+#endif
+    default: return scalar_desc(bf16);
+  }
+}
+
+// Packing buffers: one pair per thread (pool workers are persistent, so these live as long as
+// the pool), grown to the largest block ever asked for and then reused: no malloc per call.
+struct PackBuffers {
+  AlignedPtr<uint8_t> a, b;
+  size_t a_bytes = 0, b_bytes = 0;
+  void* get_a(size_t bytes) { return grow(a, a_bytes, bytes); }
+  void* get_b(size_t bytes) { return grow(b, b_bytes, bytes); }
+  static void* grow(AlignedPtr<uint8_t>& p, size_t& have, size_t want) {
+    if (want > have) {
+      p = make_aligned<uint8_t>(want);
+      have = want;
+    }
+    return p.get();
+  }
+};
+thread_local PackBuffers t_buffers;
+
+struct Problem {
+  const void* A;
+  int64_t lda;
+  bool a_kcontig;  // op(A)(i, k) = A[i * lda + k]
+  const void* B;
+  int64_t ldb;
+  bool b_kcontig;  // op(B)(k, j) = B[j * ldb + k]
+  int64_t M, N, K;
+  float alpha, beta;
+  float* C;
+  int64_t ldc;
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Even blocking: n split into ceil(n / max_block) blocks of near-equal size, rounded up to
+// `unit`, so the last block is not a sliver (e.g. K = 768, KC = 384 gives 2 x 384, and
+// K = 800 gives 2 x 400 rather than 384 + 384 + 32).
+int64_t even_block(int64_t n, int64_t max_block, int64_t unit) {
+  const int64_t blocks = ceil_div(n, max_block);
+  return std::max<int64_t>(unit, round_up(ceil_div(n, blocks), unit));
+}
+
+// One thread's rectangle [m0, m1) x [n0, n1) of C, the whole K range.
+void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
+              int64_t n1) {
+  const int MR = d.mr, NR = d.nr;
+  // Block sizes depend on (M, N, K) only, never on the rectangle: this is what keeps the K
+  // order, and so the bits, independent of the thread split.
+  const int64_t kc_blk = even_block(p.K, d.kc, d.kalign);
+  const int64_t mc_blk = even_block(p.M, d.mc, MR);
+  const int64_t nc_blk = even_block(p.N, d.nc, NR);
+  const int64_t kcs_max = round_up(kc_blk, d.kalign);
+  uint8_t* Abuf = static_cast<uint8_t*>(
+      t_buffers.get_a(size_t(round_up(std::min(mc_blk, m1 - m0), MR) * kcs_max) * d.packed_elem));
+  uint8_t* Bbuf = static_cast<uint8_t*>(
+      t_buffers.get_b(size_t(round_up(std::min(nc_blk, n1 - n0), NR) * kcs_max) * d.packed_elem));
+
+  for (int64_t ic = m0; ic < m1; ic += mc_blk) {
+    const int64_t mc = std::min(mc_blk, m1 - ic);
+    for (int64_t pc = 0; pc < p.K; pc += kc_blk) {
+      const int64_t kc = std::min(kc_blk, p.K - pc);
+      const int64_t kcs = round_up(kc, d.kalign);  // packed K length (zero padded)
+      const int64_t ksteps = kcs / d.kpair;
+      const size_t a_panel = size_t(MR) * kcs * d.packed_elem;  // bytes
+      const size_t b_panel = size_t(NR) * kcs * d.packed_elem;
+      const Store store =
+          pc > 0 ? Store::Accumulate : (p.beta == 0.f ? Store::Overwrite : Store::ScaleAdd);
+      d.pack_a(p.A, p.lda, p.a_kcontig, ic, mc, pc, kc, Abuf);
+      for (int64_t jc = n0; jc < n1; jc += nc_blk) {
+        const int64_t nc = std::min(nc_blk, n1 - jc);
+        d.pack_b(p.B, p.ldb, p.b_kcontig, jc, nc, pc, kc, Bbuf);
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+          const uint8_t* Ap = Abuf + (ir / MR) * a_panel;
+          const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+          float* Crow = p.C + (ic + ir) * p.ldc + jc;
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+            d.kernel(ksteps, Ap, Bbuf + (jr / NR) * b_panel, Crow + jr, p.ldc, mr, nr, p.alpha,
+                     p.beta, store);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C (K == 0 or alpha == 0: the BLAS convention, A and B are not read).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.f) {
+      std::fill(c, c + N, 0.f);
+    } else if (beta != 1.f) {
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+}
+
+// Below this many multiply-adds a second thread costs more (wake-up, duplicated packing) than
+// it saves: ~2 MFLOP is ~20 us on one AVX-512 core, comparable to a pool round trip.
+constexpr double kMinMacsForThreads = 1.0 * (1 << 20);
+
+void run(const KernelDesc& d, const Problem& p) {
+  int T = num_threads();
+  const double macs = double(p.M) * double(p.N) * double(p.K);
+  if (macs < kMinMacsForThreads) T = 1;
+  const int64_t m_panels = ceil_div(p.M, d.mr), n_panels = ceil_div(p.N, d.nr);
+  // Each thread packs its own share of one operand and the whole of the other, so split the
+  // dimension whose unsplit operand is smaller: split N (every thread packs all of A, M x K)
+  // when M <= N, else split M (every thread packs all of B, K x N).
+  const bool split_n = (p.M <= p.N && n_panels >= 2) || m_panels < 2;
+  const int64_t units = split_n ? n_panels : m_panels;
+  T = static_cast<int>(std::min<int64_t>(T, units));
+  if (T <= 1) {
+    run_rect(d, p, 0, p.M, 0, p.N);
+    return;
+  }
+  // Fixed split of whole panels: thread t gets units [t * units / T, (t + 1) * units / T).
+  parallel_run(T, [&](int t) {
+    const int64_t u0 = units * t / T, u1 = units * (t + 1) / T;
+    if (split_n) {
+      run_rect(d, p, 0, p.M, u0 * d.nr, std::min(p.N, u1 * d.nr));
+    } else {
+      run_rect(d, p, u0 * d.mr, std::min(p.M, u1 * d.mr), 0, p.N);
+    }
+  });
+}
+
+template <typename T>
+void gemm_entry(const char* op, bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                int64_t K, float alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+                float beta, float* C, int64_t ldc) {
+  S2S_REQUIRE(M >= 0 && N >= 0 && K >= 0, code::kArgument, op,
+              "expected non-negative sizes, got M=", M, " N=", N, " K=", K);
+  if (M == 0 || N == 0) return;
+  S2S_REQUIRE(ldc >= N, code::kArgument, op, "expected ldc >= N (", N, "), got ", ldc);
+  if (K == 0 || alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
+  S2S_REQUIRE(lda >= a_cols, code::kArgument, op, "expected lda >= ", a_cols, ", got ", lda);
+  S2S_REQUIRE(ldb >= b_cols, code::kArgument, op, "expected ldb >= ", b_cols, ", got ", ldb);
+  S2S_REQUIRE(A != nullptr && B != nullptr && C != nullptr, code::kArgument, op,
+              "expected non-null A, B, C");
+  Problem p{A, lda, !trans_a, B, ldb, trans_b, M, N, K, alpha, beta, C, ldc};
+  run(pick(bf16), p);
+}
+
+}  // namespace
+}  // namespace gemm_detail
+
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+              int64_t ldc) {
+  gemm_detail::gemm_entry("gemm_f32", false, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                          beta, C, ldc);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
+               float* C, int64_t ldc) {
+  gemm_detail::gemm_entry("gemm_bf16", true, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb,
+                          beta, C, ldc);
+}
+
+const char* gemm_kernel_name(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return gemm_detail::pick(false).name;
+    case DType::BF16: return gemm_detail::pick(true).name;
+    default: return "none (no f16 GEMM on CPU)";
+  }
+}
+
 }  // namespace s2s

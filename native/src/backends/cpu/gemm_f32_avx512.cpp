@@ -1,0 +1,159 @@
+// AVX-512 fp32 GEMM path: the 14x32 FMA microkernel (plus its 1..13-row edge variants) and
+// the AVX-512 packing routines (fp32, and bf16 widened to fp32 for CPUs without avx512_bf16).
+// Compiled with -mavx512f/bw/vl/dq -mfma (CMake, by file name); reached only when
+// active_isa() >= Isa::Avx512. Everything here is file-local except avx512_desc().
+//
+// Napkin numbers (Sapphire Rapids class core, ~2.6-3 GHz):
+//   2 FMA ports x 16 lanes x 2 flops = 64 flop/cycle/core; FMA latency 4 cycles, so at least
+//   4 x 2 = 8 independent accumulators are needed just to keep both ports busy.
+//   Register budget (32 zmm): a 14x32 tile is 14 rows x 2 zmm = 28 accumulators, + 2 zmm for
+//   the B row (32 floats), + 1 for the broadcast A value = 31. Per k step: 2 loads of B,
+//   14 broadcasts of A, 28 FMAs -> 14 cycles of FMA work vs 16 load-port uops (2-3 ports):
+//   FMA-bound, which is what we want. (16x32 would need 34 registers.)
+//   Cache blocks: KC = 384 -> one packed A panel (14 x 384 x 4 B = 21 KiB) stays in the 48 KiB
+//   L1 while B panels (384 x 32 x 4 B = 48 KiB each) stream from L2 through it, 2 lines per k
+//   (128 B per 28 FMAs = 9 B/cycle from L2, well under its ~32 B/cycle). NC = 768 -> the
+//   packed B block (384 x 768 x 4 B = 1.2 MiB) fits the 2 MiB L2 with room for A and C.
+//   MC = 1152 -> the A block (1152 x 384 x 4 B = 1.7 MiB) sits in L3 and is read once per
+//   B block; large MC means B is repacked rarely.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "backends/cpu/gemm_avx512_tile.h"
+#include "backends/cpu/gemm_internal.h"
+
+namespace s2s {
+namespace gemm_detail {
+namespace {
+
+constexpr int MR = kAvx512MR;
+constexpr int NR = kAvx512NR;
+
+// Prefetch distance into the streaming B panel, in k steps (128 B per step): ~1 KiB ahead
+// covers L2 latency at one k step per ~14 cycles.
+constexpr int kPrefetchB = 8;
+
+// ---- packing (fp32 layout; see gemm_internal.h) ---------------------------------------
+// 16 source values as fp32: a masked load (lanes off -> 0), widening bf16 exactly if needed.
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const uint16_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Stores one packed k step of a 16-row group: R = 32 rows are two aligned halves; R = 14 is
+// one 14-lane masked store (the 2 padding lanes of the group are not part of the layout).
+template <int R>
+inline void store_group(float* d, __m512 v) {
+  if (R % 16 == 0) _mm512_store_ps(d, v);
+  else _mm512_mask_storeu_ps(d, lanes16(R), v);
+}
+
+template <int R, typename Src>
+void pack_avx512(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
+                 int64_t k0, int64_t kc, void* dst_v) {
+  static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
+  constexpr int kGroups = (R + 15) / 16;
+  const Src* src = static_cast<const Src*>(src_v);
+  float* dst = static_cast<float*>(dst_v);
+  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kc) {
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    const Src* base = src + r0 + p0;  // (r, k) or (k, r) origin of this panel, before k0
+    if (k_contig) {
+      // Rows are contiguous in k: transpose 16 rows x 16 k at a time.
+      for (int64_t kb = 0; kb < kc; kb += 16) {
+        const int64_t kn = kc - kb < 16 ? kc - kb : 16;
+        const __mmask16 km = lanes16(kn);
+        for (int g = 0; g < kGroups; ++g) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) {
+            const int64_t row = g * 16 + i;
+            r[i] = (row < n && row < R) ? load16(src + (r0 + p0 + row) * ld + k0 + kb, km)
+                                        : _mm512_setzero_ps();
+          }
+          transpose16x16(r);
+          float* d = dst + kb * R + g * 16;
+          for (int64_t kk = 0; kk < kn; ++kk) store_group<R>(d + kk * R, r[kk]);
+        }
+      }
+    } else {
+      // Row k of the source already holds this panel's R values of step k: a masked copy.
+      for (int64_t k = 0; k < kc; ++k) {
+        const Src* s = base + (k0 + k) * ld;
+        for (int g = 0; g < kGroups; ++g)
+          store_group<R>(dst + k * R + g * 16, load16(s + g * 16, lanes16(n - g * 16)));
+      }
+    }
+  }
+}
+
+// acc(M x 32) = sum_k A(:, k) B(k, :). Ap: MR floats per k (rows >= M ignored), Bp: 32 per k.
+template <int M>
+void kernel_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int nr,
+                 float alpha, float beta, Store store) {
+  __m512 c0[M], c1[M];
+#pragma GCC unroll 14
+  for (int i = 0; i < M; ++i) {
+    c0[i] = _mm512_setzero_ps();
+    c1[i] = _mm512_setzero_ps();
+  }
+  // Pull this tile of C toward L1 while the K loop runs (it is read at the end); a 128 B row
+  // that is not 64 B-aligned touches 3 lines.
+  if (store != Store::Overwrite) {
+#pragma GCC unroll 14
+    for (int i = 0; i < M; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 16), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 31), _MM_HINT_T0);
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(Bp);
+    const __m512 b1 = _mm512_load_ps(Bp + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * NR), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * NR + 16), _MM_HINT_T0);
+#pragma GCC unroll 14
+    for (int i = 0; i < M; ++i) {
+      const __m512 a = _mm512_set1_ps(Ap[i]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+  store_rows<M>(c0, c1, C, ldc, nr, alpha, beta, store);
+}
+
+template <int M>
+void call_rows(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t ldc, int nr,
+               float alpha, float beta, Store store) {
+  kernel_rows<M>(kc, static_cast<const float*>(Ap), static_cast<const float*>(Bp), C, ldc, nr,
+                 alpha, beta, store);
+}
+
+void kernel_14x32(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t ldc, int mr,
+                  int nr, float alpha, float beta, Store store) {
+  using Fn = void (*)(int64_t, const void*, const void*, float*, int64_t, int, float, float,
+                      Store);
+  static constexpr Fn by_rows[MR + 1] = {
+      nullptr,        call_rows<1>,  call_rows<2>,  call_rows<3>,  call_rows<4>,
+      call_rows<5>,   call_rows<6>,  call_rows<7>,  call_rows<8>,  call_rows<9>,
+      call_rows<10>,  call_rows<11>, call_rows<12>, call_rows<13>, call_rows<14>};
+  by_rows[mr](kc, Ap, Bp, C, ldc, nr, alpha, beta, store);
+}
+
+}  // namespace
+
+const KernelDesc& avx512_desc(bool src_bf16) {
+  static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 1, 4,
+                              pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32};
+  static const KernelDesc bf16{"avx512 14x32 fp32 fma (bf16 widened to fp32 in packing)",
+                               MR, NR, 384, 1152, 768, 1, 1, 4,
+                               pack_avx512<MR, uint16_t>, pack_avx512<NR, uint16_t>,
+                               kernel_14x32};
+  return src_bf16 ? bf16 : f32;
+}
+
+}  // namespace gemm_detail
+}  // namespace s2s

@@ -1,0 +1,362 @@
+// GEMM: every ISA path this CPU runs (s2s::supported_isas) at 1 and 2 threads, fp32 and bf16,
+// against the double-accumulating reference loops; all transposes, betas, alpha != 1, padded
+// leading dimensions, K = 0, NaN in C under beta = 0; bit-determinism; matmul() entry errors.
+//
+// Tolerance unit: max |ours - ref| / max(1, |ref|) (harness max_normalized_error). Inputs are
+// uniform in [-1, 1], so |C| ~ sqrt(K / 9); a K-long fp32 sum has rounding error ~ eps *
+// sqrt(K) * |terms| with eps = 6e-8, hence tolerances of the form c * 1e-7 * sqrt(K) + floor.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/gemm_internal.h"  // set_amx_enabled: reach vdpbf16ps on AMX CPUs
+#include "harness.h"
+#include "s2s/cpu_features.h"
+#include "s2s/dtype.h"
+#include "s2s/error.h"
+#include "s2s/gemm.h"
+#include "s2s/tensor.h"
+#include "s2s/thread_pool.h"
+
+using namespace s2s;
+using s2s_test::max_normalized_error;
+
+namespace {
+
+// Stated tolerances: fp32 kernels (and bf16 widened to fp32) accumulate in fp32 with FMA;
+// vdpbf16ps adds one extra rounding per pair. Both well inside 1e-6 * sqrt(K) + 1e-6.
+double tol_f32(int64_t K) { return 1e-6 * std::sqrt(double(K)) + 1e-6; }
+double tol_bf16(int64_t K) { return 2e-6 * std::sqrt(double(K)) + 1e-6; }
+
+// One GEMM case with operands stored with padded leading dimensions. Padding is NaN, so a
+// kernel that reads outside op(A)/op(B) poisons C; padding of C is a sentinel that must
+// survive untouched.
+struct Case {
+  bool ta, tb;
+  int64_t M, N, K;
+  int64_t lda, ldb, ldc;
+  std::vector<float> A, B, C0;  // fp32 operands (bf16-representable when used for bf16)
+  std::vector<uint16_t> A16, B16;
+};
+
+constexpr float kSentinel = 12345.f;
+
+Case make_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int pad, uint64_t seed,
+               bool c_nan = false) {
+  Case c{ta, tb, M, N, K, 0, 0, 0, {}, {}, {}, {}, {}};
+  const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  c.lda = a_cols + pad;
+  c.ldb = b_cols + pad;
+  c.ldc = N + pad;
+  s2s_test::Rng rng(seed);
+  auto fill = [&](std::vector<float>& v, std::vector<uint16_t>& v16, int64_t rows, int64_t cols,
+                  int64_t ld) {
+    v.assign(size_t(std::max<int64_t>(rows * ld, 1)), NAN);
+    v16.assign(v.size(), f32_to_bf16(NAN));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t q = 0; q < cols; ++q) {
+        // bf16-representable values so fp32 and bf16 runs see the same numbers.
+        const uint16_t h = f32_to_bf16(rng.uniform());
+        v[r * ld + q] = bf16_to_f32(h);
+        v16[r * ld + q] = h;
+      }
+  };
+  fill(c.A, c.A16, a_rows, a_cols, c.lda);
+  fill(c.B, c.B16, b_rows, b_cols, c.ldb);
+  c.C0.assign(size_t(M * c.ldc), kSentinel);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) c.C0[i * c.ldc + j] = c_nan ? NAN : rng.uniform();
+  return c;
+}
+
+// Error over the M x N window; padding of C must still hold the sentinel.
+double window_error(const Case& c, const std::vector<float>& got, const std::vector<float>& ref,
+                    bool* pad_ok) {
+  double worst = 0;
+  *pad_ok = true;
+  for (int64_t i = 0; i < c.M; ++i) {
+    worst = std::max(worst, max_normalized_error(&got[i * c.ldc], &ref[i * c.ldc], c.N));
+    for (int64_t j = c.N; j < c.ldc; ++j)
+      if (got[i * c.ldc + j] != kSentinel) *pad_ok = false;
+  }
+  return worst;
+}
+
+std::vector<float> run_ours(const Case& c, bool bf16, float alpha, float beta) {
+  std::vector<float> C = c.C0;
+  if (bf16) {
+    gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, alpha, c.A16.data(), c.lda, c.B16.data(), c.ldb, beta,
+              C.data(), c.ldc);
+  } else {
+    gemm_f32(c.ta, c.tb, c.M, c.N, c.K, alpha, c.A.data(), c.lda, c.B.data(), c.ldb, beta,
+             C.data(), c.ldc);
+  }
+  return C;
+}
+
+std::vector<float> run_ref(const Case& c, bool bf16, float alpha, float beta) {
+  std::vector<float> C = c.C0;
+  if (bf16) {
+    gemm_bf16_reference(c.ta, c.tb, c.M, c.N, c.K, alpha, c.A16.data(), c.lda, c.B16.data(),
+                        c.ldb, beta, C.data(), c.ldc);
+  } else {
+    gemm_f32_reference(c.ta, c.tb, c.M, c.N, c.K, alpha, c.A.data(), c.lda, c.B.data(), c.ldb,
+                       beta, C.data(), c.ldc);
+  }
+  return C;
+}
+
+std::string describe(const Case& c, bool bf16, float alpha, float beta) {
+  return std::string(bf16 ? "bf16" : "f32") + " isa=" + isa_name(active_isa()) +
+         " kernel='" + gemm_kernel_name(bf16 ? DType::BF16 : DType::F32) + "'" +
+         " threads=" + std::to_string(num_threads()) + " ta=" + std::to_string(c.ta) +
+         " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
+         " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+         " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta);
+}
+
+// Every bf16 kernel this CPU runs under an ISA: on AMX machines Isa::Avx512Bf16 has two
+// (tdpbf16ps by default, vdpbf16ps with AMX switched off).
+std::vector<bool> amx_modes(Isa isa) {
+#if defined(S2S_HAVE_X86_KERNELS)
+  if (isa == Isa::Avx512Bf16 && gemm_detail::amx_bf16_desc() != nullptr) return {true, false};
+#endif
+  (void)isa;
+  return {true};
+}
+
+// Runs `body` under every supported ISA (and bf16 kernel) and thread count {1, 2}, restoring
+// the defaults afterwards.
+template <typename Fn>
+void for_each_config(Fn body) {
+  const Isa saved_isa = active_isa();
+  const int saved_threads = num_threads();
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    for (bool amx : amx_modes(isa)) {
+      gemm_detail::set_amx_enabled(amx);
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        body();
+      }
+    }
+  }
+  gemm_detail::set_amx_enabled(true);
+  set_isa(saved_isa);
+  set_num_threads(saved_threads);
+}
+
+struct Worst {
+  double err = 0;
+  std::string where;
+  void add(double e, const std::string& w) {
+    if (e > err || std::isnan(e)) { err = e; where = w; }
+  }
+};
+
+}  // namespace
+
+// M, N, K over {1, 7, 33, 257} (64 shapes) x 4 transposes x beta {0, 1, 0.5}, alpha = -0.75,
+// padded leading dimensions; the reference is computed once per case and reused for every
+// ISA and thread count.
+TEST(gemm_matches_reference_all_shapes_transposes_isas_threads) {
+  const int64_t dims[] = {1, 7, 33, 257};
+  const float betas[] = {0.f, 1.f, 0.5f};
+  const float alpha = -0.75f;
+  Worst worst_f32, worst_bf16;
+  uint64_t seed = 1;
+  int shape_index = 0;
+  for (int64_t M : dims)
+    for (int64_t N : dims)
+      for (int64_t K : dims) {
+        // Every shape runs all 4 transposes; the largest ones run one beta each (cycled) to
+        // keep the test fast, the rest run all three.
+        const bool big = M * N * K > 100000;
+        for (int t = 0; t < 4; ++t) {
+          const bool ta = t & 1, tb = t & 2;
+          const Case c = make_case(ta, tb, M, N, K, 3, seed++);
+          for (int bi = 0; bi < 3; ++bi) {
+            if (big && bi != (shape_index + t) % 3) continue;
+            const float beta = betas[bi];
+            for (bool bf16 : {false, true}) {
+              const std::vector<float> ref = run_ref(c, bf16, alpha, beta);
+              for_each_config([&] {
+                const std::vector<float> got = run_ours(c, bf16, alpha, beta);
+                bool pad_ok;
+                const double e = window_error(c, got, ref, &pad_ok);
+                CHECK_MSG(pad_ok, "C padding written: " + describe(c, bf16, alpha, beta));
+                const double tol = bf16 ? tol_bf16(K) : tol_f32(K);
+                if (!(e <= tol)) CHECK_ERR(e, tol, describe(c, bf16, alpha, beta));
+                (bf16 ? worst_bf16 : worst_f32).add(e / tol, describe(c, bf16, alpha, beta));
+              });
+            }
+          }
+        }
+        ++shape_index;
+      }
+  std::printf("    worst error / tolerance: f32 %.3f (%s), bf16 %.3f (%s)\n", worst_f32.err,
+              worst_f32.where.c_str(), worst_bf16.err, worst_bf16.where.c_str());
+}
+
+// Shapes that cross the cache blocks and thread splits: several K blocks (K > KC), M and N
+// edges against the 14x32 / 6x16 / 4x16 tiles, an M-split and an N-split shape.
+TEST(gemm_matches_reference_blocked_shapes) {
+  struct Shape { int64_t M, N, K; };
+  const Shape shapes[] = {{100, 300, 65}, {65, 100, 900}, {300, 40, 800}, {29, 1030, 70}};
+  Worst worst;
+  uint64_t seed = 1000;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const Case c = make_case(t & 1, t & 2, s.M, s.N, s.K, 5, seed++);
+      for (bool bf16 : {false, true}) {
+        const float beta = (t % 2) ? 0.5f : 0.f;
+        const std::vector<float> ref = run_ref(c, bf16, 1.5f, beta);
+        for_each_config([&] {
+          const std::vector<float> got = run_ours(c, bf16, 1.5f, beta);
+          bool pad_ok;
+          const double e = window_error(c, got, ref, &pad_ok);
+          CHECK_MSG(pad_ok, "C padding written: " + describe(c, bf16, 1.5f, beta));
+          CHECK_ERR(e, bf16 ? tol_bf16(s.K) : tol_f32(s.K), describe(c, bf16, 1.5f, beta));
+          worst.add(e, describe(c, bf16, 1.5f, beta));
+        });
+      }
+    }
+  std::printf("    worst normalised error: %.3g (%s)\n", worst.err, worst.where.c_str());
+}
+
+// beta == 0 means C is write-only: NaN (and Inf) already in C must not leak into the result.
+TEST(gemm_beta_zero_ignores_nan_in_c) {
+  for_each_config([] {
+    for (bool bf16 : {false, true})
+      for (int64_t K : {int64_t(0), int64_t(5), int64_t(300)}) {
+        const Case c = make_case(false, true, 37, 70, K, 2, 77 + K, /*c_nan=*/true);
+        const std::vector<float> got = run_ours(c, bf16, 1.f, 0.f);
+        bool finite = true;
+        for (int64_t i = 0; i < c.M; ++i)
+          for (int64_t j = 0; j < c.N; ++j) finite = finite && std::isfinite(got[i * c.ldc + j]);
+        CHECK_MSG(finite, "NaN leaked from C with beta=0: " + describe(c, bf16, 1.f, 0.f));
+      }
+  });
+}
+
+// K == 0 (and alpha == 0, the BLAS convention): C = beta * C, A and B not read.
+TEST(gemm_k_zero_scales_c) {
+  for_each_config([] {
+    for (float beta : {0.f, 1.f, 0.5f}) {
+      const Case c = make_case(false, false, 9, 11, 0, 1, 5);
+      std::vector<float> got = run_ours(c, false, 2.f, beta);
+      bool ok = true;
+      for (int64_t i = 0; i < c.M; ++i)
+        for (int64_t j = 0; j < c.N; ++j)
+          ok = ok && got[i * c.ldc + j] == beta * c.C0[i * c.ldc + j];
+      CHECK_MSG(ok, "K=0 must give C = beta*C, beta=" + std::to_string(beta));
+      const Case c2 = make_case(true, true, 9, 11, 4, 1, 6);
+      got = run_ours(c2, true, 0.f, beta);
+      ok = true;
+      for (int64_t i = 0; i < c2.M; ++i)
+        for (int64_t j = 0; j < c2.N; ++j)
+          ok = ok && got[i * c2.ldc + j] == beta * c2.C0[i * c2.ldc + j];
+      CHECK_MSG(ok, "alpha=0 must give C = beta*C, beta=" + std::to_string(beta));
+    }
+  });
+  // M == 0 or N == 0 touches nothing, even with null pointers.
+  gemm_f32(false, false, 0, 5, 5, 1.f, nullptr, 5, nullptr, 5, 0.f, nullptr, 5);
+  gemm_bf16(false, false, 5, 0, 5, 1.f, nullptr, 5, nullptr, 5, 0.f, nullptr, 5);
+}
+
+// Same inputs, same thread count -> the same bits, over repeated runs. Our split keeps the
+// tile grid and K blocking independent of the thread count, so 1 and 2 threads also agree
+// bit for bit (a documented property of gemm.cpp; this test guards it).
+TEST(gemm_is_bit_deterministic) {
+  struct Shape { int64_t M, N, K; bool ta, tb; };
+  const Shape shapes[] = {{257, 511, 777, false, true}, {600, 96, 500, false, false},
+                          {96, 700, 450, true, false}};
+  const Isa saved_isa = active_isa();
+  const int saved_threads = num_threads();
+  for (Isa isa : supported_isas())
+   for (bool amx : amx_modes(isa)) {
+    set_isa(isa);
+    gemm_detail::set_amx_enabled(amx);
+    for (const Shape& s : shapes) {
+      const Case c = make_case(s.ta, s.tb, s.M, s.N, s.K, 0, 4242);
+      for (bool bf16 : {false, true}) {
+        std::vector<float> first[2];
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          first[threads - 1] = run_ours(c, bf16, 0.5f, 0.25f);
+          for (int rep = 0; rep < 3; ++rep) {
+            const std::vector<float> again = run_ours(c, bf16, 0.5f, 0.25f);
+            CHECK_MSG(std::memcmp(again.data(), first[threads - 1].data(),
+                                  again.size() * sizeof(float)) == 0,
+                      "not bit-identical on repeat: " + describe(c, bf16, 0.5f, 0.25f));
+          }
+        }
+        CHECK_MSG(std::memcmp(first[0].data(), first[1].data(),
+                              first[0].size() * sizeof(float)) == 0,
+                  "1 vs 2 threads differ: " + describe(c, bf16, 0.5f, 0.25f));
+      }
+    }
+  }
+  gemm_detail::set_amx_enabled(true);
+  set_isa(saved_isa);
+  set_num_threads(saved_threads);
+}
+
+TEST(gemm_kernel_names_follow_isa) {
+  const Isa saved = active_isa();
+  for (Isa isa : supported_isas())
+    for (bool amx : amx_modes(isa)) {
+      set_isa(isa);
+      gemm_detail::set_amx_enabled(amx);
+      const std::string f = gemm_kernel_name(DType::F32), b = gemm_kernel_name(DType::BF16);
+      std::printf("    %-12s f32: %s | bf16: %s\n", isa_name(isa), f.c_str(), b.c_str());
+      CHECK(!f.empty() && !b.empty());
+      if (isa == Isa::Avx512Bf16)
+        CHECK(b.find(amx && amx_modes(isa).size() == 2 ? "tdpbf16ps" : "vdpbf16ps") !=
+              std::string::npos);
+      if (isa == Isa::Scalar) CHECK(f.find("scalar") != std::string::npos);
+    }
+  gemm_detail::set_amx_enabled(true);
+  set_isa(saved);
+}
+
+TEST(gemm_rejects_bad_arguments) {
+  float x[4] = {};
+  CHECK_THROWS_CODE(gemm_f32(false, false, -1, 2, 2, 1.f, x, 2, x, 2, 0.f, x, 2),
+                    code::kArgument);
+  CHECK_THROWS_CODE(gemm_f32(false, false, 2, 2, 2, 1.f, x, 1, x, 2, 0.f, x, 2),
+                    code::kArgument);
+  CHECK_THROWS_CODE(gemm_f32(false, false, 2, 2, 2, 1.f, x, 2, x, 2, 0.f, x, 1),
+                    code::kArgument);
+}
+
+TEST(matmul_tensor_entry_checks_and_computes) {
+  std::vector<float> a(6 * 4), b(5 * 4), c(6 * 5), ref(6 * 5);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) - 3.f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float(i % 5) - 2.f;
+  Tensor ta = Tensor::contiguous(a.data(), DType::F32, {6, 4});
+  Tensor tb = Tensor::contiguous(b.data(), DType::F32, {5, 4});
+  Tensor tc = Tensor::contiguous(c.data(), DType::F32, {6, 5});
+  matmul(tc, ta, tb, false, true, 1.f, 0.f);  // (6,4) x (5,4)^T -> (6,5)
+  gemm_f32_reference(false, true, 6, 5, 4, 1.f, a.data(), 4, b.data(), 4, 0.f, ref.data(), 5);
+  CHECK(max_normalized_error(c.data(), ref.data(), c.size()) == 0);
+
+  // Shapes: inner dimensions disagree, wrong rank, wrong c.
+  CHECK_THROWS_CODE(matmul(tc, ta, tb, false, false, 1.f, 0.f), code::kShape);
+  Tensor t3 = Tensor::contiguous(a.data(), DType::F32, {2, 3, 4});
+  CHECK_THROWS_CODE(matmul(tc, t3, tb, false, true, 1.f, 0.f), code::kShape);
+  Tensor tc_bad = Tensor::contiguous(c.data(), DType::F32, {5, 6});
+  CHECK_THROWS_CODE(matmul(tc_bad, ta, tb, false, true, 1.f, 0.f), code::kShape);
+  // Dtypes: mixed operands, f16 operands, bf16 output.
+  std::vector<uint16_t> h(6 * 5);
+  Tensor tb16 = Tensor::contiguous(h.data(), DType::BF16, {5, 4});
+  CHECK_THROWS_CODE(matmul(tc, ta, tb16, false, true, 1.f, 0.f), code::kDType);
+  Tensor ta_f16 = Tensor::contiguous(h.data(), DType::F16, {6, 4});
+  Tensor tb_f16 = Tensor::contiguous(h.data(), DType::F16, {5, 4});
+  CHECK_THROWS_CODE(matmul(tc, ta_f16, tb_f16, false, true, 1.f, 0.f), code::kDType);
+  Tensor tc16 = Tensor::contiguous(h.data(), DType::BF16, {6, 5});
+  Tensor ta16 = Tensor::contiguous(h.data(), DType::BF16, {6, 4});
+  CHECK_THROWS_CODE(matmul(tc16, ta16, tb16, false, true, 1.f, 0.f), code::kDType);
+}
