@@ -122,6 +122,11 @@ TEST(thread_pool_rethrows_worker_errors) {
     parallel_for(e - b, 1, [&](int64_t bb, int64_t ee) { sum += ee - bb; });
   });
   CHECK(sum.load() == 10);
+  CHECK(!in_parallel_region());
+  std::atomic<int> inside{0};
+  parallel_run(2, [&](int) { inside += in_parallel_region() ? 1 : 0; });
+  CHECK(inside.load() == 2);
+  CHECK(!in_parallel_region());
   set_num_threads(2);
 }
 

@@ -24,6 +24,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 int plan_threads(int64_t n, int64_t grain);
 
 // Runs fn(t) for t in [0, nthreads) with one call per thread, nthreads <= num_threads().
+// Called from inside a pool task it runs the calls one after another on that thread, so code that
+// synchronises its threads (a barrier) must check in_parallel_region() first.
 void parallel_run(int nthreads, const std::function<void(int)>& fn);
+
+// True on a thread that is running a parallel_for / parallel_run task (where nested calls run
+// serially).
+bool in_parallel_region();
 
 }  // namespace s2s

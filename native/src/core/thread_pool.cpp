@@ -180,6 +180,8 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   });
 }
 
+bool in_parallel_region() { return t_inside_pool; }
+
 void parallel_run(int nthreads, const std::function<void(int)>& fn) {
   if (nthreads < 1) return;
   if (nthreads > num_threads()) nthreads = num_threads();
