@@ -54,6 +54,18 @@ const int64_t kSizes[][2] = {{1, 1}, {7, 5}, {33, 64}, {7, 257}, {33, 257}, {301
 
 }  // namespace
 
+// Softmax, attention and cross-entropy feed exp_f with x - max <= 0: within 2 ulp there.
+TEST(exp_f_is_within_2_ulp_for_non_positive_arguments) {
+  double worst_ulp = 0;
+  for (int n = 0; n <= 2000000; ++n) {
+    const float x = -87.3f * float(n) / 2000000.f;
+    const double exact = std::exp(double(x));
+    const double ulp = std::ldexp(1.0, std::ilogb(exact) - 23);
+    worst_ulp = std::fmax(worst_ulp, std::fabs(double(vm::exp_f(x)) - exact) / ulp);
+  }
+  CHECK_ERR(worst_ulp, 2.0, "exp_f ulp error on [-87.3, 0]");
+}
+
 TEST(vec_math_matches_libm) {
   double e_exp = 0, e_tanh = 0, e_erf = 0;
   for (int i = -200000; i <= 200000; ++i) {

@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "harness.h"
-#include "ops/fast_exp.h"
 #include "s2s/ops/attention.h"
 #include "s2s/thread_pool.h"
 
@@ -139,24 +138,6 @@ void compare_with_reference(const Shape& s, uint64_t seed) {
 }
 
 }  // namespace
-
-TEST(fast_exp_is_within_2_ulp_and_handles_specials) {
-  using detail::exp_nonpos;
-  double worst_ulp = 0;
-  for (int n = 0; n <= 2000000; ++n) {
-    const float x = -87.3f * float(n) / 2000000.f;
-    const float y = exp_nonpos(x);
-    const double exact = std::exp(double(x));
-    const double ulp = std::ldexp(1.0, std::ilogb(exact) - 23);
-    worst_ulp = std::fmax(worst_ulp, std::fabs(double(y) - exact) / ulp);
-  }
-  CHECK_ERR(worst_ulp, 2.0, "exp_nonpos ulp error");
-  CHECK(exp_nonpos(0.f) == 1.f);
-  CHECK(exp_nonpos(-std::numeric_limits<float>::infinity()) == 0.f);
-  CHECK(exp_nonpos(-1000.f) == 0.f);
-  CHECK(std::isnan(exp_nonpos(NAN)));
-  CHECK(std::fabs(exp_nonpos(10.f) / std::exp(10.0) - 1) < 1e-6);
-}
 
 TEST(attention_matches_reference_across_tiles) {
   set_num_threads(2);

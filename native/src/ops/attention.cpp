@@ -9,7 +9,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/fast_exp.h"
+#include "ops/vec_math.h"
 #include "s2s/arena.h"
 #include "s2s/gemm.h"
 #include "s2s/thread_pool.h"
@@ -150,7 +150,7 @@ void probabilities_from_lse(const float* lse_rows, int64_t nq, int64_t nk, float
     if (l == kNegInf) {
       for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
     } else {
-      for (int64_t c = 0; c < nk; ++c) s[c] = detail::exp_nonpos(s[c] - l);
+      for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - l);
     }
   }
 }
@@ -204,8 +204,8 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
             for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
             continue;
           }
-          const float alpha = detail::exp_nonpos(m[r] - m_new);  // 0 when m was -inf
-          for (int64_t c = 0; c < nk; ++c) s[c] = detail::exp_nonpos(s[c] - m_new);
+          const float alpha = vm::exp_f(m[r] - m_new);  // 0 when m was -inf
+          for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - m_new);
           l[r] = l[r] * alpha + lane_sum(s, nk);
           m[r] = m_new;
           if (alpha != 1.f) {

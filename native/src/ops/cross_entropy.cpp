@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/fast_exp.h"
+#include "ops/vec_math.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -57,9 +57,9 @@ float row_lse(const float* x, int64_t V) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= V; j += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += double(detail::exp_nonpos(x[j + u] - m));
+    for (int u = 0; u < 8; ++u) acc[u] += double(vm::exp_f(x[j + u] - m));
   }
-  for (; j < V; ++j) acc[j & 7] += double(detail::exp_nonpos(x[j] - m));
+  for (; j < V; ++j) acc[j & 7] += double(vm::exp_f(x[j] - m));
   const double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   return static_cast<float>(double(m) + std::log(sum));
 }
@@ -123,7 +123,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
       const float* xi = x + i * d.V;
       float* dxi = dx + i * d.V;
       const float li = l[i];
-      for (int64_t j = 0; j < d.V; ++j) dxi[j] += detail::exp_nonpos(xi[j] - li) * scale;
+      for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
       dxi[labels[i]] -= scale;
     }
   });
