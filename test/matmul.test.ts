@@ -1,21 +1,7 @@
 // GEMM through N-API against a TypeScript reference, and proof that it runs off the JS thread.
 import { describe, expect, it } from "vitest";
 import { matmul, Tensor } from "../src/index.js";
-
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
-}
-
-function randomTensor(shape: number[], seed: number): Tensor<"float32"> {
-  const next = seeded(seed);
-  const t = Tensor.zeros(shape);
-  for (let i = 0; i < t.numel; i++) t.data[i] = next();
-  return t;
-}
+import { maxDiff, randomTensor } from "./helpers.js";
 
 /** C = alpha op(A) op(B) + beta C in double precision: the reference. */
 function referenceMatmul(a: Tensor<"float32">, b: Tensor<"float32">, transA: boolean, transB: boolean,
@@ -54,9 +40,7 @@ describe("matmul", () => {
       const c0 = Float32Array.from(c.data);
       await matmul(a, b, { transA, transB, alpha: 0.5, beta: 2, out: c });
       const ref = referenceMatmul(a, b, transA, transB, 0.5, 2, c0);
-      let worst = 0;
-      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(c.data[i]! - ref[i]!));
-      expect(worst).toBeLessThan(1e-5);
+      expect(maxDiff(c.data, ref)).toBeLessThan(1e-5);
     });
   }
 
@@ -70,9 +54,7 @@ describe("matmul", () => {
       new Tensor(new Float32Array(Uint32Array.from(t.data, (h) => h << 16).buffer), t.shape, "float32");
     const c = await matmul(a, b, { transB: true });
     const ref = referenceMatmul(widen(a), widen(b), false, true, 1, 0, new Float32Array(m * n));
-    let worst = 0;
-    for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(c.data[i]! - ref[i]!));
-    expect(worst).toBeLessThan(1e-4);
+    expect(maxDiff(c.data, ref)).toBeLessThan(1e-4);
   });
 
   it("does not block the event loop while a long GEMM runs", async () => {

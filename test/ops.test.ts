@@ -1,22 +1,7 @@
 // Single ops through N-API against TypeScript references (double precision).
 import { describe, expect, it } from "vitest";
 import { gelu, layerNorm, layerNormBackward, softmax, Tensor } from "../src/index.js";
-
-function randomTensor(shape: number[], seed: number, scale = 1): Tensor<"float32"> {
-  let s = seed >>> 0;
-  const t = Tensor.zeros(shape);
-  for (let i = 0; i < t.numel; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    t.data[i] = (s / 2 ** 32 - 0.5) * 2 * scale;
-  }
-  return t;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
-  return worst;
-}
+import { maxDiff, randomTensor } from "./helpers.js";
 
 /** LayerNorm forward and backward in double, rows of length c. */
 function layerNormReference(x: Float32Array, w: Float32Array, b: Float32Array, dy: Float32Array, c: number, eps: number) {

@@ -29,7 +29,9 @@ struct AdamWScalars {
 //   v = fma((1 - beta2) * g, g, v * beta2)        exp_avg_sq.mul_(beta2).addcmul_(g, g, 1-beta2)
 //   denom = sqrt(v) / bc2_sqrt + eps
 //   p = p + (neg_step_size * m) / denom           param.addcdiv_(exp_avg, denom, -step_size)
-inline void adamw_elements(float* __restrict p, const float* __restrict g, float* __restrict m,
+// static: each including file (portable, AVX2) must keep its own copy; an `inline` function would be
+// merged by the linker, which could hand the AVX2 build to a CPU without AVX2.
+static inline void adamw_elements(float* __restrict p, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t n, const AdamWScalars& s) {
 #if defined(__clang__)
 #pragma clang fp contract(off)
