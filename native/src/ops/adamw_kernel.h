@@ -1,9 +1,8 @@
 // The AdamW element loop, shared by adamw.cpp (portable build) and adamw_avx2.cpp (compiled with
 // AVX2+FMA, where the same source vectorises). Internal to src/ops. Both give the same bits: the
-// only fused multiply-adds are the explicit std::fma calls, and contraction is switched off so
+// only fused multiply-adds are the explicit __builtin_fmaf calls, and contraction is switched off so
 // the compiler adds none of its own.
 #pragma once
-#include <cmath>
 #include <cstdint>
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -29,8 +28,9 @@ struct AdamWScalars {
 //   v = fma((1 - beta2) * g, g, v * beta2)        exp_avg_sq.mul_(beta2).addcmul_(g, g, 1-beta2)
 //   denom = sqrt(v) / bc2_sqrt + eps
 //   p = p + (neg_step_size * m) / denom           param.addcdiv_(exp_avg, denom, -step_size)
-// static: each including file (portable, AVX2) must keep its own copy; an `inline` function would be
-// merged by the linker, which could hand the AVX2 build to a CPU without AVX2.
+// static, and builtins rather than std::fma/std::sqrt (inline functions with linkage): each
+// including file (portable, AVX2) keeps its own copy; a linker-merged one could hand the AVX2
+// build to a CPU without AVX2.
 static inline void adamw_elements(float* __restrict p, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t n, const AdamWScalars& s) {
 #if defined(__clang__)
@@ -39,9 +39,9 @@ static inline void adamw_elements(float* __restrict p, const float* __restrict g
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
     const float pi = p[i] * s.decay;
-    const float mi = std::fma(gi, s.one_minus_beta1, m[i] * s.beta1);
-    const float vi = std::fma(s.one_minus_beta2 * gi, gi, v[i] * s.beta2);
-    const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
+    const float mi = __builtin_fmaf(gi, s.one_minus_beta1, m[i] * s.beta1);
+    const float vi = __builtin_fmaf(s.one_minus_beta2 * gi, gi, v[i] * s.beta2);
+    const float denom = __builtin_sqrtf(vi) / s.bc2_sqrt + s.eps;
     m[i] = mi;
     v[i] = vi;
     p[i] = pi + (s.neg_step_size * mi) / denom;
