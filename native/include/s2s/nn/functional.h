@@ -1,0 +1,77 @@
+// nn layers as functions of the graph (like torch.nn.functional): each computes its output Var
+// with the ops in s2s/ops/ and records its backward on the tape. Models are compositions of
+// these and nothing else. Legend: B batch, T time, C channels, N = B*T rows, H heads, D head dim.
+// Every Var argument is contiguous f32 unless stated; shapes are checked by the ops.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "s2s/nn/graph.h"
+#include "s2s/nn/param.h"
+#include "s2s/ops/attention.h"
+#include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/gelu.h"
+#include "s2s/ops/linear.h"
+
+namespace s2s {
+namespace nn {
+
+// LoRA on a linear layer (PEFT semantics): y += scaling * dropout(x) A^T B^T with
+// A (r, in), B (out, r) whatever the base weight's layout.
+struct Lora {
+  Param* A = nullptr;
+  Param* B = nullptr;
+  float scaling = 1.0f;  // lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA
+  float dropout = 0.0f;
+};
+
+struct LinearWeights {
+  Param* weight = nullptr;            // (out, in) for OutIn, (in, out) for InOut (GPT-2 Conv1D)
+  Param* bias = nullptr;              // (out,) or none
+  WeightLayout layout = WeightLayout::OutIn;
+  const Lora* lora = nullptr;         // none unless LoRA targets this layer
+};
+
+// x (..., in) -> (..., out).
+Var* linear(Graph& g, Var* x, const LinearWeights& w);
+
+Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps);  // bias may be null
+Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps);
+
+// ids (B,T) int32 -> (B,T,C): wte[ids] (+ wpe[positions] when wpe is given; positions (B,T) or
+// null for 0..T-1). ids/positions must stay valid until backward (keep them in the batch).
+Var* embedding(Graph& g, const int32_t* ids, int64_t B, int64_t T, Param* wte, Param* wpe,
+               const int32_t* positions);
+
+Var* add(Graph& g, Var* a, Var* b);     // same shapes (residual connections)
+Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
+
+Var* gelu(Graph& g, Var* x, GeluApprox approximate);
+Var* relu(Graph& g, Var* x);
+Var* silu(Graph& g, Var* x);
+Var* swiglu(Graph& g, Var* gate, Var* up);                          // silu(gate) * up
+Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate);   // gelu(gate) * up
+Var* dropout(Graph& g, Var* x, float p);  // identity unless g.training and p > 0
+
+// Splits the last dimension of x (..., sum(sizes)) into contiguous parts (GPT-2's fused c_attn).
+std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes);
+
+// q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D). bias (Hq,Tq,Tk) or null; key_mask (B,Tk)
+// uint8 or null (must stay valid until backward).
+Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
+               const AttentionOptions& options);
+
+// x (B,T,H,D) rotated by RoPE at positions (B,T) (null: 0..T-1).
+Var* rope(Graph& g, Var* x, const int32_t* positions, float theta);
+
+// T5 relative-position bias (Hq,Tq,Tk) from table (num_buckets, Hq).
+Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidirectional,
+                      int64_t max_distance, int64_t q_offset);
+
+// logits (N,V), labels (N,) int32 -> a (1,) loss Var; count_out gets the counted tokens.
+Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
+                   const CrossEntropyOptions& options, int64_t* count_out);
+
+}  // namespace nn
+}  // namespace s2s

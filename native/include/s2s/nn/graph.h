@@ -1,0 +1,70 @@
+// Graph: the tape of one forward pass, so models never write backward code. Each layer in
+// nn/functional.h computes its output Var and records a closure that, run in reverse order by
+// backward(), calls the ops' backward functions. Activations and their gradients live in the
+// graph's arena and are released by reset() at the start of the next step: memory does not grow
+// from step to step. Param gradients are the params' own buffers and ACCUMULATE across passes
+// (gradient accumulation), until the optimizer zeroes them.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <vector>
+
+#include "s2s/arena.h"
+#include "s2s/nn/param.h"
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+struct Var {
+  Tensor value;                // contiguous; f32 for every activation
+  bool requires_grad = false;  // some trainable param upstream
+  Var* base = nullptr;         // a view shares its base's value and gradient storage
+  Param* param = nullptr;      // set when this Var is a param: gradient = param->grad
+  Tensor grad;                 // allocated on first use (see Graph::grad)
+};
+
+class Graph {
+ public:
+  explicit Graph(size_t arena_block_bytes = size_t(64) << 20);
+
+  // Starts a new pass: forgets the tape and every Var, rewinds the arena.
+  void reset();
+
+  // Leaves of the graph.
+  Var* constant(const Tensor& t);  // outside memory, no gradient
+  Var* param(Param& p);            // requires_grad = p.trainable; gradient = p.grad
+
+  // A fresh f32 activation (uninitialised) of this shape.
+  Var* output(std::initializer_list<int64_t> shape, bool requires_grad);
+  Var* output(int ndim, const int64_t* shape, bool requires_grad);
+  // The same storage with another shape (same element count); gradients flow to v.
+  Var* view(Var* v, std::initializer_list<int64_t> shape);
+
+  // The gradient buffer of v, zero-filled on first use; an empty Tensor when v needs none.
+  Tensor grad(Var* v);
+  // The gradient of v if anything was accumulated into it, else an empty Tensor (then v did not
+  // contribute to the loss and its backward has nothing to do).
+  Tensor grad_if_present(Var* v);
+
+  // Records a backward step; run in reverse order of recording.
+  void on_backward(std::function<void()> fn);
+  // Seeds d(loss) = dloss (loss is a one-element Var) and runs the tape backwards.
+  void backward(Var* loss, float dloss = 1.0f);
+
+  Arena& arena() { return arena_; }
+  template <typename T>
+  T* scratch(size_t count) { return arena_.allocate_array<T>(count); }
+
+  // Pass settings, read by the layers.
+  bool training = false;          // dropout active
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
+
+ private:
+  Var* new_var();
+  Arena arena_;
+  std::vector<std::function<void()>> tape_;
+};
+
+}  // namespace s2s

@@ -1,0 +1,98 @@
+// Graph: Var allocation in the arena, lazy gradients, views, and the reverse run of the tape.
+#include "s2s/nn/graph.h"
+
+#include <cstring>
+#include <new>
+
+namespace s2s {
+
+Graph::Graph(size_t arena_block_bytes) : arena_(arena_block_bytes) {}
+
+void Graph::reset() {
+  tape_.clear();
+  arena_.reset();
+  dropout_offset = 0;
+}
+
+Var* Graph::new_var() {
+  void* mem = arena_.allocate(sizeof(Var));
+  return new (mem) Var();  // Var is trivially destructible: the arena reset releases it
+}
+
+Var* Graph::constant(const Tensor& t) {
+  Var* v = new_var();
+  v->value = t;
+  return v;
+}
+
+Var* Graph::param(Param& p) {
+  Var* v = new_var();
+  v->value = p.value;
+  v->param = &p;
+  v->requires_grad = p.trainable;
+  return v;
+}
+
+Var* Graph::output(int ndim, const int64_t* shape, bool requires_grad) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  Var* v = new_var();
+  v->value = Tensor::contiguous(arena_.allocate(sizeof(float) * static_cast<size_t>(n)),
+                                DType::F32, ndim, shape);
+  v->requires_grad = requires_grad;
+  return v;
+}
+
+Var* Graph::output(std::initializer_list<int64_t> shape, bool requires_grad) {
+  return output(static_cast<int>(shape.size()), shape.begin(), requires_grad);
+}
+
+Var* Graph::view(Var* v, std::initializer_list<int64_t> shape) {
+  Var* out = new_var();
+  out->value = Tensor::contiguous(v->value.data, v->value.dtype, shape);
+  S2S_REQUIRE(out->value.numel() == v->value.numel(), code::kShape, "view", "expected ",
+              v->value.numel(), " elements like ", v->value.shape_string(), ", got ",
+              out->value.shape_string());
+  out->requires_grad = v->requires_grad;
+  out->base = v->base ? v->base : v;
+  return out;
+}
+
+static Tensor reshaped(const Tensor& storage, const Tensor& like) {
+  if (storage.data == nullptr) return Tensor{};
+  return Tensor::contiguous(storage.data, DType::F32, like.ndim, like.shape);
+}
+
+Tensor Graph::grad(Var* v) {
+  if (!v->requires_grad) return Tensor{};
+  if (v->base) return reshaped(grad(v->base), v->value);
+  if (v->param) return v->param->grad;
+  if (v->grad.data == nullptr) {
+    const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
+    void* mem = arena_.allocate(bytes);
+    std::memset(mem, 0, bytes);
+    v->grad = Tensor::contiguous(mem, DType::F32, v->value.ndim, v->value.shape);
+  }
+  return v->grad;
+}
+
+Tensor Graph::grad_if_present(Var* v) {
+  if (!v->requires_grad) return Tensor{};
+  if (v->base) return reshaped(grad_if_present(v->base), v->value);
+  if (v->param) return v->param->grad;
+  return v->grad;
+}
+
+void Graph::on_backward(std::function<void()> fn) { tape_.push_back(std::move(fn)); }
+
+void Graph::backward(Var* loss, float dloss) {
+  S2S_REQUIRE(loss->value.numel() == 1, code::kShape, "backward",
+              "expected a one-element loss, got ", loss->value.shape_string());
+  S2S_REQUIRE(loss->requires_grad, code::kArgument, "backward",
+              "expected a loss that depends on a trainable parameter (are all params frozen?)");
+  Tensor d = grad(loss);
+  d.f32()[0] += dloss;
+  for (auto it = tape_.rbegin(); it != tape_.rend(); ++it) (*it)();
+}
+
+}  // namespace s2s

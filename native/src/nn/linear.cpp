@@ -1,0 +1,42 @@
+// nn::linear: y = x W^T + b (or x W + b for GPT-2's Conv1D layout), plus LoRA when attached.
+#include "s2s/nn/functional.h"
+#include "s2s/ops/linear.h"
+
+namespace s2s {
+namespace nn {
+
+static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayout layout) {
+  const Tensor& w = weight->value;
+  const int64_t out_features = layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
+  int64_t shape[kMaxDims];
+  for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
+  shape[x->value.ndim - 1] = out_features;
+  const bool needs_grad =
+      x->requires_grad || weight->trainable || (bias != nullptr && bias->trainable);
+  Var* y = g.output(x->value.ndim, shape, needs_grad);
+  const Tensor b = bias ? bias->value : Tensor{};
+  linear_forward(y->value, x->value, w, b, layout);
+  if (needs_grad) {
+    g.on_backward([&g, x, y, weight, bias, layout] {
+      const Tensor dy = g.grad_if_present(y);
+      if (dy.data == nullptr) return;
+      const Tensor db = bias != nullptr ? bias->grad : Tensor{};
+      linear_backward(g.grad(x), weight->grad, db, dy, x->value, weight->value, layout);
+    });
+  }
+  return y;
+}
+
+Var* linear(Graph& g, Var* x, const LinearWeights& w) {
+  Var* y = base_linear(g, x, w.weight, w.bias, w.layout);
+  if (w.lora == nullptr) return y;
+  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling; A (r, in) and B (out, r) are nn.Linear
+  // weights, so the OutIn layout whatever the base layer's layout is.
+  Var* xa = base_linear(g, dropout(g, x, w.lora->dropout), w.lora->A, nullptr,
+                        WeightLayout::OutIn);
+  Var* xb = base_linear(g, xa, w.lora->B, nullptr, WeightLayout::OutIn);
+  return add(g, y, scale(g, xb, w.lora->scaling));
+}
+
+}  // namespace nn
+}  // namespace s2s

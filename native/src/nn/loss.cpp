@@ -1,0 +1,29 @@
+// nn::cross_entropy: fused log-softmax + cross-entropy, the loss every model ends with.
+#include "s2s/nn/functional.h"
+#include "s2s/ops/cross_entropy.h"
+
+namespace s2s {
+namespace nn {
+
+Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
+                   const CrossEntropyOptions& options, int64_t* count_out) {
+  const int64_t N = logits->value.shape[0];
+  Var* loss = g.output({1}, logits->requires_grad);
+  Tensor lse = g.arena().tensor(DType::F32, {N});
+  const CrossEntropyResult r =
+      cross_entropy_forward(lse, logits->value, labels, num_labels, options);
+  loss->value.f32()[0] = static_cast<float>(r.loss);
+  if (count_out) *count_out = r.count;
+  if (logits->requires_grad) {
+    g.on_backward([&g, logits, loss, lse, labels, num_labels, options] {
+      const Tensor dloss = g.grad_if_present(loss);
+      if (dloss.data == nullptr) return;
+      cross_entropy_backward(g.grad(logits), logits->value, lse, labels, num_labels,
+                             dloss.f32()[0], options);
+    });
+  }
+  return loss;
+}
+
+}  // namespace nn
+}  // namespace s2s

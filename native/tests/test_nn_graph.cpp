@@ -1,0 +1,190 @@
+// The graph (tape) and nn layers: whole-network gradients against finite differences, frozen
+// params, gradient accumulation, views, LoRA at step 0, and memory reuse across steps.
+#include <cmath>
+#include <cstring>
+
+#include "harness.h"
+#include "s2s/nn/functional.h"
+#include "s2s/ops/elementwise.h"
+#include "s2s/thread_pool.h"
+
+using namespace s2s;
+
+namespace {
+
+// A small network touching most layers: embedding (+positions) -> layernorm -> linear (+bias,
+// optional LoRA) -> split -> swiglu -> linear (Conv1D layout) -> add residual -> rmsnorm ->
+// linear head -> cross-entropy.
+struct TinyNet {
+  static constexpr int64_t V = 11, C = 8, Hd = 6, B = 2, T = 5;
+  ParamStore params;
+  Param *wte, *wpe, *ln_w, *ln_b, *up_w, *up_b, *down_w, *rms_w, *head_w;
+  Param *lora_a = nullptr, *lora_b = nullptr;
+  nn::Lora lora;
+  std::vector<int32_t> ids, labels;
+
+  explicit TinyNet(uint64_t seed) {
+    wte = &params.create("wte", {V, C});
+    wpe = &params.create("wpe", {T, C});
+    ln_w = &params.create("ln.weight", {C}, false);
+    ln_b = &params.create("ln.bias", {C}, false);
+    up_w = &params.create("up.weight", {2 * Hd, C});
+    up_b = &params.create("up.bias", {2 * Hd}, false);
+    down_w = &params.create("down.weight", {Hd, C});  // Conv1D layout (in, out)
+    rms_w = &params.create("rms.weight", {C}, false);
+    head_w = &params.create("head.weight", {V, C});
+    uint64_t s = seed;
+    for (Param* p : params.all()) {
+      auto v = s2s_test::random_vector(p->value.numel(), ++s, -0.8f, 0.8f);
+      if (p == ln_w || p == rms_w) for (auto& x : v) x += 1.0f;
+      params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+      params.set_trainable(*p, true);
+    }
+    s2s_test::Rng rng(seed + 100);
+    for (int i = 0; i < B * T; ++i) {
+      ids.push_back(static_cast<int32_t>(rng.next() % V));
+      labels.push_back(i % 4 == 0 ? -100 : static_cast<int32_t>(rng.next() % V));
+    }
+  }
+
+  void add_lora(float b_scale) {
+    lora_a = &params.create("lora_A", {3, C});
+    lora_b = &params.create("lora_B", {2 * Hd, 3});
+    auto a = s2s_test::random_vector(lora_a->value.numel(), 7, -0.5f, 0.5f);
+    auto b = s2s_test::random_vector(lora_b->value.numel(), 8, -b_scale, b_scale);
+    params.load(*lora_a, Tensor::contiguous(a.data(), DType::F32, {3, C}));
+    params.load(*lora_b, Tensor::contiguous(b.data(), DType::F32, {2 * Hd, 3}));
+    for (Param* p : params.all()) params.set_trainable(*p, p == lora_a || p == lora_b);
+    lora = nn::Lora{lora_a, lora_b, 2.0f, 0.0f};
+  }
+
+  Var* forward(Graph& g, Var** logits_out = nullptr) {
+    Var* x = nn::embedding(g, ids.data(), B, T, wte, wpe, nullptr);
+    Var* h = nn::layernorm(g, x, ln_w, ln_b, 1e-5f);
+    nn::LinearWeights up{up_w, up_b, WeightLayout::OutIn, lora_a ? &lora : nullptr};
+    auto parts = nn::split_last(g, nn::linear(g, h, up), {Hd, Hd});
+    Var* act = nn::swiglu(g, parts[0], parts[1]);
+    Var* down = nn::linear(g, act, {down_w, nullptr, WeightLayout::InOut, nullptr});
+    Var* r = nn::rmsnorm(g, nn::add(g, x, down), rms_w, 1e-6f);
+    Var* logits = nn::linear(g, g.view(r, {B * T, C}), {head_w, nullptr, WeightLayout::OutIn, nullptr});
+    if (logits_out) *logits_out = logits;
+    CrossEntropyOptions o;
+    return nn::cross_entropy(g, logits, labels.data(), B * T, o, nullptr);
+  }
+
+  double loss_only() {
+    Graph g;
+    return forward(g)->value.f32()[0];
+  }
+};
+
+}  // namespace
+
+TEST(graph_gradients_match_finite_differences) {
+  set_num_threads(2);
+  TinyNet net(1);
+  Graph g;
+  g.backward(net.forward(g));
+  double worst = 0;
+  for (Param* p : net.params.all()) {
+    std::vector<float> analytic(p->grad.f32(), p->grad.f32() + p->grad.numel());
+    std::vector<float> value(p->value.f32(), p->value.f32() + p->value.numel());
+    const double err = s2s_test::gradient_check(value, analytic, [&] {
+      std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+      return net.loss_only();
+    });
+    std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+    CHECK_ERR(err, 3e-3, "gradient of " + p->name);
+    worst = std::fmax(worst, err);
+  }
+  std::printf("    worst finite-difference error %.2e\n", worst);
+}
+
+TEST(graph_accumulates_param_grads_and_reuses_memory) {
+  TinyNet net(2);
+  Graph g;
+  g.backward(net.forward(g));
+  std::vector<float> once(net.up_w->grad.f32(), net.up_w->grad.f32() + net.up_w->grad.numel());
+  const size_t reserved = g.arena().bytes_reserved();
+  for (int step = 0; step < 5; ++step) {
+    g.reset();
+    g.backward(net.forward(g));
+  }
+  CHECK(g.arena().bytes_reserved() == reserved);  // no growth from step to step
+  double worst = 0;
+  for (size_t i = 0; i < once.size(); ++i) {
+    worst = std::fmax(worst, std::fabs(net.up_w->grad.f32()[i] - 6 * once[i]));
+  }
+  CHECK_ERR(worst, 1e-4, "six accumulated passes");
+  net.params.zero_grads();
+  CHECK(net.up_w->grad.f32()[0] == 0.0f);
+}
+
+TEST(lora_with_zero_b_equals_base_and_trains_only_the_adapter) {
+  TinyNet base(3);
+  Graph g0;
+  Var* base_logits = nullptr;
+  base.forward(g0, &base_logits);
+  TinyNet net(3);
+  net.add_lora(0.0f);  // B = 0: the adapter adds nothing
+  Graph g;
+  Var* logits = nullptr;
+  Var* loss = net.forward(g, &logits);
+  CHECK(std::memcmp(logits->value.data, base_logits->value.data,
+                    sizeof(float) * logits->value.numel()) == 0);
+  g.backward(loss);
+  CHECK(net.up_w->grad.data == nullptr && net.wte->grad.data == nullptr);  // frozen: no memory
+  CHECK(net.params.trainable().size() == 2);
+  // With B = 0, dA = 0 and dB != 0 (PEFT's known start).
+  double a_norm = 0, b_norm = 0;
+  for (int64_t i = 0; i < net.lora_a->grad.numel(); ++i) a_norm += std::fabs(net.lora_a->grad.f32()[i]);
+  for (int64_t i = 0; i < net.lora_b->grad.numel(); ++i) b_norm += std::fabs(net.lora_b->grad.f32()[i]);
+  CHECK(a_norm == 0 && b_norm > 0);
+}
+
+TEST(lora_gradients_match_finite_differences) {
+  TinyNet net(4);
+  net.add_lora(0.5f);
+  Graph g;
+  g.backward(net.forward(g));
+  for (Param* p : {net.lora_a, net.lora_b}) {
+    std::vector<float> analytic(p->grad.f32(), p->grad.f32() + p->grad.numel());
+    std::vector<float> value(p->value.f32(), p->value.f32() + p->value.numel());
+    const double err = s2s_test::gradient_check(value, analytic, [&] {
+      std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+      return net.loss_only();
+    });
+    std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+    CHECK_ERR(err, 3e-3, "gradient of " + p->name);
+  }
+}
+
+TEST(elementwise_ops_match_loops_and_check_shapes) {
+  auto a = s2s_test::random_vector(1000, 1), b = s2s_test::random_vector(1000, 2);
+  std::vector<float> out(1000);
+  Tensor ta = Tensor::contiguous(a.data(), DType::F32, {10, 100});
+  Tensor tb = Tensor::contiguous(b.data(), DType::F32, {10, 100});
+  Tensor to = Tensor::contiguous(out.data(), DType::F32, {10, 100});
+  add_forward(to, ta, tb);
+  for (int i = 0; i < 1000; ++i) CHECK(out[i] == a[i] + b[i]);
+  scale_forward(to, ta, 0.5f);
+  for (int i = 0; i < 1000; ++i) CHECK(out[i] == a[i] * 0.5f);
+  axpy(to, 2.0f, tb);
+  for (int i = 0; i < 1000; ++i) CHECK(out[i] == a[i] * 0.5f + 2.0f * b[i]);
+  std::vector<float> cols(10 * 30);
+  copy_columns(cols.data(), a.data(), 10, 100, 40, 30);
+  CHECK(cols[31] == a[100 + 41]);
+  std::vector<float> back(1000, 0.0f);
+  add_to_columns(back.data(), cols.data(), 10, 100, 40, 30);
+  CHECK(back[100 + 41] == a[100 + 41] && back[100 + 39] == 0.0f);
+  Tensor wrong = Tensor::contiguous(b.data(), DType::F32, {999});
+  CHECK_THROWS_CODE(add_forward(to, ta, wrong), code::kShape);
+}
+
+TEST(backward_requires_a_trainable_scalar_loss) {
+  TinyNet net(5);
+  for (Param* p : net.params.all()) net.params.set_trainable(*p, false);
+  Graph g;
+  Var* loss = net.forward(g);
+  CHECK_THROWS_CODE(g.backward(loss), code::kArgument);
+}
