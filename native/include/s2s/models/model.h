@@ -1,0 +1,72 @@
+// Model: what every architecture (gpt2, llama/qwen2, t5) provides to the trainer, generation and
+// the N-API layer. An architecture composes nn/ layers over its ParamStore and declares its
+// Hugging Face weight names; it never writes backward code.
+// Legend: B batch, T input length (decoder-only) or encoder length (T5), Td decoder length, V vocab.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "s2s/models/model_config.h"
+#include "s2s/nn/functional.h"
+#include "s2s/nn/graph.h"
+#include "s2s/nn/param.h"
+#include "s2s/ops/cross_entropy.h"
+
+namespace s2s {
+
+// One batch, as int32 arrays that must stay valid until backward has run.
+struct Batch {
+  int64_t B = 0, T = 0;
+  const int32_t* input_ids = nullptr;       // (B,T)
+  const int32_t* attention_mask = nullptr;  // (B,T) 1 = token, 0 = padding; null = all ones
+  const int32_t* labels = nullptr;          // decoder-only (B,T); T5 (B,Td); -100 = ignored
+  // Encoder-decoder only:
+  int64_t Td = 0;
+  const int32_t* decoder_input_ids = nullptr;  // (B,Td); null = labels shifted right
+  const int32_t* decoder_attention_mask = nullptr;  // (B,Td) or null
+};
+
+struct ForwardResult {
+  Var* logits = nullptr;  // (B*T, V) decoder-only, (B*Td, V) T5; the unshifted logits
+  Var* loss = nullptr;    // (1,) or null when the batch has no labels
+  int64_t count = 0;      // tokens counted by the loss
+};
+
+// A linear layer LoRA may target, by its Hugging Face module path
+// ("transformer.h.0.attn.c_attn", "model.layers.3.self_attn.q_proj", "encoder.block.0.layer.0.SelfAttention.q").
+struct LinearModule {
+  std::string path;
+  nn::LinearWeights* weights;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  const ModelConfig& config() const { return config_; }
+  ParamStore& params() { return params_; }
+
+  // Logits and (with labels) the loss: mean over counted tokens or, for gradient accumulation,
+  // the sum (the trainer divides by the total count before the optimizer step). Causal models
+  // shift labels inside; T5 does not.
+  virtual ForwardResult forward(Graph& g, const Batch& batch, LossReduction reduction) = 0;
+
+  // Every linear layer by module path, for LoRA targeting.
+  virtual std::vector<LinearModule> linear_modules() = 0;
+
+  // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
+  // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
+  virtual std::vector<std::pair<std::string, std::string>> tied_aliases() const = 0;
+
+ protected:
+  explicit Model(ModelConfig config) : config_(std::move(config)) {}
+  ModelConfig config_;
+  ParamStore params_;
+};
+
+// Builds the architecture named by config.model_type, params zero-filled (load weights next).
+std::unique_ptr<Model> create_model(const ModelConfig& config);
+
+}  // namespace s2s
