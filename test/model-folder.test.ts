@@ -83,3 +83,16 @@ describe("model folders", () => {
     expect(() => loadTokenizer(folder({}))).toThrow(/tokenizer\.json: file not found/);
   });
 });
+
+describe("the PyTorch fixture folders", () => {
+  const root = path.resolve(import.meta.dirname, "fixtures/models");
+  for (const name of ["gpt2", "llama-gqa", "qwen2", "t5-gated", "t5-relu-tied"]) {
+    it(`${name}: config, weights and tokenizer load`, () => {
+      const m = inspectModelFolder(path.join(root, name));
+      expect(m.weightFiles.length).toBe(name === "llama-gqa" ? 2 : 1);
+      const tok = loadTokenizer(m.dir);
+      const ids = tok.encode("w10 w11 w12", { add_special_tokens: false }).ids;
+      expect(ids.length).toBe(3);
+    });
+  }
+});
