@@ -304,6 +304,33 @@ TEST(gemm_is_bit_deterministic) {
   set_num_threads(saved_threads);
 }
 
+// GEMM called from inside a pool task (an op that parallelises over a batch and multiplies per
+// item): must not deadlock, and must give the same bits as a top-level call (the nested call
+// runs on its own thread alone; the result does not depend on the thread split).
+TEST(gemm_nested_in_parallel_for_matches_top_level) {
+  const int saved_threads = num_threads();
+  set_num_threads(2);
+  // Large enough (> kMinMacsForThreads) that a top-level call would use both threads.
+  const Case c = make_case(false, true, 300, 200, 150, 0, 99);
+  for (bool bf16 : {false, true}) {
+    const std::vector<float> top = run_ours(c, bf16, 1.f, 0.f);
+    std::vector<float> nested[2];
+    bool inside[2] = {false, false};
+    parallel_for(2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        inside[i] = in_parallel_region();
+        nested[i] = run_ours(c, bf16, 1.f, 0.f);
+      }
+    });
+    for (int i = 0; i < 2; ++i) {
+      CHECK_MSG(inside[i], "parallel_for body should run inside the pool");
+      CHECK_MSG(std::memcmp(nested[i].data(), top.data(), top.size() * sizeof(float)) == 0,
+                "nested GEMM differs from top-level: " + describe(c, bf16, 1.f, 0.f));
+    }
+  }
+  set_num_threads(saved_threads);
+}
+
 TEST(gemm_kernel_names_follow_isa) {
   const Isa saved = active_isa();
   for (Isa isa : supported_isas())

@@ -219,7 +219,11 @@ constexpr double kMinMacsForThreads = 1.0 * (1 << 20);
 void run(const KernelDesc& d, const Problem& p) {
   int T = num_threads();
   const double macs = double(p.M) * double(p.N) * double(p.K);
-  if (macs < kMinMacsForThreads) T = 1;
+  // Nested inside a pool task, parallel_run would run the T slices one after another on this
+  // thread, each repacking the unsplit operand: one whole-C pass is the same bits (see the
+  // header) with no duplicated packing. It also keeps this driver safe if it ever
+  // synchronises its threads (a barrier inside a serial nested run would deadlock).
+  if (macs < kMinMacsForThreads || in_parallel_region()) T = 1;
   const int64_t m_panels = ceil_div(p.M, d.mr), n_panels = ceil_div(p.N, d.nr);
   // Each thread packs its own share of one operand and the whole of the other, so split the
   // dimension whose unsplit operand is smaller: split N (every thread packs all of A, M x K)
