@@ -6,6 +6,7 @@
 #include "s2s/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -20,6 +21,14 @@ namespace s2s {
 namespace {
 
 thread_local bool t_inside_pool = false;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
 
 int default_threads() {
   if (const char* env = std::getenv("S2S_NUM_THREADS")) {
@@ -43,7 +52,7 @@ class Pool {
     size_ = n;
     stopping_ = false;
     // New workers must not mistake the last finished job for a new one.
-    const uint64_t current = generation_;
+    const uint64_t current = generation_.load();
     for (int i = 1; i < n; ++i) {
       workers_.emplace_back([this, i, current] { worker_loop(i, current); });
     }
@@ -64,7 +73,7 @@ class Pool {
       job_threads_ = nthreads;
       job_errors_ = &errors;
       pending_.store(nthreads - 1, std::memory_order_release);
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     t_inside_pool = true;
@@ -94,11 +103,18 @@ class Pool {
       const std::function<void(int)>* job;
       std::vector<std::exception_ptr>* errors;
       int threads;
+      // Ops run back to back (a training step is hundreds of them): spin briefly for the next
+      // job before sleeping, so a worker does not start each one a futex wake-up late.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+      for (int i = 0; generation_.load(std::memory_order_acquire) == seen; ++i) {
+        if ((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) break;
+        cpu_relax();
+      }
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen; });
         if (stopping_) return;
-        seen = generation_;
+        seen = generation_.load();
         job = job_;
         errors = job_errors_;
         threads = job_threads_;
@@ -134,7 +150,7 @@ class Pool {
   const std::function<void(int)>* job_ = nullptr;
   std::vector<std::exception_ptr>* job_errors_ = nullptr;
   int job_threads_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};  // bumped under mutex_, read without it while spinning
   std::atomic<int> pending_{0};
   bool stopping_ = false;
   int size_ = 1;
