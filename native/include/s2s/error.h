@@ -16,6 +16,7 @@ inline constexpr const char* kArgument = "S2S_ARGUMENT";  // a scalar argument i
 inline constexpr const char* kLayout = "S2S_LAYOUT";      // a tensor is not laid out as required
 inline constexpr const char* kOutOfMemory = "S2S_OUT_OF_MEMORY";
 inline constexpr const char* kInternal = "S2S_INTERNAL";  // a bug in the core, not in the input
+inline constexpr const char* kConfig = "S2S_CONFIG";      // a model config.json is invalid or unsupported
 }  // namespace code
 
 class Error : public std::runtime_error {
