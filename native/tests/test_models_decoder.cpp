@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -562,8 +563,87 @@ void check_parity(const std::string& name) {
               train_err, norm_err);
 }
 
+// LoRA through linear_modules(): PEFT's adapter on every targeted module (suffix match), base
+// frozen; logits, loss, adapter gradients and ten adapter-only AdamW steps against the fixture.
+// Checks that the modules' LinearWeights are the ones forward runs.
+void check_lora_parity(const std::string& name, const std::vector<std::string>& targets) {
+  set_num_threads(2);
+  const std::string dir = fixture_dir(name);
+  std::unique_ptr<Model> m =
+      create_model(parse_model_config(read_text(dir + "/config.json"), dir + "/config.json"));
+  load_weights(*m, open_weight_files(dir));
+  Fixture fx(dir);
+  std::deque<nn::Lora> loras;
+  std::vector<Param*> adapters;
+  for (const LinearModule& mod : m->linear_modules()) {
+    const std::string leaf = mod.path.substr(mod.path.find_last_of('.') + 1);
+    bool hit = false;
+    for (const std::string& t : targets) hit = hit || leaf == t;
+    if (!hit) continue;
+    const std::string base = "base_model.model." + mod.path;
+    const Tensor a = fx.file->view("lora.init." + base + ".lora_A.weight");
+    const Tensor b = fx.file->view("lora.init." + base + ".lora_B.weight");
+    Param& pa = m->params().create(base + ".lora_A.weight", {a.shape[0], a.shape[1]});
+    Param& pb = m->params().create(base + ".lora_B.weight", {b.shape[0], b.shape[1]});
+    m->params().load(pa, a);
+    m->params().load(pb, b);
+    loras.push_back(nn::Lora{&pa, &pb, 2.0f, 0.0f});
+    mod.weights->lora = &loras.back();
+    adapters.push_back(&pa);
+    adapters.push_back(&pb);
+  }
+  CHECK_MSG(!adapters.empty(), name + ": no LoRA target matched");
+  for (Param* p : m->params().all()) m->params().set_trainable(*p, false);
+  for (Param* p : adapters) m->params().set_trainable(*p, true);
+
+  Graph g;
+  ForwardResult r = m->forward(g, fx.batch, LossReduction::Mean);
+  const Tensor ref_logits = fx.file->view("lora.logits");
+  const double logits_err =
+      s2s_test::max_abs_error(r.logits->value.f32(), ref_logits.f32(), ref_logits.numel());
+  CHECK_ERR(logits_err, 1e-4, name + " lora.logits");
+  CHECK_ERR(std::fabs(double(r.loss->value.f32()[0]) - fx.file->view("lora.loss").f32()[0]), 1e-5,
+            name + " lora.loss");
+  g.backward(r.loss);
+  double worst_ratio = 0;
+  for (Param* p : adapters) {
+    const Tensor ref = fx.file->view("lora.grad." + p->name);
+    double max_ref = 0;
+    for (int64_t i = 0; i < ref.numel(); ++i) max_ref = std::fmax(max_ref, std::fabs(ref.f32()[i]));
+    const double err = s2s_test::max_abs_error(p->grad.f32(), ref.f32(), ref.numel());
+    const double tol = 1e-5 + 1e-3 * max_ref;
+    CHECK_ERR(err, tol, name + " lora.grad." + p->name);
+    worst_ratio = std::fmax(worst_ratio, err / tol);
+  }
+  m->params().zero_grads();
+  OptimizerConfig oc;  // AdamW defaults (lr per call, wd 0.01 on A and B), clip 1.0
+  oc.max_grad_norm = 1.0;
+  const Tensor ref_losses = fx.file->view("lora.train.losses");
+  double train_err = 0;
+  for (int64_t step = 1; step <= ref_losses.numel(); ++step) {
+    g.reset();
+    ForwardResult s = m->forward(g, fx.batch, LossReduction::Mean);
+    const double err = std::fabs(double(s.loss->value.f32()[0]) - ref_losses.f32()[step - 1]);
+    CHECK_ERR(err, 1e-4, name + " lora.train.losses[" + std::to_string(step - 1) + "]");
+    train_err = std::fmax(train_err, err);
+    g.backward(s.loss);
+    optimizer_step(m->params(), oc, step, 1e-2, 1.0f);
+  }
+  std::printf("    %s LoRA (%zu adapters): logits %.2e, worst grad %.3f of tolerance, "
+              "train losses %.2e\n",
+              name.c_str(), adapters.size() / 2, logits_err, worst_ratio, train_err);
+}
+
 }  // namespace
 
 TEST(parity_gpt2_logits_loss_grads_and_training) { check_parity("gpt2"); }
 TEST(parity_llama_gqa_logits_loss_grads_and_training) { check_parity("llama-gqa"); }
 TEST(parity_qwen2_logits_loss_grads_and_training) { check_parity("qwen2"); }
+
+TEST(parity_lora_through_linear_modules) {
+  const std::vector<std::string> llama{"q_proj", "k_proj", "v_proj", "o_proj",
+                                       "gate_proj", "up_proj", "down_proj"};
+  check_lora_parity("gpt2", {"c_attn", "c_proj", "c_fc"});
+  check_lora_parity("llama-gqa", llama);
+  check_lora_parity("qwen2", llama);
+}
