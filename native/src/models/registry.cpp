@@ -1,19 +1,16 @@
-// create_model: the one switch from a parsed config to its architecture.
-#include <memory>
-
-#include "s2s/error.h"
-#include "s2s/models/model.h"
-#include "s2s/models/t5.h"
+// create_model: config.arch -> the architecture's factory (registry.h).
+#include "models/registry.h"
 
 namespace s2s {
 
 std::unique_ptr<Model> create_model(const ModelConfig& config) {
   switch (config.arch) {
-    case Architecture::T5: return std::make_unique<T5Model>(config);
-    default: break;
+    case Architecture::Gpt2: return create_gpt2(config);
+    case Architecture::Llama:
+    case Architecture::Qwen2: return create_llama(config);
+    case Architecture::T5: return create_t5(config);
   }
-  fail(code::kArgument, "create_model", "expected a supported model_type, got '",
-       config.model_type, "'");
+  fail(code::kConfig, "model", "model_type '", config.model_type, "' has no implementation yet");
 }
 
 }  // namespace s2s

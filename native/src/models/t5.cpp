@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "models/registry.h"
 #include "s2s/error.h"
 #include "s2s/nn/functional.h"
 
@@ -280,6 +281,10 @@ std::vector<LinearModule> T5Model::linear_modules() {
   add_blocks(encoder_, false);
   add_blocks(decoder_, true);
   return out;
+}
+
+std::unique_ptr<Model> create_t5(const ModelConfig& config) {
+  return std::make_unique<T5Model>(config);
 }
 
 std::vector<std::pair<std::string, std::string>> T5Model::tied_aliases() const {
