@@ -410,3 +410,77 @@ void run_parity(const char* name, double train_tol, int tight_steps, double late
 TEST(t5_relu_tied_matches_pytorch) { run_parity("t5-relu-tied", 1e-4, 10, 0.0); }
 
 TEST(t5_gated_matches_pytorch) { run_parity("t5-gated", 1e-4, 5, 2e-3); }
+
+namespace {
+
+// LoRA (r 4, alpha 8, PEFT suffix targets = every linear_modules() entry) on the frozen base:
+// logits, loss, adapter gradients and 10 AdamW steps over the adapters only.
+void run_lora_parity(const char* name, double train_tol) {
+  Parity px(name);
+  ParamStore& ps = px.model->params();
+  for (Param* p : ps.all()) ps.set_trainable(*p, false);
+  const std::vector<LinearModule> mods = px.model->linear_modules();
+  std::vector<nn::Lora> loras(mods.size());
+  std::vector<Param*> adapters;
+  for (size_t i = 0; i < mods.size(); ++i) {
+    for (const char* ab : {"lora_A", "lora_B"}) {
+      const std::string pname = "base_model.model." + mods[i].path + "." + ab + ".weight";
+      const Tensor init = px.fx->view("lora.init." + pname);
+      Param& p = ps.create(pname, {init.shape[0], init.shape[1]});
+      ps.load(p, init);
+      ps.set_trainable(p, true);
+      adapters.push_back(&p);
+      (ab[5] == 'A' ? loras[i].A : loras[i].B) = &p;
+    }
+    loras[i].scaling = 2.0f;  // alpha 8 / r 4
+    mods[i].weights->lora = &loras[i];
+  }
+  int64_t fixture_inits = 0;
+  for (const auto& t : px.fx->tensors()) fixture_inits += t.name.rfind("lora.init.", 0) == 0;
+  CHECK(fixture_inits == static_cast<int64_t>(adapters.size()));  // same target set as PEFT
+
+  Graph g;
+  ForwardResult r = px.model->forward(g, px.batch, LossReduction::Mean);
+  const Tensor ref_logits = px.fx->view("lora.logits");
+  const double logits_err =
+      s2s_test::max_abs_error(r.logits->value.f32(), ref_logits.f32(), ref_logits.numel());
+  const double loss_err = std::fabs(r.loss->value.f32()[0] - px.fx->view("lora.loss").f32()[0]);
+  CHECK_ERR(logits_err, 1e-4, std::string(name) + " lora logits");
+  CHECK_ERR(loss_err, 1e-5, std::string(name) + " lora loss");
+  g.backward(r.loss);
+  double grad_worst = 0;
+  for (Param* p : adapters) {
+    const Tensor ref = px.fx->view("lora.grad." + p->name);
+    const double err = s2s_test::max_abs_error(p->grad.f32(), ref.f32(), ref.numel());
+    const double tol = 1e-5 + 1e-3 * max_abs(ref.f32(), ref.numel());
+    CHECK_ERR(err, tol, std::string(name) + " lora.grad." + p->name);
+    grad_worst = std::fmax(grad_worst, err / tol);
+  }
+  CHECK(ps.trainable().size() == adapters.size());
+
+  ps.zero_grads();
+  OptimizerConfig oc;
+  oc.adamw.lr = 1e-2;
+  oc.adamw.weight_decay = 0.01;
+  oc.max_grad_norm = 1.0;
+  const Tensor ref_losses = px.fx->view("lora.train.losses");
+  double train_err = 0;
+  Graph gt;
+  for (int step = 1; step <= 10; ++step) {
+    gt.reset();
+    ForwardResult rt = px.model->forward(gt, px.batch, LossReduction::Mean);
+    train_err = std::fmax(train_err, std::fabs(rt.loss->value.f32()[0] - ref_losses.f32()[step - 1]));
+    gt.backward(rt.loss);
+    optimizer_step(ps, oc, step, 1e-2, 1.0f);
+  }
+  CHECK_ERR(train_err, train_tol, std::string(name) + " lora training losses");
+  std::printf("    %s LoRA: logits max abs err %.2e, loss err %.2e, adapter grads (%zu) worst %.3f "
+              "of tolerance, train losses max abs err %.2e\n",
+              name, logits_err, loss_err, adapters.size(), grad_worst, train_err);
+}
+
+}  // namespace
+
+TEST(t5_relu_tied_lora_matches_pytorch) { run_lora_parity("t5-relu-tied", 1e-4); }
+
+TEST(t5_gated_lora_matches_pytorch) { run_lora_parity("t5-gated", 1e-4); }
