@@ -274,6 +274,7 @@ TEST(t5_rejects_bad_configs_and_batches) {
 #include <sstream>
 
 #include "s2s/io/safetensors.h"
+#include "s2s/models/weights.h"
 #include "s2s/train/optimizer.h"
 
 namespace {
@@ -293,19 +294,26 @@ std::string read_text(const std::string& path) {
 
 struct Parity {
   std::unique_ptr<Model> model;
-  std::shared_ptr<SafetensorsFile> weights, fx;
+  std::vector<std::shared_ptr<SafetensorsFile>> files;
+  std::shared_ptr<SafetensorsFile> fx;
+  LoadReport p_report;
   Batch batch;
 
-  explicit Parity(const std::string& name) {
+  // keep_bf16: frozen linear/embedding weights stay bf16 views of the file (LoRA on a bf16 base).
+  explicit Parity(const std::string& name, bool keep_bf16 = false) {
     const std::string dir = fixture_dir(name);
     model = create_model(parse_model_config(read_text(dir + "/config.json"), dir + "/config.json"));
-    weights = SafetensorsFile::open(dir + "/model.safetensors");
+    files = open_weight_files(dir);
     fx = SafetensorsFile::open(dir + "/fixture.safetensors");
     ParamStore& ps = model->params();
-    for (Param* p : ps.all()) {
-      ps.load(*p, weights->view(p->name));  // bf16 files are widened to fp32
-      ps.set_trainable(*p, true);
-      p->decay = true;  // the fixture's AdamW decays every tensor
+    if (!keep_bf16) {
+      for (Param* p : ps.all()) ps.set_trainable(*p, true);
+      p_report = load_weights(*model, files);  // bf16 files are widened to fp32
+      for (Param* p : ps.all()) p->decay = true;  // the fixture's AdamW decays every tensor
+    } else {
+      LoadOptions o;
+      o.keep_frozen_in_file_dtype = true;
+      p_report = load_weights(*model, files, o);
     }
     const SafetensorsTensor* ids = fx->find("input_ids");
     const SafetensorsTensor* labels = fx->find("labels");
@@ -333,6 +341,7 @@ void run_parity(const char* name, double train_tol, int tight_steps, double late
   set_num_threads(2);
   Parity px(name);
   ParamStore& ps = px.model->params();
+  CHECK(px.p_report.unused.empty() && px.p_report.loaded == static_cast<int64_t>(ps.all().size()));
   const int64_t n_logits = px.batch.B * px.batch.Td * px.model->config().vocab_size;
 
   // The fixture's decoder_input_ids are HF's _shift_right(labels): compare with an explicit run.
@@ -491,3 +500,38 @@ void run_lora_parity(const char* name, double train_tol) {
 TEST(t5_relu_tied_lora_matches_pytorch) { run_lora_parity("t5-relu-tied", 1e-4); }
 
 TEST(t5_gated_lora_matches_pytorch) { run_lora_parity("t5-gated", 1e-4); }
+
+// LoRA over a frozen base kept in bf16 (t5-gated's file dtype): shared.weight, lm_head and every
+// linear stay bf16 views; the gemms round activations to bf16, so only closeness is expected.
+TEST(t5_gated_lora_runs_on_a_bf16_base) {
+  Parity px("t5-gated", /*keep_bf16=*/true);
+  ParamStore& ps = px.model->params();
+  CHECK(ps.get("shared.weight").value.dtype == DType::BF16);
+  CHECK(ps.get("decoder.block.2.layer.1.EncDecAttention.v.weight").value.dtype == DType::BF16);
+  CHECK(ps.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").value.dtype ==
+        DType::F32);
+  std::vector<LinearModule> mods = px.model->linear_modules();
+  mods.pop_back();  // lm_head
+  std::vector<nn::Lora> loras(mods.size());
+  for (size_t i = 0; i < mods.size(); ++i) {
+    for (const char* ab : {"lora_A", "lora_B"}) {
+      const std::string pname = "base_model.model." + mods[i].path + "." + ab + ".weight";
+      const Tensor init = px.fx->view("lora.init." + pname);
+      Param& p = ps.create(pname, {init.shape[0], init.shape[1]});
+      ps.load(p, init);
+      ps.set_trainable(p, true);
+      (ab[5] == 'A' ? loras[i].A : loras[i].B) = &p;
+    }
+    loras[i].scaling = 2.0f;
+    mods[i].weights->lora = &loras[i];
+  }
+  Graph g;
+  ForwardResult r = px.model->forward(g, px.batch, LossReduction::Mean);
+  const double loss_err = std::fabs(r.loss->value.f32()[0] - px.fx->view("lora.loss").f32()[0]);
+  CHECK_ERR(loss_err, 5e-2, "bf16-base LoRA loss vs fp32 fixture");
+  g.backward(r.loss);
+  double gsum = 0;
+  for (Param* p : ps.trainable()) gsum += abs_sum(p->grad);
+  CHECK(std::isfinite(gsum) && gsum > 0);
+  std::printf("    t5-gated LoRA on a bf16 base: loss err vs fp32 fixture %.2e\n", loss_err);
+}
