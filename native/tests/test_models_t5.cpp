@@ -1,11 +1,19 @@
 // T5 (v1.0 ReLU + tied head, v1.1 gated-GELU + untied head): whole-model gradients against finite
 // differences on tiny random configs (encoder padding, -100 labels, the shared relative-position
-// tables), HF semantics checks (shift-right, names, LoRA module paths, dropout only in training).
+// tables), HF semantics checks (shift-right, names, LoRA module paths, dropout only in training),
+// and PyTorch parity on test/fixtures/models/t5-{relu-tied,gated}: logits, loss, every gradient,
+// 10 AdamW steps, the same with LoRA. S2S_T5_VERBOSE=1 prints the per-step training losses.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "harness.h"
+#include "s2s/io/safetensors.h"
+#include "s2s/models/weights.h"
+#include "s2s/train/optimizer.h"
 #include "s2s/models/t5.h"
 #include "s2s/nn/functional.h"
 #include "s2s/thread_pool.h"
@@ -269,13 +277,6 @@ TEST(t5_rejects_bad_configs_and_batches) {
 
 // ---- PyTorch parity: test/fixtures/models/t5-{gated,relu-tied} (see their README) ----
 
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
-
-#include "s2s/io/safetensors.h"
-#include "s2s/models/weights.h"
-#include "s2s/train/optimizer.h"
 
 namespace {
 
@@ -534,4 +535,18 @@ TEST(t5_gated_lora_runs_on_a_bf16_base) {
   for (Param* p : ps.trainable()) gsum += abs_sum(p->grad);
   CHECK(std::isfinite(gsum) && gsum > 0);
   std::printf("    t5-gated LoRA on a bf16 base: loss err vs fp32 fixture %.2e\n", loss_err);
+}
+
+TEST(t5_config_reads_dropout_rate_and_feed_forward_proj) {
+  const std::string base =
+      R"({"model_type": "t5", "vocab_size": 13, "d_model": 8, "d_kv": 4, "d_ff": 12,
+          "num_layers": 1, "num_heads": 2, "feed_forward_proj": "gated-gelu")";
+  ModelConfig c = parse_model_config(base + "}", "inline");
+  CHECK(c.dropout_rate == 0.1f);  // T5Config's default
+  CHECK(c.gated_act && c.hidden_act == "gelu_new" && c.num_decoder_layers == 1);
+  c = parse_model_config(base + R"(, "dropout_rate": 0})", "inline");
+  CHECK(c.dropout_rate == 0.0f);
+  CHECK_THROWS_CODE(parse_model_config(base + R"(, "dropout_rate": 1.5})", "inline"), code::kConfig);
+  std::unique_ptr<Model> m = create_model(c);
+  CHECK(m->params().find("decoder.block.0.layer.2.DenseReluDense.wi_1.weight") != nullptr);
 }
