@@ -207,6 +207,16 @@ void parse_t5(const Fields& f, ModelConfig& c) {
     f.error("feed_forward_proj '", proj, "' is not supported; supported: relu, gated-gelu");
   }
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", true);
+  c.dropout_rate = 0.1f;  // T5Config's default
+  if (const json::Value* v = f.get("dropout_rate")) {
+    if (!(v->is(json::Kind::Int) || v->is(json::Kind::Double)) || !(v->number >= 0) ||
+        !(v->number < 1)) {
+      f.error("field 'dropout_rate' expected a number in [0, 1), got ",
+              v->is(json::Kind::Int) || v->is(json::Kind::Double) ? std::to_string(v->number)
+                                                                  : json::kind_name(v->kind));
+    }
+    c.dropout_rate = static_cast<float>(v->number);
+  }
   c.pad_token_id = f.token("pad_token_id", 0);
   c.eos_token_id = f.token("eos_token_id", 1);
   c.bos_token_id = f.token("bos_token_id", -1);

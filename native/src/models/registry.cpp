@@ -8,7 +8,7 @@ std::unique_ptr<Model> create_model(const ModelConfig& config) {
     case Architecture::Gpt2: return create_gpt2(config);
     case Architecture::Llama:
     case Architecture::Qwen2: return create_llama(config);
-    case Architecture::T5: break;
+    case Architecture::T5: return create_t5(config);
   }
   fail(code::kConfig, "model", "model_type '", config.model_type, "' has no implementation yet");
 }

@@ -8,5 +8,6 @@ namespace s2s {
 
 std::unique_ptr<Model> create_gpt2(const ModelConfig& config);
 std::unique_ptr<Model> create_llama(const ModelConfig& config);  // Llama and Qwen2
+std::unique_ptr<Model> create_t5(const ModelConfig& config);
 
 }  // namespace s2s
