@@ -17,10 +17,13 @@ class PromiseWorker : public Napi::AsyncWorker {
  public:
   using Job = std::function<void()>;
   using Result = std::function<Napi::Value(Napi::Env)>;
+  using Settle = std::function<void()>;
 
-  // Queues job; returns the Promise. `result` builds the resolved value (default: undefined).
+  // Queues job; returns the Promise. `result` builds the resolved value (default: undefined);
+  // `settle` runs on the JS thread when the job has finished, before the Promise settles either
+  // way (e.g. to clear a busy flag).
   static Napi::Promise Run(Napi::Env env, const char* name, KeepAlive keep, Job job,
-                           Result result = nullptr);
+                           Result result = nullptr, Settle settle = nullptr);
 
  protected:
   void Execute() override;
@@ -28,11 +31,13 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override;
 
  private:
-  PromiseWorker(Napi::Env env, const char* name, KeepAlive keep, Job job, Result result);
+  PromiseWorker(Napi::Env env, const char* name, KeepAlive keep, Job job, Result result,
+                Settle settle);
   Napi::Promise::Deferred deferred_;
   KeepAlive keep_;
   Job job_;
   Result result_;
+  Settle settle_;
   std::string code_ = s2s::code::kInternal;
 };
 

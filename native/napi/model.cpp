@@ -1,0 +1,375 @@
+// JS family "model": a loaded model as a JS object (ObjectWrap) whose slow methods run off the JS
+// thread. One call at a time per model (S2S_BUSY otherwise): the model and its graph are not
+// thread-safe, and the trainer drives them one step after another anyway. Batch arrays are
+// copied into the job (they are small), so JS may reuse them as soon as a call returns.
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "promise_worker.h"
+#include "s2s/models/model.h"
+#include "s2s/models/weights.h"
+#include "s2s/nn/graph.h"
+#include "s2s/train/optimizer.h"
+
+namespace s2s_napi {
+
+namespace {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) s2s::fail(s2s::code::kIO, "loadModel", path, ": cannot be opened");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Everything a loaded model needs kept together; owned by the JS object.
+struct LoadedModel {
+  std::unique_ptr<s2s::Model> model;
+  std::vector<std::shared_ptr<s2s::SafetensorsFile>> files;  // bound weights may view them
+  s2s::Graph graph;
+  s2s::LoadReport report;
+};
+
+// A batch copied out of JS.
+struct BatchCopy {
+  int64_t B = 0, T = 0, Td = 0;
+  std::vector<int32_t> input_ids, attention_mask, labels, position_ids, decoder_input_ids,
+      decoder_attention_mask;
+
+  s2s::Batch view() const {
+    s2s::Batch b;
+    b.B = B;
+    b.T = T;
+    b.Td = Td;
+    auto ptr = [](const std::vector<int32_t>& v) { return v.empty() ? nullptr : v.data(); };
+    b.input_ids = ptr(input_ids);
+    b.attention_mask = ptr(attention_mask);
+    b.labels = ptr(labels);
+    b.position_ids = ptr(position_ids);
+    b.decoder_input_ids = ptr(decoder_input_ids);
+    b.decoder_attention_mask = ptr(decoder_attention_mask);
+    return b;
+  }
+};
+
+int64_t size_field(const Napi::Object& o, const char* key, const char* fn, bool required) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() && !required) return 0;
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 1) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    s2s::fail(s2s::code::kArgument, fn, "expected batch.", key, " to be a positive integer");
+  }
+  return static_cast<int64_t>(d);
+}
+
+std::vector<int32_t> ids_field(const Napi::Object& o, const char* key, size_t expected,
+                               const char* fn, bool required) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) s2s::fail(s2s::code::kArgument, fn, "expected batch.", key, " (an Int32Array)");
+    return {};
+  }
+  const std::string name = std::string("batch.") + key;
+  Int32Span span = int32_arg(v, fn, name.c_str());
+  if (span.size != expected) {
+    s2s::fail(s2s::code::kShape, fn, "expected ", name, " to hold ", expected, " ids, got ",
+              span.size);
+  }
+  return std::vector<int32_t>(span.data, span.data + span.size);
+}
+
+BatchCopy batch_arg(const Napi::Value& value, const char* fn, bool encoder_decoder) {
+  if (!value.IsObject()) s2s::fail(s2s::code::kArgument, fn, "expected a batch object");
+  Napi::Object o = value.As<Napi::Object>();
+  BatchCopy b;
+  b.B = size_field(o, "batchSize", fn, true);
+  b.T = size_field(o, "seqLen", fn, true);
+  const size_t n = static_cast<size_t>(b.B * b.T);
+  b.input_ids = ids_field(o, "inputIds", n, fn, true);
+  b.attention_mask = ids_field(o, "attentionMask", n, fn, false);
+  if (encoder_decoder) {
+    b.Td = size_field(o, "decoderLen", fn, true);
+    const size_t nd = static_cast<size_t>(b.B * b.Td);
+    b.labels = ids_field(o, "labels", nd, fn, false);
+    b.decoder_input_ids = ids_field(o, "decoderInputIds", nd, fn, false);
+    b.decoder_attention_mask = ids_field(o, "decoderAttentionMask", nd, fn, false);
+    if (b.labels.empty() && b.decoder_input_ids.empty()) {
+      s2s::fail(s2s::code::kArgument, fn, "expected batch.labels or batch.decoderInputIds");
+    }
+  } else {
+    b.labels = ids_field(o, "labels", n, fn, false);
+    b.position_ids = ids_field(o, "positionIds", n, fn, false);
+  }
+  return b;
+}
+
+s2s::LossReduction reduction_option(const Napi::Object& opts, const char* fn) {
+  Napi::Value r = opts.Get("reduction");
+  if (r.IsUndefined()) return s2s::LossReduction::Mean;
+  const std::string v = r.IsString() ? r.As<Napi::String>().Utf8Value() : "";
+  if (v == "mean") return s2s::LossReduction::Mean;
+  if (v == "sum") return s2s::LossReduction::Sum;
+  s2s::fail(s2s::code::kArgument, fn, "expected options.reduction 'mean' or 'sum', got '", v, "'");
+}
+
+Napi::Object options_at(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() && info[i].IsObject() ? info[i].As<Napi::Object>()
+                                                 : Napi::Object::New(info.Env());
+}
+
+}  // namespace
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("info", &ModelWrap::Info),
+                        InstanceMethod("setTrainable", &ModelWrap::SetTrainable),
+                        InstanceMethod("forward", &ModelWrap::Forward),
+                        InstanceMethod("accumulate", &ModelWrap::Accumulate),
+                        InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    // Only loadModel constructs these, passing the loaded model as an External.
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw Napi::TypeError::New(info.Env(), "NativeModel is created by loadModel()");
+    }
+    loaded_.reset(info[0].As<Napi::External<LoadedModel>>().Data());
+  }
+
+ private:
+  bool encoder_decoder() const {
+    return loaded_->model->config().arch == s2s::Architecture::T5;
+  }
+
+  // Marks the model busy for the duration of an async call; the returned closure clears it.
+  PromiseWorker::Settle claim(const char* fn) {
+    if (busy_) {
+      s2s::fail(s2s::code::kBusy, fn, "expected the model to be idle, but a ",
+                busy_with_, " call is still running; await it first");
+    }
+    busy_ = true;
+    busy_with_ = fn;
+    return [this] { busy_ = false; };
+  }
+
+  KeepAlive keep_this(const Napi::CallbackInfo& info) {
+    KeepAlive keep;
+    keep.hold(info.This());  // the model cannot be collected while a job uses it
+    return keep;
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      Napi::Env env = info.Env();
+      s2s::Model& m = *loaded_->model;
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("modelType", m.config().model_type);
+      out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
+      out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
+      Napi::Array params = Napi::Array::New(env);
+      uint32_t i = 0;
+      for (s2s::Param* p : m.params().all()) {
+        Napi::Object po = Napi::Object::New(env);
+        po.Set("name", p->name);
+        Napi::Array shape = Napi::Array::New(env, p->value.ndim);
+        for (int d = 0; d < p->value.ndim; ++d) {
+          shape.Set(static_cast<uint32_t>(d), static_cast<double>(p->value.shape[d]));
+        }
+        po.Set("shape", shape);
+        po.Set("dtype", s2s::dtype_name(p->value.dtype));
+        po.Set("trainable", p->trainable);
+        params.Set(i++, po);
+      }
+      out.Set("params", params);
+      Napi::Array unused = Napi::Array::New(env, loaded_->report.unused.size());
+      for (size_t u = 0; u < loaded_->report.unused.size(); ++u) {
+        unused.Set(static_cast<uint32_t>(u), loaded_->report.unused[u]);
+      }
+      out.Set("unusedTensors", unused);
+      return out;
+    });
+  }
+
+  // setTrainable(true | false): every parameter (full fine-tuning) or none.
+  Napi::Value SetTrainable(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsBoolean()) {
+        throw_argument("setTrainable", "expected true (train every parameter) or false");
+      }
+      if (busy_) s2s::fail(s2s::code::kBusy, "setTrainable", "expected the model to be idle");
+      const bool on = info[0].As<Napi::Boolean>().Value();
+      s2s::ParamStore& ps = loaded_->model->params();
+      for (s2s::Param* p : ps.all()) ps.set_trainable(*p, on);
+      return info.Env().Undefined();
+    });
+  }
+
+  // forward(batch, {reduction, logits: boolean}) -> Promise<{loss, count, logits?}>
+  Napi::Value Forward(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "forward";
+      BatchCopy batch = batch_arg(info[0], fn, encoder_decoder());
+      Napi::Object opts = options_at(info, 1);
+      const s2s::LossReduction reduction = reduction_option(opts, fn);
+      const bool want_logits = bool_option(opts, "logits", false, fn);
+      struct Out { double loss = NAN; int64_t count = 0; std::vector<float> logits; int64_t V = 0; };
+      auto out = std::make_shared<Out>();
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.forward", keep_this(info),
+          [lm, batch = std::move(batch), reduction, want_logits, out] {
+            lm->graph.reset();
+            lm->graph.training = false;
+            s2s::ForwardResult r = lm->model->forward(lm->graph, batch.view(), reduction);
+            if (r.loss) out->loss = r.loss->value.f32()[0];
+            out->count = r.count;
+            if (want_logits) {
+              const s2s::Tensor& l = r.logits->value;
+              out->V = l.shape[l.ndim - 1];
+              out->logits.assign(l.f32(), l.f32() + l.numel());
+            }
+          },
+          [out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("loss", std::isnan(out->loss) ? env.Null() : Napi::Number::New(env, out->loss));
+            o.Set("count", static_cast<double>(out->count));
+            if (!out->logits.empty()) {
+              Napi::Float32Array a = Napi::Float32Array::New(env, out->logits.size());
+              std::memcpy(a.Data(), out->logits.data(), sizeof(float) * out->logits.size());
+              o.Set("logits", a);
+              o.Set("vocabSize", static_cast<double>(out->V));
+            }
+            return o;
+          },
+          settle);
+    });
+  }
+
+  // accumulate(batch, {training, dropoutSeed}) -> Promise<{lossSum, count}>: forward with the
+  // summed loss and backward, adding into the trainable params' gradients (one micro-batch).
+  Napi::Value Accumulate(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "accumulate";
+      BatchCopy batch = batch_arg(info[0], fn, encoder_decoder());
+      if (batch.labels.empty()) s2s::fail(s2s::code::kArgument, fn, "expected batch.labels");
+      Napi::Object opts = options_at(info, 1);
+      const bool training = bool_option(opts, "training", true, fn);
+      const double seed = number_option(opts, "dropoutSeed", 0, fn);
+      S2S_REQUIRE(loaded_->model->params().count_elements(true) > 0, s2s::code::kArgument, fn,
+                  "expected trainable parameters (call setTrainable(true) or attach LoRA)");
+      struct Out { double loss = 0; int64_t count = 0; };
+      auto out = std::make_shared<Out>();
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.accumulate", keep_this(info),
+          [lm, batch = std::move(batch), training, seed, out] {
+            s2s::Graph& g = lm->graph;
+            g.reset();
+            g.training = training;
+            g.dropout_seed = static_cast<uint64_t>(seed);
+            s2s::ForwardResult r = lm->model->forward(g, batch.view(), s2s::LossReduction::Sum);
+            out->loss = r.loss->value.f32()[0];
+            out->count = r.count;
+            if (r.count > 0) g.backward(r.loss);
+          },
+          [out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("lossSum", out->loss);
+            o.Set("count", static_cast<double>(out->count));
+            return o;
+          },
+          settle);
+    });
+  }
+
+  // optimizerStep({step, lr, beta1, beta2, eps, weightDecay, maxGradNorm, gradScale})
+  //   -> Promise<{gradNorm, finite}>
+  Napi::Value OptimizerStep(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "optimizerStep";
+      Napi::Object opts = options_at(info, 0);
+      s2s::OptimizerConfig config;
+      config.adamw.beta1 = number_option(opts, "beta1", 0.9, fn);
+      config.adamw.beta2 = number_option(opts, "beta2", 0.999, fn);
+      config.adamw.eps = number_option(opts, "eps", 1e-8, fn);
+      config.adamw.weight_decay = number_option(opts, "weightDecay", 0.0, fn);
+      config.max_grad_norm = number_option(opts, "maxGradNorm", 1.0, fn);
+      const double step = number_option(opts, "step", 0, fn);
+      const double lr = number_option(opts, "lr", -1, fn);
+      const double scale = number_option(opts, "gradScale", 1.0, fn);
+      S2S_REQUIRE(step >= 1 && step == static_cast<double>(static_cast<int64_t>(step)),
+                  s2s::code::kArgument, fn, "expected options.step to be an integer >= 1, got ", step);
+      S2S_REQUIRE(lr >= 0, s2s::code::kArgument, fn, "expected options.lr >= 0, got ", lr);
+      struct Out { s2s::OptimizerStepStats stats; };
+      auto out = std::make_shared<Out>();
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.optimizer_step", keep_this(info),
+          [lm, config, step, lr, scale, out] {
+            out->stats = s2s::optimizer_step(lm->model->params(), config,
+                                             static_cast<int64_t>(step), lr,
+                                             static_cast<float>(scale));
+          },
+          [out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("gradNorm", out->stats.grad_norm);
+            o.Set("finite", out->stats.finite);
+            return o;
+          },
+          settle);
+    });
+  }
+
+  std::unique_ptr<LoadedModel> loaded_;
+  bool busy_ = false;
+  const char* busy_with_ = "";
+};
+
+// loadModel(folder, {keepFrozenInFileDtype}) -> Promise<NativeModel>
+static Napi::Value load_model(const Napi::CallbackInfo& cb) {
+  return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const char* fn = "loadModel";
+    if (info.Length() < 1 || !info[0].IsString()) throw_argument(fn, "expected a model folder path");
+    const std::string folder = info[0].As<Napi::String>().Utf8Value();
+    Napi::Object opts = options_at(info, 1);
+    s2s::LoadOptions load_options;
+    load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
+    auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
+    auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
+    return PromiseWorker::Run(
+        info.Env(), "s2s.load_model", KeepAlive{},
+        [folder, load_options, slot] {
+          auto lm = std::make_unique<LoadedModel>();
+          const std::string config_path = folder + "/config.json";
+          const s2s::ModelConfig config =
+              s2s::parse_model_config(read_text_file(config_path), config_path);
+          lm->model = s2s::create_model(config);
+          lm->files = s2s::open_weight_files(folder);
+          lm->report = s2s::load_weights(*lm->model, lm->files, load_options);
+          if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
+          *slot = std::move(lm);
+        },
+        [slot, ctor](Napi::Env env) -> Napi::Value {
+          return ctor->New({Napi::External<LoadedModel>::New(env, slot->release())});
+        });
+  });
+}
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  auto* ctor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
+  env.SetInstanceData<Napi::FunctionReference>(ctor);  // per-environment: worker threads too
+  exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
+}
+
+}  // namespace s2s_napi
