@@ -15,6 +15,8 @@ inline constexpr const char* kDType = "S2S_DTYPE";        // a tensor has the wr
 inline constexpr const char* kArgument = "S2S_ARGUMENT";  // a scalar argument is out of range
 inline constexpr const char* kLayout = "S2S_LAYOUT";      // a tensor is not laid out as required
 inline constexpr const char* kOutOfMemory = "S2S_OUT_OF_MEMORY";
+inline constexpr const char* kFormat = "S2S_FORMAT";      // a file's contents are malformed
+inline constexpr const char* kIO = "S2S_IO";              // a file cannot be opened, read or written
 inline constexpr const char* kInternal = "S2S_INTERNAL";  // a bug in the core, not in the input
 }  // namespace code
 
