@@ -19,6 +19,7 @@ inline constexpr const char* kFormat = "S2S_FORMAT";      // a file's contents a
 inline constexpr const char* kIO = "S2S_IO";              // a file cannot be opened, read or written
 inline constexpr const char* kConfig = "S2S_CONFIG";      // a config file or config field is invalid
 inline constexpr const char* kInternal = "S2S_INTERNAL";  // a bug in the core, not in the input
+inline constexpr const char* kConfig = "S2S_CONFIG";      // a model config.json is invalid or unsupported
 }  // namespace code
 
 class Error : public std::runtime_error {

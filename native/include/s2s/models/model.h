@@ -22,6 +22,10 @@ struct Batch {
   const int32_t* input_ids = nullptr;       // (B,T)
   const int32_t* attention_mask = nullptr;  // (B,T) 1 = token, 0 = padding; null = all ones
   const int32_t* labels = nullptr;          // decoder-only (B,T); T5 (B,Td); -100 = ignored
+  // Decoder-only: the position of each token (B,T) (RoPE angle, GPT-2's wpe row); null = 0..T-1
+  // in every row, as transformers uses in training. For left-padded batches (generation) fill
+  // it with position_ids_from_attention_mask.
+  const int32_t* position_ids = nullptr;
   // Encoder-decoder only:
   int64_t Td = 0;
   const int32_t* decoder_input_ids = nullptr;  // (B,Td); null = labels shifted right
@@ -65,6 +69,12 @@ class Model {
   ModelConfig config_;
   ParamStore params_;
 };
+
+// transformers' generation positions for a left-padded batch: cumsum(attention_mask) - 1 along
+// each row, with padding positions set to 1 (its masked_fill_(attention_mask == 0, 1)).
+// mask (B,T) int32 of 0/1, out (B,T).
+void position_ids_from_attention_mask(const int32_t* attention_mask, int64_t B, int64_t T,
+                                      int32_t* out);
 
 // Builds the architecture named by config.model_type, params zero-filled (load weights next).
 std::unique_ptr<Model> create_model(const ModelConfig& config);

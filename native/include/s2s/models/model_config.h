@@ -33,6 +33,7 @@ struct ModelConfig {
   int64_t relative_attention_num_buckets = 32;
   int64_t relative_attention_max_distance = 128;
   bool gated_act = false;         // feed_forward_proj "gated-gelu" (v1.1 / flan)
+  float dropout_rate = 0.0f;      // dropout_rate (HF default 0.1); applied only in training
 
   int32_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
   int32_t decoder_start_token_id = -1;

@@ -1,0 +1,26 @@
+// What the decoder-only models (gpt2.cpp, llama.cpp) share: batch checks, the attention key
+// mask, and the causal-LM loss with its shifted labels. Internal to native/src/models.
+// Legend: B batch, T time, N = B*T rows, V vocab.
+#pragma once
+#include <cstdint>
+
+#include "s2s/models/model.h"
+
+namespace s2s {
+namespace decoder {
+
+// Checks the decoder-only fields of a batch (B, T > 0, input_ids present, T <= max_positions
+// when the model has a bound); `model` names the architecture in errors.
+void check_batch(const Batch& batch, const char* model, int64_t max_positions);
+
+// attention_mask (B,T) int32 -> a uint8 key mask in the graph's scratch memory, or null when
+// the batch has no mask or it is all ones (the attention then skips the mask entirely).
+const uint8_t* key_mask(Graph& g, const Batch& batch);
+
+// logits (N,V) -> {logits, loss, count}: logits at t predict labels at t+1 (transformers'
+// ForCausalLMLoss). The shifted labels are built once in scratch, -100 at the last position of
+// each row, so the logits are never copied. No labels: loss stays null.
+ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossReduction reduction);
+
+}  // namespace decoder
+}  // namespace s2s

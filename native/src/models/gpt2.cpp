@@ -1,0 +1,116 @@
+// GPT-2 (transformers' GPT2LMHeadModel, eager attention, no dropout) composed from nn layers,
+// with its Hugging Face weight names. Legend: B batch, T time, C n_embd, H heads, D = C/H,
+// F n_inner, V vocab, N = B*T.
+#include <string>
+#include <vector>
+
+#include "models/decoder_common.h"
+#include "models/registry.h"
+#include "s2s/models/model.h"
+
+namespace s2s {
+
+namespace {
+
+class Gpt2 final : public Model {
+ public:
+  explicit Gpt2(const ModelConfig& config) : Model(config) {
+    const int64_t C = config.hidden_size, F = config.intermediate_size;
+    const std::string root = "transformer.";
+    wte_ = &params_.create(root + "wte.weight", {config.vocab_size, C});
+    wpe_ = &params_.create(root + "wpe.weight", {config.max_positions, C});
+    blocks_.resize(static_cast<size_t>(config.num_layers));
+    for (int64_t i = 0; i < config.num_layers; ++i) {
+      Block& b = blocks_[static_cast<size_t>(i)];
+      const std::string p = root + "h." + std::to_string(i) + ".";
+      b.ln_1_w = &params_.create(p + "ln_1.weight", {C}, false);
+      b.ln_1_b = &params_.create(p + "ln_1.bias", {C}, false);
+      b.c_attn = conv1d(p + "attn.c_attn", C, 3 * C);
+      b.attn_proj = conv1d(p + "attn.c_proj", C, C);
+      b.ln_2_w = &params_.create(p + "ln_2.weight", {C}, false);
+      b.ln_2_b = &params_.create(p + "ln_2.bias", {C}, false);
+      b.c_fc = conv1d(p + "mlp.c_fc", C, F);
+      b.mlp_proj = conv1d(p + "mlp.c_proj", F, C);
+    }
+    ln_f_w_ = &params_.create(root + "ln_f.weight", {C}, false);
+    ln_f_b_ = &params_.create(root + "ln_f.bias", {C}, false);
+    lm_head_.weight = config.tie_word_embeddings
+                          ? wte_
+                          : &params_.create("lm_head.weight", {config.vocab_size, C});
+    lm_head_.layout = WeightLayout::OutIn;
+    gelu_ = config.hidden_act == "gelu" ? GeluApprox::None : GeluApprox::Tanh;
+  }
+
+  ForwardResult forward(Graph& g, const Batch& batch, LossReduction reduction) override {
+    decoder::check_batch(batch, "gpt2", config_.max_positions);
+    const int64_t B = batch.B, T = batch.T, C = config_.hidden_size;
+    const int64_t H = config_.num_heads, D = config_.head_dim;
+    const float eps = config_.norm_eps;
+    const uint8_t* mask = decoder::key_mask(g, batch);
+    AttentionOptions attn;
+    attn.causal = true;  // scale 1/sqrt(D)
+
+    Var* x = nn::embedding(g, batch.input_ids, B, T, wte_, wpe_, batch.position_ids);  // (B,T,C)
+    for (Block& b : blocks_) {
+      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
+      std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
+      Var* q = g.view(qkv[0], {B, T, H, D});
+      Var* k = g.view(qkv[1], {B, T, H, D});
+      Var* v = g.view(qkv[2], {B, T, H, D});
+      Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
+      x = nn::add(g, x, nn::linear(g, a, b.attn_proj));
+      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
+      Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_);  // (B,T,F)
+      x = nn::add(g, x, nn::linear(g, m, b.mlp_proj));
+    }
+    x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps);
+    Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
+    return decoder::causal_lm_loss(g, logits, batch, reduction);
+  }
+
+  std::vector<LinearModule> linear_modules() override {
+    std::vector<LinearModule> out;
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      const std::string p = "transformer.h." + std::to_string(i) + ".";
+      Block& b = blocks_[i];
+      out.push_back({p + "attn.c_attn", &b.c_attn});
+      out.push_back({p + "attn.c_proj", &b.attn_proj});
+      out.push_back({p + "mlp.c_fc", &b.c_fc});
+      out.push_back({p + "mlp.c_proj", &b.mlp_proj});
+    }
+    out.push_back({"lm_head", &lm_head_});
+    return out;
+  }
+
+  std::vector<std::pair<std::string, std::string>> tied_aliases() const override {
+    if (!config_.tie_word_embeddings) return {};
+    return {{"lm_head.weight", "transformer.wte.weight"}};
+  }
+
+ private:
+  struct Block {
+    Param *ln_1_w, *ln_1_b, *ln_2_w, *ln_2_b;
+    nn::LinearWeights c_attn, attn_proj, c_fc, mlp_proj;  // Conv1D: weight (in, out)
+  };
+
+  nn::LinearWeights conv1d(const std::string& path, int64_t in, int64_t out) {
+    nn::LinearWeights w;
+    w.weight = &params_.create(path + ".weight", {in, out});
+    w.bias = &params_.create(path + ".bias", {out}, false);
+    w.layout = WeightLayout::InOut;
+    return w;
+  }
+
+  Param *wte_, *wpe_, *ln_f_w_, *ln_f_b_;
+  std::vector<Block> blocks_;
+  nn::LinearWeights lm_head_;
+  GeluApprox gelu_ = GeluApprox::Tanh;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> create_gpt2(const ModelConfig& config) {
+  return std::make_unique<Gpt2>(config);
+}
+
+}  // namespace s2s

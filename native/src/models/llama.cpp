@@ -1,0 +1,120 @@
+// Llama and Qwen2 (transformers' LlamaForCausalLM / Qwen2ForCausalLM, eager attention, fp32)
+// composed from nn layers, with their Hugging Face weight names. Qwen2 is Llama with biases on
+// q/k/v_proj; Llama's attention_bias puts biases on q/k/v/o_proj. SmolLM and TinyLlama are Llama.
+// Legend: B batch, T time, C hidden_size, Hq query heads, Hkv key/value heads, D head_dim,
+// F intermediate_size, V vocab, N = B*T.
+#include <string>
+#include <vector>
+
+#include "models/decoder_common.h"
+#include "models/registry.h"
+#include "s2s/models/model.h"
+
+namespace s2s {
+
+namespace {
+
+class Llama final : public Model {
+ public:
+  explicit Llama(const ModelConfig& config) : Model(config) {
+    const int64_t C = config.hidden_size, F = config.intermediate_size, D = config.head_dim;
+    const int64_t Hq = config.num_heads, Hkv = config.num_kv_heads;
+    const bool qkv_bias = config.attention_bias;
+    const bool o_bias = config.attention_bias && config.arch == Architecture::Llama;
+    embed_ = &params_.create("model.embed_tokens.weight", {config.vocab_size, C});
+    layers_.resize(static_cast<size_t>(config.num_layers));
+    for (int64_t i = 0; i < config.num_layers; ++i) {
+      Layer& l = layers_[static_cast<size_t>(i)];
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      l.input_norm = &params_.create(p + "input_layernorm.weight", {C}, false);
+      l.q_proj = linear(p + "self_attn.q_proj", C, Hq * D, qkv_bias);
+      l.k_proj = linear(p + "self_attn.k_proj", C, Hkv * D, qkv_bias);
+      l.v_proj = linear(p + "self_attn.v_proj", C, Hkv * D, qkv_bias);
+      l.o_proj = linear(p + "self_attn.o_proj", Hq * D, C, o_bias);
+      l.post_norm = &params_.create(p + "post_attention_layernorm.weight", {C}, false);
+      l.gate_proj = linear(p + "mlp.gate_proj", C, F, false);
+      l.up_proj = linear(p + "mlp.up_proj", C, F, false);
+      l.down_proj = linear(p + "mlp.down_proj", F, C, false);
+    }
+    norm_ = &params_.create("model.norm.weight", {C}, false);
+    lm_head_.weight = config.tie_word_embeddings
+                          ? embed_
+                          : &params_.create("lm_head.weight", {config.vocab_size, C});
+  }
+
+  ForwardResult forward(Graph& g, const Batch& batch, LossReduction reduction) override {
+    const char* name = config_.arch == Architecture::Qwen2 ? "qwen2" : "llama";
+    decoder::check_batch(batch, name, 0);  // RoPE has no table: no length bound
+    const int64_t B = batch.B, T = batch.T, C = config_.hidden_size, D = config_.head_dim;
+    const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads;
+    const float eps = config_.norm_eps, theta = config_.rope_theta;
+    const int32_t* pos = batch.position_ids;  // null: 0..T-1
+    const uint8_t* mask = decoder::key_mask(g, batch);
+    AttentionOptions attn;
+    attn.causal = true;  // scale 1/sqrt(D)
+
+    Var* x = nn::embedding(g, batch.input_ids, B, T, embed_, nullptr, nullptr);  // (B,T,C)
+    for (Layer& l : layers_) {
+      Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
+      Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
+      Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta);
+      Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
+      Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
+      x = nn::add(g, x, nn::linear(g, a, l.o_proj));
+      h = nn::rmsnorm(g, x, l.post_norm, eps);
+      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));  // (B,T,F)
+      x = nn::add(g, x, nn::linear(g, m, l.down_proj));
+    }
+    x = nn::rmsnorm(g, x, norm_, eps);
+    Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
+    return decoder::causal_lm_loss(g, logits, batch, reduction);
+  }
+
+  std::vector<LinearModule> linear_modules() override {
+    std::vector<LinearModule> out;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const std::string p = "model.layers." + std::to_string(i) + ".";
+      Layer& l = layers_[i];
+      out.push_back({p + "self_attn.q_proj", &l.q_proj});
+      out.push_back({p + "self_attn.k_proj", &l.k_proj});
+      out.push_back({p + "self_attn.v_proj", &l.v_proj});
+      out.push_back({p + "self_attn.o_proj", &l.o_proj});
+      out.push_back({p + "mlp.gate_proj", &l.gate_proj});
+      out.push_back({p + "mlp.up_proj", &l.up_proj});
+      out.push_back({p + "mlp.down_proj", &l.down_proj});
+    }
+    out.push_back({"lm_head", &lm_head_});
+    return out;
+  }
+
+  std::vector<std::pair<std::string, std::string>> tied_aliases() const override {
+    if (!config_.tie_word_embeddings) return {};
+    return {{"lm_head.weight", "model.embed_tokens.weight"}};
+  }
+
+ private:
+  struct Layer {
+    Param *input_norm, *post_norm;
+    nn::LinearWeights q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+  };
+
+  nn::LinearWeights linear(const std::string& path, int64_t in, int64_t out, bool bias) {
+    nn::LinearWeights w;
+    w.weight = &params_.create(path + ".weight", {out, in});
+    if (bias) w.bias = &params_.create(path + ".bias", {out}, false);
+    w.layout = WeightLayout::OutIn;
+    return w;
+  }
+
+  Param *embed_, *norm_;
+  std::vector<Layer> layers_;
+  nn::LinearWeights lm_head_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> create_llama(const ModelConfig& config) {
+  return std::make_unique<Llama>(config);
+}
+
+}  // namespace s2s
