@@ -17,7 +17,6 @@ inline constexpr const char* kLayout = "S2S_LAYOUT";      // a tensor is not lai
 inline constexpr const char* kOutOfMemory = "S2S_OUT_OF_MEMORY";
 inline constexpr const char* kFormat = "S2S_FORMAT";      // a file's contents are malformed
 inline constexpr const char* kIO = "S2S_IO";              // a file cannot be opened, read or written
-inline constexpr const char* kConfig = "S2S_CONFIG";      // a config file or config field is invalid
 inline constexpr const char* kInternal = "S2S_INTERNAL";  // a bug in the core, not in the input
 inline constexpr const char* kConfig = "S2S_CONFIG";      // a model config.json is invalid or unsupported
 }  // namespace code
