@@ -479,6 +479,7 @@ TEST(lora_load_accepts_peft_adapter_names_and_names_bad_tensors) {
   "rank_pattern": {},
   "revision": null,
   "target_modules": [
+    "not_in_this_model",
     "q_proj"
   ],
   "task_type": "CAUSAL_LM",

@@ -385,8 +385,41 @@ Param& lora_param(ParamStore& store, const std::string& name, int64_t rows, int6
   return *p;
 }
 
+bool is_all_linear(const LoraConfig& c) {
+  if (!c.target_modules_is_regex) return false;
+  std::string lower = c.target_modules_regex;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower == "all-linear";
+}
+
+// PEFT's check_target_module_exists for our two forms (+ "all-linear": every linear layer but
+// the output head). Records in `matched` the list names that matched (before exclusion).
+bool targeted(const LoraConfig& c, const std::string& path, std::set<std::string>* matched) {
+  bool hit = false;
+  if (is_all_linear(c)) {
+    hit = path != "lm_head";  // PEFT skips the output embedding
+  } else if (c.target_modules_is_regex) {
+    hit = full_match(c.target_modules_regex, path, "target_modules");
+  } else {
+    for (const std::string& name : c.target_modules) {
+      if (name_matches(name, path)) {
+        hit = true;
+        if (matched) matched->insert(name);
+      }
+    }
+  }
+  if (!hit) return false;
+  if (c.exclude_modules_is_regex) return !full_match(c.exclude_modules_regex, path, "exclude_modules");
+  for (const std::string& name : c.exclude_modules) {
+    if (name_matches(name, path)) return false;
+  }
+  return true;
+}
+
 // Targets, creates, zero-fills and attaches; freezes the base. Init is the caller's.
-LoraAdapter attach(Model& model, const LoraConfig& config, const char* op) {
+// strict_names: every name in a target_modules list must match some module (apply_lora); PEFT
+// itself only fails when nothing at all is targeted, which is what loading follows.
+LoraAdapter attach(Model& model, const LoraConfig& config, const char* op, bool strict_names) {
   check_supported(config, op);
   LoraAdapter adapter;
   adapter.config = config;
@@ -395,34 +428,9 @@ LoraAdapter attach(Model& model, const LoraConfig& config, const char* op) {
   if (!c.target_modules_is_regex && c.target_modules.empty()) {
     c.target_modules = default_targets(model.config());
   }
-  const bool all_linear = c.target_modules_is_regex && [&] {
-    std::string lower = c.target_modules_regex;
-    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return lower == "all-linear";
-  }();
-
   std::set<std::string> matched_names;
   for (LinearModule& m : modules) {
-    bool hit = false;
-    if (all_linear) {
-      hit = m.path != "lm_head";  // PEFT skips the output embedding
-    } else if (c.target_modules_is_regex) {
-      hit = full_match(c.target_modules_regex, m.path, "target_modules");
-    } else {
-      for (const std::string& name : c.target_modules) {
-        if (name_matches(name, m.path)) {
-          hit = true;
-          matched_names.insert(name);
-        }
-      }
-    }
-    if (hit) {
-      if (c.exclude_modules_is_regex) {
-        hit = !full_match(c.exclude_modules_regex, m.path, "exclude_modules");
-      } else {
-        for (const std::string& name : c.exclude_modules) hit = hit && !name_matches(name, m.path);
-      }
-    }
+    const bool hit = targeted(c, m.path, &matched_names);
     if (!hit) continue;
     S2S_REQUIRE(m.weights->lora == nullptr, code::kConfig, op, "module '", m.path,
                 "' already has a LoRA adapter attached (one adapter per model)");
@@ -435,7 +443,7 @@ LoraAdapter attach(Model& model, const LoraConfig& config, const char* op) {
     layer.alpha = alpha ? *alpha : c.lora_alpha;
     adapter.layers.push_back(std::move(layer));
   }
-  if (!c.target_modules_is_regex) {
+  if (strict_names && !c.target_modules_is_regex) {
     for (const std::string& name : c.target_modules) {
       S2S_REQUIRE(matched_names.count(name) != 0, code::kConfig, op, "target_modules: '", name,
                   "' matches no linear module; the model has: ", list_paths(modules));
@@ -614,18 +622,7 @@ std::string lora_config_to_json(const LoraConfig& c) {
 }
 
 bool lora_targets(const LoraConfig& c, const std::string& path) {
-  bool hit = false;
-  if (c.target_modules_is_regex) {
-    hit = full_match(c.target_modules_regex, path, "target_modules");
-  } else {
-    for (const std::string& name : c.target_modules) hit = hit || name_matches(name, path);
-  }
-  if (!hit) return false;
-  if (c.exclude_modules_is_regex) return !full_match(c.exclude_modules_regex, path, "exclude_modules");
-  for (const std::string& name : c.exclude_modules) {
-    if (name_matches(name, path)) return false;
-  }
-  return true;
+  return targeted(c, path, nullptr);
 }
 
 std::string lora_param_name(const std::string& path, char which) {
@@ -636,7 +633,7 @@ LoraAdapter apply_lora(Model& model, const LoraConfig& config, uint64_t seed) {
   S2S_REQUIRE(config.init_lora_weights == "true" || config.init_lora_weights == "false",
               code::kConfig, "apply_lora", "init_lora_weights: expected true or false, got \"",
               config.init_lora_weights, "\" (other initialisations are not supported)");
-  LoraAdapter adapter = attach(model, config, "apply_lora");
+  LoraAdapter adapter = attach(model, config, "apply_lora", true);
   // One Philox stream for the whole adapter, consumed layer by layer in module order.
   uint64_t offset = 0;
   for (LoraLayer& layer : adapter.layers) {
@@ -713,7 +710,7 @@ LoraAdapter load_adapter(const std::string& dir, Model& model) {
                 ": tensor '", t.name, "' appears twice (under more than one adapter name?)");
   }
 
-  LoraAdapter adapter = attach(model, config, "load_adapter");
+  LoraAdapter adapter = attach(model, config, "load_adapter", false);
   try {
     std::set<std::string> used;
     for (LoraLayer& layer : adapter.layers) {

@@ -28,7 +28,9 @@ struct LoraConfig {
   double lora_dropout = 0;
   // Which layers: a list of names, each matching a module path equal to it or ending in
   // "." + name; or (target_modules_regex set) one pattern that must match the whole path
-  // (Python's re.fullmatch; here std::regex ECMAScript, which agrees for the usual patterns).
+  // (Python's re.fullmatch; here std::regex ECMAScript, which agrees for the usual patterns), or
+  // PEFT's "all-linear" (every linear layer but lm_head). An empty list means PEFT's default for
+  // the model type (gpt2 c_attn; llama/qwen2 q_proj, v_proj; t5 q, v).
   std::vector<std::string> target_modules;
   std::string target_modules_regex;
   bool target_modules_is_regex = false;
@@ -108,8 +110,10 @@ void save_adapter(const std::string& dir, Model& model, const LoraAdapter& adapt
 
 // Reads a PEFT adapter folder (as PEFT or save_adapter writes it), creates and attaches the
 // adapters like apply_lora (trainable, base frozen) and loads A and B (any float dtype, copied to
-// fp32). Accepts "...lora_A.weight" and "...lora_A.<adapter name>.weight" keys. Errors name the
-// file and tensor: a missing or unexpected tensor (S2S_CONFIG), a wrong shape (S2S_SHAPE).
+// fp32). Accepts "...lora_A.weight" and "...lora_A.<adapter name>.weight" keys. Like PEFT, a
+// target name that matches no module is not an error as long as something is targeted. Errors
+// name the file and tensor: a missing or unexpected tensor (S2S_CONFIG), a wrong shape
+// (S2S_SHAPE); on error the model is left without adapters.
 LoraAdapter load_adapter(const std::string& dir, Model& model);
 
 // W += scaling * (B @ A) (transposed for Conv1D layers) into every adapted layer's base weight,
