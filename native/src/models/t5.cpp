@@ -280,6 +280,7 @@ std::vector<LinearModule> T5Model::linear_modules() {
   };
   add_blocks(encoder_, false);
   add_blocks(decoder_, true);
+  out.push_back({"lm_head", &lm_head_});  // shared.weight when tied
   return out;
 }
 

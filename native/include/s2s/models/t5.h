@@ -37,7 +37,8 @@ class T5Model final : public Model {
 
   // q, k, v, o of every attention and wi / wi_0 / wi_1 / wo of every feed-forward, by HF module
   // path ("encoder.block.0.layer.0.SelfAttention.q", "decoder.block.1.layer.1.EncDecAttention.o",
-  // "decoder.block.0.layer.2.DenseReluDense.wi_0"). The LM head is not listed.
+  // "decoder.block.0.layer.2.DenseReluDense.wi_0"), then "lm_head" (whose weight is shared.weight
+  // when tied), as the decoder-only models list theirs.
   std::vector<LinearModule> linear_modules() override;
 
   // (alias, param name): encoder.embed_tokens.weight and decoder.embed_tokens.weight are
