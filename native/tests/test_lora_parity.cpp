@@ -17,6 +17,7 @@
 #include "s2s/io/safetensors.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model_config.h"
+#include "s2s/models/weights.h"
 #include "s2s/train/optimizer.h"
 
 using namespace s2s;
@@ -52,26 +53,10 @@ struct TmpDir {
   }
 };
 
-// Every param from the folder's model*.safetensors (shards included), copied to fp32.
+// Every param from the folder's weights (shards included), copied to fp32.
 void load_base(Model& m, const std::string& dir) {
-  std::vector<std::shared_ptr<SafetensorsFile>> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("model", 0) == 0 && e.path().extension() == ".safetensors") {
-      files.push_back(SafetensorsFile::open(e.path().string()));
-    }
-  }
-  for (Param* p : m.params().all()) {
-    bool found = false;
-    for (auto& f : files) {
-      if (f->find(p->name) != nullptr) {
-        m.params().load(*p, f->view(p->name));
-        found = true;
-        break;
-      }
-    }
-    CHECK_MSG(found, dir + ": no weight for " + p->name);
-  }
+  LoadReport r = load_weights(m, open_weight_files(dir));
+  CHECK_MSG(r.unused.empty(), dir + ": unused tensor " + (r.unused.empty() ? "" : r.unused[0]));
 }
 
 struct Case {
@@ -191,6 +176,14 @@ void run_parity(const std::string& name, double train_tol) {
       ForwardResult r = m->forward(g, c.batch(), LossReduction::Mean);
       return std::vector<float>(r.logits->value.f32(), r.logits->value.f32() + r.logits->value.numel());
     }();
+    double before = 0;  // the merge must have something to do
+    for (const LoraLayer& l : adapter.layers) {
+      Param* w = l.weights->weight;
+      if (const float* ref = c.f32("lora.merged." + w->name)) {
+        before = std::fmax(before, s2s_test::max_abs_error(w->value.f32(), ref, w->value.numel()));
+      }
+    }
+    CHECK(before > 1e-3);
     merge_lora(*m, adapter);
     double worst_w = 0;
     for (const LoraLayer& l : adapter.layers) {
@@ -205,8 +198,8 @@ void run_parity(const std::string& name, double train_tol) {
                                                       adapted_logits.size());
     const double merged_vs_peft = s2s_test::max_abs_error(r.logits->value.f32(), c.f32("lora.logits"),
                                                           adapted_logits.size());
-    std::printf("    [%s] merged weights max abs err %.2e; merged logits vs adapted %.2e, vs PEFT lora.logits %.2e\n",
-                name.c_str(), worst_w, merged_err, merged_vs_peft);
+    std::printf("    [%s] merged weights max abs err %.2e (base vs merged: %.2e); merged logits vs adapted %.2e, vs PEFT lora.logits %.2e\n",
+                name.c_str(), worst_w, before, merged_err, merged_vs_peft);
     CHECK_ERR(worst_w, 1e-5, name + " lora.merged");
     CHECK_ERR(merged_err, 1e-4, name + " merged logits vs adapted");
 
@@ -287,3 +280,52 @@ TEST(lora_parity_qwen2) { run_parity("qwen2", 1e-4); }
 TEST(lora_parity_t5_relu_tied) { run_parity("t5-relu-tied", 1e-4); }
 // The fixture's own fp32-vs-fp64 trajectories differ by ~4e-4 on this model (README).
 TEST(lora_parity_t5_gated) { run_parity("t5-gated", 1e-3); }
+
+// A base kept as bf16 views of the mapped file (t5-gated ships BF16 weights; the fixture widened
+// them to fp32 first): merge_lora takes owned fp32 copies of the adapted weights and lands on
+// PEFT's merged weights; the export keeps the untouched weights in BF16 and reloads bit for bit.
+TEST(lora_merge_on_a_bf16_bound_base) {
+  Case c("t5-gated");
+  std::unique_ptr<Model> m = create_model(c.model_config);
+  auto files = open_weight_files(c.dir);
+  LoadOptions o;
+  o.keep_frozen_in_file_dtype = true;
+  LoadReport report = load_weights(*m, files, o);
+  CHECK(report.bound > 0);
+  LoraAdapter a = apply_lora(*m, c.lora, 1);
+  for (LoraLayer& l : a.layers) {
+    CHECK(l.weights->weight->value.dtype == DType::BF16);
+    for (Param* p : {l.lora->A, l.lora->B}) m->params().load(*p, c.fx->view("lora.init." + p->name));
+  }
+  merge_lora(*m, a);
+  double worst = 0;
+  for (LoraLayer& l : a.layers) {
+    Param* w = l.weights->weight;
+    CHECK(w->value.dtype == DType::F32 && w->owned_value);
+    worst = std::fmax(worst, s2s_test::max_abs_error(w->value.f32(), c.f32("lora.merged." + w->name),
+                                                     w->value.numel()));
+  }
+  std::printf("    bf16-bound base: merged weights max abs err %.2e\n", worst);
+  CHECK_ERR(worst, 1e-5, "merged from bf16 views");
+  TmpDir tmp;
+  const std::string out = (tmp.dir / "merged").string();
+  save_model(out, *m, c.config_json);
+  auto st = SafetensorsFile::open(out + "/model.safetensors");
+  int bf16 = 0, f32 = 0;
+  for (const SafetensorsTensor& t : st->tensors()) (t.dtype == "BF16" ? bf16 : f32) += 1;
+  std::printf("    export: %d BF16 tensors (untouched), %d F32 (merged, norms)\n", bf16, f32);
+  CHECK(bf16 > 0 && f32 > 0);
+  std::unique_ptr<Model> fresh = create_model(c.model_config);
+  load_base(*fresh, out);
+  Graph g1, g2;
+  ForwardResult r1 = m->forward(g1, c.batch(), LossReduction::Mean);
+  ForwardResult r2 = fresh->forward(g2, c.batch(), LossReduction::Mean);
+  // m runs its untouched linears on bf16 views (bf16 GEMM), fresh on fp32 copies of the same
+  // values: equal up to the bf16 path's input rounding, not bit for bit.
+  const double err = s2s_test::max_abs_error(r1.logits->value.f32(), r2.logits->value.f32(),
+                                             r1.logits->value.numel());
+  const double vs_peft = s2s_test::max_abs_error(r2.logits->value.f32(), c.f32("lora.logits"),
+                                                 r1.logits->value.numel());
+  std::printf("    reloaded export vs merged-with-views logits %.2e, vs PEFT lora.logits %.2e\n", err, vs_peft);
+  CHECK_ERR(vs_peft, 1e-4, "reloaded bf16/f32 export vs lora.logits");
+}
