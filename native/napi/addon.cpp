@@ -7,12 +7,14 @@ namespace s2s_napi {
 void register_system(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
+void register_safetensors(Napi::Env env, Napi::Object exports);
 }  // namespace s2s_napi
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   s2s_napi::register_system(env, exports);
   s2s_napi::register_matmul(env, exports);
   s2s_napi::register_ops(env, exports);
+  s2s_napi::register_safetensors(env, exports);
   return exports;
 }
 

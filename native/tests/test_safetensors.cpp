@@ -258,6 +258,7 @@ TEST(round_trip_every_dtype_scalar_empty_and_metadata) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(raw[i]);
   CHECK((8 + header_len) % 8 == 0);
+  CHECK(file->data_offset() == 8 + header_len && file->data_begin() - file->data_offset() != nullptr);
 
   // An empty file set round-trips too.
   write_safetensors(tmp.file("none.safetensors"), {}, {});
