@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import {
   readSafetensors,
+  nativeInfo,
   readShardedSafetensors,
   safetensorsToTensor,
   Tensor,
@@ -114,6 +115,30 @@ describe("safetensors", () => {
     expect(t.shape).toEqual([10, 100]);
     expect(safetensorsToTensor(tb).dtype).toBe("bfloat16");
     expect(() => safetensorsToTensor(ti, "ids")).toThrow(expect.objectContaining({ code: "S2S_DTYPE", message: expect.stringContaining("'ids' is I64") }));
+  });
+
+  it.skipIf(process.platform !== "linux")("keeps the mapping while any view lives and unmaps it after", async () => {
+    const file = path.join(dir, "gc.safetensors");
+    await writeSafetensors(file, { w: { dtype: "F32", shape: [4], data: new Float32Array([1, 2, 3, 4]) } });
+    // A child with --expose-gc: the mapping shows in /proc/self/maps until the last view is collected.
+    const script = `
+      const { readFileSync } = require("node:fs");
+      const addon = require(${JSON.stringify(nativeInfo().addonPath)});
+      const file = ${JSON.stringify(file)};
+      const mapped = () => readFileSync("/proc/self/maps", "utf8").includes(file);
+      const settle = async () => { for (let i = 0; i < 5; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
+      (async () => {
+        let view = addon.openSafetensors(file).tensors.w.data;  // the result object is garbage now
+        await settle();
+        const kept = mapped() && view[3] === 4;
+        view = null;
+        await settle();
+        console.log(JSON.stringify({ kept, released: !mapped() }));
+      })();
+    `;
+    const r = spawnSync(process.execPath, ["--expose-gc", "-e", script], { encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(JSON.parse(r.stdout)).toEqual({ kept: true, released: true });
   });
 
   it("writes our Tensor class directly", async () => {
