@@ -69,6 +69,54 @@ export interface NativeAddon {
   /** torch.optim.AdamW's update, in place on param, expAvg and expAvgSq; step counts from 1. */
   adamwUpdate(param: NativeTensor, grad: NativeTensor, expAvg: NativeTensor, expAvgSq: NativeTensor,
               step: number, options: AdamWOptions): Promise<void>;
+
+  // safetensors files (native/napi/safetensors.cpp).
+  /**
+   * Maps a safetensors file and returns its tensors as views over the mapping (no data is read
+   * or copied). Synchronous: only the header is parsed. Throws S2S_IO (cannot open) or
+   * S2S_FORMAT (malformed; the message names the file and tensor).
+   */
+  openSafetensors(path: string): SafetensorsContents;
+  /**
+   * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
+   * modified until the Promise settles. Rejects with S2S_ARGUMENT / S2S_DTYPE / S2S_SHAPE for bad
+   * input and S2S_IO when the file cannot be written (then nothing at `path` has changed).
+   */
+  saveSafetensors(path: string, tensors: Record<string, SafetensorsTensor>,
+                  metadata?: Record<string, string>): Promise<void>;
+}
+
+/** Element types of the safetensors format, spelled as the file spells them. */
+export type SafetensorsDType =
+  | "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8"
+  | "U64" | "U32" | "U16" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" | "F8_E8M0";
+
+/** The TypedArray each dtype travels in: bf16/f16 as raw Uint16Array bits, BOOL and F8_* as bytes. */
+export interface SafetensorsArrayOf {
+  F64: Float64Array; F32: Float32Array; F16: Uint16Array; BF16: Uint16Array;
+  I64: BigInt64Array; I32: Int32Array; I16: Int16Array; I8: Int8Array;
+  U64: BigUint64Array; U32: Uint32Array; U16: Uint16Array; U8: Uint8Array;
+  BOOL: Uint8Array; F8_E4M3: Uint8Array; F8_E5M2: Uint8Array; F8_E8M0: Uint8Array;
+}
+
+/**
+ * One tensor of a safetensors file: row-major, little-endian, `data.length` = product of `shape`
+ * (1 for a 0-d tensor, shape []). A union over dtypes, so checking `dtype` narrows `data`.
+ *
+ * Read from a file, `data` is a view over the memory-mapped file: `data.buffer` is the whole file
+ * and `data.byteOffset` the tensor's position in it. Treat it as READ-ONLY: the mapping is private
+ * (copy-on-write), so a write never reaches the file, but it changes what every other view of the
+ * same open sees. The mapping stays alive as long as any of its arrays is reachable.
+ */
+export type SafetensorsTensor = {
+  [D in SafetensorsDType]: { dtype: D; shape: number[]; data: SafetensorsArrayOf[D] };
+}[SafetensorsDType];
+
+export interface SafetensorsContents {
+  /** The file's "__metadata__" (string to string; {} when absent). */
+  metadata: Record<string, string>;
+  /** Tensors by name, in the order of their data in the file. */
+  tensors: Record<string, SafetensorsTensor>;
 }
 
 export interface CrossEntropyOptions {

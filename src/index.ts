@@ -6,3 +6,16 @@ export type { AdamWOptions, CrossEntropyOptions } from "../bindings/native.js";
 export { nativeInfo, setNumThreads, setIsa, type IsaName, type NativeInfo } from "./system.js";
 export { runDoctor, formatDoctor, type DoctorReport } from "./doctor.js";
 export { isNativeError, type NativeError } from "../bindings/native.js";
+export {
+  readSafetensors,
+  writeSafetensors,
+  readShardedSafetensors,
+  safetensorsToTensor,
+  SafetensorsIndexSchema,
+  type SafetensorsContents,
+  type SafetensorsDType,
+  type SafetensorsTensor,
+  type SafetensorsInput,
+  type SafetensorsIndex,
+  type ShardedSafetensors,
+} from "./io/safetensors.js";

@@ -8,6 +8,7 @@ void register_system(Napi::Env env, Napi::Object exports);
 void register_matmul(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
+void register_safetensors(Napi::Env env, Napi::Object exports);
 }  // namespace s2s_napi
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -15,6 +16,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   s2s_napi::register_matmul(env, exports);
   s2s_napi::register_ops(env, exports);
   s2s_napi::register_model(env, exports);
+  s2s_napi::register_safetensors(env, exports);
   return exports;
 }
 

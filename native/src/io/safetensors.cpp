@@ -173,6 +173,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   const std::string_view header(reinterpret_cast<const char*>(bytes + 8), header_len);
   file->data_begin_ = bytes + 8 + header_len;
   file->data_size_ = size - 8 - header_len;
+  file->data_offset_ = static_cast<size_t>(8 + header_len);
 
   json::Value root;
   try {

@@ -61,6 +61,9 @@ class SafetensorsFile {
   // were copied for alignment (see SafetensorsTensor::data). size may be 0.
   const uint8_t* data_begin() const { return data_begin_; }
   size_t data_size() const { return data_size_; }
+  // Where the data buffer starts in the file: 8 + header length. The whole file is mapped, so
+  // data_begin() - data_offset() is the file's first byte (page-aligned under mmap).
+  size_t data_offset() const { return data_offset_; }
 
   struct Mapping;  // the platform's view of the file (mmap on POSIX)
 
@@ -71,6 +74,7 @@ class SafetensorsFile {
   std::unique_ptr<Mapping> mapping_;
   const uint8_t* data_begin_ = nullptr;
   size_t data_size_ = 0;
+  size_t data_offset_ = 0;
   std::vector<SafetensorsTensor> tensors_;
   std::unordered_map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
