@@ -76,6 +76,8 @@ export interface NativeAddon {
    * or copied). Synchronous: only the header is parsed. Throws S2S_IO (cannot open) or
    * S2S_FORMAT (malformed; the message names the file and tensor).
    */
+  /** Loads a Hugging Face model folder (config.json + safetensors) into the native core. */
+  loadModel(folder: string, options?: { keepFrozenInFileDtype?: boolean }): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
@@ -217,4 +219,54 @@ export async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
     }
     throw e;
   }
+}
+
+/** A batch of token ids (row-major int32); labels equal to -100 are not counted by the loss. */
+export interface NativeBatch {
+  batchSize: number;
+  /** Decoder-only: tokens per row. T5: encoder tokens per row. */
+  seqLen: number;
+  inputIds: Int32Array;
+  attentionMask?: Int32Array;
+  /** Decoder-only (batchSize, seqLen), shifted inside; T5 (batchSize, decoderLen). */
+  labels?: Int32Array;
+  /** Decoder-only positions (left-padded batches); default 0..seqLen-1 in every row. */
+  positionIds?: Int32Array;
+  /** T5 only. */
+  decoderLen?: number;
+  decoderInputIds?: Int32Array;
+  decoderAttentionMask?: Int32Array;
+}
+
+export interface NativeParamInfo {
+  name: string;
+  shape: number[];
+  dtype: string;
+  trainable: boolean;
+}
+
+export interface OptimizerStepOptions {
+  /** Optimizer step, from 1 (AdamW bias correction). */
+  step: number;
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global-norm clipping; <= 0 turns it off. Default 1. */
+  maxGradNorm?: number;
+  /** Multiplies the accumulated gradients first (1 / counted tokens after summed losses). */
+  gradScale?: number;
+}
+
+/** A loaded model (native/napi/model.cpp). One call at a time: a second one rejects with S2S_BUSY. */
+export interface NativeModel {
+  info(): { modelType: string; parameters: number; trainableParameters: number;
+            params: NativeParamInfo[]; unusedTensors: string[] };
+  setTrainable(all: boolean): void;
+  forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):
+    Promise<{ loss: number | null; count: number; logits?: Float32Array; vocabSize?: number }>;
+  accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number }):
+    Promise<{ lossSum: number; count: number }>;
+  optimizerStep(options: OptimizerStepOptions): Promise<{ gradNorm: number; finite: boolean }>;
 }
