@@ -269,4 +269,15 @@ export interface NativeModel {
   accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number }):
     Promise<{ lossSum: number; count: number }>;
   optimizerStep(options: OptimizerStepOptions): Promise<{ gradNorm: number; finite: boolean }>;
+  /** Attaches LoRA (config as PEFT's adapter_config.json text); freezes the base. */
+  applyLora(adapterConfigJson: string, seed: number): void;
+  /** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */
+  loadAdapter(dir: string): Promise<void>;
+  /** Writes the attached adapter in PEFT's layout, atomically. */
+  saveAdapter(dir: string): Promise<void>;
+  /** Adds the adapter into the base weights and detaches it. */
+  mergeLora(): Promise<void>;
+  detachLora(): void;
+  /** Writes model.safetensors + config.json (a folder transformers loads). */
+  saveModel(dir: string): Promise<void>;
 }

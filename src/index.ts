@@ -19,7 +19,7 @@ export {
   type SafetensorsIndex,
   type ShardedSafetensors,
 } from "./io/safetensors.js";
-export { Model, type LoadModelOptions, type Batch, type OptimizerStepOptions } from "./models/model.js";
+export { Model, type LoadModelOptions, type LoraOptions, type Batch, type OptimizerStepOptions } from "./models/model.js";
 export { inspectModelFolder, type ModelFolder } from "./models/model-folder.js";
 export { SUPPORTED_MODEL_TYPES, type ModelConfig } from "./models/hf-config.js";
 export { loadTokenizer, type Tokenizer } from "./models/tokenizer.js";

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "promise_worker.h"
+#include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
 #include "s2s/nn/graph.h"
@@ -34,6 +35,8 @@ struct LoadedModel {
   std::vector<std::shared_ptr<s2s::SafetensorsFile>> files;  // bound weights may view them
   s2s::Graph graph;
   s2s::LoadReport report;
+  std::string config_text;                    // config.json as read, written back by saveModel
+  std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
 };
 
 // A batch copied out of JS.
@@ -133,7 +136,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("setTrainable", &ModelWrap::SetTrainable),
                         InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
-                        InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep)});
+                        InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
+                        InstanceMethod("applyLora", &ModelWrap::ApplyLora),
+                        InstanceMethod("loadAdapter", &ModelWrap::LoadAdapter),
+                        InstanceMethod("saveAdapter", &ModelWrap::SaveAdapter),
+                        InstanceMethod("mergeLora", &ModelWrap::MergeLora),
+                        InstanceMethod("detachLora", &ModelWrap::DetachLora),
+                        InstanceMethod("saveModel", &ModelWrap::SaveModel)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -331,6 +340,110 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* fn,
+                         const char* what) {
+    if (i >= info.Length() || !info[i].IsString()) {
+      s2s::fail(s2s::code::kArgument, fn, "expected ", what, " (a string)");
+    }
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+
+  void expect_no_adapter(const char* fn) {
+    if (loaded_->adapter && !loaded_->adapter->merged) {
+      s2s::fail(s2s::code::kArgument, fn,
+                "expected no LoRA adapter attached; merge or detach the current one first");
+    }
+  }
+
+  // applyLora(adapterConfigJson, seed): attaches new adapters (A Kaiming-uniform, B zero, so the
+  // model is unchanged until trained) and freezes everything else.
+  Napi::Value ApplyLora(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "applyLora";
+      if (busy_) s2s::fail(s2s::code::kBusy, fn, "expected the model to be idle");
+      expect_no_adapter(fn);
+      const std::string json = string_arg(info, 0, fn, "the LoRA config as JSON");
+      const double seed = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+      const s2s::LoraConfig config = s2s::parse_lora_config(json, "LoRA options");
+      loaded_->adapter = std::make_unique<s2s::LoraAdapter>(
+          s2s::apply_lora(*loaded_->model, config, static_cast<uint64_t>(seed)));
+      return info.Env().Undefined();
+    });
+  }
+
+  // loadAdapter(dir) -> Promise: a PEFT adapter folder (adapter_config.json +
+  // adapter_model.safetensors), attached and trainable.
+  Napi::Value LoadAdapter(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "loadAdapter";
+      const std::string dir = string_arg(info, 0, fn, "an adapter folder");
+      expect_no_adapter(fn);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.load_adapter", keep_this(info), [lm, dir] {
+        lm->adapter = std::make_unique<s2s::LoraAdapter>(s2s::load_adapter(dir, *lm->model));
+      }, nullptr, settle);
+    });
+  }
+
+  // saveAdapter(dir) -> Promise: PEFT layout, written atomically.
+  Napi::Value SaveAdapter(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "saveAdapter";
+      const std::string dir = string_arg(info, 0, fn, "an adapter folder");
+      if (!loaded_->adapter || loaded_->adapter->merged) {
+        s2s::fail(s2s::code::kArgument, fn, "expected a LoRA adapter attached (applyLora or loadAdapter)");
+      }
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.save_adapter", keep_this(info), [lm, dir] {
+        s2s::save_adapter(dir, *lm->model, *lm->adapter, lm->adapter->config);
+      }, nullptr, settle);
+    });
+  }
+
+  // mergeLora() -> Promise: W += scaling * B A into the base weights; adapters detached.
+  Napi::Value MergeLora(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "mergeLora";
+      if (!loaded_->adapter || loaded_->adapter->merged) {
+        s2s::fail(s2s::code::kArgument, fn, "expected a LoRA adapter attached to merge");
+      }
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.merge_lora", keep_this(info), [lm] {
+        s2s::merge_lora(*lm->model, *lm->adapter);
+      }, nullptr, settle);
+    });
+  }
+
+  // detachLora(): back to the base model (adapter weights are kept in the param store, frozen).
+  Napi::Value DetachLora(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      if (busy_) s2s::fail(s2s::code::kBusy, "detachLora", "expected the model to be idle");
+      if (loaded_->adapter && !loaded_->adapter->merged) {
+        s2s::detach_lora(*loaded_->model, *loaded_->adapter);
+      }
+      loaded_->adapter.reset();
+      return info.Env().Undefined();
+    });
+  }
+
+  // saveModel(dir) -> Promise: model.safetensors (HF names, tied copies omitted) + config.json,
+  // a folder transformers loads; refused while an unmerged adapter is attached.
+  Napi::Value SaveModel(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "saveModel";
+      const std::string dir = string_arg(info, 0, fn, "a folder");
+      expect_no_adapter(fn);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.save", keep_this(info), [lm, dir] {
+        s2s::save_model(dir, *lm->model, lm->config_text);
+      }, nullptr, settle);
+    });
+  }
+
   std::unique_ptr<LoadedModel> loaded_;
   bool busy_ = false;
   const char* busy_with_ = "";
@@ -352,8 +465,8 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
         [folder, load_options, slot] {
           auto lm = std::make_unique<LoadedModel>();
           const std::string config_path = folder + "/config.json";
-          const s2s::ModelConfig config =
-              s2s::parse_model_config(read_text_file(config_path), config_path);
+          lm->config_text = read_text_file(config_path);
+          const s2s::ModelConfig config = s2s::parse_model_config(lm->config_text, config_path);
           lm->model = s2s::create_model(config);
           lm->files = s2s::open_weight_files(folder);
           lm->report = s2s::load_weights(*lm->model, lm->files, load_options);

@@ -13,6 +13,19 @@ export interface LoadModelOptions {
   trainable?: boolean;
 }
 
+/** LoRA settings with PEFT's meaning (written to adapter_config.json in PEFT's names). */
+export interface LoraOptions {
+  r: number;
+  alpha: number;
+  dropout?: number;
+  /** Module names matched against the end of each module path (PEFT), or "all-linear". */
+  targetModules?: string[] | "all-linear";
+  /** alpha / sqrt(r) instead of alpha / r. */
+  useRslora?: boolean;
+  /** Seed of the Kaiming-uniform A initialisation. */
+  seed?: number;
+}
+
 export class Model {
   private constructor(readonly folder: ModelFolder, private readonly native: NativeModel) {}
 
@@ -52,6 +65,43 @@ export class Model {
   /** Scale, clip, AdamW, zero the gradients. */
   optimizerStep(options: OptimizerStepOptions) {
     return withCallerStack(() => this.native.optimizerStep(options));
+  }
+
+  /** Attaches LoRA adapters (B = 0, so outputs are unchanged until trained); freezes the base. */
+  applyLora(options: LoraOptions): void {
+    const config = {
+      peft_type: "LORA",
+      task_type: this.config.model_type === "t5" ? "SEQ_2_SEQ_LM" : "CAUSAL_LM",
+      r: options.r,
+      lora_alpha: options.alpha,
+      lora_dropout: options.dropout ?? 0,
+      target_modules: options.targetModules ?? null,
+      use_rslora: options.useRslora ?? false,
+      bias: "none",
+      base_model_name_or_path: this.folder.dir,
+    };
+    this.native.applyLora(JSON.stringify(config), options.seed ?? 0);
+  }
+
+  loadAdapter(dir: string) {
+    return withCallerStack(() => this.native.loadAdapter(dir));
+  }
+
+  saveAdapter(dir: string) {
+    return withCallerStack(() => this.native.saveAdapter(dir));
+  }
+
+  mergeLora() {
+    return withCallerStack(() => this.native.mergeLora());
+  }
+
+  detachLora(): void {
+    this.native.detachLora();
+  }
+
+  /** Exports the model (after mergeLora, the merged one) as a Hugging Face folder. */
+  save(dir: string) {
+    return withCallerStack(() => this.native.saveModel(dir));
   }
 
   /**
