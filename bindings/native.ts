@@ -77,7 +77,7 @@ export interface NativeAddon {
    * S2S_FORMAT (malformed; the message names the file and tensor).
    */
   /** Loads a Hugging Face model folder (config.json + safetensors) into the native core. */
-  loadModel(folder: string, options?: { keepFrozenInFileDtype?: boolean }): Promise<NativeModel>;
+  loadModel(folder: string, options?: LoadModelNativeOptions): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
@@ -221,6 +221,20 @@ export async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * The dtype of the linear layers' matmuls. "bfloat16": bf16 operands with fp32 accumulation
+ * (AVX-512 BF16 / AMX where the CPU has it, else widened to fp32 exactly: same numbers, slower);
+ * master weights, gradients, optimizer state, norms, attention and the loss stay fp32.
+ */
+export type ComputeDTypeName = "float32" | "bfloat16";
+
+export interface LoadModelNativeOptions {
+  /** Keep frozen linear/embedding weights as views of the mapped files in their dtype. */
+  keepFrozenInFileDtype?: boolean;
+  /** Default "float32". "bfloat16" keeps a bf16 copy of every linear weight (2 bytes/element). */
+  computeDtype?: ComputeDTypeName;
+}
+
 /** A batch of token ids (row-major int32); labels equal to -100 are not counted by the loss. */
 export interface NativeBatch {
   batchSize: number;
@@ -261,7 +275,10 @@ export interface OptimizerStepOptions {
 
 /** A loaded model (native/napi/model.cpp). One call at a time: a second one rejects with S2S_BUSY. */
 export interface NativeModel {
-  info(): { modelType: string; parameters: number; trainableParameters: number;
+  info(): { modelType: string; computeDtype: ComputeDTypeName;
+            /** Bytes held by the bf16 copies of the linear weights (0 in float32). */
+            computeCopyBytes: number;
+            parameters: number; trainableParameters: number;
             params: NativeParamInfo[]; unusedTensors: string[] };
   setTrainable(all: boolean): void;
   forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):

@@ -181,6 +181,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       s2s::Model& m = *loaded_->model;
       Napi::Object out = Napi::Object::New(env);
       out.Set("modelType", m.config().model_type);
+      out.Set("computeDtype", s2s::compute_dtype_name(m.compute_dtype()));
+      out.Set("computeCopyBytes", static_cast<double>(m.params().compute_bytes()));
       out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
       out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
       Napi::Array params = Napi::Array::New(env);
@@ -449,7 +451,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   const char* busy_with_ = "";
 };
 
-// loadModel(folder, {keepFrozenInFileDtype}) -> Promise<NativeModel>
+// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16"})
+//   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
     const char* fn = "loadModel";
@@ -458,11 +461,22 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Object opts = options_at(info, 1);
     s2s::LoadOptions load_options;
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
+    s2s::ComputeDType compute = s2s::ComputeDType::F32;
+    Napi::Value cd = opts.Get("computeDtype");
+    if (!cd.IsUndefined()) {
+      const std::string v = cd.IsString() ? cd.As<Napi::String>().Utf8Value() : "";
+      if (v == "bfloat16") {
+        compute = s2s::ComputeDType::BF16;
+      } else if (v != "float32") {
+        s2s::fail(s2s::code::kArgument, fn,
+                  "expected options.computeDtype 'float32' or 'bfloat16', got '", v, "'");
+      }
+    }
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
         info.Env(), "s2s.load_model", KeepAlive{},
-        [folder, load_options, slot] {
+        [folder, load_options, compute, slot] {
           auto lm = std::make_unique<LoadedModel>();
           const std::string config_path = folder + "/config.json";
           lm->config_text = read_text_file(config_path);
@@ -471,6 +485,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           lm->files = s2s::open_weight_files(folder);
           lm->report = s2s::load_weights(*lm->model, lm->files, load_options);
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
+          lm->model->set_compute_dtype(compute);
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {

@@ -1,7 +1,9 @@
 // linear: fast (GEMM) vs reference loops for both weight layouts, with and without bias, f32
 // and bf16 weights, on odd sizes; backward vs reference and vs central finite differences;
-// accumulation, null gradients, frozen bf16 weight, determinism, errors.
+// the bf16 compute path's dweight vs reference and vs fp32 within the bf16 rounding bound;
+// accumulation, null gradients, determinism, errors.
 #include <cmath>
+#include <cstdio>
 
 #include "ops_test_util.h"
 #include "s2s/ops/linear.h"
@@ -46,8 +48,9 @@ TEST(linear_fast_matches_reference) {
             std::vector<float> dy = random_vector(N * OC, 4), dx = random_vector(N * IC, 5);
             std::vector<float> dw = random_vector(IC * OC, 6), db = random_vector(OC, 7);
             std::vector<float> dx_ref = dx, dw_ref = dw, db_ref = db;
-            const Tensor dW = bf16 ? none() : weight_view(dw, wb, false, layout, IC, OC);
-            const Tensor dW_ref = bf16 ? none() : weight_view(dw_ref, wb, false, layout, IC, OC);
+            // dweight is f32 for both weight dtypes (bf16: from bf16-rounded dout and inp).
+            const Tensor dW = weight_view(dw, wb, false, layout, IC, OC);
+            const Tensor dW_ref = weight_view(dw_ref, wb, false, layout, IC, OC);
             linear_backward(view(dx, {N, IC}), dW, view(db, {OC}), view(dy, {N, OC}),
                             view(x, {N, IC}), W, layout);
             linear_backward_reference(view(dx_ref, {N, IC}), dW_ref, view(db_ref, {OC}),
@@ -75,6 +78,46 @@ TEST(linear_bf16_weight_rounds_input_to_bf16) {
   std::vector<uint16_t> w = {f32_to_bf16(1.0f)};
   linear_forward(view(y, {1, 1}), view(x, {1, 1}), opt::view16(w, DType::BF16, {1, 1}), none());
   CHECK(y[0] == 1.0f);
+}
+
+TEST(linear_bf16_dweight_within_the_bf16_rounding_bound_of_fp32) {
+  // The bf16 compute path rounds dout and inp to bf16 (relative error <= u = 2^-9 each, round to
+  // nearest even) and accumulates exact bf16 products in fp32. So per element
+  //   |dW_bf16 - dW_f32| <= (2u + u^2) * sum_r |dout| |inp|  (+ fp32 accumulation, ~N * 2^-24),
+  // a bound that holds for any data. Checked with 1.05x that bound, and the observed ratio of
+  // the error to the bound printed.
+  const double u = 1.0 / 512.0;
+  double worst_ratio = 0;
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    const int64_t N = 129, IC = 48, OC = 37;
+    const int64_t r = layout == WeightLayout::OutIn ? OC : IC, c = layout == WeightLayout::OutIn ? IC : OC;
+    std::vector<float> x = random_vector(N * IC, 31, -3.f, 3.f), w = random_vector(IC * OC, 32);
+    std::vector<float> dy = random_vector(N * OC, 33);
+    std::vector<uint16_t> wb = to_bf16(w);
+    std::vector<float> dw16(IC * OC, 0.f), dw32(IC * OC, 0.f), dx16(N * IC, 0.f);
+    linear_backward(view(dx16, {N, IC}), view(dw16, {r, c}), none(), view(dy, {N, OC}),
+                    view(x, {N, IC}), opt::view16(wb, DType::BF16, {r, c}), layout);
+    linear_backward(none(), view(dw32, {r, c}), none(), view(dy, {N, OC}), view(x, {N, IC}),
+                    view(w, {r, c}), layout);
+    for (int64_t o = 0; o < OC; ++o) {
+      for (int64_t i = 0; i < IC; ++i) {
+        double mag = 0;
+        for (int64_t n = 0; n < N; ++n) mag += std::fabs(double(dy[n * OC + o]) * x[n * IC + i]);
+        const int64_t idx = layout == WeightLayout::OutIn ? o * IC + i : i * OC + o;
+        const double bound = (2 * u + u * u) * mag + N * 6e-8 * mag;
+        const double err = std::fabs(double(dw16[idx]) - dw32[idx]);
+        CHECK_ERR(err, 1.05 * bound, "bf16 dweight vs fp32");
+        worst_ratio = std::fmax(worst_ratio, err / bound);
+      }
+    }
+    // Not bit-equal to fp32 (the rounding happened), and accumulation is += (beta = 1).
+    CHECK(!opt::bit_equal(dw16, dw32));
+    std::vector<float> dw16b = dw16;
+    linear_backward(none(), view(dw16b, {r, c}), none(), view(dy, {N, OC}), view(x, {N, IC}),
+                    opt::view16(wb, DType::BF16, {r, c}), layout);
+    CHECK(opt::bit_equal(dw16b, opt::scaled(dw16, 2.f)));
+  }
+  std::printf("    bf16 dweight vs fp32: worst error %.3f of the 2u bound\n", worst_ratio);
 }
 
 TEST(linear_gradient_check) {
@@ -149,10 +192,14 @@ TEST(linear_bad_arguments) {
   CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {5, 4}), none(),
                                    static_cast<WeightLayout>(3)),
                     code::kArgument);
-  // A bf16 weight is frozen: asking for its gradient is an error.
-  CHECK_THROWS_CODE(linear_backward(none(), view(dw, {5, 4}), none(), view(y, {3, 5}),
+  // A bf16 weight's dweight is f32 with the weight's shape.
+  CHECK_THROWS_CODE(linear_backward(none(), view(dw, {4, 5}), none(), view(y, {3, 5}),
                                     view(x, {3, 4}), opt::view16(wh, DType::BF16, {5, 4})),
-                    code::kArgument);
+                    code::kShape);
+  CHECK_THROWS_CODE(linear_backward(none(), opt::view16(wh, DType::BF16, {5, 4}), none(),
+                                    view(y, {3, 5}), view(x, {3, 4}),
+                                    opt::view16(wh, DType::BF16, {5, 4})),
+                    code::kDType);
   CHECK_THROWS_CODE(linear_backward(none(), view(dw, {4, 5}), none(), view(y, {3, 5}),
                                     view(x, {3, 4}), view(w, {5, 4})),
                     code::kShape);

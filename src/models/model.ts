@@ -1,14 +1,21 @@
 // Model: a Hugging Face folder loaded into the native core, with the calls a training loop makes.
 // The loop itself (schedules, accumulation over micro-batches, checkpoints) belongs to the
 // trainer; this class is one micro-batch forward/backward and one optimizer step at a time.
-import { addon, withCallerStack, type NativeBatch, type NativeModel, type OptimizerStepOptions } from "../../bindings/native.js";
+import {
+  addon, withCallerStack, type ComputeDTypeName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
+} from "../../bindings/native.js";
 import { inspectModelFolder, type ModelFolder } from "./model-folder.js";
 
-export type { NativeBatch as Batch, OptimizerStepOptions };
+export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName };
 
 export interface LoadModelOptions {
   /** Keep frozen linear/embedding weights as bf16/f32 views of the mapped files (LoRA). */
   keepFrozenInFileDtype?: boolean;
+  /**
+   * The linear layers' matmul dtype (default "float32"). "bfloat16": bf16 matmuls with fp32
+   * accumulation; master weights, gradients and AdamW state stay fp32.
+   */
+  computeDtype?: ComputeDTypeName;
   /** Make every parameter trainable (full fine-tuning). Default false. */
   trainable?: boolean;
 }
@@ -33,7 +40,10 @@ export class Model {
   static async load(dir: string, options: LoadModelOptions = {}): Promise<Model> {
     const folder = inspectModelFolder(dir);
     const native = await withCallerStack(() =>
-      addon().loadModel(dir, { keepFrozenInFileDtype: options.keepFrozenInFileDtype ?? false }),
+      addon().loadModel(dir, {
+        keepFrozenInFileDtype: options.keepFrozenInFileDtype ?? false,
+        computeDtype: options.computeDtype ?? "float32",
+      }),
     );
     const model = new Model(folder, native);
     if (options.trainable) model.setTrainable(true);

@@ -755,6 +755,7 @@ void merge_lora(Model& model, LoraAdapter& adapter) {
     }
     lora_merge_forward(w.value, layer.lora->A->value, layer.lora->B->value, layer.lora->scaling,
                        layer.weights->layout);
+    store.refresh_compute(w);  // bf16 compute copy of the merged weight
   }
   detach_lora(model, adapter);
   adapter.merged = true;

@@ -1,4 +1,8 @@
 // nn::linear: y = x W^T + b (or x W + b for GPT-2's Conv1D layout), plus LoRA when attached.
+// The matmuls read weight->matmul_value(): the bf16 compute copy when the param has one (bf16
+// compute dtype; the f32 gradient is then computed from bf16-rounded operands), else the value.
+// LoRA A/B have no compute copy (Model::set_compute_dtype marks base weights only): their
+// matmuls are tiny and stay fp32.
 #include "s2s/nn/functional.h"
 #include "s2s/ops/linear.h"
 
@@ -6,7 +10,7 @@ namespace s2s {
 namespace nn {
 
 static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayout layout) {
-  const Tensor& w = weight->value;
+  const Tensor& w = weight->matmul_value();
   const int64_t out_features = layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
   int64_t shape[kMaxDims];
   for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
@@ -21,7 +25,7 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       const Tensor db = bias != nullptr ? bias->grad : Tensor{};
-      linear_backward(g.grad(x), weight->grad, db, dy, x->value, weight->value, layout);
+      linear_backward(g.grad(x), weight->grad, db, dy, x->value, weight->matmul_value(), layout);
     });
   }
   return y;

@@ -1,6 +1,7 @@
 // ParamStore: creation, loading with dtype conversion, binding outside memory, trainability.
 #include "s2s/nn/param.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "s2s/ops/cast.h"
@@ -57,6 +58,7 @@ void ParamStore::load(Param& p, const Tensor& src) {
     p.value = Tensor::contiguous(p.owned_value.get(), DType::F32, p.value.ndim, p.value.shape);
   }
   cast_forward(p.value, src);
+  sync_compute(p);
 }
 
 void ParamStore::bind(Param& p, const Tensor& view) {
@@ -65,6 +67,7 @@ void ParamStore::bind(Param& p, const Tensor& view) {
   set_trainable(p, false);
   p.owned_value.reset();
   p.value = view;
+  sync_compute(p);
 }
 
 void ParamStore::set_trainable(Param& p, bool trainable) {
@@ -89,6 +92,37 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
     p.exp_avg_sq = Tensor{};
   }
   p.trainable = trainable;
+  sync_compute(p);
+}
+
+void ParamStore::set_compute_bf16(Param& p, bool on) {
+  p.compute_bf16 = on;
+  sync_compute(p);
+}
+
+void ParamStore::sync_compute(Param& p) {
+  if (!p.compute_bf16 || p.value.dtype != DType::F32) {
+    p.owned_compute.reset();
+    p.compute = Tensor{};
+    return;
+  }
+  if (!p.owned_compute) {  // shapes never change
+    p.owned_compute = make_aligned<uint16_t>(static_cast<size_t>(std::max<int64_t>(1, p.value.numel())));
+  }
+  p.compute = Tensor::contiguous(p.owned_compute.get(), DType::BF16, p.value.ndim, p.value.shape);
+  cast_forward(p.compute, p.value);
+}
+
+void ParamStore::refresh_compute(Param& p) {
+  if (p.compute.data != nullptr) cast_forward(p.compute, p.value);
+}
+
+int64_t ParamStore::compute_bytes() const {
+  int64_t n = 0;
+  for (const Param& p : params_) {
+    if (p.compute.data != nullptr) n += 2 * p.compute.numel();
+  }
+  return n;
 }
 
 std::vector<Param*> ParamStore::all() {

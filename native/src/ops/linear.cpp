@@ -85,10 +85,6 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
   }
   if (opu::present(dinp)) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
   if (opu::present(dweight)) {
-    if (weight.dtype != DType::F32) {
-      fail(code::kArgument, kOp, "expected no dweight for a ", dtype_name(weight.dtype),
-           " weight (frozen weights get no gradient), got a dweight tensor");
-    }
     expect_f32(dweight, {weight.shape[0], weight.shape[1]}, kOp, "dweight");
     expect_rows_like(inp, dout, d.IC, "inp", "dout");
   }
@@ -133,28 +129,46 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   if (d.N == 0) return;
   const float* dy = dout.f32();
   const int64_t ldw = weight.shape[1];
+  const bool bf16 = weight.dtype == DType::BF16;
+  // bf16 path: dout rounded once, shared by dinp and dweight.
+  AlignedPtr<uint16_t> dyb;
+  if (bf16 && ((opu::present(dinp) && d.IC > 0) || opu::present(dweight))) {
+    dyb = make_aligned<uint16_t>(size_t(d.N * d.OC));
+    cast_f32_to_bf16(dyb.get(), dy, d.N * d.OC);
+  }
   if (opu::present(dinp) && d.IC > 0) {
     // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
     const bool trans_b = layout == WeightLayout::InOut;
-    if (weight.dtype == DType::F32) {
+    if (!bf16) {
       gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, 1.0f,
                dinp.f32(), d.IC);
     } else {
-      AlignedPtr<uint16_t> dyb = make_aligned<uint16_t>(size_t(d.N * d.OC));
-      cast_f32_to_bf16(dyb.get(), dy, d.N * d.OC);
       gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, 1.0f,
                 dinp.f32(), d.IC);
     }
   }
   if (opu::present(dweight)) {
-    if (layout == WeightLayout::OutIn) {
-      // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
-      gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dy, d.OC, inp.f32(), d.IC, 1.0f,
-               dweight.f32(), d.IC);
+    if (!bf16) {
+      if (layout == WeightLayout::OutIn) {
+        // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
+        gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dy, d.OC, inp.f32(), d.IC, 1.0f,
+                 dweight.f32(), d.IC);
+      } else {
+        // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
+        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
+                 dweight.f32(), d.OC);
+      }
     } else {
-      // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
-      gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
-               dweight.f32(), d.OC);
+      // The same products with both operands rounded to bf16; fp32 accumulation into dW.
+      AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
+      cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
+      if (layout == WeightLayout::OutIn) {
+        gemm_bf16(true, false, d.OC, d.IC, d.N, 1.0f, dyb.get(), d.OC, xb.get(), d.IC, 1.0f,
+                  dweight.f32(), d.IC);
+      } else {
+        gemm_bf16(true, false, d.IC, d.OC, d.N, 1.0f, xb.get(), d.IC, dyb.get(), d.OC, 1.0f,
+                  dweight.f32(), d.OC);
+      }
     }
   }
   if (opu::present(dbias)) {
@@ -225,7 +239,9 @@ void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const 
     for (int64_t o = 0; o < d.OC; ++o) {
       for (int64_t i = 0; i < d.IC; ++i) {
         double acc = 0;
-        for (int64_t r = 0; r < d.N; ++r) acc += double(dy[r * d.OC + o]) * inp.f32()[r * d.IC + i];
+        for (int64_t r = 0; r < d.N; ++r) {
+          acc += round_like(weight, dy[r * d.OC + o]) * round_like(weight, inp.f32()[r * d.IC + i]);
+        }
         const int64_t idx = layout == WeightLayout::OutIn ? o * d.IC + i : i * d.OC + o;
         dweight.f32()[idx] = static_cast<float>(dweight.f32()[idx] + acc);
       }

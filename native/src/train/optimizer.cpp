@@ -1,4 +1,5 @@
-// optimizer_step: gradient scaling, global-norm clipping and AdamW over a ParamStore.
+// optimizer_step: gradient scaling, global-norm clipping and AdamW over a ParamStore, then the
+// bf16 compute copies of the updated masters re-cast.
 #include "s2s/train/optimizer.h"
 
 #include <cmath>
@@ -38,6 +39,7 @@ OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& con
       o.lr = lr;
       if (!p->decay) o.weight_decay = 0;
       adamw_update(p->value, p->grad, p->exp_avg, p->exp_avg_sq, step, o);
+      params.refresh_compute(*p);  // bf16 compute copy = cast(updated master)
     }
   }
   params.zero_grads();

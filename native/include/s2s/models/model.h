@@ -45,6 +45,18 @@ struct LinearModule {
   nn::LinearWeights* weights;
 };
 
+// The dtype of the linear layers' matmuls. Master weights, gradients, optimizer state,
+// activations, norms, softmax, attention (its QK^T / PV products included) and losses are fp32
+// in both; accumulation is always fp32.
+//   F32:  every matmul in fp32.
+//   BF16: each linear layer's weight has a bf16 copy (Param::compute, refreshed after every
+//         optimizer step) and its forward, dinp and dweight GEMMs round the activation /
+//         gradient to bf16 and run gemm_bf16 (AVX-512 BF16 / AMX where present; elsewhere the
+//         GEMM widens bf16 to fp32 exactly: same numbers, slower). LoRA A/B stay fp32.
+enum class ComputeDType : uint8_t { F32 = 0, BF16 = 1 };
+
+const char* compute_dtype_name(ComputeDType dtype);  // "float32" | "bfloat16"
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -60,6 +72,14 @@ class Model {
   // Every linear layer by module path, for LoRA targeting.
   virtual std::vector<LinearModule> linear_modules() = 0;
 
+  // Switches the compute dtype (above). BF16 marks the weight of every linear_modules() entry
+  // (the tied head's embedding table included, whose lookup stays fp32) for a bf16 copy of its
+  // f32 value, trainable or frozen; weights already bound as bf16 views are used as they are.
+  // Costs 2 bytes per marked element; F32 frees the copies. May be called before or after
+  // load_weights / set_trainable / LoRA: the store keeps the copies in step.
+  void set_compute_dtype(ComputeDType dtype);
+  ComputeDType compute_dtype() const { return compute_dtype_; }
+
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
   virtual std::vector<std::pair<std::string, std::string>> tied_aliases() const = 0;
@@ -68,6 +88,7 @@ class Model {
   explicit Model(ModelConfig config) : config_(std::move(config)) {}
   ModelConfig config_;
   ParamStore params_;
+  ComputeDType compute_dtype_ = ComputeDType::F32;
 };
 
 // transformers' generation positions for a left-padded batch: cumsum(attention_mask) - 1 along

@@ -2,6 +2,9 @@
 // AdamW moments of the trainable ones. Trainable values are fp32 master copies the store owns;
 // frozen values may be views of other memory (a memory-mapped safetensors file) in any dtype the
 // layers accept (bf16/f16 for linear and embedding weights). Frozen params hold no gradient.
+// A matmul weight may also carry a bf16 compute copy of its fp32 value (the bf16 compute dtype):
+// the store keeps it equal to cast(value) through load/bind/set_trainable, and optimizer_step
+// refreshes it after each update.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -23,8 +26,20 @@ struct Param {
   bool trainable = false;
   bool decay = true;         // AdamW weight decay applies (HF Trainer: not biases, not norms)
 
-  // Owned storage behind value/grad/moments (empty when value is a view of outside memory).
+  // bf16 compute: when `compute_bf16` is set (ParamStore::set_compute_bf16) and value is f32,
+  // `compute` is a bf16 tensor of value's shape holding cast(value) (round to nearest even),
+  // which nn::linear multiplies with instead of value (the gradient still goes to the f32
+  // grad). data == nullptr otherwise: no copy when value already is bf16 (a bound frozen view),
+  // and none at all in fp32 compute.
+  Tensor compute;
+  bool compute_bf16 = false;
+
+  // Owned storage behind value/grad/moments/compute (empty when value is a view of outside memory).
   AlignedPtr<float> owned_value, owned_grad, owned_moments;
+  AlignedPtr<uint16_t> owned_compute;
+
+  // The tensor a matmul reads: compute when present, else value.
+  const Tensor& matmul_value() const { return compute.data != nullptr ? compute : value; }
 };
 
 class ParamStore {
@@ -43,12 +58,23 @@ class ParamStore {
   // frozen ones drop gradient and moments.
   void set_trainable(Param& p, bool trainable);
 
+  // bf16 compute for p (a matmul weight): on allocates p.compute = cast(p.value) when p.value
+  // is f32 (trainable master or frozen fp32 base alike); off frees it. load, bind and
+  // set_trainable keep the copy in step with the value from then on.
+  void set_compute_bf16(Param& p, bool on);
+  // Re-casts p.compute from p.value (no-op without a copy). Call after writing p.value directly
+  // (optimizer_step and merge_lora do).
+  void refresh_compute(Param& p);
+  // Bytes held by bf16 compute copies (0 in fp32 compute).
+  int64_t compute_bytes() const;
+
   std::vector<Param*> all();
   std::vector<Param*> trainable();
   void zero_grads();
   int64_t count_elements(bool trainable_only) const;
 
  private:
+  void sync_compute(Param& p);  // compute = cast(value), allocated or freed as the flags say
   std::deque<Param> params_;  // deque: addresses stay valid as params are added
   std::unordered_map<std::string, Param*> by_name_;
 };

@@ -1,5 +1,7 @@
 // linear: y = x W^T + b (torch nn.Linear), with W stored (out,in) as PyTorch does or (in,out)
-// as GPT-2's Conv1D does; W in f32 (trainable) or bf16 (a frozen base weight under LoRA).
+// as GPT-2's Conv1D does; W in f32, or bf16: a frozen base weight under LoRA, or the bf16
+// compute copy of a trained fp32 master weight (Param::compute), whose f32 gradient is computed
+// from bf16-rounded operands with fp32 accumulation.
 // Forward, backward (all through s2s::gemm_f32 / gemm_bf16) and reference loops.
 // Legend: N rows = B*T (x may be (N,IC) or (B,T,IC); y has the same leading dims),
 //         IC in_features, OC out_features.
@@ -27,14 +29,16 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 //   dweight (OC,IC) += dout^T @ inp        (InOut: (IC,OC) += inp^T @ dout)
 //   dbias   (OC,)  += sum over rows of dout (one thread per column block, rows in order)
 // Each gradient with data == nullptr is not needed and skipped. inp is read only for dweight
-// and may then be a null tensor. A bf16 weight is frozen: passing a dweight for it throws
-// S2S_ARGUMENT. dweight is f32 with the weight's shape.
+// and may then be a null tensor. dweight is always f32 with the weight's shape. With a bf16
+// weight (the bf16 compute path: the weight is the bf16 copy of an fp32 master whose gradient
+// this is) dout and inp are rounded to bf16 (round to nearest even) and gemm_bf16 accumulates
+// in fp32 into dweight (beta = 1): the mixed-precision recipe of torch.autocast(bfloat16).
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout = WeightLayout::OutIn);
 
-// Plain triple loops in double (a bf16 weight path rounds inp / dout to bf16 first, exactly as
-// the fast path does): the test oracles.
+// Plain triple loops in double (a bf16 weight path rounds inp / dout to bf16 first, for dinp
+// and dweight alike, exactly as the fast path does): the test oracles.
 void linear_forward_reference(const Tensor& out, const Tensor& inp, const Tensor& weight,
                               const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
 void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,

@@ -1,6 +1,7 @@
 // The optimizer step of training: scale the accumulated gradients (1 / counted tokens when the
 // loss was summed over micro-batches), clip by global norm, AdamW on every trainable param
-// (weight decay only where Param::decay), zero the gradients.
+// (weight decay only where Param::decay), re-cast the bf16 compute copies (Param::compute) of the
+// updated params, zero the gradients. A skipped step (non-finite gradient) changes no value.
 #pragma once
 #include <cstdint>
 
