@@ -286,6 +286,9 @@ export interface NativeModel {
   accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number }):
     Promise<{ lossSum: number; count: number }>;
   optimizerStep(options: OptimizerStepOptions): Promise<{ gradNorm: number; finite: boolean }>;
+  /** accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call. */
+  trainStep(batch: NativeBatch, options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number }):
+    Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean }>;
   /** Attaches LoRA (config as PEFT's adapter_config.json text); freezes the base. */
   applyLora(adapterConfigJson: string, seed: number): void;
   /** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */

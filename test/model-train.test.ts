@@ -84,6 +84,28 @@ describe("models against the PyTorch fixtures", () => {
     });
   });
 
+  it("accumulating micro-batches normalises over all their tokens, like one big batch", async () => {
+    const { batch } = fixture("llama-gqa");
+    const row = (r: number): Batch => {
+      const slice = (a: Int32Array | undefined) => a!.slice(r * batch.seqLen, (r + 1) * batch.seqLen);
+      return { batchSize: 1, seqLen: batch.seqLen, inputIds: slice(batch.inputIds),
+               attentionMask: slice(batch.attentionMask), labels: slice(batch.labels) };
+    };
+    const whole = await Model.load(path.join(root, "llama-gqa"), { trainable: true });
+    const parts = await Model.load(path.join(root, "llama-gqa"), { trainable: true });
+    const step = { step: 1, lr: 1e-2, maxGradNorm: 1 };
+    const one = await whole.trainStep(batch, { ...step, training: false });
+    const a = await parts.accumulate(row(0), { training: false });
+    const b = await parts.accumulate(row(1), { training: false });
+    const stepped = await parts.optimizerStep({ ...step, gradScale: 1 / (a.count + b.count) });
+    expect(a.count + b.count).toBe(one.count);
+    expect((a.lossSum + b.lossSum) / (a.count + b.count)).toBeCloseTo(one.loss, 5);
+    expect(stepped.gradNorm).toBeCloseTo(one.gradNorm, 4);
+    const after = await whole.forward(batch, { logits: true });
+    const afterParts = await parts.forward(batch, { logits: true });
+    expect(maxDiff(after.logits!, afterParts.logits!)).toBeLessThan(1e-4);
+  });
+
   it("rejects a second call while one runs, and bad batches with codes", async () => {
     const { batch } = fixture("gpt2");
     const model = await Model.load(path.join(root, "gpt2"));

@@ -126,6 +126,48 @@ Napi::Object options_at(const Napi::CallbackInfo& info, size_t i) {
                                                  : Napi::Object::New(info.Env());
 }
 
+struct OptimizerArgs {
+  s2s::OptimizerConfig config;
+  int64_t step = 0;
+  double lr = 0;
+  float grad_scale = 1.0f;
+};
+
+// {step, lr, beta1, beta2, eps, weightDecay, maxGradNorm, gradScale}
+OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
+  OptimizerArgs a;
+  a.config.adamw.beta1 = number_option(opts, "beta1", 0.9, fn);
+  a.config.adamw.beta2 = number_option(opts, "beta2", 0.999, fn);
+  a.config.adamw.eps = number_option(opts, "eps", 1e-8, fn);
+  a.config.adamw.weight_decay = number_option(opts, "weightDecay", 0.0, fn);
+  a.config.max_grad_norm = number_option(opts, "maxGradNorm", 1.0, fn);
+  const double step = number_option(opts, "step", 0, fn);
+  a.lr = number_option(opts, "lr", -1, fn);
+  a.grad_scale = static_cast<float>(number_option(opts, "gradScale", 1.0, fn));
+  S2S_REQUIRE(step >= 1 && step == static_cast<double>(static_cast<int64_t>(step)),
+              s2s::code::kArgument, fn, "expected options.step to be an integer >= 1, got ", step);
+  S2S_REQUIRE(a.lr >= 0, s2s::code::kArgument, fn, "expected options.lr >= 0, got ", a.lr);
+  a.step = static_cast<int64_t>(step);
+  return a;
+}
+
+// One micro-batch: forward with the summed loss, then backward into the params' gradients.
+struct AccumulateOut {
+  double loss_sum = 0;
+  int64_t count = 0;
+};
+AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
+                               uint64_t dropout_seed) {
+  s2s::Graph& g = lm.graph;
+  g.reset();
+  g.training = training;
+  g.dropout_seed = dropout_seed;
+  s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
+  AccumulateOut out{r.loss->value.f32()[0], r.count};
+  if (r.count > 0) g.backward(r.loss);
+  return out;
+}
+
 }  // namespace
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -137,6 +179,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
+                        InstanceMethod("trainStep", &ModelWrap::TrainStep),
                         InstanceMethod("applyLora", &ModelWrap::ApplyLora),
                         InstanceMethod("loadAdapter", &ModelWrap::LoadAdapter),
                         InstanceMethod("saveAdapter", &ModelWrap::SaveAdapter),
@@ -277,25 +320,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const double seed = number_option(opts, "dropoutSeed", 0, fn);
       S2S_REQUIRE(loaded_->model->params().count_elements(true) > 0, s2s::code::kArgument, fn,
                   "expected trainable parameters (call setTrainable(true) or attach LoRA)");
-      struct Out { double loss = 0; int64_t count = 0; };
-      auto out = std::make_shared<Out>();
+      auto out = std::make_shared<AccumulateOut>();
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
       return PromiseWorker::Run(
           info.Env(), "s2s.model.accumulate", keep_this(info),
           [lm, batch = std::move(batch), training, seed, out] {
-            s2s::Graph& g = lm->graph;
-            g.reset();
-            g.training = training;
-            g.dropout_seed = static_cast<uint64_t>(seed);
-            s2s::ForwardResult r = lm->model->forward(g, batch.view(), s2s::LossReduction::Sum);
-            out->loss = r.loss->value.f32()[0];
-            out->count = r.count;
-            if (r.count > 0) g.backward(r.loss);
+            *out = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed));
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
-            o.Set("lossSum", out->loss);
+            o.Set("lossSum", out->loss_sum);
             o.Set("count", static_cast<double>(out->count));
             return o;
           },
@@ -308,29 +343,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value OptimizerStep(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "optimizerStep";
-      Napi::Object opts = options_at(info, 0);
-      s2s::OptimizerConfig config;
-      config.adamw.beta1 = number_option(opts, "beta1", 0.9, fn);
-      config.adamw.beta2 = number_option(opts, "beta2", 0.999, fn);
-      config.adamw.eps = number_option(opts, "eps", 1e-8, fn);
-      config.adamw.weight_decay = number_option(opts, "weightDecay", 0.0, fn);
-      config.max_grad_norm = number_option(opts, "maxGradNorm", 1.0, fn);
-      const double step = number_option(opts, "step", 0, fn);
-      const double lr = number_option(opts, "lr", -1, fn);
-      const double scale = number_option(opts, "gradScale", 1.0, fn);
-      S2S_REQUIRE(step >= 1 && step == static_cast<double>(static_cast<int64_t>(step)),
-                  s2s::code::kArgument, fn, "expected options.step to be an integer >= 1, got ", step);
-      S2S_REQUIRE(lr >= 0, s2s::code::kArgument, fn, "expected options.lr >= 0, got ", lr);
+      const OptimizerArgs args = optimizer_args(options_at(info, 0), fn);
       struct Out { s2s::OptimizerStepStats stats; };
       auto out = std::make_shared<Out>();
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
       return PromiseWorker::Run(
           info.Env(), "s2s.model.optimizer_step", keep_this(info),
-          [lm, config, step, lr, scale, out] {
-            out->stats = s2s::optimizer_step(lm->model->params(), config,
-                                             static_cast<int64_t>(step), lr,
-                                             static_cast<float>(scale));
+          [lm, args, out] {
+            out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
+                                             args.grad_scale);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -355,6 +377,45 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       s2s::fail(s2s::code::kArgument, fn,
                 "expected no LoRA adapter attached; merge or detach the current one first");
     }
+  }
+
+  // trainStep(batch, {step, lr, ..., training, dropoutSeed}) -> Promise<{loss, count, gradNorm,
+  // finite}>: forward + backward + clip + AdamW in one native call; the loss is the mean over the
+  // batch's counted tokens (gradients scaled by 1 / count).
+  Napi::Value TrainStep(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "trainStep";
+      BatchCopy batch = batch_arg(info[0], fn, encoder_decoder());
+      if (batch.labels.empty()) s2s::fail(s2s::code::kArgument, fn, "expected batch.labels");
+      Napi::Object opts = options_at(info, 1);
+      const OptimizerArgs args = optimizer_args(opts, fn);
+      const bool training = bool_option(opts, "training", true, fn);
+      const double seed = number_option(opts, "dropoutSeed", 0, fn);
+      S2S_REQUIRE(loaded_->model->params().count_elements(true) > 0, s2s::code::kArgument, fn,
+                  "expected trainable parameters (setTrainable(true) or a LoRA adapter)");
+      struct Out { AccumulateOut acc; s2s::OptimizerStepStats stats; };
+      auto out = std::make_shared<Out>();
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.train_step", keep_this(info),
+          [lm, batch = std::move(batch), args, training, seed, out] {
+            out->acc = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed));
+            const float scale = out->acc.count > 0 ? 1.0f / static_cast<float>(out->acc.count) : 1.0f;
+            out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
+                                             scale * args.grad_scale);
+          },
+          [out](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            const double n = static_cast<double>(out->acc.count);
+            o.Set("loss", n > 0 ? Napi::Number::New(env, out->acc.loss_sum / n) : env.Null());
+            o.Set("count", n);
+            o.Set("gradNorm", out->stats.grad_norm);
+            o.Set("finite", out->stats.finite);
+            return o;
+          },
+          settle);
+    });
   }
 
   // applyLora(adapterConfigJson, seed): attaches new adapters (A Kaiming-uniform, B zero, so the

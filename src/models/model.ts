@@ -115,13 +115,12 @@ export class Model {
   }
 
   /**
-   * One batch, one update: the loss is the mean over the batch's counted tokens, exactly as the
-   * summed loss divided by the count, which is also how accumulated micro-batches normalise.
+   * One batch, one update, in one native call: forward, backward, clip, AdamW. The loss is the
+   * mean over the batch's counted tokens (the summed loss divided by the count, which is also how
+   * accumulated micro-batches normalise).
    */
-  async trainStep(batch: NativeBatch, options: Omit<OptimizerStepOptions, "gradScale"> & { training?: boolean }) {
-    const { training, ...step } = options;
-    const { lossSum, count } = await this.accumulate(batch, { training: training ?? true });
-    const { gradNorm, finite } = await this.optimizerStep({ ...step, gradScale: count > 0 ? 1 / count : 1 });
-    return { loss: count > 0 ? lossSum / count : Number.NaN, count, gradNorm, finite };
+  async trainStep(batch: NativeBatch, options: Omit<OptimizerStepOptions, "gradScale"> & { training?: boolean; dropoutSeed?: number }) {
+    const r = await withCallerStack(() => this.native.trainStep(batch, options));
+    return { ...r, loss: r.loss ?? Number.NaN };
   }
 }
