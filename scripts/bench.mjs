@@ -1,11 +1,46 @@
 // `npm run bench`: the benchmark suite (never part of `npm test`). Builds the native benches,
 // runs them, and writes every result as JSON under bench/results/ next to the printed tables.
-// Extra arguments go to the native GEMM bench (e.g. `npm run bench -- --quick --threads 1,2`).
+//
+//   npm run bench                                  GEMM, N-API call costs, training throughput
+//   npm run bench -- --only train                  one part: gemm | addon | train (comma list)
+//   npm run bench -- --quick --threads 1,2         --quick and --threads go to gemm and train
+//   npm run bench -- --only train --configs gpt2-full,gpt2-lora --repeat 2
+//
+// GEMM options: --quick --threads --min-time --rounds. Training options (bench/train.bench.mjs):
+// --quick --threads --configs --steps --warmup --repeat --no-torch.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { buildNative, buildDir, root, run } from "./native-build.mjs";
 
-const args = process.argv.slice(2);
+const PARTS = ["gemm", "addon", "train"];
+const GEMM_OPTS = { "--quick": 0, "--threads": 1, "--min-time": 1, "--rounds": 1 };
+const TRAIN_OPTS = { "--quick": 0, "--threads": 1, "--configs": 1, "--steps": 1, "--warmup": 1, "--repeat": 1, "--no-torch": 0 };
+
+const argv = process.argv.slice(2);
+let only = PARTS;
+const gemmArgs = [], trainArgs = [];
+for (let i = 0; i < argv.length; i++) {
+  const a = argv[i];
+  if (a === "--only") {
+    only = (argv[++i] ?? "").split(",");
+    const bad = only.filter((p) => !PARTS.includes(p));
+    if (bad.length) {
+      console.error(`bench: --only expects ${PARTS.join(", ")} (comma-separated), got '${bad.join(",")}'`);
+      process.exit(2);
+    }
+    continue;
+  }
+  if (!(a in GEMM_OPTS) && !(a in TRAIN_OPTS)) {
+    console.error(`bench: unknown option '${a}'. GEMM: ${Object.keys(GEMM_OPTS).join(" ")}; training: ${Object.keys(TRAIN_OPTS).join(" ")}; --only ${PARTS.join("|")}`);
+    process.exit(2);
+  }
+  const n = GEMM_OPTS[a] ?? TRAIN_OPTS[a];
+  const value = argv.slice(i + 1, i + 1 + n);
+  if (a in GEMM_OPTS) gemmArgs.push(a, ...value);
+  if (a in TRAIN_OPTS) trainArgs.push(a, ...value);
+  i += n;
+}
+
 buildNative({ tests: true });
 if (run(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"]) !== 0) {
   process.exit(1);
@@ -16,8 +51,13 @@ const stamp = new Date().toISOString().replace(/[:.]/g, "-");
 
 let status = 0;
 const gemm = path.join(buildDir, "bench_gemm");
-if (existsSync(gemm)) {
-  status ||= run(gemm, ["--json", path.join(results, `gemm-${stamp}.json`), ...args]);
+if (only.includes("gemm") && existsSync(gemm)) {
+  status ||= run(gemm, ["--json", path.join(results, `gemm-${stamp}.json`), ...gemmArgs]);
 }
-status ||= run(process.execPath, [path.join(root, "bench", "addon.bench.mjs"), "--json", path.join(results, `addon-${stamp}.json`)]);
+if (only.includes("addon")) {
+  status ||= run(process.execPath, [path.join(root, "bench", "addon.bench.mjs"), "--json", path.join(results, `addon-${stamp}.json`)]);
+}
+if (only.includes("train")) {
+  status ||= run(process.execPath, [path.join(root, "bench", "train.bench.mjs"), "--json", path.join(results, `train-${stamp}.json`), ...trainArgs]);
+}
 process.exit(status);

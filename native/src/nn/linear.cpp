@@ -4,6 +4,7 @@
 // LoRA A/B have no compute copy (Model::set_compute_dtype marks base weights only): their
 // matmuls are tiny and stay fp32.
 #include "s2s/nn/functional.h"
+#include "s2s/gemm.h"
 #include "s2s/ops/linear.h"
 
 namespace s2s {
@@ -37,9 +38,35 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w) {
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling; A (r, in) and B (out, r) are nn.Linear
   // weights, so the OutIn layout whatever the base layer's layout is.
   Var* xa = base_linear(g, dropout(g, x, w.lora->dropout), w.lora->A, nullptr,
-                        WeightLayout::OutIn);
-  Var* xb = base_linear(g, xa, w.lora->B, nullptr, WeightLayout::OutIn);
-  return add(g, y, scale(g, xb, w.lora->scaling));
+                        WeightLayout::OutIn);  // (N, r)
+  // The B product is added straight into the base output: y (N,OC) += scaling * xa B^T (one
+  // GEMM with beta = 1) rather than three more (N,OC) activations (xa B^T, its scaled copy, the
+  // sum) and their gradients. y's gradient is the sum's gradient, so the base layer's backward
+  // (recorded earlier, run later) reads the same dy; its backward never reads y's value.
+  Param* B = w.lora->B;
+  const float s = w.lora->scaling;
+  const int64_t r = B->value.shape[1];
+  const int64_t n = xa->value.numel() / r, oc = B->value.shape[0];
+  const Tensor y2 = Tensor::contiguous(y->value.data, DType::F32, {n, oc});
+  const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
+  matmul(y2, xa2, B->value, false, true, s, 1.0f);
+  if (xa->requires_grad || B->trainable) {
+    y->requires_grad = true;
+    g.on_backward([&g, y, xa, B, s, n, oc, r] {
+      const Tensor dy = g.grad_if_present(y);
+      if (dy.data == nullptr) return;
+      const Tensor dy2 = Tensor::contiguous(dy.data, DType::F32, {n, oc});
+      const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
+      // dB (OC,r) += s * dy^T xa ; dxa (N,r) += s * dy B
+      if (B->trainable) matmul(B->grad, dy2, xa2, true, false, s, 1.0f);
+      const Tensor dxa = g.grad(xa);
+      if (dxa.data != nullptr) {
+        matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false, false, s,
+               1.0f);
+      }
+    });
+  }
+  return y;
 }
 
 }  // namespace nn
