@@ -9,9 +9,9 @@
 //   node bench/train.bench.mjs [--quick] [--threads 1,2] [--configs gpt2-full,gpt5m-lora]
 //                              [--steps N] [--warmup N] [--repeat N] [--no-torch] [--json PATH]
 //
-// LoRA: the N-API Model has no LoRA yet, so "ours" LoRA rows come from build/bench_train (the
-// same C++ forward/backward/optimizer_step the N-API Model calls, without Node) and are marked
-// "native" in the table. bf16 compute: measured only when Model.load supports computeDtype.
+// Rows: fp32 and bf16 compute (Model.load(dir, { computeDtype })) for ours, fp32 for PyTorch;
+// LoRA through Model.applyLora. build/bench_train runs the same step in C++ without Node, for
+// profiling (see its header).
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -21,7 +21,6 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const modelsDir = path.join(root, "build", "bench-models");
 const python = process.env.S2S_BENCH_PYTHON ?? "/usr/bin/python3";
-const benchTrain = path.join(root, "build", "bench_train");
 
 // name -> model folder, shapes, mode. Batch shapes are the issue's.
 const CONFIGS = {
@@ -41,9 +40,10 @@ if (process.argv[2] === "--child") {
   setNumThreads(job.threads);
   const t0 = performance.now();
   const model = await Model.load(path.join(modelsDir, job.model), {
-    trainable: true,
+    trainable: job.mode !== "lora",
     ...(job.computeDtype ? { computeDtype: job.computeDtype } : {}),
   });
+  if (job.lora) model.applyLora(job.lora);
   const loadS = (performance.now() - t0) / 1e3;
   const V = model.config.vocab_size ?? model.config.vocabSize;
   const t5 = model.info().modelType === "t5";
@@ -92,8 +92,6 @@ for (const c of configNames) if (!CONFIGS[c]) throw new Error(`train bench: unkn
 
 const { nativeInfo } = await import("../dist/src/index.js");
 const info = nativeInfo();
-const bf16Supported = readFileSync(path.join(root, "dist", "src", "models", "model.js"), "utf8").includes("computeDtype");
-const loraViaNapi = readFileSync(path.join(root, "dist", "src", "models", "model.js"), "utf8").includes("applyLora");
 
 // Python + torch present? Then make sure the model folders exist (cached; generated once).
 let torchVersion = null;
@@ -146,17 +144,10 @@ function bestOf(cmd, args) {
 function oursJob(name, threads, computeDtype) {
   const c = CONFIGS[name];
   const family = c.model.startsWith("t5") ? "t5" : "gpt2";
-  if (c.mode === "lora") {
-    if (computeDtype) return { skipped: "bf16 LoRA: not measured (no computeDtype in the native bench)" };
-    if (!existsSync(benchTrain)) return { skipped: "LoRA: N-API has no LoRA yet and build/bench_train is not built (npm run bench builds it)" };
-    const r = bestOf(benchTrain, [
-      "--model", path.join(modelsDir, c.model), "--threads", String(threads), "--batch", String(c.batch),
-      "--seq", String(c.seq), "--dec-seq", String(c.decSeq ?? 0), "--warmup", String(warmup), "--steps", String(steps),
-      "--lora", `${LORA.r},${LORA.alpha},${LORA.targets[family].join("+")}`,
-    ]);
-    return { ...r, via: "native" };
-  }
-  const job = { model: c.model, threads, batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, warmup, steps, computeDtype };
+  const job = {
+    model: c.model, mode: c.mode, threads, batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, warmup, steps, computeDtype,
+    ...(c.mode === "lora" ? { lora: { r: LORA.r, alpha: LORA.alpha, targetModules: LORA.targets[family] } } : {}),
+  };
   return bestOf(process.execPath, [fileURLToPath(import.meta.url), "--child", JSON.stringify(job)]);
 }
 
@@ -174,14 +165,12 @@ console.log(`  features: ${info.cpu.features.join(" ")}`);
 console.log(`  ours: s2s-train ${info.version}, ${info.compiler}, active ISA ${info.activeIsa}; kernels: ` +
   Object.entries(info.kernels).map(([k, v]) => `${k}=${v}`).join(", "));
 console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python})`}; warm-up ${warmup} + ${steps} timed steps, best step; best of ${repeat} process(es)`);
-console.log(`  LoRA r=${LORA.r} alpha=${LORA.alpha}, targets gpt2 ${LORA.targets.gpt2.join(",")}, t5 ${LORA.targets.t5.join(",")}; ` +
-  (loraViaNapi ? "ours through N-API" : "ours through build/bench_train (LoRA is not in the N-API Model yet)"));
-if (!bf16Supported) console.log("  bf16 compute: skipped (Model.load has no computeDtype option in this build)");
+console.log(`  LoRA r=${LORA.r} alpha=${LORA.alpha}, targets gpt2 ${LORA.targets.gpt2.join(",")}, t5 ${LORA.targets.t5.join(",")}; ours through N-API (Model.applyLora)`);
 
 const results = [];
 const mb = (b) => (b == null ? "—" : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const fmt = (r) => (r?.error ? "error" : r?.skipped ? "skipped" : r?.tokens_per_s != null ? `${r.tokens_per_s.toFixed(1)}${r.disturbed ? "*" : ""}` : "—");
-const dtypes = ["fp32", ...(bf16Supported ? ["bf16"] : [])];
+const dtypes = ["fp32", "bf16"];
 for (const name of configNames) {
   for (const threads of threadsList) {
     const torch = noTorch ? null : torchJob(name, threads);
@@ -191,7 +180,7 @@ for (const name of configNames) {
       row.ratio = ours?.tokens_per_s && torch?.tokens_per_s ? ours.tokens_per_s / torch.tokens_per_s : null;
       results.push(row);
       const note = [ours?.error, ours?.skipped, torch?.error].filter(Boolean).join("; ");
-      console.log(`  ${name.padEnd(11)} ${dt} ${threads}t  ours ${fmt(ours).padStart(8)} tok/s${ours?.via === "native" ? " (native)" : ""}  ` +
+      console.log(`  ${name.padEnd(11)} ${dt} ${threads}t  ours ${fmt(ours).padStart(8)} tok/s  ` +
         `torch ${fmt(torch).padStart(8)} tok/s  ratio ${row.ratio ? row.ratio.toFixed(2) + "x" : "—"}  ` +
         `RSS ours ${mb(ours?.peak_rss_bytes)} torch ${mb(torch?.peak_rss_bytes)}${note ? "  " + note : ""}`);
     }
@@ -201,14 +190,14 @@ for (const name of configNames) {
 console.log("\n| config | dtype | threads | ours tok/s | torch tok/s | ratio | our peak RSS | torch peak RSS |");
 console.log("|---|---|---|---|---|---|---|---|");
 for (const r of results) {
-  console.log(`| ${r.config}${r.ours?.via === "native" ? " (native)" : ""} | ${r.dtype} | ${r.threads} | ${fmt(r.ours)} | ${fmt(r.torch)} | ` +
+  console.log(`| ${r.config} | ${r.dtype} | ${r.threads} | ${fmt(r.ours)} | ${fmt(r.torch)} | ` +
     `${r.ratio ? r.ratio.toFixed(2) + "×" : "—"} | ${mb(r.ours?.peak_rss_bytes)} | ${mb(r.torch?.peak_rss_bytes)} |`);
 }
-console.log("(* = timed steps spread > 15%: the machine looked busy; (native) = C++ harness build/bench_train, not N-API)");
+console.log("(* = timed steps spread > 15%: the machine looked busy)");
 if (jsonPath) {
   writeFileSync(jsonPath, JSON.stringify({
     machine: { ...info, loadavg: os.loadavg(), totalmem: os.totalmem() }, torch: torchVersion, python,
-    settings: { warmup, steps, repeat, lora: LORA, bf16Supported, loraViaNapi }, results,
+    settings: { warmup, steps, repeat, lora: LORA }, results,
   }, null, 2));
   console.log(`results: ${path.relative(root, jsonPath)}`);
 }
