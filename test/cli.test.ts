@@ -10,7 +10,10 @@ function s2s(...args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
 }
 
-describe.runIf(existsSync(cli))("s2s-train CLI", () => {
+// dist/ is built by `npm test` (scripts/test.mjs) before vitest runs.
+describe("s2s-train CLI", () => {
+  it("is built", () => expect(existsSync(cli), `${cli} missing: run npm run build`).toBe(true));
+
   it("doctor prints what a bug report needs", () => {
     const r = s2s("doctor");
     expect(r.status).toBe(0);
