@@ -3,7 +3,7 @@
 // are errors naming the file.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { z } from "zod";
+import { INDEX_FILE, SafetensorsIndexSchema, SINGLE_FILE } from "../io/safetensors.js";
 import { readGenerationConfig, type GenerationConfig } from "./generation-config.js";
 import { readModelConfig, type ModelConfig } from "./hf-config.js";
 import { FileFormatError, readJsonFile, validate } from "./json-file.js";
@@ -21,30 +21,22 @@ export interface ModelFolder {
   tokenizerFile?: string;
 }
 
-const indexSchema = z.looseObject({
-  metadata: z.looseObject({ total_size: z.number().optional() }).optional(),
-  weight_map: z.record(z.string(), z.string().min(1)),
-});
-
 export function inspectModelFolder(dir: string): ModelFolder {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new FileFormatError(dir, "is not a folder (expected a Hugging Face model folder with config.json)");
   }
   const { config, text } = readModelConfig(path.join(dir, "config.json"));
-  const single = path.join(dir, "model.safetensors");
-  const indexFile = path.join(dir, "model.safetensors.index.json");
+  const single = path.join(dir, SINGLE_FILE);
+  const indexFile = path.join(dir, INDEX_FILE);
   let weightFiles: string[];
   let weightMap: Record<string, string> | undefined;
   if (existsSync(single)) {
     weightFiles = [single];
   } else if (existsSync(indexFile)) {
-    const index = validate(indexSchema, readJsonFile(indexFile).value, indexFile);
+    const index = validate(SafetensorsIndexSchema, readJsonFile(indexFile).value, indexFile);
     weightMap = {};
     const shards: string[] = [];
     for (const [tensor, shard] of Object.entries(index.weight_map)) {
-      if (shard.includes("/") || shard.includes("\\")) {
-        throw new FileFormatError(indexFile, `weight_map.${tensor}: expected a file name in this folder, got ${JSON.stringify(shard)}`);
-      }
       const shardPath = path.join(dir, shard);
       if (!shards.includes(shardPath)) {
         if (!existsSync(shardPath)) {
