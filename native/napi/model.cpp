@@ -6,11 +6,10 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "promise_worker.h"
+#include "s2s/io/atomic_file.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
@@ -20,14 +19,6 @@
 namespace s2s_napi {
 
 namespace {
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) s2s::fail(s2s::code::kIO, "loadModel", path, ": cannot be opened");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Everything a loaded model needs kept together; owned by the JS object.
 struct LoadedModel {
@@ -540,7 +531,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
         [folder, load_options, compute, slot] {
           auto lm = std::make_unique<LoadedModel>();
           const std::string config_path = folder + "/config.json";
-          lm->config_text = read_text_file(config_path);
+          lm->config_text = s2s::read_text_file(config_path, "loadModel");
           const s2s::ModelConfig config = s2s::parse_model_config(lm->config_text, config_path);
           lm->model = s2s::create_model(config);
           lm->files = s2s::open_weight_files(folder);

@@ -1,20 +1,18 @@
-// safetensors read (map + validate the header) and atomic write. The platform parts (mapping a
-// file, writing and renaming one) sit in the two blocks marked PLATFORM; a Windows port replaces
-// only those (MapViewOfFile; CreateFileW + FlushFileBuffers + MoveFileExW).
+// safetensors read (map + validate the header) and write (through AtomicFile). The platform part
+// (mapping a file) sits in the block marked PLATFORM; a Windows port replaces only that
+// (MapViewOfFile) and the one in atomic_file.cpp.
 #include "s2s/io/safetensors.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <limits>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string_view>
 
 #include "io/json.h"
+#include "s2s/io/atomic_file.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #define S2S_POSIX_IO 1
@@ -326,128 +324,6 @@ Tensor SafetensorsFile::view(const std::string& name) const {
 
 // ---- writing ---------------------------------------------------------------------------------
 
-namespace {
-
-std::string random_suffix() {
-  uint64_t r = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  try {
-    std::random_device rd;
-    r ^= (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  } catch (const std::exception&) {
-    // No entropy source: the clock and the pid still make a collision unlikely, and the
-    // temporary file is created exclusively, so a collision fails instead of clobbering.
-  }
-  std::ostringstream os;
-  os << std::hex << (r & 0xffffffffffull);
-  return os.str();
-}
-
-// ---- PLATFORM: create, write, sync, rename, remove --------------------------------------------
-#ifdef S2S_POSIX_IO
-struct OutFile {
-  int fd = -1;
-  std::string path;
-};
-
-long process_id() { return static_cast<long>(::getpid()); }
-
-void out_create(OutFile& f, const std::string& target) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    f.path = target + ".tmp-" + std::to_string(process_id()) + "-" + random_suffix();
-    f.fd = ::open(f.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (f.fd >= 0) return;
-    if (errno != EEXIST) break;
-  }
-  const int err = errno;
-  const std::string tried = f.path;
-  f.path.clear();  // not ours: out_discard must not remove it
-  fail(code::kIO, kOp, target, ": cannot create the temporary file ", tried, ": ", sys_error(err));
-}
-
-void out_write(OutFile& f, const std::string& target, const void* data, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    const size_t chunk = std::min<size_t>(n, size_t{1} << 30);  // Linux writes at most ~2 GiB
-    const ssize_t w = ::write(f.fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(code::kIO, kOp, target, ": cannot write ", f.path, ": ", sys_error(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-void out_finish(OutFile& f, const std::string& target) {
-  if (::fsync(f.fd) != 0) fail(code::kIO, kOp, target, ": cannot fsync ", f.path, ": ", sys_error(errno));
-  const int fd = f.fd;
-  f.fd = -1;
-  if (::close(fd) != 0) fail(code::kIO, kOp, target, ": cannot close ", f.path, ": ", sys_error(errno));
-}
-
-void out_discard(OutFile& f) {
-  if (f.fd >= 0) ::close(f.fd);
-  f.fd = -1;
-  if (!f.path.empty()) ::unlink(f.path.c_str());
-}
-
-void out_replace(OutFile& f, const std::string& target) {
-  if (::rename(f.path.c_str(), target.c_str()) != 0) {
-    fail(code::kIO, kOp, target, ": cannot rename ", f.path, " over it: ", sys_error(errno));
-  }
-}
-
-// After the rename the new file is in place; flushing the folder makes the rename itself survive
-// a power loss. Some file systems cannot sync a folder (EINVAL); nothing more can be done there.
-void sync_folder(const std::string& target) {
-  std::string dir = std::filesystem::path(target).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL && err != ENOTSUP) {
-    fail(code::kIO, kOp, target, ": written and renamed, but flushing its folder failed: ",
-         sys_error(err));
-  }
-}
-#else
-// Portable fallback (no fsync of the folder, and std::rename may not replace an existing file on
-// every platform): correct contents, weaker crash guarantees. A Windows port belongs here.
-struct OutFile {
-  std::FILE* fp = nullptr;
-  std::string path;
-};
-long process_id() { return 0; }
-void out_create(OutFile& f, const std::string& target) {
-  f.path = target + ".tmp-" + std::to_string(process_id()) + "-" + random_suffix();
-  f.fp = std::fopen(f.path.c_str(), "wb");
-  if (f.fp == nullptr) fail(code::kIO, kOp, target, ": cannot create ", f.path, ": ", sys_error(errno));
-}
-void out_write(OutFile& f, const std::string& target, const void* data, size_t n) {
-  if (n > 0 && std::fwrite(data, 1, n, f.fp) != n) fail(code::kIO, kOp, target, ": cannot write ", f.path);
-}
-void out_finish(OutFile& f, const std::string& target) {
-  std::FILE* fp = f.fp;
-  f.fp = nullptr;
-  if (std::fclose(fp) != 0) fail(code::kIO, kOp, target, ": cannot close ", f.path);
-}
-void out_discard(OutFile& f) {
-  if (f.fp != nullptr) std::fclose(f.fp);
-  f.fp = nullptr;
-  if (!f.path.empty()) std::remove(f.path.c_str());
-}
-void out_replace(OutFile& f, const std::string& target) {
-  std::remove(target.c_str());
-  if (std::rename(f.path.c_str(), target.c_str()) != 0) fail(code::kIO, kOp, target, ": cannot rename ", f.path, " over it");
-}
-void sync_folder(const std::string&) {}
-#endif
-// ---- end PLATFORM ----------------------------------------------------------------------------
-
-}  // namespace
-
 void write_safetensors(const std::string& path, const std::vector<SafetensorsWriteEntry>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   // Validate everything before the first byte is written.
@@ -527,19 +403,11 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsWri
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i, n >>= 8) len[i] = static_cast<uint8_t>(n & 0xff);
 
-  OutFile out;
-  try {
-    out_create(out, path);
-    out_write(out, path, len, 8);
-    out_write(out, path, header.data(), header.size());
-    for (const SafetensorsWriteEntry* t : order) out_write(out, path, t->data, t->nbytes);
-    out_finish(out, path);
-    out_replace(out, path);
-  } catch (...) {
-    out_discard(out);
-    throw;
-  }
-  sync_folder(path);
+  AtomicFile out(path, kOp);
+  out.write(len, 8);
+  out.write(header.data(), header.size());
+  for (const SafetensorsWriteEntry* t : order) out.write(t->data, t->nbytes);
+  out.commit();
 }
 
 }  // namespace s2s

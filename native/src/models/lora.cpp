@@ -4,29 +4,20 @@
 #include "s2s/models/lora.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "core/philox.h"
 #include "io/json.h"
+#include "s2s/io/atomic_file.h"
 #include "s2s/io/safetensors.h"
 #include "s2s/ops/lora_merge.h"
-
-#if defined(__unix__) || defined(__APPLE__)
-#include <fcntl.h>
-#include <unistd.h>
-#define S2S_LORA_POSIX 1
-#endif
 
 namespace s2s {
 
@@ -224,114 +215,6 @@ void check_supported(const LoraConfig& c, const char* op) {
               c.modules_to_save.empty() ? "" : c.modules_to_save[0], "'");
   for (const auto& [k, r] : c.rank_pattern) {
     S2S_REQUIRE(r > 0, code::kConfig, op, "rank_pattern['", k, "']: expected a positive rank, got ", r);
-  }
-}
-
-// ---- files ------------------------------------------------------------------------------------
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(code::kIO, kOp, path, ": cannot open for reading");
-  std::ostringstream os;
-  os << in.rdbuf();
-  if (in.bad()) fail(code::kIO, kOp, path, ": cannot read");
-  return os.str();
-}
-
-std::string random_suffix() {
-  uint64_t r = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  try {
-    std::random_device rd;
-    r ^= (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  } catch (const std::exception&) {
-  }
-  std::ostringstream os;
-  os << std::hex << (r & 0xffffffffffull);
-#ifdef S2S_LORA_POSIX
-  return std::to_string(static_cast<long>(::getpid())) + "-" + os.str();
-#else
-  return os.str();
-#endif
-}
-
-void sync_path(const std::string& path, bool directory) {
-#ifdef S2S_LORA_POSIX
-  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return;
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL && err != ENOTSUP) {
-    fail(code::kIO, kOp, path, ": cannot fsync: ", std::strerror(err));
-  }
-#else
-  (void)path;
-  (void)directory;
-#endif
-}
-
-std::string parent_of(const std::string& path) {
-  std::string p = fs::path(path).parent_path().string();
-  return p.empty() ? "." : p;
-}
-
-// Text file written to a temporary name, fsync'ed, renamed over `path`, folder fsync'ed.
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + random_suffix();
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(code::kIO, kOp, path, ": cannot create the temporary file ", tmp);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail(code::kIO, kOp, path, ": cannot write the temporary file ", tmp);
-    }
-  }
-  try {
-    sync_path(tmp, false);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    fail(code::kIO, kOp, path, ": cannot rename ", tmp, " over it: ", std::strerror(err));
-  }
-  sync_path(parent_of(path), true);
-}
-
-// Runs write(folder) so that `dir` gets its files whole: into a fresh temporary sibling folder
-// renamed to `dir` when `dir` does not exist, or straight into `dir` (each writer is atomic per
-// file) when it does.
-template <typename WriteFn>
-void write_folder(const std::string& dir, WriteFn write) {
-  std::error_code ec;
-  if (fs::exists(dir, ec)) {
-    S2S_REQUIRE(fs::is_directory(dir, ec), code::kIO, kOp, dir, ": exists and is not a folder");
-    write(dir);
-    return;
-  }
-  std::string clean = dir;
-  while (clean.size() > 1 && clean.back() == '/') clean.pop_back();
-  const std::string parent = parent_of(clean);
-  fs::create_directories(parent, ec);
-  if (ec) fail(code::kIO, kOp, dir, ": cannot create the parent folder: ", ec.message());
-  const std::string tmp = clean + ".tmp-" + random_suffix();
-  if (!fs::create_directory(tmp, ec) || ec) {
-    fail(code::kIO, kOp, dir, ": cannot create the temporary folder ", tmp, ": ", ec.message());
-  }
-  try {
-    write(tmp);
-    sync_path(tmp, true);
-    fs::rename(tmp, clean, ec);
-    if (ec) fail(code::kIO, kOp, dir, ": cannot rename ", tmp, " to it: ", ec.message());
-    sync_path(parent, true);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(tmp, ignored);
-    throw;
   }
 }
 
@@ -675,10 +558,10 @@ void save_adapter(const std::string& dir, Model& model, const LoraAdapter& adapt
     entries.push_back(entry_for(lora_param_name(layer.path, 'B'), layer.lora->B->value));
   }
   const std::string text = lora_config_to_json(out);
-  write_folder(dir, [&](const std::string& folder) {
+  write_folder_atomic(dir, [&](const std::string& folder) {
     write_safetensors(folder + "/" + kWeightsName, entries, {{"format", "pt"}});
-    write_text_atomic(folder + "/" + kConfigName, text);
-  });
+    write_file_atomic(folder + "/" + kConfigName, text, kOp);
+  }, kOp);
   (void)model;
 }
 
@@ -690,7 +573,7 @@ LoraAdapter load_adapter(const std::string& dir, Model& model) {
     fail(code::kConfig, "load_adapter", dir, ": has adapter_model.bin (a pickle) but no ",
          kWeightsName, "; convert it with PEFT (save_pretrained(safe_serialization=True))");
   }
-  const LoraConfig config = parse_lora_config(read_text(config_path), config_path);
+  const LoraConfig config = parse_lora_config(read_text_file(config_path, kOp), config_path);
   std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(weights_path);
 
   // Saved names -> canonical names ("...lora_A.<adapter>.weight" -> "...lora_A.weight").
@@ -790,10 +673,10 @@ void save_model(const std::string& dir, Model& model, const std::string& config_
     if (skip.count(p->name)) continue;
     entries.push_back(entry_for(p->name, p->value));
   }
-  write_folder(dir, [&](const std::string& folder) {
+  write_folder_atomic(dir, [&](const std::string& folder) {
     write_safetensors(folder + "/model.safetensors", entries, {{"format", "pt"}});
-    write_text_atomic(folder + "/config.json", config_json);
-  });
+    write_file_atomic(folder + "/config.json", config_json, kOp);
+  }, kOp);
 }
 
 }  // namespace s2s
