@@ -14,37 +14,20 @@
 #include <sstream>
 
 #include "harness.h"
+#include "tmp_dir.h"
 #include "s2s/dtype.h"
 #include "s2s/io/safetensors.h"
 #include "s2s/models/lora.h"
 #include "s2s/ops/lora_merge.h"
 #include "s2s/train/optimizer.h"
 
+using s2s_test::TmpDir;
+
 using namespace s2s;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    static int n = 0;
-    dir = fs::temp_directory_path() /
-          ("s2s-lora-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-    return names;
-  }
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -409,7 +392,7 @@ TEST(lora_adapter_save_load_round_trip_is_bitwise) {
   LoraAdapter a = apply_lora(m, c, 3);
   perturb(m, a, 11);
   const std::vector<float> want = logits_of(m, d);
-  const std::string dir = tmp.path("adapter");
+  const std::string dir = tmp.file("adapter");
   save_adapter(dir, m, a, c);
   CHECK(tmp.listing() == std::vector<std::string>{"adapter"});  // no temporary folder left
   std::vector<std::string> files;
@@ -451,7 +434,7 @@ TEST(lora_adapter_save_load_round_trip_is_bitwise) {
 
 TEST(lora_load_accepts_peft_adapter_names_and_names_bad_tensors) {
   TmpDir tmp;
-  const std::string dir = tmp.path("peft");
+  const std::string dir = tmp.file("peft");
   fs::create_directories(dir);
   // What PEFT writes (keys sorted, indent 2), with a named-adapter key form in the file.
   std::ofstream(dir + "/adapter_config.json") << R"({
@@ -604,12 +587,12 @@ TEST(lora_save_model_exports_hf_names_without_adapters) {
   LoraAdapter a = apply_lora(m, config_for({"q_proj", "c_attn"}), 1);
   perturb(m, a, 3);
   std::string code;
-  error_of([&] { save_model(tmp.path("early"), m, "{}"); }, &code);
+  error_of([&] { save_model(tmp.file("early"), m, "{}"); }, &code);
   CHECK(code == code::kArgument);  // adapters still attached
-  CHECK(!fs::exists(tmp.path("early")));
+  CHECK(!fs::exists(tmp.file("early")));
   merge_lora(m, a);
   const std::vector<float> want = logits_of(m, d);
-  const std::string dir = tmp.path("merged");
+  const std::string dir = tmp.file("merged");
   const std::string config = "{\n  \"model_type\": \"llama\"\n}\n";
   save_model(dir, m, config);
   CHECK(read_text(dir + "/config.json") == config);

@@ -13,12 +13,15 @@
 #include <sstream>
 
 #include "harness.h"
+#include "tmp_dir.h"
 #include "io/json.h"
 #include "s2s/io/safetensors.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model_config.h"
 #include "s2s/models/weights.h"
 #include "s2s/train/optimizer.h"
+
+using s2s_test::TmpDir;
 
 using namespace s2s;
 namespace fs = std::filesystem;
@@ -38,20 +41,6 @@ std::string read_text(const std::string& path) {
   return os.str();
 }
 
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    static int n = 0;
-    dir = fs::temp_directory_path() /
-          ("s2s-lora-parity-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
 
 // Every param from the folder's weights (shards included), copied to fp32.
 void load_base(Model& m, const std::string& dir) {

@@ -11,36 +11,17 @@
 #include <vector>
 
 #include "harness.h"
+#include "tmp_dir.h"
 #include "io/json.h"
 #include "s2s/io/safetensors.h"
+
+using s2s_test::TmpDir;
 
 using namespace s2s;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed with everything in it at scope exit.
-struct TmpDir {
-  fs::path dir;
-  TmpDir() {
-    static int n = 0;
-    dir = fs::temp_directory_path() /
-          ("s2s-safetensors-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-  // Names in the folder, to prove no temporary file was left behind.
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-    return names;
-  }
-};
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
