@@ -8,7 +8,9 @@
 #include "harness.h"
 #include "s2s/cpu_features.h"
 #include "s2s/ops/adamw.h"
+#include "s2s/ops/cast.h"
 #include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/elementwise.h"
 #include "s2s/ops/grad_norm.h"
 #include "s2s/thread_pool.h"
 
@@ -281,8 +283,126 @@ TEST(adamw_matches_reference_is_deterministic_and_validates) {
   CHECK_THROWS_CODE(adamw_update(T(p), gbf, T(m), T(v), 1, o), code::kDType);
 }
 
+TEST(adamw_fused_update_matches_unfused_sequence) {
+  // The optimizer step's fused pass equals scale_forward, the clip multiply, adamw_update,
+  // cast_forward to the bf16 copy and zeroing the gradient, bit for bit, on every ISA path at 1
+  // and 2 threads (sizes cross the 32K-element blocks; some tensors have no bf16 copy or no decay).
+  const Isa saved = active_isa();
+  const int saved_threads = num_threads();
+  const int64_t sizes[] = {5, 1037, 70000, 32768, 33001};
+  struct State { std::vector<float> p, g, m, v; std::vector<uint16_t> c; bool bf16, decay; };
+  auto make = [&](uint64_t seed) {
+    std::vector<State> st;
+    for (size_t k = 0; k < 5; ++k) {
+      const int64_t n = sizes[k];
+      st.push_back({random_vector(n, seed + 10 * k), {}, std::vector<float>(n, 0.f),
+                    std::vector<float>(n, 0.f), std::vector<uint16_t>(n, 0), k % 2 == 0, k != 1});
+    }
+    return st;
+  };
+  const float scales[] = {1.0f, 0.37f};
+  const float clips[] = {1.0f, 0.123f};
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    for (int threads = 1; threads <= 2; ++threads) {
+      set_num_threads(threads);
+      for (float scale : scales) {
+        for (float clip : clips) {
+          std::vector<State> a = make(100), b = make(100);
+          AdamWOptions o;
+          o.lr = 3e-3;
+          for (int step = 1; step <= 3; ++step) {
+            for (size_t k = 0; k < a.size(); ++k) {
+              a[k].g = random_vector(sizes[k], 1000 * step + k);
+              b[k].g = a[k].g;
+            }
+            // Unfused: today's sequence, one op per pass.
+            for (State& x : a) {
+              const int64_t n = static_cast<int64_t>(x.p.size());
+              auto T = [&](std::vector<float>& y) { return Tensor::contiguous(y.data(), DType::F32, {n}); };
+              if (scale != 1.0f) scale_forward(T(x.g), T(x.g), scale);
+              for (float& y : x.g) y *= clip;
+              AdamWOptions ox = o;
+              if (!x.decay) ox.weight_decay = 0;
+              adamw_update(T(x.p), T(x.g), T(x.m), T(x.v), step, ox);
+              if (x.bf16) cast_f32_to_bf16(x.c.data(), x.p.data(), n);
+              std::memset(x.g.data(), 0, sizeof(float) * n);
+            }
+            // Fused.
+            std::vector<AdamWFusedTensor> ts;
+            for (State& x : b) {
+              const int64_t n = static_cast<int64_t>(x.p.size());
+              auto T = [&](std::vector<float>& y) { return Tensor::contiguous(y.data(), DType::F32, {n}); };
+              AdamWFusedTensor t{T(x.p), T(x.g), T(x.m), T(x.v), Tensor{}, x.decay};
+              if (x.bf16) t.compute = Tensor::contiguous(x.c.data(), DType::BF16, {n});
+              ts.push_back(t);
+            }
+            adamw_fused_update(ts, step, o, scale, clip);
+            bool same = true;
+            for (size_t k = 0; k < a.size(); ++k) {
+              const size_t n = a[k].p.size();
+              same = same && std::memcmp(a[k].p.data(), b[k].p.data(), 4 * n) == 0 &&
+                     std::memcmp(a[k].m.data(), b[k].m.data(), 4 * n) == 0 &&
+                     std::memcmp(a[k].v.data(), b[k].v.data(), 4 * n) == 0 &&
+                     std::memcmp(a[k].g.data(), b[k].g.data(), 4 * n) == 0 &&
+                     std::memcmp(a[k].c.data(), b[k].c.data(), 2 * n) == 0;
+            }
+            CHECK_MSG(same, std::string("fused vs unfused, isa ") + isa_name(isa) + " threads " +
+                                std::to_string(threads) + " scale " + std::to_string(scale) +
+                                " clip " + std::to_string(clip) + " step " + std::to_string(step));
+          }
+        }
+      }
+    }
+  }
+  set_isa(saved);
+  set_num_threads(saved_threads);
+  // Errors: a bf16 copy of the wrong shape or dtype.
+  std::vector<float> p(8, 1.f), g(8, 1.f), m(8, 0.f), v(8, 0.f);
+  std::vector<uint16_t> c(8, 0);
+  auto T = [](std::vector<float>& y) { return Tensor::contiguous(y.data(), DType::F32, {8}); };
+  AdamWFusedTensor t{T(p), T(g), T(m), T(v), Tensor::contiguous(c.data(), DType::BF16, {4, 2}), true};
+  CHECK_THROWS_CODE(adamw_fused_update({t}, 1, AdamWOptions{}, 1.f, 1.f), code::kShape);
+  t.compute = T(p);
+  CHECK_THROWS_CODE(adamw_fused_update({t}, 1, AdamWOptions{}, 1.f, 1.f), code::kDType);
+  CHECK(g[0] == 1.f && p[0] == 1.f);  // nothing written on an error
+}
+
 // ---------------------------------------------------------------------------------------------
 // grad_norm / clip_grad_norm
+
+TEST(scaled_grad_norm_equals_scale_then_grad_norm) {
+  // Bit for bit: the fused optimizer's read-only norm pass against scale_forward + grad_norm,
+  // and clip_coefficient against clip_grad_norm's multiply.
+  std::vector<float> a = random_vector(3, 1), b = random_vector(70000, 2), c = random_vector(200001, 3);
+  auto grads_of = [](std::vector<float>& x, std::vector<float>& y, std::vector<float>& z) {
+    return std::vector<Tensor>{Tensor::contiguous(x.data(), DType::F32, {3}), Tensor{},
+                               Tensor::contiguous(y.data(), DType::F32, {700, 100}),
+                               Tensor::contiguous(z.data(), DType::F32, {200001})};
+  };
+  for (float s : {1.0f, 0.37f, 1.0f / 1024, 3.5f}) {
+    for (int threads = 1; threads <= 2; ++threads) {
+      set_num_threads(threads);
+      std::vector<float> a2 = a, b2 = b, c2 = c;
+      const double fused = scaled_grad_norm(grads_of(a, b, c), s);
+      for (const Tensor& t : grads_of(a2, b2, c2)) {
+        if (t.data != nullptr) scale_forward(t, t, s);
+      }
+      const double unfused = grad_norm(grads_of(a2, b2, c2));
+      CHECK_MSG(std::memcmp(&fused, &unfused, sizeof(double)) == 0,
+                "scaled_grad_norm vs scale + grad_norm, scale " + std::to_string(s));
+      // clip_coefficient is the factor clip_grad_norm applies.
+      std::vector<float> b3 = b2;
+      const float coef = clip_coefficient(unfused, 1.0);
+      clip_grad_norm(grads_of(a2, b2, c2), 1.0);
+      bool same = true;
+      for (size_t i = 0; i < b3.size(); ++i) same = same && (b3[i] * coef == b2[i]);
+      CHECK(same);
+    }
+  }
+  CHECK(clip_coefficient(0.5, 1.0) == 1.0f);
+  CHECK_THROWS_CODE(clip_coefficient(0.5, 0.0), code::kArgument);
+}
 
 TEST(grad_norm_matches_reference_and_is_deterministic) {
   std::vector<float> a = random_vector(3, 1), b = random_vector(70000, 2), c = random_vector(200001, 3);

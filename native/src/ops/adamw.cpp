@@ -3,6 +3,7 @@
 // (one sqrt, one divide): memory bound, ~1-2 ns per parameter per core.
 #include "s2s/ops/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ops/adamw_kernel.h"
@@ -15,6 +16,8 @@ namespace s2s {
 namespace detail {
 void adamw_elements_avx2(float* p, const float* g, float* m, float* v, int64_t n,
                          const AdamWScalars& s);
+void adamw_fused_elements_avx2(float* p, float* g, float* m, float* v, uint16_t* c, int64_t n,
+                               const AdamWScalars& s, float scale, float clip);
 }
 #endif
 
@@ -49,6 +52,21 @@ int64_t check(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   return param.numel();
 }
 
+// torch's Python-float scalars, computed in double, as fp32 operands.
+detail::AdamWScalars scalars_of(int64_t step, const AdamWOptions& o) {
+  const double t = static_cast<double>(step);
+  detail::AdamWScalars s;
+  s.decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
+  s.beta1 = static_cast<float>(o.beta1);
+  s.one_minus_beta1 = static_cast<float>(1.0 - o.beta1);
+  s.beta2 = static_cast<float>(o.beta2);
+  s.one_minus_beta2 = static_cast<float>(1.0 - o.beta2);
+  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, t)));
+  s.neg_step_size = static_cast<float>(-(o.lr / (1.0 - std::pow(o.beta1, t))));
+  s.eps = static_cast<float>(o.eps);
+  return s;
+}
+
 }  // namespace
 
 // torch's single-tensor path (1.13; 2.x uses exp_avg.lerp_, within an ulp of this):
@@ -62,16 +80,7 @@ int64_t check(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& o) {
   const int64_t n = check(param, grad, exp_avg, exp_avg_sq, step, o);
-  const double t = static_cast<double>(step);
-  detail::AdamWScalars s;
-  s.decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
-  s.beta1 = static_cast<float>(o.beta1);
-  s.one_minus_beta1 = static_cast<float>(1.0 - o.beta1);
-  s.beta2 = static_cast<float>(o.beta2);
-  s.one_minus_beta2 = static_cast<float>(1.0 - o.beta2);
-  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, t)));
-  s.neg_step_size = static_cast<float>(-(o.lr / (1.0 - std::pow(o.beta1, t))));
-  s.eps = static_cast<float>(o.eps);
+  const detail::AdamWScalars s = scalars_of(step, o);
   auto kernel = &detail::adamw_elements;
 #if defined(S2S_HAVE_X86_KERNELS)
   const Isa isa = active_isa();
@@ -83,6 +92,44 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
   float* v = exp_avg_sq.f32();
   parallel_for(n, int64_t(1) << 15, [&](int64_t i0, int64_t i1) {
     kernel(p + i0, g + i0, m + i0, v + i0, i1 - i0, s);
+  });
+}
+
+void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                        const AdamWOptions& o, float grad_scale, float clip_coef) {
+  AdamWOptions no_decay = o;
+  no_decay.weight_decay = 0;
+  const detail::AdamWScalars scalars[2] = {scalars_of(step, no_decay), scalars_of(step, o)};
+  struct Block { size_t t; int64_t off, n; };
+  constexpr int64_t kBlock = int64_t(1) << 15;
+  std::vector<Block> blocks;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const AdamWFusedTensor& x = tensors[t];
+    const int64_t n = check(x.param, x.grad, x.exp_avg, x.exp_avg_sq, step, x.decay ? o : no_decay);
+    if (x.compute.data != nullptr) {
+      expect_dtype(x.compute, DType::BF16, kOp, "compute");
+      expect_contiguous(x.compute, kOp, "compute");
+      bool same = x.compute.ndim == x.param.ndim;
+      for (int i = 0; same && i < x.param.ndim; ++i) same = x.compute.shape[i] == x.param.shape[i];
+      S2S_REQUIRE(same, code::kShape, kOp, "expected compute of shape ", x.param.shape_string(),
+                  " (as param), got ", x.compute.shape_string());
+    }
+    for (int64_t off = 0; off < n; off += kBlock) blocks.push_back({t, off, std::min(kBlock, n - off)});
+  }
+  auto kernel = &detail::adamw_fused_elements;
+#if defined(S2S_HAVE_X86_KERNELS)
+  const Isa isa = active_isa();
+  if (isa >= Isa::Avx2 && isa != Isa::Neon) kernel = &detail::adamw_fused_elements_avx2;
+#endif
+  parallel_for(static_cast<int64_t>(blocks.size()), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const AdamWFusedTensor& x = tensors[blocks[b].t];
+      const int64_t off = blocks[b].off;
+      uint16_t* c = x.compute.data != nullptr ? x.compute.u16() + off : nullptr;
+      kernel(x.param.f32() + off, x.grad.f32() + off, x.exp_avg.f32() + off,
+             x.exp_avg_sq.f32() + off, c, blocks[b].n, scalars[x.decay ? 1 : 0], grad_scale,
+             clip_coef);
+    }
   });
 }
 

@@ -44,6 +44,23 @@ double sum_squares(const float* x, int64_t n) {
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
+// sum_squares of float(x[i] * s): the same accumulators and order, the fp32 product first.
+double sum_squares_scaled(const float* x, int64_t n, float s) {
+  double acc[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    for (int u = 0; u < 4; ++u) {
+      const float y = x[i + u] * s;
+      acc[u] += double(y) * double(y);
+    }
+  }
+  for (; i < n; ++i) {
+    const float y = x[i] * s;
+    acc[i & 3] += double(y) * double(y);
+  }
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 void check_max_norm(double max_norm) {
   S2S_REQUIRE(std::isfinite(max_norm) && max_norm > 0, code::kArgument, "clip_grad_norm",
               "expected max_norm > 0 and finite, got ", max_norm);
@@ -51,24 +68,34 @@ void check_max_norm(double max_norm) {
 
 }  // namespace
 
-double grad_norm(const std::vector<Tensor>& grads) {
+double grad_norm(const std::vector<Tensor>& grads) { return scaled_grad_norm(grads, 1.0f); }
+
+double scaled_grad_norm(const std::vector<Tensor>& grads, float scale) {
   const std::vector<Block> blocks = blocks_of(grads);
   std::vector<double> partial(blocks.size(), 0.0);
   parallel_for(static_cast<int64_t>(blocks.size()), 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) partial[b] = sum_squares(blocks[b].data, blocks[b].n);
+    for (int64_t b = b0; b < b1; ++b) {
+      partial[b] = scale == 1.0f ? sum_squares(blocks[b].data, blocks[b].n)
+                                 : sum_squares_scaled(blocks[b].data, blocks[b].n, scale);
+    }
   });
   double total = 0;
   for (double s : partial) total += s;
   return std::sqrt(total);
 }
 
+float clip_coefficient(double total_norm, double max_norm) {
+  check_max_norm(max_norm);
+  const double coef = max_norm / (total_norm + 1e-6);
+  return coef < 1.0 ? static_cast<float>(coef) : 1.0f;
+}
+
 double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
   check_max_norm(max_norm);
   const double total = grad_norm(grads);
   if (!std::isfinite(total)) return total;
-  const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0) {
-    const float c = static_cast<float>(coef);
+  const float c = clip_coefficient(total, max_norm);
+  if (c != 1.0f) {
     const std::vector<Block> blocks = blocks_of(grads);
     parallel_for(static_cast<int64_t>(blocks.size()), 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {

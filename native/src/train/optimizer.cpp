@@ -1,11 +1,13 @@
-// optimizer_step: gradient scaling, global-norm clipping and AdamW over a ParamStore, then the
-// bf16 compute copies of the updated masters re-cast.
+// optimizer_step: gradient scaling, global-norm clipping, AdamW, the bf16 compute copies and
+// zeroing the gradients, in two passes over the parameters: scaled_grad_norm (read-only), then
+// adamw_fused_update (scale, clip, update, re-cast and zero in one sweep). Same bits as running
+// those steps one after another.
 #include "s2s/train/optimizer.h"
 
 #include <cmath>
 #include <cstring>
 
-#include "s2s/ops/elementwise.h"
+#include "s2s/ops/adamw.h"
 #include "s2s/ops/grad_norm.h"
 
 namespace s2s {
@@ -15,34 +17,36 @@ OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& con
   S2S_REQUIRE(step >= 1, code::kArgument, "optimizer_step", "expected step >= 1, got ", step);
   std::vector<Param*> trainable = params.trainable();
   std::vector<Tensor> grads;
-  for (Param* p : trainable) {
-    if (grad_scale != 1.0f) scale_forward(p->grad, p->grad, grad_scale);
-    grads.push_back(p->grad);
-  }
+  for (Param* p : trainable) grads.push_back(p->grad);
   OptimizerStepStats stats;
-  stats.grad_norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
-                                             : grad_norm(grads);
+  // The norm of float(grad * grad_scale), as if the gradients had been scaled in place first.
+  stats.grad_norm = scaled_grad_norm(grads, grad_scale);
   stats.finite = std::isfinite(stats.grad_norm);
-  if (stats.finite) {
-    for (Param* p : trainable) {
-      if (!p->owned_moments) {
-        // Both moments in one zeroed allocation, created on the first step.
-        const int64_t n = p->value.numel();
-        p->owned_moments = make_aligned<float>(static_cast<size_t>(2 * n));
-        std::memset(p->owned_moments.get(), 0, sizeof(float) * static_cast<size_t>(2 * n));
-        p->exp_avg = Tensor::contiguous(p->owned_moments.get(), DType::F32, p->value.ndim,
-                                        p->value.shape);
-        p->exp_avg_sq = Tensor::contiguous(p->owned_moments.get() + n, DType::F32,
-                                           p->value.ndim, p->value.shape);
-      }
-      AdamWOptions o = config.adamw;
-      o.lr = lr;
-      if (!p->decay) o.weight_decay = 0;
-      adamw_update(p->value, p->grad, p->exp_avg, p->exp_avg_sq, step, o);
-      params.refresh_compute(*p);  // bf16 compute copy = cast(updated master)
-    }
+  if (!stats.finite) {
+    params.zero_grads();
+    return stats;
   }
-  params.zero_grads();
+  const float clip_coef =
+      config.max_grad_norm > 0 ? clip_coefficient(stats.grad_norm, config.max_grad_norm) : 1.0f;
+  std::vector<AdamWFusedTensor> tensors;
+  tensors.reserve(trainable.size());
+  for (Param* p : trainable) {
+    if (!p->owned_moments) {
+      // Both moments in one zeroed allocation, created on the first step.
+      const int64_t n = p->value.numel();
+      p->owned_moments = make_aligned<float>(static_cast<size_t>(2 * n));
+      std::memset(p->owned_moments.get(), 0, sizeof(float) * static_cast<size_t>(2 * n));
+      p->exp_avg = Tensor::contiguous(p->owned_moments.get(), DType::F32, p->value.ndim,
+                                      p->value.shape);
+      p->exp_avg_sq = Tensor::contiguous(p->owned_moments.get() + n, DType::F32,
+                                         p->value.ndim, p->value.shape);
+    }
+    // compute is the bf16 copy ParamStore::refresh_compute would re-cast (data == nullptr: none).
+    tensors.push_back({p->value, p->grad, p->exp_avg, p->exp_avg_sq, p->compute, p->decay});
+  }
+  AdamWOptions o = config.adamw;
+  o.lr = lr;
+  adamw_fused_update(tensors, step, o, grad_scale, clip_coef);
   return stats;
 }
 

@@ -2,6 +2,7 @@
 // on fp32 tensors, plus a double-precision reference loop (tests only).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "s2s/tensor.h"
 
@@ -31,6 +32,29 @@ struct AdamWOptions {
 // Elementwise and split into fixed chunks: deterministic at any thread count.
 void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options);
+
+// One tensor of a fused optimizer step. param, grad, exp_avg, exp_avg_sq as for adamw_update;
+// compute: a bf16 tensor of param's shape (contiguous) re-cast from the updated param, or
+// data == nullptr for none; decay false: weight_decay 0 for this tensor.
+struct AdamWFusedTensor {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+  Tensor compute;
+  bool decay = true;
+};
+
+// The optimizer step's per-parameter work in one pass over memory. For every tensor, with the
+// same bits as the unfused sequence
+//   scale_forward(grad, grad, grad_scale)               (skipped by callers when 1: same bits)
+//   grad *= clip_coef  (fp32, as clip_grad_norm; clip_coef 1.0f when not clipping)
+//   adamw_update(param, grad, exp_avg, exp_avg_sq, step, options with decay applied)
+//   cast_forward(compute, param)                         (when compute.data != nullptr)
+//   grad = 0
+// i.e. g = float(float(grad * grad_scale) * clip_coef) feeds adamw_update's arithmetic. Runs as
+// one parallel_for over fixed 32K-element blocks of all tensors; elementwise, so the result is
+// the same at any thread count and on every ISA path. Validates every tensor first (as
+// adamw_update, plus compute: bf16, param's shape, contiguous) and writes nothing on an error.
+void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                        const AdamWOptions& options, float grad_scale, float clip_coef);
 
 // The formula above in double, element by element (tests only).
 void adamw_update_reference(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
