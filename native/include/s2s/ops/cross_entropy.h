@@ -26,7 +26,7 @@ struct CrossEntropyResult {
 // logits (N,V) float32; labels int32 (N,), num_labels must equal N, each in [0, V) or equal to
 // ignore_index (the first offending row is named otherwise, S2S_ARGUMENT).
 // lse (N,) float32, written: logsumexp of each counted row (0 for ignored rows), for backward.
-// Streams each row twice (max, then sum of exp) without any (N,V) scratch.
+// Streams each row once (chunked online logsumexp) without any (N,V) scratch.
 CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options = {});
