@@ -1,8 +1,8 @@
 // cross_entropy: fused log-softmax + NLL over (N,V) logits, forward and backward side by side,
 // then the double-precision reference. Legend: N rows (tokens), V vocabulary.
 // Napkin: forward streams each row once (per 8 KB chunk: max, then sum of exp from L1), backward
-// reads it once and read-modify-writes dlogits: ~12 bytes per logit; exp is the only real
-// arithmetic.
+// reads it once and writes dlogits (overwrite, 8 bytes per logit) or read-modify-writes it
+// (accumulate, 12 bytes per logit); exp is the only real arithmetic.
 #include "s2s/ops/cross_entropy.h"
 
 #include <algorithm>
@@ -137,7 +137,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
 // backward: dx_ij += (exp(x_ij - lse_i) - [j == y_i]) * scale, scale = dloss (/ count for Mean).
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const int32_t* labels, int64_t num_labels, float dloss,
-                            const CrossEntropyOptions& options) {
+                            const CrossEntropyOptions& options, bool overwrite) {
   const Dims d = check(logits, labels, num_labels, options);
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
@@ -145,20 +145,34 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
               "expected dlogits and logits to be different buffers, got the same one");
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
-  if (count == 0) return;
   const float scale = options.reduction == LossReduction::Mean
                           ? static_cast<float>(double(dloss) / double(count))
                           : dloss;
   const float* x = logits.f32();
   const float* l = lse.f32();
   float* dx = dlogits.f32();
+  if (count == 0) {
+    if (overwrite) {
+      parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
+        std::fill(dx + r0 * d.V, dx + r1 * d.V, 0.f);
+      });
+    }
+    return;
+  }
   parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      if (labels[i] == options.ignore_index) continue;
-      const float* xi = x + i * d.V;
       float* dxi = dx + i * d.V;
+      if (labels[i] == options.ignore_index) {
+        if (overwrite) std::fill(dxi, dxi + d.V, 0.f);
+        continue;
+      }
+      const float* xi = x + i * d.V;
       const float li = l[i];
-      for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
+      if (overwrite) {
+        for (int64_t j = 0; j < d.V; ++j) dxi[j] = vm::exp_f(xi[j] - li) * scale;
+      } else {
+        for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
+      }
       dxi[labels[i]] -= scale;
     }
   });

@@ -36,9 +36,11 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
 // for counted rows; ignored rows are left untouched (their gradient is zero). ACCUMULATES into
 // dlogits (the caller zeroes it); dlogits with data == nullptr is skipped. dlogits must not be
 // the logits buffer (checked). With Mean and count == 0 nothing is added.
+// overwrite = true: dlogits is write-only instead (=, not +=; ignored rows, and every row when
+// count == 0, are written with zeros), for a fresh uninitialised gradient buffer.
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const int32_t* labels, int64_t num_labels, float dloss,
-                            const CrossEntropyOptions& options = {});
+                            const CrossEntropyOptions& options = {}, bool overwrite = false);
 
 // Plain double-precision loops (tests only); same conventions.
 CrossEntropyResult cross_entropy_forward_reference(const Tensor& lse, const Tensor& logits,
