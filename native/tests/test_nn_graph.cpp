@@ -188,3 +188,91 @@ TEST(backward_requires_a_trainable_scalar_loss) {
   Var* loss = net.forward(g);
   CHECK_THROWS_CODE(g.backward(loss), code::kArgument);
 }
+
+// grad_for_write: only the first writer of an activation gradient may overwrite it (fresh);
+// params and already-written buffers (and views of them) accumulate.
+TEST(grad_for_write_is_fresh_only_for_the_first_writer) {
+  ParamStore params;
+  Param& w = params.create("w", {3, 4});
+  params.set_trainable(w, true);
+  Graph g;
+  std::vector<float> in(2 * 4, 0.5f);
+  Var* x = nn::linear(g, g.constant(Tensor::contiguous(in.data(), DType::F32, {2, 4})),
+                      nn::LinearWeights{&w});
+  Var* xv = g.view(x, {6});
+  const Graph::GradBuffer first = g.grad_for_write(xv);
+  CHECK(first.fresh && first.grad.numel() == 6);
+  const Graph::GradBuffer second = g.grad_for_write(x);
+  CHECK(!second.fresh && second.grad.data == first.grad.data);
+  CHECK(!g.grad_for_write(g.param(w)).fresh);
+  CHECK(g.grad_for_write(g.constant(Tensor::contiguous(in.data(), DType::F32, {8}))).grad.data ==
+        nullptr);
+}
+
+// x used twice (two linears; a residual add plus a linear; a view plus a linear): the linear
+// that writes x's gradient first overwrites it, every later writer must accumulate. Checked
+// against linear_backward_reference on the second pass of one graph (the arena then hands out
+// the previous pass's gradients as garbage: a missed element or a wrong overwrite shows).
+TEST(linear_overwrites_only_a_fresh_input_gradient) {
+  constexpr int64_t N = 6, C = 5, V = 7;
+  ParamStore params;
+  Param& w0 = params.create("w0", {C, C});
+  Param& w1 = params.create("w1", {V, C});
+  Param& w2 = params.create("w2", {V, C});
+  Param& w3 = params.create("w3", {V, C});  // Conv1D layout (in V, out C)
+  uint64_t seed = 40;
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.7f, 0.7f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+  }
+  auto in = s2s_test::random_vector(N * C, 50);
+  std::vector<int32_t> labels = {1, 0, 6, -100, 3, 2};
+  for (int mode = 0; mode < 3; ++mode) {
+    Graph g;
+    for (int pass = 0; pass < 2; ++pass) {
+      g.reset();
+      Var* x = nn::linear(g, g.constant(Tensor::contiguous(in.data(), DType::F32, {N, C})),
+                          nn::LinearWeights{&w0});
+      Var* a = nn::linear(g, x, nn::LinearWeights{&w1});  // (N,V)
+      Var* s = nullptr;
+      if (mode == 0) {
+        s = nn::add(g, a, nn::linear(g, x, nn::LinearWeights{&w2}));
+      } else if (mode == 1) {
+        // r = x + a W3 (Conv1D, (N,V) -> (N,C)), s = r W2^T
+        Var* r = nn::add(g, x, nn::linear(g, a, nn::LinearWeights{&w3, nullptr,
+                                                                   WeightLayout::InOut}));
+        s = nn::linear(g, r, nn::LinearWeights{&w2});
+      } else {
+        s = nn::add(g, a, nn::linear(g, g.view(x, {N, C}), nn::LinearWeights{&w2}));
+      }
+      Var* loss = nn::cross_entropy(g, s, labels.data(), N, CrossEntropyOptions{}, nullptr);
+      g.backward(loss);
+      // Expected dx from the gradients of x's consumers, accumulated with the reference.
+      std::vector<float> dx(N * C, 0.0f);
+      const Tensor tdx = Tensor::contiguous(dx.data(), DType::F32, {N, C});
+      const Tensor none{};
+      if (mode == 0 || mode == 2) {
+        const Tensor ds = g.grad_if_present(s);
+        linear_backward_reference(tdx, none, none, ds, none, w1.value);
+        linear_backward_reference(tdx, none, none, ds, none, w2.value);
+      } else {
+        // x's writers, last recorded first: the residual add (accumulates dr = ds W2 into a
+        // zero-filled buffer), then the w1 linear (must accumulate da W1, not overwrite).
+        linear_backward_reference(tdx, none, none, g.grad_if_present(a), none, w1.value);
+        std::vector<float> drv(N * C, 0.0f);
+        const Tensor tdr = Tensor::contiguous(drv.data(), DType::F32, {N, C});
+        linear_backward_reference(tdr, none, none, g.grad_if_present(s), none, w2.value);
+        for (int64_t i = 0; i < N * C; ++i) dx[i] += drv[i];
+      }
+      const Tensor got = g.grad_if_present(x);
+      CHECK(got.data != nullptr);
+      double err = 0;
+      for (int64_t i = 0; i < N * C; ++i) {
+        err = std::fmax(err, std::fabs(double(got.f32()[i]) - double(dx[i])));
+      }
+      CHECK_ERR(err, 1e-5, "mode " + std::to_string(mode) + " pass " + std::to_string(pass) +
+                               " dx vs reference");
+    }
+  }
+}

@@ -76,6 +76,21 @@ Tensor Graph::grad(Var* v) {
   return v->grad;
 }
 
+Graph::GradBuffer Graph::grad_for_write(Var* v) {
+  if (!v->requires_grad) return {};
+  if (v->base) {
+    // A view has its base's element count (checked in view()): a full write of one is a full
+    // write of the other.
+    const GradBuffer b = grad_for_write(v->base);
+    return {reshaped(b.grad, v->value), b.fresh};
+  }
+  if (v->param) return {v->param->grad, false};
+  if (v->grad.data != nullptr) return {v->grad, false};
+  const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
+  v->grad = Tensor::contiguous(arena_.allocate(bytes), DType::F32, v->value.ndim, v->value.shape);
+  return {v->grad, true};
+}
+
 Tensor Graph::grad_if_present(Var* v) {
   if (!v->requires_grad) return Tensor{};
   if (v->base) return reshaped(grad_if_present(v->base), v->value);

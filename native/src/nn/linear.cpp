@@ -26,7 +26,11 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       const Tensor db = bias != nullptr ? bias->grad : Tensor{};
-      linear_backward(g.grad(x), weight->grad, db, dy, x->value, weight->matmul_value(), layout);
+      // The first writer of x's gradient overwrites it (gemm beta 0) instead of zero-filling it
+      // and accumulating; a later writer (x used twice: residuals, LoRA) accumulates.
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(), layout,
+                      dx.fresh);
     });
   }
   return y;

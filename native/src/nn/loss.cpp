@@ -18,8 +18,10 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
     g.on_backward([&g, logits, loss, lse, labels, num_labels, options] {
       const Tensor dloss = g.grad_if_present(loss);
       if (dloss.data == nullptr) return;
-      cross_entropy_backward(g.grad(logits), logits->value, lse, labels, num_labels,
-                             dloss.f32()[0], options);
+      // Usually the only writer of the (N,V) logits gradient: overwrite it when fresh.
+      const Graph::GradBuffer dlogits = g.grad_for_write(logits);
+      cross_entropy_backward(dlogits.grad, logits->value, lse, labels, num_labels,
+                             dloss.f32()[0], options, dlogits.fresh);
     });
   }
   return loss;

@@ -1,8 +1,8 @@
 // cross_entropy: fused log-softmax + NLL over (N,V) logits, forward and backward side by side,
 // then the double-precision reference. Legend: N rows (tokens), V vocabulary.
-// Napkin: forward reads each row twice (max, then sum of exp), backward reads it once and
-// read-modify-writes dlogits: ~3 and ~12 bytes per logit; exp is the only real arithmetic.
-// With V = 151936 a row is 600 KB, so the second read usually comes from L2.
+// Napkin: forward streams each row once (per 8 KB chunk: max, then sum of exp from L1), backward
+// reads it once and writes dlogits (overwrite, 8 bytes per logit) or read-modify-writes it
+// (accumulate, 12 bytes per logit); exp is the only real arithmetic.
 #include "s2s/ops/cross_entropy.h"
 
 #include <algorithm>
@@ -48,20 +48,55 @@ int64_t count_rows(const int32_t* labels, int64_t n, int32_t ignore_index) {
 
 int64_t row_grain(int64_t V) { return std::max<int64_t>(1, 65536 / V); }
 
-// logsumexp of one row: NaN-propagating max, then sum of exp(x - max) in 8 double lanes.
+constexpr int kLanes = 16;     // fp32 lanes of the hot loops (4 SSE / 2 AVX vectors)
+constexpr int64_t kChunk = 2048;  // 8 KB of a row: max, then sum of exp, from L1
+
+// logsumexp of one row in one streaming pass: the row is walked in chunks of kChunk; each
+// chunk's NaN-propagating max (kLanes lanes), then its sum of exp(x - m) in kLanes fp32 lanes
+// (<= kChunk / kLanes terms each) against the running max m, folded into a double running sum
+// that is rescaled by exp(m_old - m_new) whenever the max grows. The order of every addition is
+// fixed by V alone (never by the thread split).
 float row_lse(const float* x, int64_t V) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < V; ++j) m = (x[j] > m || x[j] != x[j]) ? x[j] : m;
-  if (m != m) return m;
-  if (m == -std::numeric_limits<float>::infinity()) return m;  // every logit -inf
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= V; j += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += double(vm::exp_f(x[j + u] - m));
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float m = kNegInf;
+  double s = 0.0;
+  for (int64_t c0 = 0; c0 < V; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, V - c0);
+    const float* xc = x + c0;
+    float mx[kLanes];
+    for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) {
+        const float v = xc[j + u];
+        mx[u] = (v > mx[u] || v != v) ? v : mx[u];
+      }
+    }
+    for (; j < n; ++j) {
+      const float v = xc[j];
+      mx[0] = (v > mx[0] || v != v) ? v : mx[0];
+    }
+    float cm = mx[0];
+    for (int u = 1; u < kLanes; ++u) cm = (mx[u] > cm || mx[u] != mx[u]) ? mx[u] : cm;
+    if (cm != cm) return cm;        // NaN anywhere: NaN
+    if (cm == kNegInf) continue;    // an all -inf chunk adds nothing
+    if (cm > m) {
+      s = m == kNegInf ? 0.0 : s * std::exp(double(m) - double(cm));
+      m = cm;
+    }
+    float acc[kLanes];
+    for (int u = 0; u < kLanes; ++u) acc[u] = 0.f;
+    j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) acc[u] += vm::exp_f(xc[j + u] - m);
+    }
+    for (; j < n; ++j) acc[j & (kLanes - 1)] += vm::exp_f(xc[j] - m);
+    double cs = 0.0;
+    for (int u = 0; u < kLanes; ++u) cs += double(acc[u]);
+    s += cs;
   }
-  for (; j < V; ++j) acc[j & 7] += double(vm::exp_f(x[j] - m));
-  const double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  return static_cast<float>(double(m) + std::log(sum));
+  if (m == kNegInf) return m;  // every logit -inf
+  return static_cast<float>(double(m) + std::log(s));
 }
 
 double finish(double sum, int64_t count, LossReduction r) {
@@ -102,7 +137,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
 // backward: dx_ij += (exp(x_ij - lse_i) - [j == y_i]) * scale, scale = dloss (/ count for Mean).
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const int32_t* labels, int64_t num_labels, float dloss,
-                            const CrossEntropyOptions& options) {
+                            const CrossEntropyOptions& options, bool overwrite) {
   const Dims d = check(logits, labels, num_labels, options);
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
@@ -110,20 +145,34 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
               "expected dlogits and logits to be different buffers, got the same one");
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
-  if (count == 0) return;
   const float scale = options.reduction == LossReduction::Mean
                           ? static_cast<float>(double(dloss) / double(count))
                           : dloss;
   const float* x = logits.f32();
   const float* l = lse.f32();
   float* dx = dlogits.f32();
+  if (count == 0) {
+    if (overwrite) {
+      parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
+        std::fill(dx + r0 * d.V, dx + r1 * d.V, 0.f);
+      });
+    }
+    return;
+  }
   parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      if (labels[i] == options.ignore_index) continue;
-      const float* xi = x + i * d.V;
       float* dxi = dx + i * d.V;
+      if (labels[i] == options.ignore_index) {
+        if (overwrite) std::fill(dxi, dxi + d.V, 0.f);
+        continue;
+      }
+      const float* xi = x + i * d.V;
       const float li = l[i];
-      for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
+      if (overwrite) {
+        for (int64_t j = 0; j < d.V; ++j) dxi[j] = vm::exp_f(xi[j] - li) * scale;
+      } else {
+        for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
+      }
       dxi[labels[i]] -= scale;
     }
   });

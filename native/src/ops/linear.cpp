@@ -124,7 +124,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                     WeightLayout layout) {
+                     WeightLayout layout, bool overwrite_dinp) {
   const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
   if (d.N == 0) return;
   const float* dy = dout.f32();
@@ -138,12 +138,14 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   }
   if (opu::present(dinp) && d.IC > 0) {
     // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
+    // (overwrite_dinp: beta 0, dinp write-only; K = OC == 0 then writes zeros.)
     const bool trans_b = layout == WeightLayout::InOut;
+    const float beta = overwrite_dinp ? 0.0f : 1.0f;
     if (!bf16) {
-      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, 1.0f,
+      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, beta,
                dinp.f32(), d.IC);
     } else {
-      gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, 1.0f,
+      gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, beta,
                 dinp.f32(), d.IC);
     }
   }

@@ -43,6 +43,16 @@ class Graph {
 
   // The gradient buffer of v, zero-filled on first use; an empty Tensor when v needs none.
   Tensor grad(Var* v);
+  // For a backward op that can either overwrite (=) or accumulate (+=) v's whole gradient:
+  // when nothing has written v's gradient yet (v, or its view base, has no buffer; never for a
+  // param, whose gradient accumulates across passes) the buffer is allocated UNINITIALISED and
+  // fresh == true, and the caller MUST then write every element of it (no zero-fill needed).
+  // Otherwise it is grad(v) with fresh == false and the caller accumulates as usual.
+  struct GradBuffer {
+    Tensor grad;
+    bool fresh = false;
+  };
+  GradBuffer grad_for_write(Var* v);
   // The gradient of v if anything was accumulated into it, else an empty Tensor (then v did not
   // contribute to the loss and its backward has nothing to do).
   Tensor grad_if_present(Var* v);

@@ -26,7 +26,7 @@ struct CrossEntropyResult {
 // logits (N,V) float32; labels int32 (N,), num_labels must equal N, each in [0, V) or equal to
 // ignore_index (the first offending row is named otherwise, S2S_ARGUMENT).
 // lse (N,) float32, written: logsumexp of each counted row (0 for ignored rows), for backward.
-// Streams each row twice (max, then sum of exp) without any (N,V) scratch.
+// Streams each row once (chunked online logsumexp) without any (N,V) scratch.
 CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options = {});
@@ -36,9 +36,11 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
 // for counted rows; ignored rows are left untouched (their gradient is zero). ACCUMULATES into
 // dlogits (the caller zeroes it); dlogits with data == nullptr is skipped. dlogits must not be
 // the logits buffer (checked). With Mean and count == 0 nothing is added.
+// overwrite = true: dlogits is write-only instead (=, not +=; ignored rows, and every row when
+// count == 0, are written with zeros), for a fresh uninitialised gradient buffer.
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const int32_t* labels, int64_t num_labels, float dloss,
-                            const CrossEntropyOptions& options = {});
+                            const CrossEntropyOptions& options = {}, bool overwrite = false);
 
 // Plain double-precision loops (tests only); same conventions.
 CrossEntropyResult cross_entropy_forward_reference(const Tensor& lse, const Tensor& logits,

@@ -33,9 +33,11 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 // weight (the bf16 compute path: the weight is the bf16 copy of an fp32 master whose gradient
 // this is) dout and inp are rounded to bf16 (round to nearest even) and gemm_bf16 accumulates
 // in fp32 into dweight (beta = 1): the mixed-precision recipe of torch.autocast(bfloat16).
+// overwrite_dinp = true: dinp is written (=, gemm beta 0; it may hold garbage) instead of
+// accumulated; dweight and dbias always accumulate.
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                     WeightLayout layout = WeightLayout::OutIn);
+                     WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);
 
 // Plain triple loops in double (a bf16 weight path rounds inp / dout to bf16 first, for dinp
 // and dweight alike, exactly as the fast path does): the test oracles.
