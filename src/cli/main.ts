@@ -5,6 +5,11 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { doctorCommand } from "./commands/doctor.js";
 
+// Messages from the loader already start with "s2s-train: ".
+function withoutPrefix(message: string): string {
+  return message.replace(/^s2s-train: /, "");
+}
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   await yargs(argv)
@@ -19,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
       exitCode = 1;
       if (error) {
         const code = (error as { code?: unknown }).code;
-        process.stderr.write(`s2s-train: ${error.message}${typeof code === "string" ? ` [${code}]` : ""}\n`);
+        process.stderr.write(`s2s-train: ${withoutPrefix(error.message)}${typeof code === "string" ? ` [${code}]` : ""}\n`);
       } else {
         process.stderr.write(`${y.help()}\n\n${message}\n`);
       }
@@ -33,7 +38,7 @@ main(hideBin(process.argv)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`s2s-train: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`s2s-train: ${withoutPrefix(e instanceof Error ? e.message : String(e))}\n`);
     process.exitCode = 1;
   },
 );
