@@ -20,6 +20,9 @@
 #include "s2s/models/lora.h"
 #include "s2s/ops/lora_merge.h"
 #include "s2s/train/optimizer.h"
+#include "fixture_files.h"
+
+using s2s_test::read_text;
 
 using s2s_test::TmpDir;
 
@@ -28,13 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 void fill(ParamStore& store, Param& p, uint64_t seed, float lo, float hi) {
   auto v = s2s_test::random_vector(p.value.numel(), seed, lo, hi);

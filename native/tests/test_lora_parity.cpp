@@ -20,6 +20,10 @@
 #include "s2s/models/model_config.h"
 #include "s2s/models/weights.h"
 #include "s2s/train/optimizer.h"
+#include "fixture_files.h"
+
+using s2s_test::repo_root;
+using s2s_test::read_text;
 
 using s2s_test::TmpDir;
 
@@ -27,19 +31,6 @@ using namespace s2s;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string repo_root() {
-  const std::string f = __FILE__;
-  const size_t at = f.rfind("native/tests/");
-  return at == std::string::npos ? std::string("./") : f.substr(0, at);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
 
 
 // Every param from the folder's weights (shards included), copied to fp32.

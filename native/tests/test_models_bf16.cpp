@@ -25,24 +25,14 @@
 #include "s2s/ops/cast.h"
 #include "s2s/thread_pool.h"
 #include "s2s/train/optimizer.h"
+#include "fixture_files.h"
+
+using s2s_test::fixture_dir;
+using s2s_test::read_text;
 
 using namespace s2s;
 
 namespace {
-
-std::string fixture_dir(const std::string& model) {
-  const std::string f = __FILE__;
-  const size_t pos = f.rfind("native/tests/");
-  return (pos == std::string::npos ? std::string("./") : f.substr(0, pos)) +
-         "test/fixtures/models/" + model;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::unique_ptr<Model> load_fixture_model(const std::string& dir, const LoadOptions& o = {}) {
   std::unique_ptr<Model> m =

@@ -22,27 +22,15 @@
 #include "s2s/ops/cast.h"
 #include "s2s/thread_pool.h"
 #include "s2s/train/optimizer.h"
+#include "fixture_files.h"
+
+using s2s_test::repo_root;
+using s2s_test::fixture_dir;
+using s2s_test::read_text;
 
 using namespace s2s;
 
 namespace {
-
-std::string repo_root() {
-  const std::string f = __FILE__;
-  const size_t pos = f.rfind("native/tests/");
-  return pos == std::string::npos ? std::string("./") : f.substr(0, pos);
-}
-
-std::string fixture_dir(const std::string& model) {
-  return repo_root() + "test/fixtures/models/" + model;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Tiny configs: GPT-2 with n_inner null (-> 4 * n_embd); Llama with 4 query / 2 kv heads and an
 // untied head; Qwen2 with 2 / 1 heads, q/k/v biases and a tied head.

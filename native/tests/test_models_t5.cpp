@@ -17,6 +17,10 @@
 #include "s2s/models/t5.h"
 #include "s2s/nn/functional.h"
 #include "s2s/thread_pool.h"
+#include "fixture_files.h"
+
+using s2s_test::fixture_dir;
+using s2s_test::read_text;
 
 using namespace s2s;
 
@@ -279,19 +283,6 @@ TEST(t5_rejects_bad_configs_and_batches) {
 
 
 namespace {
-
-std::string fixture_dir(const std::string& name) {
-  std::string here = __FILE__;
-  here = here.substr(0, here.find_last_of('/'));
-  return here + "/../../test/fixtures/models/" + name;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct Parity {
   std::unique_ptr<Model> model;
