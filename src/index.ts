@@ -23,3 +23,15 @@ export { Model, type LoadModelOptions, type LoraOptions, type Batch, type Optimi
 export { inspectModelFolder, type ModelFolder } from "./models/model-folder.js";
 export { SUPPORTED_MODEL_TYPES, type ModelConfig } from "./models/hf-config.js";
 export { loadTokenizer, type Tokenizer } from "./models/tokenizer.js";
+export {
+  generateOptionsSchema,
+  type GenerateOptions,
+  type GenerateStreamOptions,
+  type GenerateInput,
+  type GenerateResult,
+  type GeneratedSequence,
+  type GenerationStream,
+  type FinishReason,
+  type StreamChunk,
+  type TokenEvent,
+} from "./generate/options.js";
