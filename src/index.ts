@@ -35,3 +35,4 @@ export {
   type StreamChunk,
   type TokenEvent,
 } from "./generate/options.js";
+export { GenerateOptionsError } from "./generate/resolve.js";
