@@ -221,3 +221,29 @@ TEST(no_grad_generation_records_no_tape_even_with_trainable_params) {
   cache.reset(m->self_cache_shape(), 1, 4);
   CHECK_THROWS_CODE(m->forward_cached(train, ids, pos, 1, 2, cache), code::kArgument);
 }
+
+TEST(kv_cache_expand_gives_each_row_its_own_copy) {
+  KVCache cache;
+  cache.reset({2, 1, 1}, 2, 4, 6);  // 2 rows now, room for 6
+  std::vector<float> k = {1, 2}, v = {-1, -2};
+  for (int64_t l = 0; l < 2; ++l) {
+    cache.append(l, Tensor::contiguous(k.data(), DType::F32, {2, 1, 1, 1}),
+                 Tensor::contiguous(v.data(), DType::F32, {2, 1, 1, 1}));
+  }
+  cache.advance(1);
+  cache.key_begin()[1] = 1;
+  cache.expand(3);
+  CHECK(cache.rows() == 6);
+  bool seen[6] = {};
+  for (int r = 0; r < 6; ++r) {
+    const int32_t s = cache.slots()[r];
+    CHECK(s >= 0 && s < 6 && !seen[s]);
+    seen[s] = true;
+    for (int64_t l = 0; l < 2; ++l) {
+      CHECK(cache.keys(l).f32()[s * 4] == k[size_t(r / 3)]);
+      CHECK(cache.values(l).f32()[s * 4] == v[size_t(r / 3)]);
+    }
+    CHECK(cache.key_begin()[r] == (r / 3 == 1 ? 1 : 0));
+  }
+  CHECK_THROWS_CODE(cache.expand(2), code::kArgument);  // 12 rows > 6 slots
+}

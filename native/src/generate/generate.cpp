@@ -144,8 +144,8 @@ Decoding::Decoding(Model& model, Graph& graph, KVCache& cache, const GenerationC
                 " (n_positions: GPT-2 has no position embedding beyond it), got ", max_length_);
   }
   history_.assign(size_t(R_ * max_length_), 0);
-  tokens_.resize(size_t(R_ * (enc_dec ? 1 : P_)));
-  positions_.resize(tokens_.size());
+  tokens_.resize(size_t(enc_dec ? R_ : B_ * P_));
+  positions_.resize(std::max(tokens_.size(), size_t(R_)));  // prefill (B,P), then one per row
   logits_.resize(size_t(R_ * V_));
 }
 
@@ -207,23 +207,32 @@ void Decoding::prefill() {
                 code::kArgument, kOp,
                 "prompts of different lengths are left-padded with pad_token_id, but the model "
                 "has neither pad_token_id nor eos_token_id; set padTokenId");
-    cache_.reset(model_.self_cache_shape(), R_, ML);
-    std::vector<int32_t> mask(size_t(R_ * P_));
-    for (int64_t r = 0; r < R_; ++r) {
-      std::vector<int32_t> in = inputs_[size_t(r / per_input_)];
+    // Each prompt runs once; its rows (beams, return sequences) then copy its cache.
+    cache_.reset(model_.self_cache_shape(), B_, ML, R_);
+    std::vector<int32_t> mask(size_t(B_ * P_));
+    for (int64_t b = 0; b < B_; ++b) {
+      std::vector<int32_t> in = inputs_[size_t(b)];
       if (in.empty()) in.push_back(config_.bos_token_id);  // _maybe_initialize_input_ids_for_generation
       const int64_t pad = P_ - int64_t(in.size());
-      cache_.key_begin()[r] = int32_t(pad);
+      cache_.key_begin()[b] = int32_t(pad);
       for (int64_t t = 0; t < P_; ++t) {
-        const int32_t tok = t < pad ? pad_ : in[size_t(t - pad)];
-        tokens_[size_t(r * P_ + t)] = tok;
-        history_[size_t(r * ML + t)] = tok;
-        mask[size_t(r * P_ + t)] = t < pad ? 0 : 1;
+        tokens_[size_t(b * P_ + t)] = t < pad ? pad_ : in[size_t(t - pad)];
+        mask[size_t(b * P_ + t)] = t < pad ? 0 : 1;
+      }
+      for (int64_t k = 0; k < per_input_; ++k) {
+        std::copy_n(&tokens_[size_t(b * P_)], P_, &history_[size_t((b * per_input_ + k) * ML)]);
       }
     }
-    position_ids_from_attention_mask(mask.data(), R_, P_, positions_.data());
-    copy_logits(model_.forward_cached(g, tokens_.data(), positions_.data(), R_, P_, cache_));
+    position_ids_from_attention_mask(mask.data(), B_, P_, positions_.data());
+    const Var* logits = model_.forward_cached(g, tokens_.data(), positions_.data(), B_, P_, cache_);
+    S2S_REQUIRE(logits->value.numel() == B_ * V_, code::kInternal, kOp, "expected prefill logits (",
+                B_, ", ", V_, "), got ", logits->value.shape_string());
+    for (int64_t r = 0; r < R_; ++r) {
+      std::memcpy(&logits_[size_t(r * V_)], logits->value.f32() + (r / per_input_) * V_,
+                  sizeof(float) * size_t(V_));
+    }
     cache_.advance(P_);
+    cache_.expand(per_input_);
   }
   prefilled_ = std::chrono::steady_clock::now();
   prefill_ms_ = std::chrono::duration<double, std::milli>(prefilled_ - start_).count();

@@ -14,11 +14,12 @@ namespace {
 constexpr const char* kOp = "kv_cache";
 }
 
-void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity) {
+void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, int64_t max_rows) {
   S2S_REQUIRE(shape.layers > 0 && shape.kv_heads > 0 && shape.head_dim > 0 && rows > 0 &&
                   capacity > 0,
               code::kArgument, kOp, "expected positive layers, heads, head dim, rows and capacity");
-  const size_t need = size_t(shape.layers) * 2 * size_t(rows) * size_t(capacity) *
+  const int64_t slots = std::max(rows, max_rows);
+  const size_t need = size_t(shape.layers) * 2 * size_t(slots) * size_t(capacity) *
                       size_t(shape.kv_heads) * size_t(shape.head_dim);
   if (need > self_floats_) {
     self_.reset();  // free the old buffer before asking for the bigger one
@@ -27,16 +28,21 @@ void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity) {
   }
   shape_ = shape;
   rows_ = rows;
+  slots_ = slots;
   capacity_ = capacity;
   length_ = 0;
+  // Sized for the most rows expand() may make, so nothing is allocated after reset.
+  slot_.reserve(size_t(slots));
   slot_.resize(size_t(rows));
+  begin_.reserve(size_t(slots));
   begin_.assign(size_t(rows), 0);
+  end_.reserve(size_t(slots));
   end_.assign(size_t(rows), 0);
-  new_slot_.resize(size_t(rows));
-  new_begin_.resize(size_t(rows));
-  free_.resize(size_t(rows));
-  taken_.resize(size_t(rows));
-  is_source_.resize(size_t(rows));
+  new_slot_.resize(size_t(slots));
+  new_begin_.resize(size_t(slots));
+  free_.resize(size_t(slots));
+  taken_.resize(size_t(slots));
+  is_source_.resize(size_t(slots));
   for (int64_t r = 0; r < rows; ++r) slot_[size_t(r)] = int32_t(r);
 }
 
@@ -48,19 +54,19 @@ const int32_t* KVCache::key_end(int64_t T) {
 float* KVCache::layer_base(int64_t layer, int which) {
   S2S_REQUIRE(layer >= 0 && layer < shape_.layers, code::kArgument, kOp, "expected layer in [0, ",
               shape_.layers, "), got ", layer);
-  const size_t per = size_t(rows_) * size_t(capacity_) * size_t(shape_.kv_heads) *
+  const size_t per = size_t(slots_) * size_t(capacity_) * size_t(shape_.kv_heads) *
                      size_t(shape_.head_dim);
   return self_.get() + (size_t(layer) * 2 + size_t(which)) * per;
 }
 
 Tensor KVCache::keys(int64_t layer) {
   return Tensor::contiguous(layer_base(layer, 0), DType::F32,
-                            {rows_, capacity_, shape_.kv_heads, shape_.head_dim});
+                            {slots_, capacity_, shape_.kv_heads, shape_.head_dim});
 }
 
 Tensor KVCache::values(int64_t layer) {
   return Tensor::contiguous(layer_base(layer, 1), DType::F32,
-                            {rows_, capacity_, shape_.kv_heads, shape_.head_dim});
+                            {slots_, capacity_, shape_.kv_heads, shape_.head_dim});
 }
 
 void KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
@@ -119,8 +125,47 @@ void KVCache::reorder(const int32_t* src) {
     }
     new_slot_[r] = to;
   }
-  slot_.swap(new_slot_);
-  begin_.swap(new_begin_);
+  std::copy_n(new_slot_.begin(), R, slot_.begin());
+  std::copy_n(new_begin_.begin(), R, begin_.begin());
+}
+
+void KVCache::expand(int64_t copies) {
+  S2S_REQUIRE(copies >= 1 && rows_ * copies <= slots_, code::kArgument, kOp, "expected ",
+              rows_, " rows x ", copies, " copies to fit the ", slots_, " slots reserved");
+  if (copies == 1) return;
+  const size_t R = size_t(rows_), S = size_t(slots_);
+  std::fill(taken_.begin(), taken_.end(), 0);
+  for (size_t r = 0; r < R; ++r) taken_[size_t(slot_[r])] = 1;
+  size_t nfree = 0;
+  for (size_t s = 0; s < S; ++s) {
+    if (!taken_[s]) free_[nfree++] = int32_t(s);
+  }
+  const size_t pos = size_t(shape_.kv_heads * shape_.head_dim);
+  const size_t slot_floats = size_t(capacity_) * pos, filled = size_t(length_) * pos;
+  const size_t R2 = R * size_t(copies);
+  for (size_t r = 0; r < R2; ++r) {
+    const size_t src = r / size_t(copies);
+    new_begin_[r] = begin_[src];
+    if (r % size_t(copies) == 0) {
+      new_slot_[r] = slot_[src];
+      continue;
+    }
+    const int32_t to = free_[--nfree];
+    for (int64_t l = 0; l < shape_.layers; ++l) {
+      for (int which = 0; which < 2; ++which) {
+        float* base = layer_base(l, which);
+        std::memcpy(base + size_t(to) * slot_floats, base + size_t(slot_[src]) * slot_floats,
+                    sizeof(float) * filled);
+      }
+    }
+    new_slot_[r] = to;
+  }
+  rows_ = int64_t(R2);
+  slot_.resize(R2);
+  begin_.resize(R2);
+  end_.resize(R2);
+  std::copy_n(new_slot_.begin(), R2, slot_.begin());
+  std::copy_n(new_begin_.begin(), R2, begin_.begin());
 }
 
 void KVCache::reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_len,

@@ -25,8 +25,8 @@ struct KVCacheShape {
 class KVCache {
  public:
   // Prepares `rows` empty rows of `capacity` positions for a self-attention of this shape; every
-  // row starts at key_begin 0 in slot r.
-  void reset(const KVCacheShape& shape, int64_t rows, int64_t capacity);
+  // row starts at key_begin 0 in slot r. max_rows > rows reserves slots for expand().
+  void reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, int64_t max_rows = 0);
 
   int64_t rows() const { return rows_; }
   int64_t capacity() const { return capacity_; }
@@ -40,7 +40,7 @@ class KVCache {
   // length() + T for every row: the key_end of an attention over T new positions.
   const int32_t* key_end(int64_t T);
 
-  // Layer l's storage, (R,Tc,Hkv,D) indexed by slot.
+  // Layer l's storage, (S,Tc,Hkv,D) indexed by slot (S = the slots reserved, >= R).
   Tensor keys(int64_t layer);
   Tensor values(int64_t layer);
   // Writes k, v (R,T,Hkv,D) at positions [length, length + T) of each row's slot.
@@ -52,6 +52,10 @@ class KVCache {
   // source is taken once keep its slot; each further row continuing the same source gets a free
   // slot (one whose row nobody continues) and a copy of the filled positions.
   void reorder(const int32_t* src);
+
+  // Every row becomes `copies` rows, new row r continuing old row r / copies: a prompt prefilled
+  // once, then decoded as several beams or samples. Needs rows() * copies <= the reserved slots.
+  void expand(int64_t copies);
 
   // ---- cross-attention (encoder-decoder) ----
   // Prepares I items of Te encoder positions; row r reads item r / rows_per_item.
@@ -74,7 +78,7 @@ class KVCache {
   float* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
 
   KVCacheShape shape_;
-  int64_t rows_ = 0, capacity_ = 0, length_ = 0;
+  int64_t rows_ = 0, slots_ = 0, capacity_ = 0, length_ = 0;
   AlignedPtr<float> self_;
   size_t self_floats_ = 0;
   std::vector<int32_t> slot_, begin_, end_;
