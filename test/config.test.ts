@@ -50,6 +50,11 @@ describe("config precedence", () => {
     expect(all.data.batch_size).toBe(8);
     expect(all.train.seed).toBe(7);
     expect(all.model.lora.target_modules).toEqual(["c_attn", "c_fc"]);
+
+    // An object from TypeScript sits under the file.
+    const withValues = resolveConfig({ values: { train: { lr: 9, epochs: 5 } }, file });
+    expect(withValues.train.lr).toBe(1e-3);
+    expect(withValues.train.epochs).toBe(5);
   });
 
   it("resolves paths: from a file against its folder, from the command line against the working folder", () => {
@@ -123,6 +128,9 @@ describe("config errors", () => {
       .toMatch(/train\.save_steps: with load_best_model_at_end, set both eval_steps and save_steps, or neither/);
     expect(problems(() => resolveConfig({ overrides: [...REQUIRED, "model.method=full", "model.lora.r=4"] }))[0])
       .toBe("command line (model.lora.r=4): model.lora.r is set, but model.method is full (LoRA settings apply only to method: lora)");
+    // The default LoRA section (init writes every key) is fine under method: full.
+    const { configFile } = runInit({ name: "full", cwd: tempDir() });
+    expect(resolveConfig({ file: configFile, overrides: ["model.method=full"] }).model.method).toBe("full");
   });
 
   it("every problem is reported at once", () => {

@@ -264,3 +264,21 @@ describe("a non-finite loss", () => {
     expect(log.at(-1)).toMatchObject({ level: 50, code: "S2S_NONFINITE_LOSS" });
   });
 });
+
+describe("the library", () => {
+  it("train() from the package root takes a config as plain sections and validates it", async () => {
+    const { train: trainFromIndex, ConfigError } = await import("../src/index.js");
+    const ex = makeExamples("causal", 8, 22);
+    const dir = tempDir();
+    const r = await trainFromIndex({
+      config: { model: { path: path.join(modelsRoot, "gpt2"), method: "full" }, data: { train_file: "(in memory)", batch_size: 4 },
+                train: { max_steps: 2 }, output: { dir } },
+      data: dataset("causal", ex, []),
+    });
+    expect(r).toMatchObject({ status: "completed", globalStep: 2, finalDir: path.join(dir, "final") });
+    await expect(trainFromIndex({
+      config: { model: { path: "m" }, data: { train_file: "d" }, train: { lr: -1 } } as never,
+      data: dataset("causal", ex, []),
+    })).rejects.toThrow(ConfigError);
+  });
+});

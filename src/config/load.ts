@@ -1,4 +1,4 @@
-// Resolving a training config: defaults < YAML file < command line (flags, then dotted overrides
+// Resolving a training config: defaults < object from TypeScript < YAML file < command line (flags, then dotted overrides
 // such as `train.lr=3e-5`). Every problem is collected and reported at once, each naming where the
 // value came from (file:line or the command-line argument), the key and what was expected;
 // an unknown key names the closest valid one.
@@ -19,6 +19,8 @@ export class ConfigError extends Error {
 }
 
 export interface ConfigSources {
+  /** A config as an object (from TypeScript), under the file; relative paths are relative to `cwd`. */
+  values?: object;
   /** A YAML file; relative paths in it are relative to its folder. */
   file?: string;
   /** Values of command-line flags by dotted key (`{"train.lr": 3e-5}`), applied after the file. */
@@ -178,6 +180,10 @@ export function resolveConfig(sources: ConfigSources = {}): TrainConfig {
   const origins = new Map<string, Origin>();
   const merged: Plain = {};
 
+  if (sources.values !== undefined) {
+    if (!isPlain(sources.values)) problems.push("options: expected the config as an object of sections");
+    else for (const [k, v] of Object.entries(sources.values)) assign(merged, [k], v, () => ({ where: "options", base: cwd }), origins, problems);
+  }
   if (sources.file !== undefined) {
     const file = path.resolve(cwd, sources.file);
     const shown = path.relative(cwd, file) || file;
@@ -206,10 +212,14 @@ export function resolveConfig(sources: ConfigSources = {}): TrainConfig {
   }
   const config = result.data;
 
-  const method = config.model.method;
-  const loraOrigin = [...origins.keys()].find((k) => k === "model.lora" || k.startsWith("model.lora."));
-  if (method === "full" && loraOrigin) {
-    throw new ConfigError([`${origins.get(loraOrigin)!.where}: ${loraOrigin} is set, but model.method is full (LoRA settings apply only to method: lora)`]);
+  // LoRA settings other than the defaults mean nothing under full fine-tuning: say so.
+  if (config.model.method === "full") {
+    const defaults = trainConfigSchema.shape.model.shape.lora.parse(undefined) as Plain;
+    const changed = Object.keys(defaults).find((k) => JSON.stringify((config.model.lora as Plain)[k]) !== JSON.stringify(defaults[k]));
+    if (changed) {
+      const key = `model.lora.${changed}`;
+      throw new ConfigError([`${originOf(origins, key)?.where ?? "config"}: ${key} is set, but model.method is full (LoRA settings apply only to method: lora)`]);
+    }
   }
 
   for (const key of PATH_KEYS) {

@@ -6,7 +6,8 @@
 import { mkdirSync, readdirSync, copyFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { NativeBatch } from "../../bindings/native.js";
-import type { TrainConfig } from "../config/schema.js";
+import type { TrainConfig, TrainConfigInput } from "../config/schema.js";
+import { resolveConfig } from "../config/load.js";
 import type { Example } from "../data/types.js";
 import type { Model } from "../models/model.js";
 import { setNumThreads } from "../system.js";
@@ -58,8 +59,8 @@ export interface CheckpointEvent {
 }
 
 export interface TrainOptions {
-  /** The resolved config (see resolveConfig). */
-  config: TrainConfig;
+  /** The config: resolved (resolveConfig), or an object of sections that train() resolves and validates. */
+  config: TrainConfig | TrainConfigInput;
   /** Prepared examples; when absent, config.data is loaded. */
   data?: TrainingData;
   /** true: continue from the run's latest checkpoint; a path: from that checkpoint. */
@@ -137,7 +138,7 @@ function checkSetup(config: TrainConfig, data: TrainingData, hasGenerationMetric
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const config = options.config;
+  const config = resolveConfig({ values: options.config });
   const paths = runPaths(config.output.dir);
   // Everything that can be refused is checked before the run folder is touched.
   const resumeFrom = options.resume ? findResumeCheckpoint(paths, options.resume) : undefined;
@@ -152,7 +153,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   mkdirSync(paths.logs, { recursive: true });
   const log = new RunLog(paths.runLog, options.console ?? false);
   try {
-    const run = new TrainingRun(options, config, paths, log, model, data);
+    const run = new TrainingRun({ ...options, config }, config, paths, log, model, data);
     return await run.run(resumeFrom, resumedState);
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e), { code: (e as { code?: unknown }).code });
