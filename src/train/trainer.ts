@@ -222,6 +222,15 @@ class TrainingRun {
       step: this.state.global_step, total_steps: this.totalSteps, warmup_steps: this.schedule.warmupSteps,
     });
 
+    const report = this.data.report;
+    if (report) {
+      this.log.info("data", {
+        rows: report.rows, train: report.train, valid: report.valid, skipped: report.skipped.length,
+        truncated_inputs: report.truncatedInputs, truncated_targets: report.truncatedTargets,
+      });
+    }
+    if (this.data.valid.length === 0) this.log.warn("no validation examples: evaluation is skipped");
+
     this.sessionStart = performance.now();
     this.windowStart = this.sessionStart;
     this.elapsedAtStart = this.state.elapsed_seconds;
