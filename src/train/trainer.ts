@@ -145,9 +145,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const resumedState = resumeFrom ? readTrainerState(path.join(resumeFrom, TRAINER_STATE_FILE)) : undefined;
   if (!resumeFrom) checkFreshRun(paths, options.overwrite ?? false);
   if (config.train.threads !== null) setNumThreads(config.train.threads);
-  const model = await loadModelForTraining(config, resumeFrom);
-  const data = options.data ?? (await loadTrainingData(config, model));
+  // Data first: a bad row is found before any weights are read.
+  const data = options.data ?? (await loadTrainingData(config));
   checkSetup(config, data, options.generationMetrics !== undefined);
+  const model = await loadModelForTraining(config, resumeFrom);
 
   if (!resumeFrom) clearEarlierRun(paths);
   mkdirSync(paths.logs, { recursive: true });

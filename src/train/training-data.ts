@@ -2,7 +2,6 @@
 // (micro-batches as indices, the same for the same arguments, which is what makes resume exact)
 // and the collate function that pads a micro-batch into a native batch. This file is also the one
 // place where the trainer asks src/data to load a config's data.
-import type { Model } from "../models/model.js";
 import type { TrainConfig } from "../config/schema.js";
 import type { Collate, DataReport, Example, TaskKind } from "../data/types.js";
 
@@ -27,11 +26,11 @@ export interface TrainingData {
 }
 
 /**
- * Loads and prepares `config.data` for `model` (its tokenizer and kind). Data preparation lives
- * in src/data and is connected here when it lands; until then `train()` needs its `data` option.
+ * Loads and prepares `config.data` for the model at `config.model.path` (its tokenizer and kind;
+ * no weights are read). Data preparation lives in src/data and is connected here when it lands;
+ * until then `train()` needs its `data` option. (Paths in `config` are absolute already.)
  */
-export async function loadTrainingData(config: TrainConfig, model: Model): Promise<TrainingData> {
-  void model;
+export async function loadTrainingData(config: TrainConfig): Promise<TrainingData> {
   throw Object.assign(
     new Error(
       `reading ${config.data.train_file} needs data preparation (src/data), which is not connected to the trainer yet; ` +
