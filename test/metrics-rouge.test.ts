@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { lcsIndices, lcsTable, rougeScore, rougeScoreMulti, summaryLevelLcs, unionLcs } from "../src/metrics/rouge.js";
+import { lcsIndices, lcsTable, rougeScore, rougeScoreMulti, rougeTokenize, summaryLevelLcs, unionLcs } from "../src/metrics/rouge.js";
 
 const DATA = path.resolve(import.meta.dirname, "fixtures/metrics/rouge");
 const read = (name: string) => readFileSync(path.join(DATA, name), "utf8");
@@ -136,6 +136,18 @@ describe("rouge-score rouge/rouge_scorer_test.py", () => {
       almostEqual(r.recall, 0, 3);
       almostEqual(r.precision, 0, 3);
     }
+  });
+});
+
+describe("rouge-score rouge/tokenize_test.py and rouge/tokenizers_test.py", () => {
+  it("test_give_me_a_name (tokenize_test.py)", () => {
+    expect(rougeTokenize("one Two three")).toEqual(["one", "two", "three"]);
+    expect(rougeTokenize("one\n Two \nthree")).toEqual(["one", "two", "three"]);
+  });
+
+  it("test_default_tokenizer_no_stemmer_init / with_stemmer_init (tokenizers_test.py)", () => {
+    expect(rougeTokenize("this is a test", false)).toEqual(["this", "is", "a", "test"]);
+    expect(rougeTokenize("the friends had a meeting", true)).toEqual(["the", "friend", "had", "a", "meet"]);
   });
 });
 

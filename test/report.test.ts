@@ -113,6 +113,12 @@ describe("SVG charts", () => {
     expect([0, 2e-4, 1.5e-4, 0.5, 1234, 2.71828, 3e6, NaN].map((v) => formatNumber(v))).toEqual(["0", "2e-4", "1.5e-4", "0.5", "1234", "2.72", "3e6", "–"]);
   });
 
+  it("puts log-scale ticks at 1, 2 and 5 times powers of ten", () => {
+    const svg = lineChart({ id: "p", title: "P", logY: true, series: [{ name: "p", points: [[1, 900], [2, 40], [3, 6]], color: "#000" }] });
+    const ticks = [...svg.matchAll(/<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]+)</g)].map((m) => m[1]);
+    expect(ticks).toEqual(["5", "10", "20", "50", "100", "200", "500", "1000"]);
+  });
+
   it("draws a placeholder when no value is finite and a dot for a single point", () => {
     expect(lineChart({ id: "x", title: "X", series: [{ name: "a", points: [[1, NaN]], color: "#000" }] })).toContain("no data");
     const one = lineChart({ id: "x", title: "X", series: [{ name: "a", points: [[5, 2]], color: "#000" }] });

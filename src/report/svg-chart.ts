@@ -51,6 +51,18 @@ function niceTicks(lo: number, hi: number, count = 5): number[] {
   return ticks;
 }
 
+// Ticks at 1, 2 and 5 times powers of ten between 10^lo and 10^hi (only the powers if that is too many).
+function logTicks(lo: number, hi: number): number[] {
+  const ticks: number[] = [];
+  for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** k;
+      if (Math.log10(v) >= lo && Math.log10(v) <= hi) ticks.push(Number(v.toPrecision(6)));
+    }
+  }
+  return ticks.length > 8 ? ticks.filter((t) => Number.isInteger(Math.log10(t))) : ticks;
+}
+
 function extent(values: number[]): [number, number] {
   let lo = Math.min(...values);
   let hi = Math.max(...values);
@@ -93,9 +105,7 @@ export function lineChart(o: LineChartOptions): string {
   parts.push(`<text class="chart-title" x="${M.left}" y="24">${escapeXml(o.title)}</text>`);
 
   // Grid and y ticks
-  const yTicks = logY
-    ? niceTicks(ylo, yhi, 4).filter((t) => Number.isInteger(t) || yhi - ylo < 2).map((t) => 10 ** t)
-    : niceTicks(ylo, yhi);
+  const yTicks = logY ? logTicks(ylo, yhi) : niceTicks(ylo, yhi);
   for (const t of yTicks) {
     const y = sy(t);
     if (y < M.top - 0.5 || y > M.top + ph + 0.5) continue;
