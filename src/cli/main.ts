@@ -7,6 +7,7 @@ import { closest } from "../config/closest.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { trainCommand } from "./commands/train.js";
+import { reportCommand } from "./commands/report.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
       .command(doctorCommand)
       .command(initCommand)
       .command(trainCommand)
+      .command(reportCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")
