@@ -4,6 +4,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { doctorCommand } from "./commands/doctor.js";
+import { synthCommand } from "./commands/synth.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -15,6 +16,7 @@ export async function main(argv: string[]): Promise<number> {
   await yargs(argv)
     .scriptName("s2s-train")
     .command(doctorCommand)
+    .command(synthCommand)
     .strict()
     .strictCommands()
     .demandCommand(1, "Name a command; see --help.")
