@@ -76,7 +76,6 @@ export class EndpointPool implements LlmBackend {
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const slot = await this.acquire(tried, request.signal);
       tried.add(slot);
-      slot.inFlight++;
       slot.stats.requests++;
       try {
         const result = await slot.member.backend.complete(request);
@@ -110,6 +109,7 @@ export class EndpointPool implements LlmBackend {
   /**
    * Waits for a backend with a free slot that is not cooling down; prefers one this request has
    * not tried yet, then the lowest load (in flight / concurrency), then the fewest requests.
+   * The returned slot is already counted as in flight.
    */
   private async acquire(tried: Set<Slot>, signal?: AbortSignal): Promise<Slot> {
     for (;;) {
@@ -123,7 +123,9 @@ export class EndpointPool implements LlmBackend {
         const pool = fresh.length ? fresh : ready;
         pool.sort((a, b) => a.inFlight / a.member.concurrency - b.inFlight / b.member.concurrency ||
           a.stats.requests - b.stats.requests);
-        return pool[0]!;
+        const chosen = pool[0]!;
+        chosen.inFlight++;  // taken here, synchronously, so concurrent callers see it
+        return chosen;
       }
       // Sleep until a slot frees or the earliest cooldown ends.
       const coolEnds = live.filter((s) => s.coolUntil > now).map((s) => s.coolUntil - now);
