@@ -188,7 +188,13 @@ export async function startChatServer(reply: (body: ChatBody, index: number) => 
     try {
       const body = JSON.parse(await readBody(req)) as ChatBody;
       const index = state.bodies.push(body) - 1;
-      const r = await reply(body, index);
+      let r: Reply;
+      try {
+        r = await reply(body, index);
+      } catch (e) {
+        // A script error becomes a 400 the test sees, not a hung request.
+        r = { status: 400, body: { error: { message: `test script: ${(e as Error).message}` } } };
+      }
       if ("hang" in r) {
         await new Promise<void>((resolve) => req.socket.once("close", () => resolve()));
         return;
@@ -219,9 +225,9 @@ export async function startChatServer(reply: (body: ChatBody, index: number) => 
   return state;
 }
 
-/** The user message of a request (the last one). */
+/** The prompt of a request: its first user message (a corrective retry appends more). */
 export function userText(body: ChatBody): string {
-  return [...body.messages].reverse().find((m) => m.role === "user")?.content ?? "";
+  return body.messages.find((m) => m.role === "user")?.content ?? "";
 }
 
 /** The schema name a request asked for (undefined for free text). */
