@@ -111,8 +111,9 @@ export class JobStore {
     this.db.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value]);
   }
 
-  /** Runs `fn` in one transaction: all of its writes land, or none. */
+  /** Runs `fn` in one transaction: all of its writes land, or none. Nested calls join the outer one. */
   transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
     this.db.exec("BEGIN IMMEDIATE");
     try {
       const result = fn();
