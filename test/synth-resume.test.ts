@@ -85,13 +85,13 @@ describe("resumable synth jobs", () => {
 
     // Nothing lost, nothing twice: the same rows as the uninterrupted run, in the same order.
     expect(readFileSync(path.join(dir, "run", "synth", "data.jsonl"), "utf8")).toBe(reference);
-    // Finished steps were never requested again; only work in flight at the kill (at most the
-    // concurrency, 2) may have been.
+    // Finished steps were never requested again; only requests in flight when a stop came (at
+    // most the concurrency, 2, per stop) may have been.
     const counts = new Map<string, number>();
     for (const b of server.bodies) counts.set(requestKey(b), (counts.get(requestKey(b)) ?? 0) + 1);
     const repeated = [...counts.values()].reduce((sum, n) => sum + n - 1, 0);
-    expect(repeated).toBeLessThanOrEqual(2);
-    expect(server.bodies.length).toBeLessThanOrEqual(refServer.bodies.length + 2);
+    expect(repeated).toBeLessThanOrEqual(4);
+    expect(server.bodies.length).toBeLessThanOrEqual(refServer.bodies.length + 4);
     expect(counts.size).toBe(new Set(refServer.bodies.map(requestKey)).size);
     // The job folder is left clean: no lock, no temporary files.
     const files = readdirSync(path.join(dir, "run", "synth"));
