@@ -9,6 +9,9 @@ import type { ProgressReporter } from "./progress.js";
 
 /** Thrown inside an item to reject it; the reason is counted in the report. */
 export class Rejection extends Error {
+  /** Tokens the rejected step spent (kept in the job's totals although the step is not stored). */
+  usage?: TokenUsage;
+
   constructor(readonly reason: string, readonly detail?: string, readonly output?: unknown) {
     super(`${reason}${detail ? `: ${detail}` : ""}`);
     this.name = "Rejection";
@@ -72,6 +75,7 @@ export async function runItems<I>(store: JobStore, options: RunItemsOptions<I>):
       } catch (e) {
         if (signal.aborted) break;  // stays "running": resumed next time from its stored steps
         if (e instanceof Rejection) {
+          if (e.usage) store.putStep(stage, item.id, `rejected:${e.reason}`, null, e.usage);
           store.finish(stage, item.id, { status: "rejected", reason: e.reason, ...(e.detail ? { detail: e.detail } : {}), output: e.output });
         } else {
           store.finish(stage, item.id, { status: "failed", error: (e as Error)?.message ?? String(e) });

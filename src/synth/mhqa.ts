@@ -138,7 +138,11 @@ export async function processMhqaItem(ctx: ItemContext<MhqaSeed>, deps: MhqaDeps
         }, { name: step, schema, repairRetries: deps.llmConfig.repair_retries });
         return { value: r.value, usage: r.usage };
       } catch (e) {
-        if (e instanceof StructuredOutputError) throw new Rejection(e.reason, `${step}: ${e.message}`);
+        if (e instanceof StructuredOutputError) {
+          const rejection = new Rejection(e.reason, `${step}: ${e.message}`);
+          rejection.usage = e.usage;
+          throw rejection;
+        }
         throw e;
       }
     });

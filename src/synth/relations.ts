@@ -141,7 +141,11 @@ export async function processRelationsItem(ctx: ItemContext<WindowItem>, deps: R
       }, { name: "relations", schema: extractionSchema, fix: fixExtraction, repairRetries: llmConfig.repair_retries });
       return { value: { extraction: r.value, repairs: r.repairs }, usage: r.usage };
     } catch (e) {
-      if (e instanceof StructuredOutputError) throw new Rejection(e.reason, `extract: ${e.message}`);
+      if (e instanceof StructuredOutputError) {
+        const rejection = new Rejection(e.reason, `extract: ${e.message}`);
+        rejection.usage = e.usage;
+        throw rejection;
+      }
       throw e;
     }
   });
