@@ -2,7 +2,7 @@
 // <run>` does and as the trainer does at the end of a run.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { writeFileAtomic } from "../io/atomic-file.js";
+import { writeFileAtomic } from "../io/atomic-write.js";
 import { renderReport } from "./html.js";
 import { readRunFolder } from "./run-folder.js";
 
