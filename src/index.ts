@@ -69,4 +69,10 @@ export { WandbTracker, type WandbOptions } from "./track/wandb.js";
 export { startTrackers, trackingConfigSchema, Trackers, type TrackingConfig } from "./track/trackers.js";
 export type { Tracker, RunStatus } from "./track/tracker.js";
 export { runReport, type ReportOptions, type ReportResult } from "./report/report.js";
+export { runEval, type RunEvalOptions, type RunEvalResult } from "./eval/run-eval.js";
+export {
+  evaluateGeneration, type GenerationExample, type GenerationEvaluation, type EvaluateGenerationOptions, type PredictionRecord,
+} from "./eval/evaluate-generation.js";
+export { generationMetricsFor } from "./eval/generation-metrics.js";
+export { readEvalRows, type EvalRow, type EvalFields } from "./eval/read-eval-rows.js";
 export { readRunFolder, type RunFolder } from "./report/run-folder.js";

@@ -7,6 +7,7 @@ import { closest } from "../config/closest.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { trainCommand } from "./commands/train.js";
+import { evalCommand } from "./commands/eval.js";
 import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
 
@@ -37,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
       .command(doctorCommand)
       .command(initCommand)
       .command(trainCommand)
+      .command(evalCommand)
       .command(reportCommand)
       .command(synthCommand)
       .strict()

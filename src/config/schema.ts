@@ -3,6 +3,7 @@
 // and `s2s-train init` all go through it. Keys keep Hugging Face's snake_case names.
 import { z } from "zod";
 import { dataConfigSchema } from "../data/config.js";
+import { parseMetricNames } from "../metrics/compute.js";
 
 const loraSchema = z
   .strictObject({
@@ -34,6 +35,30 @@ const earlyStoppingSchema = z
   })
   .describe("Early stopping on metric_for_best_model");
 
+// null keeps what the model folder's generation_config.json says (else transformers' default).
+const evalGenerationSchema = z
+  .strictObject({
+    max_new_tokens: z.number().int().positive().nullable().default(null).describe("Tokens generated at most per example (null: data.max_target_length)"),
+    num_beams: z.number().int().positive().nullable().default(null).describe("Beam search with this many beams (1: greedy or sampling)"),
+    do_sample: z.boolean().nullable().default(null).describe("Sample from the distribution instead of taking the best token"),
+    temperature: z.number().positive().nullable().default(null).describe("Sampling: logits are divided by this"),
+    top_k: z.number().int().nonnegative().nullable().default(null).describe("Sampling: keep the k most likely tokens (0: off)"),
+    top_p: z.number().gt(0).max(1).nullable().default(null).describe("Sampling: keep the smallest set of tokens whose probability adds up to top_p"),
+    repetition_penalty: z.number().positive().nullable().default(null).describe("Penalty on tokens already in the sequence (1: off)"),
+    no_repeat_ngram_size: z.number().int().nonnegative().nullable().default(null).describe("No n-gram of this size occurs twice (0: off)"),
+    length_penalty: z.number().finite().nullable().default(null).describe("Beam search: scores are divided by length ** length_penalty"),
+    seed: z.number().int().min(0).nullable().default(null).describe("Seed of sampling (null: train.seed)"),
+  })
+  .describe("How evaluation generates for eval_metrics (transformers' names and meaning; null: the model's generation_config.json)");
+
+const metricNamesSchema = z.array(z.string().min(1)).superRefine((names, ctx) => {
+  try {
+    parseMetricNames(names);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+  }
+});
+
 const trainSchema = z
   .strictObject({
     epochs: z.number().int().positive().default(3).describe("Passes over the training data (ignored when max_steps is set)"),
@@ -51,6 +76,9 @@ const trainSchema = z
     logging_steps: z.number().int().positive().default(10).describe("Write a line to logs/train.csv every this many steps"),
     eval_steps: z.number().int().positive().nullable().default(null).describe("Evaluate every this many steps (null: at the end of each epoch); also at the last step"),
     eval_batch_size: z.number().int().positive().nullable().default(null).describe("Examples per evaluation batch (null: data.batch_size)"),
+    eval_metrics: metricNamesSchema.default([]).describe("Generation metrics computed at each evaluation (bleu, chrf, rouge, rouge1, rouge2, rougeL, rougeLsum, em, f1, soft_em); [] for the loss only"),
+    max_eval_samples: z.number().int().positive().nullable().default(null).describe("Validation examples generated for eval_metrics, the first ones of the validation set (null: all)"),
+    eval_generation: evalGenerationSchema.prefault({}),
     save_steps: z.number().int().positive().nullable().default(null).describe("Save a checkpoint every this many steps (null: at the end of each epoch); also at the last step"),
     save_total_limit: z.number().int().positive().nullable().default(null).describe("Keep at most this many checkpoints, never deleting the best one (null: keep all)"),
     load_best_model_at_end: z.boolean().default(false).describe("Write the best checkpoint (by metric_for_best_model) to final/ instead of the last one"),
@@ -84,6 +112,16 @@ export const trainConfigSchema = z
         code: "custom", path: ["train", "save_steps"],
         message: `with load_best_model_at_end, save_steps (${c.train.save_steps}) must be a multiple of eval_steps (${c.train.eval_steps}) so that every best evaluation has a checkpoint`,
       });
+    }
+    const best = c.train.metric_for_best_model;
+    if (c.train.eval_metrics.length > 0 && best !== "eval_loss" && best !== "perplexity") {
+      const names: string[] = parseMetricNames(c.train.eval_metrics);
+      if (!names.includes(best.replace(/^eval_/, ""))) {
+        ctx.addIssue({
+          code: "custom", path: ["train", "metric_for_best_model"],
+          message: `"${best}" is not computed: expected eval_loss, perplexity or one of train.eval_metrics (${names.join(", ")})`,
+        });
+      }
     }
     if ((c.train.save_steps === null) !== (c.train.eval_steps === null) && c.train.load_best_model_at_end) {
       ctx.addIssue({

@@ -16,6 +16,7 @@ import {
   saveCheckpoint, writeWeights,
 } from "./checkpoint.js";
 import { CsvLog, TRAIN_COLUMNS, VALID_COLUMNS } from "./csv-log.js";
+import { generationMetricsFor } from "../eval/generation-metrics.js";
 import { evaluateLoss, type GenerationMetrics } from "./evaluate.js";
 import { loadModelForTraining } from "./load-model.js";
 import {
@@ -71,7 +72,7 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Readable lines (and a progress line on a terminal) on stderr; default false (file log only). */
   console?: boolean | ConsoleOptions;
-  /** Generation-based metrics, added to each evaluation. */
+  /** Generation-based metrics, added to each evaluation (default: train.eval_metrics through generationMetricsFor). */
   generationMetrics?: GenerationMetrics;
   onProgress?: (event: ProgressEvent) => void;
   onEvaluation?: (event: EvaluationEvent) => void;
@@ -132,7 +133,7 @@ function checkSetup(config: TrainConfig, data: TrainingData, hasGenerationMetric
   const builtIn = ["eval_loss", "perplexity"];
   if (!hasGenerationMetrics && !builtIn.includes(t.metric_for_best_model) && (needsEval || t.save_total_limit !== null)) {
     throw new TrainConfigError(
-      `train.metric_for_best_model is "${t.metric_for_best_model}", which only generation-based evaluation computes; without it the metrics are ${builtIn.join(", ")}`,
+      `train.metric_for_best_model is "${t.metric_for_best_model}", which only generation-based evaluation computes (set train.eval_metrics); without it the metrics are ${builtIn.join(", ")}`,
     );
   }
 }
@@ -147,14 +148,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (config.train.threads !== null) setNumThreads(config.train.threads);
   // Data first: a bad row is found before any weights are read.
   const data = options.data ?? (await loadTrainingData(config));
-  checkSetup(config, data, options.generationMetrics !== undefined);
+  const generationMetrics = options.generationMetrics ?? generationMetricsFor(config);
+  checkSetup(config, data, generationMetrics !== undefined);
   const model = await loadModelForTraining(config, resumeFrom);
 
   if (!resumeFrom) clearEarlierRun(paths);
   mkdirSync(paths.logs, { recursive: true });
   const log = new RunLog(paths.runLog, options.console ?? false);
   try {
-    const run = new TrainingRun({ ...options, config }, config, paths, log, model, data);
+    const run = new TrainingRun({ ...options, config, ...(generationMetrics ? { generationMetrics } : {}) }, config, paths, log, model, data);
     return await run.run(resumeFrom, resumedState);
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e), { code: (e as { code?: unknown }).code });

@@ -1,0 +1,118 @@
+// `s2s-train eval --model DIR [--adapter DIR] --data FILE [--metrics ...] [generation options] [--output DIR]`
+import type { CommandModule, Options } from "yargs";
+import { generateOptionsSchema, type GenerateOptions } from "../../generate/options.js";
+import { GenerateOptionsError } from "../../generate/resolve.js";
+import { DEFAULT_EVAL_MAX_NEW_TOKENS, DEFAULT_EVAL_METRICS, runEval } from "../../eval/run-eval.js";
+
+/** The generation settings eval offers, as flags in transformers' names (kebab case). */
+const GENERATION_FLAGS = {
+  "max-new-tokens": "maxNewTokens",
+  "min-new-tokens": "minNewTokens",
+  "num-beams": "numBeams",
+  "do-sample": "doSample",
+  temperature: "temperature",
+  "top-k": "topK",
+  "top-p": "topP",
+  seed: "seed",
+  "repetition-penalty": "repetitionPenalty",
+  "no-repeat-ngram-size": "noRepeatNgramSize",
+  "length-penalty": "lengthPenalty",
+} as const;
+type GenerationFlag = keyof typeof GENERATION_FLAGS;
+
+function generationFlagOptions(): Record<string, Options> {
+  const options: Record<string, Options> = {};
+  const shape = generateOptionsSchema.shape;
+  for (const [flag, key] of Object.entries(GENERATION_FLAGS) as [GenerationFlag, (typeof GENERATION_FLAGS)[GenerationFlag]][]) {
+    const suffix = flag === "max-new-tokens" ? ` (default ${DEFAULT_EVAL_MAX_NEW_TOKENS})` : "; default: generation_config.json";
+    options[flag] = {
+      type: key === "doSample" ? "boolean" : "number",
+      describe: `${shape[key].description ?? ""}${suffix}`,
+      group: "Generation options (transformers' names):",
+    };
+  }
+  return options;
+}
+
+/** The generation flags given, checked by the generate options schema; errors name the flag. */
+export function generationOptionsFromArgs(args: Record<string, unknown>): GenerateOptions {
+  const raw: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(GENERATION_FLAGS)) {
+    if (args[flag] === undefined) continue;
+    if (Array.isArray(args[flag])) throw new GenerateOptionsError(`--${flag}: given more than once`);
+    raw[key] = args[flag];
+  }
+  const result = generateOptionsSchema.safeParse(raw);
+  if (!result.success) {
+    const flagOf = (key: PropertyKey) => Object.entries(GENERATION_FLAGS).find(([, k]) => k === key)?.[0] ?? String(key);
+    throw new GenerateOptionsError(result.error.issues.map((i) => `--${flagOf(i.path[0] ?? "")}: ${i.message}`).join("; "));
+  }
+  return result.data;
+}
+
+interface EvalArgs {
+  model: string;
+  adapter?: string;
+  data: string;
+  metrics: string;
+  "input-field": string;
+  "target-field": string;
+  "category-field"?: string;
+  "batch-size": number;
+  "max-samples"?: number;
+  output: string;
+  threads?: number;
+  dtype: "float32" | "bfloat16";
+  [flag: string]: unknown;
+}
+
+export const evalCommand: CommandModule<object, EvalArgs> = {
+  command: "eval",
+  describe: "Generate for every example of a data file and score the predictions (writes predictions.jsonl and metrics.json)",
+  builder: (y) =>
+    y
+      .option("model", { type: "string", demandOption: true, describe: "Hugging Face model folder" })
+      .option("adapter", { type: "string", describe: "PEFT LoRA adapter folder trained on --model (merged before generating)" })
+      .option("data", { type: "string", demandOption: true, describe: "JSON, JSONL or CSV file of examples" })
+      .option("metrics", {
+        type: "string", default: DEFAULT_EVAL_METRICS,
+        describe: "Comma-separated: bleu, chrf, rouge (= rouge1,rouge2,rougeL,rougeLsum), em, f1, soft_em",
+      })
+      .option("input-field", { type: "string", default: "input", describe: "Field holding the model input" })
+      .option("target-field", { type: "string", default: "target", describe: "Field holding the reference (a string, or a list of strings in JSON)" })
+      .option("category-field", { type: "string", describe: "Field holding a category name, for per-category scores" })
+      .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together" })
+      .option("max-samples", { type: "number", describe: "Evaluate only the first N examples" })
+      .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
+      .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
+      .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
+      .options(generationFlagOptions()) as never,
+  handler: async (args) => {
+    const generation = generationOptionsFromArgs(args);
+    const progress = process.stderr.isTTY
+      ? (done: number, total: number) => process.stderr.write(`\rgenerated ${done}/${total}${done === total ? "\n" : ""}`)
+      : undefined;
+    const { evaluation, files, table } = await runEval({
+      model: args.model,
+      ...(args.adapter !== undefined ? { adapter: args.adapter } : {}),
+      data: args.data,
+      metrics: args.metrics,
+      inputField: args["input-field"],
+      targetField: args["target-field"],
+      ...(args["category-field"] !== undefined ? { categoryField: args["category-field"] } : {}),
+      batchSize: args["batch-size"],
+      ...(args["max-samples"] !== undefined ? { maxSamples: args["max-samples"] } : {}),
+      generation,
+      output: args.output,
+      dtype: args.dtype,
+      ...(args.threads !== undefined ? { threads: args.threads } : {}),
+      ...(progress ? { onProgress: progress } : {}),
+    });
+    const seconds = evaluation.generationSeconds;
+    process.stdout.write(
+      `${table}\n\n${evaluation.count} examples, ${evaluation.generatedTokens} tokens generated in ${seconds.toFixed(1)} s ` +
+        `(${(evaluation.generatedTokens / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s)\n` +
+        `wrote ${files.predictions} and ${files.metrics}\n`,
+    );
+  },
+};
