@@ -61,7 +61,7 @@ export { corpusBleu, sentenceBleu, bleuFromStatistics, type BleuOptions, type Bl
 export { corpusChrf, sentenceChrf, type ChrfOptions } from "./metrics/chrf.js";
 export { rougeScore, rougeScoreMulti, rougeTokenize, type RougeScore, type RougeOptions } from "./metrics/rouge.js";
 export { porterStem } from "./metrics/porter-stemmer.js";
-export { normalizeAnswer, exactMatch, tokenF1, softExactMatch, type QaRule } from "./metrics/qa.js";
+export { normalizeAnswer, exactMatch, tokenF1, softExactMatch, type QaRule, type SoftMatch } from "./metrics/qa.js";
 export { perplexity } from "./metrics/perplexity.js";
 export { TensorBoardWriter } from "./track/tensorboard.js";
 export { MlflowTracker, type MlflowOptions } from "./track/mlflow.js";
@@ -75,4 +75,5 @@ export {
 } from "./eval/evaluate-generation.js";
 export { generationMetricsFor } from "./eval/generation-metrics.js";
 export { readEvalRows, type EvalRow, type EvalFields } from "./eval/read-eval-rows.js";
+export { loadLocalBackend, ModelGenerator, LocalModelBackend } from "./llm/local-backend.js";
 export { readRunFolder, type RunFolder } from "./report/run-folder.js";

@@ -44,6 +44,13 @@ describe("QA metrics (SQuAD v1.1 / HotpotQA rules)", () => {
     expect(softExactMatch("Paris", "Paris, France")).toBe(0);
     expect(softExactMatch("", "")).toBe(1);
     expect(softExactMatch("anything", "...")).toBe(0);
+    // "substring": Source2Synth's definition (Lupidi et al. 2024, "the gold answer is contained
+    // in the generated answer"), as curation uses it.
+    expect(softExactMatch("In 1990.", "1", "substring")).toBe(1);
+    expect(softExactMatch("It is Ostrel's river", "Ostrel", "substring")).toBe(1);  // "ostrels"
+    expect(softExactMatch("It is Ostrel's river", "Ostrel")).toBe(0);
+    expect(softExactMatch("anything", "The", "substring")).toBe(0);
+    expect(softExactMatch("", "the", "substring")).toBe(1);
   });
 });
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { normalizeAnswer, softExactMatch } from "../src/synth/answer-match.js";
+import { normalizeAnswer, softExactMatch } from "../src/metrics/qa.js";
 import { splitSlices, type FineTuneRequest } from "../src/synth/curate.js";
 import { runSynth } from "../src/synth/run-synth.js";
 import { loadSynthConfig } from "../src/synth/config.js";
@@ -37,11 +37,11 @@ describe("answer normalisation (SQuAD v1.1 evaluate-v1.1.py normalize_answer)", 
   });
 
   it("soft exact match: the gold answer inside the prediction", () => {
-    expect(softExactMatch("It was the village of Ostrel.", "Ostrel")).toBe(true);
-    expect(softExactMatch("The answer is Ostrels", "Ostrel")).toBe(true);  // substring, as soft EM is defined
-    expect(softExactMatch("Narn", "Ostrel")).toBe(false);
-    expect(softExactMatch("anything", "The")).toBe(false);  // an empty normalised gold only matches an empty prediction
-    expect(softExactMatch("", "the")).toBe(true);
+    expect(softExactMatch("It was the village of Ostrel.", "Ostrel", "substring")).toBe(1);
+    expect(softExactMatch("The answer is Ostrels", "Ostrel", "substring")).toBe(1);  // substring, as soft EM is defined
+    expect(softExactMatch("Narn", "Ostrel", "substring")).toBe(0);
+    expect(softExactMatch("anything", "The", "substring")).toBe(0);  // an empty normalised gold only matches an empty prediction
+    expect(softExactMatch("", "the", "substring")).toBe(1);
   });
 });
 

@@ -1,13 +1,12 @@
 // `s2s-train eval` as a function: load the model (+ adapter, merged), read the examples, generate
 // for every one in batches, score, write predictions.jsonl and metrics.json into the output
 // folder, and return the scores with a printable table. The CLI handler only calls this.
-import { existsSync } from "node:fs";
 import path from "node:path";
 import type { ComputeDTypeName } from "../../bindings/native.js";
 import type { GenerateOptions } from "../generate/options.js";
 import { parseMetricNames } from "../metrics/compute.js";
 import { FileFormatError } from "../models/json-file.js";
-import { Model } from "../models/model.js";
+import { loadModelWithAdapter } from "../models/load-with-adapter.js";
 import { setNumThreads } from "../system.js";
 import { formatMetricsTable, generationSettings, writeEvalFiles } from "./eval-files.js";
 import { evaluateGeneration, type GenerationEvaluation } from "./evaluate-generation.js";
@@ -48,18 +47,6 @@ export interface RunEvalResult {
   table: string;
 }
 
-async function loadEvalModel(o: RunEvalOptions): Promise<Model> {
-  const model = await Model.load(o.model, { computeDtype: o.dtype ?? "float32" });
-  if (o.adapter !== undefined) {
-    if (!existsSync(path.join(o.adapter, "adapter_config.json"))) {
-      throw new FileFormatError(o.adapter, "is not a PEFT adapter folder (adapter_config.json is missing)");
-    }
-    await model.loadAdapter(o.adapter);
-    await model.mergeLora();  // plain linears from here on: generation runs no adapter path
-  }
-  return model;
-}
-
 export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   // Everything that can be refused is checked before the weights are read.
   const metrics = parseMetricNames(o.metrics ?? DEFAULT_EVAL_METRICS);
@@ -77,7 +64,7 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   if (o.maxSamples !== undefined) rows = rows.slice(0, o.maxSamples);
   if (o.threads !== undefined) setNumThreads(o.threads);
 
-  const model = await loadEvalModel(o);
+  const model = await loadModelWithAdapter(o.model, o.adapter, o.dtype);
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");
   const generation: GenerateOptions = { maxNewTokens: DEFAULT_EVAL_MAX_NEW_TOKENS, ...o.generation };

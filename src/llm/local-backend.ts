@@ -1,8 +1,12 @@
-// The local engine as an LlmBackend: the model in this process, no HTTP. What it needs from
-// generation (issue 4) is the LocalGenerator below; until model.generate lands,
-// loadLocalBackend() says so and the pipelines use OpenAI-compatible endpoints (for example
-// `s2s-train serve` once it exists, or llama.cpp's server).
-import { LlmError, type ChatMessage, type CompletionRequest, type CompletionResult, type JsonSchemaFormat, type LlmBackend } from "./types.js";
+// The local engine as an LlmBackend: the model in this process, no HTTP. A LocalGenerator turns
+// chat messages into text; ModelGenerator is the one over model.generate (the folder's chat
+// template when it has one, stop strings, one request at a time on the model).
+import type { GenerateOptions } from "../generate/options.js";
+import { loadModelWithAdapter } from "../models/load-with-adapter.js";
+import type { Model } from "../models/model.js";
+import { Semaphore } from "../util/semaphore.js";
+import { readChatTemplate, renderChat, type ChatTemplate } from "./chat-template.js";
+import type { ChatMessage, CompletionRequest, CompletionResult, JsonSchemaFormat, LlmBackend } from "./types.js";
 
 export interface LocalGenerateOptions {
   maxNewTokens?: number;
@@ -49,14 +53,84 @@ export class LocalModelBackend implements LlmBackend {
   }
 }
 
+/** Tokens generated when a request does not say (OpenAI's endpoints have no small default either). */
+export const LOCAL_DEFAULT_MAX_NEW_TOKENS = 512;
+
+/** The earliest occurrence of any stop string in `text`, or -1. */
+function firstStop(text: string, stop: readonly string[]): number {
+  let at = -1;
+  for (const s of stop) {
+    const i = s === "" ? -1 : text.indexOf(s);
+    if (i >= 0 && (at < 0 || i < at)) at = i;
+  }
+  return at;
+}
+
 /**
- * The local engine for a model folder (+ adapter). Waits for generation (model.generate, issue 4):
- * the lead wires it to a LocalGenerator over Model at merge time.
+ * Chat messages through a loaded Model: rendered with the folder's chat template and tokenized
+ * without adding special tokens (the template writes them, as transformers' apply_chat_template
+ * does); without a template the messages' contents, joined by blank lines, are the prompt.
+ * temperature 0 is greedy search; a positive one samples. jsonSchema is not enforced while
+ * generating (the caller validates the text). Requests run one at a time: a model generates
+ * one batch at a time.
  */
+export class ModelGenerator implements LocalGenerator {
+  private readonly queue = new Semaphore(1);
+
+  constructor(readonly model: Model, private readonly chatTemplate: ChatTemplate | undefined = readChatTemplate(model.folder.dir)) {}
+
+  /** The prompt's token ids for `messages`. */
+  promptIds(messages: readonly ChatMessage[]): number[] {
+    const tokenizer = this.model.tokenizer;
+    if (!tokenizer) throw new Error(`the local engine needs ${this.model.folder.dir}/tokenizer.json to turn messages into tokens`);
+    if (this.chatTemplate) return tokenizer.encode(renderChat(this.chatTemplate, messages, true), { add_special_tokens: false }).ids;
+    return tokenizer.encode(messages.map((m) => m.content).join("\n\n")).ids;
+  }
+
+  chat(messages: ChatMessage[], options: LocalGenerateOptions): Promise<LocalGeneration> {
+    return this.queue.run(() => this.generate(messages, options));
+  }
+
+  private async generate(messages: ChatMessage[], o: LocalGenerateOptions): Promise<LocalGeneration> {
+    o.signal?.throwIfAborted();
+    const prompt = this.promptIds(messages);
+    const stop = o.stop ?? [];
+    // A stop string ends generation as soon as the streamed text contains it.
+    const stopped = new AbortController();
+    let streamed = "";
+    const options: GenerateOptions = {
+      maxNewTokens: o.maxNewTokens ?? LOCAL_DEFAULT_MAX_NEW_TOKENS,
+      signal: o.signal ? AbortSignal.any([o.signal, stopped.signal]) : stopped.signal,
+    };
+    if (o.temperature !== undefined) {
+      options.doSample = o.temperature > 0;
+      if (o.temperature > 0) options.temperature = o.temperature;
+    }
+    if (o.topP !== undefined) options.topP = o.topP;
+    if (o.seed !== undefined) options.seed = o.seed;
+    if (stop.length > 0) {
+      options.onToken = (event) => {
+        streamed += event.text;
+        if (firstStop(streamed, stop) >= 0) stopped.abort();
+      };
+    }
+    const result = await this.model.generate([prompt], options);
+    o.signal?.throwIfAborted();
+    const sequence = result.sequences[0]!;
+    let text = sequence.text ?? "";
+    const at = firstStop(text, stop);
+    if (at >= 0) text = text.slice(0, at);
+    return {
+      text,
+      promptTokens: result.usage.promptTokens,
+      completionTokens: result.usage.completionTokens,
+      finishReason: at >= 0 || sequence.finishReason === "eos" ? "stop" : sequence.finishReason === "length" ? "length" : null,
+    };
+  }
+}
+
+/** The local engine for a model folder, with a PEFT adapter merged in when given. */
 export async function loadLocalBackend(modelDir: string, adapterDir?: string): Promise<LlmBackend> {
-  throw new LlmError(
-    `the local engine (llm.local, model ${modelDir}${adapterDir ? ` + adapter ${adapterDir}` : ""}) needs native generation, ` +
-    "which this build does not have yet; serve the model with an OpenAI-compatible server and list it under llm.endpoints",
-    false,
-  );
+  const model = await loadModelWithAdapter(modelDir, adapterDir);
+  return new LocalModelBackend(new ModelGenerator(model), adapterDir ? `local (${modelDir} + ${adapterDir})` : `local (${modelDir})`);
 }

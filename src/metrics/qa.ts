@@ -62,13 +62,21 @@ export function tokenF1(prediction: string, gold: string, rule: QaRule = "squad"
 }
 
 /**
- * 1 when the normalised gold answer occurs in the normalised prediction (on word boundaries, so
- * "1" is not found in "1990"), else 0. An empty gold answer matches only an empty prediction.
+ * Where soft exact match looks for the gold answer: "word" on word boundaries (so "1" is not
+ * found in "1990"); "substring" anywhere, as Source2Synth's soft-EM ("the gold answer is
+ * contained in the generated answer") and FlashRAG's sub_exact_match compute it.
  */
-export function softExactMatch(prediction: string, gold: string): number {
+export type SoftMatch = "word" | "substring";
+
+/**
+ * 1 when the normalised gold answer occurs in the normalised prediction (see SoftMatch), else 0.
+ * An empty gold answer matches only an empty prediction.
+ */
+export function softExactMatch(prediction: string, gold: string, match: SoftMatch = "word"): number {
   const pred = normalizeAnswer(prediction);
   const truth = normalizeAnswer(gold);
   if (truth === "") return pred === "" ? 1 : 0;
+  if (match === "substring") return pred.includes(truth) ? 1 : 0;
   return ` ${pred} `.includes(` ${truth} `) ? 1 : 0;
 }
 

@@ -4,17 +4,17 @@
 // the model rebuilds Q1 from Q, Q2, E and D1, then answers the rebuilt Q1 from D1; the entry stays
 // only if that answer is still E.
 //
-// Plug-in points (the lead wires them at merge time):
-//   FineTune            the trainer (issue 5): fine-tune baseModel on slice0.jsonl
-//   LocalBackendLoader  generation (issue 4): the fine-tuned model as an LlmBackend
-//   softExactMatch      metrics (issue 6): answer-match.ts is a local stand-in
+// Plug-in points:
+//   FineTune            the trainer: fine-tune baseModel on slice0.jsonl (waits for data
+//                       preparation, src/data, to reach the trainer)
+//   LocalBackendLoader  the fine-tuned model as an LlmBackend (loadLocalBackend by default)
 import { readFileSync } from "node:fs";
 import type { LlmBackend } from "../llm/types.js";
 import type { CurateConfig } from "./config.js";
 import type { PromptLibrary } from "./prompts.js";
 import { Rejection, type ItemContext } from "./job-runner.js";
 import { extractFinalAnswer } from "./mhqa.js";
-import { softExactMatch } from "./answer-match.js";
+import { softExactMatch } from "../metrics/qa.js";
 import { FileFormatError } from "../models/json-file.js";
 import { hashSeed, seededRandom, shuffled } from "../util/rng.js";
 
@@ -37,12 +37,12 @@ export interface FineTunedModel {
 export type FineTune = (request: FineTuneRequest) => Promise<FineTunedModel>;
 export type LocalBackendLoader = (modelDir: string, adapterDir?: string) => Promise<LlmBackend>;
 
-/** Until the trainer lands on main, curation without curate.answer_with stops here with this message. */
+/** Until the trainer can read data files, curation without curate.answer_with stops here with this message. */
 export const fineTuneNotAvailable: FineTune = async (request) => {
   throw new Error(
-    `curation fine-tunes ${request.baseModel} on ${request.trainFile} with the trainer (s2s-train train), which this build ` +
-    "does not have yet; fine-tune a model on that file elsewhere, serve it with an OpenAI-compatible server and give it as " +
-    "curate.answer_with.endpoints");
+    `curation fine-tunes ${request.baseModel} on ${request.trainFile} with the trainer (s2s-train train), which cannot ` +
+    "read data files in this build yet; fine-tune a model on that file, then give it as curate.answer_with.local " +
+    "(model, adapter) or serve it with an OpenAI-compatible server and give it as curate.answer_with.endpoints");
 };
 
 /** A row of the generated set as curation needs it (other fields are carried through). */
@@ -113,6 +113,11 @@ export interface CurateDeps {
   marker: string;
 }
 
+/** Source2Synth's soft exact match: the normalised gold answer anywhere in the normalised answer. */
+function answerFound(answer: string, gold: string): boolean {
+  return softExactMatch(answer, gold, "substring") === 1;
+}
+
 export async function processCurateItem(ctx: ItemContext<{ row: CurateRow }>, deps: CurateDeps): Promise<CurateRow> {
   const { row } = ctx.input;
   const { config } = deps;
@@ -131,7 +136,7 @@ export async function processCurateItem(ctx: ItemContext<{ row: CurateRow }>, de
       return { value: r.text, usage: r.usage };
     });
     last = extractFinalAnswer(text, deps.marker);
-    if (softExactMatch(last, row.answer)) answeredAt = attempt;
+    if (answerFound(last, row.answer)) answeredAt = attempt;
   }
   if (!answeredAt) throw new Rejection("never_answered", `gold "${row.answer}", last answer "${last.slice(0, 200)}"`);
 
@@ -153,7 +158,7 @@ export async function processCurateItem(ctx: ItemContext<{ row: CurateRow }>, de
       });
       return { value: r.text.trim(), usage: r.usage };
     });
-    if (!softExactMatch(answer, row.entity!)) {
+    if (!answerFound(answer, row.entity!)) {
       throw new Rejection("imputation_changed_answer", `rebuilt Q1 "${q1}" answered "${answer}", expected "${row.entity}"`);
     }
     curation.q1_imputed = q1;

@@ -15,7 +15,7 @@ import type { LlmConfig, MhqaConfig } from "./config.js";
 import type { EvalSetIndex } from "./contamination.js";
 import type { PromptLibrary } from "./prompts.js";
 import { Rejection, type ItemContext } from "./job-runner.js";
-import { normalizeAnswer } from "./answer-match.js";
+import { normalizeAnswer } from "../metrics/qa.js";
 import { hashSeed } from "../util/rng.js";
 
 export const entityQ1Schema = z.strictObject({
