@@ -178,8 +178,9 @@ const Kernels& avx512_kernels() {
 const Kernels& avx512bf16_kernels() {
   static const Kernels k = [] {
     Kernels t = avx512_kernels();
-    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in), widened (in_out)";
+    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in 4x4 / 1x8, in_out 4x64 row-pair blocks)";
     t.bf16_out_in = bf16_out_in_dpbf16;
+    t.bf16_in_out = bf16_in_out_dpbf16;
     return t;
   }();
   return k;
