@@ -96,7 +96,7 @@ void out_in(const Args& a, int64_t n0, int64_t n1) {
 // the MR x 4 accumulators are loaded from y, get the block's rows, and go back, so y[:, n0:n1]
 // (L1/L2-resident) carries the sums between blocks and W streams sequentially exactly once.
 // Each y element still sums k = 0..K-1 in order.
-constexpr int64_t kKBlock = 8;
+constexpr int64_t kKBlock = 32;
 
 // Rows [m0, m0+MR), columns [n, n + 16*NV) (the last vector masked by `tail`), W rows [k0, k1).
 template <typename WT, int MR, int NV>
@@ -152,6 +152,9 @@ void in_out(const Args& a, int64_t n0, int64_t n1) {
   for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
     const int64_t k1 = std::min(a.K, k0 + kKBlock);
     int64_t n = n0;
+    if (a.M == 1 && sizeof(WT) == 2) {  // bf16, one row of x: 256 contiguous bytes per W row
+      for (; n + 128 <= n1; n += 128) in_out_block<WT, 1, 8>(a, n, 0, k0, k1, 0xFFFF);
+    }
     for (; n + 64 <= n1; n += 64) in_out_rows<WT, 4>(a, n, k0, k1, 0xFFFF);
     for (; n < n1; n += 16) {
       const int64_t left = n1 - n;

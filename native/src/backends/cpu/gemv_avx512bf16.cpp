@@ -63,7 +63,7 @@ inline void rows(const Args& a, int64_t n) {
 }
 
 // ---- in_out ---------------------------------------------------------------------------------
-constexpr int64_t kKBlock = 8;  // even: row pairs never straddle a block
+constexpr int64_t kKBlock = 32;  // even: row pairs never straddle a block
 
 // (lo[j], hi[j]) interleaved for the 16 columns: the index vector of vpermw.
 inline __m512i pair_index() {
@@ -137,6 +137,9 @@ void bf16_in_out_dpbf16(const Args& a, int64_t n0, int64_t n1) {
   for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
     const int64_t k1 = k0 + kKBlock < a.K ? k0 + kKBlock : a.K;
     int64_t n = n0;
+    if (a.M == 1) {  // one row of x: 8 accumulators, 256 contiguous bytes of each W row
+      for (; n + 128 <= n1; n += 128) in_out_block<1, 8>(a, n, 0, k0, k1, 0xFFFF, perm);
+    }
     for (; n + 64 <= n1; n += 64) in_out_rows<4>(a, n, k0, k1, 0xFFFF, perm);
     for (; n < n1; n += 16) {
       const int64_t left = n1 - n;
