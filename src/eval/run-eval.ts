@@ -31,7 +31,7 @@ export interface RunEvalOptions {
   batchSize?: number;
   /** Evaluate only the first N examples. */
   maxSamples?: number;
-  /** Generation options; maxNewTokens defaults to 128, the rest to generation_config.json. */
+  /** Generation options; maxNewTokens defaults to 128 (unless maxLength is given), the rest to generation_config.json. */
   generation?: GenerateOptions;
   /** Folder for predictions.jsonl and metrics.json. */
   output: string;
@@ -67,7 +67,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   const model = await loadModelWithAdapter(o.model, o.adapter, o.dtype);
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");
-  const generation: GenerateOptions = { maxNewTokens: DEFAULT_EVAL_MAX_NEW_TOKENS, ...o.generation };
+  // transformers' default (20 tokens in all) cuts most answers short; 128 unless a length is given.
+  const lengthGiven = o.generation?.maxNewTokens !== undefined || o.generation?.maxLength !== undefined;
+  const generation: GenerateOptions = { ...(lengthGiven ? {} : { maxNewTokens: DEFAULT_EVAL_MAX_NEW_TOKENS }), ...o.generation };
   const addSpecialTokens = generation.addSpecialTokens ?? true;
   const evaluation = await evaluateGeneration(
     model,

@@ -24,7 +24,7 @@ function generationFlagOptions(): Record<string, Options> {
   const options: Record<string, Options> = {};
   const shape = generateOptionsSchema.shape;
   for (const [flag, key] of Object.entries(GENERATION_FLAGS) as [GenerationFlag, (typeof GENERATION_FLAGS)[GenerationFlag]][]) {
-    const suffix = flag === "max-new-tokens" ? ` (default ${DEFAULT_EVAL_MAX_NEW_TOKENS})` : "; default: generation_config.json";
+    const suffix = flag === "max-new-tokens" ? ` (default ${DEFAULT_EVAL_MAX_NEW_TOKENS})` : flag === "seed" ? "" : "; default: generation_config.json";
     options[flag] = {
       type: key === "doSample" ? "boolean" : "number",
       describe: `${shape[key].description ?? ""}${suffix}`,
