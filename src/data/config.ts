@@ -12,6 +12,7 @@ export const dataConfigSchema = z
     category_field: z.string().optional().describe("Field holding a category name, for per-category metrics"),
     prompt_template: z.string().default("{input}").describe("Template for the input with {field} placeholders"),
     chat_template: z.boolean().default(false).describe("Wrap the prompt with the tokenizer's chat template (chat models)"),
+    system_prompt: z.string().optional().describe("With chat_template: a system message before each prompt"),
     train_on_prompt: z.boolean().default(false).describe("Causal models: also take loss on the prompt tokens"),
     max_input_length: z.number().int().positive().default(512).describe("Tokens kept of the input (encoder input or prompt)"),
     max_target_length: z.number().int().positive().default(128).describe("Tokens kept of the target"),
