@@ -19,6 +19,11 @@ export interface BuildTokenizerOptions {
   appendEos?: boolean;
   /** tokenizer_config.json's model_max_length (default 512). */
   modelMaxLength?: number;
+  /** More special tokens after the three (e.g. a chat format's "<|im_start|>"), matched whole
+   *  before whitespace splitting. */
+  extraSpecialTokens?: string[];
+  /** tokenizer_config.json's chat_template (Jinja). */
+  chatTemplate?: string;
 }
 
 export interface BuiltTokenizer {
@@ -63,6 +68,8 @@ export function buildWordPieceTokenizer(texts: Iterable<string>, options: BuildT
   add(SPECIAL_TOKENS.pad);
   add(SPECIAL_TOKENS.eos);
   add(SPECIAL_TOKENS.unk);
+  const extra = options.extraSpecialTokens ?? [];
+  for (const t of extra) add(t);
   for (const ch of alphabet) add(ch);
   for (const ch of alphabet) add(CONTINUATION + ch);
   for (const w of words) add(w);
@@ -76,7 +83,7 @@ export function buildWordPieceTokenizer(texts: Iterable<string>, options: BuildT
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: [special(SPECIAL_TOKENS.pad), special(SPECIAL_TOKENS.eos), special(SPECIAL_TOKENS.unk)],
+    added_tokens: [SPECIAL_TOKENS.pad, SPECIAL_TOKENS.eos, SPECIAL_TOKENS.unk, ...extra].map(special),
     normalizer: null,
     pre_tokenizer: { type: "WhitespaceSplit" },
     post_processor: appendEos
@@ -103,6 +110,7 @@ export function buildWordPieceTokenizer(texts: Iterable<string>, options: BuildT
     eos_token: SPECIAL_TOKENS.eos,
     unk_token: SPECIAL_TOKENS.unk,
     clean_up_tokenization_spaces: false,
+    ...(options.chatTemplate !== undefined ? { chat_template: options.chatTemplate } : {}),
   };
   return {
     tokenizer,

@@ -10,7 +10,7 @@ export const dataConfigSchema = z
     input_field: z.string().default("input").describe("Field holding the model input"),
     target_field: z.string().default("target").describe("Field holding the expected output"),
     category_field: z.string().optional().describe("Field holding a category name, for per-category metrics"),
-    prompt_template: z.string().default("{input}").describe("Template for the input with {field} placeholders"),
+    prompt_template: z.string().optional().describe("Template for the input with {field} placeholders ({{ and }} are literal braces); absent: the input field as it is"),
     chat_template: z.boolean().default(false).describe("Wrap the prompt with the tokenizer's chat template (chat models)"),
     system_prompt: z.string().optional().describe("With chat_template: a system message before each prompt"),
     train_on_prompt: z.boolean().default(false).describe("Causal models: also take loss on the prompt tokens"),

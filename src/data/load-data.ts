@@ -32,7 +32,9 @@ export async function loadData(config: DataConfig, ctx: DataContext): Promise<Pr
   if (config.system_prompt !== undefined && !config.chat_template) {
     throw new DataError("data.system_prompt", "is only used with chat_template: true (put plain instructions in prompt_template)");
   }
-  const template = parseTemplate(config.prompt_template);
+  const template = config.prompt_template === undefined
+    ? parseTemplate(`{${config.input_field.replace(/[{}]/g, (b) => b + b)}}`, "data.input_field")
+    : parseTemplate(config.prompt_template);
   const exampleContext: ExampleContext = {
     kind: ctx.kind,
     tokenizer: ctx.tokenizer,
