@@ -61,16 +61,16 @@ function jsonlRows(text: string, name: string, onBadRow: BadRowHandler): RawRow[
     const line = lines[i]!.trim();
     if (line === "") continue;
     const source = `${name}:${i + 1}`;
+    const row = index++;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch (e) {
-      value = e as Error;
+      onBadRow(source, `not valid JSON (${(e as Error).message})`);
+      continue;
     }
-    if (value instanceof Error) onBadRow(source, `not valid JSON (${value.message})`);
-    else if (!isObject(value)) onBadRow(source, `expected a JSON object, got ${kindOf(value)}`);
-    else rows.push({ source, index, fields: value });
-    index++;
+    if (isObject(value)) rows.push({ source, index: row, fields: value });
+    else onBadRow(source, `expected a JSON object, got ${kindOf(value)}`);
   }
   return rows;
 }
