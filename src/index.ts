@@ -33,3 +33,15 @@ export { buildWordPieceTokenizer, type BuildTokenizerOptions, type BuiltTokenize
 export { DataError } from "./data/errors.js";
 export { dataConfigSchema, type DataConfig } from "./data/config.js";
 export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
+export {
+  train, NonFiniteLossError, TrainConfigError,
+  type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
+} from "./train/trainer.js";
+export { runTrain, InterruptedRunError, type RunTrainOptions } from "./train/run-train.js";
+export type { TrainingData, PlanEpoch, EpochPlanOptions } from "./train/training-data.js";
+export type { GenerationMetrics, GenerationMetricsContext } from "./train/evaluate.js";
+export type { ConsoleOptions } from "./train/run-log.js";
+export { readTrainerState, type TrainerState } from "./train/trainer-state.js";
+export { resolveConfig, ConfigError, type ConfigSources } from "./config/load.js";
+export { trainConfigSchema, type TrainConfig, type TrainConfigInput } from "./config/schema.js";
+export { runInit, defaultConfig, type InitRunOptions } from "./config/init-run.js";

@@ -14,7 +14,8 @@ describe("inspect-data", () => {
   writeFiles(dir, {
     "data/qa.jsonl": '{"q": "w3 w4", "a": "w5"}\n{"q": "w6"}\n{"q": "w7", "a": "w8 w9"}\n',
     "run.yaml": [
-      `model: ${path.join(fixtures, "llama-gqa")}`,
+      "model:",
+      `  path: ${path.join(fixtures, "llama-gqa")}`,
       "data:",
       "  train_file: data/qa.jsonl",
       "  input_field: q",
@@ -23,7 +24,7 @@ describe("inspect-data", () => {
       "  on_bad_row: skip",
       "  valid_ratio: 0",
     ].join("\n"),
-    "typo.yaml": "model: x\ndata:\n  train_file: a.jsonl\n  batch_sise: 4\n",
+    "typo.yaml": "model:\n  path: x\ndata:\n  train_file: a.jsonl\n  batch_sise: 4\n",
   });
 
   it("from a config: the report, then each example's tokens split into no-loss and loss runs", async () => {
@@ -43,8 +44,8 @@ describe("inspect-data", () => {
     expect(text).toMatch(/labels {2}\(\d+ tokens, all loss\): {2}(\S+ )+<\/s>/);
   });
 
-  it("a config with an unknown data key names the file and the key", async () => {
-    await expect(runInspectData({ config: path.join(dir, "typo.yaml") })).rejects.toThrow(/typo\.yaml \(data\): invalid:[\s\S]*batch_sise/);
+  it("a config with an unknown data key names the file:line, the key and the closest one", async () => {
+    await expect(runInspectData({ config: path.join(dir, "typo.yaml") })).rejects.toThrow(/typo\.yaml:5: .*batch_sise.*data\.batch_size/);
   });
 
   it("the command prints the examples, and fails once with the reason", () => {

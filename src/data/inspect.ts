@@ -1,19 +1,15 @@
 // `s2s-train inspect-data`: what the trainer will see — the data report and N examples, each
 // decoded token by token with which tokens carry loss. Reads the model's config.json and
 // tokenizer only (no weights), so it runs before any training.
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { parse as parseYaml } from "yaml";
-import { FileFormatError, validate } from "../models/json-file.js";
+import { resolveConfig } from "../config/load.js";
 import { IGNORE_INDEX } from "./build-example.js";
-import { dataConfigSchema, type DataConfig } from "./config.js";
 import { dataContextForModel } from "./context.js";
 import { loadData } from "./load-data.js";
 import type { Example, PreparedData } from "./types.js";
 import type { Tokenizer } from "../models/tokenizer.js";
 
 export interface InspectDataOptions {
-  /** A training config (YAML): its data: section, and its model folder unless `model` is given. */
+  /** A training config (YAML): its data: section and model.path; the options below override them. */
   config?: string;
   /** The model folder (config.json + tokenizer.json); with `data`, or overriding the config's. */
   model?: string;
@@ -30,56 +26,23 @@ export interface InspectDataOptions {
   onBadRow?: "error" | "skip";
 }
 
-/** The config's model folder: `model: DIR` or `model: { path: DIR }`. */
-function modelDirOf(doc: Record<string, unknown>, file: string): string | undefined {
-  const m = doc.model;
-  if (typeof m === "string") return m;
-  if (typeof m === "object" && m !== null && typeof (m as { path?: unknown }).path === "string") return (m as { path: string }).path;
-  if (m === undefined) return undefined;
-  throw new FileFormatError(file, "model: expected a model folder (model: DIR or model.path: DIR); or pass --model");
-}
-
-function readConfig(file: string): { data: DataConfig; baseDir: string; modelDir?: string } {
-  let doc: unknown;
-  try {
-    doc = parseYaml(readFileSync(file, "utf8"));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FileFormatError(file, code === "ENOENT" ? "file not found" : `is not valid YAML (${(e as Error).message})`);
-  }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new FileFormatError(file, "expected a YAML mapping");
-  const record = doc as Record<string, unknown>;
-  const baseDir = path.dirname(path.resolve(file));
-  const data = validate(dataConfigSchema, record.data ?? {}, `${file} (data)`);
-  const modelDir = modelDirOf(record, file);
-  return { data, baseDir, ...(modelDir !== undefined ? { modelDir: path.resolve(baseDir, modelDir) } : {}) };
-}
-
+/** The data: section and model folder from the config file and options, through the trainer's
+ *  config loader (same precedence and errors as `s2s-train train`). */
 export async function inspectData(options: InspectDataOptions): Promise<{ data: PreparedData; tokenizer: Tokenizer; examples: Example[] }> {
-  let config: DataConfig;
-  let baseDir: string;
-  let modelDir = options.model;
-  const fieldOptions = {
-    ...(options.inputField !== undefined ? { input_field: options.inputField } : {}),
-    ...(options.targetField !== undefined ? { target_field: options.targetField } : {}),
-    ...(options.promptTemplate !== undefined ? { prompt_template: options.promptTemplate } : {}),
-    ...(options.onBadRow !== undefined ? { on_bad_row: options.onBadRow } : {}),
-  };
-  if (options.config !== undefined) {
-    const read = readConfig(options.config);
-    config = dataConfigSchema.parse({ ...read.data, ...fieldOptions, ...(options.data !== undefined ? { train_file: path.resolve(options.data) } : {}) });
-    baseDir = read.baseDir;
-    modelDir ??= read.modelDir;
-    if (modelDir === undefined) throw new FileFormatError(options.config, "has no model folder (model: DIR); pass --model");
-  } else {
-    if (options.data === undefined || modelDir === undefined) {
-      throw new Error("inspect-data needs --config FILE, or --model DIR with --data FILE");
-    }
-    config = dataConfigSchema.parse({ train_file: options.data, ...fieldOptions });
-    baseDir = process.cwd();
+  if (options.config === undefined && (options.model === undefined || options.data === undefined)) {
+    throw new Error("inspect-data needs --config FILE, or --model DIR with --data FILE");
   }
-  const ctx = dataContextForModel(modelDir, baseDir);
-  const data = await loadData(config, ctx);
+  const flags: Record<string, unknown> = {
+    "model.path": options.model,
+    "data.train_file": options.data,
+    "data.input_field": options.inputField,
+    "data.target_field": options.targetField,
+    "data.prompt_template": options.promptTemplate,
+    "data.on_bad_row": options.onBadRow,
+  };
+  const config = resolveConfig({ ...(options.config !== undefined ? { file: options.config } : {}), flags });
+  const ctx = dataContextForModel(config.model.path, process.cwd());
+  const data = await loadData(config.data, ctx);
   const pool = options.split === "valid" ? data.valid : data.train;
   return { data, tokenizer: ctx.tokenizer, examples: pool.slice(0, options.n ?? 3) };
 }
