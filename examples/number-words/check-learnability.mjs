@@ -56,7 +56,9 @@ async function exactMatch(model, ctx, collate, examples) {
   const predictions = await greedy(model, collate, examples);
   let right = 0;
   predictions.forEach((ids, i) => {
-    if (ctx.tokenizer.decode(ids, { skip_special_tokens: true }) === examples[i].text.target) right++;
+    // (@huggingface/tokenizers' decode throws on an empty list: an immediate eos is "")
+    const text = ids.length ? ctx.tokenizer.decode(ids, { skip_special_tokens: true }) : "";
+    if (text === examples[i].text.target) right++;
   });
   return right / examples.length;
 }
