@@ -8,6 +8,8 @@ import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
 import { inspectDataCommand } from "./commands/inspect-data.js";
 import { trainCommand } from "./commands/train.js";
+import { reportCommand } from "./commands/report.js";
+import { synthCommand } from "./commands/synth.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -38,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       .command(initCommand)
       .command(trainCommand)
       .command(inspectDataCommand)
+      .command(reportCommand)
+      .command(synthCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")

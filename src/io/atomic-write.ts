@@ -1,6 +1,6 @@
 // Whole-file and whole-folder writes that readers never see half done (the TypeScript side of
 // native/include/s2s/io/atomic_file.h): write a temporary sibling, fsync, rename, fsync the folder.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -24,6 +24,7 @@ export function syncFolder(dir: string): void {
 
 /** Writes `data` to `file` atomically: the old contents or the new, never a mix. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  mkdirSync(path.dirname(file), { recursive: true });
   const temp = temporarySibling(file);
   const fd = openSync(temp, "wx");
   try {
@@ -40,4 +41,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     throw e;
   }
   syncFolder(path.dirname(file));
+}
+
+/** Rows as JSON Lines, written atomically; returns the row count. */
+export function writeJsonlAtomic(file: string, rows: Iterable<unknown>): number {
+  const lines: string[] = [];
+  for (const row of rows) lines.push(JSON.stringify(row));
+  writeFileAtomic(file, lines.length ? lines.join("\n") + "\n" : "");
+  return lines.length;
 }
