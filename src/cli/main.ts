@@ -6,6 +6,7 @@ import { hideBin } from "yargs/helpers";
 import { closest } from "../config/closest.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
+import { inspectDataCommand } from "./commands/inspect-data.js";
 import { trainCommand } from "./commands/train.js";
 import { evalCommand } from "./commands/eval.js";
 import { reportCommand } from "./commands/report.js";
@@ -32,6 +33,7 @@ function withSuggestion(message: string, options: string[]): string {
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
+  let reported = false;
   try {
     await yargs(argv)
       .scriptName("s2s-train")
@@ -39,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       .command(initCommand)
       .command(trainCommand)
       .command(evalCommand)
+      .command(inspectDataCommand)
       .command(reportCommand)
       .command(synthCommand)
       .strict()
@@ -59,11 +62,14 @@ export async function main(argv: string[]): Promise<number> {
           const options = [...help.matchAll(/--([a-z][\w-]*)/g)].map((m) => m[1]!);  // this command's options
           process.stderr.write(`${help}\n\n${withSuggestion(message, options)}\n`);
         }
+        reported = true;
         throw new ReportedFailure();
       })
       .parseAsync();
   } catch (e) {
-    if (!(e instanceof ReportedFailure)) throw e;
+    // An async handler's rejection reaches .fail() too, but parseAsync then rejects with the
+    // original error: it was reported already.
+    if (!(e instanceof ReportedFailure) && !reported) throw e;
   }
   return exitCode;
 }
