@@ -1,9 +1,10 @@
 // `s2s-train eval` and the evaluation code it shares with the trainer: the row reader (JSON, JSONL,
 // CSV, errors naming file:line and field), batched generation (sorted by length, predictions back
 // in order, equal to one-at-a-time generation), scores equal to computeMetrics on the predictions,
-// the files the report reads, an adapter merged before generating, and the command line.
+// the files the report reads, an adapter merged before generating, prompts built as training
+// builds them (templates, special tokens, chat templates), and the command line.
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Model } from "../src/models/model.js";
@@ -13,6 +14,10 @@ import { readEvalRows } from "../src/eval/read-eval-rows.js";
 import { evaluateGeneration, type GenerationExample } from "../src/eval/evaluate-generation.js";
 import { formatMetricsTable } from "../src/eval/eval-files.js";
 import { runEval } from "../src/eval/run-eval.js";
+import { generationExample } from "../src/eval/generation-metrics.js";
+import { dataConfigSchema } from "../src/data/config.js";
+import { dataContextForModel } from "../src/data/context.js";
+import { loadData } from "../src/data/load-data.js";
 import { train } from "../src/train/trainer.js";
 import { config, dataset, makeExamples, modelsRoot, tempDir } from "./train-helpers.js";
 
@@ -55,11 +60,11 @@ describe("readEvalRows", () => {
   it("names the file, the line and the field of a bad row", () => {
     const dir = tempDir();
     const missing = writeJsonl(path.join(dir, "m.jsonl"), [{ input: "a", target: "b" }, { input: "c", answer: "d" }]);
-    expect(() => readEvalRows(missing, { input: "input", target: "target" })).toThrow(`${missing}:2: field "target" (target) is missing; fields are input, answer`);
+    expect(() => readEvalRows(missing, { input: "input", target: "target" })).toThrow(`${missing}:2: missing field 'target' (target); the row has 'input', 'answer'`);
     const wrongType = writeJsonl(path.join(dir, "t.jsonl"), [{ input: { text: "a" }, target: "b" }]);
-    expect(() => readEvalRows(wrongType, { input: "input", target: "target" })).toThrow(`${wrongType}:1: field "input" (input): expected a string, got object`);
+    expect(() => readEvalRows(wrongType, { input: "input", target: "target" })).toThrow(`${wrongType}:1: field 'input' (input) expected a string, got an object`);
     writeFileSync(path.join(dir, "bad.jsonl"), '{"input": "a", "target": "b"}\n{"input": \n');
-    expect(() => readEvalRows(path.join(dir, "bad.jsonl"), { input: "input", target: "target" })).toThrow(`${path.join(dir, "bad.jsonl")}:2: is not valid JSON`);
+    expect(() => readEvalRows(path.join(dir, "bad.jsonl"), { input: "input", target: "target" })).toThrow(`${path.join(dir, "bad.jsonl")}:2: not valid JSON`);
     writeFileSync(path.join(dir, "d.txt"), "x");
     expect(() => readEvalRows(path.join(dir, "d.txt"), { input: "input", target: "target" })).toThrow("expected .json, .jsonl or .csv");
     writeFileSync(path.join(dir, "empty.jsonl"), "\n");
@@ -177,7 +182,56 @@ describe("runEval (s2s-train eval as a function)", () => {
     await expect(runEval({ ...base, metrics: "bleu,foo" })).rejects.toThrow("unknown metric 'foo'");
     await expect(runEval({ ...base, batchSize: 0 })).rejects.toThrow("--batch-size: expected an integer >= 1, got 0");
     await expect(runEval({ ...base, adapter: dir })).rejects.toThrow("is not a PEFT adapter folder");
-    await expect(runEval({ ...base, targetField: "answer" })).rejects.toThrow(`${data}:1: field "answer" (target) is missing`);
+    await expect(runEval({ ...base, targetField: "answer" })).rejects.toThrow(`${data}:1: missing field 'answer' (target)`);
+  });
+});
+
+describe("runEval prompts are the prompts training builds (src/data)", () => {
+  // A copy of the qwen2 fixture with a chat template in its vocabulary's words.
+  function chatModel(): string {
+    const dir = path.join(tempDir(), "qwen2-chat");
+    cpSync(path.join(modelsRoot, "qwen2"), dir, { recursive: true });
+    const file = path.join(dir, "tokenizer_config.json");
+    const template = "{% for m in messages %}<|im_start|>{{ {'system': 'w10', 'user': 'w11', 'assistant': 'w12'}[m.role] }}\n{{ m.content }}<|im_end|>\n{% endfor %}" +
+      "{% if add_generation_prompt %}<|im_start|>w12\n{% endif %}";
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), chat_template: template }));
+    return dir;
+  }
+
+  const cases = [
+    { name: "llama-gqa (<s> before the prompt)", model: () => path.join(modelsRoot, "llama-gqa"), data: { prompt_template: "w30 {input} w31" } },
+    { name: "t5-gated (</s> after the input)", model: () => path.join(modelsRoot, "t5-gated"), data: { prompt_template: "w30 {input}" } },
+    { name: "qwen2 with a chat template", model: chatModel, data: { chat_template: true, system_prompt: "w40 w41" } },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const dir = tempDir();
+      const modelDir = c.model();
+      const file = writeJsonl(path.join(dir, "test.jsonl"), rows(6));
+      const ctx = dataContextForModel(modelDir, dir);
+      const prepared = await loadData(dataConfigSchema.parse({ train_file: file, valid_ratio: 0, ...c.data }), ctx);
+      const model = await Model.load(modelDir);
+      const want = await evaluateGeneration(model, prepared.train.map((e) => generationExample(e, prepared.kind)), {
+        metrics: "em,bleu", batchSize: 3, generation: { maxNewTokens: 4 },
+      });
+      const got = await runEval({
+        model: modelDir, data: file, metrics: "em,bleu", batchSize: 2, generation: { maxNewTokens: 4 }, output: path.join(dir, "out"),
+        ...(c.data.prompt_template ? { promptTemplate: c.data.prompt_template } : {}),
+        ...(c.data.chat_template ? { chatTemplate: true, systemPrompt: c.data.system_prompt } : {}),
+      });
+      expect(got.evaluation.predictions.map((p) => p.prediction)).toEqual(want.predictions.map((p) => p.prediction));
+      expect(new Set(want.predictions.map((p) => p.prediction)).size).toBeGreaterThan(1);
+      expect(got.evaluation.scores).toEqual(want.scores);
+    });
+  }
+
+  it("refuses --chat-template for a model without one or a seq2seq model, and --system-prompt alone", async () => {
+    const dir = tempDir();
+    const data = writeJsonl(path.join(dir, "t.jsonl"), rows(2));
+    const o = { data, output: path.join(dir, "o") };
+    await expect(runEval({ ...o, model: path.join(modelsRoot, "gpt2"), chatTemplate: true })).rejects.toThrow("--chat-template: the model has no chat_template");
+    await expect(runEval({ ...o, model: path.join(modelsRoot, "gpt2"), systemPrompt: "x" })).rejects.toThrow("--system-prompt is used with --chat-template only");
+    await expect(runEval({ ...o, model: path.join(modelsRoot, "gpt2"), promptTemplate: "{question}" })).rejects.toThrow(`${data}:1: missing field 'question'`);
   });
 });
 

@@ -7,7 +7,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Model } from "../src/models/model.js";
 import { loadLocalBackend, ModelGenerator } from "../src/llm/local-backend.js";
-import { readChatTemplate, renderChat } from "../src/llm/chat-template.js";
+import { readChatTemplate, render } from "../src/data/chat-template.js";
 import { loadSynthConfig } from "../src/synth/config.js";
 import { runSynth } from "../src/synth/run-synth.js";
 import { splitSlices } from "../src/synth/curate.js";
@@ -32,15 +32,15 @@ describe("chat templates", () => {
     const dir = chatModel("{{ bos_token }}|{{ eos_token }}|{% for m in messages %}{{ m.role }}={{ m.content }};{% endfor %}{{ add_generation_prompt }}");
     const chat = readChatTemplate(dir)!;
     expect(chat.variables).toEqual({ eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" });  // bos_token and unk_token are null there
-    expect(renderChat(chat, [{ role: "user", content: "hi" }], true)).toBe("|<|endoftext|>|user=hi;true");
+    expect(render(chat, [{ role: "user", content: "hi" }], true, "test")).toBe("|<|endoftext|>|user=hi;true");
     expect(readChatTemplate(path.join(modelsRoot, "gpt2"))).toBeUndefined();
   });
 
   it("picks the \"default\" of named templates, and names the file of a broken one", () => {
     const named = chatModel([{ name: "tool_use", template: "T" }, { name: "default", template: "D" }]);
-    expect(renderChat(readChatTemplate(named)!, [], false)).toBe("D");
+    expect(render(readChatTemplate(named)!, [], false, "test")).toBe("D");
     const broken = chatModel("{% for m in messages %}");
-    expect(() => readChatTemplate(broken)).toThrow(`${path.join(broken, "tokenizer_config.json")}: chat_template cannot be parsed`);
+    expect(() => readChatTemplate(broken)).toThrow(`${path.join(broken, "tokenizer_config.json")}: chat_template is not a template @huggingface/jinja can parse`);
   });
 });
 
@@ -139,5 +139,52 @@ describe("curation answering with the local engine", () => {
     });
     expect(summary.report.kept).toBe(1);
     expect(summary.report.rejected).toEqual({ never_answered: slice1.length - 1 });
+  });
+
+  it("without answer_with: fine-tunes the base model on slice 0 with the trainer, then answers with base + adapter", async () => {
+    const dir = tempDir();
+    // Rows in the fixture vocabulary, every chain ending in the same answer: learnable in a few steps.
+    const rows = Array.from({ length: 8 }, (_, i) => ({ input: `w${3 + i} w${4 + i}`, target: `w${4 + i} w50`, answer: "w50" }));
+    writeFileSync(path.join(dir, "data.jsonl"), rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const options = {
+      task: "curate" as const, out: path.join(dir, "synth"), progress: false as const, log: () => {},
+      config: loadSynthConfig(undefined, {
+        curate: {
+          input: path.join(dir, "data.jsonl"), base_model: path.join(modelsRoot, "gpt2"), k: 1, temperature: 0, max_tokens: 4,
+          train: { train: { max_steps: 12, lr: 3e-2, logging_steps: 4 }, data: { batch_size: 2 }, model: { lora: { r: 4 } } },
+        },
+      }),
+    };
+    const summary = await runSynth(options);
+    const run = path.join(dir, "synth", "synth", "curate", "model");
+    const state = JSON.parse(readFileSync(path.join(run, "checkpoints", "checkpoint-12", "trainer_state.json"), "utf8"));
+    expect(state.global_step).toBe(12);
+    expect(JSON.parse(readFileSync(path.join(run, "final", "adapter_config.json"), "utf8")).r).toBe(4);
+    // Slice 0 trained as a whole: its rows, none held out.
+    const slice0 = readFileSync(path.join(dir, "synth", "synth", "curate", "slice0.jsonl"), "utf8").trim().split("\n");
+    expect(readFileSync(path.join(run, "logs", "run.jsonl"), "utf8")).toContain(`"train_examples":${slice0.length},"valid_examples":0`);
+    expect(summary.report.kept + (summary.report.rejected.never_answered ?? 0)).toBe(rows.length - slice0.length);
+
+    // Kept are exactly the slice-1 rows whose answer base + adapter (greedy) contains.
+    const backend = await loadLocalBackend(path.join(modelsRoot, "gpt2"), path.join(run, "final"));
+    const curated = readFileSync(path.join(dir, "synth", "synth", "curated.jsonl"), "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l).input);
+    const slice1 = rows.filter((r) => !slice0.some((l) => JSON.parse(l).input === r.input));
+    const answered: string[] = [];
+    for (const row of slice1) {
+      const said = (await backend.complete({ messages: [{ role: "user", content: row.input }], temperature: 0, maxTokens: 4 })).text;
+      if (` ${said} `.includes(" w50 ")) answered.push(row.input);
+    }
+    expect(curated.sort()).toEqual(answered.sort());
+    expect(answered.length).toBeGreaterThan(0);
+
+    // Settings that cannot be used are named.
+    const bad = (train: Record<string, unknown>) => runSynth({
+      ...options, out: path.join(dir, `bad-${Object.keys(train)[0]}`),
+      config: loadSynthConfig(undefined, { curate: { ...options.config.curate, train } }),
+    });
+    await expect(bad({ lr: 1e-3 })).rejects.toThrow("curate.train.lr: expected the sections of a training config (model, data, train)");
+    await expect(bad({ model: { path: "x" } })).rejects.toThrow("curate.train.model.path: set by curation");
+    await expect(bad({ train: { lrr: 1 } })).rejects.toThrow(/curate\.train: .*train\.lrr.*did you mean train\.lr/);
+    await expect(bad({ data: { chat_template: true } })).rejects.toThrow("curate.train.data.chat_template: the curation model is asked with plain prompts");
   });
 });

@@ -161,7 +161,7 @@ describe("s2s-train synth curate", () => {
     };
     const options = {
       task: "curate" as const, out: path.join(dir, "run"), progress: false as const, log: () => {},
-      config: loadSynthConfig(undefined, { curate: { input, base_model: dir, train: { lr: 1e-4 } } }),
+      config: loadSynthConfig(undefined, { curate: { input, base_model: dir, train: { train: { lr: 1e-4 } } } }),
       fineTune: async (r: FineTuneRequest) => {
         calls.push(r);
         return { modelDir: path.join(r.outputDir, "final") };
@@ -173,15 +173,15 @@ describe("s2s-train synth curate", () => {
     };
     const first = await runSynth(options);
     expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatchObject({ baseModel: dir, trainFile: path.join(dir, "run", "synth", "curate", "slice0.jsonl"), settings: { lr: 1e-4 } });
+    expect(calls[0]).toMatchObject({ baseModel: dir, trainFile: path.join(dir, "run", "synth", "curate", "slice0.jsonl"), settings: { train: { lr: 1e-4 } } });
     expect(loaded).toEqual([path.join(dir, "run", "synth", "curate", "model", "final")]);
     expect(first.report.kept).toBe(3);
     await runSynth(options);  // resumed: no second fine-tune
     expect(calls).toHaveLength(1);
 
-    // Without the trainer wired in, the message says what to do instead.
+    // Without a fineTune option, the trainer itself runs (here on a folder that is no model).
     const bare = { ...options, out: path.join(dir, "bare") } as Partial<typeof options>;
     delete bare.fineTune;
-    await expect(runSynth(bare as typeof options)).rejects.toThrow(/trainer \(s2s-train train\).*curate\.answer_with\.endpoints/);
+    await expect(runSynth(bare as typeof options)).rejects.toThrow(/config\.json/);
   });
 });

@@ -34,7 +34,7 @@ export interface BuiltExample {
 }
 
 /** Token ids without special tokens, and the specials the tokenizer puts before and after. */
-function encodeParts(tokenizer: Tokenizer, text: string): { prefix: number[]; ids: number[]; suffix: number[] } {
+export function encodeParts(tokenizer: Tokenizer, text: string): { prefix: number[]; ids: number[]; suffix: number[] } {
   const plain: number[] = tokenizer.encode(text, { add_special_tokens: false }).ids;
   const full: number[] = tokenizer.encode(text).ids;
   // The post-processor wraps the plain ids: full = prefix + plain + suffix.
@@ -44,6 +44,15 @@ function encodeParts(tokenizer: Tokenizer, text: string): { prefix: number[]; id
     }
   }
   return { prefix: [], ids: plain, suffix: [] };
+}
+
+/**
+ * An untruncated prompt as buildExample tokenizes it, for generating from text the way a model
+ * was trained: seq2seq with the tokenizer's specials on both sides, causal with the leading ones.
+ */
+export function encodePrompt(tokenizer: Tokenizer, kind: TaskKind, text: string): number[] {
+  const enc = encodeParts(tokenizer, text);
+  return kind === "seq2seq" ? [...enc.prefix, ...enc.ids, ...enc.suffix] : [...enc.prefix, ...enc.ids];
 }
 
 function checkIds(ids: number[], source: string, what: string): void {

@@ -54,7 +54,8 @@ export function readChatTemplate(modelDir: string): ChatTemplate | undefined {
   }
 }
 
-function render(chat: ChatTemplate, messages: ChatMessage[], addGenerationPrompt: boolean, source: string): string {
+/** The conversation rendered (with the assistant's opening when addGenerationPrompt); errors name `source`. */
+export function render(chat: ChatTemplate, messages: readonly ChatMessage[], addGenerationPrompt: boolean, source: string): string {
   try {
     return chat.template.render({ ...chat.variables, messages, add_generation_prompt: addGenerationPrompt });
   } catch (e) {

@@ -3,14 +3,17 @@
 // folder, and return the scores with a printable table. The CLI handler only calls this.
 import path from "node:path";
 import type { ComputeDTypeName } from "../../bindings/native.js";
+import { encodePrompt } from "../data/build-example.js";
+import { readChatTemplate, render } from "../data/chat-template.js";
 import type { GenerateOptions } from "../generate/options.js";
 import { parseMetricNames } from "../metrics/compute.js";
 import { FileFormatError } from "../models/json-file.js";
 import { loadModelWithAdapter } from "../models/load-with-adapter.js";
+import { inspectModelFolder } from "../models/model-folder.js";
 import { setNumThreads } from "../system.js";
 import { formatMetricsTable, generationSettings, writeEvalFiles } from "./eval-files.js";
 import { evaluateGeneration, type GenerationEvaluation } from "./evaluate-generation.js";
-import { readEvalRows } from "./read-eval-rows.js";
+import { readEvalRows, type EvalRow } from "./read-eval-rows.js";
 
 export const DEFAULT_EVAL_METRICS = "bleu,rouge,em,f1";
 export const DEFAULT_EVAL_MAX_NEW_TOKENS = 128;
@@ -27,6 +30,12 @@ export interface RunEvalOptions {
   inputField?: string;
   targetField?: string;
   categoryField?: string;
+  /** Builds the input from the row's fields, as data.prompt_template does in training. */
+  promptTemplate?: string;
+  /** Wrap the input with the model's chat template (decoder-only chat models), as data.chat_template does. */
+  chatTemplate?: boolean;
+  /** With chatTemplate: a system message before each input. */
+  systemPrompt?: string;
   /** Prompts per generate call (default 8). */
   batchSize?: number;
   /** Evaluate only the first N examples. */
@@ -60,21 +69,38 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
     input: o.inputField ?? "input",
     target: o.targetField ?? "target",
     ...(o.categoryField !== undefined ? { category: o.categoryField } : {}),
+    ...(o.promptTemplate !== undefined ? { promptTemplate: o.promptTemplate } : {}),
   });
   if (o.maxSamples !== undefined) rows = rows.slice(0, o.maxSamples);
   if (o.threads !== undefined) setNumThreads(o.threads);
 
+  const chat = o.chatTemplate ? readChatTemplate(o.model) : undefined;
+  if (o.chatTemplate && !chat) throw new FileFormatError(path.join(o.model, "tokenizer_config.json"), "--chat-template: the model has no chat_template");
+  if (o.systemPrompt !== undefined && !o.chatTemplate) throw new Error("--system-prompt is used with --chat-template only");
+
+  const kind = inspectModelFolder(o.model).config.model_type === "t5" ? "seq2seq" : "causal";
+  if (chat && kind === "seq2seq") throw new Error("--chat-template applies to decoder-only chat models; this model is seq2seq");
+
   const model = await loadModelWithAdapter(o.model, o.adapter, o.dtype);
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");
+  // The prompt as training tokenized it (src/data/build-example.ts): T5 inputs keep the
+  // tokenizer's special tokens, decoder-only prompts only the leading ones (Llama's <s>), and a
+  // chat template writes its own.
+  const promptIds = (r: EvalRow): number[] => {
+    if (chat) {
+      const messages = [...(o.systemPrompt !== undefined ? [{ role: "system" as const, content: o.systemPrompt }] : []), { role: "user" as const, content: r.input }];
+      return tokenizer.encode(render(chat, messages, true, r.source), { add_special_tokens: false }).ids;
+    }
+    return encodePrompt(tokenizer, kind, r.input);
+  };
   // transformers' default (20 tokens in all) cuts most answers short; 128 unless a length is given.
   const lengthGiven = o.generation?.maxNewTokens !== undefined || o.generation?.maxLength !== undefined;
   const generation: GenerateOptions = { ...(lengthGiven ? {} : { maxNewTokens: DEFAULT_EVAL_MAX_NEW_TOKENS }), ...o.generation };
-  const addSpecialTokens = generation.addSpecialTokens ?? true;
   const evaluation = await evaluateGeneration(
     model,
     rows.map((r) => ({
-      promptIds: tokenizer.encode(r.input, { add_special_tokens: addSpecialTokens }).ids,
+      promptIds: promptIds(r),
       input: r.input,
       reference: r.reference,
       ...(r.category !== undefined ? { category: r.category } : {}),
@@ -89,6 +115,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
     model: path.resolve(o.model),
     ...(o.adapter !== undefined ? { adapter: path.resolve(o.adapter) } : {}),
     data: path.resolve(o.data),
+    ...(o.promptTemplate !== undefined ? { prompt_template: o.promptTemplate } : {}),
+    ...(o.chatTemplate ? { chat_template: true } : {}),
+    ...(o.systemPrompt !== undefined ? { system_prompt: o.systemPrompt } : {}),
     metrics,
     generation: generationSettings(generation),
   });

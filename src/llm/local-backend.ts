@@ -1,11 +1,13 @@
 // The local engine as an LlmBackend: the model in this process, no HTTP. A LocalGenerator turns
 // chat messages into text; ModelGenerator is the one over model.generate (the folder's chat
 // template when it has one, stop strings, one request at a time on the model).
+import { encodePrompt } from "../data/build-example.js";
+import type { TaskKind } from "../data/types.js";
 import type { GenerateOptions } from "../generate/options.js";
 import { loadModelWithAdapter } from "../models/load-with-adapter.js";
 import type { Model } from "../models/model.js";
 import { Semaphore } from "../util/semaphore.js";
-import { readChatTemplate, renderChat, type ChatTemplate } from "./chat-template.js";
+import { readChatTemplate, render, type ChatTemplate } from "../data/chat-template.js";
 import type { ChatMessage, CompletionRequest, CompletionResult, JsonSchemaFormat, LlmBackend } from "./types.js";
 
 export interface LocalGenerateOptions {
@@ -69,22 +71,27 @@ function firstStop(text: string, stop: readonly string[]): number {
 /**
  * Chat messages through a loaded Model: rendered with the folder's chat template and tokenized
  * without adding special tokens (the template writes them, as transformers' apply_chat_template
- * does); without a template the messages' contents, joined by blank lines, are the prompt.
- * temperature 0 is greedy search; a positive one samples. jsonSchema is not enforced while
- * generating (the caller validates the text). Requests run one at a time: a model generates
- * one batch at a time.
+ * does); without a template the messages' contents, joined by blank lines, are the prompt,
+ * tokenized as training tokenizes a prompt (src/data). temperature 0 is greedy search; a positive
+ * one samples. jsonSchema is not enforced while generating (the caller validates the text).
+ * Requests run one at a time: a model generates one batch at a time.
  */
 export class ModelGenerator implements LocalGenerator {
   private readonly queue = new Semaphore(1);
+  private readonly kind: TaskKind;
 
-  constructor(readonly model: Model, private readonly chatTemplate: ChatTemplate | undefined = readChatTemplate(model.folder.dir)) {}
+  constructor(readonly model: Model, private readonly chatTemplate: ChatTemplate | undefined = readChatTemplate(model.folder.dir)) {
+    this.kind = model.config.model_type === "t5" ? "seq2seq" : "causal";
+  }
 
   /** The prompt's token ids for `messages`. */
   promptIds(messages: readonly ChatMessage[]): number[] {
     const tokenizer = this.model.tokenizer;
     if (!tokenizer) throw new Error(`the local engine needs ${this.model.folder.dir}/tokenizer.json to turn messages into tokens`);
-    if (this.chatTemplate) return tokenizer.encode(renderChat(this.chatTemplate, messages, true), { add_special_tokens: false }).ids;
-    return tokenizer.encode(messages.map((m) => m.content).join("\n\n")).ids;
+    if (this.chatTemplate) {
+      return tokenizer.encode(render(this.chatTemplate, messages, true, "the local engine's messages"), { add_special_tokens: false }).ids;
+    }
+    return encodePrompt(tokenizer, this.kind, messages.map((m) => m.content).join("\n\n"));
   }
 
   chat(messages: ChatMessage[], options: LocalGenerateOptions): Promise<LocalGeneration> {

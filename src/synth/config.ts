@@ -90,7 +90,8 @@ const curateSchema = z.strictObject({
   temperature: z.number().min(0).max(2).default(0.7),
   max_tokens: z.number().int().positive().default(256),
   base_model: z.string().optional().describe("Model folder fine-tuned on slice 0"),
-  train: z.record(z.string(), z.unknown()).default({}).describe("Trainer settings for the slice-0 fine-tune"),
+  train: z.record(z.string(), z.unknown()).default({})
+    .describe("The slice-0 fine-tune: a training config's model, data and train sections (the paths are set by curation)"),
   answer_with: llmSchema.partial().optional()
     .describe("Skip the fine-tune and answer with this model (for example `s2s-train serve` on a model tuned on slice0.jsonl)"),
   imputation: z.strictObject({

@@ -5,8 +5,7 @@
 // only if that answer is still E.
 //
 // Plug-in points:
-//   FineTune            the trainer: fine-tune baseModel on slice0.jsonl (waits for data
-//                       preparation, src/data, to reach the trainer)
+//   FineTune            fine-tune baseModel on slice0.jsonl (fineTuneWithTrainer by default)
 //   LocalBackendLoader  the fine-tuned model as an LlmBackend (loadLocalBackend by default)
 import { readFileSync } from "node:fs";
 import type { LlmBackend } from "../llm/types.js";
@@ -24,7 +23,7 @@ export interface FineTuneRequest {
   trainFile: string;
   /** Where the trainer writes its run (the result's folders are inside it). */
   outputDir: string;
-  /** curate.train from the config: trainer settings as the trainer's config names them. */
+  /** curate.train from the config: a training config's sections (model, data, train) without the paths. */
   settings: Record<string, unknown>;
   signal?: AbortSignal;
 }
@@ -36,14 +35,6 @@ export interface FineTunedModel {
 
 export type FineTune = (request: FineTuneRequest) => Promise<FineTunedModel>;
 export type LocalBackendLoader = (modelDir: string, adapterDir?: string) => Promise<LlmBackend>;
-
-/** Until the trainer can read data files, curation without curate.answer_with stops here with this message. */
-export const fineTuneNotAvailable: FineTune = async (request) => {
-  throw new Error(
-    `curation fine-tunes ${request.baseModel} on ${request.trainFile} with the trainer (s2s-train train), which cannot ` +
-    "read data files in this build yet; fine-tune a model on that file, then give it as curate.answer_with.local " +
-    "(model, adapter) or serve it with an OpenAI-compatible server and give it as curate.answer_with.endpoints");
-};
 
 /** A row of the generated set as curation needs it (other fields are carried through). */
 export interface CurateRow {

@@ -16,7 +16,7 @@ import { PromptLibrary } from "./prompts.js";
 import { checkMhqaPrompts, processMhqaItem, answerMarker, type MhqaExample, type MhqaSeed } from "./mhqa.js";
 import { checkRelationsPrompts, processRelationsItem, relationsExamples, type RelationsOutput, type WindowItem } from "./relations.js";
 import {
-  checkCuratePrompts, fineTuneNotAvailable, processCurateItem, readCurateInput, splitSlices,
+  checkCuratePrompts, processCurateItem, readCurateInput, splitSlices,
   type CurateRow, type FineTune, type FineTunedModel, type LocalBackendLoader,
 } from "./curate.js";
 import { EvalSetIndex } from "./contamination.js";
@@ -28,6 +28,7 @@ import { WikipediaSource } from "../sources/wikipedia.js";
 import { LocalDocuments } from "../sources/local-documents.js";
 import { loadTokenizer } from "../models/tokenizer.js";
 import { loadLocalBackend } from "../llm/local-backend.js";
+import { fineTuneWithTrainer } from "./fine-tune.js";
 import type { BackendStats } from "../llm/endpoint-pool.js";
 import { writeFileAtomic, writeJsonlAtomic } from "../io/atomic-write.js";
 
@@ -269,7 +270,7 @@ async function curate(store: JobStore, jobDir: string, options: RunSynthOptions,
     } else {
       if (!c.base_model) throw new Error("curate.base_model: name the model folder to fine-tune on slice 0 (or give curate.answer_with)");
       if (!existsSync(c.base_model)) throw new Error(`curate.base_model: ${c.base_model} not found`);
-      tuned = await (options.fineTune ?? fineTuneNotAvailable)({
+      tuned = await (options.fineTune ?? fineTuneWithTrainer)({
         baseModel: c.base_model, trainFile: slice0File, outputDir: path.join(curateDir, "model"), settings: c.train,
         ...(options.signal ? { signal: options.signal } : {}),
       });

@@ -58,6 +58,9 @@ interface EvalArgs {
   "input-field": string;
   "target-field": string;
   "category-field"?: string;
+  "prompt-template"?: string;
+  "chat-template": boolean;
+  "system-prompt"?: string;
   "batch-size": number;
   "max-samples"?: number;
   output: string;
@@ -81,6 +84,9 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option("input-field", { type: "string", default: "input", describe: "Field holding the model input" })
       .option("target-field", { type: "string", default: "target", describe: "Field holding the reference (a string, or a list of strings in JSON)" })
       .option("category-field", { type: "string", describe: "Field holding a category name, for per-category scores" })
+      .option("prompt-template", { type: "string", describe: "The input built from the row's {field}s, as data.prompt_template in training (default: the input field)" })
+      .option("chat-template", { type: "boolean", default: false, describe: "Wrap the input with the model's chat template, as data.chat_template in training" })
+      .option("system-prompt", { type: "string", describe: "With --chat-template: a system message before each input" })
       .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together" })
       .option("max-samples", { type: "number", describe: "Evaluate only the first N examples" })
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
@@ -100,6 +106,9 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       inputField: args["input-field"],
       targetField: args["target-field"],
       ...(args["category-field"] !== undefined ? { categoryField: args["category-field"] } : {}),
+      ...(args["prompt-template"] !== undefined ? { promptTemplate: args["prompt-template"] } : {}),
+      chatTemplate: args["chat-template"],
+      ...(args["system-prompt"] !== undefined ? { systemPrompt: args["system-prompt"] } : {}),
       batchSize: args["batch-size"],
       ...(args["max-samples"] !== undefined ? { maxSamples: args["max-samples"] } : {}),
       generation,
