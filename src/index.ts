@@ -36,3 +36,37 @@ export {
   type TokenEvent,
 } from "./generate/options.js";
 export { GenerateOptionsError } from "./generate/resolve.js";
+export {
+  train, NonFiniteLossError, TrainConfigError,
+  type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
+} from "./train/trainer.js";
+export { runTrain, InterruptedRunError, type RunTrainOptions } from "./train/run-train.js";
+export type { TrainingData, PlanEpoch, EpochPlanOptions } from "./train/training-data.js";
+export type { GenerationMetrics, GenerationMetricsContext } from "./train/evaluate.js";
+export type { ConsoleOptions } from "./train/run-log.js";
+export { readTrainerState, type TrainerState } from "./train/trainer-state.js";
+export { resolveConfig, ConfigError, type ConfigSources } from "./config/load.js";
+export { trainConfigSchema, type TrainConfig, type TrainConfigInput } from "./config/schema.js";
+export { runInit, defaultConfig, type InitRunOptions } from "./config/init-run.js";
+export {
+  computeMetrics,
+  parseMetricNames,
+  METRIC_NAMES,
+  type MetricName,
+  type MetricsResult,
+  type MetricScores,
+  type ComputeMetricsOptions,
+} from "./metrics/compute.js";
+export { corpusBleu, sentenceBleu, bleuFromStatistics, type BleuOptions, type BleuScore } from "./metrics/bleu.js";
+export { corpusChrf, sentenceChrf, type ChrfOptions } from "./metrics/chrf.js";
+export { rougeScore, rougeScoreMulti, rougeTokenize, type RougeScore, type RougeOptions } from "./metrics/rouge.js";
+export { porterStem } from "./metrics/porter-stemmer.js";
+export { normalizeAnswer, exactMatch, tokenF1, softExactMatch, type QaRule } from "./metrics/qa.js";
+export { perplexity } from "./metrics/perplexity.js";
+export { TensorBoardWriter } from "./track/tensorboard.js";
+export { MlflowTracker, type MlflowOptions } from "./track/mlflow.js";
+export { WandbTracker, type WandbOptions } from "./track/wandb.js";
+export { startTrackers, trackingConfigSchema, Trackers, type TrackingConfig } from "./track/trackers.js";
+export type { Tracker, RunStatus } from "./track/tracker.js";
+export { runReport, type ReportOptions, type ReportResult } from "./report/report.js";
+export { readRunFolder, type RunFolder } from "./report/run-folder.js";

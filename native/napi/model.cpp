@@ -18,6 +18,7 @@
 #include "s2s/models/weights.h"
 #include "s2s/nn/graph.h"
 #include "s2s/train/optimizer.h"
+#include "s2s/train/optimizer_state.h"
 
 namespace s2s_napi {
 
@@ -176,6 +177,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
                         InstanceMethod("trainStep", &ModelWrap::TrainStep),
+                        InstanceMethod("saveOptimizerState", &ModelWrap::SaveOptimizerState),
+                        InstanceMethod("loadOptimizerState", &ModelWrap::LoadOptimizerState),
                         InstanceMethod("applyLora", &ModelWrap::ApplyLora),
                         InstanceMethod("loadAdapter", &ModelWrap::LoadAdapter),
                         InstanceMethod("saveAdapter", &ModelWrap::SaveAdapter),
@@ -356,6 +359,46 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             Napi::Object o = Napi::Object::New(env);
             o.Set("gradNorm", out->stats.grad_norm);
             o.Set("finite", out->stats.finite);
+            return o;
+          },
+          settle);
+    });
+  }
+
+  // saveOptimizerState(path, step) -> Promise: the trainable params' AdamW moments and the last
+  // step taken, as one safetensors file written atomically.
+  Napi::Value SaveOptimizerState(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "saveOptimizerState";
+      const std::string file = string_arg(info, 0, fn, "a file path");
+      const double step = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+      S2S_REQUIRE(step >= 0 && step == static_cast<double>(static_cast<int64_t>(step)), s2s::code::kArgument,
+                  fn, "expected the step (an integer >= 0), got ", step);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.save_optimizer_state", keep_this(info),
+                                [lm, file, step] {
+                                  s2s::save_optimizer_state(file, lm->model->params(),
+                                                            static_cast<int64_t>(step));
+                                },
+                                nullptr, settle);
+    });
+  }
+
+  // loadOptimizerState(path) -> Promise<{step}>: moments for exactly the trainable params.
+  Napi::Value LoadOptimizerState(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "loadOptimizerState";
+      const std::string file = string_arg(info, 0, fn, "a file path");
+      auto step = std::make_shared<int64_t>(0);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.load_optimizer_state", keep_this(info),
+          [lm, file, step] { *step = s2s::load_optimizer_state(file, lm->model->params()); },
+          [step](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("step", static_cast<double>(*step));
             return o;
           },
           settle);

@@ -111,6 +111,16 @@ export class Model {
     return withCallerStack(() => this.native.optimizerStep(options));
   }
 
+  /** Writes the AdamW moments of the trainable params and the last step taken (safetensors). */
+  saveOptimizerState(file: string, step: number) {
+    return withCallerStack(() => this.native.saveOptimizerState(file, step));
+  }
+
+  /** Restores what saveOptimizerState wrote; returns its step. */
+  loadOptimizerState(file: string) {
+    return withCallerStack(() => this.native.loadOptimizerState(file));
+  }
+
   /** Attaches LoRA adapters (B = 0, so outputs are unchanged until trained); freezes the base. */
   applyLora(options: LoraOptions): void {
     const config = {

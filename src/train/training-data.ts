@@ -1,0 +1,41 @@
+// What the trainer needs from data preparation (src/data): the prepared examples, the epoch plan
+// (micro-batches as indices, the same for the same arguments, which is what makes resume exact)
+// and the collate function that pads a micro-batch into a native batch. This file is also the one
+// place where the trainer asks src/data to load a config's data.
+import type { TrainConfig } from "../config/schema.js";
+import type { Collate, DataReport, Example, TaskKind } from "../data/types.js";
+
+export interface EpochPlanOptions {
+  batchSize: number;
+  seed: number;
+  /** From 0. */
+  epoch: number;
+  groupByLength: boolean;
+}
+
+/** Micro-batches of one epoch as indices into `examples`; deterministic in its arguments. */
+export type PlanEpoch = (examples: readonly Example[], options: EpochPlanOptions) => number[][];
+
+export interface TrainingData {
+  kind: TaskKind;
+  train: readonly Example[];
+  valid: readonly Example[];
+  planEpoch: PlanEpoch;
+  collate: Collate;
+  report?: DataReport;
+}
+
+/**
+ * Loads and prepares `config.data` for the model at `config.model.path` (its tokenizer and kind;
+ * no weights are read). Data preparation lives in src/data and is connected here when it lands;
+ * until then `train()` needs its `data` option. (Paths in `config` are absolute already.)
+ */
+export async function loadTrainingData(config: TrainConfig): Promise<TrainingData> {
+  throw Object.assign(
+    new Error(
+      `reading ${config.data.train_file} needs data preparation (src/data), which is not connected to the trainer yet; ` +
+        "pass prepared examples as train({ data }) from TypeScript",
+    ),
+    { code: "S2S_NOT_IMPLEMENTED" },
+  );
+}
