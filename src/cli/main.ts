@@ -9,6 +9,8 @@ import { initCommand } from "./commands/init.js";
 import { trainCommand } from "./commands/train.js";
 import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
+import { generateCommand } from "./commands/generate.js";
+import { serveCommand } from "./commands/serve.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -39,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
       .command(trainCommand)
       .command(reportCommand)
       .command(synthCommand)
+      .command(generateCommand)
+      .command(serveCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")
@@ -61,7 +65,8 @@ export async function main(argv: string[]): Promise<number> {
       })
       .parseAsync();
   } catch (e) {
-    if (!(e instanceof ReportedFailure)) throw e;
+    // yargs rejects with the handler's own error after .fail() reported it: report it once.
+    if (!(e instanceof ReportedFailure) && exitCode === 0) throw e;
   }
   return exitCode;
 }
