@@ -61,6 +61,7 @@ export class EventStream {
   }
 
   send(data: unknown): void {
+    if (this.closed) return;  // the client went away; its generation is being cancelled
     this.start();
     this.res.write(`data: ${JSON.stringify(data)}\n\n`);
   }
@@ -72,8 +73,13 @@ export class EventStream {
   }
 
   done(): void {
+    if (this.closed) return;
     this.start();
     this.res.end("data: [DONE]\n\n");
+  }
+
+  private get closed(): boolean {
+    return this.res.destroyed || this.res.writableEnded;
   }
 
   private start(): void {
