@@ -161,8 +161,9 @@ describe("s2s-train generate", () => {
     let r = s2s(["--model", gpt2, "--prompt", "w1", "--temperature", "0", "--early-stopping", "sometimes"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("--early-stopping: expected true, false or never, got sometimes");
-    r = s2s(["--model", gpt2, "--prompt", "w1", "--temperature", "0"]);
+    r = s2s(["--model", gpt2, "--prompt", "w1", "--temperature", "-1", "--top-k", "1.5"]);
     expect(r.stderr).toContain("--temperature: Too small");
+    expect(r.stderr).toContain("--top-k: Invalid input: expected int");
     r = s2s(["--model", gpt2, "--input", "x.jsonl"]);
     expect(r.stderr).toContain("--input needs --output");
     r = s2s(["--model", gpt2]);

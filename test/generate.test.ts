@@ -131,6 +131,10 @@ describe("generate: text, defaults, streaming, abort, errors", () => {
     const b = await model.generate([[5, 6, 7]], opts);
     expect(a.sequences.map((s) => s.tokenIds)).toEqual(b.sequences.map((s) => s.tokenIds));
     expect(a.sequences.length).toBe(2);
+    // temperature 0 is greedy (transformers turns sampling off).
+    const greedy = await model.generate([[5, 6, 7]], { maxNewTokens: 10 });
+    const t0 = await model.generate([[5, 6, 7]], { doSample: true, temperature: 0, maxNewTokens: 10 });
+    expect(t0.sequences[0]!.tokenIds).toEqual(greedy.sequences[0]!.tokenIds);
   });
 
   it("rejects bad options with messages naming them", async () => {

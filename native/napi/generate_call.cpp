@@ -120,7 +120,10 @@ class Worker : public Napi::AsyncWorker {
                 c->cancel->store(true);
               }
             });
-        if (st != napi_ok) delete data;
+        if (st != napi_ok) {  // the environment is closing: nobody is listening any more
+          delete data;
+          c->cancel->store(true);
+        }
       };
     }
     try {

@@ -19,7 +19,8 @@ export const generateOptionsSchema = z.strictObject({
     .describe("EOS is banned until this many tokens were generated; takes precedence over minLength"),
   // ---- strategy ----
   doSample: z.boolean().optional().describe("Sample from the processed distribution instead of taking the best token"),
-  temperature: z.number().positive().optional().describe("Sampling: logits are divided by this (> 0)"),
+  temperature: z.number().nonnegative().optional()
+    .describe("Sampling: logits are divided by this; 0 means greedy (doSample off), as transformers"),
   topK: z.number().int().nonnegative().optional().describe("Sampling: keep the k most likely tokens (0 = off; default 50)"),
   topP: z.number().gt(0).max(1).optional().describe("Sampling: keep the smallest set of tokens whose probability adds up to topP (1 = off)"),
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional()

@@ -72,6 +72,11 @@ export function resolveGenerationConfig(
 
   c.doSample = options.doSample ?? folder.do_sample;
   c.temperature = options.temperature ?? folder.temperature;
+  if (c.temperature === 0) {
+    // transformers' _prepare_generation_config: temperature 0 turns sampling off.
+    c.doSample = false;
+    c.temperature = 1;
+  }
   c.topK = options.topK ?? folder.top_k;
   c.topP = options.topP ?? folder.top_p;
   c.seed = options.seed ?? randomInt(2 ** 47);

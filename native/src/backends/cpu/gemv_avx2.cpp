@@ -4,6 +4,8 @@
 // Legend: M rows of x, K inner, N outputs.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "backends/cpu/gemv_internal.h"
 #include "s2s/dtype.h"
 
@@ -68,15 +70,24 @@ void out_in(const Args& a, int64_t n0, int64_t n1) {
   for (; n < n1; ++n) out_in_rows<WT, 1>(a, n);
 }
 
-// ---- in_out: NV ymm columns x MR rows; scalar column tail ----------------------------------
-template <typename WT, int MR, int NV>
-inline void in_out_tile(const Args& a, int64_t n, int64_t m0) {
+// ---- in_out: W in memory order, kKBlock rows at a time (see gemv_avx512.cpp); MR rows x 4 ymm
+// (32 columns) accumulators carried through y; scalar column tail --------------------------------
+constexpr int64_t kKBlock = 8;
+
+template <typename WT, int MR>
+inline void in_out_block(const Args& a, int64_t n, int64_t m0, int64_t k0, int64_t k1) {
+  constexpr int NV = 4;
   const WT* W = static_cast<const WT*>(a.W) + n;
   const float* x = a.x + m0 * a.ldx;
   __m256 acc[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < a.K; ++k) {
+  for (int m = 0; m < MR; ++m) {
+    const float* y = a.y + (m0 + m) * a.ldy + n;
+    for (int v = 0; v < NV; ++v) {
+      acc[m][v] = k0 > 0 ? _mm256_loadu_ps(y + 8 * v)
+                         : (a.bias ? _mm256_loadu_ps(a.bias + n + 8 * v) : _mm256_setzero_ps());
+    }
+  }
+  for (int64_t k = k0; k < k1; ++k) {
     const WT* wr = W + k * a.ldw;
     __m256 w[NV];
     for (int v = 0; v < NV; ++v) w[v] = load8(wr + 8 * v);
@@ -87,42 +98,42 @@ inline void in_out_tile(const Args& a, int64_t n, int64_t m0) {
   }
   for (int m = 0; m < MR; ++m) {
     float* y = a.y + (m0 + m) * a.ldy + n;
-    for (int v = 0; v < NV; ++v) {
-      __m256 r = acc[m][v];
-      if (a.bias) r = _mm256_add_ps(r, _mm256_loadu_ps(a.bias + n + 8 * v));
-      _mm256_storeu_ps(y + 8 * v, r);
-    }
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y + 8 * v, acc[m][v]);
   }
 }
 
 template <typename WT>
 void in_out(const Args& a, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + 32 <= n1; n += 32) {
-    int64_t m0 = 0;
-    for (; m0 + 2 <= a.M; m0 += 2) in_out_tile<WT, 2, 4>(a, n, m0);
-    if (m0 < a.M) in_out_tile<WT, 1, 4>(a, n, m0);
+  const int64_t full = n0 + (n1 - n0) / 32 * 32;  // columns the vector blocks cover
+  for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
+    const int64_t k1 = std::min(a.K, k0 + kKBlock);
+    for (int64_t n = n0; n < full; n += 32) {
+      int64_t m0 = 0;
+      for (; m0 + 2 <= a.M; m0 += 2) in_out_block<WT, 2>(a, n, m0, k0, k1);
+      if (m0 < a.M) in_out_block<WT, 1>(a, n, m0, k0, k1);
+    }
   }
-  if (n < n1) {  // the last < 32 columns, plain loops
+  if (full < n1) {  // the last < 32 columns, plain loops
     const WT* W = static_cast<const WT*>(a.W);
     for (int64_t m = 0; m < a.M; ++m) {
       float* y = a.y + m * a.ldy;
-      for (int64_t c = n; c < n1; ++c) y[c] = 0.0f;
+      for (int64_t c = full; c < n1; ++c) y[c] = a.bias ? a.bias[c] : 0.0f;
       for (int64_t k = 0; k < a.K; ++k) {
         const float xk = a.x[m * a.ldx + k];
-        for (int64_t c = n; c < n1; ++c) y[c] += xk * load1(W + k * a.ldw + c);
-      }
-      if (a.bias) {
-        for (int64_t c = n; c < n1; ++c) y[c] += a.bias[c];
+        for (int64_t c = full; c < n1; ++c) y[c] += xk * load1(W + k * a.ldw + c);
       }
     }
+  }
+  if (a.K == 0) {
+    for (int64_t m = 0; m < a.M; ++m)
+      for (int64_t c = n0; c < full; ++c) a.y[m * a.ldy + c] = a.bias ? a.bias[c] : 0.0f;
   }
 }
 
 }  // namespace
 
 const Kernels& avx2_kernels() {
-  static const Kernels k{"avx2 f32 (out_in 2x4, in_out 2x32)", "avx2 bf16 widened to f32",
+  static const Kernels k{"avx2 f32 (out_in 2x4, in_out 2x32 row blocks)", "avx2 bf16 widened to f32",
                          out_in<float>, in_out<float>, out_in<uint16_t>, in_out<uint16_t>,
                          8, 128};
   return k;

@@ -5,9 +5,9 @@
 //   accumulators; each K step of 16 loads NR W vectors (NR sequential streams) and MR x vectors
 //   (L1), then reduces each accumulator horizontally once at the end. A W tile is NR rows of
 //   K elements; row chunks beyond MR re-read it from L1/L2, never from memory.
-// in_out (W (K,N), rows contiguous in N): a tile of NV zmm columns x MR rows; each k broadcasts
-//   x[m,k] and FMAs it with the NV W vectors of row k, so W row segments stream one after
-//   another (prefetched PF rows ahead: consecutive k are a full row of W apart).
+// in_out (W (K,N), rows contiguous in N): W streams in memory order, a block of rows at a time;
+//   each row's segment is FMAd into MR x 4 zmm accumulators (x[m,k] broadcast) that carry y
+//   between blocks through L1, so no W row is ever revisited and reads stay sequential.
 // bf16 W is widened to fp32 in registers (vpmovzxwd + shift: exact) and multiplied with x
 // rounded to bf16 (a.x holds those values), as gemm_bf16 computes.
 #include <immintrin.h>
@@ -20,8 +20,6 @@ namespace s2s {
 namespace gemv_detail {
 
 namespace {
-
-constexpr int64_t kPrefetchRows = 8;
 
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const uint16_t* p) {
@@ -94,23 +92,32 @@ void out_in(const Args& a, int64_t n0, int64_t n1) {
 }
 
 // ---- in_out ---------------------------------------------------------------------------------
-// Columns [n, n + 16*NV) (the last vector masked by `tail`) for rows [m0, m0+MR).
+// W is read row after row (its memory order), kKBlock rows at a time: for each 64-column chunk
+// the MR x 4 accumulators are loaded from y, get the block's rows, and go back, so y[:, n0:n1]
+// (L1/L2-resident) carries the sums between blocks and W streams sequentially exactly once.
+// Each y element still sums k = 0..K-1 in order.
+constexpr int64_t kKBlock = 32;
+
+// Rows [m0, m0+MR), columns [n, n + 16*NV) (the last vector masked by `tail`), W rows [k0, k1).
 template <typename WT, int MR, int NV>
-inline void in_out_tile(const Args& a, int64_t n, int64_t m0, __mmask16 tail) {
+inline void in_out_block(const Args& a, int64_t n, int64_t m0, int64_t k0, int64_t k1,
+                         __mmask16 tail) {
   const WT* W = static_cast<const WT*>(a.W) + n;
   const float* x = a.x + m0 * a.ldx;
   __m512 acc[MR][NV];
-  for (int m = 0; m < MR; ++m)
-    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_ps();
-  const int64_t K = a.K, ldw = a.ldw;
-  for (int64_t k = 0; k < K; ++k) {
-    const WT* wr = W + k * ldw;
-    if (k + kPrefetchRows < K) {
-      const char* pf = reinterpret_cast<const char*>(wr + kPrefetchRows * ldw);
-      for (int64_t b = 0; b < int64_t(NV * 16 * sizeof(WT)); b += 64) {
-        _mm_prefetch(pf + b, _MM_HINT_T0);
+  for (int m = 0; m < MR; ++m) {
+    const float* y = a.y + (m0 + m) * a.ldy + n;
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 mk = v + 1 == NV ? tail : __mmask16(0xFFFF);
+      if (k0 > 0) {
+        acc[m][v] = _mm512_maskz_loadu_ps(mk, y + 16 * v);
+      } else {
+        acc[m][v] = a.bias ? _mm512_maskz_loadu_ps(mk, a.bias + n + 16 * v) : _mm512_setzero_ps();
       }
     }
+  }
+  for (int64_t k = k0; k < k1; ++k) {
+    const WT* wr = W + k * a.ldw;
     __m512 w[NV];
     for (int v = 0; v + 1 < NV; ++v) w[v] = load16(wr + 16 * v);
     w[NV - 1] = tail == 0xFFFF ? load16(wr + 16 * (NV - 1)) : load16_masked(wr + 16 * (NV - 1), tail);
@@ -123,43 +130,48 @@ inline void in_out_tile(const Args& a, int64_t n, int64_t m0, __mmask16 tail) {
     float* y = a.y + (m0 + m) * a.ldy + n;
     for (int v = 0; v < NV; ++v) {
       const __mmask16 mk = v + 1 == NV ? tail : __mmask16(0xFFFF);
-      __m512 r = acc[m][v];
-      if (a.bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, a.bias + n + 16 * v));
-      _mm512_mask_storeu_ps(y + 16 * v, mk, r);
+      _mm512_mask_storeu_ps(y + 16 * v, mk, acc[m][v]);
     }
   }
 }
 
 template <typename WT, int NV>
-inline void in_out_rows(const Args& a, int64_t n, __mmask16 tail) {
+inline void in_out_rows(const Args& a, int64_t n, int64_t k0, int64_t k1, __mmask16 tail) {
   int64_t m0 = 0;
-  for (; m0 + 4 <= a.M; m0 += 4) in_out_tile<WT, 4, NV>(a, n, m0, tail);
+  for (; m0 + 4 <= a.M; m0 += 4) in_out_block<WT, 4, NV>(a, n, m0, k0, k1, tail);
   switch (a.M - m0) {
-    case 3: in_out_tile<WT, 3, NV>(a, n, m0, tail); break;
-    case 2: in_out_tile<WT, 2, NV>(a, n, m0, tail); break;
-    case 1: in_out_tile<WT, 1, NV>(a, n, m0, tail); break;
+    case 3: in_out_block<WT, 3, NV>(a, n, m0, k0, k1, tail); break;
+    case 2: in_out_block<WT, 2, NV>(a, n, m0, k0, k1, tail); break;
+    case 1: in_out_block<WT, 1, NV>(a, n, m0, k0, k1, tail); break;
     default: break;
   }
 }
 
 template <typename WT>
 void in_out(const Args& a, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  if (a.M == 1) {
-    for (; n + 128 <= n1; n += 128) in_out_tile<WT, 1, 8>(a, n, 0, 0xFFFF);
+  for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
+    const int64_t k1 = std::min(a.K, k0 + kKBlock);
+    int64_t n = n0;
+    if (a.M == 1 && sizeof(WT) == 2) {  // bf16, one row of x: 256 contiguous bytes per W row
+      for (; n + 128 <= n1; n += 128) in_out_block<WT, 1, 8>(a, n, 0, k0, k1, 0xFFFF);
+    }
+    for (; n + 64 <= n1; n += 64) in_out_rows<WT, 4>(a, n, k0, k1, 0xFFFF);
+    for (; n < n1; n += 16) {
+      const int64_t left = n1 - n;
+      const __mmask16 tail = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+      in_out_rows<WT, 1>(a, n, k0, k1, tail);
+    }
   }
-  for (; n + 64 <= n1; n += 64) in_out_rows<WT, 4>(a, n, 0xFFFF);
-  for (; n < n1; n += 16) {
-    const int64_t left = n1 - n;
-    const __mmask16 tail = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-    in_out_rows<WT, 1>(a, n, tail);
+  if (a.K == 0) {  // no rows of W: y = bias
+    for (int64_t m = 0; m < a.M; ++m)
+      for (int64_t n = n0; n < n1; ++n) a.y[m * a.ldy + n] = a.bias ? a.bias[n] : 0.0f;
   }
 }
 
 }  // namespace
 
 const Kernels& avx512_kernels() {
-  static const Kernels k{"avx512 f32 (out_in 4x4 / 1x8, in_out 4x64 / 1x128)",
+  static const Kernels k{"avx512 f32 (out_in 4x4 / 1x8, in_out 4x64 row blocks)",
                          "avx512 bf16 widened to f32",
                          out_in<float>, in_out<float>, out_in<uint16_t>, in_out<uint16_t>,
                          8, 128};
@@ -169,8 +181,9 @@ const Kernels& avx512_kernels() {
 const Kernels& avx512bf16_kernels() {
   static const Kernels k = [] {
     Kernels t = avx512_kernels();
-    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in), widened (in_out)";
+    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in 4x4 / 1x8, in_out 4x64 row-pair blocks)";
     t.bf16_out_in = bf16_out_in_dpbf16;
+    t.bf16_in_out = bf16_in_out_dpbf16;
     return t;
   }();
   return k;
