@@ -78,6 +78,12 @@ export interface NativeAddon {
    */
   /** Loads a Hugging Face model folder (config.json + safetensors) into the native core. */
   loadModel(folder: string, options?: LoadModelNativeOptions): Promise<NativeModel>;
+  /**
+   * A new model from config.json text, every parameter trainable and randomly initialised with
+   * its family's transformers init scheme (native/include/s2s/models/init_weights.h), from a
+   * Philox stream keyed by `seed` (default 0): same seed, same weights on every machine.
+   */
+  createModel(configJson: string, options?: { seed?: number; computeDtype?: ComputeDTypeName }): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be

@@ -23,6 +23,16 @@ export { Model, type LoadModelOptions, type LoraOptions, type Batch, type Optimi
 export { inspectModelFolder, type ModelFolder } from "./models/model-folder.js";
 export { SUPPORTED_MODEL_TYPES, type ModelConfig } from "./models/hf-config.js";
 export { loadTokenizer, type Tokenizer } from "./models/tokenizer.js";
+export { createModelFolder, type CreateModelFolderOptions } from "./models/create-model-folder.js";
+export { type CreateModelOptions } from "./models/model.js";
+export { loadData, type DataContext } from "./data/load-data.js";
+export { dataContextForModel, type ModelDataContext } from "./data/context.js";
+export { planEpoch, type PlanOptions } from "./data/plan-epoch.js";
+export { makeCollate } from "./data/collate.js";
+export { buildWordPieceTokenizer, type BuildTokenizerOptions, type BuiltTokenizer } from "./data/build-tokenizer.js";
+export { DataError } from "./data/errors.js";
+export { dataConfigSchema, type DataConfig } from "./data/config.js";
+export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
 export {
   generateOptionsSchema,
   type GenerateOptions,

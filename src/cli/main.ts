@@ -6,6 +6,7 @@ import { hideBin } from "yargs/helpers";
 import { closest } from "../config/closest.js";
 import { doctorCommand } from "./commands/doctor.js";
 import { initCommand } from "./commands/init.js";
+import { inspectDataCommand } from "./commands/inspect-data.js";
 import { trainCommand } from "./commands/train.js";
 import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
@@ -33,12 +34,14 @@ function withSuggestion(message: string, options: string[]): string {
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
+  let reported = false;
   try {
     await yargs(argv)
       .scriptName("s2s-train")
       .command(doctorCommand)
       .command(initCommand)
       .command(trainCommand)
+      .command(inspectDataCommand)
       .command(reportCommand)
       .command(synthCommand)
       .command(generateCommand)
@@ -61,12 +64,14 @@ export async function main(argv: string[]): Promise<number> {
           const options = [...help.matchAll(/--([a-z][\w-]*)/g)].map((m) => m[1]!);  // this command's options
           process.stderr.write(`${help}\n\n${withSuggestion(message, options)}\n`);
         }
+        reported = true;
         throw new ReportedFailure();
       })
       .parseAsync();
   } catch (e) {
-    // yargs rejects with the handler's own error after .fail() reported it: report it once.
-    if (!(e instanceof ReportedFailure) && exitCode === 0) throw e;
+    // An async handler's rejection reaches .fail() too, but parseAsync then rejects with the
+    // original error: it was reported already.
+    if (!(e instanceof ReportedFailure) && !reported) throw e;
   }
   return exitCode;
 }

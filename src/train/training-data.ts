@@ -3,6 +3,10 @@
 // and the collate function that pads a micro-batch into a native batch. This file is also the one
 // place where the trainer asks src/data to load a config's data.
 import type { TrainConfig } from "../config/schema.js";
+import { makeCollate } from "../data/collate.js";
+import { dataContextForModel } from "../data/context.js";
+import { loadData } from "../data/load-data.js";
+import { planEpoch } from "../data/plan-epoch.js";
 import type { Collate, DataReport, Example, TaskKind } from "../data/types.js";
 
 export interface EpochPlanOptions {
@@ -27,15 +31,18 @@ export interface TrainingData {
 
 /**
  * Loads and prepares `config.data` for the model at `config.model.path` (its tokenizer and kind;
- * no weights are read). Data preparation lives in src/data and is connected here when it lands;
- * until then `train()` needs its `data` option. (Paths in `config` are absolute already.)
+ * no weights are read), with src/data's epoch plan and collate. (Paths in `config` are absolute
+ * already.)
  */
 export async function loadTrainingData(config: TrainConfig): Promise<TrainingData> {
-  throw Object.assign(
-    new Error(
-      `reading ${config.data.train_file} needs data preparation (src/data), which is not connected to the trainer yet; ` +
-        "pass prepared examples as train({ data }) from TypeScript",
-    ),
-    { code: "S2S_NOT_IMPLEMENTED" },
-  );
+  const ctx = dataContextForModel(config.model.path, process.cwd());
+  const data = await loadData(config.data, ctx);
+  return {
+    kind: data.kind,
+    train: data.train,
+    valid: data.valid,
+    planEpoch,
+    collate: makeCollate(data.kind, ctx.padTokenId),
+    report: data.report,
+  };
 }
