@@ -49,7 +49,6 @@ export { GenerateOptionsError } from "./generate/resolve.js";
 export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
 export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
 export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";
-export { loadChatTemplate, ChatTemplate, ChatTemplateError, type ChatMessage as ChatTemplateMessage } from "./models/chat-template.js";
 export {
   train, NonFiniteLossError, TrainConfigError,
   type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,

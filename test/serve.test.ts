@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readChatTemplate, renderChat } from "../src/data/chat-template.js";
 import { Model } from "../src/index.js";
 import { outputCheckFor } from "../src/serve/response-format.js";
 import { startServer, type RunningServer } from "../src/serve/server.js";
@@ -308,6 +309,17 @@ describe("serve: pieces", () => {
     expect(n.push("x")).toBe("Ex");
     expect(n.push("EN")).toBe("");
     expect(n.flush()).toBe("EN");  // never completed: released at the end
+  });
+
+  it("a chat template may come from chat_template.jinja (where newer transformers saves it)", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "s2s-jinja-"));
+    cpSync(path.join(models, "qwen2"), dir, { recursive: true });
+    expect(readChatTemplate(dir)).toBeUndefined();
+    writeFileSync(path.join(dir, "chat_template.jinja"), CHAT_TEMPLATE);
+    const chat = readChatTemplate(dir)!;
+    expect(chat.file).toBe(path.join(dir, "chat_template.jinja"));
+    expect(renderChat(chat, [{ role: "user", content: "w5" }], true, "test")).toBe("<|im_start|>w2 w5<|im_end|><|im_start|>w3");
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("response_format checks parse the JSON and apply the schema", () => {

@@ -2,7 +2,7 @@
 // (tokenizer_config.json's chat_template, through @huggingface/jinja), then generated as one prompt.
 import type { ServerResponse } from "node:http";
 import { z } from "zod";
-import type { ChatMessage } from "../models/chat-template.js";
+import { renderChat, type ChatMessage } from "../data/chat-template.js";
 import { badRequest, parseRequest, toApiError } from "./api-error.js";
 import { runCompletion, type CompletionChoice } from "./completion-engine.js";
 import { checkModelName, completionId, EventStream, nowSeconds, sendJson, type ServeContext } from "./http-context.js";
@@ -12,7 +12,7 @@ import { planSampling, samplingFields } from "./sampling-params.js";
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
 
 const messageSchema = z.looseObject({
-  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  role: z.enum(["system", "developer", "user", "assistant"], { error: "expected system, developer, user or assistant (tool messages need tools, which this server does not support)" }),
   content: z.union([z.string(), z.array(contentPart), z.null()]).optional(),
   name: z.string().optional(),
 });
@@ -71,9 +71,10 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
   }
   const tokenizer = ctx.model.tokenizer;
   if (!tokenizer) throw badRequest("this model folder has no tokenizer.json, so chat messages cannot be tokenized", "messages");
+  const messages = plainMessages(req.messages);
   let text: string;
   try {
-    text = ctx.chatTemplate.render(plainMessages(req.messages), { addGenerationPrompt: true });
+    text = renderChat(ctx.chatTemplate, messages, true, "messages");
   } catch (e) {
     throw badRequest((e as Error).message, "messages", "chat_template_error");
   }

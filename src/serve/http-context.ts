@@ -2,7 +2,7 @@
 // limits, and the response helpers (JSON, OpenAI errors, server-sent events).
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import type { ChatTemplate } from "../models/chat-template.js";
+import type { ChatTemplate } from "../data/chat-template.js";
 import type { Model } from "../models/model.js";
 import { ApiError } from "./api-error.js";
 import type { GenerationQueue } from "./generation-queue.js";

@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { loadModelForGeneration, type GenerationModelOptions } from "../generate/load-for-generation.js";
-import { loadChatTemplate } from "../models/chat-template.js";
+import { readChatTemplate } from "../data/chat-template.js";
 import { ApiError, toApiError } from "./api-error.js";
 import { handleChatCompletions } from "./chat-completions.js";
 import { handleCompletions } from "./completions.js";
@@ -143,7 +143,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     modelName: options.modelName ?? path.basename(path.resolve(options.model)),
     created: nowSeconds(),
     queue: new GenerationQueue(maxQueue),
-    chatTemplate: loadChatTemplate(options.model),
+    chatTemplate: readChatTemplate(options.model),
     maxBodyBytes,
     log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
   };
