@@ -34,22 +34,6 @@ export { DataError } from "./data/errors.js";
 export { dataConfigSchema, type DataConfig } from "./data/config.js";
 export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
 export {
-  generateOptionsSchema,
-  type GenerateOptions,
-  type GenerateStreamOptions,
-  type GenerateInput,
-  type GenerateResult,
-  type GeneratedSequence,
-  type GenerationStream,
-  type FinishReason,
-  type StreamChunk,
-  type TokenEvent,
-} from "./generate/options.js";
-export { GenerateOptionsError } from "./generate/resolve.js";
-export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
-export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
-export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";
-export {
   train, NonFiniteLossError, TrainConfigError,
   type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
 } from "./train/trainer.js";
@@ -83,3 +67,19 @@ export { startTrackers, trackingConfigSchema, Trackers, type TrackingConfig } fr
 export type { Tracker, RunStatus } from "./track/tracker.js";
 export { runReport, type ReportOptions, type ReportResult } from "./report/report.js";
 export { readRunFolder, type RunFolder } from "./report/run-folder.js";
+export {
+  generateOptionsSchema,
+  type GenerateOptions,
+  type GenerateStreamOptions,
+  type GenerateInput,
+  type GenerateResult,
+  type GeneratedSequence,
+  type GenerationStream,
+  type FinishReason,
+  type StreamChunk,
+  type TokenEvent,
+} from "./generate/options.js";
+export { GenerateOptionsError } from "./generate/resolve.js";
+export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
+export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
+export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";

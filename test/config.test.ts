@@ -8,6 +8,8 @@ import YAML from "yaml";
 import { ConfigError, resolveConfig } from "../src/config/load.js";
 import { editDistance, closest } from "../src/config/closest.js";
 import { runInit, defaultConfig } from "../src/config/init-run.js";
+import { bundledConfigFile } from "../src/config/bundled.js";
+import { resolveTrainConfig } from "../src/train/run-train.js";
 import { renderConfigYaml } from "../src/config/render.js";
 import { tempDir } from "./train-helpers.js";
 
@@ -162,10 +164,37 @@ describe("init and the written config", () => {
     expect(c.model.path).toBe(path.join(cwd, "models/m"));
     expect(c.data.train_file).toBe(path.join(cwd, "data/train.jsonl"));
     expect(c.output.dir).toBe(path.join(cwd, "runs/first-run"));
-    expect({ ...c.train, lr: c.train.lr }).toEqual(defaultConfig().train);
+    expect(c.train).toEqual(defaultConfig(r.dir, "m", "t").train);
     expect(() => runInit({ name: "first-run", cwd })).toThrow(/already exists .*--force/);
     expect(() => runInit({ name: "first-run", cwd, force: true })).not.toThrow();
     expect(() => runInit({ name: "../escape", cwd })).toThrow(/expected letters, digits/);
+  });
+
+  it("init with no model writes the bundled default, its paths pointing into the package", () => {
+    const cwd = tempDir();
+    const r = runInit({ name: "numbers", cwd });
+    const c = resolveConfig({ file: r.configFile, cwd: "/elsewhere" });
+    const bundled = resolveConfig({ file: bundledConfigFile("default") });
+    expect(c.model).toEqual(bundled.model);
+    expect(c.model.from_scratch).toBe(true);
+    expect(c.data).toEqual(bundled.data);
+    expect(c.train).toEqual(bundled.train);
+    expect(c.output.dir).toBe(path.join(cwd, "runs/numbers"));
+  });
+
+  it("train with no --config runs the bundled default into runs/default; --example picks another", () => {
+    const cwd = process.cwd();
+    const c = resolveTrainConfig({});
+    expect(c.model.from_scratch).toBe(true);
+    expect(c.output.dir).toBe(path.join(cwd, "runs/default"));
+    const lora = resolveTrainConfig({ example: "default-lora", flags: { "model.path": "runs/default/final" } });
+    expect(lora.model.method).toBe("lora");
+    expect(lora.model.path).toBe(path.join(cwd, "runs/default/final"));
+    expect(lora.output.dir).toBe(path.join(cwd, "runs/default-lora"));
+    expect(() => resolveTrainConfig({ example: "default-lora" })).toThrow(/model\.path/);
+    expect(() => resolveTrainConfig({ example: "nope" })).toThrow(/no such bundled config \(there are: default, default-lora\)/);
+    expect(() => resolveTrainConfig({ example: "default", config: "x.yaml" })).toThrow(/give one of them/);
+    expect(() => resolveConfig({ overrides: [...REQUIRED, "model.from_scratch=true"] })).toThrow(/needs method: full/);
   });
 
   it("a rendered config parses back to the same values", () => {

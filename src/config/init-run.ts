@@ -3,7 +3,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../io/atomic-write.js";
-import { ConfigError } from "./load.js";
+import { bundledConfigFile, DEFAULT_EXAMPLE } from "./bundled.js";
+import { ConfigError, resolveConfig } from "./load.js";
 import { renderConfigYaml } from "./render.js";
 import { trainConfigSchema, type TrainConfig } from "./schema.js";
 
@@ -24,9 +25,25 @@ export interface InitRunResult {
   configFile: string;
 }
 
-/** The default config as written by init: paths are relative to the config file's folder. */
-export function defaultConfig(model = "path/to/model-folder", trainFile = "path/to/train.jsonl"): TrainConfig {
-  const config = trainConfigSchema.parse({ model: { path: model }, data: { train_file: trainFile } });
+/**
+ * The config init writes: the bundled default (configs/default.yaml: a small T5 trained from
+ * scratch on the bundled example) unless a model or training file is given, in which case the
+ * schema's defaults around them. Paths come back relative to `runDir`, the folder of config.yaml.
+ */
+export function defaultConfig(runDir: string, model?: string, trainFile?: string): TrainConfig {
+  const relative = (p: string) => path.relative(runDir, p) || ".";
+  let config: TrainConfig;
+  if (model === undefined && trainFile === undefined) {
+    config = resolveConfig({ file: bundledConfigFile(DEFAULT_EXAMPLE) });
+    config.model.path = relative(config.model.path);
+    config.data.train_file = relative(config.data.train_file);
+    if (config.data.valid_file !== undefined) config.data.valid_file = relative(config.data.valid_file);
+  } else {
+    config = trainConfigSchema.parse({
+      model: { path: model ?? "path/to/model-folder" },
+      data: { train_file: trainFile ?? "path/to/train.jsonl" },
+    });
+  }
   config.output.dir = ".";  // the folder holding config.yaml
   return config;
 }
@@ -45,7 +62,7 @@ export function runInit(o: InitRunOptions): InitRunResult {
   // absolute one stays absolute.
   const relativeToRun = (p: string | undefined) =>
     p === undefined || path.isAbsolute(p) ? p : path.relative(dir, path.resolve(cwd, p)) || ".";
-  const config = defaultConfig(relativeToRun(o.model), relativeToRun(o.trainFile));
+  const config = defaultConfig(dir, relativeToRun(o.model), relativeToRun(o.trainFile));
   mkdirSync(dir, { recursive: true });
   writeFileAtomic(configFile, renderConfigYaml(config, [
     `s2s-train run "${o.name}". Edit this file, then: s2s-train train --config ${path.relative(cwd, configFile)}`,

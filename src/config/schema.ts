@@ -23,6 +23,7 @@ const modelSchema = z
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
     dtype: z.enum(["float32", "bfloat16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32)"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
+    from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),
     lora: loraSchema.prefault({}),
   })
   .describe("The model to fine-tune");
@@ -75,6 +76,9 @@ export const trainConfigSchema = z
     output: outputSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
+    if (c.model.from_scratch && c.model.method !== "full") {
+      ctx.addIssue({ code: "custom", path: ["model", "from_scratch"], message: "a model trained from scratch needs method: full (LoRA on random weights learns nothing useful)" });
+    }
     if (c.train.warmup_steps > 0 && c.train.warmup_ratio > 0) {
       ctx.addIssue({ code: "custom", path: ["train", "warmup_ratio"], message: "set either warmup_steps or warmup_ratio, not both" });
     }

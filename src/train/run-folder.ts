@@ -17,6 +17,8 @@ export interface RunPaths {
   trainCsv: string;
   validCsv: string;
   final: string;
+  /** The initial weights of a run trained from scratch (model.from_scratch). */
+  init: string;
 }
 
 export function runPaths(dir: string): RunPaths {
@@ -30,6 +32,7 @@ export function runPaths(dir: string): RunPaths {
     trainCsv: path.join(logs, "train.csv"),
     validCsv: path.join(logs, "valid.csv"),
     final: path.join(dir, "final"),
+    init: path.join(dir, "init"),
   };
 }
 
@@ -56,7 +59,7 @@ export function findResumeCheckpoint(paths: RunPaths, resume: true | string): st
 
 /** What an earlier run left in the folder (checkpoints/, logs/, final/). */
 function earlierRun(paths: RunPaths): string[] {
-  return [paths.checkpoints, paths.logs, paths.final].filter((p) => existsSync(p));
+  return [paths.checkpoints, paths.logs, paths.final, paths.init].filter((p) => existsSync(p));
 }
 
 /** Refuses to start from step 0 over an earlier run unless told to overwrite it. Writes nothing. */

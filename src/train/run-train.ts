@@ -1,13 +1,17 @@
 // `s2s-train train` as a function: resolve the config from file and command line, train with the
 // console on, stop cleanly on SIGINT/SIGTERM. The CLI handler only calls this.
 import type { TrainConfig } from "../config/schema.js";
-import { resolveConfig } from "../config/load.js";
+import path from "node:path";
+import { bundledConfigFile, DEFAULT_EXAMPLE } from "../config/bundled.js";
+import { ConfigError, resolveConfig } from "../config/load.js";
 import { exitStatusFor, stopOnSignals, type StopSignal } from "./stop-signals.js";
 import { train, type TrainOptions, type TrainResult } from "./trainer.js";
 
 export interface RunTrainOptions {
   /** YAML config file. */
   config?: string;
+  /** A config bundled with the package (configs/<name>.yaml); with neither, "default". */
+  example?: string;
   /** Flag values by dotted key ({"train.lr": 3e-5}). */
   flags?: Record<string, unknown>;
   /** Dotted overrides ("train.lr=3e-5"). */
@@ -31,10 +35,18 @@ export class InterruptedRunError extends Error {
   }
 }
 
-export function resolveTrainConfig(o: Pick<RunTrainOptions, "config" | "flags" | "overrides">): TrainConfig {
+export function resolveTrainConfig(o: Pick<RunTrainOptions, "config" | "example" | "flags" | "overrides">): TrainConfig {
+  if (o.config !== undefined && o.example !== undefined) {
+    throw new ConfigError([`--config ${o.config} and --example ${o.example}: give one of them`]);
+  }
+  const example = o.config === undefined ? (o.example ?? DEFAULT_EXAMPLE) : undefined;
+  const flags = { ...o.flags };
+  // A bundled config's run belongs to the user: runs/<name> under the working folder.
+  const outputGiven = flags["output.dir"] !== undefined || (o.overrides ?? []).some((t) => t.startsWith("output.dir="));
+  if (example !== undefined && !outputGiven) flags["output.dir"] = path.join("runs", example);
   return resolveConfig({
-    ...(o.config !== undefined ? { file: o.config } : {}),
-    ...(o.flags ? { flags: o.flags } : {}),
+    file: o.config ?? bundledConfigFile(example!),
+    flags,
     ...(o.overrides ? { overrides: o.overrides } : {}),
   });
 }

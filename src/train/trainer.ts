@@ -18,6 +18,7 @@ import {
 import { CsvLog, TRAIN_COLUMNS, VALID_COLUMNS } from "./csv-log.js";
 import { evaluateLoss, type GenerationMetrics } from "./evaluate.js";
 import { loadModelForTraining } from "./load-model.js";
+import { createModelFolder } from "../models/create-model-folder.js";
 import {
   changedSinceLastSession, checkFreshRun, clearEarlierRun, findResumeCheckpoint, runPaths, writeRunConfig, type RunPaths,
 } from "./run-folder.js";
@@ -148,9 +149,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // Data first: a bad row is found before any weights are read.
   const data = options.data ?? (await loadTrainingData(config));
   checkSetup(config, data, options.generationMetrics !== undefined);
-  const model = await loadModelForTraining(config, resumeFrom);
-
-  if (!resumeFrom) clearEarlierRun(paths);
+  let model;
+  if (config.model.from_scratch) {
+    // Fresh weights (seeded) in <run>/init, which later sessions and final/ read as the base.
+    if (!resumeFrom) {
+      clearEarlierRun(paths);
+      await createModelFolder(config.model.path, paths.init, { seed: config.train.seed });
+    }
+    model = await loadModelForTraining({ ...config, model: { ...config.model, path: paths.init } }, resumeFrom);
+  } else {
+    model = await loadModelForTraining(config, resumeFrom);
+    if (!resumeFrom) clearEarlierRun(paths);
+  }
   mkdirSync(paths.logs, { recursive: true });
   const log = new RunLog(paths.runLog, options.console ?? false);
   try {

@@ -21,7 +21,7 @@ const FLAG_KEYS = {
 type FlagName = keyof typeof FLAG_KEYS;
 const NUMBER_FLAGS = new Set<FlagName>(["epochs", "max-steps", "lr", "batch-size", "seed", "threads"]);
 
-type TrainArgs = { config?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number>>;
+type TrainArgs = { config?: string; example?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number>>;
 
 function flagOptions(): Record<string, Options> {
   const options: Record<string, Options> = {};
@@ -43,6 +43,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     y
       .positional("overrides", { type: "string", array: true, describe: "Dotted overrides, e.g. train.lr=3e-5 data.batch_size=8" })
       .option("config", { alias: "c", type: "string", describe: "YAML config file (s2s-train init writes one)" })
+      .option("example", { type: "string", describe: "Run a config bundled with the package (default, default-lora); with no --config, the default" })
       .option("resume", { type: "string", describe: "Continue from the latest checkpoint of the run, or from the checkpoint folder given" })
       .option("overwrite", { type: "boolean", default: false, describe: "Start from step 0 even if the run folder holds an earlier run (deletes it)" })
       .options(flagOptions()) as never,
@@ -51,6 +52,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     for (const [flag, key] of Object.entries(FLAG_KEYS)) flags[key] = args[flag as FlagName];
     await runTrain({
       ...(args.config !== undefined ? { config: args.config } : {}),
+      ...(args.example !== undefined ? { example: args.example } : {}),
       flags,
       overrides: args.overrides ?? [],
       ...(args.resume !== undefined ? { resume: args.resume } : {}),
