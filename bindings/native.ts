@@ -316,4 +316,62 @@ export interface NativeModel {
   detachLora(): void;
   /** Writes model.safetensors + config.json (a folder transformers loads). */
   saveModel(dir: string): Promise<void>;
+  /**
+   * Generates from token-id inputs (one Int32Array per input, unpadded). onTokens receives, after
+   * each greedy/sampling step, (sequence index, token id) pairs of the sequences still running;
+   * the Promise settles after the last of them was delivered. Rejects with S2S_ARGUMENT for bad
+   * settings (checked before anything runs) and S2S_BUSY while another call runs.
+   */
+  generate(inputs: Int32Array[], config: NativeGenerationConfig, onTokens?: (pairs: Int32Array) => void):
+    Promise<NativeGenerateResult>;
+  /** Stops a running generate after its current step (its sequences end with finishReason "aborted"). */
+  abortGenerate(): void;
+}
+
+/**
+ * The resolved generation settings native generate takes (transformers' GenerationConfig fields in
+ * camelCase; src/generate/ fills them from generation_config.json and the call's options).
+ * Absent fields take transformers' defaults; token ids absent or null mean "none".
+ */
+export interface NativeGenerationConfig {
+  /** Takes precedence over maxLength: max_length = input length + maxNewTokens. */
+  maxNewTokens?: number;
+  /** Total length: padded prompt (T5: the start token) + new tokens. */
+  maxLength?: number;
+  /** transformers' unset length: 20 new tokens, capped at the model's max positions. */
+  defaultLength?: boolean;
+  minNewTokens?: number;
+  minLength?: number;
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** Philox seed of the sampler (an integer < 2^53). */
+  seed?: number;
+  numBeams?: number;
+  numReturnSequences?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean | "never";
+  repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+  badWordsIds?: number[][];
+  eosTokenIds?: number[];
+  padTokenId?: number | null;
+  bosTokenId?: number | null;
+  decoderStartTokenId?: number | null;
+}
+
+export interface NativeGenerateResult {
+  /** inputs x numReturnSequences, grouped by input (beam search: best first). */
+  sequences: Array<{
+    inputIndex: number;
+    /** New tokens only, through the EOS that ended the sequence. */
+    tokenIds: Int32Array;
+    tokenLogprobs: Float32Array;
+    score: number;
+    finishReason: "eos" | "length" | "aborted";
+  }>;
+  steps: number;
+  prefillMs: number;
+  decodeMs: number;
 }

@@ -1,24 +1,26 @@
 // `npm run bench`: the benchmark suite (never part of `npm test`). Builds the native benches,
 // runs them, and writes every result as JSON under bench/results/ next to the printed tables.
 //
-//   npm run bench                                  GEMM, N-API call costs, training throughput
-//   npm run bench -- --only train                  one part: gemm | addon | train (comma list)
+//   npm run bench                                  GEMM, N-API call costs, training, generation
+//   npm run bench -- --only train                  one part: gemm | addon | train | generate (comma list)
 //   npm run bench -- --quick --threads 1,2         --quick and --threads go to gemm and train
 //   npm run bench -- --only train --configs gpt2-full,gpt2-lora --repeat 2
 //
 // GEMM options: --quick --threads --min-time --rounds. Training options (bench/train.bench.mjs):
-// --quick --threads --configs --steps --warmup --repeat --no-torch.
+// --quick --threads --configs --steps --warmup --repeat --no-torch. Generation options
+// (bench/generate.bench.mjs): --quick --threads --prompt --new --repeat --no-torch.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { buildNative, buildDir, root, run } from "./native-build.mjs";
 
-const PARTS = ["gemm", "addon", "train"];
+const PARTS = ["gemm", "addon", "train", "generate"];
 const GEMM_OPTS = { "--quick": 0, "--threads": 1, "--min-time": 1, "--rounds": 1 };
 const TRAIN_OPTS = { "--quick": 0, "--threads": 1, "--configs": 1, "--steps": 1, "--warmup": 1, "--repeat": 1, "--no-torch": 0 };
+const GENERATE_OPTS = { "--quick": 0, "--threads": 1, "--prompt": 1, "--new": 1, "--repeat": 1, "--no-torch": 0 };
 
 const argv = process.argv.slice(2);
 let only = PARTS;
-const gemmArgs = [], trainArgs = [];
+const gemmArgs = [], trainArgs = [], generateArgs = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === "--only") {
@@ -30,14 +32,15 @@ for (let i = 0; i < argv.length; i++) {
     }
     continue;
   }
-  if (!(a in GEMM_OPTS) && !(a in TRAIN_OPTS)) {
-    console.error(`bench: unknown option '${a}'. GEMM: ${Object.keys(GEMM_OPTS).join(" ")}; training: ${Object.keys(TRAIN_OPTS).join(" ")}; --only ${PARTS.join("|")}`);
+  if (!(a in GEMM_OPTS) && !(a in TRAIN_OPTS) && !(a in GENERATE_OPTS)) {
+    console.error(`bench: unknown option '${a}'. GEMM: ${Object.keys(GEMM_OPTS).join(" ")}; training: ${Object.keys(TRAIN_OPTS).join(" ")}; generation: ${Object.keys(GENERATE_OPTS).join(" ")}; --only ${PARTS.join("|")}`);
     process.exit(2);
   }
-  const n = GEMM_OPTS[a] ?? TRAIN_OPTS[a];
+  const n = GEMM_OPTS[a] ?? TRAIN_OPTS[a] ?? GENERATE_OPTS[a];
   const value = argv.slice(i + 1, i + 1 + n);
   if (a in GEMM_OPTS) gemmArgs.push(a, ...value);
   if (a in TRAIN_OPTS) trainArgs.push(a, ...value);
+  if (a in GENERATE_OPTS) generateArgs.push(a, ...value);
   i += n;
 }
 
@@ -59,5 +62,8 @@ if (only.includes("addon")) {
 }
 if (only.includes("train")) {
   status ||= run(process.execPath, [path.join(root, "bench", "train.bench.mjs"), "--json", path.join(results, `train-${stamp}.json`), ...trainArgs]);
+}
+if (only.includes("generate")) {
+  status ||= run(process.execPath, [path.join(root, "bench", "generate.bench.mjs"), "--json", path.join(results, `generate-${stamp}.json`), ...generateArgs]);
 }
 process.exit(status);

@@ -67,3 +67,19 @@ export { startTrackers, trackingConfigSchema, Trackers, type TrackingConfig } fr
 export type { Tracker, RunStatus } from "./track/tracker.js";
 export { runReport, type ReportOptions, type ReportResult } from "./report/report.js";
 export { readRunFolder, type RunFolder } from "./report/run-folder.js";
+export {
+  generateOptionsSchema,
+  type GenerateOptions,
+  type GenerateStreamOptions,
+  type GenerateInput,
+  type GenerateResult,
+  type GeneratedSequence,
+  type GenerationStream,
+  type FinishReason,
+  type StreamChunk,
+  type TokenEvent,
+} from "./generate/options.js";
+export { GenerateOptionsError } from "./generate/resolve.js";
+export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
+export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
+export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";

@@ -4,10 +4,13 @@
 // copied into the job (they are small), so JS may reuse them as soon as a call returns.
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "generate_call.h"
 #include "promise_worker.h"
 #include "s2s/io/atomic_file.h"
 #include "s2s/models/init_weights.h"
@@ -30,6 +33,8 @@ struct LoadedModel {
   s2s::LoadReport report;
   std::string config_text;                    // config.json as read, written back by saveModel
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
+  s2s::KVCache cache;                         // generation's, kept between calls (memory only grows)
+  std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
 };
 
 // A batch copied out of JS.
@@ -180,7 +185,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("saveAdapter", &ModelWrap::SaveAdapter),
                         InstanceMethod("mergeLora", &ModelWrap::MergeLora),
                         InstanceMethod("detachLora", &ModelWrap::DetachLora),
-                        InstanceMethod("saveModel", &ModelWrap::SaveModel)});
+                        InstanceMethod("saveModel", &ModelWrap::SaveModel),
+                        InstanceMethod("generate", &ModelWrap::Generate),
+                        InstanceMethod("abortGenerate", &ModelWrap::AbortGenerate)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -539,6 +546,36 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return PromiseWorker::Run(info.Env(), "s2s.model.save", keep_this(info), [lm, dir] {
         s2s::save_model(dir, *lm->model, lm->config_text);
       }, nullptr, settle);
+    });
+  }
+
+  // generate(inputs: Int32Array[], config, onTokens?) -> Promise<{sequences, steps, prefillMs,
+  // decodeMs}>: s2s::generate off the JS thread; onTokens(Int32Array of (sequence, token) pairs)
+  // after each step (greedy / sampling). The settings are checked before anything is queued.
+  Napi::Value Generate(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "generate";
+      GenerateRequest req = generate_request_arg(info[0], info[1], fn);
+      const s2s::Model& m = *loaded_->model;
+      s2s::validate_generation_config(req.config, m.config().vocab_size, m.is_encoder_decoder());
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      lm->cancel = false;
+      return run_generate(
+          info.Env(), info.This().As<Napi::Object>(),
+          info.Length() > 2 ? info[2] : info.Env().Undefined(), &lm->cancel,
+          [lm, req = std::move(req)](const s2s::GenerateHooks& hooks) {
+            return s2s::generate(*lm->model, lm->graph, lm->cache, req.inputs, req.config, hooks);
+          },
+          settle);
+    });
+  }
+
+  // abortGenerate(): the running generate stops after its current step (no-op when idle).
+  Napi::Value AbortGenerate(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      if (busy_ && std::string(busy_with_) == "generate") loaded_->cancel = true;
+      return info.Env().Undefined();
     });
   }
 

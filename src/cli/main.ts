@@ -10,6 +10,8 @@ import { inspectDataCommand } from "./commands/inspect-data.js";
 import { trainCommand } from "./commands/train.js";
 import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
+import { generateCommand } from "./commands/generate.js";
+import { serveCommand } from "./commands/serve.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -42,6 +44,8 @@ export async function main(argv: string[]): Promise<number> {
       .command(inspectDataCommand)
       .command(reportCommand)
       .command(synthCommand)
+      .command(generateCommand)
+      .command(serveCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")

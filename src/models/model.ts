@@ -4,10 +4,15 @@
 import {
   addon, withCallerStack, type ComputeDTypeName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
 } from "../../bindings/native.js";
+import { runGenerate, runGenerateStream, type GenerateContext } from "../generate/generate.js";
+import type {
+  GenerateInput, GenerateOptions, GenerateResult, GenerateStreamOptions, GenerationStream,
+} from "../generate/options.js";
 import { generationConfigSchema } from "./generation-config.js";
 import { modelConfigSchema } from "./hf-config.js";
 import { validate } from "./json-file.js";
 import { inspectModelFolder, type ModelFolder } from "./model-folder.js";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.js";
 
 export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName };
 
@@ -81,6 +86,35 @@ export class Model {
   get config() {
     return this.folder.config;
   }
+
+  /** The folder's tokenizer.json, loaded on first use; undefined when the folder has none. */
+  get tokenizer(): Tokenizer | undefined {
+    if (this.tokenizerLoaded === undefined) {
+      this.tokenizerLoaded = this.folder.tokenizerFile ? loadTokenizer(this.folder.dir) : null;
+    }
+    return this.tokenizerLoaded ?? undefined;
+  }
+
+  /**
+   * Generates from one prompt or a batch (text through the folder's tokenizer, or token ids),
+   * with transformers' generate semantics: greedy, sampling or beam search as the options and
+   * generation_config.json say. Returns numReturnSequences sequences per input, with token ids,
+   * text and scores. Aborting `options.signal` stops after the current step.
+   */
+  generate(inputs: GenerateInput | readonly GenerateInput[], options: GenerateOptions = {}): Promise<GenerateResult> {
+    return runGenerate(this.generateContext(), inputs, options);
+  }
+
+  /** One prompt's tokens as they are generated ({tokenId, text} chunks); `result` settles at the end. */
+  generateStream(prompt: GenerateInput, options: GenerateStreamOptions = {}): GenerationStream {
+    return runGenerateStream(this.generateContext(), prompt, options);
+  }
+
+  private generateContext(): GenerateContext {
+    return { native: this.native, folder: this.folder, tokenizer: () => this.tokenizer };
+  }
+
+  private tokenizerLoaded: Tokenizer | null | undefined;
 
   info() {
     return this.native.info();

@@ -68,6 +68,35 @@ class Gpt2 final : public Model {
     return decoder::causal_lm_loss(g, logits, batch, reduction);
   }
 
+  KVCacheShape self_cache_shape() const override {
+    return {config_.num_layers, config_.num_heads, config_.head_dim};
+  }
+
+  // forward() over a KV cache: the same blocks, attention through the cache, and only each
+  // row's last position goes through ln_f and the head.
+  Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
+                      int64_t T, KVCache& cache) override {
+    const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
+    const float eps = config_.norm_eps;
+    AttentionOptions attn;
+    attn.causal = true;
+    Var* x = nn::embedding(g, tokens, R, T, wte_, wpe_, positions);  // (R,T,C)
+    for (size_t l = 0; l < blocks_.size(); ++l) {
+      Block& b = blocks_[l];
+      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
+      std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
+      Var* q = g.view(qkv[0], {R, T, H, D});
+      Var* k = g.view(qkv[1], {R, T, H, D});
+      Var* v = g.view(qkv[2], {R, T, H, D});
+      Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), nullptr, attn);
+      x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
+      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
+      x = nn::add(g, x, nn::linear(g, nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_), b.mlp_proj));
+    }
+    x = nn::layernorm(g, nn::last_position(g, x), ln_f_w_, ln_f_b_, eps);  // (R,C)
+    return nn::linear(g, x, lm_head_);                                    // (R,V)
+  }
+
   std::vector<LinearModule> linear_modules() override {
     std::vector<LinearModule> out;
     for (size_t i = 0; i < blocks_.size(); ++i) {

@@ -70,6 +70,35 @@ class Llama final : public Model {
     return decoder::causal_lm_loss(g, logits, batch, reduction);
   }
 
+  KVCacheShape self_cache_shape() const override {
+    return {config_.num_layers, config_.num_kv_heads, config_.head_dim};
+  }
+
+  // forward() over a KV cache: RoPE at the given positions, grouped-query attention through the
+  // cache, and only each row's last position goes through the final norm and the head.
+  Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
+                      int64_t T, KVCache& cache) override {
+    const int64_t D = config_.head_dim, Hq = config_.num_heads, Hkv = config_.num_kv_heads;
+    const float eps = config_.norm_eps, theta = config_.rope_theta;
+    AttentionOptions attn;
+    attn.causal = true;
+    Var* x = nn::embedding(g, tokens, R, T, embed_, nullptr, nullptr);  // (R,T,C)
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      Layer& l = layers_[i];
+      Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
+      Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {R, T, Hq, D}), positions, theta);
+      Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {R, T, Hkv, D}), positions, theta);
+      Var* v = g.view(nn::linear(g, h, l.v_proj), {R, T, Hkv, D});
+      Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(i), nullptr, attn);
+      x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, Hq * D}), l.o_proj));
+      h = nn::rmsnorm(g, x, l.post_norm, eps);
+      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));
+      x = nn::add(g, x, nn::linear(g, m, l.down_proj));
+    }
+    x = nn::rmsnorm(g, nn::last_position(g, x), norm_, eps);  // (R,C)
+    return nn::linear(g, x, lm_head_);                       // (R,V)
+  }
+
   std::vector<LinearModule> linear_modules() override {
     std::vector<LinearModule> out;
     for (size_t i = 0; i < layers_.size(); ++i) {

@@ -47,13 +47,13 @@ Var* rope(Graph& g, Var* x, const int32_t* positions, float theta) {
 Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidirectional,
                       int64_t max_distance, int64_t q_offset) {
   const int64_t Hq = table->value.shape[1];
-  Var* bias = g.output({Hq, Tq, Tk}, table->trainable);
+  Var* bias = g.output({Hq, Tq, Tk}, g.tracks(table));
   T5RelativePositionOptions o;
   o.bidirectional = bidirectional;
   o.max_distance = max_distance;
   o.q_offset = q_offset;
   t5_relative_position_forward(bias->value, table->value, o);
-  if (table->trainable) {
+  if (g.tracks(table)) {
     g.on_backward([&g, table, bias, o] {
       const Tensor dbias = g.grad_if_present(bias);
       if (dbias.data != nullptr) t5_relative_position_backward(table->grad, dbias, o);

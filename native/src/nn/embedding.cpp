@@ -7,7 +7,7 @@ namespace nn {
 
 Var* embedding(Graph& g, const int32_t* ids, int64_t B, int64_t T, Param* wte, Param* wpe,
                const int32_t* positions) {
-  const bool needs_grad = wte->trainable || (wpe != nullptr && wpe->trainable);
+  const bool needs_grad = g.tracks(wte) || g.tracks(wpe);
   Var* y = g.output({B, T, wte->value.shape[1]}, needs_grad);
   const Tensor pos_table = wpe ? wpe->value : Tensor{};
   const int64_t num_pos = positions ? B * T : 0;

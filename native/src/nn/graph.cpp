@@ -29,7 +29,7 @@ Var* Graph::param(Param& p) {
   Var* v = new_var();
   v->value = p.value;
   v->param = &p;
-  v->requires_grad = p.trainable;
+  v->requires_grad = tracks(&p);
   return v;
 }
 

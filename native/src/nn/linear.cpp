@@ -17,7 +17,7 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
   for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
   shape[x->value.ndim - 1] = out_features;
   const bool needs_grad =
-      x->requires_grad || weight->trainable || (bias != nullptr && bias->trainable);
+      x->requires_grad || g.tracks(weight) || g.tracks(bias);
   Var* y = g.output(x->value.ndim, shape, needs_grad);
   const Tensor b = bias ? bias->value : Tensor{};
   linear_forward(y->value, x->value, w, b, layout);
@@ -54,7 +54,7 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w) {
   const Tensor y2 = Tensor::contiguous(y->value.data, DType::F32, {n, oc});
   const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
   matmul(y2, xa2, B->value, false, true, s, 1.0f);
-  if (xa->requires_grad || B->trainable) {
+  if (xa->requires_grad || g.tracks(B)) {
     y->requires_grad = true;
     g.on_backward([&g, y, xa, B, s, n, oc, r] {
       const Tensor dy = g.grad_if_present(y);

@@ -10,7 +10,7 @@ static int64_t rows_of(const Tensor& x) { return x.numel() / x.shape[x.ndim - 1]
 
 Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
   const bool needs_grad =
-      x->requires_grad || weight->trainable || (bias != nullptr && bias->trainable);
+      x->requires_grad || g.tracks(weight) || g.tracks(bias);
   Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
   const int64_t n = rows_of(x->value);
   Tensor mean = g.arena().tensor(DType::F32, {n});
@@ -29,7 +29,7 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
 }
 
 Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps) {
-  const bool needs_grad = x->requires_grad || weight->trainable;
+  const bool needs_grad = x->requires_grad || g.tracks(weight);
   Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
   Tensor rstd = g.arena().tensor(DType::F32, {rows_of(x->value)});
   rmsnorm_forward(y->value, rstd, x->value, weight->value, eps);

@@ -1,5 +1,6 @@
-// linear forward/backward through the GEMMs (gemm.h), bias add and dbias column sums, and the
-// reference triple loops. Legend: N rows, IC in_features, OC out_features.
+// linear forward/backward through the GEMMs (gemm.h; a forward of at most kGemvMaxRows rows
+// through gemv.h), bias add and dbias column sums, and the reference triple loops.
+// Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, twice that backward; the GEMM does the work.
 #include "s2s/ops/linear.h"
 
@@ -9,6 +10,7 @@
 #include "ops/op_util.h"
 #include "s2s/arena.h"
 #include "s2s/gemm.h"
+#include "s2s/gemv.h"
 #include "s2s/ops/cast.h"
 #include "s2s/thread_pool.h"
 
@@ -97,6 +99,19 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout) {
   const Dims d = check_forward(out, inp, weight, bias, layout);
   if (d.N == 0 || d.OC == 0) return;
+  if (d.N <= kGemvMaxRows) {
+    // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h).
+    const bool out_in = layout == WeightLayout::OutIn;
+    const float* b = opu::present(bias) ? bias.f32() : nullptr;
+    if (weight.dtype == DType::F32) {
+      gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), weight.shape[1], b,
+               out.f32(), d.OC);
+    } else {
+      gemv_bf16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), weight.shape[1], b,
+                out.f32(), d.OC);
+    }
+    return;
+  }
   float* y = out.f32();
   float beta = 0.0f;
   if (opu::present(bias)) {

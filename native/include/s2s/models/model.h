@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "s2s/generate/kv_cache.h"
 #include "s2s/models/model_config.h"
 #include "s2s/nn/functional.h"
 #include "s2s/nn/graph.h"
@@ -83,6 +84,24 @@ class Model {
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
   virtual std::vector<std::pair<std::string, std::string>> tied_aliases() const = 0;
+
+  // ---- generation (s2s/generate/): inference over a KV cache ----
+  // Run with g.no_grad set: no tape, no gradient memory. The defaults refuse (an architecture
+  // without a generation forward).
+  bool is_encoder_decoder() const { return config_.arch == Architecture::T5; }
+  // The decoder self-attention cache this model needs.
+  virtual KVCacheShape self_cache_shape() const;
+  // Encoder-decoder: the cross-attention cache (layers = 0 for decoder-only models).
+  virtual KVCacheShape cross_cache_shape() const { return {}; }
+  // `rows` x T new tokens (rows, T) at the cache's current length -> logits (rows, V) of each
+  // row's last new token. Writes the new keys/values into the cache; the caller advances it.
+  // positions (rows, T): decoder-only position ids (GPT-2's wpe row, RoPE angle); the T5
+  // decoder ignores them (its relative bias comes from the cache length).
+  virtual Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions,
+                              int64_t rows, int64_t T, KVCache& cache);
+  // Encoder-decoder: runs the encoder over batch (input_ids, attention_mask; B = the cache's
+  // cross items) and stores every decoder layer's cross-attention keys/values in the cache.
+  virtual void encode_to_cache(Graph& g, const Batch& batch, KVCache& cache);
 
  protected:
   explicit Model(ModelConfig config) : config_(std::move(config)) {}

@@ -41,6 +41,18 @@ class T5Model final : public Model {
   // when tied), as the decoder-only models list theirs.
   std::vector<LinearModule> linear_modules() override;
 
+  // Generation (t5_generation.cpp): the decoder's self-attention cache and the cross-attention
+  // cache have num_decoder_layers layers of num_heads x d_kv.
+  KVCacheShape self_cache_shape() const override;
+  KVCacheShape cross_cache_shape() const override;
+  // The decoder over T new tokens per row given the cached encoder keys/values; the relative
+  // position bias is taken at the cache length (positions are ignored).
+  Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t rows,
+                      int64_t T, KVCache& cache) override;
+  // encode() then each decoder layer's EncDecAttention k and v of the encoder output, into the
+  // cache; each item's valid length is its attention_mask's count of ones (right padding).
+  void encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) override;
+
   // (alias, param name): encoder.embed_tokens.weight and decoder.embed_tokens.weight are
   // shared.weight; lm_head.weight too when the embeddings are tied.
   std::vector<std::pair<std::string, std::string>> tied_aliases() const override;

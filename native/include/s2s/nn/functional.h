@@ -15,6 +15,7 @@
 #include "s2s/ops/linear.h"
 
 namespace s2s {
+class KVCache;  // s2s/generate/kv_cache.h
 namespace nn {
 
 // LoRA on a linear layer (PEFT semantics): y += scaling * dropout(x) A^T B^T with
@@ -68,6 +69,21 @@ Var* rope(Graph& g, Var* x, const int32_t* positions, float theta);
 // T5 relative-position bias (Hq,Tq,Tk) from table (num_buckets, Hq).
 Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidirectional,
                       int64_t max_distance, int64_t q_offset);
+
+// ---- generation: inference over a KV cache (s2s/generate/kv_cache.h), run under g.no_grad;
+// these record no backward step ----
+
+// Self-attention over the cache: k, v (R,T,Hkv,D) of the T new positions are written into
+// layer `layer` at the cache's current length, then q (R,T,Hq,D) attends each row's keys
+// [key_begin, length + T), causally within the new positions. bias (Hq,T,length+T) or null.
+Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
+                      Var* bias, const AttentionOptions& options);
+// Cross-attention of q (R,T,H,D) to the cache's encoder keys/values of `layer` (T5), each
+// row to its item's real (unpadded) encoder positions.
+Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
+                     const AttentionOptions& options);
+// x (R,T,C) -> (R,C): each row's last position (only its logits are needed when decoding).
+Var* last_position(Graph& g, Var* x);
 
 // logits (N,V), labels (N,) int32 -> a (1,) loss Var; count_out gets the counted tokens.
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,

@@ -62,12 +62,18 @@ class Graph {
   // Seeds d(loss) = dloss (loss is a one-element Var) and runs the tape backwards.
   void backward(Var* loss, float dloss = 1.0f);
 
+  // Whether layers track p's gradient in this pass: p is trainable and no_grad is off.
+  bool tracks(const Param* p) const { return !no_grad && p != nullptr && p->trainable; }
+
   Arena& arena() { return arena_; }
   template <typename T>
   T* scratch(size_t count) { return arena_.allocate_array<T>(count); }
 
   // Pass settings, read by the layers.
   bool training = false;          // dropout active
+  // Inference (generation): no layer records a backward step or marks a Var as needing a
+  // gradient, trainable params included, so a pass allocates no gradient memory.
+  bool no_grad = false;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
 

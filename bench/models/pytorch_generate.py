@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""PyTorch anchor for the generation benchmark: greedy decoding of a GPT-2 folder with a plain
+key/value cache, one configuration per process, printed as one JSON object on stdout.
+
+    /usr/bin/python3 bench/models/pytorch_generate.py --model build/bench-models/gpt2-124m \
+        --threads 2 [--batch 1] [--prompt 128] [--new 128]
+
+The model is scripts/fixtures/make_tiny_models.py's port of GPT2LMHeadModel (its weights loader
+and layer math: layer_norm, Conv1D, gelu_new, eager attention), extended here with the cache
+transformers 4.2x used ("past_key_values" tuples: each step concatenates the new key/value to
+the past ones, so the cache is re-copied every step) and the logits of the last position only.
+Greedy, fp32, no EOS (always `--new` tokens). Reported: time to first token (the prompt's
+forward), decode tokens/s (one step per token after the first, batch rows counted), the total.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "fixtures"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_tiny_models as mt  # noqa: E402  (sets torch threads to 1 on import; reset below)
+from pytorch_train import load_weights  # noqa: E402
+
+
+def forward(P, cfg, ids, past, start):
+    """GPT2LMHeadModel.forward over new tokens `ids` (B,T) at positions start..start+T-1 with the
+    past (k, v) per layer; returns last-position logits (B,V) and the new past."""
+    B, T = ids.shape
+    H, nh = cfg["n_embd"], cfg["n_head"]
+    hd = H // nh
+    eps = cfg["layer_norm_epsilon"]
+    pos = torch.arange(start, start + T).unsqueeze(0)
+    h = F.embedding(ids, P["transformer.wte.weight"]) + F.embedding(pos, P["transformer.wpe.weight"])
+    new_past = []
+    for i in range(cfg["n_layer"]):
+        p = f"transformer.h.{i}."
+        x = F.layer_norm(h, (H,), P[p + "ln_1.weight"], P[p + "ln_1.bias"], eps)
+        q, k, v = mt.hf_conv1d(x, P, p + "attn.c_attn").split(H, dim=2)
+        q, k, v = (t.view(B, T, nh, hd).permute(0, 2, 1, 3) for t in (q, k, v))
+        if past is not None:  # GPT2Attention with layer_past: torch.cat((past_key, key), dim=-2)
+            k = torch.cat((past[i][0], k), dim=-2)
+            v = torch.cat((past[i][1], v), dim=-2)
+        new_past.append((k, v))
+        Tk = k.shape[-2]
+        w = torch.matmul(q, k.transpose(-1, -2)) / (hd ** 0.5)
+        causal = torch.ones(Tk, Tk, dtype=torch.bool).tril()[Tk - T:Tk, :Tk]
+        w = torch.where(causal, w, torch.tensor(torch.finfo(w.dtype).min))
+        a = torch.matmul(F.softmax(w, dim=-1), v).permute(0, 2, 1, 3).reshape(B, T, H)
+        h = h + mt.hf_conv1d(a, P, p + "attn.c_proj")
+        x = F.layer_norm(h, (H,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], eps)
+        h = h + mt.hf_conv1d(mt.gelu_new(mt.hf_conv1d(x, P, p + "mlp.c_fc")), P, p + "mlp.c_proj")
+    h = F.layer_norm(h[:, -1, :], (H,), P["transformer.ln_f.weight"], P["transformer.ln_f.bias"], eps)
+    return F.linear(h, P["transformer.wte.weight"]), new_past
+
+
+def main(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new", type=int, default=128)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    with open(os.path.join(a.model, "config.json")) as f:
+        cfg = json.load(f)
+    P = load_weights(os.path.join(a.model, "model.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, cfg["vocab_size"] - 1, (a.batch, a.prompt), generator=g)
+    with torch.no_grad():
+        forward(P, cfg, ids[:, :8], None, 0)  # warm-up (allocator, kernels)
+        t0 = time.perf_counter()
+        logits, past = forward(P, cfg, ids, None, 0)
+        nxt = logits.argmax(-1, keepdim=True)
+        t1 = time.perf_counter()
+        for s in range(a.new - 1):
+            logits, past = forward(P, cfg, nxt, past, a.prompt + s)
+            nxt = logits.argmax(-1, keepdim=True)
+        t2 = time.perf_counter()
+    steps = a.new - 1
+    print(json.dumps({
+        "engine": "torch", "torch": torch.__version__, "threads": a.threads, "batch": a.batch,
+        "prompt": a.prompt, "new_tokens": a.new, "ttft_s": t1 - t0, "decode_s": t2 - t1,
+        "decode_tokens_per_s": a.batch * steps / (t2 - t1), "total_s": t2 - t0,
+    }))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,126 @@
+// The small-M product (s2s/gemv.h) on GPT-2 124M's decoding shapes against this machine's
+// streaming read bandwidth: achieved GB/s of weights read vs the peak a plain read loop gets.
+//
+//   build/bench_gemv [--threads N] [--read-bandwidth]
+//
+// --read-bandwidth prints only the read loop's GB/s (bench/generate.bench.mjs uses it for the
+// decoding bound). Otherwise, per (threads, M, dtype): one "token" = the 48 block layers
+// (c_attn 768x2304, attn c_proj 768x768, c_fc 768x3072, mlp c_proj 3072x768, Conv1D in_out
+// layout) + the tied head (50257x768, out_in), ~124M weights: ms per token and GB/s.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "s2s/arena.h"
+#include "s2s/cpu_features.h"
+#include "s2s/dtype.h"
+#include "s2s/gemv.h"
+#include "s2s/thread_pool.h"
+
+using namespace s2s;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+// GB/s of summing a 512 MB buffer, split over the pool's threads; best of 5.
+double read_bandwidth() {
+  const size_t n = size_t(128) << 20;  // floats
+  AlignedPtr<float> buf = make_aligned<float>(n);
+  parallel_for(int64_t(n), 1 << 20, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) buf[size_t(i)] = 1.0f;
+  });
+  double best = 1e30;
+  std::vector<float> sink(64);
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    parallel_for(int64_t(n / 64), 1 << 14, [&](int64_t b, int64_t e) {
+      float acc[16] = {};
+      for (int64_t i = b * 64; i < e * 64; i += 16)
+        for (int u = 0; u < 16; ++u) acc[u] += buf[size_t(i + u)];
+      float s = 0;
+      for (float a : acc) s += a;
+      sink[size_t(b % 64)] = s;
+    });
+    best = std::min(best, seconds(t0));
+  }
+  return double(n) * 4 / best / 1e9;
+}
+
+struct Layer {
+  bool out_in;
+  int64_t N, K;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  bool bw_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    else if (a == "--read-bandwidth") bw_only = true;
+    else {
+      std::fprintf(stderr, "usage: bench_gemv [--threads N] [--read-bandwidth]\n");
+      return 2;
+    }
+  }
+  std::vector<int> thread_list = threads > 0 ? std::vector<int>{threads} : std::vector<int>{1, 2};
+  if (bw_only) {
+    set_num_threads(thread_list[0]);
+    std::printf("read bandwidth %d thread(s): %.1f GB/s\n", thread_list[0], read_bandwidth());
+    return 0;
+  }
+  std::vector<Layer> layers;
+  for (int i = 0; i < 12; ++i) {
+    layers.push_back({false, 2304, 768});
+    layers.push_back({false, 768, 768});
+    layers.push_back({false, 3072, 768});
+    layers.push_back({false, 768, 3072});
+  }
+  layers.push_back({true, 50257, 768});
+  std::vector<std::vector<float>> W32;
+  std::vector<std::vector<uint16_t>> W16;
+  int64_t weights = 0;
+  for (const Layer& l : layers) {
+    W32.emplace_back(size_t(l.N * l.K), 0.01f);
+    W16.emplace_back(size_t(l.N * l.K), f32_to_bf16(0.01f));
+    weights += l.N * l.K;
+  }
+  std::vector<float> x(size_t(kGemvMaxRows * 3072), 0.5f), y(size_t(kGemvMaxRows * 50257));
+  std::printf("gemv on GPT-2 124M decoding shapes (%.1fM weights), ISA %s\n", weights / 1e6,
+              isa_name(active_isa()));
+  for (int t : thread_list) {
+    set_num_threads(t);
+    const double bw = read_bandwidth();
+    std::printf("threads %d: read bandwidth %.1f GB/s\n", t, bw);
+    for (int64_t M : {1, 4, 8}) {
+      for (bool bf16 : {false, true}) {
+        double best = 1e30;
+        for (int rep = 0; rep < 5; ++rep) {
+          const auto t0 = Clock::now();
+          for (size_t i = 0; i < layers.size(); ++i) {
+            const Layer& l = layers[i];
+            const int64_t ldw = l.out_in ? l.K : l.N;
+            if (bf16) {
+              gemv_bf16(l.out_in, M, l.N, l.K, x.data(), l.K, W16[i].data(), ldw, nullptr, y.data(), l.N);
+            } else {
+              gemv_f32(l.out_in, M, l.N, l.K, x.data(), l.K, W32[i].data(), ldw, nullptr, y.data(), l.N);
+            }
+          }
+          best = std::min(best, seconds(t0));
+        }
+        const double gb = double(weights) * (bf16 ? 2 : 4) / 1e9;
+        std::printf("  M %ld %-4s %7.2f ms/token  %6.1f GB/s (%3.0f%% of read bandwidth)  [%s]\n",
+                    long(M), bf16 ? "bf16" : "f32", best * 1e3, gb / best, 100 * gb / best / bw,
+                    gemv_kernel_name(bf16 ? DType::BF16 : DType::F32));
+      }
+    }
+  }
+  return 0;
+}

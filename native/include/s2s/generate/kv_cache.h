@@ -1,0 +1,96 @@
+// KVCache: the keys and values of every decoder self-attention layer for the sequences being
+// generated, allocated once for the whole generation (capacity = the longest total length), so
+// a decoding step allocates nothing; and for encoder-decoder models (T5) the cross-attention
+// keys/values of the encoder output, computed once per input and shared by its beams.
+// Memory only grows: a cache reused by the next generate call keeps its buffers.
+// Legend: R rows (sequences decoded together), Tc capacity (positions per row), L layers,
+// Hkv key/value heads, D head dim, I inputs (T5: encoder items), Te encoder length.
+//
+// Rows live in slots: row r's positions are slot slots()[r] of the (R,Tc,Hkv,D) storage. Beam
+// search reorders rows by remapping slots and copies a slot only when two rows continue the
+// same one (reorder), instead of gathering the whole cache every step.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "s2s/arena.h"
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+struct KVCacheShape {
+  int64_t layers = 0, kv_heads = 0, head_dim = 0;
+};
+
+class KVCache {
+ public:
+  // Prepares `rows` empty rows of `capacity` positions for a self-attention of this shape; every
+  // row starts at key_begin 0 in slot r. max_rows > rows reserves slots for expand().
+  void reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, int64_t max_rows = 0);
+
+  int64_t rows() const { return rows_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t length() const { return length_; }  // positions filled, the same for every row
+  const KVCacheShape& shape() const { return shape_; }
+
+  // Row r's first attended position: the left padding before it is never a key (set it right
+  // after reset, before the prompt goes in).
+  int32_t* key_begin() { return begin_.data(); }
+  const int32_t* slots() const { return slot_.data(); }
+  // length() + T for every row: the key_end of an attention over T new positions.
+  const int32_t* key_end(int64_t T);
+
+  // Layer l's storage, (S,Tc,Hkv,D) indexed by slot (S = the slots reserved, >= R).
+  Tensor keys(int64_t layer);
+  Tensor values(int64_t layer);
+  // Writes k, v (R,T,Hkv,D) at positions [length, length + T) of each row's slot.
+  void append(int64_t layer, const Tensor& k, const Tensor& v);
+  // After every layer appended T positions.
+  void advance(int64_t T);
+
+  // Beam search: new row r continues old row src[r] (keys, values and key_begin). Rows whose
+  // source is taken once keep its slot; each further row continuing the same source gets a free
+  // slot (one whose row nobody continues) and a copy of the filled positions.
+  void reorder(const int32_t* src);
+
+  // Every row becomes `copies` rows, new row r continuing old row r / copies: a prompt prefilled
+  // once, then decoded as several beams or samples. Needs rows() * copies <= the reserved slots.
+  void expand(int64_t copies);
+
+  // ---- cross-attention (encoder-decoder) ----
+  // Prepares I items of Te encoder positions; row r reads item r / rows_per_item.
+  void reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_len,
+                   int64_t rows_per_item);
+  // Layer l's encoder keys/values, (I,Te,H,D).
+  Tensor cross_keys(int64_t layer);
+  Tensor cross_values(int64_t layer);
+  // Per row: the item it reads, and its encoder key range [0, valid length).
+  const int32_t* cross_slots() const { return cross_slot_.data(); }
+  const int32_t* cross_begin() const { return cross_begin_.data(); }
+  const int32_t* cross_end() const { return cross_end_.data(); }
+  // Item i's encoder input has `len` real tokens (right padding after them is never a key).
+  void set_cross_length(int64_t item, int32_t len);
+  int64_t cross_rows_per_item() const { return rows_per_item_; }
+
+  size_t bytes() const { return self_floats_ * 4 + cross_floats_ * 4; }
+
+ private:
+  float* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
+
+  KVCacheShape shape_;
+  int64_t rows_ = 0, slots_ = 0, capacity_ = 0, length_ = 0;
+  AlignedPtr<float> self_;
+  size_t self_floats_ = 0;
+  std::vector<int32_t> slot_, begin_, end_;
+  // reorder scratch, sized by reset
+  std::vector<int32_t> new_slot_, new_begin_, free_;
+  std::vector<uint8_t> taken_, is_source_;
+
+  KVCacheShape cross_shape_;
+  int64_t items_ = 0, enc_len_ = 0, rows_per_item_ = 1;
+  AlignedPtr<float> cross_;
+  size_t cross_floats_ = 0;
+  std::vector<int32_t> cross_slot_, cross_begin_, cross_end_;
+};
+
+}  // namespace s2s

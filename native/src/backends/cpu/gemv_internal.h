@@ -1,0 +1,47 @@
+// Internal to the small-M product (s2s/gemv.h): the kernel table one ISA path fills in, shared by
+// the driver (gemv.cpp) and the per-ISA files (gemv_avx2.cpp, gemv_avx512.cpp,
+// gemv_avx512bf16.cpp). Nothing here is public API.
+// Legend: M rows of x (<= kGemvMaxRows), K inner dimension, N outputs.
+#pragma once
+#include <cstdint>
+
+namespace s2s {
+namespace gemv_detail {
+
+struct Args {
+  int64_t M, K;
+  const float* x;       // (M,K) rows strided by ldx: x itself (f32 W), or x rounded to bf16
+                        // and widened back to f32 (bf16 W, kernels that widen W)
+  const uint16_t* xb;   // the same rounded x as bf16 bits, rows strided by K (bf16 W only)
+  int64_t ldx;
+  const void* W;        // f32 or bf16 bits, (N,K) out_in or (K,N) in_out, rows strided by ldw
+  int64_t ldw;
+  const float* bias;    // (N,) or null
+  float* y;             // (M,N) rows strided by ldy
+  int64_t ldy;
+};
+
+// Computes y[:, n0:n1] completely (bias included). n0 is a multiple of the table's block for
+// the layout; n1 is a multiple of it or N.
+using KernelFn = void (*)(const Args& a, int64_t n0, int64_t n1);
+
+struct Kernels {
+  const char* name_f32;
+  const char* name_bf16;
+  KernelFn f32_out_in, f32_in_out, bf16_out_in, bf16_in_out;
+  int64_t block_out_in;  // outputs per task in the out_in layout
+  int64_t block_in_out;  // columns per task in the in_out layout
+};
+
+const Kernels& scalar_kernels();
+#if defined(S2S_HAVE_X86_KERNELS)
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+// avx512_kernels() with vdpbf16ps for bf16 W in the out_in layout when M <= 2.
+const Kernels& avx512bf16_kernels();
+// The vdpbf16ps out_in kernel (gemv_avx512bf16.cpp).
+void bf16_out_in_dpbf16(const Args& a, int64_t n0, int64_t n1);
+#endif
+
+}  // namespace gemv_detail
+}  // namespace s2s

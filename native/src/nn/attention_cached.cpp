@@ -1,0 +1,87 @@
+// nn::cached_attention, nn::cross_attention and nn::last_position: the layers a model's
+// generation forward (Model::forward_cached) composes. Inference only: they need g.no_grad (a
+// KV cache is state that a backward pass could not replay) and record nothing on the tape.
+// Legend: R rows, T new positions, Hq/Hkv heads, D head dim, C channels.
+#include <cstring>
+
+#include "s2s/generate/kv_cache.h"
+#include "s2s/nn/functional.h"
+#include "s2s/ops/attention.h"
+#include "s2s/ops/attention_cached.h"
+
+namespace s2s {
+namespace nn {
+
+namespace {
+void expect_inference(Graph& g, const char* layer) {
+  S2S_REQUIRE(g.no_grad, code::kArgument, layer,
+              "is inference-only: expected a graph with no_grad set (generation)");
+}
+}  // namespace
+
+Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
+                      Var* bias, const AttentionOptions& options) {
+  expect_inference(g, "cached_attention");
+  const Tensor& qv = q->value;
+  const int64_t R = qv.shape[0], T = qv.shape[1];
+  Var* out = g.output(qv.ndim, qv.shape, false);
+  const Tensor bias_v = bias ? bias->value : Tensor{};
+  const int32_t* begin = cache.key_begin();
+  if (cache.length() == 0 && T > 1) {
+    // Prompt prefill: the new keys are the whole sequence, so the blockwise training kernel
+    // runs on the contiguous k, v (left padding as a key mask); then they enter the cache.
+    uint8_t* mask = nullptr;
+    for (int64_t r = 0; r < R && mask == nullptr; ++r) {
+      if (begin[r] > 0) mask = g.scratch<uint8_t>(size_t(R * T));
+    }
+    if (mask != nullptr) {
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t t = 0; t < T; ++t) mask[r * T + t] = t >= begin[r] ? 1 : 0;
+    }
+    Tensor lse = g.arena().tensor(DType::F32, {R, qv.shape[2], T});
+    attention_forward(out->value, lse, qv, k->value, v->value, bias_v, mask, mask ? R * T : 0,
+                      options);
+    cache.append(layer, k->value, v->value);
+    return out;
+  }
+  cache.append(layer, k->value, v->value);
+  attention_cached_forward(out->value, qv, cache.keys(layer), cache.values(layer), cache.slots(),
+                           begin, cache.key_end(T), bias_v, options);
+  return out;
+}
+
+Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
+                     const AttentionOptions& options) {
+  expect_inference(g, "cross_attention");
+  Var* out = g.output(q->value.ndim, q->value.shape, false);
+  AttentionOptions o = options;
+  o.causal = false;
+  attention_cached_forward(out->value, q->value, cache.cross_keys(layer), cache.cross_values(layer),
+                           cache.cross_slots(), cache.cross_begin(), cache.cross_end(), Tensor{}, o);
+  return out;
+}
+
+Var* last_position(Graph& g, Var* x) {
+  const Tensor& xv = x->value;
+  S2S_REQUIRE(xv.ndim == 3, code::kShape, "last_position", "expected x (R,T,C), got ",
+              xv.shape_string());
+  const int64_t R = xv.shape[0], T = xv.shape[1], C = xv.shape[2];
+  if (T == 1) return g.view(x, {R, C});
+  Var* y = g.output({R, C}, x->requires_grad);
+  for (int64_t r = 0; r < R; ++r) {
+    std::memcpy(y->value.f32() + r * C, xv.f32() + (r * T + T - 1) * C, sizeof(float) * size_t(C));
+  }
+  if (x->requires_grad) {
+    g.on_backward([&g, x, y, R, T, C] {
+      const Tensor dy = g.grad_if_present(y);
+      if (dy.data == nullptr) return;
+      float* dx = g.grad(x).f32();
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < C; ++c) dx[(r * T + T - 1) * C + c] += dy.f32()[r * C + c];
+    });
+  }
+  return y;
+}
+
+}  // namespace nn
+}  // namespace s2s
