@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "promise_worker.h"
+#include "s2s/device.h"
 #include "s2s/io/atomic_file.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
@@ -503,7 +504,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   const char* busy_with_ = "";
 };
 
-// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16"})
+// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16",
+//                    device: "auto" | "cpu" | "cuda"})
 //   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -523,6 +525,13 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
         s2s::fail(s2s::code::kArgument, fn,
                   "expected options.computeDtype 'float32' or 'bfloat16', got '", v, "'");
       }
+    }
+    Napi::Value dev = opts.Get("device");
+    if (!dev.IsUndefined()) {
+      if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
+      // Only the CPU runs whole models for now; 'cuda' fails here with the reason (s2s/device.h).
+      s2s::resolve_model_device(
+          s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
     }
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();

@@ -2,11 +2,11 @@
 // The loop itself (schedules, accumulation over micro-batches, checkpoints) belongs to the
 // trainer; this class is one micro-batch forward/backward and one optimizer step at a time.
 import {
-  addon, withCallerStack, type ComputeDTypeName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
+  addon, withCallerStack, type ComputeDTypeName, type DeviceName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
 } from "../../bindings/native.js";
 import { inspectModelFolder, type ModelFolder } from "./model-folder.js";
 
-export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName };
+export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName, DeviceName };
 
 export interface LoadModelOptions {
   /** Keep frozen linear/embedding weights as bf16/f32 views of the mapped files (LoRA). */
@@ -16,6 +16,12 @@ export interface LoadModelOptions {
    * accumulation; master weights, gradients and AdamW state stay fp32.
    */
   computeDtype?: ComputeDTypeName;
+  /**
+   * Where the model runs (default "auto"). Whole models run on the CPU for now: "auto" picks it,
+   * and "cuda" rejects with S2S_DEVICE ("CUDA backend not built into this binary" where the
+   * addon has no CUDA backend; otherwise that the GPU model path is not wired yet).
+   */
+  device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */
   trainable?: boolean;
 }
@@ -43,6 +49,7 @@ export class Model {
       addon().loadModel(dir, {
         keepFrozenInFileDtype: options.keepFrozenInFileDtype ?? false,
         computeDtype: options.computeDtype ?? "float32",
+        device: options.device ?? "auto",
       }),
     );
     const model = new Model(folder, native);
