@@ -36,7 +36,9 @@ Context::Context(const ContextOptions& options) : options_(options) {
     throw_cuda_error(cudaErrorMemoryAllocation, "cuda", "cudaMalloc (error slot)");
   }
   error_slot_ = static_cast<unsigned long long*>(slot);
-  cudaMemset(error_slot_, 0, 4 * sizeof(unsigned long long));
+  // On this stream: a non-blocking stream does not wait for work on the legacy default stream.
+  check_cuda(cudaMemsetAsync(error_slot_, 0, 4 * sizeof(unsigned long long), s), "cuda",
+             "clearing the kernel error slot");
   const int dev = options.device;
   arena_ = std::make_unique<DeviceArena>(
       BlockSource{[dev](size_t bytes) -> void* {
@@ -73,10 +75,12 @@ void Context::synchronize() {
   activate();
   check_cuda(cudaStreamSynchronize(stream_of(*this)), "cuda", "cudaStreamSynchronize");
   unsigned long long r[4] = {0, 0, 0, 0};
-  check_cuda(cudaMemcpy(r, error_slot_, sizeof(r), cudaMemcpyDeviceToHost), "cuda",
-             "reading the kernel error slot");
+  check_cuda(cudaMemcpyAsync(r, error_slot_, sizeof(r), cudaMemcpyDeviceToHost, stream_of(*this)),
+             "cuda", "reading the kernel error slot");
+  check_cuda(cudaStreamSynchronize(stream_of(*this)), "cuda", "cudaStreamSynchronize");
   if (r[0] == 0) return;
-  check_cuda(cudaMemset(error_slot_, 0, sizeof(r)), "cuda", "clearing the kernel error slot");
+  check_cuda(cudaMemsetAsync(error_slot_, 0, sizeof(r), stream_of(*this)), "cuda",
+             "clearing the kernel error slot");
   const int64_t index = static_cast<int64_t>(r[1]);
   const int64_t value = static_cast<int64_t>(r[2]);
   const int64_t bound = static_cast<int64_t>(r[3]);
