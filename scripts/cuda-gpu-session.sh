@@ -34,6 +34,10 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
     > "$OUT/bench_cuda_train.json" 2> "$OUT/bench_cuda_train.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train.log"; cat "$OUT/bench_cuda_train.json"
+  # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family.
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
+    > "$OUT/bench_cuda_profile.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_profile.json"
 fi
 if want torch; then
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \

@@ -5,7 +5,11 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
+//                    [--profile]
 //
+// --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
+// each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
+// so the throughput figures of a profiled run are not the ones to report.
 // The step: embedding (wte + wpe) -> L x [ln1, qkv = linear, attention (causal, fused), proj,
 // residual, ln2, fc, gelu (tanh), fc proj, residual] -> ln_f -> logits = x wte^T (tied) ->
 // cross-entropy (mean) -> the whole backward -> grad norm, clip 1.0 -> fused AdamW (lr 1e-4,
@@ -24,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,6 +48,7 @@ struct Args {
   int warmup = 3, steps = 10;
   double peak_tflops = 989.0;
   bool tf32 = false;
+  bool profile = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -66,6 +72,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--steps") a.steps = std::atoi(next());
     else if (k == "--peak-tflops") a.peak_tflops = std::atof(next());
     else if (k == "--tf32") a.tf32 = true;
+    else if (k == "--profile") a.profile = true;
     else {
       std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -192,6 +199,21 @@ struct Acts {
   cuda::DeviceBuffer dres, dx, dqkv, dq, dk, dv, datt, dfc, dgelu, dln, dlogits;
 };
 
+// ",\"profile_ms\":{\"linear\":12.3,...}" (mean per timed step), or "" without --profile.
+std::string profile_json(const std::map<std::string, double>& profile, size_t steps) {
+  if (profile.empty() || steps == 0) return "";
+  std::string s = ",\"profile_ms\":{";
+  char buf[96];
+  bool first = true;
+  for (const auto& [family, seconds] : profile) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\":%.3f", first ? "" : ",", family.c_str(),
+                  seconds * 1e3 / double(steps));
+    s += buf;
+    first = false;
+  }
+  return s + "}";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,82 +270,95 @@ int main(int argc, char** argv) {
     const int32_t* d_labels = static_cast<const int32_t*>(x.labels.data());
     AttentionOptions causal;
     causal.causal = true;
+    std::map<std::string, double> profile;  // seconds per op family, summed over timed steps
+    bool timing = false;
+    auto timed = [&](const char* family, auto&& run) {
+      if (!a.profile) {
+        run();
+        return;
+      }
+      ctx.synchronize();
+      const double t0 = now_s();
+      run();
+      ctx.synchronize();
+      if (timing) profile[family] += now_s() - t0;
+    };
 
     auto step = [&](int64_t t) -> std::pair<double, double> {
       // ---- forward ----
       const Tensor emb3 = Tensor::contiguous(x.emb.data(), DType::F32, {B, T, C});
-      cuda::embedding_forward(ctx, emb3, P(model.wte).W(), P(model.wpe).W(), d_ids, N);
+      timed("embedding", [&] { cuda::embedding_forward(ctx, emb3, P(model.wte).W(), P(model.wpe).W(), d_ids, N); });
       const cuda::DeviceBuffer* resid = &x.emb;
       for (int64_t l = 0; l < a.L; ++l) {
         const Model::Layer& w = model.layers[l];
         Acts::Layer& y = x.layers[l];
-        cuda::layernorm_forward(ctx, t2(y.ln1, N, C), t1(y.ln1_mean, N), t1(y.ln1_rstd, N), t2(*resid, N, C),
-                                P(w.ln1_w).W(), P(w.ln1_b).W(), 1e-5f);
-        cuda::linear_forward(ctx, t2(y.qkv, N, 3 * C), t2(y.ln1, N, C), P(w.qkv_w).W16(), P(w.qkv_b).W());
+        timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(y.ln1, N, C), t1(y.ln1_mean, N), t1(y.ln1_rstd, N), t2(*resid, N, C),
+                                P(w.ln1_w).W(), P(w.ln1_b).W(), 1e-5f); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.qkv, N, 3 * C), t2(y.ln1, N, C), P(w.qkv_w).W16(), P(w.qkv_b).W()); });
         float* qkv = static_cast<float*>(y.qkv.data());
-        cuda::copy_columns(ctx, static_cast<float*>(y.q.data()), qkv, N, 3 * C, 0, C);
-        cuda::copy_columns(ctx, static_cast<float*>(y.k.data()), qkv, N, 3 * C, C, C);
-        cuda::copy_columns(ctx, static_cast<float*>(y.v.data()), qkv, N, 3 * C, 2 * C, C);
-        cuda::attention_forward(ctx, t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
-                                t4(y.q), t4(y.k), t4(y.v), Tensor{}, nullptr, 0, causal);
-        cuda::linear_forward(ctx, t2(y.proj, N, C), t2(y.att, N, C), P(w.proj_w).W16(), P(w.proj_b).W());
-        cuda::add_forward(ctx, t2(y.res1, N, C), t2(*resid, N, C), t2(y.proj, N, C));
-        cuda::layernorm_forward(ctx, t2(y.ln2, N, C), t1(y.ln2_mean, N), t1(y.ln2_rstd, N), t2(y.res1, N, C),
-                                P(w.ln2_w).W(), P(w.ln2_b).W(), 1e-5f);
-        cuda::linear_forward(ctx, t2(y.fc, N, 4 * C), t2(y.ln2, N, C), P(w.fc_w).W16(), P(w.fc_b).W());
-        cuda::gelu_forward(ctx, t2(y.gelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh);
-        cuda::linear_forward(ctx, t2(y.fc2, N, C), t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), P(w.fc2_b).W());
-        cuda::add_forward(ctx, t2(y.res2, N, C), t2(y.res1, N, C), t2(y.fc2, N, C));
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.q.data()), qkv, N, 3 * C, 0, C); });
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.k.data()), qkv, N, 3 * C, C, C); });
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.v.data()), qkv, N, 3 * C, 2 * C, C); });
+        timed("attention", [&] { cuda::attention_forward(ctx, t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
+                                t4(y.q), t4(y.k), t4(y.v), Tensor{}, nullptr, 0, causal); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.proj, N, C), t2(y.att, N, C), P(w.proj_w).W16(), P(w.proj_b).W()); });
+        timed("copies and adds", [&] { cuda::add_forward(ctx, t2(y.res1, N, C), t2(*resid, N, C), t2(y.proj, N, C)); });
+        timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(y.ln2, N, C), t1(y.ln2_mean, N), t1(y.ln2_rstd, N), t2(y.res1, N, C),
+                                P(w.ln2_w).W(), P(w.ln2_b).W(), 1e-5f); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.fc, N, 4 * C), t2(y.ln2, N, C), P(w.fc_w).W16(), P(w.fc_b).W()); });
+        timed("gelu", [&] { cuda::gelu_forward(ctx, t2(y.gelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.fc2, N, C), t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), P(w.fc2_b).W()); });
+        timed("copies and adds", [&] { cuda::add_forward(ctx, t2(y.res2, N, C), t2(y.res1, N, C), t2(y.fc2, N, C)); });
         resid = &y.res2;
       }
-      cuda::layernorm_forward(ctx, t2(x.lnf, N, C), t1(x.lnf_mean, N), t1(x.lnf_rstd, N), t2(*resid, N, C),
-                              P(model.lnf_w).W(), P(model.lnf_b).W(), 1e-5f);
-      cuda::linear_forward(ctx, t2(x.logits, N, V), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{});
-      const CrossEntropyResult loss =
-          cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N);
+      timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(x.lnf, N, C), t1(x.lnf_mean, N), t1(x.lnf_rstd, N), t2(*resid, N, C),
+                              P(model.lnf_w).W(), P(model.lnf_b).W(), 1e-5f); });
+      timed("linear", [&] { cuda::linear_forward(ctx, t2(x.logits, N, V), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{}); });
+      CrossEntropyResult loss{};
+      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N); });
 
       // ---- backward (gradients accumulate into the zeroed param grads) ----
-      cuda::cross_entropy_backward(ctx, t2(x.dlogits, N, V), t2(x.logits, N, V), t1(x.lse_loss, N),
-                                   d_labels, N, 1.0f, {}, /*overwrite=*/true);
-      cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
-                            t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true);
-      cuda::fill_zero(ctx, x.dres.data(), size_t(N * C) * 4);
-      cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
-                               t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N));
+      timed("loss", [&] { cuda::cross_entropy_backward(ctx, t2(x.dlogits, N, V), t2(x.logits, N, V), t1(x.lse_loss, N),
+                                   d_labels, N, 1.0f, {}, /*overwrite=*/true); });
+      timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
+                            t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true); });
+      timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dres.data(), size_t(N * C) * 4); });
+      timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
+                               t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N)); });
       for (int64_t l = a.L - 1; l >= 0; --l) {
         const Model::Layer& w = model.layers[l];
         Acts::Layer& y = x.layers[l];
         const cuda::DeviceBuffer& inp = l == 0 ? x.emb : x.layers[l - 1].res2;
         // res2 = res1 + fc2: dres flows to both.
-        cuda::linear_backward(ctx, t2(x.dgelu, N, 4 * C), P(w.fc2_w).G(), P(w.fc2_b).G(), t2(x.dres, N, C),
-                              t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), WeightLayout::OutIn, true);
-        cuda::fill_zero(ctx, x.dfc.data(), size_t(N * 4 * C) * 4);
-        cuda::gelu_backward(ctx, t2(x.dfc, N, 4 * C), t2(x.dgelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh);
-        cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.fc_w).G(), P(w.fc_b).G(), t2(x.dfc, N, 4 * C),
-                              t2(y.ln2, N, C), P(w.fc_w).W16(), WeightLayout::OutIn, true);
-        cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln2_w).G(), P(w.ln2_b).G(), t2(x.dln, N, C),
-                                 t2(y.res1, N, C), P(w.ln2_w).W(), t1(y.ln2_mean, N), t1(y.ln2_rstd, N));
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dgelu, N, 4 * C), P(w.fc2_w).G(), P(w.fc2_b).G(), t2(x.dres, N, C),
+                              t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), WeightLayout::OutIn, true); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dfc.data(), size_t(N * 4 * C) * 4); });
+        timed("gelu", [&] { cuda::gelu_backward(ctx, t2(x.dfc, N, 4 * C), t2(x.dgelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh); });
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.fc_w).G(), P(w.fc_b).G(), t2(x.dfc, N, 4 * C),
+                              t2(y.ln2, N, C), P(w.fc_w).W16(), WeightLayout::OutIn, true); });
+        timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln2_w).G(), P(w.ln2_b).G(), t2(x.dln, N, C),
+                                 t2(y.res1, N, C), P(w.ln2_w).W(), t1(y.ln2_mean, N), t1(y.ln2_rstd, N)); });
         // res1 = inp + proj.
-        cuda::linear_backward(ctx, t2(x.datt, N, C), P(w.proj_w).G(), P(w.proj_b).G(), t2(x.dres, N, C),
-                              t2(y.att, N, C), P(w.proj_w).W16(), WeightLayout::OutIn, true);
-        cuda::fill_zero(ctx, x.dq.data(), size_t(N * C) * 4);
-        cuda::fill_zero(ctx, x.dk.data(), size_t(N * C) * 4);
-        cuda::fill_zero(ctx, x.dv.data(), size_t(N * C) * 4);
-        cuda::attention_backward(ctx, t4(x.dq), t4(x.dk), t4(x.dv), Tensor{}, t4(x.datt), t4(y.q), t4(y.k),
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.datt, N, C), P(w.proj_w).G(), P(w.proj_b).G(), t2(x.dres, N, C),
+                              t2(y.att, N, C), P(w.proj_w).W16(), WeightLayout::OutIn, true); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dq.data(), size_t(N * C) * 4); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dk.data(), size_t(N * C) * 4); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dv.data(), size_t(N * C) * 4); });
+        timed("attention", [&] { cuda::attention_backward(ctx, t4(x.dq), t4(x.dk), t4(x.dv), Tensor{}, t4(x.datt), t4(y.q), t4(y.k),
                                  t4(y.v), t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
-                                 Tensor{}, nullptr, 0, causal);
-        cuda::fill_zero(ctx, x.dqkv.data(), size_t(N * 3 * C) * 4);
+                                 Tensor{}, nullptr, 0, causal); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dqkv.data(), size_t(N * 3 * C) * 4); });
         float* dqkv = static_cast<float*>(x.dqkv.data());
-        cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dq.data()), N, 3 * C, 0, C);
-        cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dk.data()), N, 3 * C, C, C);
-        cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dv.data()), N, 3 * C, 2 * C, C);
-        cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.qkv_w).G(), P(w.qkv_b).G(), t2(x.dqkv, N, 3 * C),
-                              t2(y.ln1, N, C), P(w.qkv_w).W16(), WeightLayout::OutIn, true);
-        cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln1_w).G(), P(w.ln1_b).G(), t2(x.dln, N, C),
-                                 t2(inp, N, C), P(w.ln1_w).W(), t1(y.ln1_mean, N), t1(y.ln1_rstd, N));
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dq.data()), N, 3 * C, 0, C); });
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dk.data()), N, 3 * C, C, C); });
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dv.data()), N, 3 * C, 2 * C, C); });
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.qkv_w).G(), P(w.qkv_b).G(), t2(x.dqkv, N, 3 * C),
+                              t2(y.ln1, N, C), P(w.qkv_w).W16(), WeightLayout::OutIn, true); });
+        timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln1_w).G(), P(w.ln1_b).G(), t2(x.dln, N, C),
+                                 t2(inp, N, C), P(w.ln1_w).W(), t1(y.ln1_mean, N), t1(y.ln1_rstd, N)); });
       }
-      cuda::embedding_backward(ctx, P(model.wte).G(), P(model.wpe).G(),
-                               Tensor::contiguous(x.dres.data(), DType::F32, {B, T, C}), d_ids, N);
+      timed("embedding", [&] { cuda::embedding_backward(ctx, P(model.wte).G(), P(model.wpe).G(),
+                               Tensor::contiguous(x.dres.data(), DType::F32, {B, T, C}), d_ids, N); });
 
       // ---- optimizer ----
       std::vector<Tensor> grads;
@@ -339,18 +374,20 @@ int main(int argc, char** argv) {
         f.decay = p.decay;
         opt.push_back(f);
       }
-      const double norm = cuda::grad_norm(ctx, grads);
+      double norm{};
+      timed("grad_norm", [&] { norm = cuda::grad_norm(ctx, grads); });
       const float clip = std::isfinite(norm) ? clip_coefficient(norm, 1.0) : 1.0f;
       AdamWOptions ao;
       ao.lr = 1e-4;
       ao.weight_decay = 0.1;
-      cuda::adamw_fused_update(ctx, opt, t + 1, ao, 1.0f, clip);
+      timed("adamw", [&] { cuda::adamw_fused_update(ctx, opt, t + 1, ao, 1.0f, clip); });
       ctx.synchronize();
       return {loss.loss, norm};
     };
 
     std::vector<double> times, losses;
     for (int i = 0; i < a.warmup + a.steps; ++i) {
+      timing = i >= a.warmup;
       const double t0 = now_s();
       const auto [loss, norm] = step(i);
       const double dt = now_s() - t0;
@@ -367,11 +404,11 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"cuda_train\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
-                "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu}\n",
+                "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu%s}\n",
                 st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
                 (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
                 mfu, a.peak_tflops, a.tf32 ? "true" : "false", losses.front(), losses.back(),
-                ctx.arena().peak_bytes_in_use());
+                ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str());
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_cuda_train: %s: %s\n", e.code().c_str(), e.what());
