@@ -101,6 +101,12 @@ export interface NativeAddon {
    */
   /** Loads a Hugging Face model folder (config.json + safetensors) into the native core. */
   loadModel(folder: string, options?: LoadModelNativeOptions): Promise<NativeModel>;
+  /**
+   * A new model from config.json text, every parameter trainable and randomly initialised with
+   * its family's transformers init scheme (native/include/s2s/models/init_weights.h), from a
+   * Philox stream keyed by `seed` (default 0): same seed, same weights on every machine.
+   */
+  createModel(configJson: string, options?: { seed?: number; computeDtype?: ComputeDTypeName; device?: DeviceName }): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
@@ -317,6 +323,16 @@ export interface NativeModel {
   /** accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call. */
   trainStep(batch: NativeBatch, options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number }):
     Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean }>;
+  /**
+   * Writes the trainable params' AdamW moments ("<name>.exp_avg", "<name>.exp_avg_sq", F32) and
+   * `step` (the last optimizer step taken) as one safetensors file, atomically.
+   */
+  saveOptimizerState(path: string, step: number): Promise<void>;
+  /**
+   * Loads a file saveOptimizerState wrote; it must hold exactly the trainable params (S2S_FORMAT,
+   * S2S_SHAPE or S2S_DTYPE naming the file and tensor otherwise; nothing changes then).
+   */
+  loadOptimizerState(path: string): Promise<{ step: number }>;
   /** Attaches LoRA (config as PEFT's adapter_config.json text); freezes the base. */
   applyLora(adapterConfigJson: string, seed: number): void;
   /** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors). */

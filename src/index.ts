@@ -23,3 +23,47 @@ export { Model, type LoadModelOptions, type LoraOptions, type Batch, type Optimi
 export { inspectModelFolder, type ModelFolder } from "./models/model-folder.js";
 export { SUPPORTED_MODEL_TYPES, type ModelConfig } from "./models/hf-config.js";
 export { loadTokenizer, type Tokenizer } from "./models/tokenizer.js";
+export { createModelFolder, type CreateModelFolderOptions } from "./models/create-model-folder.js";
+export { type CreateModelOptions } from "./models/model.js";
+export { loadData, type DataContext } from "./data/load-data.js";
+export { dataContextForModel, type ModelDataContext } from "./data/context.js";
+export { planEpoch, type PlanOptions } from "./data/plan-epoch.js";
+export { makeCollate } from "./data/collate.js";
+export { buildWordPieceTokenizer, type BuildTokenizerOptions, type BuiltTokenizer } from "./data/build-tokenizer.js";
+export { DataError } from "./data/errors.js";
+export { dataConfigSchema, type DataConfig } from "./data/config.js";
+export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
+export {
+  train, NonFiniteLossError, TrainConfigError,
+  type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
+} from "./train/trainer.js";
+export { runTrain, InterruptedRunError, type RunTrainOptions } from "./train/run-train.js";
+export type { TrainingData, PlanEpoch, EpochPlanOptions } from "./train/training-data.js";
+export type { GenerationMetrics, GenerationMetricsContext } from "./train/evaluate.js";
+export type { ConsoleOptions } from "./train/run-log.js";
+export { readTrainerState, type TrainerState } from "./train/trainer-state.js";
+export { resolveConfig, ConfigError, type ConfigSources } from "./config/load.js";
+export { trainConfigSchema, type TrainConfig, type TrainConfigInput } from "./config/schema.js";
+export { runInit, defaultConfig, type InitRunOptions } from "./config/init-run.js";
+export {
+  computeMetrics,
+  parseMetricNames,
+  METRIC_NAMES,
+  type MetricName,
+  type MetricsResult,
+  type MetricScores,
+  type ComputeMetricsOptions,
+} from "./metrics/compute.js";
+export { corpusBleu, sentenceBleu, bleuFromStatistics, type BleuOptions, type BleuScore } from "./metrics/bleu.js";
+export { corpusChrf, sentenceChrf, type ChrfOptions } from "./metrics/chrf.js";
+export { rougeScore, rougeScoreMulti, rougeTokenize, type RougeScore, type RougeOptions } from "./metrics/rouge.js";
+export { porterStem } from "./metrics/porter-stemmer.js";
+export { normalizeAnswer, exactMatch, tokenF1, softExactMatch, type QaRule } from "./metrics/qa.js";
+export { perplexity } from "./metrics/perplexity.js";
+export { TensorBoardWriter } from "./track/tensorboard.js";
+export { MlflowTracker, type MlflowOptions } from "./track/mlflow.js";
+export { WandbTracker, type WandbOptions } from "./track/wandb.js";
+export { startTrackers, trackingConfigSchema, Trackers, type TrackingConfig } from "./track/trackers.js";
+export type { Tracker, RunStatus } from "./track/tracker.js";
+export { runReport, type ReportOptions, type ReportResult } from "./report/report.js";
+export { readRunFolder, type RunFolder } from "./report/run-folder.js";

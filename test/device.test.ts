@@ -2,6 +2,7 @@
 // device "cuda" fails with a clear, coded error, and the GPU rows format every case.
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { formatDoctor, Model, nativeInfo, runDoctor } from "../src/index.js";
 
@@ -34,6 +35,12 @@ describe("device selection", () => {
     expect(message).toMatch(/^\[loadModel\] /);
     if (!nativeInfo().cuda.built) expect(message).toContain("CUDA backend not built into this binary");
     else expect(message).toMatch(/no usable CUDA device|does not run on the GPU yet/);
+  });
+
+  it("applies to Model.create too", async () => {
+    const config = JSON.parse(readFileSync(path.join(gpt2, "config.json"), "utf8"));
+    expect((await Model.create(config, { device: "cpu" })).info().parameters).toBeGreaterThan(0);
+    await expect(Model.create(config, { device: "cuda" })).rejects.toMatchObject({ code: "S2S_DEVICE" });
   });
 
   it("rejects an unknown device name", async () => {

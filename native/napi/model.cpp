@@ -11,11 +11,13 @@
 #include "promise_worker.h"
 #include "s2s/device.h"
 #include "s2s/io/atomic_file.h"
+#include "s2s/models/init_weights.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
 #include "s2s/nn/graph.h"
 #include "s2s/train/optimizer.h"
+#include "s2s/train/optimizer_state.h"
 
 namespace s2s_napi {
 
@@ -172,6 +174,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
                         InstanceMethod("trainStep", &ModelWrap::TrainStep),
+                        InstanceMethod("saveOptimizerState", &ModelWrap::SaveOptimizerState),
+                        InstanceMethod("loadOptimizerState", &ModelWrap::LoadOptimizerState),
                         InstanceMethod("applyLora", &ModelWrap::ApplyLora),
                         InstanceMethod("loadAdapter", &ModelWrap::LoadAdapter),
                         InstanceMethod("saveAdapter", &ModelWrap::SaveAdapter),
@@ -356,6 +360,46 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
+  // saveOptimizerState(path, step) -> Promise: the trainable params' AdamW moments and the last
+  // step taken, as one safetensors file written atomically.
+  Napi::Value SaveOptimizerState(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "saveOptimizerState";
+      const std::string file = string_arg(info, 0, fn, "a file path");
+      const double step = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+      S2S_REQUIRE(step >= 0 && step == static_cast<double>(static_cast<int64_t>(step)), s2s::code::kArgument,
+                  fn, "expected the step (an integer >= 0), got ", step);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(info.Env(), "s2s.model.save_optimizer_state", keep_this(info),
+                                [lm, file, step] {
+                                  s2s::save_optimizer_state(file, lm->model->params(),
+                                                            static_cast<int64_t>(step));
+                                },
+                                nullptr, settle);
+    });
+  }
+
+  // loadOptimizerState(path) -> Promise<{step}>: moments for exactly the trainable params.
+  Napi::Value LoadOptimizerState(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "loadOptimizerState";
+      const std::string file = string_arg(info, 0, fn, "a file path");
+      auto step = std::make_shared<int64_t>(0);
+      LoadedModel* lm = loaded_.get();
+      auto settle = claim(fn);
+      return PromiseWorker::Run(
+          info.Env(), "s2s.model.load_optimizer_state", keep_this(info),
+          [lm, file, step] { *step = s2s::load_optimizer_state(file, lm->model->params()); },
+          [step](Napi::Env env) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("step", static_cast<double>(*step));
+            return o;
+          },
+          settle);
+    });
+  }
+
   std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* fn,
                          const char* what) {
     if (i >= info.Length() || !info[i].IsString()) {
@@ -504,6 +548,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   const char* busy_with_ = "";
 };
 
+static s2s::ComputeDType compute_dtype_option(const Napi::Object& opts, const char* fn) {
+  Napi::Value cd = opts.Get("computeDtype");
+  if (cd.IsUndefined()) return s2s::ComputeDType::F32;
+  const std::string v = cd.IsString() ? cd.As<Napi::String>().Utf8Value() : "";
+  if (v == "bfloat16") return s2s::ComputeDType::BF16;
+  if (v != "float32") {
+    s2s::fail(s2s::code::kArgument, fn,
+              "expected options.computeDtype 'float32' or 'bfloat16', got '", v, "'");
+  }
+  return s2s::ComputeDType::F32;
+}
+
+// options.device: "auto" | "cpu" | "cuda". Only the CPU runs whole models for now, so this
+// checks the name and fails for 'cuda' with the reason (s2s/device.h); nothing else changes.
+static void device_option(const Napi::Object& opts, const char* fn) {
+  Napi::Value dev = opts.Get("device");
+  if (dev.IsUndefined()) return;
+  if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
+  s2s::resolve_model_device(s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
+}
+
 // loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16",
 //                    device: "auto" | "cpu" | "cuda"})
 //   -> Promise<NativeModel>
@@ -515,24 +580,8 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     Napi::Object opts = options_at(info, 1);
     s2s::LoadOptions load_options;
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
-    s2s::ComputeDType compute = s2s::ComputeDType::F32;
-    Napi::Value cd = opts.Get("computeDtype");
-    if (!cd.IsUndefined()) {
-      const std::string v = cd.IsString() ? cd.As<Napi::String>().Utf8Value() : "";
-      if (v == "bfloat16") {
-        compute = s2s::ComputeDType::BF16;
-      } else if (v != "float32") {
-        s2s::fail(s2s::code::kArgument, fn,
-                  "expected options.computeDtype 'float32' or 'bfloat16', got '", v, "'");
-      }
-    }
-    Napi::Value dev = opts.Get("device");
-    if (!dev.IsUndefined()) {
-      if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
-      // Only the CPU runs whole models for now; 'cuda' fails here with the reason (s2s/device.h).
-      s2s::resolve_model_device(
-          s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
-    }
+    const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
+    device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
@@ -555,10 +604,44 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   });
 }
 
+// createModel(configJson, {seed, computeDtype, device}) -> Promise<NativeModel>: a new model from
+// config.json text with every parameter randomly initialised (init_weights) and trainable.
+static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
+  return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    const char* fn = "createModel";
+    if (info.Length() < 1 || !info[0].IsString()) throw_argument(fn, "expected config.json text");
+    const std::string config_text = info[0].As<Napi::String>().Utf8Value();
+    Napi::Object opts = options_at(info, 1);
+    const double seed = number_option(opts, "seed", 0, fn);
+    S2S_REQUIRE(seed >= 0 && seed <= 9007199254740991.0 && seed == std::floor(seed),
+                s2s::code::kArgument, fn, "expected options.seed to be an integer >= 0, got ", seed);
+    const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
+    device_option(opts, fn);
+    auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
+    auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
+    return PromiseWorker::Run(
+        info.Env(), "s2s.create_model", KeepAlive{},
+        [config_text, seed, compute, slot] {
+          auto lm = std::make_unique<LoadedModel>();
+          lm->config_text = config_text;
+          lm->model = s2s::create_model(s2s::parse_model_config(config_text, "config.json"));
+          s2s::ParamStore& ps = lm->model->params();
+          for (s2s::Param* p : ps.all()) ps.set_trainable(*p, true);
+          s2s::init_weights(*lm->model, static_cast<uint64_t>(seed));
+          lm->model->set_compute_dtype(compute);
+          *slot = std::move(lm);
+        },
+        [slot, ctor](Napi::Env env) -> Napi::Value {
+          return ctor->New({Napi::External<LoadedModel>::New(env, slot->release())});
+        });
+  });
+}
+
 void register_model(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(ModelWrap::Define(env)));
   env.SetInstanceData<Napi::FunctionReference>(ctor);  // per-environment: worker threads too
   exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
+  exports.Set("createModel", Napi::Function::New(env, create_model_js, "createModel"));
 }
 
 }  // namespace s2s_napi

@@ -19,7 +19,8 @@ export interface Example {
   labels: Int32Array;
   /** causal only: the prompt's token count (generation-based evaluation feeds inputIds[0:promptLength]). */
   promptLength: number;
-  /** Per-label-token category ids (same length as labels), when the data carries categories. */
+  /** Per-label-token category ids (same length as labels; -1 where the label is -100), when the
+   *  data carries categories. */
   categoryIds?: Int32Array;
   /** The example's category name, when the data carries categories. */
   category?: string;
@@ -32,7 +33,7 @@ export interface DataReport {
   rows: number;
   train: number;
   valid: number;
-  /** Rows skipped (on_bad_row: skip), with file:line and why. */
+  /** Rows skipped (on_bad_row: skip), with file:line and why. `rows` = train + valid + skipped. */
   skipped: { source: string; reason: string }[];
   truncatedInputs: number;
   truncatedTargets: number;
@@ -43,6 +44,8 @@ export interface PreparedData {
   train: Example[];
   valid: Example[];
   report: DataReport;
+  /** Category names by id (Example.categoryIds index into it), when data.category_field is set. */
+  categories?: string[];
 }
 
 /** Pads a list of examples into one native batch (dynamic padding to the longest row). */

@@ -4,9 +4,21 @@
 import {
   addon, withCallerStack, type ComputeDTypeName, type DeviceName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
 } from "../../bindings/native.js";
+import { generationConfigSchema } from "./generation-config.js";
+import { modelConfigSchema } from "./hf-config.js";
+import { validate } from "./json-file.js";
 import { inspectModelFolder, type ModelFolder } from "./model-folder.js";
 
 export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName, DeviceName };
+
+export interface CreateModelOptions {
+  /** Seed of the random initialisation (default 0): the same seed gives the same weights. */
+  seed?: number;
+  /** The linear layers' matmul dtype (default "float32"). */
+  computeDtype?: ComputeDTypeName;
+  /** Where the model runs (default "auto"); as LoadModelOptions.device. */
+  device?: DeviceName;
+}
 
 export interface LoadModelOptions {
   /** Keep frozen linear/embedding weights as bf16/f32 views of the mapped files (LoRA). */
@@ -57,6 +69,26 @@ export class Model {
     return model;
   }
 
+  /**
+   * A new model initialised from scratch: `config` is a config.json object (validated like a
+   * folder's); every parameter is trainable and drawn with the family's transformers init scheme.
+   * `save(dir)` writes it as a Hugging Face folder.
+   */
+  static async create(config: Record<string, unknown>, options: CreateModelOptions = {}): Promise<Model> {
+    const source = "config (Model.create)";
+    const parsed = validate(modelConfigSchema, config, source);
+    const configText = JSON.stringify(config, null, 2) + "\n";
+    const native = await withCallerStack(() =>
+      addon().createModel(configText, {
+        seed: options.seed ?? 0, computeDtype: options.computeDtype ?? "float32", device: options.device ?? "auto",
+      }),
+    );
+    const folder: ModelFolder = {
+      dir: "", config: parsed, configText, weightFiles: [], generationConfig: generationConfigSchema.parse({}),
+    };
+    return new Model(folder, native);
+  }
+
   get config() {
     return this.folder.config;
   }
@@ -84,6 +116,16 @@ export class Model {
     return withCallerStack(() => this.native.optimizerStep(options));
   }
 
+  /** Writes the AdamW moments of the trainable params and the last step taken (safetensors). */
+  saveOptimizerState(file: string, step: number) {
+    return withCallerStack(() => this.native.saveOptimizerState(file, step));
+  }
+
+  /** Restores what saveOptimizerState wrote; returns its step. */
+  loadOptimizerState(file: string) {
+    return withCallerStack(() => this.native.loadOptimizerState(file));
+  }
+
   /** Attaches LoRA adapters (B = 0, so outputs are unchanged until trained); freezes the base. */
   applyLora(options: LoraOptions): void {
     const config = {
@@ -95,7 +137,7 @@ export class Model {
       target_modules: options.targetModules ?? null,
       use_rslora: options.useRslora ?? false,
       bias: "none",
-      base_model_name_or_path: this.folder.dir,
+      base_model_name_or_path: this.folder.dir || null,
     };
     this.native.applyLora(JSON.stringify(config), options.seed ?? 0);
   }

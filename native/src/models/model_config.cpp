@@ -121,6 +121,7 @@ void parse_gpt2(const Fields& f, ModelConfig& c) {
             "' is not supported; supported: gelu_new, gelu_pytorch_tanh, gelu");
   }
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", true);
+  c.initializer_range = f.positive_number("initializer_range", 0.02);
   c.attention_bias = true;
   if (!f.boolean("scale_attn_weights", true)) {
     f.error("scale_attn_weights false is not supported (attention is scaled by 1/sqrt(head_dim))");
@@ -157,6 +158,7 @@ void parse_llama_like(const Fields& f, ModelConfig& c, bool qwen2) {
   c.norm_eps = f.positive_number("rms_norm_eps", 1e-6);
   c.rope_theta = f.positive_number("rope_theta", 10000.0);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+  c.initializer_range = f.positive_number("initializer_range", 0.02);
   // Qwen2's q/k/v projections always carry biases (o_proj none); Llama's follow attention_bias
   // (q/k/v and o alike).
   c.attention_bias = qwen2 ? true : f.boolean("attention_bias", false);
@@ -207,6 +209,7 @@ void parse_t5(const Fields& f, ModelConfig& c) {
     f.error("feed_forward_proj '", proj, "' is not supported; supported: relu, gated-gelu");
   }
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", true);
+  c.initializer_factor = f.positive_number("initializer_factor", 1.0);
   c.dropout_rate = 0.1f;  // T5Config's default
   if (const json::Value* v = f.get("dropout_rate")) {
     if (!(v->is(json::Kind::Int) || v->is(json::Kind::Double)) || !(v->number >= 0) ||

@@ -12,6 +12,17 @@
 
 namespace s2s {
 
+void ensure_moments(Param& p) {
+  if (p.owned_moments) return;
+  // Both moments in one zeroed allocation.
+  const int64_t n = p.value.numel();
+  p.owned_moments = make_aligned<float>(static_cast<size_t>(2 * n));
+  std::memset(p.owned_moments.get(), 0, sizeof(float) * static_cast<size_t>(2 * n));
+  p.exp_avg = Tensor::contiguous(p.owned_moments.get(), DType::F32, p.value.ndim, p.value.shape);
+  p.exp_avg_sq =
+      Tensor::contiguous(p.owned_moments.get() + n, DType::F32, p.value.ndim, p.value.shape);
+}
+
 OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& config,
                                   int64_t step, double lr, float grad_scale) {
   S2S_REQUIRE(step >= 1, code::kArgument, "optimizer_step", "expected step >= 1, got ", step);
@@ -31,16 +42,7 @@ OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& con
   std::vector<AdamWFusedTensor> tensors;
   tensors.reserve(trainable.size());
   for (Param* p : trainable) {
-    if (!p->owned_moments) {
-      // Both moments in one zeroed allocation, created on the first step.
-      const int64_t n = p->value.numel();
-      p->owned_moments = make_aligned<float>(static_cast<size_t>(2 * n));
-      std::memset(p->owned_moments.get(), 0, sizeof(float) * static_cast<size_t>(2 * n));
-      p->exp_avg = Tensor::contiguous(p->owned_moments.get(), DType::F32, p->value.ndim,
-                                      p->value.shape);
-      p->exp_avg_sq = Tensor::contiguous(p->owned_moments.get() + n, DType::F32,
-                                         p->value.ndim, p->value.shape);
-    }
+    ensure_moments(*p);  // created on the first step
     // compute is the bf16 copy ParamStore::refresh_compute would re-cast (data == nullptr: none).
     tensors.push_back({p->value, p->grad, p->exp_avg, p->exp_avg_sq, p->compute, p->decay});
   }

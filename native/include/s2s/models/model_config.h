@@ -35,6 +35,10 @@ struct ModelConfig {
   bool gated_act = false;         // feed_forward_proj "gated-gelu" (v1.1 / flan)
   float dropout_rate = 0.0f;      // dropout_rate (HF default 0.1); applied only in training
 
+  // Random initialisation (init_weights): std of GPT-2 / Llama weights, T5's scale factor.
+  float initializer_range = 0.02f;   // initializer_range (gpt2, llama, qwen2)
+  float initializer_factor = 1.0f;   // initializer_factor (t5)
+
   int32_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
   int32_t decoder_start_token_id = -1;
 };

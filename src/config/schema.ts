@@ -1,0 +1,103 @@
+// The training config: one zod schema is the single definition of every key, its default and its
+// help text (types by z.infer, descriptions by .describe()). YAML files, command-line overrides
+// and `s2s-train init` all go through it. Keys keep Hugging Face's snake_case names.
+import { z } from "zod";
+import { dataConfigSchema } from "../data/config.js";
+
+const loraSchema = z
+  .strictObject({
+    r: z.number().int().positive().default(8).describe("Rank of the LoRA update"),
+    alpha: z.number().positive().default(16).describe("Scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with use_rslora)"),
+    dropout: z.number().min(0).max(1).default(0.05).describe("Dropout on the LoRA input during training"),
+    target_modules: z
+      .union([z.array(z.string().min(1)).min(1), z.literal("all-linear")])
+      .nullable()
+      .default(null)
+      .describe("Module names to adapt (matched against the end of each module path), \"all-linear\", or null for PEFT's default of the model type"),
+    use_rslora: z.boolean().default(false).describe("Rank-stabilised LoRA: scale by alpha / sqrt(r)"),
+  })
+  .describe("LoRA settings (PEFT's meaning), used when method is lora");
+
+const modelSchema = z
+  .strictObject({
+    path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
+    dtype: z.enum(["float32", "bfloat16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32)"),
+    method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
+    lora: loraSchema.prefault({}),
+  })
+  .describe("The model to fine-tune");
+
+const earlyStoppingSchema = z
+  .strictObject({
+    patience: z.number().int().min(0).default(0).describe("Stop after this many evaluations without improvement of metric_for_best_model (0: never stop early)"),
+    threshold: z.number().min(0).default(0).describe("How much better than the best an evaluation must be to count as an improvement"),
+  })
+  .describe("Early stopping on metric_for_best_model");
+
+const trainSchema = z
+  .strictObject({
+    epochs: z.number().int().positive().default(3).describe("Passes over the training data (ignored when max_steps is set)"),
+    max_steps: z.number().int().positive().nullable().default(null).describe("Optimizer steps to take; overrides epochs when set"),
+    gradient_accumulation_steps: z.number().int().positive().default(1).describe("Micro-batches per optimizer step; the loss is normalised over all their counted tokens"),
+    lr: z.number().min(0).default(5e-5).describe("Peak learning rate (AdamW)"),
+    weight_decay: z.number().min(0).default(0).describe("AdamW weight decay (not applied to biases and norm weights)"),
+    betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]).describe("AdamW beta1, beta2"),
+    eps: z.number().positive().default(1e-8).describe("AdamW epsilon"),
+    scheduler: z.enum(["constant", "linear", "cosine"]).default("linear").describe("Learning-rate schedule after warmup (transformers' curves)"),
+    warmup_steps: z.number().int().min(0).default(0).describe("Steps of linear warmup from 0 to lr"),
+    warmup_ratio: z.number().min(0).max(1).default(0).describe("Warmup as a share of all steps (rounded up); use either this or warmup_steps"),
+    max_grad_norm: z.number().min(0).default(1).describe("Clip the global gradient norm to this (0: no clipping)"),
+    seed: z.number().int().min(0).default(42).describe("Seed of data order, dropout and LoRA initialisation"),
+    logging_steps: z.number().int().positive().default(10).describe("Write a line to logs/train.csv every this many steps"),
+    eval_steps: z.number().int().positive().nullable().default(null).describe("Evaluate every this many steps (null: at the end of each epoch); also at the last step"),
+    eval_batch_size: z.number().int().positive().nullable().default(null).describe("Examples per evaluation batch (null: data.batch_size)"),
+    save_steps: z.number().int().positive().nullable().default(null).describe("Save a checkpoint every this many steps (null: at the end of each epoch); also at the last step"),
+    save_total_limit: z.number().int().positive().nullable().default(null).describe("Keep at most this many checkpoints, never deleting the best one (null: keep all)"),
+    load_best_model_at_end: z.boolean().default(false).describe("Write the best checkpoint (by metric_for_best_model) to final/ instead of the last one"),
+    metric_for_best_model: z.string().min(1).default("eval_loss").describe("Evaluation metric that defines the best checkpoint: eval_loss, perplexity or a generation metric"),
+    greater_is_better: z.boolean().nullable().default(null).describe("Whether a larger metric is better (null: false for eval_loss and perplexity, true otherwise)"),
+    early_stopping: earlyStoppingSchema.prefault({}),
+    threads: z.number().int().positive().nullable().default(null).describe("Threads for the native core (null: S2S_NUM_THREADS or every logical core)"),
+  })
+  .describe("The training loop");
+
+const outputSchema = z
+  .strictObject({
+    dir: z.string().min(1).default("runs/default").describe("Run folder: config.yaml, checkpoints/, logs/, final/"),
+  })
+  .describe("Where the run writes");
+
+export const trainConfigSchema = z
+  .strictObject({
+    model: modelSchema,
+    data: dataConfigSchema,
+    train: trainSchema.prefault({}),
+    output: outputSchema.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.train.warmup_steps > 0 && c.train.warmup_ratio > 0) {
+      ctx.addIssue({ code: "custom", path: ["train", "warmup_ratio"], message: "set either warmup_steps or warmup_ratio, not both" });
+    }
+    if (c.train.load_best_model_at_end && c.train.save_steps !== null && c.train.eval_steps !== null &&
+        c.train.save_steps % c.train.eval_steps !== 0) {
+      ctx.addIssue({
+        code: "custom", path: ["train", "save_steps"],
+        message: `with load_best_model_at_end, save_steps (${c.train.save_steps}) must be a multiple of eval_steps (${c.train.eval_steps}) so that every best evaluation has a checkpoint`,
+      });
+    }
+    if ((c.train.save_steps === null) !== (c.train.eval_steps === null) && c.train.load_best_model_at_end) {
+      ctx.addIssue({
+        code: "custom", path: ["train", c.train.save_steps === null ? "save_steps" : "eval_steps"],
+        message: "with load_best_model_at_end, set both eval_steps and save_steps, or neither (then both happen at each epoch's end)",
+      });
+    }
+  })
+  .describe("s2s-train training config");
+
+/** The resolved config, as the trainer uses it. */
+export type TrainConfig = z.infer<typeof trainConfigSchema>;
+/** The config as written in a file: every key with a default may be left out. */
+export type TrainConfigInput = z.input<typeof trainConfigSchema>;
+
+/** Keys whose values are paths: relative to the config file in a file, to the working folder on the command line. */
+export const PATH_KEYS = ["model.path", "data.train_file", "data.valid_file", "output.dir"] as const;
