@@ -5,6 +5,8 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { formatDoctor, Model, nativeInfo, runDoctor } from "../src/index.js";
+import { loadModelForTraining } from "../src/train/load-model.js";
+import { config, tempDir } from "./train-helpers.js";
 
 const gpt2 = path.resolve(import.meta.dirname, "fixtures/models/gpt2");
 const cli = path.resolve(import.meta.dirname, "../dist/src/cli/main.js");
@@ -48,6 +50,17 @@ describe("device selection", () => {
       code: "S2S_ARGUMENT",
       message: "[loadModel] expected device 'auto', 'cpu' or 'cuda', got 'gpu'",
     });
+  });
+});
+
+describe("device in the training config", () => {
+  it("defaults to auto, trains on the CPU, and refuses cuda with S2S_DEVICE", async () => {
+    const dir = tempDir();
+    expect(config("gpt2", dir).model.device).toBe("auto");
+    const model = await loadModelForTraining(config("gpt2", dir, ["model.device=cpu", "model.method=full"]));
+    expect(model.info().trainableParameters).toBeGreaterThan(0);
+    await expect(loadModelForTraining(config("gpt2", dir, ["model.device=cuda"]))).rejects.toMatchObject({ code: "S2S_DEVICE" });
+    expect(() => config("gpt2", dir, ["model.device=gpu"])).toThrow(/model\.device/);
   });
 });
 
