@@ -84,12 +84,6 @@ __device__ inline uint16_t f32_to_bf16_bits(float f) {
 }
 __device__ inline float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 
-}  // namespace cuda
-}  // namespace s2s
-
-namespace s2s {
-namespace cuda {
-
 // f32 <-> f16 with dtype.h's exact rule (cast.cpp's branch-free form): RNE, subnormals kept,
 // overflow to Inf, NaN to the quiet NaN 0x7e00 with its sign. CUDA's __float2half_rn rounds the
 // same way but returns a different NaN, so the CPU's bits are reproduced here instead.
