@@ -32,6 +32,29 @@ export interface NativeInfo {
   /** Kernel family -> the implementation the active ISA runs, e.g. gemm_f32: "avx512 …". */
   kernels: Record<string, string>;
   threads: number;
+  /** The CUDA backend: compiled into this binary or not, and the GPUs the runtime sees. */
+  cuda: CudaInfo;
+}
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  /** e.g. "9.0" for an H100. */
+  computeCapability: string;
+  multiprocessors: number;
+  totalBytes: number;
+  freeBytes: number;
+}
+
+export interface CudaInfo {
+  built: boolean;
+  /** e.g. 13000 for CUDA 13.0; 0 when not built. */
+  runtimeVersion: number;
+  /** The newest CUDA version the driver supports; 0 when there is no driver. */
+  driverVersion: number;
+  devices: CudaDeviceInfo[];
+  /** Why no device is usable (not built, no driver, no GPU), when `devices` is empty. */
+  problem?: string;
 }
 
 export interface MatmulOptions {
@@ -83,7 +106,7 @@ export interface NativeAddon {
    * its family's transformers init scheme (native/include/s2s/models/init_weights.h), from a
    * Philox stream keyed by `seed` (default 0): same seed, same weights on every machine.
    */
-  createModel(configJson: string, options?: { seed?: number; computeDtype?: ComputeDTypeName }): Promise<NativeModel>;
+  createModel(configJson: string, options?: { seed?: number; computeDtype?: ComputeDTypeName; device?: DeviceName }): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
@@ -239,7 +262,12 @@ export interface LoadModelNativeOptions {
   keepFrozenInFileDtype?: boolean;
   /** Default "float32". "bfloat16" keeps a bf16 copy of every linear weight (2 bytes/element). */
   computeDtype?: ComputeDTypeName;
+  /** Default "auto" (the CPU for now). "cuda" rejects with S2S_DEVICE until models run on GPUs. */
+  device?: DeviceName;
 }
+
+/** Where a model runs: "auto" picks the best available (today the CPU), or name one. */
+export type DeviceName = "auto" | "cpu" | "cuda";
 
 /** A batch of token ids (row-major int32); labels equal to -100 are not counted by the loss. */
 export interface NativeBatch {

@@ -1,5 +1,6 @@
 // `s2s-train doctor`: everything a bug report needs about this install, as data and as text.
 import os from "node:os";
+import type { CudaInfo } from "../bindings/native.js";
 import { nativeInfo, type NativeInfo } from "./system.js";
 
 export interface DoctorReport {
@@ -36,7 +37,26 @@ export function formatDoctor(r: DoctorReport): string {
     ["active path", n.activeIsa + (n.activeIsa === n.bestIsa ? " (best available)" : ` (best: ${n.bestIsa})`)],
     ...Object.entries(n.kernels).map(([family, name]): [string, string] => [`kernel ${family}`, name]),
     ["threads", String(n.threads)],
+    ...gpuRows(n.cuda),
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+}
+
+/** "gpu" rows: whether the CUDA backend is in this binary, and each device the runtime sees. */
+function gpuRows(cuda: CudaInfo): [string, string][] {
+  if (!cuda.built) return [["gpu", "CUDA backend not built into this binary (CPU only)"]];
+  const version = (v: number) => `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
+  const head = `CUDA backend built (runtime ${version(cuda.runtimeVersion)}` +
+    (cuda.driverVersion > 0 ? `, driver supports ${version(cuda.driverVersion)})` : ", no driver)");
+  if (cuda.devices.length === 0) return [["gpu", `${head}; no usable device: ${cuda.problem ?? "none found"}`]];
+  const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+  return [
+    ["gpu", head],
+    ...cuda.devices.map((d): [string, string] => [
+      `gpu ${d.index}`,
+      `${d.name} (compute ${d.computeCapability}, ${d.multiprocessors} SMs, ` +
+        `${gib(d.totalBytes)} GiB, ${gib(d.freeBytes)} GiB free)`,
+    ]),
+  ];
 }

@@ -2,7 +2,7 @@
 export { Tensor, type DTypeName } from "./tensor.js";
 export { matmul, type MatmulArgs } from "./matmul.js";
 export { layerNorm, layerNormBackward, softmax, gelu, attention, crossEntropy, adamwUpdate, type AttentionArgs } from "./ops.js";
-export type { AdamWOptions, CrossEntropyOptions } from "../bindings/native.js";
+export type { AdamWOptions, CrossEntropyOptions, CudaInfo, CudaDeviceInfo, DeviceName } from "../bindings/native.js";
 export { nativeInfo, setNumThreads, setIsa, type IsaName, type NativeInfo } from "./system.js";
 export { runDoctor, formatDoctor, type DoctorReport } from "./doctor.js";
 export { isNativeError, type NativeError } from "../bindings/native.js";
@@ -33,19 +33,6 @@ export { buildWordPieceTokenizer, type BuildTokenizerOptions, type BuiltTokenize
 export { DataError } from "./data/errors.js";
 export { dataConfigSchema, type DataConfig } from "./data/config.js";
 export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
-export {
-  generateOptionsSchema,
-  type GenerateOptions,
-  type GenerateStreamOptions,
-  type GenerateInput,
-  type GenerateResult,
-  type GeneratedSequence,
-  type GenerationStream,
-  type FinishReason,
-  type StreamChunk,
-  type TokenEvent,
-} from "./generate/options.js";
-export { GenerateOptionsError } from "./generate/resolve.js";
 export {
   train, NonFiniteLossError, TrainConfigError,
   type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
@@ -87,3 +74,19 @@ export { generationMetricsFor } from "./eval/generation-metrics.js";
 export { readEvalRows, type EvalRow, type EvalFields } from "./eval/read-eval-rows.js";
 export { loadLocalBackend, ModelGenerator, LocalModelBackend } from "./llm/local-backend.js";
 export { readRunFolder, type RunFolder } from "./report/run-folder.js";
+export {
+  generateOptionsSchema,
+  type GenerateOptions,
+  type GenerateStreamOptions,
+  type GenerateInput,
+  type GenerateResult,
+  type GeneratedSequence,
+  type GenerationStream,
+  type FinishReason,
+  type StreamChunk,
+  type TokenEvent,
+} from "./generate/options.js";
+export { GenerateOptionsError } from "./generate/resolve.js";
+export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
+export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
+export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";

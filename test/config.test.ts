@@ -195,6 +195,10 @@ describe("init and the written config", () => {
     expect(() => resolveTrainConfig({ example: "nope" })).toThrow(/no such bundled config \(there are: default, default-lora\)/);
     expect(() => resolveTrainConfig({ example: "default", config: "x.yaml" })).toThrow(/give one of them/);
     expect(() => resolveConfig({ overrides: [...REQUIRED, "model.from_scratch=true"] })).toThrow(/needs method: full/);
+    // Naming a model or data without a config is the user's own run, never the example's.
+    const own = resolveTrainConfig({ overrides: REQUIRED });
+    expect(own.model.from_scratch).toBe(false);
+    expect(own.model.method).toBe("lora");
   });
 
   it("a rendered config parses back to the same values", () => {

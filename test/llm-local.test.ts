@@ -7,7 +7,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { Model } from "../src/models/model.js";
 import { loadLocalBackend, ModelGenerator } from "../src/llm/local-backend.js";
-import { readChatTemplate, render } from "../src/data/chat-template.js";
+import { readChatTemplate, renderChat } from "../src/data/chat-template.js";
 import { loadSynthConfig } from "../src/synth/config.js";
 import { runSynth } from "../src/synth/run-synth.js";
 import { splitSlices } from "../src/synth/curate.js";
@@ -32,13 +32,13 @@ describe("chat templates", () => {
     const dir = chatModel("{{ bos_token }}|{{ eos_token }}|{% for m in messages %}{{ m.role }}={{ m.content }};{% endfor %}{{ add_generation_prompt }}");
     const chat = readChatTemplate(dir)!;
     expect(chat.variables).toEqual({ eos_token: "<|endoftext|>", pad_token: "<|endoftext|>" });  // bos_token and unk_token are null there
-    expect(render(chat, [{ role: "user", content: "hi" }], true, "test")).toBe("|<|endoftext|>|user=hi;true");
+    expect(renderChat(chat, [{ role: "user", content: "hi" }], true, "test")).toBe("|<|endoftext|>|user=hi;true");
     expect(readChatTemplate(path.join(modelsRoot, "gpt2"))).toBeUndefined();
   });
 
   it("picks the \"default\" of named templates, and names the file of a broken one", () => {
     const named = chatModel([{ name: "tool_use", template: "T" }, { name: "default", template: "D" }]);
-    expect(render(readChatTemplate(named)!, [], false, "test")).toBe("D");
+    expect(renderChat(readChatTemplate(named)!, [], false, "test")).toBe("D");
     const broken = chatModel("{% for m in messages %}");
     expect(() => readChatTemplate(broken)).toThrow(`${path.join(broken, "tokenizer_config.json")}: chat_template is not a template @huggingface/jinja can parse`);
   });

@@ -12,6 +12,7 @@
 
 #include "generate_call.h"
 #include "promise_worker.h"
+#include "s2s/device.h"
 #include "s2s/io/atomic_file.h"
 #include "s2s/models/init_weights.h"
 #include "s2s/models/lora.h"
@@ -596,7 +597,17 @@ static s2s::ComputeDType compute_dtype_option(const Napi::Object& opts, const ch
   return s2s::ComputeDType::F32;
 }
 
-// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16"})
+// options.device: "auto" | "cpu" | "cuda". Only the CPU runs whole models for now, so this
+// checks the name and fails for 'cuda' with the reason (s2s/device.h); nothing else changes.
+static void device_option(const Napi::Object& opts, const char* fn) {
+  Napi::Value dev = opts.Get("device");
+  if (dev.IsUndefined()) return;
+  if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
+  s2s::resolve_model_device(s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
+}
+
+// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16",
+//                    device: "auto" | "cpu" | "cuda"})
 //   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -607,6 +618,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     s2s::LoadOptions load_options;
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
+    device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
@@ -629,7 +641,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   });
 }
 
-// createModel(configJson, {seed, computeDtype}) -> Promise<NativeModel>: a new model from
+// createModel(configJson, {seed, computeDtype, device}) -> Promise<NativeModel>: a new model from
 // config.json text with every parameter randomly initialised (init_weights) and trainable.
 static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -641,6 +653,7 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
     S2S_REQUIRE(seed >= 0 && seed <= 9007199254740991.0 && seed == std::floor(seed),
                 s2s::code::kArgument, fn, "expected options.seed to be an integer >= 0, got ", seed);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
+    device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(

@@ -5,6 +5,7 @@
 
 #include "errors.h"
 #include "s2s/cpu_features.h"
+#include "s2s/device.h"
 #include "s2s/kernels.h"
 #include "s2s/thread_pool.h"
 
@@ -27,7 +28,27 @@ static Napi::Value info(const Napi::CallbackInfo& cb) {
     out.Set("version", S2S_VERSION);
     out.Set("compiler", S2S_COMPILER);
     out.Set("napiVersion", NAPI_VERSION);
-    out.Set("backends", strings(env, {"cpu"}));
+    const s2s::CudaStatus cs = s2s::cuda_status();
+    out.Set("backends", cs.built ? strings(env, {"cpu", "cuda"}) : strings(env, {"cpu"}));
+    Napi::Object cuda = Napi::Object::New(env);
+    cuda.Set("built", cs.built);
+    cuda.Set("runtimeVersion", cs.runtime_version);
+    cuda.Set("driverVersion", cs.driver_version);
+    Napi::Array devices = Napi::Array::New(env, cs.devices.size());
+    for (size_t i = 0; i < cs.devices.size(); ++i) {
+      const s2s::CudaDeviceInfo& d = cs.devices[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", d.index);
+      o.Set("name", d.name);
+      o.Set("computeCapability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+      o.Set("multiprocessors", d.multiprocessors);
+      o.Set("totalBytes", static_cast<double>(d.total_bytes));
+      o.Set("freeBytes", static_cast<double>(d.free_bytes));
+      devices.Set(static_cast<uint32_t>(i), o);
+    }
+    cuda.Set("devices", devices);
+    if (!cs.problem.empty()) cuda.Set("problem", cs.problem);
+    out.Set("cuda", cuda);
     const s2s::CpuFeatures& f = s2s::cpu_features();
     Napi::Object cpu = Napi::Object::New(env);
     cpu.Set("vendor", f.vendor);

@@ -11,6 +11,8 @@ import { trainCommand } from "./commands/train.js";
 import { evalCommand } from "./commands/eval.js";
 import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
+import { generateCommand } from "./commands/generate.js";
+import { serveCommand } from "./commands/serve.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -44,6 +46,8 @@ export async function main(argv: string[]): Promise<number> {
       .command(inspectDataCommand)
       .command(reportCommand)
       .command(synthCommand)
+      .command(generateCommand)
+      .command(serveCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")

@@ -1,8 +1,8 @@
 // Chat templates (tokenizer_config.json's "chat_template", Jinja) through @huggingface/jinja, the
-// same renderer transformers.js uses. A row becomes a user turn (the rendered prompt) and an
+// same renderer transformers.js uses; `s2s-train serve` renders chat requests with renderChat. A row becomes a user turn (the rendered prompt) and an
 // assistant turn (the target); what the template prints after the prompt-with-generation-prompt
 // is the completion, the part a causal model learns.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { readJsonFile } from "../models/json-file.js";
@@ -30,12 +30,19 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
-/** The model folder's chat template, or undefined when its tokenizer_config.json has none. */
+/**
+ * The model folder's chat template, or undefined when it has none: tokenizer_config.json's
+ * chat_template, else chat_template.jinja (where transformers >= 4.47 saves it).
+ */
 export function readChatTemplate(modelDir: string): ChatTemplate | undefined {
-  const file = path.join(modelDir, "tokenizer_config.json");
-  if (!existsSync(file)) return undefined;
-  const config = readJsonFile(file).value as Record<string, unknown>;
+  let file = path.join(modelDir, "tokenizer_config.json");
+  const config = existsSync(file) ? readJsonFile(file).value as Record<string, unknown> : {};
   let source = config.chat_template;
+  const jinjaFile = path.join(modelDir, "chat_template.jinja");
+  if (source === undefined && existsSync(jinjaFile)) {
+    source = readFileSync(jinjaFile, "utf8");
+    file = jinjaFile;
+  }
   // Some tokenizers list several named templates; "default" is the one transformers picks.
   if (Array.isArray(source)) {
     const named = source.find((t) => (t as { name?: unknown })?.name === "default") as { template?: unknown } | undefined;
@@ -54,8 +61,8 @@ export function readChatTemplate(modelDir: string): ChatTemplate | undefined {
   }
 }
 
-/** The conversation rendered (with the assistant's opening when addGenerationPrompt); errors name `source`. */
-export function render(chat: ChatTemplate, messages: readonly ChatMessage[], addGenerationPrompt: boolean, source: string): string {
+/** The conversation as the template prints it; `source` names the data in errors. */
+export function renderChat(chat: ChatTemplate, messages: ChatMessage[], addGenerationPrompt: boolean, source: string): string {
   try {
     return chat.template.render({ ...chat.variables, messages, add_generation_prompt: addGenerationPrompt });
   } catch (e) {
@@ -72,8 +79,8 @@ export function chatPromptAndCompletion(
 ): { prompt: string; completion: string } {
   const head: ChatMessage[] = systemPrompt === undefined ? [] : [{ role: "system", content: systemPrompt }];
   head.push({ role: "user", content: prompt });
-  const promptText = render(chat, head, true, source);
-  const full = render(chat, [...head, { role: "assistant", content: target }], false, source);
+  const promptText = renderChat(chat, head, true, source);
+  const full = renderChat(chat, [...head, { role: "assistant", content: target }], false, source);
   if (!full.startsWith(promptText)) {
     throw new DataError(source, `the chat template (${chat.file}) does not render the conversation as the prompt followed by the answer, so the completion cannot be told apart`);
   }

@@ -3,6 +3,7 @@
 // scores, byCategory} plus what was evaluated). The report (src/report) reads exactly these.
 import path from "node:path";
 import { writeFileAtomic, writeJsonlAtomic } from "../io/atomic-write.js";
+import { snakeCase } from "../generate/option-flags.js";
 import type { GenerateOptions } from "../generate/options.js";
 import type { GenerationEvaluation } from "./evaluate-generation.js";
 
@@ -14,7 +15,7 @@ export function generationSettings(options: GenerateOptions): Record<string, unk
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(options)) {
     if (key === "signal" || key === "onToken" || value === undefined) continue;
-    out[key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = value;
+    out[snakeCase(key)] = value;
   }
   return out;
 }

@@ -1,14 +1,15 @@
 // `s2s-train eval` as a function: load the model (+ adapter, merged), read the examples, generate
 // for every one in batches, score, write predictions.jsonl and metrics.json into the output
 // folder, and return the scores with a printable table. The CLI handler only calls this.
+import { existsSync } from "node:fs";
 import path from "node:path";
 import type { ComputeDTypeName } from "../../bindings/native.js";
 import { encodePrompt } from "../data/build-example.js";
-import { readChatTemplate, render } from "../data/chat-template.js";
+import { readChatTemplate, renderChat } from "../data/chat-template.js";
 import type { GenerateOptions } from "../generate/options.js";
 import { parseMetricNames } from "../metrics/compute.js";
 import { FileFormatError } from "../models/json-file.js";
-import { loadModelWithAdapter } from "../models/load-with-adapter.js";
+import { loadModelForGeneration } from "../generate/load-for-generation.js";
 import { inspectModelFolder } from "../models/model-folder.js";
 import { setNumThreads } from "../system.js";
 import { formatMetricsTable, generationSettings, writeEvalFiles } from "./eval-files.js";
@@ -63,6 +64,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   if (o.maxSamples !== undefined && (!Number.isInteger(o.maxSamples) || o.maxSamples < 1)) {
     throw new Error(`--max-samples: expected an integer >= 1, got ${o.maxSamples}`);
   }
+  if (o.generation?.addSpecialTokens !== undefined) {
+    throw new Error("--add-special-tokens does not apply to eval: prompts get the special tokens training gave them");
+  }
   const batchSize = o.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`--batch-size: expected an integer >= 1, got ${batchSize}`);
   let rows = readEvalRows(o.data, {
@@ -73,6 +77,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   });
   if (o.maxSamples !== undefined) rows = rows.slice(0, o.maxSamples);
   if (o.threads !== undefined) setNumThreads(o.threads);
+  if (o.adapter !== undefined && !existsSync(path.join(o.adapter, "adapter_config.json"))) {
+    throw new FileFormatError(o.adapter, "is not a PEFT adapter folder (adapter_config.json is missing)");
+  }
 
   const chat = o.chatTemplate ? readChatTemplate(o.model) : undefined;
   if (o.chatTemplate && !chat) throw new FileFormatError(path.join(o.model, "tokenizer_config.json"), "--chat-template: the model has no chat_template");
@@ -81,7 +88,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   const kind = inspectModelFolder(o.model).config.model_type === "t5" ? "seq2seq" : "causal";
   if (chat && kind === "seq2seq") throw new Error("--chat-template applies to decoder-only chat models; this model is seq2seq");
 
-  const model = await loadModelWithAdapter(o.model, o.adapter, o.dtype);
+  const model = await loadModelForGeneration({
+    model: o.model, ...(o.adapter !== undefined ? { adapter: o.adapter } : {}), ...(o.dtype ? { dtype: o.dtype } : {}),
+  });
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");
   // The prompt as training tokenized it (src/data/build-example.ts): T5 inputs keep the
@@ -90,7 +99,7 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   const promptIds = (r: EvalRow): number[] => {
     if (chat) {
       const messages = [...(o.systemPrompt !== undefined ? [{ role: "system" as const, content: o.systemPrompt }] : []), { role: "user" as const, content: r.input }];
-      return tokenizer.encode(render(chat, messages, true, r.source), { add_special_tokens: false }).ids;
+      return tokenizer.encode(renderChat(chat, messages, true, r.source), { add_special_tokens: false }).ids;
     }
     return encodePrompt(tokenizer, kind, r.input);
   };

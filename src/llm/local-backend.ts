@@ -4,10 +4,10 @@
 import { encodePrompt } from "../data/build-example.js";
 import type { TaskKind } from "../data/types.js";
 import type { GenerateOptions } from "../generate/options.js";
-import { loadModelWithAdapter } from "../models/load-with-adapter.js";
+import { loadModelForGeneration } from "../generate/load-for-generation.js";
 import type { Model } from "../models/model.js";
 import { Semaphore } from "../util/semaphore.js";
-import { readChatTemplate, render, type ChatTemplate } from "../data/chat-template.js";
+import { readChatTemplate, renderChat, type ChatTemplate } from "../data/chat-template.js";
 import type { ChatMessage, CompletionRequest, CompletionResult, JsonSchemaFormat, LlmBackend } from "./types.js";
 
 export interface LocalGenerateOptions {
@@ -89,7 +89,7 @@ export class ModelGenerator implements LocalGenerator {
     const tokenizer = this.model.tokenizer;
     if (!tokenizer) throw new Error(`the local engine needs ${this.model.folder.dir}/tokenizer.json to turn messages into tokens`);
     if (this.chatTemplate) {
-      return tokenizer.encode(render(this.chatTemplate, messages, true, "the local engine's messages"), { add_special_tokens: false }).ids;
+      return tokenizer.encode(renderChat(this.chatTemplate, [...messages], true, "the local engine's messages"), { add_special_tokens: false }).ids;
     }
     return encodePrompt(tokenizer, this.kind, messages.map((m) => m.content).join("\n\n"));
   }
@@ -138,6 +138,6 @@ export class ModelGenerator implements LocalGenerator {
 
 /** The local engine for a model folder, with a PEFT adapter merged in when given. */
 export async function loadLocalBackend(modelDir: string, adapterDir?: string): Promise<LlmBackend> {
-  const model = await loadModelWithAdapter(modelDir, adapterDir);
+  const model = await loadModelForGeneration({ model: modelDir, ...(adapterDir !== undefined ? { adapter: adapterDir } : {}) });
   return new LocalModelBackend(new ModelGenerator(model), adapterDir ? `local (${modelDir} + ${adapterDir})` : `local (${modelDir})`);
 }

@@ -2,7 +2,7 @@
 // The loop itself (schedules, accumulation over micro-batches, checkpoints) belongs to the
 // trainer; this class is one micro-batch forward/backward and one optimizer step at a time.
 import {
-  addon, withCallerStack, type ComputeDTypeName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
+  addon, withCallerStack, type ComputeDTypeName, type DeviceName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
 } from "../../bindings/native.js";
 import { runGenerate, runGenerateStream, type GenerateContext } from "../generate/generate.js";
 import type {
@@ -14,13 +14,15 @@ import { validate } from "./json-file.js";
 import { inspectModelFolder, type ModelFolder } from "./model-folder.js";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.js";
 
-export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName };
+export type { NativeBatch as Batch, OptimizerStepOptions, ComputeDTypeName, DeviceName };
 
 export interface CreateModelOptions {
   /** Seed of the random initialisation (default 0): the same seed gives the same weights. */
   seed?: number;
   /** The linear layers' matmul dtype (default "float32"). */
   computeDtype?: ComputeDTypeName;
+  /** Where the model runs (default "auto"); as LoadModelOptions.device. */
+  device?: DeviceName;
 }
 
 export interface LoadModelOptions {
@@ -31,6 +33,12 @@ export interface LoadModelOptions {
    * accumulation; master weights, gradients and AdamW state stay fp32.
    */
   computeDtype?: ComputeDTypeName;
+  /**
+   * Where the model runs (default "auto"). Whole models run on the CPU for now: "auto" picks it,
+   * and "cuda" rejects with S2S_DEVICE ("CUDA backend not built into this binary" where the
+   * addon has no CUDA backend; otherwise that the GPU model path is not wired yet).
+   */
+  device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */
   trainable?: boolean;
 }
@@ -58,6 +66,7 @@ export class Model {
       addon().loadModel(dir, {
         keepFrozenInFileDtype: options.keepFrozenInFileDtype ?? false,
         computeDtype: options.computeDtype ?? "float32",
+        device: options.device ?? "auto",
       }),
     );
     const model = new Model(folder, native);
@@ -75,7 +84,9 @@ export class Model {
     const parsed = validate(modelConfigSchema, config, source);
     const configText = JSON.stringify(config, null, 2) + "\n";
     const native = await withCallerStack(() =>
-      addon().createModel(configText, { seed: options.seed ?? 0, computeDtype: options.computeDtype ?? "float32" }),
+      addon().createModel(configText, {
+        seed: options.seed ?? 0, computeDtype: options.computeDtype ?? "float32", device: options.device ?? "auto",
+      }),
     );
     const folder: ModelFolder = {
       dir: "", config: parsed, configText, weightFiles: [], generationConfig: generationConfigSchema.parse({}),

@@ -18,10 +18,10 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
     }
   }
   if (m.method === "full") {
-    return Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype });
+    return Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device });
   }
   // The frozen base can stay in its file dtype (memory-mapped): it is never updated.
-  const model = await Model.load(m.path, { keepFrozenInFileDtype: true, computeDtype: m.dtype });
+  const model = await Model.load(m.path, { keepFrozenInFileDtype: true, computeDtype: m.dtype, device: m.device });
   if (resumeFrom) {
     await model.loadAdapter(resumeFrom);
   } else {

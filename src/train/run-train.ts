@@ -39,13 +39,18 @@ export function resolveTrainConfig(o: Pick<RunTrainOptions, "config" | "example"
   if (o.config !== undefined && o.example !== undefined) {
     throw new ConfigError([`--config ${o.config} and --example ${o.example}: give one of them`]);
   }
-  const example = o.config === undefined ? (o.example ?? DEFAULT_EXAMPLE) : undefined;
   const flags = { ...o.flags };
+  const given = (key: string) => flags[key] !== undefined || (o.overrides ?? []).some((t) => t.startsWith(`${key}=`));
+  // With nothing to say what to train, the bundled default; a model or data named on the command
+  // line means the user's own run (it must never inherit the example's from_scratch).
+  const ownRun = o.config !== undefined || given("model.path") || given("data.train_file");
+  const example = o.example ?? (ownRun ? undefined : DEFAULT_EXAMPLE);
   // A bundled config's run belongs to the user: runs/<name> under the working folder.
-  const outputGiven = flags["output.dir"] !== undefined || (o.overrides ?? []).some((t) => t.startsWith("output.dir="));
+  const outputGiven = given("output.dir");
   if (example !== undefined && !outputGiven) flags["output.dir"] = path.join("runs", example);
+  const file = o.config ?? (example !== undefined ? bundledConfigFile(example) : undefined);
   return resolveConfig({
-    file: o.config ?? bundledConfigFile(example!),
+    ...(file !== undefined ? { file } : {}),
     flags,
     ...(o.overrides ? { overrides: o.overrides } : {}),
   });

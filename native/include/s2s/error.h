@@ -20,6 +20,8 @@ inline constexpr const char* kIO = "S2S_IO";              // a file cannot be op
 inline constexpr const char* kInternal = "S2S_INTERNAL";  // a bug in the core, not in the input
 inline constexpr const char* kConfig = "S2S_CONFIG";      // a model config.json is invalid or unsupported
 inline constexpr const char* kBusy = "S2S_BUSY";          // an object is already running a call
+inline constexpr const char* kDevice = "S2S_DEVICE";      // a device was asked for that this build or machine lacks
+inline constexpr const char* kCuda = "S2S_CUDA";          // the CUDA runtime or cuBLASLt reported a failure
 }  // namespace code
 
 class Error : public std::runtime_error {

@@ -8,7 +8,7 @@ interface DoctorArgs {
 
 export const doctorCommand: CommandModule<object, DoctorArgs> = {
   command: "doctor",
-  describe: "Show version, compiler, backends, CPU features, chosen kernels and threads",
+  describe: "Show version, compiler, backends, CPU features, chosen kernels, threads and GPUs",
   builder: (y) =>
     y.option("json", { type: "boolean", default: false, describe: "Print the report as JSON" }),
   handler: (args) => {

@@ -1,53 +1,17 @@
 // `s2s-train eval --model DIR [--adapter DIR] --data FILE [--metrics ...] [generation options] [--output DIR]`
 import type { CommandModule, Options } from "yargs";
-import { generateOptionsSchema, type GenerateOptions } from "../../generate/options.js";
-import { GenerateOptionsError } from "../../generate/resolve.js";
+import { generationFlagOptions, generationOptionsFromFlags } from "../../generate/option-flags.js";
 import { DEFAULT_EVAL_MAX_NEW_TOKENS, DEFAULT_EVAL_METRICS, runEval } from "../../eval/run-eval.js";
 
-/** The generation settings eval offers, as flags in transformers' names (kebab case). */
-const GENERATION_FLAGS = {
-  "max-new-tokens": "maxNewTokens",
-  "min-new-tokens": "minNewTokens",
-  "num-beams": "numBeams",
-  "do-sample": "doSample",
-  temperature: "temperature",
-  "top-k": "topK",
-  "top-p": "topP",
-  seed: "seed",
-  "repetition-penalty": "repetitionPenalty",
-  "no-repeat-ngram-size": "noRepeatNgramSize",
-  "length-penalty": "lengthPenalty",
-} as const;
-type GenerationFlag = keyof typeof GENERATION_FLAGS;
-
-function generationFlagOptions(): Record<string, Options> {
-  const options: Record<string, Options> = {};
-  const shape = generateOptionsSchema.shape;
-  for (const [flag, key] of Object.entries(GENERATION_FLAGS) as [GenerationFlag, (typeof GENERATION_FLAGS)[GenerationFlag]][]) {
-    const suffix = flag === "max-new-tokens" ? ` (default ${DEFAULT_EVAL_MAX_NEW_TOKENS})` : flag === "seed" ? "" : "; default: generation_config.json";
-    options[flag] = {
-      type: key === "doSample" ? "boolean" : "number",
-      describe: `${shape[key].description ?? ""}${suffix}`,
-      group: "Generation options (transformers' names):",
-    };
-  }
+/** Every generation option as a flag (transformers' names), with eval's own length default. */
+function evalGenerationFlags(): Record<string, Options> {
+  const options = generationFlagOptions();
+  const maxNewTokens = options["max-new-tokens"]!;
+  options["max-new-tokens"] = {
+    ...maxNewTokens,
+    describe: String(maxNewTokens.describe).replace(/; default: generation_config\.json$/, "") + ` (default ${DEFAULT_EVAL_MAX_NEW_TOKENS} unless --max-length is given)`,
+  };
   return options;
-}
-
-/** The generation flags given, checked by the generate options schema; errors name the flag. */
-export function generationOptionsFromArgs(args: Record<string, unknown>): GenerateOptions {
-  const raw: Record<string, unknown> = {};
-  for (const [flag, key] of Object.entries(GENERATION_FLAGS)) {
-    if (args[flag] === undefined) continue;
-    if (Array.isArray(args[flag])) throw new GenerateOptionsError(`--${flag}: given more than once`);
-    raw[key] = args[flag];
-  }
-  const result = generateOptionsSchema.safeParse(raw);
-  if (!result.success) {
-    const flagOf = (key: PropertyKey) => Object.entries(GENERATION_FLAGS).find(([, k]) => k === key)?.[0] ?? String(key);
-    throw new GenerateOptionsError(result.error.issues.map((i) => `--${flagOf(i.path[0] ?? "")}: ${i.message}`).join("; "));
-  }
-  return result.data;
 }
 
 interface EvalArgs {
@@ -92,9 +56,9 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
       .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
       .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
-      .options(generationFlagOptions()) as never,
+      .options(evalGenerationFlags()) as never,
   handler: async (args) => {
-    const generation = generationOptionsFromArgs(args);
+    const generation = generationOptionsFromFlags(args);
     const progress = process.stderr.isTTY
       ? (done: number, total: number) => process.stderr.write(`\rgenerated ${done}/${total}${done === total ? "\n" : ""}`)
       : undefined;

@@ -16,6 +16,7 @@ const FLAG_KEYS = {
   "batch-size": "data.batch_size",
   seed: "train.seed",
   threads: "train.threads",
+  device: "model.device",
 } as const;
 
 type FlagName = keyof typeof FLAG_KEYS;

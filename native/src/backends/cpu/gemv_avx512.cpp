@@ -10,6 +10,8 @@
 //   between blocks through L1, so no W row is ever revisited and reads stay sequential.
 // bf16 W is widened to fp32 in registers (vpmovzxwd + shift: exact) and multiplied with x
 // rounded to bf16 (a.x holds those values), as gemm_bf16 computes.
+// `#pragma GCC unroll` on every loop over a register tile: without it GCC keeps tiles of more
+// than one row in memory and stores every accumulator on each iteration (several times slower).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -39,29 +41,39 @@ inline void out_in_tile(const Args& a, int64_t n, int64_t m0) {
   const WT* W = static_cast<const WT*>(a.W) + n * a.ldw;
   const float* x = a.x + m0 * a.ldx;
   __m512 acc[MR][NR];
+  #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_setzero_ps();
   const int64_t K = a.K;
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
     __m512 w[NR];
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) w[j] = load16(W + j * a.ldw + k);
+    #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512 xv = _mm512_loadu_ps(x + m * a.ldx + k);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(w[j], xv, acc[m][j]);
     }
   }
   if (k < K) {
     const __mmask16 mask = static_cast<__mmask16>((1u << (K - k)) - 1u);
     __m512 w[NR];
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) w[j] = load16_masked(W + j * a.ldw + k, mask);
+    #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512 xv = _mm512_maskz_loadu_ps(mask, x + m * a.ldx + k);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[m][j] = _mm512_fmadd_ps(w[j], xv, acc[m][j]);
     }
   }
+  #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
     float* y = a.y + (m0 + m) * a.ldy + n;
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) {
       y[j] = _mm512_reduce_add_ps(acc[m][j]) + (a.bias ? a.bias[n + j] : 0.0f);
     }
@@ -105,8 +117,10 @@ inline void in_out_block(const Args& a, int64_t n, int64_t m0, int64_t k0, int64
   const WT* W = static_cast<const WT*>(a.W) + n;
   const float* x = a.x + m0 * a.ldx;
   __m512 acc[MR][NV];
+  #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
     const float* y = a.y + (m0 + m) * a.ldy + n;
+    #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       const __mmask16 mk = v + 1 == NV ? tail : __mmask16(0xFFFF);
       if (k0 > 0) {
@@ -119,15 +133,20 @@ inline void in_out_block(const Args& a, int64_t n, int64_t m0, int64_t k0, int64
   for (int64_t k = k0; k < k1; ++k) {
     const WT* wr = W + k * a.ldw;
     __m512 w[NV];
+    #pragma GCC unroll 16
     for (int v = 0; v + 1 < NV; ++v) w[v] = load16(wr + 16 * v);
     w[NV - 1] = tail == 0xFFFF ? load16(wr + 16 * (NV - 1)) : load16_masked(wr + 16 * (NV - 1), tail);
+    #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512 xv = _mm512_set1_ps(x[m * a.ldx + k]);
+      #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_fmadd_ps(w[v], xv, acc[m][v]);
     }
   }
+  #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
     float* y = a.y + (m0 + m) * a.ldy + n;
+    #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       const __mmask16 mk = v + 1 == NV ? tail : __mmask16(0xFFFF);
       _mm512_mask_storeu_ps(y + 16 * v, mk, acc[m][v]);
@@ -178,12 +197,22 @@ const Kernels& avx512_kernels() {
   return k;
 }
 
+namespace {
+// vdpbf16ps for one or two rows, widening beyond (see gemv_avx512bf16.cpp).
+void bf16_out_in_mixed(const Args& a, int64_t n0, int64_t n1) {
+  if (a.M <= 2) {
+    bf16_out_in_dpbf16(a, n0, n1);
+  } else {
+    out_in<uint16_t>(a, n0, n1);
+  }
+}
+}  // namespace
+
 const Kernels& avx512bf16_kernels() {
   static const Kernels k = [] {
     Kernels t = avx512_kernels();
-    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in 4x4 / 1x8, in_out 4x64 row-pair blocks)";
-    t.bf16_out_in = bf16_out_in_dpbf16;
-    t.bf16_in_out = bf16_in_out_dpbf16;
+    t.name_bf16 = "avx512_bf16 vdpbf16ps (out_in, M <= 2), else bf16 widened to f32";
+    t.bf16_out_in = bf16_out_in_mixed;
     return t;
   }();
   return k;

@@ -37,11 +37,10 @@ const Kernels& scalar_kernels();
 #if defined(S2S_HAVE_X86_KERNELS)
 const Kernels& avx2_kernels();
 const Kernels& avx512_kernels();
-// avx512_kernels() with vdpbf16ps for bf16 W.
+// avx512_kernels() with vdpbf16ps for bf16 W in the out_in layout when M <= 2.
 const Kernels& avx512bf16_kernels();
-// The vdpbf16ps kernels (gemv_avx512bf16.cpp).
+// The vdpbf16ps out_in kernel (gemv_avx512bf16.cpp).
 void bf16_out_in_dpbf16(const Args& a, int64_t n0, int64_t n1);
-void bf16_in_out_dpbf16(const Args& a, int64_t n0, int64_t n1);
 #endif
 
 }  // namespace gemv_detail

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""PyTorch anchor for bench_cuda_train: GPT-2 124M training steps on one CUDA GPU, the same shapes
+and the same step, in eager mode and under torch.compile, one JSON object per mode on stdout.
+
+    python3 bench/models/pytorch_cuda_train.py [--batch 16] [--seq 1024] [--layers 12]
+        [--channels 768] [--heads 12] [--vocab 50257] [--warmup 3] [--steps 10]
+        [--modes eager,compile] [--peak-tflops 989]
+
+The model is a plain GPT-2 (learned positions, pre-LayerNorm blocks, gelu tanh, tied LM head,
+no dropout) written here in torch.nn, with attention through F.scaled_dot_product_attention
+(causal; PyTorch picks its flash kernel). The step is what bench_cuda_train does: forward under
+torch.autocast(bfloat16) (bf16 matmuls, fp32 master weights and optimizer state), mean
+cross-entropy over next-token labels (the last position ignored), backward, clip_grad_norm_(1.0),
+torch.optim.AdamW(lr 1e-4, weight decay 0.1 on matrices, fused=True), zero_grad. Random weights
+(N(0, 0.02), GPT-2's scaled residual init) and one fixed random batch, as in the C++ bench.
+Flops per token: 6 * (parameters except wpe) + 12 * L * C * T (PaLM appendix B, as llm.c);
+MFU = flops/token * tokens/s / peak (989 TFLOP/s dense bf16 for an H100 SXM).
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, C, H, L):
+        super().__init__()
+        self.H = H
+        self.ln_1 = nn.LayerNorm(C)
+        self.c_attn = nn.Linear(C, 3 * C)
+        self.c_proj = nn.Linear(C, C)
+        self.ln_2 = nn.LayerNorm(C)
+        self.c_fc = nn.Linear(C, 4 * C)
+        self.mlp_proj = nn.Linear(4 * C, C)
+        for m in (self.c_attn, self.c_fc):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        for m in (self.c_proj, self.mlp_proj):
+            nn.init.normal_(m.weight, std=0.02 / math.sqrt(2 * L))
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.H, C // self.H).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    def __init__(self, V, T, L, C, H):
+        super().__init__()
+        self.wte = nn.Embedding(V, C)
+        self.wpe = nn.Embedding(T, C)
+        nn.init.normal_(self.wte.weight, std=0.02)
+        nn.init.normal_(self.wpe.weight, std=0.01)
+        self.h = nn.ModuleList(Block(C, H, L) for _ in range(L))
+        self.ln_f = nn.LayerNorm(C)
+
+    def forward(self, idx, labels):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        for block in self.h:
+            x = block(x)
+        logits = F.linear(self.ln_f(x), self.wte.weight)  # tied LM head
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+
+
+def run(mode, a):
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    model = GPT2(a.vocab, a.seq, a.layers, a.channels, a.heads).to(dev)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-4, fused=True)
+    g = torch.Generator(device="cpu").manual_seed(42)
+    idx = torch.randint(0, a.vocab, (a.batch, a.seq), generator=g).to(dev)
+    labels = torch.full_like(idx, -100)
+    labels[:, :-1] = idx[:, 1:]
+    fwd = torch.compile(model) if mode == "compile" else model
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(idx, labels)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item(), norm.item()
+
+    times, losses = [], []
+    for i in range(a.warmup + a.steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss, norm = step()
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        losses.append(loss)
+        if i >= a.warmup:
+            times.append(dt)
+    step_s = sum(times) / len(times)
+    tokens_s = a.batch * a.seq / step_s
+    params = sum(p.numel() for p in model.parameters())
+    flops_per_token = 6 * (params - model.wpe.weight.numel()) + 12 * a.layers * a.channels * a.seq
+    return {
+        "bench": "pytorch_cuda_train", "mode": mode, "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0), "batch": a.batch, "seq": a.seq, "layers": a.layers,
+        "channels": a.channels, "vocab": a.vocab, "parameters": params,
+        "step_ms": step_s * 1e3, "tokens_per_s": tokens_s,
+        "mfu": flops_per_token * tokens_s / (a.peak_tflops * 1e12), "peak_tflops": a.peak_tflops,
+        "first_loss": losses[0], "last_loss": losses[-1],
+        "max_memory_bytes": torch.cuda.max_memory_allocated(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--channels", type=int, default=768)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--vocab", type=int, default=50257)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--modes", default="eager,compile")
+    p.add_argument("--peak-tflops", type=float, default=989.0)
+    a = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    for mode in a.modes.split(","):
+        print(json.dumps(run(mode, a)), flush=True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+if __name__ == "__main__":
+    main()

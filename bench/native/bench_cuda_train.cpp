@@ -1,0 +1,427 @@
+// bench_cuda_train: GPT-2 124M training steps on one GPU, composed directly from the CUDA ops
+// (native/src/backends/cuda; a whole Model does not run on the GPU yet), timed, with tokens/s and
+// MFU printed as one JSON object. Its PyTorch anchor is bench/models/pytorch_cuda_train.py (same
+// shapes, eager and torch.compile); bench/README.md says how to run both on a GPU machine.
+//
+//   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
+//                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
+//                    [--profile]
+//
+// --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
+// each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
+// so the throughput figures of a profiled run are not the ones to report.
+// The step: embedding (wte + wpe) -> L x [ln1, qkv = linear, attention (causal, fused), proj,
+// residual, ln2, fc, gelu (tanh), fc proj, residual] -> ln_f -> logits = x wte^T (tied) ->
+// cross-entropy (mean) -> the whole backward -> grad norm, clip 1.0 -> fused AdamW (lr 1e-4,
+// wd 0.1 on matrices) that also refreshes the bf16 compute copies. Mixed precision as PyTorch's
+// autocast(bfloat16): the linear layers (and the LM head) multiply bf16 copies of the fp32 master
+// weights on tensor cores with fp32 accumulation; activations, norms, softmax, attention and the
+// loss are fp32; master weights, gradients and AdamW moments are fp32. Weights are random
+// (N(0, 0.02)); token ids are random: throughput does not depend on the text. The loss is
+// printed per step as a sanity check (it must fall on a repeated batch).
+//
+// Flops per token (PaLM appendix B, as llm.c counts them): 6 * (parameters except wpe, the LM
+// head counted through the tied wte) + 12 * L * C * T. MFU = flops/token * tokens/s / peak, with
+// peak = 989 TFLOP/s dense bf16 for an H100 SXM (--peak-tflops to change it).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "s2s/device.h"
+#include "s2s/error.h"
+
+#if S2S_HAVE_CUDA
+#include "backends/cuda/cuda_ops.h"
+#include "s2s/ops/grad_norm.h"
+
+using namespace s2s;
+
+namespace {
+
+struct Args {
+  int64_t B = 16, T = 1024, L = 12, C = 768, H = 12, V = 50257;
+  int warmup = 3, steps = 10;
+  double peak_tflops = 989.0;
+  bool tf32 = false;
+  bool profile = false;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_cuda_train: %s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--batch") a.B = std::atoll(next());
+    else if (k == "--seq") a.T = std::atoll(next());
+    else if (k == "--layers") a.L = std::atoll(next());
+    else if (k == "--channels") a.C = std::atoll(next());
+    else if (k == "--heads") a.H = std::atoll(next());
+    else if (k == "--vocab") a.V = std::atoll(next());
+    else if (k == "--warmup") a.warmup = std::atoi(next());
+    else if (k == "--steps") a.steps = std::atoi(next());
+    else if (k == "--peak-tflops") a.peak_tflops = std::atof(next());
+    else if (k == "--tf32") a.tf32 = true;
+    else if (k == "--profile") a.profile = true;
+    else {
+      std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// A device fp32 tensor with its gradient, AdamW moments and (for matrices) a bf16 compute copy.
+struct Param {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t n = 0;
+  bool decay = false, compute = false;
+  cuda::DeviceBuffer w, g, m, v, w16;
+  Tensor t(const cuda::DeviceBuffer& b, DType dt = DType::F32) const {
+    return Tensor::contiguous(b.data(), dt, int(shape.size()), shape.data());
+  }
+  Tensor W() const { return t(w); }
+  Tensor G() const { return t(g); }
+  Tensor W16() const { return t(w16, DType::BF16); }
+};
+
+// Fills with N(0, std) (Box-Muller on a fixed xorshift stream) or a constant.
+std::vector<float> init_values(int64_t n, double std, float constant, uint64_t seed) {
+  std::vector<float> v(size_t(n), constant);
+  if (std == 0) return v;
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  auto uni = [&]() {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    return (double((s >> 11) + 1)) / 9007199254740993.0;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    v[i] = float(std * std::sqrt(-2 * std::log(uni())) * std::cos(6.283185307179586 * uni()));
+  }
+  return v;
+}
+
+struct Model {
+  Args a;
+  cuda::Context& ctx;
+  std::vector<Param> params;
+  size_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
+  struct Layer { size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b; };
+  std::vector<Layer> layers;
+
+  size_t add(const std::string& name, std::vector<int64_t> shape, double std, float constant,
+             bool decay, bool compute) {
+    Param p;
+    p.name = name;
+    p.shape = shape;
+    p.n = 1;
+    for (int64_t d : shape) p.n *= d;
+    p.decay = decay;
+    p.compute = compute;
+    const size_t bytes = size_t(p.n) * 4;
+    p.w = cuda::DeviceBuffer(ctx, bytes);
+    p.g = cuda::DeviceBuffer(ctx, bytes);
+    p.m = cuda::DeviceBuffer(ctx, bytes);
+    p.v = cuda::DeviceBuffer(ctx, bytes);
+    const std::vector<float> init = init_values(p.n, std, constant, params.size() + 1);
+    cuda::upload(ctx, p.w.data(), init.data(), bytes);
+    cuda::fill_zero(ctx, p.g.data(), bytes);
+    cuda::fill_zero(ctx, p.m.data(), bytes);
+    cuda::fill_zero(ctx, p.v.data(), bytes);
+    if (compute) {
+      p.w16 = cuda::DeviceBuffer(ctx, size_t(p.n) * 2);
+      cuda::cast_forward(ctx, p.W16(), p.W());
+    }
+    params.push_back(std::move(p));
+    ctx.synchronize();  // `init` is host memory going out of scope
+    return params.size() - 1;
+  }
+
+  Model(const Args& args, cuda::Context& c) : a(args), ctx(c) {
+    const int64_t C = a.C;
+    const double proj_std = 0.02 / std::sqrt(2.0 * double(a.L));  // GPT-2's scaled residual init
+    wte = add("wte", {a.V, C}, 0.02, 0, true, true);
+    wpe = add("wpe", {a.T, C}, 0.01, 0, true, false);
+    for (int64_t l = 0; l < a.L; ++l) {
+      const std::string p = "h." + std::to_string(l) + ".";
+      Layer y;
+      y.ln1_w = add(p + "ln_1.weight", {C}, 0, 1, false, false);
+      y.ln1_b = add(p + "ln_1.bias", {C}, 0, 0, false, false);
+      y.qkv_w = add(p + "attn.c_attn.weight", {3 * C, C}, 0.02, 0, true, true);
+      y.qkv_b = add(p + "attn.c_attn.bias", {3 * C}, 0, 0, false, false);
+      y.proj_w = add(p + "attn.c_proj.weight", {C, C}, proj_std, 0, true, true);
+      y.proj_b = add(p + "attn.c_proj.bias", {C}, 0, 0, false, false);
+      y.ln2_w = add(p + "ln_2.weight", {C}, 0, 1, false, false);
+      y.ln2_b = add(p + "ln_2.bias", {C}, 0, 0, false, false);
+      y.fc_w = add(p + "mlp.c_fc.weight", {4 * C, C}, 0.02, 0, true, true);
+      y.fc_b = add(p + "mlp.c_fc.bias", {4 * C}, 0, 0, false, false);
+      y.fc2_w = add(p + "mlp.c_proj.weight", {C, 4 * C}, proj_std, 0, true, true);
+      y.fc2_b = add(p + "mlp.c_proj.bias", {C}, 0, 0, false, false);
+      layers.push_back(y);
+    }
+    lnf_w = add("ln_f.weight", {C}, 0, 1, false, false);
+    lnf_b = add("ln_f.bias", {C}, 0, 0, false, false);
+  }
+
+  int64_t count(bool without_wpe) const {
+    int64_t n = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (without_wpe && i == wpe) continue;
+      n += params[i].n;
+    }
+    return n;
+  }
+};
+
+// Activations of one step: fp32 device buffers, allocated once and reused by every step.
+struct Acts {
+  struct Layer {
+    cuda::DeviceBuffer ln1, ln1_mean, ln1_rstd, qkv, q, k, v, att, lse, proj, res1;
+    cuda::DeviceBuffer ln2, ln2_mean, ln2_rstd, fc, gelu, fc2, res2;
+  };
+  cuda::DeviceBuffer emb, lnf, lnf_mean, lnf_rstd, logits, lse_loss, ids, labels;
+  std::vector<Layer> layers;
+  // Gradient scratch.
+  cuda::DeviceBuffer dres, dx, dqkv, dq, dk, dv, datt, dfc, dgelu, dln, dlogits;
+};
+
+// ",\"profile_ms\":{\"linear\":12.3,...}" (mean per timed step), or "" without --profile.
+std::string profile_json(const std::map<std::string, double>& profile, size_t steps) {
+  if (profile.empty() || steps == 0) return "";
+  std::string s = ",\"profile_ms\":{";
+  char buf[96];
+  bool first = true;
+  for (const auto& [family, seconds] : profile) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\":%.3f", first ? "" : ",", family.c_str(),
+                  seconds * 1e3 / double(steps));
+    s += buf;
+    first = false;
+  }
+  return s + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    const CudaStatus st = cuda_status();
+    if (st.devices.empty()) {
+      std::fprintf(stderr, "bench_cuda_train: no CUDA device: %s\n", st.problem.c_str());
+      return 2;
+    }
+    S2S_REQUIRE(a.C % a.H == 0, code::kArgument, "bench_cuda_train", "expected channels divisible by heads");
+    cuda::ContextOptions co;
+    co.allow_tf32 = a.tf32;
+    cuda::Context ctx(co);
+    Model model(a, ctx);
+    const int64_t B = a.B, T = a.T, C = a.C, H = a.H, D = C / H, V = a.V, N = B * T;
+    auto buf = [&](int64_t floats) { return cuda::DeviceBuffer(ctx, size_t(floats) * 4); };
+    Acts x;
+    x.emb = buf(N * C);
+    for (int64_t l = 0; l < a.L; ++l) {
+      Acts::Layer y;
+      y.ln1 = buf(N * C); y.ln1_mean = buf(N); y.ln1_rstd = buf(N); y.qkv = buf(N * 3 * C);
+      y.q = buf(N * C); y.k = buf(N * C); y.v = buf(N * C); y.att = buf(N * C); y.lse = buf(N * H);
+      y.proj = buf(N * C); y.res1 = buf(N * C); y.ln2 = buf(N * C); y.ln2_mean = buf(N);
+      y.ln2_rstd = buf(N); y.fc = buf(N * 4 * C); y.gelu = buf(N * 4 * C); y.fc2 = buf(N * C);
+      y.res2 = buf(N * C);
+      x.layers.push_back(std::move(y));
+    }
+    x.lnf = buf(N * C); x.lnf_mean = buf(N); x.lnf_rstd = buf(N); x.logits = buf(N * V);
+    x.lse_loss = buf(N); x.ids = buf(N); x.labels = buf(N);
+    x.dres = buf(N * C); x.dx = buf(N * C); x.dqkv = buf(N * 3 * C); x.dq = buf(N * C);
+    x.dk = buf(N * C); x.dv = buf(N * C); x.datt = buf(N * C); x.dfc = buf(N * 4 * C);
+    x.dgelu = buf(N * 4 * C); x.dln = buf(N * C); x.dlogits = buf(N * V);
+
+    // One fixed random batch; labels are the next token (the last one ignored).
+    std::vector<int32_t> ids(N), labels(N);
+    uint64_t s = 42;
+    for (int64_t i = 0; i < N; ++i) {
+      s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+      ids[i] = int32_t(s % uint64_t(V));
+    }
+    for (int64_t i = 0; i < N; ++i) labels[i] = (i % T == T - 1) ? -100 : ids[i + 1];
+    cuda::upload(ctx, x.ids.data(), ids.data(), N * 4);
+    cuda::upload(ctx, x.labels.data(), labels.data(), N * 4);
+    ctx.synchronize();
+
+    auto t2 = [&](const cuda::DeviceBuffer& b, int64_t r, int64_t c) {
+      return Tensor::contiguous(b.data(), DType::F32, {r, c});
+    };
+    auto t4 = [&](const cuda::DeviceBuffer& b) { return Tensor::contiguous(b.data(), DType::F32, {B, T, H, D}); };
+    auto t1 = [&](const cuda::DeviceBuffer& b, int64_t n) { return Tensor::contiguous(b.data(), DType::F32, {n}); };
+    auto P = [&](size_t i) -> Param& { return model.params[i]; };
+    const int32_t* d_ids = static_cast<const int32_t*>(x.ids.data());
+    const int32_t* d_labels = static_cast<const int32_t*>(x.labels.data());
+    AttentionOptions causal;
+    causal.causal = true;
+    std::map<std::string, double> profile;  // seconds per op family, summed over timed steps
+    bool timing = false;
+    auto timed = [&](const char* family, auto&& run) {
+      if (!a.profile) {
+        run();
+        return;
+      }
+      ctx.synchronize();
+      const double t0 = now_s();
+      run();
+      ctx.synchronize();
+      if (timing) profile[family] += now_s() - t0;
+    };
+
+    auto step = [&](int64_t t) -> std::pair<double, double> {
+      // ---- forward ----
+      const Tensor emb3 = Tensor::contiguous(x.emb.data(), DType::F32, {B, T, C});
+      timed("embedding", [&] { cuda::embedding_forward(ctx, emb3, P(model.wte).W(), P(model.wpe).W(), d_ids, N); });
+      const cuda::DeviceBuffer* resid = &x.emb;
+      for (int64_t l = 0; l < a.L; ++l) {
+        const Model::Layer& w = model.layers[l];
+        Acts::Layer& y = x.layers[l];
+        timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(y.ln1, N, C), t1(y.ln1_mean, N), t1(y.ln1_rstd, N), t2(*resid, N, C),
+                                P(w.ln1_w).W(), P(w.ln1_b).W(), 1e-5f); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.qkv, N, 3 * C), t2(y.ln1, N, C), P(w.qkv_w).W16(), P(w.qkv_b).W()); });
+        float* qkv = static_cast<float*>(y.qkv.data());
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.q.data()), qkv, N, 3 * C, 0, C); });
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.k.data()), qkv, N, 3 * C, C, C); });
+        timed("copies and adds", [&] { cuda::copy_columns(ctx, static_cast<float*>(y.v.data()), qkv, N, 3 * C, 2 * C, C); });
+        timed("attention", [&] { cuda::attention_forward(ctx, t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
+                                t4(y.q), t4(y.k), t4(y.v), Tensor{}, nullptr, 0, causal); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.proj, N, C), t2(y.att, N, C), P(w.proj_w).W16(), P(w.proj_b).W()); });
+        timed("copies and adds", [&] { cuda::add_forward(ctx, t2(y.res1, N, C), t2(*resid, N, C), t2(y.proj, N, C)); });
+        timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(y.ln2, N, C), t1(y.ln2_mean, N), t1(y.ln2_rstd, N), t2(y.res1, N, C),
+                                P(w.ln2_w).W(), P(w.ln2_b).W(), 1e-5f); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.fc, N, 4 * C), t2(y.ln2, N, C), P(w.fc_w).W16(), P(w.fc_b).W()); });
+        timed("gelu", [&] { cuda::gelu_forward(ctx, t2(y.gelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh); });
+        timed("linear", [&] { cuda::linear_forward(ctx, t2(y.fc2, N, C), t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), P(w.fc2_b).W()); });
+        timed("copies and adds", [&] { cuda::add_forward(ctx, t2(y.res2, N, C), t2(y.res1, N, C), t2(y.fc2, N, C)); });
+        resid = &y.res2;
+      }
+      timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(x.lnf, N, C), t1(x.lnf_mean, N), t1(x.lnf_rstd, N), t2(*resid, N, C),
+                              P(model.lnf_w).W(), P(model.lnf_b).W(), 1e-5f); });
+      timed("linear", [&] { cuda::linear_forward(ctx, t2(x.logits, N, V), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{}); });
+      CrossEntropyResult loss{};
+      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N); });
+
+      // ---- backward (gradients accumulate into the zeroed param grads) ----
+      timed("loss", [&] { cuda::cross_entropy_backward(ctx, t2(x.dlogits, N, V), t2(x.logits, N, V), t1(x.lse_loss, N),
+                                   d_labels, N, 1.0f, {}, /*overwrite=*/true); });
+      timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
+                            t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true); });
+      timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dres.data(), size_t(N * C) * 4); });
+      timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
+                               t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N)); });
+      for (int64_t l = a.L - 1; l >= 0; --l) {
+        const Model::Layer& w = model.layers[l];
+        Acts::Layer& y = x.layers[l];
+        const cuda::DeviceBuffer& inp = l == 0 ? x.emb : x.layers[l - 1].res2;
+        // res2 = res1 + fc2: dres flows to both.
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dgelu, N, 4 * C), P(w.fc2_w).G(), P(w.fc2_b).G(), t2(x.dres, N, C),
+                              t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), WeightLayout::OutIn, true); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dfc.data(), size_t(N * 4 * C) * 4); });
+        timed("gelu", [&] { cuda::gelu_backward(ctx, t2(x.dfc, N, 4 * C), t2(x.dgelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh); });
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.fc_w).G(), P(w.fc_b).G(), t2(x.dfc, N, 4 * C),
+                              t2(y.ln2, N, C), P(w.fc_w).W16(), WeightLayout::OutIn, true); });
+        timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln2_w).G(), P(w.ln2_b).G(), t2(x.dln, N, C),
+                                 t2(y.res1, N, C), P(w.ln2_w).W(), t1(y.ln2_mean, N), t1(y.ln2_rstd, N)); });
+        // res1 = inp + proj.
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.datt, N, C), P(w.proj_w).G(), P(w.proj_b).G(), t2(x.dres, N, C),
+                              t2(y.att, N, C), P(w.proj_w).W16(), WeightLayout::OutIn, true); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dq.data(), size_t(N * C) * 4); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dk.data(), size_t(N * C) * 4); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dv.data(), size_t(N * C) * 4); });
+        timed("attention", [&] { cuda::attention_backward(ctx, t4(x.dq), t4(x.dk), t4(x.dv), Tensor{}, t4(x.datt), t4(y.q), t4(y.k),
+                                 t4(y.v), t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
+                                 Tensor{}, nullptr, 0, causal); });
+        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dqkv.data(), size_t(N * 3 * C) * 4); });
+        float* dqkv = static_cast<float*>(x.dqkv.data());
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dq.data()), N, 3 * C, 0, C); });
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dk.data()), N, 3 * C, C, C); });
+        timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dv.data()), N, 3 * C, 2 * C, C); });
+        timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.qkv_w).G(), P(w.qkv_b).G(), t2(x.dqkv, N, 3 * C),
+                              t2(y.ln1, N, C), P(w.qkv_w).W16(), WeightLayout::OutIn, true); });
+        timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln1_w).G(), P(w.ln1_b).G(), t2(x.dln, N, C),
+                                 t2(inp, N, C), P(w.ln1_w).W(), t1(y.ln1_mean, N), t1(y.ln1_rstd, N)); });
+      }
+      timed("embedding", [&] { cuda::embedding_backward(ctx, P(model.wte).G(), P(model.wpe).G(),
+                               Tensor::contiguous(x.dres.data(), DType::F32, {B, T, C}), d_ids, N); });
+
+      // ---- optimizer ----
+      std::vector<Tensor> grads;
+      std::vector<AdamWFusedTensor> opt;
+      for (Param& p : model.params) {
+        grads.push_back(p.G());
+        AdamWFusedTensor f;
+        f.param = p.W();
+        f.grad = p.G();
+        f.exp_avg = p.t(p.m);
+        f.exp_avg_sq = p.t(p.v);
+        f.compute = p.compute ? p.W16() : Tensor{};
+        f.decay = p.decay;
+        opt.push_back(f);
+      }
+      double norm{};
+      timed("grad_norm", [&] { norm = cuda::grad_norm(ctx, grads); });
+      const float clip = std::isfinite(norm) ? clip_coefficient(norm, 1.0) : 1.0f;
+      AdamWOptions ao;
+      ao.lr = 1e-4;
+      ao.weight_decay = 0.1;
+      timed("adamw", [&] { cuda::adamw_fused_update(ctx, opt, t + 1, ao, 1.0f, clip); });
+      ctx.synchronize();
+      return {loss.loss, norm};
+    };
+
+    std::vector<double> times, losses;
+    for (int i = 0; i < a.warmup + a.steps; ++i) {
+      timing = i >= a.warmup;
+      const double t0 = now_s();
+      const auto [loss, norm] = step(i);
+      const double dt = now_s() - t0;
+      losses.push_back(loss);
+      if (i >= a.warmup) times.push_back(dt);
+      std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, norm, dt * 1e3);
+    }
+    double total = 0;
+    for (double t : times) total += t;
+    const double step_s = total / double(times.size());
+    const double tokens_s = double(N) / step_s;
+    const double flops_per_token = 6.0 * double(model.count(true)) + 12.0 * double(a.L * C * T);
+    const double mfu = flops_per_token * tokens_s / (a.peak_tflops * 1e12);
+    std::printf("{\"bench\":\"cuda_train\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
+                "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
+                "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
+                "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu%s}\n",
+                st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
+                (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
+                mfu, a.peak_tflops, a.tf32 ? "true" : "false", losses.front(), losses.back(),
+                ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_cuda_train: %s: %s\n", e.code().c_str(), e.what());
+    return 1;
+  }
+}
+
+#else
+
+int main() {
+  std::fprintf(stderr, "bench_cuda_train: the CUDA backend is not built into this binary (%s)\n",
+               s2s::cuda_status().problem.c_str());
+  return 2;
+}
+
+#endif

@@ -1,0 +1,45 @@
+// Which compute device a model runs on, and what this build and machine offer: whether the CUDA
+// backend was compiled in, and the GPUs the CUDA runtime sees (for `doctor` and for resolving
+// `device: auto|cpu|cuda`). Plain C++: callable from every build, with or without CUDA.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace s2s {
+
+enum class DeviceRequest { Auto, Cpu, Cuda };  // what a config asks for
+enum class DeviceKind { Cpu, Cuda };           // what a model actually runs on
+
+// "auto" | "cpu" | "cuda"; throws S2S_ARGUMENT naming `what` (e.g. "loadModel options.device").
+DeviceRequest parse_device_request(const std::string& name, const char* what);
+const char* device_kind_name(DeviceKind kind);
+
+struct CudaDeviceInfo {
+  int index = 0;
+  std::string name;                 // e.g. "NVIDIA H100 80GB HBM3"
+  int compute_major = 0, compute_minor = 0;
+  int multiprocessors = 0;
+  size_t total_bytes = 0, free_bytes = 0;
+};
+
+struct CudaStatus {
+  bool built = false;        // the CUDA backend is compiled into this binary
+  int runtime_version = 0;   // CUDART_VERSION-style, e.g. 13000 (0 when not built)
+  int driver_version = 0;    // the newest CUDA version the installed driver supports (0: none)
+  std::vector<CudaDeviceInfo> devices;
+  std::string problem;       // why no device is usable, when `devices` is empty ("" otherwise)
+};
+
+// Queried once per call (cheap after the runtime's first initialisation). Never throws: a
+// missing driver or device is reported in `problem`.
+CudaStatus cuda_status();
+
+// The device a model is loaded on. Auto: the CPU until the model-on-GPU path is wired (the CUDA
+// ops exist and are tested on their own; native/src/backends/cuda/README.md says what is wired).
+// Cuda: S2S_DEVICE with "CUDA backend not built into this binary" when it is not compiled in,
+// "no usable CUDA device: <why>" when the runtime finds none, and otherwise the not-yet-wired
+// message. `what` prefixes the message (e.g. "loadModel").
+DeviceKind resolve_model_device(DeviceRequest request, const char* what);
+
+}  // namespace s2s

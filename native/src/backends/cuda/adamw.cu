@@ -1,0 +1,126 @@
+// adamw on CUDA (s2s/ops/adamw.h semantics): the CPU kernel (ops/adamw_kernel.h) operation for
+// operation, every rounding spelled out with __fmul_rn / __fmaf_rn / __fdiv_rn / __fsqrt_rn so
+// nvcc cannot contract or approximate: the GPU step gives the CPU step's bits. The fused step
+// runs one launch per tensor (a multi-tensor launch is a later optimisation: ~150 launches of a
+// GPT-2 step cost well under a millisecond). Napkin: 16 bytes read + 12-14 written per parameter.
+#include <cmath>
+
+#include "backends/cuda/check.cuh"
+#include "backends/cuda/cuda_ops.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "adamw";
+
+struct Scalars {
+  float decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, neg_step_size, eps;
+};
+
+// The same checks and the same double-precision scalars as adamw.cpp (torch's Python floats).
+int64_t check(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+              const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& o) {
+  expect_dtype(param, DType::F32, kOp, "param");
+  expect_contiguous(param, kOp, "param");
+  const Tensor* others[] = {&grad, &exp_avg, &exp_avg_sq};
+  const char* names[] = {"grad", "exp_avg", "exp_avg_sq"};
+  for (int n = 0; n < 3; ++n) {
+    const Tensor& t = *others[n];
+    expect_dtype(t, DType::F32, kOp, names[n]);
+    expect_contiguous(t, kOp, names[n]);
+    bool same = t.ndim == param.ndim;
+    for (int i = 0; same && i < t.ndim; ++i) same = t.shape[i] == param.shape[i];
+    S2S_REQUIRE(same, code::kShape, kOp, "expected ", names[n], " of shape ",
+                param.shape_string(), " (as param), got ", t.shape_string());
+  }
+  S2S_REQUIRE(step >= 1, code::kArgument, kOp, "expected step >= 1, got ", step);
+  S2S_REQUIRE(o.lr >= 0, code::kArgument, kOp, "expected lr >= 0, got ", o.lr);
+  S2S_REQUIRE(o.beta1 >= 0 && o.beta1 < 1, code::kArgument, kOp,
+              "expected beta1 in [0, 1), got ", o.beta1);
+  S2S_REQUIRE(o.beta2 >= 0 && o.beta2 < 1, code::kArgument, kOp,
+              "expected beta2 in [0, 1), got ", o.beta2);
+  S2S_REQUIRE(o.eps >= 0, code::kArgument, kOp, "expected eps >= 0, got ", o.eps);
+  S2S_REQUIRE(o.weight_decay >= 0, code::kArgument, kOp, "expected weight_decay >= 0, got ",
+              o.weight_decay);
+  return param.numel();
+}
+
+Scalars scalars_of(int64_t step, const AdamWOptions& o) {
+  const double t = static_cast<double>(step);
+  Scalars s;
+  s.decay = static_cast<float>(1.0 - o.lr * o.weight_decay);
+  s.beta1 = static_cast<float>(o.beta1);
+  s.one_minus_beta1 = static_cast<float>(1.0 - o.beta1);
+  s.beta2 = static_cast<float>(o.beta2);
+  s.one_minus_beta2 = static_cast<float>(1.0 - o.beta2);
+  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(o.beta2, t)));
+  s.neg_step_size = static_cast<float>(-(o.lr / (1.0 - std::pow(o.beta1, t))));
+  s.eps = static_cast<float>(o.eps);
+  return s;
+}
+
+// One element, as adamw_kernel.h: returns the new parameter.
+__device__ inline float adamw_one(float* p, float* m, float* v, int64_t i, float g, const Scalars& s) {
+  const float pi = __fmul_rn(p[i], s.decay);
+  const float mi = __fmaf_rn(g, s.one_minus_beta1, __fmul_rn(m[i], s.beta1));
+  const float vi = __fmaf_rn(__fmul_rn(s.one_minus_beta2, g), g, __fmul_rn(v[i], s.beta2));
+  const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bc2_sqrt), s.eps);
+  m[i] = mi;
+  v[i] = vi;
+  const float pn = __fadd_rn(pi, __fdiv_rn(__fmul_rn(s.neg_step_size, mi), denom));
+  p[i] = pn;
+  return pn;
+}
+}  // namespace
+
+void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                  const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options) {
+  const int64_t n = check(param, grad, exp_avg, exp_avg_sq, step, options);
+  const Scalars s = scalars_of(step, options);
+  float* p = param.f32();
+  const float* g = grad.f32();
+  float* m = exp_avg.f32();
+  float* v = exp_avg_sq.f32();
+  for_each(ctx, n, kOp, [=] __device__(int64_t i) { adamw_one(p, m, v, i, g[i], s); });
+}
+
+void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                        const AdamWOptions& options, float grad_scale, float clip_coef) {
+  AdamWOptions no_decay = options;
+  no_decay.weight_decay = 0;
+  // Validate everything before queueing anything: nothing is written on an error.
+  for (const AdamWFusedTensor& x : tensors) {
+    check(x.param, x.grad, x.exp_avg, x.exp_avg_sq, step, x.decay ? options : no_decay);
+    if (x.compute.data != nullptr) {
+      S2S_REQUIRE(x.compute.dtype == DType::BF16 || x.compute.dtype == DType::F16, code::kDType,
+                  kOp, "expected compute to be bfloat16 or float16, got ",
+                  dtype_name(x.compute.dtype));
+      expect_contiguous(x.compute, kOp, "compute");
+      bool same = x.compute.ndim == x.param.ndim;
+      for (int i = 0; same && i < x.param.ndim; ++i) same = x.compute.shape[i] == x.param.shape[i];
+      S2S_REQUIRE(same, code::kShape, kOp, "expected compute of shape ", x.param.shape_string(),
+                  " (as param), got ", x.compute.shape_string());
+    }
+  }
+  const Scalars with_decay = scalars_of(step, options), without = scalars_of(step, no_decay);
+  for (const AdamWFusedTensor& x : tensors) {
+    const Scalars s = x.decay ? with_decay : without;
+    float* p = x.param.f32();
+    float* g = x.grad.f32();
+    float* m = x.exp_avg.f32();
+    float* v = x.exp_avg_sq.f32();
+    uint16_t* c = x.compute.data != nullptr ? x.compute.u16() : nullptr;
+    const bool bf16 = x.compute.dtype == DType::BF16;
+    const float scale = grad_scale, clip = clip_coef;
+    for_each(ctx, x.param.numel(), kOp, [=] __device__(int64_t i) {
+      const float gi = __fmul_rn(__fmul_rn(g[i], scale), clip);
+      g[i] = 0.0f;
+      const float pn = adamw_one(p, m, v, i, gi, s);
+      if (c != nullptr) c[i] = bf16 ? f32_to_bf16_bits(pn) : f32_to_f16_bits(pn);
+    });
+  }
+}
+
+}  // namespace cuda
+}  // namespace s2s

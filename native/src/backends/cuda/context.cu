@@ -1,0 +1,173 @@
+// Context, DeviceBuffer and the copy helpers (context.h), plus CUDA error translation.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "backends/cuda/check.cuh"
+
+namespace s2s {
+namespace cuda {
+
+void destroy_gemm_state(GemmState* state);  // gemm.cu
+
+[[noreturn]] void throw_cuda_error(cudaError_t e, const char* op, const char* what) {
+  cudaGetLastError();  // clear a non-sticky error so the context stays usable
+  const char* c = e == cudaErrorMemoryAllocation ? code::kOutOfMemory : code::kCuda;
+  fail(c, op, what, " failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
+}
+
+Context::Context(const ContextOptions& options) : options_(options) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    fail(code::kDevice, "cuda", "expected a CUDA device, got none (",
+         e != cudaSuccess ? cudaGetErrorString(e) : "the runtime found no device", ")");
+  }
+  S2S_REQUIRE(options.device >= 0 && options.device < count, code::kDevice, "cuda",
+              "expected a device index in [0, ", count, "), got ", options.device);
+  activate();
+  cudaStream_t s = nullptr;
+  check_cuda(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cuda", "cudaStreamCreate");
+  stream_ = s;
+  void* slot = nullptr;
+  if (cudaMalloc(&slot, 4 * sizeof(unsigned long long)) != cudaSuccess) {
+    cudaStreamDestroy(s);
+    throw_cuda_error(cudaErrorMemoryAllocation, "cuda", "cudaMalloc (error slot)");
+  }
+  error_slot_ = static_cast<unsigned long long*>(slot);
+  // On this stream: a non-blocking stream does not wait for work on the legacy default stream.
+  check_cuda(cudaMemsetAsync(error_slot_, 0, 4 * sizeof(unsigned long long), s), "cuda",
+             "clearing the kernel error slot");
+  const int dev = options.device;
+  arena_ = std::make_unique<DeviceArena>(
+      BlockSource{[dev](size_t bytes) -> void* {
+                    void* p = nullptr;
+                    cudaSetDevice(dev);
+                    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+                      cudaGetLastError();
+                      return nullptr;
+                    }
+                    return p;
+                  },
+                  [dev](void* p) {
+                    cudaSetDevice(dev);
+                    cudaFree(p);
+                  }},
+      options.arena_block_bytes);
+}
+
+Context::~Context() {
+  cudaSetDevice(options_.device);
+  if (stream_ != nullptr) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  destroy_gemm_state(gemm_);
+  arena_.reset();
+  cudaFree(error_slot_);
+  if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  cudaGetLastError();
+}
+
+void Context::activate() const {
+  check_cuda(cudaSetDevice(options_.device), "cuda", "cudaSetDevice");
+}
+
+void Context::synchronize() {
+  activate();
+  check_cuda(cudaStreamSynchronize(stream_of(*this)), "cuda", "cudaStreamSynchronize");
+  unsigned long long r[4] = {0, 0, 0, 0};
+  check_cuda(cudaMemcpyAsync(r, error_slot_, sizeof(r), cudaMemcpyDeviceToHost, stream_of(*this)),
+             "cuda", "reading the kernel error slot");
+  check_cuda(cudaStreamSynchronize(stream_of(*this)), "cuda", "cudaStreamSynchronize");
+  if (r[0] == 0) return;
+  check_cuda(cudaMemsetAsync(error_slot_, 0, sizeof(r), stream_of(*this)), "cuda",
+             "clearing the kernel error slot");
+  const int64_t index = static_cast<int64_t>(r[1]);
+  const int64_t value = static_cast<int64_t>(r[2]);
+  const int64_t bound = static_cast<int64_t>(r[3]);
+  switch (static_cast<KernelReport>(r[0])) {
+    case KernelReport::EmbeddingId:
+      fail(code::kArgument, "embedding", "expected ids in [0, ", bound, "), got ids[", index,
+           "] = ", value);
+    case KernelReport::EmbeddingPosition:
+      fail(code::kArgument, "embedding", "expected positions in [0, ", bound, "), got pos[",
+           index, "] = ", value);
+    case KernelReport::CrossEntropyLabel:
+      fail(code::kArgument, "cross_entropy", "expected labels in [0, ", bound,
+           ") or == ignore_index, got labels[", index, "] = ", value);
+    case KernelReport::RopePosition:
+      fail(code::kArgument, "rope", "expected positions in [0, ", bound, "), got positions[",
+           index, "] = ", value);
+    case KernelReport::AttentionKeyMask:
+      fail(code::kArgument, "attention", "expected key_mask values 0 or 1, got key_mask[", index,
+           "] = ", value);
+    default:
+      fail(code::kInternal, "cuda", "unknown kernel report ", r[0]);
+  }
+}
+
+DeviceBuffer::DeviceBuffer(Context& ctx, size_t bytes) : bytes_(bytes), device_(ctx.device()) {
+  ctx.activate();
+  if (bytes == 0) return;
+  const cudaError_t e = cudaMalloc(&data_, bytes);
+  if (e != cudaSuccess) {
+    data_ = nullptr;
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    fail(code::kOutOfMemory, "cuda", "expected ", bytes, " bytes of GPU memory, but only ",
+         free_b, " of ", total_b, " are free");
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (data_ != nullptr) {
+    cudaSetDevice(device_);
+    cudaFree(data_);
+  }
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (data_ != nullptr) {
+      cudaSetDevice(device_);
+      cudaFree(data_);
+    }
+    data_ = o.data_;
+    bytes_ = o.bytes_;
+    device_ = o.device_;
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+
+void upload(Context& ctx, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  ctx.activate();
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(ctx)), "cuda",
+             "cudaMemcpyAsync (upload)");
+}
+
+void download(Context& ctx, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  ctx.activate();
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_of(ctx)), "cuda",
+             "cudaMemcpyAsync (download)");
+  check_cuda(cudaStreamSynchronize(stream_of(ctx)), "cuda", "cudaStreamSynchronize");
+}
+
+void copy_device(Context& ctx, void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  ctx.activate();
+  check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_of(ctx)), "cuda",
+             "cudaMemcpyAsync (device)");
+}
+
+void fill_zero(Context& ctx, void* dst, size_t bytes) {
+  if (bytes == 0) return;
+  ctx.activate();
+  check_cuda(cudaMemsetAsync(dst, 0, bytes, stream_of(ctx)), "cuda", "cudaMemsetAsync");
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,96 @@
+// Context: what one model owns on a GPU. Its device, its own non-blocking stream (every op of the
+// model is queued there in order, so models on different contexts overlap), the device arena for
+// activations and scratch, the cuBLASLt handle and workspace (created by gemm.cu on first use),
+// and a small device slot where kernels report bad index inputs (a token id out of range) that
+// synchronize() turns into an s2s::Error. Plain C++ header: no CUDA types leak to its users
+// (tests, benches, napi), so they compile without nvcc.
+// CUDA failures never abort: every runtime call is checked and becomes s2s::Error S2S_CUDA
+// (S2S_OUT_OF_MEMORY for allocations, S2S_DEVICE when there is no device).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "backends/cuda/device_arena.h"
+
+namespace s2s {
+namespace cuda {
+
+struct ContextOptions {
+  int device = 0;
+  size_t arena_block_bytes = size_t(256) << 20;
+  size_t gemm_workspace_bytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
+  bool allow_tf32 = false;     // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs)
+  bool deterministic = false;  // ops with an atomic fast path take their ordered one instead
+};
+
+struct GemmState;  // gemm.cu: cuBLASLt handle, workspace, plan cache
+
+class Context {
+ public:
+  // Throws S2S_DEVICE when the device does not exist, S2S_CUDA when the runtime fails.
+  explicit Context(const ContextOptions& options = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  int device() const { return options_.device; }
+  void* stream() const { return stream_; }  // a cudaStream_t
+  DeviceArena& arena() { return *arena_; }
+  const ContextOptions& options() const { return options_; }
+  void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
+  void set_deterministic(bool on) { options_.deterministic = on; }
+
+  // Makes this context's device current on the calling thread (every op starts with it: the
+  // N-API layer runs work on pool threads).
+  void activate() const;
+  // Waits for the stream, then throws the first bad-index report a kernel left (S2S_ARGUMENT,
+  // naming op, argument, position and value) and clears it.
+  void synchronize();
+
+  // Device memory for kernel reports: {op id, index, value, bound} as unsigned long long.
+  unsigned long long* error_slot() const { return error_slot_; }
+  GemmState*& gemm_state() { return gemm_; }
+
+ private:
+  ContextOptions options_;
+  void* stream_ = nullptr;
+  unsigned long long* error_slot_ = nullptr;
+  std::unique_ptr<DeviceArena> arena_;
+  GemmState* gemm_ = nullptr;
+};
+
+// Owned device memory (parameters, moments: anything that outlives a step). Move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Context& ctx, size_t bytes);  // uninitialised; S2S_OUT_OF_MEMORY when it fails
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_), device_(o.device_) {
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = 0;
+};
+
+// Copies on the context's stream. upload returns once the host memory may be reused (pageable
+// memory is staged by the runtime); download waits for the data.
+void upload(Context& ctx, void* device_dst, const void* host_src, size_t bytes);
+void download(Context& ctx, void* host_dst, const void* device_src, size_t bytes);
+void copy_device(Context& ctx, void* device_dst, const void* device_src, size_t bytes);
+void fill_zero(Context& ctx, void* device_dst, size_t bytes);
+
+// Ids of the ops that report bad inputs from inside kernels (Context::error_slot).
+enum class KernelReport : unsigned long long {
+  None = 0, EmbeddingId, EmbeddingPosition, CrossEntropyLabel, RopePosition, AttentionKeyMask,
+};
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,171 @@
+// cross_entropy on CUDA (s2s/ops/cross_entropy.h semantics): a warp or block per row (launch.h),
+// lse = max + log(sum exp(x - max)) with the sum of each thread's fp32 terms folded in double.
+// The forward downloads the per-row losses and the labels (N doubles + N ints) and sums the
+// losses in row order on the host, as the CPU op does; the backward counts the labels on the
+// device (one block, fixed order) so it queues without waiting.
+// Napkin: forward reads the (N,V) logits twice (max, then exp-sum, from L2 for rows up to a
+// few MB), backward reads them once and writes dlogits: ~12 bytes per logit.
+#include <limits>
+#include <vector>
+
+#include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/rows.cuh"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "cross_entropy";
+
+struct Dims { int64_t N, V; };
+
+Dims check(const Tensor& logits, const int32_t* labels, int64_t num_labels) {
+  expect_f32(logits, {-1, -1}, kOp, "logits");
+  Dims d{logits.shape[0], logits.shape[1]};
+  S2S_REQUIRE(d.V >= 1, code::kShape, kOp, "expected logits with V >= 1, got ",
+              logits.shape_string());
+  S2S_REQUIRE(num_labels == d.N, code::kShape, kOp, "expected ", d.N,
+              " labels (one per logits row), got ", num_labels);
+  S2S_REQUIRE(labels != nullptr || d.N == 0, code::kArgument, kOp,
+              "expected labels, got a null pointer");
+  return d;
+}
+
+// A label the row is counted for; out-of-range labels are reported and the row skipped.
+__device__ inline bool counted(const int32_t* labels, int64_t row, int64_t V, int32_t ignore,
+                               unsigned long long* err, bool report) {
+  const int32_t y = labels[row];
+  if (y == ignore) return false;
+  if (y < 0 || y >= V) {
+    if (report) report_bad_input(err, KernelReport::CrossEntropyLabel, row, y, V);
+    return false;
+  }
+  return true;
+}
+
+__global__ void ce_forward_kernel(const float* logits, const int32_t* labels, float* lse,
+                                  double* row_loss, int64_t N, int64_t V, int32_t ignore,
+                                  int rows_per_block, unsigned long long* err) {
+  __shared__ float scratch[32];
+  __shared__ double dscratch[32];
+  RowTeam t;
+  int64_t row;
+  if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
+  if (!counted(labels, row, V, ignore, err, t.tid == 0)) {
+    if (t.tid == 0) {
+      lse[row] = 0.f;
+      row_loss[row] = 0.0;
+    }
+    return;
+  }
+  const float* x = logits + row * V;
+  float m = -INFINITY;
+  for (int64_t c = t.tid; c < V; c += t.size) m = nan_max(m, x[c]);
+  m = t.max(m);
+  float s = 0.f;
+  if (m == m && m != -INFINITY) {
+    for (int64_t c = t.tid; c < V; c += t.size) s += expf(x[c] - m);
+  }
+  const double total = t.sum(double(s));
+  if (t.tid == 0) {
+    // NaN anywhere: NaN; every logit -inf: -inf (as the CPU op).
+    const float l = (m != m || m == -INFINITY) ? m : static_cast<float>(double(m) + log(total));
+    lse[row] = l;
+    row_loss[row] = double(l) - double(x[labels[row]]);
+  }
+}
+
+// count[0] = rows whose label != ignore_index (one block; fixed per-thread order, then block_sum).
+__global__ void ce_count_kernel(const int32_t* labels, int64_t N, int32_t ignore, long long* count) {
+  __shared__ double dscratch[32];
+  double c = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) c += labels[i] != ignore ? 1.0 : 0.0;
+  c = block_sum(c, dscratch);
+  if (threadIdx.x == 0) count[0] = static_cast<long long>(c);
+}
+
+__global__ void ce_backward_kernel(float* dlogits, const float* logits, const float* lse,
+                                   const int32_t* labels, const long long* count, int64_t N,
+                                   int64_t V, int32_t ignore, float dloss, bool mean,
+                                   bool overwrite, int rows_per_block, unsigned long long* err) {
+  __shared__ float scratch[32];
+  __shared__ double dscratch[32];
+  RowTeam t;
+  int64_t row;
+  if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
+  float* dx = dlogits + row * V;
+  const long long n = count[0];
+  if (n == 0 || !counted(labels, row, V, ignore, err, t.tid == 0)) {
+    if (overwrite) {
+      for (int64_t c = t.tid; c < V; c += t.size) dx[c] = 0.f;
+    }
+    return;
+  }
+  const float scale = mean ? static_cast<float>(double(dloss) / double(n)) : dloss;
+  const float* x = logits + row * V;
+  const float l = lse[row];
+  const int32_t y = labels[row];
+  for (int64_t c = t.tid; c < V; c += t.size) {
+    const float g = expf(x[c] - l) * scale - (c == y ? scale : 0.f);
+    dx[c] = overwrite ? g : dx[c] + g;
+  }
+}
+}  // namespace
+
+CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
+                                         const int32_t* labels, int64_t num_labels,
+                                         const CrossEntropyOptions& options) {
+  const Dims d = check(logits, labels, num_labels);
+  expect_f32(lse, {d.N}, kOp, "lse");
+  std::vector<double> losses(size_t(d.N), 0.0);
+  std::vector<int32_t> host_labels(size_t(d.N), 0);
+  if (d.N > 0) {
+    ctx.activate();
+    ArenaScope scope(ctx.arena());
+    double* row_loss = ctx.arena().allocate_array<double>(size_t(d.N));
+    const RowLaunch l = row_launch(d.N, d.V);
+    ce_forward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+        logits.f32(), labels, lse.f32(), row_loss, d.N, d.V, options.ignore_index,
+        l.rows_per_block, ctx.error_slot());
+    check_launch(kOp);
+    download(ctx, losses.data(), row_loss, sizeof(double) * d.N);
+    download(ctx, host_labels.data(), labels, sizeof(int32_t) * d.N);
+  }
+  ctx.synchronize();  // raises a bad label the kernel reported
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t i = 0; i < d.N; ++i) {
+    sum += losses[i];
+    count += host_labels[i] != options.ignore_index;
+  }
+  double loss = sum;
+  if (options.reduction == LossReduction::Mean) {
+    loss = count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / double(count);
+  }
+  return {loss, count};
+}
+
+void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& logits,
+                            const Tensor& lse, const int32_t* labels, int64_t num_labels,
+                            float dloss, const CrossEntropyOptions& options, bool overwrite) {
+  const Dims d = check(logits, labels, num_labels);
+  expect_f32(lse, {d.N}, kOp, "lse");
+  if (dlogits.data == nullptr) return;
+  expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
+              "expected dlogits and logits to be different buffers, got the same one");
+  if (d.N == 0) return;
+  ctx.activate();
+  ArenaScope scope(ctx.arena());
+  long long* count = ctx.arena().allocate_array<long long>(1);
+  ce_count_kernel<<<1, 1024, 0, stream_of(ctx)>>>(labels, d.N, options.ignore_index, count);
+  check_launch(kOp);
+  const RowLaunch l = row_launch(d.N, d.V);
+  ce_backward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+      dlogits.f32(), logits.f32(), lse.f32(), labels, count, d.N, d.V, options.ignore_index, dloss,
+      options.reduction == LossReduction::Mean, overwrite, l.rows_per_block, ctx.error_slot());
+  check_launch(kOp);
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,148 @@
+// The CUDA backend's op set: the same ops, arguments and semantics as the CPU ops in
+// s2s/ops/*.h (read those headers for the maths and the conventions: which gradients ACCUMULATE,
+// what a Tensor with data == nullptr means, the shapes), with three differences:
+//   - every Tensor and every index array (ids, positions, labels, key_mask) is device memory;
+//   - the first argument is the Context whose stream runs the op (calls return once queued;
+//     Context::synchronize() waits and raises the bad-index reports kernels leave, e.g. a token
+//     id out of range, which the CPU op would throw on the spot);
+//   - calls that return a number (cross_entropy_forward, grad_norm) wait for the stream.
+// Shapes, dtypes and layouts are checked on the host before anything is queued, with the CPU
+// ops' messages. Plain C++ header: tests and benches include it without nvcc.
+// Legend: N rows = B*T, C channels, V vocab, H hidden, D head dim.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "backends/cuda/context.h"
+#include "s2s/ops/adamw.h"
+#include "s2s/ops/attention.h"
+#include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/gelu.h"
+#include "s2s/ops/linear.h"
+#include "s2s/ops/t5_relative_position.h"
+#include "s2s/tensor.h"
+
+namespace s2s {
+namespace cuda {
+
+// ---- embedding.cu: wte f32/bf16/f16, wpe optional. Backward: atomics, or with
+// ContextOptions::deterministic a pass where each channel adds its tokens in (b, t) order.
+void embedding_forward(Context& ctx, const Tensor& out, const Tensor& wte, const Tensor& wpe,
+                       const int32_t* ids, int64_t num_ids, const int32_t* pos = nullptr,
+                       int64_t num_pos = 0);
+void embedding_backward(Context& ctx, const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
+                        const int32_t* ids, int64_t num_ids, const int32_t* pos = nullptr,
+                        int64_t num_pos = 0);
+
+// ---- layernorm.cu / rmsnorm.cu: dweight/dbias by fixed-chunk column sums (deterministic).
+void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, const Tensor& rstd,
+                       const Tensor& inp, const Tensor& weight, const Tensor& bias, float eps);
+void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
+                        const Tensor& dbias, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& mean, const Tensor& rstd);
+void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                     const Tensor& weight, float eps);
+void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd);
+
+// ---- linear.cu: through cuda::gemm (cuBLASLt). Weight f32 (fp32 GEMM, TF32 when the context
+// allows it), bf16 or f16 (tensor cores, fp32 accumulation; inp / dout rounded to the weight's
+// dtype in arena scratch, as the CPU bf16 path does).
+void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
+                    const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
+void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                     WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);
+
+// ---- gelu.cu relu.cu silu.cu swiglu.cu geglu.cu: elementwise, f32.
+void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox approximate);
+void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   GeluApprox approximate);
+void relu_forward(Context& ctx, const Tensor& out, const Tensor& inp);
+void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+void silu_forward(Context& ctx, const Tensor& out, const Tensor& inp);
+void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+void swiglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up);
+void swiglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                     const Tensor& gate, const Tensor& up);
+void geglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up,
+                   GeluApprox approximate = GeluApprox::Tanh);
+void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                    const Tensor& gate, const Tensor& up,
+                    GeluApprox approximate = GeluApprox::Tanh);
+
+// ---- softmax.cu: last dimension.
+void softmax_forward(Context& ctx, const Tensor& out, const Tensor& inp);
+void softmax_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& out);
+
+// ---- dropout.cu: the CPU op's Philox stream (core/philox.h compiled for the device): the same
+// (seed, offset) drops the same elements on both backends.
+void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                     uint64_t offset);
+void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
+                      uint64_t seed, uint64_t offset);
+
+// ---- cast.cu: f32 <-> bf16 <-> f16 with the CPU's rounding (bf16 bit for bit).
+void cast_forward(Context& ctx, const Tensor& out, const Tensor& inp);
+void cast_backward(Context& ctx, const Tensor& dinp, const Tensor& dout);
+
+// ---- elementwise.cu
+void add_forward(Context& ctx, const Tensor& out, const Tensor& a, const Tensor& b);
+void axpy(Context& ctx, const Tensor& dst, float alpha, const Tensor& src);
+void scale_forward(Context& ctx, const Tensor& out, const Tensor& x, float s);
+void copy_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t src_cols,
+                  int64_t col0, int64_t width);
+void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t dst_cols,
+                    int64_t col0, int64_t width);
+
+// ---- attention.cu: fused (flash-style) forward and backward in fp32: causal or bidirectional,
+// key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256.
+// The backward is deterministic (every gradient element owned by one block, as on the CPU).
+void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                       const Tensor& k, const Tensor& v, const Tensor& bias,
+                       const uint8_t* key_mask, int64_t key_mask_size,
+                       const AttentionOptions& options);
+void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                        const Tensor& dbias, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& bias,
+                        const uint8_t* key_mask, int64_t key_mask_size,
+                        const AttentionOptions& options);
+
+// ---- rope.cu: angles as the CPU op computes them (fp32 product, cos/sin in double).
+void rope_forward(Context& ctx, const Tensor& out, const Tensor& inp, const int32_t* positions,
+                  int64_t num_positions, float theta);
+void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
+                   const int32_t* positions, int64_t num_positions, float theta);
+
+// ---- t5_relative_position.cu: buckets from the CPU's bucket function; backward deterministic.
+void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor& table,
+                                  const T5RelativePositionOptions& options);
+void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Tensor& dbias,
+                                   const T5RelativePositionOptions& options);
+
+// ---- cross_entropy.cu: waits for the stream (the loss is returned); rows summed in double in
+// row order on the host.
+CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
+                                         const int32_t* labels, int64_t num_labels,
+                                         const CrossEntropyOptions& options = {});
+void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& logits,
+                            const Tensor& lse, const int32_t* labels, int64_t num_labels,
+                            float dloss, const CrossEntropyOptions& options = {},
+                            bool overwrite = false);
+
+// ---- adamw.cu: the CPU kernel's fp32 operation order with every rounding explicit
+// (__fmaf_rn/__fmul_rn/..., no contraction): bit-identical to the CPU results.
+// AdamWFusedTensor::compute may be bf16 or f16 here (the fp16 compute copy).
+void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                  const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options);
+void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                        const AdamWOptions& options, float grad_scale, float clip_coef);
+
+// ---- grad_norm.cu: CPU's fixed 64K-element blocks, each summed in double on the device, the
+// block sums added in list-then-block order: deterministic; waits for the stream.
+double grad_norm(Context& ctx, const std::vector<Tensor>& grads);
+double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float scale);
+double clip_grad_norm(Context& ctx, const std::vector<Tensor>& grads, double max_norm);
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,54 @@
+// dropout on CUDA (s2s/ops/dropout.h semantics) with core/philox.h compiled for the device:
+// element i is kept when uniform(philox_word(seed, offset + i)) >= p, exactly as on the CPU, so
+// both backends drop the same elements. One thread per element (10 Philox rounds each; a
+// thread per 4 elements would share the block, a later optimisation).
+#include "backends/cuda/check.cuh"
+#include "backends/cuda/cuda_ops.h"
+#include "core/philox.h"
+#include "ops/op_util.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "dropout";
+void check_p(float p) {
+  if (!(p >= 0.0f && p < 1.0f)) fail(code::kArgument, kOp, "expected p in [0, 1), got ", p);
+}
+}  // namespace
+
+void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                     uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
+  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  float* y = out.f32();
+  const float* x = inp.f32();
+  if (p == 0.0f) {
+    if (y != x) copy_device(ctx, y, x, sizeof(float) * inp.numel());
+    return;
+  }
+  const float scale = 1.0f / (1.0f - p);
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
+    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    y[i] = x[i] * (keep ? scale : 0.0f);
+  });
+}
+
+void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
+                      uint64_t seed, uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
+  if (!opu::present(dinp)) return;
+  opu::expect_f32_like(dinp, dout, kOp, "dinp", "dout");
+  float* dx = dinp.f32();
+  const float* dy = dout.f32();
+  const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
+  for_each(ctx, dout.numel(), kOp, [=] __device__(int64_t i) {
+    const bool keep = p == 0.0f || philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    dx[i] += dy[i] * (keep ? scale : 0.0f);
+  });
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,98 @@
+// grad_norm / clip_grad_norm on CUDA (s2s/ops/grad_norm.h semantics). The gradients are cut into
+// the CPU's fixed 64K-element blocks; a CUDA block sums the squares of one of them in double
+// (fixed per-thread strides, then a fixed-shape tree), one thread adds the block sums in
+// list-then-block order: the same bits on every run and independent of the GPU's scheduling
+// (though not the CPU's bits: the summation tree differs). The norm is returned, so these wait.
+#include <cmath>
+#include <string>
+
+#include "backends/cuda/check.cuh"
+#include "backends/cuda/cuda_ops.h"
+#include "s2s/ops/grad_norm.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "grad_norm";
+constexpr int64_t kBlock = int64_t(1) << 16;
+constexpr int kThreads = 512;
+
+__global__ void block_squares_kernel(const float* x, int64_t n, float scale, bool scaled,
+                                     double* partial) {
+  __shared__ double scratch[32];
+  const int64_t b0 = int64_t(blockIdx.x) * kBlock;
+  const int64_t b1 = b0 + kBlock < n ? b0 + kBlock : n;
+  double acc = 0.0;
+  for (int64_t i = b0 + threadIdx.x; i < b1; i += blockDim.x) {
+    const float y = scaled ? __fmul_rn(x[i], scale) : x[i];
+    acc += double(y) * double(y);
+  }
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+__global__ void sum_in_order_kernel(const double* partial, int64_t n, double* total) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += partial[i];
+  *total = s;
+}
+
+void check_grads(const std::vector<Tensor>& grads, int64_t* blocks) {
+  *blocks = 0;
+  for (size_t t = 0; t < grads.size(); ++t) {
+    const Tensor& g = grads[t];
+    if (g.data == nullptr) continue;
+    const std::string name = "grads[" + std::to_string(t) + "]";
+    expect_dtype(g, DType::F32, kOp, name.c_str());
+    expect_contiguous(g, kOp, name.c_str());
+    *blocks += ceil_div(g.numel(), kBlock);
+  }
+}
+}  // namespace
+
+double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float scale) {
+  int64_t blocks = 0;
+  check_grads(grads, &blocks);
+  if (blocks == 0) return 0.0;
+  ctx.activate();
+  ArenaScope arena_scope(ctx.arena());
+  double* partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
+  cudaStream_t s = stream_of(ctx);
+  int64_t at = 0;
+  for (const Tensor& g : grads) {
+    if (g.data == nullptr || g.numel() == 0) continue;
+    const int64_t nb = ceil_div(g.numel(), kBlock);
+    block_squares_kernel<<<grid(nb), kThreads, 0, s>>>(g.f32(), g.numel(), scale, scale != 1.0f,
+                                                       partial + at);
+    check_launch(kOp);
+    at += nb;
+  }
+  sum_in_order_kernel<<<1, 1, 0, s>>>(partial, at, partial + blocks);
+  check_launch(kOp);
+  double total = 0.0;
+  download(ctx, &total, partial + blocks, sizeof(double));
+  return std::sqrt(total);
+}
+
+double grad_norm(Context& ctx, const std::vector<Tensor>& grads) {
+  return scaled_grad_norm(ctx, grads, 1.0f);
+}
+
+double clip_grad_norm(Context& ctx, const std::vector<Tensor>& grads, double max_norm) {
+  clip_coefficient(1.0, max_norm);  // validates max_norm (S2S_ARGUMENT), as the CPU op
+  const double total = grad_norm(ctx, grads);
+  if (!std::isfinite(total)) return total;
+  const float c = clip_coefficient(total, max_norm);
+  if (c != 1.0f) {
+    for (const Tensor& g : grads) {
+      if (g.data == nullptr) continue;
+      float* x = g.f32();
+      for_each(ctx, g.numel(), kOp, [=] __device__(int64_t i) { x[i] = __fmul_rn(x[i], c); });
+    }
+  }
+  return total;
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,95 @@
+// rmsnorm on CUDA (s2s/ops/rmsnorm.h semantics): out = x * rsqrt(mean(x^2) + eps) * weight.
+// Same structure as layernorm.cu: a warp (or block) per row, deterministic dweight.
+#include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/rows.cuh"
+#include "ops/op_util.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "rmsnorm";
+
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd_out, const float* inp,
+                                       const float* weight, int64_t rows, int64_t C, float eps,
+                                       int rows_per_block) {
+  __shared__ float scratch[32];
+  __shared__ double dscratch[32];
+  RowTeam t;
+  int64_t row;
+  if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
+  const float* x = inp + row * C;
+  float* y = out + row * C;
+  float s = 0.f;
+  for (int64_t c = t.tid; c < C; c += t.size) s += x[c] * x[c];
+  const float r = 1.0f / sqrtf(t.sum(s) / float(C) + eps);
+  for (int64_t c = t.tid; c < C; c += t.size) y[c] = x[c] * r * weight[c];
+  if (t.tid == 0 && rstd_out != nullptr) rstd_out[row] = r;
+}
+
+// dx = rstd * (dn - xhat * mean(dn * xhat)), xhat = x * rstd, dn = dout * weight. ACCUMULATES.
+__global__ void rmsnorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
+                                    const float* weight, const float* rstd, int64_t rows,
+                                    int64_t C, int rows_per_block) {
+  __shared__ float scratch[32];
+  __shared__ double dscratch[32];
+  RowTeam t;
+  int64_t row;
+  if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
+  const float* x = inp + row * C;
+  const float* dy = dout + row * C;
+  float* dx = dinp + row * C;
+  const float r = rstd[row];
+  float b = 0.f;
+  for (int64_t c = t.tid; c < C; c += t.size) b += dy[c] * weight[c] * x[c] * r;
+  b = t.sum(b) / float(C);
+  for (int64_t c = t.tid; c < C; c += t.size) dx[c] += r * (dy[c] * weight[c] - x[c] * r * b);
+}
+}  // namespace
+
+void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                     const Tensor& weight, float eps) {
+  int64_t C = 0;
+  const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
+  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  expect_f32(weight, {C}, kOp, "weight");
+  if (opu::present(rstd)) opu::expect_f32_numel(rstd, N, kOp, "rstd");
+  S2S_REQUIRE(eps >= 0.f && eps < INFINITY, code::kArgument, kOp,
+              "expected eps >= 0 and finite, got ", eps);
+  const RowLaunch l = row_launch(N, C);
+  if (l.blocks == 0 || C == 0) return;
+  ctx.activate();
+  rmsnorm_forward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+      out.f32(), rstd.f32(), inp.f32(), weight.f32(), N, C, eps, l.rows_per_block);
+  check_launch(kOp);
+}
+
+void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  int64_t C = 0;
+  const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
+  opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
+  expect_f32(weight, {C}, kOp, "weight");
+  opu::expect_f32_numel(rstd, N, kOp, "rstd");
+  if (opu::present(dinp)) opu::expect_f32_like(dinp, inp, kOp, "dinp", "inp");
+  if (opu::present(dweight)) expect_f32(dweight, {C}, kOp, "dweight");
+  if (N == 0 || C == 0) return;
+  ctx.activate();
+  const float* x = inp.f32();
+  const float* dy = dout.f32();
+  const float* r = rstd.f32();
+  if (opu::present(dinp)) {
+    const RowLaunch l = row_launch(N, C);
+    rmsnorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+        dinp.f32(), dy, x, weight.f32(), r, N, C, l.rows_per_block);
+    check_launch(kOp);
+  }
+  if (opu::present(dweight)) {
+    column_sum_into(ctx, N, C, dweight.f32(), [=] __device__(int64_t row, int64_t c) {
+      return dy[row * C + c] * (x[row * C + c] * r[row]);
+    }, kOp);
+  }
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,94 @@
+// rope on CUDA (s2s/ops/rope.h semantics): one thread per (token, head, rotation pair). The
+// angle is the fp32 product pos * inv_freq[i] (inv_freq from the CPU's rope_inv_freq), cos/sin
+// are taken in double and rounded, and the rotation is written with explicit fp32 roundings
+// (no fused multiply-add), as the CPU loop computes it. Positions outside [0, 2^24) are reported
+// through Context::synchronize(). Legend: B batch, T time, H heads, D head dim (even).
+#include <cmath>
+#include <vector>
+
+#include "backends/cuda/check.cuh"
+#include "backends/cuda/cuda_ops.h"
+#include "s2s/ops/rope.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "rope";
+constexpr int32_t kMaxPosition = 1 << 24;
+
+struct Dims { int64_t B, T, H, D; };
+
+Dims check(const Tensor& x, const char* name, const int32_t* positions, int64_t num_positions,
+           float theta) {
+  expect_f32(x, {-1, -1, -1, -1}, kOp, name);
+  Dims d{x.shape[0], x.shape[1], x.shape[2], x.shape[3]};
+  S2S_REQUIRE(d.D >= 2 && d.D % 2 == 0, code::kShape, kOp, "expected an even head dim, got ",
+              name, " of shape ", x.shape_string());
+  S2S_REQUIRE(std::isfinite(theta) && theta > 0.f, code::kArgument, kOp,
+              "expected theta > 0 and finite, got ", theta);
+  const int64_t want = positions != nullptr ? d.B * d.T : 0;
+  S2S_REQUIRE(num_positions == want, code::kShape, kOp, "expected ", want,
+              positions != nullptr ? " positions (B*T)" : " positions (no positions pointer)",
+              ", got ", num_positions);
+  return d;
+}
+
+// dst (=, or += when accumulate) R(sign * angle) src for every token, head and pair.
+void rotate(Context& ctx, float* dst, const float* src, const Dims& d, const int32_t* positions,
+            float theta, float sign, bool accumulate) {
+  const int64_t half = d.D / 2, n = d.B * d.T * d.H * half;
+  if (n == 0) return;
+  std::vector<float> host_freq(static_cast<size_t>(half));
+  rope_inv_freq(host_freq.data(), d.D, theta);
+  ArenaScope scope(ctx.arena());
+  float* inv_freq = ctx.arena().allocate_array<float>(size_t(half));
+  upload(ctx, inv_freq, host_freq.data(), sizeof(float) * half);
+  const int64_t T = d.T, H = d.H, D = d.D;
+  unsigned long long* err = ctx.error_slot();
+  for_each(ctx, n, kOp, [=] __device__(int64_t e) {
+    const int64_t i = e % half, head_row = e / half;  // head_row = (b*T + t)*H + h
+    const int64_t row = head_row / H;                 // b*T + t
+    int32_t pos = positions != nullptr ? positions[row] : int32_t(row % T);
+    if (pos < 0 || pos >= kMaxPosition) {
+      if (i == 0 && head_row % H == 0) report_bad_input(err, KernelReport::RopePosition, row, pos, kMaxPosition);
+      pos = 0;
+    }
+    const float a = __fmul_rn(static_cast<float>(pos), inv_freq[i]);
+    const float c = static_cast<float>(cos(static_cast<double>(a)));
+    const float s = sign * static_cast<float>(sin(static_cast<double>(a)));
+    const float* x = src + head_row * D;
+    float* y = dst + head_row * D;
+    const float x1 = x[i], x2 = x[i + half];
+    const float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    const float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    if (accumulate) {
+      y[i] += y1;
+      y[i + half] += y2;
+    } else {
+      y[i] = y1;
+      y[i + half] = y2;
+    }
+  });
+}
+}  // namespace
+
+void rope_forward(Context& ctx, const Tensor& out, const Tensor& inp, const int32_t* positions,
+                  int64_t num_positions, float theta) {
+  const Dims d = check(inp, "inp", positions, num_positions, theta);
+  expect_f32(out, {d.B, d.T, d.H, d.D}, kOp, "out");
+  rotate(ctx, out.f32(), inp.f32(), d, positions, theta, 1.f, false);
+}
+
+void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
+                   const int32_t* positions, int64_t num_positions, float theta) {
+  const Dims d = check(dout, "dout", positions, num_positions, theta);
+  if (dinp.data == nullptr) return;
+  expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
+  S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
+              "expected dinp and dout to be different buffers, got the same one");
+  rotate(ctx, dinp.f32(), dout.f32(), d, positions, theta, -1.f, true);
+}
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,717 @@
+// Every CUDA op against the CPU op (the reference), forward and backward, with a normalised-error
+// tolerance per op (max |gpu - cpu| / max(1, |cpu|)); ops that are exact by construction (casts,
+// dropout masks, AdamW, gathers) are compared bit for bit. Runs only where the CUDA backend is
+// built in and the runtime finds a device; elsewhere it prints why and registers no case
+// ("0 passed, 0 failed"), so a machine without a GPU neither passes nor fails these.
+// Tolerances: fp32 kernels whose summation order differs from the CPU's get 1e-5 (elementwise,
+// norms) to 1e-4 (attention, GEMM-based backward); bf16 tensor-core GEMMs 2e-3 (both sides round
+// the operands identically; only the fp32 accumulation order differs).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <cstring>
+#include <vector>
+
+#include "harness.h"
+#include "s2s/device.h"
+#include "s2s/error.h"
+
+#if S2S_HAVE_CUDA
+#include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/gemm.h"
+#include "ops_test_util.h"
+#include "s2s/gemm.h"
+#include "s2s/ops/adamw.h"
+#include "s2s/ops/attention.h"
+#include "s2s/ops/cast.h"
+#include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/dropout.h"
+#include "s2s/ops/elementwise.h"
+#include "s2s/ops/embedding.h"
+#include "s2s/ops/geglu.h"
+#include "s2s/ops/gelu.h"
+#include "s2s/ops/grad_norm.h"
+#include "s2s/ops/layernorm.h"
+#include "s2s/ops/linear.h"
+#include "s2s/ops/relu.h"
+#include "s2s/ops/rmsnorm.h"
+#include "s2s/ops/rope.h"
+#include "s2s/ops/silu.h"
+#include "s2s/ops/softmax.h"
+#include "s2s/ops/swiglu.h"
+#include "s2s/ops/t5_relative_position.h"
+#include "s2s/train/loss_scaler.h"
+
+using namespace s2s;
+using s2s_test::max_normalized_error;
+using s2s_test::random_vector;
+
+namespace {
+
+// Cases register here and join the harness only when a device exists (end of file).
+std::vector<s2s_test::Case>& cuda_cases() {
+  static std::vector<s2s_test::Case> cases;
+  return cases;
+}
+struct CudaRegistrar {
+  CudaRegistrar(const char* name, void (*fn)()) { cuda_cases().push_back({name, fn}); }
+};
+#define CUDA_TEST(name)                                   \
+  static void name();                                     \
+  static CudaRegistrar name##_cuda_registrar(#name, name); \
+  static void name()
+
+cuda::Context& ctx() {
+  static cuda::Context c;
+  return c;
+}
+
+// A device copy of host data, with a Tensor view of it.
+struct Dev {
+  cuda::DeviceBuffer buf;
+  Tensor t;
+  template <typename T>
+  Dev(const std::vector<T>& host, DType dt, std::initializer_list<int64_t> shape)
+      : buf(ctx(), host.size() * sizeof(T)) {
+    cuda::upload(ctx(), buf.data(), host.data(), host.size() * sizeof(T));
+    t = Tensor::contiguous(buf.data(), dt, shape);
+  }
+  explicit Dev(const std::vector<float>& host, std::initializer_list<int64_t> shape)
+      : Dev(host, DType::F32, shape) {}
+  template <typename T>
+  T* ptr() const { return static_cast<T*>(buf.data()); }
+};
+std::vector<float> host_of(const Dev& d) {
+  std::vector<float> out(size_t(d.t.numel()));
+  cuda::download(ctx(), out.data(), d.buf.data(), out.size() * sizeof(float));
+  return out;
+}
+std::vector<uint16_t> host16_of(const Dev& d) {
+  std::vector<uint16_t> out(size_t(d.t.numel()));
+  cuda::download(ctx(), out.data(), d.buf.data(), out.size() * sizeof(uint16_t));
+  return out;
+}
+
+Tensor view(std::vector<float>& v, std::initializer_list<int64_t> shape) { return opt::view(v, shape); }
+Tensor none() { return Tensor{}; }
+
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double tol,
+                  const char* what) {
+  CHECK_ERR(max_normalized_error(gpu.data(), cpu.data(), cpu.size()), tol, what);
+}
+
+}  // namespace
+
+// ---- runtime, errors --------------------------------------------------------------------------
+
+CUDA_TEST(cuda_errors_are_s2s_errors) {
+  cuda::ContextOptions o;
+  o.device = 99;
+  CHECK_THROWS_CODE(cuda::Context{o}, code::kDevice);
+  // An allocation no GPU can satisfy is S2S_OUT_OF_MEMORY, and the context stays usable.
+  CHECK_THROWS_CODE(cuda::DeviceBuffer(ctx(), size_t(1) << 50), code::kOutOfMemory);
+  std::vector<float> x = {1, 2, 3};
+  Dev d(x, {3});
+  CHECK(host_of(d) == x);
+}
+
+CUDA_TEST(cuda_status_lists_the_device) {
+  const CudaStatus s = cuda_status();
+  CHECK(s.built && !s.devices.empty());
+  CHECK(!s.devices[0].name.empty() && s.devices[0].total_bytes > 0);
+  std::printf("    device 0: %s, sm_%d%d, %.1f GiB\n", s.devices[0].name.c_str(),
+              s.devices[0].compute_major, s.devices[0].compute_minor,
+              double(s.devices[0].total_bytes) / (1 << 30));
+}
+
+// ---- norms, softmax ---------------------------------------------------------------------------
+
+static void check_layernorm(int64_t N, int64_t C) {
+  std::vector<float> x = random_vector(N * C, 1, -2, 2), w = random_vector(C, 2, 0.5f, 1.5f);
+  std::vector<float> b = random_vector(C, 3), dy = random_vector(N * C, 4);
+  std::vector<float> out(N * C), mean(N), rstd(N), dx(N * C, 0.f), dw(C, 0.f), db(C, 0.f);
+  layernorm_forward(view(out, {N, C}), view(mean, {N}), view(rstd, {N}), view(x, {N, C}),
+                    view(w, {C}), view(b, {C}), 1e-5f);
+  layernorm_backward(view(dx, {N, C}), view(dw, {C}), view(db, {C}), view(dy, {N, C}),
+                     view(x, {N, C}), view(w, {C}), view(mean, {N}), view(rstd, {N}));
+  Dev gx(x, {N, C}), gw(w, {C}), gb(b, {C}), gdy(dy, {N, C});
+  Dev gout(std::vector<float>(N * C), {N, C}), gmean(std::vector<float>(N), {N}),
+      grstd(std::vector<float>(N), {N});
+  Dev gdx(std::vector<float>(N * C, 0.f), {N, C}), gdw(std::vector<float>(C, 0.f), {C}),
+      gdb(std::vector<float>(C, 0.f), {C});
+  cuda::layernorm_forward(ctx(), gout.t, gmean.t, grstd.t, gx.t, gw.t, gb.t, 1e-5f);
+  cuda::layernorm_backward(ctx(), gdx.t, gdw.t, gdb.t, gdy.t, gx.t, gw.t, gmean.t, grstd.t);
+  expect_close(host_of(gout), out, 1e-5, "layernorm out");
+  expect_close(host_of(grstd), rstd, 1e-5, "layernorm rstd");
+  expect_close(host_of(gdx), dx, 1e-4, "layernorm dinp");
+  expect_close(host_of(gdw), dw, 1e-4, "layernorm dweight");
+  expect_close(host_of(gdb), db, 1e-4, "layernorm dbias");
+}
+CUDA_TEST(cuda_layernorm_warp_and_block_rows) {
+  check_layernorm(37, 768);   // a warp per row
+  check_layernorm(5, 3000);   // a block per row
+  check_layernorm(300, 64);   // more than one reduction chunk of rows
+}
+
+CUDA_TEST(cuda_rmsnorm) {
+  for (int64_t C : {128, 2500}) {
+    const int64_t N = 41;
+    std::vector<float> x = random_vector(N * C, 5, -2, 2), w = random_vector(C, 6, 0.5f, 1.5f);
+    std::vector<float> dy = random_vector(N * C, 7);
+    std::vector<float> out(N * C), rstd(N), dx(N * C, 0.f), dw(C, 0.f);
+    rmsnorm_forward(view(out, {N, C}), view(rstd, {N}), view(x, {N, C}), view(w, {C}), 1e-6f);
+    rmsnorm_backward(view(dx, {N, C}), view(dw, {C}), view(dy, {N, C}), view(x, {N, C}),
+                     view(w, {C}), view(rstd, {N}));
+    Dev gx(x, {N, C}), gw(w, {C}), gdy(dy, {N, C}), gout(std::vector<float>(N * C), {N, C});
+    Dev grstd(std::vector<float>(N), {N}), gdx(std::vector<float>(N * C, 0.f), {N, C});
+    Dev gdw(std::vector<float>(C, 0.f), {C});
+    cuda::rmsnorm_forward(ctx(), gout.t, grstd.t, gx.t, gw.t, 1e-6f);
+    cuda::rmsnorm_backward(ctx(), gdx.t, gdw.t, gdy.t, gx.t, gw.t, grstd.t);
+    expect_close(host_of(gout), out, 1e-5, "rmsnorm out");
+    expect_close(host_of(gdx), dx, 1e-4, "rmsnorm dinp");
+    expect_close(host_of(gdw), dw, 1e-4, "rmsnorm dweight");
+  }
+}
+
+CUDA_TEST(cuda_softmax) {
+  for (int64_t C : {100, 5000}) {
+    const int64_t N = 9;
+    std::vector<float> x = random_vector(N * C, 8, -5, 5), dy = random_vector(N * C, 9);
+    std::vector<float> y(N * C), dx(N * C, 0.f);
+    softmax_forward(view(y, {N, C}), view(x, {N, C}));
+    softmax_backward(view(dx, {N, C}), view(dy, {N, C}), view(y, {N, C}));
+    Dev gx(x, {N, C}), gdy(dy, {N, C}), gy(std::vector<float>(N * C), {N, C});
+    Dev gdx(std::vector<float>(N * C, 0.f), {N, C});
+    cuda::softmax_forward(ctx(), gy.t, gx.t);
+    cuda::softmax_backward(ctx(), gdx.t, gdy.t, gy.t);
+    expect_close(host_of(gy), y, 1e-5, "softmax out");
+    expect_close(host_of(gdx), dx, 1e-5, "softmax dinp");
+  }
+}
+
+// ---- activations ------------------------------------------------------------------------------
+
+CUDA_TEST(cuda_activations) {
+  const int64_t N = 33, H = 301;
+  std::vector<float> x = random_vector(N * H, 10, -6, 6), u = random_vector(N * H, 11, -2, 2);
+  std::vector<float> dy = random_vector(N * H, 12);
+  Dev gx(x, {N, H}), gu(u, {N, H}), gdy(dy, {N, H});
+  auto run_unary = [&](const char* name, auto cpu_f, auto cpu_b, auto gpu_f, auto gpu_b) {
+    std::vector<float> y(N * H), dx(N * H, 0.f);
+    cpu_f(view(y, {N, H}), view(x, {N, H}));
+    cpu_b(view(dx, {N, H}), view(dy, {N, H}), view(x, {N, H}));
+    Dev gy(std::vector<float>(N * H), {N, H}), gdx(std::vector<float>(N * H, 0.f), {N, H});
+    gpu_f(gy.t, gx.t);
+    gpu_b(gdx.t, gdy.t, gx.t);
+    expect_close(host_of(gy), y, 1e-5, (std::string(name) + " forward").c_str());
+    expect_close(host_of(gdx), dx, 1e-5, (std::string(name) + " backward").c_str());
+  };
+  for (GeluApprox a : {GeluApprox::Tanh, GeluApprox::None}) {
+    run_unary("gelu",
+              [&](const Tensor& o, const Tensor& i) { gelu_forward(o, i, a); },
+              [&](const Tensor& d, const Tensor& g, const Tensor& i) { gelu_backward(d, g, i, a); },
+              [&](const Tensor& o, const Tensor& i) { cuda::gelu_forward(ctx(), o, i, a); },
+              [&](const Tensor& d, const Tensor& g, const Tensor& i) { cuda::gelu_backward(ctx(), d, g, i, a); });
+  }
+  run_unary("relu", [](const Tensor& o, const Tensor& i) { relu_forward(o, i); },
+            [](const Tensor& d, const Tensor& g, const Tensor& i) { relu_backward(d, g, i); },
+            [](const Tensor& o, const Tensor& i) { cuda::relu_forward(ctx(), o, i); },
+            [](const Tensor& d, const Tensor& g, const Tensor& i) { cuda::relu_backward(ctx(), d, g, i); });
+  run_unary("silu", [](const Tensor& o, const Tensor& i) { silu_forward(o, i); },
+            [](const Tensor& d, const Tensor& g, const Tensor& i) { silu_backward(d, g, i); },
+            [](const Tensor& o, const Tensor& i) { cuda::silu_forward(ctx(), o, i); },
+            [](const Tensor& d, const Tensor& g, const Tensor& i) { cuda::silu_backward(ctx(), d, g, i); });
+  // Gated products.
+  for (int gated = 0; gated < 2; ++gated) {
+    std::vector<float> y(N * H), dg(N * H, 0.f), du(N * H, 0.f);
+    Dev gy(std::vector<float>(N * H), {N, H}), gdg(std::vector<float>(N * H, 0.f), {N, H});
+    Dev gdu(std::vector<float>(N * H, 0.f), {N, H});
+    if (gated == 0) {
+      swiglu_forward(view(y, {N, H}), view(x, {N, H}), view(u, {N, H}));
+      swiglu_backward(view(dg, {N, H}), view(du, {N, H}), view(dy, {N, H}), view(x, {N, H}), view(u, {N, H}));
+      cuda::swiglu_forward(ctx(), gy.t, gx.t, gu.t);
+      cuda::swiglu_backward(ctx(), gdg.t, gdu.t, gdy.t, gx.t, gu.t);
+    } else {
+      geglu_forward(view(y, {N, H}), view(x, {N, H}), view(u, {N, H}));
+      geglu_backward(view(dg, {N, H}), view(du, {N, H}), view(dy, {N, H}), view(x, {N, H}), view(u, {N, H}));
+      cuda::geglu_forward(ctx(), gy.t, gx.t, gu.t);
+      cuda::geglu_backward(ctx(), gdg.t, gdu.t, gdy.t, gx.t, gu.t);
+    }
+    const char* name = gated == 0 ? "swiglu" : "geglu";
+    expect_close(host_of(gy), y, 1e-5, name);
+    expect_close(host_of(gdg), dg, 1e-5, name);
+    expect_close(host_of(gdu), du, 1e-5, name);
+  }
+}
+
+// ---- dropout, cast, elementwise: exact --------------------------------------------------------
+
+CUDA_TEST(cuda_dropout_matches_cpu_mask_bit_for_bit) {
+  const int64_t n = 10007;  // not a multiple of 4: block boundaries inside Philox blocks
+  std::vector<float> x = random_vector(n, 13), dy = random_vector(n, 14);
+  std::vector<float> y(n), dx(n, 0.f);
+  const uint64_t seed = 0x1234abcdULL, offset = 6;
+  dropout_forward(view(y, {n}), view(x, {n}), 0.1f, seed, offset);
+  dropout_backward(view(dx, {n}), view(dy, {n}), 0.1f, seed, offset);
+  Dev gx(x, {n}), gdy(dy, {n}), gy(std::vector<float>(n), {n}), gdx(std::vector<float>(n, 0.f), {n});
+  cuda::dropout_forward(ctx(), gy.t, gx.t, 0.1f, seed, offset);
+  cuda::dropout_backward(ctx(), gdx.t, gdy.t, 0.1f, seed, offset);
+  CHECK(opt::bit_equal(host_of(gy), y));
+  CHECK(opt::bit_equal(host_of(gdx), dx));
+  CHECK_THROWS_CODE(cuda::dropout_forward(ctx(), gy.t, gx.t, 1.0f, seed, 0), code::kArgument);
+}
+
+CUDA_TEST(cuda_cast_bits) {
+  const int64_t n = 4099;
+  std::vector<float> x = random_vector(n, 15, -70000, 70000);
+  x[0] = NAN; x[1] = INFINITY; x[2] = -0.0f; x[3] = 1e-30f; x[4] = 65520.f; x[5] = 5.96e-8f;
+  Dev gx(x, {n});
+  for (DType to : {DType::BF16, DType::F16}) {
+    std::vector<uint16_t> cpu(n), back_cpu(n);
+    cast_forward(opt::view16(cpu, to, {n}), view(x, {n}));
+    Dev gy(std::vector<uint16_t>(n), to, {n});
+    cuda::cast_forward(ctx(), gy.t, gx.t);
+    CHECK_MSG(host16_of(gy) == cpu, std::string("cast to ") + dtype_name(to));
+    // Back to f32 (exact) and the backward (accumulate into f32).
+    std::vector<float> wide(n), acc(n, 1.f);
+    cast_forward(view(wide, {n}), opt::view16(cpu, to, {n}));
+    cast_backward(view(acc, {n}), opt::view16(cpu, to, {n}));
+    Dev gw(std::vector<float>(n), {n}), gacc(std::vector<float>(n, 1.f), {n});
+    cuda::cast_forward(ctx(), gw.t, gy.t);
+    cuda::cast_backward(ctx(), gacc.t, gy.t);
+    CHECK(opt::bit_equal(host_of(gw), wide));
+    CHECK(opt::bit_equal(host_of(gacc), acc));
+  }
+}
+
+CUDA_TEST(cuda_elementwise) {
+  const int64_t rows = 17, cols = 96;
+  std::vector<float> a = random_vector(rows * cols, 16), b = random_vector(rows * cols, 17);
+  Dev ga(a, {rows, cols}), gb(b, {rows, cols}), go(std::vector<float>(rows * cols), {rows, cols});
+  std::vector<float> o(rows * cols);
+  add_forward(view(o, {rows, cols}), view(a, {rows, cols}), view(b, {rows, cols}));
+  cuda::add_forward(ctx(), go.t, ga.t, gb.t);
+  CHECK(opt::bit_equal(host_of(go), o));
+  std::vector<float> d = a;
+  axpy(view(d, {rows, cols}), 0.37f, view(b, {rows, cols}));
+  cuda::axpy(ctx(), ga.t, 0.37f, gb.t);
+  CHECK(opt::bit_equal(host_of(ga), d));
+  scale_forward(view(o, {rows, cols}), view(b, {rows, cols}), -1.5f);
+  cuda::scale_forward(ctx(), go.t, gb.t, -1.5f);
+  CHECK(opt::bit_equal(host_of(go), o));
+  std::vector<float> cols_cpu(rows * 32), back(rows * cols, 0.f);
+  copy_columns(cols_cpu.data(), b.data(), rows, cols, 32, 32);
+  add_to_columns(back.data(), cols_cpu.data(), rows, cols, 64, 32);
+  Dev gc(std::vector<float>(rows * 32), {rows, 32}), gback(std::vector<float>(rows * cols, 0.f), {rows, cols});
+  cuda::copy_columns(ctx(), gc.ptr<float>(), gb.ptr<float>(), rows, cols, 32, 32);
+  cuda::add_to_columns(ctx(), gback.ptr<float>(), gc.ptr<float>(), rows, cols, 64, 32);
+  CHECK(opt::bit_equal(host_of(gc), cols_cpu));
+  CHECK(opt::bit_equal(host_of(gback), back));
+}
+
+// ---- embedding ------------------------------------------------------------------------------
+
+CUDA_TEST(cuda_embedding) {
+  const int64_t B = 3, T = 7, C = 40, V = 50, P = 16;
+  std::vector<float> wte = random_vector(V * C, 18), wpe = random_vector(P * C, 19);
+  std::vector<int32_t> ids(B * T), pos(B * T);
+  for (int64_t i = 0; i < B * T; ++i) {
+    ids[i] = int32_t((i * 7 + 3) % V);
+    pos[i] = int32_t((i * 5) % P);
+  }
+  ids[4] = ids[9];  // repeated ids: the scatter-add sums them
+  std::vector<float> dy = random_vector(B * T * C, 20);
+  Dev gwte(wte, {V, C}), gwpe(wpe, {P, C}), gdy(dy, {B, T, C});
+  Dev gids(ids, DType::F32, {B * T}), gpos(pos, DType::F32, {B * T});  // raw int32 storage
+  for (int explicit_pos = 0; explicit_pos < 2; ++explicit_pos) {
+    const int32_t* hp = explicit_pos ? pos.data() : nullptr;
+    const int32_t* dp = explicit_pos ? gpos.ptr<int32_t>() : nullptr;
+    const int64_t np = explicit_pos ? B * T : 0;
+    std::vector<float> out(B * T * C), dte(V * C, 0.f), dpe(P * C, 0.f);
+    embedding_forward(view(out, {B, T, C}), view(wte, {V, C}), view(wpe, {P, C}), ids.data(), B * T, hp, np);
+    embedding_backward(view(dte, {V, C}), view(dpe, {P, C}), view(dy, {B, T, C}), ids.data(), B * T, hp, np);
+    Dev gout(std::vector<float>(B * T * C), {B, T, C});
+    cuda::embedding_forward(ctx(), gout.t, gwte.t, gwpe.t, gids.ptr<int32_t>(), B * T, dp, np);
+    CHECK(opt::bit_equal(host_of(gout), out));
+    for (bool det : {false, true}) {
+      ctx().set_deterministic(det);
+      Dev gdte(std::vector<float>(V * C, 0.f), {V, C}), gdpe(std::vector<float>(P * C, 0.f), {P, C});
+      cuda::embedding_backward(ctx(), gdte.t, gdpe.t, gdy.t, gids.ptr<int32_t>(), B * T, dp, np);
+      expect_close(host_of(gdte), dte, 1e-6, "embedding dwte");
+      expect_close(host_of(gdpe), dpe, 1e-6, "embedding dwpe");
+      if (det) {  // the ordered path adds in (b, t) order like the CPU: same bits
+        CHECK(opt::bit_equal(host_of(gdte), dte));
+      }
+    }
+    ctx().set_deterministic(false);
+  }
+  // bf16 table: rows widened exactly.
+  std::vector<uint16_t> wte16(V * C);
+  cast_forward(opt::view16(wte16, DType::BF16, {V, C}), view(wte, {V, C}));
+  std::vector<float> out16(B * T * C);
+  embedding_forward(view(out16, {B, T, C}), opt::view16(wte16, DType::BF16, {V, C}), none(), ids.data(), B * T);
+  Dev gwte16(wte16, DType::BF16, {V, C}), gout16(std::vector<float>(B * T * C), {B, T, C});
+  cuda::embedding_forward(ctx(), gout16.t, gwte16.t, Tensor{}, gids.ptr<int32_t>(), B * T);
+  CHECK(opt::bit_equal(host_of(gout16), out16));
+  // An id out of range: reported at the next synchronize, as S2S_ARGUMENT naming the index.
+  std::vector<int32_t> bad = ids;
+  bad[5] = int32_t(V + 3);
+  Dev gbad(bad, DType::F32, {B * T});
+  cuda::embedding_forward(ctx(), gout16.t, gwte16.t, Tensor{}, gbad.ptr<int32_t>(), B * T);
+  try {
+    ctx().synchronize();
+    CHECK_MSG(false, "expected the bad id to be reported");
+  } catch (const Error& e) {
+    CHECK(e.code() == code::kArgument);
+    CHECK_MSG(std::string(e.what()).find("ids[5] = 53") != std::string::npos, e.what());
+  }
+  ctx().synchronize();  // the report was cleared
+}
+
+// ---- linear (cuBLASLt) ----------------------------------------------------------------------
+
+static void check_linear(DType wt, WeightLayout layout, double tol_f, double tol_b) {
+  const int64_t N = 37, IC = 96, OC = 80;
+  std::vector<float> x = random_vector(N * IC, 21), w = random_vector(OC * IC, 22, -0.2f, 0.2f);
+  std::vector<float> bias = random_vector(OC, 23), dy = random_vector(N * OC, 24);
+  const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC, w1 = layout == WeightLayout::OutIn ? IC : OC;
+  std::vector<uint16_t> w16(OC * IC);
+  Tensor wcpu = view(w, {w0, w1});
+  if (wt != DType::F32) {
+    cast_forward(opt::view16(w16, wt, {w0, w1}), view(w, {w0, w1}));
+    wcpu = opt::view16(w16, wt, {w0, w1});
+  }
+  std::vector<float> y(N * OC), dx(N * IC, 0.f), dw(OC * IC, 0.f), db(OC, 0.f);
+  if (wt == DType::F16) {
+    // No CPU f16 GEMM: the reference is the f32 op on f16-rounded weights and inputs (what the
+    // tensor-core path computes), with its own rounding of x and dy below.
+    std::vector<float> wr(OC * IC), xr(N * IC), dyr(N * OC);
+    cast_forward(view(wr, {w0, w1}), opt::view16(w16, wt, {w0, w1}));
+    std::vector<uint16_t> t16(std::max(N * IC, N * OC));
+    cast_forward(opt::view16(t16, wt, {N, IC}), view(x, {N, IC}));
+    cast_forward(view(xr, {N, IC}), opt::view16(t16, wt, {N, IC}));
+    cast_forward(opt::view16(t16, wt, {N, OC}), view(dy, {N, OC}));
+    cast_forward(view(dyr, {N, OC}), opt::view16(t16, wt, {N, OC}));
+    linear_forward_reference(view(y, {N, OC}), view(xr, {N, IC}), view(wr, {w0, w1}), view(bias, {OC}), layout);
+    linear_backward_reference(view(dx, {N, IC}), view(dw, {w0, w1}), none(), view(dyr, {N, OC}),
+                              view(xr, {N, IC}), view(wr, {w0, w1}), layout);
+    linear_backward_reference(none(), none(), view(db, {OC}), view(dy, {N, OC}), view(xr, {N, IC}),
+                              view(wr, {w0, w1}), layout);
+  } else {
+    linear_forward(view(y, {N, OC}), view(x, {N, IC}), wcpu, view(bias, {OC}), layout);
+    linear_backward(view(dx, {N, IC}), view(dw, {w0, w1}), view(db, {OC}), view(dy, {N, OC}),
+                    view(x, {N, IC}), wcpu, layout);
+  }
+  Dev gx(x, {N, IC}), gb(bias, {OC}), gdy(dy, {N, OC});
+  Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+  Dev gy(std::vector<float>(N * OC), {N, OC}), gdx(std::vector<float>(N * IC, 0.f), {N, IC});
+  Dev gdw(std::vector<float>(OC * IC, 0.f), {w0, w1}), gdb(std::vector<float>(OC, 0.f), {OC});
+  cuda::linear_forward(ctx(), gy.t, gx.t, gw.t, gb.t, layout);
+  cuda::linear_backward(ctx(), gdx.t, gdw.t, gdb.t, gdy.t, gx.t, gw.t, layout);
+  const std::string tag = std::string(dtype_name(wt)) + (layout == WeightLayout::OutIn ? " OutIn" : " InOut");
+  expect_close(host_of(gy), y, tol_f, ("linear out " + tag).c_str());
+  expect_close(host_of(gdx), dx, tol_b, ("linear dinp " + tag).c_str());
+  expect_close(host_of(gdw), dw, tol_b, ("linear dweight " + tag).c_str());
+  expect_close(host_of(gdb), db, 1e-5, ("linear dbias " + tag).c_str());
+}
+CUDA_TEST(cuda_linear_fp32_bf16_fp16) {
+  ctx().set_allow_tf32(false);
+  for (WeightLayout l : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    check_linear(DType::F32, l, 1e-5, 1e-4);
+    check_linear(DType::BF16, l, 2e-3, 2e-3);
+    check_linear(DType::F16, l, 2e-3, 2e-3);
+  }
+}
+
+CUDA_TEST(cuda_gemm_tf32_option) {
+  // TF32 keeps 10 mantissa bits: ~1e-3 relative on unit-scale data, a clear difference from fp32.
+  const int64_t M = 64, N = 64, K = 256;
+  std::vector<float> a = random_vector(M * K, 25), b = random_vector(K * N, 26), c(M * N);
+  gemm_f32_reference(false, false, M, N, K, 1.f, a.data(), K, b.data(), N, 0.f, c.data(), N);
+  Dev ga(a, {M, K}), gb(b, {K, N}), gc(std::vector<float>(M * N), {M, N});
+  ctx().set_allow_tf32(true);
+  cuda::gemm(ctx(), false, false, M, N, K, 1.f, ga.buf.data(), K, gb.buf.data(), N, DType::F32, 0.f,
+             gc.ptr<float>(), N);
+  const double err_tf32 = max_normalized_error(host_of(gc).data(), c.data(), c.size());
+  ctx().set_allow_tf32(false);
+  cuda::gemm(ctx(), false, false, M, N, K, 1.f, ga.buf.data(), K, gb.buf.data(), N, DType::F32, 0.f,
+             gc.ptr<float>(), N);
+  const double err_fp32 = max_normalized_error(host_of(gc).data(), c.data(), c.size());
+  CHECK_ERR(err_fp32, 1e-5, "gemm fp32");
+  CHECK_ERR(err_tf32, 5e-2, "gemm tf32");
+  std::printf("    gemm error vs double reference: fp32 %.2e, tf32 %.2e\n", err_fp32, err_tf32);
+}
+
+// ---- attention ------------------------------------------------------------------------------
+
+struct AttnCase {
+  int64_t B, Tq, Tk, Hq, Hkv, D;
+  bool causal, bias, mask;
+  std::optional<float> scale;
+};
+
+static void check_attention(const AttnCase& c, uint64_t seed) {
+  const int64_t nq = c.B * c.Tq * c.Hq * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
+  std::vector<float> q = random_vector(nq, seed), k = random_vector(nk, seed + 1);
+  std::vector<float> v = random_vector(nk, seed + 2), dout = random_vector(nq, seed + 3);
+  std::vector<float> bias = c.bias ? random_vector(c.Hq * c.Tq * c.Tk, seed + 4) : std::vector<float>{};
+  std::vector<uint8_t> mask;
+  if (c.mask) {
+    mask.assign(c.B * c.Tk, 1);
+    for (int64_t j = 0; j < 5 && j < c.Tk; ++j) mask[(c.B - 1) * c.Tk + c.Tk - 1 - j] = 0;  // padding
+    if (c.B > 1) for (int64_t j = 0; j < c.Tk; ++j) mask[j] = 0;  // a fully masked batch row
+  }
+  AttentionOptions o;
+  o.causal = c.causal;
+  o.scale = c.scale;
+  const Tensor bias_cpu = c.bias ? view(bias, {c.Hq, c.Tq, c.Tk}) : none();
+  std::vector<float> out(nq), lse(c.B * c.Hq * c.Tq), dq(nq, 0.f), dk(nk, 0.f), dv(nk, 0.f);
+  std::vector<float> db(c.bias ? c.Hq * c.Tq * c.Tk : 0, 0.f);
+  attention_forward(view(out, {c.B, c.Tq, c.Hq, c.D}), view(lse, {c.B, c.Hq, c.Tq}),
+                    view(q, {c.B, c.Tq, c.Hq, c.D}), view(k, {c.B, c.Tk, c.Hkv, c.D}),
+                    view(v, {c.B, c.Tk, c.Hkv, c.D}), bias_cpu, c.mask ? mask.data() : nullptr,
+                    c.mask ? c.B * c.Tk : 0, o);
+  attention_backward(view(dq, {c.B, c.Tq, c.Hq, c.D}), view(dk, {c.B, c.Tk, c.Hkv, c.D}),
+                     view(dv, {c.B, c.Tk, c.Hkv, c.D}),
+                     c.bias ? view(db, {c.Hq, c.Tq, c.Tk}) : none(), view(dout, {c.B, c.Tq, c.Hq, c.D}),
+                     view(q, {c.B, c.Tq, c.Hq, c.D}), view(k, {c.B, c.Tk, c.Hkv, c.D}),
+                     view(v, {c.B, c.Tk, c.Hkv, c.D}), view(out, {c.B, c.Tq, c.Hq, c.D}),
+                     view(lse, {c.B, c.Hq, c.Tq}), bias_cpu, c.mask ? mask.data() : nullptr,
+                     c.mask ? c.B * c.Tk : 0, o);
+  Dev gq(q, {c.B, c.Tq, c.Hq, c.D}), gk(k, {c.B, c.Tk, c.Hkv, c.D}), gv(v, {c.B, c.Tk, c.Hkv, c.D});
+  Dev gdout(dout, {c.B, c.Tq, c.Hq, c.D});
+  Dev gbias(c.bias ? bias : std::vector<float>{0.f}, {c.bias ? c.Hq * c.Tq * c.Tk : 1});
+  if (c.bias) gbias.t = Tensor::contiguous(gbias.buf.data(), DType::F32, {c.Hq, c.Tq, c.Tk});
+  Dev gmask(c.mask ? mask : std::vector<uint8_t>{1}, DType::F32, {1});
+  Dev gout(std::vector<float>(nq), {c.B, c.Tq, c.Hq, c.D}), glse(std::vector<float>(lse.size()), {c.B, c.Hq, c.Tq});
+  const Tensor bias_gpu = c.bias ? gbias.t : Tensor{};
+  const uint8_t* mask_gpu = c.mask ? gmask.ptr<uint8_t>() : nullptr;
+  cuda::attention_forward(ctx(), gout.t, glse.t, gq.t, gk.t, gv.t, bias_gpu, mask_gpu,
+                          c.mask ? c.B * c.Tk : 0, o);
+  char what[160];
+  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s",
+                long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.D),
+                c.causal ? " causal" : "", c.bias ? " bias" : "", c.mask ? " mask" : "");
+  expect_close(host_of(gout), out, 1e-5, (std::string(what) + " out").c_str());
+  const std::vector<float> glse_h = host_of(glse);
+  bool lse_ok = true;  // -inf rows must match exactly; others within tolerance
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(lse[i]) != std::isinf(glse_h[i])) lse_ok = false;
+    else if (!std::isinf(lse[i]) && std::fabs(lse[i] - glse_h[i]) > 1e-5 * std::fmax(1.f, std::fabs(lse[i]))) lse_ok = false;
+  }
+  CHECK_MSG(lse_ok, std::string(what) + " lse");
+  std::vector<float> run1[4];
+  for (int rep = 0; rep < 2; ++rep) {
+    Dev gdq(std::vector<float>(nq, 0.f), {c.B, c.Tq, c.Hq, c.D});
+    Dev gdk(std::vector<float>(nk, 0.f), {c.B, c.Tk, c.Hkv, c.D}), gdv(std::vector<float>(nk, 0.f), {c.B, c.Tk, c.Hkv, c.D});
+    Dev gdb(std::vector<float>(std::max<size_t>(db.size(), 1), 0.f), {int64_t(std::max<size_t>(db.size(), 1))});
+    if (c.bias) gdb.t = Tensor::contiguous(gdb.buf.data(), DType::F32, {c.Hq, c.Tq, c.Tk});
+    cuda::attention_backward(ctx(), gdq.t, gdk.t, gdv.t, c.bias ? gdb.t : Tensor{}, gdout.t, gq.t,
+                             gk.t, gv.t, gout.t, glse.t, bias_gpu, mask_gpu,
+                             c.mask ? c.B * c.Tk : 0, o);
+    std::vector<float> r[4] = {host_of(gdq), host_of(gdk), host_of(gdv), c.bias ? host_of(gdb) : std::vector<float>{}};
+    if (rep == 0) {
+      expect_close(r[0], dq, 1e-4, (std::string(what) + " dq").c_str());
+      expect_close(r[1], dk, 1e-4, (std::string(what) + " dk").c_str());
+      expect_close(r[2], dv, 1e-4, (std::string(what) + " dv").c_str());
+      if (c.bias) expect_close(r[3], db, 1e-4, (std::string(what) + " dbias").c_str());
+      for (int i = 0; i < 4; ++i) run1[i] = r[i];
+    } else {
+      for (int i = 0; i < 4; ++i) CHECK_MSG(opt::bit_equal(r[i], run1[i]), std::string(what) + " backward is deterministic");
+    }
+  }
+}
+
+CUDA_TEST(cuda_attention_against_cpu) {
+  check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt}, 30);   // GPT/Llama: causal, GQA
+  check_attention({2, 45, 45, 3, 3, 64, false, true, true, 1.0f}, 40);            // T5 encoder: bias, padding
+  check_attention({2, 33, 50, 2, 1, 80, true, false, true, std::nullopt}, 50);    // KV-cache alignment, D = 80
+  check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f}, 60);            // Tq > Tk: empty rows
+  check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt}, 70);  // D = 128, cross-attention
+  check_attention({1, 9, 9, 2, 1, 256, true, false, false, std::nullopt}, 80);    // D = 256 (largest)
+}
+
+CUDA_TEST(cuda_attention_bad_mask_value) {
+  const int64_t B = 1, T = 8, H = 1, D = 32;
+  std::vector<float> x = random_vector(B * T * H * D, 90);
+  std::vector<uint8_t> mask(B * T, 1);
+  mask[3] = 2;
+  Dev gx(x, {B, T, H, D}), gout(std::vector<float>(x.size()), {B, T, H, D}), glse(std::vector<float>(T), {B, H, T});
+  Dev gmask(mask, DType::F32, {2});
+  cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{}, gmask.ptr<uint8_t>(), B * T, {});
+  CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+}
+
+// ---- positions ------------------------------------------------------------------------------
+
+CUDA_TEST(cuda_rope) {
+  const int64_t B = 2, T = 11, H = 3, D = 16;
+  std::vector<float> x = random_vector(B * T * H * D, 100), dy = random_vector(B * T * H * D, 101);
+  std::vector<int32_t> pos(B * T);
+  for (int64_t i = 0; i < B * T; ++i) pos[i] = int32_t(i % T + (i >= T ? 3000 : 0));
+  Dev gx(x, {B, T, H, D}), gdy(dy, {B, T, H, D}), gpos(pos, DType::F32, {B * T});
+  for (int with_pos = 0; with_pos < 2; ++with_pos) {
+    const int32_t* hp = with_pos ? pos.data() : nullptr;
+    const int32_t* dp = with_pos ? gpos.ptr<int32_t>() : nullptr;
+    const int64_t np = with_pos ? B * T : 0;
+    std::vector<float> y(x.size()), dx(x.size(), 0.f);
+    rope_forward(view(y, {B, T, H, D}), view(x, {B, T, H, D}), hp, np, 10000.f);
+    rope_backward(view(dx, {B, T, H, D}), view(dy, {B, T, H, D}), hp, np, 10000.f);
+    Dev gy(std::vector<float>(x.size()), {B, T, H, D}), gdx(std::vector<float>(x.size(), 0.f), {B, T, H, D});
+    cuda::rope_forward(ctx(), gy.t, gx.t, dp, np, 10000.f);
+    cuda::rope_backward(ctx(), gdx.t, gdy.t, dp, np, 10000.f);
+    expect_close(host_of(gy), y, 1e-6, "rope forward");
+    expect_close(host_of(gdx), dx, 1e-6, "rope backward");
+  }
+}
+
+CUDA_TEST(cuda_t5_relative_position) {
+  const int64_t Hq = 4, NB = 32;
+  for (bool bidirectional : {true, false}) {
+    T5RelativePositionOptions o;
+    o.bidirectional = bidirectional;
+    o.q_offset = bidirectional ? 0 : 5;
+    const int64_t Tq = 23, Tk = 31;
+    std::vector<float> table = random_vector(NB * Hq, 110), g = random_vector(Hq * Tq * Tk, 111);
+    std::vector<float> bias(Hq * Tq * Tk), dt(NB * Hq, 0.f);
+    t5_relative_position_forward(view(bias, {Hq, Tq, Tk}), view(table, {NB, Hq}), o);
+    t5_relative_position_backward(view(dt, {NB, Hq}), view(g, {Hq, Tq, Tk}), o);
+    Dev gt(table, {NB, Hq}), gg(g, {Hq, Tq, Tk}), gb(std::vector<float>(bias.size()), {Hq, Tq, Tk});
+    Dev gdt(std::vector<float>(NB * Hq, 0.f), {NB, Hq});
+    cuda::t5_relative_position_forward(ctx(), gb.t, gt.t, o);
+    cuda::t5_relative_position_backward(ctx(), gdt.t, gg.t, o);
+    CHECK(opt::bit_equal(host_of(gb), bias));
+    expect_close(host_of(gdt), dt, 1e-6, "t5 relative position dtable");
+  }
+}
+
+// ---- loss -----------------------------------------------------------------------------------
+
+CUDA_TEST(cuda_cross_entropy) {
+  for (int64_t V : {500, 50257}) {
+    const int64_t N = 13;
+    std::vector<float> x = random_vector(N * V, 120, -8, 8);
+    std::vector<int32_t> labels(N);
+    for (int64_t i = 0; i < N; ++i) labels[i] = int32_t((i * 37) % V);
+    labels[2] = -100;
+    Dev gx(x, {N, V}), glab(labels, DType::F32, {N}), glse(std::vector<float>(N), {N});
+    for (LossReduction red : {LossReduction::Mean, LossReduction::Sum}) {
+      CrossEntropyOptions o;
+      o.reduction = red;
+      std::vector<float> lse(N), dx(N * V, 0.5f);
+      const CrossEntropyResult r = cross_entropy_forward(view(lse, {N}), view(x, {N, V}), labels.data(), N, o);
+      cross_entropy_backward(view(dx, {N, V}), view(x, {N, V}), view(lse, {N}), labels.data(), N, 0.7f, o);
+      const CrossEntropyResult gr = cuda::cross_entropy_forward(ctx(), glse.t, gx.t, glab.ptr<int32_t>(), N, o);
+      CHECK(gr.count == r.count);
+      CHECK_ERR(std::fabs(gr.loss - r.loss) / std::fmax(1.0, std::fabs(r.loss)), 1e-5, "cross_entropy loss");
+      expect_close(host_of(glse), lse, 1e-5, "cross_entropy lse");
+      Dev gdx(std::vector<float>(N * V, 0.5f), {N, V});
+      cuda::cross_entropy_backward(ctx(), gdx.t, gx.t, glse.t, glab.ptr<int32_t>(), N, 0.7f, o);
+      expect_close(host_of(gdx), dx, 1e-6, "cross_entropy dlogits");
+      std::vector<float> dxo(N * V, NAN);
+      cross_entropy_backward(view(dxo, {N, V}), view(x, {N, V}), view(lse, {N}), labels.data(), N, 0.7f, o, true);
+      Dev gdxo(std::vector<float>(N * V, NAN), {N, V});
+      cuda::cross_entropy_backward(ctx(), gdxo.t, gx.t, glse.t, glab.ptr<int32_t>(), N, 0.7f, o, true);
+      expect_close(host_of(gdxo), dxo, 1e-6, "cross_entropy dlogits (overwrite)");
+    }
+    std::vector<int32_t> bad = labels;
+    bad[4] = int32_t(V);
+    Dev gbad(bad, DType::F32, {N});
+    CHECK_THROWS_CODE(cuda::cross_entropy_forward(ctx(), glse.t, gx.t, gbad.ptr<int32_t>(), N), code::kArgument);
+  }
+}
+
+// ---- optimizer --------------------------------------------------------------------------------
+
+CUDA_TEST(cuda_adamw_bit_identical_to_cpu) {
+  const int64_t n = 5000;
+  std::vector<float> p = random_vector(n, 130), g = random_vector(n, 131, -0.1f, 0.1f);
+  std::vector<float> m = random_vector(n, 132, -0.01f, 0.01f), v = random_vector(n, 133, 0.f, 1e-4f);
+  AdamWOptions o;
+  o.lr = 3e-4;
+  o.weight_decay = 0.1;
+  Dev gp(p, {n}), gg(g, {n}), gm(m, {n}), gv(v, {n});
+  for (int64_t step = 1; step <= 3; ++step) {
+    adamw_update(view(p, {n}), view(g, {n}), view(m, {n}), view(v, {n}), step, o);
+    cuda::adamw_update(ctx(), gp.t, gg.t, gm.t, gv.t, step, o);
+  }
+  CHECK(opt::bit_equal(host_of(gp), p));
+  CHECK(opt::bit_equal(host_of(gm), m));
+  CHECK(opt::bit_equal(host_of(gv), v));
+  // Fused step with a bf16 compute copy, gradient scaling and clipping: CPU bits too.
+  std::vector<float> p2 = p, g2 = g, m2 = m, v2 = v;
+  std::vector<uint16_t> c(n);
+  std::vector<AdamWFusedTensor> cpu = {{view(p2, {n}), view(g2, {n}), view(m2, {n}), view(v2, {n}),
+                                        opt::view16(c, DType::BF16, {n}), true}};
+  adamw_fused_update(cpu, 4, o, 0.125f, 0.75f);
+  Dev gp2(p, {n}), gg2(g, {n}), gm2(m, {n}), gv2(v, {n}), gc(std::vector<uint16_t>(n), DType::BF16, {n});
+  std::vector<AdamWFusedTensor> gpu = {{gp2.t, gg2.t, gm2.t, gv2.t, gc.t, true}};
+  cuda::adamw_fused_update(ctx(), gpu, 4, o, 0.125f, 0.75f);
+  CHECK(opt::bit_equal(host_of(gp2), p2));
+  CHECK(opt::bit_equal(host_of(gg2), g2));  // zeroed
+  CHECK(host16_of(gc) == c);
+  CHECK_THROWS_CODE(cuda::adamw_update(ctx(), gp.t, gg.t, gm.t, gv.t, 0, o), code::kArgument);
+}
+
+CUDA_TEST(cuda_grad_norm_and_clip) {
+  std::vector<float> a = random_vector(70000, 140), b = random_vector(333, 141);
+  const double cpu = grad_norm({view(a, {70000}), view(b, {333})});
+  Dev ga(a, {70000}), gb(b, {333});
+  const double gpu = cuda::grad_norm(ctx(), {ga.t, Tensor{}, gb.t});
+  CHECK_ERR(std::fabs(gpu - cpu) / cpu, 1e-10, "grad_norm");
+  CHECK(cuda::grad_norm(ctx(), {ga.t, gb.t}) == gpu);  // deterministic
+  const double scaled_cpu = scaled_grad_norm({view(a, {70000})}, 1024.f);
+  CHECK_ERR(std::fabs(cuda::scaled_grad_norm(ctx(), {ga.t}, 1024.f) - scaled_cpu) / scaled_cpu, 1e-10,
+            "scaled_grad_norm");
+  std::vector<float> a2 = a;
+  const double total = clip_grad_norm({view(a2, {70000})}, 1.0);
+  const double gtotal = cuda::clip_grad_norm(ctx(), {ga.t}, 1.0);
+  CHECK_ERR(std::fabs(gtotal - total) / total, 1e-10, "clip_grad_norm total");
+  expect_close(host_of(ga), a2, 1e-6, "clipped gradients");
+}
+
+// fp16 training: an overflowing scaled gradient makes the norm non-finite, the scaler skips the
+// step and halves the scale; the next finite step is applied.
+CUDA_TEST(cuda_fp16_loss_scaling_skips_overflow) {
+  DynamicLossScaler scaler;
+  std::vector<float> g = random_vector(1000, 150);
+  g[10] = INFINITY;
+  Dev gg(g, {1000});
+  const double norm = cuda::grad_norm(ctx(), {gg.t});
+  CHECK(!std::isfinite(norm));
+  CHECK(!scaler.update(!std::isfinite(norm)));
+  CHECK(scaler.scale() == 32768.0f);
+  g[10] = 0.5f;
+  Dev ok(g, {1000});
+  CHECK(scaler.update(!std::isfinite(cuda::grad_norm(ctx(), {ok.t}))));
+}
+
+// ---- registration: only where a device exists -----------------------------------------------
+
+namespace {
+struct EnableWhenDevicePresent {
+  EnableWhenDevicePresent() {
+    const CudaStatus s = cuda_status();
+    if (s.devices.empty()) {
+      std::printf("skipped: no CUDA device (%s); %zu CUDA cases not run\n", s.problem.c_str(),
+                  cuda_cases().size());
+      return;
+    }
+    for (const s2s_test::Case& c : cuda_cases()) s2s_test::registry().push_back(c);
+  }
+} enable_when_device_present;
+}  // namespace
+
+#else  // !S2S_HAVE_CUDA
+
+namespace {
+struct NotBuilt {
+  NotBuilt() {
+    std::printf("skipped: no CUDA device (CUDA backend not built into this binary)\n");
+  }
+} not_built;
+}  // namespace
+
+#endif

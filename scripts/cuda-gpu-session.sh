@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One command for a GPU machine (nvcc, cuBLAS from pip's nvidia-cublas, PyTorch, CMake; no Node):
+# builds the CUDA backend with the C++ tests and benches (no addon), runs the CUDA tests and the
+# rest of ctest, then GPT-2 124M training steps in bf16 with our CUDA ops and with PyTorch (eager
+# and torch.compile) on the same shapes. Logs and JSON go to $OUT (default build-gpu/out).
+#
+#   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
+#   STEPS=5 BATCH=8 bash scripts/cuda-gpu-session.sh  # smaller bench
+#   ONLY=tests bash scripts/cuda-gpu-session.sh       # tests | bench | torch
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-build-gpu/out}
+BATCH=${BATCH:-16}
+SEQ=${SEQ:-1024}
+STEPS=${STEPS:-10}
+ONLY=${ONLY:-tests,bench,torch}
+JOBS=${JOBS:-$(nproc)}
+mkdir -p "$OUT"
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+if want tests || want bench; then
+  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S . -B build-gpu "${gen[@]}" -DS2S_TESTS=ON -DS2S_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" 2>&1 | tee "$OUT/configure.log" | grep -i "cuda" || true
+  cmake --build build-gpu -j "$JOBS" 2>&1 | tail -n 30 > "$OUT/build.log" || { cat "$OUT/build.log"; exit 1; }
+fi
+status=0
+if want tests; then
+  ./build-gpu/test_cuda_ops 2>&1 | tee "$OUT/test_cuda_ops.log" || status=1
+  ctest --test-dir build-gpu --timeout 600 2>&1 | tail -n 40 | tee "$OUT/ctest.log" || status=1
+fi
+if want bench; then
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
+    > "$OUT/bench_cuda_train.json" 2> "$OUT/bench_cuda_train.log" || status=1
+  tail -n 4 "$OUT/bench_cuda_train.log"; cat "$OUT/bench_cuda_train.json"
+  # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family.
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
+    > "$OUT/bench_cuda_profile.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_profile.json"
+fi
+if want torch; then
+  PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
+    --steps "$STEPS" 2>&1 | tee "$OUT/bench_pytorch.json" || status=1
+fi
+exit $status

@@ -1,0 +1,91 @@
+// The device option and what `doctor` says about GPUs: a CPU-only addon says so, asking for
+// device "cuda" fails with a clear, coded error, and the GPU rows format every case.
+import { describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { formatDoctor, Model, nativeInfo, runDoctor } from "../src/index.js";
+import { loadModelForTraining } from "../src/train/load-model.js";
+import { config, tempDir } from "./train-helpers.js";
+
+const gpt2 = path.resolve(import.meta.dirname, "fixtures/models/gpt2");
+const cli = path.resolve(import.meta.dirname, "../dist/src/cli/main.js");
+
+describe("device selection", () => {
+  it("reports the CUDA backend in nativeInfo", () => {
+    const { cuda, backends } = nativeInfo();
+    expect(typeof cuda.built).toBe("boolean");
+    expect(backends.includes("cuda")).toBe(cuda.built);
+    if (!cuda.built) {
+      expect(cuda.devices).toEqual([]);
+      expect(cuda.runtimeVersion).toBe(0);
+      expect(cuda.problem).toMatch(/not built/);
+    }
+  });
+
+  it("loads on the CPU with device 'cpu' and 'auto'", async () => {
+    for (const device of ["cpu", "auto"] as const) {
+      const model = await Model.load(gpt2, { device });
+      expect(model.info().parameters).toBeGreaterThan(0);
+    }
+  });
+
+  it("rejects device 'cuda' with S2S_DEVICE and says why", async () => {
+    const err = await Model.load(gpt2, { device: "cuda" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "S2S_DEVICE" });
+    const message = (err as Error).message;
+    expect(message).toMatch(/^\[loadModel\] /);
+    if (!nativeInfo().cuda.built) expect(message).toContain("CUDA backend not built into this binary");
+    else expect(message).toMatch(/no usable CUDA device|does not run on the GPU yet/);
+  });
+
+  it("applies to Model.create too", async () => {
+    const config = JSON.parse(readFileSync(path.join(gpt2, "config.json"), "utf8"));
+    expect((await Model.create(config, { device: "cpu" })).info().parameters).toBeGreaterThan(0);
+    await expect(Model.create(config, { device: "cuda" })).rejects.toMatchObject({ code: "S2S_DEVICE" });
+  });
+
+  it("rejects an unknown device name", async () => {
+    await expect(Model.load(gpt2, { device: "gpu" as never })).rejects.toMatchObject({
+      code: "S2S_ARGUMENT",
+      message: "[loadModel] expected device 'auto', 'cpu' or 'cuda', got 'gpu'",
+    });
+  });
+});
+
+describe("device in the training config", () => {
+  it("defaults to auto, trains on the CPU, and refuses cuda with S2S_DEVICE", async () => {
+    const dir = tempDir();
+    expect(config("gpt2", dir).model.device).toBe("auto");
+    const model = await loadModelForTraining(config("gpt2", dir, ["model.device=cpu", "model.method=full"]));
+    expect(model.info().trainableParameters).toBeGreaterThan(0);
+    await expect(loadModelForTraining(config("gpt2", dir, ["model.device=cuda"]))).rejects.toMatchObject({ code: "S2S_DEVICE" });
+    expect(() => config("gpt2", dir, ["model.device=gpu"])).toThrow(/model\.device/);
+  });
+});
+
+describe("doctor GPU rows", () => {
+  const base = runDoctor();
+  const withCuda = (cuda: typeof base.native.cuda) => formatDoctor({ ...base, native: { ...base.native, cuda } });
+
+  it("says 'not built' on a CPU-only binary, and the CLI prints the gpu row", () => {
+    const text = withCuda({ built: false, runtimeVersion: 0, driverVersion: 0, devices: [], problem: "not built" });
+    expect(text).toMatch(/^gpu\s+CUDA backend not built into this binary \(CPU only\)$/m);
+    const r = spawnSync(process.execPath, [cli, "doctor"], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^gpu\s+CUDA backend/m);
+  });
+
+  it("names each device with its memory, or why there is none", () => {
+    const text = withCuda({
+      built: true, runtimeVersion: 13000, driverVersion: 13000,
+      devices: [{ index: 0, name: "NVIDIA H100 80GB HBM3", computeCapability: "9.0", multiprocessors: 132,
+                  totalBytes: 85520809984, freeBytes: 84942979072 }],
+    });
+    expect(text).toMatch(/^gpu\s+CUDA backend built \(runtime 13\.0, driver supports 13\.0\)$/m);
+    expect(text).toMatch(/^gpu 0\s+NVIDIA H100 80GB HBM3 \(compute 9\.0, 132 SMs, 79\.6 GiB, 79\.1 GiB free\)$/m);
+    const none = withCuda({ built: true, runtimeVersion: 12040, driverVersion: 0, devices: [],
+                            problem: "cudaErrorNoDevice: no CUDA-capable device is detected" });
+    expect(none).toMatch(/^gpu\s+CUDA backend built \(runtime 12\.4, no driver\); no usable device: cudaErrorNoDevice/m);
+  });
+});
