@@ -18,7 +18,8 @@ export interface ConsoleOptions {
 function formatValue(v: unknown): string {
   if (typeof v === "number") {
     if (Number.isInteger(v)) return String(v);
-    return Math.abs(v) >= 1e-3 && Math.abs(v) < 1e5 ? v.toFixed(4) : v.toExponential(3);
+    // Four decimals without trailing zeros (em=13.5, loss=0.7909); tiny or huge values in e-notation.
+    return Math.abs(v) >= 1e-3 && Math.abs(v) < 1e5 ? String(Number(v.toFixed(4))) : v.toExponential(3);
   }
   return typeof v === "string" ? v : JSON.stringify(v);
 }
