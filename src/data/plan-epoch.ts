@@ -3,6 +3,7 @@
 // With group_by_length, as transformers' LengthGroupedSampler: shuffle, cut into mega-batches of
 // up to 50 batches, sort each by length (longest first) and cut it into batches, so a batch
 // holds similar lengths (little padding); then the batch order is shuffled.
+import { seededRandom, shuffled } from "../util/rng.js";
 import type { Example } from "./types.js";
 
 export interface PlanOptions {
@@ -11,26 +12,6 @@ export interface PlanOptions {
   /** 0-based; each epoch has its own order. */
   epoch: number;
   groupByLength: boolean;
-}
-
-/** mulberry32: a small seeded generator; uniform in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffle<T>(items: T[], random: () => number): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }
 
 function chunks<T>(items: T[], size: number): T[][] {
@@ -51,7 +32,7 @@ export function planEpoch(examples: readonly Example[], options: PlanOptions): n
   if (!Number.isInteger(epoch) || epoch < 0) throw new Error(`planEpoch: expected epoch >= 0, got ${epoch}`);
   // Seed and epoch mixed so that (seed, epoch + 1) and (seed + 1, epoch) differ.
   const random = seededRandom(Math.imul(seed | 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca77));
-  const order = shuffle(examples.map((_, i) => i), random);
+  const order = shuffled(examples.map((_, i) => i), random);
   if (!options.groupByLength) return chunks(order, batchSize);
   const megaBatches = Math.max(1, Math.min(50, Math.floor(examples.length / (batchSize * 4))));
   const batches: number[][] = [];
@@ -60,5 +41,5 @@ export function planEpoch(examples: readonly Example[], options: PlanOptions): n
     mega.sort((a, b) => lengthOf(examples[b]!) - lengthOf(examples[a]!));
     batches.push(...chunks(mega, batchSize));
   }
-  return shuffle(batches, random);
+  return shuffled(batches, random);
 }
