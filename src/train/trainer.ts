@@ -5,7 +5,7 @@
 // CLI) and on a non-finite loss. Everything a run writes goes into its folder (run-folder.ts):
 // the trackers of the config's tracking section (TensorBoard event files in logs/tensorboard by
 // default) get every train-log line and evaluation, and report.html is written at the end of every
-// session, however it ended.
+// session that completes, stops early or is interrupted.
 import { mkdirSync, readdirSync, copyFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { NativeBatch } from "../../bindings/native.js";
@@ -201,13 +201,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return result;
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e), { code: (e as { code?: unknown }).code });
-    // A failed session's report shows how far it got (the loss before a NaN, say).
-    if (run) {
-      await run.trackingDone();
-      writeReport(paths.dir, log);
-    }
     throw e;
   } finally {
+    // A failed session writes no report (nothing more after the error); `s2s-train report` can.
+    await run?.trackingDone();
     await trackers.close(status);
     log.close();
   }
