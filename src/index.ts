@@ -34,7 +34,7 @@ export { DataError } from "./data/errors.js";
 export { dataConfigSchema, type DataConfig } from "./data/config.js";
 export type { Example, PreparedData, DataReport, Collate, TaskKind } from "./data/types.js";
 export {
-  train, NonFiniteLossError, TrainConfigError,
+  train, NonFiniteLossError, TrainConfigError, TrackingStartError,
   type TrainOptions, type TrainResult, type ProgressEvent, type EvaluationEvent, type CheckpointEvent,
 } from "./train/trainer.js";
 export { runTrain, InterruptedRunError, type RunTrainOptions } from "./train/run-train.js";

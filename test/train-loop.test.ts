@@ -212,7 +212,7 @@ describe("checkpoints", () => {
       config: config("t5-relu-tied", dir, ["model.method=full", "train.epochs=2", "data.batch_size=4", "train.logging_steps=2"]),
       data: dataset("seq2seq", ex.slice(0, 8), ex.slice(8)),
     });
-    expect(readdirSync(dir).sort()).toEqual(["checkpoints", "config.yaml", "final", "logs"]);
+    expect(readdirSync(dir).sort()).toEqual(["checkpoints", "config.yaml", "final", "logs", "report.html"]);
     // No evaluation or save steps set: both happen at each epoch's end (2 steps per epoch).
     expect(readdirSync(path.join(dir, "checkpoints")).sort()).toEqual(["checkpoint-2", "checkpoint-4"]);
     expect(readdirSync(path.join(dir, "checkpoints/checkpoint-4")).sort()).toEqual(
@@ -260,6 +260,7 @@ describe("a non-finite loss", () => {
     expect(readdirSync(path.join(dir, "checkpoints")).sort()).toEqual(["checkpoint-1", "checkpoint-2"]);
     expect(readTrainerState(path.join(dir, "checkpoints/checkpoint-2/trainer_state.json")).global_step).toBe(2);
     expect(existsSync(path.join(dir, "final"))).toBe(false);
+    expect(existsSync(path.join(dir, "report.html"))).toBe(false); // nothing is written after the error
     const log = readFileSync(path.join(dir, "logs/run.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(log.at(-1)).toMatchObject({ level: 50, code: "S2S_NONFINITE_LOSS" });
   });

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { dataConfigSchema } from "../data/config.js";
 import { parseMetricNames } from "../metrics/compute.js";
+import { trackingConfigSchema } from "../track/trackers.js";
 
 const loraSchema = z
   .strictObject({
@@ -103,6 +104,7 @@ export const trainConfigSchema = z
     data: dataConfigSchema,
     train: trainSchema.prefault({}),
     output: outputSchema.prefault({}),
+    tracking: trackingConfigSchema.prefault({}),
   })
   .superRefine((c, ctx) => {
     if (c.model.from_scratch && c.model.method !== "full") {

@@ -50,7 +50,10 @@ export async function requestJson(req: JsonRequest): Promise<unknown> {
     } catch (e) {
       if (e instanceof HttpJsonError) throw e;
       if (attempt >= retries) {
-        throw new HttpJsonError(`${req.service}: ${req.method} ${req.url} failed: ${(e as Error).message}`, status, text);
+        // fetch's own message is "fetch failed"; the cause says why (ECONNREFUSED, a timeout...).
+        const cause = ((e as Error).cause as Error | undefined)?.message;
+        const why = cause ? `${(e as Error).message} (${cause})` : (e as Error).message;
+        throw new HttpJsonError(`${req.service}: ${req.method} ${req.url} failed: ${why}`, status, text);
       }
     }
     await sleep(200 * 2 ** attempt);

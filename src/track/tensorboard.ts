@@ -4,6 +4,7 @@
 // bytes — each holding one `Event` protocol buffer (tensorflow/core/util/event.proto):
 //   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
 //   Summary { repeated Value value = 1; }   Value { string tag = 1; float simple_value = 2; }
+//   Event.session_log = 6: SessionLog { SessionStatus status = 1; }, START = 1
 // The first record carries file_version "brain.Event:2". Records are appended as they come, like
 // TensorFlow's writer: a crash can leave at most a truncated last record, which TensorBoard skips.
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
@@ -13,6 +14,8 @@ import { maskedCrc32c } from "./crc32c.js";
 import { ProtoWriter } from "./protobuf-writer.js";
 
 export const EVENT_FILE_VERSION = "brain.Event:2";
+/** SessionLog.SessionStatus.START. */
+const SESSION_START = 1;
 
 /** One TFRecord around `data`. */
 export function tfRecord(data: Uint8Array): Uint8Array {
@@ -91,6 +94,16 @@ export class TensorBoardWriter {
 
   addScalar(tag: string, value: number, step: number, wallTime = this.now()): void {
     this.addScalars({ [tag]: value }, step, wallTime);
+  }
+
+  /**
+   * A SessionLog START event at `step`: TensorBoard drops the events older files of the run
+   * logged at `step` or later (a resumed run logs those steps again), as TensorFlow's
+   * supervisor does on a restart.
+   */
+  addSessionStart(step: number, wallTime = this.now()): void {
+    if (!Number.isInteger(step) || step < 0) throw new Error(`[tensorboard] expected a non-negative integer step, got ${step}`);
+    this.append(new ProtoWriter().double(1, wallTime).int64(2, step).message(6, new ProtoWriter().int64(1, SESSION_START)).finish());
   }
 
   /** Makes what was written durable (fsync). */

@@ -7,6 +7,8 @@ export interface Tracker {
   readonly name: string;
   /** Scalars at a step; names like "train/loss", "eval/bleu". */
   logMetrics(metrics: Record<string, number>, step: number): Promise<void>;
+  /** Optional: the run goes on from a checkpoint at `step`, so later steps will be logged again. */
+  resume?(step: number): Promise<void>;
   /** Ends the run; the tracker accepts nothing afterwards. */
   close(status: RunStatus): Promise<void>;
 }

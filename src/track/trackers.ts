@@ -41,6 +41,10 @@ class TensorBoardTracker implements Tracker {
   async logMetrics(metrics: Record<string, number>, step: number): Promise<void> {
     this.writer.addScalars(metrics, step);
   }
+  async resume(step: number): Promise<void> {
+    // Steps up to the checkpoint's stay; TensorBoard drops what older files have after it.
+    this.writer.addSessionStart(step + 1);
+  }
   async close(): Promise<void> {
     this.writer.close();
   }
@@ -79,6 +83,10 @@ export class Trackers implements Tracker {
 
   logMetrics(metrics: Record<string, number>, step: number): Promise<void> {
     return this.each("logging metrics", (t) => t.logMetrics(metrics, step));
+  }
+
+  resume(step: number): Promise<void> {
+    return this.each("marking the resume", async (t) => t.resume?.(step));
   }
 
   close(status: RunStatus): Promise<void> {

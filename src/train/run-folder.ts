@@ -88,11 +88,14 @@ export function configDifferences(a: unknown, b: unknown, prefix = ""): string[]
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix || "(config)"];
 }
 
-/** Keys that differ from the config.yaml a previous session of the run wrote ([] when none). */
+/**
+ * Keys that differ from the config.yaml a previous session of the run wrote ([] when none).
+ * The tracking section is left out: where metrics are sent changes no training number.
+ */
 export function changedSinceLastSession(paths: RunPaths, config: TrainConfig): string[] {
   if (!existsSync(paths.config)) return [];
   try {
-    return configDifferences(YAML.parse(readFileSync(paths.config, "utf8")), config);
+    return configDifferences(YAML.parse(readFileSync(paths.config, "utf8")), config).filter((k) => k !== "tracking" && !k.startsWith("tracking."));
   } catch {
     return ["(config.yaml could not be read)"];
   }

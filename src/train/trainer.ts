@@ -2,7 +2,10 @@
 // plans; gradient accumulation normalised over all counted tokens of a step's micro-batches;
 // scheduled learning rate; evaluation, early stopping and checkpoints (with rotation that keeps
 // the best) at the configured steps; exact resume; a clean stop on request (SIGINT/SIGTERM in the
-// CLI) and on a non-finite loss. Everything a run writes goes into its folder (run-folder.ts).
+// CLI) and on a non-finite loss. Everything a run writes goes into its folder (run-folder.ts):
+// the trackers of the config's tracking section (TensorBoard event files in logs/tensorboard by
+// default) get every train-log line and evaluation, and report.html is written at the end of every
+// session that completes, stops early or is interrupted.
 import { mkdirSync, readdirSync, copyFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { NativeBatch } from "../../bindings/native.js";
@@ -11,6 +14,9 @@ import { resolveConfig } from "../config/load.js";
 import type { Example } from "../data/types.js";
 import type { Model } from "../models/model.js";
 import { setNumThreads } from "../system.js";
+import { runReport } from "../report/report.js";
+import { startTrackers, type Trackers } from "../track/trackers.js";
+import type { RunStatus } from "../track/tracker.js";
 import {
   listCheckpoints, OPTIMIZER_FILE, removeIncompleteCheckpoints, renameFolderInto, rotateCheckpoints,
   saveCheckpoint, writeWeights,
@@ -91,6 +97,8 @@ export interface TrainResult {
   bestCheckpoint: string | null;
   bestMetric: number | null;
   history: TrainerState["log_history"];
+  /** report.html, or null when writing it failed (a warning says why). */
+  report: string | null;
 }
 
 /** A step whose loss or gradient was NaN or infinite: the run stops; the last checkpoint is intact. */
@@ -108,6 +116,11 @@ export class NonFiniteLossError extends Error {
 
 export class TrainConfigError extends Error {
   readonly code = "S2S_CONFIG";
+}
+
+/** A tracker of the tracking section could not start (a dead server, a missing key): no step was taken. */
+export class TrackingStartError extends Error {
+  readonly code = "S2S_TRACKER";
 }
 
 /** Non-padding tokens of a batch (encoder and decoder), for tokens/s. */
@@ -165,14 +178,47 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
   mkdirSync(paths.logs, { recursive: true });
   const log = new RunLog(paths.runLog, options.console ?? false);
+  let trackers: Trackers;
   try {
-    const run = new TrainingRun({ ...options, config, ...(generationMetrics ? { generationMetrics } : {}) }, config, paths, log, model, data);
-    return await run.run(resumeFrom, resumedState);
+    // Strict at the start (before any step), lenient later: a failure to log is a warning.
+    trackers = await startTrackers(config.tracking, {
+      runDir: paths.dir, config: config as unknown as Record<string, unknown>, warn: (m) => log.warn(m),
+    });
+  } catch (e) {
+    const error = new TrackingStartError(`tracking: ${(e as Error).message} (the run did not start; fix the tracking section or remove it)`);
+    log.error(error.message, { code: error.code });
+    log.close();
+    // A fresh run that could not start leaves nothing that would need --overwrite next time.
+    if (!resumeFrom) clearEarlierRun(paths);
+    throw error;
+  }
+  let status: RunStatus = "failed";
+  let run: TrainingRun | undefined;
+  try {
+    run = new TrainingRun({ ...options, config, ...(generationMetrics ? { generationMetrics } : {}) }, config, paths, log, model, data, trackers);
+    const result = await run.run(resumeFrom, resumedState);
+    status = "finished";
+    return result;
   } catch (e) {
     log.error(e instanceof Error ? e.message : String(e), { code: (e as { code?: unknown }).code });
     throw e;
   } finally {
+    // A failed session writes no report (nothing more after the error); `s2s-train report` can.
+    await run?.trackingDone();
+    await trackers.close(status);
     log.close();
+  }
+}
+
+/** report.html from what the run folder holds now; a failure is a warning, never the run's. */
+function writeReport(dir: string, log: RunLog): string | null {
+  try {
+    const { file } = runReport({ run: dir });
+    log.info(`report: ${file}`);
+    return file;
+  } catch (e) {
+    log.warn(`could not write the report: ${(e as Error).message}`);
+    return null;
   }
 }
 
@@ -190,10 +236,13 @@ class TrainingRun {
   private sessionSteps = 0;
   private windowStart = 0;
   private elapsedAtStart = 0;
+  /** Tracker calls in order, off the training path (a slow server does not slow the steps). */
+  private tracking: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: TrainOptions, private readonly config: TrainConfig,
               private readonly paths: RunPaths, private readonly log: RunLog,
-              private readonly model: Model, private readonly data: TrainingData) {
+              private readonly model: Model, private readonly data: TrainingData,
+              private readonly trackers: Trackers) {
     this.trainCsv = new CsvLog(paths.trainCsv, TRAIN_COLUMNS);
     this.validCsv = new CsvLog(paths.validCsv, VALID_COLUMNS);
   }
@@ -205,6 +254,16 @@ class TrainingRun {
   private greaterIsBetter(): boolean {
     const metric = this.t.metric_for_best_model;
     return this.t.greater_is_better ?? !(metric.endsWith("loss") || metric === "perplexity");
+  }
+
+  /** Resolves when every tracker call made so far has returned. */
+  trackingDone(): Promise<void> {
+    return this.tracking;
+  }
+
+  /** Trackers never throw (Trackers reports their failures); the chain keeps the calls in order. */
+  private track(call: (trackers: Trackers) => Promise<void>): void {
+    this.tracking = this.tracking.then(() => call(this.trackers));
   }
 
   async run(resumeFrom: string | undefined, resumed: TrainerState | undefined): Promise<TrainResult> {
@@ -224,6 +283,8 @@ class TrainingRun {
 
     if (resumeFrom && resumed) {
       await this.restore(resumeFrom, resumed);
+      const step = this.state.global_step;
+      this.track((trackers) => trackers.resume(step));
     } else {
       this.state = this.initialState();
     }
@@ -267,6 +328,8 @@ class TrainingRun {
     }
     const finalDir = status === "interrupted" ? null : await this.writeFinal();
     if (finalDir) this.log.info(status === "early_stopped" ? "stopped early" : "done", { step: this.state.global_step, final: finalDir });
+    await this.tracking;
+    const reportFile = writeReport(this.paths.dir, this.log);
     return {
       status,
       runDir: this.paths.dir,
@@ -277,6 +340,7 @@ class TrainingRun {
       bestCheckpoint: this.bestCheckpointPath(),
       bestMetric: this.state.best_metric,
       history: this.state.log_history,
+      report: reportFile,
     };
   }
 
@@ -448,6 +512,12 @@ class TrainingRun {
     };
     s.log_history.push({ kind: "train", ...entry });
     this.trainCsv.append({ ...entry });
+    const scalars: Record<string, number> = {
+      "train/learning_rate": entry.learning_rate, "train/grad_norm": entry.grad_norm,
+      "train/tokens_per_second": entry.tokens_per_second, "train/epoch": entry.epoch,
+    };
+    if (entry.loss !== null) scalars["train/loss"] = entry.loss;
+    this.track((trackers) => trackers.logMetrics(scalars, entry.step));
     this.log.info(`step ${entry.step}/${this.totalSteps}`, {
       epoch: entry.epoch, loss: entry.loss ?? undefined, learning_rate: entry.learning_rate, grad_norm: entry.grad_norm,
       tokens_per_second: Math.round(entry.tokens_per_second),
@@ -492,6 +562,11 @@ class TrainingRun {
     const missing = this.validCsv.missingColumns({ ...metrics });
     if (missing.length > 0) this.log.warn("metrics missing from the header of valid.csv are not written there", { metrics: missing.join(", ") });
     this.validCsv.append({ step: entry.step, epoch: entry.epoch, eval_loss: entry.eval_loss, perplexity: entry.perplexity, ...metrics });
+    // transformers' names: eval_loss -> eval/loss, a metric m -> eval/m.
+    const scalars: Record<string, number> = { "eval/loss": entry.eval_loss };
+    if (entry.perplexity !== null) scalars["eval/perplexity"] = entry.perplexity;
+    for (const [name, value] of Object.entries(metrics)) scalars[`eval/${name}`] = value;
+    this.track((trackers) => trackers.logMetrics(scalars, entry.step));
     const isBest = s.best_metric_step === s.global_step;
     this.log.info(`evaluation at step ${entry.step}`, {
       eval_loss: entry.eval_loss, perplexity: entry.perplexity ?? "inf", ...metrics, ...(isBest ? { best: true } : {}),
