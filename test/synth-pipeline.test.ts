@@ -4,6 +4,7 @@
 // Then the issue's "How we know": synth mhqa against `s2s-train serve` (startServer) on loopback
 // as the real LLM server, with a tiny random model whose answers are nonsense.
 import { afterEach, describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -119,6 +120,14 @@ describe("s2s-train synth pipeline", () => {
     const evalOnly = await runPipeline({ config, progress: false, log: () => {} });
     expect(Object.values(evalOnly.stages).map((s) => s.status)).toEqual(["skipped", "skipped", "skipped", "ran"]);
     expect(existsSync(path.join(run, "eval", "metrics.json"))).toBe(true);
+
+    // Other training settings: training starts over (from step 0, to the new step count), then eval.
+    const longer = { ...config, train: { ...config.train, train: { max_steps: 4, lr: 1e-2, logging_steps: 1 } } };
+    const retrained = await runPipeline({ config: longer, progress: false, log: () => {} });
+    expect(Object.values(retrained.stages).map((s) => s.status)).toEqual(["skipped", "skipped", "ran", "ran"]);
+    expect(retrained.train!.globalStep).toBe(4);
+    expect(readFileSync(path.join(run, "logs", "train.csv"), "utf8").trim().split("\n")).toHaveLength(1 + 4);  // header + steps 1-4 of one run
+    expect(llm.bodies.length).toBe(requests);
   });
 
   it("resumes an interrupted training from its checkpoint, without redoing synth or curation", async () => {
@@ -168,6 +177,18 @@ describe("s2s-train synth pipeline", () => {
     expect(() => loadPipelineConfig(write({ task: "relations", curate: true, train }))).toThrow(/relations rows have none/);
     expect(loadPipelineConfig(write({ task: "relations", train })).curate).toBe(false);
     expect(() => loadPipelineConfig(write({}))).toThrow(/train/);
+  });
+
+  it("on the command line: needs --config, takes the synth settings from it only, names a bad file", () => {
+    const cli = (args: string[]) => spawnSync(process.execPath, [path.resolve(import.meta.dirname, "../dist/src/cli/main.js"), "synth", "pipeline", ...args], { encoding: "utf8" });
+    expect(cli([]).stderr).toMatch(/--config FILE is required/);
+    const dir = tmp();
+    const file = path.join(dir, "p.yaml");
+    writeFileSync(file, YAML.stringify({ train: { model: { path: "m" } }, eval: { metrics: "em" } }));
+    expect(cli(["--config", file, "--endpoint", "http://127.0.0.1:1/v1"]).stderr).toMatch(/--endpoint: set these in the config's synth section/);
+    const bad = cli(["--config", file]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/p\.yaml[\s\S]*eval\.data/);
   });
 
   it("refuses a bad training section before asking the LLM anything", async () => {

@@ -3,8 +3,9 @@
 //   curate  <run>/synth/curated.jsonl (+ synth/curate/: slice 0 and the curation model)
 //   train   the trainer's files at the run folder's top level (config.yaml, checkpoints/, logs/, final/)
 //   eval    <run>/eval/predictions.jsonl and metrics.json
-// <run>/pipeline.json records each finished stage. Running the pipeline again skips a finished
-// stage whose output is still there, and resumes an unfinished one: synth and curate through
+// <run>/pipeline.json records each finished stage and its settings. Running the pipeline again
+// skips a finished stage whose output is still there and whose settings are unchanged, and
+// resumes an unfinished one: synth and curate through
 // their job store, training from its last checkpoint. A stage that runs again makes the stages
 // after it run again from the start (a new training run over new data).
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -63,7 +64,8 @@ export interface PipelineResult {
 }
 
 interface PipelineState {
-  stages: Partial<Record<PipelineStage, { finished_at: string; output: string }>>;
+  /** key: the stage's settings when it finished; other settings make it run again. */
+  stages: Partial<Record<PipelineStage, { finished_at: string; output: string; key: string }>>;
 }
 
 const STATE_FILE = "pipeline.json";
@@ -111,17 +113,17 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   const result: PipelineResult = { status: "completed", runDir, stages: {} };
   // Once a stage runs, the ones after it are stale: they run again, from the start.
   let upstreamRan = false;
-  const finished = (stage: PipelineStage, output: string) => {
+  const finished = (stage: PipelineStage, output: string, key: string) => {
     const s = state.stages[stage];
-    return !upstreamRan && s !== undefined && s.output === output && existsSync(output);
+    return !upstreamRan && s !== undefined && s.output === output && s.key === key && existsSync(output);
   };
   const markRunning = (stage: PipelineStage) => {
     upstreamRan = true;
     for (const later of PIPELINE_STAGES.slice(PIPELINE_STAGES.indexOf(stage))) delete state.stages[later];
     saveState();
   };
-  const markDone = (stage: PipelineStage, output: string) => {
-    state.stages[stage] = { finished_at: new Date().toISOString(), output };
+  const markDone = (stage: PipelineStage, output: string, key: string) => {
+    state.stages[stage] = { finished_at: new Date().toISOString(), output, key };
     saveState();
     result.stages[stage] = { status: "ran", output };
   };
@@ -142,8 +144,17 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     ...(options.loadLocalBackend ? { loadLocalBackend: options.loadLocalBackend } : {}),
   };
 
+  // What each stage depends on: changing it runs the stage (and the ones after it) again.
+  const { curate: curateSettings, ...generation } = config.synth;
+  const keys = {
+    synth: JSON.stringify({ task: config.task, ...generation }),
+    curate: JSON.stringify(curateSettings),
+    train: JSON.stringify(trainConfig),
+    eval: JSON.stringify(config.eval ?? null),
+  };
+
   // 1. synth
-  if (finished("synth", dataFile)) {
+  if (finished("synth", dataFile, keys.synth)) {
     skip("synth", dataFile);
   } else {
     markRunning("synth");
@@ -154,13 +165,13 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     if (summary.report.stages[config.task]!.kept === 0) {
       throw new Error(`synth: no item was kept (see ${summary.reportFile} and ${path.join(summary.jobDir, "rejected.jsonl")}); nothing to train on`);
     }
-    markDone("synth", dataFile);
+    markDone("synth", dataFile, keys.synth);
   }
 
   // 2. curate
   if (!config.curate) {
     result.stages.curate = { status: "off" };
-  } else if (finished("curate", curatedFile)) {
+  } else if (finished("curate", curatedFile, keys.curate)) {
     skip("curate", curatedFile);
   } else {
     markRunning("curate");
@@ -174,18 +185,19 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     if (summary.report.kept === 0) {
       throw new Error(`curate: no question was kept (see ${summary.reportFile} and ${path.join(summary.jobDir, "curate", "rejected.jsonl")}); nothing to train on`);
     }
-    markDone("curate", curatedFile);
+    markDone("curate", curatedFile, keys.curate);
   }
 
   // 3. train
   const trained = trainConfig.model.method === "lora"
     ? { model: trainConfig.model.path, adapter: paths.final }
     : { model: paths.final };
-  if (finished("train", paths.final)) {
+  if (finished("train", paths.final, keys.train)) {
     skip("train", paths.final);
   } else {
-    // An unfinished run over the same data continues from its last checkpoint; new data starts over.
-    const resume = !upstreamRan && listCheckpoints(paths.checkpoints).length > 0;
+    // An unfinished run over the same data continues from its last checkpoint (the trainer warns
+    // if the settings changed meanwhile); new data, or a finished run with other settings, starts over.
+    const resume = !upstreamRan && state.stages.train === undefined && listCheckpoints(paths.checkpoints).length > 0;
     markRunning("train");
     log(`train: ${path.relative(process.cwd(), trainFile) || trainFile} → ${runDir}${resume ? " (resuming)" : ""}`);
     const run = await train({
@@ -197,7 +209,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     });
     result.train = run;
     if (run.status === "interrupted" || !run.finalDir) return interrupted("train");
-    markDone("train", paths.final);
+    markDone("train", paths.final, keys.train);
   }
   result.model = trained;
 
@@ -208,7 +220,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   if (!e) {
     result.stages.eval = { status: "off" };
     log("eval: no eval section in the config; skipped");
-  } else if (finished("eval", metricsFile)) {
+  } else if (finished("eval", metricsFile, keys.eval)) {
     skip("eval", metricsFile);
   } else {
     markRunning("eval");
@@ -233,7 +245,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     });
     result.eval = evaluation;
     log(evaluation.table);
-    markDone("eval", metricsFile);
+    markDone("eval", metricsFile, keys.eval);
   }
   return result;
 }

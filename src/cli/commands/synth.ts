@@ -72,7 +72,13 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
       process.stdout.write(`${copied.length} prompt files copied to ${path.resolve(out)}; set prompts_dir to use them\n`);
       return;
     }
-    if (args.task === "pipeline" && !args.config) throw new Error("synth pipeline: --config FILE is required (a pipeline config with task, synth, train and eval sections)");
+    if (args.task === "pipeline") {
+      if (!args.config) throw new Error("synth pipeline: --config FILE is required (a pipeline config with task, synth, train and eval sections)");
+      const given = (["endpoint", "model", "source", "count", "concurrency"] as const).filter((k) => args[k] !== undefined);
+      if (given.length || args["retry-failed"]) {
+        throw new Error(`synth pipeline: ${[...given, ...(args["retry-failed"] ? ["retry-failed"] : [])].map((k) => `--${k}`).join(", ")}: set these in the config's synth section`);
+      }
+    }
     const abort = new AbortController();
     const stop = () => abort.abort(new Error("interrupted"));
     process.once("SIGINT", stop);
