@@ -128,6 +128,14 @@ describe("s2s-train synth pipeline", () => {
     expect(retrained.train!.globalStep).toBe(4);
     expect(readFileSync(path.join(run, "logs", "train.csv"), "utf8").trim().split("\n")).toHaveLength(1 + 4);  // header + steps 1-4 of one run
     expect(llm.bodies.length).toBe(requests);
+
+    // More seeds: synth adds items, and curation starts over on the whole new set.
+    const more = { ...longer, synth: { ...longer.synth, mhqa: { ...longer.synth.mhqa, count: 12 } } };
+    const grown = await runPipeline({ config: more, progress: false, log: () => {} });
+    expect(Object.values(grown.stages).map((s) => s.status)).toEqual(["ran", "ran", "ran", "ran"]);
+    expect(readJsonl(path.join(run, "synth", "data.jsonl"))).toHaveLength(12);
+    expect(grown.curate!.report.stages.curate!.items + grown.curate!.report.slice0!).toBe(12);
+    expect(readJsonl(path.join(run, "synth", "curate", "slice0.jsonl"))).toHaveLength(3);
   });
 
   it("resumes an interrupted training from its checkpoint, without redoing synth or curation", async () => {

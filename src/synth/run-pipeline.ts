@@ -8,7 +8,7 @@
 // resumes an unfinished one: synth and curate through
 // their job store, training from its last checkpoint. A stage that runs again makes the stages
 // after it run again from the start (a new training run over new data).
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { TrainConfig } from "../config/schema.js";
 import { resolveConfig } from "../config/load.js";
@@ -19,6 +19,7 @@ import { runPaths } from "../train/run-folder.js";
 import { train, type TrainOptions, type TrainResult } from "../train/trainer.js";
 import type { FineTune, LocalBackendLoader } from "./curate.js";
 import type { PipelineConfig } from "./pipeline-config.js";
+import { JobStore } from "./job-store.js";
 import type { ProgressReporter } from "./progress.js";
 import { runSynth, type SynthSummary } from "./run-synth.js";
 
@@ -80,6 +81,19 @@ function readState(runDir: string): PipelineState {
   } catch (e) {
     throw new Error(`${file}: not a pipeline state file (${(e as Error).message}); delete it to start the stages' bookkeeping over`);
   }
+}
+
+function forgetCuration(runDir: string): void {
+  const jobDir = path.join(runDir, "synth");
+  if (!existsSync(path.join(jobDir, "state.sqlite"))) return;
+  const store = JobStore.open(jobDir);
+  try {
+    store.clearStage("curate");
+  } finally {
+    store.close();
+  }
+  rmSync(path.join(jobDir, "curate"), { recursive: true, force: true });
+  rmSync(path.join(jobDir, "curated.jsonl"), { force: true });
 }
 
 /** The training config: the pipeline's train sections with its data file and run folder. */
@@ -174,6 +188,10 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   } else if (finished("curate", curatedFile, keys.curate)) {
     skip("curate", curatedFile);
   } else {
+    // Curation over data it has not seen, or with other settings, starts over: its split into
+    // slices, answers and fine-tune belong to the data and settings they were made with. An
+    // unfinished curation of the same data resumes.
+    if (upstreamRan || state.stages.curate !== undefined) forgetCuration(runDir);
     markRunning("curate");
     const curate = { ...config.synth.curate };
     // Without a model named for curation, the model the pipeline trains is the one fine-tuned on slice 0.
