@@ -158,8 +158,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     ...(options.loadLocalBackend ? { loadLocalBackend: options.loadLocalBackend } : {}),
   };
 
+  // Without a model named for curation, the model the pipeline trains is the one fine-tuned on slice 0.
+  const curateSettings = { ...config.synth.curate };
+  if (!curateSettings.answer_with && !curateSettings.base_model && !trainConfig.model.from_scratch) curateSettings.base_model = trainConfig.model.path;
   // What each stage depends on: changing it runs the stage (and the ones after it) again.
-  const { curate: curateSettings, ...generation } = config.synth;
+  const { curate: _curate, ...generation } = config.synth;
   const keys = {
     synth: JSON.stringify({ task: config.task, ...generation }),
     curate: JSON.stringify(curateSettings),
@@ -193,9 +196,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     // unfinished curation of the same data resumes.
     if (upstreamRan || state.stages.curate !== undefined) forgetCuration(runDir);
     markRunning("curate");
-    const curate = { ...config.synth.curate };
-    // Without a model named for curation, the model the pipeline trains is the one fine-tuned on slice 0.
-    if (!curate.answer_with && !curate.base_model && !trainConfig.model.from_scratch) curate.base_model = trainConfig.model.path;
+    const curate = curateSettings;
     log(`curate: ${curate.answer_with ? "answering with curate.answer_with" : `fine-tuning ${curate.base_model ?? "(curate.base_model)"} on slice 0`}`);
     const summary = await runSynth({ ...synthOptions, task: "curate", config: { ...config.synth, curate } });
     result.curate = summary;
