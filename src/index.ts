@@ -90,3 +90,5 @@ export { GenerateOptionsError } from "./generate/resolve.js";
 export { runGenerateCommand, type GenerateCommandOptions, type GenerateRow } from "./generate/run-generate-command.js";
 export { loadModelForGeneration, type GenerationModelOptions } from "./generate/load-for-generation.js";
 export { startServer, runServe, type ServeOptions, type RunningServer } from "./serve/server.js";
+export { runPipeline, pipelineTrainConfig, type RunPipelineOptions, type PipelineResult, type PipelineStage } from "./synth/run-pipeline.js";
+export { loadPipelineConfig, parsePipelineConfig, pipelineConfigSchema, type PipelineConfig } from "./synth/pipeline-config.js";

@@ -41,27 +41,30 @@ export class OpenAiEndpoint implements LlmBackend {
   }
 
   async complete(request: CompletionRequest): Promise<CompletionResult> {
+    // The mode this request is sent with: requests in flight together may see a 400 each before
+    // the first of them has switched the endpoint to "none", and every one of them must fall back.
+    const mode = this.structuredOutput;
     try {
-      return await this.send(request);
+      return await this.send(request, mode);
     } catch (e) {
-      // A server without response_format support says so with a 400; ask again without it.
-      if (e instanceof LlmError && e.details.status === 400 && request.jsonSchema && this.structuredOutput === "auto" &&
+      // A server without response_format support (or, like `s2s-train serve`, one that checks the
+      // output but cannot constrain decoding) says so with a 400; ask again without it.
+      if (e instanceof LlmError && e.details.status === 400 && request.jsonSchema && mode === "auto" &&
           /response_format|json_schema|grammar|schema/i.test(e.message)) {
         this.structuredOutput = "none";
-        return await this.send(request);
+        return await this.send(request, "none");
       }
       throw e;
     }
   }
 
-  private body(request: CompletionRequest): Record<string, unknown> {
+  private body(request: CompletionRequest, mode: StructuredOutputMode): Record<string, unknown> {
     const body: Record<string, unknown> = { model: this.options.model, messages: request.messages };
     if (request.maxTokens !== undefined) body.max_tokens = request.maxTokens;
     if (request.temperature !== undefined) body.temperature = request.temperature;
     if (request.topP !== undefined) body.top_p = request.topP;
     if (request.seed !== undefined) body.seed = request.seed;
     if (request.stop?.length) body.stop = request.stop;
-    const mode = this.structuredOutput;
     if (request.jsonSchema && mode !== "none") {
       body.response_format = mode === "json_object"
         ? { type: "json_object", schema: request.jsonSchema.schema }
@@ -70,7 +73,7 @@ export class OpenAiEndpoint implements LlmBackend {
     return body;
   }
 
-  private async send(request: CompletionRequest): Promise<CompletionResult> {
+  private async send(request: CompletionRequest, mode: StructuredOutputMode): Promise<CompletionResult> {
     const timeout = AbortSignal.timeout(this.options.timeoutMs);
     const signal = request.signal ? AbortSignal.any([request.signal, timeout]) : timeout;
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
@@ -78,7 +81,7 @@ export class OpenAiEndpoint implements LlmBackend {
     let response: Response;
     let text: string;
     try {
-      response = await fetch(this.chatUrl, { method: "POST", headers, body: JSON.stringify(this.body(request)), signal });
+      response = await fetch(this.chatUrl, { method: "POST", headers, body: JSON.stringify(this.body(request, mode)), signal });
       text = await response.text();
     } catch (e) {
       if (request.signal?.aborted) throw request.signal.reason;

@@ -122,7 +122,7 @@ export type RelationsConfig = z.infer<typeof relationsSchema>;
 export type CurateConfig = z.infer<typeof curateSchema>;
 
 /** Paths in a config file are relative to the file; these are the keys holding paths. */
-function resolvePaths(config: SynthConfig, baseDir: string): SynthConfig {
+export function resolveSynthPaths(config: SynthConfig, baseDir: string): SynthConfig {
   const r = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   const out = structuredClone(config);
   if (out.source?.type === "local") out.source.path = r(out.source.path)!;
@@ -157,7 +157,7 @@ export function loadSynthConfig(file: string | undefined, overrides: Record<stri
   }
   const merged = deepMerge(raw, overrides);
   const config = validate(synthConfigSchema, merged, file ?? "synth config");
-  return resolvePaths(config, file ? path.dirname(path.resolve(file)) : process.cwd());
+  return resolveSynthPaths(config, file ? path.dirname(path.resolve(file)) : process.cwd());
 }
 
 /** Objects merge key by key; anything else in `b` replaces `a`. */

@@ -125,6 +125,16 @@ export class JobStore {
     }
   }
 
+  /** Forgets a stage: its items, their steps and its meta keys (identity, time, "<stage>:…"), so it can start over. */
+  clearStage(stage: string): void {
+    this.transaction(() => {
+      this.db.run("DELETE FROM steps WHERE stage = ?", [stage]);
+      this.db.run("DELETE FROM items WHERE stage = ?", [stage]);
+      this.db.run("DELETE FROM meta WHERE key = ? OR key = ? OR substr(key, 1, ?) = ?",
+        [`identity:${stage}`, `seconds:${stage}`, stage.length + 1, `${stage}:`]);
+    });
+  }
+
   /** Adds items that are not there yet (same stage and id: left as they are). Returns how many were new. */
   addItems(stage: string, items: { id: string; input: unknown }[]): number {
     let added = 0;
