@@ -63,7 +63,7 @@ const quick = flag("--quick");
 const threadsList = arg("--threads", "1,2").split(",").map(Number);
 const promptLen = Number(arg("--prompt", 128));
 const newTokens = Number(arg("--new", quick ? 32 : 128));
-const repeat = Number(arg("--repeat", quick ? 1 : 2));
+const repeat = Number(arg("--repeat", quick ? 1 : 3));
 const jsonPath = arg("--json", undefined);
 
 const { nativeInfo } = await import("../dist/src/index.js");
