@@ -63,7 +63,7 @@ const quick = flag("--quick");
 const threadsList = arg("--threads", "1,2").split(",").map(Number);
 const promptLen = Number(arg("--prompt", 128));
 const newTokens = Number(arg("--new", quick ? 32 : 128));
-const repeat = Number(arg("--repeat", quick ? 1 : 2));
+const repeat = Number(arg("--repeat", quick ? 1 : 3));
 const jsonPath = arg("--json", undefined);
 
 const { nativeInfo } = await import("../dist/src/index.js");
@@ -112,7 +112,7 @@ if (existsSync(bwTool)) {
 console.log(`\ngeneration: ${info.cpu.brand}, ${os.cpus().length} logical cores; GPT-2 124M shape, prompt ${promptLen}, ${newTokens} new tokens, greedy, no EOS`);
 console.log(`  ours: s2s-train ${info.version}, active ISA ${info.activeIsa}; kernels: ` +
   Object.entries(info.kernels).map(([k, v]) => `${k}=${v}`).join(", "));
-console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python}), plain KV cache (bench/models/pytorch_generate.py)`}; best of ${repeat} run(s)`);
+console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python}), plain KV cache (bench/models/pytorch_generate.py), one run per row`}; ours: best of ${repeat} run(s) per row`);
 for (const [t, bw] of Object.entries(bandwidth)) {
   console.log(`  read bandwidth ${t} thread(s): ${bw.toFixed(1)} GB/s -> decode bound ${(bw / 0.497).toFixed(0)} tok/s fp32, ${(bw / 0.249).toFixed(0)} tok/s bf16`);
 }

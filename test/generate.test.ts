@@ -150,6 +150,18 @@ describe("generate: text, defaults, streaming, abort, errors", () => {
     expect(() => model.generateStream([1, 2], { numBeams: 2 } as never)).toThrow(/numBeams/);
   });
 
+  it("generates through an attached LoRA adapter and a trainable model", async () => {
+    const model = await load("gpt2");
+    const opts = { maxNewTokens: 8, eosTokenId: null } as const;
+    const base = await model.generate([5, 6, 7], opts);
+    model.applyLora({ r: 4, alpha: 8, targetModules: ["c_attn", "c_proj", "c_fc"] });  // B = 0
+    expect((await model.generate([5, 6, 7], opts)).sequences[0]!.tokenIds).toEqual(base.sequences[0]!.tokenIds);
+    const trainable = await load("llama-gqa");
+    trainable.setTrainable(true);
+    const before = await trainable.generate([1, 5, 6], opts);
+    expect(before.sequences[0]!.tokenIds.length).toBe(8);  // no tape, no gradient needed
+  });
+
   it("runs one call at a time per model (S2S_BUSY)", async () => {
     const model = await load("gpt2");
     const first = model.generate([1, 2, 3], { maxNewTokens: 30, eosTokenId: null });
