@@ -88,6 +88,15 @@ long minor_faults() {
   return u.ru_minflt;
 }
 
+// CPU seconds (user + system) of the whole process so far: on a machine shared with other
+// work, a step's CPU time moves far less than its wall time (it still counts spin-waits).
+double cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double best(const std::vector<double>& v) {
   double b = v.empty() ? 0 : v[0];
   for (double x : v) b = x < b ? x : b;
@@ -194,10 +203,11 @@ int main(int argc, char** argv) {
     oc.adamw.weight_decay = 0.01;
     oc.max_grad_norm = 1.0;
     Graph g;
-    std::vector<double> fwd, bwd, opt, total, step_faults;
+    std::vector<double> fwd, bwd, opt, total, step_faults, step_cpu;
     double last_loss = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       const long f0 = minor_faults();
+      const double c0 = cpu_s();
       const double t0 = now_s();
       g.reset();
       g.training = true;
@@ -212,18 +222,18 @@ int main(int argc, char** argv) {
         fwd.push_back(t1 - t0), bwd.push_back(t2 - t1), opt.push_back(t3 - t2), total.push_back(t3 - t0);
       }
       const long faults = minor_faults() - f0;
-      if (s >= warmup) step_faults.push_back(double(faults));
+      if (s >= warmup) step_faults.push_back(double(faults)), step_cpu.push_back(cpu_s() - c0);
       std::fprintf(stderr, "step %d: %.3f s (fwd %.3f bwd %.3f opt %.3f) loss %.4f, %ld page faults\n", s + 1,
                    t3 - t0, t1 - t0, t2 - t1, t3 - t2, last_loss, faults);
     }
     std::printf(
         "{\"model_type\":\"%s\",\"compute_dtype\":\"%s\",\"parameters\":%lld,\"trainable\":%lld,\"threads\":%d,"
         "\"tokens_per_step\":%.0f,\"load_s\":%.3f,\"step_s\":%s,\"forward_s\":%s,\"backward_s\":%s,"
-        "\"optimizer_s\":%s,\"page_faults\":%s,\"tokens_per_s\":%.3f,\"last_loss\":%.6f,\"peak_rss_bytes\":%lld}\n",
+        "\"optimizer_s\":%s,\"cpu_s\":%s,\"page_faults\":%s,\"tokens_per_s\":%.3f,\"last_loss\":%.6f,\"peak_rss_bytes\":%lld}\n",
         config.model_type.c_str(), compute_dtype.c_str(), (long long)model->params().count_elements(false),
         (long long)model->params().count_elements(true), num_threads(), tokens_per_step, load_s,
         json_list(total).c_str(), json_list(fwd).c_str(), json_list(bwd).c_str(), json_list(opt).c_str(),
-        json_list(step_faults).c_str(), tokens_per_step / best(total), last_loss, (long long)status_kb("VmHWM:") * 1024);
+        json_list(step_cpu).c_str(), json_list(step_faults).c_str(), tokens_per_step / best(total), last_loss, (long long)status_kb("VmHWM:") * 1024);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train: %s\n", e.what());

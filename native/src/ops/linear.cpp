@@ -7,9 +7,7 @@
 #include <vector>
 
 #include "ops/op_util.h"
-#include "s2s/arena.h"
 #include "s2s/gemm.h"
-#include "s2s/ops/cast.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -115,10 +113,9 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
              d.OC);
   } else {
-    AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
-    cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
-    gemm_bf16(false, trans_b, d.N, d.OC, d.IC, 1.0f, xb.get(), d.IC, weight.u16(), ldw, beta, y,
-              d.OC);
+    // bf16 weight: x is rounded to bf16 as the GEMM packs it (no rounded copy in memory).
+    gemm_bf16_rounding(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), DType::F32, d.IC,
+                       weight.u16(), DType::BF16, ldw, beta, y, d.OC);
   }
 }
 
@@ -130,12 +127,8 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   const float* dy = dout.f32();
   const int64_t ldw = weight.shape[1];
   const bool bf16 = weight.dtype == DType::BF16;
-  // bf16 path: dout rounded once, shared by dinp and dweight.
-  AlignedPtr<uint16_t> dyb;
-  if (bf16 && ((opu::present(dinp) && d.IC > 0) || opu::present(dweight))) {
-    dyb = make_aligned<uint16_t>(size_t(d.N * d.OC));
-    cast_f32_to_bf16(dyb.get(), dy, d.N * d.OC);
-  }
+  // bf16 weight: dout and inp are rounded to bf16 as the GEMMs pack them (gemm_bf16_rounding),
+  // the same products as multiplying rounded copies, without writing the copies.
   if (opu::present(dinp) && d.IC > 0) {
     // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
     // (overwrite_dinp: beta 0, dinp write-only; K = OC == 0 then writes zeros.)
@@ -145,31 +138,28 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
       gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, beta,
                dinp.f32(), d.IC);
     } else {
-      gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, beta,
-                dinp.f32(), d.IC);
+      gemm_bf16_rounding(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, DType::F32, d.OC,
+                         weight.u16(), DType::BF16, ldw, beta, dinp.f32(), d.IC);
     }
   }
   if (opu::present(dweight)) {
-    if (!bf16) {
-      if (layout == WeightLayout::OutIn) {
-        // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
+    if (layout == WeightLayout::OutIn) {
+      // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
+      if (!bf16) {
         gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dy, d.OC, inp.f32(), d.IC, 1.0f,
                  dweight.f32(), d.IC);
       } else {
-        // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
-        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
-                 dweight.f32(), d.OC);
+        gemm_bf16_rounding(true, false, d.OC, d.IC, d.N, 1.0f, dy, DType::F32, d.OC, inp.f32(),
+                           DType::F32, d.IC, 1.0f, dweight.f32(), d.IC);
       }
     } else {
-      // The same products with both operands rounded to bf16; fp32 accumulation into dW.
-      AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
-      cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
-      if (layout == WeightLayout::OutIn) {
-        gemm_bf16(true, false, d.OC, d.IC, d.N, 1.0f, dyb.get(), d.OC, xb.get(), d.IC, 1.0f,
-                  dweight.f32(), d.IC);
+      // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
+      if (!bf16) {
+        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
+                 dweight.f32(), d.OC);
       } else {
-        gemm_bf16(true, false, d.IC, d.OC, d.N, 1.0f, xb.get(), d.IC, dyb.get(), d.OC, 1.0f,
-                  dweight.f32(), d.OC);
+        gemm_bf16_rounding(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), DType::F32, d.IC, dy,
+                           DType::F32, d.OC, 1.0f, dweight.f32(), d.OC);
       }
     }
   }

@@ -40,20 +40,48 @@ constexpr int MR = kAvx512MR;
 constexpr int NR = kAvx512NR;
 constexpr int kPrefetchB = 8;  // k pairs ahead in the B stream (128 B each), ~1 KiB
 
+// ---- source loads: bf16 bits as they are, or fp32 rounded to bf16 on the way ---------------
+// Round to nearest even on the dropped 16 bits, NaN keeps its top bits with the quiet bit set:
+// cast_f32_to_bf16 / f32_to_bf16 bit for bit (vcvtneps2bf16 is not: it flushes subnormals).
+inline __m512i round_to_bf16(__m512i u) {  // 16 fp32 bit patterns -> bf16 in the low halves
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+// 16 values as bf16 bits in the low halves of 32-bit lanes (lanes off: 0; not read).
+inline __m512i load16_lo(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+}
+inline __m512i load16_lo(const float* p, __mmask16 m) {
+  return round_to_bf16(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
+}
+// 32 consecutive values as 32 bf16 (lanes off: 0; not read).
+inline __m512i load32(const uint16_t* p, __mmask32 m) { return _mm512_maskz_loadu_epi16(m, p); }
+inline __m512i load32(const float* p, __mmask32 m) {
+  const __m256i lo = _mm512_cvtepi32_epi16(load16_lo(p, __mmask16(m)));
+  const __m256i hi = _mm512_cvtepi32_epi16(load16_lo(p + 16, __mmask16(m >> 16)));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
 // Pair layout packing (see gemm_internal.h): dst[p * R * kc2 + (k / 2) * 2R + 2r + (k & 1)],
 // i.e. in 32-bit words, word (q, r) = (X(r, 2q), X(r, 2q + 1)) at dst32[q * R + r].
+// Src: uint16_t (bf16 bits) or float (rounded to bf16 here).
 template <int R>
 inline void store_pairs(uint32_t* d, __m512i v) {
   if (R % 16 == 0) _mm512_store_si512(d, v);
   else _mm512_mask_storeu_epi32(d, lanes16(R), v);
 }
 
-template <int R, int QAlign = 1>
+template <int R, int QAlign = 1, typename Src = uint16_t>
 void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                 int64_t k0, int64_t kc, void* dst_v) {
   static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
   constexpr int kGroups = (R + 15) / 16;
-  const uint16_t* src = static_cast<const uint16_t*>(src_v);
+  const Src* src = static_cast<const Src*>(src_v);
   uint32_t* dst = static_cast<uint32_t*>(dst_v);
   const int64_t kp = (kc + 1) / 2;  // k pairs; an odd tail pairs with 0
   const int64_t kp_alloc = (kp + QAlign - 1) / QAlign * QAlign;  // zero pairs up to here
@@ -72,8 +100,7 @@ void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
           for (int i = 0; i < 16; ++i) {
             const int64_t row = g * 16 + i;
             r[i] = (row < n && row < R)
-                       ? _mm512_castsi512_ps(
-                             _mm512_maskz_loadu_epi16(em, src + (r0 + p0 + row) * ld + k0 + 2 * qb))
+                       ? _mm512_castsi512_ps(load32(src + (r0 + p0 + row) * ld + k0 + 2 * qb, em))
                        : _mm512_setzero_ps();
           }
           transpose16x16(r);
@@ -84,15 +111,14 @@ void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
     } else {
       // Rows k and k+1 of the source hold the panel's values of the pair: zip them.
       for (int64_t q = 0; q < kp; ++q) {
-        const uint16_t* s0 = src + (k0 + 2 * q) * ld + r0 + p0;
+        const Src* s0 = src + (k0 + 2 * q) * ld + r0 + p0;
         const bool has_odd = 2 * q + 1 < kc;
         for (int g = 0; g < kGroups; ++g) {
           const __mmask16 m = lanes16(n - g * 16);
-          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + g * 16));
+          const __m512i lo = load16_lo(s0 + g * 16, m);
           __m512i w = lo;
           if (has_odd) {
-            const __m512i hi =
-                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + ld + g * 16));
+            const __m512i hi = load16_lo(s0 + ld + g * 16, m);
             w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
           }
           store_pairs<R>(dst + q * R + g * 16, w);
@@ -172,11 +198,12 @@ void kernel_14x32(int64_t kp, const void* Ap, const void* Bp, float* C, int64_t 
 // (B block 1024 x 768 x 2 B = 1.5 MiB in L2), MC = 1024.
 constexpr int kAmxMR = 32, kAmxNR = 32, kAmxK = 32;
 
-// Packs rows of op(A) for AMX: dst[p * 32 * kcs + r * kcs + k].
+// Packs rows of op(A) for AMX: dst[p * 32 * kcs + r * kcs + k]. Src as for pack_pairs.
+template <typename Src>
 void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                 int64_t k0, int64_t kc, void* dst_v) {
   constexpr int R = kAmxMR;
-  const uint16_t* src = static_cast<const uint16_t*>(src_v);
+  const Src* src = static_cast<const Src*>(src_v);
   uint16_t* dst = static_cast<uint16_t*>(dst_v);
   const int64_t kcs = (kc + kAmxK - 1) / kAmxK * kAmxK;
   for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kcs) {
@@ -184,11 +211,10 @@ void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
     if (k_contig) {
       // Already k-contiguous: copy 32 bf16 (one line) at a time, zero past kc and past n.
       for (int r = 0; r < R; ++r) {
-        const uint16_t* s = src + (r0 + p0 + r) * ld + k0;
+        const Src* s = src + (r0 + p0 + r) * ld + k0;
         uint16_t* d = dst + r * kcs;
         for (int64_t kb = 0; kb < kcs; kb += 32) {
-          const __m512i v = r < n ? _mm512_maskz_loadu_epi16(lanes32(kc - kb), s + kb)
-                                  : _mm512_setzero_si512();
+          const __m512i v = r < n ? load32(s + kb, lanes32(kc - kb)) : _mm512_setzero_si512();
           _mm512_store_si512(d + kb, v);
         }
       }
@@ -203,12 +229,9 @@ void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
             const int64_t k = kb + 2 * q;
             __m512i v = _mm512_setzero_si512();
             if (k < kc) {
-              const uint16_t* s0 = src + (k0 + k) * ld + r0 + p0 + g * 16;
-              v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0));
-              if (k + 1 < kc) {
-                const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + ld));
-                v = _mm512_or_si512(v, _mm512_slli_epi32(hi, 16));
-              }
+              const Src* s0 = src + (k0 + k) * ld + r0 + p0 + g * 16;
+              v = load16_lo(s0, m);
+              if (k + 1 < kc) v = _mm512_or_si512(v, _mm512_slli_epi32(load16_lo(s0 + ld, m), 16));
             }
             w[q] = _mm512_castsi512_ps(v);
           }
@@ -302,15 +325,17 @@ bool amx_available() {
 
 const KernelDesc& avx512bf16_desc() {
   static const KernelDesc d{"avx512_bf16 14x32 vdpbf16ps (fp32 accumulate)", MR, NR, 768, 1152,
-                            768, 2, 2, 2, pack_pairs<MR>, pack_pairs<NR>, kernel_14x32};
+                            768, 2, 2, 2, pack_pairs<MR>, pack_pairs<NR>, kernel_14x32,
+                            pack_pairs<MR, 1, float>, pack_pairs<NR, 1, float>};
   return d;
 }
 
 const KernelDesc* amx_bf16_desc() {
   static const bool ok = amx_available();
   static const KernelDesc d{"amx_bf16 tdpbf16ps 32x32 (fp32 accumulate)", kAmxMR, kAmxNR, 1024,
-                            1024, 768, 2, kAmxK, 2, pack_a_amx, pack_pairs<kAmxNR, kAmxK / 2>,
-                            kernel_amx_32x32};
+                            1024, 768, 2, kAmxK, 2, pack_a_amx<uint16_t>,
+                            pack_pairs<kAmxNR, kAmxK / 2>, kernel_amx_32x32,
+                            pack_a_amx<float>, pack_pairs<kAmxNR, kAmxK / 2, float>};
   return ok ? &d : nullptr;
 }
 

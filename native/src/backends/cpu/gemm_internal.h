@@ -45,6 +45,10 @@ struct KernelDesc {
   size_t packed_elem;     // bytes per packed element (4 fp32, 2 bf16)
   PackFn pack_a, pack_b;  // pack_a uses R = mr, pack_b uses R = nr
   KernelFn kernel;
+  // bf16 paths only, optional: the same packing from an fp32 source, each value rounded to bf16
+  // on the way (round to nearest even, NaN quieted: exactly cast_f32_to_bf16), for
+  // gemm_bf16_rounding. nullptr: the driver rounds the operand into a scratch copy first.
+  PackFn pack_a_f32 = nullptr, pack_b_f32 = nullptr;
 };
 
 // Per-ISA tables. `src_bf16` selects packing routines that read bf16 operands (converting to
