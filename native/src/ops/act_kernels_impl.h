@@ -5,6 +5,8 @@
 // Reductions use 16 fixed lanes: vectorisable without -ffast-math and the same summation order
 // on every ISA (results still differ in the last bits where the compiler contracts to FMA).
 // The compare-selects vectorise because CMake passes -fno-trapping-math (see CMakeLists.txt).
+#include <cmath>
+
 #include "ops/act_kernels.h"
 #include "ops/vec_math.h"
 
@@ -132,13 +134,73 @@ void k_softmax_backward(float* dinp, const float* dout, const float* out, int64_
   }
 }
 
+// Cross-entropy logsumexp of one row in one streaming pass: the row is walked in chunks of
+// kCeChunk (8 KB, so the exp pass reads it from L1); each chunk's NaN-propagating max
+// (kLanes lanes), then its sum of exp(x - m) in kLanes fp32 lanes (<= kCeChunk / kLanes terms
+// each) against the running max m, folded into a double running sum that is rescaled by
+// exp(m_old - m_new) whenever the max grows. The order of every addition is fixed by V alone.
+constexpr int64_t kCeChunk = 2048;
+
+float k_ce_row_lse(const float* x, int64_t V) {
+  const float kNegInf = -__builtin_inff();
+  float m = kNegInf;
+  double s = 0.0;
+  for (int64_t c0 = 0; c0 < V; c0 += kCeChunk) {
+    const int64_t n = V - c0 < kCeChunk ? V - c0 : kCeChunk;
+    const float* xc = x + c0;
+    // Plain maxima: a NaN never wins the compare (so the select vectorises). A NaN still reaches
+    // the result through exp(NaN - m) in the sum below, except in a chunk whose other values
+    // are all -inf: that rare chunk is scanned for NaN on its own.
+    float mx[kLanes];
+    for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) mx[u] = xc[j + u] > mx[u] ? xc[j + u] : mx[u];
+    }
+    for (; j < n; ++j) mx[0] = xc[j] > mx[0] ? xc[j] : mx[0];
+    float cm = mx[0];
+    for (int u = 1; u < kLanes; ++u) cm = mx[u] > cm ? mx[u] : cm;
+    if (cm == kNegInf) {
+      for (j = 0; j < n; ++j)
+        if (xc[j] != xc[j]) return xc[j];  // NaN anywhere: NaN
+    }
+    if (cm == kNegInf) continue;  // an all -inf chunk adds nothing
+    if (cm > m) {
+      s = m == kNegInf ? 0.0 : s * std::exp(double(m) - double(cm));
+      m = cm;
+    }
+    float acc[kLanes];
+    for (int u = 0; u < kLanes; ++u) acc[u] = 0.f;
+    j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) acc[u] += vm::exp_f(xc[j + u] - m);
+    }
+    for (; j < n; ++j) acc[j & (kLanes - 1)] += vm::exp_f(xc[j] - m);
+    double cs = 0.0;
+    for (int u = 0; u < kLanes; ++u) cs += double(acc[u]);
+    s += cs;
+  }
+  if (m == kNegInf) return m;  // every logit -inf
+  return static_cast<float>(double(m) + std::log(s));
+}
+
+void k_ce_row_backward(float* dx, const float* x, int64_t V, float lse, float scale,
+                       bool overwrite) {
+  if (overwrite) {
+    for (int64_t j = 0; j < V; ++j) dx[j] = vm::exp_f(x[j] - lse) * scale;
+  } else {
+    for (int64_t j = 0; j < V; ++j) dx[j] += vm::exp_f(x[j] - lse) * scale;
+  }
+}
+
 }  // namespace
 
 const ActKernels& S2S_ACT_KERNELS_NAME() {
   static const ActKernels k{S2S_ACT_KERNELS_LABEL, k_gelu_forward,    k_gelu_backward,
                             k_silu_forward,        k_silu_backward,   k_swiglu_forward,
                             k_swiglu_backward,     k_geglu_forward,   k_geglu_backward,
-                            k_softmax_forward,     k_softmax_backward};
+                            k_softmax_forward,     k_softmax_backward,
+                            k_ce_row_lse,          k_ce_row_backward};
   return k;
 }
 
