@@ -33,6 +33,18 @@ struct ActKernels {
   float (*ce_row_lse)(const float* x, int64_t V);
   void (*ce_row_backward)(float* dx, const float* x, int64_t V, float lse, float scale,
                           bool overwrite);
+  // Attention score tiles (ops/attention.cpp): nq rows of nk scores, row stride ld.
+  // attn_online_softmax: one key block of the online softmax. Per row r: m' = max(m[r], row max)
+  // (a NaN score makes m' NaN); a row with m' = -inf (nothing allowed yet) becomes zeros with
+  // alpha[r] = 1 and m, l unchanged; else alpha[r] = exp(m[r] - m'), the row becomes
+  // exp(s - m'), l[r] = l[r] alpha[r] + its sum, m[r] = m'.
+  void (*attn_online_softmax)(float* S, int64_t ld, int64_t nq, int64_t nk, float* m, float* l,
+                              float* alpha);
+  // P = exp(S - lse[r]) per row; rows whose lse is -inf (no allowed key) become zeros.
+  void (*attn_probs_from_lse)(float* S, int64_t ld, int64_t nq, int64_t nk, const float* lse);
+  // dS = P (dP - Di[r]) in place in P.
+  void (*attn_ds_from_p)(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
+                         const float* Di);
 };
 
 const ActKernels& act_kernels();  // for the active ISA

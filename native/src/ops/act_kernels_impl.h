@@ -193,6 +193,68 @@ void k_ce_row_backward(float* dx, const float* x, int64_t V, float lse, float sc
   }
 }
 
+// Maximum of n scores (plain compares, so the loop vectorises; a NaN never wins one), and
+// whether a NaN was seen where it could not reach the caller any other way: only when every other
+// value is -inf is the row scanned for NaN (a finite or +inf max lets NaN through exp(s - m)).
+float row_max_or_nan(const float* s, int64_t n) {
+  const float kNegInf = -__builtin_inff();
+  float mx[kLanes];
+  for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    for (int u = 0; u < kLanes; ++u) mx[u] = s[c + u] > mx[u] ? s[c + u] : mx[u];
+  }
+  for (int u = 0; c < n; ++c, ++u) mx[u] = s[c] > mx[u] ? s[c] : mx[u];
+  float m = mx[0];
+  for (int u = 1; u < kLanes; ++u) m = mx[u] > m ? mx[u] : m;
+  if (m == kNegInf) {
+    for (c = 0; c < n; ++c)
+      if (s[c] != s[c]) return s[c];
+  }
+  return m;
+}
+
+void k_attn_online_softmax(float* S, int64_t ld, int64_t nq, int64_t nk, float* m, float* l,
+                           float* alpha) {
+  const float kNegInf = -__builtin_inff();
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * ld;
+    const float mx = row_max_or_nan(s, nk);
+    const float m_new = (mx > m[r] || mx != mx) ? mx : m[r];  // NaN sticks
+    if (m_new == kNegInf) {  // nothing allowed in this row so far
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+      alpha[r] = 1.f;
+      continue;
+    }
+    alpha[r] = vm::exp_f(m[r] - m_new);  // 0 when m was -inf
+    for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - m_new);
+    l[r] = l[r] * alpha[r] + lane_sum(s, nk);
+    m[r] = m_new;
+  }
+}
+
+void k_attn_probs_from_lse(float* S, int64_t ld, int64_t nq, int64_t nk, const float* lse) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * ld;
+    const float x = lse[r];
+    if (x == -__builtin_inff()) {
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+    } else {
+      for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - x);
+    }
+  }
+}
+
+void k_attn_ds_from_p(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
+                      const float* Di) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* p = P + r * ld;
+    const float* dp = dP + r * ld;
+    const float d = Di[r];
+    for (int64_t c = 0; c < nk; ++c) p[c] = p[c] * (dp[c] - d);
+  }
+}
+
 }  // namespace
 
 const ActKernels& S2S_ACT_KERNELS_NAME() {
@@ -200,7 +262,9 @@ const ActKernels& S2S_ACT_KERNELS_NAME() {
                             k_silu_forward,        k_silu_backward,   k_swiglu_forward,
                             k_swiglu_backward,     k_geglu_forward,   k_geglu_backward,
                             k_softmax_forward,     k_softmax_backward,
-                            k_ce_row_lse,          k_ce_row_backward};
+                            k_ce_row_lse,          k_ce_row_backward,
+                            k_attn_online_softmax, k_attn_probs_from_lse,
+                            k_attn_ds_from_p};
   return k;
 }
 
