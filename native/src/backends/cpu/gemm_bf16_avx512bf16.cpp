@@ -85,44 +85,50 @@ void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
   uint32_t* dst = static_cast<uint32_t*>(dst_v);
   const int64_t kp = (kc + 1) / 2;  // k pairs; an odd tail pairs with 0
   const int64_t kp_alloc = (kp + QAlign - 1) / QAlign * QAlign;  // zero pairs up to here
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kp_alloc) {
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    uint32_t* d = dst + p0 * kp_alloc;  // panel p0 / R
     for (int64_t q = kp; q < kp_alloc; ++q)
-      for (int g = 0; g < (R + 15) / 16; ++g) store_pairs<R>(dst + q * R + g * 16, _mm512_setzero_si512());
-    const int64_t n = rows - p0 < R ? rows - p0 : R;
-    if (k_contig) {
-      // Each (k, k+1) pair of a row is one 32-bit word: transpose 16 rows x 16 pairs of words.
-      // The masked 16-bit load zero-fills past kc, which is exactly the odd-tail zero.
-      for (int64_t qb = 0; qb < kp; qb += 16) {
-        const int64_t qn = kp - qb < 16 ? kp - qb : 16;
-        const __mmask32 em = lanes32(kc - 2 * qb);
-        for (int g = 0; g < kGroups; ++g) {
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i) {
-            const int64_t row = g * 16 + i;
-            r[i] = (row < n && row < R)
-                       ? _mm512_castsi512_ps(load32(src + (r0 + p0 + row) * ld + k0 + 2 * qb, em))
-                       : _mm512_setzero_ps();
-          }
-          transpose16x16(r);
-          uint32_t* d = dst + qb * R + g * 16;
-          for (int64_t q = 0; q < qn; ++q) store_pairs<R>(d + q * R, _mm512_castps_si512(r[q]));
-        }
-      }
-    } else {
-      // Rows k and k+1 of the source hold the panel's values of the pair: zip them.
-      for (int64_t q = 0; q < kp; ++q) {
-        const Src* s0 = src + (k0 + 2 * q) * ld + r0 + p0;
-        const bool has_odd = 2 * q + 1 < kc;
+      for (int g = 0; g < kGroups; ++g) store_pairs<R>(d + q * R + g * 16, _mm512_setzero_si512());
+  }
+  if (!k_contig) {
+    // Rows k and k+1 of the source hold the pair's values of every panel: zip them, pair outer
+    // and panels inner, so each source row is read once front to back (panel-outer order would
+    // hop across kc rows, a page apiece, for every panel).
+    for (int64_t q = 0; q < kp; ++q) {
+      const Src* s0 = src + (k0 + 2 * q) * ld + r0;
+      const bool has_odd = 2 * q + 1 < kc;
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int64_t n = rows - p0 < R ? rows - p0 : R;
+        uint32_t* d = dst + p0 * kp_alloc + q * R;
         for (int g = 0; g < kGroups; ++g) {
           const __mmask16 m = lanes16(n - g * 16);
-          const __m512i lo = load16_lo(s0 + g * 16, m);
-          __m512i w = lo;
-          if (has_odd) {
-            const __m512i hi = load16_lo(s0 + ld + g * 16, m);
-            w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-          }
-          store_pairs<R>(dst + q * R + g * 16, w);
+          __m512i w = load16_lo(s0 + p0 + g * 16, m);
+          if (has_odd) w = _mm512_or_si512(w, _mm512_slli_epi32(load16_lo(s0 + ld + p0 + g * 16, m), 16));
+          store_pairs<R>(d + g * 16, w);
         }
+      }
+    }
+    return;
+  }
+  // Each (k, k+1) pair of a row is one 32-bit word: transpose 16 rows x 16 pairs of words.
+  // The masked 16-bit load zero-fills past kc, which is exactly the odd-tail zero.
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    uint32_t* dp = dst + p0 * kp_alloc;
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    for (int64_t qb = 0; qb < kp; qb += 16) {
+      const int64_t qn = kp - qb < 16 ? kp - qb : 16;
+      const __mmask32 em = lanes32(kc - 2 * qb);
+      for (int g = 0; g < kGroups; ++g) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int64_t row = g * 16 + i;
+          r[i] = (row < n && row < R)
+                     ? _mm512_castsi512_ps(load32(src + (r0 + p0 + row) * ld + k0 + 2 * qb, em))
+                     : _mm512_setzero_ps();
+        }
+        transpose16x16(r);
+        uint32_t* d = dp + qb * R + g * 16;
+        for (int64_t q = 0; q < qn; ++q) store_pairs<R>(d + q * R, _mm512_castps_si512(r[q]));
       }
     }
   }
@@ -206,22 +212,16 @@ void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
   const Src* src = static_cast<const Src*>(src_v);
   uint16_t* dst = static_cast<uint16_t*>(dst_v);
   const int64_t kcs = (kc + kAmxK - 1) / kAmxK * kAmxK;
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kcs) {
-    const int64_t n = rows - p0 < R ? rows - p0 : R;
-    if (k_contig) {
-      // Already k-contiguous: copy 32 bf16 (one line) at a time, zero past kc and past n.
-      for (int r = 0; r < R; ++r) {
-        const Src* s = src + (r0 + p0 + r) * ld + k0;
-        uint16_t* d = dst + r * kcs;
-        for (int64_t kb = 0; kb < kcs; kb += 32) {
-          const __m512i v = r < n ? load32(s + kb, lanes32(kc - kb)) : _mm512_setzero_si512();
-          _mm512_store_si512(d + kb, v);
-        }
-      }
-    } else {
-      // op(A)(r, k) = src[k * ld + r]: zip rows k, k+1 into 32-bit pairs (lane = r), then a
-      // 16 x 16 transpose of words turns 16 pair-vectors into 16 rows of 32 contiguous k.
-      for (int64_t kb = 0; kb < kcs; kb += 32) {
+  if (!k_contig) {
+    // op(A)(r, k) = src[k * ld + r]: zip rows k, k+1 into 32-bit pairs (lane = r), then a
+    // 16 x 16 transpose of words turns 16 pair-vectors into 16 rows of 32 contiguous k. The
+    // 32-k chunk is the outer loop and the panels the inner one, so each chunk's 32 source
+    // rows are read front to back across all panels (panel-outer order would hop across kc
+    // rows, a page apiece, for every 16 columns).
+    for (int64_t kb = 0; kb < kcs; kb += 32) {
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int64_t n = rows - p0 < R ? rows - p0 : R;
+        uint16_t* dp = dst + p0 * kcs;  // panel p0 / R
         for (int g = 0; g < R / 16; ++g) {
           const __mmask16 m = lanes16(n - g * 16);
           __m512 w[16];
@@ -237,8 +237,21 @@ void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
           }
           transpose16x16(w);
           for (int i = 0; i < 16; ++i)
-            _mm512_store_si512(dst + (g * 16 + i) * kcs + kb, _mm512_castps_si512(w[i]));
+            _mm512_store_si512(dp + (g * 16 + i) * kcs + kb, _mm512_castps_si512(w[i]));
         }
+      }
+    }
+    return;
+  }
+  // Already k-contiguous: copy 32 bf16 (one line) at a time, zero past kc and past n.
+  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kcs) {
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    for (int r = 0; r < R; ++r) {
+      const Src* s = src + (r0 + p0 + r) * ld + k0;
+      uint16_t* d = dst + r * kcs;
+      for (int64_t kb = 0; kb < kcs; kb += 32) {
+        const __m512i v = r < n ? load32(s + kb, lanes32(kc - kb)) : _mm512_setzero_si512();
+        _mm512_store_si512(d + kb, v);
       }
     }
   }
