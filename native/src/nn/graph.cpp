@@ -91,6 +91,17 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
   return {v->grad, true};
 }
 
+bool Graph::adopt_grad(Var* v, const Tensor& src) {
+  if (!v->requires_grad || v->param != nullptr || src.data == nullptr) return false;
+  Var* owner = v->base ? v->base : v;  // a view's gradient is its base's
+  if (owner->param != nullptr || owner->grad.data != nullptr) return false;
+  S2S_REQUIRE(src.numel() == owner->value.numel() && src.dtype == DType::F32, code::kShape,
+              "adopt_grad", "expected a float32 gradient of ", owner->value.numel(),
+              " elements, got ", src.shape_string());
+  owner->grad = Tensor::contiguous(src.data, DType::F32, owner->value.ndim, owner->value.shape);
+  return true;
+}
+
 Tensor Graph::grad_if_present(Var* v) {
   if (!v->requires_grad) return Tensor{};
   if (v->base) return reshaped(grad_if_present(v->base), v->value);

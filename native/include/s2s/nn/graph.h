@@ -53,6 +53,13 @@ class Graph {
     bool fresh = false;
   };
   GradBuffer grad_for_write(Var* v);
+  // Hands `src`'s storage to v as its gradient when nothing has written v's gradient yet (v, or
+  // its view base, has no buffer; never a param), so a backward step that would copy a gradient
+  // it is done with into a fresh buffer can pass the buffer on instead. Returns false (and does
+  // nothing) otherwise. The caller promises src is dead: nothing reads or writes it afterwards
+  // except through v (nn::add passes its output's gradient to an input this way, so after
+  // backward() the two share storage and the output's gradient reads as the input's).
+  bool adopt_grad(Var* v, const Tensor& src);
   // The gradient of v if anything was accumulated into it, else an empty Tensor (then v did not
   // contribute to the loss and its backward has nothing to do).
   Tensor grad_if_present(Var* v);
