@@ -226,6 +226,30 @@ TEST(gemm_matches_reference_blocked_shapes) {
   std::printf("    worst normalised error: %.3g (%s)\n", worst.err, worst.where.c_str());
 }
 
+// alpha == 1 with beta 0 / 1 / 0.5: the AMX kernel keeps full 32 x 32 tiles of C in its
+// accumulator tiles (loaded when beta == 1 or for later K blocks) and writes edge tiles and other
+// alpha / beta through the AVX-512 epilogue; shapes mix full and edge tiles and several K blocks
+// (K > the 1024 AMX block).
+TEST(gemm_matches_reference_alpha_one_full_and_edge_tiles) {
+  struct Shape { int64_t M, N, K; };
+  const Shape shapes[] = {{64, 96, 64}, {70, 100, 2100}, {33, 64, 1500}, {128, 33, 40}};
+  uint64_t seed = 5000;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const Case c = make_case(t & 1, t & 2, s.M, s.N, s.K, 3, seed++);
+      for (float beta : {0.f, 1.f, 0.5f}) {
+        const std::vector<float> ref = run_ref(c, true, 1.f, beta);
+        for_each_config([&] {
+          const std::vector<float> got = run_ours(c, true, 1.f, beta);
+          bool pad_ok;
+          const double e = window_error(c, got, ref, &pad_ok);
+          CHECK_MSG(pad_ok, "C padding written: " + describe(c, true, 1.f, beta));
+          CHECK_ERR(e, tol_bf16(s.K), describe(c, true, 1.f, beta));
+        });
+      }
+    }
+}
+
 // beta == 0 means C is write-only: NaN (and Inf) already in C must not leak into the result.
 TEST(gemm_beta_zero_ignores_nan_in_c) {
   for_each_config([] {

@@ -115,7 +115,11 @@ TEST(linear_bf16_dweight_within_the_bf16_rounding_bound_of_fp32) {
     std::vector<float> dw16b = dw16;
     linear_backward(none(), view(dw16b, {r, c}), none(), view(dy, {N, OC}), view(x, {N, IC}),
                     opt::view16(wb, DType::BF16, {r, c}), layout);
-    CHECK(opt::bit_equal(dw16b, opt::scaled(dw16, 2.f)));
+    // (Within fp32 rounding, not bit for bit: the AMX kernel adds its products onto C in its
+    // accumulator tiles rather than adding a finished block sum to C.)
+    CHECK_ERR(s2s_test::max_normalized_error(dw16b.data(), opt::scaled(dw16, 2.f).data(),
+                                             dw16b.size()),
+              1e-5, "bf16 dweight accumulates (beta = 1)");
   }
   std::printf("    bf16 dweight vs fp32: worst error %.3f of the 2u bound\n", worst_ratio);
 }

@@ -287,10 +287,24 @@ __attribute__((target("amx-tile,amx-bf16"))) void kernel_amx_32x32(
   const int64_t kcs = 2 * ksteps;       // multiple of 32
   const int64_t a_stride = kcs * 2;     // bytes between rows of the A panel
   constexpr int64_t b_stride = 2 * kAmxNR * 2;  // bytes between pair rows of the B panel
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  // A full tile with alpha 1 that adds onto C (later K blocks, beta 1) or overwrites it keeps C
+  // in the accumulator tiles: loaded before the K loop (or zeroed), stored straight back after
+  // it, instead of a round trip through a stack buffer and an AVX-512 add per row. (tdpbf16ps
+  // then also adds onto C's values, flushing subnormal ones to zero as it does its own.)
+  const bool in_tiles = mr == kAmxMR && nr == kAmxNR && alpha == 1.f &&
+                        (store != Store::ScaleAdd || beta == 1.f);
+  const int64_t c_stride = ldc * 4;
+  if (in_tiles && store != Store::Overwrite) {
+    _tile_loadd(0, C, c_stride);
+    _tile_loadd(1, C + 16, c_stride);
+    _tile_loadd(2, C + 16 * ldc, c_stride);
+    _tile_loadd(3, C + 16 * ldc + 16, c_stride);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   for (int64_t kb = 0; kb < kcs; kb += kAmxK) {
     const uint16_t* b = Bp + (kb / 2) * 2 * kAmxNR;  // pair row kb / 2
     _tile_loadd(4, Ap + kb, a_stride);
@@ -301,6 +315,13 @@ __attribute__((target("amx-tile,amx-bf16"))) void kernel_amx_32x32(
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+  }
+  if (in_tiles) {
+    _tile_stored(0, C, c_stride);
+    _tile_stored(1, C + 16, c_stride);
+    _tile_stored(2, C + 16 * ldc, c_stride);
+    _tile_stored(3, C + 16 * ldc + 16, c_stride);
+    return;
   }
   alignas(64) float acc[kAmxMR][kAmxNR];
   _tile_stored(0, &acc[0][0], kAmxNR * 4);
