@@ -4,6 +4,7 @@
 #include "s2s/ops/linear.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "ops/op_util.h"
@@ -101,9 +102,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     // Start from the bias and let the GEMM add x W^T onto it (beta = 1).
     const float* b = bias.f32();
     parallel_for(d.N, opu::row_grain(d.OC), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        for (int64_t k = 0; k < d.OC; ++k) y[r * d.OC + k] = b[k];
-      }
+      for (int64_t r = rb; r < re; ++r) std::memcpy(y + r * d.OC, b, sizeof(float) * d.OC);
     });
     beta = 1.0f;
   }
