@@ -367,3 +367,45 @@ TEST(add_scale_split_write_fresh_gradients_and_accumulate_the_rest) {
     }
   }
 }
+
+// A bf16-compute head whose logits feed two losses: the first writer stores the logits gradient
+// as bf16, the second finds it and widens it to fp32 before accumulating (Graph::grad_for_write
+// on a bf16 gradient). Gradients match the all-fp32-gradient run to bf16 precision.
+TEST(bf16_logits_gradient_widens_for_a_second_writer) {
+  constexpr int64_t N = 6, C = 16, V = 40;
+  ParamStore params;
+  Param& w0 = params.create("w0", {C, C});
+  Param& head = params.create("head", {V, C});
+  uint64_t seed = 90;
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+    params.set_compute_bf16(*p, true);
+  }
+  auto in = s2s_test::random_vector(N * C, 91);
+  std::vector<int32_t> y1 = {1, 4, 39, 2, 0, 7}, y2 = {3, 3, -100, 20, 11, 5};
+  std::vector<std::vector<float>> grads[2];
+  for (int pass = 0; pass < 2; ++pass) {
+    params.zero_grads();
+    Graph g;
+    g.bf16_gradients = pass == 0;
+    Var* x = g.constant(Tensor::contiguous(in.data(), DType::F32, {N, C}));
+    Var* logits = nn::linear(g, nn::linear(g, x, nn::LinearWeights{&w0}), nn::LinearWeights{&head});
+    CHECK(logits->grad_bf16_ok);
+    Var* l1 = nn::cross_entropy(g, logits, y1.data(), N, CrossEntropyOptions{}, nullptr);
+    Var* l2 = nn::cross_entropy(g, logits, y2.data(), N, CrossEntropyOptions{}, nullptr);
+    g.backward(nn::add(g, l1, l2));
+    CHECK(g.grad_if_present(logits).dtype == DType::F32);  // widened by the second writer
+    for (Param* p : params.all()) grads[pass].emplace_back(p->grad.f32(), p->grad.f32() + p->grad.numel());
+  }
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    double scale = 0, err = 0;
+    for (size_t j = 0; j < grads[1][i].size(); ++j) {
+      scale = std::fmax(scale, std::fabs(grads[1][i][j]));
+      err = std::fmax(err, std::fabs(grads[0][i][j] - grads[1][i][j]));
+    }
+    CHECK(scale > 0);
+    CHECK_ERR(err / scale, 1.0 / 128, "param " + std::to_string(i) + " vs all-fp32 gradients");
+  }
+}

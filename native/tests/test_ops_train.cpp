@@ -478,3 +478,49 @@ TEST(clip_grad_norm_follows_torch_rule) {
   bf.dtype = DType::BF16;
   CHECK_THROWS_CODE(grad_norm({bf}), code::kDType);
 }
+
+// bf16 dlogits (overwrite only): each value is the fp32 overwrite result rounded to nearest even,
+// bit for bit, on every ISA path; ignored rows and count == 0 give +0; accumulating is refused.
+TEST(cross_entropy_backward_bf16_is_the_rounded_fp32_gradient) {
+  opt::for_each_isa([](Isa isa) {
+    struct Case { int64_t N, V; int ignore_every; LossReduction r; };
+    const Case cases[] = {{5, 7, 2, LossReduction::Mean}, {9, 5000, 3, LossReduction::Sum},
+                          {3, 2048, 0, LossReduction::Mean}, {2, 4099, 0, LossReduction::Sum}};
+    for (const Case& c : cases) {
+      std::vector<float> x = random_vector(c.N * c.V, c.N + c.V, -8.f, 8.f);
+      std::vector<int32_t> y = make_labels(c.N, c.V, c.V + 1, -100, c.ignore_every);
+      if (c.V == 4099) y = {2048, 4098};  // labels on and after a chunk edge
+      x[c.V + 17] = NAN;                  // row 1 is NaN throughout
+      CrossEntropyOptions o;
+      o.reduction = c.r;
+      std::vector<float> lse(c.N), g32(c.N * c.V);
+      Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.N, c.V});
+      Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {c.N});
+      cross_entropy_forward(tl, tx, y.data(), c.N, o);
+      cross_entropy_backward(Tensor::contiguous(g32.data(), DType::F32, {c.N, c.V}), tx, tl,
+                             y.data(), c.N, 0.75f, o, true);
+      std::vector<uint16_t> g16(c.N * c.V, 0x1234), want(c.N * c.V);
+      cast_f32_to_bf16(want.data(), g32.data(), c.N * c.V);
+      cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {c.N, c.V}), tx, tl,
+                             y.data(), c.N, 0.75f, o, true);
+      CHECK_MSG(g16 == want, std::string(isa_name(isa)) + " N" + std::to_string(c.N) + " V" +
+                                 std::to_string(c.V) + ": bf16 dlogits != rounded fp32 dlogits");
+    }
+    // Every row ignored: zeros.
+    const int64_t N = 3, V = 9;
+    std::vector<float> x = random_vector(N * V, 3), lse(N);
+    std::vector<int32_t> none(N, -100);
+    Tensor tx = Tensor::contiguous(x.data(), DType::F32, {N, V});
+    Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {N});
+    std::vector<uint16_t> g16(N * V, 0x1234);
+    cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {N, V}), tx, tl,
+                           none.data(), N, 1.f, CrossEntropyOptions{}, true);
+    bool zero = true;
+    for (uint16_t h : g16) zero = zero && h == 0;
+    CHECK(zero);
+    CHECK_THROWS_CODE(cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {N, V}),
+                                             tx, tl, none.data(), N, 1.f, CrossEntropyOptions{},
+                                             false),
+                      code::kArgument);
+  });
+}

@@ -33,6 +33,10 @@ struct ActKernels {
   float (*ce_row_lse)(const float* x, int64_t V);
   void (*ce_row_backward)(float* dx, const float* x, int64_t V, float lse, float scale,
                           bool overwrite);
+  // The overwrite row with the label's -scale applied (label < 0: none), each value computed in
+  // fp32 as ce_row_backward + the label fix-up do it, then rounded to bf16 (f32_to_bf16).
+  void (*ce_row_backward_bf16)(uint16_t* dx, const float* x, int64_t V, float lse, float scale,
+                               int64_t label);
   // Attention score tiles (ops/attention.cpp): nq rows of nk scores, row stride ld.
   // attn_online_softmax: one key block of the online softmax. Per row r: m' = max(m[r], row max)
   // (a NaN score makes m' NaN); a row with m' = -inf (nothing allowed yet) becomes zeros with

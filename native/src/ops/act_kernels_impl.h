@@ -193,6 +193,29 @@ void k_ce_row_backward(float* dx, const float* x, int64_t V, float lse, float sc
   }
 }
 
+// f32 -> bf16 bits, round to nearest even, NaN quieted: dtype.h's f32_to_bf16 as selects, so
+// the loop vectorises.
+inline uint16_t round_bf16(float f) {
+  const uint32_t u = vm::float_to_bits(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+// Rows in chunks through an fp32 stack buffer: the same vector code as k_ce_row_backward computes
+// each value (so the bits before rounding are the fp32 path's), the label's -scale lands on the
+// fp32 value, then the chunk is rounded out.
+void k_ce_row_backward_bf16(uint16_t* dx, const float* x, int64_t V, float lse, float scale,
+                            int64_t label) {
+  float buf[kCeChunk];
+  for (int64_t c0 = 0; c0 < V; c0 += kCeChunk) {
+    const int64_t n = V - c0 < kCeChunk ? V - c0 : kCeChunk;
+    k_ce_row_backward(buf, x + c0, n, lse, scale, true);
+    if (label >= c0 && label < c0 + n) buf[label - c0] -= scale;
+    for (int64_t j = 0; j < n; ++j) dx[c0 + j] = round_bf16(buf[j]);
+  }
+}
+
 // Maximum of n scores (plain compares, so the loop vectorises; a NaN never wins one), and
 // whether a NaN was seen where it could not reach the caller any other way: only when every other
 // value is -inf is the row scanned for NaN (a finite or +inf max lets NaN through exp(s - m)).
@@ -263,6 +286,7 @@ const ActKernels& S2S_ACT_KERNELS_NAME() {
                             k_swiglu_backward,     k_geglu_forward,   k_geglu_backward,
                             k_softmax_forward,     k_softmax_backward,
                             k_ce_row_lse,          k_ce_row_backward,
+                            k_ce_row_backward_bf16,
                             k_attn_online_softmax, k_attn_probs_from_lse,
                             k_attn_ds_from_p};
   return k;

@@ -92,7 +92,15 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   const Dims d = check(logits, labels, num_labels, options);
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
-  expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  const bool bf16 = dlogits.dtype == DType::BF16;
+  if (bf16) {
+    S2S_REQUIRE(overwrite, code::kArgument, kOp,
+                "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
+    expect_shape(dlogits, {d.N, d.V}, kOp, "dlogits");
+    expect_contiguous(dlogits, kOp, "dlogits");
+  } else {
+    expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  }
   S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
               "expected dlogits and logits to be different buffers, got the same one");
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
@@ -101,8 +109,22 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
                           : dloss;
   const float* x = logits.f32();
   const float* l = lse.f32();
-  float* dx = dlogits.f32();
   const ActKernels& k = act_kernels();
+  if (bf16) {
+    uint16_t* dx = dlogits.u16();
+    parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        uint16_t* dxi = dx + i * d.V;
+        if (count == 0 || labels[i] == options.ignore_index) {
+          std::fill(dxi, dxi + d.V, uint16_t(0));  // bf16 +0
+          continue;
+        }
+        k.ce_row_backward_bf16(dxi, x + i * d.V, d.V, l[i], scale, labels[i]);
+      }
+    });
+    return;
+  }
+  float* dx = dlogits.f32();
   if (count == 0) {
     if (overwrite) {
       parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
