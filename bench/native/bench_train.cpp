@@ -6,6 +6,7 @@
 //
 //   bench_train --model DIR [--lora R,ALPHA,target1+target2...] [--threads N] [--batch B]
 //               [--seq T] [--dec-seq Td] [--warmup W] [--steps S] [--keep-frozen-in-file-dtype]
+//               [--compute-dtype float32|bfloat16]
 //
 // Tokens per step: B*T (decoder-only), B*(T+Td) (T5: encoder + decoder tokens).
 // Peak RSS: VmHWM from /proc/self/status at the end (the whole process: weights, moments,
@@ -87,6 +88,15 @@ long minor_faults() {
   return u.ru_minflt;
 }
 
+// CPU seconds (user + system) of the whole process so far: on a machine shared with other
+// work, a step's CPU time moves far less than its wall time (it still counts spin-waits).
+double cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double best(const std::vector<double>& v) {
   double b = v.empty() ? 0 : v[0];
   for (double x : v) b = x < b ? x : b;
@@ -110,6 +120,7 @@ int main(int argc, char** argv) {
   int threads = 0, warmup = 1, steps = 3;
   int64_t B = 4, T = 256, Td = 64;
   bool keep_frozen = false;
+  std::string compute_dtype = "float32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -128,6 +139,7 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = std::atoi(next().c_str());
     else if (a == "--steps") steps = std::atoi(next().c_str());
     else if (a == "--keep-frozen-in-file-dtype") keep_frozen = true;
+    else if (a == "--compute-dtype") compute_dtype = next();
     else {
       std::fprintf(stderr, "bench_train: unknown argument %s\n", a.c_str());
       return 2;
@@ -148,6 +160,12 @@ int main(int argc, char** argv) {
     lo.keep_frozen_in_file_dtype = keep_frozen;
     load_weights(*model, files, lo);
     if (!keep_frozen) files.clear();
+    if (compute_dtype != "float32" && compute_dtype != "bfloat16") {
+      std::fprintf(stderr, "bench_train: --compute-dtype expects float32 or bfloat16\n");
+      return 2;
+    }
+    // As Model.load(dir, {computeDtype}) does: before LoRA is applied.
+    model->set_compute_dtype(compute_dtype == "bfloat16" ? ComputeDType::BF16 : ComputeDType::F32);
     LoraAdapter adapter;
     if (!lora_spec.empty()) {
       const auto parts = split(lora_spec, ',');
@@ -185,10 +203,11 @@ int main(int argc, char** argv) {
     oc.adamw.weight_decay = 0.01;
     oc.max_grad_norm = 1.0;
     Graph g;
-    std::vector<double> fwd, bwd, opt, total, step_faults;
+    std::vector<double> fwd, bwd, opt, total, step_faults, step_cpu;
     double last_loss = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       const long f0 = minor_faults();
+      const double c0 = cpu_s();
       const double t0 = now_s();
       g.reset();
       g.training = true;
@@ -203,18 +222,18 @@ int main(int argc, char** argv) {
         fwd.push_back(t1 - t0), bwd.push_back(t2 - t1), opt.push_back(t3 - t2), total.push_back(t3 - t0);
       }
       const long faults = minor_faults() - f0;
-      if (s >= warmup) step_faults.push_back(double(faults));
+      if (s >= warmup) step_faults.push_back(double(faults)), step_cpu.push_back(cpu_s() - c0);
       std::fprintf(stderr, "step %d: %.3f s (fwd %.3f bwd %.3f opt %.3f) loss %.4f, %ld page faults\n", s + 1,
                    t3 - t0, t1 - t0, t2 - t1, t3 - t2, last_loss, faults);
     }
     std::printf(
-        "{\"model_type\":\"%s\",\"parameters\":%lld,\"trainable\":%lld,\"threads\":%d,"
+        "{\"model_type\":\"%s\",\"compute_dtype\":\"%s\",\"parameters\":%lld,\"trainable\":%lld,\"threads\":%d,"
         "\"tokens_per_step\":%.0f,\"load_s\":%.3f,\"step_s\":%s,\"forward_s\":%s,\"backward_s\":%s,"
-        "\"optimizer_s\":%s,\"page_faults\":%s,\"tokens_per_s\":%.3f,\"last_loss\":%.6f,\"peak_rss_bytes\":%lld}\n",
-        config.model_type.c_str(), (long long)model->params().count_elements(false),
+        "\"optimizer_s\":%s,\"cpu_s\":%s,\"page_faults\":%s,\"tokens_per_s\":%.3f,\"last_loss\":%.6f,\"peak_rss_bytes\":%lld}\n",
+        config.model_type.c_str(), compute_dtype.c_str(), (long long)model->params().count_elements(false),
         (long long)model->params().count_elements(true), num_threads(), tokens_per_step, load_s,
         json_list(total).c_str(), json_list(fwd).c_str(), json_list(bwd).c_str(), json_list(opt).c_str(),
-        json_list(step_faults).c_str(), tokens_per_step / best(total), last_loss, (long long)status_kb("VmHWM:") * 1024);
+        json_list(step_cpu).c_str(), json_list(step_faults).c_str(), tokens_per_step / best(total), last_loss, (long long)status_kb("VmHWM:") * 1024);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train: %s\n", e.what());

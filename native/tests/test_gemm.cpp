@@ -226,6 +226,30 @@ TEST(gemm_matches_reference_blocked_shapes) {
   std::printf("    worst normalised error: %.3g (%s)\n", worst.err, worst.where.c_str());
 }
 
+// alpha == 1 with beta 0 / 1 / 0.5: the AMX kernel keeps full 32 x 32 tiles of C in its
+// accumulator tiles (loaded when beta == 1 or for later K blocks) and writes edge tiles and other
+// alpha / beta through the AVX-512 epilogue; shapes mix full and edge tiles and several K blocks
+// (K > the 1024 AMX block).
+TEST(gemm_matches_reference_alpha_one_full_and_edge_tiles) {
+  struct Shape { int64_t M, N, K; };
+  const Shape shapes[] = {{64, 96, 64}, {70, 100, 2100}, {33, 64, 1500}, {128, 33, 40}};
+  uint64_t seed = 5000;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const Case c = make_case(t & 1, t & 2, s.M, s.N, s.K, 3, seed++);
+      for (float beta : {0.f, 1.f, 0.5f}) {
+        const std::vector<float> ref = run_ref(c, true, 1.f, beta);
+        for_each_config([&] {
+          const std::vector<float> got = run_ours(c, true, 1.f, beta);
+          bool pad_ok;
+          const double e = window_error(c, got, ref, &pad_ok);
+          CHECK_MSG(pad_ok, "C padding written: " + describe(c, true, 1.f, beta));
+          CHECK_ERR(e, tol_bf16(s.K), describe(c, true, 1.f, beta));
+        });
+      }
+    }
+}
+
 // beta == 0 means C is write-only: NaN (and Inf) already in C must not leak into the result.
 TEST(gemm_beta_zero_ignores_nan_in_c) {
   for_each_config([] {
@@ -386,4 +410,81 @@ TEST(matmul_tensor_entry_checks_and_computes) {
   Tensor tc16 = Tensor::contiguous(h.data(), DType::BF16, {6, 5});
   Tensor ta16 = Tensor::contiguous(h.data(), DType::BF16, {6, 4});
   CHECK_THROWS_CODE(matmul(tc16, ta16, tb16, false, true, 1.f, 0.f), code::kDType);
+}
+
+// gemm_bf16_rounding: fp32 operands rounded to bf16 while packing give exactly the bits of
+// gemm_bf16 on rounded copies (f32_to_bf16), for every ISA / bf16 kernel / thread count, all
+// transposes, every dtype combination, padded leading dimensions (NaN padding must not be read),
+// shapes across the block edges, and values that exercise the rounding: ties to even, carries
+// into the exponent, subnormals, infinities, NaN.
+TEST(gemm_bf16_rounding_matches_gemm_bf16_on_rounded_copies) {
+  struct Shape { int64_t M, N, K; };
+  const Shape shapes[] = {{1, 1, 1}, {7, 33, 5}, {33, 7, 65}, {50, 70, 1100}, {257, 40, 33}};
+  // Bit patterns that stress round-to-nearest-even (low halves 0x8000 exactly, just below,
+  // just above; odd and even kept bits), carry into the exponent, subnormals, Inf, NaN.
+  const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x3fffffffu,
+                               0x7f7fffffu, 0x00008000u, 0x00018000u, 0x80000001u, 0x7f800000u,
+                               0xff800000u, 0x7fc00001u, 0xffa00000u};
+  int cases = 0;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const int64_t a_rows = ta ? s.K : s.M, a_cols = ta ? s.M : s.K;
+      const int64_t b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
+      const int64_t lda = a_cols + 3, ldb = b_cols + 1, ldc = s.N + 2;
+      s2s_test::Rng rng(uint64_t(1000 + s.M * 7 + s.N * 13 + s.K + t));
+      auto fill = [&](std::vector<float>& v, int64_t rows, int64_t cols, int64_t ld, bool special) {
+        v.assign(size_t(rows * ld), NAN);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            float x = rng.uniform();  // not bf16-representable: the rounding matters
+            if (special && rng.next() % 5 == 0) {
+              const uint32_t u = specials[rng.next() % (sizeof specials / sizeof specials[0])];
+              std::memcpy(&x, &u, 4);
+            }
+            v[r * ld + c] = x;
+          }
+      };
+      // Specials only in the smaller shapes' A (Inf/NaN then reach whole rows of C; the
+      // comparison is bitwise, NaN included).
+      const bool special = s.K < 100;
+      std::vector<float> A, B;
+      fill(A, a_rows, a_cols, lda, special);
+      fill(B, b_rows, b_cols, ldb, false);
+      std::vector<uint16_t> A16(A.size()), B16(B.size());
+      for (size_t i = 0; i < A.size(); ++i) A16[i] = f32_to_bf16(A[i]);
+      for (size_t i = 0; i < B.size(); ++i) B16[i] = f32_to_bf16(B[i]);
+      std::vector<float> C0(size_t(s.M * ldc));
+      for (float& c : C0) c = rng.uniform();
+      for (float beta : {0.f, 1.f}) {
+        for_each_config([&] {
+          std::vector<float> want = C0;
+          gemm_bf16(ta, tb, s.M, s.N, s.K, 0.5f, A16.data(), lda, B16.data(), ldb, beta,
+                    want.data(), ldc);
+          for (int combo = 0; combo < 3; ++combo) {  // f32 x bf16, bf16 x f32, f32 x f32
+            const bool a32 = combo != 1, b32 = combo != 0;
+            std::vector<float> got = C0;
+            gemm_bf16_rounding(ta, tb, s.M, s.N, s.K, 0.5f,
+                               a32 ? static_cast<const void*>(A.data()) : A16.data(),
+                               a32 ? DType::F32 : DType::BF16, lda,
+                               b32 ? static_cast<const void*>(B.data()) : B16.data(),
+                               b32 ? DType::F32 : DType::BF16, ldb, beta, got.data(), ldc);
+            CHECK_MSG(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
+                      "not the bits of gemm_bf16 on rounded copies: combo " +
+                          std::to_string(combo) + " " +
+                          describe(Case{ta, tb, s.M, s.N, s.K, lda, ldb, ldc, {}, {}, {}, {}, {}},
+                                   true, 0.5f, beta));
+            ++cases;
+          }
+        });
+      }
+    }
+  CHECK(cases > 0);
+  float x[4] = {};
+  CHECK_THROWS_CODE(gemm_bf16_rounding(false, false, 2, 2, 2, 1.f, x, DType::F16, 2, x,
+                                       DType::F32, 2, 0.f, x, 2),
+                    code::kDType);
+  CHECK_THROWS_CODE(gemm_bf16_rounding(false, false, 2, 2, 2, 1.f, x, DType::F32, 1, x,
+                                       DType::F32, 2, 0.f, x, 2),
+                    code::kArgument);
 }

@@ -333,3 +333,50 @@ TEST(bf16_t5_forward_is_close_to_fp32) {
                 max_abs(ref));
   }
 }
+
+// The logits gradient stored as bf16 (cross_entropy writes it rounded for a bf16-compute head,
+// Graph::grad_for_write_bf16) gives every parameter gradient bit for bit what the fp32 logits
+// gradient rounded inside the head's GEMMs gives (Graph::bf16_gradients off), on the decoder
+// fixtures (tied and untied heads), full fine-tuning and LoRA, Mean and Sum.
+TEST(bf16_logits_gradient_in_bf16_changes_no_bit_of_any_gradient) {
+  set_num_threads(2);
+  for (const char* name : {"gpt2", "llama-gqa", "qwen2"}) {
+    for (bool lora : {false, true}) {
+      for (LossReduction reduction : {LossReduction::Mean, LossReduction::Sum}) {
+        const std::string dir = fixture_dir(name);
+        std::unique_ptr<Model> m = load_fixture_model(dir);
+        m->set_compute_dtype(ComputeDType::BF16);
+        LoraAdapter adapter;  // owns the LoRA parameters: must outlive the model's use of them
+        if (lora) {
+          LoraConfig lc;
+          lc.r = 4;
+          lc.lora_alpha = 8;
+          // target_modules empty: PEFT's default for the model type (gpt2 c_attn; llama q_proj, v_proj)
+          adapter = apply_lora(*m, lc, 7);
+          // B = 0 at init would make every LoRA gradient but dB trivially equal: perturb it.
+          for (Param* p : m->params().all())
+            if (p->name.find("lora_B") != std::string::npos)
+              for (int64_t i = 0; i < p->value.numel(); ++i) p->value.f32()[i] = 0.01f * float(i % 7 - 3);
+        } else {
+          for (Param* p : m->params().all()) m->params().set_trainable(*p, true);
+        }
+        Fixture fx(dir);
+        std::vector<std::vector<float>> grads[2];
+        for (int pass = 0; pass < 2; ++pass) {
+          m->params().zero_grads();
+          Graph g;
+          g.bf16_gradients = pass == 0;
+          ForwardResult r = m->forward(g, fx.batch, reduction);
+          g.backward(r.loss);
+          for (Param* p : m->params().all())
+            if (p->trainable) grads[pass].emplace_back(p->grad.f32(), p->grad.f32() + p->grad.numel());
+        }
+        bool same = grads[0].size() == grads[1].size() && !grads[0].empty();
+        for (size_t i = 0; same && i < grads[0].size(); ++i) same = grads[0][i] == grads[1][i];
+        CHECK_MSG(same, std::string(name) + (lora ? " LoRA" : " full") +
+                            (reduction == LossReduction::Mean ? " mean" : " sum") +
+                            ": gradients differ with the bf16 logits gradient");
+      }
+    }
+  }
+}

@@ -276,3 +276,136 @@ TEST(linear_overwrites_only_a_fresh_input_gradient) {
     }
   }
 }
+
+// nn::add (output gradient handed to one input, copied to the other), nn::scale and
+// nn::split_last (a fresh input gradient written, not zero-filled and accumulated) in the
+// topologies where fresh / not-fresh / shared storage matter: both inputs fresh, a == b, b a
+// view of a, an input consumed again before or after the add, a split part with no gradient,
+// a split input used elsewhere. Every param gradient against finite differences, on the second
+// pass of one graph (the arena hands out the first pass's gradients as garbage then).
+TEST(add_scale_split_write_fresh_gradients_and_accumulate_the_rest) {
+  constexpr int64_t N = 4, C = 6, V = 5;
+  ParamStore params;
+  Param& w0 = params.create("w0", {C, C});
+  Param& w1 = params.create("w1", {C, C});
+  Param& w2 = params.create("w2", {2 * C, C});
+  Param& head = params.create("head", {V, C});
+  uint64_t seed = 70;
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+  }
+  auto in = s2s_test::random_vector(N * C, 80);
+  std::vector<int32_t> labels = {1, 4, -100, 2};
+  const int kTopologies = 8;
+  for (int topo = 0; topo < kTopologies; ++topo) {
+    auto forward = [&](Graph& g) {
+      Var* x = g.constant(Tensor::contiguous(in.data(), DType::F32, {N, C}));
+      Var* h = nn::linear(g, x, nn::LinearWeights{&w0});
+      Var* y = nullptr;
+      switch (topo) {
+        case 0:  // both inputs fresh
+          y = nn::add(g, nn::linear(g, h, nn::LinearWeights{&w1}), h);
+          break;
+        case 1:  // a == b
+          y = nn::add(g, h, h);
+          break;
+        case 2:  // b a view of a
+          y = nn::add(g, h, g.view(h, {N, C}));
+          break;
+        case 3: {  // b consumed again after the add (its gradient exists when add runs)
+          Var* b = nn::linear(g, h, nn::LinearWeights{&w1});
+          Var* s = nn::add(g, h, b);
+          y = nn::add(g, s, nn::linear(g, b, nn::LinearWeights{&w0}));
+          break;
+        }
+        case 4: {  // b consumed before the add (adopted buffer, accumulated into later)
+          Var* b = nn::linear(g, h, nn::LinearWeights{&w1});
+          Var* early = nn::scale(g, b, 0.5f);
+          y = nn::add(g, nn::linear(g, early, nn::LinearWeights{&w0}), b);
+          break;
+        }
+        case 5: {  // split: both parts used, input fresh; scale of a fresh input
+          auto parts = nn::split_last(g, nn::linear(g, h, nn::LinearWeights{&w2}), {C, C});
+          y = nn::add(g, nn::scale(g, parts[0], -1.5f), parts[1]);
+          break;
+        }
+        case 6: {  // split: second part unused (its columns of the input gradient are zero)
+          auto parts = nn::split_last(g, nn::linear(g, h, nn::LinearWeights{&w2}), {C, C});
+          y = parts[0];
+          break;
+        }
+        default: {  // split input also used by a consumer recorded after the split
+          Var* z = nn::linear(g, h, nn::LinearWeights{&w2});
+          auto parts = nn::split_last(g, z, {C, C});
+          Var* zz = nn::scale(g, z, 0.25f);
+          auto again = nn::split_last(g, zz, {C, C});
+          y = nn::add(g, parts[1], nn::add(g, again[0], again[1]));
+          break;
+        }
+      }
+      Var* logits = nn::linear(g, y, nn::LinearWeights{&head});
+      return nn::cross_entropy(g, logits, labels.data(), N, CrossEntropyOptions{}, nullptr);
+    };
+    Graph g;
+    for (int pass = 0; pass < 2; ++pass) {
+      params.zero_grads();
+      g.reset();
+      g.backward(forward(g));
+    }
+    for (Param* p : params.all()) {
+      std::vector<float> analytic(p->grad.f32(), p->grad.f32() + p->grad.numel());
+      std::vector<float> value(p->value.f32(), p->value.f32() + p->value.numel());
+      const double err = s2s_test::gradient_check(value, analytic, [&] {
+        std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+        Graph fresh;
+        return double(forward(fresh)->value.f32()[0]);
+      });
+      std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+      CHECK_ERR(err, 3e-3, "topology " + std::to_string(topo) + " gradient of " + p->name);
+    }
+  }
+}
+
+// A bf16-compute head whose logits feed two losses: the first writer stores the logits gradient
+// as bf16, the second finds it and widens it to fp32 before accumulating (Graph::grad_for_write
+// on a bf16 gradient). Gradients match the all-fp32-gradient run to bf16 precision.
+TEST(bf16_logits_gradient_widens_for_a_second_writer) {
+  constexpr int64_t N = 6, C = 16, V = 40;
+  ParamStore params;
+  Param& w0 = params.create("w0", {C, C});
+  Param& head = params.create("head", {V, C});
+  uint64_t seed = 90;
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+    params.set_compute_bf16(*p, true);
+  }
+  auto in = s2s_test::random_vector(N * C, 91);
+  std::vector<int32_t> y1 = {1, 4, 39, 2, 0, 7}, y2 = {3, 3, -100, 20, 11, 5};
+  std::vector<std::vector<float>> grads[2];
+  for (int pass = 0; pass < 2; ++pass) {
+    params.zero_grads();
+    Graph g;
+    g.bf16_gradients = pass == 0;
+    Var* x = g.constant(Tensor::contiguous(in.data(), DType::F32, {N, C}));
+    Var* logits = nn::linear(g, nn::linear(g, x, nn::LinearWeights{&w0}), nn::LinearWeights{&head});
+    CHECK(logits->grad_bf16_ok);
+    Var* l1 = nn::cross_entropy(g, logits, y1.data(), N, CrossEntropyOptions{}, nullptr);
+    Var* l2 = nn::cross_entropy(g, logits, y2.data(), N, CrossEntropyOptions{}, nullptr);
+    g.backward(nn::add(g, l1, l2));
+    CHECK(g.grad_if_present(logits).dtype == DType::F32);  // widened by the second writer
+    for (Param* p : params.all()) grads[pass].emplace_back(p->grad.f32(), p->grad.f32() + p->grad.numel());
+  }
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    double scale = 0, err = 0;
+    for (size_t j = 0; j < grads[1][i].size(); ++j) {
+      scale = std::fmax(scale, std::fabs(grads[1][i][j]));
+      err = std::fmax(err, std::fabs(grads[0][i][j] - grads[1][i][j]));
+    }
+    CHECK(scale > 0);
+    CHECK_ERR(err / scale, 1.0 / 128, "param " + std::to_string(i) + " vs all-fp32 gradients");
+  }
+}

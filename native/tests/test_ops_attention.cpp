@@ -1,6 +1,8 @@
 // attention: blockwise forward/backward vs the double-precision reference across tile
 // boundaries, heads, masks, bias and causal/cache alignment; backward vs finite differences;
 // accumulation, skipped gradients, determinism, fully masked rows, argument errors; fast exp.
+// Backward checks run under both backward plans (one pass over (batch, kv head) tasks, two
+// passes over key / query tiles), and shapes cross the forward's 256-key blocks.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -101,6 +103,16 @@ std::string describe(const Shape& s) {
   return buf;
 }
 
+// Runs body once per backward plan, then restores Auto.
+template <typename Fn>
+void for_each_plan(Fn body) {
+  for (AttentionBackwardPlan plan : {AttentionBackwardPlan::OnePass, AttentionBackwardPlan::TwoPass}) {
+    set_attention_backward_plan(plan);
+    body(plan == AttentionBackwardPlan::OnePass ? " [one-pass]" : " [two-pass]");
+  }
+  set_attention_backward_plan(AttentionBackwardPlan::Auto);
+}
+
 bool has_nan(const std::vector<float>& x) {
   for (float f : x) if (std::isnan(f)) return true;
   return false;
@@ -126,15 +138,18 @@ void compare_with_reference(const Shape& s, uint64_t seed) {
     else lse_ok = lse_ok && std::fabs(lse[n] - ref_lse[n]) <= 2e-5 * std::fmax(1.f, std::fabs(ref_lse[n]));
   }
   CHECK_MSG(lse_ok, "lse " + what);
-  Problem::Grads g = p.zero_grads();
-  p.backward(g, out, lse);
   Problem::Grads r = p.backward_reference();
-  // Backward: dP - Di cancels; 1e-4 normalised covers fp32 at these sizes with margin.
-  CHECK_ERR(s2s_test::max_normalized_error(g.dq.data(), r.dq.data(), g.dq.size()), 1e-4, "dq " + what);
-  CHECK_ERR(s2s_test::max_normalized_error(g.dk.data(), r.dk.data(), g.dk.size()), 1e-4, "dk " + what);
-  CHECK_ERR(s2s_test::max_normalized_error(g.dv.data(), r.dv.data(), g.dv.size()), 1e-4, "dv " + what);
-  CHECK_ERR(s2s_test::max_normalized_error(g.dbias.data(), r.dbias.data(), g.dbias.size()), 1e-4,
-            "dbias " + what);
+  for_each_plan([&](const char* plan) {
+    Problem::Grads g = p.zero_grads();
+    p.backward(g, out, lse);
+    // Backward: dP - Di cancels; 1e-4 normalised covers fp32 at these sizes with margin.
+    const std::string w = what + plan;
+    CHECK_ERR(s2s_test::max_normalized_error(g.dq.data(), r.dq.data(), g.dq.size()), 1e-4, "dq " + w);
+    CHECK_ERR(s2s_test::max_normalized_error(g.dk.data(), r.dk.data(), g.dk.size()), 1e-4, "dk " + w);
+    CHECK_ERR(s2s_test::max_normalized_error(g.dv.data(), r.dv.data(), g.dv.size()), 1e-4, "dv " + w);
+    CHECK_ERR(s2s_test::max_normalized_error(g.dbias.data(), r.dbias.data(), g.dbias.size()), 1e-4,
+              "dbias " + w);
+  });
 }
 
 }  // namespace
@@ -167,6 +182,17 @@ TEST(attention_matches_reference_across_tiles) {
           for (bool bias : {false, true})
             compare_with_reference({1, 70, 67, heads[hc][0], heads[hc][1], D, causal, mask, bias, 0.f},
                                    2000 + idx++);
+  // Across the 256-key blocks: several blocks per row (online-softmax rescaling), causal rows
+  // whose reach ends inside or at the edge of a block, cache alignment (Tk > Tq), padding.
+  const Shape long_shapes[] = {
+      {1, 300, 300, 4, 2, 8, true, true, false, 0.f},
+      {1, 300, 300, 2, 2, 8, false, false, true, 1.0f},
+      {2, 7, 600, 2, 1, 8, false, true, true, 0.f},
+      {1, 65, 513, 2, 2, 16, true, false, false, 0.f},
+      {1, 256, 256, 2, 2, 64, true, false, false, 0.f},
+      {1, 40, 257, 2, 2, 8, true, true, true, 0.f},
+  };
+  for (const Shape& s : long_shapes) compare_with_reference(s, 3000 + idx++);
 }
 
 TEST(attention_backward_matches_finite_differences) {
@@ -180,26 +206,29 @@ TEST(attention_backward_matches_finite_differences) {
     Problem p(s, 77);
     std::vector<float> out, lse;
     p.forward(out, lse);
-    Problem::Grads g = p.zero_grads();
-    p.backward(g, out, lse);
-    // L = sum(out * dout), in double, through the fast forward.
-    auto loss = [&]() {
-      std::vector<float> o, l;
-      p.forward(o, l);
-      double acc = 0;
-      for (size_t n = 0; n < o.size(); ++n) acc += double(o[n]) * double(p.dout[n]);
-      return acc;
-    };
-    const std::string what = describe(s);
-    CHECK_ERR(s2s_test::gradient_check(p.q, g.dq, loss), 2e-3, "fd dq " + what);
-    CHECK_ERR(s2s_test::gradient_check(p.k, g.dk, loss), 2e-3, "fd dk " + what);
-    CHECK_ERR(s2s_test::gradient_check(p.v, g.dv, loss), 2e-3, "fd dv " + what);
-    if (s.bias) CHECK_ERR(s2s_test::gradient_check(p.bias, g.dbias, loss), 2e-3, "fd dbias " + what);
+    for_each_plan([&](const char* plan) {
+      Problem::Grads g = p.zero_grads();
+      p.backward(g, out, lse);
+      // L = sum(out * dout), in double, through the fast forward.
+      auto loss = [&]() {
+        std::vector<float> o, l;
+        p.forward(o, l);
+        double acc = 0;
+        for (size_t n = 0; n < o.size(); ++n) acc += double(o[n]) * double(p.dout[n]);
+        return acc;
+      };
+      const std::string what = describe(s) + plan;
+      CHECK_ERR(s2s_test::gradient_check(p.q, g.dq, loss), 2e-3, "fd dq " + what);
+      CHECK_ERR(s2s_test::gradient_check(p.k, g.dk, loss), 2e-3, "fd dk " + what);
+      CHECK_ERR(s2s_test::gradient_check(p.v, g.dv, loss), 2e-3, "fd dv " + what);
+      if (s.bias) CHECK_ERR(s2s_test::gradient_check(p.bias, g.dbias, loss), 2e-3, "fd dbias " + what);
+    });
   }
 }
 
 TEST(attention_backward_accumulates_and_skips_null_gradients) {
   set_num_threads(2);
+  for_each_plan([](const char*) {
   Shape s{2, 9, 11, 4, 2, 8, false, true, true, 0.f};
   Problem p(s, 5);
   std::vector<float> out, lse;
@@ -242,10 +271,12 @@ TEST(attention_backward_accumulates_and_skips_null_gradients) {
       }
     }
   }
+  });
 }
 
 TEST(attention_is_deterministic_at_1_and_2_threads) {
-  Shape s{2, 130, 130, 4, 2, 16, true, true, true, 0.f};
+  for_each_plan([](const char*) {
+  Shape s{2, 300, 300, 4, 2, 16, true, true, true, 0.f};
   Problem p(s, 9);
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 1, 2}) {
@@ -266,10 +297,12 @@ TEST(attention_is_deterministic_at_1_and_2_threads) {
   CHECK_ERR(s2s_test::max_normalized_error(results[0].data(), results[1].data(), results[0].size()),
             1e-6, "1 vs 2 threads");
   set_num_threads(2);
+  });
 }
 
 TEST(attention_fully_masked_rows_give_zeros_not_nan) {
   set_num_threads(2);
+  for_each_plan([](const char*) {
   // Batch 1 has every key masked; causal with Tq > Tk leaves the first query rows no key.
   Shape s{2, 70, 66, 4, 2, 8, true, true, true, 0.f};
   Problem p(s, 13);
@@ -307,6 +340,7 @@ TEST(attention_fully_masked_rows_give_zeros_not_nan) {
   bool ez = true;
   for (float x : out) ez = ez && x == 0.f;
   CHECK(ez);
+  });
 }
 
 TEST(attention_propagates_nan) {
@@ -317,9 +351,18 @@ TEST(attention_propagates_nan) {
   p.forward(out, lse);
   CHECK(std::isnan(out[0]) && std::isnan(lse[0]));
   CHECK(!std::isnan(out[s.D]));  // head 1 of the same row is untouched
-  Problem::Grads g = p.zero_grads();
-  p.backward(g, out, lse);
-  CHECK(std::isnan(g.dk[0]) || std::isnan(g.dv[0]));
+  for_each_plan([&](const char*) {
+    Problem::Grads g = p.zero_grads();
+    p.backward(g, out, lse);
+    CHECK(std::isnan(g.dk[0]) || std::isnan(g.dv[0]));
+  });
+  // A NaN score among masked (-inf) ones only: the row max is -inf, the NaN must still win.
+  Shape sm{1, 3, 5, 1, 1, 4, false, true, false, 0.f};
+  Problem pm(sm, 4);
+  for (int64_t j = 0; j < sm.Tk; ++j) pm.mask[j] = j == 0 ? 1 : 0;
+  pm.q[0] = NAN;  // row 0's only allowed score is NaN
+  pm.forward(out, lse);
+  CHECK(std::isnan(out[0]) && std::isnan(lse[0]) && !std::isnan(out[sm.D]));
 }
 
 TEST(attention_rejects_bad_arguments) {

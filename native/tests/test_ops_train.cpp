@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "harness.h"
+#include "ops_test_util.h"
 #include "s2s/cpu_features.h"
 #include "s2s/ops/adamw.h"
 #include "s2s/ops/cast.h"
@@ -42,6 +43,8 @@ TEST(cross_entropy_matches_reference) {
   const Case cases[] = {{1, 1, 0, LossReduction::Mean, -100},   {7, 5, 3, LossReduction::Mean, -100},
                         {33, 1000, 4, LossReduction::Sum, -100}, {6, 50257, 2, LossReduction::Mean, -1},
                         {3, 151936, 0, LossReduction::Sum, -100}};
+  // Every ISA path of the row kernels (ops/act_kernels.h).
+  opt::for_each_isa([&](Isa isa) {
   for (const Case& c : cases) {
     // Logits spread like a real LM head's (scale ~ +-8).
     std::vector<float> x = random_vector(c.N * c.V, c.N * 31 + c.V, -8.f, 8.f);
@@ -53,7 +56,7 @@ TEST(cross_entropy_matches_reference) {
     Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.N, c.V});
     const auto got = cross_entropy_forward(Tensor::contiguous(lse.data(), DType::F32, {c.N}), tx, y.data(), c.N, o);
     const auto want = cross_entropy_forward_reference(Tensor::contiguous(lse_ref.data(), DType::F32, {c.N}), tx, y.data(), c.N, o);
-    const std::string what = "N" + std::to_string(c.N) + " V" + std::to_string(c.V);
+    const std::string what = std::string(isa_name(isa)) + " N" + std::to_string(c.N) + " V" + std::to_string(c.V);
     CHECK(got.count == want.count);
     CHECK_ERR(rel(got.loss, want.loss), 1e-6, "loss " + what);
     CHECK_ERR(s2s_test::max_normalized_error(lse.data(), lse_ref.data(), c.N), 1e-6, "lse " + what);
@@ -68,13 +71,22 @@ TEST(cross_entropy_matches_reference) {
       if (y[i] == c.ignore)
         for (int64_t j = 0; j < c.V; ++j) untouched = untouched && dx[i * c.V + j] == 0.25f;
     CHECK(untouched);
+    // Overwrite mode (first writer of dlogits): the same values, ignored rows zeroed.
+    std::vector<float> dw(c.N * c.V, NAN);
+    cross_entropy_backward(Tensor::contiguous(dw.data(), DType::F32, {c.N, c.V}), tx,
+                           Tensor::contiguous(lse.data(), DType::F32, {c.N}), y.data(), c.N, 1.5f, o,
+                           true);
+    for (size_t n = 0; n < dw.size(); ++n) dw[n] += 0.25f;
+    CHECK_ERR(s2s_test::max_abs_error(dw.data(), dref.data(), dw.size()), 1e-6, "overwrite " + what);
   }
+  });
 }
 
 TEST(cross_entropy_backward_matches_finite_differences) {
   const int64_t N = 5, V = 7;
   std::vector<float> x = random_vector(N * V, 4, -3.f, 3.f);
   std::vector<int32_t> y = {3, -100, 0, 6, 2};
+  opt::for_each_isa([&](Isa) {
   for (LossReduction r : {LossReduction::Mean, LossReduction::Sum}) {
     CrossEntropyOptions o;
     o.reduction = r;
@@ -92,6 +104,7 @@ TEST(cross_entropy_backward_matches_finite_differences) {
     };
     CHECK_ERR(s2s_test::gradient_check(x, dx, loss), 1e-4, "fd dlogits");
   }
+  });
 }
 
 TEST(cross_entropy_mean_sum_count_and_accumulation) {
@@ -133,6 +146,7 @@ TEST(cross_entropy_mean_sum_count_and_accumulation) {
 }
 
 TEST(cross_entropy_is_stable_propagates_nan_and_is_deterministic) {
+  opt::for_each_isa([](Isa) {
   const int64_t N = 4, V = 1000;
   std::vector<float> x = random_vector(N * V, 8, -1.f, 1.f);
   x[0] = 3e4f;           // huge logit: no overflow
@@ -150,6 +164,20 @@ TEST(cross_entropy_is_stable_propagates_nan_and_is_deterministic) {
   std::vector<float> g(N * V, 0.f);
   cross_entropy_backward(Tensor::contiguous(g.data(), DType::F32, {N, V}), tx, tl, y.data(), N, 1.f, sum);
   CHECK(g[0] == 0.f && std::isnan(g[2 * V]) && !std::isnan(g[3 * V]));
+  // A NaN among -inf only (the chunk whose max is -inf is scanned for NaN on its own), in the
+  // first and in a later 2048-wide chunk, and a row of -inf only (lse -inf).
+  {
+    const int64_t V3 = 5000;
+    std::vector<float> x3(3 * V3, -INFINITY);
+    x3[17] = NAN;
+    x3[V3 + 4500] = NAN;
+    x3[V3 + 3] = 1.f;  // row 1: finite max in chunk 0, the NaN in chunk 2 (max -inf there)
+    std::vector<float> l3(3);
+    cross_entropy_forward(Tensor::contiguous(l3.data(), DType::F32, {3}),
+                          Tensor::contiguous(x3.data(), DType::F32, {3, V3}),
+                          std::vector<int32_t>{0, 0, 0}.data(), 3);
+    CHECK(std::isnan(l3[0]) && std::isnan(l3[1]) && l3[2] == -INFINITY);
+  }
   // Bit-identical at 1 and 2 threads.
   const int64_t N2 = 64, V2 = 4099;
   std::vector<float> x2 = random_vector(N2 * V2, 9, -6.f, 6.f);
@@ -166,6 +194,7 @@ TEST(cross_entropy_is_stable_propagates_nan_and_is_deterministic) {
                          Tensor::contiguous(l2.data(), DType::F32, {N2}), y2.data(), N2, 1.f);
   CHECK(a == b);
   CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0);
+  });
 }
 
 TEST(cross_entropy_rejects_bad_arguments) {
@@ -448,4 +477,50 @@ TEST(clip_grad_norm_follows_torch_rule) {
   Tensor bf = grads[0];
   bf.dtype = DType::BF16;
   CHECK_THROWS_CODE(grad_norm({bf}), code::kDType);
+}
+
+// bf16 dlogits (overwrite only): each value is the fp32 overwrite result rounded to nearest even,
+// bit for bit, on every ISA path; ignored rows and count == 0 give +0; accumulating is refused.
+TEST(cross_entropy_backward_bf16_is_the_rounded_fp32_gradient) {
+  opt::for_each_isa([](Isa isa) {
+    struct Case { int64_t N, V; int ignore_every; LossReduction r; };
+    const Case cases[] = {{5, 7, 2, LossReduction::Mean}, {9, 5000, 3, LossReduction::Sum},
+                          {3, 2048, 0, LossReduction::Mean}, {2, 4099, 0, LossReduction::Sum}};
+    for (const Case& c : cases) {
+      std::vector<float> x = random_vector(c.N * c.V, c.N + c.V, -8.f, 8.f);
+      std::vector<int32_t> y = make_labels(c.N, c.V, c.V + 1, -100, c.ignore_every);
+      if (c.V == 4099) y = {2048, 4098};  // labels on and after a chunk edge
+      x[c.V + 17] = NAN;                  // row 1 is NaN throughout
+      CrossEntropyOptions o;
+      o.reduction = c.r;
+      std::vector<float> lse(c.N), g32(c.N * c.V);
+      Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.N, c.V});
+      Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {c.N});
+      cross_entropy_forward(tl, tx, y.data(), c.N, o);
+      cross_entropy_backward(Tensor::contiguous(g32.data(), DType::F32, {c.N, c.V}), tx, tl,
+                             y.data(), c.N, 0.75f, o, true);
+      std::vector<uint16_t> g16(c.N * c.V, 0x1234), want(c.N * c.V);
+      cast_f32_to_bf16(want.data(), g32.data(), c.N * c.V);
+      cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {c.N, c.V}), tx, tl,
+                             y.data(), c.N, 0.75f, o, true);
+      CHECK_MSG(g16 == want, std::string(isa_name(isa)) + " N" + std::to_string(c.N) + " V" +
+                                 std::to_string(c.V) + ": bf16 dlogits != rounded fp32 dlogits");
+    }
+    // Every row ignored: zeros.
+    const int64_t N = 3, V = 9;
+    std::vector<float> x = random_vector(N * V, 3), lse(N);
+    std::vector<int32_t> none(N, -100);
+    Tensor tx = Tensor::contiguous(x.data(), DType::F32, {N, V});
+    Tensor tl = Tensor::contiguous(lse.data(), DType::F32, {N});
+    std::vector<uint16_t> g16(N * V, 0x1234);
+    cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {N, V}), tx, tl,
+                           none.data(), N, 1.f, CrossEntropyOptions{}, true);
+    bool zero = true;
+    for (uint16_t h : g16) zero = zero && h == 0;
+    CHECK(zero);
+    CHECK_THROWS_CODE(cross_entropy_backward(Tensor::contiguous(g16.data(), DType::BF16, {N, V}),
+                                             tx, tl, none.data(), N, 1.f, CrossEntropyOptions{},
+                                             false),
+                      code::kArgument);
+  });
 }

@@ -25,6 +25,15 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
                float* C, int64_t ldc);
 
+// bf16 products with fp32 accumulation where each operand is either bf16 bits (DType::BF16) or
+// fp32 (DType::F32) that is rounded to bf16 as it is packed (round to nearest even, NaN kept:
+// cast_f32_to_bf16's rounding). The same bits as gemm_bf16 on rounded copies of the fp32
+// operands, without writing those copies (leading dimensions count elements of each operand's
+// own dtype).
+void gemm_bf16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const void* A, DType a_dtype, int64_t lda, const void* B, DType b_dtype,
+                        int64_t ldb, float beta, float* C, int64_t ldc);
+
 // Plain triple loops, the oracles for the tests (double accumulation, so they are the exact
 // answer to within fp32 output rounding).
 void gemm_f32_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

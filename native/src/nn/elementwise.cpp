@@ -13,8 +13,17 @@ Var* add(Graph& g, Var* a, Var* b) {
     g.on_backward([&g, a, b, y] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      if (a->requires_grad) axpy(g.grad(a), 1.0f, dy);
-      if (b->requires_grad) axpy(g.grad(b), 1.0f, dy);
+      // y's gradient is final here and nothing else reads it: b takes its buffer when b has no
+      // gradient yet (the residual branch, usually), a gets a copy when its gradient is fresh;
+      // only inputs that already hold a gradient accumulate. (a == b: b adopts dy, then a
+      // accumulates dy onto it, 2 dy.)
+      const bool b_adopted = b->requires_grad && g.adopt_grad(b, dy);
+      if (a->requires_grad) {
+        const Graph::GradBuffer da = g.grad_for_write(a);
+        if (da.fresh) copy_values(da.grad, dy);
+        else axpy(da.grad, 1.0f, dy);
+      }
+      if (b->requires_grad && !b_adopted) axpy(g.grad(b), 1.0f, dy);
     });
   }
   return y;
@@ -26,7 +35,10 @@ Var* scale(Graph& g, Var* x, float s) {
   if (x->requires_grad) {
     g.on_backward([&g, x, y, s] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) axpy(g.grad(x), s, dy);
+      if (dy.data == nullptr) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      if (dx.fresh) scale_forward(dx.grad, dy, s);
+      else axpy(dx.grad, s, dy);
     });
   }
   return y;
@@ -48,14 +60,31 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
     shape[xv.ndim - 1] = width;
     Var* part = g.output(xv.ndim, shape, x->requires_grad);
     copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
-    if (x->requires_grad) {
-      g.on_backward([&g, x, part, rows, cols, col0, width] {
-        const Tensor dp = g.grad_if_present(part);
-        if (dp.data != nullptr) add_to_columns(g.grad(x).f32(), dp.f32(), rows, cols, col0, width);
-      });
-    }
     parts.push_back(part);
     col0 += width;
+  }
+  if (x->requires_grad) {
+    // One step for all parts (recorded before their consumers, so it runs after them): the
+    // parts' gradients tile x's columns, so a fresh x gradient is written column block by
+    // column block (zeros where a part got none) instead of zero-filled and accumulated.
+    g.on_backward([&g, x, parts, rows, cols] {
+      std::vector<Tensor> dps;
+      bool any = false;
+      for (Var* part : parts) {
+        dps.push_back(g.grad_if_present(part));
+        any = any || dps.back().data != nullptr;
+      }
+      if (!any) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      int64_t c0 = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const int64_t width = parts[i]->value.shape[parts[i]->value.ndim - 1];
+        const float* dp = dps[i].data != nullptr ? dps[i].f32() : nullptr;
+        if (dx.fresh) set_columns(dx.grad.f32(), dp, rows, cols, c0, width);
+        else if (dp != nullptr) add_to_columns(dx.grad.f32(), dp, rows, cols, c0, width);
+        c0 += width;
+      }
+    });
   }
   return parts;
 }

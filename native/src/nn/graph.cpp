@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include "s2s/ops/cast.h"
+
 namespace s2s {
 
 Graph::Graph(size_t arena_block_bytes) : arena_(arena_block_bytes) {}
@@ -60,13 +62,22 @@ Var* Graph::view(Var* v, std::initializer_list<int64_t> shape) {
 
 static Tensor reshaped(const Tensor& storage, const Tensor& like) {
   if (storage.data == nullptr) return Tensor{};
-  return Tensor::contiguous(storage.data, DType::F32, like.ndim, like.shape);
+  return Tensor::contiguous(storage.data, storage.dtype, like.ndim, like.shape);
+}
+
+void Graph::widen_if_bf16(Var* owner) {
+  if (owner->grad.data == nullptr || owner->grad.dtype != DType::BF16) return;
+  const int64_t n = owner->value.numel();
+  float* mem = static_cast<float*>(arena_.allocate(sizeof(float) * static_cast<size_t>(n)));
+  cast_bf16_to_f32(mem, owner->grad.u16(), n);
+  owner->grad = Tensor::contiguous(mem, DType::F32, owner->value.ndim, owner->value.shape);
 }
 
 Tensor Graph::grad(Var* v) {
   if (!v->requires_grad) return Tensor{};
   if (v->base) return reshaped(grad(v->base), v->value);
   if (v->param) return v->param->grad;
+  widen_if_bf16(v);
   if (v->grad.data == nullptr) {
     const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
     void* mem = arena_.allocate(bytes);
@@ -85,10 +96,32 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
     return {reshaped(b.grad, v->value), b.fresh};
   }
   if (v->param) return {v->param->grad, false};
+  widen_if_bf16(v);
   if (v->grad.data != nullptr) return {v->grad, false};
   const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
   v->grad = Tensor::contiguous(arena_.allocate(bytes), DType::F32, v->value.ndim, v->value.shape);
   return {v->grad, true};
+}
+
+Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
+  if (!bf16_gradients || !v->requires_grad || v->base != nullptr || v->param != nullptr ||
+      !v->grad_bf16_ok || v->grad.data != nullptr) {
+    return grad_for_write(v);
+  }
+  const size_t bytes = sizeof(uint16_t) * static_cast<size_t>(v->value.numel());
+  v->grad = Tensor::contiguous(arena_.allocate(bytes), DType::BF16, v->value.ndim, v->value.shape);
+  return {v->grad, true};
+}
+
+bool Graph::adopt_grad(Var* v, const Tensor& src) {
+  if (!v->requires_grad || v->param != nullptr || src.data == nullptr) return false;
+  Var* owner = v->base ? v->base : v;  // a view's gradient is its base's
+  if (owner->param != nullptr || owner->grad.data != nullptr) return false;
+  S2S_REQUIRE(src.numel() == owner->value.numel() && src.dtype == DType::F32, code::kShape,
+              "adopt_grad", "expected a float32 gradient of ", owner->value.numel(),
+              " elements, got ", src.shape_string());
+  owner->grad = Tensor::contiguous(src.data, DType::F32, owner->value.ndim, owner->value.shape);
+  return true;
 }
 
 Tensor Graph::grad_if_present(Var* v) {

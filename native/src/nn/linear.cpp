@@ -19,6 +19,9 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
   const bool needs_grad =
       x->requires_grad || g.tracks(weight) || g.tracks(bias);
   Var* y = g.output(x->value.ndim, shape, needs_grad);
+  // A bf16 weight rounds dy to bf16 in both backward GEMMs; without a bias nothing else reads
+  // dy, so its first writer may store it as bf16 (cleared again below when LoRA reads dy).
+  y->grad_bf16_ok = w.dtype == DType::BF16 && bias == nullptr;
   const Tensor b = bias ? bias->value : Tensor{};
   linear_forward(y->value, x->value, w, b, layout);
   if (needs_grad) {
@@ -39,6 +42,7 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
 Var* linear(Graph& g, Var* x, const LinearWeights& w) {
   Var* y = base_linear(g, x, w.weight, w.bias, w.layout);
   if (w.lora == nullptr) return y;
+  y->grad_bf16_ok = false;  // the LoRA step below reads dy in fp32
   // PEFT: result + lora_B(lora_A(dropout(x))) * scaling; A (r, in) and B (out, r) are nn.Linear
   // weights, so the OutIn layout whatever the base layer's layout is.
   Var* xa = base_linear(g, dropout(g, x, w.lora->dropout), w.lora->A, nullptr,

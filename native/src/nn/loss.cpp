@@ -18,8 +18,9 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
     g.on_backward([&g, logits, loss, lse, labels, num_labels, options] {
       const Tensor dloss = g.grad_if_present(loss);
       if (dloss.data == nullptr) return;
-      // Usually the only writer of the (N,V) logits gradient: overwrite it when fresh.
-      const Graph::GradBuffer dlogits = g.grad_for_write(logits);
+      // Usually the only writer of the (N,V) logits gradient: overwrite it when fresh, in bf16
+      // when the head only rounds it to bf16 anyway (bf16 compute).
+      const Graph::GradBuffer dlogits = g.grad_for_write_bf16(logits);
       cross_entropy_backward(dlogits.grad, logits->value, lse, labels, num_labels,
                              dloss.f32()[0], options, dlogits.fresh);
     });

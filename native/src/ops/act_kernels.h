@@ -1,4 +1,4 @@
-// The exp/tanh/erf-heavy inner loops (gelu, silu, swiglu, geglu, softmax rows) as a table of
+// The exp/tanh/erf-heavy inner loops (gelu, silu, swiglu, geglu, softmax and cross-entropy rows) as a table of
 // plain-pointer kernels, compiled three times from act_kernels_impl.h: baseline (SSE2),
 // AVX2+FMA (act_kernels_avx2.cpp) and AVX-512 (act_kernels_avx512.cpp). act_kernels() picks
 // the table for s2s::active_isa(). Kernels are serial over [0, n); ops split work across threads.
@@ -27,6 +27,28 @@ struct ActKernels {
   void (*softmax_forward)(float* out, const float* inp, int64_t rows, int64_t C);
   void (*softmax_backward)(float* dinp, const float* dout, const float* out, int64_t rows,
                            int64_t C);
+  // Cross-entropy rows (ops/cross_entropy.cpp). ce_row_lse: logsumexp of one row of V logits in
+  // one streaming pass (NaN anywhere -> NaN, all -inf -> -inf). ce_row_backward: dx = or +=
+  // exp(x - lse) * scale over the row (the label's -scale is the caller's).
+  float (*ce_row_lse)(const float* x, int64_t V);
+  void (*ce_row_backward)(float* dx, const float* x, int64_t V, float lse, float scale,
+                          bool overwrite);
+  // The overwrite row with the label's -scale applied (label < 0: none), each value computed in
+  // fp32 as ce_row_backward + the label fix-up do it, then rounded to bf16 (f32_to_bf16).
+  void (*ce_row_backward_bf16)(uint16_t* dx, const float* x, int64_t V, float lse, float scale,
+                               int64_t label);
+  // Attention score tiles (ops/attention.cpp): nq rows of nk scores, row stride ld.
+  // attn_online_softmax: one key block of the online softmax. Per row r: m' = max(m[r], row max)
+  // (a NaN score makes m' NaN); a row with m' = -inf (nothing allowed yet) becomes zeros with
+  // alpha[r] = 1 and m, l unchanged; else alpha[r] = exp(m[r] - m'), the row becomes
+  // exp(s - m'), l[r] = l[r] alpha[r] + its sum, m[r] = m'.
+  void (*attn_online_softmax)(float* S, int64_t ld, int64_t nq, int64_t nk, float* m, float* l,
+                              float* alpha);
+  // P = exp(S - lse[r]) per row; rows whose lse is -inf (no allowed key) become zeros.
+  void (*attn_probs_from_lse)(float* S, int64_t ld, int64_t nq, int64_t nk, const float* lse);
+  // dS = P (dP - Di[r]) in place in P.
+  void (*attn_ds_from_p)(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
+                         const float* Di);
 };
 
 const ActKernels& act_kernels();  // for the active ISA

@@ -5,6 +5,8 @@
 // Reductions use 16 fixed lanes: vectorisable without -ffast-math and the same summation order
 // on every ISA (results still differ in the last bits where the compiler contracts to FMA).
 // The compare-selects vectorise because CMake passes -fno-trapping-math (see CMakeLists.txt).
+#include <cmath>
+
 #include "ops/act_kernels.h"
 #include "ops/vec_math.h"
 
@@ -132,13 +134,161 @@ void k_softmax_backward(float* dinp, const float* dout, const float* out, int64_
   }
 }
 
+// Cross-entropy logsumexp of one row in one streaming pass: the row is walked in chunks of
+// kCeChunk (8 KB, so the exp pass reads it from L1); each chunk's NaN-propagating max
+// (kLanes lanes), then its sum of exp(x - m) in kLanes fp32 lanes (<= kCeChunk / kLanes terms
+// each) against the running max m, folded into a double running sum that is rescaled by
+// exp(m_old - m_new) whenever the max grows. The order of every addition is fixed by V alone.
+constexpr int64_t kCeChunk = 2048;
+
+float k_ce_row_lse(const float* x, int64_t V) {
+  const float kNegInf = -__builtin_inff();
+  float m = kNegInf;
+  double s = 0.0;
+  for (int64_t c0 = 0; c0 < V; c0 += kCeChunk) {
+    const int64_t n = V - c0 < kCeChunk ? V - c0 : kCeChunk;
+    const float* xc = x + c0;
+    // Plain maxima: a NaN never wins the compare (so the select vectorises). A NaN still reaches
+    // the result through exp(NaN - m) in the sum below, except in a chunk whose other values
+    // are all -inf: that rare chunk is scanned for NaN on its own.
+    float mx[kLanes];
+    for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) mx[u] = xc[j + u] > mx[u] ? xc[j + u] : mx[u];
+    }
+    for (; j < n; ++j) mx[0] = xc[j] > mx[0] ? xc[j] : mx[0];
+    float cm = mx[0];
+    for (int u = 1; u < kLanes; ++u) cm = mx[u] > cm ? mx[u] : cm;
+    if (cm == kNegInf) {
+      for (j = 0; j < n; ++j)
+        if (xc[j] != xc[j]) return xc[j];  // NaN anywhere: NaN
+    }
+    if (cm == kNegInf) continue;  // an all -inf chunk adds nothing
+    if (cm > m) {
+      s = m == kNegInf ? 0.0 : s * std::exp(double(m) - double(cm));
+      m = cm;
+    }
+    float acc[kLanes];
+    for (int u = 0; u < kLanes; ++u) acc[u] = 0.f;
+    j = 0;
+    for (; j + kLanes <= n; j += kLanes) {
+      for (int u = 0; u < kLanes; ++u) acc[u] += vm::exp_f(xc[j + u] - m);
+    }
+    for (; j < n; ++j) acc[j & (kLanes - 1)] += vm::exp_f(xc[j] - m);
+    double cs = 0.0;
+    for (int u = 0; u < kLanes; ++u) cs += double(acc[u]);
+    s += cs;
+  }
+  if (m == kNegInf) return m;  // every logit -inf
+  return static_cast<float>(double(m) + std::log(s));
+}
+
+void k_ce_row_backward(float* dx, const float* x, int64_t V, float lse, float scale,
+                       bool overwrite) {
+  if (overwrite) {
+    for (int64_t j = 0; j < V; ++j) dx[j] = vm::exp_f(x[j] - lse) * scale;
+  } else {
+    for (int64_t j = 0; j < V; ++j) dx[j] += vm::exp_f(x[j] - lse) * scale;
+  }
+}
+
+// f32 -> bf16 bits, round to nearest even, NaN quieted: dtype.h's f32_to_bf16 as selects, so
+// the loop vectorises.
+inline uint16_t round_bf16(float f) {
+  const uint32_t u = vm::float_to_bits(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+// Rows in chunks through an fp32 stack buffer: the same vector code as k_ce_row_backward computes
+// each value (so the bits before rounding are the fp32 path's), the label's -scale lands on the
+// fp32 value, then the chunk is rounded out.
+void k_ce_row_backward_bf16(uint16_t* dx, const float* x, int64_t V, float lse, float scale,
+                            int64_t label) {
+  float buf[kCeChunk];
+  for (int64_t c0 = 0; c0 < V; c0 += kCeChunk) {
+    const int64_t n = V - c0 < kCeChunk ? V - c0 : kCeChunk;
+    k_ce_row_backward(buf, x + c0, n, lse, scale, true);
+    if (label >= c0 && label < c0 + n) buf[label - c0] -= scale;
+    for (int64_t j = 0; j < n; ++j) dx[c0 + j] = round_bf16(buf[j]);
+  }
+}
+
+// Maximum of n scores (plain compares, so the loop vectorises; a NaN never wins one), and
+// whether a NaN was seen where it could not reach the caller any other way: only when every other
+// value is -inf is the row scanned for NaN (a finite or +inf max lets NaN through exp(s - m)).
+float row_max_or_nan(const float* s, int64_t n) {
+  const float kNegInf = -__builtin_inff();
+  float mx[kLanes];
+  for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    for (int u = 0; u < kLanes; ++u) mx[u] = s[c + u] > mx[u] ? s[c + u] : mx[u];
+  }
+  for (int u = 0; c < n; ++c, ++u) mx[u] = s[c] > mx[u] ? s[c] : mx[u];
+  float m = mx[0];
+  for (int u = 1; u < kLanes; ++u) m = mx[u] > m ? mx[u] : m;
+  if (m == kNegInf) {
+    for (c = 0; c < n; ++c)
+      if (s[c] != s[c]) return s[c];
+  }
+  return m;
+}
+
+void k_attn_online_softmax(float* S, int64_t ld, int64_t nq, int64_t nk, float* m, float* l,
+                           float* alpha) {
+  const float kNegInf = -__builtin_inff();
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * ld;
+    const float mx = row_max_or_nan(s, nk);
+    const float m_new = (mx > m[r] || mx != mx) ? mx : m[r];  // NaN sticks
+    if (m_new == kNegInf) {  // nothing allowed in this row so far
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+      alpha[r] = 1.f;
+      continue;
+    }
+    alpha[r] = vm::exp_f(m[r] - m_new);  // 0 when m was -inf
+    for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - m_new);
+    l[r] = l[r] * alpha[r] + lane_sum(s, nk);
+    m[r] = m_new;
+  }
+}
+
+void k_attn_probs_from_lse(float* S, int64_t ld, int64_t nq, int64_t nk, const float* lse) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * ld;
+    const float x = lse[r];
+    if (x == -__builtin_inff()) {
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
+    } else {
+      for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - x);
+    }
+  }
+}
+
+void k_attn_ds_from_p(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
+                      const float* Di) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* p = P + r * ld;
+    const float* dp = dP + r * ld;
+    const float d = Di[r];
+    for (int64_t c = 0; c < nk; ++c) p[c] = p[c] * (dp[c] - d);
+  }
+}
+
 }  // namespace
 
 const ActKernels& S2S_ACT_KERNELS_NAME() {
   static const ActKernels k{S2S_ACT_KERNELS_LABEL, k_gelu_forward,    k_gelu_backward,
                             k_silu_forward,        k_silu_backward,   k_swiglu_forward,
                             k_swiglu_backward,     k_geglu_forward,   k_geglu_backward,
-                            k_softmax_forward,     k_softmax_backward};
+                            k_softmax_forward,     k_softmax_backward,
+                            k_ce_row_lse,          k_ce_row_backward,
+                            k_ce_row_backward_bf16,
+                            k_attn_online_softmax, k_attn_probs_from_lse,
+                            k_attn_ds_from_p};
   return k;
 }
 

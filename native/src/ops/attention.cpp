@@ -1,15 +1,18 @@
 // attention: blockwise scaled-dot-product attention (flash-attention 2 style), forward and
 // backward side by side, then the materialised double-precision reference loops.
 // Legend: B batch, Tq/Tk query/key length, Hq query heads, Hkv kv heads, G = Hq/Hkv, D head dim,
-// TQ/TK query/key tile sizes. Only one (TQ,TK) score tile per task ever exists.
+// TQ query tile rows, KB keys per block (TK per tile in the two-pass backward). Only one score
+// tile (and one dP tile) per task ever exists. The exp-heavy row loops are ActKernels
+// (ops/act_kernels.h), compiled per ISA.
 #include "s2s/ops/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "ops/vec_math.h"
+#include "ops/act_kernels.h"
 #include "s2s/arena.h"
 #include "s2s/gemm.h"
 #include "s2s/thread_pool.h"
@@ -19,11 +22,17 @@ namespace s2s {
 namespace {
 
 constexpr const char* kOp = "attention";
-constexpr int64_t TQ = 64;  // query rows per tile
-constexpr int64_t TK = 64;  // keys per tile (also the row stride of score tiles)
+constexpr int64_t TQ = 64;   // query rows per tile
+constexpr int64_t TK = 64;   // keys per tile of the two-pass backward (its tasks are key tiles)
+constexpr int64_t KB = 256;  // keys per block of the forward and the one-pass backward
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Below this many flops a task is not worth a thread of its own.
 constexpr int64_t kMinFlopsPerChunk = int64_t(1) << 17;
+
+std::atomic<int>& backward_plan_slot() {
+  static std::atomic<int> plan{static_cast<int>(AttentionBackwardPlan::Auto)};
+  return plan;
+}
 
 struct Geometry {
   int64_t B, Tq, Tk, Hq, Hkv, D, G;
@@ -98,16 +107,16 @@ inline int64_t causal_cols(const Geometry& g, int64_t i, int64_t j0, int64_t nk)
   return n < 0 ? 0 : (n > nk ? nk : n);
 }
 
-// S (nq,TK-strided) = scale * Q K^T + bias, with disallowed keys set to -inf, for query rows
-// [i0, i0+nq) of head h and keys [j0, j0+nk) of kv head h / G, batch b.
+// S (nq rows, stride ld) = scale * Q K^T + bias, with disallowed keys set to -inf, for query
+// rows [i0, i0+nq) of head h and keys [j0, j0+nk) of kv head h / G, batch b.
 void score_tile(const Geometry& g, const float* q, const float* k, int64_t b, int64_t h,
-                int64_t i0, int64_t nq, int64_t j0, int64_t nk, float* S) {
+                int64_t i0, int64_t nq, int64_t j0, int64_t nk, float* S, int64_t ld) {
   const int64_t hk = h / g.G;
   const float* qp = q + ((b * g.Tq + i0) * g.Hq + h) * g.D;  // rows strided by Hq*D
   const float* kp = k + ((b * g.Tk + j0) * g.Hkv + hk) * g.D;  // rows strided by Hkv*D
-  gemm_f32(false, true, nq, nk, g.D, g.scale, qp, g.Hq * g.D, kp, g.Hkv * g.D, 0.f, S, TK);
+  gemm_f32(false, true, nq, nk, g.D, g.scale, qp, g.Hq * g.D, kp, g.Hkv * g.D, 0.f, S, ld);
   for (int64_t r = 0; r < nq; ++r) {
-    float* s = S + r * TK;
+    float* s = S + r * ld;
     if (g.bias != nullptr) {
       const float* br = g.bias + (h * g.Tq + i0 + r) * g.Tk + j0;
       for (int64_t c = 0; c < nk; ++c) s[c] += br[c];
@@ -120,51 +129,217 @@ void score_tile(const Geometry& g, const float* q, const float* k, int64_t b, in
   }
 }
 
-// Key tiles [0, end) that query rows [i0, i0+nq) may see at all.
-inline int64_t key_tile_end(const Geometry& g, int64_t i0, int64_t nq) {
-  int64_t last = g.Tk;  // exclusive key bound
-  if (g.causal) {
-    last = i0 + nq - 1 + g.offset + 1;
-    if (last < 0) last = 0;
-    if (last > g.Tk) last = g.Tk;
-  }
-  return (last + TK - 1) / TK;
+// Exclusive key bound that query rows [i0, i0+nq) may see at all.
+inline int64_t key_end(const Geometry& g, int64_t i0, int64_t nq) {
+  if (!g.causal) return g.Tk;
+  int64_t last = i0 + nq - 1 + g.offset + 1;
+  if (last < 0) last = 0;
+  if (last > g.Tk) last = g.Tk;
+  return last;
 }
 
-// Sum of n floats in 8 interleaved lanes (vectorises; fixed order, so deterministic).
-inline float lane_sum(const float* x, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += x[c + u];
-  }
-  for (; c < n; ++c) acc[c & 7] += x[c];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-// P = exp(S - lse) per row, with rows whose lse is -inf (no allowed key) set to zero.
-void probabilities_from_lse(const float* lse_rows, int64_t nq, int64_t nk, float* S) {
-  for (int64_t r = 0; r < nq; ++r) {
-    float* s = S + r * TK;
-    const float l = lse_rows[r];
-    if (l == kNegInf) {
-      for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
-    } else {
-      for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - l);
+// Di (B,Hq,Tq) = <dout, out> per row, accumulated in double.
+AlignedPtr<float> row_dots(const Geometry& g, const float* dod, const float* outd) {
+  AlignedPtr<float> Di = make_aligned<float>(g.B * g.Hq * g.Tq);
+  float* di = Di.get();
+  const int64_t D = g.D;
+  parallel_for(g.B * g.Tq * g.Hq, grain_for(2 * D), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {  // row = (b*Tq + i)*Hq + h
+      const int64_t h = row % g.Hq, i = (row / g.Hq) % g.Tq, b = row / (g.Hq * g.Tq);
+      const float* a = dod + row * D;
+      const float* o = outd + row * D;
+      double acc = 0;
+      for (int64_t d = 0; d < D; ++d) acc += double(a[d]) * double(o[d]);
+      di[(b * g.Hq + h) * g.Tq + i] = static_cast<float>(acc);
     }
+  });
+  return Di;
+}
+
+// The pointers and flags every backward plan shares.
+struct BackwardArgs {
+  const float *q, *k, *v, *dout, *lse, *di;
+  float *dq, *dk, *dv, *dbias;  // nullptr: not wanted
+};
+
+// dbias (h, rows [i0, i0+nq), keys [j0, j0+nk)) += dS.
+void add_dbias(const Geometry& g, float* dbias, const float* dS, int64_t ld, int64_t h,
+               int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
+  for (int64_t r = 0; r < nq; ++r) {
+    float* db = dbias + (h * g.Tq + i0 + r) * g.Tk + j0;
+    const float* s = dS + r * ld;
+    for (int64_t c = 0; c < nk; ++c) db[c] += s[c];
+  }
+}
+
+// One-pass backward (flash-attention 2's loop order, without atomics): a task owns one kv head
+// of one batch (or, when dbias is wanted, one kv head over the whole batch, so that it also owns
+// dbias's rows of its query heads), and walks its query heads, batches and query tiles in a
+// fixed order; for each key block it recomputes P from lse and adds every gradient term:
+//   dP = dO V^T,  dS = P o (dP - Di),  dV += P^T dO,  dK += scale dS^T Q,  dQ += scale dS K.
+// 5 GEMMs per (query tile, key block), 10 Tq Tk D flops per head: the two-pass plan's 14
+// without its duplicated score and dP products.
+void backward_one_pass(const Geometry& g, const BackwardArgs& a) {
+  const ActKernels& kern = act_kernels();
+  const int64_t D = g.D, nqt = (g.Tq + TQ - 1) / TQ;
+  const int64_t inner_b = a.dbias ? g.B : 1;
+  const int64_t tasks = (a.dbias ? 1 : g.B) * g.Hkv;
+  parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    AlignedPtr<float> P = make_aligned<float>(TQ * KB);
+    AlignedPtr<float> dP = make_aligned<float>(TQ * KB);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t hk = t % g.Hkv;
+      const int64_t b_first = a.dbias ? 0 : t / g.Hkv;
+      for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
+        for (int64_t b = b_first; b < b_first + inner_b; ++b) {
+          for (int64_t qt = 0; qt < nqt; ++qt) {
+            const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0);
+            const float* qp = a.q + ((b * g.Tq + i0) * g.Hq + h) * D;
+            const float* dop = a.dout + ((b * g.Tq + i0) * g.Hq + h) * D;
+            const float* lse_rows = a.lse + (b * g.Hq + h) * g.Tq + i0;
+            const float* di_rows = a.di + (b * g.Hq + h) * g.Tq + i0;
+            const int64_t kend = key_end(g, i0, nq);
+            for (int64_t j0 = 0; j0 < kend; j0 += KB) {
+              const int64_t nk = std::min(KB, kend - j0);
+              const float* kp = a.k + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+              const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+              score_tile(g, a.q, a.k, b, h, i0, nq, j0, nk, P.get(), KB);
+              kern.attn_probs_from_lse(P.get(), KB, nq, nk, lse_rows);
+              if (a.dv) {  // dV += P^T dO   (nk,nq) x (nq,D)
+                gemm_f32(true, false, nk, D, nq, 1.f, P.get(), KB, dop, g.Hq * D, 1.f,
+                         a.dv + ((b * g.Tk + j0) * g.Hkv + hk) * D, g.Hkv * D);
+              }
+              if (!a.dk && !a.dq && !a.dbias) continue;
+              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di)
+              gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
+                       KB);
+              kern.attn_ds_from_p(P.get(), dP.get(), KB, nq, nk, di_rows);
+              if (a.dbias) add_dbias(g, a.dbias, P.get(), KB, h, i0, nq, j0, nk);
+              if (a.dk) {  // dK += scale dS^T Q   (nk,nq) x (nq,D)
+                gemm_f32(true, false, nk, D, nq, g.scale, P.get(), KB, qp, g.Hq * D, 1.f,
+                         a.dk + ((b * g.Tk + j0) * g.Hkv + hk) * D, g.Hkv * D);
+              }
+              if (a.dq) {  // dQ += scale dS K   (nq,nk) x (nk,D)
+                gemm_f32(false, false, nq, D, nk, g.scale, P.get(), KB, kp, g.Hkv * D, 1.f,
+                         a.dq + ((b * g.Tq + i0) * g.Hq + h) * D, g.Hq * D);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Two-pass backward, for when there are too few (batch, kv head) tasks to keep the threads busy:
+//   pass KV, tasks (b, kv head, key tile): dk, dv for those keys, over the G query heads and
+//           all query tiles in a fixed order;
+//   pass Q,  tasks (h, query tile) with the batch loop inside when dbias is wanted (dbias rows
+//           are then owned by the task and summed over b in order), else (b, h, query tile).
+// Pass KV 8 Tq Tk D flops per (b,h), pass Q 6: 7/5 of the one-pass count, the price of more,
+// smaller tasks without atomics.
+void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
+  const ActKernels& kern = act_kernels();
+  const int64_t D = g.D;
+  const int64_t nqt = (g.Tq + TQ - 1) / TQ;
+  const int64_t nkt = (g.Tk + TK - 1) / TK;
+
+  // ---- pass KV: dk, dv ----
+  if (a.dk || a.dv) {
+    const int64_t tasks = g.B * g.Hkv * nkt;
+    parallel_for(tasks, grain_for(8 * TK * g.Tq * D * g.G), [&](int64_t t0, int64_t t1) {
+      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t kt = t % nkt, hk = (t / nkt) % g.Hkv, b = t / (nkt * g.Hkv);
+        const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+        // First query row that may see key j0 under the causal rule.
+        int64_t first_row = g.causal ? j0 - g.offset : 0;
+        if (first_row < 0) first_row = 0;
+        if (first_row >= g.Tq) continue;
+        const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+        float* dkp = a.dk ? a.dk + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        float* dvp = a.dv ? a.dv + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
+          for (int64_t qt = first_row / TQ; qt < nqt; ++qt) {
+            const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0);
+            const float* qp = a.q + ((b * g.Tq + i0) * g.Hq + h) * D;
+            const float* dop = a.dout + ((b * g.Tq + i0) * g.Hq + h) * D;
+            score_tile(g, a.q, a.k, b, h, i0, nq, j0, nk, P.get(), TK);
+            kern.attn_probs_from_lse(P.get(), TK, nq, nk, a.lse + (b * g.Hq + h) * g.Tq + i0);
+            // dV += P^T dO   (nk,nq) x (nq,D)
+            if (dvp) {
+              gemm_f32(true, false, nk, D, nq, 1.f, P.get(), TK, dop, g.Hq * D, 1.f, dvp,
+                       g.Hkv * D);
+            }
+            if (dkp) {
+              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di);  dK += scale dS^T Q
+              gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
+                       TK);
+              kern.attn_ds_from_p(P.get(), dP.get(), TK, nq, nk,
+                                  a.di + (b * g.Hq + h) * g.Tq + i0);
+              gemm_f32(true, false, nk, D, nq, g.scale, P.get(), TK, qp, g.Hq * D, 1.f, dkp,
+                       g.Hkv * D);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  // ---- pass Q: dq, dbias ----
+  if (a.dq || a.dbias) {
+    // With dbias a task is (h, qt) and loops over b inside; otherwise (b, h, qt).
+    const int64_t inner_b = a.dbias ? g.B : 1;
+    const int64_t tasks = (a.dbias ? 1 : g.B) * g.Hq * nqt;
+    parallel_for(tasks, grain_for(6 * TQ * g.Tk * D * inner_b), [&](int64_t t0, int64_t t1) {
+      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t qt = t % nqt, h = (t / nqt) % g.Hq;
+        const int64_t b_first = a.dbias ? 0 : t / (nqt * g.Hq);
+        const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0), hk = h / g.G;
+        const int64_t kend = key_end(g, i0, nq);
+        for (int64_t b = b_first; b < b_first + inner_b; ++b) {
+          const float* dop = a.dout + ((b * g.Tq + i0) * g.Hq + h) * D;
+          for (int64_t j0 = 0; j0 < kend; j0 += TK) {
+            const int64_t nk = std::min(TK, g.Tk - j0);
+            const float* kp = a.k + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+            const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+            score_tile(g, a.q, a.k, b, h, i0, nq, j0, nk, P.get(), TK);
+            kern.attn_probs_from_lse(P.get(), TK, nq, nk, a.lse + (b * g.Hq + h) * g.Tq + i0);
+            gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
+                     TK);
+            kern.attn_ds_from_p(P.get(), dP.get(), TK, nq, nk,
+                                a.di + (b * g.Hq + h) * g.Tq + i0);
+            if (a.dbias) add_dbias(g, a.dbias, P.get(), TK, h, i0, nq, j0, nk);
+            // dQ += scale dS K   (nq,nk) x (nk,D)
+            if (a.dq) {
+              gemm_f32(false, false, nq, D, nk, g.scale, P.get(), TK, kp, g.Hkv * D, 1.f,
+                       a.dq + ((b * g.Tq + i0) * g.Hq + h) * D, g.Hq * D);
+            }
+          }
+        }
+      }
+    });
   }
 }
 
 }  // namespace
 
+void set_attention_backward_plan(AttentionBackwardPlan plan) {
+  backward_plan_slot().store(static_cast<int>(plan), std::memory_order_relaxed);
+}
+
 // ---------------------------------------------------------------------------------------------
 // forward
 //
-// Per task (b, h, query tile): for each key tile, S = scale QK^T + bias (masked -> -inf), then
-// the online softmax: m' = max(m, rowmax S), P = exp(S - m'), l = l e^(m-m') + rowsum P,
-// O = O e^(m-m') + P V. At the end out = O / l and lse = m + log l.
-// Napkin: 4 Tq Tk D flops per (b,h) (two GEMMs) + Tq Tk exps; memory traffic is q, k, v, out
-// once per tile pass: k and v are re-read Tq/TQ times per head, from cache for Tk*D*8 < L2.
+// Per task (b, h, query tile): for each block of up to KB keys, S = scale QK^T + bias (masked
+// -> -inf), then the online softmax: m' = max(m, rowmax S), P = exp(S - m'),
+// l = l e^(m-m') + rowsum P, O = O e^(m-m') + P V. At the end out = O / l and lse = m + log l.
+// With Tk <= KB (or the causal rows' reach) there is one block and no rescaling.
+// Napkin: 4 Tq Tk D flops per (b,h) (two GEMMs) + Tq Tk exps; k and v are re-read Tq/TQ times
+// per head, from cache for Tk*D*8 < L2.
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& bias, const uint8_t* key_mask,
                        int64_t key_mask_size, const AttentionOptions& options) {
@@ -176,46 +351,36 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
   const float* vd = v.f32();
   float* outd = out.f32();
   float* lsed = lse.f32();
+  const ActKernels& kern = act_kernels();
 
   const int64_t nqt = (g.Tq + TQ - 1) / TQ;
   const int64_t tasks = g.B * g.Hq * nqt;
   const int64_t D = g.D;
   parallel_for(tasks, grain_for(4 * TQ * g.Tk * D), [&](int64_t t0, int64_t t1) {
-    AlignedPtr<float> S = make_aligned<float>(TQ * TK);
+    AlignedPtr<float> S = make_aligned<float>(TQ * KB);
     AlignedPtr<float> O = make_aligned<float>(TQ * D);
-    float m[TQ], l[TQ];
+    float m[TQ], l[TQ], alpha[TQ];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t qt = t % nqt, h = (t / nqt) % g.Hq, b = t / (nqt * g.Hq);
       const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0), hk = h / g.G;
       for (int64_t r = 0; r < nq; ++r) { m[r] = kNegInf; l[r] = 0.f; }
       for (int64_t x = 0; x < nq * D; ++x) O[x] = 0.f;
-      const int64_t nkt = key_tile_end(g, i0, nq);
-      for (int64_t kt = 0; kt < nkt; ++kt) {
-        const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+      const int64_t kend = key_end(g, i0, nq);
+      for (int64_t j0 = 0; j0 < kend; j0 += KB) {
+        const int64_t nk = std::min(KB, kend - j0);
         float* Sp = S.get();
-        score_tile(g, qd, kd, b, h, i0, nq, j0, nk, Sp);
-        for (int64_t r = 0; r < nq; ++r) {
-          float* s = Sp + r * TK;
-          // NaN-propagating maxima: a NaN score must reach out and lse, not be skipped.
-          float mx = kNegInf;
-          for (int64_t c = 0; c < nk; ++c) mx = (s[c] > mx || s[c] != s[c]) ? s[c] : mx;
-          const float m_new = (mx > m[r] || mx != mx) ? mx : m[r];
-          if (m_new == kNegInf) {  // nothing allowed in this row so far
-            for (int64_t c = 0; c < nk; ++c) s[c] = 0.f;
-            continue;
-          }
-          const float alpha = vm::exp_f(m[r] - m_new);  // 0 when m was -inf
-          for (int64_t c = 0; c < nk; ++c) s[c] = vm::exp_f(s[c] - m_new);
-          l[r] = l[r] * alpha + lane_sum(s, nk);
-          m[r] = m_new;
-          if (alpha != 1.f) {
+        score_tile(g, qd, kd, b, h, i0, nq, j0, nk, Sp, KB);
+        kern.attn_online_softmax(Sp, KB, nq, nk, m, l, alpha);
+        if (j0 > 0) {  // the first block starts from O = 0: nothing to rescale
+          for (int64_t r = 0; r < nq; ++r) {
+            if (alpha[r] == 1.f) continue;
             float* o = O.get() + r * D;
-            for (int64_t d = 0; d < D; ++d) o[d] *= alpha;
+            for (int64_t d = 0; d < D; ++d) o[d] *= alpha[r];
           }
         }
         // O += P V   (nq,nk) x (nk,D)
         const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
-        gemm_f32(false, false, nq, D, nk, 1.f, Sp, TK, vp, g.Hkv * D, 1.f, O.get(), D);
+        gemm_f32(false, false, nq, D, nk, 1.f, Sp, KB, vp, g.Hkv * D, 1.f, O.get(), D);
       }
       for (int64_t r = 0; r < nq; ++r) {
         const int64_t i = i0 + r;
@@ -240,13 +405,9 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 // With P recomputed from lse and Di = <dout_i, out_i> (= sum_j P_ij dP_ij):
 //   dP = dO V^T,  dS = P o (dP - Di),  dV = P^T dO,  dK = scale dS^T Q,  dQ = scale dS K,
 //   dbias = dS (summed over the batch).
-// Two passes so that every gradient element is owned by one task (no atomics, deterministic):
-//   pass KV, tasks (b, kv head, key tile): dk, dv for those keys, over the G query heads and
-//           all query tiles in a fixed order;
-//   pass Q,  tasks (h, query tile) with the batch loop inside when dbias is wanted (dbias rows
-//           are then owned by the task and summed over b in order), else (b, h, query tile).
-// Napkin: pass KV 8 Tq Tk D flops per (b,h), pass Q 6; 7/5 of flash-attention 2's count, the
-// price of determinism without atomics.
+// Every gradient element is owned by one task (no atomics, deterministic). Two plans: one pass
+// over (batch, kv head) tasks when there are enough of them for the threads, else two passes
+// over smaller tasks (see backward_one_pass / backward_two_pass).
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const Tensor& bias,
@@ -267,131 +428,25 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
     expect_f32(dbias, {g.Hq, g.Tq, g.Tk}, kOp, "dbias");
   }
   if (g.B * g.Tq * g.Tk * g.Hq == 0) return;
-  const int64_t D = g.D;
-  const float* qd = q.f32();
-  const float* kd = k.f32();
-  const float* vd = v.f32();
-  const float* dod = dout.f32();
-  const float* outd = out.f32();
-  const float* lsed = lse.f32();
-
-  // Di (B,Hq,Tq) = <dout, out> per row, accumulated in double.
-  AlignedPtr<float> Di = make_aligned<float>(g.B * g.Hq * g.Tq);
-  {
-    float* di = Di.get();
-    parallel_for(g.B * g.Tq * g.Hq, grain_for(2 * D), [&](int64_t r0, int64_t r1) {
-      for (int64_t row = r0; row < r1; ++row) {  // row = (b*Tq + i)*Hq + h
-        const int64_t h = row % g.Hq, i = (row / g.Hq) % g.Tq, b = row / (g.Hq * g.Tq);
-        const float* a = dod + row * D;
-        const float* o = outd + row * D;
-        double acc = 0;
-        for (int64_t d = 0; d < D; ++d) acc += double(a[d]) * double(o[d]);
-        di[(b * g.Hq + h) * g.Tq + i] = static_cast<float>(acc);
-      }
-    });
+  if (!want_dq && !want_dk && !want_dv && !want_dbias) return;
+  const AlignedPtr<float> Di = row_dots(g, dout.f32(), out.f32());
+  BackwardArgs a{q.f32(),  k.f32(), v.f32(), dout.f32(), lse.f32(), Di.get(),
+                 want_dq ? dq.f32() : nullptr,          want_dk ? dk.f32() : nullptr,
+                 want_dv ? dv.f32() : nullptr,          want_dbias ? dbias.f32() : nullptr};
+  const int plan = backward_plan_slot().load(std::memory_order_relaxed);
+  bool one_pass;
+  if (plan == static_cast<int>(AttentionBackwardPlan::OnePass)) {
+    one_pass = true;
+  } else if (plan == static_cast<int>(AttentionBackwardPlan::TwoPass)) {
+    one_pass = false;
+  } else {
+    // One pass when its tasks fill every thread at least twice over (tasks are equal, so the
+    // split is even); otherwise the two-pass plan's smaller tasks keep the threads busy.
+    const int64_t tasks = (want_dbias ? 1 : g.B) * g.Hkv;
+    one_pass = in_parallel_region() || tasks >= 2 * int64_t(num_threads());
   }
-  const float* di = Di.get();
-  const int64_t nqt = (g.Tq + TQ - 1) / TQ;
-  const int64_t nkt = (g.Tk + TK - 1) / TK;
-
-  // dS = P o (dP - Di) in place in P, given dP; rows are query rows [i0, i0+nq) of (b,h).
-  auto ds_from_p = [&](float* P, const float* dP, int64_t b, int64_t h, int64_t i0, int64_t nq,
-                       int64_t nk) {
-    const float* dir = di + (b * g.Hq + h) * g.Tq + i0;
-    for (int64_t r = 0; r < nq; ++r) {
-      float* p = P + r * TK;
-      const float* dp = dP + r * TK;
-      const float d = dir[r];
-      for (int64_t c = 0; c < nk; ++c) p[c] = p[c] * (dp[c] - d);
-    }
-  };
-
-  // ---- pass KV: dk, dv ----
-  if (want_dk || want_dv) {
-    const int64_t tasks = g.B * g.Hkv * nkt;
-    parallel_for(tasks, grain_for(8 * TK * g.Tq * D * g.G), [&](int64_t t0, int64_t t1) {
-      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
-      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t kt = t % nkt, hk = (t / nkt) % g.Hkv, b = t / (nkt * g.Hkv);
-        const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
-        // First query row that may see key j0 under the causal rule.
-        int64_t first_row = g.causal ? j0 - g.offset : 0;
-        if (first_row < 0) first_row = 0;
-        if (first_row >= g.Tq) continue;
-        const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
-        float* dkp = want_dk ? dk.f32() + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
-        float* dvp = want_dv ? dv.f32() + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
-        for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
-          for (int64_t qt = first_row / TQ; qt < nqt; ++qt) {
-            const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0);
-            const float* qp = qd + ((b * g.Tq + i0) * g.Hq + h) * D;
-            const float* dop = dod + ((b * g.Tq + i0) * g.Hq + h) * D;
-            score_tile(g, qd, kd, b, h, i0, nq, j0, nk, P.get());
-            probabilities_from_lse(lsed + (b * g.Hq + h) * g.Tq + i0, nq, nk, P.get());
-            // dV += P^T dO   (nk,nq) x (nq,D)
-            if (want_dv) {
-              gemm_f32(true, false, nk, D, nq, 1.f, P.get(), TK, dop, g.Hq * D, 1.f, dvp,
-                       g.Hkv * D);
-            }
-            if (want_dk) {
-              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di);  dK += scale dS^T Q
-              gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
-                       TK);
-              ds_from_p(P.get(), dP.get(), b, h, i0, nq, nk);
-              gemm_f32(true, false, nk, D, nq, g.scale, P.get(), TK, qp, g.Hq * D, 1.f, dkp,
-                       g.Hkv * D);
-            }
-          }
-        }
-      }
-    });
-  }
-
-  // ---- pass Q: dq, dbias ----
-  if (want_dq || want_dbias) {
-    float* dqd = want_dq ? dq.f32() : nullptr;
-    float* dbd = want_dbias ? dbias.f32() : nullptr;
-    // With dbias a task is (h, qt) and loops over b inside; otherwise (b, h, qt).
-    const int64_t inner_b = want_dbias ? g.B : 1;
-    const int64_t tasks = (want_dbias ? 1 : g.B) * g.Hq * nqt;
-    parallel_for(tasks, grain_for(6 * TQ * g.Tk * D * inner_b), [&](int64_t t0, int64_t t1) {
-      AlignedPtr<float> P = make_aligned<float>(TQ * TK);
-      AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t qt = t % nqt, h = (t / nqt) % g.Hq;
-        const int64_t b_first = want_dbias ? 0 : t / (nqt * g.Hq);
-        const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0), hk = h / g.G;
-        const int64_t kt_end = key_tile_end(g, i0, nq);
-        for (int64_t b = b_first; b < b_first + inner_b; ++b) {
-          const float* dop = dod + ((b * g.Tq + i0) * g.Hq + h) * D;
-          for (int64_t kt = 0; kt < kt_end; ++kt) {
-            const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
-            const float* kp = kd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
-            const float* vp = vd + ((b * g.Tk + j0) * g.Hkv + hk) * D;
-            score_tile(g, qd, kd, b, h, i0, nq, j0, nk, P.get());
-            probabilities_from_lse(lsed + (b * g.Hq + h) * g.Tq + i0, nq, nk, P.get());
-            gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
-                     TK);
-            ds_from_p(P.get(), dP.get(), b, h, i0, nq, nk);
-            if (want_dbias) {
-              for (int64_t r = 0; r < nq; ++r) {
-                float* db = dbd + (h * g.Tq + i0 + r) * g.Tk + j0;
-                const float* s = P.get() + r * TK;
-                for (int64_t c = 0; c < nk; ++c) db[c] += s[c];
-              }
-            }
-            // dQ += scale dS K   (nq,nk) x (nk,D)
-            if (want_dq) {
-              float* dqp = dqd + ((b * g.Tq + i0) * g.Hq + h) * D;
-              gemm_f32(false, false, nq, D, nk, g.scale, P.get(), TK, kp, g.Hkv * D, 1.f, dqp,
-                       g.Hq * D);
-            }
-          }
-        }
-      }
-    });
-  }
+  if (one_pass) backward_one_pass(g, a);
+  else backward_two_pass(g, a);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 // then the double-precision reference. Legend: N rows (tokens), V vocabulary.
 // Napkin: forward streams each row once (per 8 KB chunk: max, then sum of exp from L1), backward
 // reads it once and writes dlogits (overwrite, 8 bytes per logit) or read-modify-writes it
-// (accumulate, 12 bytes per logit); exp is the only real arithmetic.
+// (accumulate, 12 bytes per logit); exp is the only real arithmetic. The row loops are the
+// ActKernels' (ops/act_kernels.h), compiled per ISA: AVX-512 where the CPU has it.
 #include "s2s/ops/cross_entropy.h"
 
 #include <algorithm>
@@ -10,7 +11,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/vec_math.h"
+#include "ops/act_kernels.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -48,57 +49,6 @@ int64_t count_rows(const int32_t* labels, int64_t n, int32_t ignore_index) {
 
 int64_t row_grain(int64_t V) { return std::max<int64_t>(1, 65536 / V); }
 
-constexpr int kLanes = 16;     // fp32 lanes of the hot loops (4 SSE / 2 AVX vectors)
-constexpr int64_t kChunk = 2048;  // 8 KB of a row: max, then sum of exp, from L1
-
-// logsumexp of one row in one streaming pass: the row is walked in chunks of kChunk; each
-// chunk's NaN-propagating max (kLanes lanes), then its sum of exp(x - m) in kLanes fp32 lanes
-// (<= kChunk / kLanes terms each) against the running max m, folded into a double running sum
-// that is rescaled by exp(m_old - m_new) whenever the max grows. The order of every addition is
-// fixed by V alone (never by the thread split).
-float row_lse(const float* x, int64_t V) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  float m = kNegInf;
-  double s = 0.0;
-  for (int64_t c0 = 0; c0 < V; c0 += kChunk) {
-    const int64_t n = std::min(kChunk, V - c0);
-    const float* xc = x + c0;
-    float mx[kLanes];
-    for (int u = 0; u < kLanes; ++u) mx[u] = kNegInf;
-    int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes) {
-      for (int u = 0; u < kLanes; ++u) {
-        const float v = xc[j + u];
-        mx[u] = (v > mx[u] || v != v) ? v : mx[u];
-      }
-    }
-    for (; j < n; ++j) {
-      const float v = xc[j];
-      mx[0] = (v > mx[0] || v != v) ? v : mx[0];
-    }
-    float cm = mx[0];
-    for (int u = 1; u < kLanes; ++u) cm = (mx[u] > cm || mx[u] != mx[u]) ? mx[u] : cm;
-    if (cm != cm) return cm;        // NaN anywhere: NaN
-    if (cm == kNegInf) continue;    // an all -inf chunk adds nothing
-    if (cm > m) {
-      s = m == kNegInf ? 0.0 : s * std::exp(double(m) - double(cm));
-      m = cm;
-    }
-    float acc[kLanes];
-    for (int u = 0; u < kLanes; ++u) acc[u] = 0.f;
-    j = 0;
-    for (; j + kLanes <= n; j += kLanes) {
-      for (int u = 0; u < kLanes; ++u) acc[u] += vm::exp_f(xc[j + u] - m);
-    }
-    for (; j < n; ++j) acc[j & (kLanes - 1)] += vm::exp_f(xc[j] - m);
-    double cs = 0.0;
-    for (int u = 0; u < kLanes; ++u) cs += double(acc[u]);
-    s += cs;
-  }
-  if (m == kNegInf) return m;  // every logit -inf
-  return static_cast<float>(double(m) + std::log(s));
-}
-
 double finish(double sum, int64_t count, LossReduction r) {
   if (r == LossReduction::Sum) return sum;
   return count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / double(count);
@@ -117,6 +67,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
   const float* x = logits.f32();
   float* l = lse.f32();
   std::vector<double> row_loss(d.N, 0.0);
+  const ActKernels& k = act_kernels();
   parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       if (labels[i] == options.ignore_index) {
@@ -124,7 +75,7 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
         continue;
       }
       const float* xi = x + i * d.V;
-      l[i] = row_lse(xi, d.V);
+      l[i] = k.ce_row_lse(xi, d.V);
       row_loss[i] = double(l[i]) - double(xi[labels[i]]);
     }
   });
@@ -141,7 +92,15 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   const Dims d = check(logits, labels, num_labels, options);
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
-  expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  const bool bf16 = dlogits.dtype == DType::BF16;
+  if (bf16) {
+    S2S_REQUIRE(overwrite, code::kArgument, kOp,
+                "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
+    expect_shape(dlogits, {d.N, d.V}, kOp, "dlogits");
+    expect_contiguous(dlogits, kOp, "dlogits");
+  } else {
+    expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  }
   S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
               "expected dlogits and logits to be different buffers, got the same one");
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
@@ -150,6 +109,21 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
                           : dloss;
   const float* x = logits.f32();
   const float* l = lse.f32();
+  const ActKernels& k = act_kernels();
+  if (bf16) {
+    uint16_t* dx = dlogits.u16();
+    parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        uint16_t* dxi = dx + i * d.V;
+        if (count == 0 || labels[i] == options.ignore_index) {
+          std::fill(dxi, dxi + d.V, uint16_t(0));  // bf16 +0
+          continue;
+        }
+        k.ce_row_backward_bf16(dxi, x + i * d.V, d.V, l[i], scale, labels[i]);
+      }
+    });
+    return;
+  }
   float* dx = dlogits.f32();
   if (count == 0) {
     if (overwrite) {
@@ -166,13 +140,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
         if (overwrite) std::fill(dxi, dxi + d.V, 0.f);
         continue;
       }
-      const float* xi = x + i * d.V;
-      const float li = l[i];
-      if (overwrite) {
-        for (int64_t j = 0; j < d.V; ++j) dxi[j] = vm::exp_f(xi[j] - li) * scale;
-      } else {
-        for (int64_t j = 0; j < d.V; ++j) dxi[j] += vm::exp_f(xi[j] - li) * scale;
-      }
+      k.ce_row_backward(dxi, x + i * d.V, d.V, l[i], scale, overwrite);
       dxi[labels[i]] -= scale;
     }
   });

@@ -56,6 +56,17 @@ void scale_forward(const Tensor& out, const Tensor& x, float s) {
   });
 }
 
+void copy_values(const Tensor& dst, const Tensor& src) {
+  const char* op = "copy_values";
+  expect_same(dst, dst, op, "dst");
+  expect_same(src, dst, op, "src");
+  float* d = dst.f32();
+  const float* s = src.f32();
+  parallel_for(dst.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    std::memcpy(d + begin, s + begin, sizeof(float) * size_t(end - begin));
+  });
+}
+
 void copy_columns(float* dst, const float* src, int64_t rows, int64_t src_cols, int64_t col0,
                   int64_t width) {
   parallel_for(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(width, 1)),
@@ -74,6 +85,18 @@ void add_to_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols
       float* d = dst + r * dst_cols + col0;
       const float* s = src + r * width;
       for (int64_t j = 0; j < width; ++j) d[j] += s[j];
+    }
+  });
+}
+
+void set_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols, int64_t col0,
+                 int64_t width) {
+  parallel_for(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(width, 1)),
+               [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* d = dst + r * dst_cols + col0;
+      if (src != nullptr) std::memcpy(d, src + r * width, sizeof(float) * width);
+      else std::memset(d, 0, sizeof(float) * width);
     }
   });
 }

@@ -5,10 +5,10 @@
 #include "s2s/ops/linear.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "ops/op_util.h"
-#include "s2s/arena.h"
 #include "s2s/gemm.h"
 #include "s2s/gemv.h"
 #include "s2s/ops/cast.h"
@@ -80,7 +80,19 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc;
-  d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+  if (dout.dtype == DType::BF16) {
+    // A gradient already rounded to bf16 by its writer (cross_entropy for a bf16-compute head):
+    // only where it would be rounded anyway, and never summed into dbias.
+    S2S_REQUIRE(weight.dtype == DType::BF16, code::kDType, kOp,
+                "expected a bfloat16 weight with bfloat16 dout, got ", dtype_name(weight.dtype));
+    S2S_REQUIRE(!opu::present(dbias), code::kArgument, kOp,
+                "expected no dbias with bfloat16 dout");
+    Tensor as_f32 = dout;  // the row checks look at the shape only
+    as_f32.dtype = DType::F32;
+    d.N = opu::expect_rows(as_f32, kOp, "dout", &oc);
+  } else {
+    d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+  }
   if (oc != d.OC) {
     fail(code::kShape, kOp, "expected dout with last dimension ", d.OC, " (weight ",
          weight.shape_string(), "), got ", dout.shape_string());
@@ -118,9 +130,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     // Start from the bias and let the GEMM add x W^T onto it (beta = 1).
     const float* b = bias.f32();
     parallel_for(d.N, opu::row_grain(d.OC), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        for (int64_t k = 0; k < d.OC; ++k) y[r * d.OC + k] = b[k];
-      }
+      for (int64_t r = rb; r < re; ++r) std::memcpy(y + r * d.OC, b, sizeof(float) * d.OC);
     });
     beta = 1.0f;
   }
@@ -130,10 +140,9 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
              d.OC);
   } else {
-    AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
-    cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
-    gemm_bf16(false, trans_b, d.N, d.OC, d.IC, 1.0f, xb.get(), d.IC, weight.u16(), ldw, beta, y,
-              d.OC);
+    // bf16 weight: x is rounded to bf16 as the GEMM packs it (no rounded copy in memory).
+    gemm_bf16_rounding(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), DType::F32, d.IC,
+                       weight.u16(), DType::BF16, ldw, beta, y, d.OC);
   }
 }
 
@@ -142,49 +151,43 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
                      WeightLayout layout, bool overwrite_dinp) {
   const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
   if (d.N == 0) return;
-  const float* dy = dout.f32();
+  const void* dy = dout.data;  // f32, or bf16 (then the weight is bf16 too; checked)
+  const DType dy_type = dout.dtype;
   const int64_t ldw = weight.shape[1];
   const bool bf16 = weight.dtype == DType::BF16;
-  // bf16 path: dout rounded once, shared by dinp and dweight.
-  AlignedPtr<uint16_t> dyb;
-  if (bf16 && ((opu::present(dinp) && d.IC > 0) || opu::present(dweight))) {
-    dyb = make_aligned<uint16_t>(size_t(d.N * d.OC));
-    cast_f32_to_bf16(dyb.get(), dy, d.N * d.OC);
-  }
+  // bf16 weight: dout and inp are rounded to bf16 as the GEMMs pack them (gemm_bf16_rounding),
+  // the same products as multiplying rounded copies, without writing the copies.
   if (opu::present(dinp) && d.IC > 0) {
     // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
     // (overwrite_dinp: beta 0, dinp write-only; K = OC == 0 then writes zeros.)
     const bool trans_b = layout == WeightLayout::InOut;
     const float beta = overwrite_dinp ? 0.0f : 1.0f;
     if (!bf16) {
-      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, d.OC, weight.f32(), ldw, beta,
+      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dout.f32(), d.OC, weight.f32(), ldw, beta,
                dinp.f32(), d.IC);
     } else {
-      gemm_bf16(false, trans_b, d.N, d.IC, d.OC, 1.0f, dyb.get(), d.OC, weight.u16(), ldw, beta,
-                dinp.f32(), d.IC);
+      gemm_bf16_rounding(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, dy_type, d.OC,
+                         weight.u16(), DType::BF16, ldw, beta, dinp.f32(), d.IC);
     }
   }
   if (opu::present(dweight)) {
-    if (!bf16) {
-      if (layout == WeightLayout::OutIn) {
-        // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
-        gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dy, d.OC, inp.f32(), d.IC, 1.0f,
+    if (layout == WeightLayout::OutIn) {
+      // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
+      if (!bf16) {
+        gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dout.f32(), d.OC, inp.f32(), d.IC, 1.0f,
                  dweight.f32(), d.IC);
       } else {
-        // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
-        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dy, d.OC, 1.0f,
-                 dweight.f32(), d.OC);
+        gemm_bf16_rounding(true, false, d.OC, d.IC, d.N, 1.0f, dy, dy_type, d.OC, inp.f32(),
+                           DType::F32, d.IC, 1.0f, dweight.f32(), d.IC);
       }
     } else {
-      // The same products with both operands rounded to bf16; fp32 accumulation into dW.
-      AlignedPtr<uint16_t> xb = make_aligned<uint16_t>(size_t(d.N * d.IC));
-      cast_f32_to_bf16(xb.get(), inp.f32(), d.N * d.IC);
-      if (layout == WeightLayout::OutIn) {
-        gemm_bf16(true, false, d.OC, d.IC, d.N, 1.0f, dyb.get(), d.OC, xb.get(), d.IC, 1.0f,
-                  dweight.f32(), d.IC);
+      // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
+      if (!bf16) {
+        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dout.f32(), d.OC, 1.0f,
+                 dweight.f32(), d.OC);
       } else {
-        gemm_bf16(true, false, d.IC, d.OC, d.N, 1.0f, xb.get(), d.IC, dyb.get(), d.OC, 1.0f,
-                  dweight.f32(), d.OC);
+        gemm_bf16_rounding(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), DType::F32, d.IC, dy,
+                           dy_type, d.OC, 1.0f, dweight.f32(), d.OC);
       }
     }
   }
@@ -195,13 +198,14 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     const int64_t blocks = (d.OC + kCols - 1) / kCols;
     const int64_t grain = std::max<int64_t>(1, opu::kElemGrain / std::max<int64_t>(1, d.N * kCols));
     float* db = dbias.f32();
+    const float* dyf = dout.f32();
     parallel_for(blocks, grain, [&](int64_t bb, int64_t be) {
       for (int64_t blk = bb; blk < be; ++blk) {
         const int64_t c0 = blk * kCols, c1 = std::min(d.OC, c0 + kCols);
         float acc[kCols];
         for (int64_t c = c0; c < c1; ++c) acc[c - c0] = 0.0f;
         for (int64_t r = 0; r < d.N; ++r) {
-          const float* row = dy + r * d.OC;
+          const float* row = dyf + r * d.OC;
           for (int64_t c = c0; c < c1; ++c) acc[c - c0] += row[c];
         }
         for (int64_t c = c0; c < c1; ++c) db[c] += acc[c - c0];

@@ -21,7 +21,11 @@ struct Var {
   bool requires_grad = false;  // some trainable param upstream
   Var* base = nullptr;         // a view shares its base's value and gradient storage
   Param* param = nullptr;      // set when this Var is a param: gradient = param->grad
-  Tensor grad;                 // allocated on first use (see Graph::grad)
+  Tensor grad;                 // allocated on first use (see Graph::grad); f32, or bf16 (below)
+  // Set by the producer when its backward only ever rounds this gradient to bf16 (nn::linear
+  // with a bf16 compute weight, no bias, no LoRA): a first writer may then store the gradient as
+  // bf16 (Graph::grad_for_write_bf16). Half the bytes, the same products downstream.
+  bool grad_bf16_ok = false;
 };
 
 class Graph {
@@ -53,6 +57,19 @@ class Graph {
     bool fresh = false;
   };
   GradBuffer grad_for_write(Var* v);
+  // grad_for_write, except that a fresh gradient of a Var marked grad_bf16_ok (no view) is
+  // allocated as bf16 (and stays so for its producer's backward to read through
+  // grad_if_present). Should a later writer accumulate into it after all, grad() /
+  // grad_for_write() first widen it to a new f32 buffer (that sum is then the bf16 value plus
+  // the fp32 rest, one extra rounding of the first term).
+  GradBuffer grad_for_write_bf16(Var* v);
+  // Hands `src`'s storage to v as its gradient when nothing has written v's gradient yet (v, or
+  // its view base, has no buffer; never a param), so a backward step that would copy a gradient
+  // it is done with into a fresh buffer can pass the buffer on instead. Returns false (and does
+  // nothing) otherwise. The caller promises src is dead: nothing reads or writes it afterwards
+  // except through v (nn::add passes its output's gradient to an input this way, so after
+  // backward() the two share storage and the output's gradient reads as the input's).
+  bool adopt_grad(Var* v, const Tensor& src);
   // The gradient of v if anything was accumulated into it, else an empty Tensor (then v did not
   // contribute to the loss and its backward has nothing to do).
   Tensor grad_if_present(Var* v);
@@ -74,11 +91,13 @@ class Graph {
   // Inference (generation): no layer records a backward step or marks a Var as needing a
   // gradient, trainable params included, so a pass allocates no gradient memory.
   bool no_grad = false;
+  bool bf16_gradients = true;     // grad_for_write_bf16 may store bf16 (tests switch it off)
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
 
  private:
   Var* new_var();
+  void widen_if_bf16(Var* owner);
   Arena arena_;
   std::vector<std::function<void()>> tape_;
 };

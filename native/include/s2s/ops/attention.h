@@ -55,6 +55,12 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const uint8_t* key_mask, int64_t key_mask_size,
                         const AttentionOptions& options);
 
+// How attention_backward splits its work (tests reach both plans through this; the default,
+// Auto, picks per call: one pass over (batch, kv head) tasks when there are at least twice as
+// many as threads, else two passes over smaller tasks). Process-wide.
+enum class AttentionBackwardPlan { Auto = 0, OnePass = 1, TwoPass = 2 };
+void set_attention_backward_plan(AttentionBackwardPlan plan);
+
 // Plain reference loops (tests only): the full (Tq,Tk) score matrix per head, softmax and
 // matmuls, all in double. Same arguments and conventions as above; lse may have data == nullptr.
 void attention_forward_reference(const Tensor& out, const Tensor& lse, const Tensor& q,

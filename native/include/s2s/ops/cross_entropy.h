@@ -38,6 +38,9 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
 // the logits buffer (checked). With Mean and count == 0 nothing is added.
 // overwrite = true: dlogits is write-only instead (=, not +=; ignored rows, and every row when
 // count == 0, are written with zeros), for a fresh uninitialised gradient buffer.
+// dlogits may be bfloat16 when overwrite is true: each value is computed in fp32 exactly as
+// above and rounded to nearest even (cast_f32_to_bf16), for a consumer that would round the
+// fp32 gradient to bf16 anyway (a bf16-compute linear layer); half the bytes written and read.
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const int32_t* labels, int64_t num_labels, float dloss,
                             const CrossEntropyOptions& options = {}, bool overwrite = false);

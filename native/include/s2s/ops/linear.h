@@ -19,7 +19,7 @@ enum class WeightLayout : uint8_t { OutIn = 0, InOut = 1 };
 // out (N,OC) = inp (N,IC) @ W^T + bias (OC,). out is overwritten (not accumulated).
 //   inp f32 contiguous; out f32 contiguous with inp's leading dims and last dim OC.
 //   weight f32 or bf16, contiguous, (OC,IC) or (IC,OC) per layout. With a bf16 weight, inp is
-//   rounded to bf16 in a scratch buffer and gemm_bf16 runs (fp32 accumulation).
+//   rounded to bf16 as the GEMM packs it (gemm_bf16_rounding; fp32 accumulation).
 //   bias (OC,) f32, or data == nullptr for no bias.
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
@@ -35,6 +35,8 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 // in fp32 into dweight (beta = 1): the mixed-precision recipe of torch.autocast(bfloat16).
 // overwrite_dinp = true: dinp is written (=, gemm beta 0; it may hold garbage) instead of
 // accumulated; dweight and dbias always accumulate.
+// dout may be bf16 with a bf16 weight and no dbias: the values the rounding would produce,
+// already rounded by the gradient's writer (the same products, half the bytes to read).
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);

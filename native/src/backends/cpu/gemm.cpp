@@ -20,6 +20,7 @@
 #include "backends/cpu/gemm_internal.h"
 #include "s2s/arena.h"
 #include "s2s/cpu_features.h"
+#include "s2s/dtype.h"
 #include "s2s/error.h"
 #include "s2s/gemm.h"
 #include "s2s/thread_pool.h"
@@ -143,6 +144,7 @@ struct Problem {
   float alpha, beta;
   float* C;
   int64_t ldc;
+  bool a_f32 = false, b_f32 = false;  // bf16 kernels: fp32 source rounded while packing
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -170,6 +172,8 @@ void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int
       t_buffers.get_a(size_t(round_up(std::min(mc_blk, m1 - m0), MR) * kcs_max) * d.packed_elem));
   uint8_t* Bbuf = static_cast<uint8_t*>(
       t_buffers.get_b(size_t(round_up(std::min(nc_blk, n1 - n0), NR) * kcs_max) * d.packed_elem));
+  const PackFn pack_a = p.a_f32 ? d.pack_a_f32 : d.pack_a;
+  const PackFn pack_b = p.b_f32 ? d.pack_b_f32 : d.pack_b;
 
   for (int64_t ic = m0; ic < m1; ic += mc_blk) {
     const int64_t mc = std::min(mc_blk, m1 - ic);
@@ -181,10 +185,10 @@ void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int
       const size_t b_panel = size_t(NR) * kcs * d.packed_elem;
       const Store store =
           pc > 0 ? Store::Accumulate : (p.beta == 0.f ? Store::Overwrite : Store::ScaleAdd);
-      d.pack_a(p.A, p.lda, p.a_kcontig, ic, mc, pc, kc, Abuf);
+      pack_a(p.A, p.lda, p.a_kcontig, ic, mc, pc, kc, Abuf);
       for (int64_t jc = n0; jc < n1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, n1 - jc);
-        d.pack_b(p.B, p.ldb, p.b_kcontig, jc, nc, pc, kc, Bbuf);
+        pack_b(p.B, p.ldb, p.b_kcontig, jc, nc, pc, kc, Bbuf);
         for (int64_t ir = 0; ir < mc; ir += MR) {
           const uint8_t* Ap = Abuf + (ir / MR) * a_panel;
           const int mr = static_cast<int>(std::min<int64_t>(MR, mc - ir));
@@ -246,27 +250,85 @@ void run(const KernelDesc& d, const Problem& p) {
   });
 }
 
-template <typename T>
-void gemm_entry(const char* op, bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                int64_t K, float alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
-                float beta, float* C, int64_t ldc) {
+// The argument checks shared by every entry; false when there is nothing to multiply (C has
+// been scaled by beta already).
+bool check_args(const char* op, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const void* A, int64_t lda, const void* B, int64_t ldb, float beta,
+                float* C, int64_t ldc) {
   S2S_REQUIRE(M >= 0 && N >= 0 && K >= 0, code::kArgument, op,
               "expected non-negative sizes, got M=", M, " N=", N, " K=", K);
-  if (M == 0 || N == 0) return;
+  if (M == 0 || N == 0) return false;
   S2S_REQUIRE(ldc >= N, code::kArgument, op, "expected ldc >= N (", N, "), got ", ldc);
   if (K == 0 || alpha == 0.f) {
     scale_c(M, N, beta, C, ldc);
-    return;
+    return false;
   }
   const int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
   S2S_REQUIRE(lda >= a_cols, code::kArgument, op, "expected lda >= ", a_cols, ", got ", lda);
   S2S_REQUIRE(ldb >= b_cols, code::kArgument, op, "expected ldb >= ", b_cols, ", got ", ldb);
   S2S_REQUIRE(A != nullptr && B != nullptr && C != nullptr, code::kArgument, op,
               "expected non-null A, B, C");
+  return true;
+}
+
+template <typename T>
+void gemm_entry(const char* op, bool bf16, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                int64_t K, float alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+                float beta, float* C, int64_t ldc) {
+  if (!check_args(op, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
   Problem p{A, lda, !trans_a, B, ldb, trans_b, M, N, K, alpha, beta, C, ldc};
   run(pick(bf16), p);
 }
 
+// bf16 bits of an fp32 operand stored as `rows` rows of `cols` values, row stride ld (the
+// fallback for kernels without rounding packers; the stride is kept so offsets still hold).
+AlignedPtr<uint16_t> rounded_copy(const float* src, int64_t rows, int64_t cols, int64_t ld) {
+  const int64_t n = (rows - 1) * ld + cols;
+  AlignedPtr<uint16_t> out = make_aligned<uint16_t>(size_t(n));
+  uint16_t* dst = out.get();
+  parallel_for(rows, std::max<int64_t>(1, 65536 / cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* s = src + r * ld;
+      uint16_t* d = dst + r * ld;
+      for (int64_t c = 0; c < cols; ++c) d[c] = f32_to_bf16(s[c]);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace gemm_detail
+
+void gemm_bf16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const void* A, DType a_dtype, int64_t lda, const void* B, DType b_dtype,
+                        int64_t ldb, float beta, float* C, int64_t ldc) {
+  using namespace gemm_detail;
+  const char* op = "gemm_bf16_rounding";
+  for (DType t : {a_dtype, b_dtype}) {
+    S2S_REQUIRE(t == DType::F32 || t == DType::BF16, code::kDType, op,
+                "expected float32 or bfloat16 operands, got ", dtype_name(t));
+  }
+  if (!check_args(op, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  const KernelDesc& d = pick(true);
+  Problem p{A, lda, !trans_a, B, ldb, trans_b, M, N, K, alpha, beta, C, ldc};
+  p.a_f32 = a_dtype == DType::F32;
+  p.b_f32 = b_dtype == DType::F32;
+  AlignedPtr<uint16_t> a16, b16;
+  if (p.a_f32 && d.pack_a_f32 == nullptr) {
+    a16 = rounded_copy(static_cast<const float*>(A), trans_a ? K : M, trans_a ? M : K, lda);
+    p.A = a16.get();
+    p.a_f32 = false;
+  }
+  if (p.b_f32 && d.pack_b_f32 == nullptr) {
+    b16 = rounded_copy(static_cast<const float*>(B), trans_b ? N : K, trans_b ? K : N, ldb);
+    p.B = b16.get();
+    p.b_f32 = false;
+  }
+  run(d, p);
+}
+
+namespace gemm_detail {
+namespace {
 }  // namespace
 }  // namespace gemm_detail
 

@@ -40,63 +40,95 @@ constexpr int MR = kAvx512MR;
 constexpr int NR = kAvx512NR;
 constexpr int kPrefetchB = 8;  // k pairs ahead in the B stream (128 B each), ~1 KiB
 
+// ---- source loads: bf16 bits as they are, or fp32 rounded to bf16 on the way ---------------
+// Round to nearest even on the dropped 16 bits, NaN keeps its top bits with the quiet bit set:
+// cast_f32_to_bf16 / f32_to_bf16 bit for bit (vcvtneps2bf16 is not: it flushes subnormals).
+inline __m512i round_to_bf16(__m512i u) {  // 16 fp32 bit patterns -> bf16 in the low halves
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_mask_mov_epi32(rounded, nan, quiet);
+}
+// 16 values as bf16 bits in the low halves of 32-bit lanes (lanes off: 0; not read).
+inline __m512i load16_lo(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+}
+inline __m512i load16_lo(const float* p, __mmask16 m) {
+  return round_to_bf16(_mm512_castps_si512(_mm512_maskz_loadu_ps(m, p)));
+}
+// 32 consecutive values as 32 bf16 (lanes off: 0; not read).
+inline __m512i load32(const uint16_t* p, __mmask32 m) { return _mm512_maskz_loadu_epi16(m, p); }
+inline __m512i load32(const float* p, __mmask32 m) {
+  const __m256i lo = _mm512_cvtepi32_epi16(load16_lo(p, __mmask16(m)));
+  const __m256i hi = _mm512_cvtepi32_epi16(load16_lo(p + 16, __mmask16(m >> 16)));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
 // Pair layout packing (see gemm_internal.h): dst[p * R * kc2 + (k / 2) * 2R + 2r + (k & 1)],
 // i.e. in 32-bit words, word (q, r) = (X(r, 2q), X(r, 2q + 1)) at dst32[q * R + r].
+// Src: uint16_t (bf16 bits) or float (rounded to bf16 here).
 template <int R>
 inline void store_pairs(uint32_t* d, __m512i v) {
   if (R % 16 == 0) _mm512_store_si512(d, v);
   else _mm512_mask_storeu_epi32(d, lanes16(R), v);
 }
 
-template <int R, int QAlign = 1>
+template <int R, int QAlign = 1, typename Src = uint16_t>
 void pack_pairs(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                 int64_t k0, int64_t kc, void* dst_v) {
   static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
   constexpr int kGroups = (R + 15) / 16;
-  const uint16_t* src = static_cast<const uint16_t*>(src_v);
+  const Src* src = static_cast<const Src*>(src_v);
   uint32_t* dst = static_cast<uint32_t*>(dst_v);
   const int64_t kp = (kc + 1) / 2;  // k pairs; an odd tail pairs with 0
   const int64_t kp_alloc = (kp + QAlign - 1) / QAlign * QAlign;  // zero pairs up to here
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kp_alloc) {
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    uint32_t* d = dst + p0 * kp_alloc;  // panel p0 / R
     for (int64_t q = kp; q < kp_alloc; ++q)
-      for (int g = 0; g < (R + 15) / 16; ++g) store_pairs<R>(dst + q * R + g * 16, _mm512_setzero_si512());
-    const int64_t n = rows - p0 < R ? rows - p0 : R;
-    if (k_contig) {
-      // Each (k, k+1) pair of a row is one 32-bit word: transpose 16 rows x 16 pairs of words.
-      // The masked 16-bit load zero-fills past kc, which is exactly the odd-tail zero.
-      for (int64_t qb = 0; qb < kp; qb += 16) {
-        const int64_t qn = kp - qb < 16 ? kp - qb : 16;
-        const __mmask32 em = lanes32(kc - 2 * qb);
-        for (int g = 0; g < kGroups; ++g) {
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i) {
-            const int64_t row = g * 16 + i;
-            r[i] = (row < n && row < R)
-                       ? _mm512_castsi512_ps(
-                             _mm512_maskz_loadu_epi16(em, src + (r0 + p0 + row) * ld + k0 + 2 * qb))
-                       : _mm512_setzero_ps();
-          }
-          transpose16x16(r);
-          uint32_t* d = dst + qb * R + g * 16;
-          for (int64_t q = 0; q < qn; ++q) store_pairs<R>(d + q * R, _mm512_castps_si512(r[q]));
-        }
-      }
-    } else {
-      // Rows k and k+1 of the source hold the panel's values of the pair: zip them.
-      for (int64_t q = 0; q < kp; ++q) {
-        const uint16_t* s0 = src + (k0 + 2 * q) * ld + r0 + p0;
-        const bool has_odd = 2 * q + 1 < kc;
+      for (int g = 0; g < kGroups; ++g) store_pairs<R>(d + q * R + g * 16, _mm512_setzero_si512());
+  }
+  if (!k_contig) {
+    // Rows k and k+1 of the source hold the pair's values of every panel: zip them, pair outer
+    // and panels inner, so each source row is read once front to back (panel-outer order would
+    // hop across kc rows, a page apiece, for every panel).
+    for (int64_t q = 0; q < kp; ++q) {
+      const Src* s0 = src + (k0 + 2 * q) * ld + r0;
+      const bool has_odd = 2 * q + 1 < kc;
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int64_t n = rows - p0 < R ? rows - p0 : R;
+        uint32_t* d = dst + p0 * kp_alloc + q * R;
         for (int g = 0; g < kGroups; ++g) {
           const __mmask16 m = lanes16(n - g * 16);
-          const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + g * 16));
-          __m512i w = lo;
-          if (has_odd) {
-            const __m512i hi =
-                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + ld + g * 16));
-            w = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-          }
-          store_pairs<R>(dst + q * R + g * 16, w);
+          __m512i w = load16_lo(s0 + p0 + g * 16, m);
+          if (has_odd) w = _mm512_or_si512(w, _mm512_slli_epi32(load16_lo(s0 + ld + p0 + g * 16, m), 16));
+          store_pairs<R>(d + g * 16, w);
         }
+      }
+    }
+    return;
+  }
+  // Each (k, k+1) pair of a row is one 32-bit word: transpose 16 rows x 16 pairs of words.
+  // The masked 16-bit load zero-fills past kc, which is exactly the odd-tail zero.
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    uint32_t* dp = dst + p0 * kp_alloc;
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    for (int64_t qb = 0; qb < kp; qb += 16) {
+      const int64_t qn = kp - qb < 16 ? kp - qb : 16;
+      const __mmask32 em = lanes32(kc - 2 * qb);
+      for (int g = 0; g < kGroups; ++g) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int64_t row = g * 16 + i;
+          r[i] = (row < n && row < R)
+                     ? _mm512_castsi512_ps(load32(src + (r0 + p0 + row) * ld + k0 + 2 * qb, em))
+                     : _mm512_setzero_ps();
+        }
+        transpose16x16(r);
+        uint32_t* d = dp + qb * R + g * 16;
+        for (int64_t q = 0; q < qn; ++q) store_pairs<R>(d + q * R, _mm512_castps_si512(r[q]));
       }
     }
   }
@@ -168,34 +200,29 @@ void kernel_14x32(int64_t kp, const void* Ap, const void* Bp, float* C, int64_t 
 // Layouts: A panel = 32 rows, each kcs bf16 contiguous (kcs = kc rounded up to 32, zeros past
 // kc): a tile load with stride kcs * 2 B. B panel = the pair layout with R = 32, pairs padded
 // to a multiple of 16: columns 0-15 of 16 pair rows are a tile load with stride 128 B.
-// Blocks: KC = 1024 (A panel 32 x 1024 x 2 B = 64 KiB, B panel the same, from L2), NC = 768
-// (B block 1024 x 768 x 2 B = 1.5 MiB in L2), MC = 1024.
+// Blocks: KC = 512 (A panel 32 x 512 x 2 B = 32 KiB stays in the 48 KiB L1 while B panels of
+// the same size stream from L2; at KC = 1024 both came from L2, measured slower on 6 of 8
+// training shapes, by up to 20%), NC = 768 (B block 512 x 768 x 2 B = 768 KiB in L2), MC = 1024.
 constexpr int kAmxMR = 32, kAmxNR = 32, kAmxK = 32;
 
-// Packs rows of op(A) for AMX: dst[p * 32 * kcs + r * kcs + k].
+// Packs rows of op(A) for AMX: dst[p * 32 * kcs + r * kcs + k]. Src as for pack_pairs.
+template <typename Src>
 void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                 int64_t k0, int64_t kc, void* dst_v) {
   constexpr int R = kAmxMR;
-  const uint16_t* src = static_cast<const uint16_t*>(src_v);
+  const Src* src = static_cast<const Src*>(src_v);
   uint16_t* dst = static_cast<uint16_t*>(dst_v);
   const int64_t kcs = (kc + kAmxK - 1) / kAmxK * kAmxK;
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kcs) {
-    const int64_t n = rows - p0 < R ? rows - p0 : R;
-    if (k_contig) {
-      // Already k-contiguous: copy 32 bf16 (one line) at a time, zero past kc and past n.
-      for (int r = 0; r < R; ++r) {
-        const uint16_t* s = src + (r0 + p0 + r) * ld + k0;
-        uint16_t* d = dst + r * kcs;
-        for (int64_t kb = 0; kb < kcs; kb += 32) {
-          const __m512i v = r < n ? _mm512_maskz_loadu_epi16(lanes32(kc - kb), s + kb)
-                                  : _mm512_setzero_si512();
-          _mm512_store_si512(d + kb, v);
-        }
-      }
-    } else {
-      // op(A)(r, k) = src[k * ld + r]: zip rows k, k+1 into 32-bit pairs (lane = r), then a
-      // 16 x 16 transpose of words turns 16 pair-vectors into 16 rows of 32 contiguous k.
-      for (int64_t kb = 0; kb < kcs; kb += 32) {
+  if (!k_contig) {
+    // op(A)(r, k) = src[k * ld + r]: zip rows k, k+1 into 32-bit pairs (lane = r), then a
+    // 16 x 16 transpose of words turns 16 pair-vectors into 16 rows of 32 contiguous k. The
+    // 32-k chunk is the outer loop and the panels the inner one, so each chunk's 32 source
+    // rows are read front to back across all panels (panel-outer order would hop across kc
+    // rows, a page apiece, for every 16 columns).
+    for (int64_t kb = 0; kb < kcs; kb += 32) {
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int64_t n = rows - p0 < R ? rows - p0 : R;
+        uint16_t* dp = dst + p0 * kcs;  // panel p0 / R
         for (int g = 0; g < R / 16; ++g) {
           const __mmask16 m = lanes16(n - g * 16);
           __m512 w[16];
@@ -203,19 +230,29 @@ void pack_a_amx(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_
             const int64_t k = kb + 2 * q;
             __m512i v = _mm512_setzero_si512();
             if (k < kc) {
-              const uint16_t* s0 = src + (k0 + k) * ld + r0 + p0 + g * 16;
-              v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0));
-              if (k + 1 < kc) {
-                const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s0 + ld));
-                v = _mm512_or_si512(v, _mm512_slli_epi32(hi, 16));
-              }
+              const Src* s0 = src + (k0 + k) * ld + r0 + p0 + g * 16;
+              v = load16_lo(s0, m);
+              if (k + 1 < kc) v = _mm512_or_si512(v, _mm512_slli_epi32(load16_lo(s0 + ld, m), 16));
             }
             w[q] = _mm512_castsi512_ps(v);
           }
           transpose16x16(w);
           for (int i = 0; i < 16; ++i)
-            _mm512_store_si512(dst + (g * 16 + i) * kcs + kb, _mm512_castps_si512(w[i]));
+            _mm512_store_si512(dp + (g * 16 + i) * kcs + kb, _mm512_castps_si512(w[i]));
         }
+      }
+    }
+    return;
+  }
+  // Already k-contiguous: copy 32 bf16 (one line) at a time, zero past kc and past n.
+  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kcs) {
+    const int64_t n = rows - p0 < R ? rows - p0 : R;
+    for (int r = 0; r < R; ++r) {
+      const Src* s = src + (r0 + p0 + r) * ld + k0;
+      uint16_t* d = dst + r * kcs;
+      for (int64_t kb = 0; kb < kcs; kb += 32) {
+        const __m512i v = r < n ? load32(s + kb, lanes32(kc - kb)) : _mm512_setzero_si512();
+        _mm512_store_si512(d + kb, v);
       }
     }
   }
@@ -251,10 +288,24 @@ __attribute__((target("amx-tile,amx-bf16"))) void kernel_amx_32x32(
   const int64_t kcs = 2 * ksteps;       // multiple of 32
   const int64_t a_stride = kcs * 2;     // bytes between rows of the A panel
   constexpr int64_t b_stride = 2 * kAmxNR * 2;  // bytes between pair rows of the B panel
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  // A full tile with alpha 1 that adds onto C (later K blocks, beta 1) or overwrites it keeps C
+  // in the accumulator tiles: loaded before the K loop (or zeroed), stored straight back after
+  // it, instead of a round trip through a stack buffer and an AVX-512 add per row. (tdpbf16ps
+  // then also adds onto C's values, flushing subnormal ones to zero as it does its own.)
+  const bool in_tiles = mr == kAmxMR && nr == kAmxNR && alpha == 1.f &&
+                        (store != Store::ScaleAdd || beta == 1.f);
+  const int64_t c_stride = ldc * 4;
+  if (in_tiles && store != Store::Overwrite) {
+    _tile_loadd(0, C, c_stride);
+    _tile_loadd(1, C + 16, c_stride);
+    _tile_loadd(2, C + 16 * ldc, c_stride);
+    _tile_loadd(3, C + 16 * ldc + 16, c_stride);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   for (int64_t kb = 0; kb < kcs; kb += kAmxK) {
     const uint16_t* b = Bp + (kb / 2) * 2 * kAmxNR;  // pair row kb / 2
     _tile_loadd(4, Ap + kb, a_stride);
@@ -265,6 +316,13 @@ __attribute__((target("amx-tile,amx-bf16"))) void kernel_amx_32x32(
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+  }
+  if (in_tiles) {
+    _tile_stored(0, C, c_stride);
+    _tile_stored(1, C + 16, c_stride);
+    _tile_stored(2, C + 16 * ldc, c_stride);
+    _tile_stored(3, C + 16 * ldc + 16, c_stride);
+    return;
   }
   alignas(64) float acc[kAmxMR][kAmxNR];
   _tile_stored(0, &acc[0][0], kAmxNR * 4);
@@ -302,15 +360,17 @@ bool amx_available() {
 
 const KernelDesc& avx512bf16_desc() {
   static const KernelDesc d{"avx512_bf16 14x32 vdpbf16ps (fp32 accumulate)", MR, NR, 768, 1152,
-                            768, 2, 2, 2, pack_pairs<MR>, pack_pairs<NR>, kernel_14x32};
+                            768, 2, 2, 2, pack_pairs<MR>, pack_pairs<NR>, kernel_14x32,
+                            pack_pairs<MR, 1, float>, pack_pairs<NR, 1, float>};
   return d;
 }
 
 const KernelDesc* amx_bf16_desc() {
   static const bool ok = amx_available();
-  static const KernelDesc d{"amx_bf16 tdpbf16ps 32x32 (fp32 accumulate)", kAmxMR, kAmxNR, 1024,
-                            1024, 768, 2, kAmxK, 2, pack_a_amx, pack_pairs<kAmxNR, kAmxK / 2>,
-                            kernel_amx_32x32};
+  static const KernelDesc d{"amx_bf16 tdpbf16ps 32x32 (fp32 accumulate)", kAmxMR, kAmxNR, 512,
+                            1024, 768, 2, kAmxK, 2, pack_a_amx<uint16_t>,
+                            pack_pairs<kAmxNR, kAmxK / 2>, kernel_amx_32x32,
+                            pack_a_amx<float>, pack_pairs<kAmxNR, kAmxK / 2, float>};
   return ok ? &d : nullptr;
 }
 

@@ -56,33 +56,39 @@ void pack_avx512(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64
   static_assert(R == 14 || R == 32, "row groups of 16 with R = 14 or 32");
   constexpr int kGroups = (R + 15) / 16;
   const Src* src = static_cast<const Src*>(src_v);
-  float* dst = static_cast<float*>(dst_v);
+  float* dst0 = static_cast<float*>(dst_v);
+  if (!k_contig) {
+    // Row k of the source holds step k of every panel: a masked copy per panel, k outer, so each
+    // source row is read once, front to back, across all panels (panel-outer order would hop
+    // across kc rows, a page apiece, for every panel and defeat the prefetchers).
+    for (int64_t k = 0; k < kc; ++k) {
+      const Src* s = src + (k0 + k) * ld + r0;
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int64_t n = rows - p0 < R ? rows - p0 : R;
+        float* d = dst0 + p0 * kc + k * R;  // panel p0 / R starts at p0 * kc
+        for (int g = 0; g < kGroups; ++g)
+          store_group<R>(d + g * 16, load16(s + p0 + g * 16, lanes16(n - g * 16)));
+      }
+    }
+    return;
+  }
+  // Rows are contiguous in k: transpose 16 rows x 16 k at a time.
+  float* dst = dst0;
   for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kc) {
     const int64_t n = rows - p0 < R ? rows - p0 : R;
-    const Src* base = src + r0 + p0;  // (r, k) or (k, r) origin of this panel, before k0
-    if (k_contig) {
-      // Rows are contiguous in k: transpose 16 rows x 16 k at a time.
-      for (int64_t kb = 0; kb < kc; kb += 16) {
-        const int64_t kn = kc - kb < 16 ? kc - kb : 16;
-        const __mmask16 km = lanes16(kn);
-        for (int g = 0; g < kGroups; ++g) {
-          __m512 r[16];
-          for (int i = 0; i < 16; ++i) {
-            const int64_t row = g * 16 + i;
-            r[i] = (row < n && row < R) ? load16(src + (r0 + p0 + row) * ld + k0 + kb, km)
-                                        : _mm512_setzero_ps();
-          }
-          transpose16x16(r);
-          float* d = dst + kb * R + g * 16;
-          for (int64_t kk = 0; kk < kn; ++kk) store_group<R>(d + kk * R, r[kk]);
+    for (int64_t kb = 0; kb < kc; kb += 16) {
+      const int64_t kn = kc - kb < 16 ? kc - kb : 16;
+      const __mmask16 km = lanes16(kn);
+      for (int g = 0; g < kGroups; ++g) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) {
+          const int64_t row = g * 16 + i;
+          r[i] = (row < n && row < R) ? load16(src + (r0 + p0 + row) * ld + k0 + kb, km)
+                                      : _mm512_setzero_ps();
         }
-      }
-    } else {
-      // Row k of the source already holds this panel's R values of step k: a masked copy.
-      for (int64_t k = 0; k < kc; ++k) {
-        const Src* s = base + (k0 + k) * ld;
-        for (int g = 0; g < kGroups; ++g)
-          store_group<R>(dst + k * R + g * 16, load16(s + g * 16, lanes16(n - g * 16)));
+        transpose16x16(r);
+        float* d = dst + kb * R + g * 16;
+        for (int64_t kk = 0; kk < kn; ++kk) store_group<R>(d + kk * R, r[kk]);
       }
     }
   }

@@ -45,6 +45,10 @@ struct KernelDesc {
   size_t packed_elem;     // bytes per packed element (4 fp32, 2 bf16)
   PackFn pack_a, pack_b;  // pack_a uses R = mr, pack_b uses R = nr
   KernelFn kernel;
+  // bf16 paths only, optional: the same packing from an fp32 source, each value rounded to bf16
+  // on the way (round to nearest even, NaN quieted: exactly cast_f32_to_bf16), for
+  // gemm_bf16_rounding. nullptr: the driver rounds the operand into a scratch copy first.
+  PackFn pack_a_f32 = nullptr, pack_b_f32 = nullptr;
 };
 
 // Per-ISA tables. `src_bf16` selects packing routines that read bf16 operands (converting to
@@ -82,21 +86,28 @@ template <int R, typename Src>
 void pack_generic(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
                   int64_t k0, int64_t kc, void* dst_v) {
   const Src* src = static_cast<const Src*>(src_v);
-  float* dst = static_cast<float*>(dst_v);
-  for (int64_t p0 = 0; p0 < rows; p0 += R, dst += R * kc) {
+  float* dst0 = static_cast<float*>(dst_v);
+  if (!k_contig) {
+    // Row k of the source holds the values of step k of every panel: walk each source row once
+    // across all panels (k outer), so the reads stream instead of hopping rows panel by panel.
+    for (int64_t k = 0; k < kc; ++k) {
+      const Src* s = src + (k0 + k) * ld + r0;
+      for (int64_t p0 = 0; p0 < rows; p0 += R) {
+        const int n = rows - p0 < R ? static_cast<int>(rows - p0) : R;
+        float* d = dst0 + p0 * kc + k * R;  // panel p0 / R starts at p0 * kc
+        for (int r = 0; r < n; ++r) d[r] = load_as_f32(s + p0 + r);
+        for (int r = n; r < R; ++r) d[r] = 0.f;
+      }
+    }
+    return;
+  }
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    float* dst = dst0 + p0 * kc;
     const int n = rows - p0 < R ? static_cast<int>(rows - p0) : R;
-    if (k_contig) {
-      // Row r is contiguous in k: walk each row once, scatter with stride R.
-      for (int r = 0; r < n; ++r) {
-        const Src* s = src + (r0 + p0 + r) * ld + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = load_as_f32(s + k);
-      }
-    } else {
-      // Row k of the source holds the R values of one packed step contiguously.
-      for (int64_t k = 0; k < kc; ++k) {
-        const Src* s = src + (k0 + k) * ld + r0 + p0;
-        for (int r = 0; r < n; ++r) dst[k * R + r] = load_as_f32(s + r);
-      }
+    // Row r is contiguous in k: walk each row once, scatter with stride R.
+    for (int r = 0; r < n; ++r) {
+      const Src* s = src + (r0 + p0 + r) * ld + k0;
+      for (int64_t k = 0; k < kc; ++k) dst[k * R + r] = load_as_f32(s + k);
     }
     if (n < R) {
       for (int64_t k = 0; k < kc; ++k)
