@@ -220,7 +220,59 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 // it saves: ~2 MFLOP is ~20 us on one AVX-512 core, comparable to a pool round trip.
 constexpr double kMinMacsForThreads = 1.0 * (1 << 20);
 
+// Fraction of the register tiles' lanes that hold real elements of an (M, N) result.
+double tile_fill(int64_t M, int64_t N, int mr, int nr) {
+  return (double(M) / double(round_up(M, mr))) * (double(N) / double(round_up(N, nr)));
+}
+
+// The calling thread's scratch for a transposed result (thread_local: a GEMM's worker threads
+// write the caller's).
+thread_local PackBuffers t_transposed;
+
+void run_tiles(const KernelDesc& d, const Problem& p);
+
+// A narrow result (N = LoRA's rank 8 against a 32-wide register tile: a quarter of the FMAs
+// useful) is computed as its transpose, C^T = op(B)^T op(A)^T, whose N' = M fills the tiles,
+// into scratch, then added into C with beta: the same products, summed in the same K order
+// (only C's beta term is added last instead of first).
+bool run_transposed_if_narrow(const KernelDesc& d, const Problem& p) {
+  if (tile_fill(p.N, p.M, d.mr, d.nr) < 1.5 * tile_fill(p.M, p.N, d.mr, d.nr)) return false;
+  float* scratch = static_cast<float*>(t_transposed.get_a(size_t(p.M * p.N) * sizeof(float)));
+  Problem t = p;
+  t.A = p.B;
+  t.lda = p.ldb;
+  t.a_kcontig = p.b_kcontig;
+  t.a_f32 = p.b_f32;
+  t.B = p.A;
+  t.ldb = p.lda;
+  t.b_kcontig = p.a_kcontig;
+  t.b_f32 = p.a_f32;
+  t.M = p.N;
+  t.N = p.M;
+  t.beta = 0.f;
+  t.C = scratch;
+  t.ldc = p.M;
+  run_tiles(d, t);
+  const int64_t N = p.N;
+  parallel_for(p.M, std::max<int64_t>(1, 4096 / std::max<int64_t>(N, 1)), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* c = p.C + i * p.ldc;
+      if (p.beta == 0.f) {
+        for (int64_t j = 0; j < N; ++j) c[j] = scratch[j * p.M + i];
+      } else {
+        for (int64_t j = 0; j < N; ++j) c[j] = scratch[j * p.M + i] + p.beta * c[j];
+      }
+    }
+  });
+  return true;
+}
+
 void run(const KernelDesc& d, const Problem& p) {
+  if (run_transposed_if_narrow(d, p)) return;
+  run_tiles(d, p);
+}
+
+void run_tiles(const KernelDesc& d, const Problem& p) {
   int T = num_threads();
   const double macs = double(p.M) * double(p.N) * double(p.K);
   // Nested inside a pool task, parallel_run would run the T slices one after another on this
