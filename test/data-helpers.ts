@@ -1,14 +1,11 @@
 // Shared by the data tests: temporary folders, files, and a small tokenizer built in place.
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { buildWordPieceTokenizer, dataConfigSchema, type BuildTokenizerOptions, type DataConfig } from "../src/index.js";
 
 export const fixtures = path.resolve(import.meta.dirname, "fixtures/models");
 
-export function tempDir(prefix = "s2s-data-"): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+export { tempDir } from "./train-helpers.js";
 
 export function writeFiles(dir: string, files: Record<string, string>): void {
   for (const [name, text] of Object.entries(files)) {

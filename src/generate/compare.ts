@@ -9,10 +9,9 @@
 //     do_sample: true
 //     temperature: 0.7
 //     seed: 1
-import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { FileFormatError, validate } from "../models/json-file.js";
+import { FileFormatError, readTextFile, validate } from "../models/json-file.js";
 import type { GenerateOptions, GenerateResult } from "./options.js";
 import { optionsFromSnakeCase, snakeCaseSettingsShape } from "./option-flags.js";
 import { renderColumns, type Column } from "./text-table.js";
@@ -34,13 +33,7 @@ export interface CompareSetting {
 }
 
 export function readCompareFile(file: string): CompareSetting[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FileFormatError(file, code === "ENOENT" ? "file not found" : `cannot be read (${code ?? e})`);
-  }
+  const text = readTextFile(file);
   let value: unknown;
   try {
     value = parseYaml(text);

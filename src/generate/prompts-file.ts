@@ -1,17 +1,10 @@
 // The prompts of `s2s-train generate --input FILE.jsonl`: one JSON object per line with the prompt
 // text in a field ("input" by default); blank lines are skipped. A bad line is an error naming
 // the file, the line and what was expected.
-import { readFileSync } from "node:fs";
-import { FileFormatError } from "../models/json-file.js";
+import { FileFormatError, readTextFile } from "../models/json-file.js";
 
 export function readPromptsFile(file: string, field = "input"): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FileFormatError(file, code === "ENOENT" ? "file not found" : `cannot be read (${code ?? e})`);
-  }
+  const text = readTextFile(file);
   const prompts: string[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;

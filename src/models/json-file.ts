@@ -20,14 +20,18 @@ export function parseJsonText(text: string, file: string): unknown {
   }
 }
 
-export function readJsonFile(file: string): { text: string; value: unknown } {
-  let text: string;
+/** Reads a UTF-8 file; a missing or unreadable file is an error naming it. */
+export function readTextFile(file: string): string {
   try {
-    text = readFileSync(file, "utf8");
+    return readFileSync(file, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new FileFormatError(file, code === "ENOENT" ? "file not found" : `cannot be read (${code ?? e})`);
   }
+}
+
+export function readJsonFile(file: string): { text: string; value: unknown } {
+  const text = readTextFile(file);
   return { text, value: parseJsonText(text, file) };
 }
 
