@@ -17,6 +17,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { trainingFlopsPerStep } from "./train-flops.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const modelsDir = path.join(root, "build", "bench-models");
@@ -141,6 +142,26 @@ function bestOf(cmd, args) {
   return { ...best, runs: runs.map((r) => r.tokens_per_s ?? null), peak_rss_bytes: Math.min(...runs.filter((r) => !r.error).map((r) => r.peak_rss_bytes)) };
 }
 
+// The machine's fp32 FMA peak per thread count (bench_gemm's register-only loop, best of many
+// short windows), measured before and after the rows; the higher of the two is the peak a busy
+// moment did not hide. Absent when bench_gemm is not built or the CPU has no FMA loop for it.
+function measurePeaks() {
+  const exe = path.join(root, "build", "bench_gemm");
+  if (!existsSync(exe)) return null;
+  const r = spawnSync(exe, ["--peak-only", "--threads", threadsList.join(",")], { encoding: "utf8" });
+  const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !line.startsWith("{")) return null;
+  const p = JSON.parse(line);
+  return Object.fromEntries(p.threads.map((t, i) => [t, p.peak_fp32_gflops[i]]));
+}
+
+function flopsPerStep(name) {
+  const c = CONFIGS[name];
+  const config = JSON.parse(readFileSync(path.join(modelsDir, c.model, "config.json"), "utf8"));
+  const family = c.model.startsWith("t5") ? "t5" : "gpt2";
+  return trainingFlopsPerStep(config, { batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, mode: c.mode, loraR: LORA.r, loraTargets: LORA.targets[family] });
+}
+
 function oursJob(name, threads, computeDtype) {
   const c = CONFIGS[name];
   const family = c.model.startsWith("t5") ? "t5" : "gpt2";
@@ -167,6 +188,8 @@ console.log(`  ours: s2s-train ${info.version}, ${info.compiler}, active ISA ${i
 console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python})`}; warm-up ${warmup} + ${steps} timed steps, best step; best of ${repeat} process(es)`);
 console.log(`  LoRA r=${LORA.r} alpha=${LORA.alpha}, targets gpt2 ${LORA.targets.gpt2.join(",")}, t5 ${LORA.targets.t5.join(",")}; ours through N-API (Model.applyLora)`);
 
+const peaksBefore = measurePeaks();
+if (peaksBefore) console.log(`  fp32 FMA peak (bench_gemm --peak-only): ${Object.entries(peaksBefore).map(([t, g]) => `${g} GFLOP/s at ${t} thread(s)`).join(", ")}`);
 const results = [];
 const mb = (b) => (b == null ? "—" : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const fmt = (r) => (r?.error ? "error" : r?.skipped ? "skipped" : r?.tokens_per_s != null ? `${r.tokens_per_s.toFixed(1)}${r.disturbed ? "*" : ""}` : "—");
@@ -178,6 +201,7 @@ for (const name of configNames) {
       const ours = oursJob(name, threads, dt === "bf16" ? "bfloat16" : undefined);
       const row = { config: name, ...CONFIGS[name], threads, dtype: dt, ours, torch };
       row.ratio = ours?.tokens_per_s && torch?.tokens_per_s ? ours.tokens_per_s / torch.tokens_per_s : null;
+      row.flops_per_token = flopsPerStep(name) / (ours?.tokens_per_step ?? torch?.tokens_per_step ?? 1);
       results.push(row);
       const note = [ours?.error, ours?.skipped, torch?.error].filter(Boolean).join("; ");
       console.log(`  ${name.padEnd(11)} ${dt} ${threads}t  ours ${fmt(ours).padStart(8)} tok/s  ` +
@@ -187,17 +211,35 @@ for (const name of configNames) {
   }
 }
 
-console.log("\n| config | dtype | threads | ours tok/s | torch tok/s | ratio | our peak RSS | torch peak RSS |");
-console.log("|---|---|---|---|---|---|---|---|");
+// % of the fp32 FMA peak at the row's thread count: model FLOPs (train-flops.mjs) x tokens/s.
+const peaksAfter = measurePeaks();
+const peaks = peaksBefore && peaksAfter ? Object.fromEntries(threadsList.map((t) => [t, Math.max(peaksBefore[t], peaksAfter[t])])) : peaksBefore ?? peaksAfter;
+const ofPeak = (r, side) => {
+  const tps = r[side]?.tokens_per_s;
+  if (!tps || !peaks?.[r.threads] || r.dtype !== "fp32" && side === "ours") return null;
+  return (tps * r.flops_per_token) / (peaks[r.threads] * 1e9);
+};
+const pct = (x) => (x == null ? "—" : `${(100 * x).toFixed(0)}%`);
+for (const r of results) {
+  r.ours_of_fp32_peak = ofPeak(r, "ours");
+  r.torch_of_fp32_peak = ofPeak(r, "torch");
+}
+console.log("\n| config | dtype | threads | ours tok/s | torch tok/s | ratio | ours % of fp32 peak | torch % of fp32 peak | our peak RSS | torch peak RSS |");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   console.log(`| ${r.config} | ${r.dtype} | ${r.threads} | ${fmt(r.ours)} | ${fmt(r.torch)} | ` +
-    `${r.ratio ? r.ratio.toFixed(2) + "×" : "—"} | ${mb(r.ours?.peak_rss_bytes)} | ${mb(r.torch?.peak_rss_bytes)} |`);
+    `${r.ratio ? r.ratio.toFixed(2) + "×" : "—"} | ${pct(r.ours_of_fp32_peak)} | ${pct(r.torch_of_fp32_peak)} | ` +
+    `${mb(r.ours?.peak_rss_bytes)} | ${mb(r.torch?.peak_rss_bytes)} |`);
 }
 console.log("(* = timed steps spread > 15%: the machine looked busy)");
+if (peaks) {
+  console.log(`% of fp32 peak: model FLOPs per step (bench/train-flops.mjs: matmuls fwd + dX + trainable dW, attention 12·Tq·Tk·inner per layer) x steps/s, ` +
+    `over the register-only FMA peak (${threadsList.map((t) => `${peaks[t]} GFLOP/s at ${t}t`).join(", ")}); shown for fp32 compute only (bf16 runs on AMX, whose peak is another unit's).`);
+}
 if (jsonPath) {
   writeFileSync(jsonPath, JSON.stringify({
     machine: { ...info, loadavg: os.loadavg(), totalmem: os.totalmem() }, torch: torchVersion, python,
-    settings: { warmup, steps, repeat, lora: LORA }, results,
+    settings: { warmup, steps, repeat, lora: LORA }, fp32_peak_gflops: peaks, results,
   }, null, 2));
   console.log(`results: ${path.relative(root, jsonPath)}`);
 }

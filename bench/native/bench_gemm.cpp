@@ -3,6 +3,7 @@
 // same run. Prints the machine, a table, and optionally JSON.
 //
 //   bench_gemm [--quick] [--threads 1,2] [--json PATH] [--min-time SECONDS]
+//   bench_gemm --peak-only [--threads 1,2]    the peak lines, then one JSON line (for train.bench)
 //
 // Timing: per (shape, library, threads) one warm-up call, then repeated calls until both 3
 // calls and --min-time seconds have passed; the best (fastest) call is reported. Noisy shared
@@ -215,6 +216,7 @@ std::string json_escape(const std::string& s) {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  bool peak_only = false;
   std::vector<int> thread_counts = {1, 2};
   const char* json_path = nullptr;
   double min_time = 0.25;
@@ -222,6 +224,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
+    else if (a == "--peak-only") peak_only = true;
     else if (a == "--threads" && i + 1 < argc) {
       thread_counts = parse_threads(argv[++i]);
       if (thread_counts.empty()) {
@@ -234,7 +237,7 @@ int main(int argc, char** argv) {
     else if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
     else {
       std::fprintf(stderr, "usage: bench_gemm [--quick] [--threads 1,2] [--json PATH] "
-                           "[--min-time SECONDS] [--rounds N]\n");
+                           "[--min-time SECONDS] [--rounds N] [--peak-only]\n");
       return 2;
     }
   }
@@ -282,6 +285,16 @@ int main(int argc, char** argv) {
                 thread_counts[t], peak_f32[t], peak_bf16[t]);
   }
   if (peak_bf16[0] == 0) peak_bf16 = peak_f32;  // bf16 runs on the fp32 kernel elsewhere
+  if (peak_only) {
+    std::printf("{\"threads\":[");
+    for (size_t t = 0; t < thread_counts.size(); ++t) std::printf("%s%d", t ? "," : "", thread_counts[t]);
+    std::printf("],\"peak_fp32_gflops\":[");
+    for (size_t t = 0; t < thread_counts.size(); ++t) std::printf("%s%.1f", t ? "," : "", peak_f32[t]);
+    std::printf("],\"peak_bf16_dot_gflops\":[");
+    for (size_t t = 0; t < thread_counts.size(); ++t) std::printf("%s%.1f", t ? "," : "", peak_bf16[t]);
+    std::printf("]}\n");
+    return 0;
+  }
 
   // ---- GEMMs ----
   const std::vector<Shape> shapes = make_shapes(quick);
