@@ -170,6 +170,27 @@ describe("EndpointPool", () => {
     expect(pool.stats()[0]!.requests).toBe(1);
   });
 
+  it("keeps an endpoint that refuses one request (400): the request moves on, the endpoint stays", async () => {
+    // llama.cpp answers 400 for a prompt longer than its context; a bigger server may take it.
+    const small = await server((body) => (JSON.stringify(body).includes("long prompt")
+      ? { status: 400, body: { error: { message: "the request exceeds the available context size" } } }
+      : { content: "small" }));
+    const big = await server(() => ({ content: "big" }));
+    const pool = new EndpointPool([{ backend: endpoint(small, "small"), concurrency: 1 }, { backend: endpoint(big, "big"), concurrency: 1 }]);
+    const long = { messages: [{ role: "user" as const, content: "a long prompt" }] };
+    expect((await pool.complete(long)).text).toBe("big");
+    expect(pool.stats()[0]!.disabled).toBeUndefined();
+    expect(small.bodies).toHaveLength(1);
+    expect((await pool.complete(ask)).text).toBe("small");
+
+    // Refused everywhere: the refusal itself is the error, after one try per endpoint.
+    const only = await server(() => ({ status: 422, body: { error: { message: "bad stop sequence" } } }));
+    const alone = new EndpointPool([{ backend: endpoint(only, "only"), concurrency: 1 }], { maxAttempts: 5 });
+    await expect(alone.complete(ask)).rejects.toThrow(/HTTP 422: bad stop sequence/);
+    expect(only.bodies).toHaveLength(1);
+    expect(alone.stats()[0]!.disabled).toBeUndefined();
+  });
+
   it("keeps each endpoint within its concurrency and spreads the load over both", async () => {
     const a = await server(() => ({ content: "a", delayMs: 30 }));
     const b = await server(() => ({ content: "b", delayMs: 30 }));

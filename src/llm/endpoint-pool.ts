@@ -1,7 +1,10 @@
 // Several LLM backends used as one: each has its own concurrency limit, requests go to the
 // least-loaded healthy backend, and a failed attempt moves to another backend (failover). A
 // backend that fails is left to cool down (its Retry-After, else exponential backoff); one that
-// answers with a non-retryable error (bad model name, bad key) is taken out of the pool.
+// answers that it cannot serve at all (bad model name, bad key: 401/403/404/405/501) is taken out
+// of the pool. Any other refusal (400, 413, 422: this request's prompt is too long for that
+// server's context, say) fails the request on that backend only: the request goes to a backend
+// it has not tried yet, and when none is left the refusal is the request's error.
 import { LlmError, type CompletionRequest, type CompletionResult, type LlmBackend } from "./types.js";
 import { backoffMs, waitAtMost } from "../util/sleep.js";
 
@@ -72,9 +75,10 @@ export class EndpointPool implements LlmBackend {
 
   async complete(request: CompletionRequest): Promise<CompletionResult> {
     const tried = new Set<Slot>();
+    const refused = new Set<Slot>();  // backends that refused this very request (never asked again)
     let lastError: unknown;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const slot = await this.acquire(tried, request.signal);
+      const slot = await this.acquire(tried, refused, request.signal);
       tried.add(slot);
       slot.stats.requests++;
       try {
@@ -88,10 +92,14 @@ export class EndpointPool implements LlmBackend {
         lastError = e;
         slot.stats.failures++;
         if (!(e instanceof LlmError)) throw e;
-        if (!e.retryable) {
-          // Wrong model name, bad key, bad request: this backend will not get better by waiting.
+        if (!e.retryable && unusableBackend(e)) {
+          // Wrong model name, bad key: this backend will not get better by waiting.
           slot.disabled = e.message;
           if (this.slots.every((s) => s.disabled)) throw e;
+        } else if (!e.retryable) {
+          // The backend works; it refuses this request. Others may accept it; it is not asked again.
+          refused.add(slot);
+          if (this.slots.every((s) => s.disabled || refused.has(s))) throw e;
         } else {
           slot.consecutiveFailures++;
           const delay = e.details.retryAfterMs ?? backoffMs(slot.consecutiveFailures - 1, this.baseDelayMs, this.maxDelayMs);
@@ -108,13 +116,13 @@ export class EndpointPool implements LlmBackend {
 
   /**
    * Waits for a backend with a free slot that is not cooling down; prefers one this request has
-   * not tried yet, then the lowest load (in flight / concurrency), then the fewest requests.
-   * The returned slot is already counted as in flight.
+   * not tried yet, then the lowest load (in flight / concurrency), then the fewest requests;
+   * never one that refused this request. The returned slot is already counted as in flight.
    */
-  private async acquire(tried: Set<Slot>, signal?: AbortSignal): Promise<Slot> {
+  private async acquire(tried: Set<Slot>, refused: Set<Slot>, signal?: AbortSignal): Promise<Slot> {
     for (;;) {
       if (signal?.aborted) throw signal.reason;
-      const live = this.slots.filter((s) => !s.disabled);
+      const live = this.slots.filter((s) => !s.disabled && !refused.has(s));
       if (live.length === 0) throw new LlmError("every LLM backend has been taken out of the pool", false);
       const now = Date.now();
       const ready = live.filter((s) => s.coolUntil <= now && s.inFlight < s.member.concurrency);
@@ -139,4 +147,11 @@ export class EndpointPool implements LlmBackend {
     this.waiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** HTTP statuses that say the backend cannot serve any request (not just this one). */
+const unusableStatus = new Set([401, 403, 404, 405, 501]);
+
+function unusableBackend(e: LlmError): boolean {
+  return e.details.status === undefined || unusableStatus.has(e.details.status);
 }
