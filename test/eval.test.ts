@@ -225,6 +225,30 @@ describe("runEval prompts are the prompts training builds (src/data)", () => {
     });
   }
 
+  it("cuts prompts too long for the model as training cuts them, and counts them (GPT-2: n_positions 64)", async () => {
+    const dir = tempDir();
+    const long = Array.from({ length: 90 }, (_, j) => `w${3 + (j % 40)}`).join(" ");
+    const file = writeJsonl(path.join(dir, "t.jsonl"), [{ input: long, target: "w3" }, ...rows(2)]);
+    const got = await runEval({ model: path.join(modelsRoot, "gpt2"), data: file, metrics: "em", generation: { maxNewTokens: 4 }, output: path.join(dir, "o") });
+    expect(got.maxInputLength).toBe(60);
+    expect(got.truncatedInputs).toBe(1);
+    const metrics = JSON.parse(readFileSync(path.join(dir, "o", "metrics.json"), "utf8"));
+    expect(metrics).toMatchObject({ max_input_length: 60, truncated_inputs: 1 });
+    // The prediction is the one generated from the prompt's first 60 tokens.
+    const model = await Model.load(path.join(modelsRoot, "gpt2"));
+    const ids = model.tokenizer!.encode(long, { add_special_tokens: false }).ids.slice(0, 60);
+    const want = await model.generate([ids], { maxNewTokens: 4 });
+    expect(got.evaluation.predictions[0]!.prediction).toBe(want.sequences[0]!.text!.trim());
+
+    // Seq2seq keeps the closing </s> when it cuts; an explicit limit applies to any model.
+    const t5 = await runEval({ model: path.join(modelsRoot, "t5-gated"), data: file, metrics: "em", maxInputLength: 8, generation: { maxNewTokens: 2 }, output: path.join(dir, "t5") });
+    expect(t5.truncatedInputs).toBe(1);
+    await expect(runEval({ model: path.join(modelsRoot, "gpt2"), data: file, generation: { maxNewTokens: 64 }, output: path.join(dir, "x") }))
+      .rejects.toThrow("max_new_tokens 64 leaves no room for a prompt in the model's 64 positions (n_positions)");
+    await expect(runEval({ model: path.join(modelsRoot, "gpt2"), data: file, maxInputLength: 0, output: path.join(dir, "x") }))
+      .rejects.toThrow("--max-input-length: expected an integer >= 1, got 0");
+  });
+
   it("refuses --chat-template for a model without one or a seq2seq model, and --system-prompt alone", async () => {
     const dir = tempDir();
     const data = writeJsonl(path.join(dir, "t.jsonl"), rows(2));

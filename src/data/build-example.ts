@@ -47,12 +47,18 @@ export function encodeParts(tokenizer: Tokenizer, text: string): { prefix: numbe
 }
 
 /**
- * An untruncated prompt as buildExample tokenizes it, for generating from text the way a model
- * was trained: seq2seq with the tokenizer's specials on both sides, causal with the leading ones.
+ * A prompt as buildExample tokenizes it, for generating from text the way a model was trained:
+ * seq2seq with the tokenizer's specials on both sides, causal with the leading ones. With
+ * maxLength, a longer prompt is cut as training cuts it (seq2seq: the text's end, keeping the
+ * specials; causal: everything after the first maxLength tokens).
  */
-export function encodePrompt(tokenizer: Tokenizer, kind: TaskKind, text: string): number[] {
+export function encodePrompt(tokenizer: Tokenizer, kind: TaskKind, text: string, maxLength = Infinity): number[] {
   const enc = encodeParts(tokenizer, text);
-  return kind === "seq2seq" ? [...enc.prefix, ...enc.ids, ...enc.suffix] : [...enc.prefix, ...enc.ids];
+  if (kind === "seq2seq") {
+    const room = Math.max(0, maxLength - enc.prefix.length - enc.suffix.length);
+    return [...enc.prefix, ...enc.ids.slice(0, room), ...enc.suffix];
+  }
+  return [...enc.prefix, ...enc.ids].slice(0, maxLength);
 }
 
 function checkIds(ids: number[], source: string, what: string): void {

@@ -41,6 +41,12 @@ export interface RunEvalOptions {
   batchSize?: number;
   /** Evaluate only the first N examples. */
   maxSamples?: number;
+  /**
+   * Prompts longer than this many tokens are cut as training cuts them (data.max_input_length),
+   * and counted. Default: what the model can take, for GPT-2 n_positions minus the new tokens
+   * (it has no position embedding beyond), and maxLength - 1 when maxLength is given.
+   */
+  maxInputLength?: number;
   /** Generation options; maxNewTokens defaults to 128 (unless maxLength is given), the rest to generation_config.json. */
   generation?: GenerateOptions;
   /** Folder for predictions.jsonl and metrics.json. */
@@ -55,6 +61,9 @@ export interface RunEvalResult {
   evaluation: GenerationEvaluation;
   files: { predictions: string; metrics: string };
   table: string;
+  /** Prompts cut to maxInputLength (Infinity: no limit applied). */
+  truncatedInputs: number;
+  maxInputLength: number;
 }
 
 export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
@@ -66,6 +75,9 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   }
   if (o.generation?.addSpecialTokens !== undefined) {
     throw new Error("--add-special-tokens does not apply to eval: prompts get the special tokens training gave them");
+  }
+  if (o.maxInputLength !== undefined && (!Number.isInteger(o.maxInputLength) || o.maxInputLength < 1)) {
+    throw new Error(`--max-input-length: expected an integer >= 1, got ${o.maxInputLength}`);
   }
   const batchSize = o.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`--batch-size: expected an integer >= 1, got ${batchSize}`);
@@ -85,7 +97,8 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   if (o.chatTemplate && !chat) throw new FileFormatError(path.join(o.model, "tokenizer_config.json"), "--chat-template: the model has no chat_template");
   if (o.systemPrompt !== undefined && !o.chatTemplate) throw new Error("--system-prompt is used with --chat-template only");
 
-  const kind = inspectModelFolder(o.model).config.model_type === "t5" ? "seq2seq" : "causal";
+  const modelConfig = inspectModelFolder(o.model).config;
+  const kind = modelConfig.model_type === "t5" ? "seq2seq" : "causal";
   if (chat && kind === "seq2seq") throw new Error("--chat-template applies to decoder-only chat models; this model is seq2seq");
 
   const model = await loadModelForGeneration({
@@ -96,16 +109,26 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
   // The prompt as training tokenized it (src/data/build-example.ts): T5 inputs keep the
   // tokenizer's special tokens, decoder-only prompts only the leading ones (Llama's <s>), and a
   // chat template writes its own.
-  const promptIds = (r: EvalRow): number[] => {
-    if (chat) {
-      const messages = [...(o.systemPrompt !== undefined ? [{ role: "system" as const, content: o.systemPrompt }] : []), { role: "user" as const, content: r.input }];
-      return tokenizer.encode(renderChat(chat, messages, true, r.source), { add_special_tokens: false }).ids;
-    }
-    return encodePrompt(tokenizer, kind, r.input);
-  };
   // transformers' default (20 tokens in all) cuts most answers short; 128 unless a length is given.
   const lengthGiven = o.generation?.maxNewTokens !== undefined || o.generation?.maxLength !== undefined;
   const generation: GenerateOptions = { ...(lengthGiven ? {} : { maxNewTokens: DEFAULT_EVAL_MAX_NEW_TOKENS }), ...o.generation };
+  const maxInputLength = o.maxInputLength ?? promptRoom(modelConfig, generation);
+  let truncatedInputs = 0;
+  const promptIds = (r: EvalRow): number[] => {
+    let ids: number[];
+    if (chat) {
+      const messages = [...(o.systemPrompt !== undefined ? [{ role: "system" as const, content: o.systemPrompt }] : []), { role: "user" as const, content: r.input }];
+      ids = tokenizer.encode(renderChat(chat, messages, true, r.source), { add_special_tokens: false }).ids;
+      if (ids.length <= maxInputLength) return ids;
+      ids = ids.slice(0, maxInputLength);
+    } else {
+      ids = encodePrompt(tokenizer, kind, r.input);
+      if (ids.length <= maxInputLength) return ids;
+      ids = encodePrompt(tokenizer, kind, r.input, maxInputLength);
+    }
+    truncatedInputs++;
+    return ids;
+  };
   const evaluation = await evaluateGeneration(
     model,
     rows.map((r) => ({
@@ -129,6 +152,25 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
     ...(o.systemPrompt !== undefined ? { system_prompt: o.systemPrompt } : {}),
     metrics,
     generation: generationSettings(generation),
+    ...(Number.isFinite(maxInputLength) ? { max_input_length: maxInputLength } : {}),
+    truncated_inputs: truncatedInputs,
   });
-  return { evaluation, files, table: formatMetricsTable(evaluation) };
+  return { evaluation, files, table: formatMetricsTable(evaluation), truncatedInputs, maxInputLength };
+}
+
+/**
+ * The longest prompt the model can generate from with these options: maxLength - 1 when a total
+ * length is given (the prompt must leave room for one token), GPT-2's n_positions minus the new
+ * tokens (no position embedding beyond), else no limit (RoPE and relative positions have none).
+ */
+function promptRoom(config: { model_type: string; n_positions?: number }, generation: GenerateOptions): number {
+  if (generation.maxLength !== undefined && generation.maxNewTokens === undefined) return generation.maxLength - 1;
+  if (config.model_type === "gpt2" && config.n_positions !== undefined) {
+    const room = config.n_positions - (generation.maxNewTokens ?? 0);
+    if (room < 1) {
+      throw new Error(`max_new_tokens ${generation.maxNewTokens} leaves no room for a prompt in the model's ${config.n_positions} positions (n_positions)`);
+    }
+    return room;
+  }
+  return Infinity;
 }

@@ -27,6 +27,7 @@ interface EvalArgs {
   "system-prompt"?: string;
   "batch-size": number;
   "max-samples"?: number;
+  "max-input-length"?: number;
   output: string;
   threads?: number;
   dtype: "float32" | "bfloat16";
@@ -53,6 +54,10 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option("system-prompt", { type: "string", describe: "With --chat-template: a system message before each input" })
       .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together" })
       .option("max-samples", { type: "number", describe: "Evaluate only the first N examples" })
+      .option("max-input-length", {
+        type: "number",
+        describe: "Cut longer prompts to this many tokens, as data.max_input_length does in training (default: what the model's positions allow)",
+      })
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
       .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
       .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
@@ -62,7 +67,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
     const progress = process.stderr.isTTY
       ? (done: number, total: number) => process.stderr.write(`\rgenerated ${done}/${total}${done === total ? "\n" : ""}`)
       : undefined;
-    const { evaluation, files, table } = await runEval({
+    const { evaluation, files, table, truncatedInputs, maxInputLength } = await runEval({
       model: args.model,
       ...(args.adapter !== undefined ? { adapter: args.adapter } : {}),
       data: args.data,
@@ -75,6 +80,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       ...(args["system-prompt"] !== undefined ? { systemPrompt: args["system-prompt"] } : {}),
       batchSize: args["batch-size"],
       ...(args["max-samples"] !== undefined ? { maxSamples: args["max-samples"] } : {}),
+      ...(args["max-input-length"] !== undefined ? { maxInputLength: args["max-input-length"] } : {}),
       generation,
       output: args.output,
       dtype: args.dtype,
@@ -82,6 +88,9 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       ...(progress ? { onProgress: progress } : {}),
     });
     const seconds = evaluation.generationSeconds;
+    if (truncatedInputs > 0) {
+      process.stderr.write(`warning: ${truncatedInputs} of ${evaluation.count} prompts were longer than ${maxInputLength} tokens and were cut (--max-input-length)\n`);
+    }
     process.stdout.write(
       `${table}\n\n${evaluation.count} examples, ${evaluation.generatedTokens} tokens generated in ${seconds.toFixed(1)} s ` +
         `(${(evaluation.generatedTokens / Math.max(seconds, 1e-9)).toFixed(1)} tokens/s)\n` +
