@@ -260,7 +260,10 @@ describe("a non-finite loss", () => {
     expect(readdirSync(path.join(dir, "checkpoints")).sort()).toEqual(["checkpoint-1", "checkpoint-2"]);
     expect(readTrainerState(path.join(dir, "checkpoints/checkpoint-2/trainer_state.json")).global_step).toBe(2);
     expect(existsSync(path.join(dir, "final"))).toBe(false);
-    expect(existsSync(path.join(dir, "report.html"))).toBe(false); // nothing is written after the error
+    // The report shows the curves up to the divergence, headed by the reason.
+    const report = readFileSync(path.join(dir, "report.html"), "utf8");
+    expect(report).toContain(`<section class="stopped" role="alert"><h2>The run stopped</h2><p>the loss is NaN at step 3;`);
+    expect(report).toContain('data-chart="loss"');
     const log = readFileSync(path.join(dir, "logs/run.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(log.at(-1)).toMatchObject({ level: 50, code: "S2S_NONFINITE_LOSS" });
   });

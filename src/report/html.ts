@@ -10,6 +10,8 @@ export interface RenderOptions {
   generatedAt?: string;
   /** "s2s-train 0.1.0" */
   generator?: string;
+  /** Why the run stopped early (a diverged loss), shown above everything else. */
+  stopped?: string;
 }
 
 const COLORS = { train: PALETTE[0]!, trainRaw: "#a5c3f7", valid: PALETTE[1]! };
@@ -272,6 +274,8 @@ table.metrics{width:auto}
 .chip.category{background:#ecfdf5;color:#065f46;margin-top:6px}
 .scores{min-width:150px}
 .note{color:var(--muted);margin:-4px 0 10px}
+.stopped{border-left:4px solid #c0392b;background:#fdecea;padding:8px 14px;border-radius:4px}
+.stopped h2{color:#c0392b;margin:4px 0}
 .kv{display:inline-grid;min-width:50%;grid-template-columns:max-content 1fr;gap:4px 16px;background:var(--card);border-radius:10px;padding:12px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin:0}
 .kv dt{color:var(--muted)}.kv dd{margin:0;font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:13px;word-break:break-all}
 pre.config{background:#0f172a;color:#e2e8f0;border-radius:10px;padding:16px 18px;overflow:auto;font:12.5px/1.55 ui-monospace,"DejaVu Sans Mono",monospace;margin:0}
@@ -288,7 +292,7 @@ export function renderReport(run: RunFolder, options: RenderOptions = {}): strin
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${esc(run.name)} · s2s-train report</title><style>${CSS}</style></head>
 <body><header><h1>${esc(run.name)}</h1><div class="sub">${esc(sub)}</div></header>
-<main>${summaryCards(run)}${charts(run)}${metricsTables(run)}${synthTable(run)}${predictionsTable(run)}${config}</main>
+<main>${options.stopped !== undefined ? `<section class="stopped" role="alert"><h2>The run stopped</h2><p>${esc(options.stopped)}</p></section>` : ""}${summaryCards(run)}${charts(run)}${metricsTables(run)}${synthTable(run)}${predictionsTable(run)}${config}</main>
 <footer>${esc(options.generator ?? "s2s-train")} · generated ${esc(generatedAt)}</footer></body></html>
 `;
 }

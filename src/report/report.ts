@@ -13,6 +13,8 @@ export interface ReportOptions {
   output?: string;
   /** Predictions shown beside their references; default 20. */
   predictionSample?: number;
+  /** Why the run stopped early, shown at the top (the trainer passes a diverged loss's message). */
+  stopped?: string;
 }
 
 export interface ReportResult {
@@ -38,7 +40,7 @@ function generator(): string {
 
 export function runReport(options: ReportOptions): ReportResult {
   const run = readRunFolder(options.run, { predictionSample: options.predictionSample });
-  const html = renderReport(run, { generator: generator() });
+  const html = renderReport(run, { generator: generator(), ...(options.stopped !== undefined ? { stopped: options.stopped } : {}) });
   const file = options.output ?? path.join(options.run, "report.html");
   writeFileAtomic(file, html);
   const charts = [...html.matchAll(/<figure class="chart" data-chart="([^"]*)"/g)].map((m) => m[1]!);

@@ -5,7 +5,7 @@
 // CLI) and on a non-finite loss. Everything a run writes goes into its folder (run-folder.ts):
 // the trackers of the config's tracking section (TensorBoard event files in logs/tensorboard by
 // default) get every train-log line and evaluation, and report.html is written at the end of every
-// session that completes, stops early or is interrupted.
+// session that completes, stops early, is interrupted or diverges (a non-finite loss).
 import { mkdirSync, readdirSync, copyFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { NativeBatch } from "../../bindings/native.js";
@@ -200,10 +200,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     status = "finished";
     return result;
   } catch (e) {
+    // A diverged run's curves are what explains it: its report is written, headed by the
+    // reason. Other failures write none (`s2s-train report` can). The error is the log's last line.
+    if (e instanceof NonFiniteLossError) writeReport(paths.dir, log, e.message);
     log.error(e instanceof Error ? e.message : String(e), { code: (e as { code?: unknown }).code });
     throw e;
   } finally {
-    // A failed session writes no report (nothing more after the error); `s2s-train report` can.
     await run?.trackingDone();
     await trackers.close(status);
     log.close();
@@ -211,9 +213,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 }
 
 /** report.html from what the run folder holds now; a failure is a warning, never the run's. */
-function writeReport(dir: string, log: RunLog): string | null {
+function writeReport(dir: string, log: RunLog, stopped?: string): string | null {
   try {
-    const { file } = runReport({ run: dir });
+    const { file } = runReport({ run: dir, ...(stopped !== undefined ? { stopped } : {}) });
     log.info(`report: ${file}`);
     return file;
   } catch (e) {
