@@ -22,6 +22,17 @@ function gpt2Linears(c, rows) {
   return out;
 }
 
+function llamaLinears(c, rows) {
+  const H = c.hidden_size, F = c.intermediate_size, hd = c.head_dim ?? H / c.num_attention_heads;
+  const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  const perLayer = [["q_proj", H, q], ["k_proj", H, kv], ["v_proj", H, kv], ["o_proj", q, H],
+                    ["gate_proj", H, F], ["up_proj", H, F], ["down_proj", F, H]];
+  const out = [];
+  for (let l = 0; l < c.num_hidden_layers; l++) for (const [n, i, o] of perLayer) out.push([n, i, o, rows]);
+  out.push(["lm_head", H, c.vocab_size, rows]);
+  return out;
+}
+
 function t5Linears(c, encRows, decRows) {
   const C = c.d_model, I = c.num_heads * c.d_kv, F = c.d_ff;
   const gated = (c.feed_forward_proj ?? "relu").startsWith("gated");
@@ -42,14 +53,17 @@ function attentionProducts(c, seq, decSeq) {
     const I = c.num_heads * c.d_kv, Ld = c.num_decoder_layers ?? c.num_layers;
     return [[seq, seq, I, c.num_layers], [decSeq, decSeq, I, Ld], [decSeq, seq, I, Ld]];
   }
-  return [[seq, seq, c.n_embd, c.n_layer]];
+  if (c.model_type === "gpt2") return [[seq, seq, c.n_embd, c.n_layer]];
+  const hd = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  return [[seq, seq, c.num_attention_heads * hd, c.num_hidden_layers]];
 }
 
 export function trainingFlopsPerStep(config, { batch, seq, decSeq = 0, mode, loraR = 0, loraTargets = [] }) {
   let linears;
   if (config.model_type === "gpt2") linears = gpt2Linears(config, batch * seq);
+  else if (config.model_type === "llama" || config.model_type === "qwen2") linears = llamaLinears(config, batch * seq);
   else if (config.model_type === "t5") linears = t5Linears(config, batch * seq, batch * decSeq);
-  else throw new Error(`train-flops: model_type '${config.model_type}' is not counted (gpt2 and t5 are)`);
+  else throw new Error(`train-flops: model_type '${config.model_type}' is not counted (gpt2, llama, qwen2 and t5 are)`);
   let flops = 0;
   for (const [name, inF, outF, rows] of linears) {
     const macs = rows * inF * outF;

@@ -31,8 +31,18 @@ const CONFIGS = {
   "t5-lora": { model: "t5-small", mode: "lora", batch: 8, seq: 128, decSeq: 64 },
   "gpt5m-full": { model: "gpt-5m", mode: "full", batch: 8, seq: 128 },
   "gpt5m-lora": { model: "gpt-5m", mode: "lora", batch: 8, seq: 128 },
+  "smollm-full": { model: "smollm-135m", mode: "full", batch: 4, seq: 256 },
+  "smollm-lora": { model: "smollm-135m", mode: "lora", batch: 4, seq: 256 },
 };
-const LORA = { r: 8, alpha: 16, targets: { gpt2: ["c_attn", "c_proj", "c_fc"], t5: ["q", "k", "v", "o", "wi", "wo"] } };
+const LORA = {
+  r: 8, alpha: 16,
+  targets: {
+    gpt2: ["c_attn", "c_proj", "c_fc"],
+    llama: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    t5: ["q", "k", "v", "o", "wi", "wo"],
+  },
+};
+const familyOf = (model) => (model.startsWith("t5") ? "t5" : model.startsWith("smollm") ? "llama" : "gpt2");
 
 // ---- child: one configuration of our engine through the public API --------------------------
 if (process.argv[2] === "--child") {
@@ -158,13 +168,13 @@ function measurePeaks() {
 function flopsPerStep(name) {
   const c = CONFIGS[name];
   const config = JSON.parse(readFileSync(path.join(modelsDir, c.model, "config.json"), "utf8"));
-  const family = c.model.startsWith("t5") ? "t5" : "gpt2";
+  const family = familyOf(c.model);
   return trainingFlopsPerStep(config, { batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, mode: c.mode, loraR: LORA.r, loraTargets: LORA.targets[family] });
 }
 
 function oursJob(name, threads, computeDtype) {
   const c = CONFIGS[name];
-  const family = c.model.startsWith("t5") ? "t5" : "gpt2";
+  const family = familyOf(c.model);
   const job = {
     model: c.model, mode: c.mode, threads, batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, warmup, steps, computeDtype,
     ...(c.mode === "lora" ? { lora: { r: LORA.r, alpha: LORA.alpha, targetModules: LORA.targets[family] } } : {}),
@@ -186,7 +196,7 @@ console.log(`  features: ${info.cpu.features.join(" ")}`);
 console.log(`  ours: s2s-train ${info.version}, ${info.compiler}, active ISA ${info.activeIsa}; kernels: ` +
   Object.entries(info.kernels).map(([k, v]) => `${k}=${v}`).join(", "));
 console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python})`}; warm-up ${warmup} + ${steps} timed steps, best step; best of ${repeat} process(es)`);
-console.log(`  LoRA r=${LORA.r} alpha=${LORA.alpha}, targets gpt2 ${LORA.targets.gpt2.join(",")}, t5 ${LORA.targets.t5.join(",")}; ours through N-API (Model.applyLora)`);
+console.log(`  LoRA r=${LORA.r} alpha=${LORA.alpha}, targets ${Object.entries(LORA.targets).map(([f, t]) => `${f} ${t.join(",")}`).join("; ")}; ours through N-API (Model.applyLora)`);
 
 const peaksBefore = measurePeaks();
 if (peaksBefore) console.log(`  fp32 FMA peak (bench_gemm --peak-only): ${Object.entries(peaksBefore).map(([t, g]) => `${g} GFLOP/s at ${t} thread(s)`).join(", ")}`);

@@ -10,6 +10,8 @@ Writes <out>/<name>/{config.json, generation_config.json, model.safetensors} for
   t5-small   T5-small shape: d_model 512, d_ff 2048, 6+6 layers, 8 heads, d_kv 64, vocab 32128,
              ReLU, tied embeddings (T5 v1.0)
   gpt-5m     a ~5M-parameter GPT-2: n_embd 256, 4 layers, 4 heads, vocab 8192, n_positions 512
+  smollm-135m  SmolLM-135M shape (Llama): hidden 576, intermediate 1536, 30 layers, 9 heads,
+             3 key/value heads (grouped-query), vocab 49152, tied embeddings, rope_theta 10000
 Weights are random (seeded, so the files are the same on every run) in GPT-2/T5 initialiser
 style; the benchmark measures speed, not quality. A folder whose config.json already matches is
 left alone. The cache directory is gitignored (build/); never commit the weights.
@@ -130,15 +132,65 @@ def t5_params(cfg):
     return ps
 
 
+def llama_config(vocab, hidden, intermediate, n_layers, n_heads, n_kv, max_positions):
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "head_dim": hidden // n_heads,
+        "hidden_act": "silu",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": intermediate,
+        "max_position_embeddings": max_positions,
+        "mlp_bias": False,
+        "model_type": "llama",
+        "num_attention_heads": n_heads,
+        "num_hidden_layers": n_layers,
+        "num_key_value_heads": n_kv,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "transformers_version": HF_VERSION,
+        "use_cache": True,
+        "vocab_size": vocab,
+    }
+
+
+def llama_params(cfg):
+    """HF LlamaForCausalLM naming, nn.Linear weights (out, in); tied: no lm_head.weight."""
+    V, H, F = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"]
+    hd, nh, nkv = cfg["head_dim"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    ps = [("model.embed_tokens.weight", (V, H), "w")]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        ps += [
+            (p + "input_layernorm.weight", (H,), "one"),
+            (p + "self_attn.q_proj.weight", (nh * hd, H), "w"), (p + "self_attn.k_proj.weight", (nkv * hd, H), "w"),
+            (p + "self_attn.v_proj.weight", (nkv * hd, H), "w"), (p + "self_attn.o_proj.weight", (H, nh * hd), "w"),
+            (p + "post_attention_layernorm.weight", (H,), "one"),
+            (p + "mlp.gate_proj.weight", (F, H), "w"), (p + "mlp.up_proj.weight", (F, H), "w"),
+            (p + "mlp.down_proj.weight", (H, F), "w"),
+        ]
+    ps.append(("model.norm.weight", (H,), "one"))
+    return ps
+
+
 MODELS = {
     "gpt2-124m": ("causal", lambda: gpt2_config(50257, 768, 12, 12, 1024)),
     "t5-small": ("t5", lambda: t5_config(32128, 512, 2048, 6, 8, 64)),
     "gpt-5m": ("causal", lambda: gpt2_config(8192, 256, 4, 4, 512)),
+    "smollm-135m": ("llama", lambda: llama_config(49152, 576, 1536, 30, 9, 3, 2048)),
 }
 
 
 def param_list(kind, cfg):
-    return gpt2_params(cfg) if kind == "causal" else t5_params(cfg)
+    return {"causal": gpt2_params, "llama": llama_params, "t5": t5_params}[kind](cfg)
 
 
 def init(params, seed):

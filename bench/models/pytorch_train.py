@@ -6,7 +6,7 @@ configuration's own), printed as one JSON object on stdout.
         --mode full|lora --threads 2 --batch 4 --seq 256 [--dec-seq 64] [--warmup 1] [--steps 3]
 
 The model is scripts/fixtures/make_tiny_models.py's pure-PyTorch port of the HF model
-(gpt2_forward / t5_forward, eager attention, fp32, dropout off), imported, not copied; LoRA is its
+(gpt2_forward / llama_forward / t5_forward, eager attention, fp32, dropout off), imported, not copied; LoRA is its
 `Lora` class (PEFT's forward: base(x) + B(A(x)) * alpha/r, here r=8, alpha=16). Training is what
 HF Trainer does per step: loss.backward(), clip_grad_norm_(1.0), torch.optim.AdamW (lr 1e-4,
 weight decay 0.01), zero_grad. Tokens per step: batch*seq, T5 batch*(seq + dec-seq).
@@ -28,7 +28,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "fixtures"))
 import make_tiny_models as mt  # noqa: E402  (sets torch threads to 1 on import; reset below)
 
-LORA_TARGETS = {"gpt2": ["c_attn", "c_proj", "c_fc"], "t5": ["q", "k", "v", "o", "wi", "wo"]}
+LORA_TARGETS = {
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "t5": ["q", "k", "v", "o", "wi", "wo"],
+}
 
 
 def lora_mods(P, cfg, r, targets):
@@ -108,7 +112,7 @@ def main(argv):
         fwd = lambda: mt.forward(spec, params, batch)[1]  # noqa: E731
     else:
         assert a.lora_alpha / a.lora_r == mt.LORA_SCALING, "make_tiny_models.Lora uses a fixed alpha/r"
-        mods = lora_mods(P, cfg, a.lora_r, LORA_TARGETS["gpt2" if kind == "causal" else "t5"])
+        mods = lora_mods(P, cfg, a.lora_r, LORA_TARGETS[cfg["model_type"]])
         plist = [t for k in sorted(mods) for t in mods[k]]
         lora = mt.Lora(mods)
         fwd = lambda: mt.forward(spec, P, batch, lora)[1]  # noqa: E731
