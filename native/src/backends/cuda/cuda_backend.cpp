@@ -280,7 +280,7 @@ std::shared_ptr<Backend> make_cuda_backend(const ContextOptions& options, const 
   try {
     return std::make_shared<CudaBackend>(options);
   } catch (const Error& e) {
-    fail(e.code(), what, e.what());
+    fail(e.code().c_str(), what, e.what());
   }
 }
 
