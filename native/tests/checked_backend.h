@@ -9,6 +9,8 @@
 //   - host code that reads or writes device memory outside the backend's calls (a layer
 //     touching .f32() of an activation, a saver reading a param) dies with SIGSEGV, and the
 //     handler installed here prints which address before the process ends.
+// It also holds the model path to the CUDA ops' stricter dtype rules where the CPU ops are
+// laxer (f32 gradients into linear_backward and out of cross_entropy_backward).
 // What it cannot see: whether the CUDA kernels compute the right thing (test_cuda_ops and
 // test_cuda_models do that on a GPU).
 #pragma once
@@ -59,6 +61,8 @@ class CheckedHostBackend final : public s2s::Backend {
   const char* name() const override { return "checked-host"; }
   s2s::DeviceKind kind() const override { return s2s::DeviceKind::Cuda; }  // stands in for one
   bool is_host() const override { return false; }
+  // As the CUDA ops: f32 gradients only (cross_entropy_backward, linear_backward check it below).
+  bool supports_bf16_gradients() const override { return false; }
 
   int64_t ops_run() const { return ops_run_; }
   bool contains(const void* p) const {
@@ -166,6 +170,7 @@ class CheckedHostBackend final : public s2s::Backend {
                        const s2s::Tensor& dout, const s2s::Tensor& inp, const s2s::Tensor& weight,
                        s2s::WeightLayout layout, bool overwrite_dinp) override {
     Open o(*this, "linear_backward");
+    f32_like_cuda(dout, "dout");
     t(dinp, "dinp"); t(dweight, "dweight"); t(dbias, "dbias"); t(dout, "dout"); t(inp, "inp");
     t(weight, "weight");
     s2s::linear_backward(dinp, dweight, dbias, dout, inp, weight, layout, overwrite_dinp);
@@ -345,6 +350,7 @@ class CheckedHostBackend final : public s2s::Backend {
                               float dloss, const s2s::CrossEntropyOptions& options,
                               bool overwrite) override {
     Open o(*this, "cross_entropy_backward");
+    f32_like_cuda(dlogits, "dlogits");
     t(dlogits, "dlogits"); t(logits, "logits"); t(lse, "lse"); idx(labels, num_labels, "labels");
     s2s::cross_entropy_backward(dlogits, logits, lse, labels, num_labels, dloss, options, overwrite);
   }
@@ -416,6 +422,13 @@ class CheckedHostBackend final : public s2s::Backend {
   }
   void t(const s2s::Tensor& x, const char* arg) const {
     if (x.data != nullptr) need(x.data, s2s::tensor_bytes(x), current_op_, arg);
+  }
+  // A dtype rule of the CUDA op (cuda_ops.h) that the CPU op is laxer about.
+  void f32_like_cuda(const s2s::Tensor& x, const char* arg) const {
+    if (x.data != nullptr && x.dtype != s2s::DType::F32) {
+      s2s::fail(s2s::code::kInternal, "checked backend", current_op_, ": argument '", arg,
+                "' is ", s2s::dtype_name(x.dtype), "; the CUDA op takes f32 only");
+    }
   }
   template <typename T>
   void idx(const T* p, int64_t n, const char* arg) const {

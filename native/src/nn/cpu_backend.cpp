@@ -45,6 +45,7 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   DeviceKind kind() const override { return DeviceKind::Cpu; }
   bool is_host() const override { return true; }
+  bool supports_bf16_gradients() const override { return true; }
 
   Buffer allocate(size_t bytes) override {
     return Buffer(this, aligned_alloc_bytes(bytes > 0 ? bytes : 1), bytes);

@@ -129,7 +129,7 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
 }
 
 Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
-  if (!bf16_gradients || !v->requires_grad || v->base != nullptr || v->param != nullptr ||
+  if (!bf16_gradients || !ops_->supports_bf16_gradients() || !v->requires_grad || v->base != nullptr || v->param != nullptr ||
       !v->grad_bf16_ok || v->grad.data != nullptr) {
     return grad_for_write(v);
   }

@@ -68,6 +68,10 @@ class Backend {
   // Tensor memory is plain host memory that host code may read and write directly (the CPU
   // backend only): no copies for index arrays, and the host-only paths (generation) may run.
   virtual bool is_host() const = 0;
+  // Whether cross_entropy_backward may write bf16 dlogits and linear_backward read a bf16 dout
+  // (the CPU's bf16-compute memory saving, Graph::grad_for_write_bf16). The CUDA ops take f32
+  // gradients only; they round dout to bf16 inside, so the products are the same either way.
+  virtual bool supports_bf16_gradients() const = 0;
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).

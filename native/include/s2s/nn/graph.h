@@ -85,7 +85,7 @@ class Graph {
   };
   GradBuffer grad_for_write(Var* v);
   // grad_for_write, except that a fresh gradient of a Var marked grad_bf16_ok (no view) is
-  // allocated as bf16 (and stays so for its producer's backward to read through
+  // allocated as bf16 (on backends that take bf16 gradients: the CPU) (and stays so for its producer's backward to read through
   // grad_if_present). Should a later writer accumulate into it after all, grad() /
   // grad_for_write() first widen it to a new f32 buffer (that sum is then the bf16 value plus
   // the fp32 rest, one extra rounding of the first term).

@@ -36,6 +36,7 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   DeviceKind kind() const override { return DeviceKind::Cuda; }
   bool is_host() const override { return false; }
+  bool supports_bf16_gradients() const override { return false; }  // f32 dout/dlogits only
 
   // ---- memory ----
   Buffer allocate(size_t bytes) override {
