@@ -295,7 +295,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
               const s2s::Tensor& l = r.logits->value;
               out->V = l.shape[l.ndim - 1];
               out->logits.resize(static_cast<size_t>(l.numel()));
-              lm->graph.ops().download(out->logits.data(), l.data, sizeof(float) * out->logits.size());
+              lm->graph.ops().download(out->logits.data(), l.data,
+                                       sizeof(float) * out->logits.size());
             }
             lm->graph.ops().synchronize();
           },

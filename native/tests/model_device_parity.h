@@ -301,7 +301,8 @@ inline void check_full_training_on_device(const std::string& name, const Backend
 }
 
 // LoRA attached on the device (after the move), dropout on (LoRA's and T5's), frozen base views
-// in the file dtype: three steps, the adapters, the saved adapter and the merged weights.
+// in the file dtype: three steps, the adapters, the saved adapter (and loading it into another
+// device model) and the merged weights.
 inline void check_lora_on_device(const std::string& name, const BackendFactory& make,
                                  const DeviceTolerance& tol) {
   using namespace parity;
@@ -339,6 +340,17 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
     CHECK_MSG(file_bytes(tmp.file("cpu/adapter_model.safetensors")) ==
                   file_bytes(tmp.file("dev/adapter_model.safetensors")),
               tag + ": saved adapters differ");
+  }
+  // The CPU's saved adapter loads into a fresh device model (uploads) with the same tensors.
+  {
+    std::unique_ptr<Built> again = build(name, s, make());
+    s2s::LoraAdapter al = s2s::load_adapter(tmp.file("cpu"), *again->model);
+    for (size_t i = 0; i < al.layers.size(); ++i) {
+      expect_same(again->model->backend(), al.layers[i].lora->A->value, ac.layers[i].lora->A->value,
+                  tol, tol.weights, tag + " loaded adapter A " + al.layers[i].path);
+      expect_same(again->model->backend(), al.layers[i].lora->B->value, ac.layers[i].lora->B->value,
+                  tol, tol.weights, tag + " loaded adapter B " + al.layers[i].path);
+    }
   }
   s2s::merge_lora(*cpu->model, ac);
   s2s::merge_lora(*dev->model, ad);

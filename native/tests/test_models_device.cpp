@@ -13,6 +13,7 @@
 #include "checked_backend.h"
 #include "harness.h"
 #include "model_device_parity.h"
+#include "s2s/models/init_weights.h"
 #include "s2s/nn/functional.h"
 
 using namespace s2s;
@@ -78,8 +79,10 @@ TEST(model_refuses_a_graph_on_another_backend) {
   s2s_test::parity::Fixture fx(s2s_test::fixture_dir("gpt2"));
   Graph cpu_graph;  // the CPU backend: the params are elsewhere
   CHECK_THROWS_CODE(dev->model->forward(cpu_graph, fx.batch, LossReduction::Mean), code::kArgument);
-  // A host-only helper refuses too (init_weights needs host params).
+  // Host-only helpers refuse a device model: init_weights (initialise, then move) and generation.
   CHECK(dev->model->device() == DeviceKind::Cuda);
+  CHECK_THROWS_CODE(init_weights(*dev->model, 1), code::kArgument);
+  CHECK_THROWS_CODE(expect_host_model(*dev->model, "generate"), code::kDevice);
 }
 
 // ---- the parity fixtures on the checked backend, bit for bit ------------------------------------

@@ -680,7 +680,8 @@ void save_model(const std::string& dir, Model& model, const std::string& config_
     if (p->name.compare(0, std::strlen(kPrefix), kPrefix) == 0) continue;  // LoRA params
     if (skip.count(p->name)) continue;
     host.emplace_back();
-    entries.push_back(entry_for(p->name, host_tensor(model.params().backend(), p->value, host.back())));
+    entries.push_back(
+        entry_for(p->name, host_tensor(model.params().backend(), p->value, host.back())));
   }
   write_folder_atomic(dir, [&](const std::string& folder) {
     write_safetensors(folder + "/model.safetensors", entries, {{"format", "pt"}});

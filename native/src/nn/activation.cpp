@@ -52,7 +52,9 @@ Var* swiglu(Graph& g, Var* gate, Var* up) {
   if (needs_grad) {
     g.on_backward([&g, gate, up, y] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) g.ops().swiglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value);
+      if (dy.data != nullptr) {
+        g.ops().swiglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value);
+      }
     });
   }
   return y;

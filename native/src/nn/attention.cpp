@@ -15,14 +15,14 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
   const Tensor bias_v = bias ? bias->value : Tensor{};
   const int64_t mask_size = key_mask ? B * Tk : 0;
   g.ops().attention_forward(out->value, lse, qv, k->value, v->value, bias_v, key_mask, mask_size,
-                    options);
+                            options);
   if (needs_grad) {
     g.on_backward([&g, q, k, v, bias, out, lse, key_mask, mask_size, options] {
       const Tensor dout = g.grad_if_present(out);
       if (dout.data == nullptr) return;
-      g.ops().attention_backward(g.grad(q), g.grad(k), g.grad(v), bias ? g.grad(bias) : Tensor{}, dout,
-                         q->value, k->value, v->value, out->value, lse,
-                         bias ? bias->value : Tensor{}, key_mask, mask_size, options);
+      g.ops().attention_backward(g.grad(q), g.grad(k), g.grad(v), bias ? g.grad(bias) : Tensor{},
+                                 dout, q->value, k->value, v->value, out->value, lse,
+                                 bias ? bias->value : Tensor{}, key_mask, mask_size, options);
     });
   }
   return out;

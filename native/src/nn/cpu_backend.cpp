@@ -52,7 +52,8 @@ class CpuBackend final : public Backend {
   }
   void release_buffer(void* p, size_t) override { AlignedFree()(p); }
   void* activation_allocate(size_t) override {
-    fail(code::kInternal, "cpu backend", "activations of a host backend come from the graph's arena");
+    fail(code::kInternal, "cpu backend",
+         "activations of a host backend come from the graph's arena");
   }
   void activation_reset() override {}
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
@@ -248,7 +249,9 @@ std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what) {
 #endif
 }
 
-size_t tensor_bytes(const Tensor& t) { return static_cast<size_t>(t.numel()) * dtype_size(t.dtype); }
+size_t tensor_bytes(const Tensor& t) {
+  return static_cast<size_t>(t.numel()) * dtype_size(t.dtype);
+}
 
 Tensor host_tensor(Backend& backend, const Tensor& t, std::vector<uint8_t>& storage) {
   if (backend.is_host() || t.data == nullptr) return t;

@@ -31,7 +31,8 @@ void* Graph::tensor_memory(size_t bytes) {
 Tensor Graph::tensor(DType dtype, std::initializer_list<int64_t> shape) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
-  return Tensor::contiguous(tensor_memory(dtype_size(dtype) * static_cast<size_t>(n)), dtype, shape);
+  return Tensor::contiguous(tensor_memory(dtype_size(dtype) * static_cast<size_t>(n)), dtype,
+                            shape);
 }
 
 float Graph::read_scalar(const Tensor& t) const {
@@ -129,8 +130,8 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
 }
 
 Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
-  if (!bf16_gradients || !ops_->supports_bf16_gradients() || !v->requires_grad || v->base != nullptr || v->param != nullptr ||
-      !v->grad_bf16_ok || v->grad.data != nullptr) {
+  if (!bf16_gradients || !ops_->supports_bf16_gradients() || !v->requires_grad ||
+      v->base != nullptr || v->param != nullptr || !v->grad_bf16_ok || v->grad.data != nullptr) {
     return grad_for_write(v);
   }
   const size_t bytes = sizeof(uint16_t) * static_cast<size_t>(v->value.numel());

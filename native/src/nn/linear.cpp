@@ -30,8 +30,8 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
       // The first writer of x's gradient overwrites it (gemm beta 0) instead of zero-filling it
       // and accumulating; a later writer (x used twice: residuals, LoRA) accumulates.
       const Graph::GradBuffer dx = g.grad_for_write(x);
-      g.ops().linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(), layout,
-                      dx.fresh);
+      g.ops().linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(),
+                              layout, dx.fresh);
     });
   }
   return y;
@@ -67,8 +67,8 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w) {
       if (B->trainable) g.ops().matmul(B->grad, dy2, xa2, true, false, s, 1.0f);
       const Tensor dxa = g.grad(xa);
       if (dxa.data != nullptr) {
-        g.ops().matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false, false, s,
-               1.0f);
+        g.ops().matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false,
+                       false, s, 1.0f);
       }
     });
   }

@@ -19,8 +19,8 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
     g.on_backward([&g, x, y, weight, bias, mean, rstd] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      g.ops().layernorm_backward(g.grad(x), weight->grad, bias ? bias->grad : Tensor{}, dy, x->value,
-                         weight->value, mean, rstd);
+      g.ops().layernorm_backward(g.grad(x), weight->grad, bias ? bias->grad : Tensor{}, dy,
+                                 x->value, weight->value, mean, rstd);
     });
   }
   return y;

@@ -101,9 +101,9 @@ int64_t load_optimizer_state(const std::string& path, ParamStore& params) {
   for (Param* p : trainable) {
     params.ensure_moments(*p);
     const size_t bytes = sizeof(float) * static_cast<size_t>(p->value.numel());
-    params.backend().upload(p->exp_avg.f32(), file->find(p->name + kMomentSuffixes[0])->data, bytes);
-    params.backend().upload(p->exp_avg_sq.f32(), file->find(p->name + kMomentSuffixes[1])->data,
-                            bytes);
+    Backend& backend = params.backend();
+    backend.upload(p->exp_avg.f32(), file->find(p->name + kMomentSuffixes[0])->data, bytes);
+    backend.upload(p->exp_avg_sq.f32(), file->find(p->name + kMomentSuffixes[1])->data, bytes);
   }
   return step;
 }

@@ -85,10 +85,10 @@ class Graph {
   };
   GradBuffer grad_for_write(Var* v);
   // grad_for_write, except that a fresh gradient of a Var marked grad_bf16_ok (no view) is
-  // allocated as bf16 (on backends that take bf16 gradients: the CPU) (and stays so for its producer's backward to read through
-  // grad_if_present). Should a later writer accumulate into it after all, grad() /
-  // grad_for_write() first widen it to a new f32 buffer (that sum is then the bf16 value plus
-  // the fp32 rest, one extra rounding of the first term).
+  // allocated as bf16 on backends that take bf16 gradients (the CPU), and stays so for its
+  // producer's backward to read through grad_if_present. Should a later writer accumulate into
+  // it after all, grad() / grad_for_write() first widen it to a new f32 buffer (that sum is then
+  // the bf16 value plus the fp32 rest, one extra rounding of the first term).
   GradBuffer grad_for_write_bf16(Var* v);
   // Hands `src`'s storage to v as its gradient when nothing has written v's gradient yet (v, or
   // its view base, has no buffer; never a param), so a backward step that would copy a gradient
