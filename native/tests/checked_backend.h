@@ -45,7 +45,7 @@ namespace s2s_test {
 
 class CheckedHostBackend final : public s2s::Backend {
  public:
-  static constexpr size_t kReserve = size_t(1) << 32;  // address space only (MAP_NORESERVE)
+  static constexpr size_t kReserve = size_t(1) << 30;  // address space only (MAP_NORESERVE)
   static constexpr size_t kAlign = 256;
 
   CheckedHostBackend() {
