@@ -102,12 +102,6 @@ class CheckedHostBackend final : public s2s::Backend {
     host(dst, "download", "dst");
     std::memcpy(dst, src, bytes);
   }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    Open open(*this);
-    need(dst, bytes, "copy", "dst");
-    need(src, bytes, "copy", "src");
-    std::memcpy(dst, src, bytes);
-  }
   void fill_zero(void* dst, size_t bytes) override {
     Open open(*this);
     need(dst, bytes, "fill_zero", "dst");

@@ -68,9 +68,6 @@ class CudaBackend final : public Backend {
   void download(void* dst, const void* src, size_t bytes) override {
     cuda::download(ctx_, dst, src, bytes);
   }
-  void copy(void* dst, const void* src, size_t bytes) override {
-    copy_device(ctx_, dst, src, bytes);
-  }
   void fill_zero(void* dst, size_t bytes) override { cuda::fill_zero(ctx_, dst, bytes); }
   void synchronize() override { ctx_.synchronize(); }
 
