@@ -83,6 +83,11 @@ TEST(model_refuses_a_graph_on_another_backend) {
   CHECK(dev->model->device() == DeviceKind::Cuda);
   CHECK_THROWS_CODE(init_weights(*dev->model, 1), code::kArgument);
   CHECK_THROWS_CODE(expect_host_model(*dev->model, "generate"), code::kDevice);
+  KVCache cache;
+  dev->graph.no_grad = true;
+  const int32_t tokens[2] = {1, 2};
+  CHECK_THROWS_CODE(dev->model->forward_cached(dev->graph, tokens, tokens, 1, 2, cache),
+                    code::kDevice);
 }
 
 // ---- the parity fixtures on the checked backend, bit for bit ------------------------------------
