@@ -170,15 +170,22 @@ Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
   return nn::linear(g, h, f.wo);
 }
 
-Var* T5Model::encode(Graph& g, const Batch& batch) {
-  const int64_t B = batch.B, T = batch.T;
-  S2S_REQUIRE(B > 0 && T > 0, code::kArgument, kOp, "expected B > 0 and T > 0, got B=", B,
-              ", T=", T);
+void T5Model::check_encoder_batch(const Graph& g, const Batch& batch) const {
+  S2S_REQUIRE(batch.B > 0 && batch.T > 0, code::kArgument, kOp,
+              "expected B > 0 and T > 0, got B=", batch.B, ", T=", batch.T);
   S2S_REQUIRE(batch.input_ids != nullptr, code::kArgument, kOp, "expected input_ids, got none");
+  expect_graph_backend(g, kOp);
+}
+
+Var* T5Model::encode(Graph& g, const Batch& batch) {
+  check_encoder_batch(g, batch);
+  return encode_masked(g, batch, to_key_mask(g, batch.attention_mask, batch.B * batch.T));
+}
+
+Var* T5Model::encode_masked(Graph& g, const Batch& batch, const uint8_t* mask) {
+  const int64_t B = batch.B, T = batch.T;
   const ModelConfig& c = config_;
   const float eps = c.norm_eps, p = c.dropout_rate;
-  const uint8_t* mask = to_key_mask(g, batch.attention_mask, B * T);
-  expect_graph_backend(g, kOp);
   Var* h = nn::dropout(
       g, nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, shared_, nullptr, nullptr), p);
   // (H,T,T), bidirectional, computed once from block 0's table and shared by every block.
@@ -228,7 +235,10 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
   S2S_REQUIRE(Td > 0, code::kArgument, kOp, "expected Td > 0 (the decoder length), got ", Td);
   S2S_REQUIRE(batch.decoder_input_ids != nullptr || batch.labels != nullptr, code::kArgument, kOp,
               "expected decoder_input_ids or labels, got neither");
-  Var* enc = encode(g, batch);
+  check_encoder_batch(g, batch);
+  // One key mask for the encoder's self-attention and the decoder's cross-attention.
+  const uint8_t* enc_mask = to_key_mask(g, batch.attention_mask, B * T);
+  Var* enc = encode_masked(g, batch, enc_mask);
 
   const int32_t* dec_ids = batch.decoder_input_ids;
   if (dec_ids == nullptr) {
@@ -245,7 +255,6 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
     }
     dec_ids = shifted;
   }
-  const uint8_t* enc_mask = to_key_mask(g, batch.attention_mask, B * T);
   const uint8_t* dec_mask = to_key_mask(g, batch.decoder_attention_mask, B * Td);
 
   ForwardResult r;
