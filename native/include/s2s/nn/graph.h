@@ -63,7 +63,7 @@ class Graph {
   float read_scalar(const Tensor& t) const;
 
   // Leaves of the graph.
-  Var* constant(const Tensor& t);  // outside memory, no gradient
+  Var* constant(const Tensor& t);  // outside memory (the backend's), no gradient
   Var* param(Param& p);            // requires_grad = p.trainable; gradient = p.grad
 
   // A fresh f32 activation (uninitialised) of this shape.
