@@ -310,6 +310,8 @@ export interface OptimizerStepOptions {
 /** A loaded model (native/napi/model.cpp). One call at a time: a second one rejects with S2S_BUSY. */
 export interface NativeModel {
   info(): { modelType: string; computeDtype: ComputeDTypeName;
+            /** Where the model runs ("cpu" or "cuda"). */
+            device: "cpu" | "cuda";
             /** Bytes held by the bf16 copies of the linear weights (0 in float32). */
             computeCopyBytes: number;
             parameters: number; trainableParameters: number;

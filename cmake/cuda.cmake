@@ -2,7 +2,8 @@
 #   AUTO (default)  build it into s2s_core (and so the addon, tests, benches) when nvcc and the
 #                   cuBLASLt library are both found; when nvcc is found but cuBLASLt is not,
 #                   compile the kernels anyway in the object library s2s_cuda_kernels (with the
-#                   C++ tests, so `npm test` keeps them compiling) and build a CPU-only binary;
+#                   CUDA backend of the model path, the CUDA tests and bench, so `npm test` keeps
+#                   them compiling) and build a CPU-only binary;
 #                   without nvcc, say so and build a CPU-only binary.
 #   ON              the full backend or a configure error saying what is missing.
 #   OFF             never look.
@@ -108,8 +109,11 @@ else()
 endif()
 if(S2S_TESTS)
   # The CUDA test and bench compile here as the full build would compile them (S2S_HAVE_CUDA=1).
+  # The plain-C++ files that are only compiled with S2S_HAVE_CUDA (the model path's CUDA backend,
+  # the device query) are compiled here the way the full build compiles them.
   add_library(s2s_cuda_kernels OBJECT ${S2S_CUDA_SOURCES}
-              native/src/backends/cuda/device_query.cpp native/tests/test_cuda_ops.cpp
+              native/src/backends/cuda/device_query.cpp native/src/backends/cuda/cuda_backend.cpp
+              native/tests/test_cuda_ops.cpp native/tests/test_cuda_models.cpp
               bench/native/bench_cuda_train.cpp)
   target_include_directories(s2s_cuda_kernels PRIVATE native/include native/src native/tests)
   if(S2S_CUBLASLT_INCLUDE_DIR)

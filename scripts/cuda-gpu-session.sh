@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One command for a GPU machine (nvcc, cuBLAS from pip's nvidia-cublas, PyTorch, CMake; no Node):
-# builds the CUDA backend with the C++ tests and benches (no addon), runs the CUDA tests and the
-# rest of ctest, then GPT-2 124M training steps in bf16 with our CUDA ops and with PyTorch (eager
-# and torch.compile) on the same shapes. Logs and JSON go to $OUT (default build-gpu/out).
+# builds the CUDA backend with the C++ tests and benches (no addon), runs the CUDA tests (the ops,
+# then whole models on the GPU against the CPU) and the rest of ctest, then GPT-2 124M training
+# steps in bf16 with our CUDA ops composed by hand, through the model path (s2s::Model on the
+# CUDA backend, what `s2s-train train --device cuda` runs), and with PyTorch (eager and
+# torch.compile) on the same shapes. Logs and JSON go to $OUT (default build-gpu/out).
 #
 #   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
 #   STEPS=5 BATCH=8 bash scripts/cuda-gpu-session.sh  # smaller bench
@@ -28,12 +30,17 @@ fi
 status=0
 if want tests; then
   ./build-gpu/test_cuda_ops 2>&1 | tee "$OUT/test_cuda_ops.log" || status=1
+  ./build-gpu/test_cuda_models 2>&1 | tee "$OUT/test_cuda_models.log" || status=1
   ctest --test-dir build-gpu --timeout 600 2>&1 | tail -n 40 | tee "$OUT/ctest.log" || status=1
 fi
 if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \
     > "$OUT/bench_cuda_train.json" 2> "$OUT/bench_cuda_train.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train.log"; cat "$OUT/bench_cuda_train.json"
+  # The same step through the model path (nn layers, graph, ParamStore, optimizer_step).
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
+    > "$OUT/bench_cuda_train_model.json" 2> "$OUT/bench_cuda_train_model.log" || status=1
+  tail -n 4 "$OUT/bench_cuda_train_model.log"; cat "$OUT/bench_cuda_train_model.json"
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
     > "$OUT/bench_cuda_profile.json" 2>> "$OUT/bench_cuda_train.log" || status=1

@@ -1,11 +1,18 @@
 // bench_cuda_train: GPT-2 124M training steps on one GPU, composed directly from the CUDA ops
-// (native/src/backends/cuda; a whole Model does not run on the GPU yet), timed, with tokens/s and
-// MFU printed as one JSON object. Its PyTorch anchor is bench/models/pytorch_cuda_train.py (same
-// shapes, eager and torch.compile); bench/README.md says how to run both on a GPU machine.
+// (native/src/backends/cuda), or with --model through the model path (s2s::Model on the CUDA
+// backend: nn layers, graph, ParamStore, optimizer_step, as `s2s-train train --device cuda` runs
+// it), timed, with tokens/s and MFU printed as one JSON object ("path": "ops" or "model"; the
+// ratio of the two is what the model path costs over the hand-composed step). Its PyTorch anchor
+// is bench/models/pytorch_cuda_train.py (same shapes, eager and torch.compile); bench/README.md
+// says how to run both on a GPU machine.
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile]
+//                    [--profile] [--model]
+//
+// --model differs from the hand-composed step in what the model path does differently: the LM
+// head's logits are a separate (N,V) activation and gradient as in every model, the weights are
+// GPT-2's initialisation (init_weights) and the batch ids/labels are uploaded each step.
 //
 // --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
 // each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
@@ -23,12 +30,14 @@
 // Flops per token (PaLM appendix B, as llm.c counts them): 6 * (parameters except wpe, the LM
 // head counted through the tied wte) + 12 * L * C * T. MFU = flops/token * tokens/s / peak, with
 // peak = 989 TFLOP/s dense bf16 for an H100 SXM (--peak-tflops to change it).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,8 +45,12 @@
 #include "s2s/error.h"
 
 #if S2S_HAVE_CUDA
+#include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_ops.h"
+#include "s2s/models/init_weights.h"
+#include "s2s/models/model.h"
 #include "s2s/ops/grad_norm.h"
+#include "s2s/train/optimizer.h"
 
 using namespace s2s;
 
@@ -49,6 +62,7 @@ struct Args {
   double peak_tflops = 989.0;
   bool tf32 = false;
   bool profile = false;
+  bool model = false;  // time the model path instead of the hand-composed step
 };
 
 Args parse(int argc, char** argv) {
@@ -73,6 +87,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--peak-tflops") a.peak_tflops = std::atof(next());
     else if (k == "--tf32") a.tf32 = true;
     else if (k == "--profile") a.profile = true;
+    else if (k == "--model") a.model = true;
     else {
       std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -86,7 +101,7 @@ double now_s() {
 }
 
 // A device fp32 tensor with its gradient, AdamW moments and (for matrices) a bf16 compute copy.
-struct Param {
+struct OpsParam {
   std::string name;
   std::vector<int64_t> shape;
   int64_t n = 0;
@@ -115,17 +130,17 @@ std::vector<float> init_values(int64_t n, double std, float constant, uint64_t s
   return v;
 }
 
-struct Model {
+struct OpsModel {
   Args a;
   cuda::Context& ctx;
-  std::vector<Param> params;
+  std::vector<OpsParam> params;
   size_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
   struct Layer { size_t ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b; };
   std::vector<Layer> layers;
 
   size_t add(const std::string& name, std::vector<int64_t> shape, double std, float constant,
              bool decay, bool compute) {
-    Param p;
+    OpsParam p;
     p.name = name;
     p.shape = shape;
     p.n = 1;
@@ -151,7 +166,7 @@ struct Model {
     return params.size() - 1;
   }
 
-  Model(const Args& args, cuda::Context& c) : a(args), ctx(c) {
+  OpsModel(const Args& args, cuda::Context& c) : a(args), ctx(c) {
     const int64_t C = a.C;
     const double proj_std = 0.02 / std::sqrt(2.0 * double(a.L));  // GPT-2's scaled residual init
     wte = add("wte", {a.V, C}, 0.02, 0, true, true);
@@ -214,6 +229,79 @@ std::string profile_json(const std::map<std::string, double>& profile, size_t st
   return s + "}";
 }
 
+// The same training step through s2s::Model on the CUDA backend: what the trainer runs.
+int run_model_path(const Args& a, const CudaStatus& st) {
+  const int64_t B = a.B, T = a.T, N = B * T;
+  char config[512];
+  std::snprintf(config, sizeof config,
+                "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
+                "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
+                "\"activation_function\": \"gelu_new\"}",
+                (long long)a.V, (long long)a.C, (long long)a.L, (long long)a.H,
+                (long long)std::max<int64_t>(1024, T));
+  std::unique_ptr<s2s::Model> model = create_model(parse_model_config(config, "bench config"));
+  for (s2s::Param* p : model->params().all()) model->params().set_trainable(*p, true);
+  init_weights(*model, 42);
+  model->set_compute_dtype(ComputeDType::BF16);  // as the hand-composed step: bf16 linears
+  cuda::ContextOptions co;
+  co.allow_tf32 = a.tf32;
+  std::shared_ptr<Backend> backend = cuda::make_cuda_backend(co, "bench_cuda_train");
+  model->to_backend(backend);
+  Graph g;
+  g.set_backend(backend);
+
+  std::vector<int32_t> ids(N);
+  uint64_t s = 42;
+  for (int64_t i = 0; i < N; ++i) {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    ids[i] = int32_t(s % uint64_t(a.V));
+  }
+  Batch batch;
+  batch.B = B;
+  batch.T = T;
+  batch.input_ids = ids.data();
+  batch.labels = ids.data();  // the causal LM shifts them inside
+  OptimizerConfig oc;
+  oc.adamw.weight_decay = 0.1;
+  oc.max_grad_norm = 1.0;
+
+  std::vector<double> times, losses;
+  for (int i = 0; i < a.warmup + a.steps; ++i) {
+    const double t0 = now_s();
+    g.reset();
+    ForwardResult r = model->forward(g, batch, LossReduction::Mean);
+    const double loss = g.read_scalar(r.loss->value);
+    g.backward(r.loss);
+    const OptimizerStepStats stats = optimizer_step(model->params(), oc, i + 1, 1e-4, 1.0f);
+    backend->synchronize();
+    const double dt = now_s() - t0;
+    losses.push_back(loss);
+    if (i >= a.warmup) times.push_back(dt);
+    std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, stats.grad_norm,
+                 dt * 1e3);
+  }
+  double total = 0;
+  for (double t : times) total += t;
+  const double step_s = total / double(times.size());
+  const double tokens_s = double(N) / step_s;
+  int64_t counted = 0;  // parameters except wpe (the LM head counted through the tied wte)
+  for (s2s::Param* p : model->params().all()) {
+    if (p->name != "transformer.wpe.weight") counted += p->value.numel();
+  }
+  const double flops_per_token = 6.0 * double(counted) + 12.0 * double(a.L * a.C * T);
+  const double mfu = flops_per_token * tokens_s / (a.peak_tflops * 1e12);
+  std::printf("{\"bench\":\"cuda_train\",\"path\":\"model\",\"device\":\"%s\",\"batch\":%lld,"
+              "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
+              "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
+              "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu}\n",
+              st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
+              (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
+              step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
+              losses.front(), losses.back(),
+              cuda::cuda_context(*backend).arena().peak_bytes_in_use());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,10 +313,11 @@ int main(int argc, char** argv) {
       return 2;
     }
     S2S_REQUIRE(a.C % a.H == 0, code::kArgument, "bench_cuda_train", "expected channels divisible by heads");
+    if (a.model) return run_model_path(a, st);
     cuda::ContextOptions co;
     co.allow_tf32 = a.tf32;
     cuda::Context ctx(co);
-    Model model(a, ctx);
+    OpsModel model(a, ctx);
     const int64_t B = a.B, T = a.T, C = a.C, H = a.H, D = C / H, V = a.V, N = B * T;
     auto buf = [&](int64_t floats) { return cuda::DeviceBuffer(ctx, size_t(floats) * 4); };
     Acts x;
@@ -265,7 +354,7 @@ int main(int argc, char** argv) {
     };
     auto t4 = [&](const cuda::DeviceBuffer& b) { return Tensor::contiguous(b.data(), DType::F32, {B, T, H, D}); };
     auto t1 = [&](const cuda::DeviceBuffer& b, int64_t n) { return Tensor::contiguous(b.data(), DType::F32, {n}); };
-    auto P = [&](size_t i) -> Param& { return model.params[i]; };
+    auto P = [&](size_t i) -> OpsParam& { return model.params[i]; };
     const int32_t* d_ids = static_cast<const int32_t*>(x.ids.data());
     const int32_t* d_labels = static_cast<const int32_t*>(x.labels.data());
     AttentionOptions causal;
@@ -290,7 +379,7 @@ int main(int argc, char** argv) {
       timed("embedding", [&] { cuda::embedding_forward(ctx, emb3, P(model.wte).W(), P(model.wpe).W(), d_ids, N); });
       const cuda::DeviceBuffer* resid = &x.emb;
       for (int64_t l = 0; l < a.L; ++l) {
-        const Model::Layer& w = model.layers[l];
+        const OpsModel::Layer& w = model.layers[l];
         Acts::Layer& y = x.layers[l];
         timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(y.ln1, N, C), t1(y.ln1_mean, N), t1(y.ln1_rstd, N), t2(*resid, N, C),
                                 P(w.ln1_w).W(), P(w.ln1_b).W(), 1e-5f); });
@@ -326,7 +415,7 @@ int main(int argc, char** argv) {
       timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
                                t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N)); });
       for (int64_t l = a.L - 1; l >= 0; --l) {
-        const Model::Layer& w = model.layers[l];
+        const OpsModel::Layer& w = model.layers[l];
         Acts::Layer& y = x.layers[l];
         const cuda::DeviceBuffer& inp = l == 0 ? x.emb : x.layers[l - 1].res2;
         // res2 = res1 + fc2: dres flows to both.
@@ -363,7 +452,7 @@ int main(int argc, char** argv) {
       // ---- optimizer ----
       std::vector<Tensor> grads;
       std::vector<AdamWFusedTensor> opt;
-      for (Param& p : model.params) {
+      for (OpsParam& p : model.params) {
         grads.push_back(p.G());
         AdamWFusedTensor f;
         f.param = p.W();
@@ -401,7 +490,7 @@ int main(int argc, char** argv) {
     const double tokens_s = double(N) / step_s;
     const double flops_per_token = 6.0 * double(model.count(true)) + 12.0 * double(a.L * C * T);
     const double mfu = flops_per_token * tokens_s / (a.peak_tflops * 1e12);
-    std::printf("{\"bench\":\"cuda_train\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
+    std::printf("{\"bench\":\"cuda_train\",\"path\":\"ops\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
                 "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu%s}\n",

@@ -162,8 +162,9 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   g.training = training;
   g.dropout_seed = dropout_seed;
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
-  AccumulateOut out{r.loss->value.f32()[0], r.count};
+  AccumulateOut out{g.read_scalar(r.loss->value), r.count};
   if (r.count > 0) g.backward(r.loss);
+  g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
 }
 
@@ -228,6 +229,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Object out = Napi::Object::New(env);
       out.Set("modelType", m.config().model_type);
       out.Set("computeDtype", s2s::compute_dtype_name(m.compute_dtype()));
+      out.Set("device", s2s::device_kind_name(m.device()));
       out.Set("computeCopyBytes", static_cast<double>(m.params().compute_bytes()));
       out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
       out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
@@ -287,13 +289,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             lm->graph.reset();
             lm->graph.training = false;
             s2s::ForwardResult r = lm->model->forward(lm->graph, batch.view(), reduction);
-            if (r.loss) out->loss = r.loss->value.f32()[0];
+            if (r.loss) out->loss = lm->graph.read_scalar(r.loss->value);
             out->count = r.count;
             if (want_logits) {
               const s2s::Tensor& l = r.logits->value;
               out->V = l.shape[l.ndim - 1];
-              out->logits.assign(l.f32(), l.f32() + l.numel());
+              out->logits.resize(static_cast<size_t>(l.numel()));
+              lm->graph.ops().download(out->logits.data(), l.data,
+                                       sizeof(float) * out->logits.size());
             }
+            lm->graph.ops().synchronize();
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -556,6 +561,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Generate(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "generate";
+      s2s::expect_host_model(*loaded_->model, fn);  // S2S_DEVICE: generation is CPU-only for now
       GenerateRequest req = generate_request_arg(info[0], info[1], fn);
       const s2s::Model& m = *loaded_->model;
       s2s::validate_generation_config(req.config, m.config().vocab_size, m.is_encoder_decoder());
@@ -597,13 +603,23 @@ static s2s::ComputeDType compute_dtype_option(const Napi::Object& opts, const ch
   return s2s::ComputeDType::F32;
 }
 
-// options.device: "auto" | "cpu" | "cuda". Only the CPU runs whole models for now, so this
-// checks the name and fails for 'cuda' with the reason (s2s/device.h); nothing else changes.
-static void device_option(const Napi::Object& opts, const char* fn) {
+// options.device: "auto" | "cpu" | "cuda" (default auto) -> where the model runs
+// (s2s/device.h: auto is CUDA when built in and a device is usable; cuda without one fails with
+// S2S_DEVICE saying why).
+static s2s::DeviceKind device_option(const Napi::Object& opts, const char* fn) {
   Napi::Value dev = opts.Get("device");
-  if (dev.IsUndefined()) return;
+  if (dev.IsUndefined()) return s2s::resolve_model_device(s2s::DeviceRequest::Auto, fn);
   if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
-  s2s::resolve_model_device(s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
+  return s2s::resolve_model_device(
+      s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
+}
+
+// A GPU model: its params move to a new backend (its own CUDA context), and its graph runs there.
+static void place_model(LoadedModel& lm, s2s::DeviceKind device, const char* fn) {
+  if (device == s2s::DeviceKind::Cpu) return;
+  std::shared_ptr<s2s::Backend> backend = s2s::make_backend(device, fn);
+  lm.model->to_backend(backend);
+  lm.graph.set_backend(backend);
 }
 
 // loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16",
@@ -618,12 +634,12 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     s2s::LoadOptions load_options;
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
-    device_option(opts, fn);
+    const s2s::DeviceKind device = device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
         info.Env(), "s2s.load_model", KeepAlive{},
-        [folder, load_options, compute, slot] {
+        [folder, load_options, compute, device, slot, fn] {
           auto lm = std::make_unique<LoadedModel>();
           const std::string config_path = folder + "/config.json";
           lm->config_text = s2s::read_text_file(config_path, "loadModel");
@@ -633,6 +649,8 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           lm->report = s2s::load_weights(*lm->model, lm->files, load_options);
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
           lm->model->set_compute_dtype(compute);
+          place_model(*lm, device, fn);
+          if (device != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {
@@ -653,12 +671,12 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
     S2S_REQUIRE(seed >= 0 && seed <= 9007199254740991.0 && seed == std::floor(seed),
                 s2s::code::kArgument, fn, "expected options.seed to be an integer >= 0, got ", seed);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
-    device_option(opts, fn);
+    const s2s::DeviceKind device = device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
         info.Env(), "s2s.create_model", KeepAlive{},
-        [config_text, seed, compute, slot] {
+        [config_text, seed, compute, device, slot, fn] {
           auto lm = std::make_unique<LoadedModel>();
           lm->config_text = config_text;
           lm->model = s2s::create_model(s2s::parse_model_config(config_text, "config.json"));
@@ -666,6 +684,7 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
           for (s2s::Param* p : ps.all()) ps.set_trainable(*p, true);
           s2s::init_weights(*lm->model, static_cast<uint64_t>(seed));
           lm->model->set_compute_dtype(compute);
+          place_model(*lm, device, fn);
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {

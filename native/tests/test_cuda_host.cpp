@@ -9,6 +9,7 @@
 #include "backends/cuda/launch.h"
 #include "harness.h"
 #include "s2s/device.h"
+#include "s2s/nn/backend.h"
 #include "s2s/error.h"
 #include "s2s/train/loss_scaler.h"
 
@@ -226,7 +227,10 @@ TEST(device_request_parsing) {
   CHECK(parse_device_request("cuda", "t") == DeviceRequest::Cuda);
   CHECK_THROWS_CODE(parse_device_request("gpu", "t"), code::kArgument);
   CHECK(resolve_model_device(DeviceRequest::Cpu, "t") == DeviceKind::Cpu);
-  CHECK(resolve_model_device(DeviceRequest::Auto, "t") == DeviceKind::Cpu);
+  // auto: CUDA exactly when the backend is built and the runtime sees a device.
+  const CudaStatus s = cuda_status();
+  const DeviceKind expected = s.built && !s.devices.empty() ? DeviceKind::Cuda : DeviceKind::Cpu;
+  CHECK(resolve_model_device(DeviceRequest::Auto, "t") == expected);
   CHECK(std::string(device_kind_name(DeviceKind::Cuda)) == "cuda");
 }
 
@@ -237,7 +241,12 @@ TEST(device_cuda_request_is_a_clear_error) {
 #else
   CHECK(!s.built && s.devices.empty() && !s.problem.empty());
 #endif
-  // Whatever this machine has, a whole model on the GPU is refused with S2S_DEVICE for now.
+  // device 'cuda' is granted exactly when the backend is built and a device is usable; otherwise
+  // it is refused with S2S_DEVICE saying which of the two is missing.
+  if (s.built && !s.devices.empty()) {
+    CHECK(resolve_model_device(DeviceRequest::Cuda, "loadModel") == DeviceKind::Cuda);
+    return;
+  }
   try {
     resolve_model_device(DeviceRequest::Cuda, "loadModel");
     CHECK_MSG(false, "expected device 'cuda' to be refused");
@@ -246,7 +255,11 @@ TEST(device_cuda_request_is_a_clear_error) {
     const std::string m = e.what();
 #if !S2S_HAVE_CUDA
     CHECK_MSG(m.find("CUDA backend not built into this binary") != std::string::npos, m);
+#else
+    CHECK_MSG(m.find("no usable CUDA device") != std::string::npos, m);
 #endif
     CHECK_MSG(m.find("[loadModel]") == 0, m);
   }
+  // make_backend says the same for a CUDA model.
+  CHECK_THROWS_CODE(make_backend(DeviceKind::Cuda, "loadModel"), code::kDevice);
 }

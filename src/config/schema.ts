@@ -24,7 +24,7 @@ const modelSchema = z
   .strictObject({
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
     dtype: z.enum(["float32", "bfloat16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32)"),
-    device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (the CPU until whole models run on GPUs), cpu, or cuda (refused with S2S_DEVICE for now)"),
+    device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU; the CPU when generation-based eval_metrics are set, since generation is CPU-only for now), cpu, or cuda (S2S_DEVICE when there is no usable GPU)"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
     from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),
     lora: loraSchema.prefault({}),

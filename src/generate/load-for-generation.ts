@@ -20,7 +20,8 @@ export interface GenerationModelOptions {
 
 export async function loadModelForGeneration(options: GenerationModelOptions): Promise<Model> {
   if (options.threads !== undefined) setNumThreads(options.threads);
-  const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32" });
+  // Generation runs on the CPU only for now (a GPU model refuses generate with S2S_DEVICE).
+  const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32", device: "cpu" });
   if (options.adapter !== undefined) {
     if (!existsSync(path.join(options.adapter, "adapter_config.json"))) {
       throw new FileFormatError(options.adapter, "is not a PEFT adapter folder (adapter_config.json is missing)");

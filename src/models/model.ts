@@ -34,9 +34,11 @@ export interface LoadModelOptions {
    */
   computeDtype?: ComputeDTypeName;
   /**
-   * Where the model runs (default "auto"). Whole models run on the CPU for now: "auto" picks it,
-   * and "cuda" rejects with S2S_DEVICE ("CUDA backend not built into this binary" where the
-   * addon has no CUDA backend; otherwise that the GPU model path is not wired yet).
+   * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and the
+   * runtime sees a GPU, else the CPU). "cuda" rejects with S2S_DEVICE when there is none ("CUDA
+   * backend not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
+   * forward/eval loss, LoRA and saving run there; generate() rejects with S2S_DEVICE (generation
+   * is CPU-only for now).
    */
   device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */

@@ -35,11 +35,11 @@ struct CudaStatus {
 // missing driver or device is reported in `problem`.
 CudaStatus cuda_status();
 
-// The device a model is loaded on. Auto: the CPU until the model-on-GPU path is wired (the CUDA
-// ops exist and are tested on their own; native/src/backends/cuda/README.md says what is wired).
-// Cuda: S2S_DEVICE with "CUDA backend not built into this binary" when it is not compiled in,
-// "no usable CUDA device: <why>" when the runtime finds none, and otherwise the not-yet-wired
-// message. `what` prefixes the message (e.g. "loadModel").
+// The device a model is loaded on. Auto: CUDA when the backend is built in and the runtime sees
+// a device, else the CPU. Cuda: CUDA, or S2S_DEVICE with "CUDA backend not built into this
+// binary" when it is not compiled in and "no usable CUDA device: <why>" when the runtime finds
+// none. `what` prefixes the message (e.g. "loadModel"). What runs on a GPU model and what does
+// not (generation): native/src/backends/cuda/README.md.
 DeviceKind resolve_model_device(DeviceRequest request, const char* what);
 
 }  // namespace s2s

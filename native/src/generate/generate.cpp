@@ -257,6 +257,7 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
                         const std::vector<std::vector<int32_t>>& inputs,
                         const GenerationConfig& config, const GenerateHooks& hooks) {
   S2S_REQUIRE(!inputs.empty(), code::kArgument, kOp, "expected at least one input");
+  expect_host_model(model, kOp);  // S2S_DEVICE on a GPU model: generation is CPU-only for now
   validate_generation_config(config, model.config().vocab_size, model.is_encoder_decoder());
   InferenceMode mode(graph);
   const bool beams = config.num_beams > 1;

@@ -27,7 +27,7 @@ const uint8_t* key_mask(Graph& g, const Batch& batch) {
   if (all_ones) return nullptr;
   uint8_t* mask = g.scratch<uint8_t>(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) mask[i] = static_cast<uint8_t>(batch.attention_mask[i]);
-  return mask;
+  return g.indices(mask, n);
 }
 
 ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossReduction reduction) {
@@ -45,7 +45,7 @@ ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossRedu
   CrossEntropyOptions o;
   o.ignore_index = -100;
   o.reduction = reduction;
-  r.loss = nn::cross_entropy(g, logits, shifted, B * T, o, &r.count);
+  r.loss = nn::cross_entropy(g, logits, g.indices(shifted, B * T), B * T, o, &r.count);
   return r;
 }
 

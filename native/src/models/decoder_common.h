@@ -13,8 +13,8 @@ namespace decoder {
 // when the model has a bound); `model` names the architecture in errors.
 void check_batch(const Batch& batch, const char* model, int64_t max_positions);
 
-// attention_mask (B,T) int32 -> a uint8 key mask in the graph's scratch memory, or null when
-// the batch has no mask or it is all ones (the attention then skips the mask entirely).
+// attention_mask (B,T) int32 -> a uint8 key mask in the graph's tensor memory (Graph::indices),
+// or null when the batch has no mask or it is all ones (the attention then skips the mask).
 const uint8_t* key_mask(Graph& g, const Batch& batch);
 
 // logits (N,V) -> {logits, loss, count}: logits at t predict labels at t+1 (transformers'

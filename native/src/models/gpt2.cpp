@@ -43,6 +43,7 @@ class Gpt2 final : public Model {
 
   ForwardResult forward(Graph& g, const Batch& batch, LossReduction reduction) override {
     decoder::check_batch(batch, "gpt2", config_.max_positions);
+    expect_graph_backend(g, "gpt2");
     const int64_t B = batch.B, T = batch.T, C = config_.hidden_size;
     const int64_t H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
@@ -50,7 +51,8 @@ class Gpt2 final : public Model {
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
 
-    Var* x = nn::embedding(g, batch.input_ids, B, T, wte_, wpe_, batch.position_ids);  // (B,T,C)
+    Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, wte_, wpe_,
+                           g.indices(batch.position_ids, B * T));  // (B,T,C)
     for (Block& b : blocks_) {
       Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
       std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
@@ -76,6 +78,7 @@ class Gpt2 final : public Model {
   // row's last position goes through ln_f and the head.
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
                       int64_t T, KVCache& cache) override {
+    expect_host_model(*this, "forward_cached");  // the KV cache is host memory
     const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
     AttentionOptions attn;

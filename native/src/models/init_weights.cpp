@@ -93,9 +93,12 @@ void init_weights(Model& model, uint64_t seed) {
   std::vector<Rule> rules;
   rules.reserve(params.size());
   for (Param* p : params) {
-    S2S_REQUIRE(p->value.dtype == DType::F32 && p->owned_value.get() != nullptr, code::kArgument,
-                kOp, "expected parameter '", p->name, "' to be an fp32 tensor the model owns ",
-                "(initialise a freshly created model, not one bound to a file)");
+    S2S_REQUIRE(p->value.dtype == DType::F32 && p->owned_value &&
+                    model.params().backend().is_host(),
+                code::kArgument, kOp, "expected parameter '", p->name,
+                "' to be an fp32 tensor the model owns ",
+                "(initialise a freshly created model on the host, not one bound to a file or moved "
+                "to a device)");
     rules.push_back(rule_for(model.config(), p->name));
   }
   // Each parameter draws from its own stretch of the stream, in parameter order.

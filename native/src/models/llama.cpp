@@ -45,15 +45,17 @@ class Llama final : public Model {
   ForwardResult forward(Graph& g, const Batch& batch, LossReduction reduction) override {
     const char* name = config_.arch == Architecture::Qwen2 ? "qwen2" : "llama";
     decoder::check_batch(batch, name, 0);  // RoPE has no table: no length bound
+    expect_graph_backend(g, name);
     const int64_t B = batch.B, T = batch.T, C = config_.hidden_size, D = config_.head_dim;
     const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads;
     const float eps = config_.norm_eps, theta = config_.rope_theta;
-    const int32_t* pos = batch.position_ids;  // null: 0..T-1
+    const int32_t* pos = g.indices(batch.position_ids, B * T);  // null: 0..T-1
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
 
-    Var* x = nn::embedding(g, batch.input_ids, B, T, embed_, nullptr, nullptr);  // (B,T,C)
+    Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, embed_, nullptr,
+                           nullptr);  // (B,T,C)
     for (Layer& l : layers_) {
       Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
       Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
@@ -78,6 +80,7 @@ class Llama final : public Model {
   // cache, and only each row's last position goes through the final norm and the head.
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
                       int64_t T, KVCache& cache) override {
+    expect_host_model(*this, "forward_cached");  // the KV cache is host memory
     const int64_t D = config_.head_dim, Hq = config_.num_heads, Hkv = config_.num_kv_heads;
     const float eps = config_.norm_eps, theta = config_.rope_theta;
     AttentionOptions attn;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -17,7 +18,6 @@
 #include "io/json.h"
 #include "s2s/io/atomic_file.h"
 #include "s2s/io/safetensors.h"
-#include "s2s/ops/lora_merge.h"
 
 namespace s2s {
 
@@ -244,16 +244,18 @@ SafetensorsWriteEntry entry_for(const std::string& name, const Tensor& t) {
 // std = gain / sqrt(fan_in), bound = sqrt(3) * std = 1 / sqrt(fan_in); w ~ U(-bound, bound).
 // Values come from the Philox stream keyed by seed at words [offset, offset + numel), so one
 // seed gives the same adapters on every machine (torch's own generator is not reproduced).
-void kaiming_uniform(Param& p, uint64_t seed, uint64_t offset) {
+// Drawn on the host, then loaded into the param (an upload on a device backend).
+void kaiming_uniform(ParamStore& store, Param& p, uint64_t seed, uint64_t offset) {
   const int64_t fan_in = p.value.shape[1];
   const double a = std::sqrt(5.0);
   const double gain = std::sqrt(2.0 / (1.0 + a * a));
   const float bound = static_cast<float>(std::sqrt(3.0) * gain / std::sqrt(double(fan_in)));
-  float* w = p.value.f32();
+  std::vector<float> w(static_cast<size_t>(p.value.numel()));
   for (int64_t i = 0; i < p.value.numel(); ++i) {
     const float u = philox_uniform(philox_word(seed, offset + static_cast<uint64_t>(i)));
-    w[i] = (2.0f * u - 1.0f) * bound;  // [-bound, bound)
+    w[static_cast<size_t>(i)] = (2.0f * u - 1.0f) * bound;  // [-bound, bound)
   }
+  store.load(p, Tensor::contiguous(w.data(), DType::F32, p.value.ndim, p.value.shape));
 }
 
 // Creates (or reuses, after a merge/detach) a zeroed fp32 param of this shape.
@@ -520,11 +522,11 @@ LoraAdapter apply_lora(Model& model, const LoraConfig& config, uint64_t seed) {
   // One Philox stream for the whole adapter, consumed layer by layer in module order.
   uint64_t offset = 0;
   for (LoraLayer& layer : adapter.layers) {
-    kaiming_uniform(*layer.lora->A, seed, offset);
+    kaiming_uniform(model.params(), *layer.lora->A, seed, offset);
     offset += static_cast<uint64_t>(layer.lora->A->value.numel());
     if (config.init_lora_weights == "false") {
       // PEFT leaves both at torch.nn.Linear's default (Kaiming-uniform, a = sqrt(5)).
-      kaiming_uniform(*layer.lora->B, seed, offset);
+      kaiming_uniform(model.params(), *layer.lora->B, seed, offset);
       offset += static_cast<uint64_t>(layer.lora->B->value.numel());
     }  // else B stays zero: the adapted model starts as the base model
   }
@@ -553,16 +555,21 @@ void save_adapter(const std::string& dir, Model& model, const LoraAdapter& adapt
   out.inference_mode = true;  // as PEFT's save_pretrained writes it
   if (out.peft_version.empty()) out.peft_version = LoraConfig{}.peft_version;
   std::vector<SafetensorsWriteEntry> entries;
+  std::deque<std::vector<uint8_t>> host;  // downloads from a device backend
+  Backend& backend = model.params().backend();
   for (const LoraLayer& layer : adapter.layers) {
-    entries.push_back(entry_for(lora_param_name(layer.path, 'A'), layer.lora->A->value));
-    entries.push_back(entry_for(lora_param_name(layer.path, 'B'), layer.lora->B->value));
+    host.emplace_back();
+    entries.push_back(entry_for(lora_param_name(layer.path, 'A'),
+                                host_tensor(backend, layer.lora->A->value, host.back())));
+    host.emplace_back();
+    entries.push_back(entry_for(lora_param_name(layer.path, 'B'),
+                                host_tensor(backend, layer.lora->B->value, host.back())));
   }
   const std::string text = lora_config_to_json(out);
   write_folder_atomic(dir, [&](const std::string& folder) {
     write_safetensors(folder + "/" + kWeightsName, entries, {{"format", "pt"}});
     write_file_atomic(folder + "/" + kConfigName, text, kOp);
   }, kOp);
-  (void)model;
 }
 
 LoraAdapter load_adapter(const std::string& dir, Model& model) {
@@ -636,8 +643,8 @@ void merge_lora(Model& model, LoraAdapter& adapter) {
       store.set_trainable(w, true);
       store.set_trainable(w, was_trainable);
     }
-    lora_merge_forward(w.value, layer.lora->A->value, layer.lora->B->value, layer.lora->scaling,
-                       layer.weights->layout);
+    store.backend().lora_merge(w.value, layer.lora->A->value, layer.lora->B->value,
+                               layer.lora->scaling, layer.weights->layout);
     store.refresh_compute(w);  // bf16 compute copy of the merged weight
   }
   detach_lora(model, adapter);
@@ -668,10 +675,13 @@ void save_model(const std::string& dir, Model& model, const std::string& config_
     if (a != nullptr && c != nullptr && a->value.data == c->value.data) skip.insert(alias);
   }
   std::vector<SafetensorsWriteEntry> entries;
+  std::deque<std::vector<uint8_t>> host;  // downloads from a device backend
   for (Param* p : model.params().all()) {
     if (p->name.compare(0, std::strlen(kPrefix), kPrefix) == 0) continue;  // LoRA params
     if (skip.count(p->name)) continue;
-    entries.push_back(entry_for(p->name, p->value));
+    host.emplace_back();
+    entries.push_back(
+        entry_for(p->name, host_tensor(model.params().backend(), p->value, host.back())));
   }
   write_folder_atomic(dir, [&](const std::string& folder) {
     write_safetensors(folder + "/model.safetensors", entries, {{"format", "pt"}});

@@ -18,12 +18,12 @@ namespace {
 constexpr const char* kOp = "t5";
 
 // int32 (n,) 1 = token / 0 = padding -> the uint8 key mask attention takes (any non-zero is a
-// token, as HF's (1 - mask) * min). Null stays null (no padding).
+// token, as HF's (1 - mask) * min), in the graph's tensor memory. Null stays null (no padding).
 const uint8_t* to_key_mask(Graph& g, const int32_t* mask, int64_t n) {
   if (mask == nullptr) return nullptr;
   uint8_t* out = g.scratch<uint8_t>(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[i] = mask[i] != 0 ? 1 : 0;
-  return out;
+  return g.indices(out, n);
 }
 
 }  // namespace
@@ -170,15 +170,24 @@ Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
   return nn::linear(g, h, f.wo);
 }
 
-Var* T5Model::encode(Graph& g, const Batch& batch) {
-  const int64_t B = batch.B, T = batch.T;
-  S2S_REQUIRE(B > 0 && T > 0, code::kArgument, kOp, "expected B > 0 and T > 0, got B=", B,
-              ", T=", T);
+void T5Model::check_encoder_batch(const Graph& g, const Batch& batch) const {
+  S2S_REQUIRE(batch.B > 0 && batch.T > 0, code::kArgument, kOp,
+              "expected B > 0 and T > 0, got B=", batch.B, ", T=", batch.T);
   S2S_REQUIRE(batch.input_ids != nullptr, code::kArgument, kOp, "expected input_ids, got none");
+  expect_graph_backend(g, kOp);
+}
+
+Var* T5Model::encode(Graph& g, const Batch& batch) {
+  check_encoder_batch(g, batch);
+  return encode_masked(g, batch, to_key_mask(g, batch.attention_mask, batch.B * batch.T));
+}
+
+Var* T5Model::encode_masked(Graph& g, const Batch& batch, const uint8_t* mask) {
+  const int64_t B = batch.B, T = batch.T;
   const ModelConfig& c = config_;
   const float eps = c.norm_eps, p = c.dropout_rate;
-  const uint8_t* mask = to_key_mask(g, batch.attention_mask, B * T);
-  Var* h = nn::dropout(g, nn::embedding(g, batch.input_ids, B, T, shared_, nullptr, nullptr), p);
+  Var* h = nn::dropout(
+      g, nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, shared_, nullptr, nullptr), p);
   // (H,T,T), bidirectional, computed once from block 0's table and shared by every block.
   Var* bias = nn::t5_position_bias(g, enc_rel_bias_, T, T, /*bidirectional=*/true,
                                    c.relative_attention_max_distance, 0);
@@ -197,7 +206,8 @@ Var* T5Model::decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask,
   const ModelConfig& c = config_;
   const float eps = c.norm_eps, p = c.dropout_rate;
   const int64_t C = c.hidden_size;
-  Var* h = nn::dropout(g, nn::embedding(g, decoder_ids, B, Td, shared_, nullptr, nullptr), p);
+  Var* h = nn::dropout(
+      g, nn::embedding(g, g.indices(decoder_ids, B * Td), B, Td, shared_, nullptr, nullptr), p);
   // (H,Td,Td), unidirectional (only keys at or before the query get distinct buckets).
   Var* bias = nn::t5_position_bias(g, dec_rel_bias_, Td, Td, /*bidirectional=*/false,
                                    c.relative_attention_max_distance, 0);
@@ -225,7 +235,10 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
   S2S_REQUIRE(Td > 0, code::kArgument, kOp, "expected Td > 0 (the decoder length), got ", Td);
   S2S_REQUIRE(batch.decoder_input_ids != nullptr || batch.labels != nullptr, code::kArgument, kOp,
               "expected decoder_input_ids or labels, got neither");
-  Var* enc = encode(g, batch);
+  check_encoder_batch(g, batch);
+  // One key mask for the encoder's self-attention and the decoder's cross-attention.
+  const uint8_t* enc_mask = to_key_mask(g, batch.attention_mask, B * T);
+  Var* enc = encode_masked(g, batch, enc_mask);
 
   const int32_t* dec_ids = batch.decoder_input_ids;
   if (dec_ids == nullptr) {
@@ -242,7 +255,6 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
     }
     dec_ids = shifted;
   }
-  const uint8_t* enc_mask = to_key_mask(g, batch.attention_mask, B * T);
   const uint8_t* dec_mask = to_key_mask(g, batch.decoder_attention_mask, B * Td);
 
   ForwardResult r;
@@ -251,7 +263,8 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
     CrossEntropyOptions o;
     o.ignore_index = -100;
     o.reduction = reduction;
-    r.loss = nn::cross_entropy(g, r.logits, batch.labels, B * Td, o, &r.count);  // no shift
+    r.loss = nn::cross_entropy(g, r.logits, g.indices(batch.labels, B * Td), B * Td, o,
+                               &r.count);  // no shift
   }
   return r;
 }

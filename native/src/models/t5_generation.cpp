@@ -20,6 +20,7 @@ KVCacheShape T5Model::self_cache_shape() const {
 KVCacheShape T5Model::cross_cache_shape() const { return self_cache_shape(); }
 
 void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
+  expect_host_model(*this, "encode_to_cache");  // the KV cache is host memory
   const int64_t B = batch.B, Te = batch.T;
   const int64_t HD = config_.num_heads * config_.head_dim;
   Var* enc = encode(g, batch);  // (B,Te,C)
@@ -51,6 +52,7 @@ void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
 
 Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, int64_t R, int64_t T,
                              KVCache& cache) {
+  expect_host_model(*this, "forward_cached");  // the KV cache is host memory
   const ModelConfig& c = config_;
   const int64_t H = c.num_heads, D = c.head_dim, C = c.hidden_size, len = cache.length();
   const float eps = c.norm_eps;

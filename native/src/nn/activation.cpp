@@ -1,24 +1,18 @@
 // nn activations: gelu, relu, silu, the gated products (SwiGLU, GeGLU) and dropout.
 #include "s2s/nn/functional.h"
-#include "s2s/ops/dropout.h"
-#include "s2s/ops/geglu.h"
-#include "s2s/ops/gelu.h"
-#include "s2s/ops/relu.h"
-#include "s2s/ops/silu.h"
-#include "s2s/ops/swiglu.h"
 
 namespace s2s {
 namespace nn {
 
-// One-input elementwise layer: forward(out, x), backward(dx, dy, x).
+// One-input elementwise layer: forward(ops, out, x), backward(ops, dx, dy, x).
 template <typename Forward, typename Backward>
 static Var* unary(Graph& g, Var* x, Forward forward, Backward backward) {
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
-  forward(y->value, x->value);
+  forward(g.ops(), y->value, x->value);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, backward] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) backward(g.grad(x), dy, x->value);
+      if (dy.data != nullptr) backward(g.ops(), g.grad(x), dy, x->value);
     });
   }
   return y;
@@ -26,30 +20,41 @@ static Var* unary(Graph& g, Var* x, Forward forward, Backward backward) {
 
 Var* gelu(Graph& g, Var* x, GeluApprox approximate) {
   return unary(
-      g, x, [approximate](const Tensor& o, const Tensor& i) { gelu_forward(o, i, approximate); },
-      [approximate](const Tensor& dx, const Tensor& dy, const Tensor& i) {
-        gelu_backward(dx, dy, i, approximate);
+      g, x,
+      [approximate](Backend& ops, const Tensor& o, const Tensor& i) {
+        ops.gelu_forward(o, i, approximate);
+      },
+      [approximate](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
+        ops.gelu_backward(dx, dy, i, approximate);
       });
 }
 
 Var* relu(Graph& g, Var* x) {
-  return unary(g, x, [](const Tensor& o, const Tensor& i) { relu_forward(o, i); },
-               [](const Tensor& dx, const Tensor& dy, const Tensor& i) { relu_backward(dx, dy, i); });
+  return unary(
+      g, x, [](Backend& ops, const Tensor& o, const Tensor& i) { ops.relu_forward(o, i); },
+      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
+        ops.relu_backward(dx, dy, i);
+      });
 }
 
 Var* silu(Graph& g, Var* x) {
-  return unary(g, x, [](const Tensor& o, const Tensor& i) { silu_forward(o, i); },
-               [](const Tensor& dx, const Tensor& dy, const Tensor& i) { silu_backward(dx, dy, i); });
+  return unary(
+      g, x, [](Backend& ops, const Tensor& o, const Tensor& i) { ops.silu_forward(o, i); },
+      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
+        ops.silu_backward(dx, dy, i);
+      });
 }
 
 Var* swiglu(Graph& g, Var* gate, Var* up) {
   const bool needs_grad = gate->requires_grad || up->requires_grad;
   Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad);
-  swiglu_forward(y->value, gate->value, up->value);
+  g.ops().swiglu_forward(y->value, gate->value, up->value);
   if (needs_grad) {
     g.on_backward([&g, gate, up, y] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) swiglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value);
+      if (dy.data != nullptr) {
+        g.ops().swiglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value);
+      }
     });
   }
   return y;
@@ -58,12 +63,12 @@ Var* swiglu(Graph& g, Var* gate, Var* up) {
 Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate) {
   const bool needs_grad = gate->requires_grad || up->requires_grad;
   Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad);
-  geglu_forward(y->value, gate->value, up->value, approximate);
+  g.ops().geglu_forward(y->value, gate->value, up->value, approximate);
   if (needs_grad) {
     g.on_backward([&g, gate, up, y, approximate] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data != nullptr) {
-        geglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value, approximate);
+        g.ops().geglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value, approximate);
       }
     });
   }
@@ -75,11 +80,11 @@ Var* dropout(Graph& g, Var* x, float p) {
   const uint64_t seed = g.dropout_seed, offset = g.dropout_offset;
   g.dropout_offset += static_cast<uint64_t>(x->value.numel());
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
-  dropout_forward(y->value, x->value, p, seed, offset);
+  g.ops().dropout_forward(y->value, x->value, p, seed, offset);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, p, seed, offset] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) dropout_backward(g.grad(x), dy, p, seed, offset);
+      if (dy.data != nullptr) g.ops().dropout_backward(g.grad(x), dy, p, seed, offset);
     });
   }
   return y;

@@ -1,8 +1,5 @@
 // nn::attention, nn::rope and nn::t5_position_bias: the attention block's pieces.
 #include "s2s/nn/functional.h"
-#include "s2s/ops/attention.h"
-#include "s2s/ops/rope.h"
-#include "s2s/ops/t5_relative_position.h"
 
 namespace s2s {
 namespace nn {
@@ -14,18 +11,18 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
   const Tensor& qv = q->value;
   Var* out = g.output(qv.ndim, qv.shape, needs_grad);
   const int64_t B = qv.shape[0], Tq = qv.shape[1], Hq = qv.shape[2], Tk = k->value.shape[1];
-  Tensor lse = g.arena().tensor(DType::F32, {B, Hq, Tq});
+  Tensor lse = g.tensor(DType::F32, {B, Hq, Tq});
   const Tensor bias_v = bias ? bias->value : Tensor{};
   const int64_t mask_size = key_mask ? B * Tk : 0;
-  attention_forward(out->value, lse, qv, k->value, v->value, bias_v, key_mask, mask_size,
-                    options);
+  g.ops().attention_forward(out->value, lse, qv, k->value, v->value, bias_v, key_mask, mask_size,
+                            options);
   if (needs_grad) {
     g.on_backward([&g, q, k, v, bias, out, lse, key_mask, mask_size, options] {
       const Tensor dout = g.grad_if_present(out);
       if (dout.data == nullptr) return;
-      attention_backward(g.grad(q), g.grad(k), g.grad(v), bias ? g.grad(bias) : Tensor{}, dout,
-                         q->value, k->value, v->value, out->value, lse,
-                         bias ? bias->value : Tensor{}, key_mask, mask_size, options);
+      g.ops().attention_backward(g.grad(q), g.grad(k), g.grad(v), bias ? g.grad(bias) : Tensor{},
+                                 dout, q->value, k->value, v->value, out->value, lse,
+                                 bias ? bias->value : Tensor{}, key_mask, mask_size, options);
     });
   }
   return out;
@@ -34,11 +31,11 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
 Var* rope(Graph& g, Var* x, const int32_t* positions, float theta) {
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
   const int64_t num_positions = positions ? x->value.shape[0] * x->value.shape[1] : 0;
-  rope_forward(y->value, x->value, positions, num_positions, theta);
+  g.ops().rope_forward(y->value, x->value, positions, num_positions, theta);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, positions, num_positions, theta] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) rope_backward(g.grad(x), dy, positions, num_positions, theta);
+      if (dy.data != nullptr) g.ops().rope_backward(g.grad(x), dy, positions, num_positions, theta);
     });
   }
   return y;
@@ -52,11 +49,11 @@ Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidir
   o.bidirectional = bidirectional;
   o.max_distance = max_distance;
   o.q_offset = q_offset;
-  t5_relative_position_forward(bias->value, table->value, o);
+  g.ops().t5_relative_position_forward(bias->value, table->value, o);
   if (g.tracks(table)) {
     g.on_backward([&g, table, bias, o] {
       const Tensor dbias = g.grad_if_present(bias);
-      if (dbias.data != nullptr) t5_relative_position_backward(table->grad, dbias, o);
+      if (dbias.data != nullptr) g.ops().t5_relative_position_backward(table->grad, dbias, o);
     });
   }
   return bias;

@@ -16,6 +16,9 @@ namespace {
 void expect_inference(Graph& g, const char* layer) {
   S2S_REQUIRE(g.no_grad, code::kArgument, layer,
               "is inference-only: expected a graph with no_grad set (generation)");
+  // The KV cache and these layers work on host memory: generation is CPU-only for now.
+  S2S_REQUIRE(g.ops().is_host(), code::kDevice, layer,
+              "generation runs on the CPU only for now, got a graph on ", g.ops().name());
 }
 }  // namespace
 
@@ -62,6 +65,8 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
 }
 
 Var* last_position(Graph& g, Var* x) {
+  S2S_REQUIRE(g.ops().is_host(), code::kDevice, "last_position",
+              "generation runs on the CPU only for now, got a graph on ", g.ops().name());
   const Tensor& xv = x->value;
   S2S_REQUIRE(xv.ndim == 3, code::kShape, "last_position", "expected x (R,T,C), got ",
               xv.shape_string());

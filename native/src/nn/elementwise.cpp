@@ -1,6 +1,5 @@
 // nn::add, nn::scale, nn::split_last: residuals, rescaling and splitting fused projections.
 #include "s2s/nn/functional.h"
-#include "s2s/ops/elementwise.h"
 
 namespace s2s {
 namespace nn {
@@ -8,7 +7,7 @@ namespace nn {
 Var* add(Graph& g, Var* a, Var* b) {
   const bool needs_grad = a->requires_grad || b->requires_grad;
   Var* y = g.output(a->value.ndim, a->value.shape, needs_grad);
-  add_forward(y->value, a->value, b->value);
+  g.ops().add(y->value, a->value, b->value);
   if (needs_grad) {
     g.on_backward([&g, a, b, y] {
       const Tensor dy = g.grad_if_present(y);
@@ -20,10 +19,10 @@ Var* add(Graph& g, Var* a, Var* b) {
       const bool b_adopted = b->requires_grad && g.adopt_grad(b, dy);
       if (a->requires_grad) {
         const Graph::GradBuffer da = g.grad_for_write(a);
-        if (da.fresh) copy_values(da.grad, dy);
-        else axpy(da.grad, 1.0f, dy);
+        if (da.fresh) g.ops().copy_values(da.grad, dy);
+        else g.ops().axpy(da.grad, 1.0f, dy);
       }
-      if (b->requires_grad && !b_adopted) axpy(g.grad(b), 1.0f, dy);
+      if (b->requires_grad && !b_adopted) g.ops().axpy(g.grad(b), 1.0f, dy);
     });
   }
   return y;
@@ -31,14 +30,14 @@ Var* add(Graph& g, Var* a, Var* b) {
 
 Var* scale(Graph& g, Var* x, float s) {
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
-  scale_forward(y->value, x->value, s);
+  g.ops().scale(y->value, x->value, s);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, s] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       const Graph::GradBuffer dx = g.grad_for_write(x);
-      if (dx.fresh) scale_forward(dx.grad, dy, s);
-      else axpy(dx.grad, s, dy);
+      if (dx.fresh) g.ops().scale(dx.grad, dy, s);
+      else g.ops().axpy(dx.grad, s, dy);
     });
   }
   return y;
@@ -59,7 +58,7 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
     for (int i = 0; i < xv.ndim; ++i) shape[i] = xv.shape[i];
     shape[xv.ndim - 1] = width;
     Var* part = g.output(xv.ndim, shape, x->requires_grad);
-    copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
+    g.ops().copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
     parts.push_back(part);
     col0 += width;
   }
@@ -80,8 +79,8 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
       for (size_t i = 0; i < parts.size(); ++i) {
         const int64_t width = parts[i]->value.shape[parts[i]->value.ndim - 1];
         const float* dp = dps[i].data != nullptr ? dps[i].f32() : nullptr;
-        if (dx.fresh) set_columns(dx.grad.f32(), dp, rows, cols, c0, width);
-        else if (dp != nullptr) add_to_columns(dx.grad.f32(), dp, rows, cols, c0, width);
+        if (dx.fresh) g.ops().set_columns(dx.grad.f32(), dp, rows, cols, c0, width);
+        else if (dp != nullptr) g.ops().add_to_columns(dx.grad.f32(), dp, rows, cols, c0, width);
         c0 += width;
       }
     });

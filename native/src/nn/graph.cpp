@@ -4,16 +4,41 @@
 #include <cstring>
 #include <new>
 
-#include "s2s/ops/cast.h"
 
 namespace s2s {
 
-Graph::Graph(size_t arena_block_bytes) : arena_(arena_block_bytes) {}
+Graph::Graph(size_t arena_block_bytes)
+    : arena_(arena_block_bytes), backend_(cpu_backend_shared()), ops_(backend_.get()) {}
 
 void Graph::reset() {
   tape_.clear();
   arena_.reset();
+  if (!ops_->is_host()) ops_->activation_reset();
   dropout_offset = 0;
+}
+
+void Graph::set_backend(std::shared_ptr<Backend> backend) {
+  S2S_REQUIRE(backend != nullptr, code::kArgument, "Graph::set_backend", "expected a backend");
+  reset();
+  backend_ = std::move(backend);
+  ops_ = backend_.get();
+}
+
+void* Graph::tensor_memory(size_t bytes) {
+  return ops_->is_host() ? arena_.allocate(bytes) : ops_->activation_allocate(bytes);
+}
+
+Tensor Graph::tensor(DType dtype, std::initializer_list<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return Tensor::contiguous(tensor_memory(dtype_size(dtype) * static_cast<size_t>(n)), dtype,
+                            shape);
+}
+
+float Graph::read_scalar(const Tensor& t) const {
+  float v = 0;
+  ops_->download(&v, t.data, sizeof(float));
+  return v;
 }
 
 Var* Graph::new_var() {
@@ -39,7 +64,7 @@ Var* Graph::output(int ndim, const int64_t* shape, bool requires_grad) {
   int64_t n = 1;
   for (int i = 0; i < ndim; ++i) n *= shape[i];
   Var* v = new_var();
-  v->value = Tensor::contiguous(arena_.allocate(sizeof(float) * static_cast<size_t>(n)),
+  v->value = Tensor::contiguous(tensor_memory(sizeof(float) * static_cast<size_t>(n)),
                                 DType::F32, ndim, shape);
   v->requires_grad = requires_grad;
   return v;
@@ -68,9 +93,10 @@ static Tensor reshaped(const Tensor& storage, const Tensor& like) {
 void Graph::widen_if_bf16(Var* owner) {
   if (owner->grad.data == nullptr || owner->grad.dtype != DType::BF16) return;
   const int64_t n = owner->value.numel();
-  float* mem = static_cast<float*>(arena_.allocate(sizeof(float) * static_cast<size_t>(n)));
-  cast_bf16_to_f32(mem, owner->grad.u16(), n);
-  owner->grad = Tensor::contiguous(mem, DType::F32, owner->value.ndim, owner->value.shape);
+  const Tensor wide = Tensor::contiguous(tensor_memory(sizeof(float) * static_cast<size_t>(n)),
+                                         DType::F32, owner->value.ndim, owner->value.shape);
+  ops_->cast(wide, owner->grad);  // bf16 -> f32 widening is exact
+  owner->grad = wide;
 }
 
 Tensor Graph::grad(Var* v) {
@@ -80,8 +106,8 @@ Tensor Graph::grad(Var* v) {
   widen_if_bf16(v);
   if (v->grad.data == nullptr) {
     const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
-    void* mem = arena_.allocate(bytes);
-    std::memset(mem, 0, bytes);
+    void* mem = tensor_memory(bytes);
+    ops_->fill_zero(mem, bytes);
     v->grad = Tensor::contiguous(mem, DType::F32, v->value.ndim, v->value.shape);
   }
   return v->grad;
@@ -99,17 +125,17 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
   widen_if_bf16(v);
   if (v->grad.data != nullptr) return {v->grad, false};
   const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
-  v->grad = Tensor::contiguous(arena_.allocate(bytes), DType::F32, v->value.ndim, v->value.shape);
+  v->grad = Tensor::contiguous(tensor_memory(bytes), DType::F32, v->value.ndim, v->value.shape);
   return {v->grad, true};
 }
 
 Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
-  if (!bf16_gradients || !v->requires_grad || v->base != nullptr || v->param != nullptr ||
-      !v->grad_bf16_ok || v->grad.data != nullptr) {
+  if (!bf16_gradients || !ops_->supports_bf16_gradients() || !v->requires_grad ||
+      v->base != nullptr || v->param != nullptr || !v->grad_bf16_ok || v->grad.data != nullptr) {
     return grad_for_write(v);
   }
   const size_t bytes = sizeof(uint16_t) * static_cast<size_t>(v->value.numel());
-  v->grad = Tensor::contiguous(arena_.allocate(bytes), DType::BF16, v->value.ndim, v->value.shape);
+  v->grad = Tensor::contiguous(tensor_memory(bytes), DType::BF16, v->value.ndim, v->value.shape);
   return {v->grad, true};
 }
 
@@ -139,7 +165,9 @@ void Graph::backward(Var* loss, float dloss) {
   S2S_REQUIRE(loss->requires_grad, code::kArgument, "backward",
               "expected a loss that depends on a trainable parameter (are all params frozen?)");
   Tensor d = grad(loss);
-  d.f32()[0] += dloss;
+  float seed = read_scalar(d);  // d(loss) += dloss, through the backend's copies
+  seed += dloss;
+  ops_->upload(d.data, &seed, sizeof(float));
   for (auto it = tape_.rbegin(); it != tape_.rend(); ++it) (*it)();
 }
 

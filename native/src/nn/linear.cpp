@@ -4,8 +4,6 @@
 // LoRA A/B have no compute copy (Model::set_compute_dtype marks base weights only): their
 // matmuls are tiny and stay fp32.
 #include "s2s/nn/functional.h"
-#include "s2s/gemm.h"
-#include "s2s/ops/linear.h"
 
 namespace s2s {
 namespace nn {
@@ -23,7 +21,7 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
   // dy, so its first writer may store it as bf16 (cleared again below when LoRA reads dy).
   y->grad_bf16_ok = w.dtype == DType::BF16 && bias == nullptr;
   const Tensor b = bias ? bias->value : Tensor{};
-  linear_forward(y->value, x->value, w, b, layout);
+  g.ops().linear_forward(y->value, x->value, w, b, layout);
   if (needs_grad) {
     g.on_backward([&g, x, y, weight, bias, layout] {
       const Tensor dy = g.grad_if_present(y);
@@ -32,8 +30,8 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
       // The first writer of x's gradient overwrites it (gemm beta 0) instead of zero-filling it
       // and accumulating; a later writer (x used twice: residuals, LoRA) accumulates.
       const Graph::GradBuffer dx = g.grad_for_write(x);
-      linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(), layout,
-                      dx.fresh);
+      g.ops().linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(),
+                              layout, dx.fresh);
     });
   }
   return y;
@@ -57,7 +55,7 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w) {
   const int64_t n = xa->value.numel() / r, oc = B->value.shape[0];
   const Tensor y2 = Tensor::contiguous(y->value.data, DType::F32, {n, oc});
   const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
-  matmul(y2, xa2, B->value, false, true, s, 1.0f);
+  g.ops().matmul(y2, xa2, B->value, false, true, s, 1.0f);
   if (xa->requires_grad || g.tracks(B)) {
     y->requires_grad = true;
     g.on_backward([&g, y, xa, B, s, n, oc, r] {
@@ -66,11 +64,11 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w) {
       const Tensor dy2 = Tensor::contiguous(dy.data, DType::F32, {n, oc});
       const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
       // dB (OC,r) += s * dy^T xa ; dxa (N,r) += s * dy B
-      if (B->trainable) matmul(B->grad, dy2, xa2, true, false, s, 1.0f);
+      if (B->trainable) g.ops().matmul(B->grad, dy2, xa2, true, false, s, 1.0f);
       const Tensor dxa = g.grad(xa);
       if (dxa.data != nullptr) {
-        matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false, false, s,
-               1.0f);
+        g.ops().matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false,
+                       false, s, 1.0f);
       }
     });
   }

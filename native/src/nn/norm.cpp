@@ -1,7 +1,5 @@
 // nn::layernorm and nn::rmsnorm: the ops plus the saved statistics their backward needs.
 #include "s2s/nn/functional.h"
-#include "s2s/ops/layernorm.h"
-#include "s2s/ops/rmsnorm.h"
 
 namespace s2s {
 namespace nn {
@@ -13,16 +11,16 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
       x->requires_grad || g.tracks(weight) || g.tracks(bias);
   Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
   const int64_t n = rows_of(x->value);
-  Tensor mean = g.arena().tensor(DType::F32, {n});
-  Tensor rstd = g.arena().tensor(DType::F32, {n});
-  layernorm_forward(y->value, mean, rstd, x->value, weight->value,
+  Tensor mean = g.tensor(DType::F32, {n});
+  Tensor rstd = g.tensor(DType::F32, {n});
+  g.ops().layernorm_forward(y->value, mean, rstd, x->value, weight->value,
                     bias ? bias->value : Tensor{}, eps);
   if (needs_grad) {
     g.on_backward([&g, x, y, weight, bias, mean, rstd] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      layernorm_backward(g.grad(x), weight->grad, bias ? bias->grad : Tensor{}, dy, x->value,
-                         weight->value, mean, rstd);
+      g.ops().layernorm_backward(g.grad(x), weight->grad, bias ? bias->grad : Tensor{}, dy,
+                                 x->value, weight->value, mean, rstd);
     });
   }
   return y;
@@ -31,13 +29,13 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
 Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps) {
   const bool needs_grad = x->requires_grad || g.tracks(weight);
   Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
-  Tensor rstd = g.arena().tensor(DType::F32, {rows_of(x->value)});
-  rmsnorm_forward(y->value, rstd, x->value, weight->value, eps);
+  Tensor rstd = g.tensor(DType::F32, {rows_of(x->value)});
+  g.ops().rmsnorm_forward(y->value, rstd, x->value, weight->value, eps);
   if (needs_grad) {
     g.on_backward([&g, x, y, weight, rstd] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      rmsnorm_backward(g.grad(x), weight->grad, dy, x->value, weight->value, rstd);
+      g.ops().rmsnorm_backward(g.grad(x), weight->grad, dy, x->value, weight->value, rstd);
     });
   }
   return y;

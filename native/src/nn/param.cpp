@@ -1,20 +1,21 @@
-// ParamStore: creation, loading with dtype conversion, binding outside memory, trainability.
+// ParamStore: creation, loading with dtype conversion, binding outside memory, trainability,
+// and the move of every tensor to another backend's memory.
 #include "s2s/nn/param.h"
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "s2s/ops/cast.h"
 
 namespace s2s {
 
-namespace {
-AlignedPtr<float> zeroed(int64_t n) {
-  AlignedPtr<float> p = make_aligned<float>(static_cast<size_t>(n > 0 ? n : 1));
-  std::memset(p.get(), 0, sizeof(float) * static_cast<size_t>(n));
-  return p;
+Buffer ParamStore::zeroed(int64_t n) {
+  const size_t bytes = sizeof(float) * static_cast<size_t>(n > 0 ? n : 1);
+  Buffer b = backend_->allocate(bytes);
+  backend_->fill_zero(b.data(), sizeof(float) * static_cast<size_t>(n));
+  return b;
 }
-}  // namespace
 
 Param& ParamStore::create(const std::string& name, std::initializer_list<int64_t> shape,
                           bool decay) {
@@ -27,7 +28,7 @@ Param& ParamStore::create(const std::string& name, std::initializer_list<int64_t
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
   p.owned_value = zeroed(n);
-  p.value = Tensor::contiguous(p.owned_value.get(), DType::F32, shape);
+  p.value = Tensor::contiguous(p.owned_value.data(), DType::F32, shape);
   by_name_[name] = &p;
   return p;
 }
@@ -53,11 +54,18 @@ static void expect_same_shape(const Param& p, const Tensor& src, const char* op)
 void ParamStore::load(Param& p, const Tensor& src) {
   expect_same_shape(p, src, "load");
   expect_contiguous(src, "load", p.name.c_str());
-  if (!p.owned_value) {
+  if (!p.owned_value || p.value.dtype != DType::F32) {
     p.owned_value = zeroed(p.value.numel());
-    p.value = Tensor::contiguous(p.owned_value.get(), DType::F32, p.value.ndim, p.value.shape);
+    p.value = Tensor::contiguous(p.owned_value.data(), DType::F32, p.value.ndim, p.value.shape);
   }
-  cast_forward(p.value, src);
+  if (backend_->is_host()) {
+    cast_forward(p.value, src);
+  } else {
+    // src is host memory: widen on the host, then one upload.
+    std::vector<float> wide(static_cast<size_t>(p.value.numel()));
+    cast_forward(Tensor::contiguous(wide.data(), DType::F32, p.value.ndim, p.value.shape), src);
+    backend_->upload(p.value.data, wide.data(), sizeof(float) * wide.size());
+  }
   sync_compute(p);
 }
 
@@ -66,7 +74,13 @@ void ParamStore::bind(Param& p, const Tensor& view) {
   expect_contiguous(view, "bind", p.name.c_str());
   set_trainable(p, false);
   p.owned_value.reset();
-  p.value = view;
+  if (backend_->is_host()) {
+    p.value = view;
+  } else {
+    p.owned_value = backend_->allocate(tensor_bytes(view));
+    backend_->upload(p.owned_value.data(), view.data, tensor_bytes(view));
+    p.value = Tensor::contiguous(p.owned_value.data(), view.dtype, view.ndim, view.shape);
+  }
   sync_compute(p);
 }
 
@@ -74,15 +88,15 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
   if (trainable) {
     if (p.value.dtype != DType::F32 || !p.owned_value) {
       // Trained values are fp32 master copies the store owns.
-      AlignedPtr<float> copy = zeroed(p.value.numel());
-      Tensor t = Tensor::contiguous(copy.get(), DType::F32, p.value.ndim, p.value.shape);
-      cast_forward(t, p.value);
+      Buffer copy = zeroed(p.value.numel());
+      Tensor t = Tensor::contiguous(copy.data(), DType::F32, p.value.ndim, p.value.shape);
+      backend_->cast(t, p.value);
       p.owned_value = std::move(copy);
       p.value = t;
     }
     if (!p.owned_grad) {
       p.owned_grad = zeroed(p.value.numel());
-      p.grad = Tensor::contiguous(p.owned_grad.get(), DType::F32, p.value.ndim, p.value.shape);
+      p.grad = Tensor::contiguous(p.owned_grad.data(), DType::F32, p.value.ndim, p.value.shape);
     }
   } else {
     p.owned_grad.reset();
@@ -107,14 +121,56 @@ void ParamStore::sync_compute(Param& p) {
     return;
   }
   if (!p.owned_compute) {  // shapes never change
-    p.owned_compute = make_aligned<uint16_t>(static_cast<size_t>(std::max<int64_t>(1, p.value.numel())));
+    p.owned_compute = backend_->allocate(
+        sizeof(uint16_t) * static_cast<size_t>(std::max<int64_t>(1, p.value.numel())));
   }
-  p.compute = Tensor::contiguous(p.owned_compute.get(), DType::BF16, p.value.ndim, p.value.shape);
-  cast_forward(p.compute, p.value);
+  p.compute = Tensor::contiguous(p.owned_compute.data(), DType::BF16, p.value.ndim, p.value.shape);
+  backend_->cast(p.compute, p.value);
 }
 
 void ParamStore::refresh_compute(Param& p) {
-  if (p.compute.data != nullptr) cast_forward(p.compute, p.value);
+  if (p.compute.data != nullptr) backend_->cast(p.compute, p.value);
+}
+
+void ParamStore::ensure_moments(Param& p) {
+  if (p.owned_moments) return;
+  const int64_t n = p.value.numel();
+  p.owned_moments = zeroed(2 * n);
+  float* m = p.owned_moments.f32();
+  p.exp_avg = Tensor::contiguous(m, DType::F32, p.value.ndim, p.value.shape);
+  p.exp_avg_sq = Tensor::contiguous(m + n, DType::F32, p.value.ndim, p.value.shape);
+}
+
+// Moves one owned tensor (or a view of outside memory) into `to`: a new buffer holding t's bytes,
+// with t re-pointed at it. Empty tensors stay empty.
+static void move_tensor(Backend& to, Buffer& owner, Tensor& t) {
+  if (t.data == nullptr) return;
+  Buffer moved = to.allocate(tensor_bytes(t));
+  to.upload(moved.data(), t.data, tensor_bytes(t));
+  t.data = moved.data();
+  owner = std::move(moved);
+}
+
+void ParamStore::move_to(std::shared_ptr<Backend> to) {
+  S2S_REQUIRE(to != nullptr, code::kArgument, "params", "expected a backend to move to");
+  if (to == backend_) return;
+  S2S_REQUIRE(backend_->is_host(), code::kArgument, "params", "expected the params on the host ",
+              "before moving them, got them on ", backend_->name());
+  for (Param& p : params_) {
+    move_tensor(*to, p.owned_value, p.value);
+    if (p.trainable) move_tensor(*to, p.owned_grad, p.grad);
+    if (p.owned_moments) {
+      // Both moments share one allocation: exp_avg first, then exp_avg_sq.
+      const int64_t n = p.value.numel();
+      Buffer moved = to->allocate(2 * sizeof(float) * static_cast<size_t>(n));
+      to->upload(moved.data(), p.owned_moments.data(), 2 * sizeof(float) * static_cast<size_t>(n));
+      p.owned_moments = std::move(moved);
+      p.exp_avg.data = p.owned_moments.f32();
+      p.exp_avg_sq.data = p.owned_moments.f32() + n;
+    }
+    move_tensor(*to, p.owned_compute, p.compute);
+  }
+  backend_ = std::move(to);
 }
 
 int64_t ParamStore::compute_bytes() const {
@@ -141,7 +197,7 @@ std::vector<Param*> ParamStore::trainable() {
 
 void ParamStore::zero_grads() {
   for (Param& p : params_) {
-    if (p.trainable) std::memset(p.grad.data, 0, sizeof(float) * p.grad.numel());
+    if (p.trainable) backend_->fill_zero(p.grad.data, sizeof(float) * p.grad.numel());
   }
 }
 

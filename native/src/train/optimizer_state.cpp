@@ -3,6 +3,7 @@
 #include "s2s/train/optimizer_state.h"
 
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -33,13 +34,16 @@ void save_optimizer_state(const std::string& path, ParamStore& params, int64_t s
   S2S_REQUIRE(step >= 0, code::kArgument, "save_optimizer_state", "expected step >= 0, got ", step);
   std::vector<SafetensorsWriteEntry> entries;
   std::vector<std::unique_ptr<float[]>> zeros;  // for params not stepped yet
+  std::deque<std::vector<uint8_t>> host;        // moments downloaded from a device backend
   for (Param* p : params.trainable()) {
     const size_t n = static_cast<size_t>(p->value.numel());
     const float* m = nullptr;
     const float* v = nullptr;
     if (p->owned_moments) {
-      m = p->exp_avg.f32();
-      v = p->exp_avg_sq.f32();
+      host.emplace_back();
+      m = host_tensor(params.backend(), p->exp_avg, host.back()).f32();
+      host.emplace_back();
+      v = host_tensor(params.backend(), p->exp_avg_sq, host.back()).f32();
     } else {
       zeros.emplace_back(new float[n]());
       m = v = zeros.back().get();
@@ -95,10 +99,11 @@ int64_t load_optimizer_state(const std::string& path, ParamStore& params) {
   }
 
   for (Param* p : trainable) {
-    ensure_moments(*p);
+    params.ensure_moments(*p);
     const size_t bytes = sizeof(float) * static_cast<size_t>(p->value.numel());
-    std::memcpy(p->exp_avg.f32(), file->find(p->name + kMomentSuffixes[0])->data, bytes);
-    std::memcpy(p->exp_avg_sq.f32(), file->find(p->name + kMomentSuffixes[1])->data, bytes);
+    Backend& backend = params.backend();
+    backend.upload(p->exp_avg.f32(), file->find(p->name + kMomentSuffixes[0])->data, bytes);
+    backend.upload(p->exp_avg_sq.f32(), file->find(p->name + kMomentSuffixes[1])->data, bytes);
   }
   return step;
 }

@@ -10,6 +10,7 @@
 
 #include "s2s/generate/kv_cache.h"
 #include "s2s/models/model_config.h"
+#include "s2s/nn/backend.h"
 #include "s2s/nn/functional.h"
 #include "s2s/nn/graph.h"
 #include "s2s/nn/param.h"
@@ -65,6 +66,16 @@ class Model {
   const ModelConfig& config() const { return config_; }
   ParamStore& params() { return params_; }
 
+  // ---- device ----
+  // The backend the params live on (s2s/nn/backend.h): the CPU until to_backend.
+  Backend& backend() const { return params_.backend(); }
+  DeviceKind device() const { return params_.backend().kind(); }
+  // Moves every param (values, gradients, moments, compute copies) into `backend`'s memory
+  // (ParamStore::move_to); create, load weights and set the compute dtype first. From then on
+  // forward() needs a graph on the same backend (Graph::set_backend; S2S_ARGUMENT otherwise),
+  // LoRA, training and saving work as on the CPU, and generation is CPU-only (S2S_DEVICE).
+  void to_backend(std::shared_ptr<Backend> backend);
+
   // Logits and (with labels) the loss: mean over counted tokens or, for gradient accumulation,
   // the sum (the trainer divides by the total count before the optimizer step). Causal models
   // shift labels inside; T5 does not.
@@ -105,6 +116,8 @@ class Model {
 
  protected:
   explicit Model(ModelConfig config) : config_(std::move(config)) {}
+  // forward() starts with this: S2S_ARGUMENT when g runs on another backend than the params.
+  void expect_graph_backend(const Graph& g, const char* model) const;
   ModelConfig config_;
   ParamStore params_;
   ComputeDType compute_dtype_ = ComputeDType::F32;
@@ -115,6 +128,10 @@ class Model {
 // mask (B,T) int32 of 0/1, out (B,T).
 void position_ids_from_attention_mask(const int32_t* attention_mask, int64_t B, int64_t T,
                                       int32_t* out);
+
+// S2S_DEVICE unless the model's params are on a host backend: generation (KV cache, sampling)
+// runs on the CPU only for now. `what` prefixes the message.
+void expect_host_model(const Model& model, const char* what);
 
 // Builds the architecture named by config.model_type, params zero-filled (load weights next).
 std::unique_ptr<Model> create_model(const ModelConfig& config);

@@ -58,6 +58,11 @@ class T5Model final : public Model {
   std::vector<std::pair<std::string, std::string>> tied_aliases() const override;
 
  private:
+  // encode()'s batch checks (and the graph's backend), and its body given the key mask (the
+  // graph's tensor memory, or null), which forward() shares with the cross-attention.
+  void check_encoder_batch(const Graph& g, const Batch& batch) const;
+  Var* encode_masked(Graph& g, const Batch& batch, const uint8_t* key_mask);
+
   struct Attention {
     nn::LinearWeights q, k, v, o;
   };

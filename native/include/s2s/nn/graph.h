@@ -4,13 +4,20 @@
 // graph's arena and are released by reset() at the start of the next step: memory does not grow
 // from step to step. Param gradients are the params' own buffers and ACCUMULATE across passes
 // (gradient accumulation), until the optimizer zeroes them.
+// The graph runs on a Backend (s2s/nn/backend.h; the CPU unless set_backend says otherwise, and
+// it must be the backend of the params it is given): activations and gradients are the
+// backend's tensor memory (on the CPU, the graph's own host arena; on a GPU, the device arena),
+// while Vars, the tape and host scratch (scratch()) stay in host memory. Layers reach the ops
+// through ops().
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <vector>
 
 #include "s2s/arena.h"
+#include "s2s/nn/backend.h"
 #include "s2s/nn/param.h"
 #include "s2s/tensor.h"
 
@@ -35,8 +42,28 @@ class Graph {
   // Starts a new pass: forgets the tape and every Var, rewinds the arena.
   void reset();
 
+  // The backend the layers run on (resets the graph). Default: the CPU.
+  void set_backend(std::shared_ptr<Backend> backend);
+  Backend& ops() const { return *ops_; }
+  const std::shared_ptr<Backend>& backend() const { return backend_; }
+
+  // Tensor memory for this pass (activations, saved statistics), uninitialised.
+  void* tensor_memory(size_t bytes);
+  Tensor tensor(DType dtype, std::initializer_list<int64_t> shape);
+  // A host index array (ids, positions, labels, a key mask) as tensor memory for the ops, valid
+  // until reset: the same pointer on a host backend, else a copy (once per pass). Null stays null.
+  template <typename T>
+  const T* indices(const T* host, int64_t count) {
+    if (host == nullptr || ops_->is_host()) return host;
+    void* dst = tensor_memory(sizeof(T) * static_cast<size_t>(count));
+    ops_->upload(dst, host, sizeof(T) * static_cast<size_t>(count));
+    return static_cast<const T*>(dst);
+  }
+  // The value of a one-element f32 tensor (waits for the backend).
+  float read_scalar(const Tensor& t) const;
+
   // Leaves of the graph.
-  Var* constant(const Tensor& t);  // outside memory, no gradient
+  Var* constant(const Tensor& t);  // outside memory (the backend's), no gradient
   Var* param(Param& p);            // requires_grad = p.trainable; gradient = p.grad
 
   // A fresh f32 activation (uninitialised) of this shape.
@@ -58,10 +85,10 @@ class Graph {
   };
   GradBuffer grad_for_write(Var* v);
   // grad_for_write, except that a fresh gradient of a Var marked grad_bf16_ok (no view) is
-  // allocated as bf16 (and stays so for its producer's backward to read through
-  // grad_if_present). Should a later writer accumulate into it after all, grad() /
-  // grad_for_write() first widen it to a new f32 buffer (that sum is then the bf16 value plus
-  // the fp32 rest, one extra rounding of the first term).
+  // allocated as bf16 on backends that take bf16 gradients (the CPU), and stays so for its
+  // producer's backward to read through grad_if_present. Should a later writer accumulate into
+  // it after all, grad() / grad_for_write() first widen it to a new f32 buffer (that sum is then
+  // the bf16 value plus the fp32 rest, one extra rounding of the first term).
   GradBuffer grad_for_write_bf16(Var* v);
   // Hands `src`'s storage to v as its gradient when nothing has written v's gradient yet (v, or
   // its view base, has no buffer; never a param), so a backward step that would copy a gradient
@@ -82,6 +109,8 @@ class Graph {
   // Whether layers track p's gradient in this pass: p is trainable and no_grad is off.
   bool tracks(const Param* p) const { return !no_grad && p != nullptr && p->trainable; }
 
+  // Host memory for this pass: Vars, and host-side scratch (masks and labels built on the host
+  // before indices() hands them to the ops). On the CPU, tensor memory too.
   Arena& arena() { return arena_; }
   template <typename T>
   T* scratch(size_t count) { return arena_.allocate_array<T>(count); }
@@ -99,6 +128,8 @@ class Graph {
   Var* new_var();
   void widen_if_bf16(Var* owner);
   Arena arena_;
+  std::shared_ptr<Backend> backend_;
+  Backend* ops_;
   std::vector<std::function<void()>> tape_;
 };
 

@@ -5,6 +5,9 @@
 // A matmul weight may also carry a bf16 compute copy of its fp32 value (the bf16 compute dtype):
 // the store keeps it equal to cast(value) through load/bind/set_trainable, and optimizer_step
 // refreshes it after each update.
+// Every tensor of a param is memory of the store's Backend (s2s/nn/backend.h): host memory on
+// the CPU, device memory after move_to(a GPU backend). The store reads and writes it only through
+// the backend (loads are uploads from host memory, casts and zero-fills are backend ops).
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -13,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "s2s/arena.h"
+#include "s2s/nn/backend.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -34,9 +37,9 @@ struct Param {
   Tensor compute;
   bool compute_bf16 = false;
 
-  // Owned storage behind value/grad/moments/compute (empty when value is a view of outside memory).
-  AlignedPtr<float> owned_value, owned_grad, owned_moments;
-  AlignedPtr<uint16_t> owned_compute;
+  // Owned storage behind value/grad/moments/compute, in the store's backend (empty when value is
+  // a view of outside memory).
+  Buffer owned_value, owned_grad, owned_moments, owned_compute;
 
   // The tensor a matmul reads: compute when present, else value.
   const Tensor& matmul_value() const { return compute.data != nullptr ? compute : value; }
@@ -44,16 +47,31 @@ struct Param {
 
 class ParamStore {
  public:
+  ParamStore() : backend_(cpu_backend_shared()) {}
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  // Where the params' memory is (the CPU unless move_to was called).
+  Backend& backend() const { return *backend_; }
+  const std::shared_ptr<Backend>& backend_shared() const { return backend_; }
+  // Copies every param's tensors (value, gradient, moments, compute copy) into `to`'s memory and
+  // frees the host copies; views of outside memory become owned copies in their dtype. From a
+  // host backend only (S2S_ARGUMENT otherwise). Gradients and moments keep their values.
+  void move_to(std::shared_ptr<Backend> to);
+
   // A new fp32 param, zero-filled, owned by the store. Names are unique (S2S_ARGUMENT otherwise).
   Param& create(const std::string& name, std::initializer_list<int64_t> shape, bool decay = true);
   Param* find(const std::string& name);
   Param& get(const std::string& name);  // S2S_ARGUMENT naming the param when absent
 
-  // Copies src (f32/bf16/f16, same shape) into p's own fp32 storage; the error names p and both
-  // shapes.
+  // Copies src (HOST memory, f32/bf16/f16, same shape) into p's own fp32 storage; the error
+  // names p and both shapes.
   void load(Param& p, const Tensor& src);
-  // Uses outside memory (kept alive by the caller) as p's value and freezes p.
+  // Uses outside host memory (kept alive by the caller) as p's value and freezes p. On a device
+  // backend the view is copied to an owned device tensor of its dtype instead.
   void bind(Param& p, const Tensor& view);
+  // AdamW moments of p (both zero, one allocation) unless it has them.
+  void ensure_moments(Param& p);
   // Trainable params get a zeroed fp32 gradient (and an owned fp32 copy of a bound value);
   // frozen ones drop gradient and moments.
   void set_trainable(Param& p, bool trainable);
@@ -75,6 +93,9 @@ class ParamStore {
 
  private:
   void sync_compute(Param& p);  // compute = cast(value), allocated or freed as the flags say
+  Buffer zeroed(int64_t n);     // n fp32 zeros in the backend's memory
+  // Declared before params_: the buffers are released (by params_'s destructor) first.
+  std::shared_ptr<Backend> backend_;
   std::deque<Param> params_;  // deque: addresses stay valid as params are added
   std::unordered_map<std::string, Param*> by_name_;
 };

@@ -20,9 +20,6 @@ struct OptimizerStepStats {
   bool finite = true;    // false: the step was skipped (NaN/Inf gradient) and grads zeroed
 };
 
-// Allocates p's AdamW moments (both zero, in one allocation) unless it has them.
-void ensure_moments(Param& p);
-
 // `step` counts optimizer steps from 1 (AdamW bias correction).
 OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& config,
                                   int64_t step, double lr, float grad_scale);

@@ -1,0 +1,188 @@
+// Backend: where a model's tensors live and which ops run on them, so that one model code path
+// (nn/ layers, ParamStore, the optimizer) runs on the CPU or on a GPU. The nn layers, the param
+// store and the optimizer never touch tensor memory themselves: every op, every allocation of
+// tensor memory, every zero-fill and every copy between host and tensor memory goes through
+// the model's Backend (one virtual call per op; the CPU backend calls exactly the CPU ops of
+// s2s/ops/*.h, so CPU results and speed are unchanged).
+//   - cpu_backend(): tensor memory is host memory; upload/download are memcpy.
+//   - the CUDA backend (backends/cuda/cuda_backend.h, built with the CUDA backend): device
+//     memory, one cuda::Context (stream, device arena) per model.
+//   - tests add a "checked host" backend that runs the CPU ops on memory from a separate region
+//     and fails when an op is handed memory outside it (native/tests/checked_backend.h).
+// Index arrays (ids, positions, labels, key masks) are tensor memory too: Graph::indices copies
+// a host array into the graph's tensor memory once per pass (no copy on the CPU).
+// Calls that return numbers (cross_entropy_forward, scaled_grad_norm) and download wait for the
+// backend's queued work; everything else may return once queued.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "s2s/device.h"
+#include "s2s/ops/adamw.h"
+#include "s2s/ops/attention.h"
+#include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/gelu.h"
+#include "s2s/ops/linear.h"
+#include "s2s/ops/t5_relative_position.h"
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+class Backend;
+
+// Owned tensor memory of one backend (parameters, gradients, moments, compute copies). Move-only;
+// the backend must outlive it (ParamStore holds its backend for that reason).
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* owner, void* data, size_t bytes) : owner_(owner), data_(data), bytes_(bytes) {}
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& o) noexcept : owner_(o.owner_), data_(o.data_), bytes_(o.bytes_) {
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  float* f32() const { return static_cast<float*>(data_); }
+  size_t bytes() const { return bytes_; }
+  explicit operator bool() const { return data_ != nullptr; }
+  void reset();
+
+ private:
+  Backend* owner_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const char* name() const = 0;  // "cpu", "cuda", "checked-host"
+  virtual DeviceKind kind() const = 0;
+  // Tensor memory is plain host memory that host code may read and write directly (the CPU
+  // backend only): no copies for index arrays, and the host-only paths (generation) may run.
+  virtual bool is_host() const = 0;
+  // Whether cross_entropy_backward may write bf16 dlogits and linear_backward read a bf16 dout
+  // (the CPU's bf16-compute memory saving, Graph::grad_for_write_bf16). The CUDA ops take f32
+  // gradients only; they round dout to bf16 inside, so the products are the same either way.
+  virtual bool supports_bf16_gradients() const = 0;
+
+  // ---- memory ----
+  // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
+  virtual Buffer allocate(size_t bytes) = 0;
+  virtual void release_buffer(void* data, size_t bytes) = 0;  // called by Buffer only
+  // Graph activations of a non-host backend (the device arena); host backends are never asked,
+  // the graph's own arena serves them. activation_reset frees them all (Graph::reset).
+  virtual void* activation_allocate(size_t bytes) = 0;
+  virtual void activation_reset() = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;  // waits for queued work; raises what kernels reported
+
+  // ---- ops: the arguments and semantics of the CPU ops (s2s/ops/*.h), tensor memory only ----
+  virtual void embedding_forward(const Tensor& out, const Tensor& wte, const Tensor& wpe,
+                                 const int32_t* ids, int64_t num_ids, const int32_t* pos,
+                                 int64_t num_pos) = 0;
+  virtual void embedding_backward(const Tensor& dwte, const Tensor& dwpe, const Tensor& dout,
+                                  const int32_t* ids, int64_t num_ids, const int32_t* pos,
+                                  int64_t num_pos) = 0;
+  virtual void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd,
+                                 const Tensor& inp, const Tensor& weight, const Tensor& bias,
+                                 float eps) = 0;
+  virtual void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                                  const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                                  const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                               const Tensor& weight, float eps) = 0;
+  virtual void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                                const Tensor& inp, const Tensor& weight, const Tensor& rstd) = 0;
+  virtual void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                              const Tensor& bias, WeightLayout layout) = 0;
+  virtual void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                               const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                               WeightLayout layout, bool overwrite_dinp) = 0;
+  // s2s::matmul (gemm.h): c = alpha op(a) op(b) + beta c, fp32 (LoRA's A/B products).
+  virtual void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
+                      bool trans_b, float alpha, float beta) = 0;
+  virtual void gelu_forward(const Tensor& out, const Tensor& inp, GeluApprox approximate) = 0;
+  virtual void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                             GeluApprox approximate) = 0;
+  virtual void relu_forward(const Tensor& out, const Tensor& inp) = 0;
+  virtual void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) = 0;
+  virtual void silu_forward(const Tensor& out, const Tensor& inp) = 0;
+  virtual void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) = 0;
+  virtual void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
+  virtual void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                               const Tensor& gate, const Tensor& up) = 0;
+  virtual void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
+                             GeluApprox approximate) = 0;
+  virtual void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                              const Tensor& gate, const Tensor& up, GeluApprox approximate) = 0;
+  virtual void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+                               uint64_t offset) = 0;
+  virtual void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+                                uint64_t offset) = 0;
+  virtual void cast(const Tensor& out, const Tensor& inp) = 0;  // cast_forward
+  virtual void add(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
+  virtual void axpy(const Tensor& dst, float alpha, const Tensor& src) = 0;
+  virtual void scale(const Tensor& out, const Tensor& x, float s) = 0;
+  virtual void copy_values(const Tensor& dst, const Tensor& src) = 0;
+  virtual void copy_columns(float* dst, const float* src, int64_t rows, int64_t src_cols,
+                            int64_t col0, int64_t width) = 0;
+  virtual void add_to_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols,
+                              int64_t col0, int64_t width) = 0;
+  virtual void set_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols,
+                           int64_t col0, int64_t width) = 0;
+  virtual void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& bias,
+                                 const uint8_t* key_mask, int64_t key_mask_size,
+                                 const AttentionOptions& options) = 0;
+  virtual void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                  const Tensor& dbias, const Tensor& dout, const Tensor& q,
+                                  const Tensor& k, const Tensor& v, const Tensor& out,
+                                  const Tensor& lse, const Tensor& bias, const uint8_t* key_mask,
+                                  int64_t key_mask_size, const AttentionOptions& options) = 0;
+  virtual void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
+                            int64_t num_positions, float theta) = 0;
+  virtual void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
+                             int64_t num_positions, float theta) = 0;
+  virtual void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
+                                            const T5RelativePositionOptions& options) = 0;
+  virtual void t5_relative_position_backward(const Tensor& dtable, const Tensor& dbias,
+                                             const T5RelativePositionOptions& options) = 0;
+  virtual CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
+                                                   const int32_t* labels, int64_t num_labels,
+                                                   const CrossEntropyOptions& options) = 0;
+  virtual void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits,
+                                      const Tensor& lse, const int32_t* labels,
+                                      int64_t num_labels, float dloss,
+                                      const CrossEntropyOptions& options, bool overwrite) = 0;
+  virtual double scaled_grad_norm(const std::vector<Tensor>& grads, float scale) = 0;
+  virtual void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                                  const AdamWOptions& options, float grad_scale,
+                                  float clip_coef) = 0;
+  virtual void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, float scaling,
+                          WeightLayout layout) = 0;
+};
+
+// The CPU backend: one per process, never destroyed.
+Backend& cpu_backend();
+std::shared_ptr<Backend> cpu_backend_shared();
+
+// A backend for `kind`: the CPU one, or a new CUDA backend (its own context and stream on device
+// 0) where the CUDA backend is built; S2S_DEVICE otherwise, `what` prefixing the message.
+std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what);
+
+// t's bytes on the host: t itself on a host backend, else a download into `storage` (savers use
+// this before handing tensors to the safetensors writer).
+Tensor host_tensor(Backend& backend, const Tensor& t, std::vector<uint8_t>& storage);
+size_t tensor_bytes(const Tensor& t);  // numel * element size (contiguous tensors)
+
+}  // namespace s2s

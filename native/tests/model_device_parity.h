@@ -1,0 +1,367 @@
+// The model path on a non-CPU backend against the same model on the CPU backend, for the parity
+// fixtures (test/fixtures/models): one model of each kind is built on the CPU, the other is
+// built on the CPU and then moved (Model::to_backend) or has its LoRA attached after the move.
+// Compared: logits, loss, every gradient, ten AdamW steps (losses, grad norms, weights, moments),
+// LoRA with dropout (apply_lora on the device, adapter weights, save_adapter, merge_lora),
+// bf16 compute, frozen bf16 views (keep_frozen_in_file_dtype), saved optimizer state and the
+// saved model, and that generation refuses a device model with S2S_DEVICE.
+// Used by test_models_device (the checked host backend: every comparison bit for bit) and
+// test_cuda_models (the CUDA backend on a GPU: within the tolerances it passes).
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fixture_files.h"
+#include "harness.h"
+#include "s2s/dtype.h"
+#include "s2s/generate/generate.h"
+#include "s2s/io/safetensors.h"
+#include "s2s/models/lora.h"
+#include "s2s/models/model.h"
+#include "s2s/models/weights.h"
+#include "s2s/thread_pool.h"
+#include "s2s/train/optimizer.h"
+#include "s2s/train/optimizer_state.h"
+#include "tmp_dir.h"
+
+namespace s2s_test {
+
+// Error allowed between device and CPU results, as max |dev - cpu| / max(max |cpu|, 1e-30) over
+// a tensor ("relative to the largest element"); losses as |dev - cpu| / max(1, |cpu|).
+// exact: every byte must match instead (and saved files must be byte-identical).
+struct DeviceTolerance {
+  bool exact = false;
+  double logits = 0, loss = 0, grad = 0, weights = 0;  // fp32 compute
+  double bf16_logits = 0, bf16_loss = 0, bf16_grad = 0, bf16_weights = 0;
+};
+
+using BackendFactory = std::function<std::shared_ptr<s2s::Backend>()>;
+
+inline const std::vector<std::string>& parity_fixtures() {
+  static const std::vector<std::string> names = {"gpt2", "llama-gqa", "qwen2", "t5-gated",
+                                                 "t5-relu-tied"};
+  return names;
+}
+
+namespace parity {
+
+struct Setup {
+  bool full = true;          // every param trainable (else LoRA only)
+  bool keep_frozen = false;  // frozen weights as views in the file dtype
+  s2s::ComputeDType compute = s2s::ComputeDType::F32;
+  float t5_dropout = 0.0f;   // T5's dropout_rate (the fixtures have 0)
+};
+
+struct Fixture {
+  std::shared_ptr<s2s::SafetensorsFile> file;
+  s2s::Batch batch;
+  explicit Fixture(const std::string& dir) {
+    file = s2s::SafetensorsFile::open(dir + "/fixture.safetensors");
+    const s2s::SafetensorsTensor* ids = file->find("input_ids");
+    batch.B = ids->shape[0];
+    batch.T = ids->shape[1];
+    batch.input_ids = i32("input_ids");
+    batch.attention_mask = i32("attention_mask");
+    batch.labels = i32("labels");
+    if (const s2s::SafetensorsTensor* d = file->find("decoder_input_ids")) {
+      batch.Td = d->shape[1];
+      batch.decoder_input_ids = i32("decoder_input_ids");
+    }
+  }
+  const int32_t* i32(const char* name) const {
+    return static_cast<const int32_t*>(file->find(name)->data);
+  }
+};
+
+// A model on the CPU, moved to `backend` when one is given (after weights and compute dtype).
+struct Built {
+  std::unique_ptr<s2s::Model> model;
+  std::vector<std::shared_ptr<s2s::SafetensorsFile>> files;
+  s2s::Graph graph;
+};
+
+inline std::unique_ptr<Built> build(const std::string& name, const Setup& s,
+                                    std::shared_ptr<s2s::Backend> backend) {
+  const std::string dir = fixture_dir(name);
+  s2s::ModelConfig c = s2s::parse_model_config(read_text(dir + "/config.json"), dir + "/config.json");
+  if (c.arch == s2s::Architecture::T5) c.dropout_rate = s.t5_dropout;
+  auto b = std::make_unique<Built>();
+  b->model = s2s::create_model(c);
+  b->files = s2s::open_weight_files(dir);
+  s2s::LoadOptions lo;
+  lo.keep_frozen_in_file_dtype = s.keep_frozen;
+  s2s::load_weights(*b->model, b->files, lo);
+  s2s::ParamStore& ps = b->model->params();
+  if (s.full) {
+    for (s2s::Param* p : ps.all()) {
+      ps.set_trainable(*p, true);
+      p->decay = true;  // the fixtures' AdamW decays every tensor
+    }
+  }
+  b->model->set_compute_dtype(s.compute);
+  if (backend) {
+    b->model->to_backend(backend);
+    b->graph.set_backend(backend);
+  }
+  return b;
+}
+
+// A tensor's bytes on the host, whichever backend holds it.
+inline std::vector<uint8_t> bytes_of(s2s::Backend& backend, const s2s::Tensor& t) {
+  std::vector<uint8_t> out(s2s::tensor_bytes(t));
+  if (!out.empty()) backend.download(out.data(), t.data, out.size());
+  return out;
+}
+inline std::vector<float> floats_of(s2s::Backend& backend, const s2s::Tensor& t) {
+  const std::vector<uint8_t> raw = bytes_of(backend, t);
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype == s2s::DType::F32) {
+    std::memcpy(out.data(), raw.data(), raw.size());
+  } else {
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, raw.data() + 2 * i, 2);
+      out[i] = t.dtype == s2s::DType::BF16 ? s2s::bf16_to_f32(h) : s2s::f16_to_f32(h);
+    }
+  }
+  return out;
+}
+
+inline double rel_to_max(const std::vector<float>& dev, const std::vector<float>& cpu) {
+  double worst = 0, scale = 1e-30;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    if (std::isnan(dev[i]) != std::isnan(cpu[i])) return INFINITY;
+    worst = std::fmax(worst, std::fabs(double(dev[i]) - cpu[i]));
+    scale = std::fmax(scale, std::fabs(double(cpu[i])));
+  }
+  return worst / scale;
+}
+
+// dev (on its backend) against cpu (on the CPU): bytes, or rel_to_max within tol.
+inline void expect_same(s2s::Backend& dev_backend, const s2s::Tensor& dev, const s2s::Tensor& cpu,
+                        const DeviceTolerance& tol, double limit, const std::string& what) {
+  CHECK_MSG(dev.numel() == cpu.numel() && dev.dtype == cpu.dtype, what + ": shape or dtype differs");
+  if (dev.numel() != cpu.numel() || dev.dtype != cpu.dtype) return;
+  if (tol.exact) {
+    CHECK_MSG(bytes_of(dev_backend, dev) == bytes_of(s2s::cpu_backend(), cpu),
+              what + ": not bit-identical to the CPU");
+  } else {
+    CHECK_ERR(rel_to_max(floats_of(dev_backend, dev), floats_of(s2s::cpu_backend(), cpu)), limit,
+              what);
+  }
+}
+
+inline void expect_loss(double dev, double cpu, const DeviceTolerance& tol, double limit,
+                        const std::string& what) {
+  if (tol.exact) {
+    CHECK_MSG(std::memcmp(&dev, &cpu, sizeof dev) == 0,
+              what + ": " + std::to_string(dev) + " vs " + std::to_string(cpu));
+  } else {
+    CHECK_ERR(std::fabs(dev - cpu) / std::fmax(1.0, std::fabs(cpu)), limit, what);
+  }
+}
+
+inline std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Every param's value (and, with grads, gradient; with moments, AdamW moments) alike.
+inline void expect_params(Built& dev, Built& cpu, const DeviceTolerance& tol, double limit,
+                          bool grads, bool moments, const std::string& what) {
+  s2s::Backend& db = dev.model->backend();
+  std::vector<s2s::Param*> dp = dev.model->params().all(), cp = cpu.model->params().all();
+  CHECK(dp.size() == cp.size());
+  for (size_t i = 0; i < dp.size() && i < cp.size(); ++i) {
+    const std::string n = what + " " + cp[i]->name;
+    expect_same(db, dp[i]->value, cp[i]->value, tol, limit, n + " value");
+    CHECK_MSG(dp[i]->trainable == cp[i]->trainable, n + " trainable");
+    if (grads && cp[i]->trainable) expect_same(db, dp[i]->grad, cp[i]->grad, tol, limit, n + " grad");
+    if (moments && cp[i]->exp_avg.data != nullptr) {
+      expect_same(db, dp[i]->exp_avg, cp[i]->exp_avg, tol, limit, n + " exp_avg");
+      expect_same(db, dp[i]->exp_avg_sq, cp[i]->exp_avg_sq, tol, limit, n + " exp_avg_sq");
+    }
+    if (cp[i]->compute.data != nullptr) {
+      expect_same(db, dp[i]->compute, cp[i]->compute, tol, limit * 4, n + " bf16 compute copy");
+    }
+  }
+}
+
+struct StepResult {
+  double loss = 0;
+  int64_t count = 0;
+  double grad_norm = 0;
+};
+
+// One training step as the N-API trainStep runs it: summed loss, backward, AdamW with 1/count.
+inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bool training,
+                             uint64_t seed) {
+  s2s::Graph& g = b.graph;
+  g.reset();
+  g.training = training;
+  g.dropout_seed = seed;
+  s2s::ForwardResult r = b.model->forward(g, batch, s2s::LossReduction::Sum);
+  StepResult out;
+  out.loss = g.read_scalar(r.loss->value);
+  out.count = r.count;
+  g.backward(r.loss);
+  s2s::OptimizerConfig oc;
+  oc.adamw.weight_decay = 0.01;
+  oc.max_grad_norm = 1.0;
+  const s2s::OptimizerStepStats st = s2s::optimizer_step(
+      b.model->params(), oc, step, 1e-2, 1.0f / static_cast<float>(r.count));
+  out.grad_norm = st.grad_norm;
+  return out;
+}
+
+}  // namespace parity
+
+// Full fine-tuning: forward, every gradient, ten AdamW steps, the saved optimizer state and
+// model; then generation is refused on the device model.
+inline void check_full_training_on_device(const std::string& name, const BackendFactory& make,
+                                          const DeviceTolerance& tol, s2s::ComputeDType compute) {
+  using namespace parity;
+  s2s::set_num_threads(2);
+  const bool bf16 = compute == s2s::ComputeDType::BF16;
+  const double l_logits = bf16 ? tol.bf16_logits : tol.logits;
+  const double l_loss = bf16 ? tol.bf16_loss : tol.loss;
+  const double l_grad = bf16 ? tol.bf16_grad : tol.grad;
+  const double l_weights = bf16 ? tol.bf16_weights : tol.weights;
+  const std::string tag = name + (bf16 ? " bf16" : " fp32");
+  Setup s;
+  s.compute = compute;
+  std::unique_ptr<Built> cpu = build(name, s, nullptr);
+  std::unique_ptr<Built> dev = build(name, s, make());
+  CHECK(!dev->model->backend().is_host());
+  expect_params(*dev, *cpu, tol, l_weights, true, false, tag + " after the move");
+  Fixture fx(fixture_dir(name));
+
+  // Logits, loss, gradients (mean loss, as the fixtures).
+  s2s::ForwardResult rc = cpu->model->forward(cpu->graph, fx.batch, s2s::LossReduction::Mean);
+  s2s::ForwardResult rd = dev->model->forward(dev->graph, fx.batch, s2s::LossReduction::Mean);
+  expect_same(dev->model->backend(), rd.logits->value, rc.logits->value, tol, l_logits, tag + " logits");
+  expect_loss(dev->graph.read_scalar(rd.loss->value), cpu->graph.read_scalar(rc.loss->value), tol,
+              l_loss, tag + " loss");
+  CHECK(rd.count == rc.count);
+  cpu->graph.backward(rc.loss);
+  dev->graph.backward(rd.loss);
+  expect_params(*dev, *cpu, tol, l_grad, true, false, tag + " gradients:");
+  cpu->model->params().zero_grads();
+  dev->model->params().zero_grads();
+
+  // Ten AdamW steps on the same batch.
+  const int steps = bf16 ? 3 : 10;
+  for (int step = 1; step <= steps; ++step) {
+    const StepResult c = train_step(*cpu, fx.batch, step, false, 0);
+    const StepResult d = train_step(*dev, fx.batch, step, false, 0);
+    const std::string at = tag + " step " + std::to_string(step);
+    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, l_loss * 10, at + " loss");
+    expect_loss(d.grad_norm, c.grad_norm, tol, l_grad, at + " grad norm");
+  }
+  expect_params(*dev, *cpu, tol, l_weights, false, true, tag + " after training:");
+
+  // Saved optimizer state and model: byte-identical files (exact), else the reloaded tensors.
+  TmpDir tmp;
+  s2s::save_optimizer_state(tmp.file("cpu.opt"), cpu->model->params(), steps);
+  s2s::save_optimizer_state(tmp.file("dev.opt"), dev->model->params(), steps);
+  s2s::save_model(tmp.file("cpu-model"), *cpu->model, "{}");
+  s2s::save_model(tmp.file("dev-model"), *dev->model, "{}");
+  if (tol.exact) {
+    CHECK_MSG(file_bytes(tmp.file("cpu.opt")) == file_bytes(tmp.file("dev.opt")),
+              tag + ": optimizer state files differ");
+    CHECK_MSG(file_bytes(tmp.file("cpu-model/model.safetensors")) ==
+                  file_bytes(tmp.file("dev-model/model.safetensors")),
+              tag + ": saved models differ");
+  }
+  // Loading the state back into the device model gives back its moments.
+  std::vector<std::vector<uint8_t>> before;
+  for (s2s::Param* p : dev->model->params().trainable()) {
+    before.push_back(bytes_of(dev->model->backend(), p->exp_avg_sq));
+  }
+  CHECK(s2s::load_optimizer_state(tmp.file("dev.opt"), dev->model->params()) == steps);
+  size_t i = 0;
+  for (s2s::Param* p : dev->model->params().trainable()) {
+    CHECK_MSG(bytes_of(dev->model->backend(), p->exp_avg_sq) == before[i++],
+              tag + " reloaded moments of " + p->name);
+  }
+
+  // Generation is CPU-only: a clear S2S_DEVICE, not a crash.
+  s2s::KVCache cache;
+  s2s::GenerationConfig gc;
+  gc.max_new_tokens = 2;
+  CHECK_THROWS_CODE(s2s::generate(*dev->model, dev->graph, cache, {{1, 2, 3}}, gc, {}),
+                    s2s::code::kDevice);
+}
+
+// LoRA attached on the device (after the move), dropout on (LoRA's and T5's), frozen base views
+// in the file dtype: three steps, the adapters, the saved adapter (and loading it into another
+// device model) and the merged weights.
+inline void check_lora_on_device(const std::string& name, const BackendFactory& make,
+                                 const DeviceTolerance& tol) {
+  using namespace parity;
+  s2s::set_num_threads(2);
+  const std::string tag = name + " LoRA";
+  Setup s;
+  s.full = false;
+  s.keep_frozen = true;
+  s.t5_dropout = 0.1f;
+  std::unique_ptr<Built> cpu = build(name, s, nullptr);
+  std::unique_ptr<Built> dev = build(name, s, make());
+  s2s::LoraConfig lc;
+  lc.r = 4;
+  lc.lora_alpha = 8;
+  lc.lora_dropout = 0.1;
+  lc.target_modules_regex = "all-linear";
+  lc.target_modules_is_regex = true;
+  lc.init_lora_weights = "false";  // B non-zero: every adapter gets a gradient from step 1
+  s2s::LoraAdapter ac = s2s::apply_lora(*cpu->model, lc, 7);
+  s2s::LoraAdapter ad = s2s::apply_lora(*dev->model, lc, 7);
+  expect_params(*dev, *cpu, tol, tol.weights, false, false, tag + " attached:");
+  Fixture fx(fixture_dir(name));
+  for (int step = 1; step <= 3; ++step) {
+    const StepResult c = train_step(*cpu, fx.batch, step, true, 100 + step);
+    const StepResult d = train_step(*dev, fx.batch, step, true, 100 + step);
+    const std::string at = tag + " step " + std::to_string(step);
+    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, tol.loss * 10, at + " loss");
+    expect_loss(d.grad_norm, c.grad_norm, tol, tol.grad, at + " grad norm");
+  }
+  expect_params(*dev, *cpu, tol, tol.weights, false, true, tag + " after training:");
+  TmpDir tmp;
+  s2s::save_adapter(tmp.file("cpu"), *cpu->model, ac, ac.config);
+  s2s::save_adapter(tmp.file("dev"), *dev->model, ad, ad.config);
+  if (tol.exact) {
+    CHECK_MSG(file_bytes(tmp.file("cpu/adapter_model.safetensors")) ==
+                  file_bytes(tmp.file("dev/adapter_model.safetensors")),
+              tag + ": saved adapters differ");
+  }
+  // The CPU's saved adapter loads into a fresh device model (uploads) with the same tensors.
+  {
+    std::unique_ptr<Built> again = build(name, s, make());
+    s2s::LoraAdapter al = s2s::load_adapter(tmp.file("cpu"), *again->model);
+    for (size_t i = 0; i < al.layers.size(); ++i) {
+      expect_same(again->model->backend(), al.layers[i].lora->A->value, ac.layers[i].lora->A->value,
+                  tol, tol.weights, tag + " loaded adapter A " + al.layers[i].path);
+      expect_same(again->model->backend(), al.layers[i].lora->B->value, ac.layers[i].lora->B->value,
+                  tol, tol.weights, tag + " loaded adapter B " + al.layers[i].path);
+    }
+  }
+  s2s::merge_lora(*cpu->model, ac);
+  s2s::merge_lora(*dev->model, ad);
+  expect_params(*dev, *cpu, tol, tol.weights, false, false, tag + " merged:");
+  // The merged model's forward agrees too (no LoRA left; bf16 views replaced by fp32 merges).
+  cpu->graph.reset();
+  dev->graph.reset();
+  s2s::ForwardResult rc = cpu->model->forward(cpu->graph, fx.batch, s2s::LossReduction::Mean);
+  s2s::ForwardResult rd = dev->model->forward(dev->graph, fx.batch, s2s::LossReduction::Mean);
+  expect_same(dev->model->backend(), rd.logits->value, rc.logits->value, tol, tol.logits,
+              tag + " merged logits");
+}
+
+}  // namespace s2s_test
