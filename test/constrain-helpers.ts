@@ -3,7 +3,9 @@
 // of a constraint want) with its WordLevel tokenizer swapped for this one. The tokens include
 // multi-byte characters split across tokens (é, 日, 😀 in pieces), a lone continuation byte, an
 // invalid byte (0xff), whitespace and escapes, so the recognizer's UTF-8 and escape handling is
-// exercised through real token ids.
+// exercised through real token ids. Every letter the shared schemas' keys and enums need is also a
+// one-letter token: real byte-level vocabularies hold all 256 bytes, so any viable text can be
+// spelled; a vocabulary that cannot spell it leaves the constraint without a token (an error).
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -27,21 +29,21 @@ function bytesToUnicode(): string[] {
 /** The pieces, as raw bytes (strings are UTF-8 encoded; arrays are byte lists). */
 export const PIECES: Array<string | number[]> = [
   "{", "}", "[", "]", "\"", ":", ",", "{\"", "\"}", "\":", "\",", "\":\"", "\"]", "[\"", "},{", "}]", "]}", ",\"",
-  "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "12", "3.5", "-", ".", "e", "E", "+", "1e",
-  "true", "false", "null", "tr", "ue", "nu", "ll", "fa", "lse", "nul",
-  "a", "b", "c", "n", "t", "f", "l", "s", "u", "r", "x", "y", "A",
-  "name", "age", "tags", "id", "kind", "red", "green", "blue", "\"red\"", "hello", " world", " ", "  ", "\n", "\t",
+  "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "12", "3.5", "-", ".", "e", "E", "+",
+  "true", "false", "null", "tr", "ue", "nu", "ll",
+  "a", "b", "c", "d", "g", "h", "i", "k", "m", "n", "t", "f", "l", "s", "u", "r", "x", "y",
+  "name", "age", "tags", "id", "kind", "red", "green", "blue", "\"red\"", "hello", " world", " ", "\n", "\t",
   "\\", "\\n", "\\u", "00e9", "\\\"",
   "é", [0xc3], [0xa9], "日", [0xe6, 0x97], [0xa5], "😀", [0xf0, 0x9f], [0x98, 0x80], [0xff], [0x80],
 ];
 
 /** A tokenizer.json over PIECES at ids 0.., the special token `eos` text at the ids in `special`. */
-export function byteLevelTokenizer(vocabSize: number, special: Record<number, string>): unknown {
+export function byteLevelTokenizer(vocabSize: number, special: Record<number, string>, pieces: Array<string | number[]> = PIECES): unknown {
   const table = bytesToUnicode();
   const enc = new TextEncoder();
   const vocab: Record<string, number> = {};
   let id = 0;
-  for (const p of PIECES) {
+  for (const p of pieces) {
     while (special[id] !== undefined) id++;
     const bytes = typeof p === "string" ? [...enc.encode(p)] : p;
     vocab[bytes.map((b) => table[b]).join("")] = id++;
@@ -69,13 +71,37 @@ export function byteLevelTokenizer(vocabSize: number, special: Record<number, st
   };
 }
 
-/** A temporary copy of fixture `name` with the byte-level JSON tokenizer. */
-export function jsonTokenizerModel(name: "gpt2" | "llama-gqa" | "qwen2"): string {
+/** A temporary copy of fixture `name` with a byte-level tokenizer over `pieces` (default: the JSON pieces). */
+export function jsonTokenizerModel(name: "gpt2" | "llama-gqa" | "qwen2", pieces: Array<string | number[]> = PIECES): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), `s2s-constrain-${name}-`));
   cpSync(path.join(fixtures, name), dir, { recursive: true });
   const special: Record<number, string> = name === "gpt2"
     ? { 95: "<|endoftext|>" }
     : name === "llama-gqa" ? { 0: "<unk>", 1: "<s>", 2: "</s>" } : { 93: "<|endoftext|>", 94: "<|im_start|>", 95: "<|im_end|>" };
-  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(byteLevelTokenizer(96, special)));
+  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(byteLevelTokenizer(96, special, pieces)));
   return dir;
 }
+
+/** Schemas the constraint tests share: nested objects, arrays, enums, anyOf / oneOf, nullable, $ref, extras. */
+export const SCHEMAS: Record<string, Record<string, unknown>> = {
+  person: {
+    type: "object",
+    properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer" }, tags: { type: "array", items: { type: "string" }, maxItems: 3 } },
+    required: ["name", "age"],
+    additionalProperties: false,
+  },
+  nested: {
+    type: "object",
+    properties: {
+      id: { type: "number" },
+      kind: { enum: ["red", "green", "blue", 12, null, true] },
+      child: { type: "object", properties: { x: { type: ["string", "null"] }, y: { type: "boolean" } }, required: ["x", "y"] },
+    },
+    required: ["id", "kind", "child"],
+  },
+  union: { anyOf: [{ type: "array", items: { $ref: "#/$defs/pt" }, minItems: 1, maxItems: 2 }, { type: "null" }, { const: "x" }], $defs: { pt: { type: "object", properties: { a: { type: "integer" }, b: { type: "number" } }, required: ["a"] } } },
+  anyObject: { type: "object" },
+  strings: { type: "object", properties: { s: { type: "string", minLength: 2, maxLength: 4 }, e: { type: "string", enum: ["red", "green"] } }, required: ["s", "e"] },
+  numbers: { type: "array", items: { oneOf: [{ type: "integer" }, { type: "string", maxLength: 3 }] }, maxItems: 4 },
+  free: { type: "object", properties: { a: { type: "string" } }, required: ["a"], additionalProperties: { type: "integer" } },
+};

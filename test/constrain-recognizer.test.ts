@@ -8,7 +8,7 @@ import { advance, advanceBytes, canEnd, initialState } from "../src/constrain/js
 import { compileJsonSchema, UnsupportedSchemaError } from "../src/constrain/json-schema.js";
 import { buildTrie, tokenBytes } from "../src/constrain/token-vocabulary.js";
 import { JsonConstraint } from "../src/constrain/json-constraint.js";
-import { byteLevelTokenizer, PIECES } from "./constrain-helpers.js";
+import { byteLevelTokenizer, PIECES, SCHEMAS } from "./constrain-helpers.js";
 
 const enc = new TextEncoder();
 
@@ -20,28 +20,6 @@ function viablePrefix(schema: unknown, text: string): boolean {
   return advanceBytes(initialState(compileJsonSchema(schema)), enc.encode(text)).length > 0;
 }
 
-export const SCHEMAS: Record<string, Record<string, unknown>> = {
-  person: {
-    type: "object",
-    properties: { name: { type: "string", maxLength: 12 }, age: { type: "integer" }, tags: { type: "array", items: { type: "string" }, maxItems: 3 } },
-    required: ["name", "age"],
-    additionalProperties: false,
-  },
-  nested: {
-    type: "object",
-    properties: {
-      id: { type: "number" },
-      kind: { enum: ["red", "green", "blue", 12, null, true] },
-      child: { type: "object", properties: { x: { type: ["string", "null"] }, y: { type: "boolean" } }, required: ["x", "y"] },
-    },
-    required: ["id", "kind", "child"],
-  },
-  union: { anyOf: [{ type: "array", items: { $ref: "#/$defs/pt" }, minItems: 1, maxItems: 2 }, { type: "null" }, { const: "x" }], $defs: { pt: { type: "object", properties: { a: { type: "integer" }, b: { type: "number" } }, required: ["a"] } } },
-  anyObject: { type: "object" },
-  strings: { type: "object", properties: { s: { type: "string", minLength: 2, maxLength: 4 }, e: { type: "string", enum: ["red", "green"] } }, required: ["s", "e"] },
-  numbers: { type: "array", items: { oneOf: [{ type: "integer" }, { type: "string", maxLength: 3 }] }, maxItems: 4 },
-  free: { type: "object", properties: { a: { type: "string" } }, required: ["a"], additionalProperties: { type: "integer" } },
-};
 
 describe("json recognizer", () => {
   it("accepts complete compact values of the schema and nothing longer", () => {

@@ -44,10 +44,18 @@ export class JsonConstraint {
       else this.states[r] = this.consume(this.states[r]!, last[r]!);
       this.allowedTokens(this.states[r]!, this.allowed);
       const row = scores.subarray(r * V, (r + 1) * V);
-      let live = false;
+      let live = false, any = false;
       for (let v = 0; v < V; v++) {
         if (!this.allowed[v]) row[v] = -Infinity;
-        else if (row[v]! > -Infinity) live = true;
+        else {
+          any = true;
+          if (row[v]! > -Infinity) live = true;
+        }
+      }
+      if (!any) {
+        throw new ConstraintConflictError(
+          "constrained decoding: no token of the vocabulary continues the output as the JSON schema requires " +
+          "(the vocabulary cannot spell the next bytes; byte-level and byte-fallback vocabularies always can)");
       }
       if (!live) {
         throw new ConstraintConflictError(
