@@ -3,7 +3,8 @@
 // of a constraint want) with its WordLevel tokenizer swapped for this one. The tokens include
 // multi-byte characters split across tokens (é, 日, 😀 in pieces), a lone continuation byte, an
 // invalid byte (0xff), whitespace and escapes, so the recognizer's UTF-8 and escape handling is
-// exercised through real token ids. Every letter the shared schemas' keys and enums need is also a
+// exercised through real token ids. Every letter the shared schemas' and synth's relation schema's
+// keys and enums need is also a
 // one-letter token: real byte-level vocabularies hold all 256 bytes, so any viable text can be
 // spelled; a vocabulary that cannot spell it leaves the constraint without a token (an error).
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -30,8 +31,8 @@ function bytesToUnicode(): string[] {
 export const PIECES: Array<string | number[]> = [
   "{", "}", "[", "]", "\"", ":", ",", "{\"", "\"}", "\":", "\",", "\":\"", "\"]", "[\"", "},{", "}]", "]}", ",\"",
   "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "12", "3.5", "-", ".", "e", "E", "+",
-  "true", "false", "null", "tr", "ue", "nu", "ll",
-  "a", "b", "c", "d", "g", "h", "i", "k", "m", "n", "t", "f", "l", "s", "u", "r", "x", "y",
+  "true", "false", "null", "nu", "ll",
+  "a", "b", "c", "d", "g", "h", "i", "k", "m", "n", "o", "p", "t", "f", "l", "s", "u", "r", "w", "x", "y", "_",
   "name", "age", "tags", "id", "kind", "red", "green", "blue", "\"red\"", "hello", " world", " ", "\n", "\t",
   "\\", "\\n", "\\u", "00e9", "\\\"",
   "é", [0xc3], [0xa9], "日", [0xe6, 0x97], [0xa5], "😀", [0xf0, 0x9f], [0x98, 0x80], [0xff], [0x80],
