@@ -153,9 +153,14 @@ describe("token masks over a byte-level vocabulary", () => {
 
   it("allows exactly the tokens that brute force over every token allows", () => {
     const cases: Array<[unknown, string]> = [
-      [SCHEMAS.person, ""], [SCHEMAS.person, '{"name":"'], [SCHEMAS.person, '{"name":"a\xc3'.replace("\xc3", "")],
+      [SCHEMAS.person, ""], [SCHEMAS.person, '{"name":"'], [SCHEMAS.person, '{"name":"a'],
       [SCHEMAS.person, '{"name":"Ann","age":3'], [SCHEMAS.nested, '{"id":1,"kind":'], [SCHEMAS.union, "[{\"a\":1"],
       [SCHEMAS.anyObject, '{"q":'], [SCHEMAS.strings, '{"s":"ab'], [SCHEMAS.numbers, "[1"], [{ type: "integer" }, "12"],
+      // Inside strings (the per-class fast path): plain, after a backslash, inside \u, mid-character,
+      // at maxLength - 1 and at maxLength, an extra key that must not repeat a listed one.
+      [{ type: "string" }, '"'], [{ type: "string" }, '"a\\'], [{ type: "string" }, '"\\u00'], [{ type: "string" }, '"\\ud'],
+      [{ type: "string" }, '"\xe6'.replace("\xe6", "")], [SCHEMAS.person, '{"name":"0123456789a'], [SCHEMAS.person, '{"name":"0123456789ab'],
+      [SCHEMAS.free, '{"a":"x","'], [SCHEMAS.free, '{"a":"x","b":1,"na'], [SCHEMAS.strings, '{"s":"'],
     ];
     for (const [schema, prefix] of cases) {
       const allowed = allowedAfter(schema, prefix);
@@ -168,14 +173,27 @@ describe("token masks over a byte-level vocabulary", () => {
     }
   });
 
+  it("inside a string mid-character, only continuation bytes are allowed (fast path vs brute force)", () => {
+    const root = compileJsonSchema({ type: "object", properties: { s: { type: "string", maxLength: 3 } }, required: ["s"] });
+    const c = new JsonConstraint(root, vocabulary, [95]);
+    for (const prefix of [[0xe6], [0xe6, 0x97], [0xf0], [0xf0, 0x9f, 0x98], [0x61, 0x62], [0x61, 0x62, 0x63]]) {
+      const state = advanceBytes(initialState(root), Uint8Array.from([...enc.encode('{"s":"'), ...prefix]));
+      expect(state.length).toBeGreaterThan(0);
+      const allowed = new Uint8Array(96);
+      c.allowedTokens(state, allowed);
+      for (let id = 0; id < 95; id++) {
+        const want = bytes[id] ? advanceBytes(state, bytes[id]!).length > 0 : false;
+        expect(allowed[id] === 1, `${prefix} + token ${id}`).toBe(want);
+      }
+    }
+  });
+
   it("splits multi-byte characters across tokens: a lead byte token is allowed in a string, not outside", () => {
     const leadC3 = PIECES.findIndex((p) => Array.isArray(p) && p.length === 1 && p[0] === 0xc3);
     const tailA9 = PIECES.findIndex((p) => Array.isArray(p) && p.length === 1 && p[0] === 0xa9);
     const inString = allowedAfter({ type: "string" }, '"');
     expect(inString[leadC3]).toBe(1);
     expect(inString[tailA9]).toBe(0);
-    const afterLead = allowedAfter({ type: "string" }, '"\xc3'.slice(0, 1)); // sanity: same as inString
-    expect(afterLead[leadC3]).toBe(1);
     const c = new JsonConstraint(compileJsonSchema({ type: "string" }), vocabulary, [95]);
     const allowed = new Uint8Array(96);
     c.allowedTokens(advance(advance(initialState(compileJsonSchema({ type: "string" })), 0x22), 0xc3), allowed);

@@ -341,3 +341,39 @@ function feedArray(f: Frame & { t: "arr" }, th: Thread, b: number, out: Thread[]
       return;
   }
 }
+
+// ---- string interiors, for the mask's fast path ------------------------------------------------
+// Inside a string nearly every token is allowed, so walking the trie there visits all of it. What
+// a token does inside a string depends only on the string's escape / UTF-8 position (its "class"),
+// not on what encloses it, until the token closes the string. So the mask precomputes, per class,
+// the tokens that stay inside (with the characters they add, for maxLength) and the few that
+// close it (checked against the real state one by one).
+
+/** The class of a state that is one string (and nothing else), or undefined. */
+export function stringClass(state: RecognizerState): { key: string; len: number; max: number } | undefined {
+  if (state.length !== 1) return undefined;
+  const f = state[0]!.frame;
+  if (f.t !== "str") return undefined;
+  return { key: `${f.esc},${f.utf},${f.lo},${f.hi}`, len: f.len, max: f.max };
+}
+
+const SENTINEL: Thread = { frame: { t: "done" }, up: null };
+
+/**
+ * What `bytes` do from a string of class `key`: "inside" with the characters they add, "closes"
+ * (an unescaped quote ends the string within them), or "invalid" (refused while inside).
+ */
+export function classifyInString(key: string, bytes: Uint8Array): { kind: "inside"; chars: number } | { kind: "closes" } | { kind: "invalid" } {
+  const [esc, utf, lo, hi] = key.split(",").map(Number) as [number, number, number, number];
+  // The canonical string: unbounded, no key check; its parent is a marker that never accepts bytes.
+  let th: Thread = { frame: { t: "str", min: 0, max: Infinity, len: 0, esc, utf, lo, hi, forbid: null, raw: "" }, up: { frame: { t: "arr", node: MARKER_ARRAY, phase: "item", count: 0 }, up: SENTINEL } };
+  for (const b of bytes) {
+    const out: Thread[] = [];
+    feed(th, b, out);
+    if (out.length === 0) return { kind: "invalid" };
+    th = out[0]!;
+    if (th.frame.t !== "str") return { kind: "closes" };
+  }
+  return { kind: "inside", chars: (th.frame as { len: number }).len };
+}
+const MARKER_ARRAY: SchemaNode & { kind: "array" } = { kind: "array", items: { kind: "literal", texts: [] }, minItems: 0, maxItems: 0 };
