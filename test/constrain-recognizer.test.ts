@@ -159,7 +159,7 @@ describe("token masks over a byte-level vocabulary", () => {
       // Inside strings (the per-class fast path): plain, after a backslash, inside \u, mid-character,
       // at maxLength - 1 and at maxLength, an extra key that must not repeat a listed one.
       [{ type: "string" }, '"'], [{ type: "string" }, '"a\\'], [{ type: "string" }, '"\\u00'], [{ type: "string" }, '"\\ud'],
-      [{ type: "string" }, '"\xe6'.replace("\xe6", "")], [SCHEMAS.person, '{"name":"0123456789a'], [SCHEMAS.person, '{"name":"0123456789ab'],
+      [SCHEMAS.person, '{"name":"0123456789a'], [SCHEMAS.person, '{"name":"0123456789ab'],
       [SCHEMAS.free, '{"a":"x","'], [SCHEMAS.free, '{"a":"x","b":1,"na'], [SCHEMAS.strings, '{"s":"'],
     ];
     for (const [schema, prefix] of cases) {
