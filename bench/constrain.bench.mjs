@@ -2,7 +2,9 @@
 // allowed tokens over a GPT-2-sized vocabulary (50,257 tokens) at representative points of a JSON
 // value: mask_ms is JsonConstraint.allowedTokens (the trie walk, or inside a string the per-class
 // precomputed tokens: the first call per class builds them, then the median is taken), naive_ms
-// checks every token's bytes one by one, row_step_ms adds setting -inf over one row of scores.
+// checks every token's bytes one by one, row_step_ms adds setting -inf over one row of scores,
+// cold_ms is the first call at that point (a string class's token sets are built then, once).
+// With --model DIR it also times model.generate with and without a constraint (decode ms/token).
 // Not run by `npm run bench` (no native code involved); `npm run build` first.
 //
 //   node bench/constrain.bench.mjs --tokenizer PATH/tokenizer.json      a model folder's tokenizer
@@ -104,12 +106,14 @@ for (const [name, schema, prefix] of points) {
   const constraint = new JsonConstraint(root, vocabulary, [eos]);
   const state = advanceBytes(initialState(root), Buffer.from(prefix));
   const time = (fn) => {
-    fn();
     const t = [];
     for (let i = 0; i < repeat; i++) { const s = performance.now(); fn(); t.push(performance.now() - s); }
     t.sort((a, b) => a - b);
     return t[Math.floor(t.length / 2)];
   };
+  let s0 = performance.now();
+  constraint.allowedTokens(state, allowed); // cold: builds a string class's token sets the first time
+  const cold = performance.now() - s0;
   const walk = time(() => constraint.allowedTokens(state, allowed));
   const count = allowed.reduce((n, a) => n + a, 0);
   const check = new Uint8Array(V);
@@ -124,9 +128,42 @@ for (const [name, schema, prefix] of points) {
     row.set(scores);
     constraint.maskRow(state, row);
   });
-  rows.push({ point: name, allowed: count, mask_ms: walk, naive_ms: brute, speedup: brute / walk, row_step_ms: step });
+  rows.push({ point: name, allowed: count, cold_ms: cold, mask_ms: walk, naive_ms: brute, speedup: brute / walk, row_step_ms: step });
 }
 console.log("\nper-step mask cost, one row, median of", repeat);
-console.table(rows.map((r) => ({ ...r, mask_ms: r.mask_ms.toFixed(3), naive_ms: r.naive_ms.toFixed(2), speedup: r.speedup.toFixed(0) + "x", row_step_ms: r.row_step_ms.toFixed(3) })));
+console.table(rows.map((r) => ({ ...r, cold_ms: r.cold_ms.toFixed(1), mask_ms: r.mask_ms.toFixed(3), naive_ms: r.naive_ms.toFixed(2), speedup: r.speedup.toFixed(0) + "x", row_step_ms: r.row_step_ms.toFixed(3) })));
 const out = flag("json");
 if (out) writeFileSync(out, JSON.stringify({ vocab: V, trie_nodes: trie.nodes, prep_ms: prepMs, rows }, null, 2));
+
+// ---- end to end: model.generate with and without a constraint ---------------------------------
+// --model DIR: a model folder whose vocabulary the tokenizer above fits (e.g. the GPT-2 124M-shaped
+// build/bench-models/gpt2-124m); its tokenizer.json is written next to a symlinked copy.
+const modelDir = flag("model");
+if (modelDir) {
+  const { mkdtempSync, symlinkSync, readdirSync } = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const { Model, setNumThreads } = await import("../dist/src/index.js");
+  setNumThreads(Number(flag("threads", "2")));
+  const dir = mkdtempSync(path.join(os.tmpdir(), "s2s-constrain-bench-"));
+  for (const f of readdirSync(modelDir)) if (f !== "tokenizer.json") symlinkSync(path.resolve(modelDir, f), path.join(dir, f));
+  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify({ version: "1.0", normalizer: null, pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true }, post_processor: null, ...json, model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, ...json.model } }));
+  const model = await Model.load(dir);
+  const prompt = Array.from({ length: 32 }, (_, i) => (i * 997) % 50000);
+  const newTokens = Number(flag("new", "64"));
+  const runs = [
+    ["unconstrained", {}],
+    ["json_object", { jsonSchema: { type: "object" } }],
+    ["relation schema", { jsonSchema: relation }],
+  ];
+  const e2e = [];
+  for (const [name, extra] of runs) {
+    // Warm-up with the same request: the string classes' token sets are built once per vocabulary.
+    await model.generate([prompt], { maxNewTokens: newTokens, ...extra });
+    const r = await model.generate([prompt], { maxNewTokens: newTokens, eosTokenId: eos, minNewTokens: 0, ...extra });
+    const s = r.sequences[0];
+    e2e.push({ run: name, tokens: s.tokenIds.length, decode_ms_per_token: r.timings.decodeMs / Math.max(1, r.timings.steps), finish: s.finishReason, text: (s.text ?? "").slice(0, 50) });
+  }
+  console.log(`\nend to end on ${modelDir} (greedy, ${newTokens} new tokens at most, 32-token prompt)`);
+  console.table(e2e.map((r) => ({ ...r, decode_ms_per_token: r.decode_ms_per_token.toFixed(2) })));
+}

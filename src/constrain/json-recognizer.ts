@@ -172,49 +172,57 @@ function feedLiteral(texts: LiteralText[], pos: number, up: Thread | null, b: nu
   if (rest) out.push({ frame: { t: "lit", texts: rest, pos: pos + 1 }, up });
 }
 
-function feedString(f: Frame & { t: "str" }, up: Thread | null, b: number, out: Thread[]): void {
-  const raw = f.forbid ? f.raw + String.fromCharCode(b) : "";
-  if (f.utf > 0) {
-    if (b < f.lo || b > f.hi) return;
-    out.push({ frame: { ...f, utf: f.utf - 1, lo: 0x80, hi: 0xbf, raw }, up });
-    return;
+/**
+ * One byte inside a string, as a pure function of the string's position class (esc, utf, lo, hi:
+ * see the str frame): STRING_CLOSE for the closing quote, STRING_INVALID for a refused byte, else
+ * the next class packed as inc << 24 | esc << 20 | utf << 16 | lo << 8 | hi, where inc = 1 when
+ * the byte starts a character (what maxLength counts). Shared by the recognizer and the mask's
+ * per-class token sets, so both read bytes the same way.
+ */
+export function stringByte(esc: number, utf: number, lo: number, hi: number, b: number): number {
+  const pack = (inc: number, e: number, u: number, l: number, h: number) => (inc << 24) | (e << 20) | (u << 16) | (l << 8) | h;
+  if (utf > 0) return b < lo || b > hi ? STRING_INVALID : pack(0, 0, utf - 1, 0x80, 0xbf);
+  if (esc === 1) {
+    if (b === 0x75) return pack(0, 2, 0, 0, 0); // \u: four hex digits follow
+    const simple = b === QUOTE || b === BACKSLASH || b === 0x2f || b === 0x62 || b === 0x66 || b === 0x6e || b === 0x72 || b === 0x74;
+    return simple ? pack(0, 0, 0, 0, 0) : STRING_INVALID;
   }
-  if (f.esc === 1) {
-    if (b === 0x75) { // \u: four hex digits follow
-      out.push({ frame: { ...f, esc: 2, raw }, up });
-    } else if (b === QUOTE || b === BACKSLASH || b === 0x2f || b === 0x62 || b === 0x66 || b === 0x6e || b === 0x72 || b === 0x74) {
-      out.push({ frame: { ...f, esc: 0, raw }, up });
-    }
-    return;
-  }
-  if (f.esc >= 2) {
-    if (!isHex(b)) return;
+  if (esc >= 2) {
+    if (!isHex(b)) return STRING_INVALID;
     // \uD800-\uDFFF (surrogates) are refused: a pair would count as two characters here and one
     // for a validator; characters beyond the BMP come as UTF-8 instead.
-    if (f.esc === 7 && b > 0x37) return; // after \uD: only 0-7
-    const esc = f.esc === 2 && (b === 0x64 || b === 0x44) ? 7 : f.esc === 7 ? 4 : f.esc === 5 ? 0 : f.esc + 1;
-    out.push({ frame: { ...f, esc, raw }, up });
-    return;
+    if (esc === 7 && b > 0x37) return STRING_INVALID; // after \uD: only 0-7
+    return pack(0, esc === 2 && (b === 0x64 || b === 0x44) ? 7 : esc === 7 ? 4 : esc === 5 ? 0 : esc + 1, 0, 0, 0);
   }
-  if (b === QUOTE) {
+  if (b === QUOTE) return STRING_CLOSE;
+  if (b < 0x20) return STRING_INVALID; // control characters must be escaped
+  if (b === BACKSLASH) return pack(1, 1, 0, 0, 0);
+  if (b < 0x80) return pack(1, 0, 0, 0, 0);
+  if (b >= 0xc2 && b <= 0xdf) return pack(1, 0, 1, 0x80, 0xbf);
+  if (b === 0xe0) return pack(1, 0, 2, 0xa0, 0xbf);
+  if (b === 0xed) return pack(1, 0, 2, 0x80, 0x9f); // no surrogates
+  if (b >= 0xe1 && b <= 0xef) return pack(1, 0, 2, 0x80, 0xbf);
+  if (b === 0xf0) return pack(1, 0, 3, 0x90, 0xbf);
+  if (b >= 0xf1 && b <= 0xf3) return pack(1, 0, 3, 0x80, 0xbf);
+  if (b === 0xf4) return pack(1, 0, 3, 0x80, 0x8f);
+  return STRING_INVALID;
+}
+export const STRING_CLOSE = -2, STRING_INVALID = -1;
+
+function feedString(f: Frame & { t: "str" }, up: Thread | null, b: number, out: Thread[]): void {
+  const r = stringByte(f.esc, f.utf, f.lo, f.hi, b);
+  if (r === STRING_INVALID) return;
+  if (r === STRING_CLOSE) {
     if (f.len < f.min) return;
     if (f.forbid && f.forbid.has(f.raw)) return;
     out.push(finish(up, -1));
     return;
   }
-  if (b < 0x20) return; // control characters must be escaped
   // Every character (code point) counts at its first byte, as JSON Schema and zod count length.
-  if (f.len + 1 > f.max) return;
-  const len = f.len + 1;
-  if (b === BACKSLASH) out.push({ frame: { ...f, esc: 1, len, raw }, up });
-  else if (b < 0x80) out.push({ frame: { ...f, len, raw }, up });
-  else if (b >= 0xc2 && b <= 0xdf) out.push({ frame: { ...f, len, utf: 1, lo: 0x80, hi: 0xbf, raw }, up });
-  else if (b === 0xe0) out.push({ frame: { ...f, len, utf: 2, lo: 0xa0, hi: 0xbf, raw }, up });
-  else if (b === 0xed) out.push({ frame: { ...f, len, utf: 2, lo: 0x80, hi: 0x9f, raw }, up }); // no surrogates
-  else if (b >= 0xe1 && b <= 0xef) out.push({ frame: { ...f, len, utf: 2, lo: 0x80, hi: 0xbf, raw }, up });
-  else if (b === 0xf0) out.push({ frame: { ...f, len, utf: 3, lo: 0x90, hi: 0xbf, raw }, up });
-  else if (b >= 0xf1 && b <= 0xf3) out.push({ frame: { ...f, len, utf: 3, lo: 0x80, hi: 0xbf, raw }, up });
-  else if (b === 0xf4) out.push({ frame: { ...f, len, utf: 3, lo: 0x80, hi: 0x8f, raw }, up });
+  const len = f.len + (r >>> 24);
+  if (len > f.max) return;
+  const raw = f.forbid ? f.raw + String.fromCharCode(b) : "";
+  out.push({ frame: { ...f, len, esc: (r >>> 20) & 0xf, utf: (r >>> 16) & 0xf, lo: (r >>> 8) & 0xff, hi: r & 0xff, raw }, up });
 }
 
 function feedNumber(f: Frame & { t: "num" }, up: Thread | null, b: number, out: Thread[]): void {
@@ -357,23 +365,23 @@ export function stringClass(state: RecognizerState): { key: string; len: number;
   return { key: `${f.esc},${f.utf},${f.lo},${f.hi}`, len: f.len, max: f.max };
 }
 
-const SENTINEL: Thread = { frame: { t: "done" }, up: null };
 
 /**
  * What `bytes` do from a string of class `key`: "inside" with the characters they add, "closes"
  * (an unescaped quote ends the string within them), or "invalid" (refused while inside).
  */
 export function classifyInString(key: string, bytes: Uint8Array): { kind: "inside"; chars: number } | { kind: "closes" } | { kind: "invalid" } {
-  const [esc, utf, lo, hi] = key.split(",").map(Number) as [number, number, number, number];
-  // The canonical string: unbounded, no key check; its parent is a marker that never accepts bytes.
-  let th: Thread = { frame: { t: "str", min: 0, max: Infinity, len: 0, esc, utf, lo, hi, forbid: null, raw: "" }, up: { frame: { t: "arr", node: MARKER_ARRAY, phase: "item", count: 0 }, up: SENTINEL } };
+  let [esc, utf, lo, hi] = key.split(",").map(Number) as [number, number, number, number];
+  let chars = 0;
   for (const b of bytes) {
-    const out: Thread[] = [];
-    feed(th, b, out);
-    if (out.length === 0) return { kind: "invalid" };
-    th = out[0]!;
-    if (th.frame.t !== "str") return { kind: "closes" };
+    const r = stringByte(esc, utf, lo, hi, b);
+    if (r === STRING_INVALID) return { kind: "invalid" };
+    if (r === STRING_CLOSE) return { kind: "closes" };
+    chars += r >>> 24;
+    esc = (r >>> 20) & 0xf;
+    utf = (r >>> 16) & 0xf;
+    lo = (r >>> 8) & 0xff;
+    hi = r & 0xff;
   }
-  return { kind: "inside", chars: (th.frame as { len: number }).len };
+  return { kind: "inside", chars };
 }
-const MARKER_ARRAY: SchemaNode & { kind: "array" } = { kind: "array", items: { kind: "literal", texts: [] }, minItems: 0, maxItems: 0 };
