@@ -329,6 +329,7 @@ TEST(mask_logits_runs_between_processors_and_warpers) {
   KVCache cache;
   GenerationConfig c = folder_defaults("gpt2");
   c.eos_token_ids.clear();
+  c.pad_token_id = 95;  // the prompts differ in length
   c.max_new_tokens = 6;
   const int64_t V = m->config().vocab_size;
   const std::vector<std::vector<int32_t>> in = {{10, 20, 30}, {40}};
