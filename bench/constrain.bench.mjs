@@ -65,12 +65,12 @@ if (!tokFile && !tiktoken) {
 }
 const json = tokFile ? JSON.parse(readFileSync(tokFile, "utf8")) : tokenizerFromTiktoken(tiktoken);
 let t0 = performance.now();
-const { bytes } = tokenBytes(json, tokFile ?? tiktoken);
+const { bytes, notFirst } = tokenBytes(json, tokFile ?? tiktoken);
 const trie = buildTrie(bytes);
 const prepMs = performance.now() - t0;
 const V = bytes.length;
 const eos = json.added_tokens.find((a) => a.content === "<|endoftext|>")?.id ?? V - 1;
-const vocabulary = { bytes, trie, kind: "byte-level" };
+const vocabulary = { bytes, trie, kind: "byte-level", notFirst };
 console.log(`vocabulary: ${V} tokens, trie ${trie.nodes} nodes, token bytes + trie built in ${prepMs.toFixed(0)} ms (once per tokenizer)`);
 
 const relation = {

@@ -3,13 +3,15 @@
 // (constrain-helpers.ts): for schemas x seeds x greedy / sampling, every finished output parses
 // and validates; EOS never comes before the value is complete; greedy under a constraint that
 // never binds equals plain greedy, bit for bit; bad combinations are errors naming the option.
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { GenerateOptionsError, Model } from "../src/index.js";
 import { advanceBytes, canEnd, initialState } from "../src/constrain/json-recognizer.js";
 import { compileJsonSchema } from "../src/constrain/json-schema.js";
-import { loadTokenVocabulary } from "../src/constrain/token-vocabulary.js";
-import { jsonTokenizerModel, PIECES, SCHEMAS } from "./constrain-helpers.js";
+import { loadTokenVocabulary, tokenBytes } from "../src/constrain/token-vocabulary.js";
+import { jsonTokenizerModel, PIECES, SCHEMAS, wordPieceModel } from "./constrain-helpers.js";
 
 const models = { gpt2: jsonTokenizerModel("gpt2"), llama: jsonTokenizerModel("llama-gqa") };
 
@@ -64,6 +66,31 @@ describe("generate with jsonSchema", () => {
       expect(["é日😀", "日é"]).toContain((JSON.parse(s.text!) as { s: string }).s);
       for (const piece of [[0xc3], [0xa9]]) expect(s.tokenIds).toContain(id(piece));
     }
+  });
+
+  it("WordPiece (build-tokenizer's, cleanup off) on an encoder-decoder T5: '##' pieces spell compact JSON, never first", async () => {
+    const { dir, vocab } = wordPieceModel("t5-relu-tied");
+    const model = await Model.load(dir);
+    const vocabulary = loadTokenVocabulary(dir);
+    expect(vocabulary.kind).toBe("wordpiece");
+    const continuation = new Set(Object.entries(vocab).filter(([t]) => t.startsWith("##")).map(([, id]) => id));
+    const schema = { type: "object", properties: { name: { type: "string", maxLength: 6 }, age: { type: "integer" }, ok: { type: ["boolean", "null"] } }, required: ["name", "age", "ok"] };
+    const validator = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+    let finished = 0;
+    for (const run of [{ doSample: false }, { doSample: true, seed: 1 }, { doSample: true, seed: 2 }, { doSample: true, seed: 3 }]) {
+      const r = await model.generate([[5, 6, 7], [8]], { ...run, maxNewTokens: 60, jsonSchema: schema });
+      for (const s of r.sequences) {
+        expect(continuation.has(s.tokenIds[0]!)).toBe(false); // decoded first, a "##" piece would keep its "##"
+        if (s.finishReason !== "eos") continue;
+        finished++;
+        expect(validator.safeParse(JSON.parse(s.text!)).success, s.text).toBe(true);
+      }
+    }
+    expect(finished).toBeGreaterThan(0);
+    // With cleanup on, a token's text depends on its neighbours: refused.
+    const json = JSON.parse(readFileSync(path.join(dir, "tokenizer.json"), "utf8")) as { decoder: { cleanup: boolean } };
+    json.decoder.cleanup = true;
+    expect(() => tokenBytes(json as unknown as Record<string, unknown>, "tokenizer.json")).toThrow(/WordPiece with cleanup/);
   });
 
   it("without the constraint the same model writes no JSON (the test would catch a no-op mask)", async () => {

@@ -8,6 +8,7 @@
 // one-letter token: real byte-level vocabularies hold all 256 bytes, so any viable text can be
 // spelled; a vocabulary that cannot spell it leaves the constraint without a token (an error).
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
+import { buildWordPieceTokenizer } from "../src/data/build-tokenizer.js";
 import os from "node:os";
 import path from "node:path";
 
@@ -106,3 +107,23 @@ export const SCHEMAS: Record<string, Record<string, unknown>> = {
   numbers: { type: "array", items: { oneOf: [{ type: "integer" }, { type: "string", maxLength: 3 }] }, maxItems: 4 },
   free: { type: "object", properties: { a: { type: "string" } }, required: ["a"], additionalProperties: { type: "integer" } },
 };
+
+/**
+ * A temporary copy of the T5 fixture `name` with a WordPiece tokenizer as
+ * src/data/build-tokenizer.ts builds for models trained from scratch (decoder WordPiece, cleanup
+ * false; <pad> 0, </s> 1, <unk> 2 as the fixture's config), from a corpus of compact JSON whose
+ * words ({"name":"x"}) are spelled with "##" pieces. Returns the folder and the vocabulary.
+ */
+export function wordPieceModel(name: "t5-relu-tied" | "t5-gated"): { dir: string; vocab: Record<string, number> } {
+  const corpus = [
+    '{"name":"ann","age":31,"tags":["a","b"]} {"name":"bo","age":-2.5e3} true false null',
+    '{"id":7,"kind":"red"} {"id":8,"kind":"green"} [1,2,3] {"x":null,"y":true} \\n \\u00e9 é',
+  ];
+  const built = buildWordPieceTokenizer(corpus, { minFrequency: 2, maxWords: 4 });
+  if (built.vocabSize > 96) throw new Error(`the WordPiece vocabulary has ${built.vocabSize} tokens, the fixture 96`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), `s2s-constrain-${name}-`));
+  cpSync(path.join(fixtures, name), dir, { recursive: true });
+  writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(built.tokenizer));
+  writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(built.tokenizerConfig));
+  return { dir, vocab: (built.tokenizer.model as { vocab: Record<string, number> }).vocab };
+}

@@ -131,8 +131,8 @@ describe("json recognizer", () => {
 
 describe("token masks over a byte-level vocabulary", () => {
   const json = byteLevelTokenizer(96, { 95: "<|endoftext|>" }) as Record<string, unknown>;
-  const { bytes } = tokenBytes(json, "tokenizer.json");
-  const vocabulary = { bytes, trie: buildTrie(bytes), kind: "byte-level" };
+  const { bytes, notFirst } = tokenBytes(json, "tokenizer.json");
+  const vocabulary = { bytes, trie: buildTrie(bytes), kind: "byte-level", notFirst };
   const allowedAfter = (schema: unknown, text: string) => {
     const c = new JsonConstraint(compileJsonSchema(schema), vocabulary, [95]);
     const state = advanceBytes(initialState(compileJsonSchema(schema)), enc.encode(text));

@@ -41,7 +41,7 @@ export class JsonConstraint {
       if (first) this.states[r] = initialState(this.root);
       else if (last[r]! < 0) continue; // the row has finished
       else this.states[r] = this.consume(this.states[r]!, last[r]!);
-      const { any, live } = this.maskRow(this.states[r]!, scores.subarray(r * V, (r + 1) * V));
+      const { any, live } = this.maskRow(this.states[r]!, scores.subarray(r * V, (r + 1) * V), first);
       if (!any) {
         throw new ConstraintConflictError(
           "constrained decoding: no token of the vocabulary continues the output as the JSON schema requires " +
@@ -56,12 +56,17 @@ export class JsonConstraint {
     }
   };
 
-  /** One row's scores masked for `state`: any = some token is allowed, live = one with a finite score. */
-  maskRow(state: RecognizerState, row: Float32Array): { any: boolean; live: boolean } {
+  /**
+   * One row's scores masked for `state` (first: the first generated token, where the
+   * vocabulary's notFirst tokens are left out): any = some token is allowed, live = one with a
+   * finite score.
+   */
+  maskRow(state: RecognizerState, row: Float32Array, first = false): { any: boolean; live: boolean } {
     const V = row.length;
     if (this.allowed.length !== V) this.allowed = new Uint8Array(V);
     const allowed = this.allowed;
     this.allowedTokens(state, allowed);
+    if (first) for (const id of this.vocabulary.notFirst) if (id < V) allowed[id] = 0;
     let live = false, any = false;
     for (let v = 0; v < V; v++) {
       if (!allowed[v]) row[v] = -Infinity;

@@ -2,10 +2,13 @@
 // a trie over them, so a constraint can find every allowed token by walking the trie with its
 // recognizer state (a dead prefix prunes all tokens below it) instead of trying every token.
 // Decoders understood: ByteLevel (GPT-2, Qwen, Llama-3: each character of a token stands for one
-// byte; a token can end inside a multi-byte character), and SentencePiece style (Metaspace, or a
-// Sequence with Replace "▁" -> " " and ByteFallback "<0xNN>": Llama 2, T5, SmolLM-style).
-// WordPiece and WordLevel decoders join tokens with spaces and clean up around punctuation, so a
-// token's text depends on its neighbours: those are refused with an error saying so.
+// byte; a token can end inside a multi-byte character), SentencePiece style (Metaspace, or a
+// Sequence with Replace "▁" -> " " and ByteFallback "<0xNN>": Llama 2, T5), and WordPiece without
+// cleanup (what src/data/build-tokenizer.ts writes): a "##" token adds its text, any other token a
+// space and its text, except as the very first token (no space; a "##" token would keep its
+// "##"), so "##" tokens are never allowed first (notFirst). WordPiece with cleanup (spaces removed
+// before punctuation, depending on the neighbours) and decoder-less WordLevel tokenizers (tokens
+// joined with spaces) are refused with an error saying so.
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 
@@ -22,8 +25,10 @@ export interface TokenVocabulary {
   /** Token id -> its bytes; null for tokens never allowed (special tokens, empty or unknown ones). */
   bytes: (Uint8Array | null)[];
   trie: TokenTrie;
-  /** "byte-level" or "sentencepiece". */
+  /** "byte-level", "sentencepiece" or "wordpiece". */
   kind: string;
+  /** Tokens whose text differs when they come first (WordPiece "##" tokens): never allowed first. */
+  notFirst: Int32Array;
 }
 
 /**
@@ -64,6 +69,7 @@ function decoderKind(decoder: Json | null | undefined): "byte-level" | "sentence
   const type = decoder.type as string;
   if (type === "ByteLevel") return "byte-level";
   if (type === "Metaspace") return "sentencepiece";
+  if (type === "WordPiece") return decoder.cleanup === false ? "wordpiece" : "WordPiece with cleanup (spaces before punctuation removed depending on the neighbours)";
   if (type === "Sequence") {
     const parts = (decoder.decoders as Json[] | undefined) ?? [];
     if (parts.some((d) => d.type === "ByteLevel")) return "byte-level";
@@ -93,13 +99,15 @@ function vocabEntries(json: Json, file: string): { pieces: Map<number, string>; 
 const utf8 = new TextEncoder();
 
 /** The bytes of every token (see TokenVocabulary.bytes). */
-export function tokenBytes(json: Json, file: string): { bytes: (Uint8Array | null)[]; kind: string } {
+export function tokenBytes(json: Json, file: string): { bytes: (Uint8Array | null)[]; kind: string; notFirst: Int32Array } {
   const kind = decoderKind(json.decoder as Json | null);
-  if (kind !== "byte-level" && kind !== "sentencepiece") {
+  if (kind !== "byte-level" && kind !== "sentencepiece" && kind !== "wordpiece") {
     throw new UnsupportedTokenizerError(file,
-      `constrained decoding needs a byte-level (GPT-2 style) or SentencePiece-style (Metaspace / ByteFallback) decoder, ` +
+      `constrained decoding needs a byte-level (GPT-2 style), SentencePiece-style (Metaspace / ByteFallback) or WordPiece (cleanup false) decoder, ` +
       `got ${kind === "none" ? "no decoder (tokens are joined with spaces)" : kind}: a token's text must not depend on its neighbours`);
   }
+  const prefix = kind === "wordpiece" ? String((json.decoder as Json).prefix ?? "##") : "";
+  const notFirst: number[] = [];
   const { pieces, special } = vocabEntries(json, file);
   const added = new Set(((json.added_tokens as Json[] | undefined) ?? []).map((a) => a.id as number));
   const size = Math.max(-1, ...pieces.keys()) + 1;
@@ -110,6 +118,11 @@ export function tokenBytes(json: Json, file: string): { bytes: (Uint8Array | nul
     let b: Uint8Array | null;
     if (added.has(id)) {
       b = utf8.encode(piece); // added tokens are written as they are
+      if (kind === "wordpiece") b = utf8.encode(` ${piece}`);
+    } else if (kind === "wordpiece") {
+      const continues = prefix !== "" && piece.startsWith(prefix);
+      if (continues) notFirst.push(id);
+      b = utf8.encode(continues ? piece.slice(prefix.length) : ` ${piece}`);
     } else if (table) {
       const out: number[] = [];
       for (const ch of piece) {
@@ -124,7 +137,7 @@ export function tokenBytes(json: Json, file: string): { bytes: (Uint8Array | nul
     }
     bytes[id] = b && b.length > 0 ? b : null;
   }
-  return { bytes, kind };
+  return { bytes, kind, notFirst: Int32Array.from(notFirst) };
 }
 
 /** The trie over the tokens' bytes (tokens without bytes are left out). */
@@ -179,8 +192,8 @@ export function loadTokenVocabulary(modelDir: string): TokenVocabulary {
   const hit = cache.get(file);
   if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.vocabulary;
   const json = JSON.parse(readFileSync(file, "utf8")) as Json;
-  const { bytes, kind } = tokenBytes(json, file);
-  const vocabulary = { bytes, trie: buildTrie(bytes), kind };
+  const { bytes, kind, notFirst } = tokenBytes(json, file);
+  const vocabulary = { bytes, trie: buildTrie(bytes), kind, notFirst };
   cache.set(file, { mtimeMs: st.mtimeMs, size: st.size, vocabulary });
   return vocabulary;
 }
