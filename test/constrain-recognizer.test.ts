@@ -129,6 +129,35 @@ describe("json recognizer", () => {
   });
 });
 
+describe("token bytes per decoder", () => {
+  const dec = (b: Uint8Array | null) => (b ? Buffer.from(b).toString("latin1") : null);
+  it("SentencePiece: '▁' is a space, <0xNN> byte-fallback pieces are single bytes, special tokens have none", () => {
+    // Llama 2's decoder: Replace ▁ -> " ", ByteFallback, Fuse, Strip (one leading space).
+    const llama = {
+      model: { type: "BPE", vocab: { "<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "<0xC3>": 4, "<0xA9>": 5, "▁{": 6, "\"": 7, "▁\"": 8, "é": 9 }, merges: [] },
+      added_tokens: [0, 1, 2].map((id) => ({ id, content: ["<unk>", "<s>", "</s>"][id], special: true })),
+      decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: "▁" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }, { type: "Strip", content: " ", start: 1, stop: 0 }] },
+    };
+    const { bytes, kind, notFirst } = tokenBytes(llama, "tokenizer.json");
+    expect(kind).toBe("sentencepiece");
+    expect(notFirst.length).toBe(0);
+    expect(bytes.map(dec)).toEqual([null, null, null, "\n", "\xc3", "\xa9", " {", '"', ' "', "\xc3\xa9"]);
+    // T5 / Metaspace: Unigram's [piece, score] list.
+    const t5 = { model: { type: "Unigram", vocab: [["<pad>", 0], ["</s>", 0], ["▁", -1], ["▁true", -2]] }, added_tokens: [{ id: 0, content: "<pad>", special: true }, { id: 1, content: "</s>", special: true }], decoder: { type: "Metaspace", replacement: "▁" } };
+    expect(tokenBytes(t5, "t.json").bytes.map(dec)).toEqual([null, null, " ", " true"]);
+    // The first token's leading space (stripped by the decoder) is the one space the grammar allows.
+    expect(accepts({ type: "boolean" }, " true")).toBe(true);
+  });
+
+  it("refuses decoders whose token text depends on the neighbours, naming the file", () => {
+    expect(() => tokenBytes({ model: { type: "WordLevel", vocab: { a: 0 } }, decoder: null }, "m/tokenizer.json"))
+      .toThrow(/^m\/tokenizer.json: constrained decoding needs .* got no decoder \(tokens are joined with spaces\)/);
+    expect(() => tokenBytes({ model: { type: "WordPiece", vocab: { a: 0 } }, decoder: { type: "WordPiece", prefix: "##", cleanup: true } }, "t.json"))
+      .toThrow(/WordPiece with cleanup/);
+    expect(() => tokenBytes({ model: { type: "BPE", vocab: { a: 0 } }, decoder: { type: "CTC" } }, "t.json")).toThrow(/got CTC/);
+  });
+});
+
 describe("token masks over a byte-level vocabulary", () => {
   const json = byteLevelTokenizer(96, { 95: "<|endoftext|>" }) as Record<string, unknown>;
   const { bytes, notFirst } = tokenBytes(json, "tokenizer.json");
