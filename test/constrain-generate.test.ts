@@ -144,6 +144,10 @@ describe("generate with jsonSchema", () => {
     // The fixtures' own WordLevel tokenizer joins tokens with spaces: refused, saying why.
     const wordLevel = await Model.load(new URL("./fixtures/models/gpt2", import.meta.url).pathname);
     await expect(wordLevel.generate([[3]], { jsonSchema: { type: "object" } })).rejects.toThrow(/no decoder \(tokens are joined with spaces\)/);
+    // The native argument is checked, and the model stays usable after the refusal.
+    const native = (model as unknown as { native: { generate: (...a: unknown[]) => Promise<unknown> } }).native;
+    expect(() => native.generate([Int32Array.of(3)], { maxNewTokens: 2 }, undefined, 5)).toThrow(/expected maskLogits to be a function/);
+    await expect(model.generate([[3]], { maxNewTokens: 2 })).resolves.toBeDefined();
     // A processor that bans everything the schema allows is an error, not garbage.
     await expect(model.generate([[3]], { jsonSchema: { type: "integer" }, badWordsIds: [[18], [19], [20], [21], [22], [23], [24], [25], [26], [27], [28], [30], [35]] }))
       .rejects.toThrow(/every token the JSON schema allows at this step was banned by another option/);

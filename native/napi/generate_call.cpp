@@ -263,6 +263,7 @@ Napi::Promise run_generate(Napi::Env env, Napi::Object keep, Napi::Value on_toke
   if (!mask_logits.IsEmpty() && mask_logits.IsFunction()) {
     call->mask_fn = Napi::Persistent(mask_logits.As<Napi::Function>());
   } else if (!mask_logits.IsEmpty() && !mask_logits.IsUndefined()) {
+    if (settle) settle();  // nothing was queued: release the model now
     s2s::fail(s2s::code::kArgument, "generate", "expected maskLogits to be a function or undefined");
   }
   call->keep = Napi::Persistent(keep);
