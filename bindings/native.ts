@@ -352,11 +352,20 @@ export interface NativeModel {
    * the Promise settles after the last of them was delivered. Rejects with S2S_ARGUMENT for bad
    * settings (checked before anything runs) and S2S_BUSY while another call runs.
    */
-  generate(inputs: Int32Array[], config: NativeGenerationConfig, onTokens?: (pairs: Int32Array) => void):
-    Promise<NativeGenerateResult>;
+  generate(inputs: Int32Array[], config: NativeGenerationConfig, onTokens?: (pairs: Int32Array) => void,
+    maskLogits?: MaskLogits): Promise<NativeGenerateResult>;
   /** Stops a running generate after its current step (its sequences end with finishReason "aborted"). */
   abortGenerate(): void;
 }
+
+/**
+ * A constraint's logits mask (greedy search and sampling only): called on the JS thread every step,
+ * after the logits processors and before the warpers, while the generating thread waits. scores
+ * holds the (rows x vocab) processed scores to change in place (-Infinity forbids a token);
+ * last[r] is the token row r appended at the previous step, -1 at the first step and for rows
+ * that have finished. If it throws, generation stops and the Promise rejects with that error.
+ */
+export type MaskLogits = (scores: Float32Array, last: Int32Array) => void;
 
 /**
  * The resolved generation settings native generate takes (transformers' GenerationConfig fields in

@@ -10,6 +10,7 @@ import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { runInteractiveSession } from "../src/generate/interactive.js";
 import { Model, readSafetensors, type Batch } from "../src/index.js";
+import { jsonTokenizerModel, SCHEMAS } from "./constrain-helpers.js";
 
 const cli = path.resolve(import.meta.dirname, "../dist/src/cli/main.js");
 const models = path.resolve(import.meta.dirname, "fixtures/models");
@@ -154,6 +155,24 @@ describe("s2s-train generate", () => {
     const r = s2s(["--model", gpt2, "--adapter", adapter, "--prompt", prompt, "--max-new-tokens", "10"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${adapted}\n`);
+  });
+
+  it("--json-schema FILE constrains the output to the schema; a bad file or schema names it", async () => {
+    const dir = jsonTokenizerModel("gpt2");
+    const schemaFile = path.join(tmp(), "person.json");
+    writeFileSync(schemaFile, JSON.stringify(SCHEMAS.strings));
+    const r = s2s(["--model", dir, "--prompt", "ab", "--max-new-tokens", "40", "--json-schema", schemaFile]);
+    expect(r.status, r.stderr).toBe(0);
+    const want = await (await Model.load(dir)).generate("ab", { maxNewTokens: 40, jsonSchema: SCHEMAS.strings! });
+    expect(r.stdout).toBe(`${want.sequences[0]!.text}\n`);
+    expect(want.sequences[0]!.finishReason).toBe("eos");
+    expect(JSON.parse(want.sequences[0]!.text!)).toHaveProperty("e");
+    let bad = s2s(["--model", dir, "--prompt", "ab", "--json-schema", path.join(dir, "missing.json")]);
+    expect(bad.stderr).toContain(`--json-schema: cannot read ${path.join(dir, "missing.json")}`);
+    writeFileSync(schemaFile, JSON.stringify({ type: "object", properties: { a: { type: "string", contentEncoding: "base64" } } }));
+    bad = s2s(["--model", dir, "--prompt", "ab", "--json-schema", schemaFile]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('jsonSchema: JSON schema at /properties/a: keyword "contentEncoding" is not supported');
   });
 
   it("bad flags are errors naming the flag", () => {

@@ -12,6 +12,8 @@ import { Model } from "../src/index.js";
 import { outputCheckFor } from "../src/serve/response-format.js";
 import { startServer, type RunningServer } from "../src/serve/server.js";
 import { StopMatcher } from "../src/serve/stop-sequences.js";
+import { z } from "zod";
+import { jsonTokenizerModel, SCHEMAS } from "./constrain-helpers.js";
 
 const models = path.resolve(import.meta.dirname, "fixtures/models");
 
@@ -228,23 +230,103 @@ describe("serve: chat (qwen2 with a chat template)", () => {
     expect(finish).toBe(whole.choices[0]!.finish_reason);
   });
 
-  it("checks response_format honestly: an unusable schema and output that does not match are 400s", async () => {
+  it("refuses response_format it cannot honour: an unusable schema, a tokenizer the constraint cannot map", async () => {
     await expectApiError(api.chat.completions.create({
       model: "tiny-chat", messages, max_tokens: 5,
       response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", if: {} } } },
     }), 400, "invalid_json_schema");
+    const keyword = await expectApiError(api.chat.completions.create({
+      model: "tiny-chat", messages, max_tokens: 5,
+      response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "array", contains: { type: "integer" } } } } } },
+    }), 400, "unsupported_json_schema");
+    expect(keyword.message).toContain('at /properties/a: keyword "contains" is not supported');
+    expect(keyword.param).toBe("response_format");
+    // This fixture's WordLevel tokenizer joins tokens with spaces: no constrained decoding.
     const e = await expectApiError(api.chat.completions.create({
       model: "tiny-chat", messages, max_tokens: 5, temperature: 0,
       response_format: { type: "json_schema", json_schema: { name: "answer", schema: { type: "object", properties: { a: { type: "integer" } } } } },
-    }), 400, "response_format_not_satisfied");
-    expect(e.message).toContain("does not constrain decoding");
+    }), 400, "unsupported_tokenizer");
+    expect(e.message).toContain("tokens are joined with spaces");
     await expectApiError(api.chat.completions.create({
       model: "tiny-chat", messages, stream: true, response_format: { type: "json_object" },
-    }), 400, "unsupported_parameter");
+    }), 400, "unsupported_tokenizer");
     await expectApiError(api.chat.completions.create({ model: "tiny-chat", messages: [] }), 400);
     await expectApiError(api.chat.completions.create({
       model: "tiny-chat", messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "http://x" } }] }],
     }), 400);
+  });
+});
+
+describe("serve: response_format is constrained while decoding (qwen2 with a byte-level JSON tokenizer)", () => {
+  let server: RunningServer;
+  let api: OpenAI;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = jsonTokenizerModel("qwen2");
+    const configFile = path.join(dir, "tokenizer_config.json");
+    const config = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+    const template = "{%- for m in messages -%}<|im_start|>{{ m.content }}<|im_end|>{%- endfor -%}<|im_start|>";
+    writeFileSync(configFile, JSON.stringify({ ...config, chat_template: template }));
+    server = await startServer({ model: dir, port: 0, modelName: "json-chat", log: () => {} });
+    api = client(server);
+  });
+  afterAll(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const messages = [{ role: "user" as const, content: "a b c" }];
+
+  it("answers with JSON that matches the schema, greedy and sampled, through the openai client", async () => {
+    let answered = 0, cut = 0;
+    for (const [name, schema] of Object.entries(SCHEMAS)) {
+      const validator = z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+      for (const sampling of [{ temperature: 0 }, { temperature: 1.2, seed: 3, n: 2 }]) {
+        const r = await api.chat.completions.create({
+          model: "json-chat", messages, max_tokens: 60, ...sampling,
+          response_format: { type: "json_schema", json_schema: { name, schema } },
+        }).catch((e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+        if (r instanceof OpenAI.APIError) {
+          // Only a cut by max_tokens may fail the safety net, and it says so.
+          expect(r.code, `${name}: ${r.message}`).toBe("response_format_not_satisfied");
+          expect(r.message).toContain("max_tokens ended the output");
+          cut++;
+          continue;
+        }
+        answered++;
+        for (const c of (r as OpenAI.ChatCompletion).choices) {
+          expect(c.finish_reason).toBe("stop");
+          expect(validator.safeParse(JSON.parse(c.message.content!)).success, `${name}: ${c.message.content}`).toBe(true);
+        }
+      }
+    }
+    expect(answered, `${cut} cut by max_tokens`).toBeGreaterThan(0);
+  });
+
+  it("json_object gives an object; streaming with response_format is allowed and adds up to valid JSON", async () => {
+    // Any object may be long (random weights wander in strings): of a few seeds, those that end are objects.
+    let objects = 0;
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const r = await api.chat.completions.create({ model: "json-chat", messages, max_tokens: 100, temperature: 2, seed, response_format: { type: "json_object" } })
+        .catch((e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+      if (r instanceof OpenAI.APIError) {
+        expect(r.message).toContain("max_tokens ended the output");
+        continue;
+      }
+      const value = JSON.parse(r.choices[0]!.message.content!) as unknown;
+      expect(typeof value === "object" && value !== null && !Array.isArray(value)).toBe(true);
+      objects++;
+    }
+    expect(objects).toBeGreaterThan(0);
+    const schema = SCHEMAS.strings!;
+    const stream = await api.chat.completions.create({
+      model: "json-chat", messages, max_tokens: 60, temperature: 0, stream: true,
+      response_format: { type: "json_schema", json_schema: { name: "s", schema } },
+    });
+    let content = "";
+    for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? "";
+    expect(z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]).safeParse(JSON.parse(content)).success, content).toBe(true);
   });
 });
 

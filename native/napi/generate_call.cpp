@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -91,7 +92,8 @@ struct Call {
   s2s::GenerateResult result;
   bool failed = false;
   std::string code, message;
-  Napi::Reference<Napi::Value> js_error;  // thrown by the on_tokens callback
+  Napi::Reference<Napi::Value> js_error;  // thrown by the on_tokens or mask_logits callback
+  Napi::FunctionReference mask_fn;        // maskLogits, when given
   explicit Call(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -126,6 +128,7 @@ class Worker : public Napi::AsyncWorker {
         }
       };
     }
+    if (!c->mask_fn.IsEmpty()) hooks.mask_logits = mask_hook(c);
     try {
       c->result = c->work(hooks);
     } catch (const s2s::Error& e) {
@@ -145,6 +148,50 @@ class Worker : public Napi::AsyncWorker {
   }
   void OnOK() override {}
   void OnError(const Napi::Error&) override {}
+
+  // The generating thread hands the scores to maskLogits on the JS thread and waits for it (a
+  // blocking call through the same queue as the tokens, so the tokens before it arrive first).
+  static std::function<void(float*, int64_t, int64_t, const int32_t*)> mask_hook(Call* c) {
+    return [c](float* scores, int64_t R, int64_t V, const int32_t* last) {
+      struct Job {
+        float* scores;
+        int64_t R, V;
+        const int32_t* last;
+        std::promise<bool> done;  // false: the callback threw or nobody ran it
+      } job{scores, R, V, last, {}};
+      std::future<bool> done = job.done.get_future();
+      const napi_status st = c->tsfn.BlockingCall(
+          &job, [c](Napi::Env env, Napi::Function, Job* j) {
+            if (env == nullptr || !c->js_error.IsEmpty()) {
+              j->done.set_value(false);
+              return;
+            }
+            const size_t n = size_t(j->R * j->V);
+            Napi::Float32Array s = Napi::Float32Array::New(env, n);
+            std::memcpy(s.Data(), j->scores, sizeof(float) * n);
+            Napi::Int32Array l = Napi::Int32Array::New(env, size_t(j->R));
+            std::memcpy(l.Data(), j->last, sizeof(int32_t) * size_t(j->R));
+            try {
+              c->mask_fn.Call({s, l});
+            } catch (const Napi::Error& e) {
+              c->js_error = Napi::Persistent(Napi::Value(e.Value()));
+              c->cancel->store(true);
+              j->done.set_value(false);
+              return;
+            }
+            std::memcpy(j->scores, s.Data(), sizeof(float) * n);
+            j->done.set_value(true);
+          });
+      if (st != napi_ok) {  // the environment is closing
+        c->cancel->store(true);
+        s2s::fail(s2s::code::kInternal, "generate", "the JS environment closed during generation");
+      }
+      if (!done.get()) {
+        // The JS error (kept in js_error) is what the Promise rejects with.
+        s2s::fail(s2s::code::kInternal, "generate", "maskLogits failed");
+      }
+    };
+  }
 
  private:
   std::shared_ptr<Call> call_;
@@ -211,8 +258,14 @@ GenerateRequest generate_request_arg(const Napi::Value& inputs, const Napi::Valu
 Napi::Promise run_generate(Napi::Env env, Napi::Object keep, Napi::Value on_tokens,
                            std::atomic<bool>* cancel,
                            std::function<s2s::GenerateResult(const s2s::GenerateHooks&)> work,
-                           std::function<void()> settle) {
+                           std::function<void()> settle, Napi::Value mask_logits) {
   auto call = std::make_shared<Call>(env);
+  if (!mask_logits.IsEmpty() && mask_logits.IsFunction()) {
+    call->mask_fn = Napi::Persistent(mask_logits.As<Napi::Function>());
+  } else if (!mask_logits.IsEmpty() && !mask_logits.IsUndefined()) {
+    if (settle) settle();  // nothing was queued: release the model now
+    s2s::fail(s2s::code::kArgument, "generate", "expected maskLogits to be a function or undefined");
+  }
   call->keep = Napi::Persistent(keep);
   call->cancel = cancel;
   call->work = std::move(work);
@@ -232,6 +285,7 @@ Napi::Promise run_generate(Napi::Env env, Napi::Object keep, Napi::Value on_toke
                                                  call->deferred.Resolve(result_to_js(e, call->result));
                                                }
                                                call->js_error.Reset();
+                                               call->mask_fn.Reset();
                                                call->keep.Reset();
                                              });
   Napi::Promise promise = call->deferred.Promise();

@@ -555,9 +555,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // generate(inputs: Int32Array[], config, onTokens?) -> Promise<{sequences, steps, prefillMs,
-  // decodeMs}>: s2s::generate off the JS thread; onTokens(Int32Array of (sequence, token) pairs)
-  // after each step (greedy / sampling). The settings are checked before anything is queued.
+  // generate(inputs: Int32Array[], config, onTokens?, maskLogits?) -> Promise<{sequences, steps,
+  // prefillMs, decodeMs}>: s2s::generate off the JS thread; onTokens(Int32Array of (sequence,
+  // token) pairs) after each step (greedy / sampling); maskLogits (see run_generate). The settings are checked before anything is queued.
   Napi::Value Generate(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "generate";
@@ -574,7 +574,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [lm, req = std::move(req)](const s2s::GenerateHooks& hooks) {
             return s2s::generate(*lm->model, lm->graph, lm->cache, req.inputs, req.config, hooks);
           },
-          settle);
+          settle, info.Length() > 3 ? info[3] : info.Env().Undefined());
     });
   }
 

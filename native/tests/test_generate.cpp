@@ -5,11 +5,12 @@
 // num_return_sequences), left-padded decoder-only batches and right-padded T5 batches, on GPT-2,
 // Llama (GQA), Qwen2 and both T5 variants: token ids exactly, scores within 1e-4. Also the
 // logits processors on hand-made cases, sampling (seeded determinism, top-k / top-p support,
-// temperature), cancellation, streaming hooks and argument errors.
+// temperature), cancellation, streaming hooks, the mask_logits hook and argument errors.
 #include <atomic>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -316,6 +317,72 @@ TEST(cancel_stops_generation_and_streams_tokens_in_order) {
   c.num_return_sequences = 2;
   const GenerateResult br = generate(*m, g, cache, {{1, 5, 6, 7}}, c, hooks);
   CHECK(br.sequences.size() == 2 && br.sequences[0].finish == FinishReason::Aborted);
+}
+
+// GenerateHooks::mask_logits (what a JSON-schema constraint plugs into): it sees the processed
+// scores and the last step's tokens, runs before the warpers (so top_k = 1 sampling under a mask
+// equals greedy under it), a one-token mask forces that token with log-prob 0, and beam search
+// refuses it.
+TEST(mask_logits_runs_between_processors_and_warpers) {
+  std::unique_ptr<Model> m = load_fixture("gpt2");
+  Graph g;
+  KVCache cache;
+  GenerationConfig c = folder_defaults("gpt2");
+  c.eos_token_ids.clear();
+  c.pad_token_id = 95;  // the prompts differ in length
+  c.max_new_tokens = 6;
+  const int64_t V = m->config().vocab_size;
+  const std::vector<std::vector<int32_t>> in = {{10, 20, 30}, {40}};
+  // Forced: row r, step k must take token (7k + 3r + 1) mod V; `last` echoes the previous one.
+  int64_t step = 0;
+  bool last_ok = true;
+  GenerateHooks forced;
+  forced.mask_logits = [&](float* scores, int64_t R, int64_t V_, const int32_t* last) {
+    for (int64_t r = 0; r < R; ++r) {
+      const int32_t want_last = step == 0 ? -1 : int32_t((7 * (step - 1) + 3 * r + 1) % V_);
+      last_ok = last_ok && last[r] == want_last;
+      const int64_t keep = (7 * step + 3 * r + 1) % V_;
+      for (int64_t v = 0; v < V_; ++v) {
+        if (v != keep) scores[r * V_ + v] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    ++step;
+  };
+  const GenerateResult r = generate(*m, g, cache, in, c, forced);
+  CHECK(last_ok);
+  for (int64_t row = 0; row < 2; ++row) {
+    const GeneratedSequence& s = r.sequences[size_t(row)];
+    CHECK(s.tokens.size() == 6);
+    for (size_t k = 0; k < s.tokens.size(); ++k) {
+      CHECK(s.tokens[k] == int32_t((7 * int64_t(k) + 3 * row + 1) % V));
+      CHECK(std::fabs(s.token_logprobs[k]) < 1e-6f);
+    }
+  }
+  // Before the warpers: a mask banning each step's unmasked argmax, then top_k = 1 sampling,
+  // must pick the best allowed token, as greedy under the same mask does.
+  GenerateHooks ban_best;
+  ban_best.mask_logits = [&](float* scores, int64_t R, int64_t V_, const int32_t*) {
+    for (int64_t row = 0; row < R; ++row) scores[row * V_ + argmax_row(scores + row * V_, V_)] = -INFINITY;
+  };
+  const GenerateResult greedy = generate(*m, g, cache, in, c, ban_best);
+  const GenerateResult plain = generate(*m, g, cache, in, c);
+  GenerationConfig sc = c;
+  sc.do_sample = true;
+  sc.top_k = 1;
+  sc.seed = 5;
+  const GenerateResult sampled = generate(*m, g, cache, in, sc, ban_best);
+  for (size_t row = 0; row < 2; ++row) {
+    CHECK(sampled.sequences[row].tokens == greedy.sequences[row].tokens);
+    CHECK(greedy.sequences[row].tokens[0] != plain.sequences[row].tokens[0]);
+  }
+  GenerationConfig bc = c;
+  bc.num_beams = 2;
+  try {
+    generate(*m, g, cache, in, bc, ban_best);
+    s2s_test::record_failure(__FILE__, __LINE__, "beam search with mask_logits should be refused");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("expected num_beams 1") != std::string::npos);
+  }
 }
 
 TEST(generate_rejects_bad_settings_with_the_field_name) {

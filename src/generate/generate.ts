@@ -1,7 +1,10 @@
 // model.generate and model.generateStream: inputs to token ids (the folder's tokenizer for
 // text), the resolved settings, the native call (token streaming, AbortSignal -> abortGenerate),
 // and the results decoded back to text. No numerics here: decoding runs natively.
-import { withCallerStack, type NativeModel } from "../../bindings/native.js";
+import { withCallerStack, type NativeGenerationConfig, type NativeModel } from "../../bindings/native.js";
+import { JsonConstraint } from "../constrain/json-constraint.js";
+import { compileJsonSchema } from "../constrain/json-schema.js";
+import { loadTokenVocabulary } from "../constrain/token-vocabulary.js";
 import type { ModelFolder } from "../models/model-folder.js";
 import type { Tokenizer } from "../models/tokenizer.js";
 import { decodeTokens, StreamDetokenizer } from "./detokenize.js";
@@ -58,6 +61,32 @@ function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("generation was aborted", "AbortError");
 }
 
+/** The logits mask for options.jsonSchema; errors name the option and what is wrong. */
+function jsonConstraint(ctx: GenerateContext, schema: Record<string, unknown>, config: NativeGenerationConfig): JsonConstraint {
+  let root;
+  try {
+    root = compileJsonSchema(schema);
+  } catch (e) {
+    throw new GenerateOptionsError(`generate options: jsonSchema: ${(e as Error).message}`);
+  }
+  if ((config.numBeams ?? 1) > 1) {
+    throw new GenerateOptionsError("generate options: jsonSchema: constrained decoding needs greedy search or sampling (numBeams 1); beam search with a constraint is not supported");
+  }
+  if (!config.eosTokenIds || config.eosTokenIds.length === 0) {
+    throw new GenerateOptionsError("generate options: jsonSchema: constrained decoding needs an end-of-sequence token (eosTokenId) to end the output once the JSON is complete");
+  }
+  if (!ctx.tokenizer()) {
+    throw new GenerateOptionsError(`generate options: jsonSchema: ${ctx.folder.dir} has no tokenizer.json, which constrained decoding needs to know each token's text`);
+  }
+  let vocabulary;
+  try {
+    vocabulary = loadTokenVocabulary(ctx.folder.dir);
+  } catch (e) {
+    throw new GenerateOptionsError(`generate options: jsonSchema: ${(e as Error).message}`);
+  }
+  return new JsonConstraint(root, vocabulary, config.eosTokenIds);
+}
+
 /** model.generate(inputs, options). */
 export async function runGenerate(
   ctx: GenerateContext,
@@ -85,6 +114,7 @@ export async function runGenerate(
       }
     };
   }
+  const constraint = checked.jsonSchema ? jsonConstraint(ctx, checked.jsonSchema, config) : undefined;
   const signal = checked.signal;
   if (signal?.aborted) throw abortReason(signal);
   const abort = () => ctx.native.abortGenerate();
@@ -92,7 +122,7 @@ export async function runGenerate(
   let raw;
   try {
     raw = await withCallerStack(() =>
-      ctx.native.generate(prompts.map((p) => Int32Array.from(p)), config, onTokens));
+      ctx.native.generate(prompts.map((p) => Int32Array.from(p)), config, onTokens, constraint?.mask));
   } finally {
     signal?.removeEventListener("abort", abort);
   }

@@ -2,6 +2,7 @@
 // kebab case (--max-new-tokens, --top-p, …) and YAML keys in transformers' snake_case (compare
 // files). Both come from generateOptionsSchema, so a new option appears everywhere at once;
 // values are checked by that schema, and errors name the flag or key the person wrote.
+import { readFileSync } from "node:fs";
 import type { Options } from "yargs";
 import { z } from "zod";
 import { describeOf } from "../config/schema-walk.js";
@@ -22,7 +23,7 @@ export function snakeCase(camel: string): string {
   return camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-type FlagKind = "integer" | "number" | "boolean" | "earlyStopping" | "tokenIds" | "tokenIdLists";
+type FlagKind = "integer" | "number" | "boolean" | "earlyStopping" | "tokenIds" | "tokenIdLists" | "jsonFile";
 
 /** How each setting is typed on the command line (zod checks the value afterwards). */
 const FLAG_KINDS: Record<string, FlagKind> = {
@@ -31,7 +32,7 @@ const FLAG_KINDS: Record<string, FlagKind> = {
   numBeams: "integer", lengthPenalty: "number", earlyStopping: "earlyStopping", numReturnSequences: "integer",
   repetitionPenalty: "number", noRepeatNgramSize: "integer", badWordsIds: "tokenIdLists",
   eosTokenId: "tokenIds", padTokenId: "integer", decoderStartTokenId: "integer",
-  addSpecialTokens: "boolean", skipSpecialTokens: "boolean",
+  addSpecialTokens: "boolean", skipSpecialTokens: "boolean", jsonSchema: "jsonFile",
 };
 
 for (const key of GENERATION_SETTINGS) {
@@ -43,6 +44,7 @@ const KIND_HINTS: Record<FlagKind, string> = {
   earlyStopping: " (true, false or never)",
   tokenIds: " (an id, ids separated by commas, or none)",
   tokenIdLists: " (JSON, e.g. [[12],[40,41]])",
+  jsonFile: " (a file holding the JSON schema)",
 };
 
 /** Help text of the API's options with the settings named as flags ("maxLength" -> "--max-length"). */
@@ -80,6 +82,20 @@ function parseFlagValue(flag: string, kind: FlagKind, raw: unknown): unknown {
       throw new GenerateOptionsError(`--${flag}: expected a token id, ids separated by commas, or none; got ${text}`);
     }
     return ids.length === 1 ? ids[0] : ids;
+  }
+  if (kind === "jsonFile") {
+    const file = String(raw);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      throw new GenerateOptionsError(`--${flag}: cannot read ${file} (${(e as Error).message})`);
+    }
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new GenerateOptionsError(`--${flag}: ${file} is not JSON (${(e as Error).message})`);
+    }
   }
   if (kind === "tokenIdLists") {
     try {

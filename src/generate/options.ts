@@ -47,6 +47,9 @@ export const generateOptionsSchema = z.strictObject({
   // ---- text ----
   addSpecialTokens: z.boolean().optional().describe("When a prompt is text: let the tokenizer add its special tokens (default true)"),
   skipSpecialTokens: z.boolean().optional().describe("Decoded text leaves special tokens out (default true)"),
+  // ---- constraint ----
+  jsonSchema: z.record(z.string(), z.unknown()).optional()
+    .describe("Constrained decoding: every step allows only the tokens that keep the output a prefix of compact JSON matching this JSON schema, and the end of sequence only once it is complete (the supported subset is in the README; {type: \"object\"} is any JSON object). Greedy search or sampling only; needs the folder's tokenizer.json (byte-level or SentencePiece-style) and an EOS token"),
   // ---- control ----
   signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, { error: "expected an AbortSignal" }).optional()
     .describe("Aborting stops generation after the current step; the tokens so far come back with finishReason 'aborted'"),

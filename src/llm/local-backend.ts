@@ -1,6 +1,8 @@
 // The local engine as an LlmBackend: the model in this process, no HTTP. A LocalGenerator turns
 // chat messages into text; ModelGenerator is the one over model.generate (the folder's chat
 // template when it has one, stop strings, one request at a time on the model).
+import { compileJsonSchema, UnsupportedSchemaError } from "../constrain/json-schema.js";
+import { loadTokenVocabulary, UnsupportedTokenizerError } from "../constrain/token-vocabulary.js";
 import { encodePrompt } from "../data/build-example.js";
 import type { TaskKind } from "../data/types.js";
 import type { GenerateOptions } from "../generate/options.js";
@@ -16,7 +18,12 @@ export interface LocalGenerateOptions {
   topP?: number;
   seed?: number;
   stop?: string[];
-  /** Constrain the output to this schema where the engine can; it is validated afterwards anyway. */
+  /**
+   * Constrain the output to this schema: decoding is constrained (see src/constrain) when the
+   * schema is in the supported subset and the model's tokenizer is byte-level or
+   * SentencePiece-style; otherwise the model writes freely (LocalGeneration.unconstrained says
+   * why). The caller validates the text either way.
+   */
   jsonSchema?: JsonSchemaFormat;
   signal?: AbortSignal;
 }
@@ -26,6 +33,8 @@ export interface LocalGeneration {
   promptTokens: number;
   completionTokens: number;
   finishReason: "stop" | "length" | null;
+  /** Why a jsonSchema asked for could not constrain decoding (undefined when it did, or none was asked). */
+  unconstrained?: string;
 }
 
 /** Chat messages in, text out: the model's chat template applied (plain text for models without one). */
@@ -73,7 +82,7 @@ function firstStop(text: string, stop: readonly string[]): number {
  * without adding special tokens (the template writes them, as transformers' apply_chat_template
  * does); without a template the messages' contents, joined by blank lines, are the prompt,
  * tokenized as training tokenizes a prompt (src/data). temperature 0 is greedy search; a positive
- * one samples. jsonSchema is not enforced while generating (the caller validates the text).
+ * one samples. jsonSchema constrains decoding where it can (see LocalGenerateOptions.jsonSchema).
  * Requests run one at a time: a model generates one batch at a time.
  */
 export class ModelGenerator implements LocalGenerator {
@@ -114,6 +123,8 @@ export class ModelGenerator implements LocalGenerator {
       if (o.temperature > 0) options.temperature = o.temperature;
     }
     if (o.topP !== undefined) options.topP = o.topP;
+    const unconstrained = o.jsonSchema ? this.constraintProblem(o.jsonSchema.schema) : undefined;
+    if (o.jsonSchema && unconstrained === undefined) options.jsonSchema = o.jsonSchema.schema;
     if (o.seed !== undefined) options.seed = o.seed;
     if (stop.length > 0) {
       options.onToken = (event) => {
@@ -132,7 +143,20 @@ export class ModelGenerator implements LocalGenerator {
       promptTokens: result.usage.promptTokens,
       completionTokens: result.usage.completionTokens,
       finishReason: at >= 0 || sequence.finishReason === "eos" ? "stop" : sequence.finishReason === "length" ? "length" : null,
+      ...(unconstrained !== undefined ? { unconstrained } : {}),
     };
+  }
+
+  /** Why `schema` cannot constrain this model's decoding, or undefined when it can. */
+  private constraintProblem(schema: Record<string, unknown>): string | undefined {
+    try {
+      compileJsonSchema(schema);
+      loadTokenVocabulary(this.model.folder.dir);
+      return undefined;
+    } catch (e) {
+      if (e instanceof UnsupportedSchemaError || e instanceof UnsupportedTokenizerError) return e.message;
+      throw e;
+    }
   }
 }
 

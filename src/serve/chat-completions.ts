@@ -6,7 +6,7 @@ import { renderChat, type ChatMessage } from "../data/chat-template.js";
 import { badRequest, parseRequest, toApiError } from "./api-error.js";
 import { runCompletion, type CompletionChoice } from "./completion-engine.js";
 import { checkModelName, completionId, EventStream, nowSeconds, sendJson, type ServeContext } from "./http-context.js";
-import { outputCheckFor, responseFormatSchema, unsatisfiedFormat, type ResponseFormat } from "./response-format.js";
+import { decodingSchemaFor, outputCheckFor, responseFormatSchema, unsatisfiedFormat, type ResponseFormat } from "./response-format.js";
 import { planSampling, samplingFields } from "./sampling-params.js";
 
 const contentPart = z.looseObject({ type: z.string(), text: z.string().optional() });
@@ -61,10 +61,7 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
   if (req.logprobs && req.stream) throw badRequest("logprobs with stream: true is not supported", "logprobs", "unsupported_parameter");
   const format = (req.response_format ?? undefined) as ResponseFormat | undefined;
   const checkOutput = outputCheckFor(format);
-  if (checkOutput && req.stream) {
-    throw badRequest("response_format with stream: true is not supported: the output is checked when complete, not constrained while decoding",
-      "response_format", "unsupported_parameter");
-  }
+  const jsonSchema = decodingSchemaFor(format, ctx.model.folder.dir);
   if (!ctx.chatTemplate) {
     throw badRequest(`this model has no chat template (no chat_template in ${ctx.model.folder.dir}/tokenizer_config.json, ` +
       "no chat_template.jinja): use /v1/completions with a plain prompt", "messages", "no_chat_template");
@@ -81,6 +78,7 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
   // The template holds the special tokens; transformers tokenizes it without adding more.
   const prompt = tokenizer.encode(text, { add_special_tokens: false }).ids;
   const plan = planSampling(ctx.model, { ...req, max_tokens: req.max_completion_tokens ?? req.max_tokens }, [prompt], { promptParam: "messages" });
+  if (jsonSchema) plan.options.jsonSchema = jsonSchema;
 
   const id = completionId("chatcmpl");
   const created = nowSeconds();
@@ -113,7 +111,13 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
     completion_tokens: outcome.completionTokens,
     total_tokens: outcome.promptTokens + outcome.completionTokens,
   };
+  // The safety net (see response-format.ts): a streamed answer that fails it ends with the error.
+  const unsatisfied = checkOutput && outcome.choices.map((c) => {
+    const problem = checkOutput(c.text);
+    return problem ? unsatisfiedFormat(problem, c.text, c.finishReason) : undefined;
+  }).find((e) => e !== undefined);
   if (stream) {
+    if (unsatisfied) return stream.fail(unsatisfied);
     for (const c of outcome.choices) {
       if (!greeted.has(c.index)) sendDelta(c.index, "");
       stream.send(chunk([{ index: c.index, delta: {}, logprobs: null, finish_reason: c.finishReason }]));
@@ -122,12 +126,7 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
     stream.done();
     return;
   }
-  if (checkOutput) {
-    for (const c of outcome.choices) {
-      const problem = checkOutput(c.text);
-      if (problem) throw unsatisfiedFormat(problem, c.text);
-    }
-  }
+  if (unsatisfied) throw unsatisfied;
   const logprobsOf = (c: CompletionChoice) => ({
     content: c.logprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: [...Buffer.from(t.token, "utf8")], top_logprobs: [] })),
     refusal: null,

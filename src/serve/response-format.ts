@@ -1,11 +1,15 @@
 // response_format {type: "json_object"} / {type: "json_schema", json_schema: {schema}}.
-// NOT ENFORCED WHILE DECODING: constraining the output needs a logits mask at every step, which
-// native generation does not take yet. What this does instead is honest checking: the schema is
-// compiled when the request arrives (an unusable schema is a 400 before anything runs), and the
-// finished output must parse as JSON and match it, or the request fails with a 400 that says the
-// output did not satisfy response_format (code "response_format_not_satisfied"). Never is output
-// that does not match handed back as if it did.
+// Decoding is constrained (src/constrain): every step allows only tokens that keep the output a
+// prefix of compact JSON matching the schema, and the end of sequence only once it is complete.
+// A schema outside the supported subset, or a tokenizer whose tokens' text cannot be known in
+// isolation, is a 400 before anything runs. The finished output is still parsed and validated
+// (zod) as a safety net: it can fail where max_tokens cut the JSON short, or on keywords decoding
+// does not enforce (pattern, format, minimum, ...: see json-schema.ts), and then the request
+// fails with a 400 saying why (code "response_format_not_satisfied"). Never is output that does
+// not match handed back as if it did.
 import { z } from "zod";
+import { compileJsonSchema, UnsupportedSchemaError } from "../constrain/json-schema.js";
+import { loadTokenVocabulary, UnsupportedTokenizerError } from "../constrain/token-vocabulary.js";
 import { badRequest, type ApiError } from "./api-error.js";
 
 export type ResponseFormat =
@@ -62,12 +66,38 @@ export function outputCheckFor(format: ResponseFormat | undefined): OutputCheck 
   };
 }
 
-/** The 400 for output that failed its check (the message says decoding is not constrained). */
-export function unsatisfiedFormat(problem: string, output: string): ApiError {
+/**
+ * The JSON schema decoding is constrained to for this response_format (undefined for text):
+ * json_object is {type: "object"} (any object), json_schema without a schema any JSON value.
+ * A schema outside the supported subset, or a model whose tokenizer the constraint cannot map to
+ * bytes, is a 400 naming what is wrong.
+ */
+export function decodingSchemaFor(format: ResponseFormat | undefined, modelDir: string): Record<string, unknown> | undefined {
+  if (!format || format.type === "text") return undefined;
+  const schema = format.type === "json_object" ? { type: "object" } : format.json_schema.schema ?? {};
+  try {
+    compileJsonSchema(schema);
+  } catch (e) {
+    if (!(e instanceof UnsupportedSchemaError)) throw e;
+    throw badRequest(`response_format.json_schema.schema: ${e.message}`, "response_format", "unsupported_json_schema");
+  }
+  try {
+    loadTokenVocabulary(modelDir);
+  } catch (e) {
+    if (!(e instanceof UnsupportedTokenizerError)) throw e;
+    throw badRequest(`response_format needs constrained decoding, which this model's tokenizer does not allow: ${e.message}`,
+      "response_format", "unsupported_tokenizer");
+  }
+  return schema;
+}
+
+/** The 400 for output that failed its check (decoding was constrained: the reasons left are few). */
+export function unsatisfiedFormat(problem: string, output: string, finishReason?: string): ApiError {
   const shown = output.length > 200 ? `${output.slice(0, 200)}…` : output;
-  return badRequest(
-    `response_format: ${problem}. This server checks the output against response_format but does not constrain ` +
-    `decoding yet, so the model's free output did not satisfy it. Output: ${JSON.stringify(shown)}`,
-    "response_format", "response_format_not_satisfied",
-  );
+  const why = finishReason === "length"
+    ? "max_tokens ended the output before the JSON was complete; raise max_tokens"
+    : "decoding was constrained to the schema's structure, but not to the keywords it only validates afterwards " +
+      "(pattern, format, minimum, maximum, multipleOf, uniqueItems, minProperties, maxProperties; oneOf exclusivity)";
+  return badRequest(`response_format: ${problem}. ${why}. Output: ${JSON.stringify(shown)}`,
+    "response_format", "response_format_not_satisfied");
 }

@@ -259,6 +259,9 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
   S2S_REQUIRE(!inputs.empty(), code::kArgument, kOp, "expected at least one input");
   expect_host_model(model, kOp);  // S2S_DEVICE on a GPU model: generation is CPU-only for now
   validate_generation_config(config, model.config().vocab_size, model.is_encoder_decoder());
+  S2S_REQUIRE(!hooks.mask_logits || config.num_beams == 1, code::kArgument, kOp,
+              "a logits mask (a constraint such as a JSON schema) needs greedy search or "
+              "sampling: expected num_beams 1, got ", config.num_beams);
   InferenceMode mode(graph);
   const bool beams = config.num_beams > 1;
   gen::Decoding d(model, graph, cache, config, inputs,

@@ -48,6 +48,7 @@ GenerateResult sample_search(Decoding& d) {
   std::vector<float> scores(size_t(R * V));
   std::vector<int32_t> next(static_cast<size_t>(R)), pairs(size_t(2 * R));
   std::vector<uint8_t> running(static_cast<size_t>(R), 1);
+  std::vector<int32_t> last(static_cast<size_t>(R), -1);  // mask_logits' view of the last step
   GenerateResult out;
   out.sequences.resize(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
@@ -60,6 +61,12 @@ GenerateResult sample_search(Decoding& d) {
   for (uint64_t step = 0;; ++step) {
     std::copy(d.logits(), d.logits() + R * V, scores.begin());
     proc.process(scores.data(), R, d.history(), ML, cur_len);
+    if (d.hooks().mask_logits) {
+      for (int64_t r = 0; r < R; ++r) {
+        last[size_t(r)] = step > 0 && running[size_t(r)] ? next[size_t(r)] : -1;
+      }
+      d.hooks().mask_logits(scores.data(), R, V, last.data());
+    }
     if (c.do_sample) proc.warp(scores.data(), R);
     int64_t count = 0;
     for (int64_t r = 0; r < R; ++r) {

@@ -52,6 +52,12 @@ struct GenerateHooks {
   // Checked before every step: when set, generation stops and returns what it has, with
   // finish reason Aborted for sequences still running.
   const std::atomic<bool>* cancel = nullptr;
+  // Greedy / sampling only (generate refuses it with beam search): called every step after the
+  // logits processors and before the warpers (temperature, top-k, top-p), as transformers runs
+  // a constraint's logits processor. scores: (R, V), changed in place (a constraint sets what it
+  // forbids to -inf). last[r]: the token row r appended at the previous step, -1 at the first
+  // step and for rows that are no longer running. Runs on the generating thread; may throw.
+  std::function<void(float* scores, int64_t R, int64_t V, const int32_t* last)> mask_logits;
 };
 
 // Runs one generate call. The graph is put in no_grad for the call and reset every step; the
