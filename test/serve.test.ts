@@ -409,10 +409,24 @@ describe("serve: pieces", () => {
       type: "json_schema",
       json_schema: { name: "a", schema: { type: "object", properties: { n: { type: "integer" } }, required: ["n"], additionalProperties: false } },
     })!;
-    expect(check("{\"n\": 3}")).toBeUndefined();
-    expect(check("{\"n\": 3.5}")).toContain("does not match the schema");
-    expect(check("{\"n\": 3, \"m\": 1}")).toContain("does not match the schema");
+    expect(check("{\"n\":3}")).toBeUndefined();
+    expect(check("{\"n\":3.5}")).toContain("does not match the schema");
+    expect(check("{\"n\":3,\"m\":1}")).toContain("does not match the schema");
     expect(check("n = 3")).toContain("not valid JSON");
+    // enum and const of objects and arrays compare by value (zod alone compares them by identity).
+    const choice = outputCheckFor({
+      type: "json_schema",
+      json_schema: { name: "c", schema: { type: "object", properties: { at: { enum: [{ x: 1 }, [1, 2], "none"] }, k: { const: [3] } }, required: ["at", "k"] } },
+    })!;
+    expect(choice("{\"at\":{\"x\":1},\"k\":[3]}")).toBeUndefined();
+    expect(choice("{\"at\":[1,2],\"k\":[3]}")).toBeUndefined();
+    expect(choice("{\"at\":\"none\",\"k\":[3]}")).toBeUndefined();
+    expect(choice("{\"at\":{\"x\":2},\"k\":[3]}")).toContain("does not match the schema");
+    expect(choice("{\"at\":\"none\",\"k\":[4]}")).toContain("does not match the schema");
+    // Keywords decoding does not enforce are zod's.
+    const pattern = outputCheckFor({ type: "json_schema", json_schema: { name: "p", schema: { type: "string", pattern: "^a+$" } } })!;
+    expect(pattern("\"aaa\"")).toBeUndefined();
+    expect(pattern("\"ab\"")).toContain("does not match the schema");
     expect(outputCheckFor({ type: "json_object" })!("[1]")).toContain("not an object");
     expect(outputCheckFor({ type: "text" })).toBeUndefined();
   });

@@ -8,6 +8,7 @@
 // fails with a 400 saying why (code "response_format_not_satisfied"). Never is output that does
 // not match handed back as if it did.
 import { z } from "zod";
+import { advanceBytes, canEnd, initialState } from "../constrain/json-recognizer.js";
 import { compileJsonSchema, UnsupportedSchemaError } from "../constrain/json-schema.js";
 import { loadTokenVocabulary, UnsupportedTokenizerError } from "../constrain/token-vocabulary.js";
 import { badRequest, type ApiError } from "./api-error.js";
@@ -38,11 +39,17 @@ export type OutputCheck = (text: string) => string | undefined;
 export function outputCheckFor(format: ResponseFormat | undefined): OutputCheck | undefined {
   if (!format || format.type === "text") return undefined;
   let validator: z.ZodType | undefined;
+  let grammar: ReturnType<typeof compileJsonSchema> | undefined;
   if (format.type === "json_schema" && format.json_schema.schema) {
     try {
-      validator = z.fromJSONSchema(format.json_schema.schema as Parameters<typeof z.fromJSONSchema>[0]);
+      validator = z.fromJSONSchema(withoutStructuredChoices(format.json_schema.schema) as Parameters<typeof z.fromJSONSchema>[0]);
     } catch (e) {
       throw badRequest(`response_format.json_schema.schema: cannot be used (${(e as Error).message})`, "response_format", "invalid_json_schema");
+    }
+    try {
+      grammar = compileJsonSchema(format.json_schema.schema);
+    } catch (e) {
+      if (!(e instanceof UnsupportedSchemaError)) throw e;  // decodingSchemaFor answers it with a 400
     }
   }
   return (text) => {
@@ -55,6 +62,13 @@ export function outputCheckFor(format: ResponseFormat | undefined): OutputCheck 
     if (format.type === "json_object" && (value === null || typeof value !== "object" || Array.isArray(value))) {
       return "the output is JSON but not an object";
     }
+    // The grammar decoding followed (enum and const compared by value, objects and arrays too).
+    // The text checked is always the constrained decoder's own output, compact JSON with the
+    // properties in the listed order, which is exactly what the grammar accepts...
+    if (grammar && !canEnd(advanceBytes(initialState(grammar), new TextEncoder().encode(text)))) {
+      return "the output does not match the schema (its grammar: properties, types, enum, const, lengths)";
+    }
+    // ...and zod for what decoding does not enforce (pattern, format, minimum, ...).
     if (validator) {
       const r = validator.safeParse(value);
       if (!r.success) {
@@ -100,4 +114,22 @@ export function unsatisfiedFormat(problem: string, output: string, finishReason?
       "(pattern, format, minimum, maximum, multipleOf, uniqueItems, minProperties, maxProperties; oneOf exclusivity)";
   return badRequest(`response_format: ${problem}. ${why}. Output: ${JSON.stringify(shown)}`,
     "response_format", "response_format_not_satisfied");
+}
+
+/**
+ * The schema without enum/const keywords that list an object or an array: zod's fromJSONSchema
+ * compares those by identity, so it would refuse every parsed output. The grammar check above
+ * compares them by value instead.
+ */
+export function withoutStructuredChoices(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutStructuredChoices);
+  if (schema === null || typeof schema !== "object") return schema;
+  const structured = (v: unknown) => v !== null && typeof v === "object";
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === "enum" && Array.isArray(value) && value.some(structured)) continue;
+    if (key === "const" && structured(value)) continue;
+    out[key] = withoutStructuredChoices(value);
+  }
+  return out;
 }
