@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_test_cases.h"
 #include "harness.h"
 #include "s2s/device.h"
 
@@ -25,18 +26,6 @@
 using namespace s2s;
 
 namespace {
-
-std::vector<s2s_test::Case>& cuda_cases() {
-  static std::vector<s2s_test::Case> cases;
-  return cases;
-}
-struct CudaRegistrar {
-  CudaRegistrar(const char* name, void (*fn)()) { cuda_cases().push_back({name, fn}); }
-};
-#define CUDA_TEST(name)                                    \
-  static void name();                                      \
-  static CudaRegistrar name##_cuda_registrar(#name, name); \
-  static void name()
 
 const s2s_test::DeviceTolerance kGpu = [] {
   s2s_test::DeviceTolerance t;
@@ -122,26 +111,10 @@ CUDA_TEST(cuda_model_bad_ids_are_errors) {
   CHECK(std::isfinite(m->graph.read_scalar(r.loss->value)));
 }
 
-namespace {
-struct EnableWhenDevicePresent {
-  EnableWhenDevicePresent() {
-    const CudaStatus s = cuda_status();
-    if (s.devices.empty()) {
-      std::printf("skipped: no CUDA device (%s); %zu CUDA model cases not run\n", s.problem.c_str(),
-                  cuda_cases().size());
-      return;
-    }
-    for (const s2s_test::Case& c : cuda_cases()) s2s_test::registry().push_back(c);
-  }
-} enable_when_device_present;
-}  // namespace
+S2S_CUDA_TESTS_JOIN_WHEN_DEVICE_PRESENT("CUDA model cases");
 
 #else  // !S2S_HAVE_CUDA
 
-namespace {
-struct NotBuilt {
-  NotBuilt() { std::printf("skipped: no CUDA device (CUDA backend not built into this binary)\n"); }
-} not_built;
-}  // namespace
+S2S_CUDA_TESTS_NOT_BUILT();
 
 #endif

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cuda_test_cases.h"
 #include "harness.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
@@ -49,19 +50,6 @@ using s2s_test::max_normalized_error;
 using s2s_test::random_vector;
 
 namespace {
-
-// Cases register here and join the harness only when a device exists (end of file).
-std::vector<s2s_test::Case>& cuda_cases() {
-  static std::vector<s2s_test::Case> cases;
-  return cases;
-}
-struct CudaRegistrar {
-  CudaRegistrar(const char* name, void (*fn)()) { cuda_cases().push_back({name, fn}); }
-};
-#define CUDA_TEST(name)                                   \
-  static void name();                                     \
-  static CudaRegistrar name##_cuda_registrar(#name, name); \
-  static void name()
 
 cuda::Context& ctx() {
   static cuda::Context c;
@@ -690,28 +678,10 @@ CUDA_TEST(cuda_fp16_loss_scaling_skips_overflow) {
 
 // ---- registration: only where a device exists -----------------------------------------------
 
-namespace {
-struct EnableWhenDevicePresent {
-  EnableWhenDevicePresent() {
-    const CudaStatus s = cuda_status();
-    if (s.devices.empty()) {
-      std::printf("skipped: no CUDA device (%s); %zu CUDA cases not run\n", s.problem.c_str(),
-                  cuda_cases().size());
-      return;
-    }
-    for (const s2s_test::Case& c : cuda_cases()) s2s_test::registry().push_back(c);
-  }
-} enable_when_device_present;
-}  // namespace
+S2S_CUDA_TESTS_JOIN_WHEN_DEVICE_PRESENT("CUDA cases");
 
 #else  // !S2S_HAVE_CUDA
 
-namespace {
-struct NotBuilt {
-  NotBuilt() {
-    std::printf("skipped: no CUDA device (CUDA backend not built into this binary)\n");
-  }
-} not_built;
-}  // namespace
+S2S_CUDA_TESTS_NOT_BUILT();
 
 #endif

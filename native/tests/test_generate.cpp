@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "fixture_files.h"
+#include "fixture_model.h"
 #include "harness.h"
 #include "io/json.h"
 #include "s2s/generate/generate.h"
@@ -29,11 +29,7 @@ using namespace s2s;
 namespace {
 
 std::unique_ptr<Model> load_fixture(const std::string& name) {
-  const std::string dir = s2s_test::fixture_dir(name);
-  std::unique_ptr<Model> m =
-      create_model(parse_model_config(s2s_test::read_text(dir + "/config.json"), dir));
-  load_weights(*m, open_weight_files(dir));
-  return m;
+  return s2s_test::load_fixture_model(s2s_test::fixture_dir(name));
 }
 
 // The folder's generation_config.json fields the fixtures rely on (the TypeScript layer does this

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "fixture_files.h"
+#include "fixture_model.h"
 #include "harness.h"
 #include "s2s/generate/kv_cache.h"
 #include "s2s/models/model.h"
@@ -20,11 +20,7 @@ using namespace s2s;
 namespace {
 
 std::unique_ptr<Model> load_fixture(const std::string& name) {
-  const std::string dir = s2s_test::fixture_dir(name);
-  std::unique_ptr<Model> m =
-      create_model(parse_model_config(s2s_test::read_text(dir + "/config.json"), dir));
-  load_weights(*m, open_weight_files(dir));
-  return m;
+  return s2s_test::load_fixture_model(s2s_test::fixture_dir(name));
 }
 
 // The training forward's logits (1*T, V) for one unpadded sequence (decoder-only).

@@ -25,21 +25,15 @@
 #include "s2s/ops/cast.h"
 #include "s2s/thread_pool.h"
 #include "s2s/train/optimizer.h"
-#include "fixture_files.h"
+#include "fixture_model.h"
 
 using s2s_test::fixture_dir;
+using s2s_test::load_fixture_model;
 using s2s_test::read_text;
 
 using namespace s2s;
 
 namespace {
-
-std::unique_ptr<Model> load_fixture_model(const std::string& dir, const LoadOptions& o = {}) {
-  std::unique_ptr<Model> m =
-      create_model(parse_model_config(read_text(dir + "/config.json"), dir + "/config.json"));
-  load_weights(*m, open_weight_files(dir), o);
-  return m;
-}
 
 struct Fixture {
   std::shared_ptr<SafetensorsFile> file;
@@ -202,26 +196,10 @@ void check_bf16_lora(const std::string& name, const std::vector<std::string>& ta
   const LoadReport report = load_weights(*m, files, lo);
   CHECK(bind_views == (report.bound > 0));
   Fixture fx(dir);
-  std::deque<nn::Lora> loras;
-  std::vector<Param*> adapters, bases;
-  for (const LinearModule& mod : m->linear_modules()) {
-    const std::string leaf = mod.path.substr(mod.path.find_last_of('.') + 1);
-    bool hit = false;
-    for (const std::string& t : targets) hit = hit || leaf == t;
-    if (!hit) continue;
-    const std::string base = "base_model.model." + mod.path;
-    const Tensor a = fx.file->view("lora.init." + base + ".lora_A.weight");
-    const Tensor b = fx.file->view("lora.init." + base + ".lora_B.weight");
-    Param& pa = m->params().create(base + ".lora_A.weight", {a.shape[0], a.shape[1]});
-    Param& pb = m->params().create(base + ".lora_B.weight", {b.shape[0], b.shape[1]});
-    m->params().load(pa, a);
-    m->params().load(pb, b);
-    loras.push_back(nn::Lora{&pa, &pb, 2.0f, 0.0f});
-    mod.weights->lora = &loras.back();
-    adapters.push_back(&pa);
-    adapters.push_back(&pb);
-    bases.push_back(mod.weights->weight);
-  }
+  s2s_test::FixtureLora lora;
+  s2s_test::attach_fixture_lora(*m, *fx.file, targets, lora);
+  const std::vector<Param*>& adapters = lora.adapters;
+  const std::vector<Param*>& bases = lora.bases;
   for (Param* p : m->params().all()) m->params().set_trainable(*p, false);
   for (Param* p : adapters) m->params().set_trainable(*p, true);
   check_copies(*m, name + " LoRA");
