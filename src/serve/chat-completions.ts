@@ -3,8 +3,8 @@
 import type { ServerResponse } from "node:http";
 import { z } from "zod";
 import { renderChat, type ChatMessage } from "../data/chat-template.js";
-import { badRequest, parseRequest, toApiError } from "./api-error.js";
-import { runCompletion, type CompletionChoice } from "./completion-engine.js";
+import { badRequest, parseRequest } from "./api-error.js";
+import { completeRequest, type CompletionChoice } from "./completion-engine.js";
 import { checkModelName, completionId, EventStream, nowSeconds, sendJson, type ServeContext } from "./http-context.js";
 import { decodingSchemaFor, outputCheckFor, responseFormatSchema, unsatisfiedFormat, type ResponseFormat } from "./response-format.js";
 import { planSampling, samplingFields } from "./sampling-params.js";
@@ -92,25 +92,12 @@ export async function handleChatCompletions(ctx: ServeContext, body: unknown, re
     stream!.send(chunk([{ index, delta, logprobs: null, finish_reason: null }]));
   };
 
-  let outcome;
-  try {
-    outcome = await runCompletion(ctx.model, ctx.queue, {
-      prompts: [prompt], options: plan.options, n: plan.n, stops: plan.stops, logprobs: req.logprobs === true, signal,
-      ...(stream ? { onText: sendDelta } : {}),
-    });
-  } catch (e) {
-    if (stream?.isStarted) return stream.fail(toApiError(e));
-    throw e;
-  }
-  if (outcome.aborted) {
-    ctx.log(`generation ${id} cancelled after ${outcome.completionTokens} tokens: the client disconnected`);
-    return;
-  }
-  const usage = {
-    prompt_tokens: outcome.promptTokens,
-    completion_tokens: outcome.completionTokens,
-    total_tokens: outcome.promptTokens + outcome.completionTokens,
-  };
+  const done = await completeRequest(ctx, id, stream, {
+    prompts: [prompt], options: plan.options, n: plan.n, stops: plan.stops, logprobs: req.logprobs === true, signal,
+    ...(stream ? { onText: sendDelta } : {}),
+  });
+  if (!done) return;
+  const { outcome, usage } = done;
   // The safety net (see response-format.ts): a streamed answer that fails it ends with the error.
   const unsatisfied = checkOutput && outcome.choices.map((c) => {
     const problem = checkOutput(c.text);

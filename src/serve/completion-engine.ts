@@ -4,7 +4,9 @@
 // AbortSignal (client gone) stops generation after the current step.
 import type { GenerateOptions, GeneratedSequence, TokenEvent } from "../generate/options.js";
 import type { Model } from "../models/model.js";
+import { toApiError } from "./api-error.js";
 import type { GenerationQueue } from "./generation-queue.js";
+import type { EventStream, ServeContext } from "./http-context.js";
 import { cutAtStop, StopMatcher } from "./stop-sequences.js";
 
 export type FinishReason = "stop" | "length";
@@ -119,4 +121,41 @@ export async function runCompletion(model: Model, queue: GenerationQueue, job: C
     completionTokens: choices.reduce((n, c) => n + c.tokenIds.length, 0),
     aborted: job.signal.aborted,
   };
+}
+
+/** OpenAI's usage object. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/**
+ * runCompletion for one HTTP request, with what both endpoints do around it: a failure after the
+ * stream has started ends the stream with the error, and a client that went away is logged.
+ * Undefined when the response is already finished (either case); else the outcome and its usage.
+ */
+export async function completeRequest(
+  ctx: ServeContext, id: string, stream: EventStream | undefined, job: CompletionJob,
+): Promise<{ outcome: CompletionOutcome; usage: Usage } | undefined> {
+  let outcome: CompletionOutcome;
+  try {
+    outcome = await runCompletion(ctx.model, ctx.queue, job);
+  } catch (e) {
+    if (stream?.isStarted) {
+      stream.fail(toApiError(e));
+      return undefined;
+    }
+    throw e;
+  }
+  if (outcome.aborted) {
+    ctx.log(`generation ${id} cancelled after ${outcome.completionTokens} tokens: the client disconnected`);
+    return undefined;
+  }
+  const usage = {
+    prompt_tokens: outcome.promptTokens,
+    completion_tokens: outcome.completionTokens,
+    total_tokens: outcome.promptTokens + outcome.completionTokens,
+  };
+  return { outcome, usage };
 }

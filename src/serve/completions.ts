@@ -2,8 +2,8 @@
 import type { ServerResponse } from "node:http";
 import { z } from "zod";
 import { decodeTokens } from "../generate/detokenize.js";
-import { badRequest, parseRequest, toApiError } from "./api-error.js";
-import { runCompletion, type CompletionChoice } from "./completion-engine.js";
+import { badRequest, parseRequest } from "./api-error.js";
+import { completeRequest, type CompletionChoice } from "./completion-engine.js";
 import { checkModelName, completionId, EventStream, nowSeconds, sendJson, type ServeContext } from "./http-context.js";
 import { planSampling, samplingFields } from "./sampling-params.js";
 
@@ -94,25 +94,12 @@ export async function handleCompletions(ctx: ServeContext, body: unknown, res: S
     }
     if (text) stream!.send(chunk([{ index, text, logprobs: null, finish_reason: null }]));
   };
-  let outcome;
-  try {
-    outcome = await runCompletion(ctx.model, ctx.queue, {
-      prompts, options: plan.options, n: plan.n, stops: plan.stops, logprobs: wantLogprobs, signal,
-      ...(stream ? { onText: sendText } : {}),
-    });
-  } catch (e) {
-    if (stream?.isStarted) return stream.fail(toApiError(e));
-    throw e;
-  }
-  if (outcome.aborted) {
-    ctx.log(`generation ${id} cancelled after ${outcome.completionTokens} tokens: the client disconnected`);
-    return;
-  }
-  const usage = {
-    prompt_tokens: outcome.promptTokens,
-    completion_tokens: outcome.completionTokens,
-    total_tokens: outcome.promptTokens + outcome.completionTokens,
-  };
+  const done = await completeRequest(ctx, id, stream, {
+    prompts, options: plan.options, n: plan.n, stops: plan.stops, logprobs: wantLogprobs, signal,
+    ...(stream ? { onText: sendText } : {}),
+  });
+  if (!done) return;
+  const { outcome, usage } = done;
   if (stream) {
     for (const c of outcome.choices) {
       sendText(c.index, "");
