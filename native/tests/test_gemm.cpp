@@ -351,12 +351,11 @@ TEST(gemm_is_bit_deterministic) {
   set_num_threads(saved_threads);
 }
 
-// With several threads the unsplit operand's blocks are packed once, in slices, and shared
-// (gemm.cpp, run_rect_shared). Shapes that give each thread several of its own blocks (M over
-// 2 x MC split by rows: the threads' last blocks differ in size; N over 2 x NC split by
-// columns), a thread count that does not divide the panels (3), several K blocks: the same bits
-// as one thread, and the reference's values.
-TEST(gemm_shared_blocks_match_one_thread_bit_for_bit) {
+// Thread splits that give each thread several cache blocks of its own (M over 2 x MC split by
+// rows, the threads' last blocks of different sizes; N over 2 x NC split by columns), a thread
+// count that does not divide the panels (3), several K blocks: the same bits as one thread, and
+// the reference's values.
+TEST(gemm_thread_splits_across_blocks_match_one_thread_bit_for_bit) {
   struct Shape { int64_t M, N, K; bool ta, tb; };
   const Shape shapes[] = {{2600, 40, 70, false, true}, {30, 1900, 600, true, false},
                           {1500, 1700, 40, false, false}};
