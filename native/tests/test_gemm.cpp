@@ -351,6 +351,43 @@ TEST(gemm_is_bit_deterministic) {
   set_num_threads(saved_threads);
 }
 
+// Thread splits that give each thread several cache blocks of its own (M over 2 x MC split by
+// rows, the threads' last blocks of different sizes; N over 2 x NC split by columns), a thread
+// count that does not divide the panels (3), several K blocks: the same bits as one thread, and
+// the reference's values.
+TEST(gemm_thread_splits_across_blocks_match_one_thread_bit_for_bit) {
+  struct Shape { int64_t M, N, K; bool ta, tb; };
+  const Shape shapes[] = {{2600, 40, 70, false, true}, {30, 1900, 600, true, false},
+                          {1500, 1700, 40, false, false}};
+  const Isa saved_isa = active_isa();
+  const int saved_threads = num_threads();
+  for (Isa isa : supported_isas())
+   for (bool amx : amx_modes(isa)) {
+    set_isa(isa);
+    gemm_detail::set_amx_enabled(amx);
+    for (const Shape& s : shapes) {
+      const Case c = make_case(s.ta, s.tb, s.M, s.N, s.K, 3, 777);
+      for (bool bf16 : {false, true}) {
+        const std::vector<float> ref = run_ref(c, bf16, 0.5f, 0.25f);
+        set_num_threads(1);
+        const std::vector<float> one = run_ours(c, bf16, 0.5f, 0.25f);
+        bool pad_ok;
+        CHECK_ERR(window_error(c, one, ref, &pad_ok), bf16 ? tol_bf16(s.K) : tol_f32(s.K),
+                  describe(c, bf16, 0.5f, 0.25f));
+        for (int threads : {2, 3}) {
+          set_num_threads(threads);
+          const std::vector<float> got = run_ours(c, bf16, 0.5f, 0.25f);
+          CHECK_MSG(std::memcmp(got.data(), one.data(), got.size() * sizeof(float)) == 0,
+                    "differs from 1 thread: " + describe(c, bf16, 0.5f, 0.25f));
+        }
+      }
+    }
+  }
+  gemm_detail::set_amx_enabled(true);
+  set_isa(saved_isa);
+  set_num_threads(saved_threads);
+}
+
 // GEMM called from inside a pool task (an op that parallelises over a batch and multiplies per
 // item): must not deadlock, and must give the same bits as a top-level call (the nested call
 // runs on its own thread alone; the result does not depend on the thread split).

@@ -35,6 +35,14 @@ constexpr int NR = kAvx512NR;
 constexpr int kPrefetchB = 8;
 
 // ---- packing (fp32 layout; see gemm_internal.h) ---------------------------------------
+// The operands usually come from DRAM (activations written long before, weights last touched a
+// step ago). Copying a k-major source (the layout that is not transposed) also prefetches the
+// rows kPackAheadRows ahead: measured cold, that copy ran at 5-8 GB/s against the ~12 GB/s one
+// core streams, and +5-10% with the prefetch. (The same in the transposing path, 4 lines ahead
+// along each row, measured slower: the 16 rows in flight already cover the latency.)
+constexpr int64_t kPackRows = 8;
+constexpr int64_t kPackAheadRows = 8;
+
 // 16 source values as fp32: a masked load (lanes off -> 0), widening bf16 exactly if needed.
 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load16(const uint16_t* p, __mmask16 m) {
@@ -58,16 +66,29 @@ void pack_avx512(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64
   const Src* src = static_cast<const Src*>(src_v);
   float* dst0 = static_cast<float*>(dst_v);
   if (!k_contig) {
-    // Row k of the source holds step k of every panel: a masked copy per panel, k outer, so each
-    // source row is read once, front to back, across all panels (panel-outer order would hop
-    // across kc rows, a page apiece, for every panel and defeat the prefetchers).
-    for (int64_t k = 0; k < kc; ++k) {
-      const Src* s = src + (k0 + k) * ld + r0;
+    // Row k of the source holds step k of every panel: a masked copy per panel. Rows are taken
+    // kPackRows at a time and walked across all panels together, so each source row is still
+    // read front to back (panel-outer order would hop across kc rows, a page apiece, for every
+    // panel and defeat the prefetchers) while each panel receives kPackRows steps in one
+    // contiguous run (R = 14: 56 B steps, most straddling a line; one step per panel at a time
+    // left ~70 partly written lines in flight and ran at half the speed of R = 32).
+    constexpr int64_t kRows = R % 16 == 0 ? 1 : kPackRows;  // full-line steps: one row does
+    for (int64_t kb = 0; kb < kc; kb += kRows) {
+      const int64_t kn = kc - kb < kRows ? kc - kb : kRows;
+      const Src* s = src + (k0 + kb) * ld + r0;
+      const bool prefetch = kb + kn + kPackAheadRows <= kc;
       for (int64_t p0 = 0; p0 < rows; p0 += R) {
         const int64_t n = rows - p0 < R ? rows - p0 : R;
-        float* d = dst0 + p0 * kc + k * R;  // panel p0 / R starts at p0 * kc
-        for (int g = 0; g < kGroups; ++g)
-          store_group<R>(d + g * 16, load16(s + p0 + g * 16, lanes16(n - g * 16)));
+        float* d = dst0 + p0 * kc + kb * R;  // panel p0 / R starts at p0 * kc
+        for (int64_t k = 0; k < kn; ++k) {
+          for (int g = 0; g < kGroups; ++g) {
+            if (prefetch) {
+              _mm_prefetch(reinterpret_cast<const char*>(s + (k + kPackAheadRows) * ld + p0 + g * 16),
+                           _MM_HINT_T0);
+            }
+            store_group<R>(d + k * R + g * 16, load16(s + k * ld + p0 + g * 16, lanes16(n - g * 16)));
+          }
+        }
       }
     }
     return;
@@ -94,39 +115,46 @@ void pack_avx512(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64
   }
 }
 
-// acc(M x 32) = sum_k A(:, k) B(k, :). Ap: MR floats per k (rows >= M ignored), Bp: 32 per k.
-template <int M>
-void kernel_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int nr,
-                 float alpha, float beta, Store store) {
+// acc(M x 32) = sum_k A(:, k) B(k, :). Packed panels (kStrided false): Ap holds MR floats per
+// k (rows >= M ignored), Bp 32. Strided (see StridedKernelFn): k steps a_ks and b_ks apart, and
+// with kMaskB the B row's lanes past nr masked off (an operand read in place has no padding).
+template <int M, bool kStrided, bool kMaskB>
+void kernel_rows(int64_t kc, const float* Ap, int64_t a_ks, const float* Bp, int64_t b_ks,
+                 float* C, int64_t ldc, int nr, float alpha, float beta, Store store) {
+  const int64_t as = kStrided ? a_ks : MR, bs = kStrided ? b_ks : NR;
+  const __mmask16 m0 = kMaskB ? lanes16(nr) : __mmask16(0xffff);
+  const __mmask16 m1 = kMaskB ? lanes16(nr - 16) : __mmask16(0xffff);
   __m512 c0[M], c1[M];
 #pragma GCC unroll 14
   for (int i = 0; i < M; ++i) {
     c0[i] = _mm512_setzero_ps();
     c1[i] = _mm512_setzero_ps();
   }
-  // Pull this tile of C toward L1 while the K loop runs (it is read at the end); a 128 B row
-  // that is not 64 B-aligned touches 3 lines.
-  if (store != Store::Overwrite) {
+  // Pull this tile of C toward L1 while the K loop runs (it is read, or at least written, at
+  // the end; a 128 B row that is not 64 B-aligned touches 3 lines). Also when C is only
+  // overwritten: a store that misses waits for the line like a load, and 28 of them at the end
+  // of the tile stall the store buffer (a large C, the logits, is far out in DRAM).
 #pragma GCC unroll 14
-    for (int i = 0; i < M; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 16), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 31), _MM_HINT_T0);
-    }
+  for (int i = 0; i < M; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 31), _MM_HINT_T0);
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(Bp);
-    const __m512 b1 = _mm512_load_ps(Bp + 16);
-    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * NR), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * NR + 16), _MM_HINT_T0);
+    const __m512 b0 = kMaskB ? _mm512_maskz_loadu_ps(m0, Bp)
+                      : kStrided ? _mm512_loadu_ps(Bp) : _mm512_load_ps(Bp);
+    const __m512 b1 = kMaskB ? _mm512_maskz_loadu_ps(m1, Bp + 16)
+                      : kStrided ? _mm512_loadu_ps(Bp + 16) : _mm512_load_ps(Bp + 16);
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * bs), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + kPrefetchB * bs + 16), _MM_HINT_T0);
 #pragma GCC unroll 14
     for (int i = 0; i < M; ++i) {
       const __m512 a = _mm512_set1_ps(Ap[i]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
-    Ap += MR;
-    Bp += NR;
+    Ap += as;
+    Bp += bs;
   }
   store_rows<M>(c0, c1, C, ldc, nr, alpha, beta, store);
 }
@@ -134,8 +162,8 @@ void kernel_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t
 template <int M>
 void call_rows(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t ldc, int nr,
                float alpha, float beta, Store store) {
-  kernel_rows<M>(kc, static_cast<const float*>(Ap), static_cast<const float*>(Bp), C, ldc, nr,
-                 alpha, beta, store);
+  kernel_rows<M, false, false>(kc, static_cast<const float*>(Ap), MR,
+                               static_cast<const float*>(Bp), NR, C, ldc, nr, alpha, beta, store);
 }
 
 void kernel_14x32(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t ldc, int mr,
@@ -149,11 +177,38 @@ void kernel_14x32(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t 
   by_rows[mr](kc, Ap, Bp, C, ldc, nr, alpha, beta, store);
 }
 
+template <bool kMaskB>
+void kernel_14x32_strided_as(int64_t kc, const float* Ap, int64_t a_ks, const float* Bp,
+                             int64_t b_ks, float* C, int64_t ldc, int mr, int nr, float alpha,
+                             float beta, Store store) {
+  using Fn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                      int, float, float, Store);
+  static constexpr Fn by_rows[MR + 1] = {
+      nullptr,
+      kernel_rows<1, true, kMaskB>,  kernel_rows<2, true, kMaskB>,  kernel_rows<3, true, kMaskB>,
+      kernel_rows<4, true, kMaskB>,  kernel_rows<5, true, kMaskB>,  kernel_rows<6, true, kMaskB>,
+      kernel_rows<7, true, kMaskB>,  kernel_rows<8, true, kMaskB>,  kernel_rows<9, true, kMaskB>,
+      kernel_rows<10, true, kMaskB>, kernel_rows<11, true, kMaskB>, kernel_rows<12, true, kMaskB>,
+      kernel_rows<13, true, kMaskB>, kernel_rows<14, true, kMaskB>};
+  by_rows[mr](kc, Ap, a_ks, Bp, b_ks, C, ldc, nr, alpha, beta, store);
+}
+
+void kernel_14x32_strided(int64_t kc, const float* Ap, int64_t a_ks, const float* Bp,
+                          int64_t b_ks, bool b_in_place, float* C, int64_t ldc, int mr, int nr,
+                          float alpha, float beta, Store store) {
+  if (b_in_place) {
+    kernel_14x32_strided_as<true>(kc, Ap, a_ks, Bp, b_ks, C, ldc, mr, nr, alpha, beta, store);
+  } else {
+    kernel_14x32_strided_as<false>(kc, Ap, a_ks, Bp, b_ks, C, ldc, mr, nr, alpha, beta, store);
+  }
+}
+
 }  // namespace
 
 const KernelDesc& avx512_desc(bool src_bf16) {
   static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 1, 4,
-                              pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32};
+                              pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32,
+                              nullptr, nullptr, kernel_14x32_strided};
   static const KernelDesc bf16{"avx512 14x32 fp32 fma (bf16 widened to fp32 in packing)",
                                MR, NR, 384, 1152, 768, 1, 1, 4,
                                pack_avx512<MR, uint16_t>, pack_avx512<NR, uint16_t>,

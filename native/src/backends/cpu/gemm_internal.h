@@ -34,6 +34,15 @@ using PackFn = void (*)(const void* src, int64_t ld, bool k_contig, int64_t r0, 
 using KernelFn = void (*)(int64_t ksteps, const void* Ap, const void* Bp, float* C, int64_t ldc,
                           int mr, int nr, float alpha, float beta, Store store);
 
+// The same microkernel with its operands' k steps `a_ks` and `b_ks` floats apart: MR and NR
+// for packed panels, or the source's leading dimension to read an operand where it lies when
+// each k step's values are already consecutive (A transposed: op(A)(i, k) = A[k * lda + i];
+// B not transposed: op(B)(k, j) = B[k * ldb + j]). b_in_place: B's k steps hold only nr valid
+// values (no zero padding); they are read under a mask. A reads only its mr valid rows anyway.
+using StridedKernelFn = void (*)(int64_t kc, const float* Ap, int64_t a_ks, const float* Bp,
+                                 int64_t b_ks, bool b_in_place, float* C, int64_t ldc, int mr,
+                                 int nr, float alpha, float beta, Store store);
+
 struct KernelDesc {
   const char* name;
   int mr, nr;             // register tile (rows of C x columns of C)
@@ -49,6 +58,10 @@ struct KernelDesc {
   // on the way (round to nearest even, NaN quieted: exactly cast_f32_to_bf16), for
   // gemm_bf16_rounding. nullptr: the driver rounds the operand into a scratch copy first.
   PackFn pack_a_f32 = nullptr, pack_b_f32 = nullptr;
+  // fp32 layout with fp32 sources only, optional: the microkernel with either operand read
+  // where it lies (see StridedKernelFn), for small products where packing costs as much as
+  // the multiply. nullptr: always packed.
+  StridedKernelFn kernel_strided = nullptr;
 };
 
 // Per-ISA tables. `src_bf16` selects packing routines that read bf16 operands (converting to
