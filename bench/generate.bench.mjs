@@ -96,6 +96,7 @@ const ours = (threads, batch, beams, computeDtype) =>
 const torch = (threads, batch) => (noTorch ? null : runJob(python, [
   path.join(root, "bench", "models", "pytorch_generate.py"), "--model", path.join(modelsDir, MODEL),
   "--threads", String(threads), "--batch", String(batch), "--prompt", String(promptLen), "--new", String(newTokens),
+  "--repeat", String(repeat),
 ]));
 
 // This machine's streaming read bandwidth (bench_gemv's triad-free read loop), for the bound.
@@ -112,7 +113,7 @@ if (existsSync(bwTool)) {
 console.log(`\ngeneration: ${info.cpu.brand}, ${os.cpus().length} logical cores; GPT-2 124M shape, prompt ${promptLen}, ${newTokens} new tokens, greedy, no EOS`);
 console.log(`  ours: s2s-train ${info.version}, active ISA ${info.activeIsa}; kernels: ` +
   Object.entries(info.kernels).map(([k, v]) => `${k}=${v}`).join(", "));
-console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python}), plain KV cache (bench/models/pytorch_generate.py), one run per row`}; ours: best of ${repeat} run(s) per row`);
+console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python}), plain KV cache (bench/models/pytorch_generate.py)`}; best of ${repeat} timed run(s) per row on both sides`);
 for (const [t, bw] of Object.entries(bandwidth)) {
   console.log(`  read bandwidth ${t} thread(s): ${bw.toFixed(1)} GB/s -> decode bound ${(bw / 0.497).toFixed(0)} tok/s fp32, ${(bw / 0.249).toFixed(0)} tok/s bf16`);
 }
