@@ -127,25 +127,33 @@ std::vector<bool> amx_modes(Isa isa) {
   return {true};
 }
 
-// Runs `body` under every supported ISA (and bf16 kernel) and thread count {1, 2}, restoring
-// the defaults afterwards.
+// Runs `body` under every supported ISA (and bf16 kernel), restoring the ISA, the AMX switch and
+// the thread count afterwards (body may change the thread count).
 template <typename Fn>
-void for_each_config(Fn body) {
+void for_each_kernel(Fn body) {
   const Isa saved_isa = active_isa();
   const int saved_threads = num_threads();
   for (Isa isa : supported_isas()) {
     set_isa(isa);
     for (bool amx : amx_modes(isa)) {
       gemm_detail::set_amx_enabled(amx);
-      for (int threads : {1, 2}) {
-        set_num_threads(threads);
-        body();
-      }
+      body();
     }
   }
   gemm_detail::set_amx_enabled(true);
   set_isa(saved_isa);
   set_num_threads(saved_threads);
+}
+
+// for_each_kernel, at thread counts 1 and 2.
+template <typename Fn>
+void for_each_config(Fn body) {
+  for_each_kernel([&] {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      body();
+    }
+  });
 }
 
 struct Worst {
@@ -320,12 +328,7 @@ TEST(gemm_is_bit_deterministic) {
   struct Shape { int64_t M, N, K; bool ta, tb; };
   const Shape shapes[] = {{257, 511, 777, false, true}, {600, 96, 500, false, false},
                           {96, 700, 450, true, false}};
-  const Isa saved_isa = active_isa();
-  const int saved_threads = num_threads();
-  for (Isa isa : supported_isas())
-   for (bool amx : amx_modes(isa)) {
-    set_isa(isa);
-    gemm_detail::set_amx_enabled(amx);
+  for_each_kernel([&] {
     for (const Shape& s : shapes) {
       const Case c = make_case(s.ta, s.tb, s.M, s.N, s.K, 0, 4242);
       for (bool bf16 : {false, true}) {
@@ -345,10 +348,7 @@ TEST(gemm_is_bit_deterministic) {
                   "1 vs 2 threads differ: " + describe(c, bf16, 0.5f, 0.25f));
       }
     }
-  }
-  gemm_detail::set_amx_enabled(true);
-  set_isa(saved_isa);
-  set_num_threads(saved_threads);
+  });
 }
 
 // Thread splits that give each thread several cache blocks of its own (M over 2 x MC split by
@@ -359,12 +359,7 @@ TEST(gemm_thread_splits_across_blocks_match_one_thread_bit_for_bit) {
   struct Shape { int64_t M, N, K; bool ta, tb; };
   const Shape shapes[] = {{2600, 40, 70, false, true}, {30, 1900, 600, true, false},
                           {1500, 1700, 40, false, false}};
-  const Isa saved_isa = active_isa();
-  const int saved_threads = num_threads();
-  for (Isa isa : supported_isas())
-   for (bool amx : amx_modes(isa)) {
-    set_isa(isa);
-    gemm_detail::set_amx_enabled(amx);
+  for_each_kernel([&] {
     for (const Shape& s : shapes) {
       const Case c = make_case(s.ta, s.tb, s.M, s.N, s.K, 3, 777);
       for (bool bf16 : {false, true}) {
@@ -382,10 +377,7 @@ TEST(gemm_thread_splits_across_blocks_match_one_thread_bit_for_bit) {
         }
       }
     }
-  }
-  gemm_detail::set_amx_enabled(true);
-  set_isa(saved_isa);
-  set_num_threads(saved_threads);
+  });
 }
 
 // GEMM called from inside a pool task (an op that parallelises over a batch and multiplies per
