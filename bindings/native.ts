@@ -254,13 +254,15 @@ export async function withCallerStack<T>(call: () => Promise<T>): Promise<T> {
  * The dtype of the linear layers' matmuls. "bfloat16": bf16 operands with fp32 accumulation
  * (AVX-512 BF16 / AMX where the CPU has it, else widened to fp32 exactly: same numbers, slower);
  * master weights, gradients, optimizer state, norms, attention and the loss stay fp32.
+ * "float16": the same with fp16 operands (tensor cores on a GPU; on the CPU widened to fp32:
+ * fp32 speed), and training scales the loss dynamically (lossScaler()).
  */
-export type ComputeDTypeName = "float32" | "bfloat16";
+export type ComputeDTypeName = "float32" | "bfloat16" | "float16";
 
 export interface LoadModelNativeOptions {
   /** Keep frozen linear/embedding weights as views of the mapped files in their dtype. */
   keepFrozenInFileDtype?: boolean;
-  /** Default "float32". "bfloat16" keeps a bf16 copy of every linear weight (2 bytes/element). */
+  /** Default "float32". "bfloat16"/"float16" keep a copy of every linear weight in that dtype (2 bytes/element). */
   computeDtype?: ComputeDTypeName;
   /** Default "auto" (the CPU for now). "cuda" rejects with S2S_DEVICE until models run on GPUs. */
   device?: DeviceName;
@@ -294,7 +296,7 @@ export interface NativeParamInfo {
 }
 
 export interface OptimizerStepOptions {
-  /** Optimizer step, from 1 (AdamW bias correction). */
+  /** Applied optimizer steps so far + 1 (AdamW bias correction; a skipped step does not count). */
   step: number;
   lr: number;
   beta1?: number;
@@ -312,7 +314,7 @@ export interface NativeModel {
   info(): { modelType: string; computeDtype: ComputeDTypeName;
             /** Where the model runs ("cpu" or "cuda"). */
             device: "cpu" | "cuda";
-            /** Bytes held by the bf16 copies of the linear weights (0 in float32). */
+            /** Bytes held by the bf16/f16 copies of the linear weights (0 in float32). */
             computeCopyBytes: number;
             parameters: number; trainableParameters: number;
             params: NativeParamInfo[]; unusedTensors: string[] };
@@ -321,7 +323,18 @@ export interface NativeModel {
     Promise<{ loss: number | null; count: number; logits?: Float32Array; vocabSize?: number }>;
   accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number }):
     Promise<{ lossSum: number; count: number }>;
+  /**
+   * Unscales (float16: by the loss scale too), clips, AdamW, zeroes the gradients. finite false:
+   * the step was skipped (NaN/Inf gradient); in float16 that is a loss-scale overflow and the
+   * scale has been backed off (lossScaler()).
+   */
   optimizerStep(options: OptimizerStepOptions): Promise<{ gradNorm: number; finite: boolean }>;
+  /** The dynamic loss scale of float16 training (enabled false and scale 1 otherwise). */
+  lossScaler(): { enabled: boolean; scale: number; growthTracker: number; skippedSteps: number };
+  /** A fresh loss scaler with torch GradScaler's arguments (float16 models only; defaults as torch's). */
+  configureLossScaler(options: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number }): void;
+  /** Restores a checkpointed loss scale (float16 models only; S2S_ARGUMENT otherwise). */
+  setLossScaler(state: { scale: number; growthTracker: number }): void;
   /** accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call. */
   trainStep(batch: NativeBatch, options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number }):
     Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean }>;

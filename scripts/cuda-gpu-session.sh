@@ -41,6 +41,10 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
     > "$OUT/bench_cuda_train_model.json" 2> "$OUT/bench_cuda_train_model.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model.log"; cat "$OUT/bench_cuda_train_model.json"
+  # fp16 compute with the loss scaler (the trainer's float16), same path.
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --fp16 \
+    > "$OUT/bench_cuda_train_model_fp16.json" 2> "$OUT/bench_cuda_train_model_fp16.log" || status=1
+  tail -n 4 "$OUT/bench_cuda_train_model_fp16.log"; cat "$OUT/bench_cuda_train_model_fp16.json"
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
     > "$OUT/bench_cuda_profile.json" 2>> "$OUT/bench_cuda_train.log" || status=1

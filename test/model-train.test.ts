@@ -78,10 +78,41 @@ describe("models against the PyTorch fixtures", () => {
       losses.push(r.loss);
     }
     expect(losses[9]!).toBeLessThan(losses[0]! - 0.5);
-    await expect(Model.load(dir, { computeDtype: "float16" as "bfloat16" })).rejects.toMatchObject({
+    await expect(Model.load(dir, { computeDtype: "float8" as "bfloat16" })).rejects.toMatchObject({
       code: "S2S_ARGUMENT",
       message: expect.stringContaining("computeDtype"),
     });
+    expect(fp32.lossScaler()).toMatchObject({ enabled: false, scale: 1 });
+    expect(() => fp32.setLossScaler({ scale: 2, growthTracker: 0 })).toThrow(/float16 compute/);
+  });
+
+  it("gpt2: float16 compute trains with a dynamic loss scale, close to PyTorch's fp32 losses", async () => {
+    const { batch, floats } = fixture("gpt2");
+    const model = await Model.load(path.join(root, "gpt2"), { computeDtype: "float16", trainable: true });
+    const info = model.info();
+    expect(info.computeDtype).toBe("float16");
+    expect(info.computeCopyBytes).toBeGreaterThan(0);
+    expect(info.params.every((p) => p.dtype === "float32")).toBe(true);  // masters stay fp32
+    expect(model.lossScaler()).toEqual({ enabled: true, scale: 65536, growthTracker: 0, skippedSteps: 0 });
+    const expected = floats("train.losses");
+    for (let step = 1; step <= 10; step++) {
+      const r = await model.trainStep(batch, { step, lr: 1e-2, weightDecay: 0.01, maxGradNorm: 1, training: false });
+      expect(r.finite).toBe(true);
+      expect(Math.abs(r.loss - expected[step - 1]!)).toBeLessThan(3e-2);
+    }
+    expect(model.lossScaler()).toMatchObject({ scale: 65536, growthTracker: 10, skippedSteps: 0 });
+    // An overflowing scale: the step is skipped, the scale halves, the weights stay.
+    model.configureLossScaler({ initScale: 2 ** 40, growthInterval: 5 });
+    const before = await model.forward(batch);
+    const r = await model.trainStep(batch, { step: 11, lr: 1e-2, weightDecay: 0.01, maxGradNorm: 1, training: false });
+    expect(r.finite).toBe(false);
+    expect(model.lossScaler()).toEqual({ enabled: true, scale: 2 ** 39, growthTracker: 0, skippedSteps: 1 });
+    expect((await model.forward(batch)).loss).toBe(before.loss);
+    model.setLossScaler({ scale: 1024, growthTracker: 4 });
+    expect(model.lossScaler()).toMatchObject({ scale: 1024, growthTracker: 4 });
+    expect(() => model.setLossScaler({ scale: 1024, growthTracker: 5 })).toThrow(/growth_tracker/);
+    expect(() => model.setLossScaler({ scale: 0, growthTracker: 0 })).toThrow(/scale > 0/);
+    expect(() => model.configureLossScaler({ growthFactor: 0.5 })).toThrow(/growth_factor > 1/);
   });
 
   it("accumulating micro-batches normalises over all their tokens, like one big batch", async () => {

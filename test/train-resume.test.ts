@@ -117,6 +117,33 @@ describe("exact resume", () => {
     expect(straight[0]!.loss).not.toBe((await model.forward(collateFor("seq2seq")(ex.slice(0, 4)))).loss);
   });
 
+  it("float16 full fine-tuning: skipped overflow steps and the loss scale resume exactly", async () => {
+    // A starting scale of 2^24 overflows fp16 in the first steps (skipped, the scale halves each
+    // time); a growth interval of 3 doubles it again and again, so overflows recur mid-run.
+    const fp16: Case = {
+      name: "gpt2 float16 full", model: "gpt2", weightsFile: "model.safetensors", kind: "causal",
+      overrides: ["model.method=full", "model.dtype=float16", "train.lr=3e-3", "train.max_steps=12", "data.batch_size=3",
+                  "train.logging_steps=4", "train.eval_steps=4", "train.save_steps=3", "train.scheduler=cosine",
+                  "train.loss_scaling.init_scale=16777216", "train.loss_scaling.growth_interval=3"],
+    };
+    const { straight, options } = await expectExactResume(fp16, [2, 5, 9]);
+    expect(straight).toHaveLength(12);
+    const dir = tempDir();
+    await train(options(dir));
+    const state = readTrainerState(path.join(dir, "checkpoints/checkpoint-12/trainer_state.json"));
+    // Some steps were skipped (their gradient norm is not finite), not all; the rest trained.
+    const skipped = straight.filter((p) => !Number.isFinite(p.gradNorm)).length;
+    expect(skipped).toBeGreaterThan(1);
+    expect(state.loss_scaler).toMatchObject({ skipped_steps: skipped });
+    expect(state.optimizer_steps).toBe(12 - skipped);
+    expect(state.loss_scaler!.scale).toBeLessThan(16777216);
+    // The schedule advances with applied steps only: a skipped step's successor has its lr.
+    const i = straight.findIndex((p, k) => k > 0 && !Number.isFinite(p.gradNorm));
+    if (i >= 0 && i + 1 < straight.length) expect(straight[i + 1]!.learningRate).toBe(straight[i]!.learningRate);
+    const losses = straight.map((p) => p.loss!);
+    expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]!);
+  });
+
   it("--resume errors name what is wrong", async () => {
     const dir = tempDir();
     const ex = makeExamples("causal", 8, 32);

@@ -8,11 +8,13 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--model]
+//                    [--profile] [--model [--fp16]]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
 // GPT-2's initialisation (init_weights) and the batch ids/labels are uploaded each step.
+// --fp16 (with --model): fp16 compute instead of bf16, with the dynamic loss scaler (the
+// trainer's float16); skipped steps are counted in "skipped_steps" and still timed.
 //
 // --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
 // each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
@@ -63,6 +65,7 @@ struct Args {
   bool tf32 = false;
   bool profile = false;
   bool model = false;  // time the model path instead of the hand-composed step
+  bool fp16 = false;   // --model only: fp16 compute with loss scaling
 };
 
 Args parse(int argc, char** argv) {
@@ -88,6 +91,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--tf32") a.tf32 = true;
     else if (k == "--profile") a.profile = true;
     else if (k == "--model") a.model = true;
+    else if (k == "--fp16") a.fp16 = true;
     else {
       std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -242,7 +246,11 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   std::unique_ptr<s2s::Model> model = create_model(parse_model_config(config, "bench config"));
   for (s2s::Param* p : model->params().all()) model->params().set_trainable(*p, true);
   init_weights(*model, 42);
-  model->set_compute_dtype(ComputeDType::BF16);  // as the hand-composed step: bf16 linears
+  // As the hand-composed step: bf16 linears (or fp16 with --fp16, loss-scaled as the trainer does).
+  model->set_compute_dtype(a.fp16 ? ComputeDType::F16 : ComputeDType::BF16);
+  LossScalerOptions so;
+  so.enabled = a.fp16;
+  DynamicLossScaler scaler(so);
   cuda::ContextOptions co;
   co.allow_tf32 = a.tf32;
   std::shared_ptr<Backend> backend = cuda::make_cuda_backend(co, "bench_cuda_train");
@@ -271,8 +279,10 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     g.reset();
     ForwardResult r = model->forward(g, batch, LossReduction::Mean);
     const double loss = g.read_scalar(r.loss->value);
-    g.backward(r.loss);
-    const OptimizerStepStats stats = optimizer_step(model->params(), oc, i + 1, 1e-4, 1.0f);
+    g.backward(r.loss, scaler.scale());
+    const int64_t applied = i + 1 - scaler.skipped_steps();  // AdamW's step: applied ones
+    const OptimizerStepStats stats =
+        optimizer_step(model->params(), oc, applied, 1e-4, 1.0f, &scaler);
     backend->synchronize();
     const double dt = now_s() - t0;
     losses.push_back(loss);
@@ -293,12 +303,13 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   std::printf("{\"bench\":\"cuda_train\",\"path\":\"model\",\"device\":\"%s\",\"batch\":%lld,"
               "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
-              "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu}\n",
+              "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
+              "\"last_loss\":%.5f,\"arena_peak_bytes\":%zu}\n",
               st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
               (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
-              losses.front(), losses.back(),
-              cuda::cuda_context(*backend).arena().peak_bytes_in_use());
+              a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
+              losses.back(), cuda::cuda_context(*backend).arena().peak_bytes_in_use());
   return 0;
 }
 

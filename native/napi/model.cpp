@@ -36,6 +36,21 @@ struct LoadedModel {
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
   s2s::KVCache cache;                         // generation's, kept between calls (memory only grows)
   std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
+  // fp16 compute trains with a dynamic loss scale (torch GradScaler's defaults); disabled (scale
+  // 1, never skips) in fp32 and bf16. set_compute_dtype_of keeps it in step with the dtype.
+  s2s::DynamicLossScaler scaler{disabled_scaler()};
+
+  static s2s::LossScalerOptions disabled_scaler() {
+    s2s::LossScalerOptions o;
+    o.enabled = false;
+    return o;
+  }
+  void set_compute_dtype(s2s::ComputeDType dtype) {
+    model->set_compute_dtype(dtype);
+    s2s::LossScalerOptions o;
+    o.enabled = dtype == s2s::ComputeDType::F16;
+    scaler = s2s::DynamicLossScaler(o);
+  }
 };
 
 // A batch copied out of JS.
@@ -150,7 +165,8 @@ OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
   return a;
 }
 
-// One micro-batch: forward with the summed loss, then backward into the params' gradients.
+// One micro-batch: forward with the summed loss, then backward into the params' gradients
+// (of the loss times the loss scale in fp16 compute; the optimizer step unscales them).
 struct AccumulateOut {
   double loss_sum = 0;
   int64_t count = 0;
@@ -163,7 +179,7 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   g.dropout_seed = dropout_seed;
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
   AccumulateOut out{g.read_scalar(r.loss->value), r.count};
-  if (r.count > 0) g.backward(r.loss);
+  if (r.count > 0) g.backward(r.loss, lm.scaler.scale());
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
 }
@@ -180,6 +196,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
                         InstanceMethod("trainStep", &ModelWrap::TrainStep),
+                        InstanceMethod("lossScaler", &ModelWrap::LossScaler),
+                        InstanceMethod("setLossScaler", &ModelWrap::SetLossScaler),
+                        InstanceMethod("configureLossScaler", &ModelWrap::ConfigureLossScaler),
                         InstanceMethod("saveOptimizerState", &ModelWrap::SaveOptimizerState),
                         InstanceMethod("loadOptimizerState", &ModelWrap::LoadOptimizerState),
                         InstanceMethod("applyLora", &ModelWrap::ApplyLora),
@@ -347,7 +366,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   // optimizerStep({step, lr, beta1, beta2, eps, weightDecay, maxGradNorm, gradScale})
-  //   -> Promise<{gradNorm, finite}>
+  //   -> Promise<{gradNorm, finite}>. In fp16 compute a non-finite gradient is a loss-scale
+  //   overflow: the step is skipped and the scale backed off (lossScaler() tells the new one).
   Napi::Value OptimizerStep(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "optimizerStep";
@@ -360,7 +380,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           info.Env(), "s2s.model.optimizer_step", keep_this(info),
           [lm, args, out] {
             out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
-                                             args.grad_scale);
+                                             args.grad_scale, &lm->scaler);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -369,6 +389,67 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             return o;
           },
           settle);
+    });
+  }
+
+  // lossScaler() -> {enabled, scale, growthTracker, skippedSteps}: the dynamic loss scale of
+  // fp16 compute (enabled false, scale 1 otherwise). skippedSteps counts since the model was
+  // loaded or its scaler last restored.
+  Napi::Value LossScaler(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const s2s::DynamicLossScaler& sc = loaded_->scaler;
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("enabled", sc.options().enabled);
+      o.Set("scale", static_cast<double>(sc.scale()));
+      o.Set("growthTracker", static_cast<double>(sc.state().growth_tracker));
+      o.Set("skippedSteps", static_cast<double>(sc.skipped_steps()));
+      return o;
+    });
+  }
+
+  // configureLossScaler({initScale, growthFactor, backoffFactor, growthInterval}): a new loss
+  // scaler with GradScaler's arguments (defaults as torch's) in place of the current one.
+  Napi::Value ConfigureLossScaler(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "configureLossScaler";
+      if (busy_) s2s::fail(s2s::code::kBusy, fn, "expected the model to be idle");
+      S2S_REQUIRE(loaded_->scaler.options().enabled, s2s::code::kArgument, fn,
+                  "expected a model in float16 compute (only fp16 training scales the loss)");
+      Napi::Object opts = options_at(info, 0);
+      s2s::LossScalerOptions o;
+      o.init_scale = static_cast<float>(number_option(opts, "initScale", o.init_scale, fn));
+      o.growth_factor = static_cast<float>(number_option(opts, "growthFactor", o.growth_factor, fn));
+      o.backoff_factor =
+          static_cast<float>(number_option(opts, "backoffFactor", o.backoff_factor, fn));
+      const double interval =
+          number_option(opts, "growthInterval", static_cast<double>(o.growth_interval), fn);
+      S2S_REQUIRE(interval == std::floor(interval) && interval >= 1, s2s::code::kArgument, fn,
+                  "expected options.growthInterval to be an integer >= 1, got ", interval);
+      o.growth_interval = static_cast<int64_t>(interval);
+      loaded_->scaler = s2s::DynamicLossScaler(o);  // S2S_ARGUMENT naming a bad option
+      return info.Env().Undefined();
+    });
+  }
+
+  // setLossScaler({scale, growthTracker}): restores a checkpointed loss scale (exact resume).
+  Napi::Value SetLossScaler(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "setLossScaler";
+      if (busy_) s2s::fail(s2s::code::kBusy, fn, "expected the model to be idle");
+      S2S_REQUIRE(loaded_->scaler.options().enabled, s2s::code::kArgument, fn,
+                  "expected a model in float16 compute (only fp16 training scales the loss)");
+      Napi::Object opts = options_at(info, 0);
+      s2s::LossScalerState st;
+      st.scale = static_cast<float>(number_option(opts, "scale", -1, fn));
+      const double tracker = number_option(opts, "growthTracker", 0, fn);
+      S2S_REQUIRE(tracker == std::floor(tracker), s2s::code::kArgument, fn,
+                  "expected options.growthTracker to be an integer, got ", tracker);
+      st.growth_tracker = static_cast<int64_t>(tracker);
+      s2s::LossScalerOptions o = loaded_->scaler.options();
+      s2s::DynamicLossScaler restored(o);
+      restored.load_state(st);  // S2S_ARGUMENT naming the bad field
+      loaded_->scaler = restored;
+      return info.Env().Undefined();
     });
   }
 
@@ -451,7 +532,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             out->acc = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed));
             const float scale = out->acc.count > 0 ? 1.0f / static_cast<float>(out->acc.count) : 1.0f;
             out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
-                                             scale * args.grad_scale);
+                                             scale * args.grad_scale, &lm->scaler);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -596,9 +677,10 @@ static s2s::ComputeDType compute_dtype_option(const Napi::Object& opts, const ch
   if (cd.IsUndefined()) return s2s::ComputeDType::F32;
   const std::string v = cd.IsString() ? cd.As<Napi::String>().Utf8Value() : "";
   if (v == "bfloat16") return s2s::ComputeDType::BF16;
+  if (v == "float16") return s2s::ComputeDType::F16;
   if (v != "float32") {
     s2s::fail(s2s::code::kArgument, fn,
-              "expected options.computeDtype 'float32' or 'bfloat16', got '", v, "'");
+              "expected options.computeDtype 'float32', 'bfloat16' or 'float16', got '", v, "'");
   }
   return s2s::ComputeDType::F32;
 }
@@ -622,7 +704,7 @@ static void place_model(LoadedModel& lm, s2s::DeviceKind device, const char* fn)
   lm.graph.set_backend(backend);
 }
 
-// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16",
+// loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16" | "float16",
 //                    device: "auto" | "cpu" | "cuda"})
 //   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
@@ -648,7 +730,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           lm->files = s2s::open_weight_files(folder);
           lm->report = s2s::load_weights(*lm->model, lm->files, load_options);
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
-          lm->model->set_compute_dtype(compute);
+          lm->set_compute_dtype(compute);
           place_model(*lm, device, fn);
           if (device != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
           *slot = std::move(lm);
@@ -683,7 +765,7 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
           s2s::ParamStore& ps = lm->model->params();
           for (s2s::Param* p : ps.all()) ps.set_trainable(*p, true);
           s2s::init_weights(*lm->model, static_cast<uint64_t>(seed));
-          lm->model->set_compute_dtype(compute);
+          lm->set_compute_dtype(compute);
           place_model(*lm, device, fn);
           *slot = std::move(lm);
         },

@@ -3,7 +3,8 @@
 // built on the CPU and then moved (Model::to_backend) or has its LoRA attached after the move.
 // Compared: logits, loss, every gradient, ten AdamW steps (losses, grad norms, weights, moments),
 // LoRA with dropout (apply_lora on the device, adapter weights, save_adapter, merge_lora),
-// bf16 compute, frozen bf16 views (keep_frozen_in_file_dtype), saved optimizer state and the
+// bf16 and fp16 compute (fp16 with the loss scaler), frozen bf16 views (keep_frozen_in_file_dtype),
+// saved optimizer state and the
 // saved model, and that generation refuses a device model with S2S_DEVICE.
 // Used by test_models_device (the checked host backend: every comparison bit for bit) and
 // test_cuda_models (the CUDA backend on a GPU: within the tolerances it passes).
@@ -39,7 +40,7 @@ namespace s2s_test {
 struct DeviceTolerance {
   bool exact = false;
   double logits = 0, loss = 0, grad = 0, weights = 0;  // fp32 compute
-  double bf16_logits = 0, bf16_loss = 0, bf16_grad = 0, bf16_weights = 0;
+  double bf16_logits = 0, bf16_loss = 0, bf16_grad = 0, bf16_weights = 0;  // bf16 and fp16
 };
 
 using BackendFactory = std::function<std::shared_ptr<s2s::Backend>()>;
@@ -82,6 +83,12 @@ struct Fixture {
 
 // A model on the CPU, moved to `backend` when one is given (after weights and compute dtype).
 struct Built {
+  // fp16 compute trains with a dynamic loss scale (as the N-API layer does); disabled otherwise.
+  s2s::DynamicLossScaler scaler{[] {
+    s2s::LossScalerOptions o;
+    o.enabled = false;
+    return o;
+  }()};
   std::unique_ptr<s2s::Model> model;
   std::vector<std::shared_ptr<s2s::SafetensorsFile>> files;
   s2s::Graph graph;
@@ -106,6 +113,7 @@ inline std::unique_ptr<Built> build(const std::string& name, const Setup& s,
     }
   }
   b->model->set_compute_dtype(s.compute);
+  if (s.compute == s2s::ComputeDType::F16) b->scaler = s2s::DynamicLossScaler{};
   if (backend) {
     b->model->to_backend(backend);
     b->graph.set_backend(backend);
@@ -200,7 +208,8 @@ struct StepResult {
   double grad_norm = 0;
 };
 
-// One training step as the N-API trainStep runs it: summed loss, backward, AdamW with 1/count.
+// One training step as the N-API trainStep runs it: summed loss, backward (of the loss times the
+// scale in fp16), AdamW with 1/count (and the inverse scale).
 inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bool training,
                              uint64_t seed) {
   s2s::Graph& g = b.graph;
@@ -211,12 +220,13 @@ inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bo
   StepResult out;
   out.loss = g.read_scalar(r.loss->value);
   out.count = r.count;
-  g.backward(r.loss);
+  g.backward(r.loss, b.scaler.scale());
   s2s::OptimizerConfig oc;
   oc.adamw.weight_decay = 0.01;
   oc.max_grad_norm = 1.0;
   const s2s::OptimizerStepStats st = s2s::optimizer_step(
-      b.model->params(), oc, step, 1e-2, 1.0f / static_cast<float>(r.count));
+      b.model->params(), oc, step, 1e-2, 1.0f / static_cast<float>(r.count), &b.scaler);
+  CHECK_MSG(st.finite, "a parity training step was skipped (non-finite gradient)");
   out.grad_norm = st.grad_norm;
   return out;
 }
@@ -229,12 +239,12 @@ inline void check_full_training_on_device(const std::string& name, const Backend
                                           const DeviceTolerance& tol, s2s::ComputeDType compute) {
   using namespace parity;
   s2s::set_num_threads(2);
-  const bool bf16 = compute == s2s::ComputeDType::BF16;
-  const double l_logits = bf16 ? tol.bf16_logits : tol.logits;
-  const double l_loss = bf16 ? tol.bf16_loss : tol.loss;
-  const double l_grad = bf16 ? tol.bf16_grad : tol.grad;
-  const double l_weights = bf16 ? tol.bf16_weights : tol.weights;
-  const std::string tag = name + (bf16 ? " bf16" : " fp32");
+  const bool half = compute != s2s::ComputeDType::F32;  // bf16 or fp16 compute
+  const double l_logits = half ? tol.bf16_logits : tol.logits;
+  const double l_loss = half ? tol.bf16_loss : tol.loss;
+  const double l_grad = half ? tol.bf16_grad : tol.grad;
+  const double l_weights = half ? tol.bf16_weights : tol.weights;
+  const std::string tag = name + " " + s2s::compute_dtype_name(compute);
   Setup s;
   s.compute = compute;
   std::unique_ptr<Built> cpu = build(name, s, nullptr);
@@ -250,14 +260,14 @@ inline void check_full_training_on_device(const std::string& name, const Backend
   expect_loss(dev->graph.read_scalar(rd.loss->value), cpu->graph.read_scalar(rc.loss->value), tol,
               l_loss, tag + " loss");
   CHECK(rd.count == rc.count);
-  cpu->graph.backward(rc.loss);
-  dev->graph.backward(rd.loss);
+  cpu->graph.backward(rc.loss, cpu->scaler.scale());  // fp16: the scaled gradients
+  dev->graph.backward(rd.loss, dev->scaler.scale());
   expect_params(*dev, *cpu, tol, l_grad, true, false, tag + " gradients:");
   cpu->model->params().zero_grads();
   dev->model->params().zero_grads();
 
   // Ten AdamW steps on the same batch.
-  const int steps = bf16 ? 3 : 10;
+  const int steps = half ? 3 : 10;
   for (int step = 1; step <= steps; ++step) {
     const StepResult c = train_step(*cpu, fx.batch, step, false, 0);
     const StepResult d = train_step(*dev, fx.batch, step, false, 0);

@@ -1,6 +1,6 @@
 // Whole models on the GPU: each parity fixture (test/fixtures/models) on the CUDA backend against
 // the same model on the CPU backend (model_device_parity.h): logits, loss, every gradient, ten
-// AdamW steps, bf16 compute, LoRA attached on the GPU with dropout, merge, saved files, and
+// AdamW steps, bf16 and fp16 compute, LoRA attached on the GPU with dropout, merge, saved files, and
 // generation refused with S2S_DEVICE. Then deterministic mode: the same ten steps twice from the
 // same start give the same bits. Runs only where the CUDA backend is built in and the runtime
 // finds a device; elsewhere it prints why and registers no case ("0 passed, 0 failed").
@@ -57,6 +57,14 @@ CUDA_TEST(cuda_model_full_training_fp32) {
 CUDA_TEST(cuda_model_full_training_bf16_compute) {
   for (const std::string& name : s2s_test::parity_fixtures()) {
     s2s_test::check_full_training_on_device(name, [] { return gpu(); }, kGpu, ComputeDType::BF16);
+  }
+}
+
+// fp16 compute (cuBLASLt fp16 tensor cores, the loss scaler) within the bf16 tolerances: fp16
+// rounds finer than bf16, so they hold with room.
+CUDA_TEST(cuda_model_full_training_f16_compute) {
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    s2s_test::check_full_training_on_device(name, [] { return gpu(); }, kGpu, ComputeDType::F16);
   }
 }
 

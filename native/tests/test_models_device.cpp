@@ -1,7 +1,7 @@
 // The model path on a device backend, checked without a GPU: every parity fixture runs on the
 // CheckedHostBackend (checked_backend.h: the CPU ops over a separate, normally inaccessible
 // "device" address range) and must match the CPU backend bit for bit: logits, loss, gradients,
-// ten AdamW steps, bf16 compute, LoRA (attached on the device, dropout on, frozen bf16 views),
+// ten AdamW steps, bf16 and fp16 compute, LoRA (attached on the device, dropout on, frozen bf16 views),
 // merge, saved adapter / model / optimizer state. Since the checked backend rejects any op
 // argument outside its range and host code touching that range crashes, passing this means the
 // layers, the param store, the optimizer and the savers reach tensor memory only through the
@@ -104,6 +104,12 @@ TEST(device_parity_full_training_fp32) {
 TEST(device_parity_full_training_bf16_compute) {
   for (const std::string& name : s2s_test::parity_fixtures()) {
     s2s_test::check_full_training_on_device(name, checked, kExact, ComputeDType::BF16);
+  }
+}
+
+TEST(device_parity_full_training_f16_compute) {
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    s2s_test::check_full_training_on_device(name, checked, kExact, ComputeDType::F16);
   }
 }
 

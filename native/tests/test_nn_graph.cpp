@@ -381,7 +381,7 @@ TEST(bf16_logits_gradient_widens_for_a_second_writer) {
     auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
     params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
     params.set_trainable(*p, true);
-    params.set_compute_bf16(*p, true);
+    params.set_compute_dtype(*p, DType::BF16);
   }
   auto in = s2s_test::random_vector(N * C, 91);
   std::vector<int32_t> y1 = {1, 4, 39, 2, 0, 7}, y2 = {3, 3, -100, 20, 11, 5};

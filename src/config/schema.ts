@@ -23,7 +23,7 @@ const loraSchema = z
 const modelSchema = z
   .strictObject({
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
-    dtype: z.enum(["float32", "bfloat16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32)"),
+    dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32). float16 scales the loss dynamically (torch GradScaler) and skips steps whose gradients overflow; on the CPU it runs at float32 speed (bfloat16 is the fast CPU dtype)"),
     device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU; the CPU when generation-based eval_metrics are set, since generation is CPU-only for now), cpu, or cuda (S2S_DEVICE when there is no usable GPU)"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
     from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),
@@ -62,6 +62,16 @@ const metricNamesSchema = z.array(z.string().min(1)).superRefine((names, ctx) =>
   }
 });
 
+// torch.cuda.amp.GradScaler's arguments, under their names; HF Trainer uses the defaults.
+const lossScalingSchema = z
+  .strictObject({
+    init_scale: z.number().positive().default(65536).describe("Starting loss scale (2^16)"),
+    growth_factor: z.number().gt(1).default(2).describe("The scale is multiplied by this after growth_interval steps without overflow"),
+    backoff_factor: z.number().gt(0).lt(1).default(0.5).describe("The scale is multiplied by this when a step's gradients overflow (the step is skipped)"),
+    growth_interval: z.number().int().positive().default(2000).describe("Steps without overflow before the scale grows"),
+  })
+  .describe("Dynamic loss scaling of float16 training (model.dtype float16 only; torch GradScaler's meaning)");
+
 const trainSchema = z
   .strictObject({
     epochs: z.number().int().positive().default(3).describe("Passes over the training data (ignored when max_steps is set)"),
@@ -89,6 +99,7 @@ const trainSchema = z
     greater_is_better: z.boolean().nullable().default(null).describe("Whether a larger metric is better (null: false for eval_loss and perplexity, true otherwise)"),
     early_stopping: earlyStoppingSchema.prefault({}),
     threads: z.number().int().positive().nullable().default(null).describe("Threads for the native core (null: S2S_NUM_THREADS or every logical core)"),
+    loss_scaling: lossScalingSchema.prefault({}),
   })
   .describe("The training loop");
 

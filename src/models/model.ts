@@ -30,7 +30,8 @@ export interface LoadModelOptions {
   keepFrozenInFileDtype?: boolean;
   /**
    * The linear layers' matmul dtype (default "float32"). "bfloat16": bf16 matmuls with fp32
-   * accumulation; master weights, gradients and AdamW state stay fp32.
+   * accumulation; master weights, gradients and AdamW state stay fp32. "float16": fp16 matmuls
+   * (fp32 accumulation) with a dynamic loss scale in training (lossScaler()).
    */
   computeDtype?: ComputeDTypeName;
   /**
@@ -147,9 +148,24 @@ export class Model {
     return withCallerStack(() => this.native.accumulate(batch, options));
   }
 
-  /** Scale, clip, AdamW, zero the gradients. */
+  /** Scale (float16: unscale), clip, AdamW, zero the gradients; a non-finite gradient skips the step. */
   optimizerStep(options: OptimizerStepOptions) {
     return withCallerStack(() => this.native.optimizerStep(options));
+  }
+
+  /** float16 compute: the dynamic loss scale training multiplies the loss by (disabled otherwise). */
+  lossScaler() {
+    return this.native.lossScaler();
+  }
+
+  /** Replaces the loss scaler with one of these GradScaler arguments (float16 models). */
+  configureLossScaler(options: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number }): void {
+    this.native.configureLossScaler(options);
+  }
+
+  /** Restores a checkpointed loss scale (float16 models). */
+  setLossScaler(state: { scale: number; growthTracker: number }): void {
+    this.native.setLossScaler(state);
   }
 
   /** Writes the AdamW moments of the trainable params and the last step taken (safetensors). */

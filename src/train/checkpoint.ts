@@ -92,7 +92,8 @@ export async function saveCheckpoint(a: SaveCheckpointArgs): Promise<string> {
   mkdirSync(temp);
   try {
     await writeWeights(a.model, a.method, temp, a.baseModelDir);
-    await a.model.saveOptimizerState(path.join(temp, OPTIMIZER_FILE), step);
+    // AdamW's step count: the applied updates (a float16 overflow skips one without a step).
+    await a.model.saveOptimizerState(path.join(temp, OPTIMIZER_FILE), a.state.optimizer_steps ?? step);
     writeTrainerState(path.join(temp, TRAINER_STATE_FILE), a.state);
     renameFolderInto(temp, target);
   } catch (e) {

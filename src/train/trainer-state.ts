@@ -14,7 +14,8 @@ export const trainLogEntrySchema = z.object({
   epoch: number,
   loss: number.nullable(),
   learning_rate: number,
-  grad_norm: number,
+  /** null when the window's last step was skipped (a float16 loss-scale overflow). */
+  grad_norm: number.nullable(),
   tokens_per_second: number,
   elapsed_seconds: number,
 });
@@ -34,6 +35,14 @@ export type EvalLogEntry = z.infer<typeof evalLogEntrySchema>;
 export const trainerStateSchema = z.strictObject({
   format: z.literal("s2s-train/trainer_state@1"),
   global_step: z.number().int().min(0),
+  /**
+   * Optimizer updates applied: global_step less the steps a float16 loss-scale overflow skipped
+   * (AdamW's step count and the learning-rate schedule's position, as in Hugging Face's Trainer,
+   * whose scheduler does not advance on a skipped step). Absent in older checkpoints: global_step.
+   */
+  optimizer_steps: z.number().int().min(0).optional(),
+  /** float16 training's dynamic loss scale (torch GradScaler's scale and growth tracker) and the steps it skipped. */
+  loss_scaler: z.strictObject({ scale: number.positive(), growth_tracker: z.number().int().min(0), skipped_steps: z.number().int().min(0) }).nullable().optional(),
   /** Fractional epochs done, as Hugging Face logs them. */
   epoch: number,
   max_steps: z.number().int().positive(),

@@ -292,6 +292,10 @@ class TrainingRun {
       warmupSteps: warmupStepsFor(this.totalSteps, t.warmup_steps, t.warmup_ratio),
     };
 
+    if (this.model.lossScaler().enabled) {
+      const ls = t.loss_scaling;
+      this.model.configureLossScaler({ initScale: ls.init_scale, growthFactor: ls.growth_factor, backoffFactor: ls.backoff_factor, growthInterval: ls.growth_interval });
+    }
     if (resumeFrom && resumed) {
       await this.restore(resumeFrom, resumed);
       const step = this.state.global_step;
@@ -377,6 +381,8 @@ class TrainingRun {
     return {
       format: "s2s-train/trainer_state@1",
       global_step: 0,
+      optimizer_steps: 0,
+      loss_scaler: null,
       epoch: 0,
       max_steps: this.totalSteps,
       sampler: { epoch: 0, next_batch: 0 },
@@ -397,8 +403,15 @@ class TrainingRun {
 
   private async restore(from: string, s: TrainerState): Promise<void> {
     const { step } = await this.model.loadOptimizerState(path.join(from, OPTIMIZER_FILE));
-    if (step !== s.global_step) {
-      throw new TrainConfigError(`${from}: ${OPTIMIZER_FILE} is at step ${step} but ${TRAINER_STATE_FILE} at step ${s.global_step}`);
+    const applied = s.optimizer_steps ?? s.global_step;
+    if (step !== applied) {
+      throw new TrainConfigError(`${from}: ${OPTIMIZER_FILE} is at optimizer step ${step} but ${TRAINER_STATE_FILE} at ${applied}`);
+    }
+    const scaler = this.model.lossScaler();
+    if (scaler.enabled && s.loss_scaler) {
+      this.model.setLossScaler({ scale: s.loss_scaler.scale, growthTracker: s.loss_scaler.growth_tracker });
+    } else if (scaler.enabled !== Boolean(s.loss_scaler)) {
+      this.log.warn("the checkpoint was trained in another compute dtype; the float16 loss scale starts afresh or is dropped", { dtype: this.config.model.dtype });
     }
     if (s.max_steps !== this.totalSteps) {
       this.log.warn("the run now has a different number of steps than when it started (epochs, max_steps, batch size or data changed)", { before: s.max_steps, now: this.totalSteps });
@@ -436,10 +449,12 @@ class TrainingRun {
     const plan = this.epochPlan(s.sampler.epoch);
     const group = plan.slice(s.sampler.next_batch, s.sampler.next_batch + t.gradient_accumulation_steps);
     const step = s.global_step + 1;
-    const lr = learningRateAt(this.schedule, step);
+    // AdamW's step and the schedule's position count applied updates (float16 may skip some).
+    const optimizerStep = (s.optimizer_steps ?? s.global_step) + 1;
+    const lr = learningRateAt(this.schedule, optimizerStep);
     const batches = group.map((indices) => this.data.collate(indices.map((i) => this.data.train[i]!)));
     const optimizer = {
-      step, lr, beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm,
+      step: optimizerStep, lr, beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm,
     };
 
     let loss: number | null;
@@ -463,8 +478,20 @@ class TrainingRun {
       ({ gradNorm, finite } = await this.model.optimizerStep({ ...optimizer, gradScale: count > 0 ? 1 / count : 1 }));
       loss = count > 0 ? lossSum / count : null;
     }
-    if (loss !== null && !Number.isFinite(loss)) throw new NonFiniteLossError(step, this.lastCheckpoint, `the loss is ${loss}`);
-    if (!finite) throw new NonFiniteLossError(step, this.lastCheckpoint, `the gradient norm is ${gradNorm}`);
+    const scaler = this.model.lossScaler();
+    const fp16 = scaler.enabled ? " (float16 activations overflow past 65504: train in bfloat16 or float32)" : "";
+    if (loss !== null && !Number.isFinite(loss)) throw new NonFiniteLossError(step, this.lastCheckpoint, `the loss is ${loss}${fp16}`);
+    // float16: a non-finite gradient is a loss-scale overflow; the step was skipped and the scale
+    // halved (torch GradScaler). Below 1 the gradients overflow unscaled: fp16 cannot train this.
+    if (!finite && (!scaler.enabled || scaler.scale < 1)) {
+      throw new NonFiniteLossError(step, this.lastCheckpoint, `the gradient norm is ${gradNorm}${scaler.enabled ? ` with the float16 loss scale down to ${scaler.scale}${fp16}` : ""}`);
+    }
+    if (!finite) this.log.info("float16 gradient overflow: the step was skipped and the loss scale lowered", { step, loss_scale: scaler.scale });
+    if (finite) s.optimizer_steps = optimizerStep;
+    if (scaler.enabled) {
+      const skipped = (s.loss_scaler?.skipped_steps ?? 0) + (finite ? 0 : 1);
+      s.loss_scaler = { scale: scaler.scale, growth_tracker: scaler.growthTracker, skipped_steps: skipped };
+    }
     if (loss === null) this.log.warn("a step had no counted tokens (every label masked); its update only decays the weights", { step });
 
     // Advance.
@@ -510,6 +537,7 @@ class TrainingRun {
   }
 
   private writeTrainLog(lr: number, gradNorm: number, now: number): void {
+    const finiteNorm = Number.isFinite(gradNorm) ? gradNorm : null;  // null: a skipped float16 step
     const s = this.state;
     const w = s.log_window;
     const entry: TrainLogEntry = {
@@ -517,20 +545,23 @@ class TrainingRun {
       epoch: s.epoch,
       loss: w.loss_steps > 0 ? w.loss_sum / w.loss_steps : null,
       learning_rate: lr,
-      grad_norm: gradNorm,
+      grad_norm: finiteNorm,
       tokens_per_second: w.tokens / Math.max(1e-9, (now - this.windowStart) / 1000),
       elapsed_seconds: s.elapsed_seconds,
     };
     s.log_history.push({ kind: "train", ...entry });
     this.trainCsv.append({ ...entry });
     const scalars: Record<string, number> = {
-      "train/learning_rate": entry.learning_rate, "train/grad_norm": entry.grad_norm,
+      "train/learning_rate": entry.learning_rate,
       "train/tokens_per_second": entry.tokens_per_second, "train/epoch": entry.epoch,
     };
+    if (entry.grad_norm !== null) scalars["train/grad_norm"] = entry.grad_norm;
     if (entry.loss !== null) scalars["train/loss"] = entry.loss;
+    if (s.loss_scaler) scalars["train/loss_scale"] = s.loss_scaler.scale;
     this.track((trackers) => trackers.logMetrics(scalars, entry.step));
     this.log.info(`step ${entry.step}/${this.totalSteps}`, {
-      epoch: entry.epoch, loss: entry.loss ?? undefined, learning_rate: entry.learning_rate, grad_norm: entry.grad_norm,
+      epoch: entry.epoch, loss: entry.loss ?? undefined, learning_rate: entry.learning_rate, grad_norm: entry.grad_norm ?? undefined,
+      ...(s.loss_scaler ? { loss_scale: s.loss_scaler.scale } : {}),
       tokens_per_second: Math.round(entry.tokens_per_second),
     });
     s.log_window = { steps: 0, loss_sum: 0, loss_steps: 0, tokens: 0 };

@@ -109,13 +109,20 @@ void ParamStore::set_trainable(Param& p, bool trainable) {
   sync_compute(p);
 }
 
-void ParamStore::set_compute_bf16(Param& p, bool on) {
-  p.compute_bf16 = on;
+void ParamStore::set_compute_dtype(Param& p, DType dtype) {
+  if (p.compute_dtype == dtype) return;
+  p.compute_dtype = dtype;
+  p.owned_compute.reset();  // a copy of the old dtype (the same size, but say what it is)
+  p.compute = Tensor{};
   sync_compute(p);
 }
 
 void ParamStore::sync_compute(Param& p) {
-  if (!p.compute_bf16 || p.value.dtype != DType::F32) {
+  // A value already in the compute dtype is multiplied as it is. An f16 value under bf16
+  // compute (a frozen f16 view) also stays as it is: the CPU GEMM has no f16 x bf16 mix, and
+  // the loader widens f16 linear weights to fp32 before they could be bound (weights.cpp).
+  if (p.compute_dtype == DType::F32 || p.value.dtype == p.compute_dtype ||
+      (p.compute_dtype == DType::BF16 && p.value.dtype != DType::F32)) {
     p.owned_compute.reset();
     p.compute = Tensor{};
     return;
@@ -124,7 +131,8 @@ void ParamStore::sync_compute(Param& p) {
     p.owned_compute = backend_->allocate(
         sizeof(uint16_t) * static_cast<size_t>(std::max<int64_t>(1, p.value.numel())));
   }
-  p.compute = Tensor::contiguous(p.owned_compute.data(), DType::BF16, p.value.ndim, p.value.shape);
+  p.compute =
+      Tensor::contiguous(p.owned_compute.data(), p.compute_dtype, p.value.ndim, p.value.shape);
   backend_->cast(p.compute, p.value);
 }
 

@@ -107,7 +107,8 @@ void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t st
     const AdamWFusedTensor& x = tensors[t];
     const int64_t n = check(x.param, x.grad, x.exp_avg, x.exp_avg_sq, step, x.decay ? o : no_decay);
     if (x.compute.data != nullptr) {
-      expect_dtype(x.compute, DType::BF16, kOp, "compute");
+      S2S_REQUIRE(x.compute.dtype == DType::BF16 || x.compute.dtype == DType::F16, code::kDType,
+                  kOp, "expected compute of dtype bf16 or f16, got ", dtype_name(x.compute.dtype));
       expect_contiguous(x.compute, kOp, "compute");
       bool same = x.compute.ndim == x.param.ndim;
       for (int i = 0; same && i < x.param.ndim; ++i) same = x.compute.shape[i] == x.param.shape[i];
@@ -125,10 +126,17 @@ void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t st
     for (int64_t b = b0; b < b1; ++b) {
       const AdamWFusedTensor& x = tensors[blocks[b].t];
       const int64_t off = blocks[b].off;
-      uint16_t* c = x.compute.data != nullptr ? x.compute.u16() + off : nullptr;
-      kernel(x.param.f32() + off, x.grad.f32() + off, x.exp_avg.f32() + off,
-             x.exp_avg_sq.f32() + off, c, blocks[b].n, scalars[x.decay ? 1 : 0], grad_scale,
-             clip_coef);
+      // The kernel re-casts a bf16 copy in its loop; an f16 copy is cast right after, while
+      // the block's values are still in cache.
+      const bool bf16 = x.compute.data != nullptr && x.compute.dtype == DType::BF16;
+      uint16_t* c = bf16 ? x.compute.u16() + off : nullptr;
+      float* p = x.param.f32() + off;
+      kernel(p, x.grad.f32() + off, x.exp_avg.f32() + off, x.exp_avg_sq.f32() + off, c,
+             blocks[b].n, scalars[x.decay ? 1 : 0], grad_scale, clip_coef);
+      if (x.compute.data != nullptr && !bf16) {
+        uint16_t* h = x.compute.u16() + off;
+        for (int64_t i = 0; i < blocks[b].n; ++i) h[i] = f32_to_f16(p[i]);
+      }
     }
   });
 }

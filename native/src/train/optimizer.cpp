@@ -12,16 +12,19 @@
 namespace s2s {
 
 OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& config,
-                                  int64_t step, double lr, float grad_scale) {
+                                  int64_t step, double lr, float grad_scale,
+                                  DynamicLossScaler* scaler) {
   S2S_REQUIRE(step >= 1, code::kArgument, "optimizer_step", "expected step >= 1, got ", step);
   std::vector<Param*> trainable = params.trainable();
   std::vector<Tensor> grads;
   for (Param* p : trainable) grads.push_back(p->grad);
   OptimizerStepStats stats;
   // The norm of float(grad * grad_scale), as if the gradients had been scaled in place first.
+  if (scaler != nullptr) grad_scale *= scaler->inverse_scale();
   Backend& ops = params.backend();
   stats.grad_norm = ops.scaled_grad_norm(grads, grad_scale);
   stats.finite = std::isfinite(stats.grad_norm);
+  if (scaler != nullptr) scaler->update(!stats.finite);  // backs off or grows the scale
   if (!stats.finite) {
     params.zero_grads();
     return stats;

@@ -55,9 +55,13 @@ struct LinearModule {
 //         optimizer step) and its forward, dinp and dweight GEMMs round the activation /
 //         gradient to bf16 and run gemm_bf16 (AVX-512 BF16 / AMX where present; elsewhere the
 //         GEMM widens bf16 to fp32 exactly: same numbers, slower). LoRA A/B stay fp32.
-enum class ComputeDType : uint8_t { F32 = 0, BF16 = 1 };
+//   F16:  the same with fp16 copies and fp16-rounded activations / gradients (torch.autocast's
+//         float16 recipe for linear layers): tensor cores on a GPU; on the CPU the GEMM widens
+//         the fp16 operands to fp32 exactly (fp32 speed, fp16 numbers). fp16's range is small,
+//         so training scales the loss (DynamicLossScaler, s2s/train/loss_scaler.h).
+enum class ComputeDType : uint8_t { F32 = 0, BF16 = 1, F16 = 2 };
 
-const char* compute_dtype_name(ComputeDType dtype);  // "float32" | "bfloat16"
+const char* compute_dtype_name(ComputeDType dtype);  // "float32" | "bfloat16" | "float16"
 
 class Model {
  public:
@@ -84,9 +88,10 @@ class Model {
   // Every linear layer by module path, for LoRA targeting.
   virtual std::vector<LinearModule> linear_modules() = 0;
 
-  // Switches the compute dtype (above). BF16 marks the weight of every linear_modules() entry
-  // (the tied head's embedding table included, whose lookup stays fp32) for a bf16 copy of its
-  // f32 value, trainable or frozen; weights already bound as bf16 views are used as they are.
+  // Switches the compute dtype (above). BF16 / F16 mark the weight of every linear_modules()
+  // entry (the tied head's embedding table included, whose lookup stays fp32) for a copy of its
+  // value in that dtype, trainable or frozen; weights already bound as views of that dtype are
+  // used as they are.
   // Costs 2 bytes per marked element; F32 frees the copies. May be called before or after
   // load_weights / set_trainable / LoRA: the store keeps the copies in step.
   void set_compute_dtype(ComputeDType dtype);

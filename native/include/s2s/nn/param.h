@@ -2,9 +2,9 @@
 // AdamW moments of the trainable ones. Trainable values are fp32 master copies the store owns;
 // frozen values may be views of other memory (a memory-mapped safetensors file) in any dtype the
 // layers accept (bf16/f16 for linear and embedding weights). Frozen params hold no gradient.
-// A matmul weight may also carry a bf16 compute copy of its fp32 value (the bf16 compute dtype):
-// the store keeps it equal to cast(value) through load/bind/set_trainable, and optimizer_step
-// refreshes it after each update.
+// A matmul weight may also carry a bf16 or f16 compute copy of its fp32 value (the bf16 / fp16
+// compute dtypes): the store keeps it equal to cast(value) through load/bind/set_trainable, and
+// optimizer_step refreshes it after each update.
 // Every tensor of a param is memory of the store's Backend (s2s/nn/backend.h): host memory on
 // the CPU, device memory after move_to(a GPU backend). The store reads and writes it only through
 // the backend (loads are uploads from host memory, casts and zero-fills are backend ops).
@@ -29,13 +29,13 @@ struct Param {
   bool trainable = false;
   bool decay = true;         // AdamW weight decay applies (HF Trainer: not biases, not norms)
 
-  // bf16 compute: when `compute_bf16` is set (ParamStore::set_compute_bf16) and value is f32,
-  // `compute` is a bf16 tensor of value's shape holding cast(value) (round to nearest even),
-  // which nn::linear multiplies with instead of value (the gradient still goes to the f32
-  // grad). data == nullptr otherwise: no copy when value already is bf16 (a bound frozen view),
-  // and none at all in fp32 compute.
+  // bf16 / fp16 compute: when `compute_dtype` is BF16 or F16 (ParamStore::set_compute_dtype)
+  // and value is in another dtype, `compute` is a tensor of that dtype and value's shape holding
+  // cast(value) (round to nearest even), which nn::linear multiplies with instead of value (the
+  // gradient still goes to the f32 grad). data == nullptr otherwise: no copy when value already
+  // is in the compute dtype (a bound frozen view), and none at all in fp32 compute.
   Tensor compute;
-  bool compute_bf16 = false;
+  DType compute_dtype = DType::F32;
 
   // Owned storage behind value/grad/moments/compute, in the store's backend (empty when value is
   // a view of outside memory).
@@ -76,14 +76,15 @@ class ParamStore {
   // frozen ones drop gradient and moments.
   void set_trainable(Param& p, bool trainable);
 
-  // bf16 compute for p (a matmul weight): on allocates p.compute = cast(p.value) when p.value
-  // is f32 (trainable master or frozen fp32 base alike); off frees it. load, bind and
-  // set_trainable keep the copy in step with the value from then on.
-  void set_compute_bf16(Param& p, bool on);
+  // The dtype p (a matmul weight) is multiplied in: BF16 or F16 allocates p.compute =
+  // cast(p.value) when p.value is in another dtype (a trainable fp32 master, a frozen fp32 base,
+  // a frozen bf16 view under fp16 compute); F32 frees it. load, bind and set_trainable keep the
+  // copy in step with the value from then on.
+  void set_compute_dtype(Param& p, DType dtype);
   // Re-casts p.compute from p.value (no-op without a copy). Call after writing p.value directly
   // (optimizer_step and merge_lora do).
   void refresh_compute(Param& p);
-  // Bytes held by bf16 compute copies (0 in fp32 compute).
+  // Bytes held by bf16 / f16 compute copies (0 in fp32 compute).
   int64_t compute_bytes() const;
 
   std::vector<Param*> all();

@@ -34,7 +34,7 @@ void adamw_update(const Tensor& param, const Tensor& grad, const Tensor& exp_avg
                   const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options);
 
 // One tensor of a fused optimizer step. param, grad, exp_avg, exp_avg_sq as for adamw_update;
-// compute: a bf16 tensor of param's shape (contiguous) re-cast from the updated param, or
+// compute: a bf16 or f16 tensor of param's shape (contiguous) re-cast from the updated param, or
 // data == nullptr for none; decay false: weight_decay 0 for this tensor.
 struct AdamWFusedTensor {
   Tensor param, grad, exp_avg, exp_avg_sq;
@@ -52,7 +52,8 @@ struct AdamWFusedTensor {
 // i.e. g = float(float(grad * grad_scale) * clip_coef) feeds adamw_update's arithmetic. Runs as
 // one parallel_for over fixed 32K-element blocks of all tensors; elementwise, so the result is
 // the same at any thread count and on every ISA path. Validates every tensor first (as
-// adamw_update, plus compute: bf16, param's shape, contiguous) and writes nothing on an error.
+// adamw_update, plus compute: bf16 or f16, param's shape, contiguous) and writes nothing on an
+// error.
 void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
                         const AdamWOptions& options, float grad_scale, float clip_coef);
 

@@ -2,11 +2,15 @@
 // loss was summed over micro-batches), clip by global norm, AdamW on every trainable param
 // (weight decay only where Param::decay), re-cast the bf16 compute copies (Param::compute) of the
 // updated params, zero the gradients. A skipped step (non-finite gradient) changes no value.
+// fp16 training passes its DynamicLossScaler: the gradients were computed from a loss scaled by
+// scaler->scale(), so they are unscaled on the way (grad_scale times the inverse scale, as
+// GradScaler.unscale_), a non-finite one skips the step, and the scaler updates its scale.
 #pragma once
 #include <cstdint>
 
 #include "s2s/nn/param.h"
 #include "s2s/ops/adamw.h"
+#include "s2s/train/loss_scaler.h"
 
 namespace s2s {
 
@@ -16,12 +20,16 @@ struct OptimizerConfig {
 };
 
 struct OptimizerStepStats {
-  double grad_norm = 0;  // after scaling, before clipping (what HF Trainer logs)
+  double grad_norm = 0;  // after scaling (and unscaling), before clipping (what HF Trainer logs)
   bool finite = true;    // false: the step was skipped (NaN/Inf gradient) and grads zeroed
 };
 
-// `step` counts optimizer steps from 1 (AdamW bias correction).
+// `step` counts applied optimizer steps from 1 (AdamW bias correction; a skipped step does not
+// advance it, as torch's Adam state does not advance under a skipping GradScaler).
+// scaler: nullptr, or the loss scaler whose scale() multiplied dloss in the backward passes
+// since the last step; it is updated (update(!finite)) before this returns.
 OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& config,
-                                  int64_t step, double lr, float grad_scale);
+                                  int64_t step, double lr, float grad_scale,
+                                  DynamicLossScaler* scaler = nullptr);
 
 }  // namespace s2s
