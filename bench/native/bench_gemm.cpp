@@ -1,4 +1,4 @@
-// bench_gemm: our CPU GEMM (fp32 and bf16) against this machine's measured FMA peak and, when
+// bench_gemm: our CPU GEMM (fp32, bf16 and fp16) against this machine's measured FMA peak and, when
 // present, OpenBLAS (dlopen'ed at run time: no link-time dependency) on the same shapes in the
 // same run. Prints the machine, a table, and optionally JSON.
 //
@@ -254,8 +254,9 @@ int main(int argc, char** argv) {
               std::thread::hardware_concurrency());
   std::printf("features: %s\n", feats.c_str());
   std::printf("isa:      %s\n", isa_name(active_isa()));
-  std::printf("kernels:  fp32: %s\n          bf16: %s\n", gemm_kernel_name(DType::F32),
-              gemm_kernel_name(DType::BF16));
+  std::printf("kernels:  fp32: %s\n          bf16: %s\n          fp16: %s\n",
+              gemm_kernel_name(DType::F32), gemm_kernel_name(DType::BF16),
+              gemm_kernel_name(DType::F16));
   OpenBlas ob;
   const bool have_ob = ob.load();
   if (have_ob) {
@@ -302,7 +303,7 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes)
     max_elems = std::max({max_elems, s.M * s.K, s.K * s.N, s.M * s.N});
   std::vector<float> A(max_elems), B(max_elems), C(max_elems);
-  std::vector<uint16_t> A16(max_elems), B16(max_elems);
+  std::vector<uint16_t> A16(max_elems), B16(max_elems), Bh(max_elems);
   {
     uint64_t x = 88172645463325252ull;
     auto rnd = [&] {
@@ -311,7 +312,7 @@ int main(int argc, char** argv) {
     };
     for (int64_t i = 0; i < max_elems; ++i) {
       A[i] = rnd(); B[i] = rnd(); C[i] = 0.f;
-      A16[i] = f32_to_bf16(A[i]); B16[i] = f32_to_bf16(B[i]);
+      A16[i] = f32_to_bf16(A[i]); B16[i] = f32_to_bf16(B[i]); Bh[i] = f32_to_f16(B[i]);
     }
   }
 
@@ -321,9 +322,10 @@ int main(int argc, char** argv) {
 #else
   const bool have_amx = false;
 #endif
-  std::printf("\n%-16s %5s %5s %5s %2s | %7s %6s | %7s %6s | %5s | %7s %6s | %7s | %5s | %7s\n",
+  std::printf("\n%-16s %5s %5s %5s %2s | %7s %6s | %7s %6s | %5s | %7s %6s | %7s | %5s | %7s"
+              " | %7s %5s\n",
               "shape", "M", "N", "K", "T", "ours32", "%pk", "oblas32", "%pk", "o/ob",
-              "ours16", "%pk16", "oblas16", "16/32", "dpbf16");
+              "ours16", "%pk16", "oblas16", "16/32", "dpbf16", "oursh", "h/32");
   for (size_t ti = 0; ti < thread_counts.size(); ++ti) {
     const int T = thread_counts[ti];
     for (const Shape& s : shapes) {
@@ -368,6 +370,12 @@ int main(int argc, char** argv) {
         dp16 = record("s2s-vdpbf16ps", "bf16", best_time(run16, min_time), peak_bf16[ti]).gflops;
         gemm_detail::set_amx_enabled(true);
       }
+      // fp16 as linear runs it under fp16 compute: A fp32 rounded to fp16 while packing (the
+      // activation or gradient), B fp16 bits (the weight's compute copy); fp32 kernel.
+      const Result oursh = record("s2s", "f16", best_time([&] {
+        gemm_f16_rounding(s.ta, s.tb, s.M, s.N, s.K, 1.f, A.data(), DType::F32, lda, Bh.data(),
+                          DType::F16, ldb, 0.f, C.data(), ldc);
+      }, min_time), peak_f32[ti]);
       double ob32 = 0, ob16 = 0, ob32_pct = 0;
       if (have_ob) {
         // Let our pool's threads settle before OpenBLAS's OpenMP team runs, and vice versa.
@@ -386,17 +394,19 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       std::printf("%-16s %5lld %5lld %5lld %2d | %7.1f %5.1f%% | %7.1f %5.1f%% | %5.2f | %7.1f "
-                  "%5.1f%% | %7.1f | %5.2f | %7.1f\n",
+                  "%5.1f%% | %7.1f | %5.2f | %7.1f | %7.1f %5.2f\n",
                   s.name.c_str(), (long long)s.M, (long long)s.N, (long long)s.K, T,
                   ours32.gflops, ours32.pct_peak, ob32, ob32_pct,
                   ob32 > 0 ? ours32.gflops / ob32 : 0.0, ours16.gflops, ours16.pct_peak, ob16,
-                  ours16.gflops / ours32.gflops, dp16);
+                  ours16.gflops / ours32.gflops, dp16, oursh.gflops, oursh.gflops / ours32.gflops);
       std::fflush(stdout);
     }
   }
   std::printf("\ncolumns: GFLOP/s; %%pk = %% of the measured register-only peak at T threads "
               "(bf16 against the vdpbf16ps peak, so AMX exceeds 100%%); o/ob = ours / OpenBLAS "
-              "fp32; 16/32 = our bf16 / our fp32; dpbf16 = our vdpbf16ps kernel with AMX off\n");
+              "fp32; 16/32 = our bf16 / our fp32; dpbf16 = our vdpbf16ps kernel with AMX off; oursh = "
+              "our fp16 (A fp32 rounded to fp16 in packing, B fp16; fp32 kernel), h/32 = oursh / "
+              "ours32 (time ratio f16/f32 = 1 / h/32)\n");
 
   if (json_path) {
     FILE* fp = std::fopen(json_path, "w");
@@ -409,6 +419,8 @@ int main(int argc, char** argv) {
     std::fprintf(fp, "  \"kernel_f32\": \"%s\",\n  \"kernel_bf16\": \"%s\",\n",
                  json_escape(gemm_kernel_name(DType::F32)).c_str(),
                  json_escape(gemm_kernel_name(DType::BF16)).c_str());
+    std::fprintf(fp, "  \"kernel_f16\": \"%s\",\n",
+                 json_escape(gemm_kernel_name(DType::F16)).c_str());
     std::fprintf(fp, "  \"openblas\": \"%s\",\n  \"peak\": [",
                  have_ob ? json_escape(ob.path).c_str() : "");
     for (size_t t = 0; t < thread_counts.size(); ++t)

@@ -12,6 +12,7 @@
 
 #include "backends/cpu/gemm_internal.h"  // set_amx_enabled: reach vdpbf16ps on AMX CPUs
 #include "harness.h"
+#include "s2s/arena.h"
 #include "s2s/cpu_features.h"
 #include "s2s/dtype.h"
 #include "s2s/error.h"
@@ -414,8 +415,13 @@ TEST(gemm_kernel_names_follow_isa) {
       set_isa(isa);
       gemm_detail::set_amx_enabled(amx);
       const std::string f = gemm_kernel_name(DType::F32), b = gemm_kernel_name(DType::BF16);
-      std::printf("    %-12s f32: %s | bf16: %s\n", isa_name(isa), f.c_str(), b.c_str());
-      CHECK(!f.empty() && !b.empty());
+      const std::string h = gemm_kernel_name(DType::F16);
+      std::printf("    %-12s f32: %s | bf16: %s | f16: %s\n", isa_name(isa), f.c_str(), b.c_str(),
+                  h.c_str());
+      CHECK(!f.empty() && !b.empty() && h.find("f16") != std::string::npos);
+      // fp16 runs on the fp32 kernel of the ISA: the name starts like the fp32 one.
+      CHECK(h.compare(0, f.find(' '), f, 0, f.find(' ')) == 0);
+      if (isa == Isa::Avx2) CHECK(h.find("f16c") != std::string::npos);
       if (isa == Isa::Avx512Bf16)
         CHECK(b.find(amx && amx_modes(isa).size() == 2 ? "tdpbf16ps" : "vdpbf16ps") !=
               std::string::npos);
@@ -539,4 +545,249 @@ TEST(gemm_bf16_rounding_matches_gemm_bf16_on_rounded_copies) {
   CHECK_THROWS_CODE(gemm_bf16_rounding(false, false, 2, 2, 2, 1.f, x, DType::F32, 1, x,
                                        DType::F32, 2, 0.f, x, 2),
                     code::kArgument);
+}
+
+// ---- fp16 (gemm_f16_rounding) ---------------------------------------------------------------
+
+namespace {
+
+float f32_from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+// What gemm_f16_rounding multiplies for an fp32 operand value.
+float rounded_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
+
+// fp32 values that exercise f32 -> f16 rounding: for every fp32 exponent and both signs, the
+// mantissas around each possible rounding point (normal f16: the 13 dropped bits at, just below
+// and just above the tie, with an even and an odd kept bit; f16 subnormals: the tie of every
+// shift 14..24), carries into the exponent and into Inf, the 65504 / 65520 overflow boundary,
+// the smallest subnormal and half of it, fp32 subnormals, Inf, NaNs with several payloads
+// (quiet, signalling, all ones); then `random_count` random bit patterns.
+std::vector<float> f16_rounding_probe_values(size_t random_count) {
+  std::vector<uint32_t> mants = {0, 1, 0x7fffff, 0x400000, 0x3fffff, 0x400001, 0x7fe000, 0x7ff000,
+                                 0x7fefff, 0x7ff001, 0x000fff, 0x001000, 0x001001, 0x001fff,
+                                 0x002000, 0x003000, 0x002fff, 0x003001, 0x555555, 0x2aaaaa};
+  for (uint32_t shift = 14; shift <= 24; ++shift) {
+    const uint32_t tie = 1u << (shift - 1);
+    for (uint32_t m : {tie, tie - 1, tie + 1, tie | (1u << shift), (tie | (1u << shift)) - 1})
+      mants.push_back(m & 0x7fffff);
+  }
+  std::vector<uint32_t> bits;
+  for (uint32_t sign : {0u, 0x80000000u})
+    for (uint32_t e = 0; e < 256; ++e)
+      for (uint32_t m : mants) bits.push_back(sign | (e << 23) | m);
+  const uint32_t named[] = {
+      0x477fe000u /* 65504 */, 0x477fefffu /* just below 65520 */, 0x477ff000u /* 65520 */,
+      0x477ff001u, 0x47800000u /* 65536 */, 0x47c35000u /* 1e5 */, 0x33800000u /* 2^-24 */,
+      0x33000000u /* 2^-25: tie to 0 */, 0x33000001u, 0x33400000u /* 1.5 * 2^-25 */,
+      0x38800000u /* 2^-14, smallest normal */, 0x387fc000u, 0x387fe000u /* tie to 2^-14 */,
+      0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u, 0x7f800001u, 0x7fa00000u, 0xffbfffffu,
+      0x7fffffffu, 0xffffffffu, 0x7f802000u, 0x00000001u, 0x80000001u, 0x00000000u, 0x80000000u};
+  bits.insert(bits.end(), std::begin(named), std::end(named));
+  s2s_test::Rng rng(0xf16);
+  for (size_t i = 0; i < random_count; ++i) bits.push_back(uint32_t(rng.next()));
+  std::vector<float> out(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) out[i] = f32_from_bits(bits[i]);
+  return out;
+}
+
+// The f16 packing table of each ISA this CPU runs.
+std::vector<std::pair<const char*, const gemm_detail::KernelDesc*>> f16_tables() {
+  std::vector<std::pair<const char*, const gemm_detail::KernelDesc*>> out;
+  out.emplace_back("scalar", &gemm_detail::scalar_f16_desc());
+  for (Isa isa : supported_isas()) {
+#if defined(S2S_HAVE_X86_KERNELS)
+    if (isa == Isa::Avx2) out.emplace_back("avx2", &gemm_detail::avx2_f16_desc());
+    if (isa == Isa::Avx512) out.emplace_back("avx512", &gemm_detail::avx512_f16_desc());
+#endif
+#if defined(S2S_HAVE_NEON_KERNELS)
+    if (isa == Isa::Neon) out.emplace_back("neon", &gemm_detail::neon_f16_desc());
+#endif
+    (void)isa;
+  }
+  return out;
+}
+
+// Packs `vals` (of element type Src) through `pack` with panel height R in both source layouts
+// (k contiguous or not), from an offset (r0 = 1, k0 = 2) in a larger source, and checks every
+// packed value bitwise against want(i) and the panel padding against 0. Returns mismatches.
+template <typename Src, typename Want>
+int64_t check_pack(gemm_detail::PackFn pack, int R, const std::vector<Src>& vals, int64_t rows,
+                   Want want, const std::string& what) {
+  const int64_t n = int64_t(vals.size());
+  const int64_t kc = (n + rows - 1) / rows;
+  const int64_t panels = (rows + R - 1) / R;
+  int64_t bad = 0;
+  for (bool k_contig : {true, false}) {
+    // Logical X(r, k) = vals[r * kc + k] (zero past the end), stored at offset (1, 2).
+    const int64_t src_rows = k_contig ? rows + 1 : kc + 2, src_cols = k_contig ? kc + 2 : rows + 1;
+    std::vector<Src> src(size_t(src_rows * src_cols), Src{});
+    auto at = [&](int64_t r, int64_t k) -> Src& {
+      return k_contig ? src[size_t((r + 1) * src_cols + k + 2)] : src[size_t((k + 2) * src_cols + r + 1)];
+    };
+    for (int64_t i = 0; i < n; ++i) at(i / kc, i % kc) = vals[size_t(i)];
+    // Packed panels are aligned to 64 bytes (the driver's buffers; AVX-512 stores aligned).
+    const size_t dst_n = size_t(panels * R * kc);
+    AlignedPtr<float> dst_buf = make_aligned<float>(dst_n);
+    float* dst = dst_buf.get();
+    std::fill(dst, dst + dst_n, -7.f);
+    pack(src.data(), src_cols, k_contig, 1, rows, 2, kc, dst);
+    for (int64_t r = 0; r < panels * R; ++r)
+      for (int64_t k = 0; k < kc; ++k) {
+        const float got = dst[size_t((r / R) * R * kc + k * R + r % R)];
+        const int64_t i = r * kc + k;
+        const uint32_t w = r >= rows ? 0u : (i < n ? bits_of(want(i)) : 0u);
+        if (bits_of(got) != w) {
+          if (bad < 3)
+            std::printf("    %s k_contig=%d value %lld: got %08x want %08x\n", what.c_str(),
+                        int(k_contig), (long long)i, bits_of(got), w);
+          ++bad;
+        }
+      }
+  }
+  return bad;
+}
+
+}  // namespace
+
+// Every f16 packing routine (the scalar, F16C and AVX-512 conversions) against the portable
+// f16_to_f32 / f32_to_f16: all 65536 fp16 bit patterns widened, and the rounding probe values
+// (ties, subnormals, the 65504 / 65520 boundary, Inf, NaN payloads; plus 200k random fp32
+// patterns) rounded, bit for bit, through A and B panels, both source layouts, run lengths that
+// cross the vector widths and the F16C line buffer. (The hardware vcvtps2ph with nearest-even
+// rounding agrees with f32_to_f16 on all 2^32 non-NaN inputs, checked once outside the suite;
+// NaNs differ by design, so the packers substitute f32_to_f16's canonical NaN.)
+TEST(gemm_f16_packing_converts_exactly_like_the_scalar_conversions) {
+  std::vector<gemm_detail::F16Bits> halves(65536);
+  for (uint32_t h = 0; h < 65536; ++h) halves[h].bits = uint16_t(h);
+  const std::vector<float> probe = f16_rounding_probe_values(200000);
+  std::vector<gemm_detail::F32RoundedToF16> probe_src(probe.size());
+  for (size_t i = 0; i < probe.size(); ++i) probe_src[i].value = probe[i];
+  for (const auto& [name, d] : f16_tables()) {
+    for (int64_t rows : {int64_t(37), int64_t(300)}) {
+      for (bool a_side : {true, false}) {
+        const int R = a_side ? d->mr : d->nr;
+        const std::string what = std::string(name) + (a_side ? " A" : " B") + " rows=" +
+                                 std::to_string(rows);
+        const int64_t bad_widen =
+            check_pack(a_side ? d->pack_a : d->pack_b, R, halves, rows,
+                       [&](int64_t i) { return f16_to_f32(uint16_t(i)); }, what + " widen");
+        CHECK_MSG(bad_widen == 0, what + ": f16 widening differs from f16_to_f32 in " +
+                                      std::to_string(bad_widen) + " values");
+        const int64_t bad_round =
+            check_pack(a_side ? d->pack_a_f32 : d->pack_b_f32, R, probe_src, rows,
+                       [&](int64_t i) { return rounded_f16(probe[size_t(i)]); }, what + " round");
+        CHECK_MSG(bad_round == 0, what + ": f32 -> f16 rounding differs from f32_to_f16 in " +
+                                      std::to_string(bad_round) + " values");
+      }
+    }
+  }
+  // Spot checks of the scalar definition itself (IEEE binary16, nearest even).
+  CHECK(f32_to_f16(65504.f) == 0x7bff && f32_to_f16(65519.99f) == 0x7bff &&
+        f32_to_f16(65520.f) == 0x7c00 && f32_to_f16(-1e5f) == 0xfc00);
+  CHECK(f32_to_f16(f32_from_bits(0x33000000u)) == 0 &&       // 2^-25 ties to even (0)
+        f32_to_f16(f32_from_bits(0x33400000u)) == 0x0001 &&  // 1.5 * 2^-25 rounds up
+        f32_to_f16(f32_from_bits(0x33c00000u)) == 0x0002);   // 3 * 2^-25 ties to even (2)
+  CHECK(f32_to_f16(1.f + 1.f / 2048.f) == 0x3c00 && f32_to_f16(1.f + 3.f / 2048.f) == 0x3c02);
+  CHECK(f32_to_f16(f32_from_bits(0x7fa00001u)) == 0x7e00 &&
+        f32_to_f16(f32_from_bits(0xffffffffu)) == 0xfe00);
+}
+
+// gemm_f16_rounding: the bits of gemm_f32 on copies of the operands rounded with f32_to_f16 (or
+// widened with f16_to_f32), for every ISA / thread count, all transposes, every operand dtype
+// mix, both betas, padded leading dimensions (NaN padding must not be read), shapes from 1 to
+// several K blocks and thread-split sizes, a narrow result (the transposed route), and values
+// that exercise the rounding (ties, subnormals, overflow to Inf, NaN).
+TEST(gemm_f16_rounding_matches_gemm_f32_on_rounded_copies) {
+  struct Shape { int64_t M, N, K; };
+  const Shape shapes[] = {{1, 1, 1},   {7, 33, 5},    {33, 7, 65},    {1, 300, 7},
+                          {300, 33, 310}, {50, 70, 1100}, {257, 40, 33}, {300, 8, 100}};
+  const std::vector<float> specials = f16_rounding_probe_values(0);
+  int cases = 0;
+  for (const Shape& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const int64_t a_rows = ta ? s.K : s.M, a_cols = ta ? s.M : s.K;
+      const int64_t b_rows = tb ? s.N : s.K, b_cols = tb ? s.K : s.N;
+      const int64_t lda = a_cols + 3, ldb = b_cols + 1, ldc = s.N + 2;
+      s2s_test::Rng rng(uint64_t(2000 + s.M * 7 + s.N * 13 + s.K + t));
+      // Specials only in the smaller shapes' B (Inf/NaN then reach whole columns of C; the
+      // comparison is bitwise, NaN included); values in [-4, 4] so products are not tiny.
+      const bool special = s.K < 100;
+      auto fill = [&](std::vector<float>& v, int64_t rows, int64_t cols, int64_t ld, bool sp) {
+        v.assign(size_t(rows * ld), NAN);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            float x = 4.f * rng.uniform();  // not f16-representable: the rounding matters
+            if (sp && rng.next() % 7 == 0) x = specials[rng.next() % specials.size()];
+            v[size_t(r * ld + c)] = x;
+          }
+      };
+      std::vector<float> A, B;
+      fill(A, a_rows, a_cols, lda, false);
+      fill(B, b_rows, b_cols, ldb, special);
+      std::vector<uint16_t> A16(A.size()), B16(B.size());
+      std::vector<float> Ar(A.size()), Br(B.size());
+      for (size_t i = 0; i < A.size(); ++i) { A16[i] = f32_to_f16(A[i]); Ar[i] = f16_to_f32(A16[i]); }
+      for (size_t i = 0; i < B.size(); ++i) { B16[i] = f32_to_f16(B[i]); Br[i] = f16_to_f32(B16[i]); }
+      std::vector<float> C0(size_t(s.M * ldc));
+      for (float& c : C0) c = rng.uniform();
+      for (float beta : {0.f, 1.f}) {
+        for_each_config([&] {
+          std::vector<float> want = C0;
+          gemm_f32(ta, tb, s.M, s.N, s.K, 0.5f, Ar.data(), lda, Br.data(), ldb, beta,
+                   want.data(), ldc);
+          for (int combo = 0; combo < 4; ++combo) {  // f32 x f32, f32 x f16, f16 x f32, f16 x f16
+            const bool a32 = !(combo & 2), b32 = !(combo & 1);
+            std::vector<float> got = C0;
+            gemm_f16_rounding(ta, tb, s.M, s.N, s.K, 0.5f,
+                              a32 ? static_cast<const void*>(A.data()) : A16.data(),
+                              a32 ? DType::F32 : DType::F16, lda,
+                              b32 ? static_cast<const void*>(B.data()) : B16.data(),
+                              b32 ? DType::F32 : DType::F16, ldb, beta, got.data(), ldc);
+            CHECK_MSG(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
+                      "not the bits of gemm_f32 on rounded copies: combo " +
+                          std::to_string(combo) + " " + gemm_kernel_name(DType::F16) + " " +
+                          describe(Case{ta, tb, s.M, s.N, s.K, lda, ldb, ldc, {}, {}, {}, {}, {}},
+                                   false, 0.5f, beta));
+            ++cases;
+          }
+        });
+      }
+    }
+  CHECK(cases > 0);
+  // The double-accumulating oracle on the rounded operands agrees within fp32 rounding.
+  const Case c = make_case(false, true, 45, 70, 300, 2, 31);
+  std::vector<uint16_t> A16(c.A.size()), B16(c.B.size());
+  for (size_t i = 0; i < c.A.size(); ++i) A16[i] = f32_to_f16(c.A[i]);
+  for (size_t i = 0; i < c.B.size(); ++i) B16[i] = f32_to_f16(c.B[i]);
+  std::vector<float> got = c.C0, ref = c.C0;
+  gemm_f16_rounding(false, true, c.M, c.N, c.K, 1.f, c.A.data(), DType::F32, c.lda, B16.data(),
+                    DType::F16, c.ldb, 0.5f, got.data(), c.ldc);
+  gemm_f16_reference(false, true, c.M, c.N, c.K, 1.f, A16.data(), c.lda, B16.data(), c.ldb, 0.5f,
+                     ref.data(), c.ldc);
+  bool pad_ok;
+  CHECK_ERR(window_error(c, got, ref, &pad_ok), tol_f32(c.K), "gemm_f16_rounding vs reference");
+  CHECK(pad_ok);
+  // Errors: bf16 operands are not this entry's; sizes are checked as for the others.
+  float x[4] = {};
+  try {
+    gemm_f16_rounding(false, false, 2, 2, 2, 1.f, x, DType::BF16, 2, x, DType::F32, 2, 0.f, x, 2);
+    CHECK_MSG(false, "bf16 operand must throw");
+  } catch (const Error& e) {
+    CHECK(e.code() == std::string(code::kDType) &&
+          std::string(e.what()).find("float32 or float16") != std::string::npos);
+  }
+  CHECK_THROWS_CODE(gemm_f16_rounding(false, false, 2, 2, 2, 1.f, x, DType::F32, 1, x,
+                                      DType::F16, 2, 0.f, x, 2),
+                    code::kArgument);
+  gemm_f16_rounding(false, false, 0, 5, 5, 1.f, nullptr, DType::F16, 5, nullptr, DType::F16, 5,
+                    0.f, nullptr, 5);
 }

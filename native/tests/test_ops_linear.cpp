@@ -1,6 +1,7 @@
-// linear: fast (GEMM) vs reference loops for both weight layouts, with and without bias, f32
-// and bf16 weights, on odd sizes; backward vs reference and vs central finite differences;
-// the bf16 compute path's dweight vs reference and vs fp32 within the bf16 rounding bound;
+// linear: fast (GEMM) vs reference loops for both weight layouts, with and without bias, f32,
+// bf16 and f16 weights, on odd sizes; backward vs reference and vs central finite differences;
+// the bf16 compute path's dweight vs reference and vs fp32 within the bf16 rounding bound; the
+// f16 path on every ISA, and its overflow (a dout beyond fp16's range gives Inf/NaN gradients);
 // accumulation, null gradients, determinism, errors.
 #include <cmath>
 #include <cstdio>
@@ -20,26 +21,32 @@ std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_bf16(v[i]);
   return o;
 }
-Tensor weight_view(std::vector<float>& w, std::vector<uint16_t>& wb, bool bf16, WeightLayout l,
+std::vector<uint16_t> to_f16(const std::vector<float>& v) {
+  std::vector<uint16_t> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = f32_to_f16(v[i]);
+  return o;
+}
+// The weight as `dt`: w itself for f32, else wh (its 16-bit bits in that format).
+Tensor weight_view(std::vector<float>& w, std::vector<uint16_t>& wh, DType dt, WeightLayout l,
                    int64_t IC, int64_t OC) {
   const int64_t r = l == WeightLayout::OutIn ? OC : IC, c = l == WeightLayout::OutIn ? IC : OC;
-  return bf16 ? opt::view16(wb, DType::BF16, {r, c}) : view(w, {r, c});
+  return dt == DType::F32 ? view(w, {r, c}) : opt::view16(wh, dt, {r, c});
 }
 }  // namespace
 
 TEST(linear_fast_matches_reference) {
   for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
-    for (bool bf16 : {false, true}) {
+    for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
       for (int64_t N : {1, 7, 33}) {
         for (int64_t IC : {1, 5, 64}) {
           for (int64_t OC : {1, 5, 257}) {
             const std::string tag = std::string(layout == WeightLayout::OutIn ? "OutIn" : "InOut") +
-                                    (bf16 ? " bf16 " : " f32 ") + std::to_string(N) + "x" +
+                                    " " + dtype_name(wt) + " " + std::to_string(N) + "x" +
                                     std::to_string(IC) + "x" + std::to_string(OC);
             std::vector<float> x = random_vector(N * IC, N + IC), w = random_vector(IC * OC, OC);
-            std::vector<uint16_t> wb = to_bf16(w);
+            std::vector<uint16_t> wb = wt == DType::F16 ? to_f16(w) : to_bf16(w);
             std::vector<float> b = random_vector(OC, 3), y(N * OC), y_ref(N * OC);
-            const Tensor W = weight_view(w, wb, bf16, layout, IC, OC);
+            const Tensor W = weight_view(w, wb, wt, layout, IC, OC);
             const bool with_bias = (N + IC + OC) % 2 == 1;
             const Tensor bias = with_bias ? view(b, {OC}) : none();
             linear_forward(view(y, {N, OC}), view(x, {N, IC}), W, bias, layout);
@@ -48,9 +55,9 @@ TEST(linear_fast_matches_reference) {
             std::vector<float> dy = random_vector(N * OC, 4), dx = random_vector(N * IC, 5);
             std::vector<float> dw = random_vector(IC * OC, 6), db = random_vector(OC, 7);
             std::vector<float> dx_ref = dx, dw_ref = dw, db_ref = db;
-            // dweight is f32 for both weight dtypes (bf16: from bf16-rounded dout and inp).
-            const Tensor dW = weight_view(dw, wb, false, layout, IC, OC);
-            const Tensor dW_ref = weight_view(dw_ref, wb, false, layout, IC, OC);
+            // dweight is f32 for every weight dtype (bf16 / f16: from rounded dout and inp).
+            const Tensor dW = weight_view(dw, wb, DType::F32, layout, IC, OC);
+            const Tensor dW_ref = weight_view(dw_ref, wb, DType::F32, layout, IC, OC);
             linear_backward(view(dx, {N, IC}), dW, view(db, {OC}), view(dy, {N, OC}),
                             view(x, {N, IC}), W, layout);
             linear_backward_reference(view(dx_ref, {N, IC}), dW_ref, view(db_ref, {OC}),
@@ -78,6 +85,110 @@ TEST(linear_bf16_weight_rounds_input_to_bf16) {
   std::vector<uint16_t> w = {f32_to_bf16(1.0f)};
   linear_forward(view(y, {1, 1}), view(x, {1, 1}), opt::view16(w, DType::BF16, {1, 1}), none());
   CHECK(y[0] == 1.0f);
+}
+
+TEST(linear_f16_weight_rounds_input_to_f16) {
+  // With an f16 weight the input is rounded to f16 (10 mantissa bits): 1 + 2^-12 becomes 1, and
+  // 1 + 2^-10 stays (exact in f16 but not in bf16).
+  std::vector<float> x = {1.0f + 1.0f / 4096.0f, 1.0f + 1.0f / 1024.0f}, y(2);
+  std::vector<uint16_t> w = {f32_to_f16(1.0f)};
+  linear_forward(view(y, {2, 1}), view(x, {2, 1}), opt::view16(w, DType::F16, {1, 1}), none());
+  CHECK(y[0] == 1.0f && y[1] == 1.0f + 1.0f / 1024.0f);
+}
+
+// The f16 compute path on every ISA at 1 and 2 threads, both layouts, bias, accumulate and
+// overwrite: against the reference loops (which round inp and dout with f32_to_f16), on shapes
+// past the register tiles and, for dweight, several K blocks (N = 700 rows).
+TEST(linear_f16_weight_matches_reference_on_every_isa) {
+  opt::for_each_isa([](Isa isa) {
+    for (int threads : {1, 2}) {
+      opt::Threads t(threads);
+      for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+        const int64_t N = 700, IC = 45, OC = 66;
+        const int64_t r = layout == WeightLayout::OutIn ? OC : IC, c = layout == WeightLayout::OutIn ? IC : OC;
+        std::vector<float> x = random_vector(N * IC, 71, -2.f, 2.f), w = random_vector(IC * OC, 72);
+        std::vector<float> b = random_vector(OC, 73), dy = random_vector(N * OC, 74, -3.f, 3.f);
+        std::vector<uint16_t> wh = to_f16(w);
+        const Tensor W = opt::view16(wh, DType::F16, {r, c});
+        std::vector<float> y(N * OC), y_ref(N * OC);
+        linear_forward(view(y, {N, OC}), view(x, {N, IC}), W, view(b, {OC}), layout);
+        linear_forward_reference(view(y_ref, {N, OC}), view(x, {N, IC}), W, view(b, {OC}), layout);
+        const std::string what = opt::where(isa, layout == WeightLayout::OutIn ? "f16 OutIn" : "f16 InOut",
+                                            threads);
+        CHECK_ERR(max_normalized_error(y.data(), y_ref.data(), y.size()), 2e-5, what + " out");
+        for (bool overwrite : {false, true}) {
+          std::vector<float> dx = random_vector(N * IC, 75), dw = random_vector(IC * OC, 76);
+          std::vector<float> db = random_vector(OC, 77);
+          std::vector<float> dx_ref = dx, dw_ref = dw, db_ref = db;
+          if (overwrite) std::fill(dx_ref.begin(), dx_ref.end(), 0.f);
+          linear_backward(view(dx, {N, IC}), view(dw, {r, c}), view(db, {OC}), view(dy, {N, OC}),
+                          view(x, {N, IC}), W, layout, overwrite);
+          linear_backward_reference(view(dx_ref, {N, IC}), view(dw_ref, {r, c}), view(db_ref, {OC}),
+                                    view(dy, {N, OC}), view(x, {N, IC}), W, layout);
+          const std::string w2 = what + (overwrite ? " overwrite" : " accumulate");
+          CHECK_ERR(max_normalized_error(dx.data(), dx_ref.data(), dx.size()), 2e-5, w2 + " dinp");
+          CHECK_ERR(max_normalized_error(dw.data(), dw_ref.data(), dw.size()), 5e-5, w2 + " dweight");
+          CHECK_ERR(max_normalized_error(db.data(), db_ref.data(), db.size()), 5e-5, w2 + " dbias");
+        }
+      }
+    }
+  });
+}
+
+// fp16 tops out at 65504 (65520 and above round to Inf): one dout entry of 1e5 with an f16
+// weight must give Inf/NaN in that row of dinp and that row (OutIn) / column (InOut) of dweight,
+// which is what the dynamic loss scaler checks for before it skips the step. dbias sums the fp32
+// dout and stays finite. An input beyond the range likewise gives an Inf output.
+TEST(linear_f16_overflow_reaches_the_gradients) {
+  opt::for_each_isa([](Isa isa) {
+    for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+      const int64_t N = 40, IC = 24, OC = 36;
+      const int64_t r = layout == WeightLayout::OutIn ? OC : IC, c = layout == WeightLayout::OutIn ? IC : OC;
+      std::vector<float> x = random_vector(N * IC, 81), w = random_vector(IC * OC, 82, 0.1f, 1.f);
+      std::vector<float> dy = random_vector(N * OC, 83);
+      std::vector<uint16_t> wh = to_f16(w);
+      const Tensor W = opt::view16(wh, DType::F16, {r, c});
+      const int64_t bad_row = 17, bad_col = 5;
+      dy[bad_row * OC + bad_col] = 1e5f;
+      std::vector<float> dx(N * IC, 0.f), dw(IC * OC, 0.f), db(OC, 0.f);
+      linear_backward(view(dx, {N, IC}), view(dw, {r, c}), view(db, {OC}), view(dy, {N, OC}),
+                      view(x, {N, IC}), W, layout);
+      const std::string what = opt::where(isa, layout == WeightLayout::OutIn ? "OutIn" : "InOut");
+      bool dx_row_bad = true, dx_others_finite = true;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < IC; ++i) {
+          const bool fin = std::isfinite(dx[n * IC + i]);
+          if (n == bad_row) dx_row_bad = dx_row_bad && !fin;  // +Inf * w, w > 0: all Inf
+          else dx_others_finite = dx_others_finite && fin;
+        }
+      CHECK_MSG(dx_row_bad && dx_others_finite, "dinp overflow pattern " + what);
+      bool dw_bad = true, dw_others_finite = true;
+      for (int64_t o = 0; o < OC; ++o)
+        for (int64_t i = 0; i < IC; ++i) {
+          const float v = dw[layout == WeightLayout::OutIn ? o * IC + i : i * OC + o];
+          if (o == bad_col) dw_bad = dw_bad && !std::isfinite(v);
+          else dw_others_finite = dw_others_finite && std::isfinite(v);
+        }
+      CHECK_MSG(dw_bad && dw_others_finite, "dweight overflow pattern " + what);
+      bool db_finite = true;
+      for (float v : db) db_finite = db_finite && std::isfinite(v);
+      CHECK_MSG(db_finite, "dbias from fp32 dout stays finite " + what);
+      // Forward: an input of 1e5 rounds to Inf too.
+      x[3 * IC + 2] = 1e5f;
+      std::vector<float> y(N * OC);
+      linear_forward(view(y, {N, OC}), view(x, {N, IC}), W, none(), layout);
+      bool y_bad = true;
+      for (int64_t o = 0; o < OC; ++o) y_bad = y_bad && !std::isfinite(y[3 * OC + o]);
+      CHECK_MSG(y_bad && std::isfinite(y[4 * OC]), "forward overflow " + what);
+      // The same dout with an f32 weight is finite everywhere (the overflow is fp16's).
+      std::vector<float> dx32(N * IC, 0.f);
+      linear_backward(view(dx32, {N, IC}), none(), none(), view(dy, {N, OC}), none(),
+                      view(w, {r, c}), layout);
+      bool all_finite = true;
+      for (float v : dx32) all_finite = all_finite && std::isfinite(v);
+      CHECK_MSG(all_finite, "f32 weight: no overflow " + what);
+    }
+  });
 }
 
 TEST(linear_bf16_dweight_within_the_bf16_rounding_bound_of_fp32) {
@@ -190,8 +301,26 @@ TEST(linear_bad_arguments) {
                     code::kShape);
   CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {20}), none()),
                     code::kShape);
-  CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}),
-                                   opt::view16(wh, DType::F16, {5, 4}), none()),
+  // A dtype outside f32 / bf16 / f16 (a corrupt value): refused, the message naming all three.
+  try {
+    linear_forward(view(y, {3, 5}), view(x, {3, 4}),
+                   opt::view16(wh, static_cast<DType>(7), {5, 4}), none());
+    CHECK_MSG(false, "an unknown weight dtype must throw");
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    CHECK_MSG(e.code() == std::string(code::kDType) &&
+                  m.find("float32, bfloat16 or float16") != std::string::npos,
+              "unknown weight dtype message: " + m);
+  }
+  // An f16 weight's dout is f32 (there is no f16 gradient storage): f16 dout is refused, and
+  // bf16 dout goes with a bf16 weight only.
+  CHECK_THROWS_CODE(linear_backward(view(x, {3, 4}), none(), none(),
+                                    opt::view16(wh, DType::F16, {3, 5}), none(),
+                                    opt::view16(wh, DType::F16, {5, 4})),
+                    code::kDType);
+  CHECK_THROWS_CODE(linear_backward(view(x, {3, 4}), none(), none(),
+                                    opt::view16(wh, DType::BF16, {3, 5}), none(),
+                                    opt::view16(wh, DType::F16, {5, 4})),
                     code::kDType);
   CHECK_THROWS_CODE(linear_forward(view(y, {3, 5}), view(x, {3, 4}), view(w, {5, 4}), none(),
                                    static_cast<WeightLayout>(3)),

@@ -6,7 +6,8 @@
 //
 // The four transpose combinations cover what training needs: y = x W^T (forward, trans_b),
 // dx = dy W (no transposes), dW += dy^T x (trans_a, beta = 1).
-// gemm_bf16 takes bf16 operands (raw uint16 bits) and accumulates and writes fp32.
+// gemm_bf16 takes bf16 operands (raw uint16 bits) and accumulates and writes fp32;
+// gemm_f16_rounding does the same for fp16 operands (or fp32 ones rounded to fp16).
 // Both are packed and cache-blocked, run on the thread pool, and pick the microkernel of the
 // active ISA (s2s/cpu_features.h). Results are bit-identical run to run at a fixed thread count:
 // each element of C is owned by one thread and its K loop runs in a fixed order.
@@ -34,6 +35,16 @@ void gemm_bf16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
                         const void* A, DType a_dtype, int64_t lda, const void* B, DType b_dtype,
                         int64_t ldb, float beta, float* C, int64_t ldc);
 
+// fp16 operands with fp32 accumulation (torch.autocast(float16)'s matmul): each operand is either
+// IEEE fp16 bits (DType::F16) or fp32 (DType::F32) rounded to fp16 as it is packed (exactly
+// f32_to_f16: nearest even, overflow to +-Inf, NaN to the canonical quiet NaN), then widened to
+// fp32 (exact) so the fp32 microkernel of the active ISA does the products. The result is bit
+// for bit gemm_f32 on rounded copies of the operands (same kernel, same blocking), at any thread
+// count. Leading dimensions count elements of each operand's own dtype.
+void gemm_f16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const void* A, DType a_dtype, int64_t lda, const void* B, DType b_dtype,
+                       int64_t ldb, float beta, float* C, int64_t ldc);
+
 // Plain triple loops, the oracles for the tests (double accumulation, so they are the exact
 // answer to within fp32 output rounding).
 void gemm_f32_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -42,6 +53,9 @@ void gemm_f32_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                          float alpha, const uint16_t* A, int64_t lda, const uint16_t* B,
                          int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm_f16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                        float alpha, const uint16_t* A, int64_t lda, const uint16_t* B,
+                        int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Tensor entry with checks (the N-API layer calls this): a, b 2-D contiguous, both f32 or both
 // bf16; c (M, N) f32 contiguous.

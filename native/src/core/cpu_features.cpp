@@ -75,6 +75,7 @@ CpuFeatures detect() {
     f.avx512_bf16 = z && (a & (1u << 5));
   }
   f.fma = f.fma && f.avx;
+  f.f16c = f.f16c && f.avx;  // VEX-encoded: needs the OS to save YMM state too
 #elif defined(__aarch64__)
   f.vendor = "arm64";
   f.neon = true;
@@ -87,8 +88,11 @@ bool isa_runs_here(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return true;
 #if S2S_X86
-    case Isa::Avx2: return f.avx2 && f.fma;
-    case Isa::Avx512: return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma;
+    // F16C: the AVX2 and AVX-512 kernel files are compiled with -mf16c and the fp16 GEMM
+    // packing uses it (every AVX2 CPU has it; a VM that hides it gets the scalar path).
+    case Isa::Avx2: return f.avx2 && f.fma && f.f16c;
+    case Isa::Avx512:
+      return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma && f.f16c;
     case Isa::Avx512Bf16: return isa_runs_here(Isa::Avx512) && f.avx512_bf16;
 #endif
 #if defined(__aarch64__)

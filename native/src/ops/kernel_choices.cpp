@@ -10,6 +10,7 @@ std::vector<std::pair<std::string, std::string>> kernel_choices() {
   return {
       {"gemm_f32", gemm_kernel_name(DType::F32)},
       {"gemm_bf16", gemm_kernel_name(DType::BF16)},
+      {"gemm_f16", gemm_kernel_name(DType::F16)},
       {"activations", act_kernels().name},
   };
 }

@@ -28,11 +28,19 @@ void check_layout(WeightLayout layout) {
   }
 }
 
-// weight: 2-D, contiguous, f32 or bf16; returns (IC, OC) from it.
+// The GEMM for a 16-bit weight: the other operand is rounded to the weight's format as it is
+// packed, fp32 accumulation (gemm_bf16_rounding and gemm_f16_rounding share a signature).
+using RoundingGemm = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const void*, DType,
+                              int64_t, const void*, DType, int64_t, float, float*, int64_t);
+RoundingGemm rounding_gemm(DType weight_dtype) {
+  return weight_dtype == DType::BF16 ? gemm_bf16_rounding : gemm_f16_rounding;
+}
+
+// weight: 2-D, contiguous, f32, bf16 or f16; returns (IC, OC) from it.
 void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
   check_layout(layout);
-  if (weight.dtype != DType::F32 && weight.dtype != DType::BF16) {
-    fail(code::kDType, kOp, "expected weight to be float32 or bfloat16, got ",
+  if (weight.dtype != DType::F32 && weight.dtype != DType::BF16 && weight.dtype != DType::F16) {
+    fail(code::kDType, kOp, "expected weight to be float32, bfloat16 or float16, got ",
          dtype_name(weight.dtype));
   }
   if (weight.ndim != 2) {
@@ -111,8 +119,9 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout) {
   const Dims d = check_forward(out, inp, weight, bias, layout);
   if (d.N == 0 || d.OC == 0) return;
-  if (d.N <= kGemvMaxRows) {
-    // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h).
+  if (d.N <= kGemvMaxRows && weight.dtype != DType::F16) {
+    // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h;
+    // f32 and bf16 weights only: an f16 weight, the training compute copy, takes the GEMM).
     const bool out_in = layout == WeightLayout::OutIn;
     const float* b = opu::present(bias) ? bias.f32() : nullptr;
     if (weight.dtype == DType::F32) {
@@ -140,9 +149,10 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
              d.OC);
   } else {
-    // bf16 weight: x is rounded to bf16 as the GEMM packs it (no rounded copy in memory).
-    gemm_bf16_rounding(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), DType::F32, d.IC,
-                       weight.u16(), DType::BF16, ldw, beta, y, d.OC);
+    // bf16 / f16 weight: x is rounded to the weight's format as the GEMM packs it (no rounded
+    // copy in memory).
+    rounding_gemm(weight.dtype)(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), DType::F32,
+                                d.IC, weight.u16(), weight.dtype, ldw, beta, y, d.OC);
   }
 }
 
@@ -154,40 +164,43 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   const void* dy = dout.data;  // f32, or bf16 (then the weight is bf16 too; checked)
   const DType dy_type = dout.dtype;
   const int64_t ldw = weight.shape[1];
-  const bool bf16 = weight.dtype == DType::BF16;
-  // bf16 weight: dout and inp are rounded to bf16 as the GEMMs pack them (gemm_bf16_rounding),
-  // the same products as multiplying rounded copies, without writing the copies.
+  const bool half = weight.dtype != DType::F32;
+  const DType wt = weight.dtype;
+  // bf16 / f16 weight: dout and inp are rounded to the weight's format as the GEMMs pack them
+  // (gemm_bf16_rounding / gemm_f16_rounding), the same products as multiplying rounded copies,
+  // without writing the copies. With f16, a dout beyond fp16's range (65504) rounds to +-Inf
+  // and reaches dinp and dweight as Inf/NaN: what a dynamic loss scaler looks for.
   if (opu::present(dinp) && d.IC > 0) {
     // dinp (N,IC) += dout (N,OC) @ op(W) with op(W) (OC,IC): W itself for OutIn, W^T for InOut.
     // (overwrite_dinp: beta 0, dinp write-only; K = OC == 0 then writes zeros.)
     const bool trans_b = layout == WeightLayout::InOut;
     const float beta = overwrite_dinp ? 0.0f : 1.0f;
-    if (!bf16) {
+    if (!half) {
       gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dout.f32(), d.OC, weight.f32(), ldw, beta,
                dinp.f32(), d.IC);
     } else {
-      gemm_bf16_rounding(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, dy_type, d.OC,
-                         weight.u16(), DType::BF16, ldw, beta, dinp.f32(), d.IC);
+      rounding_gemm(wt)(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, dy_type, d.OC, weight.u16(),
+                        wt, ldw, beta, dinp.f32(), d.IC);
     }
   }
   if (opu::present(dweight)) {
     if (layout == WeightLayout::OutIn) {
       // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
-      if (!bf16) {
+      if (!half) {
         gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dout.f32(), d.OC, inp.f32(), d.IC, 1.0f,
                  dweight.f32(), d.IC);
       } else {
-        gemm_bf16_rounding(true, false, d.OC, d.IC, d.N, 1.0f, dy, dy_type, d.OC, inp.f32(),
-                           DType::F32, d.IC, 1.0f, dweight.f32(), d.IC);
+        rounding_gemm(wt)(true, false, d.OC, d.IC, d.N, 1.0f, dy, dy_type, d.OC, inp.f32(),
+                          DType::F32, d.IC, 1.0f, dweight.f32(), d.IC);
       }
     } else {
       // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
-      if (!bf16) {
+      if (!half) {
         gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dout.f32(), d.OC, 1.0f,
                  dweight.f32(), d.OC);
       } else {
-        gemm_bf16_rounding(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), DType::F32, d.IC, dy,
-                           dy_type, d.OC, 1.0f, dweight.f32(), d.OC);
+        rounding_gemm(wt)(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), DType::F32, d.IC, dy,
+                          dy_type, d.OC, 1.0f, dweight.f32(), d.OC);
       }
     }
   }
@@ -218,10 +231,20 @@ namespace {
 // W as (OC, IC) element (o, i), in double, whatever the storage.
 double w_at(const Tensor& w, WeightLayout layout, int64_t o, int64_t i) {
   const int64_t idx = layout == WeightLayout::OutIn ? o * w.shape[1] + i : i * w.shape[1] + o;
-  return w.dtype == DType::F32 ? double(w.f32()[idx]) : double(bf16_to_f32(w.u16()[idx]));
+  switch (w.dtype) {
+    case DType::BF16: return double(bf16_to_f32(w.u16()[idx]));
+    case DType::F16: return double(f16_to_f32(w.u16()[idx]));
+    default: return double(w.f32()[idx]);
+  }
 }
+// An activation or gradient value as the fast path multiplies it: rounded to a 16-bit weight's
+// format (f32_to_bf16 / f32_to_f16), as is for an f32 weight.
 double round_like(const Tensor& w, float v) {
-  return w.dtype == DType::BF16 ? double(bf16_to_f32(f32_to_bf16(v))) : double(v);
+  switch (w.dtype) {
+    case DType::BF16: return double(bf16_to_f32(f32_to_bf16(v)));
+    case DType::F16: return double(f16_to_f32(f32_to_f16(v)));
+    default: return double(v);
+  }
 }
 }  // namespace
 

@@ -38,6 +38,13 @@ void gemm_bf16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
                  [](uint16_t x) { return bf16_to_f32(x); });
 }
 
+void gemm_f16_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                        float alpha, const uint16_t* A, int64_t lda, const uint16_t* B,
+                        int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                 [](uint16_t x) { return f16_to_f32(x); });
+}
+
 void matmul_check(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
                   bool trans_b) {
   const char* op = "matmul";
@@ -46,7 +53,8 @@ void matmul_check(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_
   S2S_REQUIRE(a.dtype == b.dtype, code::kDType, op, "expected a and b of one dtype, got ",
               dtype_name(a.dtype), " and ", dtype_name(b.dtype));
   S2S_REQUIRE(a.dtype != DType::F16, code::kDType, op,
-              "expected float32 or bfloat16 operands, got float16 (no f16 GEMM on CPU yet)");
+              "expected float32 or bfloat16 operands, got float16 (the fp16 GEMM is reached through "
+              "linear with an f16 weight, not matmul)");
   expect_contiguous(a, op, "a");
   expect_contiguous(b, op, "b");
   const int64_t M = trans_a ? a.shape[1] : a.shape[0];

@@ -83,6 +83,16 @@ const KernelDesc& scalar_desc(bool src_bf16) {
   return src_bf16 ? bf16 : f32;
 }
 
+const KernelDesc& scalar_f16_desc() {
+  static const KernelDesc f16{"scalar 4x16 fp32 (f16 widened to fp32 in packing)",
+                              kScalarMR, kScalarNR, 256, 128, 1024, 1, 1, 4,
+                              pack_generic<kScalarMR, F16Bits>, pack_generic<kScalarNR, F16Bits>,
+                              kernel_scalar,
+                              pack_generic<kScalarMR, F32RoundedToF16>,
+                              pack_generic<kScalarNR, F32RoundedToF16>};
+  return f16;
+}
+
 // AMX on/off switch for tests and benchmarks (the env var sets the starting value).
 namespace {
 std::atomic<bool>& amx_switch() {
@@ -116,6 +126,23 @@ const KernelDesc& pick(bool bf16) {
   }
 }
 
+// fp16 operands run on the fp32 kernel of the active ISA (no CPU we target multiplies fp16 with
+// fp32 accumulation faster: avx512_fp16 accumulates in fp16), so the table must match
+// pick(false)'s kernel and blocking for gemm_f16_rounding to equal gemm_f32 bit for bit.
+const KernelDesc& pick_f16() {
+  switch (active_isa()) {
+#if defined(S2S_HAVE_X86_KERNELS)
+    case Isa::Avx512Bf16:
+    case Isa::Avx512: return avx512_f16_desc();
+    case Isa::Avx2: return avx2_f16_desc();
+#endif
+#if defined(S2S_HAVE_NEON_KERNELS)
+    case Isa::Neon: return neon_f16_desc();
+#endif
+    default: return scalar_f16_desc();
+  }
+}
+
 // Packing buffers: one pair per thread (pool workers are persistent, so these live as long as
 // the pool), grown to the largest block ever asked for and then reused: no malloc per call.
 struct PackBuffers {
@@ -144,7 +171,7 @@ struct Problem {
   float alpha, beta;
   float* C;
   int64_t ldc;
-  bool a_f32 = false, b_f32 = false;  // bf16 kernels: fp32 source rounded while packing
+  bool a_f32 = false, b_f32 = false;  // bf16 / f16 tables: fp32 source rounded while packing
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -405,10 +432,23 @@ void gemm_bf16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   run(d, p);
 }
 
-namespace gemm_detail {
-namespace {
-}  // namespace
-}  // namespace gemm_detail
+void gemm_f16_rounding(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const void* A, DType a_dtype, int64_t lda, const void* B, DType b_dtype,
+                       int64_t ldb, float beta, float* C, int64_t ldc) {
+  using namespace gemm_detail;
+  const char* op = "gemm_f16_rounding";
+  for (DType t : {a_dtype, b_dtype}) {
+    S2S_REQUIRE(t == DType::F32 || t == DType::F16, code::kDType, op,
+                "expected float32 or float16 operands, got ", dtype_name(t));
+  }
+  if (!check_args(op, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+  // Every f16 table has rounding packers, so the fp32 operands are never copied. No in-place
+  // (kernel_strided) reads either: an operand must be converted, so it is always packed.
+  Problem p{A, lda, !trans_a, B, ldb, trans_b, M, N, K, alpha, beta, C, ldc};
+  p.a_f32 = a_dtype == DType::F32;
+  p.b_f32 = b_dtype == DType::F32;
+  run(pick_f16(), p);
+}
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -428,8 +468,9 @@ const char* gemm_kernel_name(DType dtype) {
   switch (dtype) {
     case DType::F32: return gemm_detail::pick(false).name;
     case DType::BF16: return gemm_detail::pick(true).name;
-    default: return "none (no f16 GEMM on CPU)";
+    case DType::F16: return gemm_detail::pick_f16().name;
   }
+  return "unknown";
 }
 
 }  // namespace s2s

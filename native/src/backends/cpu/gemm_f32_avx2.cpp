@@ -1,6 +1,7 @@
 // AVX2/FMA fp32 GEMM path: a 6x16 microkernel (edge variants by row count) on the portable
-// packing. Compiled with -mavx2 -mfma; reached only when active_isa() >= Isa::Avx2 and is the
-// best path present (pre-AVX-512 x86-64, or S2S_ISA=avx2).
+// packing; fp16 operands (gemm_f16_rounding) are converted with F16C while packing. Compiled with
+// -mavx2 -mfma -mf16c; reached only when active_isa() >= Isa::Avx2 (which requires F16C too) and
+// is the best path present (pre-AVX-512 x86-64, or S2S_ISA=avx2).
 //
 // Napkin numbers: 2 FMA ports x 8 lanes x 2 flops = 32 flop/cycle/core (Haswell .. Zen).
 // Register budget (16 ymm): 6 rows x 2 ymm = 12 accumulators + 2 for the B row + 1 broadcast
@@ -20,6 +21,85 @@ namespace {
 
 constexpr int MR = 6;
 constexpr int NR = 16;
+constexpr int64_t KC = 256, MC = 480, NC = 1024;  // every table of this path (see the napkin)
+
+// ---- fp16 packing (F16C) ----------------------------------------------------------------
+// 8 values as fp32, bit for bit load_as_f32 of each (gemm_internal.h).
+// fp16 bits: vcvtph2ps sets a signalling NaN's quiet bit, f16_to_f32 does not: clear it again.
+inline __m256 load8(const F16Bits* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i h32 = _mm256_cvtepu16_epi32(h);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(h32, _mm256_set1_epi32(0x7fff)),
+                                         _mm256_set1_epi32(0x7c00));
+  const __m256i quiet_clear =
+      _mm256_cmpeq_epi32(_mm256_and_si256(h32, _mm256_set1_epi32(0x200)), _mm256_setzero_si256());
+  const __m256i clear = _mm256_and_si256(_mm256_and_si256(nan, quiet_clear),
+                                         _mm256_set1_epi32(0x400000));
+  return _mm256_castsi256_ps(_mm256_andnot_si256(clear, _mm256_castps_si256(_mm256_cvtph_ps(h))));
+}
+// fp32 rounded to fp16 (vcvtps2ph, nearest even: f32_to_f16 on every non-NaN input) and widened
+// back; NaN lanes take f32_to_f16's canonical quiet NaN (sign | 0x7e00 -> sign | 0x7fc00000)
+// instead of the hardware's truncated payload.
+inline __m256 load8(const F32RoundedToF16* p) {
+  const __m256 x = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  const __m256 canonical = _mm256_or_ps(_mm256_and_ps(x, _mm256_set1_ps(-0.f)),
+                                        _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)));
+  return _mm256_blendv_ps(r, canonical, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// n consecutive source values to fp32, 8 at a time, the tail one by one.
+template <typename Src>
+void convert_run(const Src* s, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, load8(s + i));
+  for (; i < n; ++i) out[i] = load_as_f32(s + i);
+}
+
+// pack_generic's layout and loop order (gemm_internal.h), converting source runs into a line
+// buffer with F16C first: a 6-row A panel alone is too short a run for 8-wide conversions.
+template <int R, typename Src>
+void pack_f16c(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
+               int64_t k0, int64_t kc, void* dst_v) {
+  constexpr int64_t kLine = (256 / R) * R;  // whole panels per chunk of a source row
+  alignas(32) float line[kLine];
+  const Src* src = static_cast<const Src*>(src_v);
+  float* dst0 = static_cast<float*>(dst_v);
+  if (!k_contig) {
+    // Row k of the source holds step k of every panel.
+    for (int64_t k = 0; k < kc; ++k) {
+      const Src* s = src + (k0 + k) * ld + r0;
+      for (int64_t c0 = 0; c0 < rows; c0 += kLine) {
+        const int64_t cn = rows - c0 < kLine ? rows - c0 : kLine;
+        convert_run(s + c0, cn, line);
+        for (int64_t p0 = 0; p0 < cn; p0 += R) {
+          const int n = cn - p0 < R ? static_cast<int>(cn - p0) : R;
+          float* d = dst0 + (c0 + p0) * kc + k * R;  // panel (c0 + p0) / R
+          for (int r = 0; r < n; ++r) d[r] = line[p0 + r];
+          for (int r = n; r < R; ++r) d[r] = 0.f;
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t p0 = 0; p0 < rows; p0 += R) {
+    float* dst = dst0 + p0 * kc;
+    const int n = rows - p0 < R ? static_cast<int>(rows - p0) : R;
+    // Row r is contiguous in k: convert a run of it, scatter with stride R.
+    for (int r = 0; r < n; ++r) {
+      const Src* s = src + (r0 + p0 + r) * ld + k0;
+      for (int64_t kb = 0; kb < kc; kb += kLine) {
+        const int64_t kn = kc - kb < kLine ? kc - kb : kLine;
+        convert_run(s + kb, kn, line);
+        for (int64_t k = 0; k < kn; ++k) dst[(kb + k) * R + r] = line[k];
+      }
+    }
+    if (n < R) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int r = n; r < R; ++r) dst[k * R + r] = 0.f;
+    }
+  }
+}
 
 template <int M>
 void kernel_rows(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int nr,
@@ -94,13 +174,21 @@ void kernel_6x16(int64_t kc, const void* Ap, const void* Bp, float* C, int64_t l
 }  // namespace
 
 const KernelDesc& avx2_desc(bool src_bf16) {
-  static const KernelDesc f32{"avx2 6x16 fp32 fma", MR, NR, 256, 480, 1024, 1, 1, 4,
+  static const KernelDesc f32{"avx2 6x16 fp32 fma", MR, NR, KC, MC, NC, 1, 1, 4,
                               pack_generic<MR, float>, pack_generic<NR, float>, kernel_6x16};
   static const KernelDesc bf16{"avx2 6x16 fp32 fma (bf16 widened to fp32 in packing)",
-                               MR, NR, 256, 480, 1024, 1, 1, 4,
+                               MR, NR, KC, MC, NC, 1, 1, 4,
                                pack_generic<MR, uint16_t>, pack_generic<NR, uint16_t>,
                                kernel_6x16};
   return src_bf16 ? bf16 : f32;
+}
+
+const KernelDesc& avx2_f16_desc() {
+  static const KernelDesc f16{"avx2 6x16 fp32 fma (f16 widened to fp32 in packing, f16c)",
+                              MR, NR, KC, MC, NC, 1, 1, 4,
+                              pack_f16c<MR, F16Bits>, pack_f16c<NR, F16Bits>, kernel_6x16,
+                              pack_f16c<MR, F32RoundedToF16>, pack_f16c<NR, F32RoundedToF16>};
+  return f16;
 }
 
 }  // namespace gemm_detail

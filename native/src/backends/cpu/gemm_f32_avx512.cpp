@@ -1,5 +1,6 @@
 // AVX-512 fp32 GEMM path: the 14x32 FMA microkernel (plus its 1..13-row edge variants) and
-// the AVX-512 packing routines (fp32, and bf16 widened to fp32 for CPUs without avx512_bf16).
+// the AVX-512 packing routines (fp32; bf16 widened to fp32 for CPUs without avx512_bf16; fp16,
+// or fp32 rounded to fp16, widened to fp32 for gemm_f16_rounding).
 // Compiled with -mavx512f/bw/vl/dq -mfma (CMake, by file name); reached only when
 // active_isa() >= Isa::Avx512. Everything here is file-local except avx512_desc().
 //
@@ -29,6 +30,7 @@ namespace {
 
 constexpr int MR = kAvx512MR;
 constexpr int NR = kAvx512NR;
+constexpr int64_t KC = 384, MC = 1152, NC = 768;  // every table of this path (see the napkin)
 
 // Prefetch distance into the streaming B panel, in k steps (128 B per step): ~1 KiB ahead
 // covers L2 latency at one k step per ~14 cycles.
@@ -48,6 +50,32 @@ inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps
 inline __m512 load16(const uint16_t* p, __mmask16 m) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+// fp16 bits widened exactly as f16_to_f32 does. vcvtph2ps sets the quiet bit of a signalling
+// NaN, f16_to_f32 keeps the payload as it is: clear that bit again in those lanes (a NaN either
+// way, and the same NaN once a product quiets it; this keeps the packed panel exact too).
+inline __m512 load16(const F16Bits* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  const __mmask16 snan =
+      _mm256_cmpgt_epu16_mask(_mm256_and_si256(h, _mm256_set1_epi16(0x7fff)),
+                              _mm256_set1_epi16(0x7c00)) &
+      _mm256_testn_epi16_mask(h, _mm256_set1_epi16(0x0200));
+  const __m512i w = _mm512_castps_si512(_mm512_cvtph_ps(h));
+  return _mm512_castsi512_ps(_mm512_mask_and_epi32(w, snan, w, _mm512_set1_epi32(~0x400000)));
+}
+// fp32 rounded to fp16 and widened back: exactly f16_to_f32(f32_to_f16(x)). vcvtps2ph with
+// round-to-nearest-even matches f32_to_f16 on every non-NaN input (checked over all 2^32
+// patterns); for a NaN it keeps the payload's top bits where f32_to_f16 gives the canonical
+// quiet NaN (sign | 0x7e00, widened sign | 0x7fc00000), so NaN lanes take that.
+inline __m512 load16(const F32RoundedToF16* p, __mmask16 m) {
+  const __m512 x = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p));
+  const __m512 r =
+      _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  const __m512i canonical = _mm512_or_si512(
+      _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u))),
+      _mm512_set1_epi32(0x7fc00000));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), r,
+                              _mm512_castsi512_ps(canonical));
 }
 
 // Stores one packed k step of a 16-row group: R = 32 rows are two aligned halves; R = 14 is
@@ -206,14 +234,22 @@ void kernel_14x32_strided(int64_t kc, const float* Ap, int64_t a_ks, const float
 }  // namespace
 
 const KernelDesc& avx512_desc(bool src_bf16) {
-  static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, 384, 1152, 768, 1, 1, 4,
+  static const KernelDesc f32{"avx512 14x32 fp32 fma", MR, NR, KC, MC, NC, 1, 1, 4,
                               pack_avx512<MR, float>, pack_avx512<NR, float>, kernel_14x32,
                               nullptr, nullptr, kernel_14x32_strided};
   static const KernelDesc bf16{"avx512 14x32 fp32 fma (bf16 widened to fp32 in packing)",
-                               MR, NR, 384, 1152, 768, 1, 1, 4,
+                               MR, NR, KC, MC, NC, 1, 1, 4,
                                pack_avx512<MR, uint16_t>, pack_avx512<NR, uint16_t>,
                                kernel_14x32};
   return src_bf16 ? bf16 : f32;
+}
+
+const KernelDesc& avx512_f16_desc() {
+  static const KernelDesc f16{"avx512 14x32 fp32 fma (f16 widened to fp32 in packing)",
+                              MR, NR, KC, MC, NC, 1, 1, 4,
+                              pack_avx512<MR, F16Bits>, pack_avx512<NR, F16Bits>, kernel_14x32,
+                              pack_avx512<MR, F32RoundedToF16>, pack_avx512<NR, F32RoundedToF16>};
+  return f16;
 }
 
 }  // namespace gemm_detail

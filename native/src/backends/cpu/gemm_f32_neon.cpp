@@ -67,6 +67,17 @@ const KernelDesc& neon_desc(bool src_bf16) {
   return src_bf16 ? bf16 : f32;
 }
 
+// fp16 operands: the portable scalar conversions (f32_to_f16 / f16_to_f32). NEON's fcvtn would
+// also round to nearest even, but its NaN results follow FPCR (default NaN or payload), and this
+// path cannot be tested here: exactness first.
+const KernelDesc& neon_f16_desc() {
+  static const KernelDesc f16{"neon 8x8 fp32 fma (f16 widened to fp32 in packing, scalar)",
+                              MR, NR, 256, 512, 1024, 1, 1, 4,
+                              pack_generic<MR, F16Bits>, pack_generic<NR, F16Bits>, kernel_8x8,
+                              pack_generic<MR, F32RoundedToF16>, pack_generic<NR, F32RoundedToF16>};
+  return f16;
+}
+
 }  // namespace gemm_detail
 }  // namespace s2s
 #endif  // __aarch64__

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "s2s/dtype.h"
+
 namespace s2s {
 namespace gemm_detail {
 
@@ -58,18 +60,34 @@ struct KernelDesc {
   // on the way (round to nearest even, NaN quieted: exactly cast_f32_to_bf16), for
   // gemm_bf16_rounding. nullptr: the driver rounds the operand into a scratch copy first.
   PackFn pack_a_f32 = nullptr, pack_b_f32 = nullptr;
+  // The f16 paths (fp32 kernels) fill these too: the fp32 source rounded to fp16 (exactly
+  // f32_to_f16) and widened back, for gemm_f16_rounding. Required there (no scratch fallback).
   // fp32 layout with fp32 sources only, optional: the microkernel with either operand read
   // where it lies (see StridedKernelFn), for small products where packing costs as much as
   // the multiply. nullptr: always packed.
   StridedKernelFn kernel_strided = nullptr;
 };
 
+// Source element types of the fp16 packing routines (gemm_f16_rounding). Distinct types so the
+// per-ISA loaders overload on them (uint16_t already means bf16 bits, float exact fp32):
+//   F16Bits         IEEE binary16 bits, widened to fp32 (exact).
+//   F32RoundedToF16 an fp32 value rounded to fp16 (f32_to_f16: nearest even, overflow to +-Inf,
+//                   every NaN to the canonical quiet NaN sign|0x7e00) and widened back.
+struct F16Bits { uint16_t bits; };
+struct F32RoundedToF16 { float value; };
+static_assert(sizeof(F16Bits) == 2 && sizeof(F32RoundedToF16) == 4, "element-sized wrappers");
+
 // Per-ISA tables. `src_bf16` selects packing routines that read bf16 operands (converting to
-// fp32 when the kernel is fp32).
+// fp32 when the kernel is fp32). The *_f16_desc tables are the same kernel and blocking as the
+// fp32 table of that ISA (so gemm_f16_rounding gives gemm_f32's bits on rounded copies), with
+// packing from F16Bits (pack_a/pack_b) and F32RoundedToF16 (pack_a_f32/pack_b_f32).
 const KernelDesc& scalar_desc(bool src_bf16);
+const KernelDesc& scalar_f16_desc();
 #if defined(S2S_HAVE_X86_KERNELS)
 const KernelDesc& avx2_desc(bool src_bf16);
+const KernelDesc& avx2_f16_desc();  // F16C conversions (Isa::Avx2 requires f16c)
 const KernelDesc& avx512_desc(bool src_bf16);
+const KernelDesc& avx512_f16_desc();
 const KernelDesc& avx512bf16_desc();  // bf16 operands, vdpbf16ps
 // AMX (tdpbf16ps) for bf16 operands: nullptr when the CPU lacks amx_bf16 or the OS refuses
 // the tile state (Linux needs arch_prctl(ARCH_REQ_XCOMP_PERM)). Used under Isa::Avx512Bf16 in
@@ -81,9 +99,11 @@ void set_amx_enabled(bool on);
 bool amx_enabled();
 #if defined(S2S_HAVE_NEON_KERNELS)
 const KernelDesc& neon_desc(bool src_bf16);
+const KernelDesc& neon_f16_desc();  // scalar conversions (f32_to_f16's exact NaN rule)
 #endif
 
-// Portable packing (fp32 layout, source float or bf16), used by the paths without their own.
+// Portable packing (fp32 layout, source float, bf16, or the fp16 wrappers above), used by the
+// paths without their own.
 // In an unnamed namespace on purpose: every kernel TU gets its own copy compiled with its own
 // ISA flags, so the linker can never hand an AVX-512 build of it to the baseline path.
 namespace {
@@ -94,6 +114,8 @@ inline float load_as_f32(const uint16_t* p) {
   __builtin_memcpy(&f, &u, 4);
   return f;
 }
+inline float load_as_f32(const F16Bits* p) { return f16_to_f32(p->bits); }
+inline float load_as_f32(const F32RoundedToF16* p) { return f16_to_f32(f32_to_f16(p->value)); }
 
 template <int R, typename Src>
 void pack_generic(const void* src_v, int64_t ld, bool k_contig, int64_t r0, int64_t rows,
