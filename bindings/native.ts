@@ -321,7 +321,12 @@ export interface NativeModel {
   setTrainable(all: boolean): void;
   forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):
     Promise<{ loss: number | null; count: number; logits?: Float32Array; vocabSize?: number }>;
-  accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number }):
+  /**
+   * Forward with the summed loss and backward into the gradients. float16: the backward starts
+   * from lossScale / stepTokens (the counted tokens of the whole optimizer step; default this
+   * batch's count), torch GradScaler's scaled mean loss, so optimizerStep takes gradScale 1.
+   */
+  accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number; stepTokens?: number }):
     Promise<{ lossSum: number; count: number }>;
   /**
    * Unscales (float16: by the loss scale too), clips, AdamW, zeroes the gradients. finite false:

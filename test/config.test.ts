@@ -88,10 +88,10 @@ describe("config errors", () => {
   });
 
   it("a wrong type or value names the key, the expectation and the value", () => {
-    const file = writeConfig("model:\n  path: m\n  dtype: float16\ndata:\n  train_file: d\ntrain:\n  lr: fast\n  epochs: 0\n");
+    const file = writeConfig("model:\n  path: m\n  dtype: float8\ndata:\n  train_file: d\ntrain:\n  lr: fast\n  epochs: 0\n");
     const p = problems(() => resolveConfig({ file }));
     expect(p).toHaveLength(3);
-    expect(p.find((x) => x.includes("model.dtype"))).toMatch(/config\.yaml:3: model\.dtype: .*"float32"\|"bfloat16".*\(got "float16"\)/);
+    expect(p.find((x) => x.includes("model.dtype"))).toMatch(/config\.yaml:3: model\.dtype: .*"float32"\|"bfloat16"\|"float16".*\(got "float8"\)/);
     expect(p.find((x) => x.includes("train.lr"))).toMatch(/config\.yaml:7: train\.lr: .*expected number.*\(got "fast"\)/);
     expect(p.find((x) => x.includes("train.epochs"))).toMatch(/config\.yaml:8: train\.epochs: .*>0.*\(got 0\)/);
     expect(problems(() => resolveConfig({ overrides: [...REQUIRED, "train.betas=[0.9]"] }))[0]).toMatch(/command line \(train\.betas=\[0\.9\]\): train\.betas/);

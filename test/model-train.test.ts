@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import path from "node:path";
 import { Model, readSafetensors, type Batch } from "../src/index.js";
 import { maxDiff } from "./helpers.js";
+import { countedLabelTokens } from "../src/train/trainer.js";
 
 const root = path.resolve(import.meta.dirname, "fixtures/models");
 
@@ -84,6 +85,14 @@ describe("models against the PyTorch fixtures", () => {
     });
     expect(fp32.lossScaler()).toMatchObject({ enabled: false, scale: 1 });
     expect(() => fp32.setLossScaler({ scale: 2, growthTracker: 0 })).toThrow(/float16 compute/);
+  });
+
+  it("the trainer counts a batch's loss tokens as the models do (float16's scaled mean loss)", async () => {
+    for (const name of ["gpt2", "t5-relu-tied"]) {
+      const { batch } = fixture(name);
+      const model = await Model.load(path.join(root, name));
+      expect(countedLabelTokens(batch), name).toBe((await model.forward(batch)).count);
+    }
   });
 
   it("gpt2: float16 compute trains with a dynamic loss scale, close to PyTorch's fp32 losses", async () => {

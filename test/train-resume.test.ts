@@ -122,7 +122,8 @@ describe("exact resume", () => {
     // time); a growth interval of 3 doubles it again and again, so overflows recur mid-run.
     const fp16: Case = {
       name: "gpt2 float16 full", model: "gpt2", weightsFile: "model.safetensors", kind: "causal",
-      overrides: ["model.method=full", "model.dtype=float16", "train.lr=3e-3", "train.max_steps=12", "data.batch_size=3",
+      overrides: ["model.method=full", "model.dtype=float16", "train.lr=3e-3", "train.max_steps=12", "data.batch_size=2",
+                  "train.gradient_accumulation_steps=2",
                   "train.logging_steps=4", "train.eval_steps=4", "train.save_steps=3", "train.scheduler=cosine",
                   "train.loss_scaling.init_scale=16777216", "train.loss_scaling.growth_interval=3"],
     };

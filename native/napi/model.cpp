@@ -165,21 +165,32 @@ OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
   return a;
 }
 
-// One micro-batch: forward with the summed loss, then backward into the params' gradients
-// (of the loss times the loss scale in fp16 compute; the optimizer step unscales them).
+// One micro-batch: forward with the summed loss, then backward into the params' gradients.
+// fp16 compute: the backward starts from scale / step_tokens instead of 1, so the gradients are
+// those of the step's MEAN loss times the scale, what torch's GradScaler scales (step_tokens:
+// the counted tokens of every micro-batch of the optimizer step; <= 0: this batch's count), and
+// the optimizer step then only unscales. A summed loss times the scale would make every
+// per-token gradient `count` times larger than torch's and overflow fp16 at torch's scales.
 struct AccumulateOut {
   double loss_sum = 0;
   int64_t count = 0;
 };
 AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
-                               uint64_t dropout_seed) {
+                               uint64_t dropout_seed, double step_tokens) {
   s2s::Graph& g = lm.graph;
   g.reset();
   g.training = training;
   g.dropout_seed = dropout_seed;
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
   AccumulateOut out{g.read_scalar(r.loss->value), r.count};
-  if (r.count > 0) g.backward(r.loss, lm.scaler.scale());
+  if (r.count > 0) {
+    float dloss = 1.0f;
+    if (lm.scaler.options().enabled) {
+      const double tokens = step_tokens > 0 ? step_tokens : static_cast<double>(r.count);
+      dloss = lm.scaler.scale() / static_cast<float>(tokens);
+    }
+    g.backward(r.loss, dloss);
+  }
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
 }
@@ -335,8 +346,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // accumulate(batch, {training, dropoutSeed}) -> Promise<{lossSum, count}>: forward with the
-  // summed loss and backward, adding into the trainable params' gradients (one micro-batch).
+  // accumulate(batch, {training, dropoutSeed, stepTokens}) -> Promise<{lossSum, count}>: forward
+  // with the summed loss and backward, adding into the trainable params' gradients (one
+  // micro-batch). float16: the gradients are of scale * loss / stepTokens (see accumulate_batch),
+  // so optimizerStep's gradScale must then be 1, not 1 / count.
   Napi::Value Accumulate(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "accumulate";
@@ -345,6 +358,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Object opts = options_at(info, 1);
       const bool training = bool_option(opts, "training", true, fn);
       const double seed = number_option(opts, "dropoutSeed", 0, fn);
+      const double step_tokens = number_option(opts, "stepTokens", 0, fn);
       S2S_REQUIRE(loaded_->model->params().count_elements(true) > 0, s2s::code::kArgument, fn,
                   "expected trainable parameters (call setTrainable(true) or attach LoRA)");
       auto out = std::make_shared<AccumulateOut>();
@@ -352,8 +366,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto settle = claim(fn);
       return PromiseWorker::Run(
           info.Env(), "s2s.model.accumulate", keep_this(info),
-          [lm, batch = std::move(batch), training, seed, out] {
-            *out = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed));
+          [lm, batch = std::move(batch), training, seed, step_tokens, out] {
+            *out = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed), step_tokens);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
@@ -529,8 +543,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return PromiseWorker::Run(
           info.Env(), "s2s.model.train_step", keep_this(info),
           [lm, batch = std::move(batch), args, training, seed, out] {
-            out->acc = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed));
-            const float scale = out->acc.count > 0 ? 1.0f / static_cast<float>(out->acc.count) : 1.0f;
+            out->acc = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed), 0);
+            // fp16: the backward already divided by the count (accumulate_batch).
+            const float scale = out->acc.count > 0 && !lm->scaler.options().enabled
+                                    ? 1.0f / static_cast<float>(out->acc.count)
+                                    : 1.0f;
             out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
                                              scale * args.grad_scale, &lm->scaler);
           },

@@ -220,12 +220,15 @@ inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bo
   StepResult out;
   out.loss = g.read_scalar(r.loss->value);
   out.count = r.count;
-  g.backward(r.loss, b.scaler.scale());
+  // fp16 as the N-API layer: the backward from scale / count, the optimizer only unscales.
+  const bool fp16 = b.scaler.options().enabled;
+  const float count = static_cast<float>(r.count);
+  g.backward(r.loss, fp16 ? b.scaler.scale() / count : 1.0f);
   s2s::OptimizerConfig oc;
   oc.adamw.weight_decay = 0.01;
   oc.max_grad_norm = 1.0;
-  const s2s::OptimizerStepStats st = s2s::optimizer_step(
-      b.model->params(), oc, step, 1e-2, 1.0f / static_cast<float>(r.count), &b.scaler);
+  const s2s::OptimizerStepStats st = s2s::optimizer_step(b.model->params(), oc, step, 1e-2,
+                                                         fp16 ? 1.0f : 1.0f / count, &b.scaler);
   CHECK_MSG(st.finite, "a parity training step was skipped (non-finite gradient)");
   out.grad_norm = st.grad_norm;
   return out;

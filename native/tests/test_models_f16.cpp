@@ -1,9 +1,13 @@
 // fp16 compute (Model::set_compute_dtype(F16)) with a loss scale, against PyTorch:
 // scripts/fixtures/make_f16_compute_fixtures.py runs the fixture models with every linear layer
 // in fp16 operands / fp32 accumulation (torch.autocast(float16)'s linear) and the backward from
-// loss * 2^16, and writes fixture_f16.safetensors (logits, loss, unscaled gradients). Ours must
-// be far closer to that than to the fp32 fixture: the distance to the fp32 one is fp16's own
-// rounding (printed), the distance to the fp16 one only the order of fp32 sums.
+// loss * 2^16, and writes fixture_f16.safetensors (logits, loss, unscaled gradients). The
+// distance from that to the fp32 fixture is fp16's own rounding (printed). Ours differs from the
+// fp16 reference only where an fp32-sized difference (another summation order, another exp)
+// tips a value across an fp16 rounding boundary, which then moves everything downstream; the
+// fixture holds the reference's own sensitivity to that (floor.*: its change under 1e-7 relative
+// noise before each rounding) and ours must stay within twice it, and much closer to the fp16
+// reference than to the fp32 one.
 // Also: the f16 copies equal cast(master) after every step; a gradient that overflows fp16
 // skips the step, changes no value, moment or copy, and halves the scale (DynamicLossScaler);
 // a 10-step fine-tune with the default scale tracks the fp32 fixture's losses.
@@ -99,9 +103,8 @@ std::unique_ptr<Model> f16_model(const std::string& dir) {
   return m;
 }
 
-// Logits, loss and scaled-then-unscaled gradients against the PyTorch fp16 recipe.
-//   near: our distance to the fp16 reference must be below `near` times the fp16 reference's
-//         distance to the fp32 fixture (logits, and each gradient relative to its max).
+// Logits, loss and scaled-then-unscaled gradients against the PyTorch fp16 recipe: within
+// max(2 x floor, `near` x fp16's effect) for the logits and each gradient (relative to its max).
 void check_f16_against_torch(const std::string& name, double near) {
   set_num_threads(2);
   const std::string dir = fixture_dir(name);
@@ -118,8 +121,9 @@ void check_f16_against_torch(const std::string& name, double near) {
   const double to16 = max_diff(r.logits->value.f32(), ref16);
   const double to32 = max_diff(r.logits->value.f32(), ref32);
   const double rounding = max_diff(ref16.f32(), ref32);  // fp16's own effect
-  CHECK_ERR(to16, near * rounding, name + " f16 logits vs the PyTorch fp16 recipe");
-  CHECK_MSG(to32 > 0.5 * rounding, name + ": f16 logits sit on the fp32 ones (no f16 rounding?)");
+  const double floor = fx.f16->view("floor.logits").f32()[0];
+  CHECK_ERR(to16, std::fmax(2 * floor, near * rounding), name + " f16 logits vs the PyTorch fp16 recipe");
+  CHECK_ERR(to16, 0.5 * to32, name + " f16 logits: nearer the fp32 ones than the fp16 ones (no f16 rounding?)");
   const double loss16 = fx.f16->view("loss").f32()[0];
   const double loss_err = std::fabs(r.loss->value.f32()[0] - loss16);
   CHECK_ERR(loss_err, 2e-5 + 1e-5 * std::fabs(loss16), name + " f16 loss");
@@ -133,7 +137,8 @@ void check_f16_against_torch(const std::string& name, double near) {
     const double denom = std::fmax(1e-6, max_abs(want));
     const double rel = max_diff(p->grad.f32(), want, 1.0f / scale) / denom;
     const double rel_rounding = max_diff(want.f32(), want32) / denom;
-    CHECK_ERR(rel, std::fmax(near * rel_rounding, 1e-5),
+    const double grad_floor = fx.f16->view("floor.grad." + p->name).f32()[0];
+    CHECK_ERR(rel, std::fmax(2 * grad_floor, std::fmax(near * rel_rounding, 1e-5)),
               name + " f16 grad." + p->name + " (unscaled, relative to its max)");
     if (rel > worst) {
       worst = rel;
@@ -141,10 +146,11 @@ void check_f16_against_torch(const std::string& name, double near) {
       worst_rounding = rel_rounding;
     }
   }
-  std::printf("    %s f16: logits %.2e from PyTorch's fp16 recipe (its distance to fp32: %.2e), loss "
-              "%.1e; worst grad %.2e of max (%s; fp16 rounding there %.2e); %d f16 copies\n",
-              name.c_str(), to16, rounding, loss_err, worst, worst_name.c_str(), worst_rounding,
-              copies);
+  std::printf("    %s f16: logits %.2e from PyTorch's fp16 recipe (flip floor %.2e; its distance to fp32: "
+              "%.2e), loss %.1e; worst grad %.2e of max (%s; fp16 rounding there %.2e); %d f16 "
+              "copies\n",
+              name.c_str(), to16, floor, rounding, loss_err, worst, worst_name.c_str(),
+              worst_rounding, copies);
 }
 
 // A scale so large that the scaled gradients overflow fp16: the optimizer step is skipped and

@@ -144,7 +144,7 @@ export class Model {
   }
 
   /** Forward with the summed loss and backward: gradients add up until optimizerStep. */
-  accumulate(batch: NativeBatch, options: { training?: boolean; dropoutSeed?: number } = {}) {
+  accumulate(batch: NativeBatch, options: { training?: boolean; dropoutSeed?: number; stepTokens?: number } = {}) {
     return withCallerStack(() => this.native.accumulate(batch, options));
   }
 

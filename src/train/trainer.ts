@@ -124,6 +124,21 @@ export class TrackingStartError extends Error {
 }
 
 /** Non-padding tokens of a batch (encoder and decoder), for tokens/s. */
+/**
+ * Tokens the loss counts in a batch, as the models count them: labels other than -100, after the
+ * causal shift for decoder-only models (a row's first label is never predicted).
+ */
+export function countedLabelTokens(b: NativeBatch): number {
+  if (!b.labels) return 0;
+  let n = 0;
+  const rowLen = b.decoderLen ?? b.seqLen;
+  const first = b.decoderLen === undefined ? 1 : 0;
+  for (let r = 0; r < b.batchSize; r++) {
+    for (let t = first; t < rowLen; t++) if (b.labels[r * rowLen + t] !== -100) n++;
+  }
+  return n;
+}
+
 function batchTokens(b: NativeBatch): number {
   const sum = (a: Int32Array) => a.reduce((s, v) => s + (v !== 0 ? 1 : 0), 0);
   let n = b.attentionMask ? sum(b.attentionMask) : b.batchSize * b.seqLen;
@@ -469,13 +484,18 @@ class TrainingRun {
     } else {
       let lossSum = 0;
       count = 0;
+      // float16: the scaled backward divides by the step's counted tokens itself (torch's scaled
+      // mean loss), so the optimizer step only unscales.
+      const fp16 = this.model.lossScaler().enabled;
+      const stepTokens = fp16 ? batches.reduce((n, b) => n + countedLabelTokens(b), 0) : 0;
       for (let m = 0; m < batches.length; m++) {
-        const r = await this.model.accumulate(batches[m]!, { training: true, dropoutSeed: dropoutSeed(t.seed, step, m) });
+        const r = await this.model.accumulate(batches[m]!, { training: true, dropoutSeed: dropoutSeed(t.seed, step, m), stepTokens });
         lossSum += r.lossSum;
         count += r.count;
       }
+      if (fp16 && count !== stepTokens) throw new Error(`internal: counted ${stepTokens} label tokens, the model ${count}`);
       // Mean over every counted token of the step, not a mean of the micro-batches' means.
-      ({ gradNorm, finite } = await this.model.optimizerStep({ ...optimizer, gradScale: count > 0 ? 1 / count : 1 }));
+      ({ gradNorm, finite } = await this.model.optimizerStep({ ...optimizer, gradScale: fp16 || count === 0 ? 1 : 1 / count }));
       loss = count > 0 ? lossSum / count : null;
     }
     const scaler = this.model.lossScaler();
