@@ -5,7 +5,8 @@
 // LoRA with dropout (apply_lora on the device, adapter weights, save_adapter, merge_lora),
 // bf16 and fp16 compute (fp16 with the loss scaler), frozen bf16 views (keep_frozen_in_file_dtype),
 // saved optimizer state and the
-// saved model, and that generation refuses a device model with S2S_DEVICE.
+// saved model, that s2s::generate refuses a device model with S2S_DEVICE, and that a host copy of
+// the trained device model (host_copy, what the N-API generate uses) generates the CPU model's tokens.
 // Used by test_models_device (the checked host backend: every comparison bit for bit) and
 // test_cuda_models (the CUDA backend on a GPU: within the tolerances it passes).
 #pragma once
@@ -24,6 +25,7 @@
 #include "s2s/dtype.h"
 #include "s2s/generate/generate.h"
 #include "s2s/io/safetensors.h"
+#include "s2s/models/host_copy.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
@@ -305,7 +307,7 @@ inline void check_full_training_on_device(const std::string& name, const Backend
               tag + " reloaded moments of " + p->name);
   }
 
-  // Generation is CPU-only: a clear S2S_DEVICE, not a crash.
+  // s2s::generate is host code: a clear S2S_DEVICE, not a crash (callers use host_copy).
   s2s::KVCache cache;
   s2s::GenerationConfig gc;
   gc.max_new_tokens = 2;
@@ -346,6 +348,41 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
     expect_loss(d.grad_norm, c.grad_norm, tol, tol.grad, at + " grad norm");
   }
   expect_params(*dev, *cpu, tol, tol.weights, false, true, tag + " after training:");
+
+  // Generation runs on a host copy of the trained device model: the CPU model's params (in their
+  // dtypes: fp32 masters, bf16 file views, the adapters) and, exactly, its greedy tokens.
+  {
+    s2s::HostCopy hc = s2s::host_copy(*dev->model, &ad);
+    CHECK(hc.model->backend().is_host() && hc.adapter != nullptr);
+    std::vector<s2s::Param*> hp = hc.model->params().all(), cp = cpu->model->params().all();
+    CHECK(hp.size() == cp.size());
+    for (s2s::Param* p : cp) {
+      s2s::Param* q = hc.model->params().find(p->name);
+      CHECK_MSG(q != nullptr && q->value.dtype == p->value.dtype, tag + " host copy has " + p->name);
+      if (q != nullptr) {
+        expect_same(s2s::cpu_backend(), q->value, p->value, tol, tol.weights,
+                    tag + " host copy " + p->name);
+      }
+    }
+    s2s::GenerationConfig gc;
+    gc.max_new_tokens = 6;
+    gc.eos_token_ids = {};
+    gc.pad_token_id = 0;  // two prompt lengths: left padding needs one
+    gc.decoder_start_token_id = 0;  // T5 (generation_config.json would say so)
+    s2s::Graph hg;
+    s2s::KVCache hcache, ccache;
+    cpu->graph.reset();
+    const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 7}, {4, 11}};
+    const s2s::GenerateResult want = s2s::generate(*cpu->model, cpu->graph, ccache, prompts, gc);
+    const s2s::GenerateResult got = s2s::generate(*hc.model, hg, hcache, prompts, gc);
+    CHECK(got.sequences.size() == want.sequences.size());
+    for (size_t i = 0; tol.exact && i < want.sequences.size() && i < got.sequences.size(); ++i) {
+      CHECK_MSG(got.sequences[i].tokens == want.sequences[i].tokens &&
+                    got.sequences[i].token_logprobs == want.sequences[i].token_logprobs,
+                tag + ": the host copy generates other tokens than the CPU model");
+    }
+  }
+
   TmpDir tmp;
   s2s::save_adapter(tmp.file("cpu"), *cpu->model, ac, ac.config);
   s2s::save_adapter(tmp.file("dev"), *dev->model, ad, ad.config);

@@ -20,7 +20,7 @@ export interface GenerationModelOptions {
 
 export async function loadModelForGeneration(options: GenerationModelOptions): Promise<Model> {
   if (options.threads !== undefined) setNumThreads(options.threads);
-  // Generation runs on the CPU only for now (a GPU model refuses generate with S2S_DEVICE).
+  // Decoding runs on the CPU for now (a GPU model would generate on a CPU copy of its weights).
   const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32", device: "cpu" });
   if (options.adapter !== undefined) {
     if (!existsSync(path.join(options.adapter, "adapter_config.json"))) {

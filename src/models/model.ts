@@ -38,8 +38,8 @@ export interface LoadModelOptions {
    * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and the
    * runtime sees a GPU, else the CPU). "cuda" rejects with S2S_DEVICE when there is none ("CUDA
    * backend not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
-   * forward/eval loss, LoRA and saving run there; generate() rejects with S2S_DEVICE (generation
-   * is CPU-only for now).
+   * forward/eval loss, LoRA and saving run there; generate() runs on a CPU copy of the current
+   * weights (built at the first generate after the weights changed; decoding is CPU-only for now).
    */
   device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */

@@ -179,15 +179,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const data = options.data ?? (await loadTrainingData(config));
   const generationMetrics = options.generationMetrics ?? generationMetricsFor(config);
   checkSetup(config, data, generationMetrics !== undefined);
-  // Generation-based metrics generate with the training model, and generation runs on the CPU
-  // only for now: with them, device auto means the CPU and cuda is refused before any step.
-  if (generationMetrics !== undefined && config.model.device === "cuda") {
-    throw new TrainConfigError(
-      "model.device is cuda, but generation-based evaluation (train.eval_metrics) runs on the CPU only for now; set model.device to cpu or auto, or drop the generation metrics",
-    );
-  }
-  const modelConfig = generationMetrics !== undefined && config.model.device === "auto"
-    ? { ...config, model: { ...config.model, device: "cpu" as const } } : config;
+  // Generation-based metrics generate with the training model; on a GPU that runs on a CPU copy
+  // of its current weights (rebuilt at each evaluation), so the training steps stay on the GPU.
   let model;
   if (config.model.from_scratch) {
     // Fresh weights (seeded) in <run>/init, which later sessions and final/ read as the base.
@@ -195,9 +188,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       clearEarlierRun(paths);
       await createModelFolder(config.model.path, paths.init, { seed: config.train.seed });
     }
-    model = await loadModelForTraining({ ...modelConfig, model: { ...modelConfig.model, path: paths.init } }, resumeFrom);
+    model = await loadModelForTraining({ ...config, model: { ...config.model, path: paths.init } }, resumeFrom);
   } else {
-    model = await loadModelForTraining(modelConfig, resumeFrom);
+    model = await loadModelForTraining(config, resumeFrom);
     if (!resumeFrom) clearEarlierRun(paths);
   }
   mkdirSync(paths.logs, { recursive: true });
