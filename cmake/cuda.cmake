@@ -82,6 +82,10 @@ if(S2S_CUBLASLT_INCLUDE_DIR AND S2S_CUBLASLT_LIBRARY)
   set(S2S_CUDA_BUILD ON)
   message(STATUS "CUDA backend: built (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, cuBLASLt ${S2S_CUBLASLT_LIBRARY}, archs ${CMAKE_CUDA_ARCHITECTURES})")
   target_sources(s2s_core PRIVATE ${S2S_CUDA_SOURCES})
+  # s2s_core was created before CMAKE_CUDA_ARCHITECTURES was set above, so its property (copied
+  # from the variable when a target is created) is empty unless the archs came from the command
+  # line: set it (CMake refuses CUDA sources in a target without architectures).
+  set_property(TARGET s2s_core PROPERTY CUDA_ARCHITECTURES ${CMAKE_CUDA_ARCHITECTURES})
   target_include_directories(s2s_core PRIVATE ${S2S_CUBLASLT_INCLUDE_DIR})
   target_link_libraries(s2s_core PUBLIC CUDA::cudart ${S2S_CUBLASLT_LIBRARY})
   target_compile_definitions(s2s_core PUBLIC S2S_HAVE_CUDA=1)

@@ -53,5 +53,7 @@ fi
 if want torch; then
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" 2>&1 | tee "$OUT/bench_pytorch.json" || status=1
+  PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
+    --steps "$STEPS" --modes eager --dtype float16 2>&1 | tee "$OUT/bench_pytorch_fp16.json" || status=1
 fi
 exit $status

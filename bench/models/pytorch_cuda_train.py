@@ -4,7 +4,7 @@ and the same step, in eager mode and under torch.compile, one JSON object per mo
 
     python3 bench/models/pytorch_cuda_train.py [--batch 16] [--seq 1024] [--layers 12]
         [--channels 768] [--heads 12] [--vocab 50257] [--warmup 3] [--steps 10]
-        [--modes eager,compile] [--peak-tflops 989]
+        [--modes eager,compile] [--peak-tflops 989] [--dtype bfloat16|float16]
 
 The model is a plain GPT-2 (learned positions, pre-LayerNorm blocks, gelu tanh, tied LM head,
 no dropout) written here in torch.nn, with attention through F.scaled_dot_product_attention
@@ -15,6 +15,8 @@ torch.optim.AdamW(lr 1e-4, weight decay 0.1 on matrices, fused=True), zero_grad.
 (N(0, 0.02), GPT-2's scaled residual init) and one fixed random batch, as in the C++ bench.
 Flops per token: 6 * (parameters except wpe) + 12 * L * C * T (PaLM appendix B, as llm.c);
 MFU = flops/token * tokens/s / peak (989 TFLOP/s dense bf16 for an H100 SXM).
+--dtype float16: autocast(float16) with torch.cuda.amp.GradScaler (the anchor for
+bench_cuda_train --model --fp16); skipped steps are counted and still timed.
 """
 import argparse
 import json
@@ -84,13 +86,20 @@ def run(mode, a):
     labels = torch.full_like(idx, -100)
     labels[:, :-1] = idx[:, 1:]
     fwd = torch.compile(model) if mode == "compile" else model
+    fp16 = a.dtype == "float16"
+    scaler = torch.cuda.amp.GradScaler(enabled=fp16)
+    skipped = [0]
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.float16 if fp16 else torch.bfloat16):
             loss = fwd(idx, labels)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        before = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        skipped[0] += fp16 and scaler.get_scale() < before
         opt.zero_grad(set_to_none=True)
         return loss.item(), norm.item()
 
@@ -114,7 +123,7 @@ def run(mode, a):
         "channels": a.channels, "vocab": a.vocab, "parameters": params,
         "step_ms": step_s * 1e3, "tokens_per_s": tokens_s,
         "mfu": flops_per_token * tokens_s / (a.peak_tflops * 1e12), "peak_tflops": a.peak_tflops,
-        "first_loss": losses[0], "last_loss": losses[-1],
+        "dtype": a.dtype, "skipped_steps": int(skipped[0]), "first_loss": losses[0], "last_loss": losses[-1],
         "max_memory_bytes": torch.cuda.max_memory_allocated(),
     }
 
@@ -131,6 +140,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--modes", default="eager,compile")
     p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
     a = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     for mode in a.modes.split(","):
