@@ -15,6 +15,31 @@
 
 namespace s2s_test {
 
+// A fixture's fixture.safetensors and the batch its tensors hold (input_ids, attention_mask,
+// labels; T5's decoder_input_ids when present), viewed in place.
+struct FixtureBatch {
+  std::shared_ptr<s2s::SafetensorsFile> file;
+  s2s::Batch batch;
+  explicit FixtureBatch(const std::string& dir) {
+    file = s2s::SafetensorsFile::open(dir + "/fixture.safetensors");
+    const s2s::SafetensorsTensor* ids = file->find("input_ids");
+    batch.B = ids->shape[0];
+    batch.T = ids->shape[1];
+    batch.input_ids = i32("input_ids");
+    batch.attention_mask = i32("attention_mask");
+    batch.labels = i32("labels");
+    if (const s2s::SafetensorsTensor* d = file->find("decoder_input_ids")) {
+      batch.Td = d->shape[1];
+      batch.decoder_input_ids = i32("decoder_input_ids");
+    }
+  }
+  const int32_t* i32(const char* name) const {
+    const s2s::SafetensorsTensor* t = file->find(name);
+    CHECK_MSG(t != nullptr && t->dtype == "I32", std::string("fixture tensor ") + name);
+    return t != nullptr ? static_cast<const int32_t*>(t->data) : nullptr;
+  }
+};
+
 inline std::unique_ptr<s2s::Model> load_fixture_model(const std::string& dir,
                                                       const s2s::LoadOptions& options = {}) {
   std::unique_ptr<s2s::Model> m = s2s::create_model(

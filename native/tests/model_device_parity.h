@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "fixture_files.h"
+#include "fixture_model.h"
 #include "harness.h"
 #include "s2s/dtype.h"
 #include "s2s/generate/generate.h"
@@ -62,26 +63,7 @@ struct Setup {
   float t5_dropout = 0.0f;   // T5's dropout_rate (the fixtures have 0)
 };
 
-struct Fixture {
-  std::shared_ptr<s2s::SafetensorsFile> file;
-  s2s::Batch batch;
-  explicit Fixture(const std::string& dir) {
-    file = s2s::SafetensorsFile::open(dir + "/fixture.safetensors");
-    const s2s::SafetensorsTensor* ids = file->find("input_ids");
-    batch.B = ids->shape[0];
-    batch.T = ids->shape[1];
-    batch.input_ids = i32("input_ids");
-    batch.attention_mask = i32("attention_mask");
-    batch.labels = i32("labels");
-    if (const s2s::SafetensorsTensor* d = file->find("decoder_input_ids")) {
-      batch.Td = d->shape[1];
-      batch.decoder_input_ids = i32("decoder_input_ids");
-    }
-  }
-  const int32_t* i32(const char* name) const {
-    return static_cast<const int32_t*>(file->find(name)->data);
-  }
-};
+using Fixture = FixtureBatch;
 
 // A model on the CPU, moved to `backend` when one is given (after weights and compute dtype).
 struct Built {

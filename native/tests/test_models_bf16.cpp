@@ -35,19 +35,7 @@ using namespace s2s;
 
 namespace {
 
-struct Fixture {
-  std::shared_ptr<SafetensorsFile> file;
-  Batch batch;
-  explicit Fixture(const std::string& dir) {
-    file = SafetensorsFile::open(dir + "/fixture.safetensors");
-    const SafetensorsTensor* ids = file->find("input_ids");
-    batch.B = ids->shape[0];
-    batch.T = ids->shape[1];
-    batch.input_ids = static_cast<const int32_t*>(ids->data);
-    batch.attention_mask = static_cast<const int32_t*>(file->find("attention_mask")->data);
-    batch.labels = static_cast<const int32_t*>(file->find("labels")->data);
-  }
-};
+using Fixture = s2s_test::FixtureBatch;
 
 std::set<Param*> linear_weights(Model& m) {
   std::set<Param*> out;

@@ -452,24 +452,7 @@ TEST(load_weights_binds_frozen_bf16_linear_and_embedding_weights) {
 
 namespace {
 
-struct Fixture {
-  std::shared_ptr<SafetensorsFile> file;
-  Batch batch;
-  const int32_t* i32(const char* name) {
-    const SafetensorsTensor* t = file->find(name);
-    CHECK_MSG(t != nullptr && t->dtype == "I32", std::string("fixture tensor ") + name);
-    return static_cast<const int32_t*>(t->data);
-  }
-  explicit Fixture(const std::string& dir) {
-    file = SafetensorsFile::open(dir + "/fixture.safetensors");
-    const SafetensorsTensor* ids = file->find("input_ids");
-    batch.B = ids->shape[0];
-    batch.T = ids->shape[1];
-    batch.input_ids = i32("input_ids");
-    batch.attention_mask = i32("attention_mask");
-    batch.labels = i32("labels");
-  }
-};
+using Fixture = s2s_test::FixtureBatch;
 
 void check_parity(const std::string& name) {
   set_num_threads(2);

@@ -33,22 +33,11 @@ using namespace s2s;
 
 namespace {
 
-struct Fixture {
-  std::shared_ptr<SafetensorsFile> file, f16;
-  Batch batch;
-  explicit Fixture(const std::string& dir) {
-    file = SafetensorsFile::open(dir + "/fixture.safetensors");
+// The fixture's batch and fp32 references, and fixture_f16.safetensors next to them.
+struct Fixture : s2s_test::FixtureBatch {
+  std::shared_ptr<SafetensorsFile> f16;
+  explicit Fixture(const std::string& dir) : FixtureBatch(dir) {
     f16 = SafetensorsFile::open(dir + "/fixture_f16.safetensors");
-    const SafetensorsTensor* ids = file->find("input_ids");
-    batch.B = ids->shape[0];
-    batch.T = ids->shape[1];
-    batch.input_ids = static_cast<const int32_t*>(ids->data);
-    batch.attention_mask = static_cast<const int32_t*>(file->find("attention_mask")->data);
-    batch.labels = static_cast<const int32_t*>(file->find("labels")->data);
-    if (const SafetensorsTensor* d = file->find("decoder_input_ids")) {
-      batch.Td = d->shape[1];
-      batch.decoder_input_ids = static_cast<const int32_t*>(d->data);
-    }
   }
 };
 
