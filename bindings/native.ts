@@ -192,9 +192,10 @@ export function packageRoot(): string {
 let cached: { addon: NativeAddon; path: string } | undefined;
 
 /**
- * Loads the addon: a prebuilt binary from prebuilds/<platform>-<arch>/ first, then the one built
- * from source in build/Release/. When neither loads, the error lists every path tried and the
- * command that builds it.
+ * Loads the addon through node-gyp-build, which takes build/Release/ (a build from source) first,
+ * then build/Debug/, then prebuilds/<platform>-<arch>/ (see its load.path): so a build from
+ * source, e.g. `s2s-train build-native --cuda on`, wins over the CPU-only prebuild. When none
+ * loads, the error lists the paths tried and the commands that build the addon.
  */
 export function loadAddon(): { addon: NativeAddon; path: string } {
   if (cached) return cached;
@@ -205,15 +206,16 @@ export function loadAddon(): { addon: NativeAddon; path: string } {
     addonPath = nodeGypBuild.path(root);
   } catch (e) {
     const tried = [
-      path.join(root, "prebuilds", `${process.platform}-${process.arch}`, "*.node"),
       path.join(root, "build", "Release", "s2s_train.node"),
+      path.join(root, "prebuilds", `${process.platform}-${process.arch}`, "*.node"),
     ];
     throw new Error(
       `s2s-train: no native addon for ${process.platform}-${process.arch} (Node ${process.version}).\n` +
         `Tried:\n  ${tried.join("\n  ")}\n` +
         `Build it from source (needs cmake >= 3.18 and a C++17 compiler):\n` +
-        `  npm rebuild s2s-train        (in a project that depends on it; npm 11 runs our install\n` +
-        `                               script only if allowScripts lists s2s-train)\n` +
+        `  npx s2s-train build-native   (in a project that depends on it; --cuda on for GPUs)\n` +
+        `  npm rebuild s2s-train        (the same through the install script, which npm 11 runs\n` +
+        `                               only if allowScripts lists s2s-train)\n` +
         `  npm run build:native         (in a checkout of s2s-train)\n` +
         `(${(e as Error).message.split("\n")[0]})`,
     );

@@ -1,7 +1,9 @@
 // `s2s-train doctor`: everything a bug report needs about this install, as data and as text.
+import { existsSync } from "node:fs";
 import os from "node:os";
 import type { CudaInfo } from "../bindings/native.js";
 import { nativeInfo, type NativeInfo } from "./system.js";
+import { findOnPath } from "./util/find-on-path.js";
 
 export interface DoctorReport {
   package: string;
@@ -22,7 +24,13 @@ export function runDoctor(): DoctorReport {
   };
 }
 
-export function formatDoctor(r: DoctorReport): string {
+/** Whether an NVIDIA driver is visible: the kernel module's /proc file, or nvidia-smi on PATH. */
+export function nvidiaDriverVisible(): boolean {
+  return existsSync("/proc/driver/nvidia/version") || findOnPath("nvidia-smi") !== undefined;
+}
+
+/** `driverVisible` is asked only when the addon has no CUDA backend (tests pass their own). */
+export function formatDoctor(r: DoctorReport, driverVisible: () => boolean = nvidiaDriverVisible): string {
   const n = r.native;
   const rows: [string, string][] = [
     ["package", r.package],
@@ -38,10 +46,17 @@ export function formatDoctor(r: DoctorReport): string {
     ...Object.entries(n.kernels).map(([family, name]): [string, string] => [`kernel ${family}`, name]),
     ["threads", String(n.threads)],
     ...gpuRows(n.cuda),
+    ...(!n.cuda.built && driverVisible() ? [unusedGpuHint] : []),
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
 }
+
+const unusedGpuHint: [string, string] = [
+  "hint",
+  "an NVIDIA driver is visible but this addon has no CUDA backend, so the GPU is unused; build one with " +
+    "`npx s2s-train build-native --cuda on` (needs nvcc and cuBLASLt; see README, GPUs)",
+];
 
 /** "gpu" rows: whether the CUDA backend is in this binary, and each device the runtime sees. */
 function gpuRows(cuda: CudaInfo): [string, string][] {

@@ -13,6 +13,7 @@ import { reportCommand } from "./commands/report.js";
 import { synthCommand } from "./commands/synth.js";
 import { generateCommand } from "./commands/generate.js";
 import { serveCommand } from "./commands/serve.js";
+import { buildNativeCommand } from "./commands/build-native.js";
 
 // Messages from the loader already start with "s2s-train: ".
 function withoutPrefix(message: string): string {
@@ -48,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
       .command(synthCommand)
       .command(generateCommand)
       .command(serveCommand)
+      .command(buildNativeCommand)
       .strict()
       .strictCommands()
       .demandCommand(1, "Name a command; see --help.")
