@@ -156,15 +156,25 @@ void for_each_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i0
   }
 }
 
+// The tile helpers below are kept out of line so that the task loops, which call them only with
+// dropout, compile as they do without it (the dropout_p == 0 path stays today's code).
+
 // Z (nq rows, stride ld) = the dropout factors of the tile (see for_each_dropout_factor).
-void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0,
+[[gnu::noinline]] void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0,
                   int64_t nk, float* Z, int64_t ld) {
   for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
                           [&](int64_t r, int64_t c, float z) { Z[r * ld + c] = z; });
 }
 
+// X (nq rows, stride ld) o= the tile's dropout factors, in place.
+[[gnu::noinline]] void drop_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                                 int64_t j0, int64_t nk, float* X, int64_t ld) {
+  for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
+                          [&](int64_t r, int64_t c, float z) { X[r * ld + c] *= z; });
+}
+
 // dst = a o Z elementwise over an (nq, nk) tile of stride ld (dst may be a).
-void multiply_tile(float* dst, const float* a, const float* Z, int64_t ld, int64_t nq,
+[[gnu::noinline]] void multiply_tile(float* dst, const float* a, const float* Z, int64_t ld, int64_t nq,
                    int64_t nk) {
   for (int64_t r = 0; r < nq; ++r) {
     for (int64_t c = 0; c < nk; ++c) dst[r * ld + c] = a[r * ld + c] * Z[r * ld + c];
@@ -436,10 +446,8 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
         float* Sp = S.get();
         score_tile(g, qd, kd, b, h, i0, nq, j0, nk, Sp, KB);
         kern.attn_online_softmax(Sp, KB, nq, nk, m, l, alpha);
-        if (g.dropout) {  // after l has summed the undropped P: drop P before it meets V
-          for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
-                                  [&](int64_t r, int64_t c, float z) { Sp[r * KB + c] *= z; });
-        }
+        // After l has summed the undropped P: drop P before it meets V.
+        if (g.dropout) drop_tile(g, b, h, i0, nq, j0, nk, Sp, KB);
         if (j0 > 0) {  // the first block starts from O = 0: nothing to rescale
           for (int64_t r = 0; r < nq; ++r) {
             if (alpha[r] == 1.f) continue;
