@@ -160,8 +160,8 @@ void for_each_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i0
 // dropout, compile as they do without it (the dropout_p == 0 path stays today's code).
 
 // Z (nq rows, stride ld) = the dropout factors of the tile (see for_each_dropout_factor).
-[[gnu::noinline]] void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0,
-                  int64_t nk, float* Z, int64_t ld) {
+[[gnu::noinline]] void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0,
+                                    int64_t nq, int64_t j0, int64_t nk, float* Z, int64_t ld) {
   for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
                           [&](int64_t r, int64_t c, float z) { Z[r * ld + c] = z; });
 }
@@ -174,8 +174,8 @@ void for_each_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i0
 }
 
 // dst = a o Z elementwise over an (nq, nk) tile of stride ld (dst may be a).
-[[gnu::noinline]] void multiply_tile(float* dst, const float* a, const float* Z, int64_t ld, int64_t nq,
-                   int64_t nk) {
+[[gnu::noinline]] void multiply_tile(float* dst, const float* a, const float* Z, int64_t ld,
+                                     int64_t nq, int64_t nk) {
   for (int64_t r = 0; r < nq; ++r) {
     for (int64_t c = 0; c < nk; ++c) dst[r * ld + c] = a[r * ld + c] * Z[r * ld + c];
   }
