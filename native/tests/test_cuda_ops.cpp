@@ -438,6 +438,7 @@ struct AttnCase {
   int64_t B, Tq, Tk, Hq, Hkv, D;
   bool causal, bias, mask;
   std::optional<float> scale;
+  float dropout_p = 0.f;  // > 0: dropout on the probabilities, the same (seed, offset) on both
 };
 
 static void check_attention(const AttnCase& c, uint64_t seed) {
@@ -454,6 +455,9 @@ static void check_attention(const AttnCase& c, uint64_t seed) {
   AttentionOptions o;
   o.causal = c.causal;
   o.scale = c.scale;
+  o.dropout_p = c.dropout_p;
+  o.dropout_seed = 0xD50Full * seed;
+  o.dropout_offset = 4 * seed + 1;  // not a multiple of 4: Philox blocks straddle rows
   const Tensor bias_cpu = c.bias ? view(bias, {c.Hq, c.Tq, c.Tk}) : none();
   std::vector<float> out(nq), lse(c.B * c.Hq * c.Tq), dq(nq, 0.f), dk(nk, 0.f), dv(nk, 0.f);
   std::vector<float> db(c.bias ? c.Hq * c.Tq * c.Tk : 0, 0.f);
@@ -478,10 +482,11 @@ static void check_attention(const AttnCase& c, uint64_t seed) {
   const uint8_t* mask_gpu = c.mask ? gmask.ptr<uint8_t>() : nullptr;
   cuda::attention_forward(ctx(), gout.t, glse.t, gq.t, gk.t, gv.t, bias_gpu, mask_gpu,
                           c.mask ? c.B * c.Tk : 0, o);
-  char what[160];
-  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s",
+  char what[192];
+  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s dropout %g",
                 long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.D),
-                c.causal ? " causal" : "", c.bias ? " bias" : "", c.mask ? " mask" : "");
+                c.causal ? " causal" : "", c.bias ? " bias" : "", c.mask ? " mask" : "",
+                double(c.dropout_p));
   expect_close(host_of(gout), out, 1e-5, (std::string(what) + " out").c_str());
   const std::vector<float> glse_h = host_of(glse);
   bool lse_ok = true;  // -inf rows must match exactly; others within tolerance
@@ -519,6 +524,33 @@ CUDA_TEST(cuda_attention_against_cpu) {
   check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f}, 60);            // Tq > Tk: empty rows
   check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt}, 70);  // D = 128, cross-attention
   check_attention({1, 9, 9, 2, 1, 256, true, false, false, std::nullopt}, 80);    // D = 256 (largest)
+}
+
+// Dropout on the probabilities: the GPU regenerates the CPU op's mask (ops/dropout_mask.h) in
+// the forward and both backward passes; a mask differing in one element would show as an error
+// of the order of a probability, far above these tolerances.
+CUDA_TEST(cuda_attention_dropout_against_cpu) {
+  check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt, 0.1f}, 31);   // causal, GQA
+  check_attention({2, 45, 45, 3, 3, 64, false, true, true, 1.0f, 0.1f}, 41);            // T5: bias, padding
+  check_attention({2, 33, 50, 2, 1, 80, true, false, true, std::nullopt, 0.5f}, 51);    // Tk > Tq, D = 80
+  check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f, 0.2f}, 61);            // Tq > Tk: empty rows
+  check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt, 0.3f}, 71);  // cross-attention
+  check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 91);  // several tiles
+}
+
+CUDA_TEST(cuda_attention_rejects_dropout_p_outside_0_1) {
+  const int64_t B = 1, T = 8, H = 1, D = 32;
+  std::vector<float> x = random_vector(B * T * H * D, 92);
+  Dev gx(x, {B, T, H, D}), gout(std::vector<float>(x.size()), {B, T, H, D}), glse(std::vector<float>(T), {B, H, T});
+  for (float bad : {1.0f, -0.5f, NAN}) {
+    AttentionOptions o;
+    o.dropout_p = bad;
+    CHECK_THROWS_CODE(cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{}, nullptr, 0, o),
+                      code::kArgument);
+    CHECK_THROWS_CODE(cuda::attention_backward(ctx(), gout.t, Tensor{}, Tensor{}, Tensor{}, gx.t, gx.t, gx.t,
+                                               gx.t, gx.t, glse.t, Tensor{}, nullptr, 0, o),
+                      code::kArgument);
+  }
 }
 
 CUDA_TEST(cuda_attention_bad_mask_value) {

@@ -2,13 +2,17 @@
 // boundaries, heads, masks, bias and causal/cache alignment; backward vs finite differences;
 // accumulation, skipped gradients, determinism, fully masked rows, argument errors; fast exp.
 // Backward checks run under both backward plans (one pass over (batch, kv head) tasks, two
-// passes over key / query tiles), and shapes cross the forward's 256-key blocks.
+// passes over key / query tiles), and shapes cross the forward's 256-key blocks. Dropout on the
+// probabilities: vs the reference, finite differences with the mask fixed, the mask being
+// dropout_forward's, its kept fraction, thread-count independence, p = 0 and bad p.
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "harness.h"
 #include "s2s/ops/attention.h"
+#include "s2s/ops/dropout.h"
 #include "s2s/thread_pool.h"
 
 using namespace s2s;
@@ -119,8 +123,8 @@ bool has_nan(const std::vector<float>& x) {
 }
 
 // Compares forward (out, lse) and backward (dq, dk, dv, dbias) with the reference.
-void compare_with_reference(const Shape& s, uint64_t seed) {
-  Problem p(s, seed);
+void compare_problem_with_reference(Problem& p) {
+  const Shape& s = p.s;
   std::vector<float> out, lse;
   p.forward(out, lse);
   std::vector<float> ref_out(p.nout()), ref_lse(s.B * s.Hq * s.Tq);
@@ -128,7 +132,8 @@ void compare_with_reference(const Shape& s, uint64_t seed) {
       Tensor::contiguous(ref_out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
       Tensor::contiguous(ref_lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), p.tq(), p.tk(), p.tv(),
       p.tbias(), p.mp(), p.msize(), p.opt);
-  const std::string what = describe(s);
+  std::string what = describe(s);
+  if (p.opt.dropout_p > 0.f) what += " dropout " + std::to_string(p.opt.dropout_p);
   // Tolerances: fp32 accumulation over <= 130 keys and exp within 2 ulp: ~1e-6 typical.
   CHECK_ERR(s2s_test::max_normalized_error(out.data(), ref_out.data(), out.size()), 2e-5,
             "out " + what);
@@ -150,6 +155,20 @@ void compare_with_reference(const Shape& s, uint64_t seed) {
     CHECK_ERR(s2s_test::max_normalized_error(g.dbias.data(), r.dbias.data(), g.dbias.size()), 1e-4,
               "dbias " + w);
   });
+}
+
+// A problem with dropout on its probabilities (seed and offset derived from `seed`).
+Problem dropout_problem(const Shape& s, uint64_t seed, float dropout_p) {
+  Problem p(s, seed);
+  p.opt.dropout_p = dropout_p;
+  p.opt.dropout_seed = 0x5EED0000ull + seed;
+  p.opt.dropout_offset = 1000 * seed + 3;  // not a multiple of 4: Philox blocks straddle rows
+  return p;
+}
+
+void compare_with_reference(const Shape& s, uint64_t seed, float dropout_p = 0.f) {
+  Problem p = dropout_problem(s, seed, dropout_p);
+  compare_problem_with_reference(p);
 }
 
 }  // namespace
@@ -332,7 +351,7 @@ TEST(attention_fully_masked_rows_give_zeros_not_nan) {
     dkv_zero = dkv_zero && g.dk[x] == 0.f && g.dv[x] == 0.f;
   CHECK(dkv_zero);
   // The reference agrees, everywhere.
-  compare_with_reference(s, 13);
+  compare_problem_with_reference(p);
   // Tk = 0: every row empty.
   Shape e{1, 3, 0, 2, 2, 4, false, false, false, 0.f};
   Problem pe(e, 1);
@@ -413,4 +432,273 @@ TEST(attention_rejects_bad_arguments) {
   CHECK_THROWS_CODE(attention_backward(Tensor{}, tdk, Tensor{}, Tensor{}, p.tdout(), p.tq(), p.tk(),
                                        p.tv(), tout, tlse, p.tbias(), nullptr, 0, p.opt),
                     code::kShape);
+}
+
+// ---- dropout on the probabilities -------------------------------------------------------------
+
+TEST(attention_dropout_matches_reference) {
+  set_num_threads(2);
+  // Both backward plans inside compare_problem_with_reference. Causal and not, key mask, T5 bias
+  // (dbias) with scale 1, GQA, Tq != Tk both ways, several 256-key blocks, D = 64.
+  const Shape shapes[] = {
+      {2, 70, 67, 4, 2, 8, false, true, true, 0.f},
+      {2, 65, 130, 4, 1, 16, true, false, true, 1.0f},
+      {1, 300, 300, 4, 2, 8, true, true, false, 0.f},
+      {2, 7, 600, 2, 1, 8, false, true, true, 0.f},
+      {1, 50, 20, 2, 2, 8, true, false, false, 0.f},  // Tq > Tk causal: empty rows
+      {1, 130, 130, 2, 2, 64, false, false, false, 0.f},
+  };
+  int idx = 0;
+  for (const Shape& s : shapes) {
+    for (float dp : {0.1f, 0.5f}) compare_with_reference(s, 4000 + idx++, dp);
+  }
+}
+
+TEST(attention_dropout_backward_matches_finite_differences) {
+  set_num_threads(2);
+  // The mask depends on (seed, offset, indices) only, so with them fixed the op is a smooth
+  // function of q, k, v and bias.
+  const Shape shapes[] = {
+      {2, 5, 6, 4, 2, 4, false, true, true, 0.f},
+      {2, 3, 5, 4, 1, 4, true, false, true, 1.0f},
+      {1, 6, 6, 2, 2, 3, true, true, false, 0.f},
+  };
+  int idx = 0;
+  for (const Shape& s : shapes) {
+    Problem p = dropout_problem(s, 78 + idx++, 0.3f);
+    std::vector<float> out, lse;
+    p.forward(out, lse);
+    int dropped = 0;  // the mask is not empty (else this would test nothing new)
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.Hq; ++h)
+        for (int64_t i = 0; i < s.Tq; ++i)
+          for (int64_t j = 0; j < s.Tk; ++j) {
+            const uint64_t c = p.opt.dropout_offset + uint64_t(((b * s.Hq + h) * s.Tq + i) * s.Tk + j);
+            std::vector<float> one{1.f}, kept{0.f};
+            dropout_forward(Tensor::contiguous(kept.data(), DType::F32, {1}),
+                            Tensor::contiguous(one.data(), DType::F32, {1}), p.opt.dropout_p,
+                            p.opt.dropout_seed, c);
+            dropped += kept[0] == 0.f;
+          }
+    CHECK(dropped > 0);
+    for_each_plan([&](const char* plan) {
+      Problem::Grads g = p.zero_grads();
+      p.backward(g, out, lse);
+      auto loss = [&]() {
+        std::vector<float> o, l;
+        p.forward(o, l);
+        double acc = 0;
+        for (size_t n = 0; n < o.size(); ++n) acc += double(o[n]) * double(p.dout[n]);
+        return acc;
+      };
+      const std::string what = describe(s) + " dropout" + plan;
+      CHECK_ERR(s2s_test::gradient_check(p.q, g.dq, loss), 2e-3, "fd dq " + what);
+      CHECK_ERR(s2s_test::gradient_check(p.k, g.dk, loss), 2e-3, "fd dk " + what);
+      CHECK_ERR(s2s_test::gradient_check(p.v, g.dv, loss), 2e-3, "fd dv " + what);
+      if (s.bias) CHECK_ERR(s2s_test::gradient_check(p.bias, g.dbias, loss), 2e-3, "fd dbias " + what);
+    });
+  }
+}
+
+namespace {
+
+// A problem whose v is the identity over keys (Tk == D, v[b,j,g,d] = (j == d)), so out[b,i,h,:]
+// is row i of head h's (dropped) probability matrix.
+Problem identity_v_problem(const Shape& s, uint64_t seed) {
+  Problem p(s, seed);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t j = 0; j < s.Tk; ++j)
+      for (int64_t g = 0; g < s.Hkv; ++g)
+        for (int64_t d = 0; d < s.D; ++d) p.v[((b * s.Tk + j) * s.Hkv + g) * s.D + d] = j == d;
+  return p;
+}
+
+// The undropped probabilities (B,Hq,Tq,Tk) of a problem without bias, mask or causality,
+// computed explicitly (softmax in double, rounded to float).
+std::vector<float> explicit_probs(const Problem& p) {
+  const Shape& s = p.s;
+  const double scale = 1.0 / std::sqrt(double(s.D));
+  std::vector<float> probs(s.B * s.Hq * s.Tq * s.Tk);
+  std::vector<double> row(s.Tk);
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.Hq; ++h)
+      for (int64_t i = 0; i < s.Tq; ++i) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < s.Tk; ++j) {
+          double dot = 0;
+          for (int64_t d = 0; d < s.D; ++d)
+            dot += double(p.q[((b * s.Tq + i) * s.Hq + h) * s.D + d]) *
+                   double(p.k[((b * s.Tk + j) * s.Hkv + h / (s.Hq / s.Hkv)) * s.D + d]);
+          row[j] = scale * dot;
+          mx = std::fmax(mx, row[j]);
+        }
+        for (int64_t j = 0; j < s.Tk; ++j) sum += std::exp(row[j] - mx);
+        for (int64_t j = 0; j < s.Tk; ++j)
+          probs[((b * s.Hq + h) * s.Tq + i) * s.Tk + j] = float(std::exp(row[j] - mx) / sum);
+      }
+  return probs;
+}
+
+}  // namespace
+
+TEST(attention_dropout_mask_is_the_dropout_ops_mask) {
+  set_num_threads(2);
+  // GQA, Tq != Tk; the probability tensor (B,Hq,Tq,Tk) is dropped by dropout_forward with the
+  // same seed and offset, and the op's out (= its dropped probabilities, v being the identity)
+  // must be zero exactly where dropout_forward's is, and equal elsewhere.
+  const Shape s{2, 30, 40, 4, 2, 40, false, false, false, 0.f};
+  Problem p = identity_v_problem(s, 21);
+  const std::vector<float> probs = explicit_probs(p);
+  const int64_t n = int64_t(probs.size());
+  for (uint64_t offset : {uint64_t(0), uint64_t(7), uint64_t(7 + n)}) {  // next call's offset too
+    p.opt.dropout_p = 0.25f;
+    p.opt.dropout_seed = 0xABCDEF0123ull;
+    p.opt.dropout_offset = offset;
+    std::vector<float> out, lse, dropped(n);
+    p.forward(out, lse);
+    dropout_forward(Tensor::contiguous(dropped.data(), DType::F32, {n}),
+                    Tensor::contiguous(const_cast<float*>(probs.data()), DType::F32, {n}),
+                    p.opt.dropout_p, p.opt.dropout_seed, offset);
+    bool same_zeros = true;
+    double worst = 0;
+    int64_t zeros = 0;
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < s.Hq; ++h)
+        for (int64_t i = 0; i < s.Tq; ++i)
+          for (int64_t j = 0; j < s.Tk; ++j) {
+            const float want = dropped[((b * s.Hq + h) * s.Tq + i) * s.Tk + j];
+            const float got = out[((b * s.Tq + i) * s.Hq + h) * s.D + j];
+            same_zeros = same_zeros && ((want == 0.f) == (got == 0.f));
+            worst = std::fmax(worst, std::fabs(double(got) - double(want)));
+            zeros += want == 0.f;
+          }
+    const std::string what = "offset " + std::to_string(offset);
+    CHECK_MSG(same_zeros, "dropped positions differ from dropout_forward's, " + what);
+    CHECK_ERR(worst, 1e-6, "kept probabilities, " + what);
+    CHECK_MSG(zeros > n / 8 && zeros < n / 2, "dropped count " + std::to_string(zeros) + ", " + what);
+  }
+}
+
+TEST(attention_dropout_keeps_the_expected_fraction) {
+  set_num_threads(2);
+  // 262144 probabilities; the dropped fraction is binomial(n, p) / n, sigma = sqrt(p(1-p)/n).
+  const Shape s{1, 256, 256, 4, 2, 256, false, false, false, 0.f};
+  Problem p = identity_v_problem(s, 31);
+  for (float dp : {0.1f, 0.5f}) {
+    p.opt.dropout_p = dp;
+    p.opt.dropout_seed = 2024;
+    p.opt.dropout_offset = 0;
+    std::vector<float> out, lse;
+    p.forward(out, lse);
+    const double n = double(out.size());
+    int64_t zeros = 0;
+    double mean_row_sum = 0;  // E[sum_j p'_ij] = 1: the 1/(1-p) scaling keeps rows unbiased
+    for (int64_t row = 0; row < s.B * s.Tq * s.Hq; ++row) {
+      double sum = 0;
+      for (int64_t d = 0; d < s.D; ++d) {
+        zeros += out[row * s.D + d] == 0.f;
+        sum += out[row * s.D + d];
+      }
+      mean_row_sum += sum / double(s.B * s.Tq * s.Hq);
+    }
+    const double frac = double(zeros) / n, sigma = std::sqrt(dp * (1.0 - dp) / n);
+    CHECK_ERR(std::fabs(frac - dp) / sigma, 5.0, "dropped fraction in sigmas, p = " + std::to_string(dp));
+    CHECK_ERR(std::fabs(mean_row_sum - 1.0), 0.02, "mean row sum, p = " + std::to_string(dp));
+  }
+}
+
+TEST(attention_dropout_is_bit_identical_at_1_and_2_threads) {
+  for_each_plan([](const char* plan) {
+    Shape s{2, 300, 300, 4, 2, 16, true, true, true, 0.f};
+    Problem p = dropout_problem(s, 9, 0.2f);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      std::vector<float> out, lse;
+      p.forward(out, lse);
+      Problem::Grads g = p.zero_grads();
+      p.backward(g, out, lse);
+      std::vector<float> all = out;
+      for (auto* vec : {&lse, &g.dq, &g.dk, &g.dv, &g.dbias}) all.insert(all.end(), vec->begin(), vec->end());
+      results.push_back(all);
+    }
+    CHECK_MSG(std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4) == 0,
+              std::string("1 vs 2 threads with dropout") + plan);
+    set_num_threads(2);
+  });
+}
+
+TEST(attention_dropout_zero_is_the_plain_op_bit_for_bit) {
+  set_num_threads(2);
+  for_each_plan([](const char* plan) {
+    Shape s{2, 70, 300, 4, 2, 8, true, true, true, 0.f};
+    Problem plain(s, 17);
+    Problem zero(s, 17);
+    zero.opt.dropout_p = 0.f;  // seed and offset set but unused
+    zero.opt.dropout_seed = 99;
+    zero.opt.dropout_offset = 12345;
+    std::vector<float> out0, lse0, out1, lse1;
+    plain.forward(out0, lse0);
+    zero.forward(out1, lse1);
+    Problem::Grads g0 = plain.zero_grads(), g1 = zero.zero_grads();
+    plain.backward(g0, out0, lse0);
+    zero.backward(g1, out1, lse1);
+    bool same = true;
+    for (auto [a, b] : {std::pair{&out0, &out1}, {&lse0, &lse1}, {&g0.dq, &g1.dq}, {&g0.dk, &g1.dk},
+                        {&g0.dv, &g1.dv}, {&g0.dbias, &g1.dbias}})
+      same = same && std::memcmp(a->data(), b->data(), a->size() * 4) == 0;
+    CHECK_MSG(same, std::string("dropout_p = 0 differs from no dropout") + plan);
+  });
+}
+
+TEST(attention_dropout_fully_masked_rows_stay_zero) {
+  set_num_threads(2);
+  for_each_plan([](const char*) {
+    Shape s{2, 70, 66, 4, 2, 8, true, true, true, 0.f};
+    Problem p = dropout_problem(s, 14, 0.4f);
+    for (int64_t j = 0; j < s.Tk; ++j) p.mask[s.Tk + j] = 0;  // batch 1: every key masked
+    std::vector<float> out, lse;
+    p.forward(out, lse);
+    Problem::Grads g = p.zero_grads();
+    p.backward(g, out, lse);
+    CHECK(!has_nan(out) && !has_nan(g.dq) && !has_nan(g.dk) && !has_nan(g.dv) && !has_nan(g.dbias));
+    bool zeros = true;
+    for (int64_t i = 0; i < s.Tq; ++i)
+      for (int64_t x = 0; x < s.Hq * s.D; ++x) {
+        const int64_t n1 = ((1 * s.Tq + i) * s.Hq) * s.D + x;
+        zeros = zeros && out[n1] == 0.f && g.dq[n1] == 0.f;
+        if (i < s.Tq - s.Tk) zeros = zeros && out[(i * s.Hq) * s.D + x] == 0.f;
+      }
+    CHECK(zeros);
+    compare_problem_with_reference(p);
+  });
+}
+
+TEST(attention_dropout_rejects_p_outside_0_1) {
+  Shape s{1, 6, 5, 4, 2, 8, false, false, true, 0.f};
+  Problem p(s, 2);
+  std::vector<float> out(p.nout()), lse(s.B * s.Hq * s.Tq), dq(p.nout());
+  Tensor tout = Tensor::contiguous(out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D});
+  Tensor tlse = Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq});
+  Tensor tdq = Tensor::contiguous(dq.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D});
+  for (float bad : {1.0f, 1.5f, -0.1f, NAN, INFINITY}) {
+    AttentionOptions o = p.opt;
+    o.dropout_p = bad;
+    try {
+      attention_forward(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, 0, o);
+      CHECK_MSG(false, "dropout_p " + std::to_string(bad) + " accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == code::kArgument);
+      CHECK(std::string(e.what()).find("dropout_p") != std::string::npos);
+    }
+    CHECK_THROWS_CODE(attention_backward(tdq, Tensor{}, Tensor{}, Tensor{}, p.tdout(), p.tq(), p.tk(),
+                                         p.tv(), tout, tlse, p.tbias(), nullptr, 0, o),
+                      code::kArgument);
+    CHECK_THROWS_CODE(attention_forward_reference(tout, tlse, p.tq(), p.tk(), p.tv(), p.tbias(),
+                                                  nullptr, 0, o),
+                      code::kArgument);
+    CHECK_THROWS_CODE(attention_backward_reference(tdq, Tensor{}, Tensor{}, Tensor{}, p.tdout(),
+                                                   p.tq(), p.tk(), p.tv(), p.tbias(), nullptr, 0, o),
+                      code::kArgument);
+  }
 }

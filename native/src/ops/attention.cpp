@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ops/act_kernels.h"
+#include "ops/dropout_mask.h"
 #include "s2s/arena.h"
 #include "s2s/gemm.h"
 #include "s2s/thread_pool.h"
@@ -41,6 +42,9 @@ struct Geometry {
   bool causal;
   const float* bias;      // (Hq,Tq,Tk) or nullptr
   const uint8_t* mask;    // (B,Tk) or nullptr
+  bool dropout;           // dropout_p > 0: probabilities are dropped (AttentionOptions)
+  float dropout_p, dropout_scale;  // scale = 1 / (1 - p), in float as the dropout op has it
+  uint64_t dropout_seed, dropout_offset;
 };
 
 Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias,
@@ -71,6 +75,13 @@ Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const T
   } else {
     g.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(g.D)));
   }
+  S2S_REQUIRE(options.dropout_p >= 0.0f && options.dropout_p < 1.0f, code::kArgument, kOp,
+              "expected dropout_p in [0, 1), got ", options.dropout_p);
+  g.dropout = options.dropout_p > 0.0f;
+  g.dropout_p = options.dropout_p;
+  g.dropout_scale = 1.0f / (1.0f - options.dropout_p);
+  g.dropout_seed = options.dropout_seed;
+  g.dropout_offset = options.dropout_offset;
   g.bias = nullptr;
   if (bias.data != nullptr) {
     expect_f32(bias, {g.Hq, g.Tq, g.Tk}, kOp, "bias");
@@ -129,6 +140,47 @@ void score_tile(const Geometry& g, const float* q, const float* k, int64_t b, in
   }
 }
 
+// Dropout counter of element (b, h, i, j): its index in a (B,Hq,Tq,Tk) tensor plus the offset.
+inline uint64_t dropout_counter(const Geometry& g, int64_t b, int64_t h, int64_t i, int64_t j) {
+  return g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
+}
+
+// Calls fn(r, c, z) for the tile's rows [i0, i0+nq) and keys [j0, j0+nk) of (b, h), with
+// z = keep ? 1/(1-p) : 0 the dropout factor of that probability (ops/dropout_mask.h).
+template <typename Fn>
+void for_each_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                             int64_t j0, int64_t nk, Fn&& fn) {
+  for (int64_t r = 0; r < nq; ++r) {
+    for_each_dropout_keep(g.dropout_seed, dropout_counter(g, b, h, i0 + r, j0), nk, g.dropout_p,
+                          [&](int64_t c, bool keep) { fn(r, c, keep ? g.dropout_scale : 0.f); });
+  }
+}
+
+// The tile helpers below are kept out of line so that the task loops, which call them only with
+// dropout, compile as they do without it (the dropout_p == 0 path stays today's code).
+
+// Z (nq rows, stride ld) = the dropout factors of the tile (see for_each_dropout_factor).
+[[gnu::noinline]] void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0,
+                                    int64_t nq, int64_t j0, int64_t nk, float* Z, int64_t ld) {
+  for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
+                          [&](int64_t r, int64_t c, float z) { Z[r * ld + c] = z; });
+}
+
+// X (nq rows, stride ld) o= the tile's dropout factors, in place.
+[[gnu::noinline]] void drop_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq,
+                                 int64_t j0, int64_t nk, float* X, int64_t ld) {
+  for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
+                          [&](int64_t r, int64_t c, float z) { X[r * ld + c] *= z; });
+}
+
+// dst = a o Z elementwise over an (nq, nk) tile of stride ld (dst may be a).
+[[gnu::noinline]] void multiply_tile(float* dst, const float* a, const float* Z, int64_t ld,
+                                     int64_t nq, int64_t nk) {
+  for (int64_t r = 0; r < nq; ++r) {
+    for (int64_t c = 0; c < nk; ++c) dst[r * ld + c] = a[r * ld + c] * Z[r * ld + c];
+  }
+}
+
 // Exclusive key bound that query rows [i0, i0+nq) may see at all.
 inline int64_t key_end(const Geometry& g, int64_t i0, int64_t nq) {
   if (!g.causal) return g.Tk;
@@ -178,7 +230,8 @@ void add_dbias(const Geometry& g, float* dbias, const float* dS, int64_t ld, int
 // fixed order; for each key block it recomputes P from lse and adds every gradient term:
 //   dP = dO V^T,  dS = P o (dP - Di),  dV += P^T dO,  dK += scale dS^T Q,  dQ += scale dS K.
 // 5 GEMMs per (query tile, key block), 10 Tq Tk D flops per head: the two-pass plan's 14
-// without its duplicated score and dP products.
+// without its duplicated score and dP products. With dropout (Z = the tile's dropout factors)
+// dV takes P o Z and dS = P o (Z o dP - Di).
 void backward_one_pass(const Geometry& g, const BackwardArgs& a) {
   const ActKernels& kern = act_kernels();
   const int64_t D = g.D, nqt = (g.Tq + TQ - 1) / TQ;
@@ -187,6 +240,7 @@ void backward_one_pass(const Geometry& g, const BackwardArgs& a) {
   parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
     AlignedPtr<float> P = make_aligned<float>(TQ * KB);
     AlignedPtr<float> dP = make_aligned<float>(TQ * KB);
+    AlignedPtr<float> Z = g.dropout ? make_aligned<float>(TQ * KB) : AlignedPtr<float>();
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t hk = t % g.Hkv;
       const int64_t b_first = a.dbias ? 0 : t / g.Hkv;
@@ -205,14 +259,21 @@ void backward_one_pass(const Geometry& g, const BackwardArgs& a) {
               const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
               score_tile(g, a.q, a.k, b, h, i0, nq, j0, nk, P.get(), KB);
               kern.attn_probs_from_lse(P.get(), KB, nq, nk, lse_rows);
-              if (a.dv) {  // dV += P^T dO   (nk,nq) x (nq,D)
-                gemm_f32(true, false, nk, D, nq, 1.f, P.get(), KB, dop, g.Hq * D, 1.f,
+              if (g.dropout) dropout_tile(g, b, h, i0, nq, j0, nk, Z.get(), KB);
+              if (a.dv) {  // dV += P^T dO   (nk,nq) x (nq,D), P o Z with dropout
+                const float* Pv = P.get();
+                if (g.dropout) {
+                  multiply_tile(dP.get(), P.get(), Z.get(), KB, nq, nk);
+                  Pv = dP.get();
+                }
+                gemm_f32(true, false, nk, D, nq, 1.f, Pv, KB, dop, g.Hq * D, 1.f,
                          a.dv + ((b * g.Tk + j0) * g.Hkv + hk) * D, g.Hkv * D);
               }
               if (!a.dk && !a.dq && !a.dbias) continue;
-              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di)
+              // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di)   (dP o Z with dropout)
               gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
                        KB);
+              if (g.dropout) multiply_tile(dP.get(), dP.get(), Z.get(), KB, nq, nk);
               kern.attn_ds_from_p(P.get(), dP.get(), KB, nq, nk, di_rows);
               if (a.dbias) add_dbias(g, a.dbias, P.get(), KB, h, i0, nq, j0, nk);
               if (a.dk) {  // dK += scale dS^T Q   (nk,nq) x (nq,D)
@@ -250,6 +311,7 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
     parallel_for(tasks, grain_for(8 * TK * g.Tq * D * g.G), [&](int64_t t0, int64_t t1) {
       AlignedPtr<float> P = make_aligned<float>(TQ * TK);
       AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> Z = g.dropout ? make_aligned<float>(TQ * TK) : AlignedPtr<float>();
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t kt = t % nkt, hk = (t / nkt) % g.Hkv, b = t / (nkt * g.Hkv);
         const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
@@ -267,15 +329,22 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
             const float* dop = a.dout + ((b * g.Tq + i0) * g.Hq + h) * D;
             score_tile(g, a.q, a.k, b, h, i0, nq, j0, nk, P.get(), TK);
             kern.attn_probs_from_lse(P.get(), TK, nq, nk, a.lse + (b * g.Hq + h) * g.Tq + i0);
-            // dV += P^T dO   (nk,nq) x (nq,D)
+            if (g.dropout) dropout_tile(g, b, h, i0, nq, j0, nk, Z.get(), TK);
+            // dV += P^T dO   (nk,nq) x (nq,D), P o Z with dropout
             if (dvp) {
-              gemm_f32(true, false, nk, D, nq, 1.f, P.get(), TK, dop, g.Hq * D, 1.f, dvp,
-                       g.Hkv * D);
+              const float* Pv = P.get();
+              if (g.dropout) {
+                multiply_tile(dP.get(), P.get(), Z.get(), TK, nq, nk);
+                Pv = dP.get();
+              }
+              gemm_f32(true, false, nk, D, nq, 1.f, Pv, TK, dop, g.Hq * D, 1.f, dvp, g.Hkv * D);
             }
             if (dkp) {
               // dP = dO V^T   (nq,D) x (D,nk);  dS = P o (dP - Di);  dK += scale dS^T Q
+              // (dP o Z with dropout)
               gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
                        TK);
+              if (g.dropout) multiply_tile(dP.get(), dP.get(), Z.get(), TK, nq, nk);
               kern.attn_ds_from_p(P.get(), dP.get(), TK, nq, nk,
                                   a.di + (b * g.Hq + h) * g.Tq + i0);
               gemm_f32(true, false, nk, D, nq, g.scale, P.get(), TK, qp, g.Hq * D, 1.f, dkp,
@@ -295,6 +364,7 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
     parallel_for(tasks, grain_for(6 * TQ * g.Tk * D * inner_b), [&](int64_t t0, int64_t t1) {
       AlignedPtr<float> P = make_aligned<float>(TQ * TK);
       AlignedPtr<float> dP = make_aligned<float>(TQ * TK);
+      AlignedPtr<float> Z = g.dropout ? make_aligned<float>(TQ * TK) : AlignedPtr<float>();
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t qt = t % nqt, h = (t / nqt) % g.Hq;
         const int64_t b_first = a.dbias ? 0 : t / (nqt * g.Hq);
@@ -310,6 +380,10 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
             kern.attn_probs_from_lse(P.get(), TK, nq, nk, a.lse + (b * g.Hq + h) * g.Tq + i0);
             gemm_f32(false, true, nq, nk, D, 1.f, dop, g.Hq * D, vp, g.Hkv * D, 0.f, dP.get(),
                      TK);
+            if (g.dropout) {  // dS = P o (Z o dP - Di)
+              dropout_tile(g, b, h, i0, nq, j0, nk, Z.get(), TK);
+              multiply_tile(dP.get(), dP.get(), Z.get(), TK, nq, nk);
+            }
             kern.attn_ds_from_p(P.get(), dP.get(), TK, nq, nk,
                                 a.di + (b * g.Hq + h) * g.Tq + i0);
             if (a.dbias) add_dbias(g, a.dbias, P.get(), TK, h, i0, nq, j0, nk);
@@ -337,7 +411,8 @@ void set_attention_backward_plan(AttentionBackwardPlan plan) {
 // Per task (b, h, query tile): for each block of up to KB keys, S = scale QK^T + bias (masked
 // -> -inf), then the online softmax: m' = max(m, rowmax S), P = exp(S - m'),
 // l = l e^(m-m') + rowsum P, O = O e^(m-m') + P V. At the end out = O / l and lse = m + log l.
-// With Tk <= KB (or the causal rows' reach) there is one block and no rescaling.
+// With Tk <= KB (or the causal rows' reach) there is one block and no rescaling. Dropout
+// multiplies P by its factors after l is updated (lse stays that of the undropped row).
 // Napkin: 4 Tq Tk D flops per (b,h) (two GEMMs) + Tq Tk exps; k and v are re-read Tq/TQ times
 // per head, from cache for Tk*D*8 < L2.
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
@@ -371,6 +446,8 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
         float* Sp = S.get();
         score_tile(g, qd, kd, b, h, i0, nq, j0, nk, Sp, KB);
         kern.attn_online_softmax(Sp, KB, nq, nk, m, l, alpha);
+        // After l has summed the undropped P: drop P before it meets V.
+        if (g.dropout) drop_tile(g, b, h, i0, nq, j0, nk, Sp, KB);
         if (j0 > 0) {  // the first block starts from O = 0: nothing to rescale
           for (int64_t r = 0; r < nq; ++r) {
             if (alpha[r] == 1.f) continue;
@@ -405,6 +482,9 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 // With P recomputed from lse and Di = <dout_i, out_i> (= sum_j P_ij dP_ij):
 //   dP = dO V^T,  dS = P o (dP - Di),  dV = P^T dO,  dK = scale dS^T Q,  dQ = scale dS K,
 //   dbias = dS (summed over the batch).
+// With dropout (Z = keep / (1 - p) per element, regenerated from the seed and counters, and O
+// the dropped output as saved, so Di = sum_j P_ij Z_ij dP_ij still):
+//   dV = (P o Z)^T dO,  dS = P o (Z o dP - Di), the rest from dS as above.
 // Every gradient element is owned by one task (no atomics, deterministic). Two plans: one pass
 // over (batch, kv head) tasks when there are enough of them for the threads, else two passes
 // over smaller tasks (see backward_one_pass / backward_two_pass).
@@ -450,9 +530,19 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
 }
 
 // ---------------------------------------------------------------------------------------------
-// reference: materialise each head's (Tq,Tk) probabilities in double.
+// reference: materialise each head's (Tq,Tk) probabilities in double; dropout factors one
+// Philox block per element (dropout_keep), the fast path's batched generator not involved.
 
 namespace {
+
+// The dropout factor of element (b,h,i,j): keep ? 1/(1-p) : 0, one Philox block per element;
+// 1 without dropout.
+double reference_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i, int64_t j) {
+  if (!g.dropout) return 1.0;
+  return dropout_keep(g.dropout_seed, dropout_counter(g, b, h, i, j), g.dropout_p)
+             ? double(g.dropout_scale)
+             : 0.0;
+}
 
 // p (Tq*Tk) for (b,h) in double; rows with no allowed key are all zero and flagged empty.
 // Returns the per-row lse (-inf for empty rows).
@@ -508,7 +598,7 @@ void attention_forward_reference(const Tensor& out, const Tensor& lse, const Ten
         for (int64_t d = 0; d < g.D; ++d) {
           double acc = 0;
           for (int64_t j = 0; j < g.Tk; ++j) {
-            const double pij = p[i * g.Tk + j];
+            const double pij = p[i * g.Tk + j] * reference_dropout_factor(g, b, h, i, j);
             if (pij != 0.0 || std::isnan(pij))
               acc += pij * double(v.f32()[((b * g.Tk + j) * g.Hkv + hk) * g.D + d]);
           }
@@ -534,7 +624,7 @@ void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tens
   const int64_t D = g.D;
   std::vector<double> gq(q.numel(), 0.0), gk(k.numel(), 0.0), gv(v.numel(), 0.0);
   std::vector<double> gb(g.Hq * g.Tq * g.Tk, 0.0);
-  std::vector<double> p, row_lse, dp(g.Tk);
+  std::vector<double> p, row_lse, dp(g.Tk), z(g.Tk);
   const float *qd = q.f32(), *kd = k.f32(), *vd = v.f32(), *dod = dout.f32();
   for (int64_t b = 0; b < g.B; ++b) {
     for (int64_t h = 0; h < g.Hq; ++h) {
@@ -543,13 +633,15 @@ void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tens
       for (int64_t i = 0; i < g.Tq; ++i) {
         if (row_lse[i] == -INFINITY) continue;  // fully masked row: no gradient
         const float* doi = dod + ((b * g.Tq + i) * g.Hq + h) * D;
+        // With dropout, out_i = sum_j P_ij Z_ij v_j: dL/dP_ij = Z_ij dP_ij.
         double dsum = 0;
         for (int64_t j = 0; j < g.Tk; ++j) {
           const float* vj = vd + ((b * g.Tk + j) * g.Hkv + hk) * D;
           double acc = 0;
           for (int64_t d = 0; d < D; ++d) acc += double(doi[d]) * double(vj[d]);
-          dp[j] = acc;
-          dsum += p[i * g.Tk + j] * acc;
+          z[j] = reference_dropout_factor(g, b, h, i, j);
+          dp[j] = z[j] * acc;
+          dsum += p[i * g.Tk + j] * dp[j];
         }
         for (int64_t j = 0; j < g.Tk; ++j) {
           const double pij = p[i * g.Tk + j];
@@ -561,7 +653,7 @@ void attention_backward_reference(const Tensor& dq, const Tensor& dk, const Tens
           for (int64_t d = 0; d < D; ++d) {
             gq[qi + d] += double(g.scale) * ds * double(kd[kj + d]);
             gk[kj + d] += double(g.scale) * ds * double(qd[qi + d]);
-            gv[kj + d] += pij * double(doi[d]);
+            gv[kj + d] += pij * z[j] * double(doi[d]);
           }
         }
       }

@@ -3,9 +3,7 @@
 // elements. Thread split is by elements; masks depend on the element index only.
 #include "s2s/ops/dropout.h"
 
-#include <algorithm>
-
-#include "core/philox.h"
+#include "ops/dropout_mask.h"
 #include "ops/op_util.h"
 #include "s2s/thread_pool.h"
 
@@ -22,19 +20,11 @@ void check_p(float p) {
 template <bool kAccumulate>
 void apply(float* dst, const float* src, int64_t b, int64_t e, float p, float scale,
            uint64_t seed, uint64_t offset) {
-  int64_t i = b;
-  while (i < e) {
-    const uint64_t idx = offset + uint64_t(i);
-    const Philox4x32 blk = philox_block(seed, idx >> 2);
-    // The rest of this block of 4 words (or of the range, whichever ends first).
-    const int64_t n = std::min<int64_t>(e - i, int64_t(4 - (idx & 3)));
-    for (int64_t j = 0; j < n; ++j) {
-      const float m = philox_uniform(blk.v[(idx & 3) + j]) >= p ? scale : 0.0f;
-      if (kAccumulate) dst[i + j] += src[i + j] * m;
-      else dst[i + j] = src[i + j] * m;
-    }
-    i += n;
-  }
+  for_each_dropout_keep(seed, offset + uint64_t(b), e - b, p, [&](int64_t c, bool keep) {
+    const float m = keep ? scale : 0.0f;
+    if (kAccumulate) dst[b + c] += src[b + c] * m;
+    else dst[b + c] = src[b + c] * m;
+  });
 }
 }  // namespace
 
@@ -86,7 +76,7 @@ void dropout_forward_reference(const Tensor& out, const Tensor& inp, float p, ui
   opu::expect_f32_like(out, inp, kOp, "out", "inp");
   const float scale = 1.0f / (1.0f - p);
   for (int64_t i = 0; i < inp.numel(); ++i) {
-    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    const bool keep = dropout_keep(seed, offset + uint64_t(i), p);
     out.f32()[i] = inp.f32()[i] * (keep ? scale : 0.0f);
   }
 }
@@ -99,7 +89,7 @@ void dropout_backward_reference(const Tensor& dinp, const Tensor& dout, float p,
   opu::expect_f32_like(dinp, dout, kOp, "dinp", "dout");
   const float scale = 1.0f / (1.0f - p);
   for (int64_t i = 0; i < dout.numel(); ++i) {
-    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    const bool keep = dropout_keep(seed, offset + uint64_t(i), p);
     dinp.f32()[i] += dout.f32()[i] * (keep ? scale : 0.0f);
   }
 }

@@ -17,11 +17,28 @@ struct AttentionOptions {
   bool causal = false;
   // Multiplies q.k before the bias is added. Unset means 1/sqrt(D); T5 uses 1.0.
   std::optional<float> scale;
+  // Dropout on the attention probabilities (training; GPT-2 attn_pdrop, T5 dropout_rate,
+  // Llama/Qwen2 attention_dropout). With dropout_p in (0, 1) the probability p[b,h,i,j] is
+  // replaced by p[b,h,i,j] * keep / (1 - dropout_p), where
+  //   keep = uniform(dropout_seed, dropout_offset + ((b*Hq + h)*Tq + i)*Tk + j) >= dropout_p
+  // and uniform is exactly the one of s2s/ops/dropout.h (Philox4x32-10 word of that counter in
+  // the stream keyed by the seed, top 24 bits times 2^-24): the mask is what dropout_forward
+  // with the same seed and offset would apply to a (B,Hq,Tq,Tk) probability tensor, on any
+  // backend and at any thread count. As in PyTorch the softmax comes first: lse and the row
+  // normalisation are those of the undropped probabilities, and out = sum_j p'[j] v[j]. The
+  // backward regenerates the same mask from (seed, offset), so pass forward and backward the
+  // same options. Callers advance dropout_offset by B*Hq*Tq*Tk per call. Fully masked rows stay
+  // zeros. dropout_p == 0 (the default) is no dropout and makes no random numbers; dropout_p
+  // outside [0, 1) (or NaN) is rejected with S2S_ARGUMENT.
+  float dropout_p = 0.0f;
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_offset = 0;
 };
 
 // Semantics (PyTorch / Hugging Face): for each batch b, query head h, query row i
 //   s[j]   = scale * <q[b,i,h,:], k[b,j,g,:]> + bias[h,i,j]   over allowed keys j,
 //   p      = softmax(s),   out[b,i,h,:] = sum_j p[j] v[b,j,g,:],   g = h / (Hq / Hkv),
+// (p dropped first when options.dropout_p > 0, see AttentionOptions),
 // where a key is allowed unless key_mask[b,j] == 0 or (causal) j > i + Tk - Tq. Keys whose bias
 // is -inf get probability 0 too.
 // Fully masked rows: a query row with no allowed key (or all its scores -inf) outputs zeros,

@@ -1,6 +1,8 @@
 // attention on CUDA (s2s/ops/attention.h semantics): fused flash-style forward and backward in
 // fp32 on the CUDA cores. Causal or bidirectional, key padding mask, additive bias (T5) and its
-// gradient, grouped-query heads (kv head = h / (Hq / Hkv)), head dim up to 256.
+// gradient, grouped-query heads (kv head = h / (Hq / Hkv)), head dim up to 256, dropout on the
+// probabilities (the CPU op's mask: ops/dropout_mask.h compiled for the device, one Philox block
+// per element, so both backends drop the same elements bit for bit).
 //
 // Layout of the work (launch.h): a block is 4 warps; a warp owns 8 rows (query rows in the
 // forward and the Q pass, keys in the KV pass) and its 32 lanes stand for the 32 columns of the
@@ -11,13 +13,15 @@
 // Forward, per (query tile, head, batch): for each key tile, s = scale q.k + bias (masked keys
 // -inf), online softmax (running max m and sum l per row, O rescaled by e^(m_old - m_new)),
 // O += P V; finally out = O / l and lse = m + log l; rows with no allowed key give zeros and
-// lse = -inf (as the CPU op).
+// lse = -inf (as the CPU op). With dropout, P is multiplied by its factor Z = keep / (1 - p)
+// after l has summed it (lse stays that of the undropped row), before O += P V.
 // Backward, as the CPU op, in two passes so that every gradient element has one owner (no
 // atomics, deterministic): Di = <dout, out> per row; the KV pass (key tile, kv head, batch)
 // rebuilds P = exp(s - lse) and dS = P (dout.v - Di) for all query tiles of the G query heads
 // of its kv head and accumulates dK = scale dS^T Q, dV = P^T dO; the Q pass (query tile, head,
 // batch) accumulates dQ = scale dS K and dbias = dS (with dbias its blocks loop over the batch,
-// so a dbias element is summed over b by one thread in order).
+// so a dbias element is summed over b by one thread in order). With dropout both passes
+// regenerate Z: dV takes P o Z and dS = P o (Z o dP - Di) (Di from the dropped out, as saved).
 // Napkin: forward 4 Tq Tk D flops per (b, h) (halved when causal), backward 14 (7/5 of flash-
 // attention 2's count, the price of determinism without atomics). fp32 FMAs from shared memory
 // reach roughly 15-25 TFLOP/s on an H100; a bf16 tensor-core version (mma) is the next step for
@@ -28,6 +32,7 @@
 
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
+#include "ops/dropout_mask.h"
 
 namespace s2s {
 namespace cuda {
@@ -46,6 +51,9 @@ struct Geometry {
   const float* bias;     // (Hq,Tq,Tk) or nullptr
   const uint8_t* mask;   // (B,Tk) or nullptr (device)
   unsigned long long* err;
+  bool dropout;          // dropout_p > 0 (AttentionOptions)
+  float dropout_p, dropout_scale;  // scale = 1 / (1 - p) in float, as on the CPU
+  uint64_t dropout_seed, dropout_offset;
 };
 
 Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -77,6 +85,13 @@ Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   } else {
     g.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(g.D)));
   }
+  S2S_REQUIRE(options.dropout_p >= 0.0f && options.dropout_p < 1.0f, code::kArgument, kOp,
+              "expected dropout_p in [0, 1), got ", options.dropout_p);
+  g.dropout = options.dropout_p > 0.0f;
+  g.dropout_p = options.dropout_p;
+  g.dropout_scale = 1.0f / (1.0f - options.dropout_p);
+  g.dropout_seed = options.dropout_seed;
+  g.dropout_offset = options.dropout_offset;
   g.bias = nullptr;
   if (bias.data != nullptr) {
     expect_f32(bias, {g.Hq, g.Tq, g.Tk}, kOp, "bias");
@@ -99,6 +114,16 @@ __device__ inline bool key_allowed(const Geometry& g, int64_t b, int64_t j) {
   const uint8_t m = g.mask[b * g.Tk + j];
   if (m > 1) report_bad_input(g.err, KernelReport::AttentionKeyMask, b * g.Tk + j, m, 2);
   return m != 0;
+}
+
+// Dropout factor of probability (b, h, i, j): keep ? 1/(1-p) : 0 with keep the CPU op's
+// (counter = offset + index in a (B,Hq,Tq,Tk) tensor); 1 without dropout (exact, so the
+// kernels' arithmetic without dropout is unchanged).
+__device__ inline float dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i,
+                                       int64_t j) {
+  if (!g.dropout) return 1.f;
+  const uint64_t counter = g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
+  return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
 }
 
 // Loads rows [r0, r0 + 32) of head `head` of a (B, T, H, D) tensor into a padded (32, D+1)
@@ -175,6 +200,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(Geometry g, cons
       m[r] = m_new;
 #pragma unroll
       for (int c = 0; c < NDC; ++c) o[r][c] *= alpha;
+      if (g.dropout && allowed) p[r] *= dropout_factor(g, b, h, i, j);  // after l summed it
     }
     // O += P V: lane holds head-dim slice d = c*32 + lane; p of key jj comes from lane jj.
     for (int jj = 0; jj < TILE; ++jj) {
@@ -289,8 +315,9 @@ __global__ void __launch_bounds__(128) attention_backward_kv_kernel(
         ds[r] = 0.f;
         if (allowed) {
           const float sc = g.scale * s[r] + (g.bias != nullptr ? g.bias[(h * g.Tq + i) * g.Tk + j] : 0.f);
-          pr[r] = expf(sc - li);
-          ds[r] = pr[r] * (dp[r] - dii);
+          const float p = expf(sc - li), z = dropout_factor(g, b, h, i, j);
+          pr[r] = p * z;  // dV takes the dropped probability
+          ds[r] = p * (z * dp[r] - dii);
         }
       }
       // dV_j += sum_i P_ij dO_i;  dK_j += sum_i dS_ij Q_i (times scale at the end).
@@ -386,7 +413,7 @@ __global__ void __launch_bounds__(128) attention_backward_q_kernel(
         ds[r] = 0.f;
         if (allowed) {
           const float sc = g.scale * s[r] + (g.bias != nullptr ? g.bias[(h * g.Tq + i) * g.Tk + j] : 0.f);
-          ds[r] = expf(sc - li[r]) * (dp[r] - dii[r]);
+          ds[r] = expf(sc - li[r]) * (dropout_factor(g, b, h, i, j) * dp[r] - dii[r]);
         }
         if (dbias != nullptr && i < g.Tq && j < g.Tk) dbias[(h * g.Tq + i) * g.Tk + j] += ds[r];
       }

@@ -96,7 +96,8 @@ void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, in
                     int64_t col0, int64_t width);
 
 // ---- attention.cu: fused (flash-style) forward and backward in fp32: causal or bidirectional,
-// key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256.
+// key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256;
+// dropout on the probabilities with the CPU op's mask bit for bit (AttentionOptions::dropout_*).
 // The backward is deterministic (every gradient element owned by one block, as on the CPU).
 void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                        const Tensor& k, const Tensor& v, const Tensor& bias,

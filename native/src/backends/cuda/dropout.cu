@@ -4,7 +4,7 @@
 // thread per 4 elements would share the block, a later optimisation).
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
-#include "core/philox.h"
+#include "ops/dropout_mask.h"
 #include "ops/op_util.h"
 
 namespace s2s {
@@ -30,7 +30,7 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
   }
   const float scale = 1.0f / (1.0f - p);
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    const bool keep = philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    const bool keep = dropout_keep(seed, offset + uint64_t(i), p);
     y[i] = x[i] * (keep ? scale : 0.0f);
   });
 }
@@ -45,7 +45,7 @@ void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, floa
   const float* dy = dout.f32();
   const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
   for_each(ctx, dout.numel(), kOp, [=] __device__(int64_t i) {
-    const bool keep = p == 0.0f || philox_uniform(philox_word(seed, offset + uint64_t(i))) >= p;
+    const bool keep = p == 0.0f || dropout_keep(seed, offset + uint64_t(i), p);
     dx[i] += dy[i] * (keep ? scale : 0.0f);
   });
 }
