@@ -1,5 +1,5 @@
-// GPT-2 (transformers' GPT2LMHeadModel, eager attention, no dropout) composed from nn layers,
-// with its Hugging Face weight names. Legend: B batch, T time, C n_embd, H heads, D = C/H,
+// GPT-2 (transformers' GPT2LMHeadModel, eager attention, its dropout sites in training)
+// composed from nn layers, with its Hugging Face weight names. Legend: B batch, T time, C n_embd, H heads, D = C/H,
 // F n_inner, V vocab, N = B*T.
 #include <string>
 #include <vector>
@@ -50,9 +50,13 @@ class Gpt2 final : public Model {
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
+    // transformers' GPT-2 dropout sites (training only; nn::dropout / nn::attention check).
+    attn.dropout_p = config_.attention_dropout;
+    const float resid = config_.resid_dropout;
 
     Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, wte_, wpe_,
                            g.indices(batch.position_ids, B * T));  // (B,T,C)
+    x = nn::dropout(g, x, config_.embd_dropout);
     for (Block& b : blocks_) {
       Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
       std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
@@ -60,10 +64,10 @@ class Gpt2 final : public Model {
       Var* k = g.view(qkv[1], {B, T, H, D});
       Var* v = g.view(qkv[2], {B, T, H, D});
       Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
-      x = nn::add(g, x, nn::linear(g, a, b.attn_proj));
+      x = nn::add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
       h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
       Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_);  // (B,T,F)
-      x = nn::add(g, x, nn::linear(g, m, b.mlp_proj));
+      x = nn::add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
     }
     x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps);
     Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)

@@ -53,6 +53,7 @@ class Llama final : public Model {
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
+    attn.dropout_p = config_.attention_dropout;  // training only (nn::attention)
 
     Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, embed_, nullptr,
                            nullptr);  // (B,T,C)

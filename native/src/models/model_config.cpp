@@ -54,6 +54,18 @@ class Fields {
     return static_cast<float>(v->number);
   }
 
+  // A probability in [0, 1) (dropout rates).
+  float probability(const char* key, double fallback) const {
+    const json::Value* v = get(key);
+    if (v == nullptr) return static_cast<float>(fallback);
+    const bool number = v->is(json::Kind::Int) || v->is(json::Kind::Double);
+    if (!number || !(v->number >= 0) || !(v->number < 1)) {
+      error("field '", key, "' expected a number in [0, 1), got ",
+            number ? std::to_string(v->number) : json::kind_name(v->kind));
+    }
+    return static_cast<float>(v->number);
+  }
+
   bool boolean(const char* key, bool fallback) const {
     const json::Value* v = get(key);
     if (v == nullptr) return fallback;
@@ -130,6 +142,9 @@ void parse_gpt2(const Fields& f, ModelConfig& c) {
     f.error("scale_attn_by_inverse_layer_idx true is not supported");
   }
   if (f.boolean("add_cross_attention", false)) f.error("add_cross_attention true is not supported");
+  c.embd_dropout = f.probability("embd_pdrop", 0.1);  // GPT2Config's defaults
+  c.resid_dropout = f.probability("resid_pdrop", 0.1);
+  c.attention_dropout = f.probability("attn_pdrop", 0.1);
   c.bos_token_id = f.token("bos_token_id", 50256);
   c.eos_token_id = f.token("eos_token_id", 50256);
   c.pad_token_id = f.token("pad_token_id", -1);
@@ -179,6 +194,7 @@ void parse_llama_like(const Fields& f, ModelConfig& c, bool qwen2) {
   if (qwen2 && f.boolean("use_sliding_window", false)) {
     f.error("use_sliding_window true is not supported (full causal attention only)");
   }
+  c.attention_dropout = f.probability("attention_dropout", 0.0);
   c.bos_token_id = f.token("bos_token_id", qwen2 ? -1 : 1);
   c.eos_token_id = f.token("eos_token_id", qwen2 ? -1 : 2);
   c.pad_token_id = f.token("pad_token_id", -1);
@@ -210,16 +226,8 @@ void parse_t5(const Fields& f, ModelConfig& c) {
   }
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", true);
   c.initializer_factor = f.positive_number("initializer_factor", 1.0);
-  c.dropout_rate = 0.1f;  // T5Config's default
-  if (const json::Value* v = f.get("dropout_rate")) {
-    if (!(v->is(json::Kind::Int) || v->is(json::Kind::Double)) || !(v->number >= 0) ||
-        !(v->number < 1)) {
-      f.error("field 'dropout_rate' expected a number in [0, 1), got ",
-              v->is(json::Kind::Int) || v->is(json::Kind::Double) ? std::to_string(v->number)
-                                                                  : json::kind_name(v->kind));
-    }
-    c.dropout_rate = static_cast<float>(v->number);
-  }
+  c.dropout_rate = f.probability("dropout_rate", 0.1);  // T5Config's default
+  c.attention_dropout = c.dropout_rate;  // T5Attention drops its weights with dropout_rate too
   c.pad_token_id = f.token("pad_token_id", 0);
   c.eos_token_id = f.token("eos_token_id", 1);
   c.bos_token_id = f.token("bos_token_id", -1);

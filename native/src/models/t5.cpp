@@ -132,8 +132,7 @@ void T5Model::create_block(Block& b, const std::string& prefix, bool decoder) {
 }
 
 // x (B,Tq,C) attends kv (B,Tk,C): o(attention(q(x), k(kv), v(kv))) with T5's unscaled scores.
-// HF also drops attention probabilities in training (dropout_rate); the fused attention op has
-// no probability dropout, so that one dropout site is absent here.
+// In training the attention probabilities are dropped with dropout_rate, as T5Attention does.
 Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
                      const uint8_t* key_mask, bool causal) {
   const int64_t B = x->value.shape[0], Tq = x->value.shape[1], Tk = kv->value.shape[1];
@@ -144,6 +143,7 @@ Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
   AttentionOptions options;
   options.causal = causal;
   options.scale = 1.0f;  // Mesh TensorFlow initialisation folds 1/sqrt(D) into q
+  options.dropout_p = config_.attention_dropout;
   Var* out = nn::attention(g, q, k, v, bias, key_mask, options);  // (B,Tq,H,D)
   return nn::linear(g, g.view(out, {B, Tq, H * D}), a.o);
 }

@@ -5,12 +5,21 @@ namespace s2s {
 namespace nn {
 
 Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
-               const AttentionOptions& options) {
+               AttentionOptions options) {
   const bool needs_grad = q->requires_grad || k->requires_grad || v->requires_grad ||
                           (bias != nullptr && bias->requires_grad);
   const Tensor& qv = q->value;
   Var* out = g.output(qv.ndim, qv.shape, needs_grad);
   const int64_t B = qv.shape[0], Tq = qv.shape[1], Hq = qv.shape[2], Tk = k->value.shape[1];
+  // Dropout on the probabilities only in training, from the graph's Philox stream (one counter
+  // per (b, h, i, j), as nn::dropout advances it by one per element).
+  if (!g.training || options.dropout_p == 0.0f) {
+    options.dropout_p = 0.0f;
+  } else {
+    options.dropout_seed = g.dropout_seed;
+    options.dropout_offset = g.dropout_offset;
+    g.dropout_offset += static_cast<uint64_t>(B * Hq * Tq * Tk);
+  }
   Tensor lse = g.tensor(DType::F32, {B, Hq, Tq});
   const Tensor bias_v = bias ? bias->value : Tensor{};
   const int64_t mask_size = key_mask ? B * Tk : 0;

@@ -35,6 +35,13 @@ struct ModelConfig {
   bool gated_act = false;         // feed_forward_proj "gated-gelu" (v1.1 / flan)
   float dropout_rate = 0.0f;      // dropout_rate (HF default 0.1); applied only in training
 
+  // Dropout in training, transformers' sites and defaults (identity in eval and generation):
+  float embd_dropout = 0.0f;       // GPT-2 embd_pdrop (0.1): after wte + wpe
+  float resid_dropout = 0.0f;      // GPT-2 resid_pdrop (0.1): after attn.c_proj and mlp.c_proj
+  // On the attention probabilities: GPT-2 attn_pdrop (0.1), Llama/Qwen2 attention_dropout (0.0),
+  // T5 dropout_rate.
+  float attention_dropout = 0.0f;
+
   // Random initialisation (init_weights): std of GPT-2 / Llama weights, T5's scale factor.
   float initializer_range = 0.02f;   // initializer_range (gpt2, llama, qwen2)
   float initializer_factor = 1.0f;   // initializer_factor (t5)

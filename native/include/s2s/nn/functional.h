@@ -59,9 +59,10 @@ Var* dropout(Graph& g, Var* x, float p);  // identity unless g.training and p > 
 std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes);
 
 // q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D). bias (Hq,Tq,Tk) or null; key_mask (B,Tk)
-// uint8 or null (must stay valid until backward).
+// uint8 or null (must stay valid until backward). options.dropout_p: dropout on the attention
+// probabilities, applied only when g.training (seed and offset come from the graph).
 Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
-               const AttentionOptions& options);
+               AttentionOptions options);
 
 // x (B,T,H,D) rotated by RoPE at positions (B,T) (null: 0..T-1).
 Var* rope(Graph& g, Var* x, const int32_t* positions, float theta);
