@@ -6,7 +6,9 @@
 //
 //   bench_train --model DIR [--lora R,ALPHA,target1+target2...] [--threads N] [--batch B]
 //               [--seq T] [--dec-seq Td] [--warmup W] [--steps S] [--keep-frozen-in-file-dtype]
-//               [--compute-dtype float32|bfloat16]
+//               [--compute-dtype float32|bfloat16|float16]
+// float16 trains as the N-API layer does: the backward from loss scale / count (the dynamic loss
+// scaler, torch GradScaler's defaults), the optimizer step unscales.
 //
 // Tokens per step: B*T (decoder-only), B*(T+Td) (T5: encoder + decoder tokens).
 // Peak RSS: VmHWM from /proc/self/status at the end (the whole process: weights, moments,
@@ -160,12 +162,14 @@ int main(int argc, char** argv) {
     lo.keep_frozen_in_file_dtype = keep_frozen;
     load_weights(*model, files, lo);
     if (!keep_frozen) files.clear();
-    if (compute_dtype != "float32" && compute_dtype != "bfloat16") {
-      std::fprintf(stderr, "bench_train: --compute-dtype expects float32 or bfloat16\n");
+    if (compute_dtype != "float32" && compute_dtype != "bfloat16" && compute_dtype != "float16") {
+      std::fprintf(stderr, "bench_train: --compute-dtype expects float32, bfloat16 or float16\n");
       return 2;
     }
     // As Model.load(dir, {computeDtype}) does: before LoRA is applied.
-    model->set_compute_dtype(compute_dtype == "bfloat16" ? ComputeDType::BF16 : ComputeDType::F32);
+    model->set_compute_dtype(compute_dtype == "bfloat16"  ? ComputeDType::BF16
+                             : compute_dtype == "float16" ? ComputeDType::F16
+                                                          : ComputeDType::F32);
     LoraAdapter adapter;
     if (!lora_spec.empty()) {
       const auto parts = split(lora_spec, ',');
@@ -203,6 +207,9 @@ int main(int argc, char** argv) {
     oc.adamw.weight_decay = 0.01;
     oc.max_grad_norm = 1.0;
     Graph g;
+    LossScalerOptions so;
+    so.enabled = compute_dtype == "float16";
+    DynamicLossScaler scaler(so);
     std::vector<double> fwd, bwd, opt, total, step_faults, step_cpu;
     double last_loss = 0;
     for (int s = 0; s < warmup + steps; ++s) {
@@ -213,9 +220,11 @@ int main(int argc, char** argv) {
       g.training = true;
       ForwardResult r = model->forward(g, batch, LossReduction::Sum);
       const double t1 = now_s();
-      g.backward(r.loss);
+      const float inv_count = r.count > 0 ? float(1.0 / double(r.count)) : 1.0f;
+      g.backward(r.loss, so.enabled ? scaler.scale() * inv_count : 1.0f);
       const double t2 = now_s();
-      optimizer_step(model->params(), oc, s + 1, 1e-4, r.count > 0 ? float(1.0 / double(r.count)) : 1.0f);
+      const int64_t applied = s + 1 - scaler.skipped_steps();
+      optimizer_step(model->params(), oc, applied, 1e-4, so.enabled ? 1.0f : inv_count, &scaler);
       const double t3 = now_s();
       last_loss = r.loss->value.f32()[0] / double(r.count);
       if (s >= warmup) {
