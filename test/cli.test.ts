@@ -60,5 +60,8 @@ describe("s2s-train CLI", () => {
     expect(flag.status).toBe(1);
     expect(flag.stderr).toContain("Unknown argument: --lrr (did you mean --lr?)");
     expect(flag.stderr).not.toContain("required, but not set");  // no handler runs after a usage error
+    const dtype = s2s("train", "--dtype", "float8", "model.path=x", "data.train_file=y");
+    expect(dtype.status).toBe(1);
+    expect(dtype.stderr).toMatch(/model\.dtype: .*"float16".*\(got "float8"\)/);
   });
 });

@@ -17,6 +17,7 @@ const FLAG_KEYS = {
   seed: "train.seed",
   threads: "train.threads",
   device: "model.device",
+  dtype: "model.dtype",
 } as const;
 
 type FlagName = keyof typeof FLAG_KEYS;
