@@ -14,6 +14,7 @@
 
 #include "ops/act_kernels.h"
 #include "ops/dropout_mask.h"
+#include "ops/dropout_mask_kernels.h"
 #include "s2s/arena.h"
 #include "s2s/gemm.h"
 #include "s2s/thread_pool.h"
@@ -145,32 +146,23 @@ inline uint64_t dropout_counter(const Geometry& g, int64_t b, int64_t h, int64_t
   return g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
 }
 
-// Calls fn(r, c, z) for the tile's rows [i0, i0+nq) and keys [j0, j0+nk) of (b, h), with
-// z = keep ? 1/(1-p) : 0 the dropout factor of that probability (ops/dropout_mask.h).
-template <typename Fn>
-void for_each_dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq,
-                             int64_t j0, int64_t nk, Fn&& fn) {
-  for (int64_t r = 0; r < nq; ++r) {
-    for_each_dropout_keep(g.dropout_seed, dropout_counter(g, b, h, i0 + r, j0), nk, g.dropout_p,
-                          [&](int64_t c, bool keep) { fn(r, c, keep ? g.dropout_scale : 0.f); });
-  }
-}
-
-// The tile helpers below are kept out of line so that the task loops, which call them only with
+// The tile's rows [i0, i0+nq) and keys [j0, j0+nk) of (b, h): row r's counters are one
+// contiguous range, rows Tk apart, made for the whole tile at once by the vector Philox kernels.
+// The tile helpers are kept out of line so that the task loops, which call them only with
 // dropout, compile as they do without it (the dropout_p == 0 path stays today's code).
 
-// Z (nq rows, stride ld) = the dropout factors of the tile (see for_each_dropout_factor).
+// Z (nq rows, stride ld) = the tile's dropout factors keep ? 1/(1-p) : 0 (ops/dropout_mask.h).
 [[gnu::noinline]] void dropout_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0,
                                     int64_t nq, int64_t j0, int64_t nk, float* Z, int64_t ld) {
-  for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
-                          [&](int64_t r, int64_t c, float z) { Z[r * ld + c] = z; });
+  dropout_rows(DropoutApply::kFactors, Z, nullptr, ld, nq, nk, g.dropout_seed,
+               dropout_counter(g, b, h, i0, j0), uint64_t(g.Tk), g.dropout_p, g.dropout_scale);
 }
 
 // X (nq rows, stride ld) o= the tile's dropout factors, in place.
 [[gnu::noinline]] void drop_tile(const Geometry& g, int64_t b, int64_t h, int64_t i0, int64_t nq,
                                  int64_t j0, int64_t nk, float* X, int64_t ld) {
-  for_each_dropout_factor(g, b, h, i0, nq, j0, nk,
-                          [&](int64_t r, int64_t c, float z) { X[r * ld + c] *= z; });
+  dropout_rows(DropoutApply::kMultiply, X, X, ld, nq, nk, g.dropout_seed,
+               dropout_counter(g, b, h, i0, j0), uint64_t(g.Tk), g.dropout_p, g.dropout_scale);
 }
 
 // dst = a o Z elementwise over an (nq, nk) tile of stride ld (dst may be a).

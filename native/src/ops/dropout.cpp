@@ -1,9 +1,11 @@
 // dropout forward/backward with the Philox mask regenerated from (seed, offset), and reference
-// loops that run one Philox block per element. The fast path makes each block once per 4
-// elements. Thread split is by elements; masks depend on the element index only.
+// loops that run one Philox block per element. The fast path makes the blocks in bulk with the
+// vector Philox kernels (ops/dropout_mask_kernels.h). Thread split is by elements; masks depend
+// on the element index only.
 #include "s2s/ops/dropout.h"
 
 #include "ops/dropout_mask.h"
+#include "ops/dropout_mask_kernels.h"
 #include "ops/op_util.h"
 #include "s2s/thread_pool.h"
 
@@ -17,14 +19,9 @@ void check_p(float p) {
 }
 
 // dst[i] (= or +=) src[i] * (keep(offset + i) ? scale : 0) for i in [b, e).
-template <bool kAccumulate>
-void apply(float* dst, const float* src, int64_t b, int64_t e, float p, float scale,
-           uint64_t seed, uint64_t offset) {
-  for_each_dropout_keep(seed, offset + uint64_t(b), e - b, p, [&](int64_t c, bool keep) {
-    const float m = keep ? scale : 0.0f;
-    if (kAccumulate) dst[b + c] += src[b + c] * m;
-    else dst[b + c] = src[b + c] * m;
-  });
+void apply(DropoutApply how, float* dst, const float* src, int64_t b, int64_t e, float p,
+           float scale, uint64_t seed, uint64_t offset) {
+  dropout_rows(how, dst + b, src + b, 0, 1, e - b, seed, offset + uint64_t(b), 0, p, scale);
 }
 }  // namespace
 
@@ -45,7 +42,7 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
   }
   const float scale = 1.0f / (1.0f - p);
   parallel_for(inp.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
-    apply<false>(y, x, b, e, p, scale, seed, offset);
+    apply(DropoutApply::kMultiply, y, x, b, e, p, scale, seed, offset);
   });
 }
 
@@ -65,7 +62,7 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
   }
   const float scale = 1.0f / (1.0f - p);
   parallel_for(dout.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
-    apply<true>(dx, dy, b, e, p, scale, seed, offset);
+    apply(DropoutApply::kAccumulate, dx, dy, b, e, p, scale, seed, offset);
   });
 }
 
