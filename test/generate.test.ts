@@ -51,6 +51,27 @@ describe("generate against the transformers-port fixtures", () => {
   }
 });
 
+describe("generate in 16-bit compute", () => {
+  // bf16 / fp16 weight copies and rounded activations: greedy tokens of the fixtures' first case
+  // stay the fp32 ones on these tiny models (their logits are far apart), the scores move by
+  // rounding only.
+  for (const dtype of ["bfloat16", "float16"] as const) {
+    it(`${dtype}: the fp32 greedy tokens, scores within rounding`, async () => {
+      const [name, cases] = Object.entries(fixtures.models)[0]!;
+      const c = cases.find((k) => !k.config.do_sample && (k.config.num_beams ?? 1) === 1) ?? cases[0]!;
+      const fp32 = await load(name);
+      const half = await Model.load(path.join(root, "models", name), { computeDtype: dtype });
+      expect(half.info().computeDtype).toBe(dtype);
+      const want = await fp32.generate(c.inputs, toOptions(c.config));
+      const got = await half.generate(c.inputs, toOptions(c.config));
+      expect(got.sequences.map((q) => q.tokenIds)).toEqual(want.sequences.map((q) => q.tokenIds));
+      const worst = Math.max(...got.sequences.map((q, i) => Math.abs(q.score - want.sequences[i]!.score)));
+      expect(worst).toBeGreaterThan(0);  // the 16-bit path really ran
+      expect(worst).toBeLessThan(dtype === "float16" ? 5e-2 : 3e-1);
+    });
+  }
+});
+
 describe("generate: text, defaults, streaming, abort, errors", () => {
   it("tokenizes text prompts and decodes the result (special tokens skipped)", async () => {
     const model = await load("t5-relu-tied");

@@ -30,7 +30,7 @@ interface EvalArgs {
   "max-input-length"?: number;
   output: string;
   threads?: number;
-  dtype: "float32" | "bfloat16";
+  dtype: "float32" | "bfloat16" | "float16";
   [flag: string]: unknown;
 }
 
@@ -59,7 +59,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
         describe: "Cut longer prompts to this many tokens, as data.max_input_length does in training (default: what the model's positions allow)",
       })
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
-      .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
+      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
       .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
       .options(evalGenerationFlags()) as never,
   handler: async (args) => {

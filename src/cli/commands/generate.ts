@@ -33,7 +33,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option("compare", { type: "string", describe: "YAML list of named generation settings to run side by side" })
       .option("interactive", { type: "boolean", default: false, describe: "Prompt by prompt; tokens stream as they come" })
       .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together (left-padded batch)" })
-      .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
+      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" })
       .options(generationFlagOptions()) as never,
   handler: async (args) => {

@@ -29,7 +29,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option("max-queue", { type: "number", default: 16, describe: "Requests that may wait while one generates; more get HTTP 429" })
       .option("max-body-bytes", { type: "number", default: 1024 * 1024, describe: "Largest request body; larger gets HTTP 413" })
       .option("api-key", { type: "string", describe: "Require Authorization: Bearer <key> (default: $S2S_API_KEY, else none)" })
-      .option("dtype", { choices: ["float32", "bfloat16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
+      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" }) as never,
   handler: async (args) => {
     const apiKey = args["api-key"] ?? process.env.S2S_API_KEY;
