@@ -5,6 +5,7 @@
 // Tolerance unit: max |ours - ref| / max(1, |ref|); fp32 sums of K terms of size ~1 round to
 // ~6e-8 * sqrt(K), so 1e-6 * sqrt(K) + 1e-6 as in test_gemm.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,28 @@ TEST(gemv_f16_special_values_match_the_linear_reference) {
         }
         CHECK_MSG(nonfinite > 0, "the special values made no output non-finite");
       }
+    }
+  });
+}
+
+// A signalling fp16 NaN in W (0x7c01) reaches y as that NaN quieted, payload kept (0x7fc02000),
+// on every path: the AVX kernels widen W with vcvtph2ps, which quiets it right away, the scalar
+// one exactly (f16_to_f32) and its product quiets it; the same bits either way.
+TEST(gemv_f16_signalling_nan_in_w_gives_the_same_bits_on_every_isa) {
+  opt::for_each_isa([&](Isa isa) {
+    for (bool out_in : {true, false}) {
+      const int64_t N = 40, K = 70;
+      Problem p = make(out_in, 1, N, K, 0, 31);
+      for (float& v : p.x) v = std::fabs(v) + 0.5f;
+      const int64_t n = 17, k = 33;
+      p.Wh[size_t(out_in ? n * p.ldw + k : k * p.ldw + n)] = 0x7c01;
+      std::vector<float> y(static_cast<size_t>(N));
+      gemv_f16(out_in, 1, N, K, p.x.data(), p.ldx, p.Wh.data(), p.ldw, p.bias.data(), y.data(), N);
+      uint32_t bits;
+      std::memcpy(&bits, &y[size_t(n)], 4);
+      CHECK_MSG(bits == 0x7fc02000u, opt::where(isa, out_in ? "sNaN out_in" : "sNaN in_out") +
+                                         ": got bits " + std::to_string(bits));
+      for (int64_t j = 0; j < N; ++j) CHECK(j == n || std::isfinite(y[size_t(j)]));
     }
   });
 }
