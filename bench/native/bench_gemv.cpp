@@ -4,7 +4,7 @@
 //   build/bench_gemv [--threads N] [--read-bandwidth]
 //
 // --read-bandwidth prints only the read loop's GB/s (bench/generate.bench.mjs uses it for the
-// decoding bound). Otherwise, per (threads, M, dtype): one "token" = the 48 block layers
+// decoding bound). Otherwise, per (threads, M, weight dtype f32 / bf16 / f16): one "token" = the 48 block layers
 // (c_attn 768x2304, attn c_proj 768x768, c_fc 768x3072, mlp c_proj 3072x768, Conv1D in_out
 // layout) + the tied head (50257x768, out_in), ~124M weights: ms per token and GB/s.
 #include <algorithm>
@@ -113,11 +113,12 @@ int main(int argc, char** argv) {
   }
   layers.push_back({true, 50257, 768});
   std::vector<std::vector<float>> W32;
-  std::vector<std::vector<uint16_t>> W16;
+  std::vector<std::vector<uint16_t>> W16, Wh;  // bf16, f16
   int64_t weights = 0;
   for (const Layer& l : layers) {
     W32.emplace_back(size_t(l.N * l.K), 0.01f);
     W16.emplace_back(size_t(l.N * l.K), f32_to_bf16(0.01f));
+    Wh.emplace_back(size_t(l.N * l.K), f32_to_f16(0.01f));
     weights += l.N * l.K;
   }
   std::vector<float> x(size_t(kGemvMaxRows * 3072), 0.5f), y(size_t(kGemvMaxRows * 50257));
@@ -128,25 +129,27 @@ int main(int argc, char** argv) {
     const double bw = read_bandwidth();
     std::printf("threads %d: read bandwidth %.1f GB/s\n", t, bw);
     for (int64_t M : {1, 4, 8}) {
-      for (bool bf16 : {false, true}) {
+      for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
         double best = 1e30;
         for (int rep = 0; rep < 5; ++rep) {
           const auto t0 = Clock::now();
           for (size_t i = 0; i < layers.size(); ++i) {
             const Layer& l = layers[i];
             const int64_t ldw = l.out_in ? l.K : l.N;
-            if (bf16) {
+            if (wt == DType::BF16) {
               gemv_bf16(l.out_in, M, l.N, l.K, x.data(), l.K, W16[i].data(), ldw, nullptr, y.data(), l.N);
+            } else if (wt == DType::F16) {
+              gemv_f16(l.out_in, M, l.N, l.K, x.data(), l.K, Wh[i].data(), ldw, nullptr, y.data(), l.N);
             } else {
               gemv_f32(l.out_in, M, l.N, l.K, x.data(), l.K, W32[i].data(), ldw, nullptr, y.data(), l.N);
             }
           }
           best = std::min(best, seconds(t0));
         }
-        const double gb = double(weights) * (bf16 ? 2 : 4) / 1e9;
+        const double gb = double(weights) * (wt == DType::F32 ? 4 : 2) / 1e9;
         std::printf("  M %ld %-4s %7.2f ms/token  %6.1f GB/s (%3.0f%% of read bandwidth)  [%s]\n",
-                    long(M), bf16 ? "bf16" : "f32", best * 1e3, gb / best, 100 * gb / best / bw,
-                    gemv_kernel_name(bf16 ? DType::BF16 : DType::F32));
+                    long(M), wt == DType::BF16 ? "bf16" : wt == DType::F16 ? "f16" : "f32",
+                    best * 1e3, gb / best, 100 * gb / best / bw, gemv_kernel_name(wt));
       }
     }
   }

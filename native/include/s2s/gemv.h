@@ -7,13 +7,17 @@
 //   W (K,N), `out_in` = false: transformers' Conv1D weight (GPT-2), y[m,:] = sum_k x[m,k] W[k,:]
 // gemv_f32 reads f32 W; gemv_bf16 reads bf16 W (raw bits) as bf16: x is rounded to bf16 first
 // (round to nearest even, as linear's bf16 GEMM path does) and products accumulate in fp32, so
-// the result equals gemm_bf16's up to summation order. bias (N,) f32 or null. Rows of x, W and
+// the result equals gemm_bf16's up to summation order. gemv_f16 reads fp16 W (IEEE binary16
+// bits) the same way: x rounded to fp16 (f32_to_f16: nearest even, overflow to +-inf), W
+// widened exactly, fp32 accumulation, as linear's fp16 GEMM path (gemm_f16_rounding) computes.
+// bias (N,) f32 or null. Rows of x, W and
 // y are strided by ldx, ldw, ldy elements.
 //
 // Threads split N into fixed blocks (independent of timing): each y element is computed by one
 // thread in a fixed order, so results are bit-identical run to run at a fixed thread count.
-// Paths: AVX-512 (vdpbf16ps for bf16 W with out_in when the CPU has AVX512_BF16), AVX2+FMA,
-// and a portable scalar one, chosen by the active ISA (s2s/cpu_features.h).
+// Paths: AVX-512 (vdpbf16ps for bf16 W with out_in when the CPU has AVX512_BF16; vcvtph2ps
+// for f16 W), AVX2+FMA (F16C for f16 W), and a portable scalar one, chosen by the active ISA
+// (s2s/cpu_features.h).
 #pragma once
 #include <cstdint>
 
@@ -29,7 +33,10 @@ void gemv_f32(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int6
 void gemv_bf16(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
                const uint16_t* W, int64_t ldw, const float* bias, float* y, int64_t ldy);
 
-// Plain loops in double (bf16: x rounded to bf16 first): the test oracle. Any M.
+void gemv_f16(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
+              const uint16_t* W, int64_t ldw, const float* bias, float* y, int64_t ldy);
+
+// Plain loops in double (bf16 / f16: x rounded to W's format first): the test oracle. Any M.
 void gemv_reference(bool out_in, DType w_dtype, int64_t M, int64_t N, int64_t K, const float* x,
                     int64_t ldx, const void* W, int64_t ldw, const float* bias, float* y,
                     int64_t ldy);

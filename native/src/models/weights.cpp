@@ -118,9 +118,9 @@ LoadReport load_weights(Model& model, const std::vector<std::shared_ptr<Safetens
     const Tensor view = found.file->view(t.name);
     const bool is_linear = linear_weights.count(p) != 0;
     const bool is_embedding = is_embedding_name(p->name);
-    const bool dtype_ok = dt == "F32" || dt == "BF16" || (dt == "F16" && !is_linear);
-    if (options.keep_frozen_in_file_dtype && !p->trainable && (is_linear || is_embedding) &&
-        dtype_ok) {
+    // Every file dtype can stay as it is: linear takes f32, bf16 and f16 weights (an f16 one
+    // through the fp16 GEMM / gemv), the embedding all three.
+    if (options.keep_frozen_in_file_dtype && !p->trainable && (is_linear || is_embedding)) {
       store.bind(*p, view);
       ++report.bound;
     } else {

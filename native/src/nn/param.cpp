@@ -118,11 +118,14 @@ void ParamStore::set_compute_dtype(Param& p, DType dtype) {
 }
 
 void ParamStore::sync_compute(Param& p) {
-  // A value already in the compute dtype is multiplied as it is. An f16 value under bf16
-  // compute (a frozen f16 view) also stays as it is: the CPU GEMM has no f16 x bf16 mix, and
-  // the loader widens f16 linear weights to fp32 before they could be bound (weights.cpp).
-  if (p.compute_dtype == DType::F32 || p.value.dtype == p.compute_dtype ||
-      (p.compute_dtype == DType::BF16 && p.value.dtype != DType::F32)) {
+  // A value already in the compute dtype is multiplied as it is (a bf16 view under bf16
+  // compute, an f16 view under f16 compute: no copy). Any other value gets a copy in the compute
+  // dtype, an f16 view under bf16 compute included: multiplied as it is, it would round the
+  // activations and, in backward, the gradients to fp16 (linear's f16 path), with fp16's range
+  // and without the loss scaling bf16 compute does not do, so small gradients would flush to
+  // zero and activations past 65504 to inf. The bf16 copy is what bf16 compute promises (weights
+  // rounded to bf16 once, bf16 range), at 2 bytes per weight beside the mapped view.
+  if (p.compute_dtype == DType::F32 || p.value.dtype == p.compute_dtype) {
     p.owned_compute.reset();
     p.compute = Tensor{};
     return;

@@ -119,17 +119,21 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout) {
   const Dims d = check_forward(out, inp, weight, bias, layout);
   if (d.N == 0 || d.OC == 0) return;
-  if (d.N <= kGemvMaxRows && weight.dtype != DType::F16) {
-    // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h;
-    // f32 and bf16 weights only: an f16 weight, the training compute copy, takes the GEMM).
+  if (d.N <= kGemvMaxRows) {
+    // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h).
     const bool out_in = layout == WeightLayout::OutIn;
     const float* b = opu::present(bias) ? bias.f32() : nullptr;
-    if (weight.dtype == DType::F32) {
-      gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), weight.shape[1], b,
-               out.f32(), d.OC);
-    } else {
-      gemv_bf16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), weight.shape[1], b,
-                out.f32(), d.OC);
+    const int64_t ldw = weight.shape[1];
+    switch (weight.dtype) {
+      case DType::F32:
+        gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), ldw, b, out.f32(), d.OC);
+        break;
+      case DType::BF16:
+        gemv_bf16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.OC);
+        break;
+      case DType::F16:
+        gemv_f16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.OC);
+        break;
     }
     return;
   }

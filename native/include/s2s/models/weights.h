@@ -17,8 +17,9 @@ namespace s2s {
 struct LoadOptions {
   // false (default): every param gets an fp32 copy it owns (files may be closed after loading).
   // true: linear and embedding weights of FROZEN params are bound as views of the mapped files
-  // (F32 and BF16; F16 only for a table used solely as an embedding, since linear takes f32 or
-  // bf16), saving the copy; the caller must then keep `files` alive as long as the model.
+  // in the file's dtype (F32, BF16 or F16: linear multiplies an F16 weight with the input
+  // rounded to fp16, fp32 accumulation), saving the copy; the caller must then keep `files`
+  // alive as long as the model.
   // Norm gains and biases are always copied to fp32. Trainable params are always copied.
   bool keep_frozen_in_file_dtype = false;
 };

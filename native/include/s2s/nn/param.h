@@ -78,7 +78,7 @@ class ParamStore {
 
   // The dtype p (a matmul weight) is multiplied in: BF16 or F16 allocates p.compute =
   // cast(p.value) when p.value is in another dtype (a trainable fp32 master, a frozen fp32 base,
-  // a frozen bf16 view under fp16 compute); F32 frees it. load, bind and set_trainable keep the
+  // a frozen bf16 view under fp16 compute, a frozen f16 view under bf16 compute); F32 frees it. load, bind and set_trainable keep the
   // copy in step with the value from then on.
   void set_compute_dtype(Param& p, DType dtype);
   // Re-casts p.compute from p.value (no-op without a copy). Call after writing p.value directly

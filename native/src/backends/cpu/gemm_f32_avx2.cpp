@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "backends/cpu/f16_simd.h"
 #include "backends/cpu/gemm_internal.h"
 
 namespace s2s {
@@ -25,27 +26,12 @@ constexpr int64_t KC = 256, MC = 480, NC = 1024;  // every table of this path (s
 
 // ---- fp16 packing (F16C) ----------------------------------------------------------------
 // 8 values as fp32, bit for bit load_as_f32 of each (gemm_internal.h).
-// fp16 bits: vcvtph2ps sets a signalling NaN's quiet bit, f16_to_f32 does not: clear it again.
+// (NaN lanes fixed up to match the scalar conversions: f16_simd.h.)
 inline __m256 load8(const F16Bits* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256i h32 = _mm256_cvtepu16_epi32(h);
-  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(h32, _mm256_set1_epi32(0x7fff)),
-                                         _mm256_set1_epi32(0x7c00));
-  const __m256i quiet_clear =
-      _mm256_cmpeq_epi32(_mm256_and_si256(h32, _mm256_set1_epi32(0x200)), _mm256_setzero_si256());
-  const __m256i clear = _mm256_and_si256(_mm256_and_si256(nan, quiet_clear),
-                                         _mm256_set1_epi32(0x400000));
-  return _mm256_castsi256_ps(_mm256_andnot_si256(clear, _mm256_castps_si256(_mm256_cvtph_ps(h))));
+  return f16x8_to_f32_exact(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
-// fp32 rounded to fp16 (vcvtps2ph, nearest even: f32_to_f16 on every non-NaN input) and widened
-// back; NaN lanes take f32_to_f16's canonical quiet NaN (sign | 0x7e00 -> sign | 0x7fc00000)
-// instead of the hardware's truncated payload.
 inline __m256 load8(const F32RoundedToF16* p) {
-  const __m256 x = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
-  const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-  const __m256 canonical = _mm256_or_ps(_mm256_and_ps(x, _mm256_set1_ps(-0.f)),
-                                        _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)));
-  return _mm256_blendv_ps(r, canonical, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  return f32x8_round_to_f16(_mm256_loadu_ps(reinterpret_cast<const float*>(p)));
 }
 
 // n consecutive source values to fp32, 8 at a time, the tail one by one.

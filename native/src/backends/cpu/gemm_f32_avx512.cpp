@@ -21,6 +21,7 @@
 
 #include <cstdint>
 
+#include "backends/cpu/f16_simd.h"
 #include "backends/cpu/gemm_avx512_tile.h"
 #include "backends/cpu/gemm_internal.h"
 
@@ -51,31 +52,13 @@ inline __m512 load16(const uint16_t* p, __mmask16 m) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-// fp16 bits widened exactly as f16_to_f32 does. vcvtph2ps sets the quiet bit of a signalling
-// NaN, f16_to_f32 keeps the payload as it is: clear that bit again in those lanes (a NaN either
-// way, and the same NaN once a product quiets it; this keeps the packed panel exact too).
+// fp16 bits widened, or fp32 rounded to fp16 and widened back, exactly as f16_to_f32 /
+// f32_to_f16 do (NaN lanes fixed up: f16_simd.h).
 inline __m512 load16(const F16Bits* p, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  const __mmask16 snan =
-      _mm256_cmpgt_epu16_mask(_mm256_and_si256(h, _mm256_set1_epi16(0x7fff)),
-                              _mm256_set1_epi16(0x7c00)) &
-      _mm256_testn_epi16_mask(h, _mm256_set1_epi16(0x0200));
-  const __m512i w = _mm512_castps_si512(_mm512_cvtph_ps(h));
-  return _mm512_castsi512_ps(_mm512_mask_and_epi32(w, snan, w, _mm512_set1_epi32(~0x400000)));
+  return f16x16_to_f32_exact(_mm256_maskz_loadu_epi16(m, p));
 }
-// fp32 rounded to fp16 and widened back: exactly f16_to_f32(f32_to_f16(x)). vcvtps2ph with
-// round-to-nearest-even matches f32_to_f16 on every non-NaN input (checked over all 2^32
-// patterns); for a NaN it keeps the payload's top bits where f32_to_f16 gives the canonical
-// quiet NaN (sign | 0x7e00, widened sign | 0x7fc00000), so NaN lanes take that.
 inline __m512 load16(const F32RoundedToF16* p, __mmask16 m) {
-  const __m512 x = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p));
-  const __m512 r =
-      _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  const __m512i canonical = _mm512_or_si512(
-      _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u))),
-      _mm512_set1_epi32(0x7fc00000));
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), r,
-                              _mm512_castsi512_ps(canonical));
+  return f32x16_round_to_f16(_mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p)));
 }
 
 // Stores one packed k step of a 16-row group: R = 32 rows are two aligned halves; R = 14 is

@@ -1,4 +1,4 @@
-// The small-M product driver (s2s/gemv.h): argument checks, bf16 rounding of x, the fixed split
+// The small-M product driver (s2s/gemv.h): argument checks, bf16 / fp16 rounding of x, the fixed split
 // of N over threads, ISA dispatch; then the portable scalar kernels and the double reference.
 // Napkin (GPT-2 124M, one token): every weight is read once, ~500 MB in fp32 / ~250 MB in bf16,
 // against 2 flops per weight: at 20 GB/s memory bandwidth that is 25 ms / 12.5 ms per token,
@@ -23,6 +23,8 @@ template <typename WT>
 inline float widen(WT w) { return static_cast<float>(w); }
 template <>
 inline float widen<uint16_t>(uint16_t w) { return bf16_to_f32(w); }
+template <>
+inline float widen<F16Bits>(F16Bits w) { return f16_to_f32(w.bits); }
 
 template <typename WT>
 void out_in_scalar(const Args& a, int64_t n0, int64_t n1) {
@@ -64,9 +66,10 @@ void in_out_scalar(const Args& a, int64_t n0, int64_t n1) {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar f32", "scalar bf16 (widened)",
+  static const Kernels k{"scalar f32", "scalar bf16 (widened)", "scalar f16 (widened)",
                          out_in_scalar<float>, in_out_scalar<float>,
-                         out_in_scalar<uint16_t>, in_out_scalar<uint16_t>, 8, 64};
+                         out_in_scalar<uint16_t>, in_out_scalar<uint16_t>,
+                         out_in_scalar<F16Bits>, in_out_scalar<F16Bits>, 8, 64};
   return k;
 }
 
@@ -124,44 +127,82 @@ void gemv_f32(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int6
         out_in ? k.f32_out_in : k.f32_in_out);
 }
 
-void gemv_bf16(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
-               const uint16_t* W, int64_t ldw, const float* bias, float* y, int64_t ldy) {
-  check(M, N, K, x, ldx, W, ldw, out_in, y, ldy);
-  if (M == 0 || N == 0) return;
-  // x rounded to bf16 once, in both forms the kernels read. Thread-local scratch that only
-  // grows: after the first call of a given size, decoding allocates nothing here.
+namespace {
+// x rounded to a 16-bit format once (bf16 or fp16, exactly as f32_to_bf16 / f32_to_f16) and
+// widened back, the form the widening kernels read; `bits` also gets the rounded bits (the
+// vdpbf16ps kernel reads those). Thread-local scratch that only grows: after the first call
+// of a given size, decoding allocates nothing here.
+struct RoundedX {
+  const float* values;
+  const uint16_t* bits;
+};
+RoundedX round_x(DType to, int64_t M, int64_t K, const float* x, int64_t ldx) {
   thread_local std::vector<float> xr;
   thread_local std::vector<uint16_t> xb;
   if (xr.size() < size_t(M * K)) {
     xr.resize(size_t(M * K));
     xb.resize(size_t(M * K) + 32);  // kernels may read a masked-off tail past K
   }
+  const bool bf16 = to == DType::BF16;
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t i = 0; i < K; ++i) {
-      const uint16_t h = f32_to_bf16(x[m * ldx + i]);
+      const float v = x[m * ldx + i];
+      const uint16_t h = bf16 ? f32_to_bf16(v) : f32_to_f16(v);
       xb[size_t(m * K + i)] = h;
-      xr[size_t(m * K + i)] = bf16_to_f32(h);
+      xr[size_t(m * K + i)] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);
     }
   }
+  return {xr.data(), xb.data()};
+}
+}  // namespace
+
+void gemv_bf16(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
+               const uint16_t* W, int64_t ldw, const float* bias, float* y, int64_t ldy) {
+  check(M, N, K, x, ldx, W, ldw, out_in, y, ldy);
+  if (M == 0 || N == 0) return;
+  const RoundedX xr = round_x(DType::BF16, M, K, x, ldx);
   const Kernels& k = active_kernels();
-  const Args a{M, K, xr.data(), xb.data(), K, W, ldw, bias, y, ldy};
+  const Args a{M, K, xr.values, xr.bits, K, W, ldw, bias, y, ldy};
   split(a, N, out_in ? k.block_out_in : k.block_in_out, K * 2,
         out_in ? k.bf16_out_in : k.bf16_in_out);
+}
+
+void gemv_f16(bool out_in, int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
+              const uint16_t* W, int64_t ldw, const float* bias, float* y, int64_t ldy) {
+  check(M, N, K, x, ldx, W, ldw, out_in, y, ldy);
+  if (M == 0 || N == 0) return;
+  // x is rounded in scalar code (f32_to_f16 itself): M*K values against the N*K weights read.
+  const RoundedX xr = round_x(DType::F16, M, K, x, ldx);
+  const Kernels& k = active_kernels();
+  const Args a{M, K, xr.values, nullptr, K, W, ldw, bias, y, ldy};
+  split(a, N, out_in ? k.block_out_in : k.block_in_out, K * 2,
+        out_in ? k.f16_out_in : k.f16_in_out);
 }
 
 void gemv_reference(bool out_in, DType w_dtype, int64_t M, int64_t N, int64_t K, const float* x,
                     int64_t ldx, const void* W, int64_t ldw, const float* bias, float* y,
                     int64_t ldy) {
-  const bool bf16 = w_dtype == DType::BF16;
+  // W widened and x rounded to W's format, as the kernels multiply them.
+  const auto w_at = [&](int64_t i) -> double {
+    switch (w_dtype) {
+      case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(W)[i]);
+      case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(W)[i]);
+      default: return static_cast<const float*>(W)[i];
+    }
+  };
+  const auto x_as = [&](float v) -> double {
+    switch (w_dtype) {
+      case DType::BF16: return bf16_to_f32(f32_to_bf16(v));
+      case DType::F16: return f16_to_f32(f32_to_f16(v));
+      default: return v;
+    }
+  };
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t n = 0; n < N; ++n) {
       double s = bias ? bias[n] : 0.0;
       for (int64_t k = 0; k < K; ++k) {
         const int64_t wi = out_in ? n * ldw + k : k * ldw + n;
-        const double w = bf16 ? bf16_to_f32(static_cast<const uint16_t*>(W)[wi])
-                              : static_cast<const float*>(W)[wi];
-        const float xv = x[m * ldx + k];
-        s += w * (bf16 ? bf16_to_f32(f32_to_bf16(xv)) : xv);
+        s += w_at(wi) * x_as(x[m * ldx + k]);
       }
       y[m * ldy + n] = static_cast<float>(s);
     }
@@ -170,7 +211,11 @@ void gemv_reference(bool out_in, DType w_dtype, int64_t M, int64_t N, int64_t K,
 
 const char* gemv_kernel_name(DType w_dtype) {
   const Kernels& k = active_kernels();
-  return w_dtype == DType::BF16 ? k.name_bf16 : k.name_f32;
+  switch (w_dtype) {
+    case DType::BF16: return k.name_bf16;
+    case DType::F16: return k.name_f16;
+    default: return k.name_f32;
+  }
 }
 
 }  // namespace s2s

@@ -1,6 +1,6 @@
 // AVX2+FMA kernels of the small-M product (s2s/gemv.h): the AVX-512 design (gemv_avx512.cpp) on
 // 8-lane ymm registers, with register tiles sized for 16 ymm (at most 8 accumulators) and scalar
-// tails. Compiled with -mavx2 -mfma.
+// tails; fp16 W is widened with F16C. Compiled with -mavx2 -mfma -mf16c.
 // Legend: M rows of x, K inner, N outputs.
 // `#pragma GCC unroll` on every loop over a register tile: without it GCC keeps tiles of more
 // than one row in memory and stores every accumulator on each iteration (several times slower).
@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "backends/cpu/f16_simd.h"
 #include "backends/cpu/gemv_internal.h"
 #include "s2s/dtype.h"
 
@@ -21,8 +22,14 @@ inline __m256 load8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+// fp16 W: F16C's vcvtph2ps, exact but for a signalling NaN, quieted as the FMA it feeds would
+// quiet it anyway (f16_simd.h): the same product bits, without the fixup's cost.
+inline __m256 load8(const F16Bits* p) {
+  return f16x8_to_f32_quieted(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return bf16_to_f32(*p); }
+inline float load1(const F16Bits* p) { return f16_to_f32(p->bits); }
 
 inline float hsum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -150,8 +157,9 @@ void in_out(const Args& a, int64_t n0, int64_t n1) {
 
 const Kernels& avx2_kernels() {
   static const Kernels k{"avx2 f32 (out_in 2x4, in_out 2x32 row blocks)", "avx2 bf16 widened to f32",
+                         "avx2 f16 widened to f32 (f16c)",
                          out_in<float>, in_out<float>, out_in<uint16_t>, in_out<uint16_t>,
-                         8, 128};
+                         out_in<F16Bits>, in_out<F16Bits>, 8, 128};
   return k;
 }
 

@@ -9,13 +9,15 @@
 //   each row's segment is FMAd into MR x 4 zmm accumulators (x[m,k] broadcast) that carry y
 //   between blocks through L1, so no W row is ever revisited and reads stay sequential.
 // bf16 W is widened to fp32 in registers (vpmovzxwd + shift: exact) and multiplied with x
-// rounded to bf16 (a.x holds those values), as gemm_bf16 computes.
+// rounded to bf16 (a.x holds those values), as gemm_bf16 computes; fp16 W likewise with
+// vcvtph2ps (f16_simd.h) and x rounded to fp16, as gemm_f16_rounding computes.
 // `#pragma GCC unroll` on every loop over a register tile: without it GCC keeps tiles of more
 // than one row in memory and stores every accumulator on each iteration (several times slower).
 #include <immintrin.h>
 
 #include <algorithm>
 
+#include "backends/cpu/f16_simd.h"
 #include "backends/cpu/gemv_internal.h"
 
 namespace s2s {
@@ -28,7 +30,15 @@ inline __m512 load16(const uint16_t* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+// fp16 W: vcvtph2ps, exact but for a signalling NaN, quieted as the FMA it feeds would
+// quiet it anyway (f16_simd.h): the same product bits, without the fixup's cost.
+inline __m512 load16(const F16Bits* p) {
+  return f16x16_to_f32_quieted(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
 inline __m512 load16_masked(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16_masked(const F16Bits* p, __mmask16 m) {
+  return f16x16_to_f32_quieted(_mm256_maskz_loadu_epi16(m, p));
+}
 inline __m512 load16_masked(const uint16_t* p, __mmask16 m) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -171,7 +181,7 @@ void in_out(const Args& a, int64_t n0, int64_t n1) {
   for (int64_t k0 = 0; k0 < a.K; k0 += kKBlock) {
     const int64_t k1 = std::min(a.K, k0 + kKBlock);
     int64_t n = n0;
-    if (a.M == 1 && sizeof(WT) == 2) {  // bf16, one row of x: 256 contiguous bytes per W row
+    if (a.M == 1 && sizeof(WT) == 2) {  // bf16/f16, one row of x: 256 contiguous bytes per W row
       for (; n + 128 <= n1; n += 128) in_out_block<WT, 1, 8>(a, n, 0, k0, k1, 0xFFFF);
     }
     for (; n + 64 <= n1; n += 64) in_out_rows<WT, 4>(a, n, k0, k1, 0xFFFF);
@@ -191,9 +201,9 @@ void in_out(const Args& a, int64_t n0, int64_t n1) {
 
 const Kernels& avx512_kernels() {
   static const Kernels k{"avx512 f32 (out_in 4x4 / 1x8, in_out 4x64 row blocks)",
-                         "avx512 bf16 widened to f32",
+                         "avx512 bf16 widened to f32", "avx512 f16 widened to f32 (vcvtph2ps)",
                          out_in<float>, in_out<float>, out_in<uint16_t>, in_out<uint16_t>,
-                         8, 128};
+                         out_in<F16Bits>, in_out<F16Bits>, 8, 128};
   return k;
 }
 

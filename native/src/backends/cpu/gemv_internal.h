@@ -1,6 +1,7 @@
 // Internal to the small-M product (s2s/gemv.h): the kernel table one ISA path fills in, shared by
 // the driver (gemv.cpp) and the per-ISA files (gemv_avx2.cpp, gemv_avx512.cpp,
 // gemv_avx512bf16.cpp). Nothing here is public API.
+// W element types the kernel templates take: float, uint16_t (bf16 bits), F16Bits (fp16 bits).
 // Legend: M rows of x (<= kGemvMaxRows), K inner dimension, N outputs.
 #pragma once
 #include <cstdint>
@@ -8,13 +9,18 @@
 namespace s2s {
 namespace gemv_detail {
 
+// IEEE binary16 bits: a distinct type so the per-ISA loaders overload on it (uint16_t already
+// means bf16 bits).
+struct F16Bits { uint16_t bits; };
+static_assert(sizeof(F16Bits) == 2, "element-sized wrapper");
+
 struct Args {
   int64_t M, K;
   const float* x;       // (M,K) rows strided by ldx: x itself (f32 W), or x rounded to bf16
-                        // and widened back to f32 (bf16 W, kernels that widen W)
+                        // / fp16 and widened back to f32 (bf16 / f16 W, kernels that widen W)
   const uint16_t* xb;   // the same rounded x as bf16 bits, rows strided by K (bf16 W only)
   int64_t ldx;
-  const void* W;        // f32 or bf16 bits, (N,K) out_in or (K,N) in_out, rows strided by ldw
+  const void* W;        // f32, bf16 bits or fp16 bits, (N,K) out_in or (K,N) in_out, rows strided by ldw
   int64_t ldw;
   const float* bias;    // (N,) or null
   float* y;             // (M,N) rows strided by ldy
@@ -28,7 +34,8 @@ using KernelFn = void (*)(const Args& a, int64_t n0, int64_t n1);
 struct Kernels {
   const char* name_f32;
   const char* name_bf16;
-  KernelFn f32_out_in, f32_in_out, bf16_out_in, bf16_in_out;
+  const char* name_f16;
+  KernelFn f32_out_in, f32_in_out, bf16_out_in, bf16_in_out, f16_out_in, f16_in_out;
   int64_t block_out_in;  // outputs per task in the out_in layout
   int64_t block_in_out;  // columns per task in the in_out layout
 };
