@@ -758,6 +758,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     s2s::LoadOptions load_options;
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
+    load_options.f16_linear_views = compute == s2s::ComputeDType::F16;  // see LoadOptions
     const s2s::DeviceKind device = device_option(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();

@@ -1,4 +1,5 @@
-// fp16 checkpoints kept as fp16 (LoadOptions::keep_frozen_in_file_dtype): a copy of a fixture
+// fp16 checkpoints kept as fp16 (LoadOptions::keep_frozen_in_file_dtype + f16_linear_views, what
+// float16 compute loads with): a copy of a fixture
 // model folder with its linear weights stored as F16 (written here with write_safetensors) loads
 // with those weights bound as F16 views of the file, not widened; the same folder loaded widened
 // (fp32 copies of the same fp16 values) is the reference. With F16 views linear rounds its input
@@ -115,6 +116,7 @@ void check_f16_views(const std::string& name, const std::vector<std::string>& ta
   std::vector<std::shared_ptr<SafetensorsFile>> files = open_weight_files(dir);
   LoadOptions lo;
   lo.keep_frozen_in_file_dtype = true;
+  lo.f16_linear_views = true;  // as the N-API load does for float16 compute
   const LoadReport report = load_weights(*m, files, lo);
 
   // Every linear weight is an F16 view of the file; the fp32 tables (embeddings) are bound too.
@@ -267,3 +269,22 @@ void check_f16_views(const std::string& name, const std::vector<std::string>& ta
 
 TEST(f16_views_llama_gqa) { check_f16_views("llama-gqa", {"q_proj", "v_proj"}); }
 TEST(f16_views_gpt2_conv1d_tied_head) { check_f16_views("gpt2", {"c_attn"}); }
+
+// Without f16_linear_views (fp32 / bf16 compute) F16 linear weights are widened to owned fp32
+// copies even with keep_frozen_in_file_dtype: an F16 weight would round the output gradient to
+// fp16 with no loss scaler to keep small gradients. Embedding tables stay views.
+TEST(f16_linear_weights_widen_without_fp16_compute) {
+  TmpDir tmp;
+  const std::string dir = (tmp.dir / "f16").string();
+  write_f16_copy("llama-gqa", dir);
+  std::unique_ptr<Model> m =
+      create_model(parse_model_config(read_text(dir + "/config.json"), dir + "/config.json"));
+  std::vector<std::shared_ptr<SafetensorsFile>> files = open_weight_files(dir);
+  LoadOptions lo;
+  lo.keep_frozen_in_file_dtype = true;
+  load_weights(*m, files, lo);
+  for (const std::string& n : linear_weight_names(*m)) {
+    Param* p = m->params().find(n);
+    CHECK_MSG(p->value.dtype == DType::F32 && p->owned_value, n + " widened to an owned fp32 copy");
+  }
+}

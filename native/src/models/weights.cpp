@@ -119,8 +119,11 @@ LoadReport load_weights(Model& model, const std::vector<std::shared_ptr<Safetens
     const bool is_linear = linear_weights.count(p) != 0;
     const bool is_embedding = is_embedding_name(p->name);
     // Every file dtype can stay as it is: linear takes f32, bf16 and f16 weights (an f16 one
-    // through the fp16 GEMM / gemv), the embedding all three.
-    if (options.keep_frozen_in_file_dtype && !p->trainable && (is_linear || is_embedding)) {
+    // through the fp16 GEMM / gemv), the embedding all three; F16 linear weights only when asked
+    // (LoadOptions::f16_linear_views: fp16 compute, whose loss scaler protects the gradients).
+    const bool f16_linear = dt == "F16" && is_linear;
+    if (options.keep_frozen_in_file_dtype && !p->trainable && (is_linear || is_embedding) &&
+        (!f16_linear || options.f16_linear_views)) {
       store.bind(*p, view);
       ++report.bound;
     } else {

@@ -22,6 +22,11 @@ struct LoadOptions {
   // alive as long as the model.
   // Norm gains and biases are always copied to fp32. Trainable params are always copied.
   bool keep_frozen_in_file_dtype = false;
+  // With keep_frozen_in_file_dtype: whether F16 LINEAR weights are bound too. Set it for fp16
+  // compute only: an F16 weight makes linear round its output gradient to fp16, which is safe
+  // under the loss scaler of fp16 training and loses small gradients without it (fp32 and bf16
+  // compute widen F16 linear weights to fp32 instead). F16 embedding tables are bound either way.
+  bool f16_linear_views = false;
 };
 
 struct LoadReport {
