@@ -417,7 +417,9 @@ class TrainingRun {
     }
     const scaler = this.model.lossScaler();
     if (scaler.enabled && s.loss_scaler) {
-      this.model.setLossScaler({ scale: s.loss_scaler.scale, growthTracker: s.loss_scaler.growth_tracker });
+      // A growth_interval lowered since the checkpoint: the good-step count stops just short of it.
+      const tracker = Math.min(s.loss_scaler.growth_tracker, this.t.loss_scaling.growth_interval - 1);
+      this.model.setLossScaler({ scale: s.loss_scaler.scale, growthTracker: tracker });
     } else if (scaler.enabled !== Boolean(s.loss_scaler)) {
       this.log.warn("the checkpoint was trained in another compute dtype; the float16 loss scale starts afresh or is dropped", { dtype: this.config.model.dtype });
     }
