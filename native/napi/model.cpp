@@ -36,6 +36,7 @@ struct LoadedModel {
   std::string config_text;                    // config.json as read, written back by saveModel
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
   s2s::KVCache cache;                         // generation's, kept between calls (memory only grows)
+  std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
   // A model on a GPU generates on a CPU copy of its current weights (s2s/models/host_copy.h: the
   // KV cache and decoding loop are host code), built by the first generate call and dropped by
   // every call that changes the weights (drop_host_twin), so an evaluation builds it once.
@@ -46,9 +47,9 @@ struct LoadedModel {
   };
   std::unique_ptr<HostTwin> twin;
   void drop_host_twin() { twin.reset(); }
-  std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
-  // fp16 compute trains with a dynamic loss scale (torch GradScaler's defaults); disabled (scale
-  // 1, never skips) in fp32 and bf16. set_compute_dtype_of keeps it in step with the dtype.
+  // fp16 compute trains with a dynamic loss scale (torch GradScaler's defaults until
+  // configureLossScaler); disabled (scale 1, never skips) in fp32 and bf16. set_compute_dtype
+  // keeps it in step with the dtype.
   s2s::DynamicLossScaler scaler{disabled_scaler()};
 
   static s2s::LossScalerOptions disabled_scaler() {
