@@ -21,6 +21,7 @@ const { JsonConstraint } = await import("../dist/src/constrain/json-constraint.j
 const { advanceBytes, initialState } = await import("../dist/src/constrain/json-recognizer.js");
 const { compileJsonSchema, JSON_OBJECT } = await import("../dist/src/constrain/json-schema.js");
 const { buildTrie, tokenBytes } = await import("../dist/src/constrain/token-vocabulary.js");
+const { byteLevelCharacters } = await import("../dist/src/constrain/byte-level.js");
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -29,22 +30,8 @@ const flag = (name, fallback) => {
 };
 const repeat = Number(flag("repeat", "20"));
 
-/** GPT-2's bytes_to_unicode. */
-function byteChars() {
-  const bs = [];
-  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
-  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const t = [];
-  bs.forEach((b, i) => (t[b] = String.fromCodePoint(cs[i])));
-  return t;
-}
-
 function tokenizerFromTiktoken(file) {
-  const table = byteChars();
+  const table = byteLevelCharacters();
   const vocab = {};
   let size = 0;
   for (const line of readFileSync(file, "utf8").split("\n")) {

@@ -11,22 +11,9 @@ import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { buildWordPieceTokenizer } from "../src/data/build-tokenizer.js";
 import os from "node:os";
 import path from "node:path";
+import { byteLevelCharacters } from "../src/constrain/byte-level.js";
 
 const fixtures = path.resolve(import.meta.dirname, "fixtures/models");
-
-/** GPT-2's bytes_to_unicode (byte -> the character standing for it in a byte-level vocab). */
-function bytesToUnicode(): string[] {
-  const bs: number[] = [];
-  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
-  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const table: string[] = [];
-  bs.forEach((b, i) => (table[b] = String.fromCodePoint(cs[i]!)));
-  return table;
-}
 
 /** The pieces, as raw bytes (strings are UTF-8 encoded; arrays are byte lists). */
 export const PIECES: Array<string | number[]> = [
@@ -41,7 +28,7 @@ export const PIECES: Array<string | number[]> = [
 
 /** A tokenizer.json over PIECES at ids 0.., the special token `eos` text at the ids in `special`. */
 export function byteLevelTokenizer(vocabSize: number, special: Record<number, string>, pieces: Array<string | number[]> = PIECES): unknown {
-  const table = bytesToUnicode();
+  const table = byteLevelCharacters();
   const enc = new TextEncoder();
   const vocab: Record<string, number> = {};
   let id = 0;

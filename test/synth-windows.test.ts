@@ -6,30 +6,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { windowSpans, textWindows, hfWindowTokenizer, wordWindowTokenizer } from "../src/synth/windows.js";
 import { loadTokenizer } from "../src/models/tokenizer.js";
-
-/** GPT-2's byte → printable character table (the ByteLevel pre-tokenizer's alphabet). */
-function bytesToUnicode(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = bs.slice();
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const table: string[] = [];
-  bs.forEach((b, i) => (table[b] = String.fromCharCode(cs[i]!)));
-  return table;
-}
+import { byteLevelCharacters } from "../src/constrain/byte-level.js";
 
 function byteLevelTokenizerDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), "s2s-tok-"));
   const vocab: Record<string, number> = {};
-  bytesToUnicode().forEach((c) => (vocab[c] = Object.keys(vocab).length));
+  byteLevelCharacters().forEach((c) => (vocab[c] = Object.keys(vocab).length));
   const merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "e r", "a n", "Ġ s", "o n", "Ġ l"];
   for (const m of merges) vocab[m.replace(" ", "")] = Object.keys(vocab).length;
   const tokenizer = {

@@ -11,6 +11,7 @@
 // joined with spaces) are refused with an error saying so.
 import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { byteLevelCharacters } from "./byte-level.js";
 
 /** A tokenizer.json the constraint cannot map to bytes. */
 export class UnsupportedTokenizerError extends Error {
@@ -47,19 +48,7 @@ export interface TokenTrie {
 
 /** GPT-2's bytes_to_unicode, inverted: the character standing for each byte -> the byte. */
 function byteLevelTable(): Map<string, number> {
-  const bs: number[] = [];
-  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
-  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
-  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  return new Map(bs.map((b, i) => [String.fromCodePoint(cs[i]!), b]));
+  return new Map(byteLevelCharacters().map((c, b) => [c, b]));
 }
 
 type Json = Record<string, unknown>;

@@ -123,7 +123,6 @@ export class TrackingStartError extends Error {
   readonly code = "S2S_TRACKER";
 }
 
-/** Non-padding tokens of a batch (encoder and decoder), for tokens/s. */
 /**
  * Tokens the loss counts in a batch, as the models count them: labels other than -100, after the
  * causal shift for decoder-only models (a row's first label is never predicted).
@@ -139,6 +138,7 @@ export function countedLabelTokens(b: NativeBatch): number {
   return n;
 }
 
+/** Non-padding tokens of a batch (encoder and decoder), for tokens/s. */
 function batchTokens(b: NativeBatch): number {
   const sum = (a: Int32Array) => a.reduce((s, v) => s + (v !== 0 ? 1 : 0), 0);
   let n = b.attentionMask ? sum(b.attentionMask) : b.batchSize * b.seqLen;
@@ -459,6 +459,7 @@ class TrainingRun {
     const plan = this.epochPlan(s.sampler.epoch);
     const group = plan.slice(s.sampler.next_batch, s.sampler.next_batch + t.gradient_accumulation_steps);
     const step = s.global_step + 1;
+    const fp16 = this.model.lossScaler().enabled;
     // AdamW's step and the schedule's position count applied updates (float16 may skip some).
     const optimizerStep = (s.optimizer_steps ?? s.global_step) + 1;
     const lr = learningRateAt(this.schedule, optimizerStep);
@@ -481,7 +482,6 @@ class TrainingRun {
       count = 0;
       // float16: the scaled backward divides by the step's counted tokens itself (torch's scaled
       // mean loss), so the optimizer step only unscales.
-      const fp16 = this.model.lossScaler().enabled;
       const stepTokens = fp16 ? batches.reduce((n, b) => n + countedLabelTokens(b), 0) : 0;
       for (let m = 0; m < batches.length; m++) {
         const r = await this.model.accumulate(batches[m]!, { training: true, dropoutSeed: dropoutSeed(t.seed, step, m), stepTokens });
@@ -493,17 +493,17 @@ class TrainingRun {
       ({ gradNorm, finite } = await this.model.optimizerStep({ ...optimizer, gradScale: fp16 || count === 0 ? 1 : 1 / count }));
       loss = count > 0 ? lossSum / count : null;
     }
-    const scaler = this.model.lossScaler();
-    const fp16 = scaler.enabled ? " (float16 activations overflow past 65504: train in bfloat16 or float32)" : "";
-    if (loss !== null && !Number.isFinite(loss)) throw new NonFiniteLossError(step, this.lastCheckpoint, `the loss is ${loss}${fp16}`);
+    const scaler = this.model.lossScaler();  // after the step: its new scale
+    const advice = fp16 ? " (float16 activations overflow past 65504: train in bfloat16 or float32)" : "";
+    if (loss !== null && !Number.isFinite(loss)) throw new NonFiniteLossError(step, this.lastCheckpoint, `the loss is ${loss}${advice}`);
     // float16: a non-finite gradient is a loss-scale overflow; the step was skipped and the scale
     // halved (torch GradScaler). Below 1 the gradients overflow unscaled: fp16 cannot train this.
-    if (!finite && (!scaler.enabled || scaler.scale < 1)) {
-      throw new NonFiniteLossError(step, this.lastCheckpoint, `the gradient norm is ${gradNorm}${scaler.enabled ? ` with the float16 loss scale down to ${scaler.scale}${fp16}` : ""}`);
+    if (!finite && (!fp16 || scaler.scale < 1)) {
+      throw new NonFiniteLossError(step, this.lastCheckpoint, `the gradient norm is ${gradNorm}${fp16 ? ` with the float16 loss scale down to ${scaler.scale}${advice}` : ""}`);
     }
     if (!finite) this.log.info("float16 gradient overflow: the step was skipped and the loss scale lowered", { step, loss_scale: scaler.scale });
     if (finite) s.optimizer_steps = optimizerStep;
-    if (scaler.enabled) {
+    if (fp16) {
       const skipped = (s.loss_scaler?.skipped_steps ?? 0) + (finite ? 0 : 1);
       s.loss_scaler = { scale: scaler.scale, growth_tracker: scaler.growthTracker, skipped_steps: skipped };
     }
