@@ -45,10 +45,14 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --fp16 \
     > "$OUT/bench_cuda_train_model_fp16.json" 2> "$OUT/bench_cuda_train_model_fp16.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model_fp16.log"; cat "$OUT/bench_cuda_train_model_fp16.json"
-  # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family.
+  # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family,
+  # with the tensor-core attention and with the fp32 attention kernels.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
     > "$OUT/bench_cuda_profile.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   cat "$OUT/bench_cuda_profile.json"
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
+    --attention-fp32 > "$OUT/bench_cuda_profile_attention_fp32.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_profile_attention_fp32.json"
 fi
 if want torch; then
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \

@@ -8,13 +8,17 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--model [--fp16]]
+//                    [--profile] [--model [--fp16]] [--attention-fp32]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
 // GPT-2's initialisation (init_weights) and the batch ids/labels are uploaded each step.
 // --fp16 (with --model): fp16 compute instead of bf16, with the dynamic loss scaler (the
 // trainer's float16); skipped steps are counted in "skipped_steps" and still timed.
+//
+// --attention-fp32 (hand-composed step only): attention's products in fp32 on the CUDA cores (the
+// fp32 kernels) instead of bf16 on the tensor cores (attention_mma.cu, what autocast's SDPA and
+// the model path under bf16 compute use), to measure what the tensor-core kernels gain.
 //
 // --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
 // each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
@@ -66,6 +70,7 @@ struct Args {
   bool profile = false;
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
+  bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
 };
 
 Args parse(int argc, char** argv) {
@@ -92,6 +97,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--profile") a.profile = true;
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
+    else if (k == "--attention-fp32") a.attention_fp32 = true;
     else {
       std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
       std::exit(2);
@@ -370,6 +376,7 @@ int main(int argc, char** argv) {
     const int32_t* d_labels = static_cast<const int32_t*>(x.labels.data());
     AttentionOptions causal;
     causal.causal = true;
+    causal.products = a.attention_fp32 ? DType::F32 : DType::BF16;
     std::map<std::string, double> profile;  // seconds per op family, summed over timed steps
     bool timing = false;
     auto timed = [&](const char* family, auto&& run) {
@@ -504,10 +511,12 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"cuda_train\",\"path\":\"ops\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
-                "\"tf32\":%s,\"first_loss\":%.5f,\"last_loss\":%.5f,\"arena_peak_bytes\":%zu%s}\n",
+                "\"tf32\":%s,\"attention\":\"%s\",\"first_loss\":%.5f,\"last_loss\":%.5f,"
+                "\"arena_peak_bytes\":%zu%s}\n",
                 st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
                 (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
-                mfu, a.peak_tflops, a.tf32 ? "true" : "false", losses.front(), losses.back(),
+                mfu, a.peak_tflops, a.tf32 ? "true" : "false",
+                a.attention_fp32 ? "float32" : "bfloat16", losses.front(), losses.back(),
                 ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str());
     return 0;
   } catch (const Error& e) {

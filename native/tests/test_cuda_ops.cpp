@@ -22,6 +22,7 @@
 #if S2S_HAVE_CUDA
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
+#include "backends/cuda/half_bits.h"
 #include "ops_test_util.h"
 #include "s2s/gemm.h"
 #include "s2s/ops/adamw.h"
@@ -441,10 +442,26 @@ struct AttnCase {
   float dropout_p = 0.f;  // > 0: dropout on the probabilities, the same (seed, offset) on both
 };
 
-static void check_attention(const AttnCase& c, uint64_t seed) {
+// products BF16 / F16: the tensor-core kernels (attention_mma.cu). q, k, v and dout are rounded
+// to that type first, so the CPU (fp32 products) sees the GPU's operands and the difference is
+// the rounding of P and dS inside the kernels (test_attention_mma_sim.cpp measured ~1.5e-3 for
+// bf16 and ~3e-4 for f16 in the simulator; the tolerances below leave room for the hardware's
+// accumulation order).
+static void check_attention(const AttnCase& c, uint64_t seed, DType products = DType::F32) {
   const int64_t nq = c.B * c.Tq * c.Hq * c.D, nk = c.B * c.Tk * c.Hkv * c.D;
   std::vector<float> q = random_vector(nq, seed), k = random_vector(nk, seed + 1);
   std::vector<float> v = random_vector(nk, seed + 2), dout = random_vector(nq, seed + 3);
+  if (products != DType::F32) {
+    for (std::vector<float>* x : {&q, &k, &v, &dout}) {
+      for (float& e : *x) {
+        e = products == DType::BF16 ? cuda::bf16_bits_to_f32(cuda::f32_to_bf16_bits(e))
+                                    : cuda::f16_bits_to_f32(cuda::f32_to_f16_bits(e));
+      }
+    }
+  }
+  const double tol_out = products == DType::BF16 ? 1e-2 : products == DType::F16 ? 2e-3 : 1e-5;
+  const double tol_grad = products == DType::BF16 ? 1e-2 : products == DType::F16 ? 2e-3 : 1e-4;
+  const double tol_lse = products == DType::BF16 ? 2e-2 : products == DType::F16 ? 4e-3 : 1e-5;
   std::vector<float> bias = c.bias ? random_vector(c.Hq * c.Tq * c.Tk, seed + 4) : std::vector<float>{};
   std::vector<uint8_t> mask;
   if (c.mask) {
@@ -458,6 +475,7 @@ static void check_attention(const AttnCase& c, uint64_t seed) {
   o.dropout_p = c.dropout_p;
   o.dropout_seed = 0xD50Full * seed;
   o.dropout_offset = 4 * seed + 1;  // not a multiple of 4: Philox blocks straddle rows
+  o.products = products;
   const Tensor bias_cpu = c.bias ? view(bias, {c.Hq, c.Tq, c.Tk}) : none();
   std::vector<float> out(nq), lse(c.B * c.Hq * c.Tq), dq(nq, 0.f), dk(nk, 0.f), dv(nk, 0.f);
   std::vector<float> db(c.bias ? c.Hq * c.Tq * c.Tk : 0, 0.f);
@@ -483,16 +501,16 @@ static void check_attention(const AttnCase& c, uint64_t seed) {
   cuda::attention_forward(ctx(), gout.t, glse.t, gq.t, gk.t, gv.t, bias_gpu, mask_gpu,
                           c.mask ? c.B * c.Tk : 0, o);
   char what[192];
-  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s dropout %g",
+  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s dropout %g %s",
                 long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.D),
                 c.causal ? " causal" : "", c.bias ? " bias" : "", c.mask ? " mask" : "",
-                double(c.dropout_p));
-  expect_close(host_of(gout), out, 1e-5, (std::string(what) + " out").c_str());
+                double(c.dropout_p), dtype_name(products));
+  expect_close(host_of(gout), out, tol_out, (std::string(what) + " out").c_str());
   const std::vector<float> glse_h = host_of(glse);
   bool lse_ok = true;  // -inf rows must match exactly; others within tolerance
   for (size_t i = 0; i < lse.size(); ++i) {
     if (std::isinf(lse[i]) != std::isinf(glse_h[i])) lse_ok = false;
-    else if (!std::isinf(lse[i]) && std::fabs(lse[i] - glse_h[i]) > 1e-5 * std::fmax(1.f, std::fabs(lse[i]))) lse_ok = false;
+    else if (!std::isinf(lse[i]) && std::fabs(lse[i] - glse_h[i]) > tol_lse * std::fmax(1.f, std::fabs(lse[i]))) lse_ok = false;
   }
   CHECK_MSG(lse_ok, std::string(what) + " lse");
   std::vector<float> run1[4];
@@ -506,10 +524,10 @@ static void check_attention(const AttnCase& c, uint64_t seed) {
                              c.mask ? c.B * c.Tk : 0, o);
     std::vector<float> r[4] = {host_of(gdq), host_of(gdk), host_of(gdv), c.bias ? host_of(gdb) : std::vector<float>{}};
     if (rep == 0) {
-      expect_close(r[0], dq, 1e-4, (std::string(what) + " dq").c_str());
-      expect_close(r[1], dk, 1e-4, (std::string(what) + " dk").c_str());
-      expect_close(r[2], dv, 1e-4, (std::string(what) + " dv").c_str());
-      if (c.bias) expect_close(r[3], db, 1e-4, (std::string(what) + " dbias").c_str());
+      expect_close(r[0], dq, tol_grad, (std::string(what) + " dq").c_str());
+      expect_close(r[1], dk, tol_grad, (std::string(what) + " dk").c_str());
+      expect_close(r[2], dv, tol_grad, (std::string(what) + " dv").c_str());
+      if (c.bias) expect_close(r[3], db, tol_grad, (std::string(what) + " dbias").c_str());
       for (int i = 0; i < 4; ++i) run1[i] = r[i];
     } else {
       for (int i = 0; i < 4; ++i) CHECK_MSG(opt::bit_equal(r[i], run1[i]), std::string(what) + " backward is deterministic");
@@ -536,6 +554,21 @@ CUDA_TEST(cuda_attention_dropout_against_cpu) {
   check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f, 0.2f}, 61);            // Tq > Tk: empty rows
   check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt, 0.3f}, 71);  // cross-attention
   check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 91);  // several tiles
+}
+
+// The tensor-core kernels (head dims 32, 64, 96, 128; bf16 and f16 operands): the shapes above
+// where the head dim has a kernel, dropout included; D = 80 and 256 fall back to the fp32
+// kernels (checked to stay within the fp32 tolerance although products asks for bf16).
+CUDA_TEST(cuda_attention_tensor_cores_against_cpu) {
+  for (DType p : {DType::BF16, DType::F16}) {
+    check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt}, 130, p);
+    check_attention({2, 45, 45, 3, 3, 64, false, true, true, 1.0f}, 140, p);
+    check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f}, 160, p);
+    check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt}, 170, p);
+    check_attention({1, 40, 40, 2, 1, 96, true, false, false, std::nullopt}, 175, p);
+    check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt, 0.1f}, 131, p);
+    check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 191, p);
+  }
 }
 
 CUDA_TEST(cuda_attention_rejects_dropout_p_outside_0_1) {

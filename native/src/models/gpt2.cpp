@@ -50,6 +50,7 @@ class Gpt2 final : public Model {
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
+    attn.products = attention_products();
     // transformers' GPT-2 dropout sites (training only; nn::dropout / nn::attention check).
     attn.dropout_p = config_.attention_dropout;
     const float resid = config_.resid_dropout;

@@ -54,6 +54,7 @@ class Llama final : public Model {
     AttentionOptions attn;
     attn.causal = true;  // scale 1/sqrt(D)
     attn.dropout_p = config_.attention_dropout;  // training only (nn::attention)
+    attn.products = attention_products();
 
     Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, embed_, nullptr,
                            nullptr);  // (B,T,C)

@@ -144,6 +144,7 @@ Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
   options.causal = causal;
   options.scale = 1.0f;  // Mesh TensorFlow initialisation folds 1/sqrt(D) into q
   options.dropout_p = config_.attention_dropout;
+  options.products = attention_products();
   Var* out = nn::attention(g, q, k, v, bias, key_mask, options);  // (B,Tq,H,D)
   return nn::linear(g, g.view(out, {B, Tq, H * D}), a.o);
 }

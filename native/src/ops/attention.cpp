@@ -78,6 +78,10 @@ Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const T
   }
   S2S_REQUIRE(options.dropout_p >= 0.0f && options.dropout_p < 1.0f, code::kArgument, kOp,
               "expected dropout_p in [0, 1), got ", options.dropout_p);
+  S2S_REQUIRE(options.products == DType::F32 || options.products == DType::BF16 ||
+                  options.products == DType::F16,
+              code::kArgument, kOp, "expected products F32, BF16 or F16, got ",
+              dtype_name(options.products));
   g.dropout = options.dropout_p > 0.0f;
   g.dropout_p = options.dropout_p;
   g.dropout_scale = 1.0f / (1.0f - options.dropout_p);

@@ -96,6 +96,13 @@ class Model {
   // load_weights / set_trainable / LoRA: the store keeps the copies in step.
   void set_compute_dtype(ComputeDType dtype);
   ComputeDType compute_dtype() const { return compute_dtype_; }
+  // AttentionOptions::products for this compute dtype: attention's products in bf16 / f16 where
+  // the backend has tensor cores for them (torch.autocast runs SDPA on bf16/f16 q, k, v).
+  DType attention_products() const {
+    return compute_dtype_ == ComputeDType::BF16 ? DType::BF16
+           : compute_dtype_ == ComputeDType::F16 ? DType::F16
+                                                 : DType::F32;
+  }
 
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.

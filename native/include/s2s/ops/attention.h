@@ -33,6 +33,14 @@ struct AttentionOptions {
   float dropout_p = 0.0f;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;
+  // Operand precision of the products inside attention (q.k, p.v and those of the backward):
+  // F32, or BF16 / F16 as under torch.autocast, where SDPA gets bf16/f16 q, k, v. With BF16 or
+  // F16 a backend with tensor cores (CUDA, head dims 32, 64, 96, 128) rounds q, k, v, dout and
+  // the probabilities and score gradients to that type as they enter a product and accumulates
+  // in fp32; the softmax statistics (max, sum, lse) stay fp32. A permission, not a demand: the
+  // CPU op, and the CUDA op for other head dims, compute every product in fp32. Models set it
+  // from their compute dtype (nn::attention_products).
+  DType products = DType::F32;
 };
 
 // Semantics (PyTorch / Hugging Face): for each batch b, query head h, query row i

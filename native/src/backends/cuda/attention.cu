@@ -30,6 +30,7 @@
 
 #include <cmath>
 
+#include "backends/cuda/attention_mma.cuh"
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
 #include "ops/dropout_mask.h"
@@ -43,18 +44,7 @@ constexpr const char* kOp = "attention";
 constexpr int R = kAttnRowsPerWarp;  // rows per warp
 constexpr int TILE = kAttnRows;      // rows (and columns) per tile: 32
 
-struct Geometry {
-  int64_t B, Tq, Tk, Hq, Hkv, D, G;
-  int64_t offset;  // Tk - Tq: query i sits at key position i + offset (causal alignment)
-  float scale;
-  bool causal;
-  const float* bias;     // (Hq,Tq,Tk) or nullptr
-  const uint8_t* mask;   // (B,Tk) or nullptr (device)
-  unsigned long long* err;
-  bool dropout;          // dropout_p > 0 (AttentionOptions)
-  float dropout_p, dropout_scale;  // scale = 1 / (1 - p) in float, as on the CPU
-  uint64_t dropout_seed, dropout_offset;
-};
+using Geometry = AttentionGeometry;  // attention_mma.cuh
 
 Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& bias, const uint8_t* key_mask, int64_t key_mask_size,
@@ -87,6 +77,10 @@ Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   }
   S2S_REQUIRE(options.dropout_p >= 0.0f && options.dropout_p < 1.0f, code::kArgument, kOp,
               "expected dropout_p in [0, 1), got ", options.dropout_p);
+  S2S_REQUIRE(options.products == DType::F32 || options.products == DType::BF16 ||
+                  options.products == DType::F16,
+              code::kArgument, kOp, "expected products F32, BF16 or F16, got ",
+              dtype_name(options.products));
   g.dropout = options.dropout_p > 0.0f;
   g.dropout_p = options.dropout_p;
   g.dropout_scale = 1.0f / (1.0f - options.dropout_p);
@@ -116,15 +110,7 @@ __device__ inline bool key_allowed(const Geometry& g, int64_t b, int64_t j) {
   return m != 0;
 }
 
-// Dropout factor of probability (b, h, i, j): keep ? 1/(1-p) : 0 with keep the CPU op's
-// (counter = offset + index in a (B,Hq,Tq,Tk) tensor); 1 without dropout (exact, so the
-// kernels' arithmetic without dropout is unchanged).
-__device__ inline float dropout_factor(const Geometry& g, int64_t b, int64_t h, int64_t i,
-                                       int64_t j) {
-  if (!g.dropout) return 1.f;
-  const uint64_t counter = g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
-  return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
-}
+using mma_detail::dropout_factor;  // the CPU op's mask, 1 without dropout
 
 // Loads rows [r0, r0 + 32) of head `head` of a (B, T, H, D) tensor into a padded (32, D+1)
 // tile; rows past T are zero. All threads of the block take part.
@@ -138,10 +124,7 @@ __device__ inline void load_tile(float* tile, const float* x, int64_t b, int64_t
 
 // Last key (exclusive) any of query rows [i0, i0 + 32) may see.
 __device__ inline int64_t key_end(const Geometry& g, int64_t i0) {
-  if (!g.causal) return g.Tk;
-  const int64_t last_row = (i0 + TILE < g.Tq ? i0 + TILE : g.Tq) - 1;
-  int64_t e = last_row + g.offset + 1;
-  return e < 0 ? 0 : (e > g.Tk ? g.Tk : e);
+  return mma_detail::key_end(g, i0, TILE);
 }
 
 // ---- forward --------------------------------------------------------------------------------
@@ -507,6 +490,13 @@ struct BackwardLauncher {
   }
 };
 
+// The tensor-core kernels (attention_mma.cu) when the options allow 16-bit products and the head
+// dim has one; the fp32 kernels above otherwise.
+bool use_tensor_cores(const Geometry& g, const AttentionOptions& options) {
+  return (options.products == DType::BF16 || options.products == DType::F16) &&
+         mma_head_dim_supported(g.D);
+}
+
 }  // namespace
 
 void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
@@ -518,6 +508,11 @@ void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
   if (g.B * g.Tq * g.Hq == 0) return;
   ctx.activate();
+  if (use_tensor_cores(g, options)) {
+    mma_attention_forward_launch(ctx, g, options.products == DType::BF16, q.f32(), k.f32(),
+                                 v.f32(), out.f32(), lse.f32());
+    return;
+  }
   dispatch_head_dim<ForwardLauncher>(g.D, ctx, g, q.f32(), k.f32(), v.f32(), out.f32(), lse.f32());
 }
 
@@ -549,6 +544,13 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
   attention_di_kernel<<<grid(ceil_div(rows, 4)), 128, 0, stream_of(ctx)>>>(g, dout.f32(),
                                                                           out.f32(), di);
   check_launch(kOp);
+  if (use_tensor_cores(g, options)) {
+    mma_attention_backward_launch(ctx, g, options.products == DType::BF16, q.f32(), k.f32(),
+                                  v.f32(), dout.f32(), lse.f32(), di, want_dq ? dq.f32() : nullptr,
+                                  want_dk ? dk.f32() : nullptr, want_dv ? dv.f32() : nullptr,
+                                  want_dbias ? dbias.f32() : nullptr);
+    return;
+  }
   dispatch_head_dim<BackwardLauncher>(g.D, ctx, g, q.f32(), k.f32(), v.f32(), dout.f32(),
                                       lse.f32(), di, want_dq ? dq.f32() : nullptr,
                                       want_dk ? dk.f32() : nullptr, want_dv ? dv.f32() : nullptr,

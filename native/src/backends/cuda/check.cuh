@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backends/cuda/context.h"
+#include "backends/cuda/half_bits.h"
 #include "backends/cuda/launch.h"
 #include "s2s/error.h"
 
@@ -75,40 +76,6 @@ __device__ inline float block_max(float v, float* scratch) {
   return warp_max(r);
 }
 
-// bf16 rounding with dtype.h's exact rule (round to nearest even; NaN keeps its top bits with the
-// quiet bit set), so GPU casts give the CPU's bits.
-__device__ inline uint16_t f32_to_bf16_bits(float f) {
-  const uint32_t u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-__device__ inline float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-
-// f32 <-> f16 with dtype.h's exact rule (cast.cpp's branch-free form): RNE, subnormals kept,
-// overflow to Inf, NaN to the quiet NaN 0x7e00 with its sign. CUDA's __float2half_rn rounds the
-// same way but returns a different NaN, so the CPU's bits are reproduced here instead.
-__device__ inline uint16_t f32_to_f16_bits(float f) {
-  const uint32_t u = __float_as_uint(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t a = u & 0x7fffffffu;
-  const uint32_t big = a > 0x7f800000u ? 0x7e00u : 0x7c00u;
-  const uint32_t denorm_magic = ((127 - 15) + (23 - 10) + 1) << 23;
-  const uint32_t sub =
-      __float_as_uint(__fadd_rn(__uint_as_float(a), __uint_as_float(denorm_magic))) - denorm_magic;
-  const uint32_t norm = (a + ((15u - 127u) << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
-  const uint32_t h = a >= 0x47800000u ? big : (a < 0x38800000u ? sub : norm);
-  return static_cast<uint16_t>(sign | h);
-}
-__device__ inline float f16_bits_to_f32(uint16_t h) {
-  const uint32_t shifted_exp = 0x7c00u << 13;
-  uint32_t o = (static_cast<uint32_t>(h) & 0x7fffu) << 13;
-  const uint32_t exp = shifted_exp & o;
-  o += (127u - 15u) << 23;
-  const uint32_t inf_nan = o + ((128u - 16u) << 23);
-  const uint32_t sub = __float_as_uint(__fsub_rn(__uint_as_float(o + (1u << 23)), __uint_as_float(113u << 23)));
-  o = exp == shifted_exp ? inf_nan : (exp == 0 ? sub : o);
-  return __uint_as_float(o | ((static_cast<uint32_t>(h) & 0x8000u) << 16));
-}
 // A 16-bit element of dtype `t` (BF16 or F16) widened to f32.
 __device__ inline float widen16(uint16_t h, bool is_bf16) {
   return is_bf16 ? bf16_bits_to_f32(h) : f16_bits_to_f32(h);

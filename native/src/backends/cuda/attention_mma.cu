@@ -1,0 +1,174 @@
+// Tensor-core attention on the GPU: the bodies of attention_mma.cuh (their header says the
+// algorithm, the fragment layouts and the work split) run with the device execution policy
+// below, which issues mma.sync.aligned.m16n8k16 with bf16 or f16 operands and fp32
+// accumulators (sm_80 and newer; the build's architectures are 8.x and 9.x). attention.cu
+// decides when these kernels run and computes Di before the backward passes.
+#include <cuda_runtime.h>
+
+#include "backends/cuda/attention_mma.cuh"
+#include "backends/cuda/check.cuh"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+
+constexpr const char* kOp = "attention";
+
+struct DeviceExec {
+  __device__ __forceinline__ int tid() const { return int(threadIdx.x); }
+  __device__ __forceinline__ int block_x() const { return int(blockIdx.x); }
+  __device__ __forceinline__ int block_y() const { return int(blockIdx.y); }
+  __device__ __forceinline__ int block_z() const { return int(blockIdx.z); }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  __device__ __forceinline__ float shfl_xor(float v, int mask) const {
+    return __shfl_xor_sync(0xffffffffu, v, mask);
+  }
+  // d += a b (d is both C and D of the instruction).
+  __device__ __forceinline__ void mma(float d[4], const uint32_t a[4], const uint32_t b[2],
+                                      bool bf16) const {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (bf16) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+          "{%8,%9}, {%0,%1,%2,%3};\n"
+          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+#else
+    __trap();  // not built for this architecture (the host picks the fp32 kernels there)
+#endif
+  }
+  __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,
+                                                  int value) const {
+    report_bad_input(g.err, KernelReport::AttentionKeyMask, index, value, 2);
+  }
+};
+
+template <class E, int D>
+__global__ void __launch_bounds__(kMmaThreads)
+    mma_forward_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+                       float* out, float* lse) {
+  extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_attention_forward<E, D>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
+}
+
+template <class E, int D>
+__global__ void __launch_bounds__(kMmaThreads)
+    mma_backward_kv_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+                           const float* dout, const float* lse, const float* di, float* dk,
+                           float* dv) {
+  extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_attention_backward_kv<E, D>(DeviceExec{}, g, q, k, v, dout, lse, di, dk, dv, mma_smem);
+}
+
+template <class E, int D>
+__global__ void __launch_bounds__(kMmaThreads)
+    mma_backward_q_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+                          const float* dout, const float* lse, const float* di, float* dq,
+                          float* dbias) {
+  extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_attention_backward_q<E, D>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias, mma_smem);
+}
+
+template <typename Kernel>
+void allow_smem(Kernel kernel, int64_t bytes) {
+  if (bytes > 48 * 1024) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+               kOp, "cudaFuncSetAttribute (shared memory)");
+  }
+}
+
+template <class E, int D>
+void forward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
+             const float* v, float* out, float* lse) {
+  const int64_t bytes = mma_forward_smem_bytes(D);
+  allow_smem(mma_forward_kernel<E, D>, bytes);
+  const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(g.B));
+  mma_forward_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(g, q, k, v, out, lse);
+  check_launch(kOp);
+}
+
+template <class E, int D>
+void backward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
+              const float* v, const float* dout, const float* lse, const float* di, float* dq,
+              float* dk, float* dv, float* dbias) {
+  if (dk != nullptr || dv != nullptr) {
+    const int64_t bytes = mma_backward_kv_smem_bytes(D);
+    allow_smem(mma_backward_kv_kernel<E, D>, bytes);
+    const dim3 grid_dim(grid(ceil_div(g.Tk, kMmaRows)), grid(g.Hkv), grid(g.B));
+    mma_backward_kv_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
+        g, q, k, v, dout, lse, di, dk, dv);
+    check_launch(kOp);
+  }
+  if (dq != nullptr || dbias != nullptr) {
+    const int64_t bytes = mma_backward_q_smem_bytes(D);
+    allow_smem(mma_backward_q_kernel<E, D>, bytes);
+    const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(dbias != nullptr ? 1 : g.B));
+    mma_backward_q_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
+        g, q, k, v, dout, lse, di, dq, dbias);
+    check_launch(kOp);
+  }
+}
+
+// Calls f.template run<E, D>() for the operand type and a supported head dim.
+template <class F>
+void dispatch(bool bf16, int64_t D, const F& f) {
+  if (bf16) {
+    switch (D) {
+      case 32: f.template run<MmaBf16, 32>(); break;
+      case 64: f.template run<MmaBf16, 64>(); break;
+      case 96: f.template run<MmaBf16, 96>(); break;
+      default: f.template run<MmaBf16, 128>(); break;
+    }
+  } else {
+    switch (D) {
+      case 32: f.template run<MmaF16, 32>(); break;
+      case 64: f.template run<MmaF16, 64>(); break;
+      case 96: f.template run<MmaF16, 96>(); break;
+      default: f.template run<MmaF16, 128>(); break;
+    }
+  }
+}
+
+struct ForwardRun {
+  Context& ctx;
+  const AttentionGeometry& g;
+  const float *q, *k, *v;
+  float *out, *lse;
+  template <class E, int D>
+  void run() const { forward<E, D>(ctx, g, q, k, v, out, lse); }
+};
+
+struct BackwardRun {
+  Context& ctx;
+  const AttentionGeometry& g;
+  const float *q, *k, *v, *dout, *lse, *di;
+  float *dq, *dk, *dv, *dbias;
+  template <class E, int D>
+  void run() const { backward<E, D>(ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias); }
+};
+
+}  // namespace
+
+void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
+                                  const float* q, const float* k, const float* v, float* out,
+                                  float* lse) {
+  dispatch(bf16, g.D, ForwardRun{ctx, g, q, k, v, out, lse});
+}
+
+void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
+                                   const float* q, const float* k, const float* v,
+                                   const float* dout, const float* lse, const float* di,
+                                   float* dq, float* dk, float* dv, float* dbias) {
+  dispatch(bf16, g.D, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});
+}
+
+}  // namespace cuda
+}  // namespace s2s

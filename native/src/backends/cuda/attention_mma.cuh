@@ -1,0 +1,574 @@
+// Tensor-core attention (attention.cu picks it when AttentionOptions::products is bf16 or f16 and
+// the head dim is one of kMmaHeadDims): the fp32 kernels' algorithm and semantics (online
+// softmax forward; two-pass deterministic backward, no atomics), with every product on the
+// tensor cores through mma.sync.m16n8k16 (bf16 or f16 operands, fp32 accumulation): q, k, v and
+// dout are rounded to the 16-bit type as they are staged in shared memory, and the probabilities
+// P and score gradients dS are rounded as they enter a product, as in torch's SDPA under
+// autocast. Statistics (max, sum, lse, Di) and the softmax itself stay fp32.
+//
+// The kernel bodies are templates over an execution policy X so that the same code runs on the
+// GPU (attention_mma.cu: X reads threadIdx/blockIdx, syncs with __syncthreads, shuffles and
+// issues the mma instruction) and, in native/tests/test_attention_mma_sim.cpp, on the CPU in a
+// simulator that runs every thread of a block as a fiber and performs each warp-wide mma from
+// the 32 lanes' fragments by the PTX ISA's layout. X provides:
+//   int tid(), block_x(), block_y(), block_z();  void sync();  float shfl_xor(float, int);
+//   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);  // d += a b
+//   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
+//
+// Fragments of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
+// type"), g = lane / 4, t = lane % 4, each 32-bit register holding two 16-bit values (the lower
+// column in the low half):
+//   A (16x16, row major): a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..], a[2] = A[g][2t+8..],
+//                         a[3] = A[g+8][2t+8..]
+//   B (16x8, "col"):      b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
+//   C/D (16x8, fp32):     c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1]
+// So a B operand is read from a tile stored as [n][k] (two adjacent k in one 32-bit load), and
+// the C fragments of two adjacent 8-column chunks are, packed to 16 bits, the A fragment of one
+// 16-deep chunk (how P and dS feed the next product without leaving registers).
+//
+// Work split (4 warps of 16 rows each):
+//   forward   block (64 query rows, head, batch), key tiles of 64: S = Q K^T, online softmax,
+//             O += P V (V staged transposed).
+//   KV pass   block (64 keys, kv head, batch), query tiles of 32 over the group's heads:
+//             S^T = K Q^T and dP^T = V dO^T, then dV += (P o Z)^T dO, dK += dS^T Q.
+//   Q pass    block (64 query rows, head, batch; all batches in order when dbias is wanted):
+//             S = Q K^T, dP = dO V^T, dbias += dS, dQ += dS K (K staged transposed).
+// Tiles are padded by 8 elements per row (16 bytes) so the fragment loads of a warp hit 32
+// distinct banks. Not done yet (measure first): ldmatrix, cp.async double buffering, exp2 with
+// a folded log2(e), skipping the mask arithmetic on tiles wholly inside the causal triangle.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "backends/cuda/half_bits.h"
+#include "core/philox.h"
+#include "ops/dropout_mask.h"
+
+#if defined(__CUDACC__)
+#define S2S_MMA_FN __device__ __forceinline__
+#define S2S_MMA_UNROLL _Pragma("unroll")
+#else
+#define S2S_MMA_FN inline
+#define S2S_MMA_UNROLL
+#endif
+
+namespace s2s {
+namespace cuda {
+
+// The arguments every attention kernel reads (attention.cu fills it from the op's checks).
+struct AttentionGeometry {
+  int64_t B, Tq, Tk, Hq, Hkv, D, G;
+  int64_t offset;  // Tk - Tq: query i sits at key position i + offset (causal alignment)
+  float scale;
+  bool causal;
+  const float* bias;     // (Hq,Tq,Tk) or nullptr
+  const uint8_t* mask;   // (B,Tk) or nullptr (device)
+  unsigned long long* err;
+  bool dropout;          // dropout_p > 0 (AttentionOptions)
+  float dropout_p, dropout_scale;  // scale = 1 / (1 - p) in float, as on the CPU
+  uint64_t dropout_seed, dropout_offset;
+};
+
+constexpr int kMmaThreads = 128;   // 4 warps
+constexpr int kMmaRows = 64;       // query rows (forward, Q pass) or keys (KV pass) per block
+constexpr int kMmaKeys = 64;       // keys per tile (forward, Q pass)
+constexpr int kMmaKvQueries = 32;  // queries per tile in the KV pass (fewer registers)
+constexpr int kMmaPad = 8;         // elements of padding per staged row
+
+// Head dims with a tensor-core kernel (multiples of 16; others use the fp32 kernels).
+inline bool mma_head_dim_supported(int64_t D) { return D == 32 || D == 64 || D == 96 || D == 128; }
+
+// Shared memory (bytes) of each kernel for head dim D.
+constexpr int64_t mma_forward_smem_bytes(int64_t D) {
+  return 2 * (2 * kMmaRows * (D + kMmaPad) + D * (kMmaKeys + kMmaPad));
+}
+constexpr int64_t mma_backward_kv_smem_bytes(int64_t D) {
+  return 2 * (2 * kMmaRows * (D + kMmaPad) + 2 * kMmaKvQueries * (D + kMmaPad) +
+              2 * D * (kMmaKvQueries + kMmaPad)) +
+         4 * 2 * kMmaKvQueries;
+}
+constexpr int64_t mma_backward_q_smem_bytes(int64_t D) {
+  return 2 * (4 * kMmaRows * (D + kMmaPad) + D * (kMmaKeys + kMmaPad));
+}
+
+// The 16-bit operand type: bf16 or f16, rounded with dtype.h's rules.
+struct MmaBf16 {
+  static constexpr bool kBf16 = true;
+  S2S_MMA_FN static uint16_t round(float x) { return f32_to_bf16_bits(x); }
+};
+struct MmaF16 {
+  static constexpr bool kBf16 = false;
+  S2S_MMA_FN static uint16_t round(float x) { return f32_to_f16_bits(x); }
+};
+
+namespace mma_detail {
+
+S2S_MMA_FN float nan_max(float a, float b) { return (b > a || b != b) ? b : a; }
+
+template <class E>
+S2S_MMA_FN uint32_t pack(float lo, float hi) {
+  return uint32_t(E::round(lo)) | (uint32_t(E::round(hi)) << 16);
+}
+
+S2S_MMA_FN uint32_t ld32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// A fragment of rows [r0, r0+16) x columns [k0, k0+16) of a row-major tile with `pitch`.
+S2S_MMA_FN void load_a(uint32_t a[4], const uint16_t* tile, int pitch, int r0, int k0, int g,
+                       int t) {
+  const uint16_t* p = tile + (r0 + g) * pitch + k0 + 2 * t;
+  a[0] = ld32(p);
+  a[1] = ld32(p + 8 * pitch);
+  a[2] = ld32(p + 8);
+  a[3] = ld32(p + 8 * pitch + 8);
+}
+
+// B fragment of k [k0, k0+16) x n [n0, n0+8) from a tile stored [n][k] with `pitch`.
+S2S_MMA_FN void load_b(uint32_t b[2], const uint16_t* tile, int pitch, int n0, int k0, int g,
+                       int t) {
+  const uint16_t* p = tile + (n0 + g) * pitch + k0 + 2 * t;
+  b[0] = ld32(p);
+  b[1] = ld32(p + 8);
+}
+
+// The A fragment of a 16-deep chunk from the fp32 C fragments of its two 8-column halves.
+template <class E>
+S2S_MMA_FN void c_to_a(uint32_t a[4], const float lo[4], const float hi[4]) {
+  a[0] = pack<E>(lo[0], lo[1]);
+  a[1] = pack<E>(lo[2], lo[3]);
+  a[2] = pack<E>(hi[0], hi[1]);
+  a[3] = pack<E>(hi[2], hi[3]);
+}
+
+// Stages rows [r0, r0 + rows) of head `head` of a (B, T, H, D) fp32 tensor into tile[r][d]
+// (pitch D + kMmaPad), rounded; rows past T are zero. All threads take part.
+template <class E, int D, class X>
+S2S_MMA_FN void stage_rows(const X& x, uint16_t* tile, int rows, const float* src, int64_t b,
+                           int64_t r0, int64_t T, int64_t H, int64_t head) {
+  constexpr int P = D + kMmaPad, HALF = D / 2;
+  for (int idx = x.tid(); idx < rows * HALF; idx += kMmaThreads) {
+    const int r = idx / HALF, d = 2 * (idx % HALF);
+    const int64_t row = r0 + r;
+    float lo = 0.f, hi = 0.f;
+    if (row < T) {
+      const float* s = src + ((b * T + row) * H + head) * D + d;
+      lo = s[0];
+      hi = s[1];
+    }
+    *reinterpret_cast<uint32_t*>(tile + r * P + d) = pack<E>(lo, hi);
+  }
+}
+
+// The same rows staged transposed: tile[d][r] with `pitch` (>= rows).
+template <class E, int D, class X>
+S2S_MMA_FN void stage_cols(const X& x, uint16_t* tile, int rows, int pitch, const float* src,
+                           int64_t b, int64_t r0, int64_t T, int64_t H, int64_t head) {
+  for (int idx = x.tid(); idx < rows * D; idx += kMmaThreads) {
+    const int r = idx / D, d = idx % D;
+    const int64_t row = r0 + r;
+    tile[d * pitch + r] = E::round(row < T ? src[((b * T + row) * H + head) * D + d] : 0.f);
+  }
+}
+
+// Whether key j of batch row b may be attended by the padding mask (the caller checks j < Tk);
+// a value other than 0/1 is reported and treated as 1, as by the fp32 kernels.
+template <class X>
+S2S_MMA_FN bool key_allowed(const X& x, const AttentionGeometry& g, int64_t b, int64_t j) {
+  if (g.mask == nullptr) return true;
+  const uint8_t m = g.mask[b * g.Tk + j];
+  if (m > 1) x.report_bad_mask(g, b * g.Tk + j, m);
+  return m != 0;
+}
+
+S2S_MMA_FN bool causal_ok(const AttentionGeometry& g, int64_t i, int64_t j) {
+  return !g.causal || j <= i + g.offset;
+}
+
+S2S_MMA_FN float bias_at(const AttentionGeometry& g, int64_t h, int64_t i, int64_t j) {
+  return g.bias != nullptr ? g.bias[(h * g.Tq + i) * g.Tk + j] : 0.f;
+}
+
+// Dropout factor of probability (b, h, i, j): keep ? 1/(1-p) : 0, the CPU op's mask; 1 without.
+S2S_MMA_FN float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h, int64_t i,
+                                int64_t j) {
+  if (!g.dropout) return 1.f;
+  const uint64_t counter = g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
+  return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
+}
+
+// Last key (exclusive) any of query rows [i0, i0 + rows) may see.
+S2S_MMA_FN int64_t key_end(const AttentionGeometry& g, int64_t i0, int64_t rows) {
+  if (!g.causal) return g.Tk;
+  const int64_t last_row = (i0 + rows < g.Tq ? i0 + rows : g.Tq) - 1;
+  const int64_t e = last_row + g.offset + 1;
+  return e < 0 ? 0 : (e > g.Tk ? g.Tk : e);
+}
+
+}  // namespace mma_detail
+
+// ---- forward: block (64 query rows, head h, batch b) ------------------------------------------
+template <class E, int D, class X>
+S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, const float* q,
+                                      const float* k, const float* v, float* out, float* lse,
+                                      uint16_t* smem) {
+  using namespace mma_detail;
+  constexpr int P = D + kMmaPad, VP = kMmaKeys + kMmaPad, NK = D / 16, ND = D / 8;
+  constexpr int NS = kMmaKeys / 8;  // 8-key chunks of a score tile
+  uint16_t* Qs = smem;              // [64][P]
+  uint16_t* Ks = Qs + kMmaRows * P;  // [64][P]
+  uint16_t* Vt = Ks + kMmaKeys * P;  // [D][VP]: V transposed
+  const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
+  const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), b = x.block_z();
+  const int64_t hk = h / g.G;
+  stage_rows<E, D>(x, Qs, kMmaRows, q, b, i0, g.Tq, g.Hq, h);
+  x.sync();
+  uint32_t qf[NK][4];
+  S2S_MMA_UNROLL
+  for (int kc = 0; kc < NK; ++kc) load_a(qf[kc], Qs, P, warp * 16, kc * 16, gq, tq);
+  const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[ND][4];
+  S2S_MMA_UNROLL
+  for (int nd = 0; nd < ND; ++nd) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+  const int64_t kend = key_end(g, i0, kMmaRows);
+  for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
+    x.sync();  // the previous tile is no longer read
+    stage_rows<E, D>(x, Ks, kMmaKeys, k, b, j0, g.Tk, g.Hkv, hk);
+    stage_cols<E, D>(x, Vt, kMmaKeys, VP, v, b, j0, g.Tk, g.Hkv, hk);
+    x.sync();
+    float s[NS][4];
+    S2S_MMA_UNROLL
+    for (int n = 0; n < NS; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+      S2S_MMA_UNROLL
+      for (int kc = 0; kc < NK; ++kc) {
+        uint32_t kb[2];
+        load_b(kb, Ks, P, n * 8, kc * 16, gq, tq);
+        x.mma(s[n], qf[kc], kb, E::kBf16);
+      }
+    }
+    // Scores: scale, bias, masks (-inf); this thread holds rows row[r], keys j0 + 8n + 2t + e.
+    float mx[2] = {-INFINITY, -INFINITY};
+    S2S_MMA_UNROLL
+    for (int n = 0; n < NS; ++n) {
+      S2S_MMA_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        S2S_MMA_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int64_t i = row[r], j = j0 + n * 8 + 2 * tq + e;
+          const bool allowed =
+              i < g.Tq && j < g.Tk && causal_ok(g, i, j) && key_allowed(x, g, b, j);
+          float& sc = s[n][2 * r + e];
+          sc = allowed ? g.scale * sc + bias_at(g, h, i, j) : -INFINITY;
+          mx[r] = nan_max(mx[r], sc);
+        }
+      }
+    }
+    // Online softmax: a row's four lanes (same g) share its max; l stays a per-lane partial sum.
+    S2S_MMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = nan_max(mx[r], x.shfl_xor(mx[r], 1));
+      mx[r] = nan_max(mx[r], x.shfl_xor(mx[r], 2));
+      const float m_new = nan_max(m[r], mx[r]);
+      if (m_new == -INFINITY) {  // nothing allowed in this row so far
+        S2S_MMA_UNROLL
+        for (int n = 0; n < NS; ++n) s[n][2 * r] = s[n][2 * r + 1] = 0.f;
+        continue;
+      }
+      const float alpha = expf(m[r] - m_new);  // 0 when m was -inf
+      m[r] = m_new;
+      l[r] *= alpha;
+      S2S_MMA_UNROLL
+      for (int nd = 0; nd < ND; ++nd) {
+        o[nd][2 * r] *= alpha;
+        o[nd][2 * r + 1] *= alpha;
+      }
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NS; ++n) {
+        S2S_MMA_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const float p = expf(s[n][2 * r + e] - m_new);
+          l[r] += p;
+          s[n][2 * r + e] = p;
+        }
+      }
+    }
+    if (g.dropout) {  // after l summed the undropped probabilities, as on the CPU
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NS; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) {
+          const int64_t i = row[c / 2], j = j0 + n * 8 + 2 * tq + (c & 1);
+          if (i < g.Tq && j < g.Tk) s[n][c] *= dropout_factor(g, b, h, i, j);
+        }
+      }
+    }
+    // O += P V
+    S2S_MMA_UNROLL
+    for (int kc = 0; kc < NS / 2; ++kc) {
+      uint32_t pa[4];
+      c_to_a<E>(pa, s[2 * kc], s[2 * kc + 1]);
+      S2S_MMA_UNROLL
+      for (int nd = 0; nd < ND; ++nd) {
+        uint32_t vb[2];
+        load_b(vb, Vt, VP, nd * 8, kc * 16, gq, tq);
+        x.mma(o[nd], pa, vb, E::kBf16);
+      }
+    }
+  }
+  S2S_MMA_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    l[r] += x.shfl_xor(l[r], 1);
+    l[r] += x.shfl_xor(l[r], 2);
+    const int64_t i = row[r];
+    if (i >= g.Tq) continue;
+    const bool empty = l[r] == 0.f;
+    const float inv = empty ? 0.f : 1.f / l[r];
+    float* orow = out + ((b * g.Tq + i) * g.Hq + h) * D;
+    S2S_MMA_UNROLL
+    for (int nd = 0; nd < ND; ++nd) {
+      orow[nd * 8 + 2 * tq] = empty ? 0.f : o[nd][2 * r] * inv;
+      orow[nd * 8 + 2 * tq + 1] = empty ? 0.f : o[nd][2 * r + 1] * inv;
+    }
+    if (tq == 0) lse[(b * g.Hq + h) * g.Tq + i] = empty ? -INFINITY : m[r] + logf(l[r]);
+  }
+}
+
+// ---- backward, KV pass: block (64 keys, kv head hk, batch b); di = <dout, out> per row --------
+template <class E, int D, class X>
+S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g, const float* q,
+                                          const float* k, const float* v, const float* dout,
+                                          const float* lse, const float* di, float* dk, float* dv,
+                                          uint16_t* smem) {
+  using namespace mma_detail;
+  constexpr int P = D + kMmaPad, QT = kMmaKvQueries, TP = QT + kMmaPad;
+  constexpr int NK = D / 16, ND = D / 8, NQ = QT / 8;
+  uint16_t* Ks = smem;                 // [64][P]
+  uint16_t* Vs = Ks + kMmaRows * P;    // [64][P]
+  uint16_t* Qs = Vs + kMmaRows * P;    // [QT][P]
+  uint16_t* Os = Qs + QT * P;          // [QT][P]  dout
+  uint16_t* Qt = Os + QT * P;          // [D][TP]  q transposed
+  uint16_t* Ot = Qt + D * TP;          // [D][TP]  dout transposed
+  float* lse_s = reinterpret_cast<float*>(Ot + D * TP);  // [QT]
+  float* di_s = lse_s + QT;                              // [QT]
+  const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
+  const int64_t j0 = int64_t(x.block_x()) * kMmaRows, hk = x.block_y(), b = x.block_z();
+  stage_rows<E, D>(x, Ks, kMmaRows, k, b, j0, g.Tk, g.Hkv, hk);
+  stage_rows<E, D>(x, Vs, kMmaRows, v, b, j0, g.Tk, g.Hkv, hk);
+  const int64_t key[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
+  bool key_ok[2];
+  S2S_MMA_UNROLL
+  for (int r = 0; r < 2; ++r) key_ok[r] = key[r] < g.Tk && key_allowed(x, g, b, key[r]);
+
+  float dk_acc[ND][4], dv_acc[ND][4];
+  S2S_MMA_UNROLL
+  for (int nd = 0; nd < ND; ++nd) {
+    S2S_MMA_UNROLL
+    for (int c = 0; c < 4; ++c) dk_acc[nd][c] = dv_acc[nd][c] = 0.f;
+  }
+  // First query row that may see key j0 under the causal rule.
+  int64_t first_row = g.causal ? j0 - g.offset : 0;
+  if (first_row < 0) first_row = 0;
+  for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
+    for (int64_t i0 = (first_row / QT) * QT; i0 < g.Tq; i0 += QT) {
+      x.sync();  // the previous query tile is no longer read
+      stage_rows<E, D>(x, Qs, QT, q, b, i0, g.Tq, g.Hq, h);
+      stage_rows<E, D>(x, Os, QT, dout, b, i0, g.Tq, g.Hq, h);
+      stage_cols<E, D>(x, Qt, QT, TP, q, b, i0, g.Tq, g.Hq, h);
+      stage_cols<E, D>(x, Ot, QT, TP, dout, b, i0, g.Tq, g.Hq, h);
+      if (x.tid() < QT) {
+        const int64_t i = i0 + x.tid();
+        lse_s[x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
+        di_s[x.tid()] = i < g.Tq ? di[(b * g.Hq + h) * g.Tq + i] : 0.f;
+      }
+      x.sync();
+      // S^T = K Q^T and dP^T = V dO^T: rows are this warp's 16 keys, columns the QT queries.
+      float s[NQ][4], dp[NQ][4];
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NQ; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
+      }
+      S2S_MMA_UNROLL
+      for (int kc = 0; kc < NK; ++kc) {
+        uint32_t ka[4], va[4];
+        load_a(ka, Ks, P, warp * 16, kc * 16, gq, tq);
+        load_a(va, Vs, P, warp * 16, kc * 16, gq, tq);
+        S2S_MMA_UNROLL
+        for (int n = 0; n < NQ; ++n) {
+          uint32_t qb[2], ob[2];
+          load_b(qb, Qs, P, n * 8, kc * 16, gq, tq);
+          load_b(ob, Os, P, n * 8, kc * 16, gq, tq);
+          x.mma(s[n], ka, qb, E::kBf16);
+          x.mma(dp[n], va, ob, E::kBf16);
+        }
+      }
+      // P^T o Z (into s) and dS^T = P^T o (Z o dP^T - Di) (into dp).
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NQ; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) {
+          const int col = n * 8 + 2 * tq + (c & 1);
+          const int64_t i = i0 + col, j = key[c / 2];
+          const float li = lse_s[col];
+          float pz = 0.f, ds = 0.f;
+          if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
+            const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li);
+            const float z = dropout_factor(g, b, h, i, j);
+            pz = p * z;
+            ds = p * (z * dp[n][c] - di_s[col]);
+          }
+          s[n][c] = pz;
+          dp[n][c] = ds;
+        }
+      }
+      // dV += (P o Z)^T dO,  dK += dS^T Q (times scale at the end).
+      S2S_MMA_UNROLL
+      for (int kc = 0; kc < NQ / 2; ++kc) {
+        uint32_t pa[4], da[4];
+        c_to_a<E>(pa, s[2 * kc], s[2 * kc + 1]);
+        c_to_a<E>(da, dp[2 * kc], dp[2 * kc + 1]);
+        S2S_MMA_UNROLL
+        for (int nd = 0; nd < ND; ++nd) {
+          uint32_t ob[2], qb[2];
+          load_b(ob, Ot, TP, nd * 8, kc * 16, gq, tq);
+          load_b(qb, Qt, TP, nd * 8, kc * 16, gq, tq);
+          x.mma(dv_acc[nd], pa, ob, E::kBf16);
+          x.mma(dk_acc[nd], da, qb, E::kBf16);
+        }
+      }
+    }
+  }
+  S2S_MMA_UNROLL
+  for (int r = 0; r < 2; ++r) {
+    if (key[r] >= g.Tk) continue;
+    const int64_t base = ((b * g.Tk + key[r]) * g.Hkv + hk) * D;
+    S2S_MMA_UNROLL
+    for (int nd = 0; nd < ND; ++nd) {
+      S2S_MMA_UNROLL
+      for (int e = 0; e < 2; ++e) {
+        const int64_t d = nd * 8 + 2 * tq + e;
+        if (dk != nullptr) dk[base + d] += g.scale * dk_acc[nd][2 * r + e];
+        if (dv != nullptr) dv[base + d] += dv_acc[nd][2 * r + e];
+      }
+    }
+  }
+}
+
+// ---- backward, Q pass: block (64 query rows, head h, batch b — or every batch row in order
+// when dbias is wanted, so each dbias element is summed over b by one thread) ----------------
+template <class E, int D, class X>
+S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const float* q,
+                                         const float* k, const float* v, const float* dout,
+                                         const float* lse, const float* di, float* dq,
+                                         float* dbias, uint16_t* smem) {
+  using namespace mma_detail;
+  constexpr int P = D + kMmaPad, KP = kMmaKeys + kMmaPad, NK = D / 16, ND = D / 8;
+  constexpr int NS = kMmaKeys / 8;
+  uint16_t* Qs = smem;               // [64][P]
+  uint16_t* Os = Qs + kMmaRows * P;  // [64][P]  dout
+  uint16_t* Ks = Os + kMmaRows * P;  // [64][P]
+  uint16_t* Vs = Ks + kMmaKeys * P;  // [64][P]
+  uint16_t* Kt = Vs + kMmaKeys * P;  // [D][KP]  k transposed
+  const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
+  const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), hk = h / g.G;
+  const int64_t b_first = dbias != nullptr ? 0 : x.block_z();
+  const int64_t b_last = dbias != nullptr ? g.B : b_first + 1;
+  const int64_t kend = key_end(g, i0, kMmaRows);
+  const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
+  for (int64_t b = b_first; b < b_last; ++b) {
+    x.sync();
+    stage_rows<E, D>(x, Qs, kMmaRows, q, b, i0, g.Tq, g.Hq, h);
+    stage_rows<E, D>(x, Os, kMmaRows, dout, b, i0, g.Tq, g.Hq, h);
+    float li[2], dii[2], dq_acc[ND][4];
+    S2S_MMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      li[r] = row[r] < g.Tq ? lse[(b * g.Hq + h) * g.Tq + row[r]] : -INFINITY;
+      dii[r] = row[r] < g.Tq ? di[(b * g.Hq + h) * g.Tq + row[r]] : 0.f;
+    }
+    S2S_MMA_UNROLL
+    for (int nd = 0; nd < ND; ++nd) dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
+    for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
+      x.sync();
+      stage_rows<E, D>(x, Ks, kMmaKeys, k, b, j0, g.Tk, g.Hkv, hk);
+      stage_rows<E, D>(x, Vs, kMmaKeys, v, b, j0, g.Tk, g.Hkv, hk);
+      stage_cols<E, D>(x, Kt, kMmaKeys, KP, k, b, j0, g.Tk, g.Hkv, hk);
+      x.sync();
+      float s[NS][4], dp[NS][4];
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NS; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
+      }
+      S2S_MMA_UNROLL
+      for (int kc = 0; kc < NK; ++kc) {
+        uint32_t qa[4], oa[4];
+        load_a(qa, Qs, P, warp * 16, kc * 16, gq, tq);
+        load_a(oa, Os, P, warp * 16, kc * 16, gq, tq);
+        S2S_MMA_UNROLL
+        for (int n = 0; n < NS; ++n) {
+          uint32_t kb[2], vb[2];
+          load_b(kb, Ks, P, n * 8, kc * 16, gq, tq);
+          load_b(vb, Vs, P, n * 8, kc * 16, gq, tq);
+          x.mma(s[n], qa, kb, E::kBf16);
+          x.mma(dp[n], oa, vb, E::kBf16);
+        }
+      }
+      // dS = P o (Z o dP - Di) (into s); dbias += dS.
+      S2S_MMA_UNROLL
+      for (int n = 0; n < NS; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) {
+          const int r = c / 2;
+          const int64_t i = row[r], j = j0 + n * 8 + 2 * tq + (c & 1);
+          float ds = 0.f;
+          const bool in_range = i < g.Tq && j < g.Tk;
+          if (in_range && li[r] != -INFINITY && causal_ok(g, i, j) && key_allowed(x, g, b, j)) {
+            const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li[r]);
+            ds = p * (dropout_factor(g, b, h, i, j) * dp[n][c] - dii[r]);
+          }
+          if (dbias != nullptr && in_range) dbias[(h * g.Tq + i) * g.Tk + j] += ds;
+          s[n][c] = ds;
+        }
+      }
+      // dQ += dS K (times scale at the end).
+      S2S_MMA_UNROLL
+      for (int kc = 0; kc < NS / 2; ++kc) {
+        uint32_t da[4];
+        c_to_a<E>(da, s[2 * kc], s[2 * kc + 1]);
+        S2S_MMA_UNROLL
+        for (int nd = 0; nd < ND; ++nd) {
+          uint32_t kb[2];
+          load_b(kb, Kt, KP, nd * 8, kc * 16, gq, tq);
+          x.mma(dq_acc[nd], da, kb, E::kBf16);
+        }
+      }
+    }
+    if (dq == nullptr) continue;
+    S2S_MMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      if (row[r] >= g.Tq) continue;
+      float* drow = dq + ((b * g.Tq + row[r]) * g.Hq + h) * D;
+      S2S_MMA_UNROLL
+      for (int nd = 0; nd < ND; ++nd) {
+        drow[nd * 8 + 2 * tq] += g.scale * dq_acc[nd][2 * r];
+        drow[nd * 8 + 2 * tq + 1] += g.scale * dq_acc[nd][2 * r + 1];
+      }
+    }
+  }
+}
+
+class Context;
+
+// attention_mma.cu: the kernels on ctx's stream (device pointers, arguments already checked by
+// attention.cu, g.D one of mma_head_dim_supported). bf16: bf16 operands, else f16. The backward
+// expects Di (B, Hq, Tq) = <dout, out> per row; gradient pointers may be null (not wanted).
+void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
+                                  const float* q, const float* k, const float* v, float* out,
+                                  float* lse);
+void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
+                                   const float* q, const float* k, const float* v,
+                                   const float* dout, const float* lse, const float* di,
+                                   float* dq, float* dk, float* dv, float* dbias);
+
+}  // namespace cuda
+}  // namespace s2s

@@ -1,0 +1,244 @@
+// A CPU simulator for CUDA kernel bodies written against an execution policy (the tensor-core
+// attention's bodies in backends/cuda/attention_mma.cuh): every thread of a block runs as a
+// fiber (ucontext) on one OS thread, and each collective — __syncthreads, a warp shuffle, a
+// warp-wide mma.sync.m16n8k16 — suspends the fiber until every thread it involves has arrived,
+// then is performed from all their operands at once. The mma takes each lane's fragment
+// registers and places their 16-bit values in the A, B and C matrices by the PTX ISA's fragment
+// layout, so a kernel that feeds the instruction the wrong registers fails here as on a GPU.
+// Divergent collectives (some lanes at a shuffle, others at an mma or a barrier) and barriers
+// that exited threads never reach are reported as errors, not deadlocks. Shared memory starts as
+// 0xFF bytes (NaN in fp32, bf16 and f16), so a read of a value never staged shows up as NaN, and
+// a guard zone after it catches writes past the end.
+// Linux/glibc only (ucontext); tests skip elsewhere.
+#pragma once
+#include <ucontext.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/attention_mma.cuh"
+#include "backends/cuda/half_bits.h"
+
+namespace s2s {
+namespace simt {
+
+struct Dim3 {
+  int x = 1, y = 1, z = 1;
+};
+
+class Simulator;
+
+// What a simulated thread hands the kernel body: the execution policy of attention_mma.cuh.
+class SimThread {
+ public:
+  SimThread(Simulator* sim, int tid) : sim_(sim), tid_(tid) {}
+  int tid() const { return tid_; }
+  int block_x() const;
+  int block_y() const;
+  int block_z() const;
+  void sync() const;
+  float shfl_xor(float v, int mask) const;
+  void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const;
+  void report_bad_mask(const cuda::AttentionGeometry&, int64_t index, int value) const;
+
+ private:
+  Simulator* sim_;
+  int tid_;
+};
+
+class Simulator {
+ public:
+  using Body = std::function<void(const SimThread&, uint8_t* smem)>;
+
+  // Runs body on every thread of every block of `grid` (blocks in x, y, z order).
+  void launch(Dim3 grid, int threads, size_t smem_bytes, const Body& body) {
+    if (threads % 32 != 0 || threads <= 0) throw std::runtime_error("simt: threads must be a multiple of 32");
+    for (int z = 0; z < grid.z; ++z)
+      for (int y = 0; y < grid.y; ++y)
+        for (int x = 0; x < grid.x; ++x) run_block(Dim3{x, y, z}, threads, smem_bytes, body);
+  }
+
+  // First bad mask value a body reported (index, value), or index -1.
+  int64_t bad_mask_index = -1;
+  int bad_mask_value = 0;
+  int64_t mma_count = 0;  // warp-wide mma instructions performed
+
+ private:
+  friend class SimThread;
+  enum class Wait { Running, Barrier, Shfl, Mma, Done };
+  static constexpr size_t kStackBytes = size_t(256) << 10;
+  static constexpr size_t kGuardBytes = 4096;
+
+  struct Lane {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    Wait wait = Wait::Running;
+    float shfl_in = 0.f, shfl_out = 0.f;
+    int shfl_mask = 0;
+    uint32_t a[4] = {}, b[2] = {};
+    float d[4] = {};
+    bool bf16 = true;
+  };
+
+  static Simulator*& starting() {
+    static thread_local Simulator* s = nullptr;
+    return s;
+  }
+  static void fiber_entry() {
+    Simulator* sim = starting();
+    const int tid = sim->current_;
+    sim->body_(SimThread(sim, tid), sim->smem_.data());
+    sim->lanes_[size_t(tid)].wait = Wait::Done;
+    // returning resumes uc_link: the scheduler
+  }
+
+  void yield(int tid, Wait w) {
+    Lane& lane = lanes_[size_t(tid)];
+    lane.wait = w;
+    swapcontext(&lane.ctx, &scheduler_);
+  }
+
+  void run_block(Dim3 block, int threads, size_t smem_bytes, const Body& body) {
+    block_ = block;
+    body_ = body;
+    smem_.assign(smem_bytes + kGuardBytes, 0xFF);
+    lanes_.assign(size_t(threads), Lane{});
+    for (int t = 0; t < threads; ++t) {
+      Lane& lane = lanes_[size_t(t)];
+      lane.stack.resize(kStackBytes);
+      getcontext(&lane.ctx);
+      lane.ctx.uc_stack.ss_sp = lane.stack.data();
+      lane.ctx.uc_stack.ss_size = lane.stack.size();
+      lane.ctx.uc_link = &scheduler_;
+      makecontext(&lane.ctx, &Simulator::fiber_entry, 0);
+    }
+    for (;;) {
+      for (int t = 0; t < threads; ++t) {  // run every runnable fiber to its next collective
+        if (lanes_[size_t(t)].wait != Wait::Running) continue;
+        current_ = t;
+        starting() = this;
+        swapcontext(&scheduler_, &lanes_[size_t(t)].ctx);
+      }
+      int done = 0, at_barrier = 0;
+      for (const Lane& l : lanes_) {
+        done += l.wait == Wait::Done;
+        at_barrier += l.wait == Wait::Barrier;
+      }
+      if (done == threads) break;
+      bool progressed = false;
+      if (at_barrier == threads) {
+        for (Lane& l : lanes_) l.wait = Wait::Running;
+        progressed = true;
+      } else if (at_barrier > 0 && at_barrier + done == threads) {
+        fail("a __syncthreads that exited threads never reach");
+      }
+      for (int w = 0; w < threads / 32; ++w) progressed |= resolve_warp(w);
+      if (!progressed) fail("no collective can complete (divergent warp or barrier)");
+    }
+    for (size_t i = smem_bytes; i < smem_.size(); ++i) {
+      if (smem_[i] != 0xFF) fail("write past the end of shared memory");
+    }
+  }
+
+  // Performs warp w's collective when all 32 lanes wait at the same kind.
+  bool resolve_warp(int w) {
+    Lane* lanes = &lanes_[size_t(w) * 32];
+    const Wait kind = lanes[0].wait;
+    if (kind != Wait::Shfl && kind != Wait::Mma) return false;
+    for (int i = 1; i < 32; ++i) {
+      if (lanes[i].wait != kind) return false;
+    }
+    if (kind == Wait::Shfl) {
+      for (int i = 0; i < 32; ++i) {
+        if (lanes[i].shfl_mask != lanes[0].shfl_mask) fail("lanes shuffle with different masks");
+        lanes[i].shfl_out = lanes[i ^ lanes[i].shfl_mask].shfl_in;
+      }
+    } else {
+      perform_mma(lanes);
+    }
+    for (int i = 0; i < 32; ++i) lanes[i].wait = Wait::Running;
+    return true;
+  }
+
+  // D = A B + C for mma.m16n8k16 (f32 accumulators), operands from the lanes' registers.
+  void perform_mma(Lane* lanes) {
+    const bool bf16 = lanes[0].bf16;
+    auto widen = [bf16](uint32_t reg, int half) {
+      const uint16_t h = static_cast<uint16_t>(reg >> (16 * half));
+      return bf16 ? cuda::bf16_bits_to_f32(h) : cuda::f16_bits_to_f32(h);
+    };
+    double A[16][16], B[16][8], C[16][8];
+    for (int lane = 0; lane < 32; ++lane) {
+      const Lane& l = lanes[lane];
+      if (l.bf16 != bf16) fail("lanes disagree on the mma's operand type");
+      const int g = lane >> 2, t = lane & 3;
+      for (int i = 0; i < 8; ++i) {  // a0..a7: registers a[i/2], halves i%2
+        const int r = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
+        const int c = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+        A[r][c] = widen(l.a[i / 2], i & 1);
+      }
+      for (int i = 0; i < 4; ++i) {  // b0..b3
+        const int r = 2 * t + (i & 1) + (i >= 2 ? 8 : 0);
+        B[r][g] = widen(l.b[i / 2], i & 1);
+      }
+      for (int i = 0; i < 4; ++i) C[i < 2 ? g : g + 8][2 * t + (i & 1)] = l.d[i];
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane >> 2, t = lane & 3;
+      for (int i = 0; i < 4; ++i) {
+        const int r = i < 2 ? g : g + 8, c = 2 * t + (i & 1);
+        double acc = C[r][c];
+        for (int kk = 0; kk < 16; ++kk) acc += A[r][kk] * B[kk][c];
+        lanes[lane].d[i] = static_cast<float>(acc);
+      }
+    }
+    ++mma_count;
+  }
+
+  [[noreturn]] void fail(const std::string& what) {
+    throw std::runtime_error("simt: block (" + std::to_string(block_.x) + "," +
+                             std::to_string(block_.y) + "," + std::to_string(block_.z) + "): " + what);
+  }
+
+  Dim3 block_;
+  Body body_;
+  std::vector<uint8_t> smem_;
+  std::vector<Lane> lanes_;
+  ucontext_t scheduler_;
+  int current_ = 0;
+};
+
+inline int SimThread::block_x() const { return sim_->block_.x; }
+inline int SimThread::block_y() const { return sim_->block_.y; }
+inline int SimThread::block_z() const { return sim_->block_.z; }
+inline void SimThread::sync() const { sim_->yield(tid_, Simulator::Wait::Barrier); }
+inline float SimThread::shfl_xor(float v, int mask) const {
+  Simulator::Lane& l = sim_->lanes_[size_t(tid_)];
+  l.shfl_in = v;
+  l.shfl_mask = mask;
+  sim_->yield(tid_, Simulator::Wait::Shfl);
+  return l.shfl_out;
+}
+inline void SimThread::mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const {
+  Simulator::Lane& l = sim_->lanes_[size_t(tid_)];
+  std::memcpy(l.a, a, sizeof l.a);
+  std::memcpy(l.b, b, sizeof l.b);
+  std::memcpy(l.d, d, sizeof l.d);
+  l.bf16 = bf16;
+  sim_->yield(tid_, Simulator::Wait::Mma);
+  std::memcpy(d, l.d, sizeof l.d);
+}
+inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
+                                       int value) const {
+  if (sim_->bad_mask_index < 0) {
+    sim_->bad_mask_index = index;
+    sim_->bad_mask_value = value;
+  }
+}
+
+}  // namespace simt
+}  // namespace s2s

@@ -1,0 +1,348 @@
+// The tensor-core attention kernels (backends/cuda/attention_mma.cuh) run on the CPU in the
+// SIMT simulator (simt_simulator.h: fibers per thread, warp-wide mma from the lanes' fragment
+// registers by the PTX layout), checked against the CPU attention op: forward out and lse, and
+// dq, dk, dv, dbias of the two backward passes, across partial tiles, causal alignment with
+// Tq < Tk and Tq > Tk (fully masked rows), padding masks, T5's bias (unscaled), grouped-query
+// heads, dropout on the probabilities, every supported head dim, bf16 and f16 operands.
+// The reference runs on q, k, v and dout rounded to the operand type first, so what remains is
+// the rounding of P and dS inside the kernels: f16 must agree to 1e-3, bf16 to 5e-3 (of the
+// largest value of each tensor). Inputs sit between NaN guard zones, so a read outside a
+// tensor poisons the results, and a write outside one is caught.
+// This proves the kernels' indexing, fragment plumbing, masking and softmax arithmetic; it does
+// not prove the CUDA compilation or the hardware (test_cuda_ops runs them on a GPU).
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "harness.h"
+#include "s2s/dtype.h"
+#include "s2s/ops/attention.h"
+
+#if defined(__linux__)
+#include "simt_simulator.h"
+
+using namespace s2s;
+using s2s::cuda::AttentionGeometry;
+using s2s_test::random_vector;
+
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr size_t kGuard = 1024;
+
+// A tensor's values between NaN guard zones.
+struct Guarded {
+  std::vector<float> buf;
+  size_t n = 0;
+  explicit Guarded(size_t count, float fill = 0.f) : buf(count + 2 * kGuard, kNaN), n(count) {
+    std::fill(data(), data() + n, fill);
+  }
+  float* data() { return buf.data() + kGuard; }
+  bool guards_intact() const {
+    for (size_t i = 0; i < kGuard; ++i) {
+      if (!std::isnan(buf[i]) || !std::isnan(buf[kGuard + n + i])) return false;
+    }
+    return true;
+  }
+};
+
+struct Case {
+  const char* name;
+  int64_t B, Tq, Tk, Hq, Hkv, D;
+  bool causal, mask, bias;
+  float scale;      // <= 0: 1/sqrt(D)
+  float dropout_p;  // 0: none
+  bool bf16;
+};
+
+float round_to(float x, bool bf16) {
+  return bf16 ? cuda::bf16_bits_to_f32(cuda::f32_to_bf16_bits(x))
+              : cuda::f16_bits_to_f32(cuda::f32_to_f16_bits(x));
+}
+
+// max |a - ref| / max |ref| (the tensor's scale), NaN counts as failure.
+double scaled_error(const float* a, const float* ref, size_t n) {
+  double worst = 0.0, scale = 1e-6;
+  for (size_t i = 0; i < n; ++i) scale = std::max(scale, double(std::fabs(ref[i])));
+  for (size_t i = 0; i < n; ++i) {
+    const double e = std::fabs(double(a[i]) - double(ref[i]));
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst / scale;
+}
+
+template <class E, int D>
+void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k, float* v,
+                 float* out, float* lse, float* dout, float* di, float* dq, float* dk, float* dv,
+                 float* dbias) {
+  using namespace s2s::cuda;
+  sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), int(g.B)}, kMmaThreads,
+             size_t(mma_forward_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
+               mma_attention_forward<E, D>(x, g, q, k, v, out, lse,
+                                           reinterpret_cast<uint16_t*>(smem));
+             });
+  // Di = <dout, out> per row (the GPU's attention_di_kernel), in double as there.
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t i = 0; i < g.Tq; ++i)
+      for (int64_t h = 0; h < g.Hq; ++h) {
+        double acc = 0.0;
+        for (int64_t d = 0; d < g.D; ++d) {
+          const int64_t at = ((b * g.Tq + i) * g.Hq + h) * g.D + d;
+          acc += double(dout[at]) * double(out[at]);
+        }
+        di[(b * g.Hq + h) * g.Tq + i] = float(acc);
+      }
+  sim.launch({int((g.Tk + kMmaRows - 1) / kMmaRows), int(g.Hkv), int(g.B)}, kMmaThreads,
+             size_t(mma_backward_kv_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
+               mma_attention_backward_kv<E, D>(x, g, q, k, v, dout, lse, di, dk, dv,
+                                               reinterpret_cast<uint16_t*>(smem));
+             });
+  sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), dbias != nullptr ? 1 : int(g.B)},
+             kMmaThreads, size_t(mma_backward_q_smem_bytes(D)),
+             [&](const simt::SimThread& x, uint8_t* smem) {
+               mma_attention_backward_q<E, D>(x, g, q, k, v, dout, lse, di, dq, dbias,
+                                              reinterpret_cast<uint16_t*>(smem));
+             });
+}
+
+template <class E>
+void dispatch(int64_t D, simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k,
+              float* v, float* out, float* lse, float* dout, float* di, float* dq, float* dk,
+              float* dv, float* dbias) {
+  switch (D) {
+    case 32: run_kernels<E, 32>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
+    case 64: run_kernels<E, 64>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
+    case 96: run_kernels<E, 96>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
+    default: run_kernels<E, 128>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
+  }
+}
+
+void check_case(const Case& c) {
+  const int64_t nq = c.B * c.Tq * c.Hq * c.D, nkv = c.B * c.Tk * c.Hkv * c.D;
+  const int64_t nbias = c.bias ? c.Hq * c.Tq * c.Tk : 0, nrows = c.B * c.Hq * c.Tq;
+  const uint64_t seed = uint64_t(c.Tq * 131 + c.Tk * 7 + c.D);
+  Guarded q(nq), k(nkv), v(nkv), dout(nq), bias(nbias);
+  auto fill = [&](Guarded& t, uint64_t s, float lo, float hi) {
+    const std::vector<float> r = random_vector(t.n, s, lo, hi);
+    for (size_t i = 0; i < t.n; ++i) t.data()[i] = round_to(r[i], c.bf16);
+  };
+  fill(q, seed + 1, -1.5f, 1.5f);
+  fill(k, seed + 2, -1.5f, 1.5f);
+  fill(v, seed + 3, -1.f, 1.f);
+  fill(dout, seed + 4, -1.f, 1.f);
+  if (c.bias) {
+    const std::vector<float> r = random_vector(size_t(nbias), seed + 5, -2.f, 2.f);
+    std::memcpy(bias.data(), r.data(), r.size() * sizeof(float));
+  }
+  std::vector<uint8_t> mask;
+  if (c.mask) {
+    s2s_test::Rng rng(seed + 6);
+    mask.resize(size_t(c.B * c.Tk));
+    for (auto& m : mask) m = rng.uniform(0.f, 1.f) < 0.75f ? 1 : 0;
+    for (int64_t j = 0; j < c.Tk / 3; ++j) mask[size_t(j)] = 0;  // left padding in row 0
+    for (int64_t b = 0; b < c.B; ++b) mask[size_t(b * c.Tk + c.Tk - 1)] = 1;
+  }
+  AttentionOptions opt;
+  opt.causal = c.causal;
+  if (c.scale > 0) opt.scale = c.scale;
+  opt.dropout_p = c.dropout_p;
+  opt.dropout_seed = 1234;
+  opt.dropout_offset = 99;
+
+  // Reference: the CPU op on the same (rounded) inputs.
+  std::vector<float> out_ref(static_cast<size_t>(nq)), lse_ref(static_cast<size_t>(nrows)), dq_ref(size_t(nq), 0.f),
+      dk_ref(size_t(nkv), 0.f), dv_ref(size_t(nkv), 0.f), dbias_ref(size_t(nbias), 0.f);
+  auto T4 = [](float* p, int64_t a, int64_t b, int64_t cc, int64_t d) {
+    return Tensor::contiguous(p, DType::F32, {a, b, cc, d});
+  };
+  const Tensor tbias = c.bias ? Tensor::contiguous(bias.data(), DType::F32, {c.Hq, c.Tq, c.Tk}) : Tensor{};
+  const uint8_t* mp = c.mask ? mask.data() : nullptr;
+  const int64_t msize = c.mask ? c.B * c.Tk : 0;
+  attention_forward(T4(out_ref.data(), c.B, c.Tq, c.Hq, c.D),
+                    Tensor::contiguous(lse_ref.data(), DType::F32, {c.B, c.Hq, c.Tq}),
+                    T4(q.data(), c.B, c.Tq, c.Hq, c.D), T4(k.data(), c.B, c.Tk, c.Hkv, c.D),
+                    T4(v.data(), c.B, c.Tk, c.Hkv, c.D), tbias, mp, msize, opt);
+  attention_backward(T4(dq_ref.data(), c.B, c.Tq, c.Hq, c.D), T4(dk_ref.data(), c.B, c.Tk, c.Hkv, c.D),
+                     T4(dv_ref.data(), c.B, c.Tk, c.Hkv, c.D),
+                     c.bias ? Tensor::contiguous(dbias_ref.data(), DType::F32, {c.Hq, c.Tq, c.Tk}) : Tensor{},
+                     T4(dout.data(), c.B, c.Tq, c.Hq, c.D), T4(q.data(), c.B, c.Tq, c.Hq, c.D),
+                     T4(k.data(), c.B, c.Tk, c.Hkv, c.D), T4(v.data(), c.B, c.Tk, c.Hkv, c.D),
+                     T4(out_ref.data(), c.B, c.Tq, c.Hq, c.D),
+                     Tensor::contiguous(lse_ref.data(), DType::F32, {c.B, c.Hq, c.Tq}), tbias, mp,
+                     msize, opt);
+
+  // The kernels, gradients accumulating onto 0.25 (they add, as the op's contract says).
+  Guarded out(nq, -7.f), lse(nrows, -7.f), di(nrows), dq(nq, 0.25f), dk(nkv, 0.25f),
+      dv(nkv, 0.25f), dbias(nbias, 0.25f);
+  AttentionGeometry g{};
+  g.B = c.B;
+  g.Tq = c.Tq;
+  g.Tk = c.Tk;
+  g.Hq = c.Hq;
+  g.Hkv = c.Hkv;
+  g.D = c.D;
+  g.G = c.Hq / c.Hkv;
+  g.offset = c.Tk - c.Tq;
+  g.scale = c.scale > 0 ? c.scale : float(1.0 / std::sqrt(double(c.D)));
+  g.causal = c.causal;
+  g.bias = c.bias ? bias.data() : nullptr;
+  g.mask = mp;
+  g.dropout = c.dropout_p > 0.f;
+  g.dropout_p = c.dropout_p;
+  g.dropout_scale = 1.f / (1.f - c.dropout_p);
+  g.dropout_seed = opt.dropout_seed;
+  g.dropout_offset = opt.dropout_offset;
+  simt::Simulator sim;
+  try {
+    if (c.bf16) {
+      dispatch<cuda::MmaBf16>(c.D, sim, g, q.data(), k.data(), v.data(), out.data(), lse.data(),
+                              dout.data(), di.data(), dq.data(), dk.data(), dv.data(),
+                              c.bias ? dbias.data() : nullptr);
+    } else {
+      dispatch<cuda::MmaF16>(c.D, sim, g, q.data(), k.data(), v.data(), out.data(), lse.data(),
+                             dout.data(), di.data(), dq.data(), dk.data(), dv.data(),
+                             c.bias ? dbias.data() : nullptr);
+    }
+  } catch (const std::exception& e) {
+    CHECK_MSG(false, std::string(c.name) + ": " + e.what());
+    return;
+  }
+  for (int64_t i = 0; i < nq; ++i) dq.data()[i] -= 0.25f;
+  for (int64_t i = 0; i < nkv; ++i) dk.data()[i] -= 0.25f, dv.data()[i] -= 0.25f;
+  for (int64_t i = 0; i < nbias; ++i) dbias.data()[i] -= 0.25f;
+
+  const double tol = c.bf16 ? 5e-3 : 1e-3;
+  struct Pair { const char* what; float* got; const float* ref; int64_t n; };
+  const Pair pairs[] = {{"out", out.data(), out_ref.data(), nq},
+                        {"dq", dq.data(), dq_ref.data(), nq},
+                        {"dk", dk.data(), dk_ref.data(), nkv},
+                        {"dv", dv.data(), dv_ref.data(), nkv},
+                        {"dbias", dbias.data(), dbias_ref.data(), nbias}};
+  for (const Pair& p : pairs) {
+    if (p.n == 0) continue;
+    const double e = scaled_error(p.got, p.ref, size_t(p.n));
+    std::printf("  %-34s %-5s err %.2e (tol %.0e)\n", c.name, p.what, e, tol);
+    CHECK_MSG(e <= tol, std::string(c.name) + ": " + p.what + " error " + std::to_string(e));
+  }
+  // lse: equal where finite (fp32 statistics), -inf exactly where the reference's is.
+  double lse_err = 0.0;
+  for (int64_t i = 0; i < nrows; ++i) {
+    const float a = lse.data()[i], r = lse_ref[size_t(i)];
+    if (std::isinf(r)) {
+      CHECK_MSG(std::isinf(a) && a < 0, std::string(c.name) + ": lse of a fully masked row");
+    } else {
+      lse_err = std::max(lse_err, double(std::fabs(a - r)));
+    }
+  }
+  CHECK_MSG(lse_err <= (c.bf16 ? 2e-2 : 4e-3), std::string(c.name) + ": lse error " + std::to_string(lse_err));
+  for (Guarded* t : {&out, &lse, &dq, &dk, &dv, &dbias}) {
+    CHECK_MSG(t->guards_intact(), std::string(c.name) + ": write outside a tensor");
+  }
+  CHECK(sim.bad_mask_index < 0);
+  CHECK(sim.mma_count > 0);
+}
+
+}  // namespace
+
+TEST(mma_attention_causal_gqa_bf16) {
+  check_case({"causal GQA T=80 D=64 bf16", 2, 80, 80, 4, 2, 64, true, false, false, 0.f, 0.f, true});
+}
+
+TEST(mma_attention_causal_f16) {
+  check_case({"causal T=80 D=64 f16", 1, 80, 80, 2, 2, 64, true, false, false, 0.f, 0.f, false});
+}
+
+TEST(mma_attention_t5_bias_mask_f16) {
+  // Encoder-decoder cross shape: bidirectional, padding mask, additive bias, T5's scale 1.
+  check_case({"bias+mask Tq=40 Tk=72 D=32 f16", 2, 40, 72, 2, 2, 32, false, true, true, 1.f, 0.f,
+              false});
+}
+
+TEST(mma_attention_cache_alignment_dropout_bf16) {
+  // Causal with Tq < Tk (a prefix of earlier positions) and dropout on the probabilities.
+  check_case({"causal Tq=24 Tk=90 dropout D=64 bf16", 1, 24, 90, 2, 1, 64, true, true, false, 0.f,
+              0.2f, true});
+}
+
+TEST(mma_attention_fully_masked_rows_f16) {
+  // Tq > Tk causal: the first Tq - Tk rows see nothing (zeros, lse -inf, no gradient).
+  check_case({"causal Tq=70 Tk=20 D=32 f16", 1, 70, 20, 1, 1, 32, true, false, false, 0.f, 0.f,
+              false});
+}
+
+TEST(mma_attention_head_dims_96_128) {
+  check_case({"bidirectional T=33 D=96 f16", 1, 33, 33, 2, 1, 96, false, false, false, 0.f, 0.f,
+              false});
+  check_case({"causal T=70 D=128 bf16", 1, 70, 70, 1, 1, 128, true, false, false, 0.f, 0.f, true});
+}
+
+TEST(mma_attention_shared_memory_fits_every_sm80_gpu) {
+  // RTX 30/40 (sm_86/89) allow 99 KB of dynamic shared memory per block, the least of the 8.x
+  // and 9.x GPUs the build targets: every kernel at every supported head dim must fit.
+  constexpr int64_t kLeast = 99 * 1024;
+  for (int64_t D : {32, 64, 96, 128}) {
+    CHECK(cuda::mma_head_dim_supported(D));
+    CHECK(cuda::mma_forward_smem_bytes(D) <= kLeast);
+    CHECK(cuda::mma_backward_kv_smem_bytes(D) <= kLeast);
+    CHECK(cuda::mma_backward_q_smem_bytes(D) <= kLeast);
+  }
+  for (int64_t D : {8, 16, 48, 80, 256}) CHECK(!cuda::mma_head_dim_supported(D));
+}
+
+TEST(mma_simulator_catches_wrong_fragments) {
+  // The simulator must be able to fail: swapping two A registers (rows g and g+8) changes the
+  // product. One warp multiplies a 16x16 A by a 16x8 B with the right and the swapped layout.
+  simt::Simulator sim;
+  float A[16][16], B[16][8];
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) A[r][c] = float((r * 3 + c) % 7) - 3.f;
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 8; ++c) B[r][c] = float((r + 5 * c) % 5) - 2.f;
+  double right_err = 0.0, swapped_err = 0.0;
+  for (int swapped = 0; swapped < 2; ++swapped) {
+    float D[16][8] = {};
+    sim.launch({1, 1, 1}, 32, 0, [&](const simt::SimThread& x, uint8_t*) {
+      const int g = x.tid() >> 2, t = x.tid() & 3;
+      auto pk = [](float lo, float hi) {
+        return uint32_t(cuda::f32_to_bf16_bits(lo)) | (uint32_t(cuda::f32_to_bf16_bits(hi)) << 16);
+      };
+      uint32_t a[4] = {pk(A[g][2 * t], A[g][2 * t + 1]), pk(A[g + 8][2 * t], A[g + 8][2 * t + 1]),
+                       pk(A[g][2 * t + 8], A[g][2 * t + 9]), pk(A[g + 8][2 * t + 8], A[g + 8][2 * t + 9])};
+      if (swapped) std::swap(a[0], a[1]);
+      uint32_t b[2] = {pk(B[2 * t][g], B[2 * t + 1][g]), pk(B[2 * t + 8][g], B[2 * t + 9][g])};
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+      x.mma(d, a, b, true);
+      D[g][2 * t] = d[0];
+      D[g][2 * t + 1] = d[1];
+      D[g + 8][2 * t] = d[2];
+      D[g + 8][2 * t + 1] = d[3];
+    });
+    double err = 0.0;
+    for (int r = 0; r < 16; ++r)
+      for (int c = 0; c < 8; ++c) {
+        double ref = 0.0;
+        for (int kk = 0; kk < 16; ++kk) ref += double(A[r][kk]) * B[kk][c];
+        err = std::max(err, std::fabs(ref - D[r][c]));
+      }
+    (swapped ? swapped_err : right_err) = err;
+  }
+  CHECK(right_err == 0.0);
+  CHECK(swapped_err > 1.0);
+}
+
+TEST(mma_simulator_reports_divergence) {
+  simt::Simulator sim;
+  bool threw = false;
+  try {
+    sim.launch({1, 1, 1}, 64, 0, [&](const simt::SimThread& x, uint8_t*) {
+      if (x.tid() < 32) x.sync();  // half the block never reaches the barrier
+    });
+  } catch (const std::exception&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+#else
+TEST(mma_attention_simulator_skipped) { std::printf("  skipped: the SIMT simulator needs ucontext (Linux)\n"); }
+#endif
