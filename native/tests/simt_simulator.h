@@ -1,15 +1,18 @@
-// A CPU simulator for CUDA kernel bodies written against an execution policy (the tensor-core
-// attention's bodies in backends/cuda/attention_mma.cuh): every thread of a block runs as a
-// fiber (ucontext) on one OS thread, and each collective — __syncthreads, a warp shuffle, a
-// warp-wide mma.sync.m16n8k16 — suspends the fiber until every thread it involves has arrived,
-// then is performed from all their operands at once. The mma takes each lane's fragment
-// registers and places their 16-bit values in the A, B and C matrices by the PTX ISA's fragment
-// layout, so a kernel that feeds the instruction the wrong registers fails here as on a GPU.
-// Divergent collectives (some lanes at a shuffle, others at an mma or a barrier) and barriers
-// that exited threads never reach are reported as errors, not deadlocks. Shared memory starts as
-// 0xFF bytes (NaN in fp32, bf16 and f16), so a read of a value never staged shows up as NaN, and
-// a guard zone after it catches writes past the end.
-// Linux/glibc only (ucontext); tests skip elsewhere.
+// A CPU simulator for CUDA kernels: every thread of a block runs as a fiber (ucontext) on one OS
+// thread, and each collective — __syncthreads, a warp shuffle, a warp-wide
+// mma.sync.m16n8k16 — suspends the fiber until every thread it involves has arrived, then is
+// performed from all their operands at once. The mma takes each lane's fragment registers and
+// places their 16-bit values in the A, B and C matrices by the PTX ISA's fragment layout, so a
+// kernel that feeds the instruction the wrong registers fails here as on a GPU. Divergent
+// collectives (some lanes at a shuffle, others at an mma or a barrier) and barriers that exited
+// threads never reach are reported as errors, not deadlocks. Shared memory starts as 0xFF bytes
+// (NaN in fp32, bf16 and f16), so a read of a value never written shows up as NaN, and a guard
+// zone after it catches writes past the end. Blocks run one after another; a fiber switches only
+// at a collective, so atomics need no locking.
+// Two ways in: kernel bodies written against an execution policy (attention_mma.cuh) get a
+// SimThread; whole .cu files compiled as C++ against the CUDA runtime stand-in
+// (native/tests/simt_cuda/) reach the running simulator through Simulator::current().
+// Linux/glibc only (ucontext).
 #pragma once
 #include <ucontext.h>
 
@@ -20,10 +23,12 @@
 #include <string>
 #include <vector>
 
-#include "backends/cuda/attention_mma.cuh"
 #include "backends/cuda/half_bits.h"
 
 namespace s2s {
+namespace cuda {
+struct AttentionGeometry;
+}
 namespace simt {
 
 struct Dim3 {
@@ -32,7 +37,7 @@ struct Dim3 {
 
 class Simulator;
 
-// What a simulated thread hands the kernel body: the execution policy of attention_mma.cuh.
+// What a simulated thread hands an execution-policy kernel body (attention_mma.cuh's X).
 class SimThread {
  public:
   SimThread(Simulator* sim, int tid) : sim_(sim), tid_(tid) {}
@@ -54,15 +59,56 @@ class Simulator {
  public:
   using Body = std::function<void(const SimThread&, uint8_t* smem)>;
 
-  // Runs body on every thread of every block of `grid` (blocks in x, y, z order).
+  // Runs body on every thread of every block of `grid` (blocks in x, then y, then z order).
   void launch(Dim3 grid, int threads, size_t smem_bytes, const Body& body) {
-    if (threads % 32 != 0 || threads <= 0) throw std::runtime_error("simt: threads must be a multiple of 32");
-    for (int z = 0; z < grid.z; ++z)
-      for (int y = 0; y < grid.y; ++y)
-        for (int x = 0; x < grid.x; ++x) run_block(Dim3{x, y, z}, threads, smem_bytes, body);
+    if (threads <= 0 || threads > 1024) {
+      throw std::runtime_error("simt: threads per block must be in [1, 1024], got " +
+                               std::to_string(threads));
+    }
+    Simulator* outer = current_slot();
+    current_slot() = this;
+    grid_ = grid;
+    threads_ = threads;
+    try {
+      for (int z = 0; z < grid.z; ++z)
+        for (int y = 0; y < grid.y; ++y)
+          for (int x = 0; x < grid.x; ++x) run_block(Dim3{x, y, z}, threads, smem_bytes, body);
+    } catch (...) {
+      current_slot() = outer;
+      throw;
+    }
+    current_slot() = outer;
   }
 
-  // First bad mask value a body reported (index, value), or index -1.
+  // The simulator running a block now (null outside launch).
+  static Simulator* current() { return current_slot(); }
+  int current_tid() const { return current_; }
+  Dim3 block_index() const { return block_; }
+  Dim3 grid_dim() const { return grid_; }
+  int block_threads() const { return threads_; }
+  uint8_t* shared_memory() { return smem_.data(); }
+
+  // Collectives of thread tid (which must be the running fiber).
+  void sync(int tid) { yield(tid, Wait::Barrier); }
+  uint64_t shuffle(int tid, uint64_t bits, int lane_arg, bool xor_mode) {
+    Lane& l = lanes_[size_t(tid)];
+    l.shfl_in = bits;
+    l.shfl_arg = lane_arg;
+    l.shfl_xor = xor_mode;
+    yield(tid, Wait::Shfl);
+    return l.shfl_out;
+  }
+  void mma(int tid, float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) {
+    Lane& l = lanes_[size_t(tid)];
+    std::memcpy(l.a, a, sizeof l.a);
+    std::memcpy(l.b, b, sizeof l.b);
+    std::memcpy(l.d, d, sizeof l.d);
+    l.bf16 = bf16;
+    yield(tid, Wait::Mma);
+    std::memcpy(d, l.d, sizeof l.d);
+  }
+
+  // First bad mask value an execution-policy body reported (index, value), or index -1.
   int64_t bad_mask_index = -1;
   int bad_mask_value = 0;
   int64_t mma_count = 0;  // warp-wide mma instructions performed
@@ -70,26 +116,27 @@ class Simulator {
  private:
   friend class SimThread;
   enum class Wait { Running, Barrier, Shfl, Mma, Done };
-  static constexpr size_t kStackBytes = size_t(256) << 10;
+  static constexpr size_t kStackBytes = size_t(128) << 10;
   static constexpr size_t kGuardBytes = 4096;
 
   struct Lane {
     ucontext_t ctx;
     std::vector<char> stack;
     Wait wait = Wait::Running;
-    float shfl_in = 0.f, shfl_out = 0.f;
-    int shfl_mask = 0;
+    uint64_t shfl_in = 0, shfl_out = 0;
+    int shfl_arg = 0;
+    bool shfl_xor = false;
     uint32_t a[4] = {}, b[2] = {};
     float d[4] = {};
     bool bf16 = true;
   };
 
-  static Simulator*& starting() {
+  static Simulator*& current_slot() {
     static thread_local Simulator* s = nullptr;
     return s;
   }
   static void fiber_entry() {
-    Simulator* sim = starting();
+    Simulator* sim = current_slot();
     const int tid = sim->current_;
     sim->body_(SimThread(sim, tid), sim->smem_.data());
     sim->lanes_[size_t(tid)].wait = Wait::Done;
@@ -106,10 +153,11 @@ class Simulator {
     block_ = block;
     body_ = body;
     smem_.assign(smem_bytes + kGuardBytes, 0xFF);
-    lanes_.assign(size_t(threads), Lane{});
+    if (lanes_.size() < size_t(threads)) lanes_.resize(size_t(threads));
     for (int t = 0; t < threads; ++t) {
       Lane& lane = lanes_[size_t(t)];
-      lane.stack.resize(kStackBytes);
+      lane.wait = Wait::Running;
+      if (lane.stack.empty()) lane.stack.resize(kStackBytes);
       getcontext(&lane.ctx);
       lane.ctx.uc_stack.ss_sp = lane.stack.data();
       lane.ctx.uc_stack.ss_size = lane.stack.size();
@@ -120,23 +168,22 @@ class Simulator {
       for (int t = 0; t < threads; ++t) {  // run every runnable fiber to its next collective
         if (lanes_[size_t(t)].wait != Wait::Running) continue;
         current_ = t;
-        starting() = this;
         swapcontext(&scheduler_, &lanes_[size_t(t)].ctx);
       }
       int done = 0, at_barrier = 0;
-      for (const Lane& l : lanes_) {
-        done += l.wait == Wait::Done;
-        at_barrier += l.wait == Wait::Barrier;
+      for (int t = 0; t < threads; ++t) {
+        done += lanes_[size_t(t)].wait == Wait::Done;
+        at_barrier += lanes_[size_t(t)].wait == Wait::Barrier;
       }
       if (done == threads) break;
       bool progressed = false;
       if (at_barrier == threads) {
-        for (Lane& l : lanes_) l.wait = Wait::Running;
+        for (int t = 0; t < threads; ++t) lanes_[size_t(t)].wait = Wait::Running;
         progressed = true;
       } else if (at_barrier > 0 && at_barrier + done == threads) {
         fail("a __syncthreads that exited threads never reach");
       }
-      for (int w = 0; w < threads / 32; ++w) progressed |= resolve_warp(w);
+      for (int w = 0; w * 32 < threads; ++w) progressed |= resolve_warp(w, threads);
       if (!progressed) fail("no collective can complete (divergent warp or barrier)");
     }
     for (size_t i = smem_bytes; i < smem_.size(); ++i) {
@@ -145,17 +192,20 @@ class Simulator {
   }
 
   // Performs warp w's collective when all 32 lanes wait at the same kind.
-  bool resolve_warp(int w) {
+  bool resolve_warp(int w, int threads) {
     Lane* lanes = &lanes_[size_t(w) * 32];
     const Wait kind = lanes[0].wait;
     if (kind != Wait::Shfl && kind != Wait::Mma) return false;
+    if (threads - 32 * w < 32) fail("a whole-warp collective in a partial warp");
     for (int i = 1; i < 32; ++i) {
       if (lanes[i].wait != kind) return false;
     }
     if (kind == Wait::Shfl) {
       for (int i = 0; i < 32; ++i) {
-        if (lanes[i].shfl_mask != lanes[0].shfl_mask) fail("lanes shuffle with different masks");
-        lanes[i].shfl_out = lanes[i ^ lanes[i].shfl_mask].shfl_in;
+        if (lanes[i].shfl_xor != lanes[0].shfl_xor) fail("lanes mix xor and indexed shuffles");
+        const int src = lanes[i].shfl_xor ? (i ^ lanes[i].shfl_arg) : lanes[i].shfl_arg;
+        if (src < 0) fail("shuffle from a negative lane");
+        lanes[i].shfl_out = lanes[src % 32].shfl_in;
       }
     } else {
       perform_mma(lanes);
@@ -204,7 +254,8 @@ class Simulator {
                              std::to_string(block_.y) + "," + std::to_string(block_.z) + "): " + what);
   }
 
-  Dim3 block_;
+  Dim3 block_, grid_;
+  int threads_ = 0;
   Body body_;
   std::vector<uint8_t> smem_;
   std::vector<Lane> lanes_;
@@ -215,22 +266,12 @@ class Simulator {
 inline int SimThread::block_x() const { return sim_->block_.x; }
 inline int SimThread::block_y() const { return sim_->block_.y; }
 inline int SimThread::block_z() const { return sim_->block_.z; }
-inline void SimThread::sync() const { sim_->yield(tid_, Simulator::Wait::Barrier); }
+inline void SimThread::sync() const { sim_->sync(tid_); }
 inline float SimThread::shfl_xor(float v, int mask) const {
-  Simulator::Lane& l = sim_->lanes_[size_t(tid_)];
-  l.shfl_in = v;
-  l.shfl_mask = mask;
-  sim_->yield(tid_, Simulator::Wait::Shfl);
-  return l.shfl_out;
+  return cuda::bits_float(uint32_t(sim_->shuffle(tid_, cuda::float_bits(v), mask, true)));
 }
 inline void SimThread::mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const {
-  Simulator::Lane& l = sim_->lanes_[size_t(tid_)];
-  std::memcpy(l.a, a, sizeof l.a);
-  std::memcpy(l.b, b, sizeof l.b);
-  std::memcpy(l.d, d, sizeof l.d);
-  l.bf16 = bf16;
-  sim_->yield(tid_, Simulator::Wait::Mma);
-  std::memcpy(d, l.d, sizeof l.d);
+  sim_->mma(tid_, d, a, b, bf16);
 }
 inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
                                        int value) const {

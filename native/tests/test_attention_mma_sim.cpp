@@ -19,6 +19,7 @@
 #include "s2s/ops/attention.h"
 
 #if defined(__linux__)
+#include "backends/cuda/attention_mma.cuh"
 #include "simt_simulator.h"
 
 using namespace s2s;

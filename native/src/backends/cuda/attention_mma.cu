@@ -27,7 +27,9 @@ struct DeviceExec {
   // d += a b (d is both C and D of the instruction).
   __device__ __forceinline__ void mma(float d[4], const uint32_t a[4], const uint32_t b[2],
                                       bool bf16) const {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(S2S_SIMT_SIM)  // the CPU simulator (native/tests/simt_cuda)
+    ::s2s::simt::warp_mma(d, a, b, bf16);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     if (bf16) {
       asm volatile(
           "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "

@@ -95,7 +95,7 @@ void for_each(Context& ctx, int64_t n, const char* op, F f) {
   const Launch l = elementwise_launch(n);
   if (l.blocks == 0) return;
   ctx.activate();
-  for_each_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(n, f);
+  for_each_kernel<F><<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(n, f);
   check_launch(op);
 }
 

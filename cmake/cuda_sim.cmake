@@ -1,0 +1,67 @@
+# The CUDA backend on the SIMT simulator (native/tests/simt_simulator.h): its own sources — every
+# .cu file but gemm.cu, plus the plain C++ files that change with S2S_HAVE_CUDA — compiled as C++
+# against the CUDA runtime stand-in (native/tests/simt_cuda/), and the CUDA tests linked against
+# them: test_cuda_ops_sim and test_cuda_models_sim run test_cuda_ops.cpp / test_cuda_models.cpp
+# with every kernel executed thread by thread on the CPU. No nvcc or GPU needed (Linux: fibers
+# are ucontext), so CI runs the kernels on every change. Included from CMakeLists.txt for tests
+# when the real CUDA backend is not built (with it, the tests run on the GPU instead).
+#
+# C++ cannot parse two pieces of CUDA syntax; each .cu file is copied into the build tree with
+#   kernel<<<grid, block, smem, stream>>>(args)  ->  ::s2s::simt::cuda_launch(kernel, grid, block, smem, stream, args)
+#   extern __shared__ [__align__(n)] T name[];   ->  T* name = ::s2s::simt::cuda_dynamic_smem<T>();
+# (kernels are launched by name with their template arguments written out).
+# .cuh headers are rewritten too, into a folder that shadows native/src on the include path.
+file(GLOB S2S_SIM_CU_SOURCES CONFIGURE_DEPENDS native/src/backends/cuda/*.cu
+     native/src/backends/cuda/*.cuh)
+list(FILTER S2S_SIM_CU_SOURCES EXCLUDE REGEX "/gemm\\.cu$")
+set(S2S_SIM_GENERATED "")
+foreach(cu IN LISTS S2S_SIM_CU_SOURCES)
+  get_filename_component(stem ${cu} NAME_WE)
+  get_filename_component(ext ${cu} EXT)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${cu})
+  file(READ ${cu} text)
+  string(REGEX REPLACE "extern __shared__ (__align__\\([0-9]+\\) )?([A-Za-z_0-9]+) ([A-Za-z_0-9]+)\\[\\];"
+         "\\2* \\3 = ::s2s::simt::cuda_dynamic_smem<\\2>();" text "${text}")
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\(\\)"
+         "::s2s::simt::cuda_launch(\\1, \\3)" text "${text}")
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\("
+         "::s2s::simt::cuda_launch(\\1, \\3, " text "${text}")
+  if(text MATCHES "<<<|__shared__ [A-Za-z_0-9]+ [A-Za-z_0-9]+\\[\\];")
+    message(FATAL_ERROR "cuda_sim.cmake: ${cu} has CUDA syntax the rewrite does not cover")
+  endif()
+  if(ext STREQUAL ".cuh")
+    set(out ${CMAKE_BINARY_DIR}/simt_cuda/include/backends/cuda/${stem}.cuh)
+  else()
+    set(out ${CMAKE_BINARY_DIR}/simt_cuda/${stem}_cu.cpp)
+    list(APPEND S2S_SIM_GENERATED ${out})
+  endif()
+  file(CONFIGURE OUTPUT ${out} CONTENT "// Generated from ${cu} by cmake/cuda_sim.cmake.\n${text}" @ONLY)
+endforeach()
+
+add_library(s2s_cuda_sim OBJECT ${S2S_SIM_GENERATED}
+            native/tests/simt_cuda/simt_cuda_runtime.cpp native/tests/simt_cuda/gemm_sim.cpp
+            native/src/backends/cuda/cuda_backend.cpp native/src/backends/cuda/device_query.cpp
+            native/src/nn/cpu_backend.cpp)
+# The stand-in headers come before any real CUDA include path.
+target_include_directories(s2s_cuda_sim BEFORE PRIVATE native/tests/simt_cuda native/tests
+                           ${CMAKE_BINARY_DIR}/simt_cuda/include)
+target_include_directories(s2s_cuda_sim PRIVATE native/include native/src)
+target_compile_definitions(s2s_cuda_sim PRIVATE $<TARGET_PROPERTY:s2s_core,COMPILE_DEFINITIONS>
+                                                 S2S_HAVE_CUDA=1)
+# Device code's `#pragma unroll` means nothing to GCC; no FMA contraction, as __fmul_rn & co.
+# promise separately rounded operations.
+target_compile_options(s2s_cuda_sim PRIVATE -Wno-unknown-pragmas -ffp-contract=off)
+
+foreach(name test_cuda_ops test_cuda_models)
+  add_executable(${name}_sim native/tests/${name}.cpp $<TARGET_OBJECTS:s2s_cuda_sim>)
+  target_include_directories(${name}_sim BEFORE PRIVATE native/tests/simt_cuda
+                             ${CMAKE_BINARY_DIR}/simt_cuda/include)
+  target_include_directories(${name}_sim PRIVATE native/src native/tests)
+  target_compile_definitions(${name}_sim PRIVATE S2S_HAVE_CUDA=1)
+  target_compile_options(${name}_sim PRIVATE -Wno-unknown-pragmas)
+  target_link_libraries(${name}_sim PRIVATE s2s_test_harness)
+endforeach()
+# ctest runs the ops (about 35 s). The whole-model comparison is built but run by hand for now:
+# it takes minutes in the simulator, and its after-training comparisons trip on noise that
+# AdamW amplifies (see native/src/backends/cuda/README.md, "On the CPU, in the simulator").
+add_test(NAME test_cuda_ops_sim COMMAND test_cuda_ops_sim)

@@ -1,0 +1,228 @@
+// A stand-in for the CUDA runtime, so the CUDA backend's own sources (native/src/backends/cuda,
+// every .cu file but gemm.cu) compile as C++ and run on the CPU in the SIMT simulator
+// (../simt_simulator.h): the `sim` targets of cmake/cuda_sim.cmake put this folder first on the
+// include path and rewrite the two pieces of CUDA syntax C++ cannot parse (kernel<<<...>>>(args)
+// launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below.
+// Device memory is host memory, a stream is a token, launches run to completion before they
+// return, and cuBLASLt is replaced by a CPU GEMM (gemm_sim.cpp). What this proves: the kernels'
+// indexing, launch shapes, shared-memory use, warp collectives and arithmetic, and the backend's
+// host logic, against the CPU ops (test_cuda_ops_sim, test_cuda_models_sim). What it cannot:
+// nvcc's code generation, the hardware's memory model, timing.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "simt_simulator.h"
+
+// ---- CUDA C++ keywords and qualifiers ----------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+// A block's static shared arrays: function statics, one copy shared by the fibers of the block
+// that runs (blocks run one after another).
+#define __shared__ static
+#define S2S_SIMT_SIM 1
+
+// ---- types ------------------------------------------------------------------------------------
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+  dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+};
+using cudaStream_t = struct SimStream*;
+
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorLaunchFailure = 719,
+};
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+constexpr unsigned cudaStreamNonBlocking = 1;
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor, multiProcessorCount;
+};
+
+// ---- runtime API (simt_cuda_runtime.cpp) -------------------------------------------------------
+cudaError_t cudaGetDeviceCount(int* count);
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+cudaError_t cudaRuntimeGetVersion(int* version);
+cudaError_t cudaDriverGetVersion(int* version);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaMalloc(void** ptr, size_t bytes);
+cudaError_t cudaFree(void* ptr);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                              size_t width, size_t height, cudaMemcpyKind kind,
+                              cudaStream_t stream = nullptr);
+cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
+                              cudaStream_t stream = nullptr);
+cudaError_t cudaStreamCreate(cudaStream_t* stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaGetLastError();
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+template <typename F>
+cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int value) {
+  return value >= 0 && value <= 227 * 1024 ? cudaSuccess : cudaErrorInvalidValue;
+}
+template <typename T>
+cudaError_t cudaMalloc(T** ptr, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(ptr), bytes);
+}
+
+namespace s2s {
+namespace simt {
+
+// Set by a launch the simulator rejects (bad configuration); returned by cudaGetLastError.
+cudaError_t& last_launch_error();
+
+inline Simulator& cuda_simulator() {
+  static thread_local Simulator sim;
+  return sim;
+}
+inline Simulator& running() {
+  Simulator* s = Simulator::current();
+  if (s == nullptr) std::abort();  // a device builtin used outside a kernel
+  return *s;
+}
+inline uint3 thread_idx() { return uint3{unsigned(running().current_tid()), 0u, 0u}; }
+inline uint3 block_idx() {
+  const Dim3 b = running().block_index();
+  return uint3{unsigned(b.x), unsigned(b.y), unsigned(b.z)};
+}
+inline dim3 block_dim() { return dim3(unsigned(running().block_threads())); }
+inline dim3 grid_dim() {
+  const Dim3 g = running().grid_dim();
+  return dim3(unsigned(g.x), unsigned(g.y), unsigned(g.z));
+}
+
+template <typename T>
+T* cuda_dynamic_smem() {
+  return reinterpret_cast<T*>(running().shared_memory());
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...): the arguments are copied into the kernel's
+// parameter types (as a launch does), then every block runs in the simulator.
+template <typename... P, typename... A>
+void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
+                 cudaStream_t = nullptr, A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong argument count");
+  if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 ||
+      grid.x == 0 || grid.y == 0 || grid.z == 0 || smem > 227 * 1024) {
+    last_launch_error() = cudaErrorInvalidConfiguration;
+    return;
+  }
+  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
+                          [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+}
+
+// The tensor-core attention's mma (attention_mma.cu's DeviceExec under S2S_SIMT_SIM).
+inline void warp_mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) {
+  running().mma(running().current_tid(), d, a, b, bf16);
+}
+
+}  // namespace simt
+}  // namespace s2s
+
+// ---- device builtins ---------------------------------------------------------------------------
+#define threadIdx (::s2s::simt::thread_idx())
+#define blockIdx (::s2s::simt::block_idx())
+#define blockDim (::s2s::simt::block_dim())
+#define gridDim (::s2s::simt::grid_dim())
+
+inline void __syncthreads() { ::s2s::simt::running().sync(::s2s::simt::running().current_tid()); }
+[[noreturn]] inline void __trap() { std::abort(); }
+
+template <typename T>
+T simt_shuffle(T v, int arg, bool xor_mode) {
+  static_assert(sizeof(T) <= 8, "shuffle of a value wider than 64 bits");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  ::s2s::simt::Simulator& s = ::s2s::simt::running();
+  bits = s.shuffle(s.current_tid(), bits, arg, xor_mode);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+  if (mask != 0xffffffffu) std::abort();  // the kernels only shuffle whole warps
+  return simt_shuffle(v, lane_mask, true);
+}
+template <typename T>
+T __shfl_sync(unsigned mask, T v, int src_lane) {
+  if (mask != 0xffffffffu) std::abort();
+  return simt_shuffle(v, src_lane, false);
+}
+
+// No fiber switches between the read and the write: these are atomic here.
+inline float atomicAdd(float* p, float v) {
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
+inline double atomicAdd(double* p, double v) {
+  const double old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  const unsigned long long old = *p;
+  *p = old + v;
+  return old;
+}
+inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long cmp,
+                                    unsigned long long v) {
+  const unsigned long long old = *p;
+  if (old == cmp) *p = v;
+  return old;
+}
+
+// Correctly rounded arithmetic (the sim sources are compiled without FMA contraction).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
