@@ -3,7 +3,7 @@
 // block with the same inputs and dropout counters. Checked on one fixture of each family (gpt2,
 // llama-gqa, t5-relu-tied: tied embeddings and the shared T5 position bias) with every dropout
 // site on, full fine-tuning and LoRA (with LoRA dropout), over two accumulated micro-batches, in
-// fp32 and bf16 compute; the same on the checked device backend (checked_backend.h) against the
+// fp32, bf16 and fp16 compute; the same on the checked device backend (checked_backend.h) against the
 // plain CPU run, so the segment memory of a device backend is wired right. Also: the memory a
 // pass keeps actually drops, and the segment contract (what a segment may return) is enforced.
 #include <cstring>
@@ -176,6 +176,11 @@ TEST(checkpointing_full_training_bf16_is_bit_identical) {
 
 TEST(checkpointing_lora_bf16_is_bit_identical) {
   check_bit_identical(Method::Lora, ComputeDType::BF16, nullptr);
+}
+
+TEST(checkpointing_f16_is_bit_identical) {
+  check_bit_identical(Method::Full, ComputeDType::F16, nullptr);
+  check_bit_identical(Method::Lora, ComputeDType::F16, nullptr);
 }
 
 TEST(checkpointing_on_the_checked_backend_matches_the_plain_cpu_run) {

@@ -109,6 +109,8 @@ class Graph {
 
   // Records a backward step; run in reverse order of recording.
   void on_backward(std::function<void()> fn);
+  // Seeds d(loss) = dloss (loss is a one-element Var) and runs the tape backwards.
+  void backward(Var* loss, float dloss = 1.0f);
 
   // Gradient checkpointing (transformers' gradient_checkpointing, torch.utils.checkpoint):
   // runs segment(*this) and returns a copy of its output Var (an f32 activation the segment
@@ -122,8 +124,6 @@ class Graph {
   // data valid until backward (capture by value, not references to loop variables). Segments do
   // not nest (an inner one runs as part of the outer); under no_grad the segment just runs.
   Var* checkpoint(std::function<Var*(Graph&)> segment);
-  // Seeds d(loss) = dloss (loss is a one-element Var) and runs the tape backwards.
-  void backward(Var* loss, float dloss = 1.0f);
 
   // Whether layers track p's gradient in this pass: p is trainable and no_grad is off.
   bool tracks(const Param* p) const { return !no_grad && p != nullptr && p->trainable; }
