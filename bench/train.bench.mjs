@@ -8,8 +8,11 @@
 //
 //   node bench/train.bench.mjs [--quick] [--threads 1,2] [--configs gpt2-full,gpt5m-lora]
 //                              [--steps N] [--warmup N] [--repeat N] [--no-torch] [--json PATH]
+//                              [--gradient-checkpointing]
 //
 // Rows: fp32 and bf16 compute (Model.load(dir, { computeDtype })) for ours, fp32 for PyTorch;
+// with --gradient-checkpointing also ours in fp32 with Model.setGradientCheckpointing(true)
+// ("fp32+gc": its speed and RSS against the fp32 row above it; PyTorch's column stays plain);
 // LoRA through Model.applyLora. build/bench_train runs the same step in C++ without Node, for
 // profiling (see its header).
 import { spawnSync } from "node:child_process";
@@ -55,6 +58,7 @@ if (process.argv[2] === "--child") {
     ...(job.computeDtype ? { computeDtype: job.computeDtype } : {}),
   });
   if (job.lora) model.applyLora(job.lora);
+  if (job.gradientCheckpointing) model.setGradientCheckpointing(true);
   const loadS = (performance.now() - t0) / 1e3;
   const V = model.config.vocab_size ?? model.config.vocabSize;
   const t5 = model.info().modelType === "t5";
@@ -172,11 +176,12 @@ function flopsPerStep(name) {
   return trainingFlopsPerStep(config, { batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, mode: c.mode, loraR: LORA.r, loraTargets: LORA.targets[family] });
 }
 
-function oursJob(name, threads, computeDtype) {
+function oursJob(name, threads, computeDtype, gradientCheckpointing) {
   const c = CONFIGS[name];
   const family = familyOf(c.model);
   const job = {
     model: c.model, mode: c.mode, threads, batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, warmup, steps, computeDtype,
+    gradientCheckpointing,
     ...(c.mode === "lora" ? { lora: { r: LORA.r, alpha: LORA.alpha, targetModules: LORA.targets[family] } } : {}),
   };
   return bestOf(process.execPath, [fileURLToPath(import.meta.url), "--child", JSON.stringify(job)]);
@@ -203,12 +208,12 @@ if (peaksBefore) console.log(`  fp32 FMA peak (bench_gemm --peak-only): ${Object
 const results = [];
 const mb = (b) => (b == null ? "—" : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const fmt = (r) => (r?.error ? "error" : r?.skipped ? "skipped" : r?.tokens_per_s != null ? `${r.tokens_per_s.toFixed(1)}${r.disturbed ? "*" : ""}` : "—");
-const dtypes = ["fp32", "bf16"];
+const dtypes = ["fp32", "bf16", ...(flag("--gradient-checkpointing") ? ["fp32+gc"] : [])];
 for (const name of configNames) {
   for (const threads of threadsList) {
     const torch = noTorch ? null : torchJob(name, threads);
     for (const dt of dtypes) {
-      const ours = oursJob(name, threads, dt === "bf16" ? "bfloat16" : undefined);
+      const ours = oursJob(name, threads, dt === "bf16" ? "bfloat16" : undefined, dt === "fp32+gc");
       const row = { config: name, ...CONFIGS[name], threads, dtype: dt, ours, torch };
       row.ratio = ours?.tokens_per_s && torch?.tokens_per_s ? ours.tokens_per_s / torch.tokens_per_s : null;
       row.flops_per_token = flopsPerStep(name) / (ours?.tokens_per_step ?? torch?.tokens_per_step ?? 1);
@@ -226,7 +231,7 @@ const peaksAfter = measurePeaks();
 const peaks = peaksBefore && peaksAfter ? Object.fromEntries(threadsList.map((t) => [t, Math.max(peaksBefore[t], peaksAfter[t])])) : peaksBefore ?? peaksAfter;
 const ofPeak = (r, side) => {
   const tps = r[side]?.tokens_per_s;
-  if (!tps || !peaks?.[r.threads] || r.dtype !== "fp32" && side === "ours") return null;
+  if (!tps || !peaks?.[r.threads] || !r.dtype.startsWith("fp32") && side === "ours") return null;
   return (tps * r.flops_per_token) / (peaks[r.threads] * 1e9);
 };
 const pct = (x) => (x == null ? "—" : `${(100 * x).toFixed(0)}%`);

@@ -319,8 +319,16 @@ export interface NativeModel {
             /** Bytes held by the bf16/f16 copies of the linear weights (0 in float32). */
             computeCopyBytes: number;
             parameters: number; trainableParameters: number;
+            /** Whether setGradientCheckpointing(true) is in effect. */
+            gradientCheckpointing: boolean;
             params: NativeParamInfo[]; unusedTensors: string[] };
   setTrainable(all: boolean): void;
+  /**
+   * Gradient checkpointing (transformers' gradient_checkpointing_enable()): each transformer block
+   * keeps only its input in the forward and is run again in the backward. Much less activation
+   * memory for about one more forward of time; the same gradients bit for bit. Default off.
+   */
+  setGradientCheckpointing(on: boolean): void;
   forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):
     Promise<{ loss: number | null; count: number; logits?: Float32Array; vocabSize?: number }>;
   /**

@@ -215,6 +215,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info),
                         InstanceMethod("setTrainable", &ModelWrap::SetTrainable),
+                        InstanceMethod("setGradientCheckpointing",
+                                       &ModelWrap::SetGradientCheckpointing),
                         InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
@@ -275,6 +277,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("computeCopyBytes", static_cast<double>(m.params().compute_bytes()));
       out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
       out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
+      out.Set("gradientCheckpointing", m.gradient_checkpointing());
       Napi::Array params = Napi::Array::New(env);
       uint32_t i = 0;
       for (s2s::Param* p : m.params().all()) {
@@ -309,6 +312,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const bool on = info[0].As<Napi::Boolean>().Value();
       s2s::ParamStore& ps = loaded_->model->params();
       for (s2s::Param* p : ps.all()) ps.set_trainable(*p, on);
+      return info.Env().Undefined();
+    });
+  }
+
+  // setGradientCheckpointing(true | false): Model::set_gradient_checkpointing.
+  Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsBoolean()) {
+        throw_argument("setGradientCheckpointing", "expected true (recompute each block in "
+                                                   "backward) or false");
+      }
+      if (busy_) {
+        s2s::fail(s2s::code::kBusy, "setGradientCheckpointing", "expected the model to be idle");
+      }
+      loaded_->model->set_gradient_checkpointing(info[0].As<Napi::Boolean>().Value());
       return info.Env().Undefined();
     });
   }

@@ -48,6 +48,26 @@ inline std::unique_ptr<s2s::Model> load_fixture_model(const std::string& dir,
   return m;
 }
 
+// `name`'s fixture model with config.json keys set to other values (each key must be there; the
+// value is JSON text, e.g. {"resid_pdrop", "0.1"}), weights loaded, every param frozen.
+inline std::unique_ptr<s2s::Model> fixture_model_with_config(
+    const std::string& name, const std::vector<std::pair<std::string, std::string>>& set) {
+  const std::string dir = fixture_dir(name);
+  std::string text = read_text(dir + "/config.json");
+  for (const auto& [key, value] : set) {
+    const std::string quoted = "\"" + key + "\": ";
+    const size_t at = text.find(quoted);
+    CHECK_MSG(at != std::string::npos, name + " config.json has no " + key);
+    if (at == std::string::npos) continue;
+    const size_t end = text.find_first_of(",\n}", at + quoted.size());
+    text.replace(at + quoted.size(), end - at - quoted.size(), value);
+  }
+  std::unique_ptr<s2s::Model> m =
+      s2s::create_model(s2s::parse_model_config(text, dir + "/config.json"));
+  s2s::load_weights(*m, s2s::open_weight_files(dir), {});
+  return m;
+}
+
 // The fixture's adapters on every linear module whose last path segment is a target, with
 // scaling 2 and no dropout (as the fixture script's Lora). The model keeps pointers into
 // `loras`, so the struct must outlive its use.

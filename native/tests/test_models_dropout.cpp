@@ -21,27 +21,15 @@
 #include "s2s/thread_pool.h"
 
 using s2s_test::fixture_dir;
-using s2s_test::read_text;
 
 using namespace s2s;
 
 namespace {
 
-// `name`'s fixture model with config.json's `key` set to `value` (the key must be there).
+// `name`'s fixture model with these config.json rates, every param trainable.
 std::unique_ptr<Model> with_config(const std::string& name,
                                    const std::vector<std::pair<std::string, std::string>>& set) {
-  const std::string dir = fixture_dir(name);
-  std::string text = read_text(dir + "/config.json");
-  for (const auto& [key, value] : set) {
-    const std::string quoted = "\"" + key + "\": ";
-    const size_t at = text.find(quoted);
-    CHECK_MSG(at != std::string::npos, name + " config.json has no " + key);
-    if (at == std::string::npos) continue;
-    const size_t end = text.find_first_of(",\n}", at + quoted.size());
-    text.replace(at + quoted.size(), end - at - quoted.size(), value);
-  }
-  std::unique_ptr<Model> m = create_model(parse_model_config(text, dir + "/config.json"));
-  load_weights(*m, open_weight_files(dir), {});
+  std::unique_ptr<Model> m = s2s_test::fixture_model_with_config(name, set);
   for (Param* p : m->params().all()) m->params().set_trainable(*p, true);
   return m;
 }

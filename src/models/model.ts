@@ -138,6 +138,20 @@ export class Model {
     this.native.setTrainable(all);
   }
 
+  /**
+   * Gradient checkpointing (transformers' `gradient_checkpointing_enable()`): in training each
+   * transformer block keeps only its input, and the backward runs the block's forward again
+   * before back-propagating through it. Much less activation memory for about one more forward
+   * of the blocks in time; losses and gradients are bit-identical. Default off.
+   */
+  setGradientCheckpointing(on: boolean): void {
+    this.native.setGradientCheckpointing(on);
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.native.info().gradientCheckpointing;
+  }
+
   /** Loss (mean over counted tokens by default) and optionally the logits (rows x vocab). */
   forward(batch: NativeBatch, options: { reduction?: "mean" | "sum"; logits?: boolean } = {}) {
     return withCallerStack(() => this.native.forward(batch, options));

@@ -1,6 +1,7 @@
 // The model a run trains, as the config says: full fine-tuning (every parameter trainable, fp32
 // masters) or LoRA on a frozen base; from the base model at step 0, or from a checkpoint when
-// resuming (the whole model, or the base plus the checkpoint's adapter).
+// resuming (the whole model, or the base plus the checkpoint's adapter); with gradient
+// checkpointing when train.gradient_checkpointing says so.
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { Model } from "../models/model.js";
@@ -18,7 +19,9 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
     }
   }
   if (m.method === "full") {
-    return Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device });
+    const model = await Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device });
+    model.setGradientCheckpointing(config.train.gradient_checkpointing);
+    return model;
   }
   // The frozen base can stay in its file dtype (memory-mapped): it is never updated.
   const model = await Model.load(m.path, { keepFrozenInFileDtype: true, computeDtype: m.dtype, device: m.device });
@@ -34,5 +37,6 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
       seed: config.train.seed,
     });
   }
+  model.setGradientCheckpointing(config.train.gradient_checkpointing);
   return model;
 }

@@ -31,12 +31,17 @@ class Arena {
 
   size_t bytes_in_use() const;
   size_t bytes_reserved() const;
+  // The most bytes_in_use() has been since construction (or reset_peak), block padding included.
+  size_t peak_bytes_in_use() const { return peak_; }
+  void reset_peak() { peak_ = bytes_in_use(); }
 
  private:
   struct Block { uint8_t* data; size_t size; };
   std::vector<Block> blocks_;
   size_t current_ = 0;  // index of the block being filled
   size_t offset_ = 0;   // bytes used in it
+  size_t before_ = 0;   // bytes of the blocks before current_
+  size_t peak_ = 0;
   size_t block_bytes_;
 };
 

@@ -29,15 +29,18 @@ void* Arena::allocate(size_t bytes) {
     if (offset_ + need <= b.size) {
       void* p = b.data + offset_;
       offset_ += need;
+      if (before_ + offset_ > peak_) peak_ = before_ + offset_;
       return p;
     }
     ++current_;  // this block is full for this request; later blocks may be bigger
+    before_ += b.size;
     offset_ = 0;
   }
   const size_t size = need > block_bytes_ ? need : block_bytes_;
   blocks_.push_back(Block{static_cast<uint8_t*>(aligned_alloc_bytes(size)), size});
   current_ = blocks_.size() - 1;
   offset_ = need;
+  if (before_ + offset_ > peak_) peak_ = before_ + offset_;
   return blocks_.back().data;
 }
 
@@ -53,13 +56,11 @@ Arena::Mark Arena::mark() const { return Mark{current_, offset_}; }
 void Arena::rewind(Mark m) {
   current_ = m.block;
   offset_ = m.offset;
+  before_ = 0;
+  for (size_t i = 0; i < current_ && i < blocks_.size(); ++i) before_ += blocks_[i].size;
 }
 
-size_t Arena::bytes_in_use() const {
-  size_t n = 0;
-  for (size_t i = 0; i < current_ && i < blocks_.size(); ++i) n += blocks_[i].size;
-  return n + offset_;
-}
+size_t Arena::bytes_in_use() const { return before_ + offset_; }
 
 size_t Arena::bytes_reserved() const {
   size_t n = 0;

@@ -45,7 +45,6 @@ class Gpt2 final : public Model {
     decoder::check_batch(batch, "gpt2", config_.max_positions);
     expect_graph_backend(g, "gpt2");
     const int64_t B = batch.B, T = batch.T, C = config_.hidden_size;
-    const int64_t H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
@@ -58,17 +57,10 @@ class Gpt2 final : public Model {
     Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, wte_, wpe_,
                            g.indices(batch.position_ids, B * T));  // (B,T,C)
     x = nn::dropout(g, x, config_.embd_dropout);
-    for (Block& b : blocks_) {
-      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
-      std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
-      Var* q = g.view(qkv[0], {B, T, H, D});
-      Var* k = g.view(qkv[1], {B, T, H, D});
-      Var* v = g.view(qkv[2], {B, T, H, D});
-      Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
-      x = nn::add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
-      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
-      Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_);  // (B,T,F)
-      x = nn::add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
+    for (const Block& b : blocks_) {
+      x = run_block(g, [this, &b, x, mask, attn, resid, B, T](Graph& g) {
+        return block(g, b, x, mask, attn, resid, B, T);
+      });
     }
     x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps);
     Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
@@ -129,6 +121,24 @@ class Gpt2 final : public Model {
     Param *ln_1_w, *ln_1_b, *ln_2_w, *ln_2_b;
     nn::LinearWeights c_attn, attn_proj, c_fc, mlp_proj;  // Conv1D: weight (in, out)
   };
+
+  // One block of forward(): x (B,T,C) -> (B,T,C), with transformers' attention and residual
+  // dropout sites.
+  Var* block(Graph& g, const Block& b, Var* x, const uint8_t* mask, const AttentionOptions& attn,
+             float resid, int64_t B, int64_t T) const {
+    const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
+    const float eps = config_.norm_eps;
+    Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
+    std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
+    Var* q = g.view(qkv[0], {B, T, H, D});
+    Var* k = g.view(qkv[1], {B, T, H, D});
+    Var* v = g.view(qkv[2], {B, T, H, D});
+    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
+    x = nn::add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
+    h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
+    Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_);  // (B,T,F)
+    return nn::add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
+  }
 
   nn::LinearWeights conv1d(const std::string& path, int64_t in, int64_t out) {
     nn::LinearWeights w;

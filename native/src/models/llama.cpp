@@ -46,9 +46,8 @@ class Llama final : public Model {
     const char* name = config_.arch == Architecture::Qwen2 ? "qwen2" : "llama";
     decoder::check_batch(batch, name, 0);  // RoPE has no table: no length bound
     expect_graph_backend(g, name);
-    const int64_t B = batch.B, T = batch.T, C = config_.hidden_size, D = config_.head_dim;
-    const int64_t Hq = config_.num_heads, Hkv = config_.num_kv_heads;
-    const float eps = config_.norm_eps, theta = config_.rope_theta;
+    const int64_t B = batch.B, T = batch.T, C = config_.hidden_size;
+    const float eps = config_.norm_eps;
     const int32_t* pos = g.indices(batch.position_ids, B * T);  // null: 0..T-1
     const uint8_t* mask = decoder::key_mask(g, batch);
     AttentionOptions attn;
@@ -58,16 +57,10 @@ class Llama final : public Model {
 
     Var* x = nn::embedding(g, g.indices(batch.input_ids, B * T), B, T, embed_, nullptr,
                            nullptr);  // (B,T,C)
-    for (Layer& l : layers_) {
-      Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
-      Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
-      Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta);
-      Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
-      Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
-      x = nn::add(g, x, nn::linear(g, a, l.o_proj));
-      h = nn::rmsnorm(g, x, l.post_norm, eps);
-      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));  // (B,T,F)
-      x = nn::add(g, x, nn::linear(g, m, l.down_proj));
+    for (const Layer& l : layers_) {
+      x = run_block(g, [this, &l, x, pos, mask, attn, B, T](Graph& g) {
+        return layer(g, l, x, pos, mask, attn, B, T);
+      });
     }
     x = nn::rmsnorm(g, x, norm_, eps);
     Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
@@ -131,6 +124,22 @@ class Llama final : public Model {
     Param *input_norm, *post_norm;
     nn::LinearWeights q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
   };
+
+  // One decoder layer of forward(): x (B,T,C) -> (B,T,C).
+  Var* layer(Graph& g, const Layer& l, Var* x, const int32_t* pos, const uint8_t* mask,
+             const AttentionOptions& attn, int64_t B, int64_t T) const {
+    const int64_t D = config_.head_dim, Hq = config_.num_heads, Hkv = config_.num_kv_heads;
+    const float eps = config_.norm_eps, theta = config_.rope_theta;
+    Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
+    Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
+    Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta);
+    Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
+    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
+    x = nn::add(g, x, nn::linear(g, a, l.o_proj));
+    h = nn::rmsnorm(g, x, l.post_norm, eps);
+    Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));  // (B,T,F)
+    return nn::add(g, x, nn::linear(g, m, l.down_proj));
+  }
 
   nn::LinearWeights linear(const std::string& path, int64_t in, int64_t out, bool bias) {
     nn::LinearWeights w;

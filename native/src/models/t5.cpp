@@ -171,6 +171,31 @@ Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
   return nn::linear(g, h, f.wo);
 }
 
+// One encoder block: h (B,T,C) -> (B,T,C); bias (H,T,T) is the stack's shared position bias.
+Var* T5Model::encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask) {
+  const float eps = config_.norm_eps, p = config_.dropout_rate;
+  Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
+  h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, mask, false), p));
+  n = nn::rmsnorm(g, h, b.ff_norm, eps);
+  return nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+}
+
+// One decoder block: h (B,Td,C) -> (B,Td,C), attending itself causally (bias (H,Td,Td)) and
+// the encoder's output (B,T,C).
+Var* T5Model::decoder_block(Graph& g, const Block& b, Var* h, Var* bias,
+                            const uint8_t* decoder_mask, Var* encoder_out,
+                            const uint8_t* encoder_mask) {
+  const float eps = config_.norm_eps, p = config_.dropout_rate;
+  Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
+  h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p));
+  // Cross-attention: no position bias, the encoder's padding mask.
+  n = nn::rmsnorm(g, h, b.cross_norm, eps);
+  h = nn::add(g, h, nn::dropout(g, attend(g, b.cross_attn, n, encoder_out, nullptr,
+                                          encoder_mask, false), p));
+  n = nn::rmsnorm(g, h, b.ff_norm, eps);
+  return nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+}
+
 void T5Model::check_encoder_batch(const Graph& g, const Batch& batch) const {
   S2S_REQUIRE(batch.B > 0 && batch.T > 0, code::kArgument, kOp,
               "expected B > 0 and T > 0, got B=", batch.B, ", T=", batch.T);
@@ -193,10 +218,9 @@ Var* T5Model::encode_masked(Graph& g, const Batch& batch, const uint8_t* mask) {
   Var* bias = nn::t5_position_bias(g, enc_rel_bias_, T, T, /*bidirectional=*/true,
                                    c.relative_attention_max_distance, 0);
   for (const Block& b : encoder_) {
-    Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
-    h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, mask, false), p));
-    n = nn::rmsnorm(g, h, b.ff_norm, eps);
-    h = nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+    h = run_block(g, [this, &b, h, bias, mask](Graph& g) {
+      return encoder_block(g, b, h, bias, mask);
+    });
   }
   return nn::dropout(g, nn::rmsnorm(g, h, enc_final_norm_, eps), p);
 }
@@ -213,14 +237,9 @@ Var* T5Model::decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask,
   Var* bias = nn::t5_position_bias(g, dec_rel_bias_, Td, Td, /*bidirectional=*/false,
                                    c.relative_attention_max_distance, 0);
   for (const Block& b : decoder_) {
-    Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
-    h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p));
-    // Cross-attention: no position bias, the encoder's padding mask.
-    n = nn::rmsnorm(g, h, b.cross_norm, eps);
-    h = nn::add(g, h, nn::dropout(g, attend(g, b.cross_attn, n, encoder_out, nullptr,
-                                            encoder_mask, false), p));
-    n = nn::rmsnorm(g, h, b.ff_norm, eps);
-    h = nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+    h = run_block(g, [this, &b, h, bias, decoder_mask, encoder_out, encoder_mask](Graph& g) {
+      return decoder_block(g, b, h, bias, decoder_mask, encoder_out, encoder_mask);
+    });
   }
   Var* s = nn::dropout(g, nn::rmsnorm(g, h, dec_final_norm_, eps), p);
   if (c.tie_word_embeddings) {

@@ -56,6 +56,11 @@ class CpuBackend final : public Backend {
          "activations of a host backend come from the graph's arena");
   }
   void activation_reset() override {}
+  void* segment_allocate(size_t) override {
+    fail(code::kInternal, "cpu backend",
+         "checkpointed segments of a host backend use the graph's segment arena");
+  }
+  void segment_reset() override {}
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }

@@ -22,7 +22,13 @@ Var* add(Graph& g, Var* a, Var* b) {
         if (da.fresh) g.ops().copy_values(da.grad, dy);
         else g.ops().axpy(da.grad, 1.0f, dy);
       }
-      if (b->requires_grad && !b_adopted) g.ops().axpy(g.grad(b), 1.0f, dy);
+      if (b->requires_grad && !b_adopted) {
+        // Not adopted: b already has a gradient, or b is a checkpointed segment's input
+        // (Graph::adopt_grad); a fresh one is a copy, so dy's bits either way.
+        const Graph::GradBuffer db = g.grad_for_write(b);
+        if (db.fresh) g.ops().copy_values(db.grad, dy);
+        else g.ops().axpy(db.grad, 1.0f, dy);
+      }
     });
   }
   return y;

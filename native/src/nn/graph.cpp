@@ -1,4 +1,5 @@
-// Graph: Var allocation in the arena, lazy gradients, views, and the reverse run of the tape.
+// Graph: Var allocation in the arena, lazy gradients, views, the reverse run of the tape, and
+// checkpointed segments (recomputed in backward).
 #include "s2s/nn/graph.h"
 
 #include <cstring>
@@ -8,13 +9,26 @@
 namespace s2s {
 
 Graph::Graph(size_t arena_block_bytes)
-    : arena_(arena_block_bytes), backend_(cpu_backend_shared()), ops_(backend_.get()) {}
+    : arena_(arena_block_bytes),
+      segment_arena_(arena_block_bytes),
+      backend_(cpu_backend_shared()),
+      ops_(backend_.get()) {}
 
 void Graph::reset() {
+  release_segment();
   tape_.clear();
   arena_.reset();
   if (!ops_->is_host()) ops_->activation_reset();
   dropout_offset = 0;
+}
+
+Graph::MemoryPeaks Graph::memory_peaks() const {
+  return {arena_.peak_bytes_in_use(), segment_arena_.peak_bytes_in_use()};
+}
+
+void Graph::reset_peaks() {
+  arena_.reset_peak();
+  segment_arena_.reset_peak();
 }
 
 void Graph::set_backend(std::shared_ptr<Backend> backend) {
@@ -25,6 +39,12 @@ void Graph::set_backend(std::shared_ptr<Backend> backend) {
 }
 
 void* Graph::tensor_memory(size_t bytes) {
+  if (ops_->is_host()) return host_arena().allocate(bytes);
+  return in_segment_ ? ops_->segment_allocate(bytes) : ops_->activation_allocate(bytes);
+}
+
+void* Graph::grad_memory(const Var* owner, size_t bytes) {
+  if (owner->in_segment || !in_segment_) return tensor_memory(bytes);
   return ops_->is_host() ? arena_.allocate(bytes) : ops_->activation_allocate(bytes);
 }
 
@@ -42,8 +62,10 @@ float Graph::read_scalar(const Tensor& t) const {
 }
 
 Var* Graph::new_var() {
-  void* mem = arena_.allocate(sizeof(Var));
-  return new (mem) Var();  // Var is trivially destructible: the arena reset releases it
+  void* mem = host_arena().allocate(sizeof(Var));
+  Var* v = new (mem) Var();  // Var is trivially destructible: the arena reset releases it
+  v->in_segment = in_segment_;
+  return v;
 }
 
 Var* Graph::constant(const Tensor& t) {
@@ -93,7 +115,7 @@ static Tensor reshaped(const Tensor& storage, const Tensor& like) {
 void Graph::widen_if_bf16(Var* owner) {
   if (owner->grad.data == nullptr || owner->grad.dtype != DType::BF16) return;
   const int64_t n = owner->value.numel();
-  const Tensor wide = Tensor::contiguous(tensor_memory(sizeof(float) * static_cast<size_t>(n)),
+  const Tensor wide = Tensor::contiguous(grad_memory(owner, sizeof(float) * static_cast<size_t>(n)),
                                          DType::F32, owner->value.ndim, owner->value.shape);
   ops_->cast(wide, owner->grad);  // bf16 -> f32 widening is exact
   owner->grad = wide;
@@ -106,7 +128,7 @@ Tensor Graph::grad(Var* v) {
   widen_if_bf16(v);
   if (v->grad.data == nullptr) {
     const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
-    void* mem = tensor_memory(bytes);
+    void* mem = grad_memory(v, bytes);
     ops_->fill_zero(mem, bytes);
     v->grad = Tensor::contiguous(mem, DType::F32, v->value.ndim, v->value.shape);
   }
@@ -125,7 +147,7 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
   widen_if_bf16(v);
   if (v->grad.data != nullptr) return {v->grad, false};
   const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
-  v->grad = Tensor::contiguous(tensor_memory(bytes), DType::F32, v->value.ndim, v->value.shape);
+  v->grad = Tensor::contiguous(grad_memory(v, bytes), DType::F32, v->value.ndim, v->value.shape);
   return {v->grad, true};
 }
 
@@ -135,7 +157,7 @@ Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
     return grad_for_write(v);
   }
   const size_t bytes = sizeof(uint16_t) * static_cast<size_t>(v->value.numel());
-  v->grad = Tensor::contiguous(tensor_memory(bytes), DType::BF16, v->value.ndim, v->value.shape);
+  v->grad = Tensor::contiguous(grad_memory(v, bytes), DType::BF16, v->value.ndim, v->value.shape);
   return {v->grad, true};
 }
 
@@ -143,6 +165,8 @@ bool Graph::adopt_grad(Var* v, const Tensor& src) {
   if (!v->requires_grad || v->param != nullptr || src.data == nullptr) return false;
   Var* owner = v->base ? v->base : v;  // a view's gradient is its base's
   if (owner->param != nullptr || owner->grad.data != nullptr) return false;
+  // A segment's input outlives the segment's memory, where src may be.
+  if (in_segment_ && !owner->in_segment) return false;
   S2S_REQUIRE(src.numel() == owner->value.numel() && src.dtype == DType::F32, code::kShape,
               "adopt_grad", "expected a float32 gradient of ", owner->value.numel(),
               " elements, got ", src.shape_string());
@@ -157,7 +181,88 @@ Tensor Graph::grad_if_present(Var* v) {
   return v->grad;
 }
 
-void Graph::on_backward(std::function<void()> fn) { tape_.push_back(std::move(fn)); }
+void Graph::on_backward(std::function<void()> fn) {
+  (in_segment_ ? segment_tape_ : tape_).push_back(std::move(fn));
+}
+
+// ---- checkpointed segments ----------------------------------------------------------------------
+// One segment at a time owns the segment region (segment_arena_ for Vars, scratch and host
+// tensor memory; the backend's segment memory on a device): run_segment starts it empty and
+// runs the segment there, release_segment gives it all back.
+
+void Graph::release_segment() {
+  segment_tape_.clear();
+  segment_arena_.reset();
+  if (!ops_->is_host()) ops_->segment_reset();
+  in_segment_ = false;
+}
+
+Var* Graph::run_segment(const std::function<Var*(Graph&)>& segment) {
+  release_segment();
+  in_segment_ = true;
+  Var* out = nullptr;
+  try {
+    out = segment(*this);
+  } catch (...) {
+    release_segment();
+    throw;
+  }
+  const Var* owner = out != nullptr && out->base != nullptr ? out->base : out;
+  if (owner == nullptr || !owner->in_segment || owner->param != nullptr ||
+      out->value.dtype != DType::F32) {
+    release_segment();
+    fail(code::kArgument, "checkpoint",
+         "expected the segment to return a float32 activation it computed, got ",
+         out == nullptr ? "none" : owner->param != nullptr ? "a parameter" : !owner->in_segment
+             ? "a Var made before the segment" : dtype_name(out->value.dtype));
+  }
+  return out;
+}
+
+Var* Graph::checkpoint(std::function<Var*(Graph&)> segment) {
+  if (no_grad || in_segment_) return segment(*this);
+  const uint64_t dropout_begin = dropout_offset;
+  Var* inner = run_segment(segment);
+  const uint64_t dropout_end = dropout_offset;
+  in_segment_ = false;  // the output's copy belongs to the pass
+  Var* out = output(inner->value.ndim, inner->value.shape, inner->requires_grad);
+  // The consumers see the output as they would see the segment's own Var, bf16 gradient
+  // storage included (grad_for_write_bf16 never gives a view one).
+  out->grad_bf16_ok = inner->grad_bf16_ok && inner->base == nullptr;
+  ops_->copy_values(out->value, inner->value);
+  release_segment();
+  if (out->requires_grad) {
+    on_backward([this, segment = std::move(segment), out, dropout_begin, dropout_end] {
+      backward_segment(segment, out, dropout_begin, dropout_end);
+    });
+  }
+  return out;
+}
+
+void Graph::backward_segment(const std::function<Var*(Graph&)>& segment, Var* out,
+                             uint64_t dropout_begin, uint64_t dropout_end) {
+  const Tensor dout = grad_if_present(out);
+  if (dout.data == nullptr) return;
+  const uint64_t dropout_now = dropout_offset;
+  dropout_offset = dropout_begin;  // the same masks as the first run
+  Var* inner = run_segment(segment);
+  if (dropout_offset != dropout_end || inner->value.numel() != out->value.numel() ||
+      !inner->requires_grad) {
+    release_segment();
+    fail(code::kInternal, "checkpoint",
+         "the recomputed segment differs from its first run (dropout draws ",
+         dropout_offset - dropout_begin, " vs ", dropout_end - dropout_begin, ", output ",
+         inner->value.shape_string(), " vs ", out->value.shape_string(),
+         "): a segment must be a pure function of what it captures");
+  }
+  // The rerun's output takes the copy's gradient (final by now: everything that read the copy
+  // ran earlier in backward), then the segment's own steps run, in reverse, in its region.
+  Var* owner = inner->base != nullptr ? inner->base : inner;
+  owner->grad = Tensor::contiguous(dout.data, dout.dtype, owner->value.ndim, owner->value.shape);
+  for (auto it = segment_tape_.rbegin(); it != segment_tape_.rend(); ++it) (*it)();
+  release_segment();
+  dropout_offset = dropout_now;
+}
 
 void Graph::backward(Var* loss, float dloss) {
   S2S_REQUIRE(loss->value.numel() == 1, code::kShape, "backward",

@@ -18,19 +18,21 @@ const FLAG_KEYS = {
   threads: "train.threads",
   device: "model.device",
   dtype: "model.dtype",
+  "gradient-checkpointing": "train.gradient_checkpointing",
 } as const;
 
 type FlagName = keyof typeof FLAG_KEYS;
 const NUMBER_FLAGS = new Set<FlagName>(["epochs", "max-steps", "lr", "batch-size", "seed", "threads"]);
+const BOOLEAN_FLAGS = new Set<FlagName>(["gradient-checkpointing"]);
 
-type TrainArgs = { config?: string; example?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number>>;
+type TrainArgs = { config?: string; example?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number | boolean>>;
 
 function flagOptions(): Record<string, Options> {
   const options: Record<string, Options> = {};
   for (const [flag, key] of Object.entries(FLAG_KEYS) as [FlagName, string][]) {
     const schema = schemaAt(trainConfigSchema, key.split("."));
     options[flag] = {
-      type: NUMBER_FLAGS.has(flag) ? "number" : "string",
+      type: NUMBER_FLAGS.has(flag) ? "number" : BOOLEAN_FLAGS.has(flag) ? "boolean" : "string",
       describe: `${schema ? describeOf(schema) ?? "" : ""} (${key})`,
       group: "Config keys:",
     };

@@ -4,6 +4,7 @@
 // Legend: B batch, T input length (decoder-only) or encoder length (T5), Td decoder length, V vocab.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -104,6 +105,14 @@ class Model {
                                                  : DType::F32;
   }
 
+  // Gradient checkpointing (transformers' gradient_checkpointing_enable()): forward() runs each
+  // transformer block (T5: of both stacks) as a checkpointed segment (Graph::checkpoint), so a
+  // training pass keeps one activation per block instead of all of them and backward recomputes
+  // each block once. Same gradients to the bit, about one more forward of the blocks in time.
+  // Off by default; no effect under g.no_grad (generation).
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
   virtual std::vector<std::pair<std::string, std::string>> tied_aliases() const = 0;
@@ -130,9 +139,15 @@ class Model {
   explicit Model(ModelConfig config) : config_(std::move(config)) {}
   // forward() starts with this: S2S_ARGUMENT when g runs on another backend than the params.
   void expect_graph_backend(const Graph& g, const char* model) const;
+  // One transformer block of forward(): block(g) through g.checkpoint when gradient
+  // checkpointing is on, else directly. block must capture by value (it runs again in backward).
+  Var* run_block(Graph& g, std::function<Var*(Graph&)> block) const {
+    return gradient_checkpointing_ ? g.checkpoint(std::move(block)) : block(g);
+  }
   ModelConfig config_;
   ParamStore params_;
   ComputeDType compute_dtype_ = ComputeDType::F32;
+  bool gradient_checkpointing_ = false;
 };
 
 // transformers' generation positions for a left-padded batch: cumsum(attention_mask) - 1 along

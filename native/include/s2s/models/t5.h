@@ -84,6 +84,10 @@ class T5Model final : public Model {
   Var* attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias, const uint8_t* key_mask,
               bool causal);
   Var* feed_forward(Graph& g, const FeedForward& f, Var* x);
+  // One block of each stack (forward() runs them through Model::run_block).
+  Var* encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask);
+  Var* decoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* decoder_mask,
+                     Var* encoder_out, const uint8_t* encoder_mask);
 
   Param* shared_ = nullptr;       // shared.weight (V,C)
   Param* enc_rel_bias_ = nullptr; // encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight (NB,H)

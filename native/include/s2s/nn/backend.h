@@ -81,6 +81,11 @@ class Backend {
   // the graph's own arena serves them. activation_reset frees them all (Graph::reset).
   virtual void* activation_allocate(size_t bytes) = 0;
   virtual void activation_reset() = 0;
+  // The activations of a checkpointed segment (Graph::checkpoint) on a non-host backend: a
+  // second region, because segment_reset releases them while the pass's activations made
+  // around the segment (its output's copy, its inputs' gradients) stay.
+  virtual void* segment_allocate(size_t bytes) = 0;
+  virtual void segment_reset() = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
   virtual void fill_zero(void* dst, size_t bytes) = 0;

@@ -9,6 +9,9 @@
 // backend's tensor memory (on the CPU, the graph's own host arena; on a GPU, the device arena),
 // while Vars, the tape and host scratch (scratch()) stay in host memory. Layers reach the ops
 // through ops().
+// Gradient checkpointing (checkpoint()): a segment of the pass (a transformer block) keeps only
+// its output; its intermediates live in a second memory region that is released as soon as the
+// segment has run, and backward() runs the segment again to get them back (see checkpoint()).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -33,6 +36,9 @@ struct Var {
   // with a bf16 compute weight, no bias, no LoRA): a first writer may then store the gradient as
   // bf16 (Graph::grad_for_write_bf16). Half the bytes, the same products downstream.
   bool grad_bf16_ok = false;
+  // Made while a checkpointed segment ran (Graph::checkpoint): the Var, its value and its
+  // gradient live in the segment's memory, released when the segment is done.
+  bool in_segment = false;
 };
 
 class Graph {
@@ -106,6 +112,19 @@ class Graph {
   // Seeds d(loss) = dloss (loss is a one-element Var) and runs the tape backwards.
   void backward(Var* loss, float dloss = 1.0f);
 
+  // Gradient checkpointing (transformers' gradient_checkpointing, torch.utils.checkpoint):
+  // runs segment(*this) and returns a copy of its output Var (an f32 activation the segment
+  // made), releasing everything else the segment allocated (activations, saved statistics,
+  // Vars, its tape) at once. backward() then runs the segment a second time, from the same
+  // inputs and with the same dropout counters, so it computes the same bits (the ops are
+  // deterministic), back-propagates through that rerun and releases it again. The gradients
+  // are bit-identical to a plain run's; the price is one more forward of each segment.
+  // The segment is stored and called twice, so it must be a pure function of what it captures:
+  // Vars made before it (its inputs: their gradients reach them as usual), params, and host
+  // data valid until backward (capture by value, not references to loop variables). Segments do
+  // not nest (an inner one runs as part of the outer); under no_grad the segment just runs.
+  Var* checkpoint(std::function<Var*(Graph&)> segment);
+
   // Whether layers track p's gradient in this pass: p is trainable and no_grad is off.
   bool tracks(const Param* p) const { return !no_grad && p != nullptr && p->trainable; }
 
@@ -113,7 +132,16 @@ class Graph {
   // before indices() hands them to the ops). On the CPU, tensor memory too.
   Arena& arena() { return arena_; }
   template <typename T>
-  T* scratch(size_t count) { return arena_.allocate_array<T>(count); }
+  T* scratch(size_t count) { return host_arena().allocate_array<T>(count); }
+
+  // Memory high-water marks since the last reset_peaks(): the host arena (Vars, scratch and, on
+  // a host backend, every activation and activation gradient outside segments) and the
+  // checkpointed segments' host arena. Host backends only (a device's arenas are its own).
+  struct MemoryPeaks {
+    size_t main_bytes = 0, segment_bytes = 0;
+  };
+  MemoryPeaks memory_peaks() const;
+  void reset_peaks();
 
   // Pass settings, read by the layers.
   bool training = false;          // dropout active
@@ -126,8 +154,19 @@ class Graph {
 
  private:
   Var* new_var();
+  Arena& host_arena() { return in_segment_ ? segment_arena_ : arena_; }
+  // Tensor memory where `owner`'s gradient lives: the segment's for a Var made in the running
+  // segment, else the pass's (a segment's inputs keep their gradients after it is released).
+  void* grad_memory(const Var* owner, size_t bytes);
   void widen_if_bf16(Var* owner);
+  Var* run_segment(const std::function<Var*(Graph&)>& segment);
+  void release_segment();
+  void backward_segment(const std::function<Var*(Graph&)>& segment, Var* out,
+                        uint64_t dropout_begin, uint64_t dropout_end);
   Arena arena_;
+  Arena segment_arena_;
+  bool in_segment_ = false;
+  std::vector<std::function<void()>> segment_tape_;
   std::shared_ptr<Backend> backend_;
   Backend* ops_;
   std::vector<std::function<void()>> tape_;

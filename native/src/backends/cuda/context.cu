@@ -40,27 +40,29 @@ Context::Context(const ContextOptions& options) : options_(options) {
   check_cuda(cudaMemsetAsync(error_slot_, 0, 4 * sizeof(unsigned long long), s), "cuda",
              "clearing the kernel error slot");
   const int dev = options.device;
-  arena_ = std::make_unique<DeviceArena>(
-      BlockSource{[dev](size_t bytes) -> void* {
-                    void* p = nullptr;
-                    cudaSetDevice(dev);
-                    if (cudaMalloc(&p, bytes) != cudaSuccess) {
-                      cudaGetLastError();
-                      return nullptr;
-                    }
-                    return p;
-                  },
-                  [dev](void* p) {
-                    cudaSetDevice(dev);
-                    cudaFree(p);
-                  }},
-      options.arena_block_bytes);
+  const BlockSource source{[dev](size_t bytes) -> void* {
+                             void* p = nullptr;
+                             cudaSetDevice(dev);
+                             if (cudaMalloc(&p, bytes) != cudaSuccess) {
+                               cudaGetLastError();
+                               return nullptr;
+                             }
+                             return p;
+                           },
+                           [dev](void* p) {
+                             cudaSetDevice(dev);
+                             cudaFree(p);
+                           }};
+  arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
+  // Blocks are taken on first use: a model that never checkpoints never allocates one.
+  segment_arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
 }
 
 Context::~Context() {
   cudaSetDevice(options_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
   destroy_gemm_state(gemm_);
+  segment_arena_.reset();
   arena_.reset();
   cudaFree(error_slot_);
   if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));

@@ -1,6 +1,6 @@
 // Context: what one model owns on a GPU. Its device, its own non-blocking stream (every op of the
 // model is queued there in order, so models on different contexts overlap), the device arena for
-// activations and scratch, the cuBLASLt handle and workspace (created by gemm.cu on first use),
+// activations and scratch (and a second one for checkpointed segments, Graph::checkpoint), the cuBLASLt handle and workspace (created by gemm.cu on first use),
 // and a small device slot where kernels report bad index inputs (a token id out of range) that
 // synchronize() turns into an s2s::Error. Plain C++ header: no CUDA types leak to its users
 // (tests, benches, napi), so they compile without nvcc.
@@ -37,6 +37,8 @@ class Context {
   int device() const { return options_.device; }
   void* stream() const { return stream_; }  // a cudaStream_t
   DeviceArena& arena() { return *arena_; }
+  // Activations of the checkpointed segment being run (Backend::segment_allocate).
+  DeviceArena& segment_arena() { return *segment_arena_; }
   const ContextOptions& options() const { return options_; }
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
   void set_deterministic(bool on) { options_.deterministic = on; }
@@ -57,6 +59,7 @@ class Context {
   void* stream_ = nullptr;
   unsigned long long* error_slot_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
+  std::unique_ptr<DeviceArena> segment_arena_;
   GemmState* gemm_ = nullptr;
 };
 

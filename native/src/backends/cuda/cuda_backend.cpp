@@ -62,6 +62,9 @@ class CudaBackend final : public Backend {
   void* activation_allocate(size_t bytes) override { return ctx_.arena().allocate(bytes); }
   // Stream order makes reuse safe: the next pass's kernels run after this pass's.
   void activation_reset() override { ctx_.arena().reset(); }
+  void* segment_allocate(size_t bytes) override { return ctx_.segment_arena().allocate(bytes); }
+  // Also stream-ordered: the next segment's kernels run after the released one's.
+  void segment_reset() override { ctx_.segment_arena().reset(); }
   void upload(void* dst, const void* src, size_t bytes) override {
     cuda::upload(ctx_, dst, src, bytes);
   }

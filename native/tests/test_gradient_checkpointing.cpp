@@ -1,0 +1,254 @@
+// Gradient checkpointing (Graph::checkpoint, Model::set_gradient_checkpointing): a checkpointed
+// run must give the plain run's loss and every gradient bit for bit, because backward reruns each
+// block with the same inputs and dropout counters. Checked on one fixture of each family (gpt2,
+// llama-gqa, t5-relu-tied: tied embeddings and the shared T5 position bias) with every dropout
+// site on, full fine-tuning and LoRA (with LoRA dropout), over two accumulated micro-batches, in
+// fp32, bf16 and fp16 compute; the same on the checked device backend (checked_backend.h) against the
+// plain CPU run, so the segment memory of a device backend is wired right. Also: the memory a
+// pass keeps actually drops, and the segment contract (what a segment may return) is enforced.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checked_backend.h"
+#include "fixture_model.h"
+#include "harness.h"
+#include "s2s/models/lora.h"
+#include "s2s/models/model.h"
+#include "s2s/models/weights.h"
+#include "s2s/nn/functional.h"
+#include "s2s/thread_pool.h"
+
+using namespace s2s;
+using s2s_test::fixture_dir;
+
+namespace {
+
+struct Family {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> dropout;  // config.json rates turned on
+};
+
+const std::vector<Family>& families() {
+  static const std::vector<Family> f = {
+      {"gpt2", {{"embd_pdrop", "0.1"}, {"resid_pdrop", "0.1"}, {"attn_pdrop", "0.1"}}},
+      {"llama-gqa", {{"attention_dropout", "0.1"}}},
+      {"t5-relu-tied", {{"dropout_rate", "0.1"}}},
+  };
+  return f;
+}
+
+enum class Method { Full, Lora };
+
+struct Setup {
+  Method method = Method::Full;
+  ComputeDType compute = ComputeDType::F32;
+  bool checkpointing = false;
+  std::shared_ptr<Backend> backend;  // null: the CPU
+};
+
+// A fixture model with its dropout rates on, trainable as `s.method` says, on its backend.
+struct Run {
+  std::unique_ptr<Model> model;
+  LoraAdapter adapter;
+  Graph graph;
+  std::vector<float> losses;
+};
+
+std::unique_ptr<Run> build(const Family& f, const Setup& s) {
+  auto r = std::make_unique<Run>();
+  r->model = s2s_test::fixture_model_with_config(f.name, f.dropout);
+  if (s.method == Method::Full) {
+    for (Param* p : r->model->params().all()) r->model->params().set_trainable(*p, true);
+  } else {
+    LoraConfig lc;
+    lc.r = 4;
+    lc.lora_alpha = 8;
+    lc.lora_dropout = 0.1;
+    lc.target_modules_is_regex = true;  // PEFT's "all-linear" is a string, not a list
+    lc.target_modules_regex = "all-linear";
+    lc.init_lora_weights = "false";  // B random too, so A's gradient is not zero
+    r->adapter = apply_lora(*r->model, lc, 5);
+  }
+  r->model->set_compute_dtype(s.compute);
+  if (s.backend) {
+    r->model->to_backend(s.backend);
+    r->graph.set_backend(s.backend);
+  }
+  r->model->set_gradient_checkpointing(s.checkpointing);
+  return r;
+}
+
+// One micro-batch in training mode: summed loss, backward into the params' gradients.
+void micro_batch(Run& r, const Batch& batch, uint64_t seed) {
+  Graph& g = r.graph;
+  g.reset();
+  g.training = true;
+  g.dropout_seed = seed;
+  ForwardResult out = r.model->forward(g, batch, LossReduction::Sum);
+  r.losses.push_back(g.read_scalar(out.loss->value));
+  g.backward(out.loss);
+}
+
+std::vector<uint8_t> bytes_of(Backend& backend, const Tensor& t) {
+  std::vector<uint8_t> out(tensor_bytes(t));
+  if (!out.empty()) backend.download(out.data(), t.data, out.size());
+  return out;
+}
+
+// Every loss and every trainable gradient of `got` equals `want`'s bit for bit; returns how many
+// gradients differ (0 when they all match) for the callers that expect a difference.
+int differing(Run& got, Run& want, const std::string& what, bool report) {
+  int bad = 0;
+  if (got.losses.size() != want.losses.size() ||
+      std::memcmp(got.losses.data(), want.losses.data(), sizeof(float) * got.losses.size()) != 0) {
+    ++bad;
+    if (report) CHECK_MSG(false, what + ": losses differ");
+  }
+  std::vector<Param*> gp = got.model->params().all(), wp = want.model->params().all();
+  CHECK_MSG(gp.size() == wp.size(), what + ": param lists differ");
+  int compared = 0;
+  for (size_t i = 0; i < gp.size() && i < wp.size(); ++i) {
+    if (!wp[i]->trainable) continue;
+    ++compared;
+    if (bytes_of(got.model->backend(), gp[i]->grad) != bytes_of(want.model->backend(), wp[i]->grad)) {
+      ++bad;
+      if (report) CHECK_MSG(false, what + ": gradient of " + wp[i]->name + " differs");
+    }
+  }
+  CHECK_MSG(compared > 0, what + ": nothing trainable");
+  return bad;
+}
+
+// The plain CPU run against a checkpointed run (on `backend`, or the CPU): two accumulated
+// micro-batches (other dropout masks in the second), then every gradient.
+void check_bit_identical(Method method, ComputeDType compute,
+                         const std::function<std::shared_ptr<Backend>()>& backend) {
+  set_num_threads(2);
+  for (const Family& f : families()) {
+    s2s_test::FixtureBatch fx(fixture_dir(f.name));
+    Setup plain_setup;
+    plain_setup.method = method;
+    plain_setup.compute = compute;
+    Setup ckpt_setup = plain_setup;
+    ckpt_setup.checkpointing = true;
+    if (backend) ckpt_setup.backend = backend();
+    auto plain = build(f, plain_setup);
+    auto ckpt = build(f, ckpt_setup);
+    const std::string what = f.name + (method == Method::Lora ? " LoRA" : " full") + " " +
+                             compute_dtype_name(compute) +
+                             (backend ? " on the checked backend" : "");
+    micro_batch(*plain, fx.batch, 7);
+    micro_batch(*ckpt, fx.batch, 7);
+    micro_batch(*plain, fx.batch, 8);
+    micro_batch(*ckpt, fx.batch, 8);
+    CHECK_MSG(differing(*ckpt, *plain, what, true) == 0, what + ": not bit-identical");
+    std::printf("    %s: losses %.6f, %.6f bit-identical with checkpointing\n", what.c_str(),
+                plain->losses[0], plain->losses[1]);
+
+    // The comparison can fail: the same checkpointed run with other dropout masks differs.
+    auto other = build(f, ckpt_setup.backend ? Setup{method, compute, true, backend()} : ckpt_setup);
+    micro_batch(*other, fx.batch, 9);
+    micro_batch(*other, fx.batch, 8);
+    CHECK_MSG(differing(*other, *plain, what, false) > 0,
+              what + ": other dropout masks gave the same gradients (is dropout live?)");
+  }
+}
+
+std::shared_ptr<Backend> checked() { return std::make_shared<s2s_test::CheckedHostBackend>(); }
+
+}  // namespace
+
+// ---- bit-identical gradients ---------------------------------------------------------------------
+
+TEST(checkpointing_full_training_fp32_is_bit_identical) {
+  check_bit_identical(Method::Full, ComputeDType::F32, nullptr);
+}
+
+TEST(checkpointing_lora_fp32_is_bit_identical) {
+  check_bit_identical(Method::Lora, ComputeDType::F32, nullptr);
+}
+
+TEST(checkpointing_full_training_bf16_is_bit_identical) {
+  check_bit_identical(Method::Full, ComputeDType::BF16, nullptr);
+}
+
+TEST(checkpointing_lora_bf16_is_bit_identical) {
+  check_bit_identical(Method::Lora, ComputeDType::BF16, nullptr);
+}
+
+TEST(checkpointing_f16_is_bit_identical) {
+  check_bit_identical(Method::Full, ComputeDType::F16, nullptr);
+  check_bit_identical(Method::Lora, ComputeDType::F16, nullptr);
+}
+
+TEST(checkpointing_on_the_checked_backend_matches_the_plain_cpu_run) {
+  check_bit_identical(Method::Full, ComputeDType::F32, checked);
+  check_bit_identical(Method::Lora, ComputeDType::F32, checked);
+  check_bit_identical(Method::Lora, ComputeDType::BF16, checked);
+}
+
+TEST(checkpointing_uses_the_device_segment_memory) {
+  set_num_threads(2);
+  auto backend = std::make_shared<s2s_test::CheckedHostBackend>();
+  const Family& f = families()[0];
+  s2s_test::FixtureBatch fx(fixture_dir(f.name));
+  Setup s;
+  s.checkpointing = true;
+  s.backend = backend;
+  auto r = build(f, s);
+  micro_batch(*r, fx.batch, 7);
+  CHECK_MSG(backend->segment_peak() > 0, "no segment memory was used on the device");
+}
+
+// ---- memory ----------------------------------------------------------------------------------
+
+TEST(checkpointing_keeps_less_memory) {
+  set_num_threads(2);
+  for (const Family& f : families()) {
+    s2s_test::FixtureBatch fx(fixture_dir(f.name));
+    size_t kept[2] = {0, 0}, segment[2] = {0, 0};
+    for (int on = 0; on < 2; ++on) {
+      Setup s;
+      s.checkpointing = on == 1;
+      auto r = build(f, s);
+      r->graph.reset();
+      r->graph.reset_peaks();
+      micro_batch(*r, fx.batch, 7);
+      kept[on] = r->graph.memory_peaks().main_bytes;
+      segment[on] = r->graph.memory_peaks().segment_bytes;
+    }
+    std::printf("    %s: pass memory %zu bytes plain, %zu + %zu (one segment) checkpointed\n",
+                f.name.c_str(), kept[0], kept[1], segment[1]);
+    CHECK_MSG(segment[0] == 0, f.name + ": a plain run used segment memory");
+    CHECK_MSG(segment[1] > 0, f.name + ": the checkpointed run used no segment memory");
+    CHECK_MSG(kept[1] + segment[1] < kept[0],
+              f.name + ": checkpointing did not lower the pass's memory");
+  }
+}
+
+// ---- the segment contract ----------------------------------------------------------------------
+
+TEST(checkpoint_segment_contract) {
+  Graph g;
+  ParamStore params;
+  Param& p = params.create("w", {4});
+  Var* x = g.output({4}, true);
+  std::memset(x->value.data, 0, 16);
+  // A segment must return an activation it made.
+  CHECK_THROWS_CODE(g.checkpoint([x](Graph&) { return x; }), code::kArgument);
+  CHECK_THROWS_CODE(g.checkpoint([](Graph&) -> Var* { return nullptr; }), code::kArgument);
+  CHECK_THROWS_CODE(g.checkpoint([&p](Graph& sg) { return sg.param(p); }), code::kArgument);
+  // After a refused segment the graph works as before: a segment's output is the pass's copy.
+  Var* y = g.checkpoint([x](Graph& sg) { return nn::relu(sg, nn::scale(sg, x, 2.0f)); });
+  CHECK(!y->in_segment && y->requires_grad);
+  // Nested: the inner segment runs as part of the outer one; no_grad: it just runs.
+  Var* z = g.checkpoint([x](Graph& sg) {
+    return sg.checkpoint([x](Graph& ig) { return nn::scale(ig, x, 3.0f); });
+  });
+  CHECK(!z->in_segment);
+  g.no_grad = true;
+  Var* w = g.checkpoint([x](Graph& sg) { return nn::scale(sg, x, 3.0f); });
+  CHECK(!w->in_segment);
+}
