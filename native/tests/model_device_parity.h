@@ -46,6 +46,17 @@ struct DeviceTolerance {
   double bf16_logits = 0, bf16_loss = 0, bf16_grad = 0, bf16_weights = 0;  // bf16 and fp16
 };
 
+// Noise floor (non-exact backends only). A device sums in other orders than the CPU, so its fp32
+// results differ by a few ulps; most comparisons below are far above that, but some amplify it:
+// bf16 rounding of activations (a frozen bf16 weight, bf16/fp16 compute) flips where a value sits
+// near a rounding boundary, AdamW moves a weight by about lr whatever the size of its gradient (a
+// key bias's gradient is zero up to rounding), and training steps compound all of it. So a "twin"
+// runs beside the CPU model: the same model on the CPU with its fp32 values nudged by 2^-20
+// (relative, deterministic signs), the size of such ordering differences. Each comparison may
+// exceed its tolerance up to kFloorFactor times the twin's own distance from the CPU model; a
+// device error beyond both is a real difference.
+constexpr double kFloorFactor = 4.0;
+
 using BackendFactory = std::function<std::shared_ptr<s2s::Backend>()>;
 
 inline const std::vector<std::string>& parity_fixtures() {
@@ -105,6 +116,29 @@ inline std::unique_ptr<Built> build(const std::string& name, const Setup& s,
   return b;
 }
 
+// The twin's nudge: every fp32 value (trainable or frozen, adapters included) times
+// 1 +- 2^-20, signs from a hash of the position; compute copies refreshed. Host models only.
+inline void nudge(Built& b) {
+  s2s::ParamStore& ps = b.model->params();
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  for (s2s::Param* p : ps.all()) {
+    if (p->value.dtype != s2s::DType::F32) continue;
+    float* v = p->value.f32();
+    for (int64_t i = 0; i < p->value.numel(); ++i) {
+      h ^= h << 13;
+      h ^= h >> 7;
+      h ^= h << 17;
+      v[i] *= (h & 1) ? 1.0f + 0x1p-20f : 1.0f - 0x1p-20f;
+    }
+    if (p->compute.data != nullptr) ps.refresh_compute(*p);
+  }
+}
+
+// A comparison's limit given the twin's error (NaN: no twin).
+inline double with_floor(double limit, double twin_error) {
+  return std::isnan(twin_error) ? limit : std::fmax(limit, kFloorFactor * twin_error);
+}
+
 // A tensor's bytes on the host, whichever backend holds it.
 inline std::vector<uint8_t> bytes_of(s2s::Backend& backend, const s2s::Tensor& t) {
   std::vector<uint8_t> out(s2s::tensor_bytes(t));
@@ -136,27 +170,32 @@ inline double rel_to_max(const std::vector<float>& dev, const std::vector<float>
   return worst / scale;
 }
 
-// dev (on its backend) against cpu (on the CPU): bytes, or rel_to_max within tol.
+// dev (on its backend) against cpu (on the CPU): bytes, or rel_to_max within tol (or within the
+// noise floor of `twin`, the twin model's tensor on the CPU, when given).
 inline void expect_same(s2s::Backend& dev_backend, const s2s::Tensor& dev, const s2s::Tensor& cpu,
-                        const DeviceTolerance& tol, double limit, const std::string& what) {
+                        const DeviceTolerance& tol, double limit, const std::string& what,
+                        const s2s::Tensor* twin = nullptr) {
   CHECK_MSG(dev.numel() == cpu.numel() && dev.dtype == cpu.dtype, what + ": shape or dtype differs");
   if (dev.numel() != cpu.numel() || dev.dtype != cpu.dtype) return;
   if (tol.exact) {
     CHECK_MSG(bytes_of(dev_backend, dev) == bytes_of(s2s::cpu_backend(), cpu),
               what + ": not bit-identical to the CPU");
   } else {
-    CHECK_ERR(rel_to_max(floats_of(dev_backend, dev), floats_of(s2s::cpu_backend(), cpu)), limit,
-              what);
+    const std::vector<float> c = floats_of(s2s::cpu_backend(), cpu);
+    const double floor =
+        twin != nullptr ? rel_to_max(floats_of(s2s::cpu_backend(), *twin), c) : NAN;
+    CHECK_ERR(rel_to_max(floats_of(dev_backend, dev), c), with_floor(limit, floor), what);
   }
 }
 
 inline void expect_loss(double dev, double cpu, const DeviceTolerance& tol, double limit,
-                        const std::string& what) {
+                        const std::string& what, double twin = NAN) {
   if (tol.exact) {
     CHECK_MSG(std::memcmp(&dev, &cpu, sizeof dev) == 0,
               what + ": " + std::to_string(dev) + " vs " + std::to_string(cpu));
   } else {
-    CHECK_ERR(std::fabs(dev - cpu) / std::fmax(1.0, std::fabs(cpu)), limit, what);
+    const double scale = std::fmax(1.0, std::fabs(cpu));
+    CHECK_ERR(std::fabs(dev - cpu) / scale, with_floor(limit, std::fabs(twin - cpu) / scale), what);
   }
 }
 
@@ -167,21 +206,29 @@ inline std::string file_bytes(const std::string& path) {
 
 // Every param's value (and, with grads, gradient; with moments, AdamW moments) alike.
 inline void expect_params(Built& dev, Built& cpu, const DeviceTolerance& tol, double limit,
-                          bool grads, bool moments, const std::string& what) {
+                          bool grads, bool moments, const std::string& what,
+                          Built* twin = nullptr) {
   s2s::Backend& db = dev.model->backend();
   std::vector<s2s::Param*> dp = dev.model->params().all(), cp = cpu.model->params().all();
-  CHECK(dp.size() == cp.size());
-  for (size_t i = 0; i < dp.size() && i < cp.size(); ++i) {
+  std::vector<s2s::Param*> tp = twin != nullptr ? twin->model->params().all() : cp;
+  CHECK(dp.size() == cp.size() && tp.size() == cp.size());
+  for (size_t i = 0; i < dp.size() && i < cp.size() && i < tp.size(); ++i) {
     const std::string n = what + " " + cp[i]->name;
-    expect_same(db, dp[i]->value, cp[i]->value, tol, limit, n + " value");
+    auto t = [&](const s2s::Tensor& x) { return twin != nullptr ? &x : nullptr; };
+    expect_same(db, dp[i]->value, cp[i]->value, tol, limit, n + " value", t(tp[i]->value));
     CHECK_MSG(dp[i]->trainable == cp[i]->trainable, n + " trainable");
-    if (grads && cp[i]->trainable) expect_same(db, dp[i]->grad, cp[i]->grad, tol, limit, n + " grad");
+    if (grads && cp[i]->trainable) {
+      expect_same(db, dp[i]->grad, cp[i]->grad, tol, limit, n + " grad", t(tp[i]->grad));
+    }
     if (moments && cp[i]->exp_avg.data != nullptr) {
-      expect_same(db, dp[i]->exp_avg, cp[i]->exp_avg, tol, limit, n + " exp_avg");
-      expect_same(db, dp[i]->exp_avg_sq, cp[i]->exp_avg_sq, tol, limit, n + " exp_avg_sq");
+      expect_same(db, dp[i]->exp_avg, cp[i]->exp_avg, tol, limit, n + " exp_avg",
+                  t(tp[i]->exp_avg));
+      expect_same(db, dp[i]->exp_avg_sq, cp[i]->exp_avg_sq, tol, limit, n + " exp_avg_sq",
+                  t(tp[i]->exp_avg_sq));
     }
     if (cp[i]->compute.data != nullptr) {
-      expect_same(db, dp[i]->compute, cp[i]->compute, tol, limit * 4, n + " bf16 compute copy");
+      expect_same(db, dp[i]->compute, cp[i]->compute, tol, limit * 4, n + " bf16 compute copy",
+                  t(tp[i]->compute));
     }
   }
 }
@@ -236,6 +283,11 @@ inline void check_full_training_on_device(const std::string& name, const Backend
   s.compute = compute;
   std::unique_ptr<Built> cpu = build(name, s, nullptr);
   std::unique_ptr<Built> dev = build(name, s, make());
+  std::unique_ptr<Built> twin;  // the noise floor (above)
+  if (!tol.exact) {
+    twin = build(name, s, nullptr);
+    nudge(*twin);
+  }
   CHECK(!dev->model->backend().is_host());
   expect_params(*dev, *cpu, tol, l_weights, true, false, tag + " after the move");
   Fixture fx(fixture_dir(name));
@@ -243,26 +295,34 @@ inline void check_full_training_on_device(const std::string& name, const Backend
   // Logits, loss, gradients (mean loss, as the fixtures).
   s2s::ForwardResult rc = cpu->model->forward(cpu->graph, fx.batch, s2s::LossReduction::Mean);
   s2s::ForwardResult rd = dev->model->forward(dev->graph, fx.batch, s2s::LossReduction::Mean);
-  expect_same(dev->model->backend(), rd.logits->value, rc.logits->value, tol, l_logits, tag + " logits");
+  s2s::ForwardResult rt;
+  if (twin) rt = twin->model->forward(twin->graph, fx.batch, s2s::LossReduction::Mean);
+  expect_same(dev->model->backend(), rd.logits->value, rc.logits->value, tol, l_logits,
+              tag + " logits", twin ? &rt.logits->value : nullptr);
   expect_loss(dev->graph.read_scalar(rd.loss->value), cpu->graph.read_scalar(rc.loss->value), tol,
-              l_loss, tag + " loss");
+              l_loss, tag + " loss", twin ? twin->graph.read_scalar(rt.loss->value) : NAN);
   CHECK(rd.count == rc.count);
   cpu->graph.backward(rc.loss, cpu->scaler.scale());  // fp16: the scaled gradients
   dev->graph.backward(rd.loss, dev->scaler.scale());
-  expect_params(*dev, *cpu, tol, l_grad, true, false, tag + " gradients:");
+  if (twin) twin->graph.backward(rt.loss, twin->scaler.scale());
+  expect_params(*dev, *cpu, tol, l_grad, true, false, tag + " gradients:", twin.get());
   cpu->model->params().zero_grads();
   dev->model->params().zero_grads();
+  if (twin) twin->model->params().zero_grads();
 
   // Ten AdamW steps on the same batch.
   const int steps = half ? 3 : 10;
   for (int step = 1; step <= steps; ++step) {
     const StepResult c = train_step(*cpu, fx.batch, step, false, 0);
     const StepResult d = train_step(*dev, fx.batch, step, false, 0);
+    StepResult t{NAN, 1, NAN};
+    if (twin) t = train_step(*twin, fx.batch, step, false, 0);
     const std::string at = tag + " step " + std::to_string(step);
-    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, l_loss * 10, at + " loss");
-    expect_loss(d.grad_norm, c.grad_norm, tol, l_grad, at + " grad norm");
+    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, l_loss * 10, at + " loss",
+                t.loss / double(t.count));
+    expect_loss(d.grad_norm, c.grad_norm, tol, l_grad, at + " grad norm", t.grad_norm);
   }
-  expect_params(*dev, *cpu, tol, l_weights, false, true, tag + " after training:");
+  expect_params(*dev, *cpu, tol, l_weights, false, true, tag + " after training:", twin.get());
 
   // Saved optimizer state and model: byte-identical files (exact), else the reloaded tensors.
   TmpDir tmp;
@@ -320,16 +380,26 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
   lc.init_lora_weights = "false";  // B non-zero: every adapter gets a gradient from step 1
   s2s::LoraAdapter ac = s2s::apply_lora(*cpu->model, lc, 7);
   s2s::LoraAdapter ad = s2s::apply_lora(*dev->model, lc, 7);
+  std::unique_ptr<Built> twin;  // the noise floor
+  s2s::LoraAdapter at_twin;
+  if (!tol.exact) {
+    twin = build(name, s, nullptr);
+    at_twin = s2s::apply_lora(*twin->model, lc, 7);
+    nudge(*twin);
+  }
   expect_params(*dev, *cpu, tol, tol.weights, false, false, tag + " attached:");
   Fixture fx(fixture_dir(name));
   for (int step = 1; step <= 3; ++step) {
     const StepResult c = train_step(*cpu, fx.batch, step, true, 100 + step);
     const StepResult d = train_step(*dev, fx.batch, step, true, 100 + step);
+    StepResult t{NAN, 1, NAN};
+    if (twin) t = train_step(*twin, fx.batch, step, true, 100 + step);
     const std::string at = tag + " step " + std::to_string(step);
-    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, tol.loss * 10, at + " loss");
-    expect_loss(d.grad_norm, c.grad_norm, tol, tol.grad, at + " grad norm");
+    expect_loss(d.loss / double(d.count), c.loss / double(c.count), tol, tol.loss * 10, at + " loss",
+                t.loss / double(t.count));
+    expect_loss(d.grad_norm, c.grad_norm, tol, tol.grad, at + " grad norm", t.grad_norm);
   }
-  expect_params(*dev, *cpu, tol, tol.weights, false, true, tag + " after training:");
+  expect_params(*dev, *cpu, tol, tol.weights, false, true, tag + " after training:", twin.get());
 
   // Generation runs on a host copy of the trained device model: the CPU model's params (in their
   // dtypes: fp32 masters, bf16 file views, the adapters) and, exactly, its greedy tokens.
@@ -341,9 +411,10 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
     for (s2s::Param* p : cp) {
       s2s::Param* q = hc.model->params().find(p->name);
       CHECK_MSG(q != nullptr && q->value.dtype == p->value.dtype, tag + " host copy has " + p->name);
+      const s2s::Param* tw = twin ? twin->model->params().find(p->name) : nullptr;
       if (q != nullptr) {
         expect_same(s2s::cpu_backend(), q->value, p->value, tol, tol.weights,
-                    tag + " host copy " + p->name);
+                    tag + " host copy " + p->name, tw != nullptr ? &tw->value : nullptr);
       }
     }
     s2s::GenerationConfig gc;
@@ -386,14 +457,20 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
   }
   s2s::merge_lora(*cpu->model, ac);
   s2s::merge_lora(*dev->model, ad);
-  expect_params(*dev, *cpu, tol, tol.weights, false, false, tag + " merged:");
+  if (twin) s2s::merge_lora(*twin->model, at_twin);
+  expect_params(*dev, *cpu, tol, tol.weights, false, false, tag + " merged:", twin.get());
   // The merged model's forward agrees too (no LoRA left; bf16 views replaced by fp32 merges).
   cpu->graph.reset();
   dev->graph.reset();
   s2s::ForwardResult rc = cpu->model->forward(cpu->graph, fx.batch, s2s::LossReduction::Mean);
   s2s::ForwardResult rd = dev->model->forward(dev->graph, fx.batch, s2s::LossReduction::Mean);
+  s2s::ForwardResult rt;
+  if (twin) {
+    twin->graph.reset();
+    rt = twin->model->forward(twin->graph, fx.batch, s2s::LossReduction::Mean);
+  }
   expect_same(dev->model->backend(), rd.logits->value, rc.logits->value, tol, tol.logits,
-              tag + " merged logits");
+              tag + " merged logits", twin ? &rt.logits->value : nullptr);
 }
 
 }  // namespace s2s_test

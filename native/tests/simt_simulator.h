@@ -1,4 +1,4 @@
-// A CPU simulator for CUDA kernels: every thread of a block runs as a fiber (ucontext) on one OS
+// A CPU simulator for CUDA kernels: every thread of a block runs as a fiber on one OS
 // thread, and each collective — __syncthreads, a warp shuffle, a warp-wide
 // mma.sync.m16n8k16 — suspends the fiber until every thread it involves has arrived, then is
 // performed from all their operands at once. The mma takes each lane's fragment registers and
@@ -12,9 +12,11 @@
 // Two ways in: kernel bodies written against an execution policy (attention_mma.cuh) get a
 // SimThread; whole .cu files compiled as C++ against the CUDA runtime stand-in
 // (native/tests/simt_cuda/) reach the running simulator through Simulator::current().
-// Linux/glibc only (ucontext).
+// Linux only: fibers switch with a few instructions on x86-64, with ucontext elsewhere.
 #pragma once
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -25,11 +27,88 @@
 
 #include "backends/cuda/half_bits.h"
 
+#if defined(__x86_64__)
+// Switches fibers (System V x86-64): pushes the callee-saved registers, MXCSR and the x87 control
+// word, stores the stack pointer in *save_sp, loads load_sp and pops the same. Weak, so every
+// translation unit may carry the definition. (swapcontext would also save the signal mask, a
+// system call per switch: the simulator switches millions of times.)
+extern "C" void s2s_simt_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .pushsection .text
+  .weak s2s_simt_switch
+  .type s2s_simt_switch,@function
+s2s_simt_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size s2s_simt_switch, .-s2s_simt_switch
+  .popsection
+)");
+#endif
+
 namespace s2s {
 namespace cuda {
 struct AttentionGeometry;
 }
 namespace simt {
+
+// A suspended fiber (or the scheduler): where to resume it.
+struct FiberContext {
+#if defined(__x86_64__)
+  void* sp = nullptr;
+#else
+  ucontext_t ctx;
+#endif
+};
+
+// Makes `c` start `entry` (which must never return) on the given stack at the next switch.
+inline void fiber_prepare(FiberContext& c, char* stack, size_t bytes, void (*entry)()) {
+#if defined(__x86_64__)
+  // The frame s2s_simt_switch pops: MXCSR + x87 control word, r15..rbp, then `entry` as the
+  // return address; entry then starts with rsp = 8 mod 16, as after a call.
+  uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + bytes) & ~uintptr_t(15);
+  uint64_t* frame = reinterpret_cast<uint64_t*>(top - 72);
+  const uint32_t mxcsr = 0x1F80, x87_cw = 0x037F;  // the defaults: round to nearest, all masked
+  std::memcpy(frame, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(frame) + 4, &x87_cw, 4);
+  for (int i = 1; i <= 6; ++i) frame[i] = 0;
+  frame[7] = reinterpret_cast<uint64_t>(entry);
+  frame[8] = 0;  // entry's (never used) return address
+  c.sp = frame;
+#else
+  getcontext(&c.ctx);
+  c.ctx.uc_stack.ss_sp = stack;
+  c.ctx.uc_stack.ss_size = bytes;
+  c.ctx.uc_link = nullptr;
+  makecontext(&c.ctx, entry, 0);
+#endif
+}
+
+inline void fiber_switch(FiberContext& save, FiberContext& load) {
+#if defined(__x86_64__)
+  s2s_simt_switch(&save.sp, load.sp);
+#else
+  swapcontext(&save.ctx, &load.ctx);
+#endif
+}
 
 struct Dim3 {
   int x = 1, y = 1, z = 1;
@@ -120,7 +199,7 @@ class Simulator {
   static constexpr size_t kGuardBytes = 4096;
 
   struct Lane {
-    ucontext_t ctx;
+    FiberContext ctx;
     std::vector<char> stack;
     Wait wait = Wait::Running;
     uint64_t shfl_in = 0, shfl_out = 0;
@@ -139,14 +218,15 @@ class Simulator {
     Simulator* sim = current_slot();
     const int tid = sim->current_;
     sim->body_(SimThread(sim, tid), sim->smem_.data());
-    sim->lanes_[size_t(tid)].wait = Wait::Done;
-    // returning resumes uc_link: the scheduler
+    Lane& lane = sim->lanes_[size_t(tid)];
+    lane.wait = Wait::Done;
+    fiber_switch(lane.ctx, sim->scheduler_);  // never resumed
   }
 
   void yield(int tid, Wait w) {
     Lane& lane = lanes_[size_t(tid)];
     lane.wait = w;
-    swapcontext(&lane.ctx, &scheduler_);
+    fiber_switch(lane.ctx, scheduler_);
   }
 
   void run_block(Dim3 block, int threads, size_t smem_bytes, const Body& body) {
@@ -158,17 +238,13 @@ class Simulator {
       Lane& lane = lanes_[size_t(t)];
       lane.wait = Wait::Running;
       if (lane.stack.empty()) lane.stack.resize(kStackBytes);
-      getcontext(&lane.ctx);
-      lane.ctx.uc_stack.ss_sp = lane.stack.data();
-      lane.ctx.uc_stack.ss_size = lane.stack.size();
-      lane.ctx.uc_link = &scheduler_;
-      makecontext(&lane.ctx, &Simulator::fiber_entry, 0);
+      fiber_prepare(lane.ctx, lane.stack.data(), lane.stack.size(), &Simulator::fiber_entry);
     }
     for (;;) {
       for (int t = 0; t < threads; ++t) {  // run every runnable fiber to its next collective
         if (lanes_[size_t(t)].wait != Wait::Running) continue;
         current_ = t;
-        swapcontext(&scheduler_, &lanes_[size_t(t)].ctx);
+        fiber_switch(scheduler_, lanes_[size_t(t)].ctx);
       }
       int done = 0, at_barrier = 0;
       for (int t = 0; t < threads; ++t) {
@@ -259,7 +335,7 @@ class Simulator {
   Body body_;
   std::vector<uint8_t> smem_;
   std::vector<Lane> lanes_;
-  ucontext_t scheduler_;
+  FiberContext scheduler_;
   int current_ = 0;
 };
 
