@@ -64,3 +64,22 @@ foreach(name test_cuda_ops test_cuda_models)
   target_link_libraries(${name}_sim PRIVATE s2s_test_harness)
   add_test(NAME ${name}_sim COMMAND ${name}_sim)
 endforeach()
+
+# The GPU benchmark's code paths (hand-composed step, model path, fp16 with the loss scaler, fp32
+# attention with the per-op profile) on a tiny GPT so that the first GPU session does not meet a
+# host-side bug in them; the figures mean nothing here.
+add_executable(bench_cuda_train_sim bench/native/bench_cuda_train.cpp $<TARGET_OBJECTS:s2s_cuda_sim>)
+target_include_directories(bench_cuda_train_sim BEFORE PRIVATE native/tests/simt_cuda
+                           ${CMAKE_BINARY_DIR}/simt_cuda/include)
+target_include_directories(bench_cuda_train_sim PRIVATE native/src native/tests)
+target_compile_definitions(bench_cuda_train_sim PRIVATE S2S_HAVE_CUDA=1)
+target_compile_options(bench_cuda_train_sim PRIVATE -Wno-unknown-pragmas)
+target_link_libraries(bench_cuda_train_sim PRIVATE s2s_core)
+set(S2S_SIM_BENCH_SHAPE --batch 2 --seq 64 --layers 2 --channels 64 --heads 2 --vocab 97
+    --warmup 1 --steps 2)
+add_test(NAME bench_cuda_train_sim_ops COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE})
+add_test(NAME bench_cuda_train_sim_model COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model)
+add_test(NAME bench_cuda_train_sim_model_fp16
+         COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --fp16)
+add_test(NAME bench_cuda_train_sim_profile
+         COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --attention-fp32 --profile)
