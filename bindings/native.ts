@@ -194,16 +194,20 @@ let cached: { addon: NativeAddon; path: string } | undefined;
 /**
  * Loads the addon through node-gyp-build, which takes build/Release/ (a build from source) first,
  * then build/Debug/, then prebuilds/<platform>-<arch>/ (see its load.path): so a build from
- * source, e.g. `s2s-train build-native --cuda on`, wins over the CPU-only prebuild. When none
- * loads, the error lists the paths tried and the commands that build the addon.
+ * source, e.g. `s2s-train build-native --cuda on`, wins over the CPU-only prebuild; or the file
+ * the environment's S2S_ADDON names. When none loads, the error lists the paths tried and the
+ * commands that build the addon.
  */
 export function loadAddon(): { addon: NativeAddon; path: string } {
   if (cached) return cached;
   const root = packageRoot();
   const nodeGypBuild = require("node-gyp-build") as { path(dir: string): string };
   let addonPath: string;
+  // S2S_ADDON names an addon file to load instead (a build of your own; the tests' simulated-GPU
+  // addon, build/sim-addon/s2s_train_sim.node).
+  const override = process.env.S2S_ADDON?.trim();
   try {
-    addonPath = nodeGypBuild.path(root);
+    addonPath = override ? path.resolve(override) : nodeGypBuild.path(root);
   } catch (e) {
     const tried = [
       path.join(root, "build", "Release", "s2s_train.node"),

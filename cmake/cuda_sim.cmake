@@ -44,6 +44,7 @@ add_library(s2s_cuda_sim OBJECT ${S2S_SIM_GENERATED}
             native/tests/simt_cuda/simt_cuda_runtime.cpp native/tests/simt_cuda/gemm_sim.cpp
             native/src/backends/cuda/cuda_backend.cpp native/src/backends/cuda/device_query.cpp
             native/src/nn/cpu_backend.cpp)
+set_property(TARGET s2s_cuda_sim PROPERTY POSITION_INDEPENDENT_CODE ON)  # also in the sim addon
 # The stand-in headers come before any real CUDA include path.
 target_include_directories(s2s_cuda_sim BEFORE PRIVATE native/tests/simt_cuda native/tests
                            ${CMAKE_BINARY_DIR}/simt_cuda/include)
@@ -83,3 +84,18 @@ add_test(NAME bench_cuda_train_sim_model_fp16
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --fp16)
 add_test(NAME bench_cuda_train_sim_profile
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --attention-fp32 --profile)
+
+# The Node addon with the simulated GPU (build/sim-addon/s2s_train_sim.node; test builds under
+# cmake-js only; not in build/Release, where node-gyp-build loads the first .node file it lists): the N-API layer, the TypeScript trainer and CLI see a CUDA device, "SIMT
+# simulator (CPU)", whose kernels run in the simulator. test/cuda-simulator.test.ts loads it
+# through S2S_ADDON and trains on `device: cuda` end to end.
+if(CMAKE_JS_VERSION)
+  add_library(s2s_addon_sim SHARED ${S2S_NAPI_SOURCES} ${CMAKE_JS_SRC} $<TARGET_OBJECTS:s2s_cuda_sim>)
+  set_target_properties(s2s_addon_sim PROPERTIES PREFIX "" SUFFIX ".node" OUTPUT_NAME "s2s_train_sim"
+                        LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/sim-addon)
+  target_include_directories(s2s_addon_sim PRIVATE ${CMAKE_JS_INC} ${NODE_ADDON_API_DIR})
+  target_compile_definitions(s2s_addon_sim PRIVATE
+    NAPI_VERSION=8 NODE_ADDON_API_DISABLE_DEPRECATED NAPI_CPP_EXCEPTIONS
+    S2S_COMPILER="${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION} + SIMT simulator")
+  target_link_libraries(s2s_addon_sim PRIVATE s2s_core ${CMAKE_JS_LIB})
+endif()

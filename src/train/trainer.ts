@@ -313,7 +313,7 @@ class TrainingRun {
     }
     const info = this.model.info();
     this.log.info(resumeFrom ? `resuming from ${resumeFrom}` : "training", {
-      run: this.paths.dir, model: this.config.model.path, method: this.config.model.method,
+      run: this.paths.dir, model: this.config.model.path, method: this.config.model.method, device: info.device,
       parameters: info.parameters, trainable: info.trainableParameters,
       train_examples: this.data.train.length, valid_examples: this.data.valid.length,
       step: this.state.global_step, total_steps: this.totalSteps, warmup_steps: this.schedule.warmupSteps,
