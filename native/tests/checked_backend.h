@@ -322,7 +322,19 @@ class CheckedHostBackend final : public s2s::Backend {
     idx(key_mask, key_mask_size, "key_mask");
     s2s::attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
                             key_mask_size, options);
+  }  void attention_cached_forward(const s2s::Tensor& out, const s2s::Tensor& q,
+                                const s2s::Tensor& k_cache, const s2s::Tensor& v_cache,
+                                const int32_t* slot, const int32_t* key_begin,
+                                const int32_t* key_end, const s2s::Tensor& bias,
+                                const s2s::AttentionOptions& options) override {
+    Open o(*this, "attention_cached_forward");
+    t(out, "out"); t(q, "q"); t(k_cache, "k_cache"); t(v_cache, "v_cache"); t(bias, "bias");
+    const int64_t R = q.ndim > 0 ? q.shape[0] : 0;
+    idx(slot, R, "slot"); idx(key_begin, R, "key_begin"); idx(key_end, R, "key_end");
+    s2s::attention_cached_forward(out, q, k_cache, v_cache, slot, key_begin, key_end, bias,
+                                  options);
   }
+
   void rope_forward(const s2s::Tensor& out, const s2s::Tensor& inp, const int32_t* positions,
                     int64_t num_positions, float theta) override {
     Open o(*this, "rope_forward");

@@ -27,6 +27,7 @@
 #include "s2s/gemm.h"
 #include "s2s/ops/adamw.h"
 #include "s2s/ops/attention.h"
+#include "s2s/ops/attention_cached.h"
 #include "s2s/ops/cast.h"
 #include "s2s/ops/cross_entropy.h"
 #include "s2s/ops/dropout.h"
@@ -595,6 +596,78 @@ CUDA_TEST(cuda_attention_bad_mask_value) {
   Dev gmask(mask, DType::F32, {2});
   cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{}, gmask.ptr<uint8_t>(), B * T, {});
   CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+}
+
+// ---- attention over a KV cache (decoding) ---------------------------------------------------
+
+struct CachedCase {
+  int64_t R, Tq, Hq, Hkv, D, S, Tc;
+  bool causal, bias;
+};
+
+static void check_attention_cached(const CachedCase& c, uint64_t seed) {
+  const int64_t nq = c.R * c.Tq * c.Hq * c.D, nc = c.S * c.Tc * c.Hkv * c.D;
+  std::vector<float> q = random_vector(nq, seed), k = random_vector(nc, seed + 1);
+  std::vector<float> v = random_vector(nc, seed + 2);
+  // Rows in permuted slots (beam search), left padding in row 0, a prompt of several positions
+  // in the last row (prefill into the cache) when Tq > 1.
+  std::vector<int32_t> slot(c.R), begin(c.R), end(c.R);
+  for (int64_t r = 0; r < c.R; ++r) {
+    slot[r] = int32_t((r * 3 + 1) % c.S);
+    begin[r] = r == 0 ? 3 : 0;
+    end[r] = int32_t(c.Tc - r);
+  }
+  const int64_t Tb = c.Tc;
+  std::vector<float> bias = c.bias ? random_vector(c.Hq * c.Tq * Tb, seed + 3) : std::vector<float>{};
+  AttentionOptions o;
+  o.causal = c.causal;
+  if (c.bias) o.scale = 1.0f;  // T5's unscaled scores
+  std::vector<float> out(nq);
+  attention_cached_forward(view(out, {c.R, c.Tq, c.Hq, c.D}), view(q, {c.R, c.Tq, c.Hq, c.D}),
+                           view(k, {c.S, c.Tc, c.Hkv, c.D}), view(v, {c.S, c.Tc, c.Hkv, c.D}),
+                           slot.data(), begin.data(), end.data(),
+                           c.bias ? view(bias, {c.Hq, c.Tq, Tb}) : none(), o);
+  Dev gq(q, {c.R, c.Tq, c.Hq, c.D}), gk(k, {c.S, c.Tc, c.Hkv, c.D}), gv(v, {c.S, c.Tc, c.Hkv, c.D});
+  Dev gslot(slot, DType::F32, {c.R}), gbegin(begin, DType::F32, {c.R}), gend(end, DType::F32, {c.R});
+  Dev gbias(c.bias ? bias : std::vector<float>{0.f}, {c.bias ? c.Hq * c.Tq * Tb : 1});
+  if (c.bias) gbias.t = Tensor::contiguous(gbias.buf.data(), DType::F32, {c.Hq, c.Tq, Tb});
+  Dev gout(std::vector<float>(nq, -7.f), {c.R, c.Tq, c.Hq, c.D});
+  cuda::attention_cached_forward(ctx(), gout.t, gq.t, gk.t, gv.t, gslot.ptr<int32_t>(),
+                                 gbegin.ptr<int32_t>(), gend.ptr<int32_t>(),
+                                 c.bias ? gbias.t : Tensor{}, o);
+  ctx().synchronize();
+  char what[128];
+  std::snprintf(what, sizeof what, "attention_cached R%ld Tq%ld Hq%ld Hkv%ld D%ld%s%s", long(c.R),
+                long(c.Tq), long(c.Hq), long(c.Hkv), long(c.D), c.causal ? " causal" : "",
+                c.bias ? " bias" : "");
+  expect_close(host_of(gout), out, 1e-5, what);
+}
+
+CUDA_TEST(cuda_attention_cached_against_cpu) {
+  check_attention_cached({3, 1, 4, 2, 64, 4, 40, true, false}, 210);    // decoding one token, GQA
+  check_attention_cached({2, 5, 2, 2, 80, 3, 29, true, false}, 220);    // several new positions
+  check_attention_cached({2, 1, 3, 3, 32, 2, 17, true, true}, 230);     // T5 decoder: bias, scale 1
+  check_attention_cached({2, 4, 2, 1, 128, 2, 50, false, false}, 240);  // cross-attention shape
+  check_attention_cached({1, 1, 2, 2, 256, 1, 9, true, false}, 250);    // D = 256
+}
+
+CUDA_TEST(cuda_attention_cached_bad_slot_is_reported) {
+  const int64_t D = 32, S = 2, Tc = 8;
+  std::vector<float> q = random_vector(D, 260), kv = random_vector(S * Tc * D, 261);
+  std::vector<int32_t> slot = {5}, begin = {0}, end = {4};
+  Dev gq(q, {1, 1, 1, D}), gkv(kv, {S, Tc, 1, D}), gout(std::vector<float>(D), {1, 1, 1, D});
+  Dev gslot(slot, DType::F32, {1}), gbegin(begin, DType::F32, {1}), gend(end, DType::F32, {1});
+  cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkv.t, gkv.t, gslot.ptr<int32_t>(),
+                                 gbegin.ptr<int32_t>(), gend.ptr<int32_t>(), Tensor{}, {});
+  CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+  std::vector<int32_t> good = {1}, past_capacity = {Tc + 1};
+  Dev ggood(good, DType::F32, {1}), gpast(past_capacity, DType::F32, {1});
+  cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkv.t, gkv.t, ggood.ptr<int32_t>(),
+                                 gbegin.ptr<int32_t>(), gpast.ptr<int32_t>(), Tensor{}, {});
+  CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+  cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkv.t, gkv.t, ggood.ptr<int32_t>(),
+                                 gbegin.ptr<int32_t>(), gend.ptr<int32_t>(), Tensor{}, {});
+  ctx().synchronize();  // the context stays usable
 }
 
 // ---- positions ------------------------------------------------------------------------------

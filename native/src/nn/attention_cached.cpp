@@ -7,7 +7,6 @@
 #include "s2s/generate/kv_cache.h"
 #include "s2s/nn/functional.h"
 #include "s2s/ops/attention.h"
-#include "s2s/ops/attention_cached.h"
 
 namespace s2s {
 namespace nn {
@@ -48,8 +47,9 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
     return out;
   }
   cache.append(layer, k->value, v->value);
-  attention_cached_forward(out->value, qv, cache.keys(layer), cache.values(layer), cache.slots(),
-                           begin, cache.key_end(T), bias_v, options);
+  g.ops().attention_cached_forward(out->value, qv, cache.keys(layer), cache.values(layer),
+                                   g.indices(cache.slots(), R), g.indices(begin, R),
+                                   g.indices(cache.key_end(T), R), bias_v, options);
   return out;
 }
 
@@ -59,8 +59,11 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
   Var* out = g.output(q->value.ndim, q->value.shape, false);
   AttentionOptions o = options;
   o.causal = false;
-  attention_cached_forward(out->value, q->value, cache.cross_keys(layer), cache.cross_values(layer),
-                           cache.cross_slots(), cache.cross_begin(), cache.cross_end(), Tensor{}, o);
+  const int64_t R = q->value.shape[0];
+  g.ops().attention_cached_forward(out->value, q->value, cache.cross_keys(layer),
+                                   cache.cross_values(layer), g.indices(cache.cross_slots(), R),
+                                   g.indices(cache.cross_begin(), R),
+                                   g.indices(cache.cross_end(), R), Tensor{}, o);
   return out;
 }
 

@@ -180,7 +180,14 @@ class CpuBackend final : public Backend {
                           const AttentionOptions& options) override {
     s2s::attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
                             key_mask_size, options);
+  }  void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
+                                const Tensor& v_cache, const int32_t* slot,
+                                const int32_t* key_begin, const int32_t* key_end,
+                                const Tensor& bias, const AttentionOptions& options) override {
+    s2s::attention_cached_forward(out, q, k_cache, v_cache, slot, key_begin, key_end, bias,
+                                  options);
   }
+
   void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
                     int64_t num_positions, float theta) override {
     s2s::rope_forward(out, inp, positions, num_positions, theta);

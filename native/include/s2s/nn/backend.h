@@ -22,6 +22,7 @@
 #include "s2s/device.h"
 #include "s2s/ops/adamw.h"
 #include "s2s/ops/attention.h"
+#include "s2s/ops/attention_cached.h"
 #include "s2s/ops/cross_entropy.h"
 #include "s2s/ops/gelu.h"
 #include "s2s/ops/linear.h"
@@ -154,6 +155,12 @@ class Backend {
                                   const Tensor& k, const Tensor& v, const Tensor& out,
                                   const Tensor& lse, const Tensor& bias, const uint8_t* key_mask,
                                   int64_t key_mask_size, const AttentionOptions& options) = 0;
+  // s2s::attention_cached_forward (decoding's attention over a KV cache); slot, key_begin and
+  // key_end are tensor memory (Graph::indices), one entry per row of q.
+  virtual void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
+                                        const Tensor& v_cache, const int32_t* slot,
+                                        const int32_t* key_begin, const int32_t* key_end,
+                                        const Tensor& bias, const AttentionOptions& options) = 0;
   virtual void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
                             int64_t num_positions, float theta) = 0;
   virtual void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,

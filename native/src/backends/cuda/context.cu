@@ -102,6 +102,13 @@ void Context::synchronize() {
     case KernelReport::AttentionKeyMask:
       fail(code::kArgument, "attention", "expected key_mask values 0 or 1, got key_mask[", index,
            "] = ", value);
+    case KernelReport::AttentionCacheSlot:
+      fail(code::kArgument, "attention_cached", "expected slot[", index, "] in [0, ", bound,
+           "), got ", value);
+    case KernelReport::AttentionCacheRange:
+      fail(code::kArgument, "attention_cached", "expected 0 <= key_begin[", index,
+           "] <= key_end[", index, "] <= ", bound,
+           " (and key_end >= Tq when causal, <= the bias's keys), got key_end ", value);
     default:
       fail(code::kInternal, "cuda", "unknown kernel report ", r[0]);
   }

@@ -95,6 +95,14 @@ void copy_columns(Context& ctx, float* dst, const float* src, int64_t rows, int6
 void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t dst_cols,
                     int64_t col0, int64_t width);
 
+// ---- attention_cached.cu: decoding's attention over a KV cache (s2s/ops/attention_cached.h),
+// fp32, a warp per query row. slot, key_begin and key_end are device arrays; values the CPU op
+// would reject are reported at the next synchronize (S2S_ARGUMENT) and give zeros.
+void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
+                              const Tensor& k_cache, const Tensor& v_cache, const int32_t* slot,
+                              const int32_t* key_begin, const int32_t* key_end,
+                              const Tensor& bias, const AttentionOptions& options);
+
 // ---- attention.cu: fused (flash-style) forward and backward in fp32: causal or bidirectional,
 // key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256;
 // dropout on the probabilities with the CPU op's mask bit for bit (AttentionOptions::dropout_*).
