@@ -2,9 +2,9 @@
 // backend's kernels running in the SIMT simulator (build/sim-addon/s2s_train_sim.node, see
 // cmake/cuda_sim.cmake), loaded through S2S_ADDON in this file's own process. The N-API layer,
 // the trainer and the checkpoints see a CUDA device and train on it: `device: "cuda"` runs the
-// steps on the device and tracks the CPU run's losses; evaluation with generation metrics
-// generates on the host copy while the steps stay on the device; fp16 trains with the loss
-// scaler; a run resumed from a device checkpoint continues exactly. Skipped where the simulated
+// steps on the device and tracks the CPU run's losses; decoder-only models generate on the
+// device (T5 on its host copy) the CPU model's tokens; evaluation with generation metrics runs;
+// fp16 trains with the loss scaler; a run resumed from a device checkpoint continues exactly. Skipped where the simulated
 // addon is not built (non-Linux hosts, or a build with the real CUDA backend).
 import { describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
@@ -59,6 +59,20 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(m.info().device).toBe("cuda");
   });
 
+  for (const model of ["gpt2", "llama-gqa", "t5-relu-tied"]) {
+    it(`${model} on cuda generates the CPU model's tokens (greedy and 3 beams)`, async () => {
+      const cpu = await Model.load(path.join(modelsRoot, model), { device: "cpu" });
+      const gpu = await Model.load(path.join(modelsRoot, model), { device: "cuda" });
+      const prompts = [[5, 9, 3, 7], [4, 11]];
+      for (const numBeams of [1, 3]) {
+        const options = { maxNewTokens: 5, numBeams, eosTokenId: null, padTokenId: 0, decoderStartTokenId: 0 };
+        const want = await cpu.generate(prompts, options);
+        const got = await gpu.generate(prompts, options);
+        expect(got.sequences.map((s) => s.tokenIds)).toEqual(want.sequences.map((s) => s.tokenIds));
+      }
+    });
+  }
+
   for (const [model, kind, extra] of [
     ["gpt2", "causal", ["model.method=full"]],
     ["llama-gqa", "causal", ["model.lora.target_modules=all-linear"]],
@@ -76,7 +90,7 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     });
   }
 
-  it("evaluation with generation metrics on cuda (generation on the host copy)", async () => {
+  it("evaluation with generation metrics on cuda", async () => {
     const r = await run("gpt2", "causal", ["model.device=cuda", "train.eval_steps=2", "train.eval_metrics=[em]",
                                            "train.eval_generation.max_new_tokens=4"]);
     expect(r.progress).toHaveLength(4);

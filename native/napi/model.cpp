@@ -37,9 +37,10 @@ struct LoadedModel {
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
   s2s::KVCache cache;                         // generation's, kept between calls (memory only grows)
   std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
-  // A model on a GPU generates on a CPU copy of its current weights (s2s/models/host_copy.h: the
-  // KV cache and decoding loop are host code), built by the first generate call and dropped by
-  // every call that changes the weights (drop_host_twin), so an evaluation builds it once.
+  // An encoder-decoder model (T5) on a GPU generates on a CPU copy of its current weights
+  // (s2s/models/host_copy.h: its cross-attention cache is host memory), built by the first
+  // generate call and dropped by every call that changes the weights (drop_host_twin), so an
+  // evaluation builds it once. Decoder-only models decode on the GPU itself.
   struct HostTwin {
     s2s::HostCopy copy;
     s2s::Graph graph;
@@ -705,7 +706,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           info.Env(), info.This().As<Napi::Object>(),
           info.Length() > 2 ? info[2] : info.Env().Undefined(), &lm->cancel,
           [lm, req = std::move(req)](const s2s::GenerateHooks& hooks) {
-            if (lm->model->backend().is_host()) {
+            // A decoder-only model decodes where it is (on a GPU: KV cache and forward there);
+            // T5 on a GPU generates on the host copy.
+            if (lm->model->backend().is_host() || !lm->model->is_encoder_decoder()) {
               return s2s::generate(*lm->model, lm->graph, lm->cache, req.inputs, req.config, hooks);
             }
             if (!lm->twin) {

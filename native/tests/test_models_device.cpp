@@ -79,15 +79,17 @@ TEST(model_refuses_a_graph_on_another_backend) {
   s2s_test::parity::Fixture fx(s2s_test::fixture_dir("gpt2"));
   Graph cpu_graph;  // the CPU backend: the params are elsewhere
   CHECK_THROWS_CODE(dev->model->forward(cpu_graph, fx.batch, LossReduction::Mean), code::kArgument);
-  // Host-only helpers refuse a device model: init_weights (initialise, then move) and generation.
+  // Host-only helpers refuse a device model (init_weights: initialise, then move), and a KV cache
+  // in host memory is refused by a device model's generation forward.
   CHECK(dev->model->device() == DeviceKind::Cuda);
   CHECK_THROWS_CODE(init_weights(*dev->model, 1), code::kArgument);
-  CHECK_THROWS_CODE(expect_host_model(*dev->model, "generate"), code::kDevice);
+  CHECK_THROWS_CODE(expect_host_model(*dev->model, "init_weights"), code::kDevice);
   KVCache cache;
+  cache.reset(dev->model->self_cache_shape(), 1, 4);
   dev->graph.no_grad = true;
   const int32_t tokens[2] = {1, 2};
   CHECK_THROWS_CODE(dev->model->forward_cached(dev->graph, tokens, tokens, 1, 2, cache),
-                    code::kDevice);
+                    code::kArgument);
 }
 
 // ---- the parity fixtures on the checked backend, bit for bit ------------------------------------

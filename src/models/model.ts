@@ -38,8 +38,9 @@ export interface LoadModelOptions {
    * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and the
    * runtime sees a GPU, else the CPU). "cuda" rejects with S2S_DEVICE when there is none ("CUDA
    * backend not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
-   * forward/eval loss, LoRA and saving run there; generate() runs on a CPU copy of the current
-   * weights (built at the first generate after the weights changed; decoding is CPU-only for now).
+   * forward/eval loss, LoRA, saving and decoder-only generation (KV cache and forward there) run
+   * there; a T5 model generates on a CPU copy of its current weights (built at the first generate
+   * after the weights changed).
    */
   device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */

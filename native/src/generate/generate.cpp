@@ -164,7 +164,8 @@ double Decoding::decode_ms() const {
 void Decoding::copy_logits(const Var* logits) {
   S2S_REQUIRE(logits->value.numel() == R_ * V_, code::kInternal, kOp, "expected logits (", R_,
               ", ", V_, "), got ", logits->value.shape_string());
-  std::memcpy(logits_.data(), logits->value.data, sizeof(float) * size_t(R_ * V_));
+  // A memcpy on the CPU; from a GPU model, the download the host-side processing needs.
+  graph_.ops().download(logits_.data(), logits->value.data, sizeof(float) * size_t(R_ * V_));
 }
 
 void Decoding::prefill() {
@@ -228,8 +229,8 @@ void Decoding::prefill() {
     S2S_REQUIRE(logits->value.numel() == B_ * V_, code::kInternal, kOp, "expected prefill logits (",
                 B_, ", ", V_, "), got ", logits->value.shape_string());
     for (int64_t r = 0; r < R_; ++r) {
-      std::memcpy(&logits_[size_t(r * V_)], logits->value.f32() + (r / per_input_) * V_,
-                  sizeof(float) * size_t(V_));
+      g.ops().download(&logits_[size_t(r * V_)], logits->value.f32() + (r / per_input_) * V_,
+                       sizeof(float) * size_t(V_));
     }
     cache_.advance(P_);
     cache_.expand(per_input_);
@@ -257,7 +258,15 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
                         const std::vector<std::vector<int32_t>>& inputs,
                         const GenerationConfig& config, const GenerateHooks& hooks) {
   S2S_REQUIRE(!inputs.empty(), code::kArgument, kOp, "expected at least one input");
-  expect_host_model(model, kOp);  // S2S_DEVICE on a GPU model: generation is CPU-only for now
+  // A decoder-only model decodes on its backend (KV cache, forward and attention there; logits
+  // downloaded for the host-side processing); T5 on the CPU only for now.
+  S2S_REQUIRE(model.backend().is_host() || !model.is_encoder_decoder(), code::kDevice, kOp,
+              "encoder-decoder generation runs on the CPU only for now (the model is on ",
+              model.backend().name(), "; generate on a host copy, s2s/models/host_copy.h)");
+  S2S_REQUIRE(graph.backend().get() == &model.backend(), code::kArgument, kOp,
+              "expected a graph on the model's backend (", model.backend().name(), "), got one on ",
+              graph.ops().name());
+  cache.set_backend(graph.backend());
   validate_generation_config(config, model.config().vocab_size, model.is_encoder_decoder());
   S2S_REQUIRE(!hooks.mask_logits || config.num_beams == 1, code::kArgument, kOp,
               "a logits mask (a constraint such as a JSON schema) needs greedy search or "

@@ -14,6 +14,26 @@ namespace {
 constexpr const char* kOp = "kv_cache";
 }
 
+void KVCache::set_backend(std::shared_ptr<Backend> backend) {
+  if (backend != nullptr && backend->is_host()) backend = nullptr;  // host memory either way
+  if (backend == backend_) return;
+  self_.reset();
+  self_device_.reset();
+  self_floats_ = 0;
+  backend_ = std::move(backend);
+}
+
+void KVCache::copy_floats(float* dst, const float* src, size_t count) {
+  if (count == 0) return;
+  if (on_host()) {
+    std::memcpy(dst, src, sizeof(float) * count);
+  } else {
+    const int64_t n = static_cast<int64_t>(count);
+    backend_->copy_values(Tensor::contiguous(dst, DType::F32, {n}),
+                          Tensor::contiguous(const_cast<float*>(src), DType::F32, {n}));
+  }
+}
+
 void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, int64_t max_rows) {
   S2S_REQUIRE(shape.layers > 0 && shape.kv_heads > 0 && shape.head_dim > 0 && rows > 0 &&
                   capacity > 0,
@@ -23,7 +43,12 @@ void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, i
                       size_t(shape.kv_heads) * size_t(shape.head_dim);
   if (need > self_floats_) {
     self_.reset();  // free the old buffer before asking for the bigger one
-    self_ = make_aligned<float>(need);
+    self_device_.reset();
+    if (on_host()) {
+      self_ = make_aligned<float>(need);
+    } else {
+      self_device_ = backend_->allocate(sizeof(float) * need);
+    }
     self_floats_ = need;
   }
   shape_ = shape;
@@ -56,7 +81,7 @@ float* KVCache::layer_base(int64_t layer, int which) {
               shape_.layers, "), got ", layer);
   const size_t per = size_t(slots_) * size_t(capacity_) * size_t(shape_.kv_heads) *
                      size_t(shape_.head_dim);
-  return self_.get() + (size_t(layer) * 2 + size_t(which)) * per;
+  return self_data() + (size_t(layer) * 2 + size_t(which)) * per;
 }
 
 Tensor KVCache::keys(int64_t layer) {
@@ -80,8 +105,8 @@ void KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
   float* vb = layer_base(layer, 1);
   for (int64_t r = 0; r < rows_; ++r) {
     const size_t dst = (size_t(slot_[size_t(r)]) * size_t(capacity_) + size_t(length_)) * size_t(pos);
-    std::memcpy(kb + dst, k.f32() + r * T * pos, sizeof(float) * size_t(T * pos));
-    std::memcpy(vb + dst, v.f32() + r * T * pos, sizeof(float) * size_t(T * pos));
+    copy_floats(kb + dst, k.f32() + r * T * pos, size_t(T * pos));
+    copy_floats(vb + dst, v.f32() + r * T * pos, size_t(T * pos));
   }
 }
 
@@ -119,8 +144,8 @@ void KVCache::reorder(const int32_t* src) {
     for (int64_t l = 0; l < shape_.layers; ++l) {
       for (int which = 0; which < 2; ++which) {
         float* base = layer_base(l, which);
-        std::memcpy(base + size_t(to) * slot_floats, base + size_t(slot_[s]) * slot_floats,
-                    sizeof(float) * filled);
+        copy_floats(base + size_t(to) * slot_floats, base + size_t(slot_[s]) * slot_floats,
+                    filled);
       }
     }
     new_slot_[r] = to;
@@ -154,8 +179,8 @@ void KVCache::expand(int64_t copies) {
     for (int64_t l = 0; l < shape_.layers; ++l) {
       for (int which = 0; which < 2; ++which) {
         float* base = layer_base(l, which);
-        std::memcpy(base + size_t(to) * slot_floats, base + size_t(slot_[src]) * slot_floats,
-                    sizeof(float) * filled);
+        copy_floats(base + size_t(to) * slot_floats, base + size_t(slot_[src]) * slot_floats,
+                    filled);
       }
     }
     new_slot_[r] = to;
@@ -170,6 +195,9 @@ void KVCache::expand(int64_t copies) {
 
 void KVCache::reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_len,
                           int64_t rows_per_item) {
+  S2S_REQUIRE(on_host(), code::kDevice, kOp,
+              "encoder-decoder generation runs on the CPU only for now (a cross-attention cache "
+              "on ", backend_ ? backend_->name() : "?", " was asked for)");
   S2S_REQUIRE(shape.layers > 0 && items > 0 && enc_len > 0 && rows_per_item > 0,
               code::kArgument, kOp, "expected positive cross layers, items, length and rows per item");
   const size_t need = size_t(shape.layers) * 2 * size_t(items) * size_t(enc_len) *

@@ -75,7 +75,9 @@ class Gpt2 final : public Model {
   // row's last position goes through ln_f and the head.
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
                       int64_t T, KVCache& cache) override {
-    expect_host_model(*this, "forward_cached");  // the KV cache is host memory
+    expect_graph_backend(g, "forward_cached");
+    tokens = g.indices(tokens, R * T);  // tensor memory on a device (no copy on the CPU)
+    positions = g.indices(positions, R * T);
     const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
     AttentionOptions attn;

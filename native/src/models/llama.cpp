@@ -75,7 +75,9 @@ class Llama final : public Model {
   // cache, and only each row's last position goes through the final norm and the head.
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
                       int64_t T, KVCache& cache) override {
-    expect_host_model(*this, "forward_cached");  // the KV cache is host memory
+    expect_graph_backend(g, "forward_cached");
+    tokens = g.indices(tokens, R * T);  // tensor memory on a device (no copy on the CPU)
+    positions = g.indices(positions, R * T);
     const int64_t D = config_.head_dim, Hq = config_.num_heads, Hkv = config_.num_kv_heads;
     const float eps = config_.norm_eps, theta = config_.rope_theta;
     AttentionOptions attn;

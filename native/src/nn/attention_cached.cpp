@@ -15,15 +15,14 @@ namespace {
 void expect_inference(Graph& g, const char* layer) {
   S2S_REQUIRE(g.no_grad, code::kArgument, layer,
               "is inference-only: expected a graph with no_grad set (generation)");
-  // The KV cache and these layers work on host memory: generation is CPU-only for now.
-  S2S_REQUIRE(g.ops().is_host(), code::kDevice, layer,
-              "generation runs on the CPU only for now, got a graph on ", g.ops().name());
 }
 }  // namespace
 
 Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
                       Var* bias, const AttentionOptions& options) {
   expect_inference(g, "cached_attention");
+  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, "cached_attention",
+              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
   const Tensor& qv = q->value;
   const int64_t R = qv.shape[0], T = qv.shape[1];
   Var* out = g.output(qv.ndim, qv.shape, false);
@@ -40,9 +39,9 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
       for (int64_t r = 0; r < R; ++r)
         for (int64_t t = 0; t < T; ++t) mask[r * T + t] = t >= begin[r] ? 1 : 0;
     }
-    Tensor lse = g.arena().tensor(DType::F32, {R, qv.shape[2], T});
-    attention_forward(out->value, lse, qv, k->value, v->value, bias_v, mask, mask ? R * T : 0,
-                      options);
+    Tensor lse = g.tensor(DType::F32, {R, qv.shape[2], T});
+    g.ops().attention_forward(out->value, lse, qv, k->value, v->value, bias_v,
+                              g.indices<uint8_t>(mask, R * T), mask ? R * T : 0, options);
     cache.append(layer, k->value, v->value);
     return out;
   }
@@ -56,6 +55,9 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
 Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
                      const AttentionOptions& options) {
   expect_inference(g, "cross_attention");
+  S2S_REQUIRE(g.ops().is_host(), code::kDevice, "cross_attention",
+              "encoder-decoder generation runs on the CPU only for now, got a graph on ",
+              g.ops().name());
   Var* out = g.output(q->value.ndim, q->value.shape, false);
   AttentionOptions o = options;
   o.causal = false;
@@ -68,18 +70,16 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
 }
 
 Var* last_position(Graph& g, Var* x) {
-  S2S_REQUIRE(g.ops().is_host(), code::kDevice, "last_position",
-              "generation runs on the CPU only for now, got a graph on ", g.ops().name());
   const Tensor& xv = x->value;
   S2S_REQUIRE(xv.ndim == 3, code::kShape, "last_position", "expected x (R,T,C), got ",
               xv.shape_string());
   const int64_t R = xv.shape[0], T = xv.shape[1], C = xv.shape[2];
   if (T == 1) return g.view(x, {R, C});
   Var* y = g.output({R, C}, x->requires_grad);
-  for (int64_t r = 0; r < R; ++r) {
-    std::memcpy(y->value.f32() + r * C, xv.f32() + (r * T + T - 1) * C, sizeof(float) * size_t(C));
-  }
+  g.ops().copy_columns(y->value.f32(), xv.f32(), R, T * C, (T - 1) * C, C);  // row r's last
   if (x->requires_grad) {
+    S2S_REQUIRE(g.ops().is_host(), code::kDevice, "last_position",
+                "has a backward on the CPU only, got a graph on ", g.ops().name());
     g.on_backward([&g, x, y, R, T, C] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;

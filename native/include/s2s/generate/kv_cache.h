@@ -6,14 +6,20 @@
 // Legend: R rows (sequences decoded together), Tc capacity (positions per row), L layers,
 // Hkv key/value heads, D head dim, I inputs (T5: encoder items), Te encoder length.
 //
+// The self-attention storage lives on a backend (set_backend; the CPU unless told otherwise), so
+// a model on a GPU decodes with its cache in GPU memory: append, reorder and expand copy through
+// the backend. The cross-attention storage (T5) is host memory: T5 decodes on the CPU only.
+//
 // Rows live in slots: row r's positions are slot slots()[r] of the (R,Tc,Hkv,D) storage. Beam
 // search reorders rows by remapping slots and copies a slot only when two rows continue the
 // same one (reorder), instead of gathering the whole cache every step.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "s2s/arena.h"
+#include "s2s/nn/backend.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -24,6 +30,11 @@ struct KVCacheShape {
 
 class KVCache {
  public:
+  // Where the self-attention keys and values live (null: host memory). A different backend than
+  // before drops the storage; the next reset allocates it there.
+  void set_backend(std::shared_ptr<Backend> backend);
+  bool on_host() const { return backend_ == nullptr || backend_->is_host(); }
+
   // Prepares `rows` empty rows of `capacity` positions for a self-attention of this shape; every
   // row starts at key_begin 0 in slot r. max_rows > rows reserves slots for expand().
   void reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, int64_t max_rows = 0);
@@ -76,10 +87,14 @@ class KVCache {
 
  private:
   float* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
+  float* self_data() { return on_host() ? self_.get() : self_device_.f32(); }
+  void copy_floats(float* dst, const float* src, size_t count);  // within the storage's memory
 
   KVCacheShape shape_;
   int64_t rows_ = 0, slots_ = 0, capacity_ = 0, length_ = 0;
-  AlignedPtr<float> self_;
+  std::shared_ptr<Backend> backend_;
+  AlignedPtr<float> self_;  // host storage
+  Buffer self_device_;      // or the backend's
   size_t self_floats_ = 0;
   std::vector<int32_t> slot_, begin_, end_;
   // reorder scratch, sized by reset
