@@ -90,6 +90,17 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     });
   }
 
+  it("generate/serve/eval load on the GPU with device auto or cuda", async () => {
+    const { loadModelForGeneration } = await import("../src/generate/load-for-generation.js");
+    const auto = await loadModelForGeneration({ model: path.join(modelsRoot, "gpt2") });
+    const cpu = await loadModelForGeneration({ model: path.join(modelsRoot, "gpt2"), device: "cpu" });
+    expect([auto.info().device, cpu.info().device]).toEqual(["cuda", "cpu"]);
+    const options = { maxNewTokens: 4, eosTokenId: null, padTokenId: 0 };
+    const want = await cpu.generate([[5, 9, 3]], options);
+    const got = await auto.generate([[5, 9, 3]], options);
+    expect(got.sequences[0]!.tokenIds).toEqual(want.sequences[0]!.tokenIds);
+  });
+
   it("evaluation with generation metrics on cuda", async () => {
     const r = await run("gpt2", "causal", ["model.device=cuda", "train.eval_steps=2", "train.eval_metrics=[em]",
                                            "train.eval_generation.max_new_tokens=4"]);

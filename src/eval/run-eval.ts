@@ -3,7 +3,7 @@
 // folder, and return the scores with a printable table. The CLI handler only calls this.
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { ComputeDTypeName } from "../../bindings/native.js";
+import type { ComputeDTypeName, DeviceName } from "../../bindings/native.js";
 import { encodePrompt } from "../data/build-example.js";
 import { readChatTemplate, renderChat } from "../data/chat-template.js";
 import type { GenerateOptions } from "../generate/options.js";
@@ -52,6 +52,8 @@ export interface RunEvalOptions {
   /** Folder for predictions.jsonl and metrics.json. */
   output: string;
   dtype?: ComputeDTypeName;
+  /** Where the model runs (default "auto"). */
+  device?: DeviceName;
   threads?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -103,6 +105,7 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
 
   const model = await loadModelForGeneration({
     model: o.model, ...(o.adapter !== undefined ? { adapter: o.adapter } : {}), ...(o.dtype ? { dtype: o.dtype } : {}),
+    ...(o.device ? { device: o.device } : {}),
   });
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");

@@ -2,7 +2,7 @@
 // merged into its weights (merged once at load, so each decoding step runs plain linears).
 import { existsSync } from "node:fs";
 import path from "node:path";
-import type { ComputeDTypeName } from "../../bindings/native.js";
+import type { ComputeDTypeName, DeviceName } from "../../bindings/native.js";
 import { Model } from "../models/model.js";
 import { FileFormatError } from "../models/json-file.js";
 import { setNumThreads } from "../system.js";
@@ -16,12 +16,16 @@ export interface GenerationModelOptions {
   dtype?: ComputeDTypeName;
   /** Threads of the native pool (default: the pool's own choice). */
   threads?: number;
+  /**
+   * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and a GPU is
+   * usable, else the CPU). On a GPU, decoder-only models decode there; T5 on a CPU copy.
+   */
+  device?: DeviceName;
 }
 
 export async function loadModelForGeneration(options: GenerationModelOptions): Promise<Model> {
   if (options.threads !== undefined) setNumThreads(options.threads);
-  // Decoding runs on the CPU for now (a GPU model would generate on a CPU copy of its weights).
-  const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32", device: "cpu" });
+  const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32", device: options.device ?? "auto" });
   if (options.adapter !== undefined) {
     if (!existsSync(path.join(options.adapter, "adapter_config.json"))) {
       throw new FileFormatError(options.adapter, "is not a PEFT adapter folder (adapter_config.json is missing)");

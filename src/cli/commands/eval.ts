@@ -31,6 +31,7 @@ interface EvalArgs {
   output: string;
   threads?: number;
   dtype: "float32" | "bfloat16" | "float16";
+  device: "auto" | "cpu" | "cuda";
   [flag: string]: unknown;
 }
 
@@ -60,6 +61,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       })
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
       .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
+      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
       .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
       .options(evalGenerationFlags()) as never,
   handler: async (args) => {
@@ -84,6 +86,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       generation,
       output: args.output,
       dtype: args.dtype,
+      device: args.device,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
       ...(progress ? { onProgress: progress } : {}),
     });

@@ -15,6 +15,7 @@ interface GenerateArgs {
   interactive: boolean;
   "batch-size": number;
   dtype: ComputeDTypeName;
+  device: "auto" | "cpu" | "cuda";
   threads?: number;
   [generationFlag: string]: unknown;
 }
@@ -34,6 +35,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option("interactive", { type: "boolean", default: false, describe: "Prompt by prompt; tokens stream as they come" })
       .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together (left-padded batch)" })
       .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
+      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" })
       .options(generationFlagOptions()) as never,
   handler: async (args) => {
@@ -48,6 +50,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       interactive: args.interactive,
       batchSize: args["batch-size"],
       dtype: args.dtype,
+      device: args.device,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
       generation: generationOptionsFromFlags(args),
     });

@@ -13,6 +13,7 @@ interface ServeArgs {
   "max-body-bytes": number;
   "api-key"?: string;
   dtype: ComputeDTypeName;
+  device: "auto" | "cpu" | "cuda";
   threads?: number;
 }
 
@@ -30,6 +31,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option("max-body-bytes", { type: "number", default: 1024 * 1024, describe: "Largest request body; larger gets HTTP 413" })
       .option("api-key", { type: "string", describe: "Require Authorization: Bearer <key> (default: $S2S_API_KEY, else none)" })
       .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
+      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" }) as never,
   handler: async (args) => {
     const apiKey = args["api-key"] ?? process.env.S2S_API_KEY;
@@ -43,6 +45,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxBodyBytes: args["max-body-bytes"],
       ...(apiKey ? { apiKey } : {}),
       dtype: args.dtype,
+      device: args.device,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
     });
   },
