@@ -2,8 +2,8 @@
 // backend's kernels running in the SIMT simulator (build/sim-addon/s2s_train_sim.node, see
 // cmake/cuda_sim.cmake), loaded through S2S_ADDON in this file's own process. The N-API layer,
 // the trainer and the checkpoints see a CUDA device and train on it: `device: "cuda"` runs the
-// steps on the device and tracks the CPU run's losses; decoder-only models generate on the
-// device (T5 on its host copy) the CPU model's tokens; evaluation with generation metrics runs;
+// steps on the device and tracks the CPU run's losses; models generate on the device the CPU
+// model's tokens; evaluation with generation metrics runs;
 // fp16 trains with the loss scaler; a run resumed from a device checkpoint continues exactly. Skipped where the simulated
 // addon is not built (non-Linux hosts, or a build with the real CUDA backend).
 import { describe, expect, it } from "vitest";

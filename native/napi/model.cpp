@@ -14,7 +14,6 @@
 #include "promise_worker.h"
 #include "s2s/device.h"
 #include "s2s/io/atomic_file.h"
-#include "s2s/models/host_copy.h"
 #include "s2s/models/init_weights.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
@@ -37,17 +36,6 @@ struct LoadedModel {
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
   s2s::KVCache cache;                         // generation's, kept between calls (memory only grows)
   std::atomic<bool> cancel{false};            // abortGenerate() sets it; generate clears it
-  // An encoder-decoder model (T5) on a GPU generates on a CPU copy of its current weights
-  // (s2s/models/host_copy.h: its cross-attention cache is host memory), built by the first
-  // generate call and dropped by every call that changes the weights (drop_host_twin), so an
-  // evaluation builds it once. Decoder-only models decode on the GPU itself.
-  struct HostTwin {
-    s2s::HostCopy copy;
-    s2s::Graph graph;
-    s2s::KVCache cache;
-  };
-  std::unique_ptr<HostTwin> twin;
-  void drop_host_twin() { twin.reset(); }
   // fp16 compute trains with a dynamic loss scale (torch GradScaler's defaults until
   // configureLossScaler); disabled (scale 1, never skips) in fp32 and bf16. set_compute_dtype
   // keeps it in step with the dtype.
@@ -421,7 +409,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto out = std::make_shared<Out>();
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
-      lm->drop_host_twin();  // the weights change
       return PromiseWorker::Run(
           info.Env(), "s2s.model.optimizer_step", keep_this(info),
           [lm, args, out] {
@@ -572,7 +559,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto out = std::make_shared<Out>();
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
-      lm->drop_host_twin();  // the weights change
       return PromiseWorker::Run(
           info.Env(), "s2s.model.train_step", keep_this(info),
           [lm, batch = std::move(batch), args, training, seed, out] {
@@ -607,7 +593,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const std::string json = string_arg(info, 0, fn, "the LoRA config as JSON");
       const double seed = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
       const s2s::LoraConfig config = s2s::parse_lora_config(json, "LoRA options");
-      loaded_->drop_host_twin();
       loaded_->adapter = std::make_unique<s2s::LoraAdapter>(
           s2s::apply_lora(*loaded_->model, config, static_cast<uint64_t>(seed)));
       return info.Env().Undefined();
@@ -623,7 +608,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       expect_no_adapter(fn);
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
-      lm->drop_host_twin();  // the weights change
       return PromiseWorker::Run(info.Env(), "s2s.model.load_adapter", keep_this(info), [lm, dir] {
         lm->adapter = std::make_unique<s2s::LoraAdapter>(s2s::load_adapter(dir, *lm->model));
       }, nullptr, settle);
@@ -655,7 +639,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
-      lm->drop_host_twin();  // the weights change
       return PromiseWorker::Run(info.Env(), "s2s.model.merge_lora", keep_this(info), [lm] {
         s2s::merge_lora(*lm->model, *lm->adapter);
       }, nullptr, settle);
@@ -666,7 +649,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value DetachLora(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       if (busy_) s2s::fail(s2s::code::kBusy, "detachLora", "expected the model to be idle");
-      loaded_->drop_host_twin();
       if (loaded_->adapter && !loaded_->adapter->merged) {
         s2s::detach_lora(*loaded_->model, *loaded_->adapter);
       }
@@ -706,18 +688,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           info.Env(), info.This().As<Napi::Object>(),
           info.Length() > 2 ? info[2] : info.Env().Undefined(), &lm->cancel,
           [lm, req = std::move(req)](const s2s::GenerateHooks& hooks) {
-            // A decoder-only model decodes where it is (on a GPU: KV cache and forward there);
-            // T5 on a GPU generates on the host copy.
-            if (lm->model->backend().is_host() || !lm->model->is_encoder_decoder()) {
-              return s2s::generate(*lm->model, lm->graph, lm->cache, req.inputs, req.config, hooks);
-            }
-            if (!lm->twin) {
-              auto twin = std::make_unique<LoadedModel::HostTwin>();
-              twin->copy = s2s::host_copy(*lm->model, lm->adapter.get());
-              lm->twin = std::move(twin);
-            }
-            LoadedModel::HostTwin& t = *lm->twin;
-            return s2s::generate(*t.copy.model, t.graph, t.cache, req.inputs, req.config, hooks);
+            // The model decodes where it is (on a GPU: KV cache and forward there).
+            return s2s::generate(*lm->model, lm->graph, lm->cache, req.inputs, req.config, hooks);
           },
           settle, info.Length() > 3 ? info[3] : info.Env().Undefined());
     });

@@ -5,8 +5,7 @@
 // LoRA with dropout (apply_lora on the device, adapter weights, save_adapter, merge_lora),
 // bf16 and fp16 compute (fp16 with the loss scaler), frozen bf16 views (keep_frozen_in_file_dtype),
 // saved optimizer state and the
-// saved model, that s2s::generate refuses a device model with S2S_DEVICE, and that a host copy of
-// the trained device model (host_copy, what the N-API generate uses) generates the CPU model's tokens.
+// saved model, and generation on the device model (the CPU model's tokens).
 // Used by test_models_device (the checked host backend: every comparison bit for bit) and
 // test_cuda_models (the CUDA backend on a GPU: within the tolerances it passes).
 #pragma once
@@ -26,7 +25,6 @@
 #include "s2s/dtype.h"
 #include "s2s/generate/generate.h"
 #include "s2s/io/safetensors.h"
-#include "s2s/models/host_copy.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
@@ -267,11 +265,11 @@ inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bo
 
 }  // namespace parity
 
-// Generation on the device model against the CPU model with the same weights: a decoder-only
-// model decodes on its backend (KV cache, forward and cached attention there, logits downloaded
-// for the host-side processing) and must give the CPU's tokens, greedy and with three beams, two
-// prompts of different lengths (left padding), and log-probs bit for bit on an exact backend,
-// within 1e-4 otherwise; T5 generates on the CPU only (S2S_DEVICE).
+// Generation on the device model against the CPU model with the same weights: the model decodes
+// on its backend (KV cache, T5's encoder output included, forward and cached attention there,
+// logits downloaded for the host-side processing) and must give the CPU's tokens, greedy and
+// with three beams, two prompts of different lengths, and log-probs bit for bit on an exact
+// backend, within 1e-4 otherwise.
 inline void expect_generation_on_device(parity::Built& dev, parity::Built& cpu,
                                         const DeviceTolerance& tol, const std::string& tag) {
   s2s::GenerationConfig gc;
@@ -280,12 +278,6 @@ inline void expect_generation_on_device(parity::Built& dev, parity::Built& cpu,
   gc.pad_token_id = 0;
   gc.decoder_start_token_id = 0;
   const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 7}, {4, 11}};
-  if (dev.model->is_encoder_decoder()) {
-    s2s::KVCache cache;
-    CHECK_THROWS_CODE(s2s::generate(*dev.model, dev.graph, cache, prompts, gc, {}),
-                      s2s::code::kDevice);
-    return;
-  }
   for (const int beams : {1, 3}) {
     gc.num_beams = beams;
     s2s::KVCache dev_cache, cpu_cache;
@@ -434,39 +426,19 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
   }
   expect_params(*dev, *cpu, tol, tol.weights, false, true, tag + " after training:", twin.get());
 
-  // Generation runs on a host copy of the trained device model: the CPU model's params (in their
-  // dtypes: fp32 masters, bf16 file views, the adapters) and, exactly, its greedy tokens.
-  {
-    s2s::HostCopy hc = s2s::host_copy(*dev->model, &ad);
-    CHECK(hc.model->backend().is_host() && hc.adapter != nullptr);
-    std::vector<s2s::Param*> hp = hc.model->params().all(), cp = cpu->model->params().all();
-    CHECK(hp.size() == cp.size());
-    for (s2s::Param* p : cp) {
-      s2s::Param* q = hc.model->params().find(p->name);
-      CHECK_MSG(q != nullptr && q->value.dtype == p->value.dtype, tag + " host copy has " + p->name);
-      const s2s::Param* tw = twin ? twin->model->params().find(p->name) : nullptr;
-      if (q != nullptr) {
-        expect_same(s2s::cpu_backend(), q->value, p->value, tol, tol.weights,
-                    tag + " host copy " + p->name, tw != nullptr ? &tw->value : nullptr);
-      }
-    }
+  // The trained device model generates on the device (adapters, frozen bf16 views): the CPU
+  // model's tokens where the backend is exact; elsewhere three steps of rounding noise may move a
+  // near-tie, so it must generate, and the tokens are compared at the start of the full-training
+  // check instead.
+  if (tol.exact) {
+    expect_generation_on_device(*dev, *cpu, tol, tag);
+  } else {
     s2s::GenerationConfig gc;
-    gc.max_new_tokens = 6;
+    gc.max_new_tokens = 4;
     gc.eos_token_ids = {};
-    gc.pad_token_id = 0;  // two prompt lengths: left padding needs one
-    gc.decoder_start_token_id = 0;  // T5 (generation_config.json would say so)
-    s2s::Graph hg;
-    s2s::KVCache hcache, ccache;
-    cpu->graph.reset();
-    const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 7}, {4, 11}};
-    const s2s::GenerateResult want = s2s::generate(*cpu->model, cpu->graph, ccache, prompts, gc);
-    const s2s::GenerateResult got = s2s::generate(*hc.model, hg, hcache, prompts, gc);
-    CHECK(got.sequences.size() == want.sequences.size());
-    for (size_t i = 0; tol.exact && i < want.sequences.size() && i < got.sequences.size(); ++i) {
-      CHECK_MSG(got.sequences[i].tokens == want.sequences[i].tokens &&
-                    got.sequences[i].token_logprobs == want.sequences[i].token_logprobs,
-                tag + ": the host copy generates other tokens than the CPU model");
-    }
+    gc.decoder_start_token_id = 0;
+    s2s::KVCache cache;
+    CHECK(s2s::generate(*dev->model, dev->graph, cache, {{5, 9, 3, 7}}, gc).sequences.size() == 1);
   }
 
   TmpDir tmp;

@@ -24,7 +24,7 @@ const modelSchema = z
   .strictObject({
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
     dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32). float16 scales the loss dynamically (torch GradScaler) and skips steps whose gradients overflow; on the CPU it runs at float32 speed (bfloat16 is the fast CPU dtype)"),
-    device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU), cpu, or cuda (S2S_DEVICE when there is no usable GPU). On a GPU, generation for eval_metrics runs there too (T5: on a CPU copy of the current weights)"),
+    device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU), cpu, or cuda (S2S_DEVICE when there is no usable GPU). On a GPU, generation for eval_metrics runs there too"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
     from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),
     lora: loraSchema.prefault({}),

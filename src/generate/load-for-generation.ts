@@ -18,7 +18,7 @@ export interface GenerationModelOptions {
   threads?: number;
   /**
    * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and a GPU is
-   * usable, else the CPU). On a GPU, decoder-only models decode there; T5 on a CPU copy.
+   * usable, else the CPU). On a GPU the model decodes there (KV cache and forward).
    */
   device?: DeviceName;
 }

@@ -38,9 +38,7 @@ export interface LoadModelOptions {
    * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and the
    * runtime sees a GPU, else the CPU). "cuda" rejects with S2S_DEVICE when there is none ("CUDA
    * backend not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
-   * forward/eval loss, LoRA, saving and decoder-only generation (KV cache and forward there) run
-   * there; a T5 model generates on a CPU copy of its current weights (built at the first generate
-   * after the weights changed).
+   * forward/eval loss, LoRA, saving and generation (KV cache and forward there) run there.
    */
   device?: DeviceName;
   /** Make every parameter trainable (full fine-tuning). Default false. */

@@ -179,8 +179,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const data = options.data ?? (await loadTrainingData(config));
   const generationMetrics = options.generationMetrics ?? generationMetricsFor(config);
   checkSetup(config, data, generationMetrics !== undefined);
-  // Generation-based metrics generate with the training model; on a GPU that runs on a CPU copy
-  // of its current weights (rebuilt at each evaluation), so the training steps stay on the GPU.
+  // Generation-based metrics generate with the training model, on its device.
   let model;
   if (config.model.from_scratch) {
     // Fresh weights (seeded) in <run>/init, which later sessions and final/ read as the base.

@@ -258,11 +258,8 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
                         const std::vector<std::vector<int32_t>>& inputs,
                         const GenerationConfig& config, const GenerateHooks& hooks) {
   S2S_REQUIRE(!inputs.empty(), code::kArgument, kOp, "expected at least one input");
-  // A decoder-only model decodes on its backend (KV cache, forward and attention there; logits
-  // downloaded for the host-side processing); T5 on the CPU only for now.
-  S2S_REQUIRE(model.backend().is_host() || !model.is_encoder_decoder(), code::kDevice, kOp,
-              "encoder-decoder generation runs on the CPU only for now (the model is on ",
-              model.backend().name(), "; generate on a host copy, s2s/models/host_copy.h)");
+  // The model decodes on its backend: KV cache, forward and attention there, each step's logits
+  // downloaded for the host-side processing.
   S2S_REQUIRE(graph.backend().get() == &model.backend(), code::kArgument, kOp,
               "expected a graph on the model's backend (", model.backend().name(), "), got one on ",
               graph.ops().name());

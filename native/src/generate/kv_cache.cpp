@@ -20,6 +20,9 @@ void KVCache::set_backend(std::shared_ptr<Backend> backend) {
   self_.reset();
   self_device_.reset();
   self_floats_ = 0;
+  cross_.reset();
+  cross_device_.reset();
+  cross_floats_ = 0;
   backend_ = std::move(backend);
 }
 
@@ -195,16 +198,18 @@ void KVCache::expand(int64_t copies) {
 
 void KVCache::reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_len,
                           int64_t rows_per_item) {
-  S2S_REQUIRE(on_host(), code::kDevice, kOp,
-              "encoder-decoder generation runs on the CPU only for now (a cross-attention cache "
-              "on ", backend_ ? backend_->name() : "?", " was asked for)");
   S2S_REQUIRE(shape.layers > 0 && items > 0 && enc_len > 0 && rows_per_item > 0,
               code::kArgument, kOp, "expected positive cross layers, items, length and rows per item");
   const size_t need = size_t(shape.layers) * 2 * size_t(items) * size_t(enc_len) *
                       size_t(shape.kv_heads) * size_t(shape.head_dim);
   if (need > cross_floats_) {
     cross_.reset();
-    cross_ = make_aligned<float>(need);
+    cross_device_.reset();
+    if (on_host()) {
+      cross_ = make_aligned<float>(need);
+    } else {
+      cross_device_ = backend_->allocate(sizeof(float) * need);
+    }
     cross_floats_ = need;
   }
   cross_shape_ = shape;
@@ -222,7 +227,7 @@ Tensor KVCache::cross_keys(int64_t layer) {
   S2S_REQUIRE(layer >= 0 && layer < cross_shape_.layers, code::kArgument, kOp,
               "expected cross layer in [0, ", cross_shape_.layers, "), got ", layer);
   const int64_t per = items_ * enc_len_ * cross_shape_.kv_heads * cross_shape_.head_dim;
-  return Tensor::contiguous(cross_.get() + layer * 2 * per, DType::F32,
+  return Tensor::contiguous(cross_data() + layer * 2 * per, DType::F32,
                             {items_, enc_len_, cross_shape_.kv_heads, cross_shape_.head_dim});
 }
 

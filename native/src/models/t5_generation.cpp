@@ -4,7 +4,6 @@
 // T5Model::decode (t5.cpp), of nn/ layers only.
 // Legend: R rows (batch x beams), T new tokens, C d_model, H heads, D d_kv, Te encoder length.
 #include <cmath>
-#include <cstring>
 
 #include "s2s/error.h"
 #include "s2s/generate/kv_cache.h"
@@ -20,7 +19,8 @@ KVCacheShape T5Model::self_cache_shape() const {
 KVCacheShape T5Model::cross_cache_shape() const { return self_cache_shape(); }
 
 void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
-  expect_host_model(*this, "encode_to_cache");  // the KV cache is host memory
+  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, "encode_to_cache",
+              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
   const int64_t B = batch.B, Te = batch.T;
   const int64_t HD = config_.num_heads * config_.head_dim;
   Var* enc = encode(g, batch);  // (B,Te,C)
@@ -31,8 +31,8 @@ void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
     Tensor ck = cache.cross_keys(int64_t(l)), cv = cache.cross_values(int64_t(l));
     S2S_REQUIRE(ck.numel() == B * Te * HD, code::kShape, "t5", "expected a cross cache of ", B,
                 " items x ", Te, " positions, got ", ck.shape_string());
-    std::memcpy(ck.data, k.data, sizeof(float) * size_t(ck.numel()));
-    std::memcpy(cv.data, v.data, sizeof(float) * size_t(cv.numel()));
+    g.ops().copy_values(ck, Tensor::contiguous(k.data, DType::F32, ck.ndim, ck.shape));
+    g.ops().copy_values(cv, Tensor::contiguous(v.data, DType::F32, cv.ndim, cv.shape));
   }
   for (int64_t b = 0; b < B; ++b) {
     int32_t len = int32_t(Te);
@@ -52,7 +52,8 @@ void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
 
 Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, int64_t R, int64_t T,
                              KVCache& cache) {
-  expect_host_model(*this, "forward_cached");  // the KV cache is host memory
+  expect_graph_backend(g, "forward_cached");
+  tokens = g.indices(tokens, R * T);  // tensor memory on a device (no copy on the CPU)
   const ModelConfig& c = config_;
   const int64_t H = c.num_heads, D = c.head_dim, C = c.hidden_size, len = cache.length();
   const float eps = c.norm_eps;

@@ -55,9 +55,8 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
 Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
                      const AttentionOptions& options) {
   expect_inference(g, "cross_attention");
-  S2S_REQUIRE(g.ops().is_host(), code::kDevice, "cross_attention",
-              "encoder-decoder generation runs on the CPU only for now, got a graph on ",
-              g.ops().name());
+  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, "cross_attention",
+              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
   Var* out = g.output(q->value.ndim, q->value.shape, false);
   AttentionOptions o = options;
   o.causal = false;

@@ -6,9 +6,9 @@
 // Legend: R rows (sequences decoded together), Tc capacity (positions per row), L layers,
 // Hkv key/value heads, D head dim, I inputs (T5: encoder items), Te encoder length.
 //
-// The self-attention storage lives on a backend (set_backend; the CPU unless told otherwise), so
-// a model on a GPU decodes with its cache in GPU memory: append, reorder and expand copy through
-// the backend. The cross-attention storage (T5) is host memory: T5 decodes on the CPU only.
+// The storage lives on a backend (set_backend; the CPU unless told otherwise), so a model on a
+// GPU decodes with its cache in GPU memory: append, reorder and expand copy through the backend,
+// and T5's encoder writes its cross-attention keys/values there.
 //
 // Rows live in slots: row r's positions are slot slots()[r] of the (R,Tc,Hkv,D) storage. Beam
 // search reorders rows by remapping slots and copies a slot only when two rows continue the
@@ -103,7 +103,9 @@ class KVCache {
 
   KVCacheShape cross_shape_;
   int64_t items_ = 0, enc_len_ = 0, rows_per_item_ = 1;
-  AlignedPtr<float> cross_;
+  float* cross_data() { return on_host() ? cross_.get() : cross_device_.f32(); }
+  AlignedPtr<float> cross_;  // host storage
+  Buffer cross_device_;      // or the backend's
   size_t cross_floats_ = 0;
   std::vector<int32_t> cross_slot_, cross_begin_, cross_end_;
 };
