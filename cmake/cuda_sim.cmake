@@ -1,12 +1,12 @@
 # The CUDA backend on the SIMT simulator (native/tests/simt_simulator.h): its own sources — every
-# .cu file but gemm.cu, plus the plain C++ files that change with S2S_HAVE_CUDA — compiled as C++
-# against the CUDA runtime stand-in (native/tests/simt_cuda/), and the CUDA tests linked against
+# .cu file, plus the plain C++ files that change with S2S_HAVE_CUDA — compiled as C++ against the
+# CUDA runtime and cuBLASLt stand-ins (native/tests/simt_cuda/), and the CUDA tests linked against
 # them: test_cuda_ops_sim and test_cuda_models_sim run test_cuda_ops.cpp / test_cuda_models.cpp
 # with every kernel executed thread by thread on the CPU. No nvcc or GPU needed (Linux), so CI
 # runs the kernels on every change. Included from CMakeLists.txt for tests
 # when the real CUDA backend is not built (with it, the tests run on the GPU instead).
 #
-# About 5 s (ops) and 45 s (models) on one core of the development machine.
+# About 5 s (ops) and 60 s (models) on one core of the development machine.
 #
 # C++ cannot parse two pieces of CUDA syntax; each .cu file is copied into the build tree with
 #   kernel<<<grid, block, smem, stream>>>(args)  ->  ::s2s::simt::cuda_launch(kernel, grid, block, smem, stream, args)
@@ -15,7 +15,6 @@
 # .cuh headers are rewritten too, into a folder that shadows native/src on the include path.
 file(GLOB S2S_SIM_CU_SOURCES CONFIGURE_DEPENDS native/src/backends/cuda/*.cu
      native/src/backends/cuda/*.cuh)
-list(FILTER S2S_SIM_CU_SOURCES EXCLUDE REGEX "/gemm\\.cu$")
 set(S2S_SIM_GENERATED "")
 foreach(cu IN LISTS S2S_SIM_CU_SOURCES)
   get_filename_component(stem ${cu} NAME_WE)
@@ -41,7 +40,7 @@ foreach(cu IN LISTS S2S_SIM_CU_SOURCES)
 endforeach()
 
 add_library(s2s_cuda_sim OBJECT ${S2S_SIM_GENERATED}
-            native/tests/simt_cuda/simt_cuda_runtime.cpp native/tests/simt_cuda/gemm_sim.cpp
+            native/tests/simt_cuda/simt_cuda_runtime.cpp native/tests/simt_cuda/cublaslt_sim.cpp
             native/src/backends/cuda/cuda_backend.cpp native/src/backends/cuda/device_query.cpp
             native/src/nn/cpu_backend.cpp)
 set_property(TARGET s2s_cuda_sim PROPERTY POSITION_INDEPENDENT_CODE ON)  # also in the sim addon

@@ -431,7 +431,97 @@ CUDA_TEST(cuda_gemm_tf32_option) {
   const double err_fp32 = max_normalized_error(host_of(gc).data(), c.data(), c.size());
   CHECK_ERR(err_fp32, 1e-5, "gemm fp32");
   CHECK_ERR(err_tf32, 5e-2, "gemm tf32");
+  CHECK(err_tf32 > 10 * err_fp32);  // the option reached cuBLASLt: inputs were rounded to TF32
   std::printf("    gemm error vs double reference: fp32 %.2e, tf32 %.2e\n", err_fp32, err_tf32);
+}
+
+// cuda::gemm's mapping of row-major operands onto cuBLASLt's column-major ones, against the
+// double reference on the operands as the GEMM sees them (rounded to bf16/f16): every transpose
+// combination, padded row strides (the padding of C untouched), beta 0 (C write-only: it starts
+// as NaN) and 1, with and without a bias (epilogue on and off), and every operand 16 bytes past
+// an allocation's start after the aligned call of the same shape (a second plan: the first one's
+// algorithm may assume 256-byte alignment).
+CUDA_TEST(cuda_gemm_layouts_against_reference) {
+  ctx().set_allow_tf32(false);
+  const int64_t M = 37, N = 45, K = 70;
+  int failures = 0;
+  // Host values as device bytes in dtype t, `front` spare bytes first.
+  auto device_bytes = [](const std::vector<float>& host, DType t, size_t front) {
+    const size_t esize = t == DType::F32 ? 4 : 2;
+    std::vector<uint8_t> bytes(front + host.size() * esize, 0xFF);
+    for (size_t i = 0; i < host.size(); ++i) {
+      if (t == DType::F32) {
+        std::memcpy(&bytes[front + i * 4], &host[i], 4);
+      } else {
+        const uint16_t h = t == DType::BF16 ? f32_to_bf16(host[i]) : f32_to_f16(host[i]);
+        std::memcpy(&bytes[front + i * 2], &h, 2);
+      }
+    }
+    return Dev(bytes, DType::BF16, {int64_t(bytes.size() / 2)});  // a byte buffer, typed by the call
+  };
+  for (DType t : {DType::F32, DType::BF16, DType::F16}) {
+    for (int ta = 0; ta < 2; ++ta) {
+      for (int tb = 0; tb < 2; ++tb) {
+        const int64_t a_rows = ta ? K : M, lda = (ta ? M : K) + 3;
+        const int64_t b_rows = tb ? N : K, ldb = (tb ? K : N) + 2;
+        const int64_t ldc = N + 5;
+        std::vector<float> a = random_vector(a_rows * lda, 40 + ta), b = random_vector(b_rows * ldb, 42 + tb);
+        for (float& v : a) v = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : t == DType::F16 ? f16_to_f32(f32_to_f16(v)) : v;
+        for (float& v : b) v = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : t == DType::F16 ? f16_to_f32(f32_to_f16(v)) : v;
+        const std::vector<float> c0 = random_vector(M * ldc, 44), bias = random_vector(N, 45);
+        for (size_t front : {size_t(0), size_t(16)}) {
+          Dev ga = device_bytes(a, t, front), gb = device_bytes(b, t, front);
+          Dev gbias = device_bytes(bias, DType::F32, front);
+          for (float beta : {0.f, 1.f}) {
+            for (int bias_mode = 0; bias_mode < 3; ++bias_mode) {  // none, epilogue, kernel
+              std::vector<float> want(c0), c_start(c0);
+              for (int64_t i = 0; i < M; ++i) {
+                for (int64_t j = 0; j < N && beta == 0.f; ++j) {
+                  want[i * ldc + j] = 0.f;
+                  c_start[i * ldc + j] = std::nanf("");
+                }
+              }
+              gemm_f32_reference(ta, tb, M, N, K, 0.5f, a.data(), lda, b.data(), ldb, beta,
+                                 want.data(), ldc);
+              for (int64_t i = 0; i < M && bias_mode > 0; ++i) {
+                for (int64_t j = 0; j < N; ++j) want[i * ldc + j] += bias[j];
+              }
+              Dev gc = device_bytes(c_start, DType::F32, front);
+              ctx().set_gemm_bias_epilogue(bias_mode != 2);
+              cuda::gemm(ctx(), ta, tb, M, N, K, 0.5f, ga.ptr<uint8_t>() + front, lda,
+                         gb.ptr<uint8_t>() + front, ldb, t, beta,
+                         reinterpret_cast<float*>(gc.ptr<uint8_t>() + front), ldc,
+                         bias_mode > 0 ? reinterpret_cast<const float*>(gbias.ptr<uint8_t>() + front)
+                                       : nullptr);
+              ctx().set_gemm_bias_epilogue(true);
+              std::vector<float> got(c0.size());
+              cuda::download(ctx(), got.data(), gc.ptr<uint8_t>() + front, got.size() * sizeof(float));
+              double err = 0;
+              bool padding_kept = true;
+              for (int64_t i = 0; i < M; ++i) {
+                for (int64_t j = 0; j < ldc; ++j) {
+                  const float w = want[i * ldc + j], v = got[i * ldc + j];
+                  if (j >= N) {
+                    padding_kept = padding_kept && std::memcmp(&v, &w, 4) == 0;
+                  } else if (std::isnan(v)) {
+                    err = 1e30;
+                  } else {
+                    err = std::max(err, std::abs(double(v) - w) / std::max(1.0, std::abs(double(w))));
+                  }
+                }
+              }
+              if ((err > 1e-5 || !padding_kept) && ++failures <= 5) {
+                std::printf("    %s ta=%d tb=%d front=%zu beta=%g bias=%d: error %.2e, padding %s\n",
+                            dtype_name(t), ta, tb, front, beta, bias_mode, err,
+                            padding_kept ? "kept" : "overwritten");
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  CHECK(failures == 0);
 }
 
 // ---- attention ------------------------------------------------------------------------------

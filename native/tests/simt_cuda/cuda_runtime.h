@@ -1,10 +1,11 @@
 // A stand-in for the CUDA runtime, so the CUDA backend's own sources (native/src/backends/cuda,
-// every .cu file but gemm.cu) compile as C++ and run on the CPU in the SIMT simulator
+// every .cu file) compile as C++ and run on the CPU in the SIMT simulator
 // (../simt_simulator.h): the `sim` targets of cmake/cuda_sim.cmake put this folder first on the
 // include path and rewrite the two pieces of CUDA syntax C++ cannot parse (kernel<<<...>>>(args)
 // launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below.
 // Device memory is host memory, a stream is a token, launches run to completion before they
-// return, and cuBLASLt is replaced by a CPU GEMM (gemm_sim.cpp). What this proves: the kernels'
+// return, and cuBLASLt is emulated from its documented contract with the CPU's GEMMs
+// (cublasLt.h, cublaslt_sim.cpp). What this proves: the kernels'
 // indexing, launch shapes, shared-memory use, warp collectives and arithmetic, and the backend's
 // host logic, against the CPU ops (test_cuda_ops_sim, test_cuda_models_sim). What it cannot:
 // nvcc's code generation, the hardware's memory model, timing.

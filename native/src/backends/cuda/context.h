@@ -21,6 +21,8 @@ struct ContextOptions {
   size_t arena_block_bytes = size_t(256) << 20;
   size_t gemm_workspace_bytes = size_t(32) << 20;  // cuBLASLt's recommendation for Hopper
   bool allow_tf32 = false;     // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs)
+  // Biases added in cuBLASLt's epilogue (one pass over the output fewer); off: a separate kernel.
+  bool gemm_bias_epilogue = true;
   bool deterministic = false;  // ops with an atomic fast path take their ordered one instead
 };
 
@@ -42,6 +44,7 @@ class Context {
   const ContextOptions& options() const { return options_; }
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
   void set_deterministic(bool on) { options_.deterministic = on; }
+  void set_gemm_bias_epilogue(bool on) { options_.gemm_bias_epilogue = on; }
 
   // Makes this context's device current on the calling thread (every op starts with it: the
   // N-API layer runs work on pool threads).

@@ -2,6 +2,8 @@
 // op(A)^T, so cuBLASLt gets B as its first operand and A as its second, m = N, n = M, and each
 // stored matrix's column-major shape is its row-major shape swapped. The only file that
 // includes cublasLt.h (the compile-only target leaves it out where cuBLAS is missing).
+// A bias rides in the BIAS epilogue (cuBLASLt's per-row bias of column-major D is our per-column
+// one); the bias pointer is part of the plan's descriptor, set again before every call.
 // Deterministic: a context's plan fixes the algorithm per shape, and every cuBLASLt split-K
 // reduction scheme (cublasLtReductionScheme_t) adds the partial products in a fixed order.
 // Napkin (H100 SXM): bf16 dense ~990 TFLOP/s peak, ~600-750 achieved on large GPT-2 shapes;
@@ -30,10 +32,12 @@ void check_lt(cublasStatus_t s, const char* what) {
 }
 
 // All fields int64_t: no padding, so memcmp and the byte hash see exactly the fields.
+// bias: the plan adds one in the epilogue (align_bias: the alignment the heuristic saw).
 struct Key {
   int64_t ta, tb, tf32, dtype;
   int64_t M, N, K, lda, ldb, ldc;
   int64_t align_a, align_b, align_c;
+  int64_t bias, align_bias;
   bool operator==(const Key& o) const { return std::memcmp(this, &o, sizeof(Key)) == 0; }
 };
 struct KeyHash {
@@ -49,7 +53,16 @@ struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool fused_bias = false;  // the epilogue adds the bias (else add_bias_kernel does)
 };
+
+void destroy_plan(Plan& p) {
+  cublasLtMatrixLayoutDestroy(p.a);
+  cublasLtMatrixLayoutDestroy(p.b);
+  cublasLtMatrixLayoutDestroy(p.c);
+  cublasLtMatmulDescDestroy(p.op);
+  p = Plan{};
+}
 
 // Largest power of two (<= 256) dividing the address: the alignment cuBLASLt may assume.
 uint32_t alignment_of(const void* p) {
@@ -77,6 +90,15 @@ __global__ void scale_matrix_kernel(float* C, int64_t M, int64_t N, int64_t ldc,
   }
 }
 
+// C[i][j] += bias[j]: the bias where the epilogue does not add it.
+__global__ void add_bias_kernel(float* C, int64_t M, int64_t N, int64_t ldc, const float* bias) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    C[(i / N) * ldc + i % N] += bias[i % N];
+  }
+}
+
 }  // namespace
 
 struct GemmState {
@@ -88,12 +110,7 @@ struct GemmState {
 
 void destroy_gemm_state(GemmState* s) {
   if (s == nullptr) return;
-  for (auto& kv : s->plans) {
-    cublasLtMatrixLayoutDestroy(kv.second.a);
-    cublasLtMatrixLayoutDestroy(kv.second.b);
-    cublasLtMatrixLayoutDestroy(kv.second.c);
-    cublasLtMatmulDescDestroy(kv.second.op);
-  }
+  for (auto& kv : s->plans) destroy_plan(kv.second);
   if (s->workspace != nullptr) cudaFree(s->workspace);
   if (s->handle != nullptr) cublasLtDestroy(s->handle);
   delete s;
@@ -119,7 +136,10 @@ static GemmState& state_of(Context& ctx) {
   return *s;
 }
 
-static Plan make_plan(GemmState& st, const Key& k) {
+// The descriptors and the heuristic's algorithm for `k`; with k.bias, the bias epilogue on
+// `bias` (the heuristic reads its alignment), or none (fused_bias false) where cuBLASLt has no
+// algorithm with it.
+static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
   Plan p;
   const cublasComputeType_t compute = (k.dtype == int(DType::F32) && k.tf32)
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
@@ -132,6 +152,20 @@ static Plan make_plan(GemmState& st, const Key& k) {
            "set TRANSA");
   check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)),
            "set TRANSB");
+  if (k.bias) {
+    // cuBLASLt's rows of D are our columns (N), so its per-row bias is our per-column one.
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const int32_t bias_type = CUDA_R_32F;
+    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                            sizeof(epilogue)),
+             "set EPILOGUE");
+    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                            sizeof(bias)),
+             "set BIAS_POINTER");
+    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                            sizeof(bias_type)),
+             "set BIAS_DATA_TYPE");
+  }
   const cudaDataType_t t = cuda_type(static_cast<DType>(k.dtype));
   // Column-major stored shapes: operand 1 is (N,K) untransposed or (K,N) transposed, ld = ldb;
   // operand 2 is (K,M) or (M,K), ld = lda; the output is (N,M), ld = ldc.
@@ -155,22 +189,27 @@ static Plan make_plan(GemmState& st, const Key& k) {
   const cublasStatus_t hs =
       cublasLtMatmulAlgoGetHeuristic(st.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
   cublasLtMatmulPreferenceDestroy(pref);
+  if ((hs != CUBLAS_STATUS_SUCCESS || returned == 0) && k.bias) {
+    destroy_plan(p);
+    Key plain = k;
+    plain.bias = 0;
+    plain.align_bias = 0;
+    return make_plan(st, plain, nullptr);  // fused_bias false: gemm() adds the bias itself
+  }
   if (hs != CUBLAS_STATUS_SUCCESS || returned == 0) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.c);
-    cublasLtMatmulDescDestroy(p.op);
+    destroy_plan(p);
     fail(code::kCuda, kOp, "expected cuBLASLt to have an algorithm for ", dtype_name(static_cast<DType>(k.dtype)),
          " M=", k.M, " N=", k.N, " K=", k.K, " (lda ", k.lda, ", ldb ", k.ldb, ", ldc ", k.ldc,
          ", trans ", k.ta, k.tb, "), got none: ", cublasLtGetStatusName(hs));
   }
   p.algo = result.algo;
+  p.fused_bias = k.bias != 0;
   return p;
 }
 
 void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, float beta, float* C,
-          int64_t ldc) {
+          int64_t ldc, const float* bias) {
   S2S_REQUIRE(M >= 0 && N >= 0 && K >= 0, code::kShape, kOp, "expected M, N, K >= 0, got ", M,
               ", ", N, ", ", K);
   S2S_REQUIRE(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N, code::kLayout,
@@ -183,6 +222,10 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
     const Launch l = elementwise_launch(M * N);
     scale_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, beta);
     check_launch(kOp);
+    if (bias != nullptr) {
+      add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, bias);
+      check_launch(kOp);
+    }
     return;
   }
   GemmState& st = state_of(ctx);
@@ -196,12 +239,24 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   key.align_a = alignment_of(A);
   key.align_b = alignment_of(B);
   key.align_c = alignment_of(C);
+  key.bias = bias != nullptr && ctx.options().gemm_bias_epilogue;
+  key.align_bias = key.bias ? alignment_of(bias) : 0;
   auto it = st.plans.find(key);
-  if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key)).first;
+  if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key, bias)).first;
   const Plan& p = it->second;
+  if (p.fused_bias) {
+    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                            sizeof(bias)),
+             "set BIAS_POINTER");
+  }
   check_lt(cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo,
                           st.workspace, st.workspace_bytes, stream),
            "cublasLtMatmul");
+  if (bias != nullptr && !p.fused_bias) {
+    const Launch l = elementwise_launch(M * N);
+    add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, bias);
+    check_launch(kOp);
+  }
 }
 
 }  // namespace cuda

@@ -1,8 +1,8 @@
 // linear on CUDA (s2s/ops/linear.h semantics) through cuda::gemm (cuBLASLt). A bf16 or f16
 // weight runs on tensor cores: inp (forward) and dout, inp (backward) are rounded to the
 // weight's dtype in arena scratch first, exactly as the CPU bf16 path rounds them; accumulation
-// and every output stay fp32. Bias add and dbias are separate small kernels (dbias as a
-// deterministic column sum). Legend: N rows, IC in_features, OC out_features.
+// and every output stay fp32. The forward's bias is added in the GEMM's epilogue; dbias is a
+// deterministic column sum of the fp32 dout. Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, 4*N*IC*OC backward; at GPT-2 124M shapes (N = 16K rows) the
 // GEMMs are compute bound and the casts + bias cost a few percent.
 #include "backends/cuda/check.cuh"
@@ -76,14 +76,9 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
                                   : rounded_copy(ctx, inp.f32(), d.N * d.IC, t);
   // out (N,OC) = x (N,IC) @ W^T: W (OC,IC) transposed, or W (IC,OC) as is.
   const bool out_in = layout == WeightLayout::OutIn;
+  // The bias rides in cuBLASLt's epilogue: added to the fp32 product, as the CPU adds it.
   gemm(ctx, false, out_in, d.N, d.OC, d.IC, 1.f, x, d.IC, weight.data, out_in ? d.IC : d.OC, t,
-       0.f, out.f32(), d.OC);
-  if (opu::present(bias)) {
-    float* y = out.f32();
-    const float* b = bias.f32();
-    const int64_t OC = d.OC;
-    for_each(ctx, d.N * OC, kOp, [=] __device__(int64_t i) { y[i] += b[i % OC]; });
-  }
+       0.f, out.f32(), d.OC, opu::present(bias) ? bias.f32() : nullptr);
 }
 
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
