@@ -8,24 +8,30 @@
 #
 #   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
 #   STEPS=5 BATCH=8 bash scripts/cuda-gpu-session.sh  # smaller bench
-#   ONLY=tests bash scripts/cuda-gpu-session.sh       # tests | bench | torch
+#   ONLY=build bash scripts/cuda-gpu-session.sh       # build | tests | bench | torch
+# Where one command may run 10 minutes at most, run ONLY=build, tests, bench, torch as four calls
+# on one warm machine (build-gpu/ stays between them; tests and bench rebuild incrementally).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/out}
 BATCH=${BATCH:-16}
 SEQ=${SEQ:-1024}
 STEPS=${STEPS:-10}
-ONLY=${ONLY:-tests,bench,torch}
+ONLY=${ONLY:-build,tests,bench,torch}
 JOBS=${JOBS:-$(nproc)}
 mkdir -p "$OUT"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
-if want tests || want bench; then
-  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-  cmake -S . -B build-gpu "${gen[@]}" -DS2S_TESTS=ON -DS2S_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" 2>&1 | tee "$OUT/configure.log" | grep -i "cuda" || true
-  cmake --build build-gpu -j "$JOBS" 2>&1 | tail -n 30 > "$OUT/build.log" || { cat "$OUT/build.log"; exit 1; }
+if want build || want tests || want bench; then
+  if [ ! -f build-gpu/CMakeCache.txt ]; then
+    gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+    cmake -S . -B build-gpu "${gen[@]}" -DS2S_TESTS=ON -DS2S_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" 2>&1 | tee "$OUT/configure.log" | grep -i "cuda" || true
+  fi
+  start=$SECONDS
+  cmake --build build-gpu -j "$JOBS" > "$OUT/build.log" 2>&1 || { tail -n 60 "$OUT/build.log"; exit 1; }
+  echo "build: $((SECONDS - start)) s"
 fi
 status=0
 if want tests; then

@@ -2,7 +2,7 @@
 // weight runs on tensor cores: inp (forward) and dout, inp (backward) are rounded to the
 // weight's dtype in arena scratch first, exactly as the CPU bf16 path rounds them; accumulation
 // and every output stay fp32. The forward's bias is added in the GEMM's epilogue; dbias is a
-// deterministic column sum of the fp32 dout. Legend: N rows, IC in_features, OC out_features.
+// deterministic column sum of the fp32 dout, whose pass also writes dout's rounded copy. Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, 4*N*IC*OC backward; at GPT-2 124M shapes (N = 16K rows) the
 // GEMMs are compute bound and the casts + bias cost a few percent.
 #include "backends/cuda/check.cuh"
@@ -105,7 +105,28 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
   const DType t = weight.dtype;
   const bool out_in = layout == WeightLayout::OutIn;
   const void* g = nullptr;  // dout in the GEMM dtype
-  if (want_dinp || want_dw) {
+  const bool want_g = want_dinp || want_dw;
+  if (want_db) {
+    // dbias: a deterministic column sum of the fp32 dout. Where the GEMMs want dout rounded, the
+    // column pass writes the rounded copy as it reads each element (every element is read
+    // exactly once), so dout is read once for both.
+    const float* dy = dout.f32();
+    const int64_t OC = d.OC;
+    if (want_g && t != DType::F32) {
+      uint16_t* rounded = ctx.arena().allocate_array<uint16_t>(size_t(d.N * d.OC));
+      const bool bf16 = t == DType::BF16;
+      column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
+        const float v = dy[r * OC + c];
+        rounded[r * OC + c] = bf16 ? f32_to_bf16_bits(v) : f32_to_f16_bits(v);
+        return v;
+      }, kOp);
+      g = rounded;
+    } else {
+      column_sum_into(ctx, d.N, OC, dbias.f32(),
+                      [=] __device__(int64_t r, int64_t c) { return dy[r * OC + c]; }, kOp);
+    }
+  }
+  if (want_g && g == nullptr) {
     g = t == DType::F32 ? static_cast<const void*>(dout.f32())
                         : rounded_copy(ctx, dout.f32(), d.N * d.OC, t);
   }
@@ -122,12 +143,6 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
     } else {       // dW (IC,OC) += x^T (IC,N) @ dout (N,OC)
       gemm(ctx, true, false, d.IC, d.OC, d.N, 1.f, x, d.IC, g, d.OC, t, 1.f, dweight.f32(), d.OC);
     }
-  }
-  if (want_db) {
-    const float* dy = dout.f32();
-    const int64_t OC = d.OC;
-    column_sum_into(ctx, d.N, OC, dbias.f32(),
-                    [=] __device__(int64_t r, int64_t c) { return dy[r * OC + c]; }, kOp);
   }
 }
 
