@@ -415,6 +415,32 @@ CUDA_TEST(cuda_linear_fp32_bf16_fp16) {
   }
 }
 
+// A bf16 dout (written rounded by cross_entropy_backward) gives the bits of the f32 dout holding
+// the same values: the GEMMs see the same bf16 operands. Refused with a dbias or a non-bf16 weight.
+CUDA_TEST(cuda_linear_takes_bf16_dout) {
+  const int64_t N = 19, IC = 24, OC = 40;
+  std::vector<float> x = random_vector(N * IC, 60), w = random_vector(OC * IC, 61);
+  std::vector<float> dy = random_vector(N * OC, 62);
+  std::vector<uint16_t> wh(w.size()), dyh(dy.size());
+  for (size_t i = 0; i < w.size(); ++i) wh[i] = f32_to_bf16(w[i]);
+  for (size_t i = 0; i < dy.size(); ++i) {
+    dyh[i] = f32_to_bf16(dy[i]);
+    dy[i] = bf16_to_f32(dyh[i]);
+  }
+  Dev gx(x, {N, IC}), gw(wh, DType::BF16, {OC, IC}), gdy(dy, {N, OC}), gdyh(dyh, DType::BF16, {N, OC});
+  Dev gdx1(std::vector<float>(N * IC, 0.f), {N, IC}), gdx2(std::vector<float>(N * IC, 0.f), {N, IC});
+  Dev gdw1(std::vector<float>(OC * IC, 0.f), {OC, IC}), gdw2(std::vector<float>(OC * IC, 0.f), {OC, IC});
+  cuda::linear_backward(ctx(), gdx1.t, gdw1.t, none(), gdy.t, gx.t, gw.t);
+  cuda::linear_backward(ctx(), gdx2.t, gdw2.t, none(), gdyh.t, gx.t, gw.t);
+  CHECK(host_of(gdx1) == host_of(gdx2));
+  CHECK(host_of(gdw1) == host_of(gdw2));
+  Dev gdb(std::vector<float>(OC, 0.f), {OC}), gwf(w, {OC, IC});
+  CHECK_THROWS_CODE(cuda::linear_backward(ctx(), gdx2.t, gdw2.t, gdb.t, gdyh.t, gx.t, gw.t),
+                    code::kArgument);
+  CHECK_THROWS_CODE(cuda::linear_backward(ctx(), gdx2.t, gdw2.t, none(), gdyh.t, gx.t, gwf.t),
+                    code::kDType);
+}
+
 CUDA_TEST(cuda_gemm_tf32_option) {
   // TF32 keeps 10 mantissa bits: ~1e-3 relative on unit-scale data, a clear difference from fp32.
   const int64_t M = 64, N = 64, K = 256;
@@ -831,6 +857,27 @@ CUDA_TEST(cuda_cross_entropy) {
       Dev gdxo(std::vector<float>(N * V, NAN), {N, V});
       cuda::cross_entropy_backward(ctx(), gdxo.t, gx.t, glse.t, glab.ptr<int32_t>(), N, 0.7f, o, true);
       expect_close(host_of(gdxo), dxo, 1e-6, "cross_entropy dlogits (overwrite)");
+      // bf16 dlogits (the bf16-compute head): each value the fp32 kernel's, rounded; near the
+      // CPU's bf16 gradient (which rounds its own fp32 values: one bf16 step apart at most).
+      std::vector<uint16_t> dxh(size_t(N * V));
+      cross_entropy_backward(Tensor::contiguous(dxh.data(), DType::BF16, {N, V}), view(x, {N, V}),
+                             view(lse, {N}), labels.data(), N, 0.7f, o, true);
+      Dev gdxh(std::vector<uint16_t>(size_t(N * V), 0xFFFF), DType::BF16, {N, V});
+      cuda::cross_entropy_backward(ctx(), gdxh.t, gx.t, glse.t, glab.ptr<int32_t>(), N, 0.7f, o, true);
+      const std::vector<uint16_t> got = host16_of(gdxh);
+      const std::vector<float> wide = host_of(gdxo);
+      size_t unrounded = 0;
+      std::vector<float> got_f(got.size()), cpu_f(got.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        unrounded += got[i] != f32_to_bf16(wide[i]);
+        got_f[i] = bf16_to_f32(got[i]);
+        cpu_f[i] = bf16_to_f32(dxh[i]);
+      }
+      CHECK(unrounded == 0);
+      expect_close(got_f, cpu_f, 4e-3, "cross_entropy dlogits (bf16)");
+      CHECK_THROWS_CODE(cuda::cross_entropy_backward(ctx(), gdxh.t, gx.t, glse.t, glab.ptr<int32_t>(),
+                                                     N, 0.7f, o, false),
+                        code::kArgument);
     }
     std::vector<int32_t> bad = labels;
     bad[4] = int32_t(V);

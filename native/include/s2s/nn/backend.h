@@ -70,8 +70,8 @@ class Backend {
   // backend only): no copies for index arrays, and the host-only paths (generation) may run.
   virtual bool is_host() const = 0;
   // Whether cross_entropy_backward may write bf16 dlogits and linear_backward read a bf16 dout
-  // (the CPU's bf16-compute memory saving, Graph::grad_for_write_bf16). The CUDA ops take f32
-  // gradients only; they round dout to bf16 inside, so the products are the same either way.
+  // (the bf16-compute head's saving, Graph::grad_for_write_bf16: half the bytes of the largest
+  // gradient, and no rounding pass before its GEMMs; the products are the same either way).
   virtual bool supports_bf16_gradients() const = 0;
 
   // ---- memory ----

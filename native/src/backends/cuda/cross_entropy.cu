@@ -84,20 +84,28 @@ __global__ void ce_count_kernel(const int32_t* labels, int64_t N, int32_t ignore
   if (threadIdx.x == 0) count[0] = static_cast<long long>(c);
 }
 
-__global__ void ce_backward_kernel(float* dlogits, const float* logits, const float* lse,
-                                   const int32_t* labels, const long long* count, int64_t N,
-                                   int64_t V, int32_t ignore, float dloss, bool mean,
-                                   bool overwrite, int rows_per_block, unsigned long long* err) {
+// dlogits f32 (overwritten or accumulated), or bf16 bits (dlogits_bf16; always overwritten):
+// each value computed in fp32, then rounded, as the CPU's bf16 path does.
+__global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, const float* logits,
+                                   const float* lse, const int32_t* labels,
+                                   const long long* count, int64_t N, int64_t V, int32_t ignore,
+                                   float dloss, bool mean, bool overwrite, int rows_per_block,
+                                   unsigned long long* err) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
   int64_t row;
   if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
-  float* dx = dlogits + row * V;
+  float* dx = dlogits_bf16 != nullptr ? nullptr : dlogits + row * V;
+  uint16_t* dxh = dlogits_bf16 != nullptr ? dlogits_bf16 + row * V : nullptr;
   const long long n = count[0];
   if (n == 0 || !counted(labels, row, V, ignore, err, t.tid == 0)) {
-    if (overwrite) {
-      for (int64_t c = t.tid; c < V; c += t.size) dx[c] = 0.f;
+    for (int64_t c = t.tid; c < V; c += t.size) {
+      if (dxh != nullptr) {
+        dxh[c] = 0;  // bf16 +0
+      } else if (overwrite) {
+        dx[c] = 0.f;
+      }
     }
     return;
   }
@@ -107,7 +115,11 @@ __global__ void ce_backward_kernel(float* dlogits, const float* logits, const fl
   const int32_t y = labels[row];
   for (int64_t c = t.tid; c < V; c += t.size) {
     const float g = expf(x[c] - l) * scale - (c == y ? scale : 0.f);
-    dx[c] = overwrite ? g : dx[c] + g;
+    if (dxh != nullptr) {
+      dxh[c] = f32_to_bf16_bits(g);
+    } else {
+      dx[c] = overwrite ? g : dx[c] + g;
+    }
   }
 }
 }  // namespace
@@ -151,7 +163,16 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
   const Dims d = check(logits, labels, num_labels);
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
-  expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  const bool bf16 = dlogits.dtype == DType::BF16;
+  if (bf16) {
+    // The bf16-compute head's gradient, rounded as it is written (Graph::grad_for_write_bf16).
+    S2S_REQUIRE(overwrite, code::kArgument, kOp,
+                "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
+    expect_shape(dlogits, {d.N, d.V}, kOp, "dlogits");
+    expect_contiguous(dlogits, kOp, "dlogits");
+  } else {
+    expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
+  }
   S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
               "expected dlogits and logits to be different buffers, got the same one");
   if (d.N == 0) return;
@@ -162,7 +183,8 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
   check_launch(kOp);
   const RowLaunch l = row_launch(d.N, d.V);
   ce_backward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-      dlogits.f32(), logits.f32(), lse.f32(), labels, count, d.N, d.V, options.ignore_index, dloss,
+      bf16 ? nullptr : dlogits.f32(), bf16 ? static_cast<uint16_t*>(dlogits.data) : nullptr,
+      logits.f32(), lse.f32(), labels, count, d.N, d.V, options.ignore_index, dloss,
       options.reduction == LossReduction::Mean, overwrite, l.rows_per_block, ctx.error_slot());
   check_launch(kOp);
 }

@@ -36,7 +36,8 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   DeviceKind kind() const override { return DeviceKind::Cuda; }
   bool is_host() const override { return false; }
-  bool supports_bf16_gradients() const override { return false; }  // f32 dout/dlogits only
+  // cross_entropy_backward writes bf16 dlogits, linear_backward reads them (the bf16 head).
+  bool supports_bf16_gradients() const override { return true; }
 
   // ---- memory ----
   Buffer allocate(size_t bytes) override {

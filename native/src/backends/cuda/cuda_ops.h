@@ -47,7 +47,8 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
 
 // ---- linear.cu: through cuda::gemm (cuBLASLt). Weight f32 (fp32 GEMM, TF32 when the context
 // allows it), bf16 or f16 (tensor cores, fp32 accumulation; inp / dout rounded to the weight's
-// dtype in arena scratch, as the CPU bf16 path does).
+// dtype in arena scratch, as the CPU bf16 path does; the bias in the GEMM's epilogue). dout may
+// be bf16 with a bf16 weight and no dbias (already rounded by cross_entropy_backward).
 void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
@@ -130,7 +131,7 @@ void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Ten
                                    const T5RelativePositionOptions& options);
 
 // ---- cross_entropy.cu: waits for the stream (the loss is returned); rows summed in double in
-// row order on the host.
+// row order on the host. dlogits f32, or bf16 with overwrite (each value rounded as written).
 CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options = {});

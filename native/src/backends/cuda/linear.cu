@@ -87,11 +87,23 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc = 0;
-  d.N = opu::expect_rows(dout, kOp, "dout", &oc);
-  S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected dout with last dimension ", d.OC,
-              " (weight ", weight.shape_string(), "), got ", dout.shape_string());
   const bool want_dinp = opu::present(dinp), want_dw = opu::present(dweight);
   const bool want_db = opu::present(dbias);
+  const bool dout_bf16 = dout.dtype == DType::BF16;
+  if (dout_bf16) {
+    // Already rounded by its writer (cross_entropy_backward for a bf16-compute head, as on the
+    // CPU): only where it would be rounded anyway, and never summed into dbias.
+    S2S_REQUIRE(weight.dtype == DType::BF16, code::kDType, kOp,
+                "expected a bfloat16 weight with bfloat16 dout, got ", dtype_name(weight.dtype));
+    S2S_REQUIRE(!want_db, code::kArgument, kOp, "expected no dbias with bfloat16 dout");
+    Tensor as_f32 = dout;  // the row checks look at the shape only
+    as_f32.dtype = DType::F32;
+    d.N = opu::expect_rows(as_f32, kOp, "dout", &oc);
+  } else {
+    d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+  }
+  S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected dout with last dimension ", d.OC,
+              " (weight ", weight.shape_string(), "), got ", dout.shape_string());
   if (want_dinp) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
   if (want_dw) {
     expect_rows_like(inp, dout, d.IC, "inp", "dout");
@@ -104,7 +116,7 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
   ArenaScope scope(ctx.arena());
   const DType t = weight.dtype;
   const bool out_in = layout == WeightLayout::OutIn;
-  const void* g = nullptr;  // dout in the GEMM dtype
+  const void* g = dout_bf16 ? dout.data : nullptr;  // dout in the GEMM dtype
   const bool want_g = want_dinp || want_dw;
   if (want_db) {
     // dbias: a deterministic column sum of the fp32 dout. Where the GEMMs want dout rounded, the
