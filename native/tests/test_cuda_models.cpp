@@ -151,6 +151,51 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
   }
 }
 
+// 16-bit activations (Graph::half_activations: norms and activations that only 16-bit linears
+// read are written in the linears' dtype) change no bit: in deterministic mode, three steps with
+// them give the losses, grad norms and weights of three steps without, in bf16 and fp16 compute,
+// full fine-tuning and LoRA (PEFT's default targets, so some norms stay f32) over frozen bf16
+// views. The decoder fixtures (T5 keeps f32 activations).
+CUDA_TEST(cuda_model_half_activations_change_no_bit) {
+  using namespace s2s_test::parity;
+  for (const std::string name : {"gpt2", "llama-gqa", "qwen2"}) {
+    for (int mode = 0; mode < 3; ++mode) {
+      Setup s;
+      s.full = mode < 2;
+      s.keep_frozen = mode == 2;
+      s.compute = mode == 1 ? ComputeDType::F16 : ComputeDType::BF16;
+      std::unique_ptr<Built> half = build(name, s, gpu(true));
+      std::unique_ptr<Built> wide = build(name, s, gpu(true));
+      wide->graph.half_activations = false;
+      LoraAdapter adapter_half, adapter_wide;  // own the adapters' params: alive while training
+      if (!s.full) {
+        LoraConfig lc;
+        lc.r = 4;
+        lc.lora_alpha = 8;
+        lc.init_lora_weights = "false";
+        adapter_half = apply_lora(*half->model, lc, 7);
+        adapter_wide = apply_lora(*wide->model, lc, 7);
+      }
+      const std::string tag =
+          name + (mode == 0 ? " bf16" : mode == 1 ? " fp16" : " LoRA bf16 views");
+      Fixture fx(s2s_test::fixture_dir(name));
+      for (int step = 1; step <= 3; ++step) {
+        const StepResult a = train_step(*half, fx.batch, step, true, 60 + step);
+        const StepResult b = train_step(*wide, fx.batch, step, true, 60 + step);
+        CHECK_MSG(a.loss == b.loss && a.grad_norm == b.grad_norm,
+                  tag + " step " + std::to_string(step) + ": 16-bit activations changed the step");
+      }
+      std::vector<Param*> pa = half->model->params().all(), pb = wide->model->params().all();
+      CHECK(pa.size() == pb.size());
+      for (size_t i = 0; i < pa.size() && i < pb.size(); ++i) {
+        CHECK_MSG(bytes_of(half->model->backend(), pa[i]->value) ==
+                      bytes_of(wide->model->backend(), pb[i]->value),
+                  tag + " " + pa[i]->name + ": 16-bit activations changed the weights");
+      }
+    }
+  }
+}
+
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the
 // loss is read), and the model stays usable.
 CUDA_TEST(cuda_model_bad_ids_are_errors) {

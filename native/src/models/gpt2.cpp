@@ -62,7 +62,7 @@ class Gpt2 final : public Model {
         return block(g, b, x, mask, attn, resid, B, T);
       });
     }
-    x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps);
+    x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps, nn::matmul_input_dtype(g, {&lm_head_}));
     Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
     return decoder::causal_lm_loss(g, logits, batch, reduction);
   }
@@ -85,17 +85,20 @@ class Gpt2 final : public Model {
     Var* x = nn::embedding(g, tokens, R, T, wte_, wpe_, positions);  // (R,T,C)
     for (size_t l = 0; l < blocks_.size(); ++l) {
       Block& b = blocks_[l];
-      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
+      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps, nn::matmul_input_dtype(g, {&b.c_attn}));
       std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
       Var* q = g.view(qkv[0], {R, T, H, D});
       Var* k = g.view(qkv[1], {R, T, H, D});
       Var* v = g.view(qkv[2], {R, T, H, D});
       Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), nullptr, attn);
       x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
-      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
-      x = nn::add(g, x, nn::linear(g, nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_), b.mlp_proj));
+      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
+      Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_,
+                        nn::matmul_input_dtype(g, {&b.mlp_proj}));
+      x = nn::add(g, x, nn::linear(g, m, b.mlp_proj));
     }
-    x = nn::layernorm(g, nn::last_position(g, x), ln_f_w_, ln_f_b_, eps);  // (R,C)
+    x = nn::layernorm(g, nn::last_position(g, x), ln_f_w_, ln_f_b_, eps,
+                      nn::matmul_input_dtype(g, {&lm_head_}));  // (R,C)
     return nn::linear(g, x, lm_head_);                                    // (R,V)
   }
 
@@ -130,15 +133,18 @@ class Gpt2 final : public Model {
              float resid, int64_t B, int64_t T) const {
     const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
-    Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps);
+    // Each norm / activation output feeds one linear only: stored in its matmul dtype where the
+    // backend takes that (nn::matmul_input_dtype).
+    Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps, nn::matmul_input_dtype(g, {&b.c_attn}));
     std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
     Var* q = g.view(qkv[0], {B, T, H, D});
     Var* k = g.view(qkv[1], {B, T, H, D});
     Var* v = g.view(qkv[2], {B, T, H, D});
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
     x = nn::add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
-    h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps);
-    Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_);  // (B,T,F)
+    h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
+    Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_,
+                      nn::matmul_input_dtype(g, {&b.mlp_proj}));  // (B,T,F)
     return nn::add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
   }
 

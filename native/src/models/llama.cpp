@@ -62,7 +62,7 @@ class Llama final : public Model {
         return layer(g, l, x, pos, mask, attn, B, T);
       });
     }
-    x = nn::rmsnorm(g, x, norm_, eps);
+    x = nn::rmsnorm(g, x, norm_, eps, nn::matmul_input_dtype(g, {&lm_head_}));
     Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
     return decoder::causal_lm_loss(g, logits, batch, reduction);
   }
@@ -85,17 +85,21 @@ class Llama final : public Model {
     Var* x = nn::embedding(g, tokens, R, T, embed_, nullptr, nullptr);  // (R,T,C)
     for (size_t i = 0; i < layers_.size(); ++i) {
       Layer& l = layers_[i];
-      Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
+      Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
+                           nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
       Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {R, T, Hq, D}), positions, theta);
       Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {R, T, Hkv, D}), positions, theta);
       Var* v = g.view(nn::linear(g, h, l.v_proj), {R, T, Hkv, D});
       Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(i), nullptr, attn);
       x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, Hq * D}), l.o_proj));
-      h = nn::rmsnorm(g, x, l.post_norm, eps);
-      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));
+      h = nn::rmsnorm(g, x, l.post_norm, eps,
+                      nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
+      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
+                          nn::matmul_input_dtype(g, {&l.down_proj}));
       x = nn::add(g, x, nn::linear(g, m, l.down_proj));
     }
-    x = nn::rmsnorm(g, nn::last_position(g, x), norm_, eps);  // (R,C)
+    x = nn::rmsnorm(g, nn::last_position(g, x), norm_, eps,
+                    nn::matmul_input_dtype(g, {&lm_head_}));  // (R,C)
     return nn::linear(g, x, lm_head_);                       // (R,V)
   }
 
@@ -132,14 +136,18 @@ class Llama final : public Model {
              const AttentionOptions& attn, int64_t B, int64_t T) const {
     const int64_t D = config_.head_dim, Hq = config_.num_heads, Hkv = config_.num_kv_heads;
     const float eps = config_.norm_eps, theta = config_.rope_theta;
-    Var* h = nn::rmsnorm(g, x, l.input_norm, eps);
+    // Each norm / activation output feeds linears only: stored in their matmul dtype where the
+    // backend takes that (nn::matmul_input_dtype).
+    Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
+                         nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
     Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
     Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta);
     Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
     x = nn::add(g, x, nn::linear(g, a, l.o_proj));
-    h = nn::rmsnorm(g, x, l.post_norm, eps);
-    Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj));  // (B,T,F)
+    h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
+    Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
+                        nn::matmul_input_dtype(g, {&l.down_proj}));  // (B,T,F)
     return nn::add(g, x, nn::linear(g, m, l.down_proj));
   }
 

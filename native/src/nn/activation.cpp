@@ -6,8 +6,9 @@ namespace nn {
 
 // One-input elementwise layer: forward(ops, out, x), backward(ops, dx, dy, x).
 template <typename Forward, typename Backward>
-static Var* unary(Graph& g, Var* x, Forward forward, Backward backward) {
-  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
+static Var* unary(Graph& g, Var* x, Forward forward, Backward backward,
+                  DType out = DType::F32) {
+  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad, out);
   forward(g.ops(), y->value, x->value);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, backward] {
@@ -18,7 +19,7 @@ static Var* unary(Graph& g, Var* x, Forward forward, Backward backward) {
   return y;
 }
 
-Var* gelu(Graph& g, Var* x, GeluApprox approximate) {
+Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out) {
   return unary(
       g, x,
       [approximate](Backend& ops, const Tensor& o, const Tensor& i) {
@@ -26,7 +27,8 @@ Var* gelu(Graph& g, Var* x, GeluApprox approximate) {
       },
       [approximate](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
         ops.gelu_backward(dx, dy, i, approximate);
-      });
+      },
+      out);
 }
 
 Var* relu(Graph& g, Var* x) {
@@ -45,9 +47,9 @@ Var* silu(Graph& g, Var* x) {
       });
 }
 
-Var* swiglu(Graph& g, Var* gate, Var* up) {
+Var* swiglu(Graph& g, Var* gate, Var* up, DType out) {
   const bool needs_grad = gate->requires_grad || up->requires_grad;
-  Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad);
+  Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad, out);
   g.ops().swiglu_forward(y->value, gate->value, up->value);
   if (needs_grad) {
     g.on_backward([&g, gate, up, y] {

@@ -82,12 +82,12 @@ Var* Graph::param(Param& p) {
   return v;
 }
 
-Var* Graph::output(int ndim, const int64_t* shape, bool requires_grad) {
+Var* Graph::output(int ndim, const int64_t* shape, bool requires_grad, DType dtype) {
   int64_t n = 1;
   for (int i = 0; i < ndim; ++i) n *= shape[i];
   Var* v = new_var();
-  v->value = Tensor::contiguous(tensor_memory(sizeof(float) * static_cast<size_t>(n)),
-                                DType::F32, ndim, shape);
+  v->value = Tensor::contiguous(tensor_memory(dtype_size(dtype) * static_cast<size_t>(n)), dtype,
+                                ndim, shape);
   v->requires_grad = requires_grad;
   return v;
 }

@@ -37,7 +37,21 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
   return y;
 }
 
+DType matmul_input_dtype(const Graph& g, std::initializer_list<const LinearWeights*> readers) {
+  if (!g.half_activations || !g.ops().takes_half_activations() || readers.size() == 0) {
+    return DType::F32;
+  }
+  const DType t = (*readers.begin())->weight->matmul_value().dtype;
+  for (const LinearWeights* w : readers) {
+    if (w->lora != nullptr || w->weight->matmul_value().dtype != t) return DType::F32;
+  }
+  return t;
+}
+
 Var* linear(Graph& g, Var* x, const LinearWeights& w) {
+  S2S_REQUIRE(x->value.dtype == DType::F32 || w.lora == nullptr, code::kDType, "nn.linear",
+              "expected a float32 input under LoRA (its A product reads x), got ",
+              dtype_name(x->value.dtype));
   Var* y = base_linear(g, x, w.weight, w.bias, w.layout);
   if (w.lora == nullptr) return y;
   y->grad_bf16_ok = false;  // the LoRA step below reads dy in fp32

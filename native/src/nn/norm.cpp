@@ -1,4 +1,5 @@
-// nn::layernorm and nn::rmsnorm: the ops plus the saved statistics their backward needs.
+// nn::layernorm and nn::rmsnorm: the ops plus the saved statistics their backward needs. The
+// backward reads x, never y, so y may be stored in a linear's 16-bit dtype.
 #include "s2s/nn/functional.h"
 
 namespace s2s {
@@ -6,10 +7,10 @@ namespace nn {
 
 static int64_t rows_of(const Tensor& x) { return x.numel() / x.shape[x.ndim - 1]; }
 
-Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
+Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps, DType out) {
   const bool needs_grad =
       x->requires_grad || g.tracks(weight) || g.tracks(bias);
-  Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
+  Var* y = g.output(x->value.ndim, x->value.shape, needs_grad, out);
   const int64_t n = rows_of(x->value);
   Tensor mean = g.tensor(DType::F32, {n});
   Tensor rstd = g.tensor(DType::F32, {n});
@@ -26,9 +27,9 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps) {
   return y;
 }
 
-Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps) {
+Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps, DType out) {
   const bool needs_grad = x->requires_grad || g.tracks(weight);
-  Var* y = g.output(x->value.ndim, x->value.shape, needs_grad);
+  Var* y = g.output(x->value.ndim, x->value.shape, needs_grad, out);
   Tensor rstd = g.tensor(DType::F32, {rows_of(x->value)});
   g.ops().rmsnorm_forward(y->value, rstd, x->value, weight->value, eps);
   if (needs_grad) {

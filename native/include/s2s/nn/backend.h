@@ -73,6 +73,12 @@ class Backend {
   // (the bf16-compute head's saving, Graph::grad_for_write_bf16: half the bytes of the largest
   // gradient, and no rounding pass before its GEMMs; the products are the same either way).
   virtual bool supports_bf16_gradients() const = 0;
+  // Whether layernorm / rmsnorm / gelu / swiglu may write a bf16 or f16 output for the 16-bit
+  // linears that alone read it, and linear read it (Graph::half_activations): the values those
+  // linears would round the f32 output to, so the same products, without the rounding pass and
+  // with half the bytes. The CUDA backend, where that traffic is the cost; the CPU rounds while
+  // packing its GEMM operands, so it keeps f32 activations.
+  virtual bool takes_half_activations() const { return false; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).

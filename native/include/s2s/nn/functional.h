@@ -1,7 +1,8 @@
 // nn layers as functions of the graph (like torch.nn.functional): each computes its output Var
 // with the ops in s2s/ops/ and records its backward on the tape. Models are compositions of
 // these and nothing else. Legend: B batch, T time, C channels, N = B*T rows, H heads, D head dim.
-// Every Var argument is contiguous f32 unless stated; shapes are checked by the ops.
+// Every Var argument is contiguous f32 unless stated (norms and activations may write bf16/f16
+// for the linears that alone read them: matmul_input_dtype); shapes are checked by the ops.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -34,11 +35,19 @@ struct LinearWeights {
   const Lora* lora = nullptr;         // none unless LoRA targets this layer
 };
 
-// x (..., in) -> (..., out).
+// x (..., in) -> (..., out). x f32, or in the weight's 16-bit matmul dtype (no LoRA).
 Var* linear(Graph& g, Var* x, const LinearWeights& w);
 
-Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps);  // bias may be null
-Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps);
+// The dtype for an activation that only the linears `readers` read: their common bf16 / f16
+// matmul dtype when none has LoRA (which reads x in f32), the backend takes half activations
+// and g.half_activations is on; else f32. The 16-bit value is what each linear would round the
+// f32 one to, so the products are unchanged (Backend::takes_half_activations).
+DType matmul_input_dtype(const Graph& g, std::initializer_list<const LinearWeights*> readers);
+
+// out: the output's dtype (matmul_input_dtype), f32 by default.
+Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps,
+               DType out = DType::F32);  // bias may be null
+Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps, DType out = DType::F32);
 
 // ids (B,T) int32 -> (B,T,C): wte[ids] (+ wpe[positions] when wpe is given; positions (B,T) or
 // null for 0..T-1). ids/positions must stay valid until backward (keep them in the batch).
@@ -48,10 +57,10 @@ Var* embedding(Graph& g, const int32_t* ids, int64_t B, int64_t T, Param* wte, P
 Var* add(Graph& g, Var* a, Var* b);     // same shapes (residual connections)
 Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
 
-Var* gelu(Graph& g, Var* x, GeluApprox approximate);
+Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out = DType::F32);
 Var* relu(Graph& g, Var* x);
 Var* silu(Graph& g, Var* x);
-Var* swiglu(Graph& g, Var* gate, Var* up);                          // silu(gate) * up
+Var* swiglu(Graph& g, Var* gate, Var* up, DType out = DType::F32);  // silu(gate) * up
 Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate);   // gelu(gate) * up
 Var* dropout(Graph& g, Var* x, float p);  // identity unless g.training and p > 0
 

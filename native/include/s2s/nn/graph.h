@@ -27,7 +27,7 @@
 namespace s2s {
 
 struct Var {
-  Tensor value;                // contiguous; f32 for every activation
+  Tensor value;                // contiguous; f32, or bf16/f16 where only 16-bit linears read it
   bool requires_grad = false;  // some trainable param upstream
   Var* base = nullptr;         // a view shares its base's value and gradient storage
   Param* param = nullptr;      // set when this Var is a param: gradient = param->grad
@@ -72,9 +72,10 @@ class Graph {
   Var* constant(const Tensor& t);  // outside memory (the backend's), no gradient
   Var* param(Param& p);            // requires_grad = p.trainable; gradient = p.grad
 
-  // A fresh f32 activation (uninitialised) of this shape.
+  // A fresh activation (uninitialised) of this shape: f32, or bf16 / f16 for one that only 16-bit
+  // linears read (nn::matmul_input_dtype). Its gradient is f32 whatever its dtype.
   Var* output(std::initializer_list<int64_t> shape, bool requires_grad);
-  Var* output(int ndim, const int64_t* shape, bool requires_grad);
+  Var* output(int ndim, const int64_t* shape, bool requires_grad, DType dtype = DType::F32);
   // The same storage with another shape (same element count); gradients flow to v.
   Var* view(Var* v, std::initializer_list<int64_t> shape);
 
@@ -149,6 +150,9 @@ class Graph {
   // gradient, trainable params included, so a pass allocates no gradient memory.
   bool no_grad = false;
   bool bf16_gradients = true;     // grad_for_write_bf16 may store bf16 (tests switch it off)
+  // nn::matmul_input_dtype may store activations in bf16/f16 on backends that take them
+  // (Backend::takes_half_activations; tests switch it off to compare).
+  bool half_activations = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
 

@@ -9,6 +9,7 @@
 #include "backends/cuda/half_bits.h"
 #include "backends/cuda/launch.h"
 #include "s2s/error.h"
+#include "s2s/tensor.h"
 
 namespace s2s {
 namespace cuda {
@@ -37,6 +38,24 @@ __device__ inline void report_bad_input(unsigned long long* slot, KernelReport o
     slot[3] = static_cast<unsigned long long>(bound);
   }
 }
+
+// An op's output that a 16-bit linear reads next: f32 as computed, or bf16 / f16 bits rounded
+// from the very value the f32 output would hold (what the linear would round it to), so the
+// consumer's products are unchanged and the separate rounding pass, and half the bytes, go.
+struct ActivationOut {
+  void* data;
+  DType dtype;
+  __device__ void store(int64_t i, float v) const {
+    if (dtype == DType::F32) {
+      static_cast<float*>(data)[i] = v;
+    } else {
+      static_cast<uint16_t*>(data)[i] =
+          dtype == DType::BF16 ? f32_to_bf16_bits(v) : f32_to_f16_bits(v);
+    }
+  }
+};
+// `out` as an ActivationOut: f32, bf16 or f16, contiguous, of `like`'s shape.
+ActivationOut activation_out(const Tensor& out, const Tensor& like, const char* op);
 
 // Warp reductions over all 32 lanes (every lane gets the result).
 __device__ inline float warp_sum(float v) {

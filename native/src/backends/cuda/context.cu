@@ -16,6 +16,18 @@ void destroy_gemm_state(GemmState* state);  // gemm.cu
   fail(c, op, what, " failed: ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
 }
 
+ActivationOut activation_out(const Tensor& out, const Tensor& like, const char* op) {
+  S2S_REQUIRE(out.dtype == DType::F32 || out.dtype == DType::BF16 || out.dtype == DType::F16,
+              code::kDType, op, "expected out to be float32, bfloat16 or float16, got ",
+              dtype_name(out.dtype));
+  bool same = out.ndim == like.ndim;
+  for (int i = 0; same && i < out.ndim; ++i) same = out.shape[i] == like.shape[i];
+  S2S_REQUIRE(same, code::kShape, op, "expected out of shape ", like.shape_string(), ", got ",
+              out.shape_string());
+  expect_contiguous(out, op, "out");
+  return ActivationOut{out.data, out.dtype};
+}
+
 Context::Context(const ContextOptions& options) : options_(options) {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);

@@ -38,6 +38,7 @@ class CudaBackend final : public Backend {
   bool is_host() const override { return false; }
   // cross_entropy_backward writes bf16 dlogits, linear_backward reads them (the bf16 head).
   bool supports_bf16_gradients() const override { return true; }
+  bool takes_half_activations() const override { return true; }
 
   // ---- memory ----
   Buffer allocate(size_t bytes) override {

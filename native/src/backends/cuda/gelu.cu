@@ -21,10 +21,9 @@ bool approx_of(GeluApprox a) {
 void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox approximate) {
   const bool t = approx_of(approximate);
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
-  opu::expect_f32_like(out, inp, kOp, "out", "inp");
-  float* y = out.f32();
+  const ActivationOut y = activation_out(out, inp, kOp);  // f32, or bf16/f16 for a linear
   const float* x = inp.f32();
-  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) { y[i] = act::gelu(x[i], t); });
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) { y.store(i, act::gelu(x[i], t)); });
 }
 
 void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,

@@ -1,6 +1,7 @@
 // layernorm on CUDA (s2s/ops/layernorm.h semantics). Forward: a warp (or block) per row, mean then
 // the two-pass variance, as the CPU op. Backward: dinp per row; dweight/dbias as deterministic
-// column sums (rows.cuh). Napkin: forward reads x three times (L1/L2 after the first) and writes
+// column sums (rows.cuh). The output may be bf16/f16 for the linear that reads it (check.cuh's
+// ActivationOut). Napkin: forward reads x three times (L1/L2 after the first) and writes
 // once: ~8 bytes of DRAM traffic per element.
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/rows.cuh"
@@ -12,7 +13,7 @@ namespace cuda {
 namespace {
 constexpr const char* kOp = "layernorm";
 
-__global__ void layernorm_forward_kernel(float* out, float* mean_out, float* rstd_out,
+__global__ void layernorm_forward_kernel(ActivationOut out, float* mean_out, float* rstd_out,
                                          const float* inp, const float* weight, const float* bias,
                                          int64_t rows, int64_t C, float eps, int rows_per_block) {
   __shared__ float scratch[32];
@@ -21,7 +22,6 @@ __global__ void layernorm_forward_kernel(float* out, float* mean_out, float* rst
   int64_t row;
   if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
   const float* x = inp + row * C;
-  float* y = out + row * C;
   float s = 0.f;
   for (int64_t c = t.tid; c < C; c += t.size) s += x[c];
   const float m = t.sum(s) / float(C);
@@ -33,7 +33,7 @@ __global__ void layernorm_forward_kernel(float* out, float* mean_out, float* rst
   const float r = 1.0f / sqrtf(t.sum(v) / float(C) + eps);
   for (int64_t c = t.tid; c < C; c += t.size) {
     const float n = (x[c] - m) * r * weight[c];
-    y[c] = bias != nullptr ? n + bias[c] : n;
+    out.store(row * C + c, bias != nullptr ? n + bias[c] : n);
   }
   if (t.tid == 0) {
     if (mean_out != nullptr) mean_out[row] = m;
@@ -73,7 +73,7 @@ void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, cons
                        const Tensor& inp, const Tensor& weight, const Tensor& bias, float eps) {
   int64_t C = 0;
   const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
-  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  const ActivationOut y = activation_out(out, inp, kOp);
   expect_f32(weight, {C}, kOp, "weight");
   if (opu::present(bias)) expect_f32(bias, {C}, kOp, "bias");
   if (opu::present(mean)) opu::expect_f32_numel(mean, N, kOp, "mean");
@@ -84,7 +84,7 @@ void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, cons
   if (l.blocks == 0 || C == 0) return;
   ctx.activate();
   layernorm_forward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-      out.f32(), mean.f32(), rstd.f32(), inp.f32(), weight.f32(), bias.f32(), N, C, eps,
+      y, mean.f32(), rstd.f32(), inp.f32(), weight.f32(), bias.f32(), N, C, eps,
       l.rows_per_block);
   check_launch(kOp);
 }

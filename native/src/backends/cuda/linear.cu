@@ -48,6 +48,17 @@ void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, co
   expect_contiguous(t, kOp, name);
 }
 
+// inp in f32, or already in the 16-bit weight's dtype (written rounded by its producer,
+// check.cuh's ActivationOut): the products are the same. Returns the row count.
+int64_t expect_inp_rows(const Tensor& inp, const Tensor& weight, int64_t* last) {
+  if (inp.dtype == DType::F32) return opu::expect_rows(inp, kOp, "inp", last);
+  S2S_REQUIRE(inp.dtype == weight.dtype, code::kDType, kOp, "expected inp to be float32 or ",
+              dtype_name(weight.dtype), " (the weight's dtype), got ", dtype_name(inp.dtype));
+  Tensor as_f32 = inp;  // the row checks look at the shape only
+  as_f32.dtype = DType::F32;
+  return opu::expect_rows(as_f32, kOp, "inp", last);
+}
+
 // f32 data rounded to a 16-bit dtype in arena scratch (the caller holds an ArenaScope).
 const void* rounded_copy(Context& ctx, const float* src, int64_t n, DType to) {
   uint16_t* dst = ctx.arena().allocate_array<uint16_t>(size_t(n));
@@ -57,6 +68,13 @@ const void* rounded_copy(Context& ctx, const float* src, int64_t n, DType to) {
   });
   return dst;
 }
+
+// inp as the GEMM's operand for weight dtype t: itself when f32 or already in t, else rounded
+// in arena scratch (the caller holds an ArenaScope).
+const void* gemm_operand(Context& ctx, const Tensor& inp, int64_t n, DType t) {
+  if (t == DType::F32 || inp.dtype == t) return inp.data;
+  return rounded_copy(ctx, inp.f32(), n, t);
+}
 }  // namespace
 
 void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
@@ -64,7 +82,7 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t ic = 0;
-  d.N = opu::expect_rows(inp, kOp, "inp", &ic);
+  d.N = expect_inp_rows(inp, weight, &ic);
   S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
               " (weight ", weight.shape_string(), "), got ", inp.shape_string());
   expect_rows_like(out, inp, d.OC, "out", "inp");
@@ -72,8 +90,7 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
   if (d.N == 0 || d.OC == 0) return;
   ArenaScope scope(ctx.arena());
   const DType t = weight.dtype;
-  const void* x = t == DType::F32 ? static_cast<const void*>(inp.f32())
-                                  : rounded_copy(ctx, inp.f32(), d.N * d.IC, t);
+  const void* x = gemm_operand(ctx, inp, d.N * d.IC, t);
   // out (N,OC) = x (N,IC) @ W^T: W (OC,IC) transposed, or W (IC,OC) as is.
   const bool out_in = layout == WeightLayout::OutIn;
   // The bias rides in cuBLASLt's epilogue: added to the fp32 product, as the CPU adds it.
@@ -106,7 +123,10 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
               " (weight ", weight.shape_string(), "), got ", dout.shape_string());
   if (want_dinp) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
   if (want_dw) {
-    expect_rows_like(inp, dout, d.IC, "inp", "dout");
+    int64_t ic = 0;
+    const int64_t rows = expect_inp_rows(inp, weight, &ic);
+    S2S_REQUIRE(rows == d.N && ic == d.IC, code::kShape, kOp, "expected inp with ", d.N,
+                " rows of ", d.IC, " (dout's rows), got ", inp.shape_string());
     expect_dtype(dweight, DType::F32, kOp, "dweight");
     expect_shape(dweight, {weight.shape[0], weight.shape[1]}, kOp, "dweight");
     expect_contiguous(dweight, kOp, "dweight");
@@ -148,8 +168,7 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
          t, overwrite_dinp ? 0.f : 1.f, dinp.f32(), d.IC);
   }
   if (want_dw && d.IC > 0 && d.OC > 0) {
-    const void* x = t == DType::F32 ? static_cast<const void*>(inp.f32())
-                                    : rounded_copy(ctx, inp.f32(), d.N * d.IC, t);
+    const void* x = gemm_operand(ctx, inp, d.N * d.IC, t);
     if (out_in) {  // dW (OC,IC) += dout^T (OC,N) @ x (N,IC)
       gemm(ctx, true, false, d.OC, d.IC, d.N, 1.f, g, d.OC, x, d.IC, t, 1.f, dweight.f32(), d.IC);
     } else {       // dW (IC,OC) += x^T (IC,N) @ dout (N,OC)

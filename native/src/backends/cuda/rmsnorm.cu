@@ -10,7 +10,7 @@ namespace cuda {
 namespace {
 constexpr const char* kOp = "rmsnorm";
 
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd_out, const float* inp,
+__global__ void rmsnorm_forward_kernel(ActivationOut out, float* rstd_out, const float* inp,
                                        const float* weight, int64_t rows, int64_t C, float eps,
                                        int rows_per_block) {
   __shared__ float scratch[32];
@@ -19,11 +19,10 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd_out, const float*
   int64_t row;
   if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
   const float* x = inp + row * C;
-  float* y = out + row * C;
   float s = 0.f;
   for (int64_t c = t.tid; c < C; c += t.size) s += x[c] * x[c];
   const float r = 1.0f / sqrtf(t.sum(s) / float(C) + eps);
-  for (int64_t c = t.tid; c < C; c += t.size) y[c] = x[c] * r * weight[c];
+  for (int64_t c = t.tid; c < C; c += t.size) out.store(row * C + c, x[c] * r * weight[c]);
   if (t.tid == 0 && rstd_out != nullptr) rstd_out[row] = r;
 }
 
@@ -51,7 +50,7 @@ void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const 
                      const Tensor& weight, float eps) {
   int64_t C = 0;
   const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
-  opu::expect_f32_like(out, inp, kOp, "out", "inp");
+  const ActivationOut y = activation_out(out, inp, kOp);
   expect_f32(weight, {C}, kOp, "weight");
   if (opu::present(rstd)) opu::expect_f32_numel(rstd, N, kOp, "rstd");
   S2S_REQUIRE(eps >= 0.f && eps < INFINITY, code::kArgument, kOp,
@@ -60,7 +59,7 @@ void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const 
   if (l.blocks == 0 || C == 0) return;
   ctx.activate();
   rmsnorm_forward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-      out.f32(), rstd.f32(), inp.f32(), weight.f32(), N, C, eps, l.rows_per_block);
+      y, rstd.f32(), inp.f32(), weight.f32(), N, C, eps, l.rows_per_block);
   check_launch(kOp);
 }
 
