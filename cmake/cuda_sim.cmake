@@ -6,7 +6,8 @@
 # runs the kernels on every change. Included from CMakeLists.txt for tests
 # when the real CUDA backend is not built (with it, the tests run on the GPU instead).
 #
-# About 5 s (ops) and 60 s (models) on one core of the development machine.
+# About 5 s (ops, and again under each of two other schedules) and 95 s (models) on one core of
+# the development machine.
 #
 # C++ cannot parse two pieces of CUDA syntax; each .cu file is copied into the build tree with
 #   kernel<<<grid, block, smem, stream>>>(args)  ->  ::s2s::simt::cuda_launch(kernel, grid, block, smem, stream, args)
@@ -59,10 +60,20 @@ foreach(name test_cuda_ops test_cuda_models)
   target_include_directories(${name}_sim BEFORE PRIVATE native/tests/simt_cuda
                              ${CMAKE_BINARY_DIR}/simt_cuda/include)
   target_include_directories(${name}_sim PRIVATE native/src native/tests)
-  target_compile_definitions(${name}_sim PRIVATE S2S_HAVE_CUDA=1)
+  target_compile_definitions(${name}_sim PRIVATE S2S_HAVE_CUDA=1 S2S_SIMT_SIM=1)
   target_compile_options(${name}_sim PRIVATE -Wno-unknown-pragmas)
   target_link_libraries(${name}_sim PRIVATE s2s_test_harness)
   add_test(NAME ${name}_sim COMMAND ${name}_sim)
+endforeach()
+# A GPU runs blocks, and a block's threads between collectives, in no promised order: the op
+# tests (and the tensor-core attention's) again with the simulator's order reversed and shuffled (simt_simulator.h's Schedule), so
+# a race shows as a wrong or NaN result. The model tests check deterministic mode's bits across
+# the three orders themselves (cuda_model_deterministic_mode_ignores_the_schedule).
+foreach(test test_cuda_ops_sim test_attention_mma_sim)
+  foreach(schedule reversed shuffled)
+    add_test(NAME ${test}_${schedule} COMMAND ${test})
+    set_tests_properties(${test}_${schedule} PROPERTIES ENVIRONMENT S2S_SIMT_SCHEDULE=${schedule})
+  endforeach()
 endforeach()
 
 # The GPU benchmark's code paths (hand-composed step, model path, fp16 with the loss scaler, fp32

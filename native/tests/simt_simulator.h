@@ -9,6 +9,11 @@
 // (NaN in fp32, bf16 and f16), so a read of a value never written shows up as NaN, and a guard
 // zone after it catches writes past the end. Blocks run one after another; a fiber switches only
 // at a collective, so atomics need no locking.
+// A GPU promises no order among blocks, nor among a block's threads between two collectives, so
+// a kernel whose results depend on the order has a race (a missing __syncthreads, a block that
+// reads what another block of the same launch writes). The order is the Schedule: in order,
+// reversed or shuffled (S2S_SIMT_SCHEDULE, or Simulator::set_schedule); the simulated suites run
+// under each, and deterministic kernels must give the same bits under all three.
 // Two ways in: kernel bodies written against an execution policy (attention_mma.cuh) get a
 // SimThread; whole .cu files compiled as C++ against the CUDA runtime stand-in
 // (native/tests/simt_cuda/) reach the running simulator through Simulator::current().
@@ -18,7 +23,9 @@
 #include <ucontext.h>
 #endif
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -114,6 +121,21 @@ struct Dim3 {
   int x = 1, y = 1, z = 1;
 };
 
+// The order blocks run in, and the order a block's runnable fibers run to their next collective:
+// in order (blocks x fastest, then y, z; threads 0..n-1), reversed, or shuffled (a permutation
+// drawn per launch and per round from a fixed seed, so a failure reproduces).
+enum class Schedule { InOrder, Reversed, Shuffled };
+
+// S2S_SIMT_SCHEDULE: unset or "in-order", "reversed", "shuffled".
+inline Schedule schedule_from_env() {
+  const char* v = std::getenv("S2S_SIMT_SCHEDULE");
+  if (v == nullptr || *v == 0 || std::strcmp(v, "in-order") == 0) return Schedule::InOrder;
+  if (std::strcmp(v, "reversed") == 0) return Schedule::Reversed;
+  if (std::strcmp(v, "shuffled") == 0) return Schedule::Shuffled;
+  throw std::runtime_error(std::string("S2S_SIMT_SCHEDULE: expected in-order, reversed or "
+                                       "shuffled, got \"") + v + "\"");
+}
+
 class Simulator;
 
 // What a simulated thread hands an execution-policy kernel body (attention_mma.cuh's X).
@@ -138,7 +160,11 @@ class Simulator {
  public:
   using Body = std::function<void(const SimThread&, uint8_t* smem)>;
 
-  // Runs body on every thread of every block of `grid` (blocks in x, then y, then z order).
+  // The schedule of every launch from now on, in every simulator of the process.
+  static Schedule schedule() { return schedule_slot(); }
+  static void set_schedule(Schedule s) { schedule_slot() = s; }
+
+  // Runs body on every thread of every block of `grid`, in the schedule's order.
   void launch(Dim3 grid, int threads, size_t smem_bytes, const Body& body) {
     if (threads <= 0 || threads > 1024) {
       throw std::runtime_error("simt: threads per block must be in [1, 1024], got " +
@@ -148,10 +174,14 @@ class Simulator {
     current_slot() = this;
     grid_ = grid;
     threads_ = threads;
+    rng_ = 0x9E3779B97F4A7C15ull ^ uint64_t(++launches_);
     try {
-      for (int z = 0; z < grid.z; ++z)
-        for (int y = 0; y < grid.y; ++y)
-          for (int x = 0; x < grid.x; ++x) run_block(Dim3{x, y, z}, threads, smem_bytes, body);
+      const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
+      order(block_order_, blocks);
+      for (const int64_t b : block_order_) {
+        const Dim3 index{int(b % grid.x), int(b / grid.x % grid.y), int(b / grid.x / grid.y)};
+        run_block(index, threads, smem_bytes, body);
+      }
     } catch (...) {
       current_slot() = outer;
       throw;
@@ -210,6 +240,27 @@ class Simulator {
     bool bf16 = true;
   };
 
+  static Schedule& schedule_slot() {
+    static Schedule s = schedule_from_env();
+    return s;
+  }
+
+  // out = 0..n-1 in the schedule's order.
+  void order(std::vector<int64_t>& out, int64_t n) {
+    out.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = i;
+    if (schedule() == Schedule::Reversed) {
+      std::reverse(out.begin(), out.end());
+    } else if (schedule() == Schedule::Shuffled) {
+      for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates with xorshift64
+        rng_ ^= rng_ << 13;
+        rng_ ^= rng_ >> 7;
+        rng_ ^= rng_ << 17;
+        std::swap(out[size_t(i)], out[size_t(rng_ % uint64_t(i + 1))]);
+      }
+    }
+  }
+
   static Simulator*& current_slot() {
     static thread_local Simulator* s = nullptr;
     return s;
@@ -241,9 +292,10 @@ class Simulator {
       fiber_prepare(lane.ctx, lane.stack.data(), lane.stack.size(), &Simulator::fiber_entry);
     }
     for (;;) {
-      for (int t = 0; t < threads; ++t) {  // run every runnable fiber to its next collective
+      order(thread_order_, threads);
+      for (const int64_t t : thread_order_) {  // run every runnable fiber to its next collective
         if (lanes_[size_t(t)].wait != Wait::Running) continue;
-        current_ = t;
+        current_ = int(t);
         fiber_switch(scheduler_, lanes_[size_t(t)].ctx);
       }
       int done = 0, at_barrier = 0;
@@ -337,6 +389,9 @@ class Simulator {
   std::vector<Lane> lanes_;
   FiberContext scheduler_;
   int current_ = 0;
+  std::vector<int64_t> block_order_, thread_order_;
+  uint64_t rng_ = 0;       // the shuffled schedule's state
+  int64_t launches_ = 0;   // seeds each launch's permutations
 };
 
 inline int SimThread::block_x() const { return sim_->block_.x; }

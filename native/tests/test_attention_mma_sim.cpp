@@ -344,6 +344,51 @@ TEST(mma_simulator_reports_divergence) {
   CHECK(threw);
 }
 
+TEST(simulator_schedules_expose_races) {
+  // Each thread writes its slot and reads its left neighbour's, with or without the barrier
+  // between. The racy kernel passes in order (the neighbour ran first) and fails reversed or
+  // shuffled, which is why the simulated suites run under all three; with the barrier every
+  // order gives the same result. Blocks: each reads the previous block's output in the same
+  // launch, which only the in-order schedule makes look right.
+  const simt::Schedule outer = simt::Simulator::schedule();
+  simt::Simulator sim;
+  auto run = [&](simt::Schedule schedule, bool barrier) {
+    simt::Simulator::set_schedule(schedule);
+    std::vector<float> out(64, 0.f);
+    sim.launch({1, 1, 1}, 64, 64 * sizeof(float), [&](const simt::SimThread& x, uint8_t* smem) {
+      float* slot = reinterpret_cast<float*>(smem);
+      slot[x.tid()] = float(x.tid());
+      if (barrier) x.sync();
+      out[size_t(x.tid())] = x.tid() == 0 ? 0.f : slot[x.tid() - 1];
+    });
+    bool right = true;
+    for (int t = 1; t < 64; ++t) right &= out[size_t(t)] == float(t - 1);
+    return right;
+  };
+  auto blocks = [&](simt::Schedule schedule) {
+    simt::Simulator::set_schedule(schedule);
+    std::vector<float> out(16, -1.f);
+    sim.launch({16, 1, 1}, 1, 0, [&](const simt::SimThread& x, uint8_t*) {
+      const int b = x.block_x();
+      out[size_t(b)] = b == 0 ? 0.f : out[size_t(b) - 1] + 1.f;  // a scan across blocks: a race
+    });
+    bool right = true;
+    for (int b = 0; b < 16; ++b) right &= out[size_t(b)] == float(b);
+    return right;
+  };
+  CHECK(run(simt::Schedule::InOrder, false));
+  CHECK(!run(simt::Schedule::Reversed, false));
+  CHECK(!run(simt::Schedule::Shuffled, false));
+  for (const simt::Schedule s :
+       {simt::Schedule::InOrder, simt::Schedule::Reversed, simt::Schedule::Shuffled}) {
+    CHECK(run(s, true));
+  }
+  CHECK(blocks(simt::Schedule::InOrder));
+  CHECK(!blocks(simt::Schedule::Reversed));
+  CHECK(!blocks(simt::Schedule::Shuffled));
+  simt::Simulator::set_schedule(outer);
+}
+
 #else
 TEST(mma_attention_simulator_skipped) { std::printf("  skipped: the SIMT simulator needs ucontext (Linux)\n"); }
 #endif
