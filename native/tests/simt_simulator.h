@@ -121,9 +121,11 @@ struct Dim3 {
   int x = 1, y = 1, z = 1;
 };
 
-// The order blocks run in, and the order a block's runnable fibers run to their next collective:
-// in order (blocks x fastest, then y, z; threads 0..n-1), reversed, or shuffled (a permutation
-// drawn per launch and per round from a fixed seed, so a failure reproduces).
+// The order blocks run in, and how a block's threads run between barriers. In order: blocks x
+// fastest, then y, z; every fiber (0..n-1) runs to its next collective, warps in lockstep.
+// Reversed or shuffled (a permutation drawn per launch and per round from a fixed seed, so a
+// failure reproduces): blocks, warps and a warp's threads in that order, and each warp runs
+// ahead through its shuffles and mmas to the next barrier before the next warp starts.
 enum class Schedule { InOrder, Reversed, Shuffled };
 
 // S2S_SIMT_SCHEDULE: unset or "in-order", "reversed", "shuffled".
@@ -291,12 +293,20 @@ class Simulator {
       if (lane.stack.empty()) lane.stack.resize(kStackBytes);
       fiber_prepare(lane.ctx, lane.stack.data(), lane.stack.size(), &Simulator::fiber_entry);
     }
+    const int warps = (threads + 31) / 32;
     for (;;) {
-      order(thread_order_, threads);
-      for (const int64_t t : thread_order_) {  // run every runnable fiber to its next collective
-        if (lanes_[size_t(t)].wait != Wait::Running) continue;
-        current_ = int(t);
-        fiber_switch(scheduler_, lanes_[size_t(t)].ctx);
+      if (schedule() == Schedule::InOrder) {
+        run_fibers(0, threads);  // lockstep: every fiber to its next collective
+      } else {
+        // Warps drift apart between barriers on a GPU: each warp, in the schedule's order, runs
+        // through its own shuffles and mmas until it waits at a barrier or exits, before the
+        // next warp starts.
+        order(warp_order_, warps);
+        for (const int64_t w : warp_order_) {
+          do {
+            run_fibers(int(w) * 32, std::min(int(w) * 32 + 32, threads));
+          } while (resolve_warp(int(w), threads));
+        }
       }
       int done = 0, at_barrier = 0;
       for (int t = 0; t < threads; ++t) {
@@ -316,6 +326,18 @@ class Simulator {
     }
     for (size_t i = smem_bytes; i < smem_.size(); ++i) {
       if (smem_[i] != 0xFF) fail("write past the end of shared memory");
+    }
+  }
+
+  // Runs every runnable fiber of threads [begin, end) to its next collective, in the schedule's
+  // order.
+  void run_fibers(int begin, int end) {
+    order(thread_order_, end - begin);
+    for (const int64_t i : thread_order_) {
+      const size_t t = size_t(begin + i);
+      if (lanes_[t].wait != Wait::Running) continue;
+      current_ = int(t);
+      fiber_switch(scheduler_, lanes_[t].ctx);
     }
   }
 
@@ -389,7 +411,7 @@ class Simulator {
   std::vector<Lane> lanes_;
   FiberContext scheduler_;
   int current_ = 0;
-  std::vector<int64_t> block_order_, thread_order_;
+  std::vector<int64_t> block_order_, warp_order_, thread_order_;
   uint64_t rng_ = 0;       // the shuffled schedule's state
   int64_t launches_ = 0;   // seeds each launch's permutations
 };

@@ -10,6 +10,7 @@
 // tensor poisons the results, and a write outside one is caught.
 // This proves the kernels' indexing, fragment plumbing, masking and softmax arithmetic; it does
 // not prove the CUDA compilation or the hardware (test_cuda_ops runs them on a GPU).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -386,6 +387,27 @@ TEST(simulator_schedules_expose_races) {
   CHECK(blocks(simt::Schedule::InOrder));
   CHECK(!blocks(simt::Schedule::Reversed));
   CHECK(!blocks(simt::Schedule::Shuffled));
+  // Two warps: each reads the other's slot after a barrier, shuffles, then overwrites its own
+  // slot with no barrier before (block_sum's "scratch may still be read" hazard). In lockstep
+  // every read precedes every overwrite; a warp that runs ahead overwrites first.
+  auto ahead = [&](simt::Schedule schedule) {
+    simt::Simulator::set_schedule(schedule);
+    std::vector<float> out(64, 0.f);
+    sim.launch({1, 1, 1}, 64, 2 * sizeof(float), [&](const simt::SimThread& x, uint8_t* smem) {
+      float* slot = reinterpret_cast<float*>(smem);
+      const int warp = x.tid() / 32;
+      if (x.tid() % 32 == 0) slot[warp] = 1.f;
+      x.sync();
+      const float seen = slot[1 - warp];
+      x.shfl_xor(seen, 1);
+      if (x.tid() % 32 == 0) slot[warp] = 2.f;
+      out[size_t(x.tid())] = seen;
+    });
+    return std::all_of(out.begin(), out.end(), [](float v) { return v == 1.f; });
+  };
+  CHECK(ahead(simt::Schedule::InOrder));
+  CHECK(!ahead(simt::Schedule::Reversed));
+  CHECK(!ahead(simt::Schedule::Shuffled));
   simt::Simulator::set_schedule(outer);
 }
 
