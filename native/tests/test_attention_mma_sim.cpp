@@ -73,14 +73,14 @@ double scaled_error(const float* a, const float* ref, size_t n) {
   return worst / scale;
 }
 
-template <class E, int D>
-void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k, float* v,
-                 float* out, float* lse, float* dout, float* di, float* dq, float* dk, float* dv,
-                 float* dbias) {
+template <class E, int D, bool Drop>
+void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k,
+                      float* v, float* out, float* lse, float* dout, float* di, float* dq,
+                      float* dk, float* dv, float* dbias) {
   using namespace s2s::cuda;
   sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), int(g.B)}, kMmaThreads,
              size_t(mma_forward_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
-               mma_attention_forward<E, D>(x, g, q, k, v, out, lse,
+               mma_attention_forward<E, D, Drop>(x, g, q, k, v, out, lse,
                                            reinterpret_cast<uint16_t*>(smem));
              });
   // Di = <dout, out> per row (the GPU's attention_di_kernel), in double as there.
@@ -96,15 +96,27 @@ void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, float* q, flo
       }
   sim.launch({int((g.Tk + kMmaRows - 1) / kMmaRows), int(g.Hkv), int(g.B)}, kMmaThreads,
              size_t(mma_backward_kv_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
-               mma_attention_backward_kv<E, D>(x, g, q, k, v, dout, lse, di, dk, dv,
+               mma_attention_backward_kv<E, D, Drop>(x, g, q, k, v, dout, lse, di, dk, dv,
                                                reinterpret_cast<uint16_t*>(smem));
              });
   sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), dbias != nullptr ? 1 : int(g.B)},
              kMmaThreads, size_t(mma_backward_q_smem_bytes(D)),
              [&](const simt::SimThread& x, uint8_t* smem) {
-               mma_attention_backward_q<E, D>(x, g, q, k, v, dout, lse, di, dq, dbias,
+               mma_attention_backward_q<E, D, Drop>(x, g, q, k, v, dout, lse, di, dq, dbias,
                                               reinterpret_cast<uint16_t*>(smem));
              });
+}
+
+// The kernels instantiated for g.dropout, as attention_mma.cu dispatches them.
+template <class E, int D>
+void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k, float* v,
+                 float* out, float* lse, float* dout, float* di, float* dq, float* dk, float* dv,
+                 float* dbias) {
+  if (g.dropout) {
+    run_kernels_with<E, D, true>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias);
+  } else {
+    run_kernels_with<E, D, false>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias);
+  }
 }
 
 template <class E>

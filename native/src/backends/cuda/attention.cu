@@ -110,7 +110,11 @@ __device__ inline bool key_allowed(const Geometry& g, int64_t b, int64_t j) {
   return m != 0;
 }
 
-using mma_detail::dropout_factor;  // the CPU op's mask, 1 without dropout
+// The CPU op's mask, 1 without dropout (g.dropout decides at run time in these kernels).
+__device__ __forceinline__ float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h,
+                                                int64_t i, int64_t j) {
+  return mma_detail::dropout_factor<true>(g, b, h, i, j);
+}
 
 // Loads rows [r0, r0 + 32) of head `head` of a (B, T, H, D) tensor into a padded (32, D+1)
 // tile; rows past T are zero. All threads of the block take part.

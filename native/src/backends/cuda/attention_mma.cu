@@ -53,30 +53,31 @@ struct DeviceExec {
   }
 };
 
-template <class E, int D>
+template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
     mma_forward_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
                        float* out, float* lse) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
-  mma_attention_forward<E, D>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
+  mma_attention_forward<E, D, Drop>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
 }
 
-template <class E, int D>
+template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
     mma_backward_kv_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
                            const float* dout, const float* lse, const float* di, float* dk,
                            float* dv) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
-  mma_attention_backward_kv<E, D>(DeviceExec{}, g, q, k, v, dout, lse, di, dk, dv, mma_smem);
+  mma_attention_backward_kv<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dk, dv, mma_smem);
 }
 
-template <class E, int D>
+template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
     mma_backward_q_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
                           const float* dout, const float* lse, const float* di, float* dq,
                           float* dbias) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
-  mma_attention_backward_q<E, D>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias, mma_smem);
+  mma_attention_backward_q<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias,
+                                       mma_smem);
 }
 
 template <typename Kernel>
@@ -87,55 +88,63 @@ void allow_smem(Kernel kernel, int64_t bytes) {
   }
 }
 
-template <class E, int D>
+template <class E, int D, bool Drop>
 void forward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
              const float* v, float* out, float* lse) {
   const int64_t bytes = mma_forward_smem_bytes(D);
-  allow_smem(mma_forward_kernel<E, D>, bytes);
+  allow_smem(mma_forward_kernel<E, D, Drop>, bytes);
   const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(g.B));
-  mma_forward_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(g, q, k, v, out, lse);
+  mma_forward_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(g, q, k, v,
+                                                                                   out, lse);
   check_launch(kOp);
 }
 
-template <class E, int D>
+template <class E, int D, bool Drop>
 void backward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
               const float* v, const float* dout, const float* lse, const float* di, float* dq,
               float* dk, float* dv, float* dbias) {
   if (dk != nullptr || dv != nullptr) {
     const int64_t bytes = mma_backward_kv_smem_bytes(D);
-    allow_smem(mma_backward_kv_kernel<E, D>, bytes);
+    allow_smem(mma_backward_kv_kernel<E, D, Drop>, bytes);
     const dim3 grid_dim(grid(ceil_div(g.Tk, kMmaRows)), grid(g.Hkv), grid(g.B));
-    mma_backward_kv_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
+    mma_backward_kv_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
         g, q, k, v, dout, lse, di, dk, dv);
     check_launch(kOp);
   }
   if (dq != nullptr || dbias != nullptr) {
     const int64_t bytes = mma_backward_q_smem_bytes(D);
-    allow_smem(mma_backward_q_kernel<E, D>, bytes);
+    allow_smem(mma_backward_q_kernel<E, D, Drop>, bytes);
     const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(dbias != nullptr ? 1 : g.B));
-    mma_backward_q_kernel<E, D><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
+    mma_backward_q_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
         g, q, k, v, dout, lse, di, dq, dbias);
     check_launch(kOp);
   }
 }
 
-// Calls f.template run<E, D>() for the operand type and a supported head dim.
-template <class F>
-void dispatch(bool bf16, int64_t D, const F& f) {
-  if (bf16) {
-    switch (D) {
-      case 32: f.template run<MmaBf16, 32>(); break;
-      case 64: f.template run<MmaBf16, 64>(); break;
-      case 96: f.template run<MmaBf16, 96>(); break;
-      default: f.template run<MmaBf16, 128>(); break;
-    }
+// Calls f.template run<E, D, Drop>() for the operand type, a supported head dim and dropout.
+template <class E, int D, class F>
+void dispatch_dropout(bool dropout, const F& f) {
+  if (dropout) {
+    f.template run<E, D, true>();
   } else {
-    switch (D) {
-      case 32: f.template run<MmaF16, 32>(); break;
-      case 64: f.template run<MmaF16, 64>(); break;
-      case 96: f.template run<MmaF16, 96>(); break;
-      default: f.template run<MmaF16, 128>(); break;
-    }
+    f.template run<E, D, false>();
+  }
+}
+template <class E, class F>
+void dispatch_head_dim(int64_t D, bool dropout, const F& f) {
+  switch (D) {
+    case 32: dispatch_dropout<E, 32>(dropout, f); break;
+    case 64: dispatch_dropout<E, 64>(dropout, f); break;
+    case 96: dispatch_dropout<E, 96>(dropout, f); break;
+    default: dispatch_dropout<E, 128>(dropout, f); break;
+  }
+}
+template <class F>
+void dispatch(bool bf16, const AttentionGeometry& g, const F& f) {
+  if (bf16) {
+    dispatch_head_dim<MmaBf16>(g.D, g.dropout, f);
+  } else {
+    dispatch_head_dim<MmaF16>(g.D, g.dropout, f);
   }
 }
 
@@ -144,8 +153,8 @@ struct ForwardRun {
   const AttentionGeometry& g;
   const float *q, *k, *v;
   float *out, *lse;
-  template <class E, int D>
-  void run() const { forward<E, D>(ctx, g, q, k, v, out, lse); }
+  template <class E, int D, bool Drop>
+  void run() const { forward<E, D, Drop>(ctx, g, q, k, v, out, lse); }
 };
 
 struct BackwardRun {
@@ -153,8 +162,8 @@ struct BackwardRun {
   const AttentionGeometry& g;
   const float *q, *k, *v, *dout, *lse, *di;
   float *dq, *dk, *dv, *dbias;
-  template <class E, int D>
-  void run() const { backward<E, D>(ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias); }
+  template <class E, int D, bool Drop>
+  void run() const { backward<E, D, Drop>(ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias); }
 };
 
 }  // namespace
@@ -162,14 +171,14 @@ struct BackwardRun {
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                   const float* q, const float* k, const float* v, float* out,
                                   float* lse) {
-  dispatch(bf16, g.D, ForwardRun{ctx, g, q, k, v, out, lse});
+  dispatch(bf16, g, ForwardRun{ctx, g, q, k, v, out, lse});
 }
 
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                    const float* q, const float* k, const float* v,
                                    const float* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias) {
-  dispatch(bf16, g.D, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});
+  dispatch(bf16, g, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});
 }
 
 }  // namespace cuda

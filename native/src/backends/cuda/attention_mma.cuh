@@ -14,6 +14,10 @@
 //   int tid(), block_x(), block_y(), block_z();  void sync();  float shfl_xor(float, int);
 //   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);  // d += a b
 //   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
+// The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
+// kernels without dropout carry none of its code. ptxas (nvcc 13.0, sm_90, bf16, D = 64): the
+// forward needs 156 registers instead of 196 (three 128-thread blocks fit an SM's registers
+// instead of two), the Q pass 206 instead of 228, the KV pass 168 either way.
 //
 // Fragments of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
 // type"), g = lane / 4, t = lane % 4, each 32-bit register holding two 16-bit values (the lower
@@ -188,9 +192,13 @@ S2S_MMA_FN float bias_at(const AttentionGeometry& g, int64_t h, int64_t i, int64
 }
 
 // Dropout factor of probability (b, h, i, j): keep ? 1/(1-p) : 0, the CPU op's mask; 1 without.
+// Drop = false: a kernel instantiated without dropout, which then carries no Philox code (its
+// registers count in every kernel that has it); true: g.dropout decides (attention.cu's fp32
+// kernels pass true).
+template <bool Drop>
 S2S_MMA_FN float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h, int64_t i,
                                 int64_t j) {
-  if (!g.dropout) return 1.f;
+  if (!Drop || !g.dropout) return 1.f;
   const uint64_t counter = g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
   return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
 }
@@ -206,7 +214,7 @@ S2S_MMA_FN int64_t key_end(const AttentionGeometry& g, int64_t i0, int64_t rows)
 }  // namespace mma_detail
 
 // ---- forward: block (64 query rows, head h, batch b) ------------------------------------------
-template <class E, int D, class X>
+template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, const float* q,
                                       const float* k, const float* v, float* out, float* lse,
                                       uint16_t* smem) {
@@ -292,13 +300,13 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
         }
       }
     }
-    if (g.dropout) {  // after l summed the undropped probabilities, as on the CPU
+    if (Drop) {  // after l summed the undropped probabilities, as on the CPU
       S2S_MMA_UNROLL
       for (int n = 0; n < NS; ++n) {
         S2S_MMA_UNROLL
         for (int c = 0; c < 4; ++c) {
           const int64_t i = row[c / 2], j = j0 + n * 8 + 2 * tq + (c & 1);
-          if (i < g.Tq && j < g.Tk) s[n][c] *= dropout_factor(g, b, h, i, j);
+          if (i < g.Tq && j < g.Tk) s[n][c] *= dropout_factor<Drop>(g, b, h, i, j);
         }
       }
     }
@@ -334,7 +342,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
 }
 
 // ---- backward, KV pass: block (64 keys, kv head hk, batch b); di = <dout, out> per row --------
-template <class E, int D, class X>
+template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g, const float* q,
                                           const float* k, const float* v, const float* dout,
                                           const float* lse, const float* di, float* dk, float* dv,
@@ -413,7 +421,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
           float pz = 0.f, ds = 0.f;
           if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
             const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li);
-            const float z = dropout_factor(g, b, h, i, j);
+            const float z = dropout_factor<Drop>(g, b, h, i, j);
             pz = p * z;
             ds = p * (z * dp[n][c] - di_s[col]);
           }
@@ -456,7 +464,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
 
 // ---- backward, Q pass: block (64 query rows, head h, batch b — or every batch row in order
 // when dbias is wanted, so each dbias element is summed over b by one thread) ----------------
-template <class E, int D, class X>
+template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const float* q,
                                          const float* k, const float* v, const float* dout,
                                          const float* lse, const float* di, float* dq,
@@ -524,7 +532,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
           const bool in_range = i < g.Tq && j < g.Tk;
           if (in_range && li[r] != -INFINITY && causal_ok(g, i, j) && key_allowed(x, g, b, j)) {
             const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li[r]);
-            ds = p * (dropout_factor(g, b, h, i, j) * dp[n][c] - dii[r]);
+            ds = p * (dropout_factor<Drop>(g, b, h, i, j) * dp[n][c] - dii[r]);
           }
           if (dbias != nullptr && in_range) dbias[(h * g.Tq + i) * g.Tk + j] += ds;
           s[n][c] = ds;
