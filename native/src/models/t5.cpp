@@ -149,34 +149,49 @@ Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
   return nn::linear(g, g.view(out, {B, Tq, H * D}), a.o);
 }
 
-// x (B,T,C) -> (B,T,C): wo(dropout(act(wi x))) or wo(dropout(act(wi_0 x) * wi_1 x)).
+DType T5Model::self_attention_input(const Graph& g, const Attention& a) {
+  return nn::matmul_input_dtype(g, {&a.q, &a.k, &a.v});
+}
+
+DType T5Model::feed_forward_input(const Graph& g, const FeedForward& f) const {
+  return config_.gated_act ? nn::matmul_input_dtype(g, {&f.wi_0, &f.wi_1})
+                           : nn::matmul_input_dtype(g, {&f.wi});
+}
+
+// x (B,T,C) -> (B,T,C): wo(dropout(act(wi x))) or wo(dropout(act(wi_0 x) * wi_1 x)). Whichever
+// of the activation and the dropout writes wo's input last writes it in wo's 16-bit dtype where
+// the backend takes that (nn::matmul_input_dtype).
 Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
+  const float p = config_.dropout_rate;
+  const DType wo_in = nn::matmul_input_dtype(g, {&f.wo});
+  const DType act_out = g.training && p > 0.0f ? DType::F32 : wo_in;
   Var* h = nullptr;
   if (config_.gated_act) {
     Var* gate = nn::linear(g, x, f.wi_0);
     Var* up = nn::linear(g, x, f.wi_1);
-    h = act_ == Act::Silu ? nn::swiglu(g, gate, up)
-                          : nn::geglu(g, gate, up,
-                                      act_ == Act::GeluTanh ? GeluApprox::Tanh : GeluApprox::None);
+    h = act_ == Act::Silu
+            ? nn::swiglu(g, gate, up, act_out)
+            : nn::geglu(g, gate, up, act_ == Act::GeluTanh ? GeluApprox::Tanh : GeluApprox::None,
+                        act_out);
   } else {
     h = nn::linear(g, x, f.wi);
     switch (act_) {
-      case Act::Relu: h = nn::relu(g, h); break;
-      case Act::Gelu: h = nn::gelu(g, h, GeluApprox::None); break;
-      case Act::GeluTanh: h = nn::gelu(g, h, GeluApprox::Tanh); break;
-      case Act::Silu: h = nn::silu(g, h); break;
+      case Act::Relu: h = nn::relu(g, h, act_out); break;
+      case Act::Gelu: h = nn::gelu(g, h, GeluApprox::None, act_out); break;
+      case Act::GeluTanh: h = nn::gelu(g, h, GeluApprox::Tanh, act_out); break;
+      case Act::Silu: h = nn::silu(g, h); break;  // f32 (silu has no 16-bit output)
     }
   }
-  h = nn::dropout(g, h, config_.dropout_rate);
+  h = nn::dropout(g, h, p, wo_in);
   return nn::linear(g, h, f.wo);
 }
 
 // One encoder block: h (B,T,C) -> (B,T,C); bias (H,T,T) is the stack's shared position bias.
 Var* T5Model::encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
-  Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
+  Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
   h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, mask, false), p));
-  n = nn::rmsnorm(g, h, b.ff_norm, eps);
+  n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
   return nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
 }
 
@@ -186,13 +201,13 @@ Var* T5Model::decoder_block(Graph& g, const Block& b, Var* h, Var* bias,
                             const uint8_t* decoder_mask, Var* encoder_out,
                             const uint8_t* encoder_mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
-  Var* n = nn::rmsnorm(g, h, b.self_norm, eps);
+  Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
   h = nn::add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p));
   // Cross-attention: no position bias, the encoder's padding mask.
-  n = nn::rmsnorm(g, h, b.cross_norm, eps);
+  n = nn::rmsnorm(g, h, b.cross_norm, eps, nn::matmul_input_dtype(g, {&b.cross_attn.q}));
   h = nn::add(g, h, nn::dropout(g, attend(g, b.cross_attn, n, encoder_out, nullptr,
                                           encoder_mask, false), p));
-  n = nn::rmsnorm(g, h, b.ff_norm, eps);
+  n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
   return nn::add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
 }
 
@@ -241,7 +256,12 @@ Var* T5Model::decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask,
       return decoder_block(g, b, h, bias, decoder_mask, encoder_out, encoder_mask);
     });
   }
-  Var* s = nn::dropout(g, nn::rmsnorm(g, h, dec_final_norm_, eps), p);
+  // Untied, the final norm (or the dropout after it) writes the head's 16-bit input; tied, the
+  // rescale comes between.
+  const DType head_in =
+      c.tie_word_embeddings ? DType::F32 : nn::matmul_input_dtype(g, {&lm_head_});
+  const DType norm_out = g.training && p > 0.0f ? DType::F32 : head_in;
+  Var* s = nn::dropout(g, nn::rmsnorm(g, h, dec_final_norm_, eps, norm_out), p, head_in);
   if (c.tie_word_embeddings) {
     // Mesh TensorFlow's rescale before the tied projection: d_model ** -0.5 (a Python float,
     // which torch applies to an fp32 tensor as an fp32 scalar).

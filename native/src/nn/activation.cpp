@@ -31,12 +31,13 @@ Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out) {
       out);
 }
 
-Var* relu(Graph& g, Var* x) {
+Var* relu(Graph& g, Var* x, DType out) {
   return unary(
       g, x, [](Backend& ops, const Tensor& o, const Tensor& i) { ops.relu_forward(o, i); },
       [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
         ops.relu_backward(dx, dy, i);
-      });
+      },
+      out);
 }
 
 Var* silu(Graph& g, Var* x) {
@@ -62,9 +63,9 @@ Var* swiglu(Graph& g, Var* gate, Var* up, DType out) {
   return y;
 }
 
-Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate) {
+Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate, DType out) {
   const bool needs_grad = gate->requires_grad || up->requires_grad;
-  Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad);
+  Var* y = g.output(gate->value.ndim, gate->value.shape, needs_grad, out);
   g.ops().geglu_forward(y->value, gate->value, up->value, approximate);
   if (needs_grad) {
     g.on_backward([&g, gate, up, y, approximate] {
@@ -77,11 +78,11 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate) {
   return y;
 }
 
-Var* dropout(Graph& g, Var* x, float p) {
+Var* dropout(Graph& g, Var* x, float p, DType out) {
   if (!g.training || p == 0.0f) return x;
   const uint64_t seed = g.dropout_seed, offset = g.dropout_offset;
   g.dropout_offset += static_cast<uint64_t>(x->value.numel());
-  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
+  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad, out);
   g.ops().dropout_forward(y->value, x->value, p, seed, offset);
   if (x->requires_grad) {
     g.on_backward([&g, x, y, p, seed, offset] {

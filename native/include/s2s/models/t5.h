@@ -84,6 +84,10 @@ class T5Model final : public Model {
   Var* attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias, const uint8_t* key_mask,
               bool causal);
   Var* feed_forward(Graph& g, const FeedForward& f, Var* x);
+  // The dtype of a norm's output that only these linears read (nn::matmul_input_dtype): a
+  // self-attention's q, k, v; a feed-forward's wi or wi_0 and wi_1.
+  static DType self_attention_input(const Graph& g, const Attention& a);
+  DType feed_forward_input(const Graph& g, const FeedForward& f) const;
   // One block of each stack (forward() runs them through Model::run_block).
   Var* encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask);
   Var* decoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* decoder_mask,

@@ -58,11 +58,13 @@ Var* add(Graph& g, Var* a, Var* b);     // same shapes (residual connections)
 Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
 
 Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out = DType::F32);
-Var* relu(Graph& g, Var* x);
+Var* relu(Graph& g, Var* x, DType out = DType::F32);
 Var* silu(Graph& g, Var* x);
 Var* swiglu(Graph& g, Var* gate, Var* up, DType out = DType::F32);  // silu(gate) * up
-Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate);   // gelu(gate) * up
-Var* dropout(Graph& g, Var* x, float p);  // identity unless g.training and p > 0
+Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate,
+           DType out = DType::F32);  // gelu(gate) * up
+// Identity (x itself, whatever out says) unless g.training and p > 0.
+Var* dropout(Graph& g, Var* x, float p, DType out = DType::F32);
 
 // Splits the last dimension of x (..., sum(sizes)) into contiguous parts (GPT-2's fused c_attn).
 std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes);

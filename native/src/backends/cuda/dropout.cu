@@ -21,17 +21,16 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
                      uint64_t offset) {
   check_p(p);
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
-  opu::expect_f32_like(out, inp, kOp, "out", "inp");
-  float* y = out.f32();
+  const ActivationOut y = activation_out(out, inp, kOp);  // f32, or bf16/f16 for a linear
   const float* x = inp.f32();
-  if (p == 0.0f) {
-    if (y != x) copy_device(ctx, y, x, sizeof(float) * inp.numel());
+  if (p == 0.0f && out.dtype == DType::F32) {
+    if (out.data != inp.data) copy_device(ctx, out.data, x, sizeof(float) * inp.numel());
     return;
   }
   const float scale = 1.0f / (1.0f - p);
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    const bool keep = dropout_keep(seed, offset + uint64_t(i), p);
-    y[i] = x[i] * (keep ? scale : 0.0f);
+    const bool keep = p == 0.0f || dropout_keep(seed, offset + uint64_t(i), p);
+    y.store(i, x[i] * (keep ? scale : 0.0f));
   });
 }
 

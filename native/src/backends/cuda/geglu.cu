@@ -22,12 +22,11 @@ void geglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Te
   const bool t = approx_of(approximate);
   opu::expect_f32_like(gate, gate, kOp, "gate", "gate");
   opu::expect_f32_like(up, gate, kOp, "up", "gate");
-  opu::expect_f32_like(out, gate, kOp, "out", "gate");
-  float* y = out.f32();
+  const ActivationOut y = activation_out(out, gate, kOp);  // f32, or bf16/f16 for a linear
   const float* g = gate.f32();
   const float* u = up.f32();
   for_each(ctx, gate.numel(), kOp,
-           [=] __device__(int64_t i) { y[i] = act::gelu(g[i], t) * u[i]; });
+           [=] __device__(int64_t i) { y.store(i, act::gelu(g[i], t) * u[i]); });
 }
 
 void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,

@@ -14,13 +14,12 @@ void relu_forward(Context& ctx, const Tensor& out, const Tensor& inp) {
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
   S2S_REQUIRE(opu::present(out) || inp.numel() == 0, code::kArgument, kOp,
               "expected out to have data, got a null pointer");
-  opu::expect_f32_like(out, inp, kOp, "out", "inp");
-  float* y = out.f32();
+  const ActivationOut y = activation_out(out, inp, kOp);  // f32, or bf16/f16 for a linear
   const float* x = inp.f32();
   // x > 0 ? x : (x != x ? x : 0): NaN in, NaN out, as torch.relu.
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
     const float v = x[i];
-    y[i] = (v > 0.f || v != v) ? v : 0.f;
+    y.store(i, (v > 0.f || v != v) ? v : 0.f);
   });
 }
 
