@@ -9,9 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
-#include <cstring>
 #include <vector>
 
 #include "cuda_test_cases.h"
@@ -916,6 +917,67 @@ CUDA_TEST(cuda_adamw_bit_identical_to_cpu) {
   CHECK(opt::bit_equal(host_of(gg2), g2));  // zeroed
   CHECK(host16_of(gc) == c);
   CHECK_THROWS_CODE(cuda::adamw_update(ctx(), gp.t, gg.t, gm.t, gv.t, 0, o), code::kArgument);
+}
+
+// The fused step updates every tensor in one launch (a table of tensors, chunks of 4096
+// elements): sizes around the chunk edges, an empty tensor, with and without weight decay, bf16,
+// f16 and no compute copy: each tensor gets the CPU's bits, moments and zeroed gradient included.
+// The gradient norm reads them in one launch too (blocks of 64K): the CPU's norm.
+CUDA_TEST(cuda_adamw_fused_many_tensors_bit_identical_to_cpu) {
+  const std::vector<int64_t> sizes = {4097, 1, 0, 4096, 70000, 4095, 9000, 3};
+  AdamWOptions o;
+  o.lr = 1e-3;
+  o.weight_decay = 0.05;
+  struct Host {
+    std::vector<float> p, g, m, v;
+    std::vector<uint16_t> c;
+    DType compute;
+  };
+  std::vector<Host> host;
+  std::vector<std::unique_ptr<Dev>> dev;
+  std::vector<AdamWFusedTensor> cpu, gpu;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i];
+    const uint64_t seed = 300 + 10 * i;
+    host.push_back(Host{random_vector(size_t(n), seed), random_vector(size_t(n), seed + 1, -0.1f, 0.1f),
+                        random_vector(size_t(n), seed + 2, -0.01f, 0.01f),
+                        random_vector(size_t(n), seed + 3, 0.f, 1e-4f), std::vector<uint16_t>(size_t(n)),
+                        i % 3 == 0 ? DType::BF16 : i % 3 == 1 ? DType::F16 : DType::F32});
+  }
+  std::vector<float> norm_input;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Host& h = host[i];
+    const int64_t n = sizes[i];
+    const bool decay = i % 2 == 0;
+    const bool copy = h.compute != DType::F32;
+    for (const std::vector<float>* x : {&h.p, &h.g, &h.m, &h.v}) {
+      dev.push_back(std::make_unique<Dev>(*x, std::initializer_list<int64_t>{n}));
+    }
+    dev.push_back(std::make_unique<Dev>(h.c, copy ? h.compute : DType::BF16,
+                                        std::initializer_list<int64_t>{n}));
+    const std::unique_ptr<Dev>* d = &dev[dev.size() - 5];
+    norm_input.insert(norm_input.end(), h.g.begin(), h.g.end());
+    cpu.push_back({view(h.p, {n}), view(h.g, {n}), view(h.m, {n}), view(h.v, {n}),
+                   copy ? opt::view16(h.c, h.compute, {n}) : Tensor{}, decay});
+    gpu.push_back({d[0]->t, d[1]->t, d[2]->t, d[3]->t, copy ? d[4]->t : Tensor{}, decay});
+  }
+  std::vector<Tensor> grads;
+  for (const AdamWFusedTensor& x : gpu) grads.push_back(x.grad);
+  const double norm = cuda::scaled_grad_norm(ctx(), grads, 0.5f);
+  const int64_t total = int64_t(norm_input.size());
+  const double cpu_norm = scaled_grad_norm({view(norm_input, {total})}, 0.5f);
+  CHECK_ERR(std::fabs(norm - cpu_norm) / cpu_norm, 1e-10, "scaled_grad_norm over many tensors");
+  adamw_fused_update(cpu, 7, o, 0.5f, 0.8f);
+  cuda::adamw_fused_update(ctx(), gpu, 7, o, 0.5f, 0.8f);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const std::unique_ptr<Dev>* d = &dev[5 * i];
+    const std::string tag = "tensor " + std::to_string(i) + " (" + std::to_string(sizes[i]) + ")";
+    CHECK_MSG(opt::bit_equal(host_of(*d[0]), host[i].p), tag + ": param");
+    CHECK_MSG(opt::bit_equal(host_of(*d[1]), host[i].g), tag + ": grad (zeroed)");
+    CHECK_MSG(opt::bit_equal(host_of(*d[2]), host[i].m), tag + ": exp_avg");
+    CHECK_MSG(opt::bit_equal(host_of(*d[3]), host[i].v), tag + ": exp_avg_sq");
+    if (host[i].compute != DType::F32) CHECK_MSG(host16_of(*d[4]) == host[i].c, tag + ": copy");
+  }
 }
 
 CUDA_TEST(cuda_grad_norm_and_clip) {

@@ -1,10 +1,12 @@
 // grad_norm / clip_grad_norm on CUDA (s2s/ops/grad_norm.h semantics). The gradients are cut into
 // the CPU's fixed 64K-element blocks; a CUDA block sums the squares of one of them in double
-// (fixed per-thread strides, then a fixed-shape tree), one thread adds the block sums in
+// (fixed per-thread strides, then a fixed-shape tree; every gradient's blocks in one launch,
+// through a table of the gradients), one thread adds the block sums in
 // list-then-block order: the same bits on every run and independent of the GPU's scheduling
 // (though not the CPU's bits: the summation tree differs). The norm is returned, so these wait.
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
@@ -18,18 +20,38 @@ constexpr const char* kOp = "grad_norm";
 constexpr int64_t kBlock = int64_t(1) << 16;
 constexpr int kThreads = 512;
 
-__global__ void block_squares_kernel(const float* x, int64_t n, float scale, bool scaled,
+// One gradient, as the kernel reads it: its blocks come after first_block blocks of the others.
+struct GradBlocks {
+  const float* x;
+  int64_t n;
+  int64_t first_block;
+};
+
+// CUDA block b sums the squares of block b of the concatenation of the gradients (none empty,
+// in list order) into partial[b]: every gradient in one launch.
+__global__ void block_squares_kernel(const GradBlocks* table, int count, float scale, bool scaled,
                                      double* partial) {
   __shared__ double scratch[32];
-  const int64_t b0 = int64_t(blockIdx.x) * kBlock;
-  const int64_t b1 = b0 + kBlock < n ? b0 + kBlock : n;
+  const int64_t block = blockIdx.x;
+  int lo = 0, hi = count - 1;  // the last gradient whose first block is <= this one
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (table[mid].first_block <= block) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const GradBlocks t = table[lo];
+  const int64_t b0 = (block - t.first_block) * kBlock;
+  const int64_t b1 = b0 + kBlock < t.n ? b0 + kBlock : t.n;
   double acc = 0.0;
   for (int64_t i = b0 + threadIdx.x; i < b1; i += blockDim.x) {
-    const float y = scaled ? __fmul_rn(x[i], scale) : x[i];
+    const float y = scaled ? __fmul_rn(t.x[i], scale) : t.x[i];
     acc += double(y) * double(y);
   }
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+  if (threadIdx.x == 0) partial[block] = acc;
 }
 
 __global__ void sum_in_order_kernel(const double* partial, int64_t n, double* total) {
@@ -55,19 +77,22 @@ double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float sc
   int64_t blocks = 0;
   check_grads(grads, &blocks);
   if (blocks == 0) return 0.0;
-  ctx.activate();
-  ArenaScope arena_scope(ctx.arena());
-  double* partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
-  cudaStream_t s = stream_of(ctx);
+  std::vector<GradBlocks> table;
   int64_t at = 0;
   for (const Tensor& g : grads) {
     if (g.data == nullptr || g.numel() == 0) continue;
-    const int64_t nb = ceil_div(g.numel(), kBlock);
-    block_squares_kernel<<<grid(nb), kThreads, 0, s>>>(g.f32(), g.numel(), scale, scale != 1.0f,
-                                                       partial + at);
-    check_launch(kOp);
-    at += nb;
+    table.push_back(GradBlocks{g.f32(), g.numel(), at});
+    at += ceil_div(g.numel(), kBlock);
   }
+  ctx.activate();
+  ArenaScope arena_scope(ctx.arena());
+  double* partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
+  GradBlocks* device_table = ctx.arena().allocate_array<GradBlocks>(table.size());
+  upload(ctx, device_table, table.data(), table.size() * sizeof(GradBlocks));  // staged on return
+  cudaStream_t s = stream_of(ctx);
+  block_squares_kernel<<<grid(at), kThreads, 0, s>>>(device_table, int(table.size()), scale,
+                                                     scale != 1.0f, partial);
+  check_launch(kOp);
   sum_in_order_kernel<<<1, 1, 0, s>>>(partial, at, partial + blocks);
   check_launch(kOp);
   double total = 0.0;
