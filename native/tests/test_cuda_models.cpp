@@ -26,6 +26,8 @@
 #if S2S_HAVE_CUDA
 #include "backends/cuda/cuda_backend.h"
 #include "model_device_parity.h"
+#include "s2s/models/init_weights.h"
+#include "s2s/models/model_config.h"
 #if S2S_SIMT_SIM
 #include "simt_simulator.h"
 #endif
@@ -251,6 +253,69 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
         CHECK_MSG(with == without,
                   tag + " " + pa[i]->name + ": 16-bit activations changed the weights");
       }
+    }
+  }
+}
+
+// 16-bit attention inputs (nn::attention_input_dtype: GPT-2's split and Llama's rope write q and
+// k, and GPT-2's v, in the tensor-core attention's operand dtype, the values it would round them
+// to) change no bit either. The fixtures' head dims (8, 12) have no tensor-core kernel, so these
+// models are built from configs with head dim 32: three deterministic steps with and without,
+// bf16 and fp16, GQA for Llama, dropout on GPT-2's attention probabilities in one of them.
+CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
+  const std::pair<const char*, const char*> configs[] = {
+      {"gpt2", R"({"model_type": "gpt2", "vocab_size": 97, "n_embd": 64, "n_head": 2, "n_layer": 2,
+          "n_positions": 64, "activation_function": "gelu_new", "attn_pdrop": 0.1})"},
+      {"llama", R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "num_attention_heads": 2,
+          "num_key_value_heads": 1, "head_dim": 32, "intermediate_size": 96,
+          "num_hidden_layers": 2, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
+          "rope_theta": 10000.0, "tie_word_embeddings": false})"}};
+  const int64_t B = 2, T = 40;
+  std::vector<int32_t> ids(size_t(B * T));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 97);
+  Batch batch;
+  batch.B = B;
+  batch.T = T;
+  batch.input_ids = ids.data();
+  batch.labels = ids.data();
+  for (const auto& [name, config] : configs) {
+    for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
+      const std::string tag =
+          std::string(name) + (compute == ComputeDType::BF16 ? " bf16" : " fp16");
+      std::vector<std::vector<uint8_t>> weights[2];
+      std::vector<double> steps[2];
+      for (int half = 0; half < 2; ++half) {
+        std::unique_ptr<Model> model = create_model(parse_model_config(config, "test config"));
+        for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
+        init_weights(*model, 5);
+        model->set_compute_dtype(compute);
+        const std::shared_ptr<Backend> backend = gpu(true);
+        model->to_backend(backend);
+        LossScalerOptions so;
+        so.enabled = compute == ComputeDType::F16;
+        DynamicLossScaler scaler(so);
+        Graph g;
+        g.set_backend(backend);
+        g.half_activations = half == 1;
+        g.training = true;
+        OptimizerConfig oc;
+        oc.max_grad_norm = 1.0;
+        for (int step = 1; step <= 3; ++step) {
+          g.reset();
+          g.dropout_seed = uint64_t(step);
+          ForwardResult r = model->forward(g, batch, LossReduction::Mean);
+          steps[half].push_back(g.read_scalar(r.loss->value));
+          g.backward(r.loss, scaler.scale());
+          const OptimizerStepStats st = optimizer_step(model->params(), oc, step, 1e-3, 1.0f,
+                                                       &scaler);
+          steps[half].push_back(st.grad_norm);
+        }
+        for (Param* p : model->params().all()) {
+          weights[half].push_back(s2s_test::parity::bytes_of(model->backend(), p->value));
+        }
+      }
+      CHECK_MSG(steps[0] == steps[1], tag + ": 16-bit attention inputs changed a loss or norm");
+      CHECK_MSG(weights[0] == weights[1], tag + ": 16-bit attention inputs changed the weights");
     }
   }
 }

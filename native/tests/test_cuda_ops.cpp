@@ -704,6 +704,40 @@ CUDA_TEST(cuda_attention_rejects_dropout_p_outside_0_1) {
   }
 }
 
+// q, k or v in 16 bits: the tensor-core kernels take them (the bits they would round fp32 inputs
+// to: the same output as from those inputs), and only they: fp32 products, a head dim without a
+// tensor-core kernel or the other 16-bit type is S2S_DTYPE before anything runs.
+CUDA_TEST(cuda_attention_takes_16bit_inputs_only_for_tensor_cores) {
+  const int64_t B = 1, T = 20, H = 2;
+  for (const int64_t D : {int64_t(32), int64_t(8)}) {
+    const size_t n = size_t(B * T * H * D);
+    std::vector<float> x = random_vector(n, 93);
+    std::vector<uint16_t> x16(n);
+    for (size_t i = 0; i < n; ++i) x16[i] = f32_to_bf16(x[i]);
+    Dev gx(x, {B, T, H, D}), gx16(x16, DType::BF16, {B, T, H, D});
+    Dev gout(std::vector<float>(n), {B, T, H, D}), gout16(std::vector<float>(n), {B, T, H, D});
+    Dev glse(std::vector<float>(size_t(B * H * T)), {B, H, T});
+    AttentionOptions o;
+    o.causal = true;
+    o.products = DType::BF16;
+    if (D == 32) {
+      cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{}, nullptr, 0, o);
+      cuda::attention_forward(ctx(), gout16.t, glse.t, gx16.t, gx.t, gx16.t, Tensor{}, nullptr, 0,
+                              o);
+      CHECK(opt::bit_equal(host_of(gout16), host_of(gout)));
+      o.products = DType::F16;  // bf16 bits are not f16 values
+      CHECK_THROWS_CODE(cuda::attention_forward(ctx(), gout.t, glse.t, gx16.t, gx.t, gx.t,
+                                                Tensor{}, nullptr, 0, o),
+                        code::kDType);
+      o.products = DType::F32;
+    }
+    // D = 8 (no tensor-core kernel) with bf16 products, and D = 32 with fp32 products.
+    CHECK_THROWS_CODE(cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx16.t, gx.t, Tensor{},
+                                              nullptr, 0, o),
+                      code::kDType);
+  }
+}
+
 CUDA_TEST(cuda_attention_bad_mask_value) {
   const int64_t B = 1, T = 8, H = 1, D = 32;
   std::vector<float> x = random_vector(B * T * H * D, 90);

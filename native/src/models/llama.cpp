@@ -140,8 +140,11 @@ class Llama final : public Model {
     // backend takes that (nn::matmul_input_dtype).
     Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
                          nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
-    Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta);
-    Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta);
+    // The rotated q and k only feed attention: in its 16-bit operand dtype where it rounds to
+    // that anyway (v comes straight from its linear: f32).
+    const DType qk = nn::attention_input_dtype(g, attn, D);
+    Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta, qk);
+    Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta, qk);
     Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
     x = nn::add(g, x, nn::linear(g, a, l.o_proj));

@@ -37,8 +37,12 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
   return out;
 }
 
-Var* rope(Graph& g, Var* x, const int32_t* positions, float theta) {
-  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
+DType attention_input_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim) {
+  return g.half_activations ? g.ops().attention_input_dtype(options, head_dim) : DType::F32;
+}
+
+Var* rope(Graph& g, Var* x, const int32_t* positions, float theta, DType out) {
+  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad, out);
   const int64_t num_positions = positions ? x->value.shape[0] * x->value.shape[1] : 0;
   g.ops().rope_forward(y->value, x->value, positions, num_positions, theta);
   if (x->requires_grad) {

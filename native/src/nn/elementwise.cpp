@@ -49,7 +49,7 @@ Var* scale(Graph& g, Var* x, float s) {
   return y;
 }
 
-std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes) {
+std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes, DType out) {
   const Tensor& xv = x->value;
   const int64_t cols = xv.shape[xv.ndim - 1];
   const int64_t rows = xv.numel() / cols;
@@ -63,8 +63,12 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
     int64_t shape[kMaxDims];
     for (int i = 0; i < xv.ndim; ++i) shape[i] = xv.shape[i];
     shape[xv.ndim - 1] = width;
-    Var* part = g.output(xv.ndim, shape, x->requires_grad);
-    g.ops().copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
+    Var* part = g.output(xv.ndim, shape, x->requires_grad, out);
+    if (out == DType::F32) {
+      g.ops().copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
+    } else {
+      g.ops().copy_columns_rounded(part->value, xv.f32(), rows, cols, col0, width);
+    }
     parts.push_back(part);
     col0 += width;
   }

@@ -79,6 +79,13 @@ class Backend {
   // with half the bytes. The CUDA backend, where that traffic is the cost; the CPU rounds while
   // packing its GEMM operands, so it keeps f32 activations.
   virtual bool takes_half_activations() const { return false; }
+  // The dtype attention_forward/backward may take q, k and v in under these options: F32, or the
+  // 16-bit products' dtype where the backend's kernels would round q, k and v to it anyway (CUDA's
+  // tensor-core kernels), so a producer that only attention reads (GPT-2's split, Llama's rope)
+  // can write the rounded values. Same products; half the bytes.
+  virtual DType attention_input_dtype(const AttentionOptions&, int64_t /*head_dim*/) const {
+    return DType::F32;
+  }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
@@ -148,6 +155,12 @@ class Backend {
   virtual void copy_values(const Tensor& dst, const Tensor& src) = 0;
   virtual void copy_columns(float* dst, const float* src, int64_t rows, int64_t src_cols,
                             int64_t col0, int64_t width) = 0;
+  // copy_columns into a bf16/f16 dst, rounded: backends that take half activations only.
+  virtual void copy_columns_rounded(const Tensor& dst, const float* /*src*/, int64_t /*rows*/,
+                                    int64_t /*src_cols*/, int64_t /*col0*/, int64_t /*width*/) {
+    fail(code::kDType, "copy_columns", "this backend keeps activations in float32, got a ",
+         dtype_name(dst.dtype), " destination");
+  }
   virtual void add_to_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols,
                               int64_t col0, int64_t width) = 0;
   virtual void set_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols,

@@ -66,17 +66,26 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate,
 // Identity (x itself, whatever out says) unless g.training and p > 0.
 Var* dropout(Graph& g, Var* x, float p, DType out = DType::F32);
 
-// Splits the last dimension of x (..., sum(sizes)) into contiguous parts (GPT-2's fused c_attn).
-std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes);
+// Splits the last dimension of x (..., sum(sizes)) into contiguous parts (GPT-2's fused c_attn),
+// written in `out` (f32, or attention_input_dtype for parts only attention reads).
+std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes,
+                             DType out = DType::F32);
 
-// q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D). bias (Hq,Tq,Tk) or null; key_mask (B,Tk)
-// uint8 or null (must stay valid until backward). options.dropout_p: dropout on the attention
-// probabilities, applied only when g.training (seed and offset come from the graph).
+// The dtype for q, k or v that only nn::attention with these options reads: the 16-bit products'
+// dtype where the backend's attention rounds q, k, v to it anyway and g.half_activations is on
+// (Backend::attention_input_dtype), so the products are unchanged; else f32. Not for a KV cache.
+DType attention_input_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim);
+
+// q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D) f32. q, k, v f32 or attention_input_dtype.
+// bias (Hq,Tq,Tk) or null; key_mask (B,Tk) uint8 or null (must stay valid until backward).
+// options.dropout_p: dropout on the attention probabilities, applied only when g.training
+// (seed and offset come from the graph).
 Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
                AttentionOptions options);
 
-// x (B,T,H,D) rotated by RoPE at positions (B,T) (null: 0..T-1).
-Var* rope(Graph& g, Var* x, const int32_t* positions, float theta);
+// x (B,T,H,D) rotated by RoPE at positions (B,T) (null: 0..T-1), written in `out` (f32, or
+// attention_input_dtype when only attention reads the result).
+Var* rope(Graph& g, Var* x, const int32_t* positions, float theta, DType out = DType::F32);
 
 // T5 relative-position bias (Hq,Tq,Tk) from table (num_buckets, Hq).
 Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidirectional,

@@ -46,10 +46,37 @@ constexpr int TILE = kAttnRows;      // rows (and columns) per tile: 32
 
 using Geometry = AttentionGeometry;  // attention_mma.cuh
 
+// q, k or v: float32, or bfloat16 / float16 (checked against the products in check_inputs).
+void expect_input(const Tensor& t, std::initializer_list<int64_t> shape, const char* name) {
+  S2S_REQUIRE(t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16,
+              code::kDType, kOp, "expected ", name, " to be float32, bfloat16 or float16, got ",
+              dtype_name(t.dtype));
+  expect_shape(t, shape, kOp, name);
+  expect_contiguous(t, kOp, name);
+}
+
+// The tensor-core kernels (attention_mma.cu) when the options allow 16-bit products and the head
+// dim has one; the fp32 kernels otherwise.
+bool use_tensor_cores(const Geometry& g, const AttentionOptions& options) {
+  return attention_reads_16bit_inputs(options, g.D);
+}
+
+// A 16-bit q, k or v holds the products' values already: only the tensor-core kernels take it.
+bool input_is_16bit(const Tensor& t, const Geometry& g, const AttentionOptions& options,
+                    const char* name) {
+  if (t.dtype == DType::F32) return false;
+  S2S_REQUIRE(use_tensor_cores(g, options) && t.dtype == options.products, code::kDType, kOp,
+              "expected ", name, " in float32, or in the products' dtype where the tensor-core "
+              "kernels run (bf16/f16 products, head dim 32, 64, 96 or 128), got ",
+              dtype_name(t.dtype), " with products ", dtype_name(options.products),
+              " and head dim ", g.D);
+  return true;
+}
+
 Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& bias, const uint8_t* key_mask, int64_t key_mask_size,
                       const AttentionOptions& options) {
-  expect_f32(q, {-1, -1, -1, -1}, kOp, "q");
+  expect_input(q, {-1, -1, -1, -1}, "q");
   Geometry g{};
   g.B = q.shape[0];
   g.Tq = q.shape[1];
@@ -58,10 +85,10 @@ Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   S2S_REQUIRE(g.D >= 1, code::kShape, kOp, "expected q with head dim >= 1, got ",
               q.shape_string());
   attention_head_chunks(g.D);  // D <= 256 on CUDA
-  expect_f32(k, {g.B, -1, -1, g.D}, kOp, "k");
+  expect_input(k, {g.B, -1, -1, g.D}, "k");
   g.Tk = k.shape[1];
   g.Hkv = k.shape[2];
-  expect_f32(v, {g.B, g.Tk, g.Hkv, g.D}, kOp, "v");
+  expect_input(v, {g.B, g.Tk, g.Hkv, g.D}, "v");
   S2S_REQUIRE(g.Hkv >= 1 && g.Hq % g.Hkv == 0, code::kShape, kOp,
               "expected query heads to be a multiple of kv heads, got Hq = ", g.Hq,
               " and Hkv = ", g.Hkv);
@@ -97,6 +124,9 @@ Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tens
               key_mask != nullptr ? " values (B*Tk)" : " values (no mask pointer)", ", got ",
               key_mask_size);
   g.err = ctx.error_slot();
+  g.q16 = input_is_16bit(q, g, options, "q");
+  g.k16 = input_is_16bit(k, g, options, "k");
+  g.v16 = input_is_16bit(v, g, options, "v");
   check_attention_grid(ceil_div(g.Tq > g.Tk ? g.Tq : g.Tk, TILE), g.Hq, g.B);
   return g;
 }
@@ -494,14 +524,12 @@ struct BackwardLauncher {
   }
 };
 
-// The tensor-core kernels (attention_mma.cu) when the options allow 16-bit products and the head
-// dim has one; the fp32 kernels above otherwise.
-bool use_tensor_cores(const Geometry& g, const AttentionOptions& options) {
-  return (options.products == DType::BF16 || options.products == DType::F16) &&
-         mma_head_dim_supported(g.D);
-}
-
 }  // namespace
+
+bool attention_reads_16bit_inputs(const AttentionOptions& options, int64_t head_dim) {
+  return (options.products == DType::BF16 || options.products == DType::F16) &&
+         mma_head_dim_supported(head_dim);
+}
 
 void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                        const Tensor& k, const Tensor& v, const Tensor& bias,
@@ -513,8 +541,8 @@ void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const
   if (g.B * g.Tq * g.Hq == 0) return;
   ctx.activate();
   if (use_tensor_cores(g, options)) {
-    mma_attention_forward_launch(ctx, g, options.products == DType::BF16, q.f32(), k.f32(),
-                                 v.f32(), out.f32(), lse.f32());
+    mma_attention_forward_launch(ctx, g, options.products == DType::BF16, q.data, k.data, v.data,
+                                 out.f32(), lse.f32());
     return;
   }
   dispatch_head_dim<ForwardLauncher>(g.D, ctx, g, q.f32(), k.f32(), v.f32(), out.f32(), lse.f32());
@@ -549,8 +577,8 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
                                                                           out.f32(), di);
   check_launch(kOp);
   if (use_tensor_cores(g, options)) {
-    mma_attention_backward_launch(ctx, g, options.products == DType::BF16, q.f32(), k.f32(),
-                                  v.f32(), dout.f32(), lse.f32(), di, want_dq ? dq.f32() : nullptr,
+    mma_attention_backward_launch(ctx, g, options.products == DType::BF16, q.data, k.data,
+                                  v.data, dout.f32(), lse.f32(), di, want_dq ? dq.f32() : nullptr,
                                   want_dk ? dk.f32() : nullptr, want_dv ? dv.f32() : nullptr,
                                   want_dbias ? dbias.f32() : nullptr);
     return;

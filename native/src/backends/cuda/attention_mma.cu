@@ -55,7 +55,7 @@ struct DeviceExec {
 
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
-    mma_forward_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+    mma_forward_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
                        float* out, float* lse) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
   mma_attention_forward<E, D, Drop>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
-    mma_backward_kv_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+    mma_backward_kv_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
                            const float* dout, const float* lse, const float* di, float* dk,
                            float* dv) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
-    mma_backward_q_kernel(AttentionGeometry g, const float* q, const float* k, const float* v,
+    mma_backward_q_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
                           const float* dout, const float* lse, const float* di, float* dq,
                           float* dbias) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
@@ -89,8 +89,8 @@ void allow_smem(Kernel kernel, int64_t bytes) {
 }
 
 template <class E, int D, bool Drop>
-void forward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
-             const float* v, float* out, float* lse) {
+void forward(Context& ctx, const AttentionGeometry& g, const void* q, const void* k,
+             const void* v, float* out, float* lse) {
   const int64_t bytes = mma_forward_smem_bytes(D);
   allow_smem(mma_forward_kernel<E, D, Drop>, bytes);
   const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(g.B));
@@ -100,8 +100,8 @@ void forward(Context& ctx, const AttentionGeometry& g, const float* q, const flo
 }
 
 template <class E, int D, bool Drop>
-void backward(Context& ctx, const AttentionGeometry& g, const float* q, const float* k,
-              const float* v, const float* dout, const float* lse, const float* di, float* dq,
+void backward(Context& ctx, const AttentionGeometry& g, const void* q, const void* k,
+              const void* v, const float* dout, const float* lse, const float* di, float* dq,
               float* dk, float* dv, float* dbias) {
   if (dk != nullptr || dv != nullptr) {
     const int64_t bytes = mma_backward_kv_smem_bytes(D);
@@ -151,7 +151,7 @@ void dispatch(bool bf16, const AttentionGeometry& g, const F& f) {
 struct ForwardRun {
   Context& ctx;
   const AttentionGeometry& g;
-  const float *q, *k, *v;
+  const void *q, *k, *v;
   float *out, *lse;
   template <class E, int D, bool Drop>
   void run() const { forward<E, D, Drop>(ctx, g, q, k, v, out, lse); }
@@ -160,7 +160,8 @@ struct ForwardRun {
 struct BackwardRun {
   Context& ctx;
   const AttentionGeometry& g;
-  const float *q, *k, *v, *dout, *lse, *di;
+  const void *q, *k, *v;
+  const float *dout, *lse, *di;
   float *dq, *dk, *dv, *dbias;
   template <class E, int D, bool Drop>
   void run() const { backward<E, D, Drop>(ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias); }
@@ -169,13 +170,13 @@ struct BackwardRun {
 }  // namespace
 
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                  const float* q, const float* k, const float* v, float* out,
+                                  const void* q, const void* k, const void* v, float* out,
                                   float* lse) {
   dispatch(bf16, g, ForwardRun{ctx, g, q, k, v, out, lse});
 }
 
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                   const float* q, const float* k, const float* v,
+                                   const void* q, const void* k, const void* v,
                                    const float* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias) {
   dispatch(bf16, g, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});

@@ -71,6 +71,9 @@ struct AttentionGeometry {
   bool dropout;          // dropout_p > 0 (AttentionOptions)
   float dropout_p, dropout_scale;  // scale = 1 / (1 - p) in float, as on the CPU
   uint64_t dropout_seed, dropout_offset;
+  // Tensor-core kernels only: q, k or v already holds the operand type's 16-bit values (its
+  // producer rounded them as staging would: the same bits); else fp32, rounded while staged.
+  bool q16, k16, v16;
 };
 
 constexpr int kMmaThreads = 128;   // 4 warps
@@ -143,33 +146,44 @@ S2S_MMA_FN void c_to_a(uint32_t a[4], const float lo[4], const float hi[4]) {
   a[3] = pack<E>(hi[2], hi[3]);
 }
 
-// Stages rows [r0, r0 + rows) of head `head` of a (B, T, H, D) fp32 tensor into tile[r][d]
-// (pitch D + kMmaPad), rounded; rows past T are zero. All threads take part.
+// Stages rows [r0, r0 + rows) of head `head` of a (B, T, H, D) tensor into tile[r][d] (pitch
+// D + kMmaPad): fp32 rounded to E, or E's bits as they are (is16); rows past T are zero. All
+// threads take part.
 template <class E, int D, class X>
-S2S_MMA_FN void stage_rows(const X& x, uint16_t* tile, int rows, const float* src, int64_t b,
-                           int64_t r0, int64_t T, int64_t H, int64_t head) {
+S2S_MMA_FN void stage_rows(const X& x, uint16_t* tile, int rows, const void* src, bool is16,
+                           int64_t b, int64_t r0, int64_t T, int64_t H, int64_t head) {
   constexpr int P = D + kMmaPad, HALF = D / 2;
   for (int idx = x.tid(); idx < rows * HALF; idx += kMmaThreads) {
     const int r = idx / HALF, d = 2 * (idx % HALF);
     const int64_t row = r0 + r;
-    float lo = 0.f, hi = 0.f;
+    uint32_t pair = 0;  // +0 in bf16 and f16 alike
     if (row < T) {
-      const float* s = src + ((b * T + row) * H + head) * D + d;
-      lo = s[0];
-      hi = s[1];
+      const int64_t at = ((b * T + row) * H + head) * D + d;
+      if (is16) {
+        pair = ld32(static_cast<const uint16_t*>(src) + at);
+      } else {
+        const float* s = static_cast<const float*>(src) + at;
+        pair = pack<E>(s[0], s[1]);
+      }
     }
-    *reinterpret_cast<uint32_t*>(tile + r * P + d) = pack<E>(lo, hi);
+    *reinterpret_cast<uint32_t*>(tile + r * P + d) = pair;
   }
 }
 
 // The same rows staged transposed: tile[d][r] with `pitch` (>= rows).
 template <class E, int D, class X>
-S2S_MMA_FN void stage_cols(const X& x, uint16_t* tile, int rows, int pitch, const float* src,
-                           int64_t b, int64_t r0, int64_t T, int64_t H, int64_t head) {
+S2S_MMA_FN void stage_cols(const X& x, uint16_t* tile, int rows, int pitch, const void* src,
+                           bool is16, int64_t b, int64_t r0, int64_t T, int64_t H, int64_t head) {
   for (int idx = x.tid(); idx < rows * D; idx += kMmaThreads) {
     const int r = idx / D, d = idx % D;
     const int64_t row = r0 + r;
-    tile[d * pitch + r] = E::round(row < T ? src[((b * T + row) * H + head) * D + d] : 0.f);
+    uint16_t bits = 0;
+    if (row < T) {
+      const int64_t at = ((b * T + row) * H + head) * D + d;
+      bits = is16 ? static_cast<const uint16_t*>(src)[at]
+                  : E::round(static_cast<const float*>(src)[at]);
+    }
+    tile[d * pitch + r] = bits;
   }
 }
 
@@ -215,8 +229,8 @@ S2S_MMA_FN int64_t key_end(const AttentionGeometry& g, int64_t i0, int64_t rows)
 
 // ---- forward: block (64 query rows, head h, batch b) ------------------------------------------
 template <class E, int D, bool Drop, class X>
-S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, const float* q,
-                                      const float* k, const float* v, float* out, float* lse,
+S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, const void* q,
+                                      const void* k, const void* v, float* out, float* lse,
                                       uint16_t* smem) {
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, VP = kMmaKeys + kMmaPad, NK = D / 16, ND = D / 8;
@@ -227,7 +241,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), b = x.block_z();
   const int64_t hk = h / g.G;
-  stage_rows<E, D>(x, Qs, kMmaRows, q, b, i0, g.Tq, g.Hq, h);
+  stage_rows<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
   x.sync();
   uint32_t qf[NK][4];
   S2S_MMA_UNROLL
@@ -240,8 +254,8 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   const int64_t kend = key_end(g, i0, kMmaRows);
   for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
     x.sync();  // the previous tile is no longer read
-    stage_rows<E, D>(x, Ks, kMmaKeys, k, b, j0, g.Tk, g.Hkv, hk);
-    stage_cols<E, D>(x, Vt, kMmaKeys, VP, v, b, j0, g.Tk, g.Hkv, hk);
+    stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
+    stage_cols<E, D>(x, Vt, kMmaKeys, VP, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
     x.sync();
     float s[NS][4];
     S2S_MMA_UNROLL
@@ -343,8 +357,8 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
 
 // ---- backward, KV pass: block (64 keys, kv head hk, batch b); di = <dout, out> per row --------
 template <class E, int D, bool Drop, class X>
-S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g, const float* q,
-                                          const float* k, const float* v, const float* dout,
+S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g, const void* q,
+                                          const void* k, const void* v, const float* dout,
                                           const float* lse, const float* di, float* dk, float* dv,
                                           uint16_t* smem) {
   using namespace mma_detail;
@@ -360,8 +374,8 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
   float* di_s = lse_s + QT;                              // [QT]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t j0 = int64_t(x.block_x()) * kMmaRows, hk = x.block_y(), b = x.block_z();
-  stage_rows<E, D>(x, Ks, kMmaRows, k, b, j0, g.Tk, g.Hkv, hk);
-  stage_rows<E, D>(x, Vs, kMmaRows, v, b, j0, g.Tk, g.Hkv, hk);
+  stage_rows<E, D>(x, Ks, kMmaRows, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
+  stage_rows<E, D>(x, Vs, kMmaRows, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
   const int64_t key[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
   bool key_ok[2];
   S2S_MMA_UNROLL
@@ -379,10 +393,10 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
   for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
     for (int64_t i0 = (first_row / QT) * QT; i0 < g.Tq; i0 += QT) {
       x.sync();  // the previous query tile is no longer read
-      stage_rows<E, D>(x, Qs, QT, q, b, i0, g.Tq, g.Hq, h);
-      stage_rows<E, D>(x, Os, QT, dout, b, i0, g.Tq, g.Hq, h);
-      stage_cols<E, D>(x, Qt, QT, TP, q, b, i0, g.Tq, g.Hq, h);
-      stage_cols<E, D>(x, Ot, QT, TP, dout, b, i0, g.Tq, g.Hq, h);
+      stage_rows<E, D>(x, Qs, QT, q, g.q16, b, i0, g.Tq, g.Hq, h);
+      stage_rows<E, D>(x, Os, QT, dout, false, b, i0, g.Tq, g.Hq, h);
+      stage_cols<E, D>(x, Qt, QT, TP, q, g.q16, b, i0, g.Tq, g.Hq, h);
+      stage_cols<E, D>(x, Ot, QT, TP, dout, false, b, i0, g.Tq, g.Hq, h);
       if (x.tid() < QT) {
         const int64_t i = i0 + x.tid();
         lse_s[x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
@@ -465,8 +479,8 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
 // ---- backward, Q pass: block (64 query rows, head h, batch b — or every batch row in order
 // when dbias is wanted, so each dbias element is summed over b by one thread) ----------------
 template <class E, int D, bool Drop, class X>
-S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const float* q,
-                                         const float* k, const float* v, const float* dout,
+S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const void* q,
+                                         const void* k, const void* v, const float* dout,
                                          const float* lse, const float* di, float* dq,
                                          float* dbias, uint16_t* smem) {
   using namespace mma_detail;
@@ -485,8 +499,8 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
   const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
   for (int64_t b = b_first; b < b_last; ++b) {
     x.sync();
-    stage_rows<E, D>(x, Qs, kMmaRows, q, b, i0, g.Tq, g.Hq, h);
-    stage_rows<E, D>(x, Os, kMmaRows, dout, b, i0, g.Tq, g.Hq, h);
+    stage_rows<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
+    stage_rows<E, D>(x, Os, kMmaRows, dout, false, b, i0, g.Tq, g.Hq, h);
     float li[2], dii[2], dq_acc[ND][4];
     S2S_MMA_UNROLL
     for (int r = 0; r < 2; ++r) {
@@ -497,9 +511,9 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
     for (int nd = 0; nd < ND; ++nd) dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
     for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
       x.sync();
-      stage_rows<E, D>(x, Ks, kMmaKeys, k, b, j0, g.Tk, g.Hkv, hk);
-      stage_rows<E, D>(x, Vs, kMmaKeys, v, b, j0, g.Tk, g.Hkv, hk);
-      stage_cols<E, D>(x, Kt, kMmaKeys, KP, k, b, j0, g.Tk, g.Hkv, hk);
+      stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
+      stage_rows<E, D>(x, Vs, kMmaKeys, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
+      stage_cols<E, D>(x, Kt, kMmaKeys, KP, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
       x.sync();
       float s[NS][4], dp[NS][4];
       S2S_MMA_UNROLL
@@ -571,10 +585,10 @@ class Context;
 // attention.cu, g.D one of mma_head_dim_supported). bf16: bf16 operands, else f16. The backward
 // expects Di (B, Hq, Tq) = <dout, out> per row; gradient pointers may be null (not wanted).
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                  const float* q, const float* k, const float* v, float* out,
+                                  const void* q, const void* k, const void* v, float* out,
                                   float* lse);
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                   const float* q, const float* k, const float* v,
+                                   const void* q, const void* k, const void* v,
                                    const float* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias);
 

@@ -39,6 +39,9 @@ class CudaBackend final : public Backend {
   // cross_entropy_backward writes bf16 dlogits, linear_backward reads them (the bf16 head).
   bool supports_bf16_gradients() const override { return true; }
   bool takes_half_activations() const override { return true; }
+  DType attention_input_dtype(const AttentionOptions& options, int64_t head_dim) const override {
+    return cuda::attention_reads_16bit_inputs(options, head_dim) ? options.products : DType::F32;
+  }
 
   // ---- memory ----
   Buffer allocate(size_t bytes) override {
@@ -186,6 +189,13 @@ class CudaBackend final : public Backend {
   void copy_columns(float* dst, const float* src, int64_t rows, int64_t src_cols, int64_t col0,
                     int64_t width) override {
     cuda::copy_columns(ctx_, dst, src, rows, src_cols, col0, width);
+  }
+  void copy_columns_rounded(const Tensor& dst, const float* src, int64_t rows, int64_t src_cols,
+                            int64_t col0, int64_t width) override {
+    expect_contiguous(dst, "copy_columns", "dst");
+    S2S_REQUIRE(dst.numel() == rows * width, code::kShape, "copy_columns", "expected dst of ",
+                rows * width, " elements, got ", dst.numel());
+    cuda::copy_columns_rounded(ctx_, dst.u16(), dst.dtype, src, rows, src_cols, col0, width);
   }
   void add_to_columns(float* dst, const float* src, int64_t rows, int64_t dst_cols, int64_t col0,
                       int64_t width) override {

@@ -93,6 +93,9 @@ void axpy(Context& ctx, const Tensor& dst, float alpha, const Tensor& src);
 void scale_forward(Context& ctx, const Tensor& out, const Tensor& x, float s);
 void copy_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t src_cols,
                   int64_t col0, int64_t width);
+// copy_columns rounding to bf16/f16 (an activation only 16-bit readers read).
+void copy_columns_rounded(Context& ctx, uint16_t* dst, DType dtype, const float* src,
+                          int64_t rows, int64_t src_cols, int64_t col0, int64_t width);
 void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t dst_cols,
                     int64_t col0, int64_t width);
 
@@ -108,6 +111,9 @@ void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
 // key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256;
 // dropout on the probabilities with the CPU op's mask bit for bit (AttentionOptions::dropout_*).
 // The backward is deterministic (every gradient element owned by one block, as on the CPU).
+// q, k and v may be bf16/f16 (the products' dtype) where the tensor-core kernels run: the
+// values they would round fp32 inputs to (Backend::attention_input_dtype).
+bool attention_reads_16bit_inputs(const AttentionOptions& options, int64_t head_dim);
 void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                        const Tensor& k, const Tensor& v, const Tensor& bias,
                        const uint8_t* key_mask, int64_t key_mask_size,

@@ -55,6 +55,18 @@ void copy_columns(Context& ctx, float* dst, const float* src, int64_t rows, int6
   });
 }
 
+void copy_columns_rounded(Context& ctx, uint16_t* dst, DType dtype, const float* src,
+                          int64_t rows, int64_t src_cols, int64_t col0, int64_t width) {
+  expect_block(rows, src_cols, col0, width, "copy_columns");
+  S2S_REQUIRE(dtype == DType::BF16 || dtype == DType::F16, code::kDType, "copy_columns",
+              "expected a bfloat16 or float16 destination, got ", dtype_name(dtype));
+  const ActivationOut out{dst, dtype};
+  for_each(ctx, rows * width, "copy_columns", [=] __device__(int64_t i) {
+    const int64_t r = i / width, c = i % width;
+    out.store(i, src[r * src_cols + col0 + c]);
+  });
+}
+
 void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t dst_cols,
                     int64_t col0, int64_t width) {
   expect_block(rows, dst_cols, col0, width, "add_to_columns");

@@ -34,9 +34,9 @@ Dims check(const Tensor& x, const char* name, const int32_t* positions, int64_t 
   return d;
 }
 
-// dst (=, or += when accumulate) R(sign * angle) src for every token, head and pair.
-void rotate(Context& ctx, float* dst, const float* src, const Dims& d, const int32_t* positions,
-            float theta, float sign, bool accumulate) {
+// dst (=, or += when accumulate, f32 only) R(sign * angle) src for every token, head and pair.
+void rotate(Context& ctx, ActivationOut dst, const float* src, const Dims& d,
+            const int32_t* positions, float theta, float sign, bool accumulate) {
   const int64_t half = d.D / 2, n = d.B * d.T * d.H * half;
   if (n == 0) return;
   std::vector<float> host_freq(static_cast<size_t>(half));
@@ -58,16 +58,16 @@ void rotate(Context& ctx, float* dst, const float* src, const Dims& d, const int
     const float c = static_cast<float>(cos(static_cast<double>(a)));
     const float s = sign * static_cast<float>(sin(static_cast<double>(a)));
     const float* x = src + head_row * D;
-    float* y = dst + head_row * D;
     const float x1 = x[i], x2 = x[i + half];
     const float y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
     const float y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
     if (accumulate) {
+      float* y = static_cast<float*>(dst.data) + head_row * D;
       y[i] += y1;
       y[i + half] += y2;
     } else {
-      y[i] = y1;
-      y[i + half] = y2;
+      dst.store(head_row * D + i, y1);
+      dst.store(head_row * D + i + half, y2);
     }
   });
 }
@@ -76,8 +76,9 @@ void rotate(Context& ctx, float* dst, const float* src, const Dims& d, const int
 void rope_forward(Context& ctx, const Tensor& out, const Tensor& inp, const int32_t* positions,
                   int64_t num_positions, float theta) {
   const Dims d = check(inp, "inp", positions, num_positions, theta);
-  expect_f32(out, {d.B, d.T, d.H, d.D}, kOp, "out");
-  rotate(ctx, out.f32(), inp.f32(), d, positions, theta, 1.f, false);
+  // f32, or bf16/f16 for the tensor-core attention that alone reads it (nn::attention_input_dtype)
+  const ActivationOut y = activation_out(out, inp, kOp);
+  rotate(ctx, y, inp.f32(), d, positions, theta, 1.f, false);
 }
 
 void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
@@ -87,7 +88,7 @@ void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
   expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
               "expected dinp and dout to be different buffers, got the same one");
-  rotate(ctx, dinp.f32(), dout.f32(), d, positions, theta, -1.f, true);
+  rotate(ctx, ActivationOut{dinp.data, DType::F32}, dout.f32(), d, positions, theta, -1.f, true);
 }
 
 }  // namespace cuda
