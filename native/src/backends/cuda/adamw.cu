@@ -80,7 +80,7 @@ struct FusedTensor {
   float *p, *g, *m, *v;
   uint16_t* c;           // the bf16/f16 compute copy, or null
   int64_t n;
-  int64_t first_chunk;   // chunks of the tensors before this one
+  int64_t first_block;   // chunks (blocks) of the tensors before this one
   int decay, bf16;
 };
 constexpr int64_t kChunk = 4096;  // elements per block
@@ -91,18 +91,9 @@ __global__ void adamw_multi_tensor_kernel(const FusedTensor* table, int count, S
                                           Scalars without_decay, float grad_scale,
                                           float clip_coef) {
   const int64_t chunk = blockIdx.x;
-  int lo = 0, hi = count - 1;  // the last tensor whose first chunk is <= this one
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (table[mid].first_chunk <= chunk) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  const FusedTensor t = table[lo];
+  const FusedTensor t = entry_of_block(table, count, chunk);
   const Scalars s = t.decay ? with_decay : without_decay;
-  const int64_t begin = (chunk - t.first_chunk) * kChunk;
+  const int64_t begin = (chunk - t.first_block) * kChunk;
   const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const float gi = __fmul_rn(__fmul_rn(t.g[i], grad_scale), clip_coef);

@@ -73,6 +73,23 @@ __device__ inline float warp_max(float v) {
   return v;
 }
 
+// Multi-tensor launches (adamw, grad_norm): a table of tensors, each with `first_block`, the
+// blocks of the tensors before it (in order, none empty); block b works on the last entry whose
+// first_block <= b. A binary search per block: a few hundred entries cost nine steps.
+template <typename Entry>
+__device__ inline const Entry& entry_of_block(const Entry* table, int count, int64_t block) {
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (table[mid].first_block <= block) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return table[lo];
+}
+
 // Block-wide sum for blocks of up to 1024 threads (a multiple of 32); `scratch` holds 32 floats.
 // Every thread gets the result. The order is fixed by the block size: deterministic.
 template <typename T>

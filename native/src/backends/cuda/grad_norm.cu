@@ -33,16 +33,7 @@ __global__ void block_squares_kernel(const GradBlocks* table, int count, float s
                                      double* partial) {
   __shared__ double scratch[32];
   const int64_t block = blockIdx.x;
-  int lo = 0, hi = count - 1;  // the last gradient whose first block is <= this one
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (table[mid].first_block <= block) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
-  }
-  const GradBlocks t = table[lo];
+  const GradBlocks t = entry_of_block(table, count, block);
   const int64_t b0 = (block - t.first_block) * kBlock;
   const int64_t b1 = b0 + kBlock < t.n ? b0 + kBlock : t.n;
   double acc = 0.0;
