@@ -1,6 +1,6 @@
 // A CPU simulator for CUDA kernels: every thread of a block runs as a fiber on one OS
 // thread, and each collective — __syncthreads, a warp shuffle, a warp-wide
-// mma.sync.m16n8k16 — suspends the fiber until every thread it involves has arrived, then is
+// mma.sync.m16n8k16 or ldmatrix — suspends the fiber until every thread it involves has arrived, then is
 // performed from all their operands at once. The mma takes each lane's fragment registers and
 // places their 16-bit values in the A, B and C matrices by the PTX ISA's fragment layout, so a
 // kernel that feeds the instruction the wrong registers fails here as on a GPU. Divergent
@@ -151,6 +151,7 @@ class SimThread {
   void sync() const;
   float shfl_xor(float v, int mask) const;
   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const;
+  void ldmatrix(uint32_t* r, int count, const uint16_t* row) const;
   void report_bad_mask(const cuda::AttentionGeometry&, int64_t index, int value) const;
 
  private:
@@ -219,6 +220,17 @@ class Simulator {
     std::memcpy(d, l.d, sizeof l.d);
   }
 
+  // ldmatrix.sync.aligned.m8n8.x{count}.shared.b16: lanes 8m..8m+7 name the 16-byte rows of
+  // matrix m (16-byte aligned, in shared memory); lane i receives, of each matrix, row i/4,
+  // elements 2(i%4) and 2(i%4)+1 (PTX ISA, "Warp-level matrix load instruction: ldmatrix").
+  void ldmatrix(int tid, uint32_t* r, int count, const uint16_t* row) {
+    Lane& l = lanes_[size_t(tid)];
+    l.ldsm_row = row;
+    l.ldsm_count = count;
+    yield(tid, Wait::Ldsm);
+    for (int m = 0; m < count; ++m) r[m] = l.ldsm_out[m];
+  }
+
   // First bad mask value an execution-policy body reported (index, value), or index -1.
   int64_t bad_mask_index = -1;
   int bad_mask_value = 0;
@@ -226,7 +238,7 @@ class Simulator {
 
  private:
   friend class SimThread;
-  enum class Wait { Running, Barrier, Shfl, Mma, Done };
+  enum class Wait { Running, Barrier, Shfl, Mma, Ldsm, Done };
   static constexpr size_t kStackBytes = size_t(128) << 10;
   static constexpr size_t kGuardBytes = 4096;
 
@@ -240,6 +252,9 @@ class Simulator {
     uint32_t a[4] = {}, b[2] = {};
     float d[4] = {};
     bool bf16 = true;
+    const uint16_t* ldsm_row = nullptr;
+    int ldsm_count = 0;
+    uint32_t ldsm_out[4] = {};
   };
 
   static Schedule& schedule_slot() {
@@ -345,7 +360,7 @@ class Simulator {
   bool resolve_warp(int w, int threads) {
     Lane* lanes = &lanes_[size_t(w) * 32];
     const Wait kind = lanes[0].wait;
-    if (kind != Wait::Shfl && kind != Wait::Mma) return false;
+    if (kind != Wait::Shfl && kind != Wait::Mma && kind != Wait::Ldsm) return false;
     if (threads - 32 * w < 32) fail("a whole-warp collective in a partial warp");
     for (int i = 1; i < 32; ++i) {
       if (lanes[i].wait != kind) return false;
@@ -357,11 +372,38 @@ class Simulator {
         if (src < 0) fail("shuffle from a negative lane");
         lanes[i].shfl_out = lanes[src % 32].shfl_in;
       }
-    } else {
+    } else if (kind == Wait::Mma) {
       perform_mma(lanes);
+    } else {
+      perform_ldmatrix(lanes);
     }
     for (int i = 0; i < 32; ++i) lanes[i].wait = Wait::Running;
     return true;
+  }
+
+  void perform_ldmatrix(Lane* lanes) {
+    const int count = lanes[0].ldsm_count;
+    if (count != 1 && count != 2 && count != 4) fail("ldmatrix of " + std::to_string(count) + " matrices");
+    const uint8_t* smem_begin = smem_.data();
+    const uint8_t* smem_end = smem_.data() + smem_.size() - kGuardBytes;
+    for (int i = 0; i < 32; ++i) {
+      if (lanes[i].ldsm_count != count) fail("lanes disagree on ldmatrix's matrix count");
+    }
+    for (int m = 0; m < count; ++m) {
+      for (int r = 0; r < 8; ++r) {  // the row addresses lanes 8m.. name: aligned, in shared memory
+        const uint8_t* row = reinterpret_cast<const uint8_t*>(lanes[8 * m + r].ldsm_row);
+        if (reinterpret_cast<uintptr_t>(row) % 16 != 0) fail("ldmatrix row not 16-byte aligned");
+        if (row < smem_begin || row + 16 > smem_end) fail("ldmatrix row outside shared memory");
+      }
+    }
+    for (int i = 0; i < 32; ++i) {
+      for (int m = 0; m < count; ++m) {
+        const uint16_t* row = lanes[8 * m + i / 4].ldsm_row;
+        uint32_t v;
+        std::memcpy(&v, row + 2 * (i % 4), sizeof v);
+        lanes[i].ldsm_out[m] = v;
+      }
+    }
   }
 
   // D = A B + C for mma.m16n8k16 (f32 accumulators), operands from the lanes' registers.
@@ -425,6 +467,9 @@ inline float SimThread::shfl_xor(float v, int mask) const {
 }
 inline void SimThread::mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const {
   sim_->mma(tid_, d, a, b, bf16);
+}
+inline void SimThread::ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
+  sim_->ldmatrix(tid_, r, count, row);
 }
 inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
                                        int value) const {

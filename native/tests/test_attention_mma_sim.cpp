@@ -344,6 +344,44 @@ TEST(mma_simulator_catches_wrong_fragments) {
   CHECK(swapped_err > 1.0);
 }
 
+TEST(ldmatrix_gives_the_mma_fragments) {
+  // load_a / load_b (one ldmatrix.x4 / .x2 each) against the fragment layout written out
+  // register by register (the layout mma_simulator_catches_wrong_fragments checks the product
+  // of): a 16x24 tile of distinct values with a padded pitch, at an offset in both dimensions.
+  // A misaligned row is an error, as on a GPU.
+  constexpr int kPitch = 24 + cuda::kMmaPad;
+  simt::Simulator sim;
+  int wrong = 0;
+  sim.launch({1, 1, 1}, 32, 2 * 16 * kPitch, [&](const simt::SimThread& x, uint8_t* smem) {
+    uint16_t* tile = reinterpret_cast<uint16_t*>(smem);
+    const int lane = x.tid(), g = lane >> 2, t = lane & 3;
+    for (int i = lane; i < 16 * kPitch; i += 32) tile[i] = uint16_t(1000 + i);
+    x.sync();
+    auto at = [&](int r, int c) {  // two adjacent columns in one register, the lower one low
+      return uint32_t(tile[r * kPitch + c]) | (uint32_t(tile[r * kPitch + c + 1]) << 16);
+    };
+    uint32_t a[4], b[2];
+    cuda::mma_detail::load_a(x, a, tile, kPitch, 0, 8);
+    const uint32_t want_a[4] = {at(g, 8 + 2 * t), at(g + 8, 8 + 2 * t), at(g, 16 + 2 * t),
+                                at(g + 8, 16 + 2 * t)};
+    cuda::mma_detail::load_b(x, b, tile, kPitch, 8, 8);  // B stored [n][k]: rows n = 8..15
+    const uint32_t want_b[2] = {at(8 + g, 8 + 2 * t), at(8 + g, 16 + 2 * t)};
+    for (int i = 0; i < 4; ++i) wrong += a[i] != want_a[i];
+    for (int i = 0; i < 2; ++i) wrong += b[i] != want_b[i];
+  });
+  CHECK(wrong == 0);
+  bool threw = false;
+  try {
+    sim.launch({1, 1, 1}, 32, 2 * 16 * kPitch, [&](const simt::SimThread& x, uint8_t* smem) {
+      uint32_t b[2];
+      x.ldmatrix(b, 2, reinterpret_cast<uint16_t*>(smem) + 1);  // 2 bytes past an aligned row
+    });
+  } catch (const std::exception&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
 TEST(mma_simulator_reports_divergence) {
   simt::Simulator sim;
   bool threw = false;

@@ -148,9 +148,13 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
                           [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
 }
 
-// The tensor-core attention's mma (attention_mma.cu's DeviceExec under S2S_SIMT_SIM).
+// The tensor-core attention's mma and ldmatrix (attention_mma.cu's DeviceExec under
+// S2S_SIMT_SIM).
 inline void warp_mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) {
   running().mma(running().current_tid(), d, a, b, bf16);
+}
+inline void warp_ldmatrix(uint32_t* r, int count, const uint16_t* row) {
+  running().ldmatrix(running().current_tid(), r, count, row);
 }
 
 }  // namespace simt

@@ -1,7 +1,7 @@
 // Tensor-core attention on the GPU: the bodies of attention_mma.cuh (their header says the
 // algorithm, the fragment layouts and the work split) run with the device execution policy
 // below, which issues mma.sync.aligned.m16n8k16 with bf16 or f16 operands and fp32
-// accumulators (sm_80 and newer; the build's architectures are 8.x and 9.x). attention.cu
+// accumulators, loading its fragments with ldmatrix (sm_80 and newer; the build's architectures are 8.x and 9.x). attention.cu
 // decides when these kernels run and computes Di before the backward passes.
 #include <cuda_runtime.h>
 
@@ -45,6 +45,26 @@ struct DeviceExec {
     }
 #else
     __trap();  // not built for this architecture (the host picks the fp32 kernels there)
+#endif
+  }
+  // r[0..count) = the count 8x8 matrices whose rows lanes 0..8count-1 name (count 2 or 4).
+  // volatile, as CUTLASS issues it: not reordered against the barriers around the staging.
+  __device__ __forceinline__ void ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
+#if defined(S2S_SIMT_SIM)
+    ::s2s::simt::warp_ldmatrix(r, count, row);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+    if (count == 4) {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(addr));
+    } else {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                   : "=r"(r[0]), "=r"(r[1])
+                   : "r"(addr));
+    }
+#else
+    __trap();
 #endif
   }
   __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,

@@ -13,11 +13,14 @@
 // the 32 lanes' fragments by the PTX ISA's layout. X provides:
 //   int tid(), block_x(), block_y(), block_z();  void sync();  float shfl_xor(float, int);
 //   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);  // d += a b
+//   void ldmatrix(uint32_t* r, int count, const uint16_t* row);  // ldmatrix.x{count} (2 or 4)
 //   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
 // The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
-// kernels without dropout carry none of its code. ptxas (nvcc 13.0, sm_90, bf16, D = 64): the
-// forward needs 156 registers instead of 196 (three 128-thread blocks fit an SM's registers
-// instead of two), the Q pass 206 instead of 228, the KV pass 168 either way.
+// kernels without dropout carry none of its code. Fragments come from shared memory by ldmatrix
+// (one instruction for an A fragment, one for a B, instead of four and two 32-bit loads).
+// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 156 / 168,
+// Q pass 164 / 164, KV pass 156 / 168 (before ldmatrix and the Drop split: 196, 228, 168), so
+// three 128-thread blocks fit an SM's registers where two did.
 //
 // Fragments of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
 // type"), g = lane / 4, t = lane % 4, each 32-bit register holding two 16-bit values (the lower
@@ -38,7 +41,8 @@
 //   Q pass    block (64 query rows, head, batch; all batches in order when dbias is wanted):
 //             S = Q K^T, dP = dO V^T, dbias += dS, dQ += dS K (K staged transposed).
 // Tiles are padded by 8 elements per row (16 bytes) so the fragment loads of a warp hit 32
-// distinct banks. Not done yet (measure first): ldmatrix, cp.async double buffering, exp2 with
+// distinct banks (ldmatrix's eight 16-byte rows too). Not done yet (measure first): cp.async
+// double buffering, exp2 with
 // a folded log2(e), skipping the mask arithmetic on tiles wholly inside the causal triangle.
 #pragma once
 #include <cmath>
@@ -119,22 +123,26 @@ S2S_MMA_FN uint32_t pack(float lo, float hi) {
 
 S2S_MMA_FN uint32_t ld32(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// A fragment of rows [r0, r0+16) x columns [k0, k0+16) of a row-major tile with `pitch`.
-S2S_MMA_FN void load_a(uint32_t a[4], const uint16_t* tile, int pitch, int r0, int k0, int g,
-                       int t) {
-  const uint16_t* p = tile + (r0 + g) * pitch + k0 + 2 * t;
-  a[0] = ld32(p);
-  a[1] = ld32(p + 8 * pitch);
-  a[2] = ld32(p + 8);
-  a[3] = ld32(p + 8 * pitch + 8);
+// A fragment of rows [r0, r0+16) x columns [k0, k0+16) of a row-major tile with `pitch`, by one
+// ldmatrix.x4 (a warp-wide load of four 8x8 matrices, each lane naming one 16-byte row and
+// receiving row lane/4, columns 2(lane%4)..+1 of each): lane l names row r0 + l%16 at column
+// k0 + 8(l/16), so the matrices are the quadrants in a[0..3]'s order (rows 0-7 | 8-15 of
+// columns 0-7, then of 8-15). Rows are 16-byte aligned: pitches are multiples of 8 elements.
+template <class X>
+S2S_MMA_FN void load_a(const X& x, uint32_t a[4], const uint16_t* tile, int pitch, int r0,
+                       int k0) {
+  const int lane = x.tid() & 31;
+  x.ldmatrix(a, 4, tile + (r0 + (lane & 15)) * pitch + k0 + 8 * (lane >> 4));
 }
 
-// B fragment of k [k0, k0+16) x n [n0, n0+8) from a tile stored [n][k] with `pitch`.
-S2S_MMA_FN void load_b(uint32_t b[2], const uint16_t* tile, int pitch, int n0, int k0, int g,
-                       int t) {
-  const uint16_t* p = tile + (n0 + g) * pitch + k0 + 2 * t;
-  b[0] = ld32(p);
-  b[1] = ld32(p + 8);
+// B fragment of k [k0, k0+16) x n [n0, n0+8) from a tile stored [n][k] with `pitch`, by one
+// ldmatrix.x2: lanes 0-7 name rows n0.. at column k0 (b[0]), lanes 8-15 at k0 + 8 (b[1]); lanes
+// 16-31 repeat them (their addresses are not read).
+template <class X>
+S2S_MMA_FN void load_b(const X& x, uint32_t b[2], const uint16_t* tile, int pitch, int n0,
+                       int k0) {
+  const int lane = x.tid() & 31;
+  x.ldmatrix(b, 2, tile + (n0 + (lane & 7)) * pitch + k0 + 8 * ((lane >> 3) & 1));
 }
 
 // The A fragment of a 16-deep chunk from the fp32 C fragments of its two 8-column halves.
@@ -245,7 +253,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   x.sync();
   uint32_t qf[NK][4];
   S2S_MMA_UNROLL
-  for (int kc = 0; kc < NK; ++kc) load_a(qf[kc], Qs, P, warp * 16, kc * 16, gq, tq);
+  for (int kc = 0; kc < NK; ++kc) load_a(x, qf[kc], Qs, P, warp * 16, kc * 16);
   const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
 
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[ND][4];
@@ -264,7 +272,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       S2S_MMA_UNROLL
       for (int kc = 0; kc < NK; ++kc) {
         uint32_t kb[2];
-        load_b(kb, Ks, P, n * 8, kc * 16, gq, tq);
+        load_b(x, kb, Ks, P, n * 8, kc * 16);
         x.mma(s[n], qf[kc], kb, E::kBf16);
       }
     }
@@ -332,7 +340,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       S2S_MMA_UNROLL
       for (int nd = 0; nd < ND; ++nd) {
         uint32_t vb[2];
-        load_b(vb, Vt, VP, nd * 8, kc * 16, gq, tq);
+        load_b(x, vb, Vt, VP, nd * 8, kc * 16);
         x.mma(o[nd], pa, vb, E::kBf16);
       }
     }
@@ -413,13 +421,13 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
       S2S_MMA_UNROLL
       for (int kc = 0; kc < NK; ++kc) {
         uint32_t ka[4], va[4];
-        load_a(ka, Ks, P, warp * 16, kc * 16, gq, tq);
-        load_a(va, Vs, P, warp * 16, kc * 16, gq, tq);
+        load_a(x, ka, Ks, P, warp * 16, kc * 16);
+        load_a(x, va, Vs, P, warp * 16, kc * 16);
         S2S_MMA_UNROLL
         for (int n = 0; n < NQ; ++n) {
           uint32_t qb[2], ob[2];
-          load_b(qb, Qs, P, n * 8, kc * 16, gq, tq);
-          load_b(ob, Os, P, n * 8, kc * 16, gq, tq);
+          load_b(x, qb, Qs, P, n * 8, kc * 16);
+          load_b(x, ob, Os, P, n * 8, kc * 16);
           x.mma(s[n], ka, qb, E::kBf16);
           x.mma(dp[n], va, ob, E::kBf16);
         }
@@ -452,8 +460,8 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
         S2S_MMA_UNROLL
         for (int nd = 0; nd < ND; ++nd) {
           uint32_t ob[2], qb[2];
-          load_b(ob, Ot, TP, nd * 8, kc * 16, gq, tq);
-          load_b(qb, Qt, TP, nd * 8, kc * 16, gq, tq);
+          load_b(x, ob, Ot, TP, nd * 8, kc * 16);
+          load_b(x, qb, Qt, TP, nd * 8, kc * 16);
           x.mma(dv_acc[nd], pa, ob, E::kBf16);
           x.mma(dk_acc[nd], da, qb, E::kBf16);
         }
@@ -524,13 +532,13 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
       S2S_MMA_UNROLL
       for (int kc = 0; kc < NK; ++kc) {
         uint32_t qa[4], oa[4];
-        load_a(qa, Qs, P, warp * 16, kc * 16, gq, tq);
-        load_a(oa, Os, P, warp * 16, kc * 16, gq, tq);
+        load_a(x, qa, Qs, P, warp * 16, kc * 16);
+        load_a(x, oa, Os, P, warp * 16, kc * 16);
         S2S_MMA_UNROLL
         for (int n = 0; n < NS; ++n) {
           uint32_t kb[2], vb[2];
-          load_b(kb, Ks, P, n * 8, kc * 16, gq, tq);
-          load_b(vb, Vs, P, n * 8, kc * 16, gq, tq);
+          load_b(x, kb, Ks, P, n * 8, kc * 16);
+          load_b(x, vb, Vs, P, n * 8, kc * 16);
           x.mma(s[n], qa, kb, E::kBf16);
           x.mma(dp[n], oa, vb, E::kBf16);
         }
@@ -560,7 +568,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
         S2S_MMA_UNROLL
         for (int nd = 0; nd < ND; ++nd) {
           uint32_t kb[2];
-          load_b(kb, Kt, KP, nd * 8, kc * 16, gq, tq);
+          load_b(x, kb, Kt, KP, nd * 8, kc * 16);
           x.mma(dq_acc[nd], da, kb, E::kBf16);
         }
       }
