@@ -320,6 +320,74 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
   }
 }
 
+// The tensor-core attention inside whole models against the CPU (whose attention multiplies in
+// fp32): the fixtures' head dims (8, 12) never reach it, so head-dim-32 GPT-2 (with attention
+// dropout: the same mask on both) and GQA Llama in bf16 compute, one forward and backward with
+// the same weights (q and k projections scaled up so that the softmax is far from uniform):
+// logits, loss and every gradient within the bf16 tolerances, as autocast's SDPA is to an fp32
+// one.
+CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
+  const std::pair<const char*, const char*> configs[] = {
+      {"gpt2", R"({"model_type": "gpt2", "vocab_size": 97, "n_embd": 64, "n_head": 2,
+          "n_layer": 2, "n_positions": 64, "activation_function": "gelu_new",
+          "attn_pdrop": 0.1})"},
+      {"llama", R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64,
+          "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+          "intermediate_size": 96, "num_hidden_layers": 2, "max_position_embeddings": 64,
+          "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false})"}};
+  const int64_t B = 2, T = 40;
+  std::vector<int32_t> ids(size_t(B * T));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 53 + 7) % 97);
+  Batch batch;
+  batch.B = B;
+  batch.T = T;
+  batch.input_ids = ids.data();
+  batch.labels = ids.data();
+  for (const auto& [name, config] : configs) {
+    std::unique_ptr<Model> models[2];
+    Graph graphs[2];
+    ForwardResult results[2];
+    const std::shared_ptr<Backend> backend = gpu();
+    for (int dev = 0; dev < 2; ++dev) {
+      models[dev] = create_model(parse_model_config(config, "test config"));
+      for (Param* p : models[dev]->params().all()) models[dev]->params().set_trainable(*p, true);
+      init_weights(*models[dev], 9);
+      // GPT-2's 0.02 initialisation leaves the scores near zero and the softmax near uniform,
+      // where attention's arithmetic hardly shows: q and k projections 8x larger (scores of
+      // order 1).
+      for (Param* p : models[dev]->params().all()) {
+        const bool qk = p->name.find("c_attn.weight") != std::string::npos ||
+                        p->name.find("q_proj") != std::string::npos ||
+                        p->name.find("k_proj") != std::string::npos;
+        if (!qk) continue;
+        float* w = p->value.f32();
+        for (int64_t i = 0; i < p->value.numel(); ++i) w[i] *= 8.0f;
+      }
+      models[dev]->set_compute_dtype(ComputeDType::BF16);
+      if (dev == 1) {
+        models[dev]->to_backend(backend);
+        graphs[dev].set_backend(backend);
+      }
+      Graph& g = graphs[dev];
+      g.training = true;
+      g.dropout_seed = 3;
+      results[dev] = models[dev]->forward(g, batch, LossReduction::Mean);
+      g.backward(results[dev].loss, 1.0f);
+    }
+    const std::string tag = std::string(name) + " bf16, head dim 32";
+    s2s_test::parity::expect_loss(graphs[1].read_scalar(results[1].loss->value),
+                          graphs[0].read_scalar(results[0].loss->value), kGpu, kGpu.bf16_loss,
+                          tag + " loss");
+    s2s_test::parity::expect_same(*backend, results[1].logits->value, results[0].logits->value, kGpu,
+                          kGpu.bf16_logits, tag + " logits");
+    std::vector<Param*> cpu = models[0]->params().all(), dev = models[1]->params().all();
+    for (size_t i = 0; i < cpu.size() && i < dev.size(); ++i) {
+      s2s_test::parity::expect_same(*backend, dev[i]->grad, cpu[i]->grad, kGpu, kGpu.bf16_grad,
+                            tag + " " + cpu[i]->name + " grad");
+    }
+  }
+}
+
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the
 // loss is read), and the model stays usable.
 CUDA_TEST(cuda_model_bad_ids_are_errors) {
