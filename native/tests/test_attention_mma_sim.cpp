@@ -99,12 +99,29 @@ void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, float* q
                mma_attention_backward_kv<E, D, Drop>(x, g, q, k, v, dout, lse, di, dk, dv,
                                                reinterpret_cast<uint16_t*>(smem));
              });
-  sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), dbias != nullptr ? 1 : int(g.B)},
-             kMmaThreads, size_t(mma_backward_q_smem_bytes(D)),
-             [&](const simt::SimThread& x, uint8_t* smem) {
-               mma_attention_backward_q<E, D, Drop>(x, g, q, k, v, dout, lse, di, dq, dbias,
-                                              reinterpret_cast<uint16_t*>(smem));
-             });
+  auto q_pass = [&](const AttentionGeometry& gq, int grid_z, float* dq_out, float* dbias_out) {
+    sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), grid_z}, kMmaThreads,
+               size_t(mma_backward_q_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
+                 mma_attention_backward_q<E, D, Drop>(x, gq, q, k, v, dout, lse, di, dq_out,
+                                                      dbias_out, reinterpret_cast<uint16_t*>(smem));
+               });
+  };
+  if (dbias == nullptr) {
+    q_pass(g, int(g.B), dq, nullptr);
+    return;
+  }
+  // dbias both ways attention_mma.cu may take: the blocks looping over the batch (no dq), and
+  // per-batch slices added in batch order afterwards (with dq): the same bits.
+  const int64_t slice = g.Hq * g.Tq * g.Tk;
+  std::vector<float> serial(dbias, dbias + slice), parts(size_t(g.B * slice), 0.f);
+  AttentionGeometry with_parts = g;
+  with_parts.dbias_partials = true;
+  q_pass(g, 1, nullptr, serial.data());
+  q_pass(with_parts, int(g.B), dq, parts.data());
+  for (int64_t e = 0; e < slice; ++e) {
+    for (int64_t b = 0; b < g.B; ++b) dbias[e] += parts[size_t(b * slice + e)];
+  }
+  CHECK(std::memcmp(serial.data(), dbias, sizeof(float) * size_t(slice)) == 0);
 }
 
 // The kernels instantiated for g.dropout, as attention_mma.cu dispatches them.

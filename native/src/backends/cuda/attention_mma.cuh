@@ -38,8 +38,9 @@
 //             O += P V (V staged transposed).
 //   KV pass   block (64 keys, kv head, batch), query tiles of 32 over the group's heads:
 //             S^T = K Q^T and dP^T = V dO^T, then dV += (P o Z)^T dO, dK += dS^T Q.
-//   Q pass    block (64 query rows, head, batch; all batches in order when dbias is wanted):
-//             S = Q K^T, dP = dO V^T, dbias += dS, dQ += dS K (K staged transposed).
+//   Q pass    block (64 query rows, head, batch): S = Q K^T, dP = dO V^T, dS into per-batch
+//             dbias slices (or, serially over the batch, dbias += dS), dQ += dS K (K staged
+//             transposed).
 // Tiles are padded by 8 elements per row (16 bytes) so the fragment loads of a warp hit 32
 // distinct banks (ldmatrix's eight 16-byte rows too). Not done yet (measure first): cp.async
 // double buffering, exp2 with
@@ -78,6 +79,10 @@ struct AttentionGeometry {
   // Tensor-core kernels only: q, k or v already holds the operand type's 16-bit values (its
   // producer rounded them as staging would: the same bits); else fp32, rounded while staged.
   bool q16, k16, v16;
+  // Q pass with dbias: dbias is (B, Hq, Tq, Tk) zeros and each block stores its batch row's dS
+  // there (the caller then adds the B slices in order); else dbias is (Hq, Tq, Tk) and each
+  // block loops over the batch rows, adding in order.
+  bool dbias_partials;
 };
 
 constexpr int kMmaThreads = 128;   // 4 warps
@@ -485,7 +490,8 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
 }
 
 // ---- backward, Q pass: block (64 query rows, head h, batch b — or every batch row in order
-// when dbias is wanted, so each dbias element is summed over b by one thread) ----------------
+// when dbias is wanted without partials, so each dbias element is summed over b by one thread;
+// with g.dbias_partials each block stores its own batch row's dS slice) ----------------------
 template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const void* q,
                                          const void* k, const void* v, const float* dout,
@@ -501,8 +507,9 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
   uint16_t* Kt = Vs + kMmaKeys * P;  // [D][KP]  k transposed
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), hk = h / g.G;
-  const int64_t b_first = dbias != nullptr ? 0 : x.block_z();
-  const int64_t b_last = dbias != nullptr ? g.B : b_first + 1;
+  const bool serial = dbias != nullptr && !g.dbias_partials;
+  const int64_t b_first = serial ? 0 : x.block_z();
+  const int64_t b_last = serial ? g.B : b_first + 1;
   const int64_t kend = key_end(g, i0, kMmaRows);
   const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
   for (int64_t b = b_first; b < b_last; ++b) {
@@ -556,7 +563,13 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
             const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li[r]);
             ds = p * (dropout_factor<Drop>(g, b, h, i, j) * dp[n][c] - dii[r]);
           }
-          if (dbias != nullptr && in_range) dbias[(h * g.Tq + i) * g.Tk + j] += ds;
+          if (dbias != nullptr && in_range) {
+            if (g.dbias_partials) {
+              dbias[((b * g.Hq + h) * g.Tq + i) * g.Tk + j] = ds;
+            } else {
+              dbias[(h * g.Tq + i) * g.Tk + j] += ds;
+            }
+          }
           s[n][c] = ds;
         }
       }
