@@ -19,8 +19,9 @@
 // atomics, deterministic): Di = <dout, out> per row; the KV pass (key tile, kv head, batch)
 // rebuilds P = exp(s - lse) and dS = P (dout.v - Di) for all query tiles of the G query heads
 // of its kv head and accumulates dK = scale dS^T Q, dV = P^T dO; the Q pass (query tile, head,
-// batch) accumulates dQ = scale dS K and dbias = dS (with dbias its blocks loop over the batch,
-// so a dbias element is summed over b by one thread in order). With dropout both passes
+// batch) accumulates dQ = scale dS K and dbias = dS (per-batch slices added in batch order
+// afterwards, attention_dbias.cu; beyond its memory cap the blocks loop over the batch, so a
+// dbias element is summed over b by one thread in order). With dropout both passes
 // regenerate Z: dV takes P o Z and dS = P o (Z o dP - Di) (Di from the dropped out, as saved).
 // Napkin: forward 4 Tq Tk D flops per (b, h) (halved when causal), backward 14 (7/5 of flash-
 // attention 2's count, the price of determinism without atomics). fp32 FMAs from shared memory
@@ -374,7 +375,7 @@ __global__ void __launch_bounds__(128) attention_backward_kv_kernel(
   }
 }
 
-// ---- backward, Q pass: block (query tile, head, batch or all batches with dbias) ------------
+// ---- backward, Q pass: block (query tile, head, batch; every batch row with serial dbias) --
 template <int NDC>
 __global__ void __launch_bounds__(128) attention_backward_q_kernel(
     Geometry g, const float* q, const float* k, const float* v, const float* dout,
@@ -387,8 +388,9 @@ __global__ void __launch_bounds__(128) attention_backward_q_kernel(
   float* Vs = Ks + TILE * P;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t i0 = int64_t(blockIdx.x) * TILE, h = blockIdx.y, hk = h / g.G;
-  const int64_t b_first = dbias != nullptr ? 0 : blockIdx.z;
-  const int64_t b_last = dbias != nullptr ? g.B : b_first + 1;
+  const bool serial = dbias != nullptr && !g.dbias_partials;  // attention_dbias.cu
+  const int64_t b_first = serial ? 0 : blockIdx.z;
+  const int64_t b_last = serial ? g.B : b_first + 1;
   const int64_t kend = key_end(g, i0);
   for (int64_t b = b_first; b < b_last; ++b) {
     __syncthreads();
@@ -432,7 +434,13 @@ __global__ void __launch_bounds__(128) attention_backward_q_kernel(
           const float sc = g.scale * s[r] + (g.bias != nullptr ? g.bias[(h * g.Tq + i) * g.Tk + j] : 0.f);
           ds[r] = expf(sc - li[r]) * (dropout_factor(g, b, h, i, j) * dp[r] - dii[r]);
         }
-        if (dbias != nullptr && i < g.Tq && j < g.Tk) dbias[(h * g.Tq + i) * g.Tk + j] += ds[r];
+        if (dbias != nullptr && i < g.Tq && j < g.Tk) {
+          if (g.dbias_partials) {
+            dbias[((b * g.Hq + h) * g.Tq + i) * g.Tk + j] = ds[r];
+          } else {
+            dbias[(h * g.Tq + i) * g.Tk + j] += ds[r];
+          }
+        }
       }
       // dQ_i += sum_j dS_ij K_j (times scale at the end).
       for (int jj = 0; jj < TILE; ++jj) {
@@ -516,10 +524,15 @@ struct BackwardLauncher {
     }
     if (dq != nullptr || dbias != nullptr) {
       allow_smem(attention_backward_q_kernel<NDC>, bytes);
-      const dim3 grid_dim(grid(ceil_div(g.Tq, TILE)), grid(g.Hq), grid(dbias != nullptr ? 1 : g.B));
+      ArenaScope scope(ctx.arena());
+      Geometry gq = g;
+      float* target = dbias_slices_begin(ctx, gq, dbias);  // T5's dbias: attention_dbias.cu
+      const bool serial = dbias != nullptr && !gq.dbias_partials;
+      const dim3 grid_dim(grid(ceil_div(g.Tq, TILE)), grid(g.Hq), grid(serial ? 1 : g.B));
       attention_backward_q_kernel<NDC><<<grid_dim, 128, bytes, stream_of(ctx)>>>(
-          g, q, k, v, dout, lse, di, dq, dbias);
+          gq, q, k, v, dout, lse, di, dq, target);
       check_launch(kOp);
+      dbias_slices_end(ctx, gq, target, dbias);
     }
   }
 };

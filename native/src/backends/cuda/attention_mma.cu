@@ -1,8 +1,9 @@
 // Tensor-core attention on the GPU: the bodies of attention_mma.cuh (their header says the
 // algorithm, the fragment layouts and the work split) run with the device execution policy
 // below, which issues mma.sync.aligned.m16n8k16 with bf16 or f16 operands and fp32
-// accumulators, loading its fragments with ldmatrix (sm_80 and newer; the build's architectures are 8.x and 9.x). attention.cu
-// decides when these kernels run and computes Di before the backward passes.
+// accumulators, loading its fragments with ldmatrix (sm_80 and newer; the build's architectures
+// are 8.x and 9.x). attention.cu decides when these kernels run and computes Di before the
+// backward passes.
 #include <cuda_runtime.h>
 
 #include "backends/cuda/attention_mma.cuh"
@@ -14,9 +15,6 @@ namespace cuda {
 namespace {
 
 constexpr const char* kOp = "attention";
-// The most memory the per-batch dbias slices may take from the arena (B * Hq * Tq * Tk floats):
-// T5-base at batch 16 and 512 tokens needs 200 MiB.
-constexpr int64_t kMaxDbiasPartialBytes = int64_t(1) << 30;
 
 struct DeviceExec {
   __device__ __forceinline__ int tid() const { return int(threadIdx.x); }
@@ -137,35 +135,15 @@ void backward(Context& ctx, const AttentionGeometry& g, const void* q, const voi
   if (dq != nullptr || dbias != nullptr) {
     const int64_t bytes = mma_backward_q_smem_bytes(D);
     allow_smem(mma_backward_q_kernel<E, D, Drop>, bytes);
-    // dbias (T5's position bias, shared by the batch): each batch row's dS goes to its own
-    // slice and a second kernel adds the slices in batch order, the very additions the serial
-    // form makes, so the batch rows run in parallel; past kMaxDbiasPartialBytes of slices the
-    // blocks loop over the batch instead.
     ArenaScope scope(ctx.arena());
     AttentionGeometry gq = g;
-    float* target = dbias;
-    const int64_t slice = g.Hq * g.Tq * g.Tk;
-    gq.dbias_partials = dbias != nullptr &&
-                        g.B * slice * int64_t(sizeof(float)) <= kMaxDbiasPartialBytes;
-    if (gq.dbias_partials) {
-      target = ctx.arena().allocate_array<float>(size_t(g.B * slice));
-      check_cuda(cudaMemsetAsync(target, 0, size_t(g.B * slice) * sizeof(float), stream_of(ctx)),
-                 kOp, "cudaMemsetAsync (dbias slices)");
-    }
+    float* target = dbias_slices_begin(ctx, gq, dbias);  // T5's dbias: attention_dbias.cu
     const bool serial = dbias != nullptr && !gq.dbias_partials;
     const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(serial ? 1 : g.B));
     mma_backward_q_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
         gq, q, k, v, dout, lse, di, dq, target);
     check_launch(kOp);
-    if (gq.dbias_partials) {
-      const int64_t n = slice, B = g.B;
-      const float* parts = target;
-      for_each(ctx, n, kOp, [=] __device__(int64_t e) {
-        float acc = dbias[e];
-        for (int64_t b = 0; b < B; ++b) acc += parts[b * n + e];
-        dbias[e] = acc;
-      });
-    }
+    dbias_slices_end(ctx, gq, target, dbias);
   }
 }
 

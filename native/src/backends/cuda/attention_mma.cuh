@@ -602,6 +602,12 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
 
 class Context;
 
+// attention_dbias.cu: the Q pass's dbias target under the arena scope the caller holds: per-batch
+// slices (zeroed; g.dbias_partials set) or dbias itself (serial form; none wanted: null). Then
+// dbias_slices_end adds the slices onto dbias in batch order (nothing in the serial form).
+float* dbias_slices_begin(Context& ctx, AttentionGeometry& g, float* dbias);
+void dbias_slices_end(Context& ctx, const AttentionGeometry& g, const float* slices, float* dbias);
+
 // attention_mma.cu: the kernels on ctx's stream (device pointers, arguments already checked by
 // attention.cu, g.D one of mma_head_dim_supported). bf16: bf16 operands, else f16. The backward
 // expects Di (B, Hq, Tq) = <dout, out> per row; gradient pointers may be null (not wanted).
