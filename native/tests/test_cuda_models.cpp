@@ -55,6 +55,56 @@ std::shared_ptr<Backend> gpu(bool deterministic = false) {
   return cuda::make_cuda_backend(o, "test_cuda_models");
 }
 
+// Three deterministic training steps of `a` and `b` (the same model built two ways) on the
+// fixture's batch must give the same losses, grad norms and weights, bit for bit; `change`
+// names what differs between them in the failure messages.
+void expect_same_three_steps(s2s_test::parity::Built& a, s2s_test::parity::Built& b,
+                             const s2s::Batch& batch, uint64_t seed, const std::string& tag,
+                             const std::string& change) {
+  using s2s_test::parity::bytes_of;
+  for (int step = 1; step <= 3; ++step) {
+    const s2s_test::parity::StepResult ra =
+        s2s_test::parity::train_step(a, batch, step, true, seed + uint64_t(step));
+    const s2s_test::parity::StepResult rb =
+        s2s_test::parity::train_step(b, batch, step, true, seed + uint64_t(step));
+    CHECK_MSG(ra.loss == rb.loss && ra.grad_norm == rb.grad_norm,
+              tag + " step " + std::to_string(step) + ": " + change + " changed the step");
+  }
+  std::vector<Param*> pa = a.model->params().all(), pb = b.model->params().all();
+  CHECK(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size() && i < pb.size(); ++i) {
+    // Named, not temporaries: GCC 12 warns (-Wfree-nonheap-object, a false positive) on the
+    // inlined destructors of two temporary vectors compared.
+    const std::vector<uint8_t> wa = bytes_of(a.model->backend(), pa[i]->value);
+    const std::vector<uint8_t> wb = bytes_of(b.model->backend(), pb[i]->value);
+    CHECK_MSG(wa == wb, tag + " " + pa[i]->name + ": " + change + " changed the weights");
+  }
+}
+
+// Head-dim-32 GPT-2 (attention dropout on) and GQA Llama: the parity fixtures' head dims (8, 12)
+// have no tensor-core attention kernel, these do.
+const std::pair<const char*, const char*> kHeadDim32Configs[] = {
+    {"gpt2", R"({"model_type": "gpt2", "vocab_size": 97, "n_embd": 64, "n_head": 2,
+        "n_layer": 2, "n_positions": 64, "activation_function": "gelu_new", "attn_pdrop": 0.1})"},
+    {"llama", R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+        "intermediate_size": 96, "num_hidden_layers": 2, "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false})"}};
+
+// A causal-LM batch for them: 2 x 40 tokens, id i = (i * mul + add) % 97.
+struct HeadDim32Batch {
+  std::vector<int32_t> ids;
+  Batch batch;
+  HeadDim32Batch(const HeadDim32Batch&) = delete;  // batch points into ids
+  HeadDim32Batch(size_t mul, size_t add) : ids(80) {
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * mul + add) % 97);
+    batch.B = 2;
+    batch.T = 40;
+    batch.input_ids = ids.data();
+    batch.labels = ids.data();
+  }
+};
+
 }  // namespace
 
 CUDA_TEST(cuda_model_full_training_fp32) {
@@ -188,21 +238,9 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
         adapter_plain = apply_lora(*plain->model, lc, 7);
         adapter_ckpt = apply_lora(*ckpt->model, lc, 7);
       }
-      const std::string tag = name + (lora ? " LoRA bf16" : " full fp32");
       Fixture fx(s2s_test::fixture_dir(name));
-      for (int step = 1; step <= 3; ++step) {
-        const StepResult a = train_step(*plain, fx.batch, step, true, 40 + step);
-        const StepResult b = train_step(*ckpt, fx.batch, step, true, 40 + step);
-        CHECK_MSG(a.loss == b.loss && a.grad_norm == b.grad_norm,
-                  tag + " step " + std::to_string(step) + ": checkpointing changed the step");
-      }
-      std::vector<Param*> pa = plain->model->params().all(), pb = ckpt->model->params().all();
-      CHECK(pa.size() == pb.size());
-      for (size_t i = 0; i < pa.size() && i < pb.size(); ++i) {
-        CHECK_MSG(bytes_of(plain->model->backend(), pa[i]->value) ==
-                      bytes_of(ckpt->model->backend(), pb[i]->value),
-                  tag + " " + pa[i]->name + ": checkpointing changed the weights");
-      }
+      expect_same_three_steps(*plain, *ckpt, fx.batch, 40,
+                              name + (lora ? " LoRA bf16" : " full fp32"), "checkpointing");
     }
   }
 }
@@ -234,25 +272,11 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
         adapter_half = apply_lora(*half->model, lc, 7);
         adapter_wide = apply_lora(*wide->model, lc, 7);
       }
-      const std::string tag =
-          name + (mode == 0 ? " bf16" : mode == 1 ? " fp16" : " LoRA bf16 views");
       Fixture fx(s2s_test::fixture_dir(name));
-      for (int step = 1; step <= 3; ++step) {
-        const StepResult a = train_step(*half, fx.batch, step, true, 60 + step);
-        const StepResult b = train_step(*wide, fx.batch, step, true, 60 + step);
-        CHECK_MSG(a.loss == b.loss && a.grad_norm == b.grad_norm,
-                  tag + " step " + std::to_string(step) + ": 16-bit activations changed the step");
-      }
-      std::vector<Param*> pa = half->model->params().all(), pb = wide->model->params().all();
-      CHECK(pa.size() == pb.size());
-      for (size_t i = 0; i < pa.size() && i < pb.size(); ++i) {
-        // Named, not temporaries: GCC 12 warns (-Wfree-nonheap-object, a false positive) on the
-        // inlined destructors of two temporary vectors compared.
-        const std::vector<uint8_t> with = bytes_of(half->model->backend(), pa[i]->value);
-        const std::vector<uint8_t> without = bytes_of(wide->model->backend(), pb[i]->value);
-        CHECK_MSG(with == without,
-                  tag + " " + pa[i]->name + ": 16-bit activations changed the weights");
-      }
+      expect_same_three_steps(
+          *half, *wide, fx.batch, 60,
+          name + (mode == 0 ? " bf16" : mode == 1 ? " fp16" : " LoRA bf16 views"),
+          "16-bit activations");
     }
   }
 }
@@ -263,22 +287,8 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
 // models are built from configs with head dim 32: three deterministic steps with and without,
 // bf16 and fp16, GQA for Llama, dropout on GPT-2's attention probabilities in one of them.
 CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
-  const std::pair<const char*, const char*> configs[] = {
-      {"gpt2", R"({"model_type": "gpt2", "vocab_size": 97, "n_embd": 64, "n_head": 2, "n_layer": 2,
-          "n_positions": 64, "activation_function": "gelu_new", "attn_pdrop": 0.1})"},
-      {"llama", R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64, "num_attention_heads": 2,
-          "num_key_value_heads": 1, "head_dim": 32, "intermediate_size": 96,
-          "num_hidden_layers": 2, "max_position_embeddings": 64, "rms_norm_eps": 1e-5,
-          "rope_theta": 10000.0, "tie_word_embeddings": false})"}};
-  const int64_t B = 2, T = 40;
-  std::vector<int32_t> ids(size_t(B * T));
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 97);
-  Batch batch;
-  batch.B = B;
-  batch.T = T;
-  batch.input_ids = ids.data();
-  batch.labels = ids.data();
-  for (const auto& [name, config] : configs) {
+  const HeadDim32Batch data(37, 11);
+  for (const auto& [name, config] : kHeadDim32Configs) {
     for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
       const std::string tag =
           std::string(name) + (compute == ComputeDType::BF16 ? " bf16" : " fp16");
@@ -303,7 +313,7 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
         for (int step = 1; step <= 3; ++step) {
           g.reset();
           g.dropout_seed = uint64_t(step);
-          ForwardResult r = model->forward(g, batch, LossReduction::Mean);
+          ForwardResult r = model->forward(g, data.batch, LossReduction::Mean);
           steps[half].push_back(g.read_scalar(r.loss->value));
           g.backward(r.loss, scaler.scale());
           const OptimizerStepStats st = optimizer_step(model->params(), oc, step, 1e-3, 1.0f,
@@ -327,23 +337,8 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
 // logits, loss and every gradient within the bf16 tolerances, as autocast's SDPA is to an fp32
 // one.
 CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
-  const std::pair<const char*, const char*> configs[] = {
-      {"gpt2", R"({"model_type": "gpt2", "vocab_size": 97, "n_embd": 64, "n_head": 2,
-          "n_layer": 2, "n_positions": 64, "activation_function": "gelu_new",
-          "attn_pdrop": 0.1})"},
-      {"llama", R"({"model_type": "llama", "vocab_size": 97, "hidden_size": 64,
-          "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-          "intermediate_size": 96, "num_hidden_layers": 2, "max_position_embeddings": 64,
-          "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false})"}};
-  const int64_t B = 2, T = 40;
-  std::vector<int32_t> ids(size_t(B * T));
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 53 + 7) % 97);
-  Batch batch;
-  batch.B = B;
-  batch.T = T;
-  batch.input_ids = ids.data();
-  batch.labels = ids.data();
-  for (const auto& [name, config] : configs) {
+  const HeadDim32Batch data(53, 7);
+  for (const auto& [name, config] : kHeadDim32Configs) {
     std::unique_ptr<Model> models[2];
     Graph graphs[2];
     ForwardResult results[2];
@@ -371,7 +366,7 @@ CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
       Graph& g = graphs[dev];
       g.training = true;
       g.dropout_seed = 3;
-      results[dev] = models[dev]->forward(g, batch, LossReduction::Mean);
+      results[dev] = models[dev]->forward(g, data.batch, LossReduction::Mean);
       g.backward(results[dev].loss, 1.0f);
     }
     const std::string tag = std::string(name) + " bf16, head dim 32";
