@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ops/act_kernels.h"
+#include "ops/op_util.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -93,16 +94,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
   const bool bf16 = dlogits.dtype == DType::BF16;
-  if (bf16) {
-    S2S_REQUIRE(overwrite, code::kArgument, kOp,
-                "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
-    expect_shape(dlogits, {d.N, d.V}, kOp, "dlogits");
-    expect_contiguous(dlogits, kOp, "dlogits");
-  } else {
-    expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
-  }
-  S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
-              "expected dlogits and logits to be different buffers, got the same one");
+  opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
   const float scale = options.reduction == LossReduction::Mean
                           ? static_cast<float>(double(dloss) / double(count))

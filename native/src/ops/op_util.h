@@ -38,6 +38,26 @@ inline void expect_f32_like(const Tensor& t, const Tensor& like, const char* op,
   expect_contiguous(t, op, name);
 }
 
+// cross_entropy_backward's dlogits (N, V), contiguous, not the logits' buffer: f32, or bf16 (the
+// bf16-compute head's gradient, rounded as written), which cannot accumulate (overwrite only).
+inline void expect_dlogits(const Tensor& dlogits, const Tensor& logits, int64_t N, int64_t V,
+                           bool overwrite, const char* op) {
+  if (dlogits.dtype == DType::BF16) {
+    if (!overwrite) {
+      fail(code::kArgument, op,
+           "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
+    }
+    expect_shape(dlogits, {N, V}, op, "dlogits");
+    expect_contiguous(dlogits, op, "dlogits");
+  } else {
+    expect_f32(dlogits, {N, V}, op, "dlogits");
+  }
+  if (dlogits.data == logits.data) {
+    fail(code::kArgument, op,
+         "expected dlogits and logits to be different buffers, got the same one");
+  }
+}
+
 // A finite scalar in [lo, hi] (inclusive); NaN fails.
 inline void expect_range(double v, double lo, double hi, const char* op, const char* name) {
   if (!(v >= lo && v <= hi)) {

@@ -10,6 +10,7 @@
 
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/rows.cuh"
+#include "ops/op_util.h"
 
 namespace s2s {
 namespace cuda {
@@ -164,17 +165,8 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
   const bool bf16 = dlogits.dtype == DType::BF16;
-  if (bf16) {
-    // The bf16-compute head's gradient, rounded as it is written (Graph::grad_for_write_bf16).
-    S2S_REQUIRE(overwrite, code::kArgument, kOp,
-                "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
-    expect_shape(dlogits, {d.N, d.V}, kOp, "dlogits");
-    expect_contiguous(dlogits, kOp, "dlogits");
-  } else {
-    expect_f32(dlogits, {d.N, d.V}, kOp, "dlogits");
-  }
-  S2S_REQUIRE(dlogits.data != logits.data, code::kArgument, kOp,
-              "expected dlogits and logits to be different buffers, got the same one");
+  // bf16: the bf16-compute head's gradient, rounded as it is written (grad_for_write_bf16).
+  opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
   if (d.N == 0) return;
   ctx.activate();
   ArenaScope scope(ctx.arena());
