@@ -754,6 +754,8 @@ CUDA_TEST(cuda_attention_bad_mask_value) {
 struct CachedCase {
   int64_t R, Tq, Hq, Hkv, D, S, Tc;
   bool causal, bias;
+  int64_t masked_keys = 0;  // with bias: keys [0, masked_keys) get -inf (whole splits masked)
+  bool empty_last_row = false;  // the last row attends to nothing (zeros)
 };
 
 static void check_attention_cached(const CachedCase& c, uint64_t seed) {
@@ -768,8 +770,11 @@ static void check_attention_cached(const CachedCase& c, uint64_t seed) {
     begin[r] = r == 0 ? 3 : 0;
     end[r] = int32_t(c.Tc - r);
   }
+  if (c.empty_last_row) begin[c.R - 1] = end[c.R - 1];
   const int64_t Tb = c.Tc;
   std::vector<float> bias = c.bias ? random_vector(c.Hq * c.Tq * Tb, seed + 3) : std::vector<float>{};
+  for (size_t e = 0; e < bias.size(); ++e)
+    if (int64_t(e) % Tb < c.masked_keys) bias[e] = -INFINITY;
   AttentionOptions o;
   o.causal = c.causal;
   if (c.bias) o.scale = 1.0f;  // T5's unscaled scores
@@ -800,6 +805,11 @@ CUDA_TEST(cuda_attention_cached_against_cpu) {
   check_attention_cached({2, 1, 3, 3, 32, 2, 17, true, true}, 230);     // T5 decoder: bias, scale 1
   check_attention_cached({2, 4, 2, 1, 128, 2, 50, false, false}, 240);  // cross-attention shape
   check_attention_cached({1, 1, 2, 2, 256, 1, 9, true, false}, 250);    // D = 256
+  // Long caches: the keys split over warps and merged (32 splits of 32 keys for 12 queries).
+  check_attention_cached({1, 1, 12, 4, 64, 2, 1000, true, false}, 255);
+  check_attention_cached({2, 3, 2, 2, 40, 2, 300, true, false}, 256);  // uneven, Tq > 1
+  // Splits whose keys all have bias -inf, and a row with no keys: both merge as empty.
+  check_attention_cached({3, 1, 2, 1, 32, 3, 200, true, true, 70, true}, 257);
 }
 
 CUDA_TEST(cuda_attention_cached_bad_slot_is_reported) {
