@@ -118,7 +118,7 @@ if(S2S_TESTS)
   add_library(s2s_cuda_kernels OBJECT ${S2S_CUDA_SOURCES}
               native/src/backends/cuda/device_query.cpp native/src/backends/cuda/cuda_backend.cpp
               native/tests/test_cuda_ops.cpp native/tests/test_cuda_models.cpp
-              bench/native/bench_cuda_train.cpp)
+              bench/native/bench_cuda_train.cpp bench/native/bench_cuda_decode.cpp)
   target_include_directories(s2s_cuda_kernels PRIVATE native/include native/src native/tests)
   if(S2S_CUBLASLT_INCLUDE_DIR)
     target_include_directories(s2s_cuda_kernels PRIVATE ${S2S_CUBLASLT_INCLUDE_DIR})

@@ -76,16 +76,19 @@ foreach(test test_cuda_ops_sim test_attention_mma_sim)
   endforeach()
 endforeach()
 
-# The GPU benchmark's code paths (hand-composed step, model path, fp16 with the loss scaler, fp32
-# attention with the per-op profile) on a tiny GPT so that the first GPU session does not meet a
+# The GPU benchmarks' code paths (training: hand-composed step, model path, fp16 with the loss
+# scaler, fp32 attention with the per-op profile; decoding: generate and the cached-attention op)
+# on a tiny GPT so that the first GPU session does not meet a
 # host-side bug in them; the figures mean nothing here.
-add_executable(bench_cuda_train_sim bench/native/bench_cuda_train.cpp $<TARGET_OBJECTS:s2s_cuda_sim>)
-target_include_directories(bench_cuda_train_sim BEFORE PRIVATE native/tests/simt_cuda
-                           ${CMAKE_BINARY_DIR}/simt_cuda/include)
-target_include_directories(bench_cuda_train_sim PRIVATE native/src native/tests)
-target_compile_definitions(bench_cuda_train_sim PRIVATE S2S_HAVE_CUDA=1)
-target_compile_options(bench_cuda_train_sim PRIVATE -Wno-unknown-pragmas)
-target_link_libraries(bench_cuda_train_sim PRIVATE s2s_core)
+foreach(bench IN ITEMS bench_cuda_train bench_cuda_decode)
+  add_executable(${bench}_sim bench/native/${bench}.cpp $<TARGET_OBJECTS:s2s_cuda_sim>)
+  target_include_directories(${bench}_sim BEFORE PRIVATE native/tests/simt_cuda
+                             ${CMAKE_BINARY_DIR}/simt_cuda/include)
+  target_include_directories(${bench}_sim PRIVATE native/src native/tests)
+  target_compile_definitions(${bench}_sim PRIVATE S2S_HAVE_CUDA=1)
+  target_compile_options(${bench}_sim PRIVATE -Wno-unknown-pragmas)
+  target_link_libraries(${bench}_sim PRIVATE s2s_core)
+endforeach()
 set(S2S_SIM_BENCH_SHAPE --batch 2 --seq 64 --layers 2 --channels 64 --heads 2 --vocab 97
     --warmup 1 --steps 2)
 add_test(NAME bench_cuda_train_sim_ops COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE})
@@ -109,3 +112,6 @@ if(CMAKE_JS_VERSION)
     S2S_COMPILER="${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION} + SIMT simulator")
   target_link_libraries(s2s_addon_sim PRIVATE s2s_core ${CMAKE_JS_LIB})
 endif()
+add_test(NAME bench_cuda_decode_sim
+         COMMAND bench_cuda_decode_sim --batch 2 --prompt 9 --new 5 --layers 2 --channels 64
+                 --heads 2 --vocab 97 --repeat 1 --contexts 40,300)

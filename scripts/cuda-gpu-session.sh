@@ -4,7 +4,8 @@
 # then whole models on the GPU against the CPU) and the rest of ctest, then GPT-2 124M training
 # steps in bf16 with our CUDA ops composed by hand, through the model path (s2s::Model on the
 # CUDA backend, what `s2s-train train --device cuda` runs), and with PyTorch (eager and
-# torch.compile) on the same shapes. Logs and JSON go to $OUT (default build-gpu/out).
+# torch.compile) on the same shapes; then greedy decoding of the same model (bench_cuda_decode,
+# with PyTorch eager as its anchor). Logs and JSON go to $OUT (default build-gpu/out).
 #
 #   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
 #   STEPS=5 BATCH=8 bash scripts/cuda-gpu-session.sh  # smaller bench
@@ -59,11 +60,23 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
     --attention-fp32 > "$OUT/bench_cuda_profile_attention_fp32.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   cat "$OUT/bench_cuda_profile_attention_fp32.json"
+  # Decoding: greedy generate at batch 1 (512-token prompt, 512 new), fp32 and bf16 compute, and
+  # the cached-attention op against the memory bandwidth.
+  for dt in "" --bf16; do
+    ./build-gpu/bench_cuda_decode $dt > "$OUT/bench_cuda_decode${dt/--/_}.json" \
+      2>> "$OUT/bench_cuda_decode.log" || status=1
+    cat "$OUT/bench_cuda_decode${dt/--/_}.json"
+  done
 fi
 if want torch; then
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" 2>&1 | tee "$OUT/bench_pytorch.json" || status=1
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" --modes eager --dtype float16 2>&1 | tee "$OUT/bench_pytorch_fp16.json" || status=1
+  # The decoding anchor: the same shapes as bench_cuda_decode, eager, concatenating KV cache.
+  for dt in "" --bf16; do
+    PYTHONUNBUFFERED=1 python3 bench/models/pytorch_generate.py --device cuda --random $dt \
+      --batch 1 --prompt 512 --new 512 --repeat 3 2>&1 | tee "$OUT/bench_pytorch_decode${dt/--/_}.json" || status=1
+  done
 fi
 exit $status

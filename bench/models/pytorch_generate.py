@@ -11,6 +11,15 @@ transformers 4.2x used ("past_key_values" tuples: each step concatenates the new
 the past ones, so the cache is re-copied every step) and the logits of the last position only.
 Greedy, fp32, no EOS (always `--new` tokens). Reported: time to first token (the prompt's
 forward), decode tokens/s (one step per token after the first, batch rows counted), the total.
+
+On a GPU, the anchor of bench_cuda_decode (same shapes, GPT-2's random initialisation, no folder):
+
+    python3 bench/models/pytorch_generate.py --device cuda --random [--bf16] --batch 1 \
+        --prompt 512 --new 512 --repeat 3
+
+--bf16 runs the forward under autocast(bfloat16), as bench_cuda_decode --bf16 multiplies bf16
+copies of the weights. Each step's argmax is read back to the host, as a generation loop does
+(and as bench_cuda_decode's steps do), so a step's time includes its synchronisation.
 """
 import argparse
 import json
@@ -35,7 +44,8 @@ def forward(P, cfg, ids, past, start):
     H, nh = cfg["n_embd"], cfg["n_head"]
     hd = H // nh
     eps = cfg["layer_norm_epsilon"]
-    pos = torch.arange(start, start + T).unsqueeze(0)
+    dev = ids.device
+    pos = torch.arange(start, start + T, device=dev).unsqueeze(0)
     h = F.embedding(ids, P["transformer.wte.weight"]) + F.embedding(pos, P["transformer.wpe.weight"])
     new_past = []
     for i in range(cfg["n_layer"]):
@@ -49,8 +59,8 @@ def forward(P, cfg, ids, past, start):
         new_past.append((k, v))
         Tk = k.shape[-2]
         w = torch.matmul(q, k.transpose(-1, -2)) / (hd ** 0.5)
-        causal = torch.ones(Tk, Tk, dtype=torch.bool).tril()[Tk - T:Tk, :Tk]
-        w = torch.where(causal, w, torch.tensor(torch.finfo(w.dtype).min))
+        causal = torch.ones(Tk, Tk, dtype=torch.bool, device=dev).tril()[Tk - T:Tk, :Tk]
+        w = torch.where(causal, w, torch.tensor(torch.finfo(w.dtype).min, device=dev))
         a = torch.matmul(F.softmax(w, dim=-1), v).permute(0, 2, 1, 3).reshape(B, T, H)
         h = h + mt.hf_conv1d(a, P, p + "attn.c_proj")
         x = F.layer_norm(h, (H,), P[p + "ln_2.weight"], P[p + "ln_2.bias"], eps)
@@ -59,39 +69,81 @@ def forward(P, cfg, ids, past, start):
     return F.linear(h, P["transformer.wte.weight"]), new_past
 
 
+def random_gpt2(layers, channels, heads, vocab, positions):
+    """GPT-2's initialisation (N(0, 0.02), the residual projections scaled by 1/sqrt(2L)) in the
+    folder's names and Conv1D (in, out) layout, for benchmarks without a model folder."""
+    g = torch.Generator().manual_seed(42)
+    C = channels
+
+    def normal(*shape, std=0.02):
+        return torch.randn(*shape, generator=g) * std
+
+    P = {"transformer.wte.weight": normal(vocab, C), "transformer.wpe.weight": normal(positions, C, std=0.01),
+         "transformer.ln_f.weight": torch.ones(C), "transformer.ln_f.bias": torch.zeros(C)}
+    proj = 0.02 / (2 * layers) ** 0.5
+    for i in range(layers):
+        p = f"transformer.h.{i}."
+        for ln in ("ln_1", "ln_2"):
+            P[p + ln + ".weight"], P[p + ln + ".bias"] = torch.ones(C), torch.zeros(C)
+        for name, n_in, n_out, std in (("attn.c_attn", C, 3 * C, 0.02), ("attn.c_proj", C, C, proj),
+                                       ("mlp.c_fc", C, 4 * C, 0.02), ("mlp.c_proj", 4 * C, C, proj)):
+            P[p + name + ".weight"], P[p + name + ".bias"] = normal(n_in, n_out, std=std), torch.zeros(n_out)
+    cfg = {"n_embd": C, "n_head": heads, "n_layer": layers, "vocab_size": vocab,
+           "layer_norm_epsilon": 1e-5}
+    return P, cfg
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", help="a GPT-2 folder (or --random)")
+    ap.add_argument("--random", action="store_true", help="GPT-2 124M-shaped random weights")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--channels", type=int, default=768)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--bf16", action="store_true", help="autocast(bfloat16) (cuda)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=1, help="timed runs; the fastest decode is reported")
     a = ap.parse_args(argv)
+    if (a.model is None) == (not a.random):
+        ap.error("expected exactly one of --model and --random")
     torch.set_num_threads(a.threads)
-    with open(os.path.join(a.model, "config.json")) as f:
-        cfg = json.load(f)
-    P = load_weights(os.path.join(a.model, "model.safetensors"))
+    if a.random:
+        P, cfg = random_gpt2(a.layers, a.channels, a.heads, a.vocab, max(1024, a.prompt + a.new))
+    else:
+        with open(os.path.join(a.model, "config.json")) as f:
+            cfg = json.load(f)
+        P = load_weights(os.path.join(a.model, "model.safetensors"))
+    dev = torch.device(a.device)
+    P = {k: v.to(dev) for k, v in P.items()}
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, cfg["vocab_size"] - 1, (a.batch, a.prompt), generator=g)
+    ids = torch.randint(0, cfg["vocab_size"] - 1, (a.batch, a.prompt), generator=g).to(dev)
     steps = a.new - 1
     runs = []
-    with torch.no_grad():
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.bf16)
+    with torch.no_grad(), autocast:
         forward(P, cfg, ids[:, :8], None, 0)  # warm-up (allocator, kernels)
         for _ in range(max(1, a.repeat)):
             t0 = time.perf_counter()
             logits, past = forward(P, cfg, ids, None, 0)
             nxt = logits.argmax(-1, keepdim=True)
+            nxt.cpu()  # the host sees the token: a generation loop's synchronisation
             t1 = time.perf_counter()
             for s in range(steps):
                 logits, past = forward(P, cfg, nxt, past, a.prompt + s)
                 nxt = logits.argmax(-1, keepdim=True)
+                nxt.cpu()
             t2 = time.perf_counter()
             runs.append({"ttft_s": t1 - t0, "decode_s": t2 - t1, "total_s": t2 - t0,
                          "decode_tokens_per_s": a.batch * steps / (t2 - t1)})
     best = max(runs, key=lambda r: r["decode_tokens_per_s"])
     print(json.dumps({
-        "engine": "torch", "torch": torch.__version__, "threads": a.threads, "batch": a.batch,
+        "engine": "torch", "torch": torch.__version__, "device": a.device, "bf16": a.bf16,
+        "threads": a.threads, "batch": a.batch,
         "prompt": a.prompt, "new_tokens": a.new, **best, "runs": len(runs),
     }))
 

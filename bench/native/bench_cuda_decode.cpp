@@ -1,0 +1,275 @@
+// bench_cuda_decode: decoding on one GPU. Two measurements, one JSON object on stdout:
+//   - "generate": greedy decoding of a GPT-2-shaped model (random GPT-2 initialisation) through
+//     s2s::generate on the CUDA backend, what `s2s-train generate --device cuda` runs: prefill
+//     time, decode tokens/s (batch rows counted; every step reads its logits back to the host,
+//     as generation does). Its PyTorch anchor is bench/models/pytorch_generate.py --device cuda
+//     --random (the same shapes, a plain concatenating KV cache, eager).
+//   - "attention_cached": the cached-attention op alone, one new query per row against caches
+//     of growing length, in microseconds per call and as a fraction of the GPU's memory
+//     bandwidth (the op reads every cached key and value once per query head: that is its
+//     floor). Peak bandwidth: --peak-gbps, or the device's memory clock x bus width.
+//
+//   bench_cuda_decode [--batch 1] [--prompt 512] [--new 512] [--layers 12] [--channels 768]
+//                     [--heads 12] [--vocab 50257] [--repeat 3] [--bf16] [--peak-gbps G]
+//                     [--contexts 256,1024,4096]
+//
+// --bf16: bf16 compute (the linears multiply bf16 copies of the weights, as `--dtype bfloat16`);
+// the KV cache and attention stay fp32 either way.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "s2s/device.h"
+#include "s2s/error.h"
+
+#if S2S_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_ops.h"
+#include "s2s/generate/generate.h"
+#include "s2s/models/init_weights.h"
+#include "s2s/models/model.h"
+
+using namespace s2s;
+
+namespace {
+
+struct Args {
+  int64_t B = 1, prompt = 512, fresh = 512, L = 12, C = 768, H = 12, V = 50257;
+  int repeat = 3;
+  bool bf16 = false;
+  double peak_gbps = 0;  // 0: from the device
+  std::vector<int64_t> contexts = {256, 1024, 4096};
+};
+
+std::vector<int64_t> parse_list(const char* s) {
+  std::vector<int64_t> out;
+  for (const char* p = s; *p != '\0';) {
+    char* end = nullptr;
+    const long long v = std::strtoll(p, &end, 10);
+    if (end == p || v <= 0) {
+      std::fprintf(stderr, "bench_cuda_decode: --contexts expects positive integers, got %s\n", s);
+      std::exit(2);
+    }
+    out.push_back(v);
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_cuda_decode: %s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--batch") a.B = std::atoll(next());
+    else if (k == "--prompt") a.prompt = std::atoll(next());
+    else if (k == "--new") a.fresh = std::atoll(next());
+    else if (k == "--layers") a.L = std::atoll(next());
+    else if (k == "--channels") a.C = std::atoll(next());
+    else if (k == "--heads") a.H = std::atoll(next());
+    else if (k == "--vocab") a.V = std::atoll(next());
+    else if (k == "--repeat") a.repeat = std::atoi(next());
+    else if (k == "--bf16") a.bf16 = true;
+    else if (k == "--peak-gbps") a.peak_gbps = std::atof(next());
+    else if (k == "--contexts") a.contexts = parse_list(next());
+    else {
+      std::fprintf(stderr, "bench_cuda_decode: unknown option %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  if (a.B < 1 || a.prompt < 1 || a.fresh < 2 || a.repeat < 1 || a.C % a.H != 0) {
+    std::fprintf(stderr, "bench_cuda_decode: expected batch, prompt >= 1, new >= 2, repeat >= 1 "
+                         "and channels divisible by heads\n");
+    std::exit(2);
+  }
+  return a;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// HBM bandwidth from the memory clock (kHz, double data rate) and bus width (bits); 0 when the
+// runtime does not say (the simulator).
+double device_peak_gbps() {
+  int device = 0, clock_khz = 0, bus_bits = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t s) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    ids[size_t(i)] = int32_t(s % uint64_t(vocab));
+  }
+  return ids;
+}
+
+std::string generate_json(const Args& a) {
+  char config[512];
+  std::snprintf(config, sizeof config,
+                "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
+                "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
+                "\"activation_function\": \"gelu_new\"}",
+                (long long)a.V, (long long)a.C, (long long)a.L, (long long)a.H,
+                (long long)std::max<int64_t>(1024, a.prompt + a.fresh));
+  std::unique_ptr<Model> model = create_model(parse_model_config(config, "bench config"));
+  init_weights(*model, 42);
+  if (a.bf16) model->set_compute_dtype(ComputeDType::BF16);
+  std::shared_ptr<Backend> backend = cuda::make_cuda_backend({}, "bench_cuda_decode");
+  model->to_backend(backend);
+  Graph g;
+  g.set_backend(backend);
+  KVCache cache;
+  std::vector<std::vector<int32_t>> inputs;
+  for (int64_t b = 0; b < a.B; ++b) inputs.push_back(random_ids(a.prompt, a.V, 42 + uint64_t(b)));
+  GenerationConfig gc;
+  gc.max_new_tokens = a.fresh;
+  gc.min_new_tokens = a.fresh;  // no EOS: every run decodes the same number of steps
+  gc.pad_token_id = 0;
+
+  // A short warm-up (kernels, cuBLASLt plans, arena blocks), then the fastest of `repeat` runs.
+  GenerationConfig warm = gc;
+  warm.max_new_tokens = warm.min_new_tokens = 4;
+  generate(*model, g, cache, inputs, warm);
+  double best_prefill = 0, best_decode_s = 0;
+  int64_t steps = 0;
+  for (int r = 0; r < a.repeat; ++r) {
+    const GenerateResult res = generate(*model, g, cache, inputs, gc);
+    const double decode_s = res.decode_ms / 1e3;
+    if (r == 0 || decode_s < best_decode_s) {
+      best_decode_s = decode_s;
+      best_prefill = res.prefill_ms;
+      steps = res.steps;
+    }
+  }
+  char out[512];
+  std::snprintf(out, sizeof out,
+                "{\"batch\":%lld,\"prompt\":%lld,\"new_tokens\":%lld,\"compute\":\"%s\","
+                "\"prefill_ms\":%.3f,\"decode_s\":%.4f,\"decode_steps\":%lld,"
+                "\"decode_tokens_per_s\":%.1f,\"runs\":%d}",
+                (long long)a.B, (long long)a.prompt, (long long)a.fresh,
+                a.bf16 ? "bfloat16" : "float32", best_prefill, best_decode_s, (long long)steps,
+                double(a.B * steps) / best_decode_s, a.repeat);
+  return out;
+}
+
+// The op at GPT-2's decoding shape: R rows, one query each, Hq = Hkv heads, every row's cache
+// filled to `keys` positions. Bytes: the keys and values read once per query head (the floor),
+// plus q and out.
+std::string attention_json(const Args& a, double peak_gbps) {
+  cuda::Context ctx{cuda::ContextOptions{}};
+  const int64_t R = a.B, H = a.H, D = a.C / a.H;
+  std::string s = "[";
+  for (size_t n = 0; n < a.contexts.size(); ++n) {
+    const int64_t Tc = a.contexts[n];
+    const int64_t cache_floats = R * Tc * H * D, q_floats = R * H * D;
+    cuda::DeviceBuffer k(ctx, size_t(cache_floats) * 4), v(ctx, size_t(cache_floats) * 4);
+    cuda::DeviceBuffer q(ctx, size_t(q_floats) * 4), out(ctx, size_t(q_floats) * 4);
+    std::vector<float> host(static_cast<size_t>(cache_floats));
+    uint64_t st = 7;
+    for (float& x : host) {
+      st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+      x = float(int64_t(st % 2001) - 1000) * 1e-3f;
+    }
+    cuda::upload(ctx, k.data(), host.data(), size_t(cache_floats) * 4);
+    cuda::upload(ctx, v.data(), host.data(), size_t(cache_floats) * 4);
+    cuda::upload(ctx, q.data(), host.data(), size_t(q_floats) * 4);
+    const size_t rows = static_cast<size_t>(R);
+    std::vector<int32_t> slot(rows), begin(rows, 0), end(rows, int32_t(Tc));
+    for (int64_t r = 0; r < R; ++r) slot[size_t(r)] = int32_t(r);
+    cuda::DeviceBuffer dslot(ctx, size_t(R) * 4), dbegin(ctx, size_t(R) * 4),
+        dend(ctx, size_t(R) * 4);
+    cuda::upload(ctx, dslot.data(), slot.data(), size_t(R) * 4);
+    cuda::upload(ctx, dbegin.data(), begin.data(), size_t(R) * 4);
+    cuda::upload(ctx, dend.data(), end.data(), size_t(R) * 4);
+    const Tensor tq = Tensor::contiguous(q.data(), DType::F32, {R, 1, H, D});
+    const Tensor to = Tensor::contiguous(out.data(), DType::F32, {R, 1, H, D});
+    const Tensor tk = Tensor::contiguous(k.data(), DType::F32, {R, Tc, H, D});
+    const Tensor tv = Tensor::contiguous(v.data(), DType::F32, {R, Tc, H, D});
+    AttentionOptions o;
+    o.causal = true;
+    auto call = [&] {
+      cuda::attention_cached_forward(ctx, to, tq, tk, tv, static_cast<int32_t*>(dslot.data()),
+                                     static_cast<int32_t*>(dbegin.data()),
+                                     static_cast<int32_t*>(dend.data()), Tensor{}, o);
+    };
+    call();  // loads the kernels (lazily loaded modules) and sizes the arena
+    ctx.synchronize();
+    // Three calls to estimate, then enough back-to-back calls for about 50 ms (3 to 2000).
+    double t0 = now_s();
+    for (int c = 0; c < 3; ++c) call();
+    ctx.synchronize();
+    const double estimate = (now_s() - t0) / 3;
+    const int calls = int(std::clamp(0.05 / std::max(estimate, 1e-9), 3.0, 2000.0));
+    const double bytes = double(2 * cache_floats + 2 * q_floats) * 4;
+    t0 = now_s();
+    for (int c = 0; c < calls; ++c) call();
+    ctx.synchronize();
+    const double per_call = (now_s() - t0) / calls;
+    const double gbps = bytes / per_call / 1e9;
+    char item[256];
+    std::snprintf(item, sizeof item,
+                  "%s{\"rows\":%lld,\"heads\":%lld,\"head_dim\":%lld,\"keys\":%lld,\"calls\":%d,"
+                  "\"us_per_call\":%.2f,\"gb_per_s\":%.1f,\"fraction_of_peak\":%.3f}",
+                  n == 0 ? "" : ",", (long long)R, (long long)H, (long long)D, (long long)Tc,
+                  calls, per_call * 1e6, gbps, peak_gbps > 0 ? gbps / peak_gbps : 0.0);
+    s += item;
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  try {
+    const CudaStatus st = cuda_status();
+    if (st.devices.empty()) {
+      std::fprintf(stderr, "bench_cuda_decode: no CUDA device: %s\n", st.problem.c_str());
+      return 2;
+    }
+    const double peak = a.peak_gbps > 0 ? a.peak_gbps : device_peak_gbps();
+    const std::string gen = generate_json(a);
+    const std::string att = attention_json(a, peak);
+    std::printf("{\"bench\":\"cuda_decode\",\"device\":\"%s\",\"layers\":%lld,\"channels\":%lld,"
+                "\"heads\":%lld,\"vocab\":%lld,\"peak_gbps\":%.0f,\"generate\":%s,"
+                "\"attention_cached\":%s}\n",
+                st.devices[0].name.c_str(), (long long)a.L, (long long)a.C, (long long)a.H,
+                (long long)a.V, peak, gen.c_str(), att.c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_cuda_decode: %s: %s\n", e.code().c_str(), e.what());
+    return 1;
+  }
+}
+
+#else
+
+int main() {
+  std::fprintf(stderr, "bench_cuda_decode: the CUDA backend is not built into this binary (%s)\n",
+               s2s::cuda_status().problem.c_str());
+  return 2;
+}
+
+#endif
