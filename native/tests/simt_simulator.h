@@ -152,6 +152,7 @@ class SimThread {
   float shfl_xor(float v, int mask) const;
   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const;
   void ldmatrix(uint32_t* r, int count, const uint16_t* row) const;
+  void ldmatrix_trans(uint32_t* r, int count, const uint16_t* row) const;
   void report_bad_mask(const cuda::AttentionGeometry&, int64_t index, int value) const;
 
  private:
@@ -220,13 +221,15 @@ class Simulator {
     std::memcpy(d, l.d, sizeof l.d);
   }
 
-  // ldmatrix.sync.aligned.m8n8.x{count}.shared.b16: lanes 8m..8m+7 name the 16-byte rows of
-  // matrix m (16-byte aligned, in shared memory); lane i receives, of each matrix, row i/4,
-  // elements 2(i%4) and 2(i%4)+1 (PTX ISA, "Warp-level matrix load instruction: ldmatrix").
-  void ldmatrix(int tid, uint32_t* r, int count, const uint16_t* row) {
+  // ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16: lanes 8m..8m+7 name the 16-byte
+  // rows of matrix m (16-byte aligned, in shared memory); lane i receives, of each matrix, row
+  // i/4, elements 2(i%4) and 2(i%4)+1; with .trans, column i/4, rows 2(i%4) and 2(i%4)+1 (the
+  // matrix read column-major; PTX ISA, "Warp-level matrix load instruction: ldmatrix").
+  void ldmatrix(int tid, uint32_t* r, int count, const uint16_t* row, bool trans = false) {
     Lane& l = lanes_[size_t(tid)];
     l.ldsm_row = row;
     l.ldsm_count = count;
+    l.ldsm_trans = trans;
     yield(tid, Wait::Ldsm);
     for (int m = 0; m < count; ++m) r[m] = l.ldsm_out[m];
   }
@@ -254,6 +257,7 @@ class Simulator {
     bool bf16 = true;
     const uint16_t* ldsm_row = nullptr;
     int ldsm_count = 0;
+    bool ldsm_trans = false;
     uint32_t ldsm_out[4] = {};
   };
 
@@ -383,11 +387,13 @@ class Simulator {
 
   void perform_ldmatrix(Lane* lanes) {
     const int count = lanes[0].ldsm_count;
+    const bool trans = lanes[0].ldsm_trans;
     if (count != 1 && count != 2 && count != 4) fail("ldmatrix of " + std::to_string(count) + " matrices");
     const uint8_t* smem_begin = smem_.data();
     const uint8_t* smem_end = smem_.data() + smem_.size() - kGuardBytes;
     for (int i = 0; i < 32; ++i) {
       if (lanes[i].ldsm_count != count) fail("lanes disagree on ldmatrix's matrix count");
+      if (lanes[i].ldsm_trans != trans) fail("lanes disagree on ldmatrix's .trans");
     }
     for (int m = 0; m < count; ++m) {
       for (int r = 0; r < 8; ++r) {  // the row addresses lanes 8m.. name: aligned, in shared memory
@@ -398,9 +404,14 @@ class Simulator {
     }
     for (int i = 0; i < 32; ++i) {
       for (int m = 0; m < count; ++m) {
-        const uint16_t* row = lanes[8 * m + i / 4].ldsm_row;
         uint32_t v;
-        std::memcpy(&v, row + 2 * (i % 4), sizeof v);
+        if (trans) {  // column i/4 of rows 2(i%4) and 2(i%4)+1
+          const uint16_t lo = lanes[8 * m + 2 * (i % 4)].ldsm_row[i / 4];
+          const uint16_t hi = lanes[8 * m + 2 * (i % 4) + 1].ldsm_row[i / 4];
+          v = uint32_t(lo) | (uint32_t(hi) << 16);
+        } else {
+          std::memcpy(&v, lanes[8 * m + i / 4].ldsm_row + 2 * (i % 4), sizeof v);
+        }
         lanes[i].ldsm_out[m] = v;
       }
     }
@@ -470,6 +481,9 @@ inline void SimThread::mma(float d[4], const uint32_t a[4], const uint32_t b[2],
 }
 inline void SimThread::ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
   sim_->ldmatrix(tid_, r, count, row);
+}
+inline void SimThread::ldmatrix_trans(uint32_t* r, int count, const uint16_t* row) const {
+  sim_->ldmatrix(tid_, r, count, row, true);
 }
 inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
                                        int value) const {

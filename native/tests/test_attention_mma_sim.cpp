@@ -362,10 +362,11 @@ TEST(mma_simulator_catches_wrong_fragments) {
 }
 
 TEST(ldmatrix_gives_the_mma_fragments) {
-  // load_a / load_b (one ldmatrix.x4 / .x2 each) against the fragment layout written out
-  // register by register (the layout mma_simulator_catches_wrong_fragments checks the product
-  // of): a 16x24 tile of distinct values with a padded pitch, at an offset in both dimensions.
-  // A misaligned row is an error, as on a GPU.
+  // load_a / load_b / load_b_trans (one ldmatrix.x4 / .x2 / .x2.trans each) against the
+  // fragment layout written out register by register (the layout
+  // mma_simulator_catches_wrong_fragments checks the product of): a 16x24 tile of distinct
+  // values with a padded pitch, at an offset in both dimensions. A misaligned row is an error,
+  // as on a GPU.
   constexpr int kPitch = 24 + cuda::kMmaPad;
   simt::Simulator sim;
   int wrong = 0;
@@ -383,8 +384,16 @@ TEST(ldmatrix_gives_the_mma_fragments) {
                                 at(g + 8, 16 + 2 * t)};
     cuda::mma_detail::load_b(x, b, tile, kPitch, 8, 8);  // B stored [n][k]: rows n = 8..15
     const uint32_t want_b[2] = {at(8 + g, 8 + 2 * t), at(8 + g, 16 + 2 * t)};
+    // B stored [k][n] (rows k = 0..15, columns n = 16..23): a column's two adjacent rows.
+    auto down = [&](int r, int c) {
+      return uint32_t(tile[r * kPitch + c]) | (uint32_t(tile[(r + 1) * kPitch + c]) << 16);
+    };
+    uint32_t bt[2];
+    cuda::mma_detail::load_b_trans(x, bt, tile, kPitch, 0, 16);
+    const uint32_t want_bt[2] = {down(2 * t, 16 + g), down(8 + 2 * t, 16 + g)};
     for (int i = 0; i < 4; ++i) wrong += a[i] != want_a[i];
     for (int i = 0; i < 2; ++i) wrong += b[i] != want_b[i];
+    for (int i = 0; i < 2; ++i) wrong += bt[i] != want_bt[i];
   });
   CHECK(wrong == 0);
   bool threw = false;

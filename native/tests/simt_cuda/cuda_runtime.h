@@ -156,8 +156,8 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
 inline void warp_mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) {
   running().mma(running().current_tid(), d, a, b, bf16);
 }
-inline void warp_ldmatrix(uint32_t* r, int count, const uint16_t* row) {
-  running().ldmatrix(running().current_tid(), r, count, row);
+inline void warp_ldmatrix(uint32_t* r, int count, const uint16_t* row, bool trans) {
+  running().ldmatrix(running().current_tid(), r, count, row, trans);
 }
 
 }  // namespace simt

@@ -48,16 +48,40 @@ struct DeviceExec {
     __trap();  // not built for this architecture (the host picks the fp32 kernels there)
 #endif
   }
-  // r[0..count) = the count 8x8 matrices whose rows lanes 0..8count-1 name (count 2 or 4).
+  // r[0..count) = the count 8x8 matrices whose rows lanes 0..8count-1 name (count 2 or 4);
+  // ldmatrix_trans reads each matrix column-major (lane i: column i/4, rows 2(i%4) and +1).
   // volatile, as CUTLASS issues it: not reordered against the barriers around the staging.
   __device__ __forceinline__ void ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
+    load_matrices<false>(r, count, row);
+  }
+  __device__ __forceinline__ void ldmatrix_trans(uint32_t* r, int count,
+                                                 const uint16_t* row) const {
+    load_matrices<true>(r, count, row);
+  }
+  __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,
+                                                  int value) const {
+    report_bad_input(g.err, KernelReport::AttentionKeyMask, index, value, 2);
+  }
+
+ private:
+  template <bool Trans>
+  __device__ __forceinline__ void load_matrices(uint32_t* r, int count,
+                                                const uint16_t* row) const {
 #if defined(S2S_SIMT_SIM)
-    ::s2s::simt::warp_ldmatrix(r, count, row);
+    ::s2s::simt::warp_ldmatrix(r, count, row, Trans);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-    if (count == 4) {
+    if (count == 4 && Trans) {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(addr));
+    } else if (count == 4) {
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                   : "r"(addr));
+    } else if (Trans) {
+      asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                   : "=r"(r[0]), "=r"(r[1])
                    : "r"(addr));
     } else {
       asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
@@ -67,10 +91,6 @@ struct DeviceExec {
 #else
     __trap();
 #endif
-  }
-  __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,
-                                                  int value) const {
-    report_bad_input(g.err, KernelReport::AttentionKeyMask, index, value, 2);
   }
 };
 

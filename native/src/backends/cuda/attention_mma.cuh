@@ -14,12 +14,13 @@
 //   int tid(), block_x(), block_y(), block_z();  void sync();  float shfl_xor(float, int);
 //   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);  // d += a b
 //   void ldmatrix(uint32_t* r, int count, const uint16_t* row);  // ldmatrix.x{count} (2 or 4)
+//   void ldmatrix_trans(uint32_t* r, int count, const uint16_t* row);  // the same with .trans
 //   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
 // The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
 // kernels without dropout carry none of its code. Fragments come from shared memory by ldmatrix
 // (one instruction for an A fragment, one for a B, instead of four and two 32-bit loads).
-// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 156 / 168,
-// Q pass 164 / 164, KV pass 156 / 168 (before ldmatrix and the Drop split: 196, 228, 168), so
+// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 141 / 162,
+// Q pass 162 / 156, KV pass 134 / 164 (before ldmatrix and the Drop split: 196, 228, 168), so
 // three 128-thread blocks fit an SM's registers where two did.
 //
 // Fragments of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point
@@ -29,18 +30,19 @@
 //                         a[3] = A[g+8][2t+8..]
 //   B (16x8, "col"):      b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
 //   C/D (16x8, fp32):     c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1]
-// So a B operand is read from a tile stored as [n][k] (two adjacent k in one 32-bit load), and
-// the C fragments of two adjacent 8-column chunks are, packed to 16 bits, the A fragment of one
+// So a B operand is read from a tile stored as [n][k] (two adjacent k in one 32-bit load), or
+// from one stored [k][n] by ldmatrix's .trans, which hands each lane two adjacent rows of one
+// column: V, K, Q and dout are staged once, row-major, and serve as B operands either way. The
+// C fragments of two adjacent 8-column chunks are, packed to 16 bits, the A fragment of one
 // 16-deep chunk (how P and dS feed the next product without leaving registers).
 //
 // Work split (4 warps of 16 rows each):
 //   forward   block (64 query rows, head, batch), key tiles of 64: S = Q K^T, online softmax,
-//             O += P V (V staged transposed).
+//             O += P V.
 //   KV pass   block (64 keys, kv head, batch), query tiles of 32 over the group's heads:
 //             S^T = K Q^T and dP^T = V dO^T, then dV += (P o Z)^T dO, dK += dS^T Q.
 //   Q pass    block (64 query rows, head, batch): S = Q K^T, dP = dO V^T, dS into per-batch
-//             dbias slices (or, serially over the batch, dbias += dS), dQ += dS K (K staged
-//             transposed).
+//             dbias slices (or, serially over the batch, dbias += dS), dQ += dS K.
 // Tiles are padded by 8 elements per row (16 bytes) so the fragment loads of a warp hit 32
 // distinct banks (ldmatrix's eight 16-byte rows too). Not done yet (measure first): cp.async
 // double buffering, exp2 with
@@ -96,15 +98,13 @@ inline bool mma_head_dim_supported(int64_t D) { return D == 32 || D == 64 || D =
 
 // Shared memory (bytes) of each kernel for head dim D.
 constexpr int64_t mma_forward_smem_bytes(int64_t D) {
-  return 2 * (2 * kMmaRows * (D + kMmaPad) + D * (kMmaKeys + kMmaPad));
+  return 2 * (kMmaRows + 2 * kMmaKeys) * (D + kMmaPad);
 }
 constexpr int64_t mma_backward_kv_smem_bytes(int64_t D) {
-  return 2 * (2 * kMmaRows * (D + kMmaPad) + 2 * kMmaKvQueries * (D + kMmaPad) +
-              2 * D * (kMmaKvQueries + kMmaPad)) +
-         4 * 2 * kMmaKvQueries;
+  return 2 * (2 * kMmaRows + 2 * kMmaKvQueries) * (D + kMmaPad) + 4 * 2 * kMmaKvQueries;
 }
 constexpr int64_t mma_backward_q_smem_bytes(int64_t D) {
-  return 2 * (4 * kMmaRows * (D + kMmaPad) + D * (kMmaKeys + kMmaPad));
+  return 2 * (2 * kMmaRows + 2 * kMmaKeys) * (D + kMmaPad);
 }
 
 // The 16-bit operand type: bf16 or f16, rounded with dtype.h's rules.
@@ -150,6 +150,16 @@ S2S_MMA_FN void load_b(const X& x, uint32_t b[2], const uint16_t* tile, int pitc
   x.ldmatrix(b, 2, tile + (n0 + (lane & 7)) * pitch + k0 + 8 * ((lane >> 3) & 1));
 }
 
+// The same B fragment from a tile stored [k][n] (row-major in k, as staged), by one
+// ldmatrix.x2.trans: lanes 0-7 name rows k0.. (b[0]), lanes 8-15 rows k0 + 8.. (b[1]), all at
+// column n0; each lane receives column n0 + g of rows 2t and 2t + 1, B's "col" pairs.
+template <class X>
+S2S_MMA_FN void load_b_trans(const X& x, uint32_t b[2], const uint16_t* tile, int pitch, int k0,
+                             int n0) {
+  const int lane = x.tid() & 31;
+  x.ldmatrix_trans(b, 2, tile + (k0 + (lane & 15)) * pitch + n0);
+}
+
 // The A fragment of a 16-deep chunk from the fp32 C fragments of its two 8-column halves.
 template <class E>
 S2S_MMA_FN void c_to_a(uint32_t a[4], const float lo[4], const float hi[4]) {
@@ -180,23 +190,6 @@ S2S_MMA_FN void stage_rows(const X& x, uint16_t* tile, int rows, const void* src
       }
     }
     *reinterpret_cast<uint32_t*>(tile + r * P + d) = pair;
-  }
-}
-
-// The same rows staged transposed: tile[d][r] with `pitch` (>= rows).
-template <class E, int D, class X>
-S2S_MMA_FN void stage_cols(const X& x, uint16_t* tile, int rows, int pitch, const void* src,
-                           bool is16, int64_t b, int64_t r0, int64_t T, int64_t H, int64_t head) {
-  for (int idx = x.tid(); idx < rows * D; idx += kMmaThreads) {
-    const int r = idx / D, d = idx % D;
-    const int64_t row = r0 + r;
-    uint16_t bits = 0;
-    if (row < T) {
-      const int64_t at = ((b * T + row) * H + head) * D + d;
-      bits = is16 ? static_cast<const uint16_t*>(src)[at]
-                  : E::round(static_cast<const float*>(src)[at]);
-    }
-    tile[d * pitch + r] = bits;
   }
 }
 
@@ -246,11 +239,11 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
                                       const void* k, const void* v, float* out, float* lse,
                                       uint16_t* smem) {
   using namespace mma_detail;
-  constexpr int P = D + kMmaPad, VP = kMmaKeys + kMmaPad, NK = D / 16, ND = D / 8;
+  constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
   constexpr int NS = kMmaKeys / 8;  // 8-key chunks of a score tile
   uint16_t* Qs = smem;              // [64][P]
   uint16_t* Ks = Qs + kMmaRows * P;  // [64][P]
-  uint16_t* Vt = Ks + kMmaKeys * P;  // [D][VP]: V transposed
+  uint16_t* Vs = Ks + kMmaKeys * P;  // [64][P]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), b = x.block_z();
   const int64_t hk = h / g.G;
@@ -268,7 +261,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
     x.sync();  // the previous tile is no longer read
     stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
-    stage_cols<E, D>(x, Vt, kMmaKeys, VP, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
+    stage_rows<E, D>(x, Vs, kMmaKeys, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
     x.sync();
     float s[NS][4];
     S2S_MMA_UNROLL
@@ -345,7 +338,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       S2S_MMA_UNROLL
       for (int nd = 0; nd < ND; ++nd) {
         uint32_t vb[2];
-        load_b(x, vb, Vt, VP, nd * 8, kc * 16);
+        load_b_trans(x, vb, Vs, P, kc * 16, nd * 8);
         x.mma(o[nd], pa, vb, E::kBf16);
       }
     }
@@ -375,15 +368,13 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
                                           const float* lse, const float* di, float* dk, float* dv,
                                           uint16_t* smem) {
   using namespace mma_detail;
-  constexpr int P = D + kMmaPad, QT = kMmaKvQueries, TP = QT + kMmaPad;
+  constexpr int P = D + kMmaPad, QT = kMmaKvQueries;
   constexpr int NK = D / 16, ND = D / 8, NQ = QT / 8;
   uint16_t* Ks = smem;                 // [64][P]
   uint16_t* Vs = Ks + kMmaRows * P;    // [64][P]
   uint16_t* Qs = Vs + kMmaRows * P;    // [QT][P]
   uint16_t* Os = Qs + QT * P;          // [QT][P]  dout
-  uint16_t* Qt = Os + QT * P;          // [D][TP]  q transposed
-  uint16_t* Ot = Qt + D * TP;          // [D][TP]  dout transposed
-  float* lse_s = reinterpret_cast<float*>(Ot + D * TP);  // [QT]
+  float* lse_s = reinterpret_cast<float*>(Os + QT * P);  // [QT]
   float* di_s = lse_s + QT;                              // [QT]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t j0 = int64_t(x.block_x()) * kMmaRows, hk = x.block_y(), b = x.block_z();
@@ -408,8 +399,6 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
       x.sync();  // the previous query tile is no longer read
       stage_rows<E, D>(x, Qs, QT, q, g.q16, b, i0, g.Tq, g.Hq, h);
       stage_rows<E, D>(x, Os, QT, dout, false, b, i0, g.Tq, g.Hq, h);
-      stage_cols<E, D>(x, Qt, QT, TP, q, g.q16, b, i0, g.Tq, g.Hq, h);
-      stage_cols<E, D>(x, Ot, QT, TP, dout, false, b, i0, g.Tq, g.Hq, h);
       if (x.tid() < QT) {
         const int64_t i = i0 + x.tid();
         lse_s[x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
@@ -465,8 +454,8 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
         S2S_MMA_UNROLL
         for (int nd = 0; nd < ND; ++nd) {
           uint32_t ob[2], qb[2];
-          load_b(x, ob, Ot, TP, nd * 8, kc * 16);
-          load_b(x, qb, Qt, TP, nd * 8, kc * 16);
+          load_b_trans(x, ob, Os, P, kc * 16, nd * 8);
+          load_b_trans(x, qb, Qs, P, kc * 16, nd * 8);
           x.mma(dv_acc[nd], pa, ob, E::kBf16);
           x.mma(dk_acc[nd], da, qb, E::kBf16);
         }
@@ -498,13 +487,12 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
                                          const float* lse, const float* di, float* dq,
                                          float* dbias, uint16_t* smem) {
   using namespace mma_detail;
-  constexpr int P = D + kMmaPad, KP = kMmaKeys + kMmaPad, NK = D / 16, ND = D / 8;
+  constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
   constexpr int NS = kMmaKeys / 8;
   uint16_t* Qs = smem;               // [64][P]
   uint16_t* Os = Qs + kMmaRows * P;  // [64][P]  dout
   uint16_t* Ks = Os + kMmaRows * P;  // [64][P]
   uint16_t* Vs = Ks + kMmaKeys * P;  // [64][P]
-  uint16_t* Kt = Vs + kMmaKeys * P;  // [D][KP]  k transposed
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), hk = h / g.G;
   const bool serial = dbias != nullptr && !g.dbias_partials;
@@ -528,7 +516,6 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
       x.sync();
       stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
       stage_rows<E, D>(x, Vs, kMmaKeys, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
-      stage_cols<E, D>(x, Kt, kMmaKeys, KP, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
       x.sync();
       float s[NS][4], dp[NS][4];
       S2S_MMA_UNROLL
@@ -581,7 +568,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
         S2S_MMA_UNROLL
         for (int nd = 0; nd < ND; ++nd) {
           uint32_t kb[2];
-          load_b(x, kb, Kt, KP, nd * 8, kc * 16);
+          load_b_trans(x, kb, Ks, P, kc * 16, nd * 8);
           x.mma(dq_acc[nd], da, kb, E::kBf16);
         }
       }
