@@ -745,8 +745,14 @@ CUDA_TEST(cuda_attention_bad_mask_value) {
   mask[3] = 2;
   Dev gx(x, {B, T, H, D}), gout(std::vector<float>(x.size()), {B, T, H, D}), glse(std::vector<float>(T), {B, H, T});
   Dev gmask(mask, DType::F32, {2});
-  cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{}, gmask.ptr<uint8_t>(), B * T, {});
-  CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+  // The fp32 kernels and the tensor-core ones (bf16 products) both report it.
+  for (const DType products : {DType::F32, DType::BF16}) {
+    AttentionOptions o;
+    o.products = products;
+    cuda::attention_forward(ctx(), gout.t, glse.t, gx.t, gx.t, gx.t, Tensor{},
+                            gmask.ptr<uint8_t>(), B * T, o);
+    CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+  }
 }
 
 // ---- attention over a KV cache (decoding) ---------------------------------------------------
