@@ -79,4 +79,6 @@ if want torch; then
       --batch 1 --prompt 512 --new 512 --repeat 3 2>&1 | tee "$OUT/bench_pytorch_decode${dt/--/_}.json" || status=1
   done
 fi
+# The figures side by side (whatever this and earlier calls left in $OUT): summary.txt/.json.
+python3 scripts/cuda-gpu-summary.py "$OUT" | tee "$OUT/summary.txt"
 exit $status

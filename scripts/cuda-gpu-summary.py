@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The GPU session's figures side by side: reads the JSON lines scripts/cuda-gpu-session.sh left in
+its output folder and prints our tokens/s and MFU against PyTorch eager and torch.compile (the
+issue's bar: at least eager, within 20% of compile), decoding against PyTorch eager, the
+cached-attention op against the memory bandwidth, and where the time of a step goes. Writes the
+same to summary.json there. Missing files are skipped (a partial session still summarises).
+
+    python3 scripts/cuda-gpu-summary.py [build-gpu/out]
+"""
+import json
+import os
+import sys
+
+
+def records(folder, name):
+    """The JSON objects of one output file (tee'd logs may interleave other lines)."""
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return out
+
+
+def first(rs, **match):
+    for r in rs:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def main(folder):
+    s = {}
+    ops = first(records(folder, "bench_cuda_train.json"))
+    model = first(records(folder, "bench_cuda_train_model.json"))
+    model16 = first(records(folder, "bench_cuda_train_model_fp16.json"))
+    torch = records(folder, "bench_pytorch.json")
+    torch16 = first(records(folder, "bench_pytorch_fp16.json"))
+    eager, compiled = first(torch, mode="eager"), first(torch, mode="compile")
+    tok = lambda r: r and r.get("tokens_per_s")
+    lines = []
+    if any((ops, model, eager, compiled)):
+        ref = model or ops or eager or compiled
+        lines.append(f"Training, GPT-2 124M, batch {ref.get('batch')} x {ref.get('seq')}, bf16:")
+        for label, r in (("ours, hand-composed ops", ops), ("ours, model path", model),
+                         ("PyTorch eager", eager), ("torch.compile", compiled)):
+            if r:
+                lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s  MFU {r['mfu']:.3f}")
+        s["train"] = {
+            "model_over_eager": ratio(tok(model), tok(eager)),
+            "model_over_compile": ratio(tok(model), tok(compiled)),
+            "ops_over_eager": ratio(tok(ops), tok(eager)),
+            "ops_over_compile": ratio(tok(ops), tok(compiled)),
+        }
+        for k, v in s["train"].items():
+            if v is not None:
+                lines.append(f"  {k:26s} {v:.3f}")
+        m, c = s["train"]["model_over_eager"], s["train"]["model_over_compile"]
+        if m is not None and c is not None:
+            met = m >= 1.0 and c >= 0.8
+            lines.append(f"  bar (>= eager, >= 0.8 x compile): {'met' if met else 'not met'}")
+            s["train"]["bar_met"] = met
+    if model16 or torch16:
+        s["train_fp16"] = {"model_over_eager": ratio(tok(model16), tok(torch16))}
+        lines.append("Training, fp16 with loss scaling:")
+        for label, r in (("ours, model path", model16), ("PyTorch eager", torch16)):
+            if r:
+                lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s")
+        if s["train_fp16"]["model_over_eager"] is not None:
+            lines.append(f"  model_over_eager           {s['train_fp16']['model_over_eager']:.3f}")
+    for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
+        ours = first(records(folder, f"bench_cuda_decode{suffix}.json"))
+        theirs = first(records(folder, f"bench_pytorch_decode{suffix}.json"))
+        if not (ours or theirs):
+            continue
+        g = ours["generate"] if ours else None
+        key = f"decode_{dtype}"
+        s[key] = {"ours_tokens_per_s": g and g["decode_tokens_per_s"],
+                  "torch_tokens_per_s": theirs and theirs["decode_tokens_per_s"]}
+        s[key]["ours_over_torch"] = ratio(s[key]["ours_tokens_per_s"], s[key]["torch_tokens_per_s"])
+        batch = (g or theirs).get("batch")
+        lines.append(f"Decoding, greedy, batch {batch}, {dtype} compute:")
+        if g:
+            lines.append(f"  ours                       {g['decode_tokens_per_s']:>10.1f} tokens/s"
+                         f"  (prefill {g['prefill_ms']:.1f} ms)")
+        if theirs:
+            lines.append(f"  PyTorch eager              {theirs['decode_tokens_per_s']:>10.1f} tokens/s"
+                         f"  (prefill {1e3 * theirs['ttft_s']:.1f} ms)")
+        if s[key]["ours_over_torch"] is not None:
+            lines.append(f"  ours_over_torch            {s[key]['ours_over_torch']:.3f}")
+        if ours and dtype == "float32":
+            s["attention_cached"] = ours["attention_cached"]
+            lines.append(f"Cached attention (peak {ours['peak_gbps']:.0f} GB/s):")
+            for a in ours["attention_cached"]:
+                lines.append(f"  {a['keys']:>6d} keys  {a['us_per_call']:8.2f} us  "
+                             f"{a['gb_per_s']:8.1f} GB/s  {a['fraction_of_peak']:.3f} of peak")
+    for name, label in (("bench_cuda_profile.json", "tensor-core attention"),
+                        ("bench_cuda_profile_attention_fp32.json", "fp32 attention")):
+        r = first(records(folder, name))
+        if r and "profile_ms" in r:
+            total = sum(r["profile_ms"].values())
+            top = sorted(r["profile_ms"].items(), key=lambda kv: -kv[1])
+            lines.append(f"Where a step's time goes ({label}; synchronised per op, {total:.1f} ms):")
+            for fam, ms in top:
+                lines.append(f"  {fam:26s} {ms:8.2f} ms  {ms / total:6.1%}")
+            s["profile_" + ("mma" if "fp32" not in name else "fp32")] = r["profile_ms"]
+    text = "\n".join(lines) if lines else f"no bench output in {folder}"
+    print(text)
+    if not os.path.isdir(folder):
+        return
+    with open(os.path.join(folder, "summary.json"), "w") as f:
+        json.dump(s, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "build-gpu/out")
