@@ -16,7 +16,6 @@
 // --bf16: bf16 compute (the linears multiply bf16 copies of the weights, as `--dtype bfloat16`);
 // the KV cache and attention stay fp32 either way.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
 
@@ -38,6 +38,8 @@
 #include "s2s/models/model.h"
 
 using namespace s2s;
+using s2s_bench::now_s;
+using s2s_bench::random_token_ids;
 
 namespace {
 
@@ -68,13 +70,7 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_cuda_decode: %s needs a value\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return s2s_bench::option_value("bench_cuda_decode", argc, argv, i); };
     if (k == "--batch") a.B = std::atoll(next());
     else if (k == "--prompt") a.prompt = std::atoll(next());
     else if (k == "--new") a.fresh = std::atoll(next());
@@ -86,10 +82,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--bf16") a.bf16 = true;
     else if (k == "--peak-gbps") a.peak_gbps = std::atof(next());
     else if (k == "--contexts") a.contexts = parse_list(next());
-    else {
-      std::fprintf(stderr, "bench_cuda_decode: unknown option %s\n", k.c_str());
-      std::exit(2);
-    }
+    else s2s_bench::unknown_option("bench_cuda_decode", k);
   }
   if (a.B < 1 || a.prompt < 1 || a.fresh < 2 || a.repeat < 1 || a.C % a.H != 0) {
     std::fprintf(stderr, "bench_cuda_decode: expected batch, prompt >= 1, new >= 2, repeat >= 1 "
@@ -97,10 +90,6 @@ Args parse(int argc, char** argv) {
     std::exit(2);
   }
   return a;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // HBM bandwidth from the memory clock (kHz, double data rate) and bus width (bits); 0 when the
@@ -114,15 +103,6 @@ double device_peak_gbps() {
     return 0;
   }
   return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
-}
-
-std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t s) {
-  std::vector<int32_t> ids(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-    ids[size_t(i)] = int32_t(s % uint64_t(vocab));
-  }
-  return ids;
 }
 
 std::string generate_json(const Args& a) {
@@ -142,7 +122,7 @@ std::string generate_json(const Args& a) {
   g.set_backend(backend);
   KVCache cache;
   std::vector<std::vector<int32_t>> inputs;
-  for (int64_t b = 0; b < a.B; ++b) inputs.push_back(random_ids(a.prompt, a.V, 42 + uint64_t(b)));
+  for (int64_t b = 0; b < a.B; ++b) inputs.push_back(random_token_ids(a.prompt, a.V, 42 + uint64_t(b)));
   GenerationConfig gc;
   gc.max_new_tokens = a.fresh;
   gc.min_new_tokens = a.fresh;  // no EOS: every run decodes the same number of steps

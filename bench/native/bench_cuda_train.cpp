@@ -37,7 +37,6 @@
 // head counted through the tied wte) + 12 * L * C * T. MFU = flops/token * tokens/s / peak, with
 // peak = 989 TFLOP/s dense bf16 for an H100 SXM (--peak-tflops to change it).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
 
@@ -59,6 +59,8 @@
 #include "s2s/train/optimizer.h"
 
 using namespace s2s;
+using s2s_bench::now_s;
+using s2s_bench::random_token_ids;
 
 namespace {
 
@@ -77,13 +79,7 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_cuda_train: %s needs a value\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto next = [&] { return s2s_bench::option_value("bench_cuda_train", argc, argv, i); };
     if (k == "--batch") a.B = std::atoll(next());
     else if (k == "--seq") a.T = std::atoll(next());
     else if (k == "--layers") a.L = std::atoll(next());
@@ -98,16 +94,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
     else if (k == "--attention-fp32") a.attention_fp32 = true;
-    else {
-      std::fprintf(stderr, "bench_cuda_train: unknown option %s\n", k.c_str());
-      std::exit(2);
-    }
+    else s2s_bench::unknown_option("bench_cuda_train", k);
   }
   return a;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // A device fp32 tensor with its gradient, AdamW moments and (for matrices) a bf16 compute copy.
@@ -264,12 +253,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   Graph g;
   g.set_backend(backend);
 
-  std::vector<int32_t> ids(N);
-  uint64_t s = 42;
-  for (int64_t i = 0; i < N; ++i) {
-    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-    ids[i] = int32_t(s % uint64_t(a.V));
-  }
+  const std::vector<int32_t> ids = random_token_ids(N, a.V, 42);
   Batch batch;
   batch.B = B;
   batch.T = T;
@@ -355,12 +339,8 @@ int main(int argc, char** argv) {
     x.dgelu = buf(N * 4 * C); x.dln = buf(N * C); x.dlogits = buf(N * V);
 
     // One fixed random batch; labels are the next token (the last one ignored).
-    std::vector<int32_t> ids(N), labels(N);
-    uint64_t s = 42;
-    for (int64_t i = 0; i < N; ++i) {
-      s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-      ids[i] = int32_t(s % uint64_t(V));
-    }
+    const std::vector<int32_t> ids = random_token_ids(N, V, 42);
+    std::vector<int32_t> labels(N);
     for (int64_t i = 0; i < N; ++i) labels[i] = (i % T == T - 1) ? -100 : ids[i + 1];
     cuda::upload(ctx, x.ids.data(), ids.data(), N * 4);
     cuda::upload(ctx, x.labels.data(), labels.data(), N * 4);

@@ -1,0 +1,44 @@
+// What the native benchmarks share: a steady clock, the fixed random token ids they feed the
+// models (throughput does not depend on the text), and the option-reading helpers of their
+// hand-written argument loops.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace s2s_bench {
+
+inline double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// n ids in [0, vocab) from a xorshift64 stream started at `seed`.
+inline std::vector<int32_t> random_token_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  uint64_t s = seed;
+  for (int32_t& id : ids) {
+    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+    id = int32_t(s % uint64_t(vocab));
+  }
+  return ids;
+}
+
+// argv[i + 1], the value of option argv[i] (advancing i), or exits 2 naming the bench.
+inline const char* option_value(const char* bench, int argc, char** argv, int& i) {
+  if (i + 1 >= argc) {
+    std::fprintf(stderr, "%s: %s needs a value\n", bench, argv[i]);
+    std::exit(2);
+  }
+  return argv[++i];
+}
+
+[[noreturn]] inline void unknown_option(const char* bench, const std::string& option) {
+  std::fprintf(stderr, "%s: unknown option %s\n", bench, option.c_str());
+  std::exit(2);
+}
+
+}  // namespace s2s_bench
