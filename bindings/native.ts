@@ -106,7 +106,10 @@ export interface NativeAddon {
    * its family's transformers init scheme (native/include/s2s/models/init_weights.h), from a
    * Philox stream keyed by `seed` (default 0): same seed, same weights on every machine.
    */
-  createModel(configJson: string, options?: { seed?: number; computeDtype?: ComputeDTypeName; device?: DeviceName }): Promise<NativeModel>;
+  createModel(
+    configJson: string,
+    options?: { seed?: number; computeDtype?: ComputeDTypeName; device?: DeviceName; tf32?: boolean },
+  ): Promise<NativeModel>;
   openSafetensors(path: string): SafetensorsContents;
   /**
    * Writes a safetensors file atomically (temporary file, fsync, rename). The arrays must not be
@@ -270,11 +273,13 @@ export interface LoadModelNativeOptions {
   keepFrozenInFileDtype?: boolean;
   /** Default "float32". "bfloat16"/"float16" keep a copy of every linear weight in that dtype (2 bytes/element). */
   computeDtype?: ComputeDTypeName;
-  /** Default "auto" (the CPU for now). "cuda" rejects with S2S_DEVICE until models run on GPUs. */
+  /** Default "auto": CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU. */
   device?: DeviceName;
+  /** On a GPU: fp32 GEMMs on TF32 tensor cores (default false; ignored on the CPU). */
+  tf32?: boolean;
 }
 
-/** Where a model runs: "auto" picks the best available (today the CPU), or name one. */
+/** Where a model runs: "auto" picks the best available (a usable GPU, else the CPU), or name one. */
 export type DeviceName = "auto" | "cpu" | "cuda";
 
 /** A batch of token ids (row-major int32); labels equal to -100 are not counted by the loss. */

@@ -59,6 +59,21 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(m.info().device).toBe("cuda");
   });
 
+  it("tf32 puts a GPU model's float32 matmuls on TF32 and leaves the CPU alone", async () => {
+    const dir = path.join(modelsRoot, "gpt2");
+    const ids = Int32Array.from({ length: 24 }, (_, i) => (i * 7 + 3) % 90);
+    const batch = { batchSize: 2, seqLen: 12, inputIds: ids, labels: ids };
+    const logits = async (options: { device: "cpu" | "cuda"; tf32?: boolean }) =>
+      (await (await Model.load(dir, options)).forward(batch, { logits: true })).logits!;
+    const [fp32, tf32] = [await logits({ device: "cuda" }), await logits({ device: "cuda", tf32: true })];
+    const diff = fp32.reduce((m, v, i) => Math.max(m, Math.abs(v - tf32[i]!)), 0);
+    const scale = fp32.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(diff).toBeGreaterThan(0);  // 10-bit mantissa inputs: other bits
+    expect(diff).toBeLessThan(1e-2 * scale);  // the same model
+    const cpu = await logits({ device: "cpu" }), cpuTf32 = await logits({ device: "cpu", tf32: true });
+    expect(Buffer.from(cpuTf32.buffer).equals(Buffer.from(cpu.buffer))).toBe(true);
+  });
+
   for (const model of ["gpt2", "llama-gqa", "t5-relu-tied"]) {
     it(`${model} on cuda generates the CPU model's tokens (greedy and 3 beams)`, async () => {
       const cpu = await Model.load(path.join(modelsRoot, model), { device: "cpu" });

@@ -732,16 +732,24 @@ static s2s::DeviceKind device_option(const Napi::Object& opts, const char* fn) {
       s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
 }
 
+// options.tf32 (default false): a GPU model's fp32 GEMMs on TF32 tensor cores (ignored on the CPU).
+static s2s::BackendOptions backend_options(const Napi::Object& opts, const char* fn) {
+  s2s::BackendOptions o;
+  o.allow_tf32 = bool_option(opts, "tf32", false, fn);
+  return o;
+}
+
 // A GPU model: its params move to a new backend (its own CUDA context), and its graph runs there.
-static void place_model(LoadedModel& lm, s2s::DeviceKind device, const char* fn) {
+static void place_model(LoadedModel& lm, s2s::DeviceKind device,
+                        const s2s::BackendOptions& backend_opts, const char* fn) {
   if (device == s2s::DeviceKind::Cpu) return;
-  std::shared_ptr<s2s::Backend> backend = s2s::make_backend(device, fn);
+  std::shared_ptr<s2s::Backend> backend = s2s::make_backend(device, fn, backend_opts);
   lm.model->to_backend(backend);
   lm.graph.set_backend(backend);
 }
 
 // loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16" | "float16",
-//                    device: "auto" | "cpu" | "cuda"})
+//                    device: "auto" | "cpu" | "cuda", tf32})
 //   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -754,11 +762,12 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
     load_options.f16_linear_views = compute == s2s::ComputeDType::F16;  // see LoadOptions
     const s2s::DeviceKind device = device_option(opts, fn);
+    const s2s::BackendOptions backend_opts = backend_options(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
         info.Env(), "s2s.load_model", KeepAlive{},
-        [folder, load_options, compute, device, slot, fn] {
+        [folder, load_options, compute, device, backend_opts, slot, fn] {
           auto lm = std::make_unique<LoadedModel>();
           const std::string config_path = folder + "/config.json";
           lm->config_text = s2s::read_text_file(config_path, "loadModel");
@@ -768,7 +777,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           lm->report = s2s::load_weights(*lm->model, lm->files, load_options);
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
           lm->set_compute_dtype(compute);
-          place_model(*lm, device, fn);
+          place_model(*lm, device, backend_opts, fn);
           if (device != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
           *slot = std::move(lm);
         },
@@ -778,7 +787,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   });
 }
 
-// createModel(configJson, {seed, computeDtype, device}) -> Promise<NativeModel>: a new model from
+// createModel(configJson, {seed, computeDtype, device, tf32}) -> Promise<NativeModel>: a new model from
 // config.json text with every parameter randomly initialised (init_weights) and trainable.
 static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -791,11 +800,12 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
                 s2s::code::kArgument, fn, "expected options.seed to be an integer >= 0, got ", seed);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
     const s2s::DeviceKind device = device_option(opts, fn);
+    const s2s::BackendOptions backend_opts = backend_options(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
     return PromiseWorker::Run(
         info.Env(), "s2s.create_model", KeepAlive{},
-        [config_text, seed, compute, device, slot, fn] {
+        [config_text, seed, compute, device, backend_opts, slot, fn] {
           auto lm = std::make_unique<LoadedModel>();
           lm->config_text = config_text;
           lm->model = s2s::create_model(s2s::parse_model_config(config_text, "config.json"));
@@ -803,7 +813,7 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
           for (s2s::Param* p : ps.all()) ps.set_trainable(*p, true);
           s2s::init_weights(*lm->model, static_cast<uint64_t>(seed));
           lm->set_compute_dtype(compute);
-          place_model(*lm, device, fn);
+          place_model(*lm, device, backend_opts, fn);
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {

@@ -25,6 +25,7 @@ const modelSchema = z
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
     dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32). float16 scales the loss dynamically (torch GradScaler) and skips steps whose gradients overflow; on the CPU it runs at float32 speed (bfloat16 is the fast CPU dtype)"),
     device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU), cpu, or cuda (S2S_DEVICE when there is no usable GPU). On a GPU, generation for eval_metrics runs there too"),
+    tf32: z.boolean().default(false).describe("On a GPU, float32 matmuls on the TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32): inputs rounded to 10 mantissa bits, fp32 accumulation, several times the float32 speed. Ignored with dtype bfloat16/float16 and on the CPU"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
     from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),
     lora: loraSchema.prefault({}),

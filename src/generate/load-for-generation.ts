@@ -21,11 +21,15 @@ export interface GenerationModelOptions {
    * usable, else the CPU). On a GPU the model decodes there (KV cache and forward).
    */
   device?: DeviceName;
+  /** On a GPU, float32 matmuls on TF32 tensor cores (default false); see LoadModelOptions.tf32. */
+  tf32?: boolean;
 }
 
 export async function loadModelForGeneration(options: GenerationModelOptions): Promise<Model> {
   if (options.threads !== undefined) setNumThreads(options.threads);
-  const model = await Model.load(options.model, { computeDtype: options.dtype ?? "float32", device: options.device ?? "auto" });
+  const model = await Model.load(options.model, {
+    computeDtype: options.dtype ?? "float32", device: options.device ?? "auto", tf32: options.tf32 ?? false,
+  });
   if (options.adapter !== undefined) {
     if (!existsSync(path.join(options.adapter, "adapter_config.json"))) {
       throw new FileFormatError(options.adapter, "is not a PEFT adapter folder (adapter_config.json is missing)");

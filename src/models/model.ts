@@ -23,6 +23,8 @@ export interface CreateModelOptions {
   computeDtype?: ComputeDTypeName;
   /** Where the model runs (default "auto"); as LoadModelOptions.device. */
   device?: DeviceName;
+  /** As LoadModelOptions.tf32. */
+  tf32?: boolean;
 }
 
 export interface LoadModelOptions {
@@ -41,6 +43,12 @@ export interface LoadModelOptions {
    * forward/eval loss, LoRA, saving and generation (KV cache and forward there) run there.
    */
   device?: DeviceName;
+  /**
+   * On a GPU, float32 matmuls on the TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32):
+   * inputs rounded to 10 mantissa bits, fp32 accumulation, several times the fp32 speed. Default
+   * false; bfloat16/float16 compute and the CPU ignore it.
+   */
+  tf32?: boolean;
   /** Make every parameter trainable (full fine-tuning). Default false. */
   trainable?: boolean;
 }
@@ -69,6 +77,7 @@ export class Model {
         keepFrozenInFileDtype: options.keepFrozenInFileDtype ?? false,
         computeDtype: options.computeDtype ?? "float32",
         device: options.device ?? "auto",
+        tf32: options.tf32 ?? false,
       }),
     );
     const model = new Model(folder, native);
@@ -88,6 +97,7 @@ export class Model {
     const native = await withCallerStack(() =>
       addon().createModel(configText, {
         seed: options.seed ?? 0, computeDtype: options.computeDtype ?? "float32", device: options.device ?? "auto",
+        tf32: options.tf32 ?? false,
       }),
     );
     const folder: ModelFolder = {

@@ -19,12 +19,12 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
     }
   }
   if (m.method === "full") {
-    const model = await Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device });
+    const model = await Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device, tf32: m.tf32 });
     model.setGradientCheckpointing(config.train.gradient_checkpointing);
     return model;
   }
   // The frozen base can stay in its file dtype (memory-mapped): it is never updated.
-  const model = await Model.load(m.path, { keepFrozenInFileDtype: true, computeDtype: m.dtype, device: m.device });
+  const model = await Model.load(m.path, { keepFrozenInFileDtype: true, computeDtype: m.dtype, device: m.device, tf32: m.tf32 });
   if (resumeFrom) {
     await model.loadAdapter(resumeFrom);
   } else {

@@ -18,12 +18,13 @@ const FLAG_KEYS = {
   threads: "train.threads",
   device: "model.device",
   dtype: "model.dtype",
+  tf32: "model.tf32",
   "gradient-checkpointing": "train.gradient_checkpointing",
 } as const;
 
 type FlagName = keyof typeof FLAG_KEYS;
 const NUMBER_FLAGS = new Set<FlagName>(["epochs", "max-steps", "lr", "batch-size", "seed", "threads"]);
-const BOOLEAN_FLAGS = new Set<FlagName>(["gradient-checkpointing"]);
+const BOOLEAN_FLAGS = new Set<FlagName>(["gradient-checkpointing", "tf32"]);
 
 type TrainArgs = { config?: string; example?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number | boolean>>;
 

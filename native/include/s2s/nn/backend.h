@@ -207,9 +207,17 @@ class Backend {
 Backend& cpu_backend();
 std::shared_ptr<Backend> cpu_backend_shared();
 
+// Settings of a backend that make_backend creates; the CPU backend has none and ignores them.
+struct BackendOptions {
+  // CUDA: fp32 GEMMs on the TF32 tensor cores (10-bit mantissa inputs, fp32 accumulation), as
+  // torch.backends.cuda.matmul.allow_tf32. 16-bit compute is unaffected.
+  bool allow_tf32 = false;
+};
+
 // A backend for `kind`: the CPU one, or a new CUDA backend (its own context and stream on device
 // 0) where the CUDA backend is built; S2S_DEVICE otherwise, `what` prefixing the message.
-std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what);
+std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what,
+                                      const BackendOptions& options = {});
 
 // t's bytes on the host: t itself on a host backend, else a download into `storage` (savers use
 // this before handing tensors to the safetensors writer).
