@@ -1,7 +1,7 @@
 // Whole models on the GPU: each parity fixture (test/fixtures/models) on the CUDA backend against
 // the same model on the CPU backend (model_device_parity.h): logits, loss, every gradient, ten
 // AdamW steps, bf16 and fp16 compute, LoRA attached on the GPU with dropout, merge, saved files, and
-// generation refused with S2S_DEVICE. Then deterministic mode: the same ten steps twice from the
+// generation refused with S2S_DEVICE. Then determinism: the same ten steps twice from the
 // same start give the same bits. Runs only where the CUDA backend is built in and the runtime
 // finds a device; elsewhere it prints why and registers no case ("0 passed, 0 failed").
 // Tolerances (max |gpu - cpu| / max |cpu| per tensor): fp32 1e-4 for logits, 1e-3 for gradients
@@ -49,10 +49,8 @@ const s2s_test::DeviceTolerance kGpu = [] {
   return t;
 }();
 
-std::shared_ptr<Backend> gpu(bool deterministic = false) {
-  cuda::ContextOptions o;
-  o.deterministic = deterministic;
-  return cuda::make_cuda_backend(o, "test_cuda_models");
+std::shared_ptr<Backend> gpu() {
+  return cuda::make_cuda_backend(cuda::ContextOptions{}, "test_cuda_models");
 }
 
 // Three deterministic training steps of `a` and `b` (the same model built two ways) on the
@@ -133,15 +131,16 @@ CUDA_TEST(cuda_model_lora_with_dropout_and_frozen_views) {
   }
 }
 
-// Deterministic mode: two runs of ten steps from the same weights give identical bits (weights,
-// moments, losses), with dropout on for T5.
-CUDA_TEST(cuda_model_deterministic_mode_repeats_bit_for_bit) {
+// Training is deterministic (no kernel sums in an order that varies: no atomics): two runs of
+// ten steps from the same weights give identical bits (weights, moments, losses), with dropout
+// on for T5.
+CUDA_TEST(cuda_model_training_repeats_bit_for_bit) {
   using namespace s2s_test::parity;
   for (const std::string& name : s2s_test::parity_fixtures()) {
     Setup s;
     s.t5_dropout = 0.1f;
-    std::unique_ptr<Built> a = build(name, s, gpu(true));
-    std::unique_ptr<Built> b = build(name, s, gpu(true));
+    std::unique_ptr<Built> a = build(name, s, gpu());
+    std::unique_ptr<Built> b = build(name, s, gpu());
     Fixture fx(s2s_test::fixture_dir(name));
     for (int step = 1; step <= 10; ++step) {
       const StepResult ra = train_step(*a, fx.batch, step, true, 9 + step);
@@ -152,21 +151,21 @@ CUDA_TEST(cuda_model_deterministic_mode_repeats_bit_for_bit) {
     std::vector<Param*> pa = a->model->params().all(), pb = b->model->params().all();
     for (size_t i = 0; i < pa.size(); ++i) {
       CHECK_MSG(bytes_of(a->model->backend(), pa[i]->value) == bytes_of(b->model->backend(), pb[i]->value),
-                name + " " + pa[i]->name + ": deterministic runs differ");
+                name + " " + pa[i]->name + ": runs differ");
       CHECK_MSG(bytes_of(a->model->backend(), pa[i]->exp_avg_sq) ==
                     bytes_of(b->model->backend(), pb[i]->exp_avg_sq),
-                name + " " + pa[i]->name + " exp_avg_sq: deterministic runs differ");
+                name + " " + pa[i]->name + " exp_avg_sq: runs differ");
     }
   }
 }
 
 #if S2S_SIMT_SIM
-// The simulator only: deterministic mode gives the same bits whatever order the blocks, and a
+// The simulator only: training gives the same bits whatever order the blocks, and a
 // block's threads between collectives, run in (in order, reversed, shuffled: a GPU promises none).
 // A kernel that races (a missing __syncthreads, a block reading another block's output) fails
 // here even where its error is within the CPU tolerances. Three steps of each fixture in fp32
 // (T5 with dropout) and in bf16 compute.
-CUDA_TEST(cuda_model_deterministic_mode_ignores_the_schedule) {
+CUDA_TEST(cuda_model_training_ignores_the_schedule) {
   using namespace s2s_test::parity;
   using s2s::simt::Schedule;
   using s2s::simt::Simulator;
@@ -182,7 +181,7 @@ CUDA_TEST(cuda_model_deterministic_mode_ignores_the_schedule) {
       std::vector<double> first_losses;
       for (const Schedule schedule : {Schedule::InOrder, Schedule::Reversed, Schedule::Shuffled}) {
         Simulator::set_schedule(schedule);
-        std::unique_ptr<Built> run = build(name, s, gpu(true));
+        std::unique_ptr<Built> run = build(name, s, gpu());
         std::vector<double> losses;
         for (int step = 1; step <= 3; ++step) {
           const StepResult r = train_step(*run, fx.batch, step, true, 70 + step);
@@ -212,7 +211,7 @@ CUDA_TEST(cuda_model_deterministic_mode_ignores_the_schedule) {
 #endif
 
 // Gradient checkpointing on the GPU (the blocks' activations in the context's segment arena,
-// rerun in backward): in deterministic mode, three steps with it give the bits of three steps
+// rerun in backward): three steps with it give the bits of three steps
 // without it (losses, grad norms, weights), dropout on for T5, full fine-tuning and fp32 as well
 // as LoRA over bf16 compute.
 CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
@@ -223,8 +222,8 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
       s.t5_dropout = 0.1f;
       s.full = !lora;
       s.compute = lora ? ComputeDType::BF16 : ComputeDType::F32;
-      std::unique_ptr<Built> plain = build(name, s, gpu(true));
-      std::unique_ptr<Built> ckpt = build(name, s, gpu(true));
+      std::unique_ptr<Built> plain = build(name, s, gpu());
+      std::unique_ptr<Built> ckpt = build(name, s, gpu());
       ckpt->model->set_gradient_checkpointing(true);
       LoraAdapter adapter_plain, adapter_ckpt;  // own the adapters' params: alive while training
       if (lora) {
@@ -246,7 +245,7 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
 }
 
 // 16-bit activations (Graph::half_activations: norms and activations that only 16-bit linears
-// read are written in the linears' dtype) change no bit: in deterministic mode, three steps with
+// read are written in the linears' dtype) change no bit: three steps with
 // them give the losses, grad norms and weights of three steps without, in bf16 and fp16 compute,
 // full fine-tuning and LoRA (PEFT's default targets, so some norms stay f32) over frozen bf16
 // views. Every fixture; T5 with dropout 0.1 (the dropout writes the 16-bit input of wo and of
@@ -260,8 +259,8 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
       s.keep_frozen = mode == 2;
       s.compute = mode == 1 ? ComputeDType::F16 : ComputeDType::BF16;
       s.t5_dropout = mode == 1 ? 0.0f : 0.1f;
-      std::unique_ptr<Built> half = build(name, s, gpu(true));
-      std::unique_ptr<Built> wide = build(name, s, gpu(true));
+      std::unique_ptr<Built> half = build(name, s, gpu());
+      std::unique_ptr<Built> wide = build(name, s, gpu());
       wide->graph.half_activations = false;
       LoraAdapter adapter_half, adapter_wide;  // own the adapters' params: alive while training
       if (!s.full) {
@@ -299,7 +298,7 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
         for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
         init_weights(*model, 5);
         model->set_compute_dtype(compute);
-        const std::shared_ptr<Backend> backend = gpu(true);
+        const std::shared_ptr<Backend> backend = gpu();
         model->to_backend(backend);
         LossScalerOptions so;
         so.enabled = compute == ComputeDType::F16;

@@ -194,6 +194,17 @@ T __shfl_sync(unsigned mask, T v, int src_lane) {
   return simt_shuffle(v, src_lane, false);
 }
 
+// The ballot as the warp's OR of one bit per lane, over the simulator's shuffles (a collective:
+// every lane must reach it, as on a GPU).
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  if (mask != 0xffffffffu) std::abort();
+  const int lane = ::s2s::simt::running().current_tid() % 32;
+  unsigned bits = predicate ? 1u << lane : 0u;
+  for (int o = 16; o > 0; o >>= 1) bits |= simt_shuffle(bits, o, true);
+  return bits;
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
 // No fiber switches between the read and the write: these are atomic here.
 inline float atomicAdd(float* p, float v) {
   const float old = *p;

@@ -23,7 +23,6 @@ struct ContextOptions {
   bool allow_tf32 = false;     // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs)
   // Biases added in cuBLASLt's epilogue (one pass over the output fewer); off: a separate kernel.
   bool gemm_bias_epilogue = true;
-  bool deterministic = false;  // ops with an atomic fast path take their ordered one instead
 };
 
 struct GemmState;  // gemm.cu: cuBLASLt handle, workspace, plan cache
@@ -43,7 +42,6 @@ class Context {
   DeviceArena& segment_arena() { return *segment_arena_; }
   const ContextOptions& options() const { return options_; }
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
-  void set_deterministic(bool on) { options_.deterministic = on; }
   void set_gemm_bias_epilogue(bool on) { options_.gemm_bias_epilogue = on; }
 
   // Makes this context's device current on the calling thread (every op starts with it: the

@@ -13,7 +13,7 @@
 namespace s2s {
 namespace cuda {
 
-// Backend whose context() tests and benches reach (deterministic mode, TF32) through
+// Backend whose context() tests and benches reach (TF32, the arena) through
 // cuda_context(); throws S2S_DEVICE (prefixed with `what`) when no device is usable.
 std::shared_ptr<Backend> make_cuda_backend(const ContextOptions& options, const char* what);
 

@@ -1,9 +1,9 @@
 // embedding on CUDA (s2s/ops/embedding.h semantics). Forward: one thread per output element,
-// the table row widened from f32/bf16/f16. Backward: a thread per (token, channel) with an
-// atomicAdd into the f32 table (fast, order not fixed), or, with ContextOptions::deterministic,
-// a thread per channel adding every token in (b, t) order as the CPU op does (slower: the token
-// loop is serial). Ids and positions out of range are reported through Context::synchronize()
-// (the thread writes zeros / adds nothing instead of reading outside the table).
+// the table row widened from f32/bf16/f16. Backward: every table row has one owner block, which
+// adds the row's tokens in (b, t) order, as the CPU op does: the CPU's bits, the same every run,
+// with no atomics (see embedding_backward_rows_kernel). Ids and positions out of range are
+// reported through Context::synchronize() (the thread writes zeros / adds nothing instead of
+// reading outside the table).
 // Legend: B batch, T time, C channels, V vocab, P positions.
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
@@ -52,26 +52,86 @@ __device__ inline float load_elem(const void* table, DType t, int64_t i) {
   return widen16(static_cast<const uint16_t*>(table)[i], t == DType::BF16);
 }
 
-// Backward, deterministic: thread c walks every token in order.
-__global__ void embedding_backward_ordered_kernel(float* dwte, float* dwpe, const float* dout,
-                                                  const int32_t* ids, const int32_t* pos,
-                                                  int64_t n, int64_t T, int64_t C, int64_t V,
-                                                  int64_t P, unsigned long long* err) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = dout[i * C + c];
-    if (dwte != nullptr) {
-      const int32_t id = ids[i];
-      if (id >= 0 && id < V) dwte[int64_t(id) * C + c] += g;
-      else if (c == 0) report_bad_input(err, KernelReport::EmbeddingId, i, id, V);
+// Backward of one table (wte by ids, or wpe by positions): row r belongs to block r % kOwners
+// (blockIdx.y picks a slab of kOwnerThreads * kOwnerChannels channels). The owner walks the
+// tokens in order, a chunk of kOwnerThreads at a time: each thread checks one token's row, a
+// ballot compacts the chunk's own tokens in order into shared memory, and then the whole block
+// adds their gradient rows, each thread its channels. A run of tokens on one row accumulates in
+// registers between one load and one store of the row, in the very order of the CPU's
+// `row += dout[i]`. Rows outside the table are reported (by block 0) and skipped.
+constexpr int kOwnerThreads = 128;
+constexpr int kOwnerChannels = 4;
+constexpr int kOwners = 256;
+
+__global__ void __launch_bounds__(kOwnerThreads)
+    embedding_backward_rows_kernel(float* table, int64_t rows, const float* dout,
+                                   const int32_t* keys, bool by_position, int64_t n, int64_t T,
+                                   int64_t C, unsigned long long* err) {
+  __shared__ int64_t own_token[kOwnerThreads];
+  __shared__ int64_t own_row[kOwnerThreads];
+  __shared__ int warp_count[kOwnerThreads / 32];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int64_t owner = blockIdx.x, c0 = int64_t(blockIdx.y) * kOwnerThreads * kOwnerChannels;
+  const KernelReport what = by_position ? KernelReport::EmbeddingPosition
+                                        : KernelReport::EmbeddingId;
+  float acc[kOwnerChannels];
+  int64_t current = -1;  // the row held in acc
+  for (int64_t base = 0; base < n; base += kOwnerThreads) {
+    const int64_t i = base + tid;
+    int64_t row = -1;
+    if (i < n) {
+      const int64_t r = by_position && keys == nullptr ? i % T : int64_t(keys[i]);
+      if (r < 0 || r >= rows) {
+        if (owner == 0 && blockIdx.y == 0) report_bad_input(err, what, i, r, rows);
+      } else if (r % kOwners == owner) {
+        row = r;
+      }
     }
-    if (dwpe != nullptr) {
-      const int64_t p = pos != nullptr ? pos[i] : i % T;
-      if (p >= 0 && p < P) dwpe[p * C + c] += g;
-      else if (c == 0) report_bad_input(err, KernelReport::EmbeddingPosition, i, p, P);
+    const unsigned mine = __ballot_sync(0xffffffffu, row >= 0);
+    if (lane == 0) warp_count[warp] = __popc(mine);
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < kOwnerThreads / 32; ++w) {
+      before += w < warp ? warp_count[w] : 0;
+      total += warp_count[w];
     }
+    if (row >= 0) {
+      const int at = before + __popc(mine & ((1u << lane) - 1u));
+      own_token[at] = i;
+      own_row[at] = row;
+    }
+    __syncthreads();
+    for (int k = 0; k < total; ++k) {
+      const int64_t token = own_token[k], r = own_row[k];
+      if (r != current) {  // block-uniform: every thread reads the same list
+        for (int j = 0; j < kOwnerChannels; ++j) {
+          const int64_t c = c0 + tid + j * kOwnerThreads;
+          if (c >= C) continue;
+          if (current >= 0) table[current * C + c] = acc[j];
+          acc[j] = table[r * C + c];
+        }
+        current = r;
+      }
+      for (int j = 0; j < kOwnerChannels; ++j) {
+        const int64_t c = c0 + tid + j * kOwnerThreads;
+        if (c < C) acc[j] += dout[token * C + c];
+      }
+    }
+    __syncthreads();  // the next chunk overwrites the lists
   }
+  if (current < 0) return;
+  for (int j = 0; j < kOwnerChannels; ++j) {
+    const int64_t c = c0 + tid + j * kOwnerThreads;
+    if (c < C) table[current * C + c] = acc[j];
+  }
+}
+
+void backward_rows(Context& ctx, float* table, int64_t rows, const float* dout,
+                   const int32_t* keys, bool by_position, int64_t n, int64_t T, int64_t C) {
+  const dim3 blocks(unsigned(kOwners), grid(ceil_div(C, kOwnerThreads * kOwnerChannels)));
+  embedding_backward_rows_kernel<<<blocks, kOwnerThreads, 0, stream_of(ctx)>>>(
+      table, rows, dout, keys, by_position, n, T, C, ctx.error_slot());
+  check_launch(kOp);
 }
 }  // namespace
 
@@ -124,31 +184,10 @@ void embedding_backward(Context& ctx, const Tensor& dwte, const Tensor& dwpe, co
   float* gte = want_te ? dwte.f32() : nullptr;
   float* gpe = want_pe ? dwpe.f32() : nullptr;
   const int32_t* pp = explicit_pos ? pos : nullptr;
-  const float* dy = dout.f32();
-  unsigned long long* err = ctx.error_slot();
-  if (ctx.options().deterministic) {
-    if (n == 0 || C == 0) return;
-    ctx.activate();
-    const int threads = 128;
-    embedding_backward_ordered_kernel<<<grid(ceil_div(C, threads)), threads, 0, stream_of(ctx)>>>(
-        gte, gpe, dy, ids, pp, n, T, C, V, P, err);
-    check_launch(kOp);
-    return;
-  }
-  for_each(ctx, n * C, kOp, [=] __device__(int64_t e) {
-    const int64_t i = e / C, c = e % C;
-    const float g = dy[e];
-    if (gte != nullptr) {
-      const int32_t id = ids[i];
-      if (id >= 0 && id < V) atomicAdd(gte + int64_t(id) * C + c, g);
-      else if (c == 0) report_bad_input(err, KernelReport::EmbeddingId, i, id, V);
-    }
-    if (gpe != nullptr) {
-      const int64_t p = pp != nullptr ? pp[i] : i % T;
-      if (p >= 0 && p < P) atomicAdd(gpe + p * C + c, g);
-      else if (c == 0) report_bad_input(err, KernelReport::EmbeddingPosition, i, p, P);
-    }
-  });
+  if (n == 0 || C == 0) return;
+  ctx.activate();
+  if (want_te) backward_rows(ctx, gte, V, dout.f32(), ids, false, n, T, C);
+  if (want_pe) backward_rows(ctx, gpe, P, dout.f32(), pp, true, n, T, C);
 }
 
 }  // namespace cuda
