@@ -58,13 +58,17 @@ __device__ inline float load_elem(const void* table, DType t, int64_t i) {
 // ballot compacts the chunk's own tokens in order into shared memory, and then the whole block
 // adds their gradient rows, each thread its channels. A run of tokens on one row accumulates in
 // registers between one load and one store of the row, in the very order of the CPU's
-// `row += dout[i]`. Rows outside the table are reported (by block 0) and skipped.
+// `row += dout[i]`; the gradients of kOwnerBatch tokens are loaded at once before they are
+// added in order, so a frequent row (padding) waits for memory once per batch, not per token.
+// Rows outside the table are reported (by block 0) and skipped.
 constexpr int kOwnerThreads = 128;
 constexpr int kOwnerChannels = 4;
 constexpr int kOwners = 256;
+constexpr int kOwnerBatch = 8;
 
 __global__ void __launch_bounds__(kOwnerThreads)
-    embedding_backward_rows_kernel(float* table, int64_t rows, const float* dout,
+    embedding_backward_rows_kernel(float* __restrict__ table, int64_t rows,
+                                   const float* __restrict__ dout,
                                    const int32_t* keys, bool by_position, int64_t n, int64_t T,
                                    int64_t C, unsigned long long* err) {
   __shared__ int64_t own_token[kOwnerThreads];
@@ -74,7 +78,7 @@ __global__ void __launch_bounds__(kOwnerThreads)
   const int64_t owner = blockIdx.x, c0 = int64_t(blockIdx.y) * kOwnerThreads * kOwnerChannels;
   const KernelReport what = by_position ? KernelReport::EmbeddingPosition
                                         : KernelReport::EmbeddingId;
-  float acc[kOwnerChannels];
+  float acc[kOwnerChannels] = {};
   int64_t current = -1;  // the row held in acc
   for (int64_t base = 0; base < n; base += kOwnerThreads) {
     const int64_t i = base + tid;
@@ -101,20 +105,32 @@ __global__ void __launch_bounds__(kOwnerThreads)
       own_row[at] = row;
     }
     __syncthreads();
-    for (int k = 0; k < total; ++k) {
-      const int64_t token = own_token[k], r = own_row[k];
-      if (r != current) {  // block-uniform: every thread reads the same list
+    for (int k0 = 0; k0 < total; k0 += kOwnerBatch) {
+      float g[kOwnerBatch][kOwnerChannels];
+#pragma unroll
+      for (int u = 0; u < kOwnerBatch; ++u) {
+#pragma unroll
         for (int j = 0; j < kOwnerChannels; ++j) {
           const int64_t c = c0 + tid + j * kOwnerThreads;
-          if (c >= C) continue;
-          if (current >= 0) table[current * C + c] = acc[j];
-          acc[j] = table[r * C + c];
+          g[u][j] = k0 + u < total && c < C ? dout[own_token[k0 + u] * C + c] : 0.f;
         }
-        current = r;
       }
-      for (int j = 0; j < kOwnerChannels; ++j) {
-        const int64_t c = c0 + tid + j * kOwnerThreads;
-        if (c < C) acc[j] += dout[token * C + c];
+#pragma unroll
+      for (int u = 0; u < kOwnerBatch; ++u) {
+        if (k0 + u >= total) break;
+        const int64_t r = own_row[k0 + u];
+        if (r != current) {  // block-uniform: every thread reads the same list
+#pragma unroll
+          for (int j = 0; j < kOwnerChannels; ++j) {
+            const int64_t c = c0 + tid + j * kOwnerThreads;
+            if (c >= C) continue;
+            if (current >= 0) table[current * C + c] = acc[j];
+            acc[j] = table[r * C + c];
+          }
+          current = r;
+        }
+#pragma unroll
+        for (int j = 0; j < kOwnerChannels; ++j) acc[j] += g[u][j];
       }
     }
     __syncthreads();  // the next chunk overwrites the lists
