@@ -54,6 +54,8 @@ export interface RunEvalOptions {
   dtype?: ComputeDTypeName;
   /** Where the model runs (default "auto"). */
   device?: DeviceName;
+  /** On a GPU, float32 matmuls on TF32 tensor cores (default false). */
+  tf32?: boolean;
   threads?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -105,7 +107,7 @@ export async function runEval(o: RunEvalOptions): Promise<RunEvalResult> {
 
   const model = await loadModelForGeneration({
     model: o.model, ...(o.adapter !== undefined ? { adapter: o.adapter } : {}), ...(o.dtype ? { dtype: o.dtype } : {}),
-    ...(o.device ? { device: o.device } : {}),
+    ...(o.device ? { device: o.device } : {}), ...(o.tf32 ? { tf32: true } : {}),
   });
   const tokenizer = model.tokenizer;
   if (!tokenizer) throw new FileFormatError(o.model, "has no tokenizer.json; eval reads and writes text, so it needs one");

@@ -2,6 +2,7 @@
 import type { CommandModule, Options } from "yargs";
 import { generationFlagOptions, generationOptionsFromFlags } from "../../generate/option-flags.js";
 import { DEFAULT_EVAL_MAX_NEW_TOKENS, DEFAULT_EVAL_METRICS, runEval } from "../../eval/run-eval.js";
+import { modelRunFlagOptions } from "../model-flags.js";
 
 /** Every generation option as a flag (transformers' names), with eval's own length default. */
 function evalGenerationFlags(): Record<string, Options> {
@@ -32,6 +33,7 @@ interface EvalArgs {
   threads?: number;
   dtype: "float32" | "bfloat16" | "float16";
   device: "auto" | "cpu" | "cuda";
+  tf32: boolean;
   [flag: string]: unknown;
 }
 
@@ -60,8 +62,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
         describe: "Cut longer prompts to this many tokens, as data.max_input_length does in training (default: what the model's positions allow)",
       })
       .option("output", { type: "string", default: "runs/eval", describe: "Folder for predictions.jsonl and metrics.json" })
-      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Compute dtype of the linear layers" })
-      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
+      .options(modelRunFlagOptions)
       .option("threads", { type: "number", describe: "Threads for the native core (default: S2S_NUM_THREADS or every logical core)" })
       .options(evalGenerationFlags()) as never,
   handler: async (args) => {
@@ -87,6 +88,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       output: args.output,
       dtype: args.dtype,
       device: args.device,
+      tf32: args.tf32,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
       ...(progress ? { onProgress: progress } : {}),
     });

@@ -3,6 +3,7 @@ import type { CommandModule } from "yargs";
 import type { ComputeDTypeName } from "../../../bindings/native.js";
 import { generationFlagOptions, generationOptionsFromFlags } from "../../generate/option-flags.js";
 import { runGenerateCommand } from "../../generate/run-generate-command.js";
+import { modelRunFlagOptions } from "../model-flags.js";
 
 interface GenerateArgs {
   model: string;
@@ -16,6 +17,7 @@ interface GenerateArgs {
   "batch-size": number;
   dtype: ComputeDTypeName;
   device: "auto" | "cpu" | "cuda";
+  tf32: boolean;
   threads?: number;
   [generationFlag: string]: unknown;
 }
@@ -34,8 +36,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option("compare", { type: "string", describe: "YAML list of named generation settings to run side by side" })
       .option("interactive", { type: "boolean", default: false, describe: "Prompt by prompt; tokens stream as they come" })
       .option("batch-size", { type: "number", default: 8, describe: "Prompts generated together (left-padded batch)" })
-      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
-      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
+      .options(modelRunFlagOptions)
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" })
       .options(generationFlagOptions()) as never,
   handler: async (args) => {
@@ -51,6 +52,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       batchSize: args["batch-size"],
       dtype: args.dtype,
       device: args.device,
+      tf32: args.tf32,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
       generation: generationOptionsFromFlags(args),
     });

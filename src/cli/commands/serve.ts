@@ -2,6 +2,7 @@
 import type { CommandModule } from "yargs";
 import type { ComputeDTypeName } from "../../../bindings/native.js";
 import { runServe } from "../../serve/server.js";
+import { modelRunFlagOptions } from "../model-flags.js";
 
 interface ServeArgs {
   model: string;
@@ -14,6 +15,7 @@ interface ServeArgs {
   "api-key"?: string;
   dtype: ComputeDTypeName;
   device: "auto" | "cpu" | "cuda";
+  tf32: boolean;
   threads?: number;
 }
 
@@ -30,8 +32,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option("max-queue", { type: "number", default: 16, describe: "Requests that may wait while one generates; more get HTTP 429" })
       .option("max-body-bytes", { type: "number", default: 1024 * 1024, describe: "Largest request body; larger gets HTTP 413" })
       .option("api-key", { type: "string", describe: "Require Authorization: Bearer <key> (default: $S2S_API_KEY, else none)" })
-      .option("dtype", { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" })
-      .option("device", { choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const, describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda" })
+      .options(modelRunFlagOptions)
       .option("threads", { type: "number", describe: "Native threads (default: all cores)" }) as never,
   handler: async (args) => {
     const apiKey = args["api-key"] ?? process.env.S2S_API_KEY;
@@ -46,6 +47,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       ...(apiKey ? { apiKey } : {}),
       dtype: args.dtype,
       device: args.device,
+      tf32: args.tf32,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
     });
   },

@@ -1,0 +1,15 @@
+// The flags that say how a model runs, shared by generate, serve and eval (train takes the same
+// settings as config keys: model.dtype, model.device, model.tf32).
+import type { Options } from "yargs";
+
+export const modelRunFlagOptions = {
+  dtype: { choices: ["float32", "bfloat16", "float16"] as const, default: "float32" as const, describe: "Matmul dtype of the linear layers" },
+  device: {
+    choices: ["auto", "cpu", "cuda"] as const, default: "auto" as const,
+    describe: "Where the model runs: auto (a GPU when the addon has the CUDA backend and one is usable), cpu or cuda",
+  },
+  tf32: {
+    type: "boolean" as const, default: false,
+    describe: "On a GPU, float32 matmuls on the TF32 tensor cores (several times faster, 10-bit mantissa inputs); ignored with --dtype bfloat16/float16 and on the CPU",
+  },
+} satisfies Record<string, Options>;
