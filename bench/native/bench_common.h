@@ -16,6 +16,19 @@ inline double now_s() {
       .count();
 }
 
+// config.json text of a GPT-2 (gelu_new, tied head) with these sizes, at least 1024 positions.
+inline std::string gpt2_config_json(int64_t vocab, int64_t channels, int64_t layers, int64_t heads,
+                                    int64_t positions) {
+  char config[512];
+  std::snprintf(config, sizeof config,
+                "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
+                "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
+                "\"activation_function\": \"gelu_new\"}",
+                (long long)vocab, (long long)channels, (long long)layers, (long long)heads,
+                (long long)(positions > 1024 ? positions : 1024));
+  return config;
+}
+
 // n ids in [0, vocab) from a xorshift64 stream started at `seed`.
 inline std::vector<int32_t> random_token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int32_t> ids(static_cast<size_t>(n));

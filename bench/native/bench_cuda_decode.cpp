@@ -106,13 +106,7 @@ double device_peak_gbps() {
 }
 
 std::string generate_json(const Args& a) {
-  char config[512];
-  std::snprintf(config, sizeof config,
-                "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
-                "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
-                "\"activation_function\": \"gelu_new\"}",
-                (long long)a.V, (long long)a.C, (long long)a.L, (long long)a.H,
-                (long long)std::max<int64_t>(1024, a.prompt + a.fresh));
+  const std::string config = s2s_bench::gpt2_config_json(a.V, a.C, a.L, a.H, a.prompt + a.fresh);
   std::unique_ptr<Model> model = create_model(parse_model_config(config, "bench config"));
   init_weights(*model, 42);
   if (a.bf16) model->set_compute_dtype(ComputeDType::BF16);

@@ -231,13 +231,7 @@ std::string profile_json(const std::map<std::string, double>& profile, size_t st
 // The same training step through s2s::Model on the CUDA backend: what the trainer runs.
 int run_model_path(const Args& a, const CudaStatus& st) {
   const int64_t B = a.B, T = a.T, N = B * T;
-  char config[512];
-  std::snprintf(config, sizeof config,
-                "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
-                "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
-                "\"activation_function\": \"gelu_new\"}",
-                (long long)a.V, (long long)a.C, (long long)a.L, (long long)a.H,
-                (long long)std::max<int64_t>(1024, T));
+  const std::string config = s2s_bench::gpt2_config_json(a.V, a.C, a.L, a.H, T);
   std::unique_ptr<s2s::Model> model = create_model(parse_model_config(config, "bench config"));
   for (s2s::Param* p : model->params().all()) model->params().set_trainable(*p, true);
   init_weights(*model, 42);

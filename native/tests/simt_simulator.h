@@ -152,7 +152,7 @@ class SimThread {
   float shfl_xor(float v, int mask) const;
   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const;
   void ldmatrix(uint32_t* r, int count, const uint16_t* row) const;
-  void ldmatrix_trans(uint32_t* r, int count, const uint16_t* row) const;
+  void ldmatrix_trans(uint32_t r[2], const uint16_t* row) const;  // .x2.trans
   void report_bad_mask(const cuda::AttentionGeometry&, int64_t index, int value) const;
 
  private:
@@ -482,8 +482,8 @@ inline void SimThread::mma(float d[4], const uint32_t a[4], const uint32_t b[2],
 inline void SimThread::ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
   sim_->ldmatrix(tid_, r, count, row);
 }
-inline void SimThread::ldmatrix_trans(uint32_t* r, int count, const uint16_t* row) const {
-  sim_->ldmatrix(tid_, r, count, row, true);
+inline void SimThread::ldmatrix_trans(uint32_t r[2], const uint16_t* row) const {
+  sim_->ldmatrix(tid_, r, 2, row, true);
 }
 inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
                                        int value) const {

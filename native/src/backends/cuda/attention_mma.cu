@@ -49,14 +49,13 @@ struct DeviceExec {
 #endif
   }
   // r[0..count) = the count 8x8 matrices whose rows lanes 0..8count-1 name (count 2 or 4);
-  // ldmatrix_trans reads each matrix column-major (lane i: column i/4, rows 2(i%4) and +1).
+  // ldmatrix_trans: two matrices, each read column-major (lane i: column i/4, rows 2(i%4), +1).
   // volatile, as CUTLASS issues it: not reordered against the barriers around the staging.
   __device__ __forceinline__ void ldmatrix(uint32_t* r, int count, const uint16_t* row) const {
     load_matrices<false>(r, count, row);
   }
-  __device__ __forceinline__ void ldmatrix_trans(uint32_t* r, int count,
-                                                 const uint16_t* row) const {
-    load_matrices<true>(r, count, row);
+  __device__ __forceinline__ void ldmatrix_trans(uint32_t r[2], const uint16_t* row) const {
+    load_matrices<true>(r, 2, row);
   }
   __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,
                                                   int value) const {
@@ -71,17 +70,13 @@ struct DeviceExec {
     ::s2s::simt::warp_ldmatrix(r, count, row, Trans);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
-    if (count == 4 && Trans) {
-      asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                   : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+    if (Trans) {  // x2 only: all that the B fragments need
+      asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                   : "=r"(r[0]), "=r"(r[1])
                    : "r"(addr));
     } else if (count == 4) {
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                   : "r"(addr));
-    } else if (Trans) {
-      asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                   : "=r"(r[0]), "=r"(r[1])
                    : "r"(addr));
     } else {
       asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"

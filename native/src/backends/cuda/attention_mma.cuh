@@ -14,7 +14,7 @@
 //   int tid(), block_x(), block_y(), block_z();  void sync();  float shfl_xor(float, int);
 //   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16);  // d += a b
 //   void ldmatrix(uint32_t* r, int count, const uint16_t* row);  // ldmatrix.x{count} (2 or 4)
-//   void ldmatrix_trans(uint32_t* r, int count, const uint16_t* row);  // the same with .trans
+//   void ldmatrix_trans(uint32_t r[2], const uint16_t* row);  // ldmatrix.x2.trans
 //   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
 // The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
 // kernels without dropout carry none of its code. Fragments come from shared memory by ldmatrix
@@ -158,7 +158,7 @@ template <class X>
 S2S_MMA_FN void load_b_trans(const X& x, uint32_t b[2], const uint16_t* tile, int pitch, int k0,
                              int n0) {
   const int lane = x.tid() & 31;
-  x.ldmatrix_trans(b, 2, tile + (k0 + (lane & 15)) * pitch + n0);
+  x.ldmatrix_trans(b, tile + (k0 + (lane & 15)) * pitch + n0);
 }
 
 // The A fragment of a 16-deep chunk from the fp32 C fragments of its two 8-column halves.
