@@ -1,4 +1,4 @@
-// Batch checks, key mask and shifted-label loss shared by GPT-2 and Llama/Qwen2.
+// Batch checks, key mask and shifted labels shared by GPT-2 and Llama/Qwen2.
 #include "models/decoder_common.h"
 
 namespace s2s {
@@ -30,10 +30,8 @@ const uint8_t* key_mask(Graph& g, const Batch& batch) {
   return g.indices(mask, n);
 }
 
-ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossReduction reduction) {
-  ForwardResult r;
-  r.logits = logits;
-  if (batch.labels == nullptr) return r;
+const int32_t* shifted_labels(Graph& g, const Batch& batch) {
+  if (batch.labels == nullptr) return nullptr;
   const int64_t B = batch.B, T = batch.T;
   int32_t* shifted = g.scratch<int32_t>(static_cast<size_t>(B * T));  // (B,T)
   for (int64_t b = 0; b < B; ++b) {
@@ -42,11 +40,7 @@ ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossRedu
     for (int64_t t = 0; t + 1 < T; ++t) out[t] = row[t + 1];
     out[T - 1] = -100;
   }
-  CrossEntropyOptions o;
-  o.ignore_index = -100;
-  o.reduction = reduction;
-  r.loss = nn::cross_entropy(g, logits, g.indices(shifted, B * T), B * T, o, &r.count);
-  return r;
+  return shifted;
 }
 
 }  // namespace decoder

@@ -1,5 +1,5 @@
 // What the decoder-only models (gpt2.cpp, llama.cpp) share: batch checks, the attention key
-// mask, and the causal-LM loss with its shifted labels. Internal to native/src/models.
+// mask, and the causal-LM labels (shifted). Internal to native/src/models.
 // Legend: B batch, T time, N = B*T rows, V vocab.
 #pragma once
 #include <cstdint>
@@ -17,10 +17,10 @@ void check_batch(const Batch& batch, const char* model, int64_t max_positions);
 // or null when the batch has no mask or it is all ones (the attention then skips the mask).
 const uint8_t* key_mask(Graph& g, const Batch& batch);
 
-// logits (N,V) -> {logits, loss, count}: logits at t predict labels at t+1 (transformers'
-// ForCausalLMLoss). The shifted labels are built once in scratch, -100 at the last position of
-// each row, so the logits are never copied. No labels: loss stays null.
-ForwardResult causal_lm_loss(Graph& g, Var* logits, const Batch& batch, LossReduction reduction);
+// The causal-LM labels: labels at t+1 for position t (transformers' ForCausalLMLoss), -100 at
+// the last position of each row, built once in the graph's host scratch (valid until reset),
+// so the logits are never shifted or copied. No labels: null.
+const int32_t* shifted_labels(Graph& g, const Batch& batch);
 
 }  // namespace decoder
 }  // namespace s2s

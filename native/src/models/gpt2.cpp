@@ -63,8 +63,8 @@ class Gpt2 final : public Model {
       });
     }
     x = nn::layernorm(g, x, ln_f_w_, ln_f_b_, eps, nn::matmul_input_dtype(g, {&lm_head_}));
-    Var* logits = nn::linear(g, g.view(x, {B * T, C}), lm_head_);  // (N,V)
-    return decoder::causal_lm_loss(g, logits, batch, reduction);
+    return head_and_loss(g, g.view(x, {B * T, C}), lm_head_, decoder::shifted_labels(g, batch),
+                         B * T, reduction);
   }
 
   KVCacheShape self_cache_shape() const override {

@@ -267,7 +267,7 @@ Var* T5Model::decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask,
     // which torch applies to an fp32 tensor as an fp32 scalar).
     s = nn::scale(g, s, static_cast<float>(std::pow(static_cast<double>(C), -0.5)));
   }
-  return nn::linear(g, g.view(s, {B * Td, C}), lm_head_);  // (B*Td, V)
+  return g.view(s, {B * Td, C});
 }
 
 ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduction) {
@@ -297,16 +297,9 @@ ForwardResult T5Model::forward(Graph& g, const Batch& batch, LossReduction reduc
   }
   const uint8_t* dec_mask = to_key_mask(g, batch.decoder_attention_mask, B * Td);
 
-  ForwardResult r;
-  r.logits = decode(g, enc, enc_mask, dec_ids, dec_mask, B, Td);
-  if (batch.labels != nullptr) {
-    CrossEntropyOptions o;
-    o.ignore_index = -100;
-    o.reduction = reduction;
-    r.loss = nn::cross_entropy(g, r.logits, g.indices(batch.labels, B * Td), B * Td, o,
-                               &r.count);  // no shift
-  }
-  return r;
+  // The labels are not shifted: T5's decoder input is the shifted sequence.
+  return head_and_loss(g, decode(g, enc, enc_mask, dec_ids, dec_mask, B, Td), lm_head_,
+                       batch.labels, B * Td, reduction);
 }
 
 std::vector<LinearModule> T5Model::linear_modules() {

@@ -36,7 +36,9 @@ struct Batch {
 };
 
 struct ForwardResult {
-  Var* logits = nullptr;  // (B*T, V) decoder-only, (B*Td, V) T5; the unshifted logits
+  // (B*T, V) decoder-only, (B*Td, V) T5; the unshifted logits. Null when the model's loss is
+  // chunked and the batch has labels (Model::set_chunked_loss).
+  Var* logits = nullptr;
   Var* loss = nullptr;    // (1,) or null when the batch has no labels
   int64_t count = 0;      // tokens counted by the loss
 };
@@ -113,6 +115,18 @@ class Model {
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
+  // Chunked loss (nn::linear_cross_entropy): forward() with labels runs the LM head and the
+  // loss a chunk of rows at a time (64 MiB of logits, nn::loss_chunk_rows), so the (N,V) logits
+  // and their gradient never exist whole, and returns no logits (ForwardResult::logits null).
+  // The same loss and gradients up to the order dW's chunks are summed in, for one more forward
+  // GEMM of the head. Off by default; a head with LoRA keeps the plain path. chunk_rows > 0
+  // sets the rows per chunk instead (tests).
+  void set_chunked_loss(bool on, int64_t chunk_rows = 0) {
+    chunked_loss_ = on;
+    loss_chunk_rows_ = chunk_rows;
+  }
+  bool chunked_loss() const { return chunked_loss_; }
+
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
   virtual std::vector<std::pair<std::string, std::string>> tied_aliases() const = 0;
@@ -144,10 +158,17 @@ class Model {
   Var* run_block(Graph& g, std::function<Var*(Graph&)> block) const {
     return gradient_checkpointing_ ? g.checkpoint(std::move(block)) : block(g);
   }
+  // x (N,C), the final hidden states -> the head's logits and, with labels (N,) on the host,
+  // the loss: nn::linear then nn::cross_entropy, or nn::linear_cross_entropy (no logits) when
+  // the loss is chunked. Every architecture's forward() ends here.
+  ForwardResult head_and_loss(Graph& g, Var* x, const nn::LinearWeights& head,
+                              const int32_t* labels, int64_t N, LossReduction reduction) const;
   ModelConfig config_;
   ParamStore params_;
   ComputeDType compute_dtype_ = ComputeDType::F32;
   bool gradient_checkpointing_ = false;
+  bool chunked_loss_ = false;
+  int64_t loss_chunk_rows_ = 0;  // 0: nn::loss_chunk_rows
 };
 
 // transformers' generation positions for a left-padded batch: cumsum(attention_mask) - 1 along

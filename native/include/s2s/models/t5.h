@@ -29,8 +29,9 @@ class T5Model final : public Model {
   // input_ids and (optionally) attention_mask.
   Var* encode(Graph& g, const Batch& batch);
 
-  // The decoder over decoder_input_ids (B,Td) given the encoder output (B,T,C): logits (B*Td,V).
-  // encoder_mask (B,T) / decoder_mask (B,Td): uint8 1 = token, or null; they and the ids must
+  // The decoder over decoder_input_ids (B,Td) given the encoder output (B,T,C): the LM head's
+  // input (B*Td,C) (after final_layer_norm, dropout and, with a tied head, the d_model ** -0.5
+  // rescale); forward() puts it through the head. encoder_mask (B,T) / decoder_mask (B,Td): uint8 1 = token, or null; they and the ids must
   // stay valid until backward.
   Var* decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask, const int32_t* decoder_ids,
               const uint8_t* decoder_mask, int64_t B, int64_t Td);

@@ -110,5 +110,19 @@ Var* last_position(Graph& g, Var* x);
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
                    const CrossEntropyOptions& options, int64_t* count_out);
 
+// The LM head and its loss without the whole (N,V) logits: x (N,C) (f32 or the head's 16-bit
+// matmul dtype) through the head (no bias, no LoRA) chunk_rows rows at a time, each chunk's
+// logits going straight into the loss; backward recomputes each chunk's logits (one more head
+// GEMM) and adds its dx rows and dW. The loss, dx and dlogits are the plain path's
+// (nn::linear + nn::cross_entropy); dW sums the chunks' products in chunk order. labels (N,)
+// are HOST int32 (counted, and chunks without a counted row skipped, on the host), valid until
+// backward. chunk_rows <= 0: loss_chunk_rows(V). Memory: one chunk's logits and dlogits.
+Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int32_t* labels,
+                          int64_t num_labels, const CrossEntropyOptions& options,
+                          int64_t* count_out, int64_t chunk_rows = 0);
+// Rows per chunk for a vocabulary of this size: 64 MiB of f32 logits (320 rows for GPT-2's
+// 50,257 tokens, 96 for Qwen2's 151,936), a multiple of 16 where there is room.
+int64_t loss_chunk_rows(int64_t vocab_size);
+
 }  // namespace nn
 }  // namespace s2s
