@@ -330,6 +330,8 @@ export interface NativeModel {
             parameters: number; trainableParameters: number;
             /** Whether setGradientCheckpointing(true) is in effect. */
             gradientCheckpointing: boolean;
+            /** Whether setChunkedLoss(true) is in effect. */
+            chunkedLoss: boolean;
             params: NativeParamInfo[]; unusedTensors: string[] };
   setTrainable(all: boolean): void;
   /**
@@ -338,6 +340,13 @@ export interface NativeModel {
    * memory for about one more forward of time; the same gradients bit for bit. Default off.
    */
   setGradientCheckpointing(on: boolean): void;
+  /**
+   * Chunked loss: with labels, the LM head and the loss run a chunk of rows at a time (64 MiB of
+   * logits), so the whole (tokens x vocab) logits and their gradient never exist; the backward
+   * computes each chunk's logits again (one more forward GEMM of the head). The same loss and
+   * gradients up to rounding. A forward asked for logits takes the plain path. Default off.
+   */
+  setChunkedLoss(on: boolean): void;
   forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):
     Promise<{ loss: number | null; count: number; logits?: Float32Array; vocabSize?: number }>;
   /**

@@ -48,6 +48,13 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
     > "$OUT/bench_cuda_train_model.json" 2> "$OUT/bench_cuda_train_model.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model.log"; cat "$OUT/bench_cuda_train_model.json"
+  # The chunked loss (train.chunked_loss): what the head's second forward GEMM costs, what the
+  # logits' memory was (arena_peak_bytes against the run above).
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
+    --chunked-loss > "$OUT/bench_cuda_train_model_chunked.json" \
+    2> "$OUT/bench_cuda_train_model_chunked.log" || status=1
+  tail -n 4 "$OUT/bench_cuda_train_model_chunked.log"
+  cat "$OUT/bench_cuda_train_model_chunked.json"
   # fp16 compute with the loss scaler (the trainer's float16), same path.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --fp16 \
     > "$OUT/bench_cuda_train_model_fp16.json" 2> "$OUT/bench_cuda_train_model_fp16.log" || status=1

@@ -71,6 +71,19 @@ def main(folder):
             met = m >= 1.0 and c >= 0.8
             lines.append(f"  bar (>= eager, >= 0.8 x compile): {'met' if met else 'not met'}")
             s["train"]["bar_met"] = met
+    chunked = first(records(folder, "bench_cuda_train_model_chunked.json"))
+    if chunked and model:
+        s["chunked_loss"] = {
+            "over_plain": ratio(tok(chunked), tok(model)),
+            "arena_peak_bytes": chunked.get("arena_peak_bytes"),
+            "plain_arena_peak_bytes": model.get("arena_peak_bytes"),
+        }
+        mib = lambda b: (b or 0) / 2**20
+        lines.append("Training with the chunked loss (model path, bf16):")
+        lines.append(f"  {chunked['tokens_per_s']:.0f} tokens/s = "
+                     f"{s['chunked_loss']['over_plain']:.3f} x the plain loss; arena peak "
+                     f"{mib(chunked.get('arena_peak_bytes')):.0f} MiB against "
+                     f"{mib(model.get('arena_peak_bytes')):.0f} MiB")
     if model16 or torch16:
         s["train_fp16"] = {"model_over_eager": ratio(tok(model16), tok(torch16))}
         lines.append("Training, fp16 with loss scaling:")

@@ -8,13 +8,15 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--model [--fp16]] [--attention-fp32]
+//                    [--profile] [--model [--fp16] [--chunked-loss]] [--attention-fp32]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
 // GPT-2's initialisation (init_weights) and the batch ids/labels are uploaded each step.
 // --fp16 (with --model): fp16 compute instead of bf16, with the dynamic loss scaler (the
 // trainer's float16); skipped steps are counted in "skipped_steps" and still timed.
+// --chunked-loss (with --model): the LM head and the loss a chunk of rows at a time
+// (Model::set_chunked_loss): no (N,V) logits or gradient, one more forward GEMM of the head.
 //
 // --attention-fp32 (hand-composed step only): attention's products in fp32 on the CUDA cores (the
 // fp32 kernels) instead of bf16 on the tensor cores (attention_mma.cu, what autocast's SDPA and
@@ -72,6 +74,7 @@ struct Args {
   bool profile = false;
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
+  bool chunked_loss = false;  // --model only: Model::set_chunked_loss
   bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
 };
 
@@ -93,6 +96,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--profile") a.profile = true;
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
+    else if (k == "--chunked-loss") a.chunked_loss = true;
     else if (k == "--attention-fp32") a.attention_fp32 = true;
     else s2s_bench::unknown_option("bench_cuda_train", k);
   }
@@ -237,6 +241,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   init_weights(*model, 42);
   // As the hand-composed step: bf16 linears (or fp16 with --fp16, loss-scaled as the trainer does).
   model->set_compute_dtype(a.fp16 ? ComputeDType::F16 : ComputeDType::BF16);
+  model->set_chunked_loss(a.chunked_loss);
   LossScalerOptions so;
   so.enabled = a.fp16;
   DynamicLossScaler scaler(so);
@@ -288,12 +293,13 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
-              "\"last_loss\":%.5f,\"arena_peak_bytes\":%zu}\n",
+              "\"last_loss\":%.5f,\"chunked_loss\":%s,\"arena_peak_bytes\":%zu}\n",
               st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
               (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
               a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
-              losses.back(), cuda::cuda_context(*backend).arena().peak_bytes_in_use());
+              losses.back(), a.chunked_loss ? "true" : "false",
+              cuda::cuda_context(*backend).arena().peak_bytes_in_use());
   return 0;
 }
 

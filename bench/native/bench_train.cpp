@@ -7,6 +7,7 @@
 //   bench_train --model DIR [--lora R,ALPHA,target1+target2...] [--threads N] [--batch B]
 //               [--seq T] [--dec-seq Td] [--warmup W] [--steps S] [--keep-frozen-in-file-dtype]
 //               [--compute-dtype float32|bfloat16|float16] [--gradient-checkpointing]
+//               [--chunked-loss]
 // float16 trains as the N-API layer does: the backward from loss scale / count (the dynamic loss
 // scaler, torch GradScaler's defaults), the optimizer step unscales.
 //
@@ -14,7 +15,8 @@
 // Peak RSS: VmHWM from /proc/self/status at the end (the whole process: weights, moments,
 // activations, allocator slack). Activation peak: the graph arenas' high-water mark over the
 // timed steps (activations, activation gradients, saved statistics; with
-// --gradient-checkpointing the pass's arena plus the one-segment arena).
+// --gradient-checkpointing the pass's arena plus the one-segment arena). --chunked-loss: the LM
+// head and the loss a chunk of rows at a time (Model::set_chunked_loss).
 #include <sys/resource.h>
 
 #include <chrono>
@@ -123,7 +125,7 @@ int main(int argc, char** argv) {
   std::string model_dir, lora_spec;
   int threads = 0, warmup = 1, steps = 3;
   int64_t B = 4, T = 256, Td = 64;
-  bool keep_frozen = false, checkpointing = false;
+  bool keep_frozen = false, checkpointing = false, chunked_loss = false;
   std::string compute_dtype = "float32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -145,6 +147,7 @@ int main(int argc, char** argv) {
     else if (a == "--keep-frozen-in-file-dtype") keep_frozen = true;
     else if (a == "--compute-dtype") compute_dtype = next();
     else if (a == "--gradient-checkpointing") checkpointing = true;
+    else if (a == "--chunked-loss") chunked_loss = true;
     else {
       std::fprintf(stderr, "bench_train: unknown argument %s\n", a.c_str());
       return 2;
@@ -189,6 +192,7 @@ int main(int argc, char** argv) {
       for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
     }
     model->set_gradient_checkpointing(checkpointing);
+    model->set_chunked_loss(chunked_loss);
     const double load_s = now_s() - t_load;
 
     const bool t5 = config.arch == Architecture::T5;
@@ -245,12 +249,13 @@ int main(int argc, char** argv) {
         "{\"model_type\":\"%s\",\"compute_dtype\":\"%s\",\"parameters\":%lld,\"trainable\":%lld,\"threads\":%d,"
         "\"tokens_per_step\":%.0f,\"load_s\":%.3f,\"step_s\":%s,\"forward_s\":%s,\"backward_s\":%s,"
         "\"optimizer_s\":%s,\"cpu_s\":%s,\"page_faults\":%s,\"tokens_per_s\":%.3f,\"last_loss\":%.6f,\"peak_rss_bytes\":%lld,"
-        "\"gradient_checkpointing\":%s,\"activation_peak_bytes\":%zu,\"segment_peak_bytes\":%zu}\n",
+        "\"gradient_checkpointing\":%s,\"chunked_loss\":%s,\"activation_peak_bytes\":%zu,"
+        "\"segment_peak_bytes\":%zu}\n",
         config.model_type.c_str(), compute_dtype.c_str(), (long long)model->params().count_elements(false),
         (long long)model->params().count_elements(true), num_threads(), tokens_per_step, load_s,
         json_list(total).c_str(), json_list(fwd).c_str(), json_list(bwd).c_str(), json_list(opt).c_str(),
         json_list(step_cpu).c_str(), json_list(step_faults).c_str(), tokens_per_step / best(total), last_loss, (long long)status_kb("VmHWM:") * 1024,
-        checkpointing ? "true" : "false", peaks.main_bytes + peaks.segment_bytes, peaks.segment_bytes);
+        checkpointing ? "true" : "false", chunked_loss ? "true" : "false", peaks.main_bytes + peaks.segment_bytes, peaks.segment_bytes);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train: %s\n", e.what());

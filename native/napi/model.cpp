@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -196,6 +197,22 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   return out;
 }
 
+// The plain LM head and loss (the logits made whole) while in scope, for a forward that must
+// return the logits; the model's chunked-loss setting is restored after.
+class PlainLoss {
+ public:
+  explicit PlainLoss(s2s::Model& m) : m_(m), chunked_(m.chunked_loss()) {
+    m_.set_chunked_loss(false);
+  }
+  ~PlainLoss() { m_.set_chunked_loss(chunked_); }
+  PlainLoss(const PlainLoss&) = delete;
+  PlainLoss& operator=(const PlainLoss&) = delete;
+
+ private:
+  s2s::Model& m_;
+  bool chunked_;
+};
+
 }  // namespace
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
@@ -206,6 +223,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("setTrainable", &ModelWrap::SetTrainable),
                         InstanceMethod("setGradientCheckpointing",
                                        &ModelWrap::SetGradientCheckpointing),
+                        InstanceMethod("setChunkedLoss", &ModelWrap::SetChunkedLoss),
                         InstanceMethod("forward", &ModelWrap::Forward),
                         InstanceMethod("accumulate", &ModelWrap::Accumulate),
                         InstanceMethod("optimizerStep", &ModelWrap::OptimizerStep),
@@ -267,6 +285,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
       out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
       out.Set("gradientCheckpointing", m.gradient_checkpointing());
+      out.Set("chunkedLoss", m.chunked_loss());
       Napi::Array params = Napi::Array::New(env);
       uint32_t i = 0;
       for (s2s::Param* p : m.params().all()) {
@@ -320,7 +339,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // forward(batch, {reduction, logits: boolean}) -> Promise<{loss, count, logits?}>
+  // setChunkedLoss(true | false): Model::set_chunked_loss.
+  Napi::Value SetChunkedLoss(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      if (info.Length() < 1 || !info[0].IsBoolean()) {
+        throw_argument("setChunkedLoss", "expected true (the LM head and the loss a chunk of "
+                                         "rows at a time) or false");
+      }
+      if (busy_) s2s::fail(s2s::code::kBusy, "setChunkedLoss", "expected the model to be idle");
+      loaded_->model->set_chunked_loss(info[0].As<Napi::Boolean>().Value());
+      return info.Env().Undefined();
+    });
+  }
+
+  // forward(batch, {reduction, logits: boolean}) -> Promise<{loss, count, logits?}>; asked for
+  // logits, a model with a chunked loss takes the plain path for this call.
   Napi::Value Forward(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "forward";
@@ -337,6 +370,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [lm, batch = std::move(batch), reduction, want_logits, out] {
             lm->graph.reset();
             lm->graph.training = false;
+            std::optional<PlainLoss> plain;
+            if (want_logits) plain.emplace(*lm->model);
             s2s::ForwardResult r = lm->model->forward(lm->graph, batch.view(), reduction);
             if (r.loss) out->loss = lm->graph.read_scalar(r.loss->value);
             out->count = r.count;

@@ -382,6 +382,45 @@ CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
   }
 }
 
+// The chunked loss on the GPU (nn::linear_cross_entropy: the head's GEMM, cross_entropy on
+// sub-ranges of device memory, bf16 dlogits in bf16 compute): one summed-loss backward with
+// 3-row chunks against the plain path on the GPU, every fixture, fp32 and bf16 compute. The
+// chunks' GEMMs may sum in other orders than the whole one; on the CPU the two paths agree within
+// 5e-6 (test_chunked_loss), so 1e-4 (fp32) and 1e-2 (bf16, where a last-bit difference can flip
+// a dlogit's rounding) leave room for cuBLASLt's choices while a wrong row offset or scale fails.
+CUDA_TEST(cuda_model_chunked_loss_tracks_the_plain_path) {
+  using namespace s2s_test::parity;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
+      Setup s;
+      s.compute = compute;
+      const std::string tag = name + (compute == ComputeDType::F32 ? " fp32" : " bf16");
+      const double limit = compute == ComputeDType::F32 ? 1e-4 : 1e-2;
+      Fixture fx(s2s_test::fixture_dir(name));
+      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+      runs[1]->model->set_chunked_loss(true, 3);
+      double losses[2];
+      for (int i = 0; i < 2; ++i) {
+        Graph& g = runs[i]->graph;
+        g.reset();
+        ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
+        CHECK_MSG((r.logits == nullptr) == (i == 1), tag + ": logits returned by the wrong path");
+        losses[i] = g.read_scalar(r.loss->value);
+        g.backward(r.loss);
+      }
+      CHECK_ERR(std::fabs(losses[1] - losses[0]) / std::fmax(1.0, std::fabs(losses[0])), 1e-5,
+                tag + " chunked loss");
+      std::vector<Param*> plain = runs[0]->model->params().all();
+      std::vector<Param*> chunked = runs[1]->model->params().all();
+      for (size_t i = 0; i < plain.size() && i < chunked.size(); ++i) {
+        const double err = rel_to_max(floats_of(runs[1]->model->backend(), chunked[i]->grad),
+                                      floats_of(runs[0]->model->backend(), plain[i]->grad));
+        CHECK_ERR(err, limit, tag + " chunked " + plain[i]->name + " grad");
+      }
+    }
+  }
+}
+
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the
 // loss is read), and the model stays usable.
 CUDA_TEST(cuda_model_bad_ids_are_errors) {

@@ -161,6 +161,21 @@ export class Model {
     return this.native.info().gradientCheckpointing;
   }
 
+  /**
+   * Chunked loss: in training and evaluation the LM head and the loss run a chunk of rows at a
+   * time (64 MiB of logits), so the (tokens x vocab) logits and their gradient, a model's largest
+   * activations, never exist whole; the backward computes each chunk's logits again (one more
+   * forward GEMM of the head). The same loss and gradients up to rounding. `forward` asked for
+   * logits takes the plain path. Default off.
+   */
+  setChunkedLoss(on: boolean): void {
+    this.native.setChunkedLoss(on);
+  }
+
+  get chunkedLoss(): boolean {
+    return this.native.info().chunkedLoss;
+  }
+
   /** Loss (mean over counted tokens by default) and optionally the logits (rows x vocab). */
   forward(batch: NativeBatch, options: { reduction?: "mean" | "sum"; logits?: boolean } = {}) {
     return withCallerStack(() => this.native.forward(batch, options));

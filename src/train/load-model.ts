@@ -1,7 +1,8 @@
 // The model a run trains, as the config says: full fine-tuning (every parameter trainable, fp32
 // masters) or LoRA on a frozen base; from the base model at step 0, or from a checkpoint when
 // resuming (the whole model, or the base plus the checkpoint's adapter); with gradient
-// checkpointing when train.gradient_checkpointing says so.
+// checkpointing and the chunked loss when train.gradient_checkpointing and train.chunked_loss say
+// so.
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { Model } from "../models/model.js";
@@ -21,6 +22,7 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
   if (m.method === "full") {
     const model = await Model.load(resumeFrom ?? m.path, { trainable: true, computeDtype: m.dtype, device: m.device, tf32: m.tf32 });
     model.setGradientCheckpointing(config.train.gradient_checkpointing);
+    model.setChunkedLoss(config.train.chunked_loss);
     return model;
   }
   // The frozen base can stay in its file dtype (memory-mapped): it is never updated.
@@ -38,5 +40,6 @@ export async function loadModelForTraining(config: TrainConfig, resumeFrom?: str
     });
   }
   model.setGradientCheckpointing(config.train.gradient_checkpointing);
+  model.setChunkedLoss(config.train.chunked_loss);
   return model;
 }

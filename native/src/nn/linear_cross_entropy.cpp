@@ -3,8 +3,9 @@
 // at 16 x 1024 tokens: 3.3 GB in fp32, and a gradient as large again; Qwen2's 151,936-token
 // vocabulary at 4 x 1024: 2.5 GB each); here they take one chunk's worth, forward and backward.
 // The price is the head's forward GEMM a second time: the backward recomputes each chunk's logits
-// rather than keeping them, so every gradient is the one the plain path computes from the same
-// logits, for whatever dloss the backward is seeded with (fp16's loss scale included).
+// (all but the last one's, still in the buffer) rather than keeping them, so every gradient is
+// the one the plain path computes from the same logits, for whatever dloss the backward is
+// seeded with (fp16's loss scale included).
 #include <algorithm>
 #include <limits>
 
@@ -60,7 +61,10 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
               " features (the labels' count, the head's input size), got ",
               x->value.numel(), " elements");
   if (chunk_rows <= 0) chunk_rows = loss_chunk_rows(V);
-  chunk_rows = std::min(chunk_rows, std::max<int64_t>(N, 1));
+  // As many chunks as chunk_rows asks for, of even sizes: the last one, which the backward
+  // reuses, is then no small remainder.
+  const int64_t chunks = std::max<int64_t>((N + chunk_rows - 1) / chunk_rows, 1);
+  chunk_rows = std::max<int64_t>((N + chunks - 1) / chunks, 1);
 
   const int64_t count = counted(labels, N, options.ignore_index);
   if (count_out) *count_out = count;
@@ -81,9 +85,11 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     return out;
   };
   double total = 0;
+  int64_t kept = -1;  // the first row of the chunk whose logits the buffer holds after the loop
   for (int64_t row0 = 0; row0 < N; row0 += chunk_rows) {
     const int64_t rows = std::min(chunk_rows, N - row0);
     if (counted(labels + row0, rows, options.ignore_index) == 0) continue;
+    kept = row0;
     total += g.ops()
                  .cross_entropy_forward(span_of(lse, row0, rows), chunk_logits(row0, rows),
                                         device_labels + row0, rows, sum)
@@ -98,7 +104,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   if (!needs_grad || count == 0) return loss;
 
   g.on_backward([&g, x, head, labels, device_labels, N, C, V, options, sum, count, chunk_rows,
-                 lse, logits, loss, chunk_logits] {
+                 lse, logits, loss, chunk_logits, kept] {
     const Tensor dloss = g.grad_if_present(loss);
     if (dloss.data == nullptr) return;
     // cross_entropy_backward's scale for Mean (dloss / count, rounded once to f32), passed as a
@@ -115,7 +121,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     const Tensor dlogits = g.tensor(bf16 ? DType::BF16 : DType::F32, {chunk_rows, V});
     const Graph::GradBuffer dx = x->requires_grad ? g.grad_for_write(x) : Graph::GradBuffer{};
     const Tensor dweight = g.tracks(head.weight) ? head.weight->grad : Tensor{};
-    for (int64_t row0 = 0; row0 < N; row0 += chunk_rows) {
+    // Last chunk first: the forward left its logits in the buffer, so it needs no second GEMM.
+    for (int64_t row0 = (N - 1) / chunk_rows * chunk_rows; row0 >= 0; row0 -= chunk_rows) {
       const int64_t rows = std::min(chunk_rows, N - row0);
       const Tensor dx_rows = dx.grad.data ? rows_of(dx.grad, row0, rows, C) : Tensor{};
       if (counted(labels + row0, rows, options.ignore_index) == 0) {
@@ -124,7 +131,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
         continue;
       }
       const Tensor dl = rows_of(dlogits, 0, rows, V);
-      g.ops().cross_entropy_backward(dl, chunk_logits(row0, rows), span_of(lse, row0, rows),
+      const Tensor lg = row0 == kept ? rows_of(logits, 0, rows, V) : chunk_logits(row0, rows);
+      g.ops().cross_entropy_backward(dl, lg, span_of(lse, row0, rows),
                                      device_labels + row0, rows, scale, sum,
                                      /*overwrite=*/true);
       g.ops().linear_backward(dx_rows, dweight, Tensor{}, dl, rows_of(x->value, row0, rows, C), w,

@@ -20,11 +20,12 @@ const FLAG_KEYS = {
   dtype: "model.dtype",
   tf32: "model.tf32",
   "gradient-checkpointing": "train.gradient_checkpointing",
+  "chunked-loss": "train.chunked_loss",
 } as const;
 
 type FlagName = keyof typeof FLAG_KEYS;
 const NUMBER_FLAGS = new Set<FlagName>(["epochs", "max-steps", "lr", "batch-size", "seed", "threads"]);
-const BOOLEAN_FLAGS = new Set<FlagName>(["gradient-checkpointing", "tf32"]);
+const BOOLEAN_FLAGS = new Set<FlagName>(["gradient-checkpointing", "chunked-loss", "tf32"]);
 
 type TrainArgs = { config?: string; example?: string; resume?: string; overwrite: boolean; overrides?: string[] } & Partial<Record<FlagName, string | number | boolean>>;
 

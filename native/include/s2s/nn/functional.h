@@ -113,10 +113,12 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
 // The LM head and its loss without the whole (N,V) logits: x (N,C) (f32 or the head's 16-bit
 // matmul dtype) through the head (no bias, no LoRA) chunk_rows rows at a time, each chunk's
 // logits going straight into the loss; backward recomputes each chunk's logits (one more head
-// GEMM) and adds its dx rows and dW. The loss, dx and dlogits are the plain path's
-// (nn::linear + nn::cross_entropy); dW sums the chunks' products in chunk order. labels (N,)
+// GEMM, but for the last chunk's) and adds its dx rows and dW. The plain path's maths
+// (nn::linear + nn::cross_entropy): a chunk's GEMM may round otherwise than the whole one, and dW
+// sums the chunks' products, last chunk first. labels (N,)
 // are HOST int32 (counted, and chunks without a counted row skipped, on the host), valid until
-// backward. chunk_rows <= 0: loss_chunk_rows(V). Memory: one chunk's logits and dlogits.
+// backward. Chunks of at most chunk_rows rows (<= 0: loss_chunk_rows(V)), evened out: N = 1024
+// at 320 rows is 4 x 256. Memory: one chunk's logits and dlogits.
 Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int32_t* labels,
                           int64_t num_labels, const CrossEntropyOptions& options,
                           int64_t* count_out, int64_t chunk_rows = 0);

@@ -50,8 +50,8 @@ void* DeviceArena::allocate(size_t bytes) {
     }
     fail(code::kOutOfMemory, kOp, "expected ", size, " more bytes of GPU memory for a ", bytes,
          "-byte request, but the device has no more (the arena holds ", bytes_reserved(),
-         " bytes in ", blocks_.size(), " blocks); lower the batch size or sequence length, or (training) turn on "
-         "train.gradient_checkpointing");
+         " bytes in ", blocks_.size(), " blocks); lower the batch size or sequence length, or "
+         "(training) turn on train.gradient_checkpointing and train.chunked_loss");
   }
   blocks_.push_back(Block{static_cast<uint8_t*>(p), size});
   current_ = blocks_.size() - 1;
