@@ -14,6 +14,7 @@
 #include "checked_backend.h"
 #include "fixture_model.h"
 #include "harness.h"
+#include "training_runs.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
@@ -25,71 +26,7 @@ using s2s_test::fixture_dir;
 
 namespace {
 
-struct Family {
-  std::string name;
-  std::vector<std::pair<std::string, std::string>> dropout;  // config.json rates turned on
-};
-
-const std::vector<Family>& families() {
-  static const std::vector<Family> f = {
-      {"gpt2", {{"embd_pdrop", "0.1"}, {"resid_pdrop", "0.1"}, {"attn_pdrop", "0.1"}}},
-      {"llama-gqa", {{"attention_dropout", "0.1"}}},
-      {"t5-relu-tied", {{"dropout_rate", "0.1"}}},
-  };
-  return f;
-}
-
-enum class Method { Full, Lora };
-
-struct Setup {
-  Method method = Method::Full;
-  ComputeDType compute = ComputeDType::F32;
-  bool checkpointing = false;
-  std::shared_ptr<Backend> backend;  // null: the CPU
-};
-
-// A fixture model with its dropout rates on, trainable as `s.method` says, on its backend.
-struct Run {
-  std::unique_ptr<Model> model;
-  LoraAdapter adapter;
-  Graph graph;
-  std::vector<float> losses;
-};
-
-std::unique_ptr<Run> build(const Family& f, const Setup& s) {
-  auto r = std::make_unique<Run>();
-  r->model = s2s_test::fixture_model_with_config(f.name, f.dropout);
-  if (s.method == Method::Full) {
-    for (Param* p : r->model->params().all()) r->model->params().set_trainable(*p, true);
-  } else {
-    LoraConfig lc;
-    lc.r = 4;
-    lc.lora_alpha = 8;
-    lc.lora_dropout = 0.1;
-    lc.target_modules_is_regex = true;  // PEFT's "all-linear" is a string, not a list
-    lc.target_modules_regex = "all-linear";
-    lc.init_lora_weights = "false";  // B random too, so A's gradient is not zero
-    r->adapter = apply_lora(*r->model, lc, 5);
-  }
-  r->model->set_compute_dtype(s.compute);
-  if (s.backend) {
-    r->model->to_backend(s.backend);
-    r->graph.set_backend(s.backend);
-  }
-  r->model->set_gradient_checkpointing(s.checkpointing);
-  return r;
-}
-
-// One micro-batch in training mode: summed loss, backward into the params' gradients.
-void micro_batch(Run& r, const Batch& batch, uint64_t seed) {
-  Graph& g = r.graph;
-  g.reset();
-  g.training = true;
-  g.dropout_seed = seed;
-  ForwardResult out = r.model->forward(g, batch, LossReduction::Sum);
-  r.losses.push_back(g.read_scalar(out.loss->value));
-  g.backward(out.loss);
-}
+using namespace s2s_test::training;
 
 std::vector<uint8_t> bytes_of(Backend& backend, const Tensor& t) {
   std::vector<uint8_t> out(tensor_bytes(t));
