@@ -50,7 +50,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   S2S_REQUIRE(head.bias == nullptr && head.lora == nullptr, code::kArgument,
               "nn.linear_cross_entropy", "expected a head without bias or LoRA (use nn.linear "
               "and nn.cross_entropy for those)");
-  const Tensor& w = head.weight->matmul_value();
+  const Tensor w = head.weight->matmul_value();  // the forward's and the backward's GEMMs
   const WeightLayout layout = head.layout;
   const int64_t V = layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
   const int64_t C = layout == WeightLayout::OutIn ? w.shape[1] : w.shape[0];
@@ -103,7 +103,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   g.ops().upload(loss->value.data, &loss_value, sizeof(float));
   if (!needs_grad || count == 0) return loss;
 
-  g.on_backward([&g, x, head, labels, device_labels, N, C, V, options, sum, count, chunk_rows,
+  g.on_backward([&g, x, head, w, labels, device_labels, N, C, V, options, sum, count, chunk_rows,
                  lse, logits, loss, chunk_logits, kept] {
     const Tensor dloss = g.grad_if_present(loss);
     if (dloss.data == nullptr) return;
@@ -113,7 +113,6 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     const float scale = options.reduction == LossReduction::Mean
                             ? static_cast<float>(double(d) / double(count))
                             : d;
-    const Tensor& w = head.weight->matmul_value();
     // A bf16 head rounds dlogits to bf16 in both GEMMs: write them so where the backend reads
     // bf16 gradients (what Graph::grad_for_write_bf16 does for the plain path's logits).
     const bool bf16 = w.dtype == DType::BF16 && g.bf16_gradients &&
@@ -127,7 +126,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
       const Tensor dx_rows = dx.grad.data ? rows_of(dx.grad, row0, rows, C) : Tensor{};
       if (counted(labels + row0, rows, options.ignore_index) == 0) {
         // No gradient from these rows; a fresh buffer must still be written everywhere.
-        if (dx.fresh) g.ops().fill_zero(dx_rows.data, static_cast<size_t>(rows * C) * 4);
+        if (dx.fresh) g.ops().fill_zero(dx_rows.data, tensor_bytes(dx_rows));
         continue;
       }
       const Tensor dl = rows_of(dlogits, 0, rows, V);
