@@ -266,6 +266,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   for (int i = 0; i < a.warmup + a.steps; ++i) {
     const double t0 = now_s();
     g.reset();
+    g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
     ForwardResult r = model->forward(g, batch, LossReduction::Mean);
     const double loss = g.read_scalar(r.loss->value);
     g.backward(r.loss, scaler.scale());

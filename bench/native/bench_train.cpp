@@ -16,7 +16,9 @@
 // activations, allocator slack). Activation peak: the graph arenas' high-water mark over the
 // timed steps (activations, activation gradients, saved statistics; with
 // --gradient-checkpointing the pass's arena plus the one-segment arena). --chunked-loss: the LM
-// head and the loss a chunk of rows at a time (Model::set_chunked_loss).
+// head and the loss a chunk of rows at a time (Model::set_chunked_loss); --chunk-rows N: that,
+// with chunks of at most N rows. --late-seed: the backward's seed not promised before the forward
+// (Graph::known_dloss, as the trainer does), so the chunked loss makes its logits twice.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -126,6 +128,8 @@ int main(int argc, char** argv) {
   int threads = 0, warmup = 1, steps = 3;
   int64_t B = 4, T = 256, Td = 64;
   bool keep_frozen = false, checkpointing = false, chunked_loss = false;
+  int64_t chunk_rows = 0;
+  bool late_seed = false;
   std::string compute_dtype = "float32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -148,6 +152,8 @@ int main(int argc, char** argv) {
     else if (a == "--compute-dtype") compute_dtype = next();
     else if (a == "--gradient-checkpointing") checkpointing = true;
     else if (a == "--chunked-loss") chunked_loss = true;
+    else if (a == "--late-seed") late_seed = true;
+    else if (a == "--chunk-rows") chunked_loss = true, chunk_rows = std::atoll(next().c_str());
     else {
       std::fprintf(stderr, "bench_train: unknown argument %s\n", a.c_str());
       return 2;
@@ -192,7 +198,7 @@ int main(int argc, char** argv) {
       for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
     }
     model->set_gradient_checkpointing(checkpointing);
-    model->set_chunked_loss(chunked_loss);
+    model->set_chunked_loss(chunked_loss, chunk_rows);
     const double load_s = now_s() - t_load;
 
     const bool t5 = config.arch == Architecture::T5;
@@ -227,6 +233,8 @@ int main(int argc, char** argv) {
       const double t0 = now_s();
       g.reset();
       g.training = true;
+      // As the trainer does: the seed known before the forward (fp16's needs the count).
+      if (!so.enabled && !late_seed) g.known_dloss = 1.0f;
       ForwardResult r = model->forward(g, batch, LossReduction::Sum);
       const double t1 = now_s();
       const float inv_count = r.count > 0 ? float(1.0 / double(r.count)) : 1.0f;

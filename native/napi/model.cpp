@@ -183,15 +183,17 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   g.reset();
   g.training = training;
   g.dropout_seed = dropout_seed;
+  const bool fp16 = lm.scaler.options().enabled;
+  auto seed = [&lm, fp16](double tokens) {
+    return fp16 ? lm.scaler.scale() / static_cast<float>(tokens) : 1.0f;
+  };
+  // Known before the forward unless fp16 must wait for this batch's count: the chunked loss
+  // then makes the head's gradients without a second GEMM (Graph::known_dloss).
+  if (!fp16 || step_tokens > 0) g.known_dloss = seed(step_tokens);
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
   AccumulateOut out{g.read_scalar(r.loss->value), r.count};
   if (r.count > 0) {
-    float dloss = 1.0f;
-    if (lm.scaler.options().enabled) {
-      const double tokens = step_tokens > 0 ? step_tokens : static_cast<double>(r.count);
-      dloss = lm.scaler.scale() / static_cast<float>(tokens);
-    }
-    g.backward(r.loss, dloss);
+    g.backward(r.loss, g.known_dloss ? *g.known_dloss : seed(static_cast<double>(r.count)));
   }
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;

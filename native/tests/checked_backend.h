@@ -366,6 +366,14 @@ class CheckedHostBackend final : public s2s::Backend {
     t(lse, "lse"); t(logits, "logits"); idx(labels, num_labels, "labels");
     return s2s::cross_entropy_forward(lse, logits, labels, num_labels, options);
   }
+  void cross_entropy_rows(const s2s::Tensor& lse, const s2s::Tensor& label_logit,
+                          const s2s::Tensor& logits, const int32_t* labels, int64_t num_labels,
+                          int32_t ignore_index) override {
+    Open o(*this, "cross_entropy_rows");
+    t(lse, "lse"); t(label_logit, "label_logit"); t(logits, "logits");
+    idx(labels, num_labels, "labels");
+    s2s::cross_entropy_rows(lse, label_logit, logits, labels, num_labels, ignore_index);
+  }
   void cross_entropy_backward(const s2s::Tensor& dlogits, const s2s::Tensor& logits,
                               const s2s::Tensor& lse, const int32_t* labels, int64_t num_labels,
                               float dloss, const s2s::CrossEntropyOptions& options,

@@ -90,20 +90,26 @@ void check_against_plain(Method method, ComputeDType compute) {
     for (int64_t rows : {1, 3, 1000}) {
       Setup s = plain;
       s.chunk_rows = rows;
-      auto got = build(f, s);
-      // A plain pass first leaves stale values in the graph's memory, where a chunked pass's
-      // fresh buffers must still be written everywhere (rows without a counted label).
-      got->model->set_chunked_loss(false);
-      micro_batch(*got, fx.batch, 9);
-      got->model->params().zero_grads();
-      got->losses.clear();
-      got->model->set_chunked_loss(true, rows);
-      const ForwardResult out = micro_batch(*got, fx.batch, 7);
-      CHECK_MSG(out.logits == nullptr, f.name + ": a chunked forward returned logits");
-      micro_batch(*got, fx.batch, 8, 0.25f);
+      // got: the gradients made in the backward; ahead: made in the forward, the seed known.
+      auto got = build(f, s), ahead = build(f, s);
+      for (Run* r : {got.get(), ahead.get()}) {
+        // A plain pass first leaves stale values in the graph's memory, where a chunked pass's
+        // fresh buffers must still be written everywhere (rows without a counted label).
+        r->model->set_chunked_loss(false);
+        micro_batch(*r, fx.batch, 9);
+        r->model->params().zero_grads();
+        r->losses.clear();
+        r->model->set_chunked_loss(true, rows);
+        const bool known = r == ahead.get();
+        const ForwardResult out = micro_batch(*r, fx.batch, 7, 1.0f, known);
+        CHECK_MSG(out.logits == nullptr, f.name + ": a chunked forward returned logits");
+        micro_batch(*r, fx.batch, 8, 0.25f, known);
+      }
       const std::string what = f.name + (method == Method::Lora ? " LoRA " : " full ") +
                                compute_dtype_name(compute) + ", " + std::to_string(rows) +
                                "-row chunks";
+      CHECK_MSG(identical(*ahead, *got),
+                what + ": the gradients made ahead are not those made in the backward");
       if (rows >= 1000) {
         CHECK_MSG(identical(*got, *want), what + ": one chunk is not the plain path's bits");
         continue;
@@ -193,6 +199,25 @@ TEST(chunked_loss_comparison_sees_a_wrong_scale) {
   CHECK(distance(*got, *want) > 1e-4);
 }
 
+// Graph::known_dloss is a promise: the head's gradient is in after the forward, so a backward
+// seeded otherwise must fail loudly rather than leave it wrong.
+TEST(chunked_loss_checks_the_promised_seed) {
+  set_num_threads(2);
+  const Family& f = families()[0];
+  s2s_test::FixtureBatch fx(fixture_dir(f.name));
+  Setup s;
+  s.chunk_rows = 3;
+  auto r = build(f, s);
+  Graph& g = r->graph;
+  g.reset();
+  g.known_dloss = 1.0f;
+  ForwardResult out = r->model->forward(g, fx.batch, LossReduction::Sum);
+  CHECK_THROWS_CODE(g.backward(out.loss, 0.5f), "S2S_INTERNAL");
+  // reset() forgets the promise: the next pass makes its gradients in the backward.
+  g.reset();
+  CHECK(!g.known_dloss.has_value());
+}
+
 TEST(chunked_loss_on_the_checked_backend_matches_the_cpu) {
   set_num_threads(2);
   for (const Family& f : families()) {
@@ -204,13 +229,16 @@ TEST(chunked_loss_on_the_checked_backend_matches_the_cpu) {
       auto want = build(f, s);
       s.backend = checked();
       auto got = build(f, s);
-      for (Run* r : {want.get(), got.get()}) {
-        micro_batch(*r, fx.batch, 7);
-        micro_batch(*r, fx.batch, 8);
+      s.backend = checked();
+      auto ahead = build(f, s);
+      for (Run* r : {want.get(), got.get(), ahead.get()}) {
+        micro_batch(*r, fx.batch, 7, 1.0f, r == ahead.get());
+        micro_batch(*r, fx.batch, 8, 1.0f, r == ahead.get());
       }
       const std::string what =
           f.name + " " + compute_dtype_name(compute) + " chunked on the checked backend";
       CHECK_MSG(identical(*got, *want), what + ": not the CPU's bits");
+      CHECK_MSG(identical(*ahead, *want), what + ", the seed known: not the CPU's bits");
     }
   }
 }
@@ -292,6 +320,28 @@ TEST(chunked_loss_without_counted_rows) {
       CHECK_MSG(v == 0.0f, "a gradient from a batch without labels: " + p->name);
       if (v != 0.0f) break;
     }
+  }
+}
+
+// A label outside the vocabulary is refused on the host, naming the row, before any chunk runs.
+TEST(chunked_loss_rejects_a_bad_label) {
+  set_num_threads(2);
+  const Family& f = families()[0];
+  s2s_test::FixtureBatch fx(fixture_dir(f.name));
+  std::vector<int32_t> labels(fx.batch.labels, fx.batch.labels + fx.batch.B * fx.batch.T);
+  labels[2] = 1 << 20;
+  Batch batch = fx.batch;
+  batch.labels = labels.data();
+  Setup s;
+  s.chunk_rows = 3;
+  auto r = build(f, s);
+  r->graph.reset();
+  try {
+    r->model->forward(r->graph, batch, LossReduction::Mean);
+    CHECK_MSG(false, "a label outside the vocabulary was accepted");
+  } catch (const Error& e) {
+    CHECK(std::string(e.code()) == code::kArgument);
+    CHECK_MSG(std::string(e.what()).find("labels[") != std::string::npos, e.what());
   }
 }
 

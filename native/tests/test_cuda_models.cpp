@@ -397,25 +397,33 @@ CUDA_TEST(cuda_model_chunked_loss_tracks_the_plain_path) {
       const std::string tag = name + (compute == ComputeDType::F32 ? " fp32" : " bf16");
       const double limit = compute == ComputeDType::F32 ? 1e-4 : 1e-2;
       Fixture fx(s2s_test::fixture_dir(name));
-      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+      // The plain path; chunked with the gradients made in the backward; chunked with the seed
+      // known before the forward (Graph::known_dloss: the gradients made in the forward).
+      std::unique_ptr<Built> runs[3] = {build(name, s, gpu()), build(name, s, gpu()),
+                                        build(name, s, gpu())};
       runs[1]->model->set_chunked_loss(true, 3);
-      double losses[2];
-      for (int i = 0; i < 2; ++i) {
+      runs[2]->model->set_chunked_loss(true, 3);
+      double losses[3];
+      for (int i = 0; i < 3; ++i) {
         Graph& g = runs[i]->graph;
         g.reset();
+        if (i == 2) g.known_dloss = 1.0f;
         ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
-        CHECK_MSG((r.logits == nullptr) == (i == 1), tag + ": logits returned by the wrong path");
+        CHECK_MSG((r.logits == nullptr) == (i > 0), tag + ": logits returned by the wrong path");
         losses[i] = g.read_scalar(r.loss->value);
         g.backward(r.loss);
       }
-      CHECK_ERR(std::fabs(losses[1] - losses[0]) / std::fmax(1.0, std::fabs(losses[0])), 1e-5,
-                tag + " chunked loss");
       std::vector<Param*> plain = runs[0]->model->params().all();
-      std::vector<Param*> chunked = runs[1]->model->params().all();
-      for (size_t i = 0; i < plain.size() && i < chunked.size(); ++i) {
-        const double err = rel_to_max(floats_of(runs[1]->model->backend(), chunked[i]->grad),
-                                      floats_of(runs[0]->model->backend(), plain[i]->grad));
-        CHECK_ERR(err, limit, tag + " chunked " + plain[i]->name + " grad");
+      for (int c = 1; c < 3; ++c) {
+        const std::string what = tag + (c == 1 ? " chunked " : " chunked, seed known, ");
+        CHECK_ERR(std::fabs(losses[c] - losses[0]) / std::fmax(1.0, std::fabs(losses[0])), 1e-5,
+                  what + "loss");
+        std::vector<Param*> chunked = runs[c]->model->params().all();
+        for (size_t i = 0; i < plain.size() && i < chunked.size(); ++i) {
+          const double err = rel_to_max(floats_of(runs[c]->model->backend(), chunked[i]->grad),
+                                        floats_of(runs[0]->model->backend(), plain[i]->grad));
+          CHECK_ERR(err, limit, what + plain[i]->name + " grad");
+        }
       }
     }
   }
@@ -432,11 +440,15 @@ CUDA_TEST(cuda_model_bad_ids_are_errors) {
   ids[3] = 1 << 20;
   Batch bad = fx.batch;
   bad.input_ids = ids.data();
-  m->graph.reset();
-  CHECK_THROWS_CODE(m->model->forward(m->graph, bad, LossReduction::Mean), code::kArgument);
-  m->graph.reset();
-  ForwardResult r = m->model->forward(m->graph, fx.batch, LossReduction::Mean);
-  CHECK(std::isfinite(m->graph.read_scalar(r.loss->value)));
+  // The plain loss waits for its kernels; the chunked one queues its chunks and waits once.
+  for (const bool chunked : {false, true}) {
+    m->model->set_chunked_loss(chunked, 3);
+    m->graph.reset();
+    CHECK_THROWS_CODE(m->model->forward(m->graph, bad, LossReduction::Mean), code::kArgument);
+    m->graph.reset();
+    ForwardResult r = m->model->forward(m->graph, fx.batch, LossReduction::Mean);
+    CHECK(std::isfinite(m->graph.read_scalar(r.loss->value)));
+  }
 }
 
 S2S_CUDA_TESTS_JOIN_WHEN_DEVICE_PRESENT("CUDA model cases");

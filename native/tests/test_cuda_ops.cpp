@@ -935,6 +935,20 @@ CUDA_TEST(cuda_cross_entropy) {
       CHECK(gr.count == r.count);
       CHECK_ERR(std::fabs(gr.loss - r.loss) / std::fmax(1.0, std::fabs(r.loss)), 1e-5, "cross_entropy loss");
       expect_close(host_of(glse), lse, 1e-5, "cross_entropy lse");
+      // The rows without their sum (queued, not waited for): the label logits copied exactly,
+      // and the host's row sum the forward's.
+      Dev grows_lse(std::vector<float>(N, NAN), {N}), gpicked(std::vector<float>(N, NAN), {N});
+      cuda::cross_entropy_rows(ctx(), grows_lse.t, gpicked.t, gx.t, glab.ptr<int32_t>(), N,
+                               o.ignore_index);
+      const std::vector<float> picked = host_of(gpicked), rows_lse = host_of(grows_lse);
+      CHECK(rows_lse == host_of(glse));
+      for (int64_t i = 0; i < N; ++i) {
+        CHECK(picked[i] == (labels[i] == o.ignore_index ? 0.f : x[i * V + labels[i]]));
+      }
+      if (red == LossReduction::Sum) {
+        CHECK(cross_entropy_row_sum(rows_lse.data(), picked.data(), labels.data(), N,
+                                    o.ignore_index) == gr.loss);
+      }
       Dev gdx(std::vector<float>(N * V, 0.5f), {N, V});
       cuda::cross_entropy_backward(ctx(), gdx.t, gx.t, glse.t, glab.ptr<int32_t>(), N, 0.7f, o);
       expect_close(host_of(gdx), dx, 1e-6, "cross_entropy dlogits");

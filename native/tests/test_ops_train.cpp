@@ -197,6 +197,52 @@ TEST(cross_entropy_is_stable_propagates_nan_and_is_deterministic) {
   });
 }
 
+// The rows without their sum (the chunked loss's forward): each row's lse and label logit, from
+// which cross_entropy_row_sum gives the forward's Sum to the bit, however the rows were split.
+TEST(cross_entropy_rows_sum_to_the_forward) {
+  set_num_threads(2);
+  const int64_t N = 37, V = 1000;
+  std::vector<float> x = random_vector(N * V, 91, -8.f, 8.f);
+  const std::vector<int32_t> y = make_labels(N, V, 5, -100, 3);
+  CrossEntropyOptions o;
+  o.reduction = LossReduction::Sum;
+  std::vector<float> lse(N);
+  const CrossEntropyResult whole = cross_entropy_forward(
+      Tensor::contiguous(lse.data(), DType::F32, {N}),
+      Tensor::contiguous(x.data(), DType::F32, {N, V}), y.data(), N, o);
+  // Three uneven chunks of rows, as the chunked loss makes them.
+  std::vector<float> lse_rows(N, NAN), picked(N, NAN);
+  for (int64_t r0 : {int64_t{0}, int64_t{5}, int64_t{21}}) {
+    const int64_t rows = r0 == 0 ? 5 : r0 == 5 ? 16 : N - 21;
+    cross_entropy_rows(Tensor::contiguous(lse_rows.data() + r0, DType::F32, {rows}),
+                       Tensor::contiguous(picked.data() + r0, DType::F32, {rows}),
+                       Tensor::contiguous(x.data() + r0 * V, DType::F32, {rows, V}),
+                       y.data() + r0, rows, o.ignore_index);
+  }
+  CHECK(lse_rows == lse);
+  bool picked_ok = true;
+  for (int64_t i = 0; i < N; ++i) {
+    picked_ok = picked_ok && picked[i] == (y[i] == o.ignore_index ? 0.f : x[i * V + y[i]]);
+  }
+  CHECK_MSG(picked_ok, "label_logit is not logits[i, labels[i]] (0 for ignored rows)");
+  const double sum = cross_entropy_row_sum(lse_rows.data(), picked.data(), y.data(), N, -100);
+  CHECK_MSG(sum == whole.loss, "the rows' sum is not the forward's Sum: " +
+                                   std::to_string(sum) + " vs " + std::to_string(whole.loss));
+  // A wrong label_logit shape, and a bad label, are refused as by the forward.
+  std::vector<int32_t> bad = y;
+  bad[4] = int32_t(V);
+  CHECK_THROWS_CODE(cross_entropy_rows(Tensor::contiguous(lse.data(), DType::F32, {N}),
+                                       Tensor::contiguous(picked.data(), DType::F32, {N - 1}),
+                                       Tensor::contiguous(x.data(), DType::F32, {N, V}),
+                                       y.data(), N, -100),
+                    code::kShape);
+  CHECK_THROWS_CODE(cross_entropy_rows(Tensor::contiguous(lse.data(), DType::F32, {N}),
+                                       Tensor::contiguous(picked.data(), DType::F32, {N}),
+                                       Tensor::contiguous(x.data(), DType::F32, {N, V}),
+                                       bad.data(), N, -100),
+                    code::kArgument);
+}
+
 TEST(cross_entropy_rejects_bad_arguments) {
   const int64_t N = 4, V = 10;
   std::vector<float> x(N * V, 0.f), lse(N);

@@ -75,12 +75,14 @@ inline std::unique_ptr<Run> build(const Family& f, const Setup& s) {
 }
 
 // One micro-batch in training mode: summed loss, backward from dloss into the gradients.
+// seed_known: dloss is promised before the forward (Graph::known_dloss), as a training step does.
 inline s2s::ForwardResult micro_batch(Run& r, const s2s::Batch& batch, uint64_t seed,
-                                      float dloss = 1.0f) {
+                                      float dloss = 1.0f, bool seed_known = false) {
   s2s::Graph& g = r.graph;
   g.reset();
   g.training = true;
   g.dropout_seed = seed;
+  if (seed_known) g.known_dloss = dloss;
   s2s::ForwardResult out = r.model->forward(g, batch, s2s::LossReduction::Sum);
   r.losses.push_back(g.read_scalar(out.loss->value));
   g.backward(out.loss, dloss);

@@ -209,6 +209,11 @@ class CpuBackend final : public Backend {
                                            const CrossEntropyOptions& options) override {
     return s2s::cross_entropy_forward(lse, logits, labels, num_labels, options);
   }
+  void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tensor& logits,
+                          const int32_t* labels, int64_t num_labels,
+                          int32_t ignore_index) override {
+    s2s::cross_entropy_rows(lse, label_logit, logits, labels, num_labels, ignore_index);
+  }
   void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                               const int32_t* labels, int64_t num_labels, float dloss,
                               const CrossEntropyOptions& options, bool overwrite) override {

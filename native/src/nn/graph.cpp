@@ -20,6 +20,7 @@ void Graph::reset() {
   arena_.reset();
   if (!ops_->is_host()) ops_->activation_reset();
   dropout_offset = 0;
+  known_dloss.reset();
 }
 
 Graph::MemoryPeaks Graph::memory_peaks() const {

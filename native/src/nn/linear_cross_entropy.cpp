@@ -2,12 +2,16 @@
 // time and never whole. The (N,V) logits are the largest activation of a language model (GPT-2
 // at 16 x 1024 tokens: 3.3 GB in fp32, and a gradient as large again; Qwen2's 151,936-token
 // vocabulary at 4 x 1024: 2.5 GB each); here they take one chunk's worth, forward and backward.
-// The price is the head's forward GEMM a second time: the backward recomputes each chunk's logits
-// (all but the last one's, still in the buffer) rather than keeping them, so every gradient is
-// the one the plain path computes from the same logits, for whatever dloss the backward is
-// seeded with (fp16's loss scale included).
+// A training step knows the backward's seed before the forward (Graph::known_dloss: 1, or fp16's
+// scale / tokens): then each chunk's gradients (dx rows, and dW added to the head's gradient)
+// are made in the forward from the logits at hand, the head's three GEMMs of the plain path and
+// no more. Otherwise the backward makes each chunk's logits again (all but one chunk's, still in
+// the buffer), one more head GEMM. Either way every gradient is the one the plain path computes
+// from the same logits, for whatever dloss the backward is seeded with (fp16's scale included),
+// and the two ways give the same bits.
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "s2s/nn/functional.h"
 
@@ -36,6 +40,17 @@ int64_t counted(const int32_t* labels, int64_t n, int32_t ignore_index) {
   return c;
 }
 
+// Labels are checked here, on the host, as the CPU's cross-entropy does: a device's kernels
+// report a bad one only at the next synchronisation.
+void check_labels(const int32_t* labels, int64_t n, int64_t V, int32_t ignore_index) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t y = labels[i];
+    S2S_REQUIRE(y == ignore_index || (y >= 0 && y < V), code::kArgument,
+                "nn.linear_cross_entropy", "expected labels[", i, "] in [0, ", V,
+                ") or == ignore_index (", ignore_index, "), got ", y);
+  }
+}
+
 }  // namespace
 
 int64_t loss_chunk_rows(int64_t vocab_size) {
@@ -50,7 +65,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   S2S_REQUIRE(head.bias == nullptr && head.lora == nullptr, code::kArgument,
               "nn.linear_cross_entropy", "expected a head without bias or LoRA (use nn.linear "
               "and nn.cross_entropy for those)");
-  const Tensor w = head.weight->matmul_value();  // the forward's and the backward's GEMMs
+  const Tensor w = head.weight->matmul_value();  // every GEMM's weight, forward and backward
   const WeightLayout layout = head.layout;
   const int64_t V = layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
   const int64_t C = layout == WeightLayout::OutIn ? w.shape[1] : w.shape[0];
@@ -66,36 +81,120 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   const int64_t chunks = std::max<int64_t>((N + chunk_rows - 1) / chunk_rows, 1);
   chunk_rows = std::max<int64_t>((N + chunks - 1) / chunks, 1);
 
+  check_labels(labels, N, V, options.ignore_index);
   const int64_t count = counted(labels, N, options.ignore_index);
   if (count_out) *count_out = count;
   const int32_t* device_labels = g.indices(labels, N);
   const bool needs_grad = x->requires_grad || g.tracks(head.weight);
+  // The backward's seed known already (Graph::known_dloss): the gradients are made here, from
+  // the logits at hand, and the backward has no GEMM to run.
+  const bool ahead = needs_grad && count > 0 && g.known_dloss.has_value();
   Var* loss = g.output({1}, needs_grad);
+  // Each row's lse (for the backward) and label logit: the loss is summed from them once all
+  // chunks are queued, so that a GPU is waited for once, not once per chunk.
   Tensor lse = g.tensor(DType::F32, {N});
+  Tensor label_logit = g.tensor(DType::F32, {N});
   // One chunk's logits, reused by every chunk, forward and backward (a bump arena until reset).
   Tensor logits = g.tensor(DType::F32, {chunk_rows, V});
 
-  // Each chunk's logits -> its rows' lse and summed loss; chunks without a counted row are
-  // skipped (padding), in the backward too.
   CrossEntropyOptions sum = options;
   sum.reduction = LossReduction::Sum;
+  auto chunk_rows_loss = [&g, lse, label_logit, device_labels, N, chunk_rows,
+                          ignore = options.ignore_index](int64_t row0, const Tensor& lg) {
+    const int64_t rows = std::min(chunk_rows, N - row0);
+    g.ops().cross_entropy_rows(span_of(lse, row0, rows), span_of(label_logit, row0, rows), lg,
+                               device_labels + row0, rows, ignore);
+  };
+  auto has_labels = [labels, N, chunk_rows, ignore = options.ignore_index](int64_t row0) {
+    return counted(labels + row0, std::min(chunk_rows, N - row0), ignore) > 0;
+  };
   auto chunk_logits = [&g, x, w, layout, logits, V, C](int64_t row0, int64_t rows) {
     const Tensor out = rows_of(logits, 0, rows, V);
     g.ops().linear_forward(out, rows_of(x->value, row0, rows, C), w, Tensor{}, layout);
     return out;
   };
-  double total = 0;
-  int64_t kept = -1;  // the first row of the chunk whose logits the buffer holds after the loop
-  for (int64_t row0 = 0; row0 < N; row0 += chunk_rows) {
+  // Where the gradient goes and how it is seeded; chunk_gradient adds one chunk's share.
+  struct Targets {
+    Tensor dlogits;  // one chunk's, bf16 where the plain path's would be (below)
+    Tensor dx;       // (N, C), or empty
+    bool dx_fresh = false;  // overwrite dx's rows (and zero-fill those of skipped chunks)
+    Tensor dweight;  // the head's gradient (a param's: it accumulates), or empty
+    float scale = 0;
+  };
+  auto targets = [&g, x, head, w, options, count, chunk_rows, V](float dloss, Tensor dx,
+                                                                 bool dx_fresh) {
+    Targets t;
+    // cross_entropy_backward's scale for Mean (dloss / count, rounded once to f32), passed as a
+    // Sum's dloss so every chunk's gradient has the plain path's bits.
+    t.scale = options.reduction == LossReduction::Mean
+                  ? static_cast<float>(double(dloss) / double(count))
+                  : dloss;
+    // A bf16 head rounds dlogits to bf16 in both GEMMs: write them so where the backend reads
+    // bf16 gradients (what Graph::grad_for_write_bf16 does for the plain path's logits).
+    const bool bf16 = w.dtype == DType::BF16 && g.bf16_gradients &&
+                      g.ops().supports_bf16_gradients();
+    t.dlogits = g.tensor(bf16 ? DType::BF16 : DType::F32, {chunk_rows, V});
+    t.dx = x->requires_grad ? dx : Tensor{};
+    t.dx_fresh = dx_fresh;
+    t.dweight = g.tracks(head.weight) ? head.weight->grad : Tensor{};
+    return t;
+  };
+  auto chunk_gradient = [&g, x, w, layout, lse, device_labels, sum, N, C, V, chunk_rows](
+                            const Targets& t, int64_t row0, const Tensor* chunk_logits_or_null) {
     const int64_t rows = std::min(chunk_rows, N - row0);
-    if (counted(labels + row0, rows, options.ignore_index) == 0) continue;
-    kept = row0;
-    total += g.ops()
-                 .cross_entropy_forward(span_of(lse, row0, rows), chunk_logits(row0, rows),
-                                        device_labels + row0, rows, sum)
-                 .loss;
+    const Tensor dx_rows = t.dx.data ? rows_of(t.dx, row0, rows, C) : Tensor{};
+    if (chunk_logits_or_null == nullptr) {
+      // No gradient from these rows; a fresh buffer must still be written everywhere.
+      if (t.dx_fresh && dx_rows.data) g.ops().fill_zero(dx_rows.data, tensor_bytes(dx_rows));
+      return;
+    }
+    const Tensor dl = rows_of(t.dlogits, 0, rows, V);
+    g.ops().cross_entropy_backward(dl, *chunk_logits_or_null, span_of(lse, row0, rows),
+                                   device_labels + row0, rows, t.scale, sum,
+                                   /*overwrite=*/true);
+    g.ops().linear_backward(dx_rows, t.dweight, Tensor{}, dl, rows_of(x->value, row0, rows, C),
+                            w, layout, t.dx_fresh);
+  };
+
+  // Each chunk's logits -> its rows' lse and label logits (chunks without a counted row are
+  // skipped: padding). The gradient's chunk order is the same either way (last chunk first,
+  // so that the backward's first chunk is the one whose logits the buffer still holds): the
+  // gradients made ahead have the bits of those made in the backward.
+  const int64_t last = (N - 1) / chunk_rows * chunk_rows;
+  int64_t kept = -1;  // the first row of the chunk whose logits the buffer holds after the loop
+  Tensor dx_ahead;    // ahead: x's gradient, handed to x by the backward
+  if (ahead) {
+    if (x->requires_grad) dx_ahead = g.tensor(DType::F32, {N, C});
+    const Targets t = targets(*g.known_dloss, dx_ahead, /*dx_fresh=*/true);
+    for (int64_t row0 = last; row0 >= 0; row0 -= chunk_rows) {
+      if (!has_labels(row0)) {
+        chunk_gradient(t, row0, nullptr);
+        continue;
+      }
+      const int64_t rows = std::min(chunk_rows, N - row0);
+      const Tensor lg = chunk_logits(row0, rows);
+      chunk_rows_loss(row0, lg);
+      chunk_gradient(t, row0, &lg);
+    }
+  } else {
+    for (int64_t row0 = 0; row0 < N; row0 += chunk_rows) {
+      if (!has_labels(row0)) continue;
+      const int64_t rows = std::min(chunk_rows, N - row0);
+      kept = row0;
+      chunk_rows_loss(row0, chunk_logits(row0, rows));
+    }
   }
-  // The plain path's value: the sum, or the mean over counted rows (NaN when none, as torch).
+  // The plain path's value (the rows' losses summed in row order, as cross_entropy_forward
+  // does): the sum, or the mean over counted rows (NaN when none, as torch).
+  double total = 0;
+  if (count > 0) {
+    std::vector<float> host_lse(static_cast<size_t>(N)), host_picked(static_cast<size_t>(N));
+    g.ops().download(host_lse.data(), lse.data, sizeof(float) * host_lse.size());
+    g.ops().download(host_picked.data(), label_logit.data, sizeof(float) * host_picked.size());
+    g.ops().synchronize();  // idle by now: raises what any kernel of the pass reported
+    total = cross_entropy_row_sum(host_lse.data(), host_picked.data(), labels, N,
+                                  options.ignore_index);
+  }
   const double value = options.reduction == LossReduction::Sum ? total
                        : count == 0 ? std::numeric_limits<double>::quiet_NaN()
                                     : total / static_cast<double>(count);
@@ -103,39 +202,33 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   g.ops().upload(loss->value.data, &loss_value, sizeof(float));
   if (!needs_grad || count == 0) return loss;
 
-  g.on_backward([&g, x, head, w, labels, device_labels, N, C, V, options, sum, count, chunk_rows,
-                 lse, logits, loss, chunk_logits, kept] {
+  if (ahead) {
+    g.on_backward([&g, x, loss, dx_ahead, planned = *g.known_dloss] {
+      // The head's gradient is in already: a backward seeded otherwise, or not through this
+      // loss, would leave it wrong.
+      const Tensor dloss = g.grad_if_present(loss);
+      const float d = dloss.data ? g.read_scalar(dloss) : 0.0f;
+      S2S_REQUIRE(dloss.data != nullptr && d == planned, code::kInternal,
+                  "nn.linear_cross_entropy", "the backward's seed ", d, " is not the ",
+                  planned, " Graph::known_dloss promised the forward");
+      if (dx_ahead.data && !g.adopt_grad(x, dx_ahead)) g.ops().axpy(g.grad(x), 1.0f, dx_ahead);
+    });
+    return loss;
+  }
+  g.on_backward([&g, x, loss, targets, chunk_gradient, chunk_logits, has_labels, logits, kept,
+                 last, N, V, chunk_rows] {
     const Tensor dloss = g.grad_if_present(loss);
     if (dloss.data == nullptr) return;
-    // cross_entropy_backward's scale for Mean (dloss / count, rounded once to f32), passed as a
-    // Sum's dloss so every chunk's gradient has the plain path's bits.
-    const float d = g.read_scalar(dloss);
-    const float scale = options.reduction == LossReduction::Mean
-                            ? static_cast<float>(double(d) / double(count))
-                            : d;
-    // A bf16 head rounds dlogits to bf16 in both GEMMs: write them so where the backend reads
-    // bf16 gradients (what Graph::grad_for_write_bf16 does for the plain path's logits).
-    const bool bf16 = w.dtype == DType::BF16 && g.bf16_gradients &&
-                      g.ops().supports_bf16_gradients();
-    const Tensor dlogits = g.tensor(bf16 ? DType::BF16 : DType::F32, {chunk_rows, V});
     const Graph::GradBuffer dx = x->requires_grad ? g.grad_for_write(x) : Graph::GradBuffer{};
-    const Tensor dweight = g.tracks(head.weight) ? head.weight->grad : Tensor{};
-    // Last chunk first: the forward left its logits in the buffer, so it needs no second GEMM.
-    for (int64_t row0 = (N - 1) / chunk_rows * chunk_rows; row0 >= 0; row0 -= chunk_rows) {
-      const int64_t rows = std::min(chunk_rows, N - row0);
-      const Tensor dx_rows = dx.grad.data ? rows_of(dx.grad, row0, rows, C) : Tensor{};
-      if (counted(labels + row0, rows, options.ignore_index) == 0) {
-        // No gradient from these rows; a fresh buffer must still be written everywhere.
-        if (dx.fresh) g.ops().fill_zero(dx_rows.data, tensor_bytes(dx_rows));
+    const Targets t = targets(g.read_scalar(dloss), dx.grad, dx.fresh);
+    for (int64_t row0 = last; row0 >= 0; row0 -= chunk_rows) {
+      if (!has_labels(row0)) {
+        chunk_gradient(t, row0, nullptr);
         continue;
       }
-      const Tensor dl = rows_of(dlogits, 0, rows, V);
+      const int64_t rows = std::min(chunk_rows, N - row0);
       const Tensor lg = row0 == kept ? rows_of(logits, 0, rows, V) : chunk_logits(row0, rows);
-      g.ops().cross_entropy_backward(dl, lg, span_of(lse, row0, rows),
-                                     device_labels + row0, rows, scale, sum,
-                                     /*overwrite=*/true);
-      g.ops().linear_backward(dx_rows, dweight, Tensor{}, dl, rows_of(x->value, row0, rows, C), w,
-                              head.layout, dx.fresh);
+      chunk_gradient(t, row0, &lg);
     }
   });
   return loss;

@@ -60,29 +60,48 @@ double finish(double sum, int64_t count, LossReduction r) {
 // ---------------------------------------------------------------------------------------------
 // forward: lse_i = logsumexp(x_i), loss_i = lse_i - x_i[y_i]; per-row losses in double, summed
 // in row order (independent of the thread split).
-CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
-                                         const int32_t* labels, int64_t num_labels,
-                                         const CrossEntropyOptions& options) {
-  const Dims d = check(logits, labels, num_labels, options);
+void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tensor& logits,
+                        const int32_t* labels, int64_t num_labels, int32_t ignore_index) {
+  CrossEntropyOptions o;
+  o.ignore_index = ignore_index;
+  const Dims d = check(logits, labels, num_labels, o);
   expect_f32(lse, {d.N}, kOp, "lse");
+  expect_f32(label_logit, {d.N}, kOp, "label_logit");
   const float* x = logits.f32();
   float* l = lse.f32();
-  std::vector<double> row_loss(d.N, 0.0);
+  float* picked = label_logit.f32();
   const ActKernels& k = act_kernels();
   parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      if (labels[i] == options.ignore_index) {
-        l[i] = 0.f;
+      if (labels[i] == ignore_index) {
+        l[i] = picked[i] = 0.f;
         continue;
       }
       const float* xi = x + i * d.V;
       l[i] = k.ce_row_lse(xi, d.V);
-      row_loss[i] = double(l[i]) - double(xi[labels[i]]);
+      picked[i] = xi[labels[i]];
     }
   });
+}
+
+double cross_entropy_row_sum(const float* lse, const float* label_logit, const int32_t* labels,
+                             int64_t num_labels, int32_t ignore_index) {
   double sum = 0;
-  for (int64_t i = 0; i < d.N; ++i) sum += row_loss[i];
-  const int64_t count = count_rows(labels, d.N, options.ignore_index);
+  for (int64_t i = 0; i < num_labels; ++i) {
+    if (labels[i] != ignore_index) sum += double(lse[i]) - double(label_logit[i]);
+  }
+  return sum;
+}
+
+CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
+                                         const int32_t* labels, int64_t num_labels,
+                                         const CrossEntropyOptions& options) {
+  std::vector<float> picked(static_cast<size_t>(std::max<int64_t>(num_labels, 0)));
+  cross_entropy_rows(lse, Tensor::contiguous(picked.data(), DType::F32, {num_labels}), logits,
+                     labels, num_labels, options.ignore_index);
+  const double sum = cross_entropy_row_sum(lse.f32(), picked.data(), labels, num_labels,
+                                           options.ignore_index);
+  const int64_t count = count_rows(labels, num_labels, options.ignore_index);
   return {finish(sum, count, options.reduction), count};
 }
 

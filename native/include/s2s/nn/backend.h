@@ -191,6 +191,10 @@ class Backend {
   virtual CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                                    const int32_t* labels, int64_t num_labels,
                                                    const CrossEntropyOptions& options) = 0;
+  // Queues without waiting on a device (s2s/ops/cross_entropy.h's cross_entropy_rows).
+  virtual void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit,
+                                  const Tensor& logits, const int32_t* labels,
+                                  int64_t num_labels, int32_t ignore_index) = 0;
   virtual void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits,
                                       const Tensor& lse, const int32_t* labels,
                                       int64_t num_labels, float dloss,

@@ -112,8 +112,10 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
 
 // The LM head and its loss without the whole (N,V) logits: x (N,C) (f32 or the head's 16-bit
 // matmul dtype) through the head (no bias, no LoRA) chunk_rows rows at a time, each chunk's
-// logits going straight into the loss; backward recomputes each chunk's logits (one more head
-// GEMM, but for the last chunk's) and adds its dx rows and dW. The plain path's maths
+// logits going straight into the loss. With Graph::known_dloss set, each chunk's dx rows and dW
+// are made right there (dW added to the head's gradient in the forward); else the backward
+// makes each chunk's logits again (one more head GEMM, but for one chunk's) and then its
+// gradients. Both ways give the same bits. The plain path's maths
 // (nn::linear + nn::cross_entropy): a chunk's GEMM may round otherwise than the whole one, and dW
 // sums the chunks' products, last chunk first. labels (N,)
 // are HOST int32 (counted, and chunks without a counted row skipped, on the host), valid until

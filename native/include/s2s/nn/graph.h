@@ -17,6 +17,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "s2s/arena.h"
@@ -155,6 +156,13 @@ class Graph {
   bool half_activations = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
+  // The dloss this pass's backward() will be seeded with, when the caller knows it before the
+  // forward (a training step: 1, or fp16's scale / tokens). nn::linear_cross_entropy then makes
+  // the head's gradients in its forward, from the logits at hand, instead of making the logits
+  // a second time in the backward. A promise: the head's parameter gradient is added during the
+  // forward, so the pass must go on to backward(loss, *known_dloss) (the backward checks the
+  // seed). Cleared by reset(): set it after.
+  std::optional<float> known_dloss;
 
  private:
   Var* new_var();

@@ -31,6 +31,17 @@ CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options = {});
 
+// The forward's rows without their sum, for a caller that sums them itself and must not wait
+// for each call (the chunked loss on a GPU: one download for every chunk, not one per chunk).
+// lse as above; label_logit (N,) float32, written: logits[i, labels[i]] (0 for ignored rows).
+// Labels are checked as above on the CPU; on a GPU a bad one is raised at the next synchronise.
+void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tensor& logits,
+                        const int32_t* labels, int64_t num_labels, int32_t ignore_index);
+// The sum of the counted rows' losses, double(lse_i) - double(label_logit_i), in row order (host
+// arrays): the sum cross_entropy_forward reduces, to the bit.
+double cross_entropy_row_sum(const float* lse, const float* label_logit, const int32_t* labels,
+                             int64_t num_labels, int32_t ignore_index);
+
 // dlogits (N,V) += (softmax(logits) - onehot(label)) * dloss / count   (Mean)
 //               += (softmax(logits) - onehot(label)) * dloss           (Sum)
 // for counted rows; ignored rows are left untouched (their gradient is zero). ACCUMULATES into

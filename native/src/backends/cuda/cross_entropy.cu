@@ -1,8 +1,10 @@
 // cross_entropy on CUDA (s2s/ops/cross_entropy.h semantics): a warp or block per row (launch.h),
 // lse = max + log(sum exp(x - max)) with the sum of each thread's fp32 terms folded in double.
-// The forward downloads the per-row losses and the labels (N doubles + N ints) and sums the
-// losses in row order on the host, as the CPU op does; the backward counts the labels on the
-// device (one block, fixed order) so it queues without waiting.
+// The rows kernel writes each row's lse and label logit; the forward downloads them and the
+// labels (3 x N values) and sums the losses in row order on the host (cross_entropy_row_sum, as
+// the CPU op does); cross_entropy_rows queues it without waiting, for a caller that downloads
+// once for many calls. The backward counts the labels on the device (one block, fixed order) so
+// it queues without waiting.
 // Napkin: forward reads the (N,V) logits twice (max, then exp-sum, from L2 for rows up to a
 // few MB), backward reads them once and writes dlogits: ~12 bytes per logit.
 #include <limits>
@@ -44,9 +46,9 @@ __device__ inline bool counted(const int32_t* labels, int64_t row, int64_t V, in
   return true;
 }
 
-__global__ void ce_forward_kernel(const float* logits, const int32_t* labels, float* lse,
-                                  double* row_loss, int64_t N, int64_t V, int32_t ignore,
-                                  int rows_per_block, unsigned long long* err) {
+__global__ void ce_rows_kernel(const float* logits, const int32_t* labels, float* lse,
+                               float* label_logit, int64_t N, int64_t V, int32_t ignore,
+                               int rows_per_block, unsigned long long* err) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
@@ -55,7 +57,7 @@ __global__ void ce_forward_kernel(const float* logits, const int32_t* labels, fl
   if (!counted(labels, row, V, ignore, err, t.tid == 0)) {
     if (t.tid == 0) {
       lse[row] = 0.f;
-      row_loss[row] = 0.0;
+      label_logit[row] = 0.f;
     }
     return;
   }
@@ -72,7 +74,7 @@ __global__ void ce_forward_kernel(const float* logits, const int32_t* labels, fl
     // NaN anywhere: NaN; every logit -inf: -inf (as the CPU op).
     const float l = (m != m || m == -INFINITY) ? m : static_cast<float>(double(m) + log(total));
     lse[row] = l;
-    row_loss[row] = double(l) - double(x[labels[row]]);
+    label_logit[row] = x[labels[row]];
   }
 }
 
@@ -125,32 +127,42 @@ __global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, const
 }
 }  // namespace
 
+void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_logit,
+                        const Tensor& logits, const int32_t* labels, int64_t num_labels,
+                        int32_t ignore_index) {
+  const Dims d = check(logits, labels, num_labels);
+  expect_f32(lse, {d.N}, kOp, "lse");
+  expect_f32(label_logit, {d.N}, kOp, "label_logit");
+  if (d.N == 0) return;
+  ctx.activate();
+  const RowLaunch l = row_launch(d.N, d.V);
+  ce_rows_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+      logits.f32(), labels, lse.f32(), label_logit.f32(), d.N, d.V, ignore_index,
+      l.rows_per_block, ctx.error_slot());
+  check_launch(kOp);
+}
+
 CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options) {
   const Dims d = check(logits, labels, num_labels);
   expect_f32(lse, {d.N}, kOp, "lse");
-  std::vector<double> losses(size_t(d.N), 0.0);
-  std::vector<int32_t> host_labels(size_t(d.N), 0);
+  std::vector<float> host_lse(size_t(d.N)), host_picked(size_t(d.N));
+  std::vector<int32_t> host_labels(size_t(d.N), options.ignore_index);
   if (d.N > 0) {
-    ctx.activate();
     ArenaScope scope(ctx.arena());
-    double* row_loss = ctx.arena().allocate_array<double>(size_t(d.N));
-    const RowLaunch l = row_launch(d.N, d.V);
-    ce_forward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-        logits.f32(), labels, lse.f32(), row_loss, d.N, d.V, options.ignore_index,
-        l.rows_per_block, ctx.error_slot());
-    check_launch(kOp);
-    download(ctx, losses.data(), row_loss, sizeof(double) * d.N);
+    const Tensor picked =
+        Tensor::contiguous(ctx.arena().allocate_array<float>(size_t(d.N)), DType::F32, {d.N});
+    cross_entropy_rows(ctx, lse, picked, logits, labels, d.N, options.ignore_index);
+    download(ctx, host_lse.data(), lse.f32(), sizeof(float) * d.N);
+    download(ctx, host_picked.data(), picked.f32(), sizeof(float) * d.N);
     download(ctx, host_labels.data(), labels, sizeof(int32_t) * d.N);
   }
   ctx.synchronize();  // raises a bad label the kernel reported
-  double sum = 0;
+  const double sum = s2s::cross_entropy_row_sum(host_lse.data(), host_picked.data(),
+                                                host_labels.data(), d.N, options.ignore_index);
   int64_t count = 0;
-  for (int64_t i = 0; i < d.N; ++i) {
-    sum += losses[i];
-    count += host_labels[i] != options.ignore_index;
-  }
+  for (int64_t i = 0; i < d.N; ++i) count += host_labels[i] != options.ignore_index;
   double loss = sum;
   if (options.reduction == LossReduction::Mean) {
     loss = count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / double(count);

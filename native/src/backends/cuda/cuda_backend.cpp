@@ -263,6 +263,11 @@ class CudaBackend final : public Backend {
     ctx_.synchronize();
     return r;
   }
+  void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tensor& logits,
+                          const int32_t* labels, int64_t num_labels,
+                          int32_t ignore_index) override {
+    cuda::cross_entropy_rows(ctx_, lse, label_logit, logits, labels, num_labels, ignore_index);
+  }
   void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                               const int32_t* labels, int64_t num_labels, float dloss,
                               const CrossEntropyOptions& options, bool overwrite) override {

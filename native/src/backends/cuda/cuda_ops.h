@@ -136,8 +136,13 @@ void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor
 void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Tensor& dbias,
                                    const T5RelativePositionOptions& options);
 
-// ---- cross_entropy.cu: waits for the stream (the loss is returned); rows summed in double in
-// row order on the host. dlogits f32, or bf16 with overwrite (each value rounded as written).
+// ---- cross_entropy.cu: the forward waits for the stream (the loss is returned); rows summed in
+// double in row order on the host. cross_entropy_rows queues without waiting (bad labels are
+// raised at the next synchronize). dlogits f32, or bf16 with overwrite (each value rounded as
+// written).
+void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_logit,
+                        const Tensor& logits, const int32_t* labels, int64_t num_labels,
+                        int32_t ignore_index);
 CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options = {});
