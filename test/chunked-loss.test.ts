@@ -1,5 +1,6 @@
 // train.chunked_loss through the trainer: the LM head and the loss a chunk of rows at a time
-// (nn::linear_cross_entropy). A chunked run logs the plain run's losses and gradient norms and
+// (nn::linear_cross_entropy; the trainer knows each micro-batch's seed before the forward, so the
+// head's gradients are made in the forward). A chunked run logs the plain run's losses and gradient norms and
 // ends with its weights, up to rounding (the CPU's GEMM may take another path for a chunk's few
 // rows; the head's gradient sums the chunks in order); forward asked for logits takes the plain
 // path; the option reaches the model; the CLI flag and the config key are wired. The C++ tests
@@ -48,6 +49,9 @@ describe("chunked loss in training", () => {
       weightsFile: "model.safetensors", overrides: ["model.method=full", "model.dtype=bfloat16"] },
     { name: "t5-relu-tied full fine-tuning (tied head)", model: "t5-relu-tied", kind: "seq2seq" as const,
       weightsFile: "model.safetensors", overrides: ["model.method=full"] },
+    // fp16: the seed is the loss scale / the step's tokens, known before the forward.
+    { name: "gpt2 full fine-tuning in float16 (loss scaling)", model: "gpt2", kind: "causal" as const,
+      weightsFile: "model.safetensors", overrides: ["model.method=full", "model.dtype=float16"] },
   ];
   for (const c of cases) {
     it(`${c.name}: the plain run's losses, gradient norms and weights`, async () => {
