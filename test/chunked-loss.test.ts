@@ -1,10 +1,11 @@
 // train.chunked_loss through the trainer: the LM head and the loss a chunk of rows at a time
-// (nn::linear_cross_entropy; the trainer knows each micro-batch's seed before the forward, so the
-// head's gradients are made in the forward). A chunked run logs the plain run's losses and gradient norms and
-// ends with its weights, up to rounding (the CPU's GEMM may take another path for a chunk's few
-// rows; the head's gradient sums the chunks in order); forward asked for logits takes the plain
-// path; the option reaches the model; the CLI flag and the config key are wired. The C++ tests
-// (native/tests/test_chunked_loss.cpp) hold it to the PyTorch fixtures and the plain path.
+// (nn::linear_cross_entropy; the trainer knows each micro-batch's seed before the forward, so
+// the head's gradients are made in the forward, fp16's included). A chunked run logs the plain
+// run's losses and gradient norms and ends with its weights, up to rounding (the CPU's GEMM may
+// take another path for a chunk's few rows; the head's gradient sums the chunks in order);
+// forward asked for logits takes the plain path; the option reaches the model; the CLI flag and
+// the config key are wired. The C++ tests (native/tests/test_chunked_loss.cpp) hold it to the
+// PyTorch fixtures and the plain path.
 import { describe, expect, it } from "vitest";
 import path from "node:path";
 import yargs from "yargs";
