@@ -48,8 +48,9 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
     > "$OUT/bench_cuda_train_model.json" 2> "$OUT/bench_cuda_train_model.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model.log"; cat "$OUT/bench_cuda_train_model.json"
-  # The chunked loss (train.chunked_loss): what the head's second forward GEMM costs, what the
-  # logits' memory was (arena_peak_bytes against the run above).
+  # The chunked loss (train.chunked_loss): what chunking the head costs (its gradients made in
+  # the forward, the seed known), what the logits' memory was (arena_peak_bytes against the run
+  # above).
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
     --chunked-loss > "$OUT/bench_cuda_train_model_chunked.json" \
     2> "$OUT/bench_cuda_train_model_chunked.log" || status=1

@@ -162,6 +162,10 @@ std::vector<Shape> make_shapes(bool quick) {
   //   dW (3072, 768) = dy^T (3072, 1024) x (1024, 768)       -> TN, K = 1024
   s.push_back({"bwd dx = dy W", 1024, 768, 3072, false, false});
   s.push_back({"bwd dW = dy^T x", 3072, 768, 1024, true, false});
+  // Few rows (a small batch; a chunk of the chunked loss): the kernel may read B where it lies
+  // instead of packing it (gemm.cpp's read_in_place).
+  for (int64_t M : {16, 64, 256}) s.push_back({"few rows dx = dy W", M, 768, 3072, false, false});
+  s.push_back({"LM head dx, 256 rows", 256, 768, 50257, false, false});
   return s;
 }
 

@@ -79,7 +79,7 @@ const trainSchema = z
     max_steps: z.number().int().positive().nullable().default(null).describe("Optimizer steps to take; overrides epochs when set"),
     gradient_accumulation_steps: z.number().int().positive().default(1).describe("Micro-batches per optimizer step; the loss is normalised over all their counted tokens"),
     gradient_checkpointing: z.boolean().default(false).describe("Recompute each transformer block in the backward instead of keeping its activations (transformers' gradient_checkpointing): much less memory, about a third slower, the same gradients"),
-    chunked_loss: z.boolean().default(false).describe("Run the LM head and the loss a chunk of tokens at a time, so the (tokens x vocabulary) logits and their gradient never exist whole (a large vocabulary's biggest activations): much less memory, one more forward of the head in time, the same loss and gradients up to rounding"),
+    chunked_loss: z.boolean().default(false).describe("Run the LM head and the loss a chunk of tokens at a time, so the (tokens x vocabulary) logits and their gradient never exist whole (a large vocabulary's biggest activations): much less memory for a few percent of step time (smaller chunks cost more), the same loss and gradients up to rounding"),
     lr: z.number().min(0).default(5e-5).describe("Peak learning rate (AdamW)"),
     weight_decay: z.number().min(0).default(0).describe("AdamW weight decay (not applied to biases and norm weights)"),
     betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]).describe("AdamW beta1, beta2"),

@@ -118,9 +118,9 @@ class Model {
   // Chunked loss (nn::linear_cross_entropy): forward() with labels runs the LM head and the
   // loss a chunk of rows at a time (64 MiB of logits, nn::loss_chunk_rows), so the (N,V) logits
   // and their gradient never exist whole, and returns no logits (ForwardResult::logits null).
-  // The same loss and gradients up to the order dW's chunks are summed in, for one more forward
-  // GEMM of the head. Off by default; a head with LoRA keeps the plain path. chunk_rows > 0
-  // sets the rows per chunk instead (tests).
+  // The same loss and gradients up to the order dW's chunks are summed in; one more forward
+  // GEMM of the head unless the pass sets Graph::known_dloss. Off by default; a head with LoRA
+  // keeps the plain path. chunk_rows > 0 sets the rows per chunk instead (tests, benches).
   void set_chunked_loss(bool on, int64_t chunk_rows = 0) {
     chunked_loss_ = on;
     loss_chunk_rows_ = chunk_rows;

@@ -187,10 +187,17 @@ int64_t even_block(int64_t n, int64_t max_block, int64_t unit) {
 
 // Small products read an operand where it lies instead of packing it when its k steps are
 // already runs of consecutive values (op(A) = A^T, op(B) = B; see StridedKernelFn) and few
-// tiles reuse it: B when M is at most this, A when N is. Packing is a copy of the operand,
-// about 0.3-0.6 ns per value, while a value of B feeds 2 M flops (~0.6 ns at M = 64): the
-// attention tiles (64 x 64 x 64..256) spent about as long packing as multiplying.
-constexpr int64_t kInPlaceMaxReuse = 256;
+// tiles reuse it (`reuse`: M for B, N for A). Packing is a copy of the operand, about 0.3-0.6 ns
+// per value, repaid when many tiles read the packed copy: the attention tiles (64 x 64 x
+// 64..256) spent about as long packing as multiplying. But a kernel reading in place strides
+// from one k step to the next (a row of B, ldb apart), which costs more the more steps a panel
+// has and the larger the operand: measured on AVX-512 with 2 threads, B read in place at M = 256
+// ran at 0.6-0.8x the packed speed (N 768 K 50257, the LM head's dx; N 3072 K 768), and at
+// M = 8-16 with K = 50257 too. So: in place when very few tiles reuse an operand of moderate
+// depth, or a few reuse a small one (at most 64K values, L2-resident).
+bool read_in_place(int64_t reuse, int64_t k, int64_t other) {
+  return (reuse <= 16 && k <= 4096) || (reuse <= 64 && k * other <= 65536);
+}
 
 // One thread's rectangle [m0, m1) x [n0, n1) of C, the whole K range.
 void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
@@ -203,8 +210,10 @@ void run_rect(const KernelDesc& d, const Problem& p, int64_t m0, int64_t m1, int
   const int64_t mc_blk = even_block(p.M, d.mc, MR);
   const int64_t nc_blk = even_block(p.N, d.nc, NR);
   const int64_t kcs_max = round_up(kc_blk, d.kalign);
-  const bool a_in_place = d.kernel_strided != nullptr && !p.a_kcontig && p.N <= kInPlaceMaxReuse;
-  const bool b_in_place = d.kernel_strided != nullptr && !p.b_kcontig && p.M <= kInPlaceMaxReuse;
+  const bool a_in_place =
+      d.kernel_strided != nullptr && !p.a_kcontig && read_in_place(p.N, p.K, p.M);
+  const bool b_in_place =
+      d.kernel_strided != nullptr && !p.b_kcontig && read_in_place(p.M, p.K, p.N);
   uint8_t* Abuf = static_cast<uint8_t*>(
       t_buffers.get_a(size_t(round_up(std::min(mc_blk, m1 - m0), MR) * kcs_max) * d.packed_elem));
   uint8_t* Bbuf = static_cast<uint8_t*>(
