@@ -199,6 +199,28 @@ TEST(chunked_loss_comparison_sees_a_wrong_scale) {
   CHECK(distance(*got, *want) > 1e-4);
 }
 
+// With gradient checkpointing (the blocks recomputed in the backward, after the head's
+// gradients were made in the forward): the same bits as without the seed known, and the plain
+// checkpointed run's gradients.
+TEST(chunked_loss_with_the_seed_known_under_gradient_checkpointing) {
+  set_num_threads(2);
+  for (const Family& f : families()) {
+    s2s_test::FixtureBatch fx(fixture_dir(f.name));
+    Setup s;
+    s.checkpointing = true;
+    auto want = build(f, s);
+    s.chunk_rows = 3;
+    auto late = build(f, s), ahead = build(f, s);
+    for (Run* r : {want.get(), late.get(), ahead.get()}) {
+      micro_batch(*r, fx.batch, 7, 1.0f, r == ahead.get());
+      micro_batch(*r, fx.batch, 8, 0.25f, r == ahead.get());
+    }
+    CHECK_MSG(identical(*ahead, *late), f.name + ": the seed known changed a bit");
+    const double d = distance(*ahead, *want);
+    CHECK_MSG(d <= 2e-5, f.name + ": " + std::to_string(d) + " from the plain path");
+  }
+}
+
 // Graph::known_dloss is a promise: the head's gradient is in after the forward, so a backward
 // seeded otherwise must fail loudly rather than leave it wrong.
 TEST(chunked_loss_checks_the_promised_seed) {
