@@ -71,6 +71,23 @@ describe("chunked loss in training", () => {
     });
   }
 
+  it("trainStep in float16 (the seed from the batch's own count): the plain path's steps", async () => {
+    const batch = {
+      inputIds: Int32Array.from([5, 9, 13, 2, 7, 11, 4, 8]), attentionMask: Int32Array.from([1, 1, 1, 1, 1, 1, 1, 0]),
+      labels: Int32Array.from([5, 9, 13, 2, -100, 11, 4, -100]), batchSize: 2, seqLen: 4,
+    };
+    const steps = async (chunked: boolean) => {
+      const m = await Model.load(path.join(modelsRoot, "gpt2"), { computeDtype: "float16", trainable: true });
+      m.setChunkedLoss(chunked);
+      const out: { loss: number; gradNorm: number }[] = [];
+      for (let step = 1; step <= 3; step++) out.push(await m.trainStep(batch, { step, lr: 1e-2, maxGradNorm: 1 }));
+      return out;
+    };
+    const plain = await steps(false), chunked = await steps(true);
+    expect(worst(chunked.map((r) => r.loss), plain.map((r) => r.loss))).toBeLessThan(1e-5);
+    expect(worst(chunked.map((r) => r.gradNorm), plain.map((r) => r.gradNorm))).toBeLessThan(1e-4);
+  });
+
   it("forward asked for logits takes the plain path on a chunked model", async () => {
     const m = await Model.load(path.join(modelsRoot, "llama-gqa"));
     const batch = {

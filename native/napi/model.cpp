@@ -170,7 +170,8 @@ OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
 // One micro-batch: forward with the summed loss, then backward into the params' gradients.
 // fp16 compute: the backward starts from scale / step_tokens instead of 1, so the gradients are
 // those of the step's MEAN loss times the scale, what torch's GradScaler scales (step_tokens:
-// the counted tokens of every micro-batch of the optimizer step; <= 0: this batch's count), and
+// the counted tokens of every micro-batch of the optimizer step; <= 0: this batch's count,
+// Model::counted_labels, checked against the forward's), and
 // the optimizer step then only unscales. A summed loss times the scale would make every
 // per-token gradient `count` times larger than torch's and overflow fp16 at torch's scales.
 struct AccumulateOut {
@@ -187,13 +188,18 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   auto seed = [&lm, fp16](double tokens) {
     return fp16 ? lm.scaler.scale() / static_cast<float>(tokens) : 1.0f;
   };
-  // Known before the forward unless fp16 must wait for this batch's count: the chunked loss
-  // then makes the head's gradients without a second GEMM (Graph::known_dloss).
-  if (!fp16 || step_tokens > 0) g.known_dloss = seed(step_tokens);
+  // The seed is known before the forward (fp16's from the batch's count when the step's is not
+  // given): the chunked loss then makes the head's gradients without a second GEMM
+  // (Graph::known_dloss).
+  const double tokens =
+      step_tokens > 0 ? step_tokens : double(lm.model->counted_labels(batch.view()));
+  if (tokens > 0) g.known_dloss = seed(tokens);
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
   AccumulateOut out{g.read_scalar(r.loss->value), r.count};
   if (r.count > 0) {
-    g.backward(r.loss, g.known_dloss ? *g.known_dloss : seed(static_cast<double>(r.count)));
+    S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens), s2s::code::kInternal,
+                "accumulate", "the model counted ", r.count, " labels, counted_labels ", tokens);
+    g.backward(r.loss, seed(tokens));
   }
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;

@@ -367,6 +367,32 @@ TEST(chunked_loss_rejects_a_bad_label) {
   }
 }
 
+// fp16's seed (scale / count) is known ahead only if the count is: Model::counted_labels must be
+// the count forward() reports. The fixtures' rows start with ignored labels (the prompt), so a
+// row's first label is set here (a decoder never predicts it; T5 does), and a row's last ignored.
+TEST(counted_labels_are_the_forwards_count) {
+  set_num_threads(2);
+  for (const std::string& name : kFixtures) {
+    const std::string dir = fixture_dir(name);
+    std::unique_ptr<Model> m = s2s_test::load_fixture_model(dir);
+    s2s_test::FixtureBatch fx(dir);
+    const int64_t cols = fx.batch.Td > 0 ? fx.batch.Td : fx.batch.T;
+    std::vector<int32_t> labels(fx.batch.labels, fx.batch.labels + fx.batch.B * cols);
+    labels[0] = 1;
+    labels[static_cast<size_t>(cols)] = 2;
+    labels[static_cast<size_t>(cols - 1)] = -100;
+    for (const int32_t* l : {fx.batch.labels, static_cast<const int32_t*>(labels.data())}) {
+      Batch batch = fx.batch;
+      batch.labels = l;
+      Graph g;
+      const ForwardResult r = m->forward(g, batch, LossReduction::Sum);
+      CHECK_MSG(m->counted_labels(batch) == r.count,
+                name + ": counted_labels " + std::to_string(m->counted_labels(batch)) +
+                    ", forward counted " + std::to_string(r.count));
+    }
+  }
+}
+
 TEST(chunk_rows_follow_the_vocabulary) {
   CHECK(nn::loss_chunk_rows(50257) == 320);
   CHECK(nn::loss_chunk_rows(151936) == 96);

@@ -1,5 +1,5 @@
 // Model::head_and_loss: the LM head and the loss every architecture's forward() ends with, whole
-// or chunked (Model::set_chunked_loss).
+// or chunked (Model::set_chunked_loss); Model::counted_labels, the count that loss will report.
 #include "s2s/models/model.h"
 
 namespace s2s {
@@ -20,6 +20,19 @@ ForwardResult Model::head_and_loss(Graph& g, Var* x, const nn::LinearWeights& he
     r.loss = nn::cross_entropy(g, r.logits, g.indices(labels, N), N, o, &r.count);
   }
   return r;
+}
+
+int64_t Model::counted_labels(const Batch& batch) const {
+  if (batch.labels == nullptr) return 0;
+  // A decoder predicts token t + 1 at position t (decoder::shifted_labels): each row's first
+  // label is never a target. T5's decoder input is the shifted sequence, its labels are not.
+  const bool shifted = !is_encoder_decoder();
+  const int64_t rows = batch.B, cols = shifted ? batch.T : batch.Td;
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t t = shifted ? 1 : 0; t < cols; ++t) count += batch.labels[r * cols + t] != -100;
+  }
+  return count;
 }
 
 }  // namespace s2s

@@ -126,6 +126,10 @@ class Model {
     loss_chunk_rows_ = chunk_rows;
   }
   bool chunked_loss() const { return chunked_loss_; }
+  // The labels forward() will count (ForwardResult::count) for this batch, known before it runs:
+  // a decoder's shifted labels (positions 1..T-1 of each row), T5's as they are. fp16's backward
+  // seed (scale / count) is then known ahead too (Graph::known_dloss).
+  int64_t counted_labels(const Batch& batch) const;
 
   // Names under which a tied parameter may also appear in a checkpoint (e.g. "lm_head.weight"
   // for GPT-2's "transformer.wte.weight"); Hugging Face usually omits them.
