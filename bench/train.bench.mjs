@@ -8,11 +8,13 @@
 //
 //   node bench/train.bench.mjs [--quick] [--threads 1,2] [--configs gpt2-full,gpt5m-lora]
 //                              [--steps N] [--warmup N] [--repeat N] [--no-torch] [--json PATH]
-//                              [--gradient-checkpointing]
+//                              [--gradient-checkpointing] [--chunked-loss]
 //
 // Rows: fp32 and bf16 compute (Model.load(dir, { computeDtype })) for ours, fp32 for PyTorch;
 // with --gradient-checkpointing also ours in fp32 with Model.setGradientCheckpointing(true)
 // ("fp32+gc": its speed and RSS against the fp32 row above it; PyTorch's column stays plain);
+// with --chunked-loss likewise "fp32+cl", Model.setChunkedLoss(true) (the LM head and the loss a
+// chunk of tokens at a time);
 // LoRA through Model.applyLora. build/bench_train runs the same step in C++ without Node, for
 // profiling (see its header).
 import { spawnSync } from "node:child_process";
@@ -59,6 +61,7 @@ if (process.argv[2] === "--child") {
   });
   if (job.lora) model.applyLora(job.lora);
   if (job.gradientCheckpointing) model.setGradientCheckpointing(true);
+  if (job.chunkedLoss) model.setChunkedLoss(true);
   const loadS = (performance.now() - t0) / 1e3;
   const V = model.config.vocab_size ?? model.config.vocabSize;
   const t5 = model.info().modelType === "t5";
@@ -176,12 +179,12 @@ function flopsPerStep(name) {
   return trainingFlopsPerStep(config, { batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, mode: c.mode, loraR: LORA.r, loraTargets: LORA.targets[family] });
 }
 
-function oursJob(name, threads, computeDtype, gradientCheckpointing) {
+function oursJob(name, threads, { computeDtype, gradientCheckpointing = false, chunkedLoss = false }) {
   const c = CONFIGS[name];
   const family = familyOf(c.model);
   const job = {
     model: c.model, mode: c.mode, threads, batch: c.batch, seq: c.seq, decSeq: c.decSeq ?? 0, warmup, steps, computeDtype,
-    gradientCheckpointing,
+    gradientCheckpointing, chunkedLoss,
     ...(c.mode === "lora" ? { lora: { r: LORA.r, alpha: LORA.alpha, targetModules: LORA.targets[family] } } : {}),
   };
   return bestOf(process.execPath, [fileURLToPath(import.meta.url), "--child", JSON.stringify(job)]);
@@ -208,12 +211,15 @@ if (peaksBefore) console.log(`  fp32 FMA peak (bench_gemm --peak-only): ${Object
 const results = [];
 const mb = (b) => (b == null ? "—" : `${(b / 2 ** 20).toFixed(0)} MiB`);
 const fmt = (r) => (r?.error ? "error" : r?.skipped ? "skipped" : r?.tokens_per_s != null ? `${r.tokens_per_s.toFixed(1)}${r.disturbed ? "*" : ""}` : "—");
-const dtypes = ["fp32", "bf16", ...(flag("--gradient-checkpointing") ? ["fp32+gc"] : [])];
+const dtypes = ["fp32", "bf16", ...(flag("--gradient-checkpointing") ? ["fp32+gc"] : []),
+  ...(flag("--chunked-loss") ? ["fp32+cl"] : [])];
 for (const name of configNames) {
   for (const threads of threadsList) {
     const torch = noTorch ? null : torchJob(name, threads);
     for (const dt of dtypes) {
-      const ours = oursJob(name, threads, dt === "bf16" ? "bfloat16" : undefined, dt === "fp32+gc");
+      const ours = oursJob(name, threads, {
+        computeDtype: dt === "bf16" ? "bfloat16" : undefined, gradientCheckpointing: dt === "fp32+gc", chunkedLoss: dt === "fp32+cl",
+      });
       const row = { config: name, ...CONFIGS[name], threads, dtype: dt, ours, torch };
       row.ratio = ours?.tokens_per_s && torch?.tokens_per_s ? ours.tokens_per_s / torch.tokens_per_s : null;
       row.flops_per_token = flopsPerStep(name) / (ours?.tokens_per_step ?? torch?.tokens_per_step ?? 1);
