@@ -150,6 +150,7 @@ CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const 
   std::vector<float> host_lse(size_t(d.N)), host_picked(size_t(d.N));
   std::vector<int32_t> host_labels(size_t(d.N), options.ignore_index);
   if (d.N > 0) {
+    ctx.activate();  // before the arena may allocate on this model's device
     ArenaScope scope(ctx.arena());
     const Tensor picked =
         Tensor::contiguous(ctx.arena().allocate_array<float>(size_t(d.N)), DType::F32, {d.N});
