@@ -342,9 +342,10 @@ export interface NativeModel {
   setGradientCheckpointing(on: boolean): void;
   /**
    * Chunked loss: with labels, the LM head and the loss run a chunk of rows at a time (64 MiB of
-   * logits), so the whole (tokens x vocab) logits and their gradient never exist; the backward
-   * computes each chunk's logits again (one more forward GEMM of the head). The same loss and
-   * gradients up to rounding. A forward asked for logits takes the plain path. Default off.
+   * logits), so the whole (tokens x vocab) logits and their gradient never exist; accumulate and
+   * trainStep know the backward's seed ahead, so each chunk's gradients are made in the forward
+   * (the plain path's GEMM count). The same loss and gradients up to rounding. A forward asked
+   * for logits takes the plain path. Default off.
    */
   setChunkedLoss(on: boolean): void;
   forward(batch: NativeBatch, options?: { reduction?: "mean" | "sum"; logits?: boolean }):

@@ -233,12 +233,14 @@ int main(int argc, char** argv) {
       const double t0 = now_s();
       g.reset();
       g.training = true;
-      // As the trainer does: the seed known before the forward (fp16's needs the count).
-      if (!so.enabled && !late_seed) g.known_dloss = 1.0f;
+      // As the trainer does: the seed known before the forward (fp16's from the label count).
+      const int64_t count = model->counted_labels(batch);
+      const float inv_count = count > 0 ? float(1.0 / double(count)) : 1.0f;
+      const float dloss = so.enabled ? scaler.scale() * inv_count : 1.0f;
+      if (!late_seed && count > 0) g.known_dloss = dloss;
       ForwardResult r = model->forward(g, batch, LossReduction::Sum);
       const double t1 = now_s();
-      const float inv_count = r.count > 0 ? float(1.0 / double(r.count)) : 1.0f;
-      g.backward(r.loss, so.enabled ? scaler.scale() * inv_count : 1.0f);
+      g.backward(r.loss, dloss);
       const double t2 = now_s();
       const int64_t applied = s + 1 - scaler.skipped_steps();
       optimizer_step(model->params(), oc, applied, 1e-4, so.enabled ? 1.0f : inv_count, &scaler);
