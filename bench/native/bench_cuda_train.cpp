@@ -410,9 +410,10 @@ int main(int argc, char** argv) {
                                    d_labels, N, 1.0f, {}, /*overwrite=*/true); });
       timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
                             t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true); });
-      timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dres.data(), size_t(N * C) * 4); });
+      // Fresh gradients are overwritten (no zero-fill pass), as the model path's do.
       timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
-                               t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N)); });
+                               t2(*resid, N, C), P(model.lnf_w).W(), t1(x.lnf_mean, N), t1(x.lnf_rstd, N),
+                               /*overwrite_dinp=*/true); });
       for (int64_t l = a.L - 1; l >= 0; --l) {
         const OpsModel::Layer& w = model.layers[l];
         Acts::Layer& y = x.layers[l];
@@ -420,8 +421,8 @@ int main(int argc, char** argv) {
         // res2 = res1 + fc2: dres flows to both.
         timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dgelu, N, 4 * C), P(w.fc2_w).G(), P(w.fc2_b).G(), t2(x.dres, N, C),
                               t2(y.gelu, N, 4 * C), P(w.fc2_w).W16(), WeightLayout::OutIn, true); });
-        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dfc.data(), size_t(N * 4 * C) * 4); });
-        timed("gelu", [&] { cuda::gelu_backward(ctx, t2(x.dfc, N, 4 * C), t2(x.dgelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh); });
+        timed("gelu", [&] { cuda::gelu_backward(ctx, t2(x.dfc, N, 4 * C), t2(x.dgelu, N, 4 * C), t2(y.fc, N, 4 * C), GeluApprox::Tanh,
+                            /*overwrite=*/true); });
         timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(w.fc_w).G(), P(w.fc_b).G(), t2(x.dfc, N, 4 * C),
                               t2(y.ln2, N, C), P(w.fc_w).W16(), WeightLayout::OutIn, true); });
         timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(w.ln2_w).G(), P(w.ln2_b).G(), t2(x.dln, N, C),
@@ -429,12 +430,9 @@ int main(int argc, char** argv) {
         // res1 = inp + proj.
         timed("linear", [&] { cuda::linear_backward(ctx, t2(x.datt, N, C), P(w.proj_w).G(), P(w.proj_b).G(), t2(x.dres, N, C),
                               t2(y.att, N, C), P(w.proj_w).W16(), WeightLayout::OutIn, true); });
-        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dq.data(), size_t(N * C) * 4); });
-        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dk.data(), size_t(N * C) * 4); });
-        timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dv.data(), size_t(N * C) * 4); });
         timed("attention", [&] { cuda::attention_backward(ctx, t4(x.dq), t4(x.dk), t4(x.dv), Tensor{}, t4(x.datt), t4(y.q), t4(y.k),
                                  t4(y.v), t4(y.att), Tensor::contiguous(y.lse.data(), DType::F32, {B, H, T}),
-                                 Tensor{}, nullptr, 0, causal); });
+                                 Tensor{}, nullptr, 0, causal, /*overwrite=*/true); });
         timed("copies and adds", [&] { cuda::fill_zero(ctx, x.dqkv.data(), size_t(N * 3 * C) * 4); });
         float* dqkv = static_cast<float*>(x.dqkv.data());
         timed("copies and adds", [&] { cuda::add_to_columns(ctx, dqkv, static_cast<float*>(x.dq.data()), N, 3 * C, 0, C); });

@@ -80,6 +80,7 @@ class CheckedHostBackend final : public s2s::Backend {
     uint8_t* p = base_ + persistent_used_;
     persistent_used_ += size;  // never reused: a use after free stays detectable
     live_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    poison(p, size);
     return s2s::Buffer(this, p, bytes);
   }
   void release_buffer(void* p, size_t) override { live_.erase(reinterpret_cast<uintptr_t>(p)); }
@@ -89,6 +90,7 @@ class CheckedHostBackend final : public s2s::Backend {
                 "out of reserved activation space");
     void* p = act_base_ + act_used_;
     act_used_ += size;
+    poison(p, size);
     return p;
   }
   void activation_reset() override { act_used_ = 0; }
@@ -101,6 +103,7 @@ class CheckedHostBackend final : public s2s::Backend {
     void* p = seg_base_ + seg_used_;
     seg_used_ += size;
     segment_peak_ = seg_used_ > segment_peak_ ? seg_used_ : segment_peak_;
+    poison(p, size);
     return p;
   }
   void segment_reset() override { seg_used_ = 0; }
@@ -149,11 +152,11 @@ class CheckedHostBackend final : public s2s::Backend {
   void layernorm_backward(const s2s::Tensor& dinp, const s2s::Tensor& dweight,
                           const s2s::Tensor& dbias, const s2s::Tensor& dout, const s2s::Tensor& inp,
                           const s2s::Tensor& weight, const s2s::Tensor& mean,
-                          const s2s::Tensor& rstd) override {
+                          const s2s::Tensor& rstd, bool overwrite_dinp) override {
     Open o(*this, "layernorm_backward");
     t(dinp, "dinp"); t(dweight, "dweight"); t(dbias, "dbias"); t(dout, "dout"); t(inp, "inp");
     t(weight, "weight"); t(mean, "mean"); t(rstd, "rstd");
-    s2s::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+    s2s::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, overwrite_dinp);
   }
   void rmsnorm_forward(const s2s::Tensor& out, const s2s::Tensor& rstd, const s2s::Tensor& inp,
                        const s2s::Tensor& weight, float eps) override {
@@ -163,11 +166,11 @@ class CheckedHostBackend final : public s2s::Backend {
   }
   void rmsnorm_backward(const s2s::Tensor& dinp, const s2s::Tensor& dweight, const s2s::Tensor& dout,
                         const s2s::Tensor& inp, const s2s::Tensor& weight,
-                        const s2s::Tensor& rstd) override {
+                        const s2s::Tensor& rstd, bool overwrite_dinp) override {
     Open o(*this, "rmsnorm_backward");
     t(dinp, "dinp"); t(dweight, "dweight"); t(dout, "dout"); t(inp, "inp"); t(weight, "weight");
     t(rstd, "rstd");
-    s2s::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd);
+    s2s::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
   }
   void linear_forward(const s2s::Tensor& out, const s2s::Tensor& inp, const s2s::Tensor& weight,
                       const s2s::Tensor& bias, s2s::WeightLayout layout) override {
@@ -196,30 +199,32 @@ class CheckedHostBackend final : public s2s::Backend {
     s2s::gelu_forward(out, inp, ap);
   }
   void gelu_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const s2s::Tensor& inp,
-                     s2s::GeluApprox ap) override {
+                     s2s::GeluApprox ap, bool overwrite) override {
     Open o(*this, "gelu_backward");
     t(dinp, "dinp"); t(dout, "dout"); t(inp, "inp");
-    s2s::gelu_backward(dinp, dout, inp, ap);
+    s2s::gelu_backward(dinp, dout, inp, ap, overwrite);
   }
   void relu_forward(const s2s::Tensor& out, const s2s::Tensor& inp) override {
     Open o(*this, "relu_forward");
     t(out, "out"); t(inp, "inp");
     s2s::relu_forward(out, inp);
   }
-  void relu_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const s2s::Tensor& inp) override {
+  void relu_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const s2s::Tensor& inp,
+                     bool overwrite) override {
     Open o(*this, "relu_backward");
     t(dinp, "dinp"); t(dout, "dout"); t(inp, "inp");
-    s2s::relu_backward(dinp, dout, inp);
+    s2s::relu_backward(dinp, dout, inp, overwrite);
   }
   void silu_forward(const s2s::Tensor& out, const s2s::Tensor& inp) override {
     Open o(*this, "silu_forward");
     t(out, "out"); t(inp, "inp");
     s2s::silu_forward(out, inp);
   }
-  void silu_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const s2s::Tensor& inp) override {
+  void silu_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const s2s::Tensor& inp,
+                     bool overwrite) override {
     Open o(*this, "silu_backward");
     t(dinp, "dinp"); t(dout, "dout"); t(inp, "inp");
-    s2s::silu_backward(dinp, dout, inp);
+    s2s::silu_backward(dinp, dout, inp, overwrite);
   }
   void swiglu_forward(const s2s::Tensor& out, const s2s::Tensor& gate, const s2s::Tensor& up) override {
     Open o(*this, "swiglu_forward");
@@ -227,10 +232,10 @@ class CheckedHostBackend final : public s2s::Backend {
     s2s::swiglu_forward(out, gate, up);
   }
   void swiglu_backward(const s2s::Tensor& dgate, const s2s::Tensor& dup, const s2s::Tensor& dout,
-                       const s2s::Tensor& gate, const s2s::Tensor& up) override {
+                       const s2s::Tensor& gate, const s2s::Tensor& up, bool overwrite) override {
     Open o(*this, "swiglu_backward");
     t(dgate, "dgate"); t(dup, "dup"); t(dout, "dout"); t(gate, "gate"); t(up, "up");
-    s2s::swiglu_backward(dgate, dup, dout, gate, up);
+    s2s::swiglu_backward(dgate, dup, dout, gate, up, overwrite);
   }
   void geglu_forward(const s2s::Tensor& out, const s2s::Tensor& gate, const s2s::Tensor& up,
                      s2s::GeluApprox ap) override {
@@ -239,10 +244,11 @@ class CheckedHostBackend final : public s2s::Backend {
     s2s::geglu_forward(out, gate, up, ap);
   }
   void geglu_backward(const s2s::Tensor& dgate, const s2s::Tensor& dup, const s2s::Tensor& dout,
-                      const s2s::Tensor& gate, const s2s::Tensor& up, s2s::GeluApprox ap) override {
+                      const s2s::Tensor& gate, const s2s::Tensor& up, s2s::GeluApprox ap,
+                      bool overwrite) override {
     Open o(*this, "geglu_backward");
     t(dgate, "dgate"); t(dup, "dup"); t(dout, "dout"); t(gate, "gate"); t(up, "up");
-    s2s::geglu_backward(dgate, dup, dout, gate, up, ap);
+    s2s::geglu_backward(dgate, dup, dout, gate, up, ap, overwrite);
   }
   void dropout_forward(const s2s::Tensor& out, const s2s::Tensor& inp, float p, uint64_t seed,
                        uint64_t offset) override {
@@ -251,10 +257,10 @@ class CheckedHostBackend final : public s2s::Backend {
     s2s::dropout_forward(out, inp, p, seed, offset);
   }
   void dropout_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, float p, uint64_t seed,
-                        uint64_t offset) override {
+                        uint64_t offset, bool overwrite) override {
     Open o(*this, "dropout_backward");
     t(dinp, "dinp"); t(dout, "dout");
-    s2s::dropout_backward(dinp, dout, p, seed, offset);
+    s2s::dropout_backward(dinp, dout, p, seed, offset, overwrite);
   }
   void cast(const s2s::Tensor& out, const s2s::Tensor& inp) override {
     Open o(*this, "cast");
@@ -315,13 +321,14 @@ class CheckedHostBackend final : public s2s::Backend {
                           const s2s::Tensor& dbias, const s2s::Tensor& dout, const s2s::Tensor& q,
                           const s2s::Tensor& k, const s2s::Tensor& v, const s2s::Tensor& out,
                           const s2s::Tensor& lse, const s2s::Tensor& bias, const uint8_t* key_mask,
-                          int64_t key_mask_size, const s2s::AttentionOptions& options) override {
+                          int64_t key_mask_size, const s2s::AttentionOptions& options,
+                          bool overwrite) override {
     Open o(*this, "attention_backward");
     t(dq, "dq"); t(dk, "dk"); t(dv, "dv"); t(dbias, "dbias"); t(dout, "dout"); t(q, "q");
     t(k, "k"); t(v, "v"); t(out, "out"); t(lse, "lse"); t(bias, "bias");
     idx(key_mask, key_mask_size, "key_mask");
     s2s::attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
-                            key_mask_size, options);
+                            key_mask_size, options, overwrite);
   }  void attention_cached_forward(const s2s::Tensor& out, const s2s::Tensor& q,
                                 const s2s::Tensor& k_cache, const s2s::Tensor& v_cache,
                                 const int32_t* slot, const int32_t* key_begin,
@@ -342,10 +349,10 @@ class CheckedHostBackend final : public s2s::Backend {
     s2s::rope_forward(out, inp, positions, num_positions, theta);
   }
   void rope_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, const int32_t* positions,
-                     int64_t num_positions, float theta) override {
+                     int64_t num_positions, float theta, bool overwrite) override {
     Open o(*this, "rope_backward");
     t(dinp, "dinp"); t(dout, "dout"); idx(positions, num_positions, "positions");
-    s2s::rope_backward(dinp, dout, positions, num_positions, theta);
+    s2s::rope_backward(dinp, dout, positions, num_positions, theta, overwrite);
   }
   void t5_relative_position_forward(const s2s::Tensor& bias, const s2s::Tensor& table,
                                     const s2s::T5RelativePositionOptions& options) override {
@@ -418,6 +425,14 @@ class CheckedHostBackend final : public s2s::Backend {
     }
     ~Open() { b.protect(PROT_NONE); }
   };
+
+  // New device memory reads as NaN (0xFF bytes), as the CUDA simulator's does: an op that reads
+  // memory nothing wrote (accumulating into a gradient allocated for overwriting, say) shows.
+  void poison(void* p, size_t bytes) {
+    protect(PROT_READ | PROT_WRITE);
+    std::memset(p, 0xFF, bytes);
+    protect(PROT_NONE);
+  }
 
   static size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
   static size_t page_round(size_t n) {

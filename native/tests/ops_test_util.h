@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <vector>
 
 #include "harness.h"
@@ -35,6 +36,19 @@ inline bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) 
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Equal as numbers (-0 == +0): what a backward op overwriting a fresh gradient must give against
+// the same op accumulating into a zeroed one (0 + -0 is +0 there).
+inline bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!(a[i] == b[i])) return false;
+  }
+  return true;
+}
+// A fresh gradient's contents: NaN, so an op that reads it instead of overwriting it shows.
+inline std::vector<float> garbage(size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
 inline std::vector<float> scaled(const std::vector<float>& v, float s) {
   std::vector<float> o(v);
   for (auto& x : o) x *= s;

@@ -237,6 +237,78 @@ CUDA_TEST(cuda_activations) {
   }
 }
 
+// Every backward op that can overwrite a fresh gradient (the nn layers' Graph::grad_for_write):
+// written into NaN-filled memory it gives, on the device, what accumulating into zeros gives
+// there (a read of the fresh buffer would show as NaN); the weights' gradients still accumulate.
+CUDA_TEST(cuda_backward_ops_overwrite_fresh_gradients) {
+  const int64_t N = 7, C = 96, n = N * C;
+  std::vector<float> x = random_vector(n, 20, -3, 3), u = random_vector(n, 21, -2, 2);
+  std::vector<float> dy = random_vector(n, 22), w = random_vector(C, 23, 0.5f, 1.5f);
+  std::vector<float> b = random_vector(C, 24), start = random_vector(C, 25);
+  Dev gx(x, {N, C}), gu(u, {N, C}), gdy(dy, {N, C}), gw(w, {C}), gb(b, {C});
+  Dev gy(std::vector<float>(n), {N, C}), gmean(std::vector<float>(N), {N});
+  Dev grstd(std::vector<float>(N), {N});
+  std::vector<int32_t> pos(N);
+  for (int64_t i = 0; i < N; ++i) pos[i] = int32_t(3 * i);
+  Dev gpos(pos, DType::F32, {N});
+  // op(d1, d2, dweight, overwrite); d2 and dweight only where the op has them.
+  auto check = [&](const char* name, auto op) {
+    Dev f1(opt::garbage(n), {N, C}), f2(opt::garbage(n), {N, C}), fw(start, {C});
+    Dev z1(std::vector<float>(n, 0.f), {N, C}), z2(std::vector<float>(n, 0.f), {N, C});
+    Dev zw(start, {C});
+    op(f1.t, f2.t, fw.t, true);
+    op(z1.t, z2.t, zw.t, false);
+    CHECK_MSG(opt::same_values(host_of(f1), host_of(z1)) &&
+                  opt::same_values(host_of(f2), host_of(z2)) &&
+                  opt::bit_equal(host_of(fw), host_of(zw)),
+              std::string(name) + ": overwriting differs from accumulating into zeros");
+  };
+  check("gelu", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    cuda::gelu_backward(ctx(), d, gdy.t, gx.t, GeluApprox::Tanh, o);
+    cuda::gelu_backward(ctx(), d2, gdy.t, gx.t, GeluApprox::None, o);
+  });
+  check("relu, silu", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    cuda::relu_backward(ctx(), d, gdy.t, gx.t, o);
+    cuda::silu_backward(ctx(), d2, gdy.t, gx.t, o);
+  });
+  check("swiglu", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    cuda::swiglu_backward(ctx(), d, d2, gdy.t, gx.t, gu.t, o);
+  });
+  check("geglu", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    cuda::geglu_backward(ctx(), d, d2, gdy.t, gx.t, gu.t, GeluApprox::None, o);
+  });
+  check("dropout", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    cuda::dropout_backward(ctx(), d, gdy.t, 0.1f, 77, 5, o);
+    cuda::dropout_backward(ctx(), d2, gdy.t, 0.0f, 77, 5, o);
+  });
+  check("rope", [&](const Tensor& d, const Tensor& d2, const Tensor&, bool o) {
+    const Tensor d4 = Tensor::contiguous(d.data, DType::F32, {1, N, 3, 32});
+    const Tensor d24 = Tensor::contiguous(d2.data, DType::F32, {1, N, 3, 32});
+    const Tensor dy4 = Tensor::contiguous(gdy.t.data, DType::F32, {1, N, 3, 32});
+    cuda::rope_backward(ctx(), d4, dy4, gpos.ptr<int32_t>(), N, 10000.f, o);
+    cuda::rope_backward(ctx(), d24, dy4, nullptr, 0, 10000.f, o);
+  });
+  check("layernorm", [&](const Tensor& d, const Tensor& d2, const Tensor& dw, bool o) {
+    cuda::layernorm_forward(ctx(), gy.t, gmean.t, grstd.t, gx.t, gw.t, gb.t, 1e-5f);
+    cuda::layernorm_backward(ctx(), d, dw, Tensor{}, gdy.t, gx.t, gw.t, gmean.t, grstd.t, o);
+    cuda::rmsnorm_forward(ctx(), gy.t, grstd.t, gx.t, gw.t, 1e-6f);
+    cuda::rmsnorm_backward(ctx(), d2, dw, gdy.t, gx.t, gw.t, grstd.t, o);
+  });
+  // A block per row (C > 1024) takes the other reduction path.
+  const int64_t Cw = 1500;
+  std::vector<float> xw = random_vector(2 * Cw, 26), dyw = random_vector(2 * Cw, 27);
+  std::vector<float> ww = random_vector(Cw, 28, 0.5f, 1.5f);
+  Dev gxw(xw, {2, Cw}), gdyw(dyw, {2, Cw}), gww(ww, {Cw}), gyw(std::vector<float>(2 * Cw), {2, Cw});
+  Dev fw(opt::garbage(2 * Cw), {2, Cw}), zw(std::vector<float>(2 * Cw, 0.f), {2, Cw});
+  Dev gmw(std::vector<float>(2), {2}), grw(std::vector<float>(2), {2});
+  for (bool o : {true, false}) {
+    const Tensor d = o ? fw.t : zw.t;
+    cuda::layernorm_forward(ctx(), gyw.t, gmw.t, grw.t, gxw.t, gww.t, Tensor{}, 1e-5f);
+    cuda::layernorm_backward(ctx(), d, Tensor{}, Tensor{}, gdyw.t, gxw.t, gww.t, gmw.t, grw.t, o);
+  }
+  CHECK(opt::same_values(host_of(fw), host_of(zw)));
+}
+
 // ---- dropout, cast, elementwise: exact --------------------------------------------------------
 
 CUDA_TEST(cuda_dropout_matches_cpu_mask_bit_for_bit) {
@@ -667,14 +739,17 @@ static void check_attention(const AttnCase& c, uint64_t seed, DType products = D
   }
   CHECK_MSG(lse_ok, std::string(what) + " lse");
   std::vector<float> run1[4];
-  for (int rep = 0; rep < 2; ++rep) {
-    Dev gdq(std::vector<float>(nq, 0.f), {c.B, c.Tq, c.Hq, c.D});
-    Dev gdk(std::vector<float>(nk, 0.f), {c.B, c.Tk, c.Hkv, c.D}), gdv(std::vector<float>(nk, 0.f), {c.B, c.Tk, c.Hkv, c.D});
+  // rep 1: the same bits again; rep 2: dq, dk, dv overwritten from NaN (fresh gradients).
+  for (int rep = 0; rep < 3; ++rep) {
+    const bool overwrite = rep == 2;
+    auto start = [&](size_t n) { return overwrite ? opt::garbage(n) : std::vector<float>(n, 0.f); };
+    Dev gdq(start(nq), {c.B, c.Tq, c.Hq, c.D});
+    Dev gdk(start(nk), {c.B, c.Tk, c.Hkv, c.D}), gdv(start(nk), {c.B, c.Tk, c.Hkv, c.D});
     Dev gdb(std::vector<float>(std::max<size_t>(db.size(), 1), 0.f), {int64_t(std::max<size_t>(db.size(), 1))});
     if (c.bias) gdb.t = Tensor::contiguous(gdb.buf.data(), DType::F32, {c.Hq, c.Tq, c.Tk});
     cuda::attention_backward(ctx(), gdq.t, gdk.t, gdv.t, c.bias ? gdb.t : Tensor{}, gdout.t, gq.t,
                              gk.t, gv.t, gout.t, glse.t, bias_gpu, mask_gpu,
-                             c.mask ? c.B * c.Tk : 0, o);
+                             c.mask ? c.B * c.Tk : 0, o, overwrite);
     std::vector<float> r[4] = {host_of(gdq), host_of(gdk), host_of(gdv), c.bias ? host_of(gdb) : std::vector<float>{}};
     if (rep == 0) {
       expect_close(r[0], dq, tol_grad, (std::string(what) + " dq").c_str());
@@ -682,8 +757,11 @@ static void check_attention(const AttnCase& c, uint64_t seed, DType products = D
       expect_close(r[2], dv, tol_grad, (std::string(what) + " dv").c_str());
       if (c.bias) expect_close(r[3], db, tol_grad, (std::string(what) + " dbias").c_str());
       for (int i = 0; i < 4; ++i) run1[i] = r[i];
-    } else {
+    } else if (!overwrite) {
       for (int i = 0; i < 4; ++i) CHECK_MSG(opt::bit_equal(r[i], run1[i]), std::string(what) + " backward is deterministic");
+    } else {
+      for (int i = 0; i < 3; ++i) CHECK_MSG(opt::same_values(r[i], run1[i]), std::string(what) + " overwrite");
+      CHECK_MSG(opt::bit_equal(r[3], run1[3]), std::string(what) + " dbias with overwrite");
     }
   }
 }

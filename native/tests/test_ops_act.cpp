@@ -22,11 +22,13 @@ using s2s_test::random_vector;
 namespace {
 
 using Fwd = std::function<void(const Tensor&, const Tensor&)>;
-using Bwd = std::function<void(const Tensor&, const Tensor&, const Tensor&)>;
+using Bwd = std::function<void(const Tensor&, const Tensor&, const Tensor&, bool overwrite)>;
+using BwdRef = std::function<void(const Tensor&, const Tensor&, const Tensor&)>;
 struct Unary {
   const char* name;
   Fwd fwd, fwd_ref;
-  Bwd bwd, bwd_ref;
+  Bwd bwd;  // the op; overwrite defaults to false below
+  BwdRef bwd_ref;
   float lo, hi;  // input range for the tests
 };
 
@@ -34,23 +36,26 @@ std::vector<Unary> unaries() {
   return {
       {"gelu_tanh", [](auto& o, auto& i) { gelu_forward(o, i, GeluApprox::Tanh); },
        [](auto& o, auto& i) { gelu_forward_reference(o, i, GeluApprox::Tanh); },
-       [](auto& d, auto& g, auto& i) { gelu_backward(d, g, i, GeluApprox::Tanh); },
+       [](auto& d, auto& g, auto& i, bool w) { gelu_backward(d, g, i, GeluApprox::Tanh, w); },
        [](auto& d, auto& g, auto& i) { gelu_backward_reference(d, g, i, GeluApprox::Tanh); },
        -8.f, 8.f},
       {"gelu_erf", [](auto& o, auto& i) { gelu_forward(o, i, GeluApprox::None); },
        [](auto& o, auto& i) { gelu_forward_reference(o, i, GeluApprox::None); },
-       [](auto& d, auto& g, auto& i) { gelu_backward(d, g, i, GeluApprox::None); },
+       [](auto& d, auto& g, auto& i, bool w) { gelu_backward(d, g, i, GeluApprox::None, w); },
        [](auto& d, auto& g, auto& i) { gelu_backward_reference(d, g, i, GeluApprox::None); },
        -8.f, 8.f},
-      {"relu", relu_forward, relu_forward_reference, relu_backward, relu_backward_reference,
-       -4.f, 4.f},
-      {"silu", silu_forward, silu_forward_reference, silu_backward, silu_backward_reference,
-       -20.f, 20.f},
+      {"relu", relu_forward, relu_forward_reference,
+       [](auto& d, auto& g, auto& i, bool w) { relu_backward(d, g, i, w); },
+       relu_backward_reference, -4.f, 4.f},
+      {"silu", silu_forward, silu_forward_reference,
+       [](auto& d, auto& g, auto& i, bool w) { silu_backward(d, g, i, w); },
+       silu_backward_reference, -20.f, 20.f},
   };
 }
 
 // Element counts: odd sizes, and one large enough to run on two threads.
 const int64_t kSizes[][2] = {{1, 1}, {7, 5}, {33, 64}, {7, 257}, {33, 257}, {301, 257}};
+
 
 }  // namespace
 
@@ -128,10 +133,16 @@ TEST(unary_fast_matches_reference) {
                   opt::where(isa, (std::string(op.name) + " forward").c_str(), N, C));
         // Backward onto a non-zero gradient (it accumulates).
         std::vector<float> dx = random_vector(N * C, 13), dx_ref = dx;
-        op.bwd(view(dx, {N, C}), view(dy, {N, C}), view(x, {N, C}));
+        op.bwd(view(dx, {N, C}), view(dy, {N, C}), view(x, {N, C}), false);
         op.bwd_ref(view(dx_ref, {N, C}), view(dy, {N, C}), view(x, {N, C}));
         CHECK_ERR(max_normalized_error(dx.data(), dx_ref.data(), dx.size()), 5e-6,
                   opt::where(isa, (std::string(op.name) + " backward").c_str(), N, C));
+        // Overwriting a fresh (garbage) gradient gives what accumulating into zeros gives.
+        std::vector<float> fresh = opt::garbage(N * C), zeroed(N * C, 0.0f);
+        op.bwd(view(fresh, {N, C}), view(dy, {N, C}), view(x, {N, C}), true);
+        op.bwd(view(zeroed, {N, C}), view(dy, {N, C}), view(x, {N, C}), false);
+        CHECK_MSG(opt::same_values(fresh, zeroed),
+                  opt::where(isa, (std::string(op.name) + " overwrite").c_str(), N, C));
       }
     });
   }
@@ -146,19 +157,19 @@ TEST(unary_gradient_check_accumulate_skip_nan) {
     }
     std::vector<float> g = random_vector(n, 22), y(n);
     std::vector<float> dx(n, 0.0f);
-    op.bwd(view(dx, {n}), view(g, {n}), view(x, {n}));
+    op.bwd(view(dx, {n}), view(g, {n}), view(x, {n}), false);
     const double err = s2s_test::gradient_check(x, dx, [&] {
       op.fwd(view(y, {n}), view(x, {n}));
       return opt::dot(y, g);
     });
     CHECK_ERR(err, 2e-3, std::string(op.name) + " gradient check");
     // Accumulation: a second call doubles the gradient exactly.
-    op.bwd(view(dx, {n}), view(g, {n}), view(x, {n}));
+    op.bwd(view(dx, {n}), view(g, {n}), view(x, {n}), false);
     std::vector<float> once(n, 0.0f);
-    op.bwd(view(once, {n}), view(g, {n}), view(x, {n}));
+    op.bwd(view(once, {n}), view(g, {n}), view(x, {n}), false);
     CHECK(opt::bit_equal(dx, opt::scaled(once, 2.0f)));
     // A null gradient is skipped without complaint.
-    op.bwd(opt::none(), view(g, {n}), view(x, {n}));
+    op.bwd(opt::none(), view(g, {n}), view(x, {n}), true);
     // NaN in -> NaN out, in place.
     std::vector<float> z = {1.0f, std::nanf(""), -1.0f};
     op.fwd(view(z, {3}), view(z, {3}));
@@ -173,7 +184,7 @@ TEST(unary_bad_arguments) {
   for (const Unary& op : unaries()) {
     CHECK_THROWS_CODE(op.fwd(view(a, {2, 3}), view(b, {3, 2})), code::kShape);
     CHECK_THROWS_CODE(op.fwd(opt::view16(h, DType::BF16, {2, 3}), view(b, {2, 3})), code::kDType);
-    CHECK_THROWS_CODE(op.bwd(view(a, {6}), view(b, {2, 3}), view(b, {6})), code::kShape);
+    CHECK_THROWS_CODE(op.bwd(view(a, {6}), view(b, {2, 3}), view(b, {6}), false), code::kShape);
   }
   CHECK_THROWS_CODE(gelu_forward(view(a, {6}), view(b, {6}), static_cast<GeluApprox>(7)),
                     code::kArgument);
@@ -183,33 +194,37 @@ TEST(gated_fast_matches_reference_and_gradients) {
   struct Gated {
     const char* name;
     std::function<void(const Tensor&, const Tensor&, const Tensor&, bool)> fwd;
+    // mode: kFast accumulates, kRef is the reference (accumulates), kOverwrite writes.
     std::function<void(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                       const Tensor&, bool)>
+                       const Tensor&, int mode)>
         bwd;
   };
+  enum { kFast = 0, kRef = 1, kOverwrite = 2 };
   const std::vector<Gated> ops = {
       {"swiglu",
        [](auto& o, auto& g, auto& u, bool ref) {
          ref ? swiglu_forward_reference(o, g, u) : swiglu_forward(o, g, u);
        },
-       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, bool ref) {
-         ref ? swiglu_backward_reference(dg, du, dy, g, u) : swiglu_backward(dg, du, dy, g, u);
+       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, int mode) {
+         mode == kRef ? swiglu_backward_reference(dg, du, dy, g, u)
+                      : swiglu_backward(dg, du, dy, g, u, mode == kOverwrite);
        }},
       {"geglu_tanh",
        [](auto& o, auto& g, auto& u, bool ref) {
          ref ? geglu_forward_reference(o, g, u) : geglu_forward(o, g, u);
        },
-       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, bool ref) {
-         ref ? geglu_backward_reference(dg, du, dy, g, u) : geglu_backward(dg, du, dy, g, u);
+       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, int mode) {
+         mode == kRef ? geglu_backward_reference(dg, du, dy, g, u)
+                      : geglu_backward(dg, du, dy, g, u, GeluApprox::Tanh, mode == kOverwrite);
        }},
       {"geglu_erf",
        [](auto& o, auto& g, auto& u, bool ref) {
          ref ? geglu_forward_reference(o, g, u, GeluApprox::None)
              : geglu_forward(o, g, u, GeluApprox::None);
        },
-       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, bool ref) {
-         ref ? geglu_backward_reference(dg, du, dy, g, u, GeluApprox::None)
-             : geglu_backward(dg, du, dy, g, u, GeluApprox::None);
+       [](auto& dg, auto& du, auto& dy, auto& g, auto& u, int mode) {
+         mode == kRef ? geglu_backward_reference(dg, du, dy, g, u, GeluApprox::None)
+                      : geglu_backward(dg, du, dy, g, u, GeluApprox::None, mode == kOverwrite);
        }},
   };
   for (const Gated& op : ops) {
@@ -226,13 +241,22 @@ TEST(gated_fast_matches_reference_and_gradients) {
         std::vector<float> dg = random_vector(N * H, 34), du = random_vector(N * H, 35);
         std::vector<float> dg_ref = dg, du_ref = du;
         op.bwd(view(dg, {N, H}), view(du, {N, H}), view(dy, {N, H}), view(g, {N, H}),
-               view(u, {N, H}), false);
+               view(u, {N, H}), kFast);
         op.bwd(view(dg_ref, {N, H}), view(du_ref, {N, H}), view(dy, {N, H}), view(g, {N, H}),
-               view(u, {N, H}), true);
+               view(u, {N, H}), kRef);
         CHECK_ERR(max_normalized_error(dg.data(), dg_ref.data(), dg.size()), 1e-5,
                   opt::where(isa, (name + " dgate").c_str(), N, H));
         CHECK_ERR(max_normalized_error(du.data(), du_ref.data(), du.size()), 5e-6,
                   opt::where(isa, (name + " dup").c_str(), N, H));
+        // Overwriting fresh (garbage) gradients gives what accumulating into zeros gives.
+        std::vector<float> dg_w = opt::garbage(N * H), du_w = opt::garbage(N * H);
+        std::vector<float> dg_0(N * H, 0.0f), du_0(N * H, 0.0f);
+        op.bwd(view(dg_w, {N, H}), view(du_w, {N, H}), view(dy, {N, H}), view(g, {N, H}),
+               view(u, {N, H}), kOverwrite);
+        op.bwd(view(dg_0, {N, H}), view(du_0, {N, H}), view(dy, {N, H}), view(g, {N, H}),
+               view(u, {N, H}), kFast);
+        CHECK_MSG(opt::same_values(dg_w, dg_0) && opt::same_values(du_w, du_0),
+                  opt::where(isa, (name + " overwrite").c_str(), N, H));
       }
     });
     // Finite differences for both inputs.
@@ -241,7 +265,7 @@ TEST(gated_fast_matches_reference_and_gradients) {
     std::vector<float> w = random_vector(N * H, 43), y(N * H);
     std::vector<float> dg(N * H, 0.0f), du(N * H, 0.0f);
     op.bwd(view(dg, {N, H}), view(du, {N, H}), view(w, {N, H}), view(g, {N, H}), view(u, {N, H}),
-           false);
+           kFast);
     auto loss = [&] {
       op.fwd(view(y, {N, H}), view(g, {N, H}), view(u, {N, H}), false);
       return opt::dot(y, w);
@@ -251,18 +275,18 @@ TEST(gated_fast_matches_reference_and_gradients) {
     // Accumulation and skipping one gradient: dup alone equals the dup of a full call.
     std::vector<float> dg2 = dg, du_only(N * H, 0.0f);
     op.bwd(view(dg2, {N, H}), opt::none(), view(w, {N, H}), view(g, {N, H}), view(u, {N, H}),
-           false);
+           kFast);
     CHECK(opt::bit_equal(dg2, opt::scaled(dg, 2.0f)));
     op.bwd(opt::none(), view(du_only, {N, H}), view(w, {N, H}), view(g, {N, H}), view(u, {N, H}),
-           false);
+           kFast);
     CHECK(opt::bit_equal(du_only, du));
-    op.bwd(opt::none(), opt::none(), view(w, {N, H}), view(g, {N, H}), view(u, {N, H}), false);
+    op.bwd(opt::none(), opt::none(), view(w, {N, H}), view(g, {N, H}), view(u, {N, H}), kFast);
     // Shapes must agree.
     std::vector<float> bad(N * H + 1);
     CHECK_THROWS_CODE(op.fwd(view(y, {N, H}), view(g, {N, H}), view(bad, {N, H + 1}), false),
                       code::kShape);
     CHECK_THROWS_CODE(op.bwd(view(bad, {N * H + 1}), opt::none(), view(w, {N, H}),
-                             view(g, {N, H}), view(u, {N, H}), false),
+                             view(g, {N, H}), view(u, {N, H}), kFast),
                       code::kShape);
   }
 }

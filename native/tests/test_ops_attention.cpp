@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "harness.h"
+#include "ops_test_util.h"
 #include "s2s/ops/attention.h"
 #include "s2s/ops/dropout.h"
 #include "s2s/thread_pool.h"
@@ -83,12 +84,13 @@ struct Problem {
   Tensor gb(Grads& g) {
     return s.bias ? Tensor::contiguous(g.dbias.data(), DType::F32, {s.Hq, s.Tq, s.Tk}) : Tensor{};
   }
-  void backward(Grads& g, std::vector<float>& out, std::vector<float>& lse) {
+  void backward(Grads& g, std::vector<float>& out, std::vector<float>& lse,
+                bool overwrite = false) {
     attention_backward(gq(g), gk(g), gv(g), gb(g), tdout(),
                        tq(), tk(), tv(),
                        Tensor::contiguous(out.data(), DType::F32, {s.B, s.Tq, s.Hq, s.D}),
                        Tensor::contiguous(lse.data(), DType::F32, {s.B, s.Hq, s.Tq}), tbias(),
-                       mp(), msize(), opt);
+                       mp(), msize(), opt, overwrite);
   }
   Grads backward_reference() {
     Grads g = zero_grads();
@@ -291,6 +293,42 @@ TEST(attention_backward_accumulates_and_skips_null_gradients) {
     }
   }
   });
+}
+
+// overwrite: dq, dk and dv start as NaN (fresh gradients) and come out as the values that
+// accumulating into zeros gives, under both plans (each task zeroes its own rows); dbias still
+// accumulates, to the same bits.
+TEST(attention_backward_overwrites_fresh_gradients) {
+  set_num_threads(2);
+  const Shape shapes[] = {
+      {2, 9, 11, 4, 2, 8, false, true, true, 0.f},    // GQA, padding mask, bias
+      {1, 70, 70, 2, 1, 16, true, false, false, 0.f},  // causal over several tiles
+      {2, 5, 37, 2, 2, 8, true, true, false, 0.f},     // causal with a cached prefix
+  };
+  for (const Shape& s : shapes) {
+    for_each_plan([&](const char* plan) {
+      Problem p(s, 17);
+      std::vector<float> out, lse;
+      p.forward(out, lse);
+      Problem::Grads zeroed = p.zero_grads(), fresh = p.zero_grads();
+      for (auto* vec : {&fresh.dq, &fresh.dk, &fresh.dv}) *vec = opt::garbage(vec->size());
+      for (auto* g : {&zeroed, &fresh}) g->dbias.assign(g->dbias.size(), 0.25f);
+      p.backward(zeroed, out, lse, false);
+      p.backward(fresh, out, lse, true);
+      CHECK_MSG(opt::same_values(fresh.dq, zeroed.dq) && opt::same_values(fresh.dk, zeroed.dk) &&
+                    opt::same_values(fresh.dv, zeroed.dv) &&
+                    opt::bit_equal(fresh.dbias, zeroed.dbias),
+                describe(s) + plan);
+    });
+  }
+  // No keys: nothing to add, and the overwritten gradient is zeros.
+  Shape s{1, 3, 0, 2, 2, 8, false, false, false, 0.f};
+  Problem p(s, 3);
+  std::vector<float> out(p.nout(), 0.f), lse(s.B * s.Hq * s.Tq, 0.f);
+  Problem::Grads g = p.zero_grads();
+  g.dq = opt::garbage(g.dq.size());
+  p.backward(g, out, lse, true);
+  CHECK(opt::same_values(g.dq, std::vector<float>(g.dq.size(), 0.f)));
 }
 
 TEST(attention_is_deterministic_at_1_and_2_threads) {

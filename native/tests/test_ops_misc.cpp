@@ -212,6 +212,13 @@ TEST(dropout_gradients_identity_and_errors) {
   dropout_backward(view(dx2, {n}), view(g, {n}), p, 9, 0);
   CHECK(opt::bit_equal(dx2, opt::scaled(dx, 2.f)));
   dropout_backward(none(), view(g, {n}), p, 9, 0);
+  // Overwriting a fresh (NaN) gradient gives what accumulating into zeros gives, p > 0 and 0.
+  for (float q : {p, 0.0f}) {
+    std::vector<float> fresh = opt::garbage(n), zeroed(n, 0.f);
+    dropout_backward(view(fresh, {n}), view(g, {n}), q, 9, 0, true);
+    dropout_backward(view(zeroed, {n}), view(g, {n}), q, 9, 0, false);
+    CHECK(opt::same_values(fresh, zeroed));
+  }
   // p == 0 is the identity; in place works.
   std::vector<float> z = x;
   dropout_forward(view(z, {n}), view(z, {n}), 0.0f, 9, 0);

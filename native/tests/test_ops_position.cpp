@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "harness.h"
+#include "ops_test_util.h"
 #include "s2s/ops/rope.h"
 #include "s2s/ops/t5_relative_position.h"
 #include "s2s/thread_pool.h"
@@ -193,6 +194,13 @@ TEST(rope_matches_reference_in_and_out_of_place) {
                   Tensor::contiguous(out.data(), DType::F32, {c.B, c.T, c.H, c.D}), pp, np, c.theta);
     CHECK_ERR(s2s_test::max_abs_error(back.data(), x.data(), n), 1e-6, "rope inverse");
     rope_backward(Tensor{}, tdy, pp, np, c.theta);  // null gradient: skipped
+    // Overwriting a fresh (NaN) gradient gives what accumulating into zeros gives.
+    std::vector<float> fresh = opt::garbage(n), zeroed(n, 0.f);
+    rope_backward(Tensor::contiguous(fresh.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp, np,
+                  c.theta, true);
+    rope_backward(Tensor::contiguous(zeroed.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp,
+                  np, c.theta, false);
+    CHECK(opt::same_values(fresh, zeroed));
   }
 }
 

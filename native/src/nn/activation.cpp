@@ -1,10 +1,12 @@
-// nn activations: gelu, relu, silu, the gated products (SwiGLU, GeGLU) and dropout.
+// nn activations: gelu, relu, silu, the gated products (SwiGLU, GeGLU) and dropout. Their
+// backward ops write a gradient nothing has written yet (Graph::grad_for_write's fresh one)
+// instead of zero-filling it and accumulating: one pass over it instead of three.
 #include "s2s/nn/functional.h"
 
 namespace s2s {
 namespace nn {
 
-// One-input elementwise layer: forward(ops, out, x), backward(ops, dx, dy, x).
+// One-input elementwise layer: forward(ops, out, x), backward(ops, dx, dy, x, overwrite).
 template <typename Forward, typename Backward>
 static Var* unary(Graph& g, Var* x, Forward forward, Backward backward,
                   DType out = DType::F32) {
@@ -13,7 +15,9 @@ static Var* unary(Graph& g, Var* x, Forward forward, Backward backward,
   if (x->requires_grad) {
     g.on_backward([&g, x, y, backward] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) backward(g.ops(), g.grad(x), dy, x->value);
+      if (dy.data == nullptr) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      backward(g.ops(), dx.grad, dy, x->value, dx.fresh);
     });
   }
   return y;
@@ -25,17 +29,16 @@ Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out) {
       [approximate](Backend& ops, const Tensor& o, const Tensor& i) {
         ops.gelu_forward(o, i, approximate);
       },
-      [approximate](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
-        ops.gelu_backward(dx, dy, i, approximate);
-      },
+      [approximate](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i,
+                    bool overwrite) { ops.gelu_backward(dx, dy, i, approximate, overwrite); },
       out);
 }
 
 Var* relu(Graph& g, Var* x, DType out) {
   return unary(
       g, x, [](Backend& ops, const Tensor& o, const Tensor& i) { ops.relu_forward(o, i); },
-      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
-        ops.relu_backward(dx, dy, i);
+      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i, bool overwrite) {
+        ops.relu_backward(dx, dy, i, overwrite);
       },
       out);
 }
@@ -43,8 +46,8 @@ Var* relu(Graph& g, Var* x, DType out) {
 Var* silu(Graph& g, Var* x) {
   return unary(
       g, x, [](Backend& ops, const Tensor& o, const Tensor& i) { ops.silu_forward(o, i); },
-      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i) {
-        ops.silu_backward(dx, dy, i);
+      [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i, bool overwrite) {
+        ops.silu_backward(dx, dy, i, overwrite);
       });
 }
 
@@ -55,9 +58,10 @@ Var* swiglu(Graph& g, Var* gate, Var* up, DType out) {
   if (needs_grad) {
     g.on_backward([&g, gate, up, y] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) {
-        g.ops().swiglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value);
-      }
+      if (dy.data == nullptr) return;
+      Tensor d[2];
+      const bool overwrite = g.grads_for_write({gate, up}, d);
+      g.ops().swiglu_backward(d[0], d[1], dy, gate->value, up->value, overwrite);
     });
   }
   return y;
@@ -70,9 +74,10 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate, DType out) {
   if (needs_grad) {
     g.on_backward([&g, gate, up, y, approximate] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) {
-        g.ops().geglu_backward(g.grad(gate), g.grad(up), dy, gate->value, up->value, approximate);
-      }
+      if (dy.data == nullptr) return;
+      Tensor d[2];
+      const bool overwrite = g.grads_for_write({gate, up}, d);
+      g.ops().geglu_backward(d[0], d[1], dy, gate->value, up->value, approximate, overwrite);
     });
   }
   return y;
@@ -87,7 +92,9 @@ Var* dropout(Graph& g, Var* x, float p, DType out) {
   if (x->requires_grad) {
     g.on_backward([&g, x, y, p, seed, offset] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) g.ops().dropout_backward(g.grad(x), dy, p, seed, offset);
+      if (dy.data == nullptr) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      g.ops().dropout_backward(dx.grad, dy, p, seed, offset, dx.fresh);
     });
   }
   return y;

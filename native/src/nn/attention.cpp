@@ -29,9 +29,12 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
     g.on_backward([&g, q, k, v, bias, out, lse, key_mask, mask_size, options] {
       const Tensor dout = g.grad_if_present(out);
       if (dout.data == nullptr) return;
-      g.ops().attention_backward(g.grad(q), g.grad(k), g.grad(v), bias ? g.grad(bias) : Tensor{},
-                                 dout, q->value, k->value, v->value, out->value, lse,
-                                 bias ? bias->value : Tensor{}, key_mask, mask_size, options);
+      Tensor d[3];  // dq, dk, dv: written when fresh (no zero-fill pass); dbias accumulates
+      const bool overwrite = g.grads_for_write({q, k, v}, d);
+      g.ops().attention_backward(d[0], d[1], d[2], bias ? g.grad(bias) : Tensor{}, dout,
+                                 q->value, k->value, v->value, out->value, lse,
+                                 bias ? bias->value : Tensor{}, key_mask, mask_size, options,
+                                 overwrite);
     });
   }
   return out;
@@ -48,7 +51,9 @@ Var* rope(Graph& g, Var* x, const int32_t* positions, float theta, DType out) {
   if (x->requires_grad) {
     g.on_backward([&g, x, y, positions, num_positions, theta] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data != nullptr) g.ops().rope_backward(g.grad(x), dy, positions, num_positions, theta);
+      if (dy.data == nullptr) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      g.ops().rope_backward(dx.grad, dy, positions, num_positions, theta, dx.fresh);
     });
   }
   return y;

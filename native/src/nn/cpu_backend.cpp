@@ -83,16 +83,17 @@ class CpuBackend final : public Backend {
   }
   void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                           const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                          const Tensor& mean, const Tensor& rstd) override {
-    s2s::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+                          const Tensor& mean, const Tensor& rstd, bool overwrite_dinp) override {
+    s2s::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, overwrite_dinp);
   }
   void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                        const Tensor& weight, float eps) override {
     s2s::rmsnorm_forward(out, rstd, inp, weight, eps);
   }
   void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                        const Tensor& inp, const Tensor& weight, const Tensor& rstd) override {
-    s2s::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd);
+                        const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                        bool overwrite_dinp) override {
+    s2s::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
   }
   void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                       const Tensor& bias, WeightLayout layout) override {
@@ -111,39 +112,42 @@ class CpuBackend final : public Backend {
     s2s::gelu_forward(out, inp, approximate);
   }
   void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                     GeluApprox approximate) override {
-    s2s::gelu_backward(dinp, dout, inp, approximate);
+                     GeluApprox approximate, bool overwrite) override {
+    s2s::gelu_backward(dinp, dout, inp, approximate, overwrite);
   }
   void relu_forward(const Tensor& out, const Tensor& inp) override { s2s::relu_forward(out, inp); }
-  void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) override {
-    s2s::relu_backward(dinp, dout, inp);
+  void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                     bool overwrite) override {
+    s2s::relu_backward(dinp, dout, inp, overwrite);
   }
   void silu_forward(const Tensor& out, const Tensor& inp) override { s2s::silu_forward(out, inp); }
-  void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) override {
-    s2s::silu_backward(dinp, dout, inp);
+  void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                     bool overwrite) override {
+    s2s::silu_backward(dinp, dout, inp, overwrite);
   }
   void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) override {
     s2s::swiglu_forward(out, gate, up);
   }
   void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                       const Tensor& gate, const Tensor& up) override {
-    s2s::swiglu_backward(dgate, dup, dout, gate, up);
+                       const Tensor& gate, const Tensor& up, bool overwrite) override {
+    s2s::swiglu_backward(dgate, dup, dout, gate, up, overwrite);
   }
   void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
                      GeluApprox approximate) override {
     s2s::geglu_forward(out, gate, up, approximate);
   }
   void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                      const Tensor& gate, const Tensor& up, GeluApprox approximate) override {
-    s2s::geglu_backward(dgate, dup, dout, gate, up, approximate);
+                      const Tensor& gate, const Tensor& up, GeluApprox approximate,
+                      bool overwrite) override {
+    s2s::geglu_backward(dgate, dup, dout, gate, up, approximate, overwrite);
   }
   void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
                        uint64_t offset) override {
     s2s::dropout_forward(out, inp, p, seed, offset);
   }
   void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                        uint64_t offset) override {
-    s2s::dropout_backward(dinp, dout, p, seed, offset);
+                        uint64_t offset, bool overwrite) override {
+    s2s::dropout_backward(dinp, dout, p, seed, offset, overwrite);
   }
   void cast(const Tensor& out, const Tensor& inp) override { s2s::cast_forward(out, inp); }
   void add(const Tensor& out, const Tensor& a, const Tensor& b) override {
@@ -177,9 +181,9 @@ class CpuBackend final : public Backend {
                           const Tensor& dbias, const Tensor& dout, const Tensor& q,
                           const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& bias, const uint8_t* key_mask, int64_t key_mask_size,
-                          const AttentionOptions& options) override {
+                          const AttentionOptions& options, bool overwrite) override {
     s2s::attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
-                            key_mask_size, options);
+                            key_mask_size, options, overwrite);
   }  void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
                                 const Tensor& v_cache, const int32_t* slot,
                                 const int32_t* key_begin, const int32_t* key_end,
@@ -193,8 +197,8 @@ class CpuBackend final : public Backend {
     s2s::rope_forward(out, inp, positions, num_positions, theta);
   }
   void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                     int64_t num_positions, float theta) override {
-    s2s::rope_backward(dinp, dout, positions, num_positions, theta);
+                     int64_t num_positions, float theta, bool overwrite) override {
+    s2s::rope_backward(dinp, dout, positions, num_positions, theta, overwrite);
   }
   void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
                                     const T5RelativePositionOptions& options) override {

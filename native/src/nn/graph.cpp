@@ -152,6 +152,26 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
   return {v->grad, true};
 }
 
+bool Graph::grads_for_write(std::initializer_list<Var*> vars, Tensor* grads) {
+  bool all_fresh = true;
+  bool fresh[8] = {};
+  S2S_REQUIRE(vars.size() <= 8, code::kInternal, "grads_for_write", "expected at most 8 Vars");
+  size_t i = 0;
+  for (Var* v : vars) {
+    const GradBuffer b = v != nullptr ? grad_for_write(v) : GradBuffer{};
+    grads[i] = b.grad;
+    fresh[i] = b.fresh;
+    all_fresh = all_fresh && (b.grad.data == nullptr || b.fresh);
+    ++i;
+  }
+  if (!all_fresh) {
+    for (size_t j = 0; j < vars.size(); ++j) {
+      if (fresh[j]) ops_->fill_zero(grads[j].data, tensor_bytes(grads[j]));
+    }
+  }
+  return all_fresh;
+}
+
 Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
   if (!bf16_gradients || !ops_->supports_bf16_gradients() || !v->requires_grad ||
       v->base != nullptr || v->param != nullptr || !v->grad_bf16_ok || v->grad.data != nullptr) {

@@ -20,8 +20,9 @@ Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps, DType ou
     g.on_backward([&g, x, y, weight, bias, mean, rstd] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      g.ops().layernorm_backward(g.grad(x), weight->grad, bias ? bias->grad : Tensor{}, dy,
-                                 x->value, weight->value, mean, rstd);
+      const Graph::GradBuffer dx = g.grad_for_write(x);  // fresh: written, not zero-filled
+      g.ops().layernorm_backward(dx.grad, weight->grad, bias ? bias->grad : Tensor{}, dy,
+                                 x->value, weight->value, mean, rstd, dx.fresh);
     });
   }
   return y;
@@ -36,7 +37,9 @@ Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps, DType out) {
     g.on_backward([&g, x, y, weight, rstd] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      g.ops().rmsnorm_backward(g.grad(x), weight->grad, dy, x->value, weight->value, rstd);
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      g.ops().rmsnorm_backward(dx.grad, weight->grad, dy, x->value, weight->value, rstd,
+                               dx.fresh);
     });
   }
   return y;

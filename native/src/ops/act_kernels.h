@@ -2,7 +2,8 @@
 // plain-pointer kernels, compiled three times from act_kernels_impl.h: baseline (SSE2),
 // AVX2+FMA (act_kernels_avx2.cpp) and AVX-512 (act_kernels_avx512.cpp). act_kernels() picks
 // the table for s2s::active_isa(). Kernels are serial over [0, n); ops split work across threads.
-// Every backward kernel ACCUMULATES into its gradient pointers; a null gradient pointer is skipped.
+// Every backward kernel ACCUMULATES into its gradient pointers, or with overwrite = true writes
+// them (=) without reading them (fresh gradients); a null gradient pointer is skipped.
 #pragma once
 #include <cstdint>
 
@@ -13,16 +14,17 @@ struct ActKernels {
   // approx_tanh: true = tanh approximation (gelu_new), false = exact erf.
   void (*gelu_forward)(float* out, const float* inp, int64_t n, bool approx_tanh);
   void (*gelu_backward)(float* dinp, const float* dout, const float* inp, int64_t n,
-                        bool approx_tanh);
+                        bool approx_tanh, bool overwrite);
   void (*silu_forward)(float* out, const float* inp, int64_t n);
-  void (*silu_backward)(float* dinp, const float* dout, const float* inp, int64_t n);
+  void (*silu_backward)(float* dinp, const float* dout, const float* inp, int64_t n,
+                        bool overwrite);
   void (*swiglu_forward)(float* out, const float* gate, const float* up, int64_t n);
   void (*swiglu_backward)(float* dgate, float* dup, const float* dout, const float* gate,
-                          const float* up, int64_t n);
+                          const float* up, int64_t n, bool overwrite);
   void (*geglu_forward)(float* out, const float* gate, const float* up, int64_t n,
                         bool approx_tanh);
   void (*geglu_backward)(float* dgate, float* dup, const float* dout, const float* gate,
-                         const float* up, int64_t n, bool approx_tanh);
+                         const float* up, int64_t n, bool approx_tanh, bool overwrite);
   // rows x C, row-major, each row independently.
   void (*softmax_forward)(float* out, const float* inp, int64_t rows, int64_t C);
   void (*softmax_backward)(float* dinp, const float* dout, const float* out, int64_t rows,

@@ -23,12 +23,25 @@ void k_gelu_forward(float* out, const float* inp, int64_t n, bool approx_tanh) {
   }
 }
 
-void k_gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n,
-                     bool approx_tanh) {
-  if (approx_tanh) {
-    for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::gelu_tanh_grad_f(inp[i]);
+// dst[i] = grad(i), or dst[i] += grad(i): one loop for each, so the overwriting one never
+// reads dst (a fresh gradient may hold garbage) and both vectorise.
+template <typename Grad>
+inline void write_grad(float* dst, int64_t n, bool overwrite, Grad grad) {
+  if (overwrite) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = grad(i);
   } else {
-    for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::gelu_erf_grad_f(inp[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] += grad(i);
+  }
+}
+
+void k_gelu_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                     bool approx_tanh, bool overwrite) {
+  if (approx_tanh) {
+    write_grad(dinp, n, overwrite,
+               [=](int64_t i) { return dout[i] * vm::gelu_tanh_grad_f(inp[i]); });
+  } else {
+    write_grad(dinp, n, overwrite,
+               [=](int64_t i) { return dout[i] * vm::gelu_erf_grad_f(inp[i]); });
   }
 }
 
@@ -36,8 +49,9 @@ void k_silu_forward(float* out, const float* inp, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = vm::silu_f(inp[i]);
 }
 
-void k_silu_backward(float* dinp, const float* dout, const float* inp, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dinp[i] += dout[i] * vm::silu_grad_f(inp[i]);
+void k_silu_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                     bool overwrite) {
+  write_grad(dinp, n, overwrite, [=](int64_t i) { return dout[i] * vm::silu_grad_f(inp[i]); });
 }
 
 void k_swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
@@ -45,13 +59,12 @@ void k_swiglu_forward(float* out, const float* gate, const float* up, int64_t n)
 }
 
 void k_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                       const float* up, int64_t n) {
+                       const float* up, int64_t n, bool overwrite) {
   if (dgate) {
-    for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::silu_grad_f(gate[i]);
+    write_grad(dgate, n, overwrite,
+               [=](int64_t i) { return dout[i] * up[i] * vm::silu_grad_f(gate[i]); });
   }
-  if (dup) {
-    for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::silu_f(gate[i]);
-  }
+  if (dup) write_grad(dup, n, overwrite, [=](int64_t i) { return dout[i] * vm::silu_f(gate[i]); });
 }
 
 void k_geglu_forward(float* out, const float* gate, const float* up, int64_t n,
@@ -64,19 +77,22 @@ void k_geglu_forward(float* out, const float* gate, const float* up, int64_t n,
 }
 
 void k_geglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
-                      const float* up, int64_t n, bool approx_tanh) {
+                      const float* up, int64_t n, bool approx_tanh, bool overwrite) {
   if (dgate) {
     if (approx_tanh) {
-      for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::gelu_tanh_grad_f(gate[i]);
+      write_grad(dgate, n, overwrite,
+                 [=](int64_t i) { return dout[i] * up[i] * vm::gelu_tanh_grad_f(gate[i]); });
     } else {
-      for (int64_t i = 0; i < n; ++i) dgate[i] += dout[i] * up[i] * vm::gelu_erf_grad_f(gate[i]);
+      write_grad(dgate, n, overwrite,
+                 [=](int64_t i) { return dout[i] * up[i] * vm::gelu_erf_grad_f(gate[i]); });
     }
   }
   if (dup) {
     if (approx_tanh) {
-      for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::gelu_tanh_f(gate[i]);
+      write_grad(dup, n, overwrite,
+                 [=](int64_t i) { return dout[i] * vm::gelu_tanh_f(gate[i]); });
     } else {
-      for (int64_t i = 0; i < n; ++i) dup[i] += dout[i] * vm::gelu_erf_f(gate[i]);
+      write_grad(dup, n, overwrite, [=](int64_t i) { return dout[i] * vm::gelu_erf_f(gate[i]); });
     }
   }
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -208,7 +209,13 @@ AlignedPtr<float> row_dots(const Geometry& g, const float* dod, const float* out
 struct BackwardArgs {
   const float *q, *k, *v, *dout, *lse, *di;
   float *dq, *dk, *dv, *dbias;  // nullptr: not wanted
+  bool overwrite;               // dq, dk, dv are fresh: each task zeroes its rows first
 };
+
+// Zeroes `rows` rows of D values, `stride` apart (one head's rows of a (B, T, H, D) gradient).
+void zero_rows(float* x, int64_t rows, int64_t stride, int64_t D) {
+  for (int64_t r = 0; r < rows; ++r) std::memset(x + r * stride, 0, sizeof(float) * size_t(D));
+}
 
 // dbias (h, rows [i0, i0+nq), keys [j0, j0+nk)) += dS.
 void add_dbias(const Geometry& g, float* dbias, const float* dS, int64_t ld, int64_t h,
@@ -240,6 +247,14 @@ void backward_one_pass(const Geometry& g, const BackwardArgs& a) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t hk = t % g.Hkv;
       const int64_t b_first = a.dbias ? 0 : t / g.Hkv;
+      for (int64_t b = b_first; a.overwrite && b < b_first + inner_b; ++b) {
+        const int64_t kv_row0 = (b * g.Tk * g.Hkv + hk) * D;
+        if (a.dk) zero_rows(a.dk + kv_row0, g.Tk, g.Hkv * D, D);
+        if (a.dv) zero_rows(a.dv + kv_row0, g.Tk, g.Hkv * D, D);
+        for (int64_t h = hk * g.G; a.dq && h < (hk + 1) * g.G; ++h) {
+          zero_rows(a.dq + (b * g.Tq * g.Hq + h) * D, g.Tq, g.Hq * D, D);
+        }
+      }
       for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
         for (int64_t b = b_first; b < b_first + inner_b; ++b) {
           for (int64_t qt = 0; qt < nqt; ++qt) {
@@ -311,13 +326,15 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t kt = t % nkt, hk = (t / nkt) % g.Hkv, b = t / (nkt * g.Hkv);
         const int64_t j0 = kt * TK, nk = std::min(TK, g.Tk - j0);
+        const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
+        float* dkp = a.dk ? a.dk + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        float* dvp = a.dv ? a.dv + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
+        if (a.overwrite && dkp) zero_rows(dkp, nk, g.Hkv * D, D);
+        if (a.overwrite && dvp) zero_rows(dvp, nk, g.Hkv * D, D);
         // First query row that may see key j0 under the causal rule.
         int64_t first_row = g.causal ? j0 - g.offset : 0;
         if (first_row < 0) first_row = 0;
         if (first_row >= g.Tq) continue;
-        const float* vp = a.v + ((b * g.Tk + j0) * g.Hkv + hk) * D;
-        float* dkp = a.dk ? a.dk + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
-        float* dvp = a.dv ? a.dv + ((b * g.Tk + j0) * g.Hkv + hk) * D : nullptr;
         for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
           for (int64_t qt = first_row / TQ; qt < nqt; ++qt) {
             const int64_t i0 = qt * TQ, nq = std::min(TQ, g.Tq - i0);
@@ -368,6 +385,9 @@ void backward_two_pass(const Geometry& g, const BackwardArgs& a) {
         const int64_t kend = key_end(g, i0, nq);
         for (int64_t b = b_first; b < b_first + inner_b; ++b) {
           const float* dop = a.dout + ((b * g.Tq + i0) * g.Hq + h) * D;
+          if (a.overwrite && a.dq) {
+            zero_rows(a.dq + ((b * g.Tq + i0) * g.Hq + h) * D, nq, g.Hq * D, D);
+          }
           for (int64_t j0 = 0; j0 < kend; j0 += TK) {
             const int64_t nk = std::min(TK, g.Tk - j0);
             const float* kp = a.k + ((b * g.Tk + j0) * g.Hkv + hk) * D;
@@ -488,7 +508,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const Tensor& bias,
                         const uint8_t* key_mask, int64_t key_mask_size,
-                        const AttentionOptions& options) {
+                        const AttentionOptions& options, bool overwrite) {
   const Geometry g = check_inputs(q, k, v, bias, key_mask, key_mask_size, options);
   expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
   expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
@@ -503,12 +523,18 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                 "expected a bias when dbias is requested, got none");
     expect_f32(dbias, {g.Hq, g.Tq, g.Tk}, kOp, "dbias");
   }
-  if (g.B * g.Tq * g.Tk * g.Hq == 0) return;
+  if (g.B * g.Tq * g.Tk * g.Hq == 0) {  // no scores: the gradients are zeros
+    for (const Tensor* d : {&dq, &dk, &dv}) {
+      if (overwrite && d->data) std::memset(d->data, 0, sizeof(float) * size_t(d->numel()));
+    }
+    return;
+  }
   if (!want_dq && !want_dk && !want_dv && !want_dbias) return;
   const AlignedPtr<float> Di = row_dots(g, dout.f32(), out.f32());
   BackwardArgs a{q.f32(),  k.f32(), v.f32(), dout.f32(), lse.f32(), Di.get(),
                  want_dq ? dq.f32() : nullptr,          want_dk ? dk.f32() : nullptr,
-                 want_dv ? dv.f32() : nullptr,          want_dbias ? dbias.f32() : nullptr};
+                 want_dv ? dv.f32() : nullptr,          want_dbias ? dbias.f32() : nullptr,
+                 overwrite};
   const int plan = backward_plan_slot().load(std::memory_order_relaxed);
   bool one_pass;
   if (plan == static_cast<int>(AttentionBackwardPlan::OnePass)) {

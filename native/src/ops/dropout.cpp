@@ -47,7 +47,7 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
 }
 
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                      uint64_t offset) {
+                      uint64_t offset, bool overwrite) {
   check_p(p);
   opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
   if (!opu::present(dinp)) return;
@@ -56,13 +56,18 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
   const float* dy = dout.f32();
   if (p == 0.0f) {
     parallel_for(dout.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) dx[i] += dy[i];
+      if (overwrite) {
+        for (int64_t i = b; i < e; ++i) dx[i] = dy[i];
+      } else {
+        for (int64_t i = b; i < e; ++i) dx[i] += dy[i];
+      }
     });
     return;
   }
   const float scale = 1.0f / (1.0f - p);
   parallel_for(dout.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
-    apply(DropoutApply::kAccumulate, dx, dy, b, e, p, scale, seed, offset);
+    apply(overwrite ? DropoutApply::kMultiply : DropoutApply::kAccumulate, dx, dy, b, e, p, scale,
+          seed, offset);
   });
 }
 

@@ -65,7 +65,8 @@ void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
 }
 
 void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                    const Tensor& gate, const Tensor& up, GeluApprox approximate) {
+                    const Tensor& gate, const Tensor& up, GeluApprox approximate,
+                    bool overwrite) {
   check_backward(dgate, dup, dout, gate, up, approximate);
   float* dg = dgate.f32();
   float* du = dup.f32();
@@ -77,7 +78,7 @@ void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
   const bool t = approximate == GeluApprox::Tanh;
   parallel_for(gate.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
     k.geglu_backward(dg ? dg + b : nullptr, du ? du + b : nullptr, dy + b, g + b, u + b, e - b,
-                     t);
+                     t, overwrite);
   });
 }
 

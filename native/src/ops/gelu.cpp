@@ -64,7 +64,7 @@ void gelu_forward(const Tensor& out, const Tensor& inp, GeluApprox approximate) 
 }
 
 void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                   GeluApprox approximate) {
+                   GeluApprox approximate, bool overwrite) {
   check_backward(dinp, dout, inp, approximate);
   if (!opu::present(dinp)) return;
   const ActKernels& k = act_kernels();
@@ -73,7 +73,9 @@ void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
   const float* x = inp.f32();
   const bool t = approximate == GeluApprox::Tanh;
   parallel_for(inp.numel(), opu::kElemGrain,
-               [&](int64_t b, int64_t e) { k.gelu_backward(dx + b, dy + b, x + b, e - b, t); });
+               [&](int64_t b, int64_t e) {
+                 k.gelu_backward(dx + b, dy + b, x + b, e - b, t, overwrite);
+               });
 }
 
 void gelu_forward_reference(const Tensor& out, const Tensor& inp, GeluApprox approximate) {

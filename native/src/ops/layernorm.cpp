@@ -87,11 +87,11 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 }
 
 // dnorm = w * dy, xhat = (x - mean) * rstd
-// dx += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat))
+// dx += rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat))   (= with overwrite_dinp)
 // dw += sum_rows dy * xhat;  db += sum_rows dy
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd) {
+                        const Tensor& mean, const Tensor& rstd, bool overwrite_dinp) {
   int64_t C;
   const int64_t N = check_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, &C);
   float* dx_all = dinp.f32();
@@ -148,8 +148,14 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
         }
         const float mean_dnorm = s1 * inv_c, mean_dnorm_xhat = s2 * inv_c;
         float* dx = dx_all + r * C;
-        for (int64_t k = 0; k < C; ++k) {
-          dx[k] += (dnorm[k] - mean_dnorm - xhat[k] * mean_dnorm_xhat) * s;
+        if (overwrite_dinp) {
+          for (int64_t k = 0; k < C; ++k) {
+            dx[k] = (dnorm[k] - mean_dnorm - xhat[k] * mean_dnorm_xhat) * s;
+          }
+        } else {
+          for (int64_t k = 0; k < C; ++k) {
+            dx[k] += (dnorm[k] - mean_dnorm - xhat[k] * mean_dnorm_xhat) * s;
+          }
         }
       }
       if (dw) {

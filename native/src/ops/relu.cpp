@@ -28,16 +28,23 @@ void relu_forward(const Tensor& out, const Tensor& inp) {
   });
 }
 
-void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, bool overwrite) {
   check(dinp, &dout, inp);
   if (!opu::present(dinp)) return;
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
   parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float g = dy[i];  // loaded unconditionally so the select vectorises
-      dx[i] += x[i] > 0.0f ? g : 0.0f;
+    if (overwrite) {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = dy[i];  // loaded unconditionally so the select vectorises
+        dx[i] = x[i] > 0.0f ? g : 0.0f;
+      }
+    } else {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = dy[i];
+        dx[i] += x[i] > 0.0f ? g : 0.0f;
+      }
     }
   });
 }

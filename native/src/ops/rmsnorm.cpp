@@ -75,7 +75,8 @@ void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
 }
 
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      bool overwrite_dinp) {
   int64_t C;
   const int64_t N = check_backward(dinp, dweight, dout, inp, weight, rstd, &C);
   float* dx_all = dinp.f32();
@@ -108,7 +109,11 @@ void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& d
       if (dx_all) {
         const float mean_dnorm_xhat = lane_dot(dnorm, xhat, C) / static_cast<float>(C);
         float* dx = dx_all + r * C;
-        for (int64_t k = 0; k < C; ++k) dx[k] += (dnorm[k] - xhat[k] * mean_dnorm_xhat) * s;
+        if (overwrite_dinp) {
+          for (int64_t k = 0; k < C; ++k) dx[k] = (dnorm[k] - xhat[k] * mean_dnorm_xhat) * s;
+        } else {
+          for (int64_t k = 0; k < C; ++k) dx[k] += (dnorm[k] - xhat[k] * mean_dnorm_xhat) * s;
+        }
       }
       if (dw) {
         for (int64_t k = 0; k < C; ++k) pw[k] += dy[k] * xhat[k];

@@ -109,15 +109,15 @@ void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions
 }
 
 // backward: the transpose of a rotation is the rotation by -angle:
-//   dx1 += dy1 cos + dy2 sin,  dx2 += dy2 cos - dy1 sin
+//   dx1 += dy1 cos + dy2 sin,  dx2 += dy2 cos - dy1 sin   (= with overwrite)
 void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                   int64_t num_positions, float theta) {
+                   int64_t num_positions, float theta, bool overwrite) {
   const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
   expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
               "expected dinp and dout to be different buffers, got the same one");
-  rotate(dinp.f32(), dout.f32(), d, positions, theta, -1.f, true);
+  rotate(dinp.f32(), dout.f32(), d, positions, theta, -1.f, !overwrite);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ void silu_forward(const Tensor& out, const Tensor& inp) {
                [&](int64_t b, int64_t e) { k.silu_forward(y + b, x + b, e - b); });
 }
 
-void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, bool overwrite) {
   check(dinp, &dout, inp);
   if (!opu::present(dinp)) return;
   const ActKernels& k = act_kernels();
@@ -38,7 +38,9 @@ void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
   const float* dy = dout.f32();
   const float* x = inp.f32();
   parallel_for(inp.numel(), opu::kElemGrain,
-               [&](int64_t b, int64_t e) { k.silu_backward(dx + b, dy + b, x + b, e - b); });
+               [&](int64_t b, int64_t e) {
+                 k.silu_backward(dx + b, dy + b, x + b, e - b, overwrite);
+               });
 }
 
 void silu_forward_reference(const Tensor& out, const Tensor& inp) {

@@ -40,7 +40,7 @@ void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) {
 }
 
 void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                     const Tensor& gate, const Tensor& up) {
+                     const Tensor& gate, const Tensor& up, bool overwrite) {
   check_backward(dgate, dup, dout, gate, up);
   float* dg = dgate.f32();
   float* du = dup.f32();
@@ -50,7 +50,8 @@ void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
   const float* g = gate.f32();
   const float* u = up.f32();
   parallel_for(gate.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
-    k.swiglu_backward(dg ? dg + b : nullptr, du ? du + b : nullptr, dy + b, g + b, u + b, e - b);
+    k.swiglu_backward(dg ? dg + b : nullptr, du ? du + b : nullptr, dy + b, g + b, u + b, e - b,
+                      overwrite);
   });
 }
 

@@ -117,11 +117,12 @@ class Backend {
                                  float eps) = 0;
   virtual void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                                   const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                                  const Tensor& mean, const Tensor& rstd) = 0;
+                                  const Tensor& mean, const Tensor& rstd, bool overwrite_dinp) = 0;
   virtual void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                                const Tensor& weight, float eps) = 0;
   virtual void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                const Tensor& inp, const Tensor& weight, const Tensor& rstd) = 0;
+                                const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                                bool overwrite_dinp) = 0;
   virtual void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                               const Tensor& bias, WeightLayout layout) = 0;
   virtual void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
@@ -132,22 +133,25 @@ class Backend {
                       bool trans_b, float alpha, float beta) = 0;
   virtual void gelu_forward(const Tensor& out, const Tensor& inp, GeluApprox approximate) = 0;
   virtual void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                             GeluApprox approximate) = 0;
+                             GeluApprox approximate, bool overwrite) = 0;
   virtual void relu_forward(const Tensor& out, const Tensor& inp) = 0;
-  virtual void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) = 0;
+  virtual void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                             bool overwrite) = 0;
   virtual void silu_forward(const Tensor& out, const Tensor& inp) = 0;
-  virtual void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) = 0;
+  virtual void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                             bool overwrite) = 0;
   virtual void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
   virtual void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                               const Tensor& gate, const Tensor& up) = 0;
+                               const Tensor& gate, const Tensor& up, bool overwrite) = 0;
   virtual void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
                              GeluApprox approximate) = 0;
   virtual void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                              const Tensor& gate, const Tensor& up, GeluApprox approximate) = 0;
+                              const Tensor& gate, const Tensor& up, GeluApprox approximate,
+                              bool overwrite) = 0;
   virtual void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
                                uint64_t offset) = 0;
   virtual void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                                uint64_t offset) = 0;
+                                uint64_t offset, bool overwrite) = 0;
   virtual void cast(const Tensor& out, const Tensor& inp) = 0;  // cast_forward
   virtual void add(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
   virtual void axpy(const Tensor& dst, float alpha, const Tensor& src) = 0;
@@ -173,7 +177,8 @@ class Backend {
                                   const Tensor& dbias, const Tensor& dout, const Tensor& q,
                                   const Tensor& k, const Tensor& v, const Tensor& out,
                                   const Tensor& lse, const Tensor& bias, const uint8_t* key_mask,
-                                  int64_t key_mask_size, const AttentionOptions& options) = 0;
+                                  int64_t key_mask_size, const AttentionOptions& options,
+                                  bool overwrite) = 0;
   // s2s::attention_cached_forward (decoding's attention over a KV cache); slot, key_begin and
   // key_end are tensor memory (Graph::indices), one entry per row of q.
   virtual void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
@@ -183,7 +188,7 @@ class Backend {
   virtual void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
                             int64_t num_positions, float theta) = 0;
   virtual void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                             int64_t num_positions, float theta) = 0;
+                             int64_t num_positions, float theta, bool overwrite) = 0;
   virtual void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
                                             const T5RelativePositionOptions& options) = 0;
   virtual void t5_relative_position_backward(const Tensor& dtable, const Tensor& dbias,

@@ -71,14 +71,17 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 // recomputed tile by tile from lse (nothing quadratic is saved).
 //   dq (B,Tq,Hq,D), dk (B,Tk,Hkv,D), dv (B,Tk,Hkv,D), dbias (Hq,Tq,Tk, summed over the batch).
 // Every gradient is ACCUMULATED into (+=; the caller zeroes it first), and a gradient Tensor
-// whose data is nullptr is not needed and skipped. dk/dv sum over the query heads sharing a kv
-// head. Deterministic: the same inputs and thread count give the same bits (each gradient element
-// is owned by one task that adds its terms in a fixed order).
+// whose data is nullptr is not needed and skipped. overwrite = true: dq, dk and dv are written
+// (=) instead and may hold garbage (fresh gradients: each task zeroes its own rows just before
+// adding into them, so there is no separate zero-fill pass); dbias still accumulates. dk/dv sum
+// over the query heads sharing a kv head. Deterministic: the same inputs and thread count give
+// the same bits (each gradient element is owned by one task that adds its terms in a fixed
+// order).
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dbias,
                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                         const Tensor& out, const Tensor& lse, const Tensor& bias,
                         const uint8_t* key_mask, int64_t key_mask_size,
-                        const AttentionOptions& options);
+                        const AttentionOptions& options, bool overwrite = false);
 
 // How attention_backward splits its work (tests reach both plans through this; the default,
 // Auto, picks per call: one pass over (batch, kv head) tasks when there are at least twice as

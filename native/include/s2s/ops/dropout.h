@@ -18,9 +18,10 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
                      uint64_t offset);
 
 // dinp (N,C) += dout * keep / (1 - p) with the same (p, seed, offset) as the forward.
-// ACCUMULATES; dinp.data == nullptr: nothing to do.
+// ACCUMULATES; dinp.data == nullptr: nothing to do. overwrite = true: dinp is written (=)
+// instead of accumulated and may hold garbage (a fresh gradient: no zero-fill pass, no read).
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                      uint64_t offset);
+                      uint64_t offset, bool overwrite = false);
 
 // One Philox block per element, no batching: the test oracles.
 void dropout_forward_reference(const Tensor& out, const Tensor& inp, float p, uint64_t seed,

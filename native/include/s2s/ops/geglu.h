@@ -14,9 +14,10 @@ void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
 
 // dgate += dout * up * gelu'(gate);  dup += dout * gelu(gate).
 // ACCUMULATES; a gradient with data == nullptr is skipped. Gradients must not alias inputs.
+// overwrite = true: both are written (=) instead, and may hold garbage (as swiglu_backward).
 void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                     const Tensor& gate, const Tensor& up,
-                    GeluApprox approximate = GeluApprox::Tanh);
+                    GeluApprox approximate = GeluApprox::Tanh, bool overwrite = false);
 
 void geglu_forward_reference(const Tensor& out, const Tensor& gate, const Tensor& up,
                              GeluApprox approximate = GeluApprox::Tanh);

@@ -18,9 +18,10 @@ void gelu_forward(const Tensor& out, const Tensor& inp, GeluApprox approximate);
 
 // dinp (N,H) += dout (N,H) * gelu'(inp (N,H)). ACCUMULATES (the caller zeroes dinp);
 // dinp.data == nullptr means the gradient is not needed and the call does nothing.
-// dinp must not alias dout or inp.
+// dinp must not alias dout or inp. overwrite = true: dinp is written (=) instead of accumulated
+// and may hold garbage (a fresh gradient: no zero-fill pass, no read).
 void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                   GeluApprox approximate);
+                   GeluApprox approximate, bool overwrite = false);
 
 // Plain loops in double with libm erf/tanh: the test oracles. Same arguments and semantics.
 void gelu_forward_reference(const Tensor& out, const Tensor& inp, GeluApprox approximate);

@@ -20,10 +20,11 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 // ACCUMULATES (+=) into dinp (N,C), dweight (C,), dbias (C,); the caller zeroes them. Any of
 // them with data == nullptr is not needed and skipped (frozen norm, no bias, first layer).
 // dweight/dbias sum over rows in per-thread chunks added in chunk order: bit-identical for a
-// fixed thread count.
+// fixed thread count. overwrite_dinp = true: dinp is written (=) instead of accumulated and
+// may hold garbage (a fresh gradient); dweight and dbias always accumulate.
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd);
+                        const Tensor& mean, const Tensor& rstd, bool overwrite_dinp = false);
 
 // Plain loops in double: the test oracles. Same arguments and semantics.
 void layernorm_forward_reference(const Tensor& out, const Tensor& mean, const Tensor& rstd,

@@ -9,8 +9,10 @@ namespace s2s {
 void relu_forward(const Tensor& out, const Tensor& inp);
 
 // dinp (N,H) += dout * (inp > 0). ACCUMULATES; dinp.data == nullptr: nothing to do.
-// The gradient at exactly 0 is 0 (PyTorch's choice).
-void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+// The gradient at exactly 0 is 0 (PyTorch's choice). overwrite = true: dinp is written (=)
+// instead of accumulated and may hold garbage (a fresh gradient: no zero-fill pass, no read).
+void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite = false);
 
 void relu_forward_reference(const Tensor& out, const Tensor& inp);
 void relu_backward_reference(const Tensor& dinp, const Tensor& dout, const Tensor& inp);

@@ -15,9 +15,11 @@ void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
 
 // ACCUMULATES into dinp (N,C) and dweight (C,); either with data == nullptr is skipped.
 // dweight sums over rows in per-thread chunks added in chunk order (bit-identical for a fixed
-// thread count).
+// thread count). overwrite_dinp = true: dinp is written (=) instead of accumulated and may hold
+// garbage (a fresh gradient); dweight always accumulates.
 void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd);
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      bool overwrite_dinp = false);
 
 void rmsnorm_forward_reference(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                                const Tensor& weight, float eps);

@@ -29,8 +29,10 @@ void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions
 
 // dinp += R^T dout: the inverse rotation (angle -> -angle) applied to dout, ACCUMULATED into dinp
 // (the caller zeroes it); dinp with data == nullptr is skipped. dinp must not overlap dout.
+// overwrite = true: dinp is written (=) instead of accumulated and may hold garbage (a fresh
+// gradient: no zero-fill pass, no read).
 void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                   int64_t num_positions, float theta);
+                   int64_t num_positions, float theta, bool overwrite = false);
 
 // Plain loops in double over explicit (D,) cos/sin vectors and rotate_half (tests only).
 void rope_forward_reference(const Tensor& out, const Tensor& inp, const int32_t* positions,

@@ -9,7 +9,10 @@ namespace s2s {
 void silu_forward(const Tensor& out, const Tensor& inp);
 
 // dinp += dout * s (1 + x (1 - s)), s = sigmoid(x). ACCUMULATES; dinp.data == nullptr: skip.
-void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+// overwrite = true: dinp is written (=) instead of accumulated and may hold garbage (a fresh
+// gradient: no zero-fill pass, no read).
+void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite = false);
 
 void silu_forward_reference(const Tensor& out, const Tensor& inp);
 void silu_backward_reference(const Tensor& dinp, const Tensor& dout, const Tensor& inp);

@@ -11,9 +11,10 @@ void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up);
 
 // dgate += dout * up * silu'(gate);  dup += dout * silu(gate).
 // ACCUMULATES into both; either gradient with data == nullptr is not needed and skipped.
-// Gradients must not alias the inputs.
+// Gradients must not alias the inputs. overwrite = true: both are written (=) instead of
+// accumulated and may hold garbage (fresh gradients: no zero-fill pass, no read).
 void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                     const Tensor& gate, const Tensor& up);
+                     const Tensor& gate, const Tensor& up, bool overwrite = false);
 
 void swiglu_forward_reference(const Tensor& out, const Tensor& gate, const Tensor& up);
 void swiglu_backward_reference(const Tensor& dgate, const Tensor& dup, const Tensor& dout,

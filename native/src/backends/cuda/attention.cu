@@ -369,8 +369,8 @@ __global__ void __launch_bounds__(128) attention_backward_kv_kernel(
     for (int c = 0; c < NDC; ++c) {
       const int64_t d = c * 32 + lane;
       if (d >= D) continue;
-      if (dk != nullptr) dk[base + d] += g.scale * dk_acc[r][c];
-      if (dv != nullptr) dv[base + d] += dv_acc[r][c];
+      if (dk != nullptr) write_grad(dk + base + d, g.scale * dk_acc[r][c], g.overwrite_grads);
+      if (dv != nullptr) write_grad(dv + base + d, dv_acc[r][c], g.overwrite_grads);
     }
   }
 }
@@ -467,7 +467,7 @@ __global__ void __launch_bounds__(128) attention_backward_q_kernel(
 #pragma unroll
       for (int c = 0; c < NDC; ++c) {
         const int64_t d = c * 32 + lane;
-        if (d < D) row[d] += g.scale * dq_acc[r][c];
+        if (d < D) write_grad(row + d, g.scale * dq_acc[r][c], g.overwrite_grads);
       }
     }
   }
@@ -565,8 +565,9 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
                         const Tensor& dbias, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& bias,
                         const uint8_t* key_mask, int64_t key_mask_size,
-                        const AttentionOptions& options) {
-  const Geometry g = check_inputs(ctx, q, k, v, bias, key_mask, key_mask_size, options);
+                        const AttentionOptions& options, bool overwrite) {
+  Geometry g = check_inputs(ctx, q, k, v, bias, key_mask, key_mask_size, options);
+  g.overwrite_grads = overwrite;
   expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
   expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
@@ -580,7 +581,12 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
                 "expected a bias when dbias is requested, got none");
     expect_f32(dbias, {g.Hq, g.Tq, g.Tk}, kOp, "dbias");
   }
-  if (g.B * g.Tq * g.Tk * g.Hq == 0) return;
+  if (g.B * g.Tq * g.Tk * g.Hq == 0) {  // no scores: the gradients are zeros
+    for (const Tensor* d : {&dq, &dk, &dv}) {
+      if (overwrite && d->data) fill_zero(ctx, d->data, sizeof(float) * size_t(d->numel()));
+    }
+    return;
+  }
   if (!want_dq && !want_dk && !want_dv && !want_dbias) return;
   ctx.activate();
   ArenaScope scope(ctx.arena());

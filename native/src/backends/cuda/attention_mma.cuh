@@ -86,6 +86,9 @@ struct AttentionGeometry {
   // there (the caller then adds the B slices in order); else dbias is (Hq, Tq, Tk) and each
   // block loops over the batch rows, adding in order.
   bool dbias_partials;
+  // Backward: dq, dk and dv are fresh gradients, written (=) rather than accumulated (+=), so
+  // nothing zero-fills them first (each element is written by exactly one block).
+  bool overwrite_grads;
 };
 
 constexpr int kMmaThreads = 128;   // 4 warps
@@ -121,6 +124,14 @@ struct MmaF16 {
 namespace mma_detail {
 
 S2S_MMA_FN float nan_max(float a, float b) { return (b > a || b != b) ? b : a; }
+// A gradient element: written (a fresh gradient, never read) or accumulated.
+S2S_MMA_FN void put_grad(float* p, float v, bool overwrite) {
+  if (overwrite) {
+    *p = v;
+  } else {
+    *p += v;
+  }
+}
 
 template <class E>
 S2S_MMA_FN uint32_t pack(float lo, float hi) {
@@ -520,8 +531,9 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
       S2S_MMA_UNROLL
       for (int e = 0; e < 2; ++e) {
         const int64_t d = nd * 8 + 2 * tq + e;
-        if (dk != nullptr) dk[base + d] += g.scale * dk_acc[nd][2 * r + e];
-        if (dv != nullptr) dv[base + d] += dv_acc[nd][2 * r + e];
+        const bool w = g.overwrite_grads;
+        if (dk != nullptr) put_grad(dk + base + d, g.scale * dk_acc[nd][2 * r + e], w);
+        if (dv != nullptr) put_grad(dv + base + d, dv_acc[nd][2 * r + e], w);
       }
     }
   }
@@ -629,8 +641,8 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
       float* drow = dq + ((b * g.Tq + row[r]) * g.Hq + h) * D;
       S2S_MMA_UNROLL
       for (int nd = 0; nd < ND; ++nd) {
-        drow[nd * 8 + 2 * tq] += g.scale * dq_acc[nd][2 * r];
-        drow[nd * 8 + 2 * tq + 1] += g.scale * dq_acc[nd][2 * r + 1];
+        put_grad(drow + nd * 8 + 2 * tq, g.scale * dq_acc[nd][2 * r], g.overwrite_grads);
+        put_grad(drow + nd * 8 + 2 * tq + 1, g.scale * dq_acc[nd][2 * r + 1], g.overwrite_grads);
       }
     }
   }

@@ -54,6 +54,16 @@ struct ActivationOut {
     }
   }
 };
+// A backward op's gradient element: dst = g where the gradient is fresh (overwrite: its memory
+// may hold garbage and is never read, so no zero-fill pass before it), else dst += g.
+__device__ inline void write_grad(float* dst, float g, bool overwrite) {
+  if (overwrite) {
+    *dst = g;
+  } else {
+    *dst += g;
+  }
+}
+
 // `out` as an ActivationOut: f32, bf16 or f16, contiguous, of `like`'s shape.
 ActivationOut activation_out(const Tensor& out, const Tensor& like, const char* op);
 

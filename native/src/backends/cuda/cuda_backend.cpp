@@ -97,16 +97,18 @@ class CudaBackend final : public Backend {
   }
   void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                           const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                          const Tensor& mean, const Tensor& rstd) override {
-    cuda::layernorm_backward(ctx_, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+                          const Tensor& mean, const Tensor& rstd, bool overwrite_dinp) override {
+    cuda::layernorm_backward(ctx_, dinp, dweight, dbias, dout, inp, weight, mean, rstd,
+                             overwrite_dinp);
   }
   void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                        const Tensor& weight, float eps) override {
     cuda::rmsnorm_forward(ctx_, out, rstd, inp, weight, eps);
   }
   void rmsnorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                        const Tensor& inp, const Tensor& weight, const Tensor& rstd) override {
-    cuda::rmsnorm_backward(ctx_, dinp, dweight, dout, inp, weight, rstd);
+                        const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                        bool overwrite_dinp) override {
+    cuda::rmsnorm_backward(ctx_, dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
   }
   void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                       const Tensor& bias, WeightLayout layout) override {
@@ -132,43 +134,46 @@ class CudaBackend final : public Backend {
     cuda::gelu_forward(ctx_, out, inp, approximate);
   }
   void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                     GeluApprox approximate) override {
-    cuda::gelu_backward(ctx_, dinp, dout, inp, approximate);
+                     GeluApprox approximate, bool overwrite) override {
+    cuda::gelu_backward(ctx_, dinp, dout, inp, approximate, overwrite);
   }
   void relu_forward(const Tensor& out, const Tensor& inp) override {
     cuda::relu_forward(ctx_, out, inp);
   }
-  void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) override {
-    cuda::relu_backward(ctx_, dinp, dout, inp);
+  void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                     bool overwrite) override {
+    cuda::relu_backward(ctx_, dinp, dout, inp, overwrite);
   }
   void silu_forward(const Tensor& out, const Tensor& inp) override {
     cuda::silu_forward(ctx_, out, inp);
   }
-  void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) override {
-    cuda::silu_backward(ctx_, dinp, dout, inp);
+  void silu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                     bool overwrite) override {
+    cuda::silu_backward(ctx_, dinp, dout, inp, overwrite);
   }
   void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up) override {
     cuda::swiglu_forward(ctx_, out, gate, up);
   }
   void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                       const Tensor& gate, const Tensor& up) override {
-    cuda::swiglu_backward(ctx_, dgate, dup, dout, gate, up);
+                       const Tensor& gate, const Tensor& up, bool overwrite) override {
+    cuda::swiglu_backward(ctx_, dgate, dup, dout, gate, up, overwrite);
   }
   void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
                      GeluApprox approximate) override {
     cuda::geglu_forward(ctx_, out, gate, up, approximate);
   }
   void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                      const Tensor& gate, const Tensor& up, GeluApprox approximate) override {
-    cuda::geglu_backward(ctx_, dgate, dup, dout, gate, up, approximate);
+                      const Tensor& gate, const Tensor& up, GeluApprox approximate,
+                      bool overwrite) override {
+    cuda::geglu_backward(ctx_, dgate, dup, dout, gate, up, approximate, overwrite);
   }
   void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
                        uint64_t offset) override {
     cuda::dropout_forward(ctx_, out, inp, p, seed, offset);
   }
   void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
-                        uint64_t offset) override {
-    cuda::dropout_backward(ctx_, dinp, dout, p, seed, offset);
+                        uint64_t offset, bool overwrite) override {
+    cuda::dropout_backward(ctx_, dinp, dout, p, seed, offset, overwrite);
   }
   void cast(const Tensor& out, const Tensor& inp) override { cast_forward(ctx_, out, inp); }
   void add(const Tensor& out, const Tensor& a, const Tensor& b) override {
@@ -226,9 +231,9 @@ class CudaBackend final : public Backend {
                           const Tensor& dbias, const Tensor& dout, const Tensor& q,
                           const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                           const Tensor& bias, const uint8_t* key_mask, int64_t key_mask_size,
-                          const AttentionOptions& options) override {
+                          const AttentionOptions& options, bool overwrite) override {
     cuda::attention_backward(ctx_, dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
-                             key_mask_size, options);
+                             key_mask_size, options, overwrite);
   }  void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
                                 const Tensor& v_cache, const int32_t* slot,
                                 const int32_t* key_begin, const int32_t* key_end,
@@ -242,8 +247,8 @@ class CudaBackend final : public Backend {
     cuda::rope_forward(ctx_, out, inp, positions, num_positions, theta);
   }
   void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,
-                     int64_t num_positions, float theta) override {
-    cuda::rope_backward(ctx_, dinp, dout, positions, num_positions, theta);
+                     int64_t num_positions, float theta, bool overwrite) override {
+    cuda::rope_backward(ctx_, dinp, dout, positions, num_positions, theta, overwrite);
   }
   void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
                                     const T5RelativePositionOptions& options) override {

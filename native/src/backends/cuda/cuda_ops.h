@@ -39,11 +39,13 @@ void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, cons
                        const Tensor& inp, const Tensor& weight, const Tensor& bias, float eps);
 void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
                         const Tensor& dbias, const Tensor& dout, const Tensor& inp,
-                        const Tensor& weight, const Tensor& mean, const Tensor& rstd);
+                        const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                        bool overwrite_dinp = false);
 void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& inp,
                      const Tensor& weight, float eps);
 void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd);
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      bool overwrite_dinp = false);
 
 // ---- linear.cu: through cuda::gemm (cuBLASLt). Weight f32 (fp32 GEMM, TF32 when the context
 // allows it), bf16 or f16 (tensor cores, fp32 accumulation; inp / dout rounded to the weight's
@@ -58,19 +60,21 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
 // ---- gelu.cu relu.cu silu.cu swiglu.cu geglu.cu: elementwise, f32.
 void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox approximate);
 void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                   GeluApprox approximate);
+                   GeluApprox approximate, bool overwrite = false);
 void relu_forward(Context& ctx, const Tensor& out, const Tensor& inp);
-void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite = false);
 void silu_forward(Context& ctx, const Tensor& out, const Tensor& inp);
-void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite = false);
 void swiglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up);
 void swiglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                     const Tensor& gate, const Tensor& up);
+                     const Tensor& gate, const Tensor& up, bool overwrite = false);
 void geglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Tensor& up,
                    GeluApprox approximate = GeluApprox::Tanh);
 void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                     const Tensor& gate, const Tensor& up,
-                    GeluApprox approximate = GeluApprox::Tanh);
+                    GeluApprox approximate = GeluApprox::Tanh, bool overwrite = false);
 
 // ---- softmax.cu: last dimension.
 void softmax_forward(Context& ctx, const Tensor& out, const Tensor& inp);
@@ -81,7 +85,7 @@ void softmax_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, cons
 void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, uint64_t seed,
                      uint64_t offset);
 void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
-                      uint64_t seed, uint64_t offset);
+                      uint64_t seed, uint64_t offset, bool overwrite = false);
 
 // ---- cast.cu: f32 <-> bf16 <-> f16 with the CPU's rounding (bf16 bit for bit).
 void cast_forward(Context& ctx, const Tensor& out, const Tensor& inp);
@@ -122,13 +126,14 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
                         const Tensor& dbias, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, const Tensor& bias,
                         const uint8_t* key_mask, int64_t key_mask_size,
-                        const AttentionOptions& options);
+                        const AttentionOptions& options, bool overwrite = false);
 
 // ---- rope.cu: angles as the CPU op computes them (fp32 product, cos/sin in double).
 void rope_forward(Context& ctx, const Tensor& out, const Tensor& inp, const int32_t* positions,
                   int64_t num_positions, float theta);
 void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
-                   const int32_t* positions, int64_t num_positions, float theta);
+                   const int32_t* positions, int64_t num_positions, float theta,
+                   bool overwrite = false);
 
 // ---- t5_relative_position.cu: buckets from the CPU's bucket function; backward deterministic.
 void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor& table,

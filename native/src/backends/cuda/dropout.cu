@@ -35,7 +35,7 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
 }
 
 void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
-                      uint64_t seed, uint64_t offset) {
+                      uint64_t seed, uint64_t offset, bool overwrite) {
   check_p(p);
   opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
   if (!opu::present(dinp)) return;
@@ -45,7 +45,7 @@ void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, floa
   const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
   for_each(ctx, dout.numel(), kOp, [=] __device__(int64_t i) {
     const bool keep = p == 0.0f || dropout_keep(seed, offset + uint64_t(i), p);
-    dx[i] += dy[i] * (keep ? scale : 0.0f);
+    write_grad(dx + i, dy[i] * (keep ? scale : 0.0f), overwrite);
   });
 }
 

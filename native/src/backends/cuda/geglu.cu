@@ -30,7 +30,8 @@ void geglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const Te
 }
 
 void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                    const Tensor& gate, const Tensor& up, GeluApprox approximate) {
+                    const Tensor& gate, const Tensor& up, GeluApprox approximate,
+                    bool overwrite) {
   const bool t = approx_of(approximate);
   opu::expect_f32_like(gate, gate, kOp, "gate", "gate");
   opu::expect_f32_like(up, gate, kOp, "up", "gate");
@@ -45,8 +46,8 @@ void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const 
   const float* u = up.f32();
   for_each(ctx, gate.numel(), kOp, [=] __device__(int64_t i) {
     const float x = g[i];
-    if (dg != nullptr) dg[i] += dy[i] * u[i] * act::gelu_grad(x, t);
-    if (du != nullptr) du[i] += dy[i] * act::gelu(x, t);
+    if (dg != nullptr) write_grad(dg + i, dy[i] * u[i] * act::gelu_grad(x, t), overwrite);
+    if (du != nullptr) write_grad(du + i, dy[i] * act::gelu(x, t), overwrite);
   });
 }
 

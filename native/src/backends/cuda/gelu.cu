@@ -27,7 +27,7 @@ void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox
 }
 
 void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                   GeluApprox approximate) {
+                   GeluApprox approximate, bool overwrite) {
   const bool t = approx_of(approximate);
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
@@ -36,8 +36,9 @@ void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const T
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
-  for_each(ctx, inp.numel(), kOp,
-           [=] __device__(int64_t i) { dx[i] += dy[i] * act::gelu_grad(x[i], t); });
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
+    write_grad(dx + i, dy[i] * act::gelu_grad(x[i], t), overwrite);
+  });
 }
 
 }  // namespace cuda

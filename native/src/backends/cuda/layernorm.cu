@@ -44,7 +44,8 @@ __global__ void layernorm_forward_kernel(ActivationOut out, float* mean_out, flo
 // dx = rstd * (dn - mean(dn) - xhat * mean(dn * xhat)), dn = dout * weight. ACCUMULATES.
 __global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
                                       const float* weight, const float* mean, const float* rstd,
-                                      int64_t rows, int64_t C, int rows_per_block) {
+                                      int64_t rows, int64_t C, int rows_per_block,
+                                      bool overwrite) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
@@ -64,7 +65,7 @@ __global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const floa
   b = t.sum(b) / float(C);
   for (int64_t c = t.tid; c < C; c += t.size) {
     const float xhat = (x[c] - m) * r;
-    dx[c] += r * (dy[c] * weight[c] - a - xhat * b);
+    write_grad(dx + c, r * (dy[c] * weight[c] - a - xhat * b), overwrite);
   }
 }
 }  // namespace
@@ -91,7 +92,8 @@ void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, cons
 
 void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
                         const Tensor& dbias, const Tensor& dout, const Tensor& inp,
-                        const Tensor& weight, const Tensor& mean, const Tensor& rstd) {
+                        const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                        bool overwrite_dinp) {
   int64_t C = 0;
   const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
@@ -110,7 +112,7 @@ void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
     layernorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-        dinp.f32(), dy, x, weight.f32(), m, r, N, C, l.rows_per_block);
+        dinp.f32(), dy, x, weight.f32(), m, r, N, C, l.rows_per_block, overwrite_dinp);
     check_launch(kOp);
   }
   if (opu::present(dweight)) {

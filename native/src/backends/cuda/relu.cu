@@ -23,7 +23,8 @@ void relu_forward(Context& ctx, const Tensor& out, const Tensor& inp) {
   });
 }
 
-void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite) {
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
   if (!opu::present(dinp)) return;
@@ -31,8 +32,9 @@ void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const T
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
-  for_each(ctx, inp.numel(), kOp,
-           [=] __device__(int64_t i) { dx[i] += x[i] > 0.f ? dy[i] : 0.f; });
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
+    write_grad(dx + i, x[i] > 0.f ? dy[i] : 0.f, overwrite);
+  });
 }
 
 }  // namespace cuda

@@ -29,7 +29,7 @@ __global__ void rmsnorm_forward_kernel(ActivationOut out, float* rstd_out, const
 // dx = rstd * (dn - xhat * mean(dn * xhat)), xhat = x * rstd, dn = dout * weight. ACCUMULATES.
 __global__ void rmsnorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
                                     const float* weight, const float* rstd, int64_t rows,
-                                    int64_t C, int rows_per_block) {
+                                    int64_t C, int rows_per_block, bool overwrite) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
@@ -42,7 +42,9 @@ __global__ void rmsnorm_dinp_kernel(float* dinp, const float* dout, const float*
   float b = 0.f;
   for (int64_t c = t.tid; c < C; c += t.size) b += dy[c] * weight[c] * x[c] * r;
   b = t.sum(b) / float(C);
-  for (int64_t c = t.tid; c < C; c += t.size) dx[c] += r * (dy[c] * weight[c] - x[c] * r * b);
+  for (int64_t c = t.tid; c < C; c += t.size) {
+    write_grad(dx + c, r * (dy[c] * weight[c] - x[c] * r * b), overwrite);
+  }
 }
 }  // namespace
 
@@ -64,7 +66,8 @@ void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const 
 }
 
 void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                      bool overwrite_dinp) {
   int64_t C = 0;
   const int64_t N = opu::expect_rows(inp, kOp, "inp", &C);
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
@@ -80,7 +83,7 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
     rmsnorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-        dinp.f32(), dy, x, weight.f32(), r, N, C, l.rows_per_block);
+        dinp.f32(), dy, x, weight.f32(), r, N, C, l.rows_per_block, overwrite_dinp);
     check_launch(kOp);
   }
   if (opu::present(dweight)) {

@@ -82,13 +82,14 @@ void rope_forward(Context& ctx, const Tensor& out, const Tensor& inp, const int3
 }
 
 void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
-                   const int32_t* positions, int64_t num_positions, float theta) {
+                   const int32_t* positions, int64_t num_positions, float theta, bool overwrite) {
   const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
   expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
               "expected dinp and dout to be different buffers, got the same one");
-  rotate(ctx, ActivationOut{dinp.data, DType::F32}, dout.f32(), d, positions, theta, -1.f, true);
+  rotate(ctx, ActivationOut{dinp.data, DType::F32}, dout.f32(), d, positions, theta, -1.f,
+         !overwrite);
 }
 
 }  // namespace cuda

@@ -19,7 +19,8 @@ void silu_forward(Context& ctx, const Tensor& out, const Tensor& inp) {
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) { y[i] = act::silu(x[i]); });
 }
 
-void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                   bool overwrite) {
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
   if (!opu::present(dinp)) return;
@@ -27,8 +28,9 @@ void silu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const T
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
-  for_each(ctx, inp.numel(), kOp,
-           [=] __device__(int64_t i) { dx[i] += dy[i] * act::silu_grad(x[i]); });
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
+    write_grad(dx + i, dy[i] * act::silu_grad(x[i]), overwrite);
+  });
 }
 
 }  // namespace cuda

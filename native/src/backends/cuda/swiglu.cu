@@ -23,7 +23,7 @@ void swiglu_forward(Context& ctx, const Tensor& out, const Tensor& gate, const T
 }
 
 void swiglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                     const Tensor& gate, const Tensor& up) {
+                     const Tensor& gate, const Tensor& up, bool overwrite) {
   opu::expect_f32_like(gate, gate, kOp, "gate", "gate");
   opu::expect_f32_like(up, gate, kOp, "up", "gate");
   opu::expect_f32_like(dout, gate, kOp, "dout", "gate");
@@ -37,8 +37,8 @@ void swiglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const
   const float* u = up.f32();
   for_each(ctx, gate.numel(), kOp, [=] __device__(int64_t i) {
     const float x = g[i];
-    if (dg != nullptr) dg[i] += dy[i] * u[i] * act::silu_grad(x);
-    if (du != nullptr) du[i] += dy[i] * act::silu(x);
+    if (dg != nullptr) write_grad(dg + i, dy[i] * u[i] * act::silu_grad(x), overwrite);
+    if (du != nullptr) write_grad(du + i, dy[i] * act::silu(x), overwrite);
   });
 }
 
