@@ -397,5 +397,9 @@ TEST(chunk_rows_follow_the_vocabulary) {
   CHECK(nn::loss_chunk_rows(50257) == 320);
   CHECK(nn::loss_chunk_rows(151936) == 96);
   CHECK(nn::loss_chunk_rows(int64_t{1} << 30) == 1);
+  // A device backend's floor (Backend::min_loss_chunk_rows) wins where 64 MiB is fewer rows.
+  CHECK(nn::loss_chunk_rows(50257, 4096) == 4096);
+  CHECK(nn::loss_chunk_rows(int64_t{1} << 30, 4096) == 4096);
+  CHECK(nn::loss_chunk_rows(100, 4096) == nn::loss_chunk_rows(100));
   CHECK(nn::loss_chunk_rows(100) % 16 == 0);
 }

@@ -163,7 +163,9 @@ export class Model {
 
   /**
    * Chunked loss: in training and evaluation the LM head and the loss run a chunk of rows at a
-   * time (64 MiB of logits), so the (tokens x vocab) logits and their gradient, a model's largest
+   * time (64 MiB of logits; at least 4096 rows on a GPU, where each chunk's update of the
+   * head's gradient would otherwise cost more than its GEMMs), so the (tokens x vocab) logits and
+   * their gradient, a model's largest
    * activations, never exist whole. `accumulate` and `trainStep` know the backward's seed before
    * the forward, so each chunk's gradients are made as it goes, at the plain path's GEMM count.
    * The same loss and gradients up to rounding. `forward` asked for logits takes the plain path.

@@ -53,8 +53,9 @@ void check_labels(const int32_t* labels, int64_t n, int64_t V, int32_t ignore_in
 
 }  // namespace
 
-int64_t loss_chunk_rows(int64_t vocab_size) {
-  const int64_t rows = kChunkBytes / (4 * std::max<int64_t>(vocab_size, 1));
+int64_t loss_chunk_rows(int64_t vocab_size, int64_t min_rows) {
+  const int64_t rows =
+      std::max(kChunkBytes / (4 * std::max<int64_t>(vocab_size, 1)), min_rows);
   // A multiple of 16 rows where there is room (whole GEMM tiles), at least one row.
   return rows >= 16 ? rows / 16 * 16 : std::max<int64_t>(rows, 1);
 }
@@ -75,7 +76,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
               code::kShape, "nn.linear_cross_entropy", "expected x with ", N, " rows of ", C,
               " features (the labels' count, the head's input size), got ",
               x->value.numel(), " elements");
-  if (chunk_rows <= 0) chunk_rows = loss_chunk_rows(V);
+  if (chunk_rows <= 0) chunk_rows = loss_chunk_rows(V, g.ops().min_loss_chunk_rows());
   // As many chunks as chunk_rows asks for, of even sizes: the last one, which the backward
   // reuses, is then no small remainder.
   const int64_t chunks = std::max<int64_t>((N + chunk_rows - 1) / chunk_rows, 1);

@@ -116,7 +116,8 @@ class Model {
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
 
   // Chunked loss (nn::linear_cross_entropy): forward() with labels runs the LM head and the
-  // loss a chunk of rows at a time (64 MiB of logits, nn::loss_chunk_rows), so the (N,V) logits
+  // loss a chunk of rows at a time (64 MiB of logits, at least Backend::min_loss_chunk_rows:
+  // 4096 rows on a GPU; nn::loss_chunk_rows), so the (N,V) logits
   // and their gradient never exist whole, and returns no logits (ForwardResult::logits null).
   // The same loss and gradients up to the order dW's chunks are summed in; one more forward
   // GEMM of the head unless the pass sets Graph::known_dloss. Off by default; a head with LoRA

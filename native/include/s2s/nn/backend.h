@@ -86,6 +86,11 @@ class Backend {
   virtual DType attention_input_dtype(const AttentionOptions&, int64_t /*head_dim*/) const {
     return DType::F32;
   }
+  // The fewest rows a chunk of the chunked loss (nn::linear_cross_entropy) should have here. Each
+  // chunk adds its product into the head's whole (V, C) gradient, 8 V C bytes of traffic against
+  // 6 rows V C flops for the chunk's three GEMMs: the CPU's 64 MiB chunks (320 rows at GPT-2's
+  // vocabulary) keep that small, a GPU's bandwidth-to-flops ratio needs thousands of rows.
+  virtual int64_t min_loss_chunk_rows() const { return 1; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).

@@ -119,14 +119,16 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
 // (nn::linear + nn::cross_entropy): a chunk's GEMM may round otherwise than the whole one, and dW
 // sums the chunks' products, last chunk first. labels (N,)
 // are HOST int32 (counted, and chunks without a counted row skipped, on the host), valid until
-// backward. Chunks of at most chunk_rows rows (<= 0: loss_chunk_rows(V)), evened out: N = 1024
+// backward. Chunks of at most chunk_rows rows (<= 0: loss_chunk_rows(V,
+// Backend::min_loss_chunk_rows())), evened out: N = 1024
 // at 320 rows is 4 x 256. Memory: one chunk's logits and dlogits.
 Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int32_t* labels,
                           int64_t num_labels, const CrossEntropyOptions& options,
                           int64_t* count_out, int64_t chunk_rows = 0);
 // Rows per chunk for a vocabulary of this size: 64 MiB of f32 logits (320 rows for GPT-2's
-// 50,257 tokens, 96 for Qwen2's 151,936), a multiple of 16 where there is room.
-int64_t loss_chunk_rows(int64_t vocab_size);
+// 50,257 tokens, 96 for Qwen2's 151,936), or min_rows if that is more; a multiple of 16 where
+// there is room.
+int64_t loss_chunk_rows(int64_t vocab_size, int64_t min_rows = 1);
 
 }  // namespace nn
 }  // namespace s2s
