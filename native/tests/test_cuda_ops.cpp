@@ -294,6 +294,27 @@ CUDA_TEST(cuda_backward_ops_overwrite_fresh_gradients) {
     cuda::rmsnorm_forward(ctx(), gy.t, grstd.t, gx.t, gw.t, 1e-6f);
     cuda::rmsnorm_backward(ctx(), d2, dw, gdy.t, gx.t, gw.t, grstd.t, o);
   });
+  // Gated ops may write bf16 gradients when overwriting: the f32 overwrite's values rounded.
+  for (int op = 0; op < 2; ++op) {
+    auto run = [&](const Tensor& dg, const Tensor& du) {
+      if (op == 0) cuda::swiglu_backward(ctx(), dg, du, gdy.t, gx.t, gu.t, true);
+      else cuda::geglu_backward(ctx(), dg, du, gdy.t, gx.t, gu.t, GeluApprox::Tanh, true);
+    };
+    Dev f32g(opt::garbage(n), {N, C}), f32u(opt::garbage(n), {N, C});
+    Dev b16g(std::vector<uint16_t>(n, 0xFFFF), DType::BF16, {N, C});
+    Dev b16u(std::vector<uint16_t>(n, 0xFFFF), DType::BF16, {N, C});
+    run(f32g.t, f32u.t);
+    run(b16g.t, b16u.t);
+    const std::vector<float> g32 = host_of(f32g), u32 = host_of(f32u);
+    const std::vector<uint16_t> g16 = host16_of(b16g), u16 = host16_of(b16u);
+    bool same = true;
+    for (int64_t i = 0; i < n; ++i) {
+      same = same && g16[i] == f32_to_bf16(g32[i]) && u16[i] == f32_to_bf16(u32[i]);
+    }
+    CHECK_MSG(same, op == 0 ? "swiglu bf16 gradients" : "geglu bf16 gradients");
+    CHECK_THROWS_CODE(cuda::swiglu_backward(ctx(), b16g.t, Tensor{}, gdy.t, gx.t, gu.t, false),
+                      code::kDType);
+  }
   // A block per row (C > 1024) takes the other reduction path.
   const int64_t Cw = 1500;
   std::vector<float> xw = random_vector(2 * Cw, 26), dyw = random_vector(2 * Cw, 27);

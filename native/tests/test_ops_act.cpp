@@ -291,6 +291,37 @@ TEST(gated_fast_matches_reference_and_gradients) {
   }
 }
 
+// Overwritten gated gradients may be bf16: the f32 overwrite's values rounded to nearest even,
+// bit for bit (what a bf16 linear's backward would round them to); bf16 only when overwriting,
+// and both gradients in one dtype.
+TEST(gated_bf16_gradients_are_the_f32_values_rounded) {
+  const int64_t n = 3 * 700 + 5;  // more than one rounding block, odd tail, two threads
+  std::vector<float> g = random_vector(n, 71, -6, 6), u = random_vector(n, 72, -2, 2);
+  std::vector<float> dy = random_vector(n, 73);
+  for (int op = 0; op < 3; ++op) {
+    auto run = [&](const Tensor& dg, const Tensor& du, bool overwrite) {
+      if (op == 0) swiglu_backward(dg, du, view(dy, {n}), view(g, {n}), view(u, {n}), overwrite);
+      else
+        geglu_backward(dg, du, view(dy, {n}), view(g, {n}), view(u, {n}),
+                       op == 1 ? GeluApprox::Tanh : GeluApprox::None, overwrite);
+    };
+    std::vector<float> dg32(n), du32(n);
+    run(view(dg32, {n}), view(du32, {n}), true);
+    std::vector<uint16_t> dg16(n, 0xFFFF), du16(n, 0xFFFF), du_only(n, 0xFFFF);
+    run(opt::view16(dg16, DType::BF16, {n}), opt::view16(du16, DType::BF16, {n}), true);
+    run(Tensor{}, opt::view16(du_only, DType::BF16, {n}), true);
+    bool same = true;
+    for (int64_t i = 0; i < n; ++i) {
+      same = same && dg16[i] == f32_to_bf16(dg32[i]) && du16[i] == f32_to_bf16(du32[i]) &&
+             du_only[i] == du16[i];
+    }
+    CHECK_MSG(same, "gated op " + std::to_string(op) + ": bf16 gradients");
+    CHECK_THROWS_CODE(run(opt::view16(dg16, DType::BF16, {n}), Tensor{}, false), code::kDType);
+    CHECK_THROWS_CODE(run(opt::view16(dg16, DType::BF16, {n}), view(du32, {n}), true),
+                      code::kDType);
+  }
+}
+
 TEST(softmax_known_values_and_edge_rows) {
   opt::for_each_isa([&](Isa isa) {
     // softmax([1, 2, 3]) from python3: exp(x) / sum(exp(x)).

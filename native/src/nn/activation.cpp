@@ -60,7 +60,7 @@ Var* swiglu(Graph& g, Var* gate, Var* up, DType out) {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       Tensor d[2];
-      const bool overwrite = g.grads_for_write({gate, up}, d);
+      const bool overwrite = g.grads_for_write({gate, up}, d, /*bf16_ok=*/true);
       g.ops().swiglu_backward(d[0], d[1], dy, gate->value, up->value, overwrite);
     });
   }
@@ -76,7 +76,7 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate, DType out) {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       Tensor d[2];
-      const bool overwrite = g.grads_for_write({gate, up}, d);
+      const bool overwrite = g.grads_for_write({gate, up}, d, /*bf16_ok=*/true);
       g.ops().geglu_backward(d[0], d[1], dy, gate->value, up->value, approximate, overwrite);
     });
   }

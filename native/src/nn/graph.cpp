@@ -152,7 +152,26 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
   return {v->grad, true};
 }
 
-bool Graph::grads_for_write(std::initializer_list<Var*> vars, Tensor* grads) {
+bool Graph::grads_for_write(std::initializer_list<Var*> vars, Tensor* grads, bool bf16_ok) {
+  if (bf16_ok && bf16_gradients && ops_->supports_bf16_gradients()) {
+    // All or none: an op writes its gradients in one dtype. Distinct Vars, none written yet.
+    bool all = true;
+    for (Var* v : vars) {
+      if (v == nullptr || !v->requires_grad) continue;
+      all = all && v->grad_bf16_ok && v->base == nullptr && v->param == nullptr &&
+            v->grad.data == nullptr;
+      size_t same = 0;
+      for (Var* w : vars) same += w == v;
+      all = all && same == 1;
+    }
+    if (all) {
+      size_t i = 0;
+      for (Var* v : vars) {
+        grads[i++] = v != nullptr && v->requires_grad ? grad_for_write_bf16(v).grad : Tensor{};
+      }
+      return true;
+    }
+  }
   bool all_fresh = true;
   bool fresh[8] = {};
   S2S_REQUIRE(vars.size() <= 8, code::kInternal, "grads_for_write", "expected at most 8 Vars");

@@ -27,14 +27,14 @@ void check_forward(const Tensor& out, const Tensor& gate, const Tensor& up, Gelu
   opu::expect_f32_like(out, gate, kOp, "out", "gate");
 }
 
-void check_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
-                    const Tensor& gate, const Tensor& up, GeluApprox a) {
+// Returns whether the gradients are bf16 (opu::expect_gated_grads).
+bool check_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                    const Tensor& gate, const Tensor& up, GeluApprox a, bool overwrite) {
   check_approx(a);
   opu::expect_f32_like(gate, gate, kOp, "gate", "gate");
   opu::expect_f32_like(up, gate, kOp, "up", "gate");
   opu::expect_f32_like(dout, gate, kOp, "dout", "gate");
-  if (opu::present(dgate)) opu::expect_f32_like(dgate, gate, kOp, "dgate", "gate");
-  if (opu::present(dup)) opu::expect_f32_like(dup, gate, kOp, "dup", "gate");
+  return opu::expect_gated_grads(dgate, dup, gate, overwrite, kOp);
 }
 
 // gelu and its derivative in double (the same formulas as gelu_*_reference).
@@ -67,15 +67,25 @@ void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
 void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                     const Tensor& gate, const Tensor& up, GeluApprox approximate,
                     bool overwrite) {
-  check_backward(dgate, dup, dout, gate, up, approximate);
-  float* dg = dgate.f32();
-  float* du = dup.f32();
-  if (!dg && !du) return;
+  const bool bf16 = check_backward(dgate, dup, dout, gate, up, approximate, overwrite);
+  if (!opu::present(dgate) && !opu::present(dup)) return;
   const ActKernels& k = act_kernels();
   const float* dy = dout.f32();
   const float* g = gate.f32();
   const float* u = up.f32();
   const bool t = approximate == GeluApprox::Tanh;
+  if (bf16) {
+    uint16_t* dg = static_cast<uint16_t*>(dgate.data);
+    uint16_t* du = static_cast<uint16_t*>(dup.data);
+    parallel_for(gate.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+      opu::rounded_blocks(dg, du, b, e, [&](float* g32, float* u32, int64_t c0, int64_t n) {
+        k.geglu_backward(g32, u32, dy + c0, g + c0, u + c0, n, t, true);
+      });
+    });
+    return;
+  }
+  float* dg = static_cast<float*>(dgate.data);
+  float* du = static_cast<float*>(dup.data);
   parallel_for(gate.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
     k.geglu_backward(dg ? dg + b : nullptr, du ? du + b : nullptr, dy + b, g + b, u + b, e - b,
                      t, overwrite);
@@ -94,7 +104,7 @@ void geglu_forward_reference(const Tensor& out, const Tensor& gate, const Tensor
 
 void geglu_backward_reference(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                               const Tensor& gate, const Tensor& up, GeluApprox approximate) {
-  check_backward(dgate, dup, dout, gate, up, approximate);
+  check_backward(dgate, dup, dout, gate, up, approximate, false);
   for (int64_t i = 0; i < gate.numel(); ++i) {
     double y, dy;
     gelu_ref(gate.f32()[i], approximate, &y, &dy);

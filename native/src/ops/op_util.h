@@ -1,8 +1,10 @@
 // Small helpers shared by the op files: argument checks on Tensor views beyond tensor.h's
 // expect_*, "is this optional tensor present", and the grains that keep tiny work on one thread.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
+#include "s2s/dtype.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -96,6 +98,43 @@ inline float lane_sum(const float* v, int64_t n) {
   float s = 0;
   for (int j = 0; j < kLanes; ++j) s += acc[j];
   return s;
+}
+
+// A gated op's gradients (dgate, dup; either may be absent): f32 shaped like `like`, or, when
+// the op overwrites them, bf16 (the f32 values rounded to nearest even: what a bf16 linear's
+// backward would round them to, so the same products, half the bytes, no rounding pass).
+// Present ones share the dtype. Returns whether it is bf16.
+inline bool expect_gated_grads(const Tensor& dgate, const Tensor& dup, const Tensor& like,
+                               bool overwrite, const char* op) {
+  const Tensor* any = present(dgate) ? &dgate : present(dup) ? &dup : nullptr;
+  const bool bf16 = any != nullptr && any->dtype == DType::BF16;
+  S2S_REQUIRE(!bf16 || overwrite, code::kDType, op,
+              "expected float32 gradients when accumulating (bfloat16 only when overwritten), "
+              "got bfloat16");
+  for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&dgate, "dgate"},
+                                {&dup, "dup"}}) {
+    if (!present(*t)) continue;
+    Tensor as_f32 = *t;  // the shape checks; the dtype is checked against the other's here
+    S2S_REQUIRE(t->dtype == any->dtype, code::kDType, op, "expected ", name, " to be ",
+                dtype_name(any->dtype), " like the other gradient, got ", dtype_name(t->dtype));
+    if (bf16) as_f32.dtype = DType::F32;
+    expect_f32_like(as_f32, like, op, name, "gate");
+  }
+  return bf16;
+}
+
+// A gated backward into bf16 gradients over elements [b, e): fill(g32, u32, begin, n) writes a
+// block's f32 values (nullptr where not wanted), which are then rounded into dg / du.
+template <typename Fill>
+void rounded_blocks(uint16_t* dg, uint16_t* du, int64_t b, int64_t e, Fill fill) {
+  constexpr int64_t kBlock = 512;
+  float g32[kBlock], u32[kBlock];
+  for (int64_t c0 = b; c0 < e; c0 += kBlock) {
+    const int64_t n = std::min(kBlock, e - c0);
+    fill(dg ? g32 : nullptr, du ? u32 : nullptr, c0, n);
+    for (int64_t i = 0; dg != nullptr && i < n; ++i) dg[c0 + i] = f32_to_bf16(g32[i]);
+    for (int64_t i = 0; du != nullptr && i < n; ++i) du[c0 + i] = f32_to_bf16(u32[i]);
+  }
 }
 
 }  // namespace opu

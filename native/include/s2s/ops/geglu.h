@@ -14,7 +14,8 @@ void geglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up,
 
 // dgate += dout * up * gelu'(gate);  dup += dout * gelu(gate).
 // ACCUMULATES; a gradient with data == nullptr is skipped. Gradients must not alias inputs.
-// overwrite = true: both are written (=) instead, and may hold garbage (as swiglu_backward).
+// overwrite = true: both are written (=) instead, and may hold garbage, and may be bf16 (as
+// swiglu_backward).
 void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                     const Tensor& gate, const Tensor& up,
                     GeluApprox approximate = GeluApprox::Tanh, bool overwrite = false);

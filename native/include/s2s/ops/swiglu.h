@@ -13,6 +13,8 @@ void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up);
 // ACCUMULATES into both; either gradient with data == nullptr is not needed and skipped.
 // Gradients must not alias the inputs. overwrite = true: both are written (=) instead of
 // accumulated and may hold garbage (fresh gradients: no zero-fill pass, no read).
+// Overwritten gradients may be bf16 (both present ones alike): the f32 values rounded to nearest
+// even, what a bf16 linear's backward rounds them to (gate_proj and up_proj without a bias).
 void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                      const Tensor& gate, const Tensor& up, bool overwrite = false);
 

@@ -64,6 +64,20 @@ __device__ inline void write_grad(float* dst, float g, bool overwrite) {
   }
 }
 
+// A gated op's gradient output (opu::expect_gated_grads): f32, written or accumulated, or bf16
+// bits when overwritten (the f32 value rounded as a bf16 linear's backward would round it).
+struct GradOut {
+  void* data;  // nullptr: not wanted
+  bool bf16;
+  __device__ void put(int64_t i, float g, bool overwrite) const {
+    if (bf16) {
+      static_cast<uint16_t*>(data)[i] = f32_to_bf16_bits(g);
+    } else {
+      write_grad(static_cast<float*>(data) + i, g, overwrite);
+    }
+  }
+};
+
 // `out` as an ActivationOut: f32, bf16 or f16, contiguous, of `like`'s shape.
 ActivationOut activation_out(const Tensor& out, const Tensor& like, const char* op);
 

@@ -36,18 +36,16 @@ void geglu_backward(Context& ctx, const Tensor& dgate, const Tensor& dup, const 
   opu::expect_f32_like(gate, gate, kOp, "gate", "gate");
   opu::expect_f32_like(up, gate, kOp, "up", "gate");
   opu::expect_f32_like(dout, gate, kOp, "dout", "gate");
-  if (opu::present(dgate)) opu::expect_f32_like(dgate, gate, kOp, "dgate", "gate");
-  if (opu::present(dup)) opu::expect_f32_like(dup, gate, kOp, "dup", "gate");
-  float* dg = dgate.f32();
-  float* du = dup.f32();
-  if (dg == nullptr && du == nullptr) return;
+  const bool bf16 = opu::expect_gated_grads(dgate, dup, gate, overwrite, kOp);
+  const GradOut dg{dgate.data, bf16}, du{dup.data, bf16};
+  if (dg.data == nullptr && du.data == nullptr) return;
   const float* dy = dout.f32();
   const float* g = gate.f32();
   const float* u = up.f32();
   for_each(ctx, gate.numel(), kOp, [=] __device__(int64_t i) {
     const float x = g[i];
-    if (dg != nullptr) write_grad(dg + i, dy[i] * u[i] * act::gelu_grad(x, t), overwrite);
-    if (du != nullptr) write_grad(du + i, dy[i] * act::gelu(x, t), overwrite);
+    if (dg.data != nullptr) dg.put(i, dy[i] * u[i] * act::gelu_grad(x, t), overwrite);
+    if (du.data != nullptr) du.put(i, dy[i] * act::gelu(x, t), overwrite);
   });
 }
 
