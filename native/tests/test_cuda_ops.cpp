@@ -315,6 +315,24 @@ CUDA_TEST(cuda_backward_ops_overwrite_fresh_gradients) {
     CHECK_THROWS_CODE(cuda::swiglu_backward(ctx(), b16g.t, Tensor{}, gdy.t, gx.t, gu.t, false),
                       code::kDType);
   }
+  // relu and rope likewise (T5's wi, Llama's q_proj / k_proj have no bias).
+  {
+    Dev f32x(opt::garbage(n), {N, C}), b16x(std::vector<uint16_t>(n, 0xFFFF), DType::BF16, {N, C});
+    Dev f32r(opt::garbage(n), {1, N, 3, 32});
+    Dev b16r(std::vector<uint16_t>(n, 0xFFFF), DType::BF16, {1, N, 3, 32});
+    const Tensor dy4 = Tensor::contiguous(gdy.t.data, DType::F32, {1, N, 3, 32});
+    cuda::relu_backward(ctx(), f32x.t, gdy.t, gx.t, true);
+    cuda::relu_backward(ctx(), b16x.t, gdy.t, gx.t, true);
+    cuda::rope_backward(ctx(), f32r.t, dy4, gpos.ptr<int32_t>(), N, 10000.f, true);
+    cuda::rope_backward(ctx(), b16r.t, dy4, gpos.ptr<int32_t>(), N, 10000.f, true);
+    const std::vector<float> x32 = host_of(f32x), r32 = host_of(f32r);
+    const std::vector<uint16_t> x16 = host16_of(b16x), r16 = host16_of(b16r);
+    bool same = true;
+    for (int64_t i = 0; i < n; ++i) {
+      same = same && x16[i] == f32_to_bf16(x32[i]) && r16[i] == f32_to_bf16(r32[i]);
+    }
+    CHECK_MSG(same, "relu / rope bf16 gradients");
+  }
   // A block per row (C > 1024) takes the other reduction path.
   const int64_t Cw = 1500;
   std::vector<float> xw = random_vector(2 * Cw, 26), dyw = random_vector(2 * Cw, 27);

@@ -301,13 +301,14 @@ TEST(bf16_t5_forward_is_close_to_fp32) {
 }
 
 // The logits gradient stored as bf16 (cross_entropy writes it rounded for a bf16-compute head,
-// Graph::grad_for_write_bf16), and the gated activations' gradients likewise (swiglu / geglu
-// write dgate and dup rounded for gate and up projections without a bias), give every parameter
+// Graph::grad_for_write_bf16), and the gradients of bias-less bf16 projections' outputs
+// likewise (swiglu / geglu's dgate and dup, relu's for T5's wi, rope's for Llama's q_proj and
+// k_proj, written rounded by those ops), give every parameter
 // gradient bit for bit what the fp32 gradients rounded inside the GEMMs give
 // (Graph::bf16_gradients off), on tied and untied heads, full fine-tuning and LoRA, Mean and Sum.
 TEST(bf16_logits_gradient_in_bf16_changes_no_bit_of_any_gradient) {
   set_num_threads(2);
-  for (const char* name : {"gpt2", "llama-gqa", "qwen2", "t5-gated"}) {
+  for (const char* name : {"gpt2", "llama-gqa", "qwen2", "t5-gated", "t5-relu-tied"}) {
     for (bool lora : {false, true}) {
       for (LossReduction reduction : {LossReduction::Mean, LossReduction::Sum}) {
         const std::string dir = fixture_dir(name);

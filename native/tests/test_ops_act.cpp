@@ -322,6 +322,21 @@ TEST(gated_bf16_gradients_are_the_f32_values_rounded) {
   }
 }
 
+// relu likewise (T5 v1.0's wi has no bias).
+TEST(relu_bf16_gradient_is_the_f32_values_rounded) {
+  const int64_t n = 40001;
+  std::vector<float> x = random_vector(n, 74, -2, 2), dy = random_vector(n, 75), dx32(n);
+  std::vector<uint16_t> dx16(n, 0xFFFF);
+  relu_backward(view(dx32, {n}), view(dy, {n}), view(x, {n}), true);
+  relu_backward(opt::view16(dx16, DType::BF16, {n}), view(dy, {n}), view(x, {n}), true);
+  bool same = true;
+  for (int64_t i = 0; i < n; ++i) same = same && dx16[i] == f32_to_bf16(dx32[i]);
+  CHECK(same);
+  CHECK_THROWS_CODE(
+      relu_backward(opt::view16(dx16, DType::BF16, {n}), view(dy, {n}), view(x, {n}), false),
+      code::kDType);
+}
+
 TEST(softmax_known_values_and_edge_rows) {
   opt::for_each_isa([&](Isa isa) {
     // softmax([1, 2, 3]) from python3: exp(x) / sum(exp(x)).

@@ -201,6 +201,16 @@ TEST(rope_matches_reference_in_and_out_of_place) {
     rope_backward(Tensor::contiguous(zeroed.data(), DType::F32, {c.B, c.T, c.H, c.D}), tdy, pp,
                   np, c.theta, false);
     CHECK(opt::same_values(fresh, zeroed));
+    // A bf16 gradient (overwritten only): the f32 values rounded, bit for bit.
+    std::vector<uint16_t> half(n, 0xFFFF);
+    rope_backward(opt::view16(half, DType::BF16, {c.B, c.T, c.H, c.D}), tdy, pp, np, c.theta,
+                  true);
+    bool rounded = true;
+    for (int64_t i = 0; i < n; ++i) rounded = rounded && half[i] == f32_to_bf16(fresh[i]);
+    CHECK(rounded);
+    CHECK_THROWS_CODE(rope_backward(opt::view16(half, DType::BF16, {c.B, c.T, c.H, c.D}), tdy, pp,
+                                    np, c.theta, false),
+                      code::kDType);
   }
 }
 

@@ -7,17 +7,19 @@ namespace s2s {
 namespace nn {
 
 // One-input elementwise layer: forward(ops, out, x), backward(ops, dx, dy, x, overwrite).
+// bf16_grad: the op can write x's gradient in bf16 (Graph::grads_for_write's bf16_ok).
 template <typename Forward, typename Backward>
 static Var* unary(Graph& g, Var* x, Forward forward, Backward backward,
-                  DType out = DType::F32) {
+                  DType out = DType::F32, bool bf16_grad = false) {
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad, out);
   forward(g.ops(), y->value, x->value);
   if (x->requires_grad) {
-    g.on_backward([&g, x, y, backward] {
+    g.on_backward([&g, x, y, backward, bf16_grad] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      const Graph::GradBuffer dx = g.grad_for_write(x);
-      backward(g.ops(), dx.grad, dy, x->value, dx.fresh);
+      Tensor dx;
+      const bool overwrite = g.grads_for_write({x}, &dx, bf16_grad);
+      backward(g.ops(), dx, dy, x->value, overwrite);
     });
   }
   return y;
@@ -40,7 +42,7 @@ Var* relu(Graph& g, Var* x, DType out) {
       [](Backend& ops, const Tensor& dx, const Tensor& dy, const Tensor& i, bool overwrite) {
         ops.relu_backward(dx, dy, i, overwrite);
       },
-      out);
+      out, /*bf16_grad=*/true);
 }
 
 Var* silu(Graph& g, Var* x) {

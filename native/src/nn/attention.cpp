@@ -52,8 +52,9 @@ Var* rope(Graph& g, Var* x, const int32_t* positions, float theta, DType out) {
     g.on_backward([&g, x, y, positions, num_positions, theta] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
-      const Graph::GradBuffer dx = g.grad_for_write(x);
-      g.ops().rope_backward(dx.grad, dy, positions, num_positions, theta, dx.fresh);
+      Tensor dx;  // bf16 for a bias-less bf16 q/k projection (Graph::grads_for_write)
+      const bool overwrite = g.grads_for_write({x}, &dx, /*bf16_ok=*/true);
+      g.ops().rope_backward(dx, dy, positions, num_positions, theta, overwrite);
     });
   }
   return y;

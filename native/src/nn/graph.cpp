@@ -154,20 +154,24 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
 
 bool Graph::grads_for_write(std::initializer_list<Var*> vars, Tensor* grads, bool bf16_ok) {
   if (bf16_ok && bf16_gradients && ops_->supports_bf16_gradients()) {
-    // All or none: an op writes its gradients in one dtype. Distinct Vars, none written yet.
+    // All or none: an op writes its gradients in one dtype. Each one's storage (a view's is its
+    // base's) its own, marked grad_bf16_ok, and not written yet.
+    auto owner = [](Var* v) { return v->base != nullptr ? v->base : v; };
     bool all = true;
     for (Var* v : vars) {
       if (v == nullptr || !v->requires_grad) continue;
-      all = all && v->grad_bf16_ok && v->base == nullptr && v->param == nullptr &&
-            v->grad.data == nullptr;
+      Var* o = owner(v);
+      all = all && o->grad_bf16_ok && o->param == nullptr && o->grad.data == nullptr;
       size_t same = 0;
-      for (Var* w : vars) same += w == v;
+      for (Var* w : vars) same += w != nullptr && w->requires_grad && owner(w) == o;
       all = all && same == 1;
     }
     if (all) {
       size_t i = 0;
       for (Var* v : vars) {
-        grads[i++] = v != nullptr && v->requires_grad ? grad_for_write_bf16(v).grad : Tensor{};
+        grads[i++] = v != nullptr && v->requires_grad
+                         ? reshaped(grad_for_write_bf16(owner(v)).grad, v->value)
+                         : Tensor{};
       }
       return true;
     }

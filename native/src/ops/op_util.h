@@ -100,27 +100,34 @@ inline float lane_sum(const float* v, int64_t n) {
   return s;
 }
 
-// A gated op's gradients (dgate, dup; either may be absent): f32 shaped like `like`, or, when
-// the op overwrites them, bf16 (the f32 values rounded to nearest even: what a bf16 linear's
-// backward would round them to, so the same products, half the bytes, no rounding pass).
-// Present ones share the dtype. Returns whether it is bf16.
+// A backward op's gradient (present): f32 shaped like `like`, or, when the op overwrites it,
+// bf16 (the f32 values rounded to nearest even: what the bias-less bf16 linear that produced
+// the op's input rounds its output gradient to, so the same products, half the bytes, no
+// rounding pass). Returns whether it is bf16.
+inline bool expect_grad_like(const Tensor& t, const Tensor& like, bool overwrite, const char* op,
+                             const char* name, const char* like_name) {
+  if (t.dtype != DType::BF16) {
+    expect_f32_like(t, like, op, name, like_name);
+    return false;
+  }
+  S2S_REQUIRE(overwrite, code::kDType, op, "expected ", name,
+              " in float32 when accumulating (bfloat16 only when overwritten), got bfloat16");
+  Tensor as_f32 = t;  // the shape checks
+  as_f32.dtype = DType::F32;
+  expect_f32_like(as_f32, like, op, name, like_name);
+  return true;
+}
+
+// A gated op's gradients (dgate, dup; either may be absent), as expect_grad_like; present ones
+// share the dtype. Returns whether it is bf16.
 inline bool expect_gated_grads(const Tensor& dgate, const Tensor& dup, const Tensor& like,
                                bool overwrite, const char* op) {
-  const Tensor* any = present(dgate) ? &dgate : present(dup) ? &dup : nullptr;
-  const bool bf16 = any != nullptr && any->dtype == DType::BF16;
-  S2S_REQUIRE(!bf16 || overwrite, code::kDType, op,
-              "expected float32 gradients when accumulating (bfloat16 only when overwritten), "
-              "got bfloat16");
-  for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&dgate, "dgate"},
-                                {&dup, "dup"}}) {
-    if (!present(*t)) continue;
-    Tensor as_f32 = *t;  // the shape checks; the dtype is checked against the other's here
-    S2S_REQUIRE(t->dtype == any->dtype, code::kDType, op, "expected ", name, " to be ",
-                dtype_name(any->dtype), " like the other gradient, got ", dtype_name(t->dtype));
-    if (bf16) as_f32.dtype = DType::F32;
-    expect_f32_like(as_f32, like, op, name, "gate");
-  }
-  return bf16;
+  const bool g16 = present(dgate) && expect_grad_like(dgate, like, overwrite, op, "dgate", "gate");
+  const bool u16 = present(dup) && expect_grad_like(dup, like, overwrite, op, "dup", "gate");
+  S2S_REQUIRE(!present(dgate) || !present(dup) || g16 == u16, code::kDType, op,
+              "expected dgate and dup in one dtype, got ", dtype_name(dgate.dtype), " and ",
+              dtype_name(dup.dtype));
+  return g16 || u16;
 }
 
 // A gated backward into bf16 gradients over elements [b, e): fill(g32, u32, begin, n) writes a

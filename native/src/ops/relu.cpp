@@ -15,6 +15,13 @@ void check(const Tensor& out, const Tensor* dout, const Tensor& inp) {
   if (dout) opu::expect_f32_like(*dout, inp, kOp, "dout", "inp");
   if (opu::present(out)) opu::expect_f32_like(out, inp, kOp, dout ? "dinp" : "out", "inp");
 }
+
+// The backward's checks; returns whether dinp is bf16 (overwritten only).
+bool check_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, bool overwrite) {
+  opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
+  opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
+  return opu::present(dinp) && opu::expect_grad_like(dinp, inp, overwrite, kOp, "dinp", "inp");
+}
 }  // namespace
 
 void relu_forward(const Tensor& out, const Tensor& inp) {
@@ -29,11 +36,18 @@ void relu_forward(const Tensor& out, const Tensor& inp) {
 }
 
 void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, bool overwrite) {
-  check(dinp, &dout, inp);
+  const bool bf16 = check_backward(dinp, dout, inp, overwrite);
   if (!opu::present(dinp)) return;
-  float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
+  if (bf16) {
+    uint16_t* dx = static_cast<uint16_t*>(dinp.data);
+    parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) dx[i] = f32_to_bf16(x[i] > 0.0f ? dy[i] : 0.0f);
+    });
+    return;
+  }
+  float* dx = static_cast<float*>(dinp.data);
   parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
     if (overwrite) {
       for (int64_t i = b; i < e; ++i) {

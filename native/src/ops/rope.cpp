@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/op_util.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -57,8 +58,9 @@ void angles(const float* inv_freq, int64_t half, int32_t pos, float* c, float* s
 
 // Applies the rotation (sign = +1) or its inverse (sign = -1) to every token row and head.
 // accumulate: dst += R x instead of dst = R x.
-void rotate(float* dst, const float* src, const Dims& d, const int32_t* positions, float theta,
-            float sign, bool accumulate) {
+// dst (f32; accumulated into or written) or dst16 (bf16, written: the f32 values rounded).
+void rotate(float* dst, uint16_t* dst16, const float* src, const Dims& d,
+            const int32_t* positions, float theta, float sign, bool accumulate) {
   const int64_t half = d.D / 2;
   std::vector<float> inv_freq(half);
   rope_inv_freq(inv_freq.data(), d.D, theta);
@@ -71,6 +73,15 @@ void rotate(float* dst, const float* src, const Dims& d, const int32_t* position
       if (sign < 0) for (int64_t i = 0; i < half; ++i) s[i] = -s[i];
       for (int64_t h = 0; h < d.H; ++h) {
         const float* x = src + (row * d.H + h) * d.D;
+        if (dst16 != nullptr) {
+          uint16_t* y = dst16 + (row * d.H + h) * d.D;
+          for (int64_t i = 0; i < half; ++i) {
+            const float x1 = x[i], x2 = x[i + half];
+            y[i] = f32_to_bf16(x1 * c[i] - x2 * s[i]);
+            y[i + half] = f32_to_bf16(x2 * c[i] + x1 * s[i]);
+          }
+          continue;
+        }
         float* y = dst + (row * d.H + h) * d.D;
         for (int64_t i = 0; i < half; ++i) {
           // Read both halves before writing either: dst may be src (in place).
@@ -105,7 +116,7 @@ void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions
                   int64_t num_positions, float theta) {
   const Dims d = check(inp, "inp", positions, num_positions, theta);
   expect_f32(out, {d.B, d.T, d.H, d.D}, kOp, "out");
-  rotate(out.f32(), inp.f32(), d, positions, theta, 1.f, false);
+  rotate(out.f32(), nullptr, inp.f32(), d, positions, theta, 1.f, false);
 }
 
 // backward: the transpose of a rotation is the rotation by -angle:
@@ -114,10 +125,12 @@ void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positi
                    int64_t num_positions, float theta, bool overwrite) {
   const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
-  expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
+  const bool bf16 = opu::expect_grad_like(dinp, dout, overwrite, kOp, "dinp", "dout");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
               "expected dinp and dout to be different buffers, got the same one");
-  rotate(dinp.f32(), dout.f32(), d, positions, theta, -1.f, !overwrite);
+  rotate(bf16 ? nullptr : static_cast<float*>(dinp.data),
+         bf16 ? static_cast<uint16_t*>(dinp.data) : nullptr, dout.f32(), d, positions, theta,
+         -1.f, !overwrite);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,12 +28,12 @@ void relu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const T
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
   opu::expect_f32_like(dout, inp, kOp, "dout", "inp");
   if (!opu::present(dinp)) return;
-  opu::expect_f32_like(dinp, inp, kOp, "dinp", "inp");
-  float* dx = dinp.f32();
+  // bf16 only when overwritten (the f32 values rounded), for a bias-less bf16 linear's output.
+  const GradOut dx{dinp.data, opu::expect_grad_like(dinp, inp, overwrite, kOp, "dinp", "inp")};
   const float* dy = dout.f32();
   const float* x = inp.f32();
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    write_grad(dx + i, x[i] > 0.f ? dy[i] : 0.f, overwrite);
+    dx.put(i, x[i] > 0.f ? dy[i] : 0.f, overwrite);
   });
 }
 

@@ -8,6 +8,7 @@
 
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
+#include "ops/op_util.h"
 #include "s2s/ops/rope.h"
 
 namespace s2s {
@@ -85,11 +86,12 @@ void rope_backward(Context& ctx, const Tensor& dinp, const Tensor& dout,
                    const int32_t* positions, int64_t num_positions, float theta, bool overwrite) {
   const Dims d = check(dout, "dout", positions, num_positions, theta);
   if (dinp.data == nullptr) return;
-  expect_f32(dinp, {d.B, d.T, d.H, d.D}, kOp, "dinp");
+  // bf16 only when overwritten: the f32 values rounded, for a bias-less bf16 q/k projection.
+  const bool bf16 = opu::expect_grad_like(dinp, dout, overwrite, kOp, "dinp", "dout");
   S2S_REQUIRE(dinp.data != dout.data, code::kArgument, kOp,
               "expected dinp and dout to be different buffers, got the same one");
-  rotate(ctx, ActivationOut{dinp.data, DType::F32}, dout.f32(), d, positions, theta, -1.f,
-         !overwrite);
+  rotate(ctx, ActivationOut{dinp.data, bf16 ? DType::BF16 : DType::F32}, dout.f32(), d,
+         positions, theta, -1.f, !overwrite);
 }
 
 }  // namespace cuda
