@@ -16,13 +16,7 @@ constexpr int64_t kGrain = 1 << 16;
 inline uint32_t fbits(float f) { uint32_t u; __builtin_memcpy(&u, &f, 4); return u; }
 inline float ffrom(uint32_t u) { float f; __builtin_memcpy(&f, &u, 4); return f; }
 
-// Same as f32_to_bf16: RNE on the dropped 16 bits; NaN keeps its top bits with the quiet bit set.
-inline uint16_t bf16_rne(float f) {
-  const uint32_t u = fbits(f);
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t nan = (u >> 16) | 0x40u;
-  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
+using opu::bf16_rne;  // f32_to_bf16 as selects
 
 // Same as f32_to_f16, computed on every path and selected (after F. Giesen's
 // float_to_half_fast3_rtne). Subnormal results come from an fp add with an aligning magic

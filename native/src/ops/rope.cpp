@@ -77,8 +77,8 @@ void rotate(float* dst, uint16_t* dst16, const float* src, const Dims& d,
           uint16_t* y = dst16 + (row * d.H + h) * d.D;
           for (int64_t i = 0; i < half; ++i) {
             const float x1 = x[i], x2 = x[i + half];
-            y[i] = f32_to_bf16(x1 * c[i] - x2 * s[i]);
-            y[i + half] = f32_to_bf16(x2 * c[i] + x1 * s[i]);
+            y[i] = opu::bf16_rne(x1 * c[i] - x2 * s[i]);
+            y[i + half] = opu::bf16_rne(x2 * c[i] + x1 * s[i]);
           }
           continue;
         }
