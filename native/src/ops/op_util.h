@@ -149,8 +149,12 @@ void rounded_blocks(uint16_t* dg, uint16_t* du, int64_t b, int64_t e, Fill fill)
   for (int64_t c0 = b; c0 < e; c0 += kBlock) {
     const int64_t n = std::min(kBlock, e - c0);
     fill(dg ? g32 : nullptr, du ? u32 : nullptr, c0, n);
-    for (int64_t i = 0; dg != nullptr && i < n; ++i) dg[c0 + i] = bf16_rne(g32[i]);
-    for (int64_t i = 0; du != nullptr && i < n; ++i) du[c0 + i] = bf16_rne(u32[i]);
+    if (dg != nullptr) {
+      for (int64_t i = 0; i < n; ++i) dg[c0 + i] = bf16_rne(g32[i]);
+    }
+    if (du != nullptr) {
+      for (int64_t i = 0; i < n; ++i) du[c0 + i] = bf16_rne(u32[i]);
+    }
   }
 }
 

@@ -43,7 +43,10 @@ void relu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, bo
   if (bf16) {
     uint16_t* dx = static_cast<uint16_t*>(dinp.data);
     parallel_for(inp.numel(), opu::kElemGrain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) dx[i] = opu::bf16_rne(x[i] > 0.0f ? dy[i] : 0.0f);
+      for (int64_t i = b; i < e; ++i) {
+        const float g = dy[i];  // loaded unconditionally so the select vectorises
+        dx[i] = opu::bf16_rne(x[i] > 0.0f ? g : 0.0f);
+      }
     });
     return;
   }
