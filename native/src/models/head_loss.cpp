@@ -4,12 +4,16 @@
 
 namespace s2s {
 
+namespace {
+constexpr int32_t kIgnored = -100;  // a label that is no target (Batch::labels, as HF's)
+}
+
 ForwardResult Model::head_and_loss(Graph& g, Var* x, const nn::LinearWeights& head,
                                    const int32_t* labels, int64_t N,
                                    LossReduction reduction) const {
   ForwardResult r;
   CrossEntropyOptions o;
-  o.ignore_index = -100;
+  o.ignore_index = kIgnored;
   o.reduction = reduction;
   if (labels != nullptr && chunked_loss_ && head.lora == nullptr && head.bias == nullptr) {
     r.loss = nn::linear_cross_entropy(g, x, head, labels, N, o, &r.count, loss_chunk_rows_);
@@ -30,7 +34,9 @@ int64_t Model::counted_labels(const Batch& batch) const {
   const int64_t rows = batch.B, cols = shifted ? batch.T : batch.Td;
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t t = shifted ? 1 : 0; t < cols; ++t) count += batch.labels[r * cols + t] != -100;
+    for (int64_t t = shifted ? 1 : 0; t < cols; ++t) {
+      count += batch.labels[r * cols + t] != kIgnored;
+    }
   }
   return count;
 }

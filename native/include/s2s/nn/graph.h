@@ -95,8 +95,8 @@ class Graph {
   // grad_for_write for the gradients that one backward call writes together, either all
   // overwritten or all accumulated: returns true (overwrite) when every needed one is fresh;
   // otherwise zero-fills the fresh ones and returns false. grads[i] is vars[i]'s gradient (an
-  // empty Tensor where none is needed). bf16_ok: an op that can write bf16 gradients (a gated
-  // activation's); where every needed one would be a fresh grad_for_write_bf16 gradient, they
+  // empty Tensor where none is needed). bf16_ok: an op that can write bf16 gradients (swiglu,
+  // geglu, relu, rope); where every needed one would be a fresh grad_for_write_bf16 gradient, they
   // all are (bf16 on backends that take them), and the result is true.
   bool grads_for_write(std::initializer_list<Var*> vars, Tensor* grads, bool bf16_ok = false);
   // grad_for_write, except that a fresh gradient of a Var marked grad_bf16_ok (no view) is
