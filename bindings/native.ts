@@ -44,6 +44,8 @@ export interface CudaDeviceInfo {
   multiprocessors: number;
   totalBytes: number;
   freeBytes: number;
+  /** Whether this build has kernels for it (compute capability >= `minComputeCapability`). */
+  supported?: boolean;
 }
 
 export interface CudaInfo {
@@ -53,7 +55,16 @@ export interface CudaInfo {
   /** The newest CUDA version the driver supports; 0 when there is no driver. */
   driverVersion: number;
   devices: CudaDeviceInfo[];
-  /** Why no device is usable (not built, no driver, no GPU), when `devices` is empty. */
+  /** Whether a model can run on the GPU here: built, a supported device, cuBLASLt found. */
+  usable?: boolean;
+  /** The oldest compute capability the build has kernels for, e.g. "8.0" (when built). */
+  minComputeCapability?: string;
+  /** cuBLASLt, loaded at run time: the file and its version, e.g. "13.1.0" (when found). */
+  cublasLt?: { library: string; version: string };
+  /** Why no cuBLASLt was loaded (when built and none was found). */
+  cublasLtProblem?: string;
+  /** Why a model cannot run on the GPU here (not built, no driver or GPU, an unsupported GPU, no
+   *  cuBLASLt); absent when it can. */
   problem?: string;
 }
 

@@ -24,6 +24,11 @@ mkdir -p "$OUT"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+# cuBLASLt is loaded at run time (backends/cuda/cublaslt_api.h); the loader looks in the usual
+# site-packages itself, but a venv or conda Python may keep pip's nvidia packages elsewhere, so
+# put their lib folders on the loader's path (it takes the runtime's major version first).
+nvidia_libs=$(python3 -c "import nvidia, os; print(':'.join(os.path.join(p, s, 'lib') for p in nvidia.__path__ for s in ('cu13', 'cu12', 'cublas') if os.path.isdir(os.path.join(p, s, 'lib'))))" 2>/dev/null)
+[ -n "$nvidia_libs" ] && export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if want build || want tests || want bench; then
   if [ ! -f build-gpu/CMakeCache.txt ]; then
     gen=(); command -v ninja >/dev/null && gen=(-G Ninja)

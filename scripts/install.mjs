@@ -11,7 +11,7 @@ const require = createRequire(import.meta.url);
 /**
  * What the install hook does, from the environment and whether node-gyp-build found an addon:
  *   "skip"          S2S_SKIP_NATIVE_BUILD is set
- *   "build-cuda"    S2S_CUDA=ON (any case): a found addon is CPU-only or may be, so build anyway
+ *   "build-cuda"    S2S_CUDA=ON (any case): a found addon may lack the CUDA backend, so build anyway
  *   "use-found"     an addon (build/Release or a prebuild) fits this platform
  *   "build"         nothing fits: build with the environment's S2S_CUDA (default AUTO)
  */

@@ -38,10 +38,11 @@ export function cudaMode(cuda, env = process.env) {
 
 /** What S2S_CUDA=ON needs, for the failure messages of the install hook and `build-native`. */
 export const cudaNeeds =
-  "The CUDA backend needs the CUDA toolkit's compiler and the cuBLASLt library:\n" +
+  "Building the CUDA backend needs the CUDA toolkit's compiler (its static runtime comes with it):\n" +
   "  nvcc on PATH (or CUDACXX=/path/to/nvcc)\n" +
-  "  cuBLASLt: from the CUDA toolkit, or `pip install nvidia-cublas-cu12`, or\n" +
-  "            S2S_CUBLAS_ROOT=<folder with include/cublasLt.h and lib/libcublasLt.so*>";
+  "Running it needs an NVIDIA driver and the cuBLASLt library, looked for when a model goes on the GPU:\n" +
+  "  the CUDA toolkit's, or `pip install nvidia-cublas-cu13`, or\n" +
+  "  S2S_CUBLASLT=<path of libcublasLt.so.13> / S2S_CUBLAS_ROOT=<folder with lib/libcublasLt.so*>";
 
 export function defaultJobs() {
   return Math.max(1, Math.min(4, globalThis.navigator?.hardwareConcurrency ?? 2));

@@ -55,10 +55,11 @@ export function formatDoctor(r: DoctorReport, driverVisible: () => boolean = nvi
 const unusedGpuHint: [string, string] = [
   "hint",
   "an NVIDIA driver is visible but this addon has no CUDA backend, so the GPU is unused; build one with " +
-    "`npx s2s-train build-native --cuda on` (needs nvcc and cuBLASLt; see README, GPUs)",
+    "`npx s2s-train build-native --cuda on` (needs nvcc; see README, GPUs)",
 ];
 
-/** "gpu" rows: whether the CUDA backend is in this binary, and each device the runtime sees. */
+/** "gpu" rows: whether the CUDA backend is in this binary, each device the runtime sees, the
+ *  cuBLASLt it loaded, and why a model cannot use the GPU when it cannot. */
 function gpuRows(cuda: CudaInfo): [string, string][] {
   if (!cuda.built) return [["gpu", "CUDA backend not built into this binary (CPU only)"]];
   const version = (v: number) => `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
@@ -66,12 +67,20 @@ function gpuRows(cuda: CudaInfo): [string, string][] {
     (cuda.driverVersion > 0 ? `, driver supports ${version(cuda.driverVersion)})` : ", no driver)");
   if (cuda.devices.length === 0) return [["gpu", `${head}; no usable device: ${cuda.problem ?? "none found"}`]];
   const gib = (b: number) => (b / 2 ** 30).toFixed(1);
-  return [
+  const rows: [string, string][] = [
     ["gpu", head],
     ...cuda.devices.map((d): [string, string] => [
       `gpu ${d.index}`,
       `${d.name} (compute ${d.computeCapability}, ${d.multiprocessors} SMs, ` +
-        `${gib(d.totalBytes)} GiB, ${gib(d.freeBytes)} GiB free)`,
+        `${gib(d.totalBytes)} GiB, ${gib(d.freeBytes)} GiB free)` +
+        (d.supported === false ? `: not supported, the kernels need compute ${cuda.minComputeCapability ?? "8.0"}+` : ""),
     ]),
   ];
+  if (cuda.cublasLt) {
+    rows.push(["cublasLt", `${cuda.cublasLt.library}${cuda.cublasLt.version ? ` (${cuda.cublasLt.version})` : ""}`]);
+  } else if (cuda.cublasLtProblem) {
+    rows.push(["cublasLt", `not found: ${cuda.cublasLtProblem}`]);
+  }
+  if (cuda.problem && cuda.problem !== cuda.cublasLtProblem) rows.push(["gpu unusable", cuda.problem]);
+  return rows;
 }

@@ -52,6 +52,11 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(info.backends).toContain("cuda");
     expect(info.cuda.built).toBe(true);
     expect(info.cuda.devices.map((d) => d.name)).toEqual(["SIMT simulator (CPU)"]);
+    expect(info.cuda.devices[0]?.supported).toBe(true);
+    // cuBLASLt is the simulator's registered stand-in: no library is looked for.
+    expect(info.cuda.cublasLt?.library).toMatch(/SIMT simulator/);
+    expect(info.cuda.usable).toBe(true);
+    expect(info.cuda.problem).toBeUndefined();
   });
 
   it("a model loads on the device", async () => {

@@ -12,7 +12,7 @@ import { config, dataset, makeExamples, tempDir } from "./train-helpers.js";
 
 const gpt2 = path.resolve(import.meta.dirname, "fixtures/models/gpt2");
 const cli = path.resolve(import.meta.dirname, "../dist/src/cli/main.js");
-const gpuUsableHere = () => nativeInfo().cuda.built && nativeInfo().cuda.devices.length > 0;
+const gpuUsableHere = () => nativeInfo().cuda.usable === true;
 
 describe("device selection", () => {
   it("reports the CUDA backend in nativeInfo", () => {
@@ -102,5 +102,29 @@ describe("doctor GPU rows", () => {
     const none = withCuda({ built: true, runtimeVersion: 12040, driverVersion: 0, devices: [],
                             problem: "cudaErrorNoDevice: no CUDA-capable device is detected" });
     expect(none).toMatch(/^gpu\s+CUDA backend built \(runtime 12\.4, no driver\); no usable device: cudaErrorNoDevice/m);
+  });
+
+  it("names the cuBLASLt loaded at run time, and why a present GPU cannot be used", () => {
+    const h100 = { index: 0, name: "NVIDIA H100 80GB HBM3", computeCapability: "9.0", multiprocessors: 132,
+                   totalBytes: 85520809984, freeBytes: 84942979072, supported: true };
+    const found = withCuda({ built: true, runtimeVersion: 13000, driverVersion: 13000, devices: [h100], usable: true,
+                             minComputeCapability: "8.0",
+                             cublasLt: { library: "/venv/nvidia/cu13/lib/libcublasLt.so.13", version: "13.1.0" } });
+    expect(found).toMatch(/^cublasLt\s+\/venv\/nvidia\/cu13\/lib\/libcublasLt\.so\.13 \(13\.1\.0\)$/m);
+    expect(found).not.toMatch(/gpu unusable/);
+    // No cuBLASLt: said once, on its own row.
+    const missing = "[cuda.cublasLt] cuBLASLt (libcublasLt.so.13 or .12) ... was not found";
+    const noLt = withCuda({ built: true, runtimeVersion: 13000, driverVersion: 13000, devices: [h100], usable: false,
+                            minComputeCapability: "8.0", cublasLtProblem: missing, problem: missing });
+    expect(noLt).toMatch(/^cublasLt\s+not found: \[cuda\.cublasLt\]/m);
+    expect(noLt).not.toMatch(/gpu unusable/);
+    // A GPU older than the kernels: the device row and the reason say so.
+    const old = withCuda({ built: true, runtimeVersion: 13000, driverVersion: 13000, usable: false,
+                           devices: [{ ...h100, name: "Tesla T4", computeCapability: "7.5", supported: false }],
+                           minComputeCapability: "8.0",
+                           cublasLt: { library: "/usr/local/cuda/lib64/libcublasLt.so.13", version: "13.0.0" },
+                           problem: "GPU 0 (Tesla T4) has compute capability 7.5; this build has kernels for 8.0 and newer" });
+    expect(old).toMatch(/^gpu 0\s+Tesla T4 .*: not supported, the kernels need compute 8\.0\+$/m);
+    expect(old).toMatch(/^gpu unusable\s+GPU 0 \(Tesla T4\) has compute capability 7\.5/m);
   });
 });

@@ -44,9 +44,25 @@ static Napi::Value info(const Napi::CallbackInfo& cb) {
       o.Set("multiprocessors", d.multiprocessors);
       o.Set("totalBytes", static_cast<double>(d.total_bytes));
       o.Set("freeBytes", static_cast<double>(d.free_bytes));
+      o.Set("supported", d.supported);
       devices.Set(static_cast<uint32_t>(i), o);
     }
     cuda.Set("devices", devices);
+    cuda.Set("usable", cs.usable());
+    if (cs.built) {
+      cuda.Set("minComputeCapability", std::to_string(cs.min_compute_capability / 10) + "." +
+                                           std::to_string(cs.min_compute_capability % 10));
+    }
+    if (!cs.cublaslt_library.empty()) {
+      Napi::Object lt = Napi::Object::New(env);
+      lt.Set("library", cs.cublaslt_library);
+      const size_t v = cs.cublaslt_version;  // e.g. 130100
+      lt.Set("version", v == 0 ? std::string() : std::to_string(v / 10000) + "." +
+                                                     std::to_string(v / 100 % 100) + "." +
+                                                     std::to_string(v % 100));
+      cuda.Set("cublasLt", lt);
+    }
+    if (!cs.cublaslt_problem.empty()) cuda.Set("cublasLtProblem", cs.cublaslt_problem);
     if (!cs.problem.empty()) cuda.Set("problem", cs.problem);
     out.Set("cuda", cuda);
     const s2s::CpuFeatures& f = s2s::cpu_features();

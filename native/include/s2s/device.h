@@ -21,6 +21,9 @@ struct CudaDeviceInfo {
   int compute_major = 0, compute_minor = 0;
   int multiprocessors = 0;
   size_t total_bytes = 0, free_bytes = 0;
+  // Whether this build has kernels for it (compute capability at least min_compute_capability);
+  // the models use supported devices only.
+  bool supported = true;
 };
 
 struct CudaStatus {
@@ -28,18 +31,27 @@ struct CudaStatus {
   int runtime_version = 0;   // CUDART_VERSION-style, e.g. 13000 (0 when not built)
   int driver_version = 0;    // the newest CUDA version the installed driver supports (0: none)
   std::vector<CudaDeviceInfo> devices;
-  std::string problem;       // why no device is usable, when `devices` is empty ("" otherwise)
+  int min_compute_capability = 0;  // e.g. 80: the oldest GPU generation the kernels run on
+  // cuBLASLt, loaded at run time (backends/cuda/cublaslt_api.h): the file and its version
+  // (e.g. 130100), or why none loaded.
+  std::string cublaslt_library;
+  size_t cublaslt_version = 0;
+  std::string cublaslt_problem;
+  // Why the CUDA backend cannot run a model here ("" when it can): not built, no driver or
+  // device, no supported device, no cuBLASLt.
+  std::string problem;
+  bool usable() const { return problem.empty(); }
 };
 
 // Queried once per call (cheap after the runtime's first initialisation). Never throws: a
-// missing driver or device is reported in `problem`.
+// missing driver, device or library is reported in `problem`.
 CudaStatus cuda_status();
 
-// The device a model is loaded on. Auto: CUDA when the backend is built in and the runtime sees
-// a device, else the CPU. Cuda: CUDA, or S2S_DEVICE with "CUDA backend not built into this
-// binary" when it is not compiled in and "no usable CUDA device: <why>" when the runtime finds
-// none. `what` prefixes the message (e.g. "loadModel"). What runs on a GPU model and what does
-// not (generation): native/src/backends/cuda/README.md.
+// The device a model is loaded on. Auto: CUDA when the backend is usable (built in, a supported
+// device, cuBLASLt found), else the CPU. Cuda: CUDA, or S2S_DEVICE with "CUDA backend not built
+// into this binary" when it is not compiled in and "no usable CUDA device: <why>" otherwise.
+// `what` prefixes the message (e.g. "loadModel"). What runs on a GPU model and what does not
+// (generation): native/src/backends/cuda/README.md.
 DeviceKind resolve_model_device(DeviceRequest request, const char* what);
 
 }  // namespace s2s

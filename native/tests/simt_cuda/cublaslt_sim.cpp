@@ -1,5 +1,6 @@
-// cuBLASLt on the simulated device (the API subset of cublasLt.h here), carried out from the
-// documented contract rather than from gemm.cu's reading of it:
+// cuBLASLt on the simulated device (the API subset of backends/cuda/cublaslt_api.h, registered
+// as the process's table), carried out from the documented contract rather than from gemm.cu's
+// reading of it:
 //   - a matrix layout (type, rows, cols, ld) is column-major: element (i, j) at i + j * ld, ld >= rows;
 //   - op(A) is m x k, op(B) is k x n, C and D are m x n (m = D's rows, n = D's columns);
 //   - D = alpha op(A) op(B) + beta C, C unread when beta == 0; the BIAS epilogue then adds
@@ -16,19 +17,25 @@
 // stored matrix is its row-major transpose. A correct gemm.cu therefore gives the CPU backend's
 // bits here (what differs between the backends in the sim tests stays the kernels' doing),
 // and a wrong mapping gives wrong numbers. TF32 compute rounds the operands to TF32 first.
-#include "cublasLt.h"
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "backends/cuda/cublaslt_api.h"
 #include "s2s/dtype.h"
 #include "s2s/gemm.h"
 
-struct SimLtContext {
+using namespace s2s::cuda::lt;  // NOLINT: the library's names, as gemm.cu sees them
+
+namespace s2s {
+namespace cuda {
+namespace lt {
+
+// The library's objects, opaque to gemm.cu.
+struct LtContext {
   int live = 1;
 };
-struct SimLtMatmulDesc {
+struct LtMatmulDesc {
   cublasComputeType_t compute;
   cudaDataType_t scale;
   int32_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
@@ -36,15 +43,19 @@ struct SimLtMatmulDesc {
   const void* bias = nullptr;
   int32_t bias_type = -1;
 };
-struct SimLtMatrixLayout {
+struct LtMatrixLayout {
   cudaDataType_t type;
   uint64_t rows, cols;
   int64_t ld;
 };
-struct SimLtPreference {
+struct LtPreference {
   uint64_t max_workspace = 0;
   uint32_t min_alignment[4] = {256, 256, 256, 256};  // A, B, C, D
 };
+
+}  // namespace lt
+}  // namespace cuda
+}  // namespace s2s
 
 namespace {
 
@@ -76,9 +87,9 @@ bool known_type(cudaDataType_t t) {
 struct Shape {
   uint64_t m, n, k;
 };
-cublasStatus_t shape_of(const SimLtMatmulDesc* op, const SimLtMatrixLayout* a,
-                        const SimLtMatrixLayout* b, const SimLtMatrixLayout* c,
-                        const SimLtMatrixLayout* d, Shape* s) {
+cublasStatus_t shape_of(const LtMatmulDesc* op, const LtMatrixLayout* a,
+                        const LtMatrixLayout* b, const LtMatrixLayout* c,
+                        const LtMatrixLayout* d, Shape* s) {
   if (op == nullptr || a == nullptr || b == nullptr || c == nullptr || d == nullptr) {
     return CUBLAS_STATUS_INVALID_VALUE;
   }
@@ -91,7 +102,7 @@ cublasStatus_t shape_of(const SimLtMatmulDesc* op, const SimLtMatrixLayout* a,
     return CUBLAS_STATUS_INVALID_VALUE;
   }
   if (c->rows != d->rows || c->cols != d->cols) return CUBLAS_STATUS_INVALID_VALUE;
-  for (const SimLtMatrixLayout* l : {a, b, c, d}) {
+  for (const LtMatrixLayout* l : {a, b, c, d}) {
     if (l->ld < int64_t(std::max<uint64_t>(l->rows, 1))) return CUBLAS_STATUS_INVALID_VALUE;
   }
   return CUBLAS_STATUS_SUCCESS;
@@ -99,9 +110,9 @@ cublasStatus_t shape_of(const SimLtMatmulDesc* op, const SimLtMatrixLayout* a,
 
 // The configurations emulated: A and B both f32 (32F or TF32 compute), bf16 or f16 (32F
 // compute); C and D f32; scale f32; no epilogue or a bias (f32).
-cublasStatus_t supported(const SimLtMatmulDesc* op, const SimLtMatrixLayout* a,
-                         const SimLtMatrixLayout* b, const SimLtMatrixLayout* c,
-                         const SimLtMatrixLayout* d) {
+cublasStatus_t supported(const LtMatmulDesc* op, const LtMatrixLayout* a,
+                         const LtMatrixLayout* b, const LtMatrixLayout* c,
+                         const LtMatrixLayout* d) {
   if (!known_type(a->type) || a->type != b->type) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (c->type != CUDA_R_32F || d->type != CUDA_R_32F || op->scale != CUDA_R_32F) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -117,8 +128,8 @@ cublasStatus_t supported(const SimLtMatmulDesc* op, const SimLtMatrixLayout* a,
   return CUBLAS_STATUS_SUCCESS;
 }
 
-uint32_t types_of(const SimLtMatrixLayout* a, const SimLtMatrixLayout* b,
-                  const SimLtMatrixLayout* c, const SimLtMatrixLayout* d) {
+uint32_t types_of(const LtMatrixLayout* a, const LtMatrixLayout* b,
+                  const LtMatrixLayout* c, const LtMatrixLayout* d) {
   return uint32_t(a->type) | uint32_t(b->type) << 8 | uint32_t(c->type) << 16 |
          uint32_t(d->type) << 24;
 }
@@ -132,7 +143,7 @@ float to_tf32(float x) {
   return x;
 }
 // The column-major stored matrix of `l` at p, as TF32 values in a buffer of the same layout.
-std::vector<float> tf32_copy(const void* p, const SimLtMatrixLayout* l) {
+std::vector<float> tf32_copy(const void* p, const LtMatrixLayout* l) {
   const size_t n = l->cols == 0 ? 0 : size_t(l->ld) * (l->cols - 1) + l->rows;
   std::vector<float> out(n);
   const float* src = static_cast<const float*>(p);
@@ -142,11 +153,9 @@ std::vector<float> tf32_copy(const void* p, const SimLtMatrixLayout* l) {
   return out;
 }
 
-}  // namespace
-
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
   if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  *handle = new SimLtContext();
+  *handle = new LtContext();
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
@@ -159,7 +168,9 @@ const char* cublasLtGetStatusName(cublasStatus_t s) {
     case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
     case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
     case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
     case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
     case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
   }
   return "CUBLAS_STATUS_UNKNOWN";
@@ -179,7 +190,7 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComput
   if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
-  *desc = new SimLtMatmulDesc{compute, scale_type};
+  *desc = new LtMatmulDesc{compute, scale_type};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
@@ -209,7 +220,7 @@ cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDa
                                           uint64_t rows, uint64_t cols, int64_t ld) {
   if (layout == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (!known_type(type)) return CUBLAS_STATUS_NOT_SUPPORTED;
-  *layout = new SimLtMatrixLayout{type, rows, cols, ld};
+  *layout = new LtMatrixLayout{type, rows, cols, ld};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
@@ -219,7 +230,7 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* pref) {
   if (pref == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  *pref = new SimLtPreference();
+  *pref = new LtPreference();
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
@@ -287,7 +298,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
                               const void* B, cublasLtMatrixLayout_t b, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t c, void* D,
                               cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t* algo,
-                              void* workspace, size_t workspace_bytes, cudaStream_t) {
+                              void* workspace, size_t workspace_bytes, void* /*stream*/) {
   if (handle == nullptr || alpha_p == nullptr || beta_p == nullptr || algo == nullptr) {
     return CUBLAS_STATUS_INVALID_VALUE;
   }
@@ -355,3 +366,29 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
   }
   return CUBLAS_STATUS_SUCCESS;
 }
+
+// gemm.cu's cuBLASLt in every simulated build: registered before main (or as the sim addon
+// loads), so no library is looked for.
+const bool registered = [] {
+  Api a;
+  a.cublasLtCreate = cublasLtCreate;
+  a.cublasLtDestroy = cublasLtDestroy;
+  a.cublasLtGetStatusName = cublasLtGetStatusName;
+  a.cublasLtGetStatusString = cublasLtGetStatusString;
+  a.cublasLtGetVersion = [] { return size_t(0); };
+  a.cublasLtMatmulDescCreate = cublasLtMatmulDescCreate;
+  a.cublasLtMatmulDescDestroy = cublasLtMatmulDescDestroy;
+  a.cublasLtMatmulDescSetAttribute = cublasLtMatmulDescSetAttribute;
+  a.cublasLtMatrixLayoutCreate = cublasLtMatrixLayoutCreate;
+  a.cublasLtMatrixLayoutDestroy = cublasLtMatrixLayoutDestroy;
+  a.cublasLtMatmulPreferenceCreate = cublasLtMatmulPreferenceCreate;
+  a.cublasLtMatmulPreferenceDestroy = cublasLtMatmulPreferenceDestroy;
+  a.cublasLtMatmulPreferenceSetAttribute = cublasLtMatmulPreferenceSetAttribute;
+  a.cublasLtMatmulAlgoGetHeuristic = cublasLtMatmulAlgoGetHeuristic;
+  a.cublasLtMatmul = cublasLtMatmul;
+  a.library = "built in (the SIMT simulator's stand-in)";
+  register_builtin(a);
+  return true;
+}();
+
+}  // namespace

@@ -5,7 +5,7 @@
 // launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below.
 // Device memory is host memory, a stream is a token, launches run to completion before they
 // return, and cuBLASLt is emulated from its documented contract with the CPU's GEMMs
-// (cublasLt.h, cublaslt_sim.cpp). What this proves: the kernels'
+// (cublaslt_sim.cpp, registered as the cuBLASLt table). What this proves: the kernels'
 // indexing, launch shapes, shared-memory use, warp collectives and arithmetic, and the backend's
 // host logic, against the CPU ops (test_cuda_ops_sim, test_cuda_models_sim). What it cannot:
 // nvcc's code generation, the hardware's memory model, timing.
@@ -48,6 +48,7 @@ enum cudaError_t {
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorInsufficientDriver = 35,  // never returned here; named by device_query.cpp
   cudaErrorInvalidDevice = 101,
   cudaErrorLaunchFailure = 719,
 };

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "backends/cuda/cublaslt_api.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
 #include "s2s/error.h"
@@ -314,7 +315,9 @@ class CudaBackend final : public Backend {
 
 std::shared_ptr<Backend> make_cuda_backend(const ContextOptions& options, const char* what) {
   try {
-    return std::make_shared<CudaBackend>(options);
+    auto backend = std::make_shared<CudaBackend>(options);
+    lt::api();  // cuBLASLt now, not at the first matrix product: a missing library is S2S_DEVICE
+    return backend;
   } catch (const Error& e) {
     fail(e.code().c_str(), what, e.what());
   }

@@ -7,6 +7,14 @@
 
 #if S2S_HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "backends/cuda/cublaslt_api.h"
+#endif
+
+// The lowest compute capability (x10) the build has kernels for (cmake/cuda.cmake); the
+// tensor-core kernels need sm_80.
+#ifndef S2S_CUDA_MIN_CC
+#define S2S_CUDA_MIN_CC 80
 #endif
 
 namespace s2s {
@@ -24,12 +32,27 @@ CudaStatus cuda_status() {
   CudaStatus s;
 #if S2S_HAVE_CUDA
   s.built = true;
+  s.min_compute_capability = S2S_CUDA_MIN_CC;
   cudaRuntimeGetVersion(&s.runtime_version);
   if (cudaDriverGetVersion(&s.driver_version) != cudaSuccess) s.driver_version = 0;
+  const cuda::lt::Status lt = cuda::lt::status();
+  s.cublaslt_library = lt.library;
+  s.cublaslt_version = lt.version;
+  s.cublaslt_problem = lt.problem;
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     s.problem = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    if (e == cudaErrorInsufficientDriver && s.driver_version == 0) {
+      // What the static runtime says when it cannot load libcuda.so.1 at all.
+      s.problem = "no NVIDIA driver found (libcuda.so.1 did not load; " + s.problem + ")";
+    } else if (e == cudaErrorInsufficientDriver) {
+      s.problem += " (the driver supports CUDA " + std::to_string(s.driver_version / 1000) + "." +
+                   std::to_string(s.driver_version % 1000 / 10) + ", this build's runtime is " +
+                   std::to_string(s.runtime_version / 1000) + "." +
+                   std::to_string(s.runtime_version % 1000 / 10) +
+                   ": update the driver, or build from source with your toolkit)";
+    }
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
     return s;
   }
@@ -46,7 +69,8 @@ CudaStatus cuda_status() {
     d.compute_minor = p.minor;
     d.multiprocessors = p.multiProcessorCount;
     d.total_bytes = p.totalGlobalMem;
-    if (cudaSetDevice(i) == cudaSuccess) {
+    d.supported = p.major * 10 + p.minor >= S2S_CUDA_MIN_CC;
+    if (d.supported && cudaSetDevice(i) == cudaSuccess) {
       size_t free_b = 0, total_b = 0;
       if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_bytes = free_b;
     }
@@ -54,8 +78,21 @@ CudaStatus cuda_status() {
   }
   cudaSetDevice(current);
   cudaGetLastError();
+  if (!s.problem.empty()) return s;
+  if (s.devices.empty() || !s.devices[0].supported) {
+    // The models run on device 0 (the current one), as the CUDA runtime numbers them.
+    const CudaDeviceInfo* d = s.devices.empty() ? nullptr : &s.devices[0];
+    s.problem = d == nullptr ? "the CUDA runtime listed no device it could describe"
+                             : "GPU 0 (" + d->name + ") has compute capability " +
+                                   std::to_string(d->compute_major) + "." +
+                                   std::to_string(d->compute_minor) + "; this build has kernels "
+                                   "for " + std::to_string(S2S_CUDA_MIN_CC / 10) + "." +
+                                   std::to_string(S2S_CUDA_MIN_CC % 10) + " and newer";
+    return s;
+  }
+  if (!lt.ok) s.problem = lt.problem;
 #else
-  s.problem = "not built: this binary has no CUDA backend (build with nvcc and cuBLASLt present, "
+  s.problem = "not built: this binary has no CUDA backend (build with nvcc present, "
               "S2S_CUDA=ON)";
 #endif
   return s;
@@ -64,15 +101,13 @@ CudaStatus cuda_status() {
 DeviceKind resolve_model_device(DeviceRequest request, const char* what) {
   if (request == DeviceRequest::Cpu) return DeviceKind::Cpu;
   const CudaStatus s = cuda_status();
-  if (request == DeviceRequest::Auto) {
-    return s.built && !s.devices.empty() ? DeviceKind::Cuda : DeviceKind::Cpu;
-  }
+  if (request == DeviceRequest::Auto) return s.usable() ? DeviceKind::Cuda : DeviceKind::Cpu;
   if (!s.built) {
     fail(code::kDevice, what,
          "CUDA backend not built into this binary (device 'cuda' was asked for; rebuild with "
-         "nvcc and cuBLASLt installed, S2S_CUDA=ON, or use device 'cpu')");
+         "nvcc installed, S2S_CUDA=ON, or use device 'cpu')");
   }
-  if (s.devices.empty()) fail(code::kDevice, what, "no usable CUDA device: ", s.problem);
+  if (!s.usable()) fail(code::kDevice, what, "no usable CUDA device: ", s.problem);
   return DeviceKind::Cuda;
 }
 

@@ -1,20 +1,20 @@
 // cuda::gemm (gemm.h) on cuBLASLt. Row-major C = op(A) op(B) is column-major C^T = op(B)^T
 // op(A)^T, so cuBLASLt gets B as its first operand and A as its second, m = N, n = M, and each
-// stored matrix's column-major shape is its row-major shape swapped. The only file that
-// includes cublasLt.h (the compile-only target leaves it out where cuBLAS is missing).
+// stored matrix's column-major shape is its row-major shape swapped. The only caller of
+// cuBLASLt, through the table cublaslt_api.h loads at run time (the library is not linked).
 // A bias rides in the BIAS epilogue (cuBLASLt's per-row bias of column-major D is our per-column
 // one); the bias pointer is part of the plan's descriptor, set again before every call.
 // Deterministic: a context's plan fixes the algorithm per shape, and every cuBLASLt split-K
 // reduction scheme (cublasLtReductionScheme_t) adds the partial products in a fixed order.
 // Napkin (H100 SXM): bf16 dense ~990 TFLOP/s peak, ~600-750 achieved on large GPT-2 shapes;
 // fp32 without TF32 ~60 TFLOP/s, which is why models train with bf16 compute copies.
-#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <cstring>
 #include <unordered_map>
 
 #include "backends/cuda/check.cuh"
+#include "backends/cuda/cublaslt_api.h"
 #include "backends/cuda/gemm.h"
 
 namespace s2s {
@@ -22,12 +22,14 @@ namespace cuda {
 
 namespace {
 
+using namespace lt;  // the library's own names for its types and constants
+
 constexpr const char* kOp = "cuda.gemm";
 
-void check_lt(cublasStatus_t s, const char* what) {
+void check_lt(const Api& L, cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) {
-    fail(code::kCuda, kOp, what, " failed: ", cublasLtGetStatusName(s), " (",
-         cublasLtGetStatusString(s), ")");
+    fail(code::kCuda, kOp, what, " failed: ", L.cublasLtGetStatusName(s), " (",
+         L.cublasLtGetStatusString(s), ")");
   }
 }
 
@@ -56,11 +58,11 @@ struct Plan {
   bool fused_bias = false;  // the epilogue adds the bias (else add_bias_kernel does)
 };
 
-void destroy_plan(Plan& p) {
-  cublasLtMatrixLayoutDestroy(p.a);
-  cublasLtMatrixLayoutDestroy(p.b);
-  cublasLtMatrixLayoutDestroy(p.c);
-  cublasLtMatmulDescDestroy(p.op);
+void destroy_plan(const Api& L, Plan& p) {
+  L.cublasLtMatrixLayoutDestroy(p.a);
+  L.cublasLtMatrixLayoutDestroy(p.b);
+  L.cublasLtMatrixLayoutDestroy(p.c);
+  L.cublasLtMatmulDescDestroy(p.op);
   p = Plan{};
 }
 
@@ -102,6 +104,7 @@ __global__ void add_bias_kernel(float* C, int64_t M, int64_t N, int64_t ldc, con
 }  // namespace
 
 struct GemmState {
+  const Api* lt = nullptr;  // the process's cuBLASLt (lt::api())
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
@@ -110,19 +113,23 @@ struct GemmState {
 
 void destroy_gemm_state(GemmState* s) {
   if (s == nullptr) return;
-  for (auto& kv : s->plans) destroy_plan(kv.second);
+  for (auto& kv : s->plans) destroy_plan(*s->lt, kv.second);
   if (s->workspace != nullptr) cudaFree(s->workspace);
-  if (s->handle != nullptr) cublasLtDestroy(s->handle);
+  if (s->handle != nullptr) s->lt->cublasLtDestroy(s->handle);
   delete s;
 }
 
 static GemmState& state_of(Context& ctx) {
   GemmState*& s = ctx.gemm_state();
   if (s == nullptr) {
+    const Api& L = lt::api();  // throws S2S_DEVICE when no cuBLASLt can be loaded
     auto fresh = new GemmState();
-    if (cublasLtCreate(&fresh->handle) != CUBLAS_STATUS_SUCCESS) {
+    fresh->lt = &L;
+    const cublasStatus_t created = L.cublasLtCreate(&fresh->handle);
+    if (created != CUBLAS_STATUS_SUCCESS) {
       delete fresh;
-      fail(code::kCuda, kOp, "cublasLtCreate failed (is libcublasLt loadable and the driver recent enough?)");
+      fail(code::kCuda, kOp, "cublasLtCreate failed: ", L.cublasLtGetStatusName(created), " (",
+           L.library, "; is the driver recent enough for it?)");
     }
     fresh->workspace_bytes = ctx.options().gemm_workspace_bytes;
     if (fresh->workspace_bytes > 0 &&
@@ -140,67 +147,68 @@ static GemmState& state_of(Context& ctx) {
 // `bias` (the heuristic reads its alignment), or none (fused_bias false) where cuBLASLt has no
 // algorithm with it.
 static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
+  const Api& L = *st.lt;
   Plan p;
   const cublasComputeType_t compute = (k.dtype == int(DType::F32) && k.tf32)
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
-  check_lt(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  check_lt(L, L.cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
   // cuBLASLt operand 1 is our B, operand 2 our A (see the file header).
   const cublasOperation_t op1 = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op2 = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)),
+  check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)),
            "set TRANSA");
-  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)),
+  check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)),
            "set TRANSB");
   if (k.bias) {
     // cuBLASLt's rows of D are our columns (N), so its per-row bias is our per-column one.
     const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = CUDA_R_32F;
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
                                             sizeof(epilogue)),
              "set EPILOGUE");
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                             sizeof(bias)),
              "set BIAS_POINTER");
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                             sizeof(bias_type)),
              "set BIAS_DATA_TYPE");
   }
   const cudaDataType_t t = cuda_type(static_cast<DType>(k.dtype));
   // Column-major stored shapes: operand 1 is (N,K) untransposed or (K,N) transposed, ld = ldb;
   // operand 2 is (K,M) or (M,K), ld = lda; the output is (N,M), ld = ldc.
-  check_lt(cublasLtMatrixLayoutCreate(&p.a, t, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb),
+  check_lt(L, L.cublasLtMatrixLayoutCreate(&p.a, t, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb),
            "layout B");
-  check_lt(cublasLtMatrixLayoutCreate(&p.b, t, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda),
+  check_lt(L, L.cublasLtMatrixLayoutCreate(&p.b, t, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda),
            "layout A");
-  check_lt(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc), "layout C");
+  check_lt(L, L.cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc), "layout C");
   cublasLtMatmulPreference_t pref = nullptr;
-  check_lt(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  check_lt(L, L.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const uint64_t ws = st.workspace_bytes;
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
   // Operand 1 is our B, operand 2 our A.
   const uint32_t align1 = uint32_t(k.align_b), align2 = uint32_t(k.align_a), align_c = uint32_t(k.align_c);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align1, sizeof(align1));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align2, sizeof(align2));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c));
+  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align1, sizeof(align1));
+  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align2, sizeof(align2));
+  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
+  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c));
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
   const cublasStatus_t hs =
-      cublasLtMatmulAlgoGetHeuristic(st.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
-  cublasLtMatmulPreferenceDestroy(pref);
+      L.cublasLtMatmulAlgoGetHeuristic(st.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
+  L.cublasLtMatmulPreferenceDestroy(pref);
   if ((hs != CUBLAS_STATUS_SUCCESS || returned == 0) && k.bias) {
-    destroy_plan(p);
+    destroy_plan(L, p);
     Key plain = k;
     plain.bias = 0;
     plain.align_bias = 0;
     return make_plan(st, plain, nullptr);  // fused_bias false: gemm() adds the bias itself
   }
   if (hs != CUBLAS_STATUS_SUCCESS || returned == 0) {
-    destroy_plan(p);
+    destroy_plan(L, p);
     fail(code::kCuda, kOp, "expected cuBLASLt to have an algorithm for ", dtype_name(static_cast<DType>(k.dtype)),
          " M=", k.M, " N=", k.N, " K=", k.K, " (lda ", k.lda, ", ldb ", k.ldb, ", ldc ", k.ldc,
-         ", trans ", k.ta, k.tb, "), got none: ", cublasLtGetStatusName(hs));
+         ", trans ", k.ta, k.tb, "), got none: ", L.cublasLtGetStatusName(hs));
   }
   p.algo = result.algo;
   p.fused_bias = k.bias != 0;
@@ -245,11 +253,11 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key, bias)).first;
   const Plan& p = it->second;
   if (p.fused_bias) {
-    check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+    check_lt(*st.lt, st.lt->cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                             sizeof(bias)),
              "set BIAS_POINTER");
   }
-  check_lt(cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo,
+  check_lt(*st.lt, st.lt->cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo,
                           st.workspace, st.workspace_bytes, stream),
            "cublasLtMatmul");
   if (bias != nullptr && !p.fused_bias) {

@@ -8,7 +8,7 @@
 // context turns the epilogue off or cuBLASLt has no algorithm with it.
 // Plans (descriptors + the heuristic's algorithm) are cached per shape, dtype and pointer
 // alignment in the context. cuBLASLt failures become S2S_CUDA naming the shape.
-// gemm.cu is the only file that includes cublasLt.h.
+// gemm.cu is the only caller of cuBLASLt (loaded at run time, cublaslt_api.h).
 #pragma once
 #include <cstdint>
 
