@@ -115,6 +115,9 @@ CUDA_TEST(cuda_status_lists_the_device) {
   std::printf("    device 0: %s, sm_%d%d, %.1f GiB\n", s.devices[0].name.c_str(),
               s.devices[0].compute_major, s.devices[0].compute_minor,
               double(s.devices[0].total_bytes) / (1 << 30));
+  // The cuBLASLt loaded at run time (the simulator's registered stand-in there).
+  CHECK_MSG(s.usable() && !s.cublaslt_library.empty(), s.problem);
+  std::printf("    cuBLASLt: %s (version %zu)\n", s.cublaslt_library.c_str(), s.cublaslt_version);
 }
 
 // ---- norms, softmax ---------------------------------------------------------------------------
