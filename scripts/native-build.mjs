@@ -41,7 +41,7 @@ export const cudaNeeds =
   "Building the CUDA backend needs the CUDA toolkit's compiler (its static runtime comes with it):\n" +
   "  nvcc on PATH (or CUDACXX=/path/to/nvcc)\n" +
   "Running it needs an NVIDIA driver and the cuBLASLt library, looked for when a model goes on the GPU:\n" +
-  "  the CUDA toolkit's, or `pip install nvidia-cublas-cu13`, or\n" +
+  "  the CUDA toolkit's, or `pip install nvidia-cublas` (CUDA 13; nvidia-cublas-cu12 for 12), or\n" +
   "  S2S_CUBLASLT=<path of libcublasLt.so.13> / S2S_CUBLAS_ROOT=<folder with lib/libcublasLt.so*>";
 
 export function defaultJobs() {

@@ -73,7 +73,7 @@ function gpuRows(cuda: CudaInfo): [string, string][] {
       `gpu ${d.index}`,
       `${d.name} (compute ${d.computeCapability}, ${d.multiprocessors} SMs, ` +
         `${gib(d.totalBytes)} GiB, ${gib(d.freeBytes)} GiB free)` +
-        (d.supported === false ? `: not supported, the kernels need compute ${cuda.minComputeCapability ?? "8.0"}+` : ""),
+        (d.supported === false ? `: not supported, the kernels need compute ${cuda.minComputeCapability}+` : ""),
     ]),
   ];
   if (cuda.cublasLt) {

@@ -41,7 +41,8 @@ TEST(cublaslt_candidates_follow_the_documented_order) {
   const std::vector<std::string> only = lt::library_candidates(lookup, 13);
   CHECK(only.size() == 1 && only[0] == "/opt/x/libcublasLt.so.13.1");
 
-  fake_env() = {{"S2S_CUBLAS_ROOT", "/r"}, {"CUDA_HOME", "/cuda-home"}, {"HOME", "/nonexistent-home"}};
+  fake_env() = {
+      {"S2S_CUBLAS_ROOT", "/r"}, {"CUDA_HOME", "/cuda-home"}, {"HOME", "/nonexistent-home"}};
   const std::vector<std::string> c = lt::library_candidates(lookup, 12);
   // The root first, the runtime's major before the other; then the bare sonames; then toolkits.
   CHECK(c.size() > 8);
@@ -97,7 +98,7 @@ TEST(cublaslt_failures_say_what_was_tried_and_how_to_fix_it) {
     CHECK_MSG(m.find(partial + ": has no symbol cublasLtMatmul") != std::string::npos, m);
     CHECK_MSG(m.find(junk + ": ") != std::string::npos, m);
     CHECK_MSG(m.find("libcublasLt-not-installed") == std::string::npos, m);  // bare: not listed
-    CHECK_MSG(m.find("pip install nvidia-cublas-cu13") != std::string::npos, m);
+    CHECK_MSG(m.find("pip install nvidia-cublas` for CUDA 13") != std::string::npos, m);
     CHECK_MSG(m.find("S2S_CUBLASLT") != std::string::npos, m);
   }
   CHECK_THROWS_CODE(lt::load_first({}), code::kDevice);

@@ -56,7 +56,8 @@ struct cublasLtMatmulHeuristicResult_t {
   float wavesCount;
   int reserved[4];
 };
-static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96, "cuBLASLt's heuristic result is 96 bytes");
+static_assert(sizeof(cublasLtMatmulHeuristicResult_t) == 96,
+              "cuBLASLt's heuristic result is 96 bytes");
 
 enum cublasLtMatmulDescAttributes_t : int {
   CUBLASLT_MATMUL_DESC_TRANSA = 3,           // int32_t (cublasOperation_t)
@@ -138,7 +139,8 @@ void register_builtin(const Api& table);
 //   the bare sonames        libcublasLt.so.<major> through the dynamic loader's own search
 //                           (LD_LIBRARY_PATH, the ld.so cache, the addon's RUNPATH);
 //   CUDA_HOME, CUDA_PATH, /usr/local/cuda: {lib64,lib,targets/<arch>-linux/lib}/...;
-//   pip's nvidia packages   <prefix>/lib/python3*/{site,dist}-packages/nvidia/{cu<major>,cublas}/lib
+//   pip's nvidia packages   <prefix>/lib/python3*/{site,dist}-packages/nvidia/
+//                           {cu<major>,cublas}/lib
 //                           for prefix in VIRTUAL_ENV, CONDA_PREFIX, ~/.local, /usr/local, /usr.
 // <major>: `preferred_major` (the CUDA runtime's) first, then the other of 13 and 12.
 using EnvLookup = const char* (*)(const char* name);

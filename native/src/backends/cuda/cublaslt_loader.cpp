@@ -205,8 +205,9 @@ Api load_first(const std::vector<std::string>& candidates) {
        "not found: searched the dynamic loader's path (LD_LIBRARY_PATH, ldconfig), CUDA_HOME, "
        "CUDA_PATH, /usr/local/cuda and pip's nvidia packages",
        tried.str().empty() ? "" : "; these failed to load:", tried.str(),
-       "\nInstall it (`pip install nvidia-cublas-cu13`, or the CUDA toolkit), or set "
-       "S2S_CUBLASLT to the file or S2S_CUBLAS_ROOT to the folder that holds lib/");
+       "\nInstall it (`pip install nvidia-cublas` for CUDA 13, `nvidia-cublas-cu12` for 12, or the "
+       "CUDA toolkit), or set S2S_CUBLASLT to the file or S2S_CUBLAS_ROOT to the folder that "
+       "holds lib/");
 #endif
 }
 
