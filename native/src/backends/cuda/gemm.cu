@@ -153,26 +153,21 @@ static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
   check_lt(L, L.cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  auto set_desc = [&](cublasLtMatmulDescAttributes_t attr, const auto& value, const char* what) {
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, attr, &value, sizeof(value)), what);
+  };
   // cuBLASLt operand 1 is our B, operand 2 our A (see the file header).
   const cublasOperation_t op1 = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op2 = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-  check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof(op1)),
-           "set TRANSA");
-  check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof(op2)),
-           "set TRANSB");
+  set_desc(CUBLASLT_MATMUL_DESC_TRANSA, op1, "set TRANSA");
+  set_desc(CUBLASLT_MATMUL_DESC_TRANSB, op2, "set TRANSB");
   if (k.bias) {
     // cuBLASLt's rows of D are our columns (N), so its per-row bias is our per-column one.
     const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = CUDA_R_32F;
-    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
-                                            sizeof(epilogue)),
-             "set EPILOGUE");
-    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                            sizeof(bias)),
-             "set BIAS_POINTER");
-    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                            sizeof(bias_type)),
-             "set BIAS_DATA_TYPE");
+    set_desc(CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue, "set EPILOGUE");
+    set_desc(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "set BIAS_POINTER");
+    set_desc(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, bias_type, "set BIAS_DATA_TYPE");
   }
   const cudaDataType_t t = cuda_type(static_cast<DType>(k.dtype));
   // Column-major stored shapes: operand 1 is (N,K) untransposed or (K,N) transposed, ld = ldb;
@@ -184,18 +179,19 @@ static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
   check_lt(L, L.cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc), "layout C");
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(L, L.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-  const uint64_t ws = st.workspace_bytes;
-  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto& value) {
+    L.cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value));
+  };
+  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(st.workspace_bytes));
   // Operand 1 is our B, operand 2 our A.
-  const uint32_t align1 = uint32_t(k.align_b), align2 = uint32_t(k.align_a), align_c = uint32_t(k.align_c);
-  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align1, sizeof(align1));
-  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align2, sizeof(align2));
-  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c));
-  L.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, uint32_t(k.align_b));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, uint32_t(k.align_a));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, uint32_t(k.align_c));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, uint32_t(k.align_c));
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
-  const cublasStatus_t hs =
-      L.cublasLtMatmulAlgoGetHeuristic(st.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &returned);
+  const cublasStatus_t hs = L.cublasLtMatmulAlgoGetHeuristic(st.handle, p.op, p.a, p.b, p.c, p.c,
+                                                             pref, 1, &result, &returned);
   L.cublasLtMatmulPreferenceDestroy(pref);
   if ((hs != CUBLAS_STATUS_SUCCESS || returned == 0) && k.bias) {
     destroy_plan(L, p);
@@ -206,9 +202,10 @@ static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
   }
   if (hs != CUBLAS_STATUS_SUCCESS || returned == 0) {
     destroy_plan(L, p);
-    fail(code::kCuda, kOp, "expected cuBLASLt to have an algorithm for ", dtype_name(static_cast<DType>(k.dtype)),
-         " M=", k.M, " N=", k.N, " K=", k.K, " (lda ", k.lda, ", ldb ", k.ldb, ", ldc ", k.ldc,
-         ", trans ", k.ta, k.tb, "), got none: ", L.cublasLtGetStatusName(hs));
+    fail(code::kCuda, kOp, "expected cuBLASLt to have an algorithm for ",
+         dtype_name(static_cast<DType>(k.dtype)), " M=", k.M, " N=", k.N, " K=", k.K, " (lda ",
+         k.lda, ", ldb ", k.ldb, ", ldc ", k.ldc, ", trans ", k.ta, k.tb, "), got none: ",
+         L.cublasLtGetStatusName(hs));
   }
   p.algo = result.algo;
   p.fused_bias = k.bias != 0;
@@ -252,13 +249,14 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   auto it = st.plans.find(key);
   if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key, bias)).first;
   const Plan& p = it->second;
+  const Api& L = *st.lt;
   if (p.fused_bias) {
-    check_lt(*st.lt, st.lt->cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                            sizeof(bias)),
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                 sizeof(bias)),
              "set BIAS_POINTER");
   }
-  check_lt(*st.lt, st.lt->cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo,
-                          st.workspace, st.workspace_bytes, stream),
+  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+                               &p.algo, st.workspace, st.workspace_bytes, stream),
            "cublasLtMatmul");
   if (bias != nullptr && !p.fused_bias) {
     const Launch l = elementwise_launch(M * N);
