@@ -227,9 +227,9 @@ TEST(device_request_parsing) {
   CHECK(parse_device_request("cuda", "t") == DeviceRequest::Cuda);
   CHECK_THROWS_CODE(parse_device_request("gpu", "t"), code::kArgument);
   CHECK(resolve_model_device(DeviceRequest::Cpu, "t") == DeviceKind::Cpu);
-  // auto: CUDA exactly when the backend is built and the runtime sees a device.
+  // auto: CUDA exactly when the backend is usable (built, a supported device, cuBLASLt found).
   const CudaStatus s = cuda_status();
-  const DeviceKind expected = s.built && !s.devices.empty() ? DeviceKind::Cuda : DeviceKind::Cpu;
+  const DeviceKind expected = s.usable() ? DeviceKind::Cuda : DeviceKind::Cpu;
   CHECK(resolve_model_device(DeviceRequest::Auto, "t") == expected);
   CHECK(std::string(device_kind_name(DeviceKind::Cuda)) == "cuda");
 }
@@ -241,9 +241,9 @@ TEST(device_cuda_request_is_a_clear_error) {
 #else
   CHECK(!s.built && s.devices.empty() && !s.problem.empty());
 #endif
-  // device 'cuda' is granted exactly when the backend is built and a device is usable; otherwise
-  // it is refused with S2S_DEVICE saying which of the two is missing.
-  if (s.built && !s.devices.empty()) {
+  // device 'cuda' is granted exactly when the backend is usable; otherwise it is refused with
+  // S2S_DEVICE saying whether the backend is missing or what keeps the GPU from being used.
+  if (s.usable()) {
     CHECK(resolve_model_device(DeviceRequest::Cuda, "loadModel") == DeviceKind::Cuda);
     return;
   }
