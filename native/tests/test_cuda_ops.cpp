@@ -591,6 +591,56 @@ CUDA_TEST(cuda_linear_takes_bf16_dout) {
                     code::kDType);
 }
 
+// linear_gelu_backward (nn::linear_gelu's fused backward) gives the bits of gelu_backward into
+// an f32 buffer followed by linear_backward: every weight dtype and layout, both GELUs, each
+// gradient wanted or not, accumulated onto existing values or overwriting dinp.
+CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
+  const int64_t N = 45, IC = 24, OC = 72;
+  std::vector<float> x = random_vector(N * IC, 70), w = random_vector(OC * IC, 71, -0.3f, 0.3f);
+  std::vector<float> pre = random_vector(N * OC, 72, -3.f, 3.f), dact = random_vector(N * OC, 73);
+  std::vector<float> dx0 = random_vector(N * IC, 74), dw0 = random_vector(OC * IC, 75);
+  std::vector<float> db0 = random_vector(OC, 76);
+  for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+    for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+      const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC;
+      const int64_t w1 = layout == WeightLayout::OutIn ? IC : OC;
+      std::vector<uint16_t> w16(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+      }
+      Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+      Dev gx(x, {N, IC}), gpre(pre, {N, OC}), gdact(dact, {N, OC});
+      for (GeluApprox a : {GeluApprox::Tanh, GeluApprox::None}) {
+        for (int want = 1; want < 8; ++want) {  // bits: dinp, dweight, dbias
+          for (bool overwrite : {false, true}) {
+            Dev fdx(dx0, {N, IC}), fdw(dw0, {w0, w1}), fdb(db0, {OC});
+            Dev udx(dx0, {N, IC}), udw(dw0, {w0, w1}), udb(db0, {OC});
+            Dev dpre(std::vector<float>(N * OC), {N, OC});
+            auto pick = [&](const Dev& d, int bit) { return (want & bit) ? d.t : none(); };
+            cuda::linear_gelu_backward(ctx(), pick(fdx, 1), pick(fdw, 2), pick(fdb, 4), gdact.t,
+                                       gpre.t, gx.t, gw.t, layout, a, overwrite);
+            cuda::gelu_backward(ctx(), dpre.t, gdact.t, gpre.t, a, /*overwrite=*/true);
+            cuda::linear_backward(ctx(), pick(udx, 1), pick(udw, 2), pick(udb, 4), dpre.t, gx.t,
+                                  gw.t, layout, overwrite);
+            const std::string tag = std::string(dtype_name(wt)) +
+                                    (layout == WeightLayout::OutIn ? " OutIn" : " InOut") +
+                                    (a == GeluApprox::Tanh ? " tanh" : " erf") + " want " +
+                                    std::to_string(want) + (overwrite ? " overwrite" : "");
+            CHECK_MSG(opt::bit_equal(host_of(fdx), host_of(udx)), "dinp " + tag);
+            CHECK_MSG(opt::bit_equal(host_of(fdw), host_of(udw)), "dweight " + tag);
+            CHECK_MSG(opt::bit_equal(host_of(fdb), host_of(udb)), "dbias " + tag);
+          }
+        }
+      }
+    }
+  }
+  Dev gw(w, {OC, IC}), gx(x, {N, IC}), gpre(pre, {N, OC}), gdx(dx0, {N, IC});
+  Dev short_dact(std::vector<float>((N - 1) * OC), {N - 1, OC});
+  CHECK_THROWS_CODE(cuda::linear_gelu_backward(ctx(), gdx.t, none(), none(), short_dact.t, gpre.t,
+                                               gx.t, gw.t, WeightLayout::OutIn, GeluApprox::Tanh),
+                    code::kShape);
+}
+
 CUDA_TEST(cuda_gemm_tf32_option) {
   // TF32 keeps 10 mantissa bits: ~1e-3 relative on unit-scale data, a clear difference from fp32.
   const int64_t M = 64, N = 64, K = 256;

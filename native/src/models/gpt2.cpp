@@ -93,8 +93,7 @@ class Gpt2 final : public Model {
       Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), nullptr, attn);
       x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
       h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
-      Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_,
-                        nn::matmul_input_dtype(g, {&b.mlp_proj}));
+      Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_, nn::matmul_input_dtype(g, {&b.mlp_proj}));
       x = nn::add(g, x, nn::linear(g, m, b.mlp_proj));
     }
     x = nn::layernorm(g, nn::last_position(g, x), ln_f_w_, ln_f_b_, eps,
@@ -145,8 +144,8 @@ class Gpt2 final : public Model {
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
     x = nn::add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
     h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
-    Var* m = nn::gelu(g, nn::linear(g, h, b.c_fc), gelu_,
-                      nn::matmul_input_dtype(g, {&b.mlp_proj}));  // (B,T,F)
+    Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_,
+                             nn::matmul_input_dtype(g, {&b.mlp_proj}));  // (B,T,F)
     return nn::add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
   }
 

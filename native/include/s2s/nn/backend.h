@@ -91,6 +91,8 @@ class Backend {
   // 6 rows V C flops for the chunk's three GEMMs: the CPU's 64 MiB chunks (320 rows at GPT-2's
   // vocabulary) keep that small, a GPU's bandwidth-to-flops ratio needs thousands of rows.
   virtual int64_t min_loss_chunk_rows() const { return 1; }
+  // Whether linear_gelu_backward is a fused op here (nn::linear_gelu uses it only then).
+  virtual bool fuses_linear_gelu_backward() const { return false; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
@@ -133,6 +135,17 @@ class Backend {
   virtual void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                                const Tensor& dout, const Tensor& inp, const Tensor& weight,
                                WeightLayout layout, bool overwrite_dinp) = 0;
+  // The backward of gelu(linear(x)): linear_backward with dout = gelu_backward(dact, pre), that
+  // value bit for bit, made as the linear's backward reads it instead of stored in f32 first
+  // (the GPU's saving: GPT-2's (N, 4C) gradient written and read once less). pre is the
+  // linear's f32 output. Backends whose fuses_linear_gelu_backward() is true only.
+  virtual void linear_gelu_backward(const Tensor& /*dinp*/, const Tensor& /*dweight*/,
+                                    const Tensor& /*dbias*/, const Tensor& /*dact*/,
+                                    const Tensor& /*pre*/, const Tensor& /*inp*/,
+                                    const Tensor& /*weight*/, WeightLayout /*layout*/,
+                                    GeluApprox /*approximate*/, bool /*overwrite_dinp*/) {
+    fail(code::kInternal, "linear_gelu_backward", "not fused on the ", name(), " backend");
+  }
   // s2s::matmul (gemm.h): c = alpha op(a) op(b) + beta c, fp32 (LoRA's A/B products).
   virtual void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,
                       bool trans_b, float alpha, float beta) = 0;

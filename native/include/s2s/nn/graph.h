@@ -161,6 +161,9 @@ class Graph {
   // nn::matmul_input_dtype may store activations in bf16/f16 on backends that take them
   // (Backend::takes_half_activations; tests switch it off to compare).
   bool half_activations = true;
+  // nn::linear_gelu may run its backward as one fused op on backends that have it
+  // (Backend::fuses_linear_gelu_backward; tests switch it off to compare).
+  bool fuse_linear_gelu = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the

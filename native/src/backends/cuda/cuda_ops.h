@@ -56,6 +56,13 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);
+// linear_backward with dout = dact * gelu'(pre) (gelu_backward's value, bit for bit), made where
+// the backward reads dout (the dbias pass, which writes the GEMMs' copy) and never stored in
+// f32: the backward of gelu(linear(x)) for nn::linear_gelu. pre: the linear's f32 output.
+void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
+                          const Tensor& dbias, const Tensor& dact, const Tensor& pre,
+                          const Tensor& inp, const Tensor& weight, WeightLayout layout,
+                          GeluApprox approximate, bool overwrite_dinp = false);
 
 // ---- gelu.cu relu.cu silu.cu swiglu.cu geglu.cu: elementwise, f32.
 void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox approximate);

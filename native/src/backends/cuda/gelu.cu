@@ -36,8 +36,10 @@ void gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, const T
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float* x = inp.f32();
+  // The product rounded on its own (not fused into an accumulation), as linear_gelu_backward
+  // makes it.
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    write_grad(dx + i, dy[i] * act::gelu_grad(x[i], t), overwrite);
+    write_grad(dx + i, __fmul_rn(dy[i], act::gelu_grad(x[i], t)), overwrite);
   });
 }
 

@@ -2,9 +2,14 @@
 // weight runs on tensor cores: inp (forward) and dout, inp (backward) are rounded to the
 // weight's dtype in arena scratch first, exactly as the CPU bf16 path rounds them; accumulation
 // and every output stay fp32. The forward's bias is added in the GEMM's epilogue; dbias is a
-// deterministic column sum of the fp32 dout, whose pass also writes dout's rounded copy. Legend: N rows, IC in_features, OC out_features.
+// deterministic column sum of the fp32 dout, whose pass also writes dout's rounded copy.
+// linear_gelu_backward is the backward of gelu(linear(x)) (GPT-2's c_fc): gelu's backward is
+// made in that same pass, so the f32 gradient of the pre-activation is never stored.
+// Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, 4*N*IC*OC backward; at GPT-2 124M shapes (N = 16K rows) the
-// GEMMs are compute bound and the casts + bias cost a few percent.
+// GEMMs are compute bound and the casts + bias cost a few percent. The fused gelu saves writing
+// and reading the (N, 3072) f32 gradient: 0.4 GB a layer at 16 x 1024 tokens.
+#include "backends/cuda/act.cuh"
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
@@ -98,21 +103,39 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
        0.f, out.f32(), d.OC, opu::present(bias) ? bias.f32() : nullptr);
 }
 
-void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                     WeightLayout layout, bool overwrite_dinp) {
+namespace {
+// Where the backward's dout comes from: an f32 tensor (linear_backward), or gelu's backward of
+// the activation's gradient and the pre-activation, made as it is read (linear_gelu_backward).
+struct DoutRead {
+  const float* dy;
+  __device__ float operator()(int64_t i) const { return dy[i]; }
+};
+struct DoutOfGelu {
+  const float* dact;
+  const float* pre;
+  bool tanh;
+  // gelu_backward's value (gelu.cu), its product rounded on its own (__fmul_rn) so that it is
+  // not fused into the column sum's addition: the unfused path's bits.
+  __device__ float operator()(int64_t i) const {
+    return __fmul_rn(dact[i], act::gelu_grad(pre[i], tanh));
+  }
+};
+
+// Checks the backward's tensors against the weight and dout (f32, or bf16 with a bf16 weight
+// and no dbias), returns the dims.
+Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                    const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                    WeightLayout layout) {
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc = 0;
-  const bool want_dinp = opu::present(dinp), want_dw = opu::present(dweight);
-  const bool want_db = opu::present(dbias);
-  const bool dout_bf16 = dout.dtype == DType::BF16;
-  if (dout_bf16) {
+  if (dout.dtype == DType::BF16) {
     // Already rounded by its writer (cross_entropy_backward for a bf16-compute head, as on the
     // CPU): only where it would be rounded anyway, and never summed into dbias.
     S2S_REQUIRE(weight.dtype == DType::BF16, code::kDType, kOp,
                 "expected a bfloat16 weight with bfloat16 dout, got ", dtype_name(weight.dtype));
-    S2S_REQUIRE(!want_db, code::kArgument, kOp, "expected no dbias with bfloat16 dout");
+    S2S_REQUIRE(!opu::present(dbias), code::kArgument, kOp,
+                "expected no dbias with bfloat16 dout");
     Tensor as_f32 = dout;  // the row checks look at the shape only
     as_f32.dtype = DType::F32;
     d.N = opu::expect_rows(as_f32, kOp, "dout", &oc);
@@ -121,8 +144,8 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
   }
   S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected dout with last dimension ", d.OC,
               " (weight ", weight.shape_string(), "), got ", dout.shape_string());
-  if (want_dinp) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
-  if (want_dw) {
+  if (opu::present(dinp)) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
+  if (opu::present(dweight)) {
     int64_t ic = 0;
     const int64_t rows = expect_inp_rows(inp, weight, &ic);
     S2S_REQUIRE(rows == d.N && ic == d.IC, code::kShape, kOp, "expected inp with ", d.N,
@@ -131,37 +154,42 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
     expect_shape(dweight, {weight.shape[0], weight.shape[1]}, kOp, "dweight");
     expect_contiguous(dweight, kOp, "dweight");
   }
-  if (want_db) expect_f32(dbias, {d.OC}, kOp, "dbias");
+  if (opu::present(dbias)) expect_f32(dbias, {d.OC}, kOp, "dbias");
+  return d;
+}
+
+// The backward from dout(i), dout's element i in f32. dout_operand: dout as the GEMMs read it
+// when it is stored in their dtype already (an f32 dout under an f32 weight, a bf16 dout under a
+// bf16 one), else nullptr and the pass that reads dout (dbias's column sum, or a plain one)
+// writes the GEMMs' copy: rounded to the 16-bit weight's dtype, or f32 when dout is made here.
+template <typename Dout>
+void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor& dweight,
+                   const Tensor& dbias, Dout dout, const void* dout_operand, const Tensor& inp,
+                   const Tensor& weight, WeightLayout layout, bool overwrite_dinp) {
   if (d.N == 0) return;
+  const bool want_dinp = opu::present(dinp), want_dw = opu::present(dweight);
+  const bool want_g = want_dinp || want_dw;
   ArenaScope scope(ctx.arena());
   const DType t = weight.dtype;
   const bool out_in = layout == WeightLayout::OutIn;
-  const void* g = dout_bf16 ? dout.data : nullptr;  // dout in the GEMM dtype
-  const bool want_g = want_dinp || want_dw;
-  if (want_db) {
-    // dbias: a deterministic column sum of the fp32 dout. Where the GEMMs want dout rounded, the
-    // column pass writes the rounded copy as it reads each element (every element is read
-    // exactly once), so dout is read once for both.
-    const float* dy = dout.f32();
-    const int64_t OC = d.OC;
-    if (want_g && t != DType::F32) {
-      uint16_t* rounded = ctx.arena().allocate_array<uint16_t>(size_t(d.N * d.OC));
-      const bool bf16 = t == DType::BF16;
-      column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
-        const float v = dy[r * OC + c];
-        rounded[r * OC + c] = bf16 ? f32_to_bf16_bits(v) : f32_to_f16_bits(v);
-        return v;
-      }, kOp);
-      g = rounded;
-    } else {
-      column_sum_into(ctx, d.N, OC, dbias.f32(),
-                      [=] __device__(int64_t r, int64_t c) { return dy[r * OC + c]; }, kOp);
-    }
+  const int64_t OC = d.OC;
+  ActivationOut copy{nullptr, t};  // the GEMMs' dout, written by the pass below
+  if (want_g && dout_operand == nullptr) {
+    copy.data = ctx.arena().allocate(size_t(d.N * OC) * dtype_size(t));
   }
-  if (want_g && g == nullptr) {
-    g = t == DType::F32 ? static_cast<const void*>(dout.f32())
-                        : rounded_copy(ctx, dout.f32(), d.N * d.OC, t);
+  if (opu::present(dbias)) {
+    // dbias: a deterministic column sum of the fp32 dout, whose pass also writes the GEMMs'
+    // copy as it reads each element (every element is read exactly once), so dout is read, or
+    // made, once for both.
+    column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
+      const float v = dout(r * OC + c);
+      if (copy.data != nullptr) copy.store(r * OC + c, v);
+      return v;
+    }, kOp);
+  } else if (copy.data != nullptr) {
+    for_each(ctx, d.N * OC, kOp, [=] __device__(int64_t i) { copy.store(i, dout(i)); });
   }
+  const void* g = copy.data != nullptr ? copy.data : dout_operand;
   if (want_dinp && d.IC > 0) {
     // dinp (N,IC) (+)= dout (N,OC) @ W (OC,IC), or dout @ W^T for W (IC,OC).
     gemm(ctx, false, !out_in, d.N, d.IC, d.OC, 1.f, g, d.OC, weight.data, out_in ? d.IC : d.OC,
@@ -175,6 +203,37 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
       gemm(ctx, true, false, d.IC, d.OC, d.N, 1.f, x, d.IC, g, d.OC, t, 1.f, dweight.f32(), d.OC);
     }
   }
+}
+}  // namespace
+
+void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                     WeightLayout layout, bool overwrite_dinp) {
+  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
+  // dout is the GEMMs' operand as it is when it is in their dtype already (f32 with an f32
+  // weight; bf16, rounded by its writer, with a bf16 one); else the rounded copy is made.
+  const bool as_is = dout.dtype == weight.dtype;
+  if (dout.dtype == DType::BF16) {
+    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{nullptr}, dout.data, inp, weight,
+                  layout, overwrite_dinp);
+  } else {
+    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{dout.f32()},
+                  as_is ? dout.data : nullptr, inp, weight, layout, overwrite_dinp);
+  }
+}
+
+void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
+                          const Tensor& dbias, const Tensor& dact, const Tensor& pre,
+                          const Tensor& inp, const Tensor& weight, WeightLayout layout,
+                          GeluApprox approximate, bool overwrite_dinp) {
+  S2S_REQUIRE(approximate == GeluApprox::None || approximate == GeluApprox::Tanh,
+              code::kArgument, kOp, "expected approximate to be None (0) or Tanh (1), got ",
+              int(approximate));
+  const Dims d = check_backward(dinp, dweight, dbias, pre, inp, weight, layout);
+  expect_rows_like(dact, pre, d.OC, "dact", "pre");
+  backward_from(ctx, d, dinp, dweight, dbias,
+                DoutOfGelu{dact.f32(), pre.f32(), approximate == GeluApprox::Tanh}, nullptr, inp,
+                weight, layout, overwrite_dinp);
 }
 
 }  // namespace cuda
