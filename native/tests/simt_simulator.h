@@ -8,7 +8,11 @@
 // threads never reach are reported as errors, not deadlocks. Shared memory starts as 0xFF bytes
 // (NaN in fp32, bf16 and f16), so a read of a value never written shows up as NaN, and a guard
 // zone after it catches writes past the end. Blocks run one after another; a fiber switches only
-// at a collective, so atomics need no locking.
+// at a collective, so atomics need no locking. A GPU performs a cp.async copy at any moment
+// between the instruction and the cp.async.wait_group that covers its group; the simulator
+// takes the latest in order (a read of the destination before that wait, or with no wait, sees
+// the old contents) and the earliest otherwise (a copy issued into a buffer that other warps
+// still read, with no barrier between, overwrites it under their feet).
 // A GPU promises no order among blocks, nor among a block's threads between two collectives, so
 // a kernel whose results depend on the order has a race (a missing __syncthreads, a block that
 // reads what another block of the same launch writes). The order is the Schedule: in order,
@@ -153,6 +157,9 @@ class SimThread {
   void mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) const;
   void ldmatrix(uint32_t* r, int count, const uint16_t* row) const;
   void ldmatrix_trans(uint32_t r[2], const uint16_t* row) const;  // .x2.trans
+  void cp_async16(void* smem_dst, const void* src) const;  // cp.async.cg ... 16
+  void cp_async_commit() const;                             // cp.async.commit_group
+  void cp_async_wait(int pending) const;                    // cp.async.wait_group pending
   void report_bad_mask(const cuda::AttentionGeometry&, int64_t index, int value) const;
 
  private:
@@ -234,10 +241,44 @@ class Simulator {
     for (int m = 0; m < count; ++m) r[m] = l.ldsm_out[m];
   }
 
+  // cp.async.cg.shared.global [dst], [src], 16 of thread tid: performed now (the earliest
+  // moment a GPU may complete it) under the reversed and shuffled schedules; in order, by the
+  // thread's cp_async_wait that covers the group cp_async_commit puts it in (the latest). dst
+  // 16-byte aligned in shared memory, src 16-byte aligned.
+  void cp_async16(int tid, void* dst, const void* src) {
+    uint8_t* d = static_cast<uint8_t*>(dst);
+    if (d < smem_.data() || d + 16 > smem_.data() + smem_.size() - kGuardBytes) {
+      fail("cp.async to an address outside shared memory");
+    }
+    if ((uintptr_t(d - smem_.data()) | reinterpret_cast<uintptr_t>(src)) & 15) {
+      fail("cp.async of 16 bytes from or to an address not 16-byte aligned");
+    }
+    const bool now = schedule() != Schedule::InOrder;
+    if (now) std::memcpy(d, src, 16);
+    lanes_[size_t(tid)].async_open.push_back({d, static_cast<const uint8_t*>(src), now});
+    ++async_copies;
+  }
+  void cp_async_commit(int tid) {
+    Lane& l = lanes_[size_t(tid)];
+    l.async_groups.push_back(std::move(l.async_open));
+    l.async_open.clear();
+  }
+  // cp.async.wait_group pending: completes all but the `pending` most recent groups.
+  void cp_async_wait(int tid, int pending) {
+    Lane& l = lanes_[size_t(tid)];
+    while (l.async_groups.size() > size_t(pending)) {
+      for (const AsyncCopy& c : l.async_groups.front()) {
+        if (!c.done) std::memcpy(c.dst, c.src, 16);
+      }
+      l.async_groups.erase(l.async_groups.begin());
+    }
+  }
+
   // First bad mask value an execution-policy body reported (index, value), or index -1.
   int64_t bad_mask_index = -1;
   int bad_mask_value = 0;
   int64_t mma_count = 0;  // warp-wide mma instructions performed
+  int64_t async_copies = 0;  // cp.async copies issued
 
  private:
   friend class SimThread;
@@ -245,6 +286,11 @@ class Simulator {
   static constexpr size_t kStackBytes = size_t(128) << 10;
   static constexpr size_t kGuardBytes = 4096;
 
+  struct AsyncCopy {
+    uint8_t* dst;
+    const uint8_t* src;
+    bool done;  // performed when issued
+  };
   struct Lane {
     FiberContext ctx;
     std::vector<char> stack;
@@ -259,6 +305,8 @@ class Simulator {
     int ldsm_count = 0;
     bool ldsm_trans = false;
     uint32_t ldsm_out[4] = {};
+    std::vector<AsyncCopy> async_open;                // cp.async issued since the last commit
+    std::vector<std::vector<AsyncCopy>> async_groups;  // committed, not waited for; oldest first
   };
 
   static Schedule& schedule_slot() {
@@ -309,6 +357,8 @@ class Simulator {
     for (int t = 0; t < threads; ++t) {
       Lane& lane = lanes_[size_t(t)];
       lane.wait = Wait::Running;
+      lane.async_open.clear();
+      lane.async_groups.clear();
       if (lane.stack.empty()) lane.stack.resize(kStackBytes);
       fiber_prepare(lane.ctx, lane.stack.data(), lane.stack.size(), &Simulator::fiber_entry);
     }
@@ -345,6 +395,12 @@ class Simulator {
     }
     for (size_t i = smem_bytes; i < smem_.size(); ++i) {
       if (smem_[i] != 0xFF) fail("write past the end of shared memory");
+    }
+    for (int t = 0; t < threads; ++t) {  // a copy nobody waited for was a load nobody used
+      const Lane& lane = lanes_[size_t(t)];
+      bool pending = !lane.async_open.empty();
+      for (const std::vector<AsyncCopy>& group : lane.async_groups) pending |= !group.empty();
+      if (pending) fail("cp.async copies that the thread never waited for");
     }
   }
 
@@ -485,6 +541,11 @@ inline void SimThread::ldmatrix(uint32_t* r, int count, const uint16_t* row) con
 inline void SimThread::ldmatrix_trans(uint32_t r[2], const uint16_t* row) const {
   sim_->ldmatrix(tid_, r, 2, row, true);
 }
+inline void SimThread::cp_async16(void* smem_dst, const void* src) const {
+  sim_->cp_async16(tid_, smem_dst, src);
+}
+inline void SimThread::cp_async_commit() const { sim_->cp_async_commit(tid_); }
+inline void SimThread::cp_async_wait(int pending) const { sim_->cp_async_wait(tid_, pending); }
 inline void SimThread::report_bad_mask(const cuda::AttentionGeometry&, int64_t index,
                                        int value) const {
   if (sim_->bad_mask_index < 0) {

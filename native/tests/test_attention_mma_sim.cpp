@@ -73,10 +73,18 @@ double scaled_error(const float* a, const float* ref, size_t n) {
   return worst / scale;
 }
 
+// The kernels' inputs: q, k, v and dout in fp32, or in the operand type (g.q16 ... g.dout16);
+// dout_f32 for Di, which attention.cu computes from the fp32 dout either way.
+struct Inputs {
+  const void *q, *k, *v, *dout;
+  const float* dout_f32;
+};
+
 template <class E, int D, bool Drop>
-void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k,
-                      float* v, float* out, float* lse, float* dout, float* di, float* dq,
-                      float* dk, float* dv, float* dbias) {
+void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, const Inputs& in,
+                      float* out, float* lse, float* di, float* dq, float* dk, float* dv,
+                      float* dbias) {
+  const void *q = in.q, *k = in.k, *v = in.v, *dout = in.dout;
   using namespace s2s::cuda;
   sim.launch({int((g.Tq + kMmaRows - 1) / kMmaRows), int(g.Hq), int(g.B)}, kMmaThreads,
              size_t(mma_forward_smem_bytes(D)), [&](const simt::SimThread& x, uint8_t* smem) {
@@ -90,7 +98,7 @@ void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, float* q
         double acc = 0.0;
         for (int64_t d = 0; d < g.D; ++d) {
           const int64_t at = ((b * g.Tq + i) * g.Hq + h) * g.D + d;
-          acc += double(dout[at]) * double(out[at]);
+          acc += double(in.dout_f32[at]) * double(out[at]);
         }
         di[(b * g.Hq + h) * g.Tq + i] = float(acc);
       }
@@ -126,27 +134,38 @@ void run_kernels_with(simt::Simulator& sim, const AttentionGeometry& g, float* q
 
 // The kernels instantiated for g.dropout, as attention_mma.cu dispatches them.
 template <class E, int D>
-void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k, float* v,
-                 float* out, float* lse, float* dout, float* di, float* dq, float* dk, float* dv,
-                 float* dbias) {
+void run_kernels(simt::Simulator& sim, const AttentionGeometry& g, const Inputs& in, float* out,
+                 float* lse, float* di, float* dq, float* dk, float* dv, float* dbias) {
   if (g.dropout) {
-    run_kernels_with<E, D, true>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias);
+    run_kernels_with<E, D, true>(sim, g, in, out, lse, di, dq, dk, dv, dbias);
   } else {
-    run_kernels_with<E, D, false>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias);
+    run_kernels_with<E, D, false>(sim, g, in, out, lse, di, dq, dk, dv, dbias);
   }
 }
 
 template <class E>
-void dispatch(int64_t D, simt::Simulator& sim, const AttentionGeometry& g, float* q, float* k,
-              float* v, float* out, float* lse, float* dout, float* di, float* dq, float* dk,
-              float* dv, float* dbias) {
+void dispatch(int64_t D, simt::Simulator& sim, const AttentionGeometry& g, const Inputs& in,
+              float* out, float* lse, float* di, float* dq, float* dk, float* dv, float* dbias) {
   switch (D) {
-    case 32: run_kernels<E, 32>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
-    case 64: run_kernels<E, 64>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
-    case 96: run_kernels<E, 96>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
-    default: run_kernels<E, 128>(sim, g, q, k, v, out, lse, dout, di, dq, dk, dv, dbias); break;
+    case 32: run_kernels<E, 32>(sim, g, in, out, lse, di, dq, dk, dv, dbias); break;
+    case 64: run_kernels<E, 64>(sim, g, in, out, lse, di, dq, dk, dv, dbias); break;
+    case 96: run_kernels<E, 96>(sim, g, in, out, lse, di, dq, dk, dv, dbias); break;
+    default: run_kernels<E, 128>(sim, g, in, out, lse, di, dq, dk, dv, dbias); break;
   }
 }
+
+// A tensor's values in 16 bits between NaN guard zones (0xFFFF is NaN in bf16 and f16), 16-byte
+// aligned as the cp.async path requires (the kernels stage through registers otherwise).
+struct Guarded16 {
+  std::vector<uint16_t> buf;
+  size_t n = 0;
+  Guarded16(const float* values, size_t count, bool bf16) : buf(count + 2 * kGuard, 0xFFFF), n(count) {
+    for (size_t i = 0; i < n; ++i) {
+      data()[i] = bf16 ? cuda::f32_to_bf16_bits(values[i]) : cuda::f32_to_f16_bits(values[i]);
+    }
+  }
+  uint16_t* data() { return buf.data() + kGuard; }
+};
 
 void check_case(const Case& c) {
   const int64_t nq = c.B * c.Tq * c.Hq * c.D, nkv = c.B * c.Tk * c.Hkv * c.D;
@@ -203,7 +222,7 @@ void check_case(const Case& c) {
                      msize, opt);
 
   // The kernels, gradients accumulating onto 0.25 (they add, as the op's contract says).
-  Guarded out(nq, -7.f), lse(nrows, -7.f), di(nrows), dq(nq, 0.25f), dk(nkv, 0.25f),
+  Guarded out(nq, -7.f), lse(nrows, -7.f), dq(nq, 0.25f), dk(nkv, 0.25f),
       dv(nkv, 0.25f), dbias(nbias, 0.25f);
   AttentionGeometry g{};
   g.B = c.B;
@@ -224,19 +243,50 @@ void check_case(const Case& c) {
   g.dropout_seed = opt.dropout_seed;
   g.dropout_offset = opt.dropout_offset;
   simt::Simulator sim;
-  try {
-    if (c.bf16) {
-      dispatch<cuda::MmaBf16>(c.D, sim, g, q.data(), k.data(), v.data(), out.data(), lse.data(),
-                              dout.data(), di.data(), dq.data(), dk.data(), dv.data(),
-                              c.bias ? dbias.data() : nullptr);
-    } else {
-      dispatch<cuda::MmaF16>(c.D, sim, g, q.data(), k.data(), v.data(), out.data(), lse.data(),
-                             dout.data(), di.data(), dq.data(), dk.data(), dv.data(),
-                             c.bias ? dbias.data() : nullptr);
+  auto run = [&](const AttentionGeometry& geo, const Inputs& in, Guarded& o, Guarded& l,
+                 Guarded& dqs, Guarded& dks, Guarded& dvs, Guarded& dbs) {
+    Guarded dis{size_t(nrows)};
+    try {
+      if (c.bf16) {
+        dispatch<cuda::MmaBf16>(c.D, sim, geo, in, o.data(), l.data(), dis.data(), dqs.data(),
+                                dks.data(), dvs.data(), c.bias ? dbs.data() : nullptr);
+      } else {
+        dispatch<cuda::MmaF16>(c.D, sim, geo, in, o.data(), l.data(), dis.data(), dqs.data(),
+                               dks.data(), dvs.data(), c.bias ? dbs.data() : nullptr);
+      }
+    } catch (const std::exception& e) {
+      CHECK_MSG(false, std::string(c.name) + ": " + e.what());
+      return false;
     }
-  } catch (const std::exception& e) {
-    CHECK_MSG(false, std::string(c.name) + ": " + e.what());
+    return true;
+  };
+  if (!run(g, {q.data(), k.data(), v.data(), dout.data(), dout.data()}, out, lse, dq, dk, dv,
+           dbias)) {
     return;
+  }
+  CHECK(sim.async_copies == 0);  // fp32 inputs are staged through registers
+  // The same inputs in 16 bits (what GPT-2's split and Llama's rope write, and attention.cu's Di
+  // pass for dout): staged by cp.async instead of through registers, the same bits everywhere.
+  {
+    Guarded16 q16(q.data(), q.n, c.bf16), k16(k.data(), k.n, c.bf16), v16(v.data(), v.n, c.bf16),
+        dout16(dout.data(), dout.n, c.bf16);
+    AttentionGeometry g16 = g;
+    g16.q16 = g16.k16 = g16.v16 = g16.dout16 = true;
+    Guarded out2(nq, -7.f), lse2(nrows, -7.f), dq2(nq, 0.25f), dk2(nkv, 0.25f), dv2(nkv, 0.25f),
+        dbias2(nbias, 0.25f);
+    for (Guarded16* t : {&q16, &k16, &v16, &dout16}) {
+      CHECK(reinterpret_cast<uintptr_t>(t->data()) % 16 == 0);
+    }
+    if (run(g16, {q16.data(), k16.data(), v16.data(), dout16.data(), dout.data()}, out2, lse2,
+            dq2, dk2, dv2, dbias2)) {
+      CHECK(sim.async_copies > 0);
+      const std::pair<Guarded*, Guarded*> same[] = {{&out, &out2}, {&lse, &lse2}, {&dq, &dq2},
+                                                    {&dk, &dk2}, {&dv, &dv2}, {&dbias, &dbias2}};
+      for (const auto& [a, b] : same) {
+        CHECK_MSG(std::memcmp(a->data(), b->data(), a->n * sizeof(float)) == 0,
+                  std::string(c.name) + ": 16-bit inputs changed the bits");
+      }
+    }
   }
   for (int64_t i = 0; i < nq; ++i) dq.data()[i] -= 0.25f;
   for (int64_t i = 0; i < nkv; ++i) dk.data()[i] -= 0.25f, dv.data()[i] -= 0.25f;
@@ -305,6 +355,17 @@ TEST(mma_attention_head_dims_96_128) {
   check_case({"bidirectional T=33 D=96 f16", 1, 33, 33, 2, 1, 96, false, false, false, 0.f, 0.f,
               false});
   check_case({"causal T=70 D=128 bf16", 1, 70, 70, 1, 1, 128, true, false, false, 0.f, 0.f, true});
+}
+
+TEST(mma_attention_reuses_double_buffers) {
+  // Four key tiles and seven query tiles per head: each tile buffer is filled again while the
+  // other is read, so a missing barrier or wait before the refill shows (the cases above have
+  // two key tiles at most). GQA, padding mask and dropout on; D = 64 and the Q pass's single
+  // buffer at D = 128.
+  check_case({"causal GQA T=200 mask dropout D=64 f16", 1, 200, 200, 2, 1, 64, true, true, false,
+              0.f, 0.1f, false});
+  check_case({"bidirectional T=150 D=128 bf16", 1, 150, 150, 1, 1, 128, false, false, false, 0.f,
+              0.f, true});
 }
 
 TEST(mma_attention_shared_memory_fits_every_sm80_gpu) {

@@ -152,13 +152,20 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
                           [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
 }
 
-// The tensor-core attention's mma and ldmatrix (attention_mma.cu's DeviceExec under
+// The tensor-core attention's mma, ldmatrix and cp.async (attention_mma.cu's DeviceExec under
 // S2S_SIMT_SIM).
 inline void warp_mma(float d[4], const uint32_t a[4], const uint32_t b[2], bool bf16) {
   running().mma(running().current_tid(), d, a, b, bf16);
 }
 inline void warp_ldmatrix(uint32_t* r, int count, const uint16_t* row, bool trans) {
   running().ldmatrix(running().current_tid(), r, count, row, trans);
+}
+inline void thread_cp_async16(void* dst, const void* src) {
+  running().cp_async16(running().current_tid(), dst, src);
+}
+inline void thread_cp_async_commit() { running().cp_async_commit(running().current_tid()); }
+inline void thread_cp_async_wait(int pending) {
+  running().cp_async_wait(running().current_tid(), pending);
 }
 
 }  // namespace simt

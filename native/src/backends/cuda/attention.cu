@@ -253,14 +253,22 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(Geometry g, cons
 }
 
 // ---- backward: Di = <dout, out> per (b, i, h) row, a warp per row, summed in double ----------
-__global__ void attention_di_kernel(Geometry g, const float* dout, const float* out, float* di) {
+// For the tensor-core kernels it also writes dout16: dout rounded to their operand type (bf16,
+// else f16), the values their staging would make, so they copy dout's tiles with cp.async.
+__global__ void attention_di_kernel(Geometry g, const float* dout, const float* out, float* di,
+                                    uint16_t* dout16, bool bf16) {
   const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= g.B * g.Tq * g.Hq) return;
   const float* a = dout + row * g.D;
   const float* o = out + row * g.D;
   double acc = 0.0;
-  for (int64_t d = lane; d < g.D; d += 32) acc += double(a[d]) * double(o[d]);
+  for (int64_t d = lane; d < g.D; d += 32) {
+    acc += double(a[d]) * double(o[d]);
+    if (dout16 != nullptr) {
+      dout16[row * g.D + d] = bf16 ? f32_to_bf16_bits(a[d]) : f32_to_f16_bits(a[d]);
+    }
+  }
   acc = warp_sum(acc);
   if (lane == 0) {
     const int64_t h = row % g.Hq, i = (row / g.Hq) % g.Tq, b = row / (g.Hq * g.Tq);
@@ -592,12 +600,17 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
   ArenaScope scope(ctx.arena());
   float* di = ctx.arena().allocate_array<float>(size_t(g.B * g.Hq * g.Tq));
   const int64_t rows = g.B * g.Tq * g.Hq;
-  attention_di_kernel<<<grid(ceil_div(rows, 4)), 128, 0, stream_of(ctx)>>>(g, dout.f32(),
-                                                                          out.f32(), di);
+  const bool tensor_cores = use_tensor_cores(g, options);
+  const bool bf16 = options.products == DType::BF16;
+  uint16_t* dout16 =
+      tensor_cores ? ctx.arena().allocate_array<uint16_t>(size_t(rows * g.D)) : nullptr;
+  attention_di_kernel<<<grid(ceil_div(rows, 4)), 128, 0, stream_of(ctx)>>>(
+      g, dout.f32(), out.f32(), di, dout16, bf16);
   check_launch(kOp);
-  if (use_tensor_cores(g, options)) {
-    mma_attention_backward_launch(ctx, g, options.products == DType::BF16, q.data, k.data,
-                                  v.data, dout.f32(), lse.f32(), di, want_dq ? dq.f32() : nullptr,
+  if (tensor_cores) {
+    g.dout16 = true;
+    mma_attention_backward_launch(ctx, g, bf16, q.data, k.data,
+                                  v.data, dout16, lse.f32(), di, want_dq ? dq.f32() : nullptr,
                                   want_dk ? dk.f32() : nullptr, want_dv ? dv.f32() : nullptr,
                                   want_dbias ? dbias.f32() : nullptr);
     return;

@@ -57,6 +57,41 @@ struct DeviceExec {
   __device__ __forceinline__ void ldmatrix_trans(uint32_t r[2], const uint16_t* row) const {
     load_matrices<true>(r, 2, row);
   }
+  // cp.async.cg: 16 bytes from global to shared memory, through L2 only, no registers;
+  // commit_group closes the group of the copies issued since the last one; wait_group n waits
+  // until at most n of this thread's groups are still in flight (n is 0 or 1 here).
+  __device__ __forceinline__ void cp_async16(void* smem_dst, const void* src) const {
+#if defined(S2S_SIMT_SIM)
+    ::s2s::simt::thread_cp_async16(smem_dst, src);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(src) : "memory");
+#else
+    __trap();
+#endif
+  }
+  __device__ __forceinline__ void cp_async_commit() const {
+#if defined(S2S_SIMT_SIM)
+    ::s2s::simt::thread_cp_async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#else
+    __trap();
+#endif
+  }
+  __device__ __forceinline__ void cp_async_wait(int pending) const {
+#if defined(S2S_SIMT_SIM)
+    ::s2s::simt::thread_cp_async_wait(pending);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (pending == 0) {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    }
+#else
+    __trap();
+#endif
+  }
   __device__ __forceinline__ void report_bad_mask(const AttentionGeometry& g, int64_t index,
                                                   int value) const {
     report_bad_input(g.err, KernelReport::AttentionKeyMask, index, value, 2);
@@ -100,7 +135,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
     mma_backward_kv_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
-                           const float* dout, const float* lse, const float* di, float* dk,
+                           const void* dout, const float* lse, const float* di, float* dk,
                            float* dv) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
   mma_attention_backward_kv<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dk, dv, mma_smem);
@@ -109,7 +144,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads)
     mma_backward_q_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
-                          const float* dout, const float* lse, const float* di, float* dq,
+                          const void* dout, const float* lse, const float* di, float* dq,
                           float* dbias) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
   mma_attention_backward_q<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias,
@@ -137,7 +172,7 @@ void forward(Context& ctx, const AttentionGeometry& g, const void* q, const void
 
 template <class E, int D, bool Drop>
 void backward(Context& ctx, const AttentionGeometry& g, const void* q, const void* k,
-              const void* v, const float* dout, const float* lse, const float* di, float* dq,
+              const void* v, const void* dout, const float* lse, const float* di, float* dq,
               float* dk, float* dv, float* dbias) {
   if (dk != nullptr || dv != nullptr) {
     const int64_t bytes = mma_backward_kv_smem_bytes(D);
@@ -202,7 +237,8 @@ struct BackwardRun {
   Context& ctx;
   const AttentionGeometry& g;
   const void *q, *k, *v;
-  const float *dout, *lse, *di;
+  const void* dout;
+  const float *lse, *di;
   float *dq, *dk, *dv, *dbias;
   template <class E, int D, bool Drop>
   void run() const { backward<E, D, Drop>(ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias); }
@@ -218,7 +254,7 @@ void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool
 
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                    const void* q, const void* k, const void* v,
-                                   const float* dout, const float* lse, const float* di,
+                                   const void* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias) {
   dispatch(bf16, g, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});
 }

@@ -16,11 +16,13 @@
 //   void ldmatrix(uint32_t* r, int count, const uint16_t* row);  // ldmatrix.x{count} (2 or 4)
 //   void ldmatrix_trans(uint32_t r[2], const uint16_t* row);  // ldmatrix.x2.trans
 //   void report_bad_mask(const AttentionGeometry&, int64_t index, int value);
+//   void cp_async16(void* smem_dst, const void* src);  // cp.async.cg of 16 bytes
+//   void cp_async_commit();  void cp_async_wait(int pending);  // commit_group, wait_group
 // The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
 // kernels without dropout carry none of its code. Fragments come from shared memory by ldmatrix
 // (one instruction for an A fragment, one for a B, instead of four and two 32-bit loads).
-// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 128 / 146,
-// Q pass 162 / 156, KV pass 134 / 164 (before ldmatrix and the Drop split: 196, 228, 168), so
+// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 127 / 140,
+// Q pass 164 / 164, KV pass 134 / 156 (before ldmatrix and the Drop split: 196, 228, 168), so
 // three 128-thread blocks fit an SM's registers where two did (four for the forward without
 // dropout).
 //
@@ -45,9 +47,16 @@
 //   Q pass    block (64 query rows, head, batch): S = Q K^T, dP = dO V^T, dS into per-batch
 //             dbias slices (or, serially over the batch, dbias += dS), dQ += dS K.
 // Tiles are padded by 8 elements per row (16 bytes) so the fragment loads of a warp hit 32
-// distinct banks (ldmatrix's eight 16-byte rows too). Not done yet (measure first): cp.async
-// double buffering, exp2 with
-// a folded log2(e), skipping the mask arithmetic on tiles wholly inside the causal triangle.
+// distinct banks (ldmatrix's eight 16-byte rows too).
+// The tiles a block loops over (keys and values in the forward and Q pass; queries, dout and
+// their lse and Di in the KV pass) are double-buffered: tile t + 1's copies are issued before
+// tile t is worked on, by cp.async where the source holds 16-bit values at a 16-byte aligned
+// address (straight from global memory to shared, no registers, nothing to wait for until the
+// next tile), else staged through registers as before (the Q pass at D = 128 keeps one key
+// buffer: mma_backward_q_key_buffers). The backward reads dout in 16 bits
+// (attention.cu's Di pass writes it rounded, as staging would round it: g.dout16), so all its
+// tiles take cp.async. Not done yet (measure first): exp2 with a folded log2(e), skipping the
+// mask arithmetic on tiles wholly inside the causal triangle.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -59,9 +68,11 @@
 #if defined(__CUDACC__)
 #define S2S_MMA_FN __device__ __forceinline__
 #define S2S_MMA_UNROLL _Pragma("unroll")
+#define S2S_MMA_NO_UNROLL _Pragma("unroll 1")
 #else
 #define S2S_MMA_FN inline
 #define S2S_MMA_UNROLL
+#define S2S_MMA_NO_UNROLL
 #endif
 
 namespace s2s {
@@ -82,6 +93,8 @@ struct AttentionGeometry {
   // Tensor-core kernels only: q, k or v already holds the operand type's 16-bit values (its
   // producer rounded them as staging would: the same bits); else fp32, rounded while staged.
   bool q16, k16, v16;
+  // Backward: dout holds the operand type's 16-bit values (else fp32, rounded while staged).
+  bool dout16;
   // Q pass with dbias: dbias is (B, Hq, Tq, Tk) zeros and each block stores its batch row's dS
   // there (the caller then adds the B slices in order); else dbias is (Hq, Tq, Tk) and each
   // block loops over the batch rows, adding in order.
@@ -100,15 +113,22 @@ constexpr int kMmaPad = 8;         // elements of padding per staged row
 // Head dims with a tensor-core kernel (multiples of 16; others use the fp32 kernels).
 inline bool mma_head_dim_supported(int64_t D) { return D == 32 || D == 64 || D == 96 || D == 128; }
 
-// Shared memory (bytes) of each kernel for head dim D.
+// Key tile buffers of the Q pass: two (double buffering) up to D = 96; one at D = 128, where two
+// would take 102 KB of shared memory, more than the 99 KB an sm_86/89 block may have.
+S2S_HOST_DEVICE constexpr int mma_backward_q_key_buffers(int64_t D) {
+  return D <= 96 ? 2 : 1;
+}
+
+// Shared memory (bytes) of each kernel for head dim D, the looped-over tiles twice (double
+// buffering): D = 64: 46, 37 and 55 KB; D = 128: 85, 69 and 68 KB.
 constexpr int64_t mma_forward_smem_bytes(int64_t D) {
-  return 2 * (kMmaRows + 2 * kMmaKeys) * (D + kMmaPad);
+  return 2 * (kMmaRows + 2 * 2 * kMmaKeys) * (D + kMmaPad);
 }
 constexpr int64_t mma_backward_kv_smem_bytes(int64_t D) {
-  return 2 * (2 * kMmaRows + 2 * kMmaKvQueries) * (D + kMmaPad) + 4 * 2 * kMmaKvQueries;
+  return 2 * (2 * kMmaRows + 2 * 2 * kMmaKvQueries) * (D + kMmaPad) + 2 * 4 * 2 * kMmaKvQueries;
 }
 constexpr int64_t mma_backward_q_smem_bytes(int64_t D) {
-  return 2 * (2 * kMmaRows + 2 * kMmaKeys) * (D + kMmaPad);
+  return 2 * (2 * kMmaRows + 2 * mma_backward_q_key_buffers(D) * kMmaKeys) * (D + kMmaPad);
 }
 
 // The 16-bit operand type: bf16 or f16, rounded with dtype.h's rules.
@@ -205,6 +225,35 @@ S2S_MMA_FN void stage_rows(const X& x, uint16_t* tile, int rows, const void* src
   }
 }
 
+// stage_rows by cp.async where src holds E's bits (is16) at a 16-byte aligned address: 16
+// bytes (8 values) per copy, rows past T zeroed by plain stores; the caller commits the group
+// and waits for it before the tile is read. Otherwise stage_rows itself (the values are there
+// when it returns).
+template <class E, int D, class X>
+S2S_MMA_FN void stage_rows_async(const X& x, uint16_t* tile, int rows, const void* src,
+                                 bool is16, int64_t b, int64_t r0, int64_t T, int64_t H,
+                                 int64_t head) {
+  if (!is16 || (reinterpret_cast<uintptr_t>(src) & 15) != 0) {
+    stage_rows<E, D>(x, tile, rows, src, is16, b, r0, T, H, head);
+    return;
+  }
+  constexpr int P = D + kMmaPad, CHUNKS = D / 8;
+  // Not unrolled: unrolled, the compiler keeps every copy's addresses in registers across the
+  // tile loop (the Q pass at D = 128: 238 registers instead of 168).
+  S2S_MMA_NO_UNROLL
+  for (int idx = x.tid(); idx < rows * CHUNKS; idx += kMmaThreads) {
+    const int r = idx / CHUNKS, d = 8 * (idx % CHUNKS);
+    const int64_t row = r0 + r;
+    uint16_t* dst = tile + r * P + d;
+    if (row < T) {
+      x.cp_async16(dst, static_cast<const uint16_t*>(src) + ((b * T + row) * H + head) * D + d);
+    } else {
+      reinterpret_cast<uint64_t*>(dst)[0] = 0;  // +0 in bf16 and f16 alike
+      reinterpret_cast<uint64_t*>(dst)[1] = 0;
+    }
+  }
+}
+
 // Whether key j of batch row b may be attended by the padding mask (the caller checks j < Tk);
 // a value other than 0/1 is reported and treated as 1, as by the fp32 kernels.
 template <class X>
@@ -287,13 +336,27 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
   constexpr int NS = kMmaKeys / 8;  // 8-key chunks of a score tile
-  uint16_t* Qs = smem;              // [64][P]
-  uint16_t* Ks = Qs + kMmaRows * P;  // [64][P]
-  uint16_t* Vs = Ks + kMmaKeys * P;  // [64][P]
+  uint16_t* Qs = smem;                   // [64][P]
+  uint16_t* Ks = Qs + kMmaRows * P;      // [2][64][P]: key tile t in buffer t % 2
+  uint16_t* Vs = Ks + 2 * kMmaKeys * P;  // [2][64][P]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), b = x.block_z();
   const int64_t hk = h / g.G;
-  stage_rows<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
+  const int64_t tiles = (key_end(g, i0, kMmaRows) + kMmaKeys - 1) / kMmaKeys;
+  // Key tile t's keys and values into buffer t % 2, as one cp.async group.
+  auto stage_tile = [&](int64_t t) {
+    const int buf = int(t & 1) * kMmaKeys * P;
+    stage_rows_async<E, D>(x, Ks + buf, kMmaKeys, k, g.k16, b, t * kMmaKeys, g.Tk, g.Hkv, hk);
+    stage_rows_async<E, D>(x, Vs + buf, kMmaKeys, v, g.v16, b, t * kMmaKeys, g.Tk, g.Hkv, hk);
+    x.cp_async_commit();
+  };
+  stage_rows_async<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
+  if (tiles > 0) {
+    stage_tile(0);
+  } else {
+    x.cp_async_commit();
+  }
+  x.cp_async_wait(0);
   x.sync();
   uint32_t qf[NK][4];
   S2S_MMA_UNROLL
@@ -303,12 +366,18 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[ND][4];
   S2S_MMA_UNROLL
   for (int nd = 0; nd < ND; ++nd) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
-  const int64_t kend = key_end(g, i0, kMmaRows);
-  for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
-    x.sync();  // the previous tile is no longer read
-    stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
-    stage_rows<E, D>(x, Vs, kMmaKeys, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
-    x.sync();
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t j0 = t * kMmaKeys;
+    x.sync();  // tile t - 1 is no longer read: its buffer takes tile t + 1
+    if (t + 1 < tiles) {
+      stage_tile(t + 1);
+    } else {
+      x.cp_async_commit();  // an empty group: the wait below is the same in every iteration
+    }
+    x.cp_async_wait(1);  // tile t's copies (this thread's) have landed
+    x.sync();            // and every thread's
+    const uint16_t* Kt = Ks + int(t & 1) * kMmaKeys * P;
+    const uint16_t* Vt = Vs + int(t & 1) * kMmaKeys * P;
     float s[NS][4];
     S2S_MMA_UNROLL
     for (int n = 0; n < NS; ++n) {
@@ -316,7 +385,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       S2S_MMA_UNROLL
       for (int kc = 0; kc < NK; ++kc) {
         uint32_t kb[2];
-        load_b(x, kb, Ks, P, n * 8, kc * 16);
+        load_b(x, kb, Kt, P, n * 8, kc * 16);
         x.mma(s[n], qf[kc], kb, E::kBf16);
       }
     }
@@ -398,7 +467,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       S2S_MMA_UNROLL
       for (int nd = 0; nd < ND; ++nd) {
         uint32_t vb[2];
-        load_b_trans(x, vb, Vs, P, kc * 16, nd * 8);
+        load_b_trans(x, vb, Vt, P, kc * 16, nd * 8);
         x.mma(o[nd], pa, vb, E::kBf16);
       }
     }
@@ -424,22 +493,55 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
 // ---- backward, KV pass: block (64 keys, kv head hk, batch b); di = <dout, out> per row --------
 template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g, const void* q,
-                                          const void* k, const void* v, const float* dout,
+                                          const void* k, const void* v, const void* dout,
                                           const float* lse, const float* di, float* dk, float* dv,
                                           uint16_t* smem) {
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, QT = kMmaKvQueries;
   constexpr int NK = D / 16, ND = D / 8, NQ = QT / 8;
-  uint16_t* Ks = smem;                 // [64][P]
-  uint16_t* Vs = Ks + kMmaRows * P;    // [64][P]
-  uint16_t* Qs = Vs + kMmaRows * P;    // [QT][P]
-  uint16_t* Os = Qs + QT * P;          // [QT][P]  dout
-  float* lse_s = reinterpret_cast<float*>(Os + QT * P);  // [QT]
-  float* di_s = lse_s + QT;                              // [QT]
+  uint16_t* Ks = smem;                   // [64][P]
+  uint16_t* Vs = Ks + kMmaRows * P;      // [64][P]
+  uint16_t* Qs = Vs + kMmaRows * P;      // [2][QT][P]: query tile t in buffer t % 2
+  uint16_t* Os = Qs + 2 * QT * P;        // [2][QT][P]  dout
+  float* lse_s = reinterpret_cast<float*>(Os + 2 * QT * P);  // [2][QT]
+  float* di_s = lse_s + 2 * QT;                              // [2][QT]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t j0 = int64_t(x.block_x()) * kMmaRows, hk = x.block_y(), b = x.block_z();
-  stage_rows<E, D>(x, Ks, kMmaRows, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
-  stage_rows<E, D>(x, Vs, kMmaRows, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
+  // The query tiles, over the group's heads in order: per head, those from the first one with a
+  // row that may see key j0 under the causal rule to the last.
+  int64_t first_row = g.causal ? j0 - g.offset : 0;
+  if (first_row < 0) first_row = 0;
+  const int64_t first_i0 = first_row / QT * QT;
+  const int64_t tiles = first_i0 < g.Tq ? g.G * ((g.Tq - first_i0 + QT - 1) / QT) : 0;
+  // The tile after (h, i0): the next rows of head h, or the first ones of head h + 1 (counters
+  // rather than a division per tile, which costs registers).
+  auto next_tile = [&](int64_t* h, int64_t* i0) {
+    *i0 += QT;
+    if (*i0 >= g.Tq) {
+      *i0 = first_i0;
+      ++*h;
+    }
+  };
+  // Query tile t (head h, rows from i0) and its q, dout, lse and Di into buffer t % 2 (one group).
+  auto stage_tile = [&](int64_t t, int64_t h, int64_t i0) {
+    const int buf = int(t & 1);
+    stage_rows_async<E, D>(x, Qs + buf * QT * P, QT, q, g.q16, b, i0, g.Tq, g.Hq, h);
+    stage_rows_async<E, D>(x, Os + buf * QT * P, QT, dout, g.dout16, b, i0, g.Tq, g.Hq, h);
+    if (x.tid() < QT) {
+      const int64_t i = i0 + x.tid();
+      lse_s[buf * QT + x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
+      di_s[buf * QT + x.tid()] = i < g.Tq ? di[(b * g.Hq + h) * g.Tq + i] : 0.f;
+    }
+    x.cp_async_commit();
+  };
+  stage_rows_async<E, D>(x, Ks, kMmaRows, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
+  stage_rows_async<E, D>(x, Vs, kMmaRows, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
+  int64_t h = hk * g.G, i0 = first_i0;  // the tile being worked on
+  if (tiles > 0) {
+    stage_tile(0, h, i0);  // the same group as K and V
+  } else {
+    x.cp_async_commit();
+  }
   const int64_t key[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
   bool key_ok[2];
   S2S_MMA_UNROLL
@@ -451,77 +553,79 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
     S2S_MMA_UNROLL
     for (int c = 0; c < 4; ++c) dk_acc[nd][c] = dv_acc[nd][c] = 0.f;
   }
-  // First query row that may see key j0 under the causal rule.
-  int64_t first_row = g.causal ? j0 - g.offset : 0;
-  if (first_row < 0) first_row = 0;
-  for (int64_t h = hk * g.G; h < (hk + 1) * g.G; ++h) {
-    for (int64_t i0 = (first_row / QT) * QT; i0 < g.Tq; i0 += QT) {
-      x.sync();  // the previous query tile is no longer read
-      stage_rows<E, D>(x, Qs, QT, q, g.q16, b, i0, g.Tq, g.Hq, h);
-      stage_rows<E, D>(x, Os, QT, dout, false, b, i0, g.Tq, g.Hq, h);
-      if (x.tid() < QT) {
-        const int64_t i = i0 + x.tid();
-        lse_s[x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
-        di_s[x.tid()] = i < g.Tq ? di[(b * g.Hq + h) * g.Tq + i] : 0.f;
-      }
-      x.sync();
-      // S^T = K Q^T and dP^T = V dO^T: rows are this warp's 16 keys, columns the QT queries.
-      float s[NQ][4], dp[NQ][4];
+  for (int64_t t = 0; t < tiles; ++t, next_tile(&h, &i0)) {
+    x.sync();  // tile t - 1 is no longer read: its buffers take tile t + 1
+    if (t + 1 < tiles) {
+      int64_t h1 = h, i1 = i0;
+      next_tile(&h1, &i1);
+      stage_tile(t + 1, h1, i1);
+    } else {
+      x.cp_async_commit();  // an empty group: the wait below is the same in every iteration
+    }
+    x.cp_async_wait(1);  // tile t's copies (this thread's) have landed
+    x.sync();            // and every thread's
+    const int buf = int(t & 1);
+    const uint16_t* Qt = Qs + buf * QT * P;
+    const uint16_t* Ot = Os + buf * QT * P;
+    const float* lse_t = lse_s + buf * QT;
+    const float* di_t = di_s + buf * QT;
+    // S^T = K Q^T and dP^T = V dO^T: rows are this warp's 16 keys, columns the QT queries.
+    float s[NQ][4], dp[NQ][4];
+    S2S_MMA_UNROLL
+    for (int n = 0; n < NQ; ++n) {
+      S2S_MMA_UNROLL
+      for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
+    }
+    S2S_MMA_UNROLL
+    for (int kc = 0; kc < NK; ++kc) {
+      uint32_t ka[4], va[4];
+      load_a(x, ka, Ks, P, warp * 16, kc * 16);
+      load_a(x, va, Vs, P, warp * 16, kc * 16);
       S2S_MMA_UNROLL
       for (int n = 0; n < NQ; ++n) {
-        S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
+        uint32_t qb[2], ob[2];
+        load_b(x, qb, Qt, P, n * 8, kc * 16);
+        load_b(x, ob, Ot, P, n * 8, kc * 16);
+        x.mma(s[n], ka, qb, E::kBf16);
+        x.mma(dp[n], va, ob, E::kBf16);
       }
+    }
+    // P^T o Z (into s) and dS^T = P^T o (Z o dP^T - Di) (into dp).
+    S2S_MMA_UNROLL
+    for (int n = 0; n < NQ; ++n) {
       S2S_MMA_UNROLL
-      for (int kc = 0; kc < NK; ++kc) {
-        uint32_t ka[4], va[4];
-        load_a(x, ka, Ks, P, warp * 16, kc * 16);
-        load_a(x, va, Vs, P, warp * 16, kc * 16);
-        S2S_MMA_UNROLL
-        for (int n = 0; n < NQ; ++n) {
-          uint32_t qb[2], ob[2];
-          load_b(x, qb, Qs, P, n * 8, kc * 16);
-          load_b(x, ob, Os, P, n * 8, kc * 16);
-          x.mma(s[n], ka, qb, E::kBf16);
-          x.mma(dp[n], va, ob, E::kBf16);
+      for (int c = 0; c < 4; ++c) {
+        const int col = n * 8 + 2 * tq + (c & 1);
+        const int64_t i = i0 + col, j = key[c / 2];
+        const float li = lse_t[col];
+        float pz = 0.f, ds = 0.f;
+        if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
+          const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li);
+          const float z = dropout_factor<Drop>(g, b, h, i, j);
+          pz = p * z;
+          ds = p * (z * dp[n][c] - di_t[col]);
         }
+        s[n][c] = pz;
+        dp[n][c] = ds;
       }
-      // P^T o Z (into s) and dS^T = P^T o (Z o dP^T - Di) (into dp).
+    }
+    // dV += (P o Z)^T dO,  dK += dS^T Q (times scale at the end).
+    S2S_MMA_UNROLL
+    for (int kc = 0; kc < NQ / 2; ++kc) {
+      uint32_t pa[4], da[4];
+      c_to_a<E>(pa, s[2 * kc], s[2 * kc + 1]);
+      c_to_a<E>(da, dp[2 * kc], dp[2 * kc + 1]);
       S2S_MMA_UNROLL
-      for (int n = 0; n < NQ; ++n) {
-        S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) {
-          const int col = n * 8 + 2 * tq + (c & 1);
-          const int64_t i = i0 + col, j = key[c / 2];
-          const float li = lse_s[col];
-          float pz = 0.f, ds = 0.f;
-          if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
-            const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li);
-            const float z = dropout_factor<Drop>(g, b, h, i, j);
-            pz = p * z;
-            ds = p * (z * dp[n][c] - di_s[col]);
-          }
-          s[n][c] = pz;
-          dp[n][c] = ds;
-        }
-      }
-      // dV += (P o Z)^T dO,  dK += dS^T Q (times scale at the end).
-      S2S_MMA_UNROLL
-      for (int kc = 0; kc < NQ / 2; ++kc) {
-        uint32_t pa[4], da[4];
-        c_to_a<E>(pa, s[2 * kc], s[2 * kc + 1]);
-        c_to_a<E>(da, dp[2 * kc], dp[2 * kc + 1]);
-        S2S_MMA_UNROLL
-        for (int nd = 0; nd < ND; ++nd) {
-          uint32_t ob[2], qb[2];
-          load_b_trans(x, ob, Os, P, kc * 16, nd * 8);
-          load_b_trans(x, qb, Qs, P, kc * 16, nd * 8);
-          x.mma(dv_acc[nd], pa, ob, E::kBf16);
-          x.mma(dk_acc[nd], da, qb, E::kBf16);
-        }
+      for (int nd = 0; nd < ND; ++nd) {
+        uint32_t ob[2], qb[2];
+        load_b_trans(x, ob, Ot, P, kc * 16, nd * 8);
+        load_b_trans(x, qb, Qt, P, kc * 16, nd * 8);
+        x.mma(dv_acc[nd], pa, ob, E::kBf16);
+        x.mma(dk_acc[nd], da, qb, E::kBf16);
       }
     }
   }
+  x.cp_async_wait(0);  // K and V's copies when there was no query tile
   S2S_MMA_UNROLL
   for (int r = 0; r < 2; ++r) {
     if (key[r] >= g.Tk) continue;
@@ -544,27 +648,39 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
 // with g.dbias_partials each block stores its own batch row's dS slice) ----------------------
 template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g, const void* q,
-                                         const void* k, const void* v, const float* dout,
+                                         const void* k, const void* v, const void* dout,
                                          const float* lse, const float* di, float* dq,
                                          float* dbias, uint16_t* smem) {
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
-  constexpr int NS = kMmaKeys / 8;
-  uint16_t* Qs = smem;               // [64][P]
-  uint16_t* Os = Qs + kMmaRows * P;  // [64][P]  dout
-  uint16_t* Ks = Os + kMmaRows * P;  // [64][P]
-  uint16_t* Vs = Ks + kMmaKeys * P;  // [64][P]
+  constexpr int NS = kMmaKeys / 8, NB = mma_backward_q_key_buffers(D);
+  uint16_t* Qs = smem;                    // [64][P]
+  uint16_t* Os = Qs + kMmaRows * P;       // [64][P]  dout
+  uint16_t* Ks = Os + kMmaRows * P;       // [NB][64][P]: key tile t in buffer t % NB
+  uint16_t* Vs = Ks + NB * kMmaKeys * P;  // [NB][64][P]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), hk = h / g.G;
   const bool serial = dbias != nullptr && !g.dbias_partials;
   const int64_t b_first = serial ? 0 : x.block_z();
   const int64_t b_last = serial ? g.B : b_first + 1;
-  const int64_t kend = key_end(g, i0, kMmaRows);
+  const int64_t tiles = (key_end(g, i0, kMmaRows) + kMmaKeys - 1) / kMmaKeys;
   const int64_t row[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
   for (int64_t b = b_first; b < b_last; ++b) {
-    x.sync();
-    stage_rows<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
-    stage_rows<E, D>(x, Os, kMmaRows, dout, false, b, i0, g.Tq, g.Hq, h);
+    // Key tile t of batch row b: keys and values into buffer t % NB, as one cp.async group.
+    auto stage_tile = [&](int64_t t) {
+      const int buf = int(t % NB) * kMmaKeys * P;
+      stage_rows_async<E, D>(x, Ks + buf, kMmaKeys, k, g.k16, b, t * kMmaKeys, g.Tk, g.Hkv, hk);
+      stage_rows_async<E, D>(x, Vs + buf, kMmaKeys, v, g.v16, b, t * kMmaKeys, g.Tk, g.Hkv, hk);
+      x.cp_async_commit();
+    };
+    x.sync();  // the previous batch row's tiles are no longer read
+    stage_rows_async<E, D>(x, Qs, kMmaRows, q, g.q16, b, i0, g.Tq, g.Hq, h);
+    stage_rows_async<E, D>(x, Os, kMmaRows, dout, g.dout16, b, i0, g.Tq, g.Hq, h);
+    if (NB == 2 && tiles > 0) {
+      stage_tile(0);  // the same group as q and dout
+    } else {
+      x.cp_async_commit();
+    }
     float li[2], dii[2], dq_acc[ND][4];
     S2S_MMA_UNROLL
     for (int r = 0; r < 2; ++r) {
@@ -573,11 +689,23 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
     }
     S2S_MMA_UNROLL
     for (int nd = 0; nd < ND; ++nd) dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
-    for (int64_t j0 = 0; j0 < kend; j0 += kMmaKeys) {
-      x.sync();
-      stage_rows<E, D>(x, Ks, kMmaKeys, k, g.k16, b, j0, g.Tk, g.Hkv, hk);
-      stage_rows<E, D>(x, Vs, kMmaKeys, v, g.v16, b, j0, g.Tk, g.Hkv, hk);
-      x.sync();
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t j0 = t * kMmaKeys;
+      x.sync();  // tile t - 1 is no longer read: its buffer takes tile t + NB - 1
+      if (NB == 1) {
+        stage_tile(t);
+        x.cp_async_wait(0);
+      } else {
+        if (t + 1 < tiles) {
+          stage_tile(t + 1);
+        } else {
+          x.cp_async_commit();  // an empty group: the wait below is the same in every iteration
+        }
+        x.cp_async_wait(1);  // tile t's copies (this thread's) have landed
+      }
+      x.sync();  // and every thread's
+      const uint16_t* Kt = Ks + int(t % NB) * kMmaKeys * P;
+      const uint16_t* Vt = Vs + int(t % NB) * kMmaKeys * P;
       float s[NS][4], dp[NS][4];
       S2S_MMA_UNROLL
       for (int n = 0; n < NS; ++n) {
@@ -592,8 +720,8 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
         S2S_MMA_UNROLL
         for (int n = 0; n < NS; ++n) {
           uint32_t kb[2], vb[2];
-          load_b(x, kb, Ks, P, n * 8, kc * 16);
-          load_b(x, vb, Vs, P, n * 8, kc * 16);
+          load_b(x, kb, Kt, P, n * 8, kc * 16);
+          load_b(x, vb, Vt, P, n * 8, kc * 16);
           x.mma(s[n], qa, kb, E::kBf16);
           x.mma(dp[n], oa, vb, E::kBf16);
         }
@@ -629,11 +757,12 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
         S2S_MMA_UNROLL
         for (int nd = 0; nd < ND; ++nd) {
           uint32_t kb[2];
-          load_b_trans(x, kb, Ks, P, kc * 16, nd * 8);
+          load_b_trans(x, kb, Kt, P, kc * 16, nd * 8);
           x.mma(dq_acc[nd], da, kb, E::kBf16);
         }
       }
     }
+    x.cp_async_wait(0);  // q and dout's copies when there was no key tile
     if (dq == nullptr) continue;
     S2S_MMA_UNROLL
     for (int r = 0; r < 2; ++r) {
@@ -658,13 +787,14 @@ void dbias_slices_end(Context& ctx, const AttentionGeometry& g, const float* sli
 
 // attention_mma.cu: the kernels on ctx's stream (device pointers, arguments already checked by
 // attention.cu, g.D one of mma_head_dim_supported). bf16: bf16 operands, else f16. The backward
-// expects Di (B, Hq, Tq) = <dout, out> per row; gradient pointers may be null (not wanted).
+// expects Di (B, Hq, Tq) = <dout, out> per row, and dout in fp32 or (g.dout16) in the operand
+// type; gradient pointers may be null (not wanted).
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                   const void* q, const void* k, const void* v, float* out,
                                   float* lse);
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                    const void* q, const void* k, const void* v,
-                                   const float* dout, const float* lse, const float* di,
+                                   const void* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias);
 
 }  // namespace cuda
