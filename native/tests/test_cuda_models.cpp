@@ -79,6 +79,29 @@ void expect_same_three_steps(s2s_test::parity::Built& a, s2s_test::parity::Built
   }
 }
 
+// Fixture `name` under setup s on the GPU twice, the second with `off` applied to its graph
+// (a saving switched off): three steps must give the same bits (expect_same_three_steps). Under
+// LoRA (s.full false), rank 4 on PEFT's default targets of both.
+void expect_switch_changes_no_bit(const std::string& name, const s2s_test::parity::Setup& s,
+                                  void (*off)(Graph&), uint64_t seed, const std::string& tag,
+                                  const std::string& change) {
+  using namespace s2s_test::parity;
+  std::unique_ptr<Built> on = build(name, s, gpu());
+  std::unique_ptr<Built> without = build(name, s, gpu());
+  off(without->graph);
+  LoraAdapter adapter_on, adapter_off;  // own the adapters' params: alive while training
+  if (!s.full) {
+    LoraConfig lc;
+    lc.r = 4;
+    lc.lora_alpha = 8;
+    lc.init_lora_weights = "false";
+    adapter_on = apply_lora(*on->model, lc, 7);
+    adapter_off = apply_lora(*without->model, lc, 7);
+  }
+  Fixture fx(s2s_test::fixture_dir(name));
+  expect_same_three_steps(*on, *without, fx.batch, seed, tag, change);
+}
+
 // Head-dim-32 GPT-2 (attention dropout on) and GQA Llama: the parity fixtures' head dims (8, 12)
 // have no tensor-core attention kernel, these do.
 const std::pair<const char*, const char*> kHeadDim32Configs[] = {
@@ -259,21 +282,8 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
       s.keep_frozen = mode == 2;
       s.compute = mode == 1 ? ComputeDType::F16 : ComputeDType::BF16;
       s.t5_dropout = mode == 1 ? 0.0f : 0.1f;
-      std::unique_ptr<Built> half = build(name, s, gpu());
-      std::unique_ptr<Built> wide = build(name, s, gpu());
-      wide->graph.half_activations = false;
-      LoraAdapter adapter_half, adapter_wide;  // own the adapters' params: alive while training
-      if (!s.full) {
-        LoraConfig lc;
-        lc.r = 4;
-        lc.lora_alpha = 8;
-        lc.init_lora_weights = "false";
-        adapter_half = apply_lora(*half->model, lc, 7);
-        adapter_wide = apply_lora(*wide->model, lc, 7);
-      }
-      Fixture fx(s2s_test::fixture_dir(name));
-      expect_same_three_steps(
-          *half, *wide, fx.batch, 60,
+      expect_switch_changes_no_bit(
+          name, s, [](Graph& g) { g.half_activations = false; }, 60,
           name + (mode == 0 ? " bf16" : mode == 1 ? " fp16" : " LoRA bf16 views"),
           "16-bit activations");
     }
@@ -293,21 +303,9 @@ CUDA_TEST(cuda_model_fused_linear_gelu_changes_no_bit) {
     s.full = mode != 2;
     s.keep_frozen = mode == 2;
     s.compute = mode == 1 ? ComputeDType::F16 : mode == 3 ? ComputeDType::F32 : ComputeDType::BF16;
-    std::unique_ptr<Built> fused = build(name, s, gpu());
-    std::unique_ptr<Built> pair = build(name, s, gpu());
-    pair->graph.fuse_linear_gelu = false;
-    LoraAdapter adapter_fused, adapter_pair;  // own the adapters' params: alive while training
-    if (!s.full) {
-      LoraConfig lc;
-      lc.r = 4;
-      lc.lora_alpha = 8;
-      lc.init_lora_weights = "false";
-      adapter_fused = apply_lora(*fused->model, lc, 7);
-      adapter_pair = apply_lora(*pair->model, lc, 7);
-    }
-    Fixture fx(s2s_test::fixture_dir(name));
     const char* tags[] = {" bf16", " fp16", " LoRA bf16 views", " fp32"};
-    expect_same_three_steps(*fused, *pair, fx.batch, 80, name + tags[mode], "fused linear+gelu");
+    expect_switch_changes_no_bit(name, s, [](Graph& g) { g.fuse_linear_gelu = false; }, 80,
+                                 name + tags[mode], "fused linear+gelu");
   }
 }
 

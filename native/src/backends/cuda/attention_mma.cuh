@@ -201,6 +201,37 @@ S2S_MMA_FN void c_to_a(uint32_t a[4], const float lo[4], const float hi[4]) {
   a[3] = pack<E>(hi[2], hi[3]);
 }
 
+// The backward passes' two score-shaped products over the head dim, sharing each 16-deep
+// chunk's loads: s[n] = A1 B1^T and dp[n] = A2 B2^T for this warp's 16 rows (from r0) of the
+// row-major A tiles against the N 8-row chunks of the B tiles (stored [n][k]). S and dP in the
+// Q pass (A: q, dout; B: keys, values), S^T and dP^T in the KV pass (A: keys, values; B: q,
+// dout).
+template <class E, int D, int N, class X>
+S2S_MMA_FN void two_products(const X& x, float s[N][4], float dp[N][4], const uint16_t* a1,
+                             const uint16_t* a2, const uint16_t* b1, const uint16_t* b2,
+                             int r0) {
+  constexpr int P = D + kMmaPad, NK = D / 16;
+  S2S_MMA_UNROLL
+  for (int n = 0; n < N; ++n) {
+    S2S_MMA_UNROLL
+    for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
+  }
+  S2S_MMA_UNROLL
+  for (int kc = 0; kc < NK; ++kc) {
+    uint32_t a1f[4], a2f[4];
+    load_a(x, a1f, a1, P, r0, kc * 16);
+    load_a(x, a2f, a2, P, r0, kc * 16);
+    S2S_MMA_UNROLL
+    for (int n = 0; n < N; ++n) {
+      uint32_t b1f[2], b2f[2];
+      load_b(x, b1f, b1, P, n * 8, kc * 16);
+      load_b(x, b2f, b2, P, n * 8, kc * 16);
+      x.mma(s[n], a1f, b1f, E::kBf16);
+      x.mma(dp[n], a2f, b2f, E::kBf16);
+    }
+  }
+}
+
 // Stages rows [r0, r0 + rows) of head `head` of a (B, T, H, D) tensor into tile[r][d] (pitch
 // D + kMmaPad): fp32 rounded to E, or E's bits as they are (is16); rows past T are zero. All
 // threads take part.
@@ -498,7 +529,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
                                           uint16_t* smem) {
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, QT = kMmaKvQueries;
-  constexpr int NK = D / 16, ND = D / 8, NQ = QT / 8;
+  constexpr int ND = D / 8, NQ = QT / 8;
   uint16_t* Ks = smem;                   // [64][P]
   uint16_t* Vs = Ks + kMmaRows * P;      // [64][P]
   uint16_t* Qs = Vs + kMmaRows * P;      // [2][QT][P]: query tile t in buffer t % 2
@@ -571,25 +602,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
     const float* di_t = di_s + buf * QT;
     // S^T = K Q^T and dP^T = V dO^T: rows are this warp's 16 keys, columns the QT queries.
     float s[NQ][4], dp[NQ][4];
-    S2S_MMA_UNROLL
-    for (int n = 0; n < NQ; ++n) {
-      S2S_MMA_UNROLL
-      for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
-    }
-    S2S_MMA_UNROLL
-    for (int kc = 0; kc < NK; ++kc) {
-      uint32_t ka[4], va[4];
-      load_a(x, ka, Ks, P, warp * 16, kc * 16);
-      load_a(x, va, Vs, P, warp * 16, kc * 16);
-      S2S_MMA_UNROLL
-      for (int n = 0; n < NQ; ++n) {
-        uint32_t qb[2], ob[2];
-        load_b(x, qb, Qt, P, n * 8, kc * 16);
-        load_b(x, ob, Ot, P, n * 8, kc * 16);
-        x.mma(s[n], ka, qb, E::kBf16);
-        x.mma(dp[n], va, ob, E::kBf16);
-      }
-    }
+    two_products<E, D, NQ>(x, s, dp, Ks, Vs, Qt, Ot, warp * 16);
     // P^T o Z (into s) and dS^T = P^T o (Z o dP^T - Di) (into dp).
     S2S_MMA_UNROLL
     for (int n = 0; n < NQ; ++n) {
@@ -652,7 +665,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
                                          const float* lse, const float* di, float* dq,
                                          float* dbias, uint16_t* smem) {
   using namespace mma_detail;
-  constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
+  constexpr int P = D + kMmaPad, ND = D / 8;
   constexpr int NS = kMmaKeys / 8, NB = mma_backward_q_key_buffers(D);
   uint16_t* Qs = smem;                    // [64][P]
   uint16_t* Os = Qs + kMmaRows * P;       // [64][P]  dout
@@ -706,26 +719,9 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
       x.sync();  // and every thread's
       const uint16_t* Kt = Ks + int(t % NB) * kMmaKeys * P;
       const uint16_t* Vt = Vs + int(t % NB) * kMmaKeys * P;
+      // S = Q K^T and dP = dO V^T.
       float s[NS][4], dp[NS][4];
-      S2S_MMA_UNROLL
-      for (int n = 0; n < NS; ++n) {
-        S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) s[n][c] = dp[n][c] = 0.f;
-      }
-      S2S_MMA_UNROLL
-      for (int kc = 0; kc < NK; ++kc) {
-        uint32_t qa[4], oa[4];
-        load_a(x, qa, Qs, P, warp * 16, kc * 16);
-        load_a(x, oa, Os, P, warp * 16, kc * 16);
-        S2S_MMA_UNROLL
-        for (int n = 0; n < NS; ++n) {
-          uint32_t kb[2], vb[2];
-          load_b(x, kb, Kt, P, n * 8, kc * 16);
-          load_b(x, vb, Vt, P, n * 8, kc * 16);
-          x.mma(s[n], qa, kb, E::kBf16);
-          x.mma(dp[n], oa, vb, E::kBf16);
-        }
-      }
+      two_products<E, D, NS>(x, s, dp, Qs, Os, Kt, Vt, warp * 16);
       // dS = P o (Z o dP - Di) (into s); dbias += dS.
       S2S_MMA_UNROLL
       for (int n = 0; n < NS; ++n) {
