@@ -122,10 +122,10 @@ struct DoutOfGelu {
 };
 
 // Checks the backward's tensors against the weight and dout (f32, or bf16 with a bf16 weight
-// and no dbias), returns the dims.
+// and no dbias; dout_name: what the caller calls it), returns the dims.
 Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                    WeightLayout layout) {
+                    WeightLayout layout, const char* dout_name) {
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc = 0;
@@ -138,18 +138,18 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
                 "expected no dbias with bfloat16 dout");
     Tensor as_f32 = dout;  // the row checks look at the shape only
     as_f32.dtype = DType::F32;
-    d.N = opu::expect_rows(as_f32, kOp, "dout", &oc);
+    d.N = opu::expect_rows(as_f32, kOp, dout_name, &oc);
   } else {
-    d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+    d.N = opu::expect_rows(dout, kOp, dout_name, &oc);
   }
-  S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected dout with last dimension ", d.OC,
-              " (weight ", weight.shape_string(), "), got ", dout.shape_string());
-  if (opu::present(dinp)) expect_rows_like(dinp, dout, d.IC, "dinp", "dout");
+  S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected ", dout_name, " with last dimension ",
+              d.OC, " (weight ", weight.shape_string(), "), got ", dout.shape_string());
+  if (opu::present(dinp)) expect_rows_like(dinp, dout, d.IC, "dinp", dout_name);
   if (opu::present(dweight)) {
     int64_t ic = 0;
     const int64_t rows = expect_inp_rows(inp, weight, &ic);
     S2S_REQUIRE(rows == d.N && ic == d.IC, code::kShape, kOp, "expected inp with ", d.N,
-                " rows of ", d.IC, " (dout's rows), got ", inp.shape_string());
+                " rows of ", d.IC, " (", dout_name, "'s rows), got ", inp.shape_string());
     expect_dtype(dweight, DType::F32, kOp, "dweight");
     expect_shape(dweight, {weight.shape[0], weight.shape[1]}, kOp, "dweight");
     expect_contiguous(dweight, kOp, "dweight");
@@ -209,7 +209,7 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout, bool overwrite_dinp) {
-  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout);
+  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout, "dout");
   // dout is the GEMMs' operand as it is when it is in their dtype already (f32 with an f32
   // weight; bf16, rounded by its writer, with a bf16 one); else the rounded copy is made.
   const bool as_is = dout.dtype == weight.dtype;
@@ -229,7 +229,7 @@ void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweigh
   S2S_REQUIRE(approximate == GeluApprox::None || approximate == GeluApprox::Tanh,
               code::kArgument, kOp, "expected approximate to be None (0) or Tanh (1), got ",
               int(approximate));
-  const Dims d = check_backward(dinp, dweight, dbias, pre, inp, weight, layout);
+  const Dims d = check_backward(dinp, dweight, dbias, pre, inp, weight, layout, "pre");
   expect_rows_like(dact, pre, d.OC, "dact", "pre");
   backward_from(ctx, d, dinp, dweight, dbias,
                 DoutOfGelu{dact.f32(), pre.f32(), approximate == GeluApprox::Tanh}, nullptr, inp,
