@@ -21,8 +21,8 @@
 // The bodies take g.dropout again as the template argument Drop (callers dispatch on it), so the
 // kernels without dropout carry none of its code. Fragments come from shared memory by ldmatrix
 // (one instruction for an A fragment, one for a B, instead of four and two 32-bit loads).
-// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 127 / 140,
-// Q pass 164 / 164, KV pass 134 / 156 (before ldmatrix and the Drop split: 196, 228, 168), so
+// ptxas (nvcc 13.0, sm_90, bf16, D = 64), registers without / with dropout: forward 124 / 138,
+// Q pass 164 / 166, KV pass 134 / 156 (before ldmatrix and the Drop split: 196, 228, 168), so
 // three 128-thread blocks fit an SM's registers where two did (four for the forward without
 // dropout).
 //
@@ -55,8 +55,9 @@
 // next tile), else staged through registers as before (the Q pass at D = 128 keeps one key
 // buffer: mma_backward_q_key_buffers). The backward reads dout in 16 bits
 // (attention.cu's Di pass writes it rounded, as staging would round it: g.dout16), so all its
-// tiles take cp.async. Not done yet (measure first): exp2 with a folded log2(e), skipping the
-// mask arithmetic on tiles wholly inside the causal triangle.
+// tiles take cp.async. Probabilities are exp2f of scores kept in log2 units (kLog2e below).
+// Not done yet (measure first): skipping the mask arithmetic on tiles wholly inside the causal
+// triangle.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -295,6 +296,14 @@ S2S_MMA_FN bool key_allowed(const X& x, const AttentionGeometry& g, int64_t b, i
   return m != 0;
 }
 
+// Scores are kept in log2 units (scaled by log2(e)) so that each probability is one exp2f,
+// the hardware's ex2, where expf spends several more instructions per score on the way there;
+// the softmax arithmetic, not the tensor cores, bounds these kernels at small head dims. lse
+// stays natural (ln 2 converts it back), and the backward scales it into log2 units once per
+// row as it reads it.
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
 S2S_MMA_FN float bias_at(const AttentionGeometry& g, int64_t h, int64_t i, int64_t j) {
   return g.bias != nullptr ? g.bias[(h * g.Tq + i) * g.Tk + j] : 0.f;
 }
@@ -371,6 +380,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
   uint16_t* Ks = Qs + kMmaRows * P;      // [2][64][P]: key tile t in buffer t % 2
   uint16_t* Vs = Ks + 2 * kMmaKeys * P;  // [2][64][P]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
+  const float scale_log2 = g.scale * kLog2e;  // scores in log2 units
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), b = x.block_z();
   const int64_t hk = h / g.G;
   const int64_t tiles = (key_end(g, i0, kMmaRows) + kMmaKeys - 1) / kMmaKeys;
@@ -431,7 +441,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       for (int n = 0; n < NS; ++n) {
         S2S_MMA_UNROLL
         for (int c = 0; c < 4; ++c) {
-          s[n][c] = allowed(n, c / 2, c & 1) ? g.scale * s[n][c] : -INFINITY;
+          s[n][c] = allowed(n, c / 2, c & 1) ? scale_log2 * s[n][c] : -INFINITY;
         }
       }
     } else {
@@ -440,8 +450,9 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
         S2S_MMA_UNROLL
         for (int c = 0; c < 4; ++c) {
           const int64_t j = j0 + n * 8 + 2 * tq + (c & 1);
-          s[n][c] = allowed(n, c / 2, c & 1) ? g.scale * s[n][c] + bias_at(g, h, row[c / 2], j)
-                                             : -INFINITY;
+          s[n][c] = allowed(n, c / 2, c & 1)
+                        ? scale_log2 * s[n][c] + kLog2e * bias_at(g, h, row[c / 2], j)
+                        : -INFINITY;
         }
       }
     }
@@ -462,7 +473,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
         for (int n = 0; n < NS; ++n) s[n][2 * r] = s[n][2 * r + 1] = 0.f;
         continue;
       }
-      const float alpha = expf(m[r] - m_new);  // 0 when m was -inf
+      const float alpha = exp2f(m[r] - m_new);  // 0 when m was -inf
       m[r] = m_new;
       l[r] *= alpha;
       S2S_MMA_UNROLL
@@ -474,7 +485,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       for (int n = 0; n < NS; ++n) {
         S2S_MMA_UNROLL
         for (int e = 0; e < 2; ++e) {
-          const float p = expf(s[n][2 * r + e] - m_new);
+          const float p = exp2f(s[n][2 * r + e] - m_new);
           l[r] += p;
           s[n][2 * r + e] = p;
         }
@@ -517,7 +528,7 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       orow[nd * 8 + 2 * tq] = empty ? 0.f : o[nd][2 * r] * inv;
       orow[nd * 8 + 2 * tq + 1] = empty ? 0.f : o[nd][2 * r + 1] * inv;
     }
-    if (tq == 0) lse[(b * g.Hq + h) * g.Tq + i] = empty ? -INFINITY : m[r] + logf(l[r]);
+    if (tq == 0) lse[(b * g.Hq + h) * g.Tq + i] = empty ? -INFINITY : kLn2 * m[r] + logf(l[r]);
   }
 }
 
@@ -538,6 +549,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
   float* di_s = lse_s + 2 * QT;                              // [2][QT]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t j0 = int64_t(x.block_x()) * kMmaRows, hk = x.block_y(), b = x.block_z();
+  const float scale_log2 = g.scale * kLog2e;
   // The query tiles, over the group's heads in order: per head, those from the first one with a
   // row that may see key j0 under the causal rule to the last.
   int64_t first_row = g.causal ? j0 - g.offset : 0;
@@ -560,7 +572,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
     stage_rows_async<E, D>(x, Os + buf * QT * P, QT, dout, g.dout16, b, i0, g.Tq, g.Hq, h);
     if (x.tid() < QT) {
       const int64_t i = i0 + x.tid();
-      lse_s[buf * QT + x.tid()] = i < g.Tq ? lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
+      lse_s[buf * QT + x.tid()] = i < g.Tq ? kLog2e * lse[(b * g.Hq + h) * g.Tq + i] : -INFINITY;
       di_s[buf * QT + x.tid()] = i < g.Tq ? di[(b * g.Hq + h) * g.Tq + i] : 0.f;
     }
     x.cp_async_commit();
@@ -613,7 +625,7 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
         const float li = lse_t[col];
         float pz = 0.f, ds = 0.f;
         if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
-          const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li);
+          const float p = exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li);
           const float z = dropout_factor<Drop>(g, b, h, i, j);
           pz = p * z;
           ds = p * (z * dp[n][c] - di_t[col]);
@@ -673,6 +685,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
   uint16_t* Vs = Ks + NB * kMmaKeys * P;  // [NB][64][P]
   const int warp = x.tid() / 32, lane = x.tid() % 32, gq = lane >> 2, tq = lane & 3;
   const int64_t i0 = int64_t(x.block_x()) * kMmaRows, h = x.block_y(), hk = h / g.G;
+  const float scale_log2 = g.scale * kLog2e;
   const bool serial = dbias != nullptr && !g.dbias_partials;
   const int64_t b_first = serial ? 0 : x.block_z();
   const int64_t b_last = serial ? g.B : b_first + 1;
@@ -697,11 +710,13 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
     float li[2], dii[2], dq_acc[ND][4];
     S2S_MMA_UNROLL
     for (int r = 0; r < 2; ++r) {
-      li[r] = row[r] < g.Tq ? lse[(b * g.Hq + h) * g.Tq + row[r]] : -INFINITY;
+      li[r] = row[r] < g.Tq ? kLog2e * lse[(b * g.Hq + h) * g.Tq + row[r]] : -INFINITY;
       dii[r] = row[r] < g.Tq ? di[(b * g.Hq + h) * g.Tq + row[r]] : 0.f;
     }
     S2S_MMA_UNROLL
-    for (int nd = 0; nd < ND; ++nd) dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
+    for (int nd = 0; nd < ND; ++nd) {
+      dq_acc[nd][0] = dq_acc[nd][1] = dq_acc[nd][2] = dq_acc[nd][3] = 0.f;
+    }
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t j0 = t * kMmaKeys;
       x.sync();  // tile t - 1 is no longer read: its buffer takes tile t + NB - 1
@@ -732,7 +747,7 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
           float ds = 0.f;
           const bool in_range = i < g.Tq && j < g.Tk;
           if (in_range && li[r] != -INFINITY && causal_ok(g, i, j) && key_allowed(x, g, b, j)) {
-            const float p = expf(g.scale * s[n][c] + bias_at(g, h, i, j) - li[r]);
+            const float p = exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li[r]);
             ds = p * (dropout_factor<Drop>(g, b, h, i, j) * dp[n][c] - dii[r]);
           }
           if (dbias != nullptr && in_range) {
