@@ -55,6 +55,7 @@ struct Case {
   float scale;      // <= 0: 1/sqrt(D)
   float dropout_p;  // 0: none
   bool bf16;
+  bool right_padding = false;  // mask: row b keeps its first Tk - 37 b keys (else random)
 };
 
 float round_to(float x, bool bf16) {
@@ -188,9 +189,15 @@ void check_case(const Case& c) {
   if (c.mask) {
     s2s_test::Rng rng(seed + 6);
     mask.resize(size_t(c.B * c.Tk));
-    for (auto& m : mask) m = rng.uniform(0.f, 1.f) < 0.75f ? 1 : 0;
-    for (int64_t j = 0; j < c.Tk / 3; ++j) mask[size_t(j)] = 0;  // left padding in row 0
-    for (int64_t b = 0; b < c.B; ++b) mask[size_t(b * c.Tk + c.Tk - 1)] = 1;
+    if (c.right_padding) {
+      for (int64_t b = 0; b < c.B; ++b) {
+        for (int64_t j = 0; j < c.Tk; ++j) mask[size_t(b * c.Tk + j)] = j < c.Tk - 37 * b;
+      }
+    } else {
+      for (auto& m : mask) m = rng.uniform(0.f, 1.f) < 0.75f ? 1 : 0;
+      for (int64_t j = 0; j < c.Tk / 3; ++j) mask[size_t(j)] = 0;  // left padding in row 0
+      for (int64_t b = 0; b < c.B; ++b) mask[size_t(b * c.Tk + c.Tk - 1)] = 1;
+    }
   }
   AttentionOptions opt;
   opt.causal = c.causal;
@@ -237,6 +244,14 @@ void check_case(const Case& c) {
   g.causal = c.causal;
   g.bias = c.bias ? bias.data() : nullptr;
   g.mask = mp;
+  std::vector<uint8_t> kept_tiles;  // what attention_mma.cu's kept_key_tiles_kernel makes
+  if (c.mask) {
+    const int64_t tiles = cuda::mma_key_tiles(c.Tk);
+    for (int64_t e = 0; e < c.B * tiles; ++e) {
+      kept_tiles.push_back(cuda::mma_key_tile_kept(mp, c.Tk, e / tiles, e % tiles));
+    }
+    g.kept_key_tiles = kept_tiles.data();
+  }
   g.dropout = c.dropout_p > 0.f;
   g.dropout_p = c.dropout_p;
   g.dropout_scale = 1.f / (1.f - c.dropout_p);
@@ -285,6 +300,25 @@ void check_case(const Case& c) {
       for (const auto& [a, b] : same) {
         CHECK_MSG(std::memcmp(a->data(), b->data(), a->n * sizeof(float)) == 0,
                   std::string(c.name) + ": 16-bit inputs changed the bits");
+      }
+    }
+  }
+  // Every tile through the tested copy of the score loops (an all-ones mask without
+  // kept_key_tiles, or the mask without them): the same bits as the full tiles' copy gave.
+  {
+    const std::vector<uint8_t> ones(size_t(c.B * c.Tk), 1);
+    AttentionGeometry tested = g;
+    tested.mask = c.mask ? mp : ones.data();
+    tested.kept_key_tiles = nullptr;
+    Guarded out3(nq, -7.f), lse3(nrows, -7.f), dq3(nq, 0.25f), dk3(nkv, 0.25f), dv3(nkv, 0.25f),
+        dbias3(nbias, 0.25f);
+    if (run(tested, {q.data(), k.data(), v.data(), dout.data(), dout.data()}, out3, lse3, dq3,
+            dk3, dv3, dbias3)) {
+      const std::pair<Guarded*, Guarded*> same[] = {{&out, &out3}, {&lse, &lse3}, {&dq, &dq3},
+                                                    {&dk, &dk3}, {&dv, &dv3}, {&dbias, &dbias3}};
+      for (const auto& [a, b] : same) {
+        CHECK_MSG(std::memcmp(a->data(), b->data(), a->n * sizeof(float)) == 0,
+                  std::string(c.name) + ": the full tiles' score loops changed the bits");
       }
     }
   }
@@ -366,6 +400,24 @@ TEST(mma_attention_reuses_double_buffers) {
               0.f, 0.1f, false});
   check_case({"bidirectional T=150 D=128 bf16", 1, 150, 150, 1, 1, 128, false, false, false, 0.f,
               0.f, true});
+}
+
+TEST(mma_attention_full_tiles_skip_the_mask_tests) {
+  // Tiles wholly under the causal diagonal, with all their keys kept and rows and keys present,
+  // take the score loops' copy without per-score tests (tile_is_full); the cases above have
+  // few or none. The tiles next to them (on the diagonal, past Tq) take the tested copy.
+  check_case({"causal GQA T=200 dropout D=64 bf16", 1, 200, 200, 4, 2, 64, true, false, false,
+              0.f, 0.1f, true});
+  // Tk - Tq = 126 puts a tile's last key one past its first row's view (64 and 32 row tiles).
+  check_case({"causal Tq=100 Tk=226 D=64 f16", 1, 100, 226, 2, 1, 64, true, false, false, 0.f,
+              0.f, false});
+  // Tq and Tk one short of a whole tile: the last tile holds a missing row and a missing key.
+  check_case({"bias Tq=127 Tk=191 D=32 bf16", 2, 127, 191, 2, 2, 32, false, false, true, 1.f,
+              0.f, true});
+  // Right padding (a fine-tuning batch): the tiles the padding leaves whole are full too. Row 2
+  // keeps 127 keys: its second key tile lacks only its last.
+  check_case({"causal right-padded B=3 T=201 D=64 f16", 3, 201, 201, 2, 1, 64, true, true, false,
+              0.f, 0.f, false, true});
 }
 
 TEST(mma_attention_shared_memory_fits_every_sm80_gpu) {

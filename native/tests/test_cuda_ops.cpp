@@ -891,6 +891,9 @@ CUDA_TEST(cuda_attention_tensor_cores_against_cpu) {
     check_attention({1, 40, 40, 2, 1, 96, true, false, false, std::nullopt}, 175, p);
     check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt, 0.1f}, 131, p);
     check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 191, p);
+    // Bidirectional over whole key tiles, batch row 0 fully masked: only the tiles the mask
+    // keeps whole may skip the mask test (attention_mma.cu's kept_key_tiles).
+    check_attention({2, 130, 130, 2, 2, 64, false, false, true, std::nullopt}, 195, p);
   }
 }
 

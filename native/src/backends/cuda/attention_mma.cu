@@ -125,7 +125,7 @@ struct DeviceExec {
 };
 
 template <class E, int D, bool Drop>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, mma_forward_min_blocks(D, Drop))
     mma_forward_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
                        float* out, float* lse) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
@@ -149,6 +149,29 @@ __global__ void __launch_bounds__(kMmaThreads)
   extern __shared__ __align__(16) uint16_t mma_smem[];
   mma_attention_backward_q<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias,
                                        mma_smem);
+}
+
+// kept[b * tiles + t] = mma_key_tile_kept(mask, Tk, b, t), a thread per entry.
+__global__ void kept_key_tiles_kernel(const uint8_t* mask, int64_t B, int64_t Tk,
+                                      uint8_t* kept) {
+  const int64_t tiles = mma_key_tiles(Tk);
+  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e < B * tiles) kept[e] = mma_key_tile_kept(mask, Tk, e / tiles, e % tiles) ? 1 : 0;
+}
+
+// g with kept_key_tiles filled where there is a mask (from the arena: the caller holds a scope),
+// so the tiles the padding leaves whole take the untested score loops too.
+AttentionGeometry with_kept_key_tiles(Context& ctx, const AttentionGeometry& g) {
+  AttentionGeometry out = g;
+  out.kept_key_tiles = nullptr;
+  if (g.mask == nullptr) return out;
+  const int64_t n = g.B * mma_key_tiles(g.Tk);
+  uint8_t* kept = ctx.arena().allocate_array<uint8_t>(size_t(n));
+  kept_key_tiles_kernel<<<grid(ceil_div(n, 128)), 128, 0, stream_of(ctx)>>>(g.mask, g.B, g.Tk,
+                                                                            kept);
+  check_launch(kOp);
+  out.kept_key_tiles = kept;
+  return out;
 }
 
 template <typename Kernel>
@@ -249,14 +272,18 @@ struct BackwardRun {
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                   const void* q, const void* k, const void* v, float* out,
                                   float* lse) {
-  dispatch(bf16, g, ForwardRun{ctx, g, q, k, v, out, lse});
+  ArenaScope scope(ctx.arena());
+  const AttentionGeometry gk = with_kept_key_tiles(ctx, g);
+  dispatch(bf16, gk, ForwardRun{ctx, gk, q, k, v, out, lse});
 }
 
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                    const void* q, const void* k, const void* v,
                                    const void* dout, const float* lse, const float* di,
                                    float* dq, float* dk, float* dv, float* dbias) {
-  dispatch(bf16, g, BackwardRun{ctx, g, q, k, v, dout, lse, di, dq, dk, dv, dbias});
+  ArenaScope scope(ctx.arena());
+  const AttentionGeometry gk = with_kept_key_tiles(ctx, g);
+  dispatch(bf16, gk, BackwardRun{ctx, gk, q, k, v, dout, lse, di, dq, dk, dv, dbias});
 }
 
 }  // namespace cuda

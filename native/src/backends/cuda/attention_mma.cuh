@@ -56,11 +56,14 @@
 // buffer: mma_backward_q_key_buffers). The backward reads dout in 16 bits
 // (attention.cu's Di pass writes it rounded, as staging would round it: g.dout16), so all its
 // tiles take cp.async. Probabilities are exp2f of scores kept in log2 units (kLog2e below).
-// Not done yet (measure first): skipping the mask arithmetic on tiles wholly inside the causal
-// triangle.
+// A tile whose every (query, key) pair exists and may be attended (tile_is_full: the padding
+// mask, if any, keeps all its keys; inside Tq and Tk; wholly under the causal diagonal) takes a
+// copy of the score loop with no mask test; in causal training that is all tiles but those on
+// the diagonal and those with padded keys.
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cuda/half_bits.h"
 #include "core/philox.h"
@@ -103,6 +106,10 @@ struct AttentionGeometry {
   // Backward: dq, dk and dv are fresh gradients, written (=) rather than accumulated (+=), so
   // nothing zero-fills them first (each element is written by exactly one block).
   bool overwrite_grads;
+  // Tensor-core kernels with a mask: (B, mma_key_tiles(Tk)), 1 where the mask keeps every key
+  // of the 64-key tile (mma_key_tile_kept), so tile_is_full may pass it; null: every tile of a
+  // masked attention takes the tested copy.
+  const uint8_t* kept_key_tiles;
 };
 
 constexpr int kMmaThreads = 128;   // 4 warps
@@ -114,11 +121,34 @@ constexpr int kMmaPad = 8;         // elements of padding per staged row
 // Head dims with a tensor-core kernel (multiples of 16; others use the fp32 kernels).
 inline bool mma_head_dim_supported(int64_t D) { return D == 32 || D == 64 || D == 96 || D == 128; }
 
+// Key tiles of 64 per batch row: the forward's and Q pass's key tiles, the KV pass's blocks.
+static_assert(kMmaKeys == kMmaRows, "the KV pass's blocks are the other passes' key tiles");
+S2S_HOST_DEVICE constexpr int64_t mma_key_tiles(int64_t Tk) {
+  return (Tk + kMmaKeys - 1) / kMmaKeys;
+}
+
+// Whether the padding mask (B, Tk) keeps every key of key tile t of batch row b: each value 1
+// (any other goes to the tested copy of the score loops, which reports values over 1).
+S2S_HOST_DEVICE inline bool mma_key_tile_kept(const uint8_t* mask, int64_t Tk, int64_t b,
+                                              int64_t t) {
+  const int64_t end = (t + 1) * kMmaKeys < Tk ? (t + 1) * kMmaKeys : Tk;
+  for (int64_t j = t * kMmaKeys; j < end; ++j) {
+    if (mask[b * Tk + j] != 1) return false;
+  }
+  return true;
+}
+
 // Key tile buffers of the Q pass: two (double buffering) up to D = 96; one at D = 128, where two
 // would take 102 KB of shared memory, more than the 99 KB an sm_86/89 block may have.
 S2S_HOST_DEVICE constexpr int mma_backward_q_key_buffers(int64_t D) {
   return D <= 96 ? 2 : 1;
 }
+
+// Blocks per SM the forward's registers must allow (__launch_bounds__): at D = 64 without
+// dropout, four (128 registers; its 46 KB of shared memory allow four on an H100, three on an
+// A100), which ptxas gave it unasked until the full-tile copy of the score loop (tile_is_full)
+// and its kept_key_tiles lookup; it then took 140, three blocks. Held to 128, it spills nothing.
+constexpr int mma_forward_min_blocks(int64_t D, bool drop) { return D == 64 && !drop ? 4 : 1; }
 
 // Shared memory (bytes) of each kernel for head dim D, the looped-over tiles twice (double
 // buffering): D = 64: 46, 37 and 55 KB; D = 128: 85, 69 and 68 KB.
@@ -358,6 +388,25 @@ S2S_MMA_FN float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h
   return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
 }
 
+// Whether every pair of query rows [i0, i0 + rows) and keys [j0, j0 + keys) of batch row b
+// exists and may be attended: the mask keeps the key tile (none, or kept_key_tiles says so), all
+// inside Tq and Tk, and (causal) the tile's last key visible to its first row. The same for
+// every thread of a block, so the score loops branch on it once per tile into a copy without
+// per-score tests (FullTile), which give the same values there.
+S2S_MMA_FN bool tile_is_full(const AttentionGeometry& g, int64_t b, int64_t i0, int rows,
+                             int64_t j0, int keys) {
+  const bool kept = g.mask == nullptr ||
+                    (g.kept_key_tiles != nullptr &&
+                     g.kept_key_tiles[b * mma_key_tiles(g.Tk) + j0 / kMmaKeys] != 0);
+  return kept && i0 + rows <= g.Tq && j0 + keys <= g.Tk &&
+         (!g.causal || j0 + keys - 1 <= i0 + g.offset);
+}
+
+// The score loops' two copies: FullTile<true> (tile_is_full) drops every per-score test that
+// the full tile makes true.
+template <bool Full>
+using FullTile = std::integral_constant<bool, Full>;
+
 // Last key (exclusive) any of query rows [i0, i0 + rows) may see.
 S2S_MMA_FN int64_t key_end(const AttentionGeometry& g, int64_t i0, int64_t rows) {
   if (!g.causal) return g.Tk;
@@ -431,30 +480,40 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
       }
     }
     // Scores: scale, bias, masks (-inf); this thread holds rows row[r], keys j0 + 8n + 2t + e.
-    const int vis[2] = {visible_keys(g, row[0], j0), visible_keys(g, row[1], j0)};
-    const uint32_t kept = kept_keys(x, g, b, j0, tq, vis[0] > vis[1] ? vis[0] : vis[1]);
-    auto allowed = [&](int n, int r, int e) {
-      return n * 8 + 2 * tq + e < vis[r] && ((kept >> (2 * n + e)) & 1u) != 0;
+    auto scale_scores = [&](auto full) {
+      constexpr bool kFull = decltype(full)::value;
+      const int vis[2] = {kFull ? kMmaKeys : visible_keys(g, row[0], j0),
+                          kFull ? kMmaKeys : visible_keys(g, row[1], j0)};
+      const uint32_t kept =
+          kFull ? ~0u : kept_keys(x, g, b, j0, tq, vis[0] > vis[1] ? vis[0] : vis[1]);
+      auto allowed = [&](int n, int r, int e) {
+        return kFull || (n * 8 + 2 * tq + e < vis[r] && ((kept >> (2 * n + e)) & 1u) != 0);
+      };
+      if (g.bias == nullptr) {
+        S2S_MMA_UNROLL
+        for (int n = 0; n < NS; ++n) {
+          S2S_MMA_UNROLL
+          for (int c = 0; c < 4; ++c) {
+            s[n][c] = allowed(n, c / 2, c & 1) ? scale_log2 * s[n][c] : -INFINITY;
+          }
+        }
+      } else {
+        S2S_MMA_UNROLL
+        for (int n = 0; n < NS; ++n) {
+          S2S_MMA_UNROLL
+          for (int c = 0; c < 4; ++c) {
+            const int64_t j = j0 + n * 8 + 2 * tq + (c & 1);
+            s[n][c] = allowed(n, c / 2, c & 1)
+                          ? scale_log2 * s[n][c] + kLog2e * bias_at(g, h, row[c / 2], j)
+                          : -INFINITY;
+          }
+        }
+      }
     };
-    if (g.bias == nullptr) {
-      S2S_MMA_UNROLL
-      for (int n = 0; n < NS; ++n) {
-        S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) {
-          s[n][c] = allowed(n, c / 2, c & 1) ? scale_log2 * s[n][c] : -INFINITY;
-        }
-      }
+    if (tile_is_full(g, b, i0, kMmaRows, j0, kMmaKeys)) {
+      scale_scores(FullTile<true>());
     } else {
-      S2S_MMA_UNROLL
-      for (int n = 0; n < NS; ++n) {
-        S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) {
-          const int64_t j = j0 + n * 8 + 2 * tq + (c & 1);
-          s[n][c] = allowed(n, c / 2, c & 1)
-                        ? scale_log2 * s[n][c] + kLog2e * bias_at(g, h, row[c / 2], j)
-                        : -INFINITY;
-        }
-      }
+      scale_scores(FullTile<false>());
     }
     float mx[2] = {-INFINITY, -INFINITY};
     S2S_MMA_UNROLL
@@ -616,23 +675,31 @@ S2S_MMA_FN void mma_attention_backward_kv(const X& x, const AttentionGeometry& g
     float s[NQ][4], dp[NQ][4];
     two_products<E, D, NQ>(x, s, dp, Ks, Vs, Qt, Ot, warp * 16);
     // P^T o Z (into s) and dS^T = P^T o (Z o dP^T - Di) (into dp).
-    S2S_MMA_UNROLL
-    for (int n = 0; n < NQ; ++n) {
+    auto probabilities = [&](auto full) {
+      constexpr bool kFull = decltype(full)::value;
       S2S_MMA_UNROLL
-      for (int c = 0; c < 4; ++c) {
-        const int col = n * 8 + 2 * tq + (c & 1);
-        const int64_t i = i0 + col, j = key[c / 2];
-        const float li = lse_t[col];
-        float pz = 0.f, ds = 0.f;
-        if (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j) && li != -INFINITY) {
-          const float p = exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li);
-          const float z = dropout_factor<Drop>(g, b, h, i, j);
-          pz = p * z;
-          ds = p * (z * dp[n][c] - di_t[col]);
+      for (int n = 0; n < NQ; ++n) {
+        S2S_MMA_UNROLL
+        for (int c = 0; c < 4; ++c) {
+          const int col = n * 8 + 2 * tq + (c & 1);
+          const int64_t i = i0 + col, j = key[c / 2];
+          const float li = lse_t[col];
+          float pz = 0.f, ds = 0.f;
+          if ((kFull || (i < g.Tq && key_ok[c / 2] && causal_ok(g, i, j))) && li != -INFINITY) {
+            const float p = exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li);
+            const float z = dropout_factor<Drop>(g, b, h, i, j);
+            pz = p * z;
+            ds = p * (z * dp[n][c] - di_t[col]);
+          }
+          s[n][c] = pz;
+          dp[n][c] = ds;
         }
-        s[n][c] = pz;
-        dp[n][c] = ds;
       }
+    };
+    if (tile_is_full(g, b, i0, QT, j0, kMmaRows)) {
+      probabilities(FullTile<true>());
+    } else {
+      probabilities(FullTile<false>());
     }
     // dV += (P o Z)^T dO,  dK += dS^T Q (times scale at the end).
     S2S_MMA_UNROLL
@@ -738,27 +805,40 @@ S2S_MMA_FN void mma_attention_backward_q(const X& x, const AttentionGeometry& g,
       float s[NS][4], dp[NS][4];
       two_products<E, D, NS>(x, s, dp, Qs, Os, Kt, Vt, warp * 16);
       // dS = P o (Z o dP - Di) (into s); dbias += dS.
-      S2S_MMA_UNROLL
-      for (int n = 0; n < NS; ++n) {
+      auto score_gradients = [&](auto full) {
+        constexpr bool kFull = decltype(full)::value;
         S2S_MMA_UNROLL
-        for (int c = 0; c < 4; ++c) {
-          const int r = c / 2;
-          const int64_t i = row[r], j = j0 + n * 8 + 2 * tq + (c & 1);
-          float ds = 0.f;
-          const bool in_range = i < g.Tq && j < g.Tk;
-          if (in_range && li[r] != -INFINITY && causal_ok(g, i, j) && key_allowed(x, g, b, j)) {
-            const float p = exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li[r]);
-            ds = p * (dropout_factor<Drop>(g, b, h, i, j) * dp[n][c] - dii[r]);
-          }
-          if (dbias != nullptr && in_range) {
-            if (g.dbias_partials) {
-              dbias[((b * g.Hq + h) * g.Tq + i) * g.Tk + j] = ds;
-            } else {
-              dbias[(h * g.Tq + i) * g.Tk + j] += ds;
+        for (int n = 0; n < NS; ++n) {
+          S2S_MMA_UNROLL
+          for (int c = 0; c < 4; ++c) {
+            const int r = c / 2;
+            const int64_t i = row[r], j = j0 + n * 8 + 2 * tq + (c & 1);
+            float ds = 0.f;
+            const bool in_range = kFull || (i < g.Tq && j < g.Tk);
+            if (in_range && li[r] != -INFINITY &&
+                (kFull || (causal_ok(g, i, j) && key_allowed(x, g, b, j)))) {
+              const float p =
+                  exp2f(scale_log2 * s[n][c] + kLog2e * bias_at(g, h, i, j) - li[r]);
+              ds = p * (dropout_factor<Drop>(g, b, h, i, j) * dp[n][c] - dii[r]);
             }
+            if (dbias != nullptr && in_range) {
+              if (g.dbias_partials) {
+                dbias[((b * g.Hq + h) * g.Tq + i) * g.Tk + j] = ds;
+              } else {
+                dbias[(h * g.Tq + i) * g.Tk + j] += ds;
+              }
+            }
+            s[n][c] = ds;
           }
-          s[n][c] = ds;
         }
+      };
+      // Not at D = 128: there the full-tile copy took the pass from 168 registers to 194, from
+      // three blocks per SM (as its 68 KB of shared memory allow on an H100) to two; held to
+      // 168 by __launch_bounds__, ptxas spilled.
+      if (D < 128 && tile_is_full(g, b, i0, kMmaRows, j0, kMmaKeys)) {
+        score_gradients(FullTile<true>());
+      } else {
+        score_gradients(FullTile<false>());
       }
       // dQ += dS K (times scale at the end).
       S2S_MMA_UNROLL
