@@ -309,6 +309,23 @@ CUDA_TEST(cuda_model_fused_linear_gelu_changes_no_bit) {
   }
 }
 
+// GPT-2's c_attn and the split into q, k, v run their backward as one op (nn::linear_split,
+// cuda::linear_split_backward: the linear's backward reads the three gradients in place, no
+// (N, 3C) f32 gradient assembled) and change no bit: the same three steps with and without, in
+// fp32, bf16 and fp16 compute. (Under LoRA, c_attn is a target: the pair stays separate.)
+CUDA_TEST(cuda_model_fused_linear_split_changes_no_bit) {
+  using namespace s2s_test::parity;
+  const std::string name = "gpt2";
+  const std::pair<ComputeDType, const char*> modes[] = {
+      {ComputeDType::BF16, " bf16"}, {ComputeDType::F16, " fp16"}, {ComputeDType::F32, " fp32"}};
+  for (const auto& [compute, tag] : modes) {
+    Setup s;
+    s.compute = compute;
+    expect_switch_changes_no_bit(name, s, [](Graph& g) { g.fuse_linear_split = false; }, 90,
+                                 name + tag, "fused linear+split");
+  }
+}
+
 // 16-bit attention inputs (nn::attention_input_dtype: GPT-2's split and Llama's rope write q and
 // k, and GPT-2's v, in the tensor-core attention's operand dtype, the values it would round them
 // to) change no bit either. The fixtures' head dims (8, 12) have no tensor-core kernel, so these

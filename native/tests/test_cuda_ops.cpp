@@ -641,6 +641,83 @@ CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
                     code::kShape);
 }
 
+// linear_split_backward reads the parts' gradients in place; split_last's backward assembles
+// them into one f32 dout (zeros for a part without a gradient) for linear_backward. Same bits:
+// every weight dtype, both layouts, every subset of the outputs, each part missing in turn.
+CUDA_TEST(cuda_linear_split_backward_is_the_unfused_pair) {
+  const int64_t N = 45, IC = 24;
+  const std::vector<int64_t> widths = {24, 16, 32};
+  const int64_t OC = 72;
+  std::vector<float> x = random_vector(N * IC, 90), w = random_vector(OC * IC, 91, -0.3f, 0.3f);
+  std::vector<float> dx0 = random_vector(N * IC, 94), dw0 = random_vector(OC * IC, 95);
+  std::vector<float> db0 = random_vector(OC, 96);
+  std::vector<std::vector<float>> part_grads;
+  for (size_t p = 0; p < widths.size(); ++p) {
+    part_grads.push_back(random_vector(N * widths[p], 97 + p));
+  }
+  for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+    for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+      const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC;
+      const int64_t w1 = layout == WeightLayout::OutIn ? IC : OC;
+      std::vector<uint16_t> w16(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+      }
+      Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+      Dev gx(x, {N, IC});
+      for (int missing = -1; missing < int(widths.size()); ++missing) {
+        // The unfused pair's dout: the parts side by side, zeros where one is missing.
+        std::vector<float> dout(size_t(N * OC), 0.f);
+        std::vector<Dev> parts;
+        std::vector<Tensor> dparts;
+        int64_t c0 = 0;
+        for (size_t p = 0; p < widths.size(); ++p) {
+          parts.emplace_back(part_grads[p], std::initializer_list<int64_t>{N, widths[p]});
+          dparts.push_back(int(p) == missing ? none() : parts.back().t);
+          for (int64_t r = 0; int(p) != missing && r < N; ++r) {
+            for (int64_t c = 0; c < widths[p]; ++c) {
+              dout[size_t(r * OC + c0 + c)] = part_grads[p][size_t(r * widths[p] + c)];
+            }
+          }
+          c0 += widths[p];
+        }
+        Dev gdout(dout, {N, OC});
+        for (int want = 1; want < 8; ++want) {  // bits: dinp, dweight, dbias
+          for (bool overwrite : {false, true}) {
+            Dev fdx(dx0, {N, IC}), fdw(dw0, {w0, w1}), fdb(db0, {OC});
+            Dev udx(dx0, {N, IC}), udw(dw0, {w0, w1}), udb(db0, {OC});
+            auto pick = [&](const Dev& d, int bit) { return (want & bit) ? d.t : none(); };
+            cuda::linear_split_backward(ctx(), pick(fdx, 1), pick(fdw, 2), pick(fdb, 4), dparts,
+                                        widths, gx.t, gw.t, layout, overwrite);
+            cuda::linear_backward(ctx(), pick(udx, 1), pick(udw, 2), pick(udb, 4), gdout.t, gx.t,
+                                  gw.t, layout, overwrite);
+            const std::string tag = std::string(dtype_name(wt)) +
+                                    (layout == WeightLayout::OutIn ? " OutIn" : " InOut") +
+                                    " missing " + std::to_string(missing) + " want " +
+                                    std::to_string(want) + (overwrite ? " overwrite" : "");
+            CHECK_MSG(opt::bit_equal(host_of(fdx), host_of(udx)), "dinp " + tag);
+            CHECK_MSG(opt::bit_equal(host_of(fdw), host_of(udw)), "dweight " + tag);
+            CHECK_MSG(opt::bit_equal(host_of(fdb), host_of(udb)), "dbias " + tag);
+          }
+        }
+      }
+    }
+  }
+  Dev gw(w, {OC, IC}), gx(x, {N, IC}), gdx(dx0, {N, IC});
+  Dev p0(part_grads[0], {N, widths[0]}), short_part(std::vector<float>((N - 1) * 16), {N - 1, 16});
+  // Rows that disagree, widths that do not sum to the weight's out_features, no part at all.
+  CHECK_THROWS_CODE(cuda::linear_split_backward(ctx(), gdx.t, none(), none(),
+                                                {p0.t, short_part.t, none()}, widths, gx.t, gw.t,
+                                                WeightLayout::OutIn),
+                    code::kShape);
+  CHECK_THROWS_CODE(cuda::linear_split_backward(ctx(), gdx.t, none(), none(), {p0.t, none()},
+                                                {24, 40 + 1}, gx.t, gw.t, WeightLayout::OutIn),
+                    code::kShape);
+  CHECK_THROWS_CODE(cuda::linear_split_backward(ctx(), gdx.t, none(), none(), {none(), none()},
+                                                {24, 48}, gx.t, gw.t, WeightLayout::OutIn),
+                    code::kArgument);
+}
+
 CUDA_TEST(cuda_gemm_tf32_option) {
   // TF32 keeps 10 mantissa bits: ~1e-3 relative on unit-scale data, a clear difference from fp32.
   const int64_t M = 64, N = 64, K = 256;

@@ -136,8 +136,8 @@ class Gpt2 final : public Model {
     // backend takes that (nn::matmul_input_dtype).
     Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps, nn::matmul_input_dtype(g, {&b.c_attn}));
     // q, k, v only feed attention: in its 16-bit operand dtype where it rounds to that anyway.
-    std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C},
-                                           nn::attention_input_dtype(g, attn, D));
+    std::vector<Var*> qkv = nn::linear_split(g, h, b.c_attn, {C, C, C},
+                                             nn::attention_input_dtype(g, attn, D));
     Var* q = g.view(qkv[0], {B, T, H, D});
     Var* k = g.view(qkv[1], {B, T, H, D});
     Var* v = g.view(qkv[2], {B, T, H, D});

@@ -1,4 +1,5 @@
 // nn::add, nn::scale, nn::split_last: residuals, rescaling and splitting fused projections.
+#include "nn/split_columns.h"
 #include "s2s/nn/functional.h"
 
 namespace s2s {
@@ -49,8 +50,8 @@ Var* scale(Graph& g, Var* x, float s) {
   return y;
 }
 
-std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes, DType out) {
-  const Tensor& xv = x->value;
+std::vector<Var*> split_columns(Graph& g, const Tensor& xv, const std::vector<int64_t>& sizes,
+                                DType out, bool requires_grad) {
   const int64_t cols = xv.shape[xv.ndim - 1];
   const int64_t rows = xv.numel() / cols;
   int64_t total = 0;
@@ -63,7 +64,7 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
     int64_t shape[kMaxDims];
     for (int i = 0; i < xv.ndim; ++i) shape[i] = xv.shape[i];
     shape[xv.ndim - 1] = width;
-    Var* part = g.output(xv.ndim, shape, x->requires_grad, out);
+    Var* part = g.output(xv.ndim, shape, requires_grad, out);
     if (out == DType::F32) {
       g.ops().copy_columns(part->value.f32(), xv.f32(), rows, cols, col0, width);
     } else {
@@ -72,6 +73,13 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
     parts.push_back(part);
     col0 += width;
   }
+  return parts;
+}
+
+std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes, DType out) {
+  std::vector<Var*> parts = split_columns(g, x->value, sizes, out, x->requires_grad);
+  const int64_t cols = x->value.shape[x->value.ndim - 1];
+  const int64_t rows = x->value.numel() / cols;
   if (x->requires_grad) {
     // One step for all parts (recorded before their consumers, so it runs after them): the
     // parts' gradients tile x's columns, so a fresh x gradient is written column block by

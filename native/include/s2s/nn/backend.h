@@ -93,6 +93,8 @@ class Backend {
   virtual int64_t min_loss_chunk_rows() const { return 1; }
   // Whether linear_gelu_backward is a fused op here (nn::linear_gelu uses it only then).
   virtual bool fuses_linear_gelu_backward() const { return false; }
+  // Whether linear_split_backward is a fused op here (nn::linear_split uses it only then).
+  virtual bool fuses_linear_split_backward() const { return false; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
@@ -145,6 +147,19 @@ class Backend {
                                     const Tensor& /*weight*/, WeightLayout /*layout*/,
                                     GeluApprox /*approximate*/, bool /*overwrite_dinp*/) {
     fail(code::kInternal, "linear_gelu_backward", "not fused on the ", name(), " backend");
+  }
+  // The backward of split_last(linear(x)): linear_backward with dout the concatenation of
+  // dparts along the last dimension (f32 (N, widths[p]) each, or empty for a part without a
+  // gradient: zeros), read in place instead of assembled in an f32 buffer first (GPT-2's
+  // (N, 3C) gradient written and read once less). Up to 4 parts. Backends whose
+  // fuses_linear_split_backward() is true only.
+  virtual void linear_split_backward(const Tensor& /*dinp*/, const Tensor& /*dweight*/,
+                                     const Tensor& /*dbias*/,
+                                     const std::vector<Tensor>& /*dparts*/,
+                                     const std::vector<int64_t>& /*widths*/,
+                                     const Tensor& /*inp*/, const Tensor& /*weight*/,
+                                     WeightLayout /*layout*/, bool /*overwrite_dinp*/) {
+    fail(code::kInternal, "linear_split_backward", "not fused on the ", name(), " backend");
   }
   // s2s::matmul (gemm.h): c = alpha op(a) op(b) + beta c, fp32 (LoRA's A/B products).
   virtual void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a,

@@ -75,6 +75,12 @@ Var* dropout(Graph& g, Var* x, float p, DType out = DType::F32);
 // written in `out` (f32, or attention_input_dtype for parts only attention reads).
 std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes,
                              DType out = DType::F32);
+// split_last(linear(x, w), sizes, out) (GPT-2's c_attn): the same values and gradients as that
+// pair. Where the backend fuses the pair's backward (Backend::fuses_linear_split_backward), w
+// has no LoRA, there are at most 4 parts and g.fuse_linear_split is on, one backward step reads
+// the parts' gradients in place instead of assembling the linear's output gradient first.
+std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
+                               const std::vector<int64_t>& sizes, DType out = DType::F32);
 
 // The dtype for q, k or v that only nn::attention with these options reads: the 16-bit products'
 // dtype where the backend's attention rounds q, k, v to it anyway and g.half_activations is on

@@ -164,6 +164,8 @@ class Graph {
   // nn::linear_gelu may run its backward as one fused op on backends that have it
   // (Backend::fuses_linear_gelu_backward; tests switch it off to compare).
   bool fuse_linear_gelu = true;
+  // nn::linear_split likewise (Backend::fuses_linear_split_backward).
+  bool fuse_linear_split = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the

@@ -47,6 +47,7 @@ class CudaBackend final : public Backend {
   int64_t min_loss_chunk_rows() const override { return 4096; }
   bool takes_half_activations() const override { return true; }
   bool fuses_linear_gelu_backward() const override { return true; }
+  bool fuses_linear_split_backward() const override { return true; }
   DType attention_input_dtype(const AttentionOptions& options, int64_t head_dim) const override {
     return cuda::attention_reads_16bit_inputs(options, head_dim) ? options.products : DType::F32;
   }
@@ -133,6 +134,14 @@ class CudaBackend final : public Backend {
                             bool overwrite_dinp) override {
     cuda::linear_gelu_backward(ctx_, dinp, dweight, dbias, dact, pre, inp, weight, layout,
                                approximate, overwrite_dinp);
+  }
+  void linear_split_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
+                             const std::vector<Tensor>& dparts,
+                             const std::vector<int64_t>& widths, const Tensor& inp,
+                             const Tensor& weight, WeightLayout layout,
+                             bool overwrite_dinp) override {
+    cuda::linear_split_backward(ctx_, dinp, dweight, dbias, dparts, widths, inp, weight, layout,
+                                overwrite_dinp);
   }
   void matmul(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
               float alpha, float beta) override {

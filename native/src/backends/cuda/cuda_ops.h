@@ -63,6 +63,13 @@ void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweigh
                           const Tensor& dbias, const Tensor& dact, const Tensor& pre,
                           const Tensor& inp, const Tensor& weight, WeightLayout layout,
                           GeluApprox approximate, bool overwrite_dinp = false);
+// The backward of split_last(linear(x)) for nn::linear_split: dout is the concatenation along
+// the last dimension of dparts (f32 (N, widths[p]) each, or empty: a part without gradient,
+// zeros), up to 4 parts, read in place.
+void linear_split_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
+                           const Tensor& dbias, const std::vector<Tensor>& dparts,
+                           const std::vector<int64_t>& widths, const Tensor& inp,
+                           const Tensor& weight, WeightLayout layout, bool overwrite_dinp = false);
 
 // ---- gelu.cu relu.cu silu.cu swiglu.cu geglu.cu: elementwise, f32.
 void gelu_forward(Context& ctx, const Tensor& out, const Tensor& inp, GeluApprox approximate);

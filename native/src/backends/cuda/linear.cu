@@ -5,10 +5,13 @@
 // deterministic column sum of the fp32 dout, whose pass also writes dout's rounded copy.
 // linear_gelu_backward is the backward of gelu(linear(x)) (GPT-2's c_fc): gelu's backward is
 // made in that same pass, so the f32 gradient of the pre-activation is never stored.
+// linear_split_backward is the backward of split_last(linear(x)) (GPT-2's c_attn): that pass
+// reads the parts' gradients where they lie, so the (N, 3C) f32 gradient is never assembled.
 // Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, 4*N*IC*OC backward; at GPT-2 124M shapes (N = 16K rows) the
 // GEMMs are compute bound and the casts + bias cost a few percent. The fused gelu saves writing
-// and reading the (N, 3072) f32 gradient: 0.4 GB a layer at 16 x 1024 tokens.
+// and reading the (N, 3072) f32 gradient: 0.4 GB a layer at 16 x 1024 tokens; the fused split
+// the (N, 2304) one: 0.3 GB.
 #include "backends/cuda/act.cuh"
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
@@ -104,11 +107,13 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
 }
 
 namespace {
-// Where the backward's dout comes from: an f32 tensor (linear_backward), or gelu's backward of
-// the activation's gradient and the pre-activation, made as it is read (linear_gelu_backward).
+// Where the backward's dout comes from, element i = (row r, column c): an f32 tensor
+// (linear_backward); gelu's backward of the activation's gradient and the pre-activation, made
+// as it is read (linear_gelu_backward); or the column blocks' gradients of split_last's parts,
+// zeros for a part without one, read where they lie (linear_split_backward).
 struct DoutRead {
   const float* dy;
-  __device__ float operator()(int64_t i) const { return dy[i]; }
+  __device__ float operator()(int64_t i, int64_t, int64_t) const { return dy[i]; }
 };
 struct DoutOfGelu {
   const float* dact;
@@ -116,8 +121,19 @@ struct DoutOfGelu {
   bool tanh;
   // gelu_backward's value (gelu.cu), its product rounded on its own (__fmul_rn) so that it is
   // not fused into the column sum's addition: the unfused path's bits.
-  __device__ float operator()(int64_t i) const {
+  __device__ float operator()(int64_t i, int64_t, int64_t) const {
     return __fmul_rn(dact[i], act::gelu_grad(pre[i], tanh));
+  }
+};
+constexpr int kMaxSplitParts = 4;
+struct DoutOfParts {
+  const float* part[kMaxSplitParts];  // (N, width) each, or null: zeros
+  int64_t begin[kMaxSplitParts], width[kMaxSplitParts];
+  int count;
+  __device__ float operator()(int64_t, int64_t r, int64_t c) const {
+    int p = 0;
+    while (p + 1 < count && c >= begin[p + 1]) ++p;
+    return part[p] != nullptr ? part[p][r * width[p] + (c - begin[p])] : 0.f;
   }
 };
 
@@ -182,12 +198,13 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
     // copy as it reads each element (every element is read exactly once), so dout is read, or
     // made, once for both.
     column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
-      const float v = dout(r * OC + c);
+      const float v = dout(r * OC + c, r, c);
       if (copy.data != nullptr) copy.store(r * OC + c, v);
       return v;
     }, kOp);
   } else if (copy.data != nullptr) {
-    for_each(ctx, d.N * OC, kOp, [=] __device__(int64_t i) { copy.store(i, dout(i)); });
+    for_each(ctx, d.N * OC, kOp,
+             [=] __device__(int64_t i) { copy.store(i, dout(i, i / OC, i % OC)); });
   }
   const void* g = copy.data != nullptr ? copy.data : dout_operand;
   if (want_dinp && d.IC > 0) {
@@ -234,6 +251,45 @@ void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweigh
   backward_from(ctx, d, dinp, dweight, dbias,
                 DoutOfGelu{dact.f32(), pre.f32(), approximate == GeluApprox::Tanh}, nullptr, inp,
                 weight, layout, overwrite_dinp);
+}
+
+void linear_split_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
+                           const Tensor& dbias, const std::vector<Tensor>& dparts,
+                           const std::vector<int64_t>& widths, const Tensor& inp,
+                           const Tensor& weight, WeightLayout layout, bool overwrite_dinp) {
+  S2S_REQUIRE(!dparts.empty() && dparts.size() <= size_t(kMaxSplitParts) &&
+                  dparts.size() == widths.size(),
+              code::kArgument, kOp, "expected 1 to ", kMaxSplitParts,
+              " part gradients with a width each, got ", dparts.size(), " and ", widths.size());
+  DoutOfParts parts{};
+  parts.count = int(dparts.size());
+  int64_t OC = 0, N = -1;
+  const Tensor* any = nullptr;
+  for (size_t p = 0; p < dparts.size(); ++p) {
+    S2S_REQUIRE(widths[p] >= 0, code::kShape, kOp, "expected part widths >= 0, got ", widths[p]);
+    parts.begin[p] = OC;
+    parts.width[p] = widths[p];
+    OC += widths[p];
+    if (!opu::present(dparts[p])) continue;
+    int64_t w = 0;
+    const int64_t rows = opu::expect_rows(dparts[p], kOp, "dparts", &w);
+    S2S_REQUIRE(w == widths[p] && (N < 0 || rows == N), code::kShape, kOp, "expected dparts[",
+                p, "] with ", N < 0 ? std::string("its") : std::to_string(N), " rows of ",
+                widths[p], ", got ", dparts[p].shape_string());
+    N = rows;
+    parts.part[p] = dparts[p].f32();
+    any = &dparts[p];
+  }
+  S2S_REQUIRE(any != nullptr, code::kArgument, kOp, "expected at least one part gradient");
+  // The checks of linear_backward, on dout's shape: the parts' rows, their widths' sum (a view
+  // for the checks only, which read no memory).
+  int64_t shape[kMaxDims];
+  for (int i = 0; i < any->ndim; ++i) shape[i] = any->shape[i];
+  shape[any->ndim - 1] = OC;
+  const Tensor dout_shape = Tensor::contiguous(any->data, DType::F32, any->ndim, shape);
+  const Dims d = check_backward(dinp, dweight, dbias, dout_shape, inp, weight, layout, "dparts");
+  backward_from(ctx, d, dinp, dweight, dbias, parts, nullptr, inp, weight, layout,
+                overwrite_dinp);
 }
 
 }  // namespace cuda
