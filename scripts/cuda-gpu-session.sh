@@ -73,6 +73,12 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
     --attention-fp32 > "$OUT/bench_cuda_profile_attention_fp32.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   cat "$OUT/bench_cuda_profile_attention_fp32.json"
+  # The tensor-core attention with every tile through the score loops' tested copy: what the
+  # full tiles' untested copy saves (attention's rows against the first profile).
+  S2S_ATTENTION_FULL_TILES=0 ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 \
+    --steps 3 --profile > "$OUT/bench_cuda_profile_tested_tiles.json" \
+    2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_profile_tested_tiles.json"
   # Decoding: greedy generate at batch 1 (512-token prompt, 512 new), fp32 and bf16 compute, and
   # the cached-attention op against the memory bandwidth.
   for dt in "" --bf16; do

@@ -118,8 +118,11 @@ def main(folder):
             for a in ours["attention_cached"]:
                 lines.append(f"  {a['keys']:>6d} keys  {a['us_per_call']:8.2f} us  "
                              f"{a['gb_per_s']:8.1f} GB/s  {a['fraction_of_peak']:.3f} of peak")
-    for name, label in (("bench_cuda_profile.json", "tensor-core attention"),
-                        ("bench_cuda_profile_attention_fp32.json", "fp32 attention")):
+    for name, label, key in (
+            ("bench_cuda_profile.json", "tensor-core attention", "mma"),
+            ("bench_cuda_profile_tested_tiles.json",
+             "tensor-core attention, every tile tested", "mma_tested_tiles"),
+            ("bench_cuda_profile_attention_fp32.json", "fp32 attention", "fp32")):
         r = first(records(folder, name))
         if r and "profile_ms" in r:
             total = sum(r["profile_ms"].values())
@@ -127,7 +130,7 @@ def main(folder):
             lines.append(f"Where a step's time goes ({label}; synchronised per op, {total:.1f} ms):")
             for fam, ms in top:
                 lines.append(f"  {fam:26s} {ms:8.2f} ms  {ms / total:6.1%}")
-            s["profile_" + ("mma" if "fp32" not in name else "fp32")] = r["profile_ms"]
+            s["profile_" + key] = r["profile_ms"]
     text = "\n".join(lines) if lines else f"no bench output in {folder}"
     print(text)
     if not os.path.isdir(folder):

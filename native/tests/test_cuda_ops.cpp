@@ -591,6 +591,16 @@ CUDA_TEST(cuda_linear_takes_bf16_dout) {
                     code::kDType);
 }
 
+// A linear's (w0, w1) weight on the device in dtype wt (bf16 / f16: w rounded).
+Dev weight_in(const std::vector<float>& w, DType wt, int64_t w0, int64_t w1) {
+  if (wt == DType::F32) return Dev(w, {w0, w1});
+  std::vector<uint16_t> w16(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+  }
+  return Dev(w16, wt, {w0, w1});
+}
+
 // linear_gelu_backward (nn::linear_gelu's fused backward) gives the bits of gelu_backward into
 // an f32 buffer followed by linear_backward: every weight dtype and layout, both GELUs, each
 // gradient wanted or not, accumulated onto existing values or overwriting dinp.
@@ -604,11 +614,7 @@ CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
     for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
       const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC;
       const int64_t w1 = layout == WeightLayout::OutIn ? IC : OC;
-      std::vector<uint16_t> w16(w.size());
-      for (size_t i = 0; i < w.size(); ++i) {
-        w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
-      }
-      Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+      Dev gw = weight_in(w, wt, w0, w1);
       Dev gx(x, {N, IC}), gpre(pre, {N, OC}), gdact(dact, {N, OC});
       for (GeluApprox a : {GeluApprox::Tanh, GeluApprox::None}) {
         for (int want = 1; want < 8; ++want) {  // bits: dinp, dweight, dbias
@@ -659,11 +665,7 @@ CUDA_TEST(cuda_linear_split_backward_is_the_unfused_pair) {
     for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
       const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC;
       const int64_t w1 = layout == WeightLayout::OutIn ? IC : OC;
-      std::vector<uint16_t> w16(w.size());
-      for (size_t i = 0; i < w.size(); ++i) {
-        w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
-      }
-      Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+      Dev gw = weight_in(w, wt, w0, w1);
       Dev gx(x, {N, IC});
       for (int missing = -1; missing < int(widths.size()); ++missing) {
         // The unfused pair's dout: the parts side by side, zeros where one is missing.
@@ -1024,7 +1026,9 @@ CUDA_TEST(cuda_attention_takes_16bit_inputs_only_for_tensor_cores) {
 }
 
 CUDA_TEST(cuda_attention_bad_mask_value) {
-  const int64_t B = 1, T = 8, H = 1, D = 32;
+  // T = 64: one whole key tile, which the bad value must keep out of the tensor-core kernels'
+  // untested score loops (mma_key_tile_kept), or nothing would read and report it.
+  const int64_t B = 1, T = 64, H = 1, D = 32;
   std::vector<float> x = random_vector(B * T * H * D, 90);
   std::vector<uint8_t> mask(B * T, 1);
   mask[3] = 2;

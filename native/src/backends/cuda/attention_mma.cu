@@ -6,6 +6,9 @@
 // backward passes.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "backends/cuda/attention_mma.cuh"
 #include "backends/cuda/check.cuh"
 
@@ -159,10 +162,21 @@ __global__ void kept_key_tiles_kernel(const uint8_t* mask, int64_t B, int64_t Tk
   if (e < B * tiles) kept[e] = mma_key_tile_kept(mask, Tk, e / tiles, e % tiles) ? 1 : 0;
 }
 
+// Whether full tiles take the score loops' untested copy: yes unless S2S_ATTENTION_FULL_TILES
+// is 0 (bench_cuda_train --profile with and without measures what the copy saves).
+bool full_tiles_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("S2S_ATTENTION_FULL_TILES");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return enabled;
+}
+
 // g with kept_key_tiles filled where there is a mask (from the arena: the caller holds a scope),
 // so the tiles the padding leaves whole take the untested score loops too.
 AttentionGeometry with_kept_key_tiles(Context& ctx, const AttentionGeometry& g) {
   AttentionGeometry out = g;
+  out.test_every_tile = !full_tiles_enabled();
   out.kept_key_tiles = nullptr;
   if (g.mask == nullptr) return out;
   const int64_t n = g.B * mma_key_tiles(g.Tk);

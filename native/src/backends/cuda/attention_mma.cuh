@@ -110,6 +110,9 @@ struct AttentionGeometry {
   // of the 64-key tile (mma_key_tile_kept), so tile_is_full may pass it; null: every tile of a
   // masked attention takes the tested copy.
   const uint8_t* kept_key_tiles;
+  // Every tile takes the tested copy of the score loops (S2S_ATTENTION_FULL_TILES=0, to
+  // measure what the full tiles' copy saves; the tests, to compare the two).
+  bool test_every_tile;
 };
 
 constexpr int kMmaThreads = 128;   // 4 warps
@@ -395,6 +398,7 @@ S2S_MMA_FN float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h
 // per-score tests (FullTile), which give the same values there.
 S2S_MMA_FN bool tile_is_full(const AttentionGeometry& g, int64_t b, int64_t i0, int rows,
                              int64_t j0, int keys) {
+  if (g.test_every_tile) return false;
   const bool kept = g.mask == nullptr ||
                     (g.kept_key_tiles != nullptr &&
                      g.kept_key_tiles[b * mma_key_tiles(g.Tk) + j0 / kMmaKeys] != 0);
