@@ -147,11 +147,20 @@ S2S_HOST_DEVICE constexpr int mma_backward_q_key_buffers(int64_t D) {
   return D <= 96 ? 2 : 1;
 }
 
-// Blocks per SM the forward's registers must allow (__launch_bounds__): at D = 64 without
-// dropout, four (128 registers; its 46 KB of shared memory allow four on an H100, three on an
-// A100), which ptxas gave it unasked until the full-tile copy of the score loop (tile_is_full)
-// and its kept_key_tiles lookup; it then took 140, three blocks. Held to 128, it spills nothing.
-constexpr int mma_forward_min_blocks(int64_t D, bool drop) { return D == 64 && !drop ? 4 : 1; }
+// Blocks per SM the forward's registers must allow (__launch_bounds__): on an H100 at D = 64
+// without dropout, four (128 registers; its 46 KB of shared memory fit four in the 228 KB of
+// an sm_90 SM, three in an A100's 164, two in the 100 of an sm_86/89), which ptxas gave it
+// unasked until the full-tile copy of the score loop (tile_is_full) and its kept_key_tiles
+// lookup; it then took 140, three blocks. Held to 128 for sm_90, it spills nothing there; the
+// other architectures, where shared memory allows fewer blocks anyway, are left free (held to
+// 128, ptxas spilled 16 bytes for sm_80 and 260 for sm_86).
+constexpr int mma_forward_min_blocks(int64_t D, bool drop) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  return D == 64 && !drop ? 4 : 1;
+#else
+  return (void)D, (void)drop, 1;
+#endif
+}
 
 // Shared memory (bytes) of each kernel for head dim D, the looped-over tiles twice (double
 // buffering): D = 64: 46, 37 and 55 KB; D = 128: 85, 69 and 68 KB.
