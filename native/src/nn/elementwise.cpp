@@ -1,4 +1,5 @@
-// nn::add, nn::scale, nn::split_last: residuals, rescaling and splitting fused projections.
+// nn::add, nn::scale, nn::split_last: residuals, rescaling and splitting fused projections
+// (split_columns, split_last's forward, is shared with nn::linear_split).
 #include "nn/split_columns.h"
 #include "s2s/nn/functional.h"
 
