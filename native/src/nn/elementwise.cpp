@@ -1,6 +1,6 @@
 // nn::add, nn::scale, nn::split_last: residuals, rescaling and splitting fused projections
 // (split_columns, split_last's forward, is shared with nn::linear_split).
-#include "nn/split_columns.h"
+#include "nn/forward_parts.h"
 #include "s2s/nn/functional.h"
 
 namespace s2s {

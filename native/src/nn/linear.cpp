@@ -2,21 +2,38 @@
 // The matmuls read weight->matmul_value(): the bf16 compute copy when the param has one (bf16
 // compute dtype; the f32 gradient is then computed from bf16-rounded operands), else the value.
 // LoRA A/B have no compute copy (Model::set_compute_dtype marks base weights only): their
-// matmuls are tiny and stay fp32.
-#include "s2s/nn/functional.h"
+// matmuls are tiny and stay fp32. linear_output (nn/forward_parts.h) is the forward alone, for
+// the fused pairs (nn::linear_gelu, nn::linear_split).
+#include "nn/forward_parts.h"
 
 namespace s2s {
 namespace nn {
 
-static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayout layout) {
-  const Tensor& w = weight->matmul_value();
+namespace {
+
+// The output Var of x through weight (out_features from the layout), not yet computed.
+Var* output_of(Graph& g, Var* x, const Tensor& w, WeightLayout layout, bool requires_grad) {
   const int64_t out_features = layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
   int64_t shape[kMaxDims];
   for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
   shape[x->value.ndim - 1] = out_features;
+  return g.output(x->value.ndim, shape, requires_grad);
+}
+
+}  // namespace
+
+Var* linear_output(Graph& g, Var* x, const LinearWeights& w) {
+  const Tensor& wt = w.weight->matmul_value();
+  Var* y = output_of(g, x, wt, w.layout, /*requires_grad=*/false);
+  g.ops().linear_forward(y->value, x->value, wt, w.bias ? w.bias->value : Tensor{}, w.layout);
+  return y;
+}
+
+static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayout layout) {
+  const Tensor& w = weight->matmul_value();
   const bool needs_grad =
       x->requires_grad || g.tracks(weight) || g.tracks(bias);
-  Var* y = g.output(x->value.ndim, shape, needs_grad);
+  Var* y = output_of(g, x, w, layout, needs_grad);
   // A bf16 weight rounds dy to bf16 in both backward GEMMs; without a bias nothing else reads
   // dy, so its first writer may store it as bf16 (cleared again below when LoRA reads dy).
   y->grad_bf16_ok = w.dtype == DType::BF16 && bias == nullptr;

@@ -2,7 +2,7 @@
 // the backend fuses them (Backend::linear_gelu_backward): gelu's gradient is made as the linear's
 // backward reads it (the dbias column sum, which also writes the GEMMs' bf16 copy) instead of
 // being written in f32 and read back, the largest gradient of the block after the logits'.
-#include "s2s/nn/functional.h"
+#include "nn/forward_parts.h"
 
 namespace s2s {
 namespace nn {
@@ -16,15 +16,9 @@ Var* linear_gelu(Graph& g, Var* x, const LinearWeights& w, GeluApprox approximat
       !g.ops().fuses_linear_gelu_backward()) {
     return gelu(g, linear(g, x, w), approximate, out);
   }
-  const Tensor& wt = weight->matmul_value();
-  const int64_t out_features = w.layout == WeightLayout::OutIn ? wt.shape[0] : wt.shape[1];
-  int64_t shape[kMaxDims];
-  for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
-  shape[x->value.ndim - 1] = out_features;
   // The pre-activation: kept for the backward, its gradient never made.
-  Var* pre = g.output(x->value.ndim, shape, /*requires_grad=*/false);
-  g.ops().linear_forward(pre->value, x->value, wt, bias ? bias->value : Tensor{}, w.layout);
-  Var* y = g.output(x->value.ndim, shape, /*requires_grad=*/true, out);
+  Var* pre = linear_output(g, x, w);
+  Var* y = g.output(pre->value.ndim, pre->value.shape, /*requires_grad=*/true, out);
   g.ops().gelu_forward(y->value, pre->value, approximate);
   const WeightLayout layout = w.layout;
   g.on_backward([&g, x, y, pre, weight, bias, layout, approximate] {

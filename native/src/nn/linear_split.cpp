@@ -3,8 +3,7 @@
 // parts' gradients where their consumers left them (the dbias column sum, which also writes the
 // GEMMs' bf16 copy) instead of split_last's backward assembling them into an (N, 3C) f32
 // gradient first, written and read once more.
-#include "nn/split_columns.h"
-#include "s2s/nn/functional.h"
+#include "nn/forward_parts.h"
 
 namespace s2s {
 namespace nn {
@@ -24,14 +23,8 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
       sizes.size() > kMaxFusedParts) {
     return split_last(g, linear(g, x, w), sizes, out);
   }
-  const Tensor& wt = weight->matmul_value();
-  const int64_t out_features = w.layout == WeightLayout::OutIn ? wt.shape[0] : wt.shape[1];
-  int64_t shape[kMaxDims];
-  for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
-  shape[x->value.ndim - 1] = out_features;
   // The linear's output: read by the split only, its gradient never made.
-  Var* y = g.output(x->value.ndim, shape, /*requires_grad=*/false);
-  g.ops().linear_forward(y->value, x->value, wt, bias ? bias->value : Tensor{}, w.layout);
+  Var* y = linear_output(g, x, w);
   std::vector<Var*> parts = split_columns(g, y->value, sizes, out, /*requires_grad=*/true);
   const WeightLayout layout = w.layout;
   g.on_backward([&g, x, parts, sizes, weight, bias, layout] {
