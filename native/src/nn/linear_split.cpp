@@ -8,10 +8,6 @@
 namespace s2s {
 namespace nn {
 
-namespace {
-constexpr size_t kMaxFusedParts = 4;  // Backend::linear_split_backward's limit
-}
-
 std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
                                const std::vector<int64_t>& sizes, DType out) {
   Param* weight = w.weight;
@@ -20,7 +16,7 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
   // LoRA reads the output's f32 gradient for its own products: the plain pair then.
   if (!needs_grad || w.lora != nullptr || !g.fuse_linear_split ||
       !g.ops().fuses_linear_split_backward() || sizes.empty() ||
-      sizes.size() > kMaxFusedParts) {
+      sizes.size() > size_t(Backend::kMaxLinearSplitParts)) {
     return split_last(g, linear(g, x, w), sizes, out);
   }
   // The linear's output: read by the split only, its gradient never made.

@@ -151,8 +151,9 @@ class Backend {
   // The backward of split_last(linear(x)): linear_backward with dout the concatenation of
   // dparts along the last dimension (f32 (N, widths[p]) each, or empty for a part without a
   // gradient: zeros), read in place instead of assembled in an f32 buffer first (GPT-2's
-  // (N, 3C) gradient written and read once less). Up to 4 parts. Backends whose
-  // fuses_linear_split_backward() is true only.
+  // (N, 3C) gradient written and read once less). Up to kMaxLinearSplitParts parts. Backends
+  // whose fuses_linear_split_backward() is true only.
+  static constexpr int kMaxLinearSplitParts = 4;
   virtual void linear_split_backward(const Tensor& /*dinp*/, const Tensor& /*dweight*/,
                                      const Tensor& /*dbias*/,
                                      const std::vector<Tensor>& /*dparts*/,

@@ -18,6 +18,7 @@
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/rows.cuh"
 #include "ops/op_util.h"
+#include "s2s/nn/backend.h"  // Backend::kMaxLinearSplitParts
 
 namespace s2s {
 namespace cuda {
@@ -125,7 +126,7 @@ struct DoutOfGelu {
     return __fmul_rn(dact[i], act::gelu_grad(pre[i], tanh));
   }
 };
-constexpr int kMaxSplitParts = 4;
+constexpr int kMaxSplitParts = Backend::kMaxLinearSplitParts;
 struct DoutOfParts {
   const float* part[kMaxSplitParts];  // (N, width) each, or null: zeros
   int64_t begin[kMaxSplitParts], width[kMaxSplitParts];
