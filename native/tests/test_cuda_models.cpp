@@ -14,6 +14,7 @@
 // file runs on every machine with the CUDA kernels executed by the SIMT simulator on the CPU,
 // and passes there; on a GPU it still awaits its first run. The checked host backend
 // (test_models_device) holds the wiring to bit-identity on every machine.
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -312,7 +313,7 @@ CUDA_TEST(cuda_model_fused_linear_gelu_changes_no_bit) {
 // GPT-2's c_attn and the split into q, k, v run their backward as one op (nn::linear_split,
 // cuda::linear_split_backward: the linear's backward reads the three gradients in place, no
 // (N, 3C) f32 gradient assembled) and change no bit: the same three steps with and without, in
-// fp32, bf16 and fp16 compute. (Under LoRA, c_attn is a target: the pair stays separate.)
+// fp32, bf16 and fp16 compute.
 CUDA_TEST(cuda_model_fused_linear_split_changes_no_bit) {
   using namespace s2s_test::parity;
   const std::string name = "gpt2";
@@ -323,6 +324,77 @@ CUDA_TEST(cuda_model_fused_linear_split_changes_no_bit) {
     s.compute = compute;
     expect_switch_changes_no_bit(name, s, [](Graph& g) { g.fuse_linear_split = false; }, 90,
                                  name + tag, "fused linear+split");
+  }
+}
+
+// Under LoRA on c_attn (PEFT's default target for GPT-2, dropout on) the fused step hands the
+// parts' gradients to LoRA's products as well, each against the rows of B its columns come from.
+// dB is each part's own product, but dx_A = s dy B sums over all 3C columns, now three GEMMs
+// accumulating in turn: the same gradients up to that order, not bit for bit. Three steps with
+// and without the fusion: frozen base weights untouched in both, losses, grad norms and the
+// adapters within `limit` (max |a - b| / max |b|; fp32 leaves the order's last bits, 16-bit
+// compute can flip a bf16 / fp16 ulp of a gradient the GEMMs round).
+CUDA_TEST(cuda_model_fused_linear_split_under_lora) {
+  using namespace s2s_test::parity;
+  const std::string name = "gpt2";
+  struct Mode {
+    ComputeDType compute;
+    const char* tag;
+    double limit;
+  };
+  const Mode modes[] = {{ComputeDType::F32, " fp32", 1e-5},
+                        {ComputeDType::BF16, " bf16", 1e-4},
+                        {ComputeDType::F16, " fp16", 1e-4}};
+  for (const Mode& m : modes) {
+    const std::string tag = name + m.tag + " LoRA";
+    Setup s;
+    s.full = false;
+    s.compute = m.compute;
+    std::unique_ptr<Built> runs[2];
+    LoraAdapter adapters[2];  // own the adapters' params: alive while training
+    for (int fused = 0; fused < 2; ++fused) {
+      runs[fused] = build(name, s, gpu());
+      runs[fused]->graph.fuse_linear_split = fused == 1;
+      LoraConfig lc;
+      lc.r = 4;
+      lc.lora_alpha = 8;
+      lc.lora_dropout = 0.1;
+      lc.init_lora_weights = "false";  // B random too, so A's gradient is not zero
+      adapters[fused] = apply_lora(*runs[fused]->model, lc, 7);
+      bool c_attn = false;
+      for (const LoraLayer& l : adapters[fused].layers) {
+        c_attn = c_attn || l.path.find(".c_attn") != std::string::npos;
+      }
+      CHECK_MSG(c_attn, tag + ": LoRA's default targets miss c_attn");
+    }
+    Fixture fx(s2s_test::fixture_dir(name));
+    for (int step = 1; step <= 3; ++step) {
+      StepResult r[2];
+      for (int fused = 0; fused < 2; ++fused) {
+        r[fused] = train_step(*runs[fused], fx.batch, step, true, 40 + uint64_t(step));
+      }
+      const std::string at = tag + " step " + std::to_string(step);
+      CHECK_MSG(std::fabs(r[1].loss - r[0].loss) <= m.limit * std::fabs(r[0].loss),
+                at + ": the fused step changed the loss");
+      CHECK_MSG(std::fabs(r[1].grad_norm - r[0].grad_norm) <= m.limit * r[0].grad_norm,
+                at + ": the fused step changed the grad norm");
+    }
+    std::vector<Param*> unfused = runs[0]->model->params().all();
+    std::vector<Param*> fused = runs[1]->model->params().all();
+    CHECK(unfused.size() == fused.size());
+    for (size_t i = 0; i < unfused.size() && i < fused.size(); ++i) {
+      const std::string what = tag + " " + unfused[i]->name;
+      if (!unfused[i]->trainable) {
+        const std::vector<uint8_t> a = bytes_of(runs[0]->model->backend(), unfused[i]->value);
+        const std::vector<uint8_t> b = bytes_of(runs[1]->model->backend(), fused[i]->value);
+        CHECK_MSG(a == b, what + ": a frozen weight changed");
+        continue;
+      }
+      const double err = rel_to_max(floats_of(runs[1]->model->backend(), fused[i]->value),
+                                    floats_of(runs[0]->model->backend(), unfused[i]->value));
+      CHECK_MSG(err <= m.limit, what + ": the fused step moved the adapter by " +
+                                    std::to_string(err));
+    }
   }
 }
 

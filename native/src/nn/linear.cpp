@@ -1,10 +1,10 @@
 // nn::linear: y = x W^T + b (or x W + b for GPT-2's Conv1D layout), plus LoRA when attached.
 // The matmuls read weight->matmul_value(): the bf16 compute copy when the param has one (bf16
 // compute dtype; the f32 gradient is then computed from bf16-rounded operands), else the value.
-// LoRA A/B have no compute copy (Model::set_compute_dtype marks base weights only): their
-// matmuls are tiny and stay fp32. linear_output (nn/forward_parts.h) is the forward alone, for
+// LoRA's branch is nn/lora_branch.h. linear_output (nn/forward_parts.h) is the forward alone, for
 // the fused pairs (nn::linear_gelu, nn::linear_split).
 #include "nn/forward_parts.h"
+#include "nn/lora_branch.h"
 
 namespace s2s {
 namespace nn {
@@ -66,41 +66,15 @@ DType matmul_input_dtype(const Graph& g, std::initializer_list<const LinearWeigh
 }
 
 Var* linear(Graph& g, Var* x, const LinearWeights& w) {
-  S2S_REQUIRE(x->value.dtype == DType::F32 || w.lora == nullptr, code::kDType, "nn.linear",
-              "expected a float32 input under LoRA (its A product reads x), got ",
-              dtype_name(x->value.dtype));
   Var* y = base_linear(g, x, w.weight, w.bias, w.layout);
   if (w.lora == nullptr) return y;
   y->grad_bf16_ok = false;  // the LoRA step below reads dy in fp32
-  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling; A (r, in) and B (out, r) are nn.Linear
-  // weights, so the OutIn layout whatever the base layer's layout is.
-  Var* xa = base_linear(g, dropout(g, x, w.lora->dropout), w.lora->A, nullptr,
-                        WeightLayout::OutIn);  // (N, r)
-  // The B product is added straight into the base output: y (N,OC) += scaling * xa B^T (one
-  // GEMM with beta = 1) rather than three more (N,OC) activations (xa B^T, its scaled copy, the
-  // sum) and their gradients. y's gradient is the sum's gradient, so the base layer's backward
-  // (recorded earlier, run later) reads the same dy; its backward never reads y's value.
-  Param* B = w.lora->B;
-  const float s = w.lora->scaling;
-  const int64_t r = B->value.shape[1];
-  const int64_t n = xa->value.numel() / r, oc = B->value.shape[0];
-  const Tensor y2 = Tensor::contiguous(y->value.data, DType::F32, {n, oc});
-  const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
-  g.ops().matmul(y2, xa2, B->value, false, true, s, 1.0f);
-  if (xa->requires_grad || g.tracks(B)) {
+  const LoraBranch branch = lora_forward(g, x, *w.lora, y->value);
+  if (branch.needs_grad) {
     y->requires_grad = true;
-    g.on_backward([&g, y, xa, B, s, n, oc, r] {
+    g.on_backward([&g, y, branch] {
       const Tensor dy = g.grad_if_present(y);
-      if (dy.data == nullptr) return;
-      const Tensor dy2 = Tensor::contiguous(dy.data, DType::F32, {n, oc});
-      const Tensor xa2 = Tensor::contiguous(xa->value.data, DType::F32, {n, r});
-      // dB (OC,r) += s * dy^T xa ; dxa (N,r) += s * dy B
-      if (B->trainable) g.ops().matmul(B->grad, dy2, xa2, true, false, s, 1.0f);
-      const Tensor dxa = g.grad(xa);
-      if (dxa.data != nullptr) {
-        g.ops().matmul(Tensor::contiguous(dxa.data, DType::F32, {n, r}), dy2, B->value, false,
-                       false, s, 1.0f);
-      }
+      if (dy.data != nullptr) lora_backward(g, branch, dy, 0);
     });
   }
   return y;

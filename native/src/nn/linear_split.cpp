@@ -2,8 +2,10 @@
 // where the backend fuses them (Backend::linear_split_backward): the linear's backward reads the
 // parts' gradients where their consumers left them (the dbias column sum, which also writes the
 // GEMMs' bf16 copy) instead of split_last's backward assembling them into an (N, 3C) f32
-// gradient first, written and read once more.
+// gradient first, written and read once more. Under LoRA the branch's products read the parts
+// too, each against the rows of B that its columns come from (nn/lora_branch.h).
 #include "nn/forward_parts.h"
+#include "nn/lora_branch.h"
 
 namespace s2s {
 namespace nn {
@@ -12,18 +14,22 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
                                const std::vector<int64_t>& sizes, DType out) {
   Param* weight = w.weight;
   Param* bias = w.bias;
-  const bool needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
-  // LoRA reads the output's f32 gradient for its own products: the plain pair then.
-  if (!needs_grad || w.lora != nullptr || !g.fuse_linear_split ||
+  const bool base_needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
+  const Lora* lora = w.lora;
+  const bool lora_needs_grad =
+      lora != nullptr && (x->requires_grad || g.tracks(lora->A) || g.tracks(lora->B));
+  if ((!base_needs_grad && !lora_needs_grad) || !g.fuse_linear_split ||
       !g.ops().fuses_linear_split_backward() || sizes.empty() ||
       sizes.size() > size_t(Backend::kMaxLinearSplitParts)) {
     return split_last(g, linear(g, x, w), sizes, out);
   }
   // The linear's output: read by the split only, its gradient never made.
   Var* y = linear_output(g, x, w);
+  LoraBranch branch;
+  if (lora != nullptr) branch = lora_forward(g, x, *lora, y->value);
   std::vector<Var*> parts = split_columns(g, y->value, sizes, out, /*requires_grad=*/true);
   const WeightLayout layout = w.layout;
-  g.on_backward([&g, x, parts, sizes, weight, bias, layout] {
+  g.on_backward([&g, x, parts, sizes, weight, bias, layout, base_needs_grad, branch] {
     std::vector<Tensor> dparts;
     bool any = false;
     for (Var* part : parts) {
@@ -31,10 +37,19 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
       any = any || dparts.back().data != nullptr;
     }
     if (!any) return;
-    const Tensor db = bias != nullptr ? bias->grad : Tensor{};
-    const Graph::GradBuffer dx = g.grad_for_write(x);
-    g.ops().linear_split_backward(dx.grad, weight->grad, db, dparts, sizes, x->value,
-                                  weight->matmul_value(), layout, dx.fresh);
+    if (base_needs_grad) {
+      const Tensor db = bias != nullptr ? bias->grad : Tensor{};
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      g.ops().linear_split_backward(dx.grad, weight->grad, db, dparts, sizes, x->value,
+                                    weight->matmul_value(), layout, dx.fresh);
+    }
+    if (branch.needs_grad) {
+      int64_t col = 0;
+      for (size_t i = 0; i < dparts.size(); ++i) {
+        if (dparts[i].data != nullptr) lora_backward(g, branch, dparts[i], col);
+        col += sizes[i];
+      }
+    }
   });
   return parts;
 }

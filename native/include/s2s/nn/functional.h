@@ -76,9 +76,10 @@ Var* dropout(Graph& g, Var* x, float p, DType out = DType::F32);
 std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes,
                              DType out = DType::F32);
 // split_last(linear(x, w), sizes, out) (GPT-2's c_attn): the same values and gradients as that
-// pair. Where the backend fuses the pair's backward (Backend::fuses_linear_split_backward), w
-// has no LoRA, there are at most 4 parts and g.fuse_linear_split is on, one backward step reads
-// the parts' gradients in place instead of assembling the linear's output gradient first.
+// pair. Where the backend fuses the pair's backward (Backend::fuses_linear_split_backward), there
+// are at most 4 parts and g.fuse_linear_split is on, one backward step reads the parts' gradients
+// in place instead of assembling the linear's output gradient first; LoRA's products on w read
+// them in place too (the same gradients up to the order of dx_A's sum over the parts).
 std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
                                const std::vector<int64_t>& sizes, DType out = DType::F32);
 
