@@ -65,6 +65,10 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --fp16 \
     > "$OUT/bench_cuda_train_model_fp16.json" 2> "$OUT/bench_cuda_train_model_fp16.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model_fp16.log"; cat "$OUT/bench_cuda_train_model_fp16.json"
+  # LoRA fine-tuning (rank 8 on c_attn, PEFT's defaults for GPT-2), same path.
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --lora 8 \
+    > "$OUT/bench_cuda_train_model_lora.json" 2> "$OUT/bench_cuda_train_model_lora.log" || status=1
+  tail -n 4 "$OUT/bench_cuda_train_model_lora.log"; cat "$OUT/bench_cuda_train_model_lora.json"
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family,
   # with the tensor-core attention and with the fp32 attention kernels.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \
@@ -92,6 +96,8 @@ if want torch; then
     --steps "$STEPS" 2>&1 | tee "$OUT/bench_pytorch.json" || status=1
   PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
     --steps "$STEPS" --modes eager --dtype float16 2>&1 | tee "$OUT/bench_pytorch_fp16.json" || status=1
+  PYTHONUNBUFFERED=1 python3 bench/models/pytorch_cuda_train.py --batch "$BATCH" --seq "$SEQ" \
+    --steps "$STEPS" --lora 8 2>&1 | tee "$OUT/bench_pytorch_lora.json" || status=1
   # The decoding anchor: the same shapes as bench_cuda_decode, eager, concatenating KV cache.
   for dt in "" --bf16; do
     PYTHONUNBUFFERED=1 python3 bench/models/pytorch_generate.py --device cuda --random $dt \

@@ -92,6 +92,21 @@ def main(folder):
                 lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s")
         if s["train_fp16"]["model_over_eager"] is not None:
             lines.append(f"  model_over_eager           {s['train_fp16']['model_over_eager']:.3f}")
+    lora = first(records(folder, "bench_cuda_train_model_lora.json"))
+    torch_lora = records(folder, "bench_pytorch_lora.json")
+    lora_eager, lora_compiled = first(torch_lora, mode="eager"), first(torch_lora, mode="compile")
+    if any((lora, lora_eager, lora_compiled)):
+        rank = (lora or lora_eager or lora_compiled).get("lora_rank")
+        lines.append(f"LoRA fine-tuning (rank {rank}, c_attn), bf16:")
+        for label, r in (("ours, model path", lora), ("PyTorch eager", lora_eager),
+                         ("torch.compile", lora_compiled)):
+            if r:
+                lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s  MFU {r['mfu']:.3f}")
+        s["train_lora"] = {"model_over_eager": ratio(tok(lora), tok(lora_eager)),
+                           "model_over_compile": ratio(tok(lora), tok(lora_compiled))}
+        for k, v in s["train_lora"].items():
+            if v is not None:
+                lines.append(f"  {k:26s} {v:.3f}")
     for dtype, suffix in (("float32", ""), ("bfloat16", "_bf16")):
         ours = first(records(folder, f"bench_cuda_decode{suffix}.json"))
         theirs = first(records(folder, f"bench_pytorch_decode{suffix}.json"))

@@ -4,7 +4,7 @@ and the same step, in eager mode and under torch.compile, one JSON object per mo
 
     python3 bench/models/pytorch_cuda_train.py [--batch 16] [--seq 1024] [--layers 12]
         [--channels 768] [--heads 12] [--vocab 50257] [--warmup 3] [--steps 10]
-        [--modes eager,compile] [--peak-tflops 989] [--dtype bfloat16|float16]
+        [--modes eager,compile] [--peak-tflops 989] [--dtype bfloat16|float16] [--lora R]
 
 The model is a plain GPT-2 (learned positions, pre-LayerNorm blocks, gelu tanh, tied LM head,
 no dropout) written here in torch.nn, with attention through F.scaled_dot_product_attention
@@ -17,6 +17,12 @@ Flops per token: 6 * (parameters except wpe) + 12 * L * C * T (PaLM appendix B, 
 MFU = flops/token * tokens/s / peak (989 TFLOP/s dense bf16 for an H100 SXM).
 --dtype float16: autocast(float16) with torch.cuda.amp.GradScaler (the anchor for
 bench_cuda_train --model --fp16); skipped steps are counted and still timed.
+--lora R: LoRA fine-tuning as PEFT runs it with its defaults for GPT-2 (the anchor for
+bench_cuda_train --model --lora R): c_attn gets lora_B(lora_A(dropout(x))) * alpha / r (rank R,
+alpha 2R, dropout 0.05, A Kaiming-uniform, B zero), every other parameter is frozen, AdamW and
+the clipping see the adapters only. Written out here (PEFT's LoRA Linear is the same three
+lines) so that the anchor needs torch alone. Flops per token: 4 per frozen parameter (forward
+and input gradient), 6 per trainable one, plus attention's 12 * L * C * T.
 """
 import argparse
 import json
@@ -26,6 +32,23 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class LoraLinear(nn.Module):
+    """base(x) + lora_B(lora_A(dropout(x))) * scaling, PEFT's LoRA Linear forward."""
+
+    def __init__(self, base, r, alpha, dropout):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Linear(base.in_features, r, bias=False)
+        self.lora_B = nn.Linear(r, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.dropout = nn.Dropout(dropout)
+        self.scaling = alpha / r
+
+    def forward(self, x):
+        return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
 
 
 class Block(nn.Module):
@@ -76,9 +99,16 @@ class GPT2(nn.Module):
 def run(mode, a):
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    model = GPT2(a.vocab, a.seq, a.layers, a.channels, a.heads).to(dev)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    model = GPT2(a.vocab, a.seq, a.layers, a.channels, a.heads)
+    if a.lora:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for block in model.h:
+            block.c_attn = LoraLinear(block.c_attn, a.lora, 2 * a.lora, 0.05)
+    model = model.to(dev)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.dim() >= 2]
+    no_decay = [p for p in trained if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-4, fused=True)
     g = torch.Generator(device="cpu").manual_seed(42)
@@ -95,7 +125,7 @@ def run(mode, a):
             loss = fwd(idx, labels)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(trained, 1.0)
         before = scaler.get_scale()
         scaler.step(opt)
         scaler.update()
@@ -116,11 +146,14 @@ def run(mode, a):
     step_s = sum(times) / len(times)
     tokens_s = a.batch * a.seq / step_s
     params = sum(p.numel() for p in model.parameters())
-    flops_per_token = 6 * (params - model.wpe.weight.numel()) + 12 * a.layers * a.channels * a.seq
+    counted = [p for p in model.parameters() if p is not model.wpe.weight]
+    param_flops = sum((6 if p.requires_grad else 4) * p.numel() for p in counted)
+    flops_per_token = param_flops + 12 * a.layers * a.channels * a.seq
     return {
         "bench": "pytorch_cuda_train", "mode": mode, "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0), "batch": a.batch, "seq": a.seq, "layers": a.layers,
-        "channels": a.channels, "vocab": a.vocab, "parameters": params,
+        "channels": a.channels, "vocab": a.vocab, "parameters": params, "lora_rank": a.lora,
+        "trainable_parameters": sum(p.numel() for p in trained),
         "step_ms": step_s * 1e3, "tokens_per_s": tokens_s,
         "mfu": flops_per_token * tokens_s / (a.peak_tflops * 1e12), "peak_tflops": a.peak_tflops,
         "dtype": a.dtype, "skipped_steps": int(skipped[0]), "first_loss": losses[0], "last_loss": losses[-1],
@@ -141,6 +174,7 @@ def main():
     p.add_argument("--modes", default="eager,compile")
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--dtype", choices=["bfloat16", "float16"], default="bfloat16")
+    p.add_argument("--lora", type=int, default=0, metavar="R")
     a = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     for mode in a.modes.split(","):

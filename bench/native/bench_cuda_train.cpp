@@ -8,7 +8,8 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--model [--fp16] [--chunked-loss]] [--attention-fp32]
+//                    [--profile] [--model [--fp16] [--chunked-loss] [--lora R]]
+//                    [--attention-fp32]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
@@ -17,6 +18,12 @@
 // trainer's float16); skipped steps are counted in "skipped_steps" and still timed.
 // --chunked-loss (with --model): the LM head and the loss a chunk of rows at a time
 // (Model::set_chunked_loss): no (N,V) logits or gradient, one more forward GEMM of the head.
+// --lora R (with --model): LoRA fine-tuning instead, as PEFT's defaults for GPT-2 run it (rank R,
+// alpha 2R, dropout 0.05, c_attn targeted, B zero at the start, everything else frozen): the base
+// weights' bf16 copies multiply forward and for the input gradients only, and AdamW updates the
+// adapters. Its flops per token are 4 * (parameters except wpe) + 6 * (adapter parameters) +
+// 12 * L * C * T (no weight gradients of the base), "mfu" counted so; the anchor is
+// pytorch_cuda_train.py --lora R.
 //
 // --attention-fp32 (hand-composed step only): attention's products in fp32 on the CUDA cores (the
 // fp32 kernels) instead of bf16 on the tensor cores (attention_mma.cu, what autocast's SDPA and
@@ -56,6 +63,7 @@
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_ops.h"
 #include "s2s/models/init_weights.h"
+#include "s2s/models/lora.h"
 #include "s2s/models/model.h"
 #include "s2s/ops/grad_norm.h"
 #include "s2s/train/optimizer.h"
@@ -75,6 +83,7 @@ struct Args {
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
   bool chunked_loss = false;  // --model only: Model::set_chunked_loss
+  int64_t lora_rank = 0;      // --model only: LoRA of this rank on c_attn instead of full training
   bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
 };
 
@@ -97,6 +106,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
     else if (k == "--chunked-loss") a.chunked_loss = true;
+    else if (k == "--lora") a.lora_rank = std::atoll(next());
     else if (k == "--attention-fp32") a.attention_fp32 = true;
     else s2s_bench::unknown_option("bench_cuda_train", k);
   }
@@ -239,6 +249,14 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   std::unique_ptr<s2s::Model> model = create_model(parse_model_config(config, "bench config"));
   for (s2s::Param* p : model->params().all()) model->params().set_trainable(*p, true);
   init_weights(*model, 42);
+  LoraAdapter adapter;  // owns the adapters' params: alive while training
+  if (a.lora_rank > 0) {
+    LoraConfig lc;  // PEFT's default targets for GPT-2 (c_attn)
+    lc.r = a.lora_rank;
+    lc.lora_alpha = 2.0 * double(a.lora_rank);
+    lc.lora_dropout = 0.05;
+    adapter = apply_lora(*model, lc, 42);
+  }
   // As the hand-composed step: bf16 linears (or fp16 with --fp16, loss-scaled as the trainer does).
   model->set_compute_dtype(a.fp16 ? ComputeDType::F16 : ComputeDType::BF16);
   model->set_chunked_loss(a.chunked_loss);
@@ -284,22 +302,28 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   for (double t : times) total += t;
   const double step_s = total / double(times.size());
   const double tokens_s = double(N) / step_s;
-  int64_t counted = 0;  // parameters except wpe (the LM head counted through the tied wte)
+  // Parameters except wpe (the LM head counted through the tied wte): 6 flops a token each when
+  // trained, 4 when frozen (forward and input gradient; wte's gather and wpe's are not GEMMs).
+  double param_flops = 0;
   for (s2s::Param* p : model->params().all()) {
-    if (p->name != "transformer.wpe.weight") counted += p->value.numel();
+    if (p->name != "transformer.wpe.weight") {
+      param_flops += (p->trainable ? 6.0 : 4.0) * double(p->value.numel());
+    }
   }
-  const double flops_per_token = 6.0 * double(counted) + 12.0 * double(a.L * a.C * T);
+  const double flops_per_token = param_flops + 12.0 * double(a.L * a.C * T);
   const double mfu = flops_per_token * tokens_s / (a.peak_tflops * 1e12);
   std::printf("{\"bench\":\"cuda_train\",\"path\":\"model\",\"device\":\"%s\",\"batch\":%lld,"
               "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
-              "\"last_loss\":%.5f,\"chunked_loss\":%s,\"arena_peak_bytes\":%zu}\n",
+              "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
+              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu}\n",
               st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
               (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
               a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
-              losses.back(), a.chunked_loss ? "true" : "false",
+              losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
+              (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use());
   return 0;
 }
