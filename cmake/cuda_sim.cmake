@@ -77,7 +77,8 @@ foreach(test test_cuda_ops_sim test_attention_mma_sim)
 endforeach()
 
 # The GPU benchmarks' code paths (training: hand-composed step, model path, fp16 with the loss
-# scaler, fp32 attention with the per-op profile; decoding: generate and the cached-attention op)
+# scaler, LoRA with --trace (which finds no CUPTI, or a CUPTI without a GPU, and says so), fp32
+# attention with the per-op profile; decoding: generate and the cached-attention op)
 # on a tiny GPT so that the first GPU session does not meet a
 # host-side bug in them; the figures mean nothing here.
 foreach(bench IN ITEMS bench_cuda_train bench_cuda_decode)
@@ -96,7 +97,7 @@ add_test(NAME bench_cuda_train_sim_model COMMAND bench_cuda_train_sim ${S2S_SIM_
 add_test(NAME bench_cuda_train_sim_model_fp16
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --fp16)
 add_test(NAME bench_cuda_train_sim_model_lora
-         COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --lora 2)
+         COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --lora 2 --trace)
 add_test(NAME bench_cuda_train_sim_profile
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --attention-fp32 --profile)
 

@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 # cuBLASLt is loaded at run time (backends/cuda/cublaslt_api.h); the loader looks in the usual
 # site-packages itself, but a venv or conda Python may keep pip's nvidia packages elsewhere, so
 # put their lib folders on the loader's path (it takes the runtime's major version first).
-nvidia_libs=$(python3 -c "import nvidia, os; print(':'.join(os.path.join(p, s, 'lib') for p in nvidia.__path__ for s in ('cu13', 'cu12', 'cublas') if os.path.isdir(os.path.join(p, s, 'lib'))))" 2>/dev/null)
+nvidia_libs=$(python3 -c "import nvidia, os; print(':'.join(os.path.join(p, s, 'lib') for p in nvidia.__path__ for s in ('cu13', 'cu12', 'cublas', 'cuda_cupti') if os.path.isdir(os.path.join(p, s, 'lib'))))" 2>/dev/null)
 [ -n "$nvidia_libs" ] && export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if want build || want tests || want bench; then
   if [ ! -f build-gpu/CMakeCache.txt ]; then
@@ -69,6 +69,12 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model --lora 8 \
     > "$OUT/bench_cuda_train_model_lora.json" 2> "$OUT/bench_cuda_train_model_lora.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model_lora.log"; cat "$OUT/bench_cuda_train_model_lora.json"
+  # What the GPU did during the model path's steps (CUPTI, no synchronisation per op): its busy
+  # share of a step (the rest is waiting for the host) and the kernels, full training and LoRA.
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 2 --steps 3 --model --trace \
+    > "$OUT/bench_cuda_trace_model.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 2 --steps 3 --model --lora 8 \
+    --trace > "$OUT/bench_cuda_trace_model_lora.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family,
   # with the tensor-core attention and with the fp32 attention kernels.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \

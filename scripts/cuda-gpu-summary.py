@@ -146,6 +146,22 @@ def main(folder):
             for fam, ms in top:
                 lines.append(f"  {fam:26s} {ms:8.2f} ms  {ms / total:6.1%}")
             s["profile_" + key] = r["profile_ms"]
+    for name, label, key in (("bench_cuda_trace_model.json", "model path", "trace_model"),
+                             ("bench_cuda_trace_model_lora.json", "model path, LoRA", "trace_lora")):
+        r = first(records(folder, name))
+        t = r and r.get("trace")
+        if not t:
+            continue
+        if "unavailable" in t:
+            lines.append(f"GPU trace ({label}): unavailable: {t['unavailable']}")
+            continue
+        lines.append(f"GPU trace ({label}; CUPTI): busy {t['gpu_busy_ms_per_step']:.1f} of "
+                     f"{t['window_ms_per_step']:.1f} ms a step ({t['busy_fraction']:.1%}); "
+                     f"kernels by time:")
+        for k in t["kernels"][:15]:
+            lines.append(f"  {k['ms_per_step']:8.3f} ms  {k['calls_per_step']:7.1f} x  {k['name'][:90]}")
+        lines.append(f"  {t['other_kernels_ms_per_step']:8.3f} ms  the other kernels")
+        s[key] = t
     text = "\n".join(lines) if lines else f"no bench output in {folder}"
     print(text)
     if not os.path.isdir(folder):

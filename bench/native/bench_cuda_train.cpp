@@ -8,7 +8,7 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--model [--fp16] [--chunked-loss] [--lora R]]
+//                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]]
 //                    [--attention-fp32]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
@@ -32,6 +32,9 @@
 // --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
 // each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
 // so the throughput figures of a profiled run are not the ones to report.
+// --trace records the timed steps' GPU activity with CUPTI (kernel_trace.h; either path, no
+// synchronisation per op) and adds "trace": the GPU's busy time per step against the step's
+// (the rest is the GPU waiting for the host) and the kernels that took it, by name.
 // The step: embedding (wte + wpe) -> L x [ln1, qkv = linear, attention (causal, fused), proj,
 // residual, ln2, fc, gelu (tanh), fc proj, residual] -> ln_f -> logits = x wte^T (tied) ->
 // cross-entropy (mean) -> the whole backward -> grad norm, clip 1.0 -> fused AdamW (lr 1e-4,
@@ -56,6 +59,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "kernel_trace.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
 
@@ -80,6 +84,7 @@ struct Args {
   double peak_tflops = 989.0;
   bool tf32 = false;
   bool profile = false;
+  bool trace = false;  // CUPTI's record of the timed steps (kernel_trace.h)
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
   bool chunked_loss = false;  // --model only: Model::set_chunked_loss
@@ -103,6 +108,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--peak-tflops") a.peak_tflops = std::atof(next());
     else if (k == "--tf32") a.tf32 = true;
     else if (k == "--profile") a.profile = true;
+    else if (k == "--trace") a.trace = true;
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
     else if (k == "--chunked-loss") a.chunked_loss = true;
@@ -242,6 +248,18 @@ std::string profile_json(const std::map<std::string, double>& profile, size_t st
   return s + "}";
 }
 
+// Starts CUPTI's record for --trace (null without it, or where CUPTI is missing: *why says).
+std::unique_ptr<s2s_bench::KernelTrace> start_trace(const Args& a, std::string* why) {
+  return a.trace ? s2s_bench::KernelTrace::start(why) : nullptr;
+}
+
+// ",\"trace\":{...}" for --trace (or why there is none), "" without it.
+std::string trace_json(const Args& a, s2s_bench::KernelTrace* trace, const std::string& why) {
+  if (!a.trace) return "";
+  if (trace == nullptr) return ",\"trace\":{\"unavailable\":" + s2s_bench::json_string(why) + "}";
+  return trace->json();
+}
+
 // The same training step through s2s::Model on the CUDA backend: what the trainer runs.
 int run_model_path(const Args& a, const CudaStatus& st) {
   const int64_t B = a.B, T = a.T, N = B * T;
@@ -280,8 +298,11 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   oc.adamw.weight_decay = 0.1;
   oc.max_grad_norm = 1.0;
 
+  std::string why_no_trace;
+  std::unique_ptr<s2s_bench::KernelTrace> trace = start_trace(a, &why_no_trace);
   std::vector<double> times, losses;
   for (int i = 0; i < a.warmup + a.steps; ++i) {
+    if (trace && i >= a.warmup) trace->begin_step();
     const double t0 = now_s();
     g.reset();
     g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
@@ -293,6 +314,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
         optimizer_step(model->params(), oc, applied, 1e-4, 1.0f, &scaler);
     backend->synchronize();
     const double dt = now_s() - t0;
+    if (trace && i >= a.warmup) trace->end_step();
     losses.push_back(loss);
     if (i >= a.warmup) times.push_back(dt);
     std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, stats.grad_norm,
@@ -317,14 +339,15 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
-              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu}\n",
+              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu%s}\n",
               st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
               (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
               a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
               losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
               (long long)model->params().count_elements(true),
-              cuda::cuda_context(*backend).arena().peak_bytes_in_use());
+              cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
+              trace_json(a, trace.get(), why_no_trace).c_str());
   return 0;
 }
 
@@ -495,12 +518,16 @@ int main(int argc, char** argv) {
       return {loss.loss, norm};
     };
 
+    std::string why_no_trace;
+    std::unique_ptr<s2s_bench::KernelTrace> trace = start_trace(a, &why_no_trace);
     std::vector<double> times, losses;
     for (int i = 0; i < a.warmup + a.steps; ++i) {
       timing = i >= a.warmup;
+      if (trace && timing) trace->begin_step();
       const double t0 = now_s();
       const auto [loss, norm] = step(i);
       const double dt = now_s() - t0;
+      if (trace && timing) trace->end_step();
       losses.push_back(loss);
       if (i >= a.warmup) times.push_back(dt);
       std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, norm, dt * 1e3);
@@ -515,12 +542,13 @@ int main(int argc, char** argv) {
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
                 "\"tf32\":%s,\"attention\":\"%s\",\"first_loss\":%.5f,\"last_loss\":%.5f,"
-                "\"arena_peak_bytes\":%zu%s}\n",
+                "\"arena_peak_bytes\":%zu%s%s}\n",
                 st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
                 (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
                 mfu, a.peak_tflops, a.tf32 ? "true" : "false",
                 a.attention_fp32 ? "float32" : "bfloat16", losses.front(), losses.back(),
-                ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str());
+                ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str(),
+                trace_json(a, trace.get(), why_no_trace).c_str());
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_cuda_train: %s: %s\n", e.code().c_str(), e.what());
