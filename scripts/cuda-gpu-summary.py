@@ -102,6 +102,9 @@ def main(folder):
                          ("torch.compile", lora_compiled)):
             if r:
                 lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s  MFU {r['mfu']:.3f}")
+        impl = (lora_eager or lora_compiled or {}).get("lora_impl")
+        if impl:
+            lines.append(f"  PyTorch's adapters: {impl}")
         s["train_lora"] = {"model_over_eager": ratio(tok(lora), tok(lora_eager)),
                            "model_over_compile": ratio(tok(lora), tok(lora_compiled))}
         for k, v in s["train_lora"].items():

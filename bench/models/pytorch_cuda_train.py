@@ -20,11 +20,13 @@ bench_cuda_train --model --fp16); skipped steps are counted and still timed.
 --lora R: LoRA fine-tuning as PEFT runs it with its defaults for GPT-2 (the anchor for
 bench_cuda_train --model --lora R): c_attn gets lora_B(lora_A(dropout(x))) * alpha / r (rank R,
 alpha 2R, dropout 0.05, A Kaiming-uniform, B zero), every other parameter is frozen, AdamW and
-the clipping see the adapters only. Written out here (PEFT's LoRA Linear is the same three
-lines) so that the anchor needs torch alone. Flops per token: 4 per frozen parameter (forward
-and input gradient), 6 per trainable one, plus attention's 12 * L * C * T.
+the clipping see the adapters only. The adapters are PEFT's own (peft.inject_adapter_in_model)
+where peft imports, else the same forward written out here ("lora_impl" says which, and why
+not PEFT). Flops per token: 4 per frozen parameter (forward and input gradient), 6 per
+trainable one, plus attention's 12 * L * C * T.
 """
 import argparse
+import copy
 import json
 import math
 import time
@@ -49,6 +51,21 @@ class LoraLinear(nn.Module):
 
     def forward(self, x):
         return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+
+
+def with_lora(model, r):
+    """model with rank-r adapters on every c_attn: PEFT's where it imports, else LoraLinear."""
+    try:
+        from peft import LoraConfig, inject_adapter_in_model
+        config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules=["c_attn"])
+        injected = inject_adapter_in_model(config, copy.deepcopy(model))  # model intact if it fails
+        for name, p in injected.named_parameters():
+            p.requires_grad_("lora_" in name)
+        return injected, "peft"
+    except Exception as e:  # no peft, or an API it does not have: the same forward by hand
+        for block in model.h:
+            block.c_attn = LoraLinear(block.c_attn, r, 2 * r, 0.05)
+        return model, f"written out ({type(e).__name__}: {e})"
 
 
 class Block(nn.Module):
@@ -100,11 +117,11 @@ def run(mode, a):
     torch.manual_seed(0)
     dev = torch.device("cuda")
     model = GPT2(a.vocab, a.seq, a.layers, a.channels, a.heads)
+    lora_impl = None
     if a.lora:
         for p in model.parameters():
             p.requires_grad_(False)
-        for block in model.h:
-            block.c_attn = LoraLinear(block.c_attn, a.lora, 2 * a.lora, 0.05)
+        model, lora_impl = with_lora(model, a.lora)
     model = model.to(dev)
     trained = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trained if p.dim() >= 2]
@@ -153,6 +170,7 @@ def run(mode, a):
         "bench": "pytorch_cuda_train", "mode": mode, "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0), "batch": a.batch, "seq": a.seq, "layers": a.layers,
         "channels": a.channels, "vocab": a.vocab, "parameters": params, "lora_rank": a.lora,
+        "lora_impl": lora_impl,
         "trainable_parameters": sum(p.numel() for p in trained),
         "step_ms": step_s * 1e3, "tokens_per_s": tokens_s,
         "mfu": flops_per_token * tokens_s / (a.peak_tflops * 1e12), "peak_tflops": a.peak_tflops,
