@@ -16,14 +16,16 @@ inline double now_s() {
       .count();
 }
 
-// config.json text of a GPT-2 (gelu_new, tied head) with these sizes, at least 1024 positions.
+// config.json text of a GPT-2 (gelu_new, tied head) with these sizes, at least 1024 positions,
+// and no dropout (the PyTorch anchors' GPT-2 has none; LoRA's own dropout stays where set).
 inline std::string gpt2_config_json(int64_t vocab, int64_t channels, int64_t layers, int64_t heads,
                                     int64_t positions) {
   char config[512];
   std::snprintf(config, sizeof config,
                 "{\"model_type\": \"gpt2\", \"vocab_size\": %lld, \"n_embd\": %lld, "
                 "\"n_layer\": %lld, \"n_head\": %lld, \"n_positions\": %lld, "
-                "\"activation_function\": \"gelu_new\"}",
+                "\"activation_function\": \"gelu_new\", \"embd_pdrop\": 0.0, "
+                "\"resid_pdrop\": 0.0, \"attn_pdrop\": 0.0}",
                 (long long)vocab, (long long)channels, (long long)layers, (long long)heads,
                 (long long)(positions > 1024 ? positions : 1024));
   return config;

@@ -287,6 +287,9 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   model->to_backend(backend);
   Graph g;
   g.set_backend(backend);
+  // Training mode as the trainer runs it: the config has no dropout, but LoRA's (0.05) applies,
+  // as PEFT's does in the anchor's train mode.
+  g.training = true;
 
   const std::vector<int32_t> ids = random_token_ids(N, a.V, 42);
   Batch batch;
@@ -305,6 +308,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     if (trace && i >= a.warmup) trace->begin_step();
     const double t0 = now_s();
     g.reset();
+    g.dropout_seed = uint64_t(i + 1);  // a fresh dropout mask each step (LoRA's)
     g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
     ForwardResult r = model->forward(g, batch, LossReduction::Mean);
     const double loss = g.read_scalar(r.loss->value);
