@@ -453,12 +453,12 @@ int main(int argc, char** argv) {
       timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(x.lnf, N, C), t1(x.lnf_mean, N), t1(x.lnf_rstd, N), t2(*resid, N, C),
                               P(model.lnf_w).W(), P(model.lnf_b).W(), 1e-5f); });
       timed("linear", [&] { cuda::linear_forward(ctx, t2(x.logits, N, V), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{}); });
+      // The loss and, its seed (1) known, the logits' gradient with it (one read of the logits).
       CrossEntropyResult loss{};
-      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N); });
+      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N,
+                                                             {}, t2(x.dlogits, N, V), 1.0f); });
 
       // ---- backward (gradients accumulate into the zeroed param grads) ----
-      timed("loss", [&] { cuda::cross_entropy_backward(ctx, t2(x.dlogits, N, V), t2(x.logits, N, V), t1(x.lse_loss, N),
-                                   d_labels, N, 1.0f, {}, /*overwrite=*/true); });
       timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
                             t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true); });
       // Fresh gradients are overwritten (no zero-fill pass), as the model path's do.

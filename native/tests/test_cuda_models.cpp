@@ -547,6 +547,49 @@ CUDA_TEST(cuda_model_chunked_loss_tracks_the_plain_path) {
   }
 }
 
+// The plain loss with its seed known before the forward (Graph::known_dloss, as every training
+// step sets it) writes the logits' gradient with the loss (cross_entropy_forward_backward: each
+// row's gradient from the read for its lse): the loss and every gradient have the bits of the
+// backward making it, every fixture, fp32 and bf16 compute (whose dlogits are bf16). A backward
+// seeded otherwise than promised is refused.
+CUDA_TEST(cuda_model_loss_gradient_made_with_the_loss_changes_no_bit) {
+  using namespace s2s_test::parity;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
+      Setup s;
+      s.compute = compute;
+      const std::string tag = name + (compute == ComputeDType::F32 ? " fp32" : " bf16");
+      Fixture fx(s2s_test::fixture_dir(name));
+      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+      double losses[2];
+      for (int i = 0; i < 2; ++i) {
+        Graph& g = runs[i]->graph;
+        g.reset();
+        if (i == 1) g.known_dloss = 0.25f;
+        ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
+        CHECK_MSG(r.logits != nullptr, tag + ": expected the plain loss");
+        losses[i] = g.read_scalar(r.loss->value);
+        g.backward(r.loss, 0.25f);
+      }
+      CHECK_MSG(losses[0] == losses[1], tag + ": the loss changed");
+      std::vector<Param*> later = runs[0]->model->params().all();
+      std::vector<Param*> ahead = runs[1]->model->params().all();
+      for (size_t i = 0; i < later.size() && i < ahead.size(); ++i) {
+        const std::vector<uint8_t> a = bytes_of(runs[0]->model->backend(), later[i]->grad);
+        const std::vector<uint8_t> b = bytes_of(runs[1]->model->backend(), ahead[i]->grad);
+        CHECK_MSG(a == b, tag + " " + later[i]->name + ": the gradient changed");
+      }
+    }
+  }
+  std::unique_ptr<Built> m = build("gpt2", Setup{}, gpu());
+  Fixture fx(s2s_test::fixture_dir("gpt2"));
+  Graph& g = m->graph;
+  g.reset();
+  g.known_dloss = 1.0f;
+  ForwardResult r = m->model->forward(g, fx.batch, LossReduction::Sum);
+  CHECK_THROWS_CODE(g.backward(r.loss, 2.0f), code::kInternal);
+}
+
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the
 // loss is read), and the model stays usable.
 CUDA_TEST(cuda_model_bad_ids_are_errors) {

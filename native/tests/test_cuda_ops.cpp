@@ -1240,6 +1240,71 @@ CUDA_TEST(cuda_cross_entropy) {
   }
 }
 
+// The gradient written with the loss (a seed known before the forward: the rows kernel writes
+// each row's dlogits right after its lse) has the bits of the forward and then the backward
+// (overwrite), f32 and bf16, Mean and Sum, for rows a warp, a block of 256 and of 1024 threads
+// take (V = 500, 5000, 50257), ignored rows, and a Mean with no counted row (zeros); the rows
+// variant (the chunked loss) likewise with a Sum's scale.
+CUDA_TEST(cuda_cross_entropy_with_its_gradient_is_the_two_calls) {
+  const int64_t N = 13;
+  for (int64_t V : {500, 5000, 50257}) {
+    const std::vector<float> x = random_vector(N * V, 121, -8, 8);
+    std::vector<int32_t> labels(N), ignored(N, -100);
+    for (int64_t i = 0; i < N; ++i) labels[i] = int32_t((i * 37 + 5) % V);
+    labels[2] = labels[9] = -100;
+    Dev gx(x, {N, V}), glab(labels, DType::F32, {N}), gnone(ignored, DType::F32, {N});
+    for (const Dev* lab : {&glab, &gnone}) {
+      for (LossReduction red : {LossReduction::Mean, LossReduction::Sum}) {
+        for (DType dt : {DType::F32, DType::BF16}) {
+          const std::string tag = "V " + std::to_string(V) + (lab == &gnone ? " no label" : "") +
+                                  (red == LossReduction::Mean ? " mean" : " sum") +
+                                  (dt == DType::BF16 ? " bf16" : " f32");
+          CrossEntropyOptions o;
+          o.reduction = red;
+          auto fresh = [&] {  // NaN bits: a value left unwritten shows
+            return dt == DType::BF16 ? Dev(std::vector<uint16_t>(size_t(N * V), 0x7FC1), dt, {N, V})
+                                     : Dev(std::vector<float>(N * V, NAN), {N, V});
+          };
+          const int32_t* labs = lab->ptr<int32_t>();
+          Dev lse_a(std::vector<float>(N, NAN), {N}), lse_b(std::vector<float>(N, NAN), {N});
+          Dev dl_a = fresh(), dl_b = fresh();
+          const CrossEntropyResult a = cuda::cross_entropy_forward(ctx(), lse_a.t, gx.t, labs, N, o);
+          cuda::cross_entropy_backward(ctx(), dl_a.t, gx.t, lse_a.t, labs, N, 0.7f, o, true);
+          const CrossEntropyResult b =
+              cuda::cross_entropy_forward(ctx(), lse_b.t, gx.t, labs, N, o, dl_b.t, 0.7f);
+          CHECK_MSG(std::memcmp(&a.loss, &b.loss, sizeof a.loss) == 0 && a.count == b.count,
+                    tag + ": loss");
+          CHECK_MSG(opt::bit_equal(host_of(lse_a), host_of(lse_b)), tag + ": lse");
+          CHECK_MSG(dt == DType::BF16 ? host16_of(dl_a) == host16_of(dl_b)
+                                      : opt::bit_equal(host_of(dl_a), host_of(dl_b)),
+                    tag + ": dlogits");
+          if (red == LossReduction::Mean) continue;
+          // The rows variant, seeded as the chunked loss seeds its chunks (a Sum's scale).
+          Dev rl_a(std::vector<float>(N, NAN), {N}), rl_b(std::vector<float>(N, NAN), {N});
+          Dev pk_a(std::vector<float>(N, NAN), {N}), pk_b(std::vector<float>(N, NAN), {N});
+          Dev rd_a = fresh(), rd_b = fresh();
+          cuda::cross_entropy_rows(ctx(), rl_a.t, pk_a.t, gx.t, labs, N, o.ignore_index);
+          cuda::cross_entropy_backward(ctx(), rd_a.t, gx.t, rl_a.t, labs, N, 0.3f, o, true);
+          const cuda::CrossEntropyGradient grad{rd_b.t, 0.3f, LossReduction::Sum};
+          cuda::cross_entropy_rows(ctx(), rl_b.t, pk_b.t, gx.t, labs, N, o.ignore_index, &grad);
+          CHECK_MSG(opt::bit_equal(host_of(rl_a), host_of(rl_b)) &&
+                        opt::bit_equal(host_of(pk_a), host_of(pk_b)),
+                    tag + ": rows");
+          CHECK_MSG(dt == DType::BF16 ? host16_of(rd_a) == host16_of(rd_b)
+                                      : opt::bit_equal(host_of(rd_a), host_of(rd_b)),
+                    tag + ": rows' dlogits");
+        }
+      }
+    }
+  }
+  // A gradient of the wrong shape is refused before anything runs.
+  Dev gx(random_vector(2 * 7, 3, -1, 1), {2, 7}), glse(std::vector<float>(2), {2});
+  Dev glab(std::vector<int32_t>{1, 2}, DType::F32, {2}), small(std::vector<float>(7), {1, 7});
+  CHECK_THROWS_CODE(cuda::cross_entropy_forward(ctx(), glse.t, gx.t, glab.ptr<int32_t>(), 2, {},
+                                                small.t, 1.0f),
+                    code::kShape);
+}
+
 // ---- optimizer --------------------------------------------------------------------------------
 
 CUDA_TEST(cuda_adamw_bit_identical_to_cpu) {

@@ -140,8 +140,11 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     t.dweight = g.tracks(head.weight) ? head.weight->grad : Tensor{};
     return t;
   };
+  // One chunk's share of the gradient; its dlogits made here, or already (with its rows' loss,
+  // Backend::cross_entropy_rows_backward) where dlogits_made.
   auto chunk_gradient = [&g, x, w, layout, lse, device_labels, sum, N, C, V, chunk_rows](
-                            const Targets& t, int64_t row0, const Tensor* chunk_logits_or_null) {
+                            const Targets& t, int64_t row0, const Tensor* chunk_logits_or_null,
+                            bool dlogits_made) {
     const int64_t rows = std::min(chunk_rows, N - row0);
     const Tensor dx_rows = t.dx.data ? rows_of(t.dx, row0, rows, C) : Tensor{};
     if (chunk_logits_or_null == nullptr) {
@@ -150,9 +153,11 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
       return;
     }
     const Tensor dl = rows_of(t.dlogits, 0, rows, V);
-    g.ops().cross_entropy_backward(dl, *chunk_logits_or_null, span_of(lse, row0, rows),
-                                   device_labels + row0, rows, t.scale, sum,
-                                   /*overwrite=*/true);
+    if (!dlogits_made) {
+      g.ops().cross_entropy_backward(dl, *chunk_logits_or_null, span_of(lse, row0, rows),
+                                     device_labels + row0, rows, t.scale, sum,
+                                     /*overwrite=*/true);
+    }
     g.ops().linear_backward(dx_rows, t.dweight, Tensor{}, dl, rows_of(x->value, row0, rows, C),
                             w, layout, t.dx_fresh);
   };
@@ -169,13 +174,19 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     const Targets t = targets(*g.known_dloss, dx_ahead, /*dx_fresh=*/true);
     for (int64_t row0 = last; row0 >= 0; row0 -= chunk_rows) {
       if (!has_labels(row0)) {
-        chunk_gradient(t, row0, nullptr);
+        chunk_gradient(t, row0, nullptr, false);
         continue;
       }
       const int64_t rows = std::min(chunk_rows, N - row0);
       const Tensor lg = chunk_logits(row0, rows);
-      chunk_rows_loss(row0, lg);
-      chunk_gradient(t, row0, &lg);
+      // The rows' loss and their dlogits from one read of the logits (where the backend fuses
+      // them), the bits of cross_entropy_rows and then cross_entropy_backward.
+      g.ops().cross_entropy_rows_backward(span_of(lse, row0, rows),
+                                          span_of(label_logit, row0, rows),
+                                          rows_of(t.dlogits, 0, rows, V), lg,
+                                          device_labels + row0, rows, options.ignore_index,
+                                          t.scale);
+      chunk_gradient(t, row0, &lg, /*dlogits_made=*/true);
     }
   } else {
     for (int64_t row0 = 0; row0 < N; row0 += chunk_rows) {
@@ -224,12 +235,12 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     const Targets t = targets(g.read_scalar(dloss), dx.grad, dx.fresh);
     for (int64_t row0 = last; row0 >= 0; row0 -= chunk_rows) {
       if (!has_labels(row0)) {
-        chunk_gradient(t, row0, nullptr);
+        chunk_gradient(t, row0, nullptr, false);
         continue;
       }
       const int64_t rows = std::min(chunk_rows, N - row0);
       const Tensor lg = row0 == kept ? rows_of(logits, 0, rows, V) : chunk_logits(row0, rows);
-      chunk_gradient(t, row0, &lg);
+      chunk_gradient(t, row0, &lg, false);
     }
   });
   return loss;

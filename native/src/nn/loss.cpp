@@ -9,22 +9,41 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
   const int64_t N = logits->value.shape[0];
   Var* loss = g.output({1}, logits->requires_grad);
   Tensor lse = g.tensor(DType::F32, {N});
+  // The backward's seed known already (Graph::known_dloss): the logits' gradient is written with
+  // the loss, from the same read of the logits (Backend::cross_entropy_forward_backward). Usually
+  // the only writer of the (N,V) logits gradient: overwritten, in bf16 when the head only rounds
+  // it to bf16 anyway (bf16 compute). The loss's backward runs first, so writing it now is
+  // writing it first.
+  const bool ahead = logits->requires_grad && g.known_dloss.has_value();
+  const Graph::GradBuffer dlogits =
+      ahead ? g.grad_for_write_bf16(logits) : Graph::GradBuffer{};
   const CrossEntropyResult r =
-      g.ops().cross_entropy_forward(lse, logits->value, labels, num_labels, options);
+      ahead && dlogits.fresh
+          ? g.ops().cross_entropy_forward_backward(lse, dlogits.grad, logits->value, labels,
+                                                   num_labels, *g.known_dloss, options)
+          : g.ops().cross_entropy_forward(lse, logits->value, labels, num_labels, options);
   const float loss_value = static_cast<float>(r.loss);
   g.ops().upload(loss->value.data, &loss_value, sizeof(float));
   if (count_out) *count_out = r.count;
-  if (logits->requires_grad) {
-    g.on_backward([&g, logits, loss, lse, labels, num_labels, options] {
+  if (!logits->requires_grad) return loss;
+  if (ahead && dlogits.fresh) {
+    g.on_backward([&g, loss, planned = *g.known_dloss] {
+      // The gradient is in already: a backward seeded otherwise would leave it wrong.
       const Tensor dloss = g.grad_if_present(loss);
-      if (dloss.data == nullptr) return;
-      // Usually the only writer of the (N,V) logits gradient: overwrite it when fresh, in bf16
-      // when the head only rounds it to bf16 anyway (bf16 compute).
-      const Graph::GradBuffer dlogits = g.grad_for_write_bf16(logits);
-      g.ops().cross_entropy_backward(dlogits.grad, logits->value, lse, labels, num_labels,
-                             g.read_scalar(dloss), options, dlogits.fresh);
+      const float d = dloss.data ? g.read_scalar(dloss) : 0.0f;
+      S2S_REQUIRE(dloss.data != nullptr && d == planned, code::kInternal, "nn.cross_entropy",
+                  "the backward's seed ", d, " is not the ", planned,
+                  " Graph::known_dloss promised the forward");
     });
+    return loss;
   }
+  g.on_backward([&g, logits, loss, lse, labels, num_labels, options] {
+    const Tensor dloss = g.grad_if_present(loss);
+    if (dloss.data == nullptr) return;
+    const Graph::GradBuffer dlogits = g.grad_for_write_bf16(logits);
+    g.ops().cross_entropy_backward(dlogits.grad, logits->value, lse, labels, num_labels,
+                                   g.read_scalar(dloss), options, dlogits.fresh);
+  });
   return loss;
 }
 

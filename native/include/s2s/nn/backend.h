@@ -238,6 +238,33 @@ class Backend {
                                       const Tensor& lse, const int32_t* labels,
                                       int64_t num_labels, float dloss,
                                       const CrossEntropyOptions& options, bool overwrite) = 0;
+  // cross_entropy_forward together with the gradient cross_entropy_backward(dlogits, logits,
+  // lse, labels, num_labels, dloss, options, /*overwrite=*/true) writes, for a loss whose
+  // gradient dloss is known before the forward (Graph::known_dloss); the bits of the two calls.
+  // Here the two calls; the CUDA backend writes each row's gradient right after its lse, reading
+  // the row from L2 instead of the logits from memory once more.
+  virtual CrossEntropyResult cross_entropy_forward_backward(const Tensor& lse,
+                                                            const Tensor& dlogits,
+                                                            const Tensor& logits,
+                                                            const int32_t* labels,
+                                                            int64_t num_labels, float dloss,
+                                                            const CrossEntropyOptions& options) {
+    const CrossEntropyResult r = cross_entropy_forward(lse, logits, labels, num_labels, options);
+    cross_entropy_backward(dlogits, logits, lse, labels, num_labels, dloss, options, true);
+    return r;
+  }
+  // cross_entropy_rows likewise, with the gradient of the rows' summed loss seeded with dloss
+  // (the chunked loss's chunks).
+  virtual void cross_entropy_rows_backward(const Tensor& lse, const Tensor& label_logit,
+                                           const Tensor& dlogits, const Tensor& logits,
+                                           const int32_t* labels, int64_t num_labels,
+                                           int32_t ignore_index, float dloss) {
+    cross_entropy_rows(lse, label_logit, logits, labels, num_labels, ignore_index);
+    CrossEntropyOptions sum;
+    sum.ignore_index = ignore_index;
+    sum.reduction = LossReduction::Sum;
+    cross_entropy_backward(dlogits, logits, lse, labels, num_labels, dloss, sum, true);
+  }
   virtual double scaled_grad_norm(const std::vector<Tensor>& grads, float scale) = 0;
   virtual void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
                                   const AdamWOptions& options, float grad_scale,

@@ -118,7 +118,9 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
 // x (R,T,C) -> (R,C): each row's last position (only its logits are needed when decoding).
 Var* last_position(Graph& g, Var* x);
 
-// logits (N,V), labels (N,) int32 -> a (1,) loss Var; count_out gets the counted tokens.
+// logits (N,V), labels (N,) int32 -> a (1,) loss Var; count_out gets the counted tokens. With
+// Graph::known_dloss set, the logits' gradient is written with the loss, from the same pass over
+// the logits (Backend::cross_entropy_forward_backward); the backward checks the seed.
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
                    const CrossEntropyOptions& options, int64_t* count_out);
 

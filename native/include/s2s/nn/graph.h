@@ -171,9 +171,10 @@ class Graph {
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the
   // forward (a training step: 1, or fp16's scale / tokens). nn::linear_cross_entropy then makes
   // the head's gradients in its forward, from the logits at hand, instead of making the logits
-  // a second time in the backward. A promise: the head's parameter gradient is added during the
-  // forward, so the pass must go on to backward(loss, *known_dloss) (the backward checks the
-  // seed). Cleared by reset(): set it after.
+  // a second time in the backward; nn::cross_entropy writes the logits' gradient with the loss,
+  // from the same read of the logits. A promise: gradients are written during the forward, so
+  // the pass must go on to backward(loss, *known_dloss) (the backward checks the seed). Cleared
+  // by reset(): set it after.
   std::optional<float> known_dloss;
 
  private:

@@ -6,7 +6,10 @@
 // once for many calls. The backward counts the labels on the device (one block, fixed order) so
 // it queues without waiting.
 // Napkin: forward reads the (N,V) logits twice (max, then exp-sum, from L2 for rows up to a
-// few MB), backward reads them once and writes dlogits: ~12 bytes per logit.
+// few MB), backward reads them once and writes dlogits: ~12 bytes per logit. Where the loss's
+// gradient is known before the forward (Graph::known_dloss), the rows kernel writes each row's
+// gradient too, right after its lse, reading the row a third time from L2: the backward's read
+// from memory is gone (~6 bytes per logit in bf16), the bits are the two kernels'.
 #include <limits>
 #include <vector>
 
@@ -34,6 +37,16 @@ Dims check(const Tensor& logits, const int32_t* labels, int64_t num_labels) {
   return d;
 }
 
+// The gradient the rows kernel writes with the forward (a null target: none).
+struct RowGradient {
+  float* dlogits = nullptr;         // f32, overwritten
+  uint16_t* dlogits_bf16 = nullptr;  // or bf16 bits
+  const long long* count = nullptr;  // counted rows (ce_count_kernel), for Mean
+  float dloss = 0.f;
+  bool mean = false;
+  __device__ bool wanted() const { return dlogits != nullptr || dlogits_bf16 != nullptr; }
+};
+
 // A label the row is counted for; out-of-range labels are reported and the row skipped.
 __device__ inline bool counted(const int32_t* labels, int64_t row, int64_t V, int32_t ignore,
                                unsigned long long* err, bool report) {
@@ -46,19 +59,56 @@ __device__ inline bool counted(const int32_t* labels, int64_t row, int64_t V, in
   return true;
 }
 
+// One row's gradient, (softmax - onehot(y)) * scale from its lse l, each value computed in fp32
+// with its roundings spelled out (no contraction: the fused and the separate kernels give the
+// same bits), then rounded to bf16 where dxh is given; dx is overwritten or accumulated.
+__device__ inline void ce_row_gradient(const RowTeam& t, const float* x, int64_t V, float l,
+                                       int32_t y, float scale, float* dx, uint16_t* dxh,
+                                       bool overwrite) {
+  for (int64_t c = t.tid; c < V; c += t.size) {
+    const float g = __fsub_rn(__fmul_rn(expf(x[c] - l), scale), c == y ? scale : 0.f);
+    if (dxh != nullptr) {
+      dxh[c] = f32_to_bf16_bits(g);
+    } else {
+      dx[c] = overwrite ? g : dx[c] + g;
+    }
+  }
+}
+
+// The zero gradient of a row without a counted label (written where overwritten or bf16).
+__device__ inline void ce_row_zero(const RowTeam& t, int64_t V, float* dx, uint16_t* dxh,
+                                   bool overwrite) {
+  for (int64_t c = t.tid; c < V; c += t.size) {
+    if (dxh != nullptr) {
+      dxh[c] = 0;  // bf16 +0
+    } else if (overwrite) {
+      dx[c] = 0.f;
+    }
+  }
+}
+
+// cross_entropy_backward's scale: dloss / count for Mean (rounded once to f32), else dloss.
+__device__ inline float ce_scale(float dloss, bool mean, long long count) {
+  return mean ? static_cast<float>(double(dloss) / double(count)) : dloss;
+}
+
 __global__ void ce_rows_kernel(const float* logits, const int32_t* labels, float* lse,
                                float* label_logit, int64_t N, int64_t V, int32_t ignore,
-                               int rows_per_block, unsigned long long* err) {
+                               int rows_per_block, RowGradient grad, unsigned long long* err) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
   int64_t row;
   if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
+  float* dx = grad.dlogits != nullptr ? grad.dlogits + row * V : nullptr;
+  uint16_t* dxh = grad.dlogits_bf16 != nullptr ? grad.dlogits_bf16 + row * V : nullptr;
+  const long long n = grad.wanted() && grad.mean ? grad.count[0] : 1;  // counted rows (Mean)
   if (!counted(labels, row, V, ignore, err, t.tid == 0)) {
     if (t.tid == 0) {
       lse[row] = 0.f;
       label_logit[row] = 0.f;
     }
+    if (grad.wanted()) ce_row_zero(t, V, dx, dxh, /*overwrite=*/true);
     return;
   }
   const float* x = logits + row * V;
@@ -69,12 +119,19 @@ __global__ void ce_rows_kernel(const float* logits, const int32_t* labels, float
   if (m == m && m != -INFINITY) {
     for (int64_t c = t.tid; c < V; c += t.size) s += expf(x[c] - m);
   }
-  const double total = t.sum(double(s));
+  const double total = t.sum(double(s));  // every thread holds it (and so the same l)
+  // NaN anywhere: NaN; every logit -inf: -inf (as the CPU op).
+  const float l = (m != m || m == -INFINITY) ? m : static_cast<float>(double(m) + log(total));
   if (t.tid == 0) {
-    // NaN anywhere: NaN; every logit -inf: -inf (as the CPU op).
-    const float l = (m != m || m == -INFINITY) ? m : static_cast<float>(double(m) + log(total));
     lse[row] = l;
     label_logit[row] = x[labels[row]];
+  }
+  if (!grad.wanted()) return;
+  if (n == 0) {
+    ce_row_zero(t, V, dx, dxh, /*overwrite=*/true);
+  } else {
+    ce_row_gradient(t, x, V, l, labels[row], ce_scale(grad.dloss, grad.mean, n), dx, dxh,
+                    /*overwrite=*/true);
   }
 }
 
@@ -103,48 +160,49 @@ __global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, const
   uint16_t* dxh = dlogits_bf16 != nullptr ? dlogits_bf16 + row * V : nullptr;
   const long long n = count[0];
   if (n == 0 || !counted(labels, row, V, ignore, err, t.tid == 0)) {
-    for (int64_t c = t.tid; c < V; c += t.size) {
-      if (dxh != nullptr) {
-        dxh[c] = 0;  // bf16 +0
-      } else if (overwrite) {
-        dx[c] = 0.f;
-      }
-    }
+    ce_row_zero(t, V, dx, dxh, overwrite);
     return;
   }
-  const float scale = mean ? static_cast<float>(double(dloss) / double(n)) : dloss;
-  const float* x = logits + row * V;
-  const float l = lse[row];
-  const int32_t y = labels[row];
-  for (int64_t c = t.tid; c < V; c += t.size) {
-    const float g = expf(x[c] - l) * scale - (c == y ? scale : 0.f);
-    if (dxh != nullptr) {
-      dxh[c] = f32_to_bf16_bits(g);
-    } else {
-      dx[c] = overwrite ? g : dx[c] + g;
-    }
-  }
+  ce_row_gradient(t, logits + row * V, V, lse[row], labels[row], ce_scale(dloss, mean, n), dx,
+                  dxh, overwrite);
 }
 }  // namespace
 
 void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_logit,
                         const Tensor& logits, const int32_t* labels, int64_t num_labels,
-                        int32_t ignore_index) {
+                        int32_t ignore_index, const CrossEntropyGradient* gradient) {
   const Dims d = check(logits, labels, num_labels);
   expect_f32(lse, {d.N}, kOp, "lse");
   expect_f32(label_logit, {d.N}, kOp, "label_logit");
+  RowGradient grad;
+  if (gradient != nullptr) {
+    opu::expect_dlogits(gradient->dlogits, logits, d.N, d.V, /*overwrite=*/true, kOp);
+    const bool bf16 = gradient->dlogits.dtype == DType::BF16;
+    grad.dlogits = bf16 ? nullptr : gradient->dlogits.f32();
+    grad.dlogits_bf16 = bf16 ? static_cast<uint16_t*>(gradient->dlogits.data) : nullptr;
+    grad.dloss = gradient->dloss;
+    grad.mean = gradient->reduction == LossReduction::Mean;
+  }
   if (d.N == 0) return;
   ctx.activate();
+  ArenaScope scope(ctx.arena());
+  if (grad.mean) {
+    long long* count = ctx.arena().allocate_array<long long>(1);
+    ce_count_kernel<<<1, 1024, 0, stream_of(ctx)>>>(labels, d.N, ignore_index, count);
+    check_launch(kOp);
+    grad.count = count;
+  }
   const RowLaunch l = row_launch(d.N, d.V);
   ce_rows_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
       logits.f32(), labels, lse.f32(), label_logit.f32(), d.N, d.V, ignore_index,
-      l.rows_per_block, ctx.error_slot());
+      l.rows_per_block, grad, ctx.error_slot());
   check_launch(kOp);
 }
 
 CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
-                                         const CrossEntropyOptions& options) {
+                                         const CrossEntropyOptions& options,
+                                         const Tensor& dlogits, float dloss) {
   const Dims d = check(logits, labels, num_labels);
   expect_f32(lse, {d.N}, kOp, "lse");
   std::vector<float> host_lse(size_t(d.N)), host_picked(size_t(d.N));
@@ -154,7 +212,9 @@ CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const 
     ArenaScope scope(ctx.arena());
     const Tensor picked =
         Tensor::contiguous(ctx.arena().allocate_array<float>(size_t(d.N)), DType::F32, {d.N});
-    cross_entropy_rows(ctx, lse, picked, logits, labels, d.N, options.ignore_index);
+    const CrossEntropyGradient gradient{dlogits, dloss, options.reduction};
+    cross_entropy_rows(ctx, lse, picked, logits, labels, d.N, options.ignore_index,
+                       dlogits.data != nullptr ? &gradient : nullptr);
     download(ctx, host_lse.data(), lse.f32(), sizeof(float) * d.N);
     download(ctx, host_picked.data(), picked.f32(), sizeof(float) * d.N);
     download(ctx, host_labels.data(), labels, sizeof(int32_t) * d.N);

@@ -303,6 +303,23 @@ class CudaBackend final : public Backend {
     cuda::cross_entropy_backward(ctx_, dlogits, logits, lse, labels, num_labels, dloss, options,
                                  overwrite);
   }
+  CrossEntropyResult cross_entropy_forward_backward(const Tensor& lse, const Tensor& dlogits,
+                                                    const Tensor& logits, const int32_t* labels,
+                                                    int64_t num_labels, float dloss,
+                                                    const CrossEntropyOptions& options) override {
+    const CrossEntropyResult r = cuda::cross_entropy_forward(ctx_, lse, logits, labels,
+                                                             num_labels, options, dlogits, dloss);
+    ctx_.synchronize();  // as cross_entropy_forward: raise what the pass's kernels reported
+    return r;
+  }
+  void cross_entropy_rows_backward(const Tensor& lse, const Tensor& label_logit,
+                                   const Tensor& dlogits, const Tensor& logits,
+                                   const int32_t* labels, int64_t num_labels,
+                                   int32_t ignore_index, float dloss) override {
+    const cuda::CrossEntropyGradient gradient{dlogits, dloss, LossReduction::Sum};
+    cuda::cross_entropy_rows(ctx_, lse, label_logit, logits, labels, num_labels, ignore_index,
+                             &gradient);
+  }
   double scaled_grad_norm(const std::vector<Tensor>& grads, float scale) override {
     return cuda::scaled_grad_norm(ctx_, grads, scale);
   }

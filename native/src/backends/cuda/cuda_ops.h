@@ -158,13 +158,21 @@ void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Ten
 // ---- cross_entropy.cu: the forward waits for the stream (the loss is returned); rows summed in
 // double in row order on the host. cross_entropy_rows queues without waiting (bad labels are
 // raised at the next synchronize). dlogits f32, or bf16 with overwrite (each value rounded as
-// written).
+// written). Both may write the gradient with the rows (a loss's gradient known before the
+// forward): cross_entropy_backward(dlogits, logits, lse, labels, N, dloss, {ignore_index,
+// reduction}, overwrite = true)'s bits, from the row's read for its lse.
+struct CrossEntropyGradient {
+  Tensor dlogits;  // (N, V) f32 or bf16, overwritten
+  float dloss = 0.f;
+  LossReduction reduction = LossReduction::Mean;
+};
 void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_logit,
                         const Tensor& logits, const int32_t* labels, int64_t num_labels,
-                        int32_t ignore_index);
+                        int32_t ignore_index, const CrossEntropyGradient* gradient = nullptr);
 CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
-                                         const CrossEntropyOptions& options = {});
+                                         const CrossEntropyOptions& options = {},
+                                         const Tensor& dlogits = Tensor{}, float dloss = 0.f);
 void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& logits,
                             const Tensor& lse, const int32_t* labels, int64_t num_labels,
                             float dloss, const CrossEntropyOptions& options = {},
