@@ -82,10 +82,12 @@ void expect_same_three_steps(s2s_test::parity::Built& a, s2s_test::parity::Built
 
 // Fixture `name` under setup s on the GPU twice, the second with `off` applied to its graph
 // (a saving switched off): three steps must give the same bits (expect_same_three_steps). Under
-// LoRA (s.full false), rank 4 on PEFT's default targets of both.
+// LoRA (s.full false), rank 4 on PEFT's default targets of both, or on the modules the regex
+// lora_targets matches, with LoRA's dropout (0.1) on then.
 void expect_switch_changes_no_bit(const std::string& name, const s2s_test::parity::Setup& s,
                                   void (*off)(Graph&), uint64_t seed, const std::string& tag,
-                                  const std::string& change) {
+                                  const std::string& change,
+                                  const std::string& lora_targets = "") {
   using namespace s2s_test::parity;
   std::unique_ptr<Built> on = build(name, s, gpu());
   std::unique_ptr<Built> without = build(name, s, gpu());
@@ -96,6 +98,11 @@ void expect_switch_changes_no_bit(const std::string& name, const s2s_test::parit
     lc.r = 4;
     lc.lora_alpha = 8;
     lc.init_lora_weights = "false";
+    if (!lora_targets.empty()) {
+      lc.target_modules_is_regex = true;
+      lc.target_modules_regex = lora_targets;
+      lc.lora_dropout = 0.1;
+    }
     adapter_on = apply_lora(*on->model, lc, 7);
     adapter_off = apply_lora(*without->model, lc, 7);
   }
@@ -294,19 +301,24 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
 // GPT-2's c_fc and gelu run their backward as one op (nn::linear_gelu,
 // cuda::linear_gelu_backward: gelu's gradient made as the linear's dbias pass reads it, never
 // stored in f32) and change no bit: three steps with it give the losses, grad norms and weights
-// of three steps without, in fp32, bf16 and fp16 compute and under LoRA (c_fc frozen: no dweight
-// or dbias, only dinp) over frozen bf16 views.
+// of three steps without, in fp32, bf16 and fp16 compute, under LoRA on c_attn (c_fc frozen: no
+// dweight or dbias, only dinp) over frozen bf16 views, and under LoRA on c_fc itself (the fused
+// pass stores the pre-activation's f32 gradient for the adapter's products; fp32 and bf16).
 CUDA_TEST(cuda_model_fused_linear_gelu_changes_no_bit) {
   using namespace s2s_test::parity;
   const std::string name = "gpt2";
-  for (int mode = 0; mode < 4; ++mode) {
+  for (int mode = 0; mode < 6; ++mode) {
     Setup s;
-    s.full = mode != 2;
+    s.full = mode < 2 || mode == 3;
     s.keep_frozen = mode == 2;
-    s.compute = mode == 1 ? ComputeDType::F16 : mode == 3 ? ComputeDType::F32 : ComputeDType::BF16;
-    const char* tags[] = {" bf16", " fp16", " LoRA bf16 views", " fp32"};
+    s.compute = mode == 1   ? ComputeDType::F16
+                : mode == 3 || mode == 5 ? ComputeDType::F32
+                                         : ComputeDType::BF16;
+    const char* tags[] = {" bf16", " fp16", " LoRA bf16 views", " fp32", " LoRA on c_fc bf16",
+                          " LoRA on c_fc fp32"};
     expect_switch_changes_no_bit(name, s, [](Graph& g) { g.fuse_linear_gelu = false; }, 80,
-                                 name + tags[mode], "fused linear+gelu");
+                                 name + tags[mode], "fused linear+gelu",
+                                 mode >= 4 ? ".*\\.(c_attn|c_fc)" : "");
   }
 }
 

@@ -603,7 +603,8 @@ Dev weight_in(const std::vector<float>& w, DType wt, int64_t w0, int64_t w1) {
 
 // linear_gelu_backward (nn::linear_gelu's fused backward) gives the bits of gelu_backward into
 // an f32 buffer followed by linear_backward: every weight dtype and layout, both GELUs, each
-// gradient wanted or not, accumulated onto existing values or overwriting dinp.
+// gradient wanted or not (the pre-activation's own, LoRA's input, too), accumulated onto
+// existing values or overwriting dinp.
 CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
   const int64_t N = 45, IC = 24, OC = 72;
   std::vector<float> x = random_vector(N * IC, 70), w = random_vector(OC * IC, 71, -0.3f, 0.3f);
@@ -617,14 +618,16 @@ CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
       Dev gw = weight_in(w, wt, w0, w1);
       Dev gx(x, {N, IC}), gpre(pre, {N, OC}), gdact(dact, {N, OC});
       for (GeluApprox a : {GeluApprox::Tanh, GeluApprox::None}) {
-        for (int want = 1; want < 8; ++want) {  // bits: dinp, dweight, dbias
+        for (int want = 1; want < 16; ++want) {  // bits: dinp, dweight, dbias, dpre
           for (bool overwrite : {false, true}) {
             Dev fdx(dx0, {N, IC}), fdw(dw0, {w0, w1}), fdb(db0, {OC});
             Dev udx(dx0, {N, IC}), udw(dw0, {w0, w1}), udb(db0, {OC});
             Dev dpre(std::vector<float>(N * OC), {N, OC});
+            Dev fdpre(std::vector<float>(N * OC, NAN), {N, OC});
             auto pick = [&](const Dev& d, int bit) { return (want & bit) ? d.t : none(); };
-            cuda::linear_gelu_backward(ctx(), pick(fdx, 1), pick(fdw, 2), pick(fdb, 4), gdact.t,
-                                       gpre.t, gx.t, gw.t, layout, a, overwrite);
+            cuda::linear_gelu_backward(ctx(), pick(fdx, 1), pick(fdw, 2), pick(fdb, 4),
+                                       pick(fdpre, 8), gdact.t, gpre.t, gx.t, gw.t, layout, a,
+                                       overwrite);
             cuda::gelu_backward(ctx(), dpre.t, gdact.t, gpre.t, a, /*overwrite=*/true);
             cuda::linear_backward(ctx(), pick(udx, 1), pick(udw, 2), pick(udb, 4), dpre.t, gx.t,
                                   gw.t, layout, overwrite);
@@ -635,6 +638,7 @@ CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
             CHECK_MSG(opt::bit_equal(host_of(fdx), host_of(udx)), "dinp " + tag);
             CHECK_MSG(opt::bit_equal(host_of(fdw), host_of(udw)), "dweight " + tag);
             CHECK_MSG(opt::bit_equal(host_of(fdb), host_of(udb)), "dbias " + tag);
+            if (want & 8) CHECK_MSG(opt::bit_equal(host_of(fdpre), host_of(dpre)), "dpre " + tag);
           }
         }
       }
@@ -642,8 +646,14 @@ CUDA_TEST(cuda_linear_gelu_backward_is_the_unfused_pair) {
   }
   Dev gw(w, {OC, IC}), gx(x, {N, IC}), gpre(pre, {N, OC}), gdx(dx0, {N, IC});
   Dev short_dact(std::vector<float>((N - 1) * OC), {N - 1, OC});
-  CHECK_THROWS_CODE(cuda::linear_gelu_backward(ctx(), gdx.t, none(), none(), short_dact.t, gpre.t,
-                                               gx.t, gw.t, WeightLayout::OutIn, GeluApprox::Tanh),
+  CHECK_THROWS_CODE(cuda::linear_gelu_backward(ctx(), gdx.t, none(), none(), none(), short_dact.t,
+                                               gpre.t, gx.t, gw.t, WeightLayout::OutIn,
+                                               GeluApprox::Tanh),
+                    code::kShape);
+  Dev short_dpre(std::vector<float>((N - 1) * OC), {N - 1, OC}), gdact(dact, {N, OC});
+  CHECK_THROWS_CODE(cuda::linear_gelu_backward(ctx(), gdx.t, none(), none(), short_dpre.t,
+                                               gdact.t, gpre.t, gx.t, gw.t, WeightLayout::OutIn,
+                                               GeluApprox::Tanh),
                     code::kShape);
 }
 

@@ -2,7 +2,10 @@
 // the backend fuses them (Backend::linear_gelu_backward): gelu's gradient is made as the linear's
 // backward reads it (the dbias column sum, which also writes the GEMMs' bf16 copy) instead of
 // being written in f32 and read back, the largest gradient of the block after the logits'.
+// Under LoRA the same pass stores that gradient in f32 too, for the branch's products only
+// (nn/lora_branch.h), instead of gelu's backward writing it and the linear's reading it back.
 #include "nn/forward_parts.h"
+#include "nn/lora_branch.h"
 
 namespace s2s {
 namespace nn {
@@ -10,24 +13,36 @@ namespace nn {
 Var* linear_gelu(Graph& g, Var* x, const LinearWeights& w, GeluApprox approximate, DType out) {
   Param* weight = w.weight;
   Param* bias = w.bias;
-  const bool needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
-  // LoRA reads the pre-activation's f32 gradient for its own products: the plain pair then.
-  if (!needs_grad || w.lora != nullptr || !g.fuse_linear_gelu ||
+  const bool base_needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
+  const Lora* lora = w.lora;
+  const bool lora_needs_grad =
+      lora != nullptr && (x->requires_grad || g.tracks(lora->A) || g.tracks(lora->B));
+  if ((!base_needs_grad && !lora_needs_grad) || !g.fuse_linear_gelu ||
       !g.ops().fuses_linear_gelu_backward()) {
     return gelu(g, linear(g, x, w), approximate, out);
   }
-  // The pre-activation: kept for the backward, its gradient never made.
+  // The pre-activation (LoRA's product added in): kept for the backward, its gradient made there
+  // only as the linear's backward reads it, and stored in f32 only for LoRA's products.
   Var* pre = linear_output(g, x, w);
+  LoraBranch branch;
+  if (lora != nullptr) branch = lora_forward(g, x, *lora, pre->value);
   Var* y = g.output(pre->value.ndim, pre->value.shape, /*requires_grad=*/true, out);
   g.ops().gelu_forward(y->value, pre->value, approximate);
   const WeightLayout layout = w.layout;
-  g.on_backward([&g, x, y, pre, weight, bias, layout, approximate] {
+  g.on_backward([&g, x, y, pre, weight, bias, layout, approximate, base_needs_grad, branch] {
     const Tensor dy = g.grad_if_present(y);
     if (dy.data == nullptr) return;
     const Tensor db = bias != nullptr ? bias->grad : Tensor{};
-    const Graph::GradBuffer dx = g.grad_for_write(x);
-    g.ops().linear_gelu_backward(dx.grad, weight->grad, db, dy, pre->value, x->value,
+    const Graph::GradBuffer dx =
+        base_needs_grad ? g.grad_for_write(x) : Graph::GradBuffer{};
+    Tensor dpre;  // the pre-activation's f32 gradient, for LoRA's products only
+    if (branch.needs_grad) {
+      const Tensor flat = g.tensor(DType::F32, {pre->value.numel()});
+      dpre = Tensor::contiguous(flat.data, DType::F32, pre->value.ndim, pre->value.shape);
+    }
+    g.ops().linear_gelu_backward(dx.grad, weight->grad, db, dpre, dy, pre->value, x->value,
                                  weight->matmul_value(), layout, approximate, dx.fresh);
+    if (branch.needs_grad) lora_backward(g, branch, dpre, 0);
   });
   return y;
 }

@@ -140,12 +140,15 @@ class Backend {
   // The backward of gelu(linear(x)): linear_backward with dout = gelu_backward(dact, pre), that
   // value bit for bit, made as the linear's backward reads it instead of stored in f32 first
   // (the GPU's saving: GPT-2's (N, 4C) gradient written and read once less). pre is the
-  // linear's f32 output. Backends whose fuses_linear_gelu_backward() is true only.
+  // linear's f32 output. dpre, where given (f32, like pre), is overwritten with that gradient
+  // too, for LoRA's products on the layer. Backends whose fuses_linear_gelu_backward() is true
+  // only.
   virtual void linear_gelu_backward(const Tensor& /*dinp*/, const Tensor& /*dweight*/,
-                                    const Tensor& /*dbias*/, const Tensor& /*dact*/,
-                                    const Tensor& /*pre*/, const Tensor& /*inp*/,
-                                    const Tensor& /*weight*/, WeightLayout /*layout*/,
-                                    GeluApprox /*approximate*/, bool /*overwrite_dinp*/) {
+                                    const Tensor& /*dbias*/, const Tensor& /*dpre*/,
+                                    const Tensor& /*dact*/, const Tensor& /*pre*/,
+                                    const Tensor& /*inp*/, const Tensor& /*weight*/,
+                                    WeightLayout /*layout*/, GeluApprox /*approximate*/,
+                                    bool /*overwrite_dinp*/) {
     fail(code::kInternal, "linear_gelu_backward", "not fused on the ", name(), " backend");
   }
   // The backward of split_last(linear(x)): linear_backward with dout the concatenation of

@@ -59,8 +59,9 @@ Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
 
 Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out = DType::F32);
 // gelu(linear(x, w)) (GPT-2's c_fc): the same values and gradients as that pair. Where the
-// backend fuses the pair's backward (Backend::fuses_linear_gelu_backward), w has no LoRA and
-// g.fuse_linear_gelu is on, one backward step makes gelu's gradient as the linear's reads it.
+// backend fuses the pair's backward (Backend::fuses_linear_gelu_backward) and g.fuse_linear_gelu
+// is on, one backward step makes gelu's gradient as the linear's reads it (stored in f32 only
+// for LoRA's products when w has LoRA: the same bits as the pair).
 Var* linear_gelu(Graph& g, Var* x, const LinearWeights& w, GeluApprox approximate,
                  DType out = DType::F32);
 Var* relu(Graph& g, Var* x, DType out = DType::F32);

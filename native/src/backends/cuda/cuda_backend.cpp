@@ -129,10 +129,10 @@ class CudaBackend final : public Backend {
     cuda::linear_backward(ctx_, dinp, dweight, dbias, dout, inp, weight, layout, overwrite_dinp);
   }
   void linear_gelu_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
-                            const Tensor& dact, const Tensor& pre, const Tensor& inp,
-                            const Tensor& weight, WeightLayout layout, GeluApprox approximate,
-                            bool overwrite_dinp) override {
-    cuda::linear_gelu_backward(ctx_, dinp, dweight, dbias, dact, pre, inp, weight, layout,
+                            const Tensor& dpre, const Tensor& dact, const Tensor& pre,
+                            const Tensor& inp, const Tensor& weight, WeightLayout layout,
+                            GeluApprox approximate, bool overwrite_dinp) override {
+    cuda::linear_gelu_backward(ctx_, dinp, dweight, dbias, dpre, dact, pre, inp, weight, layout,
                                approximate, overwrite_dinp);
   }
   void linear_split_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,

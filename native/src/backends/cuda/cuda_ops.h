@@ -59,10 +59,13 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
 // linear_backward with dout = dact * gelu'(pre) (gelu_backward's value, bit for bit), made where
 // the backward reads dout (the dbias pass, which writes the GEMMs' copy) and never stored in
 // f32: the backward of gelu(linear(x)) for nn::linear_gelu. pre: the linear's f32 output.
+// dpre (f32, like pre), where given: that gradient stored as well, by the same pass (LoRA's
+// products on the layer read it).
 void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
-                          const Tensor& dbias, const Tensor& dact, const Tensor& pre,
-                          const Tensor& inp, const Tensor& weight, WeightLayout layout,
-                          GeluApprox approximate, bool overwrite_dinp = false);
+                          const Tensor& dbias, const Tensor& dpre, const Tensor& dact,
+                          const Tensor& pre, const Tensor& inp, const Tensor& weight,
+                          WeightLayout layout, GeluApprox approximate,
+                          bool overwrite_dinp = false);
 // The backward of split_last(linear(x)) for nn::linear_split: dout is the concatenation along
 // the last dimension of dparts (f32 (N, widths[p]) each, or empty: a part without gradient,
 // zeros), up to 4 parts, read in place.

@@ -179,10 +179,12 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
 // when it is stored in their dtype already (an f32 dout under an f32 weight, a bf16 dout under a
 // bf16 one), else nullptr and the pass that reads dout (dbias's column sum, or a plain one)
 // writes the GEMMs' copy: rounded to the 16-bit weight's dtype, or f32 when dout is made here.
+// dout_f32, where not null: that pass stores dout's f32 values there too (a caller's copy).
 template <typename Dout>
 void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor& dweight,
                    const Tensor& dbias, Dout dout, const void* dout_operand, const Tensor& inp,
-                   const Tensor& weight, WeightLayout layout, bool overwrite_dinp) {
+                   const Tensor& weight, WeightLayout layout, bool overwrite_dinp,
+                   float* dout_f32 = nullptr) {
   if (d.N == 0) return;
   const bool want_dinp = opu::present(dinp), want_dw = opu::present(dweight);
   const bool want_g = want_dinp || want_dw;
@@ -201,11 +203,15 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
     column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
       const float v = dout(r * OC + c, r, c);
       if (copy.data != nullptr) copy.store(r * OC + c, v);
+      if (dout_f32 != nullptr) dout_f32[r * OC + c] = v;
       return v;
     }, kOp);
-  } else if (copy.data != nullptr) {
-    for_each(ctx, d.N * OC, kOp,
-             [=] __device__(int64_t i) { copy.store(i, dout(i, i / OC, i % OC)); });
+  } else if (copy.data != nullptr || dout_f32 != nullptr) {
+    for_each(ctx, d.N * OC, kOp, [=] __device__(int64_t i) {
+      const float v = dout(i, i / OC, i % OC);
+      if (copy.data != nullptr) copy.store(i, v);
+      if (dout_f32 != nullptr) dout_f32[i] = v;
+    });
   }
   const void* g = copy.data != nullptr ? copy.data : dout_operand;
   if (want_dinp && d.IC > 0) {
@@ -241,17 +247,18 @@ void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, co
 }
 
 void linear_gelu_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
-                          const Tensor& dbias, const Tensor& dact, const Tensor& pre,
-                          const Tensor& inp, const Tensor& weight, WeightLayout layout,
-                          GeluApprox approximate, bool overwrite_dinp) {
+                          const Tensor& dbias, const Tensor& dpre, const Tensor& dact,
+                          const Tensor& pre, const Tensor& inp, const Tensor& weight,
+                          WeightLayout layout, GeluApprox approximate, bool overwrite_dinp) {
   S2S_REQUIRE(approximate == GeluApprox::None || approximate == GeluApprox::Tanh,
               code::kArgument, kOp, "expected approximate to be None (0) or Tanh (1), got ",
               int(approximate));
   const Dims d = check_backward(dinp, dweight, dbias, pre, inp, weight, layout, "pre");
   expect_rows_like(dact, pre, d.OC, "dact", "pre");
+  if (opu::present(dpre)) expect_rows_like(dpre, pre, d.OC, "dpre", "pre");
   backward_from(ctx, d, dinp, dweight, dbias,
                 DoutOfGelu{dact.f32(), pre.f32(), approximate == GeluApprox::Tanh}, nullptr, inp,
-                weight, layout, overwrite_dinp);
+                weight, layout, overwrite_dinp, opu::present(dpre) ? dpre.f32() : nullptr);
 }
 
 void linear_split_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
