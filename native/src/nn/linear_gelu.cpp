@@ -15,9 +15,7 @@ Var* linear_gelu(Graph& g, Var* x, const LinearWeights& w, GeluApprox approximat
   Param* bias = w.bias;
   const bool base_needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
   const Lora* lora = w.lora;
-  const bool lora_needs_grad =
-      lora != nullptr && (x->requires_grad || g.tracks(lora->A) || g.tracks(lora->B));
-  if ((!base_needs_grad && !lora_needs_grad) || !g.fuse_linear_gelu ||
+  if ((!base_needs_grad && !lora_needs_grad(g, x, lora)) || !g.fuse_linear_gelu ||
       !g.ops().fuses_linear_gelu_backward()) {
     return gelu(g, linear(g, x, w), approximate, out);
   }

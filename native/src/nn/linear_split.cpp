@@ -16,9 +16,7 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
   Param* bias = w.bias;
   const bool base_needs_grad = x->requires_grad || g.tracks(weight) || g.tracks(bias);
   const Lora* lora = w.lora;
-  const bool lora_needs_grad =
-      lora != nullptr && (x->requires_grad || g.tracks(lora->A) || g.tracks(lora->B));
-  if ((!base_needs_grad && !lora_needs_grad) || !g.fuse_linear_split ||
+  if ((!base_needs_grad && !lora_needs_grad(g, x, lora)) || !g.fuse_linear_split ||
       !g.ops().fuses_linear_split_backward() || sizes.empty() ||
       sizes.size() > size_t(Backend::kMaxLinearSplitParts)) {
     return split_last(g, linear(g, x, w), sizes, out);

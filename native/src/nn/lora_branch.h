@@ -17,6 +17,12 @@ struct LoraBranch {
   bool needs_grad = false;
 };
 
+// Whether LoRA's branch on a layer reading x makes a gradient (A's, B's or x's); false without
+// LoRA.
+inline bool lora_needs_grad(const Graph& g, const Var* x, const Lora* lora) {
+  return lora != nullptr && (x->requires_grad || g.tracks(lora->A) || g.tracks(lora->B));
+}
+
 // Adds scaling * lora_A(dropout(x)) B^T into y, the base layer's f32 output (..., out), in one
 // GEMM with beta = 1 rather than three more activations (xa B^T, its scaled copy, the sum) and
 // their gradients. y's gradient is then the sum's gradient, which the base layer's backward reads
