@@ -134,6 +134,18 @@ struct HeadDim32Batch {
   }
 };
 
+// check(name, setup, tag) for every parity fixture in fp32 and in bf16 compute (setup.compute).
+template <typename Check>
+void for_each_fixture_fp32_bf16(Check check) {
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
+      s2s_test::parity::Setup s;
+      s.compute = compute;
+      check(name, s, name + (compute == ComputeDType::F32 ? " fp32" : " bf16"));
+    }
+  }
+}
+
 }  // namespace
 
 CUDA_TEST(cuda_model_full_training_fp32) {
@@ -520,43 +532,39 @@ CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
 // a dlogit's rounding) leave room for cuBLASLt's choices while a wrong row offset or scale fails.
 CUDA_TEST(cuda_model_chunked_loss_tracks_the_plain_path) {
   using namespace s2s_test::parity;
-  for (const std::string& name : s2s_test::parity_fixtures()) {
-    for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
-      Setup s;
-      s.compute = compute;
-      const std::string tag = name + (compute == ComputeDType::F32 ? " fp32" : " bf16");
-      const double limit = compute == ComputeDType::F32 ? 1e-4 : 1e-2;
-      Fixture fx(s2s_test::fixture_dir(name));
-      // The plain path; chunked with the gradients made in the backward; chunked with the seed
-      // known before the forward (Graph::known_dloss: the gradients made in the forward).
-      std::unique_ptr<Built> runs[3] = {build(name, s, gpu()), build(name, s, gpu()),
-                                        build(name, s, gpu())};
-      runs[1]->model->set_chunked_loss(true, 3);
-      runs[2]->model->set_chunked_loss(true, 3);
-      double losses[3];
-      for (int i = 0; i < 3; ++i) {
-        Graph& g = runs[i]->graph;
-        g.reset();
-        if (i == 2) g.known_dloss = 1.0f;
-        ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
-        CHECK_MSG((r.logits == nullptr) == (i > 0), tag + ": logits returned by the wrong path");
-        losses[i] = g.read_scalar(r.loss->value);
-        g.backward(r.loss);
-      }
-      std::vector<Param*> plain = runs[0]->model->params().all();
-      for (int c = 1; c < 3; ++c) {
-        const std::string what = tag + (c == 1 ? " chunked " : " chunked, seed known, ");
-        CHECK_ERR(std::fabs(losses[c] - losses[0]) / std::fmax(1.0, std::fabs(losses[0])), 1e-5,
-                  what + "loss");
-        std::vector<Param*> chunked = runs[c]->model->params().all();
-        for (size_t i = 0; i < plain.size() && i < chunked.size(); ++i) {
-          const double err = rel_to_max(floats_of(runs[c]->model->backend(), chunked[i]->grad),
-                                        floats_of(runs[0]->model->backend(), plain[i]->grad));
-          CHECK_ERR(err, limit, what + plain[i]->name + " grad");
-        }
+  for_each_fixture_fp32_bf16([](const std::string& name, const Setup& s,
+                               const std::string& tag) {
+    const double limit = s.compute == ComputeDType::F32 ? 1e-4 : 1e-2;
+    Fixture fx(s2s_test::fixture_dir(name));
+    // The plain path; chunked with the gradients made in the backward; chunked with the seed
+    // known before the forward (Graph::known_dloss: the gradients made in the forward).
+    std::unique_ptr<Built> runs[3] = {build(name, s, gpu()), build(name, s, gpu()),
+                                      build(name, s, gpu())};
+    runs[1]->model->set_chunked_loss(true, 3);
+    runs[2]->model->set_chunked_loss(true, 3);
+    double losses[3];
+    for (int i = 0; i < 3; ++i) {
+      Graph& g = runs[i]->graph;
+      g.reset();
+      if (i == 2) g.known_dloss = 1.0f;
+      ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
+      CHECK_MSG((r.logits == nullptr) == (i > 0), tag + ": logits returned by the wrong path");
+      losses[i] = g.read_scalar(r.loss->value);
+      g.backward(r.loss);
+    }
+    std::vector<Param*> plain = runs[0]->model->params().all();
+    for (int c = 1; c < 3; ++c) {
+      const std::string what = tag + (c == 1 ? " chunked " : " chunked, seed known, ");
+      CHECK_ERR(std::fabs(losses[c] - losses[0]) / std::fmax(1.0, std::fabs(losses[0])), 1e-5,
+                what + "loss");
+      std::vector<Param*> chunked = runs[c]->model->params().all();
+      for (size_t i = 0; i < plain.size() && i < chunked.size(); ++i) {
+        const double err = rel_to_max(floats_of(runs[c]->model->backend(), chunked[i]->grad),
+                                      floats_of(runs[0]->model->backend(), plain[i]->grad));
+        CHECK_ERR(err, limit, what + plain[i]->name + " grad");
       }
     }
-  }
+  });
 }
 
 // The plain loss with its seed known before the forward (Graph::known_dloss, as every training
@@ -566,33 +574,29 @@ CUDA_TEST(cuda_model_chunked_loss_tracks_the_plain_path) {
 // seeded otherwise than promised is refused.
 CUDA_TEST(cuda_model_loss_gradient_made_with_the_loss_changes_no_bit) {
   using namespace s2s_test::parity;
-  for (const std::string& name : s2s_test::parity_fixtures()) {
-    for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
-      Setup s;
-      s.compute = compute;
-      const std::string tag = name + (compute == ComputeDType::F32 ? " fp32" : " bf16");
-      Fixture fx(s2s_test::fixture_dir(name));
-      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
-      double losses[2];
-      for (int i = 0; i < 2; ++i) {
-        Graph& g = runs[i]->graph;
-        g.reset();
-        if (i == 1) g.known_dloss = 0.25f;
-        ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
-        CHECK_MSG(r.logits != nullptr, tag + ": expected the plain loss");
-        losses[i] = g.read_scalar(r.loss->value);
-        g.backward(r.loss, 0.25f);
-      }
-      CHECK_MSG(losses[0] == losses[1], tag + ": the loss changed");
-      std::vector<Param*> later = runs[0]->model->params().all();
-      std::vector<Param*> ahead = runs[1]->model->params().all();
-      for (size_t i = 0; i < later.size() && i < ahead.size(); ++i) {
-        const std::vector<uint8_t> a = bytes_of(runs[0]->model->backend(), later[i]->grad);
-        const std::vector<uint8_t> b = bytes_of(runs[1]->model->backend(), ahead[i]->grad);
-        CHECK_MSG(a == b, tag + " " + later[i]->name + ": the gradient changed");
-      }
+  for_each_fixture_fp32_bf16([](const std::string& name, const Setup& s,
+                               const std::string& tag) {
+    Fixture fx(s2s_test::fixture_dir(name));
+    std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+    double losses[2];
+    for (int i = 0; i < 2; ++i) {
+      Graph& g = runs[i]->graph;
+      g.reset();
+      if (i == 1) g.known_dloss = 0.25f;
+      ForwardResult r = runs[i]->model->forward(g, fx.batch, LossReduction::Sum);
+      CHECK_MSG(r.logits != nullptr, tag + ": expected the plain loss");
+      losses[i] = g.read_scalar(r.loss->value);
+      g.backward(r.loss, 0.25f);
     }
-  }
+    CHECK_MSG(losses[0] == losses[1], tag + ": the loss changed");
+    std::vector<Param*> later = runs[0]->model->params().all();
+    std::vector<Param*> ahead = runs[1]->model->params().all();
+    for (size_t i = 0; i < later.size() && i < ahead.size(); ++i) {
+      const std::vector<uint8_t> a = bytes_of(runs[0]->model->backend(), later[i]->grad);
+      const std::vector<uint8_t> b = bytes_of(runs[1]->model->backend(), ahead[i]->grad);
+      CHECK_MSG(a == b, tag + " " + later[i]->name + ": the gradient changed");
+    }
+  });
   std::unique_ptr<Built> m = build("gpt2", Setup{}, gpu());
   Fixture fx(s2s_test::fixture_dir("gpt2"));
   Graph& g = m->graph;
