@@ -284,14 +284,17 @@ export interface LoadModelNativeOptions {
   keepFrozenInFileDtype?: boolean;
   /** Default "float32". "bfloat16"/"float16" keep a copy of every linear weight in that dtype (2 bytes/element). */
   computeDtype?: ComputeDTypeName;
-  /** Default "auto": CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU. */
+  /** Default "auto": GPU 0 when the addon has the CUDA backend and it is usable, else the CPU. */
   device?: DeviceName;
   /** On a GPU: fp32 GEMMs on TF32 tensor cores (default false; ignored on the CPU). */
   tf32?: boolean;
 }
 
-/** Where a model runs: "auto" picks the best available (a usable GPU, else the CPU), or name one. */
-export type DeviceName = "auto" | "cpu" | "cuda";
+/**
+ * Where a model runs: "auto" picks the best available (GPU 0 when usable, else the CPU), or name
+ * one: "cpu", "cuda" (GPU 0) or "cuda:N" (GPU N, numbered after CUDA_VISIBLE_DEVICES).
+ */
+export type DeviceName = "auto" | "cpu" | "cuda" | `cuda:${number}`;
 
 /** A batch of token ids (row-major int32); labels equal to -100 are not counted by the loss. */
 export interface NativeBatch {
@@ -334,8 +337,8 @@ export interface OptimizerStepOptions {
 /** A loaded model (native/napi/model.cpp). One call at a time: a second one rejects with S2S_BUSY. */
 export interface NativeModel {
   info(): { modelType: string; computeDtype: ComputeDTypeName;
-            /** Where the model runs ("cpu" or "cuda"). */
-            device: "cpu" | "cuda";
+            /** Where the model runs: "cpu" or "cuda:N" (GPU N). */
+            device: "cpu" | `cuda:${number}`;
             /** Bytes held by the bf16/f16 copies of the linear weights (0 in float32). */
             computeCopyBytes: number;
             parameters: number; trainableParameters: number;

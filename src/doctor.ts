@@ -82,5 +82,8 @@ function gpuRows(cuda: CudaInfo): [string, string][] {
     rows.push(["cublasLt", `not found: ${cuda.cublasLtProblem}`]);
   }
   if (cuda.problem && cuda.problem !== cuda.cublasLtProblem) rows.push(["gpu unusable", cuda.problem]);
+  if (cuda.devices.length > 1) {
+    rows.push(["gpu choice", "models run on GPU 0 unless told otherwise: --device cuda:N (model.device: cuda:N) picks GPU N"]);
+  }
   return rows;
 }

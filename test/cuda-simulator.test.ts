@@ -51,7 +51,8 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     const info = addon().info();
     expect(info.backends).toContain("cuda");
     expect(info.cuda.built).toBe(true);
-    expect(info.cuda.devices.map((d) => d.name)).toEqual(["SIMT simulator (CPU)"]);
+    // Two, so that a model on the second GPU runs here too.
+    expect(info.cuda.devices.map((d) => [d.index, d.name])).toEqual([[0, "SIMT simulator (CPU)"], [1, "SIMT simulator (CPU)"]]);
     expect(info.cuda.devices[0]?.supported).toBe(true);
     // cuBLASLt is the simulator's registered stand-in: no library is looked for.
     expect(info.cuda.cublasLt?.library).toMatch(/SIMT simulator/);
@@ -59,9 +60,15 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(info.cuda.problem).toBeUndefined();
   });
 
-  it("a model loads on the device", async () => {
+  it("a model loads on the device, GPU 0 unless another is named", async () => {
     const m = await Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda" });
-    expect(m.info().device).toBe("cuda");
+    expect(m.info().device).toBe("cuda:0");
+    const second = await Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda:1" });
+    expect(second.info().device).toBe("cuda:1");
+    await expect(Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda:2" })).rejects.toMatchObject({
+      code: "S2S_DEVICE",
+      message: expect.stringContaining("no usable CUDA device: there is no GPU 2 (the CUDA runtime sees 2 devices"),
+    });
   });
 
   it("tf32 puts a GPU model's float32 matmuls on TF32 and leaves the CPU alone", async () => {
@@ -101,7 +108,7 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     it(`${model}: training on cuda tracks the CPU run`, async () => {
       const cpu = await run(model, kind, [...extra, "model.device=cpu"]);
       const gpu = await run(model, kind, [...extra, "model.device=cuda"]);
-      expect([ranOn(cpu.dir), ranOn(gpu.dir)]).toEqual(["cpu", "cuda"]);
+      expect([ranOn(cpu.dir), ranOn(gpu.dir)]).toEqual(["cpu", "cuda:0"]);
       expect(gpu.progress).toHaveLength(4);
       const losses = (r: { progress: ProgressEvent[] }) => r.progress.map((p) => p.loss ?? NaN);
       const want = losses(cpu), got = losses(gpu);
@@ -114,7 +121,7 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     const { loadModelForGeneration } = await import("../src/generate/load-for-generation.js");
     const auto = await loadModelForGeneration({ model: path.join(modelsRoot, "gpt2") });
     const cpu = await loadModelForGeneration({ model: path.join(modelsRoot, "gpt2"), device: "cpu" });
-    expect([auto.info().device, cpu.info().device]).toEqual(["cuda", "cpu"]);
+    expect([auto.info().device, cpu.info().device]).toEqual(["cuda:0", "cpu"]);
     const options = { maxNewTokens: 4, eosTokenId: null, padTokenId: 0 };
     const want = await cpu.generate([[5, 9, 3]], options);
     const got = await auto.generate([[5, 9, 3]], options);
@@ -132,9 +139,16 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     }
   });
 
+  it("a run on the second GPU takes the first GPU's steps, bit for bit", async () => {
+    const first = await run("gpt2", "causal", ["model.device=cuda"]);
+    const second = await run("gpt2", "causal", ["model.device=cuda:1"]);
+    expect([ranOn(first.dir), ranOn(second.dir)]).toEqual(["cuda:0", "cuda:1"]);
+    expect(steps(second.progress)).toEqual(steps(first.progress));
+  });
+
   it("float16 on cuda trains with the loss scaler", async () => {
     const r = await run("llama-gqa", "causal", ["model.device=cuda", "model.dtype=float16", "model.method=full"]);
-    expect(ranOn(r.dir)).toBe("cuda");
+    expect(ranOn(r.dir)).toBe("cuda:0");
     expect(r.progress).toHaveLength(4);
     for (const p of r.progress) expect(Number.isFinite(p.loss!)).toBe(true);
   });

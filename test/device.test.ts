@@ -54,10 +54,32 @@ describe("device selection", () => {
   });
 
   it("rejects an unknown device name", async () => {
-    await expect(Model.load(gpt2, { device: "gpu" as never })).rejects.toMatchObject({
-      code: "S2S_ARGUMENT",
-      message: "[loadModel] expected device 'auto', 'cpu' or 'cuda', got 'gpu'",
-    });
+    for (const bad of ["gpu", "cuda:", "cuda:x", "cuda:-1", "CUDA"]) {
+      await expect(Model.load(gpt2, { device: bad as never })).rejects.toMatchObject({
+        code: "S2S_ARGUMENT",
+        message: `[loadModel] expected device 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index), got '${bad}'`,
+      });
+    }
+  });
+
+  it("the --device flag takes cuda:N and names what it takes otherwise", () => {
+    const run = (device: string) =>
+      spawnSync(process.execPath, [cli, "generate", "--model", gpt2, "--prompt", "hi", "--max-new-tokens", "1", "--device", device],
+                { encoding: "utf8" });
+    const bad = run("gpu");
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain("--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index, e.g. cuda:1), got 'gpu'");
+    if (!gpuUsable) {
+      const second = run("cuda:1");
+      expect(second.status).not.toBe(0);
+      expect(second.stderr).toContain("S2S_DEVICE");
+    }
+  });
+
+  it.skipIf(gpuUsable)("names the GPU asked for when it cannot load there", async () => {
+    const err = await Model.load(gpt2, { device: "cuda:1" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "S2S_DEVICE" });
+    if (!nativeInfo().cuda.built) expect((err as Error).message).toContain("device 'cuda:1' was asked for");
   });
 });
 
@@ -69,6 +91,11 @@ describe("device in the training config", () => {
     expect(model.info().trainableParameters).toBeGreaterThan(0);
     await expect(loadModelForTraining(config("gpt2", dir, ["model.device=cuda"]))).rejects.toMatchObject({ code: "S2S_DEVICE" });
     expect(() => config("gpt2", dir, ["model.device=gpu"])).toThrow(/model\.device/);
+    expect(config("gpt2", dir, ["model.device=cuda:1"]).model.device).toBe("cuda:1");
+    for (const bad of ["cuda:x", "cuda:-1", "cuda1"]) {
+      expect(() => config("gpt2", dir, [`model.device=${bad}`])).toThrow(/model\.device.*'cuda:N'/s);
+    }
+    await expect(loadModelForTraining(config("gpt2", dir, ["model.device=cuda:1"]))).rejects.toMatchObject({ code: "S2S_DEVICE" });
   });
 
   it.skipIf(gpuUsableHere())("cuda with generation metrics is refused for the missing GPU only, not for generation", async () => {
@@ -126,5 +153,11 @@ describe("doctor GPU rows", () => {
                            problem: "GPU 0 (Tesla T4) has compute capability 7.5; this build has kernels for 8.0 and newer" });
     expect(old).toMatch(/^gpu 0\s+Tesla T4 .*: not supported, the kernels need compute 8\.0\+$/m);
     expect(old).toMatch(/^gpu unusable\s+GPU 0 \(Tesla T4\) has compute capability 7\.5/m);
+    expect(old).not.toMatch(/gpu choice/);
+    // Two GPUs: each named, and how to pick the second.
+    const two = withCuda({ built: true, runtimeVersion: 13000, driverVersion: 13000, usable: true, minComputeCapability: "8.0",
+                           devices: [h100, { ...h100, index: 1, name: "NVIDIA A100-SXM4-80GB", computeCapability: "8.0" }] });
+    expect(two).toMatch(/^gpu 1\s+NVIDIA A100-SXM4-80GB \(compute 8\.0/m);
+    expect(two).toMatch(/^gpu choice\s+models run on GPU 0 unless told otherwise: --device cuda:N/m);
   });
 });

@@ -288,7 +288,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Object out = Napi::Object::New(env);
       out.Set("modelType", m.config().model_type);
       out.Set("computeDtype", s2s::compute_dtype_name(m.compute_dtype()));
-      out.Set("device", s2s::device_kind_name(m.device()));
+      out.Set("device", m.device().name());
       out.Set("computeCopyBytes", static_cast<double>(m.params().compute_bytes()));
       out.Set("parameters", static_cast<double>(m.params().count_elements(false)));
       out.Set("trainableParameters", static_cast<double>(m.params().count_elements(true)));
@@ -764,15 +764,17 @@ static s2s::ComputeDType compute_dtype_option(const Napi::Object& opts, const ch
   return s2s::ComputeDType::F32;
 }
 
-// options.device: "auto" | "cpu" | "cuda" (default auto) -> where the model runs
-// (s2s/device.h: auto is CUDA when built in and a device is usable; cuda without one fails with
+// options.device: "auto" | "cpu" | "cuda" | "cuda:N" (default auto) -> where the model runs
+// (s2s/device.h: auto is GPU 0 when built in and usable; cuda without a usable GPU fails with
 // S2S_DEVICE saying why).
-static s2s::DeviceKind device_option(const Napi::Object& opts, const char* fn) {
+static s2s::Device device_option(const Napi::Object& opts, const char* fn) {
   Napi::Value dev = opts.Get("device");
-  if (dev.IsUndefined()) return s2s::resolve_model_device(s2s::DeviceRequest::Auto, fn);
-  if (!dev.IsString()) throw_argument(fn, "expected options.device 'auto', 'cpu' or 'cuda'");
-  return s2s::resolve_model_device(
-      s2s::parse_device_request(dev.As<Napi::String>().Utf8Value(), fn), fn);
+  if (dev.IsUndefined()) return s2s::resolve_model_device(s2s::DeviceSpec{}, fn);
+  if (!dev.IsString()) {
+    throw_argument(fn, "expected options.device 'auto', 'cpu', 'cuda' or 'cuda:N'");
+  }
+  return s2s::resolve_model_device(s2s::parse_device(dev.As<Napi::String>().Utf8Value(), fn),
+                                   fn);
 }
 
 // options.tf32 (default false): a GPU model's fp32 GEMMs on TF32 tensor cores (ignored on the CPU).
@@ -783,16 +785,16 @@ static s2s::BackendOptions backend_options(const Napi::Object& opts, const char*
 }
 
 // A GPU model: its params move to a new backend (its own CUDA context), and its graph runs there.
-static void place_model(LoadedModel& lm, s2s::DeviceKind device,
+static void place_model(LoadedModel& lm, const s2s::Device& device,
                         const s2s::BackendOptions& backend_opts, const char* fn) {
-  if (device == s2s::DeviceKind::Cpu) return;
+  if (device.kind == s2s::DeviceKind::Cpu) return;
   std::shared_ptr<s2s::Backend> backend = s2s::make_backend(device, fn, backend_opts);
   lm.model->to_backend(backend);
   lm.graph.set_backend(backend);
 }
 
 // loadModel(folder, {keepFrozenInFileDtype, computeDtype: "float32" | "bfloat16" | "float16",
-//                    device: "auto" | "cpu" | "cuda", tf32})
+//                    device: "auto" | "cpu" | "cuda" | "cuda:N", tf32})
 //   -> Promise<NativeModel>
 static Napi::Value load_model(const Napi::CallbackInfo& cb) {
   return guarded(cb, [](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -804,7 +806,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
     load_options.keep_frozen_in_file_dtype = bool_option(opts, "keepFrozenInFileDtype", false, fn);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
     load_options.f16_linear_views = compute == s2s::ComputeDType::F16;  // see LoadOptions
-    const s2s::DeviceKind device = device_option(opts, fn);
+    const s2s::Device device = device_option(opts, fn);
     const s2s::BackendOptions backend_opts = backend_options(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
@@ -821,7 +823,7 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
           lm->set_compute_dtype(compute);
           place_model(*lm, device, backend_opts, fn);
-          if (device != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
+          if (device.kind != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {
@@ -842,7 +844,7 @@ static Napi::Value create_model_js(const Napi::CallbackInfo& cb) {
     S2S_REQUIRE(seed >= 0 && seed <= 9007199254740991.0 && seed == std::floor(seed),
                 s2s::code::kArgument, fn, "expected options.seed to be an integer >= 0, got ", seed);
     const s2s::ComputeDType compute = compute_dtype_option(opts, fn);
-    const s2s::DeviceKind device = device_option(opts, fn);
+    const s2s::Device device = device_option(opts, fn);
     const s2s::BackendOptions backend_opts = backend_options(opts, fn);
     auto slot = std::make_shared<std::unique_ptr<LoadedModel>>();
     auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();

@@ -3,6 +3,8 @@
 // and the device option (parse, and resolve on a binary without the backend).
 #include <cmath>
 #include <cstdlib>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/device_arena.h"
@@ -221,17 +223,60 @@ TEST(launch_shapes) {
 
 // ---- the device option ---------------------------------------------------------------------------
 
+#define CHECK_TEXT(got, want)                  \
+  do {                                         \
+    const std::string got_text = (got);        \
+    CHECK_MSG(got_text == (want), got_text);   \
+  } while (0)
+
 TEST(device_request_parsing) {
-  CHECK(parse_device_request("auto", "t") == DeviceRequest::Auto);
-  CHECK(parse_device_request("cpu", "t") == DeviceRequest::Cpu);
-  CHECK(parse_device_request("cuda", "t") == DeviceRequest::Cuda);
-  CHECK_THROWS_CODE(parse_device_request("gpu", "t"), code::kArgument);
-  CHECK(resolve_model_device(DeviceRequest::Cpu, "t") == DeviceKind::Cpu);
-  // auto: CUDA exactly when the backend is usable (built, a supported device, cuBLASLt found).
+  const auto parsed = [](const char* name) {
+    const DeviceSpec d = parse_device(name, "t");
+    return std::make_pair(d.request, d.index);
+  };
+  CHECK(parsed("auto") == std::make_pair(DeviceRequest::Auto, 0));
+  CHECK(parsed("cpu") == std::make_pair(DeviceRequest::Cpu, 0));
+  CHECK(parsed("cuda") == std::make_pair(DeviceRequest::Cuda, 0));
+  CHECK(parsed("cuda:0") == std::make_pair(DeviceRequest::Cuda, 0));
+  CHECK(parsed("cuda:13") == std::make_pair(DeviceRequest::Cuda, 13));
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:+1", "cuda: 1", "cuda:1x", "cuda:0x1",
+                          "cuda:99999", "CUDA", "cpu:0", "cuda1"}) {
+    CHECK_THROWS_CODE(parse_device(bad, "t"), code::kArgument);
+  }
+  try {
+    parse_device("gpu", "loadModel");
+    CHECK_MSG(false, "expected 'gpu' to be refused");
+  } catch (const Error& e) {
+    CHECK_TEXT(e.what(), "[loadModel] expected device 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU "
+                         "index), got 'gpu'");
+  }
+  CHECK(resolve_model_device({DeviceRequest::Cpu, 0}, "t") == Device{});
+  // auto: GPU 0 exactly when the backend is usable there (built, supported, cuBLASLt found).
   const CudaStatus s = cuda_status();
-  const DeviceKind expected = s.usable() ? DeviceKind::Cuda : DeviceKind::Cpu;
-  CHECK(resolve_model_device(DeviceRequest::Auto, "t") == expected);
-  CHECK(std::string(device_kind_name(DeviceKind::Cuda)) == "cuda");
+  const Device expected = s.usable() ? Device{DeviceKind::Cuda, 0} : Device{};
+  CHECK(resolve_model_device(DeviceSpec{}, "t") == expected);
+  CHECK_TEXT(Device{}.name(), "cpu");
+  CHECK_TEXT((Device{DeviceKind::Cuda, 0}.name()), "cuda:0");
+  CHECK_TEXT((Device{DeviceKind::Cuda, 3}.name()), "cuda:3");
+}
+
+// The per-device problems behind `cuda:N`, on a hand-made status (no GPU needed).
+TEST(device_problem_names_the_gpu) {
+  CudaStatus s;
+  s.built = true;
+  s.min_compute_capability = 80;
+  CudaDeviceInfo old_gpu, new_gpu;
+  old_gpu.index = 0, old_gpu.name = "Old GPU", old_gpu.supported = false;
+  old_gpu.compute_major = 7, old_gpu.compute_minor = 5;
+  new_gpu.index = 1, new_gpu.name = "New GPU", new_gpu.compute_major = 9;
+  s.devices = {old_gpu, new_gpu};
+  CHECK_TEXT(s.device_problem(1), "");
+  CHECK_TEXT(s.device_problem(0), "GPU 0 (Old GPU) has compute capability 7.5; this build has "
+                                  "kernels for 8.0 and newer");
+  CHECK_TEXT(s.device_problem(2), "there is no GPU 2 (the CUDA runtime sees 2 devices: 0: Old GPU, "
+                                  "1: New GPU; CUDA_VISIBLE_DEVICES renumbers them)");
+  s.runtime_problem = "no cuBLASLt";  // the runtime's problem comes first, for every GPU
+  CHECK_TEXT(s.device_problem(1), "no cuBLASLt");
 }
 
 TEST(device_cuda_request_is_a_clear_error) {
@@ -244,11 +289,12 @@ TEST(device_cuda_request_is_a_clear_error) {
   // device 'cuda' is granted exactly when the backend is usable; otherwise it is refused with
   // S2S_DEVICE saying whether the backend is missing or what keeps the GPU from being used.
   if (s.usable()) {
-    CHECK(resolve_model_device(DeviceRequest::Cuda, "loadModel") == DeviceKind::Cuda);
+    CHECK(resolve_model_device({DeviceRequest::Cuda, 0}, "loadModel") ==
+          (Device{DeviceKind::Cuda, 0}));
     return;
   }
   try {
-    resolve_model_device(DeviceRequest::Cuda, "loadModel");
+    resolve_model_device({DeviceRequest::Cuda, 0}, "loadModel");
     CHECK_MSG(false, "expected device 'cuda' to be refused");
   } catch (const Error& e) {
     CHECK(e.code() == code::kDevice);
@@ -261,5 +307,5 @@ TEST(device_cuda_request_is_a_clear_error) {
     CHECK_MSG(m.find("[loadModel]") == 0, m);
   }
   // make_backend says the same for a CUDA model.
-  CHECK_THROWS_CODE(make_backend(DeviceKind::Cuda, "loadModel"), code::kDevice);
+  CHECK_THROWS_CODE(make_backend(Device{DeviceKind::Cuda, 0}, "loadModel"), code::kDevice);
 }

@@ -30,6 +30,7 @@
 #include "s2s/models/init_weights.h"
 #include "s2s/models/model_config.h"
 #if S2S_SIMT_SIM
+#include "cuda_runtime.h"  // the stand-in's set_device_switching
 #include "simt_simulator.h"
 #endif
 
@@ -52,6 +53,12 @@ const s2s_test::DeviceTolerance kGpu = [] {
 
 std::shared_ptr<Backend> gpu() {
   return cuda::make_cuda_backend(cuda::ContextOptions{}, "test_cuda_models");
+}
+
+std::shared_ptr<Backend> gpu_number(int device) {
+  cuda::ContextOptions o;
+  o.device = device;
+  return cuda::make_cuda_backend(o, "test_cuda_models");
 }
 
 // Three deterministic training steps of `a` and `b` (the same model built two ways) on the
@@ -626,6 +633,43 @@ CUDA_TEST(cuda_model_bad_ids_are_errors) {
     ForwardResult r = m->model->forward(m->graph, fx.batch, LossReduction::Mean);
     CHECK(std::isfinite(m->graph.read_scalar(r.loss->value)));
   }
+}
+
+// A model on the second GPU trains as one on the first, bit for bit, the two models' ops taking
+// turns on one thread (so each op must make its own device current). In the simulator, device
+// switching is on too: every launch, copy or GEMM queued moves the current device on, so each
+// must make its device current itself, or it is refused. Every fixture, fp32 and bf16 compute.
+// A GPU index the runtime does not have is S2S_DEVICE. The two-GPU run needs two: the simulator
+// has two; a one-GPU machine checks the refusal only, and says so.
+CUDA_TEST(cuda_model_on_the_second_gpu_matches_the_first) {
+  using namespace s2s_test::parity;
+  const int count = int(cuda_status().devices.size());
+  CHECK_THROWS_CODE(gpu_number(count), code::kDevice);
+  CHECK_THROWS_CODE(resolve_model_device({DeviceRequest::Cuda, count}, "t"), code::kDevice);
+  if (count < 2) {
+    std::printf("  (one GPU: the run on a second GPU is skipped)\n");
+    return;
+  }
+  CHECK(resolve_model_device({DeviceRequest::Cuda, 1}, "t") == (Device{DeviceKind::Cuda, 1}));
+#if S2S_SIMT_SIM
+  struct Switching {
+    Switching() { s2s::simt::set_device_switching(true); }
+    ~Switching() { s2s::simt::set_device_switching(false); }
+  } switching;
+#endif
+  for_each_fixture_fp32_bf16([](const std::string& name, const Setup& s,
+                               const std::string& tag) {
+    std::unique_ptr<Built> first = build(name, s, gpu_number(0));
+    std::unique_ptr<Built> second = build(name, s, gpu_number(1));
+    CHECK(second->model->device() == (Device{DeviceKind::Cuda, 1}));
+#if S2S_SIMT_SIM
+    // Its work really goes to GPU 1: the context's stream was made there.
+    const cuda::Context& ctx = cuda::cuda_context(second->model->backend());
+    CHECK(s2s::simt::stream_device(static_cast<cudaStream_t>(ctx.stream())) == 1);
+#endif
+    Fixture fx(s2s_test::fixture_dir(name));
+    expect_same_three_steps(*first, *second, fx.batch, 21, tag, "GPU 1 for GPU 0");
+  });
 }
 
 S2S_CUDA_TESTS_JOIN_WHEN_DEVICE_PRESENT("CUDA model cases");

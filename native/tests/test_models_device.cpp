@@ -81,7 +81,7 @@ TEST(model_refuses_a_graph_on_another_backend) {
   CHECK_THROWS_CODE(dev->model->forward(cpu_graph, fx.batch, LossReduction::Mean), code::kArgument);
   // Host-only helpers refuse a device model (init_weights: initialise, then move), and a KV cache
   // in host memory is refused by a device model's generation forward.
-  CHECK(dev->model->device() == DeviceKind::Cuda);
+  CHECK(dev->model->device().kind == DeviceKind::Cuda);
   CHECK_THROWS_CODE(init_weights(*dev->model, 1), code::kArgument);
   CHECK_THROWS_CODE(expect_host_model(*dev->model, "init_weights"), code::kDevice);
   KVCache cache;

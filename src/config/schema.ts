@@ -2,7 +2,9 @@
 // help text (types by z.infer, descriptions by .describe()). YAML files, command-line overrides
 // and `s2s-train init` all go through it. Keys keep Hugging Face's snake_case names.
 import { z } from "zod";
+import type { DeviceName } from "../../bindings/native.js";
 import { dataConfigSchema } from "../data/config.js";
+import { deviceNameExpected, deviceNamePattern } from "./device-name.js";
 import { parseMetricNames } from "../metrics/compute.js";
 import { trackingConfigSchema } from "../track/trackers.js";
 
@@ -24,7 +26,7 @@ const modelSchema = z
   .strictObject({
     path: z.string().min(1).describe("Hugging Face model folder (config.json, model.safetensors, tokenizer.json)"),
     dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32").describe("Compute dtype of the linear layers (master weights and optimizer state stay float32). float16 scales the loss dynamically (torch GradScaler) and skips steps whose gradients overflow; on the CPU it runs at float32 speed (bfloat16 is the fast CPU dtype)"),
-    device: z.enum(["auto", "cpu", "cuda"]).default("auto").describe("Where the model runs: auto (CUDA when the addon has the CUDA backend and a GPU is usable, else the CPU), cpu, or cuda (S2S_DEVICE when there is no usable GPU). On a GPU, generation for eval_metrics runs there too"),
+    device: z.string().regex(deviceNamePattern, `expected ${deviceNameExpected}`).default("auto").transform((d) => d as DeviceName).describe("Where the model runs: auto (GPU 0 when the addon has the CUDA backend and it is usable, else the CPU), cpu, cuda (GPU 0) or cuda:N (GPU N, numbered after CUDA_VISIBLE_DEVICES); S2S_DEVICE when the GPU asked for is not usable. On a GPU, generation for eval_metrics runs there too"),
     tf32: z.boolean().default(false).describe("On a GPU, float32 matmuls on the TF32 tensor cores (torch.backends.cuda.matmul.allow_tf32): inputs rounded to 10 mantissa bits, fp32 accumulation, several times the float32 speed. Ignored with dtype bfloat16/float16 and on the CPU"),
     method: z.enum(["lora", "full"]).default("lora").describe("lora: train adapters on a frozen base; full: train every parameter"),
     from_scratch: z.boolean().default(false).describe("path is a template (config.json + tokenizer, no weights): the run starts from weights initialised with train.seed (transformers' init), saved in <run>/init"),

@@ -37,9 +37,10 @@ export interface LoadModelOptions {
    */
   computeDtype?: ComputeDTypeName;
   /**
-   * Where the model runs (default "auto": CUDA when the addon has the CUDA backend and the
-   * runtime sees a GPU, else the CPU). "cuda" rejects with S2S_DEVICE when there is none ("CUDA
-   * backend not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
+   * Where the model runs (default "auto": GPU 0 when the addon has the CUDA backend and the
+   * runtime sees a usable GPU, else the CPU). "cuda" is GPU 0, "cuda:N" GPU N (numbered after
+   * CUDA_VISIBLE_DEVICES); either rejects with S2S_DEVICE when it is not usable ("CUDA backend
+   * not built into this binary", or "no usable CUDA device: ..."). On a GPU, training,
    * forward/eval loss, LoRA, saving and generation (KV cache and forward there) run there.
    */
   device?: DeviceName;

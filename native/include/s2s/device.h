@@ -1,6 +1,6 @@
 // Which compute device a model runs on, and what this build and machine offer: whether the CUDA
 // backend was compiled in, and the GPUs the CUDA runtime sees (for `doctor` and for resolving
-// `device: auto|cpu|cuda`). Plain C++: callable from every build, with or without CUDA.
+// `device: auto|cpu|cuda|cuda:N`). Plain C++: callable from every build, with or without CUDA.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -11,9 +11,22 @@ namespace s2s {
 enum class DeviceRequest { Auto, Cpu, Cuda };  // what a config asks for
 enum class DeviceKind { Cpu, Cuda };           // what a model actually runs on
 
-// "auto" | "cpu" | "cuda"; throws S2S_ARGUMENT naming `what` (e.g. "loadModel options.device").
-DeviceRequest parse_device_request(const std::string& name, const char* what);
-const char* device_kind_name(DeviceKind kind);
+// A `device` value as written: "auto", "cpu", "cuda" (GPU 0) or "cuda:N" (GPU N, numbered as
+// the CUDA runtime numbers them, that is after CUDA_VISIBLE_DEVICES; PyTorch's spelling).
+struct DeviceSpec {
+  DeviceRequest request = DeviceRequest::Auto;
+  int index = 0;  // the GPU, for Cuda
+};
+// Throws S2S_ARGUMENT naming `what` (e.g. "loadModel") for anything else.
+DeviceSpec parse_device(const std::string& name, const char* what);
+
+// Where a model runs: the CPU, or GPU `index`.
+struct Device {
+  DeviceKind kind = DeviceKind::Cpu;
+  int index = 0;
+  std::string name() const;  // "cpu" or "cuda:N", which parse_device reads back
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+};
 
 struct CudaDeviceInfo {
   int index = 0;
@@ -37,21 +50,27 @@ struct CudaStatus {
   std::string cublaslt_library;
   size_t cublaslt_version = 0;
   std::string cublaslt_problem;
-  // Why the CUDA backend cannot run a model here ("" when it can): not built, no driver or
-  // device, no supported device, no cuBLASLt.
+  // Why the CUDA backend cannot run a model on any GPU here ("" when nothing stops it): not
+  // built, no driver or device, no cuBLASLt.
+  std::string runtime_problem;
+  // Why GPU 0, where `auto` and `cuda` put a model, cannot run one ("" when it can): the
+  // runtime's problem, or the device's (device_problem(0)).
   std::string problem;
   bool usable() const { return problem.empty(); }
+  // Why GPU `index` cannot run a model ("" when it can): the runtime's problem, no such device,
+  // or one this build has no kernels for.
+  std::string device_problem(int index) const;
 };
 
 // Queried once per call (cheap after the runtime's first initialisation). Never throws: a
 // missing driver, device or library is reported in `problem`.
 CudaStatus cuda_status();
 
-// The device a model is loaded on. Auto: CUDA when the backend is usable (built in, a supported
-// device, cuBLASLt found), else the CPU. Cuda: CUDA, or S2S_DEVICE with "CUDA backend not built
-// into this binary" when it is not compiled in and "no usable CUDA device: <why>" otherwise.
-// `what` prefixes the message (e.g. "loadModel"). What runs on a GPU model and what does not
-// (generation): native/src/backends/cuda/README.md.
-DeviceKind resolve_model_device(DeviceRequest request, const char* what);
+// The device a model is loaded on. Auto: GPU 0 when the backend is usable there (built in, a
+// supported device, cuBLASLt found), else the CPU. Cuda: GPU `spec.index`, or S2S_DEVICE with
+// "CUDA backend not built into this binary" when it is not compiled in and "no usable CUDA
+// device: <why>" otherwise. `what` prefixes the message (e.g. "loadModel"). What runs on a GPU
+// model and what does not (generation): native/src/backends/cuda/README.md.
+Device resolve_model_device(const DeviceSpec& spec, const char* what);
 
 }  // namespace s2s

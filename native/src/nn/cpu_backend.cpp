@@ -258,18 +258,19 @@ std::shared_ptr<Backend> cpu_backend_shared() {
   return shared;
 }
 
-std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what,
+std::shared_ptr<Backend> make_backend(const Device& device, const char* what,
                                       const BackendOptions& options) {
-  if (kind == DeviceKind::Cpu) return cpu_backend_shared();
+  if (device.kind == DeviceKind::Cpu) return cpu_backend_shared();
 #if S2S_HAVE_CUDA
   cuda::ContextOptions co;
+  co.device = device.index;
   co.allow_tf32 = options.allow_tf32;
   return cuda::make_cuda_backend(co, what);
 #else
   (void)options;
-  fail(code::kDevice, what,
-       "CUDA backend not built into this binary (device 'cuda' was asked for; rebuild with "
-       "nvcc and cuBLASLt installed, S2S_CUDA=ON, or use device 'cpu')");
+  fail(code::kDevice, what, "CUDA backend not built into this binary (device '", device.name(),
+       "' was asked for; rebuild with nvcc and cuBLASLt installed, S2S_CUDA=ON, or use device "
+       "'cpu')");
 #endif
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends/cuda/cublaslt_api.h"
+#include "cuda_runtime.h"
 #include "s2s/dtype.h"
 #include "s2s/gemm.h"
 
@@ -33,7 +34,7 @@ namespace lt {
 
 // The library's objects, opaque to gemm.cu.
 struct LtContext {
-  int live = 1;
+  int device = 0;  // the device current at cublasLtCreate: the handle works there only
 };
 struct LtMatmulDesc {
   cublasComputeType_t compute;
@@ -155,7 +156,7 @@ std::vector<float> tf32_copy(const void* p, const LtMatrixLayout* l) {
 
 cublasStatus_t cublasLtCreate(cublasLtHandle_t* handle) {
   if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-  *handle = new LtContext();
+  *handle = new LtContext{::s2s::simt::current_device_index()};
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle) {
@@ -298,9 +299,14 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
                               const void* B, cublasLtMatrixLayout_t b, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t c, void* D,
                               cublasLtMatrixLayout_t d, const cublasLtMatmulAlgo_t* algo,
-                              void* workspace, size_t workspace_bytes, void* /*stream*/) {
+                              void* workspace, size_t workspace_bytes, void* stream) {
   if (handle == nullptr || alpha_p == nullptr || beta_p == nullptr || algo == nullptr) {
     return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  // A handle or stream of another device than the current one: the GEMM cannot run.
+  if (handle->device != ::s2s::simt::current_device_index() ||
+      !::s2s::simt::on_current_device(static_cast<cudaStream_t>(stream))) {
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   }
   Shape s{};
   cublasStatus_t st = shape_of(op, a, b, c, d, &s);
@@ -364,6 +370,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
       for (uint64_t i = 0; i < s.m; ++i) out[j * d->ld + i] += v[i];
     }
   }
+  ::s2s::simt::after_queued_work();
   return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -50,6 +50,7 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInsufficientDriver = 35,  // never returned here; named by device_query.cpp
   cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,  // work on a stream of a device that is not current
   cudaErrorLaunchFailure = 719,
 };
 enum cudaMemcpyKind {
@@ -110,6 +111,16 @@ namespace simt {
 
 // Set by a launch the simulator rejects (bad configuration); returned by cudaGetLastError.
 cudaError_t& last_launch_error();
+// Whether work may be queued on `stream` from this thread: it belongs to the current device.
+bool on_current_device(cudaStream_t stream);
+int current_device_index();
+int stream_device(cudaStream_t stream);  // the device the stream was created on
+// With switching on (this thread), every launch, copy, fill or GEMM queued moves the current
+// device on to the next one: work that relies on the device an earlier call made current, rather
+// than making its own current, then goes to the wrong device and is refused. Stricter than a
+// real machine, where the device changes only between ops (another model's op on the thread).
+void set_device_switching(bool on);
+void after_queued_work();
 
 inline Simulator& cuda_simulator() {
   static thread_local Simulator sim;
@@ -140,8 +151,12 @@ T* cuda_dynamic_smem() {
 // parameter types (as a launch does), then every block runs in the simulator.
 template <typename... P, typename... A>
 void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
-                 cudaStream_t = nullptr, A&&... args) {
+                 cudaStream_t stream = nullptr, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong argument count");
+  if (!on_current_device(stream)) {
+    last_launch_error() = cudaErrorInvalidResourceHandle;
+    return;
+  }
   if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 ||
       grid.x == 0 || grid.y == 0 || grid.z == 0 || smem > 227 * 1024) {
     last_launch_error() = cudaErrorInvalidConfiguration;
@@ -150,6 +165,7 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
   cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
                           [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+  after_queued_work();
 }
 
 // The tensor-core attention's mma, ldmatrix and cp.async (attention_mma.cu's DeviceExec under

@@ -1,12 +1,16 @@
-// The CUDA runtime stand-in's functions (cuda_runtime.h): one simulated device whose memory is
-// host memory, streams as tokens, copies and fills done on the spot.
+// The CUDA runtime stand-in's functions (cuda_runtime.h): two simulated devices whose memory is
+// host memory, streams as tokens that remember their device, copies and fills done on the spot.
+// Two, so that a model on the second device runs in the tests and a backend op that forgets to
+// make its context's device current fails as it would on a multi-GPU machine: work queued on a
+// stream of another device than the calling thread's current one is refused (the real runtime's
+// cudaErrorInvalidResourceHandle).
 #include <cstdlib>
 #include <cstring>
 
 #include "cuda_runtime.h"
 
 struct SimStream {
-  int unused;
+  int device;
 };
 
 namespace s2s {
@@ -19,12 +23,28 @@ cudaError_t& last_launch_error() {
 }  // namespace s2s
 
 namespace {
-constexpr size_t kDeviceBytes = size_t(16) << 30;  // what the simulated device reports
-int current_device = 0;
+constexpr size_t kDeviceBytes = size_t(16) << 30;  // what each simulated device reports
+constexpr int kDevices = 2;
+thread_local int current_device = 0;  // per host thread, as the runtime's current device is
+thread_local bool switching = false;
 }  // namespace
 
+namespace s2s {
+namespace simt {
+bool on_current_device(cudaStream_t stream) {
+  return stream == nullptr || stream->device == current_device;  // null: the current device's
+}
+int current_device_index() { return current_device; }
+int stream_device(cudaStream_t stream) { return stream == nullptr ? current_device : stream->device; }
+void set_device_switching(bool on) { switching = on; }
+void after_queued_work() {
+  if (switching) current_device = (current_device + 1) % kDevices;
+}
+}  // namespace simt
+}  // namespace s2s
+
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = kDevices;
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
@@ -32,12 +52,12 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= kDevices) return cudaErrorInvalidDevice;
   current_device = device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= kDevices) return cudaErrorInvalidDevice;
   std::memset(prop, 0, sizeof *prop);
   std::strcpy(prop->name, "SIMT simulator (CPU)");
   prop->totalGlobalMem = kDeviceBytes;
@@ -77,31 +97,40 @@ cudaError_t cudaFree(void* ptr) {
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
-                            cudaStream_t) {
+                            cudaStream_t stream) {
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (bytes != 0) std::memmove(dst, src, bytes);
+  s2s::simt::after_queued_work();
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (bytes != 0) std::memset(dst, value, bytes);
+  s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
-                              size_t width, size_t height, cudaMemcpyKind, cudaStream_t) {
+                              size_t width, size_t height, cudaMemcpyKind,
+                              cudaStream_t stream) {
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
   for (size_t r = 0; r < height; ++r) {
     std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                  width);
   }
+  s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
-                              cudaStream_t) {
+                              cudaStream_t stream) {
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > pitch) return cudaErrorInvalidValue;
   for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+  s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = new SimStream{0};
+  *stream = new SimStream{current_device};
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
@@ -111,6 +140,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;
 }
+// Synchronising needs no current device: the stream names its own.
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   const cudaError_t e = s2s::simt::last_launch_error();
@@ -124,6 +154,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     default: return "cudaErrorLaunchFailure";
   }
 }
@@ -134,6 +165,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     default: return "unspecified launch failure";
   }
 }

@@ -1,5 +1,6 @@
 // `s2s-train eval --model DIR [--adapter DIR] --data FILE [--metrics ...] [generation options] [--output DIR]`
 import type { CommandModule, Options } from "yargs";
+import type { DeviceName } from "../../../bindings/native.js";
 import { generationFlagOptions, generationOptionsFromFlags } from "../../generate/option-flags.js";
 import { DEFAULT_EVAL_MAX_NEW_TOKENS, DEFAULT_EVAL_METRICS, runEval } from "../../eval/run-eval.js";
 import { modelRunFlagOptions } from "../model-flags.js";
@@ -32,7 +33,7 @@ interface EvalArgs {
   output: string;
   threads?: number;
   dtype: "float32" | "bfloat16" | "float16";
-  device: "auto" | "cpu" | "cuda";
+  device: DeviceName;
   tf32: boolean;
   [flag: string]: unknown;
 }

@@ -1,6 +1,6 @@
 // `s2s-train generate --model DIR [--adapter DIR] --prompt TEXT | --input FILE.jsonl --output FILE.jsonl | --interactive [--compare FILE.yaml] [generation options]`
 import type { CommandModule } from "yargs";
-import type { ComputeDTypeName } from "../../../bindings/native.js";
+import type { ComputeDTypeName, DeviceName } from "../../../bindings/native.js";
 import { generationFlagOptions, generationOptionsFromFlags } from "../../generate/option-flags.js";
 import { runGenerateCommand } from "../../generate/run-generate-command.js";
 import { modelRunFlagOptions } from "../model-flags.js";
@@ -16,7 +16,7 @@ interface GenerateArgs {
   interactive: boolean;
   "batch-size": number;
   dtype: ComputeDTypeName;
-  device: "auto" | "cpu" | "cuda";
+  device: DeviceName;
   tf32: boolean;
   threads?: number;
   [generationFlag: string]: unknown;

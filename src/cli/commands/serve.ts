@@ -1,6 +1,6 @@
 // `s2s-train serve --model DIR [--adapter DIR] [--host 127.0.0.1] [--port 8080]`
 import type { CommandModule } from "yargs";
-import type { ComputeDTypeName } from "../../../bindings/native.js";
+import type { ComputeDTypeName, DeviceName } from "../../../bindings/native.js";
 import { runServe } from "../../serve/server.js";
 import { modelRunFlagOptions } from "../model-flags.js";
 
@@ -14,7 +14,7 @@ interface ServeArgs {
   "max-body-bytes": number;
   "api-key"?: string;
   dtype: ComputeDTypeName;
-  device: "auto" | "cpu" | "cuda";
+  device: DeviceName;
   tf32: boolean;
   threads?: number;
 }

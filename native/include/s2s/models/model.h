@@ -76,7 +76,9 @@ class Model {
   // ---- device ----
   // The backend the params live on (s2s/nn/backend.h): the CPU until to_backend.
   Backend& backend() const { return params_.backend(); }
-  DeviceKind device() const { return params_.backend().kind(); }
+  Device device() const {
+    return Device{params_.backend().kind(), params_.backend().device_index()};
+  }
   // Moves every param (values, gradients, moments, compute copies) into `backend`'s memory
   // (ParamStore::move_to); create, load weights and set the compute dtype first. From then on
   // forward() needs a graph on the same backend (Graph::set_backend; S2S_ARGUMENT otherwise),

@@ -66,6 +66,8 @@ class Backend {
 
   virtual const char* name() const = 0;  // "cpu", "cuda", "checked-host"
   virtual DeviceKind kind() const = 0;
+  // Which device of its kind: the GPU's index for CUDA (Device::name's N), 0 on the CPU.
+  virtual int device_index() const { return 0; }
   // Tensor memory is plain host memory that host code may read and write directly (the CPU
   // backend only): no copies for index arrays, and the host-only paths (generation) may run.
   virtual bool is_host() const = 0;
@@ -287,9 +289,10 @@ struct BackendOptions {
   bool allow_tf32 = false;
 };
 
-// A backend for `kind`: the CPU one, or a new CUDA backend (its own context and stream on device
-// 0) where the CUDA backend is built; S2S_DEVICE otherwise, `what` prefixing the message.
-std::shared_ptr<Backend> make_backend(DeviceKind kind, const char* what,
+// A backend for `device`: the CPU one, or a new CUDA backend (its own context and stream on GPU
+// device.index) where the CUDA backend is built; S2S_DEVICE otherwise, `what` prefixing the
+// message (a GPU index the runtime does not have too).
+std::shared_ptr<Backend> make_backend(const Device& device, const char* what,
                                       const BackendOptions& options = {});
 
 // t's bytes on the host: t itself on a host backend, else a download into `storage` (savers use

@@ -497,9 +497,11 @@ void dispatch_head_dim(int64_t D, Args&&... args) {
   }
 }
 
+// The limit is the current device's: set after making the context's device current.
 template <typename Kernel>
-void allow_smem(Kernel kernel, int64_t bytes) {
+void allow_smem(const Context& ctx, Kernel kernel, int64_t bytes) {
   if (bytes > 48 * 1024) {
+    ctx.activate();
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
                kOp, "cudaFuncSetAttribute (shared memory)");
   }
@@ -510,7 +512,7 @@ struct ForwardLauncher {
   static void run(Context& ctx, const Geometry& g, const float* q, const float* k, const float* v,
                   float* out, float* lse) {
     const int64_t bytes = attention_smem_bytes(g.D, 3);
-    allow_smem(attention_forward_kernel<NDC>, bytes);
+    allow_smem(ctx, attention_forward_kernel<NDC>, bytes);
     const dim3 grid_dim(grid(ceil_div(g.Tq, TILE)), grid(g.Hq), grid(g.B));
     attention_forward_kernel<NDC><<<grid_dim, 128, bytes, stream_of(ctx)>>>(g, q, k, v, out, lse);
     check_launch(kOp);
@@ -524,14 +526,14 @@ struct BackwardLauncher {
                   float* dv, float* dbias) {
     const int64_t bytes = attention_smem_bytes(g.D, 4);
     if (dk != nullptr || dv != nullptr) {
-      allow_smem(attention_backward_kv_kernel<NDC>, bytes);
+      allow_smem(ctx, attention_backward_kv_kernel<NDC>, bytes);
       const dim3 grid_dim(grid(ceil_div(g.Tk, TILE)), grid(g.Hkv), grid(g.B));
       attention_backward_kv_kernel<NDC><<<grid_dim, 128, bytes, stream_of(ctx)>>>(
           g, q, k, v, dout, lse, di, dk, dv);
       check_launch(kOp);
     }
     if (dq != nullptr || dbias != nullptr) {
-      allow_smem(attention_backward_q_kernel<NDC>, bytes);
+      allow_smem(ctx, attention_backward_q_kernel<NDC>, bytes);
       ArenaScope scope(ctx.arena());
       Geometry gq = g;
       float* target = dbias_slices_begin(ctx, gq, dbias);  // T5's dbias: attention_dbias.cu

@@ -188,9 +188,11 @@ AttentionGeometry with_kept_key_tiles(Context& ctx, const AttentionGeometry& g) 
   return out;
 }
 
+// The limit is the current device's: set after making the context's device current.
 template <typename Kernel>
-void allow_smem(Kernel kernel, int64_t bytes) {
+void allow_smem(const Context& ctx, Kernel kernel, int64_t bytes) {
   if (bytes > 48 * 1024) {
+    ctx.activate();
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
                kOp, "cudaFuncSetAttribute (shared memory)");
   }
@@ -200,7 +202,7 @@ template <class E, int D, bool Drop>
 void forward(Context& ctx, const AttentionGeometry& g, const void* q, const void* k,
              const void* v, float* out, float* lse) {
   const int64_t bytes = mma_forward_smem_bytes(D);
-  allow_smem(mma_forward_kernel<E, D, Drop>, bytes);
+  allow_smem(ctx, mma_forward_kernel<E, D, Drop>, bytes);
   const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(g.B));
   mma_forward_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(g, q, k, v,
                                                                                    out, lse);
@@ -213,7 +215,7 @@ void backward(Context& ctx, const AttentionGeometry& g, const void* q, const voi
               float* dk, float* dv, float* dbias) {
   if (dk != nullptr || dv != nullptr) {
     const int64_t bytes = mma_backward_kv_smem_bytes(D);
-    allow_smem(mma_backward_kv_kernel<E, D, Drop>, bytes);
+    allow_smem(ctx, mma_backward_kv_kernel<E, D, Drop>, bytes);
     const dim3 grid_dim(grid(ceil_div(g.Tk, kMmaRows)), grid(g.Hkv), grid(g.B));
     mma_backward_kv_kernel<E, D, Drop><<<grid_dim, kMmaThreads, bytes, stream_of(ctx)>>>(
         g, q, k, v, dout, lse, di, dk, dv);
@@ -221,7 +223,7 @@ void backward(Context& ctx, const AttentionGeometry& g, const void* q, const voi
   }
   if (dq != nullptr || dbias != nullptr) {
     const int64_t bytes = mma_backward_q_smem_bytes(D);
-    allow_smem(mma_backward_q_kernel<E, D, Drop>, bytes);
+    allow_smem(ctx, mma_backward_q_kernel<E, D, Drop>, bytes);
     ArenaScope scope(ctx.arena());
     AttentionGeometry gq = g;
     float* target = dbias_slices_begin(ctx, gq, dbias);  // T5's dbias: attention_dbias.cu

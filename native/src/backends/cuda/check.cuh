@@ -24,7 +24,13 @@ inline void check_cuda(cudaError_t e, const char* op, const char* what) {
 // After a kernel launch: a bad configuration or an earlier asynchronous fault surfaces here.
 inline void check_launch(const char* op) { check_cuda(cudaGetLastError(), op, "kernel launch"); }
 
-inline cudaStream_t stream_of(const Context& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
+// The context's stream, for work queued now: its device is made current first, so a launch,
+// copy or fill can never go to a stream of another GPU than the current one (which the runtime
+// refuses), whichever model's op ran last on this thread.
+inline cudaStream_t stream_of(const Context& ctx) {
+  ctx.activate();
+  return static_cast<cudaStream_t>(ctx.stream());
+}
 
 // Grid size as the unsigned int CUDA wants (launch.h has checked the limits).
 inline unsigned grid(int64_t blocks) { return static_cast<unsigned>(blocks); }

@@ -82,6 +82,8 @@ Context::~Context() {
 }
 
 void Context::activate() const {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == options_.device) return;
   check_cuda(cudaSetDevice(options_.device), "cuda", "cudaSetDevice");
 }
 

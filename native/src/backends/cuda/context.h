@@ -44,8 +44,10 @@ class Context {
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
   void set_gemm_bias_epilogue(bool on) { options_.gemm_bias_epilogue = on; }
 
-  // Makes this context's device current on the calling thread (every op starts with it: the
-  // N-API layer runs work on pool threads).
+  // Makes this context's device current on the calling thread (every op starts with it, and
+  // stream_of does it again for each launch: the N-API layer runs work on pool threads, and
+  // models on different GPUs share them). Asks the runtime first, and switches only when
+  // another device is current.
   void activate() const;
   // Waits for the stream, then throws the first bad-index report a kernel left (S2S_ARGUMENT,
   // naming op, argument, position and value) and clears it.

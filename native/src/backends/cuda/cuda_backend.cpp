@@ -36,6 +36,7 @@ class CudaBackend final : public Backend {
 
   const char* name() const override { return "cuda"; }
   DeviceKind kind() const override { return DeviceKind::Cuda; }
+  int device_index() const override { return ctx_.device(); }
   bool is_host() const override { return false; }
   // cross_entropy_backward writes bf16 dlogits, linear_backward reads them (the bf16 head).
   bool supports_bf16_gradients() const override { return true; }

@@ -19,14 +19,47 @@
 
 namespace s2s {
 
-DeviceRequest parse_device_request(const std::string& name, const char* what) {
-  if (name == "auto") return DeviceRequest::Auto;
-  if (name == "cpu") return DeviceRequest::Cpu;
-  if (name == "cuda") return DeviceRequest::Cuda;
-  fail(code::kArgument, what, "expected device 'auto', 'cpu' or 'cuda', got '", name, "'");
+DeviceSpec parse_device(const std::string& name, const char* what) {
+  if (name == "auto") return {DeviceRequest::Auto, 0};
+  if (name == "cpu") return {DeviceRequest::Cpu, 0};
+  if (name == "cuda") return {DeviceRequest::Cuda, 0};
+  const std::string prefix = "cuda:";
+  if (name.compare(0, prefix.size(), prefix) == 0) {
+    const std::string digits = name.substr(prefix.size());
+    // Plain decimal, no sign or spaces, small enough for an int: "cuda:1", not "cuda:+1".
+    bool ok = !digits.empty() && digits.size() <= 4;
+    for (char c : digits) ok = ok && c >= '0' && c <= '9';
+    if (ok) return {DeviceRequest::Cuda, std::stoi(digits)};
+  }
+  fail(code::kArgument, what,
+       "expected device 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index), got '", name, "'");
 }
 
-const char* device_kind_name(DeviceKind kind) { return kind == DeviceKind::Cuda ? "cuda" : "cpu"; }
+std::string Device::name() const {
+  return kind == DeviceKind::Cuda ? "cuda:" + std::to_string(index) : "cpu";
+}
+
+std::string CudaStatus::device_problem(int index) const {
+  if (!runtime_problem.empty()) return runtime_problem;
+  const CudaDeviceInfo* d = nullptr;
+  for (const CudaDeviceInfo& info : devices) {
+    if (info.index == index) d = &info;
+  }
+  if (d == nullptr) {
+    std::string seen;
+    for (const CudaDeviceInfo& info : devices) {
+      seen += (seen.empty() ? "" : ", ") + std::to_string(info.index) + ": " + info.name;
+    }
+    return "there is no GPU " + std::to_string(index) + " (the CUDA runtime sees " +
+           std::to_string(devices.size()) + (devices.size() == 1 ? " device" : " devices") +
+           (seen.empty() ? "" : ": " + seen) + "; CUDA_VISIBLE_DEVICES renumbers them)";
+  }
+  if (d->supported) return "";
+  return "GPU " + std::to_string(index) + " (" + d->name + ") has compute capability " +
+         std::to_string(d->compute_major) + "." + std::to_string(d->compute_minor) +
+         "; this build has kernels for " + std::to_string(min_compute_capability / 10) + "." +
+         std::to_string(min_compute_capability % 10) + " and newer";
+}
 
 CudaStatus cuda_status() {
   CudaStatus s;
@@ -42,21 +75,24 @@ CudaStatus cuda_status() {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
-    s.problem = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    s.runtime_problem = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
     if (e == cudaErrorInsufficientDriver && s.driver_version == 0) {
       // What the static runtime says when it cannot load libcuda.so.1 at all.
-      s.problem = "no NVIDIA driver found (libcuda.so.1 did not load; " + s.problem + ")";
+      s.runtime_problem =
+          "no NVIDIA driver found (libcuda.so.1 did not load; " + s.runtime_problem + ")";
     } else if (e == cudaErrorInsufficientDriver) {
-      s.problem += " (the driver supports CUDA " + std::to_string(s.driver_version / 1000) + "." +
-                   std::to_string(s.driver_version % 1000 / 10) + ", this build's runtime is " +
-                   std::to_string(s.runtime_version / 1000) + "." +
-                   std::to_string(s.runtime_version % 1000 / 10) +
-                   ": update the driver, or build from source with your toolkit)";
+      const auto version = [](int v) {
+        return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+      };
+      s.runtime_problem += " (the driver supports CUDA " + version(s.driver_version) +
+                           ", this build's runtime is " + version(s.runtime_version) +
+                           ": update the driver, or build from source with your toolkit)";
     }
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    s.problem = s.runtime_problem;
     return s;
   }
-  if (count == 0) s.problem = "the CUDA runtime found no device";
+  if (count == 0) s.runtime_problem = "the CUDA runtime found no device";
   int current = 0;
   cudaGetDevice(&current);
   for (int i = 0; i < count; ++i) {
@@ -78,37 +114,33 @@ CudaStatus cuda_status() {
   }
   cudaSetDevice(current);
   cudaGetLastError();
-  if (!s.problem.empty()) return s;
-  if (s.devices.empty() || !s.devices[0].supported) {
-    // The models run on device 0 (the current one), as the CUDA runtime numbers them.
-    const CudaDeviceInfo* d = s.devices.empty() ? nullptr : &s.devices[0];
-    s.problem = d == nullptr ? "the CUDA runtime listed no device it could describe"
-                             : "GPU 0 (" + d->name + ") has compute capability " +
-                                   std::to_string(d->compute_major) + "." +
-                                   std::to_string(d->compute_minor) + "; this build has kernels "
-                                   "for " + std::to_string(S2S_CUDA_MIN_CC / 10) + "." +
-                                   std::to_string(S2S_CUDA_MIN_CC % 10) + " and newer";
-    return s;
+  if (s.runtime_problem.empty() && s.devices.empty()) {
+    s.runtime_problem = "the CUDA runtime listed no device it could describe";
   }
-  if (!lt.ok) s.problem = lt.problem;
+  if (s.runtime_problem.empty() && !lt.ok) s.runtime_problem = lt.problem;
+  s.problem = s.device_problem(0);
 #else
-  s.problem = "not built: this binary has no CUDA backend (build with nvcc present, "
-              "S2S_CUDA=ON)";
+  s.runtime_problem = "not built: this binary has no CUDA backend (build with nvcc present, "
+                      "S2S_CUDA=ON)";
+  s.problem = s.runtime_problem;
 #endif
   return s;
 }
 
-DeviceKind resolve_model_device(DeviceRequest request, const char* what) {
-  if (request == DeviceRequest::Cpu) return DeviceKind::Cpu;
+Device resolve_model_device(const DeviceSpec& spec, const char* what) {
+  if (spec.request == DeviceRequest::Cpu) return Device{};
   const CudaStatus s = cuda_status();
-  if (request == DeviceRequest::Auto) return s.usable() ? DeviceKind::Cuda : DeviceKind::Cpu;
-  if (!s.built) {
-    fail(code::kDevice, what,
-         "CUDA backend not built into this binary (device 'cuda' was asked for; rebuild with "
-         "nvcc installed, S2S_CUDA=ON, or use device 'cpu')");
+  if (spec.request == DeviceRequest::Auto) {
+    return s.usable() ? Device{DeviceKind::Cuda, 0} : Device{};
   }
-  if (!s.usable()) fail(code::kDevice, what, "no usable CUDA device: ", s.problem);
-  return DeviceKind::Cuda;
+  if (!s.built) {
+    fail(code::kDevice, what, "CUDA backend not built into this binary (device '",
+         Device{DeviceKind::Cuda, spec.index}.name(),
+         "' was asked for; rebuild with nvcc installed, S2S_CUDA=ON, or use device 'cpu')");
+  }
+  const std::string problem = s.device_problem(spec.index);
+  if (!problem.empty()) fail(code::kDevice, what, "no usable CUDA device: ", problem);
+  return Device{DeviceKind::Cuda, spec.index};
 }
 
 }  // namespace s2s

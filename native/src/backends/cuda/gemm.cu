@@ -122,6 +122,7 @@ void destroy_gemm_state(GemmState* s) {
 static GemmState& state_of(Context& ctx) {
   GemmState*& s = ctx.gemm_state();
   if (s == nullptr) {
+    ctx.activate();  // the handle and its workspace belong to this context's device
     const Api& L = lt::api();  // throws S2S_DEVICE when no cuBLASLt can be loaded
     auto fresh = new GemmState();
     fresh->lt = &L;
@@ -221,14 +222,12 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
               kOp, "expected row strides lda >= ", trans_a ? M : K, ", ldb >= ", trans_b ? K : N,
               ", ldc >= ", N, ", got ", lda, ", ", ldb, ", ", ldc);
   if (M == 0 || N == 0) return;
-  ctx.activate();
-  cudaStream_t stream = stream_of(ctx);
   if (K == 0) {
     const Launch l = elementwise_launch(M * N);
-    scale_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, beta);
+    scale_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(C, M, N, ldc, beta);
     check_launch(kOp);
     if (bias != nullptr) {
-      add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, bias);
+      add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(C, M, N, ldc, bias);
       check_launch(kOp);
     }
     return;
@@ -256,11 +255,11 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
              "set BIAS_POINTER");
   }
   check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
-                               &p.algo, st.workspace, st.workspace_bytes, stream),
+                               &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx)),
            "cublasLtMatmul");
   if (bias != nullptr && !p.fused_bias) {
     const Launch l = elementwise_launch(M * N);
-    add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream>>>(C, M, N, ldc, bias);
+    add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(C, M, N, ldc, bias);
     check_launch(kOp);
   }
 }

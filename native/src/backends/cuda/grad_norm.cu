@@ -80,11 +80,10 @@ double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float sc
   double* partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
   GradBlocks* device_table = ctx.arena().allocate_array<GradBlocks>(table.size());
   upload(ctx, device_table, table.data(), table.size() * sizeof(GradBlocks));  // staged on return
-  cudaStream_t s = stream_of(ctx);
-  block_squares_kernel<<<grid(at), kThreads, 0, s>>>(device_table, int(table.size()), scale,
-                                                     scale != 1.0f, partial);
+  block_squares_kernel<<<grid(at), kThreads, 0, stream_of(ctx)>>>(
+      device_table, int(table.size()), scale, scale != 1.0f, partial);
   check_launch(kOp);
-  sum_in_order_kernel<<<1, 1, 0, s>>>(partial, at, partial + blocks);
+  sum_in_order_kernel<<<1, 1, 0, stream_of(ctx)>>>(partial, at, partial + blocks);
   check_launch(kOp);
   double total = 0.0;
   download(ctx, &total, partial + blocks, sizeof(double));

@@ -62,11 +62,12 @@ void column_sum_into(Context& ctx, int64_t rows, int64_t cols, float* dst, F f, 
   if (p.chunks == 0) return;
   ArenaScope scope(ctx.arena());
   float* partial = ctx.arena().allocate_array<float>(size_t(p.chunks * cols));
-  cudaStream_t s = stream_of(ctx);
-  column_partials_kernel<F><<<dim3(grid(p.column_blocks), grid(p.chunks)), p.threads, 0, s>>>(
+  column_partials_kernel<F><<<dim3(grid(p.column_blocks), grid(p.chunks)), p.threads, 0,
+                              stream_of(ctx)>>>(
       rows, cols, f, partial);
   check_launch(op);
-  column_finish_kernel<<<grid(p.column_blocks), p.threads, 0, s>>>(p.chunks, cols, partial, dst);
+  column_finish_kernel<<<grid(p.column_blocks), p.threads, 0, stream_of(ctx)>>>(p.chunks, cols,
+                                                                              partial, dst);
   check_launch(op);
 }
 
