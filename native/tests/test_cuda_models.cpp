@@ -652,6 +652,21 @@ CUDA_TEST(cuda_model_on_the_second_gpu_matches_the_first) {
   }
   CHECK(resolve_model_device({DeviceRequest::Cuda, 1}, "t") == (Device{DeviceKind::Cuda, 1}));
 #if S2S_SIMT_SIM
+  {
+    // Placing a model on GPU 1 and running it sets up no context on GPU 0 (a few hundred MB of
+    // another run's GPU); `doctor`'s free-memory query sets up every GPU's.
+    s2s::simt::forget_set_up_devices();
+    CHECK(resolve_model_device({DeviceRequest::Cuda, 1}, "t") == (Device{DeviceKind::Cuda, 1}));
+    std::unique_ptr<Built> m = build("gpt2", Setup{}, gpu_number(1));
+    Fixture fx(s2s_test::fixture_dir("gpt2"));
+    train_step(*m, fx.batch, 1, true, 3);
+    CHECK_MSG(s2s::simt::devices_set_up() == 2u,
+              "set up: " + std::to_string(s2s::simt::devices_set_up()));
+    cuda_status();
+    CHECK(s2s::simt::devices_set_up() == 3u);
+  }
+#endif
+#if S2S_SIMT_SIM
   struct Switching {
     Switching() { s2s::simt::set_device_switching(true); }
     ~Switching() { s2s::simt::set_device_switching(false); }

@@ -63,8 +63,11 @@ struct CudaStatus {
 };
 
 // Queried once per call (cheap after the runtime's first initialisation). Never throws: a
-// missing driver, device or library is reported in `problem`.
-CudaStatus cuda_status();
+// missing driver, device or library is reported in `problem`. With free_memory, each supported
+// GPU's free bytes too (cudaMemGetInfo), for which the runtime sets up a context on every GPU
+// (a few hundred MB of each, and refused on a GPU another process holds in exclusive mode):
+// `doctor` asks for them; placing a model does not, so a model on GPU 1 leaves GPU 0 alone.
+CudaStatus cuda_status(bool free_memory = true);
 
 // The device a model is loaded on. Auto: GPU 0 when the backend is usable there (built in, a
 // supported device, cuBLASLt found), else the CPU. Cuda: GPU `spec.index`, or S2S_DEVICE with

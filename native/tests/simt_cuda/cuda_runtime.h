@@ -115,6 +115,10 @@ cudaError_t& last_launch_error();
 bool on_current_device(cudaStream_t stream);
 int current_device_index();
 int stream_device(cudaStream_t stream);  // the device the stream was created on
+// Bit d set: device d's context would have been set up by now (cudaSetDevice, or a call that
+// needs one on the current device), since the process began or forget_set_up_devices.
+unsigned devices_set_up();
+void forget_set_up_devices();
 // With switching on (this thread), every launch, copy, fill or GEMM queued moves the current
 // device on to the next one: work that relies on the device an earlier call made current, rather
 // than making its own current, then goes to the wrong device and is refused. Stricter than a

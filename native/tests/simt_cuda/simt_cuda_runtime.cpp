@@ -4,6 +4,7 @@
 // make its context's device current fails as it would on a multi-GPU machine: work queued on a
 // stream of another device than the calling thread's current one is refused (the real runtime's
 // cudaErrorInvalidResourceHandle).
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -27,6 +28,10 @@ constexpr size_t kDeviceBytes = size_t(16) << 30;  // what each simulated device
 constexpr int kDevices = 2;
 thread_local int current_device = 0;  // per host thread, as the runtime's current device is
 thread_local bool switching = false;
+// The devices whose context the runtime would have set up (bit d: device d): by cudaSetDevice
+// (as CUDA 12 and newer do), or by the first call that needs one on the current device.
+std::atomic<unsigned> set_up{0};
+void set_up_current() { set_up |= 1u << current_device; }
 }  // namespace
 
 namespace s2s {
@@ -37,7 +42,10 @@ bool on_current_device(cudaStream_t stream) {
 int current_device_index() { return current_device; }
 int stream_device(cudaStream_t stream) { return stream == nullptr ? current_device : stream->device; }
 void set_device_switching(bool on) { switching = on; }
+unsigned devices_set_up() { return set_up; }
+void forget_set_up_devices() { set_up = 0; }
 void after_queued_work() {
+  set_up_current();
   if (switching) current_device = (current_device + 1) % kDevices;
 }
 }  // namespace simt
@@ -54,6 +62,7 @@ cudaError_t cudaGetDevice(int* device) {
 cudaError_t cudaSetDevice(int device) {
   if (device < 0 || device >= kDevices) return cudaErrorInvalidDevice;
   current_device = device;
+  set_up_current();
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
@@ -79,11 +88,13 @@ cudaError_t cudaDriverGetVersion(int* version) {
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  set_up_current();
   *free_bytes = kDeviceBytes;
   *total_bytes = kDeviceBytes;
   return cudaSuccess;
 }
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  set_up_current();
   // 256-byte aligned like cudaMalloc; filled with 0xFF (NaN) so reads of unwritten memory show.
   const size_t rounded = (bytes + 255) / 256 * 256;
   void* p = rounded == 0 ? nullptr : std::aligned_alloc(256, rounded);
@@ -130,6 +141,7 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
+  set_up_current();
   *stream = new SimStream{current_device};
   return cudaSuccess;
 }

@@ -61,7 +61,7 @@ std::string CudaStatus::device_problem(int index) const {
          std::to_string(min_compute_capability % 10) + " and newer";
 }
 
-CudaStatus cuda_status() {
+CudaStatus cuda_status(bool free_memory) {
   CudaStatus s;
 #if S2S_HAVE_CUDA
   s.built = true;
@@ -94,7 +94,7 @@ CudaStatus cuda_status() {
   }
   if (count == 0) s.runtime_problem = "the CUDA runtime found no device";
   int current = 0;
-  cudaGetDevice(&current);
+  cudaGetDevice(&current);  // sets nothing up
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
@@ -106,13 +106,14 @@ CudaStatus cuda_status() {
     d.multiprocessors = p.multiProcessorCount;
     d.total_bytes = p.totalGlobalMem;
     d.supported = p.major * 10 + p.minor >= S2S_CUDA_MIN_CC;
-    if (d.supported && cudaSetDevice(i) == cudaSuccess) {
+    // cudaSetDevice sets up the GPU's context (CUDA 12 and newer): only when asked.
+    if (free_memory && d.supported && cudaSetDevice(i) == cudaSuccess) {
       size_t free_b = 0, total_b = 0;
       if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) d.free_bytes = free_b;
     }
     s.devices.push_back(d);
   }
-  cudaSetDevice(current);
+  if (free_memory) cudaSetDevice(current);
   cudaGetLastError();
   if (s.runtime_problem.empty() && s.devices.empty()) {
     s.runtime_problem = "the CUDA runtime listed no device it could describe";
@@ -120,6 +121,7 @@ CudaStatus cuda_status() {
   if (s.runtime_problem.empty() && !lt.ok) s.runtime_problem = lt.problem;
   s.problem = s.device_problem(0);
 #else
+  (void)free_memory;
   s.runtime_problem = "not built: this binary has no CUDA backend (build with nvcc present, "
                       "S2S_CUDA=ON)";
   s.problem = s.runtime_problem;
@@ -129,7 +131,7 @@ CudaStatus cuda_status() {
 
 Device resolve_model_device(const DeviceSpec& spec, const char* what) {
   if (spec.request == DeviceRequest::Cpu) return Device{};
-  const CudaStatus s = cuda_status();
+  const CudaStatus s = cuda_status(/*free_memory=*/false);
   if (spec.request == DeviceRequest::Auto) {
     return s.usable() ? Device{DeviceKind::Cuda, 0} : Device{};
   }
