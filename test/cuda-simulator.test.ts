@@ -65,6 +65,10 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(m.info().device).toBe("cuda:0");
     const second = await Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda:1" });
     expect(second.info().device).toBe("cuda:1");
+    // Both decode, taking turns: each step's ops make their own GPU current.
+    const options = { maxNewTokens: 4, eosTokenId: null, padTokenId: 0 };
+    const [a, b] = await Promise.all([m.generate([[5, 9, 3]], options), second.generate([[5, 9, 3]], options)]);
+    expect(b.sequences.map((s) => s.tokenIds)).toEqual(a.sequences.map((s) => s.tokenIds));
     await expect(Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda:2" })).rejects.toMatchObject({
       code: "S2S_DEVICE",
       message: expect.stringContaining("no usable CUDA device: there is no GPU 2 (the CUDA runtime sees 2 devices"),

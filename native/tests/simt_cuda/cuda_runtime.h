@@ -29,8 +29,9 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 // A block's static shared arrays: function statics, one copy shared by the fibers of the block
-// that runs (blocks run one after another).
-#define __shared__ static
+// that runs (blocks run one after another), one per host thread (two models on two GPUs run
+// their kernels at once from the N-API pool's threads).
+#define __shared__ static thread_local
 #define S2S_SIMT_SIM 1
 
 // ---- types ------------------------------------------------------------------------------------
