@@ -823,7 +823,8 @@ static Napi::Value load_model(const Napi::CallbackInfo& cb) {
           if (!load_options.keep_frozen_in_file_dtype) lm->files.clear();  // all copied
           lm->set_compute_dtype(compute);
           place_model(*lm, device, backend_opts, fn);
-          if (device.kind != s2s::DeviceKind::Cpu) lm->files.clear();  // views were copied to the device
+          // The views were copied to the device.
+          if (device.kind != s2s::DeviceKind::Cpu) lm->files.clear();
           *slot = std::move(lm);
         },
         [slot, ctor](Napi::Env env) -> Napi::Value {

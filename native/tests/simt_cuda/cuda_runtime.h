@@ -3,8 +3,9 @@
 // (../simt_simulator.h): the `sim` targets of cmake/cuda_sim.cmake put this folder first on the
 // include path and rewrite the two pieces of CUDA syntax C++ cannot parse (kernel<<<...>>>(args)
 // launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below.
-// Device memory is host memory, a stream is a token, launches run to completion before they
-// return, and cuBLASLt is emulated from its documented contract with the CPU's GEMMs
+// There are two devices; device memory is host memory, a stream is a token that remembers its
+// device (work queued on it from another current device is refused, as the runtime refuses it),
+// launches run to completion before they return, and cuBLASLt is emulated from its documented contract with the CPU's GEMMs
 // (cublaslt_sim.cpp, registered as the cuBLASLt table). What this proves: the kernels'
 // indexing, launch shapes, shared-memory use, warp collectives and arithmetic, and the backend's
 // host logic, against the CPU ops (test_cuda_ops_sim, test_cuda_models_sim). What it cannot:
