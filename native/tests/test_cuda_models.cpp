@@ -358,6 +358,21 @@ CUDA_TEST(cuda_model_fused_linear_split_changes_no_bit) {
   }
 }
 
+// The residual's gradient shared with the block's branch (nn::residual_add, no copy per block
+// add) gives the bits of the copying add: every fixture, fp32 and bf16 compute, full training
+// and LoRA on PEFT's default targets.
+CUDA_TEST(cuda_model_shared_residual_gradient_changes_no_bit) {
+  for_each_fixture_fp32_bf16([](const std::string& name, s2s_test::parity::Setup s,
+                               const std::string& tag) {
+    for (const bool full : {true, false}) {
+      s.full = full;
+      expect_switch_changes_no_bit(name, s, [](Graph& g) { g.share_residual_gradient = false; },
+                                   95, tag + (full ? " full" : " lora"),
+                                   "the shared residual gradient");
+    }
+  });
+}
+
 // Under LoRA on c_attn (PEFT's default target for GPT-2, dropout on) the fused step hands the
 // parts' gradients to LoRA's products as well, each against the rows of B its columns come from.
 // dB is each part's own product, but dx_A = s dy B sums over all 3C columns, now three GEMMs

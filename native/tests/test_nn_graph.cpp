@@ -368,6 +368,62 @@ TEST(add_scale_split_write_fresh_gradients_and_accumulate_the_rest) {
   }
 }
 
+// nn::residual_add in a block's shape (x -> norm stand-in -> branch; x + branch): x and the
+// branch share the output's gradient buffer (no copy), the parameter gradients are the bits of
+// the copying add (Graph::share_residual_gradient off), and they match finite differences.
+TEST(residual_add_shares_the_gradient_and_changes_no_bit) {
+  constexpr int64_t N = 4, C = 6, V = 5;
+  ParamStore params;
+  Param& w0 = params.create("w0", {C, C});
+  Param& w1 = params.create("w1", {C, C});
+  Param& head = params.create("head", {V, C});
+  uint64_t seed = 90;
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+  }
+  auto in = s2s_test::random_vector(N * C, 91);
+  std::vector<int32_t> labels = {1, 4, -100, 2};
+  Var* x = nullptr;
+  Var* branch = nullptr;
+  auto forward = [&](Graph& g) {
+    Var* input = g.constant(Tensor::contiguous(in.data(), DType::F32, {N, C}));
+    x = nn::linear(g, input, nn::LinearWeights{&w0});
+    branch = nn::linear(g, nn::scale(g, x, 0.5f), nn::LinearWeights{&w1});
+    Var* y = nn::residual_add(g, x, branch);
+    // A second block: y is the next residual, read by its norm before its branch.
+    y = nn::residual_add(g, y, nn::linear(g, nn::scale(g, y, -0.25f), nn::LinearWeights{&w1}));
+    Var* logits = nn::linear(g, y, nn::LinearWeights{&head});
+    return nn::cross_entropy(g, logits, labels.data(), N, CrossEntropyOptions{}, nullptr);
+  };
+  std::vector<std::vector<float>> grads[2];
+  for (const bool share : {true, false}) {
+    Graph g;
+    g.share_residual_gradient = share;
+    params.zero_grads();
+    g.backward(forward(g));
+    CHECK_MSG((x->grad.data == branch->grad.data) == share,
+              std::string("shared gradient buffer: expected ") + (share ? "yes" : "no"));
+    for (Param* p : params.all()) {
+      grads[share ? 0 : 1].emplace_back(p->grad.f32(), p->grad.f32() + p->grad.numel());
+    }
+  }
+  CHECK_MSG(grads[0] == grads[1], "sharing the residual's gradient changed a parameter gradient");
+  std::vector<Param*> all = params.all();
+  for (size_t i = 0; i < all.size(); ++i) {
+    Param* p = all[i];
+    std::vector<float> value(p->value.f32(), p->value.f32() + p->value.numel());
+    const double err = s2s_test::gradient_check(value, grads[0][i], [&] {
+      std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+      Graph fresh;
+      return double(forward(fresh)->value.f32()[0]);
+    });
+    std::memcpy(p->value.f32(), value.data(), sizeof(float) * value.size());
+    CHECK_ERR(err, 3e-3, "residual_add gradient of " + p->name);
+  }
+}
+
 // A bf16-compute head whose logits feed two losses: the first writer stores the logits gradient
 // as bf16, the second finds it and widens it to fp32 before accumulating (Graph::grad_for_write
 // on a bf16 gradient). Gradients match the all-fp32-gradient run to bf16 precision.

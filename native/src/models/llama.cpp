@@ -147,11 +147,11 @@ class Llama final : public Model {
     Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta, qk);
     Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
-    x = nn::add(g, x, nn::linear(g, a, l.o_proj));
+    x = nn::residual_add(g, x, nn::linear(g, a, l.o_proj));
     h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
     Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
                         nn::matmul_input_dtype(g, {&l.down_proj}));  // (B,T,F)
-    return nn::add(g, x, nn::linear(g, m, l.down_proj));
+    return nn::residual_add(g, x, nn::linear(g, m, l.down_proj));
   }
 
   nn::LinearWeights linear(const std::string& path, int64_t in, int64_t out, bool bias) {

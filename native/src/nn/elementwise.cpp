@@ -6,20 +6,26 @@
 namespace s2s {
 namespace nn {
 
-Var* add(Graph& g, Var* a, Var* b) {
+namespace {
+
+// a + b with the backward of add (or of residual_add when `share`).
+Var* add_of(Graph& g, Var* a, Var* b, bool share) {
   const bool needs_grad = a->requires_grad || b->requires_grad;
   Var* y = g.output(a->value.ndim, a->value.shape, needs_grad);
   g.ops().add(y->value, a->value, b->value);
   if (needs_grad) {
-    g.on_backward([&g, a, b, y] {
+    g.on_backward([&g, a, b, y, share] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       // y's gradient is final here and nothing else reads it: b takes its buffer when b has no
       // gradient yet (the residual branch, usually), a gets a copy when its gradient is fresh;
       // only inputs that already hold a gradient accumulate. (a == b: b adopts dy, then a
-      // accumulates dy onto it, 2 dy.)
+      // accumulates dy onto it, 2 dy.) residual_add's a takes the buffer too where b did or
+      // needs none: its contract makes b's producer read it before a's other gradients arrive.
       const bool b_adopted = b->requires_grad && g.adopt_grad(b, dy);
-      if (a->requires_grad) {
+      const bool a_adopted = a->requires_grad && share && a != b &&
+                             (b_adopted || !b->requires_grad) && g.adopt_grad(a, dy);
+      if (a->requires_grad && !a_adopted) {
         const Graph::GradBuffer da = g.grad_for_write(a);
         if (da.fresh) g.ops().copy_values(da.grad, dy);
         else g.ops().axpy(da.grad, 1.0f, dy);
@@ -34,6 +40,14 @@ Var* add(Graph& g, Var* a, Var* b) {
     });
   }
   return y;
+}
+
+}  // namespace
+
+Var* add(Graph& g, Var* a, Var* b) { return add_of(g, a, b, false); }
+
+Var* residual_add(Graph& g, Var* x, Var* branch) {
+  return add_of(g, x, branch, g.share_residual_gradient);
 }
 
 Var* scale(Graph& g, Var* x, float s) {

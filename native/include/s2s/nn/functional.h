@@ -54,7 +54,14 @@ Var* rmsnorm(Graph& g, Var* x, Param* weight, float eps, DType out = DType::F32)
 Var* embedding(Graph& g, const int32_t* ids, int64_t B, int64_t T, Param* wte, Param* wpe,
                const int32_t* positions);
 
-Var* add(Graph& g, Var* a, Var* b);     // same shapes (residual connections)
+Var* add(Graph& g, Var* a, Var* b);     // same shapes
+// x + branch for a transformer block's residual connection, where branch = f(norm(x)): the add
+// with a backward that lets x and branch share the output's gradient (Graph::share_residual_
+// gradient) instead of copying it for x, the same bits. Sound because of the contract: branch
+// has no consumer but this add, and every op reading x other than this add was recorded before
+// branch's producer (so branch's producer reads the shared gradient before anything adds x's
+// other gradients into it). Otherwise use add.
+Var* residual_add(Graph& g, Var* x, Var* branch);
 Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
 
 Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out = DType::F32);

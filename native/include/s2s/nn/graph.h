@@ -166,6 +166,9 @@ class Graph {
   bool fuse_linear_gelu = true;
   // nn::linear_split likewise (Backend::fuses_linear_split_backward).
   bool fuse_linear_split = true;
+  // nn::residual_add may hand the residual and the branch one gradient buffer (no copy of a
+  // residual-sized gradient per block add; tests switch it off to compare).
+  bool share_residual_gradient = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the
