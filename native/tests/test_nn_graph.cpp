@@ -78,6 +78,15 @@ struct TinyNet {
   }
 };
 
+// Every param of `params` trainable, with values in [-0.6, 0.6) from seeds seed + 1, + 2, ...
+void randomize_trainable(ParamStore& params, uint64_t seed) {
+  for (Param* p : params.all()) {
+    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
+    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
+    params.set_trainable(*p, true);
+  }
+}
+
 }  // namespace
 
 TEST(graph_gradients_match_finite_differences) {
@@ -290,12 +299,7 @@ TEST(add_scale_split_write_fresh_gradients_and_accumulate_the_rest) {
   Param& w1 = params.create("w1", {C, C});
   Param& w2 = params.create("w2", {2 * C, C});
   Param& head = params.create("head", {V, C});
-  uint64_t seed = 70;
-  for (Param* p : params.all()) {
-    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
-    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
-    params.set_trainable(*p, true);
-  }
+  randomize_trainable(params, 70);
   auto in = s2s_test::random_vector(N * C, 80);
   std::vector<int32_t> labels = {1, 4, -100, 2};
   const int kTopologies = 8;
@@ -377,12 +381,7 @@ TEST(residual_add_shares_the_gradient_and_changes_no_bit) {
   Param& w0 = params.create("w0", {C, C});
   Param& w1 = params.create("w1", {C, C});
   Param& head = params.create("head", {V, C});
-  uint64_t seed = 90;
-  for (Param* p : params.all()) {
-    auto v = s2s_test::random_vector(p->value.numel(), ++seed, -0.6f, 0.6f);
-    params.load(*p, Tensor::contiguous(v.data(), DType::F32, p->value.ndim, p->value.shape));
-    params.set_trainable(*p, true);
-  }
+  randomize_trainable(params, 90);
   auto in = s2s_test::random_vector(N * C, 91);
   std::vector<int32_t> labels = {1, 4, -100, 2};
   Var* x = nullptr;
