@@ -34,7 +34,7 @@ describe("device selection", () => {
     for (const device of ["cpu", "auto"] as const) {
       const model = await Model.load(gpt2, { device });
       expect(model.info().parameters).toBeGreaterThan(0);
-      expect(model.info().device).toBe(device === "auto" && gpuUsable ? "cuda" : "cpu");
+      expect(model.info().device).toBe(device === "auto" && gpuUsable ? "cuda:0" : "cpu");
     }
   });
 
