@@ -329,7 +329,8 @@ class CheckedHostBackend final : public s2s::Backend {
     idx(key_mask, key_mask_size, "key_mask");
     s2s::attention_backward(dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
                             key_mask_size, options, overwrite);
-  }  void attention_cached_forward(const s2s::Tensor& out, const s2s::Tensor& q,
+  }
+  void attention_cached_forward(const s2s::Tensor& out, const s2s::Tensor& q,
                                 const s2s::Tensor& k_cache, const s2s::Tensor& v_cache,
                                 const int32_t* slot, const int32_t* key_begin,
                                 const int32_t* key_end, const s2s::Tensor& bias,
@@ -340,6 +341,15 @@ class CheckedHostBackend final : public s2s::Backend {
     idx(slot, R, "slot"); idx(key_begin, R, "key_begin"); idx(key_end, R, "key_end");
     s2s::attention_cached_forward(out, q, k_cache, v_cache, slot, key_begin, key_end, bias,
                                   options);
+  }
+  void kv_cache_append(const s2s::Tensor& k_cache, const s2s::Tensor& v_cache,
+                       const s2s::Tensor& k, const s2s::Tensor& v, const int32_t* slot,
+                       const int32_t* key_end) override {
+    Open o(*this, "kv_cache_append");
+    t(k_cache, "k_cache"); t(v_cache, "v_cache"); t(k, "k"); t(v, "v");
+    const int64_t R = k.ndim > 0 ? k.shape[0] : 0;
+    idx(slot, R, "slot"); idx(key_end, R, "key_end");
+    s2s::kv_cache_append(k_cache, v_cache, k, v, slot, key_end);
   }
 
   void rope_forward(const s2s::Tensor& out, const s2s::Tensor& inp, const int32_t* positions,
@@ -468,7 +478,10 @@ class CheckedHostBackend final : public s2s::Backend {
     }
   }
   void t(const s2s::Tensor& x, const char* arg) const {
-    if (x.data != nullptr) need(x.data, s2s::tensor_bytes(x), current_op_, arg);
+    // extent, not numel: a strided view (expect_f32_heads) spans its gaps too
+    if (x.data != nullptr) {
+      need(x.data, size_t(x.extent()) * s2s::dtype_size(x.dtype), current_op_, arg);
+    }
   }
   // A dtype rule of the CUDA op (cuda_ops.h) that the CPU op is laxer about.
   void f32_like_cuda(const s2s::Tensor& x, const char* arg) const {

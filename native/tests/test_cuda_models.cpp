@@ -702,6 +702,61 @@ CUDA_TEST(cuda_model_on_the_second_gpu_matches_the_first) {
   });
 }
 
+#if S2S_SIMT_SIM
+// A decoding step's work on the GPU, counted by the simulator's runtime (the difference between
+// generating 5 and 3 tokens, greedy, per step): its index arrays reach the device once each
+// (tokens, positions, and the cache's slots and key ranges, which every layer reads from the
+// same upload), nothing is copied on the device (each layer writes the cache with one launch,
+// and GPT-2's q, k and v are read in place in c_attn's output), and the launches and GEMMs do
+// not grow with the rows decoded together. Every fixture; 1 and 3 prompts.
+CUDA_TEST(cuda_decoding_step_work_is_fixed_per_layer) {
+  using namespace s2s_test::parity;
+  using Work = s2s::simt::QueuedWork;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    std::unique_ptr<Built> m = build(name, Setup{}, gpu());
+    const int64_t layers = m->model->self_cache_shape().layers;
+    Work per_prompt_count[2];
+    for (const int prompts : {1, 3}) {
+      auto work_of = [&](int tokens) {
+        GenerationConfig gc;
+        gc.max_new_tokens = tokens;
+        gc.eos_token_ids = {};
+        gc.pad_token_id = 0;
+        gc.decoder_start_token_id = 0;
+        const std::vector<std::vector<int32_t>> all = {{5, 9, 3, 7}, {4, 11}, {8}};
+        KVCache cache;
+        s2s::simt::queued_work() = Work{};
+        generate(*m->model, m->graph, cache,
+                 std::vector<std::vector<int32_t>>(all.begin(), all.begin() + prompts), gc);
+        return s2s::simt::queued_work();
+      };
+      work_of(2);  // first uses (rope's frequency table) out of the way
+      const Work a = work_of(3), b = work_of(5);
+      Work step;
+      step.launches = (b.launches - a.launches) / 2;
+      step.uploads = (b.uploads - a.uploads) / 2;
+      step.downloads = (b.downloads - a.downloads) / 2;
+      step.device_copies = (b.device_copies - a.device_copies) / 2;
+      step.fills = (b.fills - a.fills) / 2;
+      step.matmuls = (b.matmuls - a.matmuls) / 2;
+      std::printf("  %s, %d prompt(s), %lld layers: per step %lld launches, %lld GEMMs, "
+                  "%lld uploads, %lld downloads, %lld device copies, %lld fills\n",
+                  name.c_str(), prompts, (long long)layers, (long long)step.launches,
+                  (long long)step.matmuls, (long long)step.uploads, (long long)step.downloads,
+                  (long long)step.device_copies, (long long)step.fills);
+      const std::string tag = name + " with " + std::to_string(prompts) + " prompt(s)";
+      CHECK_MSG(step.uploads == 3, tag + ": uploads per step " + std::to_string(step.uploads));
+      CHECK_MSG(step.device_copies == 0,
+                tag + ": device copies per step " + std::to_string(step.device_copies));
+      per_prompt_count[prompts == 1 ? 0 : 1] = step;
+    }
+    CHECK_MSG(per_prompt_count[0].launches == per_prompt_count[1].launches &&
+                  per_prompt_count[0].matmuls == per_prompt_count[1].matmuls,
+              name + ": a step's launches grow with the rows");
+  }
+}
+#endif
+
 S2S_CUDA_TESTS_JOIN_WHEN_DEVICE_PRESENT("CUDA model cases");
 
 #else  // !S2S_HAVE_CUDA

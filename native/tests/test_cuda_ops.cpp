@@ -37,6 +37,7 @@
 #include "s2s/ops/geglu.h"
 #include "s2s/ops/gelu.h"
 #include "s2s/ops/grad_norm.h"
+#include "s2s/ops/kv_cache_append.h"
 #include "s2s/ops/layernorm.h"
 #include "s2s/ops/linear.h"
 #include "s2s/ops/relu.h"
@@ -1133,6 +1134,56 @@ CUDA_TEST(cuda_attention_cached_bad_slot_is_reported) {
   CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
   cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkv.t, gkv.t, ggood.ptr<int32_t>(),
                                  gbegin.ptr<int32_t>(), gend.ptr<int32_t>(), Tensor{}, {});
+  ctx().synchronize();  // the context stays usable
+}
+
+// Decoding's cache write and q, both read in place in a fused qkv row on the device: the cache
+// gets the CPU op's bits (a copy), the attention its values; a bad slot or key_end is reported
+// at synchronize and writes nothing.
+CUDA_TEST(cuda_kv_cache_append_and_q_in_a_fused_row) {
+  const int64_t R = 3, T = 2, Hq = 4, H = 2, D = 32, S = 4, Tc = 40, HD = H * D;
+  const int64_t W = (Hq + 2 * H) * D, qw = Hq * D;
+  std::vector<float> fused = random_vector(R * T * W, 270);
+  std::vector<float> kc = random_vector(S * Tc * HD, 271), vc = random_vector(S * Tc * HD, 272);
+  std::vector<int32_t> slot = {3, 0, 1}, begin = {0, 5, 0}, end = {12, 40, 2};
+  auto in_row = [&](float* base, int64_t col0, int64_t heads) {
+    Tensor t = Tensor::contiguous(base + col0, DType::F32, {R, T, heads, D});
+    t.strides[0] = T * W;
+    t.strides[1] = W;
+    return t;
+  };
+  Dev gfused(fused, {R * T * W}), gkc(kc, {S, Tc, H, D}), gvc(vc, {S, Tc, H, D});
+  Dev gslot(slot, DType::F32, {R}), gbegin(begin, DType::F32, {R}), gend(end, DType::F32, {R});
+  kv_cache_append(view(kc, {S, Tc, H, D}), view(vc, {S, Tc, H, D}),
+                  in_row(fused.data(), qw, H), in_row(fused.data(), qw + HD, H), slot.data(),
+                  end.data());
+  cuda::kv_cache_append(ctx(), gkc.t, gvc.t, in_row(gfused.ptr<float>(), qw, H),
+                        in_row(gfused.ptr<float>(), qw + HD, H), gslot.ptr<int32_t>(),
+                        gend.ptr<int32_t>());
+  ctx().synchronize();
+  CHECK(opt::bit_equal(host_of(gkc), kc));
+  CHECK(opt::bit_equal(host_of(gvc), vc));
+  AttentionOptions o;
+  o.causal = true;
+  std::vector<float> out(R * T * qw);
+  attention_cached_forward(view(out, {R, T, Hq, D}), in_row(fused.data(), 0, Hq),
+                           view(kc, {S, Tc, H, D}), view(vc, {S, Tc, H, D}), slot.data(),
+                           begin.data(), end.data(), none(), o);
+  Dev gout(std::vector<float>(out.size(), -7.f), {R, T, Hq, D});
+  cuda::attention_cached_forward(ctx(), gout.t, in_row(gfused.ptr<float>(), 0, Hq), gkc.t, gvc.t,
+                                 gslot.ptr<int32_t>(), gbegin.ptr<int32_t>(),
+                                 gend.ptr<int32_t>(), Tensor{}, o);
+  ctx().synchronize();
+  expect_close(host_of(gout), out, 1e-5, "attention_cached, q in a fused row");
+  for (const std::vector<int32_t>& bad_slot_end : std::vector<std::vector<int32_t>>{
+           {4, 12}, {-1, 12}, {0, 41}, {0, 1}}) {  // no slot 4 / -1; past the capacity; before T
+    std::vector<int32_t> s1 = {bad_slot_end[0], 0, 1}, e1 = {bad_slot_end[1], 40, 2};
+    Dev gs1(s1, DType::F32, {R}), ge1(e1, DType::F32, {R});
+    cuda::kv_cache_append(ctx(), gkc.t, gvc.t, in_row(gfused.ptr<float>(), qw, H),
+                          in_row(gfused.ptr<float>(), qw + HD, H), gs1.ptr<int32_t>(),
+                          ge1.ptr<int32_t>());
+    CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+  }
   ctx().synchronize();  // the context stays usable
 }
 

@@ -1,6 +1,7 @@
 // attention_cached (decoding against a KV cache): against its double reference (GQA, shuffled
 // slots, left-pad key ranges, causal chunks of several queries, T5-style bias, fully masked
-// queries), and against the training attention op on the same numbers laid out contiguously.
+// queries), and against the training attention op on the same numbers laid out contiguously;
+// q read in place in a fused qkv row. kv_cache_append, the cache write, against explicit copies.
 #include <cmath>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "s2s/error.h"
 #include "s2s/ops/attention.h"
 #include "s2s/ops/attention_cached.h"
+#include "s2s/ops/kv_cache_append.h"
 
 using namespace s2s;
 
@@ -94,4 +96,90 @@ TEST(attention_cached_rejects_bad_ranges) {
   };
   CHECK_THROWS_CODE(call(slot, end), code::kArgument);      // end > capacity
   CHECK_THROWS_CODE(call(bad_slot, ok_end), code::kArgument);  // slot out of range
+}
+
+namespace {
+// Columns [col0, col0 + H * D) of a (R, T, W) row-major buffer as (R, T, H, D): one of q, k, v
+// in a fused projection's output, as nn::split_heads views it.
+Tensor head_view(std::vector<float>& fused, int64_t R, int64_t T, int64_t W, int64_t col0,
+                 int64_t H, int64_t D) {
+  Tensor t = Tensor::contiguous(fused.data() + col0, DType::F32, {R, T, H, D});
+  t.strides[0] = T * W;
+  t.strides[1] = W;
+  return t;
+}
+}  // namespace
+
+// q viewed in place in a fused qkv row gives the bits of the same q copied out contiguously.
+TEST(attention_cached_reads_q_in_place_in_a_fused_row) {
+  const int64_t R = 2, Tq = 2, Hq = 4, Hkv = 2, D = 8, S = 3, Tc = 10;
+  const int64_t W = (Hq + 2 * Hkv) * D;  // q, k, v of each position side by side
+  std::vector<float> fused = s2s_test::random_vector(size_t(R * Tq * W), 11);
+  std::vector<float> q(size_t(R * Tq * Hq * D));
+  for (int64_t row = 0; row < R * Tq; ++row)
+    for (int64_t c = 0; c < Hq * D; ++c) q[size_t(row * Hq * D + c)] = fused[size_t(row * W + c)];
+  std::vector<float> kc = s2s_test::random_vector(size_t(S * Tc * Hkv * D), 12);
+  std::vector<float> vc = s2s_test::random_vector(kc.size(), 13);
+  const int32_t slot[R] = {2, 0}, begin[R] = {1, 0}, end[R] = {7, 9};
+  AttentionOptions o;
+  o.causal = true;
+  std::vector<float> want(q.size()), got(q.size());
+  attention_cached_forward(opt::view(want, {R, Tq, Hq, D}), opt::view(q, {R, Tq, Hq, D}),
+                           opt::view(kc, {S, Tc, Hkv, D}), opt::view(vc, {S, Tc, Hkv, D}), slot,
+                           begin, end, opt::none(), o);
+  attention_cached_forward(opt::view(got, {R, Tq, Hq, D}), head_view(fused, R, Tq, W, 0, Hq, D),
+                           opt::view(kc, {S, Tc, Hkv, D}), opt::view(vc, {S, Tc, Hkv, D}), slot,
+                           begin, end, opt::none(), o);
+  CHECK(opt::bit_equal(got, want));
+  // A view whose heads are not packed is refused, naming q.
+  Tensor gappy = head_view(fused, R, Tq, W, 0, Hq, D);
+  gappy.strides[2] = D + 1;
+  CHECK_THROWS_CODE(attention_cached_forward(opt::view(got, {R, Tq, Hq, D}), gappy,
+                                             opt::view(kc, {S, Tc, Hkv, D}),
+                                             opt::view(vc, {S, Tc, Hkv, D}), slot, begin, end,
+                                             opt::none(), o),
+                    code::kLayout);
+}
+
+// Each row's T new keys and values land in its slot at [key_end - T, key_end), read in place
+// from a fused qkv row; every other cache position keeps its value.
+TEST(kv_cache_append_writes_each_row_before_its_key_end) {
+  const int64_t R = 3, T = 2, H = 2, D = 4, S = 4, Tc = 6, HD = H * D;
+  const int64_t W = 3 * HD;
+  std::vector<float> fused = s2s_test::random_vector(size_t(R * T * W), 21);
+  std::vector<float> kc = s2s_test::random_vector(size_t(S * Tc * HD), 22);
+  std::vector<float> vc = s2s_test::random_vector(kc.size(), 23);
+  const std::vector<float> k_before = kc, v_before = vc;
+  const int32_t slot[R] = {3, 0, 1}, end[R] = {2, 6, 4};
+  kv_cache_append(opt::view(kc, {S, Tc, H, D}), opt::view(vc, {S, Tc, H, D}),
+                  head_view(fused, R, T, W, HD, H, D), head_view(fused, R, T, W, 2 * HD, H, D),
+                  slot, end);
+  std::vector<float> k_want = k_before, v_want = v_before;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < HD; ++c) {
+        const size_t dst = size_t((slot[r] * Tc + end[r] - T + t) * HD + c);
+        k_want[dst] = fused[size_t((r * T + t) * W + HD + c)];
+        v_want[dst] = fused[size_t((r * T + t) * W + 2 * HD + c)];
+      }
+  CHECK(opt::bit_equal(kc, k_want));
+  CHECK(opt::bit_equal(vc, v_want));
+}
+
+TEST(kv_cache_append_rejects_bad_slots_and_ends) {
+  const int64_t T = 2, H = 1, D = 4, S = 2, Tc = 5;
+  std::vector<float> k(size_t(T * H * D)), v = k, kc(size_t(S * Tc * H * D)), vc = kc;
+  auto call = [&](int32_t slot, int32_t end) {
+    kv_cache_append(opt::view(kc, {S, Tc, H, D}), opt::view(vc, {S, Tc, H, D}),
+                    opt::view(k, {1, T, H, D}), opt::view(v, {1, T, H, D}), &slot, &end);
+  };
+  call(1, 5);                                             // the last two positions: fine
+  CHECK_THROWS_CODE(call(2, 4), code::kArgument);         // no slot 2
+  CHECK_THROWS_CODE(call(-1, 4), code::kArgument);
+  CHECK_THROWS_CODE(call(0, 6), code::kArgument);         // past the capacity
+  CHECK_THROWS_CODE(call(0, 1), code::kArgument);         // two new positions before position 1
+  CHECK_THROWS_CODE(kv_cache_append(opt::view(kc, {S, Tc, H, D}), opt::view(vc, {S, Tc, H, D}),
+                                    opt::view(k, {1, T, H, D}), opt::view(v, {1, 1, H, 2 * D}),
+                                    nullptr, nullptr),
+                    code::kShape);                        // v's shape differs from k's
 }

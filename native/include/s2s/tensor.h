@@ -25,6 +25,9 @@ struct Tensor {
   static Tensor contiguous(void* data, DType dtype, int ndim, const int64_t* shape);
 
   int64_t numel() const;
+  // Elements from data to one past the last one, whatever the (non-negative) strides: numel()
+  // for a contiguous tensor, more for a view with gaps.
+  int64_t extent() const;
   bool is_contiguous() const;
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
   std::string shape_string() const;  // "(2, 3, 4)"
@@ -42,5 +45,10 @@ void expect_shape(const Tensor& t, std::initializer_list<int64_t> shape, const c
 // The common case: contiguous fp32 of exactly this shape.
 void expect_f32(const Tensor& t, std::initializer_list<int64_t> shape, const char* op,
                 const char* name);
+// fp32 (R,T,H,D) of this shape whose H x D values at each (row, position) are packed, while rows
+// and positions may have any non-negative strides: q, k or v viewed in place in a fused
+// projection's output (nn::head_views). Decoding's ops take these; the others want contiguous.
+void expect_f32_heads(const Tensor& t, std::initializer_list<int64_t> shape, const char* op,
+                      const char* name);
 
 }  // namespace s2s

@@ -39,6 +39,13 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+int64_t Tensor::extent() const {
+  if (numel() == 0) return 0;
+  int64_t last = 0;
+  for (int i = 0; i < ndim; ++i) last += (shape[i] - 1) * strides[i];
+  return last + 1;
+}
+
 bool Tensor::is_contiguous() const {
   int64_t stride = 1;
   for (int i = ndim - 1; i >= 0; --i) {
@@ -103,6 +110,24 @@ void expect_f32(const Tensor& t, std::initializer_list<int64_t> shape, const cha
   expect_dtype(t, DType::F32, op, name);
   expect_shape(t, shape, op, name);
   expect_contiguous(t, op, name);
+}
+
+void expect_f32_heads(const Tensor& t, std::initializer_list<int64_t> shape, const char* op,
+                      const char* name) {
+  expect_dtype(t, DType::F32, op, name);
+  S2S_REQUIRE(shape.size() == 4, code::kInternal, op, "expect_f32_heads takes (R, T, H, D)");
+  expect_shape(t, shape, op, name);
+  const int64_t H = t.shape[2], D = t.shape[3];
+  const bool packed = (D == 1 || t.strides[3] == 1) && (H == 1 || t.strides[2] == D) &&
+                      t.strides[0] >= 0 && t.strides[1] >= 0;
+  if (!packed) {
+    fail(code::kLayout, op, "expected ", name, " (R, T, H, D) with each position's heads packed ",
+         "(strides (*, *, ", D, ", 1)), got strides (", t.strides[0], ", ", t.strides[1], ", ",
+         t.strides[2], ", ", t.strides[3], ")");
+  }
+  if (t.data == nullptr && t.numel() > 0) {
+    fail(code::kArgument, op, "expected ", name, " to have data, got a null pointer");
+  }
 }
 
 }  // namespace s2s

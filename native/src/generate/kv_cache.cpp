@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "s2s/error.h"
+#include "s2s/ops/kv_cache_append.h"
 
 namespace s2s {
 
@@ -23,6 +24,8 @@ void KVCache::set_backend(std::shared_ptr<Backend> backend) {
   cross_.reset();
   cross_device_.reset();
   cross_floats_ = 0;
+  self_ranges_.reset();
+  cross_ranges_.reset();
   backend_ = std::move(backend);
 }
 
@@ -72,11 +75,50 @@ void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, i
   taken_.resize(size_t(slots));
   is_source_.resize(size_t(slots));
   for (int64_t r = 0; r < rows; ++r) slot_[size_t(r)] = int32_t(r);
+  self_ranges_.uploaded.clear();  // nothing on the device describes these rows yet
 }
 
 const int32_t* KVCache::key_end(int64_t T) {
   std::fill(end_.begin(), end_.end(), int32_t(length_ + T));
   return end_.data();
+}
+
+KVCache::KeyRanges KVCache::ranges(int64_t T) {
+  const int32_t* end = key_end(T);
+  if (on_host()) return {slot_.data(), begin_.data(), end};
+  return device_ranges(self_ranges_, rows_, slots_, slot_.data(), begin_.data(), end);
+}
+
+KVCache::KeyRanges KVCache::cross_ranges() {
+  if (on_host()) return {cross_slot_.data(), cross_begin_.data(), cross_end_.data()};
+  const int64_t rows = int64_t(cross_slot_.size());
+  return device_ranges(cross_ranges_, rows, rows, cross_slot_.data(), cross_begin_.data(),
+                       cross_end_.data());
+}
+
+// Each array sits at a fixed offset (0, capacity, 2 capacity) of a buffer sized for the most
+// rows (expand() included), so every step's ops get the same device addresses; only the
+// contents change.
+KVCache::KeyRanges KVCache::device_ranges(DeviceRanges& d, int64_t rows, int64_t most_rows,
+                                          const int32_t* slot, const int32_t* begin,
+                                          const int32_t* end) {
+  if (most_rows > d.capacity) {
+    d.buffer.reset();
+    d.buffer = backend_->allocate(sizeof(int32_t) * 3 * size_t(most_rows));
+    d.capacity = most_rows;
+    d.uploaded.clear();
+  }
+  const size_t n = size_t(d.capacity);
+  d.staged.assign(3 * n, 0);
+  std::copy_n(slot, rows, d.staged.begin());
+  std::copy_n(begin, rows, d.staged.begin() + std::ptrdiff_t(n));
+  std::copy_n(end, rows, d.staged.begin() + std::ptrdiff_t(2 * n));
+  if (d.staged != d.uploaded) {
+    backend_->upload(d.buffer.data(), d.staged.data(), sizeof(int32_t) * d.staged.size());
+    d.uploaded = d.staged;
+  }
+  const int32_t* base = static_cast<const int32_t*>(d.buffer.data());
+  return {base, base + n, base + 2 * n};
 }
 
 float* KVCache::layer_base(int64_t layer, int which) {
@@ -98,18 +140,16 @@ Tensor KVCache::values(int64_t layer) {
 }
 
 void KVCache::append(int64_t layer, const Tensor& k, const Tensor& v) {
-  expect_f32(k, {rows_, -1, shape_.kv_heads, shape_.head_dim}, kOp, "k");
+  expect_f32_heads(k, {rows_, -1, shape_.kv_heads, shape_.head_dim}, kOp, "k");
   const int64_t T = k.shape[1];
-  expect_f32(v, {rows_, T, shape_.kv_heads, shape_.head_dim}, kOp, "v");
+  expect_f32_heads(v, {rows_, T, shape_.kv_heads, shape_.head_dim}, kOp, "v");
   S2S_REQUIRE(length_ + T <= capacity_, code::kArgument, kOp, "expected at most ", capacity_,
               " positions (the capacity), got ", length_ + T);
-  const int64_t pos = shape_.kv_heads * shape_.head_dim;  // floats per position
-  float* kb = layer_base(layer, 0);
-  float* vb = layer_base(layer, 1);
-  for (int64_t r = 0; r < rows_; ++r) {
-    const size_t dst = (size_t(slot_[size_t(r)]) * size_t(capacity_) + size_t(length_)) * size_t(pos);
-    copy_floats(kb + dst, k.f32() + r * T * pos, size_t(T * pos));
-    copy_floats(vb + dst, v.f32() + r * T * pos, size_t(T * pos));
+  const KeyRanges r = ranges(T);  // positions [end - T, end) = [length, length + T)
+  if (on_host()) {
+    kv_cache_append(keys(layer), values(layer), k, v, r.slot, r.end);
+  } else {
+    backend_->kv_cache_append(keys(layer), values(layer), k, v, r.slot, r.end);
   }
 }
 
@@ -221,6 +261,7 @@ void KVCache::reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_
   cross_begin_.assign(R, 0);
   cross_end_.assign(R, int32_t(enc_len));
   for (size_t r = 0; r < R; ++r) cross_slot_[r] = int32_t(int64_t(r) / rows_per_item);
+  cross_ranges_.uploaded.clear();
 }
 
 Tensor KVCache::cross_keys(int64_t layer) {

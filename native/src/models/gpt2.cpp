@@ -86,11 +86,8 @@ class Gpt2 final : public Model {
     for (size_t l = 0; l < blocks_.size(); ++l) {
       Block& b = blocks_[l];
       Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps, nn::matmul_input_dtype(g, {&b.c_attn}));
-      std::vector<Var*> qkv = nn::split_last(g, nn::linear(g, h, b.c_attn), {C, C, C});
-      Var* q = g.view(qkv[0], {R, T, H, D});
-      Var* k = g.view(qkv[1], {R, T, H, D});
-      Var* v = g.view(qkv[2], {R, T, H, D});
-      Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), nullptr, attn);
+      std::vector<Var*> qkv = nn::split_heads(g, nn::linear(g, h, b.c_attn), {H, H, H}, D, cache);
+      Var* a = nn::cached_attention(g, qkv[0], qkv[1], qkv[2], cache, int64_t(l), nullptr, attn);
       x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
       h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
       Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_, nn::matmul_input_dtype(g, {&b.mlp_proj}));

@@ -16,7 +16,41 @@ void expect_inference(Graph& g, const char* layer) {
   S2S_REQUIRE(g.no_grad, code::kArgument, layer,
               "is inference-only: expected a graph with no_grad set (generation)");
 }
+
+// An empty cache taking a whole prompt: the training attention kernel runs on it.
+bool is_prefill(const KVCache& cache, int64_t T) { return cache.length() == 0 && T > 1; }
 }  // namespace
+
+std::vector<Var*> split_heads(Graph& g, Var* x, std::initializer_list<int64_t> heads, int64_t D,
+                              const KVCache& cache) {
+  expect_inference(g, "split_heads");
+  const Tensor& xv = x->value;
+  int64_t total = 0;
+  for (int64_t h : heads) total += h;
+  expect_f32(xv, {-1, -1, total * D}, "split_heads", "x");
+  const int64_t R = xv.shape[0], T = xv.shape[1], W = xv.shape[2];
+  std::vector<Var*> parts;
+  if (is_prefill(cache, T)) {
+    std::vector<int64_t> widths;
+    for (int64_t h : heads) widths.push_back(h * D);
+    parts = split_last(g, x, widths);
+    size_t i = 0;
+    for (int64_t h : heads) {
+      parts[i] = g.view(parts[i], {R, T, h, D});
+      ++i;
+    }
+    return parts;
+  }
+  int64_t col0 = 0;
+  for (int64_t h : heads) {
+    Tensor view = Tensor::contiguous(xv.f32() + col0, DType::F32, {R, T, h, D});
+    view.strides[0] = T * W;  // rows and positions step over the whole fused row
+    view.strides[1] = W;
+    parts.push_back(g.constant(view));
+    col0 += h * D;
+  }
+  return parts;
+}
 
 Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
                       Var* bias, const AttentionOptions& options) {
@@ -28,7 +62,7 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
   Var* out = g.output(qv.ndim, qv.shape, false);
   const Tensor bias_v = bias ? bias->value : Tensor{};
   const int32_t* begin = cache.key_begin();
-  if (cache.length() == 0 && T > 1) {
+  if (is_prefill(cache, T)) {
     // Prompt prefill: the new keys are the whole sequence, so the blockwise training kernel
     // runs on the contiguous k, v (left padding as a key mask); then they enter the cache.
     uint8_t* mask = nullptr;
@@ -46,9 +80,9 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
     return out;
   }
   cache.append(layer, k->value, v->value);
+  const KVCache::KeyRanges keys = cache.ranges(T);  // uploaded by the step's first layer only
   g.ops().attention_cached_forward(out->value, qv, cache.keys(layer), cache.values(layer),
-                                   g.indices(cache.slots(), R), g.indices(begin, R),
-                                   g.indices(cache.key_end(T), R), bias_v, options);
+                                   keys.slot, keys.begin, keys.end, bias_v, options);
   return out;
 }
 
@@ -60,11 +94,10 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
   Var* out = g.output(q->value.ndim, q->value.shape, false);
   AttentionOptions o = options;
   o.causal = false;
-  const int64_t R = q->value.shape[0];
+  const KVCache::KeyRanges keys = cache.cross_ranges();  // uploaded once per generate call
   g.ops().attention_cached_forward(out->value, q->value, cache.cross_keys(layer),
-                                   cache.cross_values(layer), g.indices(cache.cross_slots(), R),
-                                   g.indices(cache.cross_begin(), R),
-                                   g.indices(cache.cross_end(), R), Tensor{}, o);
+                                   cache.cross_values(layer), keys.slot, keys.begin, keys.end,
+                                   Tensor{}, o);
   return out;
 }
 

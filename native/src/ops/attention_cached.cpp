@@ -29,7 +29,7 @@ struct Geometry {
 Geometry check(const Tensor& out, const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                const int32_t* slot, const int32_t* key_begin, const int32_t* key_end,
                const Tensor& bias, const AttentionOptions& options) {
-  expect_f32(q, {-1, -1, -1, -1}, kOp, "q");
+  expect_f32_heads(q, {-1, -1, -1, -1}, kOp, "q");
   Geometry g{};
   g.R = q.shape[0];
   g.Tq = q.shape[1];
@@ -118,7 +118,7 @@ void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& 
         for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
         continue;
       }
-      const float* qv = qd + ((r * g.Tq + i) * g.Hq + h) * D;
+      const float* qv = qd + r * q.strides[0] + i * q.strides[1] + h * D;
       const float* kbase = kd + (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
       const float* vbase = vd + (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
       const float* brow = g.bias ? g.bias + (h * g.Tq + i) * g.Tb : nullptr;
@@ -168,7 +168,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
           if (g.causal && j > key_end[r] - g.Tq + i) continue;
           double v = 0;
           for (int64_t d = 0; d < g.D; ++d) {
-            v += double(qd[((r * g.Tq + i) * g.Hq + h) * g.D + d]) *
+            v += double(qd[r * q.strides[0] + i * q.strides[1] + h * g.D + d]) *
                  kd[((slot[r] * g.Tc + j) * g.Hkv + hk) * g.D + d];
           }
           v *= g.scale;

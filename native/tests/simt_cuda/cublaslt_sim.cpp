@@ -370,6 +370,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
       for (uint64_t i = 0; i < s.m; ++i) out[j * d->ld + i] += v[i];
     }
   }
+  ++::s2s::simt::queued_work().matmuls;
   ::s2s::simt::after_queued_work();
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -128,6 +128,14 @@ void forget_set_up_devices();
 void set_device_switching(bool on);
 void after_queued_work();
 
+// What this host thread has queued since it last zeroed this: kernel launches, copies by
+// direction, fills and cuBLASLt matmuls. Tests count a decoding step's work with it (on a GPU
+// each is an API call and a gap between kernels).
+struct QueuedWork {
+  int64_t launches = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0, matmuls = 0;
+};
+QueuedWork& queued_work();
+
 inline Simulator& cuda_simulator() {
   static thread_local Simulator sim;
   return sim;
@@ -171,6 +179,7 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
   cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
                           [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+  ++queued_work().launches;
   after_queued_work();
 }
 

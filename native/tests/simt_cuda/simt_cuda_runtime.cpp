@@ -44,6 +44,16 @@ int stream_device(cudaStream_t stream) { return stream == nullptr ? current_devi
 void set_device_switching(bool on) { switching = on; }
 unsigned devices_set_up() { return set_up; }
 void forget_set_up_devices() { set_up = 0; }
+QueuedWork& queued_work() {
+  static thread_local QueuedWork w;
+  return w;
+}
+void count_copy(cudaMemcpyKind kind) {
+  QueuedWork& w = queued_work();
+  if (kind == cudaMemcpyHostToDevice) ++w.uploads;
+  else if (kind == cudaMemcpyDeviceToHost) ++w.downloads;
+  else ++w.device_copies;
+}
 void after_queued_work() {
   set_up_current();
   if (switching) current_device = (current_device + 1) % kDevices;
@@ -107,24 +117,27 @@ cudaError_t cudaFree(void* ptr) {
   std::free(ptr);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (bytes != 0) std::memmove(dst, src, bytes);
+  s2s::simt::count_copy(kind);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (bytes != 0) std::memset(dst, value, bytes);
+  ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
-                              size_t width, size_t height, cudaMemcpyKind,
+                              size_t width, size_t height, cudaMemcpyKind kind,
                               cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
+  s2s::simt::count_copy(kind);
   for (size_t r = 0; r < height; ++r) {
     std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
                  width);
@@ -137,6 +150,7 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > pitch) return cudaErrorInvalidValue;
   for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+  ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }

@@ -13,6 +13,10 @@
 // Rows live in slots: row r's positions are slot slots()[r] of the (R,Tc,Hkv,D) storage. Beam
 // search reorders rows by remapping slots and copies a slot only when two rows continue the
 // same one (reorder), instead of gathering the whole cache every step.
+//
+// The index arrays the ops read (each row's slot and key range) reach a device once per change,
+// not once per layer: ranges() uploads them when they differ from the last upload, so a
+// decoding step uploads them once, at its first layer, to the same device addresses each time.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -30,6 +34,14 @@ struct KVCacheShape {
 
 class KVCache {
  public:
+  // Per row: its slot and its key range [begin, end), in the storage's memory (host or device),
+  // valid until the next ranges() / cross_ranges() call changes them.
+  struct KeyRanges {
+    const int32_t* slot = nullptr;
+    const int32_t* begin = nullptr;
+    const int32_t* end = nullptr;
+  };
+
   // Where the self-attention keys and values live (null: host memory). A different backend than
   // before drops the storage; the next reset allocates it there.
   void set_backend(std::shared_ptr<Backend> backend);
@@ -50,11 +62,15 @@ class KVCache {
   const int32_t* slots() const { return slot_.data(); }
   // length() + T for every row: the key_end of an attention over T new positions.
   const int32_t* key_end(int64_t T);
+  // slots(), key_begin() and key_end(T) where the ops read them: the host arrays, or their copy
+  // on the device (uploaded when they changed since the last call).
+  KeyRanges ranges(int64_t T);
 
   // Layer l's storage, (S,Tc,Hkv,D) indexed by slot (S = the slots reserved, >= R).
   Tensor keys(int64_t layer);
   Tensor values(int64_t layer);
-  // Writes k, v (R,T,Hkv,D) at positions [length, length + T) of each row's slot.
+  // Writes k, v (R,T,Hkv,D) at positions [length, length + T) of each row's slot (one
+  // kv_cache_append op; k and v may be views into a fused projection, expect_f32_heads).
   void append(int64_t layer, const Tensor& k, const Tensor& v);
   // After every layer appended T positions.
   void advance(int64_t T);
@@ -79,6 +95,8 @@ class KVCache {
   const int32_t* cross_slots() const { return cross_slot_.data(); }
   const int32_t* cross_begin() const { return cross_begin_.data(); }
   const int32_t* cross_end() const { return cross_end_.data(); }
+  // The three where the ops read them (as ranges()).
+  KeyRanges cross_ranges();
   // Item i's encoder input has `len` real tokens (right padding after them is never a key).
   void set_cross_length(int64_t item, int32_t len);
   int64_t cross_rows_per_item() const { return rows_per_item_; }
@@ -89,6 +107,17 @@ class KVCache {
   float* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
   float* self_data() { return on_host() ? self_.get() : self_device_.f32(); }
   void copy_floats(float* dst, const float* src, size_t count);  // within the storage's memory
+
+  // A device copy of (slot, begin, end), each at a fixed offset in one buffer, re-uploaded only
+  // when the host arrays differ from what it holds.
+  struct DeviceRanges {
+    Buffer buffer;
+    int64_t capacity = 0;                     // entries per array
+    std::vector<int32_t> staged, uploaded;    // 3 x capacity, host side
+    void reset() { buffer.reset(); capacity = 0; staged.clear(); uploaded.clear(); }
+  };
+  KeyRanges device_ranges(DeviceRanges& d, int64_t rows, int64_t most_rows,
+                          const int32_t* slot, const int32_t* begin, const int32_t* end);
 
   KVCacheShape shape_;
   int64_t rows_ = 0, slots_ = 0, capacity_ = 0, length_ = 0;
@@ -108,6 +137,8 @@ class KVCache {
   Buffer cross_device_;      // or the backend's
   size_t cross_floats_ = 0;
   std::vector<int32_t> cross_slot_, cross_begin_, cross_end_;
+
+  DeviceRanges self_ranges_, cross_ranges_;  // after backend_: their buffers go first
 };
 
 }  // namespace s2s

@@ -25,6 +25,7 @@
 #include "s2s/ops/attention_cached.h"
 #include "s2s/ops/cross_entropy.h"
 #include "s2s/ops/gelu.h"
+#include "s2s/ops/kv_cache_append.h"
 #include "s2s/ops/linear.h"
 #include "s2s/ops/t5_relative_position.h"
 #include "s2s/tensor.h"
@@ -224,6 +225,10 @@ class Backend {
                                         const Tensor& v_cache, const int32_t* slot,
                                         const int32_t* key_begin, const int32_t* key_end,
                                         const Tensor& bias, const AttentionOptions& options) = 0;
+  // s2s::kv_cache_append (decoding's cache write); slot and key_end are tensor memory, one entry
+  // per row of k, the same arrays attention_cached_forward reads.
+  virtual void kv_cache_append(const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
+                               const Tensor& v, const int32_t* slot, const int32_t* key_end) = 0;
   virtual void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,
                             int64_t num_positions, float theta) = 0;
   virtual void rope_backward(const Tensor& dinp, const Tensor& dout, const int32_t* positions,

@@ -119,6 +119,12 @@ Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidir
 // [key_begin, length + T), causally within the new positions. bias (Hq,T,length+T) or null.
 Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
                       Var* bias, const AttentionOptions& options);
+// A fused projection's output x (R,T,W) split into heads for cached_attention: part i is
+// (R,T,heads[i],D), W = D x sum(heads). While decoding (the cache holds positions) the parts
+// are views into x, no copy, which cached_attention's ops read in place; for the prompt
+// prefill of an empty cache they are contiguous copies (the training attention kernel's input).
+std::vector<Var*> split_heads(Graph& g, Var* x, std::initializer_list<int64_t> heads, int64_t D,
+                              const KVCache& cache);
 // Cross-attention of q (R,T,H,D) to the cache's encoder keys/values of `layer` (T5), each
 // row to its item's real (unpadded) encoder positions.
 Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,

@@ -20,8 +20,10 @@ namespace s2s {
 // A query with no allowed key outputs zeros (as attention_forward's fully masked rows).
 // scale: options.scale, or 1/sqrt(D) when unset.
 //
-// Arguments, all float32 contiguous:
-//   out, q     (R,Tq,Hq,D)
+// Arguments, float32, contiguous but for q:
+//   out        (R,Tq,Hq,D)
+//   q          (R,Tq,Hq,D), each position's heads packed; rows and positions may be strided
+//              (a view into a fused qkv projection, expect_f32_heads)
 //   k_cache, v_cache (S,Tc,Hkv,D)
 //   slot       R int32 in [0, S)
 //   key_begin, key_end  R int32 each, 0 <= begin <= end <= Tc (and end >= Tq when causal)

@@ -35,6 +35,7 @@ constexpr int64_t kTargetWarps = 4096;
 struct CachedGeometry {
   int64_t R, Tq, Hq, D, S, Tc, Hkv, G, Tb;
   int64_t splits, span;  // key positions [s * span, (s + 1) * span) belong to split s
+  int64_t q_row, q_pos;  // q's row and position strides (it may be a view into a fused qkv)
   float scale;
   bool causal;
   const float* bias;
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     hi = j1 < (split + 1) * g.span ? j1 : (split + 1) * g.span;
   }
 
-  const float* q_row = q + query * D;
+  const float* q_row = q + r * g.q_row + i * g.q_pos + h * D;
   float qv[NDC], o[NDC];
 #pragma unroll
   for (int c = 0; c < NDC; ++c) {
@@ -207,12 +208,14 @@ void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
                               const Tensor& k_cache, const Tensor& v_cache, const int32_t* slot,
                               const int32_t* key_begin, const int32_t* key_end,
                               const Tensor& bias, const AttentionOptions& options) {
-  expect_f32(q, {-1, -1, -1, -1}, kOp, "q");
+  expect_f32_heads(q, {-1, -1, -1, -1}, kOp, "q");
   CachedGeometry g{};
   g.R = q.shape[0];
   g.Tq = q.shape[1];
   g.Hq = q.shape[2];
   g.D = q.shape[3];
+  g.q_row = q.strides[0];
+  g.q_pos = q.strides[1];
   expect_f32(out, {g.R, g.Tq, g.Hq, g.D}, kOp, "out");
   expect_f32(k_cache, {-1, -1, -1, g.D}, kOp, "k_cache");
   g.S = k_cache.shape[0];

@@ -1,6 +1,7 @@
 // Context, DeviceBuffer and the copy helpers (context.h), plus CUDA error translation.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 
 #include "backends/cuda/check.cuh"
@@ -76,6 +77,7 @@ Context::~Context() {
   destroy_gemm_state(gemm_);
   segment_arena_.reset();
   arena_.reset();
+  for (auto& [key, table] : constants_) cudaFree(table);
   cudaFree(error_slot_);
   if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
   cudaGetLastError();
@@ -85,6 +87,18 @@ void Context::activate() const {
   int current = -1;
   if (cudaGetDevice(&current) == cudaSuccess && current == options_.device) return;
   check_cuda(cudaSetDevice(options_.device), "cuda", "cudaSetDevice");
+}
+
+const float* Context::constant_table(const std::string& key, const std::vector<float>& values) {
+  auto it = constants_.find(key);
+  if (it != constants_.end()) return static_cast<const float*>(it->second);
+  activate();
+  void* table = nullptr;
+  check_cuda(cudaMalloc(&table, sizeof(float) * std::max<size_t>(values.size(), 1)), "cuda",
+             "cudaMalloc (constant table)");
+  constants_[key] = table;  // owned from here, even if the upload fails
+  upload(*this, table, values.data(), sizeof(float) * values.size());
+  return static_cast<const float*>(table);
 }
 
 void Context::synchronize() {
@@ -123,6 +137,12 @@ void Context::synchronize() {
       fail(code::kArgument, "attention_cached", "expected 0 <= key_begin[", index,
            "] <= key_end[", index, "] <= ", bound,
            " (and key_end >= Tq when causal, <= the bias's keys), got key_end ", value);
+    case KernelReport::KvCacheSlot:
+      fail(code::kArgument, "kv_cache_append", "expected slot[", index, "] in [0, ", bound,
+           "), got ", value);
+    case KernelReport::KvCacheEnd:
+      fail(code::kArgument, "kv_cache_append", "expected key_end[", index,
+           "] within the capacity ", bound, " and after the new positions, got ", value);
     default:
       fail(code::kInternal, "cuda", "unknown kernel report ", r[0]);
   }

@@ -9,7 +9,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "backends/cuda/device_arena.h"
 
@@ -57,6 +60,10 @@ class Context {
   unsigned long long* error_slot() const { return error_slot_; }
   GemmState*& gemm_state() { return gemm_; }
 
+  // A device copy of a small table the kernels read (rope's inverse frequencies), uploaded on
+  // the first call with this key and kept while the context lives, so no step uploads it again.
+  const float* constant_table(const std::string& key, const std::vector<float>& values);
+
  private:
   ContextOptions options_;
   void* stream_ = nullptr;
@@ -64,6 +71,7 @@ class Context {
   std::unique_ptr<DeviceArena> arena_;
   std::unique_ptr<DeviceArena> segment_arena_;
   GemmState* gemm_ = nullptr;
+  std::map<std::string, void*> constants_;  // cudaMalloc'd, freed with the context
 };
 
 // Owned device memory (parameters, moments: anything that outlives a step). Move-only.
@@ -96,7 +104,7 @@ void fill_zero(Context& ctx, void* device_dst, size_t bytes);
 // Ids of the ops that report bad inputs from inside kernels (Context::error_slot).
 enum class KernelReport : unsigned long long {
   None = 0, EmbeddingId, EmbeddingPosition, CrossEntropyLabel, RopePosition, AttentionKeyMask,
-  AttentionCacheSlot, AttentionCacheRange,
+  AttentionCacheSlot, AttentionCacheRange, KvCacheSlot, KvCacheEnd,
 };
 
 }  // namespace cuda

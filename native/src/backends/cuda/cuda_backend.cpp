@@ -259,12 +259,17 @@ class CudaBackend final : public Backend {
                           const AttentionOptions& options, bool overwrite) override {
     cuda::attention_backward(ctx_, dq, dk, dv, dbias, dout, q, k, v, out, lse, bias, key_mask,
                              key_mask_size, options, overwrite);
-  }  void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
+  }
+  void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
                                 const Tensor& v_cache, const int32_t* slot,
                                 const int32_t* key_begin, const int32_t* key_end,
                                 const Tensor& bias, const AttentionOptions& options) override {
     cuda::attention_cached_forward(ctx_, out, q, k_cache, v_cache, slot, key_begin, key_end, bias,
                                    options);
+  }
+  void kv_cache_append(const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
+                       const Tensor& v, const int32_t* slot, const int32_t* key_end) override {
+    cuda::kv_cache_append(ctx_, k_cache, v_cache, k, v, slot, key_end);
   }
 
   void rope_forward(const Tensor& out, const Tensor& inp, const int32_t* positions,

@@ -128,6 +128,12 @@ void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
                               const int32_t* key_begin, const int32_t* key_end,
                               const Tensor& bias, const AttentionOptions& options);
 
+// ---- kv_cache_append.cu: decoding's cache write (s2s/ops/kv_cache_append.h), one launch for
+// every row. slot and key_end are device arrays; values the CPU op would reject are reported at
+// the next synchronize (S2S_ARGUMENT) and that row writes nothing.
+void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
+                     const Tensor& v, const int32_t* slot, const int32_t* key_end);
+
 // ---- attention.cu: fused (flash-style) forward and backward in fp32: causal or bidirectional,
 // key padding mask, additive bias (T5) and its gradient, grouped-query heads; head dim <= 256;
 // dropout on the probabilities with the CPU op's mask bit for bit (AttentionOptions::dropout_*).

@@ -4,6 +4,8 @@
 // (no fused multiply-add), as the CPU loop computes it. Positions outside [0, 2^24) are reported
 // through Context::synchronize(). Legend: B batch, T time, H heads, D head dim (even).
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/check.cuh"
@@ -40,11 +42,14 @@ void rotate(Context& ctx, ActivationOut dst, const float* src, const Dims& d,
             const int32_t* positions, float theta, float sign, bool accumulate) {
   const int64_t half = d.D / 2, n = d.B * d.T * d.H * half;
   if (n == 0) return;
+  // The frequencies depend on D and theta only: uploaded once per context, not per call.
+  std::string key = "rope_inv_freq " + std::to_string(d.D) + " ";
+  uint32_t theta_bits = 0;
+  std::memcpy(&theta_bits, &theta, sizeof(theta_bits));
+  key += std::to_string(theta_bits);
   std::vector<float> host_freq(static_cast<size_t>(half));
   rope_inv_freq(host_freq.data(), d.D, theta);
-  ArenaScope scope(ctx.arena());
-  float* inv_freq = ctx.arena().allocate_array<float>(size_t(half));
-  upload(ctx, inv_freq, host_freq.data(), sizeof(float) * half);
+  const float* inv_freq = ctx.constant_table(key, host_freq);
   const int64_t T = d.T, H = d.H, D = d.D;
   unsigned long long* err = ctx.error_slot();
   for_each(ctx, n, kOp, [=] __device__(int64_t e) {

@@ -1,0 +1,25 @@
+// kv_cache_append: decoding's cache write. The keys and values of T new positions go into a KV
+// cache, each row into its own slot at the T positions just before its key_end, so the same
+// arrays that tell attention_cached which keys to read tell this op where to write (on a GPU,
+// one launch for every row whose arguments do not change from step to step).
+// Legend: R rows, T new positions, S cache slots, Tc cache capacity, H kv heads, D head dim.
+#pragma once
+#include <cstdint>
+
+#include "s2s/tensor.h"
+
+namespace s2s {
+
+// For each row r and new position t:
+//   k_cache[slot[r], key_end[r] - T + t] = k[r, t],  v_cache likewise from v.
+// Arguments, float32:
+//   k_cache, v_cache (S,Tc,H,D) contiguous
+//   k, v             (R,T,H,D), each position's H x D values packed; rows and positions may be
+//                    strided (views into a fused qkv projection, expect_f32_heads)
+//   slot             R int32 in [0, S)
+//   key_end          R int32 in [T, Tc]
+// Two rows must not write the same slot (KVCache gives each row its own).
+void kv_cache_append(const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
+                     const Tensor& v, const int32_t* slot, const int32_t* key_end);
+
+}  // namespace s2s

@@ -1,0 +1,53 @@
+// kv_cache_append on CUDA (s2s/ops/kv_cache_append.h semantics): one launch writes every row's
+// new keys and values, a thread per float of k and of v, where the KVCache used to issue two
+// copies per row and layer. slot and key_end are device arrays, the same ones attention_cached
+// reads, so the launch's arguments are the same at every decoding step. A slot or key_end the
+// CPU op would reject is reported through the context's error slot (raised at the next
+// synchronize) and that row writes nothing.
+#include "backends/cuda/check.cuh"
+#include "backends/cuda/cuda_ops.h"
+
+namespace s2s {
+namespace cuda {
+
+namespace {
+constexpr const char* kOp = "kv_cache_append";
+}
+
+void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
+                     const Tensor& v, const int32_t* slot, const int32_t* key_end) {
+  expect_f32(k_cache, {-1, -1, -1, -1}, kOp, "k_cache");
+  const int64_t S = k_cache.shape[0], Tc = k_cache.shape[1], H = k_cache.shape[2],
+                D = k_cache.shape[3];
+  expect_f32(v_cache, {S, Tc, H, D}, kOp, "v_cache");
+  expect_f32_heads(k, {-1, -1, H, D}, kOp, "k");
+  const int64_t R = k.shape[0], T = k.shape[1];
+  expect_f32_heads(v, {R, T, H, D}, kOp, "v");
+  S2S_REQUIRE(R == 0 || (slot != nullptr && key_end != nullptr), code::kArgument, kOp,
+              "expected slot and key_end arrays");
+  const int64_t HD = H * D;
+  const int64_t k_row = k.strides[0], k_pos = k.strides[1];
+  const int64_t v_row = v.strides[0], v_pos = v.strides[1];
+  const float* kd = k.f32();
+  const float* vd = v.f32();
+  float* kc = k_cache.f32();
+  float* vc = v_cache.f32();
+  unsigned long long* err = ctx.error_slot();
+  for_each(ctx, R * T * HD, kOp, [=] __device__(int64_t i) {
+    const int64_t c = i % HD, t = (i / HD) % T, r = i / (HD * T);
+    const int64_t s = slot[r], end = key_end[r];
+    if (s < 0 || s >= S || end < T || end > Tc) {
+      if (c == 0 && t == 0) {
+        if (s < 0 || s >= S) report_bad_input(err, KernelReport::KvCacheSlot, r, s, S);
+        else report_bad_input(err, KernelReport::KvCacheEnd, r, end, Tc);
+      }
+      return;
+    }
+    const int64_t dst = (s * Tc + end - T + t) * HD + c;
+    kc[dst] = kd[r * k_row + t * k_pos + c];
+    vc[dst] = vd[r * v_row + t * v_pos + c];
+  });
+}
+
+}  // namespace cuda
+}  // namespace s2s
