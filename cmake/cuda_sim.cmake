@@ -86,7 +86,7 @@ foreach(bench IN ITEMS bench_cuda_train bench_cuda_decode)
   target_include_directories(${bench}_sim BEFORE PRIVATE native/tests/simt_cuda
                              ${CMAKE_BINARY_DIR}/simt_cuda/include)
   target_include_directories(${bench}_sim PRIVATE native/src native/tests)
-  target_compile_definitions(${bench}_sim PRIVATE S2S_HAVE_CUDA=1)
+  target_compile_definitions(${bench}_sim PRIVATE S2S_HAVE_CUDA=1 S2S_SIMT_SIM=1)
   target_compile_options(${bench}_sim PRIVATE -Wno-unknown-pragmas)
   target_link_libraries(${bench}_sim PRIVATE s2s_core)
 endforeach()

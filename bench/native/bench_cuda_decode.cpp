@@ -4,6 +4,9 @@
 //     time, decode tokens/s (batch rows counted; every step reads its logits back to the host,
 //     as generation does). Its PyTorch anchor is bench/models/pytorch_generate.py --device cuda
 //     --random (the same shapes, a plain concatenating KV cache, eager).
+//     In the simulator (bench_cuda_decode_sim) it also counts the work one decoding step queues
+//     ("work_per_step": launches, GEMMs, uploads, downloads, device copies, fills), which does
+//     not depend on the channel count: --layers 12 with small channels gives GPT-2 124M's.
 //   - "attention_cached": the cached-attention op alone, one new query per row against caches
 //     of growing length, in microseconds per call and as a fraction of the GPU's memory
 //     bandwidth (the op reads every cached key and value once per query head: that is its
@@ -125,11 +128,36 @@ std::string generate_json(const Args& a) {
   // A short warm-up (kernels, cuBLASLt plans, arena blocks), then the fastest of `repeat` runs.
   GenerationConfig warm = gc;
   warm.max_new_tokens = warm.min_new_tokens = 4;
-  generate(*model, g, cache, inputs, warm);
+#if S2S_SIMT_SIM
+  s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+  const int64_t warm_steps = generate(*model, g, cache, inputs, warm).steps;
+#if S2S_SIMT_SIM
+  const s2s::simt::QueuedWork warm_work = s2s::simt::queued_work();
+  s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
   double best_prefill = 0, best_decode_s = 0;
   int64_t steps = 0;
+  std::string work_json;
   for (int r = 0; r < a.repeat; ++r) {
     const GenerateResult res = generate(*model, g, cache, inputs, gc);
+#if S2S_SIMT_SIM
+    if (r == 0 && res.steps > warm_steps) {  // the same prefill: the difference is the steps'
+      const s2s::simt::QueuedWork w = s2s::simt::queued_work();
+      const double n = double(res.steps - warm_steps);
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    ",\"work_per_step\":{\"launches\":%.1f,\"gemms\":%.1f,\"uploads\":%.1f,"
+                    "\"downloads\":%.1f,\"device_copies\":%.1f,\"fills\":%.1f}",
+                    double(w.launches - warm_work.launches) / n,
+                    double(w.matmuls - warm_work.matmuls) / n,
+                    double(w.uploads - warm_work.uploads) / n,
+                    double(w.downloads - warm_work.downloads) / n,
+                    double(w.device_copies - warm_work.device_copies) / n,
+                    double(w.fills - warm_work.fills) / n);
+      work_json = buf;
+    }
+#endif
     const double decode_s = res.decode_ms / 1e3;
     if (r == 0 || decode_s < best_decode_s) {
       best_decode_s = decode_s;
@@ -141,11 +169,11 @@ std::string generate_json(const Args& a) {
   std::snprintf(out, sizeof out,
                 "{\"batch\":%lld,\"prompt\":%lld,\"new_tokens\":%lld,\"compute\":\"%s\","
                 "\"prefill_ms\":%.3f,\"decode_s\":%.4f,\"decode_steps\":%lld,"
-                "\"decode_tokens_per_s\":%.1f,\"runs\":%d}",
+                "\"decode_tokens_per_s\":%.1f,\"runs\":%d",
                 (long long)a.B, (long long)a.prompt, (long long)a.fresh,
                 a.bf16 ? "bfloat16" : "float32", best_prefill, best_decode_s, (long long)steps,
                 double(a.B * steps) / best_decode_s, a.repeat);
-  return out;
+  return std::string(out) + work_json + "}";
 }
 
 // The op at GPT-2's decoding shape: R rows, one query each, Hq = Hkv heads, every row's cache
