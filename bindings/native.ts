@@ -472,6 +472,8 @@ export interface NativeGenerateResult {
     finishReason: "eos" | "length" | "aborted";
   }>;
   steps: number;
+  /** Of them, replays of a recorded step (a CUDA graph; 0 on the CPU). */
+  replayedSteps: number;
   prefillMs: number;
   decodeMs: number;
 }

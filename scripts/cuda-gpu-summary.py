@@ -124,7 +124,15 @@ def main(folder):
         lines.append(f"Decoding, greedy, batch {batch}, {dtype} compute:")
         if g:
             lines.append(f"  ours                       {g['decode_tokens_per_s']:>10.1f} tokens/s"
-                         f"  (prefill {g['prefill_ms']:.1f} ms)")
+                         f"  (prefill {g['prefill_ms']:.1f} ms, "
+                         f"{g.get('replayed_steps', 0)} of {g.get('decode_steps', 0)} steps replayed)")
+        plain = ours.get("generate_op_by_op") if ours else None
+        if g and plain:
+            lines.append(f"  ours, op by op (no replay) {plain['decode_tokens_per_s']:>10.1f} tokens/s")
+            s[key]["replay_over_op_by_op"] = ratio(g["decode_tokens_per_s"],
+                                                   plain["decode_tokens_per_s"])
+            if s[key]["replay_over_op_by_op"] is not None:
+                lines.append(f"  replay_over_op_by_op       {s[key]['replay_over_op_by_op']:.3f}")
         if theirs:
             lines.append(f"  PyTorch eager              {theirs['decode_tokens_per_s']:>10.1f} tokens/s"
                          f"  (prefill {1e3 * theirs['ttft_s']:.1f} ms)")

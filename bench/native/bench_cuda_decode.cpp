@@ -4,6 +4,9 @@
 //     time, decode tokens/s (batch rows counted; every step reads its logits back to the host,
 //     as generation does). Its PyTorch anchor is bench/models/pytorch_generate.py --device cuda
 //     --random (the same shapes, a plain concatenating KV cache, eager).
+//     From the second step on, generation replays a recorded step (a CUDA graph); the same run
+//     op by op (Graph::replay_decoding_steps off) is "generate_op_by_op", so the two side by
+//     side show what the replay saves. Both report "replayed_steps".
 //     In the simulator (bench_cuda_decode_sim) it also counts the work one decoding step queues
 //     ("work_per_step": launches, GEMMs, uploads, downloads, device copies, fills), which does
 //     not depend on the channel count: --layers 12 with small channels gives GPT-2 124M's.
@@ -108,7 +111,7 @@ double device_peak_gbps() {
   return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
 }
 
-std::string generate_json(const Args& a) {
+std::string generate_json(const Args& a, bool replay) {
   const std::string config = s2s_bench::gpt2_config_json(a.V, a.C, a.L, a.H, a.prompt + a.fresh);
   std::unique_ptr<Model> model = create_model(parse_model_config(config, "bench config"));
   init_weights(*model, 42);
@@ -117,6 +120,7 @@ std::string generate_json(const Args& a) {
   model->to_backend(backend);
   Graph g;
   g.set_backend(backend);
+  g.replay_decoding_steps = replay;
   KVCache cache;
   std::vector<std::vector<int32_t>> inputs;
   for (int64_t b = 0; b < a.B; ++b) inputs.push_back(random_token_ids(a.prompt, a.V, 42 + uint64_t(b)));
@@ -127,7 +131,8 @@ std::string generate_json(const Args& a) {
 
   // A short warm-up (kernels, cuBLASLt plans, arena blocks), then the fastest of `repeat` runs.
   GenerationConfig warm = gc;
-  warm.max_new_tokens = warm.min_new_tokens = 4;
+  // 8 tokens: long enough to record a step too, so the timed runs' extra steps are all alike.
+  warm.max_new_tokens = warm.min_new_tokens = std::min<int64_t>(8, a.fresh);
 #if S2S_SIMT_SIM
   s2s::simt::queued_work() = s2s::simt::QueuedWork{};
 #endif
@@ -137,7 +142,7 @@ std::string generate_json(const Args& a) {
   s2s::simt::queued_work() = s2s::simt::QueuedWork{};
 #endif
   double best_prefill = 0, best_decode_s = 0;
-  int64_t steps = 0;
+  int64_t steps = 0, replayed = 0;
   std::string work_json;
   for (int r = 0; r < a.repeat; ++r) {
     const GenerateResult res = generate(*model, g, cache, inputs, gc);
@@ -148,13 +153,15 @@ std::string generate_json(const Args& a) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
                     ",\"work_per_step\":{\"launches\":%.1f,\"gemms\":%.1f,\"uploads\":%.1f,"
-                    "\"downloads\":%.1f,\"device_copies\":%.1f,\"fills\":%.1f}",
+                    "\"downloads\":%.1f,\"device_copies\":%.1f,\"fills\":%.1f,"
+                    "\"graph_launches\":%.1f}",
                     double(w.launches - warm_work.launches) / n,
                     double(w.matmuls - warm_work.matmuls) / n,
                     double(w.uploads - warm_work.uploads) / n,
                     double(w.downloads - warm_work.downloads) / n,
                     double(w.device_copies - warm_work.device_copies) / n,
-                    double(w.fills - warm_work.fills) / n);
+                    double(w.fills - warm_work.fills) / n,
+                    double(w.graph_launches - warm_work.graph_launches) / n);
       work_json = buf;
     }
 #endif
@@ -163,16 +170,17 @@ std::string generate_json(const Args& a) {
       best_decode_s = decode_s;
       best_prefill = res.prefill_ms;
       steps = res.steps;
+      replayed = res.replayed_steps;
     }
   }
   char out[512];
   std::snprintf(out, sizeof out,
                 "{\"batch\":%lld,\"prompt\":%lld,\"new_tokens\":%lld,\"compute\":\"%s\","
                 "\"prefill_ms\":%.3f,\"decode_s\":%.4f,\"decode_steps\":%lld,"
-                "\"decode_tokens_per_s\":%.1f,\"runs\":%d",
+                "\"replayed_steps\":%lld,\"decode_tokens_per_s\":%.1f,\"runs\":%d",
                 (long long)a.B, (long long)a.prompt, (long long)a.fresh,
                 a.bf16 ? "bfloat16" : "float32", best_prefill, best_decode_s, (long long)steps,
-                double(a.B * steps) / best_decode_s, a.repeat);
+                (long long)replayed, double(a.B * steps) / best_decode_s, a.repeat);
   return std::string(out) + work_json + "}";
 }
 
@@ -252,13 +260,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     const double peak = a.peak_gbps > 0 ? a.peak_gbps : device_peak_gbps();
-    const std::string gen = generate_json(a);
+    const std::string gen = generate_json(a, true);
+    const std::string op_by_op = generate_json(a, false);
     const std::string att = attention_json(a, peak);
     std::printf("{\"bench\":\"cuda_decode\",\"device\":\"%s\",\"layers\":%lld,\"channels\":%lld,"
                 "\"heads\":%lld,\"vocab\":%lld,\"peak_gbps\":%.0f,\"generate\":%s,"
-                "\"attention_cached\":%s}\n",
+                "\"generate_op_by_op\":%s,\"attention_cached\":%s}\n",
                 st.devices[0].name.c_str(), (long long)a.L, (long long)a.C, (long long)a.H,
-                (long long)a.V, peak, gen.c_str(), att.c_str());
+                (long long)a.V, peak, gen.c_str(), op_by_op.c_str(), att.c_str());
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_cuda_decode: %s: %s\n", e.code().c_str(), e.what());

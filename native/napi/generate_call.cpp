@@ -75,6 +75,7 @@ Napi::Value result_to_js(Napi::Env env, const s2s::GenerateResult& r) {
   }
   o.Set("sequences", seqs);
   o.Set("steps", double(r.steps));
+  o.Set("replayedSteps", double(r.replayed_steps));
   o.Set("prefillMs", r.prefill_ms);
   o.Set("decodeMs", r.decode_ms);
   return o;

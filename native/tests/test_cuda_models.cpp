@@ -703,17 +703,19 @@ CUDA_TEST(cuda_model_on_the_second_gpu_matches_the_first) {
 }
 
 #if S2S_SIMT_SIM
-// A decoding step's work on the GPU, counted by the simulator's runtime (the difference between
-// generating 5 and 3 tokens, greedy, per step): its index arrays reach the device once each
-// (tokens, positions, and the cache's slots and key ranges, which every layer reads from the
-// same upload), nothing is copied on the device (each layer writes the cache with one launch,
-// and GPT-2's q, k and v are read in place in c_attn's output), and the launches and GEMMs do
-// not grow with the rows decoded together. Every fixture; 1 and 3 prompts.
+// A decoding step's work on the GPU, op by op (no replay), counted by the simulator's runtime
+// (the difference between generating 5 and 3 tokens, greedy, per step): its index arrays reach
+// the device in at most three uploads (tokens and positions together, the cache's slots and
+// key ranges, which every layer reads from the one copy, and T5's position buckets), nothing is
+// copied on the device (each layer writes the cache with one launch, and GPT-2's q, k and v are
+// read in place in c_attn's output), and the launches and GEMMs do not grow with the rows
+// decoded together. Every fixture; 1 and 3 prompts.
 CUDA_TEST(cuda_decoding_step_work_is_fixed_per_layer) {
   using namespace s2s_test::parity;
   using Work = s2s::simt::QueuedWork;
   for (const std::string& name : s2s_test::parity_fixtures()) {
     std::unique_ptr<Built> m = build(name, Setup{}, gpu());
+    m->graph.replay_decoding_steps = false;
     const int64_t layers = m->model->self_cache_shape().layers;
     Work per_prompt_count[2];
     for (const int prompts : {1, 3}) {
@@ -739,13 +741,15 @@ CUDA_TEST(cuda_decoding_step_work_is_fixed_per_layer) {
       step.device_copies = (b.device_copies - a.device_copies) / 2;
       step.fills = (b.fills - a.fills) / 2;
       step.matmuls = (b.matmuls - a.matmuls) / 2;
+      step.graph_launches = (b.graph_launches - a.graph_launches) / 2;
       std::printf("  %s, %d prompt(s), %lld layers: per step %lld launches, %lld GEMMs, "
                   "%lld uploads, %lld downloads, %lld device copies, %lld fills\n",
                   name.c_str(), prompts, (long long)layers, (long long)step.launches,
                   (long long)step.matmuls, (long long)step.uploads, (long long)step.downloads,
                   (long long)step.device_copies, (long long)step.fills);
       const std::string tag = name + " with " + std::to_string(prompts) + " prompt(s)";
-      CHECK_MSG(step.uploads == 3, tag + ": uploads per step " + std::to_string(step.uploads));
+      CHECK_MSG(step.uploads <= 3, tag + ": uploads per step " + std::to_string(step.uploads));
+      CHECK_MSG(step.graph_launches == 0, tag + ": a step replayed with replays off");
       CHECK_MSG(step.device_copies == 0,
                 tag + ": device copies per step " + std::to_string(step.device_copies));
       per_prompt_count[prompts == 1 ? 0 : 1] = step;
@@ -753,6 +757,77 @@ CUDA_TEST(cuda_decoding_step_work_is_fixed_per_layer) {
     CHECK_MSG(per_prompt_count[0].launches == per_prompt_count[1].launches &&
                   per_prompt_count[0].matmuls == per_prompt_count[1].matmuls,
               name + ": a step's launches grow with the rows");
+  }
+}
+
+// Decoding records its second step as a CUDA graph and replays it for the steps after
+// (Graph::replay_decoding_steps): the tokens, log-probs and scores are those of the same
+// generation op by op, bit for bit, greedy over three prompts of different lengths (left
+// padding), with three beams (the cache's rows reordered between replays), and sampling; every
+// step from the second on is a replay, and a replayed step is one graph launch, two uploads (the
+// step's tokens and positions; the cache's key ranges) and the logits' download. The
+// simulator's capture keeps each call's arguments as recorded, so a per-step value passed as an
+// argument rather than through device memory would show as other tokens. T5 is not replayed
+// (its position bias grows with the length).
+CUDA_TEST(cuda_decoding_replays_a_recorded_step) {
+  using namespace s2s_test::parity;
+  using Work = s2s::simt::QueuedWork;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    std::unique_ptr<Built> m = build(name, Setup{}, gpu());
+    const bool replayable = m->model->decoding_step_replayable();
+    for (int mode = 0; mode < 3; ++mode) {
+      GenerationConfig gc;
+      gc.max_new_tokens = 7;
+      gc.eos_token_ids = {};
+      gc.pad_token_id = 0;
+      gc.decoder_start_token_id = 0;
+      gc.num_beams = mode == 1 ? 3 : 1;
+      gc.do_sample = mode == 2;
+      gc.seed = 11;
+      const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 7}, {4, 11}, {8}};
+      auto run = [&](bool replay) {
+        m->graph.replay_decoding_steps = replay;
+        KVCache cache;
+        return generate(*m->model, m->graph, cache, prompts, gc);
+      };
+      const GenerateResult plain = run(false);
+      s2s::simt::queued_work() = Work{};
+      const GenerateResult replayed = run(true);
+      const Work w = s2s::simt::queued_work();
+      const std::string tag = name + (mode == 0 ? " greedy" : mode == 1 ? " beams" : " sampling");
+      CHECK_MSG(plain.replayed_steps == 0, tag + ": replayed with replays off");
+      CHECK_MSG(replayed.replayed_steps == (replayable ? replayed.steps - 1 : 0),
+                tag + ": " + std::to_string(replayed.replayed_steps) + " of " +
+                    std::to_string(replayed.steps) + " steps replayed");
+      CHECK_MSG(w.graph_launches == replayed.replayed_steps, tag + ": graph launches");
+      CHECK_MSG(replayed.sequences.size() == plain.sequences.size(), tag + ": sequence count");
+      for (size_t i = 0; i < plain.sequences.size() && i < replayed.sequences.size(); ++i) {
+        const GeneratedSequence &a = replayed.sequences[i], &b = plain.sequences[i];
+        CHECK_MSG(a.tokens == b.tokens, tag + ": other tokens when replayed");
+        CHECK_MSG(a.token_logprobs == b.token_logprobs, tag + ": other log-probs when replayed");
+        CHECK_MSG(a.score == b.score, tag + ": another score when replayed");
+      }
+    }
+    if (!replayable) continue;
+    // The work of one replayed step: the difference between 9 and 7 new tokens, per step.
+    GenerationConfig gc;
+    gc.eos_token_ids = {};
+    gc.pad_token_id = 0;
+    m->graph.replay_decoding_steps = true;
+    auto work_of = [&](int tokens) {
+      gc.max_new_tokens = tokens;
+      KVCache cache;
+      s2s::simt::queued_work() = Work{};
+      generate(*m->model, m->graph, cache, {{5, 9, 3, 7}, {4, 11}}, gc);
+      return s2s::simt::queued_work();
+    };
+    const Work a = work_of(7), b = work_of(9);
+    CHECK_MSG(b.graph_launches - a.graph_launches == 2 && b.launches == a.launches &&
+                  b.matmuls == a.matmuls && b.uploads - a.uploads == 4 &&
+                  b.downloads - a.downloads == 2 && b.device_copies == a.device_copies,
+              name + ": two replayed steps queue " + std::to_string(b.launches - a.launches) +
+                  " launches, " + std::to_string(b.uploads - a.uploads) + " uploads, " +
+                  std::to_string(b.downloads - a.downloads) + " downloads");
   }
 }
 #endif

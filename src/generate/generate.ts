@@ -144,7 +144,12 @@ export async function runGenerate(
       promptTokens: prompts.reduce((n, p) => n + p.length, 0),
       completionTokens: sequences.reduce((n, s) => n + s.tokenIds.length, 0),
     },
-    timings: { prefillMs: raw.prefillMs, decodeMs: raw.decodeMs, steps: raw.steps },
+    timings: {
+      prefillMs: raw.prefillMs,
+      decodeMs: raw.decodeMs,
+      steps: raw.steps,
+      replayedSteps: raw.replayedSteps,
+    },
   };
 }
 

@@ -124,6 +124,11 @@ export interface GenerateResult {
     decodeMs: number;
     /** Decoding steps run (one token per running row each). */
     steps: number;
+    /**
+     * Of them, steps replayed from a recorded one (a CUDA graph: one launch instead of an op
+     * at a time); 0 on the CPU and for T5.
+     */
+    replayedSteps: number;
   };
 }
 

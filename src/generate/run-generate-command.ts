@@ -67,7 +67,7 @@ async function generateAll(
   const sequences: GeneratedSequence[] = [];
   const promptTokenIds: number[][] = [];
   const usage = { promptTokens: 0, completionTokens: 0 };
-  const timings = { prefillMs: 0, decodeMs: 0, steps: 0 };
+  const timings = { prefillMs: 0, decodeMs: 0, steps: 0, replayedSteps: 0 };
   for (let start = 0; start < prompts.length; start += batchSize) {
     const r = await model.generate(prompts.slice(start, start + batchSize), options);
     for (const s of r.sequences) sequences.push({ ...s, inputIndex: s.inputIndex + start });
@@ -77,6 +77,7 @@ async function generateAll(
     timings.prefillMs += r.timings.prefillMs;
     timings.decodeMs += r.timings.decodeMs;
     timings.steps += r.timings.steps;
+    timings.replayedSteps += r.timings.replayedSteps;
     progress(Math.min(start + batchSize, prompts.length));
   }
   return { sequences, promptTokenIds, usage, timings };

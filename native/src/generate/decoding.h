@@ -5,6 +5,8 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "s2s/generate/generate.h"
@@ -20,7 +22,8 @@ class Decoding {
 
   // Prompt (decoder-only) or encoder + start token (T5): fills logits() for every row.
   void prefill();
-  // One new token per row (rows, after any reorder): fills logits().
+  // One new token per row (rows, after any reorder): fills logits(). On a backend that records
+  // (a GPU), the second step of a long enough decoding is recorded and later steps replay it.
   void step(const int32_t* tokens);
   // Beam search: row r continues row src[r] (the cache follows; the caller moves history).
   void reorder(const int32_t* src) { cache_.reorder(src); }
@@ -43,12 +46,17 @@ class Decoding {
   int32_t* history() { return history_.data(); }
   const float* logits() const { return logits_.data(); }  // (R, V), the last forward's
   int64_t steps() const { return steps_; }
+  int64_t replayed_steps() const { return replayed_; }
   // Milliseconds from construction to the end of prefill, and from there to now.
   double prefill_ms() const { return prefill_ms_; }
   double decode_ms() const;
 
  private:
-  void copy_logits(const Var* logits);
+  void copy_logits(const Tensor& logits);
+  // This step's tokens and positions where the ops read them: the host arrays on the CPU; else
+  // one upload into a buffer that keeps its device address for the whole generation.
+  std::pair<const int32_t*, const int32_t*> step_inputs(const int32_t* tokens);
+  bool should_record() const;
 
   Model& model_;
   Graph& graph_;
@@ -60,7 +68,12 @@ class Decoding {
   int32_t pad_ = -1;
   std::vector<int32_t> history_, tokens_, positions_;
   std::vector<float> logits_;
-  int64_t steps_ = 0;
+  std::vector<int32_t> staged_inputs_;  // [tokens | positions] before the upload
+  Buffer step_inputs_;                  // their device copy
+  std::unique_ptr<RecordedWork> recorded_;  // a recorded step, replayed by the steps after it
+  bool record_tried_ = false;
+  Tensor step_logits_;  // the last step's logits (a recorded step's stay where they were)
+  int64_t steps_ = 0, replayed_ = 0;
   std::chrono::steady_clock::time_point start_, prefilled_;
   double prefill_ms_ = 0.0;
 };

@@ -161,11 +161,11 @@ double Decoding::decode_ms() const {
       .count();
 }
 
-void Decoding::copy_logits(const Var* logits) {
-  S2S_REQUIRE(logits->value.numel() == R_ * V_, code::kInternal, kOp, "expected logits (", R_,
-              ", ", V_, "), got ", logits->value.shape_string());
+void Decoding::copy_logits(const Tensor& logits) {
+  S2S_REQUIRE(logits.numel() == R_ * V_, code::kInternal, kOp, "expected logits (", R_, ", ", V_,
+              "), got ", logits.shape_string());
   // A memcpy on the CPU; from a GPU model, the download the host-side processing needs.
-  graph_.ops().download(logits_.data(), logits->value.data, sizeof(float) * size_t(R_ * V_));
+  graph_.ops().download(logits_.data(), logits.data, sizeof(float) * size_t(R_ * V_));
 }
 
 void Decoding::prefill() {
@@ -200,7 +200,8 @@ void Decoding::prefill() {
       history_[size_t(r * ML)] = start;
     }
     g.reset();
-    copy_logits(model_.forward_cached(g, tokens_.data(), nullptr, R_, 1, cache_));
+    copy_logits(
+        model_.forward_cached(g, g.indices(tokens_.data(), R_), nullptr, R_, 1, cache_)->value);
     cache_.advance(1);
   } else {
     S2S_REQUIRE(pad_ >= 0 || std::all_of(inputs_.begin(), inputs_.end(),
@@ -225,7 +226,9 @@ void Decoding::prefill() {
       }
     }
     position_ids_from_attention_mask(mask.data(), B_, P_, positions_.data());
-    const Var* logits = model_.forward_cached(g, tokens_.data(), positions_.data(), B_, P_, cache_);
+    const Var* logits = model_.forward_cached(g, g.indices(tokens_.data(), B_ * P_),
+                                              g.indices(positions_.data(), B_ * P_), B_, P_,
+                                              cache_);
     S2S_REQUIRE(logits->value.numel() == B_ * V_, code::kInternal, kOp, "expected prefill logits (",
                 B_, ", ", V_, "), got ", logits->value.shape_string());
     for (int64_t r = 0; r < R_; ++r) {
@@ -239,15 +242,59 @@ void Decoding::prefill() {
   prefill_ms_ = std::chrono::duration<double, std::milli>(prefilled_ - start_).count();
 }
 
+std::pair<const int32_t*, const int32_t*> Decoding::step_inputs(const int32_t* tokens) {
+  if (graph_.ops().is_host()) return {tokens, positions_.data()};
+  const size_t R = size_t(R_);
+  staged_inputs_.resize(2 * R);
+  std::copy_n(tokens, R, staged_inputs_.begin());
+  std::copy_n(positions_.begin(), R, staged_inputs_.begin() + std::ptrdiff_t(R));
+  if (!step_inputs_) step_inputs_ = graph_.backend()->allocate(sizeof(int32_t) * 2 * R);
+  graph_.ops().upload(step_inputs_.data(), staged_inputs_.data(), sizeof(int32_t) * 2 * R);
+  const int32_t* on_device = static_cast<const int32_t*>(step_inputs_.data());
+  return {on_device, on_device + R_};
+}
+
+// The first step runs as usual (it loads kernels, plans GEMMs, grows the arena); the second is
+// recorded when at least a few more may follow, the recording costing about a step's host work.
+bool Decoding::should_record() const {
+  constexpr int64_t kMinStepsAfter = 3;
+  return graph_.replay_decoding_steps && !record_tried_ && steps_ >= 1 &&
+         !graph_.ops().is_host() && model_.decoding_step_replayable() &&
+         max_length_ - (cache_.length() + 1) >= kMinStepsAfter;
+}
+
 void Decoding::step(const int32_t* tokens) {
   Graph& g = graph_;
-  g.reset();
   const int32_t* begin = cache_.key_begin();
   for (int64_t r = 0; r < R_; ++r) {
     // cumsum(attention_mask) - 1 at the new position: the real tokens before it.
     positions_[size_t(r)] = int32_t(cache_.length() - begin[r]);
   }
-  copy_logits(model_.forward_cached(g, tokens, positions_.data(), R_, 1, cache_));
+  // Every per-step value reaches the device here, before a recording or a replay: the tokens and
+  // positions, and the cache's key ranges (which the forward then finds already uploaded).
+  const auto [ids, pos] = step_inputs(tokens);
+  cache_.ranges(1);
+  if (recorded_ != nullptr) {
+    recorded_->replay();  // the recorded step's activations are still where it put them
+    ++replayed_;
+  } else {
+    g.reset();
+    auto forward = [&] { step_logits_ = model_.forward_cached(g, ids, pos, R_, 1, cache_)->value; };
+    if (should_record()) {
+      record_tried_ = true;
+      recorded_ = g.backend()->record(forward);
+      if (recorded_ != nullptr) {
+        recorded_->replay();
+        ++replayed_;
+      } else {
+        g.reset();  // nothing ran: run the step as usual (and meet any error it raised)
+        forward();
+      }
+    } else {
+      forward();
+    }
+  }
+  copy_logits(step_logits_);
   cache_.advance(1);
   ++steps_;
 }
@@ -287,6 +334,7 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
   d.prefill();
   GenerateResult r = beams ? gen::beam_search(d) : gen::sample_search(d);
   r.steps = d.steps();
+  r.replayed_steps = d.replayed_steps();
   r.prefill_ms = d.prefill_ms();
   r.decode_ms = d.decode_ms();
   return r;

@@ -67,6 +67,8 @@ class Gpt2 final : public Model {
                          B * T, reduction);
   }
 
+  bool decoding_step_replayable() const override { return true; }
+
   KVCacheShape self_cache_shape() const override {
     return {config_.num_layers, config_.num_heads, config_.head_dim};
   }
@@ -76,8 +78,7 @@ class Gpt2 final : public Model {
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t R,
                       int64_t T, KVCache& cache) override {
     expect_graph_backend(g, "forward_cached");
-    tokens = g.indices(tokens, R * T);  // tensor memory on a device (no copy on the CPU)
-    positions = g.indices(positions, R * T);
+    nn::expect_cache_on_graph_backend(g, cache, "forward_cached");
     const int64_t C = config_.hidden_size, H = config_.num_heads, D = config_.head_dim;
     const float eps = config_.norm_eps;
     AttentionOptions attn;

@@ -53,7 +53,7 @@ void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
 Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, int64_t R, int64_t T,
                              KVCache& cache) {
   expect_graph_backend(g, "forward_cached");
-  tokens = g.indices(tokens, R * T);  // tensor memory on a device (no copy on the CPU)
+  nn::expect_cache_on_graph_backend(g, cache, "forward_cached");
   const ModelConfig& c = config_;
   const int64_t H = c.num_heads, D = c.head_dim, C = c.hidden_size, len = cache.length();
   const float eps = c.norm_eps;

@@ -21,6 +21,11 @@ void expect_inference(Graph& g, const char* layer) {
 bool is_prefill(const KVCache& cache, int64_t T) { return cache.length() == 0 && T > 1; }
 }  // namespace
 
+void expect_cache_on_graph_backend(Graph& g, const KVCache& cache, const char* what) {
+  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, what,
+              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
+}
+
 std::vector<Var*> split_heads(Graph& g, Var* x, std::initializer_list<int64_t> heads, int64_t D,
                               const KVCache& cache) {
   expect_inference(g, "split_heads");
@@ -55,8 +60,7 @@ std::vector<Var*> split_heads(Graph& g, Var* x, std::initializer_list<int64_t> h
 Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t layer,
                       Var* bias, const AttentionOptions& options) {
   expect_inference(g, "cached_attention");
-  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, "cached_attention",
-              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
+  expect_cache_on_graph_backend(g, cache, "cached_attention");
   const Tensor& qv = q->value;
   const int64_t R = qv.shape[0], T = qv.shape[1];
   Var* out = g.output(qv.ndim, qv.shape, false);
@@ -89,8 +93,7 @@ Var* cached_attention(Graph& g, Var* q, Var* k, Var* v, KVCache& cache, int64_t 
 Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
                      const AttentionOptions& options) {
   expect_inference(g, "cross_attention");
-  S2S_REQUIRE(cache.on_host() == g.ops().is_host(), code::kArgument, "cross_attention",
-              "expected the KV cache on the graph's backend (", g.ops().name(), ")");
+  expect_cache_on_graph_backend(g, cache, "cross_attention");
   Var* out = g.output(q->value.ndim, q->value.shape, false);
   AttentionOptions o = options;
   o.causal = false;

@@ -333,42 +333,57 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
   if (C == D && c->ld != d->ld) return CUBLAS_STATUS_INVALID_VALUE;
   if (A == nullptr || B == nullptr || D == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
 
+  // alpha and beta are host values read at the call (CUBLASLT_POINTER_MODE_HOST): a captured
+  // matmul keeps the values it was recorded with, as a graph node does.
   float alpha, beta;
   std::memcpy(&alpha, alpha_p, sizeof alpha);
   std::memcpy(&beta, beta_p, sizeof beta);
-  float* out = static_cast<float*>(D);
-  if (beta != 0.f && C != D) {
-    if (C == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
-    const float* cin = static_cast<const float*>(C);
-    for (uint64_t j = 0; j < s.n; ++j) {
-      std::memcpy(out + j * d->ld, cin + j * c->ld, s.m * sizeof(float));
-    }
-  }
-  // Row-major: D^T (n x m, row stride ldd) = op(B)^T (n x k) @ op(A)^T (k x m). B stored
-  // column-major is B^T row-major: with transb N that is op(B)^T as stored (no transpose).
+  if (beta != 0.f && C != D && C == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
+  // The product, with everything it reads copied in (descriptors may be gone at a replay).
+  const LtMatrixLayout la = *a, lb = *b, lc = *c, ld = *d;
+  const cublasComputeType_t compute = op->compute;
+  const void* bias_v = bias ? op->bias : nullptr;
   const bool ta = op->transa != CUBLAS_OP_N, tb = op->transb != CUBLAS_OP_N;
-  const int64_t M = int64_t(s.n), N = int64_t(s.m), K = int64_t(s.k);
-  using s2s::DType;
-  if (a->type == CUDA_R_32F) {
-    if (op->compute == CUBLAS_COMPUTE_32F_FAST_TF32) {
-      const std::vector<float> a32 = tf32_copy(A, a), b32 = tf32_copy(B, b);
-      s2s::gemm_f32(tb, ta, M, N, K, alpha, b32.data(), b->ld, a32.data(), a->ld, beta, out, d->ld);
+  auto product = [=] {
+    float* out = static_cast<float*>(D);
+    if (beta != 0.f && C != D) {
+      const float* cin = static_cast<const float*>(C);
+      for (uint64_t j = 0; j < s.n; ++j) {
+        std::memcpy(out + j * ld.ld, cin + j * lc.ld, s.m * sizeof(float));
+      }
+    }
+    // Row-major: D^T (n x m, row stride ldd) = op(B)^T (n x k) @ op(A)^T (k x m). B stored
+    // column-major is B^T row-major: with transb N that is op(B)^T as stored (no transpose).
+    const int64_t M = int64_t(s.n), N = int64_t(s.m), K = int64_t(s.k);
+    using s2s::DType;
+    if (la.type == CUDA_R_32F) {
+      if (compute == CUBLAS_COMPUTE_32F_FAST_TF32) {
+        const std::vector<float> a32 = tf32_copy(A, &la), b32 = tf32_copy(B, &lb);
+        s2s::gemm_f32(tb, ta, M, N, K, alpha, b32.data(), lb.ld, a32.data(), la.ld, beta, out,
+                      ld.ld);
+      } else {
+        s2s::gemm_f32(tb, ta, M, N, K, alpha, static_cast<const float*>(B), lb.ld,
+                      static_cast<const float*>(A), la.ld, beta, out, ld.ld);
+      }
+    } else if (la.type == CUDA_R_16BF) {
+      s2s::gemm_bf16(tb, ta, M, N, K, alpha, static_cast<const uint16_t*>(B), lb.ld,
+                     static_cast<const uint16_t*>(A), la.ld, beta, out, ld.ld);
     } else {
-      s2s::gemm_f32(tb, ta, M, N, K, alpha, static_cast<const float*>(B), b->ld,
-                    static_cast<const float*>(A), a->ld, beta, out, d->ld);
+      s2s::gemm_f16_rounding(tb, ta, M, N, K, alpha, B, DType::F16, lb.ld, A, DType::F16, la.ld,
+                             beta, out, ld.ld);
     }
-  } else if (a->type == CUDA_R_16BF) {
-    s2s::gemm_bf16(tb, ta, M, N, K, alpha, static_cast<const uint16_t*>(B), b->ld,
-                   static_cast<const uint16_t*>(A), a->ld, beta, out, d->ld);
+    if (bias_v != nullptr) {
+      const float* v = static_cast<const float*>(bias_v);
+      for (uint64_t j = 0; j < s.n; ++j) {
+        for (uint64_t i = 0; i < s.m; ++i) out[j * ld.ld + i] += v[i];
+      }
+    }
+  };
+  const cudaStream_t on = static_cast<cudaStream_t>(stream);
+  if (::s2s::simt::capturing(on)) {
+    ::s2s::simt::record(on, product);
   } else {
-    s2s::gemm_f16_rounding(tb, ta, M, N, K, alpha, B, DType::F16, b->ld, A, DType::F16, a->ld,
-                           beta, out, d->ld);
-  }
-  if (bias) {
-    const float* v = static_cast<const float*>(op->bias);
-    for (uint64_t j = 0; j < s.n; ++j) {
-      for (uint64_t i = 0; i < s.m; ++i) out[j * d->ld + i] += v[i];
-    }
+    product();
   }
   ++::s2s::simt::queued_work().matmuls;
   ::s2s::simt::after_queued_work();

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -44,6 +45,8 @@ struct dim3 {
   dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
 };
 using cudaStream_t = struct SimStream*;
+using cudaGraph_t = struct SimGraph*;
+using cudaGraphExec_t = struct SimGraphExec*;
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -54,6 +57,13 @@ enum cudaError_t {
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,  // work on a stream of a device that is not current
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,  // a copy to or from the host, or a synchronize
+  cudaErrorStreamCaptureInvalidated = 901,  // the capture met such a call earlier
+};
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
 };
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
@@ -93,6 +103,17 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
 cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
                               cudaStream_t stream = nullptr);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
+// Stream capture (CUDA graphs): between begin and end, launches, device-to-device copies, fills
+// and cuBLASLt matmuls on the stream are recorded with their arguments as of the call (as a
+// graph's nodes hold them) instead of run; a copy to or from the host or a synchronize is
+// refused and invalidates the capture. A launched graph runs its nodes in order, on the spot.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
@@ -131,10 +152,16 @@ void after_queued_work();
 // What this host thread has queued since it last zeroed this: kernel launches, copies by
 // direction, fills and cuBLASLt matmuls. Tests count a decoding step's work with it (on a GPU
 // each is an API call and a gap between kernels).
+// A recorded operation (stream capture) counts where it is recorded, not when a graph replays
+// it; graph_launches counts the replays.
 struct QueuedWork {
   int64_t launches = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0, matmuls = 0;
+  int64_t graph_launches = 0;
 };
 QueuedWork& queued_work();
+// Whether `stream` is being captured; record() adds an operation to its capture.
+bool capturing(cudaStream_t stream);
+void record(cudaStream_t stream, std::function<void()> operation);
 
 inline Simulator& cuda_simulator() {
   static thread_local Simulator sim;
@@ -177,8 +204,15 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
     return;
   }
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
-  cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
-                          [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+  auto run = [kernel, grid, block, smem, params] {
+    cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
+                            [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+  };
+  if (capturing(stream)) {
+    record(stream, run);
+  } else {
+    run();
+  }
   ++queued_work().launches;
   after_queued_work();
 }

@@ -7,11 +7,23 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "cuda_runtime.h"
 
+struct SimGraph {
+  int device;
+  std::vector<std::function<void()>> nodes;
+};
+struct SimGraphExec {
+  int device;
+  std::vector<std::function<void()>> nodes;
+};
 struct SimStream {
   int device;
+  SimGraph* capture = nullptr;  // while capturing
+  bool invalidated = false;     // the capture met a call it cannot record
 };
 
 namespace s2s {
@@ -53,6 +65,15 @@ void count_copy(cudaMemcpyKind kind) {
   if (kind == cudaMemcpyHostToDevice) ++w.uploads;
   else if (kind == cudaMemcpyDeviceToHost) ++w.downloads;
   else ++w.device_copies;
+}
+bool capturing(cudaStream_t stream) { return stream != nullptr && stream->capture != nullptr; }
+void record(cudaStream_t stream, std::function<void()> operation) {
+  stream->capture->nodes.push_back(std::move(operation));
+}
+// A call a capture cannot hold: refused, and the capture ends in failure.
+cudaError_t refuse_in_capture(cudaStream_t stream) {
+  stream->invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
 }
 void after_queued_work() {
   set_up_current();
@@ -120,14 +141,28 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
-  if (bytes != 0) std::memmove(dst, src, bytes);
+  if (s2s::simt::capturing(stream)) {
+    if (kind != cudaMemcpyDeviceToDevice) return s2s::simt::refuse_in_capture(stream);
+    s2s::simt::record(stream, [=] {
+      if (bytes != 0) std::memmove(dst, src, bytes);
+    });
+  } else if (bytes != 0) {
+    std::memmove(dst, src, bytes);
+  }
   s2s::simt::count_copy(kind);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
-  if (bytes != 0) std::memset(dst, value, bytes);
+  auto fill = [=] {
+    if (bytes != 0) std::memset(dst, value, bytes);
+  };
+  if (s2s::simt::capturing(stream)) {
+    s2s::simt::record(stream, fill);
+  } else {
+    fill();
+  }
   ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;
@@ -137,11 +172,19 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
                               cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
-  s2s::simt::count_copy(kind);
-  for (size_t r = 0; r < height; ++r) {
-    std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
-                 width);
+  auto copy = [=] {
+    for (size_t r = 0; r < height; ++r) {
+      std::memmove(static_cast<char*>(dst) + r * dpitch,
+                   static_cast<const char*>(src) + r * spitch, width);
+    }
+  };
+  if (s2s::simt::capturing(stream)) {
+    if (kind != cudaMemcpyDeviceToDevice) return s2s::simt::refuse_in_capture(stream);
+    s2s::simt::record(stream, copy);
+  } else {
+    copy();
   }
+  s2s::simt::count_copy(kind);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
@@ -149,7 +192,14 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
                               cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > pitch) return cudaErrorInvalidValue;
-  for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+  auto fill = [=] {
+    for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+  };
+  if (s2s::simt::capturing(stream)) {
+    s2s::simt::record(stream, fill);
+  } else {
+    fill();
+  }
   ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;
@@ -163,11 +213,59 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
   return cudaStreamCreate(stream);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (stream != nullptr) delete stream->capture;
   delete stream;
   return cudaSuccess;
 }
-// Synchronising needs no current device: the stream names its own.
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Synchronising needs no current device: the stream names its own. Not while capturing.
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (s2s::simt::capturing(stream)) return s2s::simt::refuse_in_capture(stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+  if (stream == nullptr || stream->capture != nullptr) return cudaErrorInvalidValue;
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
+  stream->capture = new SimGraph{stream->device, {}};
+  stream->invalidated = false;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (stream == nullptr || stream->capture == nullptr) return cudaErrorInvalidValue;
+  SimGraph* g = stream->capture;
+  stream->capture = nullptr;
+  if (stream->invalidated) {
+    delete g;
+    *graph = nullptr;
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *graph = g;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (graph == nullptr) return cudaErrorInvalidValue;
+  *exec = new SimGraphExec{graph->device, graph->nodes};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return cudaErrorInvalidValue;
+  if (!s2s::simt::on_current_device(stream) ||
+      s2s::simt::stream_device(stream) != exec->device) {
+    return cudaErrorInvalidResourceHandle;
+  }
+  if (s2s::simt::capturing(stream)) return s2s::simt::refuse_in_capture(stream);
+  for (const auto& node : exec->nodes) node();
+  ++s2s::simt::queued_work().graph_launches;
+  s2s::simt::after_queued_work();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
 cudaError_t cudaGetLastError() {
   const cudaError_t e = s2s::simt::last_launch_error();
   s2s::simt::last_launch_error() = cudaSuccess;
@@ -181,6 +279,8 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     default: return "cudaErrorLaunchFailure";
   }
 }
@@ -192,6 +292,8 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     default: return "unspecified launch failure";
   }
 }

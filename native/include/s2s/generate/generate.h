@@ -39,6 +39,7 @@ struct GenerateResult {
   // inputs.size() * num_return_sequences, grouped by input (beam search: best first).
   std::vector<GeneratedSequence> sequences;
   int64_t steps = 0;         // decoding steps (forward passes after the prefill)
+  int64_t replayed_steps = 0;  // of them, replays of a recorded step (a CUDA graph)
   double prefill_ms = 0.0;   // start to the first logits (encoder + prompt)
   double decode_ms = 0.0;    // the rest
 };

@@ -149,9 +149,16 @@ class Model {
   // `rows` x T new tokens (rows, T) at the cache's current length -> logits (rows, V) of each
   // row's last new token. Writes the new keys/values into the cache; the caller advances it.
   // positions (rows, T): decoder-only position ids (GPT-2's wpe row, RoPE angle); the T5
-  // decoder ignores them (its relative bias comes from the cache length).
+  // decoder ignores them (its relative bias comes from the cache length). tokens and positions
+  // are tensor memory, as the ops take them (Graph::indices: the host arrays themselves on the
+  // CPU), so a caller can keep them at fixed device addresses.
   virtual Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions,
                               int64_t rows, int64_t T, KVCache& cache);
+  // Whether forward_cached with T = 1 queues the same device work at every decoding step for the
+  // same rows, its only per-step values being the contents of tokens, positions and the cache's
+  // index arrays: then generation records one step and replays it (Backend::record). GPT-2 and
+  // Llama; not T5, whose position bias grows with the length.
+  virtual bool decoding_step_replayable() const { return false; }
   // Encoder-decoder: runs the encoder over batch (input_ids, attention_mask; B = the cache's
   // cross items) and stores every decoder layer's cross-attention keys/values in the cache.
   virtual void encode_to_cache(Graph& g, const Batch& batch, KVCache& cache);

@@ -16,6 +16,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -59,6 +60,14 @@ class Buffer {
   Backend* owner_ = nullptr;
   void* data_ = nullptr;
   size_t bytes_ = 0;
+};
+
+// Device work recorded once (Backend::record) that replay() queues again, with the arguments it
+// was recorded with, without the host issuing it op by op (a CUDA graph).
+class RecordedWork {
+ public:
+  virtual ~RecordedWork() = default;
+  virtual void replay() = 0;
 };
 
 class Backend {
@@ -116,6 +125,14 @@ class Backend {
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
   virtual void fill_zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() = 0;  // waits for queued work; raises what kernels reported
+  // Calls `work` and records the device work it queues instead of running it; the recording has
+  // not run yet (replay() runs it). Null where the backend does not record (host backends) or
+  // the recording failed: then nothing `work` queued has run, and the caller runs it itself.
+  // Only for work whose every argument is the same at each replay (a decoding step's: its
+  // inputs are uploaded to the same addresses before each replay).
+  virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& /*work*/) {
+    return nullptr;
+  }
 
   // ---- ops: the arguments and semantics of the CPU ops (s2s/ops/*.h), tensor memory only ----
   virtual void embedding_forward(const Tensor& out, const Tensor& wte, const Tensor& wpe,

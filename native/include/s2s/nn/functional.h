@@ -114,6 +114,8 @@ Var* t5_position_bias(Graph& g, Param* table, int64_t Tq, int64_t Tk, bool bidir
 // ---- generation: inference over a KV cache (s2s/generate/kv_cache.h), run under g.no_grad;
 // these record no backward step ----
 
+// S2S_ARGUMENT naming `what` unless the cache's storage is on g's backend.
+void expect_cache_on_graph_backend(Graph& g, const KVCache& cache, const char* what);
 // Self-attention over the cache: k, v (R,T,Hkv,D) of the T new positions are written into
 // layer `layer` at the cache's current length, then q (R,T,Hq,D) attends each row's keys
 // [key_begin, length + T), causally within the new positions. bias (Hq,T,length+T) or null.

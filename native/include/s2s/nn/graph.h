@@ -169,6 +169,9 @@ class Graph {
   // nn::residual_add may hand the residual and the branch one gradient buffer (no copy of a
   // residual-sized gradient per block add; tests switch it off to compare).
   bool share_residual_gradient = true;
+  // generate may record a decoding step and replay it for the steps after, on backends that
+  // record (Backend::record; tests switch it off to compare).
+  bool replay_decoding_steps = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "backends/cuda/captured_graph.h"
 #include "backends/cuda/cublaslt_api.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
@@ -88,6 +89,17 @@ class CudaBackend final : public Backend {
   }
   void fill_zero(void* dst, size_t bytes) override { cuda::fill_zero(ctx_, dst, bytes); }
   void synchronize() override { ctx_.synchronize(); }
+  std::unique_ptr<RecordedWork> record(const std::function<void()>& work) override {
+    struct CapturedStep final : RecordedWork {
+      std::unique_ptr<CapturedGraph> graph;
+      void replay() override { graph->launch(); }
+    };
+    std::unique_ptr<CapturedGraph> captured = CapturedGraph::capture(ctx_, work);
+    if (captured == nullptr) return nullptr;
+    auto out = std::make_unique<CapturedStep>();
+    out->graph = std::move(captured);
+    return out;
+  }
 
   // ---- ops ----
   void embedding_forward(const Tensor& out, const Tensor& wte, const Tensor& wpe,

@@ -3,7 +3,8 @@
 // Persistent tensors come from cudaMalloc, activations from the context's device arena (rewound
 // by Graph::reset). Plain C++ (no nvcc), compiled only where the CUDA backend is built
 // (S2S_HAVE_CUDA); cuda_backend.cpp is also in the compile-only target s2s_cuda_kernels.
-// Generation is not wired: KV-cache layers refuse a non-host backend with S2S_DEVICE.
+// Decoding steps can be recorded once as a CUDA graph and replayed (Backend::record,
+// captured_graph.h).
 #pragma once
 #include <memory>
 
