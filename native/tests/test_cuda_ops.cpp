@@ -21,6 +21,7 @@
 #include "s2s/error.h"
 
 #if S2S_HAVE_CUDA
+#include "backends/cuda/captured_graph.h"
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/half_bits.h"
@@ -1185,6 +1186,44 @@ CUDA_TEST(cuda_kv_cache_append_and_q_in_a_fused_row) {
     CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
   }
   ctx().synchronize();  // the context stays usable
+}
+
+// A captured graph runs nothing at the capture and all of it at each launch; a capture whose
+// work throws is null, leaves nothing run, and the context works on (in the simulator also a
+// capture that copies from the host, which a real capture refuses for pageable memory).
+CUDA_TEST(cuda_captured_graph_replays_what_it_captured) {
+  const int64_t n = 300;
+  std::vector<float> zeros(n, 0.f), ones(n, 1.f);
+  Dev x(zeros, {n}), one(ones, {n});
+  auto filled_with = [&](float v) {
+    const std::vector<float> h = host_of(x);
+    return std::all_of(h.begin(), h.end(), [v](float e) { return e == v; });
+  };
+  std::unique_ptr<cuda::CapturedGraph> g = cuda::CapturedGraph::capture(ctx(), [&] {
+    cuda::add_forward(ctx(), x.t, x.t, one.t);
+    cuda::scale_forward(ctx(), x.t, x.t, 2.f);
+  });
+  CHECK(g != nullptr);
+  CHECK(filled_with(0.f));  // recorded, not run
+  g->launch();
+  g->launch();
+  CHECK(filled_with(6.f));  // (0 + 1) * 2, then (2 + 1) * 2
+  CHECK(cuda::CapturedGraph::capture(ctx(), [&] {
+          cuda::add_forward(ctx(), x.t, x.t, one.t);
+          fail(code::kArgument, "test", "thrown in a capture");
+        }) == nullptr);
+#if S2S_SIMT_SIM
+  CHECK(cuda::CapturedGraph::capture(ctx(), [&] {
+          cuda::add_forward(ctx(), x.t, x.t, one.t);
+          cuda::upload(ctx(), x.buf.data(), zeros.data(), sizeof(float) * size_t(n));
+        }) == nullptr);
+#endif
+  CHECK(filled_with(6.f));  // neither failed capture ran anything
+  cuda::add_forward(ctx(), x.t, x.t, one.t);
+  ctx().synchronize();
+  CHECK(filled_with(7.f));
+  g->launch();  // the first graph still works after the failed captures
+  CHECK(filled_with(16.f));
 }
 
 // ---- positions ------------------------------------------------------------------------------
