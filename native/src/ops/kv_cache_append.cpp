@@ -10,17 +10,28 @@ namespace {
 constexpr const char* kOp = "kv_cache_append";
 }
 
+KvCacheAppendShape kv_cache_append_shape(const Tensor& k_cache, const Tensor& v_cache,
+                                         const Tensor& k, const Tensor& v, const int32_t* slot,
+                                         const int32_t* key_end) {
+  expect_f32(k_cache, {-1, -1, -1, -1}, kOp, "k_cache");
+  KvCacheAppendShape s{};
+  s.S = k_cache.shape[0];
+  s.Tc = k_cache.shape[1];
+  s.H = k_cache.shape[2];
+  s.D = k_cache.shape[3];
+  expect_f32(v_cache, {s.S, s.Tc, s.H, s.D}, kOp, "v_cache");
+  expect_f32_heads(k, {-1, -1, s.H, s.D}, kOp, "k");
+  s.R = k.shape[0];
+  s.T = k.shape[1];
+  expect_f32_heads(v, {s.R, s.T, s.H, s.D}, kOp, "v");
+  S2S_REQUIRE(s.R == 0 || (slot != nullptr && key_end != nullptr), code::kArgument, kOp,
+              "expected slot and key_end arrays");
+  return s;
+}
+
 void kv_cache_append(const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
                      const Tensor& v, const int32_t* slot, const int32_t* key_end) {
-  expect_f32(k_cache, {-1, -1, -1, -1}, kOp, "k_cache");
-  const int64_t S = k_cache.shape[0], Tc = k_cache.shape[1], H = k_cache.shape[2],
-                D = k_cache.shape[3];
-  expect_f32(v_cache, {S, Tc, H, D}, kOp, "v_cache");
-  expect_f32_heads(k, {-1, -1, H, D}, kOp, "k");
-  const int64_t R = k.shape[0], T = k.shape[1];
-  expect_f32_heads(v, {R, T, H, D}, kOp, "v");
-  S2S_REQUIRE(R == 0 || (slot != nullptr && key_end != nullptr), code::kArgument, kOp,
-              "expected slot and key_end arrays");
+  const auto [R, T, S, Tc, H, D] = kv_cache_append_shape(k_cache, v_cache, k, v, slot, key_end);
   for (int64_t r = 0; r < R; ++r) {
     S2S_REQUIRE(slot[r] >= 0 && slot[r] < S, code::kArgument, kOp, "expected slot[", r,
                 "] in [0, ", S, "), got ", slot[r]);

@@ -22,4 +22,13 @@ namespace s2s {
 void kv_cache_append(const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
                      const Tensor& v, const int32_t* slot, const int32_t* key_end);
 
+// The dtype, shape and layout checks (and non-null index arrays) every backend's op makes first;
+// the values in slot and key_end are each backend's to check (on a GPU, in the kernel).
+struct KvCacheAppendShape {
+  int64_t R, T, S, Tc, H, D;
+};
+KvCacheAppendShape kv_cache_append_shape(const Tensor& k_cache, const Tensor& v_cache,
+                                         const Tensor& k, const Tensor& v, const int32_t* slot,
+                                         const int32_t* key_end);
+
 }  // namespace s2s

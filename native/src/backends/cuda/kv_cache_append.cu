@@ -6,6 +6,7 @@
 // synchronize) and that row writes nothing.
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
+#include "s2s/ops/kv_cache_append.h"
 
 namespace s2s {
 namespace cuda {
@@ -16,16 +17,9 @@ constexpr const char* kOp = "kv_cache_append";
 
 void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache, const Tensor& k,
                      const Tensor& v, const int32_t* slot, const int32_t* key_end) {
-  expect_f32(k_cache, {-1, -1, -1, -1}, kOp, "k_cache");
-  const int64_t S = k_cache.shape[0], Tc = k_cache.shape[1], H = k_cache.shape[2],
-                D = k_cache.shape[3];
-  expect_f32(v_cache, {S, Tc, H, D}, kOp, "v_cache");
-  expect_f32_heads(k, {-1, -1, H, D}, kOp, "k");
-  const int64_t R = k.shape[0], T = k.shape[1];
-  expect_f32_heads(v, {R, T, H, D}, kOp, "v");
-  S2S_REQUIRE(R == 0 || (slot != nullptr && key_end != nullptr), code::kArgument, kOp,
-              "expected slot and key_end arrays");
-  const int64_t HD = H * D;
+  const KvCacheAppendShape shape = kv_cache_append_shape(k_cache, v_cache, k, v, slot, key_end);
+  const int64_t R = shape.R, T = shape.T, S = shape.S, Tc = shape.Tc;
+  const int64_t HD = shape.H * shape.D;
   const int64_t k_row = k.strides[0], k_pos = k.strides[1];
   const int64_t v_row = v.strides[0], v_pos = v.strides[1];
   const float* kd = k.f32();
