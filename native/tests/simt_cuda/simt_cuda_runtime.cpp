@@ -193,7 +193,9 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > pitch) return cudaErrorInvalidValue;
   auto fill = [=] {
-    for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+    for (size_t r = 0; r < height; ++r) {
+      std::memset(static_cast<char*>(dst) + r * pitch, value, width);
+    }
   };
   if (s2s::simt::capturing(stream)) {
     s2s::simt::record(stream, fill);
@@ -292,8 +294,10 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
-    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
     default: return "unspecified launch failure";
   }
 }
