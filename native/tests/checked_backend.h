@@ -376,6 +376,13 @@ class CheckedHostBackend final : public s2s::Backend {
     t(dtable, "dtable"); t(dbias, "dbias");
     s2s::t5_relative_position_backward(dtable, dbias, options);
   }
+  void t5_relative_position_decoding_forward(
+      const s2s::Tensor& bias, const s2s::Tensor& table, const int32_t* key_end,
+      const s2s::T5RelativePositionOptions& options) override {
+    Open o(*this, "t5_relative_position_decoding_forward");
+    t(bias, "bias"); t(table, "table"); idx(key_end, 1, "key_end");
+    s2s::t5_relative_position_decoding_forward(bias, table, key_end, options);
+  }
   s2s::CrossEntropyResult cross_entropy_forward(const s2s::Tensor& lse, const s2s::Tensor& logits,
                                                 const int32_t* labels, int64_t num_labels,
                                                 const s2s::CrossEntropyOptions& options) override {

@@ -1249,6 +1249,36 @@ CUDA_TEST(cuda_rope) {
   }
 }
 
+// Decoding's bias, the offset read from key_end on the device: the CPU op's bits for caches of
+// 40 and 100 positions (bucket tables of 64 and 128), one and three new queries; a key_end
+// outside [Tq, Tk] is reported at synchronize.
+CUDA_TEST(cuda_t5_decoding_bias) {
+  const int64_t Hq = 4, NB = 32;
+  std::vector<float> table = random_vector(NB * Hq, 115);
+  Dev gt(table, {NB, Hq});
+  T5RelativePositionOptions o;
+  o.bidirectional = false;
+  o.max_distance = 20;
+  for (const int64_t Tk : {40, 100}) {
+    for (const int64_t Tq : {1, 3}) {
+      for (const int32_t end : {int32_t(Tq), int32_t(Tk / 2), int32_t(Tk)}) {
+        std::vector<float> want(Hq * Tq * Tk);
+        t5_relative_position_decoding_forward(view(want, {Hq, Tq, Tk}), view(table, {NB, Hq}),
+                                              &end, o);
+        std::vector<int32_t> ends = {end};
+        Dev gend(ends, DType::F32, {1}), gb(std::vector<float>(want.size()), {Hq, Tq, Tk});
+        cuda::t5_relative_position_decoding_forward(ctx(), gb.t, gt.t, gend.ptr<int32_t>(), o);
+        ctx().synchronize();
+        CHECK(opt::bit_equal(host_of(gb), want));
+      }
+    }
+  }
+  std::vector<int32_t> past = {41};
+  Dev gpast(past, DType::F32, {1}), gb(std::vector<float>(Hq * 40), {Hq, 1, 40});
+  cuda::t5_relative_position_decoding_forward(ctx(), gb.t, gt.t, gpast.ptr<int32_t>(), o);
+  CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+}
+
 CUDA_TEST(cuda_t5_relative_position) {
   const int64_t Hq = 4, NB = 32;
   for (bool bidirectional : {true, false}) {

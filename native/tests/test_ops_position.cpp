@@ -132,6 +132,38 @@ TEST(t5_rejects_bad_arguments) {
   CHECK_THROWS_CODE(t5_relative_position_forward(tb, t2, o), code::kShape);
 }
 
+// Decoding's bias over a cache of Tk positions, the queries' offset read from key_end[0], is
+// the plain bias with q_offset = key_end[0] - Tq, bit for bit; key_end[0] outside [Tq, Tk] and a
+// q_offset given besides are refused.
+TEST(t5_decoding_bias_reads_the_offset_from_key_end) {
+  const int64_t Hq = 3, NB = 32, Tk = 40;
+  std::vector<float> table = s2s_test::random_vector(size_t(NB * Hq), 7);
+  const Tensor tt = Tensor::contiguous(table.data(), DType::F32, {NB, Hq});
+  T5RelativePositionOptions o;
+  o.bidirectional = false;
+  o.max_distance = 20;  // 32 causal buckets: exact up to 16, logarithmic to 20
+  for (const int64_t Tq : {1, 3}) {
+    for (const int32_t end : {int32_t(Tq), 17, int32_t(Tk)}) {
+      std::vector<float> got(size_t(Hq * Tq * Tk)), want(got.size());
+      t5_relative_position_decoding_forward(
+          Tensor::contiguous(got.data(), DType::F32, {Hq, Tq, Tk}), tt, &end, o);
+      T5RelativePositionOptions plain = o;
+      plain.q_offset = end - Tq;
+      t5_relative_position_forward(Tensor::contiguous(want.data(), DType::F32, {Hq, Tq, Tk}), tt,
+                                   plain);
+      CHECK(opt::bit_equal(got, want));
+    }
+  }
+  std::vector<float> bias(size_t(Hq * 2 * Tk));
+  const Tensor tb = Tensor::contiguous(bias.data(), DType::F32, {Hq, 2, Tk});
+  for (const int32_t bad : {1, int32_t(Tk + 1)}) {  // before the 2 new queries; past the cache
+    CHECK_THROWS_CODE(t5_relative_position_decoding_forward(tb, tt, &bad, o), code::kArgument);
+  }
+  const int32_t end = 5;
+  o.q_offset = 1;
+  CHECK_THROWS_CODE(t5_relative_position_decoding_forward(tb, tt, &end, o), code::kArgument);
+}
+
 // ---------------------------------------------------------------------------------------------
 // RoPE
 

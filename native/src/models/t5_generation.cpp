@@ -58,9 +58,13 @@ Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, in
   const int64_t H = c.num_heads, D = c.head_dim, C = c.hidden_size, len = cache.length();
   const float eps = c.norm_eps;
   Var* h = nn::embedding(g, tokens, R, T, shared_, nullptr, nullptr);  // (R,T,C)
-  // (H,T,len+T): the new queries sit at positions len..len+T-1 of the decoder sequence.
-  Var* bias = nn::t5_position_bias(g, dec_rel_bias_, T, len + T, /*bidirectional=*/false,
-                                   c.relative_attention_max_distance, len);
+  // The new queries sit at positions len..len+T-1 of the decoder sequence. One new position
+  // (every decoding step): (H,1,capacity), the length read on the device, so a recorded step
+  // replays; several (a test's chunk): (H,T,len+T) for the whole-sequence attention.
+  Var* bias = T == 1 ? nn::t5_decoding_position_bias(g, dec_rel_bias_, T, cache,
+                                                      c.relative_attention_max_distance)
+                     : nn::t5_position_bias(g, dec_rel_bias_, T, len + T, /*bidirectional=*/false,
+                                            c.relative_attention_max_distance, len);
   AttentionOptions self_opts, cross_opts;
   self_opts.causal = true;
   self_opts.scale = 1.0f;  // T5's unscaled scores

@@ -104,6 +104,19 @@ Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
   return out;
 }
 
+Var* t5_decoding_position_bias(Graph& g, Param* table, int64_t T, KVCache& cache,
+                               int64_t max_distance) {
+  expect_inference(g, "t5_decoding_position_bias");
+  expect_cache_on_graph_backend(g, cache, "t5_decoding_position_bias");
+  const int64_t Hq = table->value.shape[1];
+  Var* bias = g.output({Hq, T, cache.capacity()}, false);
+  T5RelativePositionOptions o;
+  o.bidirectional = false;
+  o.max_distance = max_distance;
+  g.ops().t5_relative_position_decoding_forward(bias->value, table->value, cache.ranges(T).end, o);
+  return bias;
+}
+
 Var* last_position(Graph& g, Var* x) {
   const Tensor& xv = x->value;
   S2S_REQUIRE(xv.ndim == 3, code::kShape, "last_position", "expected x (R,T,C), got ",

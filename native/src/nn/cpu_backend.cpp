@@ -213,6 +213,11 @@ class CpuBackend final : public Backend {
                                      const T5RelativePositionOptions& options) override {
     s2s::t5_relative_position_backward(dtable, dbias, options);
   }
+  void t5_relative_position_decoding_forward(const Tensor& bias, const Tensor& table,
+                                             const int32_t* key_end,
+                                             const T5RelativePositionOptions& options) override {
+    s2s::t5_relative_position_decoding_forward(bias, table, key_end, options);
+  }
   CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                            const int32_t* labels, int64_t num_labels,
                                            const CrossEntropyOptions& options) override {

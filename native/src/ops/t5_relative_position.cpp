@@ -96,6 +96,22 @@ void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
                });
 }
 
+void t5_relative_position_decoding_forward(const Tensor& bias, const Tensor& table,
+                                           const int32_t* key_end,
+                                           const T5RelativePositionOptions& options) {
+  expect_f32(bias, {-1, -1, -1}, kOp, "bias");
+  const int64_t Tq = bias.shape[1], Tk = bias.shape[2];
+  S2S_REQUIRE(options.q_offset == 0, code::kArgument, kOp,
+              "decoding reads the query offset from key_end: expected q_offset 0, got ",
+              options.q_offset);
+  S2S_REQUIRE(key_end != nullptr && key_end[0] >= Tq && key_end[0] <= Tk, code::kArgument, kOp,
+              "expected key_end[0] in [", Tq, ", ", Tk, "] (the new queries before it, within ",
+              "the cache), got ", key_end != nullptr ? key_end[0] : -1);
+  T5RelativePositionOptions o = options;
+  o.q_offset = key_end[0] - Tq;
+  t5_relative_position_forward(bias, table, o);
+}
+
 // backward: per head, sum dbias into NB double accumulators in (i, j) order, then add once.
 void t5_relative_position_backward(const Tensor& dtable, const Tensor& dbias,
                                    const T5RelativePositionOptions& options) {

@@ -156,8 +156,8 @@ class Model {
                               int64_t rows, int64_t T, KVCache& cache);
   // Whether forward_cached with T = 1 queues the same device work at every decoding step for the
   // same rows, its only per-step values being the contents of tokens, positions and the cache's
-  // index arrays: then generation records one step and replays it (Backend::record). GPT-2 and
-  // Llama; not T5, whose position bias grows with the length.
+  // index arrays: then generation records one step and replays it (Backend::record). Every
+  // family here (T5's position bias reads the length from the cache's key_end on the device).
   virtual bool decoding_step_replayable() const { return false; }
   // Encoder-decoder: runs the encoder over batch (input_ids, attention_mask; B = the cache's
   // cross items) and stores every decoder layer's cross-attention keys/values in the cache.

@@ -48,6 +48,8 @@ class T5Model final : public Model {
   KVCacheShape cross_cache_shape() const override;
   // The decoder over T new tokens per row given the cached encoder keys/values; the relative
   // position bias is taken at the cache length (positions are ignored).
+  // Its decoding step's position bias reads the length on the device: replayable.
+  bool decoding_step_replayable() const override { return true; }
   Var* forward_cached(Graph& g, const int32_t* tokens, const int32_t* positions, int64_t rows,
                       int64_t T, KVCache& cache) override;
   // encode() then each decoder layer's EncDecAttention k and v of the encoder output, into the

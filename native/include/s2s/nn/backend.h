@@ -254,6 +254,10 @@ class Backend {
                                             const T5RelativePositionOptions& options) = 0;
   virtual void t5_relative_position_backward(const Tensor& dtable, const Tensor& dbias,
                                              const T5RelativePositionOptions& options) = 0;
+  // key_end is tensor memory (KVCache::ranges).
+  virtual void t5_relative_position_decoding_forward(
+      const Tensor& bias, const Tensor& table, const int32_t* key_end,
+      const T5RelativePositionOptions& options) = 0;
   virtual CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                                    const int32_t* labels, int64_t num_labels,
                                                    const CrossEntropyOptions& options) = 0;

@@ -131,6 +131,13 @@ std::vector<Var*> split_heads(Graph& g, Var* x, std::initializer_list<int64_t> h
 // row to its item's real (unpadded) encoder positions.
 Var* cross_attention(Graph& g, Var* q, KVCache& cache, int64_t layer,
                      const AttentionOptions& options);
+// T5's decoder self-attention bias (Hq,T,Tc) for T new positions at the cache's current length,
+// over every position the cache can hold (Tc, its capacity; cached_attention reads only those
+// before each row's key_end). The length is read from the cache's key_end array where the ops
+// read it (KVCache::ranges), so the step's work is the same at every length (a recorded step
+// replays right).
+Var* t5_decoding_position_bias(Graph& g, Param* table, int64_t T, KVCache& cache,
+                               int64_t max_distance);
 // x (R,T,C) -> (R,C): each row's last position (only its logits are needed when decoding).
 Var* last_position(Graph& g, Var* x);
 

@@ -29,6 +29,16 @@ struct T5RelativePositionOptions {
 void t5_relative_position_forward(const Tensor& bias, const Tensor& table,
                                   const T5RelativePositionOptions& options);
 
+// Decoding's bias over a KV cache: the Tq new queries sit at positions key_end[0] - Tq + i, read
+// from memory instead of passed as q_offset, so that a recorded decoding step (Backend::record)
+// stays right at every length; Tk is the cache capacity (the attention ignores keys past
+// key_end). Every row has the same length in a KVCache, so only key_end[0] is read, and it must
+// lie in [Tq, Tk]. options.q_offset must be 0.
+//   bias[h,i,j] = table[bucket(j - (key_end[0] - Tq + i)), h]
+void t5_relative_position_decoding_forward(const Tensor& bias, const Tensor& table,
+                                           const int32_t* key_end,
+                                           const T5RelativePositionOptions& options);
+
 // dtable[bucket, h] += sum of dbias[h,i,j] over the (i,j) in that bucket. ACCUMULATES into dtable
 // (the caller zeroes it); dtable with data == nullptr is skipped. Each head's column is summed in
 // double by one task in (i, j) order, so the result is deterministic.

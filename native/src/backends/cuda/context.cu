@@ -143,6 +143,9 @@ void Context::synchronize() {
     case KernelReport::KvCacheEnd:
       fail(code::kArgument, "kv_cache_append", "expected key_end[", index,
            "] within the capacity ", bound, " and after the new positions, got ", value);
+    case KernelReport::T5DecodingKeyEnd:
+      fail(code::kArgument, "t5_relative_position", "expected key_end[0] in [the new queries, ",
+           bound, "], got ", value);
     default:
       fail(code::kInternal, "cuda", "unknown kernel report ", r[0]);
   }

@@ -104,7 +104,7 @@ void fill_zero(Context& ctx, void* device_dst, size_t bytes);
 // Ids of the ops that report bad inputs from inside kernels (Context::error_slot).
 enum class KernelReport : unsigned long long {
   None = 0, EmbeddingId, EmbeddingPosition, CrossEntropyLabel, RopePosition, AttentionKeyMask,
-  AttentionCacheSlot, AttentionCacheRange, KvCacheSlot, KvCacheEnd,
+  AttentionCacheSlot, AttentionCacheRange, KvCacheSlot, KvCacheEnd, T5DecodingKeyEnd,
 };
 
 }  // namespace cuda

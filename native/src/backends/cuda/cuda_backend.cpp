@@ -300,6 +300,11 @@ class CudaBackend final : public Backend {
                                      const T5RelativePositionOptions& options) override {
     cuda::t5_relative_position_backward(ctx_, dtable, dbias, options);
   }
+  void t5_relative_position_decoding_forward(const Tensor& bias, const Tensor& table,
+                                             const int32_t* key_end,
+                                             const T5RelativePositionOptions& options) override {
+    cuda::t5_relative_position_decoding_forward(ctx_, bias, table, key_end, options);
+  }
   CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                            const int32_t* labels, int64_t num_labels,
                                            const CrossEntropyOptions& options) override {

@@ -163,6 +163,12 @@ void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor
                                   const T5RelativePositionOptions& options);
 void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Tensor& dbias,
                                    const T5RelativePositionOptions& options);
+// Decoding's bias, the query offset read from key_end[0] on the device; the buckets of every
+// offset the cache can hold are a constant table (uploaded by the first call). A key_end outside
+// [Tq, Tk] is reported at the next synchronize (S2S_ARGUMENT) and gives zeros.
+void t5_relative_position_decoding_forward(Context& ctx, const Tensor& bias, const Tensor& table,
+                                           const int32_t* key_end,
+                                           const T5RelativePositionOptions& options);
 
 // ---- cross_entropy.cu: the forward waits for the stream (the loss is returned); rows summed in
 // double in row order on the host. cross_entropy_rows queues without waiting (bad labels are

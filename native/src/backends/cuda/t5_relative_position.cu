@@ -4,6 +4,7 @@
 // bias element. The backward is deterministic in two passes: each diagonal (h, j - i) summed in
 // double in i order, then each (bucket, h) the sum of its diagonals in offset order.
 // Legend: Hq heads, Tq/Tk query/key length, NB num_buckets, R = Tq + Tk - 1 offsets.
+#include <string>
 #include <vector>
 
 #include "backends/cuda/check.cuh"
@@ -54,6 +55,48 @@ void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor
   for_each(ctx, Hq * Tq * Tk, kOp, [=] __device__(int64_t e) {
     const int64_t j = e % Tk, i = (e / Tk) % Tq, h = e / (Tk * Tq);
     out[e] = tab[int64_t(buckets[j - i + Tq - 1]) * Hq + h];
+  });
+}
+
+// The bucket of every offset j - q a cache of up to K positions can hold, q and j in [0, K):
+// index (j - q) + K - 1, K the capacity rounded up to a power of two (so a server decoding to
+// many lengths keeps a few tables). The same for the whole generation, so a constant table:
+// uploaded by the first decoding step of a capacity, never inside a recorded step.
+void t5_relative_position_decoding_forward(Context& ctx, const Tensor& bias, const Tensor& table,
+                                           const int32_t* key_end,
+                                           const T5RelativePositionOptions& options) {
+  const Dims d = check(bias, "bias", table, "table", options);
+  S2S_REQUIRE(options.q_offset == 0, code::kArgument, kOp,
+              "decoding reads the query offset from key_end: expected q_offset 0, got ",
+              options.q_offset);
+  S2S_REQUIRE(key_end != nullptr, code::kArgument, kOp, "expected a key_end array");
+  if (d.Hq * d.Tq * d.Tk == 0) return;
+  const int64_t Hq = d.Hq, Tq = d.Tq, Tk = d.Tk;
+  int64_t K = 64;
+  while (K < Tk) K *= 2;
+  const int64_t offsets = 2 * K - 1;
+  std::string key = "t5_decoding_buckets " + std::to_string(K) + " " + std::to_string(d.NB) +
+                    " " + std::to_string(options.max_distance) +
+                    (options.bidirectional ? " bidirectional" : " causal");
+  std::vector<float> host(static_cast<size_t>(offsets));  // small integers: exact in float
+  for (int64_t r = 0; r < offsets; ++r) {
+    host[size_t(r)] = float(t5_relative_position_bucket(r - (K - 1), options.bidirectional,
+                                                        d.NB, options.max_distance));
+  }
+  const float* buckets = ctx.constant_table(key, host);
+  float* out = bias.f32();
+  const float* tab = table.f32();
+  unsigned long long* err = ctx.error_slot();
+  for_each(ctx, Hq * Tq * Tk, kOp, [=] __device__(int64_t e) {
+    const int64_t j = e % Tk, i = (e / Tk) % Tq, h = e / (Tk * Tq);
+    const int64_t end = key_end[0];
+    if (end < Tq || end > Tk) {
+      if (e == 0) report_bad_input(err, KernelReport::T5DecodingKeyEnd, 0, end, Tk);
+      out[e] = 0.f;
+      return;
+    }
+    const int64_t q = end - Tq + i;
+    out[e] = tab[int64_t(buckets[j - q + K - 1]) * Hq + h];
   });
 }
 
