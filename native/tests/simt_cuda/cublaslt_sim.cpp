@@ -379,12 +379,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
       }
     }
   };
-  const cudaStream_t on = static_cast<cudaStream_t>(stream);
-  if (::s2s::simt::capturing(on)) {
-    ::s2s::simt::record(on, product);
-  } else {
-    product();
-  }
+  ::s2s::simt::run_or_record(static_cast<cudaStream_t>(stream), product);
   ++::s2s::simt::queued_work().matmuls;
   ::s2s::simt::after_queued_work();
   return CUBLAS_STATUS_SUCCESS;

@@ -159,9 +159,10 @@ struct QueuedWork {
   int64_t graph_launches = 0;
 };
 QueuedWork& queued_work();
-// Whether `stream` is being captured; record() adds an operation to its capture.
+// Whether `stream` is being captured. run_or_record runs a queued operation now, or adds it to
+// the stream's capture (its arguments copied into it, as a graph node holds them).
 bool capturing(cudaStream_t stream);
-void record(cudaStream_t stream, std::function<void()> operation);
+void run_or_record(cudaStream_t stream, std::function<void()> operation);
 
 inline Simulator& cuda_simulator() {
   static thread_local Simulator sim;
@@ -208,11 +209,7 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
     cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
                             [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
   };
-  if (capturing(stream)) {
-    record(stream, run);
-  } else {
-    run();
-  }
+  run_or_record(stream, run);
   ++queued_work().launches;
   after_queued_work();
 }

@@ -67,8 +67,12 @@ void count_copy(cudaMemcpyKind kind) {
   else ++w.device_copies;
 }
 bool capturing(cudaStream_t stream) { return stream != nullptr && stream->capture != nullptr; }
-void record(cudaStream_t stream, std::function<void()> operation) {
-  stream->capture->nodes.push_back(std::move(operation));
+void run_or_record(cudaStream_t stream, std::function<void()> operation) {
+  if (capturing(stream)) {
+    stream->capture->nodes.push_back(std::move(operation));
+  } else {
+    operation();
+  }
 }
 // A call a capture cannot hold: refused, and the capture ends in failure.
 cudaError_t refuse_in_capture(cudaStream_t stream) {
@@ -141,28 +145,21 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
-  if (s2s::simt::capturing(stream)) {
-    if (kind != cudaMemcpyDeviceToDevice) return s2s::simt::refuse_in_capture(stream);
-    s2s::simt::record(stream, [=] {
-      if (bytes != 0) std::memmove(dst, src, bytes);
-    });
-  } else if (bytes != 0) {
-    std::memmove(dst, src, bytes);
+  if (s2s::simt::capturing(stream) && kind != cudaMemcpyDeviceToDevice) {
+    return s2s::simt::refuse_in_capture(stream);
   }
+  s2s::simt::run_or_record(stream, [=] {
+    if (bytes != 0) std::memmove(dst, src, bytes);
+  });
   s2s::simt::count_copy(kind);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
-  auto fill = [=] {
+  s2s::simt::run_or_record(stream, [=] {
     if (bytes != 0) std::memset(dst, value, bytes);
-  };
-  if (s2s::simt::capturing(stream)) {
-    s2s::simt::record(stream, fill);
-  } else {
-    fill();
-  }
+  });
   ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;
@@ -172,18 +169,15 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
                               cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
-  auto copy = [=] {
+  if (s2s::simt::capturing(stream) && kind != cudaMemcpyDeviceToDevice) {
+    return s2s::simt::refuse_in_capture(stream);
+  }
+  s2s::simt::run_or_record(stream, [=] {
     for (size_t r = 0; r < height; ++r) {
       std::memmove(static_cast<char*>(dst) + r * dpitch,
                    static_cast<const char*>(src) + r * spitch, width);
     }
-  };
-  if (s2s::simt::capturing(stream)) {
-    if (kind != cudaMemcpyDeviceToDevice) return s2s::simt::refuse_in_capture(stream);
-    s2s::simt::record(stream, copy);
-  } else {
-    copy();
-  }
+  });
   s2s::simt::count_copy(kind);
   s2s::simt::after_queued_work();
   return cudaSuccess;
@@ -192,16 +186,11 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
                               cudaStream_t stream) {
   if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
   if (width > pitch) return cudaErrorInvalidValue;
-  auto fill = [=] {
+  s2s::simt::run_or_record(stream, [=] {
     for (size_t r = 0; r < height; ++r) {
       std::memset(static_cast<char*>(dst) + r * pitch, value, width);
     }
-  };
-  if (s2s::simt::capturing(stream)) {
-    s2s::simt::record(stream, fill);
-  } else {
-    fill();
-  }
+  });
   ++s2s::simt::queued_work().fills;
   s2s::simt::after_queued_work();
   return cudaSuccess;

@@ -89,9 +89,11 @@ void Context::activate() const {
   check_cuda(cudaSetDevice(options_.device), "cuda", "cudaSetDevice");
 }
 
-const float* Context::constant_table(const std::string& key, const std::vector<float>& values) {
+const float* Context::constant_table(const std::string& key,
+                                     const std::function<std::vector<float>()>& make) {
   auto it = constants_.find(key);
   if (it != constants_.end()) return static_cast<const float*>(it->second);
+  const std::vector<float> values = make();
   activate();
   void* table = nullptr;
   check_cuda(cudaMalloc(&table, sizeof(float) * std::max<size_t>(values.size(), 1)), "cuda",

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,9 +61,11 @@ class Context {
   unsigned long long* error_slot() const { return error_slot_; }
   GemmState*& gemm_state() { return gemm_; }
 
-  // A device copy of a small table the kernels read (rope's inverse frequencies), uploaded on
-  // the first call with this key and kept while the context lives, so no step uploads it again.
-  const float* constant_table(const std::string& key, const std::vector<float>& values);
+  // A device copy of a small table the kernels read (rope's inverse frequencies), made by
+  // `values` and uploaded on the first call with this key only, and kept while the context
+  // lives: no later call computes or uploads it again.
+  const float* constant_table(const std::string& key,
+                              const std::function<std::vector<float>()>& values);
 
  private:
   ContextOptions options_;

@@ -47,10 +47,12 @@ void rotate(Context& ctx, ActivationOut dst, const float* src, const Dims& d,
   uint32_t theta_bits = 0;
   std::memcpy(&theta_bits, &theta, sizeof(theta_bits));
   key += std::to_string(theta_bits);
-  std::vector<float> host_freq(static_cast<size_t>(half));
-  rope_inv_freq(host_freq.data(), d.D, theta);
-  const float* inv_freq = ctx.constant_table(key, host_freq);
   const int64_t T = d.T, H = d.H, D = d.D;
+  const float* inv_freq = ctx.constant_table(key, [half, D, theta] {
+    std::vector<float> host(static_cast<size_t>(half));
+    rope_inv_freq(host.data(), D, theta);
+    return host;
+  });
   unsigned long long* err = ctx.error_slot();
   for_each(ctx, n, kOp, [=] __device__(int64_t e) {
     const int64_t i = e % half, head_row = e / half;  // head_row = (b*T + t)*H + h

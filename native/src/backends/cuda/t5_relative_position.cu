@@ -78,12 +78,14 @@ void t5_relative_position_decoding_forward(Context& ctx, const Tensor& bias, con
   std::string key = "t5_decoding_buckets " + std::to_string(K) + " " + std::to_string(d.NB) +
                     " " + std::to_string(options.max_distance) +
                     (options.bidirectional ? " bidirectional" : " causal");
-  std::vector<float> host(static_cast<size_t>(offsets));  // small integers: exact in float
-  for (int64_t r = 0; r < offsets; ++r) {
-    host[size_t(r)] = float(t5_relative_position_bucket(r - (K - 1), options.bidirectional,
-                                                        d.NB, options.max_distance));
-  }
-  const float* buckets = ctx.constant_table(key, host);
+  const float* buckets = ctx.constant_table(key, [&] {
+    std::vector<float> host(static_cast<size_t>(offsets));  // small integers: exact in float
+    for (int64_t r = 0; r < offsets; ++r) {
+      host[size_t(r)] = float(t5_relative_position_bucket(r - (K - 1), options.bidirectional,
+                                                          d.NB, options.max_distance));
+    }
+    return host;
+  });
   float* out = bias.f32();
   const float* tab = table.f32();
   unsigned long long* err = ctx.error_slot();
