@@ -10,7 +10,8 @@
 # the development machine.
 #
 # C++ cannot parse two pieces of CUDA syntax; each .cu file is copied into the build tree with
-#   kernel<<<grid, block, smem, stream>>>(args)  ->  ::s2s::simt::cuda_launch(kernel, grid, block, smem, stream, args)
+#   kernel<<<grid, block, smem, stream>>>(args)
+#     ->  ::s2s::simt::cuda_launch("kernel", kernel, grid, block, smem, stream, args)
 #   extern __shared__ [__align__(n)] T name[];   ->  T* name = ::s2s::simt::cuda_dynamic_smem<T>();
 # (kernels are launched by name with their template arguments written out).
 # .cuh headers are rewritten too, into a folder that shadows native/src on the include path.
@@ -25,9 +26,9 @@ foreach(cu IN LISTS S2S_SIM_CU_SOURCES)
   string(REGEX REPLACE "extern __shared__ (__align__\\([0-9]+\\) )?([A-Za-z_0-9]+) ([A-Za-z_0-9]+)\\[\\];"
          "\\2* \\3 = ::s2s::simt::cuda_dynamic_smem<\\2>();" text "${text}")
   string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\(\\)"
-         "::s2s::simt::cuda_launch(\\1, \\3)" text "${text}")
+         "::s2s::simt::cuda_launch(\"\\1\", \\1, \\3)" text "${text}")
   string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\("
-         "::s2s::simt::cuda_launch(\\1, \\3, " text "${text}")
+         "::s2s::simt::cuda_launch(\"\\1\", \\1, \\3, " text "${text}")
   if(text MATCHES "<<<|__shared__ [A-Za-z_0-9]+ [A-Za-z_0-9]+\\[\\];")
     message(FATAL_ERROR "cuda_sim.cmake: ${cu} has CUDA syntax the rewrite does not cover")
   endif()

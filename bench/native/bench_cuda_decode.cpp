@@ -8,8 +8,9 @@
 //     op by op (Graph::replay_decoding_steps off) is "generate_op_by_op", so the two side by
 //     side show what the replay saves. Both report "replayed_steps".
 //     In the simulator (bench_cuda_decode_sim) it also counts the work one decoding step queues
-//     ("work_per_step": launches, GEMMs, uploads, downloads, device copies, fills), which does
-//     not depend on the channel count: --layers 12 with small channels gives GPT-2 124M's.
+//     ("work_per_step": launches, GEMMs, uploads, downloads, device copies, fills; with
+//     --work-detail by kernel and GEMM shape too), which does not depend on the channel count:
+//     --layers 12 with small channels gives GPT-2 124M's.
 //   - "attention_cached": the cached-attention op alone, one new query per row against caches
 //     of growing length, in microseconds per call and as a fraction of the GPU's memory
 //     bandwidth (the op reads every cached key and value once per query head: that is its
@@ -17,7 +18,7 @@
 //
 //   bench_cuda_decode [--batch 1] [--prompt 512] [--new 512] [--layers 12] [--channels 768]
 //                     [--heads 12] [--vocab 50257] [--repeat 3] [--bf16] [--peak-gbps G]
-//                     [--contexts 256,1024,4096]
+//                     [--contexts 256,1024,4096] [--work-detail]
 //
 // --bf16: bf16 compute (the linears multiply bf16 copies of the weights, as `--dtype bfloat16`);
 // the KV cache and attention stay fp32 either way.
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "queued_work_json.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
 
@@ -53,6 +55,7 @@ struct Args {
   int64_t B = 1, prompt = 512, fresh = 512, L = 12, C = 768, H = 12, V = 50257;
   int repeat = 3;
   bool bf16 = false;
+  bool work_detail = false;  // simulator: work per step by kernel and GEMM shape
   double peak_gbps = 0;  // 0: from the device
   std::vector<int64_t> contexts = {256, 1024, 4096};
 };
@@ -80,6 +83,7 @@ Args parse(int argc, char** argv) {
     if (k == "--batch") a.B = std::atoll(next());
     else if (k == "--prompt") a.prompt = std::atoll(next());
     else if (k == "--new") a.fresh = std::atoll(next());
+    else if (k == "--work-detail") a.work_detail = true;
     else if (k == "--layers") a.L = std::atoll(next());
     else if (k == "--channels") a.C = std::atoll(next());
     else if (k == "--heads") a.H = std::atoll(next());
@@ -148,21 +152,8 @@ std::string generate_json(const Args& a, bool replay) {
     const GenerateResult res = generate(*model, g, cache, inputs, gc);
 #if S2S_SIMT_SIM
     if (r == 0 && res.steps > warm_steps) {  // the same prefill: the difference is the steps'
-      const s2s::simt::QueuedWork w = s2s::simt::queued_work();
-      const double n = double(res.steps - warm_steps);
-      char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    ",\"work_per_step\":{\"launches\":%.1f,\"gemms\":%.1f,\"uploads\":%.1f,"
-                    "\"downloads\":%.1f,\"device_copies\":%.1f,\"fills\":%.1f,"
-                    "\"graph_launches\":%.1f}",
-                    double(w.launches - warm_work.launches) / n,
-                    double(w.matmuls - warm_work.matmuls) / n,
-                    double(w.uploads - warm_work.uploads) / n,
-                    double(w.downloads - warm_work.downloads) / n,
-                    double(w.device_copies - warm_work.device_copies) / n,
-                    double(w.fills - warm_work.fills) / n,
-                    double(w.graph_launches - warm_work.graph_launches) / n);
-      work_json = buf;
+      work_json = s2s_bench::queued_work_json(warm_work, s2s::simt::queued_work(),
+                                              double(res.steps - warm_steps), a.work_detail);
     }
 #endif
     const double decode_s = res.decode_ms / 1e3;

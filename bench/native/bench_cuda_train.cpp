@@ -9,7 +9,7 @@
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
 //                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]]
-//                    [--attention-fp32]
+//                    [--attention-fp32] [--work-detail]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
@@ -32,6 +32,10 @@
 // --profile synchronises around every op and adds "profile_ms": the mean time per step spent in
 // each op family (linear, attention, layernorm, ...); the synchronisations make the step slower,
 // so the throughput figures of a profiled run are not the ones to report.
+// In the simulator (bench_cuda_train_sim) either path adds "work_per_step": the launches, GEMMs,
+// uploads, downloads, device copies and fills a timed step queues (queued_work_json.h), and with
+// --work-detail the launches by kernel and the GEMMs by shape. They do not depend on the channel
+// count, so --layers 12 with small channels gives GPT-2 124M's counts.
 // --trace records the timed steps' GPU activity with CUPTI (kernel_trace.h; either path, no
 // synchronisation per op) and adds "trace": the GPU's busy time per step against the step's
 // (the rest is the GPU waiting for the host) and the kernels that took it, by name.
@@ -59,6 +63,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "queued_work_json.h"
 #include "kernel_trace.h"
 #include "s2s/device.h"
 #include "s2s/error.h"
@@ -90,6 +95,7 @@ struct Args {
   bool chunked_loss = false;  // --model only: Model::set_chunked_loss
   int64_t lora_rank = 0;      // --model only: LoRA of this rank on c_attn instead of full training
   bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
+  bool work_detail = false;     // simulator: work per step by kernel and GEMM shape
 };
 
 Args parse(int argc, char** argv) {
@@ -114,6 +120,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--chunked-loss") a.chunked_loss = true;
     else if (k == "--lora") a.lora_rank = std::atoll(next());
     else if (k == "--attention-fp32") a.attention_fp32 = true;
+    else if (k == "--work-detail") a.work_detail = true;
     else s2s_bench::unknown_option("bench_cuda_train", k);
   }
   return a;
@@ -304,8 +311,12 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   std::string why_no_trace;
   std::unique_ptr<s2s_bench::KernelTrace> trace = start_trace(a, &why_no_trace);
   std::vector<double> times, losses;
+  std::string work_json;
   for (int i = 0; i < a.warmup + a.steps; ++i) {
     if (trace && i >= a.warmup) trace->begin_step();
+#if S2S_SIMT_SIM
+    if (i == a.warmup) s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
     const double t0 = now_s();
     g.reset();
     g.dropout_seed = uint64_t(i + 1);  // a fresh dropout mask each step (LoRA's)
@@ -324,6 +335,10 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, stats.grad_norm,
                  dt * 1e3);
   }
+#if S2S_SIMT_SIM
+  work_json = s2s_bench::queued_work_json(s2s::simt::QueuedWork{}, s2s::simt::queued_work(),
+                                          double(a.steps), a.work_detail);
+#endif
   double total = 0;
   for (double t : times) total += t;
   const double step_s = total / double(times.size());
@@ -343,7 +358,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
-              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu%s}\n",
+              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu%s%s}\n",
               st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
               (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
@@ -351,7 +366,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
               (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
-              trace_json(a, trace.get(), why_no_trace).c_str());
+              trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
   return 0;
 }
 
@@ -527,6 +542,9 @@ int main(int argc, char** argv) {
     std::vector<double> times, losses;
     for (int i = 0; i < a.warmup + a.steps; ++i) {
       timing = i >= a.warmup;
+#if S2S_SIMT_SIM
+      if (i == a.warmup) s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
       if (trace && timing) trace->begin_step();
       const double t0 = now_s();
       const auto [loss, norm] = step(i);
@@ -536,6 +554,11 @@ int main(int argc, char** argv) {
       if (i >= a.warmup) times.push_back(dt);
       std::fprintf(stderr, "step %d: loss %.4f, grad norm %.3f, %.1f ms\n", i, loss, norm, dt * 1e3);
     }
+    std::string work_json;
+#if S2S_SIMT_SIM
+    work_json = s2s_bench::queued_work_json(s2s::simt::QueuedWork{}, s2s::simt::queued_work(),
+                                            double(a.steps), a.work_detail);
+#endif
     double total = 0;
     for (double t : times) total += t;
     const double step_s = total / double(times.size());
@@ -546,13 +569,13 @@ int main(int argc, char** argv) {
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
                 "\"tf32\":%s,\"attention\":\"%s\",\"first_loss\":%.5f,\"last_loss\":%.5f,"
-                "\"arena_peak_bytes\":%zu%s%s}\n",
+                "\"arena_peak_bytes\":%zu%s%s%s}\n",
                 st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
                 (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
                 mfu, a.peak_tflops, a.tf32 ? "true" : "false",
                 a.attention_fp32 ? "float32" : "bfloat16", losses.front(), losses.back(),
                 ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str(),
-                trace_json(a, trace.get(), why_no_trace).c_str());
+                trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
     return 0;
   } catch (const Error& e) {
     std::fprintf(stderr, "bench_cuda_train: %s: %s\n", e.code().c_str(), e.what());

@@ -19,6 +19,7 @@
 // and a wrong mapping gives wrong numbers. TF32 compute rounds the operands to TF32 first.
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/cublaslt_api.h"
@@ -381,6 +382,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
   };
   ::s2s::simt::run_or_record(static_cast<cudaStream_t>(stream), product);
   ++::s2s::simt::queued_work().matmuls;
+  // Row-major D (rows x cols) += A-side (rows x k) B-side (k x cols), as the counts name it.
+  const char* type = la.type == CUDA_R_32F ? "f32" : la.type == CUDA_R_16BF ? "bf16" : "f16";
+  ++::s2s::simt::queued_work().matmuls_by_shape[std::string(type) + " " + std::to_string(s.n) +
+                                                "x" + std::to_string(s.m) + "x" +
+                                                std::to_string(s.k) + (beta != 0.f ? " +=" : "")];
   ::s2s::simt::after_queued_work();
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -153,10 +155,16 @@ void after_queued_work();
 // direction, fills and cuBLASLt matmuls. Tests count a decoding step's work with it (on a GPU
 // each is an API call and a gap between kernels).
 // A recorded operation (stream capture) counts where it is recorded, not when a graph replays
-// it; graph_launches counts the replays.
+// it; graph_launches counts the replays. The bytes of device copies and fills are summed, and
+// launches_by_kernel splits `launches` by the kernel's
+// name as the launch spells it (template arguments included), matmuls_by_shape `matmuls` by
+// operand type and shape.
 struct QueuedWork {
   int64_t launches = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0, matmuls = 0;
   int64_t graph_launches = 0;
+  int64_t device_copy_bytes = 0, fill_bytes = 0;
+  std::map<std::string, int64_t> launches_by_kernel;
+  std::map<std::string, int64_t> matmuls_by_shape;  // "bf16 4096x768x3072 +=": rows x cols x k
 };
 QueuedWork& queued_work();
 // Whether `stream` is being captured. run_or_record runs a queued operation now, or adds it to
@@ -190,9 +198,10 @@ T* cuda_dynamic_smem() {
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...): the arguments are copied into the kernel's
-// parameter types (as a launch does), then every block runs in the simulator.
+// parameter types (as a launch does), then every block runs in the simulator. `name` is the
+// launch's spelling of the kernel (cmake/cuda_sim.cmake writes it in), for the counts.
 template <typename... P, typename... A>
-void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
+void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
                  cudaStream_t stream = nullptr, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong argument count");
   if (!on_current_device(stream)) {
@@ -211,6 +220,7 @@ void cuda_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
   };
   run_or_record(stream, run);
   ++queued_work().launches;
+  ++queued_work().launches_by_kernel[name];
   after_queued_work();
 }
 

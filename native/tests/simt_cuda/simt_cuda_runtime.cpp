@@ -60,11 +60,16 @@ QueuedWork& queued_work() {
   static thread_local QueuedWork w;
   return w;
 }
-void count_copy(cudaMemcpyKind kind) {
+void count_copy(cudaMemcpyKind kind, size_t bytes) {
   QueuedWork& w = queued_work();
-  if (kind == cudaMemcpyHostToDevice) ++w.uploads;
-  else if (kind == cudaMemcpyDeviceToHost) ++w.downloads;
-  else ++w.device_copies;
+  if (kind == cudaMemcpyHostToDevice) {
+    ++w.uploads;
+  } else if (kind == cudaMemcpyDeviceToHost) {
+    ++w.downloads;
+  } else {
+    ++w.device_copies;
+    w.device_copy_bytes += int64_t(bytes);
+  }
 }
 bool capturing(cudaStream_t stream) { return stream != nullptr && stream->capture != nullptr; }
 void run_or_record(cudaStream_t stream, std::function<void()> operation) {
@@ -151,7 +156,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   s2s::simt::run_or_record(stream, [=] {
     if (bytes != 0) std::memmove(dst, src, bytes);
   });
-  s2s::simt::count_copy(kind);
+  s2s::simt::count_copy(kind, bytes);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
@@ -161,6 +166,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
     if (bytes != 0) std::memset(dst, value, bytes);
   });
   ++s2s::simt::queued_work().fills;
+  s2s::simt::queued_work().fill_bytes += int64_t(bytes);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
@@ -178,7 +184,7 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
                    static_cast<const char*>(src) + r * spitch, width);
     }
   });
-  s2s::simt::count_copy(kind);
+  s2s::simt::count_copy(kind, width * height);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
@@ -192,6 +198,7 @@ cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, 
     }
   });
   ++s2s::simt::queued_work().fills;
+  s2s::simt::queued_work().fill_bytes += int64_t(width * height);
   s2s::simt::after_queued_work();
   return cudaSuccess;
 }
