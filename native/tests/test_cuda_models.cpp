@@ -300,6 +300,8 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
 // full fine-tuning and LoRA (PEFT's default targets, so some norms stay f32) over frozen bf16
 // views. Every fixture; T5 with dropout 0.1 (the dropout writes the 16-bit input of wo and of
 // an untied head) except in fp16 (the activation writes it).
+// (Also the rounded copies nn::linear keeps of f32 inputs for the dW GEMM: gated by the same
+// switch, so they too must change no bit.)
 CUDA_TEST(cuda_model_half_activations_change_no_bit) {
   using namespace s2s_test::parity;
   for (const std::string& name : s2s_test::parity_fixtures()) {
@@ -316,6 +318,37 @@ CUDA_TEST(cuda_model_half_activations_change_no_bit) {
     }
   }
 }
+
+#if S2S_SIMT_SIM
+// A 16-bit linear's f32 input is rounded once per training step, not by each GEMM that reads it:
+// its producer writes it in 16 bits (norms, activations: Graph::half_activations), or
+// nn::linear rounds it once and keeps the copy for the dW GEMM (attention's output, T5's
+// inputs). So no linear forward or backward launches its own rounding pass (linear.cu's
+// rounded_copy), in bf16 and fp16, every fixture (simulator only: it counts kernels by name).
+CUDA_TEST(cuda_training_step_rounds_each_linear_input_once) {
+  using namespace s2s_test::parity;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
+      Setup s;
+      s.compute = compute;
+      std::unique_ptr<Built> m = build(name, s, gpu());
+      Fixture fx(s2s_test::fixture_dir(name));
+      s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+      train_step(*m, fx.batch, 1, false, 1);
+      int64_t rounded = 0, casts = 0;
+      for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
+        if (kernel.find(" in rounded_copy") != std::string::npos) rounded += n;
+        if (kernel.find(" in cast_forward") != std::string::npos) casts += n;
+      }
+      const std::string tag = name + (compute == ComputeDType::BF16 ? " bf16" : " fp16");
+      std::printf("  %s: %lld input roundings in a training step\n", tag.c_str(),
+                  (long long)casts);
+      CHECK_MSG(rounded == 0, tag + ": " + std::to_string(rounded) +
+                                  " rounding passes inside linear forward/backward");
+    }
+  }
+}
+#endif
 
 // GPT-2's c_fc and gelu run their backward as one op (nn::linear_gelu,
 // cuda::linear_gelu_backward: gelu's gradient made as the linear's dbias pass reads it, never

@@ -29,6 +29,23 @@ Var* linear_output(Graph& g, Var* x, const LinearWeights& w) {
   return y;
 }
 
+// x as both GEMMs that read it take it: an f32 x under a 16-bit weight whose gradient is
+// tracked is rounded once here and kept for the backward's dW, on a backend that takes 16-bit
+// inputs, instead of being rounded by the forward and again by the backward (the same bits; as
+// autocast keeps its bf16 copy of the input). Otherwise x itself: the backend rounds it where
+// needed (the forward only, when dW is not tracked: frozen bases under LoRA).
+static Tensor matmul_input(Graph& g, Var* x, const Tensor& w, Param* weight) {
+  const Tensor& xv = x->value;
+  if (xv.dtype != DType::F32 || w.dtype == DType::F32 || !g.tracks(weight) ||
+      !g.half_activations || !g.ops().takes_half_activations()) {
+    return xv;
+  }
+  const Tensor flat = g.tensor(w.dtype, {xv.numel()});
+  const Tensor rounded = Tensor::contiguous(flat.data, w.dtype, xv.ndim, xv.shape);
+  g.ops().cast(rounded, xv);
+  return rounded;
+}
+
 static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayout layout) {
   const Tensor& w = weight->matmul_value();
   const bool needs_grad =
@@ -38,16 +55,17 @@ static Var* base_linear(Graph& g, Var* x, Param* weight, Param* bias, WeightLayo
   // dy, so its first writer may store it as bf16 (cleared again below when LoRA reads dy).
   y->grad_bf16_ok = w.dtype == DType::BF16 && bias == nullptr;
   const Tensor b = bias ? bias->value : Tensor{};
-  g.ops().linear_forward(y->value, x->value, w, b, layout);
+  const Tensor xm = matmul_input(g, x, w, weight);
+  g.ops().linear_forward(y->value, xm, w, b, layout);
   if (needs_grad) {
-    g.on_backward([&g, x, y, weight, bias, layout] {
+    g.on_backward([&g, x, xm, y, weight, bias, layout] {
       const Tensor dy = g.grad_if_present(y);
       if (dy.data == nullptr) return;
       const Tensor db = bias != nullptr ? bias->grad : Tensor{};
       // The first writer of x's gradient overwrites it (gemm beta 0) instead of zero-filling it
       // and accumulating; a later writer (x used twice: residuals, LoRA) accumulates.
       const Graph::GradBuffer dx = g.grad_for_write(x);
-      g.ops().linear_backward(dx.grad, weight->grad, db, dy, x->value, weight->matmul_value(),
+      g.ops().linear_backward(dx.grad, weight->grad, db, dy, xm, weight->matmul_value(),
                               layout, dx.fresh);
     });
   }

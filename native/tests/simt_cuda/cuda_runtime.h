@@ -20,6 +20,7 @@
 #include <map>
 #include <string>
 #include <tuple>
+#include <typeinfo>
 #include <type_traits>
 #include <utility>
 
@@ -197,6 +198,19 @@ T* cuda_dynamic_smem() {
   return reinterpret_cast<T*>(running().shared_memory());
 }
 
+// The function a kernel's lambda parameter was written in ("add_forward"), or "" for other
+// types: generic kernels (for_each_kernel<F>) are counted by the op that launched them.
+std::string lambda_owner(const char* mangled);
+template <typename... P>
+std::string kernel_count_key(const char* name) {
+  std::string owner;
+  ((owner.empty() && std::is_class_v<std::decay_t<P>>
+        ? (void)(owner = lambda_owner(typeid(std::decay_t<P>).name()))
+        : (void)0),
+   ...);
+  return owner.empty() ? std::string(name) : std::string(name) + " in " + owner;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...): the arguments are copied into the kernel's
 // parameter types (as a launch does), then every block runs in the simulator. `name` is the
 // launch's spelling of the kernel (cmake/cuda_sim.cmake writes it in), for the counts.
@@ -220,7 +234,7 @@ void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, 
   };
   run_or_record(stream, run);
   ++queued_work().launches;
-  ++queued_work().launches_by_kernel[name];
+  ++queued_work().launches_by_kernel[kernel_count_key<P...>(name)];
   after_queued_work();
 }
 

@@ -4,10 +4,14 @@
 // make its context's device current fails as it would on a multi-GPU machine: work queued on a
 // stream of another device than the calling thread's current one is refused (the real runtime's
 // cudaErrorInvalidResourceHandle).
+#include <cxxabi.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -56,6 +60,67 @@ int stream_device(cudaStream_t stream) { return stream == nullptr ? current_devi
 void set_device_switching(bool on) { switching = on; }
 unsigned devices_set_up() { return set_up; }
 void forget_set_up_devices() { set_up = 0; }
+// cudaMalloc's allocations and their sizes, for cudaMemGetInfo. Never destroyed: static
+// destructors elsewhere may still free device memory.
+struct HeldBytes {
+  std::mutex mutex;
+  std::unordered_map<const void*, size_t> blocks;
+  size_t bytes = 0;
+};
+HeldBytes& held() {
+  static HeldBytes* h = new HeldBytes;
+  return *h;
+}
+void hold_device_bytes(const void* p, size_t bytes) {
+  std::lock_guard<std::mutex> lock(held().mutex);
+  held().blocks[p] = bytes;
+  held().bytes += bytes;
+}
+void release_device_bytes(const void* p) {
+  std::lock_guard<std::mutex> lock(held().mutex);
+  const auto it = held().blocks.find(p);
+  if (it == held().blocks.end()) return;
+  held().bytes -= it->second;
+  held().blocks.erase(it);
+}
+size_t device_bytes_held() {
+  std::lock_guard<std::mutex> lock(held().mutex);
+  return held().bytes;
+}
+std::string lambda_owner(const char* mangled) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  if (d == nullptr) return "";
+  std::string s = d;
+  std::free(d);
+  const size_t lambda = s.find("::{lambda");
+  if (lambda == std::string::npos) return "";
+  s.resize(lambda);
+  // "s2s::cuda::(anonymous namespace)::gelu_rows(s2s::cuda::Context&, ...)" -> "gelu_rows"
+  if (!s.empty() && s.back() == ')') {
+    int depth = 0;
+    for (size_t i = s.size(); i-- > 0;) {
+      depth += s[i] == ')' ? 1 : s[i] == '(' ? -1 : 0;
+      if (depth == 0) {
+        s.resize(i);
+        break;
+      }
+    }
+  }
+  // "...::column_sums<...::DoutRead>" -> "column_sums"
+  if (!s.empty() && s.back() == '>') {
+    int depth = 0;
+    for (size_t i = s.size(); i-- > 0;) {
+      depth += s[i] == '>' ? 1 : s[i] == '<' ? -1 : 0;
+      if (depth == 0) {
+        s.resize(i);
+        break;
+      }
+    }
+  }
+  const size_t colon = s.rfind("::");
+  return colon == std::string::npos ? s : s.substr(colon + 2);
+}
 QueuedWork& queued_work() {
   static thread_local QueuedWork w;
   return w;
@@ -127,9 +192,12 @@ cudaError_t cudaDriverGetVersion(int* version) {
   *version = 13000;
   return cudaSuccess;
 }
+// Free memory as a device reports it: its size less what cudaMalloc holds (all devices and
+// threads together: the simulated devices share the host's memory).
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   set_up_current();
-  *free_bytes = kDeviceBytes;
+  const size_t held = s2s::simt::device_bytes_held();
+  *free_bytes = held < kDeviceBytes ? kDeviceBytes - held : 0;
   *total_bytes = kDeviceBytes;
   return cudaSuccess;
 }
@@ -140,10 +208,12 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   void* p = rounded == 0 ? nullptr : std::aligned_alloc(256, rounded);
   if (rounded != 0 && p == nullptr) return cudaErrorMemoryAllocation;
   if (p != nullptr) std::memset(p, 0xFF, rounded);
+  if (p != nullptr) s2s::simt::hold_device_bytes(p, rounded);
   *ptr = p;
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* ptr) {
+  s2s::simt::release_device_bytes(ptr);
   std::free(ptr);
   return cudaSuccess;
 }
