@@ -334,6 +334,32 @@ export interface OptimizerStepOptions {
   gradScale?: number;
 }
 
+/**
+ * A model's memory in bytes, by role, as `Model.memory()` reports it. On a GPU every figure but
+ * the device's is GPU memory the model holds; on the CPU, host memory.
+ */
+export interface ModelMemory {
+  /** Where the model runs: "cpu" or "cuda:N". */
+  device: "cpu" | `cuda:${number}`;
+  /** Parameter values the model holds (fp32 masters; frozen weights in their dtype). */
+  parameterBytes: number;
+  /** Frozen weights read in place from their memory-mapped safetensors file (LoRA on a bf16 base on the CPU): page cache, shared, not counted in the others. */
+  mappedParameterBytes: number;
+  /** Gradients of the trainable parameters. */
+  gradientBytes: number;
+  /** AdamW's two moments (allocated at the first optimizer step). */
+  optimizerStateBytes: number;
+  /** bf16/f16 copies of the weights the linear layers multiply with (0 in float32). */
+  computeCopyBytes: number;
+  /** The most activation memory (activations, their gradients, scratch) in use at once since the model was loaded or the last `memory({ resetPeak: true })`, over every pass: training steps, evaluation, generation. */
+  activationPeakBytes: number;
+  /** What the activation arenas hold reserved for the next pass (kept, not returned, between passes). */
+  activationReservedBytes: number;
+  /** The GPU's memory and what is free on it now (every process's use counted); null on the CPU. */
+  deviceTotalBytes: number | null;
+  deviceFreeBytes: number | null;
+}
+
 /** A loaded model (native/napi/model.cpp). One call at a time: a second one rejects with S2S_BUSY. */
 export interface NativeModel {
   info(): { modelType: string; computeDtype: ComputeDTypeName;
@@ -347,6 +373,8 @@ export interface NativeModel {
             /** Whether setChunkedLoss(true) is in effect. */
             chunkedLoss: boolean;
             params: NativeParamInfo[]; unusedTensors: string[] };
+  /** Where the model's memory goes (native/napi/model.cpp, Model.memory). */
+  memory(options?: { resetPeak?: boolean }): ModelMemory;
   setTrainable(all: boolean): void;
   /**
    * Gradient checkpointing (transformers' gradient_checkpointing_enable()): each transformer block

@@ -2,7 +2,7 @@
 export { Tensor, type DTypeName } from "./tensor.js";
 export { matmul, type MatmulArgs } from "./matmul.js";
 export { layerNorm, layerNormBackward, softmax, gelu, attention, crossEntropy, adamwUpdate, type AttentionArgs } from "./ops.js";
-export type { AdamWOptions, CrossEntropyOptions, CudaInfo, CudaDeviceInfo, DeviceName } from "../bindings/native.js";
+export type { AdamWOptions, CrossEntropyOptions, CudaInfo, CudaDeviceInfo, DeviceName, ModelMemory } from "../bindings/native.js";
 export { nativeInfo, setNumThreads, setIsa, type IsaName, type NativeInfo } from "./system.js";
 export { runDoctor, formatDoctor, type DoctorReport } from "./doctor.js";
 export { isNativeError, type NativeError } from "../bindings/native.js";

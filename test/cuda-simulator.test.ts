@@ -153,6 +153,32 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     expect(steps(second.progress)).toEqual(steps(first.progress));
   });
 
+  it("memory() and the run log report the GPU's memory", async () => {
+    const m = await Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda", trainable: true });
+    const n = m.info().parameters;
+    const before = m.memory();
+    // The simulated device: 16 GiB, its free memory what cudaMalloc does not hold.
+    expect(before).toMatchObject({ device: "cuda:0", parameterBytes: 4 * n, gradientBytes: 4 * n, deviceTotalBytes: 16 * 2 ** 30 });
+    expect(before.deviceFreeBytes!).toBeLessThanOrEqual(before.deviceTotalBytes! - 8 * n);
+    expect(before.activationPeakBytes).toBe(0);
+    const batch = { batchSize: 1, seqLen: 4, inputIds: Int32Array.from([1, 2, 3, 4]), labels: Int32Array.from([1, 2, 3, 4]) };
+    await m.trainStep(batch, { step: 1, lr: 1e-3, training: false });
+    const after = m.memory();
+    expect(after.activationPeakBytes).toBeGreaterThan(0);  // the device arena's, not the host's
+    expect(after.optimizerStateBytes).toBe(8 * n);
+    expect(after.deviceFreeBytes!).toBeLessThan(before.deviceFreeBytes!);  // moments, arena blocks
+
+    const r = await run("gpt2", "causal", ["model.device=cuda", "train.logging_steps=2"]);
+    const log = readFileSync(path.join(r.dir, "logs", "run.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const lines = log.filter((l) => /^step \d+\/4$/.test(l.msg));
+    expect(lines.map((l) => l.msg)).toEqual(["step 2/4", "step 4/4"]);
+    for (const l of lines) {
+      expect(l.peak_memory_mb).toBeGreaterThan(0);
+      expect(l.gpu_memory_total_mb).toBe(16384);
+      expect(l.gpu_memory_used_mb).toBeGreaterThan(0);
+    }
+  });
+
   it("float16 on cuda trains with the loss scaler", async () => {
     const r = await run("llama-gqa", "causal", ["model.device=cuda", "model.dtype=float16", "model.method=full"]);
     expect(ranOn(r.dir)).toBe("cuda:0");

@@ -87,6 +87,28 @@ describe("models against the PyTorch fixtures", () => {
     expect(() => fp32.setLossScaler({ scale: 2, growthTracker: 0 })).toThrow(/float16 compute/);
   });
 
+  it("gpt2: memory() reports parameters, gradients, AdamW state, bf16 copies and the activation peak", async () => {
+    const { batch } = fixture("gpt2");
+    const model = await Model.load(path.join(root, "gpt2"), { computeDtype: "bfloat16", trainable: true });
+    const info = model.info();
+    const n = info.parameters;
+    expect(model.memory()).toMatchObject({
+      device: "cpu", parameterBytes: 4 * n, mappedParameterBytes: 0, gradientBytes: 4 * n, optimizerStateBytes: 0,
+      computeCopyBytes: info.computeCopyBytes, deviceTotalBytes: null, deviceFreeBytes: null,
+    });
+    await model.forward(batch);
+    const forward = model.memory().activationPeakBytes;
+    expect(forward).toBeGreaterThan(0);
+    await model.trainStep(batch, { step: 1, lr: 1e-3, training: false });
+    const trained = model.memory({ resetPeak: true });
+    expect(trained.optimizerStateBytes).toBe(8 * n);  // AdamW's two moments, from the first step
+    // The step keeps activations for the backward and holds their gradients: more than a forward.
+    expect(trained.activationPeakBytes).toBeGreaterThan(forward);
+    expect(trained.activationReservedBytes).toBeGreaterThanOrEqual(trained.activationPeakBytes);
+    // The peak restarts from what is in use at the reset, at most the step's.
+    expect(model.memory().activationPeakBytes).toBeLessThanOrEqual(trained.activationPeakBytes);
+  });
+
   it("the trainer counts a batch's loss tokens as the models do (float16's scaled mean loss)", async () => {
     for (const name of ["gpt2", "t5-relu-tied"]) {
       const { batch } = fixture(name);

@@ -226,6 +226,13 @@ describe("checkpoints", () => {
     const log = readFileSync(path.join(dir, "logs/run.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(log[0]).toMatchObject({ level: 30, msg: "training", total_steps: 4 });
     expect(log.filter((l) => l.msg === "step").map((l) => l.step)).toEqual([1, 2, 3, 4]);
+    // Each log line reports the most memory the model held in its window; no GPU, no GPU fields.
+    const lines = log.filter((l) => /^step \d+\/4$/.test(l.msg));
+    expect(lines.map((l) => l.msg)).toEqual(["step 2/4", "step 4/4"]);
+    for (const l of lines) {
+      expect(l.peak_memory_mb).toBeGreaterThan(0);
+      expect(l).not.toHaveProperty("gpu_memory_used_mb");
+    }
     // final/ is a model folder that loads.
     const final = await Model.load(path.join(dir, "final"));
     expect(final.config.model_type).toBe("t5");

@@ -228,6 +228,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod("info", &ModelWrap::Info),
+                        InstanceMethod("memory", &ModelWrap::Memory),
                         InstanceMethod("setTrainable", &ModelWrap::SetTrainable),
                         InstanceMethod("setGradientCheckpointing",
                                        &ModelWrap::SetGradientCheckpointing),
@@ -314,6 +315,41 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         unused.Set(static_cast<uint32_t>(u), loaded_->report.unused[u]);
       }
       out.Set("unusedTensors", unused);
+      return out;
+    });
+  }
+
+  // memory({resetPeak}) -> bytes behind the params by role, the activations' high-water mark
+  // since the last reset (every pass this model ran: training, evaluation, generation) and what
+  // their arenas hold reserved, and on a GPU the device's total and free memory. resetPeak
+  // starts the next high-water mark from what is in use now.
+  Napi::Value Memory(const Napi::CallbackInfo& cb) {
+    return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
+      const char* fn = "memory";
+      const bool reset = bool_option(options_at(info, 0), "resetPeak", false, fn);
+      if (busy_) s2s::fail(s2s::code::kBusy, fn, "expected the model to be idle");
+      Napi::Env env = info.Env();
+      s2s::Model& m = *loaded_->model;
+      const s2s::ParamStore::MemoryUse p = m.params().memory_use();
+      const s2s::Graph::ActivationMemory a = loaded_->graph.activation_memory();
+      Napi::Object out = Napi::Object::New(env);
+      out.Set("device", m.device().name());
+      out.Set("parameterBytes", static_cast<double>(p.values));
+      out.Set("mappedParameterBytes", static_cast<double>(p.mapped_values));
+      out.Set("gradientBytes", static_cast<double>(p.grads));
+      out.Set("optimizerStateBytes", static_cast<double>(p.moments));
+      out.Set("computeCopyBytes", static_cast<double>(p.compute));
+      out.Set("activationPeakBytes", static_cast<double>(a.peak));
+      out.Set("activationReservedBytes", static_cast<double>(a.reserved));
+      const s2s::Backend::DeviceMemory d = m.params().backend().device_memory();
+      if (d.known && d.device_total > 0) {
+        out.Set("deviceTotalBytes", static_cast<double>(d.device_total));
+        out.Set("deviceFreeBytes", static_cast<double>(d.device_free));
+      } else {
+        out.Set("deviceTotalBytes", env.Null());
+        out.Set("deviceFreeBytes", env.Null());
+      }
+      if (reset) loaded_->graph.reset_peaks();
       return out;
     });
   }

@@ -376,6 +376,34 @@ TEST(lora_merge_converts_a_bf16_base_to_owned_fp32) {
             "bf16 base merged");
 }
 
+// ParamStore::memory_use: every role's bytes, and a bound (memory-mapped) base apart.
+TEST(param_memory_use_counts_each_role) {
+  FakeModel m(7);
+  ParamStore& ps = m.params();
+  const int64_t all = ps.count_elements(false);
+  ParamStore::MemoryUse u = ps.memory_use();
+  CHECK(u.values == 4 * all && u.mapped_values == 0 && u.moments == 0 && u.compute == 0);
+  Param& w = ps.get("model.layers.0.attn.c_attn.weight");
+  const int64_t wn = w.value.numel();
+  std::vector<uint16_t> bf16(size_t(wn), 0);
+  ps.bind(w, Tensor::contiguous(bf16.data(), DType::BF16, w.value.ndim, w.value.shape));
+  LoraAdapter a = apply_lora(m, config_for({"c_attn"}), 1);
+  const int64_t trainable = ps.count_elements(true);
+  const int64_t adapters = ps.count_elements(false) - all;
+  CHECK(adapters > 0 && trainable == adapters);
+  u = ps.memory_use();
+  CHECK(u.values == 4 * (all - wn + adapters));
+  CHECK(u.mapped_values == 2 * wn);
+  CHECK(u.grads == 4 * trainable);
+  CHECK(u.moments == 0);
+  m.set_compute_dtype(ComputeDType::BF16);
+  u = ps.memory_use();
+  CHECK(u.compute > 0 && u.compute == ps.compute_bytes());
+  OptimizerConfig oc;
+  optimizer_step(ps, oc, 1, 1e-3, 1.0f);
+  CHECK(ps.memory_use().moments == 8 * trainable);
+}
+
 // ---- adapter files ----------------------------------------------------------------------------
 
 TEST(lora_adapter_save_load_round_trip_is_bitwise) {

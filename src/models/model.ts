@@ -2,7 +2,7 @@
 // The loop itself (schedules, accumulation over micro-batches, checkpoints) belongs to the
 // trainer; this class is one micro-batch forward/backward and one optimizer step at a time.
 import {
-  addon, withCallerStack, type ComputeDTypeName, type DeviceName, type NativeBatch, type NativeModel, type OptimizerStepOptions,
+  addon, withCallerStack, type ComputeDTypeName, type DeviceName, type ModelMemory, type NativeBatch, type NativeModel, type OptimizerStepOptions,
 } from "../../bindings/native.js";
 import { runGenerate, runGenerateStream, type GenerateContext } from "../generate/generate.js";
 import type {
@@ -142,6 +142,16 @@ export class Model {
 
   info() {
     return this.native.info();
+  }
+
+  /**
+   * Where the model's memory goes, in bytes: parameters, gradients, AdamW state, bf16/f16 copies,
+   * the activations' high-water mark since loading (or the last `resetPeak`) and, on a GPU, the
+   * device's total and free memory. `resetPeak: true` starts the next high-water mark from now
+   * (the trainer does at every log line, so each reports its own window's peak).
+   */
+  memory(options: { resetPeak?: boolean } = {}): ModelMemory {
+    return this.native.memory(options);
   }
 
   setTrainable(all: boolean): void {

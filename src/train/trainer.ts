@@ -25,6 +25,7 @@ import { CsvLog, TRAIN_COLUMNS, VALID_COLUMNS } from "./csv-log.js";
 import { generationMetricsFor } from "../eval/generation-metrics.js";
 import { evaluateLoss, type GenerationMetrics } from "./evaluate.js";
 import { loadModelForTraining } from "./load-model.js";
+import { memoryFields } from "./memory-fields.js";
 import { createModelFolder } from "../models/create-model-folder.js";
 import {
   changedSinceLastSession, checkFreshRun, clearEarlierRun, findResumeCheckpoint, runPaths, writeRunConfig, type RunPaths,
@@ -577,6 +578,7 @@ class TrainingRun {
       epoch: entry.epoch, loss: entry.loss ?? undefined, learning_rate: entry.learning_rate, grad_norm: entry.grad_norm ?? undefined,
       ...(s.loss_scaler ? { loss_scale: s.loss_scaler.scale } : {}),
       tokens_per_second: Math.round(entry.tokens_per_second),
+      ...memoryFields(this.model.memory({ resetPeak: true })),
     });
     s.log_window = { steps: 0, loss_sum: 0, loss_steps: 0, tokens: 0 };
     this.windowStart = now;

@@ -30,6 +30,16 @@ Graph::MemoryPeaks Graph::memory_peaks() const {
 void Graph::reset_peaks() {
   arena_.reset_peak();
   segment_arena_.reset_peak();
+  if (backend_ != nullptr) backend_->reset_activation_peak();
+}
+
+Graph::ActivationMemory Graph::activation_memory() {
+  if (backend_ != nullptr && !backend_->is_host()) {
+    const Backend::DeviceMemory d = backend_->device_memory();
+    if (d.known) return {d.activation_peak, d.activation_reserved};
+  }
+  return {arena_.peak_bytes_in_use() + segment_arena_.peak_bytes_in_use(),
+          arena_.bytes_reserved() + segment_arena_.bytes_reserved()};
 }
 
 void Graph::set_backend(std::shared_ptr<Backend> backend) {

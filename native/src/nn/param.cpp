@@ -192,6 +192,18 @@ int64_t ParamStore::compute_bytes() const {
   return n;
 }
 
+ParamStore::MemoryUse ParamStore::memory_use() const {
+  MemoryUse m;
+  for (const Param& p : params_) {
+    if (p.owned_value) m.values += int64_t(p.owned_value.bytes());
+    else if (p.value.data != nullptr) m.mapped_values += int64_t(tensor_bytes(p.value));
+    m.grads += int64_t(p.owned_grad.bytes());
+    m.moments += int64_t(p.owned_moments.bytes());
+    m.compute += int64_t(p.owned_compute.bytes());
+  }
+  return m;
+}
+
 std::vector<Param*> ParamStore::all() {
   std::vector<Param*> out;
   for (Param& p : params_) out.push_back(&p);

@@ -121,6 +121,16 @@ class Backend {
   // around the segment (its output's copy, its inputs' gradients) stay.
   virtual void* segment_allocate(size_t bytes) = 0;
   virtual void segment_reset() = 0;
+  // A non-host backend's activation memory (both arenas: the most in use since
+  // reset_activation_peak, and what they hold reserved) and its device's memory (total, and
+  // free to every process). Host backends: known == false; the graph's arenas hold their
+  // activations (Graph::activation_memory).
+  struct DeviceMemory {
+    bool known = false;
+    size_t activation_peak = 0, activation_reserved = 0, device_total = 0, device_free = 0;
+  };
+  virtual DeviceMemory device_memory() { return {}; }
+  virtual void reset_activation_peak() {}
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
   virtual void fill_zero(void* dst, size_t bytes) = 0;

@@ -150,7 +150,14 @@ class Graph {
     size_t main_bytes = 0, segment_bytes = 0;
   };
   MemoryPeaks memory_peaks() const;
+  // And the backend's activation peak (Backend::reset_activation_peak) where it has its own.
   void reset_peaks();
+  // The activations' memory wherever they live: on a host backend the graph's arenas (peak in
+  // use since reset_peaks, and reserved), on a device the backend's (Backend::device_memory).
+  struct ActivationMemory {
+    size_t peak = 0, reserved = 0;
+  };
+  ActivationMemory activation_memory();
 
   // Pass settings, read by the layers.
   bool training = false;          // dropout active

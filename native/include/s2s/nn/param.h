@@ -86,6 +86,13 @@ class ParamStore {
   void refresh_compute(Param& p);
   // Bytes held by bf16 / f16 compute copies (0 in fp32 compute).
   int64_t compute_bytes() const;
+  // Bytes behind the params, by role: values the store owns (in the backend's memory), values
+  // that are views of outside memory (a memory-mapped frozen base), gradients, AdamW moments
+  // (allocated at the first optimizer step) and compute copies.
+  struct MemoryUse {
+    int64_t values = 0, mapped_values = 0, grads = 0, moments = 0, compute = 0;
+  };
+  MemoryUse memory_use() const;
 
   std::vector<Param*> all();
   std::vector<Param*> trainable();

@@ -81,6 +81,25 @@ class CudaBackend final : public Backend {
   void* segment_allocate(size_t bytes) override { return ctx_.segment_arena().allocate(bytes); }
   // Also stream-ordered: the next segment's kernels run after the released one's.
   void segment_reset() override { ctx_.segment_arena().reset(); }
+  // The two arenas' peaks summed: the segment's activations live beside the pass's, so this is
+  // the most both held at once or a little more (their peaks may fall at different moments).
+  DeviceMemory device_memory() override {
+    ctx_.activate();
+    DeviceMemory m;
+    m.known = true;
+    const DeviceArena &main = ctx_.arena(), &segment = ctx_.segment_arena();
+    m.activation_peak = main.peak_bytes_in_use() + segment.peak_bytes_in_use();
+    m.activation_reserved = main.bytes_reserved() + segment.bytes_reserved();
+    if (cudaMemGetInfo(&m.device_free, &m.device_total) != cudaSuccess) {
+      cudaGetLastError();
+      m.device_free = m.device_total = 0;  // unknown: reported as 0
+    }
+    return m;
+  }
+  void reset_activation_peak() override {
+    ctx_.arena().reset_peak();
+    ctx_.segment_arena().reset_peak();
+  }
   void upload(void* dst, const void* src, size_t bytes) override {
     cuda::upload(ctx_, dst, src, bytes);
   }

@@ -44,7 +44,8 @@ class DeviceArena {
 
   size_t bytes_in_use() const;    // up to the current point, counting alignment padding
   size_t bytes_reserved() const;  // sum of block sizes
-  size_t peak_bytes_in_use() const { return peak_; }
+  size_t peak_bytes_in_use() const { return peak_; }  // since construction or reset_peak()
+  void reset_peak() { peak_ = bytes_in_use(); }
   size_t block_count() const { return blocks_.size(); }
 
  private:
