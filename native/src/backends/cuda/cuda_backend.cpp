@@ -87,9 +87,9 @@ class CudaBackend final : public Backend {
     ctx_.activate();
     DeviceMemory m;
     m.known = true;
-    const DeviceArena &main = ctx_.arena(), &segment = ctx_.segment_arena();
-    m.activation_peak = main.peak_bytes_in_use() + segment.peak_bytes_in_use();
-    m.activation_reserved = main.bytes_reserved() + segment.bytes_reserved();
+    const DeviceArena &pass = ctx_.arena(), &segment = ctx_.segment_arena();
+    m.activation_peak = pass.peak_bytes_in_use() + segment.peak_bytes_in_use();
+    m.activation_reserved = pass.bytes_reserved() + segment.bytes_reserved();
     if (cudaMemGetInfo(&m.device_free, &m.device_total) != cudaSuccess) {
       cudaGetLastError();
       m.device_free = m.device_total = 0;  // unknown: reported as 0
