@@ -87,6 +87,18 @@ size_t device_bytes_held() {
   std::lock_guard<std::mutex> lock(held().mutex);
   return held().bytes;
 }
+// s without its trailing balanced (...) or <...> group, if it ends in `close`.
+void strip_trailing_group(std::string& s, char open, char close) {
+  if (s.empty() || s.back() != close) return;
+  int depth = 0;
+  for (size_t i = s.size(); i-- > 0;) {
+    depth += s[i] == close ? 1 : s[i] == open ? -1 : 0;
+    if (depth == 0) {
+      s.resize(i);
+      return;
+    }
+  }
+}
 std::string lambda_owner(const char* mangled) {
   int status = 0;
   char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
@@ -96,28 +108,10 @@ std::string lambda_owner(const char* mangled) {
   const size_t lambda = s.find("::{lambda");
   if (lambda == std::string::npos) return "";
   s.resize(lambda);
-  // "s2s::cuda::(anonymous namespace)::gelu_rows(s2s::cuda::Context&, ...)" -> "gelu_rows"
-  if (!s.empty() && s.back() == ')') {
-    int depth = 0;
-    for (size_t i = s.size(); i-- > 0;) {
-      depth += s[i] == ')' ? 1 : s[i] == '(' ? -1 : 0;
-      if (depth == 0) {
-        s.resize(i);
-        break;
-      }
-    }
-  }
-  // "...::column_sums<...::DoutRead>" -> "column_sums"
-  if (!s.empty() && s.back() == '>') {
-    int depth = 0;
-    for (size_t i = s.size(); i-- > 0;) {
-      depth += s[i] == '>' ? 1 : s[i] == '<' ? -1 : 0;
-      if (depth == 0) {
-        s.resize(i);
-        break;
-      }
-    }
-  }
+  // "s2s::cuda::(anonymous namespace)::gelu_rows(s2s::cuda::Context&, ...)" -> "gelu_rows",
+  // "...::column_sums<...::DoutRead>(...)" -> "column_sums"
+  strip_trailing_group(s, '(', ')');
+  strip_trailing_group(s, '<', '>');
   const size_t colon = s.rfind("::");
   return colon == std::string::npos ? s : s.substr(colon + 2);
 }

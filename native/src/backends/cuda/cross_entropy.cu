@@ -10,6 +10,8 @@
 // gradient is known before the forward (Graph::known_dloss), the rows kernel writes each row's
 // gradient too, right after its lse, reading the row a third time from L2: the backward's read
 // from memory is gone (~6 bytes per logit in bf16), the bits are the two kernels'.
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -205,20 +207,27 @@ CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const 
                                          const Tensor& dlogits, float dloss) {
   const Dims d = check(logits, labels, num_labels);
   expect_f32(lse, {d.N}, kOp, "lse");
-  std::vector<float> host_lse(size_t(d.N)), host_picked(size_t(d.N));
-  std::vector<int32_t> host_labels(size_t(d.N), options.ignore_index);
+  // The rows' lse, picked logit and label side by side in one buffer, so one download (one
+  // wait for the device) brings all three back for the host's sum.
+  const size_t n = size_t(d.N);
+  std::vector<uint32_t> host(3 * n);
   if (d.N > 0) {
     ctx.activate();  // before the arena may allocate on this model's device
     ArenaScope scope(ctx.arena());
-    const Tensor picked =
-        Tensor::contiguous(ctx.arena().allocate_array<float>(size_t(d.N)), DType::F32, {d.N});
+    uint32_t* rows = ctx.arena().allocate_array<uint32_t>(3 * n);
+    const Tensor picked = Tensor::contiguous(rows + n, DType::F32, {d.N});
     const CrossEntropyGradient gradient{dlogits, dloss, options.reduction};
     cross_entropy_rows(ctx, lse, picked, logits, labels, d.N, options.ignore_index,
                        dlogits.data != nullptr ? &gradient : nullptr);
-    download(ctx, host_lse.data(), lse.f32(), sizeof(float) * d.N);
-    download(ctx, host_picked.data(), picked.f32(), sizeof(float) * d.N);
-    download(ctx, host_labels.data(), labels, sizeof(int32_t) * d.N);
+    copy_device(ctx, rows, lse.f32(), sizeof(float) * n);
+    copy_device(ctx, rows + 2 * n, labels, sizeof(int32_t) * n);
+    download(ctx, host.data(), rows, sizeof(uint32_t) * 3 * n);
   }
+  std::vector<float> host_lse(n), host_picked(n);
+  std::vector<int32_t> host_labels(n);
+  std::memcpy(host_lse.data(), host.data(), sizeof(float) * n);
+  std::memcpy(host_picked.data(), host.data() + n, sizeof(float) * n);
+  std::memcpy(host_labels.data(), host.data() + 2 * n, sizeof(int32_t) * n);
   ctx.synchronize();  // raises a bad label the kernel reported
   const double sum = s2s::cross_entropy_row_sum(host_lse.data(), host_picked.data(),
                                                 host_labels.data(), d.N, options.ignore_index);
