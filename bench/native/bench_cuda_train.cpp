@@ -322,7 +322,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     g.dropout_seed = uint64_t(i + 1);  // a fresh dropout mask each step (LoRA's)
     g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
     ForwardResult r = model->forward(g, batch, LossReduction::Mean);
-    const double loss = g.read_scalar(r.loss->value);
+    const double loss = g.read_scalar(r.loss);
     g.backward(r.loss, scaler.scale());
     const int64_t applied = i + 1 - scaler.skipped_steps();  // AdamW's step: applied ones
     const OptimizerStepStats stats =

@@ -195,7 +195,7 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
       step_tokens > 0 ? step_tokens : double(lm.model->counted_labels(batch.view()));
   if (tokens > 0) g.known_dloss = seed(tokens);
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
-  AccumulateOut out{g.read_scalar(r.loss->value), r.count};
+  AccumulateOut out{g.read_scalar(r.loss), r.count};
   if (r.count > 0) {
     S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens), s2s::code::kInternal,
                 "accumulate", "the model counted ", r.count, " labels, counted_labels ", tokens);
@@ -417,7 +417,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             std::optional<PlainLoss> plain;
             if (want_logits) plain.emplace(*lm->model);
             s2s::ForwardResult r = lm->model->forward(lm->graph, batch.view(), reduction);
-            if (r.loss) out->loss = lm->graph.read_scalar(r.loss->value);
+            if (r.loss) out->loss = lm->graph.read_scalar(r.loss);
             out->count = r.count;
             if (want_logits) {
               const s2s::Tensor& l = r.logits->value;

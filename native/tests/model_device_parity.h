@@ -247,7 +247,7 @@ inline StepResult train_step(Built& b, const s2s::Batch& batch, int64_t step, bo
   g.dropout_seed = seed;
   s2s::ForwardResult r = b.model->forward(g, batch, s2s::LossReduction::Sum);
   StepResult out;
-  out.loss = g.read_scalar(r.loss->value);
+  out.loss = g.read_scalar(r.loss);
   out.count = r.count;
   // fp16 as the N-API layer: the backward from scale / count, the optimizer only unscales.
   const bool fp16 = b.scaler.options().enabled;

@@ -350,6 +350,45 @@ CUDA_TEST(cuda_training_step_rounds_each_linear_input_once) {
 }
 #endif
 
+#if S2S_SIMT_SIM
+// A training step waits for the device three times: the loss's rows (one download, with the
+// chunked loss too, and the error slot read with it) and the gradient norm. The loss the host
+// summed is read from the host (Graph::write_scalar), and the backward's seed is neither read
+// back before it is written nor again by the loss's backward (Graph::grad_scalar). The loss so
+// read is the device copy's, bit for bit. Every fixture, plain and chunked loss, the backward's
+// seed known before the forward (as the trainer runs) or not (simulator only: it counts).
+CUDA_TEST(cuda_training_step_waits_for_the_device_three_times) {
+  using namespace s2s_test::parity;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (const bool chunked : {false, true}) {
+      Setup s;
+      s.compute = ComputeDType::BF16;
+      std::unique_ptr<Built> m = build(name, s, gpu());
+      m->model->set_chunked_loss(chunked);
+      Fixture fx(s2s_test::fixture_dir(name));
+      for (const bool known : {false, true}) {  // Graph::known_dloss, as the trainer sets it
+        s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+        Graph& g = m->graph;
+        g.reset();
+        if (known) g.known_dloss = 1.0f;
+        ForwardResult r = m->model->forward(g, fx.batch, LossReduction::Sum);
+        const float loss = g.read_scalar(r.loss);
+        g.backward(r.loss, 1.0f);
+        OptimizerConfig oc;
+        optimizer_step(m->model->params(), oc, 1, 1e-3, 1.0f / float(r.count));
+        const s2s::simt::QueuedWork w = s2s::simt::queued_work();
+        const std::string tag = name + (chunked ? " chunked" : "") + (known ? " seed known" : "");
+        CHECK_MSG(w.downloads == 3,
+                  tag + ": " + std::to_string(w.downloads) + " downloads in a training step");
+        float device = 0;
+        g.ops().download(&device, r.loss->value.data, sizeof device);
+        CHECK_MSG(device == loss, tag + ": the host's loss is not the device's");
+      }
+    }
+  }
+}
+#endif
+
 // GPT-2's c_fc and gelu run their backward as one op (nn::linear_gelu,
 // cuda::linear_gelu_backward: gelu's gradient made as the linear's dbias pass reads it, never
 // stored in f32) and change no bit: three steps with it give the losses, grad norms and weights

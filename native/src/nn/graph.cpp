@@ -21,6 +21,7 @@ void Graph::reset() {
   if (!ops_->is_host()) ops_->activation_reset();
   dropout_offset = 0;
   known_dloss.reset();
+  seeded_ = nullptr;
 }
 
 Graph::MemoryPeaks Graph::memory_peaks() const {
@@ -70,6 +71,26 @@ float Graph::read_scalar(const Tensor& t) const {
   float v = 0;
   ops_->download(&v, t.data, sizeof(float));
   return v;
+}
+
+float Graph::read_scalar(const Var* v) const {
+  return v->host_known ? v->host_value : read_scalar(v->value);
+}
+
+void Graph::write_scalar(Var* v, float value) {
+  S2S_REQUIRE(v->value.numel() == 1 && v->value.dtype == DType::F32, code::kShape,
+              "write_scalar", "expected a one-element float32 Var, got ",
+              v->value.shape_string());
+  ops_->upload(v->value.data, &value, sizeof(float));
+  v->host_known = true;
+  v->host_value = value;
+}
+
+float Graph::grad_scalar(Var* v) {
+  const Var* owner = v->base != nullptr ? v->base : v;
+  if (owner == seeded_ && owner->value.numel() == 1) return seed_;
+  const Tensor g = grad_if_present(v);
+  return g.data != nullptr ? read_scalar(g) : 0.0f;
 }
 
 Var* Graph::new_var() {
@@ -136,6 +157,7 @@ Tensor Graph::grad(Var* v) {
   if (!v->requires_grad) return Tensor{};
   if (v->base) return reshaped(grad(v->base), v->value);
   if (v->param) return v->param->grad;
+  if (v == seeded_) seeded_ = nullptr;  // a writer may change the seed from here on
   widen_if_bf16(v);
   if (v->grad.data == nullptr) {
     const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
@@ -155,6 +177,7 @@ Graph::GradBuffer Graph::grad_for_write(Var* v) {
     return {reshaped(b.grad, v->value), b.fresh};
   }
   if (v->param) return {v->param->grad, false};
+  if (v == seeded_) seeded_ = nullptr;  // a writer may change the seed from here on
   widen_if_bf16(v);
   if (v->grad.data != nullptr) return {v->grad, false};
   const size_t bytes = sizeof(float) * static_cast<size_t>(v->value.numel());
@@ -323,11 +346,15 @@ void Graph::backward(Var* loss, float dloss) {
               "expected a one-element loss, got ", loss->value.shape_string());
   S2S_REQUIRE(loss->requires_grad, code::kArgument, "backward",
               "expected a loss that depends on a trainable parameter (are all params frozen?)");
-  Tensor d = grad(loss);
-  float seed = read_scalar(d);  // d(loss) += dloss, through the backend's copies
+  // d(loss) += dloss through the backend's copies; a fresh gradient holds 0, not read back.
+  const GradBuffer d = grad_for_write(loss);
+  float seed = d.fresh ? 0.0f : read_scalar(d.grad);
   seed += dloss;
-  ops_->upload(d.data, &seed, sizeof(float));
+  ops_->upload(d.grad.data, &seed, sizeof(float));
+  seeded_ = loss->base != nullptr ? loss->base : loss;
+  seed_ = seed;
   for (auto it = tape_.rbegin(); it != tape_.rend(); ++it) (*it)();
+  seeded_ = nullptr;
 }
 
 }  // namespace s2s

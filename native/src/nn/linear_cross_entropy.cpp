@@ -92,9 +92,11 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   const bool ahead = needs_grad && count > 0 && g.known_dloss.has_value();
   Var* loss = g.output({1}, needs_grad);
   // Each row's lse (for the backward) and label logit: the loss is summed from them once all
-  // chunks are queued, so that a GPU is waited for once, not once per chunk.
-  Tensor lse = g.tensor(DType::F32, {N});
-  Tensor label_logit = g.tensor(DType::F32, {N});
+  // chunks are queued, so that a GPU is waited for once, not once per chunk. Side by side in
+  // one buffer: one download brings both back.
+  const Tensor rows = g.tensor(DType::F32, {2 * N});
+  Tensor lse = Tensor::contiguous(rows.f32(), DType::F32, {N});
+  Tensor label_logit = Tensor::contiguous(rows.f32() + N, DType::F32, {N});
   // One chunk's logits, reused by every chunk, forward and backward (a bump arena until reset).
   Tensor logits = g.tensor(DType::F32, {chunk_rows, V});
 
@@ -200,27 +202,25 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   // does): the sum, or the mean over counted rows (NaN when none, as torch).
   double total = 0;
   if (count > 0) {
-    std::vector<float> host_lse(static_cast<size_t>(N)), host_picked(static_cast<size_t>(N));
-    g.ops().download(host_lse.data(), lse.data, sizeof(float) * host_lse.size());
-    g.ops().download(host_picked.data(), label_logit.data, sizeof(float) * host_picked.size());
+    std::vector<float> host(static_cast<size_t>(2 * N));  // lse, then the label logits
+    g.ops().download(host.data(), rows.data, sizeof(float) * host.size());
     g.ops().synchronize();  // idle by now: raises what any kernel of the pass reported
-    total = cross_entropy_row_sum(host_lse.data(), host_picked.data(), labels, N,
-                                  options.ignore_index);
+    total = cross_entropy_row_sum(host.data(), host.data() + N, labels, N, options.ignore_index);
   }
   const double value = options.reduction == LossReduction::Sum ? total
                        : count == 0 ? std::numeric_limits<double>::quiet_NaN()
                                     : total / static_cast<double>(count);
   const float loss_value = static_cast<float>(value);
-  g.ops().upload(loss->value.data, &loss_value, sizeof(float));
+  g.write_scalar(loss, loss_value);
   if (!needs_grad || count == 0) return loss;
 
   if (ahead) {
     g.on_backward([&g, x, loss, dx_ahead, planned = *g.known_dloss] {
       // The head's gradient is in already: a backward seeded otherwise, or not through this
       // loss, would leave it wrong.
-      const Tensor dloss = g.grad_if_present(loss);
-      const float d = dloss.data ? g.read_scalar(dloss) : 0.0f;
-      S2S_REQUIRE(dloss.data != nullptr && d == planned, code::kInternal,
+      const bool seeded = g.grad_if_present(loss).data != nullptr;
+      const float d = g.grad_scalar(loss);
+      S2S_REQUIRE(seeded && d == planned, code::kInternal,
                   "nn.linear_cross_entropy", "the backward's seed ", d, " is not the ",
                   planned, " Graph::known_dloss promised the forward");
       if (dx_ahead.data && !g.adopt_grad(x, dx_ahead)) g.ops().axpy(g.grad(x), 1.0f, dx_ahead);
@@ -232,7 +232,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     const Tensor dloss = g.grad_if_present(loss);
     if (dloss.data == nullptr) return;
     const Graph::GradBuffer dx = x->requires_grad ? g.grad_for_write(x) : Graph::GradBuffer{};
-    const Targets t = targets(g.read_scalar(dloss), dx.grad, dx.fresh);
+    const Targets t = targets(g.grad_scalar(loss), dx.grad, dx.fresh);
     for (int64_t row0 = last; row0 >= 0; row0 -= chunk_rows) {
       if (!has_labels(row0)) {
         chunk_gradient(t, row0, nullptr, false);

@@ -23,15 +23,15 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
                                                    num_labels, *g.known_dloss, options)
           : g.ops().cross_entropy_forward(lse, logits->value, labels, num_labels, options);
   const float loss_value = static_cast<float>(r.loss);
-  g.ops().upload(loss->value.data, &loss_value, sizeof(float));
+  g.write_scalar(loss, loss_value);
   if (count_out) *count_out = r.count;
   if (!logits->requires_grad) return loss;
   if (ahead && dlogits.fresh) {
     g.on_backward([&g, loss, planned = *g.known_dloss] {
       // The gradient is in already: a backward seeded otherwise would leave it wrong.
-      const Tensor dloss = g.grad_if_present(loss);
-      const float d = dloss.data ? g.read_scalar(dloss) : 0.0f;
-      S2S_REQUIRE(dloss.data != nullptr && d == planned, code::kInternal, "nn.cross_entropy",
+      const bool seeded = g.grad_if_present(loss).data != nullptr;
+      const float d = g.grad_scalar(loss);
+      S2S_REQUIRE(seeded && d == planned, code::kInternal, "nn.cross_entropy",
                   "the backward's seed ", d, " is not the ", planned,
                   " Graph::known_dloss promised the forward");
     });
@@ -42,7 +42,7 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
     if (dloss.data == nullptr) return;
     const Graph::GradBuffer dlogits = g.grad_for_write_bf16(logits);
     g.ops().cross_entropy_backward(dlogits.grad, logits->value, lse, labels, num_labels,
-                                   g.read_scalar(dloss), options, dlogits.fresh);
+                                   g.grad_scalar(loss), options, dlogits.fresh);
   });
   return loss;
 }

@@ -222,8 +222,11 @@ void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, 
     last_launch_error() = cudaErrorInvalidResourceHandle;
     return;
   }
-  if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 ||
-      grid.x == 0 || grid.y == 0 || grid.z == 0 || smem > 227 * 1024) {
+  // A GPU's limits (compute capability 9.0): 1024 threads a block, grid.y and grid.z at most
+  // 65535, 227 KB of shared memory a block.
+  if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 || grid.x == 0 ||
+      grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 ||
+      smem > 227 * 1024) {
     last_launch_error() = cudaErrorInvalidConfiguration;
     return;
   }

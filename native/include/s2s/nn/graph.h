@@ -40,6 +40,10 @@ struct Var {
   // Made while a checkpointed segment ran (Graph::checkpoint): the Var, its value and its
   // gradient live in the segment's memory, released when the segment is done.
   bool in_segment = false;
+  // A one-element value the host wrote (Graph::write_scalar), so reading it needs no wait for
+  // the device.
+  bool host_known = false;
+  float host_value = 0;
 };
 
 class Graph {
@@ -68,6 +72,16 @@ class Graph {
   }
   // The value of a one-element f32 tensor (waits for the backend).
   float read_scalar(const Tensor& t) const;
+  // A one-element Var's value: what write_scalar wrote, without a wait, else read_scalar.
+  float read_scalar(const Var* v) const;
+  // Writes a one-element Var's value from the host (a loss summed there) and remembers it. For a
+  // value nothing writes after its producer, as every Var's but in-place accumulations.
+  void write_scalar(Var* v, float value);
+  // v's gradient as one float: during backward(), the seed when v is the backward's root and
+  // nothing has asked for its gradient buffer since seeding (then nothing can have changed it:
+  // every writer gets the buffer from grad / grad_for_write), without a wait; else read back.
+  // 0 when v has no gradient.
+  float grad_scalar(Var* v);
 
   // Leaves of the graph.
   Var* constant(const Tensor& t);  // outside memory (the backend's), no gradient
@@ -208,6 +222,9 @@ class Graph {
   std::shared_ptr<Backend> backend_;
   Backend* ops_;
   std::vector<std::function<void()>> tape_;
+  // The running backward's root while its gradient is still exactly the seed (grad_scalar).
+  Var* seeded_ = nullptr;
+  float seed_ = 0;
 };
 
 }  // namespace s2s

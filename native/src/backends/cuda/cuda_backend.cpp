@@ -327,12 +327,9 @@ class CudaBackend final : public Backend {
   CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                            const int32_t* labels, int64_t num_labels,
                                            const CrossEntropyOptions& options) override {
-    const CrossEntropyResult r =
-        cuda::cross_entropy_forward(ctx_, lse, logits, labels, num_labels, options);
-    // The stream is idle now: raise any bad id / position / label a kernel of this forward
-    // pass reported, where the CPU would have thrown.
-    ctx_.synchronize();
-    return r;
+    // cuda::cross_entropy_forward ends by synchronizing: any bad id / position / label a kernel
+    // of this forward pass reported is raised there, where the CPU would have thrown.
+    return cuda::cross_entropy_forward(ctx_, lse, logits, labels, num_labels, options);
   }
   void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tensor& logits,
                           const int32_t* labels, int64_t num_labels,
@@ -349,10 +346,9 @@ class CudaBackend final : public Backend {
                                                     const Tensor& logits, const int32_t* labels,
                                                     int64_t num_labels, float dloss,
                                                     const CrossEntropyOptions& options) override {
-    const CrossEntropyResult r = cuda::cross_entropy_forward(ctx_, lse, logits, labels,
-                                                             num_labels, options, dlogits, dloss);
-    ctx_.synchronize();  // as cross_entropy_forward: raise what the pass's kernels reported
-    return r;
+    // Synchronizes too (as cross_entropy_forward): raises what the pass's kernels reported.
+    return cuda::cross_entropy_forward(ctx_, lse, logits, labels, num_labels, options, dlogits,
+                                       dloss);
   }
   void cross_entropy_rows_backward(const Tensor& lse, const Tensor& label_logit,
                                    const Tensor& dlogits, const Tensor& logits,
