@@ -240,6 +240,8 @@ Graph::GradBuffer Graph::grad_for_write_bf16(Var* v) {
 
 bool Graph::adopt_grad(Var* v, const Tensor& src) {
   if (!v->requires_grad || v->param != nullptr || src.data == nullptr) return false;
+  // The seed's buffer shared: its new owner's writers may change it from here on.
+  if (seeded_ != nullptr && src.data == seeded_->grad.data) seeded_ = nullptr;
   Var* owner = v->base ? v->base : v;  // a view's gradient is its base's
   if (owner->param != nullptr || owner->grad.data != nullptr) return false;
   // A segment's input outlives the segment's memory, where src may be.

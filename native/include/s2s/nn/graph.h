@@ -78,9 +78,9 @@ class Graph {
   // value nothing writes after its producer, as every Var's but in-place accumulations.
   void write_scalar(Var* v, float value);
   // v's gradient as one float: during backward(), the seed when v is the backward's root and
-  // nothing has asked for its gradient buffer since seeding (then nothing can have changed it:
-  // every writer gets the buffer from grad / grad_for_write), without a wait; else read back.
-  // 0 when v has no gradient.
+  // nothing has asked for its gradient buffer since seeding, nor adopted it (then nothing can
+  // have changed it: every writer gets a buffer from grad / grad_for_write / adopt_grad),
+  // without a wait; else read back. 0 when v has no gradient.
   float grad_scalar(Var* v);
 
   // Leaves of the graph.
