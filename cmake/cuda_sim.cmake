@@ -97,6 +97,9 @@ add_test(NAME bench_cuda_train_sim_ops COMMAND bench_cuda_train_sim ${S2S_SIM_BE
 add_test(NAME bench_cuda_train_sim_model COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model)
 add_test(NAME bench_cuda_train_sim_model_fp16
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --fp16)
+add_test(NAME bench_cuda_train_sim_model_llama
+         COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --arch llama --kv-heads 1
+                 --intermediate 96 --work-detail)
 add_test(NAME bench_cuda_train_sim_model_lora
          COMMAND bench_cuda_train_sim ${S2S_SIM_BENCH_SHAPE} --model --lora 2 --trace)
 add_test(NAME bench_cuda_train_sim_profile

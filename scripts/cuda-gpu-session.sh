@@ -4,7 +4,8 @@
 # then whole models on the GPU against the CPU) and the rest of ctest, then GPT-2 124M training
 # steps in bf16 with our CUDA ops composed by hand, through the model path (s2s::Model on the
 # CUDA backend, what `s2s-train train --device cuda` runs), and with PyTorch (eager and
-# torch.compile) on the same shapes; then greedy decoding of the same model (bench_cuda_decode,
+# torch.compile) on the same shapes, and a SmolLM-135M-shaped Llama through the model path
+# (throughput, and the GPU's busy share at a small batch); then greedy decoding of GPT-2 124M (bench_cuda_decode,
 # with PyTorch eager as its anchor). Logs and JSON go to $OUT (default build-gpu/out).
 #
 #   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
@@ -75,6 +76,16 @@ if want bench; then
     > "$OUT/bench_cuda_trace_model.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 2 --steps 3 --model --lora 8 \
     --trace > "$OUT/bench_cuda_trace_model_lora.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  # A Llama-family model, SmolLM-135M's shape (30 layers: about 1,400 launches and GEMMs a step,
+  # bench_cuda_train_sim counts them): its throughput at the main batch, and the GPU's busy share
+  # at a small one (4 x 512), where the host's calls may be what a step waits for.
+  smollm=(--model --arch llama --layers 30 --channels 576 --heads 9 --kv-heads 3 \
+          --intermediate 1536 --vocab 49152)
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" "${smollm[@]}" \
+    > "$OUT/bench_cuda_train_smollm.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_train_smollm.json"
+  ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 2 --steps 5 "${smollm[@]}" --trace \
+    > "$OUT/bench_cuda_trace_smollm_small.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family,
   # with the tensor-core attention and with the fp32 attention kernels.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \

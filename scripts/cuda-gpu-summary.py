@@ -71,6 +71,12 @@ def main(folder):
             met = m >= 1.0 and c >= 0.8
             lines.append(f"  bar (>= eager, >= 0.8 x compile): {'met' if met else 'not met'}")
             s["train"]["bar_met"] = met
+    smollm = first(records(folder, "bench_cuda_train_smollm.json"))
+    if smollm:
+        lines.append(f"Training, SmolLM-135M shape (Llama, model path), batch {smollm.get('batch')} "
+                     f"x {smollm.get('seq')}, bf16: {smollm['tokens_per_s']:.0f} tokens/s  "
+                     f"MFU {smollm['mfu']:.3f}")
+        s["train_smollm"] = {"tokens_per_s": smollm["tokens_per_s"], "mfu": smollm["mfu"]}
     chunked = first(records(folder, "bench_cuda_train_model_chunked.json"))
     if chunked and model:
         s["chunked_loss"] = {
@@ -158,7 +164,9 @@ def main(folder):
                 lines.append(f"  {fam:26s} {ms:8.2f} ms  {ms / total:6.1%}")
             s["profile_" + key] = r["profile_ms"]
     for name, label, key in (("bench_cuda_trace_model.json", "model path", "trace_model"),
-                             ("bench_cuda_trace_model_lora.json", "model path, LoRA", "trace_lora")):
+                             ("bench_cuda_trace_model_lora.json", "model path, LoRA", "trace_lora"),
+                             ("bench_cuda_trace_smollm_small.json", "SmolLM-135M, batch 4 x 512",
+                              "trace_smollm_small")):
         r = first(records(folder, name))
         t = r and r.get("trace")
         if not t:

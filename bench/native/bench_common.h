@@ -31,6 +31,25 @@ inline std::string gpt2_config_json(int64_t vocab, int64_t channels, int64_t lay
   return config;
 }
 
+// A Llama-family config (SmolLM's: SiLU gate, RMSNorm, rope theta 10000, tied embeddings, no
+// biases); kv_heads < heads is grouped-query attention.
+inline std::string llama_config_json(int64_t vocab, int64_t channels, int64_t layers,
+                                     int64_t heads, int64_t kv_heads, int64_t intermediate,
+                                     int64_t positions) {
+  char config[512];
+  std::snprintf(config, sizeof config,
+                "{\"model_type\": \"llama\", \"vocab_size\": %lld, \"hidden_size\": %lld, "
+                "\"num_hidden_layers\": %lld, \"num_attention_heads\": %lld, "
+                "\"num_key_value_heads\": %lld, \"intermediate_size\": %lld, "
+                "\"max_position_embeddings\": %lld, \"hidden_act\": \"silu\", "
+                "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+                "\"tie_word_embeddings\": true}",
+                (long long)vocab, (long long)channels, (long long)layers, (long long)heads,
+                (long long)kv_heads, (long long)intermediate,
+                (long long)(positions > 2048 ? positions : 2048));
+  return config;
+}
+
 // n ids in [0, vocab) from a xorshift64 stream started at `seed`.
 inline std::vector<int32_t> random_token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int32_t> ids(static_cast<size_t>(n));

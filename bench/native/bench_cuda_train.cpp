@@ -10,6 +10,7 @@
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
 //                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]]
 //                    [--attention-fp32] [--work-detail]
+//                    [--model --arch llama [--kv-heads K] [--intermediate F]]
 //
 // --model differs from the hand-composed step in what the model path does differently: the LM
 // head's logits are a separate (N,V) activation and gradient as in every model, the weights are
@@ -25,6 +26,11 @@
 // 12 * L * C * T (no weight gradients of the base), "mfu" counted so; the anchor is
 // pytorch_cuda_train.py --lora R.
 //
+// --arch llama (with --model): a Llama-family model of the given shape instead of GPT-2
+// (SmolLM's config: SiLU-gated MLP of width --intermediate, RMSNorm, rope, tied embeddings,
+// --kv-heads grouped-query heads). SmolLM-135M: --arch llama --layers 30 --channels 576
+// --heads 9 --kv-heads 3 --intermediate 1536 --vocab 49152. Flops per token are counted as
+// for GPT-2 (6 per parameter, the tied head once, plus attention's 12 L C T).
 // --attention-fp32 (hand-composed step only): attention's products in fp32 on the CUDA cores (the
 // fp32 kernels) instead of bf16 on the tensor cores (attention_mma.cu, what autocast's SDPA and
 // the model path under bf16 compute use), to measure what the tensor-core kernels gain.
@@ -96,6 +102,9 @@ struct Args {
   int64_t lora_rank = 0;      // --model only: LoRA of this rank on c_attn instead of full training
   bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
   bool work_detail = false;     // simulator: work per step by kernel and GEMM shape
+  bool llama = false;           // --model only: a Llama-family model instead of GPT-2
+  int64_t kv_heads = 0;         // --arch llama: grouped-query heads (0: as --heads)
+  int64_t intermediate = 0;     // --arch llama: the MLP's width (0: 4 x channels)
 };
 
 Args parse(int argc, char** argv) {
@@ -121,6 +130,17 @@ Args parse(int argc, char** argv) {
     else if (k == "--lora") a.lora_rank = std::atoll(next());
     else if (k == "--attention-fp32") a.attention_fp32 = true;
     else if (k == "--work-detail") a.work_detail = true;
+    else if (k == "--arch") {
+      const std::string arch = next();
+      if (arch != "gpt2" && arch != "llama") {
+        std::fprintf(stderr, "bench_cuda_train: --arch expects gpt2 or llama, got %s\n",
+                     arch.c_str());
+        std::exit(2);
+      }
+      a.llama = arch == "llama";
+    }
+    else if (k == "--kv-heads") a.kv_heads = std::atoll(next());
+    else if (k == "--intermediate") a.intermediate = std::atoll(next());
     else s2s_bench::unknown_option("bench_cuda_train", k);
   }
   return a;
@@ -270,7 +290,10 @@ std::string trace_json(const Args& a, s2s_bench::KernelTrace* trace, const std::
 // The same training step through s2s::Model on the CUDA backend: what the trainer runs.
 int run_model_path(const Args& a, const CudaStatus& st) {
   const int64_t B = a.B, T = a.T, N = B * T;
-  const std::string config = s2s_bench::gpt2_config_json(a.V, a.C, a.L, a.H, T);
+  const std::string config =
+      a.llama ? s2s_bench::llama_config_json(a.V, a.C, a.L, a.H, a.kv_heads > 0 ? a.kv_heads : a.H,
+                                             a.intermediate > 0 ? a.intermediate : 4 * a.C, T)
+              : s2s_bench::gpt2_config_json(a.V, a.C, a.L, a.H, T);
   std::unique_ptr<s2s::Model> model = create_model(parse_model_config(config, "bench config"));
   for (s2s::Param* p : model->params().all()) model->params().set_trainable(*p, true);
   init_weights(*model, 42);
@@ -353,14 +376,16 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   }
   const double flops_per_token = param_flops + 12.0 * double(a.L * a.C * T);
   const double mfu = flops_per_token * tokens_s / (a.peak_tflops * 1e12);
-  std::printf("{\"bench\":\"cuda_train\",\"path\":\"model\",\"device\":\"%s\",\"batch\":%lld,"
+  std::printf("{\"bench\":\"cuda_train\",\"path\":\"model\",\"arch\":\"%s\","
+              "\"device\":\"%s\",\"batch\":%lld,"
               "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
               "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu%s%s}\n",
-              st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
-              (long long)a.C, (long long)a.V, (long long)model->params().count_elements(false),
+              a.llama ? "llama" : "gpt2", st.devices[0].name.c_str(), (long long)B, (long long)T,
+              (long long)a.L, (long long)a.C, (long long)a.V,
+              (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
               a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
               losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
@@ -381,6 +406,8 @@ int main(int argc, char** argv) {
       return 2;
     }
     S2S_REQUIRE(a.C % a.H == 0, code::kArgument, "bench_cuda_train", "expected channels divisible by heads");
+    S2S_REQUIRE(a.model || !a.llama, code::kArgument, "bench_cuda_train",
+                "expected --model with --arch llama (the hand-composed step is GPT-2's)");
     if (a.model) return run_model_path(a, st);
     cuda::ContextOptions co;
     co.allow_tf32 = a.tf32;
