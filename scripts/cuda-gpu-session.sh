@@ -5,8 +5,9 @@
 # steps in bf16 with our CUDA ops composed by hand, through the model path (s2s::Model on the
 # CUDA backend, what `s2s-train train --device cuda` runs), and with PyTorch (eager and
 # torch.compile) on the same shapes, and a SmolLM-135M-shaped Llama through the model path
-# (throughput, and the GPU's busy share at a small batch); then greedy decoding of GPT-2 124M (bench_cuda_decode,
-# with PyTorch eager as its anchor). Logs and JSON go to $OUT (default build-gpu/out).
+# (throughput, and the GPU's busy share at a small batch); then greedy decoding of GPT-2 124M
+# (bench_cuda_decode, with PyTorch eager as its anchor). Logs and JSON go to $OUT (default
+# build-gpu/out).
 #
 #   bash scripts/cuda-gpu-session.sh                 # everything (about 10 minutes on an H100)
 #   STEPS=5 BATCH=8 bash scripts/cuda-gpu-session.sh  # smaller bench
