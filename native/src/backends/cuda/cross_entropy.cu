@@ -210,26 +210,23 @@ CrossEntropyResult cross_entropy_forward(Context& ctx, const Tensor& lse, const 
   // The rows' lse, picked logit and label side by side in one buffer, so one download (one
   // wait for the device) brings all three back for the host's sum.
   const size_t n = size_t(d.N);
-  std::vector<uint32_t> host(3 * n);
+  std::vector<float> host(3 * n);  // lse, picked logits, then the labels' int32 bits
+  std::vector<int32_t> host_labels(n);
   if (d.N > 0) {
     ctx.activate();  // before the arena may allocate on this model's device
     ArenaScope scope(ctx.arena());
-    uint32_t* rows = ctx.arena().allocate_array<uint32_t>(3 * n);
+    float* rows = ctx.arena().allocate_array<float>(3 * n);
     const Tensor picked = Tensor::contiguous(rows + n, DType::F32, {d.N});
     const CrossEntropyGradient gradient{dlogits, dloss, options.reduction};
     cross_entropy_rows(ctx, lse, picked, logits, labels, d.N, options.ignore_index,
                        dlogits.data != nullptr ? &gradient : nullptr);
     copy_device(ctx, rows, lse.f32(), sizeof(float) * n);
     copy_device(ctx, rows + 2 * n, labels, sizeof(int32_t) * n);
-    download(ctx, host.data(), rows, sizeof(uint32_t) * 3 * n);
+    download(ctx, host.data(), rows, sizeof(float) * 3 * n);
+    std::memcpy(host_labels.data(), host.data() + 2 * n, sizeof(int32_t) * n);
   }
-  std::vector<float> host_lse(n), host_picked(n);
-  std::vector<int32_t> host_labels(n);
-  std::memcpy(host_lse.data(), host.data(), sizeof(float) * n);
-  std::memcpy(host_picked.data(), host.data() + n, sizeof(float) * n);
-  std::memcpy(host_labels.data(), host.data() + 2 * n, sizeof(int32_t) * n);
   ctx.synchronize();  // raises a bad label the kernel reported
-  const double sum = s2s::cross_entropy_row_sum(host_lse.data(), host_picked.data(),
+  const double sum = s2s::cross_entropy_row_sum(host.data(), host.data() + n,
                                                 host_labels.data(), d.N, options.ignore_index);
   int64_t count = 0;
   for (int64_t i = 0; i < d.N; ++i) count += host_labels[i] != options.ignore_index;
