@@ -194,13 +194,16 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
   const double tokens =
       step_tokens > 0 ? step_tokens : double(lm.model->counted_labels(batch.view()));
   if (tokens > 0) g.known_dloss = seed(tokens);
+  // The loss is read after the backward is queued: a GPU then runs the pass without a wait in
+  // the middle (Graph::loss_on_device).
+  g.loss_on_device = true;
   s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
-  AccumulateOut out{g.read_scalar(r.loss), r.count};
   if (r.count > 0) {
     S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens), s2s::code::kInternal,
                 "accumulate", "the model counted ", r.count, " labels, counted_labels ", tokens);
     g.backward(r.loss, seed(tokens));
   }
+  AccumulateOut out{g.read_scalar(r.loss), r.count};
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
 }

@@ -407,6 +407,14 @@ class CheckedHostBackend final : public s2s::Backend {
     t(dlogits, "dlogits"); t(logits, "logits"); t(lse, "lse"); idx(labels, num_labels, "labels");
     s2s::cross_entropy_backward(dlogits, logits, lse, labels, num_labels, dloss, options, overwrite);
   }
+  void cross_entropy_loss(const s2s::Tensor& loss, const s2s::Tensor& lse,
+                          const s2s::Tensor& label_logit, const int32_t* labels,
+                          int64_t num_labels, const s2s::CrossEntropyOptions& options) override {
+    Open o(*this, "cross_entropy_loss");
+    t(loss, "loss"); t(lse, "lse"); t(label_logit, "label_logit");
+    idx(labels, num_labels, "labels");
+    s2s::cross_entropy_loss(loss, lse, label_logit, labels, num_labels, options);
+  }
   double scaled_grad_norm(const std::vector<s2s::Tensor>& grads, float scale) override {
     Open o(*this, "scaled_grad_norm");
     for (const s2s::Tensor& g : grads) t(g, "grads[]");

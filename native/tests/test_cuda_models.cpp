@@ -16,6 +16,7 @@
 // (test_models_device) holds the wiring to bit-identity on every machine.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -351,13 +352,14 @@ CUDA_TEST(cuda_training_step_rounds_each_linear_input_once) {
 #endif
 
 #if S2S_SIMT_SIM
-// A training step waits for the device three times: the loss's rows (one download, with the
-// chunked loss too, and the error slot read with it) and the gradient norm. The loss the host
-// summed is read from the host (Graph::write_scalar), and the backward's seed is neither read
-// back before it is written nor again by the loss's backward (Graph::grad_scalar). The loss so
-// read is the device copy's, bit for bit. Every fixture, plain and chunked loss, the backward's
-// seed known before the forward (as the trainer runs) or not (simulator only: it counts).
-CUDA_TEST(cuda_training_step_waits_for_the_device_three_times) {
+// A training micro-step queues its forward and backward without waiting for the device once:
+// the loss stays there (Graph::loss_on_device, as accumulate sets it) and is read after the
+// backward, the backward's seed is neither read back before it is written nor again by the
+// loss's backward (Graph::grad_scalar). A whole step then waits three times: the loss, the error
+// slot (read by the synchronize that raises what kernels reported; idle by then) and the
+// gradient norm. Every fixture, plain and chunked loss, the backward's seed known before the
+// forward (as the trainer runs) or not (simulator only: it counts).
+CUDA_TEST(cuda_training_micro_step_never_waits_for_the_device) {
   using namespace s2s_test::parity;
   for (const std::string& name : s2s_test::parity_fixtures()) {
     for (const bool chunked : {false, true}) {
@@ -367,22 +369,25 @@ CUDA_TEST(cuda_training_step_waits_for_the_device_three_times) {
       m->model->set_chunked_loss(chunked);
       Fixture fx(s2s_test::fixture_dir(name));
       for (const bool known : {false, true}) {  // Graph::known_dloss, as the trainer sets it
+        const std::string tag = name + (chunked ? " chunked" : "") + (known ? " seed known" : "");
         s2s::simt::queued_work() = s2s::simt::QueuedWork{};
         Graph& g = m->graph;
         g.reset();
         if (known) g.known_dloss = 1.0f;
+        g.loss_on_device = true;
         ForwardResult r = m->model->forward(g, fx.batch, LossReduction::Sum);
-        const float loss = g.read_scalar(r.loss);
         g.backward(r.loss, 1.0f);
+        const int64_t waits = s2s::simt::queued_work().downloads;
+        CHECK_MSG(waits == 0, tag + ": " + std::to_string(waits) +
+                                  " downloads before the backward was queued");
+        const float loss = g.read_scalar(r.loss);
+        g.ops().synchronize();
         OptimizerConfig oc;
         optimizer_step(m->model->params(), oc, 1, 1e-3, 1.0f / float(r.count));
         const s2s::simt::QueuedWork w = s2s::simt::queued_work();
-        const std::string tag = name + (chunked ? " chunked" : "") + (known ? " seed known" : "");
         CHECK_MSG(w.downloads == 3,
                   tag + ": " + std::to_string(w.downloads) + " downloads in a training step");
-        float device = 0;
-        g.ops().download(&device, r.loss->value.data, sizeof device);
-        CHECK_MSG(device == loss, tag + ": the host's loss is not the device's");
+        CHECK_MSG(std::isfinite(loss) && loss > 0, tag + ": loss " + std::to_string(loss));
       }
     }
   }
@@ -698,6 +703,48 @@ CUDA_TEST(cuda_model_loss_gradient_made_with_the_loss_changes_no_bit) {
   g.known_dloss = 1.0f;
   ForwardResult r = m->model->forward(g, fx.batch, LossReduction::Sum);
   CHECK_THROWS_CODE(g.backward(r.loss, 2.0f), code::kInternal);
+}
+
+// The loss left on the device (Graph::loss_on_device, as a training micro-step sets it: summed
+// there by cross_entropy_loss, read after the backward) has the bits of the loss brought back and
+// summed on the host, and changes no gradient: every fixture, fp32 and bf16 compute, the plain
+// and the chunked loss, the seed known before the forward or not, Sum and Mean.
+CUDA_TEST(cuda_model_loss_on_device_changes_no_bit) {
+  using namespace s2s_test::parity;
+  for_each_fixture_fp32_bf16([](const std::string& name, const Setup& s,
+                               const std::string& tag) {
+    Fixture fx(s2s_test::fixture_dir(name));
+    for (int mode = 0; mode < 8; ++mode) {
+      const bool chunked = (mode & 1) != 0, known = (mode & 2) != 0;
+      const LossReduction reduction = (mode & 4) != 0 ? LossReduction::Mean : LossReduction::Sum;
+      const std::string what = tag + (chunked ? " chunked" : " plain") +
+                               (known ? " seed known" : "") +
+                               (reduction == LossReduction::Mean ? " mean" : " sum");
+      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+      float losses[2];
+      for (int i = 0; i < 2; ++i) {
+        runs[i]->model->set_chunked_loss(chunked, 3);
+        Graph& g = runs[i]->graph;
+        g.reset();
+        g.loss_on_device = i == 1;
+        if (known) g.known_dloss = 0.5f;
+        ForwardResult r = runs[i]->model->forward(g, fx.batch, reduction);
+        if (i == 1) CHECK_MSG(!r.loss->host_known, what + ": the loss was brought back");
+        g.backward(r.loss, 0.5f);
+        losses[i] = g.read_scalar(r.loss);
+      }
+      CHECK_MSG(std::memcmp(&losses[0], &losses[1], sizeof(float)) == 0,
+                what + ": the loss changed (" + std::to_string(losses[0]) + " vs " +
+                    std::to_string(losses[1]) + ")");
+      std::vector<Param*> host = runs[0]->model->params().all();
+      std::vector<Param*> device = runs[1]->model->params().all();
+      for (size_t i = 0; i < host.size() && i < device.size(); ++i) {
+        const std::vector<uint8_t> a = bytes_of(runs[0]->model->backend(), host[i]->grad);
+        const std::vector<uint8_t> b = bytes_of(runs[1]->model->backend(), device[i]->grad);
+        CHECK_MSG(a == b, what + " " + host[i]->name + ": the gradient changed");
+      }
+    }
+  });
 }
 
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the

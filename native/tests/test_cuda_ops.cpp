@@ -1435,6 +1435,42 @@ CUDA_TEST(cuda_cross_entropy_with_its_gradient_is_the_two_calls) {
                     code::kShape);
 }
 
+// The loss summed on the device (cuda::cross_entropy_loss, Graph::loss_on_device) is the
+// forward's, which sums on the host, to the bit: Sum and Mean over 1 to 4 warp passes of rows
+// (a partial last one), ignored rows between, and Mean over no counted row (NaN).
+CUDA_TEST(cuda_cross_entropy_loss_is_the_host_sum) {
+  const int64_t V = 300;
+  for (int64_t N : {1, 31, 32, 77, 128}) {
+    const std::vector<float> x = random_vector(N * V, 17 + uint64_t(N), -6, 6);
+    std::vector<int32_t> labels(static_cast<size_t>(N)), ignored(static_cast<size_t>(N), -100);
+    for (int64_t i = 0; i < N; ++i) labels[size_t(i)] = i % 5 == 3 ? -100 : int32_t((i * 53 + 1) % V);
+    Dev gx(x, {N, V}), glab(labels, DType::F32, {N}), gnone(ignored, DType::F32, {N});
+    for (const Dev* lab : {&glab, &gnone}) {
+      for (LossReduction red : {LossReduction::Sum, LossReduction::Mean}) {
+        const std::string tag = "N " + std::to_string(N) + (lab == &gnone ? " no label" : "") +
+                                (red == LossReduction::Mean ? " mean" : " sum");
+        CrossEntropyOptions o;
+        o.reduction = red;
+        const int32_t* labs = lab->ptr<int32_t>();
+        Dev lse(std::vector<float>(static_cast<size_t>(N), NAN), {N});
+        Dev picked(std::vector<float>(static_cast<size_t>(N), NAN), {N});
+        const CrossEntropyResult want = cuda::cross_entropy_forward(ctx(), lse.t, gx.t, labs, N, o);
+        cuda::cross_entropy_rows(ctx(), lse.t, picked.t, gx.t, labs, N, o.ignore_index);
+        Dev loss(std::vector<float>{1.5f}, {1});
+        cuda::cross_entropy_loss(ctx(), loss.t, lse.t, picked.t, labs, N, o);
+        const float got = host_of(loss)[0], expected = static_cast<float>(want.loss);
+        CHECK_MSG(std::memcmp(&got, &expected, sizeof got) == 0,
+                  tag + ": " + std::to_string(got) + " vs " + std::to_string(expected));
+      }
+    }
+  }
+  Dev lse(std::vector<float>(4), {4}), picked(std::vector<float>(4), {4});
+  Dev two(std::vector<float>(2), {2});
+  Dev glab(std::vector<int32_t>{1, 2, 3, 4}, DType::F32, {4});
+  CHECK_THROWS_CODE(cuda::cross_entropy_loss(ctx(), two.t, lse.t, picked.t, glab.ptr<int32_t>(), 4),
+                    code::kShape);
+}
+
 // ---- optimizer --------------------------------------------------------------------------------
 
 CUDA_TEST(cuda_adamw_bit_identical_to_cpu) {

@@ -228,6 +228,28 @@ TEST(cross_entropy_rows_sum_to_the_forward) {
   const double sum = cross_entropy_row_sum(lse_rows.data(), picked.data(), y.data(), N, -100);
   CHECK_MSG(sum == whole.loss, "the rows' sum is not the forward's Sum: " +
                                    std::to_string(sum) + " vs " + std::to_string(whole.loss));
+  // cross_entropy_loss writes the forward's loss, rounded to f32 once: Sum, Mean, and Mean over
+  // no counted row (NaN).
+  for (const LossReduction r : {LossReduction::Sum, LossReduction::Mean}) {
+    CrossEntropyOptions ro = o;
+    ro.reduction = r;
+    const CrossEntropyResult want = cross_entropy_forward(
+        Tensor::contiguous(lse.data(), DType::F32, {N}),
+        Tensor::contiguous(x.data(), DType::F32, {N, V}), y.data(), N, ro);
+    float loss = 0;
+    cross_entropy_loss(Tensor::contiguous(&loss, DType::F32, {1}),
+                       Tensor::contiguous(lse_rows.data(), DType::F32, {N}),
+                       Tensor::contiguous(picked.data(), DType::F32, {N}), y.data(), N, ro);
+    CHECK_MSG(loss == static_cast<float>(want.loss), "cross_entropy_loss is not the forward's");
+  }
+  const std::vector<int32_t> none(size_t(N), -100);
+  CrossEntropyOptions mean = o;
+  mean.reduction = LossReduction::Mean;
+  float empty = 0;
+  cross_entropy_loss(Tensor::contiguous(&empty, DType::F32, {1}),
+                     Tensor::contiguous(lse_rows.data(), DType::F32, {N}),
+                     Tensor::contiguous(picked.data(), DType::F32, {N}), none.data(), N, mean);
+  CHECK_MSG(std::isnan(empty), "the mean over no counted row is not NaN");
   // A wrong label_logit shape, and a bad label, are refused as by the forward.
   std::vector<int32_t> bad = y;
   bad[4] = int32_t(V);

@@ -21,7 +21,7 @@ ForwardResult Model::head_and_loss(Graph& g, Var* x, const nn::LinearWeights& he
   }
   r.logits = nn::linear(g, x, head);  // (N,V)
   if (labels != nullptr) {
-    r.loss = nn::cross_entropy(g, r.logits, g.indices(labels, N), N, o, &r.count);
+    r.loss = nn::cross_entropy(g, r.logits, g.indices(labels, N), N, o, &r.count, labels);
   }
   return r;
 }

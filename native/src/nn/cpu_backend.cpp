@@ -234,6 +234,11 @@ class CpuBackend final : public Backend {
     s2s::cross_entropy_backward(dlogits, logits, lse, labels, num_labels, dloss, options,
                                 overwrite);
   }
+  void cross_entropy_loss(const Tensor& loss, const Tensor& lse, const Tensor& label_logit,
+                          const int32_t* labels, int64_t num_labels,
+                          const CrossEntropyOptions& options) override {
+    s2s::cross_entropy_loss(loss, lse, label_logit, labels, num_labels, options);
+  }
   double scaled_grad_norm(const std::vector<Tensor>& grads, float scale) override {
     return s2s::scaled_grad_norm(grads, scale);
   }

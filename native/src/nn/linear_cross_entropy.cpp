@@ -200,18 +200,23 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   }
   // The plain path's value (the rows' losses summed in row order, as cross_entropy_forward
   // does): the sum, or the mean over counted rows (NaN when none, as torch).
-  double total = 0;
-  if (count > 0) {
-    std::vector<float> host(static_cast<size_t>(2 * N));  // lse, then the label logits
-    g.ops().download(host.data(), rows.data, sizeof(float) * host.size());
-    g.ops().synchronize();  // idle by now: raises what any kernel of the pass reported
-    total = cross_entropy_row_sum(host.data(), host.data() + N, labels, N, options.ignore_index);
+  if (g.loss_on_device) {
+    // Summed where the rows lie, in the same order: nothing waits (Graph::loss_on_device).
+    g.ops().cross_entropy_loss(loss->value, lse, label_logit, device_labels, N, options);
+  } else {
+    double total = 0;
+    if (count > 0) {
+      std::vector<float> host(static_cast<size_t>(2 * N));  // lse, then the label logits
+      g.ops().download(host.data(), rows.data, sizeof(float) * host.size());
+      g.ops().synchronize();  // idle by now: raises what any kernel of the pass reported
+      total = cross_entropy_row_sum(host.data(), host.data() + N, labels, N,
+                                    options.ignore_index);
+    }
+    const double value = options.reduction == LossReduction::Sum ? total
+                         : count == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                      : total / static_cast<double>(count);
+    g.write_scalar(loss, static_cast<float>(value));
   }
-  const double value = options.reduction == LossReduction::Sum ? total
-                       : count == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                    : total / static_cast<double>(count);
-  const float loss_value = static_cast<float>(value);
-  g.write_scalar(loss, loss_value);
   if (!needs_grad || count == 0) return loss;
 
   if (ahead) {

@@ -4,8 +4,26 @@
 namespace s2s {
 namespace nn {
 
+namespace {
+
+// The host's checks of the labels (as the CPU op makes them), and their count.
+int64_t check_and_count(const int32_t* labels, int64_t n, int64_t V, int32_t ignore_index) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t y = labels[i];
+    S2S_REQUIRE(y == ignore_index || (y >= 0 && y < V), code::kArgument, "nn.cross_entropy",
+                "expected labels[", i, "] in [0, ", V, ") or == ignore_index (", ignore_index,
+                "), got ", y);
+    count += y != ignore_index;
+  }
+  return count;
+}
+
+}  // namespace
+
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
-                   const CrossEntropyOptions& options, int64_t* count_out) {
+                   const CrossEntropyOptions& options, int64_t* count_out,
+                   const int32_t* host_labels) {
   const int64_t N = logits->value.shape[0];
   Var* loss = g.output({1}, logits->requires_grad);
   Tensor lse = g.tensor(DType::F32, {N});
@@ -17,14 +35,34 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
   const bool ahead = logits->requires_grad && g.known_dloss.has_value();
   const Graph::GradBuffer dlogits =
       ahead ? g.grad_for_write_bf16(logits) : Graph::GradBuffer{};
-  const CrossEntropyResult r =
-      ahead && dlogits.fresh
-          ? g.ops().cross_entropy_forward_backward(lse, dlogits.grad, logits->value, labels,
-                                                   num_labels, *g.known_dloss, options)
-          : g.ops().cross_entropy_forward(lse, logits->value, labels, num_labels, options);
-  const float loss_value = static_cast<float>(r.loss);
-  g.write_scalar(loss, loss_value);
-  if (count_out) *count_out = r.count;
+  if (g.loss_on_device && host_labels != nullptr && logits->value.ndim == 2 && num_labels == N) {
+    // The loss stays in tensor memory (Graph::loss_on_device): the rows' lse and label logits,
+    // then their sum where they lie; the calls of cross_entropy_forward(_backward), to the bit.
+    const int64_t count =
+        check_and_count(host_labels, N, logits->value.shape[1], options.ignore_index);
+    if (count_out) *count_out = count;
+    const Tensor label_logit = g.tensor(DType::F32, {N});
+    if (ahead && dlogits.fresh) {
+      // cross_entropy_backward's scale for Mean (rounded once), as a Sum's dloss.
+      const float scale = options.reduction == LossReduction::Mean
+                              ? static_cast<float>(double(*g.known_dloss) / double(count))
+                              : *g.known_dloss;
+      g.ops().cross_entropy_rows_backward(lse, label_logit, dlogits.grad, logits->value, labels,
+                                          N, options.ignore_index, scale);
+    } else {
+      g.ops().cross_entropy_rows(lse, label_logit, logits->value, labels, N,
+                                 options.ignore_index);
+    }
+    g.ops().cross_entropy_loss(loss->value, lse, label_logit, labels, N, options);
+  } else {
+    const CrossEntropyResult r =
+        ahead && dlogits.fresh
+            ? g.ops().cross_entropy_forward_backward(lse, dlogits.grad, logits->value, labels,
+                                                     num_labels, *g.known_dloss, options)
+            : g.ops().cross_entropy_forward(lse, logits->value, labels, num_labels, options);
+    g.write_scalar(loss, static_cast<float>(r.loss));
+    if (count_out) *count_out = r.count;
+  }
   if (!logits->requires_grad) return loss;
   if (ahead && dlogits.fresh) {
     g.on_backward([&g, loss, planned = *g.known_dloss] {

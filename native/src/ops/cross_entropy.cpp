@@ -93,6 +93,19 @@ double cross_entropy_row_sum(const float* lse, const float* label_logit, const i
   return sum;
 }
 
+void cross_entropy_loss(const Tensor& loss, const Tensor& lse, const Tensor& label_logit,
+                        const int32_t* labels, int64_t num_labels,
+                        const CrossEntropyOptions& options) {
+  expect_f32(loss, {1}, kOp, "loss");
+  expect_f32(lse, {num_labels}, kOp, "lse");
+  expect_f32(label_logit, {num_labels}, kOp, "label_logit");
+  S2S_REQUIRE(num_labels == 0 || labels != nullptr, code::kArgument, kOp, "expected labels");
+  const double sum =
+      cross_entropy_row_sum(lse.f32(), label_logit.f32(), labels, num_labels, options.ignore_index);
+  const int64_t count = count_rows(labels, num_labels, options.ignore_index);
+  loss.f32()[0] = static_cast<float>(finish(sum, count, options.reduction));
+}
+
 CrossEntropyResult cross_entropy_forward(const Tensor& lse, const Tensor& logits,
                                          const int32_t* labels, int64_t num_labels,
                                          const CrossEntropyOptions& options) {

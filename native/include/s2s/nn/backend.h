@@ -279,6 +279,12 @@ class Backend {
                                       const Tensor& lse, const int32_t* labels,
                                       int64_t num_labels, float dloss,
                                       const CrossEntropyOptions& options, bool overwrite) = 0;
+  // The loss from cross_entropy_rows' values into `loss` (one f32 of tensor memory), queued
+  // without waiting on a device (s2s/ops/cross_entropy.h's cross_entropy_loss): the bits
+  // cross_entropy_forward returns, for a caller that reads the loss later (Graph::loss_on_device).
+  virtual void cross_entropy_loss(const Tensor& loss, const Tensor& lse,
+                                  const Tensor& label_logit, const int32_t* labels,
+                                  int64_t num_labels, const CrossEntropyOptions& options) = 0;
   // cross_entropy_forward together with the gradient cross_entropy_backward(dlogits, logits,
   // lse, labels, num_labels, dloss, options, /*overwrite=*/true) writes, for a loss whose
   // gradient dloss is known before the forward (Graph::known_dloss); the bits of the two calls.

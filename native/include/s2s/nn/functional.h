@@ -143,9 +143,12 @@ Var* last_position(Graph& g, Var* x);
 
 // logits (N,V), labels (N,) int32 -> a (1,) loss Var; count_out gets the counted tokens. With
 // Graph::known_dloss set, the logits' gradient is written with the loss, from the same pass over
-// the logits (Backend::cross_entropy_forward_backward); the backward checks the seed.
+// the logits (Backend::cross_entropy_forward_backward); the backward checks the seed. host_labels:
+// the labels in host memory (labels may be their device copy), which Graph::loss_on_device needs
+// (checked and counted there); without them the loss is brought back as before.
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
-                   const CrossEntropyOptions& options, int64_t* count_out);
+                   const CrossEntropyOptions& options, int64_t* count_out,
+                   const int32_t* host_labels = nullptr);
 
 // The LM head and its loss without the whole (N,V) logits: x (N,C) (f32 or the head's 16-bit
 // matmul dtype) through the head (no bias, no LoRA) chunk_rows rows at a time, each chunk's

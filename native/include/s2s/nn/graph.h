@@ -203,6 +203,13 @@ class Graph {
   // the pass must go on to backward(loss, *known_dloss) (the backward checks the seed). Cleared
   // by reset(): set it after.
   std::optional<float> known_dloss;
+  // The loss stays in tensor memory: nn::cross_entropy (given host labels) and
+  // nn::linear_cross_entropy write it there (Backend::cross_entropy_loss, the same bits) instead
+  // of bringing the rows back to sum them, so the pass queues without waiting for a device and
+  // read_scalar(loss) waits later; bad labels are raised on the host as before, a kernel's
+  // report at the next synchronize. For a caller that reads the loss after the backward (a
+  // training micro-step). Not cleared by reset().
+  bool loss_on_device = false;
 
  private:
   Var* new_var();

@@ -41,6 +41,13 @@ void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tens
 // arrays): the sum cross_entropy_forward reduces, to the bit.
 double cross_entropy_row_sum(const float* lse, const float* label_logit, const int32_t* labels,
                              int64_t num_labels, int32_t ignore_index);
+// The loss cross_entropy_forward returns, made from cross_entropy_rows' values and written to
+// loss (one float32) where they lie, for a caller that reads it later (a GPU then sums on the
+// device and nothing waits): cross_entropy_row_sum, divided by the counted rows for Mean (NaN
+// when none), rounded to float32 once.
+void cross_entropy_loss(const Tensor& loss, const Tensor& lse, const Tensor& label_logit,
+                        const int32_t* labels, int64_t num_labels,
+                        const CrossEntropyOptions& options = {});
 
 // dlogits (N,V) += (softmax(logits) - onehot(label)) * dloss / count   (Mean)
 //               += (softmax(logits) - onehot(label)) * dloss           (Sum)

@@ -350,6 +350,11 @@ class CudaBackend final : public Backend {
     return cuda::cross_entropy_forward(ctx_, lse, logits, labels, num_labels, options, dlogits,
                                        dloss);
   }
+  void cross_entropy_loss(const Tensor& loss, const Tensor& lse, const Tensor& label_logit,
+                          const int32_t* labels, int64_t num_labels,
+                          const CrossEntropyOptions& options) override {
+    cuda::cross_entropy_loss(ctx_, loss, lse, label_logit, labels, num_labels, options);
+  }
   void cross_entropy_rows_backward(const Tensor& lse, const Tensor& label_logit,
                                    const Tensor& dlogits, const Tensor& logits,
                                    const int32_t* labels, int64_t num_labels,

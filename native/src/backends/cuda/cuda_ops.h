@@ -192,6 +192,11 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
                             const Tensor& lse, const int32_t* labels, int64_t num_labels,
                             float dloss, const CrossEntropyOptions& options = {},
                             bool overwrite = false);
+// The forward's loss from cross_entropy_rows' values, summed on the device in the host's order
+// (one warp) and written to loss (one f32), queued without waiting.
+void cross_entropy_loss(Context& ctx, const Tensor& loss, const Tensor& lse,
+                        const Tensor& label_logit, const int32_t* labels, int64_t num_labels,
+                        const CrossEntropyOptions& options = {});
 
 // ---- adamw.cu: the CPU kernel's fp32 operation order with every rounding explicit
 // (__fmaf_rn/__fmul_rn/..., no contraction): bit-identical to the CPU results.
