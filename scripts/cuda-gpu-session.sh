@@ -87,6 +87,14 @@ if want bench; then
   cat "$OUT/bench_cuda_train_smollm.json"
   ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 2 --steps 5 "${smollm[@]}" --trace \
     > "$OUT/bench_cuda_trace_smollm_small.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  # At that small batch, the micro-step recorded and replayed (the default, as the trainer runs
+  # it) against every op issued by the host (--no-replay): tokens/s both ways.
+  ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 3 --steps 10 "${smollm[@]}" \
+    > "$OUT/bench_cuda_train_smollm_small.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+  ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 3 --steps 10 "${smollm[@]}" \
+    --no-replay > "$OUT/bench_cuda_train_smollm_small_no_replay.json" \
+    2>> "$OUT/bench_cuda_train.log" || status=1
+  cat "$OUT/bench_cuda_train_smollm_small.json" "$OUT/bench_cuda_train_smollm_small_no_replay.json"
   # Where the time goes (synchronised per op, so slower overall): mean ms per step per op family,
   # with the tensor-core attention and with the fp32 attention kernels.
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 1 --steps 3 --profile \

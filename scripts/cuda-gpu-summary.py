@@ -77,6 +77,17 @@ def main(folder):
                      f"x {smollm.get('seq')}, bf16: {smollm['tokens_per_s']:.0f} tokens/s  "
                      f"MFU {smollm['mfu']:.3f}")
         s["train_smollm"] = {"tokens_per_s": smollm["tokens_per_s"], "mfu": smollm["mfu"]}
+    small = first(records(folder, "bench_cuda_train_smollm_small.json"))
+    small_eager = first(records(folder, "bench_cuda_train_smollm_small_no_replay.json"))
+    if small and small_eager:
+        speedup = small["tokens_per_s"] / small_eager["tokens_per_s"]
+        lines.append(f"Training, SmolLM-135M shape, batch 4 x 512: replayed micro-steps "
+                     f"{small['tokens_per_s']:.0f} tokens/s ({small.get('replayed_steps')} of the "
+                     f"timed steps replayed), every op issued {small_eager['tokens_per_s']:.0f} "
+                     f"tokens/s: {speedup:.2f}x")
+        s["train_smollm_small"] = {"replayed_tokens_per_s": small["tokens_per_s"],
+                                   "issued_tokens_per_s": small_eager["tokens_per_s"],
+                                   "replayed_steps": small.get("replayed_steps"), "ratio": speedup}
     chunked = first(records(folder, "bench_cuda_train_model_chunked.json"))
     if chunked and model:
         s["chunked_loss"] = {

@@ -140,7 +140,7 @@ std::string generate_json(const Args& a, bool replay) {
 #if S2S_SIMT_SIM
   s2s::simt::queued_work() = s2s::simt::QueuedWork{};
 #endif
-  const int64_t warm_steps = generate(*model, g, cache, inputs, warm).steps;
+  [[maybe_unused]] const int64_t warm_steps = generate(*model, g, cache, inputs, warm).steps;
 #if S2S_SIMT_SIM
   const s2s::simt::QueuedWork warm_work = s2s::simt::queued_work();
   s2s::simt::queued_work() = s2s::simt::QueuedWork{};

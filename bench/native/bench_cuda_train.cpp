@@ -8,7 +8,8 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]]
+//                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]
+//                    [--no-replay]]
 //                    [--attention-fp32] [--work-detail]
 //                    [--model --arch llama [--kv-heads K] [--intermediate F]]
 //
@@ -26,6 +27,10 @@
 // 12 * L * C * T (no weight gradients of the base), "mfu" counted so; the anchor is
 // pytorch_cuda_train.py --lora R.
 //
+// --no-replay (with --model): every step's forward and backward issued op by op, as on the first
+// step; by default they are recorded and replayed as the trainer does (s2s::PassReplay: one
+// launch per micro-step where the host issued every kernel and GEMM; not under LoRA's dropout,
+// whose mask changes every step). "replayed_steps" counts the timed steps that were replayed.
 // --arch llama (with --model): a Llama-family model of the given shape instead of GPT-2
 // (SmolLM's config: SiLU-gated MLP of width --intermediate, RMSNorm, rope, tied embeddings,
 // --kv-heads grouped-query heads). SmolLM-135M: --arch llama --layers 30 --channels 576
@@ -80,6 +85,7 @@
 #include "s2s/models/init_weights.h"
 #include "s2s/models/lora.h"
 #include "s2s/models/model.h"
+#include "s2s/nn/pass_replay.h"
 #include "s2s/ops/grad_norm.h"
 #include "s2s/train/optimizer.h"
 
@@ -99,6 +105,7 @@ struct Args {
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
   bool chunked_loss = false;  // --model only: Model::set_chunked_loss
+  bool no_replay = false;     // --model only: no PassReplay
   int64_t lora_rank = 0;      // --model only: LoRA of this rank on c_attn instead of full training
   bool attention_fp32 = false;  // ops path: fp32 attention kernels instead of the tensor cores
   bool work_detail = false;     // simulator: work per step by kernel and GEMM shape
@@ -127,6 +134,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
     else if (k == "--chunked-loss") a.chunked_loss = true;
+    else if (k == "--no-replay") a.no_replay = true;
     else if (k == "--lora") a.lora_rank = std::atoll(next());
     else if (k == "--attention-fp32") a.attention_fp32 = true;
     else if (k == "--work-detail") a.work_detail = true;
@@ -331,6 +339,11 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   oc.adamw.weight_decay = 0.1;
   oc.max_grad_norm = 1.0;
 
+  // The micro-step recorded and replayed as the trainer runs it (accumulate), unless --no-replay.
+  PassReplay replay;
+  replay.set_enabled(!a.no_replay);
+  int64_t replayed_steps = 0;
+
   std::string why_no_trace;
   std::unique_ptr<s2s_bench::KernelTrace> trace = start_trace(a, &why_no_trace);
   std::vector<double> times, losses;
@@ -341,12 +354,17 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     if (i == a.warmup) s2s::simt::queued_work() = s2s::simt::QueuedWork{};
 #endif
     const double t0 = now_s();
-    g.reset();
-    g.dropout_seed = uint64_t(i + 1);  // a fresh dropout mask each step (LoRA's)
-    g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
-    ForwardResult r = model->forward(g, batch, LossReduction::Mean);
+    ForwardResult r;
+    const bool replayed = replay.run(g, [&] {
+      g.training = true;
+      g.dropout_seed = uint64_t(i + 1);  // a fresh dropout mask each step (LoRA's)
+      g.known_dloss = scaler.scale();    // as the trainer: the seed known before the forward
+      g.loss_on_device = true;           // and the loss read after the backward
+      r = model->forward(g, batch, LossReduction::Mean);
+      g.backward(r.loss, scaler.scale());
+    });
+    if (replayed && i >= a.warmup) ++replayed_steps;
     const double loss = g.read_scalar(r.loss);
-    g.backward(r.loss, scaler.scale());
     const int64_t applied = i + 1 - scaler.skipped_steps();  // AdamW's step: applied ones
     const OptimizerStepStats stats =
         optimizer_step(model->params(), oc, applied, 1e-4, 1.0f, &scaler);
@@ -382,7 +400,8 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
-              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu%s%s}\n",
+              "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu,"
+              "\"replayed_steps\":%lld%s%s}\n",
               a.llama ? "llama" : "gpt2", st.devices[0].name.c_str(), (long long)B, (long long)T,
               (long long)a.L, (long long)a.C, (long long)a.V,
               (long long)model->params().count_elements(false),
@@ -391,7 +410,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
               (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
-              trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
+              (long long)replayed_steps, trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
   return 0;
 }
 

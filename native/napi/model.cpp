@@ -20,6 +20,7 @@
 #include "s2s/models/model.h"
 #include "s2s/models/weights.h"
 #include "s2s/nn/graph.h"
+#include "s2s/nn/pass_replay.h"
 #include "s2s/train/optimizer.h"
 #include "s2s/train/optimizer_state.h"
 
@@ -32,6 +33,9 @@ struct LoadedModel {
   std::unique_ptr<s2s::Model> model;
   std::vector<std::shared_ptr<s2s::SafetensorsFile>> files;  // bound weights may view them
   s2s::Graph graph;
+  // Training micro-steps recorded and replayed on a GPU (declared after graph and model: its
+  // recordings go first).
+  s2s::PassReplay replay;
   s2s::LoadReport report;
   std::string config_text;                    // config.json as read, written back by saveModel
   std::unique_ptr<s2s::LoraAdapter> adapter;  // attached LoRA, if any (the model points into it)
@@ -181,28 +185,34 @@ struct AccumulateOut {
 AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
                                uint64_t dropout_seed, double step_tokens) {
   s2s::Graph& g = lm.graph;
-  g.reset();
-  g.training = training;
-  g.dropout_seed = dropout_seed;
   const bool fp16 = lm.scaler.options().enabled;
   auto seed = [&lm, fp16](double tokens) {
     return fp16 ? lm.scaler.scale() / static_cast<float>(tokens) : 1.0f;
   };
-  // The seed is known before the forward (fp16's from the batch's count when the step's is not
-  // given): the chunked loss then makes the head's gradients without a second GEMM
-  // (Graph::known_dloss).
   const double tokens =
       step_tokens > 0 ? step_tokens : double(lm.model->counted_labels(batch.view()));
-  if (tokens > 0) g.known_dloss = seed(tokens);
-  // The loss is read after the backward is queued: a GPU then runs the pass without a wait in
-  // the middle (Graph::loss_on_device).
-  g.loss_on_device = true;
-  s2s::ForwardResult r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
-  if (r.count > 0) {
-    S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens), s2s::code::kInternal,
-                "accumulate", "the model counted ", r.count, " labels, counted_labels ", tokens);
-    g.backward(r.loss, seed(tokens));
-  }
+  s2s::ForwardResult r;
+  // The pass, which a GPU may record and replay (s2s::PassReplay): it sets its own settings
+  // after the graph's reset, and may run more than once.
+  auto pass = [&] {
+    g.training = training;
+    g.dropout_seed = dropout_seed;
+    // The seed is known before the forward (fp16's from the batch's count when the step's is
+    // not given): the chunked loss then makes the head's gradients without a second GEMM
+    // (Graph::known_dloss).
+    if (tokens > 0) g.known_dloss = seed(tokens);
+    // The loss is read after the backward is queued: a GPU then runs the pass without a wait in
+    // the middle (Graph::loss_on_device), and the pass can be recorded.
+    g.loss_on_device = true;
+    r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
+    if (r.count > 0) {
+      S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens),
+                  s2s::code::kInternal, "accumulate", "the model counted ", r.count,
+                  " labels, counted_labels ", tokens);
+      g.backward(r.loss, seed(tokens));
+    }
+  };
+  lm.replay.run(g, pass);
   AccumulateOut out{g.read_scalar(r.loss), r.count};
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;

@@ -125,6 +125,11 @@ class CheckedHostBackend final : public s2s::Backend {
     need(dst, bytes, "fill_zero", "dst");
     std::memset(dst, 0, bytes);
   }
+  void set_scalar(float* dst, float value) override {
+    Open open(*this);
+    need(dst, sizeof(float), "set_scalar", "dst");
+    *dst = value;
+  }
   void synchronize() override {}
 
   // ---- ops: check every argument, then the CPU op ----

@@ -28,6 +28,7 @@
 #if S2S_HAVE_CUDA
 #include "backends/cuda/cuda_backend.h"
 #include "model_device_parity.h"
+#include "s2s/nn/pass_replay.h"
 #include "s2s/models/init_weights.h"
 #include "s2s/models/model_config.h"
 #if S2S_SIMT_SIM
@@ -708,13 +709,15 @@ CUDA_TEST(cuda_model_loss_gradient_made_with_the_loss_changes_no_bit) {
 // The loss left on the device (Graph::loss_on_device, as a training micro-step sets it: summed
 // there by cross_entropy_loss, read after the backward) has the bits of the loss brought back and
 // summed on the host, and changes no gradient: every fixture, fp32 and bf16 compute, the plain
-// and the chunked loss, the seed known before the forward or not, Sum and Mean.
+// and the chunked loss, the seed known before the forward or not, Sum and Mean (every pair of
+// those met).
 CUDA_TEST(cuda_model_loss_on_device_changes_no_bit) {
   using namespace s2s_test::parity;
   for_each_fixture_fp32_bf16([](const std::string& name, const Setup& s,
                                const std::string& tag) {
     Fixture fx(s2s_test::fixture_dir(name));
-    for (int mode = 0; mode < 8; ++mode) {
+    // Four of the eight combinations, each pair of choices met once (an orthogonal array).
+    for (const int mode : {0, 3, 5, 6}) {
       const bool chunked = (mode & 1) != 0, known = (mode & 2) != 0;
       const LossReduction reduction = (mode & 4) != 0 ? LossReduction::Mean : LossReduction::Sum;
       const std::string what = tag + (chunked ? " chunked" : " plain") +
@@ -745,6 +748,148 @@ CUDA_TEST(cuda_model_loss_on_device_changes_no_bit) {
       }
     }
   });
+}
+
+// A training micro-step as the N-API layer's accumulate runs it (s2s::PassReplay over the
+// forward and backward, the loss left on the device and read after), then the optimizer step.
+s2s_test::parity::StepResult replayable_step(s2s_test::parity::Built& b, s2s::PassReplay& replay,
+                                             const Batch& batch, int64_t step, uint64_t seed) {
+  Graph& g = b.graph;
+  const bool fp16 = b.scaler.options().enabled;
+  const float count = static_cast<float>(b.model->counted_labels(batch));
+  const float dloss = fp16 ? b.scaler.scale() / count : 1.0f;
+  ForwardResult r;
+  replay.run(g, [&] {
+    g.training = true;
+    g.dropout_seed = seed;
+    g.known_dloss = dloss;
+    g.loss_on_device = true;
+    r = b.model->forward(g, batch, LossReduction::Sum);
+    g.backward(r.loss, dloss);
+  });
+  s2s_test::parity::StepResult out;
+  out.loss = g.read_scalar(r.loss);
+  out.count = r.count;
+  g.ops().synchronize();
+  OptimizerConfig oc;
+  oc.adamw.weight_decay = 0.01;
+  oc.max_grad_norm = 1.0;
+  const OptimizerStepStats st = optimizer_step(b.model->params(), oc, step, 1e-2,
+                                               fp16 ? 1.0f : 1.0f / count, &b.scaler);
+  CHECK_MSG(st.finite, "a replayed training step was skipped (non-finite gradient)");
+  out.grad_norm = st.grad_norm;
+  return out;
+}
+
+// The fixture's batch with other token ids (and labels where they are counted): the same
+// shapes and padding, so a recording made on one serves the other.
+struct OtherIds {
+  std::vector<int32_t> ids, labels;
+  Batch batch;
+  OtherIds(const OtherIds&) = delete;  // batch points into the vectors
+  OtherIds(const Batch& b, int64_t vocab) : batch(b) {
+    const size_t n = size_t(b.B * b.T);
+    ids.assign(b.input_ids, b.input_ids + n);
+    labels.assign(b.labels, b.labels + (b.Td > 0 ? size_t(b.B * b.Td) : n));
+    for (int32_t& id : ids) id = int32_t((id * 7 + 3) % vocab);
+    for (int32_t& y : labels) y = y < 0 ? y : int32_t((y * 5 + 1) % vocab);
+    batch.input_ids = ids.data();
+    batch.labels = labels.data();
+  }
+};
+
+// The batch without its last two (encoder) positions: another shape, which a recording of the
+// whole batch must not serve.
+struct Shorter {
+  std::vector<int32_t> ids, mask, labels;
+  Batch batch;
+  Shorter(const Shorter&) = delete;  // batch points into the vectors
+  explicit Shorter(const Batch& b) : batch(b) {
+    const int64_t T = b.T - 2;
+    for (int64_t r = 0; r < b.B; ++r) {
+      ids.insert(ids.end(), b.input_ids + r * b.T, b.input_ids + r * b.T + T);
+      if (b.attention_mask) {
+        mask.insert(mask.end(), b.attention_mask + r * b.T, b.attention_mask + r * b.T + T);
+      }
+      if (b.Td == 0) labels.insert(labels.end(), b.labels + r * b.T, b.labels + r * b.T + T);
+    }
+    batch.T = T;
+    batch.input_ids = ids.data();
+    if (b.attention_mask) batch.attention_mask = mask.data();
+    if (b.Td == 0) batch.labels = labels.data();  // T5's labels are the decoder's: kept
+  }
+};
+
+// Training micro-steps replayed from a recording (s2s::PassReplay, as accumulate runs them on a
+// GPU) give the bits of the same steps run as usual: losses, grad norms and weights after six
+// steps alternating two batches of one shape (the recording made on one replays the other's
+// data), then two steps on a shorter batch (not served by that recording: recorded anew): every
+// fixture in bf16, and fp32, fp16 (the loss scale's seed), the chunked loss with gradient
+// checkpointing and LoRA each on two of them. Replays must happen (four of the six steps); with
+// dropout on (T5's), whose seed changes every step, none may, and the bits still hold.
+CUDA_TEST(cuda_model_replayed_micro_steps_change_no_bit) {
+  using namespace s2s_test::parity;
+  for (const std::string& name : s2s_test::parity_fixtures()) {
+    for (int mode = 0; mode < 6; ++mode) {
+      Setup s;
+      s.compute = mode == 1 ? ComputeDType::BF16 : mode == 2 ? ComputeDType::F16
+                                                             : ComputeDType::F32;
+      s.full = mode != 4;
+      const bool dropout = mode == 5;
+      const bool t5 = name.rfind("t5", 0) == 0;
+      if (dropout && !t5) continue;  // the fixtures' dropout is T5's
+      // bf16 everywhere; each other mode on one decoder-only fixture and one T5.
+      const bool decoder_pick = name == (mode % 2 == 0 ? "gpt2" : "llama-gqa");
+      const bool t5_pick = name == (mode % 2 == 0 ? "t5-gated" : "t5-relu-tied");
+      if (mode != 1 && !decoder_pick && !t5_pick) continue;
+      s.t5_dropout = dropout ? 0.1f : 0.0f;
+      const char* tags[] = {" fp32", " bf16", " fp16", " chunked, checkpointed", " LoRA",
+                            " dropout"};
+      const std::string tag = name + tags[mode];
+      Fixture fx(s2s_test::fixture_dir(name));
+      std::unique_ptr<Built> runs[2] = {build(name, s, gpu()), build(name, s, gpu())};
+      LoraAdapter adapters[2];
+      s2s::PassReplay replays[2];
+      replays[1].set_enabled(false);
+      OtherIds other(fx.batch, runs[0]->model->config().vocab_size);
+      Shorter shorter(fx.batch);
+      for (int i = 0; i < 2; ++i) {
+        if (mode == 3) {
+          runs[i]->model->set_chunked_loss(true, 3);
+          runs[i]->model->set_gradient_checkpointing(true);
+        }
+        if (mode == 4) {
+          LoraConfig lc;
+          lc.r = 4;
+          lc.lora_alpha = 8;
+          lc.init_lora_weights = "false";
+          adapters[i] = apply_lora(*runs[i]->model, lc, 7);
+        }
+      }
+      for (int step = 1; step <= 6; ++step) {
+        const Batch& batch = step > 4 ? shorter.batch : step % 2 == 1 ? fx.batch : other.batch;
+        const StepResult a = replayable_step(*runs[0], replays[0], batch, step, 40 + step);
+        const StepResult b = replayable_step(*runs[1], replays[1], batch, step, 40 + step);
+        CHECK_MSG(std::memcmp(&a.loss, &b.loss, sizeof a.loss) == 0 &&
+                      a.grad_norm == b.grad_norm,
+                  tag + " step " + std::to_string(step) + ": the replay changed the step (loss " +
+                      std::to_string(a.loss) + " vs " + std::to_string(b.loss) + ")");
+      }
+      const s2s::PassReplay::Counts c = replays[0].counts();
+      CHECK_MSG(dropout ? c.replayed == 0
+                        : c.replayed == 4 && c.recorded == 2 && c.run == 2 && c.misses == 1,
+                tag + ": " + std::to_string(c.run) + " run, " + std::to_string(c.recorded) +
+                    " recorded, " + std::to_string(c.replayed) + " replayed");
+      CHECK_MSG(replays[1].counts().replayed == 0, tag + ": replayed while disabled");
+      std::vector<Param*> pa = runs[0]->model->params().all();
+      std::vector<Param*> pb = runs[1]->model->params().all();
+      for (size_t i = 0; i < pa.size() && i < pb.size(); ++i) {
+        const std::vector<uint8_t> wa = bytes_of(runs[0]->model->backend(), pa[i]->value);
+        const std::vector<uint8_t> wb = bytes_of(runs[1]->model->backend(), pb[i]->value);
+        CHECK_MSG(wa == wb, tag + " " + pa[i]->name + ": the replay changed the weights");
+      }
+    }
+  }
 }
 
 // Bad token ids are S2S_ARGUMENT on the GPU as on the CPU (reported by the kernel, raised when the

@@ -7,7 +7,7 @@ namespace s2s {
 void Model::to_backend(std::shared_ptr<Backend> backend) { params_.move_to(std::move(backend)); }
 
 void Model::expect_graph_backend(const Graph& g, const char* model) const {
-  S2S_REQUIRE(&g.ops() == &params_.backend(), code::kArgument, model,
+  S2S_REQUIRE(g.backend().get() == &params_.backend(), code::kArgument, model,
               "expected a graph on the model's backend (", params_.backend().name(),
               "), got one on ", g.ops().name(),
               " (Graph::set_backend(model.params().backend_shared()))");

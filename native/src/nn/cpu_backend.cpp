@@ -64,6 +64,7 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void set_scalar(float* dst, float value) override { *dst = value; }
   void synchronize() override {}
 
   void embedding_forward(const Tensor& out, const Tensor& wte, const Tensor& wpe,

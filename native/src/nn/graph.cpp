@@ -352,7 +352,7 @@ void Graph::backward(Var* loss, float dloss) {
   const GradBuffer d = grad_for_write(loss);
   float seed = d.fresh ? 0.0f : read_scalar(d.grad);
   seed += dloss;
-  ops_->upload(d.grad.data, &seed, sizeof(float));
+  ops_->set_scalar(d.grad.f32(), seed);  // queued with the value: a recorded pass keeps it
   seeded_ = loss->base != nullptr ? loss->base : loss;
   seed_ = seed;
   for (auto it = tape_.rbegin(); it != tape_.rend(); ++it) (*it)();

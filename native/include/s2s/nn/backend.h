@@ -134,6 +134,10 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;  // waits
   virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // *dst = value (one float of tensor memory), queued like an op: the value travels with the
+  // call (a kernel argument on a GPU), so a recorded pass (Backend::record) keeps it, where an
+  // upload would be a copy from the host that a recording cannot hold.
+  virtual void set_scalar(float* dst, float value) = 0;
   virtual void synchronize() = 0;  // waits for queued work; raises what kernels reported
   // Calls `work` and records the device work it queues instead of running it; the recording has
   // not run yet (replay() runs it). Null where the backend does not record (host backends) or

@@ -57,6 +57,9 @@ class Graph {
   void set_backend(std::shared_ptr<Backend> backend);
   Backend& ops() const { return *ops_; }
   const std::shared_ptr<Backend>& backend() const { return backend_; }
+  // Routes the layers' calls (ops()) through `ops`, a wrapper over backend() (PassReplay's
+  // TracedBackend), until called with nullptr. backend() itself does not change.
+  void route_through(Backend* ops) { ops_ = ops != nullptr ? ops : backend_.get(); }
 
   // Tensor memory for this pass (activations, saved statistics), uninitialised.
   void* tensor_memory(size_t bytes);
@@ -67,7 +70,7 @@ class Graph {
   const T* indices(const T* host, int64_t count) {
     if (host == nullptr || ops_->is_host()) return host;
     void* dst = tensor_memory(sizeof(T) * static_cast<size_t>(count));
-    ops_->upload(dst, host, sizeof(T) * static_cast<size_t>(count));
+    if (upload_indices) ops_->upload(dst, host, sizeof(T) * static_cast<size_t>(count));
     return static_cast<const T*>(dst);
   }
   // The value of a one-element f32 tensor (waits for the backend).
@@ -210,6 +213,10 @@ class Graph {
   // report at the next synchronize. For a caller that reads the loss after the backward (a
   // training micro-step). Not cleared by reset().
   bool loss_on_device = false;
+  // indices() copies the host arrays in. Off: it only allocates, the caller having put this
+  // pass's arrays at those addresses already (a pass being recorded, whose dry run staged them:
+  // PassReplay).
+  bool upload_indices = true;
 
  private:
   Var* new_var();

@@ -107,6 +107,7 @@ class CudaBackend final : public Backend {
     cuda::download(ctx_, dst, src, bytes);
   }
   void fill_zero(void* dst, size_t bytes) override { cuda::fill_zero(ctx_, dst, bytes); }
+  void set_scalar(float* dst, float value) override { cuda::set_scalar(ctx_, dst, value); }
   void synchronize() override { ctx_.synchronize(); }
   std::unique_ptr<RecordedWork> record(const std::function<void()>& work) override {
     struct CapturedStep final : RecordedWork {

@@ -119,6 +119,8 @@ void copy_columns_rounded(Context& ctx, uint16_t* dst, DType dtype, const float*
                           int64_t rows, int64_t src_cols, int64_t col0, int64_t width);
 void add_to_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t dst_cols,
                     int64_t col0, int64_t width);
+// dst[0] = value, queued: the value is the kernel's argument, so a recorded pass keeps it.
+void set_scalar(Context& ctx, float* dst, float value);
 
 // ---- attention_cached.cu: decoding's attention over a KV cache (s2s/ops/attention_cached.h),
 // fp32, a warp per query row. slot, key_begin and key_end are device arrays; values the CPU op

@@ -46,6 +46,10 @@ void scale_forward(Context& ctx, const Tensor& out, const Tensor& x, float s) {
   for_each(ctx, out.numel(), "scale", [=] __device__(int64_t i) { o[i] = in[i] * s; });
 }
 
+void set_scalar(Context& ctx, float* dst, float value) {
+  for_each(ctx, 1, "set_scalar", [=] __device__(int64_t) { dst[0] = value; });
+}
+
 void copy_columns(Context& ctx, float* dst, const float* src, int64_t rows, int64_t src_cols,
                   int64_t col0, int64_t width) {
   expect_block(rows, src_cols, col0, width, "copy_columns");

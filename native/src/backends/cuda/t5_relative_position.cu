@@ -1,8 +1,9 @@
 // t5_relative_position on CUDA (s2s/ops/t5_relative_position.h semantics). The bucket of each
 // relative offset (j - i) + (Tq - 1) comes from the CPU's t5_relative_position_bucket (so both
-// backends agree exactly) and is uploaded once per call; the forward is a gather, one thread per
-// bias element. The backward is deterministic in two passes: each diagonal (h, j - i) summed in
-// double in i order, then each (bucket, h) the sum of its diagonals in offset order.
+// backends agree exactly) and is uploaded once per shape (a constant table); the forward is a
+// gather, one thread per bias element. The backward is deterministic in two passes: each
+// diagonal (h, j - i) summed in double in i order, then each (bucket, h) the sum of its
+// diagonals in offset order.
 // Legend: Hq heads, Tq/Tk query/key length, NB num_buckets, R = Tq + Tk - 1 offsets.
 #include <string>
 #include <vector>
@@ -30,16 +31,22 @@ Dims check(const Tensor& bias, const char* bias_name, const Tensor& table,
   return d;
 }
 
-// Buckets of the R offsets, on the device (arena; the caller holds an ArenaScope).
-int32_t* bucket_row(Context& ctx, const Dims& d, const T5RelativePositionOptions& o) {
-  std::vector<int32_t> host(size_t(d.R));
-  for (int64_t r = 0; r < d.R; ++r) {
-    host[r] = t5_relative_position_bucket(r - (d.Tq - 1) - o.q_offset, o.bidirectional, d.NB,
-                                          o.max_distance);
-  }
-  int32_t* dev = ctx.arena().allocate_array<int32_t>(size_t(d.R));
-  upload(ctx, dev, host.data(), sizeof(int32_t) * d.R);
-  return dev;
+// Buckets of the R offsets, on the device: a constant table per shape and configuration,
+// uploaded by the first call only, so a training pass that repeats uploads nothing and can be
+// recorded (PassReplay). Small integers, exact in float.
+const float* bucket_row(Context& ctx, const Dims& d, const T5RelativePositionOptions& o) {
+  const std::string key = "t5_buckets " + std::to_string(d.Tq) + " " + std::to_string(d.Tk) +
+                          " " + std::to_string(o.q_offset) + " " + std::to_string(d.NB) + " " +
+                          std::to_string(o.max_distance) +
+                          (o.bidirectional ? " bidirectional" : " causal");
+  return ctx.constant_table(key, [&] {
+    std::vector<float> host(size_t(d.R));
+    for (int64_t r = 0; r < d.R; ++r) {
+      host[size_t(r)] = float(t5_relative_position_bucket(r - (d.Tq - 1) - o.q_offset,
+                                                          o.bidirectional, d.NB, o.max_distance));
+    }
+    return host;
+  });
 }
 }  // namespace
 
@@ -47,8 +54,7 @@ void t5_relative_position_forward(Context& ctx, const Tensor& bias, const Tensor
                                   const T5RelativePositionOptions& options) {
   const Dims d = check(bias, "bias", table, "table", options);
   if (d.Hq * d.Tq * d.Tk == 0) return;
-  ArenaScope scope(ctx.arena());
-  const int32_t* buckets = bucket_row(ctx, d, options);
+  const float* buckets = bucket_row(ctx, d, options);
   float* out = bias.f32();
   const float* tab = table.f32();
   const int64_t Hq = d.Hq, Tq = d.Tq, Tk = d.Tk;
@@ -108,7 +114,7 @@ void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Ten
   const Dims d = check(dbias, "dbias", dtable, "dtable", options);
   if (d.Hq * d.Tq * d.Tk == 0) return;
   ArenaScope scope(ctx.arena());
-  const int32_t* buckets = bucket_row(ctx, d, options);
+  const float* buckets = bucket_row(ctx, d, options);
   double* diag = ctx.arena().allocate_array<double>(size_t(d.Hq * d.R));
   const float* g = dbias.f32();
   float* dt = dtable.f32();
@@ -128,7 +134,7 @@ void t5_relative_position_backward(Context& ctx, const Tensor& dtable, const Ten
     double s = 0.0;
     bool any = false;
     for (int64_t r = 0; r < R; ++r) {
-      if (buckets[r] == bucket) {
+      if (int64_t(buckets[r]) == bucket) {
         s += diag[h * R + r];
         any = true;
       }

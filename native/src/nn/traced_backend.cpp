@@ -1,0 +1,54 @@
+// TracedBackend's folding of the argument types that are not plain values.
+#include "nn/traced_backend.h"
+
+namespace s2s {
+
+void TracedBackend::mix(const Tensor& t) {
+  mix(t.data);
+  mix(t.dtype);
+  mix(t.ndim);
+  for (int i = 0; i < t.ndim; ++i) {
+    mix(t.shape[i]);
+    mix(t.strides[i]);
+  }
+}
+
+void TracedBackend::mix(const AttentionOptions& o) {
+  mix(o.causal);
+  mix(o.scale.has_value());
+  mix(o.scale.value_or(0.0f));
+  mix(o.dropout_p);
+  mix(o.dropout_seed);
+  mix(o.dropout_offset);
+  mix(o.products);
+}
+
+void TracedBackend::mix(const CrossEntropyOptions& o) {
+  mix(o.ignore_index);
+  mix(o.reduction);
+}
+
+void TracedBackend::mix(const T5RelativePositionOptions& o) {
+  mix(o.bidirectional);
+  mix(o.max_distance);
+  mix(o.q_offset);
+}
+
+void TracedBackend::mix(const AdamWOptions& o) {
+  mix(o.lr);
+  mix(o.beta1);
+  mix(o.beta2);
+  mix(o.eps);
+  mix(o.weight_decay);
+}
+
+void TracedBackend::mix(const AdamWFusedTensor& t) {
+  mix(t.param);
+  mix(t.grad);
+  mix(t.exp_avg);
+  mix(t.exp_avg_sq);
+  mix(t.compute);
+  mix(t.decay);
+}
+
+}  // namespace s2s
