@@ -28,7 +28,7 @@ export { type CreateModelOptions } from "./models/model.js";
 export { loadData, type DataContext } from "./data/load-data.js";
 export { dataContextForModel, type ModelDataContext } from "./data/context.js";
 export { planEpoch, type PlanOptions } from "./data/plan-epoch.js";
-export { makeCollate } from "./data/collate.js";
+export { makeCollate, type CollateOptions } from "./data/collate.js";
 export { buildWordPieceTokenizer, type BuildTokenizerOptions, type BuiltTokenizer } from "./data/build-tokenizer.js";
 export { DataError } from "./data/errors.js";
 export { dataConfigSchema, type DataConfig } from "./data/config.js";

@@ -145,6 +145,28 @@ describe("collate", () => {
     expect(out.count).toBe(2 + 4);  // completion + eos of each row
   });
 
+  it("pads up to a multiple (pad_to_multiple_of), never past maxInputLength, and the model counts the same tokens", async () => {
+    const causal = await loadData(dataConfig({ train_file: "pairs.jsonl", valid_ratio: 0 }), { ...llama, baseDir: dir });
+    const plain = makeCollate("causal", llama.padTokenId)(causal.train);
+    const batch = makeCollate("causal", llama.padTokenId, { padToMultipleOf: 4 })(causal.train);
+    expect([batch.batchSize, batch.seqLen]).toEqual([2, 8]);  // 6 -> 8
+    expect(Array.from(batch.inputIds).slice(0, 8)).toEqual([1, 3, 4, 5, 6, 2, llama.padTokenId, llama.padTokenId]);
+    expect(Array.from(batch.attentionMask!).slice(0, 8)).toEqual([1, 1, 1, 1, 1, 1, 0, 0]);
+    expect(Array.from(batch.labels!).slice(8)).toEqual([-100, -100, 8, 9, 10, 2, -100, -100]);
+    // The cap: 6 -> 7 under a cap of 7 (the multiple of 4 would be 8); a row longer than the cap keeps its length.
+    expect(makeCollate("causal", 0, { padToMultipleOf: 4, maxInputLength: 7 })(causal.train).seqLen).toBe(7);
+    expect(makeCollate("causal", 0, { padToMultipleOf: 4, maxInputLength: 5 })(causal.train).seqLen).toBe(6);
+    const model = await Model.load(path.join(fixtures, "llama-gqa"));
+    const [a, b] = [await model.forward(plain), await model.forward(batch)];
+    expect(b.count).toBe(a.count);
+    expect(b.loss).toBeCloseTo(a.loss!, 5);  // padding is masked and ignored
+    // seq2seq: the target length too.
+    const s2s = await loadData(dataConfig({ train_file: "pairs.jsonl", valid_ratio: 0 }), { ...t5, baseDir: dir });
+    const t5batch = makeCollate("seq2seq", t5.padTokenId, { padToMultipleOf: 3 })(s2s.train);
+    expect([t5batch.seqLen, t5batch.decoderLen]).toEqual([6, 6]);
+    expect(() => makeCollate("causal", 0, { padToMultipleOf: 0 })).toThrow(/integer >= 1/);
+  });
+
   it("refuses an empty batch and a bad pad id", () => {
     expect(() => makeCollate("causal", 0)([])).toThrow(/at least one example/);
     expect(() => makeCollate("causal", -1)).toThrow(/token id >= 0/);

@@ -20,6 +20,7 @@ export const dataConfigSchema = z
     split_seed: z.number().int().default(42).describe("Seed of the train/validation split"),
     batch_size: z.number().int().positive().default(8).describe("Examples per micro-batch"),
     group_by_length: z.boolean().default(true).describe("Batch examples of similar length together (less padding)"),
+    pad_to_multiple_of: z.number().int().positive().nullable().default(null).describe("Pad each micro-batch's length (and T5's target length) up to a multiple of this, as transformers' pad_to_multiple_of: few distinct shapes, so a GPU replays its recorded steps (64 is usual); null: to the longest example"),
     on_bad_row: z.enum(["error", "skip"]).default("error").describe("A malformed row stops with file:line, or is skipped and counted"),
   })
   .describe("Training data");

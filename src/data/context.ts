@@ -11,6 +11,8 @@ import type { DataContext } from "./load-data.js";
 export interface ModelDataContext extends DataContext {
   /** The pad id collate uses: config's pad_token_id, else eos (decoder-only models often have none). */
   padTokenId: number;
+  /** The longest input the model takes (GPT-2's n_positions), where it has a bound. */
+  maxPositions?: number;
 }
 
 function firstId(v: number | number[] | null | undefined): number | undefined {
@@ -30,12 +32,14 @@ export function dataContextForModel(modelDir: string, baseDir: string): ModelDat
   const configPad = (config as { pad_token_id?: number | null }).pad_token_id;
   const pad = configPad ?? generation.pad_token_id ?? eosTokenId;
   const chatTemplate = readChatTemplate(modelDir);
+  const maxPositions = (config as { n_positions?: number }).n_positions;
   return {
     tokenizer,
     kind: config.model_type === "t5" ? "seq2seq" : "causal",
     baseDir,
     eosTokenId,
     padTokenId: pad,
+    ...(maxPositions !== undefined ? { maxPositions } : {}),
     ...(chatTemplate ? { chatTemplate } : {}),
   };
 }

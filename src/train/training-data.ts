@@ -42,7 +42,10 @@ export async function loadTrainingData(config: TrainConfig): Promise<TrainingDat
     train: data.train,
     valid: data.valid,
     planEpoch,
-    collate: makeCollate(data.kind, ctx.padTokenId),
+    collate: makeCollate(data.kind, ctx.padTokenId, {
+      padToMultipleOf: config.data.pad_to_multiple_of,
+      ...(ctx.maxPositions !== undefined ? { maxInputLength: ctx.maxPositions } : {}),
+    }),
     report: data.report,
   };
 }

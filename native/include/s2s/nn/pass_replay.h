@@ -11,8 +11,9 @@
 // and scalar arguments (the same batch shape and padding pattern, settings and params; no
 // dropout, whose seed changes every step). Anything else runs as usual, so a replay does what the
 // pass would have done, to the bit. A pass is recorded when its dry run's fingerprint is the
-// previous pass's (it repeats), up to kRecordings of them (a few padded lengths); passes that
-// never repeat (dropout on) stop the dry runs after kMissesBeforeGivingUp in a row. A pass that
+// previous pass's (it repeats), up to kRecordings of them (a few padded lengths: the trainer's
+// data.pad_to_multiple_of); passes that never repeat (dropout on) stop the dry runs after
+// kMissesBeforeGivingUp in a row. A pass that
 // cannot be recorded (it copies to or from the host, or waits, as a loss brought back does)
 // is run as usual from then on. Host backends run every pass as usual.
 #pragma once
@@ -27,7 +28,7 @@ namespace s2s {
 
 class PassReplay {
  public:
-  static constexpr size_t kRecordings = 4;
+  static constexpr size_t kRecordings = 8;
   static constexpr int kMissesBeforeGivingUp = 8;
 
   // Runs `pass` (the forward and backward on g; it sets g's pass settings itself, after the
