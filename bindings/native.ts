@@ -398,7 +398,7 @@ export interface NativeModel {
    * batch's count), torch GradScaler's scaled mean loss, so optimizerStep takes gradScale 1.
    */
   accumulate(batch: NativeBatch, options?: { training?: boolean; dropoutSeed?: number; stepTokens?: number }):
-    Promise<{ lossSum: number; count: number }>;
+    Promise<{ lossSum: number; count: number; replayed: boolean }>;
   /**
    * Unscales (float16: by the loss scale too), clips, AdamW, zeroes the gradients. finite false:
    * the step was skipped (NaN/Inf gradient); in float16 that is a loss-scale overflow and the
@@ -411,9 +411,13 @@ export interface NativeModel {
   configureLossScaler(options: { initScale?: number; growthFactor?: number; backoffFactor?: number; growthInterval?: number }): void;
   /** Restores a checkpointed loss scale (float16 models only; S2S_ARGUMENT otherwise). */
   setLossScaler(state: { scale: number; growthTracker: number }): void;
-  /** accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call. */
+  /**
+   * accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call.
+   * replayed (accumulate too): on a GPU, the forward and backward ran as a recording of an
+   * earlier micro-step that queued the same work (s2s::PassReplay: one launch, the same bits).
+   */
   trainStep(batch: NativeBatch, options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number }):
-    Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean }>;
+    Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean; replayed: boolean }>;
   /**
    * Writes the trainable params' AdamW moments ("<name>.exp_avg", "<name>.exp_avg_sq", F32) and
    * `step` (the last optimizer step taken) as one safetensors file, atomically.

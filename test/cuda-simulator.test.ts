@@ -179,6 +179,31 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     }
   });
 
+  it("micro-steps that repeat are replayed on cuda (trainStep, accumulate, the trainer's log)", async () => {
+    const m = await Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda", trainable: true });
+    const batch = { batchSize: 1, seqLen: 4, inputIds: Int32Array.from([1, 2, 3, 4]), labels: Int32Array.from([1, 2, 3, 4]) };
+    const other = { ...batch, inputIds: Int32Array.from([5, 6, 7, 8]), labels: Int32Array.from([5, 6, 7, 8]) };
+    const replayed: boolean[] = [];
+    for (let step = 1; step <= 3; step++) replayed.push((await m.trainStep(step === 3 ? other : batch, { step, lr: 1e-3, training: false })).replayed);
+    // The first runs op by op; the second repeats it and is recorded; the third replays with other ids.
+    expect(replayed).toEqual([false, true, true]);
+    const longer = { batchSize: 1, seqLen: 5, inputIds: Int32Array.from([1, 2, 3, 4, 5]), labels: Int32Array.from([1, 2, 3, 4, 5]) };
+    expect((await m.accumulate(longer, { training: false })).replayed).toBe(false);  // a new shape
+    // The trainer, with lengths padded to a multiple and no LoRA dropout (whose mask changes
+    // every step: with the default 0.05 nothing replays yet), replays steps whose shape repeats.
+    const settings = ["data.pad_to_multiple_of=16", "model.lora.dropout=0"];
+    const r = await run("gpt2", "causal", ["model.device=cuda", "train.logging_steps=2", ...settings]);
+    const log = readFileSync(path.join(r.dir, "logs", "run.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const lines = log.filter((l) => /^step \d+\/4$/.test(l.msg));
+    // Step 2 repeats step 1 and replays; of steps 3 and 4 at least one has step 2's shape.
+    const counts = lines.map((l) => l.replayed_micro_steps as number);
+    expect(counts[0]).toBe(1);
+    expect(counts[1]).toBeGreaterThanOrEqual(1);
+    const cpu = await run("gpt2", "causal", ["model.device=cpu", ...settings]);
+    expect(ranOn(cpu.dir)).toBe("cpu");
+    for (const [i, p] of r.progress.entries()) expect(p.loss).toBeCloseTo(cpu.progress[i]!.loss!, 4);
+  });
+
   it("float16 on cuda trains with the loss scaler", async () => {
     const r = await run("llama-gqa", "causal", ["model.device=cuda", "model.dtype=float16", "model.method=full"]);
     expect(ranOn(r.dir)).toBe("cuda:0");

@@ -181,6 +181,7 @@ OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
 struct AccumulateOut {
   double loss_sum = 0;
   int64_t count = 0;
+  bool replayed = false;  // the forward and backward ran as a recording (s2s::PassReplay)
 };
 AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
                                uint64_t dropout_seed, double step_tokens) {
@@ -212,8 +213,8 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
       g.backward(r.loss, seed(tokens));
     }
   };
-  lm.replay.run(g, pass);
-  AccumulateOut out{g.read_scalar(r.loss), r.count};
+  const bool replayed = lm.replay.run(g, pass);
+  AccumulateOut out{g.read_scalar(r.loss), r.count, replayed};
   g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
 }
@@ -457,7 +458,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // accumulate(batch, {training, dropoutSeed, stepTokens}) -> Promise<{lossSum, count}>: forward
+  // accumulate(batch, {training, dropoutSeed, stepTokens}) -> Promise<{lossSum, count, replayed}>:
+  // forward
   // with the summed loss and backward, adding into the trainable params' gradients (one
   // micro-batch). float16: the gradients are of scale * loss / stepTokens (see accumulate_batch),
   // so optimizerStep's gradScale must then be 1, not 1 / count.
@@ -484,6 +486,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             Napi::Object o = Napi::Object::New(env);
             o.Set("lossSum", out->loss_sum);
             o.Set("count", static_cast<double>(out->count));
+            o.Set("replayed", out->replayed);
             return o;
           },
           settle);
@@ -634,7 +637,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   // trainStep(batch, {step, lr, ..., training, dropoutSeed}) -> Promise<{loss, count, gradNorm,
-  // finite}>: forward + backward + clip + AdamW in one native call; the loss is the mean over the
+  // finite, replayed}>: forward + backward + clip + AdamW in one native call; the loss is the mean over the
   // batch's counted tokens (gradients scaled by 1 / count).
   Napi::Value TrainStep(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
@@ -669,6 +672,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             o.Set("count", n);
             o.Set("gradNorm", out->stats.grad_norm);
             o.Set("finite", out->stats.finite);
+            o.Set("replayed", out->acc.replayed);
             return o;
           },
           settle);

@@ -254,6 +254,8 @@ class TrainingRun {
   private sessionStart = 0;
   private sessionSteps = 0;
   private windowStart = 0;
+  /** Micro-steps of the log window whose forward and backward a GPU replayed (s2s::PassReplay). */
+  private replayedInWindow = 0;
   private elapsedAtStart = 0;
   /** Tracker calls in order, off the training path (a slow server does not slow the steps). */
   private tracking: Promise<void> = Promise.resolve();
@@ -474,6 +476,7 @@ class TrainingRun {
     let finite: boolean;
     if (batches.length === 1) {
       const r = await this.model.trainStep(batches[0]!, { ...optimizer, training: true, dropoutSeed: dropoutSeed(t.seed, step, 0) });
+      if (r.replayed) this.replayedInWindow++;
       count = r.count;
       loss = count > 0 ? r.loss : null;
       ({ gradNorm, finite } = r);
@@ -487,6 +490,7 @@ class TrainingRun {
         const r = await this.model.accumulate(batches[m]!, { training: true, dropoutSeed: dropoutSeed(t.seed, step, m), stepTokens });
         lossSum += r.lossSum;
         count += r.count;
+        if (r.replayed) this.replayedInWindow++;
       }
       if (fp16 && count !== stepTokens) throw new Error(`internal: counted ${stepTokens} label tokens, the model ${count}`);
       // Mean over every counted token of the step, not a mean of the micro-batches' means.
@@ -574,12 +578,16 @@ class TrainingRun {
     if (entry.loss !== null) scalars["train/loss"] = entry.loss;
     if (s.loss_scaler) scalars["train/loss_scale"] = s.loss_scaler.scale;
     this.track((trackers) => trackers.logMetrics(scalars, entry.step));
+    const memory = this.model.memory({ resetPeak: true });
     this.log.info(`step ${entry.step}/${this.totalSteps}`, {
       epoch: entry.epoch, loss: entry.loss ?? undefined, learning_rate: entry.learning_rate, grad_norm: entry.grad_norm ?? undefined,
       ...(s.loss_scaler ? { loss_scale: s.loss_scaler.scale } : {}),
       tokens_per_second: Math.round(entry.tokens_per_second),
-      ...memoryFields(this.model.memory({ resetPeak: true })),
+      ...memoryFields(memory),
+      // On a GPU: how many of the window's micro-steps ran as a recording (one launch each).
+      ...(memory.deviceTotalBytes !== null ? { replayed_micro_steps: this.replayedInWindow } : {}),
     });
+    this.replayedInWindow = 0;
     s.log_window = { steps: 0, loss_sum: 0, loss_steps: 0, tokens: 0 };
     this.windowStart = now;
   }
