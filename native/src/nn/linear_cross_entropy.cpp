@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "nn/host_labels.h"
 #include "s2s/nn/functional.h"
 
 namespace s2s {
@@ -32,23 +33,6 @@ Tensor rows_of(const Tensor& t, int64_t row0, int64_t rows, int64_t cols) {
 // Elements [begin, begin + n) of a contiguous f32 vector.
 Tensor span_of(const Tensor& t, int64_t begin, int64_t n) {
   return Tensor::contiguous(t.f32() + begin, DType::F32, {n});
-}
-
-int64_t counted(const int32_t* labels, int64_t n, int32_t ignore_index) {
-  int64_t c = 0;
-  for (int64_t i = 0; i < n; ++i) c += labels[i] != ignore_index;
-  return c;
-}
-
-// Labels are checked here, on the host, as the CPU's cross-entropy does: a device's kernels
-// report a bad one only at the next synchronisation.
-void check_labels(const int32_t* labels, int64_t n, int64_t V, int32_t ignore_index) {
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t y = labels[i];
-    S2S_REQUIRE(y == ignore_index || (y >= 0 && y < V), code::kArgument,
-                "nn.linear_cross_entropy", "expected labels[", i, "] in [0, ", V,
-                ") or == ignore_index (", ignore_index, "), got ", y);
-  }
 }
 
 }  // namespace
@@ -82,8 +66,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   const int64_t chunks = std::max<int64_t>((N + chunk_rows - 1) / chunk_rows, 1);
   chunk_rows = std::max<int64_t>((N + chunks - 1) / chunks, 1);
 
-  check_labels(labels, N, V, options.ignore_index);
-  const int64_t count = counted(labels, N, options.ignore_index);
+  const int64_t count =
+      check_and_count_labels(labels, N, V, options.ignore_index, "nn.linear_cross_entropy");
   if (count_out) *count_out = count;
   const int32_t* device_labels = g.indices(labels, N);
   const bool needs_grad = x->requires_grad || g.tracks(head.weight);
@@ -109,7 +93,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
                                device_labels + row0, rows, ignore);
   };
   auto has_labels = [labels, N, chunk_rows, ignore = options.ignore_index](int64_t row0) {
-    return counted(labels + row0, std::min(chunk_rows, N - row0), ignore) > 0;
+    return counted_labels(labels + row0, std::min(chunk_rows, N - row0), ignore) > 0;
   };
   auto chunk_logits = [&g, x, w, layout, logits, V, C](int64_t row0, int64_t rows) {
     const Tensor out = rows_of(logits, 0, rows, V);

@@ -1,25 +1,9 @@
 // nn::cross_entropy: fused log-softmax + cross-entropy, the loss every model ends with.
+#include "nn/host_labels.h"
 #include "s2s/nn/functional.h"
 
 namespace s2s {
 namespace nn {
-
-namespace {
-
-// The host's checks of the labels (as the CPU op makes them), and their count.
-int64_t check_and_count(const int32_t* labels, int64_t n, int64_t V, int32_t ignore_index) {
-  int64_t count = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t y = labels[i];
-    S2S_REQUIRE(y == ignore_index || (y >= 0 && y < V), code::kArgument, "nn.cross_entropy",
-                "expected labels[", i, "] in [0, ", V, ") or == ignore_index (", ignore_index,
-                "), got ", y);
-    count += y != ignore_index;
-  }
-  return count;
-}
-
-}  // namespace
 
 Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_labels,
                    const CrossEntropyOptions& options, int64_t* count_out,
@@ -38,8 +22,8 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
   if (g.loss_on_device && host_labels != nullptr && logits->value.ndim == 2 && num_labels == N) {
     // The loss stays in tensor memory (Graph::loss_on_device): the rows' lse and label logits,
     // then their sum where they lie; the calls of cross_entropy_forward(_backward), to the bit.
-    const int64_t count =
-        check_and_count(host_labels, N, logits->value.shape[1], options.ignore_index);
+    const int64_t count = check_and_count_labels(host_labels, N, logits->value.shape[1],
+                                                 options.ignore_index, "nn.cross_entropy");
     if (count_out) *count_out = count;
     const Tensor label_logit = g.tensor(DType::F32, {N});
     if (ahead && dlogits.fresh) {

@@ -7,8 +7,8 @@ namespace s2s {
 
 namespace {
 
-// Routes g through a TracedBackend for a scope, and puts the plain routing and index uploads
-// back at its end, also when the pass throws.
+// Resets g and routes it through a TracedBackend for a scope, and puts the plain routing and
+// index uploads back at its end, also when the pass throws.
 class Traced {
  public:
   Traced(Graph& g, bool dry, bool upload_indices)
@@ -89,7 +89,7 @@ bool PassReplay::run(Graph& g, const std::function<void()>& pass) {
   }
   if (have_last_) {
     const uint64_t fingerprint = dry_run(g, pass);
-      for (Recording& r : recordings_) {
+    for (Recording& r : recordings_) {
       if (r.fingerprint == fingerprint) {
         r.work->replay();
         ++counts_.replayed;
