@@ -255,14 +255,14 @@ class CheckedHostBackend final : public s2s::Backend {
     t(dgate, "dgate"); t(dup, "dup"); t(dout, "dout"); t(gate, "gate"); t(up, "up");
     s2s::geglu_backward(dgate, dup, dout, gate, up, ap, overwrite);
   }
-  void dropout_forward(const s2s::Tensor& out, const s2s::Tensor& inp, float p, uint64_t seed,
-                       uint64_t offset) override {
+  void dropout_forward(const s2s::Tensor& out, const s2s::Tensor& inp, float p,
+                       s2s::DropoutSeed seed, uint64_t offset) override {
     Open o(*this, "dropout_forward");
     t(out, "out"); t(inp, "inp");
     s2s::dropout_forward(out, inp, p, seed, offset);
   }
-  void dropout_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, float p, uint64_t seed,
-                        uint64_t offset, bool overwrite) override {
+  void dropout_backward(const s2s::Tensor& dinp, const s2s::Tensor& dout, float p,
+                        s2s::DropoutSeed seed, uint64_t offset, bool overwrite) override {
     Open o(*this, "dropout_backward");
     t(dinp, "dinp"); t(dout, "dout");
     s2s::dropout_backward(dinp, dout, p, seed, offset, overwrite);

@@ -70,6 +70,8 @@ struct Setup {
   bool keep_frozen = false;  // frozen weights as views in the file dtype
   s2s::ComputeDType compute = s2s::ComputeDType::F32;
   float t5_dropout = 0.0f;   // T5's dropout_rate (the fixtures have 0)
+  // On T5's attention probabilities; < 0: t5_dropout, as parse_model_config sets it.
+  float t5_attention_dropout = -1.0f;
 };
 
 using Fixture = FixtureBatch;
@@ -91,7 +93,10 @@ inline std::unique_ptr<Built> build(const std::string& name, const Setup& s,
                                     std::shared_ptr<s2s::Backend> backend) {
   const std::string dir = fixture_dir(name);
   s2s::ModelConfig c = s2s::parse_model_config(read_text(dir + "/config.json"), dir + "/config.json");
-  if (c.arch == s2s::Architecture::T5) c.dropout_rate = s.t5_dropout;
+  if (c.arch == s2s::Architecture::T5) {
+    c.dropout_rate = s.t5_dropout;
+    c.attention_dropout = s.t5_attention_dropout < 0 ? s.t5_dropout : s.t5_attention_dropout;
+  }
   auto b = std::make_unique<Built>();
   b->model = s2s::create_model(c);
   b->files = s2s::open_weight_files(dir);
@@ -394,6 +399,11 @@ inline void check_lora_on_device(const std::string& name, const BackendFactory& 
   s.full = false;
   s.keep_frozen = true;
   s.t5_dropout = 0.1f;
+  // Not on the attention probabilities: with it, t5-gated's three steps here are chaotic (grad
+  // norms near 190 clipped to 1, lr 1e-2: a nudged CPU twin's loss is 7% off the CPU's at step
+  // 2, 0.3% at step 3), so the twin's distance is no noise floor for the device's. The other
+  // checks cover it (cuda_model_replayed_micro_steps_change_no_bit, _training_repeats_...).
+  s.t5_attention_dropout = 0.0f;
   std::unique_ptr<Built> cpu = build(name, s, nullptr);
   std::unique_ptr<Built> dev = build(name, s, make());
   s2s::LoraConfig lc;

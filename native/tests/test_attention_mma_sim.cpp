@@ -255,7 +255,7 @@ void check_case(const Case& c) {
   g.dropout = c.dropout_p > 0.f;
   g.dropout_p = c.dropout_p;
   g.dropout_scale = 1.f / (1.f - c.dropout_p);
-  g.dropout_seed = opt.dropout_seed;
+  g.dropout_seed = opt.dropout_seed.value;
   g.dropout_offset = opt.dropout_offset;
   simt::Simulator sim;
   auto run = [&](const AttentionGeometry& geo, const Inputs& in, Guarded& o, Guarded& l,

@@ -368,6 +368,16 @@ CUDA_TEST(cuda_dropout_matches_cpu_mask_bit_for_bit) {
   CHECK(opt::bit_equal(host_of(gy), y));
   CHECK(opt::bit_equal(host_of(gdx), dx));
   CHECK_THROWS_CODE(cuda::dropout_forward(ctx(), gy.t, gx.t, 1.0f, seed, 0), code::kArgument);
+  // The seed read from device memory (DropoutSeed::on_device; the value beside it is ignored):
+  // the same mask. A kernel that took the value would drop about 10% of the elements otherwise.
+  Dev on_device(std::vector<uint64_t>{seed}, DType::F32, {2});
+  DropoutSeed key(~seed);
+  key.on_device = on_device.ptr<uint64_t>();
+  Dev gy2(std::vector<float>(n), {n}), gdx2(std::vector<float>(n, 0.f), {n});
+  cuda::dropout_forward(ctx(), gy2.t, gx.t, 0.1f, key, offset);
+  cuda::dropout_backward(ctx(), gdx2.t, gdy.t, 0.1f, key, offset);
+  CHECK(opt::bit_equal(host_of(gy2), y));
+  CHECK(opt::bit_equal(host_of(gdx2), dx));
 }
 
 CUDA_TEST(cuda_cast_bits) {
@@ -848,6 +858,8 @@ struct AttnCase {
   bool causal, bias, mask;
   std::optional<float> scale;
   float dropout_p = 0.f;  // > 0: dropout on the probabilities, the same (seed, offset) on both
+  // The GPU reads the seed from device memory (DropoutSeed::on_device), given a wrong value.
+  bool seed_on_device = false;
 };
 
 // products BF16 / F16: the tensor-core kernels (attention_mma.cu). q, k, v and dout are rounded
@@ -906,13 +918,19 @@ static void check_attention(const AttnCase& c, uint64_t seed, DType products = D
   Dev gout(std::vector<float>(nq), {c.B, c.Tq, c.Hq, c.D}), glse(std::vector<float>(lse.size()), {c.B, c.Hq, c.Tq});
   const Tensor bias_gpu = c.bias ? gbias.t : Tensor{};
   const uint8_t* mask_gpu = c.mask ? gmask.ptr<uint8_t>() : nullptr;
+  Dev gseed(std::vector<uint64_t>{o.dropout_seed.value}, DType::F32, {2});
+  if (c.seed_on_device) {
+    o.dropout_seed.value = ~o.dropout_seed.value;
+    o.dropout_seed.on_device = gseed.ptr<uint64_t>();
+  }
   cuda::attention_forward(ctx(), gout.t, glse.t, gq.t, gk.t, gv.t, bias_gpu, mask_gpu,
                           c.mask ? c.B * c.Tk : 0, o);
   char what[192];
-  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s dropout %g %s",
+  std::snprintf(what, sizeof what, "attention B%ld Tq%ld Tk%ld Hq%ld Hkv%ld D%ld%s%s%s dropout %g%s %s",
                 long(c.B), long(c.Tq), long(c.Tk), long(c.Hq), long(c.Hkv), long(c.D),
                 c.causal ? " causal" : "", c.bias ? " bias" : "", c.mask ? " mask" : "",
-                double(c.dropout_p), dtype_name(products));
+                double(c.dropout_p), c.seed_on_device ? " (seed on device)" : "",
+                dtype_name(products));
   expect_close(host_of(gout), out, tol_out, (std::string(what) + " out").c_str());
   const std::vector<float> glse_h = host_of(glse);
   bool lse_ok = true;  // -inf rows must match exactly; others within tolerance
@@ -968,6 +986,7 @@ CUDA_TEST(cuda_attention_dropout_against_cpu) {
   check_attention({1, 50, 20, 2, 2, 32, true, true, false, 0.3f, 0.2f}, 61);            // Tq > Tk: empty rows
   check_attention({2, 17, 29, 4, 4, 128, false, true, false, std::nullopt, 0.3f}, 71);  // cross-attention
   check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 91);  // several tiles
+  check_attention({2, 45, 45, 3, 3, 64, false, true, true, 1.0f, 0.1f, true}, 42);      // seed on device
 }
 
 // The tensor-core kernels (head dims 32, 64, 96, 128; bf16 and f16 operands): the shapes above
@@ -982,6 +1001,7 @@ CUDA_TEST(cuda_attention_tensor_cores_against_cpu) {
     check_attention({1, 40, 40, 2, 1, 96, true, false, false, std::nullopt}, 175, p);
     check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt, 0.1f}, 131, p);
     check_attention({1, 300, 300, 2, 1, 64, true, false, true, std::nullopt, 0.1f}, 191, p);
+    check_attention({2, 70, 70, 4, 2, 64, true, false, false, std::nullopt, 0.1f, true}, 132, p);
     // Bidirectional over whole key tiles, batch row 0 fully masked: only the tiles the mask
     // keeps whole may skip the mask test (attention_mma.cu's kept_key_tiles).
     check_attention({2, 130, 130, 2, 2, 64, false, false, true, std::nullopt}, 195, p);

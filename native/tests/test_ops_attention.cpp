@@ -589,14 +589,19 @@ TEST(attention_dropout_mask_is_the_dropout_ops_mask) {
   const std::vector<float> probs = explicit_probs(p);
   const int64_t n = int64_t(probs.size());
   for (uint64_t offset : {uint64_t(0), uint64_t(7), uint64_t(7 + n)}) {  // next call's offset too
+    const uint64_t seed = 0xABCDEF0123ull;
     p.opt.dropout_p = 0.25f;
-    p.opt.dropout_seed = 0xABCDEF0123ull;
+    p.opt.dropout_seed = seed;
+    if (offset == 7) {  // the seed by address (DropoutSeed::on_device), a wrong value beside it
+      p.opt.dropout_seed = DropoutSeed(~seed);
+      p.opt.dropout_seed.on_device = &seed;
+    }
     p.opt.dropout_offset = offset;
     std::vector<float> out, lse, dropped(n);
     p.forward(out, lse);
     dropout_forward(Tensor::contiguous(dropped.data(), DType::F32, {n}),
                     Tensor::contiguous(const_cast<float*>(probs.data()), DType::F32, {n}),
-                    p.opt.dropout_p, p.opt.dropout_seed, offset);
+                    p.opt.dropout_p, seed, offset);
     bool same_zeros = true;
     double worst = 0;
     int64_t zeros = 0;

@@ -159,6 +159,13 @@ TEST(dropout_matches_reference_and_is_counter_based) {
       dropout_backward(view(dx, {n}), view(x, {n}), p, seed, offset);
       dropout_backward_reference(view(dx_ref, {n}), view(x, {n}), p, seed, offset);
       CHECK(opt::bit_equal(dx, dx_ref));
+      // A seed given by address (DropoutSeed::on_device, host memory here) wins over the value.
+      DropoutSeed at(~seed);
+      at.on_device = &seed;
+      std::vector<float> y_at(n), dx_at = random_vector(n, 32);
+      dropout_forward(view(y_at, {n}), view(x, {n}), p, at, offset);
+      dropout_backward(view(dx_at, {n}), view(x, {n}), p, at, offset);
+      CHECK(opt::bit_equal(y_at, y_ref) && opt::bit_equal(dx_at, dx_ref));
     }
   }
   // Element i depends only on (seed, offset + i): a slice from k with offset + k matches.

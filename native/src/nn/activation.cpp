@@ -87,7 +87,8 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate, DType out) {
 
 Var* dropout(Graph& g, Var* x, float p, DType out) {
   if (!g.training || p == 0.0f) return x;
-  const uint64_t seed = g.dropout_seed, offset = g.dropout_offset;
+  const DropoutSeed seed = g.dropout_key();
+  const uint64_t offset = g.dropout_offset;
   g.dropout_offset += static_cast<uint64_t>(x->value.numel());
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad, out);
   g.ops().dropout_forward(y->value, x->value, p, seed, offset);

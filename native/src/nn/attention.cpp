@@ -16,7 +16,7 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
   if (!g.training || options.dropout_p == 0.0f) {
     options.dropout_p = 0.0f;
   } else {
-    options.dropout_seed = g.dropout_seed;
+    options.dropout_seed = g.dropout_key();
     options.dropout_offset = g.dropout_offset;
     g.dropout_offset += static_cast<uint64_t>(B * Hq * Tq * Tk);
   }

@@ -142,11 +142,11 @@ class CpuBackend final : public Backend {
                       bool overwrite) override {
     s2s::geglu_backward(dgate, dup, dout, gate, up, approximate, overwrite);
   }
-  void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+  void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                        uint64_t offset) override {
     s2s::dropout_forward(out, inp, p, seed, offset);
   }
-  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                         uint64_t offset, bool overwrite) override {
     s2s::dropout_backward(dinp, dout, p, seed, offset, overwrite);
   }

@@ -22,6 +22,21 @@ void Graph::reset() {
   dropout_offset = 0;
   known_dloss.reset();
   seeded_ = nullptr;
+  staged_dropout_seed_ = nullptr;
+}
+
+DropoutSeed Graph::dropout_key() {
+  DropoutSeed key(dropout_seed);
+  if (ops_->is_host()) return key;
+  if (staged_dropout_seed_ == nullptr || staged_dropout_seed_value_ != dropout_seed) {
+    // The pass's memory even inside a checkpointed segment: its recomputation reads it again.
+    void* dst = ops_->activation_allocate(sizeof(uint64_t));
+    if (upload_indices) ops_->upload(dst, &dropout_seed, sizeof(uint64_t));
+    staged_dropout_seed_ = static_cast<const uint64_t*>(dst);
+    staged_dropout_seed_value_ = dropout_seed;
+  }
+  key.on_device = staged_dropout_seed_;
+  return key;
 }
 
 Graph::MemoryPeaks Graph::memory_peaks() const {

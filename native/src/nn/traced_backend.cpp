@@ -13,6 +13,16 @@ void TracedBackend::mix(const Tensor& t) {
   }
 }
 
+void TracedBackend::mix(const DropoutSeed& s) {
+  // A seed in device memory is an input, as an uploaded array is: its address is the call's.
+  mix(s.on_device != nullptr);
+  if (s.on_device != nullptr) {
+    mix(s.on_device);
+  } else {
+    mix(s.value);
+  }
+}
+
 void TracedBackend::mix(const AttentionOptions& o) {
   mix(o.causal);
   mix(o.scale.has_value());

@@ -228,12 +228,12 @@ class TracedBackend final : public Backend {
     note("geglu_backward", dgate, dup, dout, gate, up, approximate, overwrite);
     if (!dry_) in_.geglu_backward(dgate, dup, dout, gate, up, approximate, overwrite);
   }
-  void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+  void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                        uint64_t offset) override {
     note("dropout_forward", out, inp, p, seed, offset);
     if (!dry_) in_.dropout_forward(out, inp, p, seed, offset);
   }
-  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                         uint64_t offset, bool overwrite) override {
     note("dropout_backward", dinp, dout, p, seed, offset, overwrite);
     if (!dry_) in_.dropout_backward(dinp, dout, p, seed, offset, overwrite);
@@ -414,6 +414,7 @@ class TracedBackend final : public Backend {
     mix_bytes(&v, sizeof v);
   }
   void mix(const Tensor& t);
+  void mix(const DropoutSeed& s);
   void mix(const AttentionOptions& o);
   void mix(const CrossEntropyOptions& o);
   void mix(const T5RelativePositionOptions& o);

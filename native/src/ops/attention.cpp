@@ -86,7 +86,7 @@ Geometry check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const T
   g.dropout = options.dropout_p > 0.0f;
   g.dropout_p = options.dropout_p;
   g.dropout_scale = 1.0f / (1.0f - options.dropout_p);
-  g.dropout_seed = options.dropout_seed;
+  g.dropout_seed = options.dropout_seed.read_on_host();
   g.dropout_offset = options.dropout_offset;
   g.bias = nullptr;
   if (bias.data != nullptr) {

@@ -25,7 +25,7 @@ void apply(DropoutApply how, float* dst, const float* src, int64_t b, int64_t e,
 }
 }  // namespace
 
-void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed key,
                      uint64_t offset) {
   check_p(p);
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
@@ -41,12 +41,13 @@ void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t see
     return;
   }
   const float scale = 1.0f / (1.0f - p);
+  const uint64_t seed = key.read_on_host();
   parallel_for(inp.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
     apply(DropoutApply::kMultiply, y, x, b, e, p, scale, seed, offset);
   });
 }
 
-void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed key,
                       uint64_t offset, bool overwrite) {
   check_p(p);
   opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
@@ -65,6 +66,7 @@ void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t 
     return;
   }
   const float scale = 1.0f / (1.0f - p);
+  const uint64_t seed = key.read_on_host();
   parallel_for(dout.numel(), opu::kElemGrain / 4, [&](int64_t b, int64_t e) {
     apply(overwrite ? DropoutApply::kMultiply : DropoutApply::kAccumulate, dx, dy, b, e, p, scale,
           seed, offset);

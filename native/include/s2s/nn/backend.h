@@ -25,6 +25,7 @@
 #include "s2s/ops/attention.h"
 #include "s2s/ops/attention_cached.h"
 #include "s2s/ops/cross_entropy.h"
+#include "s2s/ops/dropout.h"
 #include "s2s/ops/gelu.h"
 #include "s2s/ops/kv_cache_append.h"
 #include "s2s/ops/linear.h"
@@ -219,9 +220,9 @@ class Backend {
   virtual void geglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                               const Tensor& gate, const Tensor& up, GeluApprox approximate,
                               bool overwrite) = 0;
-  virtual void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+  virtual void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                                uint64_t offset) = 0;
-  virtual void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+  virtual void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                                 uint64_t offset, bool overwrite) = 0;
   virtual void cast(const Tensor& out, const Tensor& inp) = 0;  // cast_forward
   virtual void add(const Tensor& out, const Tensor& a, const Tensor& b) = 0;

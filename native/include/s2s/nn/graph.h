@@ -23,6 +23,7 @@
 #include "s2s/arena.h"
 #include "s2s/nn/backend.h"
 #include "s2s/nn/param.h"
+#include "s2s/ops/dropout.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -198,6 +199,12 @@ class Graph {
   bool replay_decoding_steps = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
+  // The seed as the layers hand it to the ops: dropout_seed, and on a device a copy of it in this
+  // pass's memory (DropoutSeed::on_device, made by the first call after reset or a change of
+  // dropout_seed; uploaded as indices() uploads, so not while upload_indices is off), which the
+  // kernels read. A pass then queues the same calls whatever its seed, and PassReplay replays
+  // its recording with the next micro-step's.
+  DropoutSeed dropout_key();
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the
   // forward (a training step: 1, or fp16's scale / tokens). nn::linear_cross_entropy then makes
   // the head's gradients in its forward, from the logits at hand, instead of making the logits
@@ -239,6 +246,9 @@ class Graph {
   // The running backward's root while its gradient is still exactly the seed (grad_scalar).
   Var* seeded_ = nullptr;
   float seed_ = 0;
+  // dropout_key's copy of dropout_seed in this pass's device memory, and the value copied.
+  const uint64_t* staged_dropout_seed_ = nullptr;
+  uint64_t staged_dropout_seed_value_ = 0;
 };
 
 }  // namespace s2s

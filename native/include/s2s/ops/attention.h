@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "s2s/ops/dropout.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -29,9 +30,10 @@ struct AttentionOptions {
   // backward regenerates the same mask from (seed, offset), so pass forward and backward the
   // same options. Callers advance dropout_offset by B*Hq*Tq*Tk per call. Fully masked rows stay
   // zeros. dropout_p == 0 (the default) is no dropout and makes no random numbers; dropout_p
-  // outside [0, 1) (or NaN) is rejected with S2S_ARGUMENT.
+  // outside [0, 1) (or NaN) is rejected with S2S_ARGUMENT. The seed may sit in the backend's
+  // memory (DropoutSeed::on_device), read by the kernels.
   float dropout_p = 0.0f;
-  uint64_t dropout_seed = 0;
+  DropoutSeed dropout_seed;
   uint64_t dropout_offset = 0;
   // Operand precision of the products inside attention (q.k, p.v and those of the backward):
   // F32, or BF16 / F16 as under torch.autocast, where SDPA gets bf16/f16 q, k, v. With BF16 or

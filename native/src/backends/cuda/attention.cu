@@ -112,7 +112,8 @@ Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tens
   g.dropout = options.dropout_p > 0.0f;
   g.dropout_p = options.dropout_p;
   g.dropout_scale = 1.0f / (1.0f - options.dropout_p);
-  g.dropout_seed = options.dropout_seed;
+  g.dropout_seed = options.dropout_seed.value;
+  g.dropout_seed_on_device = options.dropout_seed.on_device;
   g.dropout_offset = options.dropout_offset;
   g.bias = nullptr;
   if (bias.data != nullptr) {
@@ -168,6 +169,7 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(Geometry g, cons
                                                                 const float* k, const float* v,
                                                                 float* out, float* lse) {
   extern __shared__ float smem[];
+  mma_detail::read_dropout_seed<true>(g);
   const int64_t D = g.D, P = D + 1;
   float* Qs = smem;
   float* Ks = Qs + TILE * P;
@@ -282,6 +284,7 @@ __global__ void __launch_bounds__(128) attention_backward_kv_kernel(
     Geometry g, const float* q, const float* k, const float* v, const float* dout,
     const float* lse, const float* di, float* dk, float* dv) {
   extern __shared__ float smem[];
+  mma_detail::read_dropout_seed<true>(g);
   const int64_t D = g.D, P = D + 1;
   float* Ks = smem;
   float* Vs = Ks + TILE * P;
@@ -389,6 +392,7 @@ __global__ void __launch_bounds__(128) attention_backward_q_kernel(
     Geometry g, const float* q, const float* k, const float* v, const float* dout,
     const float* lse, const float* di, float* dq, float* dbias) {
   extern __shared__ float smem[];
+  mma_detail::read_dropout_seed<true>(g);
   const int64_t D = g.D, P = D + 1;
   float* Qs = smem;
   float* Os = Qs + TILE * P;

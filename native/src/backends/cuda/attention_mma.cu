@@ -132,6 +132,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_forward_min_blocks(D, Drop))
     mma_forward_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
                        float* out, float* lse) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_detail::read_dropout_seed<Drop>(g);
   mma_attention_forward<E, D, Drop>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
 }
 
@@ -141,6 +142,7 @@ __global__ void __launch_bounds__(kMmaThreads)
                            const void* dout, const float* lse, const float* di, float* dk,
                            float* dv) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_detail::read_dropout_seed<Drop>(g);
   mma_attention_backward_kv<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dk, dv, mma_smem);
 }
 
@@ -150,6 +152,7 @@ __global__ void __launch_bounds__(kMmaThreads)
                           const void* dout, const float* lse, const float* di, float* dq,
                           float* dbias) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
+  mma_detail::read_dropout_seed<Drop>(g);
   mma_attention_backward_q<E, D, Drop>(DeviceExec{}, g, q, k, v, dout, lse, di, dq, dbias,
                                        mma_smem);
 }

@@ -94,6 +94,10 @@ struct AttentionGeometry {
   bool dropout;          // dropout_p > 0 (AttentionOptions)
   float dropout_p, dropout_scale;  // scale = 1 / (1 - p) in float, as on the CPU
   uint64_t dropout_seed, dropout_offset;
+  // Where set, the seed is read here instead (AttentionOptions: DropoutSeed::on_device), once by
+  // each thread at its kernel's start (read_dropout_seed), so a recorded pass replays with the
+  // seed written there since.
+  const uint64_t* dropout_seed_on_device;
   // Tensor-core kernels only: q, k or v already holds the operand type's 16-bit values (its
   // producer rounded them as staging would: the same bits); else fp32, rounded while staged.
   bool q16, k16, v16;
@@ -398,6 +402,15 @@ S2S_MMA_FN float dropout_factor(const AttentionGeometry& g, int64_t b, int64_t h
   if (!Drop || !g.dropout) return 1.f;
   const uint64_t counter = g.dropout_offset + uint64_t(((b * g.Hq + h) * g.Tq + i) * g.Tk + j);
   return dropout_keep(g.dropout_seed, counter, g.dropout_p) ? g.dropout_scale : 0.f;
+}
+
+// g.dropout_seed from device memory where the op was given it there (dropout_seed_on_device):
+// every kernel that drops calls this on its copy of g before anything reads the seed.
+template <bool Drop>
+S2S_MMA_FN void read_dropout_seed(AttentionGeometry& g) {
+  if (Drop && g.dropout && g.dropout_seed_on_device != nullptr) {
+    g.dropout_seed = *g.dropout_seed_on_device;
+  }
 }
 
 // Whether every pair of query rows [i0, i0 + rows) and keys [j0, j0 + keys) of batch row b

@@ -224,11 +224,11 @@ class CudaBackend final : public Backend {
                       bool overwrite) override {
     cuda::geglu_backward(ctx_, dgate, dup, dout, gate, up, approximate, overwrite);
   }
-  void dropout_forward(const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+  void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                        uint64_t offset) override {
     cuda::dropout_forward(ctx_, out, inp, p, seed, offset);
   }
-  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, uint64_t seed,
+  void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                         uint64_t offset, bool overwrite) override {
     cuda::dropout_backward(ctx_, dinp, dout, p, seed, offset, overwrite);
   }

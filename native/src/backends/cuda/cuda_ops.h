@@ -99,10 +99,10 @@ void softmax_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, cons
 
 // ---- dropout.cu: the CPU op's Philox stream (core/philox.h compiled for the device): the same
 // (seed, offset) drops the same elements on both backends.
-void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                      uint64_t offset);
 void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
-                      uint64_t seed, uint64_t offset, bool overwrite = false);
+                      DropoutSeed seed, uint64_t offset, bool overwrite = false);
 
 // ---- cast.cu: f32 <-> bf16 <-> f16 with the CPU's rounding (bf16 bit for bit).
 void cast_forward(Context& ctx, const Tensor& out, const Tensor& inp);

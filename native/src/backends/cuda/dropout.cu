@@ -1,7 +1,8 @@
 // dropout on CUDA (s2s/ops/dropout.h semantics) with core/philox.h compiled for the device:
 // element i is kept when uniform(philox_word(seed, offset + i)) >= p, exactly as on the CPU, so
 // both backends drop the same elements. One thread per element (10 Philox rounds each; a
-// thread per 4 elements would share the block, a later optimisation).
+// thread per 4 elements would share the block, a later optimisation). A seed in device memory
+// (DropoutSeed::on_device) is read by each thread, so a recorded call replays with a new one.
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
 #include "ops/dropout_mask.h"
@@ -17,7 +18,7 @@ void check_p(float p) {
 }
 }  // namespace
 
-void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, uint64_t seed,
+void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                      uint64_t offset) {
   check_p(p);
   opu::expect_f32_like(inp, inp, kOp, "inp", "inp");
@@ -28,14 +29,17 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
     return;
   }
   const float scale = 1.0f / (1.0f - p);
+  const uint64_t value = seed.value;
+  const uint64_t* on_device = seed.on_device;
   for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    const bool keep = p == 0.0f || dropout_keep(seed, offset + uint64_t(i), p);
+    const uint64_t key = on_device != nullptr ? *on_device : value;
+    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
     y.store(i, x[i] * (keep ? scale : 0.0f));
   });
 }
 
 void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
-                      uint64_t seed, uint64_t offset, bool overwrite) {
+                      DropoutSeed seed, uint64_t offset, bool overwrite) {
   check_p(p);
   opu::expect_f32_like(dout, dout, kOp, "dout", "dout");
   if (!opu::present(dinp)) return;
@@ -43,8 +47,11 @@ void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, floa
   float* dx = dinp.f32();
   const float* dy = dout.f32();
   const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
+  const uint64_t value = seed.value;
+  const uint64_t* on_device = seed.on_device;
   for_each(ctx, dout.numel(), kOp, [=] __device__(int64_t i) {
-    const bool keep = p == 0.0f || dropout_keep(seed, offset + uint64_t(i), p);
+    const uint64_t key = on_device != nullptr ? *on_device : value;
+    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
     write_grad(dx + i, dy[i] * (keep ? scale : 0.0f), overwrite);
   });
 }
