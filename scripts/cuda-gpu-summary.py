@@ -119,6 +119,9 @@ def main(folder):
                          ("torch.compile", lora_compiled)):
             if r:
                 lines.append(f"  {label:26s} {r['tokens_per_s']:>10.0f} tokens/s  MFU {r['mfu']:.3f}")
+        if lora and "replayed_steps" in lora:
+            lines.append(f"  ours: {lora['replayed_steps']} of the timed steps replayed "
+                         f"(LoRA's dropout included)")
         impl = (lora_eager or lora_compiled or {}).get("lora_impl")
         if impl:
             lines.append(f"  PyTorch's adapters: {impl}")

@@ -29,8 +29,8 @@
 //
 // --no-replay (with --model): every step's forward and backward issued op by op, as on the first
 // step; by default they are recorded and replayed as the trainer does (s2s::PassReplay: one
-// launch per micro-step where the host issued every kernel and GEMM; not under LoRA's dropout,
-// whose mask changes every step). "replayed_steps" counts the timed steps that were replayed.
+// launch per micro-step where the host issued every kernel and GEMM; LoRA's dropout too, its
+// seed read from device memory). "replayed_steps" counts the timed steps that were replayed.
 // --arch llama (with --model): a Llama-family model of the given shape instead of GPT-2
 // (SmolLM's config: SiLU-gated MLP of width --intermediate, RMSNorm, rope, tied embeddings,
 // --kv-heads grouped-query heads). SmolLM-135M: --arch llama --layers 30 --channels 576

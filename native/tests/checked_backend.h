@@ -53,9 +53,10 @@ class CheckedHostBackend final : public s2s::Backend {
     if (p == MAP_FAILED) s2s::fail(s2s::code::kOutOfMemory, "checked backend", "mmap failed");
     base_ = static_cast<uint8_t*>(p);
     // Params and the like from the bottom half, activations from the third quarter,
-    // checkpointed segments' activations from the last.
+    // checkpointed segments' activations from the seventh eighth, a pass's inputs from the last.
     act_base_ = base_ + kReserve / 2;
     seg_base_ = base_ + kReserve / 4 * 3;
+    in_base_ = base_ + kReserve / 8 * 7;
     install_segv_handler(base_, kReserve);
   }
   ~CheckedHostBackend() override { munmap(base_, kReserve); }
@@ -93,12 +94,15 @@ class CheckedHostBackend final : public s2s::Backend {
     poison(p, size);
     return p;
   }
-  void activation_reset() override { act_used_ = 0; }
+  void activation_reset() override {
+    act_used_ = 0;
+    in_used_ = 0;
+  }
   // A released segment's memory stops being device memory at once (as a freed buffer), so an
   // op still handed a piece of it fails.
   void* segment_allocate(size_t bytes) override {
     const size_t size = round_up(bytes > 0 ? bytes : 1);
-    S2S_REQUIRE(seg_used_ + size <= kReserve / 4, s2s::code::kOutOfMemory, "checked backend",
+    S2S_REQUIRE(seg_used_ + size <= kReserve / 8, s2s::code::kOutOfMemory, "checked backend",
                 "out of reserved segment space");
     void* p = seg_base_ + seg_used_;
     seg_used_ += size;
@@ -107,6 +111,15 @@ class CheckedHostBackend final : public s2s::Backend {
     return p;
   }
   void segment_reset() override { seg_used_ = 0; }
+  void* input_allocate(size_t bytes) override {
+    const size_t size = round_up(bytes > 0 ? bytes : 1);
+    S2S_REQUIRE(in_used_ + size <= kReserve / 8, s2s::code::kOutOfMemory, "checked backend",
+                "out of reserved input space");
+    void* p = in_base_ + in_used_;
+    in_used_ += size;
+    poison(p, size);
+    return p;
+  }
   size_t segment_peak() const { return segment_peak_; }
   void upload(void* dst, const void* src, size_t bytes) override {
     Open open(*this);
@@ -473,15 +486,17 @@ class CheckedHostBackend final : public s2s::Backend {
     if (persistent_used_ > 0) mprotect(base_, page_round(persistent_used_), prot);
     if (act_used_ > 0) mprotect(act_base_, page_round(act_used_), prot);
     if (seg_used_ > 0) mprotect(seg_base_, page_round(seg_used_), prot);
+    if (in_used_ > 0) mprotect(in_base_, page_round(in_used_), prot);
   }
 
-  // [p, p + bytes) must lie in one live allocation, in the activations handed out this pass or
-  // in the running segment's.
+  // [p, p + bytes) must lie in one live allocation, in the activations or inputs handed out this
+  // pass or in the running segment's.
   void need(const void* p, size_t bytes, const char* op, const char* arg) const {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     const uint8_t* b = static_cast<const uint8_t*>(p);
     if (b >= act_base_ && b + bytes <= act_base_ + act_used_) return;
     if (b >= seg_base_ && b + bytes <= seg_base_ + seg_used_) return;
+    if (b >= in_base_ && b + bytes <= in_base_ + in_used_) return;
     auto it = live_.upper_bound(a);
     if (it != live_.begin()) {
       --it;
@@ -538,7 +553,8 @@ class CheckedHostBackend final : public s2s::Backend {
   uint8_t* base_ = nullptr;
   uint8_t* act_base_ = nullptr;
   uint8_t* seg_base_ = nullptr;
-  size_t persistent_used_ = 0, act_used_ = 0, seg_used_ = 0, segment_peak_ = 0;
+  uint8_t* in_base_ = nullptr;
+  size_t persistent_used_ = 0, act_used_ = 0, seg_used_ = 0, segment_peak_ = 0, in_used_ = 0;
   std::map<uintptr_t, size_t> live_;
   const char* current_op_ = "";
   int64_t ops_run_ = 0;

@@ -61,6 +61,9 @@ class CpuBackend final : public Backend {
          "checkpointed segments of a host backend use the graph's segment arena");
   }
   void segment_reset() override {}
+  void* input_allocate(size_t) override {
+    fail(code::kInternal, "cpu backend", "a host backend's ops read a pass's inputs in place");
+  }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }

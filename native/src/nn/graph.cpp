@@ -29,8 +29,7 @@ DropoutSeed Graph::dropout_key() {
   DropoutSeed key(dropout_seed);
   if (ops_->is_host()) return key;
   if (staged_dropout_seed_ == nullptr || staged_dropout_seed_value_ != dropout_seed) {
-    // The pass's memory even inside a checkpointed segment: its recomputation reads it again.
-    void* dst = ops_->activation_allocate(sizeof(uint64_t));
+    void* dst = ops_->input_allocate(sizeof(uint64_t));
     if (upload_indices) ops_->upload(dst, &dropout_seed, sizeof(uint64_t));
     staged_dropout_seed_ = static_cast<const uint64_t*>(dst);
     staged_dropout_seed_value_ = dropout_seed;

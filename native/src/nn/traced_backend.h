@@ -82,6 +82,11 @@ class TracedBackend final : public Backend {
     note("segment_reset");
     in_.segment_reset();
   }
+  void* input_allocate(size_t bytes) override {
+    void* p = in_.input_allocate(bytes);
+    note("input_allocate", bytes, p);
+    return p;
+  }
   DeviceMemory device_memory() override {
     return in_.device_memory();
   }

@@ -122,6 +122,11 @@ class Backend {
   // around the segment (its output's copy, its inputs' gradients) stay.
   virtual void* segment_allocate(size_t bytes) = 0;
   virtual void segment_reset() = 0;
+  // A pass's inputs on a non-host backend (Graph::indices' arrays, Graph::dropout_key's seed):
+  // a third region, which no op's scratch and no segment reuses during the pass, so what is
+  // copied there stays until the pass ends, whenever the pass's kernels run (PassReplay's dry
+  // run copies a recorded pass's inputs before any of its work runs). Freed by activation_reset.
+  virtual void* input_allocate(size_t bytes) = 0;
   // A non-host backend's activation memory (both arenas: the most in use since
   // reset_activation_peak, and what they hold reserved) and its device's memory (total, and
   // free to every process). Host backends: known == false; the graph's arenas hold their

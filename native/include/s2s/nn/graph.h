@@ -66,11 +66,13 @@ class Graph {
   void* tensor_memory(size_t bytes);
   Tensor tensor(DType dtype, std::initializer_list<int64_t> shape);
   // A host index array (ids, positions, labels, a key mask) as tensor memory for the ops, valid
-  // until reset: the same pointer on a host backend, else a copy (once per pass). Null stays null.
+  // until reset: the same pointer on a host backend, else a copy (once per call) in the
+  // backend's input memory (Backend::input_allocate, which nothing else of the pass reuses: the
+  // copy may be made before the pass's earlier work runs). Null stays null.
   template <typename T>
   const T* indices(const T* host, int64_t count) {
     if (host == nullptr || ops_->is_host()) return host;
-    void* dst = tensor_memory(sizeof(T) * static_cast<size_t>(count));
+    void* dst = ops_->input_allocate(sizeof(T) * static_cast<size_t>(count));
     if (upload_indices) ops_->upload(dst, host, sizeof(T) * static_cast<size_t>(count));
     return static_cast<const T*>(dst);
   }
@@ -199,10 +201,10 @@ class Graph {
   bool replay_decoding_steps = true;
   uint64_t dropout_seed = 0;
   uint64_t dropout_offset = 0;    // advanced by each dropout call (Philox counter)
-  // The seed as the layers hand it to the ops: dropout_seed, and on a device a copy of it in this
-  // pass's memory (DropoutSeed::on_device, made by the first call after reset or a change of
-  // dropout_seed; uploaded as indices() uploads, so not while upload_indices is off), which the
-  // kernels read. A pass then queues the same calls whatever its seed, and PassReplay replays
+  // The seed as the layers hand it to the ops: dropout_seed, and on a device a copy of it in the
+  // pass's input memory (DropoutSeed::on_device, made by the first call after reset or a change
+  // of dropout_seed; uploaded as indices() uploads, so not while upload_indices is off), which
+  // the kernels read. A pass then queues the same calls whatever its seed, and PassReplay replays
   // its recording with the next micro-step's.
   DropoutSeed dropout_key();
   // The dloss this pass's backward() will be seeded with, when the caller knows it before the

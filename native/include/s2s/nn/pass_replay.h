@@ -8,12 +8,13 @@
 // allocations, uploads the batch's index arrays to the addresses the recording reads, and
 // fingerprints every call it would queue. A recording runs only where that fingerprint is the
 // one it was recorded with: the same kernels, GEMMs and copies with the same shapes, addresses
-// and scalar arguments (the same batch shape and padding pattern, settings and params; no
-// dropout, whose seed changes every step). Anything else runs as usual, so a replay does what the
-// pass would have done, to the bit. A pass is recorded when its dry run's fingerprint is the
-// previous pass's (it repeats), up to kRecordings of them (a few padded lengths: the trainer's
-// data.pad_to_multiple_of); passes that never repeat (dropout on) stop the dry runs after
-// kMissesBeforeGivingUp in a row. A pass that
+// and scalar arguments (the same batch shape and padding pattern, settings and params; dropout's
+// seed is read from device memory, Graph::dropout_key, so another seed is another input, not
+// other work). Anything else runs as usual, so a replay does what the pass would have done, to
+// the bit. A pass is recorded when its dry run's fingerprint is the previous pass's (it
+// repeats), up to kRecordings of them (a few padded lengths: the trainer's
+// data.pad_to_multiple_of); passes that never repeat (every batch another length) stop the dry
+// runs after kMissesBeforeGivingUp in a row. A pass that
 // cannot be recorded (it copies to or from the host, or waits, as a loss brought back does)
 // is run as usual from then on. Host backends run every pass as usual.
 #pragma once

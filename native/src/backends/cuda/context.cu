@@ -69,12 +69,15 @@ Context::Context(const ContextOptions& options) : options_(options) {
   arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
   // Blocks are taken on first use: a model that never checkpoints never allocates one.
   segment_arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
+  // Inputs are small (a batch's ids, labels, mask, positions: 4 bytes a token each).
+  input_arena_ = std::make_unique<DeviceArena>(source, size_t(4) << 20);
 }
 
 Context::~Context() {
   cudaSetDevice(options_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
   destroy_gemm_state(gemm_);
+  input_arena_.reset();
   segment_arena_.reset();
   arena_.reset();
   for (auto& [key, table] : constants_) cudaFree(table);

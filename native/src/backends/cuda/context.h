@@ -44,6 +44,8 @@ class Context {
   DeviceArena& arena() { return *arena_; }
   // Activations of the checkpointed segment being run (Backend::segment_allocate).
   DeviceArena& segment_arena() { return *segment_arena_; }
+  // A pass's inputs (Backend::input_allocate): index arrays and dropout's seed.
+  DeviceArena& input_arena() { return *input_arena_; }
   const ContextOptions& options() const { return options_; }
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
   void set_gemm_bias_epilogue(bool on) { options_.gemm_bias_epilogue = on; }
@@ -73,6 +75,7 @@ class Context {
   unsigned long long* error_slot_ = nullptr;
   std::unique_ptr<DeviceArena> arena_;
   std::unique_ptr<DeviceArena> segment_arena_;
+  std::unique_ptr<DeviceArena> input_arena_;
   GemmState* gemm_ = nullptr;
   std::map<std::string, void*> constants_;  // cudaMalloc'd, freed with the context
 };

@@ -76,20 +76,28 @@ class CudaBackend final : public Backend {
     cudaGetLastError();
   }
   void* activation_allocate(size_t bytes) override { return ctx_.arena().allocate(bytes); }
+  void* input_allocate(size_t bytes) override { return ctx_.input_arena().allocate(bytes); }
   // Stream order makes reuse safe: the next pass's kernels run after this pass's.
-  void activation_reset() override { ctx_.arena().reset(); }
+  void activation_reset() override {
+    ctx_.arena().reset();
+    ctx_.input_arena().reset();
+  }
   void* segment_allocate(size_t bytes) override { return ctx_.segment_arena().allocate(bytes); }
   // Also stream-ordered: the next segment's kernels run after the released one's.
   void segment_reset() override { ctx_.segment_arena().reset(); }
-  // The two arenas' peaks summed: the segment's activations live beside the pass's, so this is
-  // the most both held at once or a little more (their peaks may fall at different moments).
+  // The arenas' peaks summed: the segment's activations and the inputs live beside the pass's, so
+  // this is the most all held at once or a little more (their peaks may fall at different
+  // moments).
   DeviceMemory device_memory() override {
     ctx_.activate();
     DeviceMemory m;
     m.known = true;
     const DeviceArena &pass = ctx_.arena(), &segment = ctx_.segment_arena();
-    m.activation_peak = pass.peak_bytes_in_use() + segment.peak_bytes_in_use();
-    m.activation_reserved = pass.bytes_reserved() + segment.bytes_reserved();
+    const DeviceArena& inputs = ctx_.input_arena();
+    m.activation_peak =
+        pass.peak_bytes_in_use() + segment.peak_bytes_in_use() + inputs.peak_bytes_in_use();
+    m.activation_reserved =
+        pass.bytes_reserved() + segment.bytes_reserved() + inputs.bytes_reserved();
     if (cudaMemGetInfo(&m.device_free, &m.device_total) != cudaSuccess) {
       cudaGetLastError();
       m.device_free = m.device_total = 0;  // unknown: reported as 0
@@ -99,6 +107,7 @@ class CudaBackend final : public Backend {
   void reset_activation_peak() override {
     ctx_.arena().reset_peak();
     ctx_.segment_arena().reset_peak();
+    ctx_.input_arena().reset_peak();
   }
   void upload(void* dst, const void* src, size_t bytes) override {
     cuda::upload(ctx_, dst, src, bytes);
