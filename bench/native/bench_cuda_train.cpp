@@ -30,7 +30,9 @@
 // --no-replay (with --model): every step's forward and backward issued op by op, as on the first
 // step; by default they are recorded and replayed as the trainer does (s2s::PassReplay: one
 // launch per micro-step where the host issued every kernel and GEMM; LoRA's dropout too, its
-// seed read from device memory). "replayed_steps" counts the timed steps that were replayed.
+// seed read from device memory). "replayed_steps" counts the timed steps that were replayed;
+// "dry_run_ms" is the host's time per timed step in the dry runs that check each replay (the
+// tape, allocations and fingerprint: what a replayed step still costs the host).
 // --arch llama (with --model): a Llama-family model of the given shape instead of GPT-2
 // (SmolLM's config: SiLU-gated MLP of width --intermediate, RMSNorm, rope, tied embeddings,
 // --kv-heads grouped-query heads). SmolLM-135M: --arch llama --layers 30 --channels 576
@@ -348,8 +350,10 @@ int run_model_path(const Args& a, const CudaStatus& st) {
   std::unique_ptr<s2s_bench::KernelTrace> trace = start_trace(a, &why_no_trace);
   std::vector<double> times, losses;
   std::string work_json;
+  double dry_run_s = 0;  // the timed steps' host time in PassReplay's dry runs
   for (int i = 0; i < a.warmup + a.steps; ++i) {
     if (trace && i >= a.warmup) trace->begin_step();
+    const double dry_before = replay.counts().dry_run_seconds;
 #if S2S_SIMT_SIM
     if (i == a.warmup) s2s::simt::queued_work() = s2s::simt::QueuedWork{};
 #endif
@@ -364,6 +368,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
       g.backward(r.loss, scaler.scale());
     });
     if (replayed && i >= a.warmup) ++replayed_steps;
+    if (i >= a.warmup) dry_run_s += replay.counts().dry_run_seconds - dry_before;
     const double loss = g.read_scalar(r.loss);
     const int64_t applied = i + 1 - scaler.skipped_steps();  // AdamW's step: applied ones
     const OptimizerStepStats stats =
@@ -401,7 +406,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
               "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu,"
-              "\"replayed_steps\":%lld%s%s}\n",
+              "\"replayed_steps\":%lld,\"dry_run_ms\":%.3f%s%s}\n",
               a.llama ? "llama" : "gpt2", st.devices[0].name.c_str(), (long long)B, (long long)T,
               (long long)a.L, (long long)a.C, (long long)a.V,
               (long long)model->params().count_elements(false),
@@ -410,7 +415,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
               (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
-              (long long)replayed_steps, trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
+              (long long)replayed_steps, dry_run_s * 1e3 / double(times.size()), trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
   return 0;
 }
 

@@ -1,6 +1,8 @@
 // PassReplay: dry runs, recordings and their replays (s2s/nn/pass_replay.h).
 #include "s2s/nn/pass_replay.h"
 
+#include <chrono>
+
 #include "nn/traced_backend.h"
 
 namespace s2s {
@@ -45,9 +47,16 @@ void PassReplay::clear() {
 }
 
 uint64_t PassReplay::dry_run(Graph& g, const std::function<void()>& pass) {
-  Traced t(g, /*dry=*/true, /*upload_indices=*/true);
-  pass();
-  return t.fingerprint();
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t fingerprint = 0;
+  {
+    Traced t(g, /*dry=*/true, /*upload_indices=*/true);
+    pass();
+    fingerprint = t.fingerprint();
+  }
+  counts_.dry_run_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return fingerprint;
 }
 
 bool PassReplay::record(Graph& g, const std::function<void()>& pass, uint64_t fingerprint) {

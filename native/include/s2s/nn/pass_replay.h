@@ -50,6 +50,10 @@ class PassReplay {
     int64_t recorded = 0;  // recordings made
     int64_t replayed = 0;  // passes replayed (a recording's first run included)
     int64_t misses = 0;    // dry runs that matched nothing
+    // Host time in dry runs: what a replayed micro-step still costs the host (the tape, the
+    // allocations, the index uploads, the fingerprint), which the GPU waits for where the host
+    // does not run ahead of it.
+    double dry_run_seconds = 0;
   };
   const Counts& counts() const { return counts_; }
 
