@@ -88,6 +88,12 @@ def main(folder):
         s["train_smollm_small"] = {"replayed_tokens_per_s": small["tokens_per_s"],
                                    "issued_tokens_per_s": small_eager["tokens_per_s"],
                                    "replayed_steps": small.get("replayed_steps"), "ratio": speedup}
+        if "dry_run_ms" in small:
+            # The host's share of a replayed step: what overlapping it with the GPU could win.
+            share = small["dry_run_ms"] / small["step_ms"]
+            lines.append(f"  dry runs {small['dry_run_ms']:.3f} ms of the {small['step_ms']:.3f} ms "
+                         f"step ({share:.1%})")
+            s["train_smollm_small"]["dry_run_share"] = share
     chunked = first(records(folder, "bench_cuda_train_model_chunked.json"))
     if chunked and model:
         s["chunked_loss"] = {
