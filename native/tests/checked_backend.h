@@ -86,13 +86,7 @@ class CheckedHostBackend final : public s2s::Backend {
   }
   void release_buffer(void* p, size_t) override { live_.erase(reinterpret_cast<uintptr_t>(p)); }
   void* activation_allocate(size_t bytes) override {
-    const size_t size = round_up(bytes > 0 ? bytes : 1);
-    S2S_REQUIRE(act_used_ + size <= kReserve / 4, s2s::code::kOutOfMemory, "checked backend",
-                "out of reserved activation space");
-    void* p = act_base_ + act_used_;
-    act_used_ += size;
-    poison(p, size);
-    return p;
+    return carve(act_base_, act_used_, kReserve / 4, bytes, "activation");
   }
   void activation_reset() override {
     act_used_ = 0;
@@ -101,24 +95,13 @@ class CheckedHostBackend final : public s2s::Backend {
   // A released segment's memory stops being device memory at once (as a freed buffer), so an
   // op still handed a piece of it fails.
   void* segment_allocate(size_t bytes) override {
-    const size_t size = round_up(bytes > 0 ? bytes : 1);
-    S2S_REQUIRE(seg_used_ + size <= kReserve / 8, s2s::code::kOutOfMemory, "checked backend",
-                "out of reserved segment space");
-    void* p = seg_base_ + seg_used_;
-    seg_used_ += size;
+    void* p = carve(seg_base_, seg_used_, kReserve / 8, bytes, "segment");
     segment_peak_ = seg_used_ > segment_peak_ ? seg_used_ : segment_peak_;
-    poison(p, size);
     return p;
   }
   void segment_reset() override { seg_used_ = 0; }
   void* input_allocate(size_t bytes) override {
-    const size_t size = round_up(bytes > 0 ? bytes : 1);
-    S2S_REQUIRE(in_used_ + size <= kReserve / 8, s2s::code::kOutOfMemory, "checked backend",
-                "out of reserved input space");
-    void* p = in_base_ + in_used_;
-    in_used_ += size;
-    poison(p, size);
-    return p;
+    return carve(in_base_, in_used_, kReserve / 8, bytes, "input");
   }
   size_t segment_peak() const { return segment_peak_; }
   void upload(void* dst, const void* src, size_t bytes) override {
@@ -478,6 +461,16 @@ class CheckedHostBackend final : public s2s::Backend {
   }
 
   static size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+  // The next `bytes` (rounded up, poisoned) of a region that `used` bytes of `limit` fill.
+  void* carve(uint8_t* base, size_t& used, size_t limit, size_t bytes, const char* region) {
+    const size_t size = round_up(bytes > 0 ? bytes : 1);
+    S2S_REQUIRE(used + size <= limit, s2s::code::kOutOfMemory, "checked backend",
+                "out of reserved ", region, " space");
+    void* p = base + used;
+    used += size;
+    poison(p, size);
+    return p;
+  }
   static size_t page_round(size_t n) {
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     return (n + page - 1) / page * page;
