@@ -5,11 +5,18 @@ namespace s2s {
 
 void TracedBackend::mix(const Tensor& t) {
   mix(t.data);
-  mix(t.dtype);
-  mix(t.ndim);
-  for (int i = 0; i < t.ndim; ++i) {
-    mix(t.shape[i]);
-    mix(t.strides[i]);
+  // dtype, rank and layout in one word; row-major strides (every one, size-1 dims' too, which
+  // Tensor::is_contiguous lets differ) follow from the shape.
+  bool contiguous = true;
+  int64_t stride = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    contiguous = contiguous && t.strides[i] == stride;
+    stride *= t.shape[i];
+  }
+  mix_word(uint64_t(t.dtype) | uint64_t(uint32_t(t.ndim)) << 8 | uint64_t(contiguous) << 40);
+  for (int i = 0; i < t.ndim; ++i) mix(t.shape[i]);
+  if (!contiguous) {
+    for (int i = 0; i < t.ndim; ++i) mix(t.strides[i]);
   }
 }
 
