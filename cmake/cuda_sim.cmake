@@ -64,7 +64,14 @@ foreach(name test_cuda_ops test_cuda_models)
   target_compile_definitions(${name}_sim PRIVATE S2S_HAVE_CUDA=1 S2S_SIMT_SIM=1)
   target_compile_options(${name}_sim PRIVATE -Wno-unknown-pragmas)
   target_link_libraries(${name}_sim PRIVATE s2s_test_harness)
-  add_test(NAME ${name}_sim COMMAND ${name}_sim)
+endforeach()
+add_test(NAME test_cuda_ops_sim COMMAND test_cuda_ops_sim)
+# The model tests take most of the suite's time (over five minutes in the simulator): two
+# shards of them (harness.cpp's S2S_TEST_SHARD, every other case) that ctest runs side by side.
+foreach(shard 0 1)
+  add_test(NAME test_cuda_models_sim_${shard} COMMAND test_cuda_models_sim)
+  set_tests_properties(test_cuda_models_sim_${shard} PROPERTIES ENVIRONMENT
+                       S2S_TEST_SHARD=${shard}/2)
 endforeach()
 # A GPU runs blocks, and a block's threads between collectives, in no promised order: the op
 # tests (and the tensor-core attention's) again with the simulator's order reversed and shuffled (simt_simulator.h's Schedule), so

@@ -3,6 +3,7 @@
 //   --native-only   only the C++ tests
 import { spawnSync } from "node:child_process";
 import { readFileSync, mkdirSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { buildNative, buildDir, root, run } from "./native-build.mjs";
 
@@ -18,7 +19,11 @@ try {
 }
 
 // C++: each ctest executable prints "N passed, N failed" for its own cases; add them up.
-const ctest = spawnSync("ctest", ["--test-dir", buildDir, "-V", "--timeout", "600"], { cwd: root, encoding: "utf8" });
+// Side by side on every core (the simulator's model tests come as shards for it: cmake/cuda_sim.cmake).
+const jobs = String(Math.max(1, os.availableParallelism()));
+const ctest = spawnSync("ctest", ["--test-dir", buildDir, "-V", "--timeout", "600", "--parallel", jobs], {
+  cwd: root, encoding: "utf8", maxBuffer: 256 << 20,
+});
 process.stdout.write(ctest.stdout ?? "");
 process.stderr.write(ctest.stderr ?? "");
 for (const m of (ctest.stdout ?? "").matchAll(/^\d+: (\d+) passed, (\d+) failed$/gm)) {

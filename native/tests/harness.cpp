@@ -1,6 +1,9 @@
 // Test runner and shared helpers (see harness.h).
 #include "harness.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -71,12 +74,39 @@ double gradient_check(std::vector<float>& param, const std::vector<float>& analy
 
 }  // namespace s2s_test
 
+namespace {
+
+// S2S_TEST_SHARD=i/n runs every n-th case from the i-th (0-based): ctest runs a long executable
+// as n tests side by side (cmake/cuda_sim.cmake). Unset: every case.
+struct Shard {
+  int index = 0, count = 1;
+};
+
+Shard shard_from_env() {
+  Shard s;
+  const char* v = std::getenv("S2S_TEST_SHARD");
+  if (v == nullptr || *v == '\0') return s;
+  char slash = 0;
+  char rest = 0;
+  if (std::sscanf(v, "%d%c%d%c", &s.index, &slash, &s.count, &rest) != 3 || slash != '/' ||
+      s.count < 1 || s.index < 0 || s.index >= s.count) {
+    std::fprintf(stderr, "S2S_TEST_SHARD: expected i/n with 0 <= i < n, got '%s'\n", v);
+    std::exit(2);
+  }
+  return s;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const char* filter = argc > 1 ? argv[1] : nullptr;
-  int passed = 0, failed = 0;
+  const Shard shard = shard_from_env();
+  int passed = 0, failed = 0, position = -1;
   for (const auto& c : s2s_test::registry()) {
+    if (++position % shard.count != shard.index) continue;
     if (filter && std::strstr(c.name, filter) == nullptr) continue;
     s2s_test::g_failures_in_case = 0;
+    const auto start = std::chrono::steady_clock::now();
     try {
       c.fn();
     } catch (const s2s::Error& e) {
@@ -86,7 +116,11 @@ int main(int argc, char** argv) {
       s2s_test::record_failure(__FILE__, __LINE__, std::string("uncaught exception: ") + e.what());
     }
     const bool ok = s2s_test::g_failures_in_case == 0;
-    std::printf("%s %s\n", ok ? "  ok  " : "  FAIL", c.name);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // The time, so the suite's slow cases are found (never a pass condition).
+    std::printf("%s %s (%.2f s)\n", ok ? "  ok  " : "  FAIL", c.name, seconds);
+    std::fflush(stdout);
     ok ? ++passed : ++failed;
   }
   std::printf("%d passed, %d failed\n", passed, failed);
