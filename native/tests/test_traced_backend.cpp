@@ -30,12 +30,45 @@ uint64_t fingerprint(const std::function<void(Backend&)>& calls) {
   return traced.fingerprint();
 }
 
-// The pass every variant below changes one thing of.
-void base(Backend& b) {
-  b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-  b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-  b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
+// The pass every variant below changes one thing of: an add, a scale and a dropout.
+struct Pass {
+  int64_t rows = 2, cols = 3;
+  DType add_out = DType::F32;
+  int64_t a_row_stride = 3;  // 4: a view with gaps
+  int64_t scale_out_at = 0;  // elements into out_buf
+  float scale = 0.5f;
+  uint64_t seed = 7, offset = 12;
+  bool swapped = false, dropout = true;
+
+  void operator()(Backend& b) const {
+    Tensor a = t2(a_buf, rows, cols);
+    a.strides[0] = a_row_stride;
+    auto add = [&] { b.add(t2(out_buf, rows, cols, add_out), a, t2(b_buf, rows, cols)); };
+    auto scaled = [&] {
+      b.scale(Tensor::contiguous(out_buf.data() + scale_out_at, DType::F32, {2, 3}),
+              t2(a_buf, 2, 3), scale);
+    };
+    if (swapped) {
+      scaled();
+      add();
+    } else {
+      add();
+      scaled();
+    }
+    if (dropout) {
+      b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(seed), offset);
+    }
+  }
+};
+
+template <typename Change>
+Pass changed(Change change) {
+  Pass p;
+  change(p);
+  return p;
 }
+
+void base(Backend& b) { Pass{}(b); }
 
 }  // namespace
 
@@ -55,57 +88,23 @@ TEST(traced_fingerprint_is_the_same_for_the_same_calls) {
 
 TEST(traced_fingerprint_changes_with_anything_the_work_depends_on) {
   const uint64_t want = fingerprint(base);
-  const std::vector<std::pair<std::string, std::function<void(Backend&)>>> variants = {
-      {"another scale", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.25f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"another address", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(Tensor::contiguous(out_buf.data() + 8, DType::F32, {2, 3}), t2(a_buf, 2, 3),
-                 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"another shape, same size", [](Backend& b) {
-         b.add(t2(out_buf, 3, 2), t2(a_buf, 3, 2), t2(b_buf, 3, 2));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"another dtype", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3, DType::BF16), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"strided", [](Backend& b) {
-         Tensor gaps = t2(a_buf, 2, 3);
-         gaps.strides[0] = 4;  // rows 4 apart: a view with gaps
-         b.add(t2(out_buf, 2, 3), gaps, t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"another dropout offset", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 13);
-       }},
-      {"another seed value", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(8), 12);
-       }},
-      {"calls swapped", [](Backend& b) {
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.dropout_forward(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.1f, DropoutSeed(7), 12);
-       }},
-      {"a call fewer", [](Backend& b) {
-         b.add(t2(out_buf, 2, 3), t2(a_buf, 2, 3), t2(b_buf, 2, 3));
-         b.scale(t2(out_buf, 2, 3), t2(a_buf, 2, 3), 0.5f);
-       }},
+  const std::vector<std::pair<std::string, Pass>> variants = {
+      {"another scale", changed([](Pass& p) { p.scale = 0.25f; })},
+      {"another address", changed([](Pass& p) { p.scale_out_at = 8; })},
+      {"another shape, same size", changed([](Pass& p) {
+         p.rows = 3;
+         p.cols = 2;
+         p.a_row_stride = 2;
+       })},
+      {"another dtype", changed([](Pass& p) { p.add_out = DType::BF16; })},
+      {"strided", changed([](Pass& p) { p.a_row_stride = 4; })},
+      {"another dropout offset", changed([](Pass& p) { p.offset = 13; })},
+      {"another seed value", changed([](Pass& p) { p.seed = 8; })},
+      {"calls swapped", changed([](Pass& p) { p.swapped = true; })},
+      {"a call fewer", changed([](Pass& p) { p.dropout = false; })},
   };
-  for (const auto& [what, calls] : variants) {
-    CHECK_MSG(fingerprint(calls) != want, what + ": the fingerprint did not change");
+  for (const auto& [what, pass] : variants) {
+    CHECK_MSG(fingerprint(pass) != want, what + ": the fingerprint did not change");
   }
   // -0.0f and 0.0f are other bits (a kernel may give other results); so are two ops that take
   // the same arguments.
