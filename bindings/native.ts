@@ -412,12 +412,16 @@ export interface NativeModel {
   /** Restores a checkpointed loss scale (float16 models only; S2S_ARGUMENT otherwise). */
   setLossScaler(state: { scale: number; growthTracker: number }): void;
   /**
-   * accumulate + optimizerStep (gradients scaled by 1 / counted tokens) in one native call.
-   * replayed (accumulate too): on a GPU, the forward and backward ran as a recording of an
-   * earlier micro-step that queued the same work (s2s::PassReplay: one launch, the same bits).
+   * accumulate for each batch, then optimizerStep (gradients scaled by 1 / the batches' counted
+   * tokens; float16: stepTokens their count), in one native call that waits for the device once,
+   * at its end: the same bits, and a GPU runs one micro-batch while the host queues the next.
+   * An array of batches takes an array of dropout seeds, one for each. loss: the mean over every
+   * counted token. replayed (accumulate too): on a GPU, the forward and backward ran as a
+   * recording of an earlier micro-step that queued the same work (s2s::PassReplay: one launch,
+   * the same bits); here true when every batch's did, replayedMicroSteps counting them.
    */
-  trainStep(batch: NativeBatch, options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number }):
-    Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean; replayed: boolean }>;
+  trainStep(batch: NativeBatch | NativeBatch[], options: OptimizerStepOptions & { training?: boolean; dropoutSeed?: number | number[] }):
+    Promise<{ loss: number | null; count: number; gradNorm: number; finite: boolean; replayed: boolean; replayedMicroSteps: number }>;
   /**
    * Writes the trainable params' AdamW moments ("<name>.exp_avg", "<name>.exp_avg_sq", F32) and
    * `step` (the last optimizer step taken) as one safetensors file, atomically.

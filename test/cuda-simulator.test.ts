@@ -205,6 +205,45 @@ describe.skipIf(!available)("CUDA backend on the simulated GPU, through Node", a
     for (const [i, p] of r.progress.entries()) expect(p.loss).toBeCloseTo(cpu.progress[i]!.loss!, 4);
   });
 
+  it("trainStep over micro-batches on cuda: accumulate's bits, replays, and a bad batch changes no weight", async () => {
+    const load = () => Model.load(path.join(modelsRoot, "gpt2"), { device: "cuda", trainable: true });
+    const joined = await load();
+    const separate = await load();
+    const mk = (ids: number[]) => ({ batchSize: 1, seqLen: ids.length, inputIds: Int32Array.from(ids), labels: Int32Array.from(ids) });
+    const rows = [mk([1, 2, 3, 4]), mk([5, 6, 7, 8])];
+    const replayed: number[] = [];
+    for (let step = 1; step <= 3; step++) {
+      const seeds = [step, 100 + step];  // GPT-2's dropout on
+      const opt = { step, lr: 1e-3, maxGradNorm: 0.5 };
+      const r = await joined.trainStep(rows, { ...opt, training: true, dropoutSeed: seeds });
+      let lossSum = 0;
+      let count = 0;
+      for (let m = 0; m < rows.length; m++) {
+        const a = await separate.accumulate(rows[m]!, { training: true, dropoutSeed: seeds[m]! });
+        lossSum += a.lossSum;
+        count += a.count;
+      }
+      const s = await separate.optimizerStep({ ...opt, gradScale: 1 / count });
+      expect([r.loss, r.gradNorm, r.count]).toEqual([lossSum / count, s.gradNorm, count]);
+      replayed.push(r.replayedMicroSteps);
+    }
+    // The second micro-batch repeats the first's work (other ids, another seed): recorded, and
+    // every later one replays.
+    expect(replayed).toEqual([1, 2, 2]);
+    const logits = async (m: typeof joined) => Array.from((await m.forward(rows[0]!, { logits: true })).logits!);
+    expect(await logits(joined)).toEqual(await logits(separate));
+    // A token id out of range reaches the device (the embedding kernel reports it): the update
+    // is skipped there, the call rejects, and no weight or gradient is left changed.
+    const before = await logits(joined);
+    await expect(joined.trainStep([rows[0]!, mk([1, 2, 3, 9999])], { step: 4, lr: 1e-3, training: false, dropoutSeed: [0, 0] }))
+      .rejects.toMatchObject({ code: "S2S_ARGUMENT", message: expect.stringContaining("9999") });
+    expect(await logits(joined)).toEqual(before);
+    const next = await joined.trainStep(rows, { step: 4, lr: 1e-3, training: false, dropoutSeed: [0, 0] });
+    await separate.trainStep(rows, { step: 4, lr: 1e-3, training: false, dropoutSeed: [0, 0] });
+    expect(Number.isFinite(next.loss)).toBe(true);
+    expect(await logits(joined)).toEqual(await logits(separate));  // no stale gradient added
+  });
+
   it("float16 on cuda trains with the loss scaler", async () => {
     const r = await run("llama-gqa", "causal", ["model.device=cuda", "model.dtype=float16", "model.method=full"]);
     expect(ranOn(r.dir)).toBe("cuda:0");

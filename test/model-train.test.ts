@@ -168,6 +168,52 @@ describe("models against the PyTorch fixtures", () => {
     expect(maxDiff(after.logits!, afterParts.logits!)).toBeLessThan(1e-4);
   });
 
+  it("trainStep over micro-batches is accumulate for each, then optimizerStep, to the bit", async () => {
+    const rowOf = (b: Batch, r: number): Batch => {
+      const cut = (a: Int32Array | undefined, len: number) => a!.slice(r * len, (r + 1) * len);
+      const dec = b.decoderLen;
+      return {
+        batchSize: 1, seqLen: b.seqLen, inputIds: cut(b.inputIds, b.seqLen), attentionMask: cut(b.attentionMask, b.seqLen),
+        labels: cut(b.labels, dec ?? b.seqLen),
+        ...(dec !== undefined ? { decoderLen: dec, decoderInputIds: cut(b.decoderInputIds, dec) } : {}),
+      };
+    };
+    for (const [name, computeDtype] of [["gpt2", "float32"], ["gpt2", "float16"], ["t5-relu-tied", "float32"]] as const) {
+      const tag = `${name} ${computeDtype}`;
+      const { batch } = fixture(name);
+      const rows = [0, 1].map((r) => rowOf(batch, r));
+      const joined = await Model.load(path.join(root, name), { trainable: true, computeDtype });
+      const separate = await Model.load(path.join(root, name), { trainable: true, computeDtype });
+      const fp16 = computeDtype === "float16";
+      for (let step = 1; step <= 2; step++) {
+        const seeds = [10 * step, 10 * step + 1];  // dropout on: each micro-batch its own mask
+        const opt = { step, lr: 1e-2, weightDecay: 0.01, maxGradNorm: 0.5 };
+        const r = await joined.trainStep(rows, { ...opt, training: true, dropoutSeed: seeds });
+        const stepTokens = fp16 ? rows.reduce((n, b) => n + countedLabelTokens(b), 0) : 0;
+        let lossSum = 0;
+        let count = 0;
+        for (let m = 0; m < rows.length; m++) {
+          const a = await separate.accumulate(rows[m]!, { training: true, dropoutSeed: seeds[m]!, stepTokens });
+          lossSum += a.lossSum;
+          count += a.count;
+        }
+        const s = await separate.optimizerStep({ ...opt, gradScale: fp16 ? 1 : 1 / count });
+        expect(r.count, tag).toBe(count);
+        expect(r.loss, tag).toBe(lossSum / count);
+        expect(r.gradNorm, tag).toBe(s.gradNorm);
+        expect(r.finite, tag).toBe(true);
+        expect(r.replayedMicroSteps, tag).toBe(0);  // the CPU runs every pass
+      }
+      const a = await joined.forward(batch, { logits: true });
+      const b = await separate.forward(batch, { logits: true });
+      expect(maxDiff(a.logits!, b.logits!), tag).toBe(0);
+      expect(joined.lossScaler(), tag).toEqual(separate.lossScaler());
+      await expect(joined.trainStep(rows, { step: 3, lr: 1e-2, dropoutSeed: 1 })).rejects.toMatchObject({
+        code: "S2S_ARGUMENT", message: expect.stringContaining("options.dropoutSeed to be an array of 2"),
+      });
+    }
+  });
+
   it("rejects a second call while one runs, and bad batches with codes", async () => {
     const { batch } = fixture("gpt2");
     const model = await Model.load(path.join(root, "gpt2"));

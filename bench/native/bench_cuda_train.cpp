@@ -369,11 +369,12 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     });
     if (replayed && i >= a.warmup) ++replayed_steps;
     if (i >= a.warmup) dry_run_s += replay.counts().dry_run_seconds - dry_before;
-    const double loss = g.read_scalar(r.loss);
+    // As trainStep: the update queued behind the backward, then one wait for the step's
+    // outcome (the synchronize raising bad inputs, the norm, the loss).
     const int64_t applied = i + 1 - scaler.skipped_steps();  // AdamW's step: applied ones
-    const OptimizerStepStats stats =
-        optimizer_step(model->params(), oc, applied, 1e-4, 1.0f, &scaler);
-    backend->synchronize();
+    queue_optimizer_step(model->params(), oc, applied, 1e-4, 1.0f, &scaler);
+    const OptimizerStepStats stats = finish_optimizer_step(model->params(), &scaler);
+    const double loss = g.read_scalar(r.loss);
     const double dt = now_s() - t0;
     if (trace && i >= a.warmup) trace->end_step();
     losses.push_back(loss);

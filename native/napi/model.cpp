@@ -45,6 +45,9 @@ struct LoadedModel {
   // configureLossScaler); disabled (scale 1, never skips) in fp32 and bf16. set_compute_dtype
   // keeps it in step with the dtype.
   s2s::DynamicLossScaler scaler{disabled_scaler()};
+  // trainStep's micro-batch losses, kept on the device until its one wait (train_step).
+  s2s::Buffer step_losses;
+  s2s::Backend* step_losses_on = nullptr;  // the backend step_losses belongs to
 
   static s2s::LossScalerOptions disabled_scaler() {
     s2s::LossScalerOptions o;
@@ -178,13 +181,14 @@ OptimizerArgs optimizer_args(const Napi::Object& opts, const char* fn) {
 // Model::counted_labels, checked against the forward's), and
 // the optimizer step then only unscales. A summed loss times the scale would make every
 // per-token gradient `count` times larger than torch's and overflow fp16 at torch's scales.
-struct AccumulateOut {
-  double loss_sum = 0;
-  int64_t count = 0;
+// queue_batch queues that work and waits for nothing: the loss stays on the device (r.loss);
+// accumulate_batch then reads it.
+struct QueuedBatch {
+  s2s::ForwardResult r;
   bool replayed = false;  // the forward and backward ran as a recording (s2s::PassReplay)
 };
-AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
-                               uint64_t dropout_seed, double step_tokens) {
+QueuedBatch queue_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
+                        uint64_t dropout_seed, double step_tokens) {
   s2s::Graph& g = lm.graph;
   const bool fp16 = lm.scaler.options().enabled;
   auto seed = [&lm, fp16](double tokens) {
@@ -214,9 +218,94 @@ AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool tra
     }
   };
   const bool replayed = lm.replay.run(g, pass);
-  AccumulateOut out{g.read_scalar(r.loss), r.count, replayed};
-  g.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
+  return QueuedBatch{r, replayed};
+}
+
+struct AccumulateOut {
+  double loss_sum = 0;
+  int64_t count = 0;
+  bool replayed = false;
+};
+AccumulateOut accumulate_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
+                               uint64_t dropout_seed, double step_tokens) {
+  const QueuedBatch q = queue_batch(lm, batch, training, dropout_seed, step_tokens);
+  AccumulateOut out{lm.graph.read_scalar(q.r.loss), q.r.count, q.replayed};
+  lm.graph.ops().synchronize();  // a GPU reports bad inputs here (the CPU has thrown already)
   return out;
+}
+
+// One optimizer step over micro-batches (trainStep): every forward and backward queued, each
+// loss copied to its slot (LoadedModel::step_losses: the next pass reuses the activations), the
+// update queued, then one wait that raises a bad batch (no weight changed then) and reads the
+// norm and the losses. The same bits as accumulate for each batch and then optimizerStep with
+// gradScale 1 / count (float16: 1, and stepTokens the batches' counted tokens).
+struct StepOut {
+  double loss_sum = 0;  // the micro-batches' summed losses, added in order
+  int64_t count = 0;
+  int64_t replayed = 0;
+  size_t micro_steps = 0;
+  s2s::OptimizerStepStats stats;
+};
+StepOut queue_and_finish_step(LoadedModel& lm, const std::vector<BatchCopy>& batches,
+                              const std::vector<uint64_t>& seeds, bool training,
+                              const OptimizerArgs& args) {
+  const bool fp16 = lm.scaler.options().enabled;
+  s2s::Backend& ops = lm.graph.ops();
+  // float16 with micro-batches: each backward's seed is scale / (the step's counted tokens).
+  double step_tokens = 0;
+  if (batches.size() > 1) {
+    for (const BatchCopy& b : batches) step_tokens += double(lm.model->counted_labels(b.view()));
+  }
+  const size_t n = batches.size();
+  if (lm.step_losses_on != &ops || lm.step_losses.bytes() < n * sizeof(float)) {
+    lm.step_losses = ops.allocate(n * sizeof(float));
+    lm.step_losses_on = &ops;
+  }
+  float* slots = lm.step_losses.f32();
+  std::vector<float> losses(n, 0.0f);
+  std::vector<bool> on_host(n, false);
+  StepOut out;
+  out.micro_steps = n;
+  for (size_t m = 0; m < n; ++m) {
+    const QueuedBatch q = queue_batch(lm, batches[m], training, seeds[m], step_tokens);
+    out.count += q.r.count;
+    out.replayed += q.replayed ? 1 : 0;
+    if (q.r.loss->host_known) {
+      losses[m] = q.r.loss->host_value;
+      on_host[m] = true;
+    } else {
+      ops.copy_values(s2s::Tensor::contiguous(slots + m, s2s::DType::F32, {1}), q.r.loss->value);
+    }
+  }
+  S2S_REQUIRE(step_tokens == 0 || double(out.count) == step_tokens, s2s::code::kInternal,
+              "trainStep", "the model counted ", out.count, " labels, counted_labels ",
+              step_tokens);
+  // fp16: the backward already divided by the count (accumulate_batch).
+  const float scale =
+      out.count > 0 && !fp16 ? 1.0f / static_cast<float>(out.count) : 1.0f;
+  s2s::ParamStore& params = lm.model->params();
+  s2s::queue_optimizer_step(params, args.config, args.step, args.lr, scale * args.grad_scale,
+                            &lm.scaler);
+  out.stats = s2s::finish_optimizer_step(params, &lm.scaler);  // raises a bad batch
+  std::vector<float> device(n);
+  ops.download(device.data(), slots, n * sizeof(float));
+  for (size_t m = 0; m < n; ++m) out.loss_sum += on_host[m] ? losses[m] : device[m];
+  return out;
+}
+
+// A step that fails (a bad batch) leaves no gradient behind for the next one to add to.
+StepOut train_step(LoadedModel& lm, const std::vector<BatchCopy>& batches,
+                   const std::vector<uint64_t>& seeds, bool training, const OptimizerArgs& args) {
+  try {
+    return queue_and_finish_step(lm, batches, seeds, training, args);
+  } catch (...) {
+    try {
+      lm.model->params().zero_grads();
+      lm.graph.ops().synchronize();
+    } catch (...) {  // a device that fails again: the first error is the one to report
+    }
+    throw;
+  }
 }
 
 // The plain LM head and loss (the logits made whole) while in scope, for a forward that must
@@ -636,43 +725,69 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
   }
 
-  // trainStep(batch, {step, lr, ..., training, dropoutSeed}) -> Promise<{loss, count, gradNorm,
-  // finite, replayed}>: forward + backward + clip + AdamW in one native call; the loss is the mean over the
-  // batch's counted tokens (gradients scaled by 1 / count).
+  // trainStep(batch | batches, {step, lr, ..., training, dropoutSeed}) -> Promise<{loss, count,
+  // gradNorm, finite, replayed, replayedMicroSteps}>: the forward and backward of one batch, or
+  // of each micro-batch of an optimizer step in turn (gradients adding up), then clip and AdamW,
+  // in one native call that waits for the device once, at its end: a GPU runs one micro-batch
+  // while the host queues the next. The loss is the mean over the counted tokens of all the
+  // batches (gradients scaled by 1 / count; float16: the backward's seed is scale / count, see
+  // accumulate_batch). batches: dropoutSeed is an array with a seed for each. replayed: every
+  // micro-batch's pass ran as a recording.
   Napi::Value TrainStep(const Napi::CallbackInfo& cb) {
     return guarded(cb, [this](const Napi::CallbackInfo& info) -> Napi::Value {
       const char* fn = "trainStep";
-      BatchCopy batch = batch_arg(info[0], fn, encoder_decoder());
-      if (batch.labels.empty()) s2s::fail(s2s::code::kArgument, fn, "expected batch.labels");
       Napi::Object opts = options_at(info, 1);
+      std::vector<BatchCopy> batches;
+      std::vector<uint64_t> seeds;
+      if (info[0].IsArray()) {
+        Napi::Array list = info[0].As<Napi::Array>();
+        S2S_REQUIRE(list.Length() > 0, s2s::code::kArgument, fn, "expected at least one batch");
+        Napi::Value given = opts.Get("dropoutSeed");
+        S2S_REQUIRE(given.IsUndefined() || (given.IsArray() && given.As<Napi::Array>().Length() ==
+                                                                   list.Length()),
+                    s2s::code::kArgument, fn, "expected options.dropoutSeed to be an array of ",
+                    list.Length(), " numbers (one per batch)");
+        for (uint32_t i = 0; i < list.Length(); ++i) {
+          batches.push_back(batch_arg(list.Get(i), fn, encoder_decoder()));
+          double seed = 0;
+          if (given.IsArray()) {
+            Napi::Value v = given.As<Napi::Array>().Get(i);
+            S2S_REQUIRE(v.IsNumber(), s2s::code::kArgument, fn, "expected options.dropoutSeed[",
+                        i, "] to be a number");
+            seed = v.As<Napi::Number>().DoubleValue();
+          }
+          seeds.push_back(static_cast<uint64_t>(seed));
+        }
+      } else {
+        batches.push_back(batch_arg(info[0], fn, encoder_decoder()));
+        seeds.push_back(static_cast<uint64_t>(number_option(opts, "dropoutSeed", 0, fn)));
+      }
+      for (size_t i = 0; i < batches.size(); ++i) {
+        S2S_REQUIRE(!batches[i].labels.empty(), s2s::code::kArgument, fn, "expected batch",
+                    batches.size() > 1 ? "es[" + std::to_string(i) + "]" : std::string(),
+                    ".labels");
+      }
       const OptimizerArgs args = optimizer_args(opts, fn);
       const bool training = bool_option(opts, "training", true, fn);
-      const double seed = number_option(opts, "dropoutSeed", 0, fn);
       S2S_REQUIRE(loaded_->model->params().count_elements(true) > 0, s2s::code::kArgument, fn,
                   "expected trainable parameters (setTrainable(true) or a LoRA adapter)");
-      struct Out { AccumulateOut acc; s2s::OptimizerStepStats stats; };
-      auto out = std::make_shared<Out>();
+      auto out = std::make_shared<StepOut>();
       LoadedModel* lm = loaded_.get();
       auto settle = claim(fn);
       return PromiseWorker::Run(
           info.Env(), "s2s.model.train_step", keep_this(info),
-          [lm, batch = std::move(batch), args, training, seed, out] {
-            out->acc = accumulate_batch(*lm, batch, training, static_cast<uint64_t>(seed), 0);
-            // fp16: the backward already divided by the count (accumulate_batch).
-            const float scale = out->acc.count > 0 && !lm->scaler.options().enabled
-                                    ? 1.0f / static_cast<float>(out->acc.count)
-                                    : 1.0f;
-            out->stats = s2s::optimizer_step(lm->model->params(), args.config, args.step, args.lr,
-                                             scale * args.grad_scale, &lm->scaler);
+          [lm, batches = std::move(batches), seeds = std::move(seeds), args, training, out] {
+            *out = train_step(*lm, batches, seeds, training, args);
           },
           [out](Napi::Env env) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
-            const double n = static_cast<double>(out->acc.count);
-            o.Set("loss", n > 0 ? Napi::Number::New(env, out->acc.loss_sum / n) : env.Null());
+            const double n = static_cast<double>(out->count);
+            o.Set("loss", n > 0 ? Napi::Number::New(env, out->loss_sum / n) : env.Null());
             o.Set("count", n);
             o.Set("gradNorm", out->stats.grad_norm);
             o.Set("finite", out->stats.finite);
-            o.Set("replayed", out->acc.replayed);
+            o.Set("replayed", out->replayed == static_cast<int64_t>(out->micro_steps));
+            o.Set("replayedMicroSteps", static_cast<double>(out->replayed));
             return o;
           },
           settle);

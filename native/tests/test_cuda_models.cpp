@@ -353,14 +353,15 @@ CUDA_TEST(cuda_training_step_rounds_each_linear_input_once) {
 #endif
 
 #if S2S_SIMT_SIM
-// A training micro-step queues its forward and backward without waiting for the device once:
-// the loss stays there (Graph::loss_on_device, as accumulate sets it) and is read after the
-// backward, the backward's seed is neither read back before it is written nor again by the
-// loss's backward (Graph::grad_scalar). A whole step then waits three times: the loss, the error
-// slot (read by the synchronize that raises what kernels reported; idle by then) and the
-// gradient norm. Every fixture, plain and chunked loss, the backward's seed known before the
-// forward (as the trainer runs) or not (simulator only: it counts).
-CUDA_TEST(cuda_training_micro_step_never_waits_for_the_device) {
+// A training step queues its forward, backward and update without waiting for the device once:
+// the loss stays there (Graph::loss_on_device, as accumulate sets it), the backward's seed is
+// neither read back before it is written nor again by the loss's backward (Graph::grad_scalar),
+// and the update reads its clipping factor from the norm on the device (queue_optimizer_step).
+// Then the host reads three things with nothing queued behind them: the error slot (the
+// synchronize that raises what kernels reported), the norm and the loss. Every fixture, plain
+// and chunked loss, the backward's seed known before the forward (as the trainer runs) or not
+// (simulator only: it counts).
+CUDA_TEST(cuda_training_step_never_waits_for_the_device) {
   using namespace s2s_test::parity;
   for (const std::string& name : s2s_test::parity_fixtures()) {
     for (const bool chunked : {false, true}) {
@@ -378,13 +379,14 @@ CUDA_TEST(cuda_training_micro_step_never_waits_for_the_device) {
         g.loss_on_device = true;
         ForwardResult r = m->model->forward(g, fx.batch, LossReduction::Sum);
         g.backward(r.loss, 1.0f);
+        OptimizerConfig oc;
+        queue_optimizer_step(m->model->params(), oc, 1, 1e-3, 1.0f / float(r.count));
         const int64_t waits = s2s::simt::queued_work().downloads;
         CHECK_MSG(waits == 0, tag + ": " + std::to_string(waits) +
-                                  " downloads before the backward was queued");
+                                  " downloads before the update was queued");
+        const OptimizerStepStats stats = finish_optimizer_step(m->model->params());
         const float loss = g.read_scalar(r.loss);
-        g.ops().synchronize();
-        OptimizerConfig oc;
-        optimizer_step(m->model->params(), oc, 1, 1e-3, 1.0f / float(r.count));
+        CHECK_MSG(stats.finite && stats.grad_norm > 0, tag + ": grad norm");
         const s2s::simt::QueuedWork w = s2s::simt::queued_work();
         CHECK_MSG(w.downloads == 3,
                   tag + ": " + std::to_string(w.downloads) + " downloads in a training step");

@@ -49,6 +49,9 @@
 #include "s2s/ops/swiglu.h"
 #include "s2s/ops/t5_relative_position.h"
 #include "s2s/train/loss_scaler.h"
+#if S2S_SIMT_SIM
+#include "cuda_runtime.h"  // the stand-in's queued_work
+#endif
 
 using namespace s2s;
 using s2s_test::max_normalized_error;
@@ -1599,6 +1602,105 @@ CUDA_TEST(cuda_grad_norm_and_clip) {
   const double gtotal = cuda::clip_grad_norm(ctx(), {ga.t}, 1.0);
   CHECK_ERR(std::fabs(gtotal - total) / total, 1e-10, "clip_grad_norm total");
   expect_close(host_of(ga), a2, 1e-6, "clipped gradients");
+}
+
+// The optimizer step queued without a wait (Backend::clipped_adamw_update): the norm stays on
+// the device and the update reads its clipping factor there. Against the waiting calls
+// (scaled_grad_norm, then adamw_fused_update with the host's clip_coefficient) on copies of the
+// same tensors: the same bits, clipped or not, then a non-finite gradient (grads zeroed, nothing
+// else written) and a bad input a kernel reported before (nothing written but the norm,
+// synchronize raises it). Under the simulator it also counts: no download, no wait.
+CUDA_TEST(cuda_clipped_adamw_update_is_the_waiting_step) {
+  const std::vector<int64_t> sizes = {70000, 5, 4097};
+  AdamWOptions o;
+  o.lr = 2e-3;
+  o.weight_decay = 0.1;
+  struct Copy {
+    std::vector<std::unique_ptr<Dev>> dev;  // p, g, m, v, bf16 copy per tensor
+    std::vector<AdamWFusedTensor> tensors;
+    std::vector<Tensor> grads;
+  };
+  auto make = [&](float poison) {
+    Copy c;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const int64_t n = sizes[i];
+      const uint64_t seed = 700 + 10 * i;
+      std::vector<float> g = random_vector(size_t(n), seed + 1, -0.1f, 0.1f);
+      if (i == 2) g[11] = poison == 0.f ? g[11] : poison;
+      for (const std::vector<float>& x :
+           {random_vector(size_t(n), seed), g, random_vector(size_t(n), seed + 2, -0.01f, 0.01f),
+            random_vector(size_t(n), seed + 3, 0.f, 1e-4f)}) {
+        c.dev.push_back(std::make_unique<Dev>(x, std::initializer_list<int64_t>{n}));
+      }
+      c.dev.push_back(std::make_unique<Dev>(std::vector<uint16_t>(size_t(n)), DType::BF16,
+                                            std::initializer_list<int64_t>{n}));
+      const std::unique_ptr<Dev>* d = &c.dev[c.dev.size() - 5];
+      c.tensors.push_back({d[0]->t, d[1]->t, d[2]->t, d[3]->t, d[4]->t, i != 1});
+      c.grads.push_back(d[1]->t);
+    }
+    return c;
+  };
+  auto same = [&](const Copy& a, const Copy& b, const std::string& tag) {
+    for (size_t k = 0; k < a.dev.size(); ++k) {
+      const bool copy16 = k % 5 == 4;
+      const bool equal = copy16 ? host16_of(*a.dev[k]) == host16_of(*b.dev[k])
+                                : opt::bit_equal(host_of(*a.dev[k]), host_of(*b.dev[k]));
+      CHECK_MSG(equal, tag + ": tensor " + std::to_string(k / 5) + " part " + std::to_string(k % 5));
+    }
+  };
+  cuda::DeviceBuffer norm_slot(ctx(), sizeof(double));
+  auto norm_on_device = [&] {
+    double x = 0;
+    cuda::download(ctx(), &x, norm_slot.data(), sizeof(x));
+    return x;
+  };
+  const float grad_scale = 0.5f;
+  for (const double max_norm : {0.05, 1e9, 0.0}) {
+    const std::string tag = "max_norm " + std::to_string(max_norm);
+    Copy waited = make(0.f), queued = make(0.f);
+    const double norm = cuda::scaled_grad_norm(ctx(), waited.grads, grad_scale);
+    const float coef = max_norm > 0 ? clip_coefficient(norm, max_norm) : 1.0f;
+    cuda::adamw_fused_update(ctx(), waited.tensors, 3, o, grad_scale, coef);
+#if S2S_SIMT_SIM
+    s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+    cuda::clipped_adamw_update(ctx(), queued.tensors, 3, o, grad_scale, max_norm,
+                               static_cast<double*>(norm_slot.data()));
+#if S2S_SIMT_SIM
+    CHECK_MSG(s2s::simt::queued_work().downloads == 0, tag + ": the queued step downloaded");
+#endif
+    CHECK_MSG(norm_on_device() == norm, tag + ": norm");
+    same(waited, queued, tag);
+    if (max_norm == 0.05) CHECK_MSG(coef < 1.0f, "the first case clips");
+  }
+  {  // a non-finite gradient: the step is skipped, its grads zeroed
+    Copy before = make(INFINITY), queued = make(INFINITY);
+    cuda::clipped_adamw_update(ctx(), queued.tensors, 3, o, grad_scale, 1.0,
+                               static_cast<double*>(norm_slot.data()));
+    CHECK(std::isinf(norm_on_device()));
+    for (size_t k = 1; k < before.dev.size(); k += 5) {  // what a skipped step leaves: zeros
+      cuda::fill_zero(ctx(), before.dev[k]->buf.data(), before.dev[k]->buf.bytes());
+    }
+    same(before, queued, "non-finite: grads zeroed, nothing else written");
+  }
+  {  // a kernel reported a bad input earlier in the step: nothing written but the norm
+    Copy before = make(0.f), queued = make(0.f);
+    const unsigned long long report[4] = {
+        (unsigned long long)cuda::KernelReport::EmbeddingId, 3, 999, 97};
+    cuda::upload(ctx(), ctx().error_slot(), report, sizeof(report));
+    cuda::clipped_adamw_update(ctx(), queued.tensors, 3, o, grad_scale, 1.0,
+                               static_cast<double*>(norm_slot.data()));
+    CHECK_THROWS_CODE(ctx().synchronize(), code::kArgument);
+    same(before, queued, "bad input");
+    CHECK(norm_on_device() == cuda::scaled_grad_norm(ctx(), queued.grads, grad_scale));
+  }
+  Copy bad = make(0.f);
+  CHECK_THROWS_CODE(cuda::clipped_adamw_update(ctx(), bad.tensors, 0, o, 1.0f, 1.0,
+                                               static_cast<double*>(norm_slot.data())),
+                    code::kArgument);
+  CHECK_THROWS_CODE(cuda::clipped_adamw_update(ctx(), bad.tensors, 1, o, 1.0f, INFINITY,
+                                               static_cast<double*>(norm_slot.data())),
+                    code::kArgument);
 }
 
 // fp16 training: an overflowing scaled gradient makes the norm non-finite, the scaler skips the

@@ -268,11 +268,11 @@ export class Model {
   }
 
   /**
-   * One batch, one update, in one native call: forward, backward, clip, AdamW. The loss is the
-   * mean over the batch's counted tokens (the summed loss divided by the count, which is also how
-   * accumulated micro-batches normalise).
+   * One update in one native call: forward and backward of the batch (or of each micro-batch of
+   * an array, gradients adding up; then dropoutSeed is an array too), clip, AdamW. The loss is
+   * the mean over the counted tokens of all the batches. Waits for a GPU once, at the end.
    */
-  async trainStep(batch: NativeBatch, options: Omit<OptimizerStepOptions, "gradScale"> & { training?: boolean; dropoutSeed?: number }) {
+  async trainStep(batch: NativeBatch | NativeBatch[], options: Omit<OptimizerStepOptions, "gradScale"> & { training?: boolean; dropoutSeed?: number | number[] }) {
     const r = await withCallerStack(() => this.native.trainStep(batch, options));
     return { ...r, loss: r.loss ?? Number.NaN };
   }

@@ -470,33 +470,19 @@ class TrainingRun {
       step: optimizerStep, lr, beta1: t.betas[0], beta2: t.betas[1], eps: t.eps, weightDecay: t.weight_decay, maxGradNorm: t.max_grad_norm,
     };
 
-    let loss: number | null;
-    let count: number;
-    let gradNorm: number;
-    let finite: boolean;
-    if (batches.length === 1) {
-      const r = await this.model.trainStep(batches[0]!, { ...optimizer, training: true, dropoutSeed: dropoutSeed(t.seed, step, 0) });
-      if (r.replayed) this.replayedInWindow++;
-      count = r.count;
-      loss = count > 0 ? r.loss : null;
-      ({ gradNorm, finite } = r);
-    } else {
-      let lossSum = 0;
-      count = 0;
-      // float16: the scaled backward divides by the step's counted tokens itself (torch's scaled
-      // mean loss), so the optimizer step only unscales.
-      const stepTokens = fp16 ? batches.reduce((n, b) => n + countedLabelTokens(b), 0) : 0;
-      for (let m = 0; m < batches.length; m++) {
-        const r = await this.model.accumulate(batches[m]!, { training: true, dropoutSeed: dropoutSeed(t.seed, step, m), stepTokens });
-        lossSum += r.lossSum;
-        count += r.count;
-        if (r.replayed) this.replayedInWindow++;
-      }
-      if (fp16 && count !== stepTokens) throw new Error(`internal: counted ${stepTokens} label tokens, the model ${count}`);
-      // Mean over every counted token of the step, not a mean of the micro-batches' means.
-      ({ gradNorm, finite } = await this.model.optimizerStep({ ...optimizer, gradScale: fp16 || count === 0 ? 1 : 1 / count }));
-      loss = count > 0 ? lossSum / count : null;
-    }
+    // Every micro-batch's forward and backward, then the update, in one native call that waits
+    // for a GPU once (the host queues a micro-batch while the device runs the one before). The
+    // loss is the mean over every counted token of the step, not a mean of the micro-batches'
+    // means; float16's scaled backward divides by the step's counted tokens itself (torch's
+    // scaled mean loss).
+    const seeds = batches.map((_, m) => dropoutSeed(t.seed, step, m));
+    const r = batches.length === 1
+      ? await this.model.trainStep(batches[0]!, { ...optimizer, training: true, dropoutSeed: seeds[0]! })
+      : await this.model.trainStep(batches, { ...optimizer, training: true, dropoutSeed: seeds });
+    this.replayedInWindow += r.replayedMicroSteps;
+    const count = r.count;
+    const loss = count > 0 ? r.loss : null;
+    const { gradNorm, finite } = r;
     const scaler = this.model.lossScaler();  // after the step: its new scale
     const advice = fp16 ? " (float16 activations overflow past 65504: train in bfloat16 or float32)" : "";
     if (loss !== null && !Number.isFinite(loss)) throw new NonFiniteLossError(step, this.lastCheckpoint, `the loss is ${loss}${advice}`);

@@ -1,6 +1,7 @@
 // The CPU backend: every op is the CPU op of s2s/ops/*.h called with the same arguments, tensor
 // memory is 64-byte aligned host memory, copies are memcpy. Also Buffer, host_tensor and
 // make_backend (which asks the CUDA backend for a GPU model where it is built in).
+#include <cmath>
 #include <cstring>
 
 #include "s2s/arena.h"
@@ -268,6 +269,22 @@ void Buffer::reset() {
   if (data_ != nullptr) owner_->release_buffer(data_, bytes_);
   data_ = nullptr;
   bytes_ = 0;
+}
+
+void Backend::clipped_adamw_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                                   const AdamWOptions& options, float grad_scale,
+                                   double max_grad_norm, double* norm_out) {
+  std::vector<Tensor> grads;
+  grads.reserve(tensors.size());
+  for (const AdamWFusedTensor& x : tensors) grads.push_back(x.grad);
+  const double norm = scaled_grad_norm(grads, grad_scale);
+  upload(norm_out, &norm, sizeof(norm));
+  if (!std::isfinite(norm)) {
+    for (const Tensor& g : grads) fill_zero(g.data, tensor_bytes(g));
+    return;
+  }
+  const float clip_coef = max_grad_norm > 0 ? clip_coefficient(norm, max_grad_norm) : 1.0f;
+  adamw_fused_update(tensors, step, options, grad_scale, clip_coef);
 }
 
 Backend& cpu_backend() { return cpu_instance(); }

@@ -181,6 +181,7 @@ void ParamStore::move_to(std::shared_ptr<Backend> to) {
     }
     move_tensor(*to, p.owned_compute, p.compute);
   }
+  optimizer_norm_.reset();  // the old backend's; a step's norm does not outlive the step
   backend_ = std::move(to);
 }
 
@@ -216,6 +217,11 @@ std::vector<Param*> ParamStore::trainable() {
     if (p.trainable) out.push_back(&p);
   }
   return out;
+}
+
+double* ParamStore::optimizer_norm() {
+  if (!optimizer_norm_) optimizer_norm_ = backend_->allocate(sizeof(double));
+  return static_cast<double*>(optimizer_norm_.data());
 }
 
 void ParamStore::zero_grads() {

@@ -394,6 +394,12 @@ class TracedBackend final : public Backend {
     note("adamw_fused_update", tensors, step, options, grad_scale, clip_coef);
     if (!dry_) in_.adamw_fused_update(tensors, step, options, grad_scale, clip_coef);
   }
+  void clipped_adamw_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                            const AdamWOptions& options, float grad_scale, double max_grad_norm,
+                            double* norm_out) override {
+    note("clipped_adamw_update", tensors, step, options, grad_scale, max_grad_norm, norm_out);
+    if (!dry_) in_.clipped_adamw_update(tensors, step, options, grad_scale, max_grad_norm, norm_out);
+  }
   void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, float scaling,
                   WeightLayout layout) override {
     note("lora_merge", weight, A, B, scaling, layout);

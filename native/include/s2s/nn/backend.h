@@ -12,7 +12,8 @@
 // Index arrays (ids, positions, labels, key masks) are tensor memory too: Graph::indices copies
 // a host array into the graph's tensor memory once per pass (no copy on the CPU).
 // Calls that return numbers (cross_entropy_forward, scaled_grad_norm) and download wait for the
-// backend's queued work; everything else may return once queued.
+// backend's queued work; everything else may return once queued (clipped_adamw_update too: its
+// norm stays in tensor memory).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -326,6 +327,19 @@ class Backend {
   virtual void adamw_fused_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
                                   const AdamWOptions& options, float grad_scale,
                                   float clip_coef) = 0;
+  // The optimizer step's work, queued without a wait in the middle (a GPU's host would otherwise
+  // wait for the norm before it could queue the update), with the bits of these calls in turn:
+  //   norm = scaled_grad_norm(the tensors' grads, grad_scale), stored at norm_out (a double of
+  //          tensor memory, which the caller downloads when it wants the step's outcome)
+  //   finite norm: adamw_fused_update(tensors, step, options, grad_scale, max_grad_norm > 0 ?
+  //                clip_coefficient(norm, max_grad_norm) : 1.0f)
+  //   otherwise:   every grad zeroed, nothing else written (a skipped step).
+  // A device backend also writes nothing but the norm when a kernel has reported a bad input
+  // since the last synchronize (that synchronize raises it): a bad batch changes no weight.
+  // The default makes those calls (the host knows the norm at once).
+  virtual void clipped_adamw_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                                    const AdamWOptions& options, float grad_scale,
+                                    double max_grad_norm, double* norm_out);
   virtual void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, float scaling,
                           WeightLayout layout) = 0;
 };

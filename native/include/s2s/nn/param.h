@@ -98,6 +98,9 @@ class ParamStore {
   std::vector<Param*> trainable();
   void zero_grads();
   int64_t count_elements(bool trainable_only) const;
+  // A double of the backend's memory where the optimizer step leaves the gradients' norm
+  // (Backend::clipped_adamw_update), allocated on the first call.
+  double* optimizer_norm();
 
  private:
   void sync_compute(Param& p);  // compute = cast(value), allocated or freed as the flags say
@@ -106,6 +109,7 @@ class ParamStore {
   std::shared_ptr<Backend> backend_;
   std::deque<Param> params_;  // deque: addresses stay valid as params are added
   std::unordered_map<std::string, Param*> by_name_;
+  Buffer optimizer_norm_;
 };
 
 }  // namespace s2s

@@ -32,4 +32,14 @@ OptimizerStepStats optimizer_step(ParamStore& params, const OptimizerConfig& con
                                   int64_t step, double lr, float grad_scale,
                                   DynamicLossScaler* scaler = nullptr);
 
+// optimizer_step in two halves, for a caller that queues a step's work and then waits once (the
+// trainer's step: forward, backward and update queued, then the loss and the norm read): the
+// first queues the update on the params' backend without waiting for the norm
+// (Backend::clipped_adamw_update: it stays in ParamStore::optimizer_norm); the second waits,
+// raises what the device's kernels reported (a bad batch: then no weight has changed and the
+// scaler is as it was), reads the norm and updates the scaler. optimizer_step is the two in turn.
+void queue_optimizer_step(ParamStore& params, const OptimizerConfig& config, int64_t step,
+                          double lr, float grad_scale, const DynamicLossScaler* scaler = nullptr);
+OptimizerStepStats finish_optimizer_step(ParamStore& params, DynamicLossScaler* scaler = nullptr);
+
 }  // namespace s2s

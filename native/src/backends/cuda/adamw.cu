@@ -87,19 +87,49 @@ constexpr int64_t kChunk = 4096;  // elements per block
 constexpr int kFusedThreads = 256;
 
 // Block b updates chunk b of the concatenation of the tensors (none empty, in table order).
+// gate: null, or where the step's action and clip_coef are read (OptimizerGate).
 __global__ void adamw_multi_tensor_kernel(const FusedTensor* table, int count, Scalars with_decay,
                                           Scalars without_decay, float grad_scale,
-                                          float clip_coef) {
+                                          float clip_coef, const OptimizerGate* gate) {
   const int64_t chunk = blockIdx.x;
   const FusedTensor t = entry_of_block(table, count, chunk);
   const Scalars s = t.decay ? with_decay : without_decay;
   const int64_t begin = (chunk - t.first_block) * kChunk;
   const int64_t end = begin + kChunk < t.n ? begin + kChunk : t.n;
+  if (gate != nullptr) {
+    const OptimizerGate g = *gate;
+    if (g.action == OptimizerGate::kNothing) return;
+    if (g.action == OptimizerGate::kZeroGrads) {
+      for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) t.g[i] = 0.0f;
+      return;
+    }
+    clip_coef = g.clip_coef;
+  }
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const float gi = __fmul_rn(__fmul_rn(t.g[i], grad_scale), clip_coef);
     t.g[i] = 0.0f;
     const float pn = adamw_one(t.p, t.m, t.v, i, gi, s);
     if (t.c != nullptr) t.c[i] = t.bf16 ? f32_to_bf16_bits(pn) : f32_to_f16_bits(pn);
+  }
+}
+
+// Every tensor of a fused step, as adamw_update's check plus its compute copy's.
+void check_fused(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                 const AdamWOptions& options) {
+  AdamWOptions no_decay = options;
+  no_decay.weight_decay = 0;
+  for (const AdamWFusedTensor& x : tensors) {
+    check(x.param, x.grad, x.exp_avg, x.exp_avg_sq, step, x.decay ? options : no_decay);
+    if (x.compute.data != nullptr) {
+      S2S_REQUIRE(x.compute.dtype == DType::BF16 || x.compute.dtype == DType::F16, code::kDType,
+                  kOp, "expected compute to be bfloat16 or float16, got ",
+                  dtype_name(x.compute.dtype));
+      expect_contiguous(x.compute, kOp, "compute");
+      bool same = x.compute.ndim == x.param.ndim;
+      for (int i = 0; same && i < x.param.ndim; ++i) same = x.compute.shape[i] == x.param.shape[i];
+      S2S_REQUIRE(same, code::kShape, kOp, "expected compute of shape ", x.param.shape_string(),
+                  " (as param), got ", x.compute.shape_string());
+    }
   }
 }
 }  // namespace
@@ -116,23 +146,11 @@ void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const T
 }
 
 void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
-                        const AdamWOptions& options, float grad_scale, float clip_coef) {
+                        const AdamWOptions& options, float grad_scale, float clip_coef,
+                        const OptimizerGate* gate) {
   AdamWOptions no_decay = options;
   no_decay.weight_decay = 0;
-  // Validate everything before queueing anything: nothing is written on an error.
-  for (const AdamWFusedTensor& x : tensors) {
-    check(x.param, x.grad, x.exp_avg, x.exp_avg_sq, step, x.decay ? options : no_decay);
-    if (x.compute.data != nullptr) {
-      S2S_REQUIRE(x.compute.dtype == DType::BF16 || x.compute.dtype == DType::F16, code::kDType,
-                  kOp, "expected compute to be bfloat16 or float16, got ",
-                  dtype_name(x.compute.dtype));
-      expect_contiguous(x.compute, kOp, "compute");
-      bool same = x.compute.ndim == x.param.ndim;
-      for (int i = 0; same && i < x.param.ndim; ++i) same = x.compute.shape[i] == x.param.shape[i];
-      S2S_REQUIRE(same, code::kShape, kOp, "expected compute of shape ", x.param.shape_string(),
-                  " (as param), got ", x.compute.shape_string());
-    }
-  }
+  check_fused(tensors, step, options);  // before queueing anything: nothing written on an error
   std::vector<FusedTensor> table;
   int64_t chunks = 0;
   for (const AdamWFusedTensor& x : tensors) {
@@ -156,8 +174,23 @@ void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tenso
   upload(ctx, device_table, table.data(), table.size() * sizeof(FusedTensor));
   adamw_multi_tensor_kernel<<<grid(chunks), kFusedThreads, 0, stream_of(ctx)>>>(
       device_table, int(table.size()), scalars_of(step, options), scalars_of(step, no_decay),
-      grad_scale, clip_coef);
+      grad_scale, clip_coef, gate);
   check_launch(kOp);
+}
+
+void clipped_adamw_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                          const AdamWOptions& options, float grad_scale, double max_grad_norm,
+                          double* norm_out) {
+  std::vector<Tensor> grads;
+  grads.reserve(tensors.size());
+  for (const AdamWFusedTensor& x : tensors) grads.push_back(x.grad);
+  check_fused(tensors, step, options);  // the norm is not written either on an error
+  ctx.activate();
+  // The gate stays allocated until the update has been queued after it (stream order).
+  ArenaScope arena_scope(ctx.arena());
+  OptimizerGate* gate = ctx.arena().allocate_array<OptimizerGate>(1);
+  queue_grad_norm_and_gate(ctx, grads, grad_scale, max_grad_norm, norm_out, gate);
+  adamw_fused_update(ctx, tensors, step, options, grad_scale, 1.0f, gate);
 }
 
 }  // namespace cuda

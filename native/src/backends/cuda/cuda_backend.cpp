@@ -381,6 +381,11 @@ class CudaBackend final : public Backend {
                           float clip_coef) override {
     cuda::adamw_fused_update(ctx_, tensors, step, options, grad_scale, clip_coef);
   }
+  void clipped_adamw_update(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                            const AdamWOptions& options, float grad_scale, double max_grad_norm,
+                            double* norm_out) override {
+    cuda::clipped_adamw_update(ctx_, tensors, step, options, grad_scale, max_grad_norm, norm_out);
+  }
   // Merging is a one-off (mergeLora before saving): the CPU op on downloaded copies, then the
   // merged weight goes back up.
   void lora_merge(const Tensor& weight, const Tensor& A, const Tensor& B, float scaling,

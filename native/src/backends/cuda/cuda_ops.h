@@ -205,14 +205,33 @@ void cross_entropy_loss(Context& ctx, const Tensor& loss, const Tensor& lse,
 // AdamWFusedTensor::compute may be bf16 or f16 here (the fp16 compute copy).
 void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
                   const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options);
+// What the update of a clipped optimizer step does, decided on the device from the gradients'
+// norm (queue_grad_norm_and_gate) so that the host need not wait for it.
+struct OptimizerGate {
+  enum Action : int { kApply = 0, kZeroGrads = 1, kNothing = 2 };
+  float clip_coef;  // kApply: the clipping factor (1.0f when not clipping)
+  int action;       // kZeroGrads: a non-finite norm; kNothing: a kernel reported a bad input
+};
+// gate: null (apply with clip_coef), or device memory the update reads its action and
+// clipping factor from (clip_coef unused).
 void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
-                        const AdamWOptions& options, float grad_scale, float clip_coef);
+                        const AdamWOptions& options, float grad_scale, float clip_coef,
+                        const OptimizerGate* gate = nullptr);
+// Backend::clipped_adamw_update: the two calls below with the gate in between, no wait.
+void clipped_adamw_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                          const AdamWOptions& options, float grad_scale, double max_grad_norm,
+                          double* norm_out);
 
 // ---- grad_norm.cu: CPU's fixed 64K-element blocks, each summed in double on the device, the
 // block sums added in list-then-block order: deterministic; waits for the stream.
 double grad_norm(Context& ctx, const std::vector<Tensor>& grads);
 double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float scale);
 double clip_grad_norm(Context& ctx, const std::vector<Tensor>& grads, double max_norm);
+// Queues *norm_out = scaled_grad_norm(grads, scale) (device memory) and the optimizer step's
+// gate: kNothing when the context's error slot holds a report, kZeroGrads for a non-finite norm,
+// else kApply with clip_coefficient(norm, max_norm) (1.0f when max_norm <= 0). No wait.
+void queue_grad_norm_and_gate(Context& ctx, const std::vector<Tensor>& grads, float scale,
+                              double max_norm, double* norm_out, OptimizerGate* gate);
 
 }  // namespace cuda
 }  // namespace s2s

@@ -3,7 +3,9 @@
 // (fixed per-thread strides, then a fixed-shape tree; every gradient's blocks in one launch,
 // through a table of the gradients), one thread adds the block sums in
 // list-then-block order: the same bits on every run and independent of the GPU's scheduling
-// (though not the CPU's bits: the summation tree differs). The norm is returned, so these wait.
+// (though not the CPU's bits: the summation tree differs). The norm is returned, so these wait;
+// queue_grad_norm_and_gate leaves it in device memory with what the optimizer step does next.
+#include <cfloat>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -51,6 +53,28 @@ __global__ void sum_in_order_kernel(const double* partial, int64_t n, double* to
   *total = s;
 }
 
+// The norm from the block sums, as sum_in_order_kernel and the host's sqrt, and what the
+// optimizer step's update does with it: clip_coefficient's double arithmetic (IEEE on the
+// device: no multiply here for a contraction to touch).
+__global__ void norm_and_gate_kernel(const double* partial, int64_t n, double max_norm,
+                                     const unsigned long long* error_slot, double* norm_out,
+                                     OptimizerGate* gate) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += partial[i];
+  const double norm = sqrt(s);
+  *norm_out = norm;
+  OptimizerGate g{1.0f, OptimizerGate::kApply};
+  if (error_slot[0] != 0) {
+    g.action = OptimizerGate::kNothing;  // a bad batch: synchronize raises it
+  } else if (!(norm <= DBL_MAX)) {       // Inf or NaN
+    g.action = OptimizerGate::kZeroGrads;
+  } else if (max_norm > 0) {
+    const double coef = max_norm / (norm + 1e-6);
+    g.clip_coef = coef < 1.0 ? float(coef) : 1.0f;
+  }
+  *gate = g;
+}
+
 void check_grads(const std::vector<Tensor>& grads, int64_t* blocks) {
   *blocks = 0;
   for (size_t t = 0; t < grads.size(); ++t) {
@@ -62,12 +86,15 @@ void check_grads(const std::vector<Tensor>& grads, int64_t* blocks) {
     *blocks += ceil_div(g.numel(), kBlock);
   }
 }
-}  // namespace
 
-double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float scale) {
+// Queues the sums of squares of every 64K-element block of the gradients into
+// arena memory (the caller's ArenaScope holds it); returns the block count (0: no launch).
+int64_t queue_block_squares(Context& ctx, const std::vector<Tensor>& grads, float scale,
+                            double** partial) {
   int64_t blocks = 0;
   check_grads(grads, &blocks);
-  if (blocks == 0) return 0.0;
+  *partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
+  if (blocks == 0) return 0;
   std::vector<GradBlocks> table;
   int64_t at = 0;
   for (const Tensor& g : grads) {
@@ -75,19 +102,38 @@ double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float sc
     table.push_back(GradBlocks{g.f32(), g.numel(), at});
     at += ceil_div(g.numel(), kBlock);
   }
-  ctx.activate();
-  ArenaScope arena_scope(ctx.arena());
-  double* partial = ctx.arena().allocate_array<double>(size_t(blocks + 1));
   GradBlocks* device_table = ctx.arena().allocate_array<GradBlocks>(table.size());
   upload(ctx, device_table, table.data(), table.size() * sizeof(GradBlocks));  // staged on return
   block_squares_kernel<<<grid(at), kThreads, 0, stream_of(ctx)>>>(
-      device_table, int(table.size()), scale, scale != 1.0f, partial);
+      device_table, int(table.size()), scale, scale != 1.0f, *partial);
   check_launch(kOp);
-  sum_in_order_kernel<<<1, 1, 0, stream_of(ctx)>>>(partial, at, partial + blocks);
+  return at;
+}
+}  // namespace
+
+double scaled_grad_norm(Context& ctx, const std::vector<Tensor>& grads, float scale) {
+  ctx.activate();
+  ArenaScope arena_scope(ctx.arena());
+  double* partial = nullptr;
+  const int64_t blocks = queue_block_squares(ctx, grads, scale, &partial);
+  if (blocks == 0) return 0.0;
+  sum_in_order_kernel<<<1, 1, 0, stream_of(ctx)>>>(partial, blocks, partial + blocks);
   check_launch(kOp);
   double total = 0.0;
   download(ctx, &total, partial + blocks, sizeof(double));
   return std::sqrt(total);
+}
+
+void queue_grad_norm_and_gate(Context& ctx, const std::vector<Tensor>& grads, float scale,
+                              double max_norm, double* norm_out, OptimizerGate* gate) {
+  if (max_norm > 0) clip_coefficient(1.0, max_norm);  // validates max_norm, as the CPU op
+  ctx.activate();
+  ArenaScope arena_scope(ctx.arena());
+  double* partial = nullptr;
+  const int64_t blocks = queue_block_squares(ctx, grads, scale, &partial);
+  norm_and_gate_kernel<<<1, 1, 0, stream_of(ctx)>>>(partial, blocks, max_norm, ctx.error_slot(),
+                                                     norm_out, gate);
+  check_launch(kOp);
 }
 
 double grad_norm(Context& ctx, const std::vector<Tensor>& grads) {
