@@ -358,8 +358,8 @@ CUDA_TEST(cuda_training_step_rounds_each_linear_input_once) {
 // neither read back before it is written nor again by the loss's backward (Graph::grad_scalar),
 // and the update reads its clipping factor from the norm on the device (queue_optimizer_step).
 // Then the host reads three things with nothing queued behind them: the error slot (the
-// synchronize that raises what kernels reported), the norm and the loss. Every fixture, plain
-// and chunked loss, the backward's seed known before the forward (as the trainer runs) or not
+// synchronize that raises what kernels reported), the norm and the loss. No upload waits
+// either: all are staged in pinned memory (UploadStaging). Every fixture, plain and chunked loss, the backward's seed known before the forward (as the trainer runs) or not
 // (simulator only: it counts).
 CUDA_TEST(cuda_training_step_never_waits_for_the_device) {
   using namespace s2s_test::parity;
@@ -390,6 +390,10 @@ CUDA_TEST(cuda_training_step_never_waits_for_the_device) {
         const s2s::simt::QueuedWork w = s2s::simt::queued_work();
         CHECK_MSG(w.downloads == 3,
                   tag + ": " + std::to_string(w.downloads) + " downloads in a training step");
+        // Every upload (the batch's arrays, the optimizer's tables) staged in pinned memory:
+        // none may wait for the stream (UploadStaging).
+        CHECK_MSG(w.uploads > 0 && w.pageable_uploads == 0,
+                  tag + ": " + std::to_string(w.pageable_uploads) + " pageable uploads");
         CHECK_MSG(std::isfinite(loss) && loss > 0, tag + ": loss " + std::to_string(loss));
       }
     }

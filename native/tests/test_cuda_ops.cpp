@@ -1214,6 +1214,54 @@ CUDA_TEST(cuda_kv_cache_append_and_q_in_a_fused_row) {
 // A captured graph runs nothing at the capture and all of it at each launch; a capture whose
 // work throws is null, leaves nothing run, and the context works on (in the simulator also a
 // capture that copies from the host, which a real capture refuses for pageable memory).
+// Uploads go through the context's pinned ring (UploadStaging), so they never wait for the
+// stream: with 1 KiB segments, 300 uploads of 200-odd bytes wrap the ring many times between
+// kernels that read what was uploaded, and each arrives intact. The simulator refuses a copy
+// from pinned memory an earlier copy read before the host waited past it, so a ring that wrote
+// over a segment without waiting for its event fails here. An upload larger than a segment, and
+// any upload while the stream is captured, goes from the caller's memory.
+CUDA_TEST(cuda_uploads_are_staged_through_pinned_memory) {
+  cuda::ContextOptions o;
+  o.upload_segment_bytes = 1024;
+  cuda::Context small(o);
+  const int kUploads = 300;
+  std::vector<std::vector<float>> sent;
+  std::vector<cuda::DeviceBuffer> dst, doubled;
+#if S2S_SIMT_SIM
+  s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+  for (int i = 0; i < kUploads; ++i) {
+    const int64_t n = 40 + i % 29;
+    sent.push_back(random_vector(size_t(n), 900 + i));
+    dst.emplace_back(small, sizeof(float) * size_t(n));
+    doubled.emplace_back(small, sizeof(float) * size_t(n));
+    cuda::upload(small, dst.back().data(), sent.back().data(), sizeof(float) * size_t(n));
+    const Tensor x = Tensor::contiguous(dst.back().data(), DType::F32, {n});
+    const Tensor y = Tensor::contiguous(doubled.back().data(), DType::F32, {n});
+    cuda::add_forward(small, y, x, x);  // work between the uploads that reads them
+  }
+#if S2S_SIMT_SIM
+  CHECK(s2s::simt::queued_work().uploads == kUploads);
+  CHECK(s2s::simt::queued_work().pageable_uploads == 0);
+#endif
+  for (int i = 0; i < kUploads; ++i) {
+    std::vector<float> got(sent[size_t(i)].size());
+    cuda::download(small, got.data(), doubled[size_t(i)].data(), got.size() * sizeof(float));
+    std::vector<float> want = sent[size_t(i)];
+    for (float& v : want) v += v;
+    CHECK_MSG(opt::bit_equal(got, want), "upload " + std::to_string(i));
+  }
+  std::vector<float> big = random_vector(1000, 999);  // 4,000 bytes: more than a segment
+  cuda::DeviceBuffer big_dst(small, sizeof(float) * big.size());
+  cuda::upload(small, big_dst.data(), big.data(), sizeof(float) * big.size());
+  std::vector<float> back(big.size());
+  cuda::download(small, back.data(), big_dst.data(), back.size() * sizeof(float));
+  CHECK(opt::bit_equal(back, big));
+#if S2S_SIMT_SIM
+  CHECK(s2s::simt::queued_work().pageable_uploads == 1);
+#endif
+}
+
 CUDA_TEST(cuda_captured_graph_replays_what_it_captured) {
   const int64_t n = 300;
   std::vector<float> zeros(n, 0.f), ones(n, 1.f);

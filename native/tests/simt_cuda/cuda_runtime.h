@@ -50,6 +50,7 @@ struct dim3 {
 using cudaStream_t = struct SimStream*;
 using cudaGraph_t = struct SimGraph*;
 using cudaGraphExec_t = struct SimGraphExec*;
+using cudaEvent_t = struct SimEvent*;
 
 enum cudaError_t {
   cudaSuccess = 0,
@@ -60,6 +61,7 @@ enum cudaError_t {
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,  // work on a stream of a device that is not current
   cudaErrorLaunchFailure = 719,
+  cudaErrorIllegalState = 401,  // pinned memory reused while a copy from it may still be queued
   cudaErrorStreamCaptureUnsupported = 900,  // a copy to or from the host, or a synchronize
   cudaErrorStreamCaptureInvalidated = 901,  // the capture met such a call earlier
 };
@@ -106,6 +108,19 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
 cudaError_t cudaMemset2DAsync(void* dst, size_t pitch, int value, size_t width, size_t height,
                               cudaStream_t stream = nullptr);
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
+// Page-locked host memory. A copy to the device from it is asynchronous on a real GPU: it may
+// still be queued when the call returns, so the host must not write the memory again until the
+// stream has passed the copy (an event recorded after it and synchronised, or a stream
+// synchronize). The stand-in checks that: a new copy from memory an earlier copy read, which
+// the host has not since waited past, is refused with cudaErrorIllegalState.
+constexpr unsigned cudaHostAllocDefault = 0;
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* ptr);
+constexpr unsigned cudaEventDisableTiming = 2;
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 // Stream capture (CUDA graphs): between begin and end, launches, device-to-device copies, fills
 // and cuBLASLt matmuls on the stream are recorded with their arguments as of the call (as a
 // graph's nodes hold them) instead of run; a copy to or from the host or a synchronize is
@@ -162,6 +177,7 @@ void after_queued_work();
 // operand type and shape.
 struct QueuedWork {
   int64_t launches = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0, matmuls = 0;
+  int64_t pageable_uploads = 0;  // uploads not from cudaHostAlloc memory (may wait on a GPU)
   int64_t graph_launches = 0;
   int64_t device_copy_bytes = 0, fill_bytes = 0;
   std::map<std::string, int64_t> launches_by_kernel;

@@ -6,7 +6,9 @@
 // cudaErrorInvalidResourceHandle).
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -28,6 +30,11 @@ struct SimStream {
   int device;
   SimGraph* capture = nullptr;  // while capturing
   bool invalidated = false;     // the capture met a call it cannot record
+  int64_t queued = 0;           // operations queued so far (positions for events)
+};
+struct SimEvent {
+  cudaStream_t stream = nullptr;  // where it was last recorded, and at which position
+  int64_t position = 0;
 };
 
 namespace s2s {
@@ -118,6 +125,52 @@ std::string lambda_owner(const char* mangled) {
 QueuedWork& queued_work() {
   static thread_local QueuedWork w;
   return w;
+}
+// Pinned host memory (cudaHostAlloc's blocks), and the copies from it the host has not yet
+// waited past: on a GPU they may still be queued, so their source must not be written again.
+struct PinnedMemory {
+  std::mutex mutex;
+  std::unordered_map<const char*, size_t> blocks;
+  struct InFlight {
+    const char* begin;
+    const char* end;
+    cudaStream_t stream;
+    int64_t position;
+  };
+  std::vector<InFlight> in_flight;
+};
+PinnedMemory& pinned() {
+  static PinnedMemory* p = new PinnedMemory;
+  return *p;
+}
+bool is_pinned(const void* src, size_t bytes) {
+  const char* s = static_cast<const char*>(src);
+  std::lock_guard<std::mutex> lock(pinned().mutex);
+  for (const auto& [begin, size] : pinned().blocks) {
+    if (s >= begin && s + bytes <= begin + size) return true;
+  }
+  return false;
+}
+// A copy from pinned [src, src + bytes) queued at `position` of `stream`: refused when an
+// earlier copy from overlapping memory has not been waited past.
+bool note_pinned_copy(const void* src, size_t bytes, cudaStream_t stream, int64_t position) {
+  const char* s = static_cast<const char*>(src);
+  std::lock_guard<std::mutex> lock(pinned().mutex);
+  for (const PinnedMemory::InFlight& f : pinned().in_flight) {
+    if (s < f.end && f.begin < s + bytes) return false;
+  }
+  pinned().in_flight.push_back({s, s + bytes, stream, position});
+  return true;
+}
+// The host has waited until `stream` passed `position` (every queued operation: INT64_MAX).
+void waited(cudaStream_t stream, int64_t position) {
+  std::lock_guard<std::mutex> lock(pinned().mutex);
+  auto& v = pinned().in_flight;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [&](const PinnedMemory::InFlight& f) {
+                           return f.stream == stream && f.position <= position;
+                         }),
+          v.end());
 }
 void count_copy(cudaMemcpyKind kind, size_t bytes) {
   QueuedWork& w = queued_work();
@@ -217,11 +270,67 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (s2s::simt::capturing(stream) && kind != cudaMemcpyDeviceToDevice) {
     return s2s::simt::refuse_in_capture(stream);
   }
+  const int64_t position = stream != nullptr ? ++stream->queued : 0;
+  if (kind == cudaMemcpyHostToDevice && bytes != 0) {
+    if (!s2s::simt::is_pinned(src, bytes)) {
+      ++s2s::simt::queued_work().pageable_uploads;
+    } else if (!s2s::simt::note_pinned_copy(src, bytes, stream, position)) {
+      return cudaErrorIllegalState;
+    }
+  }
   s2s::simt::run_or_record(stream, [=] {
     if (bytes != 0) std::memmove(dst, src, bytes);
   });
   s2s::simt::count_copy(kind, bytes);
   s2s::simt::after_queued_work();
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) {
+  void* p = bytes == 0 ? nullptr : std::malloc(bytes);
+  if (bytes != 0 && p == nullptr) return cudaErrorMemoryAllocation;
+  if (p != nullptr) {
+    std::lock_guard<std::mutex> lock(s2s::simt::pinned().mutex);
+    s2s::simt::pinned().blocks[static_cast<const char*>(p)] = bytes;
+  }
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(s2s::simt::pinned().mutex);
+    const char* begin = static_cast<const char*>(ptr);
+    const auto it = s2s::simt::pinned().blocks.find(begin);
+    if (it == s2s::simt::pinned().blocks.end()) return cudaErrorInvalidValue;
+    auto& v = s2s::simt::pinned().in_flight;
+    const char* end = begin + it->second;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const auto& f) { return f.begin < end && begin < f.end; }),
+            v.end());
+    s2s::simt::pinned().blocks.erase(it);
+  }
+  std::free(ptr);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  *event = new SimEvent;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (event == nullptr) return cudaErrorInvalidResourceHandle;
+  if (!s2s::simt::on_current_device(stream)) return cudaErrorInvalidResourceHandle;
+  if (s2s::simt::capturing(stream)) return s2s::simt::refuse_in_capture(stream);
+  event->stream = stream;
+  event->position = stream != nullptr ? stream->queued : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (event == nullptr) return cudaErrorInvalidResourceHandle;
+  if (event->stream != nullptr) s2s::simt::waited(event->stream, event->position);
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
@@ -275,6 +384,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
   return cudaStreamCreate(stream);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (stream != nullptr) s2s::simt::waited(stream, INT64_MAX);  // the runtime waits for it
   if (stream != nullptr) delete stream->capture;
   delete stream;
   return cudaSuccess;
@@ -282,6 +392,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 // Synchronising needs no current device: the stream names its own. Not while capturing.
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (s2s::simt::capturing(stream)) return s2s::simt::refuse_in_capture(stream);
+  if (stream != nullptr) s2s::simt::waited(stream, INT64_MAX);
   return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
@@ -341,6 +452,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     default: return "cudaErrorLaunchFailure";
@@ -354,6 +466,8 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState:
+      return "pinned memory written again while a copy from it may be queued (simulator)";
     case cudaErrorStreamCaptureUnsupported:
       return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:

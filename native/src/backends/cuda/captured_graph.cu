@@ -17,11 +17,13 @@ std::unique_ptr<CapturedGraph> CapturedGraph::capture(Context& ctx,
     return nullptr;
   }
   bool threw = false;
+  ctx.set_capturing(true);
   try {
     work();
   } catch (...) {
     threw = true;  // the ops' own errors: the caller runs the work uncaptured and meets them
   }
+  ctx.set_capturing(false);
   ctx.activate();  // work may have left another device current
   cudaGraph_t graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);

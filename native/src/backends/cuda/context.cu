@@ -71,12 +71,14 @@ Context::Context(const ContextOptions& options) : options_(options) {
   segment_arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
   // Inputs are small (a batch's ids, labels, mask, positions: 4 bytes a token each).
   input_arena_ = std::make_unique<DeviceArena>(source, size_t(4) << 20);
+  staging_ = std::make_unique<UploadStaging>(dev, options.upload_segment_bytes);
 }
 
 Context::~Context() {
   cudaSetDevice(options_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
   destroy_gemm_state(gemm_);
+  staging_.reset();
   input_arena_.reset();
   segment_arena_.reset();
   arena_.reset();
@@ -195,6 +197,7 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 void upload(Context& ctx, void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   ctx.activate();
+  if (!ctx.capturing() && ctx.upload_staging().upload(ctx.stream(), dst, src, bytes)) return;
   check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(ctx)), "cuda",
              "cudaMemcpyAsync (upload)");
 }

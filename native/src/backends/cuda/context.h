@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/cuda/device_arena.h"
+#include "backends/cuda/upload_staging.h"
 
 namespace s2s {
 namespace cuda {
@@ -27,6 +28,9 @@ struct ContextOptions {
   bool allow_tf32 = false;     // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs)
   // Biases added in cuBLASLt's epilogue (one pass over the output fewer); off: a separate kernel.
   bool gemm_bias_epilogue = true;
+  // Uploads are copied through a ring of UploadStaging::kSegments pinned segments of this many
+  // bytes (larger uploads go from pageable memory, as model loading's); 0: none.
+  size_t upload_segment_bytes = size_t(256) << 10;
 };
 
 struct GemmState;  // gemm.cu: cuBLASLt handle, workspace, plan cache
@@ -61,6 +65,12 @@ class Context {
 
   // Device memory for kernel reports: {op id, index, value, bound} as unsigned long long.
   unsigned long long* error_slot() const { return error_slot_; }
+  UploadStaging& upload_staging() { return *staging_; }
+  // While the stream is being captured (CapturedGraph::capture): uploads then go from the
+  // caller's pageable memory, which the capture refuses (a recording must not hold a copy from
+  // staging memory that later uploads write over).
+  bool capturing() const { return capturing_; }
+  void set_capturing(bool on) { capturing_ = on; }
   GemmState*& gemm_state() { return gemm_; }
 
   // A device copy of a small table the kernels read (rope's inverse frequencies), made by
@@ -76,6 +86,8 @@ class Context {
   std::unique_ptr<DeviceArena> arena_;
   std::unique_ptr<DeviceArena> segment_arena_;
   std::unique_ptr<DeviceArena> input_arena_;
+  std::unique_ptr<UploadStaging> staging_;
+  bool capturing_ = false;
   GemmState* gemm_ = nullptr;
   std::map<std::string, void*> constants_;  // cudaMalloc'd, freed with the context
 };
@@ -100,8 +112,9 @@ class DeviceBuffer {
   int device_ = 0;
 };
 
-// Copies on the context's stream. upload returns once the host memory may be reused (pageable
-// memory is staged by the runtime); download waits for the data.
+// Copies on the context's stream. upload returns once the host memory may be reused, without
+// waiting for the stream (staged through pinned memory, Context::upload_staging); download
+// waits for the data.
 void upload(Context& ctx, void* device_dst, const void* host_src, size_t bytes);
 void download(Context& ctx, void* host_dst, const void* device_src, size_t bytes);
 void copy_device(Context& ctx, void* device_dst, const void* device_src, size_t bytes);
