@@ -3,6 +3,22 @@
 
 namespace s2s {
 
+uint64_t TracedBackend::fingerprint() const {
+  // xxHash64's merge and avalanche over the four lanes and the word count: every lane's every
+  // bit reaches every bit of the result.
+  uint64_t h = rotl(lanes_[0], 1) + rotl(lanes_[1], 7) + rotl(lanes_[2], 12) + rotl(lanes_[3], 18);
+  for (const uint64_t lane : lanes_) {
+    h ^= rotl(lane * kP2, 31) * kP1;
+    h = h * kP1 + 0x85EBCA77C2B2AE63ull;
+  }
+  h += words_;
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= 0x165667B19E3779F9ull;
+  return h ^ (h >> 32);
+}
+
 void TracedBackend::mix(const Tensor& t) {
   mix(t.data);
   // dtype, rank and layout in one word; row-major strides (every one, size-1 dims' too, which

@@ -24,7 +24,7 @@ class TracedBackend final : public Backend {
   // uploads still reach `inner`.
   TracedBackend(Backend& inner, bool dry) : in_(inner), dry_(dry) {}
 
-  uint64_t fingerprint() const { return hash_; }
+  uint64_t fingerprint() const;
   int64_t calls() const { return calls_; }  // calls folded in
 
   // ---- every Backend call, handed on (generated from backend.h's declarations) ----
@@ -414,15 +414,16 @@ class TracedBackend final : public Backend {
     mix(op);  // the name by address: each override's own literal, fixed while the process runs
     (mix(args), ...);
   }
-  // Folds one word in: the word times an odd constant (a bijection) into the running hash, then
-  // splitmix64's finaliser (a bijection whose every output bit depends on every input bit), so
-  // the order of the words and each of their bits count. A word at a time: hashing the pass's
-  // arguments byte by byte was most of a dry run's host time.
+  // Folds one word in, a word at a time (hashing the pass's arguments byte by byte was most of a
+  // dry run's host time), word i into lane i % 4 with xxHash64's round: lane = rotl(lane +
+  // w * P2, 31) * P1, a bijection of the lane for every w, so each lane's words count in order
+  // and bit by bit. Four lanes because a round's multiplies wait on the one before: one chain
+  // was a quarter of a dry run. fingerprint() merges the lanes and the count.
+  static constexpr uint64_t kP1 = 0x9E3779B185EBCA87ull, kP2 = 0xC2B2AE3D27D4EB4Full;
+  static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
   void mix_word(uint64_t w) {
-    uint64_t z = hash_ ^ (w * 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    hash_ = z ^ (z >> 31);
+    uint64_t& lane = lanes_[words_++ & 3];
+    lane = rotl(lane + w * kP2, 31) * kP1;
   }
   template <typename T>
   void mix(const T& v) {
@@ -448,7 +449,9 @@ class TracedBackend final : public Backend {
 
   Backend& in_;
   bool dry_;
-  uint64_t hash_ = 0x5EED5EED5EED5EEDull;
+  uint64_t lanes_[4] = {0x5EED5EED5EED5EEDull + kP1 + kP2, 0x5EED5EED5EED5EEDull + kP2,
+                        0x5EED5EED5EED5EEDull, 0x5EED5EED5EED5EEDull - kP1};
+  uint64_t words_ = 0;
   int64_t calls_ = 0;
 };
 

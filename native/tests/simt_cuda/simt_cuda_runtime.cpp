@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -132,12 +133,11 @@ struct PinnedMemory {
   std::mutex mutex;
   std::unordered_map<const char*, size_t> blocks;
   struct InFlight {
-    const char* begin;
     const char* end;
     cudaStream_t stream;
     int64_t position;
   };
-  std::vector<InFlight> in_flight;
+  std::map<const char*, InFlight> in_flight;  // by first byte; disjoint (overlaps are refused)
 };
 PinnedMemory& pinned() {
   static PinnedMemory* p = new PinnedMemory;
@@ -156,21 +156,21 @@ bool is_pinned(const void* src, size_t bytes) {
 bool note_pinned_copy(const void* src, size_t bytes, cudaStream_t stream, int64_t position) {
   const char* s = static_cast<const char*>(src);
   std::lock_guard<std::mutex> lock(pinned().mutex);
-  for (const PinnedMemory::InFlight& f : pinned().in_flight) {
-    if (s < f.end && f.begin < s + bytes) return false;
-  }
-  pinned().in_flight.push_back({s, s + bytes, stream, position});
+  auto& m = pinned().in_flight;
+  auto after = m.lower_bound(s);  // the first copy starting at s or later
+  if (after != m.end() && after->first < s + bytes) return false;
+  if (after != m.begin() && std::prev(after)->second.end > s) return false;
+  m.emplace_hint(after, s, PinnedMemory::InFlight{s + bytes, stream, position});
   return true;
 }
 // The host has waited until `stream` passed `position` (every queued operation: INT64_MAX).
 void waited(cudaStream_t stream, int64_t position) {
   std::lock_guard<std::mutex> lock(pinned().mutex);
-  auto& v = pinned().in_flight;
-  v.erase(std::remove_if(v.begin(), v.end(),
-                         [&](const PinnedMemory::InFlight& f) {
-                           return f.stream == stream && f.position <= position;
-                         }),
-          v.end());
+  auto& m = pinned().in_flight;
+  for (auto it = m.begin(); it != m.end();) {
+    const bool passed = it->second.stream == stream && it->second.position <= position;
+    it = passed ? m.erase(it) : std::next(it);
+  }
 }
 void count_copy(cudaMemcpyKind kind, size_t bytes) {
   QueuedWork& w = queued_work();
@@ -302,11 +302,9 @@ cudaError_t cudaFreeHost(void* ptr) {
     const char* begin = static_cast<const char*>(ptr);
     const auto it = s2s::simt::pinned().blocks.find(begin);
     if (it == s2s::simt::pinned().blocks.end()) return cudaErrorInvalidValue;
-    auto& v = s2s::simt::pinned().in_flight;
+    auto& m = s2s::simt::pinned().in_flight;
     const char* end = begin + it->second;
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [&](const auto& f) { return f.begin < end && begin < f.end; }),
-            v.end());
+    m.erase(m.lower_bound(begin), m.lower_bound(end));  // copies from the block: forgotten
     s2s::simt::pinned().blocks.erase(it);
   }
   std::free(ptr);
