@@ -90,7 +90,7 @@ if want bench; then
   # At that small batch, the micro-step recorded and replayed (the default, as the trainer runs
   # it) against every op issued by the host (--no-replay): tokens/s both ways.
   ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 3 --steps 10 "${smollm[@]}" \
-    > "$OUT/bench_cuda_train_smollm_small.json" 2>> "$OUT/bench_cuda_train.log" || status=1
+    --dry-runs 1000 > "$OUT/bench_cuda_train_smollm_small.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   ./build-gpu/bench_cuda_train --batch 4 --seq 512 --warmup 3 --steps 10 "${smollm[@]}" \
     --no-replay > "$OUT/bench_cuda_train_smollm_small_no_replay.json" \
     2>> "$OUT/bench_cuda_train.log" || status=1
