@@ -171,9 +171,16 @@ def main(folder):
         if ours and dtype == "float32":
             s["attention_cached"] = ours["attention_cached"]
             lines.append(f"Cached attention (peak {ours['peak_gbps']:.0f} GB/s):")
+            f32_us = {}
             for a in ours["attention_cached"]:
-                lines.append(f"  {a['keys']:>6d} keys  {a['us_per_call']:8.2f} us  "
-                             f"{a['gb_per_s']:8.1f} GB/s  {a['fraction_of_peak']:.3f} of peak")
+                cache = a.get("cache", "float32")
+                line = (f"  {a['keys']:>6d} keys, {cache:>8s} cache  {a['us_per_call']:8.2f} us  "
+                        f"{a['gb_per_s']:8.1f} GB/s  {a['fraction_of_peak']:.3f} of peak")
+                if cache == "float32":
+                    f32_us[a["keys"]] = a["us_per_call"]
+                elif a["keys"] in f32_us:
+                    line += f"  ({f32_us[a['keys']] / a['us_per_call']:.2f}x the f32 cache)"
+                lines.append(line)
     for name, label, key in (
             ("bench_cuda_profile.json", "tensor-core attention", "mma"),
             ("bench_cuda_profile_tested_tiles.json",

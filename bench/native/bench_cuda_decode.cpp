@@ -168,10 +168,12 @@ std::string generate_json(const Args& a, bool replay) {
   std::snprintf(out, sizeof out,
                 "{\"batch\":%lld,\"prompt\":%lld,\"new_tokens\":%lld,\"compute\":\"%s\","
                 "\"prefill_ms\":%.3f,\"decode_s\":%.4f,\"decode_steps\":%lld,"
-                "\"replayed_steps\":%lld,\"decode_tokens_per_s\":%.1f,\"runs\":%d",
+                "\"replayed_steps\":%lld,\"decode_tokens_per_s\":%.1f,\"runs\":%d,"
+                "\"kv_cache\":\"%s\",\"kv_cache_bytes\":%zu",
                 (long long)a.B, (long long)a.prompt, (long long)a.fresh,
                 a.bf16 ? "bfloat16" : "float32", best_prefill, best_decode_s, (long long)steps,
-                (long long)replayed, double(a.B * steps) / best_decode_s, a.repeat);
+                (long long)replayed, double(a.B * steps) / best_decode_s, a.repeat,
+                dtype_name(cache.dtype()), cache.bytes());
   return std::string(out) + work_json + "}";
 }
 
@@ -182,10 +184,14 @@ std::string attention_json(const Args& a, double peak_gbps) {
   cuda::Context ctx{cuda::ContextOptions{}};
   const int64_t R = a.B, H = a.H, D = a.C / a.H;
   std::string s = "[";
-  for (size_t n = 0; n < a.contexts.size(); ++n) {
+  for (size_t item_index = 0; item_index < 2 * a.contexts.size(); ++item_index) {
+    const size_t n = item_index / 2;
+    // Each context with an f32 cache, then a bf16 one (decoding's under bf16 compute).
+    const DType cache_dtype = item_index % 2 == 0 ? DType::F32 : DType::BF16;
+    const size_t elem = dtype_size(cache_dtype);
     const int64_t Tc = a.contexts[n];
     const int64_t cache_floats = R * Tc * H * D, q_floats = R * H * D;
-    cuda::DeviceBuffer k(ctx, size_t(cache_floats) * 4), v(ctx, size_t(cache_floats) * 4);
+    cuda::DeviceBuffer k(ctx, size_t(cache_floats) * elem), v(ctx, size_t(cache_floats) * elem);
     cuda::DeviceBuffer q(ctx, size_t(q_floats) * 4), out(ctx, size_t(q_floats) * 4);
     std::vector<float> host(static_cast<size_t>(cache_floats));
     uint64_t st = 7;
@@ -193,8 +199,11 @@ std::string attention_json(const Args& a, double peak_gbps) {
       st ^= st << 13; st ^= st >> 7; st ^= st << 17;
       x = float(int64_t(st % 2001) - 1000) * 1e-3f;
     }
-    cuda::upload(ctx, k.data(), host.data(), size_t(cache_floats) * 4);
-    cuda::upload(ctx, v.data(), host.data(), size_t(cache_floats) * 4);
+    std::vector<uint16_t> host16(cache_dtype == DType::BF16 ? host.size() : 0);
+    for (size_t i = 0; i < host16.size(); ++i) host16[i] = f32_to_bf16(host[i]);
+    const void* cache_src = host16.empty() ? static_cast<const void*>(host.data()) : host16.data();
+    cuda::upload(ctx, k.data(), cache_src, size_t(cache_floats) * elem);
+    cuda::upload(ctx, v.data(), cache_src, size_t(cache_floats) * elem);
     cuda::upload(ctx, q.data(), host.data(), size_t(q_floats) * 4);
     const size_t rows = static_cast<size_t>(R);
     std::vector<int32_t> slot(rows), begin(rows, 0), end(rows, int32_t(Tc));
@@ -206,8 +215,8 @@ std::string attention_json(const Args& a, double peak_gbps) {
     cuda::upload(ctx, dend.data(), end.data(), size_t(R) * 4);
     const Tensor tq = Tensor::contiguous(q.data(), DType::F32, {R, 1, H, D});
     const Tensor to = Tensor::contiguous(out.data(), DType::F32, {R, 1, H, D});
-    const Tensor tk = Tensor::contiguous(k.data(), DType::F32, {R, Tc, H, D});
-    const Tensor tv = Tensor::contiguous(v.data(), DType::F32, {R, Tc, H, D});
+    const Tensor tk = Tensor::contiguous(k.data(), cache_dtype, {R, Tc, H, D});
+    const Tensor tv = Tensor::contiguous(v.data(), cache_dtype, {R, Tc, H, D});
     AttentionOptions o;
     o.causal = true;
     auto call = [&] {
@@ -223,7 +232,7 @@ std::string attention_json(const Args& a, double peak_gbps) {
     ctx.synchronize();
     const double estimate = (now_s() - t0) / 3;
     const int calls = int(std::clamp(0.05 / std::max(estimate, 1e-9), 3.0, 2000.0));
-    const double bytes = double(2 * cache_floats + 2 * q_floats) * 4;
+    const double bytes = double(2 * cache_floats) * double(elem) + double(2 * q_floats) * 4;
     t0 = now_s();
     for (int c = 0; c < calls; ++c) call();
     ctx.synchronize();
@@ -231,9 +240,11 @@ std::string attention_json(const Args& a, double peak_gbps) {
     const double gbps = bytes / per_call / 1e9;
     char item[256];
     std::snprintf(item, sizeof item,
-                  "%s{\"rows\":%lld,\"heads\":%lld,\"head_dim\":%lld,\"keys\":%lld,\"calls\":%d,"
+                  "%s{\"cache\":\"%s\",\"rows\":%lld,\"heads\":%lld,\"head_dim\":%lld,"
+                  "\"keys\":%lld,\"calls\":%d,"
                   "\"us_per_call\":%.2f,\"gb_per_s\":%.1f,\"fraction_of_peak\":%.3f}",
-                  n == 0 ? "" : ",", (long long)R, (long long)H, (long long)D, (long long)Tc,
+                  item_index == 0 ? "" : ",", dtype_name(cache_dtype), (long long)R, (long long)H,
+                  (long long)D, (long long)Tc,
                   calls, per_call * 1e6, gbps, peak_gbps > 0 ? gbps / peak_gbps : 0.0);
     s += item;
   }

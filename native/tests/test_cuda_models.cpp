@@ -630,6 +630,67 @@ CUDA_TEST(cuda_model_tensor_core_attention_tracks_the_cpu) {
   }
 }
 
+// Decoding under bf16 compute keeps a bf16 KV cache on the GPU (generate sets it: half the
+// bytes), and a prompt prefilled then decoded one token at a time over it gives the training
+// forward's logits at every position within the bf16 tolerance, as it does over an f32 cache:
+// the head-dim-32 models, whose prompt runs the tensor-core attention (which rounds k and v to
+// bf16, the values the cache then holds).
+CUDA_TEST(cuda_decoding_over_a_bf16_cache_tracks_the_training_forward) {
+  using namespace s2s_test::parity;
+  const std::shared_ptr<Backend> backend = gpu();
+  for (const auto& [name, config] : kHeadDim32Configs) {
+    std::unique_ptr<Model> model = create_model(parse_model_config(config, "test config"));
+    init_weights(*model, 13);
+    model->set_compute_dtype(ComputeDType::BF16);
+    model->to_backend(backend);
+    const int64_t V = 97, P = 20, T = 28;
+    std::vector<int32_t> ids(static_cast<size_t>(T)), pos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) {
+      ids[size_t(t)] = int32_t((11 * t + 5) % V);
+      pos[size_t(t)] = int32_t(t);
+    }
+    Graph full;
+    full.set_backend(backend);
+    Batch b;
+    b.B = 1;
+    b.T = T;
+    b.input_ids = ids.data();
+    const ForwardResult r = model->forward(full, b, LossReduction::Mean);
+    const std::vector<float> want = floats_of(*backend, r.logits->value);
+    for (const DType dt : {DType::F32, DType::BF16}) {
+      const std::string tag = std::string(name) + " bf16 compute, " + dtype_name(dt) + " cache";
+      KVCache cache;
+      cache.set_backend(backend);
+      cache.set_dtype(dt);
+      cache.reset(model->self_cache_shape(), 1, T);
+      Graph g;
+      g.set_backend(backend);
+      g.no_grad = true;
+      double err = 0;
+      for (int64_t t = 0; t < T; t = t == 0 ? P : t + 1) {
+        const int64_t n = t == 0 ? P : 1;  // the prompt, then a token at a time
+        g.reset();
+        Var* logits = model->forward_cached(g, g.indices(ids.data() + t, n),
+                                            g.indices(pos.data() + t, n), 1, n, cache);
+        cache.advance(n);
+        // (1, V): the logits of the last new position only
+        const std::vector<float> got = floats_of(*backend, logits->value);
+        err = std::max(err, s2s_test::max_normalized_error(got.data(), want.data() + (t + n - 1) * V,
+                                                           size_t(V)));
+      }
+      CHECK_ERR(err, kGpu.bf16_logits, tag + ": cached vs full logits");
+    }
+    GenerationConfig gc;
+    gc.max_new_tokens = 3;
+    gc.eos_token_ids = {};
+    KVCache cache;
+    Graph g;
+    g.set_backend(backend);
+    generate(*model, g, cache, {{5, 9, 3, 7}}, gc);
+    CHECK_MSG(cache.dtype() == DType::BF16, std::string(name) + ": generate's cache dtype");
+  }
+}
+
 // The chunked loss on the GPU (nn::linear_cross_entropy: the head's GEMM, cross_entropy on
 // sub-ranges of device memory, bf16 dlogits in bf16 compute): one summed-loss backward with
 // 3-row chunks against the plain path on the GPU, every fixture, fp32 and bf16 compute. The

@@ -1211,6 +1211,53 @@ CUDA_TEST(cuda_kv_cache_append_and_q_in_a_fused_row) {
   ctx().synchronize();  // the context stays usable
 }
 
+// A 16-bit cache on the device (what decoding under bf16/f16 compute uses): the cache write
+// gives the CPU op's rounded bits, and the cached attention the CPU op's values on the same
+// cache, for a short cache and a long one whose keys split over warps (GQA, Tq > 1, causal).
+CUDA_TEST(cuda_kv_cache_16_bit_against_cpu) {
+  for (const DType dt : {DType::BF16, DType::F16}) {
+    for (const int64_t Tc : {int64_t(40), int64_t(700)}) {
+      const std::string tag = std::string(dtype_name(dt)) + " Tc " + std::to_string(Tc);
+      const int64_t R = 3, T = 2, Hq = 4, H = 2, D = 64, S = 4, HD = H * D;
+      const bool bf16 = dt == DType::BF16;
+      std::vector<float> k = random_vector(R * T * HD, 280), v = random_vector(R * T * HD, 281);
+      std::vector<float> q = random_vector(R * T * Hq * D, 282);
+      std::vector<float> start = random_vector(S * Tc * HD, 283);
+      std::vector<uint16_t> kc(start.size()), vc(start.size());
+      for (size_t i = 0; i < start.size(); ++i) {
+        kc[i] = bf16 ? f32_to_bf16(start[i]) : f32_to_f16(start[i]);
+        vc[i] = bf16 ? f32_to_bf16(-start[i]) : f32_to_f16(-start[i]);
+      }
+      std::vector<int32_t> slot = {3, 0, 1}, begin = {0, 5, 0};
+      std::vector<int32_t> end = {12, int32_t(Tc), int32_t(Tc / 2)};
+      Dev gk(k, {R, T, H, D}), gv(v, {R, T, H, D}), gq(q, {R, T, Hq, D});
+      Dev gkc(kc, dt, {S, Tc, H, D}), gvc(vc, dt, {S, Tc, H, D});
+      Dev gslot(slot, DType::F32, {R}), gbegin(begin, DType::F32, {R}), gend(end, DType::F32, {R});
+      kv_cache_append(opt::view16(kc, dt, {S, Tc, H, D}), opt::view16(vc, dt, {S, Tc, H, D}),
+                      view(k, {R, T, H, D}), view(v, {R, T, H, D}), slot.data(), end.data());
+      cuda::kv_cache_append(ctx(), gkc.t, gvc.t, gk.t, gv.t, gslot.ptr<int32_t>(),
+                            gend.ptr<int32_t>());
+      CHECK_MSG(host16_of(gkc) == kc && host16_of(gvc) == vc, tag + ": the cache's bits");
+      AttentionOptions o;
+      o.causal = true;
+      std::vector<float> out(q.size());
+      attention_cached_forward(view(out, {R, T, Hq, D}), view(q, {R, T, Hq, D}),
+                               opt::view16(kc, dt, {S, Tc, H, D}),
+                               opt::view16(vc, dt, {S, Tc, H, D}), slot.data(), begin.data(),
+                               end.data(), none(), o);
+      Dev gout(std::vector<float>(out.size(), -7.f), {R, T, Hq, D});
+      cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkc.t, gvc.t, gslot.ptr<int32_t>(),
+                                     gbegin.ptr<int32_t>(), gend.ptr<int32_t>(), Tensor{}, o);
+      ctx().synchronize();
+      expect_close(host_of(gout), out, 1e-5, (tag + ": attention_cached").c_str());
+      CHECK_THROWS_CODE(cuda::attention_cached_forward(ctx(), gout.t, gq.t, gkc.t, gk.t,
+                                                       gslot.ptr<int32_t>(), gbegin.ptr<int32_t>(),
+                                                       gend.ptr<int32_t>(), Tensor{}, o),
+                        code::kDType);
+    }
+  }
+}
+
 // A captured graph runs nothing at the capture and all of it at each launch; a capture whose
 // work throws is null, leaves nothing run, and the context works on (in the simulator also a
 // capture that copies from the host, which a real capture refuses for pageable memory).

@@ -153,36 +153,44 @@ TEST(t5_cached_decoding_matches_the_training_forward) {
   }
 }
 
+// In an f32 cache and in a bf16 one (a GPU's under bf16 compute; the values are exact in bf16):
+// half the bytes, the same slots and copies.
 TEST(kv_cache_reorder_copies_only_duplicated_rows) {
-  KVCache cache;
-  cache.reset({1, 1, 2}, 4, 3);
-  const float vals[4][2] = {{1, 2}, {3, 4}, {5, 6}, {7, 8}};
-  std::vector<float> k(8), v(8);
-  for (int r = 0; r < 4; ++r) {
-    k[size_t(2 * r)] = vals[r][0];
-    k[size_t(2 * r + 1)] = vals[r][1];
-    v[size_t(2 * r)] = -vals[r][0];
-    v[size_t(2 * r + 1)] = -vals[r][1];
+  for (const DType dt : {DType::F32, DType::BF16}) {
+    KVCache cache;
+    cache.set_dtype(dt);
+    cache.reset({1, 1, 2}, 4, 3);
+    CHECK(cache.bytes() == 2 * 4 * 3 * 2 * dtype_size(dt));
+    const float vals[4][2] = {{1, 2}, {3, 4}, {5, 6}, {7, 8}};
+    std::vector<float> k(8), v(8);
+    for (int r = 0; r < 4; ++r) {
+      k[size_t(2 * r)] = vals[r][0];
+      k[size_t(2 * r + 1)] = vals[r][1];
+      v[size_t(2 * r)] = -vals[r][0];
+      v[size_t(2 * r + 1)] = -vals[r][1];
+    }
+    cache.append(0, Tensor::contiguous(k.data(), DType::F32, {4, 1, 1, 2}),
+                 Tensor::contiguous(v.data(), DType::F32, {4, 1, 1, 2}));
+    cache.advance(1);
+    cache.key_begin()[2] = 1;
+    const int32_t src[4] = {2, 2, 0, 3};  // row 1 dies; row 2 is continued twice
+    cache.reorder(src);
+    const Tensor K = cache.keys(0), Vt = cache.values(0);
+    CHECK(K.dtype == dt && Vt.dtype == dt);
+    auto at = [dt](const Tensor& t, int64_t i) {
+      return dt == DType::F32 ? t.f32()[i] : bf16_to_f32(t.u16()[i]);
+    };
+    for (int r = 0; r < 4; ++r) {
+      const int32_t s = cache.slots()[r];
+      CHECK(at(K, s * 3 * 2) == vals[src[r]][0] && at(K, s * 3 * 2 + 1) == vals[src[r]][1]);
+      CHECK(at(Vt, s * 3 * 2) == -vals[src[r]][0]);
+      CHECK(cache.key_begin()[r] == (src[r] == 2 ? 1 : 0));
+    }
+    // Slots stay a permutation: nothing aliased.
+    bool seen[4] = {false, false, false, false};
+    for (int r = 0; r < 4; ++r) seen[cache.slots()[r]] = true;
+    CHECK(seen[0] && seen[1] && seen[2] && seen[3]);
   }
-  cache.append(0, Tensor::contiguous(k.data(), DType::F32, {4, 1, 1, 2}),
-               Tensor::contiguous(v.data(), DType::F32, {4, 1, 1, 2}));
-  cache.advance(1);
-  cache.key_begin()[2] = 1;
-  const int32_t src[4] = {2, 2, 0, 3};  // row 1 dies; row 2 is continued twice
-  cache.reorder(src);
-  const Tensor K = cache.keys(0), Vt = cache.values(0);
-  for (int r = 0; r < 4; ++r) {
-    const int32_t s = cache.slots()[r];
-    const float* kr = K.f32() + s * 3 * 2;
-    const float* vr = Vt.f32() + s * 3 * 2;
-    CHECK(kr[0] == vals[src[r]][0] && kr[1] == vals[src[r]][1]);
-    CHECK(vr[0] == -vals[src[r]][0]);
-    CHECK(cache.key_begin()[r] == (src[r] == 2 ? 1 : 0));
-  }
-  // Slots stay a permutation: nothing aliased.
-  bool seen[4] = {false, false, false, false};
-  for (int r = 0; r < 4; ++r) seen[cache.slots()[r]] = true;
-  CHECK(seen[0] && seen[1] && seen[2] && seen[3]);
 }
 
 TEST(no_grad_generation_records_no_tape_even_with_trainable_params) {

@@ -2,6 +2,7 @@
 // slots, left-pad key ranges, causal chunks of several queries, T5-style bias, fully masked
 // queries), and against the training attention op on the same numbers laid out contiguously;
 // q read in place in a fused qkv row. kv_cache_append, the cache write, against explicit copies.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -182,4 +183,65 @@ TEST(kv_cache_append_rejects_bad_slots_and_ends) {
                                     opt::view(k, {1, T, H, D}), opt::view(v, {1, 1, H, 2 * D}),
                                     nullptr, nullptr),
                     code::kShape);                        // v's shape differs from k's
+}
+
+// A 16-bit cache (what a GPU decodes with under bf16/f16 compute): kv_cache_append rounds each
+// value to nearest even as it goes in, and attention_cached reads the widened values: the bits
+// of the same op on an f32 cache that holds those widened values, for both 16-bit types. Mixed
+// cache dtypes are refused.
+TEST(attention_cached_reads_a_16_bit_cache_as_its_widened_values) {
+  const int64_t R = 2, T = 1, S = 3, Tc = 9, Hq = 4, Hkv = 2, D = 8, HD = Hkv * D;
+  const int32_t slot[R] = {2, 0}, begin[R] = {0, 3}, end[R] = {6, 9};
+  std::vector<float> k = s2s_test::random_vector(size_t(R * T * HD), 11);
+  std::vector<float> v = s2s_test::random_vector(k.size(), 12);
+  std::vector<float> q = s2s_test::random_vector(size_t(R * T * Hq * D), 13);
+  for (const DType dt : {DType::BF16, DType::F16}) {
+    const bool bf16 = dt == DType::BF16;
+    auto round = [bf16](float x) { return bf16 ? f32_to_bf16(x) : f32_to_f16(x); };
+    auto widen = [bf16](uint16_t h) { return bf16 ? bf16_to_f32(h) : f16_to_f32(h); };
+    std::vector<uint16_t> kc(size_t(S * Tc * HD)), vc(kc.size());
+    std::vector<float> start = s2s_test::random_vector(kc.size(), 14);
+    for (size_t i = 0; i < kc.size(); ++i) kc[i] = vc[i] = round(start[i]);
+    kv_cache_append(opt::view16(kc, dt, {S, Tc, Hkv, D}), opt::view16(vc, dt, {S, Tc, Hkv, D}),
+                    opt::view(k, {R, T, Hkv, D}), opt::view(v, {R, T, Hkv, D}), slot, end);
+    std::vector<float> kw(kc.size()), vw(vc.size());
+    for (size_t i = 0; i < kc.size(); ++i) {
+      kw[i] = widen(kc[i]);
+      vw[i] = widen(vc[i]);
+    }
+    for (int64_t r = 0; r < R; ++r) {  // the appended values, rounded
+      const int64_t at = (slot[r] * Tc + end[r] - T) * HD;
+      for (int64_t c = 0; c < HD; ++c) {
+        CHECK(kc[size_t(at + c)] == round(k[size_t(r * HD + c)]));
+        CHECK(vc[size_t(at + c)] == round(v[size_t(r * HD + c)]));
+      }
+    }
+    AttentionOptions o;
+    o.causal = true;
+    std::vector<float> out(q.size()), want(q.size()), ref(q.size());
+    attention_cached_forward(opt::view(out, {R, T, Hq, D}), opt::view(q, {R, T, Hq, D}),
+                             opt::view16(kc, dt, {S, Tc, Hkv, D}),
+                             opt::view16(vc, dt, {S, Tc, Hkv, D}), slot, begin, end,
+                             opt::none(), o);
+    attention_cached_forward(opt::view(want, {R, T, Hq, D}), opt::view(q, {R, T, Hq, D}),
+                             opt::view(kw, {S, Tc, Hkv, D}), opt::view(vw, {S, Tc, Hkv, D}), slot,
+                             begin, end, opt::none(), o);
+    CHECK(opt::bit_equal(out, want));
+    attention_cached_forward_reference(opt::view(ref, {R, T, Hq, D}), opt::view(q, {R, T, Hq, D}),
+                                       opt::view16(kc, dt, {S, Tc, Hkv, D}),
+                                       opt::view16(vc, dt, {S, Tc, Hkv, D}), slot, begin, end,
+                                       opt::none(), o);
+    double err = 0;
+    for (size_t i = 0; i < out.size(); ++i) err = std::max(err, double(std::fabs(out[i] - ref[i])));
+    CHECK_ERR(err, 1e-5, "16-bit cache against the reference");
+    CHECK_THROWS_CODE(
+        attention_cached_forward(opt::view(out, {R, T, Hq, D}), opt::view(q, {R, T, Hq, D}),
+                                 opt::view16(kc, dt, {S, Tc, Hkv, D}),
+                                 opt::view(vw, {S, Tc, Hkv, D}), slot, begin, end, opt::none(), o),
+        code::kDType);
+    CHECK_THROWS_CODE(
+        kv_cache_append(opt::view(kw, {S, Tc, Hkv, D}), opt::view16(vc, dt, {S, Tc, Hkv, D}),
+                        opt::view(k, {R, T, Hkv, D}), opt::view(v, {R, T, Hkv, D}), slot, end),
+        code::kDType);
+  }
 }

@@ -311,6 +311,10 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
               "expected a graph on the model's backend (", model.backend().name(), "), got one on ",
               graph.ops().name());
   cache.set_backend(graph.backend());
+  // A GPU under 16-bit compute keeps the keys and values in that type: half the bytes each step
+  // reads, the same rounding the prompt's tensor-core attention gave them
+  // (Model::attention_products). The CPU keeps f32: its attention reads f32 rows.
+  cache.set_dtype(graph.ops().is_host() ? DType::F32 : model.attention_products());
   validate_generation_config(config, model.config().vocab_size, model.is_encoder_decoder());
   S2S_REQUIRE(!hooks.mask_logits || config.num_beams == 1, code::kArgument, kOp,
               "a logits mask (a constraint such as a JSON schema) needs greedy search or "

@@ -20,7 +20,7 @@ void KVCache::set_backend(std::shared_ptr<Backend> backend) {
   if (backend == backend_) return;
   self_.reset();
   self_device_.reset();
-  self_floats_ = 0;
+  self_elements_ = 0;
   cross_.reset();
   cross_device_.reset();
   cross_floats_ = 0;
@@ -29,14 +29,25 @@ void KVCache::set_backend(std::shared_ptr<Backend> backend) {
   backend_ = std::move(backend);
 }
 
-void KVCache::copy_floats(float* dst, const float* src, size_t count) {
+void KVCache::set_dtype(DType dtype) {
+  S2S_REQUIRE(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+              code::kDType, kOp, "expected a float32, bfloat16 or float16 cache, got ",
+              dtype_name(dtype));
+  if (dtype == dtype_) return;
+  self_.reset();
+  self_device_.reset();
+  self_elements_ = 0;
+  dtype_ = dtype;
+}
+
+void KVCache::copy_elements(uint8_t* dst, const uint8_t* src, size_t count) {
   if (count == 0) return;
   if (on_host()) {
-    std::memcpy(dst, src, sizeof(float) * count);
+    std::memcpy(dst, src, dtype_size(dtype_) * count);
   } else {
     const int64_t n = static_cast<int64_t>(count);
-    backend_->copy_values(Tensor::contiguous(dst, DType::F32, {n}),
-                          Tensor::contiguous(const_cast<float*>(src), DType::F32, {n}));
+    backend_->copy_values(Tensor::contiguous(dst, dtype_, {n}),
+                          Tensor::contiguous(const_cast<uint8_t*>(src), dtype_, {n}));
   }
 }
 
@@ -47,15 +58,16 @@ void KVCache::reset(const KVCacheShape& shape, int64_t rows, int64_t capacity, i
   const int64_t slots = std::max(rows, max_rows);
   const size_t need = size_t(shape.layers) * 2 * size_t(slots) * size_t(capacity) *
                       size_t(shape.kv_heads) * size_t(shape.head_dim);
-  if (need > self_floats_) {
+  if (need > self_elements_) {
     self_.reset();  // free the old buffer before asking for the bigger one
     self_device_.reset();
+    const size_t bytes = need * dtype_size(dtype_);
     if (on_host()) {
-      self_ = make_aligned<float>(need);
+      self_ = make_aligned<float>((bytes + sizeof(float) - 1) / sizeof(float));
     } else {
-      self_device_ = backend_->allocate(sizeof(float) * need);
+      self_device_ = backend_->allocate(bytes);
     }
-    self_floats_ = need;
+    self_elements_ = need;
   }
   shape_ = shape;
   rows_ = rows;
@@ -121,21 +133,21 @@ KVCache::KeyRanges KVCache::device_ranges(DeviceRanges& d, int64_t rows, int64_t
   return {base, base + n, base + 2 * n};
 }
 
-float* KVCache::layer_base(int64_t layer, int which) {
+uint8_t* KVCache::layer_base(int64_t layer, int which) {
   S2S_REQUIRE(layer >= 0 && layer < shape_.layers, code::kArgument, kOp, "expected layer in [0, ",
               shape_.layers, "), got ", layer);
   const size_t per = size_t(slots_) * size_t(capacity_) * size_t(shape_.kv_heads) *
                      size_t(shape_.head_dim);
-  return self_data() + (size_t(layer) * 2 + size_t(which)) * per;
+  return self_data() + (size_t(layer) * 2 + size_t(which)) * per * dtype_size(dtype_);
 }
 
 Tensor KVCache::keys(int64_t layer) {
-  return Tensor::contiguous(layer_base(layer, 0), DType::F32,
+  return Tensor::contiguous(layer_base(layer, 0), dtype_,
                             {slots_, capacity_, shape_.kv_heads, shape_.head_dim});
 }
 
 Tensor KVCache::values(int64_t layer) {
-  return Tensor::contiguous(layer_base(layer, 1), DType::F32,
+  return Tensor::contiguous(layer_base(layer, 1), dtype_,
                             {slots_, capacity_, shape_.kv_heads, shape_.head_dim});
 }
 
@@ -173,7 +185,7 @@ void KVCache::reorder(const int32_t* src) {
     if (!is_source_[r]) free_[nfree++] = slot_[r];
   }
   const size_t pos = size_t(shape_.kv_heads * shape_.head_dim);
-  const size_t slot_floats = size_t(capacity_) * pos;
+  const size_t slot_bytes = size_t(capacity_) * pos * dtype_size(dtype_);
   const size_t filled = size_t(length_) * pos;
   for (size_t r = 0; r < R; ++r) {
     const size_t s = size_t(src[r]);
@@ -186,9 +198,9 @@ void KVCache::reorder(const int32_t* src) {
     const int32_t to = free_[--nfree];  // duplicates == free slots, so one is always left
     for (int64_t l = 0; l < shape_.layers; ++l) {
       for (int which = 0; which < 2; ++which) {
-        float* base = layer_base(l, which);
-        copy_floats(base + size_t(to) * slot_floats, base + size_t(slot_[s]) * slot_floats,
-                    filled);
+        uint8_t* base = layer_base(l, which);
+        copy_elements(base + size_t(to) * slot_bytes, base + size_t(slot_[s]) * slot_bytes,
+                      filled);
       }
     }
     new_slot_[r] = to;
@@ -209,7 +221,8 @@ void KVCache::expand(int64_t copies) {
     if (!taken_[s]) free_[nfree++] = int32_t(s);
   }
   const size_t pos = size_t(shape_.kv_heads * shape_.head_dim);
-  const size_t slot_floats = size_t(capacity_) * pos, filled = size_t(length_) * pos;
+  const size_t slot_bytes = size_t(capacity_) * pos * dtype_size(dtype_);
+  const size_t filled = size_t(length_) * pos;
   const size_t R2 = R * size_t(copies);
   for (size_t r = 0; r < R2; ++r) {
     const size_t src = r / size_t(copies);
@@ -221,9 +234,9 @@ void KVCache::expand(int64_t copies) {
     const int32_t to = free_[--nfree];
     for (int64_t l = 0; l < shape_.layers; ++l) {
       for (int which = 0; which < 2; ++which) {
-        float* base = layer_base(l, which);
-        copy_floats(base + size_t(to) * slot_floats, base + size_t(slot_[src]) * slot_floats,
-                    filled);
+        uint8_t* base = layer_base(l, which);
+        copy_elements(base + size_t(to) * slot_bytes, base + size_t(slot_[src]) * slot_bytes,
+                      filled);
       }
     }
     new_slot_[r] = to;

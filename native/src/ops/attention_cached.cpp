@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ops/vec_math.h"
+#include "s2s/ops/kv_cache_append.h"
 #include "s2s/thread_pool.h"
 
 namespace s2s {
@@ -36,11 +37,14 @@ Geometry check(const Tensor& out, const Tensor& q, const Tensor& k_cache, const 
   g.Hq = q.shape[2];
   g.D = q.shape[3];
   expect_f32(out, {g.R, g.Tq, g.Hq, g.D}, kOp, "out");
-  expect_f32(k_cache, {-1, -1, -1, g.D}, kOp, "k_cache");
+  expect_kv_cache_dtype(k_cache, v_cache, kOp);
+  expect_shape(k_cache, {-1, -1, -1, g.D}, kOp, "k_cache");
+  expect_contiguous(k_cache, kOp, "k_cache");
   g.S = k_cache.shape[0];
   g.Tc = k_cache.shape[1];
   g.Hkv = k_cache.shape[2];
-  expect_f32(v_cache, {g.S, g.Tc, g.Hkv, g.D}, kOp, "v_cache");
+  expect_shape(v_cache, {g.S, g.Tc, g.Hkv, g.D}, kOp, "v_cache");
+  expect_contiguous(v_cache, kOp, "v_cache");
   S2S_REQUIRE(g.Hkv >= 1 && g.Hq % g.Hkv == 0, code::kShape, kOp,
               "expected query heads to be a multiple of kv heads, got Hq = ", g.Hq,
               " and Hkv = ", g.Hkv);
@@ -86,6 +90,24 @@ inline float dot(const float* a, const float* b, int64_t D) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+// Cache rows as f32: in place for an F32 cache, widened (exactly) into the caller's buffer for
+// a 16-bit one.
+struct CacheRows {
+  const Tensor& cache;
+  const float* row(int64_t first, int64_t D, float* buf) const {
+    if (cache.dtype == DType::F32) return cache.f32() + first;
+    const uint16_t* h = cache.u16() + first;
+    const bool bf16 = cache.dtype == DType::BF16;
+    for (int64_t d = 0; d < D; ++d) buf[d] = bf16 ? bf16_to_f32(h[d]) : f16_to_f32(h[d]);
+    return buf;
+  }
+  double at(int64_t index) const {
+    if (cache.dtype == DType::F32) return cache.f32()[index];
+    const uint16_t h = cache.u16()[index];
+    return cache.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+  }
+};
+
 }  // namespace
 
 void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& k_cache,
@@ -96,17 +118,18 @@ void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& 
   const int64_t tasks = g.R * g.Hq * g.Tq;
   if (tasks == 0) return;
   const float* qd = q.f32();
-  const float* kd = k_cache.f32();
-  const float* vd = v_cache.f32();
+  const CacheRows keys{k_cache}, values{v_cache};
   float* od = out.f32();
-  const int64_t D = g.D, kv_row = g.Hkv * D;  // floats between consecutive cache positions
+  const int64_t D = g.D, kv_row = g.Hkv * D;  // values between consecutive cache positions
   // ~4 flops per key and head dim: a task of t keys is 4 t D flops; keep chunks >= ~64K flops.
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * g.Tc * D));
   parallel_for(tasks, grain, [&](int64_t t0, int64_t t1) {
     // Scores of one query: grows to the longest key range once per thread, then is reused.
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores, widened;
     if (scores.size() < size_t(g.Tc)) scores.resize(size_t(g.Tc));
+    if (widened.size() < size_t(D)) widened.resize(size_t(D));
     float* s = scores.data();
+    float* buf = widened.data();  // a 16-bit cache's row, widened
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i = t % g.Tq, h = (t / g.Tq) % g.Hq, r = t / (g.Tq * g.Hq);
       const int64_t hk = h / g.G;
@@ -119,12 +142,11 @@ void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& 
         continue;
       }
       const float* qv = qd + r * q.strides[0] + i * q.strides[1] + h * D;
-      const float* kbase = kd + (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
-      const float* vbase = vd + (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
+      const int64_t base = (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
       const float* brow = g.bias ? g.bias + (h * g.Tq + i) * g.Tb : nullptr;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t j = j0; j < j1; ++j) {
-        float v = g.scale * dot(qv, kbase + j * kv_row, D);
+        float v = g.scale * dot(qv, keys.row(base + j * kv_row, D, buf), D);
         if (brow) v += brow[j];
         s[j] = v;
         mx = (v > mx || v != v) ? v : mx;  // NaN propagates
@@ -142,7 +164,7 @@ void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& 
       for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
       for (int64_t j = j0; j < j1; ++j) {
         const float p = s[j] * inv;
-        const float* vj = vbase + j * kv_row;
+        const float* vj = values.row(base + j * kv_row, D, buf);
         for (int64_t d = 0; d < D; ++d) o[d] += p * vj[d];
       }
     }
@@ -155,8 +177,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
                                         const Tensor& bias, const AttentionOptions& options) {
   const Geometry g = check(out, q, k_cache, v_cache, slot, key_begin, key_end, bias, options);
   const float* qd = q.f32();
-  const float* kd = k_cache.f32();
-  const float* vd = v_cache.f32();
+  const CacheRows kd{k_cache}, vd{v_cache};
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t i = 0; i < g.Tq; ++i)
       for (int64_t h = 0; h < g.Hq; ++h) {
@@ -169,7 +190,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
           double v = 0;
           for (int64_t d = 0; d < g.D; ++d) {
             v += double(qd[r * q.strides[0] + i * q.strides[1] + h * g.D + d]) *
-                 kd[((slot[r] * g.Tc + j) * g.Hkv + hk) * g.D + d];
+                 kd.at(((slot[r] * g.Tc + j) * g.Hkv + hk) * g.D + d);
           }
           v *= g.scale;
           if (g.bias) v += g.bias[(h * g.Tq + i) * g.Tb + j];
@@ -185,7 +206,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
         for (int64_t d = 0; d < g.D; ++d) {
           double acc = 0;
           for (size_t n = 0; n < keys.size(); ++n) {
-            acc += s[n] / sum * vd[((slot[r] * g.Tc + keys[n]) * g.Hkv + hk) * g.D + d];
+            acc += s[n] / sum * vd.at(((slot[r] * g.Tc + keys[n]) * g.Hkv + hk) * g.D + d);
           }
           o[d] = static_cast<float>(acc);
         }

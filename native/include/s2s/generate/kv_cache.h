@@ -46,6 +46,12 @@ class KVCache {
   // before drops the storage; the next reset allocates it there.
   void set_backend(std::shared_ptr<Backend> backend);
   bool on_host() const { return backend_ == nullptr || backend_->is_host(); }
+  // The self-attention keys' and values' element type: F32 (the default), or BF16 / F16, half
+  // the memory and half the bytes decoding reads (kv_cache_append rounds each value as it goes
+  // in). Another dtype than before drops the storage; the next reset allocates it. The
+  // cross-attention keys and values stay F32.
+  void set_dtype(DType dtype);
+  DType dtype() const { return dtype_; }
 
   // Prepares `rows` empty rows of `capacity` positions for a self-attention of this shape; every
   // row starts at key_begin 0 in slot r. max_rows > rows reserves slots for expand().
@@ -101,12 +107,15 @@ class KVCache {
   void set_cross_length(int64_t item, int32_t len);
   int64_t cross_rows_per_item() const { return rows_per_item_; }
 
-  size_t bytes() const { return self_floats_ * 4 + cross_floats_ * 4; }
+  size_t bytes() const { return self_elements_ * dtype_size(dtype_) + cross_floats_ * 4; }
 
  private:
-  float* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
-  float* self_data() { return on_host() ? self_.get() : self_device_.f32(); }
-  void copy_floats(float* dst, const float* src, size_t count);  // within the storage's memory
+  uint8_t* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
+  uint8_t* self_data() {
+    return static_cast<uint8_t*>(on_host() ? static_cast<void*>(self_.get()) : self_device_.data());
+  }
+  // count elements of dtype_, within the self-attention storage's memory
+  void copy_elements(uint8_t* dst, const uint8_t* src, size_t count);
 
   // A device copy of (slot, begin, end), each at a fixed offset in one buffer, re-uploaded only
   // when the host arrays differ from what it holds.
@@ -122,9 +131,10 @@ class KVCache {
   KVCacheShape shape_;
   int64_t rows_ = 0, slots_ = 0, capacity_ = 0, length_ = 0;
   std::shared_ptr<Backend> backend_;
-  AlignedPtr<float> self_;  // host storage
+  DType dtype_ = DType::F32;
+  AlignedPtr<float> self_;  // host storage (16-bit elements: two to a float)
   Buffer self_device_;      // or the backend's
-  size_t self_floats_ = 0;
+  size_t self_elements_ = 0;
   std::vector<int32_t> slot_, begin_, end_;
   // reorder scratch, sized by reset
   std::vector<int32_t> new_slot_, new_begin_, free_;

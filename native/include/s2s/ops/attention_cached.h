@@ -24,7 +24,8 @@ namespace s2s {
 //   out        (R,Tq,Hq,D)
 //   q          (R,Tq,Hq,D), each position's heads packed; rows and positions may be strided
 //              (a view into a fused qkv projection, expect_f32_heads)
-//   k_cache, v_cache (S,Tc,Hkv,D)
+//   k_cache, v_cache (S,Tc,Hkv,D); float32, or both bfloat16 or both float16 (a 16-bit cache,
+//              kv_cache_append's: each value widened exactly)
 //   slot       R int32 in [0, S)
 //   key_begin, key_end  R int32 each, 0 <= begin <= end <= Tc (and end >= Tq when causal)
 //   bias       (Hq,Tq,Tb) with Tb >= every key_end, or data == nullptr for none

@@ -10,9 +10,10 @@
 //   - with one split, the warp writes the output; otherwise it writes (m, l, o) and a combine
 //     kernel merges the splits in split order, so the result is deterministic.
 // The split count depends on the shapes only (queries and cache capacity), never on the GPU.
-// fp32 throughout, as on the CPU. The index arrays live on the device: a slot or key range the
-// CPU op would reject is reported through the context's error slot (raised at the next
-// synchronize) and that query's output is zeros.
+// fp32 arithmetic throughout, as on the CPU; a 16-bit cache (bf16 or f16: half the bytes, which
+// are most of what decoding reads at long contexts) is widened as it is loaded. The index
+// arrays live on the device: a slot or key range the CPU op would reject is reported through the
+// context's error slot (raised at the next synchronize) and that query's output is zeros.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
+#include "s2s/ops/kv_cache_append.h"
 
 namespace s2s {
 namespace cuda {
@@ -65,10 +67,25 @@ __device__ inline float transpose_sum(float (&a)[kKeysPerStep], int lane) {
   return a[0];
 }
 
-template <int NDC>  // head-dim slices of 32 per lane: ceil(D / 32)
+// A cache's element type and how a value widens to f32.
+struct CacheF32 {
+  using T = float;
+  static __device__ float load(const float* p, int64_t i) { return p[i]; }
+};
+struct CacheBf16 {
+  using T = uint16_t;
+  static __device__ float load(const uint16_t* p, int64_t i) { return bf16_bits_to_f32(p[i]); }
+};
+struct CacheF16 {
+  using T = uint16_t;
+  static __device__ float load(const uint16_t* p, int64_t i) { return f16_bits_to_f32(p[i]); }
+};
+
+template <int NDC, typename Cache>  // NDC: head-dim slices of 32 per lane, ceil(D / 32)
 __global__ void __launch_bounds__(kWarps * 32)
-    attention_cached_split_kernel(CachedGeometry g, const float* q, const float* k_cache,
-                                  const float* v_cache, const int32_t* slot,
+    attention_cached_split_kernel(CachedGeometry g, const float* q,
+                                  const typename Cache::T* k_cache,
+                                  const typename Cache::T* v_cache, const int32_t* slot,
                                   const int32_t* key_begin, const int32_t* key_end, float* out) {
   const int lane = threadIdx.x % 32;
   const int64_t unit = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
@@ -102,9 +119,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     qv[c] = d < D ? q_row[d] : 0.f;
     o[c] = 0.f;
   }
-  const int64_t kv_row = g.Hkv * D;  // floats between consecutive cache positions
-  const float* k_base = k_cache + ((bad_slot ? 0 : s) * g.Tc * g.Hkv + hk) * D;
-  const float* v_base = v_cache + ((bad_slot ? 0 : s) * g.Tc * g.Hkv + hk) * D;
+  const int64_t kv_row = g.Hkv * D;  // values between consecutive cache positions
+  const typename Cache::T* k_base = k_cache + ((bad_slot ? 0 : s) * g.Tc * g.Hkv + hk) * D;
+  const typename Cache::T* v_base = v_cache + ((bad_slot ? 0 : s) * g.Tc * g.Hkv + hk) * D;
   const float* b_row = g.bias != nullptr ? g.bias + (h * g.Tq + i) * g.Tb : nullptr;
   float m = -INFINITY, l = 0.f;
   for (int64_t base = lo; base < hi; base += kKeysPerStep) {
@@ -113,12 +130,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int k = 0; k < kKeysPerStep; ++k) {
       // Past the range, the last key stands in (its score is masked below): no branches.
-      const float* kj = k_base + (k < n ? base + k : hi - 1) * kv_row;
+      const typename Cache::T* kj = k_base + (k < n ? base + k : hi - 1) * kv_row;
       float part = 0.f;
 #pragma unroll
       for (int c = 0; c < NDC; ++c) {
         const int64_t d = c * 32 + lane;
-        if (d < D) part += qv[c] * kj[d];
+        if (d < D) part += qv[c] * Cache::load(kj, d);
       }
       a[k] = part;
     }
@@ -135,11 +152,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int c = 0; c < NDC; ++c) o[c] *= alpha;
     for (int k = 0; k < n; ++k) {
       const float pk = __shfl_sync(0xffffffffu, p, k);
-      const float* vj = v_base + (base + k) * kv_row;
+      const typename Cache::T* vj = v_base + (base + k) * kv_row;
 #pragma unroll
       for (int c = 0; c < NDC; ++c) {
         const int64_t d = c * 32 + lane;
-        if (d < D) o[c] += pk * vj[d];
+        if (d < D) o[c] += pk * Cache::load(vj, d);
       }
     }
   }
@@ -189,18 +206,38 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <int NDC>
-void launch(Context& ctx, const CachedGeometry& g, const float* q, const float* k,
-            const float* v, const int32_t* slot, const int32_t* begin, const int32_t* end,
-            float* out) {
+template <int NDC, typename Cache>
+void launch(Context& ctx, const CachedGeometry& g, const float* q, const void* k, const void* v,
+            const int32_t* slot, const int32_t* begin, const int32_t* end, float* out) {
   const int64_t queries = g.R * g.Tq * g.Hq;
-  attention_cached_split_kernel<NDC><<<grid(ceil_div(queries * g.splits, kWarps)), kWarps * 32,
-                                       0, stream_of(ctx)>>>(g, q, k, v, slot, begin, end, out);
+  using T = typename Cache::T;
+  attention_cached_split_kernel<NDC, Cache><<<grid(ceil_div(queries * g.splits, kWarps)),
+                                              kWarps * 32, 0, stream_of(ctx)>>>(
+      g, q, static_cast<const T*>(k), static_cast<const T*>(v), slot, begin, end, out);
   check_launch(kOp);
   if (g.splits == 1) return;
   attention_cached_combine_kernel<<<grid(ceil_div(queries, kWarps)), kWarps * 32, 0,
                                     stream_of(ctx)>>>(g, out);
   check_launch(kOp);
+}
+
+// The kernel instance for D's slice count.
+template <typename Cache>
+void launch_for(Context& ctx, const CachedGeometry& g, const Tensor& q, const Tensor& k,
+                const Tensor& v, const int32_t* slot, const int32_t* begin, const int32_t* end,
+                const Tensor& out) {
+  const float* qd = q.f32();
+  float* od = out.f32();
+  switch (attention_head_chunks(g.D)) {
+    case 1: launch<1, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 2: launch<2, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 3: launch<3, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 4: launch<4, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 5: launch<5, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 6: launch<6, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    case 7: launch<7, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+    default: launch<8, Cache>(ctx, g, qd, k.data, v.data, slot, begin, end, od); break;
+  }
 }
 
 }  // namespace
@@ -217,11 +254,14 @@ void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
   g.q_row = q.strides[0];
   g.q_pos = q.strides[1];
   expect_f32(out, {g.R, g.Tq, g.Hq, g.D}, kOp, "out");
-  expect_f32(k_cache, {-1, -1, -1, g.D}, kOp, "k_cache");
+  expect_kv_cache_dtype(k_cache, v_cache, kOp);
+  expect_shape(k_cache, {-1, -1, -1, g.D}, kOp, "k_cache");
+  expect_contiguous(k_cache, kOp, "k_cache");
   g.S = k_cache.shape[0];
   g.Tc = k_cache.shape[1];
   g.Hkv = k_cache.shape[2];
-  expect_f32(v_cache, {g.S, g.Tc, g.Hkv, g.D}, kOp, "v_cache");
+  expect_shape(v_cache, {g.S, g.Tc, g.Hkv, g.D}, kOp, "v_cache");
+  expect_contiguous(v_cache, kOp, "v_cache");
   S2S_REQUIRE(g.Hkv >= 1 && g.Hq % g.Hkv == 0, code::kShape, kOp,
               "expected query heads to be a multiple of kv heads, got Hq = ", g.Hq,
               " and Hkv = ", g.Hkv);
@@ -257,15 +297,16 @@ void attention_cached_forward(Context& ctx, const Tensor& out, const Tensor& q,
     g.part_o = ctx.arena().allocate_array<float>(size_t(queries * g.splits * g.D));
     g.part_ml = ctx.arena().allocate_array<float>(size_t(queries * g.splits * 2));
   }
-  switch (attention_head_chunks(g.D)) {
-    case 1: launch<1>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 2: launch<2>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 3: launch<3>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 4: launch<4>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 5: launch<5>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 6: launch<6>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    case 7: launch<7>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
-    default: launch<8>(ctx, g, q.f32(), k_cache.f32(), v_cache.f32(), slot, key_begin, key_end, out.f32()); break;
+  switch (k_cache.dtype) {
+    case DType::F32:
+      launch_for<CacheF32>(ctx, g, q, k_cache, v_cache, slot, key_begin, key_end, out);
+      break;
+    case DType::BF16:
+      launch_for<CacheBf16>(ctx, g, q, k_cache, v_cache, slot, key_begin, key_end, out);
+      break;
+    case DType::F16:
+      launch_for<CacheF16>(ctx, g, q, k_cache, v_cache, slot, key_begin, key_end, out);
+      break;
   }
 }
 

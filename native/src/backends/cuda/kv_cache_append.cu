@@ -3,7 +3,8 @@
 // copies per row and layer. slot and key_end are device arrays, the same ones attention_cached
 // reads, so the launch's arguments are the same at every decoding step. A slot or key_end the
 // CPU op would reject is reported through the context's error slot (raised at the next
-// synchronize) and that row writes nothing.
+// synchronize) and that row writes nothing. A 16-bit cache gets each value rounded to nearest
+// even (half_bits.h: the CPU op's bits).
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
 #include "s2s/ops/kv_cache_append.h"
@@ -24,8 +25,9 @@ void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache,
   const int64_t v_row = v.strides[0], v_pos = v.strides[1];
   const float* kd = k.f32();
   const float* vd = v.f32();
-  float* kc = k_cache.f32();
-  float* vc = v_cache.f32();
+  void* kc = k_cache.data;
+  void* vc = v_cache.data;
+  const DType dtype = k_cache.dtype;  // v_cache's too (checked)
   unsigned long long* err = ctx.error_slot();
   for_each(ctx, R * T * HD, kOp, [=] __device__(int64_t i) {
     const int64_t c = i % HD, t = (i / HD) % T, r = i / (HD * T);
@@ -38,8 +40,17 @@ void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache,
       return;
     }
     const int64_t dst = (s * Tc + end - T + t) * HD + c;
-    kc[dst] = kd[r * k_row + t * k_pos + c];
-    vc[dst] = vd[r * v_row + t * v_pos + c];
+    const float kx = kd[r * k_row + t * k_pos + c], vx = vd[r * v_row + t * v_pos + c];
+    if (dtype == DType::F32) {
+      static_cast<float*>(kc)[dst] = kx;
+      static_cast<float*>(vc)[dst] = vx;
+    } else if (dtype == DType::BF16) {
+      static_cast<uint16_t*>(kc)[dst] = f32_to_bf16_bits(kx);
+      static_cast<uint16_t*>(vc)[dst] = f32_to_bf16_bits(vx);
+    } else {
+      static_cast<uint16_t*>(kc)[dst] = f32_to_f16_bits(kx);
+      static_cast<uint16_t*>(vc)[dst] = f32_to_f16_bits(vx);
+    }
   });
 }
 
