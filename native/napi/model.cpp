@@ -280,7 +280,7 @@ StepOut queue_and_finish_step(LoadedModel& lm, const std::vector<BatchCopy>& bat
   S2S_REQUIRE(step_tokens == 0 || double(out.count) == step_tokens, s2s::code::kInternal,
               "trainStep", "the model counted ", out.count, " labels, counted_labels ",
               step_tokens);
-  // fp16: the backward already divided by the count (accumulate_batch).
+  // fp16: the backward already divided by the count (queue_batch).
   const float scale =
       out.count > 0 && !fp16 ? 1.0f / static_cast<float>(out.count) : 1.0f;
   s2s::ParamStore& params = lm.model->params();

@@ -33,7 +33,9 @@ inline double dot(const std::vector<float>& out, const std::vector<float>& g) {
 }
 
 inline bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  // memcmp may not be handed an empty vector's null data, even for 0 bytes (UBSan reports it).
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // Equal as numbers (-0 == +0): what a backward op overwriting a fresh gradient must give against

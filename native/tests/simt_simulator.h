@@ -37,6 +37,9 @@
 #include <vector>
 
 #include "backends/cuda/half_bits.h"
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #if defined(__x86_64__)
 // Switches fibers (System V x86-64): pushes the callee-saved registers, MXCSR and the x87 control
@@ -92,6 +95,11 @@ struct FiberContext {
 
 // Makes `c` start `entry` (which must never return) on the given stack at the next switch.
 inline void fiber_prepare(FiberContext& c, char* stack, size_t bytes, void (*entry)()) {
+#if defined(__SANITIZE_ADDRESS__)
+  // A fiber is abandoned inside its frames (a block's threads never return), so the stack
+  // keeps AddressSanitizer's redzones of those frames; a stack used again starts clean.
+  ASAN_UNPOISON_MEMORY_REGION(stack, bytes);
+#endif
 #if defined(__x86_64__)
   // The frame s2s_simt_switch pops: MXCSR + x87 control word, r15..rbp, then `entry` as the
   // return address; entry then starts with rsp = 8 mod 16, as after a call.

@@ -106,9 +106,16 @@ TEST(loss_scaler_state_round_trip_and_validation) {
 namespace {
 // Heap blocks standing in for cudaMalloc; `budget` bytes, then allocation fails.
 struct HeapSource {
+  explicit HeapSource(size_t bytes) : budget(bytes) {}
   size_t budget;
   size_t live = 0;
   int allocations = 0, releases = 0;
+  struct Mark {
+    void* p;
+    size_t bytes;
+    bool usable;
+  };
+  std::vector<Mark> marks;  // BlockSource::mark's calls
   cuda::BlockSource source() {
     return cuda::BlockSource{[this](size_t bytes) -> void* {
                                if (live + bytes > budget) return nullptr;
@@ -119,6 +126,9 @@ struct HeapSource {
                              [this](void* p) {
                                ++releases;
                                std::free(p);
+                             },
+                             [this](void* p, size_t bytes, bool usable) {
+                               marks.push_back({p, bytes, usable});
                              }};
   }
 };
@@ -137,6 +147,25 @@ TEST(device_arena_aligns_and_packs_in_order) {
   CHECK(a.bytes_in_use() == 1024);
   CHECK(a.bytes_reserved() == 4096);
   CHECK(heap.allocations == 1);
+}
+
+// The marks that let AddressSanitizer check the simulator's kernels (BlockSource::mark): a new
+// block all unusable, then exactly the requested bytes of each allocation usable (the padding
+// after them stays unusable); a rewind marks nothing (a replayed pass reads its scratch).
+TEST(device_arena_marks_the_bytes_it_hands_out) {
+  HeapSource heap{1 << 20};
+  cuda::DeviceArena a(heap.source(), 4096);
+  void* p1 = a.allocate(10);
+  void* p2 = a.allocate(300);
+  a.reset();
+  void* p3 = a.allocate(5000);  // the first block cannot hold it: a block of its own
+  CHECK(heap.marks.size() == 5);
+  if (heap.marks.size() != 5) return;
+  CHECK(heap.marks[0].p == p1 && heap.marks[0].bytes == 4096 && !heap.marks[0].usable);
+  CHECK(heap.marks[1].p == p1 && heap.marks[1].bytes == 10 && heap.marks[1].usable);
+  CHECK(heap.marks[2].p == p2 && heap.marks[2].bytes == 300 && heap.marks[2].usable);
+  CHECK(heap.marks[3].p == p3 && heap.marks[3].bytes == 5120 && !heap.marks[3].usable);
+  CHECK(heap.marks[4].p == p3 && heap.marks[4].bytes == 5000 && heap.marks[4].usable);
 }
 
 TEST(device_arena_grows_by_blocks_and_rewinds) {

@@ -18,6 +18,9 @@
 #include <vector>
 
 #include "cuda_runtime.h"
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 struct SimGraph {
   int device;
@@ -90,6 +93,11 @@ void release_device_bytes(const void* p) {
   if (it == held().blocks.end()) return;
   held().bytes -= it->second;
   held().blocks.erase(it);
+}
+size_t device_block_bytes(const void* p) {
+  std::lock_guard<std::mutex> lock(held().mutex);
+  const auto it = held().blocks.find(p);
+  return it == held().blocks.end() ? 0 : it->second;
 }
 size_t device_bytes_held() {
   std::lock_guard<std::mutex> lock(held().mutex);
@@ -256,10 +264,18 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (rounded != 0 && p == nullptr) return cudaErrorMemoryAllocation;
   if (p != nullptr) std::memset(p, 0xFF, rounded);
   if (p != nullptr) s2s::simt::hold_device_bytes(p, rounded);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer a kernel's access past the requested bytes is reported.
+  if (p != nullptr) ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + bytes, rounded - bytes);
+#endif
   *ptr = p;
   return cudaSuccess;
 }
 cudaError_t cudaFree(void* ptr) {
+#if defined(__SANITIZE_ADDRESS__)
+  const size_t held = s2s::simt::device_block_bytes(ptr);
+  if (ptr != nullptr) ASAN_UNPOISON_MEMORY_REGION(ptr, held);  // the arenas' marks too
+#endif
   s2s::simt::release_device_bytes(ptr);
   std::free(ptr);
   return cudaSuccess;

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <string>
+#if defined(__SANITIZE_ADDRESS__) && !defined(__CUDACC__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "backends/cuda/check.cuh"
 
@@ -53,7 +56,7 @@ Context::Context(const ContextOptions& options) : options_(options) {
   check_cuda(cudaMemsetAsync(error_slot_, 0, 4 * sizeof(unsigned long long), s), "cuda",
              "clearing the kernel error slot");
   const int dev = options.device;
-  const BlockSource source{[dev](size_t bytes) -> void* {
+  BlockSource source{[dev](size_t bytes) -> void* {
                              void* p = nullptr;
                              cudaSetDevice(dev);
                              if (cudaMalloc(&p, bytes) != cudaSuccess) {
@@ -65,7 +68,19 @@ Context::Context(const ContextOptions& options) : options_(options) {
                            [dev](void* p) {
                              cudaSetDevice(dev);
                              cudaFree(p);
-                           }};
+                           },
+                           nullptr};
+#if defined(__SANITIZE_ADDRESS__) && !defined(__CUDACC__)
+  // The SIMT simulator under AddressSanitizer: device memory is host memory, so the arenas tell
+  // ASan which of it is handed out (DeviceArena's BlockSource::mark).
+  source.mark = [](void* p, size_t bytes, bool usable) {
+    if (usable) {
+      ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+    } else {
+      ASAN_POISON_MEMORY_REGION(p, bytes);
+    }
+  };
+#endif
   arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);
   // Blocks are taken on first use: a model that never checkpoints never allocates one.
   segment_arena_ = std::make_unique<DeviceArena>(source, options.arena_block_bytes);

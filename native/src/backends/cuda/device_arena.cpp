@@ -35,6 +35,7 @@ void* DeviceArena::allocate(size_t bytes) {
       offset_ += need;
       const size_t used = bytes_in_use();
       if (used > peak_) peak_ = used;
+      if (source_.mark) source_.mark(p, bytes, true);
       return p;
     }
     ++current_;
@@ -58,6 +59,10 @@ void* DeviceArena::allocate(size_t bytes) {
   offset_ = need;
   const size_t used = bytes_in_use();
   if (used > peak_) peak_ = used;
+  if (source_.mark) {
+    source_.mark(p, size, false);
+    source_.mark(p, bytes, true);
+  }
   return p;
 }
 

@@ -18,6 +18,11 @@ struct BlockSource {
   // Returns nullptr when the memory is not there (the arena turns it into S2S_OUT_OF_MEMORY).
   std::function<void*(size_t bytes)> allocate;
   std::function<void(void* p)> release;
+  // Optional, where blocks are host memory under AddressSanitizer (the SIMT simulator): told
+  // which bytes of a new block are unusable (all of it) and which bytes each allocate hands out,
+  // so a kernel's access past its tensor, into padding or never-used space, is reported. Nothing
+  // is marked unusable again on a rewind: a recorded pass's kernels read their scratch at replay.
+  std::function<void(void* p, size_t bytes, bool usable)> mark;
 };
 
 class DeviceArena {
