@@ -4,7 +4,7 @@
 # kernel's global-memory access is checked against what was handed out: the simulated
 # cudaMalloc's requested bytes (its 256-byte rounding is poisoned) and each device-arena
 # allocation (padding and never-used space poisoned; DeviceArena's BlockSource::mark). Any
-# report fails the test (-fno-sanitize-recover). About 25 minutes to build and 20 to run on two
+# report fails the test (-fno-sanitize-recover). Up to 25 minutes to build and 8 to run on two
 # cores, so not part of `npm test`; run it after touching kernels, the arenas or the simulator.
 #   bash scripts/sanitize.sh [ctest -R filter]
 set -euo pipefail
