@@ -124,21 +124,6 @@ export class TrackingStartError extends Error {
   readonly code = "S2S_TRACKER";
 }
 
-/**
- * Tokens the loss counts in a batch, as the models count them: labels other than -100, after the
- * causal shift for decoder-only models (a row's first label is never predicted).
- */
-export function countedLabelTokens(b: NativeBatch): number {
-  if (!b.labels) return 0;
-  let n = 0;
-  const rowLen = b.decoderLen ?? b.seqLen;
-  const first = b.decoderLen === undefined ? 1 : 0;
-  for (let r = 0; r < b.batchSize; r++) {
-    for (let t = first; t < rowLen; t++) if (b.labels[r * rowLen + t] !== -100) n++;
-  }
-  return n;
-}
-
 /** Non-padding tokens of a batch (encoder and decoder), for tokens/s. */
 function batchTokens(b: NativeBatch): number {
   const sum = (a: Int32Array) => a.reduce((s, v) => s + (v !== 0 ? 1 : 0), 0);

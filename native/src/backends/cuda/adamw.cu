@@ -132,25 +132,12 @@ void check_fused(const std::vector<AdamWFusedTensor>& tensors, int64_t step,
     }
   }
 }
-}  // namespace
-
-void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
-                  const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options) {
-  const int64_t n = check(param, grad, exp_avg, exp_avg_sq, step, options);
-  const Scalars s = scalars_of(step, options);
-  float* p = param.f32();
-  const float* g = grad.f32();
-  float* m = exp_avg.f32();
-  float* v = exp_avg_sq.f32();
-  for_each(ctx, n, kOp, [=] __device__(int64_t i) { adamw_one(p, m, v, i, g[i], s); });
-}
-
-void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+// The fused step's launch, for tensors check_fused has passed.
+void queue_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
                         const AdamWOptions& options, float grad_scale, float clip_coef,
                         const OptimizerGate* gate) {
   AdamWOptions no_decay = options;
   no_decay.weight_decay = 0;
-  check_fused(tensors, step, options);  // before queueing anything: nothing written on an error
   std::vector<FusedTensor> table;
   int64_t chunks = 0;
   for (const AdamWFusedTensor& x : tensors) {
@@ -167,8 +154,8 @@ void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tenso
               "expected at most 2^31 - 1 chunks of ", kChunk, " elements, got ", chunks);
   ctx.activate();
   // The table lives in the arena until the scope ends; kernels queued later on the stream reuse
-  // that memory only after this launch has read it. upload() stages the host table before it
-  // returns (a pageable copy), so the vector may go.
+  // that memory only after this launch has read it. upload() copies the host table (into the
+  // pinned ring) before it returns, so the vector may go.
   ArenaScope arena_scope(ctx.arena());
   FusedTensor* device_table = ctx.arena().allocate_array<FusedTensor>(table.size());
   upload(ctx, device_table, table.data(), table.size() * sizeof(FusedTensor));
@@ -176,6 +163,25 @@ void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tenso
       device_table, int(table.size()), scalars_of(step, options), scalars_of(step, no_decay),
       grad_scale, clip_coef, gate);
   check_launch(kOp);
+}
+
+}  // namespace
+
+void adamw_update(Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
+                  const Tensor& exp_avg_sq, int64_t step, const AdamWOptions& options) {
+  const int64_t n = check(param, grad, exp_avg, exp_avg_sq, step, options);
+  const Scalars s = scalars_of(step, options);
+  float* p = param.f32();
+  const float* g = grad.f32();
+  float* m = exp_avg.f32();
+  float* v = exp_avg_sq.f32();
+  for_each(ctx, n, kOp, [=] __device__(int64_t i) { adamw_one(p, m, v, i, g[i], s); });
+}
+
+void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
+                        const AdamWOptions& options, float grad_scale, float clip_coef) {
+  check_fused(tensors, step, options);  // before queueing anything: nothing written on an error
+  queue_fused_update(ctx, tensors, step, options, grad_scale, clip_coef, nullptr);
 }
 
 void clipped_adamw_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
@@ -190,7 +196,7 @@ void clipped_adamw_update(Context& ctx, const std::vector<AdamWFusedTensor>& ten
   ArenaScope arena_scope(ctx.arena());
   OptimizerGate* gate = ctx.arena().allocate_array<OptimizerGate>(1);
   queue_grad_norm_and_gate(ctx, grads, grad_scale, max_grad_norm, norm_out, gate);
-  adamw_fused_update(ctx, tensors, step, options, grad_scale, 1.0f, gate);
+  queue_fused_update(ctx, tensors, step, options, grad_scale, 1.0f, gate);
 }
 
 }  // namespace cuda

@@ -212,12 +212,10 @@ struct OptimizerGate {
   float clip_coef;  // kApply: the clipping factor (1.0f when not clipping)
   int action;       // kZeroGrads: a non-finite norm; kNothing: a kernel reported a bad input
 };
-// gate: null (apply with clip_coef), or device memory the update reads its action and
-// clipping factor from (clip_coef unused).
 void adamw_fused_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
-                        const AdamWOptions& options, float grad_scale, float clip_coef,
-                        const OptimizerGate* gate = nullptr);
-// Backend::clipped_adamw_update: the two calls below with the gate in between, no wait.
+                        const AdamWOptions& options, float grad_scale, float clip_coef);
+// Backend::clipped_adamw_update: queue_grad_norm_and_gate, then the fused update reading its
+// action and clipping factor from the gate on the device; no wait.
 void clipped_adamw_update(Context& ctx, const std::vector<AdamWFusedTensor>& tensors, int64_t step,
                           const AdamWOptions& options, float grad_scale, double max_grad_norm,
                           double* norm_out);
