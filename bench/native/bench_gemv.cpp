@@ -1,12 +1,16 @@
 // The small-M product (s2s/gemv.h) on GPT-2 124M's decoding shapes against this machine's
 // streaming read bandwidth: achieved GB/s of weights read vs the peak a plain read loop gets.
 //
-//   build/bench_gemv [--threads N] [--read-bandwidth]
+//   build/bench_gemv [--threads N] [--read-bandwidth] [--attention]
 //
 // --read-bandwidth prints only the read loop's GB/s (bench/generate.bench.mjs uses it for the
 // decoding bound). Otherwise, per (threads, M, weight dtype f32 / bf16 / f16): one "token" = the 48 block layers
 // (c_attn 768x2304, attn c_proj 768x768, c_fc 768x3072, mlp c_proj 3072x768, Conv1D in_out
 // layout) + the tied head (50257x768, out_in), ~124M weights: ms per token and GB/s.
+// --attention: decoding's other read-bound op instead, attention_cached (one new query per row
+// against a full cache of t positions) for GPT-2 124M's heads (12 x 64) and SmolLM-135M's
+// (9 query heads over 3 key/value heads x 64), batch 1 and 8, t = 256 and 1,024, an f32 and a
+// bf16 cache: us per layer and the cache's GB/s (every key and value read once per call).
 #include <algorithm>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -21,6 +25,8 @@
 #include "s2s/cpu_features.h"
 #include "s2s/dtype.h"
 #include "s2s/gemv.h"
+#include "s2s/ops/attention_cached.h"
+#include "s2s/tensor.h"
 #include "s2s/thread_pool.h"
 
 using namespace s2s;
@@ -84,17 +90,66 @@ struct Layer {
   int64_t N, K;
 };
 
+// attention_cached over full caches of t positions for R rows: best of 5 calls x 20 (one layer
+// each), in us per call, and the cache's GB/s.
+void bench_attention(double bw) {
+  struct Heads {
+    const char* model;
+    int64_t Hq, Hkv;
+  };
+  const int64_t D = 64;
+  for (const Heads& h : {Heads{"gpt2", 12, 12}, Heads{"smollm", 9, 3}}) {
+    for (const int64_t R : {1, 8}) {
+      for (const int64_t t : {256, 1024}) {
+        for (const DType dt : {DType::F32, DType::BF16}) {
+          const size_t elems = size_t(R * t * h.Hkv * D);
+          std::vector<float> k32(elems, 0.01f), v32(elems, 0.02f);
+          std::vector<uint16_t> k16(elems, f32_to_bf16(0.01f)), v16(elems, f32_to_bf16(0.02f));
+          std::vector<float> q(size_t(R * h.Hq * D), 0.5f), out(q.size());
+          const int64_t shape[4] = {R, t, h.Hkv, D}, qshape[4] = {R, 1, h.Hq, D};
+          const Tensor kc = dt == DType::F32 ? Tensor::contiguous(k32.data(), DType::F32, 4, shape)
+                                             : Tensor::contiguous(k16.data(), DType::BF16, 4, shape);
+          const Tensor vc = dt == DType::F32 ? Tensor::contiguous(v32.data(), DType::F32, 4, shape)
+                                             : Tensor::contiguous(v16.data(), DType::BF16, 4, shape);
+          const Tensor qt = Tensor::contiguous(q.data(), DType::F32, 4, qshape);
+          const Tensor ot = Tensor::contiguous(out.data(), DType::F32, 4, qshape);
+          const size_t rows = static_cast<size_t>(R);
+          std::vector<int32_t> slot(rows), begin(rows, 0), end(rows, static_cast<int32_t>(t));
+          for (int64_t r = 0; r < R; ++r) slot[size_t(r)] = int32_t(r);
+          AttentionOptions o;
+          o.causal = true;
+          double best = 1e30;
+          for (int rep = 0; rep < 5; ++rep) {
+            const auto t0 = Clock::now();
+            for (int call = 0; call < 20; ++call) {
+              attention_cached_forward(ot, qt, kc, vc, slot.data(), begin.data(), end.data(),
+                                       Tensor{}, o);
+            }
+            best = std::min(best, seconds(t0) / 20);
+          }
+          const double gb = 2.0 * double(elems) * double(dtype_size(dt)) / 1e9;
+          std::printf("  %-6s batch %ld, t %4ld, %-4s cache %8.1f us/layer  %6.1f GB/s (%3.0f%% of "
+                      "read bandwidth)\n",
+                      h.model, long(R), long(t), dt == DType::F32 ? "f32" : "bf16", best * 1e6,
+                      gb / best, 100 * gb / best / bw);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 0;
-  bool bw_only = false;
+  bool bw_only = false, attention = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--read-bandwidth") bw_only = true;
+    else if (a == "--attention") attention = true;
     else {
-      std::fprintf(stderr, "usage: bench_gemv [--threads N] [--read-bandwidth]\n");
+      std::fprintf(stderr, "usage: bench_gemv [--threads N] [--read-bandwidth] [--attention]\n");
       return 2;
     }
   }
@@ -102,6 +157,16 @@ int main(int argc, char** argv) {
   if (bw_only) {
     set_num_threads(thread_list[0]);
     std::printf("read bandwidth %d thread(s): %.1f GB/s\n", thread_list[0], read_bandwidth());
+    return 0;
+  }
+  if (attention) {
+    std::printf("attention_cached (decoding, head dim 64), ISA %s\n", isa_name(active_isa()));
+    for (int t : thread_list) {
+      set_num_threads(t);
+      const double bw = read_bandwidth();
+      std::printf("threads %d: read bandwidth %.1f GB/s\n", t, bw);
+      bench_attention(bw);
+    }
     return 0;
   }
   std::vector<Layer> layers;

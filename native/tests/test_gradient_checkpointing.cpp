@@ -6,6 +6,7 @@
 // fp32, bf16 and fp16 compute; the same on the checked device backend (checked_backend.h) against the
 // plain CPU run, so the segment memory of a device backend is wired right. Also: the memory a
 // pass keeps actually drops, and the segment contract (what a segment may return) is enforced.
+// And the inference form (Graph::transient): a no-grad pass keeps one block's activations.
 #include <cstring>
 #include <memory>
 #include <string>
@@ -165,6 +166,44 @@ TEST(checkpointing_keeps_less_memory) {
   }
 }
 
+// ---- inference passes (Graph::transient) -------------------------------------------------------
+
+// A no-grad pass (evaluation) runs every block through Graph::transient: the same logits and loss
+// bit for bit as the pass with gradients, and far less memory kept: one block's activations in
+// the segment memory, each block's output in the pass's. The decoding path's prefill
+// (forward_cached over several positions) does the same; a decoding step (one position) runs its
+// blocks in place.
+TEST(inference_passes_keep_one_block_of_activations) {
+  set_num_threads(2);
+  for (const Family& f : families()) {
+    s2s_test::FixtureBatch fx(fixture_dir(f.name));
+    auto r = build(f, Setup{});
+    Graph& g = r->graph;
+    size_t kept[2] = {0, 0}, segment[2] = {0, 0};
+    std::vector<uint8_t> logits[2];
+    float loss[2] = {0, 0};
+    for (int no_grad = 0; no_grad < 2; ++no_grad) {
+      g.reset();
+      g.reset_peaks();
+      g.training = false;
+      g.no_grad = no_grad == 1;
+      const ForwardResult out = r->model->forward(g, fx.batch, LossReduction::Mean);
+      logits[no_grad] = bytes_of(r->model->backend(), out.logits->value);
+      loss[no_grad] = g.read_scalar(out.loss);
+      kept[no_grad] = g.memory_peaks().main_bytes;
+      segment[no_grad] = g.memory_peaks().segment_bytes;
+    }
+    g.no_grad = false;
+    std::printf("    %s: evaluation pass %zu bytes with gradients, %zu + %zu (one block) without\n",
+                f.name.c_str(), kept[0], kept[1], segment[1]);
+    CHECK_MSG(logits[0] == logits[1] && std::memcmp(&loss[0], &loss[1], sizeof(float)) == 0,
+              f.name + ": the no-grad pass changed the logits or the loss");
+    CHECK_MSG(segment[0] == 0, f.name + ": a pass with gradients used segment memory");
+    CHECK_MSG(segment[1] > 0, f.name + ": the no-grad pass used no segment memory");
+    CHECK_MSG(kept[1] + segment[1] < kept[0], f.name + ": the no-grad pass kept as much memory");
+  }
+}
+
 // ---- the segment contract ----------------------------------------------------------------------
 
 TEST(checkpoint_segment_contract) {
@@ -185,7 +224,17 @@ TEST(checkpoint_segment_contract) {
     return sg.checkpoint([x](Graph& ig) { return nn::scale(ig, x, 3.0f); });
   });
   CHECK(!z->in_segment);
+  for (int i = 0; i < 4; ++i) x->value.f32()[i] = float(i) - 1.5f;
+  // transient with gradients: the block just runs, in the pass's memory, and records backward.
+  Var* t = g.transient([x](Graph& sg) { return nn::scale(sg, x, 5.0f); });
+  CHECK(!t->in_segment && t->requires_grad);
+  // no_grad: both run the block in the segment memory and return the pass's copy of its output.
   g.no_grad = true;
   Var* w = g.checkpoint([x](Graph& sg) { return nn::scale(sg, x, 3.0f); });
-  CHECK(!w->in_segment);
+  CHECK(!w->in_segment && !w->requires_grad);
+  CHECK(g.memory_peaks().segment_bytes > 0);
+  const float* xv = x->value.f32();
+  const float* wv = w->value.f32();
+  for (int i = 0; i < 4; ++i) CHECK(wv[i] == 3.0f * xv[i]);
+  CHECK_THROWS_CODE(g.transient([x](Graph&) { return x; }), code::kArgument);
 }

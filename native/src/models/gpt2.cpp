@@ -86,13 +86,17 @@ class Gpt2 final : public Model {
     Var* x = nn::embedding(g, tokens, R, T, wte_, wpe_, positions);  // (R,T,C)
     for (size_t l = 0; l < blocks_.size(); ++l) {
       Block& b = blocks_[l];
-      Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps, nn::matmul_input_dtype(g, {&b.c_attn}));
-      std::vector<Var*> qkv = nn::split_heads(g, nn::linear(g, h, b.c_attn), {H, H, H}, D, cache);
-      Var* a = nn::cached_attention(g, qkv[0], qkv[1], qkv[2], cache, int64_t(l), nullptr, attn);
-      x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
-      h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
-      Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_, nn::matmul_input_dtype(g, {&b.mlp_proj}));
-      x = nn::add(g, x, nn::linear(g, m, b.mlp_proj));
+      x = run_cached_block(g, T, [&](Graph& g) {
+        Var* h = nn::layernorm(g, x, b.ln_1_w, b.ln_1_b, eps,
+                               nn::matmul_input_dtype(g, {&b.c_attn}));
+        std::vector<Var*> qkv =
+            nn::split_heads(g, nn::linear(g, h, b.c_attn), {H, H, H}, D, cache);
+        Var* a = nn::cached_attention(g, qkv[0], qkv[1], qkv[2], cache, int64_t(l), nullptr, attn);
+        Var* y = nn::add(g, x, nn::linear(g, g.view(a, {R, T, C}), b.attn_proj));
+        h = nn::layernorm(g, y, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
+        Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_, nn::matmul_input_dtype(g, {&b.mlp_proj}));
+        return nn::add(g, y, nn::linear(g, m, b.mlp_proj));
+      });
     }
     x = nn::layernorm(g, nn::last_position(g, x), ln_f_w_, ln_f_b_, eps,
                       nn::matmul_input_dtype(g, {&lm_head_}));  // (R,C)

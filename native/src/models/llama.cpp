@@ -86,18 +86,22 @@ class Llama final : public Model {
     Var* x = nn::embedding(g, tokens, R, T, embed_, nullptr, nullptr);  // (R,T,C)
     for (size_t i = 0; i < layers_.size(); ++i) {
       Layer& l = layers_[i];
-      Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
-                           nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
-      Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {R, T, Hq, D}), positions, theta);
-      Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {R, T, Hkv, D}), positions, theta);
-      Var* v = g.view(nn::linear(g, h, l.v_proj), {R, T, Hkv, D});
-      Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(i), nullptr, attn);
-      x = nn::add(g, x, nn::linear(g, g.view(a, {R, T, Hq * D}), l.o_proj));
-      h = nn::rmsnorm(g, x, l.post_norm, eps,
-                      nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
-      Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
-                          nn::matmul_input_dtype(g, {&l.down_proj}));
-      x = nn::add(g, x, nn::linear(g, m, l.down_proj));
+      x = run_cached_block(g, T, [&](Graph& g) {
+        Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
+                             nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
+        Var* q =
+            nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {R, T, Hq, D}), positions, theta);
+        Var* k =
+            nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {R, T, Hkv, D}), positions, theta);
+        Var* v = g.view(nn::linear(g, h, l.v_proj), {R, T, Hkv, D});
+        Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(i), nullptr, attn);
+        Var* y = nn::add(g, x, nn::linear(g, g.view(a, {R, T, Hq * D}), l.o_proj));
+        h = nn::rmsnorm(g, y, l.post_norm, eps,
+                        nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
+        Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
+                            nn::matmul_input_dtype(g, {&l.down_proj}));
+        return nn::add(g, y, nn::linear(g, m, l.down_proj));
+      });
     }
     x = nn::rmsnorm(g, nn::last_position(g, x), norm_, eps,
                     nn::matmul_input_dtype(g, {&lm_head_}));  // (R,C)

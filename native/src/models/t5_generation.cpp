@@ -72,18 +72,20 @@ Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, in
   for (size_t l = 0; l < decoder_.size(); ++l) {
     const Block& b = decoder_[l];
     const Attention& sa = b.self_attn;
-    Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, sa));
-    Var* q = g.view(nn::linear(g, n, sa.q), {R, T, H, D});
-    Var* k = g.view(nn::linear(g, n, sa.k), {R, T, H, D});
-    Var* v = g.view(nn::linear(g, n, sa.v), {R, T, H, D});
-    Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), bias, self_opts);
-    h = nn::add(g, h, nn::linear(g, g.view(a, {R, T, H * D}), sa.o));
-    n = nn::rmsnorm(g, h, b.cross_norm, eps, nn::matmul_input_dtype(g, {&b.cross_attn.q}));
-    q = g.view(nn::linear(g, n, b.cross_attn.q), {R, T, H, D});
-    a = nn::cross_attention(g, q, cache, int64_t(l), cross_opts);
-    h = nn::add(g, h, nn::linear(g, g.view(a, {R, T, H * D}), b.cross_attn.o));
-    n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
-    h = nn::add(g, h, feed_forward(g, b.ff, n));
+    h = run_cached_block(g, T, [&](Graph& g) {
+      Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, sa));
+      Var* q = g.view(nn::linear(g, n, sa.q), {R, T, H, D});
+      Var* k = g.view(nn::linear(g, n, sa.k), {R, T, H, D});
+      Var* v = g.view(nn::linear(g, n, sa.v), {R, T, H, D});
+      Var* a = nn::cached_attention(g, q, k, v, cache, int64_t(l), bias, self_opts);
+      Var* y = nn::add(g, h, nn::linear(g, g.view(a, {R, T, H * D}), sa.o));
+      n = nn::rmsnorm(g, y, b.cross_norm, eps, nn::matmul_input_dtype(g, {&b.cross_attn.q}));
+      q = g.view(nn::linear(g, n, b.cross_attn.q), {R, T, H, D});
+      a = nn::cross_attention(g, q, cache, int64_t(l), cross_opts);
+      y = nn::add(g, y, nn::linear(g, g.view(a, {R, T, H * D}), b.cross_attn.o));
+      n = nn::rmsnorm(g, y, b.ff_norm, eps, feed_forward_input(g, b.ff));
+      return nn::add(g, y, feed_forward(g, b.ff, n));
+    });
   }
   const DType head_in =
       c.tie_word_embeddings ? DType::F32 : nn::matmul_input_dtype(g, {&lm_head_});

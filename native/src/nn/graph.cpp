@@ -312,8 +312,19 @@ Var* Graph::run_segment(const std::function<Var*(Graph&)>& segment) {
   return out;
 }
 
+Var* Graph::transient(const std::function<Var*(Graph&)>& block) {
+  if (!no_grad || in_segment_) return block(*this);
+  Var* inner = run_segment(block);
+  in_segment_ = false;  // the output's copy belongs to the pass
+  Var* out = output(inner->value.ndim, inner->value.shape, /*requires_grad=*/false);
+  ops_->copy_values(out->value, inner->value);
+  release_segment();
+  return out;
+}
+
 Var* Graph::checkpoint(std::function<Var*(Graph&)> segment) {
-  if (no_grad || in_segment_) return segment(*this);
+  if (in_segment_) return segment(*this);
+  if (no_grad) return transient(segment);
   const uint64_t dropout_begin = dropout_offset;
   Var* inner = run_segment(segment);
   const uint64_t dropout_end = dropout_offset;

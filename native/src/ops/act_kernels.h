@@ -1,4 +1,5 @@
-// The exp/tanh/erf-heavy inner loops (gelu, silu, swiglu, geglu, softmax and cross-entropy rows) as a table of
+// The exp/tanh/erf-heavy inner loops (gelu, silu, swiglu, geglu, softmax and cross-entropy rows)
+// and attention's row loops as a table of
 // plain-pointer kernels, compiled three times from act_kernels_impl.h: baseline (SSE2),
 // AVX2+FMA (act_kernels_avx2.cpp) and AVX-512 (act_kernels_avx512.cpp). act_kernels() picks
 // the table for s2s::active_isa(). Kernels are serial over [0, n); ops split work across threads.
@@ -6,6 +7,8 @@
 // them (=) without reading them (fresh gradients); a null gradient pointer is skipped.
 #pragma once
 #include <cstdint>
+
+#include "s2s/dtype.h"
 
 namespace s2s {
 
@@ -51,6 +54,18 @@ struct ActKernels {
   // dS = P (dP - Di[r]) in place in P.
   void (*attn_ds_from_p)(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
                          const float* Di);
+  // Decoding's attention over a KV cache (ops/attention_cached.cpp), for G query heads that
+  // share one key/value head (q and o: G consecutive heads of D values): n cached rows, row j
+  // at rows + j * stride elements, D values of `dtype` each (f32, or bf16 / f16 bits, widened
+  // exactly, once per row for all G heads, through `widened`: D floats of scratch).
+  // attn_cache_scores: s[g * ld + j] = scale * <q_g, row j>, the dot in 8 fixed lanes.
+  // attn_cache_weighted_sum: o_g = sum over j in order of p[g * ld + j] * row j.
+  void (*attn_cache_scores)(float* s, int64_t ld, const float* q, int64_t G, const void* rows,
+                            int64_t stride, int64_t n, int64_t D, DType dtype, float scale,
+                            float* widened);
+  void (*attn_cache_weighted_sum)(float* o, const float* p, int64_t ld, int64_t G,
+                                  const void* rows, int64_t stride, int64_t n, int64_t D,
+                                  DType dtype, float* widened);
 };
 
 const ActKernels& act_kernels();  // for the active ISA

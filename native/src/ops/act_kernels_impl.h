@@ -6,6 +6,9 @@
 // on every ISA (results still differ in the last bits where the compiler contracts to FMA).
 // The compare-selects vectorise because CMake passes -fno-trapping-math (see CMakeLists.txt).
 #include <cmath>
+#if defined(__F16C__) && defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "ops/act_kernels.h"
 #include "ops/vec_math.h"
@@ -294,6 +297,62 @@ void k_attn_ds_from_p(float* P, const float* dP, int64_t ld, int64_t nq, int64_t
   }
 }
 
+// One cached row as f32: in place, or widened into buf (exactly: bf16 is f32's top half; f16
+// through F16C where the build has it, the same values as f16_to_f32 but for a signalling NaN's
+// quiet bit, which only feeds arithmetic here).
+inline const float* cache_row(const void* rows, int64_t at, int64_t D, DType dtype,
+                              float* __restrict buf) {
+  if (dtype == DType::F32) return static_cast<const float*>(rows) + at;
+  const uint16_t* __restrict h = static_cast<const uint16_t*>(rows) + at;
+  if (dtype == DType::BF16) {
+    for (int64_t d = 0; d < D; ++d) buf[d] = bf16_to_f32(h[d]);
+    return buf;
+  }
+  int64_t d = 0;
+#if defined(__F16C__) && defined(__AVX2__)
+  for (; d + 8 <= D; d += 8) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d));
+    _mm256_storeu_ps(buf + d, _mm256_cvtph_ps(x));
+  }
+#endif
+  for (; d < D; ++d) buf[d] = f16_to_f32(h[d]);
+  return buf;
+}
+
+// <a, b> over D floats in 8 interleaved lanes (vectorises; the same order on every ISA).
+inline float dot8(const float* __restrict a, const float* __restrict b, int64_t D) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) {
+    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * b[d + u];
+  }
+  for (; d < D; ++d) acc[d & 7] += a[d] * b[d];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t G, const void* rows,
+                         int64_t stride, int64_t n, int64_t D, DType dtype, float scale,
+                         float* widened) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* k = cache_row(rows, j * stride, D, dtype, widened);
+    for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8(q + g * D, k, D);
+  }
+}
+
+void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t G,
+                               const void* rows, int64_t stride, int64_t n, int64_t D,
+                               DType dtype, float* widened) {
+  for (int64_t i = 0; i < G * D; ++i) o[i] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* __restrict v = cache_row(rows, j * stride, D, dtype, widened);
+    for (int64_t g = 0; g < G; ++g) {
+      const float pj = p[g * ld + j];
+      float* __restrict og = o + g * D;
+      for (int64_t d = 0; d < D; ++d) og[d] += pj * v[d];
+    }
+  }
+}
+
 }  // namespace
 
 const ActKernels& S2S_ACT_KERNELS_NAME() {
@@ -304,7 +363,8 @@ const ActKernels& S2S_ACT_KERNELS_NAME() {
                             k_ce_row_lse,          k_ce_row_backward,
                             k_ce_row_backward_bf16,
                             k_attn_online_softmax, k_attn_probs_from_lse,
-                            k_attn_ds_from_p};
+                            k_attn_ds_from_p,
+                            k_attn_cache_scores,   k_attn_cache_weighted_sum};
   return k;
 }
 

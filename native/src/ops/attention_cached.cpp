@@ -1,8 +1,12 @@
 // attention_cached: queries of the new positions against a KV cache (see the header), then the
 // double-precision reference loops. Legend as in the header.
 // Napkin (GPT-2 124M decoding one token at position t): 12 layers x 12 heads x t keys x 64 x 4
-// flops = 37K t flops, and the cache read 2 x 12 x t x 768 x 4 bytes = 74 KB per position: at
-// t = 256, 19 MB per token against ~500 MB of weights, so this op is a few percent of a step.
+// flops = 37K t flops, and the cache read 2 x 12 x t x 768 x 4 bytes = 74 KB per position (half
+// from a 16-bit cache), per row: at t = 1,024, 75 MB against the ~500 MB of fp32 weights (250 MB
+// bf16) that the batch shares, so at batch 8 the cache is most of what a step reads.
+// The inner loops (scores, weighted sum of the values) are the ActKernels table's, compiled per
+// instruction set; a task takes every query head of one key/value head where there are enough
+// tasks (heads_per_task), reading each cached row once for all of them.
 #include "s2s/ops/attention_cached.h"
 
 #include <algorithm>
@@ -10,7 +14,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/vec_math.h"
+#include "ops/act_kernels.h"
 #include "s2s/ops/kv_cache_append.h"
 #include "s2s/thread_pool.h"
 
@@ -79,34 +83,22 @@ Geometry check(const Tensor& out, const Tensor& q, const Tensor& k_cache, const 
   return g;
 }
 
-// <a, b> over D floats in 8 interleaved lanes (vectorises; fixed order).
-inline float dot(const float* a, const float* b, int64_t D) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 8 <= D; d += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * b[d + u];
-  }
-  for (; d < D; ++d) acc[d & 7] += a[d] * b[d];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+// A cache's element `index` as a double (the reference loops).
+double cache_at(const Tensor& cache, int64_t index) {
+  if (cache.dtype == DType::F32) return cache.f32()[index];
+  const uint16_t h = cache.u16()[index];
+  return cache.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
 }
 
-// Cache rows as f32: in place for an F32 cache, widened (exactly) into the caller's buffer for
-// a 16-bit one.
-struct CacheRows {
-  const Tensor& cache;
-  const float* row(int64_t first, int64_t D, float* buf) const {
-    if (cache.dtype == DType::F32) return cache.f32() + first;
-    const uint16_t* h = cache.u16() + first;
-    const bool bf16 = cache.dtype == DType::BF16;
-    for (int64_t d = 0; d < D; ++d) buf[d] = bf16 ? bf16_to_f32(h[d]) : f16_to_f32(h[d]);
-    return buf;
-  }
-  double at(int64_t index) const {
-    if (cache.dtype == DType::F32) return cache.f32()[index];
-    const uint16_t h = cache.u16()[index];
-    return cache.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-  }
-};
+// Query heads per task: all G heads that share a key/value head, so each cached row is read
+// (and a 16-bit one widened) once for all of them, when that still leaves every thread a few
+// tasks; else one head per task, as a batch-1 decode of a model with few key/value heads needs
+// to keep both cores busy. Either way each head's arithmetic is the same: the bits do not
+// depend on it.
+int64_t heads_per_task(const Geometry& g) {
+  const int64_t grouped_tasks = g.R * g.Hkv * g.Tq;
+  return grouped_tasks >= 4 * int64_t(num_threads()) ? g.G : 1;
+}
 
 }  // namespace
 
@@ -115,58 +107,59 @@ void attention_cached_forward(const Tensor& out, const Tensor& q, const Tensor& 
                               const int32_t* key_begin, const int32_t* key_end,
                               const Tensor& bias, const AttentionOptions& options) {
   const Geometry g = check(out, q, k_cache, v_cache, slot, key_begin, key_end, bias, options);
-  const int64_t tasks = g.R * g.Hq * g.Tq;
+  const int64_t heads = heads_per_task(g), groups = g.Hq / heads;  // head groups per row
+  const int64_t tasks = g.R * groups * g.Tq;
   if (tasks == 0) return;
+  const ActKernels& k = act_kernels();
   const float* qd = q.f32();
-  const CacheRows keys{k_cache}, values{v_cache};
+  const DType dtype = k_cache.dtype;
+  const size_t elem = dtype_size(dtype);
+  const uint8_t* keys = static_cast<const uint8_t*>(k_cache.data);
+  const uint8_t* values = static_cast<const uint8_t*>(v_cache.data);
   float* od = out.f32();
-  const int64_t D = g.D, kv_row = g.Hkv * D;  // values between consecutive cache positions
-  // ~4 flops per key and head dim: a task of t keys is 4 t D flops; keep chunks >= ~64K flops.
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * g.Tc * D));
+  const int64_t D = g.D, kv_row = g.Hkv * D;  // elements between consecutive cache positions
+  // ~4 flops per key, head and head dim; keep chunks >= ~64K flops.
+  const int64_t grain =
+      std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * g.Tc * D * heads));
   parallel_for(tasks, grain, [&](int64_t t0, int64_t t1) {
-    // Scores of one query: grows to the longest key range once per thread, then is reused.
+    // The heads' scores, row after row (then their probabilities, in place), and a 16-bit
+    // cache's row widened: grown to the largest need once per thread, then reused.
     thread_local std::vector<float> scores, widened;
-    if (scores.size() < size_t(g.Tc)) scores.resize(size_t(g.Tc));
+    if (scores.size() < size_t(heads * g.Tc)) scores.resize(size_t(heads * g.Tc));
     if (widened.size() < size_t(D)) widened.resize(size_t(D));
-    float* s = scores.data();
-    float* buf = widened.data();  // a 16-bit cache's row, widened
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t i = t % g.Tq, h = (t / g.Tq) % g.Hq, r = t / (g.Tq * g.Hq);
-      const int64_t hk = h / g.G;
+      const int64_t i = t % g.Tq, h0 = (t / g.Tq) % groups * heads, r = t / (g.Tq * groups);
+      const int64_t hk = h0 / g.G;
       const int64_t j0 = key_begin[r];
       int64_t j1 = key_end[r];
       if (g.causal) j1 = std::min<int64_t>(j1, key_end[r] - g.Tq + i + 1);
-      float* o = od + ((r * g.Tq + i) * g.Hq + h) * D;
+      float* o = od + ((r * g.Tq + i) * g.Hq + h0) * D;
       if (j1 <= j0) {  // nothing to attend: zeros
-        for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
+        for (int64_t d = 0; d < heads * D; ++d) o[d] = 0.0f;
         continue;
       }
-      const float* qv = qd + r * q.strides[0] + i * q.strides[1] + h * D;
-      const int64_t base = (int64_t(slot[r]) * g.Tc * g.Hkv + hk) * D;
-      const float* brow = g.bias ? g.bias + (h * g.Tq + i) * g.Tb : nullptr;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t j = j0; j < j1; ++j) {
-        float v = g.scale * dot(qv, keys.row(base + j * kv_row, D, buf), D);
-        if (brow) v += brow[j];
-        s[j] = v;
-        mx = (v > mx || v != v) ? v : mx;  // NaN propagates
+      const int64_t n = j1 - j0;
+      const int64_t first = (int64_t(slot[r]) * g.Tc + j0) * kv_row + hk * D;  // row j0's head
+      const float* qv = qd + r * q.strides[0] + i * q.strides[1] + h0 * D;
+      float* s = scores.data();
+      k.attn_cache_scores(s, n, qv, heads, keys + size_t(first) * elem, kv_row, n, D, dtype,
+                          g.scale, widened.data());
+      for (int64_t h = 0; h < heads; ++h) {
+        float* row = s + h * n;
+        if (g.bias) {
+          const float* brow = g.bias + ((h0 + h) * g.Tq + i) * g.Tb + j0;
+          for (int64_t j = 0; j < n; ++j) row[j] += brow[j];
+        }
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n; ++j) mx = (row[j] > mx || row[j] != row[j]) ? row[j] : mx;
+        if (mx == -std::numeric_limits<float>::infinity()) {  // every score -inf (bias): zeros
+          for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+        } else {
+          k.softmax_forward(row, row, 1, n);  // a NaN score makes the head's row NaN
+        }
       }
-      if (mx == -std::numeric_limits<float>::infinity()) {  // every score -inf (bias)
-        for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
-        continue;
-      }
-      float sum = 0.0f;
-      for (int64_t j = j0; j < j1; ++j) {
-        s[j] = vm::exp_f(s[j] - mx);
-        sum += s[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t d = 0; d < D; ++d) o[d] = 0.0f;
-      for (int64_t j = j0; j < j1; ++j) {
-        const float p = s[j] * inv;
-        const float* vj = values.row(base + j * kv_row, D, buf);
-        for (int64_t d = 0; d < D; ++d) o[d] += p * vj[d];
-      }
+      k.attn_cache_weighted_sum(o, s, n, heads, values + size_t(first) * elem, kv_row, n, D,
+                                dtype, widened.data());
     }
   });
 }
@@ -177,7 +170,6 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
                                         const Tensor& bias, const AttentionOptions& options) {
   const Geometry g = check(out, q, k_cache, v_cache, slot, key_begin, key_end, bias, options);
   const float* qd = q.f32();
-  const CacheRows kd{k_cache}, vd{v_cache};
   for (int64_t r = 0; r < g.R; ++r)
     for (int64_t i = 0; i < g.Tq; ++i)
       for (int64_t h = 0; h < g.Hq; ++h) {
@@ -190,7 +182,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
           double v = 0;
           for (int64_t d = 0; d < g.D; ++d) {
             v += double(qd[r * q.strides[0] + i * q.strides[1] + h * g.D + d]) *
-                 kd.at(((slot[r] * g.Tc + j) * g.Hkv + hk) * g.D + d);
+                 cache_at(k_cache, ((slot[r] * g.Tc + j) * g.Hkv + hk) * g.D + d);
           }
           v *= g.scale;
           if (g.bias) v += g.bias[(h * g.Tq + i) * g.Tb + j];
@@ -206,7 +198,7 @@ void attention_cached_forward_reference(const Tensor& out, const Tensor& q, cons
         for (int64_t d = 0; d < g.D; ++d) {
           double acc = 0;
           for (size_t n = 0; n < keys.size(); ++n) {
-            acc += s[n] / sum * vd.at(((slot[r] * g.Tc + keys[n]) * g.Hkv + hk) * g.D + d);
+            acc += s[n] / sum * cache_at(v_cache, ((slot[r] * g.Tc + keys[n]) * g.Hkv + hk) * g.D + d);
           }
           o[d] = static_cast<float>(acc);
         }

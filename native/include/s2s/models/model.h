@@ -168,9 +168,18 @@ class Model {
   // forward() starts with this: S2S_ARGUMENT when g runs on another backend than the params.
   void expect_graph_backend(const Graph& g, const char* model) const;
   // One transformer block of forward(): block(g) through g.checkpoint when gradient
-  // checkpointing is on, else directly. block must capture by value (it runs again in backward).
+  // checkpointing is on, else through g.transient (which releases the block's intermediates
+  // in a no-grad pass and otherwise just runs it). block must capture by value (it runs again
+  // in backward).
   Var* run_block(Graph& g, std::function<Var*(Graph&)> block) const {
-    return gradient_checkpointing_ ? g.checkpoint(std::move(block)) : block(g);
+    return gradient_checkpointing_ ? g.checkpoint(std::move(block)) : g.transient(block);
+  }
+  // One block of forward_cached over T new positions per row: a prefill (T > 1) through
+  // g.transient, so a long prompt holds one block's activations at a time; a decoding step
+  // (T = 1) runs it in place (a few rows' activations, and no copy per block in the step that
+  // is recorded and replayed).
+  static Var* run_cached_block(Graph& g, int64_t T, const std::function<Var*(Graph&)>& block) {
+    return T > 1 ? g.transient(block) : block(g);
   }
   // x (N,C), the final hidden states -> the head's logits and, with labels (N,) on the host,
   // the loss: nn::linear then nn::cross_entropy, or nn::linear_cross_entropy (no logits) when

@@ -12,6 +12,7 @@
 // Gradient checkpointing (checkpoint()): a segment of the pass (a transformer block) keeps only
 // its output; its intermediates live in a second memory region that is released as soon as the
 // segment has run, and backward() runs the segment again to get them back (see checkpoint()).
+// Passes without gradients release each block's intermediates the same way (transient()).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -151,8 +152,17 @@ class Graph {
   // The segment is stored and called twice, so it must be a pure function of what it captures:
   // Vars made before it (its inputs: their gradients reach them as usual), params, and host
   // data valid until backward (capture by value, not references to loop variables). Segments do
-  // not nest (an inner one runs as part of the outer); under no_grad the segment just runs.
+  // not nest (an inner one runs as part of the outer); under no_grad it runs as transient().
   Var* checkpoint(std::function<Var*(Graph&)> segment);
+
+  // Inference's form of the same memory: under no_grad, runs block(*this) with everything it
+  // allocates (activations, scratch, Vars) in the segment memory and returns a copy of its
+  // output (an f32 activation it computed) in the pass's, releasing the rest at once. A no-grad
+  // pass through many blocks (a prompt's prefill, an evaluation batch) then holds one block's
+  // activations at a time, and each block's output, instead of every block's. With gradients
+  // (no_grad off) the activations are backward's, so block just runs; so it does inside a
+  // running segment. Unlike checkpoint's, block runs once and may capture by reference.
+  Var* transient(const std::function<Var*(Graph&)>& block);
 
   // Whether layers track p's gradient in this pass: p is trainable and no_grad is off.
   bool tracks(const Param* p) const { return !no_grad && p != nullptr && p->trainable; }
