@@ -20,8 +20,9 @@
 //                     [--heads 12] [--vocab 50257] [--repeat 3] [--bf16] [--peak-gbps G]
 //                     [--contexts 256,1024,4096] [--work-detail]
 //
-// --bf16: bf16 compute (the linears multiply bf16 copies of the weights, as `--dtype bfloat16`);
-// the KV cache and attention stay fp32 either way.
+// --bf16: bf16 compute (the linears multiply bf16 copies of the weights, as `--dtype bfloat16`)
+// and a bf16 KV cache, as generation keeps under bf16 compute on a GPU; the cached attention's
+// arithmetic stays fp32 either way.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

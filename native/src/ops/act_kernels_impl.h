@@ -330,9 +330,28 @@ inline float dot8(const float* __restrict a, const float* __restrict b, int64_t 
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+// dot8 with b a bf16 row, widened in registers (the same products and order as dot8 on the
+// widened row: a bf16 widens exactly).
+inline float dot8_bf16(const float* __restrict a, const uint16_t* __restrict b, int64_t D) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) {
+    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * bf16_to_f32(b[d + u]);
+  }
+  for (; d < D; ++d) acc[d & 7] += a[d] * bf16_to_f32(b[d]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t G, const void* rows,
                          int64_t stride, int64_t n, int64_t D, DType dtype, float scale,
                          float* widened) {
+  if (dtype == DType::BF16) {  // widened in registers, once per head: cheaper than a store
+    const uint16_t* h = static_cast<const uint16_t*>(rows);
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8_bf16(q + g * D, h + j * stride, D);
+    }
+    return;
+  }
   for (int64_t j = 0; j < n; ++j) {
     const float* k = cache_row(rows, j * stride, D, dtype, widened);
     for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8(q + g * D, k, D);
@@ -344,6 +363,15 @@ void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t G,
                                DType dtype, float* widened) {
   for (int64_t i = 0; i < G * D; ++i) o[i] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
+    if (dtype == DType::BF16) {
+      const uint16_t* __restrict v = static_cast<const uint16_t*>(rows) + j * stride;
+      for (int64_t g = 0; g < G; ++g) {
+        const float pj = p[g * ld + j];
+        float* __restrict og = o + g * D;
+        for (int64_t d = 0; d < D; ++d) og[d] += pj * bf16_to_f32(v[d]);
+      }
+      continue;
+    }
     const float* __restrict v = cache_row(rows, j * stride, D, dtype, widened);
     for (int64_t g = 0; g < G; ++g) {
       const float pj = p[g * ld + j];
