@@ -92,7 +92,8 @@ TEST(attention_cached_bits_do_not_depend_on_head_grouping) {
                 opt::where(isa, "grouped heads against the reference"));
       for (int64_t r = 0; r < R; ++r)  // the all -inf head: zeros
         for (int64_t i = 0; i < Tq; ++i)
-          for (int64_t d = 0; d < D; ++d) CHECK(out[0][size_t(((r * Tq + i) * Hq + 4) * D + d)] == 0);
+          for (int64_t d = 0; d < D; ++d)
+            CHECK(out[0][size_t(((r * Tq + i) * Hq + 4) * D + d)] == 0);
     });
   }
 }

@@ -348,7 +348,8 @@ void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t G, const 
   if (dtype == DType::BF16) {  // widened in registers, once per head: cheaper than a store
     const uint16_t* h = static_cast<const uint16_t*>(rows);
     for (int64_t j = 0; j < n; ++j) {
-      for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8_bf16(q + g * D, h + j * stride, D);
+      const uint16_t* k = h + j * stride;
+      for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8_bf16(q + g * D, k, D);
     }
     return;
   }
