@@ -4,6 +4,7 @@
 // q read in place in a fused qkv row. kv_cache_append, the cache write, against explicit copies.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "harness.h"
@@ -48,53 +49,67 @@ TEST(attention_cached_matches_reference) {
   }
 }
 
-// A task takes all G query heads of a key/value head when there are enough tasks for the
-// threads, else one head (heads_per_task): the same bits either way, on every ISA, for an f32
-// and a bf16 cache, with T5's bias and a head whose scores are all -inf.
-TEST(attention_cached_bits_do_not_depend_on_head_grouping) {
-  const int64_t R = 3, S = 3, Tc = 40, Hq = 6, Hkv = 2, D = 20, Tq = 2;
-  std::vector<float> kc = s2s_test::random_vector(size_t(S * Tc * Hkv * D), 21);
-  std::vector<float> vc = s2s_test::random_vector(kc.size(), 22);
-  std::vector<uint16_t> kb(kc.size()), vb(vc.size());
-  for (size_t i = 0; i < kc.size(); ++i) {
-    kb[i] = f32_to_bf16(kc[i]);
-    vb[i] = f32_to_bf16(vc[i]);
-  }
-  std::vector<float> q = s2s_test::random_vector(size_t(R * Tq * Hq * D), 23);
-  std::vector<float> bias = s2s_test::random_vector(size_t(Hq * Tq * Tc), 24);
-  for (int64_t i = 0; i < Tq; ++i)  // head 4: every score -inf
-    for (int64_t j = 0; j < Tc; ++j) bias[size_t((4 * Tq + i) * Tc + j)] = -INFINITY;
-  const int32_t slot[R] = {1, 2, 0}, begin[R] = {0, 7, 3}, end[R] = {33, 40, 12};
-  AttentionOptions o;
-  o.causal = true;
-  o.scale = 1.0f;
-  for (const DType dt : {DType::F32, DType::BF16}) {
-    const Tensor k = dt == DType::F32 ? opt::view(kc, {S, Tc, Hkv, D})
-                                      : opt::view16(kb, dt, {S, Tc, Hkv, D});
-    const Tensor v = dt == DType::F32 ? opt::view(vc, {S, Tc, Hkv, D})
-                                      : opt::view16(vb, dt, {S, Tc, Hkv, D});
-    opt::for_each_isa([&](Isa isa) {
-      std::vector<float> out[2];
-      const int threads[2] = {1, 4};  // 12 grouped tasks: >= 4 per thread at 1, not at 4
-      for (int n = 0; n < 2; ++n) {
-        opt::Threads t(threads[n]);
-        out[n].assign(q.size(), 7.0f);
-        attention_cached_forward(opt::view(out[n], {R, Tq, Hq, D}), opt::view(q, {R, Tq, Hq, D}),
-                                 k, v, slot, begin, end, opt::view(bias, {Hq, Tq, Tc}), o);
-      }
-      CHECK_MSG(opt::bit_equal(out[0], out[1]),
-                opt::where(isa, dt == DType::F32 ? "f32 cache" : "bf16 cache"));
-      std::vector<float> ref(q.size());
-      attention_cached_forward_reference(opt::view(ref, {R, Tq, Hq, D}),
-                                         opt::view(q, {R, Tq, Hq, D}), k, v, slot, begin, end,
-                                         opt::view(bias, {Hq, Tq, Tc}), o);
-      CHECK_ERR(s2s_test::max_normalized_error(out[0].data(), ref.data(), ref.size()), 2e-6,
-                opt::where(isa, "grouped heads against the reference"));
-      for (int64_t r = 0; r < R; ++r)  // the all -inf head: zeros
-        for (int64_t i = 0; i < Tq; ++i)
-          for (int64_t d = 0; d < D; ++d)
-            CHECK(out[0][size_t(((r * Tq + i) * Hq + 4) * D + d)] == 0);
-    });
+// The two paths of the op, each against the double reference on every ISA, over an f32 and a
+// bf16 cache, with T5's bias and a head whose scores are all -inf (zeros), and bit for bit at two
+// thread counts:
+//   decoding (Tq <= 8): a task per row and chunk of keys (chunks of >= 64 positions, merged in
+//     order): rows of different key ranges, so some rows' chunks are empty;
+//   prefill (Tq > 8): a task per query and head group, all G heads of a key/value head when
+//     there are tasks enough for the threads (1 thread), one head each otherwise (8 threads).
+TEST(attention_cached_paths_against_reference_at_any_thread_count) {
+  struct Case {
+    int64_t R, Tq, Tc;
+    std::vector<int32_t> slot, begin, end;
+  };
+  const Case cases[] = {{2, 1, 300, {1, 0}, {0, 150}, {290, 300}},
+                        {2, 3, 300, {0, 1}, {10, 150}, {300, 153}},
+                        {1, 9, 40, {0}, {3}, {40}}};
+  const int64_t Hq = 6, Hkv = 2, D = 20, S = 2;
+  for (const Case& c : cases) {
+    std::vector<float> kc = s2s_test::random_vector(size_t(S * c.Tc * Hkv * D), 21);
+    std::vector<float> vc = s2s_test::random_vector(kc.size(), 22);
+    std::vector<uint16_t> kb(kc.size()), vb(vc.size());
+    for (size_t i = 0; i < kc.size(); ++i) {
+      kb[i] = f32_to_bf16(kc[i]);
+      vb[i] = f32_to_bf16(vc[i]);
+    }
+    std::vector<float> q = s2s_test::random_vector(size_t(c.R * c.Tq * Hq * D), 23);
+    std::vector<float> bias = s2s_test::random_vector(size_t(Hq * c.Tq * c.Tc), 24);
+    for (int64_t i = 0; i < c.Tq; ++i)  // head 4: every score -inf
+      for (int64_t j = 0; j < c.Tc; ++j) bias[size_t((4 * c.Tq + i) * c.Tc + j)] = -INFINITY;
+    AttentionOptions o;
+    o.causal = true;
+    o.scale = 1.0f;
+    const std::string what = "Tq " + std::to_string(c.Tq);
+    for (const DType dt : {DType::F32, DType::BF16}) {
+      const Tensor k = dt == DType::F32 ? opt::view(kc, {S, c.Tc, Hkv, D})
+                                        : opt::view16(kb, dt, {S, c.Tc, Hkv, D});
+      const Tensor v = dt == DType::F32 ? opt::view(vc, {S, c.Tc, Hkv, D})
+                                        : opt::view16(vb, dt, {S, c.Tc, Hkv, D});
+      const Tensor b = opt::view(bias, {Hq, c.Tq, c.Tc});
+      const Tensor qt = opt::view(q, {c.R, c.Tq, Hq, D});
+      opt::for_each_isa([&](Isa isa) {
+        std::vector<float> out[2];
+        const int threads[2] = {1, 8};
+        for (int n = 0; n < 2; ++n) {
+          opt::Threads t(threads[n]);
+          out[n].assign(q.size(), 7.0f);
+          attention_cached_forward(opt::view(out[n], {c.R, c.Tq, Hq, D}), qt, k, v, c.slot.data(),
+                                   c.begin.data(), c.end.data(), b, o);
+        }
+        const std::string at = what + (dt == DType::F32 ? " f32 cache" : " bf16 cache");
+        CHECK_MSG(opt::bit_equal(out[0], out[1]), opt::where(isa, at.c_str()));
+        std::vector<float> ref(q.size());
+        attention_cached_forward_reference(opt::view(ref, {c.R, c.Tq, Hq, D}), qt, k, v,
+                                           c.slot.data(), c.begin.data(), c.end.data(), b, o);
+        CHECK_ERR(s2s_test::max_normalized_error(out[0].data(), ref.data(), ref.size()), 2e-6,
+                  opt::where(isa, at.c_str()));
+        for (int64_t r = 0; r < c.R; ++r)  // the all -inf head: zeros
+          for (int64_t i = 0; i < c.Tq; ++i)
+            for (int64_t d = 0; d < D; ++d)
+              CHECK(out[0][size_t(((r * c.Tq + i) * Hq + 4) * D + d)] == 0);
+      });
+    }
   }
 }
 

@@ -311,12 +311,11 @@ GenerateResult generate(Model& model, Graph& graph, KVCache& cache,
               "expected a graph on the model's backend (", model.backend().name(), "), got one on ",
               graph.ops().name());
   cache.set_backend(graph.backend());
-  // A GPU under 16-bit compute keeps the keys and values in that type: half the bytes each step
-  // reads, the same rounding the prompt's tensor-core attention gave them
-  // (Model::attention_products). The CPU keeps f32: its attention reads each head's rows apart
-  // (one head, or one key/value head's group, per task), and there a 16-bit cache streams from
-  // memory at under a third of an f32 one's GB/s (`bench_gemv --attention`), slower overall.
-  cache.set_dtype(graph.ops().is_host() ? DType::F32 : model.attention_products());
+  // Under 16-bit compute the keys and values are kept in that type (Model::attention_products),
+  // as transformers keeps the bf16 ones an autocast linear made: half the memory, and half the
+  // bytes each decoding step reads, most of a step at long contexts. On a GPU, the same rounding
+  // the prompt's tensor-core attention gave them; the CPU widens each row as it streams it.
+  cache.set_dtype(model.attention_products());
   validate_generation_config(config, model.config().vocab_size, model.is_encoder_decoder());
   S2S_REQUIRE(!hooks.mask_logits || config.num_beams == 1, code::kArgument, kOp,
               "a logits mask (a constraint such as a JSON schema) needs greedy search or "

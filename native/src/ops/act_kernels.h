@@ -54,18 +54,20 @@ struct ActKernels {
   // dS = P (dP - Di[r]) in place in P.
   void (*attn_ds_from_p)(float* P, const float* dP, int64_t ld, int64_t nq, int64_t nk,
                          const float* Di);
-  // Decoding's attention over a KV cache (ops/attention_cached.cpp), for G query heads that
-  // share one key/value head (q and o: G consecutive heads of D values): n cached rows, row j
-  // at rows + j * stride elements, D values of `dtype` each (f32, or bf16 / f16 bits, widened
-  // exactly, once per row for all G heads, through `widened`: D floats of scratch).
-  // attn_cache_scores: s[g * ld + j] = scale * <q_g, row j>, the dot in 8 fixed lanes.
-  // attn_cache_weighted_sum: o_g = sum over j in order of p[g * ld + j] * row j.
-  void (*attn_cache_scores)(float* s, int64_t ld, const float* q, int64_t G, const void* rows,
-                            int64_t stride, int64_t n, int64_t D, DType dtype, float scale,
-                            float* widened);
-  void (*attn_cache_weighted_sum)(float* o, const float* p, int64_t ld, int64_t G,
-                                  const void* rows, int64_t stride, int64_t n, int64_t D,
-                                  DType dtype, float* widened);
+  // Decoding's attention over a KV cache (ops/attention_cached.cpp): nq queries of Hk * G heads
+  // (query i's head h at q + i * q_stride + h * D) against n cache positions, position j's Hk
+  // key/value rows at rows + j * pos_stride (+ hk * D), D values of `dtype` each (f32, or bf16 /
+  // f16 bits widened exactly; f16 through `widened`, D floats of scratch); head h reads row
+  // h / G. Positions are read in order, each row once for all its heads and queries.
+  // attn_cache_scores: s[(i * Hk * G + h) * ld + j] = scale * <q_ih, key row>, the dot in 8
+  // fixed lanes. attn_cache_weighted_sum: o + (i * Hk * G + h) * D = sum over j in order of
+  // p[(i * Hk * G + h) * ld + j] * value row (o overwritten).
+  void (*attn_cache_scores)(float* s, int64_t ld, const float* q, int64_t q_stride, int64_t nq,
+                            int64_t Hk, int64_t G, const void* rows, int64_t pos_stride,
+                            int64_t n, int64_t D, DType dtype, float scale, float* widened);
+  void (*attn_cache_weighted_sum)(float* o, const float* p, int64_t ld, int64_t nq, int64_t Hk,
+                                  int64_t G, const void* rows, int64_t pos_stride, int64_t n,
+                                  int64_t D, DType dtype, float* widened);
 };
 
 const ActKernels& act_kernels();  // for the active ISA

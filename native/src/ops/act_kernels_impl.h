@@ -342,42 +342,53 @@ inline float dot8_bf16(const float* __restrict a, const uint16_t* __restrict b, 
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t G, const void* rows,
-                         int64_t stride, int64_t n, int64_t D, DType dtype, float scale,
-                         float* widened) {
-  if (dtype == DType::BF16) {  // widened in registers, once per head: cheaper than a store
-    const uint16_t* h = static_cast<const uint16_t*>(rows);
-    for (int64_t j = 0; j < n; ++j) {
-      const uint16_t* k = h + j * stride;
-      for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8_bf16(q + g * D, k, D);
-    }
-    return;
-  }
+void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t q_stride, int64_t nq,
+                         int64_t Hk, int64_t G, const void* rows, int64_t pos_stride, int64_t n,
+                         int64_t D, DType dtype, float scale, float* widened) {
+  const int64_t H = Hk * G;
   for (int64_t j = 0; j < n; ++j) {
-    const float* k = cache_row(rows, j * stride, D, dtype, widened);
-    for (int64_t g = 0; g < G; ++g) s[g * ld + j] = scale * dot8(q + g * D, k, D);
+    for (int64_t hk = 0; hk < Hk; ++hk) {
+      const int64_t at = j * pos_stride + hk * D;
+      if (dtype == DType::BF16) {  // widened in registers, per head: cheaper than a store
+        const uint16_t* k = static_cast<const uint16_t*>(rows) + at;
+        for (int64_t i = 0; i < nq; ++i)
+          for (int64_t h = hk * G; h < (hk + 1) * G; ++h)
+            s[(i * H + h) * ld + j] = scale * dot8_bf16(q + i * q_stride + h * D, k, D);
+        continue;
+      }
+      const float* k = cache_row(rows, at, D, dtype, widened);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t h = hk * G; h < (hk + 1) * G; ++h)
+          s[(i * H + h) * ld + j] = scale * dot8(q + i * q_stride + h * D, k, D);
+    }
   }
 }
 
-void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t G,
-                               const void* rows, int64_t stride, int64_t n, int64_t D,
-                               DType dtype, float* widened) {
-  for (int64_t i = 0; i < G * D; ++i) o[i] = 0.0f;
+void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t nq, int64_t Hk,
+                               int64_t G, const void* rows, int64_t pos_stride, int64_t n,
+                               int64_t D, DType dtype, float* widened) {
+  const int64_t H = Hk * G;
+  for (int64_t i = 0; i < nq * H * D; ++i) o[i] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
-    if (dtype == DType::BF16) {
-      const uint16_t* __restrict v = static_cast<const uint16_t*>(rows) + j * stride;
-      for (int64_t g = 0; g < G; ++g) {
-        const float pj = p[g * ld + j];
-        float* __restrict og = o + g * D;
-        for (int64_t d = 0; d < D; ++d) og[d] += pj * bf16_to_f32(v[d]);
+    for (int64_t hk = 0; hk < Hk; ++hk) {
+      const int64_t at = j * pos_stride + hk * D;
+      if (dtype == DType::BF16) {
+        const uint16_t* __restrict v = static_cast<const uint16_t*>(rows) + at;
+        for (int64_t i = 0; i < nq; ++i)
+          for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+            const float pj = p[(i * H + h) * ld + j];
+            float* __restrict oh = o + (i * H + h) * D;
+            for (int64_t d = 0; d < D; ++d) oh[d] += pj * bf16_to_f32(v[d]);
+          }
+        continue;
       }
-      continue;
-    }
-    const float* __restrict v = cache_row(rows, j * stride, D, dtype, widened);
-    for (int64_t g = 0; g < G; ++g) {
-      const float pj = p[g * ld + j];
-      float* __restrict og = o + g * D;
-      for (int64_t d = 0; d < D; ++d) og[d] += pj * v[d];
+      const float* __restrict v = cache_row(rows, at, D, dtype, widened);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+          const float pj = p[(i * H + h) * ld + j];
+          float* __restrict oh = o + (i * H + h) * D;
+          for (int64_t d = 0; d < D; ++d) oh[d] += pj * v[d];
+        }
     }
   }
 }
