@@ -23,7 +23,7 @@ void KVCache::set_backend(std::shared_ptr<Backend> backend) {
   self_elements_ = 0;
   cross_.reset();
   cross_device_.reset();
-  cross_floats_ = 0;
+  cross_elements_ = 0;
   self_ranges_.reset();
   cross_ranges_.reset();
   backend_ = std::move(backend);
@@ -37,6 +37,9 @@ void KVCache::set_dtype(DType dtype) {
   self_.reset();
   self_device_.reset();
   self_elements_ = 0;
+  cross_.reset();
+  cross_device_.reset();
+  cross_elements_ = 0;
   dtype_ = dtype;
 }
 
@@ -255,15 +258,16 @@ void KVCache::reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_
               code::kArgument, kOp, "expected positive cross layers, items, length and rows per item");
   const size_t need = size_t(shape.layers) * 2 * size_t(items) * size_t(enc_len) *
                       size_t(shape.kv_heads) * size_t(shape.head_dim);
-  if (need > cross_floats_) {
+  if (need > cross_elements_) {
     cross_.reset();
     cross_device_.reset();
+    const size_t bytes = need * dtype_size(dtype_);
     if (on_host()) {
-      cross_ = make_aligned<float>(need);
+      cross_ = make_aligned<float>((bytes + 3) / 4);
     } else {
-      cross_device_ = backend_->allocate(sizeof(float) * need);
+      cross_device_ = backend_->allocate(bytes);
     }
-    cross_floats_ = need;
+    cross_elements_ = need;
   }
   cross_shape_ = shape;
   items_ = items;
@@ -281,13 +285,13 @@ Tensor KVCache::cross_keys(int64_t layer) {
   S2S_REQUIRE(layer >= 0 && layer < cross_shape_.layers, code::kArgument, kOp,
               "expected cross layer in [0, ", cross_shape_.layers, "), got ", layer);
   const int64_t per = items_ * enc_len_ * cross_shape_.kv_heads * cross_shape_.head_dim;
-  return Tensor::contiguous(cross_data() + layer * 2 * per, DType::F32,
+  return Tensor::contiguous(cross_data() + size_t(layer * 2 * per) * dtype_size(dtype_), dtype_,
                             {items_, enc_len_, cross_shape_.kv_heads, cross_shape_.head_dim});
 }
 
 Tensor KVCache::cross_values(int64_t layer) {
   Tensor t = cross_keys(layer);
-  t.data = t.f32() + t.numel();
+  t.data = static_cast<uint8_t*>(t.data) + size_t(t.numel()) * dtype_size(dtype_);
   return t;
 }
 

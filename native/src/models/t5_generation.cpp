@@ -31,8 +31,9 @@ void T5Model::encode_to_cache(Graph& g, const Batch& batch, KVCache& cache) {
     Tensor ck = cache.cross_keys(int64_t(l)), cv = cache.cross_values(int64_t(l));
     S2S_REQUIRE(ck.numel() == B * Te * HD, code::kShape, "t5", "expected a cross cache of ", B,
                 " items x ", Te, " positions, got ", ck.shape_string());
-    g.ops().copy_values(ck, Tensor::contiguous(k.data, DType::F32, ck.ndim, ck.shape));
-    g.ops().copy_values(cv, Tensor::contiguous(v.data, DType::F32, cv.ndim, cv.shape));
+    // Into the cache's dtype: a copy, or rounded to a 16-bit cache (KVCache::set_dtype).
+    g.ops().cast(ck, Tensor::contiguous(k.data, DType::F32, ck.ndim, ck.shape));
+    g.ops().cast(cv, Tensor::contiguous(v.data, DType::F32, cv.ndim, cv.shape));
   }
   for (int64_t b = 0; b < B; ++b) {
     int32_t len = int32_t(Te);

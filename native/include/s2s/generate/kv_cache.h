@@ -48,8 +48,8 @@ class KVCache {
   bool on_host() const { return backend_ == nullptr || backend_->is_host(); }
   // The self-attention keys' and values' element type: F32 (the default), or BF16 / F16, half
   // the memory and half the bytes decoding reads (kv_cache_append rounds each value as it goes
-  // in). Another dtype than before drops the storage; the next reset allocates it. The
-  // cross-attention keys and values stay F32.
+  // in; T5's encoder keys and values too, rounded as encode_to_cache writes them). Another
+  // dtype than before drops the storage; the next reset / reset_cross allocates it.
   void set_dtype(DType dtype);
   DType dtype() const { return dtype_; }
 
@@ -94,7 +94,7 @@ class KVCache {
   // Prepares I items of Te encoder positions; row r reads item r / rows_per_item.
   void reset_cross(const KVCacheShape& shape, int64_t items, int64_t enc_len,
                    int64_t rows_per_item);
-  // Layer l's encoder keys/values, (I,Te,H,D).
+  // Layer l's encoder keys/values, (I,Te,H,D), in dtype().
   Tensor cross_keys(int64_t layer);
   Tensor cross_values(int64_t layer);
   // Per row: the item it reads, and its encoder key range [0, valid length).
@@ -107,7 +107,7 @@ class KVCache {
   void set_cross_length(int64_t item, int32_t len);
   int64_t cross_rows_per_item() const { return rows_per_item_; }
 
-  size_t bytes() const { return self_elements_ * dtype_size(dtype_) + cross_floats_ * 4; }
+  size_t bytes() const { return (self_elements_ + cross_elements_) * dtype_size(dtype_); }
 
  private:
   uint8_t* layer_base(int64_t layer, int which);  // which: 0 keys, 1 values
@@ -142,10 +142,13 @@ class KVCache {
 
   KVCacheShape cross_shape_;
   int64_t items_ = 0, enc_len_ = 0, rows_per_item_ = 1;
-  float* cross_data() { return on_host() ? cross_.get() : cross_device_.f32(); }
-  AlignedPtr<float> cross_;  // host storage
+  uint8_t* cross_data() {
+    return static_cast<uint8_t*>(on_host() ? static_cast<void*>(cross_.get())
+                                           : cross_device_.data());
+  }
+  AlignedPtr<float> cross_;  // host storage (16-bit elements: two to a float)
   Buffer cross_device_;      // or the backend's
-  size_t cross_floats_ = 0;
+  size_t cross_elements_ = 0;
   std::vector<int32_t> cross_slot_, cross_begin_, cross_end_;
 
   DeviceRanges self_ranges_, cross_ranges_;  // after backend_: their buffers go first
