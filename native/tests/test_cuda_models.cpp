@@ -710,6 +710,66 @@ CUDA_TEST(cuda_decoding_over_a_bf16_cache_tracks_the_training_forward) {
   }
 }
 
+// Greedy generation under bf16 compute on the GPU against the CPU model under bf16 compute
+// (both keep bf16 KV caches; the GPU's prompt attention multiplies on the tensor cores where the
+// head dim allows, the CPU's in fp32): the CPU's tokens, except where the CPU's own logits make
+// the two tokens a near-tie, within the bf16 logits tolerance (max |logit| x kGpu.bf16_logits)
+// at the first step where they part; the steps after that continue other texts and are not
+// compared. Decoder-only fixtures (the CPU's logits at the step come from its training forward
+// over the prompt and the tokens so far); most sequences must match in full.
+CUDA_TEST(cuda_bf16_generation_gives_the_cpu_tokens_up_to_near_ties) {
+  using namespace s2s_test::parity;
+  int sequences = 0, matched = 0;
+  for (const std::string name : {"gpt2", "llama-gqa", "qwen2"}) {
+    Setup s;
+    s.compute = ComputeDType::BF16;
+    std::unique_ptr<Built> cpu = build(name, s, nullptr);
+    std::unique_ptr<Built> dev = build(name, s, gpu());
+    GenerationConfig gc;
+    gc.max_new_tokens = 8;
+    gc.eos_token_ids = {};
+    gc.pad_token_id = 0;
+    const std::vector<std::vector<int32_t>> prompts = {{5, 9, 3, 7}, {4, 11}, {8, 2, 6}};
+    KVCache cpu_cache, dev_cache;
+    const GenerateResult want = generate(*cpu->model, cpu->graph, cpu_cache, prompts, gc);
+    const GenerateResult got = generate(*dev->model, dev->graph, dev_cache, prompts, gc);
+    CHECK_MSG(dev_cache.dtype() == DType::BF16 && cpu_cache.dtype() == DType::BF16,
+              name + ": bf16 caches on both");
+    for (size_t p = 0; p < prompts.size() && p < got.sequences.size(); ++p) {
+      const std::vector<int32_t>& a = want.sequences[p].tokens;
+      const std::vector<int32_t>& b = got.sequences[p].tokens;
+      ++sequences;
+      size_t t = 0;
+      while (t < a.size() && t < b.size() && a[t] == b[t]) ++t;
+      if (t == a.size()) {
+        ++matched;
+        continue;
+      }
+      // The CPU's logits after the prompt and the t common tokens.
+      std::vector<int32_t> ids = prompts[p];
+      ids.insert(ids.end(), a.begin(), a.begin() + int64_t(t));
+      Batch batch;
+      batch.B = 1;
+      batch.T = int64_t(ids.size());
+      batch.input_ids = ids.data();
+      cpu->graph.reset();
+      const ForwardResult r = cpu->model->forward(cpu->graph, batch, LossReduction::Mean);
+      const int64_t V = cpu->model->config().vocab_size;
+      const float* last = r.logits->value.f32() + (batch.T - 1) * V;
+      float top = 0;
+      for (int64_t v = 0; v < V; ++v) top = std::max(top, std::fabs(last[v]));
+      const double margin = double(last[a[t]]) - last[b[t]];
+      std::printf("    %s prompt %zu: parts at token %zu, CPU margin %.3g of max |logit| %.3g\n",
+                  name.c_str(), p, t, margin, top);
+      CHECK_MSG(margin <= kGpu.bf16_logits * top,
+                name + " prompt " + std::to_string(p) + ": the GPU left the CPU's token at step " +
+                    std::to_string(t) + " with a margin of " + std::to_string(margin));
+    }
+  }
+  std::printf("    %d of %d sequences match the CPU's in full\n", matched, sequences);
+  CHECK_MSG(2 * matched > sequences, "most bf16 sequences should match the CPU's in full");
+}
+
 // The chunked loss on the GPU (nn::linear_cross_entropy: the head's GEMM, cross_entropy on
 // sub-ranges of device memory, bf16 dlogits in bf16 compute): one summed-loss backward with
 // 3-row chunks against the plain path on the GPU, every fixture, fp32 and bf16 compute. The
