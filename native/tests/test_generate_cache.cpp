@@ -36,6 +36,30 @@ std::vector<float> full_logits(Model& m, const std::vector<int32_t>& ids) {
   return std::vector<float>(r.logits->value.f32(), r.logits->value.f32() + r.logits->value.numel());
 }
 
+// Two T5 inputs, the second right-padded (3 real tokens); decoder ids start with 0.
+struct T5Inputs {
+  static constexpr int64_t Te = 7, Td = 6;
+  std::vector<int32_t> enc = {10, 11, 12, 13, 14, 15, 1, 20, 21, 1, 0, 0, 0, 0};
+  std::vector<int32_t> enc_mask = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
+  std::vector<int32_t> dec = {0, 30, 31, 32, 33, 34, 0, 40, 41, 42, 43, 44};
+  Batch batch() const {
+    Batch b;
+    b.B = 2;
+    b.T = Te;
+    b.Td = Td;
+    b.input_ids = enc.data();
+    b.attention_mask = enc_mask.data();
+    b.decoder_input_ids = dec.data();
+    return b;
+  }
+  // The training forward's logits (2*Td, V).
+  std::vector<float> full_logits(Model& m) const {
+    Graph g;
+    const Tensor& l = m.forward(g, batch(), LossReduction::Mean).logits->value;
+    return std::vector<float>(l.f32(), l.f32() + l.numel());
+  }
+};
+
 struct NoGrad {
   Graph& g;
   explicit NoGrad(Graph& graph) : g(graph) { g.no_grad = true; }
@@ -166,21 +190,12 @@ TEST(left_padded_row_decodes_like_the_unpadded_row) {
 TEST(t5_cached_decoding_matches_the_training_forward) {
   for (const char* name : {"t5-gated", "t5-relu-tied"}) {
     std::unique_ptr<Model> m = load_fixture(name);
-    const int64_t V = m->config().vocab_size, Te = 7, Td = 6;
-    // Two inputs, the second right-padded (3 real tokens); decoder ids start with 0.
-    const std::vector<int32_t> enc = {10, 11, 12, 13, 14, 15, 1, 20, 21, 1, 0, 0, 0, 0};
-    const std::vector<int32_t> enc_mask = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
-    const std::vector<int32_t> dec = {0, 30, 31, 32, 33, 34, 0, 40, 41, 42, 43, 44};
-    Batch b;
-    b.B = 2;
-    b.T = Te;
-    b.Td = Td;
-    b.input_ids = enc.data();
-    b.attention_mask = enc_mask.data();
-    b.decoder_input_ids = dec.data();
-    Graph full;
-    ForwardResult r = m->forward(full, b, LossReduction::Mean);
-    const float* ref = r.logits->value.f32();  // (2*Td, V)
+    const int64_t V = m->config().vocab_size, Te = T5Inputs::Te, Td = T5Inputs::Td;
+    const T5Inputs in;
+    const std::vector<int32_t>& dec = in.dec;
+    const Batch b = in.batch();
+    const std::vector<float> full = in.full_logits(*m);
+    const float* ref = full.data();  // (2*Td, V)
 
     // Two beams per input: rows 0,1 -> input 0, rows 2,3 -> input 1 (same tokens per beam).
     KVCache cache;
@@ -216,20 +231,12 @@ TEST(t5_decoding_over_a_bf16_cache_tracks_the_training_forward) {
   for (const char* name : {"t5-gated", "t5-relu-tied"}) {
     std::unique_ptr<Model> m = load_fixture(name);
     m->set_compute_dtype(ComputeDType::BF16);
-    const int64_t V = m->config().vocab_size, Te = 7, Td = 6;
-    const std::vector<int32_t> enc = {10, 11, 12, 13, 14, 15, 1, 20, 21, 1, 0, 0, 0, 0};
-    const std::vector<int32_t> enc_mask = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0};
-    const std::vector<int32_t> dec = {0, 30, 31, 32, 33, 34, 0, 40, 41, 42, 43, 44};
-    Batch b;
-    b.B = 2;
-    b.T = Te;
-    b.Td = Td;
-    b.input_ids = enc.data();
-    b.attention_mask = enc_mask.data();
-    b.decoder_input_ids = dec.data();
-    Graph full;
-    ForwardResult r = m->forward(full, b, LossReduction::Mean);
-    const float* ref = r.logits->value.f32();  // (2*Td, V)
+    const int64_t V = m->config().vocab_size, Te = T5Inputs::Te, Td = T5Inputs::Td;
+    const T5Inputs in;
+    const std::vector<int32_t>& dec = in.dec;
+    const Batch b = in.batch();
+    const std::vector<float> full = in.full_logits(*m);
+    const float* ref = full.data();  // (2*Td, V)
     std::vector<float> logits[2], cross_f32;
     for (const DType dt : {DType::F32, DType::BF16}) {
       const int run = dt == DType::BF16;
