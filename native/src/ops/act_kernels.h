@@ -1,8 +1,7 @@
 // The exp/tanh/erf-heavy inner loops (gelu, silu, swiglu, geglu, softmax and cross-entropy rows)
-// and attention's row loops as a table of
-// plain-pointer kernels, compiled three times from act_kernels_impl.h: baseline (SSE2),
-// AVX2+FMA (act_kernels_avx2.cpp) and AVX-512 (act_kernels_avx512.cpp). act_kernels() picks
-// the table for s2s::active_isa(). Kernels are serial over [0, n); ops split work across threads.
+// and attention's row loops as a table of plain-pointer kernels, compiled three times from
+// act_kernels_impl.h: baseline (SSE2), AVX2+FMA (act_kernels_avx2.cpp) and AVX-512
+// (act_kernels_avx512.cpp). act_kernels() picks the table for s2s::active_isa(). Kernels are serial over [0, n); ops split work across threads.
 // Every backward kernel ACCUMULATES into its gradient pointers, or with overwrite = true writes
 // them (=) without reading them (fresh gradients); a null gradient pointer is skipped.
 #pragma once

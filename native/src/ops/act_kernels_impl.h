@@ -297,17 +297,13 @@ void k_attn_ds_from_p(float* P, const float* dP, int64_t ld, int64_t nq, int64_t
   }
 }
 
-// One cached row as f32: in place, or widened into buf (exactly: bf16 is f32's top half; f16
-// through F16C where the build has it, the same values as f16_to_f32 but for a signalling NaN's
-// quiet bit, which only feeds arithmetic here).
+// One cached f32 or f16 row as f32: in place, or widened into buf (through F16C where the build
+// has it: the same values as f16_to_f32 but for a signalling NaN's quiet bit, which only feeds
+// arithmetic here). bf16 rows are widened in registers by their readers instead (row_loader).
 inline const float* cache_row(const void* rows, int64_t at, int64_t D, DType dtype,
                               float* __restrict buf) {
   if (dtype == DType::F32) return static_cast<const float*>(rows) + at;
   const uint16_t* __restrict h = static_cast<const uint16_t*>(rows) + at;
-  if (dtype == DType::BF16) {
-    for (int64_t d = 0; d < D; ++d) buf[d] = bf16_to_f32(h[d]);
-    return buf;
-  }
   int64_t d = 0;
 #if defined(__F16C__) && defined(__AVX2__)
   for (; d + 8 <= D; d += 8) {
@@ -319,26 +315,30 @@ inline const float* cache_row(const void* rows, int64_t at, int64_t D, DType dty
   return buf;
 }
 
-// <a, b> over D floats in 8 interleaved lanes (vectorises; the same order on every ISA).
-inline float dot8(const float* __restrict a, const float* __restrict b, int64_t D) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t d = 0;
-  for (; d + 8 <= D; d += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * b[d + u];
+// Calls fn(load) with load(d) = element d of the cached row at `at` as f32: a bf16 row widened
+// in registers (exact, and cheaper than a store), any other through cache_row.
+template <typename Fn>
+inline void with_row(const void* rows, int64_t at, int64_t D, DType dtype, float* widened,
+                     Fn fn) {
+  if (dtype == DType::BF16) {
+    const uint16_t* __restrict h = static_cast<const uint16_t*>(rows) + at;
+    fn([h](int64_t d) { return bf16_to_f32(h[d]); });
+  } else {
+    const float* __restrict v = cache_row(rows, at, D, dtype, widened);
+    fn([v](int64_t d) { return v[d]; });
   }
-  for (; d < D; ++d) acc[d & 7] += a[d] * b[d];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// dot8 with b a bf16 row, widened in registers (the same products and order as dot8 on the
-// widened row: a bf16 widens exactly).
-inline float dot8_bf16(const float* __restrict a, const uint16_t* __restrict b, int64_t D) {
+// <a, b> over D floats in 8 interleaved lanes (vectorises; the same order on every ISA); b(d)
+// loads element d of the other row.
+template <typename Load>
+inline float dot8(const float* __restrict a, Load b, int64_t D) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t d = 0;
   for (; d + 8 <= D; d += 8) {
-    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * bf16_to_f32(b[d + u]);
+    for (int u = 0; u < 8; ++u) acc[u] += a[d + u] * b(d + u);
   }
-  for (; d < D; ++d) acc[d & 7] += a[d] * bf16_to_f32(b[d]);
+  for (; d < D; ++d) acc[d & 7] += a[d] * b(d);
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
@@ -348,18 +348,11 @@ void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t q_stride,
   const int64_t H = Hk * G;
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t hk = 0; hk < Hk; ++hk) {
-      const int64_t at = j * pos_stride + hk * D;
-      if (dtype == DType::BF16) {  // widened in registers, per head: cheaper than a store
-        const uint16_t* k = static_cast<const uint16_t*>(rows) + at;
+      with_row(rows, j * pos_stride + hk * D, D, dtype, widened, [&](auto key) {
         for (int64_t i = 0; i < nq; ++i)
           for (int64_t h = hk * G; h < (hk + 1) * G; ++h)
-            s[(i * H + h) * ld + j] = scale * dot8_bf16(q + i * q_stride + h * D, k, D);
-        continue;
-      }
-      const float* k = cache_row(rows, at, D, dtype, widened);
-      for (int64_t i = 0; i < nq; ++i)
-        for (int64_t h = hk * G; h < (hk + 1) * G; ++h)
-          s[(i * H + h) * ld + j] = scale * dot8(q + i * q_stride + h * D, k, D);
+            s[(i * H + h) * ld + j] = scale * dot8(q + i * q_stride + h * D, key, D);
+      });
     }
   }
 }
@@ -371,24 +364,14 @@ void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t nq,
   for (int64_t i = 0; i < nq * H * D; ++i) o[i] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t hk = 0; hk < Hk; ++hk) {
-      const int64_t at = j * pos_stride + hk * D;
-      if (dtype == DType::BF16) {
-        const uint16_t* __restrict v = static_cast<const uint16_t*>(rows) + at;
+      with_row(rows, j * pos_stride + hk * D, D, dtype, widened, [&](auto value) {
         for (int64_t i = 0; i < nq; ++i)
           for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
             const float pj = p[(i * H + h) * ld + j];
             float* __restrict oh = o + (i * H + h) * D;
-            for (int64_t d = 0; d < D; ++d) oh[d] += pj * bf16_to_f32(v[d]);
+            for (int64_t d = 0; d < D; ++d) oh[d] += pj * value(d);
           }
-        continue;
-      }
-      const float* __restrict v = cache_row(rows, at, D, dtype, widened);
-      for (int64_t i = 0; i < nq; ++i)
-        for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
-          const float pj = p[(i * H + h) * ld + j];
-          float* __restrict oh = o + (i * H + h) * D;
-          for (int64_t d = 0; d < D; ++d) oh[d] += pj * v[d];
-        }
+      });
     }
   }
 }
