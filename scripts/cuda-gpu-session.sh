@@ -55,6 +55,12 @@ if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
     > "$OUT/bench_cuda_train_model.json" 2> "$OUT/bench_cuda_train_model.log" || status=1
   tail -n 4 "$OUT/bench_cuda_train_model.log"; cat "$OUT/bench_cuda_train_model.json"
+  # The same with the logits' rows unpadded (50,257 elements, as torch eager lays them out): what
+  # the 16-byte aligned rows of the head's GEMMs gain (Backend::aligned_row_stride).
+  ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" --model \
+    --unpadded-logits > "$OUT/bench_cuda_train_model_unpadded.json" \
+    2> "$OUT/bench_cuda_train_model_unpadded.log" || status=1
+  cat "$OUT/bench_cuda_train_model_unpadded.json"
   # The chunked loss (train.chunked_loss): what chunking the head costs (its gradients made in
   # the forward, the seed known), what the logits' memory was (arena_peak_bytes against the run
   # above).

@@ -98,6 +98,13 @@ def main(folder):
             # The same host work back to back, no kernels disturbing the host's caches.
             lines.append(f"  a dry run alone (--dry-runs): {small['dry_run_loop_ms']:.3f} ms")
             s["train_smollm_small"]["dry_run_loop_ms"] = small["dry_run_loop_ms"]
+    unpadded = first(records(folder, "bench_cuda_train_model_unpadded.json"))
+    if unpadded and model:
+        # The head's logits with rows of exactly V elements against rows padded to 64.
+        s["padded_logits"] = {"over_unpadded": ratio(tok(model), tok(unpadded))}
+        lines.append(f"Logits rows padded (model path, bf16): {model['tokens_per_s']:.0f} tokens/s "
+                     f"= {s['padded_logits']['over_unpadded']:.3f} x unpadded "
+                     f"({unpadded['tokens_per_s']:.0f})")
     chunked = first(records(folder, "bench_cuda_train_model_chunked.json"))
     if chunked and model:
         s["chunked_loss"] = {

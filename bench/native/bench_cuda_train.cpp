@@ -8,8 +8,8 @@
 //
 //   bench_cuda_train [--batch 16] [--seq 1024] [--layers 12] [--channels 768] [--heads 12]
 //                    [--vocab 50257] [--warmup 3] [--steps 10] [--peak-tflops 989] [--tf32]
-//                    [--profile] [--trace] [--model [--fp16] [--chunked-loss] [--lora R]
-//                    [--no-replay] [--dry-runs N]]
+//                    [--profile] [--trace] [--unpadded-logits]
+//                    [--model [--fp16] [--chunked-loss] [--lora R] [--no-replay] [--dry-runs N]]
 //                    [--attention-fp32] [--work-detail]
 //                    [--model --arch llama [--kv-heads K] [--intermediate F]]
 //
@@ -19,7 +19,13 @@
 // --fp16 (with --model): fp16 compute instead of bf16, with the dynamic loss scaler (the
 // trainer's float16); skipped steps are counted in "skipped_steps" and still timed.
 // --chunked-loss (with --model): the LM head and the loss a chunk of rows at a time
-// (Model::set_chunked_loss): no (N,V) logits or gradient, one more forward GEMM of the head.
+// (Model::set_chunked_loss): no (N,V) logits or gradient (chunks of at least 4096 rows).
+// --unpadded-logits: the logits and their gradient with rows of exactly V elements, as torch
+// eager lays them out, instead of rows padded to a multiple of 64 (Backend::aligned_row_stride,
+// which the model path uses where the caller reads the loss only, Graph::loss_only): at GPT-2's
+// 50,257 columns the unpadded rows are 4-byte (f32) and 2-byte (bf16) aligned, and cuBLASLt's
+// fast kernels want 16. The ratio of the two runs is what the padding gains (the head's three
+// GEMMs are about a third of GPT-2 124M's flops).
 // --lora R (with --model): LoRA fine-tuning instead, as PEFT's defaults for GPT-2 run it (rank R,
 // alpha 2R, dropout 0.05, c_attn targeted, B zero at the start, everything else frozen): the base
 // weights' bf16 copies multiply forward and for the input gradients only, and AdamW updates the
@@ -113,6 +119,7 @@ struct Args {
   bool model = false;  // time the model path instead of the hand-composed step
   bool fp16 = false;   // --model only: fp16 compute with loss scaling
   bool chunked_loss = false;  // --model only: Model::set_chunked_loss
+  bool unpadded_logits = false;  // logits rows of exactly V elements (no Graph::loss_only)
   bool no_replay = false;     // --model only: no PassReplay
   int dry_runs = 0;           // --model only: dry runs timed back to back after the steps
   int64_t lora_rank = 0;      // --model only: LoRA of this rank on c_attn instead of full training
@@ -143,6 +150,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--model") a.model = true;
     else if (k == "--fp16") a.fp16 = true;
     else if (k == "--chunked-loss") a.chunked_loss = true;
+    else if (k == "--unpadded-logits") a.unpadded_logits = true;
     else if (k == "--no-replay") a.no_replay = true;
     else if (k == "--dry-runs") a.dry_runs = std::atoi(next());
     else if (k == "--lora") a.lora_rank = std::atoll(next());
@@ -360,6 +368,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
     g.dropout_seed = dropout_seed;   // a fresh dropout mask each step (LoRA's)
     g.known_dloss = scaler.scale();  // as the trainer: the seed known before the forward
     g.loss_on_device = true;         // and the loss read after the backward
+    g.loss_only = !a.unpadded_logits;  // the logits' rows padded for the GEMMs (as the trainer)
     ForwardResult r = model->forward(g, batch, LossReduction::Mean);
     g.backward(r.loss, scaler.scale());
     return r;
@@ -440,7 +449,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"seq\":%lld,\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
               "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
-              "\"last_loss\":%.5f,\"chunked_loss\":%s,\"lora_rank\":%lld,"
+              "\"last_loss\":%.5f,\"chunked_loss\":%s,\"padded_logits\":%s,\"lora_rank\":%lld,"
               "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu,"
               "\"replayed_steps\":%lld,\"dry_run_ms\":%.3f%s%s%s}\n",
               a.llama ? "llama" : "gpt2", st.devices[0].name.c_str(), (long long)B, (long long)T,
@@ -448,7 +457,8 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               (long long)model->params().count_elements(false),
               step_s * 1e3, tokens_s, mfu, a.peak_tflops, a.tf32 ? "true" : "false",
               a.fp16 ? "float16" : "bfloat16", (long long)scaler.skipped_steps(), losses.front(),
-              losses.back(), a.chunked_loss ? "true" : "false", (long long)a.lora_rank,
+              losses.back(), a.chunked_loss ? "true" : "false",
+              a.unpadded_logits ? "false" : "true", (long long)a.lora_rank,
               (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
               (long long)replayed_steps, dry_run_s * 1e3 / double(times.size()), dry_loop_json,
@@ -487,11 +497,13 @@ int main(int argc, char** argv) {
       y.res2 = buf(N * C);
       x.layers.push_back(std::move(y));
     }
-    x.lnf = buf(N * C); x.lnf_mean = buf(N); x.lnf_rstd = buf(N); x.logits = buf(N * V);
+    // The logits' rows, padded as the model path pads them (Backend::aligned_row_stride).
+    const int64_t ldv = a.unpadded_logits ? V : (V + 63) / 64 * 64;
+    x.lnf = buf(N * C); x.lnf_mean = buf(N); x.lnf_rstd = buf(N); x.logits = buf(N * ldv);
     x.lse_loss = buf(N); x.ids = buf(N); x.labels = buf(N);
     x.dres = buf(N * C); x.dx = buf(N * C); x.dqkv = buf(N * 3 * C); x.dq = buf(N * C);
     x.dk = buf(N * C); x.dv = buf(N * C); x.datt = buf(N * C); x.dfc = buf(N * 4 * C);
-    x.dgelu = buf(N * 4 * C); x.dln = buf(N * C); x.dlogits = buf(N * V);
+    x.dgelu = buf(N * 4 * C); x.dln = buf(N * C); x.dlogits = buf(N * ldv);
 
     // One fixed random batch; labels are the next token (the last one ignored).
     const std::vector<int32_t> ids = random_token_ids(N, V, 42);
@@ -503,6 +515,11 @@ int main(int argc, char** argv) {
 
     auto t2 = [&](const cuda::DeviceBuffer& b, int64_t r, int64_t c) {
       return Tensor::contiguous(b.data(), DType::F32, {r, c});
+    };
+    auto tv = [&](const cuda::DeviceBuffer& b) {  // (N, V) logits or their gradient, rows ldv apart
+      Tensor t = Tensor::contiguous(b.data(), DType::F32, {N, V});
+      t.strides[0] = ldv;
+      return t;
     };
     auto t4 = [&](const cuda::DeviceBuffer& b) { return Tensor::contiguous(b.data(), DType::F32, {B, T, H, D}); };
     auto t1 = [&](const cuda::DeviceBuffer& b, int64_t n) { return Tensor::contiguous(b.data(), DType::F32, {n}); };
@@ -555,14 +572,14 @@ int main(int argc, char** argv) {
       }
       timed("layernorm", [&] { cuda::layernorm_forward(ctx, t2(x.lnf, N, C), t1(x.lnf_mean, N), t1(x.lnf_rstd, N), t2(*resid, N, C),
                               P(model.lnf_w).W(), P(model.lnf_b).W(), 1e-5f); });
-      timed("linear", [&] { cuda::linear_forward(ctx, t2(x.logits, N, V), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{}); });
+      timed("linear", [&] { cuda::linear_forward(ctx, tv(x.logits), t2(x.lnf, N, C), P(model.wte).W16(), Tensor{}); });
       // The loss and, its seed (1) known, the logits' gradient with it (one read of the logits).
       CrossEntropyResult loss{};
-      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), t2(x.logits, N, V), d_labels, N,
-                                                             {}, t2(x.dlogits, N, V), 1.0f); });
+      timed("loss", [&] { loss = cuda::cross_entropy_forward(ctx, t1(x.lse_loss, N), tv(x.logits), d_labels, N,
+                                                             {}, tv(x.dlogits), 1.0f); });
 
       // ---- backward (gradients accumulate into the zeroed param grads) ----
-      timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, t2(x.dlogits, N, V),
+      timed("linear", [&] { cuda::linear_backward(ctx, t2(x.dln, N, C), P(model.wte).G(), Tensor{}, tv(x.dlogits),
                             t2(x.lnf, N, C), P(model.wte).W16(), WeightLayout::OutIn, /*overwrite_dinp=*/true); });
       // Fresh gradients are overwritten (no zero-fill pass), as the model path's do.
       timed("layernorm", [&] { cuda::layernorm_backward(ctx, t2(x.dres, N, C), P(model.lnf_w).G(), P(model.lnf_b).G(), t2(x.dln, N, C),
@@ -656,12 +673,14 @@ int main(int argc, char** argv) {
     std::printf("{\"bench\":\"cuda_train\",\"path\":\"ops\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
                 "\"layers\":%lld,\"channels\":%lld,\"vocab\":%lld,\"parameters\":%lld,"
                 "\"step_ms\":%.3f,\"tokens_per_s\":%.1f,\"mfu\":%.4f,\"peak_tflops\":%.1f,"
-                "\"tf32\":%s,\"attention\":\"%s\",\"first_loss\":%.5f,\"last_loss\":%.5f,"
+                "\"tf32\":%s,\"attention\":\"%s\",\"padded_logits\":%s,"
+                "\"first_loss\":%.5f,\"last_loss\":%.5f,"
                 "\"arena_peak_bytes\":%zu%s%s%s}\n",
                 st.devices[0].name.c_str(), (long long)B, (long long)T, (long long)a.L,
                 (long long)C, (long long)V, (long long)model.count(false), step_s * 1e3, tokens_s,
                 mfu, a.peak_tflops, a.tf32 ? "true" : "false",
-                a.attention_fp32 ? "float32" : "bfloat16", losses.front(), losses.back(),
+                a.attention_fp32 ? "float32" : "bfloat16", a.unpadded_logits ? "false" : "true",
+                losses.front(), losses.back(),
                 ctx.arena().peak_bytes_in_use(), profile_json(profile, times.size()).c_str(),
                 trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
     return 0;

@@ -19,11 +19,13 @@ inline std::string queued_work_json(const s2s::simt::QueuedWork& before,
   auto per_step = [steps](int64_t a, int64_t b) { return double(a - b) / steps; };
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                ",\"work_per_step\":{\"launches\":%.1f,\"gemms\":%.1f,\"uploads\":%.1f,"
+                ",\"work_per_step\":{\"launches\":%.1f,\"gemms\":%.1f,"
+                "\"unaligned_gemms\":%.1f,\"uploads\":%.1f,"
                 "\"pageable_uploads\":%.1f,\"downloads\":%.1f,\"device_copies\":%.1f,\"device_copy_bytes\":%.0f,"
                 "\"fills\":%.1f,\"fill_bytes\":%.0f,\"graph_launches\":%.1f",
                 per_step(after.launches, before.launches),
                 per_step(after.matmuls, before.matmuls),
+                per_step(after.unaligned_matmuls, before.unaligned_matmuls),
                 per_step(after.uploads, before.uploads),
                 per_step(after.pageable_uploads, before.pageable_uploads),
                 per_step(after.downloads, before.downloads),

@@ -209,6 +209,7 @@ QueuedBatch queue_batch(LoadedModel& lm, const BatchCopy& batch, bool training,
     // The loss is read after the backward is queued: a GPU then runs the pass without a wait in
     // the middle (Graph::loss_on_device), and the pass can be recorded.
     g.loss_on_device = true;
+    g.loss_only = true;  // a GPU pads the logits' rows for its GEMMs (Graph::loss_only)
     r = lm.model->forward(g, batch.view(), s2s::LossReduction::Sum);
     if (r.count > 0) {
       S2S_REQUIRE(step_tokens > 0 || r.count == static_cast<int64_t>(tokens),
@@ -517,6 +518,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           [lm, batch = std::move(batch), reduction, want_logits, out] {
             lm->graph.reset();
             lm->graph.training = false;
+            lm->graph.loss_only = !want_logits;
             std::optional<PlainLoss> plain;
             if (want_logits) plain.emplace(*lm->model);
             s2s::ForwardResult r = lm->model->forward(lm->graph, batch.view(), reduction);

@@ -66,6 +66,9 @@ class CheckedHostBackend final : public s2s::Backend {
   bool is_host() const override { return false; }
   // As the CUDA ops: f32 gradients only (cross_entropy_backward, linear_backward check it below).
   bool supports_bf16_gradients() const override { return false; }
+  // As the CUDA backend: the chunked loss's logits rows padded to a multiple of 64 elements, so
+  // the CPU ops run on padded rows here and must give the CPU backend's bits.
+  int64_t aligned_row_stride(int64_t cols) const override { return (cols + 63) / 64 * 64; }
 
   int64_t ops_run() const { return ops_run_; }
   bool contains(const void* p) const {

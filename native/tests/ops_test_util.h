@@ -2,6 +2,7 @@
 // sum(out * g) loss used for gradient checks, bit comparison, and guards that set and restore
 // the thread count and the instruction-set path.
 #pragma once
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <initializer_list>
@@ -55,6 +56,43 @@ inline std::vector<float> scaled(const std::vector<float>& v, float s) {
   std::vector<float> o(v);
   for (auto& x : o) x *= s;
   return o;
+}
+
+// Rows of `cols` elements laid `ld` apart (an op's padded-row view, opu::row_stride), the pads
+// holding `pad`; and back.
+template <typename T>
+std::vector<T> padded_rows(const std::vector<T>& v, int64_t rows, int64_t cols, int64_t ld,
+                           T pad) {
+  std::vector<T> out(static_cast<size_t>(rows * ld), pad);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(v.begin() + r * cols, v.begin() + (r + 1) * cols, out.begin() + r * ld);
+  }
+  return out;
+}
+template <typename T>
+std::vector<T> unpadded_rows(const std::vector<T>& v, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<T> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(v.begin() + r * ld, v.begin() + r * ld + cols, out.begin() + r * cols);
+  }
+  return out;
+}
+// Whether every pad (columns cols..ld of each row) still holds exactly `pad`'s bits.
+template <typename T>
+bool pads_untouched(const std::vector<T>& v, int64_t rows, int64_t cols, int64_t ld, T pad) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = cols; c < ld; ++c) {
+      if (std::memcmp(&v[size_t(r * ld + c)], &pad, sizeof(T)) != 0) return false;
+    }
+  }
+  return true;
+}
+// A (rows, cols) view of `data` whose rows are ld elements apart.
+inline s2s::Tensor padded_view(void* data, s2s::DType dt, int64_t rows, int64_t cols,
+                               int64_t ld) {
+  s2s::Tensor t = s2s::Tensor::contiguous(data, dt, {rows, cols});
+  t.strides[0] = ld;
+  return t;
 }
 
 struct Threads {

@@ -269,6 +269,45 @@ TEST(chunked_loss_on_the_checked_backend_matches_the_cpu) {
   }
 }
 
+// Graph::loss_only: where the backend pads the logits' rows for its GEMMs (the checked backend
+// does, as the CUDA backend does), the head and the loss run as one chunk of padded rows and
+// return no logits, with the CPU's plain bits, whether the seed is known ahead or not; on the
+// CPU, whose rows are not padded, it changes nothing (the plain path, its logits).
+TEST(loss_only_pads_the_logits_rows_with_the_plain_bits) {
+  set_num_threads(2);
+  for (const Family& f : families()) {
+    s2s_test::FixtureBatch fx(fixture_dir(f.name));
+    for (ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16, ComputeDType::F16}) {
+      for (Method method : {Method::Full, Method::Lora}) {
+        Setup s;
+        s.compute = compute;
+        s.method = method;
+        auto want = build(f, s);
+        s.loss_only = true;
+        auto on_cpu = build(f, s);
+        s.backend = checked();
+        auto got = build(f, s);
+        s.backend = checked();
+        auto ahead = build(f, s);
+        for (Run* r : {want.get(), on_cpu.get(), got.get(), ahead.get()}) {
+          const bool known = r == ahead.get();
+          const ForwardResult out = micro_batch(*r, fx.batch, 7, 1.0f, known);
+          micro_batch(*r, fx.batch, 8, 0.25f, known);
+          const bool padded = r == got.get() || r == ahead.get();
+          CHECK_MSG((out.logits == nullptr) == padded,
+                    f.name + ": logits " + (padded ? "returned" : "missing"));
+        }
+        const std::string what = f.name + (method == Method::Lora ? " LoRA " : " full ") +
+                                 compute_dtype_name(compute) + " loss only";
+        CHECK_MSG(identical(*on_cpu, *want), what + " on the CPU: not the plain path's bits");
+        CHECK_MSG(identical(*got, *want), what + ", padded rows: not the CPU's bits");
+        CHECK_MSG(identical(*ahead, *want), what + ", padded rows, the seed known: not the "
+                                                   "CPU's bits");
+      }
+    }
+  }
+}
+
 TEST(chunked_loss_keeps_less_memory) {
   set_num_threads(2);
   for (const Family& f : families()) {

@@ -160,6 +160,29 @@ struct HeadDim32Batch {
   }
 };
 
+// One of kHeadDim32Configs on the GPU in `compute`, every param trainable, init_weights(seed),
+// with its graph and the loss scaler its fp16 steps take.
+struct HeadDim32Run {
+  std::unique_ptr<Model> model;
+  DynamicLossScaler scaler;
+  Graph graph;
+  HeadDim32Run(const char* config, ComputeDType compute, uint64_t seed)
+      : model(create_model(parse_model_config(config, "test config"))),
+        scaler(scaler_options(compute)) {
+    for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
+    init_weights(*model, seed);
+    model->set_compute_dtype(compute);
+    const std::shared_ptr<Backend> backend = gpu();
+    model->to_backend(backend);
+    graph.set_backend(backend);
+  }
+  static LossScalerOptions scaler_options(ComputeDType compute) {
+    LossScalerOptions so;
+    so.enabled = compute == ComputeDType::F16;
+    return so;
+  }
+};
+
 // check(name, setup, tag) for every parity fixture in fp32 and in bf16 compute (setup.compute).
 template <typename Check>
 void for_each_fixture_fp32_bf16(Check check) {
@@ -561,17 +584,10 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
       std::vector<std::vector<uint8_t>> weights[2];
       std::vector<double> steps[2];
       for (int half = 0; half < 2; ++half) {
-        std::unique_ptr<Model> model = create_model(parse_model_config(config, "test config"));
-        for (Param* p : model->params().all()) model->params().set_trainable(*p, true);
-        init_weights(*model, 5);
-        model->set_compute_dtype(compute);
-        const std::shared_ptr<Backend> backend = gpu();
-        model->to_backend(backend);
-        LossScalerOptions so;
-        so.enabled = compute == ComputeDType::F16;
-        DynamicLossScaler scaler(so);
-        Graph g;
-        g.set_backend(backend);
+        HeadDim32Run run(config, compute, 5);
+        Model* model = run.model.get();
+        DynamicLossScaler& scaler = run.scaler;
+        Graph& g = run.graph;
         g.half_activations = half == 1;
         g.training = true;
         OptimizerConfig oc;
@@ -592,6 +608,71 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
       }
       CHECK_MSG(steps[0] == steps[1], tag + ": 16-bit attention inputs changed a loss or norm");
       CHECK_MSG(weights[0] == weights[1], tag + ": 16-bit attention inputs changed the weights");
+    }
+  }
+}
+
+// Graph::loss_only (as the trainer's micro-steps set it) on the GPU: the head and the loss run as
+// one chunk whose logits and gradient have rows padded to 64 elements (Backend::
+// aligned_row_stride), so at these models' 97-token vocabulary no GEMM of a training step has
+// rows that are not 16-byte aligned, where the plain path's (N, 97) logits have 388-byte rows in
+// f32 and 194-byte ones in bf16 (the simulator counts them). Three steps in fp32, bf16 and fp16
+// give the plain path's losses, norms and weights: bit for bit in the simulator, whose GEMMs do
+// not depend on the row stride; within rounding on a GPU, where cuBLASLt may take another
+// algorithm for another stride.
+CUDA_TEST(cuda_model_loss_only_pads_the_logits_rows) {
+  const HeadDim32Batch data(41, 3);
+  for (const auto& [name, config] : kHeadDim32Configs) {
+    for (const ComputeDType compute :
+         {ComputeDType::F32, ComputeDType::BF16, ComputeDType::F16}) {
+      const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
+      std::vector<std::vector<uint8_t>> weights[2];
+      std::vector<double> steps[2];
+      [[maybe_unused]] int64_t unaligned[2] = {0, 0};  // counted by the simulator
+      for (int padded = 0; padded < 2; ++padded) {
+        HeadDim32Run run(config, compute, 9);
+        Model* model = run.model.get();
+        DynamicLossScaler& scaler = run.scaler;
+        Graph& g = run.graph;
+        g.training = true;
+        OptimizerConfig oc;
+        oc.max_grad_norm = 1.0;
+#if S2S_SIMT_SIM
+        s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+        for (int step = 1; step <= 3; ++step) {
+          g.reset();
+          g.dropout_seed = uint64_t(step);
+          g.loss_only = padded == 1;
+          if (step > 1) g.known_dloss = scaler.scale();  // the gradients made in the forward too
+          ForwardResult r = model->forward(g, data.batch, LossReduction::Mean);
+          CHECK_MSG((r.logits == nullptr) == (padded == 1), tag + ": logits on the wrong path");
+          steps[padded].push_back(g.read_scalar(r.loss->value));
+          g.backward(r.loss, scaler.scale());
+          const OptimizerStepStats st = optimizer_step(model->params(), oc, step, 1e-3, 1.0f,
+                                                       &scaler);
+          steps[padded].push_back(st.grad_norm);
+        }
+#if S2S_SIMT_SIM
+        unaligned[padded] = s2s::simt::queued_work().unaligned_matmuls;
+#endif
+        for (Param* p : model->params().all()) {
+          weights[padded].push_back(s2s_test::parity::bytes_of(model->backend(), p->value));
+        }
+      }
+#if S2S_SIMT_SIM
+      CHECK_MSG(unaligned[0] > 0, tag + ": the plain path's logits rows were aligned already");
+      CHECK_MSG(unaligned[1] == 0, tag + ": " + std::to_string(unaligned[1]) +
+                                       " GEMMs on unaligned rows with the rows padded");
+      CHECK_MSG(steps[0] == steps[1], tag + ": padded rows changed a loss or norm");
+      CHECK_MSG(weights[0] == weights[1], tag + ": padded rows changed the weights");
+#else
+      const double limit = compute == ComputeDType::F32 ? 1e-5 : 1e-3;
+      for (size_t i = 0; i < steps[0].size() && i < steps[1].size(); ++i) {
+        CHECK_ERR(std::fabs(steps[1][i] - steps[0][i]) / std::fmax(1.0, std::fabs(steps[0][i])),
+                  limit, tag + ": loss or norm " + std::to_string(i));
+      }
+#endif
     }
   }
 }

@@ -616,6 +616,146 @@ Dev weight_in(const std::vector<float>& w, DType wt, int64_t w0, int64_t w1) {
   return Dev(w16, wt, {w0, w1});
 }
 
+// `count` elements of a device buffer (a padded-row view's whole storage).
+template <typename T>
+std::vector<T> stored(const Dev& d, int64_t count) {
+  std::vector<T> out(static_cast<size_t>(count));
+  cuda::download(ctx(), out.data(), d.buf.data(), out.size() * sizeof(T));
+  return out;
+}
+// A padded-row (rows, cols) view of a device buffer (opu::row_stride).
+Tensor padded(const Dev& d, DType dt, int64_t rows, int64_t cols, int64_t ld) {
+  return opt::padded_view(d.buf.data(), dt, rows, cols, ld);
+}
+
+// linear's out (forward) and dout (backward) and cross_entropy's logits and dlogits with padded
+// rows (nn::linear_cross_entropy's chunks, Backend::aligned_row_stride: 97 columns laid 128
+// apart, as GPT-2's 50,257 are laid 50,304 apart): the kernels give the contiguous calls' bits
+// and neither read nor write the pads (NaN there would show); the GEMMs give them in the
+// simulator and agree within rounding on a GPU (cuBLASLt may take another algorithm for another
+// stride). The backward's rounded copy of an f32 dout (under a 16-bit weight) is laid out with
+// the padded rows too.
+CUDA_TEST(cuda_linear_and_cross_entropy_take_padded_rows) {
+  const int64_t N = 37, IC = 48, OC = 97, ld = 128;
+  const float nan = NAN;
+  auto same = [](const std::vector<float>& got, const std::vector<float>& want,
+                 const std::string& what) {
+#if S2S_SIMT_SIM
+    CHECK_MSG(opt::bit_equal(got, want), what + ": not the contiguous call's bits");
+#else
+    expect_close(got, want, 1e-5, what.c_str());
+#endif
+  };
+  std::vector<float> x = random_vector(N * IC, 81), w = random_vector(OC * IC, 82, -0.3f, 0.3f);
+  std::vector<float> bias = random_vector(OC, 83), dy = random_vector(N * OC, 84);
+  Dev gx(x, {N, IC}), gb(bias, {OC}), gdy(dy, {N, OC});
+  Dev gdyp(opt::padded_rows(dy, N, OC, ld, nan), {N * ld});
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    const int64_t w0 = layout == WeightLayout::OutIn ? OC : IC;
+    const int64_t w1 = layout == WeightLayout::OutIn ? IC : OC;
+    for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+      const std::string tag = std::string(dtype_name(wt)) +
+                              (layout == WeightLayout::OutIn ? " OutIn" : " InOut");
+      const Dev gw = weight_in(w, wt, w0, w1);
+      Dev gy(std::vector<float>(N * OC), {N, OC});
+      Dev gyp(std::vector<float>(N * ld, nan), {N * ld});
+      cuda::linear_forward(ctx(), gy.t, gx.t, gw.t, gb.t, layout);
+      cuda::linear_forward(ctx(), padded(gyp, DType::F32, N, OC, ld), gx.t, gw.t, gb.t, layout);
+      const std::vector<float> yp = stored<float>(gyp, N * ld);
+      same(opt::unpadded_rows(yp, N, OC, ld), host_of(gy), "linear out " + tag);
+      CHECK_MSG(opt::pads_untouched(yp, N, OC, ld, nan), "linear out " + tag + ": pads written");
+      // f32 dout with dbias (its column-sum pass writes the GEMMs' copy), without (a plain
+      // pass does), and bf16 dout (read as it is).
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool half_dout = variant == 2, with_bias = variant == 0;
+        if (half_dout && wt != DType::BF16) continue;
+        std::vector<uint16_t> dyh(dy.size());
+        for (size_t i = 0; i < dy.size(); ++i) dyh[i] = f32_to_bf16(dy[i]);
+        Dev gdyh(dyh, DType::BF16, {N, OC});
+        Dev gdyhp(opt::padded_rows(dyh, N, OC, ld, uint16_t(0x7FC1)), DType::BF16, {N * ld});
+        std::vector<float> got[2][3];
+        for (int p = 0; p < 2; ++p) {
+          Dev gdx(std::vector<float>(N * IC, nan), {N, IC});
+          Dev gdw(std::vector<float>(OC * IC, 0.25f), {w0, w1});
+          Dev gdb(std::vector<float>(OC, 0.5f), {OC});
+          const Tensor dout = half_dout ? (p ? padded(gdyhp, DType::BF16, N, OC, ld) : gdyh.t)
+                                        : (p ? padded(gdyp, DType::F32, N, OC, ld) : gdy.t);
+          cuda::linear_backward(ctx(), gdx.t, gdw.t, with_bias ? gdb.t : Tensor{}, dout, gx.t,
+                                gw.t, layout, /*overwrite_dinp=*/true);
+          got[p][0] = host_of(gdx);
+          got[p][1] = host_of(gdw);
+          got[p][2] = host_of(gdb);
+        }
+        const std::string m = "linear backward " + tag +
+                              (half_dout ? " bf16 dout" : with_bias ? " with dbias" : "");
+        same(got[1][0], got[0][0], m + " dinp");
+        same(got[1][1], got[0][1], m + " dweight");
+        CHECK_MSG(opt::bit_equal(got[1][2], got[0][2]), m + " dbias: not the same bits");
+      }
+    }
+  }
+  // cross_entropy: the rows with and without their gradient, the forward, the backward (f32
+  // overwritten and accumulated, bf16), on padded logits into padded dlogits.
+  const std::vector<float> logits = random_vector(N * OC, 85, -8, 8);
+  std::vector<int32_t> labels(N);
+  for (int64_t i = 0; i < N; ++i) labels[i] = int32_t((i * 29 + 3) % OC);
+  labels[4] = -100;
+  Dev glab(labels, DType::F32, {N}), gl(logits, {N, OC});
+  Dev glp(opt::padded_rows(logits, N, OC, ld, nan), {N * ld});
+  const Tensor lp = padded(glp, DType::F32, N, OC, ld);
+  const int32_t* labs = glab.ptr<int32_t>();
+  CrossEntropyOptions o;
+  Dev lse(std::vector<float>(N), {N}), lse_p(std::vector<float>(N), {N});
+  Dev pick(std::vector<float>(N), {N}), pick_p(std::vector<float>(N), {N});
+  cuda::cross_entropy_rows(ctx(), lse.t, pick.t, gl.t, labs, N, o.ignore_index);
+  cuda::cross_entropy_rows(ctx(), lse_p.t, pick_p.t, lp, labs, N, o.ignore_index);
+  CHECK_MSG(opt::bit_equal(host_of(lse_p), host_of(lse)) &&
+                opt::bit_equal(host_of(pick_p), host_of(pick)),
+            "cross_entropy rows on padded logits");
+  const CrossEntropyResult a = cuda::cross_entropy_forward(ctx(), lse.t, gl.t, labs, N, o);
+  const CrossEntropyResult b = cuda::cross_entropy_forward(ctx(), lse_p.t, lp, labs, N, o);
+  CHECK_MSG(a.loss == b.loss && a.count == b.count, "cross_entropy forward on padded logits");
+  for (int mode = 0; mode < 4; ++mode) {  // overwrite, accumulate, bf16, bf16 with the rows
+    const bool bf16 = mode >= 2, overwrite = mode != 1;
+    const std::string m = std::string("cross_entropy dlogits ") +
+                          (mode == 0 ? "f32" : mode == 1 ? "f32 accumulated" :
+                           mode == 2 ? "bf16" : "bf16 with the rows");
+    const DType dt = bf16 ? DType::BF16 : DType::F32;
+    auto grad_buffers = [&](bool pad) {
+      return bf16 ? Dev(std::vector<uint16_t>(size_t(N * (pad ? ld : OC)), 0x7FC1), dt,
+                        {N * (pad ? ld : OC)})
+                  : Dev(std::vector<float>(N * (pad ? ld : OC), pad ? nan : 0.5f),
+                        {N * (pad ? ld : OC)});
+    };
+    Dev g = grad_buffers(false), gp = grad_buffers(true);
+    if (!bf16) {  // the accumulated gradient's start, 0.5 in the padded rows too
+      cuda::upload(ctx(), gp.buf.data(), opt::padded_rows(std::vector<float>(N * OC, 0.5f), N,
+                                                          OC, ld, nan).data(),
+                   size_t(N * ld) * sizeof(float));
+    }
+    const Tensor dl = Tensor::contiguous(g.buf.data(), dt, {N, OC});
+    const Tensor dlp = padded(gp, dt, N, OC, ld);
+    if (mode == 3) {
+      const cuda::CrossEntropyGradient ga{dl, 0.6f, LossReduction::Sum};
+      const cuda::CrossEntropyGradient gpa{dlp, 0.6f, LossReduction::Sum};
+      cuda::cross_entropy_rows(ctx(), lse.t, pick.t, gl.t, labs, N, o.ignore_index, &ga);
+      cuda::cross_entropy_rows(ctx(), lse_p.t, pick_p.t, lp, labs, N, o.ignore_index, &gpa);
+    } else {
+      cuda::cross_entropy_backward(ctx(), dl, gl.t, lse.t, labs, N, 0.6f, o, overwrite);
+      cuda::cross_entropy_backward(ctx(), dlp, lp, lse_p.t, labs, N, 0.6f, o, overwrite);
+    }
+    if (bf16) {
+      const std::vector<uint16_t> hp = stored<uint16_t>(gp, N * ld);
+      CHECK_MSG(opt::unpadded_rows(hp, N, OC, ld) == stored<uint16_t>(g, N * OC), m);
+      CHECK_MSG(opt::pads_untouched(hp, N, OC, ld, uint16_t(0x7FC1)), m + ": pads written");
+    } else {
+      const std::vector<float> hp = stored<float>(gp, N * ld);
+      CHECK_MSG(opt::bit_equal(opt::unpadded_rows(hp, N, OC, ld), stored<float>(g, N * OC)), m);
+      CHECK_MSG(opt::pads_untouched(hp, N, OC, ld, nan), m + ": pads written");
+    }
+  }
+}
+
 // linear_gelu_backward (nn::linear_gelu's fused backward) gives the bits of gelu_backward into
 // an f32 buffer followed by linear_backward: every weight dtype and layout, both GELUs, each
 // gradient wanted or not (the pre-activation's own, LoRA's input, too), accumulated onto

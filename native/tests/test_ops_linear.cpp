@@ -5,6 +5,7 @@
 // accumulation, null gradients, determinism, errors.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "ops_test_util.h"
 #include "s2s/ops/linear.h"
@@ -370,6 +371,57 @@ TEST(linear_backward_bf16_dout_equals_rounding_in_the_gemm) {
                                         opt::view16(dyb, DType::BF16, {N, OC}), none(),
                                         opt::view16(wb, DType::BF16, {r, c}), layout),
                         code::kArgument);
+    }
+  });
+}
+
+// out (forward) and dout (backward) whose rows are padded (nn::linear_cross_entropy's logits and
+// their gradient where the backend pads them, Backend::aligned_row_stride): the bits of the
+// contiguous call (the GEMMs and the few-row gemv path), the pads neither read (NaN there would
+// show in dbias and the products) nor written.
+TEST(linear_on_padded_rows_gives_the_contiguous_bits) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  opt::for_each_isa([nan](Isa isa) {
+    for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+      for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+        for (int64_t N : {3, 40}) {
+          const int64_t IC = 24, OC = 37, ld = 64;
+          const int64_t r = layout == WeightLayout::OutIn ? OC : IC;
+          const int64_t c = layout == WeightLayout::OutIn ? IC : OC;
+          std::vector<float> x = random_vector(N * IC, 71), w = random_vector(IC * OC, 72);
+          std::vector<float> b = random_vector(OC, 73), dy = random_vector(N * OC, 74);
+          std::vector<uint16_t> wh = wt == DType::F16 ? to_f16(w) : to_bf16(w);
+          const Tensor W = weight_view(w, wh, wt, layout, IC, OC);
+          const std::string what = opt::where(isa, "", N) + dtype_name(wt) +
+                                   (layout == WeightLayout::OutIn ? " OutIn" : " InOut");
+          std::vector<float> y(N * OC), yp(N * ld, nan);
+          linear_forward(view(y, {N, OC}), view(x, {N, IC}), W, view(b, {OC}), layout);
+          linear_forward(opt::padded_view(yp.data(), DType::F32, N, OC, ld), view(x, {N, IC}), W,
+                         view(b, {OC}), layout);
+          CHECK_MSG(opt::bit_equal(opt::unpadded_rows(yp, N, OC, ld), y), what + " forward");
+          CHECK_MSG(opt::pads_untouched(yp, N, OC, ld, nan), what + " forward's pads");
+          // f32 dout (with dbias), and bf16 dout under a bf16 weight.
+          std::vector<float> dyp = opt::padded_rows(dy, N, OC, ld, nan);
+          std::vector<uint16_t> dyb = to_bf16(dy);
+          std::vector<uint16_t> dybp = opt::padded_rows(dyb, N, OC, ld, uint16_t(0x7fc1));
+          for (bool half : {false, true}) {
+            if (half && wt != DType::BF16) continue;
+            std::vector<float> dx1(N * IC), dx2(N * IC), dw1(IC * OC, 0.25f), dw2(IC * OC, 0.25f);
+            std::vector<float> db1(OC, 0.5f), db2(OC, 0.5f);
+            const Tensor dout = half ? opt::view16(dyb, DType::BF16, {N, OC}) : view(dy, {N, OC});
+            const Tensor doutp = half ? opt::padded_view(dybp.data(), DType::BF16, N, OC, ld)
+                                      : opt::padded_view(dyp.data(), DType::F32, N, OC, ld);
+            linear_backward(view(dx1, {N, IC}), view(dw1, {r, c}), half ? none() : view(db1, {OC}),
+                            dout, view(x, {N, IC}), W, layout, true);
+            linear_backward(view(dx2, {N, IC}), view(dw2, {r, c}), half ? none() : view(db2, {OC}),
+                            doutp, view(x, {N, IC}), W, layout, true);
+            const std::string m = what + (half ? " bf16 dout" : " f32 dout");
+            CHECK_MSG(opt::bit_equal(dx1, dx2), m + ": dinp");
+            CHECK_MSG(opt::bit_equal(dw1, dw2), m + ": dweight");
+            CHECK_MSG(opt::bit_equal(db1, db2), m + ": dbias");
+          }
+        }
+      }
     }
   });
 }

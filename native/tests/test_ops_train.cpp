@@ -290,6 +290,74 @@ TEST(cross_entropy_rejects_bad_arguments) {
   CHECK_THROWS_CODE(cross_entropy_backward(tx, tx, tl, y.data(), N, 1.f), code::kArgument);  // aliasing
 }
 
+// Logits and dlogits whose rows are padded (nn::linear_cross_entropy's chunks where the backend
+// pads them, Backend::aligned_row_stride): the bits of the contiguous call, the pads neither read
+// (NaN there would show) nor written; other strides are refused.
+TEST(cross_entropy_on_padded_rows_gives_the_contiguous_bits) {
+  using opt::padded_rows;
+  using opt::padded_view;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case { int64_t N, V, ld; LossReduction r; };
+  for (const Case& c : {Case{5, 7, 8, LossReduction::Mean}, Case{9, 97, 128, LossReduction::Sum},
+                        Case{3, 4099, 4160, LossReduction::Mean}}) {
+    const std::string what = "N" + std::to_string(c.N) + " V" + std::to_string(c.V);
+    std::vector<float> x = random_vector(c.N * c.V, c.N + c.V, -8.f, 8.f);
+    const std::vector<int32_t> y = make_labels(c.N, c.V, c.V, -100, 3);
+    CrossEntropyOptions o;
+    o.reduction = c.r;
+    std::vector<float> xp = padded_rows(x, c.N, c.V, c.ld, nan);
+    const Tensor tx = Tensor::contiguous(x.data(), DType::F32, {c.N, c.V});
+    const Tensor txp = padded_view(xp.data(), DType::F32, c.N, c.V, c.ld);
+    // The rows' lse and label logits, and the forward's loss.
+    std::vector<float> lse(c.N), picked(c.N), lse_p(c.N), picked_p(c.N);
+    cross_entropy_rows(opt::view(lse, {c.N}), opt::view(picked, {c.N}), tx, y.data(), c.N, -100);
+    cross_entropy_rows(opt::view(lse_p, {c.N}), opt::view(picked_p, {c.N}), txp, y.data(), c.N,
+                       -100);
+    CHECK_MSG(opt::bit_equal(lse, lse_p) && opt::bit_equal(picked, picked_p), what + " rows");
+    const CrossEntropyResult a = cross_entropy_forward(opt::view(lse, {c.N}), tx, y.data(), c.N, o);
+    const CrossEntropyResult b =
+        cross_entropy_forward(opt::view(lse_p, {c.N}), txp, y.data(), c.N, o);
+    CHECK_MSG(a.loss == b.loss && a.count == b.count, what + " forward");
+    // The gradient: f32 overwritten, f32 accumulated, bf16; padded dlogits, padded logits.
+    for (int mode = 0; mode < 3; ++mode) {
+      const bool overwrite = mode != 1, bf16 = mode == 2;
+      std::vector<float> g(c.N * c.V, 0.5f);
+      std::vector<uint16_t> g16(c.N * c.V, 0x1234);
+      const std::vector<float> gp0 = padded_rows(g, c.N, c.V, c.ld, nan);
+      const std::vector<uint16_t> g16p0 = padded_rows(g16, c.N, c.V, c.ld, uint16_t(0x7fc1));
+      std::vector<float> gp = gp0;
+      std::vector<uint16_t> g16p = g16p0;
+      const Tensor dl = bf16 ? Tensor::contiguous(g16.data(), DType::BF16, {c.N, c.V})
+                             : Tensor::contiguous(g.data(), DType::F32, {c.N, c.V});
+      const Tensor dlp = bf16 ? padded_view(g16p.data(), DType::BF16, c.N, c.V, c.ld)
+                              : padded_view(gp.data(), DType::F32, c.N, c.V, c.ld);
+      cross_entropy_backward(dl, tx, opt::view(lse, {c.N}), y.data(), c.N, 0.75f, o, overwrite);
+      cross_entropy_backward(dlp, txp, opt::view(lse, {c.N}), y.data(), c.N, 0.75f, o,
+                             overwrite);
+      const std::string m = what + (bf16 ? " bf16" : overwrite ? " overwrite" : " accumulate");
+      if (bf16) {
+        CHECK_MSG(opt::unpadded_rows(g16p, c.N, c.V, c.ld) == g16, m + ": not the bits");
+        CHECK_MSG(opt::pads_untouched(g16p, c.N, c.V, c.ld, uint16_t(0x7fc1)), m + ": pads");
+      } else {
+        CHECK_MSG(opt::bit_equal(opt::unpadded_rows(gp, c.N, c.V, c.ld), g), m + ": not the bits");
+        CHECK_MSG(opt::pads_untouched(gp, c.N, c.V, c.ld, nan), m + ": pads");
+      }
+    }
+  }
+  // A row stride below the columns, or a column stride, is not a padded row: refused.
+  std::vector<float> x(64, 0.f), lse(4);
+  std::vector<int32_t> y = {1, 2, 3, 4};
+  CHECK_THROWS_CODE(cross_entropy_rows(opt::view(lse, {4}), opt::view(lse, {4}),
+                                       padded_view(x.data(), DType::F32, 4, 8, 6), y.data(), 4,
+                                       -100),
+                    code::kLayout);
+  Tensor cols = padded_view(x.data(), DType::F32, 4, 8, 16);
+  cols.strides[1] = 2;
+  CHECK_THROWS_CODE(cross_entropy_rows(opt::view(lse, {4}), opt::view(lse, {4}), cols, y.data(),
+                                       4, -100),
+                    code::kLayout);
+}
+
 // ---------------------------------------------------------------------------------------------
 // adamw
 

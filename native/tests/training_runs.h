@@ -40,6 +40,7 @@ struct Setup {
   std::shared_ptr<s2s::Backend> backend;  // null: the CPU
   int64_t chunk_rows = -1;                // >= 0: the chunked loss with these rows (0: auto)
   std::string lora_targets = "all-linear";  // a regex, or PEFT's "all-linear"
+  bool loss_only = false;                   // each pass's Graph::loss_only
 };
 
 struct Run {
@@ -47,6 +48,7 @@ struct Run {
   s2s::LoraAdapter adapter;
   s2s::Graph graph;
   std::vector<float> losses;
+  bool loss_only = false;  // Setup::loss_only
 };
 
 inline std::unique_ptr<Run> build(const Family& f, const Setup& s) {
@@ -71,6 +73,7 @@ inline std::unique_ptr<Run> build(const Family& f, const Setup& s) {
   }
   r->model->set_gradient_checkpointing(s.checkpointing);
   if (s.chunk_rows >= 0) r->model->set_chunked_loss(true, s.chunk_rows);
+  r->loss_only = s.loss_only;
   return r;
 }
 
@@ -83,6 +86,7 @@ inline s2s::ForwardResult micro_batch(Run& r, const s2s::Batch& batch, uint64_t 
   g.training = true;
   g.dropout_seed = seed;
   if (seed_known) g.known_dloss = dloss;
+  g.loss_only = r.loss_only;
   s2s::ForwardResult out = r.model->forward(g, batch, s2s::LossReduction::Sum);
   r.losses.push_back(g.read_scalar(out.loss->value));
   g.backward(out.loss, dloss);

@@ -1,5 +1,8 @@
 // Model::head_and_loss: the LM head and the loss every architecture's forward() ends with, whole
-// or chunked (Model::set_chunked_loss); Model::counted_labels, the count that loss will report.
+// or chunked (Model::set_chunked_loss, or one chunk with padded rows: Graph::loss_only);
+// Model::counted_labels, the count that loss will report.
+#include <algorithm>
+
 #include "s2s/models/model.h"
 
 namespace s2s {
@@ -15,9 +18,20 @@ ForwardResult Model::head_and_loss(Graph& g, Var* x, const nn::LinearWeights& he
   CrossEntropyOptions o;
   o.ignore_index = kIgnored;
   o.reduction = reduction;
-  if (labels != nullptr && chunked_loss_ && head.lora == nullptr && head.bias == nullptr) {
-    r.loss = nn::linear_cross_entropy(g, x, head, labels, N, o, &r.count, loss_chunk_rows_);
-    return r;
+  if (labels != nullptr && head.lora == nullptr && head.bias == nullptr) {
+    if (chunked_loss_) {
+      r.loss = nn::linear_cross_entropy(g, x, head, labels, N, o, &r.count, loss_chunk_rows_);
+      return r;
+    }
+    // Only the loss is read, on a backend whose GEMMs want the logits' rows padded: one chunk,
+    // laid out so (Graph::loss_only).
+    const Tensor& w = head.weight->matmul_value();
+    const int64_t V = head.layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
+    if (g.loss_only && g.ops().aligned_row_stride(V) != V) {
+      const int64_t one_chunk = std::max<int64_t>(N, 1);
+      r.loss = nn::linear_cross_entropy(g, x, head, labels, N, o, &r.count, one_chunk);
+      return r;
+    }
   }
   r.logits = nn::linear(g, x, head);  // (N,V)
   if (labels != nullptr) {

@@ -21,6 +21,7 @@ void Graph::reset() {
   if (!ops_->is_host()) ops_->activation_reset();
   dropout_offset = 0;
   known_dloss.reset();
+  loss_only = false;
   seeded_ = nullptr;
   staged_dropout_seed_ = nullptr;
 }

@@ -8,7 +8,10 @@
 // no more. Otherwise the backward makes each chunk's logits again (all but one chunk's, still in
 // the buffer), one more head GEMM. Either way every gradient is the one the plain path computes
 // from the same logits, for whatever dloss the backward is seeded with (fp16's scale included),
-// and the two ways give the same bits.
+// and the two ways give the same bits. The chunk's logits and their gradient have rows
+// Backend::aligned_row_stride(V) apart: padded on a GPU, whose GEMMs want 16-byte aligned rows
+// that GPT-2's 50,257 columns do not give (Graph::loss_only runs the whole head as one chunk
+// for that alone).
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -28,6 +31,15 @@ Tensor rows_of(const Tensor& t, int64_t row0, int64_t rows, int64_t cols) {
   char* base = static_cast<char*>(t.data);
   const size_t offset = static_cast<size_t>(row0 * cols) * dtype_size(t.dtype);
   return Tensor::contiguous(base + offset, t.dtype, {rows, cols});
+}
+
+// The first `rows` rows of a chunk buffer whose rows are ld elements apart (Backend::
+// aligned_row_stride: padded where the backend's GEMMs want aligned rows), as a (rows, cols)
+// view.
+Tensor chunk_rows_of(const Tensor& buffer, int64_t rows, int64_t cols, int64_t ld) {
+  Tensor t = Tensor::contiguous(buffer.data, buffer.dtype, {rows, cols});
+  t.strides[0] = ld;
+  return t;
 }
 
 // Elements [begin, begin + n) of a contiguous f32 vector.
@@ -81,8 +93,10 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   const Tensor rows = g.tensor(DType::F32, {2 * N});
   Tensor lse = Tensor::contiguous(rows.f32(), DType::F32, {N});
   Tensor label_logit = Tensor::contiguous(rows.f32() + N, DType::F32, {N});
-  // One chunk's logits, reused by every chunk, forward and backward (a bump arena until reset).
-  Tensor logits = g.tensor(DType::F32, {chunk_rows, V});
+  // One chunk's logits, reused by every chunk, forward and backward (a bump arena until reset),
+  // and its gradient: rows ld apart.
+  const int64_t ld = g.ops().aligned_row_stride(V);
+  Tensor logits = g.tensor(DType::F32, {chunk_rows * ld});
 
   CrossEntropyOptions sum = options;
   sum.reduction = LossReduction::Sum;
@@ -95,8 +109,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   auto has_labels = [labels, N, chunk_rows, ignore = options.ignore_index](int64_t row0) {
     return counted_labels(labels + row0, std::min(chunk_rows, N - row0), ignore) > 0;
   };
-  auto chunk_logits = [&g, x, w, layout, logits, V, C](int64_t row0, int64_t rows) {
-    const Tensor out = rows_of(logits, 0, rows, V);
+  auto chunk_logits = [&g, x, w, layout, logits, V, C, ld](int64_t row0, int64_t rows) {
+    const Tensor out = chunk_rows_of(logits, rows, V, ld);
     g.ops().linear_forward(out, rows_of(x->value, row0, rows, C), w, Tensor{}, layout);
     return out;
   };
@@ -108,8 +122,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     Tensor dweight;  // the head's gradient (a param's: it accumulates), or empty
     float scale = 0;
   };
-  auto targets = [&g, x, head, w, options, count, chunk_rows, V](float dloss, Tensor dx,
-                                                                 bool dx_fresh) {
+  auto targets = [&g, x, head, w, options, count, chunk_rows, ld](float dloss, Tensor dx,
+                                                                  bool dx_fresh) {
     Targets t;
     // cross_entropy_backward's scale for Mean (dloss / count, rounded once to f32), passed as a
     // Sum's dloss so every chunk's gradient has the plain path's bits.
@@ -120,7 +134,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     // bf16 gradients (what Graph::grad_for_write_bf16 does for the plain path's logits).
     const bool bf16 = w.dtype == DType::BF16 && g.bf16_gradients &&
                       g.ops().supports_bf16_gradients();
-    t.dlogits = g.tensor(bf16 ? DType::BF16 : DType::F32, {chunk_rows, V});
+    t.dlogits = g.tensor(bf16 ? DType::BF16 : DType::F32, {chunk_rows * ld});
     t.dx = x->requires_grad ? dx : Tensor{};
     t.dx_fresh = dx_fresh;
     t.dweight = g.tracks(head.weight) ? head.weight->grad : Tensor{};
@@ -128,7 +142,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
   };
   // One chunk's share of the gradient; its dlogits made here, or already (with its rows' loss,
   // Backend::cross_entropy_rows_backward) where dlogits_made.
-  auto chunk_gradient = [&g, x, w, layout, lse, device_labels, sum, N, C, V, chunk_rows](
+  auto chunk_gradient = [&g, x, w, layout, lse, device_labels, sum, N, C, V, ld, chunk_rows](
                             const Targets& t, int64_t row0, const Tensor* chunk_logits_or_null,
                             bool dlogits_made) {
     const int64_t rows = std::min(chunk_rows, N - row0);
@@ -138,7 +152,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
       if (t.dx_fresh && dx_rows.data) g.ops().fill_zero(dx_rows.data, tensor_bytes(dx_rows));
       return;
     }
-    const Tensor dl = rows_of(t.dlogits, 0, rows, V);
+    const Tensor dl = chunk_rows_of(t.dlogits, rows, V, ld);
     if (!dlogits_made) {
       g.ops().cross_entropy_backward(dl, *chunk_logits_or_null, span_of(lse, row0, rows),
                                      device_labels + row0, rows, t.scale, sum,
@@ -169,7 +183,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
       // them), the bits of cross_entropy_rows and then cross_entropy_backward.
       g.ops().cross_entropy_rows_backward(span_of(lse, row0, rows),
                                           span_of(label_logit, row0, rows),
-                                          rows_of(t.dlogits, 0, rows, V), lg,
+                                          chunk_rows_of(t.dlogits, rows, V, ld), lg,
                                           device_labels + row0, rows, options.ignore_index,
                                           t.scale);
       chunk_gradient(t, row0, &lg, /*dlogits_made=*/true);
@@ -217,7 +231,7 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
     return loss;
   }
   g.on_backward([&g, x, loss, targets, chunk_gradient, chunk_logits, has_labels, logits, kept,
-                 last, N, V, chunk_rows] {
+                 last, N, V, ld, chunk_rows] {
     const Tensor dloss = g.grad_if_present(loss);
     if (dloss.data == nullptr) return;
     const Graph::GradBuffer dx = x->requires_grad ? g.grad_for_write(x) : Graph::GradBuffer{};
@@ -228,7 +242,8 @@ Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int
         continue;
       }
       const int64_t rows = std::min(chunk_rows, N - row0);
-      const Tensor lg = row0 == kept ? rows_of(logits, 0, rows, V) : chunk_logits(row0, rows);
+      const Tensor lg =
+          row0 == kept ? chunk_rows_of(logits, rows, V, ld) : chunk_logits(row0, rows);
       chunk_gradient(t, row0, &lg, false);
     }
   });

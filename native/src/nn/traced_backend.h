@@ -52,6 +52,9 @@ class TracedBackend final : public Backend {
   int64_t min_loss_chunk_rows() const override {
     return in_.min_loss_chunk_rows();
   }
+  int64_t aligned_row_stride(int64_t cols) const override {
+    return in_.aligned_row_stride(cols);
+  }
   bool fuses_linear_gelu_backward() const override {
     return in_.fuses_linear_gelu_backward();
   }

@@ -21,12 +21,13 @@ namespace {
 
 constexpr const char* kOp = "cross_entropy";
 
-struct Dims { int64_t N, V; };
+struct Dims { int64_t N, V, ld; };  // ld: the logits' row stride (rows may be padded)
 
 Dims check(const Tensor& logits, const int32_t* labels, int64_t num_labels,
            const CrossEntropyOptions& o) {
-  expect_f32(logits, {-1, -1}, kOp, "logits");
-  Dims d{logits.shape[0], logits.shape[1]};
+  expect_dtype(logits, DType::F32, kOp, "logits");
+  expect_shape(logits, {-1, -1}, kOp, "logits");
+  Dims d{logits.shape[0], logits.shape[1], opu::row_stride(logits, kOp, "logits")};
   S2S_REQUIRE(d.V >= 1, code::kShape, kOp, "expected logits with V >= 1, got ",
               logits.shape_string());
   S2S_REQUIRE(num_labels == d.N, code::kShape, kOp, "expected ", d.N,
@@ -77,7 +78,7 @@ void cross_entropy_rows(const Tensor& lse, const Tensor& label_logit, const Tens
         l[i] = picked[i] = 0.f;
         continue;
       }
-      const float* xi = x + i * d.V;
+      const float* xi = x + i * d.ld;
       l[i] = k.ce_row_lse(xi, d.V);
       picked[i] = xi[labels[i]];
     }
@@ -126,7 +127,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   expect_f32(lse, {d.N}, kOp, "lse");
   if (dlogits.data == nullptr) return;
   const bool bf16 = dlogits.dtype == DType::BF16;
-  opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
+  const int64_t ldd = opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
   const int64_t count = count_rows(labels, d.N, options.ignore_index);
   const float scale = options.reduction == LossReduction::Mean
                           ? static_cast<float>(double(dloss) / double(count))
@@ -138,12 +139,12 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
     uint16_t* dx = dlogits.u16();
     parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
-        uint16_t* dxi = dx + i * d.V;
+        uint16_t* dxi = dx + i * ldd;
         if (count == 0 || labels[i] == options.ignore_index) {
           std::fill(dxi, dxi + d.V, uint16_t(0));  // bf16 +0
           continue;
         }
-        k.ce_row_backward_bf16(dxi, x + i * d.V, d.V, l[i], scale, labels[i]);
+        k.ce_row_backward_bf16(dxi, x + i * d.ld, d.V, l[i], scale, labels[i]);
       }
     });
     return;
@@ -152,19 +153,19 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   if (count == 0) {
     if (overwrite) {
       parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
-        std::fill(dx + r0 * d.V, dx + r1 * d.V, 0.f);
+        for (int64_t i = r0; i < r1; ++i) std::fill(dx + i * ldd, dx + i * ldd + d.V, 0.f);
       });
     }
     return;
   }
   parallel_for(d.N, row_grain(d.V), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      float* dxi = dx + i * d.V;
+      float* dxi = dx + i * ldd;
       if (labels[i] == options.ignore_index) {
         if (overwrite) std::fill(dxi, dxi + d.V, 0.f);
         continue;
       }
-      k.ce_row_backward(dxi, x + i * d.V, d.V, l[i], scale, overwrite);
+      k.ce_row_backward(dxi, x + i * d.ld, d.V, l[i], scale, overwrite);
       dxi[labels[i]] -= scale;
     }
   });
@@ -183,7 +184,7 @@ CrossEntropyResult cross_entropy_forward_reference(const Tensor& lse, const Tens
       lse.f32()[i] = 0.f;
       continue;
     }
-    const float* xi = logits.f32() + i * d.V;
+    const float* xi = logits.f32() + i * d.ld;
     double m = -INFINITY;
     for (int64_t j = 0; j < d.V; ++j) m = std::fmax(m, double(xi[j]));
     double s = 0;
@@ -208,7 +209,7 @@ void cross_entropy_backward_reference(const Tensor& dlogits, const Tensor& logit
       options.reduction == LossReduction::Mean ? double(dloss) / double(count) : double(dloss);
   for (int64_t i = 0; i < d.N; ++i) {
     if (labels[i] == options.ignore_index) continue;
-    const float* xi = logits.f32() + i * d.V;
+    const float* xi = logits.f32() + i * d.ld;
     double m = -INFINITY;
     for (int64_t j = 0; j < d.V; ++j) m = std::fmax(m, double(xi[j]));
     double s = 0;

@@ -19,7 +19,9 @@ namespace s2s {
 namespace {
 constexpr const char* kOp = "linear";
 
-struct Dims { int64_t N, IC, OC; };
+// ldo: the row stride of out (forward) or dout (backward), OC unless their rows are padded (a
+// 2-D view, opu::row_stride: nn::linear_cross_entropy's logits and their gradient).
+struct Dims { int64_t N, IC, OC, ldo; };
 
 void check_layout(WeightLayout layout) {
   if (layout != WeightLayout::OutIn && layout != WeightLayout::InOut) {
@@ -52,9 +54,10 @@ void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_
   *IC = layout == WeightLayout::OutIn ? weight.shape[1] : weight.shape[0];
 }
 
-// `t` is (..., last) with the leading dims of `rows_like` (whose last dim is ignored).
-void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, const char* name,
-                      const char* like_name) {
+// `t` is (..., last) with the leading dims of `rows_like` (whose last dim is ignored). Returns
+// its row stride: contiguous, or a 2-D view with padded rows where padded_ok.
+int64_t expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, const char* name,
+                         const char* like_name, bool padded_ok = false) {
   expect_dtype(t, DType::F32, kOp, name);
   bool ok = t.ndim == rows_like.ndim && t.ndim >= 1 && t.shape[t.ndim - 1] == last;
   for (int i = 0; ok && i + 1 < t.ndim; ++i) ok = t.shape[i] == rows_like.shape[i];
@@ -64,7 +67,9 @@ void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, co
     fail(code::kShape, kOp, "expected ", name, " of shape ", want.shape_string(), " (", like_name,
          "'s rows), got ", t.shape_string());
   }
+  if (padded_ok) return opu::row_stride(t, kOp, name);
   expect_contiguous(t, kOp, name);
+  return last;
 }
 
 Dims check_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
@@ -77,7 +82,7 @@ Dims check_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     fail(code::kShape, kOp, "expected inp with last dimension ", d.IC, " (weight ",
          weight.shape_string(), "), got ", inp.shape_string());
   }
-  expect_rows_like(out, inp, d.OC, "out", "inp");
+  d.ldo = expect_rows_like(out, inp, d.OC, "out", "inp", /*padded_ok=*/true);
   if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
   return d;
 }
@@ -95,12 +100,13 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
                 "expected a bfloat16 weight with bfloat16 dout, got ", dtype_name(weight.dtype));
     S2S_REQUIRE(!opu::present(dbias), code::kArgument, kOp,
                 "expected no dbias with bfloat16 dout");
-    Tensor as_f32 = dout;  // the row checks look at the shape only
-    as_f32.dtype = DType::F32;
-    d.N = opu::expect_rows(as_f32, kOp, "dout", &oc);
   } else {
-    d.N = opu::expect_rows(dout, kOp, "dout", &oc);
+    expect_dtype(dout, DType::F32, kOp, "dout");
   }
+  S2S_REQUIRE(dout.ndim >= 1, code::kShape, kOp, "expected dout to be at least 1-D, got a scalar");
+  oc = dout.shape[dout.ndim - 1];
+  d.N = oc == 0 ? 0 : dout.numel() / oc;
+  d.ldo = opu::row_stride(dout, kOp, "dout");
   if (oc != d.OC) {
     fail(code::kShape, kOp, "expected dout with last dimension ", d.OC, " (weight ",
          weight.shape_string(), "), got ", dout.shape_string());
@@ -126,13 +132,13 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     const int64_t ldw = weight.shape[1];
     switch (weight.dtype) {
       case DType::F32:
-        gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), ldw, b, out.f32(), d.OC);
+        gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), ldw, b, out.f32(), d.ldo);
         break;
       case DType::BF16:
-        gemv_bf16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.OC);
+        gemv_bf16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.ldo);
         break;
       case DType::F16:
-        gemv_f16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.OC);
+        gemv_f16(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.u16(), ldw, b, out.f32(), d.ldo);
         break;
     }
     return;
@@ -143,7 +149,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     // Start from the bias and let the GEMM add x W^T onto it (beta = 1).
     const float* b = bias.f32();
     parallel_for(d.N, opu::row_grain(d.OC), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) std::memcpy(y + r * d.OC, b, sizeof(float) * d.OC);
+      for (int64_t r = rb; r < re; ++r) std::memcpy(y + r * d.ldo, b, sizeof(float) * d.OC);
     });
     beta = 1.0f;
   }
@@ -151,12 +157,12 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
   const int64_t ldw = weight.shape[1];
   if (weight.dtype == DType::F32) {
     gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
-             d.OC);
+             d.ldo);
   } else {
     // bf16 / f16 weight: x is rounded to the weight's format as the GEMM packs it (no rounded
     // copy in memory).
     rounding_gemm(weight.dtype)(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), DType::F32,
-                                d.IC, weight.u16(), weight.dtype, ldw, beta, y, d.OC);
+                                d.IC, weight.u16(), weight.dtype, ldw, beta, y, d.ldo);
   }
 }
 
@@ -180,10 +186,10 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     const bool trans_b = layout == WeightLayout::InOut;
     const float beta = overwrite_dinp ? 0.0f : 1.0f;
     if (!half) {
-      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dout.f32(), d.OC, weight.f32(), ldw, beta,
+      gemm_f32(false, trans_b, d.N, d.IC, d.OC, 1.0f, dout.f32(), d.ldo, weight.f32(), ldw, beta,
                dinp.f32(), d.IC);
     } else {
-      rounding_gemm(wt)(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, dy_type, d.OC, weight.u16(),
+      rounding_gemm(wt)(false, trans_b, d.N, d.IC, d.OC, 1.0f, dy, dy_type, d.ldo, weight.u16(),
                         wt, ldw, beta, dinp.f32(), d.IC);
     }
   }
@@ -191,20 +197,20 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     if (layout == WeightLayout::OutIn) {
       // dW (OC,IC) += dout^T (OC,N) @ inp (N,IC)
       if (!half) {
-        gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dout.f32(), d.OC, inp.f32(), d.IC, 1.0f,
+        gemm_f32(true, false, d.OC, d.IC, d.N, 1.0f, dout.f32(), d.ldo, inp.f32(), d.IC, 1.0f,
                  dweight.f32(), d.IC);
       } else {
-        rounding_gemm(wt)(true, false, d.OC, d.IC, d.N, 1.0f, dy, dy_type, d.OC, inp.f32(),
+        rounding_gemm(wt)(true, false, d.OC, d.IC, d.N, 1.0f, dy, dy_type, d.ldo, inp.f32(),
                           DType::F32, d.IC, 1.0f, dweight.f32(), d.IC);
       }
     } else {
       // dW (IC,OC) += inp^T (IC,N) @ dout (N,OC)
       if (!half) {
-        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dout.f32(), d.OC, 1.0f,
+        gemm_f32(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), d.IC, dout.f32(), d.ldo, 1.0f,
                  dweight.f32(), d.OC);
       } else {
         rounding_gemm(wt)(true, false, d.IC, d.OC, d.N, 1.0f, inp.f32(), DType::F32, d.IC, dy,
-                          dy_type, d.OC, 1.0f, dweight.f32(), d.OC);
+                          dy_type, d.ldo, 1.0f, dweight.f32(), d.OC);
       }
     }
   }
@@ -222,7 +228,7 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
         float acc[kCols];
         for (int64_t c = c0; c < c1; ++c) acc[c - c0] = 0.0f;
         for (int64_t r = 0; r < d.N; ++r) {
-          const float* row = dyf + r * d.OC;
+          const float* row = dyf + r * d.ldo;
           for (int64_t c = c0; c < c1; ++c) acc[c - c0] += row[c];
         }
         for (int64_t c = c0; c < c1; ++c) db[c] += acc[c - c0];
@@ -261,7 +267,7 @@ void linear_forward_reference(const Tensor& out, const Tensor& inp, const Tensor
       for (int64_t i = 0; i < d.IC; ++i) {
         acc += round_like(weight, inp.f32()[r * d.IC + i]) * w_at(weight, layout, o, i);
       }
-      out.f32()[r * d.OC + o] = static_cast<float>(acc);
+      out.f32()[r * d.ldo + o] = static_cast<float>(acc);
     }
   }
 }
@@ -276,7 +282,7 @@ void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const 
       for (int64_t i = 0; i < d.IC; ++i) {
         double acc = 0;
         for (int64_t o = 0; o < d.OC; ++o) {
-          acc += round_like(weight, dy[r * d.OC + o]) * w_at(weight, layout, o, i);
+          acc += round_like(weight, dy[r * d.ldo + o]) * w_at(weight, layout, o, i);
         }
         float& dx = dinp.f32()[r * d.IC + i];
         dx = static_cast<float>(dx + acc);
@@ -288,7 +294,7 @@ void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const 
       for (int64_t i = 0; i < d.IC; ++i) {
         double acc = 0;
         for (int64_t r = 0; r < d.N; ++r) {
-          acc += round_like(weight, dy[r * d.OC + o]) * round_like(weight, inp.f32()[r * d.IC + i]);
+          acc += round_like(weight, dy[r * d.ldo + o]) * round_like(weight, inp.f32()[r * d.IC + i]);
         }
         const int64_t idx = layout == WeightLayout::OutIn ? o * d.IC + i : i * d.OC + o;
         dweight.f32()[idx] = static_cast<float>(dweight.f32()[idx] + acc);
@@ -298,7 +304,7 @@ void linear_backward_reference(const Tensor& dinp, const Tensor& dweight, const 
   if (opu::present(dbias)) {
     for (int64_t o = 0; o < d.OC; ++o) {
       double acc = 0;
-      for (int64_t r = 0; r < d.N; ++r) acc += dy[r * d.OC + o];
+      for (int64_t r = 0; r < d.N; ++r) acc += dy[r * d.ldo + o];
       dbias.f32()[o] = static_cast<float>(dbias.f32()[o] + acc);
     }
   }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "s2s/dtype.h"
+#include "s2s/error.h"
 #include "s2s/tensor.h"
 
 namespace s2s {
@@ -27,6 +28,22 @@ inline int64_t expect_rows(const Tensor& t, const char* op, const char* name, in
   return *C == 0 ? 0 : t.numel() / *C;
 }
 
+// The row stride of t (elements): a 2-D (rows, cols) view whose rows may be padded (unit column
+// stride, row stride >= cols: nn::linear_cross_entropy lays its logits and their gradient out at
+// Backend::aligned_row_stride, since GPU GEMMs want aligned rows), else t must be contiguous, of
+// any rank, and its row stride is its last dimension.
+inline int64_t row_stride(const Tensor& t, const char* op, const char* name) {
+  if (t.data == nullptr && t.numel() > 0) {
+    fail(code::kArgument, op, "expected ", name, " to have data, got a null pointer");
+  }
+  if (t.ndim == 2 && t.strides[1] == 1 && t.strides[0] >= t.shape[1]) return t.strides[0];
+  if (!t.is_contiguous()) {
+    fail(code::kLayout, op, "expected ", name, " to be contiguous, or 2-D with unit column ",
+         "stride and a row stride of at least its columns, got shape ", t.shape_string());
+  }
+  return t.ndim >= 1 ? t.shape[t.ndim - 1] : 1;
+}
+
 // f32, contiguous, and exactly the shape of `like`.
 inline void expect_f32_like(const Tensor& t, const Tensor& like, const char* op, const char* name,
                             const char* like_name) {
@@ -40,24 +57,25 @@ inline void expect_f32_like(const Tensor& t, const Tensor& like, const char* op,
   expect_contiguous(t, op, name);
 }
 
-// cross_entropy_backward's dlogits (N, V), contiguous, not the logits' buffer: f32, or bf16 (the
-// bf16-compute head's gradient, rounded as written), which cannot accumulate (overwrite only).
-inline void expect_dlogits(const Tensor& dlogits, const Tensor& logits, int64_t N, int64_t V,
-                           bool overwrite, const char* op) {
+// cross_entropy_backward's dlogits (N, V), rows padded or not (row_stride), not the logits'
+// buffer: f32, or bf16 (the bf16-compute head's gradient, rounded as written), which cannot
+// accumulate (overwrite only). Returns its row stride.
+inline int64_t expect_dlogits(const Tensor& dlogits, const Tensor& logits, int64_t N, int64_t V,
+                              bool overwrite, const char* op) {
   if (dlogits.dtype == DType::BF16) {
     if (!overwrite) {
       fail(code::kArgument, op,
            "expected overwrite = true with bfloat16 dlogits (they cannot accumulate)");
     }
-    expect_shape(dlogits, {N, V}, op, "dlogits");
-    expect_contiguous(dlogits, op, "dlogits");
   } else {
-    expect_f32(dlogits, {N, V}, op, "dlogits");
+    expect_dtype(dlogits, DType::F32, op, "dlogits");
   }
+  expect_shape(dlogits, {N, V}, op, "dlogits");
   if (dlogits.data == logits.data) {
     fail(code::kArgument, op,
          "expected dlogits and logits to be different buffers, got the same one");
   }
+  return row_stride(dlogits, op, "dlogits");
 }
 
 // A finite scalar in [lo, hi] (inclusive); NaN fails.

@@ -382,6 +382,13 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
   };
   ::s2s::simt::run_or_record(static_cast<cudaStream_t>(stream), product);
   ++::s2s::simt::queued_work().matmuls;
+  auto aligned_rows = [](const LtMatrixLayout& l) {
+    return l.ld * (l.type == CUDA_R_32F ? 4 : 2) % 16 == 0;
+  };
+  if (!aligned_rows(la) || !aligned_rows(lb) || !aligned_rows(ld) ||
+      (beta != 0.f && C != D && !aligned_rows(lc))) {
+    ++::s2s::simt::queued_work().unaligned_matmuls;
+  }
   // Row-major D (rows x cols) += A-side (rows x k) B-side (k x cols), as the counts name it.
   const char* type = la.type == CUDA_R_32F ? "f32" : la.type == CUDA_R_16BF ? "bf16" : "f16";
   ++::s2s::simt::queued_work().matmuls_by_shape[std::string(type) + " " + std::to_string(s.n) +

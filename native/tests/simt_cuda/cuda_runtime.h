@@ -179,6 +179,9 @@ struct QueuedWork {
   int64_t launches = 0, uploads = 0, downloads = 0, device_copies = 0, fills = 0, matmuls = 0;
   int64_t pageable_uploads = 0;  // uploads not from cudaHostAlloc memory (may wait on a GPU)
   int64_t graph_launches = 0;
+  // GEMMs with a matrix whose rows (its ld) are not a multiple of 16 bytes: cuBLASLt's fast
+  // kernels need 16-byte aligned rows (GPT-2's 50,257-column logits, unpadded).
+  int64_t unaligned_matmuls = 0;
   int64_t device_copy_bytes = 0, fill_bytes = 0;
   std::map<std::string, int64_t> launches_by_kernel;
   std::map<std::string, int64_t> matmuls_by_shape;  // "bf16 4096x768x3072 +=": rows x cols x k

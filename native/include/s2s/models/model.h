@@ -36,8 +36,9 @@ struct Batch {
 };
 
 struct ForwardResult {
-  // (B*T, V) decoder-only, (B*Td, V) T5; the unshifted logits. Null when the model's loss is
-  // chunked and the batch has labels (Model::set_chunked_loss).
+  // (B*T, V) decoder-only, (B*Td, V) T5; the unshifted logits. Null when the batch has labels
+  // and the model's loss is chunked (Model::set_chunked_loss) or the pass's caller reads the
+  // loss only on a backend that pads the logits' rows (Graph::loss_only).
   Var* logits = nullptr;
   Var* loss = nullptr;    // (1,) or null when the batch has no labels
   int64_t count = 0;      // tokens counted by the loss

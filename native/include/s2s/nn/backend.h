@@ -105,6 +105,12 @@ class Backend {
   // 6 rows V C flops for the chunk's three GEMMs: the CPU's 64 MiB chunks (320 rows at GPT-2's
   // vocabulary) keep that small, a GPU's bandwidth-to-flops ratio needs thousands of rows.
   virtual int64_t min_loss_chunk_rows() const { return 1; }
+  // The row stride (elements) this backend's GEMMs want for a wide matrix of `cols` columns that
+  // they write and read (nn::linear_cross_entropy's logits and their gradient): cols on the CPU;
+  // on a GPU cols rounded up to whole 128-byte lines, since cuBLASLt's fast kernels need 16-byte
+  // aligned rows, and GPT-2's 50,257-token vocabulary leaves each row of (N, 50257) logits
+  // 4-byte aligned in f32 and 2-byte in bf16 (torch.compile pads such strides the same way).
+  virtual int64_t aligned_row_stride(int64_t cols) const { return cols; }
   // Whether linear_gelu_backward is a fused op here (nn::linear_gelu uses it only then).
   virtual bool fuses_linear_gelu_backward() const { return false; }
   // Whether linear_split_backward is a fused op here (nn::linear_split uses it only then).

@@ -161,7 +161,9 @@ Var* cross_entropy(Graph& g, Var* logits, const int32_t* labels, int64_t num_lab
 // are HOST int32 (counted, and chunks without a counted row skipped, on the host), valid until
 // backward. Chunks of at most chunk_rows rows (<= 0: loss_chunk_rows(V,
 // Backend::min_loss_chunk_rows())), evened out: N = 1024
-// at 320 rows is 4 x 256. Memory: one chunk's logits and dlogits.
+// at 320 rows is 4 x 256. Memory: one chunk's logits and dlogits, their rows
+// Backend::aligned_row_stride(V) apart (padded where a GPU's GEMMs want aligned rows; with
+// chunk_rows >= N the one chunk is Graph::loss_only's padded head and loss).
 Var* linear_cross_entropy(Graph& g, Var* x, const LinearWeights& head, const int32_t* labels,
                           int64_t num_labels, const CrossEntropyOptions& options,
                           int64_t* count_out, int64_t chunk_rows = 0);

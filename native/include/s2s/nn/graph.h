@@ -225,6 +225,13 @@ class Graph {
   // the pass must go on to backward(loss, *known_dloss) (the backward checks the seed). Cleared
   // by reset(): set it after.
   std::optional<float> known_dloss;
+  // The caller reads only the loss of a forward with labels, not ForwardResult::logits (a
+  // training micro-step, an evaluation batch). Where the backend's GEMMs want the logits' rows
+  // padded (Backend::aligned_row_stride: a GPU, at GPT-2's 50,257 columns), the head and the
+  // loss then run as nn::linear_cross_entropy in a single chunk, whose logits and gradient have
+  // such rows (a Var is contiguous), and ForwardResult::logits is null: the same loss and
+  // gradients, to the bit. Cleared by reset(): set it after.
+  bool loss_only = false;
   // The loss stays in tensor memory: nn::cross_entropy (given host labels) and
   // nn::linear_cross_entropy write it there (Backend::cross_entropy_loss, the same bits) instead
   // of bringing the rows back to sum them, so the pass queues without waiting for a device and

@@ -23,7 +23,10 @@ struct CrossEntropyResult {
   int64_t count;  // rows whose label != ignore_index
 };
 
-// logits (N,V) float32; labels int32 (N,), num_labels must equal N, each in [0, V) or equal to
+// logits (N,V) float32, contiguous or with padded rows (a 2-D view whose row stride is >= V,
+// unit column stride: the chunked loss lays its logits out at Backend::aligned_row_stride; the
+// pads are never read); dlogits below likewise (the pads never written); labels int32 (N,),
+// num_labels must equal N, each in [0, V) or equal to
 // ignore_index (the first offending row is named otherwise, S2S_ARGUMENT).
 // lse (N,) float32, written: logsumexp of each counted row (0 for ignored rows), for backward.
 // Streams each row once (chunked online logsumexp) without any (N,V) scratch.

@@ -19,7 +19,9 @@ namespace s2s {
 enum class WeightLayout : uint8_t { OutIn = 0, InOut = 1 };
 
 // out (N,OC) = inp (N,IC) @ W^T + bias (OC,). out is overwritten (not accumulated).
-//   inp f32 contiguous; out f32 contiguous with inp's leading dims and last dim OC.
+//   inp f32 contiguous; out f32 contiguous with inp's leading dims and last dim OC, or a 2-D
+//   (N,OC) view whose rows are padded (unit column stride, row stride >= OC: the chunked loss's
+//   logits laid out at Backend::aligned_row_stride); the pads are not written.
 //   weight f32, bf16 or f16, contiguous, (OC,IC) or (IC,OC) per layout. With a bf16 (f16)
 //   weight, inp is rounded to bf16 (f16) as the GEMM packs it (gemm_bf16_rounding /
 //   gemm_f16_rounding; fp32 accumulation).
@@ -43,7 +45,8 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 // accumulated; dweight and dbias always accumulate.
 // dout may be bf16 with a bf16 weight and no dbias: the values the rounding would produce,
 // already rounded by the gradient's writer (the same products, half the bytes to read). There
-// is no f16 dout: an f16 weight takes an f32 dout.
+// is no f16 dout: an f16 weight takes an f32 dout. dout, like out, may be a 2-D view with padded
+// rows (its pads are not read).
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);

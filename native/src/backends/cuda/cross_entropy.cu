@@ -26,11 +26,14 @@ namespace cuda {
 namespace {
 constexpr const char* kOp = "cross_entropy";
 
-struct Dims { int64_t N, V; };
+// ld: the logits' row stride (their rows may be padded: nn::linear_cross_entropy lays them out
+// at the aligned rows cuBLASLt's fast kernels want).
+struct Dims { int64_t N, V, ld; };
 
 Dims check(const Tensor& logits, const int32_t* labels, int64_t num_labels) {
-  expect_f32(logits, {-1, -1}, kOp, "logits");
-  Dims d{logits.shape[0], logits.shape[1]};
+  expect_dtype(logits, DType::F32, kOp, "logits");
+  expect_shape(logits, {-1, -1}, kOp, "logits");
+  Dims d{logits.shape[0], logits.shape[1], opu::row_stride(logits, kOp, "logits")};
   S2S_REQUIRE(d.V >= 1, code::kShape, kOp, "expected logits with V >= 1, got ",
               logits.shape_string());
   S2S_REQUIRE(num_labels == d.N, code::kShape, kOp, "expected ", d.N,
@@ -44,6 +47,7 @@ Dims check(const Tensor& logits, const int32_t* labels, int64_t num_labels) {
 struct RowGradient {
   float* dlogits = nullptr;         // f32, overwritten
   uint16_t* dlogits_bf16 = nullptr;  // or bf16 bits
+  int64_t ld = 0;                    // their row stride
   const long long* count = nullptr;  // counted rows (ce_count_kernel), for Mean
   float dloss = 0.f;
   bool mean = false;
@@ -96,15 +100,16 @@ __device__ inline float ce_scale(float dloss, bool mean, long long count) {
 }
 
 __global__ void ce_rows_kernel(const float* logits, const int32_t* labels, float* lse,
-                               float* label_logit, int64_t N, int64_t V, int32_t ignore,
-                               int rows_per_block, RowGradient grad, unsigned long long* err) {
+                               float* label_logit, int64_t N, int64_t V, int64_t ld,
+                               int32_t ignore, int rows_per_block, RowGradient grad,
+                               unsigned long long* err) {
   __shared__ float scratch[32];
   __shared__ double dscratch[32];
   RowTeam t;
   int64_t row;
   if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
-  float* dx = grad.dlogits != nullptr ? grad.dlogits + row * V : nullptr;
-  uint16_t* dxh = grad.dlogits_bf16 != nullptr ? grad.dlogits_bf16 + row * V : nullptr;
+  float* dx = grad.dlogits != nullptr ? grad.dlogits + row * grad.ld : nullptr;
+  uint16_t* dxh = grad.dlogits_bf16 != nullptr ? grad.dlogits_bf16 + row * grad.ld : nullptr;
   const long long n = grad.wanted() && grad.mean ? grad.count[0] : 1;  // counted rows (Mean)
   if (!counted(labels, row, V, ignore, err, t.tid == 0)) {
     if (t.tid == 0) {
@@ -114,7 +119,7 @@ __global__ void ce_rows_kernel(const float* logits, const int32_t* labels, float
     if (grad.wanted()) ce_row_zero(t, V, dx, dxh, /*overwrite=*/true);
     return;
   }
-  const float* x = logits + row * V;
+  const float* x = logits + row * ld;
   float m = -INFINITY;
   for (int64_t c = t.tid; c < V; c += t.size) m = nan_max(m, x[c]);
   m = t.max(m);
@@ -180,10 +185,12 @@ __global__ void ce_loss_kernel(const float* lse, const float* label_logit, const
 }
 
 // dlogits f32 (overwritten or accumulated), or bf16 bits (dlogits_bf16; always overwritten):
-// each value computed in fp32, then rounded, as the CPU's bf16 path does.
-__global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, const float* logits,
-                                   const float* lse, const int32_t* labels,
-                                   const long long* count, int64_t N, int64_t V, int32_t ignore,
+// each value computed in fp32, then rounded, as the CPU's bf16 path does. Row strides ldd
+// (dlogits) and ld (logits).
+__global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, int64_t ldd,
+                                   const float* logits, int64_t ld, const float* lse,
+                                   const int32_t* labels, const long long* count, int64_t N,
+                                   int64_t V, int32_t ignore,
                                    float dloss, bool mean, bool overwrite, int rows_per_block,
                                    unsigned long long* err) {
   __shared__ float scratch[32];
@@ -191,14 +198,14 @@ __global__ void ce_backward_kernel(float* dlogits, uint16_t* dlogits_bf16, const
   RowTeam t;
   int64_t row;
   if (!row_of(N, rows_per_block, scratch, dscratch, &t, &row)) return;
-  float* dx = dlogits_bf16 != nullptr ? nullptr : dlogits + row * V;
-  uint16_t* dxh = dlogits_bf16 != nullptr ? dlogits_bf16 + row * V : nullptr;
+  float* dx = dlogits_bf16 != nullptr ? nullptr : dlogits + row * ldd;
+  uint16_t* dxh = dlogits_bf16 != nullptr ? dlogits_bf16 + row * ldd : nullptr;
   const long long n = count[0];
   if (n == 0 || !counted(labels, row, V, ignore, err, t.tid == 0)) {
     ce_row_zero(t, V, dx, dxh, overwrite);
     return;
   }
-  ce_row_gradient(t, logits + row * V, V, lse[row], labels[row], ce_scale(dloss, mean, n), dx,
+  ce_row_gradient(t, logits + row * ld, V, lse[row], labels[row], ce_scale(dloss, mean, n), dx,
                   dxh, overwrite);
 }
 }  // namespace
@@ -211,7 +218,7 @@ void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_log
   expect_f32(label_logit, {d.N}, kOp, "label_logit");
   RowGradient grad;
   if (gradient != nullptr) {
-    opu::expect_dlogits(gradient->dlogits, logits, d.N, d.V, /*overwrite=*/true, kOp);
+    grad.ld = opu::expect_dlogits(gradient->dlogits, logits, d.N, d.V, /*overwrite=*/true, kOp);
     const bool bf16 = gradient->dlogits.dtype == DType::BF16;
     grad.dlogits = bf16 ? nullptr : gradient->dlogits.f32();
     grad.dlogits_bf16 = bf16 ? static_cast<uint16_t*>(gradient->dlogits.data) : nullptr;
@@ -229,7 +236,7 @@ void cross_entropy_rows(Context& ctx, const Tensor& lse, const Tensor& label_log
   }
   const RowLaunch l = row_launch(d.N, d.V);
   ce_rows_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-      logits.f32(), labels, lse.f32(), label_logit.f32(), d.N, d.V, ignore_index,
+      logits.f32(), labels, lse.f32(), label_logit.f32(), d.N, d.V, d.ld, ignore_index,
       l.rows_per_block, grad, ctx.error_slot());
   check_launch(kOp);
 }
@@ -293,7 +300,7 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
   if (dlogits.data == nullptr) return;
   const bool bf16 = dlogits.dtype == DType::BF16;
   // bf16: the bf16-compute head's gradient, rounded as it is written (grad_for_write_bf16).
-  opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
+  const int64_t ldd = opu::expect_dlogits(dlogits, logits, d.N, d.V, overwrite, kOp);
   if (d.N == 0) return;
   ctx.activate();
   ArenaScope scope(ctx.arena());
@@ -302,8 +309,8 @@ void cross_entropy_backward(Context& ctx, const Tensor& dlogits, const Tensor& l
   check_launch(kOp);
   const RowLaunch l = row_launch(d.N, d.V);
   ce_backward_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-      bf16 ? nullptr : dlogits.f32(), bf16 ? static_cast<uint16_t*>(dlogits.data) : nullptr,
-      logits.f32(), lse.f32(), labels, count, d.N, d.V, options.ignore_index, dloss,
+      bf16 ? nullptr : dlogits.f32(), bf16 ? static_cast<uint16_t*>(dlogits.data) : nullptr, ldd,
+      logits.f32(), d.ld, lse.f32(), labels, count, d.N, d.V, options.ignore_index, dloss,
       options.reduction == LossReduction::Mean, overwrite, l.rows_per_block, ctx.error_slot());
   check_launch(kOp);
 }

@@ -47,6 +47,8 @@ class CudaBackend final : public Backend {
   // 16 x 1024 tokens: 4 chunks, 0.8 GB of f32 logits and 0.4 GB of bf16 dlogits live against
   // 3.3 and 1.6 GB whole.
   int64_t min_loss_chunk_rows() const override { return 4096; }
+  // 64 elements: 128 bytes of bf16 (the dlogits the backward GEMMs read), 256 of f32.
+  int64_t aligned_row_stride(int64_t cols) const override { return (cols + 63) / 64 * 64; }
   bool takes_half_activations() const override { return true; }
   bool fuses_linear_gelu_backward() const override { return true; }
   bool fuses_linear_split_backward() const override { return true; }

@@ -26,7 +26,10 @@ namespace cuda {
 namespace {
 constexpr const char* kOp = "linear";
 
-struct Dims { int64_t N, IC, OC; };
+// ldo: the row stride of out (forward) or dout (linear_backward), OC unless their rows are
+// padded (a 2-D view, opu::row_stride: nn::linear_cross_entropy's logits and their gradient, at
+// the 16-byte aligned rows cuBLASLt's fast kernels want).
+struct Dims { int64_t N, IC, OC, ldo; };
 
 void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
   S2S_REQUIRE(layout == WeightLayout::OutIn || layout == WeightLayout::InOut, code::kArgument,
@@ -43,8 +46,9 @@ void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_
   *IC = layout == WeightLayout::OutIn ? weight.shape[1] : weight.shape[0];
 }
 
-void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, const char* name,
-                      const char* like_name) {
+// Returns t's row stride: contiguous, or a 2-D view with padded rows where padded_ok.
+int64_t expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, const char* name,
+                         const char* like_name, bool padded_ok = false) {
   expect_dtype(t, DType::F32, kOp, name);
   bool ok = t.ndim == rows_like.ndim && t.ndim >= 1 && t.shape[t.ndim - 1] == last;
   for (int i = 0; ok && i + 1 < t.ndim; ++i) ok = t.shape[i] == rows_like.shape[i];
@@ -54,7 +58,9 @@ void expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last, co
     fail(code::kShape, kOp, "expected ", name, " of shape ", want.shape_string(), " (", like_name,
          "'s rows), got ", t.shape_string());
   }
+  if (padded_ok) return opu::row_stride(t, kOp, name);
   expect_contiguous(t, kOp, name);
+  return last;
 }
 
 // inp in f32, or already in the 16-bit weight's dtype (written rounded by its producer,
@@ -94,7 +100,7 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
   d.N = expect_inp_rows(inp, weight, &ic);
   S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
               " (weight ", weight.shape_string(), "), got ", inp.shape_string());
-  expect_rows_like(out, inp, d.OC, "out", "inp");
+  d.ldo = expect_rows_like(out, inp, d.OC, "out", "inp", /*padded_ok=*/true);
   if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
   if (d.N == 0 || d.OC == 0) return;
   ArenaScope scope(ctx.arena());
@@ -104,17 +110,18 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
   const bool out_in = layout == WeightLayout::OutIn;
   // The bias rides in cuBLASLt's epilogue: added to the fp32 product, as the CPU adds it.
   gemm(ctx, false, out_in, d.N, d.OC, d.IC, 1.f, x, d.IC, weight.data, out_in ? d.IC : d.OC, t,
-       0.f, out.f32(), d.OC, opu::present(bias) ? bias.f32() : nullptr);
+       0.f, out.f32(), d.ldo, opu::present(bias) ? bias.f32() : nullptr);
 }
 
 namespace {
-// Where the backward's dout comes from, element i = (row r, column c): an f32 tensor
-// (linear_backward); gelu's backward of the activation's gradient and the pre-activation, made
+// Where the backward's dout comes from, element i = (row r, column c) of the (N, OC) gradient:
+// an f32 tensor with row stride ld (linear_backward); gelu's backward of the activation's gradient and the pre-activation, made
 // as it is read (linear_gelu_backward); or the column blocks' gradients of split_last's parts,
 // zeros for a part without one, read where they lie (linear_split_backward).
 struct DoutRead {
   const float* dy;
-  __device__ float operator()(int64_t i, int64_t, int64_t) const { return dy[i]; }
+  int64_t ld;
+  __device__ float operator()(int64_t, int64_t r, int64_t c) const { return dy[r * ld + c]; }
 };
 struct DoutOfGelu {
   const float* dact;
@@ -139,10 +146,11 @@ struct DoutOfParts {
 };
 
 // Checks the backward's tensors against the weight and dout (f32, or bf16 with a bf16 weight
-// and no dbias; dout_name: what the caller calls it), returns the dims.
+// and no dbias; dout_name: what the caller calls it; rows padded where padded_ok), returns the
+// dims.
 Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                    WeightLayout layout, const char* dout_name) {
+                    WeightLayout layout, const char* dout_name, bool padded_ok = false) {
   Dims d;
   check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc = 0;
@@ -153,11 +161,18 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
                 "expected a bfloat16 weight with bfloat16 dout, got ", dtype_name(weight.dtype));
     S2S_REQUIRE(!opu::present(dbias), code::kArgument, kOp,
                 "expected no dbias with bfloat16 dout");
-    Tensor as_f32 = dout;  // the row checks look at the shape only
-    as_f32.dtype = DType::F32;
-    d.N = opu::expect_rows(as_f32, kOp, dout_name, &oc);
   } else {
-    d.N = opu::expect_rows(dout, kOp, dout_name, &oc);
+    expect_dtype(dout, DType::F32, kOp, dout_name);
+  }
+  S2S_REQUIRE(dout.ndim >= 1, code::kShape, kOp, "expected ", dout_name,
+              " to be at least 1-D, got a scalar");
+  oc = dout.shape[dout.ndim - 1];
+  d.N = oc == 0 ? 0 : dout.numel() / oc;
+  if (padded_ok) {
+    d.ldo = opu::row_stride(dout, kOp, dout_name);
+  } else {
+    expect_contiguous(dout, kOp, dout_name);
+    d.ldo = oc;
   }
   S2S_REQUIRE(oc == d.OC, code::kShape, kOp, "expected ", dout_name, " with last dimension ",
               d.OC, " (weight ", weight.shape_string(), "), got ", dout.shape_string());
@@ -180,6 +195,8 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
 // bf16 one), else nullptr and the pass that reads dout (dbias's column sum, or a plain one)
 // writes the GEMMs' copy: rounded to the 16-bit weight's dtype, or f32 when dout is made here.
 // dout_f32, where not null: that pass stores dout's f32 values there too (a caller's copy).
+// The GEMMs read dout with d.ldo as its row stride, and the copy is laid out so too (a padded
+// dout's aligned rows stay aligned).
 template <typename Dout>
 void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor& dweight,
                    const Tensor& dbias, Dout dout, const void* dout_operand, const Tensor& inp,
@@ -191,10 +208,10 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
   ArenaScope scope(ctx.arena());
   const DType t = weight.dtype;
   const bool out_in = layout == WeightLayout::OutIn;
-  const int64_t OC = d.OC;
+  const int64_t OC = d.OC, ld = d.ldo;
   ActivationOut copy{nullptr, t};  // the GEMMs' dout, written by the pass below
   if (want_g && dout_operand == nullptr) {
-    copy.data = ctx.arena().allocate(size_t(d.N * OC) * dtype_size(t));
+    copy.data = ctx.arena().allocate(size_t((d.N - 1) * ld + OC) * dtype_size(t));
   }
   if (opu::present(dbias)) {
     // dbias: a deterministic column sum of the fp32 dout, whose pass also writes the GEMMs'
@@ -202,29 +219,30 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
     // made, once for both.
     column_sum_into(ctx, d.N, OC, dbias.f32(), [=] __device__(int64_t r, int64_t c) {
       const float v = dout(r * OC + c, r, c);
-      if (copy.data != nullptr) copy.store(r * OC + c, v);
+      if (copy.data != nullptr) copy.store(r * ld + c, v);
       if (dout_f32 != nullptr) dout_f32[r * OC + c] = v;
       return v;
     }, kOp);
   } else if (copy.data != nullptr || dout_f32 != nullptr) {
     for_each(ctx, d.N * OC, kOp, [=] __device__(int64_t i) {
-      const float v = dout(i, i / OC, i % OC);
-      if (copy.data != nullptr) copy.store(i, v);
+      const int64_t r = i / OC, c = i % OC;
+      const float v = dout(i, r, c);
+      if (copy.data != nullptr) copy.store(r * ld + c, v);
       if (dout_f32 != nullptr) dout_f32[i] = v;
     });
   }
   const void* g = copy.data != nullptr ? copy.data : dout_operand;
   if (want_dinp && d.IC > 0) {
     // dinp (N,IC) (+)= dout (N,OC) @ W (OC,IC), or dout @ W^T for W (IC,OC).
-    gemm(ctx, false, !out_in, d.N, d.IC, d.OC, 1.f, g, d.OC, weight.data, out_in ? d.IC : d.OC,
+    gemm(ctx, false, !out_in, d.N, d.IC, d.OC, 1.f, g, ld, weight.data, out_in ? d.IC : d.OC,
          t, overwrite_dinp ? 0.f : 1.f, dinp.f32(), d.IC);
   }
   if (want_dw && d.IC > 0 && d.OC > 0) {
     const void* x = gemm_operand(ctx, inp, d.N * d.IC, t);
     if (out_in) {  // dW (OC,IC) += dout^T (OC,N) @ x (N,IC)
-      gemm(ctx, true, false, d.OC, d.IC, d.N, 1.f, g, d.OC, x, d.IC, t, 1.f, dweight.f32(), d.IC);
+      gemm(ctx, true, false, d.OC, d.IC, d.N, 1.f, g, ld, x, d.IC, t, 1.f, dweight.f32(), d.IC);
     } else {       // dW (IC,OC) += x^T (IC,N) @ dout (N,OC)
-      gemm(ctx, true, false, d.IC, d.OC, d.N, 1.f, x, d.IC, g, d.OC, t, 1.f, dweight.f32(), d.OC);
+      gemm(ctx, true, false, d.IC, d.OC, d.N, 1.f, x, d.IC, g, ld, t, 1.f, dweight.f32(), d.OC);
     }
   }
 }
@@ -233,15 +251,16 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout, bool overwrite_dinp) {
-  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout, "dout");
+  const Dims d = check_backward(dinp, dweight, dbias, dout, inp, weight, layout, "dout",
+                                /*padded_ok=*/true);
   // dout is the GEMMs' operand as it is when it is in their dtype already (f32 with an f32
   // weight; bf16, rounded by its writer, with a bf16 one); else the rounded copy is made.
   const bool as_is = dout.dtype == weight.dtype;
   if (dout.dtype == DType::BF16) {
-    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{nullptr}, dout.data, inp, weight,
+    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{nullptr, 0}, dout.data, inp, weight,
                   layout, overwrite_dinp);
   } else {
-    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{dout.f32()},
+    backward_from(ctx, d, dinp, dweight, dbias, DoutRead{dout.f32(), d.ldo},
                   as_is ? dout.data : nullptr, inp, weight, layout, overwrite_dinp);
   }
 }
