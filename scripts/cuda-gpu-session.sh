@@ -45,7 +45,7 @@ status=0
 if want tests; then
   ./build-gpu/test_cuda_ops 2>&1 | tee "$OUT/test_cuda_ops.log" || status=1
   ./build-gpu/test_cuda_models 2>&1 | tee "$OUT/test_cuda_models.log" || status=1
-  ctest --test-dir build-gpu --timeout 600 2>&1 | tail -n 40 | tee "$OUT/ctest.log" || status=1
+  ctest --test-dir build-gpu --timeout 600 --parallel "$JOBS" 2>&1 | tail -n 40 | tee "$OUT/ctest.log" || status=1
 fi
 if want bench; then
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --steps "$STEPS" \

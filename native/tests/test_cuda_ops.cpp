@@ -756,6 +756,65 @@ CUDA_TEST(cuda_linear_and_cross_entropy_take_padded_rows) {
   }
 }
 
+// linear_forward with a 16-bit out from a slice of a wider weight (nn::linear_split's parts: rows
+// of an OutIn weight, columns of an InOut one, with its bias's slice): each value the whole
+// product's f32 value rounded to nearest even, as the split rounds it, through cuBLASLt's
+// epilogue (16-bit D, f32 bias) and through the f32 scratch where the epilogue is off. Bit for
+// bit in the simulator; on a GPU cuBLASLt may sum a slice in another order, so within a 16-bit
+// rounding step there. A 16-bit out of another dtype than the weight's is refused.
+CUDA_TEST(cuda_linear_writes_16bit_parts_of_a_wider_weight) {
+  const int64_t N = 29, IC = 40, P = 24, OC = 3 * P;
+  const std::vector<float> x = random_vector(N * IC, 91), w = random_vector(OC * IC, 92);
+  const std::vector<float> bias = random_vector(OC, 93);
+  Dev gx(x, {N, IC}), gb(bias, {OC});
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    const bool out_in = layout == WeightLayout::OutIn;
+    const int64_t w0 = out_in ? OC : IC, w1 = out_in ? IC : OC;
+    for (DType wt : {DType::BF16, DType::F16}) {
+      const Dev gw = weight_in(w, wt, w0, w1);
+      Dev whole(std::vector<float>(N * OC), {N, OC});
+      cuda::linear_forward(ctx(), whole.t, gx.t, gw.t, gb.t, layout);
+      const std::vector<float> full = host_of(whole);
+      for (const bool epilogue : {true, false}) {
+        ctx().set_gemm_bias_epilogue(epilogue);
+        for (int64_t p = 0; p < 3; ++p) {
+          Tensor slice = gw.t;
+          slice.data = static_cast<uint16_t*>(gw.buf.data()) + (out_in ? p * P * IC : p * P);
+          slice.shape[out_in ? 0 : 1] = P;
+          const Tensor bslice = Tensor::contiguous(gb.ptr<float>() + p * P, DType::F32, {P});
+          Dev part(std::vector<uint16_t>(size_t(N * P), 0x7FC1), wt, {N, P});
+          cuda::linear_forward(ctx(), part.t, gx.t, slice, bslice, layout);
+          const std::vector<uint16_t> got = host16_of(part);
+          std::vector<float> got32(got.size()), want32(got.size());
+          std::vector<uint16_t> want(got.size());
+          for (int64_t r = 0; r < N; ++r) {
+            for (int64_t c = 0; c < P; ++c) {
+              const float v = full[size_t(r * OC + p * P + c)];
+              const size_t i = size_t(r * P + c);
+              want[i] = wt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+              got32[i] = wt == DType::BF16 ? bf16_to_f32(got[i]) : f16_to_f32(got[i]);
+              want32[i] = wt == DType::BF16 ? bf16_to_f32(want[i]) : f16_to_f32(want[i]);
+            }
+          }
+          const std::string tag = std::string(dtype_name(wt)) + (out_in ? " OutIn" : " InOut") +
+                                  " part " + std::to_string(p) +
+                                  (epilogue ? "" : ", bias by the kernel");
+#if S2S_SIMT_SIM
+          CHECK_MSG(got == want, tag + ": not the whole product's values rounded");
+#else
+          expect_close(got32, want32, 1e-2, tag.c_str());
+#endif
+        }
+      }
+      ctx().set_gemm_bias_epilogue(true);
+    }
+  }
+  const Dev gw = weight_in(w, DType::BF16, OC, IC);
+  Dev f16_out(std::vector<uint16_t>(size_t(N * OC)), DType::F16, {N, OC});
+  CHECK_THROWS_CODE(cuda::linear_forward(ctx(), f16_out.t, gx.t, gw.t, gb.t, WeightLayout::OutIn),
+                    code::kDType);
+}
+
 // linear_gelu_backward (nn::linear_gelu's fused backward) gives the bits of gelu_backward into
 // an f32 buffer followed by linear_backward: every weight dtype and layout, both GELUs, each
 // gradient wanted or not (the pre-activation's own, LoRA's input, too), accumulated onto

@@ -425,3 +425,45 @@ TEST(linear_on_padded_rows_gives_the_contiguous_bits) {
     }
   });
 }
+
+// A weight that is a slice of a wider one (rows of OutIn, columns of InOut: nn::linear_split's
+// parts, a 2-D view with the whole matrix's row stride) gives the whole product's columns, and a
+// 16-bit out (the 16-bit weight's dtype) holds the f32 values rounded to nearest even.
+TEST(linear_takes_weight_slices_and_writes_16bit_out) {
+  const int64_t N = 13, IC = 20, P = 9, OC = 3 * P;
+  std::vector<float> x = random_vector(N * IC, 81), w = random_vector(IC * OC, 82);
+  std::vector<float> b = random_vector(OC, 83);
+  for (WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+    const bool out_in = layout == WeightLayout::OutIn;
+    for (DType wt : {DType::F32, DType::BF16, DType::F16}) {
+      std::vector<uint16_t> wh = wt == DType::F16 ? to_f16(w) : to_bf16(w);
+      const Tensor W = weight_view(w, wh, wt, layout, IC, OC);
+      std::vector<float> full(N * OC);
+      linear_forward(view(full, {N, OC}), view(x, {N, IC}), W, view(b, {OC}), layout);
+      const std::string tag = std::string(dtype_name(wt)) + (out_in ? " OutIn" : " InOut");
+      for (int64_t p = 0; p < 3; ++p) {
+        Tensor slice = W;
+        slice.data = static_cast<char*>(W.data) +
+                     size_t(out_in ? p * P * IC : p * P) * dtype_size(wt);
+        slice.shape[out_in ? 0 : 1] = P;
+        const Tensor bp = Tensor::contiguous(b.data() + p * P, DType::F32, {P});
+        std::vector<float> part(N * P);
+        linear_forward(view(part, {N, P}), view(x, {N, IC}), slice, bp, layout);
+        std::vector<float> want(N * P);
+        for (int64_t r = 0; r < N; ++r) {
+          for (int64_t c = 0; c < P; ++c) want[r * P + c] = full[r * OC + p * P + c];
+        }
+        CHECK_MSG(opt::bit_equal(part, want), tag + " part " + std::to_string(p));
+        if (wt == DType::F32) continue;
+        std::vector<uint16_t> half(N * P), rounded = wt == DType::BF16 ? to_bf16(want)
+                                                                        : to_f16(want);
+        linear_forward(opt::view16(half, wt, {N, P}), view(x, {N, IC}), slice, bp, layout);
+        CHECK_MSG(half == rounded, tag + " part " + std::to_string(p) + ": 16-bit out");
+      }
+    }
+  }
+  std::vector<uint16_t> half(N * OC);
+  CHECK_THROWS_CODE(linear_forward(opt::view16(half, DType::BF16, {N, OC}), view(x, {N, IC}),
+                                   view(w, {IC, OC}), none(), WeightLayout::InOut),
+                    code::kDType);
+}

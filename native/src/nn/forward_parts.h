@@ -11,6 +11,14 @@ namespace nn {
 // linear(x, w)'s output without a gradient of its own (nn::linear's forward, LoRA aside).
 Var* linear_output(Graph& g, Var* x, const LinearWeights& w);
 
+// split_columns(linear_output(x, w)) without the whole output: part p's columns from their own
+// GEMM (the weight's columns of that part, its bias's slice), written in `out`. For a 16-bit
+// out (the parts' consumers' dtype) the same values as rounding the whole f32 output, and the
+// (N, sum) f32 output is neither written nor read back.
+std::vector<Var*> linear_parts_output(Graph& g, Var* x, const LinearWeights& w,
+                                      const std::vector<int64_t>& sizes, DType out,
+                                      bool requires_grad);
+
 // split_last's forward: xv's last dimension cut into parts of `sizes` columns, fresh Vars
 // written in `out`.
 std::vector<Var*> split_columns(Graph& g, const Tensor& xv, const std::vector<int64_t>& sizes,

@@ -29,6 +29,40 @@ Var* linear_output(Graph& g, Var* x, const LinearWeights& w) {
   return y;
 }
 
+std::vector<Var*> linear_parts_output(Graph& g, Var* x, const LinearWeights& w,
+                                      const std::vector<int64_t>& sizes, DType out,
+                                      bool requires_grad) {
+  const Tensor& wt = w.weight->matmul_value();
+  const bool out_in = w.layout == WeightLayout::OutIn;
+  const int64_t out_features = out_in ? wt.shape[0] : wt.shape[1];
+  int64_t total = 0;
+  for (int64_t s : sizes) total += s;
+  S2S_REQUIRE(total == out_features, code::kShape, "linear_split", "expected sizes summing to ",
+              out_features, ", got ", total);
+  const size_t esize = dtype_size(wt.dtype);
+  std::vector<Var*> parts;
+  int64_t col0 = 0;
+  for (int64_t width : sizes) {
+    // The part's weight: rows col0.. of (OC, IC), or columns col0.. of (IC, OC) (a 2-D view with
+    // the whole matrix's row stride).
+    Tensor wp = wt;
+    wp.data = static_cast<char*>(wt.data) + size_t(out_in ? col0 * wt.shape[1] : col0) * esize;
+    wp.shape[out_in ? 0 : 1] = width;
+    Tensor bp;
+    if (w.bias != nullptr) {
+      bp = Tensor::contiguous(w.bias->value.f32() + col0, DType::F32, {width});
+    }
+    int64_t shape[kMaxDims];
+    for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
+    shape[x->value.ndim - 1] = width;
+    Var* part = g.output(x->value.ndim, shape, requires_grad, out);
+    g.ops().linear_forward(part->value, x->value, wp, bp, w.layout);
+    parts.push_back(part);
+    col0 += width;
+  }
+  return parts;
+}
+
 // x as both GEMMs that read it take it: an f32 x under a 16-bit weight whose gradient is
 // tracked is rounded once here and kept for the backward's dW, on a backend that takes 16-bit
 // inputs, instead of being rounded by the forward and again by the backward (the same bits; as

@@ -21,7 +21,9 @@ constexpr const char* kOp = "linear";
 
 // ldo: the row stride of out (forward) or dout (backward), OC unless their rows are padded (a
 // 2-D view, opu::row_stride: nn::linear_cross_entropy's logits and their gradient).
-struct Dims { int64_t N, IC, OC, ldo; };
+// ldw: the weight's row stride, its last dimension unless it is a slice of a wider matrix's
+// columns (a 2-D view, opu::row_stride).
+struct Dims { int64_t N, IC, OC, ldo, ldw; };
 
 void check_layout(WeightLayout layout) {
   if (layout != WeightLayout::OutIn && layout != WeightLayout::InOut) {
@@ -38,8 +40,9 @@ RoundingGemm rounding_gemm(DType weight_dtype) {
   return weight_dtype == DType::BF16 ? gemm_bf16_rounding : gemm_f16_rounding;
 }
 
-// weight: 2-D, contiguous, f32, bf16 or f16; returns (IC, OC) from it.
-void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
+// weight: 2-D, f32, bf16 or f16, contiguous or a slice of a wider matrix's columns; returns
+// (IC, OC) from it, and its row stride.
+int64_t check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
   check_layout(layout);
   if (weight.dtype != DType::F32 && weight.dtype != DType::BF16 && weight.dtype != DType::F16) {
     fail(code::kDType, kOp, "expected weight to be float32, bfloat16 or float16, got ",
@@ -49,9 +52,9 @@ void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_
     fail(code::kShape, kOp, "expected weight to be 2-D (", 
          layout == WeightLayout::OutIn ? "out, in" : "in, out", "), got ", weight.shape_string());
   }
-  expect_contiguous(weight, kOp, "weight");
   *OC = layout == WeightLayout::OutIn ? weight.shape[0] : weight.shape[1];
   *IC = layout == WeightLayout::OutIn ? weight.shape[1] : weight.shape[0];
+  return opu::row_stride(weight, kOp, "weight");
 }
 
 // `t` is (..., last) with the leading dims of `rows_like` (whose last dim is ignored). Returns
@@ -75,7 +78,7 @@ int64_t expect_rows_like(const Tensor& t, const Tensor& rows_like, int64_t last,
 Dims check_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                    const Tensor& bias, WeightLayout layout) {
   Dims d;
-  check_weight(weight, layout, &d.IC, &d.OC);
+  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
   int64_t ic;
   d.N = opu::expect_rows(inp, kOp, "inp", &ic);
   if (ic != d.IC) {
@@ -91,7 +94,7 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
                     WeightLayout layout) {
   Dims d;
-  check_weight(weight, layout, &d.IC, &d.OC);
+  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc;
   if (dout.dtype == DType::BF16) {
     // A gradient already rounded to bf16 by its writer (cross_entropy for a bf16-compute head):
@@ -123,13 +126,25 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
 
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout) {
+  if (out.dtype != DType::F32) {
+    // A 16-bit out (the 16-bit weight's dtype): the f32 values, rounded to nearest even.
+    S2S_REQUIRE(out.dtype == weight.dtype, code::kDType, kOp, "expected out to be float32 or ",
+                dtype_name(weight.dtype), " (the 16-bit weight's dtype), got ",
+                dtype_name(out.dtype));
+    expect_contiguous(out, kOp, "out");
+    std::vector<float> wide(static_cast<size_t>(out.numel()));
+    linear_forward(Tensor::contiguous(wide.data(), DType::F32, out.ndim, out.shape), inp, weight,
+                   bias, layout);
+    cast_forward(out, Tensor::contiguous(wide.data(), DType::F32, out.ndim, out.shape));
+    return;
+  }
   const Dims d = check_forward(out, inp, weight, bias, layout);
   if (d.N == 0 || d.OC == 0) return;
   if (d.N <= kGemvMaxRows) {
     // A few rows (decoding): stream W once in its own layout instead of packing it (gemv.h).
     const bool out_in = layout == WeightLayout::OutIn;
     const float* b = opu::present(bias) ? bias.f32() : nullptr;
-    const int64_t ldw = weight.shape[1];
+    const int64_t ldw = d.ldw;
     switch (weight.dtype) {
       case DType::F32:
         gemv_f32(out_in, d.N, d.OC, d.IC, inp.f32(), d.IC, weight.f32(), ldw, b, out.f32(), d.ldo);
@@ -154,7 +169,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
     beta = 1.0f;
   }
   const bool trans_b = layout == WeightLayout::OutIn;  // op(W) must be (IC, OC)
-  const int64_t ldw = weight.shape[1];
+  const int64_t ldw = d.ldw;
   if (weight.dtype == DType::F32) {
     gemm_f32(false, trans_b, d.N, d.OC, d.IC, 1.0f, inp.f32(), d.IC, weight.f32(), ldw, beta, y,
              d.ldo);
@@ -173,7 +188,7 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
   if (d.N == 0) return;
   const void* dy = dout.data;  // f32, or bf16 (then the weight is bf16 too; checked)
   const DType dy_type = dout.dtype;
-  const int64_t ldw = weight.shape[1];
+  const int64_t ldw = d.ldw;
   const bool half = weight.dtype != DType::F32;
   const DType wt = weight.dtype;
   // bf16 / f16 weight: dout and inp are rounded to the weight's format as the GEMMs pack them
@@ -240,7 +255,8 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
 namespace {
 // W as (OC, IC) element (o, i), in double, whatever the storage.
 double w_at(const Tensor& w, WeightLayout layout, int64_t o, int64_t i) {
-  const int64_t idx = layout == WeightLayout::OutIn ? o * w.shape[1] + i : i * w.shape[1] + o;
+  const int64_t ld = w.strides[0];  // the row stride: a column slice's too
+  const int64_t idx = layout == WeightLayout::OutIn ? o * ld + i : i * ld + o;
   switch (w.dtype) {
     case DType::BF16: return double(bf16_to_f32(w.u16()[idx]));
     case DType::F16: return double(f16_to_f32(w.u16()[idx]));

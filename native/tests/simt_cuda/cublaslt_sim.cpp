@@ -111,12 +111,18 @@ cublasStatus_t shape_of(const LtMatmulDesc* op, const LtMatrixLayout* a,
 }
 
 // The configurations emulated: A and B both f32 (32F or TF32 compute), bf16 or f16 (32F
-// compute); C and D f32; scale f32; no epilogue or a bias (f32).
+// compute); C and D f32, or both in A and B's 16-bit type (the fp32 result rounded to nearest
+// even as it is stored); scale f32; no epilogue or a bias (f32, which a 16-bit D must ask for:
+// its default bias type is D's).
 cublasStatus_t supported(const LtMatmulDesc* op, const LtMatrixLayout* a,
                          const LtMatrixLayout* b, const LtMatrixLayout* c,
                          const LtMatrixLayout* d) {
   if (!known_type(a->type) || a->type != b->type) return CUBLAS_STATUS_NOT_SUPPORTED;
-  if (c->type != CUDA_R_32F || d->type != CUDA_R_32F || op->scale != CUDA_R_32F) {
+  const bool half_d = d->type != CUDA_R_32F;
+  if (c->type != d->type || (half_d && d->type != a->type) || op->scale != CUDA_R_32F) {
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (half_d && op->epilogue == CUBLASLT_EPILOGUE_BIAS && op->bias_type != CUDA_R_32F) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   if (op->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a->type != CUDA_R_32F) {
@@ -346,11 +352,21 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
   const void* bias_v = bias ? op->bias : nullptr;
   const bool ta = op->transa != CUBLAS_OP_N, tb = op->transb != CUBLAS_OP_N;
   auto product = [=] {
-    float* out = static_cast<float*>(D);
-    if (beta != 0.f && C != D) {
-      const float* cin = static_cast<const float*>(C);
+    // A 16-bit D: the fp32 result in scratch (C widened into it where beta reads it), rounded
+    // into D at the end.
+    const bool half_d = ld.type != CUDA_R_32F;
+    std::vector<float> wide;
+    if (half_d) wide.assign(size_t(s.n) * size_t(ld.ld), 0.f);
+    float* out = half_d ? wide.data() : static_cast<float*>(D);
+    if (beta != 0.f && (C != D || half_d)) {
       for (uint64_t j = 0; j < s.n; ++j) {
-        std::memcpy(out + j * ld.ld, cin + j * lc.ld, s.m * sizeof(float));
+        for (uint64_t i = 0; i < s.m; ++i) {
+          const size_t at = size_t(j * lc.ld + i);
+          out[j * ld.ld + i] =
+              !half_d ? static_cast<const float*>(C)[at]
+              : lc.type == CUDA_R_16BF ? s2s::bf16_to_f32(static_cast<const uint16_t*>(C)[at])
+                                       : s2s::f16_to_f32(static_cast<const uint16_t*>(C)[at]);
+        }
       }
     }
     // Row-major: D^T (n x m, row stride ldd) = op(B)^T (n x k) @ op(A)^T (k x m). B stored
@@ -377,6 +393,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t op,
       const float* v = static_cast<const float*>(bias_v);
       for (uint64_t j = 0; j < s.n; ++j) {
         for (uint64_t i = 0; i < s.m; ++i) out[j * ld.ld + i] += v[i];
+      }
+    }
+    if (half_d) {
+      uint16_t* d16 = static_cast<uint16_t*>(D);
+      for (uint64_t j = 0; j < s.n; ++j) {
+        for (uint64_t i = 0; i < s.m; ++i) {
+          const float v = out[j * ld.ld + i];
+          d16[j * ld.ld + i] = ld.type == CUDA_R_16BF ? s2s::f32_to_bf16(v) : s2s::f32_to_f16(v);
+        }
       }
     }
   };

@@ -21,10 +21,13 @@ enum class WeightLayout : uint8_t { OutIn = 0, InOut = 1 };
 // out (N,OC) = inp (N,IC) @ W^T + bias (OC,). out is overwritten (not accumulated).
 //   inp f32 contiguous; out f32 contiguous with inp's leading dims and last dim OC, or a 2-D
 //   (N,OC) view whose rows are padded (unit column stride, row stride >= OC: the chunked loss's
-//   logits laid out at Backend::aligned_row_stride); the pads are not written.
-//   weight f32, bf16 or f16, contiguous, (OC,IC) or (IC,OC) per layout. With a bf16 (f16)
-//   weight, inp is rounded to bf16 (f16) as the GEMM packs it (gemm_bf16_rounding /
-//   gemm_f16_rounding; fp32 accumulation).
+//   logits laid out at Backend::aligned_row_stride); the pads are not written. With a 16-bit
+//   weight out may be in its dtype instead: the f32 values rounded to nearest even (for an
+//   output only 16-bit consumers read: nn::linear_split's q, k, v on a GPU).
+//   weight f32, bf16 or f16, (OC,IC) or (IC,OC) per layout: contiguous, or a slice of a wider
+//   weight's rows or columns (a 2-D view with the whole matrix's row stride: a split's part).
+//   With a bf16 (f16) weight, inp is rounded to bf16 (f16) as the GEMM packs it
+//   (gemm_bf16_rounding / gemm_f16_rounding; fp32 accumulation).
 //   bias (OC,) f32, or data == nullptr for no bias.
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);

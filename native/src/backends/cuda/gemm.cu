@@ -4,6 +4,8 @@
 // cuBLASLt, through the table cublaslt_api.h loads at run time (the library is not linked).
 // A bias rides in the BIAS epilogue (cuBLASLt's per-row bias of column-major D is our per-column
 // one); the bias pointer is part of the plan's descriptor, set again before every call.
+// gemm_rounded's D is 16-bit (the operands' type), the fp32 result and f32 bias rounded as
+// they are stored.
 // Deterministic: a context's plan fixes the algorithm per shape, and every cuBLASLt split-K
 // reduction scheme (cublasLtReductionScheme_t) adds the partial products in a fixed order.
 // Napkin (H100 SXM): bf16 dense ~990 TFLOP/s peak, ~600-750 achieved on large GPT-2 shapes;
@@ -35,8 +37,9 @@ void check_lt(const Api& L, cublasStatus_t s, const char* what) {
 
 // All fields int64_t: no padding, so memcmp and the byte hash see exactly the fields.
 // bias: the plan adds one in the epilogue (align_bias: the alignment the heuristic saw).
+// out: C's dtype (f32, or the operands' 16-bit one: gemm_rounded).
 struct Key {
-  int64_t ta, tb, tf32, dtype;
+  int64_t ta, tb, tf32, dtype, out;
   int64_t M, N, K, lda, ldb, ldc;
   int64_t align_a, align_b, align_c;
   int64_t bias, align_bias;
@@ -89,6 +92,17 @@ __global__ void scale_matrix_kernel(float* C, int64_t M, int64_t N, int64_t ldc,
        i += int64_t(gridDim.x) * blockDim.x) {
     float* c = C + (i / N) * ldc + i % N;
     *c = beta == 0.f ? 0.f : *c * beta;
+  }
+}
+
+// C (16-bit, row stride ldc) = src (M,N) f32 rounded to nearest even: gemm_rounded's output
+// where cuBLASLt's epilogue cannot write it.
+__global__ void round_matrix_kernel(const float* src, int64_t M, int64_t N, uint16_t* C,
+                                    int64_t ldc, bool bf16) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    C[(i / N) * ldc + i % N] = bf16 ? f32_to_bf16_bits(src[i]) : f32_to_f16_bits(src[i]);
   }
 }
 
@@ -177,7 +191,9 @@ static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
            "layout B");
   check_lt(L, L.cublasLtMatrixLayoutCreate(&p.b, t, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda),
            "layout A");
-  check_lt(L, L.cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc), "layout C");
+  check_lt(L, L.cublasLtMatrixLayoutCreate(&p.c, cuda_type(static_cast<DType>(k.out)), k.N, k.M,
+                                           k.ldc),
+           "layout C");
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(L, L.cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, const auto& value) {
@@ -213,14 +229,59 @@ static Plan make_plan(GemmState& st, const Key& k, const float* bias) {
   return p;
 }
 
-void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-          const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, float beta, float* C,
-          int64_t ldc, const float* bias) {
+namespace {
+
+void check_dims(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,
+                int64_t ldb, int64_t ldc) {
   S2S_REQUIRE(M >= 0 && N >= 0 && K >= 0, code::kShape, kOp, "expected M, N, K >= 0, got ", M,
               ", ", N, ", ", K);
   S2S_REQUIRE(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N, code::kLayout,
               kOp, "expected row strides lda >= ", trans_a ? M : K, ", ldb >= ", trans_b ? K : N,
               ", ldc >= ", N, ", got ", lda, ", ", ldb, ", ", ldc);
+}
+
+// The context's plan for this product with C in `out` (f32, or ab's 16-bit dtype).
+const Plan& plan_for(Context& ctx, GemmState& st, bool trans_a, bool trans_b, int64_t M,
+                     int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
+                     DType ab, const void* C, DType out, int64_t ldc, const float* bias) {
+  Key key{};  // zeroed, padding included, so memcmp/hash see only the fields
+  key.ta = trans_a;
+  key.tb = trans_b;
+  key.tf32 = ab == DType::F32 && ctx.options().allow_tf32;
+  key.dtype = int(ab);
+  key.out = int(out);
+  key.M = M; key.N = N; key.K = K;
+  key.lda = lda; key.ldb = ldb; key.ldc = ldc;
+  key.align_a = alignment_of(A);
+  key.align_b = alignment_of(B);
+  key.align_c = alignment_of(C);
+  key.bias = bias != nullptr && ctx.options().gemm_bias_epilogue;
+  key.align_bias = key.bias ? alignment_of(bias) : 0;
+  auto it = st.plans.find(key);
+  if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key, bias)).first;
+  return it->second;
+}
+
+// Runs plan p: C = alpha op(A) op(B) + beta C (+ bias where p fuses it).
+void run_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const void* A,
+              const void* B, float beta, void* C, const float* bias) {
+  const Api& L = *st.lt;
+  if (p.fused_bias) {
+    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                 sizeof(bias)),
+             "set BIAS_POINTER");
+  }
+  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+                               &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx)),
+           "cublasLtMatmul");
+}
+
+}  // namespace
+
+void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+          const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, float beta, float* C,
+          int64_t ldc, const float* bias) {
+  check_dims(trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   if (K == 0) {
     const Launch l = elementwise_launch(M * N);
@@ -233,35 +294,40 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
     return;
   }
   GemmState& st = state_of(ctx);
-  Key key{};  // zeroed, padding included, so memcmp/hash see only the fields
-  key.ta = trans_a;
-  key.tb = trans_b;
-  key.tf32 = ab == DType::F32 && ctx.options().allow_tf32;
-  key.dtype = int(ab);
-  key.M = M; key.N = N; key.K = K;
-  key.lda = lda; key.ldb = ldb; key.ldc = ldc;
-  key.align_a = alignment_of(A);
-  key.align_b = alignment_of(B);
-  key.align_c = alignment_of(C);
-  key.bias = bias != nullptr && ctx.options().gemm_bias_epilogue;
-  key.align_bias = key.bias ? alignment_of(bias) : 0;
-  auto it = st.plans.find(key);
-  if (it == st.plans.end()) it = st.plans.emplace(key, make_plan(st, key, bias)).first;
-  const Plan& p = it->second;
-  const Api& L = *st.lt;
-  if (p.fused_bias) {
-    check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                 sizeof(bias)),
-             "set BIAS_POINTER");
-  }
-  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
-                               &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx)),
-           "cublasLtMatmul");
+  const Plan& p = plan_for(ctx, st, trans_a, trans_b, M, N, K, A, lda, B, ldb, ab, C,
+                           DType::F32, ldc, bias);
+  run_plan(ctx, st, p, alpha, A, B, beta, C, bias);
   if (bias != nullptr && !p.fused_bias) {
     const Launch l = elementwise_launch(M * N);
     add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(C, M, N, ldc, bias);
     check_launch(kOp);
   }
+}
+
+void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, void* C,
+                  int64_t ldc, const float* bias) {
+  S2S_REQUIRE(ab == DType::BF16 || ab == DType::F16, code::kDType, kOp,
+              "expected bfloat16 or float16 operands for a 16-bit output, got ", dtype_name(ab));
+  check_dims(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  GemmState* st = K > 0 ? &state_of(ctx) : nullptr;
+  const Plan* p = nullptr;
+  if (st != nullptr && (bias == nullptr || ctx.options().gemm_bias_epilogue)) {
+    p = &plan_for(ctx, *st, trans_a, trans_b, M, N, K, A, lda, B, ldb, ab, C, ab, ldc, bias);
+  }
+  if (p != nullptr && (bias == nullptr || p->fused_bias)) {
+    run_plan(ctx, *st, *p, 1.f, A, B, 0.f, C, bias);
+    return;
+  }
+  // No epilogue for it (or no products): the f32 values in scratch, then rounded, the same bits.
+  ArenaScope scope(ctx.arena());
+  float* scratch = ctx.arena().allocate_array<float>(size_t(M * N));
+  gemm(ctx, trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, ab, 0.f, scratch, N, bias);
+  const Launch l = elementwise_launch(M * N);
+  round_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+      scratch, M, N, static_cast<uint16_t*>(C), ldc, ab == DType::BF16);
+  check_launch(kOp);
 }
 
 }  // namespace cuda

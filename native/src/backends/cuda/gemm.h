@@ -2,7 +2,8 @@
 //   C (M,N) f32 = alpha * op(A) * op(B) + beta * C, op(A) (M,K), op(B) (K,N), row strides lda,
 //   ldb, ldc; A stored (K,M) when trans_a, B stored (N,K) when trans_b.
 // A and B are both `ab` typed: F32 (fp32 GEMM; TF32 tensor cores when the context allows it),
-// BF16 or F16 (tensor cores, fp32 accumulation and fp32 C). beta == 0: C is write-only.
+// BF16 or F16 (tensor cores, fp32 accumulation and fp32 C; gemm_rounded: a 16-bit C). beta == 0:
+// C is write-only.
 // bias (N floats, optional): C[i][j] += bias[j] after the product, in cuBLASLt's epilogue (the
 // bias is added to the fp32 result, as the CPU's separate add does), or by a kernel where the
 // context turns the epilogue off or cuBLASLt has no algorithm with it.
@@ -21,6 +22,14 @@ namespace cuda {
 void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, float beta, float* C,
           int64_t ldc, const float* bias = nullptr);
+
+// The same product (beta 0) written in the 16-bit operands' dtype ab (BF16 or F16): each value
+// is gemm()'s fp32 value, bias added, rounded to nearest even (what a cast of gemm()'s C gives),
+// by cuBLASLt's epilogue (f32 bias, 16-bit D), or through f32 scratch and a rounding kernel
+// where it has no such algorithm. For an output only 16-bit consumers read (GPT-2's q, k, v).
+void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                  const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, void* C,
+                  int64_t ldc, const float* bias = nullptr);
 
 }  // namespace cuda
 }  // namespace s2s

@@ -1,8 +1,10 @@
 // linear on CUDA (s2s/ops/linear.h semantics) through cuda::gemm (cuBLASLt). A bf16 or f16
 // weight runs on tensor cores: inp (forward) and dout, inp (backward) are rounded to the
 // weight's dtype in arena scratch first, exactly as the CPU bf16 path rounds them; accumulation
-// and every output stay fp32. The forward's bias is added in the GEMM's epilogue; dbias is a
-// deterministic column sum of the fp32 dout, whose pass also writes dout's rounded copy.
+// and every output stay fp32, but a forward out asked for in the weight's 16-bit type (the fp32
+// values rounded in cuBLASLt's epilogue, gemm_rounded). The forward's bias is added in the
+// GEMM's epilogue; dbias is a deterministic column sum of the fp32 dout, whose pass also writes
+// dout's rounded copy.
 // linear_gelu_backward is the backward of gelu(linear(x)) (GPT-2's c_fc): gelu's backward is
 // made in that same pass, so the f32 gradient of the pre-activation is never stored.
 // linear_split_backward is the backward of split_last(linear(x)) (GPT-2's c_attn): that pass
@@ -29,9 +31,12 @@ constexpr const char* kOp = "linear";
 // ldo: the row stride of out (forward) or dout (linear_backward), OC unless their rows are
 // padded (a 2-D view, opu::row_stride: nn::linear_cross_entropy's logits and their gradient, at
 // the 16-byte aligned rows cuBLASLt's fast kernels want).
-struct Dims { int64_t N, IC, OC, ldo; };
+// ldw: the weight's row stride, its last dimension unless it is a slice of a wider matrix's
+// columns (nn::linear_split's parts: a 2-D view, opu::row_stride).
+struct Dims { int64_t N, IC, OC, ldo, ldw; };
 
-void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
+// Returns the weight's row stride.
+int64_t check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_t* OC) {
   S2S_REQUIRE(layout == WeightLayout::OutIn || layout == WeightLayout::InOut, code::kArgument,
               kOp, "expected layout OutIn (0) or InOut (1), got ", int(layout));
   S2S_REQUIRE(weight.dtype == DType::F32 || weight.dtype == DType::BF16 ||
@@ -41,9 +46,9 @@ void check_weight(const Tensor& weight, WeightLayout layout, int64_t* IC, int64_
   S2S_REQUIRE(weight.ndim == 2, code::kShape, kOp, "expected weight to be 2-D (",
               layout == WeightLayout::OutIn ? "out, in" : "in, out", "), got ",
               weight.shape_string());
-  expect_contiguous(weight, kOp, "weight");
   *OC = layout == WeightLayout::OutIn ? weight.shape[0] : weight.shape[1];
   *IC = layout == WeightLayout::OutIn ? weight.shape[1] : weight.shape[0];
+  return opu::row_stride(weight, kOp, "weight");
 }
 
 // Returns t's row stride: contiguous, or a 2-D view with padded rows where padded_ok.
@@ -95,12 +100,20 @@ const void* gemm_operand(Context& ctx, const Tensor& inp, int64_t n, DType t) {
 void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout) {
   Dims d;
-  check_weight(weight, layout, &d.IC, &d.OC);
+  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
   int64_t ic = 0;
   d.N = expect_inp_rows(inp, weight, &ic);
   S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
               " (weight ", weight.shape_string(), "), got ", inp.shape_string());
-  d.ldo = expect_rows_like(out, inp, d.OC, "out", "inp", /*padded_ok=*/true);
+  // out in f32, or in the 16-bit weight's dtype: the f32 values rounded (its only readers would
+  // round them so: GPT-2's q, k, v for the tensor-core attention).
+  const bool half_out = out.dtype != DType::F32;
+  S2S_REQUIRE(!half_out || (out.dtype == weight.dtype && weight.dtype != DType::F32),
+              code::kDType, kOp, "expected out to be float32 or ", dtype_name(weight.dtype),
+              " (the 16-bit weight's dtype), got ", dtype_name(out.dtype));
+  Tensor out_shape = out;  // the row checks look at the shape only
+  out_shape.dtype = DType::F32;
+  d.ldo = expect_rows_like(out_shape, inp, d.OC, "out", "inp", /*padded_ok=*/true);
   if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
   if (d.N == 0 || d.OC == 0) return;
   ArenaScope scope(ctx.arena());
@@ -109,8 +122,14 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
   // out (N,OC) = x (N,IC) @ W^T: W (OC,IC) transposed, or W (IC,OC) as is.
   const bool out_in = layout == WeightLayout::OutIn;
   // The bias rides in cuBLASLt's epilogue: added to the fp32 product, as the CPU adds it.
-  gemm(ctx, false, out_in, d.N, d.OC, d.IC, 1.f, x, d.IC, weight.data, out_in ? d.IC : d.OC, t,
-       0.f, out.f32(), d.ldo, opu::present(bias) ? bias.f32() : nullptr);
+  const float* b = opu::present(bias) ? bias.f32() : nullptr;
+  if (half_out) {
+    gemm_rounded(ctx, false, out_in, d.N, d.OC, d.IC, x, d.IC, weight.data, d.ldw, t, out.data,
+                 d.ldo, b);
+  } else {
+    gemm(ctx, false, out_in, d.N, d.OC, d.IC, 1.f, x, d.IC, weight.data, d.ldw, t, 0.f,
+         out.f32(), d.ldo, b);
+  }
 }
 
 namespace {
@@ -152,7 +171,7 @@ Dims check_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbi
                     const Tensor& dout, const Tensor& inp, const Tensor& weight,
                     WeightLayout layout, const char* dout_name, bool padded_ok = false) {
   Dims d;
-  check_weight(weight, layout, &d.IC, &d.OC);
+  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
   int64_t oc = 0;
   if (dout.dtype == DType::BF16) {
     // Already rounded by its writer (cross_entropy_backward for a bf16-compute head, as on the
@@ -234,7 +253,7 @@ void backward_from(Context& ctx, const Dims& d, const Tensor& dinp, const Tensor
   const void* g = copy.data != nullptr ? copy.data : dout_operand;
   if (want_dinp && d.IC > 0) {
     // dinp (N,IC) (+)= dout (N,OC) @ W (OC,IC), or dout @ W^T for W (IC,OC).
-    gemm(ctx, false, !out_in, d.N, d.IC, d.OC, 1.f, g, ld, weight.data, out_in ? d.IC : d.OC,
+    gemm(ctx, false, !out_in, d.N, d.IC, d.OC, 1.f, g, ld, weight.data, d.ldw,
          t, overwrite_dinp ? 0.f : 1.f, dinp.f32(), d.IC);
   }
   if (want_dw && d.IC > 0 && d.OC > 0) {
