@@ -605,6 +605,12 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
         for (Param* p : model->params().all()) {
           weights[half].push_back(s2s_test::parity::bytes_of(model->backend(), p->value));
         }
+        // And an evaluation pass (no gradients: GPT-2's parts from their GEMMs alone).
+        g.reset();
+        g.no_grad = true;
+        ForwardResult r = model->forward(g, data.batch, LossReduction::Mean);
+        steps[half].push_back(g.read_scalar(r.loss->value));
+        weights[half].push_back(s2s_test::parity::bytes_of(model->backend(), r.logits->value));
       }
       CHECK_MSG(steps[0] == steps[1], tag + ": 16-bit attention inputs changed a loss or norm");
       CHECK_MSG(weights[0] == weights[1], tag + ": 16-bit attention inputs changed the weights");
