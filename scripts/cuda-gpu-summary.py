@@ -98,6 +98,13 @@ def main(folder):
             # The same host work back to back, no kernels disturbing the host's caches.
             lines.append(f"  a dry run alone (--dry-runs): {small['dry_run_loop_ms']:.3f} ms")
             s["train_smollm_small"]["dry_run_loop_ms"] = small["dry_run_loop_ms"]
+    if model and model.get("gemm_rounded_through_scratch"):
+        # GPT-2's q, k, v GEMMs write bf16 in cuBLASLt's epilogue; where it had no algorithm for
+        # a 16-bit D with an f32 bias they went through f32 scratch, saving nothing.
+        lines.append(f"  q, k, v GEMMs through f32 scratch (no 16-bit epilogue with an f32 bias): "
+                     f"{model['gemm_rounded_through_scratch']} calls")
+        s.setdefault("train", {})["gemm_rounded_through_scratch"] = \
+            model["gemm_rounded_through_scratch"]
     unpadded = first(records(folder, "bench_cuda_train_model_unpadded.json"))
     if unpadded and model:
         # The head's logits with rows of exactly V elements against rows padded to 64.

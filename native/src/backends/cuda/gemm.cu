@@ -123,6 +123,7 @@ struct GemmState {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   std::unordered_map<Key, Plan, KeyHash> plans;
+  int64_t rounded_through_scratch = 0;  // gemm_rounded_through_scratch
 };
 
 void destroy_gemm_state(GemmState* s) {
@@ -321,6 +322,7 @@ void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N
     return;
   }
   // No epilogue for it (or no products): the f32 values in scratch, then rounded, the same bits.
+  if (st != nullptr) ++st->rounded_through_scratch;
   ArenaScope scope(ctx.arena());
   float* scratch = ctx.arena().allocate_array<float>(size_t(M * N));
   gemm(ctx, trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, ab, 0.f, scratch, N, bias);
@@ -328,6 +330,10 @@ void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N
   round_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
       scratch, M, N, static_cast<uint16_t*>(C), ldc, ab == DType::BF16);
   check_launch(kOp);
+}
+
+int64_t gemm_rounded_through_scratch(Context& ctx) {
+  return ctx.gemm_state() != nullptr ? ctx.gemm_state()->rounded_through_scratch : 0;
 }
 
 }  // namespace cuda

@@ -30,6 +30,10 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                   const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, void* C,
                   int64_t ldc, const float* bias = nullptr);
+// How many of ctx's gemm_rounded calls went through f32 scratch (no cuBLASLt algorithm for a
+// 16-bit D with an f32 bias, or the epilogue turned off): bench_cuda_train reports it, since a
+// GPU that takes that way saves nothing over a separate rounding pass.
+int64_t gemm_rounded_through_scratch(Context& ctx);
 
 }  // namespace cuda
 }  // namespace s2s
