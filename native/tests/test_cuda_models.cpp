@@ -618,6 +618,68 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
   }
 }
 
+// T5's q, k and v straight from their GEMMs in 16 bits for the tensor-core attention
+// (nn::linear_for_attention: self-attention in both stacks, the decoder's cross-attention, with
+// the position bias, a padded encoder row and attention dropout) change no bit: three steps and
+// an evaluation pass with 16-bit attention inputs give the losses, norms, weights and logits of
+// the same steps with f32 inputs (Graph::half_activations off), bf16 and fp16. The parity
+// fixtures' head dims (12, 8) have no tensor-core kernel; this T5 has 32.
+CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
+  const char* config = R"({"model_type": "t5", "vocab_size": 97, "d_model": 64, "d_kv": 32,
+      "d_ff": 96, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2,
+      "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
+      "dropout_rate": 0.1, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": false,
+      "decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1})";
+  const int64_t B = 2, T = 24, Td = 17;
+  std::vector<int32_t> ids(B * T), mask(B * T, 1), labels(B * Td);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 31 + 5) % 97);
+  for (int64_t t = 19; t < T; ++t) mask[T + t] = 0;  // the second row padded
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 13 + 2) % 97);
+  labels[B * Td - 1] = -100;
+  Batch batch;
+  batch.B = B;
+  batch.T = T;
+  batch.input_ids = ids.data();
+  batch.attention_mask = mask.data();
+  batch.Td = Td;
+  batch.labels = labels.data();
+  for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
+    const std::string tag = std::string("t5 ") + compute_dtype_name(compute);
+    std::vector<double> steps[2];
+    std::vector<std::vector<uint8_t>> weights[2];
+    for (int half = 0; half < 2; ++half) {
+      HeadDim32Run run(config, compute, 3);
+      Graph& g = run.graph;
+      g.half_activations = half == 1;
+      OptimizerConfig oc;
+      oc.max_grad_norm = 1.0;
+      for (int step = 1; step <= 3; ++step) {
+        g.reset();
+        g.training = true;
+        g.dropout_seed = uint64_t(step);
+        ForwardResult r = run.model->forward(g, batch, LossReduction::Mean);
+        steps[half].push_back(g.read_scalar(r.loss->value));
+        g.backward(r.loss, run.scaler.scale());
+        const OptimizerStepStats st =
+            optimizer_step(run.model->params(), oc, step, 1e-3, 1.0f, &run.scaler);
+        steps[half].push_back(st.grad_norm);
+      }
+      for (Param* p : run.model->params().all()) {
+        weights[half].push_back(s2s_test::parity::bytes_of(run.model->backend(), p->value));
+      }
+      g.reset();
+      g.training = false;
+      g.no_grad = true;
+      ForwardResult r = run.model->forward(g, batch, LossReduction::Mean);
+      steps[half].push_back(g.read_scalar(r.loss->value));
+      weights[half].push_back(s2s_test::parity::bytes_of(run.model->backend(), r.logits->value));
+    }
+    CHECK_MSG(steps[0] == steps[1], tag + ": 16-bit attention inputs changed a loss or norm");
+    CHECK_MSG(weights[0] == weights[1],
+              tag + ": 16-bit attention inputs changed the weights or logits");
+  }
+}
+
 // Graph::loss_only (as the trainer's micro-steps set it) on the GPU: the head and the loss run as
 // one chunk whose logits and gradient have rows padded to 64 elements (Backend::
 // aligned_row_stride), so at these models' 97-token vocabulary no GEMM of a training step has

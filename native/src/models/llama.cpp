@@ -145,12 +145,12 @@ class Llama final : public Model {
     // backend takes that (nn::matmul_input_dtype).
     Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
                          nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
-    // The rotated q and k only feed attention: in its 16-bit operand dtype where it rounds to
-    // that anyway (v comes straight from its linear: f32).
+    // The rotated q and k only feed attention, and v too: in its 16-bit operand dtype where it
+    // rounds to that anyway (v straight from its GEMM, nn::linear_for_attention).
     const DType qk = nn::attention_input_dtype(g, attn, D);
     Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta, qk);
     Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta, qk);
-    Var* v = g.view(nn::linear(g, h, l.v_proj), {B, T, Hkv, D});
+    Var* v = g.view(nn::linear_for_attention(g, h, l.v_proj, qk), {B, T, Hkv, D});
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
     x = nn::residual_add(g, x, nn::linear(g, a, l.o_proj));
     h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));

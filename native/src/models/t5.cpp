@@ -137,14 +137,17 @@ Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
                      const uint8_t* key_mask, bool causal) {
   const int64_t B = x->value.shape[0], Tq = x->value.shape[1], Tk = kv->value.shape[1];
   const int64_t H = config_.num_heads, D = config_.head_dim;
-  Var* q = g.view(nn::linear(g, x, a.q), {B, Tq, H, D});
-  Var* k = g.view(nn::linear(g, kv, a.k), {B, Tk, H, D});
-  Var* v = g.view(nn::linear(g, kv, a.v), {B, Tk, H, D});
   AttentionOptions options;
   options.causal = causal;
   options.scale = 1.0f;  // Mesh TensorFlow initialisation folds 1/sqrt(D) into q
   options.dropout_p = config_.attention_dropout;
   options.products = attention_products();
+  // q, k and v only feed attention: straight from their GEMMs in its 16-bit operand dtype
+  // where it rounds them to that anyway (nn::linear_for_attention).
+  const DType in = nn::attention_input_dtype(g, options, D);
+  Var* q = g.view(nn::linear_for_attention(g, x, a.q, in), {B, Tq, H, D});
+  Var* k = g.view(nn::linear_for_attention(g, kv, a.k, in), {B, Tk, H, D});
+  Var* v = g.view(nn::linear_for_attention(g, kv, a.v, in), {B, Tk, H, D});
   Var* out = nn::attention(g, q, k, v, bias, key_mask, options);  // (B,Tq,H,D)
   return nn::linear(g, g.view(out, {B, Tq, H * D}), a.o);
 }

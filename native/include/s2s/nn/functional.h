@@ -90,6 +90,12 @@ std::vector<Var*> split_last(Graph& g, Var* x, const std::vector<int64_t>& sizes
 // them in place too (the same gradients up to the order of dx_A's sum over the parts).
 std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
                                const std::vector<int64_t>& sizes, DType out = DType::F32);
+// linear(x, w) for an output that only the tensor-core attention reads (Llama's v, T5's q, k
+// and v), written in `out`, attention_input_dtype: where that is 16-bit and w has no LoRA,
+// straight from a GEMM in 16 bits (linear_split's one-part path: the f32 output is neither
+// written nor read back; the same values the attention would round it to as it stages it);
+// else linear(x, w).
+Var* linear_for_attention(Graph& g, Var* x, const LinearWeights& w, DType out);
 
 // The dtype for q, k or v that only nn::attention with these options reads: the 16-bit products'
 // dtype where the backend's attention rounds q, k, v to it anyway and g.half_activations is on
