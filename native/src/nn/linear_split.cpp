@@ -3,7 +3,10 @@
 // parts' gradients where their consumers left them (the dbias column sum, which also writes the
 // GEMMs' bf16 copy) instead of split_last's backward assembling them into an (N, 3C) f32
 // gradient first, written and read once more. Under LoRA the branch's products read the parts
-// too, each against the rows of B that its columns come from (nn/lora_branch.h).
+// too, each against the rows of B that its columns come from (nn/lora_branch.h). Where the parts
+// are wanted in 16 bits (the tensor-core attention's q, k, v) and there is no LoRA, each part
+// comes from its own GEMM, written in 16 bits (nn::linear_parts_output), and the (N, 3C) f32
+// output is never made. nn::linear_for_attention is the one-part case (Llama's v, T5's q, k, v).
 #include "nn/forward_parts.h"
 #include "nn/lora_branch.h"
 
