@@ -1,19 +1,22 @@
 // Generation speed: our engine (public API in dist/, `npm run build` first) on a GPT-2 124M-shaped
-// random-weight folder (bench/models/make_bench_models.py, cached in build/bench-models/) against
-// PyTorch with a plain KV cache (bench/models/pytorch_generate.py) in the same run. Every job runs
-// in a fresh process. Greedy, no EOS (exactly --new tokens), 128-token random prompt by default.
+// random-weight folder, or SmolLM-135M's (Llama: grouped-query attention, rope, SiLU-gated MLP;
+// --model smollm-135m), made by bench/models/make_bench_models.py and cached in
+// build/bench-models/, against PyTorch with a plain KV cache (bench/models/pytorch_generate.py)
+// in the same run. Every job runs in a fresh process. Greedy, no EOS (exactly --new tokens),
+// 128-token random prompt by default.
 //
-//   node bench/generate.bench.mjs [--threads 1,2] [--prompt 128] [--new 128] [--repeat 2]
-//                                 [--quick] [--no-torch] [--json PATH]
+//   node bench/generate.bench.mjs [--model gpt2-124m|smollm-135m] [--threads 1,2] [--prompt 128]
+//                                 [--new 128] [--repeat 2] [--quick] [--no-torch] [--json PATH]
 //
 // Rows: batch 1 fp32 and bf16 weights (Model.load computeDtype "bfloat16": the linear layers read
 // bf16 copies), batch 8, 4-beam search; time to first token (the prompt's prefill) and decode
 // tokens/s (decoding steps x rows / decode time, after the first token) are reported apart.
-// Napkin: at batch 1 every step reads all weights once: 124M x 4 B = 497 MB (fp32) or 249 MB
-// (bf16, embeddings-as-head included), so memory bandwidth B GB/s bounds decoding at B / 0.497
-// tokens/s in fp32; the bench measures this machine's read bandwidth and prints that bound.
+// Napkin: at batch 1 every step reads all weights once: GPT-2 124M x 4 B = 497 MB (fp32) or
+// 249 MB (bf16, embeddings-as-head included), so memory bandwidth B GB/s bounds decoding at
+// B / 0.497 tokens/s in fp32; the bench measures this machine's read bandwidth and prints that
+// bound (the weights' bytes from the folder's model.safetensors).
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,14 +24,20 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const modelsDir = path.join(root, "build", "bench-models");
 const python = process.env.S2S_BENCH_PYTHON ?? "/usr/bin/python3";
-const MODEL = "gpt2-124m";
+const MODELS = ["gpt2-124m", "smollm-135m"];  // make_bench_models.py's names
+const modelArg = process.argv.indexOf("--model");
+const MODEL = modelArg > 0 ? process.argv[modelArg + 1] : "gpt2-124m";
+if (!MODELS.includes(MODEL)) {
+  console.error(`generate bench: --model expects one of ${MODELS.join(", ")}, got ${MODEL}`);
+  process.exit(2);
+}
 
 // ---- child: one job of our engine through the public API -------------------------------------
 if (process.argv[2] === "--child") {
   const job = JSON.parse(process.argv[3]);
   const { Model, setNumThreads } = await import("../dist/src/index.js");
   setNumThreads(job.threads);
-  const model = await Model.load(path.join(modelsDir, MODEL), job.computeDtype ? { computeDtype: job.computeDtype } : {});
+  const model = await Model.load(path.join(modelsDir, job.model), job.computeDtype ? { computeDtype: job.computeDtype } : {});
   const V = model.config.vocab_size;
   let seed = 12345;
   const prompt = () => Array.from({ length: job.prompt }, () => (seed = (seed * 1103515245 + 12345) >>> 0) % (V - 1));
@@ -92,7 +101,7 @@ function runJob(cmd, args) {
 
 const ours = (threads, batch, beams, computeDtype) =>
   runJob(process.execPath, [fileURLToPath(import.meta.url), "--child",
-    JSON.stringify({ threads, batch, beams, computeDtype, prompt: promptLen, newTokens, repeat })]);
+    JSON.stringify({ model: MODEL, threads, batch, beams, computeDtype, prompt: promptLen, newTokens, repeat })]);
 const torch = (threads, batch) => (noTorch ? null : runJob(python, [
   path.join(root, "bench", "models", "pytorch_generate.py"), "--model", path.join(modelsDir, MODEL),
   "--threads", String(threads), "--batch", String(batch), "--prompt", String(promptLen), "--new", String(newTokens),
@@ -110,12 +119,14 @@ if (existsSync(bwTool)) {
   }
 }
 
-console.log(`\ngeneration: ${info.cpu.brand}, ${os.cpus().length} logical cores; GPT-2 124M shape, prompt ${promptLen}, ${newTokens} new tokens, greedy, no EOS`);
+console.log(`\ngeneration: ${info.cpu.brand}, ${os.cpus().length} logical cores; ${MODEL} shape, prompt ${promptLen}, ${newTokens} new tokens, greedy, no EOS`);
 console.log(`  ours: s2s-train ${info.version}, active ISA ${info.activeIsa}; kernels: ` +
   Object.entries(info.kernels).map(([k, v]) => `${k}=${v}`).join(", "));
 console.log(`  torch: ${noTorch ? "not run" : `${torchVersion} (${python}), plain KV cache (bench/models/pytorch_generate.py)`}; best of ${repeat} timed run(s) per row on both sides`);
+// The weights a batch-1 step reads: the fp32 file (a tied head read once), half of it in bf16.
+const weightGB = statSync(path.join(modelsDir, MODEL, "model.safetensors")).size / 1e9;
 for (const [t, bw] of Object.entries(bandwidth)) {
-  console.log(`  read bandwidth ${t} thread(s): ${bw.toFixed(1)} GB/s -> decode bound ${(bw / 0.497).toFixed(0)} tok/s fp32, ${(bw / 0.249).toFixed(0)} tok/s bf16`);
+  console.log(`  read bandwidth ${t} thread(s): ${bw.toFixed(1)} GB/s -> decode bound ${(bw / weightGB).toFixed(0)} tok/s fp32, ${(bw / (weightGB / 2)).toFixed(0)} tok/s bf16`);
 }
 
 const rows = [];
@@ -152,7 +163,7 @@ console.log("(decode tok/s: tokens per second after the first token, all rows of
 if (jsonPath) {
   writeFileSync(jsonPath, JSON.stringify({
     machine: { ...info, loadavg: os.loadavg() }, torch: torchVersion, bandwidth,
-    settings: { prompt: promptLen, newTokens, repeat }, results: rows,
+    settings: { model: MODEL, prompt: promptLen, newTokens, repeat }, results: rows,
   }, null, 2));
   console.log(`results: ${path.relative(root, jsonPath)}`);
 }

@@ -8,8 +8,8 @@
 //
 // GEMM options: --quick --threads --min-time --rounds. Training options (bench/train.bench.mjs):
 // --quick --threads --configs --steps --warmup --repeat --no-torch --gradient-checkpointing
-// --chunked-loss. Generation options (bench/generate.bench.mjs): --quick --threads --prompt --new
-// --repeat --no-torch.
+// --chunked-loss. Generation options (bench/generate.bench.mjs): --model (gpt2-124m |
+// smollm-135m) --quick --threads --prompt --new --repeat --no-torch.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { buildNative, buildDir, root, run } from "./native-build.mjs";
@@ -17,7 +17,7 @@ import { buildNative, buildDir, root, run } from "./native-build.mjs";
 const PARTS = ["gemm", "addon", "train", "generate"];
 const GEMM_OPTS = { "--quick": 0, "--threads": 1, "--min-time": 1, "--rounds": 1 };
 const TRAIN_OPTS = { "--quick": 0, "--threads": 1, "--configs": 1, "--steps": 1, "--warmup": 1, "--repeat": 1, "--no-torch": 0, "--gradient-checkpointing": 0, "--chunked-loss": 0 };
-const GENERATE_OPTS = { "--quick": 0, "--threads": 1, "--prompt": 1, "--new": 1, "--repeat": 1, "--no-torch": 0 };
+const GENERATE_OPTS = { "--model": 1, "--quick": 0, "--threads": 1, "--prompt": 1, "--new": 1, "--repeat": 1, "--no-torch": 0 };
 
 const argv = process.argv.slice(2);
 let only = PARTS;

@@ -1,14 +1,16 @@
 #!/usr/bin/python3
-"""PyTorch anchor for the generation benchmark: greedy decoding of a GPT-2 folder with a plain
-key/value cache, one configuration per process, printed as one JSON object on stdout.
+"""PyTorch anchor for the generation benchmark: greedy decoding of a GPT-2 or Llama-family folder
+with a plain key/value cache, one configuration per process, printed as one JSON object on stdout.
 
     /usr/bin/python3 bench/models/pytorch_generate.py --model build/bench-models/gpt2-124m \
         --threads 2 [--batch 1] [--prompt 128] [--new 128]
 
-The model is scripts/fixtures/make_tiny_models.py's port of GPT2LMHeadModel (its weights loader
-and layer math: layer_norm, Conv1D, gelu_new, eager attention), extended here with the cache
+The models are scripts/fixtures/make_tiny_models.py's ports of GPT2LMHeadModel and
+LlamaForCausalLM (their weights loader and layer math: layer_norm / rms_norm, Conv1D / Linear,
+gelu_new / SiLU-gated MLP, rope, repeat_kv, eager attention), extended here with the cache
 transformers 4.2x used ("past_key_values" tuples: each step concatenates the new key/value to
-the past ones, so the cache is re-copied every step) and the logits of the last position only.
+the past ones, so the cache is re-copied every step; Llama caches its kv heads after rope, before
+repeat_kv) and the logits of the last position only.
 Greedy, fp32, no EOS (always `--new` tokens). Reported: time to first token (the prompt's
 forward), decode tokens/s (one step per token after the first, batch rows counted), the total.
 
@@ -69,6 +71,48 @@ def forward(P, cfg, ids, past, start):
     return F.linear(h, P["transformer.wte.weight"]), new_past
 
 
+def llama_forward(P, cfg, ids, past, start):
+    """LlamaForCausalLM.forward over new tokens `ids` (B,T) at positions start..start+T-1 with the
+    past (k, v) per layer (kv heads, after rope); returns last-position logits (B,V) and the new
+    past."""
+    B, T = ids.shape
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps = cfg["rms_norm_eps"]
+    qkv_bias = cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False)
+    dev = ids.device
+    h = F.embedding(ids, P["model.embed_tokens.weight"])
+    pos = torch.arange(start, start + T).unsqueeze(0)
+    cos, sin = mt.rope_cos_sin(cfg, T, h.dtype, pos)
+    cos, sin = cos.unsqueeze(1).to(dev), sin.unsqueeze(1).to(dev)
+    new_past = []
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = mt.rms_norm(h, P[p + "input_layernorm.weight"], eps)
+        q = mt.hf_linear(x, P, p + "self_attn.q_proj", None, qkv_bias).view(B, T, nh, hd).transpose(1, 2)
+        k = mt.hf_linear(x, P, p + "self_attn.k_proj", None, qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
+        v = mt.hf_linear(x, P, p + "self_attn.v_proj", None, qkv_bias).view(B, T, nkv, hd).transpose(1, 2)
+        q = (q * cos) + (mt.rotate_half(q) * sin)
+        k = (k * cos) + (mt.rotate_half(k) * sin)
+        if past is not None:  # DynamicCache.update: torch.cat((past_key, key), dim=-2)
+            k = torch.cat((past[i][0], k), dim=-2)
+            v = torch.cat((past[i][1], v), dim=-2)
+        new_past.append((k, v))
+        Tk = k.shape[-2]
+        kr, vr = mt.repeat_kv(k, nh // nkv), mt.repeat_kv(v, nh // nkv)
+        w = torch.matmul(q, kr.transpose(2, 3)) * hd ** -0.5
+        causal = torch.ones(Tk, Tk, dtype=torch.bool, device=dev).tril()[Tk - T:Tk, :Tk]
+        w = torch.where(causal, w, torch.tensor(torch.finfo(w.dtype).min, device=dev))
+        a = torch.matmul(F.softmax(w, dim=-1), vr).transpose(1, 2).reshape(B, T, nh * hd)
+        h = h + mt.hf_linear(a, P, p + "self_attn.o_proj", None)
+        x = mt.rms_norm(h, P[p + "post_attention_layernorm.weight"], eps)
+        gate = F.silu(mt.hf_linear(x, P, p + "mlp.gate_proj", None))
+        h = h + mt.hf_linear(gate * mt.hf_linear(x, P, p + "mlp.up_proj", None), P,
+                             p + "mlp.down_proj", None)
+    h = mt.rms_norm(h[:, -1, :], P["model.norm.weight"], eps)
+    head = P["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else P["lm_head.weight"]
+    return F.linear(h, head), new_past
+
+
 def random_gpt2(layers, channels, heads, vocab, positions):
     """GPT-2's initialisation (N(0, 0.02), the residual projections scaled by 1/sqrt(2L)) in the
     folder's names and Conv1D (in, out) layout, for benchmarks without a model folder."""
@@ -95,7 +139,7 @@ def random_gpt2(layers, channels, heads, vocab, positions):
 
 def main(argv):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="a GPT-2 folder (or --random)")
+    ap.add_argument("--model", help="a GPT-2 or Llama-family folder (or --random: GPT-2)")
     ap.add_argument("--random", action="store_true", help="GPT-2 124M-shaped random weights")
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--channels", type=int, default=768)
@@ -118,6 +162,7 @@ def main(argv):
         with open(os.path.join(a.model, "config.json")) as f:
             cfg = json.load(f)
         P = load_weights(os.path.join(a.model, "model.safetensors"))
+    step = llama_forward if cfg.get("model_type") in ("llama", "qwen2") else forward
     dev = torch.device(a.device)
     P = {k: v.to(dev) for k, v in P.items()}
     g = torch.Generator().manual_seed(0)
@@ -126,15 +171,15 @@ def main(argv):
     runs = []
     autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.bf16)
     with torch.no_grad(), autocast:
-        forward(P, cfg, ids[:, :8], None, 0)  # warm-up (allocator, kernels)
+        step(P, cfg, ids[:, :8], None, 0)  # warm-up (allocator, kernels)
         for _ in range(max(1, a.repeat)):
             t0 = time.perf_counter()
-            logits, past = forward(P, cfg, ids, None, 0)
+            logits, past = step(P, cfg, ids, None, 0)
             nxt = logits.argmax(-1, keepdim=True)
             nxt.cpu()  # the host sees the token: a generation loop's synchronisation
             t1 = time.perf_counter()
             for s in range(steps):
-                logits, past = forward(P, cfg, nxt, past, a.prompt + s)
+                logits, past = step(P, cfg, nxt, past, a.prompt + s)
                 nxt = logits.argmax(-1, keepdim=True)
                 nxt.cpu()
             t2 = time.perf_counter()
