@@ -622,7 +622,8 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
 // (nn::linear_for_attention: self-attention in both stacks, the decoder's cross-attention, with
 // the position bias, a padded encoder row and attention dropout) change no bit: three steps and
 // an evaluation pass with 16-bit attention inputs give the losses, norms, weights and logits of
-// the same steps with f32 inputs (Graph::half_activations off), bf16 and fp16. The parity
+// the same steps with f32 inputs (Graph::half_activations off), bf16 and fp16, full training
+// and LoRA on q and v (then q and v f32 beside a 16-bit k). The parity
 // fixtures' head dims (12, 8) have no tensor-core kernel; this T5 has 32.
 CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
   const char* config = R"({"model_type": "t5", "vocab_size": 97, "d_model": 64, "d_kv": 32,
@@ -643,12 +644,25 @@ CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
   batch.attention_mask = mask.data();
   batch.Td = Td;
   batch.labels = labels.data();
+  // Under LoRA (PEFT's T5 targets, q and v: their outputs stay f32 for the adapter's sum) the
+  // attention takes q and v in f32 beside a 16-bit k.
+  for (const bool lora : {false, true})
   for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
-    const std::string tag = std::string("t5 ") + compute_dtype_name(compute);
+    const std::string tag =
+        std::string("t5 ") + compute_dtype_name(compute) + (lora ? " LoRA on q, v" : "");
     std::vector<double> steps[2];
     std::vector<std::vector<uint8_t>> weights[2];
     for (int half = 0; half < 2; ++half) {
       HeadDim32Run run(config, compute, 3);
+      LoraAdapter adapter;  // owns the adapters' params while the model trains
+      if (lora) {
+        LoraConfig lc;
+        lc.r = 4;
+        lc.lora_alpha = 8;
+        lc.lora_dropout = 0.1;
+        lc.init_lora_weights = "false";
+        adapter = apply_lora(*run.model, lc, 7);
+      }
       Graph& g = run.graph;
       g.half_activations = half == 1;
       OptimizerConfig oc;
