@@ -80,6 +80,22 @@ std::shared_ptr<Backend> gpu_number(int device) {
   return cuda::make_cuda_backend(o, "test_cuda_models");
 }
 
+// The LoRA these tests train: rank 4, alpha 8, B random too (so A's gradient is not zero), on
+// PEFT's default targets of the model or the modules the regex `targets` matches, with LoRA's
+// dropout p.
+LoraConfig rank4_lora(double dropout, const std::string& targets = "") {
+  LoraConfig lc;
+  lc.r = 4;
+  lc.lora_alpha = 8;
+  lc.lora_dropout = dropout;
+  lc.init_lora_weights = "false";
+  if (!targets.empty()) {
+    lc.target_modules_is_regex = true;
+    lc.target_modules_regex = targets;
+  }
+  return lc;
+}
+
 // Three deterministic training steps of `a` and `b` (the same model built two ways) on the
 // fixture's batch must give the same losses, grad norms and weights, bit for bit; `change`
 // names what differs between them in the failure messages.
@@ -120,15 +136,7 @@ void expect_switch_changes_no_bit(const std::string& name, const s2s_test::parit
   off(without->graph);
   LoraAdapter adapter_on, adapter_off;  // own the adapters' params: alive while training
   if (!s.full) {
-    LoraConfig lc;
-    lc.r = 4;
-    lc.lora_alpha = 8;
-    lc.init_lora_weights = "false";
-    if (!lora_targets.empty()) {
-      lc.target_modules_is_regex = true;
-      lc.target_modules_regex = lora_targets;
-      lc.lora_dropout = 0.1;
-    }
+    const LoraConfig lc = rank4_lora(lora_targets.empty() ? 0.0 : 0.1, lora_targets);
     adapter_on = apply_lora(*on->model, lc, 7);
     adapter_off = apply_lora(*without->model, lc, 7);
   }
@@ -320,13 +328,7 @@ CUDA_TEST(cuda_model_gradient_checkpointing_is_bit_identical) {
       ckpt->model->set_gradient_checkpointing(true);
       LoraAdapter adapter_plain, adapter_ckpt;  // own the adapters' params: alive while training
       if (lora) {
-        LoraConfig lc;
-        lc.r = 4;
-        lc.lora_alpha = 8;
-        lc.lora_dropout = 0.1;
-        lc.target_modules_regex = "all-linear";
-        lc.target_modules_is_regex = true;
-        lc.init_lora_weights = "false";
+        const LoraConfig lc = rank4_lora(0.1, "all-linear");
         adapter_plain = apply_lora(*plain->model, lc, 7);
         adapter_ckpt = apply_lora(*ckpt->model, lc, 7);
       }
@@ -527,12 +529,7 @@ CUDA_TEST(cuda_model_fused_linear_split_under_lora) {
     for (int fused = 0; fused < 2; ++fused) {
       runs[fused] = build(name, s, gpu());
       runs[fused]->graph.fuse_linear_split = fused == 1;
-      LoraConfig lc;
-      lc.r = 4;
-      lc.lora_alpha = 8;
-      lc.lora_dropout = 0.1;
-      lc.init_lora_weights = "false";  // B random too, so A's gradient is not zero
-      adapters[fused] = apply_lora(*runs[fused]->model, lc, 7);
+      adapters[fused] = apply_lora(*runs[fused]->model, rank4_lora(0.1), 7);
       bool c_attn = false;
       for (const LoraLayer& l : adapters[fused].layers) {
         c_attn = c_attn || l.path.find(".c_attn") != std::string::npos;
@@ -656,12 +653,7 @@ CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
       HeadDim32Run run(config, compute, 3);
       LoraAdapter adapter;  // owns the adapters' params while the model trains
       if (lora) {
-        LoraConfig lc;
-        lc.r = 4;
-        lc.lora_alpha = 8;
-        lc.lora_dropout = 0.1;
-        lc.init_lora_weights = "false";
-        adapter = apply_lora(*run.model, lc, 7);
+        adapter = apply_lora(*run.model, rank4_lora(0.1), 7);
       }
       Graph& g = run.graph;
       g.half_activations = half == 1;
@@ -1173,12 +1165,8 @@ CUDA_TEST(cuda_model_replayed_micro_steps_change_no_bit) {
           runs[i]->model->set_gradient_checkpointing(true);
         }
         if (mode == 4) {
-          LoraConfig lc;
-          lc.r = 4;
-          lc.lora_alpha = 8;
-          lc.init_lora_weights = "false";
-          lc.lora_dropout = 0.1;  // the default config's kind of run (its seed, read on the GPU)
-          adapters[i] = apply_lora(*runs[i]->model, lc, 7);
+          // The default config's kind of run: LoRA's dropout, its seed read on the GPU.
+          adapters[i] = apply_lora(*runs[i]->model, rank4_lora(0.1), 7);
         }
       }
       for (int step = 1; step <= 6; ++step) {

@@ -25,8 +25,7 @@ ForwardResult Model::head_and_loss(Graph& g, Var* x, const nn::LinearWeights& he
     }
     // Only the loss is read, on a backend whose GEMMs want the logits' rows padded: one chunk,
     // laid out so (Graph::loss_only).
-    const Tensor& w = head.weight->matmul_value();
-    const int64_t V = head.layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
+    const int64_t V = head.out_features();
     if (g.loss_only && g.ops().aligned_row_stride(V) != V) {
       const int64_t one_chunk = std::max<int64_t>(N, 1);
       r.loss = nn::linear_cross_entropy(g, x, head, labels, N, o, &r.count, one_chunk);

@@ -34,11 +34,10 @@ std::vector<Var*> linear_parts_output(Graph& g, Var* x, const LinearWeights& w,
                                       bool requires_grad) {
   const Tensor& wt = w.weight->matmul_value();
   const bool out_in = w.layout == WeightLayout::OutIn;
-  const int64_t out_features = out_in ? wt.shape[0] : wt.shape[1];
   int64_t total = 0;
   for (int64_t s : sizes) total += s;
-  S2S_REQUIRE(total == out_features, code::kShape, "linear_split", "expected sizes summing to ",
-              out_features, ", got ", total);
+  S2S_REQUIRE(total == w.out_features(), code::kShape, "linear_split",
+              "expected sizes summing to ", w.out_features(), ", got ", total);
   const size_t esize = dtype_size(wt.dtype);
   std::vector<Var*> parts;
   int64_t col0 = 0;

@@ -69,9 +69,7 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
 
 Var* linear_for_attention(Graph& g, Var* x, const LinearWeights& w, DType out) {
   if (out == DType::F32 || w.lora != nullptr) return linear(g, x, w);
-  const Tensor& wt = w.weight->matmul_value();
-  const int64_t out_features = w.layout == WeightLayout::OutIn ? wt.shape[0] : wt.shape[1];
-  return linear_split(g, x, w, {out_features}, out)[0];
+  return linear_split(g, x, w, {w.out_features()}, out)[0];
 }
 
 }  // namespace nn

@@ -33,6 +33,11 @@ struct LinearWeights {
   Param* bias = nullptr;              // (out,) or none
   WeightLayout layout = WeightLayout::OutIn;
   const Lora* lora = nullptr;         // none unless LoRA targets this layer
+  // The layer's output width, from the layout.
+  int64_t out_features() const {
+    const Tensor& w = weight->value;
+    return layout == WeightLayout::OutIn ? w.shape[0] : w.shape[1];
+  }
 };
 
 // x (..., in) -> (..., out). x f32, or in the weight's 16-bit matmul dtype (no LoRA).
