@@ -242,6 +242,16 @@ TEST(launch_shapes) {
   CHECK(cuda::column_reduce_plan(1, 1).chunks == 1);
   CHECK_THROWS_CODE(cuda::column_reduce_plan(cuda::kMaxGridYZ * cuda::kReduceChunkRows + 1, 4),
                     code::kArgument);
+  // The norms' fused backward: GPT-2's rows (4 warps, 32-row chunks); a block per row up to the
+  // 48 KB of shared memory; past it, or at 1024 threads a row, the separate kernels.
+  cuda::NormBackwardPlan nb = cuda::norm_backward_plan(16384, 768, 2);
+  CHECK(nb.fused && nb.teams == 4 && nb.threads == 128 && nb.chunks == 512);
+  CHECK(nb.smem_bytes == 4 * 2 * 768 * 4 && nb.finish_blocks == 12);
+  nb = cuda::norm_backward_plan(33, 3000, 2);
+  CHECK(nb.fused && nb.teams == 1 && nb.threads == 256 && nb.chunks == 2);
+  CHECK(!cuda::norm_backward_plan(5, 7000, 2).fused && cuda::norm_backward_plan(5, 7000, 1).fused);
+  CHECK(!cuda::norm_backward_plan(5, 9000, 1).fused);
+  CHECK(!cuda::norm_backward_plan(0, 8, 1).fused && !cuda::norm_backward_plan(8, 8, 0).fused);
   CHECK(cuda::attention_head_chunks(64) == 2 && cuda::attention_head_chunks(80) == 3 &&
         cuda::attention_head_chunks(256) == 8);
   CHECK_THROWS_CODE(cuda::attention_head_chunks(257), code::kShape);

@@ -25,6 +25,7 @@
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/half_bits.h"
+#include "backends/cuda/launch.h"
 #include "ops_test_util.h"
 #include "s2s/gemm.h"
 #include "s2s/ops/adamw.h"
@@ -152,6 +153,85 @@ CUDA_TEST(cuda_layernorm_warp_and_block_rows) {
   check_layernorm(37, 768);   // a warp per row
   check_layernorm(5, 3000);   // a block per row
   check_layernorm(300, 64);   // more than one reduction chunk of rows
+}
+
+// The norms' backward for every subset of gradients, added to what the tensors hold (dinp also
+// overwritten), against the CPU op: the fused pass (warp rows over several chunks, block rows)
+// and the separate kernels past its shared memory (layernorm's two sums at 7000 columns, both
+// at 9000). dinp must have the dinp kernel's bits; in the simulator the fused pass must be two
+// launches.
+CUDA_TEST(cuda_norm_backward_every_gradient_subset) {
+  for (int64_t C : {64, 768, 3000, 7000, 9000}) {
+    const int64_t N = C <= 768 ? 300 : 35;
+    std::vector<float> x = random_vector(N * C, 40, -2, 2), w = random_vector(C, 41, 0.5f, 1.5f);
+    std::vector<float> b = random_vector(C, 42), dy = random_vector(N * C, 43);
+    std::vector<float> y(N * C), mean(N), rstd(N);
+    Dev gx(x, {N, C}), gw(w, {C}), gb(b, {C}), gdy(dy, {N, C});
+    Dev gy(y, {N, C}), gmean(mean, {N}), grstd(rstd, {N});
+    for (int rms = 0; rms < 2; ++rms) {
+      if (rms) {
+        rmsnorm_forward(view(y, {N, C}), view(rstd, {N}), view(x, {N, C}), view(w, {C}), 1e-6f);
+        cuda::rmsnorm_forward(ctx(), gy.t, grstd.t, gx.t, gw.t, 1e-6f);
+      } else {
+        layernorm_forward(view(y, {N, C}), view(mean, {N}), view(rstd, {N}), view(x, {N, C}),
+                          view(w, {C}), view(b, {C}), 1e-5f);
+        cuda::layernorm_forward(ctx(), gy.t, gmean.t, grstd.t, gx.t, gw.t, gb.t, 1e-5f);
+      }
+      for (int subset = 1; subset < (rms ? 4 : 8); ++subset) {
+        const bool want_dx = subset & 1, want_dw = subset & 2, want_db = subset & 4;
+        if (!want_dw && !want_db) continue;  // dinp alone: the dinp kernel (tests above)
+        for (bool overwrite : {false, true}) {
+          if (overwrite && !want_dx) continue;
+          std::vector<float> dx = random_vector(N * C, 44), dw = random_vector(C, 45);
+          std::vector<float> db = random_vector(C, 46);
+          Dev gdx(dx, {N, C}), gdw(dw, {C}), gdb(db, {C});
+          auto host = [](bool want, std::vector<float>& v, std::initializer_list<int64_t> shape) {
+            return want ? view(v, shape) : Tensor{};
+          };
+          auto dev = [](bool want, const Dev& d) { return want ? d.t : Tensor{}; };
+#if S2S_SIMT_SIM
+          s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+          if (rms) {
+            rmsnorm_backward(host(want_dx, dx, {N, C}), host(want_dw, dw, {C}), view(dy, {N, C}),
+                             view(x, {N, C}), view(w, {C}), view(rstd, {N}), overwrite);
+            cuda::rmsnorm_backward(ctx(), dev(want_dx, gdx), dev(want_dw, gdw), gdy.t, gx.t,
+                                   gw.t, grstd.t, overwrite);
+          } else {
+            layernorm_backward(host(want_dx, dx, {N, C}), host(want_dw, dw, {C}),
+                               host(want_db, db, {C}), view(dy, {N, C}), view(x, {N, C}),
+                               view(w, {C}), view(mean, {N}), view(rstd, {N}), overwrite);
+            cuda::layernorm_backward(ctx(), dev(want_dx, gdx), dev(want_dw, gdw),
+                                     dev(want_db, gdb), gdy.t, gx.t, gw.t, gmean.t, grstd.t,
+                                     overwrite);
+          }
+          const std::string tag = std::string(rms ? "rmsnorm" : "layernorm") + " C=" +
+                                  std::to_string(C) + " subset " + std::to_string(subset) +
+                                  (overwrite ? " overwrite" : "");
+#if S2S_SIMT_SIM
+          const int sums = int(want_dw) + int(want_db);
+          const bool fused = cuda::norm_backward_plan(N, C, sums).fused;
+          CHECK_MSG(fused == (C <= 3000 || (C == 7000 && sums == 1)), tag + ": the plan");
+          if (fused) CHECK_MSG(s2s::simt::queued_work().launches == 2, tag + ": launches");
+#endif
+          expect_close(host_of(gdx), dx, 1e-4, (tag + " dinp").c_str());
+          if (want_dx) {  // dinp alone takes the dinp kernel: the fused pass gives its bits
+            Dev alone(random_vector(N * C, 44), {N, C});
+            if (rms) {
+              cuda::rmsnorm_backward(ctx(), alone.t, Tensor{}, gdy.t, gx.t, gw.t, grstd.t,
+                                     overwrite);
+            } else {
+              cuda::layernorm_backward(ctx(), alone.t, Tensor{}, Tensor{}, gdy.t, gx.t, gw.t,
+                                       gmean.t, grstd.t, overwrite);
+            }
+            CHECK_MSG(opt::same_values(host_of(alone), host_of(gdx)), tag + ": dinp's bits");
+          }
+          expect_close(host_of(gdw), dw, 1e-4, (tag + " dweight").c_str());
+          expect_close(host_of(gdb), db, 1e-4, (tag + " dbias").c_str());
+        }
+      }
+    }
+  }
 }
 
 CUDA_TEST(cuda_rmsnorm) {

@@ -75,6 +75,38 @@ inline ColumnReducePlan column_reduce_plan(int64_t rows, int64_t cols) {
   return p;
 }
 
+// The norms' fused backward (norm_backward.cuh): one pass over dout and x gives dinp and the
+// column sums of dweight (and layernorm's dbias). A block takes kNormChunkRows rows; its teams
+// (the warps of a block, or the block itself for rows of > 1024 columns, as row_launch) take
+// every teams-th row and add each column's terms in a shared-memory row of their own, which the
+// block then adds team by team into its chunk's partial row; pass 2 adds the partials in chunk
+// order. The sums' order depends on the row count and cols alone. fused is false where one
+// team's rows (sums x cols floats) outgrow the default 48 KB of shared memory, or the block per
+// row would have 1024 threads: those take the separate dinp kernel and column sums.
+constexpr int64_t kNormChunkRows = 32;
+constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+struct NormBackwardPlan {
+  bool fused = false;
+  int64_t chunks = 0;      // grid.x, and the partial rows
+  int threads = 0;
+  int teams = 0;           // warps of the block (cols <= 1024), or 1: the block
+  int64_t smem_bytes = 0;  // teams x sums x cols floats
+  int64_t finish_blocks = 0;  // pass 2: 128 of the sums x cols columns per block
+};
+inline NormBackwardPlan norm_backward_plan(int64_t rows, int64_t cols, int sums) {
+  NormBackwardPlan p;
+  if (rows <= 0 || cols <= 0 || sums <= 0) return p;
+  const RowLaunch l = row_launch(rows, cols);
+  p.threads = l.threads;
+  p.teams = l.warp_per_row() ? l.threads / kWarp : 1;
+  p.smem_bytes = int64_t(p.teams) * sums * cols * int64_t(sizeof(float));
+  p.fused = l.threads <= 256 && p.smem_bytes <= kMaxStaticSharedBytes;
+  if (!p.fused) return NormBackwardPlan{};
+  p.chunks = ceil_div(rows, kNormChunkRows);
+  p.finish_blocks = ceil_div(sums * cols, 128);
+  return p;
+}
+
 // Fused attention (attention.cu): query tiles of kAttnRows rows per block (one warp per
 // kAttnRowsPerWarp rows), key tiles of kAttnKeys keys (one per lane); the head dim is held
 // in ceil(D/32) registers per lane and row, up to kAttnMaxHeadDim.

@@ -1,9 +1,11 @@
 // layernorm on CUDA (s2s/ops/layernorm.h semantics). Forward: a warp (or block) per row, mean then
-// the two-pass variance, as the CPU op. Backward: dinp per row; dweight/dbias as deterministic
-// column sums (rows.cuh). The output may be bf16/f16 for the linear that reads it (check.cuh's
+// the two-pass variance, as the CPU op. Backward: dinp per row and dweight/dbias as deterministic
+// column sums, in one pass over dout and x (norm_backward.cuh) where the plan allows, else as
+// separate kernels (rows.cuh's column sums). The output may be bf16/f16 for the linear that reads it (check.cuh's
 // ActivationOut). Napkin: forward reads x three times (L1/L2 after the first) and writes
 // once: ~8 bytes of DRAM traffic per element.
 #include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/norm_backward.cuh"
 #include "backends/cuda/rows.cuh"
 #include "ops/op_util.h"
 
@@ -109,6 +111,24 @@ void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
   const float* dy = dout.f32();
   const float* m = mean.f32();
   const float* r = rstd.f32();
+  const bool want_dw = opu::present(dweight), want_db = opu::present(dbias);
+  const NormBackwardPlan p = norm_backward_plan(N, C, int(want_dw) + int(want_db));
+  if (p.fused) {
+    NormBackwardArgs a{};
+    a.dinp = opu::present(dinp) ? dinp.f32() : nullptr;
+    a.overwrite = overwrite_dinp;
+    a.want_dweight = want_dw;
+    a.want_dbias = want_db;
+    a.dout = dy;
+    a.inp = x;
+    a.weight = weight.f32();
+    a.mean = m;
+    a.rstd = r;
+    a.rows = N;
+    a.C = C;
+    norm_backward<true>(ctx, p, a, dweight.f32(), dbias.f32(), kOp);
+    return;
+  }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
     layernorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(

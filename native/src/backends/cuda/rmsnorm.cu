@@ -1,6 +1,8 @@
 // rmsnorm on CUDA (s2s/ops/rmsnorm.h semantics): out = x * rsqrt(mean(x^2) + eps) * weight.
-// Same structure as layernorm.cu: a warp (or block) per row, deterministic dweight.
+// Same structure as layernorm.cu: a warp (or block) per row, deterministic dweight, the backward
+// in one pass (norm_backward.cuh) where the plan allows.
 #include "backends/cuda/cuda_ops.h"
+#include "backends/cuda/norm_backward.cuh"
 #include "backends/cuda/rows.cuh"
 #include "ops/op_util.h"
 
@@ -80,6 +82,21 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
   const float* x = inp.f32();
   const float* dy = dout.f32();
   const float* r = rstd.f32();
+  const NormBackwardPlan p = norm_backward_plan(N, C, opu::present(dweight) ? 1 : 0);
+  if (p.fused) {
+    NormBackwardArgs a{};
+    a.dinp = opu::present(dinp) ? dinp.f32() : nullptr;
+    a.overwrite = overwrite_dinp;
+    a.want_dweight = true;
+    a.dout = dy;
+    a.inp = x;
+    a.weight = weight.f32();
+    a.rstd = r;
+    a.rows = N;
+    a.C = C;
+    norm_backward<false>(ctx, p, a, dweight.f32(), nullptr, kOp);
+    return;
+  }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
     rmsnorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
