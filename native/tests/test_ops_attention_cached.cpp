@@ -4,11 +4,15 @@
 // q read in place in a fused qkv row. kv_cache_append, the cache write, against explicit copies.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "harness.h"
+#include "ops/act_kernels.h"
 #include "ops_test_util.h"
+#include "s2s/cpu_features.h"
+#include "s2s/dtype.h"
 #include "s2s/error.h"
 #include "s2s/ops/attention.h"
 #include "s2s/ops/attention_cached.h"
@@ -309,4 +313,92 @@ TEST(attention_cached_reads_a_16_bit_cache_as_its_widened_values) {
                         opt::view(k, {R, T, Hkv, D}), opt::view(v, {R, T, Hkv, D}), slot, end),
         code::kDType);
   }
+}
+
+// Decoding's inner loops (the ActKernels table's attn_cache_scores / attn_cache_weighted_sum)
+// on each x86 path with FMA, bit for bit against their defined order: a score is scale times
+// dot8's tree of 8 lanes, each lane an FMA chain over its dims; a weighted sum is an FMA chain
+// over positions in order. The AVX2 / AVX-512 register kernels (blocks of 8 positions, head
+// blocks, the sums in registers) must keep it for every head dim that is a multiple of 8, group,
+// position count and cache dtype; other head dims take the generic loops (within 1e-5).
+static bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+TEST(attention_cached_kernels_keep_the_fma_order) {
+  using s2s_test::random_vector;
+  auto fma_score = [](const float* q, const std::vector<float>& key, int64_t D, float scale) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t d = 0; d < D; ++d) acc[d % 8] = std::fma(q[d], key[d], acc[d % 8]);
+    return scale * (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+  };
+  for (Isa isa : supported_isas()) {
+    if (isa < Isa::Avx2 || isa == Isa::Neon) continue;  // the paths compiled with FMA
+    set_isa(isa);
+    const ActKernels& k = act_kernels();
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+      for (int64_t D : {64, 32, 128, 24, 20}) {
+        for (int64_t G : {1, 3, 4, 7}) {
+          for (int64_t n : {1, 8, 29}) {
+            const int64_t nq = G == 3 ? 2 : 1, Hk = G == 1 ? 3 : 2, H = Hk * G;
+            const int64_t pos_stride = Hk * D + 5;  // another layer's row between positions
+            const uint64_t seed = uint64_t(D * 1000 + G * 100 + n);
+            std::vector<float> cache = random_vector(n * pos_stride, seed, -2, 2);
+            std::vector<uint16_t> cache16(cache.size());
+            for (size_t x = 0; x < cache.size(); ++x) {
+              cache16[x] = dtype == DType::BF16 ? f32_to_bf16(cache[x]) : f32_to_f16(cache[x]);
+              cache[x] = dtype == DType::F32   ? cache[x]
+                         : dtype == DType::BF16 ? bf16_to_f32(cache16[x])
+                                                : f16_to_f32(cache16[x]);
+            }
+            const void* rows = dtype == DType::F32 ? static_cast<const void*>(cache.data())
+                                                   : static_cast<const void*>(cache16.data());
+            const int64_t q_stride = H * D + 3;
+            std::vector<float> q = random_vector(nq * q_stride, seed + 1);
+            const int64_t ld = n + 2;
+            std::vector<float> s(nq * H * ld, -7.f), o(nq * H * D, -7.f);
+            std::vector<float> widened(size_t(cache_kernel_scratch(D, nq * H)));
+            const float scale = 0.125f;
+            k.attn_cache_scores(s.data(), ld, q.data(), q_stride, nq, Hk, G, rows, pos_stride,
+                                n, D, dtype, scale, widened.data());
+            // Probabilities for the weighted sums: the scores themselves, any values serve.
+            k.attn_cache_weighted_sum(o.data(), s.data(), ld, nq, Hk, G, rows, pos_stride, n, D,
+                                      dtype, widened.data());
+            bool scores_same = true, sums_same = true;
+            double max_err_scores = 0, max_err_sums = 0;
+            for (int64_t i = 0; i < nq; ++i) {
+              for (int64_t h = 0; h < H; ++h) {
+                const int64_t hk = h / G;
+                std::vector<float> sum(D, 0.f);
+                for (int64_t j = 0; j < n; ++j) {
+                  const std::vector<float> row(cache.begin() + j * pos_stride + hk * D,
+                                               cache.begin() + j * pos_stride + (hk + 1) * D);
+                  const float got = s[(i * H + h) * ld + j];
+                  const float want = fma_score(&q[i * q_stride + h * D], row, D, scale);
+                  scores_same = scores_same && same_bits(got, want);
+                  max_err_scores = std::max(max_err_scores, std::fabs(double(got) - want) /
+                                                                std::max(1.0, std::fabs(double(want))));
+                  for (int64_t d = 0; d < D; ++d) sum[d] = std::fma(got, row[d], sum[d]);
+                }
+                for (int64_t d = 0; d < D; ++d) {
+                  const float got = o[(i * H + h) * D + d];
+                  sums_same = sums_same && same_bits(got, sum[d]);
+                  max_err_sums = std::max(max_err_sums, std::fabs(double(got) - sum[d]) /
+                                                            std::max(1.0, std::fabs(double(sum[d]))));
+                }
+              }
+            }
+            const std::string tag = std::string(isa_name(isa)) + " " + dtype_name(dtype) +
+                                    " D" + std::to_string(D) + " G" + std::to_string(G) + " n" +
+                                    std::to_string(n);
+            if (D % 8 == 0) {
+              CHECK_MSG(scores_same, tag + ": scores");
+              CHECK_MSG(sums_same, tag + ": weighted sums");
+            } else {  // the generic loops: how far the compiler contracts them is its choice
+              CHECK_MSG(max_err_scores <= 1e-5 && max_err_sums <= 1e-5, tag + ": generic");
+            }
+          }
+        }
+      }
+    }
+  }
+  set_isa(best_isa());
 }

@@ -56,8 +56,8 @@ struct ActKernels {
   // Decoding's attention over a KV cache (ops/attention_cached.cpp): nq queries of Hk * G heads
   // (query i's head h at q + i * q_stride + h * D) against n cache positions, position j's Hk
   // key/value rows at rows + j * pos_stride (+ hk * D), D values of `dtype` each (f32, or bf16 /
-  // f16 bits widened exactly; f16 through `widened`, D floats of scratch); head h reads row
-  // h / G. Positions are read in order, each row once for all its heads and queries.
+  // f16 bits widened exactly); `widened`: scratch of cache_kernel_scratch(D, nq * Hk * G)
+  // floats; head h reads row h / G. Positions are read in order, each row once for all its heads and queries.
   // attn_cache_scores: s[(i * Hk * G + h) * ld + j] = scale * <q_ih, key row>, the dot in 8
   // fixed lanes. attn_cache_weighted_sum: o + (i * Hk * G + h) * D = sum over j in order of
   // p[(i * Hk * G + h) * ld + j] * value row (o overwritten).
@@ -68,6 +68,12 @@ struct ActKernels {
                                   int64_t G, const void* rows, int64_t pos_stride, int64_t n,
                                   int64_t D, DType dtype, float* widened);
 };
+
+// The scratch the cache kernels take: a widened row (D floats), or the scores' 8 lanes of 8
+// positions per query head (64 per head).
+inline int64_t cache_kernel_scratch(int64_t D, int64_t query_heads) {
+  return D > 64 * query_heads ? D : 64 * query_heads;
+}
 
 const ActKernels& act_kernels();  // for the active ISA
 const ActKernels& act_kernels_base();

@@ -342,9 +342,158 @@ inline float dot8(const float* __restrict a, Load b, int64_t D) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+// Decoding's cached attention with the head dim in registers (AVX2 + FMA + F16C): 8 floats per
+// register, NV = D / 8 of them per row. The arithmetic is the generic loops' with every product
+// contracted to FMA: a score is dot8's 8 lanes of FMA chains and its tree, a weighted sum one
+// FMA per position in order. (That is how GCC compiles the generic loops in most but not all
+// cases: the AVX-512 build left dot8 uncontracted on f32 rows of 128.) What changes is the
+// work around it. Positions are still read in memory order, one after the other, every kv head
+// of each (the walk the hardware prefetchers stream best; blocks of positions read head by head
+// measured slower on GPT-2's wide rows). But a cached row is loaded and widened once for the G
+// query heads that share it, where the generic dot widened it once per head; and the scores'
+// lanes are kept (8 floats per position and head, in L1) and reduced 8 positions at a time,
+// where the generic dot reduced every position's lanes on its own: most of a short dot's work.
+
+// Elements [at, at + 8) of a cached f32 / bf16 / f16 row as f32 (exact; f16 through F16C, as
+// cache_row).
+template <DType kType>
+inline __m256 load8_cached(const void* rows, int64_t at) {
+  if (kType == DType::F32) return _mm256_loadu_ps(static_cast<const float*>(rows) + at);
+  const __m128i h =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(rows) + at));
+  if (kType == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+// Eight positions' dot8 lanes (v[p]: position p's 8 lanes) to their sums in position order, each
+// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) as dot8 adds them.
+inline __m256 dot8_trees(const __m256* v) {
+  const __m256 q = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  // q: positions 0-3's (l0+l1)+(l2+l3) in lanes 0-3, their (l4+l5)+(l6+l7) in lanes 4-7; r: 4-7.
+  return _mm256_add_ps(_mm256_permute2f128_ps(q, r, 0x20), _mm256_permute2f128_ps(q, r, 0x31));
+}
+
+// lanes: per (query, head), 8 positions' 8 lanes. Writes the scores of positions
+// [j0, j0 + count) from them.
+inline void cache_scores_from_lanes(float* s, int64_t ld, const float* lanes, int64_t QH,
+                                    int64_t j0, int count, float scale) {
+  for (int64_t x = 0; x < QH; ++x) {
+    __m256 v[8];
+    for (int p = 0; p < 8; ++p) {  // the lanes of positions past the end were never written
+      v[p] = p < count ? _mm256_loadu_ps(lanes + (x * 8 + p) * 8) : _mm256_setzero_ps();
+    }
+    const __m256 scores = _mm256_mul_ps(_mm256_set1_ps(scale), dot8_trees(v));
+    float* dst = s + x * ld + j0;
+    if (count == 8) {
+      _mm256_storeu_ps(dst, scores);
+    } else {
+      alignas(32) float part[8];
+      _mm256_store_ps(part, scores);
+      for (int p = 0; p < count; ++p) dst[p] = part[p];
+    }
+  }
+}
+
+// lanes: 64 x nq x Hk x G floats of scratch.
+template <int NV, DType kType>
+void cache_scores_fast(float* s, int64_t ld, const float* q, int64_t q_stride, int64_t nq,
+                       int64_t Hk, int64_t G, const void* rows, int64_t pos_stride, int64_t n,
+                       float scale, float* lanes) {
+  const int64_t H = Hk * G, QH = nq * H;
+  for (int64_t j = 0; j < n; ++j) {
+    const int p = int(j % 8);
+    for (int64_t hk = 0; hk < Hk; ++hk) {
+      __m256 key[NV];
+      #pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) key[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+          const float* qh = q + i * q_stride + h * 8 * NV;
+          __m256 acc = _mm256_setzero_ps();
+          #pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * v), key[v], acc);
+          _mm256_storeu_ps(lanes + ((i * H + h) * 8 + p) * 8, acc);
+        }
+      }
+    }
+    if (p == 7 || j == n - 1) cache_scores_from_lanes(s, ld, lanes, QH, j - p, p + 1, scale);
+  }
+}
+
+// o (nq x Hk x G rows of D) = sum over positions in order of p * value row: each value row
+// loaded and widened once for its G heads.
+template <int NV, DType kType>
+void cache_weighted_fast(float* o, const float* p, int64_t ld, int64_t nq, int64_t Hk, int64_t G,
+                         const void* rows, int64_t pos_stride, int64_t n) {
+  const int64_t H = Hk * G;
+  for (int64_t x = 0; x < nq * H * 8 * NV; ++x) o[x] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t hk = 0; hk < Hk; ++hk) {
+      __m256 value[NV];
+      #pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) value[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+          const __m256 pj = _mm256_set1_ps(p[(i * H + h) * ld + j]);
+          float* oh = o + (i * H + h) * 8 * NV;
+          #pragma GCC unroll 16
+          for (int v = 0; v < NV; ++v) {
+            _mm256_storeu_ps(oh + 8 * v, _mm256_fmadd_ps(pj, value[v], _mm256_loadu_ps(oh + 8 * v)));
+          }
+        }
+      }
+    }
+  }
+}
+
+// The head dims with a register path: 32 and 64 (AVX2's 16 registers hold a row of 64 and
+// what it multiplies), 128 on AVX-512's 32.
+template <int N>
+struct RowVectors {
+  static constexpr int value = N;
+};
+template <template <int, DType> class Body, typename... Args>
+inline bool cache_dispatch(int64_t D, DType dtype, Args... args) {
+  auto by_type = [&](auto nv) {
+    constexpr int NV = decltype(nv)::value;
+    if (dtype == DType::F32) Body<NV, DType::F32>::run(args...);
+    else if (dtype == DType::BF16) Body<NV, DType::BF16>::run(args...);
+    else Body<NV, DType::F16>::run(args...);
+    return true;
+  };
+  switch (D) {
+    case 32: return by_type(RowVectors<4>{});
+    case 64: return by_type(RowVectors<8>{});
+#if defined(__AVX512F__)
+    case 128: return by_type(RowVectors<16>{});
+#endif
+    default: return false;
+  }
+}
+template <int NV, DType kType>
+struct CacheScores {
+  template <typename... Args>
+  static void run(Args... args) { cache_scores_fast<NV, kType>(args...); }
+};
+template <int NV, DType kType>
+struct CacheWeighted {
+  template <typename... Args>
+  static void run(Args... args) { cache_weighted_fast<NV, kType>(args...); }
+};
+#endif
+
 void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t q_stride, int64_t nq,
                          int64_t Hk, int64_t G, const void* rows, int64_t pos_stride, int64_t n,
                          int64_t D, DType dtype, float scale, float* widened) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  // widened: the lanes' scratch here (act_kernels.h: 64 floats per query and head).
+  if (cache_dispatch<CacheScores>(D, dtype, s, ld, q, q_stride, nq, Hk, G, rows, pos_stride, n,
+                                  scale, widened)) {
+    return;
+  }
+#endif
   const int64_t H = Hk * G;
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t hk = 0; hk < Hk; ++hk) {
@@ -360,6 +509,9 @@ void k_attn_cache_scores(float* s, int64_t ld, const float* q, int64_t q_stride,
 void k_attn_cache_weighted_sum(float* o, const float* p, int64_t ld, int64_t nq, int64_t Hk,
                                int64_t G, const void* rows, int64_t pos_stride, int64_t n,
                                int64_t D, DType dtype, float* widened) {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  if (cache_dispatch<CacheWeighted>(D, dtype, o, p, ld, nq, Hk, G, rows, pos_stride, n)) return;
+#endif
   const int64_t H = Hk * G;
   for (int64_t i = 0; i < nq * H * D; ++i) o[i] = 0.0f;
   for (int64_t j = 0; j < n; ++j) {

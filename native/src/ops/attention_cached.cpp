@@ -116,11 +116,12 @@ void attention_per_query(const Geometry& g, const Tensor& out, const Tensor& q,
   const int64_t grain =
       std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, 4 * g.Tc * D * heads));
   parallel_for(tasks, grain, [&](int64_t t0, int64_t t1) {
-    // The heads' scores, row after row (then their probabilities, in place), and an f16 row
-    // widened: grown to the largest need once per thread, then reused.
+    // The heads' scores, row after row (then their probabilities, in place), and the cache
+    // kernels' scratch: grown to the largest need once per thread, then reused.
     thread_local std::vector<float> scores, widened;
     if (scores.size() < size_t(heads * g.Tc)) scores.resize(size_t(heads * g.Tc));
-    if (widened.size() < size_t(D)) widened.resize(size_t(D));
+    const int64_t scratch = cache_kernel_scratch(D, heads);
+    if (widened.size() < size_t(scratch)) widened.resize(size_t(scratch));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t i = t % g.Tq, h0 = (t / g.Tq) % groups * heads, r = t / (g.Tq * groups);
       const int64_t j0 = key_begin[r];
@@ -190,7 +191,8 @@ void attention_streamed(const Geometry& g, const Tensor& out, const Tensor& q,
     thread_local std::vector<float> scores, alpha, widened;
     if (scores.size() < size_t(QH * len)) scores.resize(size_t(QH * len));
     if (alpha.size() < size_t(QH)) alpha.resize(size_t(QH));
-    if (widened.size() < size_t(D)) widened.resize(size_t(D));
+    const int64_t scratch = cache_kernel_scratch(D, QH);
+    if (widened.size() < size_t(scratch)) widened.resize(size_t(scratch));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r = t / chunks, c = t % chunks;
       float *m = pd + t * part, *l = m + QH, *o = l + QH;
