@@ -52,7 +52,10 @@ inline void out_in_tile(const Args& a, int64_t n, int64_t m0) {
   for (; k + 8 <= K; k += 8) {
     __m256 w[NR];
     #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) w[j] = load8(W + j * a.ldw + k);
+    for (int j = 0; j < NR; ++j) {
+      prefetch_next_tile(W, (NR + j) * a.ldw + k);
+      w[j] = load8(W + j * a.ldw + k);
+    }
     #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m256 xv = _mm256_loadu_ps(x + m * a.ldx + k);

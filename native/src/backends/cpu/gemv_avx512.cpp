@@ -60,7 +60,10 @@ inline void out_in_tile(const Args& a, int64_t n, int64_t m0) {
   for (; k + 16 <= K; k += 16) {
     __m512 w[NR];
     #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) w[j] = load16(W + j * a.ldw + k);
+    for (int j = 0; j < NR; ++j) {
+      prefetch_next_tile(W, (NR + j) * a.ldw + k);
+      w[j] = load16(W + j * a.ldw + k);
+    }
     #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512 xv = _mm512_loadu_ps(x + m * a.ldx + k);
@@ -144,7 +147,10 @@ inline void in_out_block(const Args& a, int64_t n, int64_t m0, int64_t k0, int64
     const WT* wr = W + k * a.ldw;
     __m512 w[NV];
     #pragma GCC unroll 16
-    for (int v = 0; v + 1 < NV; ++v) w[v] = load16(wr + 16 * v);
+    for (int v = 0; v + 1 < NV; ++v) {
+      prefetch_next_tile(W, k * a.ldw + 16 * (NV + v));  // the next column chunk's row
+      w[v] = load16(wr + 16 * v);
+    }
     w[NV - 1] = tail == 0xFFFF ? load16(wr + 16 * (NV - 1)) : load16_masked(wr + 16 * (NV - 1), tail);
     #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {

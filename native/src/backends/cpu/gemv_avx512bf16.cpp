@@ -32,7 +32,10 @@ inline void tile(const Args& a, int64_t n, int64_t m0) {
   for (; k + 32 <= K; k += 32) {
     __m512bh w[NR];
     #pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) w[j] = (__m512bh)_mm512_loadu_si512(W + j * a.ldw + k);
+    for (int j = 0; j < NR; ++j) {
+      prefetch_next_tile(W, (NR + j) * a.ldw + k);
+      w[j] = (__m512bh)_mm512_loadu_si512(W + j * a.ldw + k);
+    }
     #pragma GCC unroll 16
     for (int m = 0; m < MR; ++m) {
       const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + m * a.K + k);
