@@ -92,7 +92,8 @@ struct Layer {
 
 // attention_cached over full caches of t positions for R rows, as a decoding step runs it: one
 // call per layer, each layer's own cache (30 of them, more than the last-level cache holds at
-// every size here), best of 5 steps, in us per layer call, and the caches' GB/s.
+// every size here), best of 15 steps (a shared machine's bursts spoil single steps), in us per
+// layer call, and the caches' GB/s.
 void bench_attention(double bw) {
   struct Heads {
     const char* model;
@@ -122,7 +123,7 @@ void bench_attention(double bw) {
           AttentionOptions o;
           o.causal = true;
           double best = 1e30;
-          for (int rep = 0; rep < 5; ++rep) {
+          for (int rep = 0; rep < 15; ++rep) {
             const auto t0 = Clock::now();
             for (int64_t l = 0; l < layers; ++l) {
               const Tensor kc = Tensor::contiguous(base + size_t(2 * l) * bytes, dt, 4, shape);
