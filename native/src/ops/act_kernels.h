@@ -56,10 +56,10 @@ struct ActKernels {
   // Decoding's attention over a KV cache (ops/attention_cached.cpp): nq queries of Hk * G heads
   // (query i's head h at q + i * q_stride + h * D) against n cache positions, position j's Hk
   // key/value rows at rows + j * pos_stride (+ hk * D), D values of `dtype` each (f32, or bf16 /
-  // f16 bits widened exactly); `widened`: scratch of cache_kernel_scratch(D, nq * Hk * G)
-  // floats; head h reads row h / G. Positions are read in order, each row once for all its heads and queries.
-  // attn_cache_scores: s[(i * Hk * G + h) * ld + j] = scale * <q_ih, key row>, the dot in 8
-  // fixed lanes. attn_cache_weighted_sum: o + (i * Hk * G + h) * D = sum over j in order of
+  // f16 bits widened exactly); `widened`: scratch of cache_kernel_scratch(D, nq * Hk * G) floats;
+  // head h reads row h / G. Positions are read in order, each row once for all its heads and
+  // queries. attn_cache_scores: s[(i * Hk * G + h) * ld + j] = scale * <q_ih, key row>, the dot
+  // in 8 fixed lanes. attn_cache_weighted_sum: o + (i * Hk * G + h) * D = sum over j in order of
   // p[(i * Hk * G + h) * ld + j] * value row (o overwritten).
   void (*attn_cache_scores)(float* s, int64_t ld, const float* q, int64_t q_stride, int64_t nq,
                             int64_t Hk, int64_t G, const void* rows, int64_t pos_stride,

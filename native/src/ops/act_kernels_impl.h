@@ -407,13 +407,17 @@ void cache_scores_fast(float* s, int64_t ld, const float* q, int64_t q_stride, i
     for (int64_t hk = 0; hk < Hk; ++hk) {
       __m256 key[NV];
       #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) key[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      for (int v = 0; v < NV; ++v) {
+        key[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      }
       for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
           const float* qh = q + i * q_stride + h * 8 * NV;
           __m256 acc = _mm256_setzero_ps();
           #pragma GCC unroll 16
-          for (int v = 0; v < NV; ++v) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * v), key[v], acc);
+          for (int v = 0; v < NV; ++v) {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * v), key[v], acc);
+          }
           _mm256_storeu_ps(lanes + ((i * H + h) * 8 + p) * 8, acc);
         }
       }
@@ -433,14 +437,17 @@ void cache_weighted_fast(float* o, const float* p, int64_t ld, int64_t nq, int64
     for (int64_t hk = 0; hk < Hk; ++hk) {
       __m256 value[NV];
       #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) value[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      for (int v = 0; v < NV; ++v) {
+        value[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
+      }
       for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
           const __m256 pj = _mm256_set1_ps(p[(i * H + h) * ld + j]);
           float* oh = o + (i * H + h) * 8 * NV;
           #pragma GCC unroll 16
           for (int v = 0; v < NV; ++v) {
-            _mm256_storeu_ps(oh + 8 * v, _mm256_fmadd_ps(pj, value[v], _mm256_loadu_ps(oh + 8 * v)));
+            const __m256 sum = _mm256_fmadd_ps(pj, value[v], _mm256_loadu_ps(oh + 8 * v));
+            _mm256_storeu_ps(oh + 8 * v, sum);
           }
         }
       }

@@ -1,9 +1,9 @@
 // layernorm on CUDA (s2s/ops/layernorm.h semantics). Forward: a warp (or block) per row, mean then
 // the two-pass variance, as the CPU op. Backward: dinp per row and dweight/dbias as deterministic
 // column sums, in one pass over dout and x (norm_backward.cuh) where the plan allows, else as
-// separate kernels (rows.cuh's column sums). The output may be bf16/f16 for the linear that reads it (check.cuh's
-// ActivationOut). Napkin: forward reads x three times (L1/L2 after the first) and writes
-// once: ~8 bytes of DRAM traffic per element.
+// separate kernels (rows.cuh's column sums). The output may be bf16/f16 for the linear that
+// reads it (check.cuh's ActivationOut). Napkin: forward reads x three times (L1/L2 after the
+// first) and writes once: ~8 bytes of DRAM traffic per element.
 #include "backends/cuda/cuda_ops.h"
 #include "backends/cuda/norm_backward.cuh"
 #include "backends/cuda/rows.cuh"
