@@ -366,6 +366,13 @@ inline __m256 load8_cached(const void* rows, int64_t at) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+// A cached row of 8 * NV elements from `at`, as NV registers of f32.
+template <int NV, DType kType>
+inline void load_cached_row(const void* rows, int64_t at, __m256* out) {
+  #pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) out[v] = load8_cached<kType>(rows, at + 8 * v);
+}
+
 // Eight positions' dot8 lanes (v[p]: position p's 8 lanes) to their sums in position order, each
 // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) as dot8 adds them.
 inline __m256 dot8_trees(const __m256* v) {
@@ -406,10 +413,7 @@ void cache_scores_fast(float* s, int64_t ld, const float* q, int64_t q_stride, i
     const int p = int(j % 8);
     for (int64_t hk = 0; hk < Hk; ++hk) {
       __m256 key[NV];
-      #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) {
-        key[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
-      }
+      load_cached_row<NV, kType>(rows, j * pos_stride + hk * 8 * NV, key);
       for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
           const float* qh = q + i * q_stride + h * 8 * NV;
@@ -436,10 +440,7 @@ void cache_weighted_fast(float* o, const float* p, int64_t ld, int64_t nq, int64
   for (int64_t j = 0; j < n; ++j) {
     for (int64_t hk = 0; hk < Hk; ++hk) {
       __m256 value[NV];
-      #pragma GCC unroll 16
-      for (int v = 0; v < NV; ++v) {
-        value[v] = load8_cached<kType>(rows, j * pos_stride + hk * 8 * NV + 8 * v);
-      }
+      load_cached_row<NV, kType>(rows, j * pos_stride + hk * 8 * NV, value);
       for (int64_t i = 0; i < nq; ++i) {
         for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
           const __m256 pj = _mm256_set1_ps(p[(i * H + h) * ld + j]);

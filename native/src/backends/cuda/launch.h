@@ -87,6 +87,7 @@ constexpr int64_t kNormChunkRows = 32;
 constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
 struct NormBackwardPlan {
   bool fused = false;
+  int64_t rows = 0, cols = 0;
   int64_t chunks = 0;      // grid.x, and the partial rows
   int threads = 0;
   int teams = 0;           // warps of the block (cols <= 1024), or 1: the block
@@ -102,6 +103,8 @@ inline NormBackwardPlan norm_backward_plan(int64_t rows, int64_t cols, int sums)
   p.smem_bytes = int64_t(p.teams) * sums * cols * int64_t(sizeof(float));
   p.fused = l.threads <= 256 && p.smem_bytes <= kMaxStaticSharedBytes;
   if (!p.fused) return NormBackwardPlan{};
+  p.rows = rows;
+  p.cols = cols;
   p.chunks = ceil_div(rows, kNormChunkRows);
   p.finish_blocks = ceil_div(sums * cols, 128);
   return p;

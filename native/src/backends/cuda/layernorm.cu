@@ -114,20 +114,8 @@ void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
   const bool want_dw = opu::present(dweight), want_db = opu::present(dbias);
   const NormBackwardPlan p = norm_backward_plan(N, C, int(want_dw) + int(want_db));
   if (p.fused) {
-    NormBackwardArgs a{};
-    a.dinp = opu::present(dinp) ? dinp.f32() : nullptr;
-    a.overwrite = overwrite_dinp;
-    a.want_dweight = want_dw;
-    a.want_dbias = want_db;
-    a.dout = dy;
-    a.inp = x;
-    a.weight = weight.f32();
-    a.mean = m;
-    a.rstd = r;
-    a.rows = N;
-    a.C = C;
-    norm_backward<true>(ctx, p, a, dweight.f32(), dbias.f32(), kOp);
-    return;
+    return norm_backward<true>(ctx, p, dinp, overwrite_dinp, dweight, dbias, dout, inp, weight,
+                               mean, rstd, kOp);
   }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);

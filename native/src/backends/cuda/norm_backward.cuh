@@ -6,6 +6,7 @@
 #pragma once
 #include "backends/cuda/launch.h"
 #include "backends/cuda/rows.cuh"
+#include "ops/op_util.h"
 
 namespace s2s {
 namespace cuda {
@@ -99,11 +100,25 @@ static __global__ void norm_backward_finish_kernel(int64_t chunks, int64_t C, in
   *dst += acc;
 }
 
-// Launches both passes per `p` (p.fused). dinp, dweight, dbias: null where not wanted (at least
-// one of dweight, dbias).
+// Launches both passes per `p` (p.fused) for the norm op's checked tensors: dinp, dweight and
+// dbias absent where not wanted (at least one of dweight, dbias), mean for layernorm only.
 template <bool kCentered>
-void norm_backward(Context& ctx, const NormBackwardPlan& p, NormBackwardArgs a, float* dweight,
-                   float* dbias, const char* op) {
+void norm_backward(Context& ctx, const NormBackwardPlan& p, const Tensor& dinp, bool overwrite,
+                   const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                   const Tensor& inp, const Tensor& weight, const Tensor& mean,
+                   const Tensor& rstd, const char* op) {
+  NormBackwardArgs a{};
+  a.dinp = opu::present(dinp) ? dinp.f32() : nullptr;
+  a.overwrite = overwrite;
+  a.want_dweight = opu::present(dweight);
+  a.want_dbias = opu::present(dbias);
+  a.dout = dout.f32();
+  a.inp = inp.f32();
+  a.weight = weight.f32();
+  a.mean = mean.f32();
+  a.rstd = rstd.f32();
+  a.rows = p.rows;
+  a.C = p.cols;
   ArenaScope scope(ctx.arena());
   const int sums = int(a.want_dweight) + int(a.want_dbias);
   a.partial = ctx.arena().allocate_array<float>(size_t(p.chunks * sums * a.C));
@@ -112,7 +127,7 @@ void norm_backward(Context& ctx, const NormBackwardPlan& p, NormBackwardArgs a, 
                                     stream_of(ctx)>>>(a);
   check_launch(op);
   norm_backward_finish_kernel<<<grid(p.finish_blocks), 128, 0, stream_of(ctx)>>>(
-      p.chunks, a.C, sums, a.partial, dweight, dbias);
+      p.chunks, a.C, sums, a.partial, dweight.f32(), dbias.f32());
   check_launch(op);
 }
 

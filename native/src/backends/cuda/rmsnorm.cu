@@ -84,18 +84,8 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
   const float* r = rstd.f32();
   const NormBackwardPlan p = norm_backward_plan(N, C, opu::present(dweight) ? 1 : 0);
   if (p.fused) {
-    NormBackwardArgs a{};
-    a.dinp = opu::present(dinp) ? dinp.f32() : nullptr;
-    a.overwrite = overwrite_dinp;
-    a.want_dweight = true;
-    a.dout = dy;
-    a.inp = x;
-    a.weight = weight.f32();
-    a.rstd = r;
-    a.rows = N;
-    a.C = C;
-    norm_backward<false>(ctx, p, a, dweight.f32(), nullptr, kOp);
-    return;
+    return norm_backward<false>(ctx, p, dinp, overwrite_dinp, dweight, Tensor{}, dout, inp,
+                                weight, Tensor{}, rstd, kOp);
   }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
