@@ -250,6 +250,9 @@ TEST(launch_shapes) {
   nb = cuda::norm_backward_plan(33, 3000, 2);
   CHECK(nb.fused && nb.teams == 1 && nb.threads == 256 && nb.chunks == 2);
   CHECK(!cuda::norm_backward_plan(5, 7000, 2).fused && cuda::norm_backward_plan(5, 7000, 1).fused);
+  // The sums share the block's 48 KB with the row reductions' static scratch: 6,144 columns of
+  // two sums (exactly 48 KB) would not launch.
+  CHECK(cuda::norm_backward_plan(5, 6016, 2).fused && !cuda::norm_backward_plan(5, 6144, 2).fused);
   CHECK(!cuda::norm_backward_plan(5, 9000, 1).fused);
   CHECK(!cuda::norm_backward_plan(0, 8, 1).fused && !cuda::norm_backward_plan(8, 8, 0).fused);
   CHECK(cuda::attention_head_chunks(64) == 2 && cuda::attention_head_chunks(80) == 3 &&

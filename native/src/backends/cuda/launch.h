@@ -80,11 +80,13 @@ inline ColumnReducePlan column_reduce_plan(int64_t rows, int64_t cols) {
 // (the warps of a block, or the block itself for rows of > 1024 columns, as row_launch) take
 // every teams-th row and add each column's terms in a shared-memory row of their own, which the
 // block then adds team by team into its chunk's partial row; pass 2 adds the partials in chunk
-// order. The sums' order depends on the row count and cols alone. fused is false where one
-// team's rows (sums x cols floats) outgrow the default 48 KB of shared memory, or the block per
-// row would have 1024 threads: those take the separate dinp kernel and column sums.
+// order. The sums' order depends on the row count and cols alone. fused is false where the
+// teams' sums (teams x sums x cols floats) outgrow kNormSumsSharedBytes, or the block per row
+// would have 1024 threads: those take the separate dinp kernel and column sums.
 constexpr int64_t kNormChunkRows = 32;
-constexpr int64_t kMaxStaticSharedBytes = 48 * 1024;
+// A block's shared memory without opting in is 48 KB, static and dynamic together; the kernel's
+// row reductions take 384 bytes of static scratch, so the sums get 47 KB.
+constexpr int64_t kNormSumsSharedBytes = 47 * 1024;
 struct NormBackwardPlan {
   bool fused = false;
   int64_t rows = 0, cols = 0;
@@ -101,7 +103,7 @@ inline NormBackwardPlan norm_backward_plan(int64_t rows, int64_t cols, int sums)
   p.threads = l.threads;
   p.teams = l.warp_per_row() ? l.threads / kWarp : 1;
   p.smem_bytes = int64_t(p.teams) * sums * cols * int64_t(sizeof(float));
-  p.fused = l.threads <= 256 && p.smem_bytes <= kMaxStaticSharedBytes;
+  p.fused = l.threads <= 256 && p.smem_bytes <= kNormSumsSharedBytes;
   if (!p.fused) return NormBackwardPlan{};
   p.rows = rows;
   p.cols = cols;
