@@ -138,9 +138,18 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaGetLastError();
 const char* cudaGetErrorName(cudaError_t e);
 const char* cudaGetErrorString(cudaError_t e);
+namespace s2s {
+namespace simt {
+// The dynamic shared memory each kernel may take beyond the 48 KB default, as
+// cudaFuncSetAttribute(MaxDynamicSharedMemorySize) raised it (per kernel, as on a GPU).
+std::map<const void*, size_t>& opted_in_shared_memory();
+}  // namespace simt
+}  // namespace s2s
 template <typename F>
-cudaError_t cudaFuncSetAttribute(F*, cudaFuncAttribute, int value) {
-  return value >= 0 && value <= 227 * 1024 ? cudaSuccess : cudaErrorInvalidValue;
+cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute, int value) {
+  if (value < 0 || value > 227 * 1024) return cudaErrorInvalidValue;
+  s2s::simt::opted_in_shared_memory()[reinterpret_cast<const void*>(kernel)] = size_t(value);
+  return cudaSuccess;
 }
 template <typename T>
 cudaError_t cudaMalloc(T** ptr, size_t bytes) {
@@ -242,10 +251,16 @@ void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, 
     return;
   }
   // A GPU's limits (compute capability 9.0): 1024 threads a block, grid.y and grid.z at most
-  // 65535, 227 KB of shared memory a block.
+  // 65535; dynamic shared memory 48 KB unless the kernel opted in to more (at most 227 KB). The
+  // kernels' static __shared__ arrays are not counted here: a launch near 48 KB must leave
+  // room for them itself.
+  const auto opted = opted_in_shared_memory().find(reinterpret_cast<const void*>(kernel));
+  const size_t smem_limit =
+      opted != opted_in_shared_memory().end() && opted->second > 48 * 1024 ? opted->second
+                                                                           : 48 * 1024;
   if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 || grid.x == 0 ||
       grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 ||
-      smem > 227 * 1024) {
+      smem > smem_limit) {
     last_launch_error() = cudaErrorInvalidConfiguration;
     return;
   }

@@ -43,6 +43,11 @@ struct SimEvent {
 
 namespace s2s {
 namespace simt {
+std::map<const void*, size_t>& opted_in_shared_memory() {
+  static thread_local std::map<const void*, size_t> limits;  // as last_launch_error
+  return limits;
+}
+
 cudaError_t& last_launch_error() {
   static thread_local cudaError_t e = cudaSuccess;
   return e;
