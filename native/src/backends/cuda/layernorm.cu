@@ -43,33 +43,6 @@ __global__ void layernorm_forward_kernel(ActivationOut out, float* mean_out, flo
   }
 }
 
-// dx = rstd * (dn - mean(dn) - xhat * mean(dn * xhat)), dn = dout * weight. ACCUMULATES.
-__global__ void layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
-                                      const float* weight, const float* mean, const float* rstd,
-                                      int64_t rows, int64_t C, int rows_per_block,
-                                      bool overwrite) {
-  __shared__ float scratch[32];
-  __shared__ double dscratch[32];
-  RowTeam t;
-  int64_t row;
-  if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
-  const float* x = inp + row * C;
-  const float* dy = dout + row * C;
-  float* dx = dinp + row * C;
-  const float m = mean[row], r = rstd[row];
-  float a = 0.f, b = 0.f;
-  for (int64_t c = t.tid; c < C; c += t.size) {
-    const float dn = dy[c] * weight[c];
-    a += dn;
-    b += dn * (x[c] - m) * r;
-  }
-  a = t.sum(a) / float(C);
-  b = t.sum(b) / float(C);
-  for (int64_t c = t.tid; c < C; c += t.size) {
-    const float xhat = (x[c] - m) * r;
-    write_grad(dx + c, r * (dy[c] * weight[c] - a - xhat * b), overwrite);
-  }
-}
 }  // namespace
 
 void layernorm_forward(Context& ctx, const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -119,7 +92,7 @@ void layernorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight,
   }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
-    layernorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+    norm_dinp_kernel<true><<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
         dinp.f32(), dy, x, weight.f32(), m, r, N, C, l.rows_per_block, overwrite_dinp);
     check_launch(kOp);
   }

@@ -1,6 +1,6 @@
-// The backward of layernorm and rmsnorm in one pass over dout and x (launch.h's
-// norm_backward_plan): dinp per row, as the separate dinp kernels, and the rows' terms of
-// dweight (and layernorm's dbias) summed per column on the way. Separately, dinp read dout and x,
+// The backward of layernorm and rmsnorm: the per-row math (norm_row_backward), the dinp kernel,
+// and the pass that gives dinp and the column sums of dweight (and layernorm's dbias) in one
+// read of dout and x where launch.h's norm_backward_plan allows. Separately, dinp read dout and x,
 // dweight's column sum read both again and dbias's read dout a third time: 7 passes over an
 // (N, C) f32 tensor for layernorm (with dinp's read and write), 4 here.
 #pragma once
@@ -25,8 +25,56 @@ struct NormBackwardArgs {
   int teams;             // the plan's: > 1 warps of the block, 1 the block
 };
 
-// kCentered: layernorm (xhat = (x - mean) * rstd, dinp also subtracts mean(dn)); else rmsnorm
-// (xhat = x * rstd). dinp's expressions are the separate kernels', so its bits are theirs.
+// One row's backward by its team (rows.cuh's RowTeam). kCentered: layernorm, xhat =
+// (x - m) * r and dx = r * (dn - mean(dn) - xhat * mean(dn * xhat)), dn = dout * weight; else
+// rmsnorm, xhat = x * r and dx = r * (dn - xhat * mean(dn * xhat)). dx is written (or added,
+// per overwrite) where not null; each(c, dy, xhat) sees every column the thread owns. The one
+// copy of the math that layernorm's and rmsnorm's dinp kernels and the fused pass all run.
+template <bool kCentered, typename Each>
+__device__ inline void norm_row_backward(const RowTeam& t, const float* x, const float* dy,
+                                         const float* weight, float m, float r, int64_t C,
+                                         float* dx, bool overwrite, Each each) {
+  float mean_dn = 0.f, mean_dn_xhat = 0.f;
+  if (dx != nullptr) {
+    for (int64_t c = t.tid; c < C; c += t.size) {
+      const float dn = dy[c] * weight[c];
+      if (kCentered) {
+        mean_dn += dn;
+        mean_dn_xhat += dn * (x[c] - m) * r;
+      } else {
+        mean_dn_xhat += dn * x[c] * r;
+      }
+    }
+    if (kCentered) mean_dn = t.sum(mean_dn) / float(C);
+    mean_dn_xhat = t.sum(mean_dn_xhat) / float(C);
+  }
+  for (int64_t c = t.tid; c < C; c += t.size) {
+    const float xhat = kCentered ? (x[c] - m) * r : x[c] * r;
+    if (dx != nullptr) {
+      const float g = kCentered ? r * (dy[c] * weight[c] - mean_dn - xhat * mean_dn_xhat)
+                                : r * (dy[c] * weight[c] - xhat * mean_dn_xhat);
+      write_grad(dx + c, g, overwrite);
+    }
+    each(c, dy[c], xhat);
+  }
+}
+
+// dinp alone: a team per row, as row_launch lays them out.
+template <bool kCentered>
+__global__ void norm_dinp_kernel(float* dinp, const float* dout, const float* inp,
+                                 const float* weight, const float* mean, const float* rstd,
+                                 int64_t rows, int64_t C, int rows_per_block, bool overwrite) {
+  __shared__ float scratch[32];
+  __shared__ double dscratch[32];
+  RowTeam t;
+  int64_t row;
+  if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
+  norm_row_backward<kCentered>(t, inp + row * C, dout + row * C, weight,
+                               kCentered ? mean[row] : 0.f, rstd[row], C, dinp + row * C,
+                               overwrite, [](int64_t, float, float) {});
+}
+
+// The fused pass: each team's rows' terms of the column sums go into its shared-memory row.
 template <bool kCentered>
 __global__ void norm_backward_kernel(NormBackwardArgs a) {
   extern __shared__ float team_sums[];  // (teams, sums * C)
@@ -45,36 +93,17 @@ __global__ void norm_backward_kernel(NormBackwardArgs a) {
   __syncthreads();
   const int64_t r0 = int64_t(blockIdx.x) * kNormChunkRows;
   const int64_t r1 = r0 + kNormChunkRows < a.rows ? r0 + kNormChunkRows : a.rows;
+  const bool want_dw = a.want_dweight, want_db = a.want_dbias;
   for (int64_t row = r0 + team; row < r1; row += teams) {
-    const float* x = a.inp + row * C;
-    const float* dy = a.dout + row * C;
-    const float m = kCentered ? a.mean[row] : 0.f, r = a.rstd[row];
-    float mean_dn = 0.f, mean_dn_xhat = 0.f;
-    if (a.dinp != nullptr) {
-      for (int64_t c = t.tid; c < C; c += t.size) {
-        const float dn = dy[c] * a.weight[c];
-        if (kCentered) {
-          mean_dn += dn;
-          mean_dn_xhat += dn * (x[c] - m) * r;
-        } else {
-          mean_dn_xhat += dy[c] * a.weight[c] * x[c] * r;
-        }
-      }
-      if (kCentered) mean_dn = t.sum(mean_dn) / float(C);
-      mean_dn_xhat = t.sum(mean_dn_xhat) / float(C);
-    }
-    for (int64_t c = t.tid; c < C; c += t.size) {
-      const float xhat = kCentered ? (x[c] - m) * r : x[c] * r;
-      if (a.dinp != nullptr) {
-        const float g = kCentered ? r * (dy[c] * a.weight[c] - mean_dn - xhat * mean_dn_xhat)
-                                  : r * (dy[c] * a.weight[c] - xhat * mean_dn_xhat);
-        write_grad(a.dinp + row * C + c, g, a.overwrite);
-      }
-      // The product rounded before the sum (no fused multiply-add): the bits do not depend on
-      // the compiler's contraction.
-      if (a.want_dweight) dw[c] = __fadd_rn(dw[c], __fmul_rn(dy[c], xhat));
-      if (a.want_dbias) db[c] += dy[c];
-    }
+    norm_row_backward<kCentered>(
+        t, a.inp + row * C, a.dout + row * C, a.weight, kCentered ? a.mean[row] : 0.f,
+        a.rstd[row], C, a.dinp != nullptr ? a.dinp + row * C : nullptr, a.overwrite,
+        [=](int64_t c, float dy, float xhat) {
+          // The product rounded before the sum (no fused multiply-add): the bits do not
+          // depend on the compiler's contraction.
+          if (want_dw) dw[c] = __fadd_rn(dw[c], __fmul_rn(dy, xhat));
+          if (want_db) db[c] += dy;
+        });
   }
   __syncthreads();
   // The chunk's partial row: the teams' sums added in team order.

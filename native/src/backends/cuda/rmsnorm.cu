@@ -28,26 +28,6 @@ __global__ void rmsnorm_forward_kernel(ActivationOut out, float* rstd_out, const
   if (t.tid == 0 && rstd_out != nullptr) rstd_out[row] = r;
 }
 
-// dx = rstd * (dn - xhat * mean(dn * xhat)), xhat = x * rstd, dn = dout * weight. ACCUMULATES.
-__global__ void rmsnorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
-                                    const float* weight, const float* rstd, int64_t rows,
-                                    int64_t C, int rows_per_block, bool overwrite) {
-  __shared__ float scratch[32];
-  __shared__ double dscratch[32];
-  RowTeam t;
-  int64_t row;
-  if (!row_of(rows, rows_per_block, scratch, dscratch, &t, &row)) return;
-  const float* x = inp + row * C;
-  const float* dy = dout + row * C;
-  float* dx = dinp + row * C;
-  const float r = rstd[row];
-  float b = 0.f;
-  for (int64_t c = t.tid; c < C; c += t.size) b += dy[c] * weight[c] * x[c] * r;
-  b = t.sum(b) / float(C);
-  for (int64_t c = t.tid; c < C; c += t.size) {
-    write_grad(dx + c, r * (dy[c] * weight[c] - x[c] * r * b), overwrite);
-  }
-}
 }  // namespace
 
 void rmsnorm_forward(Context& ctx, const Tensor& out, const Tensor& rstd, const Tensor& inp,
@@ -89,8 +69,8 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
   }
   if (opu::present(dinp)) {
     const RowLaunch l = row_launch(N, C);
-    rmsnorm_dinp_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
-        dinp.f32(), dy, x, weight.f32(), r, N, C, l.rows_per_block, overwrite_dinp);
+    norm_dinp_kernel<false><<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(
+        dinp.f32(), dy, x, weight.f32(), nullptr, r, N, C, l.rows_per_block, overwrite_dinp);
     check_launch(kOp);
   }
   if (opu::present(dweight)) {
