@@ -13,6 +13,10 @@
 #   kernel<<<grid, block, smem, stream>>>(args)
 #     ->  ::s2s::simt::cuda_launch("kernel", kernel, grid, block, smem, stream, args)
 #   extern __shared__ [__align__(n)] T name[];   ->  T* name = ::s2s::simt::cuda_dynamic_smem<T>();
+# and each static shared array is declared to the simulator, which counts and poisons it:
+#   __shared__ T name[n];  ->  S2S_SIMT_STATIC_SHARED T name[n];
+#                              ::s2s::simt::declare_static_shared(name, sizeof(name));
+# (any other use of __shared__, __align__ on a static array included, stops the configuration).
 # (kernels are launched by name with their template arguments written out).
 # .cuh headers are rewritten too, into a folder that shadows native/src on the include path.
 file(GLOB S2S_SIM_CU_SOURCES CONFIGURE_DEPENDS native/src/backends/cuda/*.cu
@@ -25,11 +29,14 @@ foreach(cu IN LISTS S2S_SIM_CU_SOURCES)
   file(READ ${cu} text)
   string(REGEX REPLACE "extern __shared__ (__align__\\([0-9]+\\) )?([A-Za-z_0-9]+) ([A-Za-z_0-9]+)\\[\\];"
          "\\2* \\3 = ::s2s::simt::cuda_dynamic_smem<\\2>();" text "${text}")
+  string(REGEX REPLACE "__shared__ ([A-Za-z_0-9:]+) ([A-Za-z_0-9]+)(\\[[^;]*\\]);"
+         "S2S_SIMT_STATIC_SHARED \\1 \\2\\3; ::s2s::simt::declare_static_shared(\\2, sizeof(\\2));"
+         text "${text}")
   string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\(\\)"
          "::s2s::simt::cuda_launch(\"\\1\", \\1, \\3)" text "${text}")
   string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;()]*>)?)<<<([^;]*)>>>\\("
          "::s2s::simt::cuda_launch(\"\\1\", \\1, \\3, " text "${text}")
-  if(text MATCHES "<<<|__shared__ [A-Za-z_0-9]+ [A-Za-z_0-9]+\\[\\];")
+  if(text MATCHES "<<<|__shared__")
     message(FATAL_ERROR "cuda_sim.cmake: ${cu} has CUDA syntax the rewrite does not cover")
   endif()
   if(ext STREQUAL ".cuh")

@@ -7,7 +7,9 @@
 // collectives (some lanes at a shuffle, others at an mma or a barrier) and barriers that exited
 // threads never reach are reported as errors, not deadlocks. Shared memory starts as 0xFF bytes
 // (NaN in fp32, bf16 and f16), so a read of a value never written shows up as NaN, and a guard
-// zone after it catches writes past the end. Blocks run one after another; a fiber switches only
+// zone after it catches writes past the end. A kernel's static __shared__ arrays (declared to
+// the simulator as each block first reaches them: declare_static_shared) are poisoned alike and
+// counted with the dynamic bytes against the launch's limit, as a GPU counts them. Blocks run one after another; a fiber switches only
 // at a collective, so atomics need no locking. A GPU performs a cp.async copy at any moment
 // between the instruction and the cp.async.wait_group that covers its group; the simulator
 // takes the latest in order (a read of the destination before that wait, or with no wait, sees
@@ -183,8 +185,16 @@ class Simulator {
   static Schedule schedule() { return schedule_slot(); }
   static void set_schedule(Schedule s) { schedule_slot() = s; }
 
-  // Runs body on every thread of every block of `grid`, in the schedule's order.
-  void launch(Dim3 grid, int threads, size_t smem_bytes, const Body& body) {
+  // A block's most shared memory on compute capability 9.0, static and dynamic together, for a
+  // kernel that opted in (cudaFuncSetAttribute); without, 48 KB (kDefaultSharedBytes).
+  static constexpr size_t kMaxSharedBytes = size_t(227) << 10;
+  static constexpr size_t kDefaultSharedBytes = size_t(48) << 10;
+
+  // Runs body on every thread of every block of `grid`, in the schedule's order, with
+  // smem_bytes of dynamic shared memory; the static arrays the blocks declare must fit beside
+  // them in shared_limit bytes.
+  void launch(Dim3 grid, int threads, size_t smem_bytes, const Body& body,
+              size_t shared_limit = kMaxSharedBytes) {
     if (threads <= 0 || threads > 1024) {
       throw std::runtime_error("simt: threads per block must be in [1, 1024], got " +
                                std::to_string(threads));
@@ -193,6 +203,7 @@ class Simulator {
     current_slot() = this;
     grid_ = grid;
     threads_ = threads;
+    shared_limit_ = shared_limit;
     rng_ = 0x9E3779B97F4A7C15ull ^ uint64_t(++launches_);
     try {
       const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
@@ -215,6 +226,30 @@ class Simulator {
   Dim3 grid_dim() const { return grid_; }
   int block_threads() const { return threads_; }
   uint8_t* shared_memory() { return smem_.data(); }
+
+  // A static __shared__ array of the running kernel, reached by a thread of the running block
+  // (cmake/cuda_sim.cmake adds the call after each declaration; the array itself is a static
+  // thread_local, one per kernel, shared by the block's fibers). The first thread of a block to
+  // reach it poisons it with 0xFF bytes, as the dynamic memory is; its bytes count with the
+  // dynamic ones against the launch's limit, and a block that passes it fails when it ends (a
+  // GPU refuses such a launch; the static arrays' sizes are known here only as blocks reach
+  // them, so one not reached on the tested paths is not counted).
+  void declare_static_shared(void* array, size_t bytes) {
+    for (const StaticShared& s : static_shared_) {
+      if (s.array == array) return;
+    }
+    static_shared_.push_back({array, bytes});
+    std::memset(array, 0xFF, bytes);
+    size_t total = smem_.size() - kGuardBytes;
+    for (const StaticShared& s : static_shared_) total += s.bytes;
+    if (total > shared_limit_ && shared_overflow_.empty()) {
+      shared_overflow_ = "static __shared__ arrays and " +
+                         std::to_string(smem_.size() - kGuardBytes) +
+                         " bytes of dynamic shared memory take " + std::to_string(total) +
+                         " bytes, past the launch's limit of " + std::to_string(shared_limit_) +
+                         " (48 KB unless the kernel opted in to more)";
+    }
+  }
 
   // Collectives of thread tid (which must be the running fiber).
   void sync(int tid) { yield(tid, Wait::Barrier); }
@@ -299,6 +334,10 @@ class Simulator {
     const uint8_t* src;
     bool done;  // performed when issued
   };
+  struct StaticShared {
+    void* array;
+    size_t bytes;
+  };
   struct Lane {
     FiberContext ctx;
     std::vector<char> stack;
@@ -361,6 +400,8 @@ class Simulator {
     block_ = block;
     body_ = body;
     smem_.assign(smem_bytes + kGuardBytes, 0xFF);
+    static_shared_.clear();
+    shared_overflow_.clear();
     if (lanes_.size() < size_t(threads)) lanes_.resize(size_t(threads));
     for (int t = 0; t < threads; ++t) {
       Lane& lane = lanes_[size_t(t)];
@@ -404,6 +445,7 @@ class Simulator {
     for (size_t i = smem_bytes; i < smem_.size(); ++i) {
       if (smem_[i] != 0xFF) fail("write past the end of shared memory");
     }
+    if (!shared_overflow_.empty()) fail(shared_overflow_);
     for (int t = 0; t < threads; ++t) {  // a copy nobody waited for was a load nobody used
       const Lane& lane = lanes_[size_t(t)];
       bool pending = !lane.async_open.empty();
@@ -525,6 +567,9 @@ class Simulator {
   int threads_ = 0;
   Body body_;
   std::vector<uint8_t> smem_;
+  size_t shared_limit_ = kMaxSharedBytes;
+  std::vector<StaticShared> static_shared_;  // the running block's, in the order reached
+  std::string shared_overflow_;             // why the running block passes its limit, or ""
   std::vector<Lane> lanes_;
   FiberContext scheduler_;
   int current_ = 0;

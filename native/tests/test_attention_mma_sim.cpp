@@ -598,6 +598,47 @@ TEST(simulator_schedules_expose_races) {
   simt::Simulator::set_schedule(outer);
 }
 
+
+TEST(simulator_counts_and_poisons_static_shared_memory) {
+  // A kernel's static __shared__ array, as cmake/cuda_sim.cmake declares it: 384 bytes beside
+  // the dynamic ones. 48 KB less 384 fits the default limit; 48 KB does not (a GPU refuses
+  // that launch), and a kernel that opted in may have 227 KB in all.
+  simt::Simulator sim;
+  auto launch = [&](size_t dynamic, size_t limit) {
+    try {
+      sim.launch({2, 1, 1}, 32, dynamic, [&](const simt::SimThread&, uint8_t*) {
+        static thread_local double scratch[48];
+        sim.declare_static_shared(scratch, sizeof(scratch));
+      }, limit);
+    } catch (const std::exception& e) {
+      CHECK(std::string(e.what()).find("past the launch's limit") != std::string::npos);
+      return false;
+    }
+    return true;
+  };
+  const size_t kb48 = simt::Simulator::kDefaultSharedBytes;
+  CHECK(launch(kb48 - 384, kb48));
+  CHECK(!launch(kb48 - 376, kb48));
+  CHECK(launch(kb48, simt::Simulator::kMaxSharedBytes));
+  CHECK(!launch(simt::Simulator::kMaxSharedBytes - 8, simt::Simulator::kMaxSharedBytes));
+  // Each block finds the array poisoned (0xFF bytes: NaN), whatever the block before left
+  // there, and every thread finds what the block's first thread wrote after declaring it.
+  std::vector<int> poisoned_at_start;
+  std::vector<float> seen(64, 0.f);
+  sim.launch({2, 1, 1}, 32, 0, [&](const simt::SimThread& x, uint8_t*) {
+    static thread_local float slot[1];
+    const bool first = x.tid() == 0;
+    sim.declare_static_shared(slot, sizeof(slot));
+    if (first) {
+      poisoned_at_start.push_back(std::isnan(slot[0]) ? 1 : 0);
+      slot[0] = float(x.block_x() + 1);
+    }
+    x.sync();
+    seen[size_t(x.block_x() * 32 + x.tid())] = slot[0];
+  });
+  CHECK(poisoned_at_start == std::vector<int>({1, 1}));
+  for (int i = 0; i < 64; ++i) CHECK(seen[size_t(i)] == float(i / 32 + 1));
+}
 #else
 TEST(mma_attention_simulator_skipped) { std::printf("  skipped: the SIMT simulator needs ucontext (Linux)\n"); }
 #endif

@@ -2,7 +2,8 @@
 // every .cu file) compile as C++ and run on the CPU in the SIMT simulator
 // (../simt_simulator.h): the `sim` targets of cmake/cuda_sim.cmake put this folder first on the
 // include path and rewrite the two pieces of CUDA syntax C++ cannot parse (kernel<<<...>>>(args)
-// launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below.
+// launches and `extern __shared__` arrays) into calls of cuda_launch / cuda_dynamic_smem below,
+// and follows each static `__shared__` array with a call of declare_static_shared.
 // There are two devices; device memory is host memory, a stream is a token that remembers its
 // device (work queued on it from another current device is refused, as the runtime refuses it),
 // launches run to completion before they return, and cuBLASLt is emulated from its documented contract with the CPU's GEMMs
@@ -33,10 +34,11 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
-// A block's static shared arrays: function statics, one copy shared by the fibers of the block
-// that runs (blocks run one after another), one per host thread (two models on two GPUs run
-// their kernels at once from the N-API pool's threads).
-#define __shared__ static thread_local
+// A block's static shared arrays (cmake/cuda_sim.cmake writes `__shared__ T a[n];` as
+// `S2S_SIMT_STATIC_SHARED T a[n]; declare_static_shared(a, sizeof(a));`): function statics, one
+// copy shared by the fibers of the block that runs (blocks run one after another), one per host
+// thread (two models on two GPUs run their kernels at once from the N-API pool's threads).
+#define S2S_SIMT_STATIC_SHARED static thread_local
 #define S2S_SIMT_SIM 1
 
 // ---- types ------------------------------------------------------------------------------------
@@ -225,6 +227,9 @@ template <typename T>
 T* cuda_dynamic_smem() {
   return reinterpret_cast<T*>(running().shared_memory());
 }
+inline void declare_static_shared(void* array, size_t bytes) {
+  running().declare_static_shared(array, bytes);
+}
 
 // The function a kernel's lambda parameter was written in ("add_forward"), or "" for other
 // types: generic kernels (for_each_kernel<F>) are counted by the op that launched them.
@@ -251,13 +256,15 @@ void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, 
     return;
   }
   // A GPU's limits (compute capability 9.0): 1024 threads a block, grid.y and grid.z at most
-  // 65535; dynamic shared memory 48 KB unless the kernel opted in to more (at most 227 KB). The
-  // kernels' static __shared__ arrays are not counted here: a launch near 48 KB must leave
-  // room for them itself.
+  // 65535; dynamic shared memory 48 KB unless the kernel opted in to more, and the static
+  // __shared__ arrays beside it within 48 KB, or 227 KB with the opt-in (the simulator counts
+  // them as the blocks declare them).
   const auto opted = opted_in_shared_memory().find(reinterpret_cast<const void*>(kernel));
-  const size_t smem_limit =
-      opted != opted_in_shared_memory().end() && opted->second > 48 * 1024 ? opted->second
-                                                                           : 48 * 1024;
+  const bool opted_in = opted != opted_in_shared_memory().end() &&
+                        opted->second > Simulator::kDefaultSharedBytes;
+  const size_t smem_limit = opted_in ? opted->second : Simulator::kDefaultSharedBytes;
+  const size_t block_limit = opted_in ? Simulator::kMaxSharedBytes
+                                      : Simulator::kDefaultSharedBytes;
   if (block.y != 1 || block.z != 1 || block.x == 0 || block.x > 1024 || grid.x == 0 ||
       grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 ||
       smem > smem_limit) {
@@ -265,9 +272,10 @@ void cuda_launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, 
     return;
   }
   std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
-  auto run = [kernel, grid, block, smem, params] {
+  auto run = [kernel, grid, block, smem, block_limit, params] {
     cuda_simulator().launch(Dim3{int(grid.x), int(grid.y), int(grid.z)}, int(block.x), smem,
-                            [&](const SimThread&, uint8_t*) { std::apply(kernel, params); });
+                            [&](const SimThread&, uint8_t*) { std::apply(kernel, params); },
+                            block_limit);
   };
   run_or_record(stream, run);
   ++queued_work().launches;
