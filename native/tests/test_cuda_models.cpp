@@ -572,6 +572,7 @@ CUDA_TEST(cuda_model_fused_linear_split_under_lora) {
 // to) change no bit either. The fixtures' head dims (8, 12) have no tensor-core kernel, so these
 // models are built from configs with head dim 32: three deterministic steps with and without,
 // bf16 and fp16, GQA for Llama, dropout on GPT-2's attention probabilities in one of them.
+// (Attention's 16-bit output, which moves the gradients, stays off: the test after this.)
 CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
   const HeadDim32Batch data(37, 11);
   for (const auto& [name, config] : kHeadDim32Configs) {
@@ -586,6 +587,7 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
         DynamicLossScaler& scaler = run.scaler;
         Graph& g = run.graph;
         g.half_activations = half == 1;
+        g.half_attention_output = false;
         g.training = true;
         OptimizerConfig oc;
         oc.max_grad_norm = 1.0;
@@ -611,6 +613,63 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
       }
       CHECK_MSG(steps[0] == steps[1], tag + ": 16-bit attention inputs changed a loss or norm");
       CHECK_MSG(weights[0] == weights[1], tag + ": 16-bit attention inputs changed the weights");
+    }
+  }
+}
+
+// Attention's output in its linear's 16-bit dtype (nn::attention_output_dtype: GPT-2's attn_proj,
+// Llama's o_proj) leaves the forward's bits (the linear rounded the f32 output to the same
+// values) and moves the gradients only within that rounding: the backward's Di reads the
+// rounded output, as FlashAttention's does. One training forward and backward with the 16-bit
+// output and without, bf16 and fp16, GPT-2 with attention dropout and GQA Llama: loss and
+// logits bit for bit, every gradient within 1% of the largest (and some not bit for bit: the
+// 16-bit output was taken); in the simulator, one rounding pass (cast) fewer per layer.
+CUDA_TEST(cuda_model_16bit_attention_output_keeps_the_forward) {
+  const HeadDim32Batch data(43, 5);
+  for (const auto& [name, config] : kHeadDim32Configs) {
+    for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
+      const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
+      std::vector<uint8_t> loss[2], logits[2];
+      std::vector<std::vector<float>> grads[2];
+      [[maybe_unused]] int64_t casts[2] = {0, 0};
+      for (int half = 0; half < 2; ++half) {
+        HeadDim32Run run(config, compute, 5);
+        Graph& g = run.graph;
+        g.half_attention_output = half == 1;
+        g.training = true;
+        g.dropout_seed = 4;
+#if S2S_SIMT_SIM
+        s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+        ForwardResult r = run.model->forward(g, data.batch, LossReduction::Mean);
+#if S2S_SIMT_SIM
+        for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
+          if (kernel.find(" in cast_forward") != std::string::npos) casts[half] += n;
+        }
+#endif
+        g.backward(r.loss, run.scaler.scale());
+        Backend& b = run.model->backend();
+        loss[half] = s2s_test::parity::bytes_of(b, r.loss->value);
+        logits[half] = s2s_test::parity::bytes_of(b, r.logits->value);
+        for (Param* p : run.model->params().all()) {
+          grads[half].push_back(s2s_test::parity::floats_of(b, p->grad));
+        }
+      }
+      CHECK_MSG(loss[0] == loss[1], tag + ": the 16-bit output changed the loss");
+      CHECK_MSG(logits[0] == logits[1], tag + ": the 16-bit output changed the logits");
+      double worst = 0.0;
+      bool moved = false;
+      for (size_t i = 0; i < grads[0].size(); ++i) {
+        worst = std::max(worst, s2s_test::parity::rel_to_max(grads[1][i], grads[0][i]));
+        moved |= grads[1][i] != grads[0][i];
+      }
+      std::printf("  %s: gradients within %.2e of the f32 output's\n", tag.c_str(), worst);
+      CHECK_MSG(worst <= 1e-2, tag + ": a gradient moved by " + std::to_string(worst));
+      CHECK_MSG(moved, tag + ": no gradient moved (the 16-bit output was not taken?)");
+#if S2S_SIMT_SIM
+      CHECK_MSG(casts[0] - casts[1] == 2, tag + ": " + std::to_string(casts[0]) + " and " +
+                                              std::to_string(casts[1]) + " rounding passes");
+#endif
     }
   }
 }
@@ -657,6 +716,7 @@ CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
       }
       Graph& g = run.graph;
       g.half_activations = half == 1;
+      g.half_attention_output = false;  // 16-bit inputs alone: the bits stay
       OptimizerConfig oc;
       oc.max_grad_norm = 1.0;
       for (int step = 1; step <= 3; ++step) {

@@ -1340,6 +1340,83 @@ CUDA_TEST(cuda_attention_takes_16bit_inputs_only_for_tensor_cores) {
   }
 }
 
+// out in 16 bits where the tensor-core kernels run: the forward writes each fp32 value rounded
+// to the products' dtype (the bits an f32 out would round to), and the backward's Di reads those
+// values: exactly the gradients of an f32 out holding them. Causal GQA over several key tiles
+// (the last one partial), dropout in one case; fp32 products, a head dim without a tensor-core
+// kernel or the other 16-bit type is S2S_DTYPE.
+CUDA_TEST(cuda_attention_16bit_output_for_tensor_cores) {
+  const int64_t B = 2, T = 70, Hq = 4, Hkv = 2;
+  for (const int64_t D : {int64_t(32), int64_t(64)}) {
+    for (const DType products : {DType::BF16, DType::F16}) {
+      const bool bf16 = products == DType::BF16;
+      const std::string tag = std::string(bf16 ? "bf16" : "f16") + " D=" + std::to_string(D);
+      const size_t nq = size_t(B * T * Hq * D), nk = size_t(B * T * Hkv * D);
+      Dev gq(random_vector(nq, 94), {B, T, Hq, D}), gk(random_vector(nk, 95), {B, T, Hkv, D});
+      Dev gv(random_vector(nk, 96), {B, T, Hkv, D}), gdy(random_vector(nq, 97), {B, T, Hq, D});
+      Dev gout(std::vector<float>(nq), {B, T, Hq, D});
+      Dev gout16(std::vector<uint16_t>(nq, 0xFFFF), products, {B, T, Hq, D});
+      Dev glse(std::vector<float>(size_t(B * Hq * T)), {B, Hq, T});
+      AttentionOptions o;
+      o.causal = true;
+      o.products = products;
+      o.dropout_p = D == 64 ? 0.1f : 0.0f;
+      o.dropout_seed.value = 7;
+      cuda::attention_forward(ctx(), gout.t, glse.t, gq.t, gk.t, gv.t, Tensor{}, nullptr, 0, o);
+      const std::vector<float> lse = host_of(glse);
+      cuda::attention_forward(ctx(), gout16.t, glse.t, gq.t, gk.t, gv.t, Tensor{}, nullptr, 0, o);
+      CHECK_MSG(opt::bit_equal(host_of(glse), lse), tag + ": lse");
+      const std::vector<float> out = host_of(gout);
+      const std::vector<uint16_t> out16 = host16_of(gout16);
+      std::vector<float> widened(nq);
+      bool rounded = true;
+      for (size_t i = 0; i < nq; ++i) {
+        rounded &= out16[i] == (bf16 ? f32_to_bf16(out[i]) : f32_to_f16(out[i]));
+        widened[i] = bf16 ? bf16_to_f32(out16[i]) : f16_to_f32(out16[i]);
+      }
+      CHECK_MSG(rounded, tag + ": out16 is the f32 out rounded");
+      // The backward from the 16-bit out, and from an f32 out holding the same values.
+      Dev gwide(widened, {B, T, Hq, D});
+      std::vector<float> grads[2][3];
+      for (int from16 = 0; from16 < 2; ++from16) {
+        Dev gdq(opt::garbage(nq), {B, T, Hq, D}), gdk(opt::garbage(nk), {B, T, Hkv, D});
+        Dev gdv(opt::garbage(nk), {B, T, Hkv, D});
+        cuda::attention_backward(ctx(), gdq.t, gdk.t, gdv.t, Tensor{}, gdy.t, gq.t, gk.t, gv.t,
+                                 from16 ? gout16.t : gwide.t, glse.t, Tensor{}, nullptr, 0, o,
+                                 /*overwrite=*/true);
+        grads[from16][0] = host_of(gdq);
+        grads[from16][1] = host_of(gdk);
+        grads[from16][2] = host_of(gdv);
+      }
+      for (int i = 0; i < 3; ++i) {
+        const char* name[3] = {"dq", "dk", "dv"};
+        CHECK_MSG(opt::bit_equal(grads[1][i], grads[0][i]), tag + ": " + name[i]);
+      }
+      // The other 16-bit type, and fp32 products, refuse the 16-bit out.
+      o.products = bf16 ? DType::F16 : DType::BF16;
+      CHECK_THROWS_CODE(cuda::attention_forward(ctx(), gout16.t, glse.t, gq.t, gk.t, gv.t,
+                                                Tensor{}, nullptr, 0, o),
+                        code::kDType);
+      o.products = DType::F32;
+      CHECK_THROWS_CODE(cuda::attention_backward(ctx(), gq.t, Tensor{}, Tensor{}, Tensor{}, gdy.t,
+                                                 gq.t, gk.t, gv.t, gout16.t, glse.t, Tensor{},
+                                                 nullptr, 0, o),
+                        code::kDType);
+    }
+  }
+  // D = 8: no tensor-core kernel.
+  const int64_t D = 8;
+  const size_t n = size_t(B * T * Hq * D);
+  Dev gx(random_vector(n, 98), {B, T, Hq, D});
+  Dev glse(std::vector<float>(size_t(B * Hq * T)), {B, Hq, T});
+  Dev gout16(std::vector<uint16_t>(n), DType::BF16, {B, T, Hq, D});
+  AttentionOptions o;
+  o.products = DType::BF16;
+  CHECK_THROWS_CODE(cuda::attention_forward(ctx(), gout16.t, glse.t, gx.t, gx.t, gx.t, Tensor{},
+                                            nullptr, 0, o),
+                    code::kDType);
+}
+
 CUDA_TEST(cuda_attention_bad_mask_value) {
   // T = 64: one whole key tile, which the bad value must keep out of the tensor-core kernels'
   // untested score loops (mma_key_tile_kept), or nothing would read and report it.

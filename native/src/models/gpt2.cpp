@@ -143,7 +143,10 @@ class Gpt2 final : public Model {
     Var* q = g.view(qkv[0], {B, T, H, D});
     Var* k = g.view(qkv[1], {B, T, H, D});
     Var* v = g.view(qkv[2], {B, T, H, D});
-    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, C});
+    // Its output only feeds attn_proj: in that linear's 16-bit dtype where it would round it so.
+    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn,
+                                  nn::attention_output_dtype(g, attn, D, {&b.attn_proj})),
+                    {B, T, C});
     x = nn::residual_add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
     h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
     Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_,

@@ -151,7 +151,10 @@ class Llama final : public Model {
     Var* q = nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {B, T, Hq, D}), pos, theta, qk);
     Var* k = nn::rope(g, g.view(nn::linear(g, h, l.k_proj), {B, T, Hkv, D}), pos, theta, qk);
     Var* v = g.view(nn::linear_for_attention(g, h, l.v_proj, qk), {B, T, Hkv, D});
-    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn), {B, T, Hq * D});
+    // Its output only feeds o_proj: in that linear's 16-bit dtype where it would round it so.
+    Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn,
+                                  nn::attention_output_dtype(g, attn, D, {&l.o_proj})),
+                    {B, T, Hq * D});
     x = nn::residual_add(g, x, nn::linear(g, a, l.o_proj));
     h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
     Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),

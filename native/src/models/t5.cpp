@@ -148,7 +148,9 @@ Var* T5Model::attend(Graph& g, const Attention& a, Var* x, Var* kv, Var* bias,
   Var* q = g.view(nn::linear_for_attention(g, x, a.q, in), {B, Tq, H, D});
   Var* k = g.view(nn::linear_for_attention(g, kv, a.k, in), {B, Tk, H, D});
   Var* v = g.view(nn::linear_for_attention(g, kv, a.v, in), {B, Tk, H, D});
-  Var* out = nn::attention(g, q, k, v, bias, key_mask, options);  // (B,Tq,H,D)
+  // The output only feeds o: in its 16-bit dtype where it would round it so.
+  Var* out = nn::attention(g, q, k, v, bias, key_mask, options,
+                           nn::attention_output_dtype(g, options, D, {&a.o}));  // (B,Tq,H,D)
   return nn::linear(g, g.view(out, {B, Tq, H * D}), a.o);
 }
 

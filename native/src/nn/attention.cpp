@@ -5,11 +5,11 @@ namespace s2s {
 namespace nn {
 
 Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
-               AttentionOptions options) {
+               AttentionOptions options, DType out_dtype) {
   const bool needs_grad = q->requires_grad || k->requires_grad || v->requires_grad ||
                           (bias != nullptr && bias->requires_grad);
   const Tensor& qv = q->value;
-  Var* out = g.output(qv.ndim, qv.shape, needs_grad);
+  Var* out = g.output(qv.ndim, qv.shape, needs_grad, out_dtype);
   const int64_t B = qv.shape[0], Tq = qv.shape[1], Hq = qv.shape[2], Tk = k->value.shape[1];
   // Dropout on the probabilities only in training, from the graph's Philox stream (one counter
   // per (b, h, i, j), as nn::dropout advances it by one per element).
@@ -42,6 +42,13 @@ Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_m
 
 DType attention_input_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim) {
   return g.half_activations ? g.ops().attention_input_dtype(options, head_dim) : DType::F32;
+}
+
+DType attention_output_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim,
+                             std::initializer_list<const LinearWeights*> readers) {
+  if (!g.half_attention_output) return DType::F32;
+  const DType t = attention_input_dtype(g, options, head_dim);
+  return t != DType::F32 && matmul_input_dtype(g, readers) == t ? t : DType::F32;
 }
 
 Var* rope(Graph& g, Var* x, const int32_t* positions, float theta, DType out) {

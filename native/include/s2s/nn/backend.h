@@ -96,7 +96,11 @@ class Backend {
   // The dtype attention_forward/backward may take q, k and v in under these options: F32, or the
   // 16-bit products' dtype where the backend's kernels would round q, k and v to it anyway (CUDA's
   // tensor-core kernels), so a producer that only attention reads (GPT-2's split, Llama's rope)
-  // can write the rounded values. Same products; half the bytes.
+  // can write the rounded values. Same products; half the bytes. Where it is 16-bit, out may be
+  // as well (nn::attention_output_dtype): the forward writes each fp32 value rounded, for a
+  // 16-bit linear that would round it so; the backward's Di = <dout, out> then reads the rounded
+  // values (FlashAttention's Di, from the 16-bit output it saves): gradients within bf16/f16
+  // rounding of an f32 out's.
   virtual DType attention_input_dtype(const AttentionOptions&, int64_t /*head_dim*/) const {
     return DType::F32;
   }

@@ -107,12 +107,19 @@ Var* linear_for_attention(Graph& g, Var* x, const LinearWeights& w, DType out);
 // (Backend::attention_input_dtype), so the products are unchanged; else f32. Not for a KV cache.
 DType attention_input_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim);
 
-// q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D) f32. q, k, v f32 or attention_input_dtype.
-// bias (Hq,Tq,Tk) or null; key_mask (B,Tk) uint8 or null (must stay valid until backward).
-// options.dropout_p: dropout on the attention probabilities, applied only when g.training
-// (seed and offset come from the graph).
+// The dtype for attention's output where only the linears `readers` read it: their 16-bit
+// matmul dtype where attention_input_dtype is that same type and g.half_attention_output is on,
+// so the linears' products are unchanged (the backward's Di then reads the rounded output, as
+// FlashAttention's does: Backend::attention_input_dtype); else f32.
+DType attention_output_dtype(const Graph& g, const AttentionOptions& options, int64_t head_dim,
+                             std::initializer_list<const LinearWeights*> readers);
+
+// q (B,Tq,Hq,D), k/v (B,Tk,Hkv,D) -> (B,Tq,Hq,D) in `out` (f32, or attention_output_dtype).
+// q, k, v f32 or attention_input_dtype. bias (Hq,Tq,Tk) or null; key_mask (B,Tk) uint8 or null
+// (must stay valid until backward). options.dropout_p: dropout on the attention probabilities,
+// applied only when g.training (seed and offset come from the graph).
 Var* attention(Graph& g, Var* q, Var* k, Var* v, Var* bias, const uint8_t* key_mask,
-               AttentionOptions options);
+               AttentionOptions options, DType out = DType::F32);
 
 // x (B,T,H,D) rotated by RoPE at positions (B,T) (null: 0..T-1), written in `out` (f32, or
 // attention_input_dtype when only attention reads the result).

@@ -206,6 +206,10 @@ class Graph {
   // nn::residual_add may hand the residual and the branch one gradient buffer (no copy of a
   // residual-sized gradient per block add; tests switch it off to compare).
   bool share_residual_gradient = true;
+  // nn::attention_output_dtype may have attention write a 16-bit output for the 16-bit linear
+  // that alone reads it (under half_activations): the same forward, gradients within the
+  // rounding of the saved output (tests switch it off to compare).
+  bool half_attention_output = true;
   // generate may record a decoding step and replay it for the steps after, on backends that
   // record (Backend::record; tests switch it off to compare).
   bool replay_decoding_steps = true;

@@ -74,6 +74,21 @@ bool input_is_16bit(const Tensor& t, const Geometry& g, const AttentionOptions& 
   return true;
 }
 
+// The saved out (forward: written; backward: read): float32, or the products' 16-bit dtype
+// where the tensor-core kernels run (the values a 16-bit linear reading it rounds to). Returns
+// whether it is 16-bit.
+bool expect_out(const Tensor& out, const Geometry& g, const AttentionOptions& options) {
+  expect_shape(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  expect_contiguous(out, kOp, "out");
+  if (out.dtype == DType::F32) return false;
+  S2S_REQUIRE(use_tensor_cores(g, options) && out.dtype == options.products, code::kDType, kOp,
+              "expected out in float32, or in the products' dtype where the tensor-core kernels "
+              "run (bf16/f16 products, head dim 32, 64, 96 or 128), got ",
+              dtype_name(out.dtype), " with products ", dtype_name(options.products),
+              " and head dim ", g.D);
+  return true;
+}
+
 Geometry check_inputs(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& bias, const uint8_t* key_mask, int64_t key_mask_size,
                       const AttentionOptions& options) {
@@ -255,18 +270,22 @@ __global__ void __launch_bounds__(128) attention_forward_kernel(Geometry g, cons
 }
 
 // ---- backward: Di = <dout, out> per (b, i, h) row, a warp per row, summed in double ----------
-// For the tensor-core kernels it also writes dout16: dout rounded to their operand type (bf16,
-// else f16), the values their staging would make, so they copy dout's tiles with cp.async.
-__global__ void attention_di_kernel(Geometry g, const float* dout, const float* out, float* di,
+// out in fp32, or (g.out16) the operand type's 16 bits as the forward wrote it (FlashAttention's
+// Di, from the output it saved in 16 bits). For the tensor-core kernels it also writes dout16:
+// dout rounded to their operand type (bf16, else f16), the values their staging would make, so
+// they copy dout's tiles with cp.async.
+__global__ void attention_di_kernel(Geometry g, const float* dout, const void* out, float* di,
                                     uint16_t* dout16, bool bf16) {
   const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= g.B * g.Tq * g.Hq) return;
   const float* a = dout + row * g.D;
-  const float* o = out + row * g.D;
+  const float* o = static_cast<const float*>(out) + row * g.D;
+  const uint16_t* o16 = static_cast<const uint16_t*>(out) + row * g.D;
   double acc = 0.0;
   for (int64_t d = lane; d < g.D; d += 32) {
-    acc += double(a[d]) * double(o[d]);
+    const float od = !g.out16 ? o[d] : bf16 ? bf16_bits_to_f32(o16[d]) : f16_bits_to_f32(o16[d]);
+    acc += double(a[d]) * double(od);
     if (dout16 != nullptr) {
       dout16[row * g.D + d] = bf16 ? f32_to_bf16_bits(a[d]) : f32_to_f16_bits(a[d]);
     }
@@ -562,14 +581,14 @@ void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const
                        const Tensor& k, const Tensor& v, const Tensor& bias,
                        const uint8_t* key_mask, int64_t key_mask_size,
                        const AttentionOptions& options) {
-  const Geometry g = check_inputs(ctx, q, k, v, bias, key_mask, key_mask_size, options);
-  expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  Geometry g = check_inputs(ctx, q, k, v, bias, key_mask, key_mask_size, options);
+  g.out16 = expect_out(out, g, options);
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
   if (g.B * g.Tq * g.Hq == 0) return;
   ctx.activate();
   if (use_tensor_cores(g, options)) {
     mma_attention_forward_launch(ctx, g, options.products == DType::BF16, q.data, k.data, v.data,
-                                 out.f32(), lse.f32());
+                                 out.data, lse.f32());
     return;
   }
   dispatch_head_dim<ForwardLauncher>(g.D, ctx, g, q.f32(), k.f32(), v.f32(), out.f32(), lse.f32());
@@ -583,7 +602,7 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
   Geometry g = check_inputs(ctx, q, k, v, bias, key_mask, key_mask_size, options);
   g.overwrite_grads = overwrite;
   expect_f32(dout, {g.B, g.Tq, g.Hq, g.D}, kOp, "dout");
-  expect_f32(out, {g.B, g.Tq, g.Hq, g.D}, kOp, "out");
+  g.out16 = expect_out(out, g, options);
   expect_f32(lse, {g.B, g.Hq, g.Tq}, kOp, "lse");
   const bool want_dq = dq.data != nullptr, want_dk = dk.data != nullptr;
   const bool want_dv = dv.data != nullptr, want_dbias = dbias.data != nullptr;
@@ -611,7 +630,7 @@ void attention_backward(Context& ctx, const Tensor& dq, const Tensor& dk, const 
   uint16_t* dout16 =
       tensor_cores ? ctx.arena().allocate_array<uint16_t>(size_t(rows * g.D)) : nullptr;
   attention_di_kernel<<<grid(ceil_div(rows, 4)), 128, 0, stream_of(ctx)>>>(
-      g, dout.f32(), out.f32(), di, dout16, bf16);
+      g, dout.f32(), out.data, di, dout16, bf16);
   check_launch(kOp);
   if (tensor_cores) {
     g.dout16 = true;

@@ -130,7 +130,7 @@ struct DeviceExec {
 template <class E, int D, bool Drop>
 __global__ void __launch_bounds__(kMmaThreads, mma_forward_min_blocks(D, Drop))
     mma_forward_kernel(AttentionGeometry g, const void* q, const void* k, const void* v,
-                       float* out, float* lse) {
+                       void* out, float* lse) {
   extern __shared__ __align__(16) uint16_t mma_smem[];
   mma_detail::read_dropout_seed<Drop>(g);
   mma_attention_forward<E, D, Drop>(DeviceExec{}, g, q, k, v, out, lse, mma_smem);
@@ -203,7 +203,7 @@ void allow_smem(const Context& ctx, Kernel kernel, int64_t bytes) {
 
 template <class E, int D, bool Drop>
 void forward(Context& ctx, const AttentionGeometry& g, const void* q, const void* k,
-             const void* v, float* out, float* lse) {
+             const void* v, void* out, float* lse) {
   const int64_t bytes = mma_forward_smem_bytes(D);
   allow_smem(ctx, mma_forward_kernel<E, D, Drop>, bytes);
   const dim3 grid_dim(grid(ceil_div(g.Tq, kMmaRows)), grid(g.Hq), grid(g.B));
@@ -270,7 +270,8 @@ struct ForwardRun {
   Context& ctx;
   const AttentionGeometry& g;
   const void *q, *k, *v;
-  float *out, *lse;
+  void* out;
+  float* lse;
   template <class E, int D, bool Drop>
   void run() const { forward<E, D, Drop>(ctx, g, q, k, v, out, lse); }
 };
@@ -289,7 +290,7 @@ struct BackwardRun {
 }  // namespace
 
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                  const void* q, const void* k, const void* v, float* out,
+                                  const void* q, const void* k, const void* v, void* out,
                                   float* lse) {
   ArenaScope scope(ctx.arena());
   const AttentionGeometry gk = with_kept_key_tiles(ctx, g);

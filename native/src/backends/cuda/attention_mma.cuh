@@ -103,6 +103,10 @@ struct AttentionGeometry {
   bool q16, k16, v16;
   // Backward: dout holds the operand type's 16-bit values (else fp32, rounded while staged).
   bool dout16;
+  // Forward: out is written in the operand type's 16 bits, each value rounded from the fp32 one
+  // (for a 16-bit linear, which would round it so: the same products); else fp32. Backward: the
+  // saved out is so stored (attention.cu's Di pass reads it).
+  bool out16;
   // Q pass with dbias: dbias is (B, Hq, Tq, Tk) zeros and each block stores its batch row's dS
   // there (the caller then adds the B slices in order); else dbias is (Hq, Tq, Tk) and each
   // block loops over the batch rows, adding in order.
@@ -446,7 +450,7 @@ S2S_MMA_FN int64_t key_end(const AttentionGeometry& g, int64_t i0, int64_t rows)
 // ---- forward: block (64 query rows, head h, batch b) ------------------------------------------
 template <class E, int D, bool Drop, class X>
 S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, const void* q,
-                                      const void* k, const void* v, float* out, float* lse,
+                                      const void* k, const void* v, void* out, float* lse,
                                       uint16_t* smem) {
   using namespace mma_detail;
   constexpr int P = D + kMmaPad, NK = D / 16, ND = D / 8;
@@ -607,11 +611,18 @@ S2S_MMA_FN void mma_attention_forward(const X& x, const AttentionGeometry& g, co
     if (i >= g.Tq) continue;
     const bool empty = l[r] == 0.f;
     const float inv = empty ? 0.f : 1.f / l[r];
-    float* orow = out + ((b * g.Tq + i) * g.Hq + h) * D;
+    const int64_t orow = ((b * g.Tq + i) * g.Hq + h) * D;
     S2S_MMA_UNROLL
     for (int nd = 0; nd < ND; ++nd) {
-      orow[nd * 8 + 2 * tq] = empty ? 0.f : o[nd][2 * r] * inv;
-      orow[nd * 8 + 2 * tq + 1] = empty ? 0.f : o[nd][2 * r + 1] * inv;
+      const float o0 = empty ? 0.f : o[nd][2 * r] * inv;
+      const float o1 = empty ? 0.f : o[nd][2 * r + 1] * inv;
+      const int64_t at = orow + nd * 8 + 2 * tq;
+      if (g.out16) {  // the pair as one 32-bit store (at is even, D a multiple of 16)
+        *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(out) + at) = pack<E>(o0, o1);
+      } else {
+        static_cast<float*>(out)[at] = o0;
+        static_cast<float*>(out)[at + 1] = o1;
+      }
     }
     if (tq == 0) lse[(b * g.Hq + h) * g.Tq + i] = empty ? -INFINITY : kLn2 * m[r] + logf(l[r]);
   }
@@ -905,9 +916,10 @@ void dbias_slices_end(Context& ctx, const AttentionGeometry& g, const float* sli
 // attention_mma.cu: the kernels on ctx's stream (device pointers, arguments already checked by
 // attention.cu, g.D one of mma_head_dim_supported). bf16: bf16 operands, else f16. The backward
 // expects Di (B, Hq, Tq) = <dout, out> per row, and dout in fp32 or (g.dout16) in the operand
-// type; gradient pointers may be null (not wanted).
+// type; gradient pointers may be null (not wanted). The forward's out is fp32, or (g.out16) the
+// operand type's 16 bits.
 void mma_attention_forward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
-                                  const void* q, const void* k, const void* v, float* out,
+                                  const void* q, const void* k, const void* v, void* out,
                                   float* lse);
 void mma_attention_backward_launch(Context& ctx, const AttentionGeometry& g, bool bf16,
                                    const void* q, const void* k, const void* v,

@@ -141,7 +141,9 @@ void kv_cache_append(Context& ctx, const Tensor& k_cache, const Tensor& v_cache,
 // dropout on the probabilities with the CPU op's mask bit for bit (AttentionOptions::dropout_*).
 // The backward is deterministic (every gradient element owned by one block, as on the CPU).
 // q, k and v may be bf16/f16 (the products' dtype) where the tensor-core kernels run: the
-// values they would round fp32 inputs to (Backend::attention_input_dtype).
+// values they would round fp32 inputs to (Backend::attention_input_dtype). out may be so too,
+// there: the forward rounds each fp32 value (for a 16-bit linear, which would round it so), and
+// the backward's Di = <dout, out> reads those rounded values, as FlashAttention's does.
 bool attention_reads_16bit_inputs(const AttentionOptions& options, int64_t head_dim);
 void attention_forward(Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                        const Tensor& k, const Tensor& v, const Tensor& bias,
