@@ -83,7 +83,7 @@ if want bench; then
     > "$OUT/bench_cuda_trace_model.json" 2>> "$OUT/bench_cuda_train.log" || status=1
   ./build-gpu/bench_cuda_train --batch "$BATCH" --seq "$SEQ" --warmup 2 --steps 3 --model --lora 8 \
     --trace > "$OUT/bench_cuda_trace_model_lora.json" 2>> "$OUT/bench_cuda_train.log" || status=1
-  # A Llama-family model, SmolLM-135M's shape (30 layers: about 1,300 launches and GEMMs a step,
+  # A Llama-family model, SmolLM-135M's shape (30 layers: about 1,200 launches and GEMMs a step,
   # bench_cuda_train_sim counts them): its throughput at the main batch, and the GPU's busy share
   # at a small one (4 x 512), where the host's calls may be what a step waits for.
   smollm=(--model --arch llama --layers 30 --channels 576 --heads 9 --kv-heads 3 \

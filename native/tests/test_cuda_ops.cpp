@@ -661,6 +661,50 @@ CUDA_TEST(cuda_linear_fp32_bf16_fp16) {
   }
 }
 
+// linear_residual_forward: residual + linear(inp) in one GEMM (the residual as cuBLASLt's C
+// input) against the linear's own output added on the host, within the rounding of the
+// additions' order: f32 (TF32 off), bf16 and f16 weights, both layouts, with and without a
+// bias, out apart from the residual (which stays as it was) and in place on it. A residual of
+// another shape is S2S_SHAPE.
+CUDA_TEST(cuda_linear_residual_is_the_linear_plus_the_residual) {
+  ctx().set_allow_tf32(false);
+  const int64_t N = 37, IC = 96, OC = 80;
+  for (const DType wt : {DType::F32, DType::BF16, DType::F16}) {
+    for (const WeightLayout layout : {WeightLayout::OutIn, WeightLayout::InOut}) {
+      const bool out_in = layout == WeightLayout::OutIn;
+      const int64_t w0 = out_in ? OC : IC, w1 = out_in ? IC : OC;
+      std::vector<float> x = random_vector(N * IC, 31), w = random_vector(OC * IC, 32);
+      std::vector<float> bias = random_vector(OC, 33), r = random_vector(N * OC, 34, -4, 4);
+      std::vector<uint16_t> w16(w.size());
+      for (size_t i = 0; i < w16.size(); ++i) {
+        w16[i] = wt == DType::BF16 ? f32_to_bf16(w[i]) : f32_to_f16(w[i]);
+      }
+      Dev gx(x, {N, IC}), gb(bias, {OC}), gr(r, {N, OC});
+      Dev gw = wt == DType::F32 ? Dev(w, {w0, w1}) : Dev(w16, wt, {w0, w1});
+      for (const bool with_bias : {true, false}) {
+        const Tensor b = with_bias ? gb.t : Tensor{};
+        const std::string tag = std::string(dtype_name(wt)) + (out_in ? " OutIn" : " InOut") +
+                                (with_bias ? " bias" : "");
+        Dev gy(opt::garbage(size_t(N * OC)), {N, OC});
+        Dev gout(opt::garbage(size_t(N * OC)), {N, OC});
+        cuda::linear_forward(ctx(), gy.t, gx.t, gw.t, b, layout);
+        std::vector<float> want = host_of(gy);
+        for (size_t i = 0; i < want.size(); ++i) want[i] += r[i];
+        cuda::linear_residual_forward(ctx(), gout.t, gx.t, gw.t, b, gr.t, layout);
+        expect_close(host_of(gout), want, 1e-6, (tag + ": out").c_str());
+        CHECK_MSG(opt::bit_equal(host_of(gr), r), tag + ": the residual changed");
+        Dev inplace(r, {N, OC});
+        cuda::linear_residual_forward(ctx(), inplace.t, gx.t, gw.t, b, inplace.t, layout);
+        expect_close(host_of(inplace), want, 1e-6, (tag + ": in place").c_str());
+      }
+    }
+  }
+  Dev gx(random_vector(4 * 8, 35), {4, 8}), gw(random_vector(6 * 8, 36), {6, 8});
+  Dev gout(std::vector<float>(4 * 6), {4, 6}), gr(std::vector<float>(4 * 5), {4, 5});
+  CHECK_THROWS_CODE(cuda::linear_residual_forward(ctx(), gout.t, gx.t, gw.t, Tensor{}, gr.t),
+                    code::kShape);
+}
+
 // A bf16 dout (written rounded by cross_entropy_backward) gives the bits of the f32 dout holding
 // the same values: the GEMMs see the same bf16 operands. Refused with a dbias or a non-bf16 weight.
 CUDA_TEST(cuda_linear_takes_bf16_dout) {

@@ -147,11 +147,11 @@ class Gpt2 final : public Model {
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn,
                                   nn::attention_output_dtype(g, attn, D, {&b.attn_proj})),
                     {B, T, C});
-    x = nn::residual_add(g, x, nn::dropout(g, nn::linear(g, a, b.attn_proj), resid));
+    x = nn::linear_residual(g, x, a, b.attn_proj, resid);
     h = nn::layernorm(g, x, b.ln_2_w, b.ln_2_b, eps, nn::matmul_input_dtype(g, {&b.c_fc}));
     Var* m = nn::linear_gelu(g, h, b.c_fc, gelu_,
                              nn::matmul_input_dtype(g, {&b.mlp_proj}));  // (B,T,F)
-    return nn::residual_add(g, x, nn::dropout(g, nn::linear(g, m, b.mlp_proj), resid));
+    return nn::linear_residual(g, x, m, b.mlp_proj, resid);
   }
 
   nn::LinearWeights conv1d(const std::string& path, int64_t in, int64_t out) {

@@ -155,11 +155,11 @@ class Llama final : public Model {
     Var* a = g.view(nn::attention(g, q, k, v, nullptr, mask, attn,
                                   nn::attention_output_dtype(g, attn, D, {&l.o_proj})),
                     {B, T, Hq * D});
-    x = nn::residual_add(g, x, nn::linear(g, a, l.o_proj));
+    x = nn::linear_residual(g, x, a, l.o_proj);
     h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
     Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
                         nn::matmul_input_dtype(g, {&l.down_proj}));  // (B,T,F)
-    return nn::residual_add(g, x, nn::linear(g, m, l.down_proj));
+    return nn::linear_residual(g, x, m, l.down_proj);
   }
 
   nn::LinearWeights linear(const std::string& path, int64_t in, int64_t out, bool bias) {

@@ -116,6 +116,49 @@ DType matmul_input_dtype(const Graph& g, std::initializer_list<const LinearWeigh
   return t;
 }
 
+// The fused pair: y = x + linear(a, w) in one op, with the pair's backward (the linear's from
+// dy, then x sharing dy as residual_add's x does).
+static Var* fused_linear_residual(Graph& g, Var* x, Var* a, const LinearWeights& w) {
+  Param* weight = w.weight;
+  Param* bias = w.bias;
+  const Tensor& wt = weight->matmul_value();
+  const bool branch_grad = a->requires_grad || g.tracks(weight) || g.tracks(bias);
+  Var* y = output_of(g, a, wt, w.layout, x->requires_grad || branch_grad);
+  S2S_REQUIRE(y->value.numel() == x->value.numel() && y->value.ndim == x->value.ndim,
+              code::kShape, "linear_residual", "expected the residual ", x->value.shape_string(),
+              " to have the linear's output shape ", y->value.shape_string());
+  const Tensor xm = matmul_input(g, a, wt, weight);
+  g.ops().linear_residual_forward(y->value, xm, wt, bias ? bias->value : Tensor{}, x->value,
+                                  w.layout);
+  if (y->requires_grad) {
+    g.on_backward([&g, x, a, xm, y, weight, bias, layout = w.layout, branch_grad] {
+      const Tensor dy = g.grad_if_present(y);
+      if (dy.data == nullptr) return;
+      // The branch's linear reads dy before x shares it (residual_add's contract: x's other
+      // gradients arrive later, from ops recorded before this one).
+      if (branch_grad) {
+        const Graph::GradBuffer da = g.grad_for_write(a);
+        g.ops().linear_backward(da.grad, weight->grad, bias != nullptr ? bias->grad : Tensor{},
+                                dy, xm, weight->matmul_value(), layout, da.fresh);
+      }
+      if (!x->requires_grad || (g.share_residual_gradient && g.adopt_grad(x, dy))) return;
+      const Graph::GradBuffer dx = g.grad_for_write(x);
+      if (dx.fresh) g.ops().copy_values(dx.grad, dy);
+      else g.ops().axpy(dx.grad, 1.0f, dy);
+    });
+  }
+  return y;
+}
+
+Var* linear_residual(Graph& g, Var* x, Var* a, const LinearWeights& w, float dropout_p) {
+  const bool dropped = g.training && dropout_p > 0.0f;
+  if (dropped || w.lora != nullptr || !g.fuse_linear_residual ||
+      !g.ops().fuses_linear_residual() || x->value.dtype != DType::F32) {
+    return residual_add(g, x, dropout(g, linear(g, a, w), dropout_p));
+  }
+  return fused_linear_residual(g, x, a, w);
+}
+
 Var* linear(Graph& g, Var* x, const LinearWeights& w) {
   Var* y = base_linear(g, x, w.weight, w.bias, w.layout);
   if (w.lora == nullptr) return y;

@@ -58,6 +58,7 @@ class TracedBackend final : public Backend {
   bool fuses_linear_gelu_backward() const override {
     return in_.fuses_linear_gelu_backward();
   }
+  bool fuses_linear_residual() const override { return in_.fuses_linear_residual(); }
   bool fuses_linear_split_backward() const override {
     return in_.fuses_linear_split_backward();
   }
@@ -154,6 +155,12 @@ class TracedBackend final : public Backend {
                         bool overwrite_dinp) override {
     note("rmsnorm_backward", dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
     if (!dry_) in_.rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
+  }
+  void linear_residual_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                               const Tensor& bias, const Tensor& residual,
+                               WeightLayout layout) override {
+    note("linear_residual_forward", out, inp, weight, bias, residual, layout);
+    if (!dry_) in_.linear_residual_forward(out, inp, weight, bias, residual, layout);
   }
   void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                       const Tensor& bias, WeightLayout layout) override {

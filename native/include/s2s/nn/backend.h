@@ -119,6 +119,8 @@ class Backend {
   virtual bool fuses_linear_gelu_backward() const { return false; }
   // Whether linear_split_backward is a fused op here (nn::linear_split uses it only then).
   virtual bool fuses_linear_split_backward() const { return false; }
+  // Whether linear_residual_forward is a fused op here (nn::linear_residual uses it only then).
+  virtual bool fuses_linear_residual() const { return false; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
@@ -188,6 +190,15 @@ class Backend {
   virtual void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                                const Tensor& dout, const Tensor& inp, const Tensor& weight,
                                WeightLayout layout, bool overwrite_dinp) = 0;
+  // out = residual + linear_forward(inp): the linear's f32 output added onto the residual (f32,
+  // out's shape) as it is made, so it is never stored (the GPU's saving: a residual-sized tensor
+  // written and read once less, and the add's launch). Within rounding of the two ops (the
+  // additions' order may differ). Backends whose fuses_linear_residual() is true only.
+  virtual void linear_residual_forward(const Tensor& /*out*/, const Tensor& /*inp*/,
+                                       const Tensor& /*weight*/, const Tensor& /*bias*/,
+                                       const Tensor& /*residual*/, WeightLayout /*layout*/) {
+    fail(code::kInternal, "linear_residual_forward", "not fused on the ", name(), " backend");
+  }
   // The backward of gelu(linear(x)): linear_backward with dout = gelu_backward(dact, pre), that
   // value bit for bit, made as the linear's backward reads it instead of stored in f32 first
   // (the GPU's saving: GPT-2's (N, 4C) gradient written and read once less). pre is the

@@ -67,6 +67,13 @@ Var* add(Graph& g, Var* a, Var* b);     // same shapes
 // branch's producer (so branch's producer reads the shared gradient before anything adds x's
 // other gradients into it). Otherwise use add.
 Var* residual_add(Graph& g, Var* x, Var* branch);
+// residual_add(x, dropout(linear(a, w), dropout_p)): a residual branch that ends in a linear
+// (GPT-2's attn_proj and mlp_proj, Llama's o_proj and down_proj), with residual_add's contract.
+// Where the dropout is inactive, w has no LoRA, the backend fuses the pair
+// (Backend::fuses_linear_residual) and g.fuse_linear_residual is on, one op adds the product
+// onto x as it is made: the linear's output is never stored (values within the rounding of the
+// additions' order; the pair's backward).
+Var* linear_residual(Graph& g, Var* x, Var* a, const LinearWeights& w, float dropout_p = 0.0f);
 Var* scale(Graph& g, Var* x, float s);  // x * s (T5's tied-head rescale)
 
 Var* gelu(Graph& g, Var* x, GeluApprox approximate, DType out = DType::F32);

@@ -206,6 +206,9 @@ class Graph {
   // nn::residual_add may hand the residual and the branch one gradient buffer (no copy of a
   // residual-sized gradient per block add; tests switch it off to compare).
   bool share_residual_gradient = true;
+  // nn::linear_residual may run a residual branch's last linear and the add as one op on
+  // backends that fuse them (Backend::fuses_linear_residual; tests switch it off to compare).
+  bool fuse_linear_residual = true;
   // nn::attention_output_dtype may have attention write a 16-bit output for the 16-bit linear
   // that alone reads it (under half_activations): the same forward, gradients within the
   // rounding of the saved output (tests switch it off to compare).

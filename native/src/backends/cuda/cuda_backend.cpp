@@ -51,6 +51,7 @@ class CudaBackend final : public Backend {
   int64_t aligned_row_stride(int64_t cols) const override { return (cols + 63) / 64 * 64; }
   bool takes_half_activations() const override { return true; }
   bool fuses_linear_gelu_backward() const override { return true; }
+  bool fuses_linear_residual() const override { return true; }
   bool fuses_linear_split_backward() const override { return true; }
   DType attention_input_dtype(const AttentionOptions& options, int64_t head_dim) const override {
     return cuda::attention_reads_16bit_inputs(options, head_dim) ? options.products : DType::F32;
@@ -162,6 +163,11 @@ class CudaBackend final : public Backend {
                         const Tensor& inp, const Tensor& weight, const Tensor& rstd,
                         bool overwrite_dinp) override {
     cuda::rmsnorm_backward(ctx_, dinp, dweight, dout, inp, weight, rstd, overwrite_dinp);
+  }
+  void linear_residual_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                               const Tensor& bias, const Tensor& residual,
+                               WeightLayout layout) override {
+    cuda::linear_residual_forward(ctx_, out, inp, weight, bias, residual, layout);
   }
   void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                       const Tensor& bias, WeightLayout layout) override {

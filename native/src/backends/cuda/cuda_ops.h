@@ -53,6 +53,11 @@ void rmsnorm_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, c
 // be bf16 with a bf16 weight and no dbias (already rounded by cross_entropy_backward).
 void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias, WeightLayout layout = WeightLayout::OutIn);
+// out = residual + linear(inp) (Backend::linear_residual_forward): one GEMM that takes the
+// residual as cuBLASLt's C input. out and residual f32, contiguous, inp's rows.
+void linear_residual_forward(Context& ctx, const Tensor& out, const Tensor& inp,
+                             const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                             WeightLayout layout = WeightLayout::OutIn);
 void linear_backward(Context& ctx, const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
                      WeightLayout layout = WeightLayout::OutIn, bool overwrite_dinp = false);

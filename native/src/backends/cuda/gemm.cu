@@ -241,10 +241,12 @@ void check_dims(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int
               ", ldc >= ", N, ", got ", lda, ", ", ldb, ", ", ldc);
 }
 
-// The context's plan for this product with C in `out` (f32, or ab's 16-bit dtype).
+// The context's plan for this product with C in `out` (f32, or ab's 16-bit dtype), C's
+// alignment the least of C's and (where it is another matrix) D's.
 const Plan& plan_for(Context& ctx, GemmState& st, bool trans_a, bool trans_b, int64_t M,
                      int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
-                     DType ab, const void* C, DType out, int64_t ldc, const float* bias) {
+                     DType ab, const void* C, DType out, int64_t ldc, const float* bias,
+                     const void* D = nullptr) {
   Key key{};  // zeroed, padding included, so memcmp/hash see only the fields
   key.ta = trans_a;
   key.tb = trans_b;
@@ -256,6 +258,7 @@ const Plan& plan_for(Context& ctx, GemmState& st, bool trans_a, bool trans_b, in
   key.align_a = alignment_of(A);
   key.align_b = alignment_of(B);
   key.align_c = alignment_of(C);
+  if (D != nullptr && alignment_of(D) < key.align_c) key.align_c = alignment_of(D);
   key.bias = bias != nullptr && ctx.options().gemm_bias_epilogue;
   key.align_bias = key.bias ? alignment_of(bias) : 0;
   auto it = st.plans.find(key);
@@ -263,16 +266,17 @@ const Plan& plan_for(Context& ctx, GemmState& st, bool trans_a, bool trans_b, in
   return it->second;
 }
 
-// Runs plan p: C = alpha op(A) op(B) + beta C (+ bias where p fuses it).
+// Runs plan p: D = alpha op(A) op(B) + beta C (+ bias where p fuses it); D null: D is C.
 void run_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const void* A,
-              const void* B, float beta, void* C, const float* bias) {
+              const void* B, float beta, void* C, const float* bias, void* D = nullptr) {
+  if (D == nullptr) D = C;
   const Api& L = *st.lt;
   if (p.fused_bias) {
     check_lt(L, L.cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                                  sizeof(bias)),
              "set BIAS_POINTER");
   }
-  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, D, p.c,
                                &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx)),
            "cublasLtMatmul");
 }
@@ -301,6 +305,27 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   if (bias != nullptr && !p.fused_bias) {
     const Launch l = elementwise_launch(M * N);
     add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(C, M, N, ldc, bias);
+    check_launch(kOp);
+  }
+}
+
+void gemm_onto(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+               const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, const float* C,
+               float* D, int64_t ldd, const float* bias) {
+  check_dims(trans_a, trans_b, M, N, K, lda, ldb, ldd);
+  if (M == 0 || N == 0) return;
+  if (C == D) {  // in place: an accumulating GEMM
+    gemm(ctx, trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, ab, 1.f, D, ldd, bias);
+    return;
+  }
+  S2S_REQUIRE(K > 0, code::kShape, kOp, "expected K > 0 for a product onto another matrix, got 0");
+  GemmState& st = state_of(ctx);
+  const Plan& p = plan_for(ctx, st, trans_a, trans_b, M, N, K, A, lda, B, ldb, ab, C,
+                           DType::F32, ldd, bias, D);
+  run_plan(ctx, st, p, 1.f, A, B, 1.f, const_cast<float*>(C), bias, D);
+  if (bias != nullptr && !p.fused_bias) {
+    const Launch l = elementwise_launch(M * N);
+    add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(D, M, N, ldd, bias);
     check_launch(kOp);
   }
 }

@@ -23,6 +23,14 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
           const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, float beta, float* C,
           int64_t ldc, const float* bias = nullptr);
 
+// D = op(A) op(B) + C (+ bias): the product added onto another matrix C that it leaves as it
+// is (cuBLASLt's C input with beta 1, D its output), C and D f32 with row stride ldd. For a
+// linear whose output only a residual add reads (nn::linear_residual): the sum without
+// writing the product and reading it back. C == D is an in-place accumulation; otherwise K > 0.
+void gemm_onto(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+               const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, const float* C,
+               float* D, int64_t ldd, const float* bias = nullptr);
+
 // The same product (beta 0) written in the 16-bit operands' dtype ab (BF16 or F16): each value
 // is gemm()'s fp32 value, bias added, rounded to nearest even (what a cast of gemm()'s C gives),
 // by cuBLASLt's epilogue (f32 bias, 16-bit D), or through f32 scratch and a rounding kernel

@@ -9,6 +9,8 @@
 // made in that same pass, so the f32 gradient of the pre-activation is never stored.
 // linear_split_backward is the backward of split_last(linear(x)) (GPT-2's c_attn): that pass
 // reads the parts' gradients where they lie, so the (N, 3C) f32 gradient is never assembled.
+// linear_residual_forward is residual + linear(x) in one GEMM (cuBLASLt adds the residual as its
+// C input): the product is neither written nor read back by an add.
 // Legend: N rows, IC in_features, OC out_features.
 // Napkin: 2*N*IC*OC flops forward, 4*N*IC*OC backward; at GPT-2 124M shapes (N = 16K rows) the
 // GEMMs are compute bound and the casts + bias cost a few percent. The fused gelu saves writing
@@ -130,6 +132,28 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
     gemm(ctx, false, out_in, d.N, d.OC, d.IC, 1.f, x, d.IC, weight.data, d.ldw, t, 0.f,
          out.f32(), d.ldo, b);
   }
+}
+
+void linear_residual_forward(Context& ctx, const Tensor& out, const Tensor& inp,
+                             const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                             WeightLayout layout) {
+  Dims d;
+  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
+  int64_t ic = 0;
+  d.N = expect_inp_rows(inp, weight, &ic);
+  S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
+              " (weight ", weight.shape_string(), "), got ", inp.shape_string());
+  d.ldo = expect_rows_like(out, inp, d.OC, "out", "inp");
+  expect_rows_like(residual, inp, d.OC, "residual", "inp");
+  if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
+  if (d.N == 0 || d.OC == 0) return;
+  ArenaScope scope(ctx.arena());
+  const DType t = weight.dtype;
+  const void* x = gemm_operand(ctx, inp, d.N * d.IC, t);
+  // out (N,OC) = residual + x (N,IC) @ W^T (or @ W), the bias in the epilogue.
+  gemm_onto(ctx, false, layout == WeightLayout::OutIn, d.N, d.OC, d.IC, x, d.IC, weight.data,
+            d.ldw, t, residual.f32(), out.f32(), d.ldo,
+            opu::present(bias) ? bias.f32() : nullptr);
 }
 
 namespace {
