@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -620,6 +621,58 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
   }
 }
 
+// One training forward and backward of a head-dim-32 config on the GPU (init_weights(5)) with
+// `set` applied to its graph: the loss, the logits, every gradient, and (in the simulator) how
+// many launches of the forward ran the op named `counted` (a generic kernel's op).
+struct OnePass {
+  std::vector<float> loss, logits;
+  std::vector<std::vector<float>> grads;
+  int64_t counted = 0;
+};
+static OnePass one_training_pass(const char* config, ComputeDType compute, const Batch& batch,
+                                 const std::function<void(Graph&)>& set,
+                                 const char* counted) {
+  HeadDim32Run run(config, compute, 5);
+  Graph& g = run.graph;
+  set(g);
+  g.training = true;
+  g.dropout_seed = 4;
+  OnePass out;
+#if S2S_SIMT_SIM
+  s2s::simt::queued_work() = s2s::simt::QueuedWork{};
+#endif
+  ForwardResult r = run.model->forward(g, batch, LossReduction::Mean);
+#if S2S_SIMT_SIM
+  for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
+    if (kernel.find(std::string(" in ") + counted) != std::string::npos) out.counted += n;
+  }
+#else
+  (void)counted;
+#endif
+  g.backward(r.loss, run.scaler.scale());
+  Backend& b = run.model->backend();
+  out.loss = s2s_test::parity::floats_of(b, r.loss->value);
+  out.logits = s2s_test::parity::floats_of(b, r.logits->value);
+  for (Param* p : run.model->params().all()) {
+    out.grads.push_back(s2s_test::parity::floats_of(b, p->grad));
+  }
+  return out;
+}
+
+// Whether a and b hold the same bits.
+static bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The largest rel_to_max of a's gradients against b's.
+static double worst_gradient(const OnePass& a, const OnePass& b) {
+  double worst = 0.0;
+  for (size_t i = 0; i < a.grads.size() && i < b.grads.size(); ++i) {
+    worst = std::max(worst, s2s_test::parity::rel_to_max(a.grads[i], b.grads[i]));
+  }
+  return worst;
+}
+
 // Attention's output in its linear's 16-bit dtype (nn::attention_output_dtype: GPT-2's attn_proj,
 // Llama's o_proj) leaves the forward's bits (the linear rounded the f32 output to the same
 // values) and moves the gradients only within that rounding: the backward's Di reads the
@@ -632,46 +685,25 @@ CUDA_TEST(cuda_model_16bit_attention_output_keeps_the_forward) {
   for (const auto& [name, config] : kHeadDim32Configs) {
     for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
       const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
-      std::vector<uint8_t> loss[2], logits[2];
-      std::vector<std::vector<float>> grads[2];
-      [[maybe_unused]] int64_t casts[2] = {0, 0};
+      OnePass runs[2];
       for (int half = 0; half < 2; ++half) {
-        HeadDim32Run run(config, compute, 5);
-        Graph& g = run.graph;
-        g.half_attention_output = half == 1;
-        g.training = true;
-        g.dropout_seed = 4;
-#if S2S_SIMT_SIM
-        s2s::simt::queued_work() = s2s::simt::QueuedWork{};
-#endif
-        ForwardResult r = run.model->forward(g, data.batch, LossReduction::Mean);
-#if S2S_SIMT_SIM
-        for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
-          if (kernel.find(" in cast_forward") != std::string::npos) casts[half] += n;
-        }
-#endif
-        g.backward(r.loss, run.scaler.scale());
-        Backend& b = run.model->backend();
-        loss[half] = s2s_test::parity::bytes_of(b, r.loss->value);
-        logits[half] = s2s_test::parity::bytes_of(b, r.logits->value);
-        for (Param* p : run.model->params().all()) {
-          grads[half].push_back(s2s_test::parity::floats_of(b, p->grad));
-        }
+        runs[half] = one_training_pass(config, compute, data.batch, [half](Graph& g) {
+          g.half_attention_output = half == 1;
+        }, "cast_forward");
       }
-      CHECK_MSG(loss[0] == loss[1], tag + ": the 16-bit output changed the loss");
-      CHECK_MSG(logits[0] == logits[1], tag + ": the 16-bit output changed the logits");
-      double worst = 0.0;
-      bool moved = false;
-      for (size_t i = 0; i < grads[0].size(); ++i) {
-        worst = std::max(worst, s2s_test::parity::rel_to_max(grads[1][i], grads[0][i]));
-        moved |= grads[1][i] != grads[0][i];
-      }
+      CHECK_MSG(same_bits(runs[1].loss, runs[0].loss),
+                tag + ": the 16-bit output changed the loss");
+      CHECK_MSG(same_bits(runs[1].logits, runs[0].logits),
+                tag + ": the 16-bit output changed the logits");
+      const double worst = worst_gradient(runs[1], runs[0]);
       std::printf("  %s: gradients within %.2e of the f32 output's\n", tag.c_str(), worst);
       CHECK_MSG(worst <= 1e-2, tag + ": a gradient moved by " + std::to_string(worst));
-      CHECK_MSG(moved, tag + ": no gradient moved (the 16-bit output was not taken?)");
+      CHECK_MSG(runs[1].grads != runs[0].grads,
+                tag + ": no gradient moved (the 16-bit output was not taken?)");
 #if S2S_SIMT_SIM
-      CHECK_MSG(casts[0] - casts[1] == 2, tag + ": " + std::to_string(casts[0]) + " and " +
-                                              std::to_string(casts[1]) + " rounding passes");
+      CHECK_MSG(runs[0].counted - runs[1].counted == 2,
+                tag + ": " + std::to_string(runs[0].counted) + " and " +
+                    std::to_string(runs[1].counted) + " rounding passes");
 #endif
     }
   }
@@ -691,47 +723,25 @@ CUDA_TEST(cuda_model_linear_residual_tracks_the_pair) {
   for (const auto& [name, config] : configs) {
     for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
       const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
-      std::vector<float> loss[2], logits[2];
-      std::vector<std::vector<float>> grads[2];
-      [[maybe_unused]] int64_t adds[2] = {0, 0};
+      OnePass runs[2];
       for (int fused = 0; fused < 2; ++fused) {
-        HeadDim32Run run(config.c_str(), compute, 6);
-        Graph& g = run.graph;
-        g.fuse_linear_residual = fused == 1;
-        g.training = true;
-        g.dropout_seed = 2;
-#if S2S_SIMT_SIM
-        s2s::simt::queued_work() = s2s::simt::QueuedWork{};
-#endif
-        ForwardResult r = run.model->forward(g, data.batch, LossReduction::Mean);
-#if S2S_SIMT_SIM
-        for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
-          if (kernel.find(" in add_forward") != std::string::npos) adds[fused] += n;
-        }
-#endif
-        g.backward(r.loss, run.scaler.scale());
-        Backend& b = run.model->backend();
-        loss[fused] = s2s_test::parity::floats_of(b, r.loss->value);
-        logits[fused] = s2s_test::parity::floats_of(b, r.logits->value);
-        for (Param* p : run.model->params().all()) {
-          grads[fused].push_back(s2s_test::parity::floats_of(b, p->grad));
-        }
+        runs[fused] = one_training_pass(config.c_str(), compute, data.batch, [fused](Graph& g) {
+          g.fuse_linear_residual = fused == 1;
+        }, "add_forward");
       }
       const double limit = compute == ComputeDType::F32 ? 1e-5 : 2e-2;
-      double worst = 0.0;
-      for (size_t i = 0; i < grads[0].size(); ++i) {
-        worst = std::max(worst, s2s_test::parity::rel_to_max(grads[1][i], grads[0][i]));
-      }
-      const double dlogits = s2s_test::parity::rel_to_max(logits[1], logits[0]);
+      const double worst = worst_gradient(runs[1], runs[0]);
+      const double dlogits = s2s_test::parity::rel_to_max(runs[1].logits, runs[0].logits);
+      const float loss = runs[1].loss[0], unfused = runs[0].loss[0];
       std::printf("  %s: loss %.9g / %.9g, logits within %.2e, gradients within %.2e\n",
-                  tag.c_str(), loss[1][0], loss[0][0], dlogits, worst);
-      CHECK_MSG(std::abs(loss[1][0] - loss[0][0]) <= limit * std::abs(loss[0][0]),
-                tag + ": the loss moved");
+                  tag.c_str(), loss, unfused, dlogits, worst);
+      CHECK_MSG(std::abs(loss - unfused) <= limit * std::abs(unfused), tag + ": the loss moved");
       CHECK_MSG(dlogits <= limit, tag + ": the logits moved by " + std::to_string(dlogits));
       CHECK_MSG(worst <= limit, tag + ": a gradient moved by " + std::to_string(worst));
 #if S2S_SIMT_SIM
-      CHECK_MSG(adds[0] - adds[1] == 4, tag + ": " + std::to_string(adds[0]) + " and " +
-                                            std::to_string(adds[1]) + " residual adds");
+      CHECK_MSG(runs[0].counted - runs[1].counted == 4,
+                tag + ": " + std::to_string(runs[0].counted) + " and " +
+                    std::to_string(runs[1].counted) + " residual adds");
 #endif
     }
   }

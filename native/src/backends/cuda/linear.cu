@@ -97,16 +97,22 @@ const void* gemm_operand(Context& ctx, const Tensor& inp, int64_t n, DType t) {
   if (t == DType::F32 || inp.dtype == t) return inp.data;
   return rounded_copy(ctx, inp.f32(), n, t);
 }
-}  // namespace
 
-void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
-                    const Tensor& bias, WeightLayout layout) {
+// The forward's weight and inp checked against each other: N, IC, OC and the weight's stride.
+Dims check_forward(const Tensor& inp, const Tensor& weight, WeightLayout layout) {
   Dims d;
   d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
   int64_t ic = 0;
   d.N = expect_inp_rows(inp, weight, &ic);
   S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
               " (weight ", weight.shape_string(), "), got ", inp.shape_string());
+  return d;
+}
+}  // namespace
+
+void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Tensor& weight,
+                    const Tensor& bias, WeightLayout layout) {
+  Dims d = check_forward(inp, weight, layout);
   // out in f32, or in the 16-bit weight's dtype: the f32 values rounded (its only readers would
   // round them so: GPT-2's q, k, v for the tensor-core attention).
   const bool half_out = out.dtype != DType::F32;
@@ -137,12 +143,7 @@ void linear_forward(Context& ctx, const Tensor& out, const Tensor& inp, const Te
 void linear_residual_forward(Context& ctx, const Tensor& out, const Tensor& inp,
                              const Tensor& weight, const Tensor& bias, const Tensor& residual,
                              WeightLayout layout) {
-  Dims d;
-  d.ldw = check_weight(weight, layout, &d.IC, &d.OC);
-  int64_t ic = 0;
-  d.N = expect_inp_rows(inp, weight, &ic);
-  S2S_REQUIRE(ic == d.IC, code::kShape, kOp, "expected inp with last dimension ", d.IC,
-              " (weight ", weight.shape_string(), "), got ", inp.shape_string());
+  Dims d = check_forward(inp, weight, layout);
   d.ldo = expect_rows_like(out, inp, d.OC, "out", "inp");
   expect_rows_like(residual, inp, d.OC, "residual", "inp");
   if (opu::present(bias)) expect_f32(bias, {d.OC}, kOp, "bias");
