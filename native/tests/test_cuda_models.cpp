@@ -747,6 +747,37 @@ CUDA_TEST(cuda_model_linear_residual_tracks_the_pair) {
   }
 }
 
+// Residual dropout and its add as one pass (nn::dropout_residual_add: GPT-2's resid_pdrop,
+// transformers' default 0.1, here with attention dropout too) gives the pair's bits: one
+// training forward and backward each way, fp32 and bf16 compute: loss, logits and every
+// gradient bit for bit; in the simulator, two adds a layer fewer.
+CUDA_TEST(cuda_model_dropout_add_changes_no_bit) {
+  const HeadDim32Batch data(53, 3);
+  const char* config = kHeadDim32Configs[0].second;  // GPT-2, resid_pdrop absent: 0.1
+  for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
+    const std::string tag = std::string("gpt2 ") + compute_dtype_name(compute);
+    OnePass runs[2];
+    for (int fused = 0; fused < 2; ++fused) {
+      runs[fused] = one_training_pass(config, compute, data.batch, [fused](Graph& g) {
+        g.fuse_dropout_add = fused == 1;
+      }, "add_forward");
+    }
+    CHECK_MSG(same_bits(runs[1].loss, runs[0].loss), tag + ": the fused add changed the loss");
+    CHECK_MSG(same_bits(runs[1].logits, runs[0].logits),
+              tag + ": the fused add changed the logits");
+    bool grads = runs[1].grads.size() == runs[0].grads.size();
+    for (size_t i = 0; grads && i < runs[0].grads.size(); ++i) {
+      grads = same_bits(runs[1].grads[i], runs[0].grads[i]);
+    }
+    CHECK_MSG(grads, tag + ": the fused add changed a gradient");
+#if S2S_SIMT_SIM
+    CHECK_MSG(runs[0].counted - runs[1].counted == 4,
+              tag + ": " + std::to_string(runs[0].counted) + " and " +
+                  std::to_string(runs[1].counted) + " residual adds");
+#endif
+  }
+}
+
 // T5's q, k and v straight from their GEMMs in 16 bits for the tensor-core attention
 // (nn::linear_for_attention: self-attention in both stacks, the decoder's cross-attention, with
 // the position bias, a padded encoder row and attention dropout) change no bit: three steps and

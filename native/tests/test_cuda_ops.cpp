@@ -464,6 +464,35 @@ CUDA_TEST(cuda_dropout_matches_cpu_mask_bit_for_bit) {
   CHECK(opt::bit_equal(host_of(gdx2), dx));
 }
 
+// residual + dropout(branch) in one pass gives the pair's bits (dropout_forward, then
+// add_forward): p 0.1, 0.5 and 0, the seed as a value and read from device memory; the
+// residual and the branch stay as they were. A branch of another shape is S2S_SHAPE.
+CUDA_TEST(cuda_dropout_add_is_the_pair_bit_for_bit) {
+  const int64_t n = 10007;
+  std::vector<float> x = random_vector(n, 16), r = random_vector(n, 17, -3, 3);
+  Dev gx(x, {n}), gr(r, {n}), gdrop(std::vector<float>(n), {n});
+  Dev on_device(std::vector<uint64_t>{0x5eedULL}, DType::F32, {2});
+  for (const float p : {0.1f, 0.5f, 0.0f}) {
+    for (const bool device_seed : {false, true}) {
+      DropoutSeed key(device_seed ? ~0x5eedULL : 0x5eedULL);
+      if (device_seed) key.on_device = on_device.ptr<uint64_t>();
+      const uint64_t offset = 11;
+      Dev want(opt::garbage(size_t(n)), {n}), got(opt::garbage(size_t(n)), {n});
+      cuda::dropout_forward(ctx(), gdrop.t, gx.t, p, key, offset);
+      cuda::add_forward(ctx(), want.t, gr.t, gdrop.t);
+      cuda::dropout_add_forward(ctx(), got.t, gr.t, gx.t, p, key, offset);
+      const std::string tag = "p " + std::to_string(p) + (device_seed ? " device seed" : "");
+      CHECK_MSG(opt::bit_equal(host_of(got), host_of(want)), tag);
+      CHECK_MSG(opt::bit_equal(host_of(gr), r) && opt::bit_equal(host_of(gx), x),
+                tag + ": an input changed");
+    }
+  }
+  Dev short_branch(std::vector<float>(size_t(n - 1)), {n - 1}), out(std::vector<float>(n), {n});
+  CHECK_THROWS_CODE(cuda::dropout_add_forward(ctx(), out.t, gr.t, short_branch.t, 0.1f,
+                                              DropoutSeed(1), 0),
+                    code::kShape);
+}
+
 CUDA_TEST(cuda_cast_bits) {
   const int64_t n = 4099;
   std::vector<float> x = random_vector(n, 15, -70000, 70000);

@@ -195,9 +195,9 @@ Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
 Var* T5Model::encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
   Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
-  h = nn::residual_add(g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, mask, false), p));
+  h = nn::dropout_residual_add(g, h, attend(g, b.self_attn, n, n, bias, mask, false), p);
   n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
-  return nn::residual_add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+  return nn::dropout_residual_add(g, h, feed_forward(g, b.ff, n), p);
 }
 
 // One decoder block: h (B,Td,C) -> (B,Td,C), attending itself causally (bias (H,Td,Td)) and
@@ -207,14 +207,13 @@ Var* T5Model::decoder_block(Graph& g, const Block& b, Var* h, Var* bias,
                             const uint8_t* encoder_mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
   Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
-  h = nn::residual_add(
-      g, h, nn::dropout(g, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p));
+  h = nn::dropout_residual_add(g, h, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p);
   // Cross-attention: no position bias, the encoder's padding mask.
   n = nn::rmsnorm(g, h, b.cross_norm, eps, nn::matmul_input_dtype(g, {&b.cross_attn.q}));
-  h = nn::residual_add(g, h, nn::dropout(g, attend(g, b.cross_attn, n, encoder_out, nullptr,
-                                                   encoder_mask, false), p));
+  h = nn::dropout_residual_add(
+      g, h, attend(g, b.cross_attn, n, encoder_out, nullptr, encoder_mask, false), p);
   n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
-  return nn::residual_add(g, h, nn::dropout(g, feed_forward(g, b.ff, n), p));
+  return nn::dropout_residual_add(g, h, feed_forward(g, b.ff, n), p);
 }
 
 void T5Model::check_encoder_batch(const Graph& g, const Batch& batch) const {

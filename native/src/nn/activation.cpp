@@ -1,6 +1,7 @@
 // nn activations: gelu, relu, silu, the gated products (SwiGLU, GeGLU) and dropout. Their
 // backward ops write a gradient nothing has written yet (Graph::grad_for_write's fresh one)
 // instead of zero-filling it and accumulating: one pass over it instead of three.
+#include "nn/forward_parts.h"
 #include "s2s/nn/functional.h"
 
 namespace s2s {
@@ -80,6 +81,35 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate, DType out) {
       Tensor d[2];
       const bool overwrite = g.grads_for_write({gate, up}, d, /*bf16_ok=*/true);
       g.ops().geglu_backward(d[0], d[1], dy, gate->value, up->value, approximate, overwrite);
+    });
+  }
+  return y;
+}
+
+Var* dropout_residual_add(Graph& g, Var* x, Var* branch, float p) {
+  if (!g.training || p == 0.0f || !g.fuse_dropout_add || !g.ops().fuses_dropout_add() ||
+      x->value.dtype != DType::F32 || branch->value.dtype != DType::F32) {
+    return residual_add(g, x, dropout(g, branch, p));
+  }
+  S2S_REQUIRE(x->value.numel() == branch->value.numel(), code::kShape, "dropout_residual_add",
+              "expected the branch ", branch->value.shape_string(),
+              " to have the residual's shape ", x->value.shape_string());
+  // The Philox stream advances as dropout's does, by one per element of the branch.
+  const DropoutSeed seed = g.dropout_key();
+  const uint64_t offset = g.dropout_offset;
+  g.dropout_offset += static_cast<uint64_t>(branch->value.numel());
+  Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad || branch->requires_grad);
+  g.ops().dropout_add_forward(y->value, x->value, branch->value, p, seed, offset);
+  if (y->requires_grad) {
+    g.on_backward([&g, x, branch, y, p, seed, offset] {
+      const Tensor dy = g.grad_if_present(y);
+      if (dy.data == nullptr) return;
+      // The branch's gradient from dy first, then x shares dy (residual_add's contract).
+      const Graph::GradBuffer db = g.grad_for_write(branch);
+      if (db.grad.data != nullptr) {
+        g.ops().dropout_backward(db.grad, dy, p, seed, offset, db.fresh);
+      }
+      residual_gradient(g, x, dy);
     });
   }
   return y;

@@ -50,6 +50,13 @@ Var* residual_add(Graph& g, Var* x, Var* branch) {
   return add_of(g, x, branch, g.share_residual_gradient);
 }
 
+void residual_gradient(Graph& g, Var* x, const Tensor& dy) {
+  if (!x->requires_grad || (g.share_residual_gradient && g.adopt_grad(x, dy))) return;
+  const Graph::GradBuffer dx = g.grad_for_write(x);
+  if (dx.fresh) g.ops().copy_values(dx.grad, dy);
+  else g.ops().axpy(dx.grad, 1.0f, dy);
+}
+
 Var* scale(Graph& g, Var* x, float s) {
   Var* y = g.output(x->value.ndim, x->value.shape, x->requires_grad);
   g.ops().scale(y->value, x->value, s);

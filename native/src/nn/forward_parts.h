@@ -1,5 +1,6 @@
 // The forward halves that the fused pairs (nn::linear_gelu, nn::linear_split) share with the
-// plain ops, whose backward steps the pairs replace with their own.
+// plain ops, whose backward steps the pairs replace with their own; and the residual's side of
+// the fused residual adds' backward (nn::linear_residual, nn::dropout_residual_add).
 #pragma once
 #include <vector>
 
@@ -23,6 +24,11 @@ std::vector<Var*> linear_parts_output(Graph& g, Var* x, const LinearWeights& w,
 // written in `out`.
 std::vector<Var*> split_columns(Graph& g, const Tensor& xv, const std::vector<int64_t>& sizes,
                                 DType out, bool requires_grad);
+
+// x's gradient from the output gradient dy of a fused x + branch, after the branch's own
+// backward has read dy: x takes dy's buffer as residual_add's x does (g.share_residual_gradient),
+// else a copy, or dy added onto the gradient x already has.
+void residual_gradient(Graph& g, Var* x, const Tensor& dy);
 
 }  // namespace nn
 }  // namespace s2s

@@ -141,10 +141,7 @@ static Var* fused_linear_residual(Graph& g, Var* x, Var* a, const LinearWeights&
         g.ops().linear_backward(da.grad, weight->grad, bias != nullptr ? bias->grad : Tensor{},
                                 dy, xm, weight->matmul_value(), layout, da.fresh);
       }
-      if (!x->requires_grad || (g.share_residual_gradient && g.adopt_grad(x, dy))) return;
-      const Graph::GradBuffer dx = g.grad_for_write(x);
-      if (dx.fresh) g.ops().copy_values(dx.grad, dy);
-      else g.ops().axpy(dx.grad, 1.0f, dy);
+      residual_gradient(g, x, dy);
     });
   }
   return y;
@@ -154,7 +151,7 @@ Var* linear_residual(Graph& g, Var* x, Var* a, const LinearWeights& w, float dro
   const bool dropped = g.training && dropout_p > 0.0f;
   if (dropped || w.lora != nullptr || !g.fuse_linear_residual ||
       !g.ops().fuses_linear_residual() || x->value.dtype != DType::F32) {
-    return residual_add(g, x, dropout(g, linear(g, a, w), dropout_p));
+    return dropout_residual_add(g, x, linear(g, a, w), dropout_p);
   }
   return fused_linear_residual(g, x, a, w);
 }

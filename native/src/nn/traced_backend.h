@@ -59,6 +59,7 @@ class TracedBackend final : public Backend {
     return in_.fuses_linear_gelu_backward();
   }
   bool fuses_linear_residual() const override { return in_.fuses_linear_residual(); }
+  bool fuses_dropout_add() const override { return in_.fuses_dropout_add(); }
   bool fuses_linear_split_backward() const override {
     return in_.fuses_linear_split_backward();
   }
@@ -247,6 +248,11 @@ class TracedBackend final : public Backend {
                        uint64_t offset) override {
     note("dropout_forward", out, inp, p, seed, offset);
     if (!dry_) in_.dropout_forward(out, inp, p, seed, offset);
+  }
+  void dropout_add_forward(const Tensor& out, const Tensor& residual, const Tensor& branch,
+                           float p, DropoutSeed seed, uint64_t offset) override {
+    note("dropout_add_forward", out, residual, branch, p, seed, offset);
+    if (!dry_) in_.dropout_add_forward(out, residual, branch, p, seed, offset);
   }
   void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                         uint64_t offset, bool overwrite) override {

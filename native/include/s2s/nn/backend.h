@@ -121,6 +121,8 @@ class Backend {
   virtual bool fuses_linear_split_backward() const { return false; }
   // Whether linear_residual_forward is a fused op here (nn::linear_residual uses it only then).
   virtual bool fuses_linear_residual() const { return false; }
+  // Whether dropout_add_forward is a fused op here (nn::dropout_residual_add uses it only then).
+  virtual bool fuses_dropout_add() const { return false; }
 
   // ---- memory ----
   // Persistent tensor memory, uninitialised (S2S_OUT_OF_MEMORY when it cannot be had).
@@ -249,6 +251,14 @@ class Backend {
                               bool overwrite) = 0;
   virtual void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                                uint64_t offset) = 0;
+  // out = residual + dropout_forward(branch, p, seed, offset), bit for bit, without storing the
+  // dropped branch (the GPU's saving: a residual-sized tensor written and read once less, and
+  // the add's launch). All f32 of one shape. Backends whose fuses_dropout_add() is true only.
+  virtual void dropout_add_forward(const Tensor& /*out*/, const Tensor& /*residual*/,
+                                   const Tensor& /*branch*/, float /*p*/, DropoutSeed /*seed*/,
+                                   uint64_t /*offset*/) {
+    fail(code::kInternal, "dropout_add_forward", "not fused on the ", name(), " backend");
+  }
   virtual void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                                 uint64_t offset, bool overwrite) = 0;
   virtual void cast(const Tensor& out, const Tensor& inp) = 0;  // cast_forward

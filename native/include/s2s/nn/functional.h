@@ -90,6 +90,11 @@ Var* geglu(Graph& g, Var* gate, Var* up, GeluApprox approximate,
            DType out = DType::F32);  // gelu(gate) * up
 // Identity (x itself, whatever out says) unless g.training and p > 0.
 Var* dropout(Graph& g, Var* x, float p, DType out = DType::F32);
+// residual_add(x, dropout(branch, p)), with residual_add's contract: the same values and
+// gradients, bit for bit. Where the dropout is active, the backend fuses the pair
+// (Backend::fuses_dropout_add) and g.fuse_dropout_add is on, one op adds the dropped branch
+// onto x: the dropped branch is never stored.
+Var* dropout_residual_add(Graph& g, Var* x, Var* branch, float p);
 
 // Splits the last dimension of x (..., sum(sizes)) into contiguous parts (GPT-2's fused c_attn),
 // written in `out` (f32, or attention_input_dtype for parts only attention reads).

@@ -209,6 +209,8 @@ class Graph {
   // nn::linear_residual may run a residual branch's last linear and the add as one op on
   // backends that fuse them (Backend::fuses_linear_residual; tests switch it off to compare).
   bool fuse_linear_residual = true;
+  // nn::dropout_residual_add likewise (Backend::fuses_dropout_add).
+  bool fuse_dropout_add = true;
   // nn::attention_output_dtype may have attention write a 16-bit output for the 16-bit linear
   // that alone reads it (under half_activations): the same forward, gradients within the
   // rounding of the saved output (tests switch it off to compare).

@@ -52,6 +52,7 @@ class CudaBackend final : public Backend {
   bool takes_half_activations() const override { return true; }
   bool fuses_linear_gelu_backward() const override { return true; }
   bool fuses_linear_residual() const override { return true; }
+  bool fuses_dropout_add() const override { return true; }
   bool fuses_linear_split_backward() const override { return true; }
   DType attention_input_dtype(const AttentionOptions& options, int64_t head_dim) const override {
     return cuda::attention_reads_16bit_inputs(options, head_dim) ? options.products : DType::F32;
@@ -244,6 +245,10 @@ class CudaBackend final : public Backend {
   void dropout_forward(const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
                        uint64_t offset) override {
     cuda::dropout_forward(ctx_, out, inp, p, seed, offset);
+  }
+  void dropout_add_forward(const Tensor& out, const Tensor& residual, const Tensor& branch,
+                           float p, DropoutSeed seed, uint64_t offset) override {
+    cuda::dropout_add_forward(ctx_, out, residual, branch, p, seed, offset);
   }
   void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, DropoutSeed seed,
                         uint64_t offset, bool overwrite) override {

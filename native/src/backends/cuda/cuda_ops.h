@@ -108,6 +108,10 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
                      uint64_t offset);
 void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, float p,
                       DropoutSeed seed, uint64_t offset, bool overwrite = false);
+// out = residual + dropout_forward(branch) (Backend::dropout_add_forward), the pair's bits; all
+// f32 of one shape.
+void dropout_add_forward(Context& ctx, const Tensor& out, const Tensor& residual,
+                         const Tensor& branch, float p, DropoutSeed seed, uint64_t offset);
 
 // ---- cast.cu: f32 <-> bf16 <-> f16 with the CPU's rounding (bf16 bit for bit).
 void cast_forward(Context& ctx, const Tensor& out, const Tensor& inp);

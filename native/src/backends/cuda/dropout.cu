@@ -3,6 +3,8 @@
 // both backends drop the same elements. One thread per element (10 Philox rounds each; a
 // thread per 4 elements would share the block, a later optimisation). A seed in device memory
 // (DropoutSeed::on_device) is read by each thread, so a recorded call replays with a new one.
+// dropout_add_forward is residual + dropout(branch) in one pass (nn::dropout_residual_add): the
+// dropped branch is neither written nor read back by an add.
 #include "backends/cuda/check.cuh"
 #include "backends/cuda/cuda_ops.h"
 #include "ops/dropout_mask.h"
@@ -35,6 +37,27 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
     const uint64_t key = on_device != nullptr ? *on_device : value;
     const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
     y.store(i, x[i] * (keep ? scale : 0.0f));
+  });
+}
+
+void dropout_add_forward(Context& ctx, const Tensor& out, const Tensor& residual,
+                         const Tensor& branch, float p, DropoutSeed seed, uint64_t offset) {
+  check_p(p);
+  opu::expect_f32_like(branch, branch, kOp, "branch", "branch");
+  opu::expect_f32_like(residual, branch, kOp, "residual", "branch");
+  opu::expect_f32_like(out, branch, kOp, "out", "branch");
+  float* y = out.f32();
+  const float* r = residual.f32();
+  const float* x = branch.f32();
+  const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
+  const uint64_t value = seed.value;
+  const uint64_t* on_device = seed.on_device;
+  // dropout_forward's product and add's sum, each rounded on its own (never one FMA): the
+  // pair's bits.
+  for_each(ctx, branch.numel(), kOp, [=] __device__(int64_t i) {
+    const uint64_t key = on_device != nullptr ? *on_device : value;
+    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
+    y[i] = __fadd_rn(r[i], __fmul_rn(x[i], keep ? scale : 0.0f));
   });
 }
 
