@@ -18,6 +18,23 @@ constexpr const char* kOp = "dropout";
 void check_p(float p) {
   if (!(p >= 0.0f && p < 1.0f)) fail(code::kArgument, kOp, "expected p in [0, 1), got ", p);
 }
+
+// Element i's factor: 1 / (1 - p) where the mask keeps it, else 0 (1 everywhere at p = 0). The
+// seed is read from device memory where it lies there, at each element, so a recorded launch
+// replays with the seed written since.
+struct DropFactor {
+  float p, scale;
+  uint64_t value, offset;
+  const uint64_t* on_device;
+  DropFactor(float p_, DropoutSeed seed, uint64_t offset_)
+      : p(p_), scale(p_ == 0.0f ? 1.0f : 1.0f / (1.0f - p_)), value(seed.value),
+        offset(offset_), on_device(seed.on_device) {}
+  __device__ float operator()(int64_t i) const {
+    const uint64_t key = on_device != nullptr ? *on_device : value;
+    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
+    return keep ? scale : 0.0f;
+  }
+};
 }  // namespace
 
 void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p, DropoutSeed seed,
@@ -30,14 +47,8 @@ void dropout_forward(Context& ctx, const Tensor& out, const Tensor& inp, float p
     if (out.data != inp.data) copy_device(ctx, out.data, x, sizeof(float) * inp.numel());
     return;
   }
-  const float scale = 1.0f / (1.0f - p);
-  const uint64_t value = seed.value;
-  const uint64_t* on_device = seed.on_device;
-  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) {
-    const uint64_t key = on_device != nullptr ? *on_device : value;
-    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
-    y.store(i, x[i] * (keep ? scale : 0.0f));
-  });
+  const DropFactor factor(p, seed, offset);
+  for_each(ctx, inp.numel(), kOp, [=] __device__(int64_t i) { y.store(i, x[i] * factor(i)); });
 }
 
 void dropout_add_forward(Context& ctx, const Tensor& out, const Tensor& residual,
@@ -49,15 +60,11 @@ void dropout_add_forward(Context& ctx, const Tensor& out, const Tensor& residual
   float* y = out.f32();
   const float* r = residual.f32();
   const float* x = branch.f32();
-  const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
-  const uint64_t value = seed.value;
-  const uint64_t* on_device = seed.on_device;
+  const DropFactor factor(p, seed, offset);
   // dropout_forward's product and add's sum, each rounded on its own (never one FMA): the
   // pair's bits.
   for_each(ctx, branch.numel(), kOp, [=] __device__(int64_t i) {
-    const uint64_t key = on_device != nullptr ? *on_device : value;
-    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
-    y[i] = __fadd_rn(r[i], __fmul_rn(x[i], keep ? scale : 0.0f));
+    y[i] = __fadd_rn(r[i], __fmul_rn(x[i], factor(i)));
   });
 }
 
@@ -69,13 +76,9 @@ void dropout_backward(Context& ctx, const Tensor& dinp, const Tensor& dout, floa
   opu::expect_f32_like(dinp, dout, kOp, "dinp", "dout");
   float* dx = dinp.f32();
   const float* dy = dout.f32();
-  const float scale = p == 0.0f ? 1.0f : 1.0f / (1.0f - p);
-  const uint64_t value = seed.value;
-  const uint64_t* on_device = seed.on_device;
+  const DropFactor factor(p, seed, offset);
   for_each(ctx, dout.numel(), kOp, [=] __device__(int64_t i) {
-    const uint64_t key = on_device != nullptr ? *on_device : value;
-    const bool keep = p == 0.0f || dropout_keep(key, offset + uint64_t(i), p);
-    write_grad(dx + i, dy[i] * (keep ? scale : 0.0f), overwrite);
+    write_grad(dx + i, dy[i] * factor(i), overwrite);
   });
 }
 
