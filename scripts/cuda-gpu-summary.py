@@ -105,6 +105,12 @@ def main(folder):
                      f"{model['gemm_rounded_through_scratch']} calls")
         s.setdefault("train", {})["gemm_rounded_through_scratch"] = \
             model["gemm_rounded_through_scratch"]
+    if model and model.get("gemm_onto_through_add"):
+        # The residual branches' last linears add the residual as cuBLASLt's C input; where it
+        # refused C beside a separate D they wrote the product and a kernel added, saving nothing.
+        lines.append(f"  residual GEMMs through a separate add (cuBLASLt refused C beside D): "
+                     f"{model['gemm_onto_through_add']} calls")
+        s.setdefault("train", {})["gemm_onto_through_add"] = model["gemm_onto_through_add"]
     unpadded = first(records(folder, "bench_cuda_train_model_unpadded.json"))
     if unpadded and model:
         # The head's logits with rows of exactly V elements against rows padded to 64.

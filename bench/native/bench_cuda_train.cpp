@@ -452,7 +452,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               "\"tf32\":%s,\"compute\":\"%s\",\"skipped_steps\":%lld,\"first_loss\":%.5f,"
               "\"last_loss\":%.5f,\"chunked_loss\":%s,\"padded_logits\":%s,\"lora_rank\":%lld,"
               "\"trainable_parameters\":%lld,\"arena_peak_bytes\":%zu,"
-              "\"gemm_rounded_through_scratch\":%lld,"
+              "\"gemm_rounded_through_scratch\":%lld,\"gemm_onto_through_add\":%lld,"
               "\"replayed_steps\":%lld,\"dry_run_ms\":%.3f%s%s%s}\n",
               a.llama ? "llama" : "gpt2", st.devices[0].name.c_str(), (long long)B, (long long)T,
               (long long)a.L, (long long)a.C, (long long)a.V,
@@ -464,6 +464,7 @@ int run_model_path(const Args& a, const CudaStatus& st) {
               (long long)model->params().count_elements(true),
               cuda::cuda_context(*backend).arena().peak_bytes_in_use(),
               (long long)cuda::gemm_rounded_through_scratch(cuda::cuda_context(*backend)),
+              (long long)cuda::gemm_onto_through_add(cuda::cuda_context(*backend)),
               (long long)replayed_steps, dry_run_s * 1e3 / double(times.size()), dry_loop_json,
               trace_json(a, trace.get(), why_no_trace).c_str(), work_json.c_str());
   return 0;

@@ -693,8 +693,10 @@ CUDA_TEST(cuda_linear_fp32_bf16_fp16) {
 // linear_residual_forward: residual + linear(inp) in one GEMM (the residual as cuBLASLt's C
 // input) against the linear's own output added on the host, within the rounding of the
 // additions' order: f32 (TF32 off), bf16 and f16 weights, both layouts, with and without a
-// bias, out apart from the residual (which stays as it was) and in place on it. A residual of
-// another shape is S2S_SHAPE.
+// bias, out apart from the residual (which stays as it was) and in place on it. Where cuBLASLt
+// does not take C beside D (ContextOptions::gemm_c_input off here), the product and an add
+// kernel: the pair's bits, counted by gemm_onto_through_add. A residual of another shape is
+// S2S_SHAPE.
 CUDA_TEST(cuda_linear_residual_is_the_linear_plus_the_residual) {
   ctx().set_allow_tf32(false);
   const int64_t N = 37, IC = 96, OC = 80;
@@ -722,6 +724,12 @@ CUDA_TEST(cuda_linear_residual_is_the_linear_plus_the_residual) {
         cuda::linear_residual_forward(ctx(), gout.t, gx.t, gw.t, b, gr.t, layout);
         expect_close(host_of(gout), want, 1e-6, (tag + ": out").c_str());
         CHECK_MSG(opt::bit_equal(host_of(gr), r), tag + ": the residual changed");
+        const int64_t through_add = cuda::gemm_onto_through_add(ctx());
+        ctx().set_gemm_c_input(false);
+        cuda::linear_residual_forward(ctx(), gout.t, gx.t, gw.t, b, gr.t, layout);
+        ctx().set_gemm_c_input(true);
+        CHECK_MSG(opt::bit_equal(host_of(gout), want), tag + ": the product, then the add");
+        CHECK_MSG(cuda::gemm_onto_through_add(ctx()) == through_add + 1, tag + ": not counted");
         Dev inplace(r, {N, OC});
         cuda::linear_residual_forward(ctx(), inplace.t, gx.t, gw.t, b, inplace.t, layout);
         expect_close(host_of(inplace), want, 1e-6, (tag + ": in place").c_str());

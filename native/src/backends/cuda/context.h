@@ -28,6 +28,9 @@ struct ContextOptions {
   bool allow_tf32 = false;     // fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs)
   // Biases added in cuBLASLt's epilogue (one pass over the output fewer); off: a separate kernel.
   bool gemm_bias_epilogue = true;
+  // gemm_onto hands its C to cuBLASLt beside a separate D; off (or where cuBLASLt refuses that
+  // call): the product into D, then a kernel adds C.
+  bool gemm_c_input = true;
   // Uploads are copied through a ring of UploadStaging::kSegments pinned segments of this many
   // bytes (larger uploads go from pageable memory, as model loading's); 0: none.
   size_t upload_segment_bytes = size_t(256) << 10;
@@ -53,6 +56,7 @@ class Context {
   const ContextOptions& options() const { return options_; }
   void set_allow_tf32(bool on) { options_.allow_tf32 = on; }
   void set_gemm_bias_epilogue(bool on) { options_.gemm_bias_epilogue = on; }
+  void set_gemm_c_input(bool on) { options_.gemm_c_input = on; }
 
   // Makes this context's device current on the calling thread (every op starts with it, and
   // stream_of does it again for each launch: the N-API layer runs work on pool threads, and

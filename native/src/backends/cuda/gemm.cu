@@ -106,6 +106,16 @@ __global__ void round_matrix_kernel(const float* src, int64_t M, int64_t N, uint
   }
 }
 
+// D += C, both with row stride ld: gemm_onto's C where cuBLASLt does not take it.
+__global__ void add_matrix_kernel(float* D, const float* C, int64_t M, int64_t N, int64_t ld) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t at = (i / N) * ld + i % N;
+    D[at] += C[at];
+  }
+}
+
 // C[i][j] += bias[j]: the bias where the epilogue does not add it.
 __global__ void add_bias_kernel(float* C, int64_t M, int64_t N, int64_t ldc, const float* bias) {
   const int64_t n = M * N;
@@ -124,6 +134,7 @@ struct GemmState {
   size_t workspace_bytes = 0;
   std::unordered_map<Key, Plan, KeyHash> plans;
   int64_t rounded_through_scratch = 0;  // gemm_rounded_through_scratch
+  int64_t onto_through_add = 0;         // gemm_onto_through_add
 };
 
 void destroy_gemm_state(GemmState* s) {
@@ -267,8 +278,9 @@ const Plan& plan_for(Context& ctx, GemmState& st, bool trans_a, bool trans_b, in
 }
 
 // Runs plan p: D = alpha op(A) op(B) + beta C (+ bias where p fuses it); D null: D is C.
-void run_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const void* A,
-              const void* B, float beta, void* C, const float* bias, void* D = nullptr) {
+// Returns cublasLtMatmul's status (the caller checks it).
+cublasStatus_t try_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const void* A,
+                        const void* B, float beta, void* C, const float* bias, void* D) {
   if (D == nullptr) D = C;
   const Api& L = *st.lt;
   if (p.fused_bias) {
@@ -276,9 +288,12 @@ void run_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const voi
                                                  sizeof(bias)),
              "set BIAS_POINTER");
   }
-  check_lt(L, L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, D, p.c,
-                               &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx)),
-           "cublasLtMatmul");
+  return L.cublasLtMatmul(st.handle, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, D, p.c,
+                          &p.algo, st.workspace, st.workspace_bytes, stream_of(ctx));
+}
+void run_plan(Context& ctx, GemmState& st, const Plan& p, float alpha, const void* A,
+              const void* B, float beta, void* C, const float* bias) {
+  check_lt(*st.lt, try_plan(ctx, st, p, alpha, A, B, beta, C, bias, nullptr), "cublasLtMatmul");
 }
 
 }  // namespace
@@ -320,14 +335,32 @@ void gemm_onto(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, i
   }
   S2S_REQUIRE(K > 0, code::kShape, kOp, "expected K > 0 for a product onto another matrix, got 0");
   GemmState& st = state_of(ctx);
-  const Plan& p = plan_for(ctx, st, trans_a, trans_b, M, N, K, A, lda, B, ldb, ab, C,
-                           DType::F32, ldd, bias, D);
-  run_plan(ctx, st, p, 1.f, A, B, 1.f, const_cast<float*>(C), bias, D);
-  if (bias != nullptr && !p.fused_bias) {
-    const Launch l = elementwise_launch(M * N);
-    add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(D, M, N, ldd, bias);
-    check_launch(kOp);
+  const Launch l = elementwise_launch(M * N);
+  if (ctx.options().gemm_c_input) {
+    const Plan& p = plan_for(ctx, st, trans_a, trans_b, M, N, K, A, lda, B, ldb, ab, C,
+                             DType::F32, ldd, bias, D);
+    const cublasStatus_t s = try_plan(ctx, st, p, 1.f, A, B, 1.f, const_cast<float*>(C), bias, D);
+    if (s == CUBLAS_STATUS_SUCCESS) {
+      if (bias != nullptr && !p.fused_bias) {
+        add_bias_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(D, M, N, ldd, bias);
+        check_launch(kOp);
+      }
+      return;
+    }
+    // Refused (NOT_SUPPORTED, INVALID_VALUE: C as an input beside a separate D with this
+    // algorithm): the way below. Anything else is a failure.
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED && s != CUBLAS_STATUS_INVALID_VALUE) {
+      check_lt(*st.lt, s, "cublasLtMatmul");
+    }
   }
+  ++st.onto_through_add;
+  gemm(ctx, trans_a, trans_b, M, N, K, 1.f, A, lda, B, ldb, ab, 0.f, D, ldd, bias);
+  add_matrix_kernel<<<grid(l.blocks), l.threads, 0, stream_of(ctx)>>>(D, C, M, N, ldd);
+  check_launch(kOp);
+}
+
+int64_t gemm_onto_through_add(Context& ctx) {
+  return ctx.gemm_state() != nullptr ? ctx.gemm_state()->onto_through_add : 0;
 }
 
 void gemm_rounded(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

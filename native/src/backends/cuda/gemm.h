@@ -30,6 +30,10 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
 void gemm_onto(Context& ctx, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                const void* A, int64_t lda, const void* B, int64_t ldb, DType ab, const float* C,
                float* D, int64_t ldd, const float* bias = nullptr);
+// How many of ctx's gemm_onto calls wrote the product and added C with a kernel (cuBLASLt
+// refused C beside a separate D, or ContextOptions::gemm_c_input is off): bench_cuda_train
+// reports it, since such a call saves nothing over the separate add.
+int64_t gemm_onto_through_add(Context& ctx);
 
 // The same product (beta 0) written in the 16-bit operands' dtype ab (BF16 or F16): each value
 // is gemm()'s fp32 value, bias added, rounded to nearest even (what a cast of gemm()'s C gives),
