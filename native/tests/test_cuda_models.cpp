@@ -673,6 +673,32 @@ static double worst_gradient(const OnePass& a, const OnePass& b) {
   return worst;
 }
 
+// one_training_pass with the graph switch `flag` off (runs[0]) and on (runs[1]).
+struct TwoPasses {
+  OnePass runs[2];
+};
+static TwoPasses both_ways(const char* config, ComputeDType compute, const Batch& batch,
+                           bool Graph::*flag, const char* counted) {
+  TwoPasses t;
+  for (int on = 0; on < 2; ++on) {
+    t.runs[on] = one_training_pass(config, compute, batch,
+                                   [flag, on](Graph& g) { g.*flag = on == 1; }, counted);
+  }
+  return t;
+}
+
+// In the simulator: the switch on queues `fewer` launches of the counted op fewer than off.
+static void expect_fewer(const TwoPasses& t, int64_t fewer, const std::string& tag,
+                         const char* what) {
+#if S2S_SIMT_SIM
+  CHECK_MSG(t.runs[0].counted - t.runs[1].counted == fewer,
+            tag + ": " + std::to_string(t.runs[0].counted) + " and " +
+                std::to_string(t.runs[1].counted) + " " + what);
+#else
+  (void)t, (void)fewer, (void)tag, (void)what;
+#endif
+}
+
 // Attention's output in its linear's 16-bit dtype (nn::attention_output_dtype: GPT-2's attn_proj,
 // Llama's o_proj) leaves the forward's bits (the linear rounded the f32 output to the same
 // values) and moves the gradients only within that rounding: the backward's Di reads the
@@ -685,12 +711,9 @@ CUDA_TEST(cuda_model_16bit_attention_output_keeps_the_forward) {
   for (const auto& [name, config] : kHeadDim32Configs) {
     for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
       const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
-      OnePass runs[2];
-      for (int half = 0; half < 2; ++half) {
-        runs[half] = one_training_pass(config, compute, data.batch, [half](Graph& g) {
-          g.half_attention_output = half == 1;
-        }, "cast_forward");
-      }
+      const TwoPasses t = both_ways(config, compute, data.batch, &Graph::half_attention_output,
+                                    "cast_forward");
+      const OnePass* runs = t.runs;
       CHECK_MSG(same_bits(runs[1].loss, runs[0].loss),
                 tag + ": the 16-bit output changed the loss");
       CHECK_MSG(same_bits(runs[1].logits, runs[0].logits),
@@ -700,11 +723,7 @@ CUDA_TEST(cuda_model_16bit_attention_output_keeps_the_forward) {
       CHECK_MSG(worst <= 1e-2, tag + ": a gradient moved by " + std::to_string(worst));
       CHECK_MSG(runs[1].grads != runs[0].grads,
                 tag + ": no gradient moved (the 16-bit output was not taken?)");
-#if S2S_SIMT_SIM
-      CHECK_MSG(runs[0].counted - runs[1].counted == 2,
-                tag + ": " + std::to_string(runs[0].counted) + " and " +
-                    std::to_string(runs[1].counted) + " rounding passes");
-#endif
+      expect_fewer(t, 2, tag, "rounding passes");
     }
   }
 }
@@ -723,12 +742,9 @@ CUDA_TEST(cuda_model_linear_residual_tracks_the_pair) {
   for (const auto& [name, config] : configs) {
     for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
       const std::string tag = std::string(name) + " " + compute_dtype_name(compute);
-      OnePass runs[2];
-      for (int fused = 0; fused < 2; ++fused) {
-        runs[fused] = one_training_pass(config.c_str(), compute, data.batch, [fused](Graph& g) {
-          g.fuse_linear_residual = fused == 1;
-        }, "add_forward");
-      }
+      const TwoPasses t = both_ways(config.c_str(), compute, data.batch,
+                                    &Graph::fuse_linear_residual, "add_forward");
+      const OnePass* runs = t.runs;
       const double limit = compute == ComputeDType::F32 ? 1e-5 : 2e-2;
       const double worst = worst_gradient(runs[1], runs[0]);
       const double dlogits = s2s_test::parity::rel_to_max(runs[1].logits, runs[0].logits);
@@ -738,11 +754,7 @@ CUDA_TEST(cuda_model_linear_residual_tracks_the_pair) {
       CHECK_MSG(std::abs(loss - unfused) <= limit * std::abs(unfused), tag + ": the loss moved");
       CHECK_MSG(dlogits <= limit, tag + ": the logits moved by " + std::to_string(dlogits));
       CHECK_MSG(worst <= limit, tag + ": a gradient moved by " + std::to_string(worst));
-#if S2S_SIMT_SIM
-      CHECK_MSG(runs[0].counted - runs[1].counted == 4,
-                tag + ": " + std::to_string(runs[0].counted) + " and " +
-                    std::to_string(runs[1].counted) + " residual adds");
-#endif
+      expect_fewer(t, 4, tag, "residual adds");
     }
   }
 }
@@ -756,12 +768,9 @@ CUDA_TEST(cuda_model_dropout_add_changes_no_bit) {
   const char* config = kHeadDim32Configs[0].second;  // GPT-2, resid_pdrop absent: 0.1
   for (const ComputeDType compute : {ComputeDType::F32, ComputeDType::BF16}) {
     const std::string tag = std::string("gpt2 ") + compute_dtype_name(compute);
-    OnePass runs[2];
-    for (int fused = 0; fused < 2; ++fused) {
-      runs[fused] = one_training_pass(config, compute, data.batch, [fused](Graph& g) {
-        g.fuse_dropout_add = fused == 1;
-      }, "add_forward");
-    }
+    const TwoPasses t = both_ways(config, compute, data.batch, &Graph::fuse_dropout_add,
+                                  "add_forward");
+    const OnePass* runs = t.runs;
     CHECK_MSG(same_bits(runs[1].loss, runs[0].loss), tag + ": the fused add changed the loss");
     CHECK_MSG(same_bits(runs[1].logits, runs[0].logits),
               tag + ": the fused add changed the logits");
@@ -770,11 +779,7 @@ CUDA_TEST(cuda_model_dropout_add_changes_no_bit) {
       grads = same_bits(runs[1].grads[i], runs[0].grads[i]);
     }
     CHECK_MSG(grads, tag + ": the fused add changed a gradient");
-#if S2S_SIMT_SIM
-    CHECK_MSG(runs[0].counted - runs[1].counted == 4,
-              tag + ": " + std::to_string(runs[0].counted) + " and " +
-                  std::to_string(runs[1].counted) + " residual adds");
-#endif
+    expect_fewer(t, 4, tag, "residual adds");
   }
 }
 
