@@ -169,6 +169,32 @@ struct HeadDim32Batch {
   }
 };
 
+// A head-dim-32 T5 (gated-gelu, untied head, dropout) and a batch for it: 2 x 24 encoder tokens
+// (the second row padded after 19), 2 x 17 decoder labels (the last ignored).
+const char* const kT5HeadDim32Config = R"({"model_type": "t5", "vocab_size": 97, "d_model": 64,
+    "d_kv": 32, "d_ff": 96, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2,
+    "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
+    "dropout_rate": 0.1, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": false,
+    "decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1})";
+struct T5HeadDim32Batch {
+  static constexpr int64_t B = 2, T = 24, Td = 17;
+  std::vector<int32_t> ids, mask, labels;
+  Batch batch;
+  T5HeadDim32Batch(const T5HeadDim32Batch&) = delete;  // batch points into the vectors
+  T5HeadDim32Batch() : ids(B * T), mask(B * T, 1), labels(B * Td) {
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 31 + 5) % 97);
+    for (int64_t t = 19; t < T; ++t) mask[T + t] = 0;  // the second row padded
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 13 + 2) % 97);
+    labels[B * Td - 1] = -100;
+    batch.B = B;
+    batch.T = T;
+    batch.input_ids = ids.data();
+    batch.attention_mask = mask.data();
+    batch.Td = Td;
+    batch.labels = labels.data();
+  }
+};
+
 // One of kHeadDim32Configs on the GPU in `compute`, every param trainable, init_weights(seed),
 // with its graph and the loss scaler its fp16 steps take.
 struct HeadDim32Run {
@@ -621,18 +647,31 @@ CUDA_TEST(cuda_model_16bit_attention_inputs_change_no_bit) {
   }
 }
 
-// One training forward and backward of a head-dim-32 config on the GPU (init_weights(5)) with
-// `set` applied to its graph: the loss, the logits, every gradient, and (in the simulator) how
-// many launches of the forward ran the op named `counted` (a generic kernel's op).
+// One training forward and backward of a head-dim-32 config on the GPU (init_weights(5)), with
+// `lora` attached where given, with `set` applied to its graph: the loss, the logits, every
+// gradient, and (in the simulator) how many launches of the forward, and of the backward, ran
+// the op named `counted` (a generic kernel's op; "": every generic kernel's).
 struct OnePass {
   std::vector<float> loss, logits;
   std::vector<std::vector<float>> grads;
-  int64_t counted = 0;
+  int64_t counted = 0, counted_backward = 0;
 };
+#if S2S_SIMT_SIM
+// The launches the simulator has queued since its count was cleared that ran `counted`.
+static int64_t launches_of(const char* counted) {
+  int64_t n = 0;
+  for (const auto& [kernel, launches] : s2s::simt::queued_work().launches_by_kernel) {
+    if (kernel.find(std::string(" in ") + counted) != std::string::npos) n += launches;
+  }
+  return n;
+}
+#endif
 static OnePass one_training_pass(const char* config, ComputeDType compute, const Batch& batch,
                                  const std::function<void(Graph&)>& set,
-                                 const char* counted) {
+                                 const char* counted, const LoraConfig* lora = nullptr) {
   HeadDim32Run run(config, compute, 5);
+  LoraAdapter adapter;  // owns the adapters' params while the model trains
+  if (lora != nullptr) adapter = apply_lora(*run.model, *lora, 7);
   Graph& g = run.graph;
   set(g);
   g.training = true;
@@ -643,18 +682,20 @@ static OnePass one_training_pass(const char* config, ComputeDType compute, const
 #endif
   ForwardResult r = run.model->forward(g, batch, LossReduction::Mean);
 #if S2S_SIMT_SIM
-  for (const auto& [kernel, n] : s2s::simt::queued_work().launches_by_kernel) {
-    if (kernel.find(std::string(" in ") + counted) != std::string::npos) out.counted += n;
-  }
+  out.counted = launches_of(counted);
 #else
   (void)counted;
 #endif
   g.backward(r.loss, run.scaler.scale());
+#if S2S_SIMT_SIM
+  out.counted_backward = launches_of(counted) - out.counted;
+#endif
   Backend& b = run.model->backend();
   out.loss = s2s_test::parity::floats_of(b, r.loss->value);
   out.logits = s2s_test::parity::floats_of(b, r.logits->value);
-  for (Param* p : run.model->params().all()) {
-    out.grads.push_back(s2s_test::parity::floats_of(b, p->grad));
+  for (Param* p : run.model->params().all()) {  // frozen ones (under LoRA) have none
+    out.grads.push_back(p->grad.data != nullptr ? s2s_test::parity::floats_of(b, p->grad)
+                                                : std::vector<float>{});
   }
   return out;
 }
@@ -678,24 +719,38 @@ struct TwoPasses {
   OnePass runs[2];
 };
 static TwoPasses both_ways(const char* config, ComputeDType compute, const Batch& batch,
-                           bool Graph::*flag, const char* counted) {
+                           bool Graph::*flag, const char* counted,
+                           const LoraConfig* lora = nullptr) {
   TwoPasses t;
   for (int on = 0; on < 2; ++on) {
     t.runs[on] = one_training_pass(config, compute, batch,
-                                   [flag, on](Graph& g) { g.*flag = on == 1; }, counted);
+                                   [flag, on](Graph& g) { g.*flag = on == 1; }, counted, lora);
   }
   return t;
 }
 
-// In the simulator: the switch on queues `fewer` launches of the counted op fewer than off.
+// Whether every gradient of a has b's bits.
+static bool same_gradients(const OnePass& a, const OnePass& b) {
+  bool same = a.grads.size() == b.grads.size();
+  for (size_t i = 0; same && i < a.grads.size(); ++i) same = same_bits(a.grads[i], b.grads[i]);
+  return same;
+}
+
+// In the simulator: the switch on queues `fewer` launches of the counted op fewer than off in
+// the forward, and `fewer_backward` fewer in the backward.
 static void expect_fewer(const TwoPasses& t, int64_t fewer, const std::string& tag,
-                         const char* what) {
+                         const char* what, int64_t fewer_backward = 0) {
 #if S2S_SIMT_SIM
-  CHECK_MSG(t.runs[0].counted - t.runs[1].counted == fewer,
-            tag + ": " + std::to_string(t.runs[0].counted) + " and " +
-                std::to_string(t.runs[1].counted) + " " + what);
+  const OnePass& off = t.runs[0];
+  const OnePass& on = t.runs[1];
+  CHECK_MSG(off.counted - on.counted == fewer, tag + ": " + std::to_string(off.counted) +
+                                                   " and " + std::to_string(on.counted) + " " +
+                                                   what + " in the forward");
+  CHECK_MSG(off.counted_backward - on.counted_backward == fewer_backward,
+            tag + ": " + std::to_string(off.counted_backward) + " and " +
+                std::to_string(on.counted_backward) + " " + what + " in the backward");
 #else
-  (void)t, (void)fewer, (void)tag, (void)what;
+  (void)t, (void)fewer, (void)tag, (void)what, (void)fewer_backward;
 #endif
 }
 
@@ -774,12 +829,46 @@ CUDA_TEST(cuda_model_dropout_add_changes_no_bit) {
     CHECK_MSG(same_bits(runs[1].loss, runs[0].loss), tag + ": the fused add changed the loss");
     CHECK_MSG(same_bits(runs[1].logits, runs[0].logits),
               tag + ": the fused add changed the logits");
-    bool grads = runs[1].grads.size() == runs[0].grads.size();
-    for (size_t i = 0; grads && i < runs[0].grads.size(); ++i) {
-      grads = same_bits(runs[1].grads[i], runs[0].grads[i]);
-    }
-    CHECK_MSG(grads, tag + ": the fused add changed a gradient");
+    CHECK_MSG(same_gradients(runs[1], runs[0]), tag + ": the fused add changed a gradient");
     expect_fewer(t, 4, tag, "residual adds");
+  }
+}
+
+// An f32 input that several 16-bit linears read, rounded once for all of them
+// (nn::share_matmul_input) instead of by each linear's op, gives the same bits: one training
+// forward and backward each way, bf16 and fp16 (the loss, the logits, every gradient):
+//   - Llama with LoRA on q_proj and v_proj (PEFT's targets): the input norm's f32 output, read
+//     by q, k and v: two roundings a layer fewer, four in the forward's two layers;
+//   - T5 fully trained: the encoder's output, read by both decoder layers' cross-attention k and
+//     v, three fewer (and four in the backward, whose weight gradients read it too);
+//   - T5 with LoRA on q and v: besides, each self-attention's input, two fewer in each of the
+//     four blocks: eleven.
+CUDA_TEST(cuda_model_shared_matmul_input_changes_no_bit) {
+  const HeadDim32Batch llama_data(59, 7);
+  const T5HeadDim32Batch t5_data;
+  const LoraConfig q_and_v = rank4_lora(0.1);  // the default targets: q and v
+  struct Case {
+    const char* name;
+    const char* config;
+    const Batch& batch;
+    const LoraConfig* lora;
+    int64_t fewer, fewer_backward;
+  };
+  const Case cases[] = {{"llama LoRA on q, v", kHeadDim32Configs[1].second, llama_data.batch,
+                         &q_and_v, 4, 0},
+                        {"t5", kT5HeadDim32Config, t5_data.batch, nullptr, 3, 4},
+                        {"t5 LoRA on q, v", kT5HeadDim32Config, t5_data.batch, &q_and_v, 11, 0}};
+  for (const Case& c : cases) {
+    for (const ComputeDType compute : {ComputeDType::BF16, ComputeDType::F16}) {
+      const std::string tag = std::string(c.name) + " " + compute_dtype_name(compute);
+      const TwoPasses t = both_ways(c.config, compute, c.batch, &Graph::share_matmul_inputs, "",
+                                    c.lora);
+      const OnePass* runs = t.runs;
+      CHECK_MSG(same_bits(runs[1].loss, runs[0].loss), tag + ": sharing changed the loss");
+      CHECK_MSG(same_bits(runs[1].logits, runs[0].logits), tag + ": sharing changed the logits");
+      CHECK_MSG(same_gradients(runs[1], runs[0]), tag + ": sharing changed a gradient");
+      expect_fewer(t, c.fewer, tag, "roundings", c.fewer_backward);
+    }
   }
 }
 
@@ -791,24 +880,9 @@ CUDA_TEST(cuda_model_dropout_add_changes_no_bit) {
 // and LoRA on q and v (then q and v f32 beside a 16-bit k). The parity
 // fixtures' head dims (12, 8) have no tensor-core kernel; this T5 has 32.
 CUDA_TEST(cuda_model_t5_16bit_attention_inputs_change_no_bit) {
-  const char* config = R"({"model_type": "t5", "vocab_size": 97, "d_model": 64, "d_kv": 32,
-      "d_ff": 96, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2,
-      "relative_attention_num_buckets": 16, "relative_attention_max_distance": 20,
-      "dropout_rate": 0.1, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": false,
-      "decoder_start_token_id": 0, "pad_token_id": 0, "eos_token_id": 1})";
-  const int64_t B = 2, T = 24, Td = 17;
-  std::vector<int32_t> ids(B * T), mask(B * T, 1), labels(B * Td);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 31 + 5) % 97);
-  for (int64_t t = 19; t < T; ++t) mask[T + t] = 0;  // the second row padded
-  for (size_t i = 0; i < labels.size(); ++i) labels[i] = int32_t((i * 13 + 2) % 97);
-  labels[B * Td - 1] = -100;
-  Batch batch;
-  batch.B = B;
-  batch.T = T;
-  batch.input_ids = ids.data();
-  batch.attention_mask = mask.data();
-  batch.Td = Td;
-  batch.labels = labels.data();
+  const char* config = kT5HeadDim32Config;
+  const T5HeadDim32Batch data;
+  const Batch& batch = data.batch;
   // Under LoRA (PEFT's T5 targets, q and v: their outputs stay f32 for the adapter's sum) the
   // attention takes q and v in f32 beside a 16-bit k.
   for (const bool lora : {false, true})

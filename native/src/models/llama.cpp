@@ -89,6 +89,7 @@ class Llama final : public Model {
       x = run_cached_block(g, T, [&](Graph& g) {
         Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
                              nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
+        nn::share_matmul_input(g, h, {&l.q_proj, &l.k_proj, &l.v_proj});
         Var* q =
             nn::rope(g, g.view(nn::linear(g, h, l.q_proj), {R, T, Hq, D}), positions, theta);
         Var* k =
@@ -98,6 +99,7 @@ class Llama final : public Model {
         Var* y = nn::add(g, x, nn::linear(g, g.view(a, {R, T, Hq * D}), l.o_proj));
         h = nn::rmsnorm(g, y, l.post_norm, eps,
                         nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
+        nn::share_matmul_input(g, h, {&l.gate_proj, &l.up_proj});
         Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
                             nn::matmul_input_dtype(g, {&l.down_proj}));
         return nn::add(g, y, nn::linear(g, m, l.down_proj));
@@ -145,6 +147,8 @@ class Llama final : public Model {
     // backend takes that (nn::matmul_input_dtype).
     Var* h = nn::rmsnorm(g, x, l.input_norm, eps,
                          nn::matmul_input_dtype(g, {&l.q_proj, &l.k_proj, &l.v_proj}));
+    // Kept in f32 (LoRA on one of them): rounded once for the three GEMMs.
+    nn::share_matmul_input(g, h, {&l.q_proj, &l.k_proj, &l.v_proj});
     // The rotated q and k only feed attention, and v too: in its 16-bit operand dtype where it
     // rounds to that anyway (v straight from its GEMM, nn::linear_for_attention).
     const DType qk = nn::attention_input_dtype(g, attn, D);
@@ -157,6 +161,7 @@ class Llama final : public Model {
                     {B, T, Hq * D});
     x = nn::linear_residual(g, x, a, l.o_proj);
     h = nn::rmsnorm(g, x, l.post_norm, eps, nn::matmul_input_dtype(g, {&l.gate_proj, &l.up_proj}));
+    nn::share_matmul_input(g, h, {&l.gate_proj, &l.up_proj});
     Var* m = nn::swiglu(g, nn::linear(g, h, l.gate_proj), nn::linear(g, h, l.up_proj),
                         nn::matmul_input_dtype(g, {&l.down_proj}));  // (B,T,F)
     return nn::linear_residual(g, x, m, l.down_proj);

@@ -163,6 +163,14 @@ DType T5Model::feed_forward_input(const Graph& g, const FeedForward& f) const {
                            : nn::matmul_input_dtype(g, {&f.wi});
 }
 
+void T5Model::share_attention_input(Graph& g, Var* n, const Attention& a) {
+  nn::share_matmul_input(g, n, {&a.q, &a.k, &a.v});
+}
+
+void T5Model::share_feed_forward_input(Graph& g, Var* n, const FeedForward& f) const {
+  if (config_.gated_act) nn::share_matmul_input(g, n, {&f.wi_0, &f.wi_1});
+}
+
 // x (B,T,C) -> (B,T,C): wo(dropout(act(wi x))) or wo(dropout(act(wi_0 x) * wi_1 x)). Whichever
 // of the activation and the dropout writes wo's input last writes it in wo's 16-bit dtype where
 // the backend takes that (nn::matmul_input_dtype).
@@ -195,8 +203,10 @@ Var* T5Model::feed_forward(Graph& g, const FeedForward& f, Var* x) {
 Var* T5Model::encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
   Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
+  share_attention_input(g, n, b.self_attn);
   h = nn::dropout_residual_add(g, h, attend(g, b.self_attn, n, n, bias, mask, false), p);
   n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
+  share_feed_forward_input(g, n, b.ff);
   return nn::dropout_residual_add(g, h, feed_forward(g, b.ff, n), p);
 }
 
@@ -207,12 +217,14 @@ Var* T5Model::decoder_block(Graph& g, const Block& b, Var* h, Var* bias,
                             const uint8_t* encoder_mask) {
   const float eps = config_.norm_eps, p = config_.dropout_rate;
   Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, b.self_attn));
+  share_attention_input(g, n, b.self_attn);
   h = nn::dropout_residual_add(g, h, attend(g, b.self_attn, n, n, bias, decoder_mask, true), p);
   // Cross-attention: no position bias, the encoder's padding mask.
   n = nn::rmsnorm(g, h, b.cross_norm, eps, nn::matmul_input_dtype(g, {&b.cross_attn.q}));
   h = nn::dropout_residual_add(
       g, h, attend(g, b.cross_attn, n, encoder_out, nullptr, encoder_mask, false), p);
   n = nn::rmsnorm(g, h, b.ff_norm, eps, feed_forward_input(g, b.ff));
+  share_feed_forward_input(g, n, b.ff);
   return nn::dropout_residual_add(g, h, feed_forward(g, b.ff, n), p);
 }
 
@@ -242,7 +254,15 @@ Var* T5Model::encode_masked(Graph& g, const Batch& batch, const uint8_t* mask) {
       return encoder_block(g, b, h, bias, mask);
     });
   }
-  return nn::dropout(g, nn::rmsnorm(g, h, enc_final_norm_, eps), p);
+  Var* out = nn::dropout(g, nn::rmsnorm(g, h, enc_final_norm_, eps), p);
+  // Every decoder block's cross-attention k and v read it: rounded once for all their GEMMs.
+  std::vector<const nn::LinearWeights*> readers;
+  for (const Block& b : decoder_) {
+    readers.push_back(&b.cross_attn.k);
+    readers.push_back(&b.cross_attn.v);
+  }
+  nn::share_matmul_input(g, out, readers);
+  return out;
 }
 
 Var* T5Model::decode(Graph& g, Var* encoder_out, const uint8_t* encoder_mask,

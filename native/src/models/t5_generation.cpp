@@ -75,6 +75,7 @@ Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, in
     const Attention& sa = b.self_attn;
     h = run_cached_block(g, T, [&](Graph& g) {
       Var* n = nn::rmsnorm(g, h, b.self_norm, eps, self_attention_input(g, sa));
+      share_attention_input(g, n, sa);
       Var* q = g.view(nn::linear(g, n, sa.q), {R, T, H, D});
       Var* k = g.view(nn::linear(g, n, sa.k), {R, T, H, D});
       Var* v = g.view(nn::linear(g, n, sa.v), {R, T, H, D});
@@ -85,6 +86,7 @@ Var* T5Model::forward_cached(Graph& g, const int32_t* tokens, const int32_t*, in
       a = nn::cross_attention(g, q, cache, int64_t(l), cross_opts);
       y = nn::add(g, y, nn::linear(g, g.view(a, {R, T, H * D}), b.cross_attn.o));
       n = nn::rmsnorm(g, y, b.ff_norm, eps, feed_forward_input(g, b.ff));
+      share_feed_forward_input(g, n, b.ff);
       return nn::add(g, y, feed_forward(g, b.ff, n));
     });
   }

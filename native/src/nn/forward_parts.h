@@ -9,6 +9,10 @@
 namespace s2s {
 namespace nn {
 
+// x as the GEMMs of a linear multiplying in dtype t read it: its shared rounded copy where it has
+// one in t (nn::share_matmul_input), else its value.
+const Tensor& matmul_operand(const Var* x, DType t);
+
 // linear(x, w)'s output without a gradient of its own (nn::linear's forward, LoRA aside).
 Var* linear_output(Graph& g, Var* x, const LinearWeights& w);
 

@@ -151,6 +151,9 @@ Var* Graph::view(Var* v, std::initializer_list<int64_t> shape) {
               out->value.shape_string());
   out->requires_grad = v->requires_grad;
   out->base = v->base ? v->base : v;
+  if (v->matmul_copy.data != nullptr) {
+    out->matmul_copy = Tensor::contiguous(v->matmul_copy.data, v->matmul_copy.dtype, shape);
+  }
   return out;
 }
 

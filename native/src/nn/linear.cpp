@@ -22,10 +22,39 @@ Var* output_of(Graph& g, Var* x, const Tensor& w, WeightLayout layout, bool requ
 
 }  // namespace
 
+const Tensor& matmul_operand(const Var* x, DType t) {
+  const Tensor& copy = x->matmul_copy;
+  return copy.data != nullptr && copy.dtype == t ? copy : x->value;
+}
+
+void share_matmul_input(Graph& g, Var* x, const std::vector<const LinearWeights*>& readers) {
+  const Tensor& xv = x->value;
+  if (xv.dtype != DType::F32 || x->matmul_copy.data != nullptr || !g.share_matmul_inputs ||
+      !g.half_activations || !g.ops().takes_half_activations()) {
+    return;
+  }
+  // The readers' common 16-bit dtype; LoRA or not (its adapter reads x, its base the copy), and
+  // f32 readers aside (they read x).
+  DType t = DType::F32;
+  int sharing = 0;
+  for (const LinearWeights* w : readers) {
+    const DType d = w->weight->matmul_value().dtype;
+    if (d == DType::F32) continue;
+    if (t != DType::F32 && d != t) return;
+    t = d;
+    ++sharing;
+  }
+  if (sharing < 2) return;
+  const Tensor flat = g.tensor(t, {xv.numel()});
+  x->matmul_copy = Tensor::contiguous(flat.data, t, xv.ndim, xv.shape);
+  g.ops().cast(x->matmul_copy, xv);
+}
+
 Var* linear_output(Graph& g, Var* x, const LinearWeights& w) {
   const Tensor& wt = w.weight->matmul_value();
   Var* y = output_of(g, x, wt, w.layout, /*requires_grad=*/false);
-  g.ops().linear_forward(y->value, x->value, wt, w.bias ? w.bias->value : Tensor{}, w.layout);
+  g.ops().linear_forward(y->value, matmul_operand(x, wt.dtype), wt,
+                         w.bias ? w.bias->value : Tensor{}, w.layout);
   return y;
 }
 
@@ -55,20 +84,21 @@ std::vector<Var*> linear_parts_output(Graph& g, Var* x, const LinearWeights& w,
     for (int i = 0; i < x->value.ndim; ++i) shape[i] = x->value.shape[i];
     shape[x->value.ndim - 1] = width;
     Var* part = g.output(x->value.ndim, shape, requires_grad, out);
-    g.ops().linear_forward(part->value, x->value, wp, bp, w.layout);
+    g.ops().linear_forward(part->value, matmul_operand(x, wt.dtype), wp, bp, w.layout);
     parts.push_back(part);
     col0 += width;
   }
   return parts;
 }
 
-// x as both GEMMs that read it take it: an f32 x under a 16-bit weight whose gradient is
-// tracked is rounded once here and kept for the backward's dW, on a backend that takes 16-bit
-// inputs, instead of being rounded by the forward and again by the backward (the same bits; as
-// autocast keeps its bf16 copy of the input). Otherwise x itself: the backend rounds it where
-// needed (the forward only, when dW is not tracked: frozen bases under LoRA).
+// x as both GEMMs that read it take it: its shared copy (share_matmul_input); else an f32 x
+// under a 16-bit weight whose gradient is tracked is rounded once here and kept for the
+// backward's dW, on a backend that takes 16-bit inputs, instead of being rounded by the forward
+// and again by the backward (the same bits; as autocast keeps its bf16 copy of the input).
+// Otherwise x itself: the backend rounds it where needed (the forward only, when dW is not
+// tracked: frozen bases under LoRA).
 static Tensor matmul_input(Graph& g, Var* x, const Tensor& w, Param* weight) {
-  const Tensor& xv = x->value;
+  const Tensor& xv = matmul_operand(x, w.dtype);
   if (xv.dtype != DType::F32 || w.dtype == DType::F32 || !g.tracks(weight) ||
       !g.half_activations || !g.ops().takes_half_activations()) {
     return xv;

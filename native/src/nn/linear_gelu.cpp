@@ -38,8 +38,9 @@ Var* linear_gelu(Graph& g, Var* x, const LinearWeights& w, GeluApprox approximat
       const Tensor flat = g.tensor(DType::F32, {pre->value.numel()});
       dpre = Tensor::contiguous(flat.data, DType::F32, pre->value.ndim, pre->value.shape);
     }
-    g.ops().linear_gelu_backward(dx.grad, weight->grad, db, dpre, dy, pre->value, x->value,
-                                 weight->matmul_value(), layout, approximate, dx.fresh);
+    const Tensor& wt = weight->matmul_value();
+    g.ops().linear_gelu_backward(dx.grad, weight->grad, db, dpre, dy, pre->value,
+                                 matmul_operand(x, wt.dtype), wt, layout, approximate, dx.fresh);
     if (branch.needs_grad) lora_backward(g, branch, dpre, 0);
   });
   return y;

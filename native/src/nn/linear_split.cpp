@@ -53,8 +53,9 @@ std::vector<Var*> linear_split(Graph& g, Var* x, const LinearWeights& w,
     if (base_needs_grad) {
       const Tensor db = bias != nullptr ? bias->grad : Tensor{};
       const Graph::GradBuffer dx = g.grad_for_write(x);
-      g.ops().linear_split_backward(dx.grad, weight->grad, db, dparts, sizes, x->value,
-                                    weight->matmul_value(), layout, dx.fresh);
+      const Tensor& wt = weight->matmul_value();
+      g.ops().linear_split_backward(dx.grad, weight->grad, db, dparts, sizes,
+                                    matmul_operand(x, wt.dtype), wt, layout, dx.fresh);
     }
     if (branch.needs_grad) {
       int64_t col = 0;

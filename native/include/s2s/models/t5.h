@@ -91,6 +91,10 @@ class T5Model final : public Model {
   // self-attention's q, k, v; a feed-forward's wi or wi_0 and wi_1.
   static DType self_attention_input(const Graph& g, const Attention& a);
   DType feed_forward_input(const Graph& g, const FeedForward& f) const;
+  // Those inputs, kept in f32 for a LoRA reader, rounded once for the GEMMs that read them
+  // (nn::share_matmul_input).
+  static void share_attention_input(Graph& g, Var* n, const Attention& a);
+  void share_feed_forward_input(Graph& g, Var* n, const FeedForward& f) const;
   // One block of each stack (forward() runs them through Model::run_block).
   Var* encoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* mask);
   Var* decoder_block(Graph& g, const Block& b, Var* h, Var* bias, const uint8_t* decoder_mask,

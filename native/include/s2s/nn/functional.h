@@ -49,6 +49,14 @@ Var* linear(Graph& g, Var* x, const LinearWeights& w);
 // f32 one to, so the products are unchanged (Backend::takes_half_activations).
 DType matmul_input_dtype(const Graph& g, std::initializer_list<const LinearWeights*> readers);
 
+// For an f32 x that two or more linears read in the same 16-bit matmul dtype (x stays f32
+// because one of them has LoRA, whose adapter reads x in f32, or because linears in many blocks
+// read it: T5's encoder output): rounds x once (x->matmul_copy), and those linears' GEMMs read
+// that copy instead of each rounding x itself, forward and backward: the same products. Only
+// where the backend takes half activations and g.half_activations and g.share_matmul_inputs are
+// on; otherwise nothing. Call it right after x is made (the copy lives where x lives).
+void share_matmul_input(Graph& g, Var* x, const std::vector<const LinearWeights*>& readers);
+
 // out: the output's dtype (matmul_input_dtype), f32 by default.
 Var* layernorm(Graph& g, Var* x, Param* weight, Param* bias, float eps,
                DType out = DType::F32);  // bias may be null

@@ -39,6 +39,9 @@ struct Var {
   // with a bf16 compute weight, no bias, no LoRA): a first writer may then store the gradient as
   // bf16 (Graph::grad_for_write_bf16). Half the bytes, the same products downstream.
   bool grad_bf16_ok = false;
+  // value rounded to the 16-bit matmul dtype of the several linears that read this f32 Var
+  // (nn::share_matmul_input), made once for all their GEMMs; empty otherwise.
+  Tensor matmul_copy;
   // Made while a checkpointed segment ran (Graph::checkpoint): the Var, its value and its
   // gradient live in the segment's memory, released when the segment is done.
   bool in_segment = false;
@@ -198,6 +201,9 @@ class Graph {
   // nn::matmul_input_dtype may store activations in bf16/f16 on backends that take them
   // (Backend::takes_half_activations; tests switch it off to compare).
   bool half_activations = true;
+  // nn::share_matmul_input may round an f32 input of several 16-bit linears once for all of
+  // them (under half_activations; tests switch it off to compare).
+  bool share_matmul_inputs = true;
   // nn::linear_gelu may run its backward as one fused op on backends that have it
   // (Backend::fuses_linear_gelu_backward; tests switch it off to compare).
   bool fuse_linear_gelu = true;
